@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// Runs every test tier with node's own test runner (TypeScript through tsx).
+// Tiers are folders; `node test/run.mjs unit conformance` runs a subset.
+import { spawnSync } from 'node:child_process';
+import { readdirSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { availableParallelism } from 'node:os';
+
+const root = new URL('..', import.meta.url).pathname;
+const tiers = {
+  unit: ['operator', 'extproc'],
+  proto: ['test/proto'],
+  driver: ['test/driver'],
+  conformance: ['test/conformance'],
+  e2e: ['test/e2e'],
+};
+
+function find(dir, out) {
+  let entries;
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const name of entries) {
+    if (name === 'node_modules' || name.startsWith('.')) continue;
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) find(path, out);
+    else if (name.endsWith('.test.ts')) out.push(relative(root, path));
+  }
+  return out;
+}
+
+const wanted = process.argv.slice(2);
+const selected = wanted.length > 0 ? wanted : Object.keys(tiers);
+const files = [];
+for (const tier of selected) {
+  const dirs = tiers[tier];
+  if (!dirs) {
+    console.error(`unknown tier "${tier}"; known: ${Object.keys(tiers).join(', ')}`);
+    process.exit(2);
+  }
+  for (const d of dirs) files.push(...find(join(root, d), []).sort());
+}
+if (files.length === 0) {
+  console.error('no test files found');
+  process.exit(1);
+}
+const concurrency = Math.max(1, availableParallelism());
+const result = spawnSync(
+  process.execPath,
+  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files],
+  { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_ENV: 'test' } },
+);
+process.exit(result.status ?? 1);
