@@ -1,0 +1,192 @@
+/**
+ * The operator↔extproc contract: the compiled configuration an extproc runs on. One versioned,
+ * zod-validated module with no Kubernetes types. The operator produces it (streamed, or written to
+ * a file in standalone mode); the extproc refuses a document that does not parse here, whole.
+ *
+ * Compatibility: `apiVersion` names the contract version. A new optional field is a compatible
+ * change; anything else is a new apiVersion, and an extproc refuses versions it does not know.
+ */
+import { z } from 'zod';
+
+export const CONTRACT_API_VERSION = 'sluice.dev/extproc/v1';
+
+const name = z
+  .string()
+  .min(1)
+  .max(253)
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._/:-]*$/, 'letters, digits and . _ / : - only');
+
+/** Where a secret value comes from. The operator always sends `value`; files may point elsewhere. */
+export const SecretSource = z.union([
+  z.object({ value: z.string().min(1) }).strict(),
+  z.object({ env: z.string().min(1) }).strict(),
+  z.object({ file: z.string().min(1) }).strict(),
+]);
+export type SecretSource = z.infer<typeof SecretSource>;
+
+export const Provider = z.enum([
+  'openai',
+  'azure-openai',
+  'anthropic',
+  'openai-compatible',
+  'aws-bedrock',
+  'gcp-vertex',
+]);
+export type Provider = z.infer<typeof Provider>;
+
+export const Backend = z
+  .object({
+    name,
+    /** The Envoy cluster that reaches this backend: how the upstream phase knows where it is. */
+    cluster: name,
+    provider: Provider,
+    /** Replaces the model named by the client before the request leaves. */
+    modelOverride: z.string().min(1).optional(),
+    /** Prepended to the provider path, for OpenAI-compatible servers mounted below a prefix. */
+    pathPrefix: z
+      .string()
+      .regex(/^\/[^?#]*$/, 'must start with / and carry no query')
+      .optional(),
+    credential: SecretSource.optional(),
+    azure: z
+      .object({
+        deployment: z.string().min(1).optional(),
+        apiVersion: z.string().min(1),
+      })
+      .strict()
+      .optional(),
+    anthropic: z
+      .object({ version: z.string().min(1).default('2023-06-01') })
+      .strict()
+      .optional(),
+  })
+  .strict()
+  .superRefine((b, ctx) => {
+    if (b.provider === 'azure-openai' && !b.azure) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['azure'],
+        message: 'azure-openai backends need azure.apiVersion',
+      });
+    }
+  });
+export type Backend = z.infer<typeof Backend>;
+
+export const ModelMatch = z.union([
+  z.object({ exact: z.string().min(1) }).strict(),
+  z.object({ prefix: z.string().min(1) }).strict(),
+]);
+export type ModelMatch = z.infer<typeof ModelMatch>;
+
+export const Route = z
+  .object({
+    name,
+    models: z.array(ModelMatch).min(1),
+    /** Backends in Envoy's order of preference; Envoy picks among them, the extproc only lists them. */
+    backends: z
+      .array(
+        z
+          .object({
+            name,
+            weight: z.number().int().min(0).max(10_000).default(1),
+            priority: z.number().int().min(0).max(127).default(0),
+          })
+          .strict(),
+      )
+      .min(1),
+    /** Unix seconds shown as `created` in /v1/models; fixed so the answer is stable. */
+    created: z.number().int().min(0).default(0),
+    ownedBy: z.string().min(1).default('sluice'),
+  })
+  .strict();
+export type Route = z.infer<typeof Route>;
+
+export const Limits = z
+  .object({
+    maxRequestBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+    maxResponseBodyBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(256 * 1024 * 1024)
+      .default(8 * 1024 * 1024),
+    maxSseEventBytes: z
+      .number()
+      .int()
+      .min(1024)
+      .max(64 * 1024 * 1024)
+      .default(1024 * 1024),
+  })
+  .strict();
+export type Limits = z.infer<typeof Limits>;
+
+export const ExtprocConfig = z
+  .object({
+    apiVersion: z.literal(CONTRACT_API_VERSION),
+    kind: z.literal('ExtprocConfig'),
+    /** The snapshot version the operator assigned; reported back in ACKs, metrics and logs. */
+    version: z.string().min(1).max(128).default('0'),
+    limits: Limits.default(Limits.parse({})),
+    backends: z.array(Backend),
+    routes: z.array(Route),
+  })
+  .strict()
+  .superRefine((cfg, ctx) => {
+    unique(
+      cfg.backends.map((b) => b.name),
+      ['backends'],
+      'backend name',
+      ctx,
+    );
+    unique(
+      cfg.backends.map((b) => b.cluster),
+      ['backends'],
+      'backend cluster',
+      ctx,
+    );
+    unique(
+      cfg.routes.map((r) => r.name),
+      ['routes'],
+      'route name',
+      ctx,
+    );
+    const known = new Set(cfg.backends.map((b) => b.name));
+    cfg.routes.forEach((r, i) =>
+      r.backends.forEach((b, j) => {
+        if (!known.has(b.name)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['routes', i, 'backends', j, 'name'],
+            message: `unknown backend "${b.name}"`,
+          });
+        }
+      }),
+    );
+  });
+export type ExtprocConfigInput = z.input<typeof ExtprocConfig>;
+export type ExtprocConfig = z.infer<typeof ExtprocConfig>;
+
+function unique(
+  values: string[],
+  path: (string | number)[],
+  what: string,
+  ctx: z.RefinementCtx,
+): void {
+  const seen = new Set<string>();
+  for (const v of values) {
+    if (seen.has(v)) ctx.addIssue({ code: 'custom', path, message: `duplicate ${what} "${v}"` });
+    seen.add(v);
+  }
+}
+
+/** Human-readable, one issue per line, with the field path; never echoes values. */
+export function formatIssues(error: z.ZodError): string {
+  return error.issues
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`)
+    .join('; ');
+}

@@ -1,0 +1,156 @@
+import { readFile } from 'node:fs/promises';
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import type { Logger } from 'pino';
+import { ExtprocConfig, formatIssues, type SecretSource } from './contract.js';
+import { RuntimeConfig } from './runtime.js';
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Parses and validates a config document, resolving secrets from env or files. Never echoes values. */
+export async function compileConfig(
+  text: string,
+  opts: { baseDir: string; env: NodeJS.ProcessEnv },
+): Promise<RuntimeConfig> {
+  let doc: unknown;
+  try {
+    doc = parseYaml(text, { prettyErrors: false });
+  } catch (err) {
+    const line = (err as { linePos?: { line: number }[] }).linePos?.[0]?.line;
+    throw new ConfigError(`not valid YAML or JSON${line ? ` (line ${line})` : ''}`);
+  }
+  if (typeof doc === 'object' && doc !== null && 'apiVersion' in doc) {
+    const v = (doc).apiVersion;
+    if (
+      typeof v === 'string' &&
+      v.startsWith('sluice.dev/extproc/') &&
+      v !== 'sluice.dev/extproc/v1'
+    ) {
+      throw new ConfigError(
+        `incompatible contract version "${v}"; this extproc speaks sluice.dev/extproc/v1`,
+      );
+    }
+  }
+  const parsed = ExtprocConfig.safeParse(doc);
+  if (!parsed.success) throw new ConfigError(`invalid config: ${formatIssues(parsed.error)}`);
+  const credentials = new Map<string, string>();
+  for (const b of parsed.data.backends) {
+    if (b.credential) credentials.set(b.name, await resolveSecret(b.credential, b.name, opts));
+  }
+  return new RuntimeConfig(parsed.data, credentials);
+}
+
+async function resolveSecret(
+  src: SecretSource,
+  owner: string,
+  opts: { baseDir: string; env: NodeJS.ProcessEnv },
+): Promise<string> {
+  if ('value' in src) return src.value;
+  if ('env' in src) {
+    const v = opts.env[src.env];
+    if (v === undefined || v === '') {
+      throw new ConfigError(
+        `backend "${owner}": credential environment variable ${src.env} is not set`,
+      );
+    }
+    return v;
+  }
+  try {
+    const v = (await readFile(resolve(opts.baseDir, src.file), 'utf8')).trim();
+    if (v === '') throw new ConfigError(`backend "${owner}": credential file ${src.file} is empty`);
+    return v;
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError(`backend "${owner}": credential file ${src.file} cannot be read`);
+  }
+}
+
+export interface ConfigSourceEvents {
+  onConfig(cfg: RuntimeConfig): void;
+  onRejected(reason: string): void;
+}
+
+/**
+ * Watches one config file. The directory is watched, not the file: editors and Kubernetes
+ * ConfigMap/Secret volumes replace files by rename or symlink swap, which a file watch misses.
+ * Reloads are debounced and compared by content, so a touch without change does nothing.
+ */
+export class FileConfigSource {
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private lastText: string | undefined;
+  private running: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly path: string,
+    private readonly events: ConfigSourceEvents,
+    private readonly logger: Logger,
+    private readonly env: NodeJS.ProcessEnv = process.env,
+    private readonly debounceMs = 100,
+  ) {}
+
+  /** Loads once; throws if the first load fails, so a bad start is loud. */
+  async start(watchForChanges: boolean): Promise<RuntimeConfig> {
+    const text = await this.read();
+    const cfg = await compileConfig(text, { baseDir: dirname(this.path), env: this.env });
+    this.lastText = text;
+    if (watchForChanges) {
+      const file = basename(this.path);
+      this.watcher = watch(
+        dirname(resolve(this.path)),
+        { persistent: false },
+        (_event, changed) => {
+          if (changed === null || changed === file || changed.startsWith('..')) this.schedule();
+        },
+      );
+    }
+    return cfg;
+  }
+
+  /** Re-reads now; resolves when the attempt is done (tests and SIGHUP use this). */
+  reload(): Promise<void> {
+    this.running = this.running.then(() => this.attempt());
+    return this.running;
+  }
+
+  close(): void {
+    this.watcher?.close();
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => void this.reload(), this.debounceMs);
+  }
+
+  private async read(): Promise<string> {
+    try {
+      return await readFile(this.path, 'utf8');
+    } catch {
+      throw new ConfigError(`config file ${this.path} cannot be read`);
+    }
+  }
+
+  private async attempt(): Promise<void> {
+    try {
+      const text = await this.read();
+      if (text === this.lastText) return;
+      const cfg = await compileConfig(text, { baseDir: dirname(this.path), env: this.env });
+      this.lastText = text;
+      this.events.onConfig(cfg);
+    } catch (err) {
+      const reason = err instanceof ConfigError ? err.message : 'unexpected failure while loading';
+      this.logger.error(
+        { event: 'config_rejected', path: this.path, reason },
+        'config refused; keeping the last good one',
+      );
+      this.events.onRejected(reason);
+    }
+  }
+}

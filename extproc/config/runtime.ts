@@ -1,0 +1,80 @@
+import type { Backend, ExtprocConfig, Limits, Route } from './contract.js';
+
+/** A backend with its credential resolved to the secret value. */
+export interface ResolvedBackend extends Omit<Backend, 'credential'> {
+  credential: string | undefined;
+}
+
+export interface ModelEntry {
+  id: string;
+  created: number;
+  ownedBy: string;
+}
+
+/**
+ * The immutable, indexed form of one config version that every stream reads. Built once per
+ * reload, so a request never sees half of one version and half of another.
+ */
+export class RuntimeConfig {
+  readonly version: string;
+  readonly limits: Limits;
+  readonly routes: readonly Route[];
+  private readonly exact = new Map<string, Route>();
+  private readonly prefixes: { prefix: string; route: Route }[] = [];
+  private readonly byCluster = new Map<string, ResolvedBackend>();
+  private readonly byName = new Map<string, ResolvedBackend>();
+  readonly models: readonly ModelEntry[];
+
+  constructor(cfg: ExtprocConfig, credentials: ReadonlyMap<string, string>) {
+    this.version = cfg.version;
+    this.limits = cfg.limits;
+    this.routes = cfg.routes;
+    for (const b of cfg.backends) {
+      const { credential: _source, ...rest } = b;
+      const resolved: ResolvedBackend = { ...rest, credential: credentials.get(b.name) };
+      this.byCluster.set(b.cluster, resolved);
+      this.byName.set(b.name, resolved);
+    }
+    const models: ModelEntry[] = [];
+    for (const route of cfg.routes) {
+      for (const m of route.models) {
+        if ('exact' in m) {
+          // First route wins, as Envoy matches routes in order.
+          if (!this.exact.has(m.exact)) {
+            this.exact.set(m.exact, route);
+            models.push({ id: m.exact, created: route.created, ownedBy: route.ownedBy });
+          }
+        } else {
+          this.prefixes.push({ prefix: m.prefix, route });
+        }
+      }
+    }
+    // Longest prefix first; equal lengths keep route order (sort is stable).
+    this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
+    this.models = models;
+  }
+
+  routeForModel(model: string): Route | undefined {
+    const hit = this.exact.get(model);
+    if (hit) return hit;
+    for (const p of this.prefixes) if (model.startsWith(p.prefix)) return p.route;
+    return undefined;
+  }
+
+  backendForCluster(cluster: string): ResolvedBackend | undefined {
+    return this.byCluster.get(cluster);
+  }
+
+  backend(name: string): ResolvedBackend | undefined {
+    return this.byName.get(name);
+  }
+
+  /** Every backend name and route name, for bounding metric label values. */
+  knownNames(): { routes: string[]; backends: string[]; models: string[] } {
+    return {
+      routes: this.routes.map((r) => r.name),
+      backends: [...this.byName.keys()],
+      models: this.models.map((m) => m.id),
+    };
+  }
+}

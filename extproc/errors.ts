@@ -1,0 +1,71 @@
+/**
+ * The one error type of the extproc. A SluiceError carries a stable code; user-facing codes become
+ * immediate responses in the caller's API format. Messages are written by us and must never embed
+ * request content (a JSON.parse message can quote the body, so it is never passed on).
+ */
+export type ErrorCode =
+  | 'invalid_json'
+  | 'invalid_encoding'
+  | 'invalid_request'
+  | 'missing_model'
+  | 'missing_body'
+  | 'unsupported_media_type'
+  | 'unknown_path'
+  | 'method_not_allowed'
+  | 'model_not_found'
+  | 'request_too_large'
+  | 'response_too_large'
+  | 'unsupported_backend'
+  | 'config_unavailable'
+  | 'gateway_error';
+
+const STATUS: Record<ErrorCode, number> = {
+  invalid_json: 400,
+  invalid_encoding: 400,
+  invalid_request: 400,
+  missing_model: 400,
+  missing_body: 400,
+  unsupported_media_type: 415,
+  unknown_path: 404,
+  method_not_allowed: 405,
+  model_not_found: 404,
+  request_too_large: 413,
+  response_too_large: 502,
+  unsupported_backend: 501,
+  config_unavailable: 503,
+  gateway_error: 500,
+};
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Names the request field at fault (OpenAI's `param`), never its value. */
+  readonly param: string | undefined;
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    opts: { param?: string; headers?: Record<string, string> } = {},
+  ) {
+    super(message);
+    this.name = 'SluiceError';
+    this.code = code;
+    this.status = STATUS[code];
+    this.param = opts.param;
+    this.headers = opts.headers ?? {};
+  }
+}
+
+/** Anything that is not a SluiceError is an internal fault: its message is never shown or logged. */
+export function toSluiceError(err: unknown): SluiceError {
+  if (err instanceof SluiceError) return err;
+  return new SluiceError('gateway_error', 'The gateway failed to process this request.');
+}
+
+/** A log-safe description of any error: our own code and message, or only the class of a foreign one. */
+export function describeError(err: unknown): { code: string; message?: string; kind?: string } {
+  if (err instanceof SluiceError) return { code: err.code, message: err.message };
+  const kind = err instanceof Error ? err.constructor.name : typeof err;
+  return { code: 'internal', kind };
+}

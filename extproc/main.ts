@@ -1,0 +1,112 @@
+/** `sluice extproc`: parse and validate flags, then run(). Nothing else belongs here. */
+import { parseArgs } from 'node:util';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { z } from 'zod';
+import { run } from './run.js';
+
+const USAGE = `Usage: sluice extproc --config FILE [options]
+
+The Sluice ext_proc service: the gRPC server Envoy calls for every AI request.
+
+Options:
+  --config FILE           extproc config (YAML or JSON, contract sluice.dev/extproc/v1); reloaded on change
+  --listen ADDR           unix:/path/to.sock or host:port (default unix:/var/run/sluice/extproc.sock)
+  --admin HOST:PORT       /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
+  --max-message-bytes N   largest ext_proc message accepted, i.e. buffered body size (default 16777216)
+  --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
+  --no-watch              do not reload the config on change (SIGHUP still reloads)
+  --log-level LEVEL       trace|debug|info|warn|error (default info)
+  -h, --help              this text
+`;
+
+const Flags = z.object({
+  config: z.string({ error: '--config FILE is required' }).min(1),
+  listen: z
+    .string()
+    .regex(
+      /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/,
+      '--listen must be unix:/path or host:port',
+    )
+    .default('unix:/var/run/sluice/extproc.sock'),
+  admin: z.string().default('127.0.0.1:9901'),
+  'max-message-bytes': z.coerce
+    .number()
+    .int()
+    .min(65536)
+    .max(512 * 1024 * 1024)
+    .default(16 * 1024 * 1024),
+  'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
+  'no-watch': z.boolean().default(false),
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+export async function main(argv: string[]): Promise<number> {
+  let raw;
+  try {
+    raw = parseArgs({
+      args: argv,
+      options: {
+        config: { type: 'string' },
+        listen: { type: 'string' },
+        admin: { type: 'string' },
+        'max-message-bytes': { type: 'string' },
+        'shutdown-grace-ms': { type: 'string' },
+        'no-watch': { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`sluice extproc: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (raw.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const parsed = Flags.safeParse(raw);
+  if (!parsed.success) {
+    process.stderr.write(
+      `sluice extproc: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const f = parsed.data;
+  const logger = pino({ level: f['log-level'], base: { component: 'extproc' } });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  let extproc;
+  try {
+    extproc = await run({
+      configPath: f.config,
+      listen: f.listen,
+      admin: f.admin === 'off' ? undefined : f.admin,
+      maxMessageBytes: f['max-message-bytes'],
+      watchConfig: !f['no-watch'],
+      shutdownGraceMs: f['shutdown-grace-ms'],
+      logger,
+      registry,
+      now: () => performance.now(),
+      env: process.env,
+    });
+  } catch (err) {
+    logger.fatal(
+      { event: 'start_failed', reason: err instanceof Error ? err.message : 'unknown' },
+      'extproc failed to start',
+    );
+    return 1;
+  }
+  process.on('SIGHUP', () => void extproc.reload());
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      void extproc.close().then(resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  return 0;
+}

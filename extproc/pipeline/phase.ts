@@ -1,0 +1,49 @@
+import type { Outcome } from './mutation.js';
+import type { WireHeader } from '../wire/headers.js';
+
+export interface HeadersMessage {
+  headers?: { headers?: WireHeader[] };
+  end_of_stream?: boolean;
+}
+export interface BodyMessage {
+  body?: Buffer;
+  end_of_stream?: boolean;
+}
+/** Attributes as decoded from `map<string, google.protobuf.Struct>`. */
+export type Attributes = Record<string, { fields?: Record<string, StructValue> }>;
+export interface StructValue {
+  string_value?: string;
+  number_value?: number;
+  bool_value?: boolean;
+  struct_value?: { fields?: Record<string, StructValue> };
+}
+
+/** How a stream ended, as the state machine saw it. */
+export type EndReason = 'complete' | 'aborted' | 'rejected' | 'error';
+
+/**
+ * One filter's view of one HTTP request. The stream state machine calls these in Envoy's order and
+ * turns each Outcome into exactly one answer; handlers never see protobuf responses.
+ */
+export interface PhaseHandler {
+  requestHeaders(
+    msg: HeadersMessage,
+    attributes: Attributes | undefined,
+  ): Outcome | Promise<Outcome>;
+  requestBody(msg: BodyMessage): Outcome | Promise<Outcome>;
+  requestTrailers(): Outcome;
+  responseHeaders(msg: HeadersMessage): Outcome | Promise<Outcome>;
+  responseBody(msg: BodyMessage): Outcome | Promise<Outcome>;
+  responseTrailers(): Outcome;
+  /** Maps an error thrown by a handler to the answer the caller gets. */
+  fail(err: unknown): Outcome;
+  /** Called exactly once when the stream is over, whatever the reason. */
+  finish(reason: EndReason): void;
+}
+
+export function attribute(attrs: Attributes | undefined, name: string): string | undefined {
+  const fields = attrs?.['envoy.filters.http.ext_proc']?.fields;
+  const v = fields?.[name];
+  if (v?.string_value !== undefined) return v.string_value;
+  return undefined;
+}

@@ -1,0 +1,261 @@
+/**
+ * The `sluice.router` filter: the HTTP-level ext_proc that sees every request before routing.
+ * Request: dispatch on :path, read the model from the body, answer with the routing header and
+ * clear_route_cache. Response: usage accounting, SSE handling, access log and metrics.
+ */
+import { isUtf8 } from 'node:buffer';
+import { guessApi, resolveEndpoint, type ApiFormat, type Endpoint } from '../api/endpoints.js';
+import type { RuntimeConfig } from '../config/runtime.js';
+import { SluiceError, toSluiceError } from '../errors.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
+import { headerMap } from '../wire/headers.js';
+import { modelList, modelObject } from './models.js';
+import { CONTINUE, proceed, type Outcome } from './mutation.js';
+import type { BodyMessage, EndReason, HeadersMessage, PhaseHandler } from './phase.js';
+import type { RequestState, RequestStore } from './request-store.js';
+import { ResponseProcessor } from './response.js';
+import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
+
+export const MODEL_HEADER = 'x-sluice-model';
+
+export interface RouterDeps {
+  config: RuntimeConfig | undefined;
+  store: RequestStore;
+  telemetry: Telemetry;
+  now: () => number;
+  newId: () => string;
+}
+
+export class RouterExchange implements PhaseHandler {
+  private api: ApiFormat = 'openai';
+  private endpoint: Endpoint | undefined;
+  private requestId: string | undefined;
+  private state: RequestState | undefined;
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private readonly startedAt: number;
+  private status: number | undefined;
+  private errorCode: string | undefined;
+  private response: ResponseProcessor | undefined;
+
+  constructor(private readonly deps: RouterDeps) {
+    this.startedAt = deps.now();
+  }
+
+  requestHeaders(msg: HeadersMessage): Outcome {
+    const headers = headerMap(msg.headers?.headers);
+    const path = headers.get(':path') ?? '';
+    const method = headers.get(':method') ?? '';
+    this.api = guessApi(headers);
+    const cfg = this.deps.config;
+    if (!cfg)
+      throw new SluiceError(
+        'config_unavailable',
+        'The gateway has no configuration yet; retry shortly.',
+      );
+    const endpoint = resolveEndpoint(path, headers);
+    if (!endpoint) {
+      throw new SluiceError(
+        'unknown_path',
+        `The gateway does not serve ${method || 'this method'} on this path.`,
+      );
+    }
+    this.endpoint = endpoint;
+    this.api = endpoint.api;
+    if (endpoint.kind === 'models-list' || endpoint.kind === 'model-get') {
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed('GET');
+      this.status = 200;
+      if (endpoint.kind === 'models-list') {
+        return {
+          kind: 'respond',
+          verdict: jsonVerdict(200, modelList(this.api, cfg.models), 'sluice_models'),
+        };
+      }
+      const m = cfg.models.find((x) => x.id === endpoint.model);
+      if (!m) throw modelNotFound(endpoint.model);
+      return {
+        kind: 'respond',
+        verdict: jsonVerdict(200, modelObject(this.api, m), 'sluice_models'),
+      };
+    }
+    if (method !== 'POST') throw methodNotAllowed('POST');
+    if (msg.end_of_stream)
+      throw new SluiceError('missing_body', 'This endpoint needs a JSON request body.');
+    const contentType = headers.get('content-type');
+    if (contentType !== undefined && !isJsonType(contentType)) {
+      throw new SluiceError(
+        'unsupported_media_type',
+        'The request body must be JSON (content-type: application/json).',
+      );
+    }
+    const length = headers.get('content-length');
+    if (length !== undefined && Number(length) > cfg.limits.maxRequestBodyBytes)
+      throw tooLarge(cfg);
+    this.requestId = this.deps.newId();
+    // Set before routing so a client cannot pick another request's id: ours always replaces theirs.
+    return proceed({ setHeaders: [[REQUEST_ID_HEADER, this.requestId]] });
+  }
+
+  requestBody(msg: BodyMessage): Outcome {
+    const cfg = this.deps.config;
+    const endpoint = this.endpoint;
+    if (!cfg || endpoint?.kind !== 'model-call' || !this.requestId) return CONTINUE;
+    const chunk = msg.body ?? Buffer.alloc(0);
+    this.bytes += chunk.length;
+    if (this.bytes > cfg.limits.maxRequestBodyBytes) throw tooLarge(cfg);
+    if (!msg.end_of_stream) {
+      // Only BUFFERED is configured, but a partial body must still be answered and kept.
+      this.chunks.push(chunk);
+      return CONTINUE;
+    }
+    const raw = this.chunks.length === 0 ? chunk : Buffer.concat([...this.chunks, chunk]);
+    this.chunks = [];
+    const body = parseBody(raw);
+    const model = body.model;
+    if (typeof model !== 'string' || model.length === 0) {
+      throw new SluiceError('missing_model', 'The request body must name a model.', {
+        param: 'model',
+      });
+    }
+    const route = cfg.routeForModel(model);
+    if (!route) throw modelNotFound(model);
+    const stream = body.stream === true;
+    const so = body.stream_options;
+    const asked =
+      typeof so === 'object' &&
+      so !== null &&
+      (so as Record<string, unknown>).include_usage === true;
+    const usageCapable = endpoint.operation === 'chat' || endpoint.operation === 'completions';
+    this.state = {
+      id: this.requestId,
+      api: endpoint.api,
+      operation: endpoint.operation,
+      model,
+      routeName: route.name,
+      body,
+      rawBody: raw,
+      stream,
+      forcedUsage: stream && usageCapable && !asked,
+      attempts: [],
+      createdAt: this.deps.now(),
+    };
+    this.deps.store.put(this.state);
+    return proceed({ setHeaders: [[MODEL_HEADER, model]], clearRouteCache: true });
+  }
+
+  requestTrailers(): Outcome {
+    return CONTINUE;
+  }
+
+  responseHeaders(msg: HeadersMessage): Outcome {
+    const headers = headerMap(msg.headers?.headers);
+    this.status = Number(headers.get(':status') ?? '0') || undefined;
+    const cfg = this.deps.config;
+    if (!this.state || !cfg) return CONTINUE;
+    this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
+    const outcome = this.response.headers(headers, msg.end_of_stream === true);
+    if (msg.end_of_stream) this.done('complete');
+    return outcome;
+  }
+
+  async responseBody(msg: BodyMessage): Promise<Outcome> {
+    if (!this.response) return CONTINUE;
+    const outcome = await this.response.body(
+      msg.body ?? Buffer.alloc(0),
+      msg.end_of_stream === true,
+    );
+    if (msg.end_of_stream) this.done('complete');
+    return outcome;
+  }
+
+  responseTrailers(): Outcome {
+    this.done('complete');
+    return CONTINUE;
+  }
+
+  fail(err: unknown): Outcome {
+    const e = toSluiceError(err);
+    this.status = e.status;
+    this.errorCode = e.code;
+    return { kind: 'respond', verdict: errorVerdict(this.api, e, this.requestId) };
+  }
+
+  finish(reason: EndReason): void {
+    this.done(reason);
+  }
+
+  private finished = false;
+  private done(reason: EndReason): void {
+    if (this.finished) return;
+    this.finished = true;
+    if (this.requestId) this.deps.store.delete(this.requestId);
+    const state = this.state;
+    const result = this.response?.result();
+    const outcome = this.errorCode ? 'rejected' : reason;
+    const last = state?.attempts.at(-1);
+    this.deps.telemetry.recordRequest({
+      requestId: this.requestId,
+      api: this.api,
+      operation:
+        this.endpoint?.kind === 'model-call' ? this.endpoint.operation : this.endpoint?.kind,
+      route: state?.routeName,
+      requestModel: state?.model,
+      responseModel: result?.model,
+      backend: last?.backend,
+      provider: last?.provider,
+      attempts: state?.attempts.length ?? 0,
+      status: this.status ?? 0,
+      errorCode: this.errorCode,
+      stream: state?.stream ?? false,
+      usage: result?.usage,
+      durationMs: this.deps.now() - this.startedAt,
+      ttftMs: result?.ttftMs,
+      outcome,
+    });
+  }
+}
+
+function parseBody(raw: Buffer): Record<string, unknown> {
+  if (!isUtf8(raw))
+    throw new SluiceError('invalid_encoding', 'The request body is not valid UTF-8.');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw.toString('utf8'));
+  } catch {
+    // The parser's own message quotes the body; it must not reach the caller or the logs.
+    throw new SluiceError('invalid_json', 'The request body is not valid JSON.');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new SluiceError('invalid_request', 'The request body must be a JSON object.');
+  }
+  return parsed as Record<string, unknown>;
+}
+
+function isJsonType(contentType: string): boolean {
+  const t = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  return t === 'application/json' || (t.startsWith('application/') && t.endsWith('+json'));
+}
+
+function methodNotAllowed(allowed: string): SluiceError {
+  return new SluiceError('method_not_allowed', `Use ${allowed} on this path.`, {
+    headers: { allow: allowed },
+  });
+}
+
+function modelNotFound(model: string): SluiceError {
+  const shown = model.length > 200 ? `${model.slice(0, 200)}…` : model;
+  return new SluiceError(
+    'model_not_found',
+    `The model "${shown}" does not exist or is not served by this gateway.`,
+    {
+      param: 'model',
+    },
+  );
+}
+
+function tooLarge(cfg: RuntimeConfig): SluiceError {
+  return new SluiceError(
+    'request_too_large',
+    `The request body is larger than the gateway's limit of ${cfg.limits.maxRequestBodyBytes} bytes.`,
+  );
+}

@@ -1,0 +1,120 @@
+/**
+ * The `sluice.upstream` filter: an upstream HTTP filter on every backend cluster, run once per
+ * attempt (retries and fallbacks included). It knows the chosen backend from the cluster name
+ * attribute, so it is the one place that shapes the request for that backend: path, model
+ * override, credential, body schema.
+ */
+import type { ResolvedBackend } from '../config/runtime.js';
+import type { RuntimeConfig } from '../config/runtime.js';
+import { SluiceError, toSluiceError } from '../errors.js';
+import { headerMap } from '../wire/headers.js';
+import { CONTINUE, proceed, type Outcome } from './mutation.js';
+import {
+  attribute,
+  type Attributes,
+  type EndReason,
+  type HeadersMessage,
+  type PhaseHandler,
+} from './phase.js';
+import type { RequestStore } from './request-store.js';
+import { MODEL_HEADER } from './router.js';
+import { backendSchema, translatorFor } from './translate.js';
+import { errorVerdict, REQUEST_ID_HEADER } from './verdict.js';
+
+export const CLUSTER_ATTRIBUTE = 'xds.cluster_name';
+
+/** Client credentials and gateway-internal headers never reach a provider. */
+const STRIP = [
+  'authorization',
+  'x-api-key',
+  'api-key',
+  'x-goog-api-key',
+  'proxy-authorization',
+  REQUEST_ID_HEADER,
+  MODEL_HEADER,
+];
+
+export interface UpstreamDeps {
+  config: RuntimeConfig | undefined;
+  store: RequestStore;
+  onAttempt?: (backend: ResolvedBackend) => void;
+}
+
+export class UpstreamExchange implements PhaseHandler {
+  private api: 'openai' | 'anthropic' = 'openai';
+
+  constructor(private readonly deps: UpstreamDeps) {}
+
+  requestHeaders(msg: HeadersMessage, attributes: Attributes | undefined): Outcome {
+    const headers = headerMap(msg.headers?.headers);
+    const id = headers.get(REQUEST_ID_HEADER);
+    const state = id === undefined ? undefined : this.deps.store.get(id);
+    // Fail closed: without the router phase's state this request was never checked.
+    if (!state) throw new SluiceError('gateway_error', 'The gateway lost track of this request.');
+    this.api = state.api;
+    const cfg = this.deps.config;
+    const cluster = attribute(attributes, CLUSTER_ATTRIBUTE);
+    const backend = cluster === undefined ? undefined : cfg?.backendForCluster(cluster);
+    if (!backend)
+      throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
+    const translator = translatorFor(state.api, backendSchema(backend.provider));
+    if (!translator) {
+      throw new SluiceError(
+        'unsupported_backend',
+        `This gateway cannot yet send ${state.api === 'anthropic' ? 'Anthropic' : 'OpenAI'}-format requests to a ${backend.provider} backend.`,
+      );
+    }
+    const up = translator.request(state, backend);
+    state.attempts.push({ backend: backend.name, provider: backend.provider });
+    this.deps.onAttempt?.(backend);
+
+    const set: [string, string][] = [[':path', up.path]];
+    // Uncompressed answers let the response side read usage and rewrite streams without recoding.
+    set.push(['accept-encoding', 'identity']);
+    if (backend.credential !== undefined) set.push(credentialHeader(backend, backend.credential));
+    if (backend.provider === 'anthropic' && !headers.has('anthropic-version')) {
+      set.push(['anthropic-version', backend.anthropic?.version ?? '2023-06-01']);
+    }
+    const remove = STRIP.filter((h) => headers.has(h));
+    if (up.body === undefined) return proceed({ setHeaders: set, removeHeaders: remove });
+    return proceed({
+      setHeaders: set,
+      removeHeaders: remove,
+      body: Buffer.from(JSON.stringify(up.body), 'utf8'),
+      replace: true,
+    });
+  }
+
+  requestBody(): Outcome {
+    return CONTINUE;
+  }
+  requestTrailers(): Outcome {
+    return CONTINUE;
+  }
+  responseHeaders(): Outcome {
+    return CONTINUE;
+  }
+  responseBody(): Outcome {
+    return CONTINUE;
+  }
+  responseTrailers(): Outcome {
+    return CONTINUE;
+  }
+
+  fail(err: unknown): Outcome {
+    return { kind: 'respond', verdict: errorVerdict(this.api, toSluiceError(err)) };
+  }
+
+  finish(_reason: EndReason): void {}
+}
+
+function credentialHeader(backend: ResolvedBackend, secret: string): [string, string] {
+  switch (backend.provider) {
+    case 'azure-openai':
+      return ['api-key', secret];
+    case 'anthropic':
+      return ['x-api-key', secret];
+    default:
+      return ['authorization', `Bearer ${secret}`];
+  }
+}

@@ -1,0 +1,151 @@
+/**
+ * The extproc as a component: everything it needs is passed in (logger, metrics registry, clock,
+ * environment), so tests run it whole, in-process, over a real socket.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { startAdmin, type RunningAdmin } from './admin.js';
+import { FileConfigSource } from './config/load.js';
+import type { RuntimeConfig } from './config/runtime.js';
+import { RequestStore } from './pipeline/request-store.js';
+import type { PhaseHandler } from './pipeline/phase.js';
+import { RouterExchange } from './pipeline/router.js';
+import { UpstreamExchange } from './pipeline/upstream.js';
+import { EXT_PROC_SERVICE, startGrpcServer } from './server.js';
+import { ExtProcStream } from './stream.js';
+import { Telemetry } from './telemetry/telemetry.js';
+
+export interface ExtprocOptions {
+  configPath: string;
+  listen: string;
+  admin?: string | undefined;
+  maxMessageBytes: number;
+  watchConfig: boolean;
+  shutdownGraceMs: number;
+  logger: Logger;
+  registry: Registry;
+  /** Monotonic milliseconds. */
+  now: () => number;
+  env: NodeJS.ProcessEnv;
+  newId?: () => string;
+}
+
+export interface RunningExtproc {
+  grpcAddress: string;
+  adminAddress: string | undefined;
+  config(): RuntimeConfig;
+  /** Re-reads the config file now (SIGHUP); a bad file is refused and the old one kept. */
+  reload(): Promise<void>;
+  close(): Promise<void>;
+  readonly activeStreams: number;
+  readonly pendingRequests: number;
+}
+
+/** Which filter opened the stream: the operator sets this in the upstream filter's initial metadata. */
+export const FILTER_METADATA = 'x-sluice-filter';
+
+export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
+  const log = opts.logger;
+  const telemetry = new Telemetry(opts.registry, log.child({ log: 'access' }));
+  let current: RuntimeConfig | undefined;
+  let draining = false;
+  let open = 0;
+
+  const apply = (cfg: RuntimeConfig): void => {
+    current = cfg;
+    telemetry.configApplied(cfg.version, cfg.knownNames());
+    log.info(
+      { event: 'config_applied', version: cfg.version, routes: cfg.routes.length },
+      'config applied',
+    );
+  };
+  const source = new FileConfigSource(
+    opts.configPath,
+    {
+      onConfig: apply,
+      onRejected: () => telemetry.configRejected(),
+    },
+    log,
+    opts.env,
+  );
+  apply(await source.start(opts.watchConfig));
+
+  const store = new RequestStore(opts.now);
+  const newId = opts.newId ?? randomUUID;
+
+  const grpcServer = await startGrpcServer({
+    listen: opts.listen,
+    maxMessageBytes: opts.maxMessageBytes,
+    logger: log,
+    onStream(call, metadata) {
+      // Each stream reads one config version from start to end.
+      const config = current;
+      const upstream = metadata.get(FILTER_METADATA)[0] === 'upstream';
+      const filter = upstream ? 'upstream' : 'router';
+      const handler: PhaseHandler = upstream
+        ? new UpstreamExchange({ config, store })
+        : new RouterExchange({ config, store, telemetry, now: opts.now, newId });
+      new ExtProcStream(
+        call,
+        handler,
+        {
+          phase: (kind, seconds) => telemetry.observePhase(filter, kind, seconds),
+          opened: () => {
+            open++;
+            telemetry.activeStreams.inc({ filter });
+          },
+          closed: () => {
+            open--;
+            telemetry.activeStreams.dec({ filter });
+          },
+        },
+        log,
+        opts.now,
+      ).start();
+    },
+  });
+  grpcServer.health.setStatus('', 'SERVING');
+  grpcServer.health.setStatus(EXT_PROC_SERVICE, 'SERVING');
+
+  let admin: RunningAdmin | undefined;
+  if (opts.admin) {
+    admin = await startAdmin({
+      listen: opts.admin,
+      registry: opts.registry,
+      ready: () =>
+        draining
+          ? { ready: false, reason: 'draining' }
+          : current
+            ? { ready: true }
+            : { ready: false, reason: 'no config' },
+    });
+    log.info({ event: 'admin_listening', address: admin.address }, 'admin server listening');
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    grpcAddress: grpcServer.address,
+    adminAddress: admin?.address,
+    config: () => current!,
+    reload: () => source.reload(),
+    get activeStreams() {
+      return open;
+    },
+    get pendingRequests() {
+      return store.size;
+    },
+    close() {
+      closing ??= (async () => {
+        draining = true;
+        source.close();
+        log.info({ event: 'shutdown', open_streams: open }, 'draining ext_proc streams');
+        await grpcServer.shutdown(opts.shutdownGraceMs);
+        store.close();
+        await admin?.close();
+        log.info({ event: 'stopped' }, 'extproc stopped');
+      })();
+      return closing;
+    },
+  };
+}

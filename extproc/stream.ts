@@ -1,0 +1,152 @@
+/**
+ * One ext_proc stream = one HTTP request as one filter sees it. This is only a state machine:
+ * it orders messages (a FIFO per direction, because Envoy may send response messages while
+ * request messages are unanswered), gets an Outcome from the phase handler, and writes exactly
+ * one answer per message with the matching oneof. It keeps nothing after the stream ends.
+ */
+import type { Logger } from 'pino';
+import { describeError, SluiceError } from './errors.js';
+import type { Outcome } from './pipeline/mutation.js';
+import type { Attributes, BodyMessage, HeadersMessage, PhaseHandler } from './pipeline/phase.js';
+import { answer, type MessageKind, type WireResponse } from './wire/messages.js';
+
+export interface ProcessingRequest {
+  request?: MessageKind;
+  request_headers?: HeadersMessage;
+  response_headers?: HeadersMessage;
+  request_body?: BodyMessage;
+  response_body?: BodyMessage;
+  attributes?: Attributes;
+  observability_mode?: boolean;
+}
+
+/** The parts of a grpc-js ServerDuplexStream the state machine uses (tests pass a fake). */
+export interface DuplexCall {
+  on(event: 'data', fn: (msg: ProcessingRequest) => void): unknown;
+  on(event: 'end' | 'cancelled', fn: () => void): unknown;
+  on(event: 'error', fn: (err: Error) => void): unknown;
+  write(msg: WireResponse): unknown;
+  end(): unknown;
+}
+
+export interface StreamObserver {
+  phase(kind: MessageKind, seconds: number): void;
+  opened(): void;
+  closed(): void;
+}
+
+export class ExtProcStream {
+  private requestChain: Promise<void> = Promise.resolve();
+  private responseChain: Promise<void> = Promise.resolve();
+  /** After an immediate response Envoy stops; nothing more is answered. */
+  private stopped = false;
+  private ended = false;
+
+  constructor(
+    private readonly call: DuplexCall,
+    private readonly handler: PhaseHandler,
+    private readonly observer: StreamObserver,
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  start(): void {
+    this.observer.opened();
+    this.call.on('data', (msg) => this.onMessage(msg));
+    this.call.on('end', () => void this.onHalfClose());
+    // Envoy resets the stream once it has what it needs; a cancel is the normal end, not a fault.
+    this.call.on('cancelled', () => this.close('aborted'));
+    this.call.on('error', (err) => {
+      this.logger.debug(
+        { event: 'stream_error', err: describeError(err) },
+        'ext_proc stream error',
+      );
+      this.close('error');
+    });
+  }
+
+  private onMessage(msg: ProcessingRequest): void {
+    const kind = msg.request;
+    if (!kind) {
+      this.logger.warn(
+        { event: 'protocol_error' },
+        'ext_proc message without a request oneof; ignored',
+      );
+      return;
+    }
+    // Observability mode: Envoy ignores answers, so none are sent.
+    const silent = msg.observability_mode === true;
+    if (kind.startsWith('request_')) {
+      this.requestChain = this.requestChain.then(() => this.process(kind, msg, silent));
+    } else {
+      this.responseChain = this.responseChain.then(() => this.process(kind, msg, silent));
+    }
+  }
+
+  private async process(kind: MessageKind, msg: ProcessingRequest, silent: boolean): Promise<void> {
+    if (this.stopped || this.ended) return;
+    const started = this.now();
+    let outcome: Outcome;
+    try {
+      outcome = await this.dispatch(kind, msg);
+    } catch (err) {
+      if (!(err instanceof SluiceError)) {
+        this.logger.error(
+          { event: 'processing_failed', phase: kind, err: describeError(err) },
+          'processing failed',
+        );
+      }
+      outcome = this.handler.fail(err);
+    }
+    let wire: WireResponse;
+    try {
+      wire = answer(kind, outcome);
+    } catch (err) {
+      this.logger.error(
+        { event: 'answer_failed', phase: kind, err: describeError(err) },
+        'could not build answer',
+      );
+      outcome = this.handler.fail(err);
+      wire = answer(kind, outcome);
+    }
+    if (this.ended) return;
+    if (!silent) this.call.write(wire);
+    this.observer.phase(kind, (this.now() - started) / 1000);
+    if (outcome.kind === 'respond') {
+      this.stopped = true;
+      this.handler.finish('complete');
+    }
+  }
+
+  private dispatch(kind: MessageKind, msg: ProcessingRequest): Outcome | Promise<Outcome> {
+    switch (kind) {
+      case 'request_headers':
+        return this.handler.requestHeaders(msg.request_headers ?? {}, msg.attributes);
+      case 'request_body':
+        return this.handler.requestBody(msg.request_body ?? {});
+      case 'request_trailers':
+        return this.handler.requestTrailers();
+      case 'response_headers':
+        return this.handler.responseHeaders(msg.response_headers ?? {});
+      case 'response_body':
+        return this.handler.responseBody(msg.response_body ?? {});
+      case 'response_trailers':
+        return this.handler.responseTrailers();
+    }
+  }
+
+  private async onHalfClose(): Promise<void> {
+    // Answer everything already received before closing our side.
+    await Promise.all([this.requestChain, this.responseChain]);
+    if (!this.ended) this.call.end();
+    this.close('aborted');
+  }
+
+  private close(reason: 'aborted' | 'error'): void {
+    if (this.ended) return;
+    this.ended = true;
+    // A no-op when the handler already finished the request normally.
+    this.handler.finish(reason);
+    this.observer.closed();
+  }
+}

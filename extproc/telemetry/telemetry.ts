@@ -1,0 +1,290 @@
+/**
+ * Metrics named after the OpenTelemetry GenAI semantic conventions (as Prometheus names) and one
+ * access-log line per request. Label values come from config or are folded into "other", so a
+ * client cannot grow the series count by inventing model names.
+ */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { otelOperation, type Operation } from '../api/endpoints.js';
+import type { Provider } from '../config/contract.js';
+import type { TokenUsage } from '../usage/extract.js';
+
+export interface RequestRecord {
+  requestId: string | undefined;
+  api: string;
+  operation: string | undefined;
+  route: string | undefined;
+  requestModel: string | undefined;
+  responseModel: string | undefined;
+  backend: string | undefined;
+  provider: Provider | undefined;
+  consumer?: string | undefined;
+  attempts: number;
+  status: number;
+  errorCode: string | undefined;
+  stream: boolean;
+  usage: TokenUsage | undefined;
+  durationMs: number;
+  ttftMs: number | undefined;
+  outcome: string;
+  verdicts?: string[];
+}
+
+const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
+const DURATION_BUCKETS = [
+  0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92,
+];
+const TTFT_BUCKETS = [
+  0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10,
+];
+const TPOT_BUCKETS = [0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5];
+const PHASE_BUCKETS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+];
+
+/** OpenTelemetry `gen_ai.provider.name` values. */
+const OTEL_PROVIDER: Record<Provider, string> = {
+  openai: 'openai',
+  'azure-openai': 'azure.ai.openai',
+  anthropic: 'anthropic',
+  'openai-compatible': 'openai',
+  'aws-bedrock': 'aws.bedrock',
+  'gcp-vertex': 'gcp.vertex_ai',
+};
+
+/** Allows configured values, plus up to `spare` others first seen at run time; the rest is "other". */
+export class BoundedLabel {
+  private allowed = new Set<string>();
+  private extra = new Set<string>();
+  constructor(private readonly spare: number) {}
+  setKnown(values: Iterable<string>): void {
+    this.allowed = new Set(values);
+  }
+  value(v: string | undefined): string {
+    if (v === undefined || v === '') return '';
+    if (this.allowed.has(v) || this.extra.has(v)) return v;
+    if (this.extra.size < this.spare && v.length <= 128) {
+      this.extra.add(v);
+      return v;
+    }
+    return 'other';
+  }
+}
+
+const LABELS = [
+  'gen_ai_operation_name',
+  'gen_ai_provider_name',
+  'gen_ai_request_model',
+  'gen_ai_response_model',
+  'sluice_route',
+  'sluice_backend',
+  'sluice_consumer',
+] as const;
+
+export class Telemetry {
+  private readonly tokens: Histogram<string>;
+  private readonly duration: Histogram<string>;
+  private readonly ttft: Histogram<string>;
+  private readonly tpot: Histogram<string>;
+  private readonly requests: Counter<string>;
+  private readonly phases: Histogram<string>;
+  readonly configReloads: Counter<string>;
+  private readonly configInfo: Gauge<string>;
+  readonly activeStreams: Gauge<string>;
+  private readonly models = new BoundedLabel(50);
+  private readonly responseModels = new BoundedLabel(50);
+  private readonly routes = new BoundedLabel(0);
+  private readonly backends = new BoundedLabel(0);
+  private readonly consumers = new BoundedLabel(0);
+
+  constructor(
+    registry: Registry,
+    private readonly accessLog: Logger,
+  ) {
+    const registers = [registry];
+    this.tokens = new Histogram({
+      name: 'gen_ai_client_token_usage',
+      help: 'Tokens per request by gen_ai_token_type (input, output; cached_input and reasoning are subsets of them).',
+      labelNames: [...LABELS, 'gen_ai_token_type', 'sluice_estimated'],
+      buckets: TOKEN_BUCKETS,
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'gen_ai_server_request_duration_seconds',
+      help: 'Time from the request reaching the gateway to the end of the response.',
+      labelNames: [...LABELS, 'error_type'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.ttft = new Histogram({
+      name: 'gen_ai_server_time_to_first_token_seconds',
+      help: 'Time from the request reaching the gateway to the first response body bytes of a stream.',
+      labelNames: LABELS,
+      buckets: TTFT_BUCKETS,
+      registers,
+    });
+    this.tpot = new Histogram({
+      name: 'gen_ai_server_time_per_output_token_seconds',
+      help: 'Time per output token after the first, for streamed responses.',
+      labelNames: LABELS,
+      buckets: TPOT_BUCKETS,
+      registers,
+    });
+    this.requests = new Counter({
+      name: 'sluice_requests_total',
+      help: 'Requests by final HTTP status and Sluice error code.',
+      labelNames: [...LABELS, 'status_code', 'error_code', 'outcome'],
+      registers,
+    });
+    this.phases = new Histogram({
+      name: 'sluice_extproc_processing_seconds',
+      help: 'Time the extproc spent answering one ext_proc message, by filter and message kind.',
+      labelNames: ['filter', 'phase'],
+      buckets: PHASE_BUCKETS,
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'sluice_config_reloads_total',
+      help: 'Config loads by result (applied, rejected).',
+      labelNames: ['result'],
+      registers,
+    });
+    this.configInfo = new Gauge({
+      name: 'sluice_config_info',
+      help: 'The config version in force (value 1).',
+      labelNames: ['version'],
+      registers,
+    });
+    this.activeStreams = new Gauge({
+      name: 'sluice_extproc_active_streams',
+      help: 'Open ext_proc streams by filter.',
+      labelNames: ['filter'],
+      registers,
+    });
+  }
+
+  configApplied(
+    version: string,
+    known: { routes: string[]; backends: string[]; models: string[] },
+  ): void {
+    this.configInfo.reset();
+    this.configInfo.set({ version }, 1);
+    this.configReloads.inc({ result: 'applied' });
+    this.routes.setKnown(known.routes);
+    this.backends.setKnown(known.backends);
+    this.models.setKnown(known.models);
+  }
+
+  configRejected(): void {
+    this.configReloads.inc({ result: 'rejected' });
+  }
+
+  setConsumers(names: Iterable<string>): void {
+    this.consumers.setKnown(names);
+  }
+
+  observePhase(filter: string, phase: string, seconds: number): void {
+    this.phases.observe({ filter, phase }, seconds);
+  }
+
+  recordRequest(r: RequestRecord): void {
+    const labels: Record<(typeof LABELS)[number], string> = {
+      gen_ai_operation_name: isOperation(r.operation)
+        ? otelOperation(r.operation)
+        : (r.operation ?? ''),
+      gen_ai_provider_name: r.provider ? OTEL_PROVIDER[r.provider] : '',
+      gen_ai_request_model: this.models.value(r.requestModel),
+      gen_ai_response_model: this.responseModels.value(r.responseModel),
+      sluice_route: this.routes.value(r.route),
+      sluice_backend: this.backends.value(r.backend),
+      sluice_consumer: this.consumers.value(r.consumer),
+    };
+    this.requests.inc({
+      ...labels,
+      status_code: String(r.status),
+      error_code: r.errorCode ?? '',
+      outcome: r.outcome,
+    });
+    const seconds = r.durationMs / 1000;
+    this.duration.observe(
+      { ...labels, error_type: r.errorCode ?? (r.status >= 400 ? String(r.status) : '') },
+      seconds,
+    );
+    const u = r.usage;
+    if (u) {
+      const est = String(u.estimated);
+      this.tokens.observe(
+        { ...labels, gen_ai_token_type: 'input', sluice_estimated: est },
+        u.inputTokens,
+      );
+      this.tokens.observe(
+        { ...labels, gen_ai_token_type: 'output', sluice_estimated: est },
+        u.outputTokens,
+      );
+      if (u.cachedInputTokens > 0) {
+        this.tokens.observe(
+          { ...labels, gen_ai_token_type: 'cached_input', sluice_estimated: est },
+          u.cachedInputTokens,
+        );
+      }
+      if (u.reasoningTokens > 0) {
+        this.tokens.observe(
+          { ...labels, gen_ai_token_type: 'reasoning', sluice_estimated: est },
+          u.reasoningTokens,
+        );
+      }
+    }
+    if (r.stream && r.ttftMs !== undefined) {
+      this.ttft.observe(labels, r.ttftMs / 1000);
+      if (u && u.outputTokens > 1)
+        this.tpot.observe(labels, (r.durationMs - r.ttftMs) / 1000 / (u.outputTokens - 1));
+    }
+    this.accessLog.info(
+      {
+        event: 'request',
+        request_id: r.requestId,
+        api: r.api,
+        operation: r.operation,
+        route: r.route,
+        request_model: r.requestModel,
+        response_model: r.responseModel,
+        backend: r.backend,
+        provider: r.provider,
+        consumer: r.consumer,
+        attempts: r.attempts,
+        status: r.status,
+        error_code: r.errorCode,
+        stream: r.stream,
+        outcome: r.outcome,
+        tokens: u
+          ? {
+              input: u.inputTokens,
+              output: u.outputTokens,
+              cached_input: u.cachedInputTokens,
+              reasoning: u.reasoningTokens,
+              total: u.totalTokens,
+              estimated: u.estimated,
+            }
+          : undefined,
+        duration_ms: round(r.durationMs),
+        ttft_ms: r.ttftMs === undefined ? undefined : round(r.ttftMs),
+        verdicts: r.verdicts ?? [],
+      },
+      'request',
+    );
+  }
+}
+
+function isOperation(v: string | undefined): v is Operation {
+  return (
+    v === 'chat' ||
+    v === 'completions' ||
+    v === 'embeddings' ||
+    v === 'responses' ||
+    v === 'messages'
+  );
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

@@ -1,0 +1,100 @@
+/**
+ * The one module that builds ext_proc ProcessingResponse messages (as the plain objects
+ * @grpc/proto-loader serializes). Rules from ENVOY-EXTPROC.md: the answer's oneof matches the
+ * message; header values go in `raw_value` only; mode overrides restate both body modes.
+ */
+import type { Mutation, Outcome, Verdict } from '../pipeline/mutation.js';
+
+export type MessageKind =
+  | 'request_headers'
+  | 'request_body'
+  | 'request_trailers'
+  | 'response_headers'
+  | 'response_body'
+  | 'response_trailers';
+
+type WireHeaderOption = { header: { key: string; raw_value: Buffer }; append: { value: boolean } };
+type WireHeaderMutation = { set_headers: WireHeaderOption[]; remove_headers: string[] };
+type WireCommon = {
+  status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
+  header_mutation?: WireHeaderMutation;
+  body_mutation?: { body: Buffer };
+  clear_route_cache?: boolean;
+};
+export type WireResponse = Record<string, unknown>;
+
+const EMPTY_ANSWERS: Record<MessageKind, WireResponse> = {
+  request_headers: { request_headers: {} },
+  request_body: { request_body: {} },
+  request_trailers: { request_trailers: {} },
+  response_headers: { response_headers: {} },
+  response_body: { response_body: {} },
+  response_trailers: { response_trailers: {} },
+};
+
+export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
+  if (outcome.kind === 'respond') return immediate(outcome.verdict);
+  const m = outcome.mutation;
+  if (!m) return EMPTY_ANSWERS[kind];
+  if (kind === 'request_trailers' || kind === 'response_trailers') {
+    const hm = headerMutation(m);
+    return { [kind]: hm ? { header_mutation: hm } : {} };
+  }
+  const response: WireCommon = {};
+  const hm = headerMutation(m);
+  if (hm) response.header_mutation = hm;
+  if (m.replace) {
+    if (kind !== 'request_headers' && kind !== 'response_headers') {
+      throw new Error('CONTINUE_AND_REPLACE is only valid in a headers answer');
+    }
+    response.status = 'CONTINUE_AND_REPLACE';
+  }
+  if (m.body) {
+    if ((kind === 'request_headers' || kind === 'response_headers') && !m.replace) {
+      throw new Error('a body in a headers answer needs CONTINUE_AND_REPLACE');
+    }
+    response.body_mutation = { body: m.body };
+  }
+  if (m.clearRouteCache) {
+    // Envoy honours clear_route_cache only in an answer that carries a header mutation.
+    response.header_mutation ??= { set_headers: [], remove_headers: [] };
+    response.clear_route_cache = true;
+  }
+  const out: WireResponse = { [kind]: { response } };
+  if (m.modeOverride) {
+    if (kind !== 'request_headers' && kind !== 'response_headers') {
+      throw new Error('mode_override is only honoured in a headers answer');
+    }
+    out.mode_override = {
+      request_body_mode: m.modeOverride.requestBody,
+      response_body_mode: m.modeOverride.responseBody,
+    };
+  }
+  return out;
+}
+
+export function immediate(v: Verdict): WireResponse {
+  return {
+    immediate_response: {
+      status: { code: v.status },
+      headers: {
+        set_headers: v.headers.map(([key, value]) => option(key, value)),
+        remove_headers: [],
+      },
+      body: Buffer.from(v.body, 'utf8'),
+      details: v.details,
+    },
+  };
+}
+
+function headerMutation(m: Mutation): WireHeaderMutation | undefined {
+  const set = m.setHeaders ?? [];
+  const remove = m.removeHeaders ?? [];
+  if (set.length === 0 && remove.length === 0) return undefined;
+  return { set_headers: set.map(([k, v]) => option(k, v)), remove_headers: remove };
+}
+
+function option(key: string, value: string): WireHeaderOption {
+  // latin1 is a lossless byte mapping: header bytes we read come back out unchanged.
+  return { header: { key, raw_value: Buffer.from(value, 'latin1') }, append: { value: false } };
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env node
+/** The `sluice` command: one binary for every component; each subcommand loads only its own code. */
+import { readFileSync } from 'node:fs';
+
+const COMMANDS: Record<
+  string,
+  { about: string; load: () => Promise<{ main(argv: string[]): Promise<number> }> }
+> = {
+  extproc: {
+    about: 'run the ext_proc gRPC service Envoy calls',
+    load: () => import('../extproc/main.js'),
+  },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.about}`);
+  return `Usage: sluice <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun "sluice <command> --help" for a command's options.\n`;
+}
+
+async function cli(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    process.stdout.write(usage());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-v') {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
+    process.stdout.write(`sluice ${pkg.version}\n`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`sluice: unknown command "${name}"\n\n${usage()}`);
+    return 2;
+  }
+  return (await command.load()).main(rest);
+}
+
+process.exitCode = await cli(process.argv.slice(2));
