@@ -26,7 +26,7 @@ export async function compileConfig(
     throw new ConfigError(`not valid YAML or JSON${line ? ` (line ${line})` : ''}`);
   }
   if (typeof doc === 'object' && doc !== null && 'apiVersion' in doc) {
-    const v = (doc).apiVersion;
+    const v = doc.apiVersion;
     if (
       typeof v === 'string' &&
       v.startsWith('sluice.dev/extproc/') &&

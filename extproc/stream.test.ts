@@ -1,0 +1,165 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { pino } from 'pino';
+import { SluiceError } from './errors.js';
+import type { Outcome } from './pipeline/mutation.js';
+import type { EndReason, PhaseHandler } from './pipeline/phase.js';
+import { ExtProcStream, type DuplexCall, type ProcessingRequest } from './stream.js';
+import type { WireResponse } from './wire/messages.js';
+
+class FakeCall extends EventEmitter implements DuplexCall {
+  written: WireResponse[] = [];
+  ended = 0;
+  write(msg: WireResponse) {
+    this.written.push(msg);
+    return true;
+  }
+  end() {
+    this.ended++;
+  }
+  send(msg: ProcessingRequest) {
+    this.emit('data', msg);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+class Recorder implements PhaseHandler {
+  calls: string[] = [];
+  finished: EndReason[] = [];
+  constructor(
+    private readonly delays: Partial<Record<string, number>> = {},
+    private readonly throwOn?: string,
+  ) {}
+  private async step(name: string): Promise<Outcome> {
+    this.calls.push(`start ${name}`);
+    await sleep(this.delays[name] ?? 0);
+    if (this.throwOn === name) throw new SluiceError('invalid_json', 'bad');
+    this.calls.push(`end ${name}`);
+    return { kind: 'continue' };
+  }
+  requestHeaders() {
+    return this.step('request_headers');
+  }
+  requestBody() {
+    return this.step('request_body');
+  }
+  requestTrailers(): Outcome {
+    return { kind: 'continue' };
+  }
+  responseHeaders() {
+    return this.step('response_headers');
+  }
+  responseBody() {
+    return this.step('response_body');
+  }
+  responseTrailers(): Outcome {
+    return { kind: 'continue' };
+  }
+  fail(err: unknown): Outcome {
+    return {
+      kind: 'respond',
+      verdict: {
+        status: err instanceof SluiceError ? err.status : 500,
+        headers: [],
+        body: '',
+        details: 'x',
+      },
+    };
+  }
+  finish(reason: EndReason) {
+    this.finished.push(reason);
+  }
+}
+
+function start(handler: PhaseHandler) {
+  const call = new FakeCall();
+  const log = pino({ level: 'silent' });
+  const opened: string[] = [];
+  new ExtProcStream(
+    call,
+    handler,
+    { phase: () => undefined, opened: () => opened.push('o'), closed: () => opened.push('c') },
+    log,
+    () => 0,
+  ).start();
+  return { call, opened };
+}
+
+const oneofs = (w: WireResponse[]) => w.map((m) => Object.keys(m)[0]);
+
+describe('ext_proc stream state machine', () => {
+  it('answers each message once, in order per direction, with the matching oneof', async () => {
+    const h = new Recorder({ request_headers: 20 });
+    const { call } = start(h);
+    call.send({ request: 'request_headers', request_headers: {} });
+    call.send({
+      request: 'request_body',
+      request_body: { body: Buffer.from('{}'), end_of_stream: true },
+    });
+    await sleep(40);
+    assert.deepEqual(oneofs(call.written), ['request_headers', 'request_body']);
+    assert.deepEqual(h.calls, [
+      'start request_headers',
+      'end request_headers',
+      'start request_body',
+      'end request_body',
+    ]);
+  });
+
+  it('does not hold response messages behind an unanswered request message', async () => {
+    const h = new Recorder({ request_body: 50 });
+    const { call } = start(h);
+    call.send({ request: 'request_body', request_body: {} });
+    call.send({ request: 'response_headers', response_headers: {} });
+    await sleep(20);
+    assert.deepEqual(oneofs(call.written), ['response_headers']);
+    await sleep(50);
+    assert.deepEqual(oneofs(call.written), ['response_headers', 'request_body']);
+  });
+
+  it('turns a handler error into one immediate response and answers nothing after it', async () => {
+    const h = new Recorder({}, 'request_body');
+    const { call } = start(h);
+    call.send({ request: 'request_headers', request_headers: {} });
+    call.send({ request: 'request_body', request_body: {} });
+    call.send({ request: 'response_headers', response_headers: {} });
+    await sleep(20);
+    assert.equal(oneofs(call.written)[0], 'request_headers');
+    assert.ok(oneofs(call.written).includes('immediate_response'));
+    assert.deepEqual(h.finished, ['complete']);
+  });
+
+  it('ends its side after answering when Envoy half-closes, and finishes once', async () => {
+    const h = new Recorder({ response_body: 20 });
+    const { call, opened } = start(h);
+    call.send({ request: 'response_body', response_body: {} });
+    call.emit('end');
+    await sleep(40);
+    assert.deepEqual(oneofs(call.written), ['response_body']);
+    assert.equal(call.ended, 1);
+    call.emit('cancelled');
+    assert.deepEqual(h.finished, ['aborted']);
+    assert.deepEqual(opened, ['o', 'c']);
+  });
+
+  it('stops writing once Envoy cancels the stream', async () => {
+    const h = new Recorder({ request_body: 20 });
+    const { call } = start(h);
+    call.send({ request: 'request_body', request_body: {} });
+    call.emit('cancelled');
+    await sleep(40);
+    assert.deepEqual(call.written, []);
+    assert.deepEqual(h.finished, ['aborted']);
+  });
+
+  it('sends no answers in observability mode', async () => {
+    const h = new Recorder();
+    const { call } = start(h);
+    call.send({ request: 'request_headers', request_headers: {}, observability_mode: true });
+    await sleep(10);
+    assert.deepEqual(call.written, []);
+    assert.deepEqual(h.calls, ['start request_headers', 'end request_headers']);
+  });
+});

@@ -1,0 +1,92 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { answer, immediate } from './messages.js';
+
+describe('wire messages', () => {
+  it('answers every kind with its own oneof, even when there is nothing to change', () => {
+    for (const kind of [
+      'request_headers',
+      'request_body',
+      'request_trailers',
+      'response_headers',
+      'response_body',
+      'response_trailers',
+    ] as const) {
+      assert.deepEqual(Object.keys(answer(kind, { kind: 'continue' })), [kind]);
+    }
+  });
+
+  it('puts header values in raw_value only, as replacements', () => {
+    const w = answer('request_body', {
+      kind: 'continue',
+      mutation: { setHeaders: [['x-a', 'é']], removeHeaders: ['x-b'] },
+    }) as any;
+    const opt = w.request_body.response.header_mutation.set_headers[0];
+    assert.equal(opt.header.key, 'x-a');
+    assert.equal(opt.header.value, undefined);
+    assert.deepEqual(opt.header.raw_value, Buffer.from([0xe9]));
+    assert.deepEqual(opt.append, { value: false });
+    assert.deepEqual(w.request_body.response.header_mutation.remove_headers, ['x-b']);
+  });
+
+  it('adds an empty header mutation when clearing the route cache', () => {
+    const w = answer('request_body', {
+      kind: 'continue',
+      mutation: { clearRouteCache: true },
+    }) as any;
+    assert.equal(w.request_body.response.clear_route_cache, true);
+    assert.deepEqual(w.request_body.response.header_mutation, {
+      set_headers: [],
+      remove_headers: [],
+    });
+  });
+
+  it('restates both body modes in a mode override', () => {
+    const w = answer('response_headers', {
+      kind: 'continue',
+      mutation: { modeOverride: { requestBody: 'BUFFERED', responseBody: 'STREAMED' } },
+    }) as any;
+    assert.deepEqual(w.mode_override, {
+      request_body_mode: 'BUFFERED',
+      response_body_mode: 'STREAMED',
+    });
+  });
+
+  it('uses CONTINUE_AND_REPLACE for a body created in a headers answer', () => {
+    const w = answer('request_headers', {
+      kind: 'continue',
+      mutation: { replace: true, body: Buffer.from('{}') },
+    }) as any;
+    assert.equal(w.request_headers.response.status, 'CONTINUE_AND_REPLACE');
+    assert.deepEqual(w.request_headers.response.body_mutation, { body: Buffer.from('{}') });
+  });
+
+  it('refuses combinations Envoy would reject or ignore', () => {
+    assert.throws(() => answer('request_body', { kind: 'continue', mutation: { replace: true } }));
+    assert.throws(() =>
+      answer('request_headers', { kind: 'continue', mutation: { body: Buffer.from('x') } }),
+    );
+    assert.throws(() =>
+      answer('response_body', {
+        kind: 'continue',
+        mutation: { modeOverride: { requestBody: 'NONE', responseBody: 'STREAMED' } },
+      }),
+    );
+  });
+
+  it('builds an immediate response with status, headers, body and details', () => {
+    const w = immediate({
+      status: 404,
+      headers: [['content-type', 'application/json']],
+      body: '{"a":1}',
+      details: 'sluice_x',
+    }) as any;
+    assert.deepEqual(w.immediate_response.status, { code: 404 });
+    assert.equal(w.immediate_response.details, 'sluice_x');
+    assert.deepEqual(w.immediate_response.body, Buffer.from('{"a":1}'));
+    assert.equal(
+      w.immediate_response.headers.set_headers[0].header.raw_value.toString(),
+      'application/json',
+    );
+  });
+});
