@@ -1,0 +1,367 @@
+import { createRequire } from 'node:module';
+import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
+import type { Operation, TokenUsage } from './extract.js';
+
+/**
+ * Token estimates for when a provider reports no usage (stream cut, usage off, unknown backend) and
+ * for budget reservations before a request is sent.
+ *
+ * Everything is counted with OpenAI's o200k_base encoding. For other model families (Claude,
+ * Llama, ...) that is an approximation, typically within 10-20%, which is what a fallback and a
+ * reservation need; exact counts always come from the provider's own usage.
+ */
+
+type Tokenizer = typeof O200k;
+
+let tokenizer: Tokenizer | undefined;
+let loadMs: number | undefined;
+
+/**
+ * The o200k tables take ~150-250 ms and tens of MB to load, so they are required on first use,
+ * not at import: processes that never estimate (or not yet) start fast. A synchronous require of
+ * the package's CommonJS build keeps estimateTokens synchronous; call warmTokenizer() at startup
+ * to move that one-off cost off the first request.
+ */
+function load(): Tokenizer {
+  if (!tokenizer) {
+    const t0 = performance.now();
+    const req = createRequire(import.meta.url);
+    tokenizer = req('gpt-tokenizer/encoding/o200k_base') as Tokenizer;
+    loadMs = performance.now() - t0;
+  }
+  return tokenizer;
+}
+
+/** Loads the tokenizer now; returns how long the load took (0 if it was already loaded). */
+export function warmTokenizer(): number {
+  if (tokenizer) return 0;
+  load();
+  return loadMs ?? 0;
+}
+
+/** How long the one-off tokenizer load took, if it happened. */
+export function tokenizerLoadMs(): number | undefined {
+  return loadMs;
+}
+
+// User text may contain strings like "<|endoftext|>"; they are plain text here, never control
+// tokens, and must not make the tokenizer throw.
+const AS_TEXT = { disallowedSpecial: new Set<string>() };
+
+export function estimateTokens(text: string): number {
+  if (text.length === 0) return 0;
+  return load().countTokens(text, AS_TEXT);
+}
+
+/**
+ * Roughly what one message's framing (role, separators) costs. OpenAI documents ~3 tokens per chat
+ * message plus 3 to prime the reply; other providers are similar enough for an estimate.
+ */
+const PER_MESSAGE_TOKENS = 3;
+const REPLY_PRIMING_TOKENS = 3;
+/**
+ * Image cost depends on dimensions we do not decode. 765 is OpenAI's cost of a 1024x1024
+ * high-detail image; a large image on Anthropic costs ~1,600. A middle value errs on neither side
+ * by much for typical inputs.
+ */
+const IMAGE_TOKENS = 1000;
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** What a model sees in a request: texts to tokenize plus counts known without tokenizing. */
+class Gather {
+  texts: string[] = [];
+  /** Tokens given directly (token-id arrays), framing overhead and image estimates. */
+  extraTokens = 0;
+
+  str(v: unknown): void {
+    if (typeof v === 'string' && v.length > 0) this.texts.push(v);
+  }
+
+  json(v: unknown): void {
+    if (v === undefined || v === null) return;
+    if (typeof v === 'string') this.str(v);
+    else this.texts.push(JSON.stringify(v));
+  }
+
+  /**
+   * A prompt given as text, a list of texts, token ids, or a list of token-id lists (the shapes
+   * OpenAI's completions `prompt` and embeddings `input` accept).
+   */
+  promptLike(v: unknown): void {
+    if (typeof v === 'string') return this.str(v);
+    if (!Array.isArray(v)) return;
+    for (const item of v) {
+      if (typeof item === 'string') this.str(item);
+      else if (typeof item === 'number') this.extraTokens++;
+      else if (Array.isArray(item)) this.extraTokens += item.length;
+    }
+  }
+
+  /** OpenAI chat / Responses content: a string or an array of typed parts. */
+  openAiContent(v: unknown): void {
+    if (typeof v === 'string') return this.str(v);
+    if (!Array.isArray(v)) return;
+    for (const p of v) {
+      if (typeof p === 'string') {
+        this.str(p);
+        continue;
+      }
+      if (!isObj(p)) continue;
+      switch (p.type) {
+        case 'text':
+        case 'input_text':
+        case 'output_text':
+          this.str(p.text);
+          break;
+        case 'refusal':
+          this.str(p.refusal);
+          break;
+        case 'image_url':
+        case 'input_image':
+          this.extraTokens += IMAGE_TOKENS;
+          break;
+        default:
+          // Audio and files are priced by the provider in ways text cannot predict; plain `text`
+          // on an unknown part type is still text the model reads.
+          this.str(p.text);
+      }
+    }
+  }
+
+  chat(body: Obj): void {
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    for (const m of messages) {
+      if (!isObj(m)) continue;
+      this.extraTokens += PER_MESSAGE_TOKENS;
+      this.str(m.name);
+      this.openAiContent(m.content);
+      this.str(m.refusal);
+      if (isObj(m.function_call)) {
+        this.str(m.function_call.name);
+        this.str(m.function_call.arguments);
+      }
+      if (Array.isArray(m.tool_calls)) {
+        for (const tc of m.tool_calls) {
+          if (isObj(tc) && isObj(tc.function)) {
+            this.str(tc.function.name);
+            this.str(tc.function.arguments);
+          }
+        }
+      }
+    }
+    if (messages.length > 0) this.extraTokens += REPLY_PRIMING_TOKENS;
+    this.json(body.tools);
+    this.json(body.functions);
+    if (isObj(body.response_format)) this.json(body.response_format.json_schema);
+  }
+
+  responses(body: Obj): void {
+    this.str(body.instructions);
+    const input = body.input;
+    if (typeof input === 'string') {
+      this.extraTokens += PER_MESSAGE_TOKENS;
+      this.str(input);
+    } else if (Array.isArray(input)) {
+      for (const item of input) {
+        if (typeof item === 'string') {
+          this.str(item);
+          continue;
+        }
+        if (!isObj(item)) continue;
+        this.extraTokens += PER_MESSAGE_TOKENS;
+        switch (item.type) {
+          case 'function_call':
+          case 'custom_tool_call':
+            this.str(item.name);
+            this.str(item.arguments);
+            this.str(item.input);
+            break;
+          case 'function_call_output':
+          case 'custom_tool_call_output':
+            this.openAiContent(item.output);
+            break;
+          case 'reasoning':
+            if (Array.isArray(item.summary)) this.openAiContent(item.summary);
+            break;
+          default:
+            this.openAiContent(item.content);
+        }
+      }
+    }
+    this.extraTokens += REPLY_PRIMING_TOKENS;
+    this.json(body.tools);
+    if (isObj(body.text) && isObj(body.text.format)) this.json(body.text.format.schema);
+  }
+
+  anthropicBlocks(v: unknown): void {
+    if (typeof v === 'string') return this.str(v);
+    if (!Array.isArray(v)) return;
+    for (const b of v) {
+      if (!isObj(b)) continue;
+      switch (b.type) {
+        case 'text':
+          this.str(b.text);
+          break;
+        case 'thinking':
+          this.str(b.thinking);
+          break;
+        case 'tool_use':
+        case 'server_tool_use':
+          this.str(b.name);
+          this.json(b.input);
+          break;
+        case 'tool_result':
+          this.anthropicBlocks(b.content);
+          break;
+        case 'image':
+          this.extraTokens += IMAGE_TOKENS;
+          break;
+        case 'document':
+          // Plain-text documents are text; PDFs are priced per page and are not guessed at.
+          if (isObj(b.source) && b.source.type === 'text') this.str(b.source.data);
+          else if (isObj(b.source) && b.source.type === 'content')
+            this.anthropicBlocks(b.source.content);
+          break;
+        default:
+          this.str(b.text);
+      }
+    }
+  }
+
+  messages(body: Obj): void {
+    this.anthropicBlocks(body.system);
+    const messages = Array.isArray(body.messages) ? body.messages : [];
+    for (const m of messages) {
+      if (!isObj(m)) continue;
+      this.extraTokens += PER_MESSAGE_TOKENS;
+      this.anthropicBlocks(m.content);
+    }
+    if (messages.length > 0) this.extraTokens += REPLY_PRIMING_TOKENS;
+    this.json(body.tools);
+  }
+}
+
+function gather(op: Operation, body: unknown): Gather {
+  const g = new Gather();
+  if (!isObj(body)) return g;
+  switch (op) {
+    case 'chat':
+      g.chat(body);
+      break;
+    case 'completions':
+      g.promptLike(body.prompt);
+      g.str(body.suffix);
+      break;
+    case 'embeddings':
+      g.promptLike(body.input);
+      break;
+    case 'responses':
+      g.responses(body);
+      break;
+    case 'messages':
+      g.messages(body);
+      break;
+  }
+  return g;
+}
+
+/** Every text the model reads in a request, newline-joined (token-id inputs are not text). */
+export function promptText(op: Operation, body: unknown): string {
+  return gather(op, body).texts.join('\n');
+}
+
+/** Estimated prompt tokens: text, message framing, token-id inputs and images. */
+export function estimateRequestInputTokens(op: Operation, body: unknown): number {
+  const g = gather(op, body);
+  let n = g.extraTokens;
+  // One tokenizer call per text: joining first would cost a copy of the whole prompt.
+  for (const t of g.texts) n += estimateTokens(t);
+  return n;
+}
+
+function positiveInt(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isFinite(v) && v > 0 ? Math.floor(v) : undefined;
+}
+
+/** The request's own cap on generated tokens, if it sets one (per choice). */
+export function maxOutputTokens(op: Operation, body: unknown): number | undefined {
+  if (!isObj(body)) return undefined;
+  switch (op) {
+    case 'chat':
+      return positiveInt(body.max_completion_tokens) ?? positiveInt(body.max_tokens);
+    case 'completions':
+    case 'messages':
+      return positiveInt(body.max_tokens);
+    case 'responses':
+      return positiveInt(body.max_output_tokens);
+    case 'embeddings':
+      return undefined;
+  }
+}
+
+/**
+ * An upper-bound-ish estimate for reserving budget before the call: prompt tokens plus the
+ * request's output cap times the number of choices. Without a cap, `defaultMaxOutputTokens` (0 if
+ * not given) stands in, since the real bound is the model's, which this module does not know.
+ */
+export function estimateRequestTokens(
+  op: Operation,
+  body: unknown,
+  opts: { defaultMaxOutputTokens?: number } = {},
+): number {
+  const input = estimateRequestInputTokens(op, body);
+  if (op === 'embeddings') return input;
+  const cap = maxOutputTokens(op, body) ?? opts.defaultMaxOutputTokens ?? 0;
+  const choices =
+    (op === 'chat' || op === 'completions') && isObj(body) ? (positiveInt(body.n) ?? 1) : 1;
+  return input + cap * choices;
+}
+
+/**
+ * Usage estimated from the request and the generated text the stream showed. Hidden reasoning
+ * tokens (OpenAI o-series) never appear in the stream, so output is a lower bound there.
+ *
+ * `outputTextBytes` (StreamUsage's count of all text seen) scales the count up when outputText
+ * was truncated at its byte cap. `reported` carries partial provider numbers (Anthropic's
+ * message_start): its exact input counts replace the estimate, and its output count is a floor.
+ */
+export function estimateUsage(
+  op: Operation,
+  requestBody: unknown,
+  outputText: string,
+  opts: { outputTextBytes?: number; reported?: TokenUsage } = {},
+): TokenUsage {
+  const r = opts.reported;
+  let input: number;
+  let cached = 0;
+  let cacheCreation = 0;
+  if (r && r.inputTokens > 0) {
+    input = r.inputTokens;
+    cached = r.cachedInputTokens;
+    cacheCreation = r.cacheCreationInputTokens;
+  } else {
+    input = estimateRequestInputTokens(op, requestBody);
+  }
+  let output = op === 'embeddings' ? 0 : estimateTokens(outputText);
+  if (output > 0 && opts.outputTextBytes !== undefined) {
+    const shown = Buffer.byteLength(outputText);
+    if (opts.outputTextBytes > shown && shown > 0) {
+      output = Math.ceil((output * opts.outputTextBytes) / shown);
+    }
+  }
+  if (r) output = Math.max(output, r.outputTokens);
+  return {
+    inputTokens: input,
+    outputTokens: output,
+    totalTokens: input + output,
+    cachedInputTokens: cached,
+    cacheCreationInputTokens: cacheCreation,
+    reasoningTokens: 0,
+    estimated: true,
+  };
+}
