@@ -1,0 +1,81 @@
+// Shared fixtures for the driver self-tests.
+import * as grpc from '@grpc/grpc-js';
+import type { ProcessingRequest, ProcessingResponse } from './codec.js';
+import { startFakeServer, type FakeHandler, type FakeServer } from './fake-server.js';
+import { ExtProcClient, ExtProcFilter, type FilterConfig } from './filter.js';
+import type { HeaderList } from './headers.js';
+
+export interface Harness {
+  server: FakeServer;
+  client: ExtProcClient;
+  filter(config?: FilterConfig): ExtProcFilter;
+}
+
+export async function withServer(
+  handler: FakeHandler,
+  fn: (h: Harness) => Promise<void>,
+): Promise<void> {
+  const server = await startFakeServer(handler);
+  const client = new ExtProcClient(server.target);
+  const filters: ExtProcFilter[] = [];
+  try {
+    await fn({
+      server,
+      client,
+      filter: (config) => {
+        const f = new ExtProcFilter(client, config);
+        filters.push(f);
+        return f;
+      },
+    });
+  } finally {
+    for (const f of filters) f.close();
+    client.close();
+    await server.stop();
+  }
+}
+
+export function postHeaders(extra: HeaderList = []): HeaderList {
+  return [
+    [':method', 'POST'],
+    [':path', '/v1/chat/completions'],
+    [':scheme', 'http'],
+    [':authority', 'gw.example'],
+    ['content-type', 'application/json'],
+    ...extra,
+  ];
+}
+
+export function getHeaders(): HeaderList {
+  return [
+    [':method', 'GET'],
+    [':path', '/v1/models'],
+    [':scheme', 'http'],
+    [':authority', 'gw.example'],
+  ];
+}
+
+export const raw = (
+  key: string,
+  value: string,
+): { header: { key: string; raw_value: Buffer } } => ({
+  header: { key, raw_value: Buffer.from(value, 'latin1') },
+});
+
+export function headerValue(m: ProcessingRequest, name: string): string | undefined {
+  const h = m.request_headers ?? m.response_headers;
+  const hv = h?.headers?.headers?.find((x) => x.key === name);
+  return hv?.raw_value?.toString('latin1');
+}
+
+export function cont(kind: NonNullable<ProcessingRequest['request']>): ProcessingResponse {
+  const r: ProcessingResponse = {};
+  r[kind] = {};
+  return r;
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+export { grpc };

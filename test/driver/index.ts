@@ -1,0 +1,81 @@
+/**
+ * Envoy-exact ext_proc client ("driver").
+ *
+ * Drives an `envoy.service.ext_proc.v3.ExternalProcessor` server the way Envoy's ext_proc HTTP
+ * filter does (shared/ENVOY-EXTPROC.md) and judges every answer by Envoy's rules. It speaks the
+ * official Envoy API protos vendored in @grpc/grpc-js-xds (plus the few newer fields, declared
+ * as byte-level views in proto/newer-fields.proto), not the project's own proto/ declarations.
+ *
+ * Usage:
+ *
+ *   const client = new ExtProcClient('unix:/var/run/sluice/extproc.sock'); // or 'host:port'
+ *   const config: FilterConfig = {
+ *     processingMode: { requestBodyMode: 'BUFFERED', responseBodyMode: 'BUFFERED' },
+ *     allowModeOverride: true,
+ *   };
+ *   const filter = new ExtProcFilter(client, config); // one per HTTP request
+ *   const req = await filter.runRequest(
+ *     [[':method', 'POST'], [':path', '/v1/chat/completions'], [':scheme', 'http'],
+ *      [':authority', 'gw'], ['content-type', 'application/json']],
+ *     [Buffer.from('{"model":"m"}')],
+ *   );
+ *   if (req.kind === 'local-reply') { ... req.status, req.headers, req.body, req.details }
+ *   else {
+ *     // req.headers / req.body as the router would see them, req.routeCacheCleared
+ *     const res = await filter.runResponse([[':status', '200']], [Buffer.from('{}')]);
+ *   }
+ *   // every result carries filter.violations (must be empty for a conformant server) and
+ *   // filter.timings (round trip per message).
+ *   filter.close(); // only needed if the response direction was not run to its end
+ *   client.close();
+ *
+ * Streaming (SSE, per-chunk latency):
+ *
+ *   const s = filter.streamResponse([[':status', '200'], ['content-type', 'text/event-stream']]);
+ *   s.write(chunk1); s.write(chunk2); s.end();          // feed over time
+ *   for await (const { data, endStream } of s) { ... } // each chunk as Envoy releases it
+ *   const result = await s.result;
+ *
+ * Lower level: `filter.request` / `filter.response` are Envoy's decode/encode callbacks
+ * (`headers(h, endStream)`, `data(chunk, endStream)`, `trailers(t)`), with `observe()` to see
+ * what passes on and `result()`; use them to interleave directions (e.g. response messages
+ * while request messages are unanswered).
+ *
+ * Conventions: headers are `[name, value][]`, names lowercase, pseudo-headers included; values
+ * are byte strings (latin1), as node:http exposes them. The gRPC stream opens lazily on the
+ * first message, carries protocol_config on that message, and is closed (half-close, then
+ * cancel) after an immediate response, on errors, once both directions are done, or by
+ * `close()`. One `ExtProcClient` (one channel) can serve any number of concurrent filters.
+ *
+ * `violations` lists everything where Envoy would fail the request or silently ignore what
+ * the server asked; `strict: true` rejects the pending results at the first one instead.
+ */
+export {
+  Direction,
+  ExtProcClient,
+  ExtProcFilter,
+  ViolationError,
+  type ClientOptions,
+  type Continued,
+  type DirectionObserver,
+  type FilterConfig,
+  type FilterObserver,
+  type JsonValue,
+  type LocalReply,
+  type Phase,
+  type PhaseResult,
+  type ProcessingModeConfig,
+  type ReleasedChunk,
+  type RunOptions,
+  type StreamingPhase,
+  type Timing,
+} from './filter.js';
+export { getHeader, type HeaderList } from './headers.js';
+export {
+  extProcCodec,
+  type BodySendMode,
+  type ExtProcCodec,
+  type HeaderSendMode,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from './codec.js';
