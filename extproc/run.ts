@@ -15,6 +15,7 @@ import { UpstreamExchange } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer } from './server.js';
 import { ExtProcStream } from './stream.js';
 import { Telemetry } from './telemetry/telemetry.js';
+import { warmTokenizer } from './usage/estimate.js';
 
 export interface ExtprocOptions {
   configPath: string;
@@ -29,6 +30,7 @@ export interface ExtprocOptions {
   now: () => number;
   env: NodeJS.ProcessEnv;
   newId?: () => string;
+  warmTokenizer?: boolean;
 }
 
 export interface RunningExtproc {
@@ -105,6 +107,8 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       ).start();
     },
   });
+  // The tokenizer takes ~150 ms to load; pay that now, not inside the first request without usage.
+  if (opts.warmTokenizer !== false) warmTokenizer();
   grpcServer.health.setStatus('', 'SERVING');
   grpcServer.health.setStatus(EXT_PROC_SERVICE, 'SERVING');
 

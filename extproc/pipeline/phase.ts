@@ -9,13 +9,16 @@ export interface BodyMessage {
   body?: Buffer;
   end_of_stream?: boolean;
 }
-/** Attributes as decoded from `map<string, google.protobuf.Struct>`. */
+/**
+ * Attributes as decoded from `map<string, google.protobuf.Struct>`. protobufjs's built-in
+ * well-known types name Value's fields in camelCase even with keepCase (the wire is the same).
+ */
 export type Attributes = Record<string, { fields?: Record<string, StructValue> }>;
 export interface StructValue {
-  string_value?: string;
-  number_value?: number;
-  bool_value?: boolean;
-  struct_value?: { fields?: Record<string, StructValue> };
+  stringValue?: string;
+  numberValue?: number;
+  boolValue?: boolean;
+  structValue?: { fields?: Record<string, StructValue> };
 }
 
 /** How a stream ended, as the state machine saw it. */
@@ -44,6 +47,5 @@ export interface PhaseHandler {
 export function attribute(attrs: Attributes | undefined, name: string): string | undefined {
   const fields = attrs?.['envoy.filters.http.ext_proc']?.fields;
   const v = fields?.[name];
-  if (v?.string_value !== undefined) return v.string_value;
-  return undefined;
+  return v?.stringValue;
 }

@@ -69,9 +69,7 @@ describe('router phase: request headers', () => {
   it('answers an unknown path with 404 in the OpenAI format', async () => {
     const { ex } = exchange();
     const v = verdictOf(
-      await step(ex, () =>
-        ex.requestHeaders(headers({ ':method': 'POST', ':path': '/v1/nope' }), undefined),
-      ),
+      await step(ex, () => ex.requestHeaders(headers({ ':method': 'POST', ':path': '/v1/nope' }))),
     );
     assert.equal(v.status, 404);
     assert.equal(header(v.headers, 'content-type'), 'application/json');
@@ -92,7 +90,7 @@ describe('router phase: request headers', () => {
       ':path': '/v1/other',
       'anthropic-version': '2023-06-01',
     });
-    const v = verdictOf(await step(ex, () => ex.requestHeaders(req, undefined)));
+    const v = verdictOf(await step(ex, () => ex.requestHeaders(req)));
     assert.equal(v.status, 404);
     const b = jsonOf(v);
     assert.equal(b.type, 'error');
@@ -104,7 +102,7 @@ describe('router phase: request headers', () => {
     const { ex } = exchange();
     const v = verdictOf(
       await step(ex, () =>
-        ex.requestHeaders(headers({ ':method': 'GET', ':path': '/v1/models' }, true), undefined),
+        ex.requestHeaders(headers({ ':method': 'GET', ':path': '/v1/models' }, true)),
       ),
     );
     assert.equal(v.status, 200);
@@ -123,7 +121,6 @@ describe('router phase: request headers', () => {
             { ':method': 'GET', ':path': '/v1/models', 'anthropic-version': '2023-06-01' },
             true,
           ),
-          undefined,
         ),
       ),
     );
@@ -135,20 +132,14 @@ describe('router phase: request headers', () => {
     const { ex } = exchange();
     const v = verdictOf(
       await step(ex, () =>
-        ex.requestHeaders(
-          headers({ ':method': 'GET', ':path': '/v1/models/gpt-4o-mini' }, true),
-          undefined,
-        ),
+        ex.requestHeaders(headers({ ':method': 'GET', ':path': '/v1/models/gpt-4o-mini' }, true)),
       ),
     );
     assert.equal(jsonOf(v).id, 'gpt-4o-mini');
     const b = exchange().ex;
     const nf = verdictOf(
       await step(b, () =>
-        b.requestHeaders(
-          headers({ ':method': 'GET', ':path': '/v1/models/nope' }, true),
-          undefined,
-        ),
+        b.requestHeaders(headers({ ':method': 'GET', ':path': '/v1/models/nope' }, true)),
       ),
     );
     assert.equal(nf.status, 404);
@@ -184,7 +175,7 @@ describe('router phase: request headers', () => {
     ];
     for (const [h, eos, status, code] of cases) {
       const { ex } = exchange();
-      const v = verdictOf(await step(ex, () => ex.requestHeaders(headers(h, eos), undefined)));
+      const v = verdictOf(await step(ex, () => ex.requestHeaders(headers(h, eos))));
       assert.equal(v.status, status, code);
       assert.equal(jsonOf(v).error.code, code);
     }
@@ -197,16 +188,14 @@ describe('router phase: request headers', () => {
       'application/vnd.api+json',
     ]) {
       const { ex } = exchange();
-      const o = await step(ex, () =>
-        ex.requestHeaders(chatRequest({ 'content-type': ct }), undefined),
-      );
+      const o = await step(ex, () => ex.requestHeaders(chatRequest({ 'content-type': ct })));
       assert.equal(o.kind, 'continue', ct);
     }
   });
 
   it('answers 503 in the caller format before any config arrived', async () => {
     const { ex } = exchange(null);
-    const v = verdictOf(await step(ex, () => ex.requestHeaders(chatRequest(), undefined)));
+    const v = verdictOf(await step(ex, () => ex.requestHeaders(chatRequest())));
     assert.equal(v.status, 503);
     assert.equal(jsonOf(v).error.code, 'config_unavailable');
   });
@@ -214,7 +203,7 @@ describe('router phase: request headers', () => {
   it('gives each request its own id, replacing any the client sent', async () => {
     const { ex } = exchange();
     const o = await step(ex, () =>
-      ex.requestHeaders(chatRequest({ 'x-sluice-request-id': 'forged' }), undefined),
+      ex.requestHeaders(chatRequest({ 'x-sluice-request-id': 'forged' })),
     );
     assert.equal(o.kind, 'continue');
     assert.deepEqual(o.kind === 'continue' && o.mutation?.setHeaders, [
@@ -226,7 +215,7 @@ describe('router phase: request headers', () => {
 describe('router phase: request body', () => {
   async function send(b: string | Buffer | object, path = '/v1/chat/completions') {
     const x = exchange();
-    await step(x.ex, () => x.ex.requestHeaders(chatRequest({ ':path': path }), undefined));
+    await step(x.ex, () => x.ex.requestHeaders(chatRequest({ ':path': path })));
     return { ...x, outcome: await step(x.ex, () => x.ex.requestBody(body(b))) };
   }
 
@@ -316,7 +305,7 @@ describe('router phase: request body', () => {
 
   it('joins a body that arrives in several messages', async () => {
     const x = exchange();
-    await step(x.ex, () => x.ex.requestHeaders(chatRequest(), undefined));
+    await step(x.ex, () => x.ex.requestHeaders(chatRequest()));
     const text = JSON.stringify({
       model: 'gpt-4o-mini',
       messages: [{ role: 'user', content: 'héllo' }],
@@ -340,7 +329,7 @@ describe('router phase: access log', () => {
   it('writes one line per request without bodies or credentials', async () => {
     const x = exchange();
     await step(x.ex, () =>
-      x.ex.requestHeaders(chatRequest({ authorization: 'Bearer sk-live-abcdef' }), undefined),
+      x.ex.requestHeaders(chatRequest({ authorization: 'Bearer sk-live-abcdef' })),
     );
     await step(x.ex, () =>
       x.ex.requestBody(
@@ -380,7 +369,7 @@ describe('router phase: access log', () => {
   it('records a rejected request with its error code', async () => {
     const x = exchange();
     const o = await step(x.ex, () =>
-      x.ex.requestHeaders(headers({ ':method': 'POST', ':path': '/v2/x' }), undefined),
+      x.ex.requestHeaders(headers({ ':method': 'POST', ':path': '/v2/x' })),
     );
     assert.equal(o.kind, 'respond');
     x.ex.finish('complete');

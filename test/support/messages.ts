@@ -26,7 +26,7 @@ export function body(content: string | Buffer | object, endOfStream = true): Bod
 
 export function clusterAttributes(cluster: string): Attributes {
   return {
-    'envoy.filters.http.ext_proc': { fields: { 'xds.cluster_name': { string_value: cluster } } },
+    'envoy.filters.http.ext_proc': { fields: { 'xds.cluster_name': { stringValue: cluster } } },
   };
 }
 
