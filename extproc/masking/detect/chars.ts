@@ -1,0 +1,64 @@
+// Character-class helpers on UTF-16 code units. Detectors work on char codes rather than
+// substrings so that scanning allocates nothing until a candidate is found.
+
+export function isDigit(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+export function isUpper(c: number): boolean {
+  return c >= 65 && c <= 90;
+}
+
+export function isLower(c: number): boolean {
+  return c >= 97 && c <= 122;
+}
+
+export function isAlpha(c: number): boolean {
+  return isUpper(c) || isLower(c);
+}
+
+export function isAlnum(c: number): boolean {
+  return isDigit(c) || isUpper(c) || isLower(c);
+}
+
+/** ASCII word character (`\w`). NaN (out of range) is not. */
+export function isWord(c: number): boolean {
+  return isAlnum(c) || c === 95;
+}
+
+export function isHex(c: number): boolean {
+  return isDigit(c) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+}
+
+export function isSpace(c: number): boolean {
+  return c === 32 || c === 9 || c === 10 || c === 13 || c === 12 || c === 11;
+}
+
+/** Characters of base64url (JWT parts, many API keys). */
+export function isBase64Url(c: number): boolean {
+  return isAlnum(c) || c === 45 || c === 95;
+}
+
+/**
+ * True when one of `words` (lower case) appears as a whole word in the `window` characters
+ * before `pos`. Used to require context for formats that are ambiguous on their own.
+ */
+export function hasContextBefore(
+  text: string,
+  pos: number,
+  window: number,
+  words: readonly string[],
+): boolean {
+  const from = Math.max(0, pos - window);
+  const before = text.slice(from, pos).toLowerCase();
+  for (const w of words) {
+    let i = before.indexOf(w);
+    while (i !== -1) {
+      const prev = i === 0 ? NaN : before.charCodeAt(i - 1);
+      const next = before.charCodeAt(i + w.length);
+      if (!isAlpha(prev) && !isAlpha(next)) return true;
+      i = before.indexOf(w, i + 1);
+    }
+  }
+  return false;
+}

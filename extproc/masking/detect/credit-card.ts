@@ -1,0 +1,113 @@
+import { isDigit, isWord } from './chars.js';
+import { luhnValid } from './checksums.js';
+import type { Detector, Finding, TextView } from './types.js';
+
+const MIN_DIGITS = 13;
+const MAX_DIGITS = 19;
+
+/**
+ * Issuer prefixes of the card networks in use (Visa, Mastercard incl. 2-series, Amex, Discover,
+ * JCB, Diners, UnionPay, Maestro, Mir, RuPay). Luhn alone passes one random number in ten; the
+ * prefix check removes most Luhn-valid order and tracking numbers.
+ */
+function knownIssuer(text: string, at: number, digits: number): boolean {
+  const d1 = text.charCodeAt(at) - 48;
+  const d2 = text.charCodeAt(at + 1) - 48;
+  switch (d1) {
+    case 4:
+      return true;
+    case 5:
+      return d2 <= 8;
+    case 2:
+      return d2 >= 2 && d2 <= 7;
+    case 3:
+      if (d2 === 4 || d2 === 7) return digits === 15;
+      return d2 === 0 || d2 === 5 || d2 === 6 || d2 === 8 || d2 === 9;
+    case 6:
+      return true;
+    default:
+      return false;
+  }
+}
+
+function badBefore(c: number): boolean {
+  // '.', '-', '/', '+', '#', ':' and '$' before the digits mean the run belongs to something
+  // else (a decimal, a longer identifier, a price, a phone number, an order reference).
+  return (
+    isWord(c) || c === 46 || c === 45 || c === 47 || c === 43 || c === 35 || c === 58 || c === 36
+  );
+}
+
+/** Returns the end of a valid card number starting at `start`, or -1. */
+function matchCard(text: string, start: number): number {
+  const ends: number[] = [];
+  const lens: number[] = [];
+  let digits = 0;
+  let sep = 0;
+  let i = start;
+  for (;;) {
+    const g = i;
+    while (isDigit(text.charCodeAt(i))) i++;
+    const len = i - g;
+    digits += len;
+    if (digits > MAX_DIGITS + 6) return -1;
+    ends.push(i);
+    lens.push(len);
+    const c = text.charCodeAt(i);
+    if ((c === 32 || c === 45) && (sep === 0 || sep === c) && isDigit(text.charCodeAt(i + 1))) {
+      sep = c;
+      i++;
+      continue;
+    }
+    break;
+  }
+  const after = text.charCodeAt(i);
+  if (isWord(after) || ((after === 46 || after === 44) && isDigit(text.charCodeAt(i + 1)))) {
+    return -1;
+  }
+  // Try the whole chain, then without its last group (a CVV or expiry typed right after).
+  for (let n = lens.length; n >= Math.max(1, lens.length - 1); n--) {
+    let total = 0;
+    for (let k = 0; k < n; k++) total += lens[k]!;
+    if (total < MIN_DIGITS || total > MAX_DIGITS) continue;
+    if (n > 1) {
+      // Grouped cards always open with four digits; inner groups are 4-6 (Visa 4-4-4-4,
+      // Amex 4-6-5, Diners 4-6-4), the last may be short (19-digit 4-4-4-4-3).
+      if (lens[0] !== 4) continue;
+      let ok = true;
+      for (let k = 1; k < n - 1; k++) if (lens[k]! < 4 || lens[k]! > 6) ok = false;
+      if (!ok) continue;
+    }
+    const end = ends[n - 1]!;
+    if (knownIssuer(text, start, total) && luhnValid(text, start, end)) return end;
+  }
+  return -1;
+}
+
+export function scanCards(view: TextView, type = 'CREDIT_CARD'): Finding[] {
+  const text = view.text;
+  const runs = view.digitRuns();
+  const out: Finding[] = [];
+  let consumed = 0;
+  for (let r = 0; r < runs.length; r += 2) {
+    const s = runs[r]!;
+    if (s < consumed) continue;
+    const e = runs[r + 1]!;
+    // Cheapest rejection first: a run longer than any card, or a lone short run.
+    if (e - s > MAX_DIGITS) continue;
+    if (e - s < 3 || badBefore(text.charCodeAt(s - 1))) continue;
+    // A run right after "digits + space" is the tail of a longer grouped number (tracking
+    // numbers, IBANs), not the start of a card.
+    if (text.charCodeAt(s - 1) === 32 && isDigit(text.charCodeAt(s - 2))) continue;
+    const end = matchCard(text, s);
+    if (end !== -1) {
+      out.push({ type, start: s, end });
+      consumed = end;
+    }
+  }
+  return out;
+}
+
+export function creditCardDetector(): Detector {
+  return { type: 'CREDIT_CARD', scan: (view: TextView) => scanCards(view) };
+}

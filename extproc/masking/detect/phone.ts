@@ -1,0 +1,232 @@
+import { hasContextBefore, isDigit, isWord } from './chars.js';
+import type { Detector, Finding, TextView } from './types.js';
+
+const SEP_SPACE = 1;
+const SEP_DASH = 2;
+const SEP_DOT = 4;
+const SEP_NONE = 8;
+// Only after the area code, as in German 089/1234567.
+const SEP_SLASH = 16;
+
+// Words that make an otherwise ambiguous digit string (no '+', no trunk '0', no North American
+// shape) a phone number. "number" is deliberately absent: "order number 4155552671".
+const CONTEXT = [
+  'phone',
+  'tel',
+  'telephone',
+  'mobile',
+  'cell',
+  'call',
+  'text',
+  'sms',
+  'whatsapp',
+  'fax',
+  'reach',
+  'dial',
+  'ring',
+  'hotline',
+];
+
+interface Chain {
+  start: number;
+  end: number;
+  hasPlus: boolean;
+  groups: number[];
+  groupStarts: number[];
+  parens: number;
+  seps: number;
+  digits: number;
+}
+
+function badBefore(c: number, hasPlus: boolean): boolean {
+  if (isWord(c)) return true;
+  switch (c) {
+    case 46: // .
+    case 45: // -
+    case 47: // /
+    case 35: // #
+    case 36: // $
+    case 43: // +
+    case 64: // @
+    case 37: // %
+    case 0xa3: // £
+    case 0xa5: // ¥
+    case 0x20ac: // €
+      return true;
+    case 58: // ':' before a bare number is a time or port; "tel:+1..." is fine.
+      return !hasPlus;
+    default:
+      return false;
+  }
+}
+
+function parseChain(text: string, runStart: number): Chain | null {
+  let start = runStart;
+  let hasPlus = false;
+  const before = text.charCodeAt(runStart - 1);
+  if (before === 43) {
+    hasPlus = true;
+    start--;
+  } else if (before === 40) {
+    start--;
+  }
+  if (badBefore(text.charCodeAt(start - 1), hasPlus)) return null;
+  // The run continues a longer grouped number (a tracking or card number), not a phone.
+  if (!hasPlus && isDigit(text.charCodeAt(start - 2)) && text.charCodeAt(start - 1) === 32) {
+    return null;
+  }
+  const groups: number[] = [];
+  const groupStarts: number[] = [];
+  let parens = 0;
+  let seps = 0;
+  let digits = 0;
+  let i = hasPlus ? start + 1 : start;
+  let end = i;
+  let pending = 0;
+  for (;;) {
+    let paren = false;
+    let j = i;
+    if (text.charCodeAt(j) === 40) {
+      paren = true;
+      j++;
+    }
+    const digitStart = j;
+    while (isDigit(text.charCodeAt(j))) j++;
+    const len = j - digitStart;
+    if (len === 0) break;
+    if (paren) {
+      if (text.charCodeAt(j) !== 41) break;
+      j++;
+      parens++;
+    }
+    seps |= pending;
+    groups.push(len);
+    groupStarts.push(digitStart);
+    digits += len;
+    if (digits > 17) return null;
+    end = paren ? j - 1 : j;
+    i = j;
+    const c = text.charCodeAt(i);
+    pending = 0;
+    if (c === 32) pending = SEP_SPACE;
+    else if (c === 45) pending = SEP_DASH;
+    else if (c === 46) pending = SEP_DOT;
+    else if (c === 47 && groups.length === 1) pending = SEP_SLASH;
+    if (pending !== 0) {
+      const n = text.charCodeAt(i + 1);
+      if (!(isDigit(n) || n === 40)) break;
+      i++;
+    } else if (paren && isDigit(c)) {
+      pending = SEP_NONE;
+    } else {
+      break;
+    }
+  }
+  if (groups.length === 0) return null;
+  const after = text.charCodeAt(end);
+  if (isWord(after)) return null;
+  if (
+    (after === 46 || after === 45 || after === 47 || after === 58 || after === 44) &&
+    isDigit(text.charCodeAt(end + 1))
+  ) {
+    return null;
+  }
+  // A chain that ends on a closing paren ends with its last digit; the span keeps the ')' out.
+  return { start, end, hasPlus, groups, groupStarts, parens, seps, digits };
+}
+
+function digitAt(text: string, chain: Chain, group: number): number {
+  return text.charCodeAt(chain.groupStarts[group]!) - 48;
+}
+
+function isInternational(text: string, ch: Chain): boolean {
+  if (ch.hasPlus) {
+    return digitAt(text, ch, 0) !== 0 && ch.digits >= 8 && ch.digits <= 15;
+  }
+  // "00" international call prefix: 0044 20 7946 0958.
+  const g0 = ch.groups[0]!;
+  const s0 = ch.groupStarts[0]!;
+  return (
+    ch.groups.length >= 2 &&
+    g0 >= 3 &&
+    g0 <= 5 &&
+    text.charCodeAt(s0) === 48 &&
+    text.charCodeAt(s0 + 1) === 48 &&
+    text.charCodeAt(s0 + 2) !== 48 &&
+    ch.digits - 2 >= 8 &&
+    ch.digits - 2 <= 15
+  );
+}
+
+function isNorthAmerican(text: string, ch: Chain): boolean {
+  let first = 0;
+  if (ch.groups.length === 4 && ch.groups[0] === 1 && digitAt(text, ch, 0) === 1) first = 1;
+  if (ch.groups.length - first !== 3) return false;
+  if (ch.groups[first] !== 3 || ch.groups[first + 1] !== 3 || ch.groups[first + 2] !== 4) {
+    return false;
+  }
+  if (digitAt(text, ch, first) < 2 || digitAt(text, ch, first + 1) < 2) return false;
+  if ((ch.seps & SEP_SLASH) !== 0) return false;
+  // Dots only as the sole separator (415.555.2671), never mixed into other styles.
+  return (ch.seps & SEP_DOT) === 0 || ch.seps === SEP_DOT;
+}
+
+function isTrunkNational(text: string, ch: Chain): boolean {
+  const g = ch.groups;
+  if (g.length < 2 || ch.digits < 9 || ch.digits > 12) return false;
+  if (digitAt(text, ch, 0) !== 0 || g[0]! < 2 || g[0]! > 5) return false;
+  for (const len of g) if (len < 2 || len > 8) return false;
+  // 3-2-4 is the SSN shape, even with a leading zero.
+  if (g.length === 3 && g[0] === 3 && g[1] === 2 && g[2] === 4) return false;
+  const plain = ch.seps & ~(SEP_NONE | SEP_SLASH);
+  return (
+    plain === SEP_SPACE ||
+    plain === SEP_DASH ||
+    plain === SEP_DOT ||
+    plain === (SEP_SPACE | SEP_DASH) ||
+    plain === 0
+  );
+}
+
+/** An area code in parentheses without a trunk zero: (11) 91234-5678, (212) 555 0100. */
+function isParenArea(text: string, ch: Chain): boolean {
+  if (ch.hasPlus || text.charCodeAt(ch.start) !== 40) return false;
+  const g = ch.groups;
+  if (g.length < 2 || g[0]! < 2 || g[0]! > 4 || ch.digits < 9 || ch.digits > 11) return false;
+  for (let k = 1; k < g.length; k++) if (g[k]! < 3) return false;
+  return (ch.seps & (SEP_DOT | SEP_SLASH)) === 0;
+}
+
+function isContextual(text: string, ch: Chain): boolean {
+  if (ch.digits < 10 || ch.digits > 13 || (ch.seps & (SEP_DOT | SEP_SLASH)) !== 0) return false;
+  for (const len of ch.groups) if (len < 2) return false;
+  return hasContextBefore(text, ch.start, 40, CONTEXT);
+}
+
+export function scanPhones(view: TextView, type = 'PHONE'): Finding[] {
+  const text = view.text;
+  const runs = view.digitRuns();
+  const out: Finding[] = [];
+  let consumed = 0;
+  for (let r = 0; r < runs.length; r += 2) {
+    const s = runs[r]!;
+    if (s < consumed) continue;
+    const ch = parseChain(text, s);
+    if (ch === null) continue;
+    if (
+      isInternational(text, ch) ||
+      isNorthAmerican(text, ch) ||
+      isTrunkNational(text, ch) ||
+      isParenArea(text, ch) ||
+      isContextual(text, ch)
+    ) {
+      out.push({ type, start: ch.start, end: ch.end });
+      consumed = ch.end;
+    }
+  }
+  return out;
+}
+
+export function phoneDetector(): Detector {
+  return { type: 'PHONE', scan: (view: TextView) => scanPhones(view) };
+}

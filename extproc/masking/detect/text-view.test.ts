@@ -1,0 +1,51 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createTextView } from './text-view.js';
+
+test('pure ASCII is scanned as is', () => {
+  const v = createTextView('plain text 123');
+  assert.equal(v.mapped, false);
+  assert.equal(v.text, 'plain text 123');
+  assert.deepEqual(v.digitRuns(), [11, 14]);
+});
+
+test('non-ASCII that NFKC leaves alone is not mapped', () => {
+  const v = createTextView('café, naïve, 谢谢 😀');
+  assert.equal(v.mapped, false);
+});
+
+test('zero-width and bidi characters are removed and offsets map back', () => {
+  const original = 'x jo\u200Bhn@ex\u202Eample.com\u202C y';
+  const v = createTextView(original);
+  assert.equal(v.mapped, true);
+  assert.equal(v.text, 'x john@example.com y');
+  const s = v.text.indexOf('john');
+  const e = s + 'john@example.com'.length;
+  const o = v.toOriginal(s, e);
+  assert.equal(original.slice(o.start, o.end), 'jo\u200Bhn@ex\u202Eample.com');
+});
+
+test('full-width characters fold to ASCII and map to their original code units', () => {
+  const original = 'card ４１１１ done';
+  const v = createTextView(original);
+  assert.equal(v.text, 'card 4111 done');
+  const o = v.toOriginal(5, 9);
+  assert.equal(original.slice(o.start, o.end), '４１１１');
+});
+
+test('an expansion maps every produced unit to the whole original character', () => {
+  const original = 'a\uFB01b'; // the "fi" ligature
+  const v = createTextView(original);
+  assert.equal(v.text, 'afib');
+  assert.deepEqual(v.toOriginal(1, 2), { start: 1, end: 2 });
+  assert.deepEqual(v.toOriginal(2, 3), { start: 1, end: 2 });
+  assert.deepEqual(v.toOriginal(0, 4), { start: 0, end: 3 });
+});
+
+test('astral characters and Unicode dashes keep offsets right', () => {
+  const original = '😀 4111\u20111111';
+  const v = createTextView(original);
+  assert.equal(v.text, '😀 4111-1111');
+  const o = v.toOriginal(3, v.text.length);
+  assert.equal(original.slice(o.start, o.end), '4111\u20111111');
+});
