@@ -13,6 +13,7 @@ const tiers = {
   driver: ['test/driver'],
   conformance: ['test/conformance'],
   e2e: ['test/e2e'],
+  kube: ['test/kube'],
 };
 
 function find(dir, out) {
@@ -45,6 +46,14 @@ for (const tier of selected) {
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
+}
+// The kube tier needs kube-apiserver, etcd, kubectl and helm: built or fetched once, then cached
+// outside the repo (~/.cache/sluice), so a fresh machine gets them from the project's own script.
+if (selected.includes('kube')) {
+  const setup = spawnSync(process.execPath, [join(root, 'test/kube/setup.mjs')], {
+    stdio: 'inherit',
+  });
+  if (setup.status !== 0) process.exit(setup.status ?? 1);
 }
 const concurrency = Math.max(1, availableParallelism());
 const result = spawnSync(
