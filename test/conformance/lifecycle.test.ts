@@ -105,17 +105,6 @@ describe('conformance: lifecycle', () => {
     );
     await waitFor(() => h.ext.pendingRequests === 0 && h.ext.activeStreams === 0);
   });
-
-  it('answers every message well within Envoy’s default 200 ms message timeout', async () => {
-    const f = new ExtProcFilter(h.client, ROUTER);
-    const r = continued(
-      await f.runRequest(chatHeaders(), [
-        Buffer.from(JSON.stringify({ model: 'gpt-4o-mini', messages: [] })),
-      ]),
-    );
-    for (const t of r.timings) assert.ok(t.ms < 200, `${t.phase} took ${t.ms} ms`);
-    f.close();
-  });
 });
 
 describe('conformance: graceful shutdown', () => {

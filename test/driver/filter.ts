@@ -382,7 +382,8 @@ export class Direction {
   headers(headers: HeaderList, endStream: boolean): void {
     if (this.hdrs) throw new Error('headers delivered twice');
     // Envoy's filter owns its header map: mutations never reach the caller's array.
-    this.hdrs = headers.map(([k, v]) => [k, v]);
+    headers = headers.map(([k, v]) => [k, v]);
+    this.hdrs = headers;
     if (endStream) {
       this.noBody = true;
       this.completeBody = true;
