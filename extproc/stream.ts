@@ -7,7 +7,13 @@
 import type { Logger } from 'pino';
 import { describeError, SluiceError } from './errors.js';
 import type { Outcome } from './pipeline/mutation.js';
-import type { Attributes, BodyMessage, HeadersMessage, PhaseHandler } from './pipeline/phase.js';
+import type {
+  Attributes,
+  BodyMessage,
+  HeadersMessage,
+  PhaseHandler,
+  ProtocolConfig,
+} from './pipeline/phase.js';
 import { answer, type MessageKind, type WireResponse } from './wire/messages.js';
 
 export interface ProcessingRequest {
@@ -18,6 +24,7 @@ export interface ProcessingRequest {
   response_body?: BodyMessage;
   attributes?: Attributes;
   observability_mode?: boolean;
+  protocol_config?: ProtocolConfig;
 }
 
 /** The parts of a grpc-js ServerDuplexStream the state machine uses (tests pass a fake). */
@@ -74,6 +81,7 @@ export class ExtProcStream {
       );
       return;
     }
+    if (msg.protocol_config) this.handler.protocol?.(msg.protocol_config);
     // Observability mode: Envoy ignores answers, so none are sent.
     const silent = msg.observability_mode === true;
     if (kind.startsWith('request_')) {

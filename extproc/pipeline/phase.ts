@@ -21,6 +21,12 @@ export interface StructValue {
   structValue?: { fields?: Record<string, StructValue> };
 }
 
+/** The body modes in force, sent by Envoy on a stream's first message (protocol_config). */
+export interface ProtocolConfig {
+  request_body_mode?: string;
+  response_body_mode?: string;
+}
+
 /** How a stream ended, as the state machine saw it. */
 export type EndReason = 'complete' | 'aborted' | 'rejected' | 'error';
 
@@ -29,6 +35,8 @@ export type EndReason = 'complete' | 'aborted' | 'rejected' | 'error';
  * turns each Outcome into exactly one answer; handlers never see protobuf responses.
  */
 export interface PhaseHandler {
+  /** Called once, before the first message is handled, when Envoy says which body modes apply. */
+  protocol?(cfg: ProtocolConfig): void;
   requestHeaders(
     msg: HeadersMessage,
     attributes: Attributes | undefined,

@@ -73,14 +73,19 @@ export class ResponseProcessor {
     return proceed(m);
   }
 
-  async body(chunk: Buffer, endOfStream: boolean): Promise<Outcome> {
+  /**
+   * `buffered`: the filter's configured response mode is BUFFERED, so a JSON body message is the
+   * whole body even without end_of_stream (trailers follow). SSE is switched to STREAMED.
+   */
+  async body(chunk: Buffer, endOfStream: boolean, buffered = false): Promise<Outcome> {
     if (!this.ok || this.unreadable) return CONTINUE;
+    const whole = endOfStream || (buffered && !this.sse);
     let data = this.decoder ? await this.decoder.push(chunk) : chunk;
-    if (endOfStream && this.decoder) {
+    if (whole && this.decoder) {
       const tail = await this.decoder.end();
       if (tail.length > 0) data = data.length === 0 ? tail : Buffer.concat([data, tail]);
     }
-    return this.sse ? this.streamChunk(data, endOfStream) : this.jsonChunk(data, endOfStream);
+    return this.sse ? this.streamChunk(data, endOfStream) : this.jsonChunk(data, whole);
   }
 
   private streamChunk(data: Buffer, endOfStream: boolean): Outcome {

@@ -303,8 +303,9 @@ describe('router phase: request body', () => {
     });
   });
 
-  it('joins a body that arrives in several messages', async () => {
+  it('joins a body that arrives in several messages when streamed', async () => {
     const x = exchange();
+    x.ex.protocol({ request_body_mode: 'STREAMED' });
     await step(x.ex, () => x.ex.requestHeaders(chatRequest()));
     const text = JSON.stringify({
       model: 'gpt-4o-mini',

@@ -11,7 +11,13 @@ import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
 import { modelList, modelObject } from './models.js';
 import { CONTINUE, proceed, type Outcome } from './mutation.js';
-import type { BodyMessage, EndReason, HeadersMessage, PhaseHandler } from './phase.js';
+import type {
+  BodyMessage,
+  EndReason,
+  HeadersMessage,
+  PhaseHandler,
+  ProtocolConfig,
+} from './phase.js';
 import type { RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
@@ -37,9 +43,17 @@ export class RouterExchange implements PhaseHandler {
   private status: number | undefined;
   private errorCode: string | undefined;
   private response: ResponseProcessor | undefined;
+  /** Envoy's defaults when it does not say (older Envoys send no protocol_config). */
+  private requestBodyMode = 'BUFFERED';
+  private responseBodyMode = 'BUFFERED';
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
+  }
+
+  protocol(cfg: ProtocolConfig): void {
+    if (cfg.request_body_mode) this.requestBodyMode = cfg.request_body_mode;
+    if (cfg.response_body_mode) this.responseBodyMode = cfg.response_body_mode;
   }
 
   requestHeaders(msg: HeadersMessage): Outcome {
@@ -103,10 +117,14 @@ export class RouterExchange implements PhaseHandler {
     const chunk = msg.body ?? Buffer.alloc(0);
     this.bytes += chunk.length;
     if (this.bytes > cfg.limits.maxRequestBodyBytes) throw tooLarge(cfg);
+    // A BUFFERED body is whole in one message, even when trailers follow (end_of_stream false).
+    // In BUFFERED_PARTIAL a message without end_of_stream means the buffer limit was hit.
     if (!msg.end_of_stream) {
-      // Only BUFFERED is configured, but a partial body must still be answered and kept.
-      this.chunks.push(chunk);
-      return CONTINUE;
+      if (this.requestBodyMode === 'BUFFERED_PARTIAL') throw tooLarge(cfg);
+      if (this.requestBodyMode !== 'BUFFERED') {
+        this.chunks.push(chunk);
+        return CONTINUE;
+      }
     }
     const raw = this.chunks.length === 0 ? chunk : Buffer.concat([...this.chunks, chunk]);
     this.chunks = [];
@@ -163,6 +181,7 @@ export class RouterExchange implements PhaseHandler {
     const outcome = await this.response.body(
       msg.body ?? Buffer.alloc(0),
       msg.end_of_stream === true,
+      this.responseBodyMode === 'BUFFERED',
     );
     if (msg.end_of_stream) this.done('complete');
     return outcome;

@@ -242,3 +242,41 @@ describe('conformance: bad input gets a clear error in the caller format', () =>
     assert.equal(line.outcome, 'rejected');
   });
 });
+
+describe('conformance: trailers', () => {
+  it('routes a BUFFERED request whose body is followed by trailers', async () => {
+    const f = new ExtProcFilter(h.client, ROUTER);
+    const r = continued(
+      await f.runRequest(
+        chatHeaders(),
+        [Buffer.from(JSON.stringify(chat))],
+        [['x-checksum', 'abc']],
+      ),
+    );
+    assert.deepEqual(r.violations, []);
+    assert.equal(get(r.headers, 'x-sluice-model'), 'gpt-4o-mini');
+    assert.equal(r.routeCacheCleared, true);
+    const resp = Buffer.from(
+      JSON.stringify({
+        id: 'x',
+        object: 'chat.completion',
+        model: 'gpt-4o-mini',
+        choices: [],
+        usage: { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 },
+      }),
+    );
+    const before = accessLines(h).length;
+    continued(
+      await f.runResponse(
+        [
+          [':status', '200'],
+          ['content-type', 'application/json'],
+        ],
+        [resp],
+        [['x-trailer', '1']],
+      ),
+    );
+    await waitFor(() => accessLines(h).length > before);
+    assert.equal(accessLines(h).at(-1)!.tokens.output, 4);
+  });
+});
