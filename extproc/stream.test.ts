@@ -25,16 +25,31 @@ class FakeCall extends EventEmitter implements DuplexCall {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+async function until(cond: () => boolean): Promise<void> {
+  const end = Date.now() + 5000;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out waiting');
+    await sleep(2);
+  }
+}
+
+/** A promise the test resolves when it wants a handler to finish: ordering without timing. */
+function gate(): { wait: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const wait = new Promise<void>((r) => (open = r));
+  return { wait, open };
+}
+
 class Recorder implements PhaseHandler {
   calls: string[] = [];
   finished: EndReason[] = [];
   constructor(
-    private readonly delays: Partial<Record<string, number>> = {},
+    private readonly gates: Partial<Record<string, Promise<void>>> = {},
     private readonly throwOn?: string,
   ) {}
   private async step(name: string): Promise<Outcome> {
     this.calls.push(`start ${name}`);
-    await sleep(this.delays[name] ?? 0);
+    await this.gates[name];
     if (this.throwOn === name) throw new SluiceError('invalid_json', 'bad');
     this.calls.push(`end ${name}`);
     return { kind: 'continue' };
@@ -91,14 +106,17 @@ const oneofs = (w: WireResponse[]) => w.map((m) => Object.keys(m)[0]);
 
 describe('ext_proc stream state machine', () => {
   it('answers each message once, in order per direction, with the matching oneof', async () => {
-    const h = new Recorder({ request_headers: 20 });
+    const g = gate();
+    const h = new Recorder({ request_headers: g.wait });
     const { call } = start(h);
     call.send({ request: 'request_headers', request_headers: {} });
     call.send({
       request: 'request_body',
       request_body: { body: Buffer.from('{}'), end_of_stream: true },
     });
-    await sleep(40);
+    await until(() => h.calls.length === 1);
+    g.open();
+    await until(() => call.written.length === 2);
     assert.deepEqual(oneofs(call.written), ['request_headers', 'request_body']);
     assert.deepEqual(h.calls, [
       'start request_headers',
@@ -109,13 +127,15 @@ describe('ext_proc stream state machine', () => {
   });
 
   it('does not hold response messages behind an unanswered request message', async () => {
-    const h = new Recorder({ request_body: 50 });
+    const g = gate();
+    const h = new Recorder({ request_body: g.wait });
     const { call } = start(h);
     call.send({ request: 'request_body', request_body: {} });
     call.send({ request: 'response_headers', response_headers: {} });
-    await sleep(20);
+    await until(() => call.written.length === 1);
     assert.deepEqual(oneofs(call.written), ['response_headers']);
-    await sleep(50);
+    g.open();
+    await until(() => call.written.length === 2);
     assert.deepEqual(oneofs(call.written), ['response_headers', 'request_body']);
   });
 
@@ -124,33 +144,47 @@ describe('ext_proc stream state machine', () => {
     const { call } = start(h);
     call.send({ request: 'request_headers', request_headers: {} });
     call.send({ request: 'request_body', request_body: {} });
+    await until(() => h.finished.length === 1);
     call.send({ request: 'response_headers', response_headers: {} });
-    await sleep(20);
-    assert.equal(oneofs(call.written)[0], 'request_headers');
-    assert.ok(oneofs(call.written).includes('immediate_response'));
+    await sleep(10);
+    assert.deepEqual(oneofs(call.written), ['request_headers', 'immediate_response']);
     assert.deepEqual(h.finished, ['complete']);
   });
 
   it('ends its side after answering when Envoy half-closes, and finishes once', async () => {
-    const h = new Recorder({ response_body: 20 });
+    const g = gate();
+    const h = new Recorder({ response_body: g.wait });
     const { call, opened } = start(h);
     call.send({ request: 'response_body', response_body: {} });
     call.emit('end');
-    await sleep(40);
+    await sleep(5);
+    assert.equal(call.ended, 0, 'nothing is closed while an answer is pending');
+    g.open();
+    await until(() => call.ended === 1);
     assert.deepEqual(oneofs(call.written), ['response_body']);
-    assert.equal(call.ended, 1);
     call.emit('cancelled');
     assert.deepEqual(h.finished, ['aborted']);
     assert.deepEqual(opened, ['o', 'c']);
   });
 
   it('stops writing once Envoy cancels the stream', async () => {
-    const h = new Recorder({ request_body: 20 });
+    const g = gate();
+    const h = new Recorder({ request_body: g.wait });
     const { call } = start(h);
+    call.send({ request: 'request_headers', request_headers: {} });
     call.send({ request: 'request_body', request_body: {} });
+    await until(() => h.calls.includes('start request_body'));
     call.emit('cancelled');
-    await sleep(40);
-    assert.deepEqual(call.written, []);
+    g.open();
+    await until(() => h.calls.includes('end request_body'));
+    call.send({ request: 'response_headers', response_headers: {} });
+    await sleep(5);
+    assert.deepEqual(
+      oneofs(call.written),
+      ['request_headers'],
+      'nothing is written after the cancel',
+    );
+    assert.ok(!h.calls.includes('start response_headers'), 'nothing is processed after the cancel');
     assert.deepEqual(h.finished, ['aborted']);
   });
 
@@ -158,8 +192,8 @@ describe('ext_proc stream state machine', () => {
     const h = new Recorder();
     const { call } = start(h);
     call.send({ request: 'request_headers', request_headers: {}, observability_mode: true });
-    await sleep(10);
+    await until(() => h.calls.length === 2);
+    await sleep(5);
     assert.deepEqual(call.written, []);
-    assert.deepEqual(h.calls, ['start request_headers', 'end request_headers']);
   });
 });
