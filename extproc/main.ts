@@ -6,12 +6,15 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
 
-const USAGE = `Usage: sluice extproc --config FILE [options]
+const USAGE = `Usage: sluice extproc (--config FILE | --xds ADDR --node-id ID) [options]
 
 The Sluice ext_proc service: the gRPC server Envoy calls for every AI request.
 
 Options:
   --config FILE           extproc config (YAML or JSON, contract sluice.dev/extproc/v1); reloaded on change
+  --xds ADDR              take the config from the operator's ADS server instead (unix:/path or host:port)
+  --node-id ID            this extproc's xDS node id, e.g. <pod>/extproc (required with --xds)
+  --xds-start-timeout-ms N  how long to wait for a first good config over xDS (default 30000)
   --listen ADDR           unix:/path/to.sock or host:port (default unix:/var/run/sluice/extproc.sock)
   --admin HOST:PORT       /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
   --max-message-bytes N   largest ext_proc message accepted, i.e. buffered body size (default 16777216)
@@ -21,26 +24,40 @@ Options:
   -h, --help              this text
 `;
 
-const Flags = z.object({
-  config: z.string({ error: '--config FILE is required' }).min(1),
-  listen: z
-    .string()
-    .regex(
-      /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/,
-      '--listen must be unix:/path or host:port',
-    )
-    .default('unix:/var/run/sluice/extproc.sock'),
-  admin: z.string().default('127.0.0.1:9901'),
-  'max-message-bytes': z.coerce
-    .number()
-    .int()
-    .min(65536)
-    .max(512 * 1024 * 1024)
-    .default(16 * 1024 * 1024),
-  'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
-  'no-watch': z.boolean().default(false),
-  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
-});
+const ADDRESS = /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/;
+
+const Flags = z
+  .object({
+    config: z.string().min(1).optional(),
+    xds: z.string().regex(ADDRESS, '--xds must be unix:/path or host:port').optional(),
+    'node-id': z.string().min(1).max(256).optional(),
+    'xds-start-timeout-ms': z.coerce.number().int().min(100).max(600_000).default(30_000),
+    listen: z
+      .string()
+      .regex(
+        /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/,
+        '--listen must be unix:/path or host:port',
+      )
+      .default('unix:/var/run/sluice/extproc.sock'),
+    admin: z.string().default('127.0.0.1:9901'),
+    'max-message-bytes': z.coerce
+      .number()
+      .int()
+      .min(65536)
+      .max(512 * 1024 * 1024)
+      .default(16 * 1024 * 1024),
+    'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
+    'no-watch': z.boolean().default(false),
+    'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  })
+  .superRefine((f, ctx) => {
+    if ((f.config === undefined) === (f.xds === undefined)) {
+      ctx.addIssue({ code: 'custom', message: 'give exactly one of --config FILE and --xds ADDR' });
+    }
+    if (f.xds !== undefined && f['node-id'] === undefined) {
+      ctx.addIssue({ code: 'custom', message: '--xds needs --node-id ID' });
+    }
+  });
 
 export async function main(argv: string[]): Promise<number> {
   let raw;
@@ -49,6 +66,9 @@ export async function main(argv: string[]): Promise<number> {
       args: argv,
       options: {
         config: { type: 'string' },
+        xds: { type: 'string' },
+        'node-id': { type: 'string' },
+        'xds-start-timeout-ms': { type: 'string' },
         listen: { type: 'string' },
         admin: { type: 'string' },
         'max-message-bytes': { type: 'string' },
@@ -83,6 +103,14 @@ export async function main(argv: string[]): Promise<number> {
   try {
     extproc = await run({
       configPath: f.config,
+      xds:
+        f.xds === undefined
+          ? undefined
+          : {
+              address: f.xds,
+              nodeId: f['node-id']!,
+              startTimeoutMs: f['xds-start-timeout-ms'],
+            },
       listen: f.listen,
       admin: f.admin === 'off' ? undefined : f.admin,
       maxMessageBytes: f['max-message-bytes'],

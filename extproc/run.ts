@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startAdmin, type RunningAdmin } from './admin.js';
 import { FileConfigSource } from './config/load.js';
+import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
 import { RequestStore } from './pipeline/request-store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
@@ -18,7 +19,10 @@ import { Telemetry } from './telemetry/telemetry.js';
 import { warmTokenizer } from './usage/estimate.js';
 
 export interface ExtprocOptions {
-  configPath: string;
+  /** A config file; exactly one of configPath and xds. */
+  configPath?: string | undefined;
+  /** The operator's ADS stream instead of a file. */
+  xds?: { address: string; nodeId: string; startTimeoutMs?: number } | undefined;
   listen: string;
   admin?: string | undefined;
   maxMessageBytes: number;
@@ -37,7 +41,7 @@ export interface RunningExtproc {
   grpcAddress: string;
   adminAddress: string | undefined;
   config(): RuntimeConfig;
-  /** Re-reads the config file now (SIGHUP); a bad file is refused and the old one kept. */
+  /** Re-reads the config file now (SIGHUP); a bad file is refused and the old one kept. No-op over xDS. */
   reload(): Promise<void>;
   close(): Promise<void>;
   readonly activeStreams: number;
@@ -62,16 +66,19 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       'config applied',
     );
   };
-  const source = new FileConfigSource(
-    opts.configPath,
-    {
-      onConfig: apply,
-      onRejected: () => telemetry.configRejected(),
-    },
-    log,
-    opts.env,
-  );
-  apply(await source.start(opts.watchConfig));
+  const events = { onConfig: apply, onRejected: () => telemetry.configRejected() };
+  let source: { reload(): Promise<void>; close(): void };
+  if (opts.xds) {
+    const xds = new XdsConfigSource({ ...opts.xds, logger: log }, events);
+    apply(await xds.start());
+    source = { reload: () => Promise.resolve(), close: () => xds.close() };
+  } else if (opts.configPath !== undefined) {
+    const file = new FileConfigSource(opts.configPath, events, log, opts.env);
+    apply(await file.start(opts.watchConfig));
+    source = file;
+  } else {
+    throw new Error('either configPath or xds is required');
+  }
 
   const store = new RequestStore(opts.now);
   const newId = opts.newId ?? randomUUID;

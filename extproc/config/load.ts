@@ -14,10 +14,17 @@ export class ConfigError extends Error {
 }
 
 /** Parses and validates a config document, resolving secrets from env or files. Never echoes values. */
-export async function compileConfig(
-  text: string,
-  opts: { baseDir: string; env: NodeJS.ProcessEnv },
-): Promise<RuntimeConfig> {
+export interface CompileOptions {
+  baseDir: string;
+  env: NodeJS.ProcessEnv;
+  /**
+   * Over xDS, secrets must arrive as values: an env or file reference would be resolved against
+   * this pod's environment and disk, which the operator neither sees nor controls.
+   */
+  valuesOnly?: boolean;
+}
+
+export async function compileConfig(text: string, opts: CompileOptions): Promise<RuntimeConfig> {
   let doc: unknown;
   try {
     doc = parseYaml(text, { prettyErrors: false });
@@ -41,7 +48,13 @@ export async function compileConfig(
   if (!parsed.success) throw new ConfigError(`invalid config: ${formatIssues(parsed.error)}`);
   const credentials = new Map<string, string>();
   for (const b of parsed.data.backends) {
-    if (b.credential) credentials.set(b.name, await resolveSecret(b.credential, b.name, opts));
+    if (!b.credential) continue;
+    if (opts.valuesOnly && !('value' in b.credential)) {
+      throw new ConfigError(
+        `backend "${b.name}": over xDS a credential must be given as value, not env or file`,
+      );
+    }
+    credentials.set(b.name, await resolveSecret(b.credential, b.name, opts));
   }
   return new RuntimeConfig(parsed.data, credentials);
 }
