@@ -1,0 +1,515 @@
+/**
+ * The Sluice API as zod schemas: the single source of truth from which the CRDs are generated
+ * (operator/crdgen) and against which documents are validated offline (operator/validate).
+ *
+ * Field-level rules (types, ranges, patterns, enums) are zod checks that also become OpenAPI
+ * keywords. Cross-field rules are CEL expressions, declared once here in CEL_RULES and attached
+ * to the schema node they apply to: the CRD carries them as x-kubernetes-validations and the
+ * offline validator evaluates the very same strings with a CEL library. Parsing with these
+ * schemas alone therefore does NOT check the cross-field rules; use operator/validate for that.
+ */
+import { z } from 'zod';
+import { API_VERSION } from './types.js';
+import type * as api from './types.js';
+
+/** One x-kubernetes-validations entry, plus the id that names its test fixtures. */
+export interface CelRule {
+  id: string;
+  rule: string;
+  message?: string;
+  messageExpression?: string;
+  reason?: 'FieldValueInvalid' | 'FieldValueRequired' | 'FieldValueForbidden';
+  /** Relative to the node the rule is attached to, e.g. ".credential". */
+  fieldPath?: string;
+}
+
+/** Where CEL rules are attached; crdgen copies them into the CRD, validate evaluates them. */
+export const celRegistry = z.registry<{ rules: readonly CelRule[] }>();
+
+// Providers whose public endpoints always need an API key; bedrock and vertex may use workload
+// identity, and openai-compatible servers are often unauthenticated in-cluster.
+const KEYED_PROVIDERS = ['openai', 'azure-openai', 'anthropic'] as const;
+
+function providerBlock(block: 'azure' | 'aws' | 'gcp', provider: api.Provider): CelRule {
+  return {
+    id: `backend-${block}-block`,
+    rule: `has(self.${block}) == (self.provider == '${provider}')`,
+    messageExpression:
+      `self.provider == '${provider}' ? '${block} is required when provider is ${provider}'` +
+      ` : '${block} is only allowed when provider is ${provider}, not ' + self.provider`,
+    fieldPath: `.${block}`,
+  };
+}
+
+/** Every cross-field rule of the API, by id. Fixtures: test/fixtures/crds/<id>.{valid,invalid}.yaml */
+export const CEL_RULES = {
+  modelMatchOneOf: {
+    id: 'model-match-one-of',
+    rule: 'has(self.exact) != has(self.prefix)',
+    message: 'exactly one of exact and prefix must be set',
+  },
+  headerMatchOneOf: {
+    id: 'header-match-one-of',
+    rule: 'has(self.value) != has(self.prefix)',
+    message: 'exactly one of value and prefix must be set',
+  },
+  endpointOneOf: {
+    id: 'endpoint-one-of',
+    rule: 'has(self.url) != has(self.service)',
+    message: 'exactly one of url and service must be set',
+  },
+  backendCredential: {
+    id: 'backend-credential',
+    rule: `!(self.provider in [${KEYED_PROVIDERS.map((p) => `'${p}'`).join(', ')}]) || !has(self.endpoint.url) || has(self.credential)`,
+    messageExpression: `'credential is required for provider ' + self.provider + ' with a url endpoint'`,
+    reason: 'FieldValueRequired',
+    fieldPath: '.credential',
+  },
+  backendAzure: providerBlock('azure', 'azure-openai'),
+  backendAws: providerBlock('aws', 'aws-bedrock'),
+  backendGcp: providerBlock('gcp', 'gcp-vertex'),
+  // These two name no culprit: the apiserver's cost estimator treats filter() inside a
+  // messageExpression as unbounded and refuses the CRD, whatever maxItems says.
+  backendNamesUnique: {
+    id: 'backend-names-unique',
+    rule: 'self.backends.all(b, self.backends.exists_one(c, c.name == b.name))',
+    message: 'backend names must be unique',
+    fieldPath: '.backends',
+  },
+  ruleBackendRefsExist: {
+    id: 'rule-backend-refs-exist',
+    rule: '!has(self.rules) || self.rules.all(r, !has(r.backendRefs) || r.backendRefs.all(ref, self.backends.exists(b, b.name == ref.name)))',
+    message: 'every backendRefs name must be the name of a backend of this route',
+    fieldPath: '.rules',
+  },
+  ruleBackendRefsUnique: {
+    id: 'rule-backend-refs-unique',
+    rule: '!has(self.backendRefs) || self.backendRefs.all(a, self.backendRefs.exists_one(b, b.name == a.name))',
+    message: 'a backend may appear only once in backendRefs',
+    fieldPath: '.backendRefs',
+  },
+  policyTarget: {
+    id: 'policy-target',
+    rule: 'has(self.targetRefs) || has(self.selector)',
+    message: 'at least one of targetRefs and selector must be set',
+  },
+  policyTargetRefsUnique: {
+    id: 'policy-target-refs-unique',
+    rule: '!has(self.targetRefs) || self.targetRefs.all(a, self.targetRefs.exists_one(b, b.name == a.name))',
+    message: 'an AIRoute may appear only once in targetRefs',
+    fieldPath: '.targetRefs',
+  },
+} as const satisfies Record<string, CelRule>;
+
+function withRules<T extends z.ZodType>(schema: T, ...rules: CelRule[]): T {
+  celRegistry.add(schema, { rules });
+  return schema;
+}
+
+/** OpenAPI keywords zod has no check for; crdgen adds them, the zod checks beside them agree. */
+export interface OpenAPIExtras {
+  format?: 'date-time';
+  maxProperties?: number;
+  'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
+  'x-kubernetes-list-map-keys'?: string[];
+}
+
+export const openAPIRegistry = z.registry<OpenAPIExtras>();
+
+function withOpenAPI<T extends z.ZodType>(schema: T, extras: OpenAPIExtras): T {
+  openAPIRegistry.add(schema, extras);
+  return schema;
+}
+
+// Reports the repeated item itself, where the apiserver reports a set's or map list's duplicate.
+function noRepeats<T>(key: (item: T) => string, what: string) {
+  return (list: T[], ctx: z.RefinementCtx) => {
+    const seen = new Set<string>();
+    list.forEach((item, i) => {
+      const k = key(item);
+      if (seen.has(k)) ctx.addIssue({ code: 'custom', path: [i], message: `${what} is repeated` });
+      seen.add(k);
+    });
+  };
+}
+
+// Patterns are written in the subset shared by JavaScript and Go's RE2 (which the apiserver uses
+// for OpenAPI `pattern`), so both sides accept exactly the same strings.
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const GO_DURATION = /^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$/;
+// No userinfo (credentials belong in Secrets), no query or fragment (the gateway owns them).
+const HTTPS_URL =
+  /^https:\/\/([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(\/[^\s?#]*)?$/;
+const HTTP_HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+const SECRET_KEY = /^[-._a-zA-Z0-9]+$/;
+const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
+
+const dnsLabel = (what: string) =>
+  z
+    .string()
+    .max(63)
+    .regex(DNS_LABEL, `${what} must be a DNS label (lowercase letters, digits and '-')`);
+
+const dnsSubdomain = (what: string) =>
+  z
+    .string()
+    .max(253)
+    .regex(
+      DNS_SUBDOMAIN,
+      `${what} must be a DNS subdomain (lowercase letters, digits, '-' and '.')`,
+    );
+
+const duration = z
+  .string()
+  .max(32)
+  .regex(GO_DURATION, 'must be a duration such as "500ms", "30s" or "1m30s"')
+  .describe('A Go duration: "500ms", "30s", "2m", "1h30m".');
+
+const modelName = z.string().min(1).max(256);
+
+const ModelMatchObject = withRules(
+  z
+    .strictObject({
+      exact: modelName.optional().describe('An exact model name; listed by /v1/models.'),
+      prefix: modelName.optional().describe('A model name prefix; not listed by /v1/models.'),
+    })
+    .describe('A model name the route serves. Exactly one of exact and prefix.'),
+  CEL_RULES.modelMatchOneOf,
+);
+// The CEL rule guarantees exactly one of the two, which is what the union type says.
+export const ModelMatchSchema = ModelMatchObject.transform((m) => m as api.ModelMatch);
+
+export const SecretKeyRefSchema = z.strictObject({
+  name: dnsSubdomain('secret name').describe("A Secret in the route's namespace."),
+  key: z
+    .string()
+    .max(253)
+    .regex(SECRET_KEY, "secret key must consist of letters, digits, '-', '_' or '.'")
+    .optional()
+    .describe('The key in the Secret\'s data; default "apiKey".'),
+});
+
+export const ServiceRefSchema = z.strictObject({
+  name: z
+    .string()
+    .max(63)
+    .regex(DNS_1035_LABEL, 'service name must be a DNS-1035 label')
+    .describe("A Service in the route's namespace (vLLM, Ollama, TGI)."),
+  port: z.int().min(1).max(65535).describe('The Service port.'),
+});
+
+export const EndpointSchema = withRules(
+  z
+    .strictObject({
+      url: z
+        .string()
+        .max(2048)
+        .regex(
+          HTTPS_URL,
+          'url must be https://host[:port][/path] without credentials, query or fragment',
+        )
+        .optional()
+        .describe('An external endpoint: https://host[:port][/path-prefix].'),
+      service: ServiceRefSchema.optional().describe('An in-cluster Service.'),
+    })
+    .describe('Where the backend is. Exactly one of url and service.'),
+  CEL_RULES.endpointOneOf,
+);
+
+export const ProviderSchema = z.enum([
+  'openai',
+  'azure-openai',
+  'anthropic',
+  'openai-compatible',
+  'aws-bedrock',
+  'gcp-vertex',
+]);
+
+export const BackendSchema = withRules(
+  z.strictObject({
+    name: dnsLabel('backend name').describe('Unique within the route; rules refer to it.'),
+    provider: ProviderSchema.describe('The API the backend speaks.'),
+    endpoint: EndpointSchema,
+    credential: z
+      .strictObject({ secretRef: SecretKeyRefSchema })
+      .optional()
+      .describe('The API key, from a Secret in the same namespace.'),
+    modelOverride: modelName
+      .optional()
+      .describe('Replaces the model the client named before the request leaves.'),
+    weight: z
+      .int()
+      .min(0)
+      .max(10000)
+      .optional()
+      .describe('Relative share among backends of the same priority; default 1.'),
+    priority: z
+      .int()
+      .min(0)
+      .max(7)
+      .optional()
+      .describe('0 is tried first; higher numbers are fallbacks; default 0.'),
+    azure: z
+      .strictObject({
+        apiVersion: z
+          .string()
+          .min(1)
+          .max(64)
+          .regex(/^[A-Za-z0-9._-]+$/, 'apiVersion must be an Azure OpenAI api-version'),
+        deployment: z
+          .string()
+          .min(1)
+          .max(64)
+          .regex(/^[A-Za-z0-9._-]+$/, 'deployment must be an Azure deployment name')
+          .optional(),
+      })
+      .optional()
+      .describe('Required iff provider is azure-openai.'),
+    aws: z
+      .strictObject({
+        region: z
+          .string()
+          .max(32)
+          .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'region must be an AWS region such as us-east-1'),
+      })
+      .optional()
+      .describe('Required iff provider is aws-bedrock.'),
+    gcp: z
+      .strictObject({
+        project: z
+          .string()
+          .max(30)
+          .regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'project must be a Google Cloud project id'),
+        region: z
+          .string()
+          .max(32)
+          .regex(
+            /^(global|[a-z]+-[a-z]+[0-9]+)$/,
+            'region must be a Google Cloud region such as us-central1, or global',
+          ),
+      })
+      .optional()
+      .describe('Required iff provider is gcp-vertex.'),
+  }),
+  CEL_RULES.backendCredential,
+  CEL_RULES.backendAzure,
+  CEL_RULES.backendAws,
+  CEL_RULES.backendGcp,
+);
+
+export const RetryOnSchema = z.enum(['rate-limited', '5xx', 'reset', 'timeout', 'connect-failure']);
+
+export const RetryPolicySchema = z.strictObject({
+  attempts: z
+    .int()
+    .min(0)
+    .max(10)
+    .optional()
+    .describe('Retries after the first try; 0 disables. Default 2.'),
+  on: withOpenAPI(
+    z
+      .array(RetryOnSchema)
+      .max(5)
+      .superRefine(noRepeats((c) => c, 'a retry condition')),
+    { 'x-kubernetes-list-type': 'set' },
+  )
+    .optional()
+    .describe('The conditions that are retried.'),
+  perTryTimeout: duration.optional(),
+});
+
+export const HeaderMatchSchema = withRules(
+  z.strictObject({
+    name: z.string().min(1).max(256).regex(HTTP_HEADER_NAME, 'name must be an HTTP header name'),
+    value: z.string().max(4096).optional().describe('Exact value.'),
+    prefix: z.string().min(1).max(4096).optional().describe('Value prefix.'),
+  }),
+  CEL_RULES.headerMatchOneOf,
+);
+
+export const RuleMatchSchema = z.strictObject({
+  model: ModelMatchSchema.optional(),
+  headers: z.array(HeaderMatchSchema).max(16).optional().describe('All must match.'),
+});
+
+export const BackendRefSchema = z.strictObject({
+  name: dnsLabel('backend name'),
+  weight: z.int().min(0).max(10000).optional().describe("Overrides the backend's weight."),
+  priority: z.int().min(0).max(7).optional().describe("Overrides the backend's priority."),
+});
+
+export const RuleSchema = withRules(
+  z.strictObject({
+    matches: z
+      .array(RuleMatchSchema)
+      .max(16)
+      .optional()
+      .describe('Any may match; empty or absent: every model of the route.'),
+    backendRefs: z
+      .array(BackendRefSchema)
+      .min(1)
+      .max(32)
+      .optional()
+      .describe('Absent: every backend of the route with its own weight and priority.'),
+    timeout: duration.optional(),
+    retry: RetryPolicySchema.optional(),
+  }),
+  CEL_RULES.ruleBackendRefsUnique,
+);
+
+export const AIRouteSpecSchema = withRules(
+  z.strictObject({
+    models: z
+      .array(ModelMatchSchema)
+      .min(1, 'at least one model is required')
+      .max(128)
+      .describe('The models this route serves.'),
+    backends: z.array(BackendSchema).min(1, 'at least one backend is required').max(32),
+    rules: z
+      .array(RuleSchema)
+      .max(32)
+      .optional()
+      .describe('Evaluated in order; absent: one rule for all models and backends.'),
+    timeout: duration.optional().describe('Default for every rule; default 300s.'),
+    retry: RetryPolicySchema.optional().describe('Default for every rule.'),
+  }),
+  CEL_RULES.backendNamesUnique,
+  CEL_RULES.ruleBackendRefsExist,
+);
+
+const policySection = (what: string) =>
+  z
+    .record(z.string(), z.unknown())
+    .optional()
+    .describe(`${what} Its fields are defined by the feature that implements it.`);
+
+export const AIPolicySpecSchema = withRules(
+  z.strictObject({
+    targetRefs: z
+      .array(z.strictObject({ name: dnsSubdomain('AIRoute name') }))
+      .min(1)
+      .max(32)
+      .optional()
+      .describe('AIRoutes in the same namespace, by name.'),
+    selector: z
+      .strictObject({
+        matchLabels: withOpenAPI(
+          z
+            .record(z.string(), z.string().max(63).regex(LABEL_VALUE, 'must be a label value'))
+            .refine((m) => Object.keys(m).length <= 32, 'must have at most 32 labels'),
+          { maxProperties: 32 },
+        ).optional(),
+      })
+      .optional()
+      .describe('AIRoutes in the same namespace, by label; {} selects all of them.'),
+    priority: z.int().min(0).max(1000).optional().describe('Higher wins per section; default 0.'),
+    mode: z
+      .enum(['enforce', 'shadow'])
+      .optional()
+      .describe('shadow: evaluate and report, enforce nothing. Default enforce.'),
+    failureMode: z
+      .enum(['closed', 'open'])
+      .optional()
+      .describe('When the policy cannot be evaluated; default closed.'),
+    consumers: policySection('Who calls: virtual keys, JWT claims, mesh identities.'),
+    access: policySection('Which consumers may call which models.'),
+    limits: policySection('Token, request and spend limits.'),
+    pricing: policySection('Prices per model for spend accounting.'),
+    masking: policySection('Sensitive-data masking.'),
+    promptGuard: policySection('Prompt-injection and content rules.'),
+  }),
+  CEL_RULES.policyTarget,
+  CEL_RULES.policyTargetRefsUnique,
+);
+
+// RFC 3339 as the apiserver's date-time format reads it: a date, a time and an offset or Z.
+const timestamp = withOpenAPI(
+  z
+    .string()
+    .max(64)
+    .regex(
+      /^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})$/,
+      'must be an RFC 3339 date-time',
+    ),
+  { format: 'date-time' },
+);
+
+export const ConditionSchema = z.strictObject({
+  type: z
+    .string()
+    .max(316)
+    .regex(
+      /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/,
+    ),
+  status: z.enum(['True', 'False', 'Unknown']),
+  reason: z
+    .string()
+    .min(1)
+    .max(1024)
+    .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
+  message: z.string().max(32768),
+  observedGeneration: z.int().min(0).optional(),
+  lastTransitionTime: timestamp,
+});
+
+export const ResourceStatusSchema = z.strictObject({
+  observedGeneration: z.int().min(0).optional(),
+  conditions: withOpenAPI(
+    z
+      .array(ConditionSchema)
+      .max(16)
+      .superRefine(noRepeats((c) => c.type, 'a condition type')),
+    { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] },
+  ).optional(),
+});
+
+/** What a document's metadata must satisfy; a missing namespace means "default". */
+export const ObjectMetaSchema = z.object({
+  name: dnsSubdomain('metadata.name'),
+  namespace: dnsLabel('metadata.namespace').default('default'),
+  uid: z.string().optional(),
+  generation: z.int().optional(),
+  resourceVersion: z.string().optional(),
+  creationTimestamp: z.string().optional(),
+  labels: z.record(z.string(), z.string()).optional(),
+  annotations: z.record(z.string(), z.string()).optional(),
+});
+
+export const AIRouteSchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('AIRoute'),
+  metadata: ObjectMetaSchema,
+  spec: AIRouteSpecSchema,
+  status: ResourceStatusSchema.optional(),
+});
+
+export const AIPolicySchema = z.object({
+  apiVersion: z.literal(API_VERSION),
+  kind: z.literal('AIPolicy'),
+  metadata: ObjectMetaSchema,
+  spec: AIPolicySpecSchema,
+  status: ResourceStatusSchema.optional(),
+});
+
+// Compile-time proof that the schemas parse to exactly the types of the API contract.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const contract: {
+  spec: Same<z.output<typeof AIRouteSpecSchema>, api.AIRouteSpec>;
+  route: Same<z.output<typeof AIRouteSchema>, api.AIRoute>;
+  policySpec: Same<z.output<typeof AIPolicySpecSchema>, api.AIPolicySpec>;
+  policy: Same<z.output<typeof AIPolicySchema>, api.AIPolicy>;
+  status: Same<z.output<typeof ResourceStatusSchema>, api.ResourceStatus>;
+  meta: Same<z.output<typeof ObjectMetaSchema>, api.ObjectMeta>;
+  sections: Same<keyof api.PolicySections, (typeof api.POLICY_SECTIONS)[number]>;
+} = {
+  spec: true,
+  route: true,
+  policySpec: true,
+  policy: true,
+  status: true,
+  meta: true,
+  sections: true,
+};
+void contract;

@@ -1,0 +1,210 @@
+/**
+ * The Sluice API (group sluice.dev, version v1alpha1) as TypeScript types: the contract between
+ * the CRD schemas (operator/api/schema.ts, which must parse to exactly these shapes), the sources
+ * (cluster informers or YAML files) and the pure translation. No Kubernetes client types here.
+ */
+
+export const GROUP = 'sluice.dev';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+
+export interface ObjectMeta {
+  name: string;
+  namespace: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  creationTimestamp?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+}
+
+export type Provider =
+  'openai' | 'azure-openai' | 'anthropic' | 'openai-compatible' | 'aws-bedrock' | 'gcp-vertex';
+
+/** A model name the route serves: exact names are listed in /v1/models, prefixes are not. */
+export type ModelMatch = { exact: string; prefix?: never } | { prefix: string; exact?: never };
+
+export interface SecretKeyRef {
+  /** A Secret in the route's namespace. */
+  name: string;
+  /** The key in the Secret's data; default "apiKey". */
+  key?: string;
+}
+
+export interface ServiceRef {
+  /** A Service in the route's namespace (in-cluster model servers: vLLM, Ollama, TGI). */
+  name: string;
+  port: number;
+}
+
+export interface Endpoint {
+  /** External: https://host[:port][/path-prefix]. Exactly one of url and service. */
+  url?: string;
+  service?: ServiceRef;
+}
+
+export interface Backend {
+  /** Unique within the route; rules refer to it. DNS-label syntax. */
+  name: string;
+  provider: Provider;
+  endpoint: Endpoint;
+  credential?: { secretRef: SecretKeyRef };
+  /** Replaces the model the client named before the request leaves. */
+  modelOverride?: string;
+  /** Relative share among backends of the same priority; default 1. */
+  weight?: number;
+  /** 0 is tried first; higher numbers are fallbacks; default 0. */
+  priority?: number;
+  azure?: { apiVersion: string; deployment?: string };
+  aws?: { region: string };
+  gcp?: { project: string; region: string };
+}
+
+/** Durations are Kubernetes/Go style strings: "500ms", "30s", "2m". */
+export type Duration = string;
+
+export type RetryOn = 'rate-limited' | '5xx' | 'reset' | 'timeout' | 'connect-failure';
+
+export interface RetryPolicy {
+  /** Retries after the first try; 0 disables. Default 2. */
+  attempts?: number;
+  on?: RetryOn[];
+  perTryTimeout?: Duration;
+}
+
+export interface HeaderMatch {
+  name: string;
+  /** Exact value; exactly one of value and prefix. */
+  value?: string;
+  prefix?: string;
+}
+
+export interface RuleMatch {
+  model?: ModelMatch;
+  headers?: HeaderMatch[];
+}
+
+export interface BackendRef {
+  name: string;
+  /** Overrides the backend's weight in this rule. */
+  weight?: number;
+  priority?: number;
+}
+
+export interface Rule {
+  /** Empty or absent: every model of the route. */
+  matches?: RuleMatch[];
+  /** Absent: every backend of the route with its own weight and priority. */
+  backendRefs?: BackendRef[];
+  timeout?: Duration;
+  retry?: RetryPolicy;
+}
+
+export interface AIRouteSpec {
+  models: ModelMatch[];
+  backends: Backend[];
+  /** Evaluated in order; absent: one rule for all models and backends. */
+  rules?: Rule[];
+  /** Defaults for every rule. Default timeout 300s. */
+  timeout?: Duration;
+  retry?: RetryPolicy;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+  lastTransitionTime: string;
+}
+
+export interface ResourceStatus {
+  observedGeneration?: number;
+  conditions?: Condition[];
+}
+
+export interface AIRoute {
+  apiVersion: typeof API_VERSION;
+  kind: 'AIRoute';
+  metadata: ObjectMeta;
+  spec: AIRouteSpec;
+  status?: ResourceStatus;
+}
+
+export type PolicyMode = 'enforce' | 'shadow';
+export type FailureMode = 'closed' | 'open';
+
+/**
+ * Policy sections. Each is owned by a later piece of work (governance, data protection); their
+ * inner fields are declared there. Sections merge across policies: for each section, the
+ * attached policy with the highest priority that sets it wins (ties: oldest, then name), and
+ * the others get a Conflicted condition naming the section and the winner.
+ */
+export interface PolicySections {
+  consumers?: Record<string, unknown>;
+  access?: Record<string, unknown>;
+  limits?: Record<string, unknown>;
+  pricing?: Record<string, unknown>;
+  masking?: Record<string, unknown>;
+  promptGuard?: Record<string, unknown>;
+}
+
+export const POLICY_SECTIONS = [
+  'consumers',
+  'access',
+  'limits',
+  'pricing',
+  'masking',
+  'promptGuard',
+] as const;
+export type PolicySectionName = (typeof POLICY_SECTIONS)[number];
+
+export interface AIPolicySpec extends PolicySections {
+  /** AIRoutes in the same namespace, by name. At least one of targetRefs and selector. */
+  targetRefs?: { name: string }[];
+  /** AIRoutes in the same namespace, by label. */
+  selector?: { matchLabels?: Record<string, string> };
+  /** Higher wins per section; default 0. */
+  priority?: number;
+  /** shadow: evaluate and report, enforce nothing. Default enforce. */
+  mode?: PolicyMode;
+  /** What happens when a policy cannot be evaluated (detector error, store down). Default closed. */
+  failureMode?: FailureMode;
+}
+
+export interface AIPolicy {
+  apiVersion: typeof API_VERSION;
+  kind: 'AIPolicy';
+  metadata: ObjectMeta;
+  spec: AIPolicySpec;
+  status?: ResourceStatus;
+}
+
+/** Referenced objects the translation needs, reduced to what it reads. */
+export interface SecretData {
+  metadata: ObjectMeta;
+  /** Decoded values. */
+  data: Record<string, string>;
+}
+
+export interface ServiceEndpoints {
+  /** The Service's namespace/name and port. */
+  namespace: string;
+  service: string;
+  port: number;
+  /** Ready addresses from the Service's EndpointSlices (IP and target port). */
+  addresses: { ip: string; port: number; ready: boolean; zone?: string }[];
+}
+
+/**
+ * Everything translation reads: an immutable snapshot assembled by a source (informers or YAML
+ * files). Translation is a pure function of this bundle.
+ */
+export interface Resources {
+  routes: readonly AIRoute[];
+  policies: readonly AIPolicy[];
+  secrets: readonly SecretData[];
+  endpoints: readonly ServiceEndpoints[];
+}

@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { loadResources, readDocuments } from './yaml.js';
+
+let dir: string;
+
+const ROUTE = `apiVersion: sluice.dev/v1alpha1
+kind: AIRoute
+metadata:
+  name: llama
+  namespace: ml
+spec:
+  models: [{ prefix: llama- }]
+  backends:
+    - name: vllm
+      provider: openai-compatible
+      endpoint: { service: { name: vllm, port: 80 } }
+  retry:
+    "on": [5xx]
+`;
+
+const BAD_ROUTE = `apiVersion: sluice.dev/v1alpha1
+kind: AIRoute
+metadata: { name: bad }
+spec:
+  models: [{ exact: gpt-4o }]
+  backends:
+    - name: openai
+      provider: openai
+      endpoint: { url: "https://api.openai.com/v1" }
+`;
+
+const POLICY = `apiVersion: sluice.dev/v1alpha1
+kind: AIPolicy
+metadata: { name: shadow }
+spec: { selector: {}, mode: shadow }
+`;
+
+const SECRETS = `apiVersion: v1
+kind: Secret
+metadata: { name: keys, namespace: ml }
+data:
+  apiKey: c2stdGVzdA==
+  both: ZnJvbS1kYXRh
+stringData:
+  both: from-stringData
+---
+apiVersion: v1
+kind: Secret
+metadata: { name: broken }
+data: { apiKey: "not base64!" }
+`;
+
+const SLICES = `apiVersion: v1
+kind: Service
+metadata: { name: vllm, namespace: ml }
+spec:
+  ports: [{ name: http, port: 80, targetPort: 8000 }, { name: metrics, port: 9090 }]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: vllm-a
+  namespace: ml
+  labels: { kubernetes.io/service-name: vllm }
+addressType: IPv4
+ports: [{ name: http, port: 8000 }, { name: metrics, port: 9090 }]
+endpoints:
+  - addresses: [10.0.0.1]
+    conditions: { ready: true }
+    zone: eu-west-1a
+  - addresses: [10.0.0.2]
+    conditions: { ready: false }
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: vllm-b
+  namespace: ml
+  labels: { kubernetes.io/service-name: vllm }
+addressType: IPv4
+ports: [{ name: http, port: 8000 }]
+endpoints:
+  - addresses: [10.0.0.3]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: tgi-x
+  labels: { kubernetes.io/service-name: tgi }
+addressType: IPv4
+ports: [{ port: 3000 }]
+endpoints:
+  - addresses: [10.0.1.1]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: { name: orphan }
+addressType: IPv4
+`;
+
+void before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'sluice-yaml-'));
+  await mkdir(join(dir, 'nested'));
+  await writeFile(join(dir, 'routes.yaml'), `${ROUTE}---\n${BAD_ROUTE}---\n`);
+  await writeFile(join(dir, 'nested', 'policy.yml'), POLICY);
+  await writeFile(join(dir, 'nested', 'secrets.yaml'), SECRETS);
+  await writeFile(join(dir, 'slices.json.yaml'), SLICES);
+  await writeFile(join(dir, 'README.md'), '# not read');
+  await writeFile(join(dir, '.hidden.yaml'), 'not: [valid');
+});
+
+void after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+void describe('loadResources', () => {
+  void it('reads a directory into a frozen bundle and reports what it left out', async () => {
+    const { resources, problems } = await loadResources([dir]);
+
+    assert.deepEqual(
+      resources.routes.map((r) => `${r.metadata.namespace}/${r.metadata.name}`),
+      ['ml/llama'],
+    );
+    assert.deepEqual(resources.routes[0]!.spec.retry, { on: ['5xx'] });
+    assert.deepEqual(
+      resources.policies.map((p) => [p.metadata.namespace, p.metadata.name, p.spec.mode]),
+      [['default', 'shadow', 'shadow']],
+    );
+    assert.deepEqual(resources.secrets, [
+      {
+        metadata: { name: 'keys', namespace: 'ml' },
+        data: { apiKey: 'sk-test', both: 'from-stringData' },
+      },
+    ]);
+    assert.deepEqual(resources.endpoints, [
+      {
+        namespace: 'ml',
+        service: 'vllm',
+        port: 80,
+        addresses: [
+          { ip: '10.0.0.1', port: 8000, ready: true, zone: 'eu-west-1a' },
+          { ip: '10.0.0.2', port: 8000, ready: false },
+          { ip: '10.0.0.3', port: 8000, ready: true },
+        ],
+      },
+      {
+        namespace: 'ml',
+        service: 'vllm',
+        port: 9090,
+        addresses: [
+          { ip: '10.0.0.1', port: 9090, ready: true, zone: 'eu-west-1a' },
+          { ip: '10.0.0.2', port: 9090, ready: false },
+        ],
+      },
+      {
+        namespace: 'default',
+        service: 'tgi',
+        port: 3000,
+        addresses: [{ ip: '10.0.1.1', port: 3000, ready: true }],
+      },
+    ]);
+    assert.ok(Object.isFrozen(resources) && Object.isFrozen(resources.routes));
+    assert.ok(Object.isFrozen(resources.routes[0]!.spec.backends[0]));
+
+    assert.deepEqual(
+      problems.map((p) => [p.source.slice(dir.length + 1), p.message]),
+      [
+        [
+          'nested/secrets.yaml:10',
+          'Secret/default/broken: data[apiKey] is not base64; use stringData for plain text',
+        ],
+        [
+          'routes.yaml:15',
+          'AIRoute/default/bad: spec.backends[0].credential: Required value: credential is required for provider openai with a url endpoint',
+        ],
+        [
+          'slices.json.yaml:43',
+          'EndpointSlice/default/orphan: no kubernetes.io/service-name label; ignored',
+        ],
+      ],
+    );
+  });
+
+  void it('keeps the first of two documents with the same name', async () => {
+    const file = join(dir, '..', `${Date.now()}-dup.yaml`);
+    await writeFile(file, `${POLICY}---\n${POLICY.replace('mode: shadow', 'mode: enforce')}`);
+    try {
+      const { resources, problems } = await loadResources([file]);
+      assert.equal(resources.policies.length, 1);
+      assert.equal(resources.policies[0]!.spec.mode, 'shadow');
+      assert.match(
+        problems[0]!.message,
+        /^AIPolicy\/default\/shadow is also defined at .*:1; that one is used$/,
+      );
+    } finally {
+      await rm(file);
+    }
+  });
+});
+
+void describe('readDocuments', () => {
+  void it('reads YAML 1.1 as kubectl does', async () => {
+    const { documents, problems } = await readDocuments(['-'], () =>
+      Promise.resolve(
+        'a: 2024-10-21\nb: 0755\non: yes\nc: 1:20\n---\n---\nkind: List\napiVersion: v1\nitems: [{x: 1}, {x: 2}]\n',
+      ),
+    );
+    assert.deepEqual(problems, []);
+    assert.deepEqual(
+      documents.map((d) => d.doc),
+      [{ a: '2024-10-21', b: 493, true: true, c: '1:20' }, { x: 1 }, { x: 2 }],
+    );
+    assert.deepEqual(
+      documents.map((d) => d.source),
+      ['<stdin>:1', '<stdin>:7', '<stdin>:7'],
+    );
+  });
+});
