@@ -1,0 +1,37 @@
+/**
+ * The pure translation: Resources → IR → Envoy resources + extproc config + statuses.
+ * No I/O, clock or randomness; the same input gives byte-identical output, sorted throughout,
+ * so snapshots can be compared and versioned by content.
+ */
+import type { Resources } from '../api/types.js';
+import type { ExtprocConfigInput } from '../../extproc/config/contract.js';
+import type { IR, StatusResult } from './ir.js';
+import { toEnvoy, type EnvoyOptions, type EnvoyResources } from './to-envoy.js';
+import { toExtproc, type ExtprocOptions } from './to-extproc.js';
+import { toIR } from './to-ir.js';
+
+export type { IR, StatusResult } from './ir.js';
+export type { EnvoyOptions, EnvoyResources } from './to-envoy.js';
+
+export interface TranslateOptions extends Partial<EnvoyOptions>, ExtprocOptions {
+  /** The extproc contract `version`; the caller assigns it (e.g. from a content hash). */
+  version?: string;
+}
+
+export interface Translation {
+  ir: IR;
+  envoy: EnvoyResources;
+  extproc: ExtprocConfigInput;
+  statuses: StatusResult[];
+}
+
+export function translate(resources: Resources, options: TranslateOptions = {}): Translation {
+  const { version = '0', limits, ...envoyOptions } = options;
+  const ir = toIR(resources);
+  return {
+    ir,
+    envoy: toEnvoy(ir, envoyOptions),
+    extproc: toExtproc(ir, version, limits ? { limits } : {}),
+    statuses: ir.statuses,
+  };
+}

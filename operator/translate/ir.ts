@@ -1,0 +1,139 @@
+/**
+ * The intermediate representation between the API resources and the data-plane documents.
+ *
+ * Everything here is already validated, defaulted and resolved (Secrets read, EndpointSlices
+ * joined, policies merged, model conflicts settled), so the two emitters (to-envoy.ts and
+ * to-extproc.ts) make no decisions that could make Envoy and the extproc disagree.
+ */
+import type { Condition, ModelMatch, PolicySectionName, Provider, RetryOn } from '../api/types.js';
+
+/** A condition as translation decides it; the status writer adds lastTransitionTime. */
+export type ConditionResult = Omit<Condition, 'lastTransitionTime'>;
+
+export type RouteReason =
+  | 'Accepted'
+  | 'Invalid'
+  | 'BackendNotFound'
+  | 'SecretNotFound'
+  | 'SecretKeyNotFound'
+  | 'ModelConflict';
+
+export type EndpointsReason = 'EndpointsReady' | 'ServiceNotFound' | 'NoReadyEndpoints';
+
+export type PolicyReason = 'Accepted' | 'Invalid' | 'TargetNotFound' | 'Overridden';
+
+export interface StatusResult {
+  kind: 'AIRoute' | 'AIPolicy';
+  namespace: string;
+  name: string;
+  observedGeneration?: number;
+  conditions: ConditionResult[];
+}
+
+export interface ExternalTarget {
+  kind: 'external';
+  /** As Envoy dials it and validates the certificate for (SNI and SAN). */
+  host: string;
+  port: number;
+  /** The Host header the provider expects: the host, with the port when it is not 443. */
+  authority: string;
+  /** The URL's path below the host, without a trailing slash; absent for "/". */
+  pathPrefix?: string;
+}
+
+export interface ServiceTarget {
+  kind: 'service';
+  namespace: string;
+  service: string;
+  port: number;
+  /** Ready addresses only, sorted by ip then port; may be empty. */
+  addresses: { ip: string; port: number }[];
+}
+
+export interface CredentialRef {
+  namespace: string;
+  secret: string;
+  key: string;
+}
+
+export interface IRBackend {
+  /** `<namespace>/<route>/<backend>`: unique across routes, the extproc's backend name. */
+  id: string;
+  name: string;
+  provider: Provider;
+  target: ExternalTarget | ServiceTarget;
+  credential?: { ref: CredentialRef; value: string };
+  modelOverride?: string;
+  azure?: { apiVersion: string; deployment?: string };
+  aws?: { region: string };
+  gcp?: { project: string; region: string };
+}
+
+export interface IRRuleBackend {
+  /** IRBackend.id */
+  backend: string;
+  weight: number;
+  priority: number;
+}
+
+export interface IRHeaderMatch {
+  name: string;
+  exact?: string;
+  prefix?: string;
+}
+
+export interface IRRuleMatch {
+  /** Absent: every model the route owns. */
+  model?: ModelMatch;
+  headers: IRHeaderMatch[];
+}
+
+export interface IRRetry {
+  /** Retries after the first try; at least 1 (no retry is expressed by `retry` being absent). */
+  attempts: number;
+  on: RetryOn[];
+  perTryTimeoutMs?: number;
+}
+
+export interface IRRule {
+  index: number;
+  /** The Envoy cluster that carries this rule's backends. */
+  cluster: string;
+  /** Empty: every model the route owns, whatever the headers. */
+  matches: IRRuleMatch[];
+  /** Sorted by priority, then backend id. Weight-0 backends stay listed for the extproc. */
+  backends: IRRuleBackend[];
+  timeoutMs: number;
+  retry?: IRRetry;
+}
+
+export interface IRPolicySection {
+  /** `<namespace>/<name>` of the winning AIPolicy. */
+  policy: string;
+  mode: 'enforce' | 'shadow';
+  failureMode: 'closed' | 'open';
+  value: Record<string, unknown>;
+}
+
+export interface IRRoute {
+  /** `<namespace>/<name>` */
+  key: string;
+  namespace: string;
+  name: string;
+  /** creationTimestamp as Unix seconds (0 when unknown): /v1/models shows it as `created`. */
+  created: number;
+  /** The models the route owns after conflicts, in the route's order. */
+  models: ModelMatch[];
+  /** Sorted by id. */
+  backends: IRBackend[];
+  rules: IRRule[];
+  /** Merged per section: the attached policy that wins each section. */
+  policies: Partial<Record<PolicySectionName, IRPolicySection>>;
+}
+
+export interface IR {
+  /** Accepted routes, sorted by key. */
+  routes: IRRoute[];
+  /** One per AIRoute and AIPolicy of the input, sorted by kind, namespace, name. */
+  statuses: StatusResult[];
+}

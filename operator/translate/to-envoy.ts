@@ -1,0 +1,480 @@
+/**
+ * IR → Envoy resources, as plain objects in the proto3 JSON mapping with Envoy's snake_case field
+ * names and "@type" on every Any: exactly what `envoy -c` YAML would hold.
+ *
+ * ## Weights, priorities and fallback: one cluster per rule
+ *
+ * Each rule of an AIRoute becomes ONE Envoy cluster. Each backend of the rule is one locality of
+ * that cluster (`LocalityLbEndpoints`), carrying the backend's weight as the locality weight and
+ * its priority as the locality priority (densely renumbered from 0, as Envoy requires), with
+ * `common_lb_config.locality_weighted_lb_config` on. So:
+ * - within a priority, Envoy splits traffic across backends by locality weight;
+ * - a lower priority gets traffic only when the higher one has no healthy hosts (an in-cluster
+ *   backend without ready pods, or hosts ejected), and
+ * - on a retry, `retry_priority: envoy.retry_priorities.previous_priorities` (update_frequency 1)
+ *   excludes the priorities already tried, so the retry goes to the next priority; when all are
+ *   used up the plugin starts over. `previous_hosts` makes a retry avoid the host just tried.
+ * This is Envoy's native model for the job (Envoy Gateway builds route-rule clusters the same
+ * way: one locality per backendRef with weight and priority; Envoy AI Gateway's upstream ext_proc
+ * reads the chosen backend from endpoint metadata). The alternatives were worse:
+ * `weighted_clusters` picks a cluster once per request, so retries can never leave it; an
+ * aggregate cluster fails over between clusters but cannot weight within a level, and reports
+ * its own name, not the member's, as `xds.cluster_name` in the upstream filter.
+ *
+ * Consequence for the extproc: a cluster is no longer one backend, so the upstream filter learns
+ * the backend from the chosen endpoint's metadata, `filter_metadata.sluice.backend`, requested
+ * as the CEL attribute `xds.upstream_host_metadata.filter_metadata['sluice']['backend']`
+ * (`xds.cluster_name` is still requested). Every endpoint carries that metadata.
+ *
+ * Per-backend differences inside one cluster: TLS and SNI come from `transport_socket_matches`
+ * keyed on the endpoint metadata `envoy.transport_socket_match: {backend: <id>}` (endpoints of
+ * in-cluster Services match nothing and stay plaintext); the Host header comes from
+ * `auto_host_rewrite` with each endpoint's `hostname`.
+ *
+ * Discovery type: a rule whose backends are all in-cluster Services is an EDS cluster, its
+ * ClusterLoadAssignment served over ADS. Any external backend makes it STRICT_DNS (LOGICAL_DNS
+ * allows only one endpoint); in-cluster endpoints of such a mixed rule are inlined as IPs, so a
+ * pod change there re-sends that cluster over CDS instead of EDS.
+ *
+ * ## Routing
+ *
+ * One listener, one HTTP connection manager with `[ext_proc sluice.router, router]`, routes by
+ * RDS over ADS. Route entries match the `x-sluice-model` header and are ordered exactly as the
+ * extproc resolves a model to a route: every exact model first, then prefixes longest first.
+ * Within a model, the owning route's rules follow in order; if the last one is conditional
+ * (headers, narrower model), a JSON 404 entry closes the model so a request never falls through
+ * to another route. A final catch-all answers a JSON 404 for anything without a known model.
+ *
+ * What an emulator must implement to run this output: listener + HCM with RDS; ext_proc filters
+ * (the two processing modes used here); header matching exact/prefix; direct_response;
+ * route timeout and the retry policy fields used below; clusters STATIC (pipe), STRICT_DNS and
+ * EDS; locality weights and priorities; previous_priorities/previous_hosts; transport socket
+ * matches with UpstreamTlsContext (sni, trusted_ca file, DNS SAN); auto_host_rewrite from the
+ * endpoint hostname; upstream HTTP filters [ext_proc, upstream_codec]; the CEL attribute above.
+ */
+import type { ModelMatch, RetryOn } from '../api/types.js';
+import { envoyDuration } from './durations.js';
+import type { IR, IRBackend, IRRoute, IRRule } from './ir.js';
+import {
+  BACKEND_ATTRIBUTE,
+  BACKEND_METADATA_KEY,
+  DEFAULT_EXTPROC_CLUSTER,
+  LISTENER_NAME,
+  METADATA_NAMESPACE,
+  MODEL_HEADER,
+  ROUTE_CONFIG_NAME,
+  ROUTER_FILTER,
+  UPSTREAM_FILTER,
+  VIRTUAL_HOST_NAME,
+} from './names.js';
+import { cmp, narrow } from './to-ir.js';
+
+/** A resource in the proto3 JSON mapping. */
+export type EnvoyJson = Record<string, unknown>;
+
+export interface EnvoyResources {
+  listeners: EnvoyJson[];
+  routes: EnvoyJson[];
+  clusters: EnvoyJson[];
+  endpoints: EnvoyJson[];
+}
+
+export interface EnvoyOptions {
+  listenerAddress: string;
+  listenerPort: number;
+  /** The Unix socket the extproc sidecar listens on. */
+  extprocSocket: string;
+  extprocCluster: string;
+  /** ext_proc message_timeout, per message. */
+  messageTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** Per-connection buffer: bounds BUFFERED request and response bodies. */
+  bufferLimitBytes: number;
+  /** The system CA bundle used to verify providers. */
+  caFile: string;
+}
+
+export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {
+  listenerAddress: '0.0.0.0',
+  listenerPort: 1975,
+  extprocSocket: '/var/run/sluice/extproc.sock',
+  extprocCluster: DEFAULT_EXTPROC_CLUSTER,
+  messageTimeoutMs: 5000,
+  connectTimeoutMs: 10_000,
+  // The extproc's largest default (response bodies, 8 MiB): larger requests then reach it and
+  // are refused in the caller's API format instead of by Envoy's plain-text 413.
+  bufferLimitBytes: 8 * 1024 * 1024,
+  caFile: '/etc/ssl/certs/ca-certificates.crt',
+};
+
+const T = 'type.googleapis.com/';
+const HCM_TYPE = `${T}envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager`;
+const EXT_PROC_TYPE = `${T}envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor`;
+const ROUTER_TYPE = `${T}envoy.extensions.filters.http.router.v3.Router`;
+const UPSTREAM_CODEC_TYPE = `${T}envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec`;
+const HTTP_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const HTTP_OPTIONS_TYPE = `${T}${HTTP_OPTIONS_KEY}`;
+const TLS_TYPE = `${T}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`;
+const PREVIOUS_HOSTS_TYPE = `${T}envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate`;
+const PREVIOUS_PRIORITIES_TYPE = `${T}envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig`;
+const TRANSPORT_SOCKET_MATCH = 'envoy.transport_socket_match';
+
+const ADS = { ads: {}, resource_api_version: 'V3' };
+
+const RETRY_ON: Record<RetryOn, string> = {
+  'rate-limited': 'retriable-status-codes',
+  '5xx': '5xx',
+  // Envoy has no timeout-only condition: a per-try timeout is an upstream that "does not respond
+  // at all", which `reset` (and `5xx`) retry.
+  reset: 'reset',
+  timeout: 'reset',
+  'connect-failure': 'connect-failure',
+};
+
+export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResources {
+  const opts: EnvoyOptions = { ...DEFAULT_ENVOY_OPTIONS, ...options };
+  const clusters: EnvoyJson[] = [extprocCluster(opts)];
+  const endpoints: EnvoyJson[] = [];
+  for (const route of ir.routes) {
+    const byId = new Map(route.backends.map((b) => [b.id, b]));
+    for (const rule of route.rules) {
+      const built = ruleCluster(rule, byId, opts);
+      clusters.push(built.cluster);
+      if (built.assignment) endpoints.push(built.assignment);
+    }
+  }
+  clusters.sort((a, b) => cmp(a['name'] as string, b['name'] as string));
+  endpoints.sort((a, b) => cmp(a['cluster_name'] as string, b['cluster_name'] as string));
+  return {
+    listeners: [listener(opts)],
+    routes: [routeConfiguration(ir)],
+    clusters,
+    endpoints,
+  };
+}
+
+function listener(opts: EnvoyOptions): EnvoyJson {
+  return {
+    name: LISTENER_NAME,
+    address: { socket_address: { address: opts.listenerAddress, port_value: opts.listenerPort } },
+    per_connection_buffer_limit_bytes: opts.bufferLimitBytes,
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typed_config: {
+              '@type': HCM_TYPE,
+              stat_prefix: LISTENER_NAME,
+              rds: { route_config_name: ROUTE_CONFIG_NAME, config_source: ADS },
+              http_filters: [
+                {
+                  name: ROUTER_FILTER,
+                  typed_config: {
+                    '@type': EXT_PROC_TYPE,
+                    grpc_service: { envoy_grpc: { cluster_name: opts.extprocCluster } },
+                    failure_mode_allow: false,
+                    processing_mode: {
+                      request_header_mode: 'SEND',
+                      response_header_mode: 'SEND',
+                      request_body_mode: 'BUFFERED',
+                      response_body_mode: 'BUFFERED',
+                      request_trailer_mode: 'SKIP',
+                      response_trailer_mode: 'SKIP',
+                    },
+                    message_timeout: envoyDuration(opts.messageTimeoutMs),
+                    allow_mode_override: true,
+                  },
+                },
+                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+function upstreamExtProc(opts: EnvoyOptions): EnvoyJson {
+  return {
+    name: UPSTREAM_FILTER,
+    typed_config: {
+      '@type': EXT_PROC_TYPE,
+      grpc_service: {
+        envoy_grpc: { cluster_name: opts.extprocCluster },
+        initial_metadata: [{ key: 'x-sluice-filter', value: 'upstream' }],
+      },
+      failure_mode_allow: false,
+      processing_mode: {
+        request_header_mode: 'SEND',
+        response_header_mode: 'SKIP',
+        request_body_mode: 'NONE',
+        response_body_mode: 'NONE',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+      request_attributes: ['xds.cluster_name', BACKEND_ATTRIBUTE],
+      message_timeout: envoyDuration(opts.messageTimeoutMs),
+    },
+  };
+}
+
+function extprocCluster(opts: EnvoyOptions): EnvoyJson {
+  return {
+    name: opts.extprocCluster,
+    type: 'STATIC',
+    connect_timeout: envoyDuration(Math.min(opts.connectTimeoutMs, 1000)),
+    load_assignment: {
+      cluster_name: opts.extprocCluster,
+      endpoints: [
+        { lb_endpoints: [{ endpoint: { address: { pipe: { path: opts.extprocSocket } } } }] },
+      ],
+    },
+    typed_extension_protocol_options: {
+      [HTTP_OPTIONS_KEY]: {
+        '@type': HTTP_OPTIONS_TYPE,
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+  };
+}
+
+function ruleCluster(
+  rule: IRRule,
+  byId: ReadonlyMap<string, IRBackend>,
+  opts: EnvoyOptions,
+): { cluster: EnvoyJson; assignment?: EnvoyJson } {
+  const serving = rule.backends.filter((rb) => rb.weight > 0);
+  const ranks = priorityRanks(rule);
+  const backends = serving.map((rb) => byId.get(rb.backend)!);
+  const allInCluster = backends.every((b) => b.target.kind === 'service');
+
+  const localities = serving.map((rb) => {
+    const b = byId.get(rb.backend)!;
+    const locality: EnvoyJson = {
+      locality: { region: b.id },
+      lb_endpoints: lbEndpoints(b),
+      load_balancing_weight: rb.weight,
+    };
+    const rank = ranks.get(rb.priority)!;
+    if (rank > 0) locality['priority'] = rank;
+    return locality;
+  });
+  const assignment: EnvoyJson = { cluster_name: rule.cluster, endpoints: localities };
+
+  const cluster: EnvoyJson = {
+    name: rule.cluster,
+    type: allInCluster ? 'EDS' : 'STRICT_DNS',
+    connect_timeout: envoyDuration(opts.connectTimeoutMs),
+  };
+  if (allInCluster) cluster['eds_cluster_config'] = { eds_config: ADS, service_name: rule.cluster };
+  else {
+    cluster['dns_lookup_family'] = 'V4_PREFERRED';
+    cluster['load_assignment'] = assignment;
+  }
+  cluster['common_lb_config'] = { locality_weighted_lb_config: {} };
+  const tls = backends
+    .filter((b) => b.target.kind === 'external')
+    .map((b) => transportSocketMatch(b, opts));
+  if (tls.length > 0) cluster['transport_socket_matches'] = tls;
+  cluster['typed_extension_protocol_options'] = {
+    [HTTP_OPTIONS_KEY]: {
+      '@type': HTTP_OPTIONS_TYPE,
+      // HTTP/1.1 everywhere: every provider and model server speaks it, and it needs no ALPN,
+      // which a cluster mixing TLS and plaintext endpoints could not negotiate uniformly.
+      explicit_http_config: { http_protocol_options: {} },
+      http_filters: [
+        upstreamExtProc(opts),
+        {
+          name: 'envoy.filters.http.upstream_codec',
+          typed_config: { '@type': UPSTREAM_CODEC_TYPE },
+        },
+      ],
+    },
+  };
+  return allInCluster ? { cluster, assignment } : { cluster };
+}
+
+/** Envoy wants priorities 0..N-1 without gaps; the API allows any order of small numbers. */
+function priorityRanks(rule: IRRule): Map<number, number> {
+  const levels = [...new Set(rule.backends.filter((b) => b.weight > 0).map((b) => b.priority))];
+  levels.sort((a, b) => a - b);
+  return new Map(levels.map((p, i) => [p, i]));
+}
+
+function lbEndpoints(b: IRBackend): EnvoyJson[] {
+  const identity = { [METADATA_NAMESPACE]: { [BACKEND_METADATA_KEY]: b.id } };
+  if (b.target.kind === 'external') {
+    return [
+      {
+        endpoint: {
+          address: { socket_address: { address: b.target.host, port_value: b.target.port } },
+          hostname: b.target.authority,
+        },
+        metadata: {
+          filter_metadata: { ...identity, [TRANSPORT_SOCKET_MATCH]: { backend: b.id } },
+        },
+      },
+    ];
+  }
+  const t = b.target;
+  return t.addresses.map((a) => ({
+    endpoint: {
+      address: { socket_address: { address: a.ip, port_value: a.port } },
+      hostname: `${t.service}.${t.namespace}.svc:${t.port}`,
+    },
+    metadata: { filter_metadata: identity },
+  }));
+}
+
+function transportSocketMatch(b: IRBackend, opts: EnvoyOptions): EnvoyJson {
+  const host = (b.target as { host: string }).host;
+  return {
+    name: b.id,
+    match: { backend: b.id },
+    transport_socket: {
+      name: 'envoy.transport_sockets.tls',
+      typed_config: {
+        '@type': TLS_TYPE,
+        sni: host,
+        common_tls_context: {
+          validation_context: {
+            trusted_ca: { filename: opts.caFile },
+            // Without a SAN check any publicly trusted certificate would do.
+            match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: host } }],
+          },
+        },
+      },
+    },
+  };
+}
+
+interface Group {
+  route: IRRoute;
+  model: ModelMatch;
+}
+
+function routeConfiguration(ir: IR): EnvoyJson {
+  const groups: Group[] = [];
+  for (const route of ir.routes) for (const model of route.models) groups.push({ route, model });
+  groups.sort(compareGroups);
+  const entries: EnvoyJson[] = [];
+  for (const g of groups) entries.push(...groupEntries(g));
+  entries.push({
+    name: 'sluice/no-model',
+    match: { prefix: '/' },
+    direct_response: notFound('model_not_found', 'No route serves this request.'),
+    response_headers_to_add: jsonHeaders('model_not_found'),
+  });
+  return {
+    name: ROUTE_CONFIG_NAME,
+    virtual_hosts: [{ name: VIRTUAL_HOST_NAME, domains: ['*'], routes: entries }],
+  };
+}
+
+/** Exact models first, then prefixes longest first: the extproc's own resolution order. */
+function compareGroups(a: Group, b: Group): number {
+  const ea = a.model.exact !== undefined;
+  const eb = b.model.exact !== undefined;
+  if (ea !== eb) return ea ? -1 : 1;
+  if (ea) return cmp(a.model.exact!, b.model.exact!);
+  return b.model.prefix!.length - a.model.prefix!.length || cmp(a.model.prefix!, b.model.prefix!);
+}
+
+function groupEntries({ route, model }: Group): EnvoyJson[] {
+  const out: EnvoyJson[] = [];
+  const modelPart = model.exact !== undefined ? `exact/${model.exact}` : `prefix/${model.prefix}`;
+  for (const rule of route.rules) {
+    const matches = rule.matches.length === 0 ? [{ headers: [] }] : rule.matches;
+    for (const [j, m] of matches.entries()) {
+      const effective = m.model === undefined ? model : narrow(model, m.model);
+      if (effective === undefined) continue;
+      const headers: EnvoyJson[] = [modelHeader(effective)];
+      for (const h of m.headers) {
+        headers.push({
+          name: h.name,
+          string_match: h.exact !== undefined ? { exact: h.exact } : { prefix: h.prefix! },
+        });
+      }
+      out.push({
+        name: `${route.key}/rule/${rule.index}/match/${j}/${modelPart}`,
+        match: { prefix: '/', headers },
+        route: routeAction(rule),
+      });
+      const catchesAll = m.headers.length === 0 && sameModel(effective, model);
+      if (catchesAll) return out;
+    }
+  }
+  out.push({
+    name: `${route.key}/no-rule/${modelPart}`,
+    match: { prefix: '/', headers: [modelHeader(model)] },
+    direct_response: notFound(
+      'no_matching_rule',
+      `No rule of route ${route.key} matches this request.`,
+    ),
+    response_headers_to_add: jsonHeaders('no_matching_rule'),
+  });
+  return out;
+}
+
+function routeAction(rule: IRRule): EnvoyJson {
+  const action: EnvoyJson = {
+    cluster: rule.cluster,
+    auto_host_rewrite: true,
+    timeout: envoyDuration(rule.timeoutMs),
+  };
+  const retry = rule.retry;
+  if (retry) {
+    const on = [...new Set(retry.on.map((r) => RETRY_ON[r]))];
+    const policy: EnvoyJson = { retry_on: on.join(','), num_retries: retry.attempts };
+    if (retry.on.includes('rate-limited')) policy['retriable_status_codes'] = [429];
+    if (retry.perTryTimeoutMs !== undefined) {
+      policy['per_try_timeout'] = envoyDuration(retry.perTryTimeoutMs);
+    }
+    if (priorityRanks(rule).size > 1) {
+      policy['retry_priority'] = {
+        name: 'envoy.retry_priorities.previous_priorities',
+        typed_config: { '@type': PREVIOUS_PRIORITIES_TYPE, update_frequency: 1 },
+      };
+    }
+    policy['retry_host_predicate'] = [
+      {
+        name: 'envoy.retry_host_predicates.previous_hosts',
+        typed_config: { '@type': PREVIOUS_HOSTS_TYPE },
+      },
+    ];
+    policy['host_selection_retry_max_attempts'] = 3;
+    action['retry_policy'] = policy;
+  }
+  return action;
+}
+
+function modelHeader(m: ModelMatch): EnvoyJson {
+  return {
+    name: MODEL_HEADER,
+    string_match: m.exact !== undefined ? { exact: m.exact } : { prefix: m.prefix },
+  };
+}
+
+function sameModel(a: ModelMatch, b: ModelMatch): boolean {
+  return a.exact === b.exact && a.prefix === b.prefix;
+}
+
+function notFound(code: string, message: string): EnvoyJson {
+  const body = { error: { message, type: 'invalid_request_error', param: 'model', code } };
+  return { status: 404, body: { inline_string: JSON.stringify(body) } };
+}
+
+function jsonHeaders(code: string): EnvoyJson[] {
+  return [
+    {
+      header: { key: 'content-type', value: 'application/json' },
+      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+    },
+    {
+      header: { key: 'x-sluice-error-code', value: code },
+      append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+    },
+  ];
+}

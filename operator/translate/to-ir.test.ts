@@ -1,0 +1,324 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { AIPolicy, AIRoute, AIRouteSpec, Resources } from '../api/types.js';
+import { parseDuration, envoyDuration } from './durations.js';
+import type { StatusResult } from './ir.js';
+import { narrow, toIR } from './to-ir.js';
+
+function route(name: string, spec: Partial<AIRouteSpec> = {}, created?: string): AIRoute {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIRoute',
+    metadata: {
+      name,
+      namespace: 'ns',
+      generation: 2,
+      ...(created ? { creationTimestamp: created } : {}),
+    },
+    spec: {
+      models: [{ exact: `${name}-model` }],
+      backends: [
+        {
+          name: 'local',
+          provider: 'openai-compatible',
+          endpoint: { url: 'https://llm.example.com' },
+        },
+      ],
+      ...spec,
+    },
+  };
+}
+
+function policy(name: string, spec: AIPolicy['spec'], created?: string): AIPolicy {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIPolicy',
+    metadata: { name, namespace: 'ns', ...(created ? { creationTimestamp: created } : {}) },
+    spec,
+  };
+}
+
+function bundle(parts: Partial<Resources>): Resources {
+  return { routes: [], policies: [], secrets: [], endpoints: [], ...parts };
+}
+
+function accepted(
+  statuses: StatusResult[],
+  name: string,
+): { status: string; reason: string; message: string } {
+  const s = statuses.find((x) => x.name === name);
+  const c = s?.conditions.find((x) => x.type === 'Accepted');
+  assert.ok(c, `an Accepted condition for ${name}`);
+  return c;
+}
+
+void describe('toIR: route validation', () => {
+  const cases: [string, Partial<AIRouteSpec>, string, RegExp][] = [
+    [
+      'a rule naming an unknown backend',
+      { rules: [{ backendRefs: [{ name: 'ghost' }] }] },
+      'BackendNotFound',
+      /no backend named "ghost"/,
+    ],
+    ['a bad duration', { timeout: '5 minutes' }, 'Invalid', /spec\.timeout/],
+    [
+      'a rule model outside the route models',
+      { rules: [{ matches: [{ model: { exact: 'other' } }] }] },
+      'Invalid',
+      /not among the route's models/,
+    ],
+    [
+      'only weight-0 backends in a rule',
+      { rules: [{ backendRefs: [{ name: 'local', weight: 0 }] }] },
+      'Invalid',
+      /weight 0/,
+    ],
+    [
+      'an azure block on another provider',
+      {
+        backends: [
+          {
+            name: 'local',
+            provider: 'openai-compatible',
+            endpoint: { url: 'https://llm.example.com' },
+            azure: { apiVersion: '1' },
+          },
+        ],
+      },
+      'Invalid',
+      /azure: only allowed/,
+    ],
+    [
+      'both url and service',
+      {
+        backends: [
+          {
+            name: 'local',
+            provider: 'openai-compatible',
+            endpoint: { url: 'https://llm.example.com', service: { name: 's', port: 1 } },
+          },
+        ],
+      },
+      'Invalid',
+      /exactly one of url and service/,
+    ],
+    [
+      'a keyed provider without a credential',
+      {
+        backends: [
+          { name: 'openai', provider: 'openai', endpoint: { url: 'https://api.openai.com' } },
+        ],
+      },
+      'Invalid',
+      /credential: required/,
+    ],
+  ];
+  for (const [what, spec, reason, message] of cases) {
+    void it(`rejects ${what} as ${reason}, and only that route`, () => {
+      const ir = toIR(bundle({ routes: [route('bad', spec), route('good')] }));
+      const c = accepted(ir.statuses, 'bad');
+      assert.equal(c.status, 'False');
+      assert.equal(c.reason, reason);
+      assert.match(c.message, message);
+      assert.equal(accepted(ir.statuses, 'good').status, 'True');
+      assert.deepEqual(
+        ir.routes.map((r) => r.key),
+        ['ns/good'],
+      );
+    });
+  }
+
+  void it('reads a credential, trimmed, and strips an SDK-style /v1 from the URL', () => {
+    const ir = toIR(
+      bundle({
+        routes: [
+          route('r', {
+            backends: [
+              {
+                name: 'openai',
+                provider: 'openai',
+                endpoint: { url: 'https://api.openai.com/v1/' },
+                credential: { secretRef: { name: 's', key: 'k' } },
+              },
+            ],
+          }),
+        ],
+        secrets: [{ metadata: { name: 's', namespace: 'ns' }, data: { k: 'sk-1\n' } }],
+      }),
+    );
+    const b = ir.routes[0]!.backends[0]!;
+    assert.equal(b.credential?.value, 'sk-1');
+    assert.deepEqual(b.target, {
+      kind: 'external',
+      host: 'api.openai.com',
+      port: 443,
+      authority: 'api.openai.com',
+    });
+  });
+
+  void it('defaults: one rule, all backends, 300 s, two retries on the usual conditions', () => {
+    const ir = toIR(bundle({ routes: [route('r')] }));
+    const rule = ir.routes[0]!.rules[0]!;
+    assert.equal(rule.timeoutMs, 300_000);
+    assert.deepEqual(rule.retry, {
+      attempts: 2,
+      on: ['rate-limited', '5xx', 'reset', 'connect-failure'],
+    });
+    assert.deepEqual(rule.backends, [{ backend: 'ns/r/local', weight: 1, priority: 0 }]);
+    assert.deepEqual(rule.matches, []);
+  });
+
+  void it('retry: attempts 0 means no retry policy at all', () => {
+    const ir = toIR(bundle({ routes: [route('r', { retry: { attempts: 0 } })] }));
+    assert.equal(ir.routes[0]!.rules[0]!.retry, undefined);
+  });
+});
+
+void describe('toIR: model conflicts', () => {
+  void it('the oldest route keeps a model; the newer one is told, and rejected when left empty', () => {
+    const models = [{ exact: 'gpt-4o' }];
+    const ir = toIR(
+      bundle({
+        routes: [
+          route('newer', { models: [...models, { exact: 'mine' }] }, '2025-02-01T00:00:00Z'),
+          route('newest', { models }, '2025-03-01T00:00:00Z'),
+          route('older', { models }, '2025-01-01T00:00:00Z'),
+        ],
+      }),
+    );
+    assert.equal(accepted(ir.statuses, 'older').status, 'True');
+    assert.equal(accepted(ir.statuses, 'newer').status, 'True');
+    const conflicted = ir.statuses
+      .find((s) => s.name === 'newer')!
+      .conditions.find((c) => c.type === 'Conflicted');
+    assert.match(conflicted!.message, /"gpt-4o" is served by ns\/older/);
+    const newest = accepted(ir.statuses, 'newest');
+    assert.equal(newest.status, 'False');
+    assert.equal(newest.reason, 'ModelConflict');
+    assert.deepEqual(ir.routes.find((r) => r.name === 'newer')!.models, [{ exact: 'mine' }]);
+  });
+
+  void it('without timestamps, namespace/name decides, so the result never depends on input order', () => {
+    const models = [{ prefix: 'gpt-' }];
+    const a = toIR(bundle({ routes: [route('b', { models }), route('a', { models })] }));
+    const b = toIR(bundle({ routes: [route('a', { models }), route('b', { models })] }));
+    assert.deepEqual(a, b);
+    assert.equal(accepted(a.statuses, 'a').status, 'True');
+    assert.equal(accepted(a.statuses, 'b').reason, 'ModelConflict');
+  });
+});
+
+void describe('toIR: endpoints', () => {
+  const svc = (name: string): AIRouteSpec['backends'] => [
+    { name: 'vllm', provider: 'openai-compatible', endpoint: { service: { name, port: 80 } } },
+  ];
+  void it('keeps routes Accepted and reports missing Services and unready endpoints apart', () => {
+    const ir = toIR(
+      bundle({
+        routes: [
+          route('missing', { backends: svc('none') }),
+          route('down', { backends: svc('down') }),
+          route('up', { backends: svc('up') }),
+        ],
+        endpoints: [
+          {
+            namespace: 'ns',
+            service: 'down',
+            port: 80,
+            addresses: [{ ip: '10.0.0.1', port: 8000, ready: false }],
+          },
+          {
+            namespace: 'ns',
+            service: 'up',
+            port: 80,
+            addresses: [
+              { ip: '10.0.0.3', port: 8000, ready: true },
+              { ip: '10.0.0.2', port: 8000, ready: true },
+              { ip: '10.0.0.2', port: 8000, ready: true },
+            ],
+          },
+        ],
+      }),
+    );
+    const ready = (name: string) =>
+      ir.statuses
+        .find((s) => s.name === name)!
+        .conditions.find((c) => c.type === 'EndpointsReady')!;
+    assert.equal(ready('missing').reason, 'ServiceNotFound');
+    assert.equal(ready('down').reason, 'NoReadyEndpoints');
+    assert.equal(ready('up').status, 'True');
+    assert.equal(ir.routes.length, 3);
+    const up = ir.routes.find((r) => r.name === 'up')!.backends[0]!.target;
+    assert.deepEqual(up.kind === 'service' && up.addresses, [
+      { ip: '10.0.0.2', port: 8000 },
+      { ip: '10.0.0.3', port: 8000 },
+    ]);
+  });
+});
+
+void describe('toIR: policies', () => {
+  void it('per section: priority, then age, then name; losers are Conflicted', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r')],
+        policies: [
+          policy(
+            'b-tie',
+            { targetRefs: [{ name: 'r' }], priority: 1, limits: { n: 2 } },
+            '2025-01-01T00:00:00Z',
+          ),
+          policy(
+            'a-tie',
+            { targetRefs: [{ name: 'r' }], priority: 1, limits: { n: 1 } },
+            '2025-01-01T00:00:00Z',
+          ),
+          policy('high', { selector: {}, priority: 9, masking: { on: true }, mode: 'shadow' }),
+        ],
+      }),
+    );
+    const p = ir.routes[0]!.policies;
+    assert.equal(p.limits?.policy, 'ns/a-tie');
+    assert.equal(p.masking?.policy, 'ns/high');
+    assert.equal(p.masking?.mode, 'shadow');
+    const lost = ir.statuses
+      .find((s) => s.name === 'b-tie')!
+      .conditions.find((c) => c.type === 'Conflicted');
+    assert.match(lost!.message, /section limits on ns\/r is taken by ns\/a-tie/);
+  });
+
+  void it('reports a policy without target as Invalid and one without match as TargetNotFound', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r')],
+        policies: [policy('none', {}), policy('miss', { selector: { matchLabels: { x: 'y' } } })],
+      }),
+    );
+    assert.equal(accepted(ir.statuses, 'none').reason, 'Invalid');
+    assert.equal(accepted(ir.statuses, 'miss').reason, 'TargetNotFound');
+    assert.deepEqual(ir.routes[0]!.policies, {});
+  });
+});
+
+void describe('model match narrowing', () => {
+  void it('intersects exact and prefix matches', () => {
+    assert.deepEqual(narrow({ prefix: 'gpt-' }, { exact: 'gpt-4o' }), { exact: 'gpt-4o' });
+    assert.deepEqual(narrow({ prefix: 'gpt-' }, { prefix: 'gpt-4' }), { prefix: 'gpt-4' });
+    assert.deepEqual(narrow({ prefix: 'gpt-4' }, { prefix: 'gpt-' }), { prefix: 'gpt-4' });
+    assert.deepEqual(narrow({ exact: 'gpt-4o' }, { prefix: 'gpt' }), { exact: 'gpt-4o' });
+    assert.equal(narrow({ exact: 'gpt-4o' }, { exact: 'gpt-4' }), undefined);
+    assert.equal(narrow({ prefix: 'claude' }, { prefix: 'gpt' }), undefined);
+  });
+});
+
+void describe('durations', () => {
+  void it('reads Go durations and writes proto3 JSON ones', () => {
+    assert.equal(parseDuration('1m30s'), 90_000);
+    assert.equal(parseDuration('500ms'), 500);
+    assert.equal(parseDuration('1.5h'), 5_400_000);
+    assert.equal(parseDuration('10'), undefined);
+    assert.equal(parseDuration(''), undefined);
+    assert.equal(envoyDuration(90_000), '90s');
+    assert.equal(envoyDuration(250), '0.250s');
+    assert.equal(envoyDuration(1005), '1.005s');
+  });
+});

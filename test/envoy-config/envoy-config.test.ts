@@ -1,0 +1,221 @@
+/**
+ * The envoy-config tier: every resource of every golden case is read field by field against the
+ * OFFICIAL Envoy protos (unknown or misspelt fields, wrong kinds, oneof clashes and unknown Any
+ * types fail), encoded and decoded; and the same against the project's own proto/ declarations,
+ * which the xDS server encodes with.
+ */
+import { describe, it, before } from 'node:test';
+import assert from 'node:assert/strict';
+// Side effect: registers google/protobuf/descriptor.proto with protobufjs, which the official
+// validate/annotation protos import.
+import '@grpc/proto-loader';
+import type protobuf from 'protobufjs';
+
+import { translate } from '../../operator/translate/index.js';
+import type { EnvoyResources } from '../../operator/translate/index.js';
+import {
+  OFFICIAL_INCLUDE_DIRS,
+  OUR_PROTO_DIR,
+  listProtoFiles,
+  loadRoot,
+} from '../proto/compare.js';
+import { listCases, loadCase } from '../golden/cases.js';
+import { StrictJsonError, encodeStrict, strictFromJson } from './strict-json.js';
+
+/** The message each kind of resource is. */
+export const RESOURCE_TYPES: Record<keyof EnvoyResources, string> = {
+  listeners: 'envoy.config.listener.v3.Listener',
+  routes: 'envoy.config.route.v3.RouteConfiguration',
+  clusters: 'envoy.config.cluster.v3.Cluster',
+  endpoints: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
+};
+
+/** Official files that declare every type the translation may put in an Any. */
+const OFFICIAL_FILES = [
+  'envoy/config/listener/v3/listener.proto',
+  'envoy/config/route/v3/route.proto',
+  'envoy/config/cluster/v3/cluster.proto',
+  'envoy/config/endpoint/v3/endpoint.proto',
+  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
+  'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
+  'envoy/extensions/filters/http/router/v3/router.proto',
+  'envoy/extensions/filters/http/upstream_codec/v3/upstream_codec.proto',
+  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
+  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
+  'envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto',
+  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
+];
+
+let official: protobuf.Root;
+let ours: protobuf.Root;
+
+function check(root: protobuf.Root, resources: EnvoyResources, label: string): number {
+  let n = 0;
+  for (const kind of Object.keys(RESOURCE_TYPES) as (keyof EnvoyResources)[]) {
+    for (const [i, resource] of resources[kind].entries()) {
+      try {
+        encodeStrict(root, RESOURCE_TYPES[kind], resource);
+      } catch (err) {
+        const name = (resource['name'] ?? resource['cluster_name']) as string;
+        assert.fail(`${label}: ${kind}[${i}] (${name}): ${(err as Error).message}`);
+      }
+      n++;
+    }
+  }
+  return n;
+}
+
+void describe('envoy-config: emitted resources against the Envoy protos', () => {
+  before(() => {
+    official = loadRoot(OFFICIAL_FILES, OFFICIAL_INCLUDE_DIRS);
+    ours = loadRoot(listProtoFiles(OUR_PROTO_DIR), [OUR_PROTO_DIR]);
+  });
+
+  for (const name of listCases()) {
+    void it(`${name}: every resource decodes strictly, official and ours`, async () => {
+      const { resources } = await loadCase(name);
+      const { envoy } = translate(resources);
+      const a = check(official, envoy, 'official');
+      const b = check(ours, envoy, 'proto/');
+      assert.equal(a, b);
+      assert.ok(a >= 3, 'a listener, a route configuration and the extproc cluster at least');
+    });
+  }
+
+  void it('the two definitions produce the same bytes', async () => {
+    const { resources } = await loadCase('mixed-fallback');
+    const { envoy } = translate(resources);
+    for (const kind of Object.keys(RESOURCE_TYPES) as (keyof EnvoyResources)[]) {
+      for (const r of envoy[kind]) {
+        const mine = Buffer.from(encodeStrict(ours, RESOURCE_TYPES[kind], r));
+        const theirs = Buffer.from(encodeStrict(official, RESOURCE_TYPES[kind], r));
+        assert.deepEqual(mine, theirs, `${kind} ${String(r['name'] ?? r['cluster_name'])}`);
+      }
+    }
+  });
+});
+
+void describe('envoy-config: the strict reader refuses', () => {
+  before(() => {
+    official ??= loadRoot(OFFICIAL_FILES, OFFICIAL_INCLUDE_DIRS);
+  });
+  const CLUSTER = 'envoy.config.cluster.v3.Cluster';
+  const ROUTE = 'envoy.config.route.v3.RouteConfiguration';
+
+  function refuses(type: string, json: unknown, path: string, detail: RegExp): void {
+    assert.throws(
+      () => strictFromJson(official, type, json),
+      (err: unknown) => {
+        assert.ok(err instanceof StrictJsonError, String(err));
+        assert.equal(err.path, path);
+        assert.match(err.message, detail);
+        return true;
+      },
+    );
+  }
+
+  void it('a misspelt field', () => {
+    refuses(CLUSTER, { name: 'c', conect_timeout: '1s' }, '$.conect_timeout', /unknown field/);
+  });
+
+  void it('a camelCase name (Envoy config is snake_case here)', () => {
+    refuses(CLUSTER, { name: 'c', connectTimeout: '1s' }, '$.connectTimeout', /unknown field/);
+  });
+
+  void it('a misspelt field inside an Any payload, by its type URL', () => {
+    const cluster = {
+      name: 'c',
+      typed_extension_protocol_options: {
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+          '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+          explicit_http_config: { http2_protocol_option: {} },
+        },
+      },
+    };
+    refuses(
+      CLUSTER,
+      cluster,
+      '$.typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]<envoy.extensions.upstreams.http.v3.HttpProtocolOptions>.explicit_http_config.http2_protocol_option',
+      /unknown field/,
+    );
+  });
+
+  void it('an Any of an unknown type', () => {
+    const route = {
+      name: 'r',
+      virtual_hosts: [
+        {
+          name: 'v',
+          domains: ['*'],
+          routes: [
+            {
+              match: { prefix: '/' },
+              route: {
+                cluster: 'c',
+                retry_policy: {
+                  retry_priority: {
+                    name: 'p',
+                    typed_config: { '@type': 'type.googleapis.com/envoy.Nope' },
+                  },
+                },
+              },
+            },
+          ],
+        },
+      ],
+    };
+    refuses(
+      ROUTE,
+      route,
+      '$.virtual_hosts[0].routes[0].route.retry_policy.retry_priority.typed_config["@type"]',
+      /unknown message type envoy\.Nope/,
+    );
+  });
+
+  void it('two members of one oneof', () => {
+    const route = {
+      name: 'r',
+      virtual_hosts: [
+        {
+          name: 'v',
+          routes: [
+            { match: { prefix: '/' }, route: { cluster: 'c' }, direct_response: { status: 404 } },
+          ],
+        },
+      ],
+    };
+    refuses(
+      ROUTE,
+      route,
+      '$.virtual_hosts[0].routes[0].direct_response',
+      /oneof action already has route/,
+    );
+  });
+
+  void it('an unknown enum name, a bad duration, a negative uint32, a scalar for a message', () => {
+    refuses(
+      CLUSTER,
+      { type: 'STRICT_DNZ' },
+      '$.type',
+      /not a value of envoy\.config\.cluster\.v3\.Cluster\.DiscoveryType/,
+    );
+    refuses(CLUSTER, { connect_timeout: '10' }, '$.connect_timeout', /duration/);
+    refuses(
+      'envoy.config.endpoint.v3.ClusterLoadAssignment',
+      { endpoints: [{ priority: -1 }] },
+      '$.endpoints[0].priority',
+      /integer in range/,
+    );
+    refuses(CLUSTER, { load_assignment: 'x' }, '$.load_assignment', /expected an object/);
+  });
+
+  void it('but accepts what Envoy YAML accepts: Struct, wrappers, maps, durations', () => {
+    const obj = strictFromJson(official, CLUSTER, {
+      name: 'c',
+      connect_timeout: '0.250s',
+      transport_socket_matches: [{ name: 'm', match: { a: 'b', n: 1, l: [true, null] } }],
+      load_assignment: { endpoints: [{ load_balancing_weight: 3 }] },
+    });
+    assert.deepEqual(obj['connect_timeout'], { seconds: 0, nanos: 250_000_000 });
+  });
+});
