@@ -6,6 +6,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startAdmin, type RunningAdmin } from './admin.js';
+import { WIRE } from './config/contract.js';
 import { FileConfigSource } from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
@@ -49,7 +50,7 @@ export interface RunningExtproc {
 }
 
 /** Which filter opened the stream: the operator sets this in the upstream filter's initial metadata. */
-export const FILTER_METADATA = 'x-sluice-filter';
+export const FILTER_METADATA = WIRE.filterMetadata;
 
 export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   const log = opts.logger;

@@ -10,6 +10,8 @@ const root = new URL('..', import.meta.url).pathname;
 const tiers = {
   unit: ['operator', 'extproc'],
   proto: ['test/proto'],
+  golden: ['test/golden'],
+  'envoy-config': ['test/envoy-config'],
   driver: ['test/driver'],
   conformance: ['test/conformance'],
   e2e: ['test/e2e'],

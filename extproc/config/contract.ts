@@ -10,6 +10,27 @@ import { z } from 'zod';
 
 export const CONTRACT_API_VERSION = 'sluice.dev/extproc/v1';
 
+/**
+ * The names Envoy's configuration and the extproc meet on. The operator emits them, the extproc
+ * reads them; a change here is a contract change.
+ */
+export const WIRE = {
+  /** The header the router phase sets from the body's model; routes match on it. */
+  modelHeader: 'x-sluice-model',
+  /** The router phase's id for a request, read by the upstream phase of the same request. */
+  requestIdHeader: 'x-sluice-request-id',
+  /** gRPC initial metadata of the upstream filter's stream: `upstream`. */
+  filterMetadata: 'x-sluice-filter',
+  routerFilter: 'sluice.router',
+  upstreamFilter: 'sluice.upstream',
+  /** Endpoint metadata naming the backend an endpoint belongs to (one cluster may hold several). */
+  backendMetadataNamespace: 'sluice',
+  backendMetadataKey: 'backend',
+  /** The CEL attributes the upstream filter requests. */
+  backendAttribute: "xds.upstream_host_metadata.filter_metadata['sluice']['backend']",
+  clusterAttribute: 'xds.cluster_name',
+} as const;
+
 const name = z
   .string()
   .min(1)
@@ -37,7 +58,11 @@ export type Provider = z.infer<typeof Provider>;
 export const Backend = z
   .object({
     name,
-    /** The Envoy cluster that reaches this backend: how the upstream phase knows where it is. */
+    /**
+     * The Envoy cluster that reaches this backend. Several backends may share one (a rule's
+     * cluster holds each backend as a locality); the upstream phase then identifies the backend
+     * by the endpoint metadata attribute WIRE.backendAttribute, and by cluster only when unique.
+     */
     cluster: name,
     provider: Provider,
     /** Replaces the model named by the client before the request leaves. */
@@ -141,12 +166,6 @@ export const ExtprocConfig = z
       cfg.backends.map((b) => b.name),
       ['backends'],
       'backend name',
-      ctx,
-    );
-    unique(
-      cfg.backends.map((b) => b.cluster),
-      ['backends'],
-      'backend cluster',
       ctx,
     );
     unique(

@@ -29,12 +29,16 @@ export class RuntimeConfig {
     this.version = cfg.version;
     this.limits = cfg.limits;
     this.routes = cfg.routes;
+    const shared = new Set<string>();
     for (const b of cfg.backends) {
       const { credential: _source, ...rest } = b;
       const resolved: ResolvedBackend = { ...rest, credential: credentials.get(b.name) };
+      if (this.byCluster.has(b.cluster)) shared.add(b.cluster);
       this.byCluster.set(b.cluster, resolved);
       this.byName.set(b.name, resolved);
     }
+    // A cluster holding several backends names none of them: the endpoint metadata must.
+    for (const c of shared) this.byCluster.delete(c);
     const models: ModelEntry[] = [];
     for (const route of cfg.routes) {
       for (const m of route.models) {
@@ -61,6 +65,7 @@ export class RuntimeConfig {
     return undefined;
   }
 
+  /** Only for clusters that hold exactly one backend. */
   backendForCluster(cluster: string): ResolvedBackend | undefined {
     return this.byCluster.get(cluster);
   }

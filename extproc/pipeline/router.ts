@@ -5,6 +5,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { guessApi, resolveEndpoint, type ApiFormat, type Endpoint } from '../api/endpoints.js';
+import { WIRE } from '../config/contract.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
@@ -22,7 +23,7 @@ import type { RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
-export const MODEL_HEADER = 'x-sluice-model';
+export const MODEL_HEADER = WIRE.modelHeader;
 
 export interface RouterDeps {
   config: RuntimeConfig | undefined;

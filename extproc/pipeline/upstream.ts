@@ -4,6 +4,7 @@
  * attribute, so it is the one place that shapes the request for that backend: path, model
  * override, credential, body schema.
  */
+import { WIRE } from '../config/contract.js';
 import type { ResolvedBackend } from '../config/runtime.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
@@ -20,8 +21,6 @@ import type { RequestStore } from './request-store.js';
 import { MODEL_HEADER } from './router.js';
 import { backendSchema, translatorFor } from './translate.js';
 import { errorVerdict, REQUEST_ID_HEADER } from './verdict.js';
-
-export const CLUSTER_ATTRIBUTE = 'xds.cluster_name';
 
 /** Client credentials and gateway-internal headers never reach a provider. */
 const STRIP = [
@@ -53,8 +52,14 @@ export class UpstreamExchange implements PhaseHandler {
     if (!state) throw new SluiceError('gateway_error', 'The gateway lost track of this request.');
     this.api = state.api;
     const cfg = this.deps.config;
-    const cluster = attribute(attributes, CLUSTER_ATTRIBUTE);
-    const backend = cluster === undefined ? undefined : cfg?.backendForCluster(cluster);
+    const named = attribute(attributes, WIRE.backendAttribute);
+    const cluster = attribute(attributes, WIRE.clusterAttribute);
+    const backend =
+      named !== undefined && named !== ''
+        ? cfg?.backend(named)
+        : cluster === undefined
+          ? undefined
+          : cfg?.backendForCluster(cluster);
     if (!backend)
       throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
     const translator = translatorFor(state.api, backendSchema(backend.provider));

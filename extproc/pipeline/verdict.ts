@@ -1,9 +1,10 @@
 import type { ApiFormat } from '../api/endpoints.js';
+import { WIRE } from '../config/contract.js';
 import { errorBody } from '../api/error-body.js';
 import type { SluiceError } from '../errors.js';
 import type { Verdict } from './mutation.js';
 
-export const REQUEST_ID_HEADER = 'x-sluice-request-id';
+export const REQUEST_ID_HEADER = WIRE.requestIdHeader;
 
 /** An error as the caller's SDK expects it, with our stable code in a header for proxies and logs. */
 export function errorVerdict(api: ApiFormat, err: SluiceError, requestId?: string): Verdict {

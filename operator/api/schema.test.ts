@@ -69,8 +69,8 @@ void describe('AIRoute schema', () => {
     assert.match(issues(b({ weight: 1.5 }))[0]!, /^backends\.0\.weight: /);
     assert.match(issues(spec({ retry: { attempts: 11 } }))[0]!, /^retry\.attempts: /);
     assert.deepEqual(issues(spec({ models: [] })), ['models: at least one model is required']);
-    assert.deepEqual(issues(spec({ retry: { on: ['5xx', 'reset', '5xx'] } })), [
-      'retry.on.2: a retry condition is repeated',
+    assert.deepEqual(issues(spec({ retry: { retryOn: ['5xx', 'reset', '5xx'] } })), [
+      'retry.retryOn.2: a retry condition is repeated',
     ]);
   });
 

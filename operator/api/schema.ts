@@ -308,7 +308,7 @@ export const RetryPolicySchema = z.strictObject({
     .max(10)
     .optional()
     .describe('Retries after the first try; 0 disables. Default 2.'),
-  on: withOpenAPI(
+  retryOn: withOpenAPI(
     z
       .array(RetryOnSchema)
       .max(5)

@@ -69,7 +69,7 @@ export type RetryOn = 'rate-limited' | '5xx' | 'reset' | 'timeout' | 'connect-fa
 export interface RetryPolicy {
   /** Retries after the first try; 0 disables. Default 2. */
   attempts?: number;
-  on?: RetryOn[];
+  retryOn?: RetryOn[];
   perTryTimeout?: Duration;
 }
 

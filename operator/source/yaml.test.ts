@@ -19,7 +19,7 @@ spec:
       provider: openai-compatible
       endpoint: { service: { name: vllm, port: 80 } }
   retry:
-    "on": [5xx]
+    retryOn: [5xx]
 `;
 
 const BAD_ROUTE = `apiVersion: sluice.dev/v1alpha1
@@ -125,7 +125,7 @@ void describe('loadResources', () => {
       resources.routes.map((r) => `${r.metadata.namespace}/${r.metadata.name}`),
       ['ml/llama'],
     );
-    assert.deepEqual(resources.routes[0]!.spec.retry, { on: ['5xx'] });
+    assert.deepEqual(resources.routes[0]!.spec.retry, { retryOn: ['5xx'] });
     assert.deepEqual(
       resources.policies.map((p) => [p.metadata.namespace, p.metadata.name, p.spec.mode]),
       [['default', 'shadow', 'shadow']],

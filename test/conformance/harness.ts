@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
+import { WIRE } from '../../extproc/config/contract.js';
 import { run, type RunningExtproc } from '../../extproc/run.js';
 import {
   ExtProcClient,
@@ -73,8 +74,12 @@ export const ROUTER: FilterConfig = {
   messageTimeoutMs: MESSAGE_TIMEOUT_MS,
 };
 
-/** What the operator emits for the upstream filter of a backend cluster. */
-export function upstreamFilter(cluster: string): FilterConfig {
+/**
+ * What the operator emits for the upstream filter of a backend cluster. Envoy evaluates the
+ * attributes per attempt: the cluster, and the chosen endpoint's backend metadata (empty when the
+ * endpoint has none).
+ */
+export function upstreamFilter(cluster: string, backend = ''): FilterConfig {
   return {
     processingMode: {
       requestHeaderMode: 'SEND',
@@ -83,7 +88,7 @@ export function upstreamFilter(cluster: string): FilterConfig {
       responseBodyMode: 'NONE',
     },
     upstream: true,
-    requestAttributes: { 'xds.cluster_name': cluster },
+    requestAttributes: { [WIRE.clusterAttribute]: cluster, [WIRE.backendAttribute]: backend },
     initialMetadata: { 'x-sluice-filter': 'upstream' },
     messageTimeoutMs: MESSAGE_TIMEOUT_MS,
   };

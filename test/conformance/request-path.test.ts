@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { ExtProcFilter, type LocalReply } from '../driver/index.js';
 import {
   accessLines,
+  CONFIG,
   chatHeaders,
   continued,
   get,
@@ -278,5 +279,52 @@ describe('conformance: trailers', () => {
     );
     await waitFor(() => accessLines(h).length > before);
     assert.equal(accessLines(h).at(-1)!.tokens.output, 4);
+  });
+});
+
+describe('conformance: one cluster, several backends', () => {
+  const shared = CONFIG.replace(
+    /cluster: sluice\/backend\/(openai|azure)/g,
+    'cluster: route/default/gpt/rule/0',
+  );
+  let s: Harness;
+  before(async () => {
+    s = await startHarness(shared);
+  });
+  after(async () => {
+    await s.stop();
+  });
+
+  it('identifies the backend by the endpoint metadata attribute, per attempt', async () => {
+    const { router, routed } = await sendRequest(
+      s,
+      chatHeaders(),
+      chat,
+      'route/default/gpt/rule/0',
+    );
+    const r = continued(routed);
+    for (const [backend, header, value] of [
+      ['openai', 'authorization', 'Bearer sk-backend-openai-0001'],
+      ['azure', 'api-key', 'azure-backend-key-0002'],
+    ] as const) {
+      const f = new ExtProcFilter(s.client, upstreamFilter('route/default/gpt/rule/0', backend));
+      const up = continued(await f.runRequest(r.headers, [r.body]));
+      f.close();
+      assert.equal(get(up.headers, header), value);
+    }
+    router.close();
+  });
+
+  it('refuses, closed, an attempt on a shared cluster without the backend attribute', async () => {
+    const { router, upstream } = await sendRequest(
+      s,
+      chatHeaders(),
+      chat,
+      'route/default/gpt/rule/0',
+    );
+    const r = reply(upstream);
+    assert.equal(r.status, 500);
+    assert.equal(JSON.parse(r.body.toString()).error.code, 'gateway_error');
+    router.close();
   });
 });
