@@ -96,7 +96,10 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const f = parsed.data;
-  const logger = pino({ level: f['log-level'], base: { component: 'extproc' } });
+  // One write syscall per access-log line cost ~14% of the extproc's CPU under load; buffer
+  // asynchronously and flush on the way out instead.
+  const destination = pino.destination({ dest: 1, minLength: 4096, sync: false });
+  const logger = pino({ level: f['log-level'], base: { component: 'extproc' } }, destination);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   let extproc;
@@ -126,12 +129,16 @@ export async function main(argv: string[]): Promise<number> {
       { event: 'start_failed', reason: err instanceof Error ? err.message : 'unknown' },
       'extproc failed to start',
     );
+    destination.flushSync();
     return 1;
   }
   process.on('SIGHUP', () => void extproc.reload());
   await new Promise<void>((resolve) => {
     const stop = (): void => {
-      void extproc.close().then(resolve);
+      void extproc.close().then(() => {
+        destination.flushSync();
+        resolve();
+      });
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);

@@ -88,6 +88,7 @@ export class Telemetry {
   private readonly tpot: Histogram<string>;
   private readonly requests: Counter<string>;
   private readonly phases: Histogram<string>;
+  private readonly phaseChildren = new Map<string, { observe(v: number): void }>();
   readonly configReloads: Counter<string>;
   private readonly configInfo: Gauge<string>;
   readonly activeStreams: Gauge<string>;
@@ -183,8 +184,15 @@ export class Telemetry {
     this.consumers.setKnown(names);
   }
 
+  /** Called for every ext_proc message: label lookups are cached per (filter, phase). */
   observePhase(filter: string, phase: string, seconds: number): void {
-    this.phases.observe({ filter, phase }, seconds);
+    const key = `${filter}\0${phase}`;
+    let child = this.phaseChildren.get(key);
+    if (!child) {
+      child = this.phases.labels({ filter, phase });
+      this.phaseChildren.set(key, child);
+    }
+    child.observe(seconds);
   }
 
   recordRequest(r: RequestRecord): void {

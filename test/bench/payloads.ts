@@ -1,0 +1,187 @@
+/**
+ * Realistic OpenAI traffic, built once before measuring so the driver's loop only reuses
+ * Buffers and header lists.
+ */
+import type { HeaderList } from '../driver/index.js';
+
+const PROSE = [
+  'The quarterly report shows revenue growth in every region except the north-east,',
+  'where two large customers renewed late and one moved its spend to the next fiscal year.',
+  'Please summarise the main drivers, list the risks the finance team flagged, and suggest',
+  'three questions the board is likely to ask about the forecast for the coming quarter.',
+  'Keep the tone neutral, avoid jargon, and cite the section of the report for each point.',
+  'Our support backlog grew by eleven percent after the release; most tickets concern the',
+  'new billing page, the export to spreadsheet feature and a slow search on large accounts.',
+].join(' ');
+
+function prose(chars: number, offset: number): string {
+  let s = '';
+  let i = offset % PROSE.length;
+  while (s.length < chars) {
+    const take = Math.min(chars - s.length, PROSE.length - i);
+    s += PROSE.slice(i, i + take);
+    i = 0;
+    if (s.length < chars) s += ' ';
+  }
+  return s;
+}
+
+/**
+ * A chat completion request of about `bytes` bytes: a system prompt and a conversation whose
+ * turns carry plain prose, as a typical assistant integration sends it.
+ */
+export function chatRequestBody(bytes: number, stream = false): Buffer {
+  const body: Record<string, unknown> = {
+    model: 'gpt-4o-mini',
+    messages: [] as { role: string; content: string }[],
+    temperature: 0.2,
+    max_tokens: 512,
+    user: 'user-4821',
+  };
+  if (stream) body.stream = true;
+  const messages = body.messages as { role: string; content: string }[];
+  messages.push({
+    role: 'system',
+    content: 'You are a concise assistant for an operations team. Answer in English.',
+  });
+  let turn = 0;
+  for (let size = JSON.stringify(body).length; size < bytes; size = JSON.stringify(body).length) {
+    const left = bytes - size - 40;
+    messages.push({
+      role: turn % 2 === 0 ? 'user' : 'assistant',
+      content: prose(Math.max(20, Math.min(700, left)), turn * 97),
+    });
+    turn++;
+  }
+  return Buffer.from(JSON.stringify(body));
+}
+
+export function chatResponseBody(): Buffer {
+  return Buffer.from(
+    JSON.stringify({
+      id: 'chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT',
+      object: 'chat.completion',
+      created: 1741569952,
+      model: 'gpt-4o-mini-2024-07-18',
+      choices: [
+        {
+          index: 0,
+          message: { role: 'assistant', content: prose(600, 13), refusal: null },
+          logprobs: null,
+          finish_reason: 'stop',
+        },
+      ],
+      usage: {
+        prompt_tokens: 512,
+        completion_tokens: 128,
+        total_tokens: 640,
+        prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+        completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
+      },
+      service_tier: 'default',
+      system_fingerprint: 'fp_06737a9306',
+    }),
+  );
+}
+
+/**
+ * A `count`-chunk OpenAI chat stream as a provider sends it when usage was requested: a role
+ * chunk, content deltas, a finish chunk, the usage chunk (choices: []) and [DONE]; one SSE
+ * event per chunk, as providers flush them.
+ */
+export function sseChunks(count: number): Buffer[] {
+  const base = {
+    id: 'chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT',
+    object: 'chat.completion.chunk',
+    created: 1741569952,
+    model: 'gpt-4o-mini-2024-07-18',
+    service_tier: 'default',
+    system_fingerprint: 'fp_06737a9306',
+  };
+  const event = (o: object): Buffer =>
+    Buffer.from(`data: ${JSON.stringify({ ...base, ...o })}\n\n`);
+  const words = PROSE.split(' ');
+  const out: Buffer[] = [
+    event({
+      choices: [
+        {
+          index: 0,
+          delta: { role: 'assistant', content: '', refusal: null },
+          logprobs: null,
+          finish_reason: null,
+        },
+      ],
+    }),
+  ];
+  const contentChunks = count - 4;
+  for (let i = 0; i < contentChunks; i++) {
+    out.push(
+      event({
+        choices: [
+          {
+            index: 0,
+            delta: { content: (i === 0 ? '' : ' ') + words[i % words.length]! },
+            logprobs: null,
+            finish_reason: null,
+          },
+        ],
+      }),
+    );
+  }
+  out.push(event({ choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }] }));
+  out.push(
+    event({
+      choices: [],
+      usage: {
+        prompt_tokens: 512,
+        completion_tokens: contentChunks,
+        total_tokens: 512 + contentChunks,
+        prompt_tokens_details: { cached_tokens: 0, audio_tokens: 0 },
+        completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0 },
+      },
+    }),
+  );
+  out.push(Buffer.from('data: [DONE]\n\n'));
+  return out;
+}
+
+export function requestHeaders(body: Buffer): HeaderList {
+  return [
+    [':method', 'POST'],
+    [':path', '/v1/chat/completions'],
+    [':scheme', 'https'],
+    [':authority', 'ai-gateway.internal.example.com'],
+    ['content-type', 'application/json'],
+    ['content-length', String(body.length)],
+    ['authorization', 'Bearer sk-virtual-team-analytics-000000000000000000000000'],
+    ['accept', 'application/json'],
+    ['user-agent', 'OpenAI/Python 1.54.4'],
+    ['x-stainless-lang', 'python'],
+    ['x-stainless-package-version', '1.54.4'],
+    ['x-forwarded-for', '10.12.4.17'],
+    ['x-forwarded-proto', 'https'],
+    ['x-request-id', '0b7a3e4c-7f4e-4a4b-9a53-3f8d6e1b2c9d'],
+  ];
+}
+
+export function jsonResponseHeaders(body: Buffer): HeaderList {
+  return [
+    [':status', '200'],
+    ['content-type', 'application/json'],
+    ['content-length', String(body.length)],
+    ['openai-processing-ms', '812'],
+    ['openai-version', '2020-10-01'],
+    ['x-request-id', 'req_5f1f7f0a2b8c4d2e9e1f0a6b7c8d9e0f'],
+    ['x-ratelimit-remaining-tokens', '149488'],
+  ];
+}
+
+export function sseResponseHeaders(): HeaderList {
+  return [
+    [':status', '200'],
+    ['content-type', 'text/event-stream; charset=utf-8'],
+    ['openai-processing-ms', '214'],
+    ['openai-version', '2020-10-01'],
+    ['x-request-id', 'req_0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b'],
+  ];
+}

@@ -1,0 +1,212 @@
+/** Child processes of the benchmark and what Linux says about them (/proc). */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync, truncateSync } from 'node:fs';
+import { get } from 'node:http';
+import { createServer } from 'node:net';
+
+export function hasTaskset(): boolean {
+  return spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0;
+}
+
+/** Pins this process, all its threads included (GC, libuv pool), to one core. */
+export function pinSelf(core: number): boolean {
+  const r = spawnSync('taskset', ['-a', '-p', '-c', String(core), String(process.pid)], {
+    stdio: 'ignore',
+  });
+  return r.status === 0;
+}
+
+let ticks: number | undefined;
+/** USER_HZ: the unit of utime/stime in /proc/<pid>/stat. */
+function clockTicks(): number {
+  if (ticks === undefined) {
+    const out = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+    const n = Number(out.stdout?.trim());
+    ticks = Number.isInteger(n) && n > 0 ? n : 100;
+  }
+  return ticks;
+}
+
+/** User plus system CPU time of a process, in ms (resolution one clock tick, 10 ms). */
+export function cpuMs(pid: number): number {
+  return parseStatCpuTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) * (1000 / clockTicks());
+}
+
+/** utime + stime from a /proc/<pid>/stat line; the command name may contain spaces and ')'. */
+export function parseStatCpuTicks(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of proc(5), counted from the state field (3).
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** Busy and total ticks of one core, from /proc/stat. */
+export function coreTicks(core: number): { busy: number; total: number } {
+  const line = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${core} `));
+  if (!line) return { busy: Number.NaN, total: Number.NaN };
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  const total = v.slice(0, 8).reduce((a, b) => a + b, 0);
+  // idle and iowait are fields 4 and 5.
+  return { busy: total - v[3]! - v[4]!, total };
+}
+
+export function ticksToMs(t: number): number {
+  return t * (1000 / clockTicks());
+}
+
+/** Peak resident set size (VmHWM) in KiB. */
+export function peakRssKiB(pid: number): number {
+  const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
+export function loadAverage(): string {
+  try {
+    return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const a = s.address();
+      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/**
+ * A Node child running an entry point (TypeScript through tsx, or compiled .js), optionally pinned with taskset
+ * (taskset execs node, so the pid is node's). stdout and stderr go to a file: a pipe would put
+ * the access log's reading on the driver's core, and a full pipe would stall the child.
+ */
+export class Child {
+  readonly proc: ChildProcess;
+  readonly logPath: string;
+  private readonly logFd: number;
+  private logClosed = false;
+  private exitInfo: string | undefined;
+  readonly exited: Promise<void>;
+
+  constructor(
+    readonly name: string,
+    entry: string,
+    args: string[],
+    opts: { cwd: string; logPath: string; core?: number; nodeFlags?: string[] },
+  ) {
+    this.logFd = openSync(opts.logPath, 'a');
+    this.logPath = opts.logPath;
+    const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
+    const nodeArgs = [...(opts.nodeFlags ?? []), ...loader, entry, ...args];
+    const [cmd, argv] =
+      opts.core === undefined
+        ? [process.execPath, nodeArgs]
+        : ['taskset', ['-c', String(opts.core), process.execPath, ...nodeArgs]];
+    this.proc = spawn(cmd, argv, {
+      cwd: opts.cwd,
+      stdio: ['ignore', this.logFd, this.logFd],
+      env: process.env,
+    });
+    this.exited = new Promise((resolve) => {
+      this.proc.once('exit', (code, signal) => {
+        this.exitInfo = signal ? `killed by ${signal}` : `exited with code ${code}`;
+        resolve();
+      });
+      this.proc.once('error', (err) => {
+        this.exitInfo = `failed to start: ${err.message}`;
+        resolve();
+      });
+    });
+  }
+
+  get pid(): number {
+    const pid = this.proc.pid;
+    if (pid === undefined) throw new Error(`${this.name}: not running (${this.exitInfo ?? '?'})`);
+    return pid;
+  }
+
+  get dead(): string | undefined {
+    return this.exitInfo;
+  }
+
+  /** The last bytes the child wrote, for error messages. */
+  tail(bytes = 4000): string {
+    try {
+      const text = readFileSync(this.logPath, 'utf8');
+      return text.slice(-bytes);
+    } catch {
+      return '';
+    }
+  }
+
+  /** Keeps the log file small between measurements; the fd is O_APPEND, so writes follow. */
+  truncateLog(): void {
+    try {
+      truncateSync(this.logPath, 0);
+    } catch {
+      // only a size concern
+    }
+  }
+
+  /** SIGTERM, then SIGKILL after graceMs (a --cpu-prof child writes its profile on a clean exit). */
+  async stop(graceMs = 3000): Promise<void> {
+    if (!this.exitInfo && this.proc.exitCode === null) {
+      this.proc.kill('SIGTERM');
+      const t = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
+      await this.exited;
+      clearTimeout(t);
+    }
+    this.closeLog();
+  }
+
+  /** For process 'exit': synchronous, no grace. */
+  killNow(): void {
+    if (!this.exitInfo && this.proc.exitCode === null) this.proc.kill('SIGKILL');
+    this.closeLog();
+  }
+
+  private closeLog(): void {
+    if (this.logClosed) return;
+    this.logClosed = true;
+    closeSync(this.logFd);
+  }
+}
+
+export function httpStatus(url: string): Promise<number> {
+  return new Promise((resolve) => {
+    const req = get(url, (res) => {
+      res.resume();
+      resolve(res.statusCode ?? 0);
+    });
+    req.setTimeout(1000, () => req.destroy());
+    req.on('error', () => resolve(0));
+  });
+}
+
+/** Polls `ready` until true; fails early when the child dies, with what it printed. */
+export async function waitReady(
+  child: Child,
+  ready: () => Promise<boolean> | boolean,
+  timeoutMs = 30_000,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (child.dead) {
+      throw new Error(
+        `${child.name} ${child.dead} before it was ready. Its output:\n${child.tail()}`,
+      );
+    }
+    if (await ready()) return;
+    if (Date.now() > end) {
+      throw new Error(
+        `${child.name} not ready after ${timeoutMs} ms. Its output:\n${child.tail()}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
