@@ -14,6 +14,10 @@ const COMMANDS: Record<
     about: 'check AIRoute/AIPolicy YAML with the same schemas and CEL rules as the cluster',
     load: () => import('./validate/main.js'),
   },
+  render: {
+    about: 'print the Envoy resources and extproc config the operator would program (no secrets)',
+    load: () => import('./render/main.js'),
+  },
 };
 
 function usage(): string {

@@ -12,6 +12,9 @@ import type { Problem } from '../../operator/source/yaml.js';
 import { loadResources } from '../../operator/source/yaml.js';
 import type { Resources } from '../../operator/api/types.js';
 import type { Translation } from '../../operator/translate/index.js';
+import { redacted } from '../../operator/translate/redact.js';
+
+export { redacted };
 
 export const CASES_DIR = fileURLToPath(new URL('./cases/', import.meta.url));
 
@@ -30,25 +33,6 @@ export async function loadCase(
   return {
     resources,
     problems: problems.map((p) => ({ ...p, source: p.source.replace(CASES_DIR, '') })),
-  };
-}
-
-/** Every credential replaced by `<redacted:namespace/secret/key>`, so golden files hold none. */
-export function redacted(t: Translation): Translation['extproc'] {
-  const refs = new Map<string, string>();
-  for (const r of t.ir.routes) {
-    for (const b of r.backends) {
-      if (b.credential) {
-        const { namespace, secret, key } = b.credential.ref;
-        refs.set(b.id, `<redacted:${namespace}/${secret}/${key}>`);
-      }
-    }
-  }
-  return {
-    ...t.extproc,
-    backends: t.extproc.backends.map((b) =>
-      b.credential ? { ...b, credential: { value: refs.get(b.name) ?? '<redacted>' } } : b,
-    ),
   };
 }
 
