@@ -9,11 +9,12 @@
  *   BENCH_CONCURRENCY      closed-loop concurrencies (default 1,8,32)
  *   BENCH_RATES            open-loop rates in req/s (default 500,1000,2000)
  *   BENCH_RATE_SECONDS     open-loop duration per rate (default 4)
- *   BENCH_ONLY             comma-separated scenarios (chat-2k,chat-2k-router,chat-100k,sse-200,rate)
+ *   BENCH_ONLY             comma-separated scenarios (chat-2k,chat-2k-router,chat-100k,sse-200,rate,operator)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
  *                          dist/operator/cli.js after `npm run build`, as production runs it)
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -41,6 +42,7 @@ import {
   ticksToMs,
   waitReady,
 } from './proc.js';
+import type { OperatorFigures } from './operator.js';
 import { hotSpots } from './profile-top.js';
 import {
   closedLoop,
@@ -664,6 +666,7 @@ async function main(): Promise<void> {
     floor.target.client.close();
     for (const c of children) await c.stop();
     if (cfg.profileDir) printProfile(cfg.profileDir, measuringFrom);
+    if (wanted('operator')) operatorSection();
   } finally {
     for (const c of children) c.killNow();
     cleanupNow();
@@ -671,6 +674,51 @@ async function main(): Promise<void> {
 }
 
 const TARGET_RATE = 2000;
+
+/** The operator's figures, measured in a process of their own (its peak RSS is the operator's). */
+function operatorSection(): void {
+  log();
+  log('operator: 2,000 synthetic AIRoutes with policies (DESIGN §7)');
+  const child = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', fileURLToPath(new URL('./operator.ts', import.meta.url))],
+    { encoding: 'utf8', env: { ...process.env, BENCH_ROUTES: '2000' } },
+  );
+  const line = child.stdout.trim().split('\n').at(-1) ?? '';
+  if (child.status !== 0 || !line.startsWith('{')) {
+    log(`  operator measurement failed: ${child.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+    return;
+  }
+  const f = JSON.parse(line) as OperatorFigures;
+  const sorted = [...f.translateMs].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)]!;
+  log(
+    table(
+      ['figure', 'measured', 'target', 'verdict'],
+      [
+        [
+          `translate ${f.routes} routes (5 runs)`,
+          `median ${fmtMs(median)} ms, min ${fmtMs(sorted[0]!)}, max ${fmtMs(sorted.at(-1)!)}`,
+          '< 1000 ms',
+          median < 1000 ? 'met' : 'NOT MET',
+        ],
+        [
+          `change → ACK (${f.propagation.changes} changes, ${f.propagation.clusters} clusters)`,
+          `p50 ${fmtMs(f.propagation.p50)} ms, p99 ${fmtMs(f.propagation.p99)} ms, max ${fmtMs(f.propagation.max)} ms`,
+          'p99 < 1000 ms',
+          f.propagation.p99 < 1000 ? 'met' : 'NOT MET',
+        ],
+        [
+          'operator process peak RSS',
+          `${fmtInt(f.peakRssMiB)} MiB (${fmtInt(f.rssBeforeMiB)} MiB before loading routes; includes the test xDS client)`,
+          '-',
+          '-',
+        ],
+      ],
+      'llll',
+    ),
+  );
+}
 
 function summary(points: Point[], rates: RatePoint[]): void {
   log();
