@@ -10,6 +10,10 @@ const COMMANDS: Record<
     about: 'run the ext_proc gRPC service Envoy calls',
     load: () => import('../extproc/main.js'),
   },
+  operator: {
+    about: 'watch AIRoutes and AIPolicies, serve Envoy and the extproc over ADS, write status',
+    load: () => import('./main.js'),
+  },
   validate: {
     about: 'check AIRoute/AIPolicy YAML with the same schemas and CEL rules as the cluster',
     load: () => import('./validate/main.js'),

@@ -1,0 +1,308 @@
+/**
+ * The reconcile loop. Two keyed queues:
+ * - `sync` (one key): assemble Resources → translate → snapshot → cache.setSnapshot('*'); debounced
+ *   so a burst of watch events becomes one translation. Translation is a pure function of the
+ *   whole bundle and already isolates bad objects, so there is nothing to gain from translating
+ *   objects one by one, and a global key keeps the served config consistent.
+ * - one key per AIRoute/AIPolicy (`Kind/namespace/name`): compute its conditions and write them if
+ *   they changed. Keys fail and back off independently: an object whose status cannot be written
+ *   never delays the others.
+ *
+ * Status passes are triggered by a new snapshot, by ACKs and NACKs, by data planes connecting,
+ * disconnecting or changing subscriptions (polled: the tracker has no event for those), by an
+ * object's status being changed by someone else, and by becoming the leader.
+ */
+import { performance } from 'node:perf_hooks';
+import { pino, type Logger } from 'pino';
+import type { AIPolicy, AIRoute, Resources } from '../api/types.js';
+import type { Change } from '../source/kube.js';
+import {
+  conditionTime,
+  desiredConditions,
+  memoizedView,
+  mergeStatus,
+  type DataPlaneView,
+} from '../status/conditions.js';
+import type { StatusKind, StatusWriter } from '../status/writer.js';
+import { translate, type StatusResult, type TranslateOptions } from '../translate/index.js';
+import { ALL_NODES, type SnapshotCache } from '../xds/cache.js';
+import type { ResourceEncoder } from '../xds/encode.js';
+import type { AckTracker } from '../xds/tracker.js';
+import type { Backoff } from '../source/kube.js';
+import type { OperatorMetrics } from './metrics.js';
+import { WorkQueue } from './queue.js';
+import { desiredState, objectKey, type Desired } from './snapshot.js';
+
+/** What the controller reads from a source (KubeSource implements it). */
+export interface ResourceSource {
+  readonly synced: boolean;
+  resources(): Promise<Resources>;
+  onChange(listener: (change: Change) => void): () => void;
+  route(namespace: string, name: string): AIRoute | undefined;
+  policy(namespace: string, name: string): AIPolicy | undefined;
+}
+
+export interface StatusSink {
+  writer: StatusWriter;
+  /** Only the leader writes; checked before every write. */
+  isLeader(): boolean;
+}
+
+export interface ControllerOptions {
+  source: ResourceSource;
+  cache: SnapshotCache;
+  encoder: ResourceEncoder;
+  tracker: AckTracker;
+  translate?: TranslateOptions;
+  /** Absent: status is never written (a pure xDS replica). */
+  status?: StatusSink | undefined;
+  logger?: Logger;
+  metrics?: OperatorMetrics | undefined;
+  /** Wall-clock milliseconds, for lastTransitionTime. */
+  now: () => number;
+  /** How long a change waits for more before translating (default 20 ms). */
+  debounceMs?: number;
+  /** How long status waits after an ACK/NACK burst (default 50 ms). */
+  statusDebounceMs?: number;
+  /** How often data plane connections are checked for changes (default 1000 ms). */
+  dataPlanePollMs?: number;
+  /** A full sync and status pass this often, whatever happened (default 5 min). */
+  resyncMs?: number;
+  backoff?: Backoff;
+  /** Status writes in flight at once (default 4). */
+  statusConcurrency?: number;
+  /**
+   * How long after a new snapshot a Programmed=True may stay while the data planes have not
+   * ACKed yet (default 2000 ms; 0 reports Pending at once). See writeStatus.
+   */
+  pendingGraceMs?: number;
+}
+
+const SYNC = 'sync';
+
+export class Controller {
+  private readonly log: Logger;
+  private readonly syncQueue: WorkQueue;
+  private readonly statusQueue: WorkQueue;
+  private current: Desired | undefined;
+  private statusIndex = new Map<string, StatusResult>();
+  private view: DataPlaneView | undefined;
+  private readonly unsubscribe: (() => void)[] = [];
+  private timers: NodeJS.Timeout[] = [];
+  private statusAllTimer: NodeJS.Timeout | undefined;
+  private planesSignature = '';
+  private snapshotAt = 0;
+  private started = false;
+  private closed = false;
+
+  constructor(private readonly opts: ControllerOptions) {
+    this.log = opts.logger ?? pino({ level: 'silent' });
+    const backoff = opts.backoff ? { backoff: opts.backoff } : {};
+    this.syncQueue = new WorkQueue(() => this.sync(), {
+      ...backoff,
+      onError: (_key, err, attempt, delayMs) => {
+        opts.metrics?.syncs.inc({ result: 'error' });
+        this.log.error(
+          { event: 'sync_failed', attempt, retry_ms: delayMs, reason: reason(err) },
+          'reconcile failed; serving the last good snapshot',
+        );
+      },
+    });
+    this.statusQueue = new WorkQueue((key) => this.writeStatus(key), {
+      ...backoff,
+      concurrency: opts.statusConcurrency ?? 4,
+      onError: (key, err, attempt, delayMs) => {
+        opts.metrics?.statusWrites.inc({ kind: key.slice(0, key.indexOf('/')), result: 'error' });
+        this.log.warn(
+          {
+            event: 'status_write_failed',
+            object: key,
+            attempt,
+            retry_ms: delayMs,
+            reason: reason(err),
+          },
+          'status write failed',
+        );
+      },
+    });
+  }
+
+  /** Begins reconciling; call once the source has synced. */
+  start(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    const { source, tracker } = this.opts;
+    this.unsubscribe.push(
+      source.onChange((change) => {
+        if (change.spec) this.syncQueue.add(SYNC, this.opts.debounceMs ?? 20);
+        for (const key of change.status) if (this.statusIndex.has(key)) this.statusQueue.add(key);
+      }),
+      tracker.onAck(() => this.dataPlanesChanged()),
+      tracker.onNack(() => this.dataPlanesChanged()),
+    );
+    this.timers.push(
+      setInterval(() => this.pollDataPlanes(), this.opts.dataPlanePollMs ?? 1000),
+      setInterval(() => {
+        this.syncQueue.add(SYNC);
+        this.statusAll(0);
+      }, this.opts.resyncMs ?? 300_000),
+    );
+    for (const t of this.timers) t.unref();
+    this.syncQueue.add(SYNC);
+  }
+
+  /** The snapshot being served, with the translation it came from. */
+  get desired(): Desired | undefined {
+    return this.current;
+  }
+
+  /** Queues a status check of every object (e.g. on becoming the leader). */
+  statusAll(delayMs = this.opts.statusDebounceMs ?? 50): void {
+    if (this.closed || this.statusAllTimer) return;
+    const run = (): void => {
+      this.statusAllTimer = undefined;
+      this.view = undefined;
+      for (const key of this.statusIndex.keys()) this.statusQueue.add(key);
+    };
+    if (delayMs <= 0) return run();
+    this.statusAllTimer = setTimeout(run, delayMs);
+  }
+
+  /** Resolves when nothing is queued or running (tests, shutdown). */
+  async idle(): Promise<void> {
+    await this.syncQueue.idle();
+    await this.statusQueue.idle();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const u of this.unsubscribe) u();
+    for (const t of this.timers) clearInterval(t);
+    if (this.statusAllTimer) clearTimeout(this.statusAllTimer);
+    await Promise.all([this.syncQueue.close(), this.statusQueue.close()]);
+  }
+
+  private dataPlanesChanged(): void {
+    this.view = undefined;
+    this.statusAll();
+  }
+
+  private pollDataPlanes(): void {
+    const sig = this.opts.tracker
+      .dataPlanes()
+      .map((p) => `${p.streamId}:${Object.keys(p.types).sort().join(',')}`)
+      .join('|');
+    this.opts.metrics?.dataPlanes.set(this.opts.tracker.dataPlanes().length);
+    if (sig === this.planesSignature) return;
+    this.planesSignature = sig;
+    this.dataPlanesChanged();
+  }
+
+  private async sync(): Promise<void> {
+    const { source, metrics } = this.opts;
+    if (!source.synced) return;
+    const resources = await source.resources();
+    const t0 = performance.now();
+    const translation = translate(resources, this.opts.translate);
+    const desired = desiredState(translation, this.opts.encoder);
+    const changed = desired.version !== this.current?.version;
+    if (changed) {
+      this.opts.cache.setSnapshot(ALL_NODES, desired.snapshot);
+      this.snapshotAt = performance.now();
+    }
+    this.current = desired;
+    this.statusIndex = new Map(
+      translation.statuses.map((s) => [objectKey(s.kind, s.namespace, s.name), s]),
+    );
+    const seconds = (performance.now() - t0) / 1000;
+    metrics?.syncs.inc({ result: 'ok' });
+    metrics?.syncSeconds.observe(seconds);
+    if (changed) {
+      metrics?.snapshots.inc();
+      const accepted = translation.ir.routes.length;
+      this.log.info(
+        {
+          event: 'snapshot_set',
+          version: desired.version,
+          extproc_version: desired.extproc.version,
+          routes: resources.routes.length,
+          accepted_routes: accepted,
+          policies: resources.policies.length,
+          ms: Math.round(seconds * 1000),
+        },
+        'new configuration served',
+      );
+    }
+    this.view = undefined;
+    this.statusAll(0);
+  }
+
+  /**
+   * Every new snapshot makes every route Pending until its data planes ACK, which takes
+   * milliseconds: writing True → Pending → True for each of thousands of routes on each change
+   * would be two status writes per route per change, for a state nobody can act on. So while a
+   * snapshot is younger than the grace period, a Programmed=True already written stays, and the
+   * key is checked again once the grace is over: only data planes that are really slow (or that
+   * NACK, which is reported at once) show up in status.
+   */
+  private holdWhileInFlight(
+    key: string,
+    desired: HoldableCondition[],
+    current: readonly HoldableCondition[] | undefined,
+  ): void {
+    const grace = this.opts.pendingGraceMs ?? 2000;
+    const age = performance.now() - this.snapshotAt;
+    if (grace <= 0 || age >= grace) return;
+    const i = desired.findIndex((c) => c.type === 'Programmed' && c.reason === 'Pending');
+    const previous = current?.find((c) => c.type === 'Programmed');
+    if (i === -1 || previous?.status !== 'True') return;
+    const held: HoldableCondition = {
+      type: previous.type,
+      status: previous.status,
+      reason: previous.reason,
+      message: previous.message,
+    };
+    if (previous.observedGeneration !== undefined) {
+      held.observedGeneration = previous.observedGeneration;
+    }
+    desired[i] = held;
+    this.statusQueue.add(key, Math.ceil(grace - age) + 10);
+  }
+
+  private async writeStatus(key: string): Promise<void> {
+    const sink = this.opts.status;
+    const current = this.current;
+    if (!sink || !sink.isLeader() || !current) return;
+    const result = this.statusIndex.get(key);
+    if (!result) return;
+    const kind: StatusKind = result.kind;
+    const cached =
+      kind === 'AIRoute'
+        ? this.opts.source.route(result.namespace, result.name)
+        : this.opts.source.policy(result.namespace, result.name);
+    if (!cached) return;
+    this.view ??= memoizedView(this.opts.tracker);
+    const desired = desiredConditions(result, current.footprints.get(key), this.view);
+    this.holdWhileInFlight(key, desired.conditions, cached.status?.conditions);
+    const now = conditionTime(this.opts.now());
+    const outcome = await sink.writer.write(kind, cached, result.namespace, result.name, (cur) =>
+      mergeStatus(cur, desired, now),
+    );
+    if (outcome === 'written') {
+      this.opts.metrics?.statusWrites.inc({ kind, result: 'written' });
+      this.log.debug({ event: 'status_written', object: key }, 'status written');
+    }
+  }
+}
+
+export interface HoldableCondition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  observedGeneration?: number;
+}
+
+function reason(err: unknown): string {
+  return err instanceof Error ? err.message.split('\n')[0]! : 'unknown';
+}

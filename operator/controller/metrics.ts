@@ -1,0 +1,57 @@
+/** The operator's Prometheus metrics, registered on the registry run() is given. */
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+
+export interface OperatorMetrics {
+  syncs: Counter<'result'>;
+  syncSeconds: Histogram;
+  snapshots: Counter;
+  statusWrites: Counter<'kind' | 'result'>;
+  dataPlanes: Gauge;
+  leader: Gauge;
+  watchRestarts: Counter<'kind' | 'reason'>;
+}
+
+export function operatorMetrics(registry: Registry): OperatorMetrics {
+  const registers = [registry];
+  return {
+    syncs: new Counter({
+      name: 'sluice_operator_syncs_total',
+      help: 'Reconciles of the whole configuration, by result.',
+      labelNames: ['result'],
+      registers,
+    }),
+    syncSeconds: new Histogram({
+      name: 'sluice_operator_sync_duration_seconds',
+      help: 'Time to translate and build the snapshot.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers,
+    }),
+    snapshots: new Counter({
+      name: 'sluice_operator_snapshots_total',
+      help: 'Snapshots with new content handed to the ADS server.',
+      registers,
+    }),
+    statusWrites: new Counter({
+      name: 'sluice_operator_status_writes_total',
+      help: 'Status subresource writes, by kind and result.',
+      labelNames: ['kind', 'result'],
+      registers,
+    }),
+    dataPlanes: new Gauge({
+      name: 'sluice_operator_data_planes',
+      help: 'ADS streams open on this replica.',
+      registers,
+    }),
+    leader: new Gauge({
+      name: 'sluice_operator_status_leader',
+      help: '1 while this replica holds the status lease.',
+      registers,
+    }),
+    watchRestarts: new Counter({
+      name: 'sluice_operator_watch_restarts_total',
+      help: 'List/watch restarts, by kind and reason (gone: relist after 410).',
+      labelNames: ['kind', 'reason'],
+      registers,
+    }),
+  };
+}

@@ -1,0 +1,141 @@
+/** `sluice operator`: parse and validate flags, then run(). Nothing else belongs here. */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { parseArgs } from 'node:util';
+import { KubeConfig } from '@kubernetes/client-node';
+import { pino } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { z } from 'zod';
+import { run } from './run.js';
+
+const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
+
+The Sluice operator: watches AIRoutes, AIPolicies and what they reference, serves Envoy and the
+extproc their configuration over ADS, and writes status back.
+
+Options:
+  --xds-listen ADDR        ADS server address: unix:/path or host:port (required)
+  --kubeconfig FILE        cluster access (default: in-cluster, else $KUBECONFIG or ~/.kube/config)
+  --namespace NS           watch only this namespace; repeat for several (default: all)
+  --admin HOST:PORT        /metrics, /healthz, /readyz (default 0.0.0.0:9902; "off" disables)
+  --leader-elect           write status only while holding the Lease sluice-operator-status
+  --lease-namespace NS     where the Lease lives (default: this pod's namespace)
+  --identity ID            this replica's name in the Lease (default: $POD_NAME or the hostname)
+  --no-status              never write status (serve xDS only)
+  --log-level LEVEL        trace|debug|info|warn|error (default info)
+  -h, --help               this text
+`;
+
+const ADDRESS = /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/;
+const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+const Flags = z.object({
+  'xds-listen': z
+    .string({ message: '--xds-listen ADDR is required' })
+    .regex(ADDRESS, '--xds-listen must be unix:/path or host:port'),
+  kubeconfig: z.string().min(1).optional(),
+  namespace: z
+    .array(z.string().max(63).regex(NAME, '--namespace must be a namespace name'))
+    .default([]),
+  admin: z
+    .string()
+    .regex(/^(off|[^:]*:\d+|\[[0-9a-fA-F:]+\]:\d+)$/, '--admin must be host:port or off')
+    .default('0.0.0.0:9902'),
+  'leader-elect': z.boolean().default(false),
+  'lease-namespace': z
+    .string()
+    .max(63)
+    .regex(NAME, '--lease-namespace must be a namespace name')
+    .optional(),
+  identity: z.string().min(1).max(128).optional(),
+  'no-status': z.boolean().default(false),
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
+
+function podNamespace(): string {
+  if (process.env.POD_NAMESPACE) return process.env.POD_NAMESPACE;
+  try {
+    return readFileSync(SA_NAMESPACE, 'utf8').trim() || 'default';
+  } catch {
+    return 'default';
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let raw;
+  try {
+    raw = parseArgs({
+      args: argv,
+      options: {
+        'xds-listen': { type: 'string' },
+        kubeconfig: { type: 'string' },
+        namespace: { type: 'string', multiple: true },
+        admin: { type: 'string' },
+        'leader-elect': { type: 'boolean' },
+        'lease-namespace': { type: 'string' },
+        identity: { type: 'string' },
+        'no-status': { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`sluice operator: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (raw.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const parsed = Flags.safeParse(raw);
+  if (!parsed.success) {
+    process.stderr.write(
+      `sluice operator: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const f = parsed.data;
+  const logger = pino({ level: f['log-level'], base: { component: 'operator' } });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  let operator;
+  try {
+    const kubeConfig = new KubeConfig();
+    if (f.kubeconfig !== undefined) kubeConfig.loadFromFile(f.kubeconfig);
+    else kubeConfig.loadFromDefault();
+    operator = await run({
+      kubeConfig,
+      namespaces: f.namespace,
+      xdsListen: f['xds-listen'],
+      admin: f.admin === 'off' ? undefined : f.admin,
+      leaderElection: f['leader-elect']
+        ? {
+            namespace: f['lease-namespace'] ?? podNamespace(),
+            identity: f.identity ?? process.env.POD_NAME ?? hostname(),
+          }
+        : undefined,
+      writeStatus: !f['no-status'],
+      logger,
+      registry,
+      now: () => Date.now(),
+    });
+  } catch (err) {
+    logger.fatal(
+      { event: 'start_failed', reason: err instanceof Error ? err.message : 'unknown' },
+      'operator failed to start',
+    );
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      void operator.close().then(resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  return 0;
+}

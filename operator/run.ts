@@ -1,0 +1,195 @@
+/**
+ * The operator as a component: everything it needs is passed in (cluster access, logger, metrics
+ * registry, clock), so tests run it whole and in-process against a real apiserver.
+ *
+ * Every replica serves xDS from its own informers; only the holder of the status Lease (or the
+ * only replica, without leader election) writes status.
+ */
+import { hostname } from 'node:os';
+import type { KubeConfig } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { startAdmin, type RunningAdmin } from '../extproc/admin.js';
+import { Controller } from './controller/controller.js';
+import { operatorMetrics } from './controller/metrics.js';
+import { KubeSource, kubeApi, type Backoff, type SourceApi } from './source/kube.js';
+import { LeaderElector, leaseApi, type LeaseApi } from './status/leader.js';
+import { StatusWriter, statusApi, type StatusApi } from './status/writer.js';
+import type { TranslateOptions } from './translate/index.js';
+import type { SnapshotCache } from './xds/cache.js';
+import { SnapshotCache as Cache } from './xds/cache.js';
+import { ResourceEncoder } from './xds/encode.js';
+import { startAdsServer, type RunningAdsServer } from './xds/server.js';
+import type { AckTracker } from './xds/tracker.js';
+
+export interface LeaderElectionOptions {
+  /** This replica's name in the Lease (default: hostname and pid). */
+  identity?: string;
+  /** Where the Lease lives. */
+  namespace: string;
+  /** Default sluice-operator-status. */
+  leaseName?: string;
+  leaseDurationMs?: number;
+  renewDeadlineMs?: number;
+  retryPeriodMs?: number;
+}
+
+export interface OperatorOptions {
+  kubeConfig: KubeConfig;
+  /** Watched namespaces; empty or absent: all. */
+  namespaces?: readonly string[];
+  /** ADS listen address: unix:/path or host:port (port 0 picks one). */
+  xdsListen: string;
+  /** /metrics, /healthz, /readyz on host:port; absent: no admin server. */
+  admin?: string | undefined;
+  /** Absent: this replica always writes status (run one replica, or turn status off). */
+  leaderElection?: LeaderElectionOptions | undefined;
+  /** false: never write status (default true). */
+  writeStatus?: boolean;
+  translate?: TranslateOptions;
+  logger: Logger;
+  registry: Registry;
+  /** Wall-clock milliseconds. */
+  now: () => number;
+  debounceMs?: number;
+  dataPlanePollMs?: number;
+  backoff?: Backoff;
+  /** How long open xDS streams may stay after close() before they are cut (default 2000). */
+  shutdownGraceMs?: number;
+  encoder?: ResourceEncoder;
+  /** Test seams: replace the apiserver calls. */
+  sourceApi?: SourceApi;
+  leaseApi?: LeaseApi;
+  statusApi?: StatusApi;
+}
+
+export interface RunningOperator {
+  xdsAddress: string;
+  adminAddress: string | undefined;
+  cache: SnapshotCache;
+  tracker: AckTracker;
+  controller: Controller;
+  source: KubeSource;
+  statusWriter: StatusWriter;
+  isLeader(): boolean;
+  /** Resolves once the informers listed everything and the first snapshot is served. */
+  ready: Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function run(opts: OperatorOptions): Promise<RunningOperator> {
+  const log = opts.logger;
+  const metrics = operatorMetrics(opts.registry);
+  const encoder = opts.encoder ?? ResourceEncoder.fromProtoTree();
+  const cache = new Cache();
+  const ads: RunningAdsServer = await startAdsServer({
+    cache,
+    listen: opts.xdsListen,
+    logger: log.child({ log: 'xds' }),
+  });
+
+  const source = new KubeSource({
+    api: opts.sourceApi ?? kubeApi(opts.kubeConfig),
+    namespaces: opts.namespaces ?? [],
+    logger: log.child({ log: 'source' }),
+    ...(opts.backoff ? { backoff: opts.backoff } : {}),
+    onRestart: (kind, reason) => metrics.watchRestarts.inc({ kind, reason }),
+  });
+
+  const writer = new StatusWriter(opts.statusApi ?? statusApi(opts.kubeConfig));
+  let elector: LeaderElector | undefined;
+  const isLeader = (): boolean => opts.writeStatus !== false && (elector ? elector.isLeader : true);
+  const controller = new Controller({
+    source,
+    cache,
+    encoder,
+    tracker: ads.tracker,
+    ...(opts.translate ? { translate: opts.translate } : {}),
+    status: opts.writeStatus === false ? undefined : { writer, isLeader },
+    logger: log.child({ log: 'controller' }),
+    metrics,
+    now: opts.now,
+    ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
+    ...(opts.dataPlanePollMs !== undefined ? { dataPlanePollMs: opts.dataPlanePollMs } : {}),
+    ...(opts.backoff ? { backoff: opts.backoff } : {}),
+  });
+  const le = opts.leaderElection;
+  if (opts.writeStatus !== false && le) {
+    elector = new LeaderElector({
+      api: opts.leaseApi ?? leaseApi(opts.kubeConfig),
+      namespace: le.namespace,
+      identity: le.identity ?? `${hostname()}_${process.pid}`,
+      ...(le.leaseName !== undefined ? { name: le.leaseName } : {}),
+      ...(le.leaseDurationMs !== undefined ? { leaseDurationMs: le.leaseDurationMs } : {}),
+      ...(le.renewDeadlineMs !== undefined ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
+      ...(le.retryPeriodMs !== undefined ? { retryPeriodMs: le.retryPeriodMs } : {}),
+      now: opts.now,
+      logger: log.child({ log: 'leader' }),
+      onStartedLeading: () => {
+        metrics.leader.set(1);
+        controller.statusAll(0);
+      },
+      onStoppedLeading: () => metrics.leader.set(0),
+    });
+  }
+  if (!elector && opts.writeStatus !== false) metrics.leader.set(1);
+
+  let served = false;
+  let draining = false;
+  const ready = (async () => {
+    await source.start();
+    log.info({ event: 'informers_synced' }, 'informers synced');
+    controller.start();
+    elector?.start();
+    // Ready once a first snapshot is served: an Envoy that connects earlier waits for it.
+    await new Promise<void>((resolve) => {
+      if (cache.snapshotFor('*')) return resolve();
+      const off = cache.onChange(() => {
+        off();
+        resolve();
+      });
+    });
+    served = true;
+  })();
+  ready.catch(() => undefined);
+
+  let admin: RunningAdmin | undefined;
+  if (opts.admin) {
+    admin = await startAdmin({
+      listen: opts.admin,
+      registry: opts.registry,
+      ready: () =>
+        draining
+          ? { ready: false, reason: 'draining' }
+          : served
+            ? { ready: true }
+            : { ready: false, reason: source.synced ? 'no snapshot yet' : 'informers not synced' },
+    });
+    log.info({ event: 'admin_listening', address: admin.address }, 'admin server listening');
+  }
+
+  let closing: Promise<void> | undefined;
+  return {
+    xdsAddress: ads.address,
+    adminAddress: admin?.address,
+    cache,
+    tracker: ads.tracker,
+    controller,
+    source,
+    statusWriter: writer,
+    isLeader,
+    ready,
+    close: () =>
+      (closing ??= (async () => {
+        draining = true;
+        log.info({ event: 'shutdown' }, 'operator stopping');
+        // Release first, so a standby starts writing status while this one drains.
+        await elector?.stop();
+        await controller.close();
+        await source.stop();
+        await ads.close(opts.shutdownGraceMs ?? 2000);
+        await admin?.close();
+        log.info({ event: 'stopped' }, 'operator stopped');
+      })()),
+  };
+}
