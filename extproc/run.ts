@@ -112,6 +112,8 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
         },
         log,
         opts.now,
+        // The upstream filter sends request headers only: its answer is the last message.
+        { endAfterRequestHeaders: upstream },
       ).start();
     },
   });

@@ -197,3 +197,78 @@ describe('ext_proc stream state machine', () => {
     assert.deepEqual(call.written, []);
   });
 });
+
+describe('ext_proc stream: closing early', () => {
+  function startWith(h: PhaseHandler, opts: { endAfterRequestHeaders?: boolean } = {}) {
+    const call = new FakeCall();
+    const log = pino({ level: 'silent' });
+    new ExtProcStream(
+      call,
+      h,
+      { phase: () => undefined, opened: () => undefined, closed: () => undefined },
+      log,
+      () => 0,
+      opts,
+    ).start();
+    return call;
+  }
+
+  it('ends the stream after answering the last response message, before Envoy resets it', async () => {
+    const h = new Recorder();
+    const call = startWith(h);
+    call.send({ request: 'request_headers', request_headers: {} });
+    call.send({ request: 'response_headers', response_headers: {} });
+    call.send({
+      request: 'response_body',
+      response_body: { body: Buffer.from('x'), end_of_stream: false },
+    });
+    await until(() => call.written.length === 3);
+    assert.equal(call.ended, 0, 'more response body is expected');
+    call.send({
+      request: 'response_body',
+      response_body: { body: Buffer.from('y'), end_of_stream: true },
+    });
+    await until(() => call.ended === 1);
+    assert.deepEqual(oneofs(call.written), [
+      'request_headers',
+      'response_headers',
+      'response_body',
+      'response_body',
+    ]);
+    assert.deepEqual(h.finished, ['complete']);
+    call.emit('end');
+    call.emit('cancelled');
+    await sleep(5);
+    assert.equal(call.ended, 1, 'ended once');
+  });
+
+  it('ends an upstream-filter stream right after its request headers answer', async () => {
+    const h = new Recorder();
+    const call = startWith(h, { endAfterRequestHeaders: true });
+    call.send({ request: 'request_headers', request_headers: {} });
+    await until(() => call.ended === 1);
+    assert.deepEqual(oneofs(call.written), ['request_headers']);
+  });
+
+  it('ends the stream after an immediate response', async () => {
+    const h = new Recorder({}, 'request_headers');
+    const call = startWith(h);
+    call.send({ request: 'request_headers', request_headers: {} });
+    await until(() => call.ended === 1);
+    assert.deepEqual(oneofs(call.written), ['immediate_response']);
+  });
+
+  it('waits for a pending request answer before ending on the last response message', async () => {
+    const g = gate();
+    const h = new Recorder({ request_body: g.wait });
+    const call = startWith(h);
+    call.send({ request: 'request_body', request_body: {} });
+    call.send({ request: 'response_headers', response_headers: { end_of_stream: true } });
+    await until(() => call.written.length === 1);
+    await sleep(5);
+    assert.equal(call.ended, 0);
+    g.open();
+    await until(() => call.ended === 1);
+    assert.deepEqual(oneofs(call.written), ['response_headers', 'request_body']);
+  });
+});

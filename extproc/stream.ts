@@ -55,6 +55,7 @@ export class ExtProcStream {
     private readonly observer: StreamObserver,
     private readonly logger: Logger,
     private readonly now: () => number,
+    private readonly opts: { endAfterRequestHeaders?: boolean } = {},
   ) {}
 
   start(): void {
@@ -122,7 +123,34 @@ export class ExtProcStream {
     this.observer.phase(kind, (this.now() - started) / 1000);
     if (outcome.kind === 'respond') {
       this.stopped = true;
-      this.handler.finish('complete');
+      this.finishOnce('complete');
+    }
+    if (outcome.kind === 'respond' || this.isLast(kind, msg)) {
+      // Close our side as soon as nothing more is expected: a finished stream draws no
+      // RST_STREAM from Envoy, and Node's HTTP/2 server drops the whole connection after about
+      // 1,000 client resets (plus 33/s), failing every request on it.
+      const other = kind.startsWith('request_') ? this.responseChain : this.requestChain;
+      void other.then(() => {
+        if (this.ended) return;
+        this.call.end();
+        this.close('complete');
+      });
+    }
+  }
+
+  /** The last message Envoy sends this filter for this request, given the configured modes. */
+  private isLast(kind: MessageKind, msg: ProcessingRequest): boolean {
+    switch (kind) {
+      case 'request_headers':
+        return this.opts.endAfterRequestHeaders === true;
+      case 'response_headers':
+        return msg.response_headers?.end_of_stream === true;
+      case 'response_body':
+        return msg.response_body?.end_of_stream === true;
+      case 'response_trailers':
+        return true;
+      default:
+        return false;
     }
   }
 
@@ -150,11 +178,17 @@ export class ExtProcStream {
     this.close('aborted');
   }
 
-  private close(reason: 'aborted' | 'error'): void {
+  private close(reason: 'complete' | 'aborted' | 'error'): void {
     if (this.ended) return;
     this.ended = true;
-    // A no-op when the handler already finished the request normally.
-    this.handler.finish(reason);
+    this.finishOnce(reason);
     this.observer.closed();
+  }
+
+  private handlerFinished = false;
+  private finishOnce(reason: 'complete' | 'aborted' | 'error'): void {
+    if (this.handlerFinished) return;
+    this.handlerFinished = true;
+    this.handler.finish(reason);
   }
 }
