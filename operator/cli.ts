@@ -10,6 +10,10 @@ const COMMANDS: Record<
     about: 'run the ext_proc gRPC service Envoy calls',
     load: () => import('../extproc/main.js'),
   },
+  run: {
+    about: 'run the whole gateway locally from YAML (Envoy if present, else its emulator)',
+    load: () => import('./standalone/main.js'),
+  },
   operator: {
     about: 'watch AIRoutes and AIPolicies, serve Envoy and the extproc over ADS, write status',
     load: () => import('./main.js'),

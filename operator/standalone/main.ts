@@ -1,0 +1,131 @@
+/** `sluice run`: parse and validate flags, then run(). Nothing else belongs here. */
+import { accessSync, constants } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { pino } from 'pino';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { z } from 'zod';
+import { run } from './run.js';
+
+const USAGE = `Usage: sluice run -f PATH [-f PATH…] [options]
+
+The whole gateway on one machine: AIRoute/AIPolicy/Secret YAML instead of a cluster, the
+operator's translation and xDS in-process, the extproc on a Unix socket, and Envoy when
+ENVOY_BIN is set or envoy is on PATH, otherwise the built-in Envoy emulator.
+
+Options:
+  -f, --filename PATH   a file or directory of manifests (repeatable); watched and reloaded
+  --port N              the apps' HTTP port (default 1975)
+  --host ADDR           the address it listens on (default 127.0.0.1)
+  --admin HOST:PORT     /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
+  --mock-provider       serve Service sluice-mock-provider from a built-in OpenAI mock
+  --emulator            use the emulator even when Envoy is available
+  --no-watch            do not reload on file changes
+  --log-level LEVEL     trace|debug|info|warn|error (default info)
+  -h, --help            this text
+`;
+
+const Flags = z.object({
+  filename: z.array(z.string().min(1)).min(1, 'at least one -f PATH is required'),
+  port: z.coerce.number().int().min(1).max(65535).default(1975),
+  host: z.string().min(1).default('127.0.0.1'),
+  admin: z
+    .string()
+    .regex(/^(off|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/, '--admin must be host:port or off')
+    .default('127.0.0.1:9901'),
+  'mock-provider': z.boolean().default(false),
+  emulator: z.boolean().default(false),
+  'no-watch': z.boolean().default(false),
+  'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+});
+
+/** ENVOY_BIN, else `envoy` on PATH, else nothing. */
+export function findEnvoy(env: NodeJS.ProcessEnv): string | undefined {
+  if (env['ENVOY_BIN']) return env['ENVOY_BIN'];
+  for (const dir of (env['PATH'] ?? '').split(delimiter)) {
+    if (!dir) continue;
+    const candidate = join(dir, 'envoy');
+    try {
+      accessSync(candidate, constants.X_OK);
+      return candidate;
+    } catch {
+      // not here
+    }
+  }
+  return undefined;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let raw;
+  try {
+    raw = parseArgs({
+      args: argv,
+      options: {
+        filename: { type: 'string', short: 'f', multiple: true },
+        port: { type: 'string' },
+        host: { type: 'string' },
+        admin: { type: 'string' },
+        'mock-provider': { type: 'boolean' },
+        emulator: { type: 'boolean' },
+        'no-watch': { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (err) {
+    process.stderr.write(`sluice run: ${(err as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (raw.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const parsed = Flags.safeParse(raw);
+  if (!parsed.success) {
+    process.stderr.write(
+      `sluice run: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`,
+    );
+    return 2;
+  }
+  const f = parsed.data;
+  const logger = pino({ level: f['log-level'], base: { component: 'sluice-run' } });
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const envoyBin = f.emulator ? undefined : findEnvoy(process.env);
+  let gateway;
+  try {
+    gateway = await run({
+      files: f.filename,
+      host: f.host,
+      port: f.port,
+      admin: f.admin === 'off' ? undefined : f.admin,
+      mockProvider: f['mock-provider'],
+      envoyBin,
+      watch: !f['no-watch'],
+      logger,
+      registry,
+      env: process.env,
+    });
+  } catch (err) {
+    logger.fatal(
+      { event: 'start_failed', reason: err instanceof Error ? err.message : 'unknown' },
+      'sluice run failed to start',
+    );
+    return 1;
+  }
+  process.stderr.write(
+    `sluice run: gateway on ${gateway.url} (data plane: ${
+      gateway.dataPlane === 'envoy' ? `Envoy ${envoyBin}` : 'envoy-sim, the Envoy emulator'
+    })${gateway.adminAddress ? `, admin on http://${gateway.adminAddress}` : ''}. Ctrl-C stops.\n`,
+  );
+  await new Promise<void>((resolve) => {
+    const stop = (): void => {
+      void gateway.close().then(resolve);
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+  return 0;
+}

@@ -1,0 +1,364 @@
+/**
+ * `sluice run` as a component: the whole gateway in one process from YAML files. The files go
+ * through the operator's own source and translation into a snapshot served by an in-process ADS
+ * server; the extproc takes its config from that server and listens on a Unix socket; the data
+ * plane is Envoy when one is given (it gets a bootstrap pointing ADS at the in-process server),
+ * otherwise the emulator from test/envoy-sim. A file change re-translates and pushes a new
+ * snapshot; requests in flight finish on the config they started with.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { watch, type FSWatcher } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import { stringify } from 'yaml';
+import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
+import { desiredState } from '../controller/snapshot.js';
+import { loadResources, type Problem } from '../source/yaml.js';
+import { translate, type TranslateOptions } from '../translate/index.js';
+import { SnapshotCache, ALL_NODES } from '../xds/cache.js';
+import { ResourceEncoder } from '../xds/encode.js';
+import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
+
+/** The Service name AIRoutes use to reach the built-in mock provider. */
+export const MOCK_SERVICE = 'sluice-mock-provider';
+export const ENVOY_NODE_ID = 'standalone/envoy';
+export const EXTPROC_NODE_ID = 'standalone/extproc';
+
+export interface StandaloneOptions {
+  /** Files or directories of AIRoute, AIPolicy, Secret, Service and EndpointSlice YAML. */
+  files: string[];
+  /** Listener address and port for apps; port 0 picks one (the emulator only). */
+  host: string;
+  port: number;
+  /** The extproc's /metrics, /healthz, /readyz on host:port; absent: none. */
+  admin?: string | undefined;
+  /** Start the built-in mock provider behind the Service `sluice-mock-provider`. */
+  mockProvider?: boolean;
+  /** An Envoy binary; absent: the emulator. */
+  envoyBin?: string | undefined;
+  watch?: boolean;
+  /** Passed to the translation (buffer limit, timeouts, CA file, limits…). */
+  translate?: TranslateOptions;
+  logger: Logger;
+  registry: Registry;
+  env: NodeJS.ProcessEnv;
+  /** Emulator knobs for tests: deterministic load balancing, no retry back-off. */
+  emulator?: { random?: () => number; retryBackoffBaseMs?: number };
+}
+
+export interface ReloadResult {
+  applied: boolean;
+  version: string | undefined;
+  problems: Problem[];
+}
+
+export interface RunningGateway {
+  /** http://host:port of the apps' listener. */
+  url: string;
+  adminAddress: string | undefined;
+  dataPlane: 'envoy' | 'envoy-sim';
+  mockProviderUrl: string | undefined;
+  /** The served snapshot's version. */
+  version(): string | undefined;
+  /** Re-reads the files now (the watcher calls this on change). */
+  reload(): Promise<ReloadResult>;
+  close(): Promise<void>;
+}
+
+interface DataPlane {
+  url: string;
+  close(): Promise<void>;
+}
+
+interface MockHandle {
+  url: string;
+  port: number;
+  close(): Promise<void>;
+}
+
+export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
+  const log = opts.logger;
+  const work = await mkdtemp(join(tmpdir(), 'sluice-'));
+  const extprocSocket = join(work, 'extproc.sock');
+  const adsSocket = join(work, 'ads.sock');
+  const cleanup: (() => Promise<void>)[] = [() => rm(work, { recursive: true, force: true })];
+  const stopAll = async (): Promise<void> => {
+    for (const c of cleanup.splice(0).reverse()) await c().catch(() => undefined);
+  };
+
+  try {
+    let mock: MockHandle | undefined;
+    if (opts.mockProvider) {
+      // The mock lives with the tests; loaded only when asked for.
+      const { startMockProvider } = await import('../../test/mocks/provider.js');
+      const m = await startMockProvider({ name: 'sluice-mock', models: ['mock-model'] });
+      mock = m;
+      cleanup.push(() => m.close());
+      log.info({ event: 'mock_provider', url: m.url }, 'built-in mock provider listening');
+    }
+
+    const encoder = ResourceEncoder.fromProtoTree();
+    const cache = new SnapshotCache();
+    let version: string | undefined;
+    const generatedFile = join(work, 'generated.yaml');
+
+    const reload = async (): Promise<ReloadResult> => {
+      let paths = opts.files;
+      if (mock) {
+        const first = await loadResources(opts.files);
+        const namespaces = new Set<string>();
+        for (const r of first.resources.routes) {
+          if (r.spec.backends.some((b) => b.endpoint.service?.name === MOCK_SERVICE)) {
+            namespaces.add(r.metadata.namespace);
+          }
+        }
+        await writeFile(generatedFile, mockDocuments([...namespaces], mock.port), 'utf8');
+        paths = [...opts.files, generatedFile];
+      }
+      const { resources, problems } = await loadResources(paths);
+      for (const p of problems) {
+        log.warn(
+          { event: 'resource_problem', source: p.source, problem: p.message },
+          'resource left out',
+        );
+      }
+      const translation = translate(resources, {
+        ...opts.translate,
+        listenerAddress: opts.host,
+        listenerPort: opts.port,
+        extprocSocket,
+      });
+      for (const s of translation.statuses) {
+        const accepted = s.conditions.find((c) => c.type === 'Accepted');
+        if (accepted && accepted.status !== 'True') {
+          log.warn(
+            {
+              event: 'not_accepted',
+              kind: s.kind,
+              name: `${s.namespace}/${s.name}`,
+              reason: accepted.reason,
+              message: accepted.message,
+            },
+            'resource not accepted',
+          );
+        }
+      }
+      try {
+        const desired = desiredState(translation, encoder);
+        cache.setSnapshot(ALL_NODES, desired.snapshot);
+        version = desired.version;
+        log.info(
+          { event: 'config_served', version, routes: translation.ir.routes.length },
+          'configuration served',
+        );
+        return { applied: true, version, problems };
+      } catch (err) {
+        log.error(
+          { event: 'config_refused', reason: (err as Error).message },
+          'configuration refused',
+        );
+        return { applied: false, version, problems };
+      }
+    };
+
+    await reload();
+    const ads: RunningAdsServer = await startAdsServer({
+      cache,
+      listen: `unix:${adsSocket}`,
+      logger: log.child({ component: 'xds' }),
+      identifier: 'sluice-standalone',
+    });
+    cleanup.push(() => ads.close(500));
+
+    const extproc: RunningExtproc = await runExtproc({
+      xds: { address: ads.address, nodeId: EXTPROC_NODE_ID, startTimeoutMs: 10_000 },
+      listen: `unix:${extprocSocket}`,
+      admin: opts.admin,
+      maxMessageBytes: 16 * 1024 * 1024,
+      watchConfig: false,
+      shutdownGraceMs: 2000,
+      logger: log.child({ component: 'extproc' }),
+      registry: opts.registry,
+      now: () => performance.now(),
+      env: opts.env,
+    });
+    cleanup.push(() => extproc.close());
+
+    let plane: DataPlane;
+    if (opts.envoyBin) {
+      log.info({ event: 'data_plane', kind: 'envoy', bin: opts.envoyBin }, 'data plane: Envoy');
+      plane = await startEnvoy(opts.envoyBin, work, adsSocket, opts.host, opts.port, log);
+    } else {
+      log.info(
+        { event: 'data_plane', kind: 'envoy-sim' },
+        'data plane: envoy-sim, the Envoy emulator (no Envoy found: set ENVOY_BIN or put envoy on PATH)',
+      );
+      const { startEnvoySim } = await import('../../test/envoy-sim/index.js');
+      const sim = await startEnvoySim({
+        adsAddress: ads.address,
+        nodeId: ENVOY_NODE_ID,
+        ...(opts.emulator?.random ? { random: opts.emulator.random } : {}),
+        ...(opts.emulator?.retryBackoffBaseMs !== undefined
+          ? { retryBackoffBaseMs: opts.emulator.retryBackoffBaseMs }
+          : {}),
+        onXdsEvent: (e) => {
+          if (!e.accepted) {
+            log.error(
+              { event: 'xds_nack', type: e.typeUrl, message: e.message },
+              'data plane refused config',
+            );
+          }
+        },
+      });
+      plane = { url: `http://${sim.listenerAddress()}`, close: () => sim.close() };
+    }
+    cleanup.push(() => plane.close());
+
+    let watchers: FSWatcher[] = [];
+    if (opts.watch !== false) {
+      let timer: NodeJS.Timeout | undefined;
+      let chain: Promise<unknown> = Promise.resolve();
+      const changed = (): void => {
+        clearTimeout(timer);
+        // Editors write a file in several steps; wait for the burst to end.
+        timer = setTimeout(() => {
+          chain = chain.then(() => reload()).catch(() => undefined);
+        }, 100);
+      };
+      watchers = opts.files.map((f) => watch(f, { recursive: true }, changed));
+      cleanup.push(() => {
+        clearTimeout(timer);
+        for (const w of watchers) w.close();
+        return chain.then(() => undefined);
+      });
+    }
+
+    let closing: Promise<void> | undefined;
+    return {
+      url: plane.url,
+      adminAddress: extproc.adminAddress,
+      dataPlane: opts.envoyBin ? 'envoy' : 'envoy-sim',
+      mockProviderUrl: mock?.url,
+      version: () => version,
+      reload,
+      close: () => (closing ??= stopAll()),
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}
+
+/** A Service and EndpointSlice per namespace that route `sluice-mock-provider` to the mock. */
+function mockDocuments(namespaces: string[], port: number): string {
+  const docs: unknown[] = [];
+  for (const namespace of namespaces) {
+    docs.push({
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: MOCK_SERVICE, namespace },
+      spec: { ports: [{ name: 'http', port: 80, targetPort: port }] },
+    });
+    docs.push({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: `${MOCK_SERVICE}-local`,
+        namespace,
+        labels: { 'kubernetes.io/service-name': MOCK_SERVICE },
+      },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port }],
+      endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
+    });
+  }
+  return docs.map((d) => stringify(d)).join('---\n');
+}
+
+/** Envoy with a bootstrap that holds only the ADS cluster; everything else comes over ADS. */
+async function startEnvoy(
+  bin: string,
+  work: string,
+  adsSocket: string,
+  host: string,
+  port: number,
+  log: Logger,
+): Promise<DataPlane> {
+  if (port === 0) throw new Error('with Envoy the listener needs a fixed --port');
+  const ads = { ads: {}, resource_api_version: 'V3' };
+  const bootstrap = {
+    node: { id: ENVOY_NODE_ID, cluster: 'sluice' },
+    dynamic_resources: {
+      ads_config: {
+        api_type: 'GRPC',
+        transport_api_version: 'V3',
+        grpc_services: [{ envoy_grpc: { cluster_name: 'sluice-xds' } }],
+      },
+      cds_config: ads,
+      lds_config: ads,
+    },
+    static_resources: {
+      clusters: [
+        {
+          name: 'sluice-xds',
+          type: 'STATIC',
+          connect_timeout: '1s',
+          load_assignment: {
+            cluster_name: 'sluice-xds',
+            endpoints: [
+              { lb_endpoints: [{ endpoint: { address: { pipe: { path: adsSocket } } } }] },
+            ],
+          },
+          typed_extension_protocol_options: {
+            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+              explicit_http_config: { http2_protocol_options: {} },
+            },
+          },
+        },
+      ],
+    },
+  };
+  const file = join(work, 'envoy-bootstrap.json');
+  await writeFile(file, JSON.stringify(bootstrap, null, 2), 'utf8');
+  log.info(
+    { event: 'envoy_bootstrap', file, ads: adsSocket },
+    'Envoy bootstrap written: ADS points at the in-process server',
+  );
+  const child: ChildProcess = spawn(bin, ['-c', file, '--log-level', 'warn'], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`envoy exited with ${child.exitCode}`);
+    if (await canConnect(host, port)) break;
+    if (Date.now() > deadline) {
+      child.kill('SIGTERM');
+      throw new Error('envoy did not open its listener in time');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url: `http://${host}:${port}`,
+    close: async () => {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+function canConnect(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: host === '0.0.0.0' ? '127.0.0.1' : host, port });
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}

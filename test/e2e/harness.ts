@@ -1,0 +1,190 @@
+// The e2e gateway: two mock providers, manifests written to a temp directory, and the standalone
+// gateway in-process on ephemeral ports (Envoy when ENVOY_BIN/PATH has one, else the emulator).
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { stringify } from 'yaml';
+import { findEnvoy } from '../../operator/standalone/main.js';
+import { run, type RunningGateway } from '../../operator/standalone/run.js';
+import { startMockProvider, type MockProvider } from '../mocks/provider.js';
+
+export const KEYS = {
+  client: 'sk-client-key-never-forwarded',
+  primary: 'sk-upstream-primary',
+  secondary: 'sk-upstream-secondary',
+  anthropic: 'sk-ant-upstream',
+};
+
+export interface Harness {
+  gateway: RunningGateway;
+  primary: MockProvider;
+  secondary: MockProvider;
+  dir: string;
+  /** Access-log lines the extproc wrote (parsed). */
+  accessLog: Record<string, unknown>[];
+  /** Rewrites the manifests; `extraModel` adds an exact model to the chat route. */
+  writeManifests(extraModel?: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+function service(name: string, port: number): unknown[] {
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'e2e' },
+      spec: { ports: [{ name: 'http', port: 80, targetPort: port }] },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: `${name}-1`,
+        namespace: 'e2e',
+        labels: { 'kubernetes.io/service-name': name },
+      },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port }],
+      endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: true } }],
+    },
+  ];
+}
+
+function secret(name: string, apiKey: string): unknown {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name, namespace: 'e2e' },
+    stringData: { apiKey },
+  };
+}
+
+function manifests(primary: number, secondary: number, extraModel?: string): string {
+  const svc = (name: string) => ({ service: { name, port: 80 } });
+  const docs: unknown[] = [
+    {
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'AIRoute',
+      metadata: { name: 'chat', namespace: 'e2e' },
+      spec: {
+        models: [
+          { exact: 'gpt-test' },
+          { exact: 'embed-test' },
+          ...(extraModel ? [{ exact: extraModel }] : []),
+        ],
+        backends: [
+          {
+            name: 'primary',
+            provider: 'openai',
+            endpoint: svc('mock-primary'),
+            credential: { secretRef: { name: 'primary' } },
+          },
+          {
+            name: 'secondary',
+            provider: 'openai',
+            endpoint: svc('mock-secondary'),
+            credential: { secretRef: { name: 'secondary' } },
+            priority: 1,
+          },
+        ],
+        timeout: '20s',
+        retry: {
+          attempts: 1,
+          retryOn: ['5xx', 'reset', 'timeout', 'connect-failure'],
+          perTryTimeout: '800ms',
+        },
+      },
+    },
+    {
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'AIRoute',
+      metadata: { name: 'claude', namespace: 'e2e' },
+      spec: {
+        models: [{ exact: 'claude-test' }],
+        backends: [
+          {
+            name: 'anthropic',
+            provider: 'anthropic',
+            endpoint: svc('mock-primary'),
+            credential: { secretRef: { name: 'anthropic' } },
+          },
+        ],
+      },
+    },
+    secret('primary', KEYS.primary),
+    secret('secondary', KEYS.secondary),
+    secret('anthropic', KEYS.anthropic),
+    ...service('mock-primary', primary),
+    ...service('mock-secondary', secondary),
+  ];
+  return docs.map((d) => stringify(d)).join('---\n');
+}
+
+export async function startHarness(): Promise<Harness> {
+  const primary = await startMockProvider({
+    name: 'primary',
+    models: ['gpt-test'],
+    auth: { bearer: KEYS.primary, anthropicKey: KEYS.anthropic },
+  });
+  const secondary = await startMockProvider({
+    name: 'secondary',
+    auth: { bearer: KEYS.secondary },
+  });
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
+  const file = join(dir, 'routes.yaml');
+  const writeManifests = (extra?: string): Promise<void> =>
+    writeFile(file, manifests(primary.port, secondary.port, extra), 'utf8');
+  await writeManifests();
+  const accessLog: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        if (entry['log'] === 'access') accessLog.push(entry);
+      }
+      cb();
+    },
+  });
+  const envoyBin = findEnvoy(process.env);
+  const gateway = await run({
+    files: [dir],
+    host: '127.0.0.1',
+    // Envoy needs a fixed port; the emulator binds an ephemeral one.
+    port: envoyBin ? 19750 + (process.pid % 200) : 0,
+    envoyBin,
+    watch: true,
+    translate: { limits: { maxRequestBodyBytes: 64 * 1024 }, messageTimeoutMs: 5000 },
+    logger: pino({ level: 'info' }, sink),
+    registry: new Registry(),
+    env: {},
+    emulator: { retryBackoffBaseMs: 0 },
+  });
+  return {
+    gateway,
+    primary,
+    secondary,
+    dir,
+    accessLog,
+    writeManifests,
+    async close() {
+      await gateway.close();
+      await primary.close();
+      await secondary.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export async function until<T>(fn: () => T | undefined, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}

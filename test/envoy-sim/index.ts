@@ -1,0 +1,219 @@
+/**
+ * envoy-sim: an Envoy emulator that runs exactly the configuration Sluice's operator emits,
+ * for machines without Envoy. It is a data plane on ADS like Envoy (node id, State of the World,
+ * ACK/NACK), decodes every resource with Envoy's official protos and refuses — NACKs, with a
+ * message naming each field — anything outside what it implements. It never guesses.
+ *
+ * Implemented (allowlist.ts is the field-level truth):
+ * - LDS: one filter chain with one HTTP connection manager; RDS over ADS; HTTP filters
+ *   `[ext_proc?, router]`; `per_connection_buffer_limit_bytes` as the ext_proc buffer limit.
+ *   Downstream HTTP/1.1 (node:http) on the listener's socket address (port 0 = ephemeral).
+ * - ext_proc (router and upstream filters) through test/driver, so Envoy's ext_proc semantics are
+ *   the driver's: header/body modes NONE/BUFFERED/STREAMED, mode_override, message_timeout → 504,
+ *   failure_mode_allow, buffer limit → 413 (request) / 500 (response), content-length rules,
+ *   immediate responses, clear_route_cache (the route is re-matched only when it was honoured),
+ *   `grpc_service.initial_metadata`, and the attributes `xds.cluster_name` and
+ *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`. Upstream filters: request
+ *   direction only.
+ * - RDS: virtual hosts by exact domain or `*`; routes by path prefix and headers (string_match
+ *   exact/prefix); direct_response with inline body; response_headers_to_add (append/overwrite);
+ *   route action cluster, timeout, auto_host_rewrite from the endpoint hostname; retry_policy:
+ *   retry_on 5xx, gateway-error, reset, connect-failure, retriable-status-codes; num_retries;
+ *   per_try_timeout; previous_priorities; previous_hosts with host_selection_retry_max_attempts;
+ *   jittered back-off from 25 ms.
+ * - CDS/EDS: STATIC (pipe endpoints: the ext_proc cluster), STRICT_DNS (resolved per connection,
+ *   dns_lookup_family), EDS over ADS; localities with load_balancing_weight and priority
+ *   (locality-weighted round robin, lowest populated priority first); connect_timeout;
+ *   transport_socket_matches on `envoy.transport_socket_match` endpoint metadata with
+ *   UpstreamTlsContext (sni, trusted_ca file, exact DNS SAN); upstream HTTP/1.1;
+ *   upstream filters `[ext_proc?, upstream_codec]`.
+ * - Local replies as Envoy words them: 404 (no route), 503 no healthy upstream / connect error,
+ *   504 upstream request timeout; they pass through the router ext_proc's response phase.
+ *
+ * Not implemented (refused if configured): everything else — e.g. regex or path matching,
+ * weighted_clusters, health checks, outlier detection, HTTP/2 upstreams, downstream TLS,
+ * trailers processing, response processing in upstream ext_proc filters.
+ * Known gaps in behaviour: downstream HTTP/2; the route timeout once the response has started;
+ * connection pooling (one upstream connection per attempt); the ADS stream is not re-opened.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ExtProcClient } from '../driver/index.js';
+import { LoadBalancer } from './lb.js';
+import type { ListenerModel } from './model.js';
+import { handleRequest, type AccessLogEntry } from './proxy.js';
+import { XdsClient, type XdsEvent, type XdsState } from './xds.js';
+
+export type { AccessLogEntry } from './proxy.js';
+export type { XdsEvent } from './xds.js';
+
+export interface EnvoySimOptions {
+  /** The ADS server: `unix:/path` or `host:port`. */
+  adsAddress: string;
+  nodeId: string;
+  /** Random source for load balancing; pass a seeded one for deterministic tests. */
+  random?: () => number;
+  /** Retry back-off base interval (Envoy's default 25 ms); 0 retries at once. */
+  retryBackoffBaseMs?: number;
+  onAccessLog?: (entry: AccessLogEntry) => void;
+  onXdsEvent?: (event: XdsEvent) => void;
+}
+
+interface BoundListener {
+  model: ListenerModel;
+  server: http.Server;
+  address: AddressInfo;
+}
+
+export class EnvoySim {
+  private readonly xds: XdsClient;
+  private readonly listeners = new Map<string, BoundListener>();
+  private readonly clients = new Map<string, ExtProcClient>();
+  private readonly lb: LoadBalancer;
+  private readonly waiters: (() => void)[] = [];
+  private work: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly opts: EnvoySimOptions) {
+    this.lb = new LoadBalancer(opts.random ?? Math.random);
+    this.xds = new XdsClient(opts.adsAddress, opts.nodeId, (state, event) => {
+      opts.onXdsEvent?.(event);
+      if (event.accepted) {
+        this.work = this.work.then(() => this.reconcile(state)).catch(() => undefined);
+      }
+    });
+  }
+
+  /** Every response received so far, with its verdict. */
+  get xdsEvents(): readonly XdsEvent[] {
+    return this.xds.events;
+  }
+
+  /** Resolves once a listener is bound and its route configuration is applied. */
+  ready(timeoutMs = 10_000): Promise<void> {
+    if (this.isReady()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(
+        () => reject(new Error('envoy-sim: no complete config in time')),
+        timeoutMs,
+      );
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  /** host:port of a bound listener (the only one when no name is given). */
+  listenerAddress(name?: string): string {
+    const l = name ? this.listeners.get(name) : [...this.listeners.values()][0];
+    if (!l) throw new Error('envoy-sim: no listener bound');
+    return `${l.address.address}:${l.address.port}`;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.xds.close();
+    await this.work;
+    await Promise.all(
+      [...this.listeners.values()].map(
+        (l) =>
+          new Promise<void>((r) => {
+            l.server.close(() => r());
+            l.server.closeAllConnections();
+          }),
+      ),
+    );
+    this.listeners.clear();
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  private isReady(): boolean {
+    const s = this.xds.state;
+    return (
+      this.listeners.size > 0 &&
+      [...this.listeners.values()].every((l) => s.routes.has(l.model.routeConfigName))
+    );
+  }
+
+  private async reconcile(state: XdsState): Promise<void> {
+    if (this.closed) return;
+    for (const [name, bound] of this.listeners) {
+      const next = state.listeners.get(name);
+      if (
+        next &&
+        next.host === bound.model.host &&
+        (next.port === bound.model.port || next.port === 0)
+      ) {
+        bound.model = next;
+        continue;
+      }
+      this.listeners.delete(name);
+      await new Promise<void>((r) => bound.server.close(() => r()));
+    }
+    for (const [name, model] of state.listeners) {
+      if (this.listeners.has(name)) continue;
+      const bound: BoundListener = {
+        model,
+        server: http.createServer(),
+        address: { address: model.host, port: model.port, family: 'IPv4' },
+      };
+      bound.server.on('request', (req, res) => {
+        handleRequest(
+          {
+            state: () => this.xds.state,
+            extProcClient: (c) => this.extProcClient(c),
+            lb: this.lb,
+            retryBackoffBaseMs: this.opts.retryBackoffBaseMs ?? 25,
+            accessLog: (e) => this.opts.onAccessLog?.(e),
+          },
+          bound.model,
+          req,
+          res,
+        ).catch(() => {
+          if (!res.headersSent) {
+            res.writeHead(500);
+            res.end();
+          } else res.destroy();
+        });
+      });
+      await new Promise<void>((resolve, reject) => {
+        bound.server.once('error', reject);
+        bound.server.listen(model.port, model.host, () => resolve());
+      });
+      bound.address = bound.server.address() as AddressInfo;
+      this.listeners.set(name, bound);
+    }
+    if (this.isReady()) for (const w of this.waiters.splice(0)) w();
+  }
+
+  /** One gRPC channel per ext_proc cluster (its one STATIC pipe endpoint). */
+  private extProcClient(clusterName: string): ExtProcClient | undefined {
+    const cluster = this.xds.state.clusters.get(clusterName);
+    const host = cluster?.localities?.[0]?.hosts[0];
+    if (!cluster || !host?.pipe) return undefined;
+    const key = `${clusterName}\0${host.address}`;
+    let c = this.clients.get(key);
+    if (!c) {
+      c = new ExtProcClient(`unix:${host.address}`);
+      this.clients.set(key, c);
+    }
+    return c;
+  }
+}
+
+/** Starts an emulator and waits for its first complete configuration. */
+export async function startEnvoySim(
+  opts: EnvoySimOptions,
+  readyTimeoutMs?: number,
+): Promise<EnvoySim> {
+  const sim = new EnvoySim(opts);
+  try {
+    await sim.ready(readyTimeoutMs);
+  } catch (err) {
+    await sim.close();
+    throw err;
+  }
+  return sim;
+}

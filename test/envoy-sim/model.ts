@@ -1,0 +1,434 @@
+// Decoded xDS resources (already checked against the allowlist) → the emulator's runtime
+// model. Cross-field rules Envoy enforces at load time are checked here and throw ConfigError,
+// which becomes the NACK message.
+import type { JsonValue, ProcessingModeConfig } from '../driver/index.js';
+import type { BodySendMode, HeaderSendMode } from '../driver/index.js';
+import type { Json } from './protos.js';
+
+export class ConfigError extends Error {}
+
+export interface ExtProcSpec {
+  filterName: string;
+  clusterName: string;
+  initialMetadata: Record<string, string>;
+  failureModeAllow: boolean;
+  processingMode: ProcessingModeConfig;
+  messageTimeoutMs: number;
+  allowModeOverride: boolean;
+  requestAttributes: string[];
+}
+
+export interface ListenerModel {
+  name: string;
+  host: string;
+  port: number;
+  bufferLimitBytes: number;
+  routeConfigName: string;
+  extProc: ExtProcSpec | undefined;
+}
+
+export interface HeaderMatch {
+  name: string;
+  exact?: string;
+  prefix?: string;
+}
+
+export interface HeaderToAdd {
+  key: string;
+  value: string;
+  overwrite: boolean;
+}
+
+export interface RetryModel {
+  on: Set<string>;
+  numRetries: number;
+  statusCodes: number[];
+  perTryTimeoutMs: number | undefined;
+  /** previous_priorities update_frequency, when the plugin is configured. */
+  previousPriorities: number | undefined;
+  previousHosts: boolean;
+  hostSelectionMaxAttempts: number;
+}
+
+export type RouteAction =
+  | {
+      kind: 'route';
+      cluster: string;
+      autoHostRewrite: boolean;
+      /** 0 disables the timeout, as in Envoy. */
+      timeoutMs: number;
+      retry: RetryModel | undefined;
+    }
+  | { kind: 'direct'; status: number; body: string | undefined };
+
+export interface RouteModel {
+  name: string;
+  prefix: string;
+  headers: HeaderMatch[];
+  action: RouteAction;
+  headersToAdd: HeaderToAdd[];
+}
+
+export interface RouteConfigModel {
+  name: string;
+  virtualHosts: { name: string; domains: string[]; routes: RouteModel[] }[];
+}
+
+export interface HostModel {
+  /** IP or DNS name (STRICT_DNS), or a Unix socket path when `pipe`. */
+  address: string;
+  port: number;
+  pipe: boolean;
+  hostname: string;
+  /** filter_metadata, namespace → struct as JSON. */
+  metadata: Record<string, Record<string, JsonValue>>;
+}
+
+export interface LocalityModel {
+  name: string;
+  priority: number;
+  weight: number;
+  hosts: HostModel[];
+}
+
+export interface TlsModel {
+  sni: string;
+  caFile: string | undefined;
+  sanExact: string[];
+}
+
+export interface ClusterModel {
+  name: string;
+  type: 'STATIC' | 'STRICT_DNS' | 'EDS';
+  connectTimeoutMs: number;
+  edsServiceName: string | undefined;
+  dnsFamily: string;
+  /** Inline endpoints (STATIC, STRICT_DNS); EDS clusters take theirs from the ClusterLoadAssignment. */
+  localities: LocalityModel[] | undefined;
+  localityWeighted: boolean;
+  transportSocketMatches: { name: string; match: Record<string, JsonValue>; tls: TlsModel }[];
+  http2: boolean;
+  upstreamExtProc: ExtProcSpec | undefined;
+}
+
+const EXT_PROC = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
+const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
+const UPSTREAM_CODEC =
+  'type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec';
+const HTTP_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+const obj = (v: unknown): Json => (v ?? {}) as Json;
+const arr = (v: unknown): Json[] => (Array.isArray(v) ? (v as Json[]) : []);
+const str = (v: unknown): string => (typeof v === 'string' ? v : '');
+
+export function durationMs(v: unknown, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  const d = v as { seconds?: string | number; nanos?: number };
+  return Number(d.seconds ?? 0) * 1000 + Math.floor((d.nanos ?? 0) / 1e6);
+}
+
+function wrapped(v: unknown, fallback: number): number {
+  if (v === undefined || v === null) return fallback;
+  return Number((v as { value?: number }).value ?? 0);
+}
+
+/** google.protobuf.Struct as protobufjs decodes it → plain JSON. */
+export function structToJson(s: unknown): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const [k, v] of Object.entries(obj(obj(s)['fields']))) out[k] = valueToJson(v);
+  return out;
+}
+
+function valueToJson(v: unknown): JsonValue {
+  const x = obj(v);
+  if ('stringValue' in x) return str(x['stringValue']);
+  if ('numberValue' in x) return Number(x['numberValue']);
+  if ('boolValue' in x) return Boolean(x['boolValue']);
+  if ('structValue' in x) return structToJson(x['structValue']);
+  if ('listValue' in x) return arr(obj(x['listValue'])['values']).map(valueToJson);
+  return null;
+}
+
+function extProcSpec(filterName: string, cfg: Json): ExtProcSpec {
+  const grpc = obj(cfg['grpc_service']);
+  const clusterName = str(obj(grpc['envoy_grpc'])['cluster_name']);
+  if (!clusterName) throw new ConfigError(`${filterName}: grpc_service.envoy_grpc is required`);
+  const initialMetadata: Record<string, string> = {};
+  for (const h of arr(grpc['initial_metadata'])) initialMetadata[str(h['key'])] = str(h['value']);
+  const pm = obj(cfg['processing_mode']);
+  const header = (k: string): HeaderSendMode => (str(pm[k]) || 'DEFAULT') as HeaderSendMode;
+  const body = (k: string): BodySendMode => (str(pm[k]) || 'NONE') as BodySendMode;
+  return {
+    filterName,
+    clusterName,
+    initialMetadata,
+    failureModeAllow: cfg['failure_mode_allow'] === true,
+    processingMode: {
+      requestHeaderMode: header('request_header_mode'),
+      responseHeaderMode: header('response_header_mode'),
+      requestBodyMode: body('request_body_mode'),
+      responseBodyMode: body('response_body_mode'),
+      requestTrailerMode: header('request_trailer_mode'),
+      responseTrailerMode: header('response_trailer_mode'),
+    },
+    messageTimeoutMs: durationMs(cfg['message_timeout'], 200),
+    allowModeOverride: cfg['allow_mode_override'] === true,
+    requestAttributes: arr(cfg['request_attributes']) as unknown as string[],
+  };
+}
+
+export function compileListener(l: Json): ListenerModel {
+  const name = str(l['name']);
+  const sa = obj(obj(l['address'])['socket_address']);
+  if (!sa['address']) throw new ConfigError(`listener ${name}: a socket_address is required`);
+  const filter = arr(arr(l['filter_chains'])[0]?.['filters'])[0]!;
+  const hcm = obj(filter['typed_config']);
+  const rds = obj(hcm['rds']);
+  if (!obj(rds['config_source'])['ads']) {
+    throw new ConfigError(`listener ${name}: rds.config_source must be ads`);
+  }
+  const filters = arr(hcm['http_filters']);
+  const last = filters[filters.length - 1];
+  if (!last || obj(last['typed_config'])['@type'] !== ROUTER) {
+    throw new ConfigError(`listener ${name}: the last HTTP filter must be the router`);
+  }
+  const procs = filters.slice(0, -1);
+  for (const f of procs) {
+    if (obj(f['typed_config'])['@type'] !== EXT_PROC) {
+      throw new ConfigError(`listener ${name}: HTTP filter ${str(f['name'])} is not implemented`);
+    }
+  }
+  if (procs.length > 1) {
+    throw new ConfigError(`listener ${name}: more than one ext_proc filter is not implemented`);
+  }
+  const extProc = procs[0]
+    ? extProcSpec(str(procs[0]['name']), obj(procs[0]['typed_config']))
+    : undefined;
+  if (extProc && extProc.requestAttributes.length > 0) {
+    throw new ConfigError(
+      `listener ${name}: request_attributes are implemented for upstream filters only`,
+    );
+  }
+  return {
+    name,
+    host: str(sa['address']),
+    port: Number(sa['port_value'] ?? 0),
+    bufferLimitBytes: wrapped(l['per_connection_buffer_limit_bytes'], 1024 * 1024),
+    routeConfigName: str(rds['route_config_name']),
+    extProc,
+  };
+}
+
+export function compileRouteConfig(rc: Json): RouteConfigModel {
+  return {
+    name: str(rc['name']),
+    virtualHosts: arr(rc['virtual_hosts']).map((vh) => ({
+      name: str(vh['name']),
+      domains: arr(vh['domains']) as unknown as string[],
+      routes: arr(vh['routes']).map(compileRoute),
+    })),
+  };
+}
+
+function compileRoute(r: Json): RouteModel {
+  const name = str(r['name']);
+  const match = obj(r['match']);
+  if (typeof match['prefix'] !== 'string') {
+    throw new ConfigError(`route ${name}: only prefix path matching is implemented`);
+  }
+  const headers = arr(match['headers']).map((h): HeaderMatch => {
+    const sm = obj(h['string_match']);
+    if (typeof sm['exact'] === 'string') return { name: str(h['name']), exact: sm['exact'] };
+    if (typeof sm['prefix'] === 'string') return { name: str(h['name']), prefix: sm['prefix'] };
+    throw new ConfigError(
+      `route ${name}: header ${str(h['name'])} needs string_match exact or prefix`,
+    );
+  });
+  const headersToAdd = arr(r['response_headers_to_add']).map((o) => ({
+    key: str(obj(o['header'])['key']).toLowerCase(),
+    value: str(obj(o['header'])['value']),
+    overwrite: o['append_action'] === 'OVERWRITE_IF_EXISTS_OR_ADD',
+  }));
+  let action: RouteAction;
+  if (r['direct_response']) {
+    const d = obj(r['direct_response']);
+    const body = obj(d['body']);
+    if (body['filename']) throw new ConfigError(`route ${name}: a body file is not implemented`);
+    action = {
+      kind: 'direct',
+      status: Number(d['status'] ?? 0),
+      body: typeof body['inline_string'] === 'string' ? body['inline_string'] : undefined,
+    };
+  } else if (r['route']) {
+    const a = obj(r['route']);
+    if (!a['cluster']) throw new ConfigError(`route ${name}: only route.cluster is implemented`);
+    action = {
+      kind: 'route',
+      cluster: str(a['cluster']),
+      autoHostRewrite: obj(a['auto_host_rewrite'])['value'] === true,
+      timeoutMs: durationMs(a['timeout'], 15_000),
+      retry: a['retry_policy'] ? compileRetry(obj(a['retry_policy'])) : undefined,
+    };
+  } else {
+    throw new ConfigError(`route ${name}: needs route or direct_response`);
+  }
+  return { name, prefix: str(match['prefix']), headers, action, headersToAdd };
+}
+
+function compileRetry(p: Json): RetryModel {
+  const priority = p['retry_priority'] ? obj(obj(p['retry_priority'])['typed_config']) : undefined;
+  return {
+    on: new Set(
+      str(p['retry_on'])
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+    numRetries: wrapped(p['num_retries'], 1),
+    statusCodes: arr(p['retriable_status_codes']).map(Number),
+    perTryTimeoutMs: p['per_try_timeout'] ? durationMs(p['per_try_timeout'], 0) : undefined,
+    previousPriorities: priority ? Number(priority['update_frequency'] ?? 0) : undefined,
+    previousHosts: arr(p['retry_host_predicate']).length > 0,
+    hostSelectionMaxAttempts: Number(p['host_selection_retry_max_attempts'] ?? 1),
+  };
+}
+
+export function compileLocalities(cla: Json, cluster: string): LocalityModel[] {
+  const localities = arr(cla['endpoints']).map((l, i): LocalityModel => {
+    const loc = obj(l['locality']);
+    return {
+      name: str(loc['region']) || `#${i}`,
+      priority: Number(l['priority'] ?? 0),
+      weight: wrapped(l['load_balancing_weight'], 0),
+      hosts: arr(l['lb_endpoints']).map((e) => compileHost(e, cluster)),
+    };
+  });
+  const levels = [...new Set(localities.map((l) => l.priority))].sort((a, b) => a - b);
+  levels.forEach((p, i) => {
+    // Envoy refuses gaps in priorities: they must run 0..N-1.
+    if (p !== i) throw new ConfigError(`cluster ${cluster}: priorities must be contiguous from 0`);
+  });
+  return localities;
+}
+
+function compileHost(e: Json, cluster: string): HostModel {
+  const ep = obj(e['endpoint']);
+  const addr = obj(ep['address']);
+  const metadata: Record<string, Record<string, JsonValue>> = {};
+  for (const [ns, s] of Object.entries(obj(obj(e['metadata'])['filter_metadata']))) {
+    metadata[ns] = structToJson(s);
+  }
+  if (addr['pipe']) {
+    return {
+      address: str(obj(addr['pipe'])['path']),
+      port: 0,
+      pipe: true,
+      hostname: str(ep['hostname']),
+      metadata,
+    };
+  }
+  const sa = obj(addr['socket_address']);
+  if (!sa['address']) throw new ConfigError(`cluster ${cluster}: an endpoint without an address`);
+  return {
+    address: str(sa['address']),
+    port: Number(sa['port_value'] ?? 0),
+    pipe: false,
+    hostname: str(ep['hostname']),
+    metadata,
+  };
+}
+
+export function compileCluster(c: Json): ClusterModel {
+  const name = str(c['name']);
+  const type = (str(c['type']) || 'STATIC') as ClusterModel['type'];
+  let edsServiceName: string | undefined;
+  let localities: LocalityModel[] | undefined;
+  if (type === 'EDS') {
+    const eds = obj(c['eds_cluster_config']);
+    if (!obj(eds['eds_config'])['ads']) {
+      throw new ConfigError(`cluster ${name}: eds_config must be ads`);
+    }
+    edsServiceName = str(eds['service_name']) || name;
+    if (c['load_assignment']) {
+      throw new ConfigError(
+        `cluster ${name}: load_assignment on an EDS cluster is not implemented`,
+      );
+    }
+  } else {
+    localities = compileLocalities(obj(c['load_assignment']), name);
+    for (const l of localities) {
+      for (const h of l.hosts) {
+        if (h.pipe !== (type === 'STATIC')) {
+          throw new ConfigError(
+            `cluster ${name}: ${type} with ${h.pipe ? 'pipe' : 'socket'} endpoints is not implemented`,
+          );
+        }
+      }
+    }
+  }
+  const opts = obj(obj(c['typed_extension_protocol_options'])[HTTP_OPTIONS]);
+  const explicit = obj(opts['explicit_http_config']);
+  const http2 = explicit['http2_protocol_options'] !== undefined;
+  const filters = arr(opts['http_filters']);
+  let upstreamExtProc: ExtProcSpec | undefined;
+  if (filters.length > 0) {
+    const last = filters[filters.length - 1]!;
+    if (obj(last['typed_config'])['@type'] !== UPSTREAM_CODEC) {
+      throw new ConfigError(
+        `cluster ${name}: the last upstream HTTP filter must be upstream_codec`,
+      );
+    }
+    const procs = filters.slice(0, -1);
+    if (procs.length > 1) {
+      throw new ConfigError(`cluster ${name}: more than one upstream ext_proc is not implemented`);
+    }
+    for (const f of procs) {
+      if (obj(f['typed_config'])['@type'] !== EXT_PROC) {
+        throw new ConfigError(
+          `cluster ${name}: upstream filter ${str(f['name'])} is not implemented`,
+        );
+      }
+      upstreamExtProc = extProcSpec(str(f['name']), obj(f['typed_config']));
+      const m = upstreamExtProc.processingMode;
+      if (m.responseHeaderMode !== 'SKIP' || m.responseBodyMode !== 'NONE') {
+        throw new ConfigError(
+          `cluster ${name}: response processing in an upstream ext_proc filter is not implemented`,
+        );
+      }
+    }
+  }
+  const transportSocketMatches = arr(c['transport_socket_matches']).map((m) => {
+    const tls = obj(obj(m['transport_socket'])['typed_config']);
+    const vc = obj(obj(tls['common_tls_context'])['validation_context']);
+    const ca = obj(vc['trusted_ca']);
+    if (ca['inline_string'])
+      throw new ConfigError(`cluster ${name}: inline trusted_ca is not implemented`);
+    return {
+      name: str(m['name']),
+      match: structToJson(m['match']),
+      tls: {
+        sni: str(tls['sni']),
+        caFile: typeof ca['filename'] === 'string' ? ca['filename'] : undefined,
+        sanExact: arr(vc['match_typed_subject_alt_names']).map((s) => {
+          const exact = obj(s['matcher'])['exact'];
+          if (typeof exact !== 'string') {
+            throw new ConfigError(`cluster ${name}: only exact SAN matchers are implemented`);
+          }
+          return exact;
+        }),
+      },
+    };
+  });
+  return {
+    name,
+    type,
+    connectTimeoutMs: durationMs(c['connect_timeout'], 5000),
+    edsServiceName,
+    dnsFamily: str(c['dns_lookup_family']) || 'AUTO',
+    localities,
+    localityWeighted: obj(c['common_lb_config'])['locality_weighted_lb_config'] !== undefined,
+    transportSocketMatches,
+    http2,
+    upstreamExtProc,
+  };
+}

@@ -1,0 +1,753 @@
+// One downstream HTTP/1.1 request through the emulated HTTP connection manager: the router
+// ext_proc filter (driver), route matching (re-matched only after an honoured clear_route_cache),
+// direct responses, the router (host selection, retries, timeouts), the cluster's upstream
+// ext_proc filter, the upstream codec, and the response back through the router ext_proc filter.
+import { randomUUID } from 'node:crypto';
+import { lookup } from 'node:dns/promises';
+import { readFileSync } from 'node:fs';
+import * as http from 'node:http';
+import * as https from 'node:https';
+import { isIP, type Socket } from 'node:net';
+import type { PeerCertificate } from 'node:tls';
+import {
+  ExtProcFilter,
+  getHeader,
+  type ExtProcClient,
+  type FilterConfig,
+  type HeaderList,
+  type JsonValue,
+  type LocalReply,
+  type PhaseResult,
+} from '../driver/index.js';
+import { HOST_METADATA_ATTRIBUTE } from './allowlist.js';
+import type { LoadBalancer } from './lb.js';
+import type {
+  ClusterModel,
+  ExtProcSpec,
+  HostModel,
+  ListenerModel,
+  RetryModel,
+  RouteModel,
+  TlsModel,
+} from './model.js';
+import type { XdsState } from './xds.js';
+
+const EMPTY = Buffer.alloc(0);
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'te',
+  'host',
+]);
+
+export interface AccessLogEntry {
+  method: string;
+  path: string;
+  status: number;
+  route: string | undefined;
+  cluster: string | undefined;
+  upstreamHosts: string[];
+  attempts: number;
+  /** Envoy's response flags for what went wrong: NR, UH, UF, UT, URX, LR, DC, UC. */
+  flags: string[];
+  details: string;
+  durationMs: number;
+}
+
+export interface ProxyContext {
+  state(): XdsState;
+  extProcClient(clusterName: string): ExtProcClient | undefined;
+  lb: LoadBalancer;
+  retryBackoffBaseMs: number;
+  accessLog(entry: AccessLogEntry): void;
+}
+
+interface Log {
+  route?: string;
+  cluster?: string;
+  hosts: string[];
+  attempts: number;
+  flags: string[];
+  details: string;
+}
+
+/** The response the router hands to the encoder filters. */
+interface Upstream {
+  status: number;
+  headers: HeaderList;
+  /** Body chunks; undefined: the headers end the response. */
+  body: AsyncIterable<Buffer> | Buffer | undefined;
+  contentLength: number | undefined;
+  /** Called when the downstream goes away before the body ended. */
+  abort?: () => void;
+}
+
+const routerConfigs = new WeakMap<ExtProcSpec, Map<number, FilterConfig>>();
+
+function filterConfig(spec: ExtProcSpec, bufferLimitBytes: number): FilterConfig {
+  let byLimit = routerConfigs.get(spec);
+  if (!byLimit) routerConfigs.set(spec, (byLimit = new Map()));
+  let cfg = byLimit.get(bufferLimitBytes);
+  if (!cfg) {
+    cfg = {
+      processingMode: spec.processingMode,
+      allowModeOverride: spec.allowModeOverride,
+      failureModeAllow: spec.failureModeAllow,
+      messageTimeoutMs: spec.messageTimeoutMs,
+      bufferLimitBytes,
+      initialMetadata: spec.initialMetadata,
+    };
+    byLimit.set(bufferLimitBytes, cfg);
+  }
+  return cfg;
+}
+
+function localReplyOf(status: number, body: string, details: string): LocalReply {
+  const headers: HeaderList = [[':status', String(status)]];
+  if (body) {
+    headers.push(['content-length', String(Buffer.byteLength(body))]);
+    headers.push(['content-type', 'text/plain']);
+  }
+  return {
+    kind: 'local-reply',
+    status,
+    headers,
+    body: Buffer.from(body),
+    details,
+    responseStarted: false,
+    violations: [],
+    timings: [],
+  };
+}
+
+export async function handleRequest(
+  ctx: ProxyContext,
+  listener: ListenerModel,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+): Promise<void> {
+  const started = performance.now();
+  const log: Log = { hosts: [], attempts: 0, flags: [], details: '' };
+  const state = ctx.state();
+  const headers: HeaderList = [
+    [':method', req.method ?? 'GET'],
+    [':path', req.url ?? '/'],
+    [':scheme', 'http'],
+    [':authority', req.headers.host ?? ''],
+  ];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const k = req.rawHeaders[i]!.toLowerCase();
+    if (!HOP_BY_HOP.has(k)) headers.push([k, req.rawHeaders[i + 1]!]);
+  }
+  if (getHeader(headers, 'x-forwarded-proto') === undefined)
+    headers.push(['x-forwarded-proto', 'http']);
+  if (getHeader(headers, 'x-request-id') === undefined)
+    headers.push(['x-request-id', randomUUID()]);
+  const cl = req.headers['content-length'];
+  const hasBody =
+    cl !== undefined ? Number(cl) > 0 : req.headers['transfer-encoding'] !== undefined;
+
+  const cleanups: (() => void)[] = [];
+  let finished = false;
+  res.on('close', () => {
+    if (finished) return;
+    // The client went away: Envoy resets the upstream and every filter's ext_proc stream.
+    log.flags.push('DC');
+    for (const c of cleanups.splice(0)) c();
+  });
+
+  const client = listener.extProc ? ctx.extProcClient(listener.extProc.clusterName) : undefined;
+  const rf =
+    listener.extProc && client
+      ? new ExtProcFilter(client, filterConfig(listener.extProc, listener.bufferLimitBytes))
+      : undefined;
+  if (rf) cleanups.push(() => rf.close());
+
+  const send = (reply: LocalReply): void => {
+    writeHead(res, reply.headers);
+    res.end(reply.body);
+  };
+
+  // ---- request: router ext_proc filter ----
+  let released: { headers: HeaderList; body: Buffer; cleared: boolean };
+  if (listener.extProc && !rf) {
+    log.flags.push('UH');
+    log.details = 'ext_proc cluster not found';
+    send(localReplyOf(500, '', log.details));
+    finished = true;
+    return done();
+  }
+  if (rf) {
+    const d = rf.request;
+    d.headers(headers, !hasBody);
+    if (hasBody) {
+      await d.headersAnswered();
+      for await (const chunk of req) {
+        if (rf.ended) break;
+        d.data(chunk as Buffer, false);
+      }
+      if (!rf.ended) d.data(EMPTY, true);
+    }
+    const r = await d.result();
+    if (r.kind === 'local-reply') {
+      log.flags.push('LR');
+      log.details = r.details;
+      send(r);
+      finished = true;
+      rf.close();
+      return done(r.status);
+    }
+    released = { headers: r.headers, body: r.body, cleared: r.routeCacheCleared };
+  } else {
+    const chunks: Buffer[] = [];
+    if (hasBody) for await (const c of req) chunks.push(c as Buffer);
+    released = { headers, body: Buffer.concat(chunks), cleared: false };
+  }
+
+  // ---- routing ----
+  const routeConfig = state.routes.get(listener.routeConfigName);
+  const route = matchRoute(
+    routeConfig?.virtualHosts ?? [],
+    released.cleared ? released.headers : headers,
+  );
+  log.route = route?.name;
+  let upstream: Upstream;
+  if (!route) {
+    log.flags.push('NR');
+    upstream = local(404, '', []);
+  } else if (route.action.kind === 'direct') {
+    upstream = local(route.action.status, route.action.body ?? '', route.headersToAdd);
+  } else {
+    const action = route.action;
+    log.cluster = action.cluster;
+    const cluster = state.clusters.get(action.cluster);
+    if (!cluster) {
+      log.flags.push('NC');
+      upstream = local(503, '', []);
+    } else {
+      const r = await routeToCluster(ctx, state, cluster, action, released, log, cleanups);
+      upstream = r;
+    }
+  }
+  if (res.destroyed) return done();
+
+  // ---- response: back through the router ext_proc filter ----
+  await encode(upstream);
+  return done();
+
+  function local(status: number, body: string, add: RouteModel['headersToAdd']): Upstream {
+    const h: HeaderList = [];
+    if (body) {
+      h.push(['content-length', String(Buffer.byteLength(body))]);
+      h.push(['content-type', 'text/plain']);
+    }
+    for (const a of add) {
+      if (a.overwrite) {
+        const i = h.findIndex(([k]) => k === a.key);
+        if (i >= 0) h.splice(i, 1);
+      }
+      h.push([a.key, a.value]);
+    }
+    return {
+      status,
+      headers: h,
+      body: body ? Buffer.from(body) : undefined,
+      contentLength: body ? Buffer.byteLength(body) : undefined,
+    };
+  }
+
+  async function encode(u: Upstream): Promise<void> {
+    const h: HeaderList = [[':status', String(u.status)], ...u.headers];
+    if (!rf) {
+      writeHead(res, h);
+      if (u.body instanceof Buffer) res.end(u.body);
+      else if (u.body) {
+        for await (const c of u.body) res.write(c);
+        res.end();
+      } else res.end();
+      finished = true;
+      return;
+    }
+    const d = rf.response;
+    let headersOut = false;
+    d.observe({
+      headers: (hs, end) => {
+        headersOut = true;
+        writeHead(res, hs);
+        if (end) {
+          finished = true;
+          res.end();
+        }
+      },
+      data: (chunk, end) => {
+        if (chunk.length > 0) res.write(chunk);
+        if (end) {
+          finished = true;
+          res.end();
+        }
+      },
+    });
+    if (u.abort) cleanups.push(u.abort);
+    const noBody = u.body === undefined;
+    d.headers(h, noBody);
+    if (!noBody) {
+      await d.headersAnswered();
+      if (u.body instanceof Buffer) {
+        if (!rf.ended) d.data(u.body, true);
+      } else {
+        let seen = 0;
+        let ended = false;
+        try {
+          for await (const c of u.body!) {
+            if (rf.ended || res.destroyed) break;
+            const chunk = c as Buffer;
+            seen += chunk.length;
+            ended = u.contentLength !== undefined && seen >= u.contentLength;
+            d.data(chunk, ended);
+          }
+        } catch {
+          // The upstream reset mid-body: Envoy resets the downstream too.
+          log.flags.push('UR');
+          if (!res.destroyed) res.destroy();
+          rf.close();
+          return;
+        }
+        if (!ended && !rf.ended && !res.destroyed) d.data(EMPTY, true);
+      }
+    }
+    const r: PhaseResult = await d.result();
+    if (r.kind === 'local-reply') {
+      log.flags.push('LR');
+      log.details = r.details;
+      if (headersOut) res.destroy();
+      else {
+        finished = true;
+        send(r);
+      }
+      rf.close();
+    }
+  }
+
+  function done(status?: number): void {
+    ctx.accessLog({
+      method: req.method ?? '',
+      path: req.url ?? '',
+      status: status ?? res.statusCode,
+      route: log.route,
+      cluster: log.cluster,
+      upstreamHosts: log.hosts,
+      attempts: log.attempts,
+      flags: log.flags,
+      details: log.details,
+      durationMs: performance.now() - started,
+    });
+  }
+}
+
+function writeHead(res: http.ServerResponse, headers: HeaderList): void {
+  if (res.headersSent || res.destroyed) return;
+  const out: Record<string, string | string[]> = {};
+  let status = 200;
+  for (const [k, v] of headers) {
+    if (k === ':status') status = Number(v);
+    else if (k.startsWith(':')) continue;
+    else {
+      const prev = out[k];
+      out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+  }
+  out['server'] ??= 'envoy';
+  res.writeHead(status, out);
+  // Envoy sends headers as soon as the filter chain releases them (SSE needs this).
+  res.flushHeaders();
+}
+
+export function matchRoute(
+  vhosts: readonly { domains: string[]; routes: RouteModel[] }[],
+  headers: HeaderList,
+): RouteModel | undefined {
+  const authority = (getHeader(headers, ':authority') ?? '').toLowerCase();
+  const path = getHeader(headers, ':path') ?? '/';
+  const host = authority.replace(/:\d+$/, '');
+  const vh =
+    vhosts.find((v) =>
+      v.domains.some((d) => d.toLowerCase() === authority || d.toLowerCase() === host),
+    ) ?? vhosts.find((v) => v.domains.includes('*'));
+  if (!vh) return undefined;
+  return vh.routes.find(
+    (r) =>
+      path.startsWith(r.prefix) &&
+      r.headers.every((m) => {
+        const values = headers.filter(([k]) => k === m.name).map(([, v]) => v);
+        if (values.length === 0) return false;
+        // Envoy matches a repeated header on its values joined by commas.
+        const v = values.join(',');
+        return m.exact !== undefined ? v === m.exact : v.startsWith(m.prefix!);
+      }),
+  );
+}
+
+type AttemptOutcome =
+  | { kind: 'response'; res: http.IncomingMessage; headers: HeaderList }
+  | { kind: 'reply'; reply: LocalReply }
+  | { kind: 'failure'; reason: 'connect-failure' | 'reset' | 'per-try-timeout'; detail: string };
+
+async function routeToCluster(
+  ctx: ProxyContext,
+  state: XdsState,
+  cluster: ClusterModel,
+  action: Extract<RouteModel['action'], { kind: 'route' }>,
+  released: { headers: HeaderList; body: Buffer },
+  log: Log,
+  cleanups: (() => void)[],
+): Promise<Upstream> {
+  const retry: RetryModel | undefined = action.retry;
+  const localities =
+    cluster.type === 'EDS'
+      ? (state.endpoints.get(cluster.edsServiceName!) ?? [])
+      : (cluster.localities ?? []);
+  const deadline = action.timeoutMs > 0 ? performance.now() + action.timeoutMs : Infinity;
+  const tried = { priorities: new Set<number>(), hosts: new Set<HostModel>() };
+  let aborted = false;
+  let current: (() => void) | undefined;
+  cleanups.push(() => {
+    aborted = true;
+    current?.();
+  });
+  const maxAttempts = 1 + (retry?.numRetries ?? 0);
+  for (let attempt = 0; ; attempt++) {
+    const exclude = retry
+      ? {
+          ...(retry.previousPriorities ? { priorities: tried.priorities } : {}),
+          ...(retry.previousHosts ? { hosts: tried.hosts } : {}),
+          tries: retry.hostSelectionMaxAttempts,
+        }
+      : undefined;
+    const pick = ctx.lb.pick(
+      localities,
+      cluster.localityWeighted,
+      attempt === 0 ? undefined : exclude,
+    );
+    if (!pick) {
+      log.flags.push('UH');
+      return textReply(503, 'no healthy upstream');
+    }
+    tried.priorities.add(pick.locality.priority);
+    tried.hosts.add(pick.host);
+    log.attempts++;
+    log.hosts.push(`${pick.host.address}:${pick.host.port}`);
+    const remaining = deadline - performance.now();
+    if (remaining <= 0) {
+      log.flags.push('UT');
+      return textReply(504, 'upstream request timeout');
+    }
+    const perTry = Math.min(retry?.perTryTimeoutMs ?? Infinity, remaining);
+    const globalLeft = perTry >= remaining;
+    const controller = new AbortController();
+    current = () => controller.abort();
+    const outcome = await attemptOnce(
+      ctx,
+      cluster,
+      action,
+      pick.host,
+      released,
+      perTry,
+      controller.signal,
+    );
+    if (aborted) {
+      if (outcome.kind === 'response') outcome.res.destroy();
+      return textReply(499, '');
+    }
+    const last = attempt + 1 >= maxAttempts || performance.now() >= deadline;
+    if (outcome.kind === 'reply') return replyUpstream(outcome.reply);
+    if (outcome.kind === 'response') {
+      const status = outcome.res.statusCode ?? 502;
+      if (!last && retry && retriableStatus(retry, status)) {
+        outcome.res.destroy();
+        log.flags.push('URX');
+        await backoff(ctx, attempt);
+        continue;
+      }
+      current = () => outcome.res.destroy();
+      const len = outcome.res.headers['content-length'];
+      return {
+        status,
+        headers: outcome.headers,
+        body: outcome.res,
+        contentLength: len === undefined ? undefined : Number(len),
+        abort: () => outcome.res.destroy(),
+      };
+    }
+    const timedOut = outcome.reason === 'per-try-timeout';
+    if (timedOut && globalLeft) {
+      log.flags.push('UT');
+      return textReply(504, 'upstream request timeout');
+    }
+    if (!last && retry && retriableFailure(retry, outcome.reason)) {
+      log.flags.push('URX');
+      await backoff(ctx, attempt);
+      continue;
+    }
+    if (timedOut) {
+      log.flags.push('UT');
+      return textReply(504, 'upstream request timeout');
+    }
+    log.flags.push(outcome.reason === 'connect-failure' ? 'UF' : 'UR');
+    return textReply(
+      503,
+      `upstream connect error or disconnect/reset before headers. reset reason: ${outcome.detail}`,
+    );
+  }
+}
+
+function textReply(status: number, body: string): Upstream {
+  const headers: HeaderList = [];
+  if (body) {
+    headers.push(['content-length', String(Buffer.byteLength(body))]);
+    headers.push(['content-type', 'text/plain']);
+  }
+  return {
+    status,
+    headers,
+    body: body ? Buffer.from(body) : undefined,
+    contentLength: body ? Buffer.byteLength(body) : undefined,
+  };
+}
+
+function replyUpstream(r: LocalReply): Upstream {
+  return {
+    status: r.status,
+    headers: r.headers.filter(([k]) => !k.startsWith(':')),
+    body: r.body.length > 0 ? r.body : undefined,
+    contentLength: r.body.length,
+  };
+}
+
+function retriableStatus(retry: RetryModel, status: number): boolean {
+  if (retry.on.has('5xx') && status >= 500) return true;
+  if (retry.on.has('gateway-error') && status >= 502 && status <= 504) return true;
+  return retry.on.has('retriable-status-codes') && retry.statusCodes.includes(status);
+}
+
+function retriableFailure(retry: RetryModel, reason: string): boolean {
+  // Envoy counts a per-try timeout and a reset before headers as "no response at all", which
+  // 5xx, gateway-error and reset all retry; a refused connection also counts as connect-failure.
+  if (retry.on.has('5xx') || retry.on.has('gateway-error') || retry.on.has('reset')) return true;
+  return reason === 'connect-failure' && retry.on.has('connect-failure');
+}
+
+async function backoff(ctx: ProxyContext, attempt: number): Promise<void> {
+  // Envoy's default: fully jittered exponential back-off from a 25 ms base, capped at 10×.
+  const base = ctx.retryBackoffBaseMs;
+  if (base <= 0) return;
+  const ceiling = Math.min(base * 2 ** (attempt + 1) - 1, base * 10);
+  await new Promise((r) => setTimeout(r, Math.floor(Math.random() * ceiling)));
+}
+
+function upstreamAttributes(
+  spec: ExtProcSpec,
+  cluster: string,
+  host: HostModel,
+): Record<string, JsonValue> {
+  const out: Record<string, JsonValue> = {};
+  for (const a of spec.requestAttributes) {
+    if (a === 'xds.cluster_name') {
+      out[a] = cluster;
+      continue;
+    }
+    const m = HOST_METADATA_ATTRIBUTE.exec(a);
+    if (!m) continue;
+    const v = host.metadata[m[1]!]?.[m[2]!];
+    // An absent value is not sent, as Envoy leaves out attributes that evaluate to nothing.
+    if (v !== undefined) out[a] = v;
+  }
+  return out;
+}
+
+function transportFor(cluster: ClusterModel, host: HostModel): TlsModel | undefined {
+  const md = host.metadata['envoy.transport_socket_match'] ?? {};
+  for (const m of cluster.transportSocketMatches) {
+    if (Object.entries(m.match).every(([k, v]) => md[k] === v)) return m.tls;
+  }
+  return undefined;
+}
+
+async function resolve(host: HostModel, family: string): Promise<string> {
+  if (isIP(host.address)) return host.address;
+  const all = await lookup(host.address, { all: true });
+  const v4 = all.filter((a) => a.family === 4);
+  const v6 = all.filter((a) => a.family === 6);
+  const order =
+    family === 'V4_ONLY' ? v4 : family === 'V4_PREFERRED' ? [...v4, ...v6] : [...v6, ...v4];
+  if (order.length === 0) throw new Error(`no address for ${host.address}`);
+  return order[0]!.address;
+}
+
+const caCache = new Map<string, string>();
+
+async function attemptOnce(
+  ctx: ProxyContext,
+  cluster: ClusterModel,
+  action: { autoHostRewrite: boolean; timeoutMs: number },
+  host: HostModel,
+  released: { headers: HeaderList; body: Buffer },
+  perTryMs: number,
+  signal: AbortSignal,
+): Promise<AttemptOutcome> {
+  const tls = transportFor(cluster, host);
+  let headers: HeaderList = released.headers.map(([k, v]) => [k, v]);
+  const set = (k: string, v: string): void => {
+    const i = headers.findIndex(([n]) => n === k);
+    if (i >= 0) headers[i] = [k, v];
+    else headers.push([k, v]);
+  };
+  if (action.autoHostRewrite && host.hostname) set(':authority', host.hostname);
+  set(':scheme', tls ? 'https' : 'http');
+  if (action.timeoutMs > 0)
+    set(
+      'x-envoy-expected-rq-timeout-ms',
+      String(Math.min(action.timeoutMs, perTryMs === Infinity ? action.timeoutMs : perTryMs)),
+    );
+  let body = released.body;
+
+  const timer = perTryMs === Infinity ? undefined : setTimeout(() => onTimeout?.(), perTryMs);
+  let onTimeout: (() => void) | undefined;
+  const timedOut = new Promise<AttemptOutcome>((r) => {
+    onTimeout = () => r({ kind: 'failure', reason: 'per-try-timeout', detail: 'per try timeout' });
+  });
+
+  try {
+    // ---- upstream ext_proc filter (one per attempt) ----
+    const spec = cluster.upstreamExtProc;
+    if (spec) {
+      const client = ctx.extProcClient(spec.clusterName);
+      if (!client)
+        return { kind: 'reply', reply: localReplyOf(500, '', 'ext_proc cluster not found') };
+      const uf = new ExtProcFilter(client, {
+        processingMode: spec.processingMode,
+        failureModeAllow: spec.failureModeAllow,
+        messageTimeoutMs: spec.messageTimeoutMs,
+        allowModeOverride: spec.allowModeOverride,
+        initialMetadata: spec.initialMetadata,
+        requestAttributes: upstreamAttributes(spec, cluster.name, host),
+        upstream: true,
+      });
+      signal.addEventListener('abort', () => uf.close());
+      const r = await Promise.race([
+        uf.runRequest(headers, body.length > 0 || released.body.length > 0 ? [body] : []),
+        timedOut,
+      ]);
+      // Only request processing is configured upstream: nothing more is expected on the stream.
+      uf.close();
+      if ('kind' in r && r.kind === 'failure') return r;
+      const pr = r as PhaseResult;
+      if (pr.kind === 'local-reply') return { kind: 'reply', reply: pr };
+      headers = pr.headers;
+      body = pr.body;
+    }
+    if (signal.aborted) return { kind: 'failure', reason: 'reset', detail: 'downstream reset' };
+
+    // ---- upstream codec: HTTP/1.1 ----
+    let address: string;
+    try {
+      address = host.pipe ? host.address : await resolve(host, cluster.dnsFamily);
+    } catch (err) {
+      return { kind: 'failure', reason: 'connect-failure', detail: (err as Error).message };
+    }
+    const outHeaders: Record<string, string | string[]> = {};
+    for (const [k, v] of headers) {
+      if (k.startsWith(':')) continue;
+      const prev = outHeaders[k];
+      outHeaders[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    outHeaders['host'] = getHeader(headers, ':authority') ?? host.hostname;
+    const base: http.RequestOptions = {
+      method: getHeader(headers, ':method') ?? 'GET',
+      path: getHeader(headers, ':path') ?? '/',
+      headers: outHeaders,
+      agent: false,
+      setHost: false,
+      ...(host.pipe ? { socketPath: address } : { host: address, port: host.port }),
+    };
+    const request = tls
+      ? https.request({
+          ...base,
+          servername: tls.sni || undefined,
+          ca: tls.caFile ? readCa(tls.caFile) : undefined,
+          rejectUnauthorized: true,
+          checkServerIdentity: (_h: string, cert: PeerCertificate) => sanCheck(tls, cert),
+        })
+      : http.request(base);
+    const response = new Promise<AttemptOutcome>((resolveOutcome) => {
+      let connected = false;
+      const connectTimer = setTimeout(() => {
+        if (!connected) {
+          request.destroy();
+          resolveOutcome({
+            kind: 'failure',
+            reason: 'connect-failure',
+            detail: 'connection timeout',
+          });
+        }
+      }, cluster.connectTimeoutMs);
+      request.on('socket', (s: Socket) => {
+        const ready = (): void => {
+          connected = true;
+          clearTimeout(connectTimer);
+        };
+        s.once(tls ? 'secureConnect' : 'connect', ready);
+        if (!s.connecting && !tls) ready();
+      });
+      request.on('response', (res) => {
+        clearTimeout(connectTimer);
+        const hs: HeaderList = [];
+        for (let i = 0; i < res.rawHeaders.length; i += 2) {
+          const k = res.rawHeaders[i]!.toLowerCase();
+          if (!HOP_BY_HOP.has(k)) hs.push([k, res.rawHeaders[i + 1]!]);
+        }
+        resolveOutcome({ kind: 'response', res, headers: hs });
+      });
+      request.on('error', (err: NodeJS.ErrnoException) => {
+        clearTimeout(connectTimer);
+        const refused = !connected;
+        resolveOutcome({
+          kind: 'failure',
+          reason: refused ? 'connect-failure' : 'reset',
+          detail: refused
+            ? `connection failure, ${err.code ?? err.message}`
+            : 'connection termination',
+        });
+      });
+      signal.addEventListener('abort', () => request.destroy());
+    });
+    request.end(body.length > 0 ? body : undefined);
+    const outcome = await Promise.race([response, timedOut]);
+    if (outcome.kind === 'failure') request.destroy();
+    return outcome;
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+function readCa(file: string): string {
+  let pem = caCache.get(file);
+  if (pem === undefined) {
+    pem = readFileSync(file, 'utf8');
+    caCache.set(file, pem);
+  }
+  return pem;
+}
+
+function sanCheck(tls: TlsModel, cert: PeerCertificate): Error | undefined {
+  if (tls.sanExact.length === 0) return undefined;
+  const sans = (cert.subjectaltname ?? '')
+    .split(/,\s*/)
+    .filter((s) => s.startsWith('DNS:'))
+    .map((s) => s.slice(4));
+  return sans.some((s) => tls.sanExact.includes(s))
+    ? undefined
+    : new Error(`certificate SANs ${sans.join(',')} match none of ${tls.sanExact.join(',')}`);
+}
