@@ -17,6 +17,8 @@ export type ErrorCode =
   | 'response_too_large'
   | 'unsupported_backend'
   | 'config_unavailable'
+  | 'policy_blocked'
+  | 'policy_unavailable'
   | 'gateway_error';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -33,6 +35,8 @@ const STATUS: Record<ErrorCode, number> = {
   response_too_large: 502,
   unsupported_backend: 501,
   config_unavailable: 503,
+  policy_blocked: 403,
+  policy_unavailable: 503,
   gateway_error: 500,
 };
 

@@ -14,6 +14,10 @@ const COMMANDS: Record<
     about: 'run the whole gateway locally from YAML (Envoy if present, else its emulator)',
     load: () => import('./standalone/main.js'),
   },
+  mask: {
+    about: 'mask PII in JSON lines {"id","text"} from stdin, offline, with a policy',
+    load: () => import('./mask/main.js'),
+  },
   operator: {
     about: 'watch AIRoutes and AIPolicies, serve Envoy and the extproc over ADS, write status',
     load: () => import('./main.js'),

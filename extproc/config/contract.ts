@@ -7,6 +7,7 @@
  * change; anything else is a new apiVersion, and an extproc refuses versions it does not know.
  */
 import { z } from 'zod';
+import { BUILTIN_TYPES, createDetectors, PatternError } from '../masking/detect/index.js';
 
 export const CONTRACT_API_VERSION = 'sluice.dev/extproc/v1';
 
@@ -103,6 +104,111 @@ export const ModelMatch = z.union([
 ]);
 export type ModelMatch = z.infer<typeof ModelMatch>;
 
+/**
+ * A detector type as it appears in placeholders (`[EMAIL_1]`), findings and metric labels. Upper
+ * case keeps placeholders unambiguous to restore; the length bound keeps the streaming hold-back
+ * (the longest placeholder) small.
+ */
+export const DetectorTypeName = z
+  .string()
+  .regex(
+    /^[A-Z][A-Z0-9_]{0,31}$/,
+    'upper-case letters, digits and _, at most 32, starting with a letter',
+  );
+
+export const MaskAction = z.enum(['mask', 'redact', 'hash', 'partial', 'block', 'alert']);
+export type MaskAction = z.infer<typeof MaskAction>;
+
+export const MaskingPolicy = z
+  .object({
+    /** Built-in detectors to run; every built-in when omitted. */
+    detectors: z.array(z.enum(BUILTIN_TYPES)).optional(),
+    /** RE2 syntax only (linear time); a pattern that needs backtracking is refused here. */
+    customPatterns: z
+      .array(z.object({ type: DetectorTypeName, pattern: z.string().min(1).max(4096) }).strict())
+      .max(64)
+      .default([]),
+    wordLists: z
+      .array(
+        z
+          .object({
+            type: DetectorTypeName,
+            words: z.array(z.string().min(1).max(256)).min(1).max(10_000),
+            caseInsensitive: z.boolean().default(false),
+          })
+          .strict(),
+      )
+      .max(16)
+      .default([]),
+    /** Per type; types not listed take defaultAction. */
+    actions: z.record(DetectorTypeName, MaskAction).default({}),
+    defaultAction: MaskAction.default('mask'),
+    /** `mask` placeholders are restored in responses (a conversation vault keeps them stable). */
+    reversible: z.boolean().default(true),
+    /** The request header naming the conversation; without it the vault lives for one request. */
+    sessionHeader: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'a lower-case header name')
+      .default('x-sluice-session'),
+    /** Adds a system instruction asking the model to keep placeholders verbatim. */
+    systemNote: z.boolean().default(false),
+    /** Model output is scanned too; new findings are replaced (never restorable) per action. */
+    scanResponses: z.boolean().default(true),
+    /** `redact` writes `[EMAIL]` (typed) or `[REDACTED]` (generic). */
+    redaction: z.enum(['typed', 'generic']).default('typed'),
+    /** `partial` keeps this many trailing letters/digits. */
+    partialKeep: z.number().int().min(0).max(8).default(4),
+    /** Key of the keyed hash (HMAC-SHA256); a per-process random key when absent (not stable across restarts). */
+    hashKey: z
+      .object({ value: z.string().min(16) })
+      .strict()
+      .optional(),
+    /** Time the vault may take (it may be remote) before the failure mode decides. */
+    timeoutMs: z.number().int().min(1).max(10_000).default(250),
+  })
+  .strict()
+  .superRefine((m, ctx) => {
+    // Compiling here refuses the whole config, rather than a request at run time.
+    try {
+      createDetectors({
+        types: m.detectors ?? BUILTIN_TYPES,
+        custom: m.customPatterns,
+        words: m.wordLists,
+      });
+    } catch (err) {
+      if (!(err instanceof PatternError)) throw err;
+      ctx.addIssue({ code: 'custom', path: ['customPatterns'], message: err.message });
+    }
+    const known = new Set<string>([
+      ...(m.detectors ?? BUILTIN_TYPES),
+      ...m.customPatterns.map((c) => c.type),
+      ...m.wordLists.map((w) => w.type),
+    ]);
+    for (const t of Object.keys(m.actions)) {
+      if (!known.has(t)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['actions', t],
+          message: `no detector of type ${t} is enabled`,
+        });
+      }
+    }
+  });
+export type MaskingPolicy = z.infer<typeof MaskingPolicy>;
+
+/** The effective policy of a route, merged by the operator from every AIPolicy that applies. */
+export const Policy = z
+  .object({
+    name,
+    /** `shadow` evaluates and reports (`would_*` verdicts) but never changes or refuses a request. */
+    mode: z.enum(['enforce', 'shadow']).default('enforce'),
+    /** What a detector or vault failure does: refuse the request, or let it pass unprocessed. */
+    failureMode: z.enum(['closed', 'open']).default('closed'),
+    masking: MaskingPolicy.optional(),
+  })
+  .strict();
+export type Policy = z.infer<typeof Policy>;
+
 export const Route = z
   .object({
     name,
@@ -122,6 +228,7 @@ export const Route = z
     /** Unix seconds shown as `created` in /v1/models; fixed so the answer is stable. */
     created: z.number().int().min(0).default(0),
     ownedBy: z.string().min(1).default('sluice'),
+    policy: Policy.optional(),
   })
   .strict();
 export type Route = z.infer<typeof Route>;

@@ -1,3 +1,4 @@
+import { compilePolicy, type CompiledPolicy } from '../masking/policy.js';
 import type { Backend, ExtprocConfig, Limits, Route } from './contract.js';
 
 /** A backend with its credential resolved to the secret value. */
@@ -24,6 +25,9 @@ export class RuntimeConfig {
   private readonly byCluster = new Map<string, ResolvedBackend>();
   private readonly byName = new Map<string, ResolvedBackend>();
   readonly models: readonly ModelEntry[];
+  private readonly policies = new Map<string, CompiledPolicy>();
+  /** Some route masks: bodies are then held whole before they go on (see the router phase). */
+  readonly masking: boolean;
 
   constructor(cfg: ExtprocConfig, credentials: ReadonlyMap<string, string>) {
     this.version = cfg.version;
@@ -56,6 +60,16 @@ export class RuntimeConfig {
     // Longest prefix first; equal lengths keep route order (sort is stable).
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
     this.models = models;
+    // Compiled once per version: detectors and keys are ready before the first request.
+    for (const route of cfg.routes) {
+      if (route.policy) this.policies.set(route.name, compilePolicy(route.policy));
+    }
+    this.masking = [...this.policies.values()].some((p) => p.masking !== undefined);
+  }
+
+  /** The route's effective policy, as the operator merged it. */
+  policyFor(route: string): CompiledPolicy | undefined {
+    return this.policies.get(route);
   }
 
   routeForModel(model: string): Route | undefined {
@@ -75,11 +89,21 @@ export class RuntimeConfig {
   }
 
   /** Every backend name and route name, for bounding metric label values. */
-  knownNames(): { routes: string[]; backends: string[]; models: string[] } {
+  knownNames(): {
+    routes: string[];
+    backends: string[];
+    models: string[];
+    policies: string[];
+    detectorTypes: string[];
+  } {
+    const types = new Set<string>();
+    for (const p of this.policies.values()) for (const t of p.masking?.types ?? []) types.add(t);
     return {
       routes: this.routes.map((r) => r.name),
       backends: [...this.byName.keys()],
       models: this.models.map((m) => m.id),
+      policies: [...new Set([...this.policies.values()].map((p) => p.name))],
+      detectorTypes: [...types],
     };
   }
 }

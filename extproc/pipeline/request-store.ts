@@ -1,5 +1,8 @@
 import type { ApiFormat, Operation } from '../api/endpoints.js';
 import type { Provider } from '../config/contract.js';
+import type { OutputTransform, Tally } from '../masking/engine.js';
+import type { CompiledPolicy } from '../masking/policy.js';
+import { MemoryVault, type Vault } from '../masking/vault.js';
 
 /**
  * What the router phase learned about a request, for the upstream phase of the same request
@@ -21,17 +24,38 @@ export interface RequestState {
   forcedUsage: boolean;
   attempts: { backend: string; provider: Provider }[];
   createdAt: number;
+  /** The route's policy and what the response needs of it (placeholders to restore, counts). */
+  policy?: PolicyState;
+}
+
+export interface PolicyState {
+  policy: CompiledPolicy;
+  /** Findings of both directions, by type and action; never values. */
+  tally: Tally;
+  /** Set when the policy masks: how model output is scanned and restored. */
+  output?: OutputTransform;
+  /** The policy could not be applied and its failure mode let the request pass. */
+  failedOpen: boolean;
+  /** Decisions for the access log (`mask`, `would_block`, `fail_open`…). */
+  verdicts: Set<string>;
 }
 
 export class RequestStore {
   private readonly entries = new Map<string, RequestState>();
   private readonly sweeper: NodeJS.Timeout;
+  /**
+   * Conversation state of reversible masking, shared by every request of the process (in memory
+   * by default; the Redis vault of the governance work plugs in here).
+   */
+  readonly vault: Vault;
 
   /** Entries of requests whose stream never ended cleanly are dropped after maxAgeMs. */
   constructor(
     private readonly now: () => number,
     private readonly maxAgeMs = 15 * 60 * 1000,
+    vault?: Vault,
   ) {
+    this.vault = vault ?? new MemoryVault({ now });
     this.sweeper = setInterval(() => this.sweep(), Math.min(60_000, maxAgeMs)).unref();
   }
 
@@ -58,5 +82,6 @@ export class RequestStore {
 
   close(): void {
     clearInterval(this.sweeper);
+    this.vault.close();
   }
 }

@@ -9,10 +9,15 @@
  * to drop.
  */
 import type { Limits } from '../config/contract.js';
+import { SluiceError } from '../errors.js';
+import type { OutputTransform } from '../masking/engine.js';
+import { responseSlots } from '../masking/fields.js';
+import { POLICY_FAILURE_HEADER } from '../masking/request-policy.js';
+import { SseMasking } from '../masking/sse.js';
 import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';
 import { estimateUsage } from '../usage/estimate.js';
 import { StreamUsage, usageFromJson, type TokenUsage } from '../usage/extract.js';
-import { SseParser } from '../usage/sse.js';
+import { SseParser, type SseEvent } from '../usage/sse.js';
 import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
 import type { RequestState } from './request-store.js';
 import { REQUEST_ID_HEADER } from './verdict.js';
@@ -37,6 +42,11 @@ export class ResponseProcessor {
   private jsonOverflow = false;
   private reported: { usage?: TokenUsage; model?: string } = {};
   private firstByteAt: number | undefined;
+  /** Scans and restores model output when the route's policy masks. */
+  private output: OutputTransform | undefined;
+  private sseMasking: SseMasking | undefined;
+  /** JSON pieces held back until the whole body could be restored. */
+  private heldChunks = 0;
 
   constructor(
     private readonly req: RequestState,
@@ -49,7 +59,10 @@ export class ResponseProcessor {
     const status = Number(h.get(':status') ?? '0');
     this.ok = status >= 200 && status < 300;
     const m: Mutation = { setHeaders: [[REQUEST_ID_HEADER, this.req.id]], removeHeaders: [] };
+    if (this.req.policy?.failedOpen) m.setHeaders!.push([POLICY_FAILURE_HEADER, 'open']);
     if (!this.ok || endOfStream) return proceed(m);
+    const output = this.req.policy?.output;
+    if (output && (output.scans || output.restores)) this.output = output;
     const contentType = (h.get('content-type') ?? '').toLowerCase();
     this.sse = contentType.startsWith('text/event-stream');
     const encoding = h.get('content-encoding');
@@ -65,7 +78,9 @@ export class ResponseProcessor {
     if (this.sse) {
       this.parser = new SseParser({ maxEventBytes: this.limits.maxSseEventBytes });
       this.streamUsage = new StreamUsage(this.req.operation);
-      this.rewrite = this.decoder !== undefined || this.req.forcedUsage;
+      if (this.output) this.sseMasking = new SseMasking(this.req.operation, this.output);
+      this.rewrite =
+        this.decoder !== undefined || this.req.forcedUsage || this.sseMasking !== undefined;
       if (!m.removeHeaders!.includes('content-length')) m.removeHeaders!.push('content-length');
       // Body modes are copied whole from an override: restate the request side too.
       m.modeOverride = { requestBody: 'BUFFERED', responseBody: 'STREAMED' };
@@ -85,7 +100,9 @@ export class ResponseProcessor {
       const tail = await this.decoder.end();
       if (tail.length > 0) data = data.length === 0 ? tail : Buffer.concat([data, tail]);
     }
-    return this.sse ? this.streamChunk(data, endOfStream) : this.jsonChunk(data, whole);
+    return this.sse
+      ? this.streamChunk(data, endOfStream)
+      : this.jsonChunk(data, whole, buffered && !this.sse);
   }
 
   private streamChunk(data: Buffer, endOfStream: boolean): Outcome {
@@ -100,18 +117,79 @@ export class ResponseProcessor {
     const out: Buffer[] = [];
     for (const e of events) {
       const { usageOnly } = usage.onEvent(e);
-      if (!(usageOnly && this.req.forcedUsage)) out.push(e.raw);
+      const drop = usageOnly && this.req.forcedUsage;
+      if (this.sseMasking) {
+        const bufs = this.guard(
+          () => this.sseMasking!.onEvent(e),
+          () => [e.raw],
+        );
+        // The event's own bytes come last; text released before it stays.
+        if (drop) bufs.pop();
+        out.push(...bufs);
+      } else if (!drop) {
+        out.push(e.raw);
+      }
     }
     if (endOfStream) {
       const rest = this.parser!.end();
-      if (rest.length > 0) out.push(rest);
+      if (this.sseMasking) {
+        // An unterminated last event is terminated, so held text can follow it as an event.
+        if (rest.length > 0) out.push(...this.lastEvents(rest));
+        out.push(
+          ...this.guard(
+            () => this.sseMasking!.end(),
+            () => [],
+          ),
+        );
+      } else if (rest.length > 0) {
+        out.push(rest);
+      }
     }
     const body = out.length === 1 ? out[0]! : Buffer.concat(out);
     if (body.length > 0) this.firstByteAt ??= this.now();
     return proceed({ body });
   }
 
-  private jsonChunk(data: Buffer, endOfStream: boolean): Outcome {
+  private lastEvents(rest: Buffer): Buffer[] {
+    const p = new SseParser({ maxEventBytes: this.limits.maxSseEventBytes });
+    const events: SseEvent[] = p.push(Buffer.concat([rest, Buffer.from('\n\n')]));
+    return events.flatMap((e) =>
+      this.guard(
+        () => this.sseMasking!.onEvent(e),
+        () => [e.raw],
+      ),
+    );
+  }
+
+  /**
+   * Runs a masking step; a fault (not a SluiceError) is a policy failure: refused when the policy
+   * fails closed (the stream is cut, or the buffered answer replaced by an error), passed
+   * unprocessed from then on when it fails open.
+   */
+  private guard<T>(fn: () => T, fallback: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof SluiceError) throw err;
+      const p = this.req.policy!;
+      if (p.policy.failureMode === 'closed' && p.policy.mode === 'enforce') {
+        p.verdicts.add('fail_closed');
+        throw new SluiceError(
+          'policy_unavailable',
+          'The gateway could not apply its data-protection policy to the response.',
+          { headers: { [POLICY_FAILURE_HEADER]: 'closed' } },
+        );
+      }
+      p.failedOpen = true;
+      p.verdicts.add(p.policy.mode === 'shadow' ? 'would_fail' : 'fail_open');
+      this.sseMasking = undefined;
+      this.output = undefined;
+      return fallback();
+    }
+  }
+
+  private jsonChunk(data: Buffer, endOfStream: boolean, buffered = false): Outcome {
+    if (this.output) return this.maskedJsonChunk(data, endOfStream, buffered);
     this.firstByteAt ??= this.now();
     if (!this.jsonOverflow) {
       this.jsonBytes += data.length;
@@ -132,6 +210,64 @@ export class ResponseProcessor {
       }
     }
     return this.decoder ? proceed({ body: data }) : CONTINUE;
+  }
+
+  /** JSON answers of a masking route: held whole, restored, then sent with a matching length. */
+  private maskedJsonChunk(data: Buffer, whole: boolean, buffered: boolean): Outcome {
+    this.firstByteAt ??= this.now();
+    this.jsonBytes += data.length;
+    this.json.push(data);
+    if (this.jsonBytes > this.limits.maxResponseBodyBytes) {
+      // Too large to read: what was held goes on unprocessed, and so does the rest.
+      const p = this.req.policy!;
+      p.verdicts.add('response_unscanned');
+      this.output = undefined;
+      this.jsonOverflow = true;
+      const held = Buffer.concat(this.json);
+      this.json = [];
+      return this.heldChunks > 0 || this.decoder ? proceed({ body: held }) : CONTINUE;
+    }
+    if (!whole) {
+      this.heldChunks++;
+      return proceed({ body: Buffer.alloc(0) });
+    }
+    const all = this.json.length === 1 ? this.json[0]! : Buffer.concat(this.json);
+    this.json = [];
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(all.toString('utf8'));
+      this.reported = usageFromJson(this.req.operation, parsed);
+    } catch {
+      // Not JSON although 2xx: nothing to restore.
+    }
+    let out: Buffer | undefined;
+    const output = this.output!;
+    if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+      const body = parsed as Record<string, unknown>;
+      const changed = this.guard(
+        () => {
+          const list = responseSlots(this.req.operation, body);
+          let any = false;
+          for (const slot of list.slots) {
+            const to = output.whole(slot.text, slot.json);
+            if (to !== slot.text) {
+              slot.set(to);
+              any = true;
+            }
+          }
+          list.commit();
+          return any;
+        },
+        () => false,
+      );
+      if (changed) out = Buffer.from(JSON.stringify(body), 'utf8');
+    }
+    if (!out && this.heldChunks === 0 && !this.decoder) return CONTINUE;
+    const body = out ?? all;
+    // BUFFERED keeps content-length until this answer: it must match what now goes on.
+    return proceed(
+      buffered ? { body, setHeaders: [['content-length', String(body.length)]] } : { body },
+    );
   }
 
   result(): ResponseResult {

@@ -8,6 +8,12 @@ import { guessApi, resolveEndpoint, type ApiFormat, type Endpoint } from '../api
 import { WIRE } from '../config/contract.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
+import {
+  applyRequestPolicy,
+  findingsOf,
+  newPolicyState,
+  verdictsOf,
+} from '../masking/request-policy.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
 import { modelList, modelObject } from './models.js';
@@ -19,7 +25,7 @@ import type {
   PhaseHandler,
   ProtocolConfig,
 } from './phase.js';
-import type { RequestState, RequestStore } from './request-store.js';
+import type { PolicyState, RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
@@ -47,6 +53,8 @@ export class RouterExchange implements PhaseHandler {
   /** Envoy's defaults when it does not say (older Envoys send no protocol_config). */
   private requestBodyMode = 'BUFFERED';
   private responseBodyMode = 'BUFFERED';
+  private requestHeaderMap: ReadonlyMap<string, string> = new Map();
+  private policy: PolicyState | undefined;
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
@@ -59,6 +67,7 @@ export class RouterExchange implements PhaseHandler {
 
   requestHeaders(msg: HeadersMessage): Outcome {
     const headers = headerMap(msg.headers?.headers);
+    this.requestHeaderMap = headers;
     const path = headers.get(':path') ?? '';
     const method = headers.get(':method') ?? '';
     this.api = guessApi(headers);
@@ -111,7 +120,7 @@ export class RouterExchange implements PhaseHandler {
     return proceed({ setHeaders: [[REQUEST_ID_HEADER, this.requestId]] });
   }
 
-  requestBody(msg: BodyMessage): Outcome {
+  async requestBody(msg: BodyMessage): Promise<Outcome> {
     const cfg = this.deps.config;
     const endpoint = this.endpoint;
     if (!cfg || endpoint?.kind !== 'model-call' || !this.requestId) return CONTINUE;
@@ -124,7 +133,8 @@ export class RouterExchange implements PhaseHandler {
       if (this.requestBodyMode === 'BUFFERED_PARTIAL') throw tooLarge(cfg);
       if (this.requestBodyMode !== 'BUFFERED') {
         this.chunks.push(chunk);
-        return CONTINUE;
+        // With masking anywhere, nothing may go on before the whole body has been checked.
+        return cfg.masking ? proceed({ body: Buffer.alloc(0) }) : CONTINUE;
       }
     }
     const raw = this.chunks.length === 0 ? chunk : Buffer.concat([...this.chunks, chunk]);
@@ -158,8 +168,43 @@ export class RouterExchange implements PhaseHandler {
       attempts: [],
       createdAt: this.deps.now(),
     };
+    const held = this.requestBodyMode !== 'BUFFERED' && cfg.masking;
+    const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
+    const removeHeaders: string[] = [];
+    let replaced: Buffer | undefined;
+    const policy = cfg.policyFor(route.name);
+    if (policy) {
+      this.policy = newPolicyState(policy);
+      const r = await applyRequestPolicy({
+        state: this.policy,
+        operation: endpoint.operation,
+        body,
+        headers: this.requestHeaderMap,
+        route: route.name,
+        vault: this.deps.store.vault,
+      });
+      this.state.policy = this.policy;
+      if (r.body) {
+        replaced = r.body;
+        this.state.rawBody = r.body;
+        // BUFFERED with header SEND keeps content-length: it must match the new body (Envoy
+        // fails the request otherwise). In other modes Envoy has removed it already.
+        if (this.requestBodyMode === 'BUFFERED' && this.requestHeaderMap.has('content-length'))
+          setHeaders.push(['content-length', String(r.body.length)]);
+      }
+      const session = policy.masking?.sessionHeader;
+      // Our own session header is for the gateway only; a custom one may be the app's to forward.
+      if (session?.startsWith('x-sluice-') && this.requestHeaderMap.has(session))
+        removeHeaders.push(session);
+    }
     this.deps.store.put(this.state);
-    return proceed({ setHeaders: [[MODEL_HEADER, model]], clearRouteCache: true });
+    const outBody = replaced ?? (held ? raw : undefined);
+    return proceed({
+      setHeaders,
+      ...(removeHeaders.length > 0 ? { removeHeaders } : {}),
+      ...(outBody ? { body: outBody } : {}),
+      clearRouteCache: true,
+    });
   }
 
   requestTrailers(): Outcome {
@@ -231,6 +276,18 @@ export class RouterExchange implements PhaseHandler {
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,
+      ...(this.policy
+        ? {
+            policy: this.policy.policy.name,
+            verdicts: verdictsOf(this.policy),
+            findings: findingsOf(this.policy),
+            policyFailure: this.policy.failedOpen
+              ? 'open'
+              : this.policy.verdicts.has('fail_closed')
+                ? 'closed'
+                : undefined,
+          }
+        : {}),
     });
   }
 }

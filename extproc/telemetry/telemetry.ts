@@ -28,6 +28,12 @@ export interface RequestRecord {
   ttftMs: number | undefined;
   outcome: string;
   verdicts?: string[];
+  /** The route's policy, when it has one. */
+  policy?: string | undefined;
+  /** Policy findings by direction, type and action: counts only, never values. */
+  findings?: { direction: string; type: string; action: string; count: number }[];
+  /** The policy could not be applied: `open` (passed unprocessed) or `closed` (refused). */
+  policyFailure?: 'open' | 'closed' | undefined;
 }
 
 const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
@@ -97,6 +103,10 @@ export class Telemetry {
   private readonly routes = new BoundedLabel(0);
   private readonly backends = new BoundedLabel(0);
   private readonly consumers = new BoundedLabel(0);
+  private readonly findings: Counter<string>;
+  private readonly policyFailures: Counter<string>;
+  private readonly policies = new BoundedLabel(0);
+  private readonly detectorTypes = new BoundedLabel(0);
 
   constructor(
     registry: Registry,
@@ -156,6 +166,18 @@ export class Telemetry {
       labelNames: ['version'],
       registers,
     });
+    this.findings = new Counter({
+      name: 'sluice_policy_findings_total',
+      help: 'Sensitive values found by policy detectors, by type, action taken (would_* in shadow mode) and direction.',
+      labelNames: ['sluice_route', 'sluice_policy', 'sluice_pii_type', 'action', 'direction'],
+      registers,
+    });
+    this.policyFailures = new Counter({
+      name: 'sluice_policy_failures_total',
+      help: 'Requests whose policy could not be applied, by what the failure mode did (open: passed, closed: refused).',
+      labelNames: ['sluice_route', 'sluice_policy', 'failure_mode'],
+      registers,
+    });
     this.activeStreams = new Gauge({
       name: 'sluice_extproc_active_streams',
       help: 'Open ext_proc streams by filter.',
@@ -166,8 +188,16 @@ export class Telemetry {
 
   configApplied(
     version: string,
-    known: { routes: string[]; backends: string[]; models: string[] },
+    known: {
+      routes: string[];
+      backends: string[];
+      models: string[];
+      policies?: string[];
+      detectorTypes?: string[];
+    },
   ): void {
+    this.policies.setKnown(known.policies ?? []);
+    this.detectorTypes.setKnown(known.detectorTypes ?? []);
     this.configInfo.reset();
     this.configInfo.set({ version }, 1);
     this.configReloads.inc({ result: 'applied' });
@@ -213,6 +243,29 @@ export class Telemetry {
       error_code: r.errorCode ?? '',
       outcome: r.outcome,
     });
+    if (r.findings || r.policyFailure) {
+      const route = labels.sluice_route;
+      const policy = this.policies.value(r.policy);
+      for (const f of r.findings ?? []) {
+        this.findings.inc(
+          {
+            sluice_route: route,
+            sluice_policy: policy,
+            sluice_pii_type: this.detectorTypes.value(f.type),
+            action: f.action,
+            direction: f.direction,
+          },
+          f.count,
+        );
+      }
+      if (r.policyFailure) {
+        this.policyFailures.inc({
+          sluice_route: route,
+          sluice_policy: policy,
+          failure_mode: r.policyFailure,
+        });
+      }
+    }
     const seconds = r.durationMs / 1000;
     this.duration.observe(
       { ...labels, error_type: r.errorCode ?? (r.status >= 400 ? String(r.status) : '') },
@@ -277,6 +330,9 @@ export class Telemetry {
         duration_ms: round(r.durationMs),
         ttft_ms: r.ttftMs === undefined ? undefined : round(r.ttftMs),
         verdicts: r.verdicts ?? [],
+        policy: r.policy,
+        findings: r.findings,
+        policy_failure: r.policyFailure,
       },
       'request',
     );

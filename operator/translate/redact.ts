@@ -19,5 +19,17 @@ export function redacted(t: Translation): Translation['extproc'] {
     backends: t.extproc.backends.map((b) =>
       b.credential ? { ...b, credential: { value: refs.get(b.name) ?? '<redacted>' } } : b,
     ),
+    // The masking hash key is a secret too.
+    routes: t.extproc.routes.map((r) =>
+      r.policy?.masking?.hashKey
+        ? {
+            ...r,
+            policy: {
+              ...r.policy,
+              masking: { ...r.policy.masking, hashKey: { value: '<redacted>' } },
+            },
+          }
+        : r,
+    ),
   };
 }

@@ -1,0 +1,380 @@
+/**
+ * Applying a compiled masking policy: to a request body (by API shape), and to model output,
+ * whole or streamed. Findings are tallied by direction, type and action; values never leave
+ * this module except as replacements in the body.
+ */
+import type { Operation } from '../api/endpoints.js';
+import type { MaskAction } from '../config/contract.js';
+import type { Finding } from './detect/index.js';
+import { requestSlots } from './fields.js';
+import { restore, StreamRestorer } from './placeholder.js';
+import { irreversible, type CompiledMasking } from './policy.js';
+import {
+  EMPTY_LOOKUP,
+  RequestVault,
+  type MaybePromise,
+  type PlaceholderLookup,
+  type Vault,
+  type VaultItem,
+} from './vault.js';
+
+export type Direction = 'request' | 'response';
+
+export interface FindingCount {
+  direction: Direction;
+  type: string;
+  /** The action taken, or `would_<action>` in shadow mode. */
+  action: string;
+  count: number;
+}
+
+export class Tally {
+  private readonly counts = new Map<string, FindingCount>();
+
+  add(direction: Direction, type: string, action: string): void {
+    const k = `${direction}\0${type}\0${action}`;
+    const c = this.counts.get(k);
+    if (c) c.count++;
+    else this.counts.set(k, { direction, type, action, count: 1 });
+  }
+
+  list(): FindingCount[] {
+    return [...this.counts.values()];
+  }
+
+  get size(): number {
+    return this.counts.size;
+  }
+}
+
+/** A vault that did not answer within the policy's time; the failure mode decides. */
+export class PolicyUnavailableError extends Error {
+  override readonly name = 'PolicyUnavailableError';
+}
+
+export const SYSTEM_NOTE =
+  'Some values in this conversation were replaced by placeholders such as [EMAIL_1]. ' +
+  'When you refer to one, write the placeholder exactly as it appears, brackets included.';
+
+function within<T>(v: MaybePromise<T>, ms: number): MaybePromise<T> {
+  if (!(v instanceof Promise)) return v;
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new PolicyUnavailableError('vault timed out')), ms);
+  });
+  return Promise.race([v, timeout]).finally(() => clearTimeout(timer));
+}
+
+export interface RequestMasking {
+  /** The body was rewritten in place. */
+  changed: boolean;
+  /** Types and counts that the policy blocks (enforce mode only); values are never kept. */
+  blocked: { type: string; count: number }[];
+  /** What restores this request's placeholders in the response. */
+  lookup: PlaceholderLookup;
+}
+
+export interface RequestMaskingInput {
+  masking: CompiledMasking;
+  shadow: boolean;
+  operation: Operation;
+  body: Record<string, unknown>;
+  tally: Tally;
+  /** The shared vault and the conversation's scoped id; absent: placeholders live for one request. */
+  vault?: Vault | undefined;
+  session?: string | undefined;
+}
+
+interface Planned {
+  slot: number;
+  finding: Finding;
+  action: MaskAction;
+}
+
+export async function maskRequest(input: RequestMaskingInput): Promise<RequestMasking> {
+  const { masking: m, shadow, tally } = input;
+  const list = requestSlots(input.operation, input.body);
+  const plans: Planned[] = [];
+  const blocked = new Map<string, number>();
+  list.slots.forEach((slot, i) => {
+    for (const f of m.detectors.detect(slot.text)) {
+      const action = m.action(f.type);
+      tally.add('request', f.type, shadow ? `would_${action}` : action);
+      if (action === 'block') blocked.set(f.type, (blocked.get(f.type) ?? 0) + 1);
+      plans.push({ slot: i, finding: f, action });
+    }
+  });
+  const sessionVault = m.reversible && input.vault && input.session !== undefined;
+  if (shadow) return { changed: false, blocked: [], lookup: EMPTY_LOOKUP };
+  if (blocked.size > 0) {
+    return {
+      changed: false,
+      blocked: [...blocked].map(([type, count]) => ({ type, count })),
+      lookup: EMPTY_LOOKUP,
+    };
+  }
+
+  const items: VaultItem[] = [];
+  for (const p of plans) {
+    if (p.action === 'mask') {
+      const s = list.slots[p.slot]!.text;
+      items.push({ type: p.finding.type, value: s.slice(p.finding.start, p.finding.end) });
+    }
+  }
+  let placeholders: string[] = [];
+  let lookup: PlaceholderLookup = EMPTY_LOOKUP;
+  if (sessionVault) {
+    if (items.length > 0)
+      placeholders = await within(input.vault!.put(input.session!, items), m.timeoutMs);
+    lookup = await within(input.vault!.get(input.session!), m.timeoutMs);
+  } else if (items.length > 0) {
+    const local = new RequestVault();
+    placeholders = local.put(items);
+    if (m.reversible) lookup = local;
+  }
+
+  // Right to left within a slot, so earlier offsets stay valid.
+  const bySlot = new Map<number, { f: Finding; with: string }[]>();
+  let next = 0;
+  for (const p of plans) {
+    const text = list.slots[p.slot]!.text;
+    const value = text.slice(p.finding.start, p.finding.end);
+    const replacement =
+      p.action === 'mask'
+        ? placeholders[next++]!
+        : irreversible(m, p.action, p.finding.type, value);
+    if (replacement === undefined) continue;
+    let edits = bySlot.get(p.slot);
+    if (!edits) bySlot.set(p.slot, (edits = []));
+    edits.push({ f: p.finding, with: replacement });
+  }
+  for (const [i, edits] of bySlot) {
+    const slot = list.slots[i]!;
+    let text = slot.text;
+    for (let k = edits.length - 1; k >= 0; k--) {
+      const e = edits[k]!;
+      text = text.slice(0, e.f.start) + e.with + text.slice(e.f.end);
+    }
+    slot.set(text);
+  }
+  list.commit();
+  const changed = bySlot.size > 0;
+  if (changed && m.systemNote && m.reversible && placeholders.length > 0) {
+    addSystemNote(input.operation, input.body);
+  }
+  return { changed, blocked: [], lookup };
+}
+
+/** Asks the model to keep placeholders verbatim, in the place each API reads instructions from. */
+export function addSystemNote(op: Operation, body: Record<string, unknown>): void {
+  switch (op) {
+    case 'chat': {
+      if (Array.isArray(body.messages))
+        body.messages = [{ role: 'system', content: SYSTEM_NOTE }, ...(body.messages as unknown[])];
+      return;
+    }
+    case 'responses': {
+      const ins = body.instructions;
+      body.instructions =
+        typeof ins === 'string' && ins !== '' ? `${ins}\n\n${SYSTEM_NOTE}` : SYSTEM_NOTE;
+      return;
+    }
+    case 'messages': {
+      const sys = body.system;
+      if (typeof sys === 'string' && sys !== '') body.system = `${sys}\n\n${SYSTEM_NOTE}`;
+      else if (Array.isArray(sys))
+        body.system = [...(sys as unknown[]), { type: 'text', text: SYSTEM_NOTE }];
+      else body.system = SYSTEM_NOTE;
+      return;
+    }
+    case 'completions':
+    case 'embeddings':
+      return;
+  }
+}
+
+/**
+ * Model output: new findings replaced per policy (never restorable: a value the client did not
+ * send must not come back through a placeholder), then this conversation's placeholders restored.
+ */
+export class OutputTransform {
+  constructor(
+    readonly masking: CompiledMasking,
+    private readonly shadow: boolean,
+    readonly lookup: PlaceholderLookup,
+    private readonly tally: Tally,
+  ) {}
+
+  get scans(): boolean {
+    return this.masking.scanResponses;
+  }
+
+  get restores(): boolean {
+    return this.lookup.size > 0;
+  }
+
+  /** Replaces findings in `text[from..]`; `text[..from]` is only context already sent. */
+  scan(
+    text: string,
+    from = 0,
+    upTo = text.length,
+    found: readonly Finding[] = this.masking.detectors.detect(text),
+    count = true,
+  ): string {
+    const m = this.masking;
+    let out = '';
+    let at = from;
+    for (const f of found) {
+      if (f.start < from || f.start >= upTo) continue;
+      const action = m.action(f.type);
+      if (count) this.tally.add('response', f.type, this.shadow ? `would_${action}` : action);
+      if (this.shadow) continue;
+      // Blocking is no longer possible once a response is under way: the value is redacted.
+      const r = irreversible(
+        m,
+        action === 'block' ? 'redact' : action,
+        f.type,
+        text.slice(f.start, f.end),
+      );
+      if (r === undefined) continue;
+      out += text.slice(at, f.start) + r;
+      at = f.end;
+    }
+    return at === from ? text.slice(from, upTo) : out + text.slice(at, upTo);
+  }
+
+  /** `count: false` for texts that repeat ones already counted (a stream's done events). */
+  whole(text: string, json = false, count = true): string {
+    const scanned = this.scans
+      ? this.scan(text, 0, text.length, this.masking.detectors.detect(text), count)
+      : text;
+    return restore(scanned, this.lookup, json);
+  }
+
+  channel(json = false): TextChannel {
+    return new TextChannel(this, json);
+  }
+}
+
+/** Left context kept for the detectors after text was sent, so a sent number's tail is not a new finding. */
+const LEFT_CONTEXT = 48;
+/** Beyond this much text without a safe cut, the scanner cuts anyway (TTFT bound on odd output). */
+const MAX_SCAN_HOLD = 4096;
+const RIGHT_CONTEXT = 96;
+
+function isDigitCode(c: number): boolean {
+  return c >= 48 && c <= 57;
+}
+
+function isLowerOrPunct(c: number): boolean {
+  return (c >= 97 && c <= 122) || c === 40 || c === 34 || c === 39;
+}
+
+/**
+ * One streamed text (a choice's content, a tool call's arguments, a content block): the scanner
+ * holds text back only until a cut where no value can span (a space between a non-digit and a
+ * lower-case word), then the restorer holds back only an unfinished placeholder. Each character
+ * is scanned about twice at most, so the work per chunk is proportional to the chunk.
+ */
+export class TextChannel {
+  private pending = '';
+  private left = '';
+  private readonly restorer: StreamRestorer;
+  private searchFrom = 0;
+
+  constructor(
+    private readonly t: OutputTransform,
+    json: boolean,
+  ) {
+    this.restorer = new StreamRestorer(t.lookup, t.masking.maxPlaceholderLength, json);
+  }
+
+  push(text: string): string {
+    if (!this.t.scans) return this.restorer.push(text);
+    this.pending += text;
+    const cut = this.safeCut();
+    if (cut <= 0) return '';
+    return this.restorer.push(this.release(cut));
+  }
+
+  flush(): string {
+    const rest =
+      this.t.scans && this.pending.length > 0 ? this.release(this.pending.length, true) : '';
+    return this.restorer.push(rest) + this.restorer.flush();
+  }
+
+  /** Characters not yet given to the client. */
+  get held(): number {
+    return this.pending.length + this.restorer.held;
+  }
+
+  private safeCut(): number {
+    const s = this.pending;
+    let cut = -1;
+    for (let i = s.length - 2; i >= Math.max(1, this.searchFrom); i--) {
+      if (
+        s.charCodeAt(i) === 32 &&
+        !isDigitCode(s.charCodeAt(i - 1)) &&
+        isLowerOrPunct(s.charCodeAt(i + 1))
+      ) {
+        cut = i + 1;
+        break;
+      }
+    }
+    this.searchFrom = Math.max(0, s.length - 1);
+    if (cut > 0) return cut;
+    if (s.length <= MAX_SCAN_HOLD) return -1;
+    return s.length - RIGHT_CONTEXT;
+  }
+
+  /** Scans the pending text with its contexts, sends everything before `cut`, keeps the rest. */
+  private release(cut: number, final = false): string {
+    const s = this.left + this.pending;
+    const from = this.left.length;
+    let upTo = from + cut;
+    const found = this.t.masking.detectors.detect(s);
+    // A finding across the cut is sent whole with a later release, never half now; only a
+    // finding longer than the whole hold-back is cut.
+    if (!final) {
+      for (const f of found) {
+        if (f.start < upTo && f.end > upTo && f.start >= from) upTo = f.start;
+      }
+      if (upTo === from && this.pending.length > MAX_SCAN_HOLD) upTo = from + cut;
+    }
+    const out = this.t.scan(s, from, upTo, found);
+    const sent = s.slice(from, upTo);
+    this.pending = s.slice(upTo);
+    this.left = (this.left + sent).slice(-LEFT_CONTEXT);
+    // The text kept was searched already: only what arrives next can hold a new cut.
+    this.searchFrom = Math.max(0, this.pending.length - 1);
+    return out;
+  }
+}
+
+/**
+ * One text masked on its own (`sluice mask`): placeholders numbered within the text, findings
+ * with offsets into the input.
+ */
+export function maskString(
+  m: CompiledMasking,
+  text: string,
+  shadow = false,
+): { text: string; findings: Finding[] } {
+  const findings = m.detectors.detect(text);
+  if (shadow || findings.length === 0) return { text, findings };
+  const vault = new RequestVault();
+  let out = '';
+  let at = 0;
+  for (const f of findings) {
+    const action = m.action(f.type);
+    const value = text.slice(f.start, f.end);
+    const r =
+      action === 'mask'
+        ? vault.put([{ type: f.type, value }])[0]!
+        : irreversible(m, action, f.type, value);
+    if (r === undefined) continue;
+    out += text.slice(at, f.start) + r;
+    at = f.end;
+  }
+  return { text: out + text.slice(at), findings };
+}

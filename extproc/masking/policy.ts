@@ -1,0 +1,133 @@
+/**
+ * A route's effective policy, compiled once per config version: detectors built, actions
+ * resolved, keys decoded. Requests only read it.
+ */
+import { createHmac, randomBytes } from 'node:crypto';
+import type { MaskAction, MaskingPolicy, Policy } from '../config/contract.js';
+import { BUILTIN_TYPES, createDetectors, type DetectorSet } from './detect/index.js';
+import { MAX_PLACEHOLDER_NUMBER } from './vault.js';
+
+export interface CompiledMasking {
+  readonly detectors: DetectorSet;
+  readonly types: readonly string[];
+  action(type: string): MaskAction;
+  readonly reversible: boolean;
+  readonly sessionHeader: string;
+  readonly systemNote: boolean;
+  readonly scanResponses: boolean;
+  readonly redaction: 'typed' | 'generic';
+  readonly partialKeep: number;
+  readonly hashKey: Buffer;
+  readonly timeoutMs: number;
+  /** The longest placeholder this policy can produce: the streaming hold-back bound. */
+  readonly maxPlaceholderLength: number;
+}
+
+export interface CompiledPolicy {
+  readonly name: string;
+  readonly mode: 'enforce' | 'shadow';
+  readonly failureMode: 'closed' | 'open';
+  readonly masking: CompiledMasking | undefined;
+}
+
+// One per process: hashes without a configured key are stable for the life of the process only.
+const PROCESS_HASH_KEY = randomBytes(32);
+
+export function compilePolicy(p: Policy): CompiledPolicy {
+  return {
+    name: p.name,
+    mode: p.mode,
+    failureMode: p.failureMode,
+    masking: p.masking ? compileMasking(p.masking) : undefined,
+  };
+}
+
+export function compileMasking(m: MaskingPolicy): CompiledMasking {
+  const detectors = createDetectors({
+    types: m.detectors ?? BUILTIN_TYPES,
+    custom: m.customPatterns,
+    words: m.wordLists,
+  });
+  const actions = new Map(Object.entries(m.actions));
+  const longestType = Math.max(...detectors.types.map((t) => t.length), 1);
+  return {
+    detectors,
+    types: detectors.types,
+    action: (type) => actions.get(type) ?? m.defaultAction,
+    reversible: m.reversible,
+    sessionHeader: m.sessionHeader,
+    systemNote: m.systemNote,
+    scanResponses: m.scanResponses,
+    redaction: m.redaction,
+    partialKeep: m.partialKeep,
+    hashKey: m.hashKey ? Buffer.from(m.hashKey.value, 'utf8') : PROCESS_HASH_KEY,
+    timeoutMs: m.timeoutMs,
+    maxPlaceholderLength: longestType + String(MAX_PLACEHOLDER_NUMBER).length + 3,
+  };
+}
+
+/** The default of `sluice mask` and of tests: every built-in, action mask. */
+export function defaultMasking(): CompiledMasking {
+  return compileMasking({
+    customPatterns: [],
+    wordLists: [],
+    actions: {},
+    defaultAction: 'mask',
+    reversible: true,
+    sessionHeader: 'x-sluice-session',
+    systemNote: false,
+    scanResponses: true,
+    redaction: 'typed',
+    partialKeep: 4,
+    timeoutMs: 250,
+  });
+}
+
+/** What replaces a value for the irreversible actions; `undefined` leaves it (alert, block). */
+export function irreversible(
+  m: CompiledMasking,
+  action: MaskAction,
+  type: string,
+  value: string,
+): string | undefined {
+  switch (action) {
+    case 'redact':
+    case 'mask':
+      return m.redaction === 'generic' ? '[REDACTED]' : `[${type}]`;
+    case 'hash':
+      return `[${type}:${keyedHash(m.hashKey, type, value)}]`;
+    case 'partial':
+      return partial(value, m.partialKeep);
+    case 'block':
+    case 'alert':
+      return undefined;
+  }
+}
+
+export function keyedHash(key: Buffer, type: string, value: string): string {
+  // The type is part of the input so equal strings of different types do not correlate.
+  return createHmac('sha256', key)
+    .update(type)
+    .update('\0')
+    .update(value)
+    .digest('hex')
+    .slice(0, 10);
+}
+
+/** Keeps the last `keep` letters/digits and the separators, so `4111 1111 1111 1111` → `**** **** **** 1111`. */
+export function partial(value: string, keep: number): string {
+  let kept = 0;
+  const out: string[] = [];
+  for (let i = value.length - 1; i >= 0; i--) {
+    const ch = value[i]!;
+    if (/[\p{L}\p{N}]/u.test(ch)) {
+      out.push(kept < keep ? ch : '*');
+      kept++;
+    } else {
+      out.push(ch);
+    }
+  }
+  // Short values would be almost entirely kept; mask them whole instead.
+  if (kept <= keep * 2) return '*'.repeat(value.length);
+  return out.reverse().join('');
+}
