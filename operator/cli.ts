@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 /** The `sluice` command: one binary for every component; each subcommand loads only its own code. */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const COMMANDS: Record<
   string,
@@ -37,6 +39,17 @@ function usage(): string {
   return `Usage: sluice <command> [options]\n\nCommands:\n${lines.join('\n')}\n\nRun "sluice <command> --help" for a command's options.\n`;
 }
 
+/** The repository's package.json, found upward (this file runs from source and from dist/). */
+function packageJson(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json'))) {
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('package.json not found');
+    dir = parent;
+  }
+  return join(dir, 'package.json');
+}
+
 async function cli(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
@@ -44,9 +57,7 @@ async function cli(argv: string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-v') {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-      version: string;
-    };
+    const pkg = JSON.parse(readFileSync(packageJson(), 'utf8')) as { version: string };
     process.stdout.write(`sluice ${pkg.version}\n`);
     return 0;
   }
