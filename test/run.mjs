@@ -16,6 +16,7 @@ const tiers = {
   conformance: ['test/conformance'],
   e2e: ['test/e2e'],
   kube: ['test/kube'],
+  redis: ['test/redis'],
 };
 
 function find(dir, out) {
@@ -53,6 +54,13 @@ if (files.length === 0) {
 // outside the repo (~/.cache/sluice), so a fresh machine gets them from the project's own script.
 if (selected.includes('kube')) {
   const setup = spawnSync(process.execPath, [join(root, 'test/kube/setup.mjs')], {
+    stdio: 'inherit',
+  });
+  if (setup.status !== 0) process.exit(setup.status ?? 1);
+}
+// The redis tier needs a redis-server binary: installed from Debian's packages when missing.
+if (selected.includes('redis')) {
+  const setup = spawnSync(process.execPath, [join(root, 'test/redis/setup.mjs')], {
     stdio: 'inherit',
   });
   if (setup.status !== 0) process.exit(setup.status ?? 1);

@@ -1,0 +1,133 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { MemoryStore } from '../state/memory.js';
+import { StoreUnavailable, type StateStore } from '../state/store.js';
+import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
+import { AttemptLedger, Budget, formatReset } from './budget.js';
+
+/** A memory store that can be switched off, standing in for an unreachable Redis. */
+function flaky(): StateStore & { down: boolean; settles: number } {
+  const inner = new MemoryStore();
+  const s = {
+    kind: 'memory' as const,
+    down: false,
+    settles: 0,
+    reserve: (r: Parameters<StateStore['reserve']>[0]) =>
+      s.down ? Promise.reject(new StoreUnavailable()) : inner.reserve(r),
+    settle: (r: Parameters<StateStore['settle']>[0]) => {
+      if (s.down) return Promise.reject(new StoreUnavailable());
+      s.settles++;
+      return inner.settle(r);
+    },
+    levels: inner.levels.bind(inner),
+    usage: inner.usage.bind(inner),
+    close: inner.close.bind(inner),
+  };
+  return s;
+}
+
+describe('Budget', () => {
+  it('sends OpenAI-style rate limit headers for the tightest bucket of each kind', async () => {
+    const c = clock(T0 + 15_500);
+    const b = new Budget({ store: new MemoryStore(), clock: c.fn });
+    const p = policy([
+      { name: 'team', per: ['team'], requestsPerMinute: 100, tokensPerMinute: 1000 },
+      { name: 'me', per: ['consumer'], requestsPerMinute: 3 },
+    ]);
+    const r = await b.reserve(p, KEYS, { tokens: 250, costUsd: 0 });
+    assert.ok(r.ok);
+    assert.deepEqual(r.headers, {
+      'x-ratelimit-limit-requests': '3',
+      'x-ratelimit-remaining-requests': '2',
+      'x-ratelimit-reset-requests': '44.5s',
+      'x-ratelimit-limit-tokens': '1000',
+      'x-ratelimit-remaining-tokens': '750',
+      'x-ratelimit-reset-tokens': '44.5s',
+    });
+  });
+
+  it('flags a request larger than the whole limit', async () => {
+    const b = new Budget({ store: new MemoryStore(), clock: clock().fn });
+    const r = await b.reserve(policy([{ name: 't', tokensPerMinute: 100, per: [] }]), KEYS, {
+      tokens: 101,
+      costUsd: 0,
+    });
+    assert.ok(!r.ok);
+    assert.equal(r.neverFits, true);
+  });
+
+  it('fails closed with state_unavailable, or open with a count, when the store is away', async () => {
+    const store = flaky();
+    store.down = true;
+    const opened: string[] = [];
+    const b = new Budget({ store, clock: clock().fn, onFailOpen: (p) => opened.push(p) });
+    const closed = policy([{ name: 't', tokensPerMinute: 100, per: [] }]);
+    const r = await b.reserve(closed, KEYS, { tokens: 1, costUsd: 0 });
+    assert.ok(!r.ok);
+    assert.equal(r.refusal.code, 'state_unavailable');
+    assert.equal(r.refusal.status, 503);
+    const open = { ...closed, failureMode: 'open' as const };
+    const o = await b.reserve(open, KEYS, { tokens: 1, costUsd: 0 });
+    assert.ok(o.ok && o.failOpen);
+    assert.deepEqual(opened, [open.name]);
+  });
+
+  it('queues settlements while the store is away and applies each once when it is back', async () => {
+    const store = flaky();
+    const c = clock();
+    const b = new Budget({ store, clock: c.fn });
+    const p = policy([{ name: 't', tokensPerMinute: 1000, per: [] }]);
+    const r = await b.reserve(p, KEYS, { tokens: 100, costUsd: 0 });
+    assert.ok(r.ok && r.reservation);
+    store.down = true;
+    assert.deepEqual(await b.reconcile(r.reservation, { tokens: 10, costUsd: 0 }), {
+      status: 'queued',
+    });
+    assert.equal(b.pendingSettlements, 1);
+    assert.equal(await b.flush(), 0, 'still down');
+    store.down = false;
+    assert.equal(await b.flush(), 1);
+    assert.equal(b.pendingSettlements, 0);
+    assert.deepEqual(await store.levels(p.name, ['t||tokens|' + String(T0)], c.now), [10]);
+  });
+
+  it('gives up queued settlements older than the reservation TTL', async () => {
+    const store = flaky();
+    const c = clock();
+    let lost = 0;
+    const b = new Budget({ store, clock: c.fn, onSettlementLost: (n) => (lost += n) });
+    const p = policy([{ name: 't', tokensPerMinute: 1000, per: [] }]);
+    const r = await b.reserve(p, KEYS, { tokens: 100, costUsd: 0 });
+    assert.ok(r.ok && r.reservation);
+    store.down = true;
+    await b.release(r.reservation);
+    store.down = false;
+    c.tick(61_000);
+    assert.equal(await b.flush(), 0);
+    assert.equal(lost, 1);
+  });
+});
+
+describe('AttemptLedger', () => {
+  it('counts every attempt made, once, and nothing for attempts never made', () => {
+    const l = new AttemptLedger();
+    const first = l.begin();
+    l.record(first, { tokens: 0, costUsd: 0 }); // upstream 503 before any body
+    const second = l.begin();
+    l.record(second, { tokens: 120, costUsd: 0.0012 });
+    l.record(second, { tokens: 150, costUsd: 0.0015 }); // the final figure replaces the partial
+    assert.equal(l.attempts, 2);
+    assert.deepEqual(l.total(), { tokens: 150, costUsd: 0.0015, usage: undefined });
+    assert.throws(() => l.record(3, { tokens: 1, costUsd: 0 }), RangeError);
+  });
+});
+
+describe('formatReset', () => {
+  it('writes durations the way OpenAI does', () => {
+    assert.equal(formatReset(20), '20ms');
+    assert.equal(formatReset(1000), '1s');
+    assert.equal(formatReset(1500), '1.5s');
+    assert.equal(formatReset(360_000), '6m0s');
+    assert.equal(formatReset(3_723_000), '1h2m3s');
+  });
+});

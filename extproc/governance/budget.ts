@@ -1,0 +1,587 @@
+/**
+ * Limits and budgets: reserve before forwarding, reconcile with actual usage afterwards.
+ *
+ * Every limit of a policy becomes one bucket per metric it sets, split by its `per` dimensions:
+ *   requests / tokens per minute  fixed UTC-minute windows
+ *   spend per day / per month     UTC calendar day / month
+ *   concurrent                    no window: held from reserve to reconcile/release
+ * Fixed windows, not sliding ones, because a reservation must be settled against exactly the
+ * bucket it was charged to, and because the reset time we announce is then exact. The price is
+ * the known edge effect: up to twice a per-minute limit can pass in 60 s straddling a boundary.
+ *
+ * A reservation is admitted only if it fits every bucket (all or nothing, one store call), so
+ * concurrent requests can never be admitted past a limit; reconciling replaces each reserved
+ * amount with the actual one, so a budget is exceeded only by what requests used beyond their
+ * estimate.
+ */
+import { randomUUID } from 'node:crypto';
+import {
+  StoreUnavailable,
+  type StateStore,
+  type UsageIncrement,
+  type UsageValues,
+} from '../state/store.js';
+import type { TokenUsage } from '../usage/extract.js';
+import { refusal, type Refusal } from './refusal.js';
+import { microsToUsd, usdToMicros } from './pricing.js';
+import type { GovernancePolicy, Limit, LimitDimension, LimitsPolicy } from './schema.js';
+
+export type Metric = 'requests' | 'tokens' | 'concurrent' | 'spendDay' | 'spendMonth';
+
+export interface RequestKeys {
+  /** Absent for anonymous callers (identity not required). */
+  consumer?: string | undefined;
+  team?: string | undefined;
+  model: string;
+  route: string;
+}
+
+export interface Amount {
+  tokens: number;
+  costUsd: number;
+}
+
+export interface Actual extends Amount {
+  /** The usage split, for usage reports; absent: tokens are reported as a total only. */
+  usage?: TokenUsage | undefined;
+}
+
+export interface Charge {
+  key: string;
+  limitName: string;
+  metric: Metric;
+  /** Integer units: requests, tokens, micro-dollars. */
+  limit: number;
+  amount: number;
+  /** When the window ends (epoch ms); concurrency: 0. */
+  resetAtMs: number;
+  expireAtMs: number;
+}
+
+export interface Reservation {
+  readonly id: string;
+  readonly scope: string;
+  readonly createdAtMs: number;
+  readonly ttlMs: number;
+  readonly keys: RequestKeys;
+  readonly estimate: Amount;
+  readonly charges: readonly Charge[];
+  /** used + reserved per charge right after admission; for response headers. */
+  readonly levels: readonly number[];
+}
+
+export interface LimitHit {
+  limit: string;
+  metric: Metric;
+  retryAfterSeconds: number;
+  /** What is left in the caller's own bucket, in the metric's unit (USD for spend). */
+  remaining: number;
+  /** The request alone is larger than the limit: waiting will not help. */
+  neverFits: boolean;
+}
+
+export type ReserveResult =
+  | {
+      ok: true;
+      failOpen: false;
+      reservation: Reservation;
+      headers: Record<string, string>;
+      /** Shadow mode: the limit that would have refused this request. */
+      wouldRefuse?: LimitHit;
+    }
+  | { ok: true; failOpen: true; reservation: undefined; headers: Record<string, string> }
+  | ({ ok: false; refusal: Refusal } & Partial<LimitHit>);
+
+export type SettleResult =
+  | { status: 'settled'; expired: boolean }
+  | { status: 'duplicate' }
+  /** The store is away: queued and retried by flush(); the reservation's TTL bounds the harm. */
+  | { status: 'queued' };
+
+export interface BudgetPolicy {
+  /** Buckets are scoped by policy name: routes sharing a policy share its budgets. */
+  name: string;
+  mode: GovernancePolicy['mode'];
+  failureMode: GovernancePolicy['failureMode'];
+  limits: LimitsPolicy;
+}
+
+export interface BudgetOptions {
+  store: StateStore;
+  clock?: () => number;
+  newId?: () => string;
+  /** Called for every request admitted because the store was away and the policy fails open. */
+  onFailOpen?: (policy: string) => void;
+  /** Called when a queued settlement is given up (too old or queue full). */
+  onSettlementLost?: (count: number) => void;
+  maxBacklog?: number;
+}
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+const DAY_USAGE_RETENTION_MS = 62 * DAY_MS;
+const MONTH_USAGE_RETENTION_MS = 400 * DAY_MS;
+
+interface Backlogged {
+  reservation: Reservation;
+  actual: Actual | undefined;
+  queuedAtMs: number;
+}
+
+export class Budget {
+  private readonly store: StateStore;
+  private readonly clock: () => number;
+  private readonly newId: () => string;
+  private readonly onFailOpen: ((policy: string) => void) | undefined;
+  private readonly onSettlementLost: ((count: number) => void) | undefined;
+  private readonly maxBacklog: number;
+  private readonly backlog: Backlogged[] = [];
+  private flushing: Promise<number> | undefined;
+
+  constructor(opts: BudgetOptions) {
+    this.store = opts.store;
+    this.clock = opts.clock ?? Date.now;
+    this.newId = opts.newId ?? randomUUID;
+    this.onFailOpen = opts.onFailOpen;
+    this.onSettlementLost = opts.onSettlementLost;
+    this.maxBacklog = opts.maxBacklog ?? 10_000;
+  }
+
+  get pendingSettlements(): number {
+    return this.backlog.length;
+  }
+
+  async reserve(policy: BudgetPolicy, keys: RequestKeys, estimate: Amount): Promise<ReserveResult> {
+    const now = this.clock();
+    const ttlMs = policy.limits.reservationTtlSeconds * 1000;
+    const charges = chargesFor(policy.limits.rules, keys, estimate, now, ttlMs);
+    const id = this.newId();
+    const shadow = policy.mode === 'shadow';
+    let reply;
+    try {
+      reply = await this.store.reserve({
+        scope: policy.name,
+        id,
+        nowMs: now,
+        ttlMs,
+        buckets: charges,
+        force: shadow,
+      });
+    } catch (err) {
+      if (!(err instanceof StoreUnavailable)) throw err;
+      if (policy.failureMode === 'open') {
+        this.onFailOpen?.(policy.name);
+        return { ok: true, failOpen: true, reservation: undefined, headers: {} };
+      }
+      return {
+        ok: false,
+        refusal: refusal('state_unavailable', 'Usage limits cannot be checked right now.', {
+          headers: { 'retry-after': '1' },
+        }),
+      };
+    }
+    this.kick();
+    const hit = reply.over >= 0 ? limitHit(charges, reply.levels, reply.over, now) : undefined;
+    if (!reply.admitted) {
+      const h = hit!;
+      const c = charges[reply.over]!;
+      const headers = rateLimitHeaders(charges, reply.levels, now);
+      headers['retry-after'] = String(h.retryAfterSeconds);
+      const spend = c.metric === 'spendDay' || c.metric === 'spendMonth';
+      return {
+        ok: false,
+        ...h,
+        refusal: refusal(
+          spend ? 'budget_exceeded' : 'rate_limit_exceeded',
+          `${METRIC_TEXT[c.metric]} limit "${c.limitName}" reached; retry after ${h.retryAfterSeconds}s.`,
+          { rule: c.limitName, headers },
+        ),
+      };
+    }
+    const reservation: Reservation = {
+      id,
+      scope: policy.name,
+      createdAtMs: now,
+      ttlMs,
+      keys: { ...keys },
+      estimate: { ...estimate },
+      charges,
+      levels: reply.levels,
+    };
+    const result: ReserveResult = {
+      ok: true,
+      failOpen: false,
+      reservation,
+      headers: rateLimitHeaders(charges, reply.levels, now),
+    };
+    if (hit) result.wouldRefuse = hit;
+    return result;
+  }
+
+  /**
+   * Replaces the reservation with what the request actually used: at the end of a response,
+   * a client abort (partial usage) or an upstream error (often 0). Settles once per reservation.
+   */
+  reconcile(reservation: Reservation, actual: Actual): Promise<SettleResult> {
+    return this.settle(reservation, actual);
+  }
+
+  /** The request never reached upstream: gives everything back, counts nothing. */
+  release(reservation: Reservation): Promise<SettleResult> {
+    return this.settle(reservation, undefined);
+  }
+
+  private async settle(
+    reservation: Reservation,
+    actual: Actual | undefined,
+  ): Promise<SettleResult> {
+    try {
+      const result = await this.apply(reservation, actual);
+      this.kick();
+      return result;
+    } catch (err) {
+      if (!(err instanceof StoreUnavailable)) throw err;
+      this.enqueue({ reservation, actual, queuedAtMs: this.clock() });
+      return { status: 'queued' };
+    }
+  }
+
+  private async apply(reservation: Reservation, actual: Actual | undefined): Promise<SettleResult> {
+    const reply = await this.store.settle(settleRequest(reservation, actual, this.clock()));
+    return reply.applied
+      ? { status: 'settled', expired: !reply.pendingFound }
+      : { status: 'duplicate' };
+  }
+
+  private enqueue(item: Backlogged): void {
+    if (this.backlog.length >= this.maxBacklog) {
+      this.backlog.shift();
+      this.onSettlementLost?.(1);
+    }
+    this.backlog.push(item);
+  }
+
+  /** Retries queued settlements in the background after the store answered again. */
+  private kick(): void {
+    if (this.backlog.length === 0 || this.flushing) return;
+    this.flush().catch(() => undefined);
+  }
+
+  /**
+   * Retries queued settlements; returns how many went through. Settling is idempotent by
+   * reservation id, so one that did reach the store before its answer was lost is not counted
+   * twice. Entries older than their reservation's TTL are dropped: the store's "settled" marker
+   * (kept for twice the TTL) may be gone by then, and the reservation has expired anyway.
+   */
+  flush(): Promise<number> {
+    this.flushing ??= this.drain().finally(() => {
+      this.flushing = undefined;
+    });
+    return this.flushing;
+  }
+
+  private async drain(): Promise<number> {
+    let done = 0;
+    while (this.backlog.length > 0) {
+      const item = this.backlog[0]!;
+      if (this.clock() - item.queuedAtMs > item.reservation.ttlMs) {
+        this.backlog.shift();
+        this.onSettlementLost?.(1);
+        continue;
+      }
+      try {
+        await this.apply(item.reservation, item.actual);
+      } catch (err) {
+        if (err instanceof StoreUnavailable) break;
+        this.backlog.shift();
+        throw err;
+      }
+      this.backlog.shift();
+      done++;
+    }
+    return done;
+  }
+
+  /** Headers for a response when no reservation was made for it (e.g. /v1/models). */
+  async currentHeaders(policy: BudgetPolicy, keys: RequestKeys): Promise<Record<string, string>> {
+    const now = this.clock();
+    const ttlMs = policy.limits.reservationTtlSeconds * 1000;
+    const charges = chargesFor(policy.limits.rules, keys, { tokens: 0, costUsd: 0 }, now, ttlMs);
+    const levels = await this.store.levels(
+      policy.name,
+      charges.map((c) => c.key),
+      now,
+    );
+    return rateLimitHeaders(charges, levels, now);
+  }
+}
+
+const METRIC_TEXT: Record<Metric, string> = {
+  requests: 'Requests-per-minute',
+  tokens: 'Tokens-per-minute',
+  concurrent: 'Concurrent-request',
+  spendDay: 'Daily spend',
+  spendMonth: 'Monthly spend',
+};
+
+function limitHit(charges: Charge[], levels: readonly number[], i: number, now: number): LimitHit {
+  const c = charges[i]!;
+  const level = levels[i] ?? 0;
+  const left = Math.max(0, c.limit - level);
+  const spend = c.metric === 'spendDay' || c.metric === 'spendMonth';
+  return {
+    limit: c.limitName,
+    metric: c.metric,
+    // Concurrency frees up when any request ends; there is no window to wait for.
+    retryAfterSeconds:
+      c.metric === 'concurrent' ? 1 : Math.max(1, Math.ceil((c.resetAtMs - now) / 1000)),
+    remaining: spend ? microsToUsd(left) : left,
+    neverFits: c.amount > c.limit,
+  };
+}
+
+// Dimension values come from request bodies and JWT claims: encoded so that no value can
+// forge a separator or a Redis hash tag, and long ones shortened to bound key size.
+function dimValue(v: string | undefined): string {
+  if (v === undefined || v === '') return '-';
+  const e = encodeURIComponent(v).replaceAll('*', '%2A');
+  return e.length <= 200 ? e : `${e.slice(0, 160)}~${fnv1a(v)}`;
+}
+
+function fnv1a(s: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}
+
+function dimsOf(per: readonly LimitDimension[], keys: RequestKeys): string {
+  return per.map((d) => `${d}=${dimValue(keys[d])}`).join(',');
+}
+
+export function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+export function utcMonth(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 7);
+}
+
+function nextUtcDay(ms: number): number {
+  return Math.floor(ms / DAY_MS) * DAY_MS + DAY_MS;
+}
+
+function nextUtcMonth(ms: number): number {
+  const d = new Date(ms);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}
+
+/** The buckets a request charges, in a stable order (limit order, then metric order). */
+export function chargesFor(
+  limits: readonly Limit[],
+  keys: RequestKeys,
+  estimate: Amount,
+  now: number,
+  ttlMs: number,
+): Charge[] {
+  const minute = Math.floor(now / MINUTE_MS) * MINUTE_MS;
+  const minuteEnd = minute + MINUTE_MS;
+  const dayEnd = nextUtcDay(now);
+  const monthEnd = nextUtcMonth(now);
+  const tokens = Math.max(0, Math.ceil(estimate.tokens));
+  const cost = Math.max(0, usdToMicros(estimate.costUsd));
+  const out: Charge[] = [];
+  for (const l of limits) {
+    const base = `${l.name}|${dimsOf(l.per, keys)}`;
+    const add = (metric: Metric, window: string, limit: number, amount: number, reset: number) =>
+      out.push({
+        key: `${base}|${metric}|${window}`,
+        limitName: l.name,
+        metric,
+        limit,
+        amount,
+        resetAtMs: reset,
+        // Late reconciles of this window's reservations still land before it is forgotten.
+        expireAtMs: reset === 0 ? now + 2 * ttlMs : reset + ttlMs,
+      });
+    if (l.requestsPerMinute !== undefined) {
+      add('requests', String(minute), l.requestsPerMinute, 1, minuteEnd);
+    }
+    if (l.tokensPerMinute !== undefined) {
+      add('tokens', String(minute), l.tokensPerMinute, tokens, minuteEnd);
+    }
+    if (l.concurrent !== undefined) add('concurrent', '', l.concurrent, 1, 0);
+    if (l.spendPerDayUsd !== undefined) {
+      add('spendDay', utcDay(now), usdToMicros(l.spendPerDayUsd), cost, dayEnd);
+    }
+    if (l.spendPerMonthUsd !== undefined) {
+      add('spendMonth', utcMonth(now), usdToMicros(l.spendPerMonthUsd), cost, monthEnd);
+    }
+  }
+  return out;
+}
+
+function actualFor(c: Charge, actual: Actual | undefined): number {
+  if (!actual) return 0;
+  switch (c.metric) {
+    case 'requests':
+      return 1;
+    case 'tokens':
+      return Math.max(0, Math.ceil(actual.tokens));
+    case 'concurrent':
+      return 0;
+    case 'spendDay':
+    case 'spendMonth':
+      return Math.max(0, usdToMicros(actual.costUsd));
+  }
+}
+
+function settleRequest(r: Reservation, actual: Actual | undefined, now: number) {
+  const usage: UsageIncrement[] = [];
+  if (actual) {
+    const u = actual.usage;
+    const values: UsageValues = {
+      requests: 1,
+      inputTokens: u?.inputTokens ?? 0,
+      outputTokens: u?.outputTokens ?? 0,
+      cachedInputTokens: u?.cachedInputTokens ?? 0,
+      totalTokens: Math.max(0, Math.ceil(actual.tokens)),
+      costMicros: Math.max(0, usdToMicros(actual.costUsd)),
+    };
+    const dims = {
+      consumer: r.keys.consumer ?? '',
+      team: r.keys.team ?? '',
+      model: r.keys.model,
+      route: r.keys.route,
+    };
+    const at = r.createdAtMs;
+    usage.push(
+      {
+        period: 'day',
+        periodKey: utcDay(at),
+        dims,
+        values,
+        expireAtMs: nextUtcDay(at) + DAY_USAGE_RETENTION_MS,
+      },
+      {
+        period: 'month',
+        periodKey: utcMonth(at),
+        dims,
+        values,
+        expireAtMs: nextUtcMonth(at) + MONTH_USAGE_RETENTION_MS,
+      },
+    );
+  }
+  return {
+    scope: r.scope,
+    id: r.id,
+    nowMs: now,
+    markerTtlMs: 2 * r.ttlMs,
+    buckets: r.charges.map((c) => ({
+      key: c.key,
+      actual: actualFor(c, actual),
+      expireAtMs: c.expireAtMs,
+    })),
+    usage,
+  };
+}
+
+/** Go-style durations as OpenAI sends them in x-ratelimit-reset-*: "20ms", "1.5s", "6m0s". */
+export function formatReset(ms: number): string {
+  const t = Math.max(0, Math.round(ms));
+  if (t < 1000) return `${t}ms`;
+  const h = Math.floor(t / 3_600_000);
+  const m = Math.floor((t % 3_600_000) / 60_000);
+  const sMs = t % 60_000;
+  const s = sMs % 1000 === 0 ? String(sMs / 1000) : (sMs / 1000).toFixed(3).replace(/0+$/, '');
+  if (h > 0) return `${h}h${m}m${s}s`;
+  if (m > 0) return `${m}m${s}s`;
+  return `${s}s`;
+}
+
+/**
+ * x-ratelimit-{limit,remaining,reset}-{requests,tokens} from the tightest per-minute bucket of
+ * each kind. Only the caller's own buckets are ever read, so nothing about others leaks.
+ */
+export function rateLimitHeaders(
+  charges: readonly Charge[],
+  levels: readonly number[],
+  now: number,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [metric, suffix] of [
+    ['requests', 'requests'],
+    ['tokens', 'tokens'],
+  ] as const) {
+    let best: { limit: number; remaining: number; reset: number } | undefined;
+    charges.forEach((c, i) => {
+      if (c.metric !== metric) return;
+      const remaining = Math.max(0, c.limit - (levels[i] ?? 0));
+      if (!best || remaining < best.remaining)
+        best = { limit: c.limit, remaining, reset: c.resetAtMs };
+    });
+    if (!best) continue;
+    out[`x-ratelimit-limit-${suffix}`] = String(best.limit);
+    out[`x-ratelimit-remaining-${suffix}`] = String(best.remaining);
+    out[`x-ratelimit-reset-${suffix}`] = formatReset(best.reset - now);
+  }
+  return out;
+}
+
+/**
+ * Per-attempt accounting for retries. The upstream phase calls `begin()` for every attempt it
+ * sees (Envoy runs the upstream filter once per attempt) and `record()` with what that attempt
+ * cost: 0 for a refused or failed attempt with no body, the usage of a partial stream, the full
+ * usage of the last one. `total()` is what reconcile receives, so each attempt actually made is
+ * counted once and attempts never made are not counted at all.
+ */
+export class AttemptLedger {
+  private readonly costs: (Actual | undefined)[] = [];
+
+  begin(): number {
+    this.costs.push(undefined);
+    return this.costs.length;
+  }
+
+  /** `attempt` is begin()'s number; recording twice for one attempt keeps the last figure. */
+  record(attempt: number, cost: Actual): void {
+    if (attempt < 1 || attempt > this.costs.length) throw new RangeError('unknown attempt');
+    this.costs[attempt - 1] = cost;
+  }
+
+  get attempts(): number {
+    return this.costs.length;
+  }
+
+  total(): Actual {
+    let tokens = 0;
+    let costMicros = 0;
+    let usage: TokenUsage | undefined;
+    for (const c of this.costs) {
+      if (!c) continue;
+      tokens += c.tokens;
+      costMicros += usdToMicros(c.costUsd);
+      if (c.usage) usage = usage ? addUsage(usage, c.usage) : { ...c.usage };
+    }
+    return { tokens, costUsd: microsToUsd(costMicros), usage };
+  }
+}
+
+function addUsage(a: TokenUsage, b: TokenUsage): TokenUsage {
+  return {
+    inputTokens: a.inputTokens + b.inputTokens,
+    outputTokens: a.outputTokens + b.outputTokens,
+    totalTokens: a.totalTokens + b.totalTokens,
+    cachedInputTokens: a.cachedInputTokens + b.cachedInputTokens,
+    cacheCreationInputTokens: a.cacheCreationInputTokens + b.cacheCreationInputTokens,
+    reasoningTokens: a.reasoningTokens + b.reasoningTokens,
+    estimated: a.estimated || b.estimated,
+  };
+}
+
+export function budgetPolicyOf(p: GovernancePolicy): BudgetPolicy | undefined {
+  if (!p.limits || p.limits.rules.length === 0) return undefined;
+  return { name: p.name, mode: p.mode, failureMode: p.failureMode, limits: p.limits };
+}

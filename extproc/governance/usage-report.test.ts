@@ -1,0 +1,79 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import type { UsageRow } from '../state/store.js';
+import { buildUsageReport, formatUsageTable, formatUsd, usageReportJson } from './usage-report.js';
+
+const row = (
+  consumer: string,
+  team: string,
+  model: string,
+  req: number,
+  cost: number,
+): UsageRow => ({
+  scope: 'p',
+  dims: { consumer, team, model, route: 'r' },
+  values: {
+    requests: req,
+    inputTokens: req * 100,
+    outputTokens: req * 10,
+    cachedInputTokens: 0,
+    totalTokens: req * 110,
+    costMicros: cost,
+  },
+});
+
+const rows = [
+  row('alice', 'red', 'gpt-4o', 3, 1_234_567),
+  row('bob', 'red', 'gpt-4o', 1, 10),
+  row('alice', 'red', 'mini', 2, 500),
+  row('anon', '', 'mini', 1, 0),
+];
+
+describe('usage report', () => {
+  it('aggregates by a dimension, most expensive first', () => {
+    const r = buildUsageReport(rows, { period: 'day', periodKey: '2026-03-31', by: 'consumer' });
+    assert.deepEqual(
+      r.rows.map((x) => [x.key, x.requests, x.costMicros]),
+      [
+        ['alice', 5, 1_235_067],
+        ['bob', 1, 10],
+        ['anon', 1, 0],
+      ],
+    );
+    assert.equal(r.total.requests, 7);
+  });
+
+  it('prints a table and JSON', () => {
+    const r = buildUsageReport(rows, { period: 'month', periodKey: '2026-03', by: 'team' });
+    assert.equal(
+      formatUsageTable(r),
+      [
+        'Usage for month 2026-03 (UTC), by team',
+        'TEAM    REQUESTS  INPUT  CACHED  OUTPUT  TOTAL       COST',
+        'red            6    600       0      60    660  $1.235077',
+        '(none)         1    100       0      10    110      $0.00',
+        'TOTAL          7    700       0      70    770  $1.235077',
+        '',
+      ].join('\n'),
+    );
+    const json = usageReportJson(r) as { rows: { team: string | null; costUsd: string }[] };
+    assert.deepEqual(
+      json.rows.map((x) => [x.team, x.costUsd]),
+      [
+        ['red', '1.235077'],
+        [null, '0.000000'],
+      ],
+    );
+    assert.match(
+      formatUsageTable(buildUsageReport([], { period: 'day', periodKey: 'd', by: 'model' })),
+      /no usage recorded/,
+    );
+  });
+
+  it('formats dollars without float noise', () => {
+    assert.equal(formatUsd(0), '$0.00');
+    assert.equal(formatUsd(10_000), '$0.01');
+    assert.equal(formatUsd(1_500), '$0.0015');
+    assert.equal(formatUsd(1_234_567_890_123), '$1,234,567.890123');
+  });
+});

@@ -1,0 +1,162 @@
+/**
+ * The state store behind budgets and usage reports. It knows buckets, reservations and counters,
+ * not limits or prices: budget.ts turns a policy into bucket charges, a store applies them
+ * atomically. Two implementations share these semantics exactly: memory.ts and redis.ts.
+ *
+ * A bucket holds `used` (settled, actual amounts) and `reserved` (pending reservations). A
+ * reservation fits when used + reserved + amount ≤ limit in every bucket it names; it is then
+ * added to all of them or to none. Settling (reconcile or release) removes the reserved amounts
+ * and adds the actual ones, once per reservation id however often it is retried. A reservation
+ * not settled by its deadline stops counting, so crashed requests give their share back.
+ */
+
+/** The store cannot be reached or did not answer in time; the policy's failure mode decides. */
+export class StoreUnavailable extends Error {
+  constructor(message = 'The state store is unavailable.', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StoreUnavailable';
+  }
+}
+
+export interface BucketCharge {
+  /** Unique within the scope; budget.ts encodes limit, dimensions, metric and window in it. */
+  key: string;
+  /** Integer capacity. */
+  limit: number;
+  /** Integer amount to reserve. */
+  amount: number;
+  /** Epoch ms after which the bucket may be forgotten (its window's end plus a grace). */
+  expireAtMs: number;
+}
+
+export interface ReserveRequest {
+  /** Buckets and reservations of one scope (a policy) share a Redis Cluster hash slot. */
+  scope: string;
+  id: string;
+  nowMs: number;
+  /** The reservation stops counting at nowMs + ttlMs unless settled before. */
+  ttlMs: number;
+  buckets: BucketCharge[];
+  /** Admit and count even when a bucket would overflow (shadow mode); `over` still reports it. */
+  force?: boolean;
+}
+
+export interface ReserveReply {
+  admitted: boolean;
+  /** Index of the first bucket the reservation did not fit, or -1. */
+  over: number;
+  /** Per bucket, used + reserved: after this reservation if admitted, before it if not. */
+  levels: number[];
+}
+
+export interface SettleBucket {
+  key: string;
+  /** Integer amount actually consumed; 0 gives everything back. */
+  actual: number;
+  expireAtMs: number;
+}
+
+export type UsagePeriod = 'day' | 'month';
+
+export interface UsageDims {
+  consumer: string;
+  team: string;
+  model: string;
+  route: string;
+}
+
+export const USAGE_METRICS = [
+  'requests',
+  'inputTokens',
+  'outputTokens',
+  'cachedInputTokens',
+  'totalTokens',
+  'costMicros',
+] as const;
+export type UsageMetric = (typeof USAGE_METRICS)[number];
+export type UsageValues = Record<UsageMetric, number>;
+
+export interface UsageIncrement {
+  period: UsagePeriod;
+  /** `YYYY-MM-DD` for a day, `YYYY-MM` for a month (UTC). */
+  periodKey: string;
+  dims: UsageDims;
+  values: UsageValues;
+  expireAtMs: number;
+}
+
+export interface SettleRequest {
+  scope: string;
+  id: string;
+  nowMs: number;
+  /** How long the "already settled" marker is kept; retries after that are not recognised. */
+  markerTtlMs: number;
+  buckets: SettleBucket[];
+  usage: UsageIncrement[];
+}
+
+export interface SettleReply {
+  /** false: this id was settled before; nothing changed. */
+  applied: boolean;
+  /** false: the reservation had already expired (its reserved amounts were dropped then). */
+  pendingFound: boolean;
+}
+
+export interface UsageRow {
+  scope: string;
+  dims: UsageDims;
+  values: UsageValues;
+}
+
+export interface StateStore {
+  readonly kind: 'memory' | 'redis';
+  reserve(req: ReserveRequest): Promise<ReserveReply>;
+  settle(req: SettleRequest): Promise<SettleReply>;
+  /** Current used + reserved of buckets, without changing anything (missing bucket: 0). */
+  levels(scope: string, keys: readonly string[], nowMs: number): Promise<number[]>;
+  usage(period: UsagePeriod, periodKey: string): Promise<UsageRow[]>;
+  close(): Promise<void>;
+}
+
+export function emptyUsage(): UsageValues {
+  return {
+    requests: 0,
+    inputTokens: 0,
+    outputTokens: 0,
+    cachedInputTokens: 0,
+    totalTokens: 0,
+    costMicros: 0,
+  };
+}
+
+/** One usage field name per (dims, metric); the unit separator cannot occur in names. */
+export function usageField(d: UsageDims, metric: UsageMetric): string {
+  return [d.consumer, d.team, d.model, d.route, metric].join('\x1f');
+}
+
+export function parseUsageField(
+  field: string,
+): { dims: UsageDims; metric: UsageMetric } | undefined {
+  const p = field.split('\x1f');
+  if (p.length !== 5) return undefined;
+  const metric = p[4] as UsageMetric;
+  if (!USAGE_METRICS.includes(metric)) return undefined;
+  return { dims: { consumer: p[0]!, team: p[1]!, model: p[2]!, route: p[3]! }, metric };
+}
+
+/** Folds field/value pairs of one scope's usage hash into rows. */
+export function usageRows(scope: string, pairs: Iterable<[string, number]>): UsageRow[] {
+  const rows = new Map<string, UsageRow>();
+  for (const [field, value] of pairs) {
+    const parsed = parseUsageField(field);
+    if (!parsed) continue;
+    const id = field.slice(0, field.lastIndexOf('\x1f'));
+    let row = rows.get(id);
+    if (!row) {
+      row = { scope, dims: parsed.dims, values: emptyUsage() };
+      rows.set(id, row);
+    }
+    row.values[parsed.metric] += value;
+  }
+  return [...rows.values()];
+}

@@ -1,0 +1,141 @@
+/**
+ * A throwaway redis-server for tests: loopback only, a free port, no persistence, killed with
+ * the test process. Install it first with `node test/redis/setup.mjs` (test/run.mjs does).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+
+export interface RedisHandle {
+  url: string;
+  port: number;
+  /** Graceful shutdown (SIGTERM) and wait for exit. */
+  stop(): Promise<void>;
+  /** SIGKILL, as a crash; resolves once the process is gone. */
+  kill(): Promise<void>;
+  /** Starts a fresh server (empty: nothing is persisted) on the same port. */
+  restart(): Promise<void>;
+}
+
+const live = new Set<ChildProcess>();
+// The wrapper below already ties redis to our stdin; this covers a normal exit faster.
+process.once('exit', () => {
+  for (const c of live) c.kill('SIGKILL');
+});
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => {
+        if (addr && typeof addr === 'object') resolve(addr.port);
+        else reject(new Error('no port'));
+      });
+    });
+  });
+}
+
+// redis-server cannot watch its parent, so a shell holds our stdin pipe: when this process dies
+// by any means (even SIGKILL), the pipe closes, `cat` returns and the shell kills redis. The pipe
+// is duplicated to fd 3 because sh gives background jobs /dev/null as their stdin.
+const WRAPPER =
+  'exec 3<&0; redis-server "$@" </dev/null & r=$!; echo "pid $r"; ' +
+  '(cat <&3 >/dev/null; kill -9 $r 2>/dev/null) & exec 3<&-; wait $r';
+
+interface Running {
+  child: ChildProcess;
+  pid: number;
+  exited: Promise<void>;
+}
+
+async function launch(port: number): Promise<Running> {
+  const bin = process.env.SLUICE_REDIS_SERVER ?? 'redis-server';
+  const args = [
+    '--port',
+    String(port),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    'no',
+    '--daemonize',
+    'no',
+    '--loglevel',
+    'notice',
+    '--dir',
+    '/tmp',
+  ];
+  const child = spawn('sh', ['-c', WRAPPER.replace('redis-server', bin), 'sh', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  live.add(child);
+  const exited = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      live.delete(child);
+      resolve();
+    }),
+  );
+  let out = '';
+  const pid = await new Promise<number>((resolve, reject) => {
+    let redisPid = 0;
+    const timer = setTimeout(() => {
+      reject(new Error(`redis-server did not start on port ${port}:\n${out.slice(-2000)}`));
+    }, 10_000);
+    const onData = (b: Buffer) => {
+      out += b.toString();
+      const m = /^pid (\d+)$/m.exec(out);
+      if (m) redisPid = Number(m[1]);
+      if (redisPid && out.includes('Ready to accept connections')) {
+        clearTimeout(timer);
+        child.stdout?.off('data', onData);
+        child.stdout?.resume();
+        resolve(redisPid);
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.stderr?.on('data', (b: Buffer) => (out += b.toString()));
+    void exited.then(() => {
+      clearTimeout(timer);
+      reject(new Error(`redis-server exited during startup:\n${out.slice(-2000)}`));
+    });
+  });
+  return { child, pid, exited };
+}
+
+export async function startRedis(): Promise<RedisHandle> {
+  let lastErr: unknown;
+  // Another process may take the port between freePort() and redis binding it.
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort();
+    let running: Running;
+    try {
+      running = await launch(port);
+    } catch (err) {
+      lastErr = err;
+      continue;
+    }
+    const end = async (signal: NodeJS.Signals) => {
+      const r = running;
+      try {
+        process.kill(r.pid, signal);
+      } catch {
+        // already gone
+      }
+      r.child.stdin?.end();
+      await r.exited;
+    };
+    return {
+      url: `redis://127.0.0.1:${port}`,
+      port,
+      stop: () => end('SIGTERM'),
+      kill: () => end('SIGKILL'),
+      restart: async () => {
+        await end('SIGKILL');
+        running = await launch(port);
+      },
+    };
+  }
+  throw lastErr instanceof Error ? lastErr : new Error('could not start redis-server');
+}
