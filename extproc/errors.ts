@@ -3,6 +3,8 @@
  * immediate responses in the caller's API format. Messages are written by us and must never embed
  * request content (a JSON.parse message can quote the body, so it is never passed on).
  */
+import { GOVERNANCE_STATUS, type GovernanceCode, type Refusal } from './governance/refusal.js';
+
 export type ErrorCode =
   | 'invalid_json'
   | 'invalid_encoding'
@@ -19,6 +21,7 @@ export type ErrorCode =
   | 'config_unavailable'
   | 'policy_blocked'
   | 'policy_unavailable'
+  | GovernanceCode
   | 'gateway_error';
 
 const STATUS: Record<ErrorCode, number> = {
@@ -37,6 +40,7 @@ const STATUS: Record<ErrorCode, number> = {
   config_unavailable: 503,
   policy_blocked: 403,
   policy_unavailable: 503,
+  ...GOVERNANCE_STATUS,
   gateway_error: 500,
 };
 
@@ -72,4 +76,9 @@ export function describeError(err: unknown): { code: string; message?: string; k
   if (err instanceof SluiceError) return { code: err.code, message: err.message };
   const kind = err instanceof Error ? err.constructor.name : typeof err;
   return { code: 'internal', kind };
+}
+
+/** A governance refusal as the caller sees it: status, our message, and its headers (retry-after). */
+export function refusalError(r: Refusal): SluiceError {
+  return new SluiceError(r.code, r.message, { headers: r.headers });
 }

@@ -19,6 +19,8 @@ Options:
   --admin HOST:PORT       /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
   --max-message-bytes N   largest ext_proc message accepted, i.e. buffered body size (default 16777216)
   --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
+  --redis-url URL         keep budgets and usage in Redis (redis://…; default: env SLUICE_REDIS_URL,
+                          else in process memory)
   --no-watch              do not reload the config on change (SIGHUP still reloads)
   --log-level LEVEL       trace|debug|info|warn|error (default info)
   -h, --help              this text
@@ -47,6 +49,10 @@ const Flags = z
       .max(512 * 1024 * 1024)
       .default(16 * 1024 * 1024),
     'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
+    'redis-url': z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
+      .optional(),
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   })
@@ -73,6 +79,7 @@ export async function main(argv: string[]): Promise<number> {
         admin: { type: 'string' },
         'max-message-bytes': { type: 'string' },
         'shutdown-grace-ms': { type: 'string' },
+        'redis-url': { type: 'string' },
         'no-watch': { type: 'boolean' },
         'log-level': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -119,6 +126,7 @@ export async function main(argv: string[]): Promise<number> {
       maxMessageBytes: f['max-message-bytes'],
       watchConfig: !f['no-watch'],
       shutdownGraceMs: f['shutdown-grace-ms'],
+      redisUrl: f['redis-url'],
       logger,
       registry,
       now: () => performance.now(),

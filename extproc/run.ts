@@ -10,7 +10,11 @@ import { WIRE } from './config/contract.js';
 import { FileConfigSource } from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
+import { Budget } from './governance/budget.js';
 import { RequestStore } from './pipeline/request-store.js';
+import { MemoryStore } from './state/memory.js';
+import { RedisStore } from './state/redis.js';
+import type { StateStore } from './state/store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
 import { UpstreamExchange } from './pipeline/upstream.js';
@@ -36,6 +40,12 @@ export interface ExtprocOptions {
   env: NodeJS.ProcessEnv;
   newId?: () => string;
   warmTokenizer?: boolean;
+  /** Budgets and usage in Redis; default: env SLUICE_REDIS_URL, else in process memory. */
+  redisUrl?: string | undefined;
+  /** A store of the caller's (tests); its lifetime stays the caller's. Wins over redisUrl. */
+  stateStore?: StateStore | undefined;
+  /** Wall-clock ms for budget windows and key expiry (default Date.now). */
+  wallClock?: () => number;
 }
 
 export interface RunningExtproc {
@@ -47,6 +57,10 @@ export interface RunningExtproc {
   close(): Promise<void>;
   readonly activeStreams: number;
   readonly pendingRequests: number;
+  /** The state store budgets and usage reports use. */
+  readonly stateStore: StateStore;
+  /** Resolves once every settlement started so far has reached the store (or its backlog). */
+  settled(): Promise<void>;
 }
 
 /** Which filter opened the stream: the operator sets this in the upstream filter's initial metadata. */
@@ -83,6 +97,43 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
 
   const store = new RequestStore(opts.now);
   const newId = opts.newId ?? randomUUID;
+  const wallClock = opts.wallClock ?? Date.now;
+  const redisUrl = opts.redisUrl ?? opts.env['SLUICE_REDIS_URL'];
+  let stateStore: StateStore;
+  if (opts.stateStore) {
+    stateStore = opts.stateStore;
+  } else if (redisUrl) {
+    const redis = new RedisStore({
+      url: redisUrl,
+      onError: (err) => log.warn({ event: 'redis_error', reason: err.message }, 'redis error'),
+    });
+    try {
+      await redis.ready();
+    } catch {
+      // Not fatal: the client reconnects on its own, and each policy's failure mode decides
+      // meanwhile (closed: 503, open: admitted and counted).
+      log.warn({ event: 'redis_unavailable' }, 'redis not reachable at start; retrying');
+    }
+    stateStore = redis;
+  } else {
+    stateStore = new MemoryStore();
+  }
+  log.info({ event: 'state_store', kind: stateStore.kind }, 'state store ready');
+  const budget = new Budget({
+    store: stateStore,
+    clock: wallClock,
+    onFailOpen: (policy) => telemetry.governanceFailOpen(policy),
+    onSettlementLost: (count) =>
+      log.warn({ event: 'settlement_lost', count }, 'budget settlements dropped'),
+  });
+  const settlements = new Set<Promise<unknown>>();
+  const settling = (p: Promise<unknown>): void => {
+    settlements.add(p);
+    void p.finally(() => settlements.delete(p));
+  };
+  const settled = async (): Promise<void> => {
+    while (settlements.size > 0) await Promise.all([...settlements]);
+  };
 
   const grpcServer = await startGrpcServer({
     listen: opts.listen,
@@ -95,7 +146,16 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       const filter = upstream ? 'upstream' : 'router';
       const handler: PhaseHandler = upstream
         ? new UpstreamExchange({ config, store })
-        : new RouterExchange({ config, store, telemetry, now: opts.now, newId });
+        : new RouterExchange({
+            config,
+            store,
+            telemetry,
+            now: opts.now,
+            newId,
+            budget,
+            wallNow: wallClock,
+            settling,
+          });
       new ExtProcStream(
         call,
         handler,
@@ -149,6 +209,8 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     get pendingRequests() {
       return store.size;
     },
+    stateStore,
+    settled,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -156,6 +218,10 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
         log.info({ event: 'shutdown', open_streams: open }, 'draining ext_proc streams');
         await grpcServer.shutdown(opts.shutdownGraceMs);
         store.close();
+        await settled();
+        // One last try for settlements queued while the store was away.
+        await budget.flush().catch(() => 0);
+        if (!opts.stateStore) await stateStore.close();
         await admin?.close();
         log.info({ event: 'stopped' }, 'extproc stopped');
       })();

@@ -20,6 +20,10 @@ const COMMANDS: Record<
     about: 'mask PII in JSON lines {"id","text"} from stdin, offline, with a policy',
     load: () => import('./mask/main.js'),
   },
+  usage: {
+    about: 'print spend and tokens per consumer, team, model or route from the state store',
+    load: () => import('./usage/main.js'),
+  },
   operator: {
     about: 'watch AIRoutes and AIPolicies, serve Envoy and the extproc over ADS, write status',
     load: () => import('./main.js'),

@@ -8,6 +8,9 @@
  */
 import { z } from 'zod';
 import { BUILTIN_TYPES, createDetectors, PatternError } from '../masking/detect/index.js';
+import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
+
+export { Consumer, GovernancePolicy };
 
 export const CONTRACT_API_VERSION = 'sluice.dev/extproc/v1';
 
@@ -228,7 +231,14 @@ export const Route = z
     /** Unix seconds shown as `created` in /v1/models; fixed so the answer is stable. */
     created: z.number().int().min(0).default(0),
     ownedBy: z.string().min(1).default('sluice'),
+    /** The masking policy. */
     policy: Policy.optional(),
+    /**
+     * Names one of the top-level `policies` (identity, access, limits, pricing). A separate field
+     * rather than a section of `policy` because routes share governance policies by name (their
+     * budgets are scoped by it), while the masking policy is merged per route.
+     */
+    governance: name.optional(),
   })
   .strict();
 export type Route = z.infer<typeof Route>;
@@ -266,9 +276,23 @@ export const ExtprocConfig = z
     limits: Limits.default(Limits.parse({})),
     backends: z.array(Backend),
     routes: z.array(Route),
+    /** Callers known to the gateway (virtual key digests, teams); optional: a compatible addition. */
+    consumers: z.array(Consumer).default([]),
+    /** Governance policies that routes name in `governance`. */
+    policies: z.array(GovernancePolicy).default([]),
   })
   .strict()
   .superRefine((cfg, ctx) => {
+    const policyNames = checkGovernance(cfg, ctx);
+    cfg.routes.forEach((r, i) => {
+      if (r.governance !== undefined && !policyNames.has(r.governance)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['routes', i, 'governance'],
+          message: `unknown governance policy "${r.governance}"`,
+        });
+      }
+    });
     unique(
       cfg.backends.map((b) => b.name),
       ['backends'],

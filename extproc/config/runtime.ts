@@ -1,5 +1,19 @@
 import { compilePolicy, type CompiledPolicy } from '../masking/policy.js';
+import { compileAccess, type CompiledAccess } from '../governance/access.js';
+import { budgetPolicyOf, type BudgetPolicy } from '../governance/budget.js';
+import { ConsumerDirectory } from '../governance/identity.js';
+import { compilePricing, type PriceTable } from '../governance/pricing.js';
+import type { GovernancePolicy } from '../governance/schema.js';
 import type { Backend, ExtprocConfig, Limits, Route } from './contract.js';
+
+/** A route's governance policy, compiled once per config version. */
+export interface CompiledGovernance {
+  policy: GovernancePolicy;
+  access: CompiledAccess | undefined;
+  prices: PriceTable;
+  /** undefined: the policy sets no limits, so nothing is reserved. */
+  budget: BudgetPolicy | undefined;
+}
 
 /** A backend with its credential resolved to the secret value. */
 export interface ResolvedBackend extends Omit<Backend, 'credential'> {
@@ -26,6 +40,10 @@ export class RuntimeConfig {
   private readonly byName = new Map<string, ResolvedBackend>();
   readonly models: readonly ModelEntry[];
   private readonly policies = new Map<string, CompiledPolicy>();
+  private readonly governance = new Map<string, CompiledGovernance>();
+  readonly consumers: ConsumerDirectory;
+  private readonly consumerNames: string[];
+  private readonly teamNames: string[];
   /** Some route masks: bodies are then held whole before they go on (see the router phase). */
   readonly masking: boolean;
 
@@ -65,6 +83,27 @@ export class RuntimeConfig {
       if (route.policy) this.policies.set(route.name, compilePolicy(route.policy));
     }
     this.masking = [...this.policies.values()].some((p) => p.masking !== undefined);
+    this.consumers = new ConsumerDirectory(cfg.consumers);
+    this.consumerNames = cfg.consumers.map((c) => c.name);
+    this.teamNames = [...new Set(cfg.consumers.flatMap((c) => (c.team ? [c.team] : [])))];
+    const compiled = new Map<string, CompiledGovernance>();
+    for (const p of cfg.policies) {
+      compiled.set(p.name, {
+        policy: p,
+        access: p.access ? compileAccess(p.access) : undefined,
+        prices: compilePricing(p.pricing),
+        budget: budgetPolicyOf(p),
+      });
+    }
+    for (const route of cfg.routes) {
+      const g = route.governance === undefined ? undefined : compiled.get(route.governance);
+      if (g) this.governance.set(route.name, g);
+    }
+  }
+
+  /** The route's governance policy (identity, access, limits, pricing), if it names one. */
+  governanceFor(route: string): CompiledGovernance | undefined {
+    return this.governance.get(route);
   }
 
   /** The route's effective policy, as the operator merged it. */
@@ -95,6 +134,8 @@ export class RuntimeConfig {
     models: string[];
     policies: string[];
     detectorTypes: string[];
+    consumers: string[];
+    teams: string[];
   } {
     const types = new Set<string>();
     for (const p of this.policies.values()) for (const t of p.masking?.types ?? []) types.add(t);
@@ -102,8 +143,15 @@ export class RuntimeConfig {
       routes: this.routes.map((r) => r.name),
       backends: [...this.byName.keys()],
       models: this.models.map((m) => m.id),
-      policies: [...new Set([...this.policies.values()].map((p) => p.name))],
+      policies: [
+        ...new Set([
+          ...[...this.policies.values()].map((p) => p.name),
+          ...[...this.governance.values()].map((g) => g.policy.name),
+        ]),
+      ],
       detectorTypes: [...types],
+      consumers: this.consumerNames,
+      teams: this.teamNames,
     };
   }
 }

@@ -3,6 +3,7 @@ import type { Provider } from '../config/contract.js';
 import type { OutputTransform, Tally } from '../masking/engine.js';
 import type { CompiledPolicy } from '../masking/policy.js';
 import { MemoryVault, type Vault } from '../masking/vault.js';
+import type { GovernanceState } from './governance.js';
 
 /**
  * What the router phase learned about a request, for the upstream phase of the same request
@@ -26,6 +27,8 @@ export interface RequestState {
   createdAt: number;
   /** The route's policy and what the response needs of it (placeholders to restore, counts). */
   policy?: PolicyState;
+  /** The route's governance decisions: caller, reservation, per-attempt ledger. */
+  governance?: GovernanceState;
 }
 
 export interface PolicyState {

@@ -14,8 +14,10 @@ import {
   newPolicyState,
   verdictsOf,
 } from '../masking/request-policy.js';
+import type { Budget } from '../governance/budget.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
+import { admit, finishGovernance } from './governance.js';
 import { modelList, modelObject } from './models.js';
 import { CONTINUE, proceed, type Outcome } from './mutation.js';
 import type {
@@ -37,6 +39,12 @@ export interface RouterDeps {
   telemetry: Telemetry;
   now: () => number;
   newId: () => string;
+  /** Limits and budgets; absent: governance checks identity and access only. */
+  budget?: Budget | undefined;
+  /** Wall-clock ms (key expiry); `now` is monotonic. */
+  wallNow?: () => number;
+  /** Receives each settlement in flight, so shutdown and tests can wait for them. */
+  settling?: (p: Promise<unknown>) => void;
 }
 
 export class RouterExchange implements PhaseHandler {
@@ -171,6 +179,23 @@ export class RouterExchange implements PhaseHandler {
     const held = this.requestBodyMode !== 'BUFFERED' && cfg.masking;
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     const removeHeaders: string[] = [];
+    const governance = cfg.governanceFor(route.name);
+    // Before masking: a caller who may not use the route costs no detector or vault work.
+    if (governance) {
+      const g = await admit({
+        compiled: governance,
+        consumers: cfg.consumers,
+        headers: this.requestHeaderMap,
+        operation: endpoint.operation,
+        body,
+        model,
+        route: route.name,
+        budget: this.deps.budget,
+        wallNow: (this.deps.wallNow ?? Date.now)(),
+      });
+      this.state.governance = g.state;
+      removeHeaders.push(...g.strip);
+    }
     let replaced: Buffer | undefined;
     const policy = cfg.policyFor(route.name);
     if (policy) {
@@ -218,6 +243,13 @@ export class RouterExchange implements PhaseHandler {
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
     const outcome = this.response.headers(headers, msg.end_of_stream === true);
+    const limits = this.state.governance?.headers;
+    if (limits && outcome.kind === 'continue' && outcome.mutation) {
+      outcome.mutation.setHeaders = [
+        ...(outcome.mutation.setHeaders ?? []),
+        ...Object.entries(limits),
+      ];
+    }
     if (msg.end_of_stream) this.done('complete');
     return outcome;
   }
@@ -258,6 +290,17 @@ export class RouterExchange implements PhaseHandler {
     const result = this.response?.result();
     const outcome = this.errorCode ? 'rejected' : reason;
     const last = state?.attempts.at(-1);
+    const g = state?.governance;
+    if (g && state) {
+      const settling = finishGovernance(
+        g,
+        { responded: this.response !== undefined, usage: result?.usage, model: state.model },
+        this.deps.budget,
+      );
+      // Budget.settle queues store failures itself; what is left would be a bug, not an outage.
+      const quiet = settling?.catch(() => undefined);
+      if (quiet) this.deps.settling?.(quiet);
+    }
     this.deps.telemetry.recordRequest({
       requestId: this.requestId,
       api: this.api,
@@ -276,6 +319,14 @@ export class RouterExchange implements PhaseHandler {
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,
+      ...(g
+        ? {
+            consumer: g.caller?.consumer,
+            team: g.caller?.team,
+            costUsd: g.costUsd,
+            governance: { policy: g.compiled.policy.name, verdicts: [...g.verdicts] },
+          }
+        : {}),
       ...(this.policy
         ? {
             policy: this.policy.policy.name,

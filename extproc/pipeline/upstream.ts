@@ -71,6 +71,7 @@ export class UpstreamExchange implements PhaseHandler {
     }
     const up = translator.request(state, backend);
     state.attempts.push({ backend: backend.name, provider: backend.provider });
+    state.governance?.ledger.begin();
     this.deps.onAttempt?.(backend);
 
     const set: [string, string][] = [[':path', up.path]];

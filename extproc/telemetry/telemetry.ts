@@ -19,6 +19,11 @@ export interface RequestRecord {
   backend: string | undefined;
   provider: Provider | undefined;
   consumer?: string | undefined;
+  team?: string | undefined;
+  /** Spend of the request at the governance policy's prices; undefined: no governance policy. */
+  costUsd?: number | undefined;
+  /** The route's governance policy and its decisions (`reserved`, `would_rate_limit_exceeded`…). */
+  governance?: { policy: string; verdicts: string[] } | undefined;
   attempts: number;
   status: number;
   errorCode: string | undefined;
@@ -103,6 +108,9 @@ export class Telemetry {
   private readonly routes = new BoundedLabel(0);
   private readonly backends = new BoundedLabel(0);
   private readonly consumers = new BoundedLabel(0);
+  private readonly teams = new BoundedLabel(0);
+  private readonly spend: Counter<string>;
+  private readonly failOpen: Counter<string>;
   private readonly findings: Counter<string>;
   private readonly policyFailures: Counter<string>;
   private readonly policies = new BoundedLabel(0);
@@ -178,6 +186,18 @@ export class Telemetry {
       labelNames: ['sluice_route', 'sluice_policy', 'failure_mode'],
       registers,
     });
+    this.spend = new Counter({
+      name: 'sluice_spend_usd_total',
+      help: 'Spend in USD at the governance policy prices, by route, request model, consumer and team.',
+      labelNames: ['sluice_route', 'gen_ai_request_model', 'sluice_consumer', 'sluice_team'],
+      registers,
+    });
+    this.failOpen = new Counter({
+      name: 'sluice_governance_fail_open_total',
+      help: 'Requests admitted without a limit check because the state store was unavailable and the policy fails open.',
+      labelNames: ['sluice_policy'],
+      registers,
+    });
     this.activeStreams = new Gauge({
       name: 'sluice_extproc_active_streams',
       help: 'Open ext_proc streams by filter.',
@@ -194,8 +214,12 @@ export class Telemetry {
       models: string[];
       policies?: string[];
       detectorTypes?: string[];
+      consumers?: string[];
+      teams?: string[];
     },
   ): void {
+    if (known.consumers) this.consumers.setKnown(known.consumers);
+    if (known.teams) this.teams.setKnown(known.teams);
     this.policies.setKnown(known.policies ?? []);
     this.detectorTypes.setKnown(known.detectorTypes ?? []);
     this.configInfo.reset();
@@ -212,6 +236,10 @@ export class Telemetry {
 
   setConsumers(names: Iterable<string>): void {
     this.consumers.setKnown(names);
+  }
+
+  governanceFailOpen(policy: string): void {
+    this.failOpen.inc({ sluice_policy: this.policies.value(policy) });
   }
 
   /** Called for every ext_proc message: label lookups are cached per (filter, phase). */
@@ -266,6 +294,17 @@ export class Telemetry {
         });
       }
     }
+    if (r.costUsd !== undefined && r.costUsd > 0) {
+      this.spend.inc(
+        {
+          sluice_route: labels.sluice_route,
+          gen_ai_request_model: labels.gen_ai_request_model,
+          sluice_consumer: labels.sluice_consumer,
+          sluice_team: this.teams.value(r.team),
+        },
+        r.costUsd,
+      );
+    }
     const seconds = r.durationMs / 1000;
     this.duration.observe(
       { ...labels, error_type: r.errorCode ?? (r.status >= 400 ? String(r.status) : '') },
@@ -312,6 +351,8 @@ export class Telemetry {
         backend: r.backend,
         provider: r.provider,
         consumer: r.consumer,
+        team: r.team,
+        cost_usd: r.costUsd,
         attempts: r.attempts,
         status: r.status,
         error_code: r.errorCode,
@@ -329,7 +370,10 @@ export class Telemetry {
           : undefined,
         duration_ms: round(r.durationMs),
         ttft_ms: r.ttftMs === undefined ? undefined : round(r.ttftMs),
-        verdicts: r.verdicts ?? [],
+        verdicts: r.governance
+          ? [...(r.verdicts ?? []), ...r.governance.verdicts]
+          : (r.verdicts ?? []),
+        governance_policy: r.governance?.policy,
         policy: r.policy,
         findings: r.findings,
         policy_failure: r.policyFailure,

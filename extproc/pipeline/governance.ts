@@ -1,0 +1,185 @@
+/**
+ * Governance in the request path: who is calling, whether they may, and whether the request fits
+ * the policy's limits (reserve before forwarding, reconcile once the response is over). The
+ * decisions live in governance/; this module only sequences them for one request.
+ */
+import type { Operation } from '../api/endpoints.js';
+import type { CompiledGovernance } from '../config/runtime.js';
+import { refusalError } from '../errors.js';
+import { checkAccess } from '../governance/access.js';
+import { AttemptLedger, type Actual, type Budget, type Reservation } from '../governance/budget.js';
+import { resolveIdentity, type Caller, type ConsumerDirectory } from '../governance/identity.js';
+import { costMicros, estimateCost, microsToUsd } from '../governance/pricing.js';
+import type { Refusal } from '../governance/refusal.js';
+import { estimateRequestInputTokens, maxOutputTokens } from '../usage/estimate.js';
+import type { TokenUsage } from '../usage/extract.js';
+
+export interface GovernanceState {
+  compiled: CompiledGovernance;
+  caller: Caller | undefined;
+  /** undefined: nothing reserved (no limits, shadow refusal of identity, or failed open). */
+  reservation: Reservation | undefined;
+  /** One per request; the upstream phase begins an attempt each time Envoy tries a backend. */
+  ledger: AttemptLedger;
+  /** x-ratelimit-* of the admission, for the successful response. */
+  headers: Record<string, string>;
+  /** Decisions for the access log (`reserved`, `fail_open`, `would_access_denied`…). */
+  verdicts: Set<string>;
+  /** Prompt tokens as estimated for the reservation (stands in when the response never came). */
+  inputEstimate: number;
+  /** Set once the request's spend is known, at the end. */
+  costUsd?: number;
+}
+
+export interface AdmitInput {
+  compiled: CompiledGovernance;
+  consumers: ConsumerDirectory;
+  headers: ReadonlyMap<string, string>;
+  operation: Operation;
+  body: Record<string, unknown>;
+  model: string;
+  route: string;
+  budget: Budget | undefined;
+  /** Wall-clock ms, for key expiry. */
+  wallNow: number;
+}
+
+export interface Admitted {
+  state: GovernanceState;
+  /** Request headers that carried identity: they go no further than the gateway. */
+  strip: string[];
+}
+
+/**
+ * Throws the refusal as a SluiceError (401/403/429/503 in the caller's format), except in shadow
+ * mode, where every refusal becomes a `would_*` verdict and the request goes on.
+ */
+export async function admit(input: AdmitInput): Promise<Admitted> {
+  const { compiled, headers } = input;
+  const policy = compiled.policy;
+  const shadow = policy.mode === 'shadow';
+  const verdicts = new Set<string>();
+  const refuse = (r: Refusal): void => {
+    if (!shadow) throw refusalError(r);
+    verdicts.add(`would_${r.code}`);
+  };
+
+  const id = resolveIdentity(policy.identity, headers, input.consumers, input.wallNow);
+  let caller: Caller | undefined;
+  if (id.ok) caller = id.caller;
+  else refuse(id.refusal);
+
+  const access = checkAccess(compiled.access, caller, { model: input.model, route: input.route });
+  if (!access.ok) refuse(access.refusal);
+
+  const strip = identityHeaders(compiled, headers);
+  const state: GovernanceState = {
+    compiled,
+    caller,
+    reservation: undefined,
+    ledger: new AttemptLedger(),
+    headers: {},
+    verdicts,
+    inputEstimate: 0,
+  };
+  const limits = compiled.budget;
+  if (!limits || !input.budget) return { state, strip };
+
+  const inputTokens = estimateRequestInputTokens(input.operation, input.body);
+  state.inputEstimate = inputTokens;
+  const est = estimateCost(compiled.prices.lookup(input.model), {
+    inputTokens,
+    maxOutputTokens: outputCap(input.operation, input.body, limits.limits.defaultMaxTokens),
+  });
+  const r = await input.budget.reserve(
+    limits,
+    { consumer: caller?.consumer, team: caller?.team, model: input.model, route: input.route },
+    { tokens: est.tokens, costUsd: microsToUsd(est.costMicros) },
+  );
+  if (!r.ok) {
+    // A refused reservation took nothing: shadow mode cannot get here (it forces admission).
+    throw refusalError(r.refusal);
+  }
+  state.headers = r.headers;
+  if (r.failOpen) {
+    verdicts.add('fail_open');
+    return { state, strip };
+  }
+  state.reservation = r.reservation;
+  verdicts.add('reserved');
+  if (r.wouldRefuse) {
+    const spend = r.wouldRefuse.metric === 'spendDay' || r.wouldRefuse.metric === 'spendMonth';
+    verdicts.add(spend ? 'would_budget_exceeded' : 'would_rate_limit_exceeded');
+  }
+  return { state, strip };
+}
+
+/**
+ * Output tokens the request may generate: its own cap (or the policy default) per choice.
+ * Embeddings generate none.
+ */
+function outputCap(op: Operation, body: Record<string, unknown>, defaultMax: number): number {
+  if (op === 'embeddings') return 0;
+  const cap = maxOutputTokens(op, body) ?? defaultMax;
+  const n = body.n;
+  const choices =
+    (op === 'chat' || op === 'completions') && typeof n === 'number' && Number.isFinite(n) && n > 1
+      ? Math.floor(n)
+      : 1;
+  return cap * choices;
+}
+
+/** Every identity header the policy reads that the request carries, valid or not. */
+function identityHeaders(compiled: CompiledGovernance, headers: ReadonlyMap<string, string>) {
+  const id = compiled.policy.identity;
+  if (!id) return [];
+  const names = new Set<string>(id.keys?.headers ?? []);
+  if (id.jwt) names.add(id.jwt.header);
+  if (id.mesh) names.add(id.mesh.header);
+  return [...names].filter((h) => headers.has(h));
+}
+
+export interface RequestEnd {
+  /** The response the router saw; undefined: none came (abort or error before headers). */
+  responded: boolean;
+  usage: TokenUsage | undefined;
+  model: string;
+}
+
+/**
+ * What the request used, for reconcile and the access log. The router phase only sees the
+ * response of the last attempt: earlier attempts failed without a body it could read, so they
+ * stay at 0 in the ledger. No response at all after an attempt was made: the provider may have
+ * read the prompt, so the prompt estimate is charged.
+ */
+export function settleActual(g: GovernanceState, o: RequestEnd): Actual {
+  const price = g.compiled.prices.lookup(o.model);
+  if (o.usage) {
+    return {
+      tokens: o.usage.totalTokens,
+      costUsd: microsToUsd(costMicros(price, o.usage)),
+      usage: o.usage,
+    };
+  }
+  if (o.responded || g.ledger.attempts === 0) return { tokens: 0, costUsd: 0 };
+  const prompt = { inputTokens: g.inputEstimate, outputTokens: 0, cachedInputTokens: 0 };
+  return { tokens: g.inputEstimate, costUsd: microsToUsd(costMicros(price, prompt)) };
+}
+
+/**
+ * Settles the request's reservation exactly once (the caller guarantees one call): released when
+ * no attempt reached upstream, otherwise reconciled with the ledger's total.
+ */
+export function finishGovernance(
+  g: GovernanceState,
+  o: RequestEnd,
+  budget: Budget | undefined,
+): Promise<unknown> | undefined {
+  const attempts = g.ledger.attempts;
+  if (attempts > 0) g.ledger.record(attempts, settleActual(g, o));
+  const total = g.ledger.total();
+  g.costUsd = total.costUsd;
+  const r = g.reservation;
+  if (!r || !budget) return undefined;
+  return attempts === 0 ? budget.release(r) : budget.reconcile(r, total);
+}

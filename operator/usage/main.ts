@@ -1,0 +1,142 @@
+/**
+ * `sluice usage`: spend and tokens per consumer, team, model or route for one UTC day or month,
+ * read from the Redis state store the extprocs share. An extproc without Redis keeps usage in its
+ * own memory, which no other process can read: there the Prometheus counters are the report.
+ */
+import { parseArgs } from 'node:util';
+import { z } from 'zod';
+import {
+  formatUsageTable,
+  usageReport,
+  usageReportJson,
+} from '../../extproc/governance/usage-report.js';
+import { RedisStore } from '../../extproc/state/redis.js';
+import type { StateStore } from '../../extproc/state/store.js';
+
+const USAGE = `Usage: sluice usage [--period day|month] [--by consumer|team|model|route] [--json]
+                    [--at YYYY-MM-DD|YYYY-MM] [--redis-url URL]
+
+Prints requests, tokens and spend from the gateway's state store, for the current UTC day or
+month unless --at names another.
+
+Options:
+  --period day|month   the window (default day)
+  --by DIMENSION       consumer, team, model or route (default consumer)
+  --at KEY             the day (YYYY-MM-DD) or month (YYYY-MM), UTC
+  --json               one JSON document instead of a table
+  --redis-url URL      the extprocs' Redis (default: env SLUICE_REDIS_URL)
+  -h, --help           this text
+
+Exit status: 0 on success, 1 when the store cannot be read, 2 on a usage error.
+`;
+
+const Flags = z
+  .object({
+    period: z.enum(['day', 'month']).default('day'),
+    by: z.enum(['consumer', 'team', 'model', 'route']).default('consumer'),
+    at: z.string().optional(),
+    json: z.boolean().default(false),
+    'redis-url': z
+      .string()
+      .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
+      .optional(),
+  })
+  .superRefine((f, ctx) => {
+    if (f.at === undefined) return;
+    const pattern = f.period === 'day' ? /^\d{4}-\d{2}-\d{2}$/ : /^\d{4}-\d{2}$/;
+    if (!pattern.test(f.at)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `--at must be ${f.period === 'day' ? 'YYYY-MM-DD' : 'YYYY-MM'} with --period ${f.period}`,
+      });
+    }
+  });
+
+export interface UsageIo {
+  out: (s: string) => void;
+  err: (s: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** Opens the store at the URL; tests pass their own. */
+  open?: (url: string) => Promise<StateStore>;
+  now?: () => number;
+}
+
+async function openRedis(url: string): Promise<StateStore> {
+  const store = new RedisStore({ url });
+  try {
+    await store.ready();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  return store;
+}
+
+export async function main(argv: string[], io?: UsageIo): Promise<number> {
+  const { out, err, env } = io ?? {
+    out: (s: string) => void process.stdout.write(s),
+    err: (s: string) => void process.stderr.write(s),
+    env: process.env,
+  };
+  let raw;
+  try {
+    raw = parseArgs({
+      args: argv,
+      options: {
+        period: { type: 'string' },
+        by: { type: 'string' },
+        at: { type: 'string' },
+        json: { type: 'boolean' },
+        'redis-url': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    err(`sluice usage: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (raw.help) {
+    out(USAGE);
+    return 0;
+  }
+  const parsed = Flags.safeParse(raw);
+  if (!parsed.success) {
+    err(`sluice usage: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`);
+    return 2;
+  }
+  const f = parsed.data;
+  const url = f['redis-url'] ?? env['SLUICE_REDIS_URL'];
+  if (!url) {
+    err(
+      'sluice usage: no state store to read: give --redis-url or set SLUICE_REDIS_URL ' +
+        '(an extproc without Redis keeps usage in its own memory; see its /metrics)\n',
+    );
+    return 2;
+  }
+  let store: StateStore;
+  try {
+    store = await (io?.open ?? openRedis)(url);
+  } catch {
+    // The URL may carry a password: never echo it.
+    err('sluice usage: the state store cannot be reached\n');
+    return 1;
+  }
+  try {
+    const report = await usageReport(store, {
+      period: f.period,
+      by: f.by,
+      ...(f.at !== undefined ? { periodKey: f.at } : { atMs: (io?.now ?? Date.now)() }),
+    });
+    out(
+      f.json ? `${JSON.stringify(usageReportJson(report), null, 2)}\n` : formatUsageTable(report),
+    );
+    return 0;
+  } catch {
+    err('sluice usage: the state store could not be read\n');
+    return 1;
+  } finally {
+    await store.close();
+  }
+}
