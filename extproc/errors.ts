@@ -20,6 +20,7 @@ export type ErrorCode =
   | 'unsupported_backend'
   | 'config_unavailable'
   | 'policy_blocked'
+  | 'prompt_blocked'
   | 'policy_unavailable'
   | GovernanceCode
   | 'gateway_error';
@@ -39,6 +40,7 @@ const STATUS: Record<ErrorCode, number> = {
   unsupported_backend: 501,
   config_unavailable: 503,
   policy_blocked: 403,
+  prompt_blocked: 403,
   policy_unavailable: 503,
   ...GOVERNANCE_STATUS,
   gateway_error: 500,

@@ -8,6 +8,7 @@
  */
 import { z } from 'zod';
 import { BUILTIN_TYPES, createDetectors, PatternError } from '../masking/detect/index.js';
+import { PromptGuardPolicy } from '../guard/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
 
 export { Consumer, GovernancePolicy };
@@ -208,6 +209,8 @@ export const Policy = z
     /** What a detector or vault failure does: refuse the request, or let it pass unprocessed. */
     failureMode: z.enum(['closed', 'open']).default('closed'),
     masking: MaskingPolicy.optional(),
+    /** Checked before masking, so masking sees (and protects) the rendered, decorated prompt. */
+    guard: PromptGuardPolicy.optional(),
   })
   .strict();
 export type Policy = z.infer<typeof Policy>;

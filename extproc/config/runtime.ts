@@ -4,6 +4,7 @@ import { budgetPolicyOf, type BudgetPolicy } from '../governance/budget.js';
 import { ConsumerDirectory } from '../governance/identity.js';
 import { compilePricing, type PriceTable } from '../governance/pricing.js';
 import type { GovernancePolicy } from '../governance/schema.js';
+import type { PromptGuardPolicy } from '../guard/schema.js';
 import type { Backend, ExtprocConfig, Limits, Route } from './contract.js';
 
 /** A route's governance policy, compiled once per config version. */
@@ -46,6 +47,9 @@ export class RuntimeConfig {
   private readonly teamNames: string[];
   /** Some route masks: bodies are then held whole before they go on (see the router phase). */
   readonly masking: boolean;
+  /** Some route guards prompts: like masking, that needs the whole body before it goes on. */
+  readonly guard: boolean;
+  private readonly guards = new Map<string, PromptGuardPolicy>();
 
   constructor(cfg: ExtprocConfig, credentials: ReadonlyMap<string, string>) {
     this.version = cfg.version;
@@ -81,8 +85,10 @@ export class RuntimeConfig {
     // Compiled once per version: detectors and keys are ready before the first request.
     for (const route of cfg.routes) {
       if (route.policy) this.policies.set(route.name, compilePolicy(route.policy));
+      if (route.policy?.guard) this.guards.set(route.name, route.policy.guard);
     }
     this.masking = [...this.policies.values()].some((p) => p.masking !== undefined);
+    this.guard = this.guards.size > 0;
     this.consumers = new ConsumerDirectory(cfg.consumers);
     this.consumerNames = cfg.consumers.map((c) => c.name);
     this.teamNames = [...new Set(cfg.consumers.flatMap((c) => (c.team ? [c.team] : [])))];
@@ -109,6 +115,11 @@ export class RuntimeConfig {
   /** The route's effective policy, as the operator merged it. */
   policyFor(route: string): CompiledPolicy | undefined {
     return this.policies.get(route);
+  }
+
+  /** The route policy's prompt guard; its name, mode and failure mode are policyFor's. */
+  guardFor(route: string): PromptGuardPolicy | undefined {
+    return this.guards.get(route);
   }
 
   routeForModel(model: string): Route | undefined {

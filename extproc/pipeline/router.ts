@@ -18,6 +18,7 @@ import type { Budget } from '../governance/budget.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
 import { admit, finishGovernance } from './governance.js';
+import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
 import { CONTINUE, proceed, type Outcome } from './mutation.js';
 import type {
@@ -63,6 +64,7 @@ export class RouterExchange implements PhaseHandler {
   private responseBodyMode = 'BUFFERED';
   private requestHeaderMap: ReadonlyMap<string, string> = new Map();
   private policy: PolicyState | undefined;
+  private guardFindings: GuardFinding[] = [];
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
@@ -141,8 +143,8 @@ export class RouterExchange implements PhaseHandler {
       if (this.requestBodyMode === 'BUFFERED_PARTIAL') throw tooLarge(cfg);
       if (this.requestBodyMode !== 'BUFFERED') {
         this.chunks.push(chunk);
-        // With masking anywhere, nothing may go on before the whole body has been checked.
-        return cfg.masking ? proceed({ body: Buffer.alloc(0) }) : CONTINUE;
+        // With masking or a guard anywhere, nothing may go on before the whole body is checked.
+        return cfg.masking || cfg.guard ? proceed({ body: Buffer.alloc(0) }) : CONTINUE;
       }
     }
     const raw = this.chunks.length === 0 ? chunk : Buffer.concat([...this.chunks, chunk]);
@@ -176,7 +178,7 @@ export class RouterExchange implements PhaseHandler {
       attempts: [],
       createdAt: this.deps.now(),
     };
-    const held = this.requestBodyMode !== 'BUFFERED' && cfg.masking;
+    const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     const removeHeaders: string[] = [];
     const governance = cfg.governanceFor(route.name);
@@ -198,29 +200,44 @@ export class RouterExchange implements PhaseHandler {
     }
     let replaced: Buffer | undefined;
     const policy = cfg.policyFor(route.name);
-    if (policy) {
-      this.policy = newPolicyState(policy);
+    if (policy) this.policy = newPolicyState(policy);
+    // After governance, before masking: masking then sees the rendered template and the
+    // decorators, so PII in a template variable is masked like any other prompt text.
+    let outgoing = body;
+    const guarded = applyGuard({
+      state: this.policy,
+      guard: cfg.guardFor(route.name),
+      operation: endpoint.operation,
+      body,
+      findings: this.guardFindings,
+    });
+    if (guarded) {
+      outgoing = guarded;
+      this.state.body = guarded;
+      replaced = Buffer.from(JSON.stringify(guarded), 'utf8');
+    }
+    if (policy && this.policy) {
       const r = await applyRequestPolicy({
         state: this.policy,
         operation: endpoint.operation,
-        body,
+        body: outgoing,
         headers: this.requestHeaderMap,
         route: route.name,
         vault: this.deps.store.vault,
       });
       this.state.policy = this.policy;
-      if (r.body) {
-        replaced = r.body;
-        this.state.rawBody = r.body;
-        // BUFFERED with header SEND keeps content-length: it must match the new body (Envoy
-        // fails the request otherwise). In other modes Envoy has removed it already.
-        if (this.requestBodyMode === 'BUFFERED' && this.requestHeaderMap.has('content-length'))
-          setHeaders.push(['content-length', String(r.body.length)]);
-      }
+      if (r.body) replaced = r.body;
       const session = policy.masking?.sessionHeader;
       // Our own session header is for the gateway only; a custom one may be the app's to forward.
       if (session?.startsWith('x-sluice-') && this.requestHeaderMap.has(session))
         removeHeaders.push(session);
+    }
+    if (replaced) {
+      this.state.rawBody = replaced;
+      // BUFFERED with header SEND keeps content-length: it must match the new body (Envoy
+      // fails the request otherwise). In other modes Envoy has removed it already.
+      if (this.requestBodyMode === 'BUFFERED' && this.requestHeaderMap.has('content-length'))
+        setHeaders.push(['content-length', String(replaced.length)]);
     }
     this.deps.store.put(this.state);
     const outBody = replaced ?? (held ? raw : undefined);
@@ -332,6 +349,7 @@ export class RouterExchange implements PhaseHandler {
             policy: this.policy.policy.name,
             verdicts: verdictsOf(this.policy),
             findings: findingsOf(this.policy),
+            ...(this.guardFindings.length > 0 && { guard: this.guardFindings }),
             policyFailure: this.policy.failedOpen
               ? 'open'
               : this.policy.verdicts.has('fail_closed')

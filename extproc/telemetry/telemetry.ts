@@ -39,6 +39,8 @@ export interface RequestRecord {
   findings?: { direction: string; type: string; action: string; count: number }[];
   /** The policy could not be applied: `open` (passed unprocessed) or `closed` (refused). */
   policyFailure?: 'open' | 'closed' | undefined;
+  /** Prompt guard rules that fired (action `would_*` in shadow mode): counts only, never text. */
+  guard?: { rule: string; kind: string; action: string; count?: number }[];
 }
 
 const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
@@ -113,6 +115,7 @@ export class Telemetry {
   private readonly failOpen: Counter<string>;
   private readonly findings: Counter<string>;
   private readonly policyFailures: Counter<string>;
+  private readonly guardVerdicts: Counter<string>;
   private readonly policies = new BoundedLabel(0);
   private readonly detectorTypes = new BoundedLabel(0);
 
@@ -184,6 +187,13 @@ export class Telemetry {
       name: 'sluice_policy_failures_total',
       help: 'Requests whose policy could not be applied, by what the failure mode did (open: passed, closed: refused).',
       labelNames: ['sluice_route', 'sluice_policy', 'failure_mode'],
+      registers,
+    });
+    this.guardVerdicts = new Counter({
+      name: 'sluice_guard_verdicts_total',
+      help: 'Prompt guard rules that fired on requests, by rule and action (would_* in shadow mode); one per rule per request.',
+      // Rule names are the operator's pattern names or the guard's own: none come from a client.
+      labelNames: ['sluice_policy', 'rule', 'action'],
       registers,
     });
     this.spend = new Counter({
@@ -294,6 +304,13 @@ export class Telemetry {
         });
       }
     }
+    for (const g of r.guard ?? []) {
+      this.guardVerdicts.inc({
+        sluice_policy: this.policies.value(r.policy),
+        rule: g.rule,
+        action: g.action,
+      });
+    }
     if (r.costUsd !== undefined && r.costUsd > 0) {
       this.spend.inc(
         {
@@ -377,6 +394,7 @@ export class Telemetry {
         policy: r.policy,
         findings: r.findings,
         policy_failure: r.policyFailure,
+        guard: r.guard,
       },
       'request',
     );
