@@ -9,6 +9,8 @@
  * schemas alone therefore does NOT check the cross-field rules; use operator/validate for that.
  */
 import { z } from 'zod';
+import { BUILTIN_TYPES } from '../../extproc/masking/detect/types.js';
+import type { MaskAction as ContractMaskAction } from '../../extproc/config/contract.js';
 import { API_VERSION } from './types.js';
 import type * as api from './types.js';
 
@@ -379,6 +381,138 @@ export const AIRouteSpecSchema = withRules(
   CEL_RULES.ruleBackendRefsExist,
 );
 
+// Field names, enums and bounds follow the extproc contract (extproc/config/contract.ts and
+// extproc/guard/schema.ts), so the section maps onto it directly. No defaults: the extproc applies
+// its own, and a default written into the CRD would be a second copy that can drift. Checks that
+// need RE2 or cross-field reasoning (pattern syntax, template variables) run in translation with
+// the extproc's own schemas, and a failure there makes the policy InvalidPolicy.
+const DETECTOR_TYPE = /^[A-Z][A-Z0-9_]{0,31}$/;
+const detectorType = z
+  .string()
+  .max(32)
+  .regex(DETECTOR_TYPE, 'must be upper-case letters, digits and _, starting with a letter');
+const maskAction = z.enum(['mask', 'redact', 'hash', 'partial', 'block', 'alert']);
+const MAX_PROMPT_TEXT = 32 * 1024;
+const GUARD_RULE_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
+
+export const MaskingSectionSchema = z
+  .strictObject({
+    detectors: withOpenAPI(
+      z
+        .array(z.enum(BUILTIN_TYPES))
+        .max(BUILTIN_TYPES.length)
+        .superRefine(noRepeats((d) => d, 'a detector')),
+      { 'x-kubernetes-list-type': 'set' },
+    )
+      .optional()
+      .describe('Built-in detectors to run; every built-in when omitted.'),
+    customPatterns: z
+      .array(z.strictObject({ type: detectorType, pattern: z.string().min(1).max(4096) }))
+      .max(64)
+      .optional()
+      .describe('RE2 patterns (linear time); checked when the policy is translated.'),
+    wordLists: z
+      .array(
+        z.strictObject({
+          type: detectorType,
+          words: z.array(z.string().min(1).max(256)).min(1).max(10_000),
+          caseInsensitive: z.boolean().optional(),
+        }),
+      )
+      .max(16)
+      .optional(),
+    actions: z
+      .record(z.string().max(32), maskAction)
+      .optional()
+      .describe('Action per detector type; types not listed take defaultAction.'),
+    defaultAction: maskAction.optional().describe('Default mask.'),
+    reversible: z.boolean().optional().describe('mask placeholders are restored in responses.'),
+    sessionHeader: z
+      .string()
+      .max(128)
+      .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'must be a lower-case header name')
+      .optional(),
+    systemNote: z.boolean().optional(),
+    scanResponses: z.boolean().optional(),
+    redaction: z.enum(['typed', 'generic']).optional(),
+    partialKeep: z.int().min(0).max(8).optional(),
+    hashKeySecretRef: z
+      .strictObject({
+        name: dnsSubdomain('secret name'),
+        key: z
+          .string()
+          .max(253)
+          .regex(SECRET_KEY, "secret key must consist of letters, digits, '-', '_' or '.'"),
+      })
+      .optional()
+      .describe(
+        "The HMAC key of the hash action: a Secret in the policy's namespace, at least 16 bytes.",
+      ),
+    timeoutMs: z.int().min(1).max(10_000).optional(),
+  })
+  .describe('Sensitive-data masking, run by the extproc on requests and responses.');
+
+const guardPattern = z.strictObject({
+  name: z
+    .string()
+    .max(63)
+    .regex(
+      GUARD_RULE_NAME,
+      'must be lower-case letters, digits, _ . -, starting with one of the first two',
+    ),
+  pattern: z.string().min(1).max(4096),
+  caseInsensitive: z.boolean().optional(),
+});
+
+const promptText = z.string().min(1).max(MAX_PROMPT_TEXT);
+
+export const PromptGuardSectionSchema = z
+  .strictObject({
+    allowPatterns: z.array(guardPattern).max(64).optional(),
+    denyPatterns: z.array(guardPattern).max(64).optional(),
+    maxPromptChars: z.int().min(1).max(100_000_000).optional(),
+    maxPromptTokens: z.int().min(1).max(100_000_000).optional(),
+    injection: z
+      .strictObject({
+        enabled: z.boolean().optional(),
+        threshold: z.number().min(0.1).max(20).optional(),
+        action: z.enum(['block', 'alert']).optional(),
+      })
+      .optional(),
+    invisibleCharacters: z.enum(['block', 'strip', 'alert', 'allow']).optional(),
+    decorators: z
+      .strictObject({
+        prepend: z.array(promptText).max(16).optional(),
+        append: z.array(promptText).max(16).optional(),
+      })
+      .optional(),
+    templates: z
+      .record(
+        z.string().max(63),
+        z.strictObject({
+          text: promptText,
+          role: z.enum(['user', 'system']).optional(),
+          variables: z
+            .record(
+              z.string().max(64),
+              z.strictObject({
+                type: z.enum(['string', 'number', 'enum']),
+                maxLength: z.int().min(1).max(1_000_000).optional(),
+                integer: z.boolean().optional(),
+                minimum: z.number().optional(),
+                maximum: z.number().optional(),
+                enum: z.array(z.string().min(1).max(1024)).min(1).max(256).optional(),
+                required: z.boolean().optional(),
+              }),
+            )
+            .optional(),
+        }),
+      )
+      .optional()
+      .describe('Prompt templates; variable use is checked when the policy is translated.'),
+  })
+  .describe('Prompt-injection heuristics, allow/deny patterns, size limits and templates.');
+
 const policySection = (what: string) =>
   z
     .record(z.string(), z.unknown())
@@ -417,8 +551,8 @@ export const AIPolicySpecSchema = withRules(
     access: policySection('Which consumers may call which models.'),
     limits: policySection('Token, request and spend limits.'),
     pricing: policySection('Prices per model for spend accounting.'),
-    masking: policySection('Sensitive-data masking.'),
-    promptGuard: policySection('Prompt-injection and content rules.'),
+    masking: MaskingSectionSchema.optional(),
+    promptGuard: PromptGuardSectionSchema.optional(),
   }),
   CEL_RULES.policyTarget,
   CEL_RULES.policyTargetRefsUnique,
@@ -503,6 +637,7 @@ const contract: {
   status: Same<z.output<typeof ResourceStatusSchema>, api.ResourceStatus>;
   meta: Same<z.output<typeof ObjectMetaSchema>, api.ObjectMeta>;
   sections: Same<keyof api.PolicySections, (typeof api.POLICY_SECTIONS)[number]>;
+  maskAction: Same<api.MaskAction, ContractMaskAction>;
 } = {
   spec: true,
   route: true,
@@ -511,5 +646,6 @@ const contract: {
   status: true,
   meta: true,
   sections: true,
+  maskAction: true,
 };
 void contract;

@@ -137,8 +137,8 @@ export type PolicyMode = 'enforce' | 'shadow';
 export type FailureMode = 'closed' | 'open';
 
 /**
- * Policy sections. Each is owned by a later piece of work (governance, data protection); their
- * inner fields are declared there. Sections merge across policies: for each section, the
+ * Policy sections. consumers, access, limits and pricing are owned by governance and still
+ * free-form here; masking and promptGuard are typed. Sections merge across policies: for each section, the
  * attached policy with the highest priority that sets it wins (ties: oldest, then name), and
  * the others get a Conflicted condition naming the section and the winner.
  */
@@ -147,8 +147,67 @@ export interface PolicySections {
   access?: Record<string, unknown>;
   limits?: Record<string, unknown>;
   pricing?: Record<string, unknown>;
-  masking?: Record<string, unknown>;
-  promptGuard?: Record<string, unknown>;
+  masking?: MaskingSection;
+  promptGuard?: PromptGuardSection;
+}
+
+/**
+ * Mirrors the extproc contract's MaskingPolicy field for field (extproc/config/contract.ts), so
+ * translation maps it directly; the one difference is the hash key, which lives in a Secret.
+ */
+export interface MaskingSection {
+  detectors?: ('EMAIL' | 'PHONE' | 'CREDIT_CARD' | 'IBAN' | 'US_SSN' | 'IP_ADDRESS' | 'SECRET')[];
+  customPatterns?: { type: string; pattern: string }[];
+  wordLists?: { type: string; words: string[]; caseInsensitive?: boolean }[];
+  actions?: Record<string, MaskAction>;
+  defaultAction?: MaskAction;
+  reversible?: boolean;
+  sessionHeader?: string;
+  systemNote?: boolean;
+  scanResponses?: boolean;
+  redaction?: 'typed' | 'generic';
+  partialKeep?: number;
+  /** A Secret in the policy's namespace holding the HMAC key of the `hash` action. */
+  hashKeySecretRef?: { name: string; key: string };
+  timeoutMs?: number;
+}
+
+export type MaskAction = 'mask' | 'redact' | 'hash' | 'partial' | 'block' | 'alert';
+
+export interface GuardPatternSpec {
+  name: string;
+  pattern: string;
+  caseInsensitive?: boolean;
+}
+
+/** One shape for every variable type; which fields go with which type is checked in translation. */
+export interface TemplateVariableSpec {
+  type: 'string' | 'number' | 'enum';
+  maxLength?: number;
+  integer?: boolean;
+  minimum?: number;
+  maximum?: number;
+  enum?: string[];
+  required?: boolean;
+}
+
+/** Mirrors the extproc contract's PromptGuardPolicy (extproc/guard/schema.ts) field for field. */
+export interface PromptGuardSection {
+  allowPatterns?: GuardPatternSpec[];
+  denyPatterns?: GuardPatternSpec[];
+  maxPromptChars?: number;
+  maxPromptTokens?: number;
+  injection?: { enabled?: boolean; threshold?: number; action?: 'block' | 'alert' };
+  invisibleCharacters?: 'block' | 'strip' | 'alert' | 'allow';
+  decorators?: { prepend?: string[]; append?: string[] };
+  templates?: Record<
+    string,
+    {
+      text: string;
+      role?: 'user' | 'system';
+      variables?: Record<string, TemplateVariableSpec>;
+    }
+  >;
 }
 
 export const POLICY_SECTIONS = [

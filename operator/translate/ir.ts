@@ -5,7 +5,15 @@
  * joined, policies merged, model conflicts settled), so the two emitters (to-envoy.ts and
  * to-extproc.ts) make no decisions that could make Envoy and the extproc disagree.
  */
-import type { Condition, ModelMatch, PolicySectionName, Provider, RetryOn } from '../api/types.js';
+import type { ExtprocConfigInput } from '../../extproc/config/contract.js';
+import type {
+  Condition,
+  ModelMatch,
+  PolicySectionName,
+  PolicySections,
+  Provider,
+  RetryOn,
+} from '../api/types.js';
 
 /** A condition as translation decides it; the status writer adds lastTransitionTime. */
 export type ConditionResult = Omit<Condition, 'lastTransitionTime'>;
@@ -16,11 +24,19 @@ export type RouteReason =
   | 'BackendNotFound'
   | 'SecretNotFound'
   | 'SecretKeyNotFound'
-  | 'ModelConflict';
+  | 'ModelConflict'
+  | 'PolicyNotReady';
 
 export type EndpointsReason = 'EndpointsReady' | 'ServiceNotFound' | 'NoReadyEndpoints';
 
-export type PolicyReason = 'Accepted' | 'Invalid' | 'TargetNotFound' | 'Overridden';
+export type PolicyReason =
+  | 'Accepted'
+  | 'Invalid'
+  | 'InvalidPolicy'
+  | 'SecretNotFound'
+  | 'SecretKeyNotFound'
+  | 'TargetNotFound'
+  | 'Overridden';
 
 export interface StatusResult {
   kind: 'AIRoute' | 'AIPolicy';
@@ -112,7 +128,7 @@ export interface IRPolicySection {
   policy: string;
   mode: 'enforce' | 'shadow';
   failureMode: 'closed' | 'open';
-  value: Record<string, unknown>;
+  value: NonNullable<PolicySections[PolicySectionName]>;
 }
 
 export interface IRRoute {
@@ -129,6 +145,10 @@ export interface IRRoute {
   rules: IRRule[];
   /** Merged per section: the attached policy that wins each section. */
   policies: Partial<Record<PolicySectionName, IRPolicySection>>;
+  /** The extproc's route policy built from the masking and promptGuard sections, keys resolved. */
+  policy?: NonNullable<ExtprocConfigInput['routes'][number]['policy']>;
+  /** Where `policy.masking.hashKey` came from, for redaction. */
+  hashKeyRef?: CredentialRef;
 }
 
 export interface IR {

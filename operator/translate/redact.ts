@@ -6,7 +6,12 @@ import type { Translation } from './index.js';
  */
 export function redacted(t: Translation): Translation['extproc'] {
   const refs = new Map<string, string>();
+  const hashKeys = new Map<string, string>();
   for (const r of t.ir.routes) {
+    if (r.hashKeyRef) {
+      const { namespace, secret, key } = r.hashKeyRef;
+      hashKeys.set(r.key, `<redacted:${namespace}/${secret}/${key}>`);
+    }
     for (const b of r.backends) {
       if (b.credential) {
         const { namespace, secret, key } = b.credential.ref;
@@ -26,7 +31,10 @@ export function redacted(t: Translation): Translation['extproc'] {
             ...r,
             policy: {
               ...r.policy,
-              masking: { ...r.policy.masking, hashKey: { value: '<redacted>' } },
+              masking: {
+                ...r.policy.masking,
+                hashKey: { value: hashKeys.get(r.name) ?? '<redacted>' },
+              },
             },
           }
         : r,

@@ -272,7 +272,12 @@ void describe('toIR: policies', () => {
             { targetRefs: [{ name: 'r' }], priority: 1, limits: { n: 1 } },
             '2025-01-01T00:00:00Z',
           ),
-          policy('high', { selector: {}, priority: 9, masking: { on: true }, mode: 'shadow' }),
+          policy('high', {
+            selector: {},
+            priority: 9,
+            masking: { detectors: ['EMAIL'] },
+            mode: 'shadow',
+          }),
         ],
       }),
     );
@@ -320,5 +325,63 @@ void describe('durations', () => {
     assert.equal(envoyDuration(90_000), '90s');
     assert.equal(envoyDuration(250), '0.250s');
     assert.equal(envoyDuration(1005), '1.005s');
+  });
+});
+
+void describe('toIR: data-protection sections', () => {
+  const masked = (ref: { name: string; key: string }) =>
+    policy('p', { targetRefs: [{ name: 'r' }], masking: { hashKeySecretRef: ref } });
+  const secret = (data: Record<string, string>) => ({
+    metadata: { name: 'k', namespace: 'ns' },
+    data,
+  });
+
+  void it('resolves the hash key, trimmed, into the route policy', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r')],
+        policies: [masked({ name: 'k', key: 'hmac' })],
+        secrets: [secret({ hmac: '0123456789abcdef\n' })],
+      }),
+    );
+    assert.deepEqual(ir.routes[0]!.policy?.masking?.hashKey, { value: '0123456789abcdef' });
+    assert.deepEqual(ir.routes[0]!.hashKeyRef, { namespace: 'ns', secret: 'k', key: 'hmac' });
+  });
+
+  void it('withholds the route when the hash key is missing or too short, without echoing it', () => {
+    const cases: [Record<string, string>[], string][] = [
+      [[], 'SecretNotFound'],
+      [[{ other: 'x' }], 'SecretKeyNotFound'],
+      [[{ hmac: 'short-key' }], 'InvalidPolicy'],
+    ];
+    for (const [data, reason] of cases) {
+      const ir = toIR(
+        bundle({
+          routes: [route('r')],
+          policies: [masked({ name: 'k', key: 'hmac' })],
+          secrets: data.map(secret),
+        }),
+      );
+      assert.equal(accepted(ir.statuses, 'p').reason, reason);
+      assert.equal(accepted(ir.statuses, 'r').reason, 'PolicyNotReady');
+      assert.deepEqual(ir.routes, []);
+      assert.ok(!JSON.stringify(ir.statuses).includes('short-key'));
+    }
+  });
+
+  void it('takes the stricter mode and failure mode when the sections come from two policies', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r')],
+        policies: [
+          policy('m', { targetRefs: [{ name: 'r' }], mode: 'shadow', masking: {} }),
+          policy('g', { targetRefs: [{ name: 'r' }], failureMode: 'open', promptGuard: {} }),
+        ],
+      }),
+    );
+    const p = ir.routes[0]!.policy!;
+    assert.equal(p.name, 'ns/m:ns/g');
+    assert.equal(p.mode, 'enforce');
+    assert.equal(p.failureMode, 'closed');
   });
 });

@@ -12,6 +12,16 @@
  *   condition, and is not Accepted if it is left with no model at all.
  * - Policy sections: for each route and section, the attached policy with the highest priority
  *   wins, then the oldest, then the lowest namespace/name; losers get Conflicted.
+ * - A policy whose masking or promptGuard section the extproc would refuse (a pattern RE2 cannot
+ *   compile, a template using an undeclared variable) is InvalidPolicy and, like any invalid
+ *   policy, is not attached: other policies of the route are unaffected.
+ * - A policy whose masking hash key Secret does not resolve is Accepted=False (SecretNotFound,
+ *   SecretKeyNotFound) but keeps its place in precedence, and every route where it wins the
+ *   masking section is withheld: Accepted=False PolicyNotReady, absent from Envoy and the
+ *   extproc, so its models are not served. Fail closed, deliberately: serving the route without
+ *   masking would send the data the policy protects to the provider, and letting a
+ *   lower-priority policy's masking win instead would be masking nobody asked for. A route is not
+ *   served either when its own credential Secret is missing, so operators already watch for it.
  */
 import { AIPolicySpecSchema, AIRouteSpecSchema } from '../api/schema.js';
 import type {
@@ -29,6 +39,7 @@ import type {
 } from '../api/types.js';
 import { POLICY_SECTIONS } from '../api/types.js';
 import { parseDuration } from './durations.js';
+import { checkSections, resolveHashKey, routePolicy, type HashKey } from './policy.js';
 import type {
   ConditionResult,
   ExternalTarget,
@@ -166,7 +177,23 @@ export function toIR(resources: Resources): IR {
     accepted.push({ ...d, models: kept, rules });
   }
 
-  const policyResult = attachPolicies(policies, routes, accepted);
+  const policyResult = attachPolicies(policies, routes, accepted, secrets);
+  const served: { draft: RouteDraft; hashKey?: HashKey }[] = [];
+  for (const d of accepted) {
+    const masking = policyResult.merged.get(d.key)?.masking;
+    if (!masking) {
+      served.push({ draft: d });
+      continue;
+    }
+    const key = policyResult.hashKeys.get(masking.policy);
+    if (key === undefined || key.ok) {
+      served.push(key ? { draft: d, hashKey: key.key } : { draft: d });
+      continue;
+    }
+    const gen = d.route.metadata.generation;
+    const msg = `masking policy ${masking.policy} is not ready: ${key.message}`;
+    routeConditions.set(d.key, [condition('Accepted', 'False', 'PolicyNotReady', msg, gen)]);
+  }
   for (const route of routes) {
     const key = routeKey(route.metadata.namespace, route.metadata.name);
     statuses.push(status('AIRoute', route, routeConditions.get(key) ?? []));
@@ -176,17 +203,24 @@ export function toIR(resources: Resources): IR {
     statuses.push(status('AIPolicy', policy, policyResult.conditions.get(key) ?? []));
   }
 
-  const irRoutes: IRRoute[] = accepted
-    .map((d) => ({
-      key: d.key,
-      namespace: d.route.metadata.namespace,
-      name: d.route.metadata.name,
-      created: unixSeconds(d.route.metadata.creationTimestamp),
-      models: d.models,
-      backends: d.backends,
-      rules: d.rules,
-      policies: policyResult.merged.get(d.key) ?? {},
-    }))
+  const irRoutes: IRRoute[] = served
+    .map(({ draft: d, hashKey }) => {
+      const sections = policyResult.merged.get(d.key) ?? {};
+      const r: IRRoute = {
+        key: d.key,
+        namespace: d.route.metadata.namespace,
+        name: d.route.metadata.name,
+        created: unixSeconds(d.route.metadata.creationTimestamp),
+        models: d.models,
+        backends: d.backends,
+        rules: d.rules,
+        policies: sections,
+      };
+      const policy = routePolicy(sections.masking, sections.promptGuard, hashKey);
+      if (policy) r.policy = policy;
+      if (policy?.masking?.hashKey && hashKey) r.hashKeyRef = hashKey.ref;
+      return r;
+    })
     .sort((a, b) => cmp(a.key, b.key));
   return { routes: irRoutes, statuses };
 }
@@ -505,13 +539,17 @@ export function narrow(owned: ModelMatch, wanted: ModelMatch): ModelMatch | unde
 interface PolicyResult {
   merged: Map<string, Partial<Record<PolicySectionName, IRPolicySection>>>;
   conditions: Map<string, ConditionResult[]>;
+  /** By policy key, for the attached policies that name a masking hash key Secret. */
+  hashKeys: Map<string, ReturnType<typeof resolveHashKey>>;
 }
 
 function attachPolicies(
   policies: readonly AIPolicy[],
   routes: readonly AIRoute[],
   accepted: readonly RouteDraft[],
+  secrets: ReadonlyMap<string, SecretData>,
 ): PolicyResult {
+  const hashKeys: PolicyResult['hashKeys'] = new Map();
   const conditions = new Map<string, ConditionResult[]>();
   const acceptedKeys = new Set(accepted.map((d) => d.key));
   const attached = new Map<string, AIPolicy[]>();
@@ -540,6 +578,11 @@ function attachPolicies(
       conditions.set(key, [condition('Accepted', 'False', 'Invalid', invalid, gen)]);
       continue;
     }
+    const unusable = checkSections(p.spec);
+    if (unusable !== undefined) {
+      conditions.set(key, [condition('Accepted', 'False', 'InvalidPolicy', unusable, gen)]);
+      continue;
+    }
     const ns = p.metadata.namespace;
     const names = new Set((p.spec.targetRefs ?? []).map((t) => t.name));
     const labels = p.spec.selector?.matchLabels;
@@ -560,9 +603,17 @@ function attachPolicies(
     }
     valid.push(p);
     const targetKeys = targets.map((r) => routeKey(ns, r.metadata.name)).sort(cmp);
-    let msg = `Attached to ${targetKeys.join(', ')}.`;
-    if (missing.length > 0) msg += ` Not found: ${missing.map((n) => `${ns}/${n}`).join(', ')}.`;
-    conditions.set(key, [condition('Accepted', 'True', 'Accepted', msg, gen)]);
+    const ref = p.spec.masking?.hashKeySecretRef;
+    const hashKey = ref ? resolveHashKey(ns, ref, secrets) : undefined;
+    if (hashKey) hashKeys.set(key, hashKey);
+    if (hashKey && !hashKey.ok) {
+      const msg = `${hashKey.message}; routes where this policy wins masking are not served`;
+      conditions.set(key, [condition('Accepted', 'False', hashKey.reason, msg, gen)]);
+    } else {
+      let msg = `Attached to ${targetKeys.join(', ')}.`;
+      if (missing.length > 0) msg += ` Not found: ${missing.map((n) => `${ns}/${n}`).join(', ')}.`;
+      conditions.set(key, [condition('Accepted', 'True', 'Accepted', msg, gen)]);
+    }
     for (const t of targetKeys) {
       if (!acceptedKeys.has(t)) continue;
       const list = attached.get(t) ?? [];
@@ -614,7 +665,7 @@ function attachPolicies(
         ),
       );
   }
-  return { merged, conditions };
+  return { merged, conditions, hashKeys };
 }
 
 function comparePrecedence(a: AIPolicy, b: AIPolicy): number {

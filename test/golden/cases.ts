@@ -44,7 +44,8 @@ export async function renderGolden(t: Translation, problems: readonly Problem[])
   const doc: Record<string, unknown> = {};
   if (problems.length > 0) doc['problems'] = problems;
   doc['statuses'] = t.statuses;
-  // Merged policies are not in the extproc contract yet; shown so precedence is golden-tested.
+  // Every merged section, including those the extproc route policy does not carry, so
+  // precedence is golden-tested for all of them.
   const policies: Record<string, unknown> = {};
   for (const r of t.ir.routes) {
     if (Object.keys(r.policies).length > 0) policies[r.key] = r.policies;

@@ -114,7 +114,7 @@ export function syntheticResources(n: number): Resources {
           targetRefs: [{ name }],
           priority: 10,
           limits: { tokensPerMinute: 1000 },
-          masking: { detectors: ['email'] },
+          masking: { detectors: ['EMAIL'] },
         },
       });
     }

@@ -1,0 +1,134 @@
+/**
+ * The data-protection sections of AIPolicies (masking, promptGuard) → the extproc contract's
+ * route Policy. The checks the apiserver cannot make (RE2 compilation, template variables, actions
+ * naming enabled detectors) are the extproc's own schemas run here, so a policy the extproc would
+ * refuse is refused on its own status instead of the whole extproc document being refused.
+ */
+import type { z } from 'zod';
+import { MaskingPolicy, type ExtprocConfigInput } from '../../extproc/config/contract.js';
+import { PromptGuardPolicy } from '../../extproc/guard/schema.js';
+import type { AIPolicySpec, MaskingSection, SecretData } from '../api/types.js';
+import type { CredentialRef, IRPolicySection } from './ir.js';
+import { routeKey } from './names.js';
+
+export type ContractPolicy = NonNullable<ExtprocConfigInput['routes'][number]['policy']>;
+type ContractMasking = NonNullable<ContractPolicy['masking']>;
+
+/** The contract's minimum hash key length; a shorter key would make the extproc refuse the document. */
+export const MIN_HASH_KEY_LENGTH = 16;
+
+// Stands in for the Secret's value while the section is checked, so a missing Secret is reported
+// as SecretNotFound rather than as a schema error, and no secret value reaches a message.
+const PLACEHOLDER_KEY = 'x'.repeat(MIN_HASH_KEY_LENGTH);
+
+/** Why the sections cannot be compiled, in the form of a condition message; undefined: fine. */
+export function checkSections(spec: AIPolicySpec): string | undefined {
+  const problems: string[] = [];
+  if (spec.masking) {
+    const hashKey = spec.masking.hashKeySecretRef ? { value: PLACEHOLDER_KEY } : undefined;
+    collect(MaskingPolicy.safeParse(toContractMasking(spec.masking, hashKey)), 'masking', problems);
+  }
+  if (spec.promptGuard) {
+    collect(PromptGuardPolicy.safeParse(spec.promptGuard), 'promptGuard', problems);
+  }
+  return problems.length > 0 ? problems.slice(0, 3).join('; ') : undefined;
+}
+
+function collect(result: z.ZodSafeParseResult<unknown>, section: string, out: string[]): void {
+  if (result.success) return;
+  for (const i of result.error.issues) {
+    out.push(`spec.${[section, ...i.path.map(String)].join('.')}: ${i.message}`);
+  }
+}
+
+export interface HashKey {
+  ref: CredentialRef;
+  value: string;
+}
+
+export type HashKeyResult =
+  | { ok: true; key: HashKey }
+  | {
+      ok: false;
+      reason: 'SecretNotFound' | 'SecretKeyNotFound' | 'InvalidPolicy';
+      message: string;
+    };
+
+/** Reads masking.hashKeySecretRef from the policy's namespace; messages never hold the value. */
+export function resolveHashKey(
+  ns: string,
+  ref: NonNullable<MaskingSection['hashKeySecretRef']>,
+  secrets: ReadonlyMap<string, SecretData>,
+): HashKeyResult {
+  const at = 'spec.masking.hashKeySecretRef';
+  const secret = secrets.get(routeKey(ns, ref.name));
+  if (!secret) {
+    return {
+      ok: false,
+      reason: 'SecretNotFound',
+      message: `${at}: Secret ${ns}/${ref.name} not found`,
+    };
+  }
+  const value = secret.data[ref.key];
+  if (value === undefined) {
+    return {
+      ok: false,
+      reason: 'SecretKeyNotFound',
+      message: `${at}: Secret ${ns}/${ref.name} has no key "${ref.key}"`,
+    };
+  }
+  // Trimmed like API keys: a trailing newline from `echo` would silently change every hash.
+  const trimmed = value.trim();
+  if (trimmed.length < MIN_HASH_KEY_LENGTH) {
+    return {
+      ok: false,
+      reason: 'InvalidPolicy',
+      message: `${at}: key "${ref.key}" of Secret ${ns}/${ref.name} is shorter than ${MIN_HASH_KEY_LENGTH} characters`,
+    };
+  }
+  return {
+    ok: true,
+    key: { ref: { namespace: ns, secret: ref.name, key: ref.key }, value: trimmed },
+  };
+}
+
+/** The section with the Secret reference swapped for the resolved key; field names are shared. */
+export function toContractMasking(
+  section: MaskingSection,
+  hashKey: { value: string } | undefined,
+): ContractMasking {
+  const { hashKeySecretRef: _ref, ...rest } = section;
+  void _ref;
+  return hashKey ? { ...rest, hashKey } : { ...rest };
+}
+
+/**
+ * One route's contract Policy from its merged sections. The contract has one mode and failure
+ * mode per route while the two sections may come from different policies: the stricter of each
+ * wins (enforce over shadow, closed over open), because a data-protection setting that is
+ * quietly weaker than one of its policies asked for is the failure that goes unnoticed.
+ */
+export function routePolicy(
+  masking: IRPolicySection | undefined,
+  guard: IRPolicySection | undefined,
+  hashKey: HashKey | undefined,
+): ContractPolicy | undefined {
+  const parts = [masking, guard].filter((s): s is IRPolicySection => s !== undefined);
+  if (parts.length === 0) return undefined;
+  const names = [...new Set(parts.map((s) => s.policy))];
+  const out: ContractPolicy = {
+    // Distinct winners are joined with ':', which the contract's name syntax allows and
+    // `<namespace>/<name>` never contains, so the combined name is stable and unambiguous.
+    name: names.join(':'),
+    mode: parts.some((s) => s.mode === 'enforce') ? 'enforce' : 'shadow',
+    failureMode: parts.some((s) => s.failureMode === 'closed') ? 'closed' : 'open',
+  };
+  if (masking) {
+    out.masking = toContractMasking(
+      masking.value as MaskingSection,
+      hashKey ? { value: hashKey.value } : undefined,
+    );
+  }
+  if (guard) out.guard = guard.value as NonNullable<ContractPolicy['guard']>;
+  return out;
+}
