@@ -811,7 +811,7 @@ function summary(points: Point[], rates: RatePoint[]): void {
   }
   rows.push([
     'masking + budget on',
-    'the extproc config has no masking or budget yet: accounting only',
+    'no masking + budget scenario in this bench yet: accounting only',
     'not measurable',
   ]);
   rows.push(['bodies > 128 KB stay Buffers', 'not observable from outside', 'not measured']);
