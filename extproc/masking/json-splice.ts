@@ -23,12 +23,12 @@ function skipString(s: string, i: number): number {
 /** The edited text, or undefined when some edit found no matching value (callers re-serialize). */
 export function spliceJsonStrings(json: string, edits: readonly StringEdit[]): string | undefined {
   if (edits.length === 0) return json;
-  const todo = [...edits];
+  const pending = [...edits];
   const out: string[] = [];
   let copied = 0;
   let lastKey: string | undefined;
   let i = 0;
-  while (i < json.length && todo.length > 0) {
+  while (i < json.length && pending.length > 0) {
     if (json.charCodeAt(i) !== 34) {
       i++;
       continue;
@@ -45,22 +45,22 @@ export function spliceJsonStrings(json: string, edits: readonly StringEdit[]): s
     if (json[j] === ':') {
       lastKey = JSON.parse(literal) as string;
     } else {
-      const candidates = todo.filter((e) => e.key === undefined || e.key === lastKey);
+      const candidates = pending.filter((e) => e.key === undefined || e.key === lastKey);
       if (candidates.length > 0) {
         const value = JSON.parse(literal) as string;
-        const k = todo.findIndex(
+        const k = pending.findIndex(
           (e) => (e.key === undefined || e.key === lastKey) && e.from === value,
         );
         if (k >= 0) {
-          out.push(json.slice(copied, i), JSON.stringify(todo[k]!.to));
+          out.push(json.slice(copied, i), JSON.stringify(pending[k]!.to));
           copied = end + 1;
-          todo.splice(k, 1);
+          pending.splice(k, 1);
         }
       }
     }
     i = end + 1;
   }
-  if (todo.length > 0) return undefined;
+  if (pending.length > 0) return undefined;
   out.push(json.slice(copied));
   return out.join('');
 }
