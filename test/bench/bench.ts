@@ -20,6 +20,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import { CONFIG as HARNESS_CONFIG } from '../conformance/harness.js';
 import { ExtProcClient } from '../driver/index.js';
 import {
   chatRequestBody,
@@ -59,42 +60,8 @@ const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SERVER_CORE = 1;
 const DRIVER_CORE = 0;
 
-// The conformance harness's config: four providers, three routes, accounting on.
-const CONFIG = `
-apiVersion: sluice.dev/extproc/v1
-kind: ExtprocConfig
-version: bench-1
-limits:
-  maxRequestBodyBytes: 1048576
-backends:
-  - name: openai
-    cluster: sluice/backend/openai
-    provider: openai
-    credential: { value: sk-backend-openai-0001 }
-  - name: vllm
-    cluster: sluice/backend/vllm
-    provider: openai-compatible
-    modelOverride: meta-llama/Llama-3.1-8B-Instruct
-  - name: azure
-    cluster: sluice/backend/azure
-    provider: azure-openai
-    credential: { value: azure-backend-key-0002 }
-    azure: { deployment: gpt4o-prod, apiVersion: '2024-10-21' }
-  - name: anthropic
-    cluster: sluice/backend/anthropic
-    provider: anthropic
-    credential: { value: sk-ant-backend-0003 }
-routes:
-  - name: gpt
-    models: [{ exact: gpt-4o-mini }, { prefix: 'gpt-' }]
-    backends: [{ name: openai }, { name: azure, priority: 1 }]
-  - name: llama
-    models: [{ exact: llama-3.1-8b }]
-    backends: [{ name: vllm }]
-  - name: claude
-    models: [{ prefix: 'claude-' }]
-    backends: [{ name: anthropic }]
-`;
+// The conformance harness's config (four providers, three routes, accounting on), renamed.
+const CONFIG = HARNESS_CONFIG.replace('version: conformance-1', 'version: bench-1');
 
 function envNumber(name: string, fallback: number): number {
   const raw = process.env[name];
