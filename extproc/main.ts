@@ -1,10 +1,10 @@
 /** `sluice extproc`: parse and validate flags, then run(). Nothing else belongs here. */
-import { parseArgs } from 'node:util';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
+import { parseFlags } from './flags.js';
 
 const USAGE = `Usage: sluice extproc (--config FILE | --xds ADDR --node-id ID) [options]
 
@@ -66,43 +66,27 @@ const Flags = z
   });
 
 export async function main(argv: string[]): Promise<number> {
-  let raw;
-  try {
-    raw = parseArgs({
-      args: argv,
-      options: {
-        config: { type: 'string' },
-        xds: { type: 'string' },
-        'node-id': { type: 'string' },
-        'xds-start-timeout-ms': { type: 'string' },
-        listen: { type: 'string' },
-        admin: { type: 'string' },
-        'max-message-bytes': { type: 'string' },
-        'shutdown-grace-ms': { type: 'string' },
-        'redis-url': { type: 'string' },
-        'no-watch': { type: 'boolean' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    process.stderr.write(`sluice extproc: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (raw.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const parsed = Flags.safeParse(raw);
-  if (!parsed.success) {
-    process.stderr.write(
-      `sluice extproc: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`,
-    );
-    return 2;
-  }
-  const f = parsed.data;
+  const p = parseFlags(
+    'sluice extproc',
+    argv,
+    {
+      config: { type: 'string' },
+      xds: { type: 'string' },
+      'node-id': { type: 'string' },
+      'xds-start-timeout-ms': { type: 'string' },
+      listen: { type: 'string' },
+      admin: { type: 'string' },
+      'max-message-bytes': { type: 'string' },
+      'shutdown-grace-ms': { type: 'string' },
+      'redis-url': { type: 'string' },
+      'no-watch': { type: 'boolean' },
+      'log-level': { type: 'string' },
+    },
+    Flags,
+    USAGE,
+  );
+  if (!p.ok) return p.exitCode;
+  const f = p.flags;
   // One write syscall per access-log line cost ~14% of the extproc's CPU under load; buffer
   // asynchronously and flush on the way out instead.
   const destination = pino.destination({ dest: 1, minLength: 4096, sync: false });

@@ -1,12 +1,12 @@
 /** `sluice operator`: parse and validate flags, then run(). Nothing else belongs here. */
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { parseArgs } from 'node:util';
 import { KubeConfig } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
+import { parseFlags } from '../extproc/flags.js';
 
 const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
 
@@ -64,41 +64,25 @@ function podNamespace(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let raw;
-  try {
-    raw = parseArgs({
-      args: argv,
-      options: {
-        'xds-listen': { type: 'string' },
-        kubeconfig: { type: 'string' },
-        namespace: { type: 'string', multiple: true },
-        admin: { type: 'string' },
-        'leader-elect': { type: 'boolean' },
-        'lease-namespace': { type: 'string' },
-        identity: { type: 'string' },
-        'no-status': { type: 'boolean' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    process.stderr.write(`sluice operator: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (raw.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const parsed = Flags.safeParse(raw);
-  if (!parsed.success) {
-    process.stderr.write(
-      `sluice operator: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`,
-    );
-    return 2;
-  }
-  const f = parsed.data;
+  const p = parseFlags(
+    'sluice operator',
+    argv,
+    {
+      'xds-listen': { type: 'string' },
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string', multiple: true },
+      admin: { type: 'string' },
+      'leader-elect': { type: 'boolean' },
+      'lease-namespace': { type: 'string' },
+      identity: { type: 'string' },
+      'no-status': { type: 'boolean' },
+      'log-level': { type: 'string' },
+    },
+    Flags,
+    USAGE,
+  );
+  if (!p.ok) return p.exitCode;
+  const f = p.flags;
   const logger = pino({ level: f['log-level'], base: { component: 'operator' } });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });

@@ -1,11 +1,11 @@
 /** `sluice run`: parse and validate flags, then run(). Nothing else belongs here. */
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
+import { parseFlags } from '../../extproc/flags.js';
 
 const USAGE = `Usage: sluice run -f PATH [-f PATH…] [options]
 
@@ -56,40 +56,24 @@ export function findEnvoy(env: NodeJS.ProcessEnv): string | undefined {
 }
 
 export async function main(argv: string[]): Promise<number> {
-  let raw;
-  try {
-    raw = parseArgs({
-      args: argv,
-      options: {
-        filename: { type: 'string', short: 'f', multiple: true },
-        port: { type: 'string' },
-        host: { type: 'string' },
-        admin: { type: 'string' },
-        'mock-provider': { type: 'boolean' },
-        emulator: { type: 'boolean' },
-        'no-watch': { type: 'boolean' },
-        'log-level': { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    process.stderr.write(`sluice run: ${(err as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (raw.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  const parsed = Flags.safeParse(raw);
-  if (!parsed.success) {
-    process.stderr.write(
-      `sluice run: ${parsed.error.issues.map((i) => i.message).join('; ')}\n\n${USAGE}`,
-    );
-    return 2;
-  }
-  const f = parsed.data;
+  const p = parseFlags(
+    'sluice run',
+    argv,
+    {
+      filename: { type: 'string', short: 'f', multiple: true },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      admin: { type: 'string' },
+      'mock-provider': { type: 'boolean' },
+      emulator: { type: 'boolean' },
+      'no-watch': { type: 'boolean' },
+      'log-level': { type: 'string' },
+    },
+    Flags,
+    USAGE,
+  );
+  if (!p.ok) return p.exitCode;
+  const f = p.flags;
   const logger = pino({ level: f['log-level'], base: { component: 'sluice-run' } });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
