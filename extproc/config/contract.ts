@@ -34,6 +34,11 @@ export const WIRE = {
   /** The CEL attributes the upstream filter requests. */
   backendAttribute: "xds.upstream_host_metadata.filter_metadata['sluice']['backend']",
   clusterAttribute: 'xds.cluster_name',
+  /**
+   * Where Envoy's jwt_authn writes a verified JWT's payload (base64url JSON). Envoy removes it
+   * from every client request before jwt_authn runs, so only a verified payload can arrive.
+   */
+  jwtPayloadHeader: 'x-sluice-jwt-payload',
 } as const;
 
 const name = z

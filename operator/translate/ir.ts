@@ -149,6 +149,45 @@ export interface IRRoute {
   policy?: NonNullable<ExtprocConfigInput['routes'][number]['policy']>;
   /** Where `policy.masking.hashKey` came from, for redaction. */
   hashKeyRef?: CredentialRef;
+  /**
+   * The name of the compiled governance policy (IR.governance) this route runs under, absent
+   * when no AIPolicy with a governance section (consumers, access, limits, pricing) applies.
+   */
+  governance?: string;
+}
+
+/**
+ * One JWT issuer that Envoy's jwt_authn filter verifies. The verified payload reaches the extproc
+ * in the header WIRE.jwtPayloadHeader, which Envoy strips from client requests first, so the
+ * extproc can trust it. `name` is `<namespace>/<policy>` of the AIPolicy that declares it.
+ */
+export interface IRJwtProvider {
+  name: string;
+  issuer: string;
+  /** Empty: any audience. */
+  audiences: string[];
+  jwks:
+    | { kind: 'inline'; json: string }
+    | {
+        kind: 'remote';
+        /** As written in the policy: https only. */
+        uri: string;
+        host: string;
+        port: number;
+        cacheDurationSeconds: number;
+      };
+}
+
+/** Governance compiled for the extproc, with what Envoy needs to make identity unforgeable. */
+export interface IRGovernance {
+  /** The contract's `consumers`, sorted by name: only key digests, never keys. */
+  consumers: NonNullable<ExtprocConfigInput['consumers']>;
+  /** The contract's `policies`, sorted by name; routes name them in IRRoute.governance. */
+  policies: NonNullable<ExtprocConfigInput['policies']>;
+  /** Sorted by name; empty: no jwt_authn filter is emitted. */
+  jwtProviders: IRJwtProvider[];
+  /** Some policy identifies callers by mesh identity (the XFCC header). */
+  meshIdentity: boolean;
 }
 
 export interface IR {
@@ -156,4 +195,6 @@ export interface IR {
   routes: IRRoute[];
   /** One per AIRoute and AIPolicy of the input, sorted by kind, namespace, name. */
   statuses: StatusResult[];
+  /** Absent or empty lists when no policy governs any route. */
+  governance?: IRGovernance;
 }
