@@ -1,6 +1,7 @@
 /** `sluice run`: parse and validate flags, then run(). Nothing else belongs here. */
-import { accessSync, constants } from 'node:fs';
-import { delimiter, join } from 'node:path';
+import { X509Certificate } from 'node:crypto';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { delimiter, join, resolve } from 'node:path';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
@@ -19,6 +20,9 @@ Options:
   --host ADDR           the address it listens on (default 127.0.0.1)
   --admin HOST:PORT     /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
   --mock-provider       serve Service sluice-mock-provider from a built-in OpenAI mock
+  --upstream-ca FILE    PEM CA bundle that https:// backends' certificates must chain to, in
+                        place of the system bundle (a private CA, or a TLS-inspecting proxy);
+                        append the system bundle to it to trust public providers too
   --emulator            use the emulator even when Envoy is available
   --no-watch            do not reload on file changes
   --log-level LEVEL     trace|debug|info|warn|error (default info)
@@ -34,10 +38,31 @@ const Flags = z.object({
     .regex(/^(off|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/, '--admin must be host:port or off')
     .default('127.0.0.1:9901'),
   'mock-provider': z.boolean().default(false),
+  'upstream-ca': z
+    .string()
+    .min(1)
+    .refine(
+      isCertificateFile,
+      '--upstream-ca must be a readable PEM file holding at least one certificate',
+    )
+    .optional(),
   emulator: z.boolean().default(false),
   'no-watch': z.boolean().default(false),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
 });
+
+/** Read here, not by the data plane, so a bad file is a usage error rather than a NACK at run time. */
+function isCertificateFile(path: string): boolean {
+  try {
+    const pem = readFileSync(path, 'utf8');
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) return false;
+    // Parses the first certificate: a truncated or garbled file fails here.
+    new X509Certificate(pem);
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /** ENVOY_BIN, else `envoy` on PATH, else nothing. */
 export function findEnvoy(env: NodeJS.ProcessEnv): string | undefined {
@@ -65,6 +90,7 @@ export async function main(argv: string[]): Promise<number> {
       host: { type: 'string' },
       admin: { type: 'string' },
       'mock-provider': { type: 'boolean' },
+      'upstream-ca': { type: 'string' },
       emulator: { type: 'boolean' },
       'no-watch': { type: 'boolean' },
       'log-level': { type: 'string' },
@@ -88,6 +114,7 @@ export async function main(argv: string[]): Promise<number> {
       mockProvider: f['mock-provider'],
       envoyBin,
       watch: !f['no-watch'],
+      ...(f['upstream-ca'] ? { translate: { caFile: resolve(f['upstream-ca']) } } : {}),
       logger,
       registry,
       env: process.env,

@@ -1,6 +1,7 @@
 // The e2e gateway: two mock providers, manifests written to a temp directory, and the standalone
 // gateway in-process on ephemeral ports (Envoy when ENVOY_BIN/PATH has one, else the emulator).
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -9,6 +10,7 @@ import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { findEnvoy } from '../../operator/standalone/main.js';
 import { run, type RunningGateway } from '../../operator/standalone/run.js';
+import type { TranslateOptions } from '../../operator/translate/index.js';
 import { startMockProvider, type MockProvider } from '../mocks/provider.js';
 
 export const KEYS = {
@@ -187,4 +189,91 @@ export async function until<T>(fn: () => T | undefined, timeoutMs = 5000): Promi
     if (Date.now() > deadline) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 20));
   }
+}
+
+/** The Service and EndpointSlice (namespace e2e) that route `name` to a local port. */
+export function serviceDocs(name: string, port: number): unknown[] {
+  return service(name, port);
+}
+
+/** A Secret (namespace e2e) holding `apiKey`. */
+export function secretDoc(name: string, apiKey: string): unknown {
+  return secret(name, apiKey);
+}
+
+/** A gateway from the caller's own manifests, with every log line it writes kept. */
+export interface YamlGateway {
+  gateway: RunningGateway;
+  dir: string;
+  /** Every log line of the run, raw, in order, at level trace. */
+  logLines: string[];
+  /** Access-log lines the extproc wrote (parsed). */
+  accessLog: Record<string, unknown>[];
+  /** Replaces the manifests file; the watcher reloads it. */
+  write(docs: unknown[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** A free TCP port on 127.0.0.1, for Envoy, which cannot bind port 0 and report it back. */
+export async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+export async function startYamlGateway(
+  docs: unknown[],
+  opts: { translate?: TranslateOptions } = {},
+): Promise<YamlGateway> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
+  const file = join(dir, 'manifests.yaml');
+  const write = (d: unknown[]): Promise<void> =>
+    writeFile(file, d.map((x) => stringify(x)).join('---\n'), 'utf8');
+  await write(docs);
+  const logLines: string[] = [];
+  const accessLog: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        logLines.push(line);
+        const entry = JSON.parse(line) as Record<string, unknown>;
+        if (entry['log'] === 'access') accessLog.push(entry);
+      }
+      cb();
+    },
+  });
+  const envoyBin = findEnvoy(process.env);
+  let gateway: RunningGateway;
+  try {
+    gateway = await run({
+      files: [dir],
+      host: '127.0.0.1',
+      port: envoyBin ? await freePort() : 0,
+      envoyBin,
+      watch: true,
+      translate: { messageTimeoutMs: 5000, ...opts.translate },
+      // trace: a value that leaks at any level must show up in logLines.
+      logger: pino({ level: 'trace' }, sink),
+      registry: new Registry(),
+      env: {},
+      emulator: { retryBackoffBaseMs: 0 },
+    });
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+  return {
+    gateway,
+    dir,
+    logLines,
+    accessLog,
+    write,
+    async close() {
+      await gateway.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -9,11 +9,13 @@
  *
  * Scripting: `enqueue(...)` steps are used one per request, in order; then `defaults`. A step can
  * delay the headers, fail with a status (429 carries retry-after), reset the connection, stream
- * slowly, or set usage and content. Every request is captured (method, path, headers, body).
+ * slowly or in deltas of a fixed number of characters, or set usage and content. Every request is
+ * captured (method, path, headers, body, and the SNI name over HTTPS).
  */
 import { createServer as createHttp, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 
 export interface Captured {
   method: string;
@@ -24,6 +26,8 @@ export interface Captured {
   json: Record<string, unknown> | undefined;
   /** Which API the mock recognised. */
   api: 'openai' | 'azure' | 'anthropic' | 'unknown';
+  /** The SNI server name the client sent (HTTPS only; absent when it sent none). */
+  servername?: string;
 }
 
 export interface Step {
@@ -36,6 +40,8 @@ export interface Step {
   reset?: boolean;
   /** Delay between stream chunks. */
   chunkDelayMs?: number;
+  /** Stream deltas of this many characters, cutting through words; default a word per delta. */
+  chunkChars?: number;
   /** The assistant text; default echoes the last user message. */
   content?: string;
   usage?: { input: number; output: number };
@@ -95,6 +101,8 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
         json,
         api: apiOf(path),
       };
+      const sni = (req.socket as TLSSocket).servername;
+      if (typeof sni === 'string' && sni !== '') captured.servername = sni;
       requests.push(captured);
       const step = { ...opts.defaults, ...(queue.shift() ?? {}) };
       void answer(captured, step, res, opts).catch(() => res.destroy());
@@ -186,7 +194,12 @@ function lastUserText(json: Record<string, unknown> | undefined): string {
 }
 
 /** Splits text into stream deltas the way providers do: a few characters per event. */
-function deltas(text: string): string[] {
+function deltas(text: string, chunkChars?: number): string[] {
+  if (chunkChars !== undefined && chunkChars > 0 && text.length > 0) {
+    const fixed: string[] = [];
+    for (let i = 0; i < text.length; i += chunkChars) fixed.push(text.slice(i, i + chunkChars));
+    return fixed;
+  }
   const out = text.match(/\S+\s*|\s+/g) ?? [text];
   return out.length > 0 ? out : [''];
 }
@@ -321,7 +334,7 @@ async function answer(
     res.write(
       event([{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }]),
     );
-  for (const d of deltas(content)) {
+  for (const d of deltas(content, step.chunkChars)) {
     await sleep(step.chunkDelayMs ?? 0);
     if (res.destroyed) return;
     res.write(
@@ -383,7 +396,7 @@ async function responses(
       response: { ...full, status: 'in_progress', output: [], usage: null },
     }),
   );
-  for (const d of deltas(content)) {
+  for (const d of deltas(content, step.chunkChars)) {
     await sleep(step.chunkDelayMs ?? 0);
     if (res.destroyed) return;
     res.write(
@@ -432,7 +445,7 @@ async function anthropicMessages(
   );
   res.write(ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
   res.write(ev('ping', {}));
-  for (const d of deltas(content)) {
+  for (const d of deltas(content, step.chunkChars)) {
     await sleep(step.chunkDelayMs ?? 0);
     if (res.destroyed) return;
     res.write(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: d } }));
