@@ -17,6 +17,9 @@ Options:
   --xds-listen ADDR        ADS server address: unix:/path or host:port (required)
   --kubeconfig FILE        cluster access (default: in-cluster, else $KUBECONFIG or ~/.kube/config)
   --namespace NS           watch only this namespace; repeat for several (default: all)
+  --consumer-namespace NS  Secrets labelled sluice.dev/consumer declare consumers only in this
+                           namespace; repeat for several (default: the operator's own namespace,
+                           from $POD_NAMESPACE, else sluice-system)
   --admin HOST:PORT        /metrics, /healthz, /readyz (default 0.0.0.0:9902; "off" disables)
   --leader-elect           write status only while holding the Lease sluice-operator-status
   --lease-namespace NS     where the Lease lives (default: this pod's namespace)
@@ -36,6 +39,9 @@ const Flags = z.object({
   kubeconfig: z.string().min(1).optional(),
   namespace: z
     .array(z.string().max(63).regex(NAME, '--namespace must be a namespace name'))
+    .default([]),
+  'consumer-namespace': z
+    .array(z.string().max(63).regex(NAME, '--consumer-namespace must be a namespace name'))
     .default([]),
   admin: z
     .string()
@@ -63,6 +69,14 @@ function podNamespace(): string {
   }
 }
 
+/**
+ * The default consumer namespace. Never `default`, unlike podNamespace: tenants can usually
+ * create Secrets there, and any Secret here declares a consumer.
+ */
+function ownNamespace(): string {
+  return process.env.POD_NAMESPACE || 'sluice-system';
+}
+
 export async function main(argv: string[]): Promise<number> {
   const p = parseFlags(
     'sluice operator',
@@ -71,6 +85,7 @@ export async function main(argv: string[]): Promise<number> {
       'xds-listen': { type: 'string' },
       kubeconfig: { type: 'string' },
       namespace: { type: 'string', multiple: true },
+      'consumer-namespace': { type: 'string', multiple: true },
       admin: { type: 'string' },
       'leader-elect': { type: 'boolean' },
       'lease-namespace': { type: 'string' },
@@ -94,6 +109,8 @@ export async function main(argv: string[]): Promise<number> {
     operator = await run({
       kubeConfig,
       namespaces: f.namespace,
+      consumerNamespaces:
+        f['consumer-namespace'].length > 0 ? f['consumer-namespace'] : [ownNamespace()],
       xdsListen: f['xds-listen'],
       admin: f.admin === 'off' ? undefined : f.admin,
       leaderElection: f['leader-elect']

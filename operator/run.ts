@@ -38,6 +38,11 @@ export interface OperatorOptions {
   kubeConfig: KubeConfig;
   /** Watched namespaces; empty or absent: all. */
   namespaces?: readonly string[];
+  /**
+   * Where Secrets labelled sluice.dev/consumer declare consumers (whatever `namespaces` says);
+   * empty or absent: nowhere. `sluice operator` defaults it to its own namespace.
+   */
+  consumerNamespaces?: readonly string[];
   /** ADS listen address: unix:/path or host:port (port 0 picks one). */
   xdsListen: string;
   /** /metrics, /healthz, /readyz on host:port; absent: no admin server. */
@@ -91,6 +96,7 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
   const source = new KubeSource({
     api: opts.sourceApi ?? kubeApi(opts.kubeConfig),
     namespaces: opts.namespaces ?? [],
+    consumerNamespaces: opts.consumerNamespaces ?? [],
     logger: log.child({ log: 'source' }),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
     onRestart: (kind, reason) => metrics.watchRestarts.inc({ kind, reason }),

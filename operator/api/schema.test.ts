@@ -96,11 +96,58 @@ void describe('AIPolicy schema', () => {
     spec,
   });
 
-  void it('keeps section contents as they are', () => {
-    const parsed = AIPolicySchema.parse(
-      policy({ selector: {}, limits: { tokensPerMinute: 10, nested: { a: [1] } } }),
-    );
-    assert.deepEqual(parsed.spec.limits, { tokensPerMinute: 10, nested: { a: [1] } });
+  void it('parses the governance sections as the contract spells them', () => {
+    const spec = {
+      selector: {},
+      consumers: {
+        required: true,
+        keys: { headers: ['authorization'] },
+        jwt: {
+          issuer: 'https://idp.example.com/',
+          audiences: ['sluice'],
+          jwksUri: 'https://idp.example.com/keys?tenant=a',
+          cacheDuration: '5m',
+          consumerClaim: 'sub',
+          teamClaim: 'groups',
+          consumers: { 'alice@example.com': 'alice' },
+        },
+        mesh: { consumers: { 'spiffe://cluster.local/ns/a/sa/app': 'app' } },
+      },
+      access: {
+        default: 'deny',
+        rules: [{ name: 'chat', effect: 'allow', teams: ['search'], models: ['gpt-*'] }],
+      },
+      limits: {
+        rules: [{ name: 'tpm', per: ['consumer'], tokensPerMinute: 1000, spendPerDayUsd: 1.5 }],
+        defaultMaxTokens: 1024,
+        reservationTtlSeconds: 60,
+      },
+      pricing: { models: { 'gpt-4o': { inputPerMTok: 2.5, outputPerMTok: 10 } } },
+    };
+    const parsed = AIPolicySchema.parse(policy(spec));
+    assert.deepEqual(parsed.spec, spec);
+  });
+
+  void it('refuses unknown fields and out-of-range values in governance sections', () => {
+    const bad: [object, RegExp][] = [
+      [{ limits: { tokensPerMinute: 10 } }, /limits/],
+      [{ limits: { rules: [{ name: 'x', per: ['consumer', 'consumer'] }] } }, /per/],
+      [{ limits: { rules: [{ name: 'x', spendPerDayUsd: -1 }] } }, /spendPerDayUsd/],
+      [{ consumers: { keys: { headers: ['Authorization'] } } }, /headers/],
+      [{ consumers: { jwt: { issuer: 'i', jwksUri: 'http://idp/keys' } } }, /jwksUri/],
+      [{ consumers: { jwt: { issuer: 'i', jwks: '{}', header: 'x-a' } } }, /jwt/],
+      [{ consumers: { mesh: { consumers: { 'spiffe://a/b': 'not a name' } } } }, /mesh/],
+      [{ access: { rules: [{ name: 'r', effect: 'maybe' }] } }, /effect/],
+      [{ pricing: { models: { m: { inputPerMTok: -1, outputPerMTok: 1 } } } }, /inputPerMTok/],
+    ];
+    for (const [sections, field] of bad) {
+      const r = AIPolicySchema.safeParse(policy({ selector: {}, ...sections }));
+      assert.ok(!r.success, JSON.stringify(sections));
+      assert.match(
+        r.error.issues.map((i) => `${i.path.join('.')} ${JSON.stringify(i)}`).join('\n'),
+        field,
+      );
+    }
   });
 
   void it('checks the enums and the priority', () => {

@@ -11,6 +11,11 @@
 import { z } from 'zod';
 import { BUILTIN_TYPES } from '../../extproc/masking/detect/types.js';
 import type { MaskAction as ContractMaskAction } from '../../extproc/config/contract.js';
+import type {
+  AccessPolicy as ContractAccess,
+  LimitsPolicy as ContractLimits,
+  Pricing as ContractPricing,
+} from '../../extproc/governance/schema.js';
 import { API_VERSION } from './types.js';
 import type * as api from './types.js';
 
@@ -94,6 +99,11 @@ export const CEL_RULES = {
     id: 'policy-target',
     rule: 'has(self.targetRefs) || has(self.selector)',
     message: 'at least one of targetRefs and selector must be set',
+  },
+  jwtJwksOneOf: {
+    id: 'jwt-jwks-one-of',
+    rule: 'has(self.jwksUri) != has(self.jwks)',
+    message: 'exactly one of jwksUri and jwks must be set',
   },
   policyTargetRefsUnique: {
     id: 'policy-target-refs-unique',
@@ -513,11 +523,200 @@ export const PromptGuardSectionSchema = z
   })
   .describe('Prompt-injection heuristics, allow/deny patterns, size limits and templates.');
 
-const policySection = (what: string) =>
+// Governance sections. Field names, enums and bounds follow extproc/governance/schema.ts, so each
+// section maps onto its contract section directly; as for masking, no defaults here, and what
+// OpenAPI cannot say (map key syntax, one amount per limit, inline JWKS content) is checked in
+// translation with the extproc's own schemas.
+const GOVERNANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9._/:-]*$/;
+const CONSUMER_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const LOWER_HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
+// As HTTPS_URL, plus a query: some identity providers serve their keys at a URL with one.
+const JWKS_URL =
+  /^https:\/\/([A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?(\/[^\s?#]*)?(\?[^\s#]*)?$/;
+
+const governanceName = (what: string) =>
   z
-    .record(z.string(), z.unknown())
-    .optional()
-    .describe(`${what} Its fields are defined by the feature that implements it.`);
+    .string()
+    .min(1)
+    .max(253)
+    .regex(GOVERNANCE_NAME, `${what} must be letters, digits and . _ / : - only`);
+// Consumers are named by the label value of their Secrets.
+const consumerName = z
+  .string()
+  .max(63)
+  .regex(CONSUMER_NAME, 'a consumer name is a non-empty label value');
+const glob = z.string().min(1).max(256);
+const globs = (what: string) =>
+  z.array(glob).max(256).optional().describe(`${what}; * matches any run of characters.`);
+const amount = z.int().min(1).max(1e12);
+// The contract wants more than 0. OpenAPI's exclusiveMinimum has no structural form here, and the
+// apiserver compares an integer against a fractional minimum after truncating it, so 0 passes
+// any minimum below 1: zero is refused in translation (InvalidPolicy) instead.
+const usd = z.number().min(0).max(1e9).describe('USD, more than 0.');
+const perMTok = z.number().min(0).max(1e6);
+
+export const JwtSectionSchema = withRules(
+  z
+    .strictObject({
+      issuer: z.string().min(1).max(2048).describe('The iss claim tokens must carry.'),
+      audiences: withOpenAPI(
+        z
+          .array(z.string().min(1).max(512))
+          .max(32)
+          .superRefine(noRepeats((a) => a, 'an audience')),
+        { 'x-kubernetes-list-type': 'set' },
+      )
+        .optional()
+        .describe('Accepted aud values; absent: any audience.'),
+      jwksUri: z
+        .string()
+        .max(2048)
+        .regex(JWKS_URL, 'jwksUri must be https://host[:port][/path][?query] without credentials')
+        .optional()
+        .describe("Where the issuer's public keys are fetched from (https)."),
+      jwks: z
+        .string()
+        .min(1)
+        .max(65536)
+        .optional()
+        .describe('The public keys inline: a JWKS document as a JSON string.'),
+      cacheDuration: duration.optional().describe('How long fetched keys are kept; default 10m.'),
+      consumerClaim: z
+        .string()
+        .min(1)
+        .max(128)
+        .optional()
+        .describe('Dot path of the claim naming the consumer; default sub.'),
+      teamClaim: z
+        .string()
+        .min(1)
+        .max(128)
+        .optional()
+        .describe('Dot path of the claim naming the team.'),
+      consumers: z
+        .record(z.string().min(1).max(512), consumerName)
+        .optional()
+        .describe('Claim value → consumer; when set, only listed values are accepted.'),
+    })
+    .describe('JWTs verified by Envoy against the issuer. Exactly one of jwksUri and jwks.'),
+  CEL_RULES.jwtJwksOneOf,
+);
+
+export const ConsumersSectionSchema = z
+  .strictObject({
+    required: z.boolean().optional().describe('Refuse requests without an identity; default true.'),
+    keys: z
+      .strictObject({
+        headers: withOpenAPI(
+          z
+            .array(
+              z
+                .string()
+                .min(1)
+                .max(128)
+                .regex(LOWER_HEADER_NAME, 'must be a lower-case HTTP header name'),
+            )
+            .min(1)
+            .max(4)
+            .superRefine(noRepeats((h) => h, 'a header')),
+          { 'x-kubernetes-list-type': 'set' },
+        )
+          .optional()
+          .describe('Default authorization (as Bearer) and x-api-key.'),
+      })
+      .optional()
+      .describe('Virtual keys, from consumer Secrets.'),
+    jwt: JwtSectionSchema.optional(),
+    mesh: z
+      .strictObject({
+        consumers: z
+          .record(z.string().min(1).max(2048), consumerName)
+          .describe('SPIFFE ID → consumer; other identities are refused.'),
+      })
+      .optional()
+      .describe('Mesh identities, from the x-forwarded-client-cert header.'),
+  })
+  .describe(
+    'Who calls: virtual keys, JWT claims, mesh identities. Consumers are declared by Secrets ' +
+      "labelled sluice.dev/consumer in the operator's consumer namespaces.",
+  );
+
+export const AccessSectionSchema = z
+  .strictObject({
+    default: z.enum(['allow', 'deny']).optional().describe('When no rule matches; default allow.'),
+    rules: z
+      .array(
+        z.strictObject({
+          name: governanceName('name'),
+          effect: z.enum(['allow', 'deny']),
+          consumers: globs('Consumer names'),
+          teams: globs('Team names'),
+          models: globs('Model names'),
+          routes: globs('Route names (namespace/name)'),
+        }),
+      )
+      .max(1024)
+      .optional()
+      .describe('Any matching deny refuses; otherwise any matching allow admits.'),
+  })
+  .describe('Which consumers and teams may call which models and routes.');
+
+export const LimitsSectionSchema = z
+  .strictObject({
+    rules: z
+      .array(
+        z.strictObject({
+          name: governanceName('name'),
+          per: withOpenAPI(
+            z
+              .array(z.enum(['consumer', 'team', 'model', 'route']))
+              .max(4)
+              .superRefine(noRepeats((d) => d, 'a dimension')),
+            { 'x-kubernetes-list-type': 'set' },
+          )
+            .optional()
+            .describe('Separate buckets per value of these; absent: one bucket.'),
+          requestsPerMinute: amount.optional(),
+          tokensPerMinute: amount.optional(),
+          concurrent: amount.optional(),
+          spendPerDayUsd: usd.optional(),
+          spendPerMonthUsd: usd.optional(),
+        }),
+      )
+      .max(64)
+      .optional()
+      .describe('Each limit needs at least one amount.'),
+    defaultMaxTokens: z
+      .int()
+      .min(0)
+      .max(10_000_000)
+      .optional()
+      .describe('Output tokens assumed when a request sets no max_tokens; default 4096.'),
+    reservationTtlSeconds: z
+      .int()
+      .min(10)
+      .max(86_400)
+      .optional()
+      .describe('When an unreconciled reservation stops counting; default 900.'),
+  })
+  .describe('Request, token, concurrency and spend limits.');
+
+export const PricingSectionSchema = z
+  .strictObject({
+    models: z
+      .record(
+        glob,
+        z.strictObject({
+          inputPerMTok: perMTok,
+          outputPerMTok: perMTok,
+          cachedInputPerMTok: perMTok.optional().describe('Default: the input price.'),
+          cacheWriteInputPerMTok: perMTok.optional().describe('Default: the input price.'),
+        }),
+      )
+      .optional()
+      .describe('USD per million tokens by model name or glob; an exact name beats any glob.'),
+  })
+  .describe('Prices per model for spend accounting.');
 
 export const AIPolicySpecSchema = withRules(
   z.strictObject({
@@ -547,10 +746,10 @@ export const AIPolicySpecSchema = withRules(
       .enum(['closed', 'open'])
       .optional()
       .describe('When the policy cannot be evaluated; default closed.'),
-    consumers: policySection('Who calls: virtual keys, JWT claims, mesh identities.'),
-    access: policySection('Which consumers may call which models.'),
-    limits: policySection('Token, request and spend limits.'),
-    pricing: policySection('Prices per model for spend accounting.'),
+    consumers: ConsumersSectionSchema.optional(),
+    access: AccessSectionSchema.optional(),
+    limits: LimitsSectionSchema.optional(),
+    pricing: PricingSectionSchema.optional(),
     masking: MaskingSectionSchema.optional(),
     promptGuard: PromptGuardSectionSchema.optional(),
   }),
@@ -638,6 +837,10 @@ const contract: {
   meta: Same<z.output<typeof ObjectMetaSchema>, api.ObjectMeta>;
   sections: Same<keyof api.PolicySections, (typeof api.POLICY_SECTIONS)[number]>;
   maskAction: Same<api.MaskAction, ContractMaskAction>;
+  // The governance sections are the contract's own input shapes, so translation copies them.
+  access: Same<api.AccessSection, z.input<typeof ContractAccess>>;
+  limits: Same<api.LimitsSection, z.input<typeof ContractLimits>>;
+  pricing: Same<api.PricingSection, z.input<typeof ContractPricing>>;
 } = {
   spec: true,
   route: true,
@@ -647,5 +850,8 @@ const contract: {
   meta: true,
   sections: true,
   maskAction: true,
+  access: true,
+  limits: true,
+  pricing: true,
 };
 void contract;

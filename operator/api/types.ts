@@ -137,18 +137,99 @@ export type PolicyMode = 'enforce' | 'shadow';
 export type FailureMode = 'closed' | 'open';
 
 /**
- * Policy sections. consumers, access, limits and pricing are owned by governance and still
- * free-form here; masking and promptGuard are typed. Sections merge across policies: for each section, the
- * attached policy with the highest priority that sets it wins (ties: oldest, then name), and
- * the others get a Conflicted condition naming the section and the winner.
+ * Policy sections, each typed after the extproc contract section it compiles to. Sections merge
+ * across policies: for each section, the attached policy with the highest priority that sets it
+ * wins (ties: oldest, then name), and the others get a Conflicted condition naming the section
+ * and the winner.
  */
 export interface PolicySections {
-  consumers?: Record<string, unknown>;
-  access?: Record<string, unknown>;
-  limits?: Record<string, unknown>;
-  pricing?: Record<string, unknown>;
+  consumers?: ConsumersSection;
+  access?: AccessSection;
+  limits?: LimitsSection;
+  pricing?: PricingSection;
   masking?: MaskingSection;
   promptGuard?: PromptGuardSection;
+}
+
+/**
+ * Who calls: mirrors the contract's IdentityPolicy (extproc/governance/schema.ts). Methods are
+ * tried in the order keys, jwt, mesh. The consumers named here are declared by labelled Secrets
+ * (operator/api/consumer-secret.ts), never in a policy.
+ */
+export interface ConsumersSection {
+  /** Requests without an identity are refused; default true. */
+  required?: boolean;
+  /** Virtual keys; default headers authorization (Bearer) and x-api-key. */
+  keys?: { headers?: string[] };
+  jwt?: JwtSection;
+  /** SPIFFE ID → consumer, read from the x-forwarded-client-cert header the mesh sets. */
+  mesh?: { consumers: Record<string, string> };
+}
+
+/**
+ * A JWT issuer that Envoy verifies (jwt_authn) before the extproc reads the claims. The header
+ * the verified payload travels in is the operator's choice, not the user's.
+ */
+export interface JwtSection {
+  issuer: string;
+  /** Absent: any audience. */
+  audiences?: string[];
+  /** Exactly one of jwksUri (https) and jwks (a JWKS document as a JSON string). */
+  jwksUri?: string;
+  jwks?: string;
+  /** How long a fetched JWKS is kept; default 10m. */
+  cacheDuration?: Duration;
+  consumerClaim?: string;
+  teamClaim?: string;
+  /** Claim value → consumer; when given, only listed values are accepted. */
+  consumers?: Record<string, string>;
+}
+
+/** Mirrors the contract's AccessPolicy field for field. */
+export interface AccessSection {
+  default?: 'allow' | 'deny';
+  rules?: AccessRuleSpec[];
+}
+
+export interface AccessRuleSpec {
+  name: string;
+  effect: 'allow' | 'deny';
+  consumers?: string[];
+  teams?: string[];
+  models?: string[];
+  /** Globs over route names, which are `<namespace>/<AIRoute name>`. */
+  routes?: string[];
+}
+
+export type LimitDimension = 'consumer' | 'team' | 'model' | 'route';
+
+/** Mirrors the contract's LimitsPolicy field for field. */
+export interface LimitsSection {
+  rules?: LimitSpec[];
+  defaultMaxTokens?: number;
+  reservationTtlSeconds?: number;
+}
+
+export interface LimitSpec {
+  name: string;
+  per?: LimitDimension[];
+  requestsPerMinute?: number;
+  tokensPerMinute?: number;
+  concurrent?: number;
+  spendPerDayUsd?: number;
+  spendPerMonthUsd?: number;
+}
+
+/** Mirrors the contract's Pricing: USD per million tokens, by model name or glob. */
+export interface PricingSection {
+  models?: Record<string, ModelPriceSpec>;
+}
+
+export interface ModelPriceSpec {
+  inputPerMTok: number;
+  outputPerMTok: number;
+  cachedInputPerMTok?: number;
+  cacheWriteInputPerMTok?: number;
 }
 
 /**
@@ -258,6 +339,23 @@ export interface ServiceEndpoints {
 }
 
 /**
+ * One virtual key of a consumer, read from a labelled Secret (operator/api/consumer-secret.ts).
+ * Sources hash raw keys as they read them, so nothing past a source ever holds a key.
+ */
+export interface ConsumerKey {
+  /** The Secret it came from, for messages. */
+  namespace: string;
+  secret: string;
+  consumer: string;
+  team?: string;
+  keyId?: string;
+  /** RFC 3339 in UTC (normalised); absent: the key does not expire. */
+  expiresAt?: string;
+  /** Lowercase hex sha256 of the key. */
+  keyHash: string;
+}
+
+/**
  * Everything translation reads: an immutable snapshot assembled by a source (informers or YAML
  * files). Translation is a pure function of this bundle.
  */
@@ -266,4 +364,9 @@ export interface Resources {
   policies: readonly AIPolicy[];
   secrets: readonly SecretData[];
   endpoints: readonly ServiceEndpoints[];
+  /**
+   * Keys from consumer Secrets, only from the namespaces the operator trusts to declare
+   * consumers; absent: none.
+   */
+  consumerKeys?: readonly ConsumerKey[];
 }

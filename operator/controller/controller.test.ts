@@ -209,3 +209,50 @@ void describe('Controller', () => {
     }
   });
 });
+
+void describe('Controller: consumer key expiry', () => {
+  it('translates again when a key expires, with nothing else changing', async () => {
+    const cache = new SnapshotCache();
+    const ads = await startAdsServer({ cache, listen: '127.0.0.1:0' });
+    const source = new FakeSource();
+    const expiring = 'a'.repeat(64);
+    const lasting = 'b'.repeat(64);
+    const key = { namespace: 'sluice-system', consumer: 'alice' };
+    source.bundle = {
+      ...source.bundle,
+      consumerKeys: [
+        {
+          ...key,
+          secret: 'alice-old',
+          keyHash: expiring,
+          expiresAt: new Date(Date.now() + 100).toISOString(),
+        },
+        { ...key, secret: 'alice-new', keyHash: lasting },
+      ],
+    };
+    const controller = new Controller({
+      source,
+      cache,
+      encoder: testEncoder(),
+      tracker: ads.tracker,
+      now: () => Date.now(),
+      debounceMs: 1,
+      dataPlanePollMs: 20,
+    });
+    controller.start();
+    try {
+      await until('first snapshot', () => controller.desired !== undefined);
+      const first = controller.desired!.extproc.consumers?.[0]?.keyHashes;
+      // Unless the machine stalled past the expiry already, the old key starts out served.
+      if (source.calls === 1) assert.deepEqual(first, [expiring, lasting]);
+      await until(
+        'expired key dropped',
+        () => controller.desired?.extproc.consumers?.[0]?.keyHashes?.join() === lasting,
+      );
+      assert.ok(source.calls >= 2, 'a second translation, without a change signal');
+    } finally {
+      await controller.close();
+      await ads.close(10);
+    }
+  });
+});

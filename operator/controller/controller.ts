@@ -24,6 +24,7 @@ import {
   type DataPlaneView,
 } from '../status/conditions.js';
 import type { StatusKind, StatusWriter } from '../status/writer.js';
+import { nextKeyExpiry } from '../translate/governance.js';
 import { translate, type StatusResult, type TranslateOptions } from '../translate/index.js';
 import { ALL_NODES, type SnapshotCache } from '../xds/cache.js';
 import type { ResourceEncoder } from '../xds/encode.js';
@@ -58,7 +59,7 @@ export interface ControllerOptions {
   status?: StatusSink | undefined;
   logger?: Logger;
   metrics?: OperatorMetrics | undefined;
-  /** Wall-clock milliseconds, for lastTransitionTime. */
+  /** Wall-clock milliseconds, for lastTransitionTime and consumer key expiry. */
   now: () => number;
   /** How long a change waits for more before translating (default 20 ms). */
   debounceMs?: number;
@@ -90,6 +91,7 @@ export class Controller {
   private readonly unsubscribe: (() => void)[] = [];
   private timers: NodeJS.Timeout[] = [];
   private statusAllTimer: NodeJS.Timeout | undefined;
+  private expiryTimer: NodeJS.Timeout | undefined;
   private planesSignature = '';
   private snapshotAt = 0;
   private started = false;
@@ -179,6 +181,7 @@ export class Controller {
     for (const u of this.unsubscribe) u();
     for (const t of this.timers) clearInterval(t);
     if (this.statusAllTimer) clearTimeout(this.statusAllTimer);
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
     await Promise.all([this.syncQueue.close(), this.statusQueue.close()]);
   }
 
@@ -203,7 +206,9 @@ export class Controller {
     if (!source.synced) return;
     const resources = await source.resources();
     const t0 = performance.now();
-    const translation = translate(resources, this.opts.translate);
+    const now = this.opts.now();
+    const translation = translate(resources, { ...this.opts.translate, now });
+    this.syncAtNextKeyExpiry(resources, now);
     const desired = desiredState(translation, this.opts.encoder);
     const changed = desired.version !== this.current?.version;
     if (changed) {
@@ -235,6 +240,25 @@ export class Controller {
     }
     this.view = undefined;
     this.statusAll(0);
+  }
+
+  /**
+   * A consumer key that expires leaves the configuration at the next translation, which is
+   * scheduled for that moment: nothing else changes when a key expires, and the extproc can only
+   * enforce a consumer's latest expiry, not each key's.
+   */
+  private syncAtNextKeyExpiry(resources: Resources, now: number): void {
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryTimer = undefined;
+    const next = nextKeyExpiry(resources.consumerKeys ?? [], now);
+    if (next === undefined || this.closed) return;
+    // setTimeout takes at most 2^31-1 ms; a later expiry is rescheduled by the resyncs meanwhile.
+    const delay = Math.min(next - now, 2 ** 31 - 1);
+    this.expiryTimer = setTimeout(() => {
+      this.expiryTimer = undefined;
+      this.syncQueue.add(SYNC);
+    }, delay);
+    this.expiryTimer.unref();
   }
 
   /**

@@ -67,7 +67,12 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     return 2;
   }
   const { resources, problems } = await loadResources(paths);
-  const t = translate(resources, { version: 'render', ...(port ? { listenerPort: port } : {}) });
+  const t = translate(resources, {
+    version: 'render',
+    // As the operator would program it now: keys already expired are left out.
+    now: Date.now(),
+    ...(port ? { listenerPort: port } : {}),
+  });
   const doc: Record<string, unknown> = {};
   if (!only || only === 'status') {
     if (problems.length > 0) doc['problems'] = problems;

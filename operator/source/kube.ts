@@ -8,9 +8,15 @@
  * failure retries with exponential backoff. Nothing here throws out of the loop, so a flaky
  * apiserver slows the operator down but never stops it.
  *
- * Secret values are held only for Secrets some route references: every other Secret is kept as a
- * name and a resourceVersion, so the operator's heap never mirrors the cluster's credentials. A
- * Secret that becomes referenced is read once by name; from then on the watch keeps it current.
+ * Secret values are held only for Secrets some route or policy references: every other Secret is
+ * kept as a name and a resourceVersion, so the operator's heap never mirrors the cluster's
+ * credentials. A Secret that becomes referenced is read once by name; from then on the watch
+ * keeps it current.
+ *
+ * Consumer Secrets (operator/api/consumer-secret.ts) count only in the consumer namespaces, which
+ * the operator's configuration names: a tenant who may create Secrets in its own namespace must
+ * not be able to mint a consumer. They are watched there by label, and reduced to their key's
+ * digest as they arrive, so no virtual key is ever held.
  */
 import {
   ApiException,
@@ -20,17 +26,20 @@ import {
   type KubeConfig,
 } from '@kubernetes/client-node';
 import { pino, type Logger } from 'pino';
+import { CONSUMER_LABEL, isConsumerSecret, readConsumerSecret } from '../api/consumer-secret.js';
 import {
   API_VERSION,
   GROUP,
   VERSION,
   type AIPolicy,
   type AIRoute,
+  type ConsumerKey,
   type ObjectMeta,
   type Resources,
   type SecretData,
   type ServiceEndpoints,
 } from '../api/types.js';
+import { compileConsumers } from '../translate/governance.js';
 
 // ---------------------------------------------------------------------------------------------
 // Reflector: one list+watch loop.
@@ -401,6 +410,25 @@ export function decodeSecretData(raw: Record<string, unknown>): Record<string, s
   return out;
 }
 
+/** A consumer Secret as kept: its key's digest, or why it is left out. Never the key. */
+export interface ConsumerSecretEntry {
+  namespace: string;
+  name: string;
+  key?: ConsumerKey;
+  problem?: string;
+}
+
+export function toConsumerSecret(raw: Record<string, unknown>): ConsumerSecretEntry | undefined {
+  const meta = readMeta(raw);
+  // The watch is by label already; this only guards against a server that ignores it.
+  if (!meta || !isConsumerSecret(meta)) return undefined;
+  const read = readConsumerSecret(meta, decodeSecretData(raw));
+  const entry: ConsumerSecretEntry = { namespace: meta.namespace, name: meta.name };
+  if (read.ok) entry.key = Object.freeze(read.key);
+  else entry.problem = read.message;
+  return Object.freeze(entry);
+}
+
 export interface ServiceInfo {
   namespace: string;
   name: string;
@@ -495,8 +523,14 @@ export function serviceEndpoints(
   return out;
 }
 
-/** What the routes point at: Secrets (ns/name) and Service ports (ns/name:port). */
-export function references(routes: Iterable<AIRoute>): {
+/**
+ * What the routes and policies point at: Secrets (ns/name; route credentials and masking hash
+ * keys) and Service ports (ns/name:port).
+ */
+export function references(
+  routes: Iterable<AIRoute>,
+  policies: Iterable<AIPolicy> = [],
+): {
   secrets: Set<string>;
   services: Map<string, { namespace: string; service: string; port: number }>;
   /** ns/name of every referenced Service, whatever the port. */
@@ -522,6 +556,11 @@ export function references(routes: Iterable<AIRoute>): {
       }
     }
   }
+  for (const p of policies) {
+    const secret = p.spec?.masking?.hashKeySecretRef?.name;
+    if (typeof secret === 'string' && secret !== '')
+      secrets.add(`${p.metadata.namespace}/${secret}`);
+  }
   return { secrets, services, serviceNames };
 }
 
@@ -532,7 +571,8 @@ export type Kind = 'AIRoute' | 'AIPolicy' | 'Secret' | 'Service' | 'EndpointSlic
 
 /** How the source reaches the apiserver; `kubeApi(kubeConfig)` is the real one. */
 export interface SourceApi {
-  listWatcher(kind: Kind, namespace: string | undefined): ListWatcher;
+  /** `labelSelector` narrows the list and the watch, as the API's own parameter does. */
+  listWatcher(kind: Kind, namespace: string | undefined, labelSelector?: string): ListWatcher;
   /** One Secret by name, raw; undefined when it does not exist. */
   getSecret(namespace: string, name: string): Promise<Record<string, unknown> | undefined>;
 }
@@ -551,6 +591,8 @@ export interface KubeSourceOptions {
   api: SourceApi;
   /** Watched namespaces; empty or absent: all. */
   namespaces?: readonly string[];
+  /** Where consumer Secrets count; empty or absent: nowhere (no consumers). */
+  consumerNamespaces?: readonly string[];
   logger?: Logger;
   backoff?: Backoff;
   onRestart?(kind: Kind, reason: 'gone' | 'error'): void;
@@ -593,8 +635,17 @@ export function kubeApi(kc: KubeConfig, watchTimeoutSeconds = 300): SourceApi {
   const core = kc.makeApiClient(CoreV1Api);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const watcher = new Watch(kc);
-  const list = async (kind: Kind, ns: string | undefined, token: string | undefined) => {
-    const common = { limit: PAGE, _continue: token };
+  const list = async (
+    kind: Kind,
+    ns: string | undefined,
+    token: string | undefined,
+    labelSelector: string | undefined,
+  ) => {
+    const common = {
+      limit: PAGE,
+      _continue: token,
+      ...(labelSelector !== undefined ? { labelSelector } : {}),
+    };
     switch (kind) {
       case 'AIRoute':
       case 'AIPolicy':
@@ -630,15 +681,20 @@ export function kubeApi(kc: KubeConfig, watchTimeoutSeconds = 300): SourceApi {
     }
   };
   return {
-    listWatcher: (kind, ns) => ({
-      list: (token) => list(kind, ns, token),
+    listWatcher: (kind, ns, labelSelector) => ({
+      list: (token) => list(kind, ns, token, labelSelector),
       watch: async (rv, onEvent, done) => {
         // Server-side timeouts with jitter: every watch is renewed now and then, and replicas
         // do not all come back at the same moment.
         const timeoutSeconds = Math.round(watchTimeoutSeconds * (0.75 + Math.random() * 0.5));
         const ctrl = await watcher.watch(
           paths(kind, ns),
-          { resourceVersion: rv, allowWatchBookmarks: true, timeoutSeconds },
+          {
+            resourceVersion: rv,
+            allowWatchBookmarks: true,
+            timeoutSeconds,
+            ...(labelSelector !== undefined ? { labelSelector } : {}),
+          },
           (type: string, object: unknown) => onEvent({ type, object }),
           done,
         );
@@ -668,6 +724,8 @@ export class KubeSource {
   private readonly secrets: Reflector<SecretEntry>[] = [];
   private readonly services: Reflector<ServiceInfo>[] = [];
   private readonly slices: Reflector<SliceInfo>[] = [];
+  private readonly consumerSecrets: Reflector<ConsumerSecretEntry>[] = [];
+  private consumerProblems = new Set<string>();
   private readonly all: Reflector<unknown>[] = [];
   private readonly log: Logger;
   private readonly listeners = new Set<(change: Change) => void>();
@@ -717,6 +775,25 @@ export class KubeSource {
         }),
       );
     }
+    for (const ns of new Set(opts.consumerNamespaces ?? [])) {
+      this.consumerSecrets.push(
+        this.reflector(
+          'Secret',
+          ns,
+          toConsumerSecret,
+          (key, before, after) => {
+            if (after?.problem !== undefined && after.problem !== before?.problem) {
+              this.log.warn(
+                { event: 'consumer_secret_refused', secret: key, reason: after.problem },
+                'consumer Secret left out',
+              );
+            }
+            this.changed('spec');
+          },
+          CONSUMER_LABEL,
+        ),
+      );
+    }
   }
 
   private reflector<T>(
@@ -724,10 +801,15 @@ export class KubeSource {
     ns: string | undefined,
     convert: (raw: Record<string, unknown>) => T | undefined,
     onChange: (key: string, before: T | undefined, after: T | undefined) => void,
+    labelSelector?: string,
   ): Reflector<T> {
+    const what = labelSelector === undefined ? kind : `${kind} (${labelSelector})`;
     const r = new Reflector<T>({
-      name: ns === undefined ? kind : `${kind} in ${ns}`,
-      lw: this.opts.api.listWatcher(kind, ns),
+      name: ns === undefined ? what : `${what} in ${ns}`,
+      lw:
+        labelSelector === undefined
+          ? this.opts.api.listWatcher(kind, ns)
+          : this.opts.api.listWatcher(kind, ns, labelSelector),
       convert,
       onChange,
       logger: this.log,
@@ -808,8 +890,35 @@ export class KubeSource {
       const e = serviceEndpoints(ref, svc, slicesByService.get(k) ?? []);
       if (e) endpoints.push(e);
     }
-    this.bundle = deepFreeze({ routes, policies, secrets, endpoints });
+    const consumerKeys = this.consumerSecrets
+      .flatMap((r) => [...r.values()])
+      .flatMap((e) => (e.key ? [e.key] : []))
+      .sort((a, b) => {
+        const x = `${a.namespace}/${a.secret}`;
+        const y = `${b.namespace}/${b.secret}`;
+        return x < y ? -1 : x > y ? 1 : 0;
+      });
+    this.reportConsumerProblems(consumerKeys);
+    this.bundle = deepFreeze({ routes, policies, secrets, endpoints, consumerKeys });
     return this.bundle;
+  }
+
+  /**
+   * Problems between consumer Secrets (translation leaves such consumers out), logged once each
+   * while they last rather than on every translation.
+   */
+  private reportConsumerProblems(keys: readonly ConsumerKey[]): void {
+    const now = new Set<string>();
+    for (const p of compileConsumers(keys).problems) {
+      const id = `${p.secrets.join(',')}|${p.message}`;
+      now.add(id);
+      if (this.consumerProblems.has(id)) continue;
+      this.log.warn(
+        { event: 'consumer_refused', consumer: p.consumer, secrets: p.secrets, reason: p.message },
+        'consumer left out',
+      );
+    }
+    this.consumerProblems = now;
   }
 
   /** The cached object, for the status writer (its status and resourceVersion). */
@@ -840,7 +949,8 @@ export class KubeSource {
       this.changed('status', `${obj.kind}/${obj.metadata.namespace}/${obj.metadata.name}`);
       return;
     }
-    if (obj.kind === 'AIRoute') this.refsDirty = true;
+    // Routes reference credentials and Services, policies masking hash keys.
+    this.refsDirty = true;
     this.changed('spec');
   }
 
@@ -864,7 +974,10 @@ export class KubeSource {
   private currentRefs(): ReturnType<typeof references> {
     if (this.refsDirty) {
       this.refsDirty = false;
-      this.refs = references(this.routes.flatMap((r) => [...r.values()]));
+      this.refs = references(
+        this.routes.flatMap((r) => [...r.values()]),
+        this.policies.flatMap((r) => [...r.values()]),
+      );
     }
     return this.refs;
   }

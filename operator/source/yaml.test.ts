@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { loadResources, readDocuments } from './yaml.js';
 
@@ -196,6 +197,72 @@ void describe('loadResources', () => {
         problems[0]!.message,
         /^AIPolicy\/default\/shadow is also defined at .*:1; that one is used$/,
       );
+    } finally {
+      await rm(file);
+    }
+  });
+});
+
+void describe('loadResources: consumer Secrets', () => {
+  const digest = createHash('sha256').update('sk-sluice-alice-1').digest('hex');
+  const secret = (name: string, labels: string, data: string, ns = 'keys') =>
+    `apiVersion: v1\nkind: Secret\nmetadata:\n  name: ${name}\n  namespace: ${ns}\n` +
+    `  labels: { ${labels} }\n  annotations: { sluice.dev/expires-at: "2030-01-01T00:00:00Z" }\n` +
+    `stringData: { ${data} }\n`;
+
+  void it('reads every labelled Secret as a key digest and reports the ones left out', async () => {
+    const file = join(dir, '..', `${process.pid}-consumers.yaml`);
+    await writeFile(
+      file,
+      [
+        secret(
+          'alice-1',
+          'sluice.dev/consumer: alice, sluice.dev/team: search',
+          `keyHash: ${digest}`,
+        ),
+        secret(
+          'alice-2',
+          'sluice.dev/consumer: alice, sluice.dev/team: search',
+          'key: sk-raw-2',
+          'other',
+        ),
+        secret('both', 'sluice.dev/consumer: bob', `key: sk-raw-3, keyHash: ${digest}`),
+        secret('carol-1', 'sluice.dev/consumer: carol, sluice.dev/team: a', 'key: sk-raw-4'),
+        secret('carol-2', 'sluice.dev/consumer: carol, sluice.dev/team: b', 'key: sk-raw-5'),
+        secret('plain', 'app: x', 'key: sk-not-a-consumer'),
+      ].join('---\n'),
+    );
+    try {
+      const { resources, problems } = await loadResources([file]);
+      assert.deepEqual(
+        resources.consumerKeys?.map((k) => [k.namespace, k.secret, k.consumer, k.team ?? '']),
+        [
+          ['keys', 'alice-1', 'alice', 'search'],
+          ['other', 'alice-2', 'alice', 'search'],
+          ['keys', 'carol-1', 'carol', 'a'],
+          ['keys', 'carol-2', 'carol', 'b'],
+        ],
+      );
+      assert.equal(resources.consumerKeys[0]!.keyHash, digest);
+      assert.equal(
+        resources.consumerKeys[1]!.keyHash,
+        createHash('sha256').update('sk-raw-2').digest('hex'),
+      );
+      assert.equal(resources.consumerKeys[0]!.expiresAt, '2030-01-01T00:00:00.000Z');
+      assert.deepEqual(
+        problems.map((p) => [p.source.slice(p.source.lastIndexOf('/') + 1), p.message]),
+        [
+          [
+            `${process.pid}-consumers.yaml:19`,
+            'Secret/keys/both: not a consumer key: data has both keyHash and key; keep exactly one',
+          ],
+          [
+            `${process.pid}-consumers.yaml:28`,
+            'the Secrets of consumer "carol" disagree on the team ("a", "b"); none of its keys is used',
+          ],
+        ],
+      );
+      assert.ok(!JSON.stringify(problems).includes('sk-raw'), 'no key in a problem');
     } finally {
       await rm(file);
     }

@@ -7,14 +7,17 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Tags } from 'yaml';
+import { isConsumerSecret, readConsumerSecret } from '../api/consumer-secret.js';
 import type {
   AIPolicy,
   AIRoute,
+  ConsumerKey,
   ObjectMeta,
   Resources,
   SecretData,
   ServiceEndpoints,
 } from '../api/types.js';
+import { compileConsumers } from '../translate/governance.js';
 import { validateDocuments } from '../validate/validate.js';
 
 export interface Problem {
@@ -146,7 +149,9 @@ async function readStdin(): Promise<string> {
  * Reads `paths` into a Resources bundle. AIRoutes and AIPolicies are validated exactly as the
  * cluster would; an invalid one is reported and left out without blocking the others.
  * Secrets and discovery.k8s.io/v1 EndpointSlices (plus v1 Services, when present, to map a
- * Service port to the slice port) are read; other kinds are ignored.
+ * Service port to the slice port) are read; other kinds are ignored. Every Secret labelled
+ * sluice.dev/consumer is also a consumer key (the files are as trusted as the operator's
+ * consumer namespaces); a malformed one is reported and left out.
  */
 export async function loadResources(
   paths: readonly string[],
@@ -156,6 +161,8 @@ export async function loadResources(
   const routes: AIRoute[] = [];
   const policies: AIPolicy[] = [];
   const secrets: SecretData[] = [];
+  const consumerKeys: ConsumerKey[] = [];
+  const keySources = new Map<string, string>();
   const slices: { source: string; slice: Record<string, unknown> }[] = [];
   const services = new Map<string, ServicePort[]>();
   const seen = new Map<string, string>();
@@ -188,7 +195,18 @@ export async function loadResources(
     try {
       if (gvk === 'v1/Secret') {
         const secret = readSecret(d);
-        if (unique(source, id)) secrets.push(secret);
+        if (unique(source, id)) {
+          secrets.push(secret);
+          if (isConsumerSecret(secret.metadata)) {
+            const key = readConsumerSecret(secret.metadata, secret.data);
+            if (key.ok) {
+              consumerKeys.push(key.key);
+              keySources.set(`${key.key.namespace}/${key.key.secret}`, source);
+            } else {
+              problems.push({ source, message: `${id}: not a consumer key: ${key.message}` });
+            }
+          }
+        }
       } else if (gvk === 'discovery.k8s.io/v1/EndpointSlice') {
         if (unique(source, id)) slices.push({ source, slice: d });
       } else if (gvk === 'v1/Service') {
@@ -200,8 +218,11 @@ export async function loadResources(
     }
   });
 
+  for (const p of compileConsumers(consumerKeys).problems) {
+    problems.push({ source: keySources.get(p.secrets[0]!) ?? '', message: p.message });
+  }
   const endpoints = groupEndpoints(slices, services, problems);
-  const resources: Resources = deepFreeze({ routes, policies, secrets, endpoints });
+  const resources: Resources = deepFreeze({ routes, policies, secrets, endpoints, consumerKeys });
   return { resources, problems };
 }
 

@@ -128,6 +128,8 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       }
       const translation = translate(resources, {
         ...opts.translate,
+        // Consumer keys expired by now are left out (see toIR).
+        now: Date.now(),
         listenerAddress: opts.host,
         listenerPort: opts.port,
         extprocSocket,

@@ -16,6 +16,8 @@ export type { EnvoyOptions, EnvoyResources } from './to-envoy.js';
 export interface TranslateOptions extends Partial<EnvoyOptions>, ExtprocOptions {
   /** The extproc contract `version`; the caller assigns it (e.g. from a content hash). */
   version?: string;
+  /** Wall-clock milliseconds: consumer keys expired by then are left out (see toIR). */
+  now?: number;
 }
 
 export interface Translation {
@@ -26,8 +28,8 @@ export interface Translation {
 }
 
 export function translate(resources: Resources, options: TranslateOptions = {}): Translation {
-  const { version = '0', limits, ...envoyOptions } = options;
-  const ir = toIR(resources);
+  const { version = '0', limits, now, ...envoyOptions } = options;
+  const ir = toIR(resources, now !== undefined ? { now } : {});
   return {
     ir,
     envoy: toEnvoy(ir, envoyOptions),

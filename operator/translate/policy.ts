@@ -1,6 +1,7 @@
 /**
  * The data-protection sections of AIPolicies (masking, promptGuard) → the extproc contract's
- * route Policy. The checks the apiserver cannot make (RE2 compilation, template variables, actions
+ * route Policy, and the check of every section of a policy (governance.ts compiles the other
+ * four). The checks the apiserver cannot make (RE2 compilation, template variables, actions
  * naming enabled detectors) are the extproc's own schemas run here, so a policy the extproc would
  * refuse is refused on its own status instead of the whole extproc document being refused.
  */
@@ -8,6 +9,7 @@ import type { z } from 'zod';
 import { MaskingPolicy, type ExtprocConfigInput } from '../../extproc/config/contract.js';
 import { PromptGuardPolicy } from '../../extproc/guard/schema.js';
 import type { AIPolicySpec, MaskingSection, SecretData } from '../api/types.js';
+import { checkGovernanceSections, combinedName } from './governance.js';
 import type { CredentialRef, IRPolicySection } from './ir.js';
 import { routeKey } from './names.js';
 
@@ -31,6 +33,7 @@ export function checkSections(spec: AIPolicySpec): string | undefined {
   if (spec.promptGuard) {
     collect(PromptGuardPolicy.safeParse(spec.promptGuard), 'promptGuard', problems);
   }
+  problems.push(...checkGovernanceSections(spec));
   return problems.length > 0 ? problems.slice(0, 3).join('; ') : undefined;
 }
 
@@ -115,11 +118,8 @@ export function routePolicy(
 ): ContractPolicy | undefined {
   const parts = [masking, guard].filter((s): s is IRPolicySection => s !== undefined);
   if (parts.length === 0) return undefined;
-  const names = [...new Set(parts.map((s) => s.policy))];
   const out: ContractPolicy = {
-    // Distinct winners are joined with ':', which the contract's name syntax allows and
-    // `<namespace>/<name>` never contains, so the combined name is stable and unambiguous.
-    name: names.join(':'),
+    name: combinedName(parts.map((s) => s.policy)),
     mode: parts.some((s) => s.mode === 'enforce') ? 'enforce' : 'shadow',
     failureMode: parts.some((s) => s.failureMode === 'closed') ? 'closed' : 'open',
   };

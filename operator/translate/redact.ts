@@ -1,8 +1,12 @@
 import type { Translation } from './index.js';
 
+/** Stands in for a virtual key digest: a digest of a short hand-made key can be brute-forced. */
+export const REDACTED_KEY_HASH = '<redacted:sha256>';
+
 /**
- * The extproc document with every credential replaced by `<redacted:namespace/secret/key>`: what
- * `sluice render` prints and golden files hold. Never print or store the unredacted document.
+ * The extproc document with every credential replaced by `<redacted:namespace/secret/key>` and
+ * every virtual key digest by REDACTED_KEY_HASH: what `sluice render` prints and golden files
+ * hold. Never print or store the unredacted document.
  */
 export function redacted(t: Translation): Translation['extproc'] {
   const refs = new Map<string, string>();
@@ -19,7 +23,7 @@ export function redacted(t: Translation): Translation['extproc'] {
       }
     }
   }
-  return {
+  const out: Translation['extproc'] = {
     ...t.extproc,
     backends: t.extproc.backends.map((b) =>
       b.credential ? { ...b, credential: { value: refs.get(b.name) ?? '<redacted>' } } : b,
@@ -40,4 +44,10 @@ export function redacted(t: Translation): Translation['extproc'] {
         : r,
     ),
   };
+  if (t.extproc.consumers) {
+    out.consumers = t.extproc.consumers.map((c) =>
+      c.keyHashes ? { ...c, keyHashes: c.keyHashes.map(() => REDACTED_KEY_HASH) } : c,
+    );
+  }
+  return out;
 }

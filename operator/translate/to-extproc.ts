@@ -51,6 +51,7 @@ export function toExtproc(
     };
     if (route.created > 0) entry.created = route.created;
     if (route.policy) entry.policy = route.policy;
+    if (route.governance !== undefined) entry.governance = route.governance;
     routes.push(entry);
   }
   backends.sort((a, b) => cmp(a.name, b.name));
@@ -63,6 +64,12 @@ export function toExtproc(
     routes,
   };
   if (options.limits) doc.limits = { ...options.limits };
+  // Left out when empty (the contract defaults both to []), so configurations without
+  // governance read exactly as before it existed.
+  if (ir.governance && ir.governance.consumers.length > 0) {
+    doc.consumers = ir.governance.consumers;
+  }
+  if (ir.governance && ir.governance.policies.length > 0) doc.policies = ir.governance.policies;
   return doc;
 }
 

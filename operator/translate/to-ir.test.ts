@@ -264,12 +264,12 @@ void describe('toIR: policies', () => {
         policies: [
           policy(
             'b-tie',
-            { targetRefs: [{ name: 'r' }], priority: 1, limits: { n: 2 } },
+            { targetRefs: [{ name: 'r' }], priority: 1, limits: { defaultMaxTokens: 2 } },
             '2025-01-01T00:00:00Z',
           ),
           policy(
             'a-tie',
-            { targetRefs: [{ name: 'r' }], priority: 1, limits: { n: 1 } },
+            { targetRefs: [{ name: 'r' }], priority: 1, limits: { defaultMaxTokens: 1 } },
             '2025-01-01T00:00:00Z',
           ),
           policy('high', {

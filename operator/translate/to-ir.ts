@@ -22,6 +22,13 @@
  *   masking would send the data the policy protects to the provider, and letting a
  *   lower-priority policy's masking win instead would be masking nobody asked for. A route is not
  *   served either when its own credential Secret is missing, so operators already watch for it.
+ * - Consumers come from consumer Secrets (governance.ts). A policy whose consumers section maps a
+ *   JWT claim or mesh identity to a consumer no Secret declares is InvalidPolicy but keeps its
+ *   place in precedence, and routes where it wins the consumers section are withheld
+ *   (PolicyNotReady), for the same reason: deleting a consumer's Secrets must not turn a route
+ *   that required identity into one that requires none.
+ * - The governance sections a route's winners set compile into one governance policy named after
+ *   those winners; routes with the same winners share it, and so share its budgets.
  */
 import { AIPolicySpecSchema, AIRouteSpecSchema } from '../api/schema.js';
 import type {
@@ -29,6 +36,7 @@ import type {
   AIRoute,
   Backend,
   BackendRef,
+  ConsumersSection,
   ModelMatch,
   PolicySectionName,
   Resources,
@@ -39,12 +47,20 @@ import type {
 } from '../api/types.js';
 import { POLICY_SECTIONS } from '../api/types.js';
 import { parseDuration } from './durations.js';
+import {
+  compileConsumers,
+  governancePolicy,
+  jwtProvider,
+  unknownConsumers,
+  type ContractGovernance,
+} from './governance.js';
 import { checkSections, resolveHashKey, routePolicy, type HashKey } from './policy.js';
 import type {
   ConditionResult,
   ExternalTarget,
   IR,
   IRBackend,
+  IRJwtProvider,
   IRPolicySection,
   IRRetry,
   IRRoute,
@@ -98,7 +114,15 @@ interface RouteDraft {
   endpointProblems: { reason: 'ServiceNotFound' | 'NoReadyEndpoints'; message: string }[];
 }
 
-export function toIR(resources: Resources): IR {
+export interface ToIROptions {
+  /**
+   * Wall-clock milliseconds, to leave out consumer keys that have expired; absent: no key counts
+   * as expired (the extproc still enforces each consumer's own expiry).
+   */
+  now?: number;
+}
+
+export function toIR(resources: Resources, options: ToIROptions = {}): IR {
   const secrets = new Map<string, SecretData>();
   for (const s of resources.secrets) {
     secrets.set(routeKey(s.metadata.namespace, s.metadata.name), s);
@@ -177,22 +201,31 @@ export function toIR(resources: Resources): IR {
     accepted.push({ ...d, models: kept, rules });
   }
 
-  const policyResult = attachPolicies(policies, routes, accepted, secrets);
+  const { consumers } = compileConsumers(resources.consumerKeys ?? [], options.now);
+  const consumerNames = new Set(consumers.map((c) => c.name));
+  const policyResult = attachPolicies(policies, routes, accepted, secrets, consumerNames);
   const served: { draft: RouteDraft; hashKey?: HashKey }[] = [];
   for (const d of accepted) {
-    const masking = policyResult.merged.get(d.key)?.masking;
-    if (!masking) {
-      served.push({ draft: d });
-      continue;
+    const sections = policyResult.merged.get(d.key);
+    const notReady: string[] = [];
+    const masking = sections?.masking;
+    const key = masking ? policyResult.hashKeys.get(masking.policy) : undefined;
+    if (masking && key && !key.ok) {
+      notReady.push(`masking policy ${masking.policy} is not ready: ${key.message}`);
     }
-    const key = policyResult.hashKeys.get(masking.policy);
-    if (key === undefined || key.ok) {
-      served.push(key ? { draft: d, hashKey: key.key } : { draft: d });
+    const identity = sections?.consumers;
+    const unknown = identity ? policyResult.unknownConsumers.get(identity.policy) : undefined;
+    if (identity && unknown !== undefined) {
+      notReady.push(`consumers policy ${identity.policy} is not ready: ${unknown}`);
+    }
+    if (notReady.length === 0) {
+      served.push(key?.ok ? { draft: d, hashKey: key.key } : { draft: d });
       continue;
     }
     const gen = d.route.metadata.generation;
-    const msg = `masking policy ${masking.policy} is not ready: ${key.message}`;
-    routeConditions.set(d.key, [condition('Accepted', 'False', 'PolicyNotReady', msg, gen)]);
+    routeConditions.set(d.key, [
+      condition('Accepted', 'False', 'PolicyNotReady', notReady.join('; '), gen),
+    ]);
   }
   for (const route of routes) {
     const key = routeKey(route.metadata.namespace, route.metadata.name);
@@ -203,6 +236,9 @@ export function toIR(resources: Resources): IR {
     statuses.push(status('AIPolicy', policy, policyResult.conditions.get(key) ?? []));
   }
 
+  const governance = new Map<string, ContractGovernance>();
+  const jwtProviders = new Map<string, IRJwtProvider>();
+  let meshIdentity = false;
   const irRoutes: IRRoute[] = served
     .map(({ draft: d, hashKey }) => {
       const sections = policyResult.merged.get(d.key) ?? {};
@@ -219,10 +255,30 @@ export function toIR(resources: Resources): IR {
       const policy = routePolicy(sections.masking, sections.promptGuard, hashKey);
       if (policy) r.policy = policy;
       if (policy?.masking?.hashKey && hashKey) r.hashKeyRef = hashKey.ref;
+      const gov = governancePolicy(sections);
+      if (gov) {
+        r.governance = gov.name;
+        governance.set(gov.name, gov);
+        const identity = sections.consumers;
+        const section = identity?.value as ConsumersSection | undefined;
+        if (identity && section?.jwt && !jwtProviders.has(identity.policy)) {
+          jwtProviders.set(identity.policy, jwtProvider(identity.policy, section.jwt));
+        }
+        if (section?.mesh) meshIdentity = true;
+      }
       return r;
     })
     .sort((a, b) => cmp(a.key, b.key));
-  return { routes: irRoutes, statuses };
+  const ir: IR = { routes: irRoutes, statuses };
+  if (consumers.length > 0 || governance.size > 0) {
+    ir.governance = {
+      consumers,
+      policies: [...governance.values()].sort((a, b) => cmp(a.name, b.name)),
+      jwtProviders: [...jwtProviders.values()].sort((a, b) => cmp(a.name, b.name)),
+      meshIdentity,
+    };
+  }
+  return ir;
 }
 
 function draftRoute(
@@ -541,6 +597,8 @@ interface PolicyResult {
   conditions: Map<string, ConditionResult[]>;
   /** By policy key, for the attached policies that name a masking hash key Secret. */
   hashKeys: Map<string, ReturnType<typeof resolveHashKey>>;
+  /** By policy key: why its consumers section names consumers that do not exist. */
+  unknownConsumers: Map<string, string>;
 }
 
 function attachPolicies(
@@ -548,8 +606,10 @@ function attachPolicies(
   routes: readonly AIRoute[],
   accepted: readonly RouteDraft[],
   secrets: ReadonlyMap<string, SecretData>,
+  consumerNames: ReadonlySet<string>,
 ): PolicyResult {
   const hashKeys: PolicyResult['hashKeys'] = new Map();
+  const missingConsumers: PolicyResult['unknownConsumers'] = new Map();
   const conditions = new Map<string, ConditionResult[]>();
   const acceptedKeys = new Set(accepted.map((d) => d.key));
   const attached = new Map<string, AIPolicy[]>();
@@ -606,9 +666,24 @@ function attachPolicies(
     const ref = p.spec.masking?.hashKeySecretRef;
     const hashKey = ref ? resolveHashKey(ns, ref, secrets) : undefined;
     if (hashKey) hashKeys.set(key, hashKey);
+    const notReady: { reason: string; message: string }[] = [];
     if (hashKey && !hashKey.ok) {
-      const msg = `${hashKey.message}; routes where this policy wins masking are not served`;
-      conditions.set(key, [condition('Accepted', 'False', hashKey.reason, msg, gen)]);
+      notReady.push({
+        reason: hashKey.reason,
+        message: `${hashKey.message}; routes where this policy wins masking are not served`,
+      });
+    }
+    const unknown = unknownConsumers(p.spec.consumers, consumerNames);
+    if (unknown !== undefined) {
+      missingConsumers.set(key, unknown);
+      notReady.push({
+        reason: 'InvalidPolicy',
+        message: `${unknown}; routes where this policy wins consumers are not served`,
+      });
+    }
+    if (notReady.length > 0) {
+      const msg = notReady.map((n) => n.message).join('; ');
+      conditions.set(key, [condition('Accepted', 'False', notReady[0]!.reason, msg, gen)]);
     } else {
       let msg = `Attached to ${targetKeys.join(', ')}.`;
       if (missing.length > 0) msg += ` Not found: ${missing.map((n) => `${ns}/${n}`).join(', ')}.`;
@@ -665,7 +740,7 @@ function attachPolicies(
         ),
       );
   }
-  return { merged, conditions, hashKeys };
+  return { merged, conditions, hashKeys, unknownConsumers: missingConsumers };
 }
 
 function comparePrecedence(a: AIPolicy, b: AIPolicy): number {

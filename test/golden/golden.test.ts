@@ -43,6 +43,7 @@ void describe('golden translation', () => {
         policies: [...resources.policies].reverse(),
         secrets: [...resources.secrets].reverse(),
         endpoints: [...resources.endpoints].reverse(),
+        consumerKeys: [...(resources.consumerKeys ?? [])].reverse(),
       };
       assert.equal(
         await renderGolden(translate(shuffled, { version: 'golden' }), problems),

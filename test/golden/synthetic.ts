@@ -33,8 +33,8 @@ export function syntheticResources(n: number): Resources {
       spec: {
         selector: {},
         priority: 0,
-        limits: { tokensPerMinute: 100_000 },
-        pricing: { currency: 'USD' },
+        limits: { rules: [{ name: 'tokens', tokensPerMinute: 100_000 }] },
+        pricing: { models: { 'gpt-*': { inputPerMTok: 2.5, outputPerMTok: 10 } } },
       },
     });
   }
@@ -113,7 +113,7 @@ export function syntheticResources(n: number): Resources {
         spec: {
           targetRefs: [{ name }],
           priority: 10,
-          limits: { tokensPerMinute: 1000 },
+          limits: { rules: [{ name: 'tokens', tokensPerMinute: 1000 }] },
           masking: { detectors: ['EMAIL'] },
         },
       });
