@@ -24,6 +24,10 @@ const COMMANDS: Record<
     about: 'print spend and tokens per consumer, team, model or route from the state store',
     load: () => import('./usage/main.js'),
   },
+  keys: {
+    about: 'create, list and revoke virtual keys (consumer Secrets in a cluster or a YAML file)',
+    load: () => import('./keys/main.js'),
+  },
   operator: {
     about: 'watch AIRoutes and AIPolicies, serve Envoy and the extproc over ADS, write status',
     load: () => import('./main.js'),

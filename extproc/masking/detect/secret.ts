@@ -50,7 +50,7 @@ function googleKey(text: string, at: number): number {
   return n === 35 ? at + 39 : -1;
 }
 
-/** sk-/sk-proj-/sk-ant-… (OpenAI, Anthropic) and sk_live_/rk_test_… (Stripe). */
+/** sk-/sk-proj-/sk-ant-… (OpenAI, Anthropic), sk-sluice-… (Sluice) and sk_live_/rk_test_… (Stripe). */
 function skKey(text: string, at: number): number {
   const sep = text.charCodeAt(at + 2);
   if (sep === 95) {
@@ -61,6 +61,11 @@ function skKey(text: string, at: number): number {
     return n >= 20 ? at + 8 + n : -1;
   }
   if (text.charCodeAt(at) !== 115) return -1;
+  if (text.startsWith('sk-sluice-', at)) {
+    // Sluice virtual keys (`sluice keys create`): 43 base62 characters, which may hold no digit.
+    const n = runLength(text, at + 10, isAlnum, 256);
+    if (n >= 32 && !isTokenChar(text.charCodeAt(at + 10 + n))) return at + 10 + n;
+  }
   const body = at + 3;
   const n = runLength(text, body, isTokenChar, 512);
   if (n < 20 || !hasDigitAndLetter(text, body, body + n)) return -1;
