@@ -123,6 +123,81 @@ describe('resolveIdentity', () => {
   });
 });
 
+describe('resolveIdentity: JWTs Envoy verified (or did not)', () => {
+  const header = 'x-sluice-jwt-payload';
+  const both = IdentityPolicy.parse({ keys: {}, jwt: { header } });
+  const jwtOnly = IdentityPolicy.parse({ required: false, jwt: { header } });
+  const payload = b64({ sub: 'carol', iss: 'https://idp.example' });
+  // Only the shape matters here: Envoy verified it, the extproc never checks a signature.
+  const token = `${b64({ alg: 'RS256' })}.${payload}.c2ln`;
+
+  it('does not take the verified bearer token for a bad virtual key', () => {
+    const r = resolveIdentity(
+      both,
+      headers({ authorization: `Bearer ${token}`, [header]: payload }),
+      directory,
+      NOW,
+    );
+    assert.deepEqual(r.ok && r.caller, { consumer: 'carol', team: undefined, method: 'jwt' });
+  });
+
+  it('still refuses a bad key next to a verified token, and keys still win', () => {
+    const bad = resolveIdentity(
+      both,
+      headers({ authorization: `Bearer ${token}`, 'x-api-key': 'sk-nobody', [header]: payload }),
+      directory,
+      NOW,
+    );
+    assert.ok(!bad.ok);
+    assert.equal(bad.refusal.message, 'The API key is not valid.');
+    const good = resolveIdentity(
+      both,
+      headers({ authorization: `Bearer ${token}`, 'x-api-key': 'sk-alice', [header]: payload }),
+      directory,
+      NOW,
+    );
+    assert.deepEqual(good.ok && good.caller, { consumer: 'alice', team: 'red', method: 'key' });
+  });
+
+  it('a token whose payload is not the verified one is not excused', () => {
+    const other = `${b64({ alg: 'RS256' })}.${b64({ sub: 'mallory' })}.c2ln`;
+    const r = resolveIdentity(
+      both,
+      headers({ authorization: `Bearer ${other}`, [header]: payload }),
+      directory,
+      NOW,
+    );
+    assert.ok(!r.ok);
+    assert.equal(r.refusal.message, 'The bearer token could not be verified.');
+  });
+
+  it('refuses a bearer token Envoy did not verify, even when identity is optional', () => {
+    for (const policy of [both, jwtOnly]) {
+      for (const value of [`Bearer ${token}`, 'Bearer not-a-jwt']) {
+        const r = resolveIdentity(policy, headers({ authorization: value }), directory, NOW);
+        assert.ok(!r.ok, `${value} refused`);
+        assert.equal(r.refusal.status, 401);
+        assert.equal(r.refusal.code, 'unauthenticated');
+      }
+    }
+    const unverified = resolveIdentity(
+      jwtOnly,
+      headers({ authorization: `Bearer ${token}` }),
+      directory,
+      NOW,
+    );
+    assert.ok(!unverified.ok);
+    assert.equal(unverified.refusal.message, 'The bearer token could not be verified.');
+    assert.ok(!unverified.refusal.message.includes(token));
+    // Anonymous (no credential at all) is still allowed when optional.
+    assert.deepEqual(resolveIdentity(jwtOnly, headers({}), directory, NOW), {
+      ok: true,
+      caller: undefined,
+      stripHeaders: [],
+    });
+  });
+});
+
 describe('spiffeId', () => {
   it('takes the last XFCC element and ignores quoted separators', () => {
     assert.equal(spiffeId('URI=spiffe://a/one,Subject="x,y";URI=spiffe://a/two'), 'spiffe://a/two');

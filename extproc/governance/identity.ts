@@ -68,6 +68,19 @@ function deny(message: string = UNAUTHENTICATED): IdentityResult {
   return { ok: false, refusal: refusal('unauthenticated', message) };
 }
 
+const UNVERIFIED_TOKEN = 'The bearer token could not be verified.';
+
+/** Three base64url segments: what Envoy's jwt_authn would have tried to verify. */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+
+/**
+ * Envoy forwards the verified token's payload segment verbatim (`forward_payload_header`, not
+ * padded), so the token it verified is the one whose middle segment is that value.
+ */
+function isVerifiedToken(token: string, payload: string): boolean {
+  return JWT_SHAPE.test(token) && token.split('.')[1] === payload.trim();
+}
+
 function presentedKey(header: string, value: string): string | undefined {
   if (header !== 'authorization') return value.trim() || undefined;
   const m = /^\s*bearer\s+(\S+)\s*$/i.exec(value);
@@ -82,6 +95,8 @@ export function resolveIdentity(
 ): IdentityResult {
   if (!policy) return { ok: true, caller: undefined, stripHeaders: [] };
 
+  const payload = policy.jwt ? headers.get(policy.jwt.header) : undefined;
+
   if (policy.keys) {
     const strip: string[] = [];
     let key: string | undefined;
@@ -91,11 +106,18 @@ export function resolveIdentity(
       const k = presentedKey(h, v);
       if (k === undefined) continue;
       strip.push(h);
+      // The bearer token Envoy verified is the JWT credential, not a virtual key (Envoy removes
+      // it after verifying, but a gateway configured to forward it must not turn it into a 401).
+      if (payload !== undefined && isVerifiedToken(k, payload)) continue;
       key ??= k;
     }
     if (key !== undefined) {
       const known = directory.byKey(key);
-      if (!known) return deny('The API key is not valid.');
+      if (!known) {
+        return deny(
+          policy.jwt && JWT_SHAPE.test(key) ? UNVERIFIED_TOKEN : 'The API key is not valid.',
+        );
+      }
       if (nowMs >= known.expiresAtMs) return deny('The API key has expired.');
       return {
         ok: true,
@@ -106,8 +128,14 @@ export function resolveIdentity(
   }
 
   if (policy.jwt) {
-    const raw = headers.get(policy.jwt.header);
-    if (raw !== undefined) return fromJwt(policy.jwt, raw, directory, nowMs);
+    if (payload !== undefined) return fromJwt(policy.jwt, payload, directory, nowMs);
+    // Envoy lets a token it could not verify through without a payload (so that the refusal is
+    // in the caller's format): a bearer token that is present but unverified is refused here,
+    // never ignored, even when identity is optional.
+    const auth = headers.get('authorization');
+    if (auth !== undefined && presentedKey('authorization', auth) !== undefined) {
+      return deny(UNVERIFIED_TOKEN);
+    }
   }
 
   if (policy.mesh) {

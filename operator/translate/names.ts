@@ -17,6 +17,7 @@ export const MODEL_HEADER = WIRE.modelHeader;
 export const METADATA_NAMESPACE = WIRE.backendMetadataNamespace;
 export const BACKEND_METADATA_KEY = WIRE.backendMetadataKey;
 export const BACKEND_ATTRIBUTE = WIRE.backendAttribute;
+export const JWT_PAYLOAD_HEADER = WIRE.jwtPayloadHeader;
 
 export function routeKey(namespace: string, name: string): string {
   return `${namespace}/${name}`;
@@ -28,4 +29,9 @@ export function backendId(namespace: string, route: string, backend: string): st
 
 export function ruleCluster(namespace: string, route: string, rule: number): string {
   return `route/${namespace}/${route}/rule/${rule}`;
+}
+
+/** One cluster per distinct JWKS host and port, shared by every issuer served from it. */
+export function jwksCluster(host: string, port: number): string {
+  return `jwks/${host}:${port}`;
 }

@@ -1,8 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AIRoute, AIRouteSpec, Resources } from '../api/types.js';
-import { ExtprocConfig } from '../../extproc/config/contract.js';
+import { ExtprocConfig, WIRE } from '../../extproc/config/contract.js';
 import { translate } from './index.js';
+import type { IR, IRGovernance, IRJwtProvider } from './ir.js';
+import { toEnvoy } from './to-envoy.js';
 
 type J = Record<string, any>;
 
@@ -192,5 +194,190 @@ void describe('toEnvoy: clusters', () => {
 
   void it('is deterministic: the same input gives the same JSON', () => {
     assert.equal(JSON.stringify(translate(r)), JSON.stringify(translate(r)));
+  });
+});
+
+void describe('toEnvoy: identity Envoy makes unforgeable', () => {
+  const base: IR = translate(bundle([route('r', {})])).ir;
+  const JWKS = '{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}';
+  const remote = (
+    uri: string,
+    host: string,
+    port: number,
+    seconds: number,
+  ): IRJwtProvider['jwks'] => ({
+    kind: 'remote',
+    uri,
+    host,
+    port,
+    cacheDurationSeconds: seconds,
+  });
+  const providers: IRJwtProvider[] = [
+    {
+      name: 'a/inline',
+      issuer: 'https://a.example',
+      audiences: [],
+      jwks: { kind: 'inline', json: JWKS },
+    },
+    {
+      name: 'b/idp',
+      issuer: 'https://idp.example',
+      audiences: ['gateway', 'https://gw.example/'],
+      jwks: remote('https://idp.example/keys', 'idp.example', 443, 300),
+    },
+    {
+      name: 'c/idp-again',
+      issuer: 'https://idp.example/other',
+      audiences: [],
+      jwks: remote('https://idp.example/other/keys', 'idp.example', 443, 60),
+    },
+    {
+      name: 'd/port',
+      issuer: 'https://idp.example:8443',
+      audiences: [],
+      jwks: remote('https://idp.example:8443/keys', 'idp.example', 8443, 1.5),
+    },
+  ];
+  const governance = (g: Partial<IRGovernance>): IRGovernance => ({
+    consumers: [],
+    policies: [],
+    jwtProviders: [],
+    meshIdentity: false,
+    ...g,
+  });
+  const hcmOf = (ir: IR): J =>
+    (toEnvoy(ir).listeners[0] as J)['filter_chains'][0]['filters'][0]['typed_config'] as J;
+  const filterNames = (ir: IR): string[] =>
+    (hcmOf(ir)['http_filters'] as J[]).map((f) => f['name'] as string);
+
+  void it('emits nothing new without issuers, mesh identity or a policy reading the payload', () => {
+    const plain = JSON.stringify(toEnvoy(base));
+    assert.equal(JSON.stringify(toEnvoy({ ...base, governance: governance({}) })), plain);
+    const keysOnly = governance({ policies: [{ name: 'p', identity: { keys: {} } }] });
+    assert.equal(JSON.stringify(toEnvoy({ ...base, governance: keysOnly })), plain);
+    assert.deepEqual(filterNames(base), [WIRE.routerFilter, 'envoy.filters.http.router']);
+    assert.equal(hcmOf(base)['forward_client_cert_details'], undefined);
+  });
+
+  void it('strips the payload header, then verifies JWTs, before the extproc', () => {
+    const ir = { ...base, governance: governance({ jwtProviders: providers }) };
+    assert.deepEqual(filterNames(ir), [
+      'envoy.filters.http.header_mutation',
+      'envoy.filters.http.jwt_authn',
+      WIRE.routerFilter,
+      'envoy.filters.http.router',
+    ]);
+    const [strip, jwt] = hcmOf(ir)['http_filters'] as J[];
+    assert.deepEqual(strip!['typed_config'], {
+      '@type':
+        'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation',
+      mutations: { request_mutations: [{ remove: 'x-sluice-jwt-payload' }] },
+    });
+    const cfg = jwt!['typed_config'] as J;
+    assert.equal(
+      cfg['@type'],
+      'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication',
+    );
+    assert.deepEqual(Object.keys(cfg['providers']), ['a/inline', 'b/idp', 'c/idp-again', 'd/port']);
+    const common = {
+      forward: false,
+      from_headers: [{ name: 'authorization', value_prefix: 'Bearer ' }],
+      forward_payload_header: WIRE.jwtPayloadHeader,
+    };
+    assert.deepEqual(cfg['providers']['a/inline'], {
+      issuer: 'https://a.example',
+      local_jwks: { inline_string: JWKS },
+      ...common,
+    });
+    assert.deepEqual(cfg['providers']['b/idp'], {
+      issuer: 'https://idp.example',
+      audiences: ['gateway', 'https://gw.example/'],
+      remote_jwks: {
+        http_uri: {
+          uri: 'https://idp.example/keys',
+          cluster: 'jwks/idp.example:443',
+          timeout: '5s',
+        },
+        cache_duration: '300s',
+      },
+      ...common,
+    });
+    assert.equal(cfg['providers']['d/port']['remote_jwks']['cache_duration'], '1.500s');
+    assert.deepEqual(cfg['rules'], [
+      {
+        match: { prefix: '/' },
+        requires: {
+          requires_any: {
+            requirements: [
+              { provider_name: 'a/inline' },
+              { provider_name: 'b/idp' },
+              { provider_name: 'c/idp-again' },
+              { provider_name: 'd/port' },
+              { allow_missing_or_failed: {} },
+            ],
+          },
+        },
+      },
+    ]);
+  });
+
+  void it('one TLS cluster per distinct JWKS host and port, sorted with the others', () => {
+    const env = toEnvoy(
+      { ...base, governance: governance({ jwtProviders: providers }) },
+      { caFile: '/ca.pem', connectTimeoutMs: 2000 },
+    );
+    const names = env.clusters.map((c) => c['name'] as string);
+    assert.deepEqual(names, [...names].sort());
+    const jwks = env.clusters.filter((c) => (c['name'] as string).startsWith('jwks/')) as J[];
+    assert.deepEqual(
+      jwks.map((c): unknown => c['name']),
+      ['jwks/idp.example:443', 'jwks/idp.example:8443'],
+    );
+    const c = jwks[1]!;
+    assert.equal(c['type'], 'STRICT_DNS');
+    assert.equal(c['connect_timeout'], '2s');
+    assert.deepEqual(c['load_assignment']['endpoints'][0]['lb_endpoints'][0]['endpoint'], {
+      address: { socket_address: { address: 'idp.example', port_value: 8443 } },
+    });
+    const tls = c['transport_socket']['typed_config'] as J;
+    assert.equal(tls['sni'], 'idp.example');
+    assert.deepEqual(tls['common_tls_context']['validation_context'], {
+      trusted_ca: { filename: '/ca.pem' },
+      match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'idp.example' } }],
+    });
+    // An external backend's TLS is the same shape, from the same helper.
+    const rule = env.clusters.find((x) => x['name'] === 'route/ns/r/rule/0') as J;
+    assert.deepEqual(
+      rule['transport_socket_matches'][0]['transport_socket']['typed_config']['common_tls_context'],
+      {
+        validation_context: {
+          trusted_ca: { filename: '/ca.pem' },
+          match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: 'a.example' } }],
+        },
+      },
+    );
+  });
+
+  void it('strips the payload header even without issuers when a policy reads it', () => {
+    const g = governance({
+      policies: [{ name: 'p', identity: { jwt: { header: WIRE.jwtPayloadHeader } } }],
+    });
+    const ir = { ...base, governance: g };
+    assert.deepEqual(filterNames(ir), [
+      'envoy.filters.http.header_mutation',
+      WIRE.routerFilter,
+      'envoy.filters.http.router',
+    ]);
+    assert.equal(toEnvoy(ir).clusters.length, toEnvoy(base).clusters.length);
+  });
+
+  void it('mesh identity sets XFCC from the client certificate URI SAN (SANITIZE_SET)', () => {
+    const hcm = hcmOf({ ...base, governance: governance({ meshIdentity: true }) });
+    assert.equal(hcm['forward_client_cert_details'], 'SANITIZE_SET');
+    assert.deepEqual(hcm['set_current_client_cert_details'], { uri: true });
+    assert.deepEqual(filterNames({ ...base, governance: governance({ meshIdentity: true }) }), [
+      WIRE.routerFilter,
+      'envoy.filters.http.router',
+    ]);
   });
 });

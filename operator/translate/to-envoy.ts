@@ -45,20 +45,42 @@
  * (headers, narrower model), a JSON 404 entry closes the model so a request never falls through
  * to another route. A final catch-all answers a JSON 404 for anything without a known model.
  *
+ * ## Identity Envoy makes unforgeable (only when IR.governance asks for it)
+ *
+ * With JWT issuers the filter chain becomes `[header_mutation, jwt_authn, ext_proc, router]`:
+ * header_mutation removes WIRE.jwtPayloadHeader from every client request, then jwt_authn
+ * verifies `Authorization: Bearer <jwt>` against each issuer and, for a token it verified, writes
+ * the token's payload segment (base64url JSON) to that header and removes the token
+ * (`forward: false`). The extproc trusts the header because nothing else can have set it. The one
+ * rule requires any provider OR `allow_missing_or_failed`: Envoy never refuses on its own, since
+ * `Authorization: Bearer` also carries virtual keys (which are not JWTs and would fail), and a
+ * token that fails reaches the extproc without a payload, which refuses it as a bad credential:
+ * 401 in the caller's API format, where `allow_missing` would have Envoy answer a plain-text 401.
+ * Each remote JWKS host gets a STRICT_DNS cluster with the same TLS (SNI, system CA, DNS SAN) as
+ * an external backend. With mesh identity the HCM replaces x-forwarded-client-cert with the
+ * client certificate's URI SAN (SANITIZE_SET); without it Envoy's default (SANITIZE) removes any
+ * XFCC a client sent. Either way XFCC only ever carries an identity when this listener terminates
+ * mTLS itself: on a plaintext connection both modes just remove it.
+ *
  * What an emulator must implement to run this output: listener + HCM with RDS; ext_proc filters
  * (the two processing modes used here); header matching exact/prefix; direct_response;
  * route timeout and the retry policy fields used below; clusters STATIC (pipe), STRICT_DNS and
  * EDS; locality weights and priorities; previous_priorities/previous_hosts; transport socket
  * matches with UpstreamTlsContext (sni, trusted_ca file, DNS SAN); auto_host_rewrite from the
- * endpoint hostname; upstream HTTP filters [ext_proc, upstream_codec]; the CEL attribute above.
+ * endpoint hostname; upstream HTTP filters [ext_proc, upstream_codec]; the CEL attribute above;
+ * with governance: header_mutation request removal, jwt_authn (local and remote JWKS,
+ * requires_any with allow_missing_or_failed, forward_payload_header, forward: false), a cluster
+ * transport_socket, and forward_client_cert_details SANITIZE / SANITIZE_SET.
  */
 import type { ModelMatch, RetryOn } from '../api/types.js';
 import { envoyDuration } from './durations.js';
-import type { IR, IRBackend, IRRoute, IRRule } from './ir.js';
+import type { IR, IRBackend, IRGovernance, IRJwtProvider, IRRoute, IRRule } from './ir.js';
 import {
   BACKEND_ATTRIBUTE,
   BACKEND_METADATA_KEY,
   DEFAULT_EXTPROC_CLUSTER,
+  JWT_PAYLOAD_HEADER,
+  jwksCluster,
   LISTENER_NAME,
   METADATA_NAMESPACE,
   MODEL_HEADER,
@@ -117,7 +139,11 @@ const HTTP_OPTIONS_TYPE = `${T}${HTTP_OPTIONS_KEY}`;
 const TLS_TYPE = `${T}envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext`;
 const PREVIOUS_HOSTS_TYPE = `${T}envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate`;
 const PREVIOUS_PRIORITIES_TYPE = `${T}envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig`;
+const HEADER_MUTATION_TYPE = `${T}envoy.extensions.filters.http.header_mutation.v3.HeaderMutation`;
+const JWT_AUTHN_TYPE = `${T}envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication`;
 const TRANSPORT_SOCKET_MATCH = 'envoy.transport_socket_match';
+/** How long jwt_authn waits for a JWKS; a fetch that fails fails only that request's token. */
+const JWKS_FETCH_TIMEOUT_MS = 5000;
 
 const ADS = { ads: {}, resource_api_version: 'V3' };
 
@@ -133,7 +159,7 @@ const RETRY_ON: Record<RetryOn, string> = {
 
 export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResources {
   const opts: EnvoyOptions = { ...DEFAULT_ENVOY_OPTIONS, ...options };
-  const clusters: EnvoyJson[] = [extprocCluster(opts)];
+  const clusters: EnvoyJson[] = [extprocCluster(opts), ...jwksClusters(ir.governance, opts)];
   const endpoints: EnvoyJson[] = [];
   for (const route of ir.routes) {
     const byId = new Map(route.backends.map((b) => [b.id, b]));
@@ -146,54 +172,155 @@ export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResou
   clusters.sort((a, b) => cmp(a['name'] as string, b['name'] as string));
   endpoints.sort((a, b) => cmp(a['cluster_name'] as string, b['cluster_name'] as string));
   return {
-    listeners: [listener(opts)],
+    listeners: [listener(opts, ir.governance)],
     routes: [routeConfiguration(ir)],
     clusters,
     endpoints,
   };
 }
 
-function listener(opts: EnvoyOptions): EnvoyJson {
+function listener(opts: EnvoyOptions, governance: IRGovernance | undefined): EnvoyJson {
+  const hcm: EnvoyJson = {
+    '@type': HCM_TYPE,
+    stat_prefix: LISTENER_NAME,
+    rds: { route_config_name: ROUTE_CONFIG_NAME, config_source: ADS },
+  };
+  if (governance?.meshIdentity) {
+    hcm['forward_client_cert_details'] = 'SANITIZE_SET';
+    hcm['set_current_client_cert_details'] = { uri: true };
+  }
+  hcm['http_filters'] = [
+    ...identityFilters(governance),
+    routerExtProc(opts),
+    { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
+  ];
   return {
     name: LISTENER_NAME,
     address: { socket_address: { address: opts.listenerAddress, port_value: opts.listenerPort } },
     per_connection_buffer_limit_bytes: opts.bufferLimitBytes,
     filter_chains: [
       {
-        filters: [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typed_config: {
-              '@type': HCM_TYPE,
-              stat_prefix: LISTENER_NAME,
-              rds: { route_config_name: ROUTE_CONFIG_NAME, config_source: ADS },
-              http_filters: [
-                {
-                  name: ROUTER_FILTER,
-                  typed_config: {
-                    '@type': EXT_PROC_TYPE,
-                    grpc_service: { envoy_grpc: { cluster_name: opts.extprocCluster } },
-                    failure_mode_allow: false,
-                    processing_mode: {
-                      request_header_mode: 'SEND',
-                      response_header_mode: 'SEND',
-                      request_body_mode: 'BUFFERED',
-                      response_body_mode: 'BUFFERED',
-                      request_trailer_mode: 'SKIP',
-                      response_trailer_mode: 'SKIP',
-                    },
-                    message_timeout: envoyDuration(opts.messageTimeoutMs),
-                    allow_mode_override: true,
-                  },
-                },
-                { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
-              ],
-            },
-          },
-        ],
+        filters: [{ name: 'envoy.filters.network.http_connection_manager', typed_config: hcm }],
       },
     ],
   };
+}
+
+function routerExtProc(opts: EnvoyOptions): EnvoyJson {
+  return {
+    name: ROUTER_FILTER,
+    typed_config: {
+      '@type': EXT_PROC_TYPE,
+      grpc_service: { envoy_grpc: { cluster_name: opts.extprocCluster } },
+      failure_mode_allow: false,
+      processing_mode: {
+        request_header_mode: 'SEND',
+        response_header_mode: 'SEND',
+        request_body_mode: 'BUFFERED',
+        response_body_mode: 'BUFFERED',
+        request_trailer_mode: 'SKIP',
+        response_trailer_mode: 'SKIP',
+      },
+      message_timeout: envoyDuration(opts.messageTimeoutMs),
+      allow_mode_override: true,
+      // via_upstream, or why Envoy answered itself: such replies go back in the caller's format.
+      response_attributes: ['response.code_details'],
+    },
+  };
+}
+
+/**
+ * header_mutation then jwt_authn, before the extproc (see the header comment). The payload header
+ * is also stripped when some policy reads it without any issuer configured: the extproc trusts it
+ * whenever a policy says so, so a client must never be the one to set it.
+ */
+function identityFilters(governance: IRGovernance | undefined): EnvoyJson[] {
+  const providers = governance?.jwtProviders ?? [];
+  const readsPayload = governance?.policies.some((p) => p.identity?.jwt !== undefined) ?? false;
+  if (providers.length === 0 && !readsPayload) return [];
+  const filters: EnvoyJson[] = [
+    {
+      name: 'envoy.filters.http.header_mutation',
+      typed_config: {
+        '@type': HEADER_MUTATION_TYPE,
+        mutations: { request_mutations: [{ remove: JWT_PAYLOAD_HEADER }] },
+      },
+    },
+  ];
+  if (providers.length === 0) return filters;
+  const byName: EnvoyJson = {};
+  for (const p of providers) byName[p.name] = jwtProvider(p);
+  filters.push({
+    name: 'envoy.filters.http.jwt_authn',
+    typed_config: {
+      '@type': JWT_AUTHN_TYPE,
+      providers: byName,
+      rules: [
+        {
+          match: { prefix: '/' },
+          requires: {
+            requires_any: {
+              requirements: [
+                ...providers.map((p) => ({ provider_name: p.name })),
+                { allow_missing_or_failed: {} },
+              ],
+            },
+          },
+        },
+      ],
+    },
+  });
+  return filters;
+}
+
+function jwtProvider(p: IRJwtProvider): EnvoyJson {
+  const out: EnvoyJson = { issuer: p.issuer };
+  if (p.audiences.length > 0) out['audiences'] = [...p.audiences];
+  if (p.jwks.kind === 'inline') out['local_jwks'] = { inline_string: p.jwks.json };
+  else {
+    out['remote_jwks'] = {
+      http_uri: {
+        uri: p.jwks.uri,
+        cluster: jwksCluster(p.jwks.host, p.jwks.port),
+        timeout: envoyDuration(JWKS_FETCH_TIMEOUT_MS),
+      },
+      cache_duration: envoyDuration(p.jwks.cacheDurationSeconds * 1000),
+    };
+  }
+  // The default, spelt out: the verified token goes no further than Envoy.
+  out['forward'] = false;
+  // Explicit so that Envoy's other default location, the access_token query parameter, is not
+  // read: the extproc only ever looks at Authorization.
+  out['from_headers'] = [{ name: 'authorization', value_prefix: 'Bearer ' }];
+  out['forward_payload_header'] = JWT_PAYLOAD_HEADER;
+  return out;
+}
+
+/** One cluster per distinct JWKS host:port, sorted with the rest by the caller. */
+function jwksClusters(governance: IRGovernance | undefined, opts: EnvoyOptions): EnvoyJson[] {
+  const hosts = new Map<string, { host: string; port: number }>();
+  for (const p of governance?.jwtProviders ?? []) {
+    if (p.jwks.kind === 'remote') {
+      hosts.set(jwksCluster(p.jwks.host, p.jwks.port), { host: p.jwks.host, port: p.jwks.port });
+    }
+  }
+  return [...hosts].map(([name, { host, port }]) => ({
+    name,
+    type: 'STRICT_DNS',
+    connect_timeout: envoyDuration(opts.connectTimeoutMs),
+    dns_lookup_family: 'V4_PREFERRED',
+    load_assignment: {
+      cluster_name: name,
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: host, port_value: port } } } },
+          ],
+        },
+      ],
+    },
+    transport_socket: upstreamTls(host, opts),
+  }));
 }
 
 function upstreamExtProc(opts: EnvoyOptions): EnvoyJson {
@@ -330,20 +457,21 @@ function lbEndpoints(b: IRBackend): EnvoyJson[] {
 
 function transportSocketMatch(b: IRBackend, opts: EnvoyOptions): EnvoyJson {
   const host = (b.target as { host: string }).host;
+  return { name: b.id, match: { backend: b.id }, transport_socket: upstreamTls(host, opts) };
+}
+
+/** TLS to a public host: SNI, the system CA bundle, and the host checked against the DNS SANs. */
+function upstreamTls(host: string, opts: EnvoyOptions): EnvoyJson {
   return {
-    name: b.id,
-    match: { backend: b.id },
-    transport_socket: {
-      name: 'envoy.transport_sockets.tls',
-      typed_config: {
-        '@type': TLS_TYPE,
-        sni: host,
-        common_tls_context: {
-          validation_context: {
-            trusted_ca: { filename: opts.caFile },
-            // Without a SAN check any publicly trusted certificate would do.
-            match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: host } }],
-          },
+    name: 'envoy.transport_sockets.tls',
+    typed_config: {
+      '@type': TLS_TYPE,
+      sni: host,
+      common_tls_context: {
+        validation_context: {
+          trusted_ca: { filename: opts.caFile },
+          // Without a SAN check any publicly trusted certificate would do.
+          match_typed_subject_alt_names: [{ san_type: 'DNS', matcher: { exact: host } }],
         },
       },
     },

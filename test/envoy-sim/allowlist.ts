@@ -11,10 +11,17 @@ type Rule = true | readonly string[] | ((value: unknown) => string | undefined);
 const EXT_PROC = 'envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
 const HCM = 'envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
 const HTTP_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+const JWT = 'envoy.extensions.filters.http.jwt_authn.v3';
 
 /** The CEL attributes the emulator can evaluate for an upstream ext_proc filter. */
 export const HOST_METADATA_ATTRIBUTE =
   /^xds\.upstream_host_metadata\.filter_metadata\['([^']+)'\]\['([^']+)'\]$/;
+
+/**
+ * The CEL attribute the emulator can evaluate for a router ext_proc filter's response direction:
+ * `via_upstream` for a backend's response, else the reason of the local reply (proxy.ts).
+ */
+export const CODE_DETAILS_ATTRIBUTE = 'response.code_details';
 
 const HEADER_MODES = ['DEFAULT', 'SEND', 'SKIP'];
 const TRAILER_MODES = ['DEFAULT', 'SKIP'];
@@ -45,7 +52,15 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     name: ['envoy.filters.network.http_connection_manager'],
     typed_config: true,
   },
-  [HCM]: { stat_prefix: true, rds: true, http_filters: true },
+  [HCM]: {
+    stat_prefix: true,
+    rds: true,
+    http_filters: true,
+    // Without downstream TLS both remove a client's XFCC and set nothing (model.ts).
+    forward_client_cert_details: ['SANITIZE', 'SANITIZE_SET'],
+    set_current_client_cert_details: true,
+  },
+  [`${HCM}.SetCurrentClientCertDetails`]: { uri: true },
   'envoy.extensions.filters.network.http_connection_manager.v3.Rds': {
     config_source: true,
     route_config_name: true,
@@ -70,6 +85,13 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
       }
       return undefined;
     },
+    response_attributes: (v) => {
+      for (const a of v as string[]) {
+        if (a !== CODE_DETAILS_ATTRIBUTE)
+          return `attribute ${JSON.stringify(a)} cannot be evaluated`;
+      }
+      return undefined;
+    },
   },
   'envoy.config.core.v3.GrpcService': { envoy_grpc: true, initial_metadata: true },
   'envoy.config.core.v3.GrpcService.EnvoyGrpc': { cluster_name: true },
@@ -83,6 +105,30 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     response_trailer_mode: TRAILER_MODES,
   },
   'envoy.extensions.filters.http.router.v3.Router': {},
+  'envoy.extensions.filters.http.header_mutation.v3.HeaderMutation': { mutations: true },
+  'envoy.extensions.filters.http.header_mutation.v3.Mutations': { request_mutations: true },
+  'envoy.config.common.mutation_rules.v3.HeaderMutation': { remove: true },
+  [`${JWT}.JwtAuthentication`]: { providers: true, rules: true },
+  [`${JWT}.JwtProvider`]: {
+    issuer: true,
+    audiences: true,
+    remote_jwks: true,
+    local_jwks: true,
+    forward: true,
+    from_headers: true,
+    forward_payload_header: true,
+  },
+  [`${JWT}.RemoteJwks`]: { http_uri: true, cache_duration: true },
+  'envoy.config.core.v3.HttpUri': { uri: true, cluster: true, timeout: true },
+  [`${JWT}.JwtHeader`]: { name: true, value_prefix: true },
+  [`${JWT}.RequirementRule`]: { match: true, requires: true },
+  [`${JWT}.JwtRequirement`]: {
+    provider_name: true,
+    requires_any: true,
+    allow_missing_or_failed: true,
+    allow_missing: true,
+  },
+  [`${JWT}.JwtRequirementOrList`]: { requirements: true },
   'envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec': {},
 
   'envoy.config.route.v3.RouteConfiguration': { name: true, virtual_hosts: true },
@@ -153,6 +199,7 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     load_assignment: true,
     common_lb_config: true,
     transport_socket_matches: true,
+    transport_socket: true,
     typed_extension_protocol_options: (v) =>
       Object.keys(v as object).every((k) => k === HTTP_OPTIONS)
         ? undefined
@@ -210,6 +257,7 @@ const OPAQUE = new Set([
   'google.protobuf.Struct',
   'google.protobuf.UInt32Value',
   'google.protobuf.BoolValue',
+  'google.protobuf.Empty',
 ]);
 
 function fullName(t: protobuf.ReflectionObject): string {

@@ -6,15 +6,24 @@
  *
  * Implemented (allowlist.ts is the field-level truth):
  * - LDS: one filter chain with one HTTP connection manager; RDS over ADS; HTTP filters
- *   `[ext_proc?, router]`; `per_connection_buffer_limit_bytes` as the ext_proc buffer limit.
- *   Downstream HTTP/1.1 (node:http) on the listener's socket address (port 0 = ephemeral).
+ *   `[header_mutation | jwt_authn ..., ext_proc?, router]`; `per_connection_buffer_limit_bytes`
+ *   as the ext_proc buffer limit. Downstream HTTP/1.1 (node:http) on the listener's socket
+ *   address (port 0 = ephemeral). forward_client_cert_details SANITIZE and SANITIZE_SET: with no
+ *   downstream TLS both remove a client's x-forwarded-client-cert and set none.
+ * - header_mutation: request header removal.
+ * - jwt_authn (jwt-authn.ts): providers with issuer, audiences, local JWKS (inline or file) and
+ *   remote JWKS fetched through the named cluster and cached for cache_duration, from_headers,
+ *   forward, forward_payload_header; rules by path prefix and headers; requirements
+ *   provider_name, requires_any, allow_missing_or_failed, allow_missing; RS/PS/ES/HS 256-512 and
+ *   EdDSA; exp/nbf with Envoy's 60 s skew; the 401/403 local reply.
  * - ext_proc (router and upstream filters) through test/driver, so Envoy's ext_proc semantics are
  *   the driver's: header/body modes NONE/BUFFERED/STREAMED, mode_override, message_timeout → 504,
  *   failure_mode_allow, buffer limit → 413 (request) / 500 (response), content-length rules,
  *   immediate responses, clear_route_cache (the route is re-matched only when it was honoured),
  *   `grpc_service.initial_metadata`, and the attributes `xds.cluster_name` and
- *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`. Upstream filters: request
- *   direction only.
+ *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`; for the router filter's response,
+ *   `response.code_details` (`via_upstream` or the local reply's reason). Upstream filters:
+ *   request direction only.
  * - RDS: virtual hosts by exact domain or `*`; routes by path prefix and headers (string_match
  *   exact/prefix); direct_response with inline body; response_headers_to_add (append/overwrite);
  *   route action cluster, timeout, auto_host_rewrite from the endpoint hostname; retry_policy:
@@ -24,11 +33,14 @@
  * - CDS/EDS: STATIC (pipe endpoints: the ext_proc cluster), STRICT_DNS (resolved per connection,
  *   dns_lookup_family), EDS over ADS; localities with load_balancing_weight and priority
  *   (locality-weighted round robin, lowest populated priority first); connect_timeout;
- *   transport_socket_matches on `envoy.transport_socket_match` endpoint metadata with
- *   UpstreamTlsContext (sni, trusted_ca file, exact DNS SAN); upstream HTTP/1.1;
+ *   transport_socket_matches on `envoy.transport_socket_match` endpoint metadata, falling back to
+ *   the cluster's transport_socket, with UpstreamTlsContext (sni, trusted_ca file, exact DNS
+ *   SAN); upstream HTTP/1.1;
  *   upstream filters `[ext_proc?, upstream_codec]`.
  * - Local replies as Envoy words them: 404 (no route), 503 no healthy upstream / connect error,
- *   504 upstream request timeout; they pass through the router ext_proc's response phase.
+ *   504 upstream request timeout; they pass through the router ext_proc's response phase with
+ *   Envoy's response code details (route_not_found, no_healthy_upstream, response_timeout,
+ *   upstream_per_try_timeout, upstream_reset_before_response_started{reason}).
  *
  * Not implemented (refused if configured): everything else — e.g. regex or path matching,
  * weighted_clusters, health checks, outlier detection, HTTP/2 upstreams, downstream TLS,
@@ -41,10 +53,10 @@ import type { AddressInfo } from 'node:net';
 import { ExtProcClient } from '../driver/index.js';
 import { LoadBalancer } from './lb.js';
 import type { ListenerModel } from './model.js';
-import { handleRequest, type AccessLogEntry } from './proxy.js';
+import { handleRequest, SYSTEM_CLOCK, type AccessLogEntry, type Clock } from './proxy.js';
 import { XdsClient, type XdsEvent, type XdsState } from './xds.js';
 
-export type { AccessLogEntry } from './proxy.js';
+export type { AccessLogEntry, Clock } from './proxy.js';
 export type { XdsEvent } from './xds.js';
 
 export interface EnvoySimOptions {
@@ -57,6 +69,8 @@ export interface EnvoySimOptions {
   retryBackoffBaseMs?: number;
   onAccessLog?: (entry: AccessLogEntry) => void;
   onXdsEvent?: (event: XdsEvent) => void;
+  /** jwt_authn's clocks (token times, JWKS cache); the system's by default. */
+  clock?: Clock;
 }
 
 interface BoundListener {
@@ -163,6 +177,7 @@ export class EnvoySim {
         handleRequest(
           {
             state: () => this.xds.state,
+            clock: this.opts.clock ?? SYSTEM_CLOCK,
             extProcClient: (c) => this.extProcClient(c),
             lb: this.lb,
             retryBackoffBaseMs: this.opts.retryBackoffBaseMs ?? 25,

@@ -3,9 +3,11 @@
 // which becomes the NACK message.
 import type { JsonValue, ProcessingModeConfig } from '../driver/index.js';
 import type { BodySendMode, HeaderSendMode } from '../driver/index.js';
+import { compileJwtAuthn, type JwtAuthnSpec } from './jwt-authn.js';
+import { arr, ConfigError, durationMs, obj, str } from './json.js';
 import type { Json } from './protos.js';
 
-export class ConfigError extends Error {}
+export { ConfigError, durationMs };
 
 export interface ExtProcSpec {
   filterName: string;
@@ -16,7 +18,13 @@ export interface ExtProcSpec {
   messageTimeoutMs: number;
   allowModeOverride: boolean;
   requestAttributes: string[];
+  responseAttributes: string[];
 }
+
+/** The HTTP filters the emulator runs itself, in order, before the router's ext_proc filter. */
+export type NativeFilter =
+  | { kind: 'header_mutation'; name: string; removeRequestHeaders: string[] }
+  | { kind: 'jwt_authn'; name: string; spec: JwtAuthnSpec };
 
 export interface ListenerModel {
   name: string;
@@ -24,6 +32,12 @@ export interface ListenerModel {
   port: number;
   bufferLimitBytes: number;
   routeConfigName: string;
+  /**
+   * SANITIZE (the default) or SANITIZE_SET: on the emulator's plaintext listener both remove any
+   * x-forwarded-client-cert a client sent and set none, as Envoy does without downstream mTLS.
+   */
+  forwardClientCertDetails: 'SANITIZE' | 'SANITIZE_SET';
+  nativeFilters: NativeFilter[];
   extProc: ExtProcSpec | undefined;
 }
 
@@ -107,25 +121,21 @@ export interface ClusterModel {
   localities: LocalityModel[] | undefined;
   localityWeighted: boolean;
   transportSocketMatches: { name: string; match: Record<string, JsonValue>; tls: TlsModel }[];
+  /** The cluster's own transport socket: endpoints no match selects use it. */
+  transportSocket: TlsModel | undefined;
   http2: boolean;
   upstreamExtProc: ExtProcSpec | undefined;
 }
 
 const EXT_PROC = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
+const HEADER_MUTATION =
+  'type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation';
+const JWT_AUTHN =
+  'type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication';
 const ROUTER = 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router';
 const UPSTREAM_CODEC =
   'type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec';
 const HTTP_OPTIONS = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
-
-const obj = (v: unknown): Json => (v ?? {}) as Json;
-const arr = (v: unknown): Json[] => (Array.isArray(v) ? (v as Json[]) : []);
-const str = (v: unknown): string => (typeof v === 'string' ? v : '');
-
-export function durationMs(v: unknown, fallback: number): number {
-  if (v === undefined || v === null) return fallback;
-  const d = v as { seconds?: string | number; nanos?: number };
-  return Number(d.seconds ?? 0) * 1000 + Math.floor((d.nanos ?? 0) / 1e6);
-}
 
 function wrapped(v: unknown, fallback: number): number {
   if (v === undefined || v === null) return fallback;
@@ -174,6 +184,7 @@ function extProcSpec(filterName: string, cfg: Json): ExtProcSpec {
     messageTimeoutMs: durationMs(cfg['message_timeout'], 200),
     allowModeOverride: cfg['allow_mode_override'] === true,
     requestAttributes: arr(cfg['request_attributes']) as unknown as string[],
+    responseAttributes: arr(cfg['response_attributes']) as unknown as string[],
   };
 }
 
@@ -192,10 +203,26 @@ export function compileListener(l: Json): ListenerModel {
   if (!last || obj(last['typed_config'])['@type'] !== ROUTER) {
     throw new ConfigError(`listener ${name}: the last HTTP filter must be the router`);
   }
-  const procs = filters.slice(0, -1);
-  for (const f of procs) {
-    if (obj(f['typed_config'])['@type'] !== EXT_PROC) {
-      throw new ConfigError(`listener ${name}: HTTP filter ${str(f['name'])} is not implemented`);
+  const nativeFilters: NativeFilter[] = [];
+  const procs: Json[] = [];
+  for (const f of filters.slice(0, -1)) {
+    const fname = str(f['name']);
+    const cfg = obj(f['typed_config']);
+    const type = cfg['@type'];
+    if (type === EXT_PROC) {
+      procs.push(f);
+      continue;
+    }
+    if (procs.length > 0) {
+      throw new ConfigError(
+        `listener ${name}: HTTP filter ${fname} after an ext_proc filter is not implemented`,
+      );
+    }
+    if (type === HEADER_MUTATION) nativeFilters.push(headerMutation(name, fname, cfg));
+    else if (type === JWT_AUTHN) {
+      nativeFilters.push({ kind: 'jwt_authn', name: fname, spec: compileJwtAuthn(fname, cfg) });
+    } else {
+      throw new ConfigError(`listener ${name}: HTTP filter ${fname} is not implemented`);
     }
   }
   if (procs.length > 1) {
@@ -215,8 +242,25 @@ export function compileListener(l: Json): ListenerModel {
     port: Number(sa['port_value'] ?? 0),
     bufferLimitBytes: wrapped(l['per_connection_buffer_limit_bytes'], 1024 * 1024),
     routeConfigName: str(rds['route_config_name']),
+    forwardClientCertDetails:
+      str(hcm['forward_client_cert_details']) === 'SANITIZE_SET' ? 'SANITIZE_SET' : 'SANITIZE',
+    nativeFilters,
     extProc,
   };
+}
+
+function headerMutation(listener: string, filterName: string, cfg: Json): NativeFilter {
+  const removeRequestHeaders = arr(obj(cfg['mutations'])['request_mutations']).map((m) => {
+    const header = str(m['remove']).toLowerCase();
+    // Envoy never removes pseudo-headers or Host this way; nothing of ours asks it to.
+    if (!header || header.startsWith(':') || header === 'host') {
+      throw new ConfigError(
+        `listener ${listener}: ${filterName}: removing ${JSON.stringify(header)} is not implemented`,
+      );
+    }
+    return header;
+  });
+  return { kind: 'header_mutation', name: filterName, removeRequestHeaders };
 }
 
 export function compileRouteConfig(rc: Json): RouteConfigModel {
@@ -390,35 +434,25 @@ export function compileCluster(c: Json): ClusterModel {
       }
       upstreamExtProc = extProcSpec(str(f['name']), obj(f['typed_config']));
       const m = upstreamExtProc.processingMode;
-      if (m.responseHeaderMode !== 'SKIP' || m.responseBodyMode !== 'NONE') {
+      if (
+        m.responseHeaderMode !== 'SKIP' ||
+        m.responseBodyMode !== 'NONE' ||
+        upstreamExtProc.responseAttributes.length > 0
+      ) {
         throw new ConfigError(
           `cluster ${name}: response processing in an upstream ext_proc filter is not implemented`,
         );
       }
     }
   }
-  const transportSocketMatches = arr(c['transport_socket_matches']).map((m) => {
-    const tls = obj(obj(m['transport_socket'])['typed_config']);
-    const vc = obj(obj(tls['common_tls_context'])['validation_context']);
-    const ca = obj(vc['trusted_ca']);
-    if (ca['inline_string'])
-      throw new ConfigError(`cluster ${name}: inline trusted_ca is not implemented`);
-    return {
-      name: str(m['name']),
-      match: structToJson(m['match']),
-      tls: {
-        sni: str(tls['sni']),
-        caFile: typeof ca['filename'] === 'string' ? ca['filename'] : undefined,
-        sanExact: arr(vc['match_typed_subject_alt_names']).map((s) => {
-          const exact = obj(s['matcher'])['exact'];
-          if (typeof exact !== 'string') {
-            throw new ConfigError(`cluster ${name}: only exact SAN matchers are implemented`);
-          }
-          return exact;
-        }),
-      },
-    };
-  });
+  const transportSocketMatches = arr(c['transport_socket_matches']).map((m) => ({
+    name: str(m['name']),
+    match: structToJson(m['match']),
+    tls: tlsModel(name, obj(m['transport_socket'])),
+  }));
+  const transportSocket = c['transport_socket']
+    ? tlsModel(name, obj(c['transport_socket']))
+    : undefined;
   return {
     name,
     type,
@@ -428,7 +462,28 @@ export function compileCluster(c: Json): ClusterModel {
     localities,
     localityWeighted: obj(c['common_lb_config'])['locality_weighted_lb_config'] !== undefined,
     transportSocketMatches,
+    transportSocket,
     http2,
     upstreamExtProc,
+  };
+}
+
+function tlsModel(cluster: string, socket: Json): TlsModel {
+  const tls = obj(socket['typed_config']);
+  const vc = obj(obj(tls['common_tls_context'])['validation_context']);
+  const ca = obj(vc['trusted_ca']);
+  if (ca['inline_string']) {
+    throw new ConfigError(`cluster ${cluster}: inline trusted_ca is not implemented`);
+  }
+  return {
+    sni: str(tls['sni']),
+    caFile: typeof ca['filename'] === 'string' ? ca['filename'] : undefined,
+    sanExact: arr(vc['match_typed_subject_alt_names']).map((s) => {
+      const exact = obj(s['matcher'])['exact'];
+      if (typeof exact !== 'string') {
+        throw new ConfigError(`cluster ${cluster}: only exact SAN matchers are implemented`);
+      }
+      return exact;
+    }),
   };
 }

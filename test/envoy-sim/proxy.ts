@@ -19,7 +19,9 @@ import {
   type LocalReply,
   type PhaseResult,
 } from '../driver/index.js';
-import { HOST_METADATA_ATTRIBUTE } from './allowlist.js';
+import { removeHeader } from '../driver/headers.js';
+import { CODE_DETAILS_ATTRIBUTE, HOST_METADATA_ATTRIBUTE } from './allowlist.js';
+import { runJwtAuthn, type JwtEnv } from './jwt-authn.js';
 import type { LoadBalancer } from './lb.js';
 import type {
   ClusterModel,
@@ -57,8 +59,20 @@ export interface AccessLogEntry {
   durationMs: number;
 }
 
+/** Where the emulator reads time: jwt_authn's exp/nbf (wall) and JWKS cache (monotonic). */
+export interface Clock {
+  wallMs(): number;
+  monotonicMs(): number;
+}
+
+export const SYSTEM_CLOCK: Clock = {
+  wallMs: () => Date.now(),
+  monotonicMs: () => performance.now(),
+};
+
 export interface ProxyContext {
   state(): XdsState;
+  clock: Clock;
   extProcClient(clusterName: string): ExtProcClient | undefined;
   lb: LoadBalancer;
   retryBackoffBaseMs: number;
@@ -83,6 +97,8 @@ interface Upstream {
   contentLength: number | undefined;
   /** Called when the downstream goes away before the body ended. */
   abort?: () => void;
+  /** Envoy's response code details: `via_upstream`, or why the router answered itself. */
+  details: string;
 }
 
 const routerConfigs = new WeakMap<ExtProcSpec, Map<number, FilterConfig>>();
@@ -150,6 +166,10 @@ export async function handleRequest(
   const hasBody =
     cl !== undefined ? Number(cl) > 0 : req.headers['transfer-encoding'] !== undefined;
 
+  // The HCM's XFCC handling: without downstream TLS, SANITIZE and SANITIZE_SET alike remove what
+  // a client sent and set nothing.
+  removeHeader(headers, 'x-forwarded-client-cert');
+
   const cleanups: (() => void)[] = [];
   let finished = false;
   res.on('close', () => {
@@ -158,6 +178,30 @@ export async function handleRequest(
     log.flags.push('DC');
     for (const c of cleanups.splice(0)) c();
   });
+
+  // ---- request: the filters the emulator runs itself (before any ext_proc filter) ----
+  for (const f of listener.nativeFilters) {
+    if (f.kind === 'header_mutation') {
+      for (const h of f.removeRequestHeaders) removeHeader(headers, h);
+      continue;
+    }
+    const env: JwtEnv = {
+      nowSeconds: () => ctx.clock.wallMs() / 1000,
+      monotonicMs: () => ctx.clock.monotonicMs(),
+      fetch: (cluster, uri, timeoutMs) => clusterGet(ctx, state, cluster, uri, timeoutMs),
+    };
+    const r = await runJwtAuthn(f.spec, headers, env);
+    if (res.destroyed) return done();
+    if (!r.ok) {
+      log.details = r.details;
+      const reply = localReplyOf(r.status, r.body, r.details);
+      reply.headers.push(...r.headers);
+      writeHead(res, reply.headers);
+      res.end(reply.body);
+      finished = true;
+      return done(r.status);
+    }
+  }
 
   const client = listener.extProc ? ctx.extProcClient(listener.extProc.clusterName) : undefined;
   const rf =
@@ -217,16 +261,21 @@ export async function handleRequest(
   let upstream: Upstream;
   if (!route) {
     log.flags.push('NR');
-    upstream = local(404, '', []);
+    upstream = local(404, '', [], 'route_not_found');
   } else if (route.action.kind === 'direct') {
-    upstream = local(route.action.status, route.action.body ?? '', route.headersToAdd);
+    upstream = local(
+      route.action.status,
+      route.action.body ?? '',
+      route.headersToAdd,
+      'direct_response',
+    );
   } else {
     const action = route.action;
     log.cluster = action.cluster;
     const cluster = state.clusters.get(action.cluster);
     if (!cluster) {
       log.flags.push('NC');
-      upstream = local(503, '', []);
+      upstream = local(503, '', [], 'cluster_not_found');
     } else {
       const r = await routeToCluster(ctx, state, cluster, action, released, log, cleanups);
       upstream = r;
@@ -238,7 +287,12 @@ export async function handleRequest(
   await encode(upstream);
   return done();
 
-  function local(status: number, body: string, add: RouteModel['headersToAdd']): Upstream {
+  function local(
+    status: number,
+    body: string,
+    add: RouteModel['headersToAdd'],
+    details: string,
+  ): Upstream {
     const h: HeaderList = [];
     if (body) {
       h.push(['content-length', String(Buffer.byteLength(body))]);
@@ -256,11 +310,13 @@ export async function handleRequest(
       headers: h,
       body: body ? Buffer.from(body) : undefined,
       contentLength: body ? Buffer.byteLength(body) : undefined,
+      details,
     };
   }
 
   async function encode(u: Upstream): Promise<void> {
     const h: HeaderList = [[':status', String(u.status)], ...u.headers];
+    log.details = u.details;
     if (!rf) {
       writeHead(res, h);
       if (u.body instanceof Buffer) res.end(u.body);
@@ -292,6 +348,11 @@ export async function handleRequest(
     });
     if (u.abort) cleanups.push(u.abort);
     const noBody = u.body === undefined;
+    // Envoy evaluates the response attributes when the headers go to the processor, after the
+    // router (or the filter manager, for a local reply) set the response code details.
+    if (listener.extProc?.responseAttributes.includes(CODE_DETAILS_ATTRIBUTE)) {
+      d.setAttributes({ [CODE_DETAILS_ATTRIBUTE]: u.details });
+    }
     d.headers(h, noBody);
     if (!noBody) {
       await d.headersAnswered();
@@ -433,7 +494,7 @@ async function routeToCluster(
     );
     if (!pick) {
       log.flags.push('UH');
-      return textReply(503, 'no healthy upstream');
+      return textReply(503, 'no healthy upstream', 'no_healthy_upstream');
     }
     tried.priorities.add(pick.locality.priority);
     tried.hosts.add(pick.host);
@@ -442,7 +503,7 @@ async function routeToCluster(
     const remaining = deadline - performance.now();
     if (remaining <= 0) {
       log.flags.push('UT');
-      return textReply(504, 'upstream request timeout');
+      return textReply(504, 'upstream request timeout', 'response_timeout');
     }
     const perTry = Math.min(retry?.perTryTimeoutMs ?? Infinity, remaining);
     const globalLeft = perTry >= remaining;
@@ -459,7 +520,7 @@ async function routeToCluster(
     );
     if (aborted) {
       if (outcome.kind === 'response') outcome.res.destroy();
-      return textReply(499, '');
+      return textReply(499, '', 'downstream_remote_disconnect');
     }
     const last = attempt + 1 >= maxAttempts || performance.now() >= deadline;
     if (outcome.kind === 'reply') return replyUpstream(outcome.reply);
@@ -479,12 +540,13 @@ async function routeToCluster(
         body: outcome.res,
         contentLength: len === undefined ? undefined : Number(len),
         abort: () => outcome.res.destroy(),
+        details: 'via_upstream',
       };
     }
     const timedOut = outcome.reason === 'per-try-timeout';
     if (timedOut && globalLeft) {
       log.flags.push('UT');
-      return textReply(504, 'upstream request timeout');
+      return textReply(504, 'upstream request timeout', 'response_timeout');
     }
     if (!last && retry && retriableFailure(retry, outcome.reason)) {
       log.flags.push('URX');
@@ -493,17 +555,19 @@ async function routeToCluster(
     }
     if (timedOut) {
       log.flags.push('UT');
-      return textReply(504, 'upstream request timeout');
+      return textReply(504, 'upstream request timeout', 'upstream_per_try_timeout');
     }
     log.flags.push(outcome.reason === 'connect-failure' ? 'UF' : 'UR');
     return textReply(
       503,
       `upstream connect error or disconnect/reset before headers. reset reason: ${outcome.detail}`,
+      // Envoy's form: the reset reason in braces, whitespace replaced by underscores.
+      `upstream_reset_before_response_started{${outcome.detail.replace(/,\s*/g, ',').replace(/\s+/g, '_')}}`,
     );
   }
 }
 
-function textReply(status: number, body: string): Upstream {
+function textReply(status: number, body: string, details: string): Upstream {
   const headers: HeaderList = [];
   if (body) {
     headers.push(['content-length', String(Buffer.byteLength(body))]);
@@ -514,6 +578,7 @@ function textReply(status: number, body: string): Upstream {
     headers,
     body: body ? Buffer.from(body) : undefined,
     contentLength: body ? Buffer.byteLength(body) : undefined,
+    details,
   };
 }
 
@@ -523,6 +588,7 @@ function replyUpstream(r: LocalReply): Upstream {
     headers: r.headers.filter(([k]) => !k.startsWith(':')),
     body: r.body.length > 0 ? r.body : undefined,
     contentLength: r.body.length,
+    details: r.details,
   };
 }
 
@@ -572,7 +638,77 @@ function transportFor(cluster: ClusterModel, host: HostModel): TlsModel | undefi
   for (const m of cluster.transportSocketMatches) {
     if (Object.entries(m.match).every(([k, v]) => md[k] === v)) return m.tls;
   }
-  return undefined;
+  return cluster.transportSocket;
+}
+
+/**
+ * A GET through a cluster, as Envoy's async client makes it for a filter (jwt_authn's JWKS
+ * fetcher): a host picked by the load balancer, the cluster's TLS, Host from the URI, the whole
+ * body read. Rejects when no response comes in `timeoutMs`.
+ */
+export async function clusterGet(
+  ctx: ProxyContext,
+  state: XdsState,
+  clusterName: string,
+  uri: string,
+  timeoutMs: number,
+): Promise<{ status: number; body: string }> {
+  const cluster = state.clusters.get(clusterName);
+  if (!cluster) throw new Error(`cluster ${clusterName} not found`);
+  if (cluster.upstreamExtProc) {
+    throw new Error(
+      `cluster ${clusterName}: upstream filters for an async client are not implemented`,
+    );
+  }
+  const localities =
+    cluster.type === 'EDS'
+      ? (state.endpoints.get(cluster.edsServiceName!) ?? [])
+      : (cluster.localities ?? []);
+  const pick = ctx.lb.pick(localities, cluster.localityWeighted);
+  if (!pick) throw new Error(`cluster ${clusterName}: no healthy upstream`);
+  const url = new URL(uri);
+  const host = pick.host;
+  const tls = transportFor(cluster, host);
+  const address = host.pipe ? host.address : await resolve(host, cluster.dnsFamily);
+  const base: http.RequestOptions = {
+    method: 'GET',
+    path: `${url.pathname}${url.search}`,
+    headers: { host: url.host },
+    agent: false,
+    setHost: false,
+    ...(host.pipe ? { socketPath: address } : { host: address, port: host.port }),
+  };
+  return new Promise((resolveGet, reject) => {
+    const request = tls
+      ? https.request({
+          ...base,
+          servername: tls.sni || undefined,
+          ca: tls.caFile ? readCa(tls.caFile) : undefined,
+          rejectUnauthorized: true,
+          checkServerIdentity: (_h: string, cert: PeerCertificate) => sanCheck(tls, cert),
+        })
+      : http.request(base);
+    const timer = setTimeout(() => {
+      request.destroy(new Error(`no response from ${clusterName} in ${timeoutMs}ms`));
+    }, timeoutMs);
+    request.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        clearTimeout(timer);
+        resolveGet({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') });
+      });
+      res.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    request.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+    request.end();
+  });
 }
 
 async function resolve(host: HostModel, family: string): Promise<string> {
