@@ -22,6 +22,9 @@ export type ErrorCode =
   | 'policy_blocked'
   | 'prompt_blocked'
   | 'policy_unavailable'
+  | 'no_matching_rule'
+  | 'upstream_unavailable'
+  | 'upstream_timeout'
   | GovernanceCode
   | 'gateway_error';
 
@@ -42,6 +45,9 @@ const STATUS: Record<ErrorCode, number> = {
   policy_blocked: 403,
   prompt_blocked: 403,
   policy_unavailable: 503,
+  no_matching_rule: 404,
+  upstream_unavailable: 503,
+  upstream_timeout: 504,
   ...GOVERNANCE_STATUS,
   gateway_error: 500,
 };
@@ -53,15 +59,27 @@ export class SluiceError extends Error {
   readonly param: string | undefined;
   readonly headers: Readonly<Record<string, string>>;
 
+  /**
+   * `status` replaces the code's own status where another one says more: an error the data plane
+   * generated keeps the status Envoy chose (a 502 stays a 502 under upstream_unavailable).
+   */
   constructor(
     code: ErrorCode,
     message: string,
-    opts: { param?: string; headers?: Record<string, string> } = {},
+    opts: { param?: string; headers?: Record<string, string>; status?: number } = {},
   ) {
     super(message);
+    if (
+      opts.status !== undefined &&
+      !(Number.isInteger(opts.status) && opts.status >= 400 && opts.status <= 599)
+    ) {
+      throw new RangeError(
+        `an error status must be an integer from 400 to 599, not ${opts.status}`,
+      );
+    }
     this.name = 'SluiceError';
     this.code = code;
-    this.status = STATUS[code];
+    this.status = opts.status ?? STATUS[code];
     this.param = opts.param;
     this.headers = opts.headers ?? {};
   }

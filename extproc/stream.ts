@@ -163,7 +163,7 @@ export class ExtProcStream {
       case 'request_trailers':
         return this.handler.requestTrailers();
       case 'response_headers':
-        return this.handler.responseHeaders(msg.response_headers ?? {});
+        return this.handler.responseHeaders(msg.response_headers ?? {}, msg.attributes);
       case 'response_body':
         return this.handler.responseBody(msg.response_body ?? {});
       case 'response_trailers':

@@ -35,6 +35,11 @@ export const WIRE = {
   backendAttribute: "xds.upstream_host_metadata.filter_metadata['sluice']['backend']",
   clusterAttribute: 'xds.cluster_name',
   /**
+   * The CEL attribute the router filter requests for the response direction: `via_upstream` when
+   * the response came from a backend, else the reason Envoy answered itself.
+   */
+  codeDetailsAttribute: 'response.code_details',
+  /**
    * Where Envoy's jwt_authn writes a verified JWT's payload (base64url JSON). Envoy removes it
    * from every client request before jwt_authn runs, so only a verified payload can arrive.
    */

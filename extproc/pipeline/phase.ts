@@ -43,7 +43,11 @@ export interface PhaseHandler {
   ): Outcome | Promise<Outcome>;
   requestBody(msg: BodyMessage): Outcome | Promise<Outcome>;
   requestTrailers(): Outcome;
-  responseHeaders(msg: HeadersMessage): Outcome | Promise<Outcome>;
+  /** `attributes`: the response direction's, which Envoy sends with its first message. */
+  responseHeaders(
+    msg: HeadersMessage,
+    attributes: Attributes | undefined,
+  ): Outcome | Promise<Outcome>;
   responseBody(msg: BodyMessage): Outcome | Promise<Outcome>;
   responseTrailers(): Outcome;
   /** Maps an error thrown by a handler to the answer the caller gets. */

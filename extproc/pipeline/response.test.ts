@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { Limits } from '../config/contract.js';
-import type { Mutation, Outcome } from './mutation.js';
+import { SluiceError } from '../errors.js';
+import { CONTINUE, type Mutation, type Outcome } from './mutation.js';
 import type { RequestState } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 
@@ -207,5 +208,64 @@ describe('response: JSON', () => {
     assert.ok(!m?.removeHeaders?.includes('content-encoding'));
     assert.equal(mutationOf(await z.body(Buffer.from([1, 2, 3]), true)), undefined);
     assert.equal(z.result().usage?.estimated, true);
+  });
+});
+
+describe('response: replies the data plane generated', () => {
+  const details = (v: string) => ({
+    'envoy.filters.http.ext_proc': { fields: { 'response.code_details': { stringValue: v } } },
+  });
+  const envoy503 = new Map([
+    [':status', '503'],
+    ['content-type', 'text/plain'],
+    ['content-length', '91'],
+  ]);
+  const TLS =
+    'upstream_reset_before_response_started{connection_failure,TLS_error:CERTIFICATE_VERIFY_FAILED}';
+
+  it('a local reply becomes our error; the detail is kept for the access log only', () => {
+    const p = new ResponseProcessor(req(), limits, () => 0, 0);
+    assert.throws(
+      () => p.headers(envoy503, false, details(TLS)),
+      (e: unknown) =>
+        e instanceof SluiceError &&
+        e.code === 'upstream_unavailable' &&
+        e.status === 503 &&
+        !e.message.includes('TLS') &&
+        !e.message.includes('reset'),
+    );
+    const r = p.result();
+    assert.deepEqual(r.localReply, { status: 503, details: TLS });
+    assert.equal(r.usage, undefined);
+  });
+
+  it('an upstream timeout becomes 504 upstream_timeout, also when the reply has no body', () => {
+    const p = new ResponseProcessor(req(), limits, () => 0, 0);
+    assert.throws(
+      () => p.headers(new Map([[':status', '504']]), true, details('response_timeout')),
+      (e: unknown) => e instanceof SluiceError && e.code === 'upstream_timeout' && e.status === 504,
+    );
+  });
+
+  it("a backend's own error goes on untouched, body and all", async () => {
+    const body = Buffer.from(JSON.stringify({ error: { message: 'overloaded', code: 'x' } }));
+    for (const status of ['429', '500', '503']) {
+      const p = new ResponseProcessor(req({ stream: false }), limits, () => 0, 0);
+      const h = new Map([
+        [':status', status],
+        ['content-type', 'application/json'],
+      ]);
+      const m = mutationOf(p.headers(h, false, details('via_upstream')));
+      assert.deepEqual(m?.setHeaders, [['x-sluice-request-id', 'r1']]);
+      assert.deepEqual(m?.removeHeaders, []);
+      assert.equal(await p.body(body, true, true), CONTINUE);
+      assert.equal(p.result().localReply, undefined);
+    }
+  });
+
+  it('without the attribute (not requested) nothing is rewritten', () => {
+    const p = new ResponseProcessor(req(), limits, () => 0, 0);
+    assert.equal(p.headers(envoy503, false, undefined).kind, 'continue');
+    assert.equal(p.result().localReply, undefined);
   });
 });

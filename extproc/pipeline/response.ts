@@ -8,7 +8,8 @@
  * rewrite mode a partial event is held back until it is complete, because it might be the one
  * to drop.
  */
-import type { Limits } from '../config/contract.js';
+import { localReplyError, localReplyOf, type LocalReply } from '../api/local-reply.js';
+import { WIRE, type Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
 import { responseSlots } from '../masking/fields.js';
@@ -19,6 +20,7 @@ import { estimateUsage } from '../usage/estimate.js';
 import { StreamUsage, usageFromJson, type TokenUsage } from '../usage/extract.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
+import { attribute, type Attributes } from './phase.js';
 import type { RequestState } from './request-store.js';
 import { REQUEST_ID_HEADER } from './verdict.js';
 
@@ -26,6 +28,8 @@ export interface ResponseResult {
   usage: TokenUsage | undefined;
   model: string | undefined;
   ttftMs: number | undefined;
+  /** The response was the data plane's own (Envoy's status and details), replaced by our error. */
+  localReply?: LocalReply;
 }
 
 export class ResponseProcessor {
@@ -47,6 +51,7 @@ export class ResponseProcessor {
   private sseMasking: SseMasking | undefined;
   /** JSON pieces held back until the whole body could be restored. */
   private heldChunks = 0;
+  private localReply: LocalReply | undefined;
 
   constructor(
     private readonly req: RequestState,
@@ -55,8 +60,15 @@ export class ResponseProcessor {
     private readonly startedAt: number,
   ) {}
 
-  headers(h: ReadonlyMap<string, string>, endOfStream: boolean): Outcome {
+  /**
+   * `attributes`: what Envoy evaluated for the response direction. A local reply of the data
+   * plane (see api/local-reply.ts) is thrown as our error, so the caller gets it in its own API
+   * format instead; a backend's response, errors included, goes on as it came.
+   */
+  headers(h: ReadonlyMap<string, string>, endOfStream: boolean, attributes?: Attributes): Outcome {
     const status = Number(h.get(':status') ?? '0');
+    this.localReply = localReplyOf(status, attribute(attributes, WIRE.codeDetailsAttribute));
+    if (this.localReply) throw localReplyError(this.localReply, h.get('x-sluice-error-code'));
     this.ok = status >= 200 && status < 300;
     const m: Mutation = { setHeaders: [[REQUEST_ID_HEADER, this.req.id]], removeHeaders: [] };
     if (this.req.policy?.failedOpen) m.setHeaders!.push([POLICY_FAILURE_HEADER, 'open']);
@@ -272,6 +284,8 @@ export class ResponseProcessor {
 
   result(): ResponseResult {
     const ttftMs = this.firstByteAt === undefined ? undefined : this.firstByteAt - this.startedAt;
+    if (this.localReply)
+      return { usage: undefined, model: undefined, ttftMs, localReply: this.localReply };
     if (!this.ok) return { usage: undefined, model: undefined, ttftMs };
     if (this.streamUsage) {
       const r = this.streamUsage.result();

@@ -15,13 +15,15 @@ import {
   verdictsOf,
 } from '../masking/request-policy.js';
 import type { Budget } from '../governance/budget.js';
+import type { Caller } from '../governance/identity.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
-import { admit, finishGovernance } from './governance.js';
+import { admit, finishGovernance, modelsVisible } from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
 import { CONTINUE, proceed, type Outcome } from './mutation.js';
 import type {
+  Attributes,
   BodyMessage,
   EndReason,
   HeadersMessage,
@@ -65,6 +67,8 @@ export class RouterExchange implements PhaseHandler {
   private requestHeaderMap: ReadonlyMap<string, string> = new Map();
   private policy: PolicyState | undefined;
   private guardFindings: GuardFinding[] = [];
+  /** Who listed the models, for the access log; the list itself names no one. */
+  private modelsCaller: Caller | undefined;
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
@@ -98,14 +102,17 @@ export class RouterExchange implements PhaseHandler {
     this.api = endpoint.api;
     if (endpoint.kind === 'models-list' || endpoint.kind === 'model-get') {
       if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed('GET');
+      const visible = modelsVisible(cfg, headers, (this.deps.wallNow ?? Date.now)());
+      this.modelsCaller = visible.caller;
       this.status = 200;
       if (endpoint.kind === 'models-list') {
         return {
           kind: 'respond',
-          verdict: jsonVerdict(200, modelList(this.api, cfg.models), 'sluice_models'),
+          verdict: jsonVerdict(200, modelList(this.api, visible.models), 'sluice_models'),
         };
       }
-      const m = cfg.models.find((x) => x.id === endpoint.model);
+      // A model the caller may not use is answered like one that does not exist.
+      const m = visible.models.find((x) => x.id === endpoint.model);
       if (!m) throw modelNotFound(endpoint.model);
       return {
         kind: 'respond',
@@ -253,13 +260,13 @@ export class RouterExchange implements PhaseHandler {
     return CONTINUE;
   }
 
-  responseHeaders(msg: HeadersMessage): Outcome {
+  responseHeaders(msg: HeadersMessage, attributes?: Attributes): Outcome {
     const headers = headerMap(msg.headers?.headers);
     this.status = Number(headers.get(':status') ?? '0') || undefined;
     const cfg = this.deps.config;
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
-    const outcome = this.response.headers(headers, msg.end_of_stream === true);
+    const outcome = this.response.headers(headers, msg.end_of_stream === true, attributes);
     const limits = this.state.governance?.headers;
     if (limits && outcome.kind === 'continue' && outcome.mutation) {
       outcome.mutation.setHeaders = [
@@ -336,6 +343,7 @@ export class RouterExchange implements PhaseHandler {
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,
+      localReply: result?.localReply,
       ...(g
         ? {
             consumer: g.caller?.consumer,
@@ -343,7 +351,9 @@ export class RouterExchange implements PhaseHandler {
             costUsd: g.costUsd,
             governance: { policy: g.compiled.policy.name, verdicts: [...g.verdicts] },
           }
-        : {}),
+        : this.modelsCaller
+          ? { consumer: this.modelsCaller.consumer, team: this.modelsCaller.team }
+          : {}),
       ...(this.policy
         ? {
             policy: this.policy.policy.name,

@@ -307,6 +307,7 @@ export class Direction {
   private queueLen = 0;
   private partialLeftover: Buffer[] = [];
   private attributesSent = false;
+  private evaluated: Record<string, PbStruct> | undefined;
   private sentAt = 0;
   private timer: NodeJS.Timeout | null = null;
   private timerMs = 0;
@@ -329,6 +330,16 @@ export class Direction {
     this.phaseHeaders = isRequest ? 'request_headers' : 'response_headers';
     this.phaseBody = isRequest ? 'request_body' : 'response_body';
     this.phaseTrailers = isRequest ? 'request_trailers' : 'response_trailers';
+  }
+
+  /**
+   * Attribute values for this direction that depend on the message, in place of the config's:
+   * Envoy evaluates them when it sends the direction's first message (`response.code_details` is
+   * `via_upstream` for a backend's response, the reason for a local reply).
+   */
+  setAttributes(values: Record<string, JsonValue>): void {
+    if (this.attributesSent) throw new Error('attributes set after they were sent');
+    this.evaluated = { [FILTER_NAME]: toStruct(values) };
   }
 
   /** Receives what this filter passes on (downstream of it), as it happens. */
@@ -549,7 +560,8 @@ export class Direction {
     const msg: ProcessingRequest = { metadata_context: f.cfg.metadataContext };
     if (!this.attributesSent) {
       this.attributesSent = true;
-      const attrs = this.isRequest ? f.cfg.requestAttributes : f.cfg.responseAttributes;
+      const attrs =
+        this.evaluated ?? (this.isRequest ? f.cfg.requestAttributes : f.cfg.responseAttributes);
       if (attrs) msg.attributes = attrs;
     }
     if (observability) msg.observability_mode = true;

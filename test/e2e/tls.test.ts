@@ -140,6 +140,14 @@ function sluiceRun(args: string[]): Cli {
   };
 }
 
+/** The data plane's own wording and the TLS failure must stay out of what the caller sees. */
+function assertNoInternals(v: unknown): void {
+  const text = JSON.stringify(v);
+  for (const leak of ['reset reason', 'upstream connect', 'UNABLE_TO_VERIFY', 'certificate']) {
+    assert.ok(!text.includes(leak), `${leak} reached the caller: ${text}`);
+  }
+}
+
 function externalRoute(
   name: string,
   model: string,
@@ -266,44 +274,44 @@ describe('e2e: TLS to an https:// backend with a test CA', () => {
     assert.deepEqual(untrusted.take(), []);
   });
 
-  it(
-    "the data plane's 503 is an error object in the caller's API format",
-    {
-      todo:
-        "the extproc passes every non-2xx response through untouched, so the data plane's own " +
-        'text/plain 503 ("upstream connect error…") reaches the caller as is',
-    },
-    async () => {
-      const oa = await openai.chat.completions
-        .create({ model: 'gpt-untrusted', messages: [{ role: 'user', content: 'x' }] })
-        .then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-      assert.ok(oa instanceof OpenAI.APIError && oa.status === 503);
-      // The SDK exposes the body's `error` member: message, type and the stable code.
-      const oaBody = oa.error as { message?: unknown; code?: unknown } | undefined;
-      assert.equal(typeof oaBody?.message, 'string');
-      assert.equal(typeof oaBody?.code, 'string');
-      assert.equal(typeof oa.headers?.get('x-sluice-error-code'), 'string');
+  it("the data plane's 503 is an error object in the caller's API format, naming no internals", async () => {
+    const oa = await openai.chat.completions
+      .create({ model: 'gpt-untrusted', messages: [{ role: 'user', content: 'x' }] })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    assert.ok(oa instanceof OpenAI.APIError && oa.status === 503);
+    // The SDK exposes the body's `error` member: message, type and the stable code.
+    const oaBody = oa.error as { message?: unknown; code?: unknown } | undefined;
+    assert.equal(typeof oaBody?.message, 'string');
+    assert.equal(oaBody?.code, 'upstream_unavailable');
+    assert.equal(oa.headers?.get('x-sluice-error-code'), 'upstream_unavailable');
+    assertNoInternals(oa.error);
+    assertNoInternals(oa.message);
 
-      const an = await anthropic.messages
-        .create({
-          model: 'claude-untrusted',
-          max_tokens: 32,
-          messages: [{ role: 'user', content: 'x' }],
-        })
-        .then(
-          () => undefined,
-          (e: unknown) => e,
-        );
-      assert.ok(an instanceof Anthropic.APIError && an.status === 503);
-      const anBody = an.error as { type?: unknown; error?: { type?: unknown; message?: unknown } };
-      assert.equal(anBody?.type, 'error');
-      assert.equal(typeof anBody?.error?.type, 'string');
-      assert.equal(typeof anBody?.error?.message, 'string');
-    },
-  );
+    const an = await anthropic.messages
+      .create({
+        model: 'claude-untrusted',
+        max_tokens: 32,
+        messages: [{ role: 'user', content: 'x' }],
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    assert.ok(an instanceof Anthropic.APIError && an.status === 503);
+    const anBody = an.error as { type?: unknown; error?: { type?: unknown; message?: unknown } };
+    assert.equal(anBody?.type, 'error');
+    assert.equal(typeof anBody?.error?.type, 'string');
+    assert.equal(typeof anBody?.error?.message, 'string');
+    assertNoInternals(an.error);
+    // The reason is the operator's to read, in the access log.
+    const id = oa.headers?.get('x-sluice-request-id');
+    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    const local = line['local_reply'] as { details?: unknown } | undefined;
+    assert.match(String(local?.details), /^upstream_reset_before_response_started\{/);
+  });
 
   it('sluice run --upstream-ca FILE: the CLI passes the CA through to the data plane', async () => {
     const port = await freePort();

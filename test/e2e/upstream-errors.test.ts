@@ -1,0 +1,209 @@
+// When the data plane cannot get an answer from a backend (nothing listens, or it answers too
+// late) it answers itself; the caller must still get an error object in its own API format that
+// its SDK parses, naming nothing internal. A provider's own errors must reach the caller as the
+// provider sent them.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { startMockProvider, type MockProvider } from '../mocks/provider.js';
+import {
+  freePort,
+  KEYS,
+  secretDoc,
+  serviceDocs,
+  startYamlGateway,
+  until,
+  type YamlGateway,
+} from './harness.js';
+
+function route(
+  name: string,
+  model: string,
+  provider: 'openai' | 'anthropic',
+  service: string,
+  extra: Record<string, unknown> = {},
+): unknown {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIRoute',
+    metadata: { name, namespace: 'e2e' },
+    spec: {
+      models: [{ exact: model }],
+      backends: [
+        {
+          name: provider,
+          provider,
+          endpoint: { service: { name: service, port: 80 } },
+          credential: { secretRef: { name: provider } },
+        },
+      ],
+      ...extra,
+    },
+  };
+}
+
+function once(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { retry: { attempts: 0 }, ...extra };
+}
+
+const LEAKS = ['reset reason', 'upstream connect', 'UNABLE_TO_VERIFY', 'ECONNREFUSED', 'envoy'];
+
+function assertNoLeak(body: unknown): void {
+  const text = JSON.stringify(body);
+  for (const leak of LEAKS) assert.ok(!text.includes(leak), `${leak} leaked: ${text}`);
+}
+
+async function failure<T>(p: Promise<T>): Promise<unknown> {
+  return p.then(
+    (v) => assert.fail(`the call succeeded: ${JSON.stringify(v)}`),
+    (e: unknown) => e,
+  );
+}
+
+describe('e2e: the data plane’s own errors in the caller’s API format', () => {
+  let g: YamlGateway;
+  let mock: MockProvider;
+  let openai: OpenAI;
+  let anthropic: Anthropic;
+
+  before(async () => {
+    mock = await startMockProvider({
+      name: 'mock',
+      auth: { bearer: KEYS.primary, anthropicKey: KEYS.anthropic },
+    });
+    // Nothing listens there: every connection is refused.
+    const closed = await freePort();
+    g = await startYamlGateway([
+      route('down', 'gpt-down', 'openai', 'nowhere'),
+      route('down-claude', 'claude-down', 'anthropic', 'nowhere'),
+      // No retries: one slow attempt meets the route timeout; a provider's error is final.
+      route('slow', 'gpt-slow', 'openai', 'mock', once({ timeout: '300ms' })),
+      route('slow-claude', 'claude-slow', 'anthropic', 'mock', once({ timeout: '300ms' })),
+      route('up', 'gpt-up', 'openai', 'mock', once()),
+      route('up-claude', 'claude-up', 'anthropic', 'mock', once()),
+      ...serviceDocs('nowhere', closed),
+      ...serviceDocs('mock', mock.port),
+      secretDoc('openai', KEYS.primary),
+      secretDoc('anthropic', KEYS.anthropic),
+    ]);
+    openai = new OpenAI({
+      baseURL: `${g.gateway.url}/v1`,
+      apiKey: KEYS.client,
+      maxRetries: 0,
+      timeout: 15_000,
+    });
+    anthropic = new Anthropic({
+      baseURL: g.gateway.url,
+      apiKey: KEYS.client,
+      maxRetries: 0,
+      timeout: 15_000,
+    });
+  });
+  after(async () => {
+    await g?.close();
+    await mock?.close();
+  });
+
+  it('connection refused, no fallback: 503 as an OpenAI error object', async () => {
+    const e = await failure(
+      openai.chat.completions.create({
+        model: 'gpt-down',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(e instanceof OpenAI.InternalServerError, String(e));
+    assert.equal(e.status, 503);
+    const body = e.error as { message?: unknown; type?: unknown; code?: unknown };
+    assert.equal(body.code, 'upstream_unavailable');
+    assert.equal(body.type, 'server_error');
+    assert.equal(typeof body.message, 'string');
+    assert.equal(e.headers?.get('x-sluice-error-code'), 'upstream_unavailable');
+    assertNoLeak(e.error);
+    assertNoLeak(e.message);
+    // The operator sees why, at warn, next to the request; the caller does not.
+    const id = e.headers?.get('x-sluice-request-id');
+    assert.ok(id);
+    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.equal(line['level'], 40);
+    assert.equal(line['error_code'], 'upstream_unavailable');
+    const local = line['local_reply'] as { status: number; details: string };
+    assert.equal(local.status, 503);
+    assert.match(local.details, /^upstream_reset_before_response_started\{connection_failure/);
+  });
+
+  it('connection refused, no fallback: 503 as an Anthropic error object', async () => {
+    const e = await failure(
+      anthropic.messages.create({
+        model: 'claude-down',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(e instanceof Anthropic.InternalServerError, String(e));
+    assert.equal(e.status, 503);
+    const body = e.error as { type?: unknown; error?: { type?: unknown; message?: unknown } };
+    assert.equal(body.type, 'error');
+    assert.equal(body.error?.type, 'overloaded_error');
+    assert.equal(typeof body.error?.message, 'string');
+    assertNoLeak(e.error);
+  });
+
+  it('the backend answers after the route timeout: 504 upstream_timeout in both formats', async () => {
+    mock.enqueue({ delayMs: 5000 });
+    const oa = await failure(
+      openai.chat.completions.create({
+        model: 'gpt-slow',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(oa instanceof OpenAI.APIError, String(oa));
+    assert.equal(oa.status, 504);
+    assert.equal((oa.error as { code?: unknown }).code, 'upstream_timeout');
+    assertNoLeak(oa.error);
+
+    mock.enqueue({ delayMs: 5000 });
+    const an = await failure(
+      anthropic.messages.create({
+        model: 'claude-slow',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(an instanceof Anthropic.APIError, String(an));
+    assert.equal(an.status, 504);
+    const body = an.error as { type?: unknown; error?: { type?: unknown } };
+    assert.equal(body.type, 'error');
+    assert.equal(body.error?.type, 'api_error');
+    assertNoLeak(an.error);
+  });
+
+  it("a provider's own errors reach the caller as the provider sent them", async () => {
+    mock.enqueue({ status: 429, retryAfter: '7' });
+    const limited = await failure(
+      openai.chat.completions.create({
+        model: 'gpt-up',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(limited instanceof OpenAI.RateLimitError, String(limited));
+    assert.equal((limited.error as { code?: unknown }).code, 'rate_limit_exceeded');
+    assert.equal((limited.error as { message?: unknown }).message, 'mock failure 429');
+    assert.equal(limited.headers?.get('retry-after'), '7');
+    assert.equal(limited.headers?.get('x-sluice-error-code'), null);
+
+    mock.enqueue({ status: 500 });
+    const failed = await failure(
+      anthropic.messages.create({
+        model: 'claude-up',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(failed instanceof Anthropic.InternalServerError, String(failed));
+    assert.equal(failed.status, 500);
+    const body = failed.error as { error?: { message?: unknown } };
+    assert.equal(body.error?.message, 'mock failure 500');
+    assert.equal(failed.headers?.get('x-sluice-error-code'), null);
+  });
+});
