@@ -117,8 +117,37 @@ describe('AttemptLedger', () => {
     l.record(second, { tokens: 120, costUsd: 0.0012 });
     l.record(second, { tokens: 150, costUsd: 0.0015 }); // the final figure replaces the partial
     assert.equal(l.attempts, 2);
-    assert.deepEqual(l.total(), { tokens: 150, costUsd: 0.0015, usage: undefined });
+    assert.deepEqual(l.total(), { tokens: 150, costUsd: 0.0015, usage: undefined, attempts: 2 });
     assert.throws(() => l.record(3, { tokens: 1, costUsd: 0 }), RangeError);
+  });
+
+  it('charges requests per minute once per attempt made, tokens only for what was used', async () => {
+    const store = new MemoryStore();
+    const c = clock();
+    const b = new Budget({ store, clock: c.fn });
+    const p = policy([
+      { name: 'm', per: ['consumer'], requestsPerMinute: 10, tokensPerMinute: 1000 },
+    ]);
+    const r = await b.reserve(p, KEYS, { tokens: 100, costUsd: 0 });
+    assert.ok(r.ok && r.reservation);
+    const ledger = new AttemptLedger();
+    ledger.begin(); // the provider answered 503 and Envoy retried
+    const last = ledger.begin();
+    ledger.record(last, { tokens: 13, costUsd: 0 });
+    assert.deepEqual(await b.reconcile(r.reservation, ledger.total()), {
+      status: 'settled',
+      expired: false,
+    });
+    const keys = [`m|consumer=alice|requests|${T0}`, `m|consumer=alice|tokens|${T0}`];
+    assert.deepEqual(await store.levels(p.name, keys, c.now), [2, 13]);
+    const [day] = await store.usage('day', '2026-03-31');
+    assert.equal(day?.values.requests, 1, 'the usage report counts client requests');
+
+    // A request released before any attempt gives its request back.
+    const never = await b.reserve(p, KEYS, { tokens: 100, costUsd: 0 });
+    assert.ok(never.ok && never.reservation);
+    await b.release(never.reservation);
+    assert.deepEqual(await store.levels(p.name, keys, c.now), [2, 13]);
   });
 });
 

@@ -44,6 +44,11 @@ export interface Amount {
 export interface Actual extends Amount {
   /** The usage split, for usage reports; absent: tokens are reported as a total only. */
   usage?: TokenUsage | undefined;
+  /**
+   * Upstream attempts made (Envoy retries and fallbacks included): what requests-per-minute
+   * buckets count, since each attempt is a request the provider received. Absent: one.
+   */
+  attempts?: number | undefined;
 }
 
 export interface Charge {
@@ -427,7 +432,7 @@ function actualFor(c: Charge, actual: Actual | undefined): number {
   if (!actual) return 0;
   switch (c.metric) {
     case 'requests':
-      return 1;
+      return Math.max(0, Math.floor(actual.attempts ?? 1));
     case 'tokens':
       return Math.max(0, Math.ceil(actual.tokens));
     case 'concurrent':
@@ -443,6 +448,8 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number) 
   if (actual) {
     const u = actual.usage;
     const values: UsageValues = {
+      // One per client request, as in the access log (which has the attempts); requests per
+      // minute count attempts instead.
       requests: 1,
       inputTokens: u?.inputTokens ?? 0,
       outputTokens: u?.outputTokens ?? 0,
@@ -532,10 +539,14 @@ export function rateLimitHeaders(
 
 /**
  * Per-attempt accounting for retries. The upstream phase calls `begin()` for every attempt it
- * sees (Envoy runs the upstream filter once per attempt) and `record()` with what that attempt
- * cost: 0 for a refused or failed attempt with no body, the usage of a partial stream, the full
- * usage of the last one. `total()` is what reconcile receives, so each attempt actually made is
- * counted once and attempts never made are not counted at all.
+ * sees (Envoy runs the upstream filter once per attempt) and the end of the request `record()`s
+ * what an attempt cost. `total()` is what reconcile receives: every attempt made counts once
+ * towards requests per minute, attempts never made not at all, and tokens and spend are the sum
+ * of what each attempt was charged.
+ *
+ * Envoy retries only while no response has started towards the client (a 5xx or 429 it was told
+ * to retry, a reset, a per-try timeout), so only the last attempt ever has a response the router
+ * phase reads; an earlier one stays at 0 tokens unless something records a figure for it.
  */
 export class AttemptLedger {
   private readonly costs: (Actual | undefined)[] = [];
@@ -565,7 +576,7 @@ export class AttemptLedger {
       costMicros += usdToMicros(c.costUsd);
       if (c.usage) usage = usage ? addUsage(usage, c.usage) : { ...c.usage };
     }
-    return { tokens, costUsd: microsToUsd(costMicros), usage };
+    return { tokens, costUsd: microsToUsd(costMicros), usage, attempts: this.costs.length };
   }
 }
 

@@ -4,11 +4,16 @@
  * decisions live in governance/; this module only sequences them for one request.
  */
 import type { Operation } from '../api/endpoints.js';
-import type { CompiledGovernance } from '../config/runtime.js';
+import type { CompiledGovernance, ModelEntry, RuntimeConfig } from '../config/runtime.js';
 import { refusalError } from '../errors.js';
 import { checkAccess } from '../governance/access.js';
 import { AttemptLedger, type Actual, type Budget, type Reservation } from '../governance/budget.js';
-import { resolveIdentity, type Caller, type ConsumerDirectory } from '../governance/identity.js';
+import {
+  resolveIdentity,
+  type Caller,
+  type ConsumerDirectory,
+  type IdentityResult,
+} from '../governance/identity.js';
 import { costMicros, estimateCost, microsToUsd } from '../governance/pricing.js';
 import type { Refusal } from '../governance/refusal.js';
 import { estimateRequestInputTokens, maxOutputTokens } from '../usage/estimate.js';
@@ -115,6 +120,50 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
 }
 
 /**
+ * The models `/v1/models` shows this caller: each listed model is judged by its route's
+ * governance policy, as a call to it would be. A model whose route refuses the caller's identity
+ * or whose access rules deny the caller is left out, so the list never names a model the caller
+ * cannot use and says nothing about what other consumers may do. Routes in shadow mode only
+ * report, so their models stay listed.
+ *
+ * Throws 401 (in the caller's format) when some route refused the caller's identity (required
+ * and missing, or a credential that is not accepted) and no route identified them: an empty 200
+ * would hide that the credential is the problem. Without any route requiring identity and without
+ * a credential that is refused, nothing changes for anonymous callers.
+ */
+export function modelsVisible(
+  cfg: RuntimeConfig,
+  headers: ReadonlyMap<string, string>,
+  wallNow: number,
+): { models: ModelEntry[]; caller: Caller | undefined } {
+  const identities = new Map<CompiledGovernance, IdentityResult>();
+  const models: ModelEntry[] = [];
+  let refused: Refusal | undefined;
+  let caller: Caller | undefined;
+  for (const m of cfg.models) {
+    const route = cfg.routeForModel(m.id);
+    const g = route && cfg.governanceFor(route.name);
+    if (!route || !g || g.policy.mode === 'shadow') {
+      models.push(m);
+      continue;
+    }
+    let id = identities.get(g);
+    if (!id) {
+      id = resolveIdentity(g.policy.identity, headers, cfg.consumers, wallNow);
+      identities.set(g, id);
+    }
+    if (!id.ok) {
+      refused ??= id.refusal;
+      continue;
+    }
+    caller ??= id.caller;
+    if (checkAccess(g.access, id.caller, { model: m.id, route: route.name }).ok) models.push(m);
+  }
+  if (refused && !caller) throw refusalError(refused);
+  return { models, caller };
+}
+
+/**
  * Output tokens the request may generate: its own cap (or the policy default) per choice.
  * Embeddings generate none.
  */
@@ -147,10 +196,12 @@ export interface RequestEnd {
 }
 
 /**
- * What the request used, for reconcile and the access log. The router phase only sees the
- * response of the last attempt: earlier attempts failed without a body it could read, so they
- * stay at 0 in the ledger. No response at all after an attempt was made: the provider may have
- * read the prompt, so the prompt estimate is charged.
+ * What the last attempt used, for reconcile and the access log. The router phase only sees the
+ * response of the last attempt: Envoy retried the earlier ones before any response reached the
+ * router (a retriable status, which providers do not bill, or a reset or per-try timeout, whose
+ * outcome the upstream phase cannot see), so they count as requests but stay at 0 tokens. No
+ * response at all after the last attempt was made: the provider may have read the prompt, so
+ * the prompt estimate is charged.
  */
 export function settleActual(g: GovernanceState, o: RequestEnd): Actual {
   const price = g.compiled.prices.lookup(o.model);

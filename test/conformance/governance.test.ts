@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto';
 import { ExtProcFilter, type HeaderList, type LocalReply } from '../driver/index.js';
 import { utcDay } from '../../extproc/governance/budget.js';
 import {
+  ROUTER,
   accessLines,
   chatHeaders,
   continued,
@@ -59,6 +60,7 @@ policies:
       rules:
         - { name: daily-spend, per: [consumer], spendPerDayUsd: 0.25 }
         - { name: tpm, per: [consumer], tokensPerMinute: 100000 }
+        - { name: rpm, per: [consumer], requestsPerMinute: 100000 }
     pricing:
       models:
         '*': { inputPerMTok: 0, outputPerMTok: 1000 }
@@ -82,7 +84,7 @@ routes:
     backends: [{ name: openai }]
     governance: gov
   - name: claude
-    models: [{ prefix: 'claude-' }]
+    models: [{ exact: claude-3-5-haiku }, { prefix: 'claude-' }]
     backends: [{ name: anthropic }]
     governance: gov
 `;
@@ -200,6 +202,36 @@ describe('conformance: governance identity and access', () => {
   });
 });
 
+describe('conformance: /v1/models under governance', () => {
+  const list = async (key: string | undefined) => {
+    const f = new ExtProcFilter(h.client, ROUTER);
+    const base: HeaderList = [
+      [':method', 'GET'],
+      [':path', '/v1/models'],
+      [':scheme', 'http'],
+      [':authority', 'g'],
+    ];
+    const r = refused(
+      await f.runRequest(key === undefined ? base : [...base, ['authorization', `Bearer ${key}`]]),
+    );
+    f.close();
+    return { status: r.status, body: JSON.parse(r.body.toString()) as Record<string, any> };
+  };
+
+  it('answers 401 without a valid key, and each caller only the models it may use', async () => {
+    const anonymous = await list(undefined);
+    assert.equal(anonymous.status, 401);
+    assert.equal(anonymous.body.error.code, 'unauthenticated');
+    assert.equal((await list('sk-sluice-not-a-key')).status, 401);
+    const ids = (b: Record<string, any>) => (b.data as { id: string }[]).map((m) => m.id);
+    const alice = await list(KEYS.alice);
+    assert.equal(alice.status, 200);
+    assert.deepEqual(ids(alice.body), ['gpt-watched', 'gpt-blocking', 'claude-3-5-haiku']);
+    // The deny rule hides the model from bob; the shadow route's model stays listed.
+    assert.deepEqual(ids((await list(KEYS.bob)).body), ['gpt-watched', 'gpt-blocking']);
+  });
+});
+
 describe('conformance: governance budgets', () => {
   it('admits exactly what fits among concurrent requests; the rest get 429 with retry-after', async () => {
     // $0.25 a day fits two requests reserving $0.10 each.
@@ -285,6 +317,7 @@ describe('conformance: governance budgets', () => {
     assert.equal(await usageOf('frank'), undefined, 'a released request was counted');
 
     // $0.20 each against $0.25 a day: these fit only if the aborted request's share came back.
+    const startedMs = Date.now();
     const { router: r2, routed } = await sendRequest(
       h,
       headers(KEYS.frank),
@@ -298,8 +331,20 @@ describe('conformance: governance budgets', () => {
     continued(await r2.runResponse(JSON_RESPONSE, [completion(13)]));
     await waitFor(() => accessLines(h).some((l) => l.consumer === 'frank' && l.attempts === 2));
     const u = await usageOf('frank');
-    assert.equal(u?.requests, 1);
-    assert.equal(u?.totalTokens, 13);
+    assert.equal(u?.requests, 1, 'the usage report counts the client request once');
+    assert.equal(u?.totalTokens, 13, 'the retried attempt had no usage to count');
+    // Requests per minute count both attempts (the released request gave its own back). The
+    // reservation's minute is one of those the request ran in.
+    const minutes = new Set([startedMs, Date.now()].map((t) => Math.floor(t / 60_000) * 60_000));
+    const levels = await h.ext.stateStore.levels(
+      'gov',
+      [...minutes].map((m) => `rpm|consumer=frank|requests|${m}`),
+      Date.now(),
+    );
+    assert.equal(
+      levels.reduce((a, b) => a + b, 0),
+      2,
+    );
     const third = await sendRequest(h, headers(KEYS.frank), chat(200), 'sluice/backend/openai');
     continued(third.routed);
     third.router.close();
