@@ -159,6 +159,17 @@ describe('resolveIdentity: JWTs Envoy verified (or did not)', () => {
     assert.deepEqual(good.ok && good.caller, { consumer: 'alice', team: 'red', method: 'key' });
   });
 
+  it("accepts only its own issuers' tokens when the policy names them", () => {
+    const pinned = IdentityPolicy.parse({ jwt: { header, issuers: ['https://idp.example'] } });
+    const ok = resolveIdentity(pinned, headers({ [header]: payload }), directory, NOW);
+    assert.deepEqual(ok.ok && ok.caller, { consumer: 'carol', team: undefined, method: 'jwt' });
+    for (const claims of [{ sub: 'carol', iss: 'https://partner.example' }, { sub: 'carol' }]) {
+      const r = resolveIdentity(pinned, headers({ [header]: b64(claims) }), directory, NOW);
+      assert.ok(!r.ok);
+      assert.equal(r.refusal.message, 'The token was not issued for this route.');
+    }
+  });
+
   it('a token whose payload is not the verified one is not excused', () => {
     const other = `${b64({ alg: 'RS256' })}.${b64({ sub: 'mallory' })}.c2ln`;
     const r = resolveIdentity(

@@ -171,6 +171,12 @@ function fromJwt(
   } catch {
     return deny('The token claims could not be read.');
   }
+  if (jwt.issuers) {
+    const iss = claimString(claims, 'iss');
+    if (iss === undefined || !jwt.issuers.includes(iss)) {
+      return deny('The token was not issued for this route.');
+    }
+  }
   const subject = claimString(claims, jwt.consumerClaim);
   if (subject === undefined) return deny('The token names no consumer.');
   if (jwt.consumers) {

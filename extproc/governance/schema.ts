@@ -59,6 +59,12 @@ export const IdentityPolicy = z
       .object({
         /** The header Envoy's jwt_authn writes the verified payload to (`forward_payload_header`). */
         header: headerName.default('x-jwt-payload'),
+        /**
+         * Accepted `iss` values. Envoy verifies every configured issuer's tokens for every route
+         * (it runs before the route is known), so without this a token of one policy's issuer
+         * would be accepted on a route governed by another. Absent: any token Envoy verified.
+         */
+        issuers: z.array(z.string().min(1).max(1024)).min(1).max(16).optional(),
         /** Dot path into the claims; the value names the consumer. */
         consumerClaim: z.string().min(1).max(128).default('sub'),
         /** Dot path; a string, or an array whose first string is taken. */

@@ -292,7 +292,11 @@ void describe('translation of governance', () => {
     assert.equal(shared.failureMode, 'closed');
     assert.deepEqual(shared.identity, {
       keys: {},
-      jwt: { header: WIRE.jwtPayloadHeader, consumers: { 'alice@example.com': 'alice' } },
+      jwt: {
+        header: WIRE.jwtPayloadHeader,
+        issuers: ['https://idp/'],
+        consumers: { 'alice@example.com': 'alice' },
+      },
       mesh: { consumers: { 'spiffe://cluster.local/ns/a/sa/x': 'svc' } },
     });
     assert.deepEqual(

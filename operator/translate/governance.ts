@@ -147,11 +147,13 @@ export function toContractIdentity(section: ConsumersSection): ContractIdentity 
   if (section.required !== undefined) out.required = section.required;
   if (section.keys) out.keys = section.keys.headers ? { headers: [...section.keys.headers] } : {};
   if (section.jwt) {
-    const { consumerClaim, teamClaim, consumers } = section.jwt;
+    const { issuer, consumerClaim, teamClaim, consumers } = section.jwt;
     out.jwt = {
       // Only Envoy's jwt_authn writes this header (it is removed from client requests first);
       // letting a policy choose another would let it trust one a client can set.
       header: WIRE.jwtPayloadHeader,
+      // jwt_authn accepts every policy's issuer on every route; this pins the route to its own.
+      issuers: [issuer],
       ...(consumerClaim !== undefined ? { consumerClaim } : {}),
       ...(teamClaim !== undefined ? { teamClaim } : {}),
       ...(consumers !== undefined ? { consumers: { ...consumers } } : {}),
