@@ -62,3 +62,21 @@ export function hasContextBefore(
   }
   return false;
 }
+
+/**
+ * For a number starting at `s` right after "digit space": true when the token before it (back
+ * to the previous whitespace) looks like a group of the same printed number — 4 to 6 capitals
+ * and digits, as grouped card, IBAN and tracking numbers are written — rather than a token of
+ * its own such as `ORD-123456`, `qty 3`, `12:30` or `$9.99`. Looks back at most 7 characters.
+ */
+export function afterNumberGroup(text: string, s: number): boolean {
+  if (text.charCodeAt(s - 1) !== 32 || !isDigit(text.charCodeAt(s - 2))) return false;
+  let n = 0;
+  for (let i = s - 2; i >= 0; i--) {
+    const c = text.charCodeAt(i);
+    if (isSpace(c)) break;
+    if (!isDigit(c) && !isUpper(c)) return false;
+    if (++n > 6) return false;
+  }
+  return n >= 4;
+}

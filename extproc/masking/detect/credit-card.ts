@@ -1,4 +1,4 @@
-import { isDigit, isWord } from './chars.js';
+import { afterNumberGroup, isDigit, isWord } from './chars.js';
 import { luhnValid } from './checksums.js';
 import type { Detector, Finding, TextView } from './types.js';
 
@@ -96,9 +96,12 @@ export function scanCards(view: TextView, type = 'CREDIT_CARD'): Finding[] {
     // Cheapest rejection first: a run longer than any card, or a lone short run.
     if (e - s > MAX_DIGITS) continue;
     if (e - s < 3 || badBefore(text.charCodeAt(s - 1))) continue;
-    // A run right after "digits + space" is the tail of a longer grouped number (tracking
-    // numbers, IBANs), not the start of a card.
-    if (text.charCodeAt(s - 1) === 32 && isDigit(text.charCodeAt(s - 2))) continue;
+    // A space-grouped run right after a group of digits is the tail of a longer grouped number
+    // (tracking numbers, IBANs), not the start of a card. After a token of its own
+    // (`ORD-123456 4111-1111-…`, `qty 3 4111 1111 …`), or written whole or with dashes, it may
+    // open one. A bare four-digit number before a space-grouped card stays ambiguous with
+    // tracking numbers and is not taken for a card's start.
+    if (e - s < MIN_DIGITS && text.charCodeAt(e) !== 45 && afterNumberGroup(text, s)) continue;
     const end = matchCard(text, s);
     if (end !== -1) {
       out.push({ type, start: s, end });

@@ -104,6 +104,46 @@ test('CREDIT_CARD: invalid Luhn, unknown issuer, longer numbers, tails of other 
   for (const n of no) assert.deepEqual(values('CREDIT_CARD', `x ${n} y`), [], n);
 });
 
+test('values right after another number: a token of its own does not hide them', () => {
+  const ok: [string, string, string][] = [
+    ['CREDIT_CARD', 'ORD-123456 4111-1111-1111-1111', '4111-1111-1111-1111'],
+    ['CREDIT_CARD', 'ORD-123456 4111 1111 1111 1111', '4111 1111 1111 1111'],
+    ['CREDIT_CARD', 'ref 998877 5555-5555-5555-4444.', '5555-5555-5555-4444'],
+    ['CREDIT_CARD', 'qty 3 4111 1111 1111 1111 exp', '4111 1111 1111 1111'],
+    ['CREDIT_CARD', 'order 12 4111111111111111', '4111111111111111'],
+    ['CREDIT_CARD', 'paid 2024-05-01 4111 1111 1111 1111', '4111 1111 1111 1111'],
+    ['CREDIT_CARD', 'at 12:30 4111111111111111', '4111111111111111'],
+    ['CREDIT_CARD', 'total $12.50 5555 5555 5555 4444', '5555 5555 5555 4444'],
+    ['CREDIT_CARD', 'case 12345678 4111 1111 1111 1111', '4111 1111 1111 1111'],
+    ['CREDIT_CARD', 'PIN 1234 4111-1111-1111-1111', '4111-1111-1111-1111'],
+    ['US_SSN', 'ORD-123456 123-45-6789', '123-45-6789'],
+    ['US_SSN', 'ref 1234 123-45-6789', '123-45-6789'],
+    ['PHONE', 'ORD-123456 415-555-0132', '415-555-0132'],
+    ['PHONE', 'ticket 42 (415) 555-0132', '(415) 555-0132'],
+  ];
+  for (const [type, text, value] of ok) assert.deepEqual(values(type, text), [value], text);
+  assert.deepEqual(values('CREDIT_CARD', 'cards 4111 1111 1111 1111, 5555 5555 5555 4444'), [
+    '4111 1111 1111 1111',
+    '5555 5555 5555 4444',
+  ]);
+});
+
+test('values right after another number: tails of grouped numbers and invalid values are not', () => {
+  const no: [string, string][] = [
+    // A card-valid tail inside grouped tracking numbers and IBANs.
+    ['CREDIT_CARD', 'tracking 9400 1234 5678 4111 1111 1111 1111'],
+    ['CREDIT_CARD', 'package 9400 4111 1111 1111 1111 00'],
+    ['CREDIT_CARD', 'IBAN FR76 4111 1111 1111 1111 189'],
+    ['CREDIT_CARD', 'ORD-123456 4111-1111-1111-1112'],
+    ['CREDIT_CARD', 'ORD-123456 1234 5678 9012 3452'],
+    ['US_SSN', 'ORD-123456 666-12-3456'],
+    ['US_SSN', 'tracking 9400 1234 123 45 6789'],
+    ['PHONE', 'tracking 9400 1234 5678 9012'],
+    ['PHONE', 'ORD-123456 5678 9012'],
+  ];
+  for (const [type, text] of no) assert.deepEqual(values(type, text), [], text);
+});
+
 test('IBAN: print and electronic form, per-country length and mod-97', () => {
   const ok = [
     'DE89 3704 0044 0532 0130 00',

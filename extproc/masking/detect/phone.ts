@@ -1,4 +1,4 @@
-import { hasContextBefore, isDigit, isWord } from './chars.js';
+import { afterNumberGroup, hasContextBefore, isDigit, isWord } from './chars.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 const SEP_SPACE = 1;
@@ -71,10 +71,6 @@ function parseChain(text: string, runStart: number): Chain | null {
     start--;
   }
   if (badBefore(text.charCodeAt(start - 1), hasPlus)) return null;
-  // The run continues a longer grouped number (a tracking or card number), not a phone.
-  if (!hasPlus && isDigit(text.charCodeAt(start - 2)) && text.charCodeAt(start - 1) === 32) {
-    return null;
-  }
   const groups: number[] = [];
   const groupStarts: number[] = [];
   let parens = 0;
@@ -123,6 +119,13 @@ function parseChain(text: string, runStart: number): Chain | null {
     }
   }
   if (groups.length === 0) return null;
+  // After "digits + space" the run may continue a longer grouped number (a tracking or card
+  // number). It opens a phone only after a token of its own (`ORD-123456 415-555-0132`) and when
+  // written with dashes, dots or a parenthesized area code, which grouped numbers never use.
+  if (!hasPlus && text.charCodeAt(start - 1) === 32 && isDigit(text.charCodeAt(start - 2))) {
+    const spacedOnly = (seps & ~SEP_SPACE) === 0 && text.charCodeAt(start) !== 40;
+    if (spacedOnly || afterNumberGroup(text, start)) return null;
+  }
   const after = text.charCodeAt(end);
   if (isWord(after)) return null;
   if (

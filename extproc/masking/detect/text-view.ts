@@ -105,6 +105,25 @@ function computeDigitRuns(text: string): number[] {
   return out;
 }
 
+// Per code point: its replacement, or null when normalization leaves it as it is. Shared by all
+// views, as the same few hundred code points recur in every message of a language; bounded, as
+// a crafted text could visit all of Unicode.
+const REPLACEMENTS = new Map<number, string | null>();
+const MAX_REPLACEMENTS = 8192;
+/** Per BMP code unit (surrogates aside): 0 not seen yet, 1 left as it is, 2 replaced. */
+const BMP_STATE = new Uint8Array(0x10000);
+
+function replacement(cp: number): string | null {
+  let out = REPLACEMENTS.get(cp);
+  if (out === undefined) {
+    const folded = isInvisible(cp) ? '' : fold(cp);
+    out = folded === String.fromCodePoint(cp) ? null : folded;
+    if (REPLACEMENTS.size >= MAX_REPLACEMENTS) REPLACEMENTS.clear();
+    REPLACEMENTS.set(cp, out);
+  }
+  return out;
+}
+
 /**
  * Builds the view detectors scan. Pure ASCII text (the common case) is used as is; otherwise the
  * text is NFKC-normalized per code point with invisible characters removed and Unicode dashes
@@ -118,8 +137,6 @@ export function createTextView(original: string): TextView {
   const segText: number[] = [];
   const segOrig: number[] = [];
   const segFold: number[] = [];
-  // Per code point: its replacement, or null when normalization leaves it as it is.
-  const cache = new Map<number, string | null>();
   let textLen = 0;
   let copyStart = 0;
   const flushCopy = (upTo: number): void => {
@@ -131,19 +148,25 @@ export function createTextView(original: string): TextView {
       textLen += upTo - copyStart;
     }
   };
-  // Only runs of non-ASCII are visited; everything between them stays one copy segment.
-  const nonAscii = /[\u0080-\uffff]+/g;
-  for (let m = nonAscii.exec(original); m !== null; m = nonAscii.exec(original)) {
-    const runEnd = m.index + m[0].length;
-    for (let i = m.index; i < runEnd;) {
+  // Only runs of non-ASCII are visited; everything between them stays one copy segment. test()
+  // finds a run's start without allocating a match; the run is then walked by hand.
+  const nonAscii = /[\u0080-\uffff]/g;
+  while (nonAscii.test(original)) {
+    let i = nonAscii.lastIndex - 1;
+    for (;;) {
+      const c = original.charCodeAt(i);
+      if (!(c >= 0x80)) break;
+      if (c < 0xd800 || c > 0xdfff) {
+        let state = BMP_STATE[c]!;
+        if (state === 0) BMP_STATE[c] = state = replacement(c) === null ? 1 : 2;
+        if (state === 1) {
+          i++;
+          continue;
+        }
+      }
       const cp = original.codePointAt(i)!;
       const len = cp > 0xffff ? 2 : 1;
-      let out = cache.get(cp);
-      if (out === undefined) {
-        const folded = isInvisible(cp) ? '' : fold(cp);
-        out = folded === String.fromCodePoint(cp) ? null : folded;
-        cache.set(cp, out);
-      }
+      const out = replacement(cp);
       if (out !== null) {
         flushCopy(i);
         if (out.length > 0) {
@@ -157,6 +180,7 @@ export function createTextView(original: string): TextView {
       }
       i += len;
     }
+    nonAscii.lastIndex = i;
   }
   if (segText.length === 0) return new IdentityView(original);
   flushCopy(original.length);
