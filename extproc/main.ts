@@ -21,6 +21,8 @@ Options:
   --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
   --redis-url URL         keep budgets and usage in Redis (redis://…; default: env SLUICE_REDIS_URL,
                           else in process memory)
+  --vault-key-file FILE   32-byte key of the masking vault (raw, hex or base64; default: env
+                          SLUICE_VAULT_KEY_FILE); with Redis, conversations are shared by replicas
   --no-watch              do not reload the config on change (SIGHUP still reloads)
   --log-level LEVEL       trace|debug|info|warn|error (default info)
   -h, --help              this text
@@ -53,6 +55,7 @@ const Flags = z
       .string()
       .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
       .optional(),
+    'vault-key-file': z.string().min(1).optional(),
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   })
@@ -79,6 +82,7 @@ export async function main(argv: string[]): Promise<number> {
       'max-message-bytes': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
       'redis-url': { type: 'string' },
+      'vault-key-file': { type: 'string' },
       'no-watch': { type: 'boolean' },
       'log-level': { type: 'string' },
     },
@@ -111,6 +115,7 @@ export async function main(argv: string[]): Promise<number> {
       watchConfig: !f['no-watch'],
       shutdownGraceMs: f['shutdown-grace-ms'],
       redisUrl: f['redis-url'],
+      vaultKeyFile: f['vault-key-file'],
       logger,
       registry,
       now: () => performance.now(),

@@ -11,8 +11,12 @@ import { FileConfigSource } from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
 import { Budget } from './governance/budget.js';
+import { loadVaultKey } from './masking/vault-key.js';
+import { RedisVault, vaultFailureMetric } from './masking/vault-redis.js';
+import { MemoryVault, type Vault } from './masking/vault.js';
 import { RequestStore } from './pipeline/request-store.js';
 import { MemoryStore } from './state/memory.js';
+import { RedisVaultStore } from './state/redis-vault.js';
 import { RedisStore } from './state/redis.js';
 import type { StateStore } from './state/store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
@@ -46,6 +50,11 @@ export interface ExtprocOptions {
   stateStore?: StateStore | undefined;
   /** Wall-clock ms for budget windows and key expiry (default Date.now). */
   wallClock?: () => number;
+  /**
+   * The masking vault's key (32 bytes; see masking/vault-key.ts); default: env
+   * SLUICE_VAULT_KEY_FILE. With Redis it puts conversation vaults in Redis, shared by replicas.
+   */
+  vaultKeyFile?: string | undefined;
 }
 
 export interface RunningExtproc {
@@ -68,6 +77,9 @@ export const FILTER_METADATA = WIRE.filterMetadata;
 
 export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   const log = opts.logger;
+  // First: a bad key file fails the start before anything is opened that would need closing.
+  const vaultKeyFile = opts.vaultKeyFile ?? opts.env['SLUICE_VAULT_KEY_FILE'];
+  const vaultKey = vaultKeyFile ? await loadVaultKey(vaultKeyFile) : undefined;
   const telemetry = new Telemetry(opts.registry, log.child({ log: 'access' }));
   let current: RuntimeConfig | undefined;
   let draining = false;
@@ -95,7 +107,6 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     throw new Error('either configPath or xds is required');
   }
 
-  const store = new RequestStore(opts.now);
   const newId = opts.newId ?? randomUUID;
   const wallClock = opts.wallClock ?? Date.now;
   const redisUrl = opts.redisUrl ?? opts.env['SLUICE_REDIS_URL'];
@@ -119,6 +130,28 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     stateStore = new MemoryStore();
   }
   log.info({ event: 'state_store', kind: stateStore.kind }, 'state store ready');
+  let vault: Vault;
+  if (stateStore instanceof RedisStore && vaultKey) {
+    vault = new RedisVault({
+      store: new RedisVaultStore({ client: stateStore.client }),
+      key: vaultKey,
+      onFailure: vaultFailureMetric(opts.registry),
+    });
+  } else {
+    if (stateStore instanceof RedisStore) {
+      // Replicas without a shared key could neither match nor read each other's entries.
+      log.warn(
+        { event: 'vault_key_missing' },
+        'no vault key (--vault-key-file): masking conversations stay in each replica',
+      );
+    }
+    vault = new MemoryVault({ now: opts.now, ...(vaultKey && { key: vaultKey }) });
+  }
+  log.info(
+    { event: 'vault', kind: vault instanceof RedisVault ? 'redis' : 'memory' },
+    'vault ready',
+  );
+  const store = new RequestStore(opts.now, undefined, vault);
   const budget = new Budget({
     store: stateStore,
     clock: wallClock,

@@ -11,12 +11,15 @@ import { restore, StreamRestorer } from './placeholder.js';
 import { irreversible, type CompiledMasking } from './policy.js';
 import {
   EMPTY_LOOKUP,
+  PolicyUnavailableError,
   RequestVault,
   type MaybePromise,
   type PlaceholderLookup,
   type Vault,
   type VaultItem,
 } from './vault.js';
+
+export { PolicyUnavailableError };
 
 export type Direction = 'request' | 'response';
 
@@ -45,11 +48,6 @@ export class Tally {
   get size(): number {
     return this.counts.size;
   }
-}
-
-/** A vault that did not answer within the policy's time; the failure mode decides. */
-export class PolicyUnavailableError extends Error {
-  override readonly name = 'PolicyUnavailableError';
 }
 
 export const SYSTEM_NOTE =
@@ -124,10 +122,14 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
   let placeholders: string[] = [];
   let lookup: PlaceholderLookup = EMPTY_LOOKUP;
   if (sessionVault) {
-    if (items.length > 0)
-      placeholders = await within(input.vault!.put(input.session!, items), m.timeoutMs);
-    lookup = await within(input.vault!.get(input.session!), m.timeoutMs);
+    // Even without new values: the lookup restores placeholders of earlier turns.
+    const s = await within(input.vault!.open(input.session!, items, m.timeoutMs), m.timeoutMs);
+    placeholders = s.placeholders;
+    lookup = s.lookup;
   } else if (items.length > 0) {
+    // No conversation: the placeholders live for this request only, and its response comes back
+    // through the same extproc stream, so no other replica ever needs them. They stay in memory
+    // even when the shared vault is Redis: a round trip would buy nothing and cost latency.
     const local = new RequestVault();
     placeholders = local.put(items);
     if (m.reversible) lookup = local;

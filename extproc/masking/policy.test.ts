@@ -115,8 +115,7 @@ describe('maskRequest', () => {
 
   it('a vault slower than the policy allows is a policy failure', async () => {
     const slow: Vault = {
-      put: () => new Promise(() => undefined),
-      get: () => ({ get: () => undefined, size: 0 }),
+      open: () => new Promise(() => undefined),
       close: () => undefined,
     };
     const m = compileMasking(MaskingPolicy.parse({ timeoutMs: 20 }));

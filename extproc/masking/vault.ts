@@ -1,11 +1,12 @@
 /**
  * The reversible-masking vault: which placeholder stands for which value, per conversation.
  *
- * The interface is async-capable (every method may return a promise) so that a Redis vault can
- * replace the in-memory one without touching callers; the in-memory one answers synchronously so
- * the common path pays no promise. Values are never kept in clear: the index from value to
- * placeholder holds a keyed digest, and the way back holds AES-256-GCM ciphertext bound (AAD) to
- * its placeholder, so a heap dump or a stray log of the vault reveals nothing usable.
+ * The interface is async-capable (it may return a promise) so that the Redis vault
+ * (vault-redis.ts) can replace the in-memory one without touching callers; the in-memory one
+ * answers synchronously so the common path pays no promise. Values are never kept in clear: the
+ * index from value to placeholder holds a keyed digest, and the way back holds AES-256-GCM
+ * ciphertext bound (AAD) to where it belongs (its placeholder here, its session in Redis), so a
+ * heap dump, a Redis dump or a stray log of the vault reveals nothing usable.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes } from 'node:crypto';
 
@@ -22,15 +23,63 @@ export interface PlaceholderLookup {
   readonly size: number;
 }
 
+export interface VaultSession {
+  /** Placeholders for the items, in order. */
+  placeholders: string[];
+  /** The conversation's placeholders, this request's included, for restoring the response. */
+  lookup: PlaceholderLookup;
+}
+
 export interface Vault {
   /**
-   * Placeholders for `items`, in order. A value already in the session keeps its placeholder;
-   * a new one gets the next number of its type (`[EMAIL_3]`).
+   * Placeholders for `items` and the session's lookup, in one step (one round trip when the
+   * vault is remote). A value already in the session keeps its placeholder; a new one gets the
+   * next number of its type (`[EMAIL_3]`). `timeoutMs` is the policy's budget for the call.
    */
-  put(session: string, items: readonly VaultItem[]): MaybePromise<string[]>;
-  /** The session's placeholders, for restoring a response. */
-  get(session: string): MaybePromise<PlaceholderLookup>;
+  open(session: string, items: readonly VaultItem[], timeoutMs: number): MaybePromise<VaultSession>;
   close(): void;
+}
+
+/** The vault did not answer, or not within the policy's time; the failure mode decides. */
+export class PolicyUnavailableError extends Error {
+  override readonly name = 'PolicyUnavailableError';
+}
+
+/** Keys derived from the vault key, one per use, so a digest can never serve as a cipher key. */
+export interface VaultKeys {
+  index: Buffer;
+  seal: Buffer;
+}
+
+export function deriveVaultKeys(key: Buffer): VaultKeys {
+  if (key.length !== 32) throw new Error('the vault key must be 32 bytes');
+  return {
+    index: createHmac('sha256', key).update('sluice-vault-index').digest(),
+    seal: createHmac('sha256', key).update('sluice-vault-seal').digest(),
+  };
+}
+
+/** AES-256-GCM: 12-byte IV, 16-byte tag, then the ciphertext, in one buffer. */
+export function sealValue(key: Buffer, aad: string, value: string): Buffer {
+  const iv = randomBytes(12);
+  const c = createCipheriv('aes-256-gcm', key, iv);
+  c.setAAD(Buffer.from(aad));
+  const data = Buffer.concat([c.update(value, 'utf8'), c.final()]);
+  return Buffer.concat([iv, c.getAuthTag(), data]);
+}
+
+/** Throws when the blob was altered, sealed under another key, or bound to another AAD. */
+export function unsealValue(key: Buffer, aad: string, blob: Buffer): string {
+  if (blob.length < 28) throw new Error('vault record too short');
+  const d = createDecipheriv('aes-256-gcm', key, blob.subarray(0, 12));
+  d.setAAD(Buffer.from(aad));
+  d.setAuthTag(blob.subarray(12, 28));
+  return Buffer.concat([d.update(blob.subarray(28)), d.final()]).toString('utf8');
+}
+
+/** The type of a placeholder: `US_SSN` for `[US_SSN_12]`. */
+export function placeholderType(placeholder: string): string {
+  return placeholder.slice(1, placeholder.lastIndexOf('_'));
 }
 
 export interface MemoryVaultOptions {
@@ -49,9 +98,7 @@ export interface MemoryVaultOptions {
 export const MAX_PLACEHOLDER_NUMBER = 999_999;
 
 interface Sealed {
-  iv: Buffer;
-  data: Buffer;
-  tag: Buffer;
+  blob: Buffer;
   digest: string;
 }
 
@@ -75,8 +122,7 @@ function nextNumber(counters: Map<string, number>, type: string): number {
 }
 
 export class MemoryVault implements Vault {
-  private readonly indexKey: Buffer;
-  private readonly sealKey: Buffer;
+  private readonly keys: VaultKeys;
   private readonly sessions = new Map<string, Session>();
   private readonly ttlMs: number;
   private readonly maxSessions: number;
@@ -84,11 +130,7 @@ export class MemoryVault implements Vault {
   private readonly now: () => number;
 
   constructor(opts: MemoryVaultOptions = {}) {
-    const key = opts.key ?? randomBytes(32);
-    if (key.length !== 32) throw new Error('the vault key must be 32 bytes');
-    // Separate keys per use, so the index digest can never be confused with a cipher key.
-    this.indexKey = createHmac('sha256', key).update('sluice-vault-index').digest();
-    this.sealKey = createHmac('sha256', key).update('sluice-vault-seal').digest();
+    this.keys = deriveVaultKeys(opts.key ?? randomBytes(32));
     this.ttlMs = opts.ttlMs ?? 60 * 60 * 1000;
     this.maxSessions = opts.maxSessions ?? 10_000;
     this.maxEntries = opts.maxEntriesPerSession ?? 1000;
@@ -99,11 +141,18 @@ export class MemoryVault implements Vault {
     return this.sessions.size;
   }
 
+  open(session: string, items: readonly VaultItem[]): VaultSession {
+    return {
+      placeholders: items.length > 0 ? this.put(session, items) : [],
+      lookup: this.get(session),
+    };
+  }
+
   put(session: string, items: readonly VaultItem[]): string[] {
-    const s = this.open(session, true)!;
+    const s = this.session(session, true)!;
     const out: string[] = [];
     for (const { type, value } of items) {
-      const digest = createHmac('sha256', this.indexKey)
+      const digest = createHmac('sha256', this.keys.index)
         .update(type)
         .update('\0')
         .update(value)
@@ -127,7 +176,7 @@ export class MemoryVault implements Vault {
   }
 
   get(session: string): PlaceholderLookup {
-    const s = this.open(session, false);
+    const s = this.session(session, false);
     if (!s) return EMPTY_LOOKUP;
     return {
       get: (p) => {
@@ -144,10 +193,10 @@ export class MemoryVault implements Vault {
     this.sessions.clear();
   }
 
-  private open(session: string, create: boolean): Session | undefined {
+  private session(session: string, create: boolean): Session | undefined {
     const now = this.now();
     this.expire(now);
-    const id = createHmac('sha256', this.indexKey).update(session).digest('base64');
+    const id = createHmac('sha256', this.keys.index).update(session).digest('base64');
     let s = this.sessions.get(id);
     if (s) {
       // Re-insert so the Map's order stays least-recently-used first.
@@ -174,18 +223,11 @@ export class MemoryVault implements Vault {
   }
 
   private seal(placeholder: string, value: string, digest: string): Sealed {
-    const iv = randomBytes(12);
-    const c = createCipheriv('aes-256-gcm', this.sealKey, iv);
-    c.setAAD(Buffer.from(placeholder));
-    const data = Buffer.concat([c.update(value, 'utf8'), c.final()]);
-    return { iv, data, tag: c.getAuthTag(), digest };
+    return { blob: sealValue(this.keys.seal, placeholder, value), digest };
   }
 
   private unseal(placeholder: string, s: Sealed): string {
-    const d = createDecipheriv('aes-256-gcm', this.sealKey, s.iv);
-    d.setAAD(Buffer.from(placeholder));
-    d.setAuthTag(s.tag);
-    return Buffer.concat([d.update(s.data), d.final()]).toString('utf8');
+    return unsealValue(this.keys.seal, placeholder, s.blob);
   }
 }
 

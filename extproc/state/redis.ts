@@ -195,7 +195,8 @@ const REUSED = 'reservation id reused';
 
 export class RedisStore implements StateStore {
   readonly kind = 'redis' as const;
-  private readonly client: Client;
+  /** Shared with the masking vault (RedisVaultStore), so both use one connection. */
+  readonly client: Client;
   private readonly owned: boolean;
   private readonly prefix: string;
   private readonly scripts: ScriptCommands;
