@@ -237,6 +237,19 @@ void describe('chart: lint and render', () => {
       extproc.env.find((e: Doc) => e.name === 'SLUICE_REDIS_URL').valueFrom.secretKeyRef,
       { name: 'sluice-redis', key: 'url' },
     );
+    // The vault key arrives as a read-only file, never as an env value.
+    assert.equal(
+      extproc.env.find((e: Doc) => e.name === 'SLUICE_VAULT_KEY_FILE').value,
+      '/etc/sluice/vault/key',
+    );
+    assert.ok(
+      extproc.volumeMounts.some(
+        (m: Doc) => m.name === 'vault-key' && m.mountPath === '/etc/sluice/vault' && m.readOnly,
+      ),
+    );
+    assert.deepEqual(pod.volumes.find((v: Doc) => v.name === 'vault-key').secret.items, [
+      { key: 'key', path: 'key' },
+    ]);
     assert.equal(envoy.readinessProbe.httpGet.path, '/ready');
     assert.equal(extproc.readinessProbe.httpGet.path, '/readyz');
     assert.equal(pod.terminationGracePeriodSeconds, 75);
