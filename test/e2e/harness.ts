@@ -211,6 +211,8 @@ export interface YamlGateway {
   accessLog: Record<string, unknown>[];
   /** Replaces the manifests file; the watcher reloads it. */
   write(docs: unknown[]): Promise<void>;
+  /** The run's metrics (the extproc's, as its admin endpoint would serve them). */
+  registry: Registry;
   close(): Promise<void>;
 }
 
@@ -225,13 +227,23 @@ export async function freePort(): Promise<number> {
 
 export async function startYamlGateway(
   docs: unknown[],
-  opts: { translate?: TranslateOptions } = {},
+  opts: {
+    translate?: TranslateOptions;
+    /** Runs once the manifests are written, before the gateway starts: more files for `dir`. */
+    setup?: (dir: string) => Promise<void>;
+  } = {},
 ): Promise<YamlGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
   const file = join(dir, 'manifests.yaml');
   const write = (d: unknown[]): Promise<void> =>
     writeFile(file, d.map((x) => stringify(x)).join('---\n'), 'utf8');
   await write(docs);
+  try {
+    await opts.setup?.(dir);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
   const logLines: string[] = [];
   const accessLog: Record<string, unknown>[] = [];
   const sink = new Writable({
@@ -246,6 +258,7 @@ export async function startYamlGateway(
     },
   });
   const envoyBin = findEnvoy(process.env);
+  const registry = new Registry();
   let gateway: RunningGateway;
   try {
     gateway = await run({
@@ -257,7 +270,7 @@ export async function startYamlGateway(
       translate: { messageTimeoutMs: 5000, ...opts.translate },
       // trace: a value that leaks at any level must show up in logLines.
       logger: pino({ level: 'trace' }, sink),
-      registry: new Registry(),
+      registry,
       env: {},
       emulator: { retryBackoffBaseMs: 0 },
     });
@@ -271,9 +284,52 @@ export async function startYamlGateway(
     logLines,
     accessLog,
     write,
+    registry,
     async close() {
       await gateway.close();
       await rm(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The config versions the extproc applied so far, in order (its `config_applied` log lines). */
+export function extprocVersions(g: Pick<YamlGateway, 'logLines'>): string[] {
+  const out: string[] = [];
+  for (const line of g.logLines) {
+    if (!line.includes('"config_applied"')) continue;
+    const e = JSON.parse(line) as Record<string, unknown>;
+    if (e['event'] === 'config_applied' && typeof e['version'] === 'string') out.push(e['version']);
+  }
+  return out;
+}
+
+/**
+ * The gate after a YAML change: resolves once the extproc has applied a config other than
+ * `previous` (take it with extprocVersions() before writing). The snapshot version alone is not
+ * enough: the extproc receives the new config over ADS a moment after it is served.
+ */
+export async function untilExtprocApplies(
+  g: Pick<YamlGateway, 'logLines'>,
+  previous: string | undefined,
+  timeoutMs = 5000,
+): Promise<string> {
+  return until(() => {
+    const last = extprocVersions(g).at(-1);
+    return last !== undefined && last !== previous ? last : undefined;
+  }, timeoutMs);
+}
+
+/** A counter's value for the series whose labels include `labels` (0 when there is none). */
+export async function counterValue(
+  registry: Registry,
+  name: string,
+  labels: Record<string, string>,
+): Promise<number> {
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name);
+  let sum = 0;
+  for (const v of metric?.values ?? []) {
+    const l = v.labels as Record<string, string | number>;
+    if (Object.entries(labels).every(([k, want]) => l[k] === want)) sum += v.value;
+  }
+  return sum;
 }

@@ -8,7 +8,7 @@
  * Any path prefix before those is accepted (OpenAI-compatible servers mounted below one).
  *
  * Scripting: `enqueue(...)` steps are used one per request, in order; then `defaults`. A step can
- * delay the headers, fail with a status (429 carries retry-after), reset the connection, stream
+ * hold the answer until a gate opens, delay the headers, fail with a status (429 carries retry-after), reset the connection, stream
  * slowly or in deltas of a fixed number of characters, or set usage and content. Every request is
  * captured (method, path, headers, body, and the SNI name over HTTPS).
  */
@@ -31,6 +31,8 @@ export interface Captured {
 }
 
 export interface Step {
+  /** Answer only once this settles: a gate the test opens, so requests stay in flight together. */
+  hold?: Promise<unknown>;
   /** Wait this long before answering (the headers, for streams). */
   delayMs?: number;
   /** Answer with this error status and a provider-shaped error body. */
@@ -210,6 +212,7 @@ async function answer(
   res: ServerResponse,
   opts: MockOptions,
 ): Promise<void> {
+  if (step.hold) await step.hold;
   await sleep(step.delayMs ?? 0);
   if (res.destroyed) return;
   if (step.reset) {
