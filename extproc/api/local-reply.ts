@@ -28,8 +28,10 @@ export const VIA_UPSTREAM = 'via_upstream';
 const DIRECT_RESPONSE = 'direct_response';
 /**
  * The extproc's own immediate responses are marked `sluice_<code>` (verdict.ts) and are already
- * in the caller's format. The router filter's own never come back through it; this covers any
- * other filter's (an upstream filter's, where a data plane delivers them).
+ * in the caller's format. The router filter's own never come back through it; this covers the
+ * upstream filter's, which Envoy releases after 1.35 send downstream as a local reply with our
+ * details (UpstreamFilterManager::sendLocalReply; 1.35 ignores them, see
+ * pipeline/interrupt.ts).
  */
 const OWN_DETAILS_PREFIX = 'sluice_';
 const MAX_DETAILS_CHARS = 256;

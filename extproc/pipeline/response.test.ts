@@ -263,6 +263,29 @@ describe('response: replies the data plane generated', () => {
     }
   });
 
+  it('the upstream phase refused the last attempt: its refusal says why, not the timeout', () => {
+    const refusal = new SluiceError('unsupported_backend', 'Cannot send that there.');
+    for (const [status, why] of [
+      ['504', 'upstream_per_try_timeout'],
+      ['504', 'response_timeout'],
+      ['500', 'ext_proc_error_gRPC_error_13{x}'],
+    ] as const) {
+      const p = new ResponseProcessor(req({ refusal }), limits, () => 0, 0);
+      assert.throws(
+        () => p.headers(new Map([[':status', status]]), true, details(why)),
+        (e: unknown) => e === refusal,
+      );
+      assert.deepEqual(p.result().localReply, { status: Number(status), details: why });
+    }
+    // A backend's own answer cannot have come from a refused attempt: it goes on as it came.
+    const ok = new ResponseProcessor(req({ refusal, stream: false }), limits, () => 0, 0);
+    const h = new Map([
+      [':status', '200'],
+      ['content-type', 'application/json'],
+    ]);
+    assert.equal(ok.headers(h, false, details('via_upstream')).kind, 'continue');
+  });
+
   it('without the attribute (not requested) nothing is rewritten', () => {
     const p = new ResponseProcessor(req(), limits, () => 0, 0);
     assert.equal(p.headers(envoy503, false, undefined).kind, 'continue');

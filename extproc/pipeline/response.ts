@@ -63,12 +63,16 @@ export class ResponseProcessor {
   /**
    * `attributes`: what Envoy evaluated for the response direction. A local reply of the data
    * plane (see api/local-reply.ts) is thrown as our error, so the caller gets it in its own API
-   * format instead; a backend's response, errors included, goes on as it came.
+   * format instead; a backend's response, errors included, goes on as it came. When the upstream
+   * phase refused the last attempt, the data plane's reply is what that refusal led to (the
+   * attempt left hanging until a timeout, or the upstream filter's failure): the refusal says why.
    */
   headers(h: ReadonlyMap<string, string>, endOfStream: boolean, attributes?: Attributes): Outcome {
     const status = Number(h.get(':status') ?? '0');
     this.localReply = localReplyOf(status, attribute(attributes, WIRE.codeDetailsAttribute));
-    if (this.localReply) throw localReplyError(this.localReply, h.get('x-sluice-error-code'));
+    if (this.localReply) {
+      throw this.req.refusal ?? localReplyError(this.localReply, h.get('x-sluice-error-code'));
+    }
     this.ok = status >= 200 && status < 300;
     const m: Mutation = { setHeaders: [[REQUEST_ID_HEADER, this.req.id]], removeHeaders: [] };
     if (this.req.policy?.failedOpen) m.setHeaders!.push([POLICY_FAILURE_HEADER, 'open']);

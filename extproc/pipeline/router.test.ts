@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -8,7 +9,7 @@ import { SluiceError } from '../errors.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { RequestStore } from './request-store.js';
 import { MODEL_HEADER, RouterExchange } from './router.js';
-import type { Outcome } from './mutation.js';
+import type { Outcome, Verdict } from './mutation.js';
 import {
   body,
   chatRequest,
@@ -40,7 +41,7 @@ const config = new RuntimeConfig(
   new Map(),
 );
 
-function exchange(cfg: RuntimeConfig | null = config) {
+function exchange(cfg: RuntimeConfig | null = config, interrupt?: (verdict: Verdict) => boolean) {
   const store = new RequestStore(() => 0);
   const lines: string[] = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(s) });
@@ -52,6 +53,7 @@ function exchange(cfg: RuntimeConfig | null = config) {
     telemetry,
     now: () => 0,
     newId: () => `id-${++n}`,
+    ...(interrupt ? { interrupt } : {}),
   });
   return { ex, store, lines };
 }
@@ -396,5 +398,147 @@ describe('errors', () => {
       ex.fail(new SluiceError('method_not_allowed', 'Use POST.', { headers: { allow: 'POST' } })),
     );
     assert.equal(header(v.headers, 'allow'), 'POST');
+  });
+});
+
+describe('router phase: backends that cannot take the request', () => {
+  const mixed = new RuntimeConfig(
+    ExtprocConfig.parse({
+      apiVersion: 'sluice.dev/extproc/v1',
+      kind: 'ExtprocConfig',
+      backends: [
+        { name: 'openai', cluster: 'c-openai', provider: 'openai' },
+        { name: 'claude', cluster: 'c-claude', provider: 'anthropic' },
+        { name: 'bedrock', cluster: 'c-bedrock', provider: 'aws-bedrock' },
+      ],
+      routes: [
+        {
+          name: 'mixed',
+          models: [{ exact: 'm' }],
+          backends: [{ name: 'claude' }, { name: 'openai', priority: 1 }],
+        },
+        {
+          name: 'none',
+          models: [{ exact: 'n' }],
+          backends: [{ name: 'claude' }, { name: 'bedrock' }],
+        },
+      ],
+    }),
+    new Map(),
+  );
+
+  async function send(
+    x: ReturnType<typeof exchange>,
+    model: string,
+    path = '/v1/chat/completions',
+  ) {
+    await step(x.ex, () => x.ex.requestHeaders(chatRequest({ ':path': path })));
+    return step(x.ex, () => x.ex.requestBody(body({ model, messages: [] })));
+  }
+
+  it('refuses before routing when no backend of the route can take the caller’s API', async () => {
+    const x = exchange(config);
+    const v = verdictOf(await send(x, 'claude-sonnet-4'));
+    assert.equal(v.status, 501);
+    assert.equal(jsonOf(v).error.code, 'unsupported_backend');
+    assert.equal(
+      jsonOf(v).error.message,
+      'This gateway cannot yet send OpenAI-format requests to an anthropic backend.',
+    );
+    assert.equal(x.store.size, 0, 'nothing is routed');
+    const y = exchange(mixed);
+    const w = verdictOf(await send(y, 'n'));
+    assert.match(jsonOf(w).error.message, /to anthropic or aws-bedrock backends\.$/);
+  });
+
+  it('asks for identity before it says anything about the route’s providers', async () => {
+    const key = 'sk-sluice-router-test';
+    const guarded = new RuntimeConfig(
+      ExtprocConfig.parse({
+        apiVersion: 'sluice.dev/extproc/v1',
+        kind: 'ExtprocConfig',
+        backends: [{ name: 'claude', cluster: 'c-claude', provider: 'anthropic' }],
+        routes: [
+          {
+            name: 'claude',
+            models: [{ exact: 'claude-sonnet-4' }],
+            backends: [{ name: 'claude' }],
+            governance: 'keys',
+          },
+        ],
+        consumers: [{ name: 'ann', keyHashes: [createHash('sha256').update(key).digest('hex')] }],
+        policies: [{ name: 'keys', identity: { keys: {} } }],
+      }),
+      new Map(),
+    );
+    const anonymous = exchange(guarded);
+    const v = verdictOf(await send(anonymous, 'claude-sonnet-4'));
+    assert.equal(v.status, 401);
+    assert.doesNotMatch(v.body, /anthropic/);
+    const known = exchange(guarded);
+    await step(known.ex, () =>
+      known.ex.requestHeaders(
+        chatRequest({ ':path': '/v1/chat/completions', authorization: `Bearer ${key}` }),
+      ),
+    );
+    const w = verdictOf(
+      await step(known.ex, () =>
+        known.ex.requestBody(body({ model: 'claude-sonnet-4', messages: [] })),
+      ),
+    );
+    assert.equal(w.status, 501);
+  });
+
+  it('lets a route through when one of its backends can take it', async () => {
+    const x = exchange(mixed);
+    assert.equal((await send(x, 'm')).kind, 'continue');
+    const a = exchange(mixed);
+    assert.equal((await send(a, 'm', '/v1/messages')).kind, 'continue');
+  });
+
+  it('ends the request in the caller’s format when the upstream phase refuses an attempt', async () => {
+    const sent: Verdict[] = [];
+    const x = exchange(mixed, (v) => {
+      sent.push(v);
+      return true;
+    });
+    await send(x, 'm', '/v1/messages');
+    const st = x.store.get('id-1')!;
+    const err = new SluiceError('unsupported_backend', 'No.');
+    assert.equal(st.interrupt?.(err), true);
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.status, 501);
+    assert.equal(sent[0]!.details, 'sluice_unsupported_backend');
+    assert.equal(header(sent[0]!.headers, 'x-sluice-request-id'), 'id-1');
+    assert.equal(jsonOf(sent[0]!).type, 'error', 'an Anthropic error object');
+    assert.equal(st.interrupt?.(err), false, 'only once');
+    // Whatever Envoy sends after that is not ours to process.
+    assert.equal(x.ex.responseHeaders(headers({ ':status': '501' })).kind, 'continue');
+    x.ex.finish('aborted');
+    const line = JSON.parse(x.lines[0]!);
+    assert.equal(line.outcome, 'rejected');
+    assert.equal(line.error_code, 'unsupported_backend');
+    assert.equal(line.status, 501);
+  });
+
+  it('cannot interrupt once the stream is gone, or once the response has begun', async () => {
+    const gone = exchange(mixed, () => false);
+    await send(gone, 'm');
+    const st = gone.store.get('id-1')!;
+    assert.equal(st.interrupt?.(new SluiceError('gateway_error', 'x')), false);
+    gone.ex.responseHeaders(headers({ ':status': '200', 'content-type': 'application/json' }));
+    gone.ex.finish('complete');
+    assert.equal(JSON.parse(gone.lines[0]!).outcome, 'complete');
+
+    let calls = 0;
+    const late = exchange(mixed, () => ++calls > 0);
+    await send(late, 'm');
+    const s2 = late.store.get('id-1')!;
+    late.ex.responseHeaders(headers({ ':status': '200', 'content-type': 'application/json' }));
+    assert.equal(s2.interrupt?.(new SluiceError('gateway_error', 'x')), false);
+    assert.equal(calls, 0);
+    const none = exchange(mixed);
+    await send(none, 'm');
+    assert.equal(none.store.get('id-1')!.interrupt, undefined);
   });
 });

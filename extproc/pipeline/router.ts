@@ -21,7 +21,7 @@ import { headerMap } from '../wire/headers.js';
 import { admit, finishGovernance, modelsVisible } from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
-import { CONTINUE, proceed, type Outcome } from './mutation.js';
+import { CONTINUE, proceed, type Outcome, type Verdict } from './mutation.js';
 import type {
   Attributes,
   BodyMessage,
@@ -30,6 +30,7 @@ import type {
   PhaseHandler,
   ProtocolConfig,
 } from './phase.js';
+import { canServe, unsupportedBackend } from './refusal.js';
 import type { PolicyState, RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
@@ -48,6 +49,12 @@ export interface RouterDeps {
   wallNow?: () => number;
   /** Receives each settlement in flight, so shutdown and tests can wait for them. */
   settling?: (p: Promise<unknown>) => void;
+  /**
+   * Sends an immediate response on this exchange's stream unasked (interrupt.ts): how an upstream
+   * attempt the upstream phase refuses ends the request. Absent: such attempts are left to the
+   * upstream filter's own answer.
+   */
+  interrupt?: (verdict: Verdict) => boolean;
 }
 
 export class RouterExchange implements PhaseHandler {
@@ -185,6 +192,7 @@ export class RouterExchange implements PhaseHandler {
       attempts: [],
       createdAt: this.deps.now(),
     };
+    if (this.deps.interrupt) this.state.interrupt = (err) => this.interrupt(err);
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     const removeHeaders: string[] = [];
@@ -204,6 +212,13 @@ export class RouterExchange implements PhaseHandler {
       });
       this.state.governance = g.state;
       removeHeaders.push(...g.strip);
+    }
+    // Refused here when no backend could take it: the upstream phase would refuse every attempt,
+    // after a round trip through routing. After admission, so a caller who may not use the route
+    // learns nothing about its providers; the end of the request releases what admit reserved.
+    const providers = route.backends.flatMap((b) => cfg.backend(b.name)?.provider ?? []);
+    if (providers.length > 0 && !providers.some((p) => canServe(endpoint.api, p))) {
+      throw unsupportedBackend(endpoint.api, providers);
     }
     let replaced: Buffer | undefined;
     const policy = cfg.policyFor(route.name);
@@ -261,6 +276,8 @@ export class RouterExchange implements PhaseHandler {
   }
 
   responseHeaders(msg: HeadersMessage, attributes?: Attributes): Outcome {
+    // Our immediate response ended the request: anything more is Envoy's business.
+    if (this.interrupted) return CONTINUE;
     const headers = headerMap(msg.headers?.headers);
     this.status = Number(headers.get(':status') ?? '0') || undefined;
     const cfg = this.deps.config;
@@ -279,7 +296,7 @@ export class RouterExchange implements PhaseHandler {
   }
 
   async responseBody(msg: BodyMessage): Promise<Outcome> {
-    if (!this.response) return CONTINUE;
+    if (!this.response || this.interrupted) return CONTINUE;
     const outcome = await this.response.body(
       msg.body ?? Buffer.alloc(0),
       msg.end_of_stream === true,
@@ -303,6 +320,17 @@ export class RouterExchange implements PhaseHandler {
 
   finish(reason: EndReason): void {
     this.done(reason);
+  }
+
+  private interrupted = false;
+  /** Ends the request with `err` now (an attempt was refused); see RouterDeps.interrupt. */
+  private interrupt(err: SluiceError): boolean {
+    if (this.finished || this.interrupted || this.response || !this.deps.interrupt) return false;
+    if (!this.deps.interrupt(errorVerdict(this.api, err, this.requestId))) return false;
+    this.interrupted = true;
+    this.status = err.status;
+    this.errorCode = err.code;
+    return true;
   }
 
   private finished = false;

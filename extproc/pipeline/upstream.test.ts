@@ -181,3 +181,62 @@ describe('upstream phase', () => {
     assert.equal(jsonOf(a).type, 'error');
   });
 });
+
+describe('upstream phase: refused attempts', () => {
+  function attempt(ex: UpstreamExchange, cluster: string): Outcome {
+    const h = headers({
+      ':method': 'POST',
+      ':path': '/v1/chat/completions',
+      'x-sluice-request-id': 'req-1',
+      'content-type': 'application/json',
+    });
+    try {
+      return ex.requestHeaders(h, clusterAttributes(cluster));
+    } catch (err) {
+      return ex.fail(err);
+    }
+  }
+
+  it('records the refusal and ends the request through the router phase first', () => {
+    const store = new RequestStore(() => 0);
+    const order: string[] = [];
+    const st = state({
+      interrupt: (err) => {
+        order.push(`interrupt ${err.code}`);
+        return true;
+      },
+    });
+    store.put(st);
+    const o = attempt(new UpstreamExchange({ config, store }), 'c-bedrock');
+    order.push('answer');
+    assert.deepEqual(order, ['interrupt unsupported_backend', 'answer']);
+    assert.equal(st.refusal?.code, 'unsupported_backend');
+    assert.match(st.refusal.message, /OpenAI-format requests to an aws-bedrock backend/);
+    // The attempt's own answer says the same, for data planes that honour it.
+    const v = verdictOf(o);
+    assert.equal(jsonOf(v).error.code, 'unsupported_backend');
+    assert.deepEqual(
+      v.headers.find(([k]) => k === 'x-sluice-request-id'),
+      ['x-sluice-request-id', 'req-1'],
+    );
+    assert.deepEqual(st.attempts, []);
+  });
+
+  it('an attempt that goes out clears an earlier attempt’s refusal', () => {
+    const store = new RequestStore(() => 0);
+    const st = state({ interrupt: () => false });
+    store.put(st);
+    attempt(new UpstreamExchange({ config, store }), 'nope');
+    assert.equal(st.refusal?.code, 'gateway_error');
+    mutation(attempt(new UpstreamExchange({ config, store }), 'c-openai'));
+    assert.equal(st.refusal, undefined);
+    assert.deepEqual(st.attempts, [{ backend: 'openai', provider: 'openai' }]);
+  });
+
+  it('without the router state there is nothing to record or interrupt', () => {
+    const store = new RequestStore(() => 0);
+    const v = verdictOf(attempt(new UpstreamExchange({ config, store }), 'c-openai'));
+    assert.equal(jsonOf(v).error.code, 'gateway_error');
+    assert.equal(store.size, 0);
+  });
+});

@@ -3,6 +3,12 @@
  * attempt (retries and fallbacks included). It knows the chosen backend from the cluster name
  * attribute, so it is the one place that shapes the request for that backend: path, model
  * override, credential, body schema.
+ *
+ * A refused attempt (no router state, unknown backend, a backend that cannot take the caller's
+ * API) is recorded in the request's state and ended through the router phase's stream (see
+ * interrupt.ts): Envoy up to 1.35 ignores an upstream ext_proc filter's immediate response and
+ * leaves the attempt hanging. The attempt is answered with the same immediate response too, for
+ * the data planes that honour it and for when the router phase's stream is gone.
  */
 import { WIRE } from '../config/contract.js';
 import type { ResolvedBackend } from '../config/runtime.js';
@@ -17,7 +23,8 @@ import {
   type HeadersMessage,
   type PhaseHandler,
 } from './phase.js';
-import type { RequestStore } from './request-store.js';
+import { unsupportedBackend } from './refusal.js';
+import type { RequestState, RequestStore } from './request-store.js';
 import { MODEL_HEADER } from './router.js';
 import { backendSchema, translatorFor } from './translate.js';
 import { errorVerdict, REQUEST_ID_HEADER } from './verdict.js';
@@ -41,6 +48,7 @@ export interface UpstreamDeps {
 
 export class UpstreamExchange implements PhaseHandler {
   private api: 'openai' | 'anthropic' = 'openai';
+  private state: RequestState | undefined;
 
   constructor(private readonly deps: UpstreamDeps) {}
 
@@ -51,6 +59,7 @@ export class UpstreamExchange implements PhaseHandler {
     // Fail closed: without the router phase's state this request was never checked.
     if (!state) throw new SluiceError('gateway_error', 'The gateway lost track of this request.');
     this.api = state.api;
+    this.state = state;
     const cfg = this.deps.config;
     const named = attribute(attributes, WIRE.backendAttribute);
     const cluster = attribute(attributes, WIRE.clusterAttribute);
@@ -63,13 +72,10 @@ export class UpstreamExchange implements PhaseHandler {
     if (!backend)
       throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
     const translator = translatorFor(state.api, backendSchema(backend.provider));
-    if (!translator) {
-      throw new SluiceError(
-        'unsupported_backend',
-        `This gateway cannot yet send ${state.api === 'anthropic' ? 'Anthropic' : 'OpenAI'}-format requests to a ${backend.provider} backend.`,
-      );
-    }
+    if (!translator) throw unsupportedBackend(state.api, [backend.provider]);
     const up = translator.request(state, backend);
+    // This attempt goes out: an earlier attempt's refusal no longer describes the request.
+    state.refusal = undefined;
     state.attempts.push({ backend: backend.name, provider: backend.provider });
     state.governance?.ledger.begin();
     this.deps.onAttempt?.(backend);
@@ -108,7 +114,14 @@ export class UpstreamExchange implements PhaseHandler {
   }
 
   fail(err: unknown): Outcome {
-    return { kind: 'respond', verdict: errorVerdict(this.api, toSluiceError(err)) };
+    const e = toSluiceError(err);
+    const state = this.state;
+    if (state) {
+      state.refusal = e;
+      // First, so that it is the reply Envoy acts on where both would be honoured.
+      state.interrupt?.(e);
+    }
+    return { kind: 'respond', verdict: errorVerdict(this.api, e, state?.id) };
   }
 
   finish(_reason: EndReason): void {}

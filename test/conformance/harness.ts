@@ -179,7 +179,15 @@ export async function sendRequest(
   const routed = await router.runRequest(headers, chunks);
   if (routed.kind !== 'continue') return { router, routed };
   const up = new ExtProcFilter(h.client, upstreamFilter(cluster));
-  const upstream = await up.runRequest(routed.headers, routed.hasBody ? [routed.body] : []);
+  // Envoy's router hands an attempt its buffered body right after the headers.
+  const upstream = await up.runRequest(
+    routed.headers,
+    routed.hasBody ? [routed.body] : [],
+    undefined,
+    {
+      dataWithHeaders: true,
+    },
+  );
   // The upstream filter skips the response direction: its stream ends with the upstream request.
   up.close();
   return { router, routed, upstream };

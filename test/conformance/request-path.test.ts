@@ -227,7 +227,12 @@ describe('conformance: bad input gets a clear error in the caller format', () =>
   });
 
   it('fails closed in the upstream filter without the router state', async () => {
-    const f = new ExtProcFilter(h.client, upstreamFilter('sluice/backend/openai'));
+    // What the filter answers, as a data plane that sends upstream local replies gets it (Envoy up
+    // to 1.35 ignores it and holds the attempt: upstream-refusal.test.ts).
+    const f = new ExtProcFilter(h.client, {
+      ...upstreamFilter('sluice/backend/openai'),
+      upstreamLocalReplies: true,
+    });
     const r = reply(await f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []));
     assert.equal(r.status, 500);
     assert.equal(JSON.parse(r.body.toString()).error.code, 'gateway_error');
@@ -296,19 +301,19 @@ describe('conformance: one cluster, several backends', () => {
   });
 
   it('identifies the backend by the endpoint metadata attribute, per attempt', async () => {
-    const { router, routed } = await sendRequest(
-      s,
-      chatHeaders(),
-      chat,
-      'route/default/gpt/rule/0',
+    // The router filter only: an attempt without the attribute would be refused and end the request.
+    const router = new ExtProcFilter(s.client, ROUTER);
+    const r = continued(
+      await router.runRequest(chatHeaders(), [Buffer.from(JSON.stringify(chat))]),
     );
-    const r = continued(routed);
     for (const [backend, header, value] of [
       ['openai', 'authorization', 'Bearer sk-backend-openai-0001'],
       ['azure', 'api-key', 'azure-backend-key-0002'],
     ] as const) {
       const f = new ExtProcFilter(s.client, upstreamFilter('route/default/gpt/rule/0', backend));
-      const up = continued(await f.runRequest(r.headers, [r.body]));
+      const up = continued(
+        await f.runRequest(r.headers, [r.body], undefined, { dataWithHeaders: true }),
+      );
       f.close();
       assert.equal(get(up.headers, header), value);
     }
@@ -316,15 +321,22 @@ describe('conformance: one cluster, several backends', () => {
   });
 
   it('refuses, closed, an attempt on a shared cluster without the backend attribute', async () => {
-    const { router, upstream } = await sendRequest(
-      s,
-      chatHeaders(),
-      chat,
-      'route/default/gpt/rule/0',
+    let interrupted!: (r: LocalReply) => void;
+    const viaRouter = new Promise<LocalReply>((r) => (interrupted = r));
+    const router = new ExtProcFilter(s.client, ROUTER, { localReply: interrupted });
+    const routed = continued(
+      await router.runRequest(chatHeaders(), [Buffer.from(JSON.stringify(chat))]),
     );
-    const r = reply(upstream);
+    const up = new ExtProcFilter(s.client, {
+      ...upstreamFilter('route/default/gpt/rule/0'),
+      upstreamLocalReplies: true,
+    });
+    const r = reply(await up.runRequest(routed.headers, [routed.body]));
     assert.equal(r.status, 500);
     assert.equal(JSON.parse(r.body.toString()).error.code, 'gateway_error');
-    router.close();
+    // The router filter ends the request the same way (Envoy 1.35 ignores the upstream reply).
+    const v = await viaRouter;
+    assert.equal(v.status, 500);
+    assert.equal(JSON.parse(v.body.toString()).error.code, 'gateway_error');
   });
 });

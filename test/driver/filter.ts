@@ -79,6 +79,16 @@ export interface FilterConfig {
   initialMetadata?: Record<string, string>;
   /** The filter runs in an upstream (cluster) filter chain. */
   upstream?: boolean;
+  /**
+   * What an upstream filter does with a local reply (the server's immediate_response, or a
+   * fail-closed error: gRPC error, message timeout, spurious or invalid answer). false (default,
+   * Envoy up to 1.35): Filter::sendImmediateResponse returns early when the filter is upstream,
+   * counting `send_immediate_resp_upstream_ignored`; processing is over but the paused request
+   * is never resumed, so the attempt hangs until the router's timeout or a reset (`stalled`).
+   * true (later Envoy, where that check is gone): the reply goes downstream through
+   * UpstreamFilterManager::sendLocalReply, as for a downstream filter.
+   */
+  upstreamLocalReplies?: boolean;
   observabilityMode?: boolean;
   /**
    * Runtime guard envoy.reloadable_features.ext_proc_fail_close_spurious_resp (on in current
@@ -190,6 +200,7 @@ interface CompiledConfig {
   receiving: ReadonlySet<string>;
   metadata: grpc.Metadata;
   upstream: boolean;
+  upstreamLocalReplies: boolean;
   observability: boolean;
   spuriousFailClose: boolean;
   strict: boolean;
@@ -252,6 +263,7 @@ function compile(config: FilterConfig): CompiledConfig {
     receiving: new Set(config.receivingNamespaces ?? []),
     metadata,
     upstream: config.upstream ?? false,
+    upstreamLocalReplies: config.upstreamLocalReplies ?? false,
     observability: config.observabilityMode ?? false,
     spuriousFailClose: config.spuriousFailClose ?? true,
     strict: config.strict ?? false,
@@ -993,6 +1005,17 @@ export class Direction {
     if (this.trailersAvailable) this.releaseTrailers();
   }
 
+  /**
+   * Envoy's onFinishProcessorCall without a continue: timers stop and no answer is awaited any
+   * more, but whatever the filter holds stays held.
+   */
+  finishCalls(): void {
+    this.stopTimer();
+    const wasHeaders = this.cb === 'headers';
+    this.cb = 'idle';
+    if (wasHeaders) this.notifyHeaders();
+  }
+
   /** The processor is gone: pass on whatever is queued, unprocessed, and resume. */
   clearAsyncState(): void {
     this.stopTimer();
@@ -1073,6 +1096,8 @@ export class Direction {
 
 export interface FilterObserver {
   localReply?(reply: LocalReply): void;
+  /** An upstream filter ignored a local reply (`details` is the reply's) and holds the request. */
+  stalled?(details: string): void;
 }
 
 export interface RunOptions {
@@ -1111,6 +1136,14 @@ export class ExtProcFilter {
   bypassed = false;
   reply: LocalReply | undefined;
   strictError: ViolationError | undefined;
+  /**
+   * Set when an upstream filter ignored a local reply (see FilterConfig.upstreamLocalReplies):
+   * the details of the reply it did not send. The request is held from then on; its result
+   * promises settle only if later input resumes it, as in Envoy.
+   */
+  stalled: string | undefined;
+  /** Envoy's ext_proc counters this filter incremented (names as in Envoy's stats). */
+  readonly stats = { send_immediate_resp_upstream_ignored: 0 };
   readonly mutationCtx: MutationContext;
 
   private call: grpc.ClientDuplexStream<ProcessingRequest, ProcessingResponse> | null = null;
@@ -1339,7 +1372,7 @@ export class ExtProcFilter {
     if (this.cfg.failureModeAllow) {
       this.dropProcessor();
     } else {
-      this.localReply(504, 'ext_proc_error_per-message_timeout_exceeded');
+      this.sendImmediateResponse(504, 'ext_proc_error_per-message_timeout_exceeded');
     }
   }
 
@@ -1353,7 +1386,10 @@ export class ExtProcFilter {
     if (this.processingComplete) return;
     if (this.cfg.failureModeAllow) this.dropProcessor();
     else
-      this.localReply(this.cfg.statusOnError, `ext_proc_error_gRPC_error_${s.code}{${s.details}}`);
+      this.sendImmediateResponse(
+        this.cfg.statusOnError,
+        `ext_proc_error_gRPC_error_${s.code}{${s.details}}`,
+      );
   }
 
   private dropProcessor(): void {
@@ -1433,10 +1469,10 @@ export class ExtProcFilter {
       );
       if (this.processingComplete) return;
       if (this.cfg.failureModeAllow || !this.cfg.spuriousFailClose) this.dropProcessor();
-      else this.localReply(this.cfg.statusOnError, 'ext_proc_error_spurious_message');
+      else this.sendImmediateResponse(this.cfg.statusOnError, 'ext_proc_error_spurious_message');
     } else if (err !== undefined && !this.ended) {
       // The mutation code already recorded the violation; Envoy answers 500 whatever the config.
-      this.localReply(500, `${dir?.isRequest ? 'request' : 'response'}: ${err}`);
+      this.sendImmediateResponse(500, `${dir?.isRequest ? 'request' : 'response'}: ${err}`);
     }
   }
 
@@ -1470,13 +1506,51 @@ export class ExtProcFilter {
       this.violation(`immediate_response status ${status} is invalid; Envoy sends 200`);
       status = 200;
     }
-    this.localReply(
+    this.sendImmediateResponse(
       status,
       ir.details ?? '',
       ir.body ?? EMPTY,
       ir.headers ?? undefined,
       ir.grpc_status?.status,
     );
+  }
+
+  /**
+   * Envoy's Filter::sendImmediateResponse, which every ext_proc local reply goes through (the
+   * buffer limit's is the filter manager's own and does not).
+   */
+  private sendImmediateResponse(
+    status: number,
+    details: string,
+    body: Buffer = EMPTY,
+    mutation?: PbHeaderMutation,
+    grpcStatus?: number,
+  ): void {
+    if (this.cfg.upstream && !this.cfg.upstreamLocalReplies) {
+      this.ignoreImmediateResponse(details);
+      return;
+    }
+    this.localReply(status, details, body, mutation, grpcStatus);
+  }
+
+  /**
+   * Envoy up to 1.35 in an upstream filter: the stream is closed and processing over (every path
+   * set processing_complete_ and stopped the timers first), the reply is counted and dropped, and
+   * nothing resumes the request the filter paused.
+   */
+  private ignoreImmediateResponse(details: string): void {
+    if (this.ended || this.stalled !== undefined) return;
+    this.stats.send_immediate_resp_upstream_ignored++;
+    this.violation(
+      `local reply "${details}" ignored: an upstream filter does not send immediate responses ` +
+        '(send_immediate_resp_upstream_ignored); the request stalls until the router gives up',
+    );
+    this.processingComplete = true;
+    this.stalled = details;
+    this.closeStream();
+    this.request.finishCalls();
+    this.response.finishCalls();
+    this.observer?.stalled?.(details);
   }
 
   localReply(

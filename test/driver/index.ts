@@ -49,6 +49,16 @@
  *
  * `violations` lists everything where Envoy would fail the request or silently ignore what
  * the server asked; `strict: true` rejects the pending results at the first one instead.
+ *
+ * Upstream filters (`upstream: true`): clear_route_cache is ignored, and so — up to Envoy 1.35,
+ * the default here — is every local reply (immediate_response, and the fail-closed errors):
+ * Envoy counts it (`filter.stats.send_immediate_resp_upstream_ignored`) and holds the request
+ * without resuming it; `filter.stalled` says so and observers hear `stalled(details)`, while the
+ * result promises stay pending, as the attempt would until the router's timeout. Body data that
+ * arrives after that resumes the request unprocessed (Envoy's filter manager continues on a data
+ * callback that returns Continue): give an upstream filter the router's buffered body with
+ * `dataWithHeaders`, as Envoy's router does. `upstreamLocalReplies: true` models later Envoy,
+ * which sends them downstream like any filter's.
  */
 export {
   Direction,

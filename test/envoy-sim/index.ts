@@ -22,8 +22,12 @@
  *   immediate responses, clear_route_cache (the route is re-matched only when it was honoured),
  *   `grpc_service.initial_metadata`, and the attributes `xds.cluster_name` and
  *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`; for the router filter's response,
- *   `response.code_details` (`via_upstream` or the local reply's reason). Upstream filters:
- *   request direction only.
+ *   `response.code_details` (`via_upstream` or the local reply's reason). An immediate response
+ *   the router filter receives while the router waits for an attempt is sent at once and resets
+ *   the attempt. Upstream filters: request direction only, fed the router's buffered body with
+ *   the headers; as in Envoy up to 1.35 their local replies (immediate responses and fail-closed
+ *   errors) are ignored and counted (`counters`), and the attempt then waits for the per-try or
+ *   route timeout, or a reset; `upstreamLocalReplies` models later Envoy, which sends them.
  * - RDS: virtual hosts by exact domain or `*`; routes by path prefix and headers (string_match
  *   exact/prefix); direct_response with inline body; response_headers_to_add (append/overwrite);
  *   route action cluster, timeout, auto_host_rewrite from the endpoint hostname; retry_policy:
@@ -71,6 +75,8 @@ export interface EnvoySimOptions {
   onXdsEvent?: (event: XdsEvent) => void;
   /** jwt_authn's clocks (token times, JWKS cache); the system's by default. */
   clock?: Clock;
+  /** Upstream ext_proc filters send their local replies, as Envoy after 1.35 (default: ignored). */
+  upstreamLocalReplies?: boolean;
 }
 
 interface BoundListener {
@@ -85,6 +91,7 @@ export class EnvoySim {
   private readonly clients = new Map<string, ExtProcClient>();
   private readonly lb: LoadBalancer;
   private readonly waiters: (() => void)[] = [];
+  private readonly stats = new Map<string, number>();
   private work: Promise<void> = Promise.resolve();
   private closed = false;
 
@@ -96,6 +103,14 @@ export class EnvoySim {
         this.work = this.work.then(() => this.reconcile(state)).catch(() => undefined);
       }
     });
+  }
+
+  /**
+   * The counters the emulator keeps, by Envoy's stat name without its scope prefix (e.g.
+   * `ext_proc.send_immediate_resp_upstream_ignored`).
+   */
+  get counters(): ReadonlyMap<string, number> {
+    return this.stats;
   }
 
   /** Every response received so far, with its verdict. */
@@ -181,6 +196,8 @@ export class EnvoySim {
             extProcClient: (c) => this.extProcClient(c),
             lb: this.lb,
             retryBackoffBaseMs: this.opts.retryBackoffBaseMs ?? 25,
+            upstreamLocalReplies: this.opts.upstreamLocalReplies ?? false,
+            count: (stat) => this.stats.set(stat, (this.stats.get(stat) ?? 0) + 1),
             accessLog: (e) => this.opts.onAccessLog?.(e),
           },
           bound.model,

@@ -76,6 +76,10 @@ export interface ProxyContext {
   extProcClient(clusterName: string): ExtProcClient | undefined;
   lb: LoadBalancer;
   retryBackoffBaseMs: number;
+  /** Upstream ext_proc filters send local replies (Envoy after 1.35) instead of ignoring them. */
+  upstreamLocalReplies: boolean;
+  /** Increments one of the emulator's counters (EnvoySim.counters). */
+  count(stat: string): void;
   accessLog(entry: AccessLogEntry): void;
 }
 
@@ -204,9 +208,14 @@ export async function handleRequest(
   }
 
   const client = listener.extProc ? ctx.extProcClient(listener.extProc.clusterName) : undefined;
+  // A local reply of the router filter while the router waits for an upstream attempt (an
+  // immediate response the processor sends unasked) is sent at once; the attempt is reset.
+  let interrupted: ((reply: LocalReply) => void) | undefined;
   const rf =
     listener.extProc && client
-      ? new ExtProcFilter(client, filterConfig(listener.extProc, listener.bufferLimitBytes))
+      ? new ExtProcFilter(client, filterConfig(listener.extProc, listener.bufferLimitBytes), {
+          localReply: (r) => interrupted?.(r),
+        })
       : undefined;
   if (rf) cleanups.push(() => rf.close());
 
@@ -277,7 +286,25 @@ export async function handleRequest(
       log.flags.push('NC');
       upstream = local(503, '', [], 'cluster_not_found');
     } else {
-      const r = await routeToCluster(ctx, state, cluster, action, released, log, cleanups);
+      let r: Upstream | LocalReply;
+      if (rf?.reply) r = rf.reply;
+      else {
+        const routed = routeToCluster(ctx, state, cluster, action, released, log, cleanups);
+        r = await Promise.race([routed, new Promise<LocalReply>((go) => (interrupted = go))]);
+        interrupted = undefined;
+        // Settles once the reset attempt gives up; its answer no longer goes anywhere.
+        if ('kind' in r) void routed.catch(() => undefined);
+      }
+      if ('kind' in r) {
+        // The downstream stream ends with the reply: Envoy's router resets the upstream request
+        // (and with it the upstream filters' ext_proc streams).
+        for (const c of cleanups.splice(0)) c();
+        log.flags.push('LR');
+        log.details = r.details;
+        if (!res.destroyed) send(r);
+        finished = true;
+        return done(r.status);
+      }
       upstream = r;
     }
   }
@@ -754,6 +781,11 @@ async function attemptOnce(
   const timedOut = new Promise<AttemptOutcome>((r) => {
     onTimeout = () => r({ kind: 'failure', reason: 'per-try-timeout', detail: 'per try timeout' });
   });
+  const reset = new Promise<AttemptOutcome>((r) => {
+    const fire = (): void => r({ kind: 'failure', reason: 'reset', detail: 'downstream reset' });
+    if (signal.aborted) fire();
+    else signal.addEventListener('abort', fire);
+  });
 
   try {
     // ---- upstream ext_proc filter (one per attempt) ----
@@ -762,19 +794,32 @@ async function attemptOnce(
       const client = ctx.extProcClient(spec.clusterName);
       if (!client)
         return { kind: 'reply', reply: localReplyOf(500, '', 'ext_proc cluster not found') };
-      const uf = new ExtProcFilter(client, {
-        processingMode: spec.processingMode,
-        failureModeAllow: spec.failureModeAllow,
-        messageTimeoutMs: spec.messageTimeoutMs,
-        allowModeOverride: spec.allowModeOverride,
-        initialMetadata: spec.initialMetadata,
-        requestAttributes: upstreamAttributes(spec, cluster.name, host),
-        upstream: true,
-      });
+      const uf = new ExtProcFilter(
+        client,
+        {
+          processingMode: spec.processingMode,
+          failureModeAllow: spec.failureModeAllow,
+          messageTimeoutMs: spec.messageTimeoutMs,
+          allowModeOverride: spec.allowModeOverride,
+          initialMetadata: spec.initialMetadata,
+          requestAttributes: upstreamAttributes(spec, cluster.name, host),
+          upstream: true,
+          upstreamLocalReplies: ctx.upstreamLocalReplies,
+        },
+        // The filter then holds the attempt: only the timers below or a reset end it.
+        { stalled: () => ctx.count('ext_proc.send_immediate_resp_upstream_ignored') },
+      );
       signal.addEventListener('abort', () => uf.close());
       const r = await Promise.race([
-        uf.runRequest(headers, body.length > 0 || released.body.length > 0 ? [body] : []),
+        // The router hands the attempt its buffered body right after the headers.
+        uf.runRequest(
+          headers,
+          body.length > 0 || released.body.length > 0 ? [body] : [],
+          undefined,
+          { dataWithHeaders: true },
+        ),
         timedOut,
+        reset,
       ]);
       // Only request processing is configured upstream: nothing more is expected on the stream.
       uf.close();
@@ -860,7 +905,7 @@ async function attemptOnce(
       signal.addEventListener('abort', () => request.destroy());
     });
     request.end(body.length > 0 ? body : undefined);
-    const outcome = await Promise.race([response, timedOut]);
+    const outcome = await Promise.race([response, timedOut, reset]);
     if (outcome.kind === 'failure') request.destroy();
     return outcome;
   } finally {
