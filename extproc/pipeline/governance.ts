@@ -47,6 +47,11 @@ export interface AdmitInput {
   budget: Budget | undefined;
   /** Wall-clock ms, for key expiry. */
   wallNow: number;
+  /**
+   * Filled as admission decides, so a refused request's access-log line still names the caller
+   * (when identified) even though admit throws.
+   */
+  seen?: { caller?: Caller };
 }
 
 export interface Admitted {
@@ -73,6 +78,7 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
   let caller: Caller | undefined;
   if (id.ok) caller = id.caller;
   else refuse(id.refusal);
+  if (input.seen && caller) input.seen.caller = caller;
 
   const access = checkAccess(compiled.access, caller, { model: input.model, route: input.route });
   if (!access.ok) refuse(access.refusal);

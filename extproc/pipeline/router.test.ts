@@ -475,6 +475,11 @@ describe('router phase: backends that cannot take the request', () => {
     const v = verdictOf(await send(anonymous, 'claude-sonnet-4'));
     assert.equal(v.status, 401);
     assert.doesNotMatch(v.body, /anthropic/);
+    // The refusal's log line still names the policy that refused it.
+    anonymous.ex.finish('complete');
+    const line = JSON.parse(anonymous.lines.at(-1)!) as Record<string, unknown>;
+    assert.equal(line.governance_policy, 'keys');
+    assert.equal(line.error_code, 'unauthenticated');
     const known = exchange(guarded);
     await step(known.ex, () =>
       known.ex.requestHeaders(

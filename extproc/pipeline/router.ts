@@ -76,6 +76,8 @@ export class RouterExchange implements PhaseHandler {
   private guardFindings: GuardFinding[] = [];
   /** Who listed the models, for the access log; the list itself names no one. */
   private modelsCaller: Caller | undefined;
+  /** The governance policy a request was judged by, kept for the log line when admit refuses. */
+  private judged: { policy: string; seen: { caller?: Caller } } | undefined;
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
@@ -199,7 +201,9 @@ export class RouterExchange implements PhaseHandler {
     const governance = cfg.governanceFor(route.name);
     // Before masking: a caller who may not use the route costs no detector or vault work.
     if (governance) {
+      this.judged = { policy: governance.policy.name, seen: {} };
       const g = await admit({
+        seen: this.judged.seen,
         compiled: governance,
         consumers: cfg.consumers,
         headers: this.requestHeaderMap,
@@ -379,9 +383,15 @@ export class RouterExchange implements PhaseHandler {
             costUsd: g.costUsd,
             governance: { policy: g.compiled.policy.name, verdicts: [...g.verdicts] },
           }
-        : this.modelsCaller
-          ? { consumer: this.modelsCaller.consumer, team: this.modelsCaller.team }
-          : {}),
+        : this.judged
+          ? {
+              consumer: this.judged.seen.caller?.consumer,
+              team: this.judged.seen.caller?.team,
+              governance: { policy: this.judged.policy, verdicts: [] },
+            }
+          : this.modelsCaller
+            ? { consumer: this.modelsCaller.consumer, team: this.modelsCaller.team }
+            : {}),
       ...(this.policy
         ? {
             policy: this.policy.policy.name,
