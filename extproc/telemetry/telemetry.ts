@@ -41,6 +41,11 @@ export interface RequestRecord {
   policyFailure?: 'open' | 'closed' | undefined;
   /** Prompt guard rules that fired (action `would_*` in shadow mode): counts only, never text. */
   guard?: { rule: string; kind: string; action: string; count?: number }[];
+  /**
+   * The data plane answered itself (backend unreachable, TLS failure, timeout…) and the caller got
+   * our error instead: Envoy's status and response code details, which name no request content.
+   */
+  localReply?: { status: number; details: string } | undefined;
 }
 
 const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
@@ -356,7 +361,9 @@ export class Telemetry {
       if (u && u.outputTokens > 1)
         this.tpot.observe(labels, (r.durationMs - r.ttftMs) / 1000 / (u.outputTokens - 1));
     }
-    this.accessLog.info(
+    // What the caller was not told (a backend unreachable or failing TLS) is an operator's to see.
+    const level = r.localReply ? 'warn' : 'info';
+    this.accessLog[level](
       {
         event: 'request',
         request_id: r.requestId,
@@ -395,6 +402,7 @@ export class Telemetry {
         findings: r.findings,
         policy_failure: r.policyFailure,
         guard: r.guard,
+        local_reply: r.localReply,
       },
       'request',
     );
