@@ -3,6 +3,8 @@ export interface WireHeader {
   key?: string;
   value?: string;
   raw_value?: Buffer | Uint8Array;
+  /** raw_value as latin1 (one char per byte, lossless), as the extproc's own decoder gives it. */
+  raw_latin1?: string;
 }
 
 /**
@@ -16,8 +18,9 @@ export function headerMap(headers: readonly WireHeader[] | undefined): Map<strin
     if (!h.key) continue;
     const key = h.key.toLowerCase();
     const raw = h.raw_value;
-    const value =
-      raw && raw.length > 0
+    const value = h.raw_latin1
+      ? h.raw_latin1
+      : raw && raw.length > 0
         ? Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('latin1')
         : (h.value ?? '');
     const prev = out.get(key);

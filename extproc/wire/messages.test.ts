@@ -1,6 +1,13 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { answer, immediate } from './messages.js';
+import { answer, immediate, type WireResponse } from './messages.js';
+import { referenceService, responseEncoder } from './proto.js';
+
+/** What Envoy would read: encoded as the server sends it, decoded by proto-loader (enum names). */
+function onTheWire(w: WireResponse): any {
+  const ref = referenceService()['Process']!;
+  return ref.responseDeserialize(responseEncoder()(w));
+}
 
 describe('wire messages', () => {
   it('answers every kind with its own oneof, even when there is nothing to change', () => {
@@ -42,14 +49,19 @@ describe('wire messages', () => {
   });
 
   it('restates both body modes in a mode override', () => {
-    const w = answer('response_headers', {
-      kind: 'continue',
-      mutation: { modeOverride: { requestBody: 'BUFFERED', responseBody: 'STREAMED' } },
-    }) as any;
-    assert.deepEqual(w.mode_override, {
-      request_body_mode: 'BUFFERED',
-      response_body_mode: 'STREAMED',
-    });
+    for (const [requestBody, responseBody] of [
+      ['BUFFERED', 'STREAMED'],
+      ['NONE', 'BUFFERED_PARTIAL'],
+    ] as const) {
+      const w = answer('response_headers', {
+        kind: 'continue',
+        mutation: { modeOverride: { requestBody, responseBody } },
+      });
+      assert.deepEqual(onTheWire(w).mode_override, {
+        request_body_mode: requestBody,
+        response_body_mode: responseBody,
+      });
+    }
   });
 
   it('uses CONTINUE_AND_REPLACE for a body created in a headers answer', () => {
@@ -57,8 +69,12 @@ describe('wire messages', () => {
       kind: 'continue',
       mutation: { replace: true, body: Buffer.from('{}') },
     }) as any;
-    assert.equal(w.request_headers.response.status, 'CONTINUE_AND_REPLACE');
-    assert.deepEqual(w.request_headers.response.body_mutation, { body: Buffer.from('{}') });
+    const decoded = onTheWire(w);
+    assert.equal(decoded.request_headers.response.status, 'CONTINUE_AND_REPLACE');
+    assert.deepEqual(decoded.request_headers.response.body_mutation, {
+      body: Buffer.from('{}'),
+      mutation: 'body',
+    });
   });
 
   it('refuses combinations Envoy would reject or ignore', () => {
@@ -88,5 +104,36 @@ describe('wire messages', () => {
       w.immediate_response.headers.set_headers[0].header.raw_value.toString(),
       'application/json',
     );
+  });
+
+  it('encodes exactly the bytes proto-loader would for the same answers', () => {
+    const ref = referenceService()['Process']!;
+    const encode = responseEncoder();
+    const answers: WireResponse[] = [
+      answer('request_headers', { kind: 'continue' }),
+      answer('request_body', {
+        kind: 'continue',
+        mutation: {
+          setHeaders: [
+            ['x-sluice-model', 'gpt-4o-mini'],
+            ['content-length', '42'],
+          ],
+          removeHeaders: ['authorization'],
+          body: Buffer.from('{"model":"gpt-4o-mini"}'),
+          clearRouteCache: true,
+        },
+      }),
+      answer('request_headers', {
+        kind: 'continue',
+        mutation: { replace: true, body: Buffer.from([0, 0xff]), setHeaders: [[':path', '/x']] },
+      }),
+      answer('response_headers', {
+        kind: 'continue',
+        mutation: { modeOverride: { requestBody: 'NONE', responseBody: 'STREAMED' } },
+      }),
+      answer('response_trailers', { kind: 'continue', mutation: { setHeaders: [['x-t', '1']] } }),
+      immediate({ status: 429, headers: [['retry-after', '3']], body: 'slow down', details: 'x' }),
+    ];
+    for (const w of answers) assert.deepEqual(encode(w), ref.responseSerialize(w));
   });
 });

@@ -1,9 +1,10 @@
 /**
- * The one module that builds ext_proc ProcessingResponse messages (as the plain objects
- * @grpc/proto-loader serializes). Rules from ENVOY-EXTPROC.md: the answer's oneof matches the
- * message; header values go in `raw_value` only; mode overrides restate both body modes.
+ * The one module that builds ext_proc ProcessingResponse messages, as plain objects that are
+ * ready for protobufjs's encoder (enums as numbers, bytes as Buffers; see wire/proto.ts). Rules
+ * from ENVOY-EXTPROC.md: the answer's oneof matches the message; header values go in `raw_value`
+ * only; mode overrides restate both body modes.
  */
-import type { Mutation, Outcome, Verdict } from '../pipeline/mutation.js';
+import type { BodyMode, Mutation, Outcome, Verdict } from '../pipeline/mutation.js';
 
 export type MessageKind =
   | 'request_headers'
@@ -15,8 +16,19 @@ export type MessageKind =
 
 type WireHeaderOption = { header: { key: string; raw_value: Buffer }; append: { value: boolean } };
 type WireHeaderMutation = { set_headers: WireHeaderOption[]; remove_headers: string[] };
+/** CommonResponse.ResponseStatus (external_processor.proto). */
+export const CONTINUE_AND_REPLACE = 1;
+
+/** ProcessingMode.BodySendMode (processing_mode.proto); messages.test.ts checks the numbers. */
+export const BODY_SEND_MODE: Readonly<Record<BodyMode, number>> = {
+  NONE: 0,
+  STREAMED: 1,
+  BUFFERED: 2,
+  BUFFERED_PARTIAL: 3,
+};
+
 type WireCommon = {
-  status?: 'CONTINUE' | 'CONTINUE_AND_REPLACE';
+  status?: typeof CONTINUE_AND_REPLACE;
   header_mutation?: WireHeaderMutation;
   body_mutation?: { body: Buffer };
   clear_route_cache?: boolean;
@@ -47,7 +59,7 @@ export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
     if (kind !== 'request_headers' && kind !== 'response_headers') {
       throw new Error('CONTINUE_AND_REPLACE is only valid in a headers answer');
     }
-    response.status = 'CONTINUE_AND_REPLACE';
+    response.status = CONTINUE_AND_REPLACE;
   }
   if (m.body) {
     if ((kind === 'request_headers' || kind === 'response_headers') && !m.replace) {
@@ -66,8 +78,8 @@ export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
       throw new Error('mode_override is only honoured in a headers answer');
     }
     out.mode_override = {
-      request_body_mode: m.modeOverride.requestBody,
-      response_body_mode: m.modeOverride.responseBody,
+      request_body_mode: BODY_SEND_MODE[m.modeOverride.requestBody],
+      response_body_mode: BODY_SEND_MODE[m.modeOverride.responseBody],
     };
   }
   return out;
