@@ -27,24 +27,42 @@ function prose(chars: number, offset: number): string {
 }
 
 /**
+ * Personal data as users paste it into a prompt: one finding for each of four built-in
+ * detectors (EMAIL, PHONE, IBAN, CREDIT_CARD), inside ordinary prose. All fictitious; the card
+ * number is a well-known test number that passes the Luhn check.
+ */
+export const PII_TURN =
+  'Please draft a reply to Dana Whitfield (dana.whitfield@example.org, +1 415 555 0142) ' +
+  'confirming the refund to IBAN DE89 3704 0044 0532 0130 00 and that the card ' +
+  '4111 1111 1111 1111 on file will no longer be charged.';
+
+export interface ChatRequestOptions {
+  stream?: boolean;
+  model?: string;
+  /** Adds PII_TURN as the first user turn, so masking has something to replace. */
+  pii?: boolean;
+}
+
+/**
  * A chat completion request of about `bytes` bytes: a system prompt and a conversation whose
  * turns carry plain prose, as a typical assistant integration sends it.
  */
-export function chatRequestBody(bytes: number, stream = false): Buffer {
+export function chatRequestBody(bytes: number, opts: ChatRequestOptions = {}): Buffer {
   const body: Record<string, unknown> = {
-    model: 'gpt-4o-mini',
+    model: opts.model ?? 'gpt-4o-mini',
     messages: [] as { role: string; content: string }[],
     temperature: 0.2,
     max_tokens: 512,
     user: 'user-4821',
   };
-  if (stream) body.stream = true;
+  if (opts.stream) body.stream = true;
   const messages = body.messages as { role: string; content: string }[];
   messages.push({
     role: 'system',
     content: 'You are a concise assistant for an operations team. Answer in English.',
   });
-  let turn = 0;
+  if (opts.pii) messages.push({ role: 'user', content: PII_TURN });
+  let turn = opts.pii ? 1 : 0;
   for (let size = JSON.stringify(body).length; size < bytes; size = JSON.stringify(body).length) {
     const left = bytes - size - 40;
     messages.push({
@@ -145,6 +163,9 @@ export function sseChunks(count: number): Buffer[] {
   return out;
 }
 
+/** The caller's virtual key; the policy scenario's consumer is known by its sha256 digest. */
+export const VIRTUAL_KEY = 'sk-virtual-team-analytics-000000000000000000000000';
+
 export function requestHeaders(body: Buffer): HeaderList {
   return [
     [':method', 'POST'],
@@ -153,7 +174,7 @@ export function requestHeaders(body: Buffer): HeaderList {
     [':authority', 'ai-gateway.internal.example.com'],
     ['content-type', 'application/json'],
     ['content-length', String(body.length)],
-    ['authorization', 'Bearer sk-virtual-team-analytics-000000000000000000000000'],
+    ['authorization', `Bearer ${VIRTUAL_KEY}`],
     ['accept', 'application/json'],
     ['user-agent', 'OpenAI/Python 1.54.4'],
     ['x-stainless-lang', 'python'],
