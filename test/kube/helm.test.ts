@@ -244,7 +244,8 @@ void describe('chart: lint and render', () => {
     );
     assert.ok(
       extproc.volumeMounts.some(
-        (m: Doc) => m.name === 'vault-key' && m.mountPath === '/etc/sluice/vault' && m.readOnly,
+        (m: Doc) =>
+          m.name === 'vault-key' && m.mountPath === '/etc/sluice/vault' && m.readOnly === true,
       ),
     );
     assert.deepEqual(pod.volumes.find((v: Doc) => v.name === 'vault-key').secret.items, [
