@@ -1,5 +1,6 @@
 // The e2e gateway: two mock providers, manifests written to a temp directory, and the standalone
 // gateway in-process on ephemeral ports (Envoy when ENVOY_BIN/PATH has one, else the emulator).
+import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -217,6 +218,14 @@ export interface YamlGateway {
 }
 
 /** A free TCP port on 127.0.0.1, for Envoy, which cannot bind port 0 and report it back. */
+/** The error a call that must fail ends with; a call that succeeds fails the test. */
+export async function failure<T>(p: Promise<T>): Promise<unknown> {
+  return p.then(
+    (v) => assert.fail(`the call succeeded: ${JSON.stringify(v)}`),
+    (e: unknown) => e,
+  );
+}
+
 export async function freePort(): Promise<number> {
   const server = createNetServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));

@@ -15,6 +15,7 @@ import {
   startYamlGateway,
   until,
   type YamlGateway,
+  failure,
 } from './harness.js';
 
 function route(
@@ -52,13 +53,6 @@ const LEAKS = ['reset reason', 'upstream connect', 'UNABLE_TO_VERIFY', 'ECONNREF
 function assertNoLeak(body: unknown): void {
   const text = JSON.stringify(body);
   for (const leak of LEAKS) assert.ok(!text.includes(leak), `${leak} leaked: ${text}`);
-}
-
-async function failure<T>(p: Promise<T>): Promise<unknown> {
-  return p.then(
-    (v) => assert.fail(`the call succeeded: ${JSON.stringify(v)}`),
-    (e: unknown) => e,
-  );
 }
 
 describe('e2e: the data plane’s own errors in the caller’s API format', () => {

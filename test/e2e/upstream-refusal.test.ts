@@ -17,6 +17,7 @@ import {
   startYamlGateway,
   until,
   type YamlGateway,
+  failure,
 } from './harness.js';
 
 type Provider = 'openai' | 'anthropic';
@@ -45,13 +46,6 @@ function route(name: string, model: string, backends: unknown[]): unknown {
       retry: { attempts: 2, retryOn: ['5xx', 'reset', 'connect-failure'] },
     },
   };
-}
-
-async function failure<T>(p: Promise<T>): Promise<unknown> {
-  return p.then(
-    (v) => assert.fail(`the call succeeded: ${JSON.stringify(v)}`),
-    (e: unknown) => e,
-  );
 }
 
 describe('e2e: a backend that cannot take the caller’s API', () => {
