@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
+import { CLIENT_CERT_TRUST } from './translate/to-envoy.js';
 import { parseFlags } from '../extproc/flags.js';
 
 const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
@@ -20,6 +21,11 @@ Options:
   --consumer-namespace NS  Secrets labelled sluice.dev/consumer declare consumers only in this
                            namespace; repeat for several (default: the operator's own namespace,
                            from $POD_NAMESPACE, else sluice-system)
+  --client-cert-trust MODE where mesh identities come from, for AIPolicies that use them:
+                           listener (default): only this Envoy's own mTLS, which Sluice does not
+                           configure; sidecar: the x-forwarded-client-cert a mesh sidecar (e.g.
+                           Istio) sets. sidecar requires STRICT mesh mTLS on the gateway pod, or
+                           a client could send its own header
   --admin HOST:PORT        /metrics, /healthz, /readyz (default 0.0.0.0:9902; "off" disables)
   --leader-elect           write status only while holding the Lease sluice-operator-status
   --lease-namespace NS     where the Lease lives (default: this pod's namespace)
@@ -43,6 +49,9 @@ const Flags = z.object({
   'consumer-namespace': z
     .array(z.string().max(63).regex(NAME, '--consumer-namespace must be a namespace name'))
     .default([]),
+  'client-cert-trust': z
+    .enum(CLIENT_CERT_TRUST, { message: '--client-cert-trust must be listener or sidecar' })
+    .default('listener'),
   admin: z
     .string()
     .regex(/^(off|[^:]*:\d+|\[[0-9a-fA-F:]+\]:\d+)$/, '--admin must be host:port or off')
@@ -86,6 +95,7 @@ export async function main(argv: string[]): Promise<number> {
       kubeconfig: { type: 'string' },
       namespace: { type: 'string', multiple: true },
       'consumer-namespace': { type: 'string', multiple: true },
+      'client-cert-trust': { type: 'string' },
       admin: { type: 'string' },
       'leader-elect': { type: 'boolean' },
       'lease-namespace': { type: 'string' },
@@ -111,6 +121,7 @@ export async function main(argv: string[]): Promise<number> {
       namespaces: f.namespace,
       consumerNamespaces:
         f['consumer-namespace'].length > 0 ? f['consumer-namespace'] : [ownNamespace()],
+      translate: { clientCertTrust: f['client-cert-trust'] },
       xdsListen: f['xds-listen'],
       admin: f.admin === 'off' ? undefined : f.admin,
       leaderElection: f['leader-elect']

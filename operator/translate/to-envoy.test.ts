@@ -380,4 +380,34 @@ void describe('toEnvoy: identity Envoy makes unforgeable', () => {
       'envoy.filters.http.router',
     ]);
   });
+
+  void it('behind a mesh sidecar, mesh identity forwards the sidecar’s XFCC as it came', () => {
+    const mesh = { ...base, governance: governance({ meshIdentity: true }) };
+    const hcm = (toEnvoy(mesh, { clientCertTrust: 'sidecar' }).listeners[0] as J)[
+      'filter_chains'
+    ][0]['filters'][0]['typed_config'] as J;
+    // On the sidecar's plaintext hop every other mode would remove the header.
+    assert.equal(hcm['forward_client_cert_details'], 'ALWAYS_FORWARD_ONLY');
+    assert.equal(hcm['set_current_client_cert_details'], undefined);
+    assert.equal(
+      JSON.stringify(toEnvoy(mesh, { clientCertTrust: 'listener' })),
+      JSON.stringify(toEnvoy(mesh)),
+      'listener is the default',
+    );
+  });
+
+  void it('clientCertTrust changes nothing without mesh identity, and rejects unknown modes', () => {
+    const g = governance({
+      policies: [{ name: 'p', identity: { jwt: { header: WIRE.jwtPayloadHeader } } }],
+    });
+    const jwtOnly = { ...base, governance: g };
+    assert.equal(
+      JSON.stringify(toEnvoy(jwtOnly, { clientCertTrust: 'sidecar' })),
+      JSON.stringify(toEnvoy(jwtOnly)),
+    );
+    assert.throws(
+      () => toEnvoy(base, { clientCertTrust: 'mesh' as never }),
+      /clientCertTrust must be one of listener, sidecar/,
+    );
+  });
 });

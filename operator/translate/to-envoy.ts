@@ -57,10 +57,11 @@
  * token that fails reaches the extproc without a payload, which refuses it as a bad credential:
  * 401 in the caller's API format, where `allow_missing` would have Envoy answer a plain-text 401.
  * Each remote JWKS host gets a STRICT_DNS cluster with the same TLS (SNI, system CA, DNS SAN) as
- * an external backend. With mesh identity the HCM replaces x-forwarded-client-cert with the
- * client certificate's URI SAN (SANITIZE_SET); without it Envoy's default (SANITIZE) removes any
- * XFCC a client sent. Either way XFCC only ever carries an identity when this listener terminates
- * mTLS itself: on a plaintext connection both modes just remove it.
+ * an external backend. With mesh identity and clientCertTrust 'listener' the HCM replaces
+ * x-forwarded-client-cert with the client certificate's URI SAN (SANITIZE_SET); without mesh
+ * identity Envoy's default (SANITIZE) removes any XFCC a client sent. Both only ever yield an
+ * identity when this listener terminates mTLS itself: on a plaintext connection Envoy removes XFCC
+ * in every mode but ALWAYS_FORWARD_ONLY, which clientCertTrust 'sidecar' emits (see listener()).
  *
  * What an emulator must implement to run this output: listener + HCM with RDS; ext_proc filters
  * (the two processing modes used here); header matching exact/prefix; direct_response;
@@ -70,7 +71,7 @@
  * endpoint hostname; upstream HTTP filters [ext_proc, upstream_codec]; the CEL attribute above;
  * with governance: header_mutation request removal, jwt_authn (local and remote JWKS,
  * requires_any with allow_missing_or_failed, forward_payload_header, forward: false), a cluster
- * transport_socket, and forward_client_cert_details SANITIZE / SANITIZE_SET.
+ * transport_socket, and forward_client_cert_details SANITIZE / SANITIZE_SET / ALWAYS_FORWARD_ONLY.
  */
 import type { ModelMatch, RetryOn } from '../api/types.js';
 import { envoyDuration } from './durations.js';
@@ -114,7 +115,15 @@ export interface EnvoyOptions {
   bufferLimitBytes: number;
   /** The system CA bundle used to verify providers. */
   caFile: string;
+  /**
+   * Who terminates the callers' mTLS when a policy uses mesh identity: this Envoy's listener, or
+   * a mesh sidecar (e.g. Istio) in front of it that sets x-forwarded-client-cert.
+   */
+  clientCertTrust: ClientCertTrust;
 }
+
+export const CLIENT_CERT_TRUST = ['listener', 'sidecar'] as const;
+export type ClientCertTrust = (typeof CLIENT_CERT_TRUST)[number];
 
 export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {
   listenerAddress: '0.0.0.0',
@@ -127,6 +136,7 @@ export const DEFAULT_ENVOY_OPTIONS: EnvoyOptions = {
   // are refused in the caller's API format instead of by Envoy's plain-text 413.
   bufferLimitBytes: 8 * 1024 * 1024,
   caFile: '/etc/ssl/certs/ca-certificates.crt',
+  clientCertTrust: 'listener',
 };
 
 const T = 'type.googleapis.com/';
@@ -159,6 +169,9 @@ const RETRY_ON: Record<RetryOn, string> = {
 
 export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResources {
   const opts: EnvoyOptions = { ...DEFAULT_ENVOY_OPTIONS, ...options };
+  if (!CLIENT_CERT_TRUST.includes(opts.clientCertTrust)) {
+    throw new Error(`clientCertTrust must be one of ${CLIENT_CERT_TRUST.join(', ')}`);
+  }
   const clusters: EnvoyJson[] = [extprocCluster(opts), ...jwksClusters(ir.governance, opts)];
   const endpoints: EnvoyJson[] = [];
   for (const route of ir.routes) {
@@ -185,7 +198,13 @@ function listener(opts: EnvoyOptions, governance: IRGovernance | undefined): Env
     stat_prefix: LISTENER_NAME,
     rds: { route_config_name: ROUTE_CONFIG_NAME, config_source: ADS },
   };
-  if (governance?.meshIdentity) {
+  if (governance?.meshIdentity && opts.clientCertTrust === 'sidecar') {
+    // The sidecar terminates mTLS and reaches Envoy in plaintext, where Envoy removes XFCC in
+    // every mode but this one (APPEND_FORWARD included): the sidecar's XFCC element, last in the
+    // header, names the caller. Only safe when every request reaches Envoy through the sidecar
+    // (mesh mTLS STRICT for this pod's port): otherwise a client could send its own XFCC.
+    hcm['forward_client_cert_details'] = 'ALWAYS_FORWARD_ONLY';
+  } else if (governance?.meshIdentity) {
     hcm['forward_client_cert_details'] = 'SANITIZE_SET';
     hcm['set_current_client_cert_details'] = { uri: true };
   }

@@ -114,10 +114,13 @@ void describe('envoy-config: emitted resources against the Envoy protos', () => 
     ],
   };
 
-  async function withGovernance(name: string): Promise<EnvoyResources> {
+  async function withGovernance(
+    name: string,
+    clientCertTrust: 'listener' | 'sidecar' = 'listener',
+  ): Promise<EnvoyResources> {
     const { resources } = await loadCase(name);
     const { ir } = translate(resources);
-    return toEnvoy({ ...ir, governance });
+    return toEnvoy({ ...ir, governance }, { clientCertTrust });
   }
 
   void it('JWT issuers and mesh identity: every resource decodes strictly, official and ours', async () => {
@@ -129,9 +132,19 @@ void describe('envoy-config: emitted resources against the Envoy protos', () => 
     assert.equal(check(official, envoy, 'official'), check(ours, envoy, 'proto/'));
   });
 
+  void it('mesh identity behind a sidecar: the listener decodes strictly, official and ours', async () => {
+    const envoy = await withGovernance('mixed-fallback', 'sidecar');
+    assert.match(JSON.stringify(envoy.listeners[0]), /"ALWAYS_FORWARD_ONLY"/);
+    assert.equal(check(official, envoy, 'official'), check(ours, envoy, 'proto/'));
+  });
+
   void it('the two definitions produce the same bytes, with and without governance', async () => {
     const { resources } = await loadCase('mixed-fallback');
-    for (const envoy of [translate(resources).envoy, await withGovernance('mixed-fallback')]) {
+    for (const envoy of [
+      translate(resources).envoy,
+      await withGovernance('mixed-fallback'),
+      await withGovernance('mixed-fallback', 'sidecar'),
+    ]) {
       for (const kind of Object.keys(RESOURCE_TYPES) as (keyof EnvoyResources)[]) {
         for (const r of envoy[kind]) {
           const mine = Buffer.from(encodeStrict(ours, RESOURCE_TYPES[kind], r));

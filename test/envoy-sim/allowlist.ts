@@ -56,8 +56,13 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     stat_prefix: true,
     rds: true,
     http_filters: true,
-    // Without downstream TLS both remove a client's XFCC and set nothing (model.ts).
-    forward_client_cert_details: ['SANITIZE', 'SANITIZE_SET'],
+    // Without downstream TLS all but ALWAYS_FORWARD_ONLY remove a client's XFCC (model.ts).
+    forward_client_cert_details: [
+      'SANITIZE',
+      'SANITIZE_SET',
+      'APPEND_FORWARD',
+      'ALWAYS_FORWARD_ONLY',
+    ],
     set_current_client_cert_details: true,
   },
   [`${HCM}.SetCurrentClientCertDetails`]: { uri: true },

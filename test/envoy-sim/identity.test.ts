@@ -35,6 +35,10 @@ import { startEnvoySim, type EnvoySim } from './index.js';
 const UPSTREAM = { openai: 'sk-upstream-id', anthropic: 'sk-ant-upstream-id' };
 const ISSUER = { inline: 'https://inline.example', remote: 'https://idp.localhost' };
 const SPIFFE = 'spiffe://cluster.local/ns/apps/sa/svc';
+const APP = 'spiffe://cluster.local/ns/a/sa/app';
+// What a sidecar forwards for a caller that sent its own element first: only the last is the
+// sidecar's.
+const SIDECAR_XFCC = `By=spiffe://gw;URI=spiffe://cluster.local/ns/evil/sa/x,By=spiffe://gw;URI=${APP}`;
 const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
 
 const inlineKey = generateKeyPairSync('ec', { namedCurve: 'P-256' });
@@ -157,13 +161,13 @@ function manifests(port: number): string {
 function withPolicy(cfg: ExtprocConfigInput): ExtprocConfigInput {
   return {
     ...cfg,
-    consumers: [{ name: 'carol', team: 'apps' }, { name: 'svc' }],
+    consumers: [{ name: 'carol', team: 'apps' }, { name: 'svc' }, { name: 'app' }],
     policies: [
       {
         name: 'id',
         identity: {
           jwt: { header: WIRE.jwtPayloadHeader, consumers: { carol: 'carol' } },
-          mesh: { consumers: { [SPIFFE]: 'svc' } },
+          mesh: { consumers: { [SPIFFE]: 'svc', [APP]: 'app' } },
         },
       },
     ],
@@ -355,6 +359,83 @@ describe('envoy-sim: JWT identity through jwt_authn and the extproc', () => {
       body: JSON.stringify({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] }),
     });
     assert.equal(res.status, 401);
+  });
+
+  it('a sidecar-style XFCC is removed as well: listener mode trusts no sidecar', async () => {
+    const res = await meshRequest(gw.url, SIDECAR_XFCC);
+    assert.equal(res.status, 401);
+  });
+});
+
+function meshRequest(url: string, xfcc: string | undefined): Promise<Response> {
+  return fetch(`${url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: {
+      'content-type': 'application/json',
+      ...(xfcc !== undefined ? { 'x-forwarded-client-cert': xfcc } : {}),
+    },
+    body: JSON.stringify({ model: 'gpt-test', messages: [{ role: 'user', content: 'hi' }] }),
+  });
+}
+
+describe('envoy-sim: mesh identity behind a sidecar (clientCertTrust sidecar)', () => {
+  let dir: string;
+  let mock: MockProvider;
+  let gw: Gateway;
+  const meshOnly: IRGovernance = {
+    consumers: [],
+    policies: [],
+    jwtProviders: [],
+    meshIdentity: true,
+  };
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'sluice-sim-sidecar-'));
+    mock = await startMockProvider({
+      name: 'id',
+      models: ['gpt-test'],
+      auth: { bearer: UPSTREAM.openai },
+    });
+    gw = await startGateway(dir, mock.port, meshOnly, { clientCertTrust: 'sidecar' });
+  });
+
+  after(async () => {
+    await gw?.close();
+    await mock?.close();
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the last XFCC element, the sidecar’s, names the caller', async () => {
+    mock.take();
+    const res = await meshRequest(gw.url, SIDECAR_XFCC);
+    assert.equal(res.status, 200);
+    assert.equal(mock.take().length, 1);
+  });
+
+  it('the same URIs in the other order are refused: earlier elements are never trusted', async () => {
+    const swapped = `By=spiffe://gw;URI=${APP},By=spiffe://gw;URI=spiffe://cluster.local/ns/evil/sa/x`;
+    assert.equal((await meshRequest(gw.url, swapped)).status, 401);
+    assert.equal((await meshRequest(gw.url, undefined)).status, 401);
+  });
+
+  it('APPEND_FORWARD would remove the sidecar’s XFCC on its plaintext hop (the control)', async () => {
+    const appendForward = (l: EnvoyJson): EnvoyJson => {
+      const copy = structuredClone(l) as any;
+      copy.filter_chains[0].filters[0].typed_config.forward_client_cert_details = 'APPEND_FORWARD';
+      return copy as EnvoyJson;
+    };
+    const other = await startGateway(
+      dir,
+      mock.port,
+      meshOnly,
+      { clientCertTrust: 'sidecar' },
+      appendForward,
+    );
+    try {
+      assert.equal((await meshRequest(other.url, SIDECAR_XFCC)).status, 401);
+    } finally {
+      await other.close();
+    }
   });
 });
 

@@ -8,8 +8,9 @@
  * - LDS: one filter chain with one HTTP connection manager; RDS over ADS; HTTP filters
  *   `[header_mutation | jwt_authn ..., ext_proc?, router]`; `per_connection_buffer_limit_bytes`
  *   as the ext_proc buffer limit. Downstream HTTP/1.1 (node:http) on the listener's socket
- *   address (port 0 = ephemeral). forward_client_cert_details SANITIZE and SANITIZE_SET: with no
- *   downstream TLS both remove a client's x-forwarded-client-cert and set none.
+ *   address (port 0 = ephemeral). forward_client_cert_details: with no downstream TLS,
+ *   SANITIZE, SANITIZE_SET and APPEND_FORWARD remove a client's x-forwarded-client-cert and set
+ *   none; ALWAYS_FORWARD_ONLY passes it on unchanged.
  * - header_mutation: request header removal.
  * - jwt_authn (jwt-authn.ts): providers with issuer, audiences, local JWKS (inline or file) and
  *   remote JWKS fetched through the named cluster and cached for cache_duration, from_headers,

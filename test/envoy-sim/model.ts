@@ -33,10 +33,11 @@ export interface ListenerModel {
   bufferLimitBytes: number;
   routeConfigName: string;
   /**
-   * SANITIZE (the default) or SANITIZE_SET: on the emulator's plaintext listener both remove any
-   * x-forwarded-client-cert a client sent and set none, as Envoy does without downstream mTLS.
+   * On the emulator's plaintext listener SANITIZE (the default), SANITIZE_SET and APPEND_FORWARD
+   * all remove any x-forwarded-client-cert a client sent and set none, as Envoy does without
+   * downstream mTLS; only ALWAYS_FORWARD_ONLY keeps it.
    */
-  forwardClientCertDetails: 'SANITIZE' | 'SANITIZE_SET';
+  forwardClientCertDetails: 'SANITIZE' | 'SANITIZE_SET' | 'APPEND_FORWARD' | 'ALWAYS_FORWARD_ONLY';
   nativeFilters: NativeFilter[];
   extProc: ExtProcSpec | undefined;
 }
@@ -242,11 +243,18 @@ export function compileListener(l: Json): ListenerModel {
     port: Number(sa['port_value'] ?? 0),
     bufferLimitBytes: wrapped(l['per_connection_buffer_limit_bytes'], 1024 * 1024),
     routeConfigName: str(rds['route_config_name']),
-    forwardClientCertDetails:
-      str(hcm['forward_client_cert_details']) === 'SANITIZE_SET' ? 'SANITIZE_SET' : 'SANITIZE',
+    forwardClientCertDetails: forwardClientCert(hcm['forward_client_cert_details']),
     nativeFilters,
     extProc,
   };
+}
+
+function forwardClientCert(v: unknown): ListenerModel['forwardClientCertDetails'] {
+  const mode = str(v);
+  // The allowlist has refused any other value already.
+  return mode === 'SANITIZE_SET' || mode === 'APPEND_FORWARD' || mode === 'ALWAYS_FORWARD_ONLY'
+    ? mode
+    : 'SANITIZE';
 }
 
 function headerMutation(listener: string, filterName: string, cfg: Json): NativeFilter {

@@ -170,9 +170,11 @@ export async function handleRequest(
   const hasBody =
     cl !== undefined ? Number(cl) > 0 : req.headers['transfer-encoding'] !== undefined;
 
-  // The HCM's XFCC handling: without downstream TLS, SANITIZE and SANITIZE_SET alike remove what
-  // a client sent and set nothing.
-  removeHeader(headers, 'x-forwarded-client-cert');
+  // The HCM's XFCC handling without downstream TLS: every mode but ALWAYS_FORWARD_ONLY (even
+  // APPEND_FORWARD, which appends only for an mTLS peer) removes what a client sent, sets nothing.
+  if (listener.forwardClientCertDetails !== 'ALWAYS_FORWARD_ONLY') {
+    removeHeader(headers, 'x-forwarded-client-cert');
+  }
 
   const cleanups: (() => void)[] = [];
   let finished = false;

@@ -267,6 +267,15 @@ void describe('chart: lint and render', () => {
       .spec.template.spec.containers.find((c: Doc) => c.name === 'extproc')
       .env.find((e: Doc) => e.name === 'SLUICE_REDIS_URL');
     assert.equal(url.value, 'redis://redis.sluice-system.svc:6379/0');
+
+    // Mesh identity behind a sidecar is opt-in: the default never trusts a forwarded XFCC.
+    assert.ok(!operator.args.some((a: string) => a.startsWith('--client-cert-trust')));
+    const sidecar = docs(
+      await render('sluice-system', ['--set', 'gateway.meshIdentity.clientCertTrust=sidecar']),
+    );
+    const sidecarArgs = find(sidecar, 'Deployment', '-operator').spec.template.spec.containers[0]
+      .args as string[];
+    assert.ok(sidecarArgs.includes('--client-cert-trust=sidecar'));
   });
 
   it('renders an Envoy bootstrap that the official Envoy protos read strictly', async () => {
