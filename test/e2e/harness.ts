@@ -6,6 +6,8 @@ import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
@@ -218,6 +220,22 @@ export interface YamlGateway {
 }
 
 /** A free TCP port on 127.0.0.1, for Envoy, which cannot bind port 0 and report it back. */
+/**
+ * The official SDK clients as an app would point them at the gateway: no SDK retries (a retry
+ * would hide what the gateway answered) and a timeout, so a hang fails the test instead of
+ * stalling it.
+ */
+export function sdkClients(
+  gatewayUrl: string,
+  apiKey: string = KEYS.client,
+): { openai: OpenAI; anthropic: Anthropic } {
+  const opts = { apiKey, maxRetries: 0, timeout: 15_000 };
+  return {
+    openai: new OpenAI({ ...opts, baseURL: `${gatewayUrl}/v1` }),
+    anthropic: new Anthropic({ ...opts, baseURL: gatewayUrl }),
+  };
+}
+
 /** The error a call that must fail ends with; a call that succeeds fails the test. */
 export async function failure<T>(p: Promise<T>): Promise<unknown> {
   return p.then(

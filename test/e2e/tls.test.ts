@@ -13,7 +13,15 @@ import OpenAI from 'openai';
 import { main as runMain } from '../../operator/standalone/main.js';
 import { startMockProvider, type MockProvider } from '../mocks/provider.js';
 import { fileURLToPath } from 'node:url';
-import { freePort, KEYS, secretDoc, startYamlGateway, until, type YamlGateway } from './harness.js';
+import {
+  freePort,
+  KEYS,
+  secretDoc,
+  startYamlGateway,
+  until,
+  type YamlGateway,
+  sdkClients,
+} from './harness.js';
 
 // The openssl CLI, as the kube tier uses for its CA: Node can make keys but not certificates,
 // and no dependency is needed for a handful of certificates. Our own config, so leaf
@@ -211,19 +219,7 @@ describe('e2e: TLS to an https:// backend with a test CA', () => {
       ],
       { translate: { caFile: join(pki, 'test-ca.crt') } },
     );
-    // A hang must fail the test, not stall it: the SDKs' own timeout bounds every call.
-    openai = new OpenAI({
-      baseURL: `${g.gateway.url}/v1`,
-      apiKey: KEYS.client,
-      maxRetries: 0,
-      timeout: 15_000,
-    });
-    anthropic = new Anthropic({
-      baseURL: g.gateway.url,
-      apiKey: KEYS.client,
-      maxRetries: 0,
-      timeout: 15_000,
-    });
+    ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
   after(async () => {
     await g?.close();

@@ -16,6 +16,7 @@ import {
   until,
   type YamlGateway,
   failure,
+  sdkClients,
 } from './harness.js';
 
 function route(
@@ -81,18 +82,7 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
       secretDoc('openai', KEYS.primary),
       secretDoc('anthropic', KEYS.anthropic),
     ]);
-    openai = new OpenAI({
-      baseURL: `${g.gateway.url}/v1`,
-      apiKey: KEYS.client,
-      maxRetries: 0,
-      timeout: 15_000,
-    });
-    anthropic = new Anthropic({
-      baseURL: g.gateway.url,
-      apiKey: KEYS.client,
-      maxRetries: 0,
-      timeout: 15_000,
-    });
+    ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
   after(async () => {
     await g?.close();

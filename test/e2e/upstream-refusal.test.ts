@@ -18,6 +18,7 @@ import {
   until,
   type YamlGateway,
   failure,
+  sdkClients,
 } from './harness.js';
 
 type Provider = 'openai' | 'anthropic';
@@ -74,9 +75,7 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
       secretDoc('openai', KEYS.primary),
       secretDoc('anthropic', KEYS.anthropic),
     ]);
-    const opts = { apiKey: KEYS.client, maxRetries: 0, timeout: 15_000 };
-    openai = new OpenAI({ ...opts, baseURL: `${g.gateway.url}/v1` });
-    anthropic = new Anthropic({ ...opts, baseURL: g.gateway.url });
+    ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
   after(async () => {
     await g?.close();
