@@ -14,7 +14,7 @@ const tiers = {
   'envoy-config': ['test/envoy-config'],
   driver: ['test/driver'],
   conformance: ['test/conformance'],
-  e2e: ['test/e2e', 'test/envoy-sim'],
+  e2e: ['test/e2e'],
   kube: ['test/kube'],
   redis: ['test/redis'],
 };

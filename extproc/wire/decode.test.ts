@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { extProcCodec, type ProcessingRequest } from '../../test/driver/codec.js';
+import { extProcCodec, type ProcessingRequest } from '../../operator/envoy-sim/ext-proc/codec.js';
 import { DecodeError, decodeProcessingRequest } from './decode.js';
 import { headerMap } from './headers.js';
 import { referenceService } from './proto.js';

@@ -3,7 +3,7 @@
  * through the operator's own source and translation into a snapshot served by an in-process ADS
  * server; the extproc takes its config from that server and listens on a Unix socket; the data
  * plane is Envoy when one is given (it gets a bootstrap pointing ADS at the in-process server),
- * otherwise the emulator from test/envoy-sim. A file change re-translates and pushes a new
+ * otherwise the emulator from operator/envoy-sim. A file change re-translates and pushes a new
  * snapshot; requests in flight finish on the config they started with.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -94,7 +94,7 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
     let mock: MockHandle | undefined;
     if (opts.mockProvider) {
       // The mock lives with the tests; loaded only when asked for.
-      const { startMockProvider } = await import('../../test/mocks/provider.js');
+      const { startMockProvider } = await import('../mock-provider/provider.js');
       const m = await startMockProvider({ name: 'sluice-mock', models: ['mock-model'] });
       mock = m;
       cleanup.push(() => m.close());
@@ -199,7 +199,7 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
         { event: 'data_plane', kind: 'envoy-sim' },
         'data plane: envoy-sim, the Envoy emulator (no Envoy found: set ENVOY_BIN or put envoy on PATH)',
       );
-      const { startEnvoySim } = await import('../../test/envoy-sim/index.js');
+      const { startEnvoySim } = await import('../envoy-sim/index.js');
       const sim = await startEnvoySim({
         adsAddress: ads.address,
         nodeId: ENVOY_NODE_ID,

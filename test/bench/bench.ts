@@ -28,7 +28,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { benchConfig, POLICY_MODEL } from './config.js';
-import { ExtProcClient, ExtProcFilter } from '../driver/index.js';
+import { ExtProcClient, ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   chatRequestBody,
   chatResponseBody,

@@ -197,7 +197,7 @@ async function resets(target: string, k: number): Promise<string> {
 
 /** Bench-like churn: the open loop of test/bench with the chat-2k payload (driver client). */
 async function churn(target: string, rate: number, seconds: number): Promise<string> {
-  const { ExtProcClient } = await import('../driver/index.js');
+  const { ExtProcClient } = await import('../../operator/envoy-sim/ext-proc/index.js');
   const { openLoop } = await import('./scenarios.js');
   const pl = await import('./payloads.js');
   const client = new ExtProcClient(target, {

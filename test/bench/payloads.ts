@@ -2,7 +2,7 @@
  * Realistic OpenAI traffic, built once before measuring so the driver's loop only reuses
  * Buffers and header lists.
  */
-import type { HeaderList } from '../driver/index.js';
+import type { HeaderList } from '../../operator/envoy-sim/ext-proc/index.js';
 
 const PROSE = [
   'The quarterly report shows revenue growth in every region except the north-east,',

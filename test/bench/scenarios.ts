@@ -15,7 +15,7 @@ import {
   type HeaderList,
   type PhaseResult,
   type Timing,
-} from '../driver/index.js';
+} from '../../operator/envoy-sim/ext-proc/index.js';
 import { Samples } from './stats.js';
 
 /**

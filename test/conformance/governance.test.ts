@@ -1,7 +1,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { ExtProcFilter, type HeaderList, type LocalReply } from '../driver/index.js';
+import {
+  ExtProcFilter,
+  type HeaderList,
+  type LocalReply,
+} from '../../operator/envoy-sim/ext-proc/index.js';
 import { utcDay } from '../../extproc/governance/budget.js';
 import {
   ROUTER,

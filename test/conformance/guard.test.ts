@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { HeaderList, PhaseResult } from '../driver/index.js';
+import type { HeaderList, PhaseResult } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   accessLines,
   chatHeaders,

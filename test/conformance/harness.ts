@@ -18,7 +18,7 @@ import {
   type FilterConfig,
   type HeaderList,
   type PhaseResult,
-} from '../driver/index.js';
+} from '../../operator/envoy-sim/ext-proc/index.js';
 
 export const CONFIG = `
 apiVersion: sluice.dev/extproc/v1

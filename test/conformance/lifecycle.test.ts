@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
-import { ExtProcFilter } from '../driver/index.js';
+import { ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import { HealthClient } from './health-client.js';
 import {
   CONFIG,

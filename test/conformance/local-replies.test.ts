@@ -5,7 +5,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { WIRE } from '../../extproc/config/contract.js';
-import type { ExtProcFilter, HeaderList, LocalReply } from '../driver/index.js';
+import type {
+  ExtProcFilter,
+  HeaderList,
+  LocalReply,
+} from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   accessLines,
   chatHeaders,

@@ -1,6 +1,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExtProcFilter, type HeaderList, type PhaseResult } from '../driver/index.js';
+import {
+  ExtProcFilter,
+  type HeaderList,
+  type PhaseResult,
+} from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   accessLines,
   chatHeaders,

@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExtProcFilter } from '../driver/index.js';
+import { ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   chatHeaders,
   ROUTER,

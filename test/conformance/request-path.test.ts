@@ -1,6 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { ExtProcFilter, type LocalReply } from '../driver/index.js';
+import { ExtProcFilter, type LocalReply } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   accessLines,
   CONFIG,

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
-import type { ExtProcFilter } from '../driver/index.js';
+import type { ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   accessLines,
   chatHeaders,

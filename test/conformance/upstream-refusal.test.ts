@@ -14,7 +14,7 @@ import {
   type FilterConfig,
   type LocalReply,
   type PhaseResult,
-} from '../driver/index.js';
+} from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   accessLines,
   chatHeaders,

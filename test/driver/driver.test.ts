@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { getHeader } from './headers.js';
+import { getHeader } from '../../operator/envoy-sim/ext-proc/headers.js';
 import { passThrough, type FakeCall } from './fake-server.js';
 import {
   cont,
@@ -788,7 +788,8 @@ test('dynamic metadata is kept only for receiving namespaces', async () => {
 });
 
 test('a closed server socket fails the request with status_on_error', async () => {
-  const { ExtProcClient, ExtProcFilter } = await import('./filter.js');
+  const { ExtProcClient, ExtProcFilter } =
+    await import('../../operator/envoy-sim/ext-proc/filter.js');
   const client = new ExtProcClient('unix:/nonexistent/sluice.sock');
   try {
     const r = await new ExtProcFilter(client, { messageTimeoutMs: 2000 }).runRequest(getHeaders());

@@ -4,7 +4,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { extProcCodec, type ProcessingRequest, type ProcessingResponse } from './codec.js';
+import {
+  extProcCodec,
+  type ProcessingRequest,
+  type ProcessingResponse,
+} from '../../operator/envoy-sim/ext-proc/codec.js';
 
 /** Server side of one Process stream, read as a queue. */
 export class FakeCall {

@@ -1,9 +1,16 @@
 // Shared fixtures for the driver self-tests.
 import * as grpc from '@grpc/grpc-js';
-import type { ProcessingRequest, ProcessingResponse } from './codec.js';
+import type {
+  ProcessingRequest,
+  ProcessingResponse,
+} from '../../operator/envoy-sim/ext-proc/codec.js';
 import { startFakeServer, type FakeHandler, type FakeServer } from './fake-server.js';
-import { ExtProcClient, ExtProcFilter, type FilterConfig } from './filter.js';
-import type { HeaderList } from './headers.js';
+import {
+  ExtProcClient,
+  ExtProcFilter,
+  type FilterConfig,
+} from '../../operator/envoy-sim/ext-proc/filter.js';
+import type { HeaderList } from '../../operator/envoy-sim/ext-proc/headers.js';
 
 export interface Harness {
   server: FakeServer;

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FakeCall } from './fake-server.js';
 import { passThrough } from './fake-server.js';
-import { getHeader } from './headers.js';
+import { getHeader } from '../../operator/envoy-sim/ext-proc/headers.js';
 import { cont, postHeaders, raw, sleep, withServer } from './helpers.js';
 
 const SSE = { processingMode: { responseBodyMode: 'STREAMED' } } as const;

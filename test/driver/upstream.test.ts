@@ -7,8 +7,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FakeCall } from './fake-server.js';
-import { ExtProcFilter, type FilterConfig, type LocalReply } from './filter.js';
-import type { HeaderList } from './headers.js';
+import {
+  ExtProcFilter,
+  type FilterConfig,
+  type LocalReply,
+} from '../../operator/envoy-sim/ext-proc/filter.js';
+import type { HeaderList } from '../../operator/envoy-sim/ext-proc/headers.js';
 import { cont, grpc, postHeaders, withServer, type Harness } from './helpers.js';
 
 const UPSTREAM: FilterConfig = {

@@ -13,10 +13,10 @@ import type { EncodedAny } from '../../operator/xds/encode.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
 import { startAdsServer } from '../../operator/xds/server.js';
 import { CLUSTER, LISTENER, ROUTE } from '../../operator/xds/type-urls.js';
-import { EnvoySim, type XdsEvent } from '../envoy-sim/index.js';
-import { LoadBalancer } from '../envoy-sim/lb.js';
-import type { LocalityModel } from '../envoy-sim/model.js';
-import { envoyRoot } from '../envoy-sim/protos.js';
+import { EnvoySim, type XdsEvent } from '../../operator/envoy-sim/index.js';
+import { LoadBalancer } from '../../operator/envoy-sim/lb.js';
+import type { LocalityModel } from '../../operator/envoy-sim/model.js';
+import { envoyRoot } from '../../operator/envoy-sim/protos.js';
 
 const CASES = fileURLToPath(new URL('../golden/cases/', import.meta.url));
 const encoder = ResourceEncoder.fromProtoTree();

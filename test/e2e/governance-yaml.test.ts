@@ -10,7 +10,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { estimateRequestInputTokens } from '../../extproc/usage/estimate.js';
 import { main as keysMain } from '../../operator/keys/main.js';
-import { startMockProvider, type MockProvider } from '../mocks/provider.js';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
   counterValue,
   extprocVersions,

@@ -22,8 +22,8 @@ import { translate } from '../../operator/translate/index.js';
 import { ALL_NODES, SnapshotCache } from '../../operator/xds/cache.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../../operator/xds/server.js';
-import { startEnvoySim, type EnvoySim } from '../envoy-sim/index.js';
-import { startMockProvider, type MockProvider } from '../mocks/provider.js';
+import { startEnvoySim, type EnvoySim } from '../../operator/envoy-sim/index.js';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 
 const UPSTREAM = { openai: 'sk-upstream-gov', anthropic: 'sk-ant-upstream-gov' };
 const KEYS = { oa: 'sk-sluice-e2e-openai-user', an: 'sk-sluice-e2e-anthropic-user' };

@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { findEnvoy } from '../../operator/standalone/main.js';
 import { run, type RunningGateway } from '../../operator/standalone/run.js';
 import type { TranslateOptions } from '../../operator/translate/index.js';
-import { startMockProvider, type MockProvider } from '../mocks/provider.js';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 
 export const KEYS = {
   client: 'sk-client-key-never-forwarded',

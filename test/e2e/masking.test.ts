@@ -6,7 +6,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
-import { startMockProvider, type Captured, type MockProvider } from '../mocks/provider.js';
+import {
+  startMockProvider,
+  type Captured,
+  type MockProvider,
+} from '../../operator/mock-provider/provider.js';
 import {
   KEYS,
   secretDoc,

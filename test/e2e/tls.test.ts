@@ -11,7 +11,7 @@ import { after, before, describe, it, mock } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { main as runMain } from '../../operator/standalone/main.js';
-import { startMockProvider, type MockProvider } from '../mocks/provider.js';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import { fileURLToPath } from 'node:url';
 import {
   freePort,

@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { utcDay } from '../../extproc/governance/budget.js';
 import { run } from '../../extproc/run.js';
-import { ExtProcClient, type LocalReply } from '../driver/index.js';
+import { ExtProcClient, type LocalReply } from '../../operator/envoy-sim/ext-proc/index.js';
 import { startRedis, type RedisHandle } from './server.js';
 import { chatHeaders, continued, get, sendRequest, type Harness } from '../conformance/harness.js';
 

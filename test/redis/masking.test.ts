@@ -12,7 +12,11 @@ import { after, before, describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { run } from '../../extproc/run.js';
-import { ExtProcClient, type HeaderList, type LocalReply } from '../driver/index.js';
+import {
+  ExtProcClient,
+  type HeaderList,
+  type LocalReply,
+} from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   chatHeaders,
   continued,

@@ -17,9 +17,10 @@
  *   forward, forward_payload_header; rules by path prefix and headers; requirements
  *   provider_name, requires_any, allow_missing_or_failed, allow_missing; RS/PS/ES/HS 256-512 and
  *   EdDSA; exp/nbf with Envoy's 60 s skew; the 401/403 local reply.
- * - ext_proc (router and upstream filters) through test/driver, so Envoy's ext_proc semantics are
- *   the driver's: header/body modes NONE/BUFFERED/STREAMED, mode_override, message_timeout → 504,
- *   failure_mode_allow, buffer limit → 413 (request) / 500 (response), content-length rules,
+ * - ext_proc (router and upstream filters) through ./ext-proc, the Envoy-exact ext_proc client, so
+ *   Envoy's ext_proc semantics are the driver's: header/body modes NONE/BUFFERED/STREAMED,
+ *   mode_override, message_timeout → 504, failure_mode_allow, buffer limit → 413 (request) /
+ *   500 (response), content-length rules,
  *   immediate responses, clear_route_cache (the route is re-matched only when it was honoured),
  *   `grpc_service.initial_metadata`, and the attributes `xds.cluster_name` and
  *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`; for the router filter's response,
@@ -55,7 +56,7 @@
  */
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { ExtProcClient } from '../driver/index.js';
+import { ExtProcClient } from './ext-proc/index.js';
 import { LoadBalancer } from './lb.js';
 import type { ListenerModel } from './model.js';
 import { handleRequest, SYSTEM_CLOCK, type AccessLogEntry, type Clock } from './proxy.js';

@@ -14,7 +14,7 @@ import {
   type KeyObject,
 } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { getHeader, type HeaderList } from '../driver/index.js';
+import { getHeader, type HeaderList } from './ext-proc/index.js';
 import { arr, ConfigError, durationMs, obj, str } from './json.js';
 import type { HeaderMatch } from './model.js';
 import type { Json } from './protos.js';

@@ -1,8 +1,8 @@
 // The official Envoy API (vendored in @grpc/grpc-js-xds) for every message the emulator may be
 // sent, so resources are judged by Envoy's own definitions, never by the project's proto/.
 import type protobuf from 'protobufjs';
-import { loadProtoRoot } from '../../operator/xds/encode.js';
-import { OFFICIAL_INCLUDE_DIRS } from '../../operator/xds/testing/official-client.js';
+import { loadProtoRoot } from '../xds/encode.js';
+import { OFFICIAL_INCLUDE_DIRS } from '../xds/testing/official-client.js';
 
 const FILES = [
   'envoy/config/cluster/v3/cluster.proto',

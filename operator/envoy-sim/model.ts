@@ -1,8 +1,8 @@
 // Decoded xDS resources (already checked against the allowlist) → the emulator's runtime
 // model. Cross-field rules Envoy enforces at load time are checked here and throw ConfigError,
 // which becomes the NACK message.
-import type { JsonValue, ProcessingModeConfig } from '../driver/index.js';
-import type { BodySendMode, HeaderSendMode } from '../driver/index.js';
+import type { JsonValue, ProcessingModeConfig } from './ext-proc/index.js';
+import type { BodySendMode, HeaderSendMode } from './ext-proc/index.js';
 import { compileJwtAuthn, type JwtAuthnSpec } from './jwt-authn.js';
 import { arr, ConfigError, durationMs, obj, str } from './json.js';
 import type { Json } from './protos.js';

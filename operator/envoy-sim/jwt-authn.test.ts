@@ -3,8 +3,8 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, sign, createHmac, type KeyObject } from 'node:crypto';
 import { describe, it } from 'node:test';
-import type { HeaderList } from '../driver/index.js';
-import { strictFromJson } from '../envoy-config/strict-json.js';
+import type { HeaderList } from './ext-proc/index.js';
+import { strictFromJson } from '../../test/envoy-config/strict-json.js';
 import { ConfigError } from './json.js';
 import { compileJwtAuthn, runJwtAuthn, type JwtEnv } from './jwt-authn.js';
 import { decodeResource, envoyRoot, type Json } from './protos.js';

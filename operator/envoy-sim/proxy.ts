@@ -18,8 +18,8 @@ import {
   type JsonValue,
   type LocalReply,
   type PhaseResult,
-} from '../driver/index.js';
-import { removeHeader } from '../driver/headers.js';
+} from './ext-proc/index.js';
+import { removeHeader } from './ext-proc/headers.js';
 import { CODE_DETAILS_ATTRIBUTE, HOST_METADATA_ATTRIBUTE } from './allowlist.js';
 import { runJwtAuthn, type JwtEnv } from './jwt-authn.js';
 import type { LoadBalancer } from './lb.js';
@@ -109,7 +109,7 @@ const routerConfigs = new WeakMap<ExtProcSpec, Map<number, FilterConfig>>();
 
 function filterConfig(spec: ExtProcSpec, bufferLimitBytes: number): FilterConfig {
   let byLimit = routerConfigs.get(spec);
-  if (!byLimit) routerConfigs.set(spec, (byLimit = new Map()));
+  if (!byLimit) routerConfigs.set(spec, (byLimit = new Map<number, FilterConfig>()));
   let cfg = byLimit.get(bufferLimitBytes);
   if (!cfg) {
     cfg = {
