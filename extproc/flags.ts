@@ -4,7 +4,7 @@
  * usage text and exit 2; `--help` prints the usage and exits 0.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import type { z } from 'zod';
+import { z } from 'zod';
 
 export type Parsed<T> = { ok: true; flags: T } | { ok: false; exitCode: number };
 
@@ -40,4 +40,60 @@ export function parseFlags<S extends z.ZodType>(
     return { ok: false, exitCode: 2 };
   }
   return { ok: true, flags: parsed.data };
+}
+
+/**
+ * The state flags every command that runs an extproc takes (`sluice extproc`, `sluice run`):
+ * one definition, so the two cannot drift. Each falls back to its environment variable, which
+ * is how the Helm chart sets them.
+ */
+export const STATE_OPTIONS = {
+  'redis-url': { type: 'string' },
+  'vault-key-file': { type: 'string' },
+} as const satisfies NonNullable<ParseArgsConfig['options']>;
+
+export const StateFlags = z.object({
+  'redis-url': z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
+    .optional(),
+  'vault-key-file': z.string().min(1, '--vault-key-file must name a file').optional(),
+});
+
+const STATE_HELP: [flag: string, lines: string[]][] = [
+  [
+    '--redis-url URL',
+    [
+      'budgets, usage and (with a vault key) the masking vault in Redis, shared',
+      'by replicas (default: env SLUICE_REDIS_URL, else in process memory)',
+    ],
+  ],
+  [
+    '--vault-key-file FILE',
+    [
+      '32-byte key of the masking vault (raw, hex or base64; default: env',
+      'SLUICE_VAULT_KEY_FILE); with Redis, conversations are shared by replicas',
+    ],
+  ],
+];
+
+/** The state flags' lines of a usage text, descriptions starting at `column`. */
+export function stateUsage(column: number): string {
+  const pad = ' '.repeat(column);
+  return STATE_HELP.map(([flag, lines]) => {
+    const head = `  ${flag}`;
+    const first =
+      head.length < column ? head.padEnd(column) + lines[0] : `${head}\n${pad}${lines[0]}`;
+    return [first, ...lines.slice(1).map((l) => pad + l)].join('\n');
+  })
+    .join('\n')
+    .concat('\n');
+}
+
+/** What run() takes from the state flags; absent flags leave the environment to decide. */
+export function stateOptions(f: z.infer<typeof StateFlags>): {
+  redisUrl: string | undefined;
+  vaultKeyFile: string | undefined;
+} {
+  return { redisUrl: f['redis-url'], vaultKeyFile: f['vault-key-file'] };
 }

@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
-import { parseFlags } from './flags.js';
+import { parseFlags, STATE_OPTIONS, StateFlags, stateOptions, stateUsage } from './flags.js';
 
 const USAGE = `Usage: sluice extproc (--config FILE | --xds ADDR --node-id ID) [options]
 
@@ -19,11 +19,7 @@ Options:
   --admin HOST:PORT       /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
   --max-message-bytes N   largest ext_proc message accepted, i.e. buffered body size (default 16777216)
   --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
-  --redis-url URL         keep budgets and usage in Redis (redis://…; default: env SLUICE_REDIS_URL,
-                          else in process memory)
-  --vault-key-file FILE   32-byte key of the masking vault (raw, hex or base64; default: env
-                          SLUICE_VAULT_KEY_FILE); with Redis, conversations are shared by replicas
-  --no-watch              do not reload the config on change (SIGHUP still reloads)
+${stateUsage(26)}  --no-watch              do not reload the config on change (SIGHUP still reloads)
   --log-level LEVEL       trace|debug|info|warn|error (default info)
   -h, --help              this text
 `;
@@ -54,11 +50,7 @@ const Flags = z
       .max(512 * 1024 * 1024)
       .default(16 * 1024 * 1024),
     'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
-    'redis-url': z
-      .string()
-      .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
-      .optional(),
-    'vault-key-file': z.string().min(1).optional(),
+    ...StateFlags.shape,
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   })
@@ -84,8 +76,7 @@ export async function main(argv: string[]): Promise<number> {
       admin: { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
-      'redis-url': { type: 'string' },
-      'vault-key-file': { type: 'string' },
+      ...STATE_OPTIONS,
       'no-watch': { type: 'boolean' },
       'log-level': { type: 'string' },
     },
@@ -122,8 +113,7 @@ export async function main(argv: string[]): Promise<number> {
       maxMessageBytes: f['max-message-bytes'],
       watchConfig: !f['no-watch'],
       shutdownGraceMs: f['shutdown-grace-ms'],
-      redisUrl: f['redis-url'],
-      vaultKeyFile: f['vault-key-file'],
+      ...stateOptions(f),
       logger,
       registry,
       now: () => performance.now(),

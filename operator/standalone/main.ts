@@ -6,7 +6,13 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
-import { parseFlags } from '../../extproc/flags.js';
+import {
+  parseFlags,
+  STATE_OPTIONS,
+  StateFlags,
+  stateOptions,
+  stateUsage,
+} from '../../extproc/flags.js';
 
 const USAGE = `Usage: sluice run -f PATH [-f PATH…] [options]
 
@@ -24,7 +30,7 @@ Options:
                         place of the system bundle (a private CA, or a TLS-inspecting proxy);
                         append the system bundle to it to trust public providers too
   --emulator            use the emulator even when Envoy is available
-  --no-watch            do not reload on file changes
+${stateUsage(24)}  --no-watch            do not reload on file changes
   --log-level LEVEL     trace|debug|info|warn|error (default info)
   -h, --help            this text
 `;
@@ -49,6 +55,7 @@ const Flags = z.object({
   emulator: z.boolean().default(false),
   'no-watch': z.boolean().default(false),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
+  ...StateFlags.shape,
 });
 
 /** Read here, not by the data plane, so a bad file is a usage error rather than a NACK at run time. */
@@ -94,6 +101,7 @@ export async function main(argv: string[]): Promise<number> {
       emulator: { type: 'boolean' },
       'no-watch': { type: 'boolean' },
       'log-level': { type: 'string' },
+      ...STATE_OPTIONS,
     },
     Flags,
     USAGE,
@@ -114,6 +122,7 @@ export async function main(argv: string[]): Promise<number> {
       mockProvider: f['mock-provider'],
       envoyBin,
       watch: !f['no-watch'],
+      ...stateOptions(f),
       ...(f['upstream-ca'] ? { translate: { caFile: resolve(f['upstream-ca']) } } : {}),
       logger,
       registry,

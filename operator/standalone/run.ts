@@ -46,6 +46,10 @@ export interface StandaloneOptions {
   logger: Logger;
   registry: Registry;
   env: NodeJS.ProcessEnv;
+  /** The extproc's Redis (budgets, usage, shared vault); absent: env SLUICE_REDIS_URL, else memory. */
+  redisUrl?: string | undefined;
+  /** The masking vault's key file; absent: env SLUICE_VAULT_KEY_FILE. */
+  vaultKeyFile?: string | undefined;
   /** Emulator knobs for tests: deterministic load balancing, no retry back-off. */
   emulator?: { random?: () => number; retryBackoffBaseMs?: number };
 }
@@ -187,6 +191,8 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       registry: opts.registry,
       now: () => performance.now(),
       env: opts.env,
+      redisUrl: opts.redisUrl,
+      vaultKeyFile: opts.vaultKeyFile,
     });
     cleanup.push(() => extproc.close());
 

@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { describe, it, mock } from 'node:test';
+import { main as extprocMain } from './main.js';
+import { main as runMain } from '../operator/standalone/main.js';
+import { stateUsage } from './flags.js';
+
+/** Runs a command's main, capturing what it writes. */
+async function capture(
+  main: (argv: string[]) => Promise<number>,
+  argv: string[],
+): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const o = mock.method(process.stdout, 'write', (s: string) => ((out += s), true));
+  const e = mock.method(process.stderr, 'write', (s: string) => ((err += s), true));
+  try {
+    return { code: await main(argv), out, err };
+  } finally {
+    o.mock.restore();
+    e.mock.restore();
+  }
+}
+
+describe('state flags shared by sluice extproc and sluice run', () => {
+  for (const [name, main, column] of [
+    ['sluice extproc', extprocMain, 26],
+    ['sluice run', runMain, 24],
+  ] as const) {
+    it(`${name} documents --redis-url and --vault-key-file in --help`, async () => {
+      const r = await capture(main, ['--help']);
+      assert.equal(r.code, 0);
+      assert.ok(r.out.includes(stateUsage(column)), r.out);
+      assert.match(r.out, /^ {2}--redis-url URL +budgets, usage/m);
+      assert.match(r.out, /^ {2}--vault-key-file FILE +32-byte key/m);
+    });
+
+    it(`${name} refuses a --redis-url that is not redis:// or rediss://`, async () => {
+      const args = name === 'sluice run' ? ['-f', '/nonexistent'] : ['--config', '/nonexistent'];
+      const r = await capture(main, [...args, '--redis-url', 'http://127.0.0.1:6379']);
+      assert.equal(r.code, 2);
+      assert.match(r.err, /--redis-url must be redis:\/\/… or rediss:\/\/…/);
+      const empty = await capture(main, [...args, '--vault-key-file', '']);
+      assert.equal(empty.code, 2);
+      assert.match(empty.err, /--vault-key-file must name a file/);
+    });
+  }
+
+  it('lays the help out in the command’s own columns', () => {
+    const text = stateUsage(24);
+    for (const line of text.trimEnd().split('\n')) {
+      assert.ok(line.length <= 100, line);
+      assert.match(line, /^( {2}--\S+ \S+ +\S| {24}\S)/);
+    }
+  });
+});
