@@ -28,7 +28,8 @@ Options:
                            a client could send its own header
   --admin HOST:PORT        /metrics, /healthz, /readyz (default 0.0.0.0:9902; "off" disables)
   --leader-elect           write status only while holding the Lease sluice-operator-status
-  --lease-namespace NS     where the Lease lives (default: this pod's namespace)
+  --lease-namespace NS     where the Lease lives (default: this pod's namespace; outside a pod,
+                           sluice-system)
   --identity ID            this replica's name in the Lease (default: $POD_NAME or the hostname)
   --no-status              never write status (serve xDS only)
   --log-level LEVEL        trace|debug|info|warn|error (default info)
@@ -69,21 +70,38 @@ const Flags = z.object({
 
 const SA_NAMESPACE = '/var/run/secrets/kubernetes.io/serviceaccount/namespace';
 
-function podNamespace(): string {
-  if (process.env.POD_NAMESPACE) return process.env.POD_NAMESPACE;
+/** The namespace the chart installs into by default: where an operator out of a cluster looks. */
+export const DEFAULT_NAMESPACE = 'sluice-system';
+
+function serviceAccountNamespace(): string | undefined {
   try {
-    return readFileSync(SA_NAMESPACE, 'utf8').trim() || 'default';
+    return readFileSync(SA_NAMESPACE, 'utf8').trim() || undefined;
   } catch {
-    return 'default';
+    return undefined;
   }
 }
 
 /**
- * The default consumer namespace. Never `default`, unlike podNamespace: tenants can usually
- * create Secrets there, and any Secret here declares a consumer.
+ * Where the status Lease lives: --lease-namespace, else this pod's namespace ($POD_NAMESPACE or
+ * the ServiceAccount's), else (out of a cluster) sluice-system, with `guessed` set so the caller
+ * warns. Never `default`: a Lease there is usually forbidden, and the replica would never lead.
+ */
+export function leaseNamespace(
+  flag: string | undefined,
+  env: NodeJS.ProcessEnv,
+  saNamespace: () => string | undefined = serviceAccountNamespace,
+): { namespace: string; guessed: boolean } {
+  if (flag !== undefined) return { namespace: flag, guessed: false };
+  const own = env.POD_NAMESPACE || saNamespace();
+  return own ? { namespace: own, guessed: false } : { namespace: DEFAULT_NAMESPACE, guessed: true };
+}
+
+/**
+ * The default consumer namespace. Never `default`: tenants can usually create Secrets there,
+ * and any Secret here declares a consumer.
  */
 function ownNamespace(): string {
-  return process.env.POD_NAMESPACE || 'sluice-system';
+  return process.env.POD_NAMESPACE || DEFAULT_NAMESPACE;
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -111,6 +129,13 @@ export async function main(argv: string[]): Promise<number> {
   const logger = pino({ level: f['log-level'], base: { component: 'operator' } });
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const lease = leaseNamespace(f['lease-namespace'], process.env);
+  if (f['leader-elect'] && lease.guessed) {
+    logger.warn(
+      { event: 'lease_namespace_defaulted', namespace: lease.namespace },
+      'running outside a pod without --lease-namespace: the status Lease goes to sluice-system',
+    );
+  }
   let operator;
   try {
     const kubeConfig = new KubeConfig();
@@ -126,7 +151,7 @@ export async function main(argv: string[]): Promise<number> {
       admin: f.admin === 'off' ? undefined : f.admin,
       leaderElection: f['leader-elect']
         ? {
-            namespace: f['lease-namespace'] ?? podNamespace(),
+            namespace: lease.namespace,
             identity: f.identity ?? process.env.POD_NAME ?? hostname(),
           }
         : undefined,

@@ -136,4 +136,41 @@ void describe('LeaderElector', () => {
     await until(() => b.isLeader);
     await b.stop();
   });
+
+  it('warns when the lease is forbidden, once per reason and minute, and says when it recovers', async () => {
+    const api = new FakeLeases();
+    let forbidden = true;
+    const get = api.get.bind(api);
+    api.get = () =>
+      forbidden ? Promise.reject(new ApiException(403, 'Forbidden', '', {})) : get();
+    const clock = { t: 0 };
+    const lines: { level: number; event: string; reason?: string }[] = [];
+    const logger = pino(
+      { level: 'info' },
+      { write: (l: string) => lines.push(JSON.parse(l) as (typeof lines)[number]) },
+    );
+    const a = new LeaderElector({
+      api,
+      namespace: 'default',
+      identity: 'a',
+      leaseDurationMs: 3000,
+      renewDeadlineMs: 2000,
+      retryPeriodMs: 2,
+      now: () => clock.t,
+      logger,
+    });
+    a.start();
+    await until(() => lines.some((l) => l.event === 'lease_error'));
+    await wait(30);
+    const warnings = () => lines.filter((l) => l.event === 'lease_error');
+    assert.equal(warnings().length, 1, 'one warning, not one per retry');
+    assert.equal(warnings()[0]!.level, 40);
+    assert.match(warnings()[0]!.reason!, /403 Forbidden.*--lease-namespace/);
+    clock.t += 61_000;
+    await until(() => warnings().length === 2);
+    forbidden = false;
+    await until(() => a.isLeader);
+    assert.ok(lines.some((l) => l.event === 'lease_recovered'));
+    await a.stop();
+  });
 });

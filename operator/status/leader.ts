@@ -69,6 +69,20 @@ export function microTime(ms: number): string {
 
 export const DEFAULT_LEASE_NAME = 'sluice-operator-status';
 
+const LEASE_WARN_EVERY_MS = 60_000;
+
+/** What went wrong with a Lease call, with what to check for the usual causes. */
+export function leaseErrorReason(err: unknown): string {
+  if (err instanceof ApiException) {
+    if (err.code === 403) {
+      return 'HTTP 403 Forbidden: the operator may not use Leases in this namespace (check --lease-namespace and the RBAC Role)';
+    }
+    if (err.code === 404) return 'HTTP 404 Not Found: does the namespace exist?';
+    return `HTTP ${err.code}`;
+  }
+  return err instanceof Error ? err.message.split('\n')[0]! : 'unknown error';
+}
+
 export interface LeaderElectorOptions {
   api: LeaseApi;
   namespace: string;
@@ -91,6 +105,9 @@ export class LeaderElector {
   private observedKey = '';
   private observedAt = 0;
   private lastRenew = 0;
+  private failingSince: number | undefined;
+  private lastReason = '';
+  private lastWarned = 0;
   private loop: Promise<void> | undefined;
   private readonly name: string;
   private readonly leaseMs: number;
@@ -149,13 +166,20 @@ export class LeaderElector {
   private async tick(): Promise<void> {
     if (this.stopped) return;
     let ok = false;
+    let failed = false;
     try {
       ok = await this.tryAcquireOrRenew();
     } catch (err) {
-      this.opts.logger.debug(
-        { event: 'lease_error', reason: err instanceof Error ? err.message : 'unknown' },
-        'lease request failed',
+      failed = true;
+      this.leaseFailed(err);
+    }
+    if (!failed && this.failingSince !== undefined) {
+      this.opts.logger.info(
+        { event: 'lease_recovered', lease: this.name, namespace: this.opts.namespace },
+        'the status lease can be read and written again',
       );
+      this.failingSince = undefined;
+      this.lastReason = '';
     }
     if (this.stopped) return;
     const now = this.opts.now();
@@ -168,6 +192,29 @@ export class LeaderElector {
     this.timer = setTimeout(() => {
       this.loop = this.tick();
     }, this.retryMs);
+  }
+
+  /**
+   * A replica that cannot reach its Lease never writes status, so the failure is a warning: at
+   * once, whenever the reason changes, and once a minute while it lasts (never every retry).
+   */
+  private leaseFailed(err: unknown): void {
+    const reason = leaseErrorReason(err);
+    const now = this.opts.now();
+    if (this.failingSince === undefined) this.failingSince = now;
+    if (reason === this.lastReason && now - this.lastWarned < LEASE_WARN_EVERY_MS) return;
+    this.lastReason = reason;
+    this.lastWarned = now;
+    this.opts.logger.warn(
+      {
+        event: 'lease_error',
+        lease: this.name,
+        namespace: this.opts.namespace,
+        reason,
+        failing_ms: now - this.failingSince,
+      },
+      'cannot read or write the status lease; this replica will not write status until it can',
+    );
   }
 
   private setLeading(leading: boolean): void {
