@@ -90,7 +90,11 @@ export async function main(argv: string[]): Promise<number> {
   // reconnect lines reach `kubectl logs` within a second rather than at shutdown.
   const destination = pino.destination({ dest: 1, minLength: 4096, sync: false });
   const flushTimer = setInterval(() => {
-    if (!destination.destroyed) destination.flush();
+    try {
+      destination.flush();
+    } catch {
+      // stdout is gone (destroyed); nothing more can be written anyway.
+    }
   }, LOG_FLUSH_MS);
   flushTimer.unref();
   const logger = pino({ level: f['log-level'], base: { component: 'extproc' } }, destination);
