@@ -10,6 +10,7 @@ import { z } from 'zod';
 import { BUILTIN_TYPES, createDetectors, PatternError } from '../masking/detect/index.js';
 import { PromptGuardPolicy } from '../guard/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
+import { Provider } from '../providers/provider.js';
 
 export { Consumer, GovernancePolicy };
 
@@ -60,15 +61,7 @@ export const SecretSource = z.union([
 ]);
 export type SecretSource = z.infer<typeof SecretSource>;
 
-export const Provider = z.enum([
-  'openai',
-  'azure-openai',
-  'anthropic',
-  'openai-compatible',
-  'aws-bedrock',
-  'gcp-vertex',
-]);
-export type Provider = z.infer<typeof Provider>;
+export { Provider };
 
 export const Backend = z
   .object({
@@ -82,7 +75,10 @@ export const Backend = z
     provider: Provider,
     /** Replaces the model named by the client before the request leaves. */
     modelOverride: z.string().min(1).optional(),
-    /** Prepended to the provider path, for OpenAI-compatible servers mounted below a prefix. */
+    /**
+     * The path of the backend's endpoint URL, unchanged (`/v1` in `https://api.openai.com/v1`);
+     * the provider joins the API's own path to it (extproc/providers/paths.ts).
+     */
     pathPrefix: z
       .string()
       .regex(/^\/[^?#]*$/, 'must start with / and carry no query')
@@ -252,6 +248,13 @@ export const Route = z
      * budgets are scoped by it), while the masking policy is merged per route.
      */
     governance: name.optional(),
+    /**
+     * Every request for the route is refused with this code (503) before anything else is done:
+     * the operator sets it when a policy that governs the route is invalid, so the route is
+     * neither served ungoverned nor given up to another route's prefix. It then carries no
+     * `policy` or `governance`.
+     */
+    refuse: z.enum(['policy_invalid']).optional(),
   })
   .strict();
 export type Route = z.infer<typeof Route>;

@@ -12,12 +12,15 @@ import {
   applyRequestPolicy,
   findingsOf,
   newPolicyState,
+  VAULT_DEGRADED,
   verdictsOf,
 } from '../masking/request-policy.js';
+import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
+import { canServe, unsupportedBackend } from '../providers/index.js';
 import { admit, finishGovernance, modelsVisible } from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
@@ -30,7 +33,6 @@ import type {
   PhaseHandler,
   ProtocolConfig,
 } from './phase.js';
-import { canServe, unsupportedBackend } from './refusal.js';
 import type { PolicyState, RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
@@ -174,6 +176,8 @@ export class RouterExchange implements PhaseHandler {
     }
     const route = cfg.routeForModel(model);
     if (!route) throw modelNotFound(model);
+    // Before identity, masking and budgets: the policy that would govern them is broken.
+    if (route.refuse) throw routeRefused(route.refuse);
     const stream = body.stream === true;
     const so = body.stream_options;
     const asked =
@@ -215,6 +219,7 @@ export class RouterExchange implements PhaseHandler {
         wallNow: (this.deps.wallNow ?? Date.now)(),
       });
       this.state.governance = g.state;
+      if (g.outputTokenCap !== undefined) this.state.outputTokenCap = g.outputTokenCap;
       removeHeaders.push(...g.strip);
     }
     // Refused here when no backend could take it: the upstream phase would refuse every attempt,
@@ -250,6 +255,7 @@ export class RouterExchange implements PhaseHandler {
         headers: this.requestHeaderMap,
         route: route.name,
         vault: this.deps.store.vault,
+        caller: this.state.governance?.caller,
       });
       this.state.policy = this.policy;
       if (r.body) replaced = r.body;
@@ -402,7 +408,9 @@ export class RouterExchange implements PhaseHandler {
               ? 'open'
               : this.policy.verdicts.has('fail_closed')
                 ? 'closed'
-                : undefined,
+                : this.policy.verdicts.has(VAULT_DEGRADED)
+                  ? 'degraded'
+                  : undefined,
           }
         : {}),
     });
@@ -413,8 +421,9 @@ function parseBody(raw: Buffer): Record<string, unknown> {
   if (!isUtf8(raw))
     throw new SluiceError('invalid_encoding', 'The request body is not valid UTF-8.');
   let parsed: unknown;
+  const text = raw.toString('utf8');
   try {
-    parsed = JSON.parse(raw.toString('utf8'));
+    parsed = JSON.parse(text);
   } catch {
     // The parser's own message quotes the body; it must not reach the caller or the logs.
     throw new SluiceError('invalid_json', 'The request body is not valid JSON.');
@@ -422,6 +431,10 @@ function parseBody(raw: Buffer): Record<string, unknown> {
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
     throw new SluiceError('invalid_request', 'The request body must be a JSON object.');
   }
+  // Forwarded bytes must mean what was checked: a parser that keeps the first of two keys would
+  // read another `messages` or `model` than the one masking and routing saw.
+  const dup = duplicateKey(text, parsed);
+  if (dup !== undefined) throw duplicateKeyError(dup);
   return parsed as Record<string, unknown>;
 }
 
@@ -444,6 +457,14 @@ function modelNotFound(model: string): SluiceError {
     {
       param: 'model',
     },
+  );
+}
+
+/** Says nothing of the policy (its name, fields or patterns are the operator's business). */
+function routeRefused(code: 'policy_invalid'): SluiceError {
+  return new SluiceError(
+    code,
+    'A policy that governs this model is invalid, so the gateway refuses its requests until an operator fixes it.',
   );
 }
 

@@ -23,22 +23,19 @@ import {
   type HeadersMessage,
   type PhaseHandler,
 } from './phase.js';
-import { unsupportedBackend } from './refusal.js';
+import {
+  backendApi,
+  CALLER_CREDENTIAL_HEADERS,
+  credentialHeaders,
+  translatorFor,
+  unsupportedBackend,
+} from '../providers/index.js';
 import type { RequestState, RequestStore } from './request-store.js';
 import { MODEL_HEADER } from './router.js';
-import { backendSchema, translatorFor } from './translate.js';
 import { errorVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
 /** Client credentials and gateway-internal headers never reach a provider. */
-const STRIP = [
-  'authorization',
-  'x-api-key',
-  'api-key',
-  'x-goog-api-key',
-  'proxy-authorization',
-  REQUEST_ID_HEADER,
-  MODEL_HEADER,
-];
+const STRIP = [...CALLER_CREDENTIAL_HEADERS, REQUEST_ID_HEADER, MODEL_HEADER];
 
 export interface UpstreamDeps {
   config: RuntimeConfig | undefined;
@@ -71,7 +68,7 @@ export class UpstreamExchange implements PhaseHandler {
           : cfg?.backendForCluster(cluster);
     if (!backend)
       throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
-    const translator = translatorFor(state.api, backendSchema(backend.provider));
+    const translator = translatorFor(state.api, backendApi(backend.provider));
     if (!translator) throw unsupportedBackend(state.api, [backend.provider]);
     const up = translator.request(state, backend);
     // This attempt goes out: an earlier attempt's refusal no longer describes the request.
@@ -82,19 +79,12 @@ export class UpstreamExchange implements PhaseHandler {
 
     const set: [string, string][] = [[':path', up.path]];
     // Uncompressed answers let the response side read usage and rewrite streams without recoding.
-    set.push(['accept-encoding', 'identity']);
-    if (backend.credential !== undefined) set.push(credentialHeader(backend, backend.credential));
-    if (backend.provider === 'anthropic' && !headers.has('anthropic-version')) {
-      set.push(['anthropic-version', backend.anthropic?.version ?? '2023-06-01']);
-    }
+    set.push(['accept-encoding', 'identity'], ...up.headers);
+    for (const d of up.defaultHeaders ?? []) if (!headers.has(d[0])) set.push(d);
+    set.push(...credentialHeaders(backend, up));
     const remove = STRIP.filter((h) => headers.has(h));
     if (up.body === undefined) return proceed({ setHeaders: set, removeHeaders: remove });
-    return proceed({
-      setHeaders: set,
-      removeHeaders: remove,
-      body: Buffer.from(JSON.stringify(up.body), 'utf8'),
-      replace: true,
-    });
+    return proceed({ setHeaders: set, removeHeaders: remove, body: up.body, replace: true });
   }
 
   requestBody(): Outcome {
@@ -125,15 +115,4 @@ export class UpstreamExchange implements PhaseHandler {
   }
 
   finish(_reason: EndReason): void {}
-}
-
-function credentialHeader(backend: ResolvedBackend, secret: string): [string, string] {
-  switch (backend.provider) {
-    case 'azure-openai':
-      return ['api-key', secret];
-    case 'anthropic':
-      return ['x-api-key', secret];
-    default:
-      return ['authorization', `Bearer ${secret}`];
-  }
 }

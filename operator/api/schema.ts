@@ -11,6 +11,7 @@
 import { z } from 'zod';
 import { BUILTIN_TYPES } from '../../extproc/masking/detect/types.js';
 import type { MaskAction as ContractMaskAction } from '../../extproc/config/contract.js';
+import { PROVIDERS } from '../../extproc/providers/provider.js';
 import type {
   AccessPolicy as ContractAccess,
   LimitsPolicy as ContractLimits,
@@ -230,14 +231,7 @@ export const EndpointSchema = withRules(
   CEL_RULES.endpointOneOf,
 );
 
-export const ProviderSchema = z.enum([
-  'openai',
-  'azure-openai',
-  'anthropic',
-  'openai-compatible',
-  'aws-bedrock',
-  'gcp-vertex',
-]);
+export const ProviderSchema = z.enum(PROVIDERS);
 
 export const BackendSchema = withRules(
   z.strictObject({

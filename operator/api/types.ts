@@ -4,6 +4,8 @@
  * (cluster informers or YAML files) and the pure translation. No Kubernetes client types here.
  */
 
+import type { Provider } from '../../extproc/providers/provider.js';
+
 export const GROUP = 'sluice.dev';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
@@ -19,8 +21,8 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
 }
 
-export type Provider =
-  'openai' | 'azure-openai' | 'anthropic' | 'openai-compatible' | 'aws-bedrock' | 'gcp-vertex';
+/** Declared once, beside the translators that serve each (extproc/providers). */
+export type { Provider };
 
 /** A model name the route serves: exact names are listed in /v1/models, prefixes are not. */
 export type ModelMatch = { exact: string; prefix?: never } | { prefix: string; exact?: never };

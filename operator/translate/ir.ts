@@ -25,7 +25,8 @@ export type RouteReason =
   | 'SecretNotFound'
   | 'SecretKeyNotFound'
   | 'ModelConflict'
-  | 'PolicyNotReady';
+  | 'PolicyNotReady'
+  | 'PolicyInvalid';
 
 export type EndpointsReason = 'EndpointsReady' | 'ServiceNotFound' | 'NoReadyEndpoints';
 
@@ -53,7 +54,7 @@ export interface ExternalTarget {
   port: number;
   /** The Host header the provider expects: the host, with the port when it is not 443. */
   authority: string;
-  /** The URL's path below the host, without a trailing slash; absent for "/". */
+  /** The URL's path below the host as written (the provider joins its API path to it), without a trailing slash; absent for "/". */
   pathPrefix?: string;
 }
 
@@ -154,6 +155,12 @@ export interface IRRoute {
    * when no AIPolicy with a governance section (consumers, access, limits, pricing) applies.
    */
   governance?: string;
+  /**
+   * Set when an invalid AIPolicy targets the route: Envoy keeps routing its models here (so no
+   * other route takes them) and the extproc refuses every request with 503 `policy_invalid`.
+   * Such a route has no policy and no governance.
+   */
+  refused?: 'policy_invalid';
 }
 
 /**

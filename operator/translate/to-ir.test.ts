@@ -128,7 +128,7 @@ void describe('toIR: route validation', () => {
     });
   }
 
-  void it('reads a credential, trimmed, and strips an SDK-style /v1 from the URL', () => {
+  void it('reads a credential, trimmed, and passes the URL path through as written', () => {
     const ir = toIR(
       bundle({
         routes: [
@@ -153,6 +153,8 @@ void describe('toIR: route validation', () => {
       host: 'api.openai.com',
       port: 443,
       authority: 'api.openai.com',
+      // The provider joins its API path to it (extproc/providers/paths.ts); only the slash goes.
+      pathPrefix: '/v1',
     });
   });
 
@@ -383,5 +385,101 @@ void describe('toIR: data-protection sections', () => {
     assert.equal(p.name, 'ns/m:ns/g');
     assert.equal(p.mode, 'enforce');
     assert.equal(p.failureMode, 'closed');
+  });
+});
+
+void describe('toIR: an invalid policy fails closed on the routes it targets', () => {
+  const other = (name: string): AIRoute => {
+    const r = route(name);
+    return { ...r, metadata: { ...r.metadata, namespace: 'elsewhere' } };
+  };
+  const guard = { masking: { detectors: ['EMAIL' as const] } };
+
+  void it('refuses the targets of a policy the extproc cannot compile, not serving them under the rest', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r'), route('s')],
+        policies: [
+          policy('broken', {
+            targetRefs: [{ name: 'r' }],
+            masking: { customPatterns: [{ type: 'ZIP', pattern: '(?=\\d{5})\\d+' }] },
+          }),
+          policy('fine', { selector: {}, ...guard }),
+        ],
+      }),
+    );
+    const p = accepted(ir.statuses, 'broken');
+    assert.equal(p.reason, 'InvalidPolicy');
+    assert.match(p.message, /spec\.masking\.customPatterns: .*lookaround/);
+    assert.match(p.message, /Requests to ns\/r are refused \(503 policy_invalid\)/);
+    const r = accepted(ir.statuses, 'r');
+    assert.deepEqual([r.status, r.reason], ['False', 'PolicyInvalid']);
+    assert.match(r.message, /policy ns\/broken is invalid/);
+    const refused = ir.routes.find((x) => x.key === 'ns/r')!;
+    assert.equal(refused.refused, 'policy_invalid');
+    assert.equal(refused.policy, undefined);
+    assert.equal(refused.governance, undefined);
+    assert.deepEqual(refused.models, [{ exact: 'r-model' }], 'its models stay claimed');
+    // The route the broken policy does not target is served under the valid one.
+    const s = ir.routes.find((x) => x.key === 'ns/s')!;
+    assert.equal(s.refused, undefined);
+    assert.equal(s.policy?.name, 'ns/fine');
+  });
+
+  void it('refuses the readable targets of a policy that fails the schema', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r'), route('s')],
+        policies: [
+          // A kube source hands translation what the apiserver stored; a YAML file anything.
+          policy('typo', {
+            targetRefs: [{ name: 's' }],
+            masking: { detectors: ['EMIAL'] },
+          } as unknown as AIPolicy['spec']),
+        ],
+      }),
+    );
+    assert.equal(accepted(ir.statuses, 'typo').reason, 'Invalid');
+    assert.equal(ir.routes.find((x) => x.key === 'ns/s')!.refused, 'policy_invalid');
+    assert.equal(ir.routes.find((x) => x.key === 'ns/r')!.refused, undefined);
+  });
+
+  void it('takes every route of its namespace as a target when the targets cannot be read', () => {
+    const specs: unknown[] = [
+      { targetRef: { name: 'r' }, ...guard }, // a typo: neither targetRefs nor selector
+      { targetRefs: 'r', ...guard },
+      { targetRefs: [{ name: 7 }], ...guard },
+      { selector: { matchLabels: { team: 1 } }, ...guard },
+      { selector: 'team=a', ...guard },
+    ];
+    for (const spec of specs) {
+      const ir = toIR(
+        bundle({
+          routes: [route('r'), route('s'), other('t')],
+          policies: [policy('unreadable', spec as AIPolicy['spec'])],
+        }),
+      );
+      assert.equal(accepted(ir.statuses, 'unreadable').reason, 'Invalid', JSON.stringify(spec));
+      const refused = ir.routes.filter((x) => x.refused).map((x) => x.key);
+      assert.deepEqual(refused, ['ns/r', 'ns/s'], JSON.stringify(spec));
+      assert.equal(ir.routes.find((x) => x.key === 'elsewhere/t')!.refused, undefined);
+    }
+  });
+
+  void it('serves the route again, governed, once the policy is fixed', () => {
+    const ir = toIR(
+      bundle({
+        routes: [route('r')],
+        policies: [
+          policy('broken', {
+            targetRefs: [{ name: 'r' }],
+            masking: { customPatterns: [{ type: 'ZIP', pattern: '\\d{5}' }] },
+          }),
+        ],
+      }),
+    );
+    assert.equal(accepted(ir.statuses, 'r').status, 'True');
+    assert.equal(ir.routes[0]!.refused, undefined);
+    assert.equal(ir.routes[0]!.policy?.name, 'ns/broken');
   });
 });

@@ -12,9 +12,17 @@
  *   condition, and is not Accepted if it is left with no model at all.
  * - Policy sections: for each route and section, the attached policy with the highest priority
  *   wins, then the oldest, then the lowest namespace/name; losers get Conflicted.
- * - A policy whose masking or promptGuard section the extproc would refuse (a pattern RE2 cannot
- *   compile, a template using an undeclared variable) is InvalidPolicy and, like any invalid
- *   policy, is not attached: other policies of the route are unaffected.
+ * - A policy that is invalid (Invalid: its spec fails the schema; InvalidPolicy: a section the
+ *   extproc would refuse, e.g. a pattern RE2 cannot compile, a template using an undeclared
+ *   variable, a JWKS or price it cannot read) is not attached, and every route it targets is
+ *   refused: Accepted=False PolicyInvalid, kept in Envoy and the extproc with `refuse:
+ *   policy_invalid`, so each request for its models gets 503 `policy_invalid` in the caller's
+ *   format until the policy is fixed. Fail closed, never open: serving the route as if the
+ *   policy did not exist would drop the key check, masking or budget it asked for. Refused
+ *   rather than withheld, because a withheld route's models would fall to another route's
+ *   prefix (and its policies), and callers would read a 404 as "no such model". The targets of a
+ *   spec too broken to read (targetRefs or selector malformed, or neither set) are every route
+ *   of the policy's namespace, the only routes a policy can target.
  * - A policy whose masking hash key Secret does not resolve is Accepted=False (SecretNotFound,
  *   SecretKeyNotFound) but keeps its place in precedence, and every route where it wins the
  *   masking section is withheld: Accepted=False PolicyNotReady, absent from Envoy and the
@@ -93,7 +101,6 @@ const RETRY_ORDER: readonly RetryOn[] = [
 /** Providers with an Azure/AWS/GCP block that must be present exactly when the provider is. */
 const PROVIDER_BLOCK = { azure: 'azure-openai', aws: 'aws-bedrock', gcp: 'gcp-vertex' } as const;
 const KEYED_PROVIDERS = new Set(['openai', 'azure-openai', 'anthropic']);
-const V1_SUFFIXED = new Set(['openai', 'openai-compatible', 'anthropic']);
 
 /** Why a route is not Accepted; thrown out of the route's own translation only. */
 class Rejection extends Error {
@@ -205,7 +212,22 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
   const consumerNames = new Set(consumers.map((c) => c.name));
   const policyResult = attachPolicies(policies, routes, accepted, secrets, consumerNames);
   const served: { draft: RouteDraft; hashKey?: HashKey }[] = [];
+  const refused: RouteDraft[] = [];
   for (const d of accepted) {
+    const invalidPolicies = policyResult.refusedBy.get(d.key);
+    if (invalidPolicies) {
+      const msg =
+        `${invalidPolicies.length === 1 ? 'policy' : 'policies'} ${invalidPolicies.join(', ')} ` +
+        `${invalidPolicies.length === 1 ? 'is' : 'are'} invalid (see ${invalidPolicies.length === 1 ? 'its' : 'their'} status): ` +
+        'requests for this route are refused (503 policy_invalid) until fixed';
+      const kept = (routeConditions.get(d.key) ?? []).filter((c) => c.type !== 'Accepted');
+      routeConditions.set(d.key, [
+        condition('Accepted', 'False', 'PolicyInvalid', msg, d.route.metadata.generation),
+        ...kept,
+      ]);
+      refused.push(d);
+      continue;
+    }
     const sections = policyResult.merged.get(d.key);
     const notReady: string[] = [];
     const masking = sections?.masking;
@@ -268,6 +290,19 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
       }
       return r;
     })
+    .concat(
+      refused.map((d): IRRoute => ({
+        key: d.key,
+        namespace: d.route.metadata.namespace,
+        name: d.route.metadata.name,
+        created: unixSeconds(d.route.metadata.creationTimestamp),
+        models: d.models,
+        backends: d.backends,
+        rules: d.rules,
+        policies: {},
+        refused: 'policy_invalid',
+      })),
+    )
     .sort((a, b) => cmp(a.key, b.key));
   const ir: IR = { routes: irRoutes, statuses };
   if (consumers.length > 0 || governance.size > 0) {
@@ -484,10 +519,9 @@ function resolveTarget(
   }
   const host = parsed.hostname.startsWith('[') ? parsed.hostname.slice(1, -1) : parsed.hostname;
   const port = parsed.port === '' ? 443 : Number(parsed.port);
-  let path = parsed.pathname.replace(/\/+$/, '');
-  // The extproc appends the API's own "/v1/..." path, while SDK base URLs conventionally end in
-  // /v1 (https://api.openai.com/v1); without this the request would go to /v1/v1/....
-  if (V1_SUFFIXED.has(b.provider) && path.endsWith('/v1')) path = path.slice(0, -3);
+  // Passed through as written: the backend's provider joins its API's path to it
+  // (extproc/providers/paths.ts).
+  const path = parsed.pathname.replace(/\/+$/, '');
   const target: ExternalTarget = {
     kind: 'external',
     host,
@@ -599,6 +633,8 @@ interface PolicyResult {
   hashKeys: Map<string, ReturnType<typeof resolveHashKey>>;
   /** By policy key: why its consumers section names consumers that do not exist. */
   unknownConsumers: Map<string, string>;
+  /** By route key: the invalid policies that target the route, which is then refused. */
+  refusedBy: Map<string, string[]>;
 }
 
 function attachPolicies(
@@ -611,6 +647,7 @@ function attachPolicies(
   const hashKeys: PolicyResult['hashKeys'] = new Map();
   const missingConsumers: PolicyResult['unknownConsumers'] = new Map();
   const conditions = new Map<string, ConditionResult[]>();
+  const refusedBy: PolicyResult['refusedBy'] = new Map();
   const acceptedKeys = new Set(accepted.map((d) => d.key));
   const attached = new Map<string, AIPolicy[]>();
   const valid: AIPolicy[] = [];
@@ -634,23 +671,26 @@ function attachPolicies(
     } else if (!p.spec.targetRefs && !p.spec.selector) {
       invalid = 'spec: at least one of targetRefs and selector must be set';
     }
-    if (invalid !== undefined) {
-      conditions.set(key, [condition('Accepted', 'False', 'Invalid', invalid, gen)]);
-      continue;
-    }
-    const unusable = checkSections(p.spec);
-    if (unusable !== undefined) {
-      conditions.set(key, [condition('Accepted', 'False', 'InvalidPolicy', unusable, gen)]);
-      continue;
-    }
     const ns = p.metadata.namespace;
+    const targets = policyTargets(p.spec, byNamespace.get(ns) ?? []);
+    const targetKeys = targets.map((r) => routeKey(ns, r.metadata.name)).sort(cmp);
+    const reason = invalid !== undefined ? 'Invalid' : 'InvalidPolicy';
+    invalid ??= checkSections(p.spec);
+    if (invalid !== undefined) {
+      const refusing = targetKeys.filter((t) => acceptedKeys.has(t));
+      for (const t of refusing) {
+        const list = refusedBy.get(t) ?? [];
+        list.push(key);
+        refusedBy.set(t, list);
+      }
+      const msg =
+        refusing.length > 0
+          ? `${invalid}. Requests to ${refusing.join(', ')} are refused (503 policy_invalid) until this policy is fixed.`
+          : invalid;
+      conditions.set(key, [condition('Accepted', 'False', reason, msg, gen)]);
+      continue;
+    }
     const names = new Set((p.spec.targetRefs ?? []).map((t) => t.name));
-    const labels = p.spec.selector?.matchLabels;
-    const targets = (byNamespace.get(ns) ?? []).filter((r) => {
-      if (names.has(r.metadata.name)) return true;
-      if (!p.spec.selector) return false;
-      return Object.entries(labels ?? {}).every(([k, v]) => r.metadata.labels?.[k] === v);
-    });
     const found = new Set(targets.map((r) => r.metadata.name));
     const missing = [...names].filter((n) => !found.has(n)).sort(cmp);
     if (targets.length === 0) {
@@ -662,7 +702,6 @@ function attachPolicies(
       continue;
     }
     valid.push(p);
-    const targetKeys = targets.map((r) => routeKey(ns, r.metadata.name)).sort(cmp);
     const ref = p.spec.masking?.hashKeySecretRef;
     const hashKey = ref ? resolveHashKey(ns, ref, secrets) : undefined;
     if (hashKey) hashKeys.set(key, hashKey);
@@ -740,7 +779,42 @@ function attachPolicies(
         ),
       );
   }
-  return { merged, conditions, hashKeys, unknownConsumers: missingConsumers };
+  return { merged, conditions, hashKeys, unknownConsumers: missingConsumers, refusedBy };
+}
+
+/**
+ * The routes of `routes` (the policy's namespace) that a policy spec targets: by targetRefs name
+ * or by selector labels. Read leniently, since invalid policies keep their targets too: when the
+ * targeting fields cannot be read (malformed, or neither set) the targets are unknown, and every
+ * route of the namespace is taken as a target.
+ */
+function policyTargets(spec: unknown, routes: readonly AIRoute[]): AIRoute[] {
+  const s = (typeof spec === 'object' && spec !== null ? spec : {}) as Record<string, unknown>;
+  const isMap = (v: unknown): v is Record<string, unknown> =>
+    typeof v === 'object' && v !== null && !Array.isArray(v);
+  let names: Set<string> | undefined;
+  if (s.targetRefs !== undefined) {
+    if (!Array.isArray(s.targetRefs)) return [...routes];
+    names = new Set();
+    for (const t of s.targetRefs as unknown[]) {
+      const name = isMap(t) ? t.name : undefined;
+      if (typeof name !== 'string') return [...routes];
+      names.add(name);
+    }
+  }
+  let labels: [string, unknown][] | undefined;
+  if (s.selector !== undefined) {
+    if (!isMap(s.selector)) return [...routes];
+    const m = s.selector.matchLabels ?? {};
+    if (!isMap(m) || Object.values(m).some((v) => typeof v !== 'string')) return [...routes];
+    labels = Object.entries(m);
+  }
+  if (names === undefined && labels === undefined) return [...routes];
+  return routes.filter(
+    (r) =>
+      names?.has(r.metadata.name) === true ||
+      (labels !== undefined && labels.every(([k, v]) => r.metadata.labels?.[k] === v)),
+  );
 }
 
 function comparePrecedence(a: AIPolicy, b: AIPolicy): number {

@@ -1,0 +1,48 @@
+/**
+ * The providers seam: which translator serves a (caller API × backend API) pair, and the refusal
+ * when none does. Everything provider-specific lives in this folder.
+ */
+import type { ApiFormat } from '../api/endpoints.js';
+import { SluiceError } from '../errors.js';
+import { anthropicToAnthropic } from './anthropic-to-anthropic.js';
+import { openaiToOpenai } from './openai-to-openai.js';
+import { backendApi, type BackendApi, type Provider } from './provider.js';
+import type { Translator } from './translator.js';
+
+export { backendApi, type BackendApi, type Provider } from './provider.js';
+export type {
+  ExchangeRequest,
+  ResponseStart,
+  ResponseTranslator,
+  Translator,
+  UpstreamRequest,
+} from './translator.js';
+export { credentialHeaders, CALLER_CREDENTIAL_HEADERS } from './auth.js';
+
+const TRANSLATORS: readonly Translator[] = [openaiToOpenai, anthropicToAnthropic];
+
+export function translatorFor(api: ApiFormat, backend: BackendApi): Translator | undefined {
+  return TRANSLATORS.find((t) => t.from === api && t.to === backend);
+}
+
+/**
+ * Whether a backend can take a caller's request at all: the same question for the router phase
+ * (before routing, for every backend of the route) and the upstream phase (for the one Envoy
+ * picked), so both refuse with the same words.
+ */
+export function canServe(api: ApiFormat, provider: Provider): boolean {
+  return translatorFor(api, backendApi(provider)) !== undefined;
+}
+
+/** `providers`: the backends' providers, each named once, in the route's order. */
+export function unsupportedBackend(api: ApiFormat, providers: readonly Provider[]): SluiceError {
+  const names = [...new Set(providers)];
+  const kind =
+    names.length === 1
+      ? `${/^[aeiou]/.test(names[0]!) ? 'an' : 'a'} ${names[0]} backend`
+      : `${names.join(' or ')} backends`;
+  return new SluiceError(
+    'unsupported_backend',
+    `This gateway cannot yet send ${api === 'anthropic' ? 'Anthropic' : 'OpenAI'}-format requests to ${kind}.`,
+  );
+}
