@@ -22,7 +22,7 @@ import type { TokenUsage } from '../usage/extract.js';
 export interface GovernanceState {
   compiled: CompiledGovernance;
   caller: Caller | undefined;
-  /** undefined: nothing reserved (no limits, shadow refusal of identity, or failed open). */
+  /** undefined: no limits apply. A fail-open admission has one too: it is settled all the same. */
   reservation: Reservation | undefined;
   /** One per request; the upstream phase begins an attempt each time Envoy tries a backend. */
   ledger: AttemptLedger;
@@ -58,6 +58,12 @@ export interface Admitted {
   state: GovernanceState;
   /** Request headers that carried identity: they go no further than the gateway. */
   strip: string[];
+  /**
+   * Output tokens per choice the backend may generate: what the reservation assumed. Set whenever
+   * a budget applies and the policy enforces (also when its store failed open: the cap bounds
+   * spend by itself); undefined otherwise, and in shadow mode, which must not change traffic.
+   */
+  outputTokenCap?: number;
 }
 
 /**
@@ -98,9 +104,10 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
 
   const inputTokens = estimateRequestInputTokens(input.operation, input.body);
   state.inputEstimate = inputTokens;
+  const out = outputReservation(input.operation, input.body, limits.limits.defaultMaxTokens);
   const est = estimateCost(compiled.prices.lookup(input.model), {
     inputTokens,
-    maxOutputTokens: outputCap(input.operation, input.body, limits.limits.defaultMaxTokens),
+    maxOutputTokens: out.perChoice * out.choices,
   });
   const r = await input.budget.reserve(
     limits,
@@ -112,17 +119,22 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
     throw refusalError(r.refusal);
   }
   state.headers = r.headers;
+  // The provider is held to what was reserved (providers/output-cap.ts applies it per attempt).
+  // 0 (defaultMaxTokens: 0 and no cap asked) reserves no output and cannot be a provider's cap.
+  const outputTokenCap = !shadow && out.perChoice > 0 ? out.perChoice : undefined;
+  const admitted = { state, strip, ...(outputTokenCap === undefined ? {} : { outputTokenCap }) };
+  // A fail-open admission is settled like a reservation: charged once the store is back.
+  state.reservation = r.reservation;
   if (r.failOpen) {
     verdicts.add('fail_open');
-    return { state, strip };
+    return admitted;
   }
-  state.reservation = r.reservation;
   verdicts.add('reserved');
   if (r.wouldRefuse) {
     const spend = r.wouldRefuse.metric === 'spendDay' || r.wouldRefuse.metric === 'spendMonth';
     verdicts.add(spend ? 'would_budget_exceeded' : 'would_rate_limit_exceeded');
   }
-  return { state, strip };
+  return admitted;
 }
 
 /**
@@ -170,18 +182,26 @@ export function modelsVisible(
 }
 
 /**
- * Output tokens the request may generate: its own cap (or the policy default) per choice.
+ * Output tokens the request may generate: its own cap (or the policy default) per choice, times
+ * the choices the provider generates and bills: chat's `n`, and for legacy completions
+ * `best_of`, whose candidates are all generated (and billed) although only `n` are returned.
  * Embeddings generate none.
  */
-function outputCap(op: Operation, body: Record<string, unknown>, defaultMax: number): number {
-  if (op === 'embeddings') return 0;
-  const cap = maxOutputTokens(op, body) ?? defaultMax;
-  const n = body.n;
-  const choices =
-    (op === 'chat' || op === 'completions') && typeof n === 'number' && Number.isFinite(n) && n > 1
-      ? Math.floor(n)
-      : 1;
-  return cap * choices;
+function outputReservation(
+  op: Operation,
+  body: Record<string, unknown>,
+  defaultMax: number,
+): { perChoice: number; choices: number } {
+  if (op === 'embeddings') return { perChoice: 0, choices: 1 };
+  const perChoice = maxOutputTokens(op, body) ?? defaultMax;
+  let choices = 1;
+  if (op === 'chat' || op === 'completions') choices = Math.max(choices, count(body.n));
+  if (op === 'completions') choices = Math.max(choices, count(body.best_of));
+  return { perChoice, choices };
+}
+
+function count(v: unknown): number {
+  return typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : 1;
 }
 
 /** Every identity header the policy reads that the request carries, valid or not. */

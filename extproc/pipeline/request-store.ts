@@ -31,6 +31,11 @@ export interface RequestState {
   /** The route's governance decisions: caller, reservation, per-attempt ledger. */
   governance?: GovernanceState;
   /**
+   * Output tokens per choice the backend may generate (governance's reservation assumed no more);
+   * each upstream attempt writes it into the backend's own field (providers/output-cap.ts).
+   */
+  outputTokenCap?: number;
+  /**
    * Why the upstream phase refused the latest attempt; an attempt that goes out clears it, so a
    * retry that succeeds is never answered with an earlier attempt's refusal. The router phase's
    * response path prefers it to the generic error for the data plane's own reply that follows.
