@@ -11,6 +11,7 @@ import { FileConfigSource } from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
 import { Budget } from './governance/budget.js';
+import { journalMetrics } from './governance/settlement-journal.js';
 import { loadVaultKey } from './masking/vault-key.js';
 import { RedisVault, vaultFailureMetric } from './masking/vault-redis.js';
 import { MemoryVault, type Vault } from './masking/vault.js';
@@ -153,12 +154,15 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     'vault ready',
   );
   const store = new RequestStore(opts.now, undefined, vault);
+  const settlementLost = journalMetrics(opts.registry, () => budget.journal);
   const budget = new Budget({
     store: stateStore,
     clock: wallClock,
     onFailOpen: (policy) => telemetry.governanceFailOpen(policy),
-    onSettlementLost: (count) =>
-      log.warn({ event: 'settlement_lost', count }, 'budget settlements dropped'),
+    onSettlementLost: (count, reason) => {
+      settlementLost(count, reason);
+      log.warn({ event: 'settlement_lost', count, reason }, 'budget settlements dropped');
+    },
   });
   const settlements = new Set<Promise<unknown>>();
   const settling = (p: Promise<unknown>): void => {
@@ -257,7 +261,14 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
         store.close();
         await settled();
         // One last try for settlements queued while the store was away.
+        budget.close();
         await budget.flush().catch(() => 0);
+        if (budget.journal.size > 0) {
+          log.warn(
+            { event: 'settlement_lost', count: budget.journal.size, reason: 'shutdown' },
+            'budget settlements not delivered before shutdown',
+          );
+        }
         if (!opts.stateStore) await stateStore.close();
         await admin?.close();
         log.info({ event: 'stopped' }, 'extproc stopped');

@@ -90,22 +90,6 @@ describe('Budget', () => {
     assert.equal(b.pendingSettlements, 0);
     assert.deepEqual(await store.levels(p.name, ['t||tokens|' + String(T0)], c.now), [10]);
   });
-
-  it('gives up queued settlements older than the reservation TTL', async () => {
-    const store = flaky();
-    const c = clock();
-    let lost = 0;
-    const b = new Budget({ store, clock: c.fn, onSettlementLost: (n) => (lost += n) });
-    const p = policy([{ name: 't', tokensPerMinute: 1000, per: [] }]);
-    const r = await b.reserve(p, KEYS, { tokens: 100, costUsd: 0 });
-    assert.ok(r.ok && r.reservation);
-    store.down = true;
-    await b.release(r.reservation);
-    store.down = false;
-    c.tick(61_000);
-    assert.equal(await b.flush(), 0);
-    assert.equal(lost, 1);
-  });
 });
 
 describe('AttemptLedger', () => {

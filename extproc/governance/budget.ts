@@ -24,6 +24,7 @@ import {
 import type { TokenUsage } from '../usage/extract.js';
 import { refusal, type Refusal } from './refusal.js';
 import { microsToUsd, usdToMicros } from './pricing.js';
+import { SettlementJournal, type LossReason } from './settlement-journal.js';
 import type { GovernancePolicy, Limit, LimitDimension, LimitsPolicy } from './schema.js';
 
 export type Metric = 'requests' | 'tokens' | 'concurrent' | 'spendDay' | 'spendMonth';
@@ -94,13 +95,17 @@ export type ReserveResult =
       /** Shadow mode: the limit that would have refused this request. */
       wouldRefuse?: LimitHit;
     }
-  | { ok: true; failOpen: true; reservation: undefined; headers: Record<string, string> }
+  /**
+   * Admitted while the store is away: the reservation was not (knowingly) made, but it is settled
+   * like one, by id, when the store is back (see settlement-journal.ts).
+   */
+  | { ok: true; failOpen: true; reservation: Reservation; headers: Record<string, string> }
   | ({ ok: false; refusal: Refusal } & Partial<LimitHit>);
 
 export type SettleResult =
   | { status: 'settled'; expired: boolean }
   | { status: 'duplicate' }
-  /** The store is away: queued and retried by flush(); the reservation's TTL bounds the harm. */
+  /** The store is away: journalled and retried until it answers (see settlement-journal.ts). */
   | { status: 'queued' };
 
 export interface BudgetPolicy {
@@ -117,9 +122,12 @@ export interface BudgetOptions {
   newId?: () => string;
   /** Called for every request admitted because the store was away and the policy fails open. */
   onFailOpen?: (policy: string) => void;
-  /** Called when a queued settlement is given up (too old or queue full). */
-  onSettlementLost?: (count: number) => void;
-  maxBacklog?: number;
+  /** Called when a journalled settlement is given up (see LossReason). */
+  onSettlementLost?: (count: number, reason: LossReason) => void;
+  /** Most settlements and fail-open requests held while the store is away (default 10,000). */
+  journalCapacity?: number;
+  /** How often a non-empty journal is retried (default 1000 ms); 0: only on flush(). */
+  retryIntervalMs?: number;
 }
 
 const MINUTE_MS = 60_000;
@@ -127,20 +135,14 @@ const DAY_MS = 86_400_000;
 const DAY_USAGE_RETENTION_MS = 62 * DAY_MS;
 const MONTH_USAGE_RETENTION_MS = 400 * DAY_MS;
 
-interface Backlogged {
-  reservation: Reservation;
-  actual: Actual | undefined;
-  queuedAtMs: number;
-}
-
 export class Budget {
   private readonly store: StateStore;
   private readonly clock: () => number;
   private readonly newId: () => string;
   private readonly onFailOpen: ((policy: string) => void) | undefined;
-  private readonly onSettlementLost: ((count: number) => void) | undefined;
-  private readonly maxBacklog: number;
-  private readonly backlog: Backlogged[] = [];
+  readonly journal: SettlementJournal;
+  private readonly retryIntervalMs: number;
+  private retryTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<number> | undefined;
 
   constructor(opts: BudgetOptions) {
@@ -148,12 +150,13 @@ export class Budget {
     this.clock = opts.clock ?? Date.now;
     this.newId = opts.newId ?? randomUUID;
     this.onFailOpen = opts.onFailOpen;
-    this.onSettlementLost = opts.onSettlementLost;
-    this.maxBacklog = opts.maxBacklog ?? 10_000;
+    this.journal = new SettlementJournal(opts.journalCapacity ?? 10_000, opts.onSettlementLost);
+    this.retryIntervalMs = opts.retryIntervalMs ?? 1000;
   }
 
+  /** Settlements waiting for the store. */
   get pendingSettlements(): number {
-    return this.backlog.length;
+    return this.journal.queued;
   }
 
   async reserve(policy: BudgetPolicy, keys: RequestKeys, estimate: Amount): Promise<ReserveResult> {
@@ -163,6 +166,8 @@ export class Budget {
     const id = this.newId();
     const shadow = policy.mode === 'shadow';
     let reply;
+    /** The store was away and the policy's limits were held against the journal's levels. */
+    let local = false;
     try {
       reply = await this.store.reserve({
         scope: policy.name,
@@ -174,18 +179,50 @@ export class Budget {
       });
     } catch (err) {
       if (!(err instanceof StoreUnavailable)) throw err;
-      if (policy.failureMode === 'open') {
-        this.onFailOpen?.(policy.name);
-        return { ok: true, failOpen: true, reservation: undefined, headers: {} };
-      }
-      return {
-        ok: false,
-        refusal: refusal('state_unavailable', 'Usage limits cannot be checked right now.', {
-          headers: { 'retry-after': '1' },
-        }),
+      // A policy that fails open still holds each limit against what this replica admitted
+      // since the store went away (the journal's levels): it overshoots by at most one limit.
+      const reservation: Reservation = {
+        id,
+        scope: policy.name,
+        createdAtMs: now,
+        ttlMs,
+        keys: { ...keys },
+        estimate: { ...estimate },
+        charges,
+        levels: [],
       };
+      const levels = this.journal.levels(
+        policy.name,
+        charges.map((c) => c.key),
+      );
+      const over = charges.findIndex((c, i) => levels[i]! + c.amount > c.limit);
+      if (
+        policy.failureMode === 'open' &&
+        (over < 0 || shadow) &&
+        this.journal.admit(reservation)
+      ) {
+        // Settled by id like any reservation, so a reserve that did reach the store is replaced.
+        this.onFailOpen?.(policy.name);
+        this.schedule();
+        return { ok: true, failOpen: true, reservation, headers: {} };
+      }
+      // Refused: if the reserve may still run (a stalled store runs it when it resumes), release
+      // it. The release queues behind it on the same connection; if the store runs it first (a
+      // reconnect, a Cluster failover), its "settled" marker makes the late reserve a no-op.
+      if (err.maybeApplied) this.settle(reservation, undefined).catch(() => undefined);
+      if (policy.failureMode === 'open' && over >= 0 && !this.journal.full) {
+        reply = { admitted: false, over, levels };
+        local = true;
+      } else {
+        return {
+          ok: false,
+          refusal: refusal('state_unavailable', 'Usage limits cannot be checked right now.', {
+            headers: { 'retry-after': '1' },
+          }),
+        };
+      }
     }
-    this.kick();
+    if (!local) this.kick();
     const hit = reply.over >= 0 ? limitHit(charges, reply.levels, reply.over, now) : undefined;
     if (!reply.admitted) {
       const h = hit!;
@@ -240,13 +277,29 @@ export class Budget {
     reservation: Reservation,
     actual: Actual | undefined,
   ): Promise<SettleResult> {
+    const failOpen = this.journal.isFailOpen(reservation.id);
     try {
       const result = await this.apply(reservation, actual);
+      this.journal.done(reservation.id);
       this.kick();
       return result;
     } catch (err) {
-      if (!(err instanceof StoreUnavailable)) throw err;
-      this.enqueue({ reservation, actual, queuedAtMs: this.clock() });
+      if (!(err instanceof StoreUnavailable)) {
+        this.journal.drop(reservation.id, 'refused');
+        throw err;
+      }
+      const now = this.clock();
+      this.journal.add(
+        {
+          reservation,
+          actual,
+          failOpen,
+          queuedAtMs: now,
+          ambiguousSinceMs: err.maybeApplied ? now : undefined,
+        },
+        reservation.charges.map((c) => actualFor(c, actual)),
+      );
+      this.schedule();
       return { status: 'queued' };
     }
   }
@@ -258,25 +311,38 @@ export class Budget {
       : { status: 'duplicate' };
   }
 
-  private enqueue(item: Backlogged): void {
-    if (this.backlog.length >= this.maxBacklog) {
-      this.backlog.shift();
-      this.onSettlementLost?.(1);
-    }
-    this.backlog.push(item);
-  }
-
-  /** Retries queued settlements in the background after the store answered again. */
+  /** Delivers the journal in the background once the store has answered again. */
   private kick(): void {
-    if (this.backlog.length === 0 || this.flushing) return;
+    if (this.journal.queued === 0 || this.flushing) return;
     this.flush().catch(() => undefined);
   }
 
+  /** Retries the journal every retryIntervalMs while it holds settlements (or fail-open requests). */
+  private schedule(): void {
+    if (this.retryTimer || this.retryIntervalMs <= 0) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.flush()
+        .catch(() => 0)
+        .then(() => {
+          if (this.journal.size > 0) this.schedule();
+        });
+    }, this.retryIntervalMs);
+    this.retryTimer.unref();
+  }
+
+  /** Stops the retry timer (the journal keeps its entries; flush() still delivers them). */
+  close(): void {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+  }
+
   /**
-   * Retries queued settlements; returns how many went through. Settling is idempotent by
-   * reservation id, so one that did reach the store before its answer was lost is not counted
-   * twice. Entries older than their reservation's TTL are dropped: the store's "settled" marker
-   * (kept for twice the TTL) may be gone by then, and the reservation has expired anyway.
+   * Delivers journalled settlements, oldest first, until the store is away again; returns how
+   * many went through. Settling is idempotent by reservation id, so one whose earlier attempt
+   * did reach the store (its answer lost) is not counted twice, as long as the store still
+   * remembers that id (2 × the reservation TTL from when it applied it): an entry whose first
+   * possibly-applied attempt is older than that is given up rather than risk counting twice.
    */
   flush(): Promise<number> {
     this.flushing ??= this.drain().finally(() => {
@@ -287,21 +353,27 @@ export class Budget {
 
   private async drain(): Promise<number> {
     let done = 0;
-    while (this.backlog.length > 0) {
-      const item = this.backlog[0]!;
-      if (this.clock() - item.queuedAtMs > item.reservation.ttlMs) {
-        this.backlog.shift();
-        this.onSettlementLost?.(1);
+    for (const e of this.journal.pending()) {
+      const id = e.reservation.id;
+      const now = this.clock();
+      if (
+        e.ambiguousSinceMs !== undefined &&
+        now - e.ambiguousSinceMs >= markerTtlMs(e.reservation)
+      ) {
+        this.journal.drop(id, 'ambiguous');
         continue;
       }
       try {
-        await this.apply(item.reservation, item.actual);
+        await this.apply(e.reservation, e.actual);
       } catch (err) {
-        if (err instanceof StoreUnavailable) break;
-        this.backlog.shift();
+        if (err instanceof StoreUnavailable) {
+          if (err.maybeApplied) e.ambiguousSinceMs ??= now;
+          break;
+        }
+        this.journal.drop(id, 'refused');
         throw err;
       }
-      this.backlog.shift();
+      this.journal.done(id);
       done++;
     }
     return done;
@@ -443,6 +515,11 @@ function actualFor(c: Charge, actual: Actual | undefined): number {
   }
 }
 
+/** How long the store remembers a settled id: retries within it are recognised. */
+function markerTtlMs(r: Reservation): number {
+  return 2 * r.ttlMs;
+}
+
 function settleRequest(r: Reservation, actual: Actual | undefined, now: number) {
   const usage: UsageIncrement[] = [];
   if (actual) {
@@ -485,7 +562,7 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number) 
     scope: r.scope,
     id: r.id,
     nowMs: now,
-    markerTtlMs: 2 * r.ttlMs,
+    markerTtlMs: markerTtlMs(r),
     buckets: r.charges.map((c) => ({
       key: c.key,
       actual: actualFor(c, actual),

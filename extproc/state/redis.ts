@@ -193,6 +193,15 @@ export function failFastOptions(commandTimeoutMs = 500): RedisOptions {
 
 const REUSED = 'reservation id reused';
 
+// ioredis's refusals of a command it never wrote to a socket (no offline queue, so a command is
+// either written at once or refused). Anything else may still run on the server: a timeout or
+// a lost connection ("Connection is closed." is also what in-flight commands get) leaves a
+// command that a stalled Redis runs when it resumes.
+const NOT_SENT = [
+  "Stream isn't writeable and enableOfflineQueue options is false",
+  "Cluster isn't ready and enableOfflineQueue options is false",
+];
+
 export class RedisStore implements StateStore {
   readonly kind = 'redis' as const;
   /** Shared with the masking vault (RedisVaultStore), so both use one connection. */
@@ -247,7 +256,10 @@ export class RedisStore implements StateStore {
       return await fn();
     } catch (err) {
       if (err instanceof Error && err.message.includes(REUSED)) throw err;
-      throw new StoreUnavailable('The state store is unavailable.', { cause: err });
+      throw new StoreUnavailable('The state store is unavailable.', {
+        cause: err,
+        maybeApplied: !(err instanceof Error && NOT_SENT.some((m) => err.message.includes(m))),
+      });
     }
   }
 

@@ -8,13 +8,29 @@
  * added to all of them or to none. Settling (reconcile or release) removes the reserved amounts
  * and adds the actual ones, once per reservation id however often it is retried. A reservation
  * not settled by its deadline stops counting, so crashed requests give their share back.
+ *
+ * Settling an id that was never reserved is allowed and leaves the same "settled" marker: a
+ * reservation with that id arriving later (a call that timed out on our side and ran when a
+ * stalled store resumed) is then refused as a reused id and changes nothing. So a release sent
+ * after a reserve whose answer was lost frees it whichever of the two the store runs first.
  */
 
 /** The store cannot be reached or did not answer in time; the policy's failure mode decides. */
 export class StoreUnavailable extends Error {
-  constructor(message = 'The state store is unavailable.', options?: { cause?: unknown }) {
+  /**
+   * Whether the call may still take effect: true for a call that was sent and then timed out or
+   * lost its connection (a stalled Redis runs it when it resumes), false only when it certainly
+   * never left this process. A reservation that may still be applied must be released.
+   */
+  readonly maybeApplied: boolean;
+
+  constructor(
+    message = 'The state store is unavailable.',
+    options?: { cause?: unknown; maybeApplied?: boolean },
+  ) {
     super(message, options);
     this.name = 'StoreUnavailable';
+    this.maybeApplied = options?.maybeApplied ?? true;
   }
 }
 

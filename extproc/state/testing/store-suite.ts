@@ -129,7 +129,7 @@ export function storeSuite(name: string, ctx: SuiteContext): void {
           await new Promise((res) => setImmediate(res));
           const actual = Math.round(rand() * 50_000);
           spentMicros += actual;
-          await b.reconcile(r.reservation!, { tokens: 10, costUsd: actual / 1e6 });
+          await b.reconcile(r.reservation, { tokens: 10, costUsd: actual / 1e6 });
         }),
       );
       const [level] = await levels(store, p, KEYS, c.now);
@@ -150,7 +150,7 @@ export function storeSuite(name: string, ctx: SuiteContext): void {
       assert.equal(ok.length, 10);
       // Nine settle exactly, one used 30 tokens more than it reserved.
       await Promise.all(
-        ok.map((r, i) => b.reconcile(r.reservation!, { tokens: i === 0 ? 130 : 100, costUsd: 0 })),
+        ok.map((r, i) => b.reconcile(r.reservation, { tokens: i === 0 ? 130 : 100, costUsd: 0 })),
       );
       const [level] = await levels(store, p, KEYS, c.now);
       assert.equal(level, 1030);
@@ -174,6 +174,35 @@ export function storeSuite(name: string, ctx: SuiteContext): void {
       });
       assert.deepEqual(await b.release(r.reservation), { status: 'duplicate' });
       assert.deepEqual(await levels(store, p, KEYS, c.now), [200]);
+    });
+
+    it('a release that runs before its reservation (a late, timed-out call) makes it a no-op', async () => {
+      const c = clock();
+      const store = await ctx.store();
+      const p = policy([{ name: 'tpm', per: [], tokensPerMinute: 1000 }]);
+      const buckets = chargesFor(p.limits.rules, KEYS, { tokens: 400, costUsd: 0 }, c.now, 60_000);
+      const id = randomUUID();
+      const release = {
+        scope: p.name,
+        id,
+        nowMs: c.now,
+        markerTtlMs: 120_000,
+        buckets: buckets.map((b) => ({ key: b.key, actual: 0, expireAtMs: b.expireAtMs })),
+        usage: [],
+      };
+      assert.deepEqual(await store.settle(release), { applied: true, pendingFound: false });
+      const late = { scope: p.name, id, nowMs: c.now, ttlMs: 60_000, buckets };
+      await assert.rejects(store.reserve(late), /reservation id reused/);
+      assert.deepEqual(await levels(store, p, KEYS, c.now), [0]);
+      // In the usual order the release frees what the reservation took.
+      const id2 = randomUUID();
+      assert.equal((await store.reserve({ ...late, id: id2 })).admitted, true);
+      assert.deepEqual(await levels(store, p, KEYS, c.now), [400]);
+      assert.deepEqual(await store.settle({ ...release, id: id2 }), {
+        applied: true,
+        pendingFound: true,
+      });
+      assert.deepEqual(await levels(store, p, KEYS, c.now), [0]);
     });
 
     it('reconciles an aborted request to its partial usage and releases unsent ones', async () => {

@@ -1,0 +1,292 @@
+// The Budget while the state store is away or stalled: compensating releases, the fail-open
+// journal, its bound and its metrics. A FaultyStore over the memory store stands in for Redis;
+// test/redis/outage.test.ts repeats the outages with a real redis-server.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { MemoryStore } from '../state/memory.js';
+import { FaultyStore } from '../state/testing/faulty-store.js';
+import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
+import { Budget, chargesFor, type BudgetPolicy, type RequestKeys } from './budget.js';
+import { journalMetrics, type LossReason } from './settlement-journal.js';
+
+const level = async (
+  store: FaultyStore,
+  p: BudgetPolicy,
+  now: number,
+  keys: RequestKeys = KEYS,
+): Promise<number[]> =>
+  store.levels(
+    p.name,
+    chargesFor(p.limits.rules, keys, { tokens: 0, costUsd: 0 }, now, 60_000).map((c) => c.key),
+    now,
+  );
+
+function setup(capacity?: number) {
+  const store = new FaultyStore(new MemoryStore());
+  const c = clock(T0 - 3_600_000);
+  const lost: LossReason[] = [];
+  const b = new Budget({
+    store,
+    clock: c.fn,
+    retryIntervalMs: 0,
+    onSettlementLost: (n, reason) => lost.push(...Array<LossReason>(n).fill(reason)),
+    ...(capacity === undefined ? {} : { journalCapacity: capacity }),
+  });
+  return { store, c, b, lost };
+}
+
+describe('a reservation the gateway gave up on', () => {
+  for (const order of ['arrival', 'reversed'] as const) {
+    it(`is released when the stalled store resumes (held calls run in ${order} order)`, async () => {
+      const { store, c, b } = setup();
+      const p = policy([
+        { name: 'day', per: ['consumer'], spendPerDayUsd: 0.5 },
+        { name: 'conc', per: ['consumer'], concurrent: 5 },
+      ]);
+      store.fault = 'stalled';
+      const refused = await Promise.all(
+        Array.from({ length: 200 }, () => b.reserve(p, KEYS, { tokens: 10, costUsd: 0.0025 })),
+      );
+      assert.ok(refused.every((r) => !r.ok && r.refusal.code === 'state_unavailable'));
+      // Each reserve was followed by its release; both are held by the stall.
+      assert.equal(store.heldCalls, 400);
+      await store.resume(order);
+      assert.equal(store.calls.reserve, 200);
+      // Whatever ran first, nothing stays reserved.
+      assert.deepEqual(await level(store, p, c.now), [0, 0]);
+      // The journal's retries of the releases find them applied: nothing changes, nothing lost.
+      assert.equal(await b.flush(), 200);
+      assert.equal(b.journal.size, 0);
+      assert.deepEqual(await level(store, p, c.now), [0, 0]);
+      // The whole budget is there: 200 × $0.0025 = $0.50 fits exactly.
+      const after = await Promise.all(
+        Array.from({ length: 201 }, (_, i) =>
+          b.reserve(p, { ...KEYS }, { tokens: 10, costUsd: i < 5 ? 0.1 : 0.0001 }),
+        ),
+      );
+      assert.equal(after.filter((r) => r.ok).length, 5);
+    });
+  }
+
+  it('is not released when the reserve certainly never left (store down)', async () => {
+    const { store, b } = setup();
+    store.fault = 'down';
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+    assert.equal(!r.ok && r.refusal.code, 'state_unavailable');
+    assert.equal(b.journal.size, 0);
+  });
+});
+
+describe('failing open', () => {
+  const open = (rules: Parameters<typeof policy>[0]) => policy(rules, { failureMode: 'open' });
+
+  it('journals what it served and charges it, once, when the store is back', async () => {
+    const { store, c, b, lost } = setup();
+    const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+    const first = await b.reserve(p, KEYS, { tokens: 10, costUsd: 0.1 });
+    assert.ok(first.ok && !first.failOpen);
+    await b.reconcile(first.reservation, { tokens: 10, costUsd: 0.05 });
+    store.fault = 'down';
+    const served = await Promise.all(
+      Array.from({ length: 8 }, () => b.reserve(p, KEYS, { tokens: 10, costUsd: 0.1 })),
+    );
+    assert.ok(served.every((r) => r.ok && r.failOpen));
+    for (const r of served) {
+      assert.ok(r.ok);
+      assert.deepEqual(await b.reconcile(r.reservation, { tokens: 10, costUsd: 0.07 }), {
+        status: 'queued',
+      });
+    }
+    assert.equal(b.journal.queued, 8);
+    assert.equal(b.journal.unsettledMicros().get(p.name), 560_000);
+    store.fault = 'up';
+    assert.equal(await b.flush(), 8);
+    assert.deepEqual(await level(store, p, c.now), [50_000 + 560_000]);
+    const [row] = await store.usage('day', '2026-03-31');
+    assert.equal(row?.values.requests, 9);
+    assert.equal(row?.values.costMicros, 610_000);
+    // Delivered again (a retry whose answer was lost): nothing changes.
+    for (const r of served) {
+      assert.ok(r.ok);
+      assert.deepEqual(await b.reconcile(r.reservation, { tokens: 10, costUsd: 0.07 }), {
+        status: 'duplicate',
+      });
+    }
+    assert.deepEqual(await level(store, p, c.now), [610_000]);
+    assert.deepEqual(lost, []);
+  });
+
+  it('settles a fail-open request whose reserve did run late, replacing the reservation', async () => {
+    const { store, c, b } = setup();
+    const p = open([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    store.fault = 'stalled';
+    const r = await b.reserve(p, KEYS, { tokens: 10, costUsd: 0.4 });
+    assert.ok(r.ok && r.failOpen);
+    await store.resume();
+    assert.deepEqual(await level(store, p, c.now), [400_000], 'the late reserve ran');
+    assert.deepEqual(await b.reconcile(r.reservation, { tokens: 10, costUsd: 0.1 }), {
+      status: 'settled',
+      expired: false,
+    });
+    assert.deepEqual(await level(store, p, c.now), [100_000]);
+  });
+
+  it('a settlement that ran before its late reserve makes the reserve a no-op', async () => {
+    const { store, c, b } = setup();
+    const p = open([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    store.fault = 'stalled';
+    const r = await b.reserve(p, KEYS, { tokens: 10, costUsd: 0.4 });
+    assert.ok(r.ok && r.failOpen);
+    await b.reconcile(r.reservation, { tokens: 10, costUsd: 0.1 });
+    await store.resume('reversed');
+    assert.deepEqual(await level(store, p, c.now), [100_000]);
+    assert.equal(await b.flush(), 1, 'the journalled retry is a duplicate');
+    assert.deepEqual(await level(store, p, c.now), [100_000]);
+  });
+
+  it('holds each limit against what this replica admitted while the store is away', async () => {
+    const { store, b } = setup();
+    const p = open([
+      { name: 'day', per: ['consumer'], spendPerDayUsd: 0.5 },
+      { name: 'rpm', per: [], requestsPerMinute: 100 },
+    ]);
+    store.fault = 'down';
+    const rs = await Promise.all(
+      Array.from({ length: 20 }, () => b.reserve(p, KEYS, { tokens: 10, costUsd: 0.1 })),
+    );
+    const admitted = rs.filter((r) => r.ok);
+    assert.equal(admitted.length, 5);
+    const refused = rs.find((r) => !r.ok);
+    assert.ok(refused && !refused.ok);
+    assert.equal(refused.refusal.code, 'budget_exceeded');
+    assert.equal(refused.limit, 'day');
+    // Another consumer has its own bucket.
+    assert.ok((await b.reserve(p, { ...KEYS, consumer: 'bob' }, { tokens: 1, costUsd: 0.1 })).ok);
+    // A request that used less than its estimate frees the difference locally.
+    const first = admitted[0]!;
+    assert.ok(first.ok);
+    await b.reconcile(first.reservation, { tokens: 1, costUsd: 0.02 });
+    assert.ok((await b.reserve(p, KEYS, { tokens: 10, costUsd: 0.08 })).ok);
+    assert.equal((await b.reserve(p, KEYS, { tokens: 10, costUsd: 0.01 })).ok, false);
+  });
+
+  it('refuses with 503 when the journal is full (fail safe), and admits again once it drains', async () => {
+    const { store, b } = setup(3);
+    const p = open([{ name: 'day', per: [], spendPerDayUsd: 100 }]);
+    store.fault = 'down';
+    const rs = await Promise.all(
+      Array.from({ length: 5 }, () => b.reserve(p, KEYS, { tokens: 1, costUsd: 0.01 })),
+    );
+    assert.equal(rs.filter((r) => r.ok).length, 3);
+    for (const r of rs.filter((x) => !x.ok)) {
+      assert.ok(!r.ok);
+      assert.equal(r.refusal.code, 'state_unavailable');
+      assert.equal(r.refusal.status, 503);
+    }
+    for (const r of rs) if (r.ok) await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.01 });
+    assert.equal(b.journal.size, 3);
+    assert.equal((await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.01 })).ok, false);
+    store.fault = 'up';
+    assert.equal(await b.flush(), 3);
+    store.fault = 'down';
+    assert.ok((await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.01 })).ok);
+  });
+
+  it('when full, a settlement to keep evicts a release first, then the oldest settlement', async () => {
+    const { store, b, lost } = setup(2);
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 100 }]);
+    const rs = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.01 });
+      assert.ok(r.ok);
+      rs.push(r.reservation);
+    }
+    store.fault = 'down';
+    await b.release(rs[0]!);
+    await b.reconcile(rs[1]!, { tokens: 1, costUsd: 0.01 });
+    await b.reconcile(rs[2]!, { tokens: 1, costUsd: 0.02 });
+    assert.deepEqual(lost, ['full'], 'the release went');
+    await b.release(rs[3]!);
+    assert.deepEqual(lost, ['full', 'full'], 'a release does not evict a settlement');
+    assert.deepEqual(
+      b.journal.pending().map((e) => e.reservation.id),
+      [rs[1]!.id, rs[2]!.id],
+    );
+  });
+});
+
+describe('journal retries', () => {
+  it('keeps a settlement that never reached the store however long the outage', async () => {
+    const { store, c, b, lost } = setup();
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.5 });
+    assert.ok(r.ok);
+    store.fault = 'down';
+    await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.3 });
+    c.tick(3 * 3_600_000);
+    assert.equal(await b.flush(), 0);
+    store.fault = 'up';
+    assert.equal(await b.flush(), 1);
+    assert.deepEqual(lost, []);
+    const [row] = await store.usage('day', '2026-03-31');
+    assert.equal(row?.values.costMicros, 300_000);
+  });
+
+  it('gives a settlement up rather than risk counting it twice once the store may have forgotten it', async () => {
+    const { store, c, b, lost } = setup();
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.5 });
+    assert.ok(r.ok);
+    store.fault = 'stalled';
+    await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.3 });
+    // The store took it but its answer was lost; it now remembers the id for 2 × TTL (120 s).
+    store.fault = 'down';
+    c.tick(119_000);
+    assert.equal(await b.flush(), 0);
+    c.tick(1_000);
+    assert.equal(await b.flush(), 0);
+    assert.deepEqual(lost, ['ambiguous']);
+    assert.equal(b.journal.size, 0);
+  });
+
+  it('retries on its own every retryIntervalMs until the store answers', async () => {
+    const store = new FaultyStore(new MemoryStore());
+    const b = new Budget({ store, retryIntervalMs: 20 });
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.5 });
+    assert.ok(r.ok);
+    store.fault = 'down';
+    await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.3 });
+    await new Promise((res) => setTimeout(res, 60));
+    assert.equal(b.pendingSettlements, 1);
+    store.fault = 'up';
+    for (let i = 0; i < 100 && b.pendingSettlements > 0; i++) {
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    assert.equal(b.pendingSettlements, 0);
+    b.close();
+  });
+
+  it('exports entries, unsettled spend per policy and losses as metrics', async () => {
+    const registry = new Registry();
+    const { store, b } = setup();
+    const lostMetric = journalMetrics(registry, () => b.journal);
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }], { failureMode: 'open' });
+    store.fault = 'down';
+    const served = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.2 });
+    const inFlight = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.2 });
+    assert.ok(served.ok && inFlight.ok);
+    await b.reconcile(served.reservation, { tokens: 1, costUsd: 0.125 });
+    lostMetric(1, 'ambiguous');
+    const text = await registry.metrics();
+    assert.match(text, /^sluice_usage_journal_entries 2$/m);
+    assert.match(
+      text,
+      new RegExp(`^sluice_unsettled_spend_usd\\{sluice_policy="${p.name}"\\} 0.125$`, 'm'),
+    );
+    assert.match(text, /^sluice_usage_journal_dropped_total\{reason="ambiguous"\} 1$/m);
+    assert.match(text, /^sluice_usage_journal_dropped_total\{reason="full"\} 0$/m);
+  });
+});

@@ -1,0 +1,226 @@
+/**
+ * What this replica owes the state store while the store is away: settlements it could not
+ * deliver (a reconcile, a release, or the compensating release of a reservation whose answer
+ * was lost) and the requests it admitted by failing open, which were never reserved. Everything
+ * in it is delivered by reservation id, and the store settles an id once, so delivering an entry
+ * twice (a retry after an answer was lost) counts it once.
+ *
+ * Bounded: at most `capacity` entries, fail-open requests in flight included. When it is full,
+ * policies that fail open refuse (503 state_unavailable) instead of admitting what could not be
+ * charged, and a settlement that must still be kept evicts a release first (harmless: the
+ * reservation it frees expires on its own after reservationTtlSeconds), then the oldest
+ * settlement of a reserved request (its spend is then lost; counted and logged).
+ *
+ * It also keeps the local levels of fail-open admissions: what this replica let through per
+ * bucket since the store went away, so a policy that fails open still holds each limit locally
+ * and overshoots it by at most one limit per replica.
+ */
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Actual, Reservation } from './budget.js';
+import { usdToMicros } from './pricing.js';
+
+/**
+ * Why a settlement was given up: `full` (the journal was at capacity), `ambiguous` (an attempt
+ * may have reached the store and the store's "settled" marker may be gone by now, so retrying
+ * could count it twice), `refused` (the store answered with an error other than being away).
+ */
+export type LossReason = 'full' | 'ambiguous' | 'refused';
+
+export interface JournalEntry {
+  readonly reservation: Reservation;
+  /** undefined: a release (nothing used). */
+  readonly actual: Actual | undefined;
+  /** Admitted by failing open: never reserved, its charges count in the local levels. */
+  readonly failOpen: boolean;
+  readonly queuedAtMs: number;
+  /**
+   * When an attempt to deliver it was first cut off after it may have reached the store. The
+   * store remembers a settled id for 2 × the reservation TTL from when it applies it, so a retry
+   * is safe only within that time of the earliest attempt that may have been applied.
+   */
+  ambiguousSinceMs: number | undefined;
+}
+
+export class SettlementJournal {
+  /** Settlements to deliver, oldest first (a Map keeps insertion order). */
+  private readonly entries = new Map<string, JournalEntry>();
+  /** Fail-open requests still in flight: their settlement will come. */
+  private readonly admitted = new Map<string, Reservation>();
+  /** Per id, the local-level amounts it holds: [scope␟bucket, amount]. */
+  private readonly counted = new Map<string, [string, number][]>();
+  private readonly local = new Map<string, number>();
+
+  constructor(
+    readonly capacity: number,
+    private readonly onLost?: (count: number, reason: LossReason) => void,
+  ) {}
+
+  /** What counts against the capacity: queued settlements and fail-open requests in flight. */
+  get size(): number {
+    return this.entries.size + this.admitted.size;
+  }
+
+  get queued(): number {
+    return this.entries.size;
+  }
+
+  get full(): boolean {
+    return this.size >= this.capacity;
+  }
+
+  /** A fail-open admission whose settlement has not reached the store yet. */
+  isFailOpen(id: string): boolean {
+    return this.admitted.has(id) || this.entries.get(id)?.failOpen === true;
+  }
+
+  /** What this replica admitted by failing open into each bucket and has not settled yet. */
+  levels(scope: string, keys: readonly string[]): number[] {
+    return keys.map((k) => this.local.get(`${scope}\x1f${k}`) ?? 0);
+  }
+
+  /** Takes a fail-open request; false (nothing recorded) when the journal is full. */
+  admit(r: Reservation): boolean {
+    if (this.full) return false;
+    this.admitted.set(r.id, r);
+    this.count(
+      r.id,
+      r.scope,
+      r.charges.map((c) => [c.key, c.amount]),
+    );
+    return true;
+  }
+
+  /**
+   * Keeps a settlement the store did not take. `amounts` is what each charge actually used, which
+   * replaces a fail-open request's estimate in the local levels. An id already queued keeps its
+   * first settlement, as the store would.
+   */
+  add(entry: JournalEntry, amounts: readonly number[]): void {
+    const id = entry.reservation.id;
+    if (this.entries.has(id)) return;
+    if (entry.failOpen) {
+      // Its slot was taken at admission, so it always fits.
+      this.admitted.delete(id);
+      this.count(
+        id,
+        entry.reservation.scope,
+        entry.reservation.charges.map((c, i) => [c.key, amounts[i] ?? 0]),
+      );
+    } else if (this.full && !this.evict(entry)) {
+      this.onLost?.(1, 'full');
+      return;
+    }
+    this.entries.set(id, entry);
+  }
+
+  /** Oldest first. */
+  pending(): JournalEntry[] {
+    return [...this.entries.values()];
+  }
+
+  /** The settlement (or the fail-open request, released before it was queued) reached the store. */
+  done(id: string): void {
+    this.entries.delete(id);
+    this.admitted.delete(id);
+    this.uncount(id);
+  }
+
+  drop(id: string, reason: LossReason): void {
+    this.done(id);
+    this.onLost?.(1, reason);
+  }
+
+  private uncount(id: string): void {
+    for (const [k, amount] of this.counted.get(id) ?? []) {
+      const left = (this.local.get(k) ?? 0) - amount;
+      if (left > 0) this.local.set(k, left);
+      else this.local.delete(k);
+    }
+    this.counted.delete(id);
+  }
+
+  /** Spend of finished requests not in the store yet, in micro-dollars, per scope (policy). */
+  unsettledMicros(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const e of this.entries.values()) {
+      if (!e.actual) continue;
+      const s = e.reservation.scope;
+      out.set(s, (out.get(s) ?? 0) + Math.max(0, usdToMicros(e.actual.costUsd)));
+    }
+    return out;
+  }
+
+  private count(id: string, scope: string, amounts: [string, number][]): void {
+    this.uncount(id);
+    const held: [string, number][] = [];
+    for (const [key, amount] of amounts) {
+      if (amount <= 0) continue;
+      const k = `${scope}\x1f${key}`;
+      this.local.set(k, (this.local.get(k) ?? 0) + amount);
+      held.push([k, amount]);
+    }
+    this.counted.set(id, held);
+  }
+
+  /** Makes room for `incoming`: a release goes first, then the oldest reconcile. */
+  private evict(incoming: JournalEntry): boolean {
+    let victim: JournalEntry | undefined;
+    for (const e of this.entries.values()) {
+      if (e.failOpen) continue;
+      if (!e.actual) {
+        victim = e;
+        break;
+      }
+      victim ??= e;
+    }
+    // A release is worth less than any kept settlement: it is the one to lose.
+    if (!incoming.actual || !victim) return false;
+    this.drop(victim.reservation.id, 'full');
+    return true;
+  }
+}
+
+/**
+ * The journal's metrics: entries and unsettled spend read at scrape time, losses as a counter.
+ * Returns the loss callback for the Budget's `onSettlementLost`.
+ */
+export function journalMetrics(
+  registry: Registry,
+  journal: () => SettlementJournal,
+): (count: number, reason: LossReason) => void {
+  const registers = [registry];
+  new Gauge({
+    name: 'sluice_usage_journal_entries',
+    help:
+      'Settlements waiting for the state store plus requests admitted by failing open that are ' +
+      'still in flight, held in memory until the store answers again.',
+    registers,
+    collect() {
+      this.set(journal().size);
+    },
+  });
+  new Gauge({
+    name: 'sluice_unsettled_spend_usd',
+    help:
+      'Spend of finished requests (served while the state store was away) that has not reached ' +
+      'the store yet, by governance policy: budgets and sluice usage lag by this much.',
+    labelNames: ['sluice_policy'],
+    registers,
+    collect() {
+      this.reset();
+      for (const [policy, micros] of journal().unsettledMicros()) {
+        this.set({ sluice_policy: policy }, micros / 1e6);
+      }
+    },
+  });
+  const lost = new Counter({
+    name: 'sluice_usage_journal_dropped_total',
+    help:
+      'Settlements given up, by reason (full: the journal was at capacity; ambiguous: it may ' +
+      'already be counted and could no longer be retried safely; refused: the store refused it).',
+    labelNames: ['reason'],
+    registers,
+  });
+  for (const reason of ['full', 'ambiguous', 'refused'] as const) lost.inc({ reason }, 0);
+  return (count, reason) => lost.inc({ reason }, count);
+}
