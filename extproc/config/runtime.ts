@@ -72,7 +72,10 @@ export class RuntimeConfig {
           // First route wins, as Envoy matches routes in order.
           if (!this.exact.has(m.exact)) {
             this.exact.set(m.exact, route);
-            models.push({ id: m.exact, created: route.created, ownedBy: route.ownedBy });
+            // A refused route's models are not offered: every call to them would fail.
+            if (!route.refuse) {
+              models.push({ id: m.exact, created: route.created, ownedBy: route.ownedBy });
+            }
           }
         } else {
           this.prefixes.push({ prefix: m.prefix, route });

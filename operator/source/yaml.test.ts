@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { loadResources, readDocuments } from './yaml.js';
+import { toIR } from '../translate/to-ir.js';
+import { loadResources, readDocuments, SourceMemory } from './yaml.js';
 
 let dir: string;
 
@@ -285,5 +286,100 @@ void describe('readDocuments', () => {
       documents.map((d) => d.source),
       ['<stdin>:1', '<stdin>:7', '<stdin>:7'],
     );
+  });
+});
+
+void describe('loadResources with a memory: a bad edit never opens the gate', () => {
+  const route = (name: string) =>
+    `apiVersion: sluice.dev/v1alpha1\nkind: AIRoute\nmetadata: { name: ${name}, namespace: g }\n` +
+    `spec:\n  models: [{ exact: ${name}-model }]\n  backends:\n    - name: local\n` +
+    `      provider: openai-compatible\n      endpoint: { url: "https://llm.example.com" }\n`;
+  const policy = (body: string) =>
+    `apiVersion: sluice.dev/v1alpha1\nkind: AIPolicy\nmetadata: { name: keys, namespace: g }\n` +
+    `spec:\n  targetRefs: [{ name: chat }]\n${body}`;
+  const KEYS = '  consumers: { required: true, keys: {} }\n';
+  let root: string;
+  let routes: string;
+  let policies: string;
+  before(async () => {
+    root = join(dir, '..', `${Date.now()}-memory`);
+    await mkdir(root, { recursive: true });
+    routes = join(root, 'routes.yaml');
+    policies = join(root, 'policies.yaml');
+    await writeFile(routes, route('chat'));
+  });
+  after(() => rm(root, { recursive: true, force: true }));
+
+  void it('keeps the last good state of a file that stops parsing, and says so at error level', async () => {
+    const memory = new SourceMemory();
+    await writeFile(policies, policy(KEYS));
+    const good = await loadResources([root], memory);
+    assert.equal(good.resources.policies[0]?.spec.consumers?.required, true);
+    // A syntax error after the policy's edit: the edit is not taken, and neither is nothing.
+    await writeFile(policies, policy('  consumers: { required: false, keys: {} }\n  mode: [\n'));
+    const held = await loadResources([root], memory);
+    assert.equal(held.resources.policies.length, 1);
+    assert.equal(held.resources.policies[0]!.spec.consumers?.required, true);
+    const loud = held.problems.filter((p) => p.level === 'error');
+    assert.equal(loud.length, 1);
+    assert.equal(loud[0]!.source, policies);
+    assert.match(loud[0]!.message, /last good state stays in force/);
+    // Fixed: the new content applies.
+    await writeFile(policies, policy('  consumers: { required: false, keys: {} }\n'));
+    const fixed = await loadResources([root], memory);
+    assert.equal(fixed.resources.policies[0]!.spec.consumers?.required, false);
+    assert.deepEqual(fixed.problems, []);
+  });
+
+  void it('serves nothing of a file that never parsed, even the documents before the error', async () => {
+    const memory = new SourceMemory();
+    await writeFile(policies, `${policy(KEYS)}---\nkind: [\n`);
+    const first = await loadResources([root], memory);
+    assert.deepEqual(first.resources.policies, []);
+    assert.equal(first.resources.routes.length, 1, 'other files are read');
+    const loud = first.problems.find((p) => p.level === 'error');
+    assert.match(loud!.message, /no earlier good state: nothing it declares is served/);
+    // Without a memory (validate, render) every document that parses is read, as before.
+    const once = await loadResources([root]);
+    assert.equal(once.resources.policies.length, 1);
+  });
+
+  void it('keeps the last valid version of a policy the cluster would refuse', async () => {
+    const memory = new SourceMemory();
+    await writeFile(policies, policy(KEYS));
+    await loadResources([root], memory);
+    await writeFile(
+      policies,
+      policy('  consumers: { required: true, keys: {} }\n  mode: strict\n'),
+    );
+    const held = await loadResources([root], memory);
+    assert.equal(held.resources.policies.length, 1);
+    assert.equal(held.resources.policies[0]!.spec.mode, undefined);
+    const loud = held.problems.find((p) => p.level === 'error');
+    assert.match(
+      loud!.message,
+      /^AIPolicy\/g\/keys: spec\.mode: .*last valid version .* stays in force/,
+    );
+  });
+
+  void it('hands translation a refused policy with no valid version, which refuses its routes', async () => {
+    for (const memory of [new SourceMemory(), undefined]) {
+      await writeFile(policies, policy(`${KEYS}  mode: strict\n`));
+      const { resources, problems } = await loadResources([root], memory);
+      assert.equal(resources.policies.length, 1);
+      assert.match(problems[0]!.message, /the routes it targets refuse requests until it is fixed/);
+      const ir = toIR(resources);
+      assert.equal(ir.routes[0]!.refused, 'policy_invalid');
+    }
+  });
+
+  void it('drops what a removed file declared', async () => {
+    const memory = new SourceMemory();
+    await writeFile(policies, policy(KEYS));
+    await loadResources([root], memory);
+    await rm(policies);
+    const gone = await loadResources([root], memory);
+    assert.deepEqual(gone.resources.policies, []);
+    assert.deepEqual(gone.problems, []);
   });
 });

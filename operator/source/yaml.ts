@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Tags } from 'yaml';
 import { isConsumerSecret, readConsumerSecret } from '../api/consumer-secret.js';
+import { API_VERSION } from '../api/types.js';
 import type {
   AIPolicy,
   AIRoute,
@@ -18,12 +19,31 @@ import type {
   ServiceEndpoints,
 } from '../api/types.js';
 import { compileConsumers } from '../translate/governance.js';
-import { validateDocuments } from '../validate/validate.js';
+import { validateDocument, validateDocuments, type DocumentResult } from '../validate/validate.js';
 
 export interface Problem {
   /** file:line of the document, or the file alone. */
   source: string;
   message: string;
+  /**
+   * `error`: something the operator must fix now, because what is served is not what the files
+   * say (a file held at its last good state, or left out whole). Otherwise a warning.
+   */
+  level?: 'error';
+}
+
+/**
+ * What a long-running reader (`sluice run`) remembers from one load to the next, so that a bad
+ * edit never opens the gate: a file that no longer reads or parses keeps the last good state of
+ * everything it declared, and an AIRoute or AIPolicy the cluster would refuse keeps its last
+ * valid version, as a refused `kubectl apply` would. One-shot readers (validate, render) pass
+ * none.
+ */
+export class SourceMemory {
+  /** By file: its documents the last time it was read and parsed whole. */
+  readonly files = new Map<string, SourcedDocument[]>();
+  /** By `Kind/namespace/name`: the last valid version of a Sluice object. */
+  readonly objects = new Map<string, SourcedDocument>();
 }
 
 export interface SourcedDocument {
@@ -40,19 +60,46 @@ const EXTENSIONS = /\.(ya?ml|json)$/i;
 export async function readDocuments(
   paths: readonly string[],
   stdin: () => Promise<string> = readStdin,
+  memory?: SourceMemory,
 ): Promise<{ documents: SourcedDocument[]; problems: Problem[] }> {
   const documents: SourcedDocument[] = [];
   const problems: Problem[] = [];
+  const seen = new Set<string>();
+  // With a memory, a file is taken whole or not at all: a file that fails to read or parse
+  // falls back to its last good documents, or contributes nothing, never just the documents
+  // before its syntax error (the policy after it would silently stop governing its routes).
+  const take = (file: string, parsed: FileParse): void => {
+    seen.add(file);
+    problems.push(...parsed.problems);
+    if (!memory) {
+      documents.push(...parsed.documents);
+      return;
+    }
+    if (parsed.problems.length === 0) {
+      memory.files.set(file, parsed.documents);
+      documents.push(...parsed.documents);
+      return;
+    }
+    const last = memory.files.get(file);
+    if (last) documents.push(...last);
+    problems.push({
+      source: file,
+      level: 'error',
+      message: last
+        ? 'does not read or parse: its last good state stays in force (every resource it declared, as it was) until it is fixed'
+        : 'does not read or parse, and has no earlier good state: nothing it declares is served until it is fixed',
+    });
+  };
   for (const path of paths) {
     if (path === '-') {
-      parseInto('<stdin>', await stdin(), documents, problems);
+      take('<stdin>', parseFile('<stdin>', await stdin()));
       continue;
     }
     let files: string[];
     try {
       files = await expand(path);
     } catch (err) {
-      problems.push({ source: path, message: (err as Error).message });
+      take(path, { documents: [], problems: [{ source: path, message: (err as Error).message }] });
       continue;
     }
     for (const file of files) {
@@ -60,13 +107,23 @@ export async function readDocuments(
       try {
         text = await readFile(file, 'utf8');
       } catch (err) {
-        problems.push({ source: file, message: (err as Error).message });
+        take(file, {
+          documents: [],
+          problems: [{ source: file, message: (err as Error).message }],
+        });
         continue;
       }
-      parseInto(file, text, documents, problems);
+      take(file, parseFile(file, text));
     }
   }
+  // A file no longer listed was removed: what it declared goes with it.
+  if (memory) for (const f of [...memory.files.keys()]) if (!seen.has(f)) memory.files.delete(f);
   return { documents, problems };
+}
+
+interface FileParse {
+  documents: SourcedDocument[];
+  problems: Problem[];
 }
 
 async function expand(path: string): Promise<string[]> {
@@ -96,12 +153,9 @@ function kubectlTags(tags: Tags): Tags {
   });
 }
 
-function parseInto(
-  file: string,
-  text: string,
-  documents: SourcedDocument[],
-  problems: Problem[],
-): void {
+function parseFile(file: string, text: string): FileParse {
+  const documents: SourcedDocument[] = [];
+  const problems: Problem[] = [];
   const lines = new LineCounter();
   const parsed = parseAllDocuments(text, {
     version: '1.1',
@@ -124,6 +178,7 @@ function parseInto(
       documents.push({ source, doc: value });
     }
   }
+  return { documents, problems };
 }
 
 // kubectl accepts `kind: List` wrappers (what `kubectl get -o yaml` prints); so do we.
@@ -147,7 +202,11 @@ async function readStdin(): Promise<string> {
 
 /**
  * Reads `paths` into a Resources bundle. AIRoutes and AIPolicies are validated exactly as the
- * cluster would; an invalid one is reported and left out without blocking the others.
+ * cluster would; an invalid one is reported without blocking the others. With a memory it keeps
+ * its last valid version (as the cluster keeps the stored object when an apply is refused).
+ * Without one, an invalid AIRoute is left out, and an invalid AIPolicy is still handed to
+ * translation, which refuses the routes it targets (fail closed: a typo in a policy must not
+ * leave its routes ungoverned).
  * Secrets and discovery.k8s.io/v1 EndpointSlices (plus v1 Services, when present, to map a
  * Service port to the slice port) are read; other kinds are ignored. Every Secret labelled
  * sluice.dev/consumer is also a consumer key (the files are as trusted as the operator's
@@ -155,9 +214,11 @@ async function readStdin(): Promise<string> {
  */
 export async function loadResources(
   paths: readonly string[],
+  memory?: SourceMemory,
 ): Promise<{ resources: Resources; problems: Problem[] }> {
-  const { documents, problems } = await readDocuments(paths);
+  const { documents, problems } = await readDocuments(paths, readStdin, memory);
   const results = validateDocuments(documents.map((d) => d.doc));
+  const current = new Map<string, SourcedDocument>();
   const routes: AIRoute[] = [];
   const policies: AIPolicy[] = [];
   const secrets: SecretData[] = [];
@@ -177,17 +238,44 @@ export async function loadResources(
     return false;
   };
 
+  const accept = (source: string, id: string, object: AIRoute | AIPolicy): void => {
+    if (!unique(source, id)) return;
+    if (object.kind === 'AIRoute') routes.push(object);
+    else policies.push(object);
+  };
   results.forEach((result, i) => {
     const { source, doc } = documents[i]!;
     const id = `${result.kind ?? '?'}/${result.namespace ?? 'default'}/${result.name ?? '?'}`;
     if (result.outcome === 'invalid') {
+      const detail = result.errors.map((e) => e.detail).join('; ');
+      const last = memory?.objects.get(id);
+      const kept = last ? validateDocument(last.doc) : undefined;
+      if (last && kept?.outcome === 'valid' && kept.object) {
+        problems.push({
+          source,
+          level: 'error',
+          message: `${id}: ${detail}; its last valid version (${last.source}) stays in force until it is fixed`,
+        });
+        current.set(id, last);
+        accept(source, id, kept.object);
+        return;
+      }
+      const policy = result.kind === 'AIPolicy' ? invalidPolicy(result, doc) : undefined;
+      if (policy) {
+        problems.push({
+          source,
+          level: 'error',
+          message: `${id}: ${detail}; the routes it targets refuse requests until it is fixed`,
+        });
+        accept(source, id, policy);
+        return;
+      }
       for (const e of result.errors) problems.push({ source, message: `${id}: ${e.detail}` });
       return;
     }
     if (result.outcome === 'valid' && result.object) {
-      if (!unique(source, id)) return;
-      if (result.object.kind === 'AIRoute') routes.push(result.object);
-      else policies.push(result.object);
+      current.set(id, { source, doc });
+      accept(source, id, result.object);
       return;
     }
     const d = doc as Record<string, unknown>;
@@ -218,12 +306,40 @@ export async function loadResources(
     }
   });
 
+  if (memory) {
+    // Only objects still declared are remembered: one deleted and re-added invalid stays out.
+    memory.objects.clear();
+    for (const [id, d] of current) memory.objects.set(id, d);
+  }
   for (const p of compileConsumers(consumerKeys).problems) {
     problems.push({ source: keySources.get(p.secrets[0]!) ?? '', message: p.message });
   }
   const endpoints = groupEndpoints(slices, services, problems);
   const resources: Resources = deepFreeze({ routes, policies, secrets, endpoints, consumerKeys });
   return { resources, problems };
+}
+
+/**
+ * An AIPolicy the cluster would refuse, as translation reads it: its name, namespace and labels,
+ * and its spec as written, which translation marks Invalid while refusing the routes it targets.
+ * Undefined when it has no usable name (such a policy could not exist in a cluster either).
+ */
+function invalidPolicy(result: DocumentResult, doc: unknown): AIPolicy | undefined {
+  const d = doc as Record<string, unknown>;
+  let metadata: ObjectMeta;
+  try {
+    metadata = readMeta(d);
+  } catch {
+    return undefined;
+  }
+  if (result.name === undefined) return undefined;
+  const spec = typeof d.spec === 'object' && d.spec !== null ? d.spec : {};
+  return {
+    apiVersion: API_VERSION,
+    kind: 'AIPolicy',
+    metadata,
+    spec: structuredClone(spec),
+  };
 }
 
 function readMeta(d: Record<string, unknown>): ObjectMeta {

@@ -156,15 +156,17 @@ void describe('governance sections', () => {
       pricing: { models: { '': { inputPerMTok: 1, outputPerMTok: 1 } } },
       access: { rules: [{ name: 'ok', effect: 'allow' }] },
     });
-    assert.deepEqual(problems.sort(), [
+    assert.deepEqual(problems.map((p) => `${p.field}: ${p.message}`).sort(), [
       'spec.consumers.jwt.jwks: keys[0] is not a JSON Web Key (no "kty")',
       'spec.consumers.mesh.consumers.not-spiffe: invalid key: a SPIFFE ID',
-      'spec.limits.rules.0: a limit needs at least one amount',
       'spec.limits.rules: duplicate limit "dup"',
+      'spec.limits.rules[0]: a limit needs at least one amount',
       'spec.pricing.models.: invalid key: Too small: expected string to have >=1 characters',
     ]);
     const jwks = (jwt: object) =>
-      checkGovernanceSections({ selector: {}, consumers: { jwt: { issuer: 'i', ...jwt } } });
+      checkGovernanceSections({ selector: {}, consumers: { jwt: { issuer: 'i', ...jwt } } }).map(
+        (p) => `${p.field}: ${p.message}`,
+      );
     assert.match(jwks({ jwks: 'nope' })[0]!, /jwks: not JSON/);
     assert.match(jwks({ jwks: '{"keys":[]}' })[0]!, /non-empty "keys" array/);
     assert.match(jwks({ jwksUri: 'https://idp/k', cacheDuration: '500ms' })[0]!, /at least 1s/);
@@ -176,7 +178,12 @@ void describe('governance sections', () => {
         selector: {},
         limits: { rules: [{ name: 'broke', spendPerDayUsd: 0 }] },
       }),
-      ['spec.limits.rules.0.spendPerDayUsd: Too small: expected number to be >0'],
+      [
+        {
+          field: 'spec.limits.rules[0].spendPerDayUsd',
+          message: 'Too small: expected number to be >0',
+        },
+      ],
     );
   });
 
@@ -364,7 +371,7 @@ void describe('translation of governance', () => {
     assert.equal(fixed.ir.governance!.jwtProviders[0]!.jwks.kind, 'inline');
   });
 
-  void it('makes a section the extproc would refuse InvalidPolicy without breaking the document', () => {
+  void it('makes a section the extproc would refuse InvalidPolicy and refuses its routes, never serving them under the rest', () => {
     const t = translate(
       bundle({
         routes: [route('chat')],
@@ -380,8 +387,21 @@ void describe('translation of governance', () => {
     valid(t);
     const c = accepted(t, 'AIPolicy', 'broken');
     assert.equal(c.reason, 'InvalidPolicy');
-    assert.match(c.message, /spec\.limits\.rules\.0: a limit needs at least one amount/);
-    assert.equal(t.extproc.routes[0]!.governance, 'ns/fine');
+    assert.match(c.message, /spec\.limits\.rules\[0\]: a limit needs at least one amount/);
+    assert.match(c.message, /Requests to ns\/chat are refused \(503 policy_invalid\)/);
+    // Not served under the valid policy alone: that would be a budget nobody asked for alone.
+    const r = accepted(t, 'AIRoute', 'chat');
+    assert.equal(r.status, 'False');
+    assert.equal(r.reason, 'PolicyInvalid');
+    assert.deepEqual(t.extproc.routes, [
+      {
+        name: 'ns/chat',
+        models: t.extproc.routes[0]!.models,
+        backends: t.extproc.routes[0]!.backends,
+        refuse: 'policy_invalid',
+      },
+    ]);
+    assert.equal(t.extproc.policies, undefined);
   });
 
   void it('leaves keys out once expired when given a clock, and redacts digests', () => {

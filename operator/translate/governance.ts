@@ -23,6 +23,7 @@ import type {
   PolicySectionName,
 } from '../api/types.js';
 import { parseDuration } from './durations.js';
+import { collectIssues, type CompileProblem } from './issues.js';
 import type { IRJwtProvider, IRPolicySection } from './ir.js';
 
 type ContractConsumer = NonNullable<ExtprocConfigInput['consumers']>[number];
@@ -168,31 +169,25 @@ export function toContractIdentity(section: ConsumersSection): ContractIdentity 
  * `spec.<path>: <message>` lines; empty: nothing. Unknown consumers are not checked here: they
  * depend on Secrets, not on the policy (see unknownConsumers).
  */
-export function checkGovernanceSections(spec: AIPolicySpec): string[] {
-  const problems: string[] = [];
+export function checkGovernanceSections(spec: AIPolicySpec): CompileProblem[] {
+  const problems: CompileProblem[] = [];
   if (spec.consumers) {
-    collect(IdentityPolicy.safeParse(toContractIdentity(spec.consumers)), 'consumers', problems);
+    collectIssues(
+      IdentityPolicy.safeParse(toContractIdentity(spec.consumers)),
+      'consumers',
+      problems,
+    );
     if (spec.consumers.jwt) {
       const jwks = resolveJwks(spec.consumers.jwt);
-      if (!jwks.ok) problems.push(`spec.consumers.jwt.${jwks.field}: ${jwks.message}`);
+      if (!jwks.ok) {
+        problems.push({ field: `spec.consumers.jwt.${jwks.field}`, message: jwks.message });
+      }
     }
   }
-  if (spec.access) collect(AccessPolicy.safeParse(spec.access), 'access', problems);
-  if (spec.limits) collect(LimitsPolicy.safeParse(spec.limits), 'limits', problems);
-  if (spec.pricing) collect(Pricing.safeParse(spec.pricing), 'pricing', problems);
+  if (spec.access) collectIssues(AccessPolicy.safeParse(spec.access), 'access', problems);
+  if (spec.limits) collectIssues(LimitsPolicy.safeParse(spec.limits), 'limits', problems);
+  if (spec.pricing) collectIssues(Pricing.safeParse(spec.pricing), 'pricing', problems);
   return problems;
-}
-
-function collect(result: z.ZodSafeParseResult<unknown>, section: string, out: string[]): void {
-  if (result.success) return;
-  for (const i of result.error.issues) {
-    // zod says only "Invalid key in record" of a bad map key; the key's own issues say why.
-    const message =
-      i.code === 'invalid_key'
-        ? `invalid key: ${i.issues.map((k) => k.message).join('; ')}`
-        : i.message;
-    out.push(`spec.${[section, ...i.path.map(String)].join('.')}: ${message}`);
-  }
 }
 
 /**

@@ -5,11 +5,11 @@
  * naming enabled detectors) are the extproc's own schemas run here, so a policy the extproc would
  * refuse is refused on its own status instead of the whole extproc document being refused.
  */
-import type { z } from 'zod';
 import { MaskingPolicy, type ExtprocConfigInput } from '../../extproc/config/contract.js';
 import { PromptGuardPolicy } from '../../extproc/guard/schema.js';
 import type { AIPolicySpec, MaskingSection, SecretData } from '../api/types.js';
 import { checkGovernanceSections, combinedName } from './governance.js';
+import { collectIssues, type CompileProblem } from './issues.js';
 import type { CredentialRef, IRPolicySection } from './ir.js';
 import { routeKey } from './names.js';
 
@@ -23,25 +23,37 @@ export const MIN_HASH_KEY_LENGTH = 16;
 // as SecretNotFound rather than as a schema error, and no secret value reaches a message.
 const PLACEHOLDER_KEY = 'x'.repeat(MIN_HASH_KEY_LENGTH);
 
-/** Why the sections cannot be compiled, in the form of a condition message; undefined: fine. */
-export function checkSections(spec: AIPolicySpec): string | undefined {
-  const problems: string[] = [];
+/**
+ * Compiles every section of a policy with the extproc's own schemas (RE2 patterns, word lists,
+ * templates, decorators, identity, JWKS, access globs, limits, prices): what they refuse, the
+ * extproc would refuse. Empty: the policy compiles. Used by translation and by `sluice validate`,
+ * so both refuse exactly what the extproc would.
+ */
+export function compileProblems(spec: AIPolicySpec): CompileProblem[] {
+  const problems: CompileProblem[] = [];
   if (spec.masking) {
     const hashKey = spec.masking.hashKeySecretRef ? { value: PLACEHOLDER_KEY } : undefined;
-    collect(MaskingPolicy.safeParse(toContractMasking(spec.masking, hashKey)), 'masking', problems);
+    collectIssues(
+      MaskingPolicy.safeParse(toContractMasking(spec.masking, hashKey)),
+      'masking',
+      problems,
+    );
   }
   if (spec.promptGuard) {
-    collect(PromptGuardPolicy.safeParse(spec.promptGuard), 'promptGuard', problems);
+    collectIssues(PromptGuardPolicy.safeParse(spec.promptGuard), 'promptGuard', problems);
   }
   problems.push(...checkGovernanceSections(spec));
-  return problems.length > 0 ? problems.slice(0, 3).join('; ') : undefined;
+  return problems;
 }
 
-function collect(result: z.ZodSafeParseResult<unknown>, section: string, out: string[]): void {
-  if (result.success) return;
-  for (const i of result.error.issues) {
-    out.push(`spec.${[section, ...i.path.map(String)].join('.')}: ${i.message}`);
-  }
+/** Why the sections cannot be compiled, in the form of a condition message; undefined: fine. */
+export function checkSections(spec: AIPolicySpec): string | undefined {
+  const problems = compileProblems(spec);
+  if (problems.length === 0) return undefined;
+  return problems
+    .slice(0, 3)
+    .map((p) => `${p.field}: ${p.message}`)
+    .join('; ');
 }
 
 export interface HashKey {

@@ -50,6 +50,7 @@ export function toExtproc(
       backends: [...listed.values()].sort((a, b) => a.priority - b.priority || cmp(a.name, b.name)),
     };
     if (route.created > 0) entry.created = route.created;
+    if (route.refused) entry.refuse = route.refused;
     if (route.policy) entry.policy = route.policy;
     if (route.governance !== undefined) entry.governance = route.governance;
     routes.push(entry);

@@ -1,12 +1,20 @@
-/** `sluice validate -f PATH [-f PATH…]`: checks manifests offline as the cluster would. */
+/** `sluice validate -f PATH [-f PATH…]`: checks manifests offline as the cluster and the extproc would. */
 import { readDocuments } from '../source/yaml.js';
-import { validateDocuments } from './validate.js';
+import { compileErrors, validateDocuments } from './validate.js';
 
 const USAGE = `Usage: sluice validate -f PATH [-f PATH…]
 
-Validates AIRoute and AIPolicy manifests with the same schemas and CEL rules as the cluster.
+Validates AIRoute and AIPolicy manifests one by one: the same schemas and CEL rules as the
+cluster, then what the extproc compiles (masking and guard patterns with RE2, word lists,
+templates, JWKS, access globs, limits, prices), which the cluster does not check: a policy the
+extproc cannot compile is accepted by the apiserver, marked InvalidPolicy by the operator, and
+the routes it targets refuse every request (503 policy_invalid) until it is fixed.
 PATH is a file, a directory (searched recursively for .yaml, .yml and .json) or - for stdin.
 Other kinds (Secrets, Services, …) are reported as skipped.
+
+Verdicts that depend on several resources (model conflicts, missing Secrets, policy targets,
+consumers) are not made here: \`sluice render -f PATH\` shows each resource's status as the
+operator would write it.
 
 Exit status: 0 when every Sluice document is valid, 1 otherwise, 2 on a usage error.
 `;
@@ -44,7 +52,16 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
   const results = validateDocuments(documents.map((d) => d.doc));
   results.forEach((r, i) => {
     const id = `${r.kind ?? '<no kind>'}/${r.namespace ?? 'default'}/${r.name ?? '<no name>'}`;
-    if (r.outcome === 'valid') io.out(`ok ${id}\n`);
+    const uncompiled = compileErrors(r);
+    if (uncompiled.length > 0) {
+      failed = true;
+      io.out(`invalid ${id} (${documents[i]!.source})\n`);
+      for (const e of uncompiled) io.out(`  ${e.detail}\n`);
+      io.out(
+        '  (the apiserver accepts this policy, the extproc cannot compile it: the routes it ' +
+          'targets would refuse every request with 503 policy_invalid)\n',
+      );
+    } else if (r.outcome === 'valid') io.out(`ok ${id}\n`);
     else if (r.outcome === 'skipped') io.out(`skipped ${id}\n`);
     else {
       failed = true;

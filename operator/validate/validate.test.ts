@@ -191,6 +191,50 @@ void describe('sluice validate', () => {
     );
   });
 
+  void it('refuses what the extproc cannot compile, naming file:line, the policy and the field', async () => {
+    const policy = (name: string, spec: string) =>
+      `apiVersion: sluice.dev/v1alpha1\nkind: AIPolicy\nmetadata: {name: ${name}, namespace: ns}\n` +
+      `spec:\n  targetRefs: [{name: r}]\n${spec}`;
+    const docs = [
+      policy(
+        'lookahead',
+        "  masking:\n    customPatterns: [{type: ZIP, pattern: '(?=\\d{5})\\d+'}]\n",
+      ),
+      policy(
+        'template',
+        "  promptGuard:\n    templates:\n      t: {text: 'Hi {{who}}', variables: {name: {type: string}}}\n",
+      ),
+      policy('jwks', '  consumers:\n    jwt: {issuer: i, jwks: \'{"keys": []}\'}\n'),
+      policy('budget', '  limits:\n    rules: [{name: broke, spendPerDayUsd: 0}]\n'),
+      policy('guard', "  promptGuard:\n    denyPatterns: [{name: d, pattern: 'a\\1'}]\n"),
+      policy('fine', "  masking:\n    customPatterns: [{type: ZIP, pattern: '\\d{5}'}]\n"),
+    ];
+    const { code, out } = await run(['-f', '-'], docs.join('---\n'));
+    assert.equal(code, 1);
+    const blocks = out.split(/\n(?=\S)/);
+    const block = (name: string) => blocks.find((b) => b.includes(`AIPolicy/ns/${name} `)) ?? '';
+    assert.match(block('lookahead'), /^invalid AIPolicy\/ns\/lookahead \(<stdin>:1\)\n/);
+    assert.match(
+      block('lookahead'),
+      /\n {2}spec\.masking\.customPatterns: custom pattern for ZIP refused: .*lookaround/,
+    );
+    assert.match(block('lookahead'), /503 policy_invalid/);
+    assert.match(
+      block('template'),
+      /^invalid .*\(<stdin>:9\)\n {2}spec\.promptGuard\.templates\.t\.text: uses \{\{who\}\}/,
+    );
+    assert.match(
+      block('jwks'),
+      /\n {2}spec\.consumers\.jwt\.jwks: a JWKS document needs a non-empty "keys" array/,
+    );
+    assert.match(block('budget'), /\n {2}spec\.limits\.rules\[0\]\.spendPerDayUsd: Too small/);
+    assert.match(
+      block('guard'),
+      /\n {2}spec\.promptGuard\.denyPatterns\[0\]\.pattern: .*backreference/,
+    );
+    assert.match(out, /^ok AIPolicy\/ns\/fine$/m);
+  });
+
   void it('exits 0 when every document is valid', async () => {
     const { code, out } = await run(['--filename', `${FIXTURES}policy-target.valid.yaml`]);
     assert.equal(code, 0, out);

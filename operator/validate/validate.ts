@@ -1,7 +1,8 @@
 /**
  * Offline validation of Sluice documents with the cluster's semantics: the zod schema (the same
  * one the CRD's OpenAPI schema is generated from) and then the CRD's CEL rules, evaluated on the
- * same pruned, typed value the apiserver would see.
+ * same pruned, typed value the apiserver would see (validateDocument); then, beyond what the
+ * apiserver checks, what the extproc would refuse to compile (compileErrors).
  */
 import type { z } from 'zod';
 import { AIPolicySchema, AIRouteSchema } from '../api/schema.js';
@@ -9,6 +10,7 @@ import { API_VERSION, GROUP } from '../api/types.js';
 import type { AIPolicy, AIRoute } from '../api/types.js';
 import { openAPISchema, SLUICE_KINDS } from '../crdgen/crds.js';
 import type { SluiceKind } from '../crdgen/crds.js';
+import { compileProblems } from '../translate/policy.js';
 import { evaluateRules } from './cel.js';
 
 export interface FieldError {
@@ -99,6 +101,17 @@ export function validateDocument(doc: unknown): DocumentResult {
   }
   if (errors.length > 0 || !parsed.success) return invalid(head, errors);
   return { outcome: 'valid', ...head, errors, object: parsed.data };
+}
+
+/**
+ * What the extproc would refuse in a document the apiserver accepts: the AIPolicy sections
+ * compiled by the extproc's own schemas (RE2 patterns, word lists, templates, decorators, JWKS,
+ * access globs, limits, prices), exactly as translation compiles them. The operator marks such a
+ * policy InvalidPolicy and refuses the routes it targets. Empty for anything else.
+ */
+export function compileErrors(result: DocumentResult): FieldError[] {
+  if (result.outcome !== 'valid' || result.object?.kind !== 'AIPolicy') return [];
+  return compileProblems(result.object.spec).map((p) => error(p.field, p.message));
 }
 
 /** The message the apiserver answers a create of this invalid document with. */
