@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'policy_blocked'
   | 'prompt_blocked'
   | 'policy_unavailable'
+  | 'policy_invalid'
   | 'no_matching_rule'
   | 'upstream_unavailable'
   | 'upstream_timeout'
@@ -45,6 +46,7 @@ const STATUS: Record<ErrorCode, number> = {
   policy_blocked: 403,
   prompt_blocked: 403,
   policy_unavailable: 503,
+  policy_invalid: 503,
   no_matching_rule: 404,
   upstream_unavailable: 503,
   upstream_timeout: 504,
