@@ -9,6 +9,8 @@ export type ErrorCode =
   | 'invalid_json'
   | 'invalid_encoding'
   | 'invalid_request'
+  | 'duplicate_key'
+  | 'nesting_too_deep'
   | 'missing_model'
   | 'missing_body'
   | 'unsupported_media_type'
@@ -33,6 +35,8 @@ const STATUS: Record<ErrorCode, number> = {
   invalid_json: 400,
   invalid_encoding: 400,
   invalid_request: 400,
+  duplicate_key: 400,
+  nesting_too_deep: 400,
   missing_model: 400,
   missing_body: 400,
   unsupported_media_type: 415,

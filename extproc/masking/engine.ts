@@ -5,14 +5,15 @@
  */
 import type { Operation } from '../api/endpoints.js';
 import type { MaskAction } from '../config/contract.js';
-import type { Finding } from './detect/index.js';
-import { requestSlots } from './fields.js';
+import type { DetectorSet, Finding } from './detect/index.js';
+import { maskableSlots } from './fields.js';
 import { restore, StreamRestorer } from './placeholder.js';
 import { irreversible, type CompiledMasking } from './policy.js';
 import {
   EMPTY_LOOKUP,
   PolicyUnavailableError,
   RequestVault,
+  usedPlaceholderNumbers,
   type MaybePromise,
   type PlaceholderLookup,
   type Vault,
@@ -70,6 +71,8 @@ export interface RequestMasking {
   blocked: { type: string; count: number }[];
   /** What restores this request's placeholders in the response. */
   lookup: PlaceholderLookup;
+  /** The shared vault failed and this request was masked with a vault of its own. */
+  degraded: boolean;
 }
 
 export interface RequestMaskingInput {
@@ -81,6 +84,11 @@ export interface RequestMaskingInput {
   /** The shared vault and the conversation's scoped id; absent: placeholders live for one request. */
   vault?: Vault | undefined;
   session?: string | undefined;
+  /**
+   * When the shared vault fails: mask with a vault of this request only (its placeholders restore
+   * in its own answer; earlier turns' do not) instead of throwing PolicyUnavailableError.
+   */
+  degradeOnVaultFailure?: boolean;
 }
 
 interface Planned {
@@ -89,26 +97,39 @@ interface Planned {
   action: MaskAction;
 }
 
+/** Findings that cannot be masked where they are: the text is signed by the provider. */
+export const SIGNED_SUFFIX = ' in a signed thinking block';
+
 export async function maskRequest(input: RequestMaskingInput): Promise<RequestMasking> {
   const { masking: m, shadow, tally } = input;
-  const list = requestSlots(input.operation, input.body);
+  const list = maskableSlots(input.operation, input.body);
   const plans: Planned[] = [];
   const blocked = new Map<string, number>();
-  list.slots.forEach((slot, i) => {
-    for (const f of m.detectors.detect(slot.text)) {
-      const action = m.action(f.type);
+  detectAll(
+    m.detectors,
+    list.slots.map((x) => x.text),
+  ).forEach((found, i) => {
+    const signed = list.slots[i]!.signed === true;
+    for (const f of found) {
+      let action = m.action(f.type);
       tally.add('request', f.type, shadow ? `would_${action}` : action);
-      if (action === 'block') blocked.set(f.type, (blocked.get(f.type) ?? 0) + 1);
+      // A signed text cannot be rewritten (the provider would refuse it): refused instead.
+      if (signed && action !== 'alert') {
+        action = 'block';
+        const k = `${f.type}${SIGNED_SUFFIX}`;
+        blocked.set(k, (blocked.get(k) ?? 0) + 1);
+      } else if (action === 'block') blocked.set(f.type, (blocked.get(f.type) ?? 0) + 1);
       plans.push({ slot: i, finding: f, action });
     }
   });
   const sessionVault = m.reversible && input.vault && input.session !== undefined;
-  if (shadow) return { changed: false, blocked: [], lookup: EMPTY_LOOKUP };
+  if (shadow) return { changed: false, blocked: [], lookup: EMPTY_LOOKUP, degraded: false };
   if (blocked.size > 0) {
     return {
       changed: false,
       blocked: [...blocked].map(([type, count]) => ({ type, count })),
       lookup: EMPTY_LOOKUP,
+      degraded: false,
     };
   }
 
@@ -121,18 +142,30 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
   }
   let placeholders: string[] = [];
   let lookup: PlaceholderLookup = EMPTY_LOOKUP;
+  let degraded = false;
+  let local = !sessionVault;
   if (sessionVault) {
-    // Even without new values: the lookup restores placeholders of earlier turns.
-    const s = await within(input.vault!.open(input.session!, items, m.timeoutMs), m.timeoutMs);
-    placeholders = s.placeholders;
-    lookup = s.lookup;
-  } else if (items.length > 0) {
+    try {
+      // Even without new values: the lookup restores placeholders of earlier turns.
+      const s = await within(input.vault!.open(input.session!, items, m.timeoutMs), m.timeoutMs);
+      placeholders = s.placeholders;
+      lookup = s.lookup;
+    } catch (err) {
+      if (!(err instanceof PolicyUnavailableError) || !input.degradeOnVaultFailure) throw err;
+      // Masking never depends on the shared vault: only restoring earlier turns is lost.
+      degraded = true;
+      local = true;
+    }
+  }
+  if (local && items.length > 0) {
     // No conversation: the placeholders live for this request only, and its response comes back
     // through the same extproc stream, so no other replica ever needs them. They stay in memory
     // even when the shared vault is Redis: a round trip would buy nothing and cost latency.
-    const local = new RequestVault();
-    placeholders = local.put(items);
-    if (m.reversible) lookup = local;
+    // Numbers already written in the request (placeholders of earlier turns) are not reused, so
+    // the answer never restores an earlier turn's placeholder to this request's value.
+    const vault = new RequestVault(usedPlaceholderNumbers(list.slots.map((x) => x.text)));
+    placeholders = vault.put(items);
+    if (m.reversible) lookup = vault;
   }
 
   // Right to left within a slot, so earlier offsets stay valid.
@@ -159,12 +192,62 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
     }
     slot.set(text);
   }
-  list.commit();
-  const changed = bySlot.size > 0;
+  // A JSON document in a string that repeats a key is written back even without findings.
+  const changed = list.commit() || bySlot.size > 0;
   if (changed && m.systemNote && m.reversible && placeholders.length > 0) {
     addSystemNote(input.operation, input.body);
   }
-  return { changed, blocked: [], lookup };
+  return { changed, blocked: [], lookup, degraded };
+}
+
+/**
+ * Separates texts detected in one pass. No built-in detector takes a NUL inside a value, so a
+ * finding never spans one; a custom pattern that does is re-run on each text it touched.
+ */
+const JOIN = '\n\u0000\n';
+
+/**
+ * Findings per text, with offsets into each text. One detector pass over all of them: a body
+ * holds many short strings (keys, roles, ids), and a pass has a fixed cost per call.
+ */
+export function detectAll(detectors: DetectorSet, texts: readonly string[]): Finding[][] {
+  const out: Finding[][] = texts.map(() => []);
+  if (texts.length === 0) return out;
+  if (texts.length === 1) {
+    out[0] = detectors.detect(texts[0]!);
+    return out;
+  }
+  const starts: number[] = [];
+  let at = 0;
+  for (const t of texts) {
+    starts.push(at);
+    at += t.length + JOIN.length;
+  }
+  const textOf = (pos: number): number => {
+    let lo = 0;
+    let hi = starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (starts[mid]! <= pos) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  };
+  const redo = new Set<number>();
+  const kept: [number, Finding][] = [];
+  for (const f of detectors.detect(texts.join(JOIN))) {
+    const i = textOf(f.start);
+    const base = starts[i]!;
+    if (f.end - base > texts[i]!.length) {
+      // Across a separator: each text it touched is detected again on its own.
+      for (let k = i; k < texts.length && starts[k]! < f.end; k++) redo.add(k);
+      continue;
+    }
+    kept.push([i, { type: f.type, start: f.start - base, end: f.end - base }]);
+  }
+  for (const [i, f] of kept) if (!redo.has(i)) out[i]!.push(f);
+  for (const i of redo) out[i] = detectors.detect(texts[i]!);
+  return out;
 }
 
 /** Asks the model to keep placeholders verbatim, in the place each API reads instructions from. */

@@ -4,6 +4,7 @@
  * data are not text the model reads as prose, and rewriting them would break the request.
  */
 import type { Operation } from '../api/endpoints.js';
+import { duplicateKey } from './json-keys.js';
 
 type Obj = Record<string, unknown>;
 
@@ -19,11 +20,53 @@ export interface TextSlot {
   set(value: string): void;
   /** The slot is inside a JSON document carried as a string (tool-call arguments). */
   readonly json: boolean;
+  /** Covered by a provider's signature (a thinking block): it cannot change without breaking it. */
+  readonly signed?: boolean;
 }
 
 export class SlotList {
   readonly slots: TextSlot[] = [];
-  private readonly commits: (() => void)[] = [];
+  /** Each returns true when it wrote something. */
+  private readonly commits: (() => boolean)[] = [];
+  /** Renamed keys, per object, applied at commit in one rebuild of each object. */
+  private renames: Map<Obj, Map<string, string>> | undefined;
+
+  /** A key of `holder`, readable as text; setting it renames the key (order kept). */
+  key(holder: Obj, key: string): void {
+    if (key.length === 0) return;
+    this.slots.push({
+      text: key,
+      key: undefined,
+      json: false,
+      set: (value) => {
+        if (value === key) return;
+        this.renames ??= new Map();
+        let r = this.renames.get(holder);
+        if (!r) {
+          this.renames.set(holder, (r = new Map<string, string>()));
+          // Registered after every walk, so it runs before any JSON document is written back.
+          this.commits.push(() => {
+            renameKeys(holder, r!);
+            return true;
+          });
+        }
+        r.set(key, value);
+      },
+    });
+  }
+
+  /** `holder[key]`, a string, with its own flags (see TextSlot). */
+  push(slot: TextSlot): void {
+    this.slots.push(slot);
+  }
+
+  /**
+   * Runs `f` at commit, before the commits registered earlier (an enclosing document's); `f`
+   * returns true when it wrote something.
+   */
+  onCommit(f: () => boolean): void {
+    this.commits.push(f);
+  }
 
   /** `holder[key]` when it is a non-empty string. */
   field(holder: Obj | unknown[], key: string | number, json = false): void {
@@ -86,12 +129,32 @@ export class SlotList {
     }
     this.commits.push(() => {
       if (changed) (holder as Record<string | number, unknown>)[key] = JSON.stringify(box.doc);
+      return changed;
     });
   }
 
-  /** Writes back the JSON documents whose values changed; call once after every `set`. */
-  commit(): void {
-    for (const c of this.commits) c();
+  /**
+   * Writes back renamed keys and the JSON documents whose values changed; call once after every
+   * `set`. Latest first: what was registered inside a document is written before the document.
+   */
+  commit(): boolean {
+    let wrote = false;
+    for (let i = this.commits.length - 1; i >= 0; i--) if (this.commits[i]!()) wrote = true;
+    return wrote;
+  }
+}
+
+/** Rebuilds `holder` with keys renamed, in their order (one pass, however many are renamed). */
+function renameKeys(holder: Obj, renames: ReadonlyMap<string, string>): void {
+  const entries = Object.entries(holder);
+  for (const [k] of entries) delete holder[k];
+  for (const [k, v] of entries) {
+    Object.defineProperty(holder, renames.get(k) ?? k, {
+      value: v,
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
 }
 
@@ -305,4 +368,240 @@ export function responsesEventSlots(ev: Obj): SlotList {
       break;
   }
   return list;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Everything a provider receives, for masking: every string value and every key of the body is
+// scanned, at any depth, except the fields listed below. Deny by default: a field an API adds
+// tomorrow is scanned until it is listed here. Paths name object keys, with `*` for any array
+// element; they are matched only where the API puts them, so the same name inside free-form JSON
+// (tool input, schemas, metadata) is scanned like any other text.
+
+/** Identifiers the API itself assigns or that name a model: never text the model reads as prose. */
+const EXEMPT: Record<Operation, readonly string[]> = {
+  chat: [
+    'model',
+    'messages.*.tool_call_id',
+    'messages.*.tool_calls.*.id',
+    'messages.*.audio.id',
+    'messages.*.content.*.file.file_id',
+  ],
+  completions: ['model'],
+  embeddings: ['model'],
+  responses: [
+    'model',
+    'previous_response_id',
+    'conversation',
+    'conversation.id',
+    'prompt.id',
+    'prompt.version',
+    'input.*.id',
+    'input.*.call_id',
+    'input.*.content.*.file_id',
+    'input.*.output.*.file_id',
+  ],
+  messages: [
+    'model',
+    'container',
+    'messages.*.content.*.id',
+    'messages.*.content.*.tool_use_id',
+    'messages.*.content.*.source.file_id',
+    'messages.*.content.*.content.*.source.file_id',
+  ],
+};
+
+/**
+ * Encoded payloads: exempt only while the value really is base64 (bare or in a `data:` URL):
+ * images, audio and files the model does not read as text, and provider-signed or encrypted
+ * blobs. Anything else found there (a plain URL, text) is scanned.
+ */
+const ENCODED: Record<Operation, readonly string[]> = {
+  chat: [
+    'messages.*.content.*.image_url.url',
+    'messages.*.content.*.input_audio.data',
+    'messages.*.content.*.file.file_data',
+  ],
+  completions: [],
+  embeddings: [],
+  responses: [
+    'input.*.content.*.image_url',
+    'input.*.content.*.file_data',
+    'input.*.output.*.image_url',
+    'input.*.output.*.file_data',
+    'input.*.encrypted_content',
+    'input.*.result',
+  ],
+  messages: [
+    'messages.*.content.*.signature',
+    'messages.*.content.*.data',
+    'messages.*.content.*.source.data',
+    'messages.*.content.*.content.*.source.data',
+  ],
+};
+
+/** The exempt fields of each API, for documentation and tests. */
+export const EXEMPT_FIELDS: Readonly<
+  Record<Operation, { ids: readonly string[]; base64: readonly string[] }>
+> = Object.fromEntries(
+  (Object.keys(EXEMPT) as Operation[]).map((op) => [op, { ids: EXEMPT[op], base64: ENCODED[op] }]),
+) as Record<Operation, { ids: readonly string[]; base64: readonly string[] }>;
+
+const EXEMPT_SETS = new Map(
+  (Object.keys(EXEMPT) as Operation[]).map((op) => [op, new Set(EXEMPT[op])]),
+);
+const ENCODED_SETS = new Map(
+  (Object.keys(ENCODED) as Operation[]).map((op) => [op, new Set(ENCODED[op])]),
+);
+
+/** Deeper JSON is refused, never skipped: a value below the limit would leave unscanned. */
+export const MAX_REQUEST_DEPTH = 64;
+
+/** Thrown when the body (or JSON inside one of its strings) nests deeper than MAX_REQUEST_DEPTH. */
+export class NestingTooDeep extends Error {
+  override readonly name = 'NestingTooDeep';
+}
+
+const BASE64_BODY = /^[A-Za-z0-9+/_-]*={0,2}\s*$/;
+const DATA_URL_HEAD = /^data:[\w.+-]+\/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,/i;
+
+/** True for base64 (standard or URL-safe), bare or as a `data:…;base64,` URL. */
+export function isBase64Payload(v: string): boolean {
+  const head = DATA_URL_HEAD.exec(v);
+  const body = head ? v.slice(head[0].length) : v;
+  return body.length > 0 && BASE64_BODY.test(body);
+}
+
+/** A string that is itself JSON (tool arguments, a JSON tool result): its values are walked. */
+function embeddedJson(v: string): object | undefined {
+  let i = 0;
+  while (
+    i < v.length &&
+    (v.charCodeAt(i) === 32 ||
+      v.charCodeAt(i) === 10 ||
+      v.charCodeAt(i) === 13 ||
+      v.charCodeAt(i) === 9)
+  )
+    i++;
+  const c = v.charCodeAt(i);
+  if (c !== 123 && c !== 91) return undefined;
+  try {
+    const doc: unknown = JSON.parse(v);
+    return typeof doc === 'object' && doc !== null ? doc : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface Walk {
+  list: SlotList;
+  exempt: ReadonlySet<string>;
+  encoded: ReadonlySet<string>;
+}
+
+/**
+ * Every string the provider will receive in `body`, keys included, except the exempt fields.
+ * Strings that hold a JSON object or array are walked inside (and written back re-serialized
+ * when something in them changed, or when they repeat a key, so what leaves is what was
+ * scanned). Throws NestingTooDeep beyond MAX_REQUEST_DEPTH levels.
+ */
+export function maskableSlots(op: Operation, body: Obj): SlotList {
+  const w: Walk = {
+    list: new SlotList(),
+    exempt: EXEMPT_SETS.get(op)!,
+    encoded: ENCODED_SETS.get(op)!,
+  };
+  walkObject(w, body, '', 0, false);
+  return w.list;
+}
+
+function child(path: string, key: string): string {
+  return path === '' ? key : `${path}.${key}`;
+}
+
+function walkObject(w: Walk, o: Obj, path: string, depth: number, free: boolean): void {
+  if (depth >= MAX_REQUEST_DEPTH) throw new NestingTooDeep();
+  for (const k of Object.keys(o)) {
+    w.list.key(o, k);
+    walkValue(w, o, k, free ? '' : child(path, k), depth + 1, free);
+  }
+}
+
+function walkValue(
+  w: Walk,
+  holder: Obj | unknown[],
+  key: string | number,
+  path: string,
+  depth: number,
+  free: boolean,
+): void {
+  const v = (holder as Record<string | number, unknown>)[key];
+  if (typeof v === 'string') {
+    if (!free) {
+      if (w.exempt.has(path)) return;
+      if (w.encoded.has(path) && isBase64Payload(v)) return;
+    }
+    walkString(w, holder, key, depth, path);
+    return;
+  }
+  if (typeof v !== 'object' || v === null) return;
+  if (Array.isArray(v)) {
+    if (depth >= MAX_REQUEST_DEPTH) throw new NestingTooDeep();
+    const p = free ? '' : child(path, '*');
+    for (let i = 0; i < v.length; i++) walkValue(w, v, i, p, depth + 1, free);
+    return;
+  }
+  walkObject(w, v as Obj, path, depth, free);
+}
+
+function walkString(
+  w: Walk,
+  holder: Obj | unknown[],
+  key: string | number,
+  depth: number,
+  path: string,
+): void {
+  const h = holder as Record<string | number, unknown>;
+  const text = h[key] as string;
+  if (text.length === 0) return;
+  const doc = embeddedJson(text);
+  if (doc === undefined) {
+    const signed = path.endsWith('.thinking') && isSignedThinking(holder);
+    w.list.push({
+      text,
+      key: typeof key === 'string' ? key : undefined,
+      json: false,
+      ...(signed && { signed }),
+      set: (value) => {
+        h[key] = value;
+      },
+    });
+    return;
+  }
+  // A JSON document in a string: its keys and values are free-form, whatever the path.
+  const box = { doc } as Obj;
+  let changed = duplicateKey(text, doc) !== undefined;
+  w.list.onCommit(() => {
+    if (changed) h[key] = JSON.stringify(box.doc);
+    return changed;
+  });
+  const before = w.list.slots.length;
+  walkValue(w, box, 'doc', '', depth, true);
+  for (let i = before; i < w.list.slots.length; i++) {
+    const s = w.list.slots[i]!;
+    w.list.slots[i] = {
+      text: s.text,
+      key: s.key,
+      json: false,
+      set: (value) => {
+        s.set(value);
+        changed = true;
+      },
+    };
+  }
+}
+
+/** An Anthropic thinking block carrying its signature. */
+function isSignedThinking(holder: Obj | unknown[]): boolean {
+  if (!isObj(holder)) return false;
+  return holder.type === 'thinking' && typeof holder.signature === 'string';
 }

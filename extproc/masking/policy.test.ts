@@ -133,7 +133,8 @@ describe('maskRequest', () => {
     );
   });
 
-  it('does not walk into model, ids, roles, names or images', async () => {
+  it('scans names, users and image URLs; leaves the model, ids and base64 images alone', async () => {
+    const png = `data:image/png;base64,${Buffer.from('d@x.example 4111111111111111').toString('base64')}`;
     const body = {
       model: 'a@x.example',
       user: 'b@x.example',
@@ -141,11 +142,14 @@ describe('maskRequest', () => {
         {
           role: 'user',
           name: 'c@x.example',
-          content: [{ type: 'image_url', image_url: { url: 'https://h/d@x.example' } }],
+          content: [
+            { type: 'image_url', image_url: { url: 'https://h/d@x.example' } },
+            { type: 'image_url', image_url: { url: png } },
+          ],
         },
+        { role: 'tool', tool_call_id: 'call_e@x.example', content: 'ok' },
       ],
     };
-    const before = JSON.stringify(body);
     const r = await maskRequest({
       masking,
       shadow: false,
@@ -153,7 +157,14 @@ describe('maskRequest', () => {
       body,
       tally: new Tally(),
     });
-    assert.equal(r.changed, false);
-    assert.equal(JSON.stringify(body), before);
+    assert.equal(r.changed, true);
+    assert.equal(body.model, 'a@x.example');
+    assert.equal(body.user, '[EMAIL_1]');
+    assert.equal(body.messages[0]!.name, '[EMAIL_2]');
+    assert.deepEqual(body.messages[0]!.content, [
+      { type: 'image_url', image_url: { url: 'https://h/[EMAIL_3]' } },
+      { type: 'image_url', image_url: { url: png } },
+    ]);
+    assert.equal(body.messages[1]!.tool_call_id, 'call_e@x.example');
   });
 });

@@ -7,10 +7,15 @@ import type { Operation } from '../api/endpoints.js';
 import { SluiceError } from '../errors.js';
 import type { PolicyState } from '../pipeline/request-store.js';
 import { maskRequest, OutputTransform, Tally, type FindingCount } from './engine.js';
+import { MAX_REQUEST_DEPTH, NestingTooDeep } from './fields.js';
 import type { CompiledPolicy } from './policy.js';
 import type { Vault } from './vault.js';
 
 export const POLICY_FAILURE_HEADER = 'x-sluice-policy-failure';
+/** Verdict: a session header came without an authenticated caller, so it was not used. */
+export const SESSION_UNBOUND = 'session_unbound';
+/** Verdict: the shared vault failed and the request was masked with a vault of its own. */
+export const VAULT_DEGRADED = 'vault_degraded';
 
 export interface RequestPolicyInput {
   /** From newPolicyState; kept by the caller, so counts survive a refusal. */
@@ -21,6 +26,17 @@ export interface RequestPolicyInput {
   headers: ReadonlyMap<string, string>;
   route: string;
   vault: Vault;
+  /**
+   * Who the gateway authenticated (a virtual key, a verified JWT's subject, a mesh identity), if
+   * anyone: a conversation's vault belongs to it. Without one the session header is ignored.
+   */
+  caller?: SessionOwner | undefined;
+}
+
+/** The part of an authenticated caller (governance's Caller) a conversation is bound to. */
+export interface SessionOwner {
+  method: string;
+  consumer: string;
 }
 
 export interface RequestPolicyResult {
@@ -33,23 +49,26 @@ export function newPolicyState(policy: CompiledPolicy): PolicyState {
 }
 
 /**
- * A conversation is scoped to the route and the caller's credential as well as the session id,
- * so a caller who guesses or reuses another caller's session id cannot have that caller's values
- * restored into its own answers.
+ * A conversation belongs to the route and to the caller the gateway authenticated, as well as to
+ * the session id: a caller who guesses or reuses another caller's session id opens another
+ * conversation, so it can never have that caller's values restored into its own answers. A
+ * header alone proves nothing (anyone can send any bearer token to a route that checks none), so
+ * without an authenticated caller there is no conversation: placeholders live for one request.
  */
 function sessionScope(
   headers: ReadonlyMap<string, string>,
   name: string,
   route: string,
+  caller: SessionOwner | undefined,
 ): string | undefined {
   const session = headers.get(name);
-  if (session === undefined || session === '') return undefined;
-  const principal =
-    headers.get('authorization') ?? headers.get('x-api-key') ?? headers.get('api-key') ?? '';
+  if (session === undefined || session === '' || caller === undefined) return undefined;
   return createHash('sha256')
     .update(route)
     .update('\0')
-    .update(principal)
+    .update(caller.method)
+    .update('\0')
+    .update(caller.consumer)
     .update('\0')
     .update(session)
     .digest('base64');
@@ -62,6 +81,11 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
   if (!m) return {};
   const shadow = policy.mode === 'shadow';
   try {
+    const session = m.reversible
+      ? sessionScope(input.headers, m.sessionHeader, input.route, input.caller)
+      : undefined;
+    if (m.reversible && session === undefined && (input.headers.get(m.sessionHeader) ?? '') !== '')
+      state.verdicts.add(SESSION_UNBOUND);
     const r = await maskRequest({
       masking: m,
       shadow,
@@ -69,8 +93,11 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
       body: input.body,
       tally: state.tally,
       vault: input.vault,
-      session: m.reversible ? sessionScope(input.headers, m.sessionHeader, input.route) : undefined,
+      session,
+      // Open mode never lets a vault outage send values unmasked: the request keeps its own vault.
+      degradeOnVaultFailure: policy.failureMode === 'open',
     });
+    if (r.degraded) state.verdicts.add(VAULT_DEGRADED);
     if (r.blocked.length > 0) {
       state.verdicts.add('block');
       const what = r.blocked.map((b) => `${b.type} (${b.count})`).join(', ');
@@ -83,6 +110,12 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
     return r.changed ? { body: Buffer.from(JSON.stringify(input.body), 'utf8') } : {};
   } catch (err) {
     if (err instanceof SluiceError) throw err;
+    if (err instanceof NestingTooDeep) {
+      // Deeper JSON would leave unscanned: refused as a bad request, whatever the failure mode.
+      if (!shadow) throw nestingTooDeep();
+      state.verdicts.add('would_nesting_too_deep');
+      return {};
+    }
     // A detector or the vault failed. Shadow mode never refuses; otherwise the policy decides.
     if (policy.failureMode === 'closed' && !shadow) {
       state.verdicts.add('fail_closed');
@@ -108,4 +141,11 @@ export function verdictsOf(state: PolicyState): string[] {
 
 export function findingsOf(state: PolicyState): FindingCount[] {
   return state.tally.list();
+}
+
+function nestingTooDeep(): SluiceError {
+  return new SluiceError(
+    'nesting_too_deep',
+    `The request body nests JSON more than ${MAX_REQUEST_DEPTH} levels deep (JSON inside strings included); the data-protection policy cannot check it.`,
+  );
 }

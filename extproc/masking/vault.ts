@@ -239,6 +239,10 @@ export const EMPTY_LOOKUP: PlaceholderLookup = { get: () => undefined, size: 0 }
  */
 export class RequestVault implements PlaceholderLookup {
   private readonly counters = new Map<string, number>();
+
+  /** `taken`: per type, numbers already written in the request; they are skipped. */
+  constructor(private readonly taken?: ReadonlyMap<string, ReadonlySet<number>>) {}
+
   private readonly byValue = new Map<string, string>();
   private readonly values = new Map<string, string>();
 
@@ -247,7 +251,10 @@ export class RequestVault implements PlaceholderLookup {
       const k = `${type}\0${value}`;
       let p = this.byValue.get(k);
       if (p === undefined) {
-        p = placeholderFor(type, nextNumber(this.counters, type));
+        const skip = this.taken?.get(type);
+        let n = nextNumber(this.counters, type);
+        while (skip?.has(n)) n = nextNumber(this.counters, type);
+        p = placeholderFor(type, n);
         this.byValue.set(k, p);
         this.values.set(p, value);
       }
@@ -262,4 +269,21 @@ export class RequestVault implements PlaceholderLookup {
   get size(): number {
     return this.values.size;
   }
+}
+
+const WRITTEN_PLACEHOLDER = /\[([A-Z][A-Z0-9_]*)_(\d{1,6})\]/g;
+
+/** Per type, the placeholder numbers written in `texts` (placeholders of earlier turns). */
+export function usedPlaceholderNumbers(texts: readonly string[]): Map<string, Set<number>> {
+  const out = new Map<string, Set<number>>();
+  for (const t of texts) {
+    if (!t.includes('[')) continue;
+    WRITTEN_PLACEHOLDER.lastIndex = 0;
+    for (let m = WRITTEN_PLACEHOLDER.exec(t); m !== null; m = WRITTEN_PLACEHOLDER.exec(t)) {
+      let set = out.get(m[1]!);
+      if (!set) out.set(m[1]!, (set = new Set()));
+      set.add(Number(m[2]));
+    }
+  }
+  return out;
 }

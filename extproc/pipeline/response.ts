@@ -13,7 +13,7 @@ import { WIRE, type Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
 import { responseSlots } from '../masking/fields.js';
-import { POLICY_FAILURE_HEADER } from '../masking/request-policy.js';
+import { POLICY_FAILURE_HEADER, VAULT_DEGRADED } from '../masking/request-policy.js';
 import { SseMasking } from '../masking/sse.js';
 import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';
 import { estimateUsage } from '../usage/estimate.js';
@@ -76,6 +76,8 @@ export class ResponseProcessor {
     this.ok = status >= 200 && status < 300;
     const m: Mutation = { setHeaders: [[REQUEST_ID_HEADER, this.req.id]], removeHeaders: [] };
     if (this.req.policy?.failedOpen) m.setHeaders!.push([POLICY_FAILURE_HEADER, 'open']);
+    else if (this.req.policy?.verdicts.has(VAULT_DEGRADED))
+      m.setHeaders!.push([POLICY_FAILURE_HEADER, 'degraded']);
     if (!this.ok || endOfStream) return proceed(m);
     const output = this.req.policy?.output;
     if (output && (output.scans || output.restores)) this.output = output;

@@ -37,8 +37,11 @@ export interface RequestRecord {
   policy?: string | undefined;
   /** Policy findings by direction, type and action: counts only, never values. */
   findings?: { direction: string; type: string; action: string; count: number }[];
-  /** The policy could not be applied: `open` (passed unprocessed) or `closed` (refused). */
-  policyFailure?: 'open' | 'closed' | undefined;
+  /**
+   * The policy could not be applied: `open` (passed unprocessed), `closed` (refused) or
+   * `degraded` (the shared vault failed in open mode; the request was masked on its own).
+   */
+  policyFailure?: 'open' | 'closed' | 'degraded' | undefined;
   /** Prompt guard rules that fired (action `would_*` in shadow mode): counts only, never text. */
   guard?: { rule: string; kind: string; action: string; count?: number }[];
   /**
@@ -190,7 +193,7 @@ export class Telemetry {
     });
     this.policyFailures = new Counter({
       name: 'sluice_policy_failures_total',
-      help: 'Requests whose policy could not be applied, by what the failure mode did (open: passed, closed: refused).',
+      help: 'Requests whose policy could not be applied, by what the failure mode did (open: passed, closed: refused, degraded: masked without the shared vault).',
       labelNames: ['sluice_route', 'sluice_policy', 'failure_mode'],
       registers,
     });

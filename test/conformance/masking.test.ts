@@ -1,5 +1,6 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import {
   ExtProcFilter,
   type HeaderList,
@@ -19,6 +20,11 @@ import {
   type Harness,
 } from './harness.js';
 
+// Conversations belong to authenticated callers: the `conversation` route checks virtual keys.
+const KEYS = { alice: 'sk-sluice-alice-mask-0001', bob: 'sk-sluice-bob-mask-0002' };
+const sha = (k: string): string => createHash('sha256').update(k).digest('hex');
+const as = (key: string): HeaderList => [['authorization', `Bearer ${key}`]];
+
 const MASKING_CONFIG = `
 apiVersion: sluice.dev/extproc/v1
 kind: ExtprocConfig
@@ -36,7 +42,17 @@ backends:
     cluster: sluice/backend/anthropic
     provider: anthropic
     credential: { value: sk-ant-backend-0003 }
+consumers:
+  - { name: alice, keyHashes: ['${sha(KEYS.alice)}'] }
+  - { name: bob, keyHashes: ['${sha(KEYS.bob)}'] }
+policies:
+  - { name: keys, identity: { keys: {} } }
 routes:
+  - name: conversation
+    models: [{ exact: gpt-conv }]
+    backends: [{ name: openai }]
+    governance: keys
+    policy: { name: pii, masking: {} }
   - name: masked
     models: [{ exact: gpt-masked }]
     backends: [{ name: openai }]
@@ -102,7 +118,11 @@ const SSE_HEADERS: HeaderList = [
 
 function withLength(body: object, extra: HeaderList = [], path?: string): [HeaderList, Buffer] {
   const buf = Buffer.from(JSON.stringify(body));
-  return [chatHeaders([['content-length', String(buf.length)], ...extra], path), buf];
+  const own = new Set(extra.map(([k]) => k));
+  const base = chatHeaders([['content-length', String(buf.length)]], path).filter(
+    ([k]) => !own.has(k),
+  );
+  return [[...base, ...extra], buf];
 }
 
 async function send(
@@ -127,6 +147,19 @@ async function send(
     sent: up.body.toString('utf8'),
     upstreamHeaders: up.headers,
   };
+}
+
+/** The chat answer `content` as the client receives it through `router`. */
+async function answer(router: ExtProcFilter, content: string): Promise<string> {
+  const res = continued(
+    await router.runResponse(JSON_HEADERS, [
+      Buffer.from(
+        JSON.stringify({ choices: [{ index: 0, message: { role: 'assistant', content } }] }),
+      ),
+    ]),
+  );
+  return (JSON.parse(res.body.toString()) as { choices: { message: { content: string } }[] })
+    .choices[0]!.message.content;
 }
 
 function placeholders(text: string): string[] {
@@ -189,13 +222,8 @@ describe('conformance: masking', () => {
       ],
     };
     const { router, sent } = await send(body);
-    assert.ok(
-      !sent.includes(EMAIL.split('@')[0]!) || sent.includes('img.example.com/jane.doe'),
-      'image URLs stay',
-    );
-    assert.ok(
-      !sent.replace('https://img.example.com/jane.doe@example.com.png', '').includes(EMAIL),
-    );
+    // An image URL is text the provider reads and fetches: scanned like the rest.
+    assert.ok(!sent.includes(EMAIL) && !sent.includes('jane.doe'), 'nothing of the email leaves');
     assert.ok(!sent.includes(CARD) && !sent.includes(PHONE));
     const up = JSON.parse(sent) as {
       model: string;
@@ -217,8 +245,9 @@ describe('conformance: masking', () => {
     assert.equal(up.messages[4]!.content, 'Customer phone [PHONE_1]');
     assert.deepEqual(
       new Set(placeholders(sent)),
-      new Set(['[EMAIL_1]', '[CREDIT_CARD_1]', '[PHONE_1]']),
+      new Set(['[EMAIL_1]', '[EMAIL_2]', '[CREDIT_CARD_1]', '[PHONE_1]']),
     );
+    assert.match(sent, /"url":"https:\/\/img\.example\.com\/\[EMAIL_2\]"/);
 
     const answer = {
       id: 'chatcmpl-1',
@@ -267,21 +296,21 @@ describe('conformance: masking', () => {
     ).filter((f) => f.direction === 'request');
     assert.deepEqual(req.map((f) => `${f.type}:${f.action}:${f.count}`).sort(), [
       'CREDIT_CARD:mask:1',
-      'EMAIL:mask:3',
+      'EMAIL:mask:4',
       'PHONE:mask:1',
     ]);
   });
 
   it('keeps placeholders stable across turns of a session, and apart between callers', async () => {
-    const session: HeaderList = [['x-sluice-session', 'conv-42']];
+    const session: HeaderList = [['x-sluice-session', 'conv-42'], ...as(KEYS.alice)];
     const a = await send(
-      { model: 'gpt-masked', messages: [{ role: 'user', content: `a@example.org then ${EMAIL}` }] },
+      { model: 'gpt-conv', messages: [{ role: 'user', content: `a@example.org then ${EMAIL}` }] },
       { extra: session },
     );
     a.router.close();
     const b = await send(
       {
-        model: 'gpt-masked',
+        model: 'gpt-conv',
         messages: [{ role: 'user', content: `${EMAIL} again, and new b@example.org` }],
       },
       { extra: session },
@@ -294,28 +323,42 @@ describe('conformance: masking', () => {
       undefined,
       'the session header stays inside',
     );
-    // The same session id from another caller is another conversation.
+    // The same session id from another authenticated caller is another conversation.
     const other = await send(
-      { model: 'gpt-masked', messages: [{ role: 'user', content: `${EMAIL}` }] },
-      { extra: [...session, ['authorization', 'Bearer someone-else']] },
-    );
-    const res = continued(
-      await other.router.runResponse(JSON_HEADERS, [
-        Buffer.from(
-          JSON.stringify({
-            choices: [
-              { index: 0, message: { role: 'assistant', content: 'see [EMAIL_2] and [EMAIL_1]' } },
-            ],
-          }),
-        ),
-      ]),
+      { model: 'gpt-conv', messages: [{ role: 'user', content: `${EMAIL}` }] },
+      { extra: [['x-sluice-session', 'conv-42'], ...as(KEYS.bob)] },
     );
     assert.match(other.sent, /\[EMAIL_1\]/);
     assert.equal(
-      (JSON.parse(res.body.toString()) as { choices: { message: { content: string } }[] })
-        .choices[0]!.message.content,
+      await answer(other.router, 'see [EMAIL_2] and [EMAIL_1]'),
       `see [EMAIL_2] and ${EMAIL}`,
       "another caller's placeholders are not restored",
+    );
+  });
+
+  it('binds no conversation to a caller without identity: a session header alone restores nothing', async () => {
+    // Caller A, anonymous, on a route without governance, masks a value under a session id.
+    const session: HeaderList = [['x-sluice-session', 'conv-anon']];
+    const a = await send(
+      { model: 'gpt-masked', messages: [{ role: 'user', content: `mail ${EMAIL}` }] },
+      { extra: session },
+    );
+    assert.match(a.sent, /mail \[EMAIL_1\]/);
+    assert.equal(await answer(a.router, 'ok [EMAIL_1]'), `ok ${EMAIL}`, 'its own answer restores');
+    // Caller B sends A's session id, with no credential or with a made-up one.
+    for (const extra of [
+      session,
+      [...session, ['authorization', 'Bearer anything']],
+    ] as HeaderList[]) {
+      const b = await send(
+        { model: 'gpt-masked', messages: [{ role: 'user', content: 'repeat [EMAIL_1]' }] },
+        { extra },
+      );
+      assert.equal(await answer(b.router, 'It is [EMAIL_1]'), 'It is [EMAIL_1]');
+      assert.equal(get(b.upstreamHeaders, 'x-sluice-session'), undefined);
+    }
+    await waitFor(() =>
+      accessLines(h).some((l) => l.route === 'masked' && l.verdicts.includes('session_unbound')),
     );
   });
 
@@ -628,5 +671,80 @@ describe('conformance: masking', () => {
     up.close();
     router.close();
     assert.ok(!sent.body.toString().includes(EMAIL));
+  });
+});
+
+describe('conformance: bodies the checks could read differently from the provider', () => {
+  const user = (text: string) => `{"role":"user","content":${JSON.stringify(text)}}`;
+  const cases: [string, string, string, string, string][] = [
+    [
+      'a first, unmasked `messages` before the checked one',
+      '/v1/chat/completions',
+      `{"model":"gpt-masked","messages":[${user(`mail ${EMAIL}`)}],"messages":[${user('hi')}]}`,
+      'messages',
+      'invalid_request_error',
+    ],
+    [
+      'a first `model` other than the routed one',
+      '/v1/chat/completions',
+      `{"model":"gpt-4o","messages":[${user('hi')}],"model":"gpt-masked"}`,
+      'model',
+      'invalid_request_error',
+    ],
+    [
+      'a nested duplicate `content`',
+      '/v1/chat/completions',
+      `{"model":"gpt-masked","messages":[{"role":"user","content":${JSON.stringify(EMAIL)},"content":"hi"}]}`,
+      'content',
+      'invalid_request_error',
+    ],
+    [
+      'a duplicate inside an Anthropic block, answered in Anthropic format',
+      '/v1/messages',
+      `{"model":"claude-x","max_tokens":5,"messages":[{"role":"user","content":[{"type":"text","text":${JSON.stringify(EMAIL)},"text":"hi"}]}]}`,
+      'text',
+      'invalid_request_error',
+    ],
+  ];
+  for (const [what, path, raw, key, type] of cases) {
+    it(`refuses ${what}: 400 duplicate_key naming the key, nothing sent`, async () => {
+      const body = Buffer.from(raw);
+      const r = await sendRequest(
+        h,
+        chatHeaders([['content-length', String(body.length)]], path),
+        body,
+        'sluice/backend/openai',
+      );
+      assert.equal(r.routed.kind, 'local-reply');
+      if (r.routed.kind !== 'local-reply') return;
+      assert.equal(r.routed.status, 400);
+      const text = r.routed.body.toString();
+      assert.ok(!text.includes(EMAIL));
+      const err = (JSON.parse(text) as { error: { type: string; message: string } }).error;
+      assert.equal(err.type, type);
+      assert.match(err.message, new RegExp(`"${key}"`));
+      assert.equal(get(r.routed.headers, 'x-sluice-error-code'), 'duplicate_key');
+    });
+  }
+
+  it('JSON nested deeper than the policy can check is refused with 400 nesting_too_deep', async () => {
+    let deep: unknown = EMAIL;
+    for (let i = 0; i < 70; i++) deep = { k: deep };
+    const r = await send({
+      model: 'gpt-open',
+      messages: [
+        {
+          role: 'assistant',
+          tool_calls: [
+            { id: 'c', type: 'function', function: { name: 'f', arguments: JSON.stringify(deep) } },
+          ],
+        },
+      ],
+    });
+    assert.equal(r.routed.kind, 'local-reply');
+    if (r.routed.kind !== 'local-reply') return;
+    assert.equal(r.routed.status, 400);
+    assert.equal(get(r.routed.headers, 'x-sluice-error-code'), 'nesting_too_deep');
+    assert.ok(!r.routed.body.toString().includes(EMAIL));
   });
 });

@@ -3,7 +3,7 @@
 // other's, and while Redis is down the policy's failure mode decides. Nothing of the values
 // reaches the logs.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -27,6 +27,10 @@ import {
 } from '../conformance/harness.js';
 import { startRedis, type RedisHandle } from './server.js';
 
+// A conversation belongs to an authenticated caller: the turns carry a virtual key.
+const KEYS = { alice: 'sk-sluice-alice-redis-0001', bob: 'sk-sluice-bob-redis-0002' };
+const sha = (k: string): string => createHash('sha256').update(k).digest('hex');
+
 const CONFIG = `
 apiVersion: sluice.dev/extproc/v1
 kind: ExtprocConfig
@@ -36,14 +40,21 @@ backends:
     cluster: sluice/backend/openai
     provider: openai
     credential: { value: sk-backend-openai-0001 }
+consumers:
+  - { name: alice, keyHashes: ['${sha(KEYS.alice)}'] }
+  - { name: bob, keyHashes: ['${sha(KEYS.bob)}'] }
+policies:
+  - { name: keys, identity: { keys: {} } }
 routes:
   - name: closed
     models: [{ exact: gpt-closed }]
     backends: [{ name: openai }]
+    governance: keys
     policy: { name: strict, masking: { timeoutMs: 1000 } }
   - name: open
     models: [{ exact: gpt-open }]
     backends: [{ name: openai }]
+    governance: keys
     policy: { name: lenient, failureMode: open, masking: { timeoutMs: 1000 } }
 `;
 
@@ -100,12 +111,13 @@ async function turn(
   model: string,
   content: string,
   session: string,
+  key: string = KEYS.alice,
 ): Promise<{ sent: string; answer: (text: string) => Promise<string> } | LocalReply> {
   const body = Buffer.from(JSON.stringify({ model, messages: [{ role: 'user', content }] }));
   const headers = chatHeaders([
     ['content-length', String(body.length)],
     ['x-sluice-session', session],
-  ]);
+  ]).map(([k, v]): [string, string] => [k, k === 'authorization' ? `Bearer ${key}` : v]);
   const res = await sendRequest(r, headers, body, 'sluice/backend/openai');
   if (res.routed.kind === 'local-reply') return res.routed;
   const sent = continued(res.upstream).body.toString('utf8');
@@ -181,7 +193,17 @@ describe('masking over Redis: one conversation, two replicas', () => {
     assert.equal(await other.answer('[CREDIT_CARD_1]'), '[CREDIT_CARD_1]');
   });
 
-  it('while Redis is down: closed refuses with policy_unavailable, open passes; then recovers', async () => {
+  it("another caller sending the same session id gets none of the conversation's values", async () => {
+    const t1 = ok(await turn(a, 'gpt-closed', `mail ${EMAIL}`, 'conv-shared'));
+    assert.match(t1.sent, /mail \[EMAIL_1\]/);
+    // Bob, authenticated, on the other replica, with Alice's session id.
+    const bob = ok(await turn(b, 'gpt-closed', 'what is [EMAIL_1]?', 'conv-shared', KEYS.bob));
+    assert.equal(await bob.answer('It is [EMAIL_1].'), 'It is [EMAIL_1].');
+    const alice = ok(await turn(b, 'gpt-closed', 'and?', 'conv-shared'));
+    assert.equal(await alice.answer('It is [EMAIL_1].'), `It is ${EMAIL}.`);
+  });
+
+  it('while Redis is down: closed refuses with policy_unavailable, open masks within the request; then recovers', async () => {
     await redis.kill();
     try {
       const closed = await turn(a, 'gpt-closed', `mail ${EMAIL}`, 'conv-3');
@@ -192,10 +214,18 @@ describe('masking over Redis: one conversation, two replicas', () => {
       assert.match(closed.body.toString(), /"code":"policy_unavailable"/);
       assert.ok(!closed.body.toString().includes(EMAIL));
 
-      // Fail open is what it is on any vault failure: the request goes as sent.
-      const open = ok(await turn(b, 'gpt-open', `mail ${EMAIL}`, 'conv-3'));
-      assert.match(open.sent, /mail jane\.doe@example\.com/);
-      assert.equal(await open.answer('ok [EMAIL_1]'), 'ok [EMAIL_1]');
+      // Open mode never sends a value unmasked because the vault is away: the request gets a
+      // vault of its own, whose placeholders restore in its answer. Only earlier turns' are lost,
+      // and their numbers are not reused.
+      const open = ok(
+        await turn(b, 'gpt-open', `earlier [EMAIL_1], now mail ${EMAIL} or ${PHONE}`, 'conv-3'),
+      );
+      assert.ok(!open.sent.includes(EMAIL) && !open.sent.includes(PHONE), open.sent);
+      assert.match(open.sent, /earlier \[EMAIL_1\], now mail \[EMAIL_2\] or \[PHONE_1\]/);
+      assert.equal(
+        await open.answer('ok [EMAIL_2], [PHONE_1], not [EMAIL_1]'),
+        `ok ${EMAIL}, ${PHONE}, not [EMAIL_1]`,
+      );
       assert.match(
         await a.registry.metrics(),
         /sluice_vault_failures_total\{reason="unavailable"\} 1/,
@@ -206,8 +236,13 @@ describe('masking over Redis: one conversation, two replicas', () => {
       );
       assert.match(
         await b.registry.metrics(),
-        /sluice_policy_failures_total\{sluice_route="open",sluice_policy="lenient",failure_mode="open"\} 1/,
+        /sluice_policy_failures_total\{sluice_route="open",sluice_policy="lenient",failure_mode="degraded"\} 1/,
       );
+      await waitFor(() => b.logs.some((l) => l.includes('"vault_degraded"')));
+      const line = JSON.parse(b.logs.find((l) => l.includes('"vault_degraded"'))!) as {
+        policy_failure?: string;
+      };
+      assert.equal(line.policy_failure, 'degraded');
     } finally {
       await redis.restart();
     }

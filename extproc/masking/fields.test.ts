@@ -1,0 +1,306 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { MaskingPolicy, Policy } from '../config/contract.js';
+import { SluiceError } from '../errors.js';
+import type { Operation } from '../api/endpoints.js';
+import { detectAll, maskRequest, Tally } from './engine.js';
+import { isBase64Payload, MAX_REQUEST_DEPTH } from './fields.js';
+import { compileMasking, compilePolicy } from './policy.js';
+import { applyRequestPolicy, newPolicyState } from './request-policy.js';
+import { MemoryVault } from './vault.js';
+
+const masking = compileMasking(MaskingPolicy.parse({}));
+const EMAIL = 'leak@example.com';
+
+/** Masks `body` in place and returns what would leave, asserting no EMAIL is left in it. */
+async function masked(op: Operation, body: Record<string, unknown>): Promise<string> {
+  await maskRequest({ masking, shadow: false, operation: op, body, tally: new Tally() });
+  const out = JSON.stringify(body);
+  assert.ok(!out.includes('leak@'), `a value left unmasked: ${out}`);
+  return out;
+}
+
+const b64 = (s: string): string => Buffer.from(s).toString('base64');
+
+describe('masking scans every field a model or provider reads', () => {
+  it('Anthropic: documents, search results, tool descriptions, metadata, nested tool results', async () => {
+    await masked('messages', {
+      model: 'claude-x',
+      metadata: { user_id: EMAIL },
+      tools: [
+        {
+          name: 'lookup',
+          description: `Looks up ${EMAIL}`,
+          input_schema: {
+            type: 'object',
+            properties: { who: { type: 'string', enum: [EMAIL], description: EMAIL } },
+          },
+        },
+      ],
+      system: [{ type: 'text', text: 'sys' }],
+      messages: [
+        {
+          role: 'user',
+          content: [
+            { type: 'document', source: { type: 'text', media_type: 'text/plain', data: EMAIL } },
+            {
+              type: 'document',
+              source: { type: 'content', content: [{ type: 'text', text: EMAIL }] },
+              title: EMAIL,
+              context: EMAIL,
+            },
+            {
+              type: 'search_result',
+              source: `https://x.example/${EMAIL}`,
+              title: EMAIL,
+              content: [{ type: 'text', text: EMAIL }],
+            },
+            {
+              type: 'tool_result',
+              tool_use_id: 'toolu_1',
+              content: [{ type: 'text', text: EMAIL }],
+            },
+            { type: 'tool_use', id: 'toolu_2', name: 'x', input: { a: [[{ b: EMAIL }]] } },
+          ],
+        },
+      ],
+    });
+  });
+
+  it('Chat: names, tool descriptions and enums, prediction, response_format, user, metadata, custom tools, untyped parts', async () => {
+    await masked('chat', {
+      model: 'gpt',
+      user: EMAIL,
+      metadata: { customer: EMAIL },
+      prediction: { type: 'content', content: EMAIL },
+      response_format: {
+        type: 'json_schema',
+        json_schema: {
+          name: 'r',
+          description: EMAIL,
+          schema: { type: 'object', properties: { a: { description: EMAIL } } },
+        },
+      },
+      tools: [
+        {
+          type: 'function',
+          function: {
+            name: 'f',
+            description: EMAIL,
+            parameters: { properties: { to: { type: 'string', enum: [EMAIL] } } },
+          },
+        },
+      ],
+      messages: [
+        { role: 'user', name: EMAIL, content: [{ text: EMAIL }] },
+        {
+          role: 'assistant',
+          tool_calls: [
+            { id: 'c1', type: 'custom', custom: { name: 'sql', input: `select '${EMAIL}'` } },
+          ],
+        },
+      ],
+    });
+  });
+
+  it('Responses: prompt variables, reasoning summaries, web search queries', async () => {
+    await masked('responses', {
+      model: 'gpt',
+      prompt: { id: 'pmpt_1', variables: { who: EMAIL } },
+      input: [
+        {
+          type: 'reasoning',
+          id: 'rs_1',
+          summary: [{ type: 'summary_text', text: EMAIL }],
+          encrypted_content: b64('opaque'),
+        },
+        { type: 'web_search_call', id: 'ws_1', action: { type: 'search', query: EMAIL } },
+        {
+          type: 'function_call',
+          call_id: 'c',
+          name: 'f',
+          arguments: JSON.stringify({ to: EMAIL }),
+        },
+      ],
+    });
+  });
+
+  it('keys of free-form objects are scanned and renamed in place, order kept', async () => {
+    const body = { model: 'm', metadata: { first: '1', [EMAIL]: 'v', last: '2' }, messages: [] };
+    await masked('chat', body);
+    assert.deepEqual(Object.keys(body.metadata), ['first', '[EMAIL_1]', 'last']);
+  });
+
+  it('JSON inside a string is walked at any path; escapes do not hide a value', async () => {
+    const escaped = '{"note":"leak\\u0040example.com"}';
+    const body = {
+      model: 'm',
+      messages: [{ role: 'tool', tool_call_id: 't', content: escaped }],
+    };
+    const out = await masked('chat', body);
+    assert.match(out, /\[EMAIL_1\]/);
+  });
+
+  it('JSON inside a string that repeats a key is re-serialized, so what leaves was scanned', async () => {
+    const args = '{"to":"leak@example.com","to":"ok"}';
+    const body = {
+      model: 'm',
+      messages: [
+        { role: 'assistant', tool_calls: [{ id: 'c', function: { name: 'f', arguments: args } }] },
+      ],
+    };
+    const r = await maskRequest({
+      masking,
+      shadow: false,
+      operation: 'chat',
+      body,
+      tally: new Tally(),
+    });
+    assert.equal(r.changed, true);
+    assert.equal(body.messages[0]!.tool_calls[0]!.function.arguments, '{"to":"ok"}');
+  });
+
+  it('exempt: the model, ids, and base64 payloads; text in a base64 field is scanned', async () => {
+    const png = `data:image/png;base64,${b64(`${EMAIL} 4111 1111 1111 1111`)}`;
+    const body = {
+      model: EMAIL,
+      messages: [
+        {
+          role: 'user',
+          content: [
+            {
+              type: 'image',
+              source: { type: 'base64', media_type: 'image/png', data: b64(EMAIL) },
+            },
+            { type: 'image', source: { type: 'base64', media_type: 'image/png', data: EMAIL } },
+            { type: 'tool_result', tool_use_id: `toolu_${EMAIL}`, content: 'x' },
+          ],
+        },
+      ],
+    };
+    await maskRequest({ masking, shadow: false, operation: 'messages', body, tally: new Tally() });
+    const content = body.messages[0]!.content as {
+      source?: { data: string };
+      tool_use_id?: string;
+    }[];
+    assert.equal(body.model, EMAIL);
+    assert.equal(content[0]!.source!.data, b64(EMAIL));
+    assert.equal(content[1]!.source!.data, '[EMAIL_1]');
+    assert.equal(content[2]!.tool_use_id, `toolu_${EMAIL}`);
+    assert.ok(isBase64Payload(png));
+    assert.ok(!isBase64Payload(`data:text/plain,${EMAIL}`));
+    assert.ok(!isBase64Payload(`https://x/${EMAIL}`));
+  });
+
+  it('a value in a signed thinking block is refused, not rewritten', async () => {
+    const body = {
+      model: 'claude',
+      messages: [
+        {
+          role: 'assistant',
+          content: [{ type: 'thinking', thinking: `mail ${EMAIL}`, signature: b64('sig') }],
+        },
+      ],
+    };
+    const r = await maskRequest({
+      masking,
+      shadow: false,
+      operation: 'messages',
+      body,
+      tally: new Tally(),
+    });
+    assert.deepEqual(r.blocked, [{ type: 'EMAIL in a signed thinking block', count: 1 }]);
+    assert.equal(body.messages[0]!.content[0]!.thinking, `mail ${EMAIL}`);
+  });
+});
+
+describe('depth', () => {
+  function nested(levels: number): unknown {
+    let v: unknown = EMAIL;
+    for (let i = 0; i < levels; i++) v = i % 2 ? [v] : { k: v };
+    return v;
+  }
+
+  async function apply(body: Record<string, unknown>, mode: 'enforce' | 'shadow' = 'enforce') {
+    const state = newPolicyState(
+      compilePolicy(Policy.parse({ name: 'p', mode, failureMode: 'open', masking: {} })),
+    );
+    const r = await applyRequestPolicy({
+      state,
+      operation: 'messages',
+      body,
+      headers: new Map(),
+      route: 'r',
+      vault: new MemoryVault(),
+    });
+    return { r, state };
+  }
+
+  it('masks tool input nested 60 levels deep', async () => {
+    const body = {
+      model: 'm',
+      messages: [
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: 't', name: 'f', input: nested(50) }],
+        },
+      ],
+    };
+    const { r } = await apply(body);
+    assert.ok(r.body && !r.body.toString().includes(EMAIL));
+  });
+
+  it('refuses deeper nesting with a 400 even in open mode; shadow mode records it', async () => {
+    const deep = () => ({
+      model: 'm',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            {
+              type: 'tool_result',
+              tool_use_id: 't',
+              content: JSON.stringify(nested(MAX_REQUEST_DEPTH)),
+            },
+          ],
+        },
+      ],
+    });
+    await assert.rejects(
+      apply(deep()),
+      (e) => e instanceof SluiceError && e.code === 'nesting_too_deep' && e.status === 400,
+    );
+    const { state } = await apply(deep(), 'shadow');
+    assert.ok(state.verdicts.has('would_nesting_too_deep'));
+  });
+});
+
+describe('detectAll', () => {
+  it('finds per text what a pass per text finds, with offsets into each text', () => {
+    const texts = [
+      'mail a@example.com',
+      'role',
+      '',
+      'card 4111 1111 1111 1111 ok',
+      'b@example.org',
+    ];
+    assert.deepEqual(
+      detectAll(masking.detectors, texts),
+      texts.map((t) => masking.detectors.detect(t)),
+    );
+  });
+
+  it('never joins two texts into one value', () => {
+    const m = compileMasking(MaskingPolicy.parse({}));
+    const got = detectAll(m.detectors, ['4111 1111', '1111 1111', 'a@', 'example.com']);
+    assert.deepEqual(got, [[], [], [], []]);
+  });
+
+  it('re-runs a custom pattern that spans texts on each text alone', () => {
+    const m = compileMasking(
+      MaskingPolicy.parse({ customPatterns: [{ type: 'ANY', pattern: '[a-z\\x00\\n]{5,}' }] }),
+    );
+    const texts = ['abc', 'defghij'];
+    assert.deepEqual(detectAll(m.detectors, texts), [[], [{ type: 'ANY', start: 0, end: 7 }]]);
+  });
+});
