@@ -17,6 +17,7 @@
 import { randomUUID } from 'node:crypto';
 import {
   StoreUnavailable,
+  type ReserveReply,
   type StateStore,
   type UsageIncrement,
   type UsageValues,
@@ -165,18 +166,22 @@ export class Budget {
     const charges = chargesFor(policy.limits.rules, keys, estimate, now, ttlMs);
     const id = this.newId();
     const shadow = policy.mode === 'shadow';
-    let reply;
+    let reply: ReserveReply;
     /** The store was away and the policy's limits were held against the journal's levels. */
     let local = false;
+    const request = { scope: policy.name, id, nowMs: now, ttlMs, buckets: charges, force: shadow };
     try {
-      reply = await this.store.reserve({
-        scope: policy.name,
-        id,
-        nowMs: now,
-        ttlMs,
-        buckets: charges,
-        force: shadow,
-      });
+      reply = await this.store.reserve(request);
+      if (!reply.admitted && this.journal.queued > 0) {
+        // Right after an outage, releases and settlements still in the journal may be what
+        // fills the bucket: deliver them, then ask once more (a refused reserve took nothing).
+        await this.flush().catch(() => 0);
+        const refused = reply;
+        reply = await this.store.reserve(request).catch((err: unknown) => {
+          if (err instanceof StoreUnavailable && !err.maybeApplied) return refused;
+          throw err;
+        });
+      }
     } catch (err) {
       if (!(err instanceof StoreUnavailable)) throw err;
       // A policy that fails open still holds each limit against what this replica admitted

@@ -69,6 +69,25 @@ describe('a reservation the gateway gave up on', () => {
     });
   }
 
+  it('does not refuse a request for reservations whose releases are still in the journal', async () => {
+    const { store, c, b } = setup();
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }]);
+    const held = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.25 });
+      assert.ok(r.ok);
+      held.push(r.reservation);
+    }
+    store.fault = 'down';
+    for (const r of held) await b.release(r);
+    store.fault = 'up';
+    assert.deepEqual(await level(store, p, c.now), [1_000_000], 'still reserved in the store');
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.5 });
+    assert.equal(r.ok, true);
+    assert.equal(b.journal.size, 0);
+    assert.deepEqual(await level(store, p, c.now), [500_000]);
+  });
+
   it('is not released when the reserve certainly never left (store down)', async () => {
     const { store, b } = setup();
     store.fault = 'down';

@@ -3,7 +3,11 @@
  * the test process. Install it first with `node test/redis/setup.mjs` (test/run.mjs does).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export interface RedisHandle {
   url: string;
@@ -12,8 +16,20 @@ export interface RedisHandle {
   stop(): Promise<void>;
   /** SIGKILL, as a crash; resolves once the process is gone. */
   kill(): Promise<void>;
-  /** Starts a fresh server (empty: nothing is persisted) on the same port. */
+  /**
+   * Starts the server again on the same port: empty, unless started with `persist`, when it
+   * reloads what it had written (append-only file, fsync on every write).
+   */
   restart(): Promise<void>;
+  /** SIGSTOP: the process stays, its sockets accept bytes, nothing is answered (a stall). */
+  pause(): void;
+  /** SIGCONT: runs whatever it read meanwhile, in order. */
+  resume(): void;
+}
+
+export interface RedisOptions {
+  /** Keep data across stop()/restart() in a private directory, as a production Redis would. */
+  persist?: boolean;
 }
 
 const live = new Set<ChildProcess>();
@@ -49,8 +65,11 @@ interface Running {
   exited: Promise<void>;
 }
 
-async function launch(port: number): Promise<Running> {
+async function launch(port: number, dataDir: string | undefined): Promise<Running> {
   const bin = process.env.SLUICE_REDIS_SERVER ?? 'redis-server';
+  const persistence = dataDir
+    ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dataDir]
+    : ['--appendonly', 'no', '--dir', '/tmp'];
   const args = [
     '--port',
     String(port),
@@ -58,14 +77,11 @@ async function launch(port: number): Promise<Running> {
     '127.0.0.1',
     '--save',
     '',
-    '--appendonly',
-    'no',
+    ...persistence,
     '--daemonize',
     'no',
     '--loglevel',
     'notice',
-    '--dir',
-    '/tmp',
   ];
   const child = spawn('sh', ['-c', WRAPPER.replace('redis-server', bin), 'sh', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -104,14 +120,16 @@ async function launch(port: number): Promise<Running> {
   return { child, pid, exited };
 }
 
-export async function startRedis(): Promise<RedisHandle> {
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> {
   let lastErr: unknown;
+  const dataDir = opts.persist ? await mkdtemp(join(tmpdir(), 'sluice-redis-data-')) : undefined;
+  if (dataDir) process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
   // Another process may take the port between freePort() and redis binding it.
   for (let attempt = 0; attempt < 5; attempt++) {
     const port = await freePort();
     let running: Running;
     try {
-      running = await launch(port);
+      running = await launch(port, dataDir);
     } catch (err) {
       lastErr = err;
       continue;
@@ -119,6 +137,8 @@ export async function startRedis(): Promise<RedisHandle> {
     const end = async (signal: NodeJS.Signals) => {
       const r = running;
       try {
+        // A stopped process acts on SIGTERM only once it runs again.
+        process.kill(r.pid, 'SIGCONT');
         process.kill(r.pid, signal);
       } catch {
         // already gone
@@ -126,15 +146,21 @@ export async function startRedis(): Promise<RedisHandle> {
       r.child.stdin?.end();
       await r.exited;
     };
+    const signal = (s: NodeJS.Signals) => () => {
+      process.kill(running.pid, s);
+    };
     return {
       url: `redis://127.0.0.1:${port}`,
       port,
       stop: () => end('SIGTERM'),
       kill: () => end('SIGKILL'),
       restart: async () => {
-        await end('SIGKILL');
-        running = await launch(port);
+        // A graceful stop first when persisting: what was acknowledged is on disk either way.
+        await end(dataDir ? 'SIGTERM' : 'SIGKILL');
+        running = await launch(port, dataDir);
       },
+      pause: signal('SIGSTOP'),
+      resume: signal('SIGCONT'),
     };
   }
   throw lastErr instanceof Error ? lastErr : new Error('could not start redis-server');

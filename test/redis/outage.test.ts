@@ -1,0 +1,322 @@
+// Budgets through Redis stalls and outages, with a real redis-server and steady concurrent load
+// through the whole extproc (driven as Envoy drives it):
+//   - a stall (SIGSTOP) mid-burst: every request in it is refused 503, and when Redis resumes
+//     (SIGCONT) and runs the reserves it had queued, they are released: the budget is intact;
+//   - Redis stopped and restarted mid-traffic, under each failure mode: closed never overshoots
+//     and charges exactly what was served; open charges what it served while Redis was away once
+//     Redis is back (usage and budgets converge, nothing counted twice) and overshoots by at most
+//     one limit (one replica).
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { utcDay } from '../../extproc/governance/budget.js';
+import { run } from '../../extproc/run.js';
+import type { RedisStore } from '../../extproc/state/redis.js';
+import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
+import { chatHeaders, get, sendRequest, type Harness } from '../conformance/harness.js';
+import { startRedis, type RedisHandle } from './server.js';
+
+const KEY = 'sk-sluice-outage-0001';
+const sha = createHash('sha256').update(KEY).digest('hex');
+
+// $25 per million output tokens, input free: max_tokens 100 reserves $0.0025 (2,500 µ$), and an
+// answer of 60 output tokens costs $0.0015 (1,500 µ$).
+const ESTIMATE = 2_500;
+const ACTUAL = 1_500;
+const LIMIT = 150_000;
+
+const CONFIG = `
+apiVersion: sluice.dev/extproc/v1
+kind: ExtprocConfig
+version: outage-1
+backends:
+  - name: openai
+    cluster: sluice/backend/openai
+    provider: openai
+    credential: { value: sk-backend-openai-0001 }
+consumers:
+  - { name: rita, team: ops, keyHashes: ['${sha}'] }
+policies:
+${['stall', 'closed', 'open']
+  .map(
+    (name) => `  - name: ${name}
+    failureMode: ${name === 'open' ? 'open' : 'closed'}
+    identity: { keys: {} }
+    limits: { rules: [{ name: daily, per: [consumer], spendPerDayUsd: ${LIMIT / 1e6} }] }
+    pricing: { models: { '*': { inputPerMTok: 0, outputPerMTok: 25 } } }`,
+  )
+  .join('\n')}
+routes:
+${['stall', 'closed', 'open']
+  .map(
+    (name) => `  - name: ${name}
+    models: [{ exact: gpt-${name} }]
+    backends: [{ name: openai }]
+    governance: ${name}`,
+  )
+  .join('\n')}
+`;
+
+const HEADERS = [
+  ...chatHeaders().filter(([k]) => k !== 'authorization'),
+  ['authorization', `Bearer ${KEY}`] as [string, string],
+];
+
+type Outcome = { served: true } | { served: false; status: number; code: string | undefined };
+
+/** One request through both filters; served ones answer with 60 output tokens. */
+async function request(h: Harness, route: string): Promise<Outcome> {
+  const body = {
+    model: `gpt-${route}`,
+    max_tokens: 100,
+    messages: [{ role: 'user', content: 'hi' }],
+  };
+  const r = await sendRequest(h, HEADERS, body, 'sluice/backend/openai');
+  if (r.routed.kind === 'local-reply') {
+    return {
+      served: false,
+      status: r.routed.status,
+      code: get(r.routed.headers, 'x-sluice-error-code'),
+    };
+  }
+  assert.equal(r.routed.kind, 'continue');
+  await r.router.runResponse(
+    [
+      [':status', '200'],
+      ['content-type', 'application/json'],
+    ],
+    [
+      Buffer.from(
+        JSON.stringify({
+          object: 'chat.completion',
+          model: body.model,
+          choices: [{ index: 0, message: { role: 'assistant', content: 'ok' } }],
+          usage: { prompt_tokens: 3, completion_tokens: 60, total_tokens: 63 },
+        }),
+      ),
+    ],
+  );
+  r.router.close();
+  return { served: true };
+}
+
+/** used and reserved of a policy's buckets, read from Redis directly. */
+async function bucketLevels(
+  url: string,
+  scope: string,
+): Promise<{ used: number; reserved: number }> {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await r.connect();
+    const keys = await r.keys(`sluice:{${scope}}:b:*`);
+    let used = 0;
+    let reserved = 0;
+    for (const k of keys) {
+      const [u, res] = await r.hmget(k, 'u', 'r');
+      used += Number(u ?? 0);
+      reserved += Number(res ?? 0);
+    }
+    return { used, reserved };
+  } finally {
+    r.disconnect();
+  }
+}
+
+async function metric(h: Harness, pattern: RegExp): Promise<number | undefined> {
+  const m = pattern.exec(await h.registry.metrics());
+  return m ? Number(m[1]) : undefined;
+}
+
+async function until(cond: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const drained = (h: Harness) => async () =>
+  (await metric(h, /^sluice_usage_journal_entries (\d+)$/m)) === 0;
+
+describe('budgets through Redis stalls and outages', () => {
+  let redis: RedisHandle;
+  let h: Harness;
+
+  before(async () => {
+    redis = await startRedis({ persist: true });
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-outage-'));
+    const configPath = join(dir, 'extproc.yaml');
+    await writeFile(configPath, CONFIG);
+    const logs: string[] = [];
+    const registry = new Registry();
+    const ext = await run({
+      configPath,
+      listen: `unix:${join(dir, 'extproc.sock')}`,
+      maxMessageBytes: 16 * 1024 * 1024,
+      watchConfig: false,
+      shutdownGraceMs: 1000,
+      logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s) }),
+      registry,
+      now: () => performance.now(),
+      env: {},
+      redisUrl: redis.url,
+      warmTokenizer: false,
+    });
+    const client = new ExtProcClient(ext.grpcAddress);
+    h = {
+      ext,
+      client,
+      logs,
+      registry,
+      dir,
+      configPath,
+      async stop() {
+        client.close();
+        await ext.close();
+        await rm(dir, { recursive: true, force: true });
+      },
+    };
+  });
+
+  after(async () => {
+    await h?.stop();
+    await redis?.stop();
+  });
+
+  it('a stall mid-burst: refused requests leave nothing reserved once Redis resumes', async (t) => {
+    const before = await Promise.all(Array.from({ length: 10 }, () => request(h, 'stall')));
+    assert.ok(before.every((o) => o.served));
+    await h.ext.settled();
+    assert.deepEqual(await bucketLevels(redis.url, 'stall'), { used: 10 * ACTUAL, reserved: 0 });
+
+    redis.pause();
+    let stalled: Outcome[];
+    try {
+      stalled = await Promise.all(Array.from({ length: 200 }, () => request(h, 'stall')));
+    } finally {
+      redis.resume();
+    }
+    assert.deepEqual(
+      [...new Set(stalled.map((o) => (o.served ? 'served' : `${o.status} ${o.code}`)))],
+      ['503 state_unavailable'],
+    );
+    // Redis ran the 200 reserves it had read during the stall, and the releases behind them.
+    await until(drained(h), 10_000, 'the journal to drain');
+    await h.ext.settled();
+    const levels = await bucketLevels(redis.url, 'stall');
+    t.diagnostic(
+      `after the stall: used ${levels.used} µ$, reserved ${levels.reserved} µ$ of ${LIMIT} µ$`,
+    );
+    assert.deepEqual(levels, { used: 10 * ACTUAL, reserved: 0 });
+
+    // The whole rest of the budget is there: (150,000 − 15,000) / 2,500 = 54 reservations fit.
+    const burst = await Promise.all(Array.from({ length: 70 }, () => request(h, 'stall')));
+    const served = burst.filter((o) => o.served).length;
+    t.diagnostic(`after the stall: ${served} of 70 admitted`);
+    assert.equal(served, 54);
+    for (const o of burst) if (!o.served) assert.equal(o.code, 'budget_exceeded');
+    assert.equal(
+      await metric(h, /^sluice_usage_journal_dropped_total\{reason="\w+"\} ([1-9]\d*)$/m),
+      undefined,
+    );
+  });
+
+  it('Redis stopped and restarted mid-traffic: closed never overshoots, open converges', async (t) => {
+    const served = { closed: 0, open: 0 };
+    const refused = new Map<string, number>();
+    const count = (k: string) => refused.get(k) ?? 0;
+    let running = true;
+    const worker = async (route: 'closed' | 'open') => {
+      while (running) {
+        const o = await request(h, route);
+        if (o.served) served[route]++;
+        else {
+          const k = `${route} ${o.status} ${o.code}`;
+          refused.set(k, count(k) + 1);
+          // Refusals answer at once: pace them so the load stays steady.
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      }
+    };
+    const workers = Array.from({ length: 12 }, (_, i) => worker(i % 2 === 0 ? 'closed' : 'open'));
+    const phase = (what: string, cond: () => boolean) =>
+      until(() => Promise.resolve(cond()), 60_000, what);
+    // Phases are driven by what happened, not by time, so a slow machine changes nothing.
+    // 1: both policies serve until $0.12 of their $0.15 is spent.
+    await phase('80 requests each', () => served.closed >= 80 && served.open >= 80);
+    await redis.stop();
+    const atStop = { ...served };
+    // 2: Redis is away. Closed refuses (503); open serves until it has used a whole limit
+    // locally and refuses the rest with 429 budget_exceeded.
+    await phase(
+      'closed 503s and open at its local limit',
+      () => count('closed 503 state_unavailable') >= 20 && count('open 429 budget_exceeded') >= 5,
+    );
+    const atRestart = { ...served };
+    await redis.restart();
+    const store = h.ext.stateStore as RedisStore;
+    await store.ready(10_000);
+    // 3: Redis is back (with what it had persisted): both run into their limit.
+    const before429 = count('closed 429 budget_exceeded');
+    const open429 = count('open 429 budget_exceeded');
+    await phase(
+      'both limits reached after the restart',
+      () =>
+        count('closed 429 budget_exceeded') > before429 + 5 &&
+        count('open 429 budget_exceeded') > open429 + 5,
+    );
+    running = false;
+    await Promise.all(workers);
+    await h.ext.settled();
+    await until(drained(h), 15_000, 'the journal to drain');
+    t.diagnostic(
+      `served (closed/open): at stop ${atStop.closed}/${atStop.open}, ` +
+        `at restart ${atRestart.closed}/${atRestart.open}, end ${served.closed}/${served.open}; ` +
+        `refused ${JSON.stringify(Object.fromEntries(refused))}`,
+    );
+    // Open held its limit locally against what it served while Redis was away (each request's
+    // estimate until it ended, then what it used): one limit's worth.
+    const inOutage = (atRestart.open - atStop.open) * ACTUAL;
+    assert.ok(
+      inOutage <= LIMIT && inOutage > LIMIT - ESTIMATE,
+      `open served ${inOutage} µ$ locally`,
+    );
+    assert.ok(
+      (await metric(h, /^sluice_governance_fail_open_total\{sluice_policy="open"\} (\d+)$/m))! >=
+        60,
+    );
+
+    const usage = await store.usage('day', utcDay(Date.now()));
+    for (const route of ['closed', 'open'] as const) {
+      const levels = await bucketLevels(redis.url, route);
+      const row = usage.find((r) => r.scope === route);
+      t.diagnostic(
+        `${route}: served ${served[route]} = ${served[route] * ACTUAL} µ$; Redis used ` +
+          `${levels.used} µ$, reserved ${levels.reserved} µ$; usage ${row?.values.requests} ` +
+          `requests, ${row?.values.costMicros} µ$; limit ${LIMIT} µ$`,
+      );
+      // Converged: every served request is charged, once, in budgets and in usage reports.
+      assert.deepEqual(levels, { used: served[route] * ACTUAL, reserved: 0 }, route);
+      assert.equal(row?.values.requests, served[route], route);
+      assert.equal(row?.values.costMicros, served[route] * ACTUAL, route);
+    }
+    // Closed never admits past the limit; each request uses less than it reserved.
+    assert.ok(served.closed * ACTUAL <= LIMIT);
+    assert.ok(served.closed * ACTUAL > LIMIT - ESTIMATE, 'closed reached its limit');
+    // Open while Redis is away holds the limit against what this replica admitted since, so it
+    // overshoots by at most one limit (per replica).
+    assert.ok(served.open * ACTUAL <= 2 * LIMIT, `open served ${served.open}`);
+    assert.ok(served.open * ACTUAL > LIMIT - ESTIMATE, 'open reached its limit');
+
+    const text = await h.registry.metrics();
+    assert.doesNotMatch(text, /^sluice_unsettled_spend_usd\{[^}]*\} [1-9]/m);
+    assert.doesNotMatch(text, /^sluice_usage_journal_dropped_total\{reason="\w+"\} [1-9]/m);
+  });
+});
