@@ -25,7 +25,13 @@ import {
 } from '../status/conditions.js';
 import type { StatusKind, StatusWriter } from '../status/writer.js';
 import { nextKeyExpiry } from '../translate/governance.js';
-import { translate, type StatusResult, type TranslateOptions } from '../translate/index.js';
+import {
+  invalidPolicies,
+  translate,
+  type StatusResult,
+  type TranslateOptions,
+} from '../translate/index.js';
+import { InvalidPolicyReporter } from './invalid-policies.js';
 import { ALL_NODES, type SnapshotCache } from '../xds/cache.js';
 import type { ResourceEncoder } from '../xds/encode.js';
 import type { AckTracker } from '../xds/tracker.js';
@@ -93,12 +99,14 @@ export class Controller {
   private statusAllTimer: NodeJS.Timeout | undefined;
   private expiryTimer: NodeJS.Timeout | undefined;
   private planesSignature = '';
+  private readonly invalidPolicies: InvalidPolicyReporter;
   private snapshotAt = 0;
   private started = false;
   private closed = false;
 
   constructor(private readonly opts: ControllerOptions) {
     this.log = opts.logger ?? pino({ level: 'silent' });
+    this.invalidPolicies = new InvalidPolicyReporter(opts.metrics?.policyInvalid, this.log);
     const backoff = opts.backoff ? { backoff: opts.backoff } : {};
     this.syncQueue = new WorkQueue(() => this.sync(), {
       ...backoff,
@@ -208,6 +216,7 @@ export class Controller {
     const t0 = performance.now();
     const now = this.opts.now();
     const translation = translate(resources, { ...this.opts.translate, now });
+    this.invalidPolicies.report(invalidPolicies(translation.statuses));
     this.syncAtNextKeyExpiry(resources, now);
     const desired = desiredState(translation, this.opts.encoder);
     const changed = desired.version !== this.current?.version;

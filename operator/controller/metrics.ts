@@ -1,5 +1,6 @@
 /** The operator's Prometheus metrics, registered on the registry run() is given. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { policyInvalidGauge } from './invalid-policies.js';
 
 export interface OperatorMetrics {
   syncs: Counter<'result'>;
@@ -9,6 +10,7 @@ export interface OperatorMetrics {
   dataPlanes: Gauge;
   leader: Gauge;
   watchRestarts: Counter<'kind' | 'reason'>;
+  policyInvalid: Gauge<'policy'>;
 }
 
 export function operatorMetrics(registry: Registry): OperatorMetrics {
@@ -53,5 +55,6 @@ export function operatorMetrics(registry: Registry): OperatorMetrics {
       labelNames: ['kind', 'reason'],
       registers,
     }),
+    policyInvalid: policyInvalidGauge(registry),
   };
 }

@@ -17,8 +17,9 @@ import type { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
 import { desiredState } from '../controller/snapshot.js';
-import { loadResources, type Problem } from '../source/yaml.js';
-import { translate, type TranslateOptions } from '../translate/index.js';
+import { InvalidPolicyReporter, policyInvalidGauge } from '../controller/invalid-policies.js';
+import { loadResources, SourceMemory, type Problem } from '../source/yaml.js';
+import { invalidPolicies, translate, type TranslateOptions } from '../translate/index.js';
 import { SnapshotCache, ALL_NODES } from '../xds/cache.js';
 import { ResourceEncoder } from '../xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
@@ -109,11 +110,14 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
     const cache = new SnapshotCache();
     let version: string | undefined;
     const generatedFile = join(work, 'generated.yaml');
+    // Between reloads: a file that stops parsing keeps its last good state (see SourceMemory).
+    const memory = new SourceMemory();
+    const invalid = new InvalidPolicyReporter(policyInvalidGauge(opts.registry), log);
 
     const reload = async (): Promise<ReloadResult> => {
       let paths = opts.files;
       if (mock) {
-        const first = await loadResources(opts.files);
+        const first = await loadResources(opts.files, memory);
         const namespaces = new Set<string>();
         for (const r of first.resources.routes) {
           if (r.spec.backends.some((b) => b.endpoint.service?.name === MOCK_SERVICE)) {
@@ -123,12 +127,11 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
         await writeFile(generatedFile, mockDocuments([...namespaces], mock.port), 'utf8');
         paths = [...opts.files, generatedFile];
       }
-      const { resources, problems } = await loadResources(paths);
+      const { resources, problems } = await loadResources(paths, memory);
       for (const p of problems) {
-        log.warn(
-          { event: 'resource_problem', source: p.source, problem: p.message },
-          'resource left out',
-        );
+        const fields = { event: 'resource_problem', source: p.source, problem: p.message };
+        if (p.level === 'error') log.error(fields, 'served state differs from the files');
+        else log.warn(fields, 'resource left out');
       }
       const translation = translate(resources, {
         ...opts.translate,
@@ -138,6 +141,7 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
         listenerPort: opts.port,
         extprocSocket,
       });
+      invalid.report(invalidPolicies(translation.statuses));
       for (const s of translation.statuses) {
         const accepted = s.conditions.find((c) => c.type === 'Accepted');
         if (accepted && accepted.status !== 'True') {

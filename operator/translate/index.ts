@@ -37,3 +37,23 @@ export function translate(resources: Resources, options: TranslateOptions = {}):
     statuses: ir.statuses,
   };
 }
+
+/** An AIPolicy translation found invalid: the routes it targets refuse requests until it is fixed. */
+export interface InvalidPolicy {
+  /** `<namespace>/<name>` */
+  policy: string;
+  reason: 'Invalid' | 'InvalidPolicy';
+  message: string;
+}
+
+/** The invalid AIPolicies among the statuses (Accepted=False, Invalid or InvalidPolicy), sorted. */
+export function invalidPolicies(statuses: readonly StatusResult[]): InvalidPolicy[] {
+  const out: InvalidPolicy[] = [];
+  for (const s of statuses) {
+    if (s.kind !== 'AIPolicy') continue;
+    const c = s.conditions.find((x) => x.type === 'Accepted');
+    if (c?.status !== 'False' || (c.reason !== 'Invalid' && c.reason !== 'InvalidPolicy')) continue;
+    out.push({ policy: `${s.namespace}/${s.name}`, reason: c.reason, message: c.message });
+  }
+  return out.sort((a, b) => (a.policy < b.policy ? -1 : a.policy > b.policy ? 1 : 0));
+}
