@@ -1,6 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import {
+  MAX_PIECE_CHARS,
+  observeMerges,
   estimateRequestInputTokens,
   estimateRequestTokens,
   estimateTokens,
@@ -24,6 +28,150 @@ test('estimateTokens counts o200k tokens; special-token text is plain text', () 
   assert.equal(estimateTokens(''), 0);
   assert.equal(estimateTokens('hello world'), 2);
   assert.ok(estimateTokens('a <|endoftext|> b') > 3);
+});
+
+// The package's own encoder, loaded only here: the reference our merge must agree with.
+const reference = createRequire(import.meta.url)(
+  'gpt-tokenizer/encoding/o200k_base',
+) as typeof O200k;
+const AS_TEXT = { disallowedSpecial: new Set<string>() };
+
+function rng(seed: number): () => number {
+  let s = seed;
+  return () => {
+    s ^= s << 13;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    return (s >>> 0) / 0x1_0000_0000;
+  };
+}
+
+function randomText(r: () => number, length: number, alphabet: string[]): string {
+  let s = '';
+  while (s.length < length) s += alphabet[Math.floor(r() * alphabet.length)];
+  return s;
+}
+
+test('estimateTokens agrees with the package encoder token for token on ordinary text', () => {
+  const r = rng(42);
+  const words = [
+    'The',
+    ' quick',
+    ' brown',
+    ' fox',
+    "'s",
+    " don't",
+    ' Straße',
+    ' naïve',
+    ' 東京',
+    '都',
+    ' привет',
+    ' мир',
+    ' 🚀',
+    '👩‍💻',
+    ' café',
+    '\n',
+    '\n\n',
+    '\t',
+    '    ',
+    '  ',
+    '123',
+    '4567',
+    '3.14',
+    ' HTTP',
+    'Request',
+    'camelCase',
+    'snake_case',
+    '(){}',
+    ' => ',
+    '/**',
+    ' */',
+    '<|endoftext|>',
+    ' العربية',
+    ' हिन्दी',
+    'ÅÄÖ',
+    ' ЁЖЗ',
+    '\u0301',
+    '!!!',
+    '...',
+    ' --',
+    '—',
+  ];
+  const samples = [
+    'hello world',
+    'The quick brown fox jumps over the lazy dog. '.repeat(20),
+    'function f(x: number): number {\n  return x * 2; // double\n}\n'.repeat(10),
+    ' '.repeat(MAX_PIECE_CHARS) + 'x',
+    '-'.repeat(MAX_PIECE_CHARS),
+    '\n'.repeat(100) + 'end',
+    '1234567890'.repeat(12),
+    ...Array.from({ length: 40 }, () => randomText(r, 400, words)),
+    // Any BMP code point but surrogates, so pieces of every script and byte length appear.
+    ...Array.from({ length: 20 }, () =>
+      randomText(
+        r,
+        120,
+        Array.from({ length: 2000 }, () => {
+          const cp = 0x20 + Math.floor(r() * 0xd7e0);
+          return String.fromCodePoint(cp);
+        }),
+      ),
+    ),
+  ];
+  for (const s of samples) {
+    assert.equal(
+      estimateTokens(s),
+      reference.countTokens(s, AS_TEXT),
+      JSON.stringify(s.slice(0, 60)),
+    );
+  }
+});
+
+test('estimation work is linear: every piece merged is at most MAX_PIECE_CHARS long, each byte merged once', () => {
+  const seen: number[] = [];
+  observeMerges((bytes) => seen.push(bytes.length));
+  try {
+    const r = rng(7);
+    const inputs = [
+      'a'.repeat(200_000),
+      '['.repeat(200_000),
+      ' '.repeat(200_000) + 'x',
+      '!' + randomText(r, 200_000, ['\n', '/']),
+      randomText(r, 200_000, [...'abcdefghijklmnopqrstuvwxyz']),
+      randomText(r, 50_000, ['a\u0301', 'e\u0301', 'o\u0308']),
+      '😀'.repeat(50_000),
+    ];
+    for (const text of inputs) {
+      seen.length = 0;
+      const n = estimateTokens(text);
+      const bytes = Buffer.byteLength(text);
+      assert.ok(n > 0);
+      // A UTF-16 unit is at most 3 UTF-8 bytes (a surrogate pair, 2 units, is 4).
+      assert.ok(
+        Math.max(...seen) <= 3 * MAX_PIECE_CHARS,
+        `${Math.max(...seen)} bytes merged at once`,
+      );
+      const merged = seen.reduce((a, b) => a + b, 0);
+      assert.ok(merged <= bytes, `${merged} bytes merged for ${bytes} of input`);
+    }
+  } finally {
+    observeMerges(undefined);
+  }
+});
+
+test('a long piece is counted in parts: at most one extra token per part, never fewer', () => {
+  const text = 'a'.repeat(10_000);
+  const exact = reference.countTokens(text, AS_TEXT);
+  const n = estimateTokens(text);
+  assert.ok(n >= exact && n <= exact + Math.ceil(10_000 / MAX_PIECE_CHARS), `${n} vs ${exact}`);
+  // A surrogate pair is never cut in two: a run of emoji counts no replacement bytes.
+  const emoji = '😀'.repeat(1_000);
+  const e = estimateTokens(emoji);
+  const exactEmoji = reference.countTokens(emoji, AS_TEXT);
+  assert.ok(
+    e >= exactEmoji && e <= exactEmoji + Math.ceil(2_000 / MAX_PIECE_CHARS),
+    `${e} vs ${exactEmoji}`,
+  );
 });
 
 const IMAGE_DATA = 'data:image/png;base64,' + 'A'.repeat(5000);

@@ -1,5 +1,4 @@
 import { createRequire } from 'node:module';
-import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import type { Operation, TokenUsage } from './extract.js';
 
 /**
@@ -9,11 +8,45 @@ import type { Operation, TokenUsage } from './extract.js';
  * Everything is counted with OpenAI's o200k_base encoding. For other model families (Claude,
  * Llama, ...) that is an approximation, typically within 10-20%, which is what a fallback and a
  * reservation need; exact counts always come from the provider's own usage.
+ *
+ * The encoding's data (its ranks and its pre-tokenizer split) comes from `gpt-tokenizer`; the
+ * count is our own byte-pair merge over it, because estimation runs on every governed request
+ * before the budget check, on caller-controlled text, and the package's own merge is both
+ * quadratic in a piece's length (150 KB of `a`, one piece, took ~30 s) and costs ~5 µs per byte of
+ * text that is not whole vocabulary words (random letters, ~5 s per MiB), since it decodes UTF-8
+ * through TextDecoder for every pair it looks up. Here pieces are bounded (MAX_PIECE_CHARS) and
+ * pairs are looked up as Latin-1 strings of their bytes: linear in the text, with a per-byte
+ * cost within a small factor of ordinary prose on every input we know of (`npm run bench`,
+ * section estimate). The unit tests check the counts against the package's own, token for token.
  */
 
-type Tokenizer = typeof O200k;
+interface Encoding {
+  /** Every token's bytes, as a Latin-1 string (one char per byte), to its rank. */
+  ranks: Map<string, number>;
+  /**
+   * Two-byte tokens, indexed by their bytes (first << 8 | second), -1 for none: every merge starts
+   * by looking up each adjacent byte pair of the piece.
+   */
+  pairs: Int32Array;
+  /**
+   * Tokens of three to SHORT_BYTES bytes by a numeric key of their bytes (shortKey): most later
+   * lookups are this short, and a number is looked up without building a string.
+   */
+  short: Map<number, number>;
+  /** The encoding's own pre-tokenizer split (a private copy: exec moves lastIndex). */
+  split: RegExp;
+}
 
-let tokenizer: Tokenizer | undefined;
+const SHORT_BYTES = 6;
+
+/** bytes[a, b) (b - a ≤ SHORT_BYTES) as a number: the bytes in base 256, then their count. */
+function shortKey(bytes: string, a: number, b: number): number {
+  let k = 0;
+  for (let i = a; i < b; i++) k = k * 256 + bytes.charCodeAt(i);
+  return k * 8 + (b - a);
+}
+
+let encoding: Encoding | undefined;
 let loadMs: number | undefined;
 
 /**
@@ -22,19 +55,36 @@ let loadMs: number | undefined;
  * the package's CommonJS build keeps estimateTokens synchronous; call warmTokenizer() at startup
  * to move that one-off cost off the first request.
  */
-function load(): Tokenizer {
-  if (!tokenizer) {
+function load(): Encoding {
+  if (!encoding) {
     const t0 = performance.now();
     const req = createRequire(import.meta.url);
-    tokenizer = req('gpt-tokenizer/encoding/o200k_base') as Tokenizer;
+    const table = (req('gpt-tokenizer/bpeRanks/o200k_base') as { default: (string | number[])[] })
+      .default;
+    const { O200K_TOKEN_SPLIT_REGEX: re } = req('gpt-tokenizer/encodingParams/constants') as {
+      O200K_TOKEN_SPLIT_REGEX: RegExp;
+    };
+    const ranks = new Map<string, number>();
+    for (let rank = 0; rank < table.length; rank++) {
+      const t = table[rank];
+      if (typeof t === 'string') ranks.set(latin1(t), rank);
+      else if (Array.isArray(t)) ranks.set(String.fromCharCode(...t), rank);
+    }
+    const pairs = new Int32Array(65536).fill(-1);
+    const short = new Map<number, number>();
+    for (const [bytes, rank] of ranks) {
+      if (bytes.length === 2) pairs[(bytes.charCodeAt(0) << 8) | bytes.charCodeAt(1)] = rank;
+      else if (bytes.length <= SHORT_BYTES) short.set(shortKey(bytes, 0, bytes.length), rank);
+    }
+    encoding = { ranks, pairs, short, split: new RegExp(re.source, re.flags) };
     loadMs = performance.now() - t0;
   }
-  return tokenizer;
+  return encoding;
 }
 
 /** Loads the tokenizer now; returns how long the load took (0 if it was already loaded). */
 export function warmTokenizer(): number {
-  if (tokenizer) return 0;
+  if (encoding) return 0;
   load();
   return loadMs ?? 0;
 }
@@ -44,13 +94,114 @@ export function tokenizerLoadMs(): number | undefined {
   return loadMs;
 }
 
-// User text may contain strings like "<|endoftext|>"; they are plain text here, never control
-// tokens, and must not make the tokenizer throw.
-const AS_TEXT = { disallowedSpecial: new Set<string>() };
+/**
+ * The longest pre-tokenizer piece (UTF-16 units) merged whole. A piece is a run of one character
+ * class, so a caller controls its length, and merging is quadratic in it; longer pieces are
+ * counted in parts of this size, which costs at most one extra token per part (an overestimate,
+ * the safe side for a reservation) and bounds the work per input byte. 128 is o200k's longest
+ * token (a run of spaces), so runs of spaces and rules of dashes are still counted exactly.
+ */
+export const MAX_PIECE_CHARS = 128;
 
+/** Observes every piece merged (tests prove the bound structurally, without timing). */
+let onMerge: ((piece: string) => void) | undefined;
+
+/** Test hook: `fn` sees the bytes (Latin-1) of every piece merged; undefined removes it. */
+export function observeMerges(fn: ((piece: string) => void) | undefined): void {
+  onMerge = fn;
+}
+
+/** A string's UTF-8 bytes as a Latin-1 string: the piece itself when it is ASCII. */
+function latin1(s: string): string {
+  for (let i = 0; i < s.length; i++) {
+    if (s.charCodeAt(i) > 0x7f) return Buffer.from(s, 'utf8').toString('latin1');
+  }
+  return s;
+}
+
+/** The rank of bytes[a, b) as one token; Infinity when it is none. */
+function rankOf(e: Encoding, bytes: string, a: number, b: number): number {
+  const len = b - a;
+  if (len === 2) {
+    const r = e.pairs[(bytes.charCodeAt(a) << 8) | bytes.charCodeAt(a + 1)]!;
+    return r < 0 ? Infinity : r;
+  }
+  const r =
+    len <= SHORT_BYTES ? e.short.get(shortKey(bytes, a, b)) : e.ranks.get(bytes.slice(a, b));
+  return r ?? Infinity;
+}
+
+/**
+ * Tokens of one piece (its bytes as Latin-1): byte-pair merging, lowest rank first and leftmost
+ * on ties, as tiktoken does. Parts are a linked list over byte offsets; each merge scans the live
+ * pairs, so a piece costs O(length²), which MAX_PIECE_CHARS bounds.
+ */
+function mergeCount(e: Encoding, bytes: string): number {
+  const m = bytes.length;
+  if (m <= 1 || e.ranks.has(bytes)) return Math.min(m, 1);
+  onMerge?.(bytes);
+  // Part boundaries are byte offsets 0..m; next[i]: the boundary after i (m: none). pair[i]: the
+  // rank of the part starting at i joined with the one after it.
+  const next = new Int32Array(m + 1);
+  const prev = new Int32Array(m + 1);
+  const pair = new Float64Array(m + 1);
+  for (let i = 0; i <= m; i++) {
+    next[i] = i + 1;
+    prev[i] = i - 1;
+    pair[i] = i + 2 <= m ? rankOf(e, bytes, i, i + 2) : Infinity;
+  }
+  let parts = m;
+  for (;;) {
+    let best = Infinity;
+    let at = -1;
+    for (let i = 0; i < m; i = next[i]!) {
+      if (pair[i]! < best) {
+        best = pair[i]!;
+        at = i;
+      }
+    }
+    if (at < 0) return parts;
+    // Join the part at `at` with the one after it.
+    const gone = next[at]!;
+    const after = next[gone]!;
+    next[at] = after;
+    if (after <= m) prev[after] = at;
+    parts--;
+    pair[at] = after < m ? rankOf(e, bytes, at, next[after]!) : Infinity;
+    const before = prev[at]!;
+    if (before >= 0) pair[before] = rankOf(e, bytes, before, after);
+  }
+}
+
+function isHighSurrogate(c: number): boolean {
+  return c >= 0xd800 && c <= 0xdbff;
+}
+
+/**
+ * o200k tokens in `text`, in time linear in its length. User text may contain strings like
+ * "<|endoftext|>"; they are plain text here, never control tokens.
+ */
 export function estimateTokens(text: string): number {
   if (text.length === 0) return 0;
-  return load().countTokens(text, AS_TEXT);
+  const e = load();
+  const split = e.split;
+  let n = 0;
+  split.lastIndex = 0;
+  for (let m = split.exec(text); m !== null; m = split.exec(text)) {
+    const piece = m[0];
+    if (piece.length <= MAX_PIECE_CHARS) {
+      n += mergeCount(e, latin1(piece));
+      continue;
+    }
+    for (let i = 0; i < piece.length;) {
+      let j = Math.min(i + MAX_PIECE_CHARS, piece.length);
+      // Never split a surrogate pair: half a character would count as replacement bytes.
+      if (j < piece.length && isHighSurrogate(piece.charCodeAt(j - 1))) j--;
+      n += mergeCount(e, latin1(piece.slice(i, j)));
+      i = j;
+    }
+  }
+  return n;
 }
 
 /**
