@@ -367,7 +367,7 @@ export class Telemetry {
     // What the caller was not told (a backend unreachable or failing TLS) is an operator's to see.
     const level = r.localReply ? 'warn' : 'info';
     this.accessLog[level](
-      {
+      capLogFields({
         event: 'request',
         request_id: r.requestId,
         api: r.api,
@@ -406,10 +406,49 @@ export class Telemetry {
         policy_failure: r.policyFailure,
         guard: r.guard,
         local_reply: r.localReply,
-      },
+      }),
       'request',
     );
   }
+}
+
+/**
+ * The most characters an access-log field keeps. Several fields come from the caller (the model
+ * named in the body, JWT claims) or the provider (the response model): without a bound, a 300 KB
+ * model name writes a 300 KB log line.
+ */
+export const MAX_LOG_FIELD_CHARS = 256;
+/** The most items a list in an access-log line keeps. */
+export const MAX_LOG_LIST_ITEMS = 64;
+
+/**
+ * `value` with every string longer than MAX_LOG_FIELD_CHARS cut and marked `…[+N chars]`, and
+ * every list longer than MAX_LOG_LIST_ITEMS cut and ended with a `…[+N items]` entry, at any
+ * depth. Linear in the size of what is kept.
+ */
+export function capLogFields<T>(value: T): T {
+  return cap(value, 0) as T;
+}
+
+function cap(v: unknown, depth: number): unknown {
+  if (typeof v === 'string') {
+    if (v.length <= MAX_LOG_FIELD_CHARS) return v;
+    let end = MAX_LOG_FIELD_CHARS;
+    // Never half a surrogate pair: the line stays valid UTF-8.
+    const last = v.charCodeAt(end - 1);
+    if (last >= 0xd800 && last <= 0xdbff) end--;
+    return `${v.slice(0, end)}…[+${v.length - end} chars]`;
+  }
+  if (typeof v !== 'object' || v === null) return v;
+  if (depth > 8) return '…[nested]';
+  if (Array.isArray(v)) {
+    const kept = v.slice(0, MAX_LOG_LIST_ITEMS).map((x) => cap(x, depth + 1));
+    if (v.length > MAX_LOG_LIST_ITEMS) kept.push(`…[+${v.length - MAX_LOG_LIST_ITEMS} items]`);
+    return kept;
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) out[k] = cap(x, depth + 1);
+  return out;
 }
 
 function isOperation(v: string | undefined): v is Operation {

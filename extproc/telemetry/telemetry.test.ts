@@ -1,0 +1,76 @@
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { describe, it } from 'node:test';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import {
+  capLogFields,
+  MAX_LOG_FIELD_CHARS,
+  MAX_LOG_LIST_ITEMS,
+  Telemetry,
+  type RequestRecord,
+} from './telemetry.js';
+
+function record(over: Partial<RequestRecord>): RequestRecord {
+  return {
+    requestId: 'req-1',
+    api: 'openai',
+    operation: 'chat',
+    route: 'ns/chat',
+    requestModel: 'gpt-4o',
+    responseModel: undefined,
+    backend: undefined,
+    provider: undefined,
+    attempts: 0,
+    status: 404,
+    errorCode: 'model_not_found',
+    stream: false,
+    usage: undefined,
+    durationMs: 1,
+    ttftMs: undefined,
+    outcome: 'refused',
+    ...over,
+  };
+}
+
+void describe('access log', () => {
+  void it('caps every caller-controlled field with a visible marker', () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _e, cb) {
+        lines.push(...chunk.toString().split('\n').filter(Boolean));
+        cb();
+      },
+    });
+    const t = new Telemetry(new Registry(), pino(sink));
+    const huge = 'm'.repeat(300 * 1024);
+    t.recordRequest(
+      record({
+        requestModel: huge,
+        responseModel: `${'r'.repeat(MAX_LOG_FIELD_CHARS - 1)}😀tail`,
+        consumer: 'c'.repeat(10_000),
+        team: 't'.repeat(10_000),
+        verdicts: Array.from({ length: 1000 }, (_, i) => `v${i}`),
+      }),
+    );
+    assert.equal(lines.length, 1);
+    assert.ok(lines[0]!.length < 8 * 1024, `a ${lines[0]!.length}-character line`);
+    const e = JSON.parse(lines[0]!) as Record<string, unknown>;
+    assert.equal(
+      e['request_model'],
+      `${'m'.repeat(MAX_LOG_FIELD_CHARS)}…[+${huge.length - MAX_LOG_FIELD_CHARS} chars]`,
+    );
+    // The emoji would be cut in half at the bound: it goes whole.
+    assert.match(String(e['response_model']), /^r{255}…\[\+6 chars\]$/);
+    assert.match(String(e['consumer']), /…\[\+9744 chars\]$/);
+    assert.match(String(e['team']), /…\[\+9744 chars\]$/);
+    const verdicts = e['verdicts'] as string[];
+    assert.equal(verdicts.length, MAX_LOG_LIST_ITEMS + 1);
+    assert.equal(verdicts.at(-1), `…[+${1000 - MAX_LOG_LIST_ITEMS} items]`);
+  });
+
+  void it('leaves short values, numbers and shapes as they are', () => {
+    const v = { a: 'x', n: 3, b: true, u: undefined, o: { l: [1, 'y'] } };
+    assert.deepEqual(capLogFields(v), v);
+  });
+});
