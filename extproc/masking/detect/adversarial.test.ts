@@ -15,6 +15,13 @@ const inputs: [string, string][] = [
   ['key values', 'password='.repeat(50_000)],
   ['bearer', 'Bearer '.repeat(50_000)],
   ['dots', '1.'.repeat(100_000)],
+  ['dotted digit groups', '4111.'.repeat(50_000)],
+  ['whitespace digit groups', '4111 \t\n'.repeat(50_000)],
+  ['character references', '&#64;&#x'.repeat(50_000)],
+  ['unterminated references', '&#6464646'.repeat(50_000)],
+  ['percent escapes', '%40%4'.repeat(50_000)],
+  ['mixed-script runs', 'a\u0430\u0435\u2063'.repeat(50_000)],
+  ['tag characters', 'a\u{E0041}@'.repeat(50_000)],
 ];
 
 for (const [name, text] of inputs) {

@@ -1,9 +1,10 @@
-import { afterNumberGroup, isDigit, isWord } from './chars.js';
+import { afterNumberGroup, isDigit, isSpace, isWord } from './chars.js';
 import { luhnValid } from './checksums.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 const MIN_DIGITS = 13;
 const MAX_DIGITS = 19;
+const MAX_SPACES = 3;
 
 /**
  * Issuer prefixes of the card networks in use (Visa, Mastercard incl. 2-series, Amex, Discover,
@@ -53,10 +54,19 @@ function matchCard(text: string, start: number): number {
     if (digits > MAX_DIGITS + 6) return -1;
     ends.push(i);
     lens.push(len);
+    // Between groups: '-' or '.', or up to three whitespace characters (double spaces, a tab, a
+    // line break), the same kind throughout, as a reader would still see one number.
     const c = text.charCodeAt(i);
-    if ((c === 32 || c === 45) && (sep === 0 || sep === c) && isDigit(text.charCodeAt(i + 1))) {
-      sep = c;
-      i++;
+    let skip = 0;
+    let kind = c;
+    if (c === 45 || c === 46) skip = 1;
+    else if (isSpace(c)) {
+      kind = 32;
+      while (skip < MAX_SPACES && isSpace(text.charCodeAt(i + skip))) skip++;
+    }
+    if (skip > 0 && (sep === 0 || sep === kind) && isDigit(text.charCodeAt(i + skip))) {
+      sep = kind;
+      i += skip;
       continue;
     }
     break;

@@ -49,3 +49,41 @@ test('astral characters and Unicode dashes keep offsets right', () => {
   const o = v.toOriginal(3, v.text.length);
   assert.equal(original.slice(o.start, o.end), '4111\u20111111');
 });
+
+test('invisible format, tag and variation characters are removed', () => {
+  for (const inv of ['\u2062', '\u2063', '\u034F', '\u180E', '\uFE0F', '\u{E0020}', '\u{E007F}']) {
+    const original = `jo${inv}hn@exam${inv}ple.com`;
+    const v = createTextView(original);
+    assert.equal(v.text, 'john@example.com', JSON.stringify(inv));
+    const o = v.toOriginal(0, v.text.length);
+    assert.equal(original.slice(o.start, o.end), original);
+  }
+});
+
+test('Latin look-alikes fold inside an address-like token, not in words of their own script', () => {
+  const original = 'mail jane@ex\u0430mpl\u0435.com or \u0440aypal.com';
+  const v = createTextView(original);
+  assert.equal(v.text, 'mail jane@example.com or paypal.com');
+  const russian = 'Мы ждём вас в офисе, пишите.';
+  assert.equal(createTextView(russian).text, russian);
+});
+
+test('character references and percent escapes read as their character, mapped whole', () => {
+  const original = 'to jane&#64;example.com, bob&#x40;x.org, ann&commat;y.net, tim%40z.io';
+  const v = createTextView(original);
+  assert.equal(v.text, 'to jane@example.com, bob@x.org, ann@y.net, tim@z.io');
+  const s = v.text.indexOf('jane');
+  const o = v.toOriginal(s, s + 'jane@example.com'.length);
+  assert.equal(original.slice(o.start, o.end), 'jane&#64;example.com');
+});
+
+test('escapes of no value character are left as they are', () => {
+  for (const t of ['50%20off', 'Tom &amp; Jerry', '&#xZZ;', '&#12345678;', '100%', '&#55296;']) {
+    assert.equal(createTextView(t).text, t);
+  }
+});
+
+test('look-alikes right beside an escape are folded too', () => {
+  assert.equal(createTextView('jane&#64;\u0435xample.com').text, 'jane@example.com');
+  assert.equal(createTextView('jan\u0435%40example.com').text, 'jane@example.com');
+});

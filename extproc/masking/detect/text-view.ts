@@ -2,19 +2,187 @@ import { Buffer } from 'node:buffer';
 import type { TextView } from './types.js';
 
 // Invisible characters that can be slipped inside a value to break pattern matching: zero-width
-// space/joiners, word joiner, BOM, bidi embeddings/overrides/isolates and marks, soft hyphen and
-// the Arabic letter mark. They carry no content, so dropping them cannot create a false match
-// that a human reader would not also see.
+// space/joiners, word joiner and the invisible math operators (U+2061-2064), BOM, bidi
+// embeddings/overrides/isolates and marks, deprecated format controls, soft hyphen, the Arabic
+// letter mark, the combining grapheme joiner, Hangul and Khmer fillers, Mongolian variation
+// selectors and vowel separator, variation selectors (U+FE00-FE0F and the supplement), shorthand
+// format controls and tag characters (U+E0000-E007F). They carry no content, so dropping them
+// cannot create a false match that a human reader would not also see.
 function isInvisible(cp: number): boolean {
   return (
     cp === 0xad ||
+    cp === 0x34f ||
     cp === 0x61c ||
+    cp === 0x115f ||
+    cp === 0x1160 ||
+    cp === 0x17b4 ||
+    cp === 0x17b5 ||
+    (cp >= 0x180b && cp <= 0x180f) ||
     (cp >= 0x200b && cp <= 0x200f) ||
     (cp >= 0x202a && cp <= 0x202e) ||
-    cp === 0x2060 ||
-    (cp >= 0x2066 && cp <= 0x2069) ||
-    cp === 0xfeff
+    (cp >= 0x2060 && cp <= 0x2064) ||
+    (cp >= 0x2066 && cp <= 0x206f) ||
+    cp === 0x3164 ||
+    (cp >= 0xfe00 && cp <= 0xfe0f) ||
+    cp === 0xfeff ||
+    cp === 0xffa0 ||
+    (cp >= 0x1bca0 && cp <= 0x1bca3) ||
+    (cp >= 0xe0000 && cp <= 0xe007f) ||
+    (cp >= 0xe0100 && cp <= 0xe01ef)
   );
+}
+
+// Cyrillic, Greek and Armenian letters drawn like Latin ones. Folded only inside a token that
+// also holds ASCII letters, digits, '@' or '.' (see createTextView): a homoglyph slipped into an
+// address is read as the Latin letter, while words of those scripts stay as they are.
+const CONFUSABLE = new Map<number, string>(
+  [
+    ['а', 'a'],
+    ['в', 'b'],
+    ['с', 'c'],
+    ['ԁ', 'd'],
+    ['е', 'e'],
+    ['һ', 'h'],
+    ['і', 'i'],
+    ['ј', 'j'],
+    ['к', 'k'],
+    ['м', 'm'],
+    ['н', 'h'],
+    ['о', 'o'],
+    ['р', 'p'],
+    ['ԛ', 'q'],
+    ['ѕ', 's'],
+    ['т', 't'],
+    ['у', 'y'],
+    ['ԝ', 'w'],
+    ['х', 'x'],
+    ['ү', 'y'],
+    ['А', 'A'],
+    ['В', 'B'],
+    ['С', 'C'],
+    ['Е', 'E'],
+    ['Н', 'H'],
+    ['І', 'I'],
+    ['Ј', 'J'],
+    ['К', 'K'],
+    ['М', 'M'],
+    ['О', 'O'],
+    ['Р', 'P'],
+    ['Ѕ', 'S'],
+    ['Т', 'T'],
+    ['Х', 'X'],
+    ['У', 'Y'],
+    ['Ү', 'Y'],
+    ['α', 'a'],
+    ['ο', 'o'],
+    ['ν', 'v'],
+    ['ρ', 'p'],
+    ['υ', 'u'],
+    ['ι', 'i'],
+    ['κ', 'k'],
+    ['χ', 'x'],
+    ['Α', 'A'],
+    ['Β', 'B'],
+    ['Ε', 'E'],
+    ['Ζ', 'Z'],
+    ['Η', 'H'],
+    ['Ι', 'I'],
+    ['Κ', 'K'],
+    ['Μ', 'M'],
+    ['Ν', 'N'],
+    ['Ο', 'O'],
+    ['Ρ', 'P'],
+    ['Τ', 'T'],
+    ['Υ', 'Y'],
+    ['Χ', 'X'],
+    ['օ', 'o'],
+    ['ս', 'u'],
+    ['ı', 'i'],
+  ].map(([from, to]) => [from!.codePointAt(0)!, to!]),
+);
+
+/** ASCII that makes a neighbouring non-ASCII run part of an address-like token. */
+function bindsRun(c: number): boolean {
+  return (
+    (c >= 48 && c <= 57) ||
+    (c >= 65 && c <= 90) ||
+    (c >= 97 && c <= 122) ||
+    c === 64 ||
+    c === 46 ||
+    c === 95 ||
+    c === 45
+  );
+}
+
+/**
+ * True when the character at `at` (beside a non-ASCII run, `dir` pointing away from it) ties
+ * the run to an address: an ASCII letter, digit or '@', or '.', '-', '_' with one of those (or
+ * more non-ASCII) beyond. Sentence punctuation after a word of another script does not.
+ */
+function bindsSide(s: string, at: number, dir: 1 | -1): boolean {
+  const c = s.charCodeAt(at);
+  if (!bindsRun(c)) return false;
+  if (c !== 46 && c !== 45 && c !== 95) return true;
+  const beyond = s.charCodeAt(at + dir);
+  return (bindsRun(beyond) && beyond !== 46 && beyond !== 45 && beyond !== 95) || beyond >= 0x80;
+}
+
+// Escapes a model reads as the character they stand for. Percent-encoding is decoded only for
+// the characters values are made of; named entities only for the punctuation of addresses.
+const NAMED_ENTITIES = new Map<string, string>([
+  ['commat', '@'],
+  ['period', '.'],
+  ['plus', '+'],
+  ['lowbar', '_'],
+  ['hyphen', '-'],
+  ['dash', '-'],
+  ['nbsp', ' '],
+  ['colon', ':'],
+]);
+
+function isHexCode(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 70) || (c >= 97 && c <= 102);
+}
+
+/** A percent escape of a character values are made of (alnum, '@', '.', '+', '_', '-'). */
+function percentAt(s: string, i: number): { text: string; len: number } | undefined {
+  const a = s.charCodeAt(i + 1);
+  const b = s.charCodeAt(i + 2);
+  if (!isHexCode(a) || !isHexCode(b)) return undefined;
+  const c = parseInt(s.slice(i + 1, i + 3), 16);
+  return bindsRun(c) || c === 43 ? { text: String.fromCharCode(c), len: 3 } : undefined;
+}
+
+/** `&#64;`, `&#x40;` or `&commat;` at `i`: what it reads as (normalized) and its length. */
+function entityAt(s: string, i: number): { text: string; len: number } | undefined {
+  if (s.charCodeAt(i + 1) === 35 /* # */) {
+    const hex = s.charCodeAt(i + 2) === 120 || s.charCodeAt(i + 2) === 88;
+    let k = i + (hex ? 3 : 2);
+    const from = k;
+    while (k - from < 7 && (hex ? isHexCode(s.charCodeAt(k)) : isDigitCode(s.charCodeAt(k)))) k++;
+    if (k === from || s.charCodeAt(k) !== 59 /* ; */) return undefined;
+    const cp = parseInt(s.slice(from, k), hex ? 16 : 10);
+    if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return undefined;
+    const text =
+      cp < 0x80 ? String.fromCharCode(cp) : (replacement(cp) ?? String.fromCodePoint(cp));
+    return { text, len: k + 1 - i };
+  }
+  let k = i + 1;
+  while (k - i <= 8 && (s.charCodeAt(k) | 32) >= 97 && (s.charCodeAt(k) | 32) <= 122) k++;
+  if (s.charCodeAt(k) !== 59) return undefined;
+  const text = NAMED_ENTITIES.get(s.slice(i + 1, k));
+  return text === undefined ? undefined : { text, len: k + 1 - i };
+}
+
+/** What the escape at `i` reads as, or '' when there is none. */
+function escapedAt(s: string, i: number): string {
+  const c = s.charCodeAt(i);
+  const e = c === 37 ? percentAt(s, i) : c === 38 ? entityAt(s, i) : undefined;
+  return e?.text ?? '';
+}
+
+function isDigitCode(c: number): boolean {
+  return c >= 48 && c <= 57;
 }
 
 // Unicode dashes NFKC leaves alone but readers take for '-' in card or phone numbers.
@@ -52,7 +220,7 @@ class MappedView implements TextView {
     readonly text: string,
     private readonly segText: Int32Array,
     private readonly segOrig: Int32Array,
-    // Original length of a folded segment's code point, or -1 for a copy segment.
+    // Original length of a replaced segment (a code point or an escape), or -1 for a copy segment.
     private readonly segFold: Int32Array,
   ) {}
 
@@ -125,14 +293,21 @@ function replacement(cp: number): string | null {
 }
 
 /**
- * Builds the view detectors scan. Pure ASCII text (the common case) is used as is; otherwise the
- * text is NFKC-normalized per code point with invisible characters removed and Unicode dashes
- * folded to '-', keeping a map from every normalized code unit back to the original.
+ * Builds the view detectors scan. Pure ASCII text without '&' or '%' (the common case) is used as
+ * is; otherwise the text is NFKC-normalized per code point with invisible characters removed,
+ * Unicode dashes folded to '-', Latin look-alikes folded inside address-like tokens, and
+ * character references (`&#64;`, `&commat;`) and percent escapes (`%40`) decoded, keeping a map
+ * from every normalized code unit back to the original (a decoded escape maps to all of it).
  */
 export function createTextView(original: string): TextView {
   // UTF-8 length equals UTF-16 length only for pure ASCII; Node computes it with SIMD, about
   // five times faster than a /[^\x00-\x7F]/ test.
-  if (Buffer.byteLength(original, 'utf8') === original.length) return new IdentityView(original);
+  if (
+    Buffer.byteLength(original, 'utf8') === original.length &&
+    original.indexOf('&') < 0 &&
+    original.indexOf('%') < 0
+  )
+    return new IdentityView(original);
   const parts: string[] = [];
   const segText: number[] = [];
   const segOrig: number[] = [];
@@ -148,15 +323,54 @@ export function createTextView(original: string): TextView {
       textLen += upTo - copyStart;
     }
   };
-  // Only runs of non-ASCII are visited; everything between them stays one copy segment. test()
-  // finds a run's start without allocating a match; the run is then walked by hand.
-  const nonAscii = /[\u0080-\uffff]/g;
-  while (nonAscii.test(original)) {
-    let i = nonAscii.lastIndex - 1;
-    for (;;) {
+  /** `original[at, at+len)` reads as `out`. */
+  const replace = (at: number, len: number, out: string): void => {
+    flushCopy(at);
+    if (out.length > 0) {
+      segText.push(textLen);
+      segOrig.push(at);
+      segFold.push(len);
+      parts.push(out);
+      textLen += out.length;
+    }
+    copyStart = at + len;
+  };
+  // Only runs of non-ASCII and escapes are visited; everything between them stays one copy
+  // segment. test() finds a start without allocating a match; the run is then walked by hand.
+  const special = /[\u0080-\uffff&%]/g;
+  // The last decoded escape, so a look-alike right after `&#64;` is read as part of the address.
+  let escapeEnd = -1;
+  let escapeChar = 0;
+  while (special.test(original)) {
+    let i = special.lastIndex - 1;
+    const first = original.charCodeAt(i);
+    if (first === 37 /* % */ || first === 38 /* & */) {
+      const e = first === 37 ? percentAt(original, i) : entityAt(original, i);
+      if (e !== undefined) {
+        replace(i, e.len, e.text);
+        escapeEnd = i + e.len;
+        escapeChar = e.text.charCodeAt(0);
+      }
+      special.lastIndex = e !== undefined ? i + e.len : i + 1;
+      continue;
+    }
+    // A run of non-ASCII: its look-alikes are folded when ASCII of an address touches it.
+    let runEnd = i;
+    while (runEnd < original.length && original.charCodeAt(runEnd) >= 0x80) runEnd++;
+    const bound =
+      bindsSide(original, i - 1, -1) ||
+      bindsSide(original, runEnd, 1) ||
+      (i === escapeEnd && bindsRun(escapeChar)) ||
+      bindsRun(escapedAt(original, runEnd).charCodeAt(0));
+    while (i < runEnd) {
       const c = original.charCodeAt(i);
-      if (!(c >= 0x80)) break;
       if (c < 0xd800 || c > 0xdfff) {
+        const look = bound ? CONFUSABLE.get(c) : undefined;
+        if (look !== undefined) {
+          replace(i, 1, look);
+          i++;
+          continue;
+        }
         let state = BMP_STATE[c]!;
         if (state === 0) BMP_STATE[c] = state = replacement(c) === null ? 1 : 2;
         if (state === 1) {
@@ -167,20 +381,10 @@ export function createTextView(original: string): TextView {
       const cp = original.codePointAt(i)!;
       const len = cp > 0xffff ? 2 : 1;
       const out = replacement(cp);
-      if (out !== null) {
-        flushCopy(i);
-        if (out.length > 0) {
-          segText.push(textLen);
-          segOrig.push(i);
-          segFold.push(len);
-          parts.push(out);
-          textLen += out.length;
-        }
-        copyStart = i + len;
-      }
+      if (out !== null) replace(i, len, out);
       i += len;
     }
-    nonAscii.lastIndex = i;
+    special.lastIndex = runEnd;
   }
   if (segText.length === 0) return new IdentityView(original);
   flushCopy(original.length);
