@@ -169,7 +169,14 @@ export class Budget {
     let reply: ReserveReply;
     /** The store was away and the policy's limits were held against the journal's levels. */
     let local = false;
-    const request = { scope: policy.name, id, nowMs: now, ttlMs, buckets: charges, force: shadow };
+    // What this replica served while the store was away and has not delivered yet counts in the
+    // check, so a store that is back does not admit past a limit before the journal drains.
+    const owed = this.journal.owed(
+      policy.name,
+      charges.map((c) => c.key),
+    );
+    const buckets = charges.map((c, i) => (owed[i]! > 0 ? { ...c, unsettled: owed[i] } : c));
+    const request = { scope: policy.name, id, nowMs: now, ttlMs, buckets, force: shadow };
     try {
       reply = await this.store.reserve(request);
       if (!reply.admitted && this.journal.queued > 0) {
@@ -184,8 +191,8 @@ export class Budget {
       }
     } catch (err) {
       if (!(err instanceof StoreUnavailable)) throw err;
-      // A policy that fails open still holds each limit against what this replica admitted
-      // since the store went away (the journal's levels): it overshoots by at most one limit.
+      // A policy that fails open still holds each limit, against the level the store last
+      // reported plus what this replica admitted since (see settlement-journal.ts).
       const reservation: Reservation = {
         id,
         scope: policy.name,
@@ -227,7 +234,17 @@ export class Budget {
         };
       }
     }
-    if (!local) this.kick();
+    if (!local) {
+      this.journal.saw(
+        policy.name,
+        charges.map((c) => c.key),
+        reply.levels,
+      );
+      this.kick();
+      if (owed.some((o) => o > 0)) {
+        reply = { ...reply, levels: reply.levels.map((l, i) => l + owed[i]!) };
+      }
+    }
     const hit = reply.over >= 0 ? limitHit(charges, reply.levels, reply.over, now) : undefined;
     if (!reply.admitted) {
       const h = hit!;

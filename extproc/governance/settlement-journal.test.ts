@@ -191,6 +191,54 @@ describe('failing open', () => {
     assert.equal((await b.reserve(p, KEYS, { tokens: 10, costUsd: 0.01 })).ok, false);
   });
 
+  it('holds a limit it has seen in the store: one replica does not overshoot, even when the store flaps', async () => {
+    const { store, b } = setup();
+    const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+    for (let i = 0; i < 7; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      assert.ok(r.ok && !r.failOpen);
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    // The last reply showed $0.70 in the bucket.
+    store.fault = 'down';
+    const rs = await Promise.all(
+      Array.from({ length: 10 }, () => b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 })),
+    );
+    assert.equal(rs.filter((r) => r.ok).length, 3);
+    for (const r of rs) if (r.ok) await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    // Back for long enough to deliver the journal but not to answer a reserve, then away again.
+    store.fault = 'up';
+    assert.equal(await b.flush(), 3);
+    store.fault = 'down';
+    const again = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.01 });
+    assert.equal(!again.ok && again.refusal.code, 'budget_exceeded');
+    store.fault = 'up';
+    const [row] = await store.usage('day', '2026-03-31');
+    assert.equal(row?.values.costMicros, 1_000_000);
+  });
+
+  it('a store that is back admits nothing past a limit before the journal is delivered', async () => {
+    const { store, c, b } = setup();
+    const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+    for (let i = 0; i < 5; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      assert.ok(r.ok && !r.failOpen);
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    store.fault = 'down';
+    for (let i = 0; i < 5; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      assert.ok(r.ok && r.failOpen);
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    store.fault = 'up';
+    // The store holds $0.50; this replica owes it $0.50 more.
+    assert.deepEqual(await level(store, p, c.now), [500_000]);
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+    assert.equal(!r.ok && r.refusal.code, 'budget_exceeded');
+    assert.deepEqual(await level(store, p, c.now), [1_000_000]);
+  });
+
   it('refuses with 503 when the journal is full (fail safe), and admits again once it drains', async () => {
     const { store, b } = setup(3);
     const p = open([{ name: 'day', per: [], spendPerDayUsd: 100 }]);

@@ -11,9 +11,10 @@
  * reservation it frees expires on its own after reservationTtlSeconds), then the oldest
  * settlement of a reserved request (its spend is then lost; counted and logged).
  *
- * It also keeps the local levels of fail-open admissions: what this replica let through per
- * bucket since the store went away, so a policy that fails open still holds each limit locally
- * and overshoots it by at most one limit per replica.
+ * It also keeps what a policy that fails open checks its limits against while the store is away:
+ * per bucket, the level the store last reported to this replica plus what this replica admitted
+ * since by failing open. So one replica does not overshoot a limit it has seen (beyond the usual
+ * estimate error), and each replica admits at most one limit's worth into a bucket it has not.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Actual, Reservation } from './budget.js';
@@ -49,11 +50,27 @@ export class SettlementJournal {
   /** Per id, the local-level amounts it holds: [scope␟bucket, amount]. */
   private readonly counted = new Map<string, [string, number][]>();
   private readonly local = new Map<string, number>();
+  /** Per scope␟bucket, the level the store last reported (oldest first, bounded). */
+  private readonly seen = new Map<string, number>();
 
   constructor(
     readonly capacity: number,
     private readonly onLost?: (count: number, reason: LossReason) => void,
+    private readonly seenCapacity = 10_000,
   ) {}
+
+  /** Levels the store reported for a reservation's buckets (admitted or not). */
+  saw(scope: string, keys: readonly string[], levels: readonly number[]): void {
+    keys.forEach((key, i) => {
+      const k = `${scope}\x1f${key}`;
+      this.seen.delete(k);
+      this.seen.set(k, levels[i] ?? 0);
+    });
+    for (const k of this.seen.keys()) {
+      if (this.seen.size <= this.seenCapacity) break;
+      this.seen.delete(k);
+    }
+  }
 
   /** What counts against the capacity: queued settlements and fail-open requests in flight. */
   get size(): number {
@@ -73,9 +90,20 @@ export class SettlementJournal {
     return this.admitted.has(id) || this.entries.get(id)?.failOpen === true;
   }
 
-  /** What this replica admitted by failing open into each bucket and has not settled yet. */
+  /**
+   * The levels a fail-open admission is checked against: what the store last reported plus
+   * what this replica admitted by failing open and has not delivered yet.
+   */
   levels(scope: string, keys: readonly string[]): number[] {
-    return keys.map((k) => this.local.get(`${scope}\x1f${k}`) ?? 0);
+    return keys.map((key) => {
+      const k = `${scope}\x1f${key}`;
+      return (this.seen.get(k) ?? 0) + (this.local.get(k) ?? 0);
+    });
+  }
+
+  /** What this replica admitted by failing open into each bucket and has not delivered yet. */
+  owed(scope: string, keys: readonly string[]): number[] {
+    return keys.map((key) => this.local.get(`${scope}\x1f${key}`) ?? 0);
   }
 
   /** Takes a fail-open request; false (nothing recorded) when the journal is full. */
@@ -120,14 +148,23 @@ export class SettlementJournal {
 
   /** The settlement (or the fail-open request, released before it was queued) reached the store. */
   done(id: string): void {
-    this.entries.delete(id);
-    this.admitted.delete(id);
-    this.uncount(id);
+    // What a fail-open request used is in the store now: it stays in what this replica knows
+    // of the store's levels until the store reports them again.
+    for (const [k, amount] of this.counted.get(id) ?? []) {
+      if (this.seen.has(k)) this.seen.set(k, this.seen.get(k)! + amount);
+    }
+    this.forget(id);
   }
 
   drop(id: string, reason: LossReason): void {
-    this.done(id);
+    this.forget(id);
     this.onLost?.(1, reason);
+  }
+
+  private forget(id: string): void {
+    this.entries.delete(id);
+    this.admitted.delete(id);
+    this.uncount(id);
   }
 
   private uncount(id: string): void {

@@ -99,7 +99,7 @@ export class MemoryStore implements StateStore {
       const b = this.bucket(s, c.key, nowMs);
       const level = b ? b.used + b.reserved : 0;
       levels.push(level);
-      if (over < 0 && level + c.amount > c.limit) over = i;
+      if (over < 0 && level + (c.unsettled ?? 0) + c.amount > c.limit) over = i;
     });
     if (over >= 0 && !req.force) return Promise.resolve({ admitted: false, over, levels });
     const charges: Pending['charges'] = [];

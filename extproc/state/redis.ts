@@ -63,7 +63,7 @@ end
 `;
 
 // KEYS: pending zset, reservation record, settled marker, buckets...
-// ARGV: now, ttl, force, id, prefix, then per bucket: limit, amount, expireAt
+// ARGV: now, ttl, force, id, prefix, then per bucket: limit, amount, expireAt, unsettled
 // Returns {admitted (0|1|-1 reused id), over (0-based, -1 none), levels...}
 const RESERVE = `${PURGE}
 local now = tonumber(ARGV[1])
@@ -81,7 +81,8 @@ for i = 1, n do
   local v = redis.call('HMGET', KEYS[i + 3], 'u', 'r')
   local level = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
   levels[i] = level
-  if over < 0 and level + tonumber(ARGV[5 + 3 * i - 1]) > tonumber(ARGV[5 + 3 * i - 2]) then
+  local a = 5 + 4 * (i - 1)
+  if over < 0 and level + tonumber(ARGV[a + 4]) + tonumber(ARGV[a + 2]) > tonumber(ARGV[a + 1]) then
     over = i - 1
   end
 end
@@ -90,9 +91,10 @@ if over >= 0 and not force then
 end
 for i = 1, n do
   local b = KEYS[i + 3]
-  local amount = tonumber(ARGV[5 + 3 * i - 1])
+  local a = 5 + 4 * (i - 1)
+  local amount = tonumber(ARGV[a + 2])
   redis.call('HINCRBY', b, 'r', amount)
-  keep(b, tonumber(ARGV[5 + 3 * i]) - now)
+  keep(b, tonumber(ARGV[a + 3]) - now)
   redis.call('HSET', KEYS[2], b, amount)
   levels[i] = levels[i] + amount
 end
@@ -269,7 +271,7 @@ export class RedisStore implements StateStore {
     const args: (string | number)[] = [req.nowMs, req.ttlMs, req.force ? '1' : '0', req.id, base];
     for (const b of req.buckets) {
       keys.push(`${base}b:${b.key}`);
-      args.push(b.limit, b.amount, b.expireAtMs);
+      args.push(b.limit, b.amount, b.expireAtMs, b.unsettled ?? 0);
     }
     const r = await this.call(() => this.scripts.sluiceReserve(keys.length, ...keys, ...args));
     const [admitted, over, ...levels] = r;

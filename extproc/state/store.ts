@@ -4,8 +4,8 @@
  * atomically. Two implementations share these semantics exactly: memory.ts and redis.ts.
  *
  * A bucket holds `used` (settled, actual amounts) and `reserved` (pending reservations). A
- * reservation fits when used + reserved + amount ≤ limit in every bucket it names; it is then
- * added to all of them or to none. Settling (reconcile or release) removes the reserved amounts
+ * reservation fits when used + reserved + unsettled + amount ≤ limit in every bucket it names
+ * (unsettled: what the caller still owes the bucket); it is then added to all of them or to none. Settling (reconcile or release) removes the reserved amounts
  * and adds the actual ones, once per reservation id however often it is retried. A reservation
  * not settled by its deadline stops counting, so crashed requests give their share back.
  *
@@ -43,6 +43,11 @@ export interface BucketCharge {
   amount: number;
   /** Epoch ms after which the bucket may be forgotten (its window's end plus a grace). */
   expireAtMs: number;
+  /**
+   * What the caller owes this bucket and has not delivered yet (served while the store was
+   * away): counted when checking the limit, never added. Default 0.
+   */
+  unsettled?: number;
 }
 
 export interface ReserveRequest {

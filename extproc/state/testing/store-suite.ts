@@ -205,6 +205,30 @@ export function storeSuite(name: string, ctx: SuiteContext): void {
       assert.deepEqual(await levels(store, p, KEYS, c.now), [0]);
     });
 
+    it('counts what the caller still owes a bucket in the check, without adding it', async () => {
+      const c = clock();
+      const store = await ctx.store();
+      const p = policy([{ name: 'tpm', per: [], tokensPerMinute: 1000 }]);
+      const charge = (tokens: number, unsettled: number) =>
+        chargesFor(p.limits.rules, KEYS, { tokens, costUsd: 0 }, c.now, 60_000).map((b) => ({
+          ...b,
+          unsettled,
+        }));
+      const req = (tokens: number, unsettled: number) => ({
+        scope: p.name,
+        id: randomUUID(),
+        nowMs: c.now,
+        ttlMs: 60_000,
+        buckets: charge(tokens, unsettled),
+      });
+      const a = await store.reserve(req(400, 500));
+      assert.deepEqual(a, { admitted: true, over: -1, levels: [400] });
+      const b = await store.reserve(req(200, 500));
+      assert.deepEqual(b, { admitted: false, over: 0, levels: [400] });
+      assert.equal((await store.reserve(req(100, 500))).admitted, true, '400 + 500 + 100 fits');
+      assert.deepEqual(await levels(store, p, KEYS, c.now), [500]);
+    });
+
     it('reconciles an aborted request to its partial usage and releases unsent ones', async () => {
       const c = clock();
       const store = await ctx.store();
