@@ -277,10 +277,33 @@ describe('failing open', () => {
     assert.deepEqual(lost, ['full'], 'the release went');
     await b.release(rs[3]!);
     assert.deepEqual(lost, ['full', 'full'], 'a release does not evict a settlement');
+    // A fail-open admission takes a release's place, not a settlement's.
+    const o = policy([{ name: 'day', per: [], spendPerDayUsd: 100 }], { failureMode: 'open' });
+    assert.equal((await b.reserve(o, KEYS, { tokens: 1, costUsd: 0.01 })).ok, false);
     assert.deepEqual(
       b.journal.pending().map((e) => e.reservation.id),
       [rs[1]!.id, rs[2]!.id],
     );
+  });
+});
+
+describe('journal bound', () => {
+  it('a fail-open admission evicts a pending release when the journal is full', async () => {
+    const { store, b, lost } = setup(2);
+    const closed = policy([{ name: 'day', per: [], spendPerDayUsd: 100 }]);
+    const open = policy([{ name: 'day', per: [], spendPerDayUsd: 100 }], { failureMode: 'open' });
+    const r = await b.reserve(closed, KEYS, { tokens: 1, costUsd: 0.01 });
+    assert.ok(r.ok);
+    store.fault = 'stalled';
+    // Two refusals, each leaving a compensating release in the journal.
+    for (let i = 0; i < 2; i++) {
+      assert.equal((await b.reserve(closed, KEYS, { tokens: 1, costUsd: 0.01 })).ok, false);
+    }
+    await new Promise((res) => setImmediate(res));
+    assert.equal(b.journal.queued, 2);
+    const o = await b.reserve(open, KEYS, { tokens: 1, costUsd: 0.01 });
+    assert.ok(o.ok && o.failOpen);
+    assert.deepEqual(lost, ['full']);
   });
 });
 

@@ -108,7 +108,8 @@ export class SettlementJournal {
 
   /** Takes a fail-open request; false (nothing recorded) when the journal is full. */
   admit(r: Reservation): boolean {
-    if (this.full) return false;
+    // A pending release is worth less than a request served: it goes first.
+    if (this.full && !this.evict(false)) return false;
     this.admitted.set(r.id, r);
     this.count(
       r.id,
@@ -134,7 +135,7 @@ export class SettlementJournal {
         entry.reservation.scope,
         entry.reservation.charges.map((c, i) => [c.key, amounts[i] ?? 0]),
       );
-    } else if (this.full && !this.evict(entry)) {
+    } else if (this.full && !(entry.actual !== undefined && this.evict(true))) {
       this.onLost?.(1, 'full');
       return;
     }
@@ -199,8 +200,11 @@ export class SettlementJournal {
     this.counted.set(id, held);
   }
 
-  /** Makes room for `incoming`: a release goes first, then the oldest reconcile. */
-  private evict(incoming: JournalEntry): boolean {
+  /**
+   * Makes room by dropping the oldest release or, with `settlements`, else the oldest settlement
+   * of a reserved request. Fail-open entries are never dropped: their slot was promised.
+   */
+  private evict(settlements: boolean): boolean {
     let victim: JournalEntry | undefined;
     for (const e of this.entries.values()) {
       if (e.failOpen) continue;
@@ -208,10 +212,9 @@ export class SettlementJournal {
         victim = e;
         break;
       }
-      victim ??= e;
+      if (settlements) victim ??= e;
     }
-    // A release is worth less than any kept settlement: it is the one to lose.
-    if (!incoming.actual || !victim) return false;
+    if (!victim) return false;
     this.drop(victim.reservation.id, 'full');
     return true;
   }
