@@ -13,6 +13,8 @@ import { startAdmin, type RunningAdmin } from '../extproc/admin.js';
 import { Controller } from './controller/controller.js';
 import { operatorMetrics } from './controller/metrics.js';
 import { KubeSource, kubeApi, type Backoff, type SourceApi } from './source/kube.js';
+import { EventRecorder, eventApi, type EventApi } from './status/events.js';
+import { buildReport, Fleet, memoizedView, reportApi, type ReportApi } from './status/fleet.js';
 import { LeaderElector, leaseApi, type LeaseApi } from './status/leader.js';
 import { StatusWriter, statusApi, type StatusApi } from './status/writer.js';
 import type { TranslateOptions } from './translate/index.js';
@@ -32,6 +34,10 @@ export interface LeaderElectionOptions {
   leaseDurationMs?: number;
   renewDeadlineMs?: number;
   retryPeriodMs?: number;
+  /** How often this replica renews its data plane report (default 5000 ms). */
+  reportRenewMs?: number;
+  /** A report not renewed for this long is dropped by the leader (default 15000 ms). */
+  reportDurationMs?: number;
 }
 
 export interface OperatorOptions {
@@ -66,6 +72,8 @@ export interface OperatorOptions {
   sourceApi?: SourceApi;
   leaseApi?: LeaseApi;
   statusApi?: StatusApi;
+  reportApi?: ReportApi;
+  eventApi?: EventApi;
 }
 
 export interface RunningOperator {
@@ -77,6 +85,9 @@ export interface RunningOperator {
   source: KubeSource;
   statusWriter: StatusWriter;
   isLeader(): boolean;
+  /** The data plane reports shared with the other replicas (with leader election only). */
+  fleet: Fleet | undefined;
+  events: EventRecorder | undefined;
   /** Resolves once the informers listed everything and the first snapshot is served. */
   ready: Promise<void>;
   close(): Promise<void>;
@@ -102,7 +113,37 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     onRestart: (kind, reason) => metrics.watchRestarts.inc({ kind, reason }),
   });
 
+  ads.tracker.onNack((e) =>
+    metrics.nacks.inc({ type: e.typeUrl.slice(e.typeUrl.lastIndexOf('.') + 1), node: e.nodeId }),
+  );
+
   const writer = new StatusWriter(opts.statusApi ?? statusApi(opts.kubeConfig));
+  const le = opts.leaderElection;
+  const identity = le?.identity ?? `${hostname()}_${process.pid}`;
+  // With leader election there may be other replicas serving data planes: each one reports its
+  // own, and the leader counts them all (status/fleet.ts).
+  const fleet = le
+    ? new Fleet({
+        api: opts.reportApi ?? reportApi(opts.kubeConfig),
+        namespace: le.namespace,
+        identity,
+        build: () => buildReport(identity, memoizedView(ads.tracker), cache.snapshotFor('*')),
+        now: opts.now,
+        logger: log.child({ log: 'fleet' }),
+        ...(le.reportRenewMs !== undefined ? { renewMs: le.reportRenewMs } : {}),
+        ...(le.reportDurationMs !== undefined ? { durationMs: le.reportDurationMs } : {}),
+        ...(opts.backoff ? { backoff: opts.backoff } : {}),
+      })
+    : undefined;
+  const events =
+    opts.writeStatus === false
+      ? undefined
+      : new EventRecorder({
+          api: opts.eventApi ?? eventApi(opts.kubeConfig),
+          instance: identity,
+          logger: log.child({ log: 'events' }),
+          now: opts.now,
+        });
   let elector: LeaderElector | undefined;
   const isLeader = (): boolean => opts.writeStatus !== false && (elector ? elector.isLeader : true);
   const controller = new Controller({
@@ -112,6 +153,8 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     tracker: ads.tracker,
     ...(opts.translate ? { translate: opts.translate } : {}),
     status: opts.writeStatus === false ? undefined : { writer, isLeader },
+    fleet,
+    events,
     logger: log.child({ log: 'controller' }),
     metrics,
     now: opts.now,
@@ -119,12 +162,11 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     ...(opts.dataPlanePollMs !== undefined ? { dataPlanePollMs: opts.dataPlanePollMs } : {}),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
   });
-  const le = opts.leaderElection;
   if (opts.writeStatus !== false && le) {
     elector = new LeaderElector({
       api: opts.leaseApi ?? leaseApi(opts.kubeConfig),
       namespace: le.namespace,
-      identity: le.identity ?? `${hostname()}_${process.pid}`,
+      identity,
       ...(le.leaseName !== undefined ? { name: le.leaseName } : {}),
       ...(le.leaseDurationMs !== undefined ? { leaseDurationMs: le.leaseDurationMs } : {}),
       ...(le.renewDeadlineMs !== undefined ? { renewDeadlineMs: le.renewDeadlineMs } : {}),
@@ -146,6 +188,7 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     await source.start();
     log.info({ event: 'informers_synced' }, 'informers synced');
     controller.start();
+    fleet?.start();
     elector?.start();
     // Ready once a first snapshot is served: an Envoy that connects earlier waits for it.
     await new Promise<void>((resolve) => {
@@ -184,6 +227,8 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     source,
     statusWriter: writer,
     isLeader,
+    fleet,
+    events,
     ready,
     close: () =>
       (closing ??= (async () => {
@@ -191,6 +236,8 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
         log.info({ event: 'shutdown' }, 'operator stopping');
         // Release first, so a standby starts writing status while this one drains.
         await elector?.stop();
+        // Then withdraw this replica's report: its data planes reconnect to the others.
+        await fleet?.stop();
         await controller.close();
         await source.stop();
         await ads.close(opts.shutdownGraceMs ?? 2000);

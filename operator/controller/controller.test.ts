@@ -8,8 +8,8 @@ import { StatusWriter, type StatusApi, type StatusTarget } from '../status/write
 import { SnapshotCache } from '../xds/cache.js';
 import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
 import { testEncoder } from '../xds/testing/fixtures.js';
-import { OfficialAdsClient } from '../xds/testing/official-client.js';
-import { CLUSTER, LISTENER, ROUTE } from '../xds/type-urls.js';
+import { OfficialAdsClient } from '../envoy-api/ads-client.js';
+import { CLUSTER, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
 import { Controller, type ResourceSource } from './controller.js';
 
 function route(name: string, secret: string, generation = 1): AIRoute {
@@ -76,8 +76,10 @@ class MemoryStatus implements StatusApi {
     });
   }
   history: string[] = [];
+  writes: { name: string; status: ResourceStatus }[] = [];
   replaceStatus(_k: string, target: StatusTarget, status: ResourceStatus): Promise<void> {
     this.statuses.set(target.metadata.name, status);
+    this.writes.push({ name: target.metadata.name, status });
     const p = status.conditions?.find((c) => c.type === 'Programmed');
     this.history.push(`${target.metadata.name} ${p?.reason}`);
     return Promise.resolve();
@@ -85,6 +87,22 @@ class MemoryStatus implements StatusApi {
   condition(name: string, type: string) {
     return this.statuses.get(name)?.conditions?.find((c) => c.type === type);
   }
+}
+
+/** One gateway: an Envoy and its extproc, as the chart names them. */
+function gateway(address: string, name: string): { close(): void } {
+  const envoy = new OfficialAdsClient(address, { nodeId: `${name}/envoy`, keep: false });
+  envoy.subscribe(CLUSTER);
+  envoy.subscribe(LISTENER);
+  envoy.subscribe(ROUTE, ['sluice']);
+  const extproc = new OfficialAdsClient(address, { nodeId: `${name}/extproc`, keep: false });
+  extproc.subscribe(EXTPROC_CONFIG);
+  return {
+    close: () => {
+      envoy.close();
+      extproc.close();
+    },
+  };
 }
 
 async function until(what: string, cond: () => boolean, ms = 3000): Promise<void> {
@@ -155,10 +173,7 @@ void describe('Controller', () => {
       '2025-01-01T00:00:00Z',
     );
 
-    const envoy = new OfficialAdsClient(ads.address, { nodeId: 'envoy', keep: false });
-    envoy.subscribe(CLUSTER);
-    envoy.subscribe(LISTENER);
-    envoy.subscribe(ROUTE, ['sluice']);
+    const envoy = gateway(ads.address, 'gw-1');
     try {
       await until('programmed', () => status.condition('good', 'Programmed')?.status === 'True');
     } finally {
@@ -180,10 +195,7 @@ void describe('Controller', () => {
   });
 
   it('does not flap Programmed through Pending when data planes ACK a new snapshot quickly', async () => {
-    const envoy = new OfficialAdsClient(ads.address, { nodeId: 'envoy-2', keep: false });
-    envoy.subscribe(CLUSTER);
-    envoy.subscribe(LISTENER);
-    envoy.subscribe(ROUTE, ['sluice']);
+    const envoy = gateway(ads.address, 'gw-2');
     try {
       await until('programmed', () => status.condition('good', 'Programmed')?.status === 'True');
       status.history.length = 0;
@@ -206,6 +218,67 @@ void describe('Controller', () => {
       );
     } finally {
       envoy.close();
+    }
+  });
+  it('makes a new generation Unknown/Pending at once, until the data planes ACK it', async () => {
+    const envoy = new OfficialAdsClient(ads.address, {
+      nodeId: 'gw-3/envoy',
+      autoAck: false,
+    });
+    const extproc = new OfficialAdsClient(ads.address, { nodeId: 'gw-3/extproc', keep: false });
+    extproc.subscribe(EXTPROC_CONFIG);
+    envoy.subscribe(CLUSTER);
+    envoy.subscribe(LISTENER);
+    envoy.subscribe(ROUTE, ['sluice']);
+    let acking = true;
+    const pump = (async () => {
+      while (acking) {
+        const r = await envoy.next(200).catch(() => undefined);
+        if (r && acking) envoy.ack(r);
+        else if (r) held.push(r);
+      }
+    })();
+    const held: Awaited<ReturnType<typeof envoy.next>>[] = [];
+    try {
+      await until('programmed', () => status.condition('good', 'Programmed')?.status === 'True');
+      const generation = (status.statuses.get('good')?.observedGeneration ?? 0) + 1;
+      acking = false;
+      await pump;
+      const routes = source.bundle.routes.map((r) =>
+        r.metadata.name === 'good'
+          ? {
+              ...r,
+              metadata: { ...r.metadata, generation },
+              spec: { ...r.spec, models: [{ exact: 'good' }, { exact: 'good-2' }] },
+            }
+          : r,
+      );
+      source.bundle = { ...source.bundle, routes };
+      source.change();
+      const firstWrite = () =>
+        status.writes.find((w) => w.name === 'good' && w.status.observedGeneration === generation)
+          ?.status;
+      await until('new generation written', () => firstWrite() !== undefined);
+      // The very write that reports the new generation says Pending: no True left over from
+      // the generation before.
+      const pending = firstWrite()!.conditions!.find((c) => c.type === 'Programmed')!;
+      assert.equal(pending.observedGeneration, generation);
+      assert.deepEqual([pending.status, pending.reason], ['Unknown', 'Pending']);
+      assert.match(pending.message, /gw-3\/envoy/);
+      // Unchanged objects keep their True through the grace period.
+      assert.equal(status.condition('other', 'Programmed')?.status, 'True');
+      for (;;) {
+        const r = held.shift() ?? (await envoy.next(2000));
+        envoy.ack(r);
+        if (status.condition('good', 'Programmed')?.status === 'True') break;
+        await new Promise((res) => setTimeout(res, 100));
+        if (status.condition('good', 'Programmed')?.status === 'True') break;
+      }
+      assert.equal(status.condition('good', 'Programmed')?.observedGeneration, generation);
+    } finally {
+      acking = false;
+      envoy.close();
+      extproc.close();
     }
   });
 });

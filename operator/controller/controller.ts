@@ -14,15 +14,17 @@
  */
 import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
-import type { AIPolicy, AIRoute, Resources } from '../api/types.js';
+import type { AIPolicy, AIRoute, ResourceStatus, Resources } from '../api/types.js';
 import type { Change } from '../source/kube.js';
+import { conditionTime, desiredConditions, mergeStatus } from '../status/conditions.js';
+import { eventsFor, type EventRecorder } from '../status/events.js';
 import {
-  conditionTime,
-  desiredConditions,
+  localPlanes,
   memoizedView,
-  mergeStatus,
-  type DataPlaneView,
-} from '../status/conditions.js';
+  remotePlanes,
+  type PlaneState,
+  type ReplicaReport,
+} from '../status/fleet.js';
 import type { StatusKind, StatusWriter } from '../status/writer.js';
 import { nextKeyExpiry } from '../translate/governance.js';
 import {
@@ -49,6 +51,15 @@ export interface ResourceSource {
   policy(namespace: string, name: string): AIPolicy | undefined;
 }
 
+/** The other operator replicas' data planes (status/fleet.ts implements it). */
+export interface FleetReports {
+  /** Their latest reports that are still being renewed. */
+  reports(): ReplicaReport[];
+  /** This replica's data planes or snapshot changed: publish its report soon. */
+  changed(): void;
+  onChange(listener: () => void): () => void;
+}
+
 export interface StatusSink {
   writer: StatusWriter;
   /** Only the leader writes; checked before every write. */
@@ -63,6 +74,10 @@ export interface ControllerOptions {
   translate?: TranslateOptions;
   /** Absent: status is never written (a pure xDS replica). */
   status?: StatusSink | undefined;
+  /** Absent: only this replica's data planes count (a single replica). */
+  fleet?: FleetReports | undefined;
+  /** Events on condition transitions, recorded by whoever writes status. */
+  events?: EventRecorder | undefined;
   logger?: Logger;
   metrics?: OperatorMetrics | undefined;
   /** Wall-clock milliseconds, for lastTransitionTime and consumer key expiry. */
@@ -93,7 +108,7 @@ export class Controller {
   private readonly statusQueue: WorkQueue;
   private current: Desired | undefined;
   private statusIndex = new Map<string, StatusResult>();
-  private view: DataPlaneView | undefined;
+  private planes: PlaneState[] | undefined;
   private readonly unsubscribe: (() => void)[] = [];
   private timers: NodeJS.Timeout[] = [];
   private statusAllTimer: NodeJS.Timeout | undefined;
@@ -147,9 +162,12 @@ export class Controller {
         if (change.spec) this.syncQueue.add(SYNC, this.opts.debounceMs ?? 20);
         for (const key of change.status) if (this.statusIndex.has(key)) this.statusQueue.add(key);
       }),
-      tracker.onAck(() => this.dataPlanesChanged()),
-      tracker.onNack(() => this.dataPlanesChanged()),
+      tracker.onAck(() => this.localPlanesChanged()),
+      tracker.onNack(() => this.localPlanesChanged()),
+      tracker.onPlanesChanged(() => this.localPlanesChanged()),
     );
+    if (this.opts.fleet)
+      this.unsubscribe.push(this.opts.fleet.onChange(() => this.dataPlanesChanged()));
     this.timers.push(
       setInterval(() => this.pollDataPlanes(), this.opts.dataPlanePollMs ?? 1000),
       setInterval(() => {
@@ -171,7 +189,7 @@ export class Controller {
     if (this.closed || this.statusAllTimer) return;
     const run = (): void => {
       this.statusAllTimer = undefined;
-      this.view = undefined;
+      this.planes = undefined;
       for (const key of this.statusIndex.keys()) this.statusQueue.add(key);
     };
     if (delayMs <= 0) return run();
@@ -194,15 +212,34 @@ export class Controller {
   }
 
   private dataPlanesChanged(): void {
-    this.view = undefined;
+    this.planes = undefined;
     this.statusAll();
   }
 
+  private localPlanesChanged(): void {
+    this.opts.fleet?.changed();
+    this.dataPlanesChanged();
+  }
+
+  /**
+   * Every data plane of the fleet: this replica's streams, read live, and the other replicas'
+   * reports, judged against the snapshot this replica serves.
+   */
+  private fleetPlanes(): PlaneState[] {
+    const local = localPlanes(memoizedView(this.opts.tracker));
+    const version = this.current?.version ?? '';
+    const remote = (this.opts.fleet?.reports() ?? []).flatMap((r) => remotePlanes(r, version));
+    return [...local, ...remote];
+  }
+
   private pollDataPlanes(): void {
-    const sig = this.opts.tracker
-      .dataPlanes()
-      .map((p) => `${p.streamId}:${Object.keys(p.types).sort().join(',')}`)
-      .join('|');
+    // Reports also expire without an event (a replica that died): the poll notices.
+    const replicas = (this.opts.fleet?.reports() ?? []).map((r) => r.replica).join(',');
+    const sig =
+      this.opts.tracker
+        .dataPlanes()
+        .map((p) => `${p.streamId}:${Object.keys(p.types).sort().join(',')}`)
+        .join('|') + `#${replicas}`;
     this.opts.metrics?.dataPlanes.set(this.opts.tracker.dataPlanes().length);
     if (sig === this.planesSignature) return;
     this.planesSignature = sig;
@@ -233,6 +270,7 @@ export class Controller {
     metrics?.syncSeconds.observe(seconds);
     if (changed) {
       metrics?.snapshots.inc();
+      this.opts.fleet?.changed();
       const accepted = translation.ir.routes.length;
       this.log.info(
         {
@@ -247,7 +285,7 @@ export class Controller {
         'new configuration served',
       );
     }
-    this.view = undefined;
+    this.planes = undefined;
     this.statusAll(0);
   }
 
@@ -277,6 +315,10 @@ export class Controller {
    * snapshot is younger than the grace period, a Programmed=True already written stays, and the
    * key is checked again once the grace is over: only data planes that are really slow (or that
    * NACK, which is reported at once) show up in status.
+   *
+   * Never for an object whose own spec changed: its Programmed=True was about an older
+   * generation, and `kubectl wait --for=condition=Programmed` must not return before the new one
+   * is applied. A new generation is Unknown/Pending at once.
    */
   private holdWhileInFlight(
     key: string,
@@ -289,6 +331,7 @@ export class Controller {
     const i = desired.findIndex((c) => c.type === 'Programmed' && c.reason === 'Pending');
     const previous = current?.find((c) => c.type === 'Programmed');
     if (i === -1 || previous?.status !== 'True') return;
+    if (previous.observedGeneration !== desired[i]!.observedGeneration) return;
     const held: HoldableCondition = {
       type: previous.type,
       status: previous.status,
@@ -314,16 +357,33 @@ export class Controller {
         ? this.opts.source.route(result.namespace, result.name)
         : this.opts.source.policy(result.namespace, result.name);
     if (!cached) return;
-    this.view ??= memoizedView(this.opts.tracker);
-    const desired = desiredConditions(result, current.footprints.get(key), this.view);
+    this.planes ??= this.fleetPlanes();
+    const desired = desiredConditions(result, current.footprints.get(key), this.planes);
     this.holdWhileInFlight(key, desired.conditions, cached.status?.conditions);
     const now = conditionTime(this.opts.now());
-    const outcome = await sink.writer.write(kind, cached, result.namespace, result.name, (cur) =>
-      mergeStatus(cur, desired, now),
-    );
+    let before: ResourceStatus | undefined;
+    let after: ResourceStatus | undefined;
+    const outcome = await sink.writer.write(kind, cached, result.namespace, result.name, (cur) => {
+      before = cur;
+      after = mergeStatus(cur, desired, now);
+      return after;
+    });
     if (outcome === 'written') {
       this.opts.metrics?.statusWrites.inc({ kind, result: 'written' });
       this.log.debug({ event: 'status_written', object: key }, 'status written');
+      const events = eventsFor(before?.conditions, after?.conditions ?? []);
+      if (events.length > 0) {
+        this.opts.events?.record(
+          {
+            kind,
+            name: result.name,
+            namespace: result.namespace,
+            uid: cached.metadata.uid,
+            resourceVersion: cached.metadata.resourceVersion,
+          },
+          events,
+        );
+      }
     }
   }
 }

@@ -10,6 +10,7 @@ export interface OperatorMetrics {
   dataPlanes: Gauge;
   leader: Gauge;
   watchRestarts: Counter<'kind' | 'reason'>;
+  nacks: Counter<'type' | 'node'>;
   policyInvalid: Gauge<'policy'>;
 }
 
@@ -53,6 +54,12 @@ export function operatorMetrics(registry: Registry): OperatorMetrics {
       name: 'sluice_operator_watch_restarts_total',
       help: 'List/watch restarts, by kind and reason (gone: relist after 410).',
       labelNames: ['kind', 'reason'],
+      registers,
+    }),
+    nacks: new Counter({
+      name: 'sluice_xds_nacks_total',
+      help: 'Configurations a data plane connected to this replica refused, by xDS type and node id.',
+      labelNames: ['type', 'node'],
       registers,
     }),
     policyInvalid: policyInvalidGauge(registry),

@@ -12,6 +12,7 @@ import {
   sameStatus,
   type DataPlaneView,
 } from './conditions.js';
+import { localPlanes, type PlaneState } from './fleet.js';
 
 const footprint: Footprint = {
   envoy: [
@@ -40,63 +41,133 @@ function view(planes: DataPlane[], states: Record<string, Record<string, string>
     resourceStatus: (_t, name) =>
       Object.entries(states).flatMap(([nodeId, byName]): ResourceState[] => {
         const s = byName[name];
+        const ids = { nodeId, streamId: `s-${nodeId}` };
         if (s === undefined) return [];
-        if (s === 'acked' || s === 'pending') return [{ nodeId, state: s }];
-        return [{ nodeId, state: 'nacked', message: s }];
+        if (s === 'acked' || s === 'pending') return [{ ...ids, state: s }];
+        return [{ ...ids, state: 'nacked', message: s }];
       }),
   };
 }
 
+const fleet = (planes: DataPlane[], states: Record<string, Record<string, string>>) =>
+  localPlanes(view(planes, states));
+
 const ENVOY = [CLUSTER, LISTENER];
+const ACKED = { c1: 'acked', sluice: 'acked' };
 
 void describe('programmedCondition', () => {
-  it('is True when every connected Envoy and extproc ACKed the current content', () => {
-    const v = view([plane('e1', ENVOY), plane('x1', [EXTPROC_CONFIG])], {
-      e1: { c1: 'acked', sluice: 'acked' },
-      x1: { extproc: 'acked' },
-    });
+  it('is True when the Envoy and the extproc of every gateway ACKed the current content', () => {
+    const v = fleet(
+      [
+        plane('gw-1/envoy', ENVOY),
+        plane('gw-1/extproc', [EXTPROC_CONFIG]),
+        plane('gw-2/envoy', ENVOY),
+        plane('gw-2/extproc', [EXTPROC_CONFIG]),
+      ],
+      {
+        'gw-1/envoy': ACKED,
+        'gw-1/extproc': { extproc: 'acked' },
+        'gw-2/envoy': ACKED,
+        'gw-2/extproc': { extproc: 'acked' },
+      },
+    );
     const c = programmedCondition(true, footprint, v, 4);
     assert.deepEqual(
       { status: c.status, reason: c.reason, gen: c.observedGeneration },
       { status: 'True', reason: 'Programmed', gen: 4 },
     );
-    assert.match(c.message, /1 Envoy, 1 extproc/);
+    assert.match(c.message, /2 gateway\(s\) \(2 Envoy, 2 extproc\)/);
+  });
+
+  it('is False/Incomplete for a gateway whose Envoy ACKed but whose extproc is not connected', () => {
+    const v = fleet([plane('gw-1/envoy', ENVOY)], { 'gw-1/envoy': ACKED });
+    const c = programmedCondition(true, footprint, v, 1);
+    assert.deepEqual([c.status, c.reason], ['False', 'Incomplete']);
+    assert.match(c.message, /gateway gw-1 has an Envoy but no extproc connected/);
+    // And the other way round: an extproc without its Envoy serves nothing.
+    const x = fleet([plane('gw-2/extproc', [EXTPROC_CONFIG])], {
+      'gw-2/extproc': { extproc: 'acked' },
+    });
+    const d = programmedCondition(true, footprint, x, 1);
+    assert.match(d.message, /gateway gw-2 has an extproc but no Envoy connected/);
+  });
+
+  it('pairs by node id: the halves of different gateways do not make one whole', () => {
+    const v = fleet([plane('gw-1/envoy', ENVOY), plane('gw-2/extproc', [EXTPROC_CONFIG])], {
+      'gw-1/envoy': ACKED,
+      'gw-2/extproc': { extproc: 'acked' },
+    });
+    const c = programmedCondition(true, footprint, v, 1);
+    assert.equal(c.reason, 'Incomplete');
   });
 
   it('is False/NACKed with the data plane message when one refused', () => {
-    const v = view([plane('e1', ENVOY), plane('e2', ENVOY)], {
-      e1: { c1: 'acked', sluice: 'acked' },
-      e2: { c1: 'bad TLS context', sluice: 'acked' },
-    });
+    const v = fleet(
+      [
+        plane('e1', [...ENVOY, EXTPROC_CONFIG]),
+        plane('e2/envoy', ENVOY),
+        plane('e2/extproc', [EXTPROC_CONFIG]),
+      ],
+      {
+        e1: { ...ACKED, extproc: 'acked' },
+        'e2/envoy': { c1: 'bad TLS context', sluice: 'acked' },
+        'e2/extproc': { extproc: 'acked' },
+      },
+    );
     const c = programmedCondition(true, footprint, v, 1);
     assert.equal(c.status, 'False');
     assert.equal(c.reason, 'NACKed');
-    assert.equal(c.message, 'e2 rejected Cluster "c1": bad TLS context');
+    assert.equal(c.message, 'e2/envoy rejected Cluster "c1": bad TLS context');
   });
 
-  it('is False/Pending while a node has not ACKed or not yet asked for a resource', () => {
-    const v = view([plane('e1', ENVOY)], { e1: { c1: 'acked' } });
+  it('is Unknown/Pending while a node has not ACKed or not yet asked for a resource', () => {
+    const v = fleet([plane('gw/envoy', ENVOY), plane('gw/extproc', [EXTPROC_CONFIG])], {
+      'gw/envoy': { c1: 'acked' },
+      'gw/extproc': { extproc: 'acked' },
+    });
     const c = programmedCondition(true, footprint, v, 1);
-    assert.equal(c.reason, 'Pending');
-    assert.match(c.message, /1 of 1 .*e1/);
+    assert.deepEqual([c.status, c.reason], ['Unknown', 'Pending']);
+    assert.match(c.message, /1 data plane\(s\).*gw\/envoy/);
   });
 
-  it('is Unknown/NoDataPlane with nothing of the needed kind connected', () => {
-    assert.equal(programmedCondition(true, footprint, view([], {}), 1).reason, 'NoDataPlane');
-    // A policy lives only in the extproc config: Envoys alone cannot program it.
-    const policy: Footprint = { envoy: [], extproc: footprint.extproc };
-    const c = programmedCondition(true, policy, view([plane('e1', ENVOY)], {}), 1);
+  it('is Unknown/NoDataPlane with no data plane anywhere', () => {
+    const c = programmedCondition(true, footprint, fleet([], {}), 1);
     assert.deepEqual([c.status, c.reason], ['Unknown', 'NoDataPlane']);
   });
 
+  it('judges a policy (extproc config only) on the extprocs, still per gateway', () => {
+    const policy: Footprint = { envoy: [], extproc: footprint.extproc };
+    const ok = fleet([plane('gw/envoy', ENVOY), plane('gw/extproc', [EXTPROC_CONFIG])], {
+      'gw/extproc': { extproc: 'acked' },
+    });
+    assert.equal(programmedCondition(true, policy, ok, 1).reason, 'Programmed');
+    const envoyOnly = fleet([plane('gw/envoy', ENVOY)], { 'gw/envoy': ACKED });
+    assert.equal(programmedCondition(true, policy, envoyOnly, 1).reason, 'Incomplete');
+  });
+
   it('is False/NotAccepted for an object that is not in the config', () => {
-    const c = programmedCondition(false, undefined, view([], {}), 2);
+    const c = programmedCondition(false, undefined, fleet([], {}), 2);
     assert.deepEqual([c.status, c.reason], ['False', 'NotAccepted']);
+  });
+
+  it('judges planes of other replicas as they reported', () => {
+    const remote: PlaneState = {
+      nodeId: 'gw-9/envoy',
+      gateway: 'gw-9',
+      envoy: true,
+      extproc: false,
+      replica: 'replica-b',
+      state: (ref) =>
+        ref.typeUrl === CLUSTER ? { state: 'nacked', message: 'no TLS' } : { state: 'acked' },
+    };
+    const c = programmedCondition(true, footprint, [remote], 1);
+    assert.equal(c.reason, 'NACKed');
+    assert.match(c.message, /gw-9\/envoy rejected Cluster "c1": no TLS/);
   });
 
   it('asks the tracker once per resource per pass', () => {
     let calls = 0;
-    const base = view([plane('e1', ENVOY)], { e1: { c1: 'acked', sluice: 'acked' } });
+    const base = view([plane('e1', ENVOY)], { e1: ACKED });
     const v = memoizedView({
       dataPlanes: () => base.dataPlanes(),
       resourceStatus: (t, n) => {
@@ -104,8 +175,8 @@ void describe('programmedCondition', () => {
         return base.resourceStatus(t, n);
       },
     });
-    programmedCondition(true, footprint, v, 1);
-    programmedCondition(true, footprint, v, 1);
+    programmedCondition(true, footprint, localPlanes(v), 1);
+    programmedCondition(true, footprint, localPlanes(v), 1);
     assert.equal(calls, 2);
   });
 });
@@ -195,7 +266,7 @@ void describe('desiredConditions', () => {
         ],
       },
       footprint,
-      view([], {}),
+      [],
     );
     assert.deepEqual(
       d.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`),

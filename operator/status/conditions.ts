@@ -1,26 +1,25 @@
 /**
- * Status conditions, computed without Kubernetes: `Programmed` from what the connected data
- * planes ACKed, and the merge of freshly computed conditions into an object's current status.
+ * Status conditions, computed without Kubernetes: `Programmed` from what the data planes of the
+ * whole fleet ACKed, and the merge of freshly computed conditions into an object's current status.
  *
  * ## Programmed
  *
- * Judged per object on its footprint (controller/snapshot.ts): the Envoy resources that carry it
- * on every connected Envoy node, and the extproc config on every connected extproc node. A node
- * counts as an Envoy when it subscribed to any Envoy type, as an extproc when it subscribed to the
- * extproc config. For each node and each resource of the footprint:
+ * Judged per object on its footprint (controller/snapshot.ts) over every data plane of the fleet
+ * (status/fleet.ts: this replica's own streams plus the other replicas' reports), grouped into
+ * gateways: a gateway pod's Envoy (`<pod>/envoy`) and extproc (`<pod>/extproc`) serve a request
+ * together, so an object is programmed on a gateway only when each half it needs (Envoy for an
+ * AIRoute's Envoy resources, the extproc for the extproc config) is connected and ACKed. A node
+ * is an Envoy when it subscribed to any Envoy type, an extproc when it subscribed to the extproc
+ * config. For each node and each resource of the footprint:
  * - acked: the node ACKed a response holding the resource's CURRENT content;
  * - nacked: it NACKed a response holding that content;
  * - pending: anything else, including not (yet) subscribed to it (an Envoy asks for RDS and EDS
  *   only after it took LDS and CDS, so a resource not asked for is not applied either).
- * Then: any nacked → False/NACKed with the data plane's message; else any pending →
- * False/Pending; else True/Programmed. An object that is not accepted is not in the config:
- * False/NotAccepted.
- *
- * No data plane of the kinds the footprint needs is connected → Unknown/NoDataPlane. Unknown
- * rather than False because the verdict comes from the streams open on THIS replica: with
- * several replicas serving xDS, the data planes may be connected to the others, and "not
- * programmed" would be a claim this replica cannot make. (With one replica it is also honest:
- * nothing has refused the config; nothing has applied it either.)
+ * Then, in this order: any nacked → False/NACKed with the data plane's message; a gateway
+ * missing a half the object needs → False/Incomplete (requests to it cannot be served); any
+ * pending → Unknown/Pending; else True/Programmed. An object that is not accepted is not in the
+ * config: False/NotAccepted. No data plane anywhere → Unknown/NoDataPlane: nothing refused the
+ * config, and nothing applied it either.
  *
  * A NACK is per response, not per resource: SotW CDS and LDS send every resource of the type at
  * once, so a response refused because of one route's cluster marks every resource in it as
@@ -29,22 +28,22 @@
  */
 import type { Condition, ResourceStatus } from '../api/types.js';
 import type { ConditionResult, StatusResult } from '../translate/ir.js';
-import type { DataPlane, ResourceState } from '../xds/tracker.js';
-import { CLUSTER, ENDPOINT, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
 import type { Footprint, ResourceRef } from '../controller/snapshot.js';
+import type { PlaneState } from './fleet.js';
 
-/** What the ACK tracker knows, as read by the status computation. */
-export interface DataPlaneView {
-  dataPlanes(): DataPlane[];
-  resourceStatus(typeUrl: string, name: string): ResourceState[];
-}
-
-const ENVOY_TYPES = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
+export { memoizedView, type DataPlaneView } from './fleet.js';
 
 /** The condition types this operator owns on its objects; others' conditions are left alone. */
 export const OWNED_CONDITIONS = new Set(['Accepted', 'Programmed', 'Conflicted', 'EndpointsReady']);
 
-export type ProgrammedReason = 'Programmed' | 'Pending' | 'NACKed' | 'NoDataPlane' | 'NotAccepted';
+export type ProgrammedReason =
+  | 'Programmed'
+  | 'Pending'
+  | 'NACKed'
+  | 'Incomplete'
+  | 'NoDataPlane'
+  | 'NotAccepted'
+  | 'OperatorStopped';
 
 /** The CRD caps a message at 32768 characters; NACK messages can be long. */
 const MAX_MESSAGE = 4096;
@@ -53,42 +52,17 @@ function clip(s: string): string {
   return s.length <= MAX_MESSAGE ? s : `${s.slice(0, MAX_MESSAGE - 1)}…`;
 }
 
-/**
- * A view that reads each resource's state once per pass: routes share the listener, the route
- * configuration and the extproc config, so a pass over thousands of routes would otherwise ask
- * the tracker the same question thousands of times.
- */
-export function memoizedView(view: DataPlaneView): DataPlaneView {
-  let planes: DataPlane[] | undefined;
-  const states = new Map<string, ResourceState[]>();
-  return {
-    dataPlanes: () => (planes ??= view.dataPlanes()),
-    resourceStatus: (typeUrl, name) => {
-      const k = `${typeUrl}\0${name}`;
-      let s = states.get(k);
-      if (!s) {
-        s = view.resourceStatus(typeUrl, name);
-        states.set(k, s);
-      }
-      return s;
-    },
-  };
-}
-
-type NodeState = { state: 'acked' } | { state: 'pending' } | { state: 'nacked'; message: string };
-
-function nodeState(view: DataPlaneView, ref: ResourceRef, nodeId: string): NodeState {
-  const states = view.resourceStatus(ref.typeUrl, ref.name).filter((s) => s.nodeId === nodeId);
-  const nacked = states.find((s) => s.state === 'nacked');
-  if (nacked && nacked.state === 'nacked') return { state: 'nacked', message: nacked.message };
-  if (states.length > 0 && states.every((s) => s.state === 'acked')) return { state: 'acked' };
-  return { state: 'pending' };
+function list(ids: Iterable<string>): string {
+  const sorted = [...new Set(ids)].sort();
+  return (
+    sorted.slice(0, 5).join(', ') + (sorted.length > 5 ? `, and ${sorted.length - 5} more` : '')
+  );
 }
 
 export function programmedCondition(
   accepted: boolean,
   footprint: Footprint | undefined,
-  view: DataPlaneView,
+  planes: readonly PlaneState[],
   observedGeneration: number | undefined,
 ): ConditionResult {
   const cond = (
@@ -103,52 +77,69 @@ export function programmedCondition(
   if (!accepted || !footprint) {
     return cond('False', 'NotAccepted', 'Not accepted, so not part of the served configuration.');
   }
-  const envoys = new Set<string>();
-  const extprocs = new Set<string>();
-  for (const p of view.dataPlanes()) {
-    const types = Object.keys(p.types);
-    if (types.some((t) => ENVOY_TYPES.includes(t))) envoys.add(p.nodeId);
-    if (types.includes(EXTPROC_CONFIG)) extprocs.add(p.nodeId);
+  const needs: { role: 'envoy' | 'extproc'; refs: ResourceRef[] }[] = [];
+  if (footprint.envoy.length > 0) needs.push({ role: 'envoy', refs: footprint.envoy });
+  if (footprint.extproc.length > 0) needs.push({ role: 'extproc', refs: footprint.extproc });
+  const gateways = new Map<string, PlaneState[]>();
+  for (const p of planes) {
+    if (!p.envoy && !p.extproc) continue;
+    let g = gateways.get(p.gateway);
+    if (!g) gateways.set(p.gateway, (g = []));
+    g.push(p);
   }
-  const checks: [string, ResourceRef[]][] = [];
-  if (footprint.envoy.length > 0) for (const n of envoys) checks.push([n, footprint.envoy]);
-  if (footprint.extproc.length > 0) for (const n of extprocs) checks.push([n, footprint.extproc]);
-  if (checks.length === 0) {
-    const what =
-      footprint.envoy.length > 0 ? 'no Envoy or extproc is connected' : 'no extproc is connected';
-    return cond('Unknown', 'NoDataPlane', `${what} to this operator replica.`);
-  }
-  const nacks: string[] = [];
-  const pending = new Set<string>();
-  const nodes = new Set<string>();
-  for (const [node, refs] of checks) {
-    nodes.add(node);
-    for (const ref of refs) {
-      const s = nodeState(view, ref, node);
-      if (s.state === 'nacked') {
-        nacks.push(`${node} rejected ${shortType(ref.typeUrl)} "${ref.name}": ${s.message}`);
-        break;
-      }
-      if (s.state === 'pending') pending.add(node);
-    }
-  }
-  if (nacks.length > 0) return cond('False', 'NACKed', nacks.sort().join('; '));
-  if (pending.size > 0) {
-    const ids = [...pending].sort();
-    const shown =
-      ids.slice(0, 5).join(', ') + (ids.length > 5 ? `, and ${ids.length - 5} more` : '');
+  if (gateways.size === 0) {
     return cond(
-      'False',
-      'Pending',
-      `Waiting for ${pending.size} of ${nodes.size} data planes to ACK: ${shown}.`,
+      'Unknown',
+      'NoDataPlane',
+      'No Envoy or extproc is connected to any operator replica.',
     );
   }
-  const e = [...nodes].filter((n) => envoys.has(n) && footprint.envoy.length > 0).length;
-  const x = [...nodes].filter((n) => extprocs.has(n) && footprint.extproc.length > 0).length;
+  const nacks: string[] = [];
+  const missing: string[] = [];
+  const pending: string[] = [];
+  let envoys = 0;
+  let extprocs = 0;
+  for (const [gateway, members] of gateways) {
+    for (const need of needs) {
+      const serving = members.filter((p) => p[need.role]);
+      if (serving.length === 0) {
+        const has = need.role === 'envoy' ? 'an extproc but no Envoy' : 'an Envoy but no extproc';
+        missing.push(`gateway ${gateway} has ${has} connected`);
+        continue;
+      }
+      for (const p of serving) {
+        if (need.role === 'envoy') envoys++;
+        else extprocs++;
+        for (const ref of need.refs) {
+          const s = p.state(ref);
+          if (s.state === 'nacked') {
+            nacks.push(
+              `${p.nodeId} rejected ${shortType(ref.typeUrl)} "${ref.name}": ${s.message}`,
+            );
+            break;
+          }
+          if (s.state === 'pending') pending.push(p.nodeId);
+        }
+      }
+    }
+  }
+  if (nacks.length > 0) return cond('False', 'NACKed', [...new Set(nacks)].sort().join('; '));
+  if (missing.length > 0) {
+    return cond(
+      'False',
+      'Incomplete',
+      `${list(missing)}: requests through it cannot be served. A gateway is an Envoy ` +
+        '(node id <pod>/envoy) and an extproc (<pod>/extproc) together.',
+    );
+  }
+  if (pending.length > 0) {
+    const n = new Set(pending).size;
+    return cond('Unknown', 'Pending', `Waiting for ${n} data plane(s) to ACK: ${list(pending)}.`);
+  }
   return cond(
     'True',
     'Programmed',
-    `ACKed by every connected data plane (${e} Envoy, ${x} extproc).`,
+    `ACKed by every data plane of ${gateways.size} gateway(s) (${envoys} Envoy, ${extprocs} extproc).`,
   );
 }
 
@@ -222,12 +213,12 @@ export function conditionTime(nowMs: number): string {
 export function desiredConditions(
   result: StatusResult,
   footprint: Footprint | undefined,
-  view: DataPlaneView,
+  planes: readonly PlaneState[],
 ): { observedGeneration?: number; conditions: ConditionResult[] } {
   const accepted = result.conditions.some((c) => c.type === 'Accepted' && c.status === 'True');
   const conditions = [
     ...result.conditions,
-    programmedCondition(accepted, footprint, view, result.observedGeneration),
+    programmedCondition(accepted, footprint, planes, result.observedGeneration),
   ];
   const out: { observedGeneration?: number; conditions: ConditionResult[] } = { conditions };
   if (result.observedGeneration !== undefined) out.observedGeneration = result.observedGeneration;

@@ -17,7 +17,13 @@ import type { Logger } from 'pino';
 export interface Lease {
   apiVersion?: string;
   kind?: string;
-  metadata: { name: string; namespace: string; resourceVersion?: string };
+  metadata: {
+    name: string;
+    namespace: string;
+    resourceVersion?: string;
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+  };
   spec?: {
     holderIdentity?: string | undefined;
     leaseDurationSeconds?: number;

@@ -45,9 +45,9 @@ export interface DataPlane {
 }
 
 export type ResourceState =
-  | { nodeId: string; state: 'acked' }
-  | { nodeId: string; state: 'pending' }
-  | { nodeId: string; state: 'nacked'; message: string };
+  | { nodeId: string; streamId: string; state: 'acked' }
+  | { nodeId: string; streamId: string; state: 'pending' }
+  | { nodeId: string; streamId: string; state: 'nacked'; message: string };
 
 interface TypeRecord {
   wildcard: boolean;
@@ -69,6 +69,7 @@ export class AckTracker {
   private readonly streams = new Map<string, StreamRecord>();
   private readonly ackListeners = new Set<Listener<AckEvent>>();
   private readonly nackListeners = new Set<Listener<NackEvent>>();
+  private readonly planeListeners = new Set<() => void>();
 
   constructor(private readonly cache: SnapshotCache) {}
 
@@ -80,6 +81,12 @@ export class AckTracker {
   onNack(listener: Listener<NackEvent>): () => void {
     this.nackListeners.add(listener);
     return () => this.nackListeners.delete(listener);
+  }
+
+  /** Called after a data plane connects, disconnects or changes what it subscribes to. */
+  onPlanesChanged(listener: () => void): () => void {
+    this.planeListeners.add(listener);
+    return () => this.planeListeners.delete(listener);
   }
 
   /** Every connected stream, oldest first. */
@@ -113,10 +120,11 @@ export class AckTracker {
       if (!t || !(t.wildcard || t.names.has(name))) continue;
       const current = this.cache.snapshotFor(s.nodeId)?.types.get(typeUrl)?.hashes.get(name);
       if (current === undefined) continue;
-      if (t.acked?.hashes.get(name) === current) out.push({ nodeId: s.nodeId, state: 'acked' });
+      const ids = { nodeId: s.nodeId, streamId: s.streamId };
+      if (t.acked?.hashes.get(name) === current) out.push({ ...ids, state: 'acked' });
       else if (t.nacked?.hashes.get(name) === current) {
-        out.push({ nodeId: s.nodeId, state: 'nacked', message: t.nacked.message });
-      } else out.push({ nodeId: s.nodeId, state: 'pending' });
+        out.push({ ...ids, state: 'nacked', message: t.nacked.message });
+      } else out.push({ ...ids, state: 'pending' });
     }
     return out;
   }
@@ -134,10 +142,11 @@ export class AckTracker {
 
   connected(streamId: string, nodeId: string): void {
     this.streams.set(streamId, { nodeId, streamId, connectedAt: new Date(), types: new Map() });
+    this.planesChanged();
   }
 
   disconnected(streamId: string): void {
-    this.streams.delete(streamId);
+    if (this.streams.delete(streamId)) this.planesChanged();
   }
 
   subscribed(
@@ -150,6 +159,7 @@ export class AckTracker {
     if (!t) return;
     t.wildcard = wildcard;
     t.names = names;
+    this.planesChanged();
   }
 
   acked(streamId: string, typeUrl: string, applied: Applied): void {
@@ -170,6 +180,10 @@ export class AckTracker {
     t.nacked = { ...applied, message };
     const e: NackEvent = { ...event(s, typeUrl, applied), message, code };
     for (const l of [...this.nackListeners]) l(e);
+  }
+
+  private planesChanged(): void {
+    for (const l of [...this.planeListeners]) l();
   }
 
   private record(streamId: string, typeUrl: string): TypeRecord | undefined {
