@@ -151,6 +151,8 @@ describe('response: JSON', () => {
         new Map([
           [':status', '200'],
           ['content-type', 'application/json'],
+          // A declared length that fits the buffer keeps the configured BUFFERED mode.
+          ['content-length', String(Buffer.byteLength(JSON.stringify(json)))],
         ]),
         false,
       ),

@@ -1,7 +1,10 @@
 /**
- * The response side of the router filter. JSON answers arrive whole (BUFFERED); SSE answers are
- * switched to STREAMED at the headers and handled chunk by chunk with a carry-over, so the work
- * per chunk is proportional to the chunk and time to first token is kept.
+ * The response side of the router filter. JSON answers arrive whole (BUFFERED) when their declared
+ * length fits the buffer; one of unknown or larger length is switched to STREAMED and goes on
+ * chunk by chunk (a masking route holds it up to maxResponseBodyBytes), its usage read as it
+ * passes (usage/json-usage.ts), so an answer of any size reaches the caller and is billed. SSE
+ * answers are switched to STREAMED at the headers and handled chunk by chunk with a carry-over,
+ * so the work per chunk is proportional to the chunk and time to first token is kept.
  *
  * Bytes are forwarded untouched unless something must change: a gzip/deflate/br body is decoded
  * (headers then say so), and the usage chunk the gateway forced into a stream is removed. In that
@@ -18,6 +21,7 @@ import { SseMasking } from '../masking/sse.js';
 import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';
 import { estimateUsage } from '../usage/estimate.js';
 import { StreamUsage, usageFromJson, type TokenUsage } from '../usage/extract.js';
+import { JsonUsageScanner } from '../usage/json-usage.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
 import { attribute, type Attributes } from './phase.js';
@@ -44,7 +48,14 @@ export class ResponseProcessor {
   private json: Buffer[] = [];
   private jsonBytes = 0;
   private jsonOverflow = false;
-  private reported: { usage?: TokenUsage; model?: string } = {};
+  /** Usage and model of a JSON answer, read as it passes, whatever its size. */
+  private readonly jsonUsage = new JsonUsageScanner();
+  /**
+   * A JSON answer switched to STREAMED: its size was unknown or over what Envoy buffers (Envoy
+   * answers an over-limit BUFFERED response with its own 500, ActiveStreamEncoderFilter::
+   * responseDataTooLarge, so neither the caller nor usage would ever see it).
+   */
+  private streamedJson = false;
   private firstByteAt: number | undefined;
   /** Scans and restores model output when the route's policy masks. */
   private output: OutputTransform | undefined;
@@ -102,6 +113,12 @@ export class ResponseProcessor {
       if (!m.removeHeaders!.includes('content-length')) m.removeHeaders!.push('content-length');
       // Body modes are copied whole from an override: restate the request side too.
       m.modeOverride = { requestBody: 'BUFFERED', responseBody: 'STREAMED' };
+    } else if (!fitsBuffer(h.get('content-length'), this.limits.maxResponseBodyBytes)) {
+      this.streamedJson = true;
+      m.modeOverride = { requestBody: 'BUFFERED', responseBody: 'STREAMED' };
+      // Restoring masked values changes the length; Envoy keeps the header in STREAMED mode.
+      if (this.output && !m.removeHeaders!.includes('content-length'))
+        m.removeHeaders!.push('content-length');
     }
     return proceed(m);
   }
@@ -110,8 +127,9 @@ export class ResponseProcessor {
    * `buffered`: the filter's configured response mode is BUFFERED, so a JSON body message is the
    * whole body even without end_of_stream (trailers follow). SSE is switched to STREAMED.
    */
-  async body(chunk: Buffer, endOfStream: boolean, buffered = false): Promise<Outcome> {
+  async body(chunk: Buffer, endOfStream: boolean, configuredBuffered = false): Promise<Outcome> {
     if (!this.ok || this.unreadable) return CONTINUE;
+    const buffered = configuredBuffered && !this.streamedJson;
     const whole = endOfStream || (buffered && !this.sse);
     let data = this.decoder ? await this.decoder.push(chunk) : chunk;
     if (whole && this.decoder) {
@@ -207,26 +225,9 @@ export class ResponseProcessor {
   }
 
   private jsonChunk(data: Buffer, endOfStream: boolean, buffered = false): Outcome {
+    this.jsonUsage.push(data);
     if (this.output) return this.maskedJsonChunk(data, endOfStream, buffered);
     this.firstByteAt ??= this.now();
-    if (!this.jsonOverflow) {
-      this.jsonBytes += data.length;
-      if (this.jsonBytes > this.limits.maxResponseBodyBytes) {
-        this.jsonOverflow = true;
-        this.json = [];
-      } else {
-        this.json.push(data);
-      }
-    }
-    if (endOfStream && !this.jsonOverflow) {
-      const whole = this.json.length === 1 ? this.json[0]! : Buffer.concat(this.json);
-      this.json = [];
-      try {
-        this.reported = usageFromJson(this.req.operation, JSON.parse(whole.toString('utf8')));
-      } catch {
-        // Not JSON although 2xx: nothing to read; usage falls back to an estimate.
-      }
-    }
     return this.decoder ? proceed({ body: data }) : CONTINUE;
   }
 
@@ -254,7 +255,6 @@ export class ResponseProcessor {
     let parsed: unknown;
     try {
       parsed = JSON.parse(all.toString('utf8'));
-      this.reported = usageFromJson(this.req.operation, parsed);
     } catch {
       // Not JSON although 2xx: nothing to restore.
     }
@@ -303,7 +303,15 @@ export class ResponseProcessor {
         });
       return { usage, model: r.model, ttftMs };
     }
-    const usage = this.reported.usage ?? estimateUsage(this.req.operation, this.req.body, '');
-    return { usage, model: this.reported.model, ttftMs };
+    // Not JSON although 2xx, or no usage in it: an estimate stands in.
+    const reported = usageFromJson(this.req.operation, this.jsonUsage.result());
+    const usage = reported.usage ?? estimateUsage(this.req.operation, this.req.body, '');
+    return { usage, model: reported.model, ttftMs };
   }
+}
+
+/** Whether a body of this declared length fits the buffer (unknown: it may not). */
+function fitsBuffer(contentLength: string | undefined, limit: number): boolean {
+  if (contentLength === undefined || !/^\d{1,15}$/.test(contentLength)) return false;
+  return Number(contentLength) <= limit;
 }
