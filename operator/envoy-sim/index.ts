@@ -142,6 +142,31 @@ export class EnvoySim {
     return `${l.address.address}:${l.address.port}`;
   }
 
+  /**
+   * Drains every listener, as Envoy drains its listeners: no new connection is accepted,
+   * requests in flight (streams included) finish, and each connection closes once idle. Resolves
+   * when every connection has ended, or after `graceMs`, when what is left is reset. Config keeps
+   * applying meanwhile; close() ends the rest.
+   */
+  async drain(graceMs: number): Promise<void> {
+    const deadline = Date.now() + graceMs;
+    await Promise.all(
+      [...this.listeners.values()].map(async (l) => {
+        let done = false;
+        const closed = new Promise<void>((r) => l.server.close(() => r())).then(() => {
+          done = true;
+        });
+        // A keep-alive connection becomes idle when its response ends: close it then.
+        while (!done && Date.now() < deadline) {
+          l.server.closeIdleConnections();
+          await Promise.race([closed, new Promise((r) => setTimeout(r, 25))]);
+        }
+        l.server.closeAllConnections();
+        await closed;
+      }),
+    );
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     this.xds.close();

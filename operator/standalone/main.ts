@@ -30,7 +30,10 @@ Options:
                         place of the system bundle (a private CA, or a TLS-inspecting proxy);
                         append the system bundle to it to trust public providers too
   --emulator            use the emulator even when Envoy is available
-${stateUsage(24)}  --no-watch            do not reload on file changes
+${stateUsage(24)}  --shutdown-grace-ms N how long requests and streams in flight may finish after SIGTERM
+                        or SIGINT (default 15000); no new connection is accepted meanwhile,
+                        and a second signal stops at once
+  --no-watch            do not reload on file changes
   --log-level LEVEL     trace|debug|info|warn|error (default info)
   -h, --help            this text
 `;
@@ -54,6 +57,7 @@ const Flags = z.object({
     .optional(),
   emulator: z.boolean().default(false),
   'no-watch': z.boolean().default(false),
+  'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
   ...StateFlags.shape,
 });
@@ -100,6 +104,7 @@ export async function main(argv: string[]): Promise<number> {
       'upstream-ca': { type: 'string' },
       emulator: { type: 'boolean' },
       'no-watch': { type: 'boolean' },
+      'shutdown-grace-ms': { type: 'string' },
       'log-level': { type: 'string' },
       ...STATE_OPTIONS,
     },
@@ -140,12 +145,26 @@ export async function main(argv: string[]): Promise<number> {
       gateway.dataPlane === 'envoy' ? `Envoy ${envoyBin}` : 'envoy-sim, the Envoy emulator'
     })${gateway.adminAddress ? `, admin on http://${gateway.adminAddress}` : ''}. Ctrl-C stops.\n`,
   );
-  await new Promise<void>((resolve) => {
-    const stop = (): void => {
-      void gateway.close().then(resolve);
+  const grace = f['shutdown-grace-ms'];
+  const code = await new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) {
+        process.stderr.write(`sluice run: ${signal} again: stopping now\n`);
+        void gateway.close();
+        resolve(1);
+        // Whatever is still open must not hold the process: this is the "now" the user asked for.
+        setImmediate(() => process.exit(1));
+        return;
+      }
+      stopping = true;
+      process.stderr.write(
+        `sluice run: ${signal}: draining, up to ${grace} ms for requests in flight (again to stop now)\n`,
+      );
+      void gateway.shutdown(grace).then(() => resolve(0));
     };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    process.on('SIGINT', stop);
   });
-  return 0;
+  return code;
 }

@@ -71,11 +71,19 @@ export interface RunningGateway {
   version(): string | undefined;
   /** Re-reads the files now (the watcher calls this on change). */
   reload(): Promise<ReloadResult>;
+  /**
+   * Stops gracefully (SIGTERM): stops reloading, drains the data plane (no new connections;
+   * requests and streams in flight finish within `graceMs`), then closes everything.
+   */
+  shutdown(graceMs: number): Promise<void>;
+  /** Stops now: connections still open are reset. After shutdown(), waits for it. */
   close(): Promise<void>;
 }
 
 interface DataPlane {
   url: string;
+  /** Resolves once no request is in flight, or after `graceMs`; new connections are refused. */
+  drain(graceMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -203,7 +211,18 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
     let plane: DataPlane;
     if (opts.envoyBin) {
       log.info({ event: 'data_plane', kind: 'envoy', bin: opts.envoyBin }, 'data plane: Envoy');
-      plane = await startEnvoy(opts.envoyBin, work, adsSocket, opts.host, opts.port, log);
+      const envoy = await startEnvoy(opts.envoyBin, work, adsSocket, opts.host, opts.port, log);
+      // The bootstrap has no admin listener to drain Envoy's listeners with: every request holds
+      // an ext_proc stream until its response ends, so those are what is waited for.
+      plane = {
+        ...envoy,
+        drain: async (graceMs) => {
+          const deadline = Date.now() + graceMs;
+          while (extproc.activeStreams > 0 && Date.now() < deadline) {
+            await new Promise((r) => setTimeout(r, 25));
+          }
+        },
+      };
     } else {
       log.info(
         { event: 'data_plane', kind: 'envoy-sim' },
@@ -226,11 +245,16 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
           }
         },
       });
-      plane = { url: `http://${sim.listenerAddress()}`, close: () => sim.close() };
+      plane = {
+        url: `http://${sim.listenerAddress()}`,
+        drain: (graceMs) => sim.drain(graceMs),
+        close: () => sim.close(),
+      };
     }
     cleanup.push(() => plane.close());
 
     let watchers: FSWatcher[] = [];
+    let stopWatching = (): Promise<void> => Promise.resolve();
     if (opts.watch !== false) {
       let timer: NodeJS.Timeout | undefined;
       let chain: Promise<unknown> = Promise.resolve();
@@ -242,14 +266,25 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
         }, 100);
       };
       watchers = opts.files.map((f) => watch(f, { recursive: true }, changed));
-      cleanup.push(() => {
+      stopWatching = () => {
         clearTimeout(timer);
         for (const w of watchers) w.close();
         return chain.then(() => undefined);
-      });
+      };
+      cleanup.push(() => stopWatching());
     }
 
     let closing: Promise<void> | undefined;
+    const shutdown = async (graceMs: number): Promise<void> => {
+      log.info(
+        { event: 'draining', grace_ms: graceMs, open_streams: extproc.activeStreams },
+        'draining: no new connections; requests in flight may finish',
+      );
+      await stopWatching();
+      await plane.drain(graceMs);
+      await stopAll();
+      log.info({ event: 'stopped' }, 'sluice run stopped');
+    };
     return {
       url: plane.url,
       adminAddress: extproc.adminAddress,
@@ -257,6 +292,7 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       mockProviderUrl: mock?.url,
       version: () => version,
       reload,
+      shutdown: (graceMs) => (closing ??= shutdown(graceMs)),
       close: () => (closing ??= stopAll()),
     };
   } catch (err) {
@@ -299,7 +335,7 @@ async function startEnvoy(
   host: string,
   port: number,
   log: Logger,
-): Promise<DataPlane> {
+): Promise<Omit<DataPlane, 'drain'>> {
   if (port === 0) throw new Error('with Envoy the listener needs a fixed --port');
   const ads = { ads: {}, resource_api_version: 'V3' };
   const bootstrap = {
