@@ -53,6 +53,17 @@ describe('compileConfig', () => {
     assert.equal(cfg.backendForCluster('c-openai')?.credential, 'sk-from-file');
   });
 
+  it('keeps a refused route: found for its models, refusing, and not listed', async () => {
+    const text = good('1').replace(
+      '    backends: [{ name: openai }]',
+      '    backends: [{ name: openai }]\n    refuse: policy_invalid',
+    );
+    const cfg = await compileConfig(text, { baseDir: dir, env });
+    assert.equal(cfg.routeForModel('gpt-4o')?.refuse, 'policy_invalid');
+    assert.equal(cfg.routeForModel('gpt-4o-mini')?.refuse, 'policy_invalid');
+    assert.deepEqual(cfg.models, [], 'no model of a refused route is offered');
+  });
+
   const bad: [string, string, RegExp][] = [
     ['not YAML', 'a: [1,', /not valid YAML or JSON/],
     [
@@ -85,6 +96,17 @@ describe('compileConfig', () => {
       'an unreadable credential file',
       good('1').replace('{ env: TEST_OPENAI_KEY }', '{ file: nope }'),
       /credential file nope cannot be read/,
+    ],
+    [
+      // The operator never sends it (the policy is InvalidPolicy and its routes refuse requests);
+      // a document that holds one anyway is refused whole, so the last good config stays.
+      'a masking pattern RE2 cannot compile',
+      good('1').replace(
+        '    backends: [{ name: openai }]',
+        '    backends: [{ name: openai }]\n    policy:\n      name: p\n      masking:\n' +
+          "        customPatterns: [{ type: ZIP, pattern: '(?=\\d{5})\\d+' }]",
+      ),
+      /routes.0.policy.masking.customPatterns: custom pattern for ZIP refused: .*lookaround/,
     ],
     [
       'azure without apiVersion',
