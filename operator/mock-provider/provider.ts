@@ -47,6 +47,12 @@ export interface Step {
   /** The assistant text; default echoes the last user message. */
   content?: string;
   usage?: { input: number; output: number };
+  /**
+   * Stop at the request's max_tokens (or its API's equivalent) as a real provider does: `usage.output`
+   * is then what the model would generate without a limit. Off by default, so a test can have a
+   * provider bill more than was asked for.
+   */
+  honourMaxTokens?: boolean;
 }
 
 export interface MockOptions {
@@ -71,6 +77,15 @@ export interface MockProvider {
   /** Requests that reached the mock since the last reset, and forget them. */
   take(): Captured[];
   close(): Promise<void>;
+}
+
+/** The request's own limit on generated tokens (Infinity when it sets none). */
+function outputLimit(json: Record<string, unknown>): number {
+  for (const f of ['max_completion_tokens', 'max_tokens', 'max_output_tokens']) {
+    const v = json[f];
+    if (typeof v === 'number' && Number.isInteger(v) && v > 0) return v;
+  }
+  return Infinity;
 }
 
 const sleep = (ms: number): Promise<void> =>
@@ -261,7 +276,10 @@ async function answer(
       ? json['model']
       : (pathOnly.match(/deployments\/([^/]+)/)?.[1] ?? 'mock-model');
   const content = step.content ?? `echo: ${lastUserText(c.json)}`;
-  const usage = step.usage ?? { input: 12, output: Math.max(1, deltas(content).length) };
+  const asked = step.usage ?? { input: 12, output: Math.max(1, deltas(content).length) };
+  const usage = step.honourMaxTokens
+    ? { input: asked.input, output: Math.min(asked.output, outputLimit(json)) }
+    : asked;
   const stream = json['stream'] === true;
   const created = 1_700_000_000;
 
