@@ -10,6 +10,7 @@ import {
   decodeSecretData,
   references,
   serviceEndpoints,
+  toPolicy,
   toRoute,
   toSlice,
   type Kind,
@@ -18,6 +19,7 @@ import {
   type SourceApi,
   type WatchEvent,
 } from './kube.js';
+import { translate } from '../translate/index.js';
 
 const silent = pino({ level: 'silent' });
 const tick = () => new Promise((r) => setImmediate(r));
@@ -218,6 +220,41 @@ void describe('conversions', () => {
         apiKey: 'sk-1',
       },
     );
+  });
+
+  it('hands translation a policy whose spec it cannot compile as stored, so its routes are refused', () => {
+    // The apiserver stores this (CEL does not compile RE2); the operator must not drop it, or
+    // the route would be served with no key check and no masking.
+    const stored = {
+      metadata: { name: 'p', namespace: 'ns', generation: 4 },
+      spec: {
+        targetRefs: [{ name: 'chat' }],
+        consumers: { required: true, keys: {} },
+        masking: { customPatterns: [{ type: 'ZIP', pattern: '(?<=zip )\\d{5}' }] },
+      },
+    };
+    const policy = toPolicy(stored)!;
+    assert.deepEqual(policy.spec, stored.spec);
+    const chat = toRoute({
+      metadata: { name: 'chat', namespace: 'ns' },
+      spec: {
+        models: [{ exact: 'm' }],
+        backends: [
+          {
+            name: 'b',
+            provider: 'openai-compatible',
+            endpoint: { url: 'https://llm.example.com' },
+          },
+        ],
+      },
+    })!;
+    const t = translate({ routes: [chat], policies: [policy], secrets: [], endpoints: [] });
+    assert.deepEqual(
+      t.extproc.routes.map((r) => [r.name, r.refuse, r.governance, r.policy]),
+      [['ns/chat', 'policy_invalid', undefined, undefined]],
+    );
+    const status = t.statuses.find((s) => s.kind === 'AIPolicy')!.conditions[0]!;
+    assert.deepEqual([status.reason, status.observedGeneration], ['InvalidPolicy', 4]);
   });
 
   it('keeps what translation reads of a route, frozen, without the last-applied copy', () => {
