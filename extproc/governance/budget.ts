@@ -302,7 +302,10 @@ export class Budget {
     const failOpen = this.journal.isFailOpen(reservation.id);
     try {
       const result = await this.apply(reservation, actual);
-      this.journal.done(reservation.id);
+      this.journal.delivered(
+        reservation,
+        reservation.charges.map((c) => actualFor(c, actual)),
+      );
       this.kick();
       return result;
     } catch (err) {
@@ -395,7 +398,10 @@ export class Budget {
         this.journal.drop(id, 'refused');
         throw err;
       }
-      this.journal.done(id);
+      this.journal.delivered(
+        e.reservation,
+        e.reservation.charges.map((c) => actualFor(c, e.actual)),
+      );
       done++;
     }
     return done;

@@ -217,6 +217,24 @@ describe('failing open', () => {
     assert.equal(row?.values.costMicros, 1_000_000);
   });
 
+  it('uses what settlements freed before the outage: the known level follows them', async () => {
+    const { store, b } = setup();
+    const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+    // Eight in flight at once: the store last reported $0.80 reserved.
+    const rs = await Promise.all(
+      Array.from({ length: 8 }, () => b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 })),
+    );
+    for (const r of rs) {
+      assert.ok(r.ok);
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.01 });
+    }
+    store.fault = 'down';
+    const during = await Promise.all(
+      Array.from({ length: 12 }, () => b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 })),
+    );
+    assert.equal(during.filter((r) => r.ok).length, 9, '$0.08 used + 9 × $0.10 fits in $1');
+  });
+
   it('a store that is back admits nothing past a limit before the journal is delivered', async () => {
     const { store, c, b } = setup();
     const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);

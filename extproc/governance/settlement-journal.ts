@@ -148,13 +148,22 @@ export class SettlementJournal {
   }
 
   /** The settlement (or the fail-open request, released before it was queued) reached the store. */
-  done(id: string): void {
-    // What a fail-open request used is in the store now: it stays in what this replica knows
-    // of the store's levels until the store reports them again.
-    for (const [k, amount] of this.counted.get(id) ?? []) {
-      if (this.seen.has(k)) this.seen.set(k, this.seen.get(k)! + amount);
-    }
-    this.forget(id);
+  /**
+   * The settlement (or the fail-open request, settled before it was queued) reached the store.
+   * `amounts` is what it used per charge. What this replica knows of the store's levels follows,
+   * until the store reports them again: a reservation's amount becomes what it used, and what a
+   * fail-open request used is added.
+   */
+  delivered(r: Reservation, amounts: readonly number[]): void {
+    const failOpen = this.isFailOpen(r.id);
+    r.charges.forEach((c, i) => {
+      const k = `${r.scope}\x1f${c.key}`;
+      const level = this.seen.get(k);
+      if (level === undefined) return;
+      const change = (amounts[i] ?? 0) - (failOpen ? 0 : c.amount);
+      this.seen.set(k, Math.max(0, level + change));
+    });
+    this.forget(r.id);
   }
 
   drop(id: string, reason: LossReason): void {
