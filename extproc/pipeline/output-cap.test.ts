@@ -9,6 +9,8 @@ import { Registry } from 'prom-client';
 import { ExtprocConfig } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
 import { Budget } from '../governance/budget.js';
+import { estimateRequestInputTokens } from '../usage/estimate.js';
+import { admit } from './governance.js';
 import { MemoryStore } from '../state/memory.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { body, chatRequest, clusterAttributes, headers } from '../../test/support/messages.js';
@@ -138,5 +140,30 @@ describe('output cap: the backend is held to what the budget reserved', () => {
       messages,
     });
     assert.equal(zero.max_completion_tokens, undefined);
+  });
+
+  it('reserves the cap for every choice the provider generates and bills: n, and best_of', async () => {
+    const cfg = config();
+    const reserved = async (op: 'chat' | 'completions', body: Record<string, unknown>) => {
+      const a = await admit({
+        compiled: cfg.governanceFor('gpt')!,
+        consumers: cfg.consumers,
+        headers: new Map(),
+        operation: op,
+        body,
+        model: 'gpt',
+        route: 'gpt',
+        budget: new Budget({ store: new MemoryStore() }),
+        wallNow: 0,
+      });
+      assert.equal(a.outputTokenCap, 300);
+      return a.state.reservation!.estimate.tokens - estimateRequestInputTokens(op, body);
+    };
+    assert.equal(await reserved('chat', { model: 'gpt', messages }), 300);
+    assert.equal(await reserved('chat', { model: 'gpt', messages, n: 3 }), 900);
+    assert.equal(
+      await reserved('completions', { model: 'gpt', prompt: 'x', best_of: 5, n: 2 }),
+      1500,
+    );
   });
 });
