@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { Budget } from '../../extproc/governance/budget.js';
 import { RedisStore } from '../../extproc/state/redis.js';
@@ -83,6 +84,76 @@ describe('redis store failures', () => {
         status: 'duplicate',
       });
     }
+    assert.deepEqual(lost, []);
+  });
+
+  it('tells a call that never left (Redis down) from one that may still run (Redis stalled)', async () => {
+    const c = clock();
+    const store = new RedisStore({ url: redis.url, commandTimeoutMs: 300 });
+    stores.push(store);
+    await store.ready();
+    const req = () => ({
+      scope: 'classify',
+      id: randomUUID(),
+      nowMs: c.now,
+      ttlMs: 60_000,
+      buckets: [{ key: 'b', limit: 10, amount: 1, expireAtMs: c.now + 60_000 }],
+    });
+    redis.pause();
+    try {
+      const err = await store.reserve(req()).catch((e: unknown) => e);
+      assert.ok(err instanceof StoreUnavailable);
+      assert.equal(err.maybeApplied, true);
+    } finally {
+      redis.resume();
+    }
+    await redis.kill();
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      const err = await store.reserve(req()).catch((e: unknown) => e);
+      assert.ok(err instanceof StoreUnavailable);
+      assert.equal(err.maybeApplied, false);
+    } finally {
+      await redis.restart();
+      await store.ready(10_000);
+    }
+  });
+
+  it('a settlement that timed out in a stall and ran on resume is counted once when retried', async () => {
+    const c = clock();
+    const store = new RedisStore({ url: redis.url, commandTimeoutMs: 300 });
+    stores.push(store);
+    await store.ready();
+    const lost: string[] = [];
+    const b = new Budget({
+      store,
+      clock: c.fn,
+      retryIntervalMs: 0,
+      onSettlementLost: (_n, reason) => lost.push(reason),
+    });
+    const p = policy([{ name: 'tpm', per: [], tokensPerMinute: 10_000 }]);
+    const rs = await Promise.all(
+      Array.from({ length: 5 }, () => b.reserve(p, KEYS, { tokens: 100, costUsd: 0 })),
+    );
+    redis.pause();
+    try {
+      for (const r of rs) {
+        assert.ok(r.ok);
+        assert.deepEqual(await b.reconcile(r.reservation, { tokens: 30, costUsd: 0 }), {
+          status: 'queued',
+        });
+      }
+    } finally {
+      redis.resume();
+    }
+    // Redis ran the five settlements it had read; the journal's retries find them done.
+    assert.equal(await b.flush(), 5);
+    assert.equal(b.pendingSettlements, 0);
+    assert.deepEqual(await b.currentHeaders(p, KEYS), {
+      'x-ratelimit-limit-tokens': '10000',
+      'x-ratelimit-remaining-tokens': String(10_000 - 5 * 30),
+      'x-ratelimit-reset-tokens': '1m0s',
+    });
     assert.deepEqual(lost, []);
   });
 
