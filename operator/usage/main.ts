@@ -10,6 +10,7 @@ import {
   usageReport,
   usageReportJson,
 } from '../../extproc/governance/usage-report.js';
+import { StateFlags } from '../../extproc/flags.js';
 import { RedisStore } from '../../extproc/state/redis.js';
 import type { StateStore } from '../../extproc/state/store.js';
 
@@ -36,10 +37,8 @@ const Flags = z
     by: z.enum(['consumer', 'team', 'model', 'route']).default('consumer'),
     at: z.string().optional(),
     json: z.boolean().default(false),
-    'redis-url': z
-      .string()
-      .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
-      .optional(),
+    // The same URL the extprocs take, checked the same way.
+    'redis-url': StateFlags.shape['redis-url'],
   })
   .superRefine((f, ctx) => {
     if (f.at === undefined) return;
