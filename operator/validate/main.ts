@@ -5,7 +5,8 @@ import { compileErrors, validateDocuments } from './validate.js';
 const USAGE = `Usage: sluice validate -f PATH [-f PATH…]
 
 Validates AIRoute and AIPolicy manifests one by one: the same schemas and CEL rules as the
-cluster, then what the extproc compiles (masking and guard patterns with RE2, word lists,
+cluster, then what the operator checks in a route on its own (rules, backends, provider
+blocks) and what the extproc compiles (masking and guard patterns with RE2, word lists,
 templates, JWKS, access globs, limits, prices), which the cluster does not check: a policy the
 extproc cannot compile is accepted by the apiserver, marked InvalidPolicy by the operator, and
 the routes it targets refuse every request (503 policy_invalid) until it is fixed.
@@ -58,8 +59,10 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
       io.out(`invalid ${id} (${documents[i]!.source})\n`);
       for (const e of uncompiled) io.out(`  ${e.detail}\n`);
       io.out(
-        '  (the apiserver accepts this policy, the extproc cannot compile it: the routes it ' +
-          'targets would refuse every request with 503 policy_invalid)\n',
+        r.kind === 'AIPolicy'
+          ? '  (the apiserver accepts this policy, the extproc cannot compile it: the routes it ' +
+              'targets would refuse every request with 503 policy_invalid)\n'
+          : '  (the apiserver accepts this route, the operator refuses it: it would not be served)\n',
       );
     } else if (r.outcome === 'valid') io.out(`ok ${id}\n`);
     else if (r.outcome === 'skipped') io.out(`skipped ${id}\n`);

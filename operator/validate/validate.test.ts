@@ -235,6 +235,28 @@ void describe('sluice validate', () => {
     assert.match(out, /^ok AIPolicy\/ns\/fine$/m);
   });
 
+  void it("refuses a route's own faults the operator finds, leaving references to render", async () => {
+    const route = (name: string, extra: string) =>
+      `apiVersion: sluice.dev/v1alpha1\nkind: AIRoute\nmetadata: {name: ${name}, namespace: ns}\n` +
+      'spec:\n  models: [{exact: m}]\n  backends:\n' +
+      '    - {name: local, provider: openai, endpoint: {url: "https://api.openai.com/v1"},\n' +
+      `       credential: {secretRef: {name: missing-here}}}\n${extra}`;
+    const docs = [
+      route('outside', '  rules: [{matches: [{model: {exact: other}}]}]\n'),
+      route('idle', '  rules: [{backendRefs: [{name: local, weight: 0}]}]\n'),
+      // Its Secret is not in the files: the cluster may have it, so that is render's to say.
+      route('fine', ''),
+    ];
+    const { code, out } = await run(['-f', '-'], docs.join('---\n'));
+    assert.equal(code, 1);
+    assert.match(
+      out,
+      /^invalid AIRoute\/ns\/outside \(<stdin>:1\)\n {2}spec\.rules.*not among the route's models.* \(Invalid\)\n {2}\(the apiserver accepts this route/m,
+    );
+    assert.match(out, /^invalid AIRoute\/ns\/idle .*\n {2}.*weight 0.*\(Invalid\)/m);
+    assert.match(out, /^ok AIRoute\/ns\/fine$/m);
+  });
+
   void it('exits 0 when every document is valid', async () => {
     const { code, out } = await run(['--filename', `${FIXTURES}policy-target.valid.yaml`]);
     assert.equal(code, 0, out);
