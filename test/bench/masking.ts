@@ -19,6 +19,7 @@ import {
 } from '../../extproc/masking/detect/evaluate.js';
 import { BUILTIN_TYPES, createDetectors } from '../../extproc/masking/detect/index.js';
 import { maskRequest, OutputTransform, Tally } from '../../extproc/masking/engine.js';
+import { duplicateKey } from '../../extproc/masking/json-keys.js';
 import { compileMasking, type CompiledMasking } from '../../extproc/masking/policy.js';
 import { SseMasking } from '../../extproc/masking/sse.js';
 import { RedisVault } from '../../extproc/masking/vault-redis.js';
@@ -246,6 +247,41 @@ async function requestCost(m: CompiledMasking): Promise<MaskingBenchRow[]> {
   return rows;
 }
 
+/**
+ * The duplicate-key check every request body gets (pipeline/router.ts), as a multiple of the
+ * JSON.parse it follows: a prose-heavy chat body, and a worst case of many tiny objects.
+ */
+function duplicateKeyCost(): MaskingBenchRow[] {
+  const tiny = `{"model":"m","input":[${Array.from({ length: 40_000 }, (_, i) => `{"a":${i},"b":"x","c":[{"d":1}]}`).join(',')}]}`;
+  const cases: [string, string][] = [
+    ['2 KB chat', chatRequestBody(2048, { pii: true }).toString('utf8')],
+    ['1 MB chat', chatRequestBody(1 << 20).toString('utf8')],
+    [`${(tiny.length / 1e6).toFixed(1)} MB of tiny objects`, tiny],
+  ];
+  const rows: MaskingBenchRow[] = [];
+  for (const [name, text] of cases) {
+    const rounds = Math.max(3, Math.round((2e7 / text.length) * ROUNDS));
+    const parsed = JSON.parse(text) as unknown;
+    let t0 = nowMs();
+    for (let i = 0; i < rounds; i++) JSON.parse(text);
+    const parse = (nowMs() - t0) / rounds;
+    t0 = nowMs();
+    for (let i = 0; i < rounds; i++) {
+      if (duplicateKey(text, parsed) !== undefined) throw new Error(`${name}: false duplicate`);
+    }
+    const check = (nowMs() - t0) / rounds;
+    rows.push({
+      group: 'request',
+      name: `duplicate-key check, ${name}`,
+      value: check / parse,
+      unit: '× parse',
+      ...INFO,
+      note: `${fmtMs(check)} vs JSON.parse ${fmtMs(parse)}`,
+    });
+  }
+  return rows;
+}
+
 // ---------------------------------------------------------------------------------------------
 // (d) A streamed answer: every event parsed, scanned for new PII and restored.
 
@@ -422,6 +458,7 @@ export async function runMaskingBench(): Promise<MaskingBenchResult> {
     ...quality(),
     ...throughput(),
     ...(await requestCost(m)),
+    ...duplicateKeyCost(),
     ...sse(compileMasking(MaskingPolicy.parse({ scanResponses: true }))),
     ...(await redisVault(m)),
   ];

@@ -278,7 +278,10 @@ function computeDigitRuns(text: string): number[] {
 // a crafted text could visit all of Unicode.
 const REPLACEMENTS = new Map<number, string | null>();
 const MAX_REPLACEMENTS = 8192;
-/** Per BMP code unit (surrogates aside): 0 not seen yet, 1 left as it is, 2 replaced. */
+/**
+ * Per BMP code unit (surrogates aside): 0 not seen yet, 1 left as it is, 2 replaced, 3 a Latin
+ * look-alike (folded or not depending on the run it is in).
+ */
 const BMP_STATE = new Uint8Array(0x10000);
 
 function replacement(cp: number): string | null {
@@ -335,45 +338,82 @@ export function createTextView(original: string): TextView {
     }
     copyStart = at + len;
   };
-  // Only runs of non-ASCII and escapes are visited; everything between them stays one copy
-  // segment. test() finds a start without allocating a match; the run is then walked by hand.
-  const special = /[\u0080-\uffff&%]/g;
+  // Only runs of non-ASCII and escapes are visited, in order of position; everything between them
+  // stays one copy segment. test() finds a run's start without allocating a match; the run is
+  // then walked by hand. Escapes are found with indexOf, which costs nothing without them.
+  const nonAscii = /[\u0080-\uffff]/g;
+  let run = nonAscii.test(original) ? nonAscii.lastIndex - 1 : -1;
+  let amp = original.indexOf('&');
+  let pct = original.indexOf('%');
   // The last decoded escape, so a look-alike right after `&#64;` is read as part of the address.
   let escapeEnd = -1;
   let escapeChar = 0;
-  while (special.test(original)) {
-    let i = special.lastIndex - 1;
-    const first = original.charCodeAt(i);
-    if (first === 37 /* % */ || first === 38 /* & */) {
-      const e = first === 37 ? percentAt(original, i) : entityAt(original, i);
+  for (;;) {
+    const esc = amp < 0 ? pct : pct < 0 ? amp : Math.min(amp, pct);
+    if (esc >= 0 && (run < 0 || esc < run)) {
+      const e = esc === amp ? entityAt(original, esc) : percentAt(original, esc);
+      const next = e !== undefined ? esc + e.len : esc + 1;
       if (e !== undefined) {
-        replace(i, e.len, e.text);
-        escapeEnd = i + e.len;
+        replace(esc, e.len, e.text);
+        escapeEnd = next;
         escapeChar = e.text.charCodeAt(0);
       }
-      special.lastIndex = e !== undefined ? i + e.len : i + 1;
+      if (amp >= 0 && amp < next) amp = original.indexOf('&', next);
+      if (pct >= 0 && pct < next) pct = original.indexOf('%', next);
       continue;
     }
-    // A run of non-ASCII: its look-alikes are folded when ASCII of an address touches it.
-    let runEnd = i;
-    while (runEnd < original.length && original.charCodeAt(runEnd) >= 0x80) runEnd++;
-    const bound =
-      bindsSide(original, i - 1, -1) ||
-      bindsSide(original, runEnd, 1) ||
-      (i === escapeEnd && bindsRun(escapeChar)) ||
-      bindsRun(escapedAt(original, runEnd).charCodeAt(0));
-    while (i < runEnd) {
+    if (run < 0) break;
+    // A run of non-ASCII. Its look-alikes are folded when ASCII of an address touches the run.
+    // The left side is known now; the right one only at the run's end, so a run whose first
+    // look-alike came before that is walked again from there (only when the right side binds:
+    // words of other scripts between spaces are walked once).
+    let i = run;
+    let bound: boolean | undefined =
+      bindsSide(original, run - 1, -1) || (escapeEnd === run && bindsRun(escapeChar)) || undefined;
+    // Where to walk again from (-1: nowhere) and the output state there.
+    let redoAt = -1;
+    let redoSegs = 0;
+    let redoParts = 0;
+    let redoTextLen = 0;
+    let redoCopyStart = 0;
+    for (;;) {
       const c = original.charCodeAt(i);
+      if (!(c >= 0x80)) {
+        // `c` is the character after the run (NaN at the end of the text).
+        if (
+          redoAt < 0 ||
+          !(bindsRun(c) || c === 37 || c === 38) ||
+          !(bindsSide(original, i, 1) || bindsRun(escapedAt(original, i).charCodeAt(0)))
+        )
+          break;
+        segText.length = segOrig.length = segFold.length = redoSegs;
+        parts.length = redoParts;
+        textLen = redoTextLen;
+        copyStart = redoCopyStart;
+        i = redoAt;
+        bound = true;
+        redoAt = -1;
+        continue;
+      }
       if (c < 0xd800 || c > 0xdfff) {
-        const look = bound ? CONFUSABLE.get(c) : undefined;
-        if (look !== undefined) {
-          replace(i, 1, look);
+        let state = BMP_STATE[c]!;
+        if (state === 0) {
+          state = CONFUSABLE.has(c) ? 3 : replacement(c) === null ? 1 : 2;
+          BMP_STATE[c] = state;
+        }
+        if (state === 1) {
           i++;
           continue;
         }
-        let state = BMP_STATE[c]!;
-        if (state === 0) BMP_STATE[c] = state = replacement(c) === null ? 1 : 2;
-        if (state === 1) {
+        if (state === 3) {
+          if (bound) replace(i, 1, CONFUSABLE.get(c)!);
+          else if (redoAt < 0) {
+            redoAt = i;
+            redoSegs = segText.length;
+            redoParts = parts.length;
+            redoTextLen = textLen;
+            redoCopyStart = copyStart;
+          }
           i++;
           continue;
         }
@@ -384,7 +424,8 @@ export function createTextView(original: string): TextView {
       if (out !== null) replace(i, len, out);
       i += len;
     }
-    special.lastIndex = runEnd;
+    nonAscii.lastIndex = i;
+    run = nonAscii.test(original) ? nonAscii.lastIndex - 1 : -1;
   }
   if (segText.length === 0) return new IdentityView(original);
   flushCopy(original.length);
