@@ -44,17 +44,17 @@ backends:
 consumers:
   - { name: rita, team: ops, keyHashes: ['${sha}'] }
 policies:
-${['stall', 'closed', 'open', 'wide']
+${['stall', 'closed', 'open', 'wide', 'pair']
   .map(
     (name) => `  - name: ${name}
-    failureMode: ${name === 'open' || name === 'wide' ? 'open' : 'closed'}
+    failureMode: ${['open', 'wide', 'pair'].includes(name) ? 'open' : 'closed'}
     identity: { keys: {} }
     limits: { rules: [{ name: daily, per: [consumer], spendPerDayUsd: ${name === 'wide' ? 1000 : LIMIT / 1e6} }] }
     pricing: { models: { '*': { inputPerMTok: 0, outputPerMTok: 25 } } }`,
   )
   .join('\n')}
 routes:
-${['stall', 'closed', 'open', 'wide']
+${['stall', 'closed', 'open', 'wide', 'pair']
   .map(
     (name) => `  - name: ${name}
     models: [{ exact: gpt-${name} }]
@@ -145,44 +145,49 @@ async function until(cond: () => Promise<boolean>, ms: number, what: string): Pr
 const drained = (h: Harness) => async () =>
   (await metric(h, /^sluice_usage_journal_entries (\d+)$/m)) === 0;
 
+/** One extproc replica on the shared Redis, driven over its own socket. */
+async function replica(redisUrl: string): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-outage-'));
+  const configPath = join(dir, 'extproc.yaml');
+  await writeFile(configPath, CONFIG);
+  const logs: string[] = [];
+  const registry = new Registry();
+  const ext = await run({
+    configPath,
+    listen: `unix:${join(dir, 'extproc.sock')}`,
+    maxMessageBytes: 16 * 1024 * 1024,
+    watchConfig: false,
+    shutdownGraceMs: 1000,
+    logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s) }),
+    registry,
+    now: () => performance.now(),
+    env: {},
+    redisUrl,
+    warmTokenizer: false,
+  });
+  const client = new ExtProcClient(ext.grpcAddress);
+  return {
+    ext,
+    client,
+    logs,
+    registry,
+    dir,
+    configPath,
+    async stop() {
+      client.close();
+      await ext.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 describe('budgets through Redis stalls and outages', () => {
   let redis: RedisHandle;
   let h: Harness;
 
   before(async () => {
     redis = await startRedis({ persist: true });
-    const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-outage-'));
-    const configPath = join(dir, 'extproc.yaml');
-    await writeFile(configPath, CONFIG);
-    const logs: string[] = [];
-    const registry = new Registry();
-    const ext = await run({
-      configPath,
-      listen: `unix:${join(dir, 'extproc.sock')}`,
-      maxMessageBytes: 16 * 1024 * 1024,
-      watchConfig: false,
-      shutdownGraceMs: 1000,
-      logger: pino({ level: 'info' }, { write: (s: string) => logs.push(s) }),
-      registry,
-      now: () => performance.now(),
-      env: {},
-      redisUrl: redis.url,
-      warmTokenizer: false,
-    });
-    const client = new ExtProcClient(ext.grpcAddress);
-    h = {
-      ext,
-      client,
-      logs,
-      registry,
-      dir,
-      configPath,
-      async stop() {
-        client.close();
-        await ext.close();
-        await rm(dir, { recursive: true, force: true });
-      },
-    };
+    h = await replica(redis.url);
   });
 
   after(async () => {
@@ -333,5 +338,60 @@ describe('budgets through Redis stalls and outages', () => {
     const text = await h.registry.metrics();
     assert.doesNotMatch(text, /^sluice_unsettled_spend_usd\{[^}]*\} [1-9]/m);
     assert.doesNotMatch(text, /^sluice_usage_journal_dropped_total\{reason="\w+"\} [1-9]/m);
+  });
+  it('open mode on two replicas: each holds the limit on its own; the overshoot stays within the README bound', async (t) => {
+    const other = await replica(redis.url);
+    try {
+      const replicas = [h, other];
+      let served = 0;
+      const refused = [0, 0];
+      let running = true;
+      const worker = async (i: number) => {
+        while (running) {
+          const o = await request(replicas[i]!, 'pair');
+          if (o.served) served++;
+          else {
+            assert.equal(o.code, 'budget_exceeded');
+            refused[i]!++;
+            await new Promise((r) => setTimeout(r, 5));
+          }
+        }
+      };
+      const workers = Array.from({ length: 8 }, (_, i) => worker(i % 2));
+      // Both replicas spend half the limit together, then Redis goes away.
+      await until(() => Promise.resolve(served * ACTUAL >= LIMIT / 2), 60_000, 'half the limit');
+      await redis.stop();
+      const atStop = served;
+      // Each replica goes on until it refuses on its own count.
+      refused.fill(0);
+      await until(() => Promise.resolve(refused.every((n) => n >= 5)), 60_000, 'both refusing');
+      const inOutage = served - atStop;
+      await redis.restart();
+      for (const r of replicas) await (r.ext.stateStore as RedisStore).ready(10_000);
+      running = false;
+      await Promise.all(workers);
+      for (const r of replicas) {
+        await r.ext.settled();
+        await until(drained(r), 15_000, 'the journals to drain');
+      }
+      const levels = await bucketLevels(redis.url, 'pair');
+      const row = (await h.ext.stateStore.usage('day', utcDay(Date.now()))).find(
+        (r) => r.scope === 'pair',
+      );
+      t.diagnostic(
+        `pair: ${atStop} served before the stop, ${inOutage} during it (2 replicas); ` +
+          `charged ${levels.used} µ$ of ${LIMIT} µ$ (overshoot ${Math.max(0, levels.used - LIMIT)} µ$)`,
+      );
+      // Converged across both replicas, nothing counted twice.
+      assert.deepEqual(levels, { used: served * ACTUAL, reserved: 0 });
+      assert.equal(row?.values.requests, served);
+      // README: the other replica admits at most one limit's worth meanwhile. Here both knew
+      // the shared level, so each admitted about what was left: the overshoot is about one
+      // "what was left" (give or take the requests in flight at the stop, 4 per replica).
+      assert.ok(levels.used <= 2 * LIMIT);
+      assert.ok(levels.used - LIMIT <= LIMIT - atStop * ACTUAL + 8 * ESTIMATE);
+    } finally {
+      await other.stop();
+    }
   });
 });
