@@ -207,7 +207,9 @@ describe('e2e: masking from AIPolicy YAML with the official SDKs', () => {
     assertNoOriginals(seenSse, originals);
   });
 
-  it('one session header: the same value keeps its placeholder across turns', async () => {
+  it('a conversation resent whole keeps each value on one placeholder', async () => {
+    // These callers are anonymous, so the session header binds nothing (a conversation vault
+    // belongs to an authenticated caller); numbering is per request, and stable within it.
     openaiMock.take();
     const session = { headers: { [SESSION_HEADER]: 'conversation-a' } };
     const first = await openai.chat.completions.create(
@@ -241,6 +243,23 @@ describe('e2e: masking from AIPolicy YAML with the official SDKs', () => {
     const [t3] = openaiMock.take();
     assert.ok(t3);
     assert.equal(userText(t3), 'Ask [EMAIL_1]');
+  });
+
+  it("another anonymous caller sending the same session header gets none of the first caller's values", async () => {
+    openaiMock.take();
+    const session = { headers: { [SESSION_HEADER]: 'conversation-stolen' } };
+    const first = await openai.chat.completions.create(
+      { model: 'gpt-masked', messages: [{ role: 'user', content: `Write to ${PII.email}` }] },
+      session,
+    );
+    assert.equal(first.choices[0]?.message.content, `echo: Write to ${PII.email}`);
+    // Caller B asks for A's placeholder under A's session id: the model's echo stays a placeholder.
+    const second = await openai.chat.completions.create(
+      { model: 'gpt-masked', messages: [{ role: 'user', content: 'Who is [EMAIL_1]?' }] },
+      session,
+    );
+    assert.equal(second.choices[0]?.message.content, 'echo: Who is [EMAIL_1]?');
+    assert.ok(!JSON.stringify(second).includes(PII.email));
   });
 
   it('a block action: 403 naming the type and count, never the value; nothing sent', async () => {
