@@ -112,7 +112,15 @@ async function turn(
   content: string,
   session: string,
   key: string = KEYS.alice,
-): Promise<{ sent: string; answer: (text: string) => Promise<string> } | LocalReply> {
+): Promise<
+  | {
+      sent: string;
+      answer: (text: string) => Promise<string>;
+      /** The response headers of the last answer. */
+      answered: () => HeaderList;
+    }
+  | LocalReply
+> {
   const body = Buffer.from(JSON.stringify({ model, messages: [{ role: 'user', content }] }));
   const headers = chatHeaders([
     ['content-length', String(body.length)],
@@ -121,8 +129,10 @@ async function turn(
   const res = await sendRequest(r, headers, body, 'sluice/backend/openai');
   if (res.routed.kind === 'local-reply') return res.routed;
   const sent = continued(res.upstream).body.toString('utf8');
+  let answerHeaders: HeaderList = [];
   return {
     sent,
+    answered: () => answerHeaders,
     answer: async (text) => {
       const out = continued(
         await res.router.runResponse(JSON_HEADERS, [
@@ -135,6 +145,7 @@ async function turn(
           ),
         ]),
       );
+      answerHeaders = out.headers;
       return (JSON.parse(out.body.toString()) as { choices: { message: { content: string } }[] })
         .choices[0]!.message.content;
     },
@@ -226,6 +237,7 @@ describe('masking over Redis: one conversation, two replicas', () => {
         await open.answer('ok [EMAIL_2], [PHONE_1], not [EMAIL_1]'),
         `ok ${EMAIL}, ${PHONE}, not [EMAIL_1]`,
       );
+      assert.equal(get(open.answered(), 'x-sluice-policy-failure'), 'degraded');
       assert.match(
         await a.registry.metrics(),
         /sluice_vault_failures_total\{reason="unavailable"\} 1/,
