@@ -378,8 +378,11 @@ export class Budget {
 
   private async drain(): Promise<number> {
     let done = 0;
+    this.journal.expire(this.clock());
     for (const e of this.journal.pending()) {
       const id = e.reservation.id;
+      // Dropped meanwhile (evicted to make room): not to be delivered.
+      if (!this.journal.has(id)) continue;
       const now = this.clock();
       if (
         e.ambiguousSinceMs !== undefined &&

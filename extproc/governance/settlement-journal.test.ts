@@ -377,6 +377,25 @@ describe('journal retries', () => {
     b.close();
   });
 
+  it('forgets a fail-open request whose end never came after its TTL, and still settles it late', async () => {
+    const { store, c, b } = setup();
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }], { failureMode: 'open' });
+    store.fault = 'down';
+    const lost = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.9 });
+    assert.ok(lost.ok && lost.failOpen);
+    assert.equal((await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.2 })).ok, false);
+    c.tick(60_000);
+    await b.flush();
+    assert.equal(b.journal.size, 0);
+    assert.ok((await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.2 })).ok);
+    store.fault = 'up';
+    assert.deepEqual(await b.reconcile(lost.reservation, { tokens: 1, costUsd: 0.5 }), {
+      status: 'settled',
+      expired: true,
+    });
+    assert.deepEqual(await level(store, p, c.now), [500_000]);
+  });
+
   it('exports entries, unsettled spend per policy and losses as metrics', async () => {
     const registry = new Registry();
     const { store, b } = setup();

@@ -142,6 +142,21 @@ export class SettlementJournal {
     this.entries.set(id, entry);
   }
 
+  /**
+   * Forgets fail-open requests still in flight past their reservation's TTL, as the store
+   * forgets an unsettled reservation: a request whose end never came gives its share back. One
+   * that does end later is still settled (as a plain settlement, by id).
+   */
+  expire(nowMs: number): void {
+    for (const [id, r] of this.admitted) {
+      if (r.createdAtMs + r.ttlMs <= nowMs) this.forget(id);
+    }
+  }
+
+  has(id: string): boolean {
+    return this.entries.has(id);
+  }
+
   /** Oldest first. */
   pending(): JournalEntry[] {
     return [...this.entries.values()];
