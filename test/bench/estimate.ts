@@ -120,6 +120,8 @@ const INPUTS: Input[] = [
   },
   { name: 'source code (this repo)', make: (b) => sources(b) },
   { name: 'one char repeated (a)', make: (b) => 'a'.repeat(b) },
+  // The split's first alternative backtracks over an uppercase run before the second takes it.
+  { name: 'uppercase repeated (A)', make: (b) => 'A'.repeat(b) },
   {
     name: 'random lowercase letters',
     make: (b, run) => fill(b, pick(rng(11 + run), 'abcdefghijklmnopqrstuvwxyz')),
