@@ -20,6 +20,8 @@ export type ErrorCode =
   | 'request_too_large'
   | 'response_too_large'
   | 'unsupported_backend'
+  | 'unsupported_field'
+  | 'bad_upstream_response'
   | 'config_unavailable'
   | 'policy_blocked'
   | 'prompt_blocked'
@@ -46,6 +48,10 @@ const STATUS: Record<ErrorCode, number> = {
   request_too_large: 413,
   response_too_large: 502,
   unsupported_backend: 501,
+  /** A field the chosen backend's API cannot express (translation never drops one silently). */
+  unsupported_field: 400,
+  /** A backend's answer the gateway could not read or translate. */
+  bad_upstream_response: 502,
   config_unavailable: 503,
   policy_blocked: 403,
   prompt_blocked: 403,

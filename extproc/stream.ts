@@ -125,7 +125,7 @@ export class ExtProcStream {
       this.stopped = true;
       this.finishOnce('complete');
     }
-    if (outcome.kind === 'respond' || this.isLast(kind, msg)) {
+    if (outcome.kind === 'respond' || this.isLast(kind, msg, outcome)) {
       // Close our side as soon as nothing more is expected: a finished stream draws no
       // RST_STREAM from Envoy, and Node's HTTP/2 server drops the whole connection after about
       // 1,000 client resets (plus 33/s), failing every request on it.
@@ -139,10 +139,16 @@ export class ExtProcStream {
   }
 
   /** The last message Envoy sends this filter for this request, given the configured modes. */
-  private isLast(kind: MessageKind, msg: ProcessingRequest): boolean {
+  private isLast(kind: MessageKind, msg: ProcessingRequest, outcome: Outcome): boolean {
     switch (kind) {
       case 'request_headers':
-        return this.opts.endAfterRequestHeaders === true;
+        // Unless the answer turned the response headers on (a translated upstream attempt).
+        return (
+          this.opts.endAfterRequestHeaders === true &&
+          !(
+            outcome.kind === 'continue' && outcome.mutation?.modeOverride?.responseHeader === 'SEND'
+          )
+        );
       case 'response_headers':
         return msg.response_headers?.end_of_stream === true;
       case 'response_body':

@@ -92,7 +92,14 @@ export const Backend = z
       .strict()
       .optional(),
     anthropic: z
-      .object({ version: z.string().min(1).default('2023-06-01') })
+      .object({
+        version: z.string().min(1).default('2023-06-01'),
+        /**
+         * max_tokens for a request translated from another API that sets no output limit
+         * (Anthropic requires one); 4096 when absent.
+         */
+        defaultMaxTokens: z.number().int().min(1).max(1_000_000).optional(),
+      })
       .strict()
       .optional(),
   })

@@ -3,6 +3,7 @@
  * place that knows the wire shape.
  */
 export type BodyMode = 'NONE' | 'STREAMED' | 'BUFFERED' | 'BUFFERED_PARTIAL';
+export type HeaderMode = 'SEND' | 'SKIP';
 
 export interface Mutation {
   /** Applied by Envoy in this order: remove, then set (replace). */
@@ -14,8 +15,17 @@ export interface Mutation {
   replace?: boolean;
   /** Re-match the route after this answer (request direction, before the router saw headers). */
   clearRouteCache?: boolean;
-  /** Body modes for the rest of the stream; honoured only in a headers answer. */
-  modeOverride?: { requestBody: BodyMode; responseBody: BodyMode };
+  /**
+   * Modes for the rest of the stream; honoured only in a headers answer, and in a request headers
+   * answer for both directions. Body modes are copied whole (unset would mean NONE); a header
+   * mode left out keeps the configured one (Envoy 1.34+ reads DEFAULT so).
+   */
+  modeOverride?: {
+    requestBody: BodyMode;
+    responseBody: BodyMode;
+    requestHeader?: HeaderMode;
+    responseHeader?: HeaderMode;
+  };
 }
 
 export interface Verdict {

@@ -436,18 +436,20 @@ describe('router phase: backends that cannot take the request', () => {
     return step(x.ex, () => x.ex.requestBody(body({ model, messages: [] })));
   }
 
-  it('refuses before routing when no backend of the route can take the caller’s API', async () => {
+  it('refuses before routing when no backend of the route can take the caller’s request', async () => {
     const x = exchange(config);
-    const v = verdictOf(await send(x, 'claude-sonnet-4'));
+    const v = verdictOf(await send(x, 'claude-sonnet-4', '/v1/embeddings'));
     assert.equal(v.status, 501);
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
     assert.equal(
       jsonOf(v).error.message,
-      'This gateway cannot yet send OpenAI-format requests to an anthropic backend.',
+      'This gateway cannot send OpenAI embeddings requests to an anthropic backend.',
     );
     assert.equal(x.store.size, 0, 'nothing is routed');
     const y = exchange(mixed);
-    const w = verdictOf(await send(y, 'n'));
+    const w = verdictOf(await send(y, 'n', '/v1/embeddings'));
+    // Chat completions translate to Anthropic Messages: the route serves them.
+    assert.equal((await send(exchange(config), 'claude-sonnet-4')).kind, 'continue');
     assert.match(jsonOf(w).error.message, /to anthropic or aws-bedrock backends\.$/);
   });
 
@@ -483,12 +485,12 @@ describe('router phase: backends that cannot take the request', () => {
     const known = exchange(guarded);
     await step(known.ex, () =>
       known.ex.requestHeaders(
-        chatRequest({ ':path': '/v1/chat/completions', authorization: `Bearer ${key}` }),
+        chatRequest({ ':path': '/v1/embeddings', authorization: `Bearer ${key}` }),
       ),
     );
     const w = verdictOf(
       await step(known.ex, () =>
-        known.ex.requestBody(body({ model: 'claude-sonnet-4', messages: [] })),
+        known.ex.requestBody(body({ model: 'claude-sonnet-4', input: 'x' })),
       ),
     );
     assert.equal(w.status, 501);

@@ -226,8 +226,11 @@ export class RouterExchange implements PhaseHandler {
     // after a round trip through routing. After admission, so a caller who may not use the route
     // learns nothing about its providers; the end of the request releases what admit reserved.
     const providers = route.backends.flatMap((b) => cfg.backend(b.name)?.provider ?? []);
-    if (providers.length > 0 && !providers.some((p) => canServe(endpoint.api, p))) {
-      throw unsupportedBackend(endpoint.api, providers);
+    if (
+      providers.length > 0 &&
+      !providers.some((p) => canServe(endpoint.api, endpoint.operation, p))
+    ) {
+      throw unsupportedBackend(endpoint.api, endpoint.operation, providers);
     }
     let replaced: Buffer | undefined;
     const policy = cfg.policyFor(route.name);

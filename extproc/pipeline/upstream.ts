@@ -5,20 +5,20 @@
  * override, credential, body schema.
  *
  * A refused attempt (no router state, unknown backend, a backend that cannot take the caller's
- * API) is recorded in the request's state and ended through the router phase's stream (see
- * interrupt.ts): Envoy up to 1.35 ignores an upstream ext_proc filter's immediate response and
- * leaves the attempt hanging. The attempt is answered with the same immediate response too, for
- * the data planes that honour it and for when the router phase's stream is gone.
+ * API) is answered with an immediate response in the caller's format, which every supported
+ * Envoy release (1.37+) sends downstream (see fail()).
  */
 import { WIRE } from '../config/contract.js';
 import type { ResolvedBackend } from '../config/runtime.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
+import { DEFAULT_MAX_EVENT_BYTES } from '../usage/sse.js';
 import { headerMap } from '../wire/headers.js';
-import { CONTINUE, proceed, type Outcome } from './mutation.js';
+import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
 import {
   attribute,
   type Attributes,
+  type BodyMessage,
   type EndReason,
   type HeadersMessage,
   type PhaseHandler,
@@ -29,6 +29,7 @@ import {
   credentialHeaders,
   translatorFor,
   unsupportedBackend,
+  type ResponseTranslator,
 } from '../providers/index.js';
 import type { RequestState, RequestStore } from './request-store.js';
 import { MODEL_HEADER } from './router.js';
@@ -41,11 +42,17 @@ export interface UpstreamDeps {
   config: RuntimeConfig | undefined;
   store: RequestStore;
   onAttempt?: (backend: ResolvedBackend) => void;
+  /** Wall-clock ms, for `created` in answers translated from an API that has none. */
+  wallNow?: () => number;
 }
 
 export class UpstreamExchange implements PhaseHandler {
   private api: 'openai' | 'anthropic' = 'openai';
   private state: RequestState | undefined;
+  /** Set when this attempt's backend answers in another API than the caller's. */
+  private response: ResponseTranslator | undefined;
+  private status: number | undefined;
+  private streaming = false;
 
   constructor(private readonly deps: UpstreamDeps) {}
 
@@ -68,8 +75,8 @@ export class UpstreamExchange implements PhaseHandler {
           : cfg?.backendForCluster(cluster);
     if (!backend)
       throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
-    const translator = translatorFor(state.api, backendApi(backend.provider));
-    if (!translator) throw unsupportedBackend(state.api, [backend.provider]);
+    const translator = translatorFor(state.api, state.operation, backendApi(backend.provider));
+    if (!translator) throw unsupportedBackend(state.api, state.operation, [backend.provider]);
     const up = translator.request(state, backend);
     // This attempt goes out: an earlier attempt's refusal no longer describes the request.
     state.refusal = undefined;
@@ -83,8 +90,27 @@ export class UpstreamExchange implements PhaseHandler {
     for (const d of up.defaultHeaders ?? []) if (!headers.has(d[0])) set.push(d);
     set.push(...credentialHeaders(backend, up));
     const remove = STRIP.filter((h) => headers.has(h));
-    if (up.body === undefined) return proceed({ setHeaders: set, removeHeaders: remove });
-    return proceed({ setHeaders: set, removeHeaders: remove, body: up.body, replace: true });
+    const m: Mutation = { setHeaders: set, removeHeaders: remove };
+    if (up.body !== undefined) {
+      m.body = up.body;
+      m.replace = true;
+    }
+    this.response = translator.response(state, backend, {
+      created: Math.floor((this.deps.wallNow ?? Date.now)() / 1000),
+      maxEventBytes: cfg?.limits.maxSseEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
+    });
+    // The filter is configured to skip responses, which costs a same-API attempt nothing; a
+    // translated one turns the response headers on here (a mode override in a request headers
+    // answer sets both directions' modes) and picks the body mode when it sees them.
+    if (this.response) {
+      m.modeOverride = {
+        requestBody: 'NONE',
+        responseBody: 'NONE',
+        requestHeader: 'SEND',
+        responseHeader: 'SEND',
+      };
+    }
+    return proceed(m);
   }
 
   requestBody(): Outcome {
@@ -93,15 +119,67 @@ export class UpstreamExchange implements PhaseHandler {
   requestTrailers(): Outcome {
     return CONTINUE;
   }
-  responseHeaders(): Outcome {
-    return CONTINUE;
+
+  /**
+   * Only asked for when this attempt's backend answers in another API than the caller's (the
+   * request headers answer turned the response headers on): the answer is translated back here,
+   * before the router filter reads it. JSON and error bodies come whole (BUFFERED), streams chunk
+   * by chunk (STREAMED).
+   */
+  responseHeaders(msg: HeadersMessage): Outcome {
+    const rt = this.response;
+    if (!rt) return CONTINUE;
+    const headers = headerMap(msg.headers?.headers);
+    const status = Number(headers.get(':status') ?? '0');
+    this.status = status;
+    const encoding = headers.get('content-encoding');
+    if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
+      // Asked for identity: a backend that compresses anyway cannot be translated.
+      throw new SluiceError('bad_upstream_response', 'The backend sent a compressed answer.');
+    }
+    const start = rt.headers(status, headers);
+    if (msg.end_of_stream) {
+      this.response = undefined;
+      return proceed({ setHeaders: start.setHeaders, removeHeaders: start.removeHeaders });
+    }
+    this.streaming = status >= 200 && status < 300 && start.body === 'stream';
+    const remove = [...start.removeHeaders];
+    // STREAMED: Envoy drops content-length itself; said here too, as the length will change.
+    if (this.streaming && headers.has('content-length')) remove.push('content-length');
+    return proceed({
+      setHeaders: start.setHeaders,
+      removeHeaders: remove,
+      // Header modes restated: one left DEFAULT would fall back to the configured SKIP (Envoy
+      // 1.34+ effectiveModeOverride), and BUFFERED without headers drops content-length.
+      modeOverride: {
+        requestBody: 'NONE',
+        responseBody: this.streaming ? 'STREAMED' : 'BUFFERED',
+        requestHeader: 'SEND',
+        responseHeader: 'SEND',
+      },
+    });
   }
-  responseBody(): Outcome {
-    return CONTINUE;
+
+  responseBody(msg: BodyMessage): Outcome {
+    const rt = this.response;
+    if (!rt) return CONTINUE;
+    const chunk = msg.body ?? Buffer.alloc(0);
+    if (this.streaming) return proceed({ body: rt.stream(chunk, msg.end_of_stream === true) });
+    // BUFFERED: the whole body in this one message (trailers, if any, follow without it).
+    this.response = undefined;
+    const status = this.status ?? 0;
+    const body = status >= 200 && status < 300 ? rt.json(chunk) : rt.error(status, chunk);
+    // BUFFERED with header SEND keeps content-length: it must match what now goes on.
+    return proceed({ body, setHeaders: [['content-length', String(body.length)]] });
   }
   responseTrailers(): Outcome {
     return CONTINUE;
   }
+  /**
+   * A refused attempt ends the request with this immediate response: every supported Envoy
+   * release (1.37+) sends an upstream ext_proc filter's local reply downstream
+   * (UpstreamFilterManager::sendLocalReply, envoyproxy/envoy PR #41231), unretried.
+   */
 
   fail(err: unknown): Outcome {
     const e = toSluiceError(err);

@@ -8,6 +8,7 @@ export const DEFAULT_ANTHROPIC_VERSION = '2023-06-01';
 export const anthropicToAnthropic: Translator = {
   from: 'anthropic',
   to: 'anthropic',
+  operations: ['messages'],
   request(req, backend) {
     let body: Record<string, unknown> | undefined;
     const edit = (): Record<string, unknown> => (body ??= { ...req.body });

@@ -2,9 +2,10 @@
  * The providers seam: which translator serves a (caller API × backend API) pair, and the refusal
  * when none does. Everything provider-specific lives in this folder.
  */
-import type { ApiFormat } from '../api/endpoints.js';
+import type { ApiFormat, Operation } from '../api/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { anthropicToAnthropic } from './anthropic-to-anthropic.js';
+import { openaiToAnthropic } from './openai-to-anthropic.js';
 import { openaiToOpenai } from './openai-to-openai.js';
 import { backendApi, type BackendApi, type Provider } from './provider.js';
 import type { Translator } from './translator.js';
@@ -12,6 +13,7 @@ import type { Translator } from './translator.js';
 export { backendApi, type BackendApi, type Provider } from './provider.js';
 export type {
   ExchangeRequest,
+  ResponseContext,
   ResponseStart,
   ResponseTranslator,
   Translator,
@@ -19,10 +21,21 @@ export type {
 } from './translator.js';
 export { credentialHeaders, CALLER_CREDENTIAL_HEADERS } from './auth.js';
 
-const TRANSLATORS: readonly Translator[] = [openaiToOpenai, anthropicToAnthropic];
+const TRANSLATORS: readonly Translator[] = [
+  openaiToOpenai,
+  anthropicToAnthropic,
+  openaiToAnthropic,
+];
 
-export function translatorFor(api: ApiFormat, backend: BackendApi): Translator | undefined {
-  return TRANSLATORS.find((t) => t.from === api && t.to === backend);
+/** The translator for a caller's operation to a backend's API; undefined when none carries it. */
+export function translatorFor(
+  api: ApiFormat,
+  operation: Operation,
+  backend: BackendApi,
+): Translator | undefined {
+  return TRANSLATORS.find(
+    (t) => t.from === api && t.to === backend && t.operations.includes(operation),
+  );
 }
 
 /**
@@ -30,19 +43,32 @@ export function translatorFor(api: ApiFormat, backend: BackendApi): Translator |
  * (before routing, for every backend of the route) and the upstream phase (for the one Envoy
  * picked), so both refuse with the same words.
  */
-export function canServe(api: ApiFormat, provider: Provider): boolean {
-  return translatorFor(api, backendApi(provider)) !== undefined;
+export function canServe(api: ApiFormat, operation: Operation, provider: Provider): boolean {
+  return translatorFor(api, operation, backendApi(provider)) !== undefined;
 }
 
+const OPERATION_NAME: Readonly<Record<Operation, string>> = {
+  chat: 'chat completion',
+  completions: 'completion',
+  embeddings: 'embeddings',
+  responses: 'Responses API',
+  messages: 'Messages',
+};
+
 /** `providers`: the backends' providers, each named once, in the route's order. */
-export function unsupportedBackend(api: ApiFormat, providers: readonly Provider[]): SluiceError {
+export function unsupportedBackend(
+  api: ApiFormat,
+  operation: Operation,
+  providers: readonly Provider[],
+): SluiceError {
   const names = [...new Set(providers)];
   const kind =
     names.length === 1
       ? `${/^[aeiou]/.test(names[0]!) ? 'an' : 'a'} ${names[0]} backend`
       : `${names.join(' or ')} backends`;
+  const format = api === 'anthropic' ? 'Anthropic' : 'OpenAI';
   return new SluiceError(
     'unsupported_backend',
-    `This gateway cannot yet send ${api === 'anthropic' ? 'Anthropic' : 'OpenAI'}-format requests to ${kind}.`,
+    `This gateway cannot send ${format} ${OPERATION_NAME[operation]} requests to ${kind}.`,
   );
 }

@@ -18,6 +18,7 @@ const CALLS: Record<Exclude<Operation, 'messages'>, string> = {
 export const openaiToOpenai: Translator = {
   from: 'openai',
   to: 'openai',
+  operations: ['chat', 'completions', 'embeddings', 'responses'],
   request(req, backend) {
     if (req.operation === 'messages')
       throw new Error('unreachable: messages is an Anthropic operation');

@@ -74,11 +74,27 @@ export interface ResponseTranslator {
 export interface Translator {
   readonly from: ApiFormat;
   readonly to: BackendApi;
+  /** The caller's operations the pair can carry; others are refused as no capable backend. */
+  readonly operations: readonly Operation[];
   /**
    * The request for this backend. Throws a SluiceError (400 `unsupported_field`, naming the
    * field) for what the backend's API cannot express: never a silent drop.
    */
   request(req: ExchangeRequest, backend: ResolvedBackend): UpstreamRequest;
-  /** The response side of an attempt, or undefined when the backend already answers in the caller's format. */
-  response(req: ExchangeRequest, backend: ResolvedBackend): ResponseTranslator | undefined;
+  /**
+   * The response side of an attempt, or undefined when the backend already answers in the
+   * caller's format.
+   */
+  response(
+    req: ExchangeRequest,
+    backend: ResolvedBackend,
+    ctx: ResponseContext,
+  ): ResponseTranslator | undefined;
+}
+
+export interface ResponseContext {
+  /** Unix seconds, for `created` fields the backend's API does not have. */
+  created: number;
+  /** The largest stream event the translator holds while it waits for the rest of it. */
+  maxEventBytes: number;
 }

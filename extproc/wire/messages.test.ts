@@ -64,6 +64,20 @@ describe('wire messages', () => {
     }
   });
 
+  it('sends a header mode in an override only when one is asked for', () => {
+    const w = answer('request_headers', {
+      kind: 'continue',
+      mutation: {
+        modeOverride: { requestBody: 'NONE', responseBody: 'NONE', responseHeader: 'SEND' },
+      },
+    });
+    assert.deepEqual(onTheWire(w).mode_override, {
+      request_body_mode: 'NONE',
+      response_body_mode: 'NONE',
+      response_header_mode: 'SEND',
+    });
+  });
+
   it('uses CONTINUE_AND_REPLACE for a body created in a headers answer', () => {
     const w = answer('request_headers', {
       kind: 'continue',

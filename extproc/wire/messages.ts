@@ -4,7 +4,8 @@
  * from ENVOY-EXTPROC.md: the answer's oneof matches the message; header values go in `raw_value`
  * only; mode overrides restate both body modes.
  */
-import type { BodyMode, Mutation, Outcome, Verdict } from '../pipeline/mutation.js';
+import { WIRE } from '../config/contract.js';
+import type { BodyMode, HeaderMode, Mutation, Outcome, Verdict } from '../pipeline/mutation.js';
 
 export type MessageKind =
   | 'request_headers'
@@ -26,6 +27,9 @@ export const BODY_SEND_MODE: Readonly<Record<BodyMode, number>> = {
   BUFFERED: 2,
   BUFFERED_PARTIAL: 3,
 };
+
+/** ProcessingMode.HeaderSendMode (processing_mode.proto); DEFAULT (0) is never sent. */
+export const HEADER_SEND_MODE: Readonly<Record<HeaderMode, number>> = { SEND: 1, SKIP: 2 };
 
 type WireCommon = {
   status?: typeof CONTINUE_AND_REPLACE;
@@ -77,10 +81,14 @@ export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
     if (kind !== 'request_headers' && kind !== 'response_headers') {
       throw new Error('mode_override is only honoured in a headers answer');
     }
-    out.mode_override = {
-      request_body_mode: BODY_SEND_MODE[m.modeOverride.requestBody],
-      response_body_mode: BODY_SEND_MODE[m.modeOverride.responseBody],
+    const o = m.modeOverride;
+    const mode: Record<string, number> = {
+      request_body_mode: BODY_SEND_MODE[o.requestBody],
+      response_body_mode: BODY_SEND_MODE[o.responseBody],
     };
+    if (o.requestHeader) mode.request_header_mode = HEADER_SEND_MODE[o.requestHeader];
+    if (o.responseHeader) mode.response_header_mode = HEADER_SEND_MODE[o.responseHeader];
+    out.mode_override = mode;
   }
   return out;
 }

@@ -482,7 +482,10 @@ export function matchRoute(
 
 type AttemptOutcome =
   | { kind: 'response'; res: http.IncomingMessage; headers: HeaderList }
-  | { kind: 'reply'; reply: LocalReply }
+  /** The response as the cluster's upstream ext_proc filter released it (see filterResponse). */
+  | { kind: 'filtered'; response: Upstream; destroy: () => void }
+  /** `metadata`: what the upstream filter wrote in the downstream stream's dynamic metadata. */
+  | { kind: 'reply'; reply: LocalReply; metadata?: ExtProcFilter['dynamicMetadata'] }
   | { kind: 'failure'; reason: 'connect-failure' | 'reset' | 'per-try-timeout'; detail: string };
 
 async function routeToCluster(
@@ -552,7 +555,18 @@ async function routeToCluster(
       return textReply(499, '', 'downstream_remote_disconnect');
     }
     const last = attempt + 1 >= maxAttempts || performance.now() >= deadline;
-    if (outcome.kind === 'reply') return replyUpstream(outcome.reply);
+    if (outcome.kind === 'reply') return replyUpstream(outcome.reply, outcome.metadata);
+    if (outcome.kind === 'filtered') {
+      // The router sees the response after the upstream filters: retries go by what they released.
+      if (!last && retry && retriableStatus(retry, outcome.response.status)) {
+        outcome.destroy();
+        log.flags.push('URX');
+        await backoff(ctx, attempt);
+        continue;
+      }
+      current = outcome.destroy;
+      return outcome.response;
+    }
     if (outcome.kind === 'response') {
       const status = outcome.res.statusCode ?? 502;
       if (!last && retry && retriableStatus(retry, status)) {
@@ -823,8 +837,10 @@ async function attemptOnce(
         timedOut,
         reset,
       ]);
-      // Only request processing is configured upstream: nothing more is expected on the stream.
-      uf.close();
+      // The configured mode skips responses; a mode override in the request headers answer may
+      // have turned them on (Envoy sets both directions' modes from it), else the stream is done.
+      if (uf.response.sendHeaders && !('kind' in r && r.kind === 'failure')) responseFilter = uf;
+      else uf.close();
       if ('kind' in r && r.kind === 'failure') return r;
       const pr = r as PhaseResult;
       if (pr.kind === 'local-reply') return { kind: 'reply', reply: pr };
@@ -909,7 +925,13 @@ async function attemptOnce(
     request.end(body.length > 0 ? body : undefined);
     const outcome = await Promise.race([response, timedOut, reset]);
     if (outcome.kind === 'failure') request.destroy();
-    return outcome;
+    if (outcome.kind !== 'response' || !responseFilter) {
+      responseFilter?.close();
+      return outcome;
+    }
+    const uf = responseFilter;
+    responseFilter = undefined;
+    return await Promise.race([filterResponse(uf, outcome.res, outcome.headers), timedOut, reset]);
   } finally {
     if (timer) clearTimeout(timer);
   }
@@ -934,3 +956,115 @@ function sanCheck(tls: TlsModel, cert: PeerCertificate): Error | undefined {
     ? undefined
     : new Error(`certificate SANs ${sans.join(',')} match none of ${tls.sanExact.join(',')}`);
 }
+  let responseFilter: ExtProcFilter | undefined;
+    responseFilter?.close();
+/**
+ * The encoder side of a cluster's upstream ext_proc filter: Envoy runs the upstream filter chain
+ * on the response before the router sees it (UpstreamRequest → router onUpstreamHeaders), so the
+ * router's retry decision and the downstream filters see what this filter released. Resolves once
+ * the filter released the headers (for a BUFFERED body, after the body answer) or replied itself.
+ */
+async function filterResponse(
+  uf: ExtProcFilter,
+  res: http.IncomingMessage,
+  headers: HeaderList,
+): Promise<AttemptOutcome> {
+  const d = uf.response;
+  const status = res.statusCode ?? 502;
+  const len = res.headers['content-length'];
+  const contentLength = len === undefined ? undefined : Number(len);
+  const chunks: Buffer[] = [];
+  let ended = false;
+  let wake: (() => void) | undefined;
+  let release!: (h: HeaderList) => void;
+  const released = new Promise<HeaderList>((r) => (release = r));
+  d.observe({
+    headers: (h, end) => {
+      release(h);
+      if (end) ended = true;
+      wake?.();
+    },
+    data: (chunk, end) => {
+      if (chunk.length > 0) chunks.push(chunk);
+      if (end) ended = true;
+      wake?.();
+    },
+  });
+  const destroy = (): void => {
+    res.destroy();
+    uf.close();
+    ended = true;
+    wake?.();
+  };
+  const noBody = contentLength === 0;
+  d.headers([[':status', String(status)], ...headers], noBody);
+  if (noBody) res.resume();
+  else {
+    void (async () => {
+      await d.headersAnswered();
+      let seen = 0;
+      let end = false;
+      try {
+        for await (const c of res) {
+          if (uf.ended) break;
+          const chunk = c as Buffer;
+          seen += chunk.length;
+          end = contentLength !== undefined && seen >= contentLength;
+          d.data(chunk, end);
+        }
+      } catch {
+        destroy();
+        return;
+      }
+      if (!end && !uf.ended) d.data(EMPTY, true);
+    })();
+  }
+  const result = d.result().then(
+    (r) => {
+      if (r.kind === 'local-reply') destroy();
+      else uf.close();
+      ended = true;
+      wake?.();
+      return r;
+    },
+    () => {
+      destroy();
+      return undefined;
+    },
+  );
+  const first = await Promise.race([released, result]);
+  if (first === undefined) {
+    return { kind: 'failure', reason: 'reset', detail: 'upstream filter failure' };
+  }
+  if (!Array.isArray(first)) {
+    if (first.kind === 'local-reply') return { kind: 'reply', reply: first };
+  }
+  const out = Array.isArray(first) ? first : await released;
+  const outStatus = Number(getHeader(out, ':status') ?? status);
+  const outLength = getHeader(out, 'content-length');
+  async function* body(): AsyncIterable<Buffer> {
+    for (;;) {
+      const next = chunks.shift();
+      if (next) {
+        yield next;
+        continue;
+      }
+      if (ended) return;
+      await new Promise<void>((r) => (wake = r));
+      wake = undefined;
+    }
+  }
+  return {
+    kind: 'filtered',
+    destroy,
+    response: {
+      status: outStatus,
+      headers: out.filter(([k]) => !k.startsWith(':')),
+      body: ended && chunks.length === 0 ? undefined : body(),
+      contentLength: outLength === undefined ? undefined : Number(outLength),
+      abort: destroy,
+      details: 'via_upstream',
+    },
+  };
+}
+

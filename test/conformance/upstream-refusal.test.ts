@@ -1,12 +1,11 @@
-// An upstream attempt the extproc refuses (a backend that cannot take the caller's API, a request
-// it lost track of, an unknown backend) under Envoy's semantics for an upstream ext_proc filter.
-// Up to Envoy 1.35 (the release the chart pins) that filter's immediate responses and fail-closed
-// errors are ignored (Filter::sendImmediateResponse returns early when the filter is upstream,
-// counting send_immediate_resp_upstream_ignored) and the attempt is held until the router's
-// timeout; later Envoy sends them downstream, never retried. The extproc therefore ends such a
-// request through the router filter, whose immediate responses Envoy honours in any state; the
-// route's backends are checked there first, so a route that cannot serve the caller at all is
-// refused before routing.
+// An upstream attempt the extproc refuses (a backend no translator carries the request to, a request
+// it lost track of, an unknown backend), under the semantics of every supported Envoy release
+// (1.37+, the driver's default): the upstream ext_proc filter's immediate response goes downstream
+// through UpstreamFilterManager::sendLocalReply (envoyproxy/envoy PR #41231), unretried, and —
+// being a local reply of the upstream filter chain — through the router filter's response phase
+// (PR #41769). 1.36 and older ignored it and held the attempt until the route's timeout; they are
+// out of support, and the extproc no longer works around them. A route that cannot serve the caller
+// at all is refused by the router filter before routing.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -67,6 +66,8 @@ after(async () => {
 });
 
 const openaiChat = (model: string) => ({ model, messages: [{ role: 'user', content: 'Hello' }] });
+/** Anthropic has no embeddings API: the request no translator carries to an Anthropic backend. */
+const openaiEmbeddings = (model: string) => ({ model, input: 'Hello' });
 const anthropicMessages = (model: string) => ({
   model,
   max_tokens: 16,
@@ -122,7 +123,7 @@ function errorOf(reply: LocalReply): { code: string; message: string; type: stri
 describe('conformance: a route none of whose backends can take the caller’s API', () => {
   it('is refused by the router filter, in the caller’s format, before routing', async () => {
     const before = accessLines(h).length;
-    const { r } = await routed(openaiChat('claude-sonnet-4'));
+    const { r } = await routed(openaiEmbeddings('claude-sonnet-4'), '/v1/embeddings');
     assert.equal(r.kind, 'local-reply');
     const reply = r;
     assert.deepEqual(reply.violations, []);
@@ -133,7 +134,7 @@ describe('conformance: a route none of whose backends can take the caller’s AP
     assert.equal(e.code, 'unsupported_backend');
     assert.equal(
       e.message,
-      'This gateway cannot yet send OpenAI-format requests to anthropic or aws-bedrock backends.',
+      'This gateway cannot send OpenAI embeddings requests to anthropic or aws-bedrock backends.',
     );
     await waitFor(() => accessLines(h).length > before);
     const line = accessLines(h).at(-1)!;
@@ -145,7 +146,7 @@ describe('conformance: a route none of whose backends can take the caller’s AP
 describe('conformance: an attempt on a backend that cannot take the request (Envoy 1.35)', () => {
   it('ends the request through the router filter; the upstream filter’s own reply is ignored', async () => {
     const before = accessLines(h).length;
-    const { router, r, reply } = await routed(openaiChat('mixed-model'));
+    const { router, r, reply } = await routed(openaiEmbeddings('mixed-model'), '/v1/embeddings');
     const c = continued(r);
     assert.equal(c.routeCacheCleared, true);
     const id = get(c.headers, 'x-sluice-request-id');
@@ -165,7 +166,7 @@ describe('conformance: an attempt on a backend that cannot take the request (Env
     assert.equal(e.type, 'server_error');
     assert.equal(
       e.message,
-      'This gateway cannot yet send OpenAI-format requests to an anthropic backend.',
+      'This gateway cannot send OpenAI embeddings requests to an anthropic backend.',
     );
     up.close();
     await waitFor(() => accessLines(h).length > before);
@@ -177,11 +178,11 @@ describe('conformance: an attempt on a backend that cannot take the request (Env
   });
 
   it('answers an Anthropic caller with an Anthropic error object', async () => {
-    // The mixed route's priority-1 backend is OpenAI: an attempt there (a fallback) is refused.
-    const { r, reply } = await routed(anthropicMessages('mixed-model'), '/v1/messages');
-    const { up, outcome } = await attempt(r, 'openai');
-    assert.ok('stalled' in outcome);
-    const local = await reply;
+    // The claude route's priority-1 backend is Bedrock: an attempt there (a fallback) is refused.
+    const { router, r } = await routed(anthropicMessages('claude-sonnet-4'), '/v1/messages');
+    const { outcome } = await attempt(r, 'bedrock', 'sluice/backend/bedrock');
+    assert.ok('result' in outcome);
+    const local = outcome.result as LocalReply;
     const b = JSON.parse(local.body.toString()) as { type: string; error: { type: string } };
     assert.equal(b.type, 'error');
     assert.equal(local.status, 501);
@@ -201,41 +202,8 @@ describe('conformance: an attempt on a backend that cannot take the request (Env
     router.close();
   });
 
-  it('without the router state, the upstream filter can only answer on its own stream', async () => {
-    // Nothing to record and no router stream to end the request with: the attempt is held until
-    // the router's timeout, where the route's timeout and retry policy decide.
-    let stalled!: (d: string) => void;
-    const stall = new Promise<string>((s) => (stalled = s));
-    const f = new ExtProcFilter(h.client, upstreamFilter('sluice/backend/bedrock'), { stalled });
-    void f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []);
-    assert.equal(await stall, 'sluice_gateway_error');
-    assert.equal(f.stats.send_immediate_resp_upstream_ignored, 1);
-    f.close();
-  });
-});
-
-describe('conformance: an attempt refused, with a data plane that sends upstream local replies', () => {
-  it('the client gets the same error whichever reply Envoy acts on', async () => {
-    const { r, reply } = await routed(openaiChat('mixed-model'));
-    const { up, outcome } = await attempt(r, 'anthropic', SHARED, { upstreamLocalReplies: true });
-    assert.ok('result' in outcome);
-    const own = outcome.result as LocalReply;
-    assert.equal(own.kind, 'local-reply');
-    const viaRouter = await reply;
-    for (const x of [own, viaRouter]) {
-      assert.equal(x.status, 501);
-      assert.equal(x.details, 'sluice_unsupported_backend');
-      assert.equal(errorOf(x).code, 'unsupported_backend');
-    }
-    assert.equal(own.body.toString(), viaRouter.body.toString());
-    up.close();
-  });
-
   it('without the router state: 500 gateway_error from the upstream filter', async () => {
-    const f = new ExtProcFilter(h.client, {
-      ...upstreamFilter('sluice/backend/bedrock'),
-      upstreamLocalReplies: true,
-    });
+    const f = new ExtProcFilter(h.client, upstreamFilter('sluice/backend/bedrock'));
     const r = await f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []);
     assert.equal(r.kind, 'local-reply');
     const local = r;
@@ -243,14 +211,12 @@ describe('conformance: an attempt refused, with a data plane that sends upstream
     assert.equal(errorOf(local).code, 'gateway_error');
   });
 
-  it('an unknown backend on a shared cluster: 500 gateway_error, the same both ways', async () => {
-    const { r, reply } = await routed(openaiChat('mixed-model'));
-    const { up, outcome } = await attempt(r, '', SHARED, { upstreamLocalReplies: true });
-    assert.ok('result' in outcome);
-    assert.equal((outcome.result as LocalReply).status, 500);
-    const viaRouter = await reply;
-    assert.equal(viaRouter.status, 500);
-    assert.equal(errorOf(viaRouter).code, 'gateway_error');
+describe('conformance: an out-of-support data plane (Envoy 1.36) ignores the refusal', () => {
+  it('the upstream filter’s reply is dropped and the attempt held (the route timeout ends it)', async () => {
+    const { router, r } = await routed(openaiEmbeddings('mixed-model'), '/v1/embeddings');
+    const { up, outcome } = await attempt(r, 'anthropic', SHARED, { envoyRelease: '1.36' });
+    assert.deepEqual(outcome, { stalled: 'sluice_unsupported_backend' });
+    assert.equal(up.stats.send_immediate_resp_upstream_ignored, 1);
     up.close();
   });
 });

@@ -1,5 +1,5 @@
-// A backend whose provider cannot take the caller's API (today: OpenAI-format callers to
-// Anthropic backends and the reverse; Bedrock and Vertex to either). The SDK must get a clear
+// A backend no translator carries the caller's request to (today: OpenAI embeddings, completions
+// and Responses to Anthropic; anything to Bedrock and Vertex). The SDK must get a clear
 // error in its own format at once — under Envoy's real semantics, where an upstream ext_proc
 // filter's own immediate response is ignored (up to Envoy 1.35) and would leave the request
 // hanging until the route timeout. A route none of whose backends can take the request is refused
@@ -30,6 +30,16 @@ function backend(name: string, provider: Provider, service: string, priority = 0
     endpoint: { service: { name: service, port: 80 } },
     credential: { secretRef: { name: provider } },
     priority,
+  };
+}
+
+/** No translator reaches Bedrock yet: every request to it is refused. */
+function bedrock(name: string): unknown {
+  return {
+    name,
+    provider: 'aws-bedrock',
+    endpoint: { url: 'https://bedrock-runtime.us-east-1.amazonaws.com' },
+    aws: { region: 'us-east-1' },
   };
 }
 
@@ -64,7 +74,7 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
     });
     g = await startYamlGateway([
       route('claude', 'claude-only', [backend('anthropic', 'anthropic', 'anthropic-mock')]),
-      route('gpt', 'gpt-only', [backend('openai', 'openai', 'openai-mock')]),
+      route('bedrock', 'bedrock-only', [bedrock('bedrock')]),
       // Anthropic first, OpenAI as the fallback.
       route('mixed', 'mixed-model', [
         backend('anthropic', 'anthropic', 'anthropic-mock'),
@@ -84,12 +94,7 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
   });
 
   it('no backend of the route can take it: 501 unsupported_backend, in the OpenAI format', async () => {
-    const e = await failure(
-      openai.chat.completions.create({
-        model: 'claude-only',
-        messages: [{ role: 'user', content: 'x' }],
-      }),
-    );
+    const e = await failure(openai.embeddings.create({ model: 'claude-only', input: 'x' }));
     assert.ok(e instanceof OpenAI.APIError, String(e));
     assert.equal(e.status, 501);
     const body = e.error as { code?: unknown; message?: unknown; type?: unknown };
@@ -97,7 +102,7 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
     assert.equal(body.type, 'server_error');
     assert.equal(
       body.message,
-      'This gateway cannot yet send OpenAI-format requests to an anthropic backend.',
+      'This gateway cannot send OpenAI embeddings requests to an anthropic backend.',
     );
     assert.equal(e.headers?.get('x-sluice-error-code'), 'unsupported_backend');
     assert.deepEqual(anthropicMock.take(), [], 'nothing left the gateway');
@@ -106,7 +111,7 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
   it('no backend of the route can take it: the same, as an Anthropic error object', async () => {
     const e = await failure(
       anthropic.messages.create({
-        model: 'gpt-only',
+        model: 'bedrock-only',
         max_tokens: 16,
         messages: [{ role: 'user', content: 'x' }],
       }),
@@ -117,18 +122,12 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
     assert.equal(body.type, 'error');
     assert.equal(
       body.error?.message,
-      'This gateway cannot yet send Anthropic-format requests to an openai backend.',
+      'This gateway cannot send Anthropic Messages requests to an aws-bedrock backend.',
     );
-    assert.deepEqual(openaiMock.take(), []);
   });
 
   it('the chosen backend cannot take it: the request ends at once, not retried elsewhere', async () => {
-    const e = await failure(
-      openai.chat.completions.create({
-        model: 'mixed-model',
-        messages: [{ role: 'user', content: 'x' }],
-      }),
-    );
+    const e = await failure(openai.embeddings.create({ model: 'mixed-model', input: 'x' }));
     assert.ok(e instanceof OpenAI.APIError, String(e));
     assert.equal(e.status, 501);
     assert.equal((e.error as { code?: unknown }).code, 'unsupported_backend');

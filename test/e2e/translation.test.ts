@@ -1,0 +1,110 @@
+// One API to every model, through `sluice run` from YAML: callers written against one SDK reach a
+// backend that speaks the other API, and get answers in their own format.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type OpenAI from 'openai';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
+import {
+  KEYS,
+  secretDoc,
+  serviceDocs,
+  startYamlGateway,
+  type YamlGateway,
+  sdkClients,
+} from './harness.js';
+
+type Provider = 'openai' | 'anthropic';
+
+function backend(name: string, provider: Provider, service: string, priority = 0): unknown {
+  return {
+    name,
+    provider,
+    endpoint: { service: { name: service, port: 80 } },
+    credential: { secretRef: { name: provider } },
+    priority,
+  };
+}
+
+function route(name: string, model: string, backends: unknown[]): unknown {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIRoute',
+    metadata: { name, namespace: 'e2e' },
+    spec: {
+      models: [{ exact: model }],
+      backends,
+      timeout: '30s',
+      retry: { attempts: 2, retryOn: ['5xx', 'rate-limited', 'reset', 'connect-failure'] },
+    },
+  };
+}
+
+describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
+  let g: YamlGateway;
+  let openaiMock: MockProvider;
+  let anthropicMock: MockProvider;
+  let openai: OpenAI;
+
+  before(async () => {
+    openaiMock = await startMockProvider({ name: 'openai-mock', auth: { bearer: KEYS.primary } });
+    anthropicMock = await startMockProvider({
+      name: 'anthropic-mock',
+      auth: { anthropicKey: KEYS.anthropic },
+    });
+    g = await startYamlGateway([
+      route('claude', 'claude-x', [backend('anthropic', 'anthropic', 'anthropic-mock')]),
+      route('gpt', 'gpt-x', [backend('openai', 'openai', 'openai-mock')]),
+      ...serviceDocs('openai-mock', openaiMock.port),
+      ...serviceDocs('anthropic-mock', anthropicMock.port),
+      secretDoc('openai', KEYS.primary),
+      secretDoc('anthropic', KEYS.anthropic),
+    ]);
+    ({ openai } = sdkClients(g.gateway.url));
+  });
+  after(async () => {
+    await g?.close();
+    await openaiMock?.close();
+    await anthropicMock?.close();
+  });
+
+  it('openai SDK → Anthropic backend: a plain chat completion', async () => {
+    anthropicMock.enqueue({ content: 'bonjour', usage: { input: 7, output: 3 } });
+    const r = await openai.chat.completions.create({
+      model: 'claude-x',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'hello' },
+      ],
+    });
+    assert.equal(r.object, 'chat.completion');
+    assert.equal(r.choices[0]!.message.content, 'bonjour');
+    assert.equal(r.choices[0]!.finish_reason, 'stop');
+    assert.deepEqual({ p: r.usage?.prompt_tokens, c: r.usage?.completion_tokens }, { p: 7, c: 3 });
+    const [seen] = anthropicMock.take();
+    assert.equal(seen?.path, '/v1/messages');
+    assert.deepEqual(seen?.json?.['system'], [{ type: 'text', text: 'be brief' }]);
+    assert.equal(seen?.json?.['max_tokens'], 4096);
+  });
+
+  it('openai SDK → Anthropic backend: streaming, usage once', async () => {
+    anthropicMock.enqueue({ content: 'one two three', usage: { input: 5, output: 3 } });
+    const stream = await openai.chat.completions.create({
+      model: 'claude-x',
+      messages: [{ role: 'user', content: 'count' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let usage: OpenAI.CompletionUsage | undefined;
+    let finish: string | null = null;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+      if (c.usage) usage = c.usage;
+    }
+    assert.equal(text, 'one two three');
+    assert.equal(finish, 'stop');
+    assert.equal(usage?.completion_tokens, 3);
+    assert.equal(usage?.prompt_tokens, 5);
+  });
+});
