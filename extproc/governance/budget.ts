@@ -171,22 +171,33 @@ export class Budget {
     let local = false;
     // What this replica served while the store was away and has not delivered yet counts in the
     // check, so a store that is back does not admit past a limit before the journal drains.
-    const owed = this.journal.owed(
-      policy.name,
-      charges.map((c) => c.key),
-    );
-    const buckets = charges.map((c, i) => (owed[i]! > 0 ? { ...c, unsettled: owed[i] } : c));
-    const request = { scope: policy.name, id, nowMs: now, ttlMs, buckets, force: shadow };
+    let owed: number[] = [];
+    const ask = (): Promise<ReserveReply> => {
+      owed = this.journal.owed(
+        policy.name,
+        charges.map((c) => c.key),
+      );
+      const buckets = charges.map((c, i) => (owed[i]! > 0 ? { ...c, unsettled: owed[i] } : c));
+      return this.store.reserve({
+        scope: policy.name,
+        id,
+        nowMs: now,
+        ttlMs,
+        buckets,
+        force: shadow,
+      });
+    };
     try {
-      reply = await this.store.reserve(request);
+      reply = await ask();
       if (!reply.admitted && this.journal.queued > 0) {
         // Right after an outage, releases and settlements still in the journal may be what
         // fills the bucket: deliver them, then ask once more (a refused reserve took nothing).
         await this.flush().catch(() => 0);
-        const refused = reply;
-        reply = await this.store.reserve(request).catch((err: unknown) => {
-          if (err instanceof StoreUnavailable && !err.maybeApplied) return refused;
-          throw err;
+        const refused = { reply, owed };
+        reply = await ask().catch((err: unknown) => {
+          if (!(err instanceof StoreUnavailable) || err.maybeApplied) throw err;
+          owed = refused.owed;
+          return refused.reply;
         });
       }
     } catch (err) {

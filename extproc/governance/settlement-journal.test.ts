@@ -88,6 +88,27 @@ describe('a reservation the gateway gave up on', () => {
     assert.deepEqual(await level(store, p, c.now), [500_000]);
   });
 
+  it('after delivering the journal, asks again counting only what is still owed', async () => {
+    const { store, c, b } = setup();
+    const p = policy([{ name: 'day', per: [], spendPerDayUsd: 1 }], { failureMode: 'open' });
+    const held = [];
+    for (let i = 0; i < 2; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.25 });
+      assert.ok(r.ok && !r.failOpen);
+      held.push(r.reservation);
+    }
+    store.fault = 'down';
+    for (const r of held) await b.release(r);
+    const served = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.3 });
+    assert.ok(served.ok && served.failOpen);
+    await b.reconcile(served.reservation, { tokens: 1, costUsd: 0.3 });
+    store.fault = 'up';
+    // The store holds $0.50 reserved; $0.30 is owed: $0.60 more does not fit until delivered.
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.6 });
+    assert.ok(r.ok && !r.failOpen, '$0.30 used + $0.60 fits once the journal is delivered');
+    assert.deepEqual(await level(store, p, c.now), [900_000]);
+  });
+
   it('is not released when the reserve certainly never left (store down)', async () => {
     const { store, b } = setup();
     store.fault = 'down';
