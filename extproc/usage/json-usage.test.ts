@@ -84,7 +84,7 @@ test('Anthropic messages, Responses and a Responses answer nested under `respons
   });
 });
 
-test('a 20 MiB answer: usage after the bulk is read, each byte looked at once, little kept', () => {
+test('a 20 MiB answer: usage after the bulk is read, each byte looked at a bounded number of times, little kept', () => {
   const bulk = 'x'.repeat(1024 * 1024);
   const head = Buffer.from('{"object":"list","data":[');
   const item = Buffer.from(`{"embedding":"${bulk}"},`);
@@ -99,7 +99,7 @@ test('a 20 MiB answer: usage after the bulk is read, each byte looked at once, l
     s.push(c.subarray(7));
     total += c.length;
   }
-  assert.equal(s.scannedBytes, total);
+  assert.ok(s.scannedBytes <= 3 * total, `${s.scannedBytes} looks at ${total} bytes`);
   const r = usageFromJson('embeddings', s.result());
   assert.equal(r.usage?.inputTokens, 2_000_000);
   assert.equal(r.model, 'text-embedding-3-large');
@@ -134,4 +134,16 @@ test('deep nesting costs nothing extra and is never mistaken for the top level',
     ',"usage":{"prompt_tokens":5}}';
   const s = scan([Buffer.from(deep)]);
   assert.deepEqual(s.result().usage, { prompt_tokens: 5 });
+});
+
+test('escaped backslashes and quotes, cut anywhere, never end a string early or late', () => {
+  const body = {
+    a: '\\',
+    b: '\\"usage\\":{"prompt_tokens":9}',
+    c: '"',
+    d: '\\\\\\',
+    usage: { prompt_tokens: 3, completion_tokens: 4 },
+    e: '}"{',
+  };
+  everyCut(JSON.stringify(body), (s) => assert.deepEqual(s.result().usage, body.usage));
 });
