@@ -231,6 +231,7 @@ void describe('Controller', () => {
     envoy.subscribe(LISTENER);
     envoy.subscribe(ROUTE, ['sluice']);
     let acking = true;
+    const held: Awaited<ReturnType<typeof envoy.next>>[] = [];
     const pump = (async () => {
       while (acking) {
         const r = await envoy.next(200).catch(() => undefined);
@@ -238,7 +239,6 @@ void describe('Controller', () => {
         else if (r) held.push(r);
       }
     })();
-    const held: Awaited<ReturnType<typeof envoy.next>>[] = [];
     try {
       await until('programmed', () => status.condition('good', 'Programmed')?.status === 'True');
       const generation = (status.statuses.get('good')?.observedGeneration ?? 0) + 1;

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import type { AIPolicy, AIRoute, Resources } from '../api/types.js';
 import { translate } from '../translate/index.js';
 import { testEncoder } from '../xds/testing/fixtures.js';
-import { decodeAny } from '../xds/testing/official-client.js';
+import { decodeAny } from '../envoy-api/ads-client.js';
 import { CLUSTER, ENDPOINT, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
 import { canonicalJson, desiredState, footprints } from './snapshot.js';
 

@@ -2,7 +2,7 @@
 // EDS clusters and RDS for the route configurations the listeners name. Each response is
 // decoded with the official protos, checked against the allowlist and compiled as a whole; any
 // problem NACKs it with every reason and keeps the previous resources of that type.
-import { OfficialAdsClient, type Received } from '../xds/testing/official-client.js';
+import { OfficialAdsClient, type Received } from '../envoy-api/ads-client.js';
 import { unsupported } from './allowlist.js';
 import {
   compileCluster,

@@ -4,7 +4,7 @@ import { buildSnapshot, contentVersion, SnapshotCache } from './cache.js';
 import { EncodeError } from './encode.js';
 import { CLUSTER, LISTENER } from './type-urls.js';
 import { EXT_PROC, HCM, resourcesFor, testEncoder } from './testing/fixtures.js';
-import { decodeAny } from './testing/official-client.js';
+import { decodeAny } from '../envoy-api/ads-client.js';
 
 const encoder = testEncoder();
 const METADATA = 'type.googleapis.com/envoy.config.core.v3.Metadata';

@@ -15,7 +15,7 @@ import { parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../operator/api/types.js';
 import { run, type RunningOperator } from '../../operator/run.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
-import { decodeAny } from '../../operator/xds/testing/official-client.js';
+import { decodeAny } from '../../operator/envoy-api/ads-client.js';
 import { EXTPROC_CONFIG } from '../../operator/xds/type-urls.js';
 import { startKubeEnv, type KubeEnv } from './env.js';
 

@@ -10,7 +10,7 @@ import { Registry } from 'prom-client';
 import { GROUP, VERSION } from '../../operator/api/types.js';
 import { run, type RunningOperator } from '../../operator/run.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
-import { OfficialAdsClient, decodeAny } from '../../operator/xds/testing/official-client.js';
+import { OfficialAdsClient, decodeAny } from '../../operator/envoy-api/ads-client.js';
 import {
   CLUSTER,
   ENDPOINT,

@@ -1,12 +1,9 @@
-// The ext_proc wire schema, taken from the official Envoy API protos shipped with
-// @grpc/grpc-js-xds (not from the project's own proto/ declarations, so that talking to the
-// server under test cross-checks wire compatibility). Newer fields missing from that snapshot
-// come from proto/newer-fields.proto, merged at the byte level.
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import * as protoLoader from '@grpc/proto-loader';
+// The ext_proc wire schema, taken from the targeted Envoy release's API (proto/envoy-api, via
+// operator/envoy-api), not from the project's own proto/ declarations, so that talking to the
+// server under test cross-checks wire compatibility.
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import type protobuf from 'protobufjs';
+import { envoyApiRoot } from '../../envoy-api/index.js';
 
 export type HeaderSendMode = 'DEFAULT' | 'SEND' | 'SKIP';
 export type BodySendMode =
@@ -92,7 +89,8 @@ export type ResponseCase =
   | 'response_body'
   | 'request_trailers'
   | 'response_trailers'
-  | 'immediate_response';
+  | 'immediate_response'
+  | 'streamed_immediate_response';
 
 export interface ProcessingResponse {
   request_headers?: PbHeadersOrBodyResponse | null;
@@ -107,8 +105,8 @@ export interface ProcessingResponse {
   dynamic_metadata?: PbStruct | null;
   mode_override?: PbProcessingMode | null;
   override_message_timeout?: { seconds?: string | number; nanos?: number } | null;
-  /** Newer field (11); its content is opaque to the driver. */
-  streamed_immediate_response?: Buffer;
+  /** Field 11 (1.37+); the driver treats it as a protocol violation in every mode it runs. */
+  streamed_immediate_response?: Record<string, unknown> | null;
 }
 
 export interface PbHttpHeaders {
@@ -151,8 +149,9 @@ export interface ProcessingRequest {
 
 export const PROCESS_METHOD = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
 
-const LOADER_OPTIONS: protoLoader.Options = {
-  keepCase: true,
+// As @grpc/proto-loader would give them: enums and 64-bit numbers as strings, bytes as Buffers,
+// no defaults, the set oneof member named.
+const TO_OBJECT: protobuf.IConversionOptions = {
   longs: String,
   enums: String,
   defaults: false,
@@ -170,30 +169,6 @@ export interface ExtProcCodec {
   httpStatus: (code: string | number | undefined) => number;
 }
 
-type Msg = protoLoader.MessageTypeDefinition<object, object>;
-
-function messageType(pkg: protoLoader.PackageDefinition, name: string): Msg {
-  const def = pkg[name] as Msg | undefined;
-  if (def?.format !== 'Protocol Buffer 3 DescriptorProto') {
-    throw new Error(`ext_proc schema: message ${name} not found`);
-  }
-  return def;
-}
-
-function officialIncludeDirs(): string[] {
-  const require = createRequire(import.meta.url);
-  // The package has no "exports" map, so its entry point locates the vendored deps/ tree.
-  const main = require.resolve('@grpc/grpc-js-xds');
-  let root = dirname(main);
-  while (!root.endsWith(join('@grpc', 'grpc-js-xds'))) {
-    const up = dirname(root);
-    if (up === root) throw new Error('cannot locate @grpc/grpc-js-xds');
-    root = up;
-  }
-  const deps = join(root, 'deps');
-  return ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map((d) => join(deps, d));
-}
-
 const BODY_MODES: readonly BodySendMode[] = [
   'NONE',
   'STREAMED',
@@ -203,7 +178,7 @@ const BODY_MODES: readonly BodySendMode[] = [
   'GRPC',
 ];
 
-/** Enum values the official snapshot does not know decode as numbers; name them. */
+/** Enum values unknown to the targeted release decode as numbers; name them. */
 export function bodyModeName(v: BodySendMode | number | undefined): BodySendMode {
   if (v === undefined) return 'NONE';
   if (typeof v === 'string') return v;
@@ -217,86 +192,22 @@ export function headerModeName(v: HeaderSendMode | number | undefined): HeaderSe
   return HEADER_MODES[v] ?? 'DEFAULT';
 }
 
-interface ResponseView {
-  request_body?: { response?: { body_mutation?: { streamed_response?: PbStreamedBodyResponse } } };
-  response_body?: { response?: { body_mutation?: { streamed_response?: PbStreamedBodyResponse } } };
-  mode_override?: PbProcessingMode;
-  streamed_immediate_response?: Buffer;
-}
-
 function loadCodec(): ExtProcCodec {
-  const official = protoLoader.loadSync('envoy/service/ext_proc/v3/external_processor.proto', {
-    ...LOADER_OPTIONS,
-    includeDirs: officialIncludeDirs(),
-  });
-  const newer = protoLoader.loadSync(
-    fileURLToPath(new URL('./proto/newer-fields.proto', import.meta.url)),
-    LOADER_OPTIONS,
+  const root = envoyApiRoot();
+  const req = root.lookupType('envoy.service.ext_proc.v3.ProcessingRequest');
+  const res = root.lookupType('envoy.service.ext_proc.v3.ProcessingResponse');
+  const encode = (type: protobuf.Type, msg: object): Buffer =>
+    Buffer.from(type.encode(type.fromObject(msg)).finish());
+  const encodeRequest = (msg: ProcessingRequest): Buffer => encode(req, msg);
+  // toObject's result is untyped; its shape is the interface's by the conversion options.
+  const decodeRequest = (buf: Buffer): ProcessingRequest =>
+    req.toObject(req.decode(buf), TO_OBJECT);
+  const encodeResponse = (msg: ProcessingResponse): Buffer => encode(res, msg);
+  const decodeResponse = (buf: Buffer): ProcessingResponse =>
+    res.toObject(res.decode(buf), TO_OBJECT);
+  const statusByName = new Map<string, number>(
+    Object.entries(root.lookupEnum('envoy.type.v3.StatusCode').values),
   );
-  const req = messageType(official, 'envoy.service.ext_proc.v3.ProcessingRequest');
-  const res = messageType(official, 'envoy.service.ext_proc.v3.ProcessingResponse');
-  const reqView = messageType(newer, 'sluice.driver.newer.ProcessingRequest');
-  const resView = messageType(newer, 'sluice.driver.newer.ProcessingResponse');
-
-  const encodeRequest = (msg: ProcessingRequest): Buffer => {
-    const base = req.serialize(msg);
-    if (!msg.protocol_config) return base;
-    return Buffer.concat([base, reqView.serialize({ protocol_config: msg.protocol_config })]);
-  };
-  const decodeRequest = (buf: Buffer): ProcessingRequest => {
-    const msg = req.deserialize(buf) as ProcessingRequest;
-    const view = reqView.deserialize(buf) as { protocol_config?: PbProtocolConfiguration };
-    if (view.protocol_config) msg.protocol_config = view.protocol_config;
-    return msg;
-  };
-  const encodeResponse = (msg: ProcessingResponse): Buffer => {
-    const base = res.serialize(msg);
-    const view: ResponseView = {};
-    let needView = false;
-    for (const dir of ['request_body', 'response_body'] as const) {
-      const sr = msg[dir]?.response?.body_mutation?.streamed_response;
-      if (sr) {
-        view[dir] = { response: { body_mutation: { streamed_response: sr } } };
-        needView = true;
-      }
-    }
-    if (msg.mode_override) {
-      // The official enum drops FULL_DUPLEX_STREAMED; the view restates the whole mode.
-      view.mode_override = msg.mode_override;
-      needView = true;
-    }
-    if (msg.streamed_immediate_response) {
-      view.streamed_immediate_response = msg.streamed_immediate_response;
-      needView = true;
-    }
-    return needView ? Buffer.concat([base, resView.serialize(view)]) : base;
-  };
-  const decodeResponse = (buf: Buffer): ProcessingResponse => {
-    const msg = res.deserialize(buf) as ProcessingResponse;
-    const body = msg.request_body ?? msg.response_body;
-    // Only pay for the second decode when the official schema saw something it could not name.
-    const suspicious =
-      msg.response === undefined ||
-      (body?.response?.body_mutation && !body.response.body_mutation.mutation);
-    if (suspicious) {
-      const view = resView.deserialize(buf) as ResponseView;
-      if (view.streamed_immediate_response) {
-        msg.streamed_immediate_response = view.streamed_immediate_response;
-      }
-      const sr = (view.request_body ?? view.response_body)?.response?.body_mutation
-        ?.streamed_response;
-      const bm = body?.response?.body_mutation;
-      if (sr && bm) {
-        bm.streamed_response = sr;
-        bm.mutation = 'streamed_response';
-      }
-    }
-    return msg;
-  };
-  const statusEnum = official['envoy.type.v3.StatusCode'] as
-    { type: { value?: { name: string; number: number }[] } } | undefined;
-  const statusByName = new Map<string, number>();
-  for (const v of statusEnum?.type.value ?? []) statusByName.set(v.name, v.number);
   const httpStatus = (code: string | number | undefined): number =>
     typeof code === 'number' ? code : code === undefined ? 0 : (statusByName.get(code) ?? 0);
   const service: ServiceDefinition = {
@@ -316,7 +227,7 @@ function loadCodec(): ExtProcCodec {
 
 let cached: ExtProcCodec | undefined;
 
-/** The codec, loaded once per process (loading the Envoy protos takes ~100 ms). */
+/** The codec, loaded once per process. */
 export function extProcCodec(): ExtProcCodec {
   cached ??= loadCodec();
   return cached;

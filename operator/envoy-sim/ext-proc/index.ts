@@ -3,8 +3,7 @@
  *
  * Drives an `envoy.service.ext_proc.v3.ExternalProcessor` server the way Envoy's ext_proc HTTP
  * filter does (shared/ENVOY-EXTPROC.md) and judges every answer by Envoy's rules. It speaks the
- * official Envoy API protos vendored in @grpc/grpc-js-xds (plus the few newer fields, declared
- * as byte-level views in proto/newer-fields.proto), not the project's own proto/ declarations.
+ * targeted Envoy release's API (proto/envoy-api), not the project's own proto/ declarations.
  *
  * Usage:
  *

@@ -14,7 +14,7 @@ import type { EncodedAny } from '../encode.js';
 import { startAdsServer } from '../server.js';
 import { CLUSTER, ENDPOINT, LISTENER, ROUTE } from '../type-urls.js';
 import { testEncoder } from './fixtures.js';
-import { OfficialAdsClient, officialRoot } from './official-client.js';
+import { OfficialAdsClient, officialRoot } from '../../envoy-api/ads-client.js';
 
 export interface PropagationOptions {
   /** Sequential changes measured (default 200). */

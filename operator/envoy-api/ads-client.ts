@@ -1,66 +1,41 @@
 /**
- * An ADS client for tests and the bench, built only on the OFFICIAL Envoy protos shipped in
- * @grpc/grpc-js-xds (a dev dependency): it speaks the wire protocol as a data plane does and
- * decodes every resource with Envoy's own message definitions, so what the operator encodes
- * with proto/ is judged by the real thing. Not used at run time.
+ * An ADS client that speaks the wire protocol as a data plane does and decodes every resource
+ * with the targeted Envoy release's own message definitions (./index.ts), so what the operator
+ * encodes with proto/ is judged by the real API. The emulator's xDS connection; tests and the
+ * bench use it as a data plane too.
  */
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import type protobuf from 'protobufjs';
-import { loadProtoRoot } from '../encode.js';
-
-const REPO = fileURLToPath(new URL('../../../', import.meta.url));
-const DEPS = join(REPO, 'node_modules', '@grpc', 'grpc-js-xds', 'deps');
-
-/** The include roots grpc-js-xds compiles the official API with. */
-export const OFFICIAL_INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map(
-  (d) => join(DEPS, d),
-);
-
-const RESOURCE_FILES = [
-  'envoy/config/cluster/v3/cluster.proto',
-  'envoy/config/endpoint/v3/endpoint.proto',
-  'envoy/config/listener/v3/listener.proto',
-  'envoy/config/route/v3/route.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-];
+import { protoRoot } from '../../extproc/wire/proto.js';
+import { envoyApiJson, newEnvoyApiRoot } from './index.js';
 
 let official: protobuf.Root | undefined;
 
 /**
- * The official Envoy API (the resource types and their usual typed_config payloads), plus
- * Sluice's own proto/sluice messages, which are not Envoy's and have no official copy.
+ * The targeted release's API plus Sluice's own proto/sluice messages (ExtprocConfig, sent to the
+ * extproc node), which are not Envoy's and have no official copy.
  */
 export function officialRoot(): protobuf.Root {
   if (official) return official;
-  const files = RESOURCE_FILES.filter((f) =>
-    OFFICIAL_INCLUDE_DIRS.some((d) => existsSync(join(d, f))),
-  );
-  official = loadProtoRoot(
-    [...OFFICIAL_INCLUDE_DIRS, join(REPO, 'proto')],
-    [...files, 'sluice/extproc/v1/config.proto'],
-  );
-  return official;
+  const root = newEnvoyApiRoot();
+  root.loadSync(join(protoRoot(), 'sluice/extproc/v1/config.proto'), { keepCase: true });
+  root.resolveAll();
+  official = root;
+  return root;
 }
 
 let adsClient: grpc.ServiceClientConstructor | undefined;
 
 function officialAdsClient(): grpc.ServiceClientConstructor {
   if (adsClient) return adsClient;
-  const def = protoLoader.loadSync(['envoy/service/discovery/v3/ads.proto'], {
+  const def = protoLoader.fromJSON(envoyApiJson(), {
     keepCase: true,
     longs: String,
     enums: String,
     defaults: false,
     oneofs: true,
-    includeDirs: OFFICIAL_INCLUDE_DIRS,
   });
   const pkg = grpc.loadPackageDefinition(def) as unknown as {
     envoy: {
