@@ -362,12 +362,11 @@ function upstreamExtProc(opts: EnvoyOptions): EnvoyJson {
       },
       request_attributes: ['xds.cluster_name', BACKEND_ATTRIBUTE],
       message_timeout: envoyDuration(opts.messageTimeoutMs),
-    },
-      metadata_options: REPLY_METADATA_OPTIONS,
       // Responses are skipped unless the attempt's backend speaks another API than the caller:
       // the extproc's request headers answer then turns the response headers on, and its
       // response headers answer picks BUFFERED (JSON, errors) or STREAMED (SSE) to translate.
       allow_mode_override: true,
+    },
   };
 }
 
