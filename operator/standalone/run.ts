@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -212,12 +213,23 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
     if (opts.envoyBin) {
       log.info({ event: 'data_plane', kind: 'envoy', bin: opts.envoyBin }, 'data plane: Envoy');
       const envoy = await startEnvoy(opts.envoyBin, work, adsSocket, opts.host, opts.port, log);
-      // The bootstrap has no admin listener to drain Envoy's listeners with: every request holds
-      // an ext_proc stream until its response ends, so those are what is waited for.
       plane = {
-        ...envoy,
+        url: envoy.url,
+        close: () => envoy.close(),
         drain: async (graceMs) => {
           const deadline = Date.now() + graceMs;
+          // Envoy closes its listeners at once when it shuts down, in-flight requests with them;
+          // its admin /drain_listeners stops accepting first and leaves open connections be
+          // (envoyproxy.io/docs/envoy/latest/intro/arch_overview/operations/draining).
+          await envoy
+            .stopListening()
+            .catch((err: unknown) =>
+              log.warn(
+                { event: 'envoy_drain_failed', reason: (err as Error).message },
+                'Envoy did not stop its listeners; waiting for requests in flight anyway',
+              ),
+            );
+          // Every request holds an ext_proc stream until its response ends.
           while (extproc.activeStreams > 0 && Date.now() < deadline) {
             await new Promise((r) => setTimeout(r, 25));
           }
@@ -327,7 +339,10 @@ function mockDocuments(namespaces: string[], port: number): string {
   return docs.map((d) => stringify(d)).join('---\n');
 }
 
-/** Envoy with a bootstrap that holds only the ADS cluster; everything else comes over ADS. */
+/**
+ * Envoy with a bootstrap that holds only the ADS cluster (everything else comes over ADS) and an
+ * admin interface on a Unix socket in the private work directory, used only to drain.
+ */
 async function startEnvoy(
   bin: string,
   work: string,
@@ -335,11 +350,13 @@ async function startEnvoy(
   host: string,
   port: number,
   log: Logger,
-): Promise<Omit<DataPlane, 'drain'>> {
+): Promise<{ url: string; stopListening(): Promise<void>; close(): Promise<void> }> {
   if (port === 0) throw new Error('with Envoy the listener needs a fixed --port');
   const ads = { ads: {}, resource_api_version: 'V3' };
+  const adminSocket = join(work, 'envoy-admin.sock');
   const bootstrap = {
     node: { id: ENVOY_NODE_ID, cluster: 'sluice' },
+    admin: { address: { pipe: { path: adminSocket } } },
     dynamic_resources: {
       ads_config: {
         api_type: 'GRPC',
@@ -393,11 +410,26 @@ async function startEnvoy(
   }
   return {
     url: `http://${host}:${port}`,
+    stopListening: () => adminPost(adminSocket, '/drain_listeners'),
     close: async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
     },
   };
+}
+
+/** A POST to Envoy's admin interface on its Unix socket; rejects unless it answers 200. */
+function adminPost(socketPath: string, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ socketPath, path, method: 'POST', timeout: 5000 }, (res) => {
+      res.resume();
+      if (res.statusCode === 200) resolve();
+      else reject(new Error(`Envoy admin ${path} answered ${res.statusCode}`));
+    });
+    req.once('timeout', () => req.destroy(new Error(`Envoy admin ${path} timed out`)));
+    req.once('error', reject);
+    req.end();
+  });
 }
 
 function canConnect(host: string, port: number): Promise<boolean> {
