@@ -211,7 +211,7 @@ describe('upstream phase: refused attempts', () => {
     order.push('answer');
     assert.deepEqual(order, ['interrupt unsupported_backend', 'answer']);
     assert.equal(st.refusal?.code, 'unsupported_backend');
-    assert.match(st.refusal.message, /OpenAI-format requests to an aws-bedrock backend/);
+    assert.match(st.refusal.message, /OpenAI chat completion requests to an aws-bedrock backend/);
     // The attempt's own answer says the same, for data planes that honour it.
     const v = verdictOf(o);
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
