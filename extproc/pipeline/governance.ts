@@ -32,6 +32,11 @@ export interface GovernanceState {
   verdicts: Set<string>;
   /** Prompt tokens as estimated for the reservation (stands in when the response never came). */
   inputEstimate: number;
+  /**
+   * Output tokens the reservation assumed (the cap times the choices; 0 without limits): what a
+   * 2xx answer that reports no usage is charged for its output (pipeline/response.ts).
+   */
+  outputReserved: number;
   /** Set once the request's spend is known, at the end. */
   costUsd?: number;
 }
@@ -98,6 +103,7 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
     headers: {},
     verdicts,
     inputEstimate: 0,
+    outputReserved: 0,
   };
   const limits = compiled.budget;
   if (!limits || !input.budget) return { state, strip };
@@ -105,9 +111,10 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
   const inputTokens = estimateRequestInputTokens(input.operation, input.body);
   state.inputEstimate = inputTokens;
   const out = outputReservation(input.operation, input.body, limits.limits.defaultMaxTokens);
+  state.outputReserved = out.perChoice * out.choices;
   const est = estimateCost(compiled.prices.lookup(input.model), {
     inputTokens,
-    maxOutputTokens: out.perChoice * out.choices,
+    maxOutputTokens: state.outputReserved,
   });
   const r = await input.budget.reserve(
     limits,

@@ -157,7 +157,9 @@ describe('output cap: the backend is held to what the budget reserved', () => {
         wallNow: 0,
       });
       assert.equal(a.outputTokenCap, 300);
-      return a.state.reservation!.estimate.tokens - estimateRequestInputTokens(op, body);
+      const output = a.state.reservation!.estimate.tokens - estimateRequestInputTokens(op, body);
+      assert.equal(a.state.outputReserved, output);
+      return output;
     };
     assert.equal(await reserved('chat', { model: 'gpt', messages }), 300);
     assert.equal(await reserved('chat', { model: 'gpt', messages, n: 3 }), 900);

@@ -5,6 +5,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Limits } from '../config/contract.js';
+import type { GovernanceState } from './governance.js';
 import type { Mutation, Outcome } from './mutation.js';
 import type { RequestState } from './request-store.js';
 import { ResponseProcessor } from './response.js';
@@ -95,10 +96,38 @@ describe('response: JSON answers over the buffer limit', () => {
     }
   });
 
-  it('an answer without usage falls back to the estimate', async () => {
-    const p = new ResponseProcessor(req(), limits, () => 0, 0);
+  it('an answer without usage is charged its prompt estimate and the output reserved for it', async () => {
+    const answer = Buffer.from('{"choices":[{"message":{"content":"hi"}}]}');
+    const unlimited = new ResponseProcessor(req(), limits, () => 0, 0);
+    unlimited.headers(jsonHeaders(), false);
+    await unlimited.body(answer, true, true);
+    const prompt = unlimited.result().usage!;
+    assert.equal(prompt.estimated, true);
+    assert.equal(prompt.outputTokens, 0, 'nothing was reserved, so nothing is assumed');
+
+    const governed = { ...req(), governance: { outputReserved: 1500 } as GovernanceState };
+    const p = new ResponseProcessor(governed, limits, () => 0, 0);
     p.headers(jsonHeaders(), false);
-    await p.body(Buffer.from('{"choices":[{"message":{"content":"hi"}}]}'), true, true);
-    assert.equal(p.result().usage?.estimated, true);
+    await p.body(answer, true, true);
+    const u = p.result().usage!;
+    assert.deepEqual(
+      {
+        estimated: u.estimated,
+        input: u.inputTokens,
+        output: u.outputTokens,
+        total: u.totalTokens,
+      },
+      {
+        estimated: true,
+        input: prompt.inputTokens,
+        output: 1500,
+        total: prompt.inputTokens + 1500,
+      },
+    );
+    // An encoding the gateway cannot decode is not read at all: charged the same way.
+    const z = new ResponseProcessor(governed, limits, () => 0, 0);
+    z.headers(jsonHeaders([['content-encoding', 'zstd']]), false);
+    await z.body(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), true, true);
+    assert.equal(z.result().usage?.outputTokens, 1500);
   });
 });

@@ -303,10 +303,20 @@ export class ResponseProcessor {
         });
       return { usage, model: r.model, ttftMs };
     }
-    // Not JSON although 2xx, or no usage in it: an estimate stands in.
     const reported = usageFromJson(this.req.operation, this.jsonUsage.result());
-    const usage = reported.usage ?? estimateUsage(this.req.operation, this.req.body, '');
-    return { usage, model: reported.model, ttftMs };
+    return { usage: reported.usage ?? this.unreportedUsage(), model: reported.model, ttftMs };
+  }
+
+  /**
+   * A 2xx JSON answer that reports no usage, or could not be read (an encoding we do not decode):
+   * its output is charged as reserved (the cap the provider was held to, per choice), not as
+   * nothing, so a budget is never charged less than what may have been generated. The prompt
+   * is estimated. Without limits nothing was reserved and only the prompt is estimated.
+   */
+  private unreportedUsage(): TokenUsage {
+    const u = estimateUsage(this.req.operation, this.req.body, '');
+    const out = this.req.governance?.outputReserved ?? 0;
+    return out > 0 ? { ...u, outputTokens: out, totalTokens: u.inputTokens + out } : u;
   }
 }
 
