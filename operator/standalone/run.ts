@@ -340,21 +340,12 @@ function mockDocuments(namespaces: string[], port: number): string {
 }
 
 /**
- * Envoy with a bootstrap that holds only the ADS cluster (everything else comes over ADS) and an
- * admin interface on a Unix socket in the private work directory, used only to drain.
+ * Envoy's bootstrap: only the ADS cluster (everything else comes over ADS), and the admin
+ * interface on a Unix socket (in the run's private work directory, so only its owner reaches it).
  */
-async function startEnvoy(
-  bin: string,
-  work: string,
-  adsSocket: string,
-  host: string,
-  port: number,
-  log: Logger,
-): Promise<{ url: string; stopListening(): Promise<void>; close(): Promise<void> }> {
-  if (port === 0) throw new Error('with Envoy the listener needs a fixed --port');
+export function envoyBootstrap(adsSocket: string, adminSocket: string): Record<string, unknown> {
   const ads = { ads: {}, resource_api_version: 'V3' };
-  const adminSocket = join(work, 'envoy-admin.sock');
-  const bootstrap = {
+  return {
     node: { id: ENVOY_NODE_ID, cluster: 'sluice' },
     admin: { address: { pipe: { path: adminSocket } } },
     dynamic_resources: {
@@ -388,6 +379,23 @@ async function startEnvoy(
       ],
     },
   };
+}
+
+/**
+ * Envoy with a bootstrap that holds only the ADS cluster (everything else comes over ADS) and an
+ * admin interface on a Unix socket in the private work directory, used only to drain.
+ */
+async function startEnvoy(
+  bin: string,
+  work: string,
+  adsSocket: string,
+  host: string,
+  port: number,
+  log: Logger,
+): Promise<{ url: string; stopListening(): Promise<void>; close(): Promise<void> }> {
+  if (port === 0) throw new Error('with Envoy the listener needs a fixed --port');
+  const adminSocket = join(work, 'envoy-admin.sock');
+  const bootstrap = envoyBootstrap(adsSocket, adminSocket);
   const file = join(work, 'envoy-bootstrap.json');
   await writeFile(file, JSON.stringify(bootstrap, null, 2), 'utf8');
   log.info(
