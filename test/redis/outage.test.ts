@@ -44,17 +44,17 @@ backends:
 consumers:
   - { name: rita, team: ops, keyHashes: ['${sha}'] }
 policies:
-${['stall', 'closed', 'open', 'wide', 'pair']
+${['stall', 'closed', 'open', 'wide', 'pair', 'lenient']
   .map(
     (name) => `  - name: ${name}
-    failureMode: ${['open', 'wide', 'pair'].includes(name) ? 'open' : 'closed'}
+    failureMode: ${['open', 'wide', 'pair', 'lenient'].includes(name) ? 'open' : 'closed'}
     identity: { keys: {} }
-    limits: { rules: [{ name: daily, per: [consumer], spendPerDayUsd: ${name === 'wide' ? 1000 : LIMIT / 1e6} }] }
+    limits: { rules: [{ name: daily, per: [consumer], spendPerDayUsd: ${['wide', 'lenient'].includes(name) ? 1000 : LIMIT / 1e6} }] }
     pricing: { models: { '*': { inputPerMTok: 0, outputPerMTok: 25 } } }`,
   )
   .join('\n')}
 routes:
-${['stall', 'closed', 'open', 'wide', 'pair']
+${['stall', 'closed', 'open', 'wide', 'pair', 'lenient']
   .map(
     (name) => `  - name: ${name}
     models: [{ exact: gpt-${name} }]
@@ -231,6 +231,27 @@ describe('budgets through Redis stalls and outages', () => {
       await metric(h, /^sluice_usage_journal_dropped_total\{reason="\w+"\} ([1-9]\d*)$/m),
       undefined,
     );
+  });
+
+  it('a stall under failureMode open: served requests are charged once, their late reserves replaced', async (t) => {
+    const before = await bucketLevels(redis.url, 'lenient');
+    redis.pause();
+    let stalled: Outcome[];
+    try {
+      stalled = await Promise.all(Array.from({ length: 50 }, () => request(h, 'lenient')));
+    } finally {
+      redis.resume();
+    }
+    assert.ok(stalled.every((o) => o.served));
+    await h.ext.settled();
+    await until(drained(h), 10_000, 'the journal to drain');
+    const after = await bucketLevels(redis.url, 'lenient');
+    t.diagnostic(
+      `lenient: ${JSON.stringify(before)} before the stall, ${JSON.stringify(after)} after`,
+    );
+    // Redis ran the 50 reserves it had read (estimates) and then the settlements by the same
+    // ids: each request counts once, at what it used.
+    assert.deepEqual(after, { used: before.used + 50 * ACTUAL, reserved: 0 });
   });
 
   it('Redis stopped and restarted mid-traffic: closed never overshoots, open converges', async (t) => {
