@@ -2,10 +2,13 @@
 // through the whole extproc (driven as Envoy drives it):
 //   - a stall (SIGSTOP) mid-burst: every request in it is refused 503, and when Redis resumes
 //     (SIGCONT) and runs the reserves it had queued, they are released: the budget is intact;
-//   - Redis stopped and restarted mid-traffic, under each failure mode: closed never overshoots
-//     and charges exactly what was served; open charges what it served while Redis was away once
-//     Redis is back (usage and budgets converge, nothing counted twice) and overshoots by at most
-//     one limit (one replica).
+//   - a stall under failureMode open: the late reserves are replaced by the settlements with the
+//     same ids, so each request counts once;
+//   - Redis stopped and restarted mid-traffic (with its data, as a production Redis keeps it),
+//     under each failure mode: closed never overshoots and charges exactly what was served; open
+//     charges what it served while Redis was away once Redis is back (usage and budgets converge,
+//     nothing counted twice) and one replica does not overshoot;
+//   - open mode on two replicas: the overshoot stays within the README's bound.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
