@@ -15,9 +15,12 @@ import type { Operation, TokenUsage } from './extract.js';
  * quadratic in a piece's length (150 KB of `a`, one piece, took ~30 s) and costs ~5 µs per byte of
  * text that is not whole vocabulary words (random letters, ~5 s per MiB), since it decodes UTF-8
  * through TextDecoder for every pair it looks up. Here pieces are bounded (MAX_PIECE_CHARS) and
- * pairs are looked up as Latin-1 strings of their bytes: linear in the text, with a per-byte
- * cost within a small factor of ordinary prose on every input we know of (`npm run bench`,
- * section estimate). The unit tests check the counts against the package's own, token for token.
+ * pairs are looked up by their bytes without decoding: linear in the text, at most ~20x the
+ * per-byte cost of ordinary prose on every input we know of (`npm run bench`, section estimate).
+ * The split itself is linear too: where one of its alternatives backtracks over a run (an
+ * uppercase run before the lowercase part it wants, whitespace before a newline that is not
+ * there), the alternative that follows takes that run whole, so each run is scanned a bounded
+ * number of times. The unit tests check the counts against the package's own, token for token.
  */
 
 interface Encoding {
