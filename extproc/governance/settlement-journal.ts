@@ -5,11 +5,12 @@
  * in it is delivered by reservation id, and the store settles an id once, so delivering an entry
  * twice (a retry after an answer was lost) counts it once.
  *
- * Bounded: at most `capacity` entries, fail-open requests in flight included. When it is full,
- * policies that fail open refuse (503 state_unavailable) instead of admitting what could not be
- * charged, and a settlement that must still be kept evicts a release first (harmless: the
- * reservation it frees expires on its own after reservationTtlSeconds), then the oldest
- * settlement of a reserved request (its spend is then lost; counted and logged).
+ * Bounded: at most `capacity` entries, fail-open requests in flight included. When it is full, a
+ * pending release makes room first (harmless: it was sent once already, and the reservation it
+ * frees expires on its own after reservationTtlSeconds). Failing that, policies that fail open
+ * refuse (503 state_unavailable) instead of admitting what could not be charged, and a settlement
+ * that must still be kept evicts the oldest settlement of a reserved request (its spend is then
+ * lost; counted and logged). Fail-open entries are never evicted.
  *
  * It also keeps what a policy that fails open checks its limits against while the store is away:
  * per bucket, the level the store last reported to this replica plus what this replica admitted
