@@ -5,6 +5,7 @@
 import type { ApiFormat, Operation } from '../api/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { anthropicToAnthropic } from './anthropic-to-anthropic.js';
+import { anthropicToOpenai } from './anthropic-to-openai.js';
 import { openaiToAnthropic } from './openai-to-anthropic.js';
 import { openaiToOpenai } from './openai-to-openai.js';
 import { backendApi, type BackendApi, type Provider } from './provider.js';
@@ -25,6 +26,7 @@ const TRANSLATORS: readonly Translator[] = [
   openaiToOpenai,
   anthropicToAnthropic,
   openaiToAnthropic,
+  anthropicToOpenai,
 ];
 
 /** The translator for a caller's operation to a backend's API; undefined when none carries it. */

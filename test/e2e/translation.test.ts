@@ -2,6 +2,7 @@
 // backend that speaks the other API, and get answers in their own format.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
@@ -44,6 +45,7 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
   let openaiMock: MockProvider;
   let anthropicMock: MockProvider;
   let openai: OpenAI;
+  let anthropic: Anthropic;
 
   before(async () => {
     openaiMock = await startMockProvider({ name: 'openai-mock', auth: { bearer: KEYS.primary } });
@@ -59,7 +61,7 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
       secretDoc('openai', KEYS.primary),
       secretDoc('anthropic', KEYS.anthropic),
     ]);
-    ({ openai } = sdkClients(g.gateway.url));
+    ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
   after(async () => {
     await g?.close();
@@ -106,5 +108,43 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     assert.equal(finish, 'stop');
     assert.equal(usage?.completion_tokens, 3);
     assert.equal(usage?.prompt_tokens, 5);
+  });
+
+  it('anthropic SDK → OpenAI backend: a plain message', async () => {
+    openaiMock.enqueue({ content: 'hola', usage: { input: 9, output: 2 } });
+    const m = await anthropic.messages.create({
+      model: 'gpt-x',
+      max_tokens: 64,
+      system: 'be brief',
+      messages: [{ role: 'user', content: 'hello' }],
+    });
+    assert.equal(m.type, 'message');
+    assert.deepEqual(m.content, [{ type: 'text', text: 'hola' }]);
+    assert.equal(m.stop_reason, 'end_turn');
+    assert.equal(m.usage.input_tokens, 9);
+    assert.equal(m.usage.output_tokens, 2);
+    const [seen] = openaiMock.take();
+    assert.equal(seen?.path, '/v1/chat/completions');
+    assert.equal(seen?.headers['authorization'], `Bearer ${KEYS.primary}`);
+    assert.deepEqual(seen?.json?.['messages'], [
+      { role: 'system', content: 'be brief' },
+      { role: 'user', content: 'hello' },
+    ]);
+  });
+
+  it('anthropic SDK → OpenAI backend: streaming with usage', async () => {
+    openaiMock.enqueue({ content: 'uno dos tres', usage: { input: 4, output: 3 } });
+    const stream = anthropic.messages.stream({
+      model: 'gpt-x',
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'count' }],
+    });
+    let text = '';
+    stream.on('text', (t) => (text += t));
+    const final = await stream.finalMessage();
+    assert.equal(text, 'uno dos tres');
+    assert.equal(final.stop_reason, 'end_turn');
+    assert.equal(final.usage.output_tokens, 3);
+    assert.equal(final.usage.input_tokens, 4);
   });
 });
