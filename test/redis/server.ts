@@ -2,7 +2,7 @@
  * A throwaway redis-server for tests: loopback only, a free port, no persistence, killed with
  * the test process. Install it first with `node test/redis/setup.mjs` (test/run.mjs does).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { createServer } from 'node:net';
@@ -65,7 +65,11 @@ interface Running {
   exited: Promise<void>;
 }
 
-async function launch(port: number, dataDir: string | undefined): Promise<Running> {
+async function launch(
+  port: number,
+  dataDir: string | undefined,
+  extra: string[] = [],
+): Promise<Running> {
   const bin = process.env.SLUICE_REDIS_SERVER ?? 'redis-server';
   const persistence = dataDir
     ? ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dataDir]
@@ -82,6 +86,7 @@ async function launch(port: number, dataDir: string | undefined): Promise<Runnin
     'no',
     '--loglevel',
     'notice',
+    ...extra,
   ];
   const child = spawn('sh', ['-c', WRAPPER.replace('redis-server', bin), 'sh', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -164,4 +169,74 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisHandle> 
     };
   }
   throw lastErr instanceof Error ? lastErr : new Error('could not start redis-server');
+}
+
+export interface RedisClusterHandle {
+  /** Seed nodes for an ioredis Cluster client. */
+  nodes: { host: string; port: number }[];
+  stop(): Promise<void>;
+}
+
+/**
+ * A throwaway Redis Cluster: `masters` nodes on loopback, no replicas, the 16384 slots spread
+ * by `redis-cli --cluster create` (installed with redis-server).
+ */
+export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle> {
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-redis-cluster-'));
+  const nodes: { port: number; running: Running }[] = [];
+  const stop = async () => {
+    for (const n of nodes) {
+      try {
+        process.kill(n.running.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+      n.running.child.stdin?.end();
+      await n.running.exited;
+    }
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    for (let i = 0; i < masters; i++) {
+      const port = await freePort();
+      const running = await launch(port, undefined, [
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '2000',
+      ]);
+      nodes.push({ port, running });
+    }
+    const cli = spawnSync(
+      'redis-cli',
+      [
+        '--cluster',
+        'create',
+        ...nodes.map((n) => `127.0.0.1:${n.port}`),
+        '--cluster-replicas',
+        '0',
+        '--cluster-yes',
+      ],
+      { encoding: 'utf8', timeout: 30_000 },
+    );
+    if (cli.status !== 0) throw new Error(`redis-cli --cluster create: ${cli.stdout}${cli.stderr}`);
+    // Every node must agree the cluster is up before clients are told the slot map.
+    const end = Date.now() + 20_000;
+    for (const n of nodes) {
+      for (;;) {
+        const info = spawnSync('redis-cli', ['-p', String(n.port), 'cluster', 'info'], {
+          encoding: 'utf8',
+        });
+        if (info.stdout.includes('cluster_state:ok')) break;
+        if (Date.now() > end) throw new Error(`cluster not ok on ${n.port}: ${info.stdout}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { nodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), stop };
 }
