@@ -22,7 +22,6 @@ import { SluiceError } from '../errors.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import {
   backendJson,
-  dataUrl,
   eventJson,
   isObject,
   namedEvent,
