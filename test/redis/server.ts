@@ -175,6 +175,9 @@ export interface RedisClusterHandle {
   /** Seed nodes for an ioredis Cluster client. */
   nodes: { host: string; port: number }[];
   stop(): Promise<void>;
+  /** SIGSTOP / SIGCONT every node: a stall of the whole cluster. */
+  pause(): void;
+  resume(): void;
 }
 
 /**
@@ -187,6 +190,7 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
   const stop = async () => {
     for (const n of nodes) {
       try {
+        process.kill(n.running.pid, 'SIGCONT');
         process.kill(n.running.pid, 'SIGKILL');
       } catch {
         // already gone
@@ -238,5 +242,13 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterHandle
     await stop();
     throw err;
   }
-  return { nodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), stop };
+  const signal = (s: NodeJS.Signals) => () => {
+    for (const n of nodes) process.kill(n.running.pid, s);
+  };
+  return {
+    nodes: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+    stop,
+    pause: signal('SIGSTOP'),
+    resume: signal('SIGCONT'),
+  };
 }
