@@ -300,6 +300,37 @@ test('promptText: Anthropic system, blocks, tool_use input, tool_result content,
     assert.ok(text.includes(s), s);
   }
   assert.ok(!text.includes('iVBORw0KGgo'));
+  const rag = promptText('messages', {
+    messages: [
+      {
+        role: 'user',
+        content: [
+          {
+            type: 'search_result',
+            source: 'https://docs.example/a',
+            title: 'Result title',
+            content: [{ type: 'text', text: 'result body' }],
+          },
+          {
+            type: 'document',
+            source: { type: 'text', media_type: 'text/plain', data: 'doc body' },
+            title: 'Doc title',
+            context: 'doc context',
+          },
+        ],
+      },
+    ],
+  });
+  for (const s of [
+    'Result title',
+    'result body',
+    'docs.example',
+    'doc body',
+    'Doc title',
+    'doc context',
+  ]) {
+    assert.ok(rag.includes(s), s);
+  }
   assert.equal(promptText('messages', { system: 'sys', messages: [] }), 'sys');
 });
 

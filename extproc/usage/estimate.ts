@@ -380,6 +380,14 @@ class Gather {
           if (isObj(b.source) && b.source.type === 'text') this.str(b.source.data);
           else if (isObj(b.source) && b.source.type === 'content')
             this.anthropicBlocks(b.source.content);
+          this.str(b.title);
+          this.str(b.context);
+          break;
+        case 'search_result':
+          // Search results a tool returned (or the caller passes): the model reads them all.
+          this.str(b.title);
+          this.str(b.source);
+          this.anthropicBlocks(b.content);
           break;
         default:
           this.str(b.text);
