@@ -22,6 +22,7 @@ ENVOY_BIN is set or envoy is on PATH, otherwise the built-in Envoy emulator.
 
 Options:
   -f, --filename PATH   a file or directory of manifests (repeatable); watched and reloaded
+                        (a file that stops parsing keeps its last good state until fixed)
   --port N              the apps' HTTP port (default 1975)
   --host ADDR           the address it listens on (default 127.0.0.1)
   --admin HOST:PORT     /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
