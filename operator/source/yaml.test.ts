@@ -373,6 +373,17 @@ void describe('loadResources with a memory: a bad edit never opens the gate', ()
     }
   });
 
+  void it('keeps the last good state of a file emptied (an editor mid-save), not of one removed', async () => {
+    const memory = new SourceMemory();
+    await writeFile(policies, policy(KEYS));
+    await loadResources([root], memory);
+    await writeFile(policies, '\n');
+    const held = await loadResources([root], memory);
+    assert.equal(held.resources.policies.length, 1);
+    assert.match(held.problems[0]!.message, /is empty: its last good state stays in force/);
+    assert.equal(held.problems[0]!.level, 'error');
+  });
+
   void it('drops what a removed file declared', async () => {
     const memory = new SourceMemory();
     await writeFile(policies, policy(KEYS));

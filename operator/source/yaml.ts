@@ -75,12 +75,25 @@ export async function readDocuments(
       documents.push(...parsed.documents);
       return;
     }
-    if (parsed.problems.length === 0) {
+    const last = memory.files.get(file);
+    // A file that declared something and now declares nothing is more likely an editor between
+    // truncating and writing it than a decision: removing a file removes what it declared.
+    const emptied = parsed.documents.length === 0 && last !== undefined && last.length > 0;
+    if (parsed.problems.length === 0 && !emptied) {
       memory.files.set(file, parsed.documents);
       documents.push(...parsed.documents);
       return;
     }
-    const last = memory.files.get(file);
+    if (emptied && parsed.problems.length === 0) {
+      documents.push(...last);
+      problems.push({
+        source: file,
+        level: 'error',
+        message:
+          'is empty: its last good state stays in force; delete the file to remove what it declared',
+      });
+      return;
+    }
     if (last) documents.push(...last);
     problems.push({
       source: file,
