@@ -1,8 +1,10 @@
 // One API to every model, through `sluice run` from YAML: callers written against one SDK reach a
 // backend that speaks the other API, and get answers in their own format.
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { createServer } from 'node:net';
+import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
+import OpenAIClass from 'openai';
 import type OpenAI from 'openai';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
@@ -12,9 +14,19 @@ import {
   startYamlGateway,
   type YamlGateway,
   sdkClients,
+  until,
 } from './harness.js';
 
 type Provider = 'openai' | 'anthropic';
+
+/** A port nothing listens on (bound, then released). */
+async function freePort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((r) => srv.close(() => r()));
+  return port;
+}
 
 function backend(name: string, provider: Provider, service: string, priority = 0): unknown {
   return {
@@ -46,8 +58,10 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
   let anthropicMock: MockProvider;
   let openai: OpenAI;
   let anthropic: Anthropic;
+  let closedPort: number;
 
   before(async () => {
+    closedPort = await freePort();
     openaiMock = await startMockProvider({ name: 'openai-mock', auth: { bearer: KEYS.primary } });
     anthropicMock = await startMockProvider({
       name: 'anthropic-mock',
@@ -56,12 +70,30 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     g = await startYamlGateway([
       route('claude', 'claude-x', [backend('anthropic', 'anthropic', 'anthropic-mock')]),
       route('gpt', 'gpt-x', [backend('openai', 'openai', 'openai-mock')]),
+      // Fallback across APIs: the primary speaks one API, the next priority the other.
+      route('gpt-first', 'gpt-first', [
+        backend('openai', 'openai', 'openai-mock'),
+        backend('anthropic', 'anthropic', 'anthropic-mock', 1),
+      ]),
+      route('claude-first', 'claude-first', [
+        backend('anthropic', 'anthropic', 'anthropic-mock'),
+        backend('openai', 'openai', 'openai-mock', 1),
+      ]),
+      route('down-first', 'down-first', [
+        backend('down', 'openai', 'nothing-listens'),
+        backend('anthropic', 'anthropic', 'anthropic-mock', 1),
+      ]),
+      ...serviceDocs('nothing-listens', closedPort),
       ...serviceDocs('openai-mock', openaiMock.port),
       ...serviceDocs('anthropic-mock', anthropicMock.port),
       secretDoc('openai', KEYS.primary),
       secretDoc('anthropic', KEYS.anthropic),
     ]);
     ({ openai, anthropic } = sdkClients(g.gateway.url));
+  });
+  beforeEach(() => {
+    openaiMock.take();
+    anthropicMock.take();
   });
   after(async () => {
     await g?.close();
@@ -146,5 +178,81 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     assert.equal(final.stop_reason, 'end_turn');
     assert.equal(final.usage.output_tokens, 3);
     assert.equal(final.usage.input_tokens, 4);
+  });
+
+  it('fallback: OpenAI primary answers 500, the Anthropic fallback serves the OpenAI caller', async () => {
+    openaiMock.enqueue({ status: 500 });
+    anthropicMock.enqueue({ content: 'from claude', usage: { input: 6, output: 2 } });
+    const r = await openai.chat.completions
+      .create({ model: 'gpt-first', messages: [{ role: 'user', content: 'hi' }] })
+      .withResponse();
+    assert.equal(r.data.choices[0]!.message.content, 'from claude');
+    assert.equal(r.data.usage?.completion_tokens, 2);
+    assert.equal(openaiMock.take().length, 1);
+    assert.equal(anthropicMock.take().length, 1);
+    const id = r.response.headers.get('x-sluice-request-id');
+    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.equal(line['attempts'], 2);
+    assert.equal(line['provider'], 'anthropic');
+    assert.equal(line['status'], 200);
+  });
+
+  it('fallback, streaming: Anthropic primary answers 429, the OpenAI fallback streams to the Anthropic caller', async () => {
+    anthropicMock.enqueue({ status: 429 });
+    openaiMock.enqueue({ content: 'from gpt in pieces', usage: { input: 3, output: 4 } });
+    const stream = anthropic.messages.stream({
+      model: 'claude-first',
+      max_tokens: 64,
+      messages: [{ role: 'user', content: 'hi' }],
+    });
+    const final = await stream.finalMessage();
+    assert.deepEqual(final.content, [{ type: 'text', text: 'from gpt in pieces' }]);
+    assert.equal(final.usage.output_tokens, 4);
+    assert.equal(anthropicMock.take().length, 1);
+    const [sent] = openaiMock.take();
+    assert.equal(
+      (sent?.json?.['stream_options'] as { include_usage?: boolean }).include_usage,
+      true,
+    );
+  });
+
+  it('fallback: a primary that refuses connections, the next priority in the other API serves', async () => {
+    anthropicMock.enqueue({ content: 'still here' });
+    const stream = await openai.chat.completions.create({
+      model: 'down-first',
+      messages: [{ role: 'user', content: 'hi' }],
+      stream: true,
+    });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'still here');
+  });
+
+  it('a translated error reaches the caller in its own format when no fallback is left', async () => {
+    anthropicMock.enqueue({ status: 400 });
+    const e = await openai.chat.completions
+      .create({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }] })
+      .then(
+        () => assert.fail('no error'),
+        (err: unknown) => err,
+      );
+    assert.ok(e instanceof OpenAIClass.APIError, String(e));
+    assert.equal(e.status, 400);
+    assert.equal((e.error as { message?: string }).message, 'mock failure 400');
+    assert.equal((e.error as { type?: string }).type, 'invalid_request_error');
+  });
+
+  it('a field the backend cannot take is a 400 in the caller’s format, naming it', async () => {
+    const e = await openai.chat.completions
+      .create({ model: 'claude-x', messages: [{ role: 'user', content: 'x' }], n: 3 })
+      .then(
+        () => assert.fail('no error'),
+        (err: unknown) => err,
+      );
+    assert.ok(e instanceof OpenAIClass.APIError, String(e));
+    assert.equal(e.status, 400);
+    assert.equal((e.error as { param?: string }).param, 'n');
+    assert.equal((e.error as { code?: string }).code, 'unsupported_field');
+    assert.deepEqual(anthropicMock.take(), [], 'nothing reached the backend');
   });
 });
