@@ -177,15 +177,23 @@ function namespaceFor(root: Json, pkg: string | undefined): Json {
   return ns;
 }
 
-/** The descriptor set as a protobufjs JSON namespace (well-known types: protobufjs' copies). */
-export function descriptorSetToJson(bytes: Uint8Array): Json {
+function decodeSet(bytes: Uint8Array): FileProto[] {
   const set = descriptor.FileDescriptorSet.toObject(descriptor.FileDescriptorSet.decode(bytes), {
     longs: Number,
     enums: Number,
     defaults: false,
   }) as { file?: FileProto[] };
+  return set.file ?? [];
+}
+
+function readSet(): Uint8Array {
+  return readFileSync(join(envoyApiDir(), 'envoy-api.binpb'));
+}
+
+/** The descriptor set as a protobufjs JSON namespace (well-known types: protobufjs' own). */
+export function descriptorSetToJson(bytes: Uint8Array): Json {
   const root: Json = {};
-  for (const file of set.file ?? []) {
+  for (const file of decodeSet(bytes)) {
     if (BUNDLED.has(file.name)) continue;
     // proto2 files (descriptor.proto, validate.proto): explicit presence, unpacked repeats.
     const edition = file.syntax === 'proto3' ? undefined : 'proto2';
@@ -232,8 +240,19 @@ let json: Json | undefined;
 
 /** The targeted release's API as protobufjs JSON; build a private Root from it to extend it. */
 export function envoyApiJson(): Json {
-  json ??= descriptorSetToJson(readFileSync(join(envoyApiDir(), 'envoy-api.binpb')));
+  json ??= descriptorSetToJson(readSet());
   return json;
+}
+
+/** Top-level message, enum and service names (no leading dot) → the .proto file declaring them. */
+export function envoyApiDeclarationFiles(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const file of decodeSet(readSet())) {
+    const prefix = file.package ? `${file.package}.` : '';
+    const decls = [...(file.messageType ?? []), ...(file.enumType ?? []), ...(file.service ?? [])];
+    for (const d of decls) out.set(`${prefix}${d.name}`, file.name);
+  }
+  return out;
 }
 
 /** A fresh, resolved Root of the targeted release's API (callers may add to it). */

@@ -1,28 +1,28 @@
 /**
- * The envoy-config tier: every resource of every golden case is read field by field against the
- * OFFICIAL Envoy protos (unknown or misspelt fields, wrong kinds, oneof clashes and unknown Any
- * types fail), encoded and decoded; and the same against the project's own proto/ declarations,
- * which the xDS server encodes with.
+ * The envoy-config tier: every resource of every golden case, of every checked-in golden file and
+ * of `sluice render` is read field by field against the targeted Envoy release's API
+ * (proto/envoy-api: unknown or misspelt fields, wrong kinds, oneof clashes and unknown Any types
+ * fail), encoded and decoded; and the same against the project's own proto/ declarations, which
+ * the xDS server encodes with.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
-// Side effect: registers google/protobuf/descriptor.proto with protobufjs, which the official
-// validate/annotation protos import.
-import '@grpc/proto-loader';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type protobuf from 'protobufjs';
+import { parse } from 'yaml';
 
+import { envoyApiRoot, envoyRelease } from '../../operator/envoy-api/index.js';
+import { main as render } from '../../operator/render/main.js';
 import { translate } from '../../operator/translate/index.js';
 import type { EnvoyResources } from '../../operator/translate/index.js';
 import type { IRGovernance } from '../../operator/translate/ir.js';
 import { toEnvoy } from '../../operator/translate/to-envoy.js';
-import {
-  OFFICIAL_INCLUDE_DIRS,
-  OUR_PROTO_DIR,
-  listProtoFiles,
-  loadRoot,
-} from '../proto/compare.js';
-import { listCases, loadCase } from '../golden/cases.js';
+import { OUR_PROTO_DIR, listProtoFiles, loadRoot } from '../proto/compare.js';
+import { CASES_DIR, listCases, loadCase } from '../golden/cases.js';
 import { StrictJsonError, encodeStrict, strictFromJson } from './strict-json.js';
+
+const REPO = new URL('../../', import.meta.url).pathname;
 
 /** The message each kind of resource is. */
 export const RESOURCE_TYPES: Record<keyof EnvoyResources, string> = {
@@ -31,24 +31,6 @@ export const RESOURCE_TYPES: Record<keyof EnvoyResources, string> = {
   clusters: 'envoy.config.cluster.v3.Cluster',
   endpoints: 'envoy.config.endpoint.v3.ClusterLoadAssignment',
 };
-
-/** Official files that declare every type the translation may put in an Any. */
-const OFFICIAL_FILES = [
-  'envoy/config/listener/v3/listener.proto',
-  'envoy/config/route/v3/route.proto',
-  'envoy/config/cluster/v3/cluster.proto',
-  'envoy/config/endpoint/v3/endpoint.proto',
-  'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-  'envoy/extensions/filters/http/ext_proc/v3/ext_proc.proto',
-  'envoy/extensions/filters/http/router/v3/router.proto',
-  'envoy/extensions/filters/http/upstream_codec/v3/upstream_codec.proto',
-  'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-  'envoy/extensions/transport_sockets/tls/v3/tls.proto',
-  'envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto',
-  'envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
-  'envoy/extensions/filters/http/header_mutation/v3/header_mutation.proto',
-  'envoy/extensions/filters/http/jwt_authn/v3/config.proto',
-];
 
 let official: protobuf.Root;
 let ours: protobuf.Root;
@@ -69,9 +51,9 @@ function check(root: protobuf.Root, resources: EnvoyResources, label: string): n
   return n;
 }
 
-void describe('envoy-config: emitted resources against the Envoy protos', () => {
+void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s API`, () => {
   before(() => {
-    official = loadRoot(OFFICIAL_FILES, OFFICIAL_INCLUDE_DIRS);
+    official = envoyApiRoot();
     ours = loadRoot(listProtoFiles(OUR_PROTO_DIR), [OUR_PROTO_DIR]);
   });
 
@@ -85,6 +67,27 @@ void describe('envoy-config: emitted resources against the Envoy protos', () => 
       assert.ok(a >= 3, 'a listener, a route configuration and the extproc cluster at least');
     });
   }
+
+  for (const name of listCases()) {
+    void it(`${name}.out.yaml: the checked-in golden Envoy resources decode strictly`, () => {
+      const golden = parse(readFileSync(join(CASES_DIR, `${name}.out.yaml`), 'utf8')) as {
+        envoy: EnvoyResources;
+      };
+      assert.ok(check(official, golden.envoy, 'official') >= 3);
+    });
+  }
+
+  void it('sluice render of the quickstart: every Envoy resource decodes strictly', async () => {
+    let out = '';
+    const code = await render(['-f', join(REPO, 'examples/quickstart'), '--only', 'envoy'], {
+      out: (s) => (out += s),
+      err: () => undefined,
+    });
+    assert.equal(code, 0);
+    const { envoy } = parse(out) as { envoy: EnvoyResources };
+    assert.ok(check(official, envoy, 'official') >= 3);
+    assert.equal(check(official, envoy, 'official'), check(ours, envoy, 'proto/'));
+  });
 
   // Governance is not translated from AIPolicies in every golden case yet, so the identity
   // filters are checked on an IR given its governance here, as the translation will build it.
@@ -158,7 +161,7 @@ void describe('envoy-config: emitted resources against the Envoy protos', () => 
 
 void describe('envoy-config: the strict reader refuses', () => {
   before(() => {
-    official ??= loadRoot(OFFICIAL_FILES, OFFICIAL_INCLUDE_DIRS);
+    official ??= envoyApiRoot();
   });
   const CLUSTER = 'envoy.config.cluster.v3.Cluster';
   const ROUTE = 'envoy.config.route.v3.RouteConfiguration';

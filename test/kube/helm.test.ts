@@ -1,5 +1,5 @@
 // The Helm chart: lint, golden renders, values rejected with clear messages, the Envoy bootstrap
-// read strictly against the official Envoy protos, the drain hook run for real, every rendered
+// read strictly against the targeted Envoy API, the drain hook run for real, every rendered
 // object applied to a real kube-apiserver, RBAC proven with `kubectl auth can-i`, and the operator
 // reconciling with exactly the chart's ServiceAccount permissions.
 import assert from 'node:assert/strict';
@@ -11,16 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
-// Side effect: registers google/protobuf/descriptor.proto, which the official protos import.
-import '@grpc/proto-loader';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { parse, parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../operator/api/types.js';
+import { envoyApiRoot } from '../../operator/envoy-api/index.js';
 import type { run as RunOperator } from '../../operator/run.js';
 import { strictFromJson } from '../envoy-config/strict-json.js';
-import { OFFICIAL_INCLUDE_DIRS, loadRoot } from '../proto/compare.js';
 import { startKubeEnv, type KubeEnv } from './env.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
@@ -278,17 +276,8 @@ void describe('chart: lint and render', () => {
     assert.ok(sidecarArgs.includes('--client-cert-trust=sidecar'));
   });
 
-  it('renders an Envoy bootstrap that the official Envoy protos read strictly', async () => {
-    const root = loadRoot(
-      [
-        'envoy/config/bootstrap/v3/bootstrap.proto',
-        'envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager.proto',
-        'envoy/extensions/filters/http/router/v3/router.proto',
-        'envoy/extensions/upstreams/http/v3/http_protocol_options.proto',
-        'envoy/extensions/resource_monitors/downstream_connections/v3/downstream_connections.proto',
-      ],
-      OFFICIAL_INCLUDE_DIRS,
-    );
+  it("renders an Envoy bootstrap that the targeted release's API reads strictly", async () => {
+    const root = envoyApiRoot();
     for (const v of VALUES) {
       const all = docs(await render('sluice-system', ['-f', valuesFile(v)]));
       const cm = find(all, 'ConfigMap', '-gateway-bootstrap');

@@ -1,8 +1,9 @@
 // Checks that the project's hand-written .proto declarations (proto/) are wire-compatible with
-// the official Envoy API: every declared message, enum and service exists officially under the
-// same full name, with the same field numbers, types, labels and oneofs. Leaving things out is
-// allowed; getting anything that is declared wrong is not.
-import { readdirSync, accessSync, constants } from 'node:fs';
+// the targeted Envoy release's API (proto/envoy-api, loaded by operator/envoy-api): every declared
+// message, enum and service exists there under the same full name, in the same file, with the
+// same field numbers, types, labels and oneofs. Leaving things out is allowed; getting anything
+// that is declared wrong is not.
+import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,24 +12,6 @@ import protobuf from 'protobufjs';
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export const OUR_PROTO_DIR = path.join(REPO_ROOT, 'proto');
-
-const OFFICIAL_DEPS = path.join(REPO_ROOT, 'node_modules', '@grpc', 'grpc-js-xds', 'deps');
-
-// The same include roots grpc-js-xds itself compiles with.
-export const OFFICIAL_INCLUDE_DIRS = ['envoy-api', 'xds', 'googleapis', 'protoc-gen-validate'].map(
-  (dir) => path.join(OFFICIAL_DEPS, dir),
-);
-
-/**
- * A declaration that is newer than the API shipped in @grpc/grpc-js-xds, so it cannot be
- * compared with it. Its shape is pinned by hand from the upstream Envoy API instead.
- */
-export interface AheadEntry {
-  /** Full name without the leading dot: a message, field, enum value or method. */
-  readonly name: string;
-  /** What {@link describe} prints for our declaration. */
-  readonly shape: string;
-}
 
 type Declaration = protobuf.Type | protobuf.Enum | protobuf.Service;
 
@@ -46,23 +29,6 @@ export function listProtoFiles(dir: string): string[] {
   return found.sort();
 }
 
-/** The first include dir holding `file`, or undefined. */
-export function findInIncludeDirs(
-  file: string,
-  includeDirs: readonly string[],
-): string | undefined {
-  for (const dir of includeDirs) {
-    const full = path.join(dir, file);
-    try {
-      accessSync(full, constants.R_OK);
-      return full;
-    } catch {
-      continue;
-    }
-  }
-  return undefined;
-}
-
 /**
  * Loads `files` the way protoc would with `-I` for each include dir. Google's well-known types
  * come from the copies bundled in protobufjs, so no include dir has to provide them.
@@ -71,10 +37,8 @@ export function loadRoot(files: readonly string[], includeDirs: readonly string[
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     if (path.isAbsolute(target)) return target;
-    const found = findInIncludeDirs(target, includeDirs);
-    if (found === undefined) {
-      throw new Error(`${target} not found in ${includeDirs.join(', ')}`);
-    }
+    const found = includeDirs.map((dir) => path.join(dir, target)).find((f) => existsSync(f));
+    if (found === undefined) throw new Error(`${target} not found in ${includeDirs.join(', ')}`);
     return found;
   };
   root.loadSync([...files], { keepCase: true });
@@ -126,15 +90,6 @@ export function describe(
   return 'service';
 }
 
-function relativeFile(filename: string | null, includeDirs: readonly string[]): string | undefined {
-  if (filename === null) return undefined;
-  for (const dir of includeDirs) {
-    const rel = path.relative(dir, filename);
-    if (!rel.startsWith('..') && !path.isAbsolute(rel)) return rel.split(path.sep).join('/');
-  }
-  return filename;
-}
-
 function* declarations(ns: protobuf.NamespaceBase): Generator<Declaration> {
   for (const nested of ns.nestedArray) {
     if (
@@ -151,11 +106,10 @@ function* declarations(ns: protobuf.NamespaceBase): Generator<Declaration> {
 }
 
 export interface CompareOptions {
-  /** Declarations newer than the shipped official API, with their pinned shapes. */
-  readonly ahead?: readonly AheadEntry[];
-  /** Include dirs of each root, to check that a top-level declaration sits in the same file. */
-  readonly ourIncludeDirs?: readonly string[];
-  readonly officialIncludeDirs?: readonly string[];
+  /** Our include dir, to name the file a top-level declaration sits in. */
+  readonly ourIncludeDir?: string;
+  /** Top-level official declarations → their file; with ourIncludeDir, files must match. */
+  readonly officialFiles?: ReadonlyMap<string, string>;
 }
 
 /**
@@ -168,39 +122,11 @@ export function compareRoots(
   options: CompareOptions = {},
 ): string[] {
   const problems: string[] = [];
-  const ahead = new Map((options.ahead ?? []).map((entry) => [entry.name, entry]));
-  const usedAhead = new Set<string>();
-
   const lookup = (fullName: string): protobuf.ReflectionObject | null => {
     try {
       return official.lookup(fullName);
     } catch {
       return null;
-    }
-  };
-
-  // A missing official counterpart is fine only for a pinned "ahead" entry of the same shape.
-  const checkAhead = (name: string, shape: string, missing: string): void => {
-    const entry = ahead.get(name);
-    if (entry === undefined) {
-      problems.push(`${name}: ${missing}`);
-      return;
-    }
-    usedAhead.add(name);
-    if (entry.shape !== shape) {
-      problems.push(
-        `${name}: declared as "${shape}" but pinned as "${entry.shape}" (ahead of shipped API)`,
-      );
-    }
-  };
-
-  // An "ahead" entry that the official API now declares must go, so the real check takes over.
-  const notAhead = (name: string): void => {
-    if (ahead.has(name)) {
-      usedAhead.add(name);
-      problems.push(
-        `${name}: listed as ahead of the shipped API, but the official API declares it; remove the entry`,
-      );
     }
   };
 
@@ -210,11 +136,9 @@ export function compareRoots(
     const theirs = lookup(decl.fullName);
 
     if (theirs === null || stripDot(theirs.fullName) !== name) {
-      checkAhead(name, describe(decl), `${describe(decl)} not in the official API`);
-      if (ahead.has(name)) checkMembersAhead(decl, name, checkAhead);
+      problems.push(`${name}: ${describe(decl)} not in the official API`);
       continue;
     }
-    notAhead(name);
 
     if (!(
       (decl instanceof protobuf.Type && theirs instanceof protobuf.Type) ||
@@ -225,14 +149,13 @@ export function compareRoots(
       continue;
     }
 
-    if (!(decl.parent instanceof protobuf.Type)) {
-      const ourFile = relativeFile(decl.filename, options.ourIncludeDirs ?? []);
-      const theirFile = relativeFile(theirs.filename, options.officialIncludeDirs ?? []);
-      if (
-        options.ourIncludeDirs !== undefined &&
-        options.officialIncludeDirs !== undefined &&
-        ourFile !== theirFile
-      ) {
+    const { ourIncludeDir, officialFiles } = options;
+    if (!(decl.parent instanceof protobuf.Type) && ourIncludeDir && officialFiles) {
+      const ourFile = decl.filename
+        ? path.relative(ourIncludeDir, decl.filename).split(path.sep).join('/')
+        : undefined;
+      const theirFile = officialFiles.get(name);
+      if (ourFile !== theirFile) {
         problems.push(`${name}: declared in ${ourFile}, officially in ${theirFile}`);
       }
     }
@@ -245,10 +168,9 @@ export function compareRoots(
           const byNumber = theirs.fieldsById[field.id];
           const hint =
             byNumber === undefined ? '' : ` (official field ${field.id} is "${byNumber.name}")`;
-          checkAhead(fieldName, describe(field), `field not in the official message${hint}`);
+          problems.push(`${fieldName}: field not in the official message${hint}`);
           continue;
         }
-        notAhead(fieldName);
         const mine = describe(field);
         const official = describe(other);
         if (mine !== official) {
@@ -262,10 +184,9 @@ export function compareRoots(
         if (other === undefined) {
           const sameNumber = Object.entries(theirs.values).find(([, v]) => v === value)?.[0];
           const hint = sameNumber === undefined ? '' : ` (official ${value} is "${sameNumber}")`;
-          checkAhead(fullValueName, `= ${value}`, `enum value not in the official enum${hint}`);
+          problems.push(`${fullValueName}: enum value not in the official enum${hint}`);
           continue;
         }
-        notAhead(fullValueName);
         if (other !== value) {
           problems.push(`${fullValueName}: declared = ${value}, officially = ${other}`);
         }
@@ -275,10 +196,9 @@ export function compareRoots(
         const methodName = `${name}.${method.name}`;
         const other = theirs.methods[method.name];
         if (other === undefined) {
-          checkAhead(methodName, describe(method), 'method not in the official service');
+          problems.push(`${methodName}: method not in the official service`);
           continue;
         }
-        notAhead(methodName);
         const mine = describe(method);
         const official = describe(other);
         if (mine !== official) {
@@ -287,32 +207,5 @@ export function compareRoots(
       }
     }
   }
-
-  for (const name of ahead.keys()) {
-    if (!usedAhead.has(name)) {
-      problems.push(`${name}: listed as ahead of the shipped API but not declared in proto/`);
-    }
-  }
   return problems;
-}
-
-// Members of a declaration that is itself ahead of the shipped API have nothing official to
-// be compared with, so each must be pinned too.
-function checkMembersAhead(
-  decl: Declaration,
-  name: string,
-  checkAhead: (name: string, shape: string, missing: string) => void,
-): void {
-  const why = 'member of a declaration that is not in the official API';
-  if (decl instanceof protobuf.Type) {
-    for (const field of decl.fieldsArray) checkAhead(`${name}.${field.name}`, describe(field), why);
-  } else if (decl instanceof protobuf.Enum) {
-    for (const [valueName, value] of Object.entries(decl.values)) {
-      checkAhead(`${name}.${valueName}`, `= ${value}`, why);
-    }
-  } else {
-    for (const method of decl.methodsArray) {
-      checkAhead(`${name}.${method.name}`, describe(method), why);
-    }
-  }
 }
