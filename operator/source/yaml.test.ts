@@ -373,7 +373,7 @@ void describe('loadResources with a memory: a bad edit never opens the gate', ()
     }
   });
 
-  void it('keeps the last good state of a file emptied (an editor mid-save), not of one removed', async () => {
+  void it('keeps the last good state of a policy file emptied (an editor mid-save)', async () => {
     const memory = new SourceMemory();
     await writeFile(policies, policy(KEYS));
     await loadResources([root], memory);
@@ -382,6 +382,11 @@ void describe('loadResources with a memory: a bad edit never opens the gate', ()
     assert.equal(held.resources.policies.length, 1);
     assert.match(held.problems[0]!.message, /is empty: its last good state stays in force/);
     assert.equal(held.problems[0]!.level, 'error');
+    // A file without policies is taken as written: emptying it closes (here: the route goes).
+    await writeFile(routes, '');
+    const closed = await loadResources([root], memory);
+    assert.deepEqual(closed.resources.routes, []);
+    await writeFile(routes, route('chat'));
   });
 
   void it('drops what a removed file declared', async () => {

@@ -76,9 +76,12 @@ export async function readDocuments(
       return;
     }
     const last = memory.files.get(file);
-    // A file that declared something and now declares nothing is more likely an editor between
-    // truncating and writing it than a decision: removing a file removes what it declared.
-    const emptied = parsed.documents.length === 0 && last !== undefined && last.length > 0;
+    // A file of policies that now declares nothing is more likely an editor between truncating
+    // and writing it than a decision, and taking it would leave the policies' routes ungoverned:
+    // removing the file removes what it declared. Emptying other files closes (a route is no
+    // longer served, a revoked key's Secret is gone), so that is taken as written.
+    const emptied =
+      parsed.documents.length === 0 && last !== undefined && last.some((d) => isPolicy(d.doc));
     if (parsed.problems.length === 0 && !emptied) {
       memory.files.set(file, parsed.documents);
       documents.push(...parsed.documents);
@@ -132,6 +135,10 @@ export async function readDocuments(
   // A file no longer listed was removed: what it declared goes with it.
   if (memory) for (const f of [...memory.files.keys()]) if (!seen.has(f)) memory.files.delete(f);
   return { documents, problems };
+}
+
+function isPolicy(doc: unknown): boolean {
+  return (doc as { kind?: unknown } | null)?.kind === 'AIPolicy';
 }
 
 interface FileParse {
