@@ -304,3 +304,32 @@ describe('detectAll', () => {
     assert.deepEqual(detectAll(m.detectors, texts), [[], [{ type: 'ANY', start: 0, end: 7 }]]);
   });
 });
+
+describe('disguised values', () => {
+  it('are masked whole, disguise included, and restored as written', async () => {
+    const disguised = [
+      'jane&#64;example.com',
+      'jane%40exam\u2063ple.com',
+      'jane@ex\u0430mple.com',
+      '4111\t1111\t1111\t1111',
+      '4111.1111.1111.1111',
+    ];
+    const body = {
+      model: 'm',
+      messages: [{ role: 'user', content: disguised.map((d) => `<${d}>`).join(' ') }],
+    };
+    const r = await maskRequest({
+      masking,
+      shadow: false,
+      operation: 'chat',
+      body,
+      tally: new Tally(),
+    });
+    assert.equal(
+      body.messages[0]!.content,
+      '<[EMAIL_1]> <[EMAIL_2]> <[EMAIL_3]> <[CREDIT_CARD_1]> <[CREDIT_CARD_2]>',
+    );
+    assert.equal(r.lookup.get('[EMAIL_1]'), disguised[0]);
+    assert.equal(r.lookup.get('[CREDIT_CARD_1]'), disguised[3]);
+  });
+});
