@@ -32,7 +32,8 @@ ENV NODE_ENV=production
 COPY package.json ./
 COPY --from=deps /src/node_modules/ node_modules/
 COPY --from=build /src/dist/ dist/
-# The ADS server and the extproc load the wire protos from here at run time.
+# The ADS server and the extproc load the wire protos from here at run time, and the Envoy
+# emulator (sluice run without Envoy) the targeted Envoy API's descriptors (proto/envoy-api).
 COPY proto/ proto/
 USER 65532:65532
 ENTRYPOINT ["node", "dist/operator/cli.js"]
