@@ -20,7 +20,6 @@ import { MemoryStore } from './state/memory.js';
 import { RedisVaultStore } from './state/redis-vault.js';
 import { RedisStore } from './state/redis.js';
 import type { StateStore } from './state/store.js';
-import { interruptible } from './pipeline/interrupt.js';
 import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
 import { UpstreamExchange } from './pipeline/upstream.js';
@@ -182,10 +181,9 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       const config = current;
       const upstream = metadata.get(FILTER_METADATA)[0] === 'upstream';
       const filter = upstream ? 'upstream' : 'router';
-      // The router phase may answer unasked: how a refused upstream attempt ends the request.
-      const wire = upstream ? undefined : interruptible(call);
-      const handler: PhaseHandler = wire
-        ? new RouterExchange({
+      const handler: PhaseHandler = upstream
+        ? new UpstreamExchange({ config, store })
+        : new RouterExchange({
             config,
             store,
             telemetry,
@@ -194,11 +192,9 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
             budget,
             wallNow: wallClock,
             settling,
-            interrupt: (verdict) => wire.interrupt(verdict),
-          })
-        : new UpstreamExchange({ config, store });
+          });
       new ExtProcStream(
-        wire?.call ?? call,
+        call,
         handler,
         {
           phase: (kind, seconds) => telemetry.observePhase(filter, kind, seconds),

@@ -36,10 +36,15 @@ export const WIRE = {
   backendAttribute: "xds.upstream_host_metadata.filter_metadata['sluice']['backend']",
   clusterAttribute: 'xds.cluster_name',
   /**
-   * The CEL attribute the router filter requests for the response direction: `via_upstream` when
-   * the response came from a backend, else the reason Envoy answered itself.
+   * Dynamic metadata the extproc sends with every immediate response it writes (namespace, key,
+   * value), accepted by both ext_proc filters (metadata_options.receiving_namespaces). Envoy's
+   * ext_proc filter stores it in the stream's dynamic metadata before it sends the local reply
+   * (Filter::onReceiveMessage), so the HCM's local_reply_config leaves such a reply as it is —
+   * already in the caller's format — and shapes every other local reply of Envoy.
    */
-  codeDetailsAttribute: 'response.code_details',
+  replyMetadataNamespace: 'sluice',
+  replyMetadataKey: 'reply',
+  replyMetadataValue: 'extproc',
   /**
    * Where Envoy's jwt_authn writes a verified JWT's payload (base64url JSON). Envoy removes it
    * from every client request before jwt_authn runs, so only a verified payload can arrive.

@@ -39,6 +39,8 @@ export interface GovernanceState {
   outputReserved: number;
   /** Set once the request's spend is known, at the end. */
   costUsd?: number;
+  /** The prompt estimate charged for an attempt that got no response (see settleActual). */
+  charged?: TokenUsage;
 }
 
 export interface AdmitInput {
@@ -234,7 +236,10 @@ export interface RequestEnd {
  * router (a retriable status, which providers do not bill, or a reset or per-try timeout, whose
  * outcome the upstream phase cannot see), so they count as requests but stay at 0 tokens. No
  * response at all after the last attempt was made: the provider may have read the prompt, so
- * the prompt estimate is charged.
+ * the prompt estimate is charged, marked estimated. That is what an attempt that timed out or
+ * was reset leaves: Envoy answers the caller itself (504/503, shaped by local_reply_config) and
+ * the router filter never sees that reply (Filter::onLocalReply, Envoy 1.34+) — its stream just
+ * ends — so the request settles here, and nothing stays reserved.
  */
 export function settleActual(g: GovernanceState, o: RequestEnd): Actual {
   const price = g.compiled.prices.lookup(o.model);
@@ -246,8 +251,17 @@ export function settleActual(g: GovernanceState, o: RequestEnd): Actual {
     };
   }
   if (o.responded || g.ledger.attempts === 0) return { tokens: 0, costUsd: 0 };
-  const prompt = { inputTokens: g.inputEstimate, outputTokens: 0, cachedInputTokens: 0 };
-  return { tokens: g.inputEstimate, costUsd: microsToUsd(costMicros(price, prompt)) };
+  const usage: TokenUsage = {
+    inputTokens: g.inputEstimate,
+    outputTokens: 0,
+    totalTokens: g.inputEstimate,
+    cachedInputTokens: 0,
+    cacheCreationInputTokens: 0,
+    reasoningTokens: 0,
+    estimated: true,
+  };
+  g.charged = usage;
+  return { tokens: g.inputEstimate, costUsd: microsToUsd(costMicros(price, usage)), usage };
 }
 
 /**

@@ -1,6 +1,5 @@
 import type { ApiFormat, Operation } from '../api/endpoints.js';
 import type { Provider } from '../config/contract.js';
-import type { SluiceError } from '../errors.js';
 import type { OutputTransform, Tally } from '../masking/engine.js';
 import type { CompiledPolicy } from '../masking/policy.js';
 import { MemoryVault, type Vault } from '../masking/vault.js';
@@ -35,18 +34,6 @@ export interface RequestState {
    * each upstream attempt writes it into the backend's own field (providers/output-cap.ts).
    */
   outputTokenCap?: number;
-  /**
-   * Why the upstream phase refused the latest attempt; an attempt that goes out clears it, so a
-   * retry that succeeds is never answered with an earlier attempt's refusal. The router phase's
-   * response path prefers it to the generic error for the data plane's own reply that follows.
-   */
-  refusal?: SluiceError;
-  /**
-   * Ends the request now with this error, in the caller's format, through the router phase's
-   * stream (see interrupt.ts); false when that stream can no longer answer. Set by the router
-   * phase: an upstream ext_proc filter's own immediate responses are ignored by Envoy 1.35.
-   */
-  interrupt?: (err: SluiceError) => boolean;
 }
 
 export interface PolicyState {

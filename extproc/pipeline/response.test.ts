@@ -2,7 +2,6 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { Limits } from '../config/contract.js';
-import { SluiceError } from '../errors.js';
 import { CONTINUE, type Mutation, type Outcome } from './mutation.js';
 import type { RequestState } from './request-store.js';
 import { ResponseProcessor } from './response.js';
@@ -213,43 +212,8 @@ describe('response: JSON', () => {
   });
 });
 
-describe('response: replies the data plane generated', () => {
-  const details = (v: string) => ({
-    'envoy.filters.http.ext_proc': { fields: { 'response.code_details': { stringValue: v } } },
-  });
-  const envoy503 = new Map([
-    [':status', '503'],
-    ['content-type', 'text/plain'],
-    ['content-length', '91'],
-  ]);
-  const TLS =
-    'upstream_reset_before_response_started{connection_failure,TLS_error:CERTIFICATE_VERIFY_FAILED}';
-
-  it('a local reply becomes our error; the detail is kept for the access log only', () => {
-    const p = new ResponseProcessor(req(), limits, () => 0, 0);
-    assert.throws(
-      () => p.headers(envoy503, false, details(TLS)),
-      (e: unknown) =>
-        e instanceof SluiceError &&
-        e.code === 'upstream_unavailable' &&
-        e.status === 503 &&
-        !e.message.includes('TLS') &&
-        !e.message.includes('reset'),
-    );
-    const r = p.result();
-    assert.deepEqual(r.localReply, { status: 503, details: TLS });
-    assert.equal(r.usage, undefined);
-  });
-
-  it('an upstream timeout becomes 504 upstream_timeout, also when the reply has no body', () => {
-    const p = new ResponseProcessor(req(), limits, () => 0, 0);
-    assert.throws(
-      () => p.headers(new Map([[':status', '504']]), true, details('response_timeout')),
-      (e: unknown) => e instanceof SluiceError && e.code === 'upstream_timeout' && e.status === 504,
-    );
-  });
-
-  it("a backend's own error goes on untouched, body and all", async () => {
+describe('response: error responses go on as they came', () => {
+  it("a backend's own error, body and all", async () => {
     const body = Buffer.from(JSON.stringify({ error: { message: 'overloaded', code: 'x' } }));
     for (const status of ['429', '500', '503']) {
       const p = new ResponseProcessor(req({ stream: false }), limits, () => 0, 0);
@@ -257,40 +221,28 @@ describe('response: replies the data plane generated', () => {
         [':status', status],
         ['content-type', 'application/json'],
       ]);
-      const m = mutationOf(p.headers(h, false, details('via_upstream')));
+      const m = mutationOf(p.headers(h, false));
       assert.deepEqual(m?.setHeaders, [['x-sluice-request-id', 'r1']]);
       assert.deepEqual(m?.removeHeaders, []);
       assert.equal(await p.body(body, true, true), CONTINUE);
-      assert.equal(p.result().localReply, undefined);
+      assert.equal(p.result().usage, undefined);
     }
   });
 
-  it('the upstream phase refused the last attempt: its refusal says why, not the timeout', () => {
-    const refusal = new SluiceError('unsupported_backend', 'Cannot send that there.');
-    for (const [status, why] of [
-      ['504', 'upstream_per_try_timeout'],
-      ['504', 'response_timeout'],
-      ['500', 'ext_proc_error_gRPC_error_13{x}'],
-    ] as const) {
-      const p = new ResponseProcessor(req({ refusal }), limits, () => 0, 0);
-      assert.throws(
-        () => p.headers(new Map([[':status', status]]), true, details(why)),
-        (e: unknown) => e === refusal,
-      );
-      assert.deepEqual(p.result().localReply, { status: Number(status), details: why });
-    }
-    // A backend's own answer cannot have come from a refused attempt: it goes on as it came.
-    const ok = new ResponseProcessor(req({ refusal, stream: false }), limits, () => 0, 0);
+  it('a local reply of the upstream filter chain (Envoy 1.37+): already in the caller’s format', async () => {
+    // The upstream phase's refusal, or Envoy's reply shaped by local_reply_config: never rewritten.
+    const body = Buffer.from(
+      JSON.stringify({
+        error: { message: 'x', type: 'server_error', code: 'extproc_unavailable' },
+      }),
+    );
+    const p = new ResponseProcessor(req({ stream: false }), limits, () => 0, 0);
     const h = new Map([
-      [':status', '200'],
+      [':status', '504'],
       ['content-type', 'application/json'],
+      ['x-sluice-error-code', 'extproc_unavailable'],
     ]);
-    assert.equal(ok.headers(h, false, details('via_upstream')).kind, 'continue');
-  });
-
-  it('without the attribute (not requested) nothing is rewritten', () => {
-    const p = new ResponseProcessor(req(), limits, () => 0, 0);
-    assert.equal(p.headers(envoy503, false, undefined).kind, 'continue');
-    assert.equal(p.result().localReply, undefined);
+    assert.equal(p.headers(h, false).kind, 'continue');
+    assert.equal(await p.body(body, true, true), CONTINUE);
   });
 });

@@ -11,8 +11,7 @@
  * rewrite mode a partial event is held back until it is complete, because it might be the one
  * to drop.
  */
-import { localReplyError, localReplyOf, type LocalReply } from '../api/local-reply.js';
-import { WIRE, type Limits } from '../config/contract.js';
+import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
 import { responseSlots } from '../masking/fields.js';
@@ -24,7 +23,6 @@ import { StreamUsage, usageFromJson, type TokenUsage } from '../usage/extract.js
 import { JsonUsageScanner } from '../usage/json-usage.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
-import { attribute, type Attributes } from './phase.js';
 import type { RequestState } from './request-store.js';
 import { REQUEST_ID_HEADER } from './verdict.js';
 
@@ -32,8 +30,6 @@ export interface ResponseResult {
   usage: TokenUsage | undefined;
   model: string | undefined;
   ttftMs: number | undefined;
-  /** The response was the data plane's own (Envoy's status and details), replaced by our error. */
-  localReply?: LocalReply;
 }
 
 export class ResponseProcessor {
@@ -62,7 +58,6 @@ export class ResponseProcessor {
   private sseMasking: SseMasking | undefined;
   /** JSON pieces held back until the whole body could be restored. */
   private heldChunks = 0;
-  private localReply: LocalReply | undefined;
 
   constructor(
     private readonly req: RequestState,
@@ -72,18 +67,14 @@ export class ResponseProcessor {
   ) {}
 
   /**
-   * `attributes`: what Envoy evaluated for the response direction. A local reply of the data
-   * plane (see api/local-reply.ts) is thrown as our error, so the caller gets it in its own API
-   * format instead; a backend's response, errors included, goes on as it came. When the upstream
-   * phase refused the last attempt, the data plane's reply is what that refusal led to (the
-   * attempt left hanging until a timeout, or the upstream filter's failure): the refusal says why.
+   * A backend's response, errors included, goes on as it came. Envoy's own replies never come
+   * here (Filter::onLocalReply ends processing for them, 1.34+): Envoy shapes them in the caller's
+   * format itself (local_reply_config, operator/translate/to-envoy.ts). The one exception, a local
+   * reply of the upstream filter chain (1.37+, envoyproxy/envoy PR #41769), is the upstream
+   * phase's own refusal or Envoy's reply already shaped by local_reply_config, and goes on too.
    */
-  headers(h: ReadonlyMap<string, string>, endOfStream: boolean, attributes?: Attributes): Outcome {
+  headers(h: ReadonlyMap<string, string>, endOfStream: boolean): Outcome {
     const status = Number(h.get(':status') ?? '0');
-    this.localReply = localReplyOf(status, attribute(attributes, WIRE.codeDetailsAttribute));
-    if (this.localReply) {
-      throw this.req.refusal ?? localReplyError(this.localReply, h.get('x-sluice-error-code'));
-    }
     this.ok = status >= 200 && status < 300;
     const m: Mutation = { setHeaders: [[REQUEST_ID_HEADER, this.req.id]], removeHeaders: [] };
     if (this.req.policy?.failedOpen) m.setHeaders!.push([POLICY_FAILURE_HEADER, 'open']);
@@ -290,8 +281,6 @@ export class ResponseProcessor {
 
   result(): ResponseResult {
     const ttftMs = this.firstByteAt === undefined ? undefined : this.firstByteAt - this.startedAt;
-    if (this.localReply)
-      return { usage: undefined, model: undefined, ttftMs, localReply: this.localReply };
     if (!this.ok) return { usage: undefined, model: undefined, ttftMs };
     if (this.streamUsage) {
       const r = this.streamUsage.result();

@@ -9,7 +9,7 @@ import { SluiceError } from '../errors.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { RequestStore } from './request-store.js';
 import { MODEL_HEADER, RouterExchange } from './router.js';
-import type { Outcome, Verdict } from './mutation.js';
+import type { Outcome } from './mutation.js';
 import {
   body,
   chatRequest,
@@ -41,7 +41,7 @@ const config = new RuntimeConfig(
   new Map(),
 );
 
-function exchange(cfg: RuntimeConfig | null = config, interrupt?: (verdict: Verdict) => boolean) {
+function exchange(cfg: RuntimeConfig | null = config) {
   const store = new RequestStore(() => 0);
   const lines: string[] = [];
   const logger = pino({ level: 'info' }, { write: (s: string) => lines.push(s) });
@@ -53,7 +53,6 @@ function exchange(cfg: RuntimeConfig | null = config, interrupt?: (verdict: Verd
     telemetry,
     now: () => 0,
     newId: () => `id-${++n}`,
-    ...(interrupt ? { interrupt } : {}),
   });
   return { ex, store, lines };
 }
@@ -448,9 +447,9 @@ describe('router phase: backends that cannot take the request', () => {
     assert.equal(x.store.size, 0, 'nothing is routed');
     const y = exchange(mixed);
     const w = verdictOf(await send(y, 'n', '/v1/embeddings'));
+    assert.match(jsonOf(w).error.message, /to anthropic or aws-bedrock backends\.$/);
     // Chat completions translate to Anthropic Messages: the route serves them.
     assert.equal((await send(exchange(config), 'claude-sonnet-4')).kind, 'continue');
-    assert.match(jsonOf(w).error.message, /to anthropic or aws-bedrock backends\.$/);
   });
 
   it('asks for identity before it says anything about the route’s providers', async () => {
@@ -503,49 +502,17 @@ describe('router phase: backends that cannot take the request', () => {
     assert.equal((await send(a, 'm', '/v1/messages')).kind, 'continue');
   });
 
-  it('ends the request in the caller’s format when the upstream phase refuses an attempt', async () => {
-    const sent: Verdict[] = [];
-    const x = exchange(mixed, (v) => {
-      sent.push(v);
-      return true;
-    });
+  it('an upstream-chain reply (the refused attempt, Envoy 1.37+) passes the response phase as is', async () => {
+    // The upstream phase's immediate response reaches the router filter's response phase: it is
+    // the caller's error already, and the request counts as answered (nothing charged).
+    const x = exchange(mixed);
     await send(x, 'm', '/v1/messages');
-    const st = x.store.get('id-1')!;
-    const err = new SluiceError('unsupported_backend', 'No.');
-    assert.equal(st.interrupt?.(err), true);
-    assert.equal(sent.length, 1);
-    assert.equal(sent[0]!.status, 501);
-    assert.equal(sent[0]!.details, 'sluice_unsupported_backend');
-    assert.equal(header(sent[0]!.headers, 'x-sluice-request-id'), 'id-1');
-    assert.equal(jsonOf(sent[0]!).type, 'error', 'an Anthropic error object');
-    assert.equal(st.interrupt?.(err), false, 'only once');
-    // Whatever Envoy sends after that is not ours to process.
-    assert.equal(x.ex.responseHeaders(headers({ ':status': '501' })).kind, 'continue');
-    x.ex.finish('aborted');
+    const o = x.ex.responseHeaders(
+      headers({ ':status': '501', 'x-sluice-error-code': 'unsupported_backend' }),
+    );
+    assert.equal(o.kind, 'continue');
+    x.ex.finish('complete');
     const line = JSON.parse(x.lines[0]!);
-    assert.equal(line.outcome, 'rejected');
-    assert.equal(line.error_code, 'unsupported_backend');
     assert.equal(line.status, 501);
-  });
-
-  it('cannot interrupt once the stream is gone, or once the response has begun', async () => {
-    const gone = exchange(mixed, () => false);
-    await send(gone, 'm');
-    const st = gone.store.get('id-1')!;
-    assert.equal(st.interrupt?.(new SluiceError('gateway_error', 'x')), false);
-    gone.ex.responseHeaders(headers({ ':status': '200', 'content-type': 'application/json' }));
-    gone.ex.finish('complete');
-    assert.equal(JSON.parse(gone.lines[0]!).outcome, 'complete');
-
-    let calls = 0;
-    const late = exchange(mixed, () => ++calls > 0);
-    await send(late, 'm');
-    const s2 = late.store.get('id-1')!;
-    late.ex.responseHeaders(headers({ ':status': '200', 'content-type': 'application/json' }));
-    assert.equal(s2.interrupt?.(new SluiceError('gateway_error', 'x')), false);
-    assert.equal(calls, 0);
-    const none = exchange(mixed);
-    await send(none, 'm');
-    assert.equal(none.store.get('id-1')!.interrupt, undefined);
   });
 });

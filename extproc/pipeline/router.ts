@@ -24,9 +24,8 @@ import { canServe, unsupportedBackend } from '../providers/index.js';
 import { admit, finishGovernance, modelsVisible } from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
-import { CONTINUE, proceed, type Outcome, type Verdict } from './mutation.js';
+import { CONTINUE, proceed, type Outcome } from './mutation.js';
 import type {
-  Attributes,
   BodyMessage,
   EndReason,
   HeadersMessage,
@@ -51,12 +50,6 @@ export interface RouterDeps {
   wallNow?: () => number;
   /** Receives each settlement in flight, so shutdown and tests can wait for them. */
   settling?: (p: Promise<unknown>) => void;
-  /**
-   * Sends an immediate response on this exchange's stream unasked (interrupt.ts): how an upstream
-   * attempt the upstream phase refuses ends the request. Absent: such attempts are left to the
-   * upstream filter's own answer.
-   */
-  interrupt?: (verdict: Verdict) => boolean;
 }
 
 export class RouterExchange implements PhaseHandler {
@@ -198,7 +191,6 @@ export class RouterExchange implements PhaseHandler {
       attempts: [],
       createdAt: this.deps.now(),
     };
-    if (this.deps.interrupt) this.state.interrupt = (err) => this.interrupt(err);
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     const removeHeaders: string[] = [];
@@ -288,15 +280,17 @@ export class RouterExchange implements PhaseHandler {
     return CONTINUE;
   }
 
-  responseHeaders(msg: HeadersMessage, attributes?: Attributes): Outcome {
-    // Our immediate response ended the request: anything more is Envoy's business.
-    if (this.interrupted) return CONTINUE;
+  responseHeaders(msg: HeadersMessage): Outcome {
     const headers = headerMap(msg.headers?.headers);
     this.status = Number(headers.get(':status') ?? '0') || undefined;
+    // A local reply of the upstream filter chain (Envoy 1.37+): the upstream phase's refusal, or
+    // Envoy's reply shaped by local_reply_config — both name their code; the log line keeps it.
+    const code = headers.get('x-sluice-error-code');
+    if (code !== undefined && (this.status ?? 0) >= 400) this.errorCode = code;
     const cfg = this.deps.config;
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
-    const outcome = this.response.headers(headers, msg.end_of_stream === true, attributes);
+    const outcome = this.response.headers(headers, msg.end_of_stream === true);
     const limits = this.state.governance?.headers;
     if (limits && outcome.kind === 'continue' && outcome.mutation) {
       outcome.mutation.setHeaders = [
@@ -309,7 +303,7 @@ export class RouterExchange implements PhaseHandler {
   }
 
   async responseBody(msg: BodyMessage): Promise<Outcome> {
-    if (!this.response || this.interrupted) return CONTINUE;
+    if (!this.response) return CONTINUE;
     const outcome = await this.response.body(
       msg.body ?? Buffer.alloc(0),
       msg.end_of_stream === true,
@@ -333,17 +327,6 @@ export class RouterExchange implements PhaseHandler {
 
   finish(reason: EndReason): void {
     this.done(reason);
-  }
-
-  private interrupted = false;
-  /** Ends the request with `err` now (an attempt was refused); see RouterDeps.interrupt. */
-  private interrupt(err: SluiceError): boolean {
-    if (this.finished || this.interrupted || this.response || !this.deps.interrupt) return false;
-    if (!this.deps.interrupt(errorVerdict(this.api, err, this.requestId))) return false;
-    this.interrupted = true;
-    this.status = err.status;
-    this.errorCode = err.code;
-    return true;
   }
 
   private finished = false;
@@ -380,11 +363,11 @@ export class RouterExchange implements PhaseHandler {
       status: this.status ?? 0,
       errorCode: this.errorCode,
       stream: state?.stream ?? false,
-      usage: result?.usage,
+      // No response after an attempt went out: the prompt estimate charged (marked estimated).
+      usage: result?.usage ?? g?.charged,
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,
-      localReply: result?.localReply,
       ...(g
         ? {
             consumer: g.caller?.consumer,

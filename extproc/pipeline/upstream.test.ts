@@ -197,24 +197,14 @@ describe('upstream phase: refused attempts', () => {
     }
   }
 
-  it('records the refusal and ends the request through the router phase first', () => {
+  it('refuses the attempt in the caller’s format, with the request id; nothing is counted', () => {
+    // Every supported Envoy (1.37+) sends this immediate response downstream, unretried.
     const store = new RequestStore(() => 0);
-    const order: string[] = [];
-    const st = state({
-      interrupt: (err) => {
-        order.push(`interrupt ${err.code}`);
-        return true;
-      },
-    });
+    const st = state();
     store.put(st);
-    const o = attempt(new UpstreamExchange({ config, store }), 'c-bedrock');
-    order.push('answer');
-    assert.deepEqual(order, ['interrupt unsupported_backend', 'answer']);
-    assert.equal(st.refusal?.code, 'unsupported_backend');
-    assert.match(st.refusal.message, /OpenAI chat completion requests to an aws-bedrock backend/);
-    // The attempt's own answer says the same, for data planes that honour it.
-    const v = verdictOf(o);
+    const v = verdictOf(attempt(new UpstreamExchange({ config, store }), 'c-bedrock'));
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
+    assert.match(jsonOf(v).error.message, /to an aws-bedrock backend/);
     assert.deepEqual(
       v.headers.find(([k]) => k === 'x-sluice-request-id'),
       ['x-sluice-request-id', 'req-1'],
@@ -222,18 +212,7 @@ describe('upstream phase: refused attempts', () => {
     assert.deepEqual(st.attempts, []);
   });
 
-  it('an attempt that goes out clears an earlier attempt’s refusal', () => {
-    const store = new RequestStore(() => 0);
-    const st = state({ interrupt: () => false });
-    store.put(st);
-    attempt(new UpstreamExchange({ config, store }), 'nope');
-    assert.equal(st.refusal?.code, 'gateway_error');
-    mutation(attempt(new UpstreamExchange({ config, store }), 'c-openai'));
-    assert.equal(st.refusal, undefined);
-    assert.deepEqual(st.attempts, [{ backend: 'openai', provider: 'openai' }]);
-  });
-
-  it('without the router state there is nothing to record or interrupt', () => {
+  it('without the router state the attempt is refused', () => {
     const store = new RequestStore(() => 0);
     const v = verdictOf(attempt(new UpstreamExchange({ config, store }), 'c-openai'));
     assert.equal(jsonOf(v).error.code, 'gateway_error');

@@ -78,8 +78,6 @@ export class UpstreamExchange implements PhaseHandler {
     const translator = translatorFor(state.api, state.operation, backendApi(backend.provider));
     if (!translator) throw unsupportedBackend(state.api, state.operation, [backend.provider]);
     const up = translator.request(state, backend);
-    // This attempt goes out: an earlier attempt's refusal no longer describes the request.
-    state.refusal = undefined;
     state.attempts.push({ backend: backend.name, provider: backend.provider });
     state.governance?.ledger.begin();
     this.deps.onAttempt?.(backend);
@@ -183,13 +181,7 @@ export class UpstreamExchange implements PhaseHandler {
 
   fail(err: unknown): Outcome {
     const e = toSluiceError(err);
-    const state = this.state;
-    if (state) {
-      state.refusal = e;
-      // First, so that it is the reply Envoy acts on where both would be honoured.
-      state.interrupt?.(e);
-    }
-    return { kind: 'respond', verdict: errorVerdict(this.api, e, state?.id) };
+    return { kind: 'respond', verdict: errorVerdict(this.api, e, this.state?.id) };
   }
 
   finish(_reason: EndReason): void {}

@@ -93,6 +93,25 @@ export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
   return out;
 }
 
+/**
+ * Every immediate response carries WIRE.replyMetadata* as dynamic metadata: Envoy stores it before
+ * it sends the local reply, and the HCM's local_reply_config then leaves the reply as we wrote it
+ * (operator/translate/to-envoy.ts, localReplyConfig).
+ */
+function replyMark(): WireResponse {
+  // Built on first use: contract.ts sits in an import cycle with this module.
+  return (mark ??= {
+    fields: {
+      [WIRE.replyMetadataNamespace]: {
+        structValue: {
+          fields: { [WIRE.replyMetadataKey]: { stringValue: WIRE.replyMetadataValue } },
+        },
+      },
+    },
+  });
+}
+let mark: WireResponse | undefined;
+
 export function immediate(v: Verdict): WireResponse {
   return {
     immediate_response: {
@@ -104,6 +123,7 @@ export function immediate(v: Verdict): WireResponse {
       body: Buffer.from(v.body, 'utf8'),
       details: v.details,
     },
+    dynamic_metadata: replyMark(),
   };
 }
 

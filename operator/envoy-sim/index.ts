@@ -54,10 +54,11 @@
  * Known gaps in behaviour: downstream HTTP/2; the route timeout once the response has started;
  * connection pooling (one upstream connection per attempt); the ADS stream is not re-opened.
  */
-import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ExtProcClient } from './ext-proc/index.js';
+import { releaseBehaviour, type ReleaseBehaviour } from './ext-proc/release.js';
 import { LoadBalancer } from './lb.js';
+import { AutoCodecListener } from './listener.js';
 import type { ListenerModel } from './model.js';
 import { handleRequest, SYSTEM_CLOCK, type AccessLogEntry, type Clock } from './proxy.js';
 import { XdsClient, type XdsEvent, type XdsState } from './xds.js';
@@ -77,13 +78,17 @@ export interface EnvoySimOptions {
   onXdsEvent?: (event: XdsEvent) => void;
   /** jwt_authn's clocks (token times, JWKS cache); the system's by default. */
   clock?: Clock;
-  /** Upstream ext_proc filters send their local replies, as Envoy after 1.35 (default: ignored). */
-  upstreamLocalReplies?: boolean;
+  /**
+   * The Envoy release modelled, `1.<minor>` (ext-proc/release.ts): the newest by default; 1.34 to
+   * 1.36 model out-of-support releases (upstream ext_proc local replies ignored, no stream close
+   * after the last answer, …).
+   */
+  envoyRelease?: string;
 }
 
 interface BoundListener {
   model: ListenerModel;
-  server: http.Server;
+  server: AutoCodecListener;
   address: AddressInfo;
 }
 
@@ -92,6 +97,7 @@ export class EnvoySim {
   private readonly listeners = new Map<string, BoundListener>();
   private readonly clients = new Map<string, ExtProcClient>();
   private readonly lb: LoadBalancer;
+  private readonly release: ReleaseBehaviour;
   private readonly waiters: (() => void)[] = [];
   private readonly stats = new Map<string, number>();
   private work: Promise<void> = Promise.resolve();
@@ -99,6 +105,7 @@ export class EnvoySim {
 
   constructor(private readonly opts: EnvoySimOptions) {
     this.lb = new LoadBalancer(opts.random ?? Math.random);
+    this.release = releaseBehaviour(opts.envoyRelease);
     this.xds = new XdsClient(opts.adsAddress, opts.nodeId, (state, event) => {
       opts.onXdsEvent?.(event);
       if (event.accepted) {
@@ -143,43 +150,18 @@ export class EnvoySim {
   }
 
   /**
-   * Drains every listener, as Envoy drains its listeners: no new connection is accepted,
-   * requests in flight (streams included) finish, and each connection closes once idle. Resolves
-   * when every connection has ended, or after `graceMs`, when what is left is reset. Config keeps
-   * applying meanwhile; close() ends the rest.
+   * Drains every listener (see AutoCodecListener.drain): no new connection is accepted, requests
+   * in flight finish within `graceMs`. Config keeps applying meanwhile; close() ends the rest.
    */
   async drain(graceMs: number): Promise<void> {
-    const deadline = Date.now() + graceMs;
-    await Promise.all(
-      [...this.listeners.values()].map(async (l) => {
-        let done = false;
-        const closed = new Promise<void>((r) => l.server.close(() => r())).then(() => {
-          done = true;
-        });
-        // A keep-alive connection becomes idle when its response ends: close it then.
-        while (!done && Date.now() < deadline) {
-          l.server.closeIdleConnections();
-          await Promise.race([closed, new Promise((r) => setTimeout(r, 25))]);
-        }
-        l.server.closeAllConnections();
-        await closed;
-      }),
-    );
+    await Promise.all([...this.listeners.values()].map((l) => l.server.drain(graceMs)));
   }
 
   async close(): Promise<void> {
     this.closed = true;
     this.xds.close();
     await this.work;
-    await Promise.all(
-      [...this.listeners.values()].map(
-        (l) =>
-          new Promise<void>((r) => {
-            l.server.close(() => r());
-            l.server.closeAllConnections();
-          }),
-      ),
-    );
+    await Promise.all([...this.listeners.values()].map((l) => l.server.close(true)));
     this.listeners.clear();
     for (const c of this.clients.values()) c.close();
     this.clients.clear();
@@ -206,42 +188,37 @@ export class EnvoySim {
         continue;
       }
       this.listeners.delete(name);
-      await new Promise<void>((r) => bound.server.close(() => r()));
+      await bound.server.close();
     }
     for (const [name, model] of state.listeners) {
       if (this.listeners.has(name)) continue;
       const bound: BoundListener = {
         model,
-        server: http.createServer(),
+        server: new AutoCodecListener((req, res) => {
+          handleRequest(
+            {
+              state: () => this.xds.state,
+              clock: this.opts.clock ?? SYSTEM_CLOCK,
+              extProcClient: (c) => this.extProcClient(c),
+              lb: this.lb,
+              retryBackoffBaseMs: this.opts.retryBackoffBaseMs ?? 25,
+              release: this.release,
+              count: (stat) => this.stats.set(stat, (this.stats.get(stat) ?? 0) + 1),
+              accessLog: (e) => this.opts.onAccessLog?.(e),
+            },
+            bound.model,
+            req,
+            res,
+          ).catch(() => {
+            if (!res.headersSent) {
+              res.writeHead(500, {});
+              res.end();
+            } else res.destroy();
+          });
+        }),
         address: { address: model.host, port: model.port, family: 'IPv4' },
       };
-      bound.server.on('request', (req, res) => {
-        handleRequest(
-          {
-            state: () => this.xds.state,
-            clock: this.opts.clock ?? SYSTEM_CLOCK,
-            extProcClient: (c) => this.extProcClient(c),
-            lb: this.lb,
-            retryBackoffBaseMs: this.opts.retryBackoffBaseMs ?? 25,
-            upstreamLocalReplies: this.opts.upstreamLocalReplies ?? false,
-            count: (stat) => this.stats.set(stat, (this.stats.get(stat) ?? 0) + 1),
-            accessLog: (e) => this.opts.onAccessLog?.(e),
-          },
-          bound.model,
-          req,
-          res,
-        ).catch(() => {
-          if (!res.headersSent) {
-            res.writeHead(500);
-            res.end();
-          } else res.destroy();
-        });
-      });
-      await new Promise<void>((resolve, reject) => {
-        bound.server.once('error', reject);
-        bound.server.listen(model.port, model.host, () => resolve());
-      });
-      bound.address = bound.server.address() as AddressInfo;
+      bound.address = await bound.server.listen(model.port, model.host);
       this.listeners.set(name, bound);
     }
     if (this.isReady()) for (const w of this.waiters.splice(0)) w();

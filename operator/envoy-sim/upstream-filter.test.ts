@@ -1,8 +1,8 @@
 // The emulator's upstream ext_proc filter and router, on what the operator emits, against a
-// scripted ext_proc server: a local reply of the upstream filter is ignored and counted, as in
-// Envoy up to 1.35, and the attempt waits for the route timeout; with upstreamLocalReplies (later
-// Envoy) it is sent downstream; an immediate response the router filter receives while the router
-// waits for the attempt is sent at once and resets the attempt.
+// scripted ext_proc server: on the newest release (every supported one, 1.37+) a local reply of
+// the upstream filter is sent downstream and not retried; on 1.36 and older (envoyRelease) it is
+// ignored and counted and the attempt waits for the route's timeout; an immediate response the
+// router filter receives while the router waits for the attempt is sent at once and resets it.
 import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import * as http from 'node:http';
@@ -64,13 +64,13 @@ describe('envoy-sim: upstream ext_proc filter local replies', () => {
   let script: Script;
   let ads: RunningAdsServer;
 
-  async function sim(upstreamLocalReplies: boolean) {
+  async function sim(envoyRelease?: string) {
     const log: AccessLogEntry[] = [];
     const s = await startEnvoySim({
       adsAddress: ads.address,
       nodeId: 'test/envoy',
       retryBackoffBaseMs: 0,
-      upstreamLocalReplies,
+      ...(envoyRelease ? { envoyRelease } : {}),
       onAccessLog: (e) => log.push(e),
     });
     return { s, log };
@@ -193,26 +193,29 @@ describe('envoy-sim: upstream ext_proc filter local replies', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
-  it('Envoy up to 1.35: ignored and counted; the attempt waits for the route timeout', async () => {
+  it('Envoy 1.36: ignored and counted; the attempt waits for the route timeout', async () => {
     script = { upstream: refuse501 };
-    const { s, log } = await sim(false);
+    const { s, log } = await sim('1.36');
     try {
       const hits = backendHits;
       const r = await call(s, 'quick-model');
+      // The rule's timeout is the route's idle timeout (to-envoy.ts): the held attempt ends there,
+      // as Envoy's 504 "stream timeout" shaped by local_reply_config.
       assert.equal(r.status, 504);
-      assert.equal(r.body, 'upstream request timeout');
+      assert.equal(JSON.parse(r.body).error.code, 'upstream_timeout');
+      assert.equal(r.headers['x-sluice-error-code'], 'upstream_timeout');
       assert.equal(s.counters.get(IGNORED), 1);
       assert.equal(backendHits, hits, 'the held attempt never reached the backend');
-      assert.equal(log.at(-1)?.details, 'response_timeout');
-      assert.ok(log.at(-1)?.flags.includes('UT'));
+      assert.equal(log.at(-1)?.details, 'stream_idle_timeout');
+      assert.ok(log.at(-1)?.flags.includes('SI'));
     } finally {
       await s.close();
     }
   });
 
-  it('later Envoy: the upstream filter’s reply goes downstream, not retried', async () => {
+  it('newest release: the upstream filter’s reply goes downstream, not retried', async () => {
     script = { upstream: refuse501 };
-    const { s, log } = await sim(true);
+    const { s, log } = await sim();
     try {
       const r = await call(s, 'slow-model');
       assert.equal(r.status, 501);
@@ -246,7 +249,7 @@ describe('envoy-sim: upstream ext_proc filter local replies', () => {
         await c.closed();
       },
     };
-    const { s, log } = await sim(false);
+    const { s, log } = await sim('1.36');
     try {
       const hits = backendHits;
       const pending = call(s, 'slow-model');
@@ -257,7 +260,8 @@ describe('envoy-sim: upstream ext_proc filter local replies', () => {
       assert.equal(r.body, '{"via":"router"}');
       assert.equal(backendHits, hits);
       const entry = log.at(-1)!;
-      assert.ok(entry.flags.includes('LR'));
+      // An ext_proc immediate response sets no response flag.
+      assert.deepEqual(entry.flags, []);
       assert.equal(entry.details, 'sluice_unsupported_backend');
       // The reset attempt took its ext_proc stream with it (already closed by the filter).
       await upstreamCall!.closed();

@@ -44,7 +44,14 @@ void describe('toEnvoy: route order matches the extproc', () => {
       route('long', { models: [{ prefix: 'gpt-4o' }, { exact: 'zeta' }] }),
       route('exact', { models: [{ exact: 'gpt-4o-mini' }] }),
     ]);
-    assert.deepEqual(entries(r).map(modelOf), ['=gpt-4o-mini', '=zeta', '^gpt-4o', '^gpt-', '*']);
+    assert.deepEqual(entries(r).map(modelOf), [
+      '=gpt-4o-mini',
+      '=zeta',
+      '^gpt-4o',
+      '^gpt-',
+      '*',
+      '*',
+    ]);
   });
 
   void it('closes a model whose rules are all conditional with a 404 of its own', () => {
@@ -55,16 +62,25 @@ void describe('toEnvoy: route order matches the extproc', () => {
       }),
     ]);
     const e = entries(r);
-    assert.deepEqual(e.map(modelOf), ['^gpt-', '^gpt-', '*']);
+    assert.deepEqual(e.map(modelOf), ['^gpt-', '^gpt-', '^gpt-', '*', '*']);
+    // The caller's format: Anthropic's error object on the Anthropic path, OpenAI's elsewhere.
+    assert.deepEqual(e[1]!['match']['prefix'], '/v1/messages');
     assert.equal(e[1]!['direct_response']['status'], 404);
-    assert.match(e[1]!['direct_response']['body']['inline_string'], /no_matching_rule/);
+    const anthropic = JSON.parse(e[1]!['direct_response']['body']['inline_string']);
+    assert.equal(anthropic.type, 'error');
+    assert.equal(anthropic.error.type, 'not_found_error');
+    assert.equal(anthropic.error.code, 'no_matching_rule');
+    assert.deepEqual(e[2]!['match']['prefix'], '/');
+    const openai = JSON.parse(e[2]!['direct_response']['body']['inline_string']);
+    assert.equal(openai.error.type, 'invalid_request_error');
+    assert.equal(openai.error.code, 'no_matching_rule');
   });
 
   void it('stops after an unconditional rule: later rules cannot be reached for that model', () => {
     const r = bundle([route('r', { rules: [{}, { timeout: '1s' }] })]);
     assert.deepEqual(
       entries(r).map((e): unknown => e['name']),
-      ['ns/r/rule/0/match/0/exact/r', 'sluice/no-model'],
+      ['ns/r/rule/0/match/0/exact/r', 'sluice/no-model/anthropic', 'sluice/no-model'],
     );
   });
 });

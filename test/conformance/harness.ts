@@ -72,6 +72,8 @@ export const ROUTER: FilterConfig = {
   },
   allowModeOverride: true,
   messageTimeoutMs: MESSAGE_TIMEOUT_MS,
+  // The extproc marks its immediate responses here (local_reply_config leaves them as they are).
+  receivingNamespaces: [WIRE.replyMetadataNamespace],
 };
 
 /**
@@ -91,6 +93,7 @@ export function upstreamFilter(cluster: string, backend = ''): FilterConfig {
     requestAttributes: { [WIRE.clusterAttribute]: cluster, [WIRE.backendAttribute]: backend },
     initialMetadata: { 'x-sluice-filter': 'upstream' },
     messageTimeoutMs: MESSAGE_TIMEOUT_MS,
+    receivingNamespaces: [WIRE.replyMetadataNamespace],
   };
 }
 

@@ -143,38 +143,47 @@ describe('conformance: a route none of whose backends can take the caller’s AP
   });
 });
 
-describe('conformance: an attempt on a backend that cannot take the request (Envoy 1.35)', () => {
-  it('ends the request through the router filter; the upstream filter’s own reply is ignored', async () => {
+describe('conformance: an attempt on a backend that cannot take the request', () => {
+  it('is refused by the upstream filter in the caller’s format; the router filter passes it on', async () => {
     const before = accessLines(h).length;
     const { router, r, reply } = await routed(openaiEmbeddings('mixed-model'), '/v1/embeddings');
     const c = continued(r);
     assert.equal(c.routeCacheCleared, true);
     const id = get(c.headers, 'x-sluice-request-id');
-    const { up, outcome } = await attempt(r, 'anthropic');
-    // Envoy ignores the upstream filter's reply and holds the attempt...
-    assert.deepEqual(outcome, { stalled: 'sluice_unsupported_backend' });
-    assert.equal(up.stats.send_immediate_resp_upstream_ignored, 1);
-    // ...but the router filter answers the client at once, and the attempt is reset with it.
-    const local = await reply;
-    assert.equal(local.status, 501);
-    assert.equal(local.responseStarted, false);
-    assert.equal(local.details, 'sluice_unsupported_backend');
-    assert.deepEqual(router.violations, []);
-    assert.equal(get(local.headers, 'x-sluice-request-id'), id);
-    const e = errorOf(local);
+    const { up, outcome } = await attempt(r, 'anthropic', SHARED, {
+      receivingNamespaces: ['sluice'],
+    });
+    assert.ok('result' in outcome);
+    const own = outcome.result as LocalReply;
+    assert.equal(own.kind, 'local-reply');
+    assert.deepEqual(up.violations, []);
+    assert.equal(own.status, 501);
+    assert.equal(own.details, 'sluice_unsupported_backend');
+    assert.equal(get(own.headers, 'x-sluice-request-id'), id);
+    // Marked as the extproc's own, so Envoy's local_reply_config leaves it as it is.
+    assert.equal(up.dynamicMetadata['sluice']?.fields?.['reply']?.stringValue, 'extproc');
+    const e = errorOf(own);
     assert.equal(e.code, 'unsupported_backend');
     assert.equal(e.type, 'server_error');
     assert.equal(
       e.message,
       'This gateway cannot send OpenAI embeddings requests to an anthropic backend.',
     );
-    up.close();
+    // Nothing comes unasked on the router filter's stream any more.
+    await new Promise((t) => setTimeout(t, 20));
+    assert.equal(router.reply, undefined);
+    void reply;
+    // The reply reaches the router filter's response phase (a local reply of the upstream
+    // filter chain): it goes on unchanged.
+    const res = continued(await router.runResponse(own.modifiedHeaders, [own.body]));
+    assert.equal(res.body.toString(), own.body.toString());
+    assert.deepEqual(router.violations, []);
     await waitFor(() => accessLines(h).length > before);
     const line = accessLines(h).at(-1)!;
     assert.equal(line.request_id, id);
-    assert.equal(line.error_code, 'unsupported_backend');
-    assert.equal(line.outcome, 'rejected');
     assert.equal(line.status, 501);
+    assert.equal(line.error_code, 'unsupported_backend');
+    assert.equal(line.attempts, 0, 'a refused attempt never reached a provider');
   });
 
   it('answers an Anthropic caller with an Anthropic error object', async () => {
@@ -187,7 +196,7 @@ describe('conformance: an attempt on a backend that cannot take the request (Env
     assert.equal(b.type, 'error');
     assert.equal(local.status, 501);
     assert.equal(get(local.headers, 'x-sluice-error-code'), 'unsupported_backend');
-    up.close();
+    router.close();
   });
 
   it('lets an attempt on a backend that can take it go out, shaped for it', async () => {
@@ -206,10 +215,20 @@ describe('conformance: an attempt on a backend that cannot take the request (Env
     const f = new ExtProcFilter(h.client, upstreamFilter('sluice/backend/bedrock'));
     const r = await f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []);
     assert.equal(r.kind, 'local-reply');
-    const local = r;
+    assert.equal(r.status, 500);
+    assert.equal(errorOf(r).code, 'gateway_error');
+  });
+
+  it('an unknown backend on a shared cluster: 500 gateway_error', async () => {
+    const { router, r } = await routed(openaiChat('mixed-model'));
+    const { outcome } = await attempt(r, '', SHARED);
+    assert.ok('result' in outcome);
+    const local = outcome.result as LocalReply;
     assert.equal(local.status, 500);
     assert.equal(errorOf(local).code, 'gateway_error');
+    router.close();
   });
+});
 
 describe('conformance: an out-of-support data plane (Envoy 1.36) ignores the refusal', () => {
   it('the upstream filter’s reply is dropped and the attempt held (the route timeout ends it)', async () => {
@@ -218,5 +237,6 @@ describe('conformance: an out-of-support data plane (Envoy 1.36) ignores the ref
     assert.deepEqual(outcome, { stalled: 'sluice_unsupported_backend' });
     assert.equal(up.stats.send_immediate_resp_upstream_ignored, 1);
     up.close();
+    router.close();
   });
 });

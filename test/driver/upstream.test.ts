@@ -1,9 +1,11 @@
-// The driver as an upstream (cluster) ext_proc filter. Up to Envoy 1.35 such a filter never sends
-// a local reply: Filter::sendImmediateResponse (source/extensions/filters/http/ext_proc/
-// ext_proc.cc) returns early when config_->isUpstream(), counting
-// send_immediate_resp_upstream_ignored, after the caller set processing_complete_, stopped the
-// timers and closed the stream — and nothing resumes the request, so the attempt waits for the
-// router. Later Envoy sends them downstream (UpstreamFilterManager::sendLocalReply).
+// The driver as an upstream (cluster) ext_proc filter. Up to Envoy 1.36 (`envoyRelease: '1.36'`
+// here) such a filter never sends a local reply: Filter::sendImmediateResponse
+// (source/extensions/filters/http/ext_proc/ext_proc.cc) returns early when
+// config_->isUpstream(), counting send_immediate_resp_upstream_ignored, after the caller set
+// processing_complete_, stopped the timers and closed the stream — and nothing resumes the
+// request, so the attempt waits for the router. From 1.37 (PR #41231; the default, newest
+// release) they go downstream (UpstreamFilterManager::sendLocalReply in
+// source/common/router/upstream_request.cc).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FakeCall } from './fake-server.js';
@@ -24,6 +26,8 @@ const UPSTREAM: FilterConfig = {
   },
   upstream: true,
 };
+/** The same filter on an out-of-support release that ignores upstream local replies. */
+const LEGACY: FilterConfig = { ...UPSTREAM, envoyRelease: '1.36' };
 
 const BODY = Buffer.from('{"model":"m"}');
 
@@ -55,9 +59,9 @@ async function immediate501(call: FakeCall): Promise<void> {
   await call.closed();
 }
 
-test('upstream filter: an immediate_response is ignored and counted; the attempt is held', async () => {
+test('upstream filter (1.36): an immediate_response is ignored and counted; the attempt is held', async () => {
   await withServer(immediate501, async (h) => {
-    const { f, stall, passed } = watched(h, UPSTREAM);
+    const { f, stall, passed } = watched(h, LEGACY);
     const { state } = attempt(f);
     assert.equal(await stall, 'no');
     // Envoy closed the stream (half-close, then reset) although it sent nothing downstream.
@@ -72,14 +76,14 @@ test('upstream filter: an immediate_response is ignored and counted; the attempt
   });
 });
 
-test('upstream filter: fail-closed errors go the same way (gRPC error, message timeout)', async () => {
+test('upstream filter (1.36): fail-closed errors go the same way (gRPC error, message timeout)', async () => {
   await withServer(
     async (call) => {
       await call.expect();
       call.fail(grpc.status.INTERNAL, 'boom');
     },
     async (h) => {
-      const { f, stall } = watched(h, UPSTREAM);
+      const { f, stall } = watched(h, LEGACY);
       attempt(f);
       assert.equal(await stall, 'ext_proc_error_gRPC_error_13{boom}');
       assert.equal(f.stats.send_immediate_resp_upstream_ignored, 1);
@@ -92,7 +96,7 @@ test('upstream filter: fail-closed errors go the same way (gRPC error, message t
       await call.closed();
     },
     async (h) => {
-      const { f, stall } = watched(h, { ...UPSTREAM, messageTimeoutMs: 20 });
+      const { f, stall } = watched(h, { ...LEGACY, messageTimeoutMs: 20 });
       attempt(f);
       assert.equal(await stall, 'ext_proc_error_per-message_timeout_exceeded');
       f.close();
@@ -100,7 +104,7 @@ test('upstream filter: fail-closed errors go the same way (gRPC error, message t
   );
 });
 
-test('upstream filter: a spurious answer with fail-close is ignored too', async () => {
+test('upstream filter (1.36): a spurious answer with fail-close is ignored too', async () => {
   await withServer(
     async (call) => {
       await call.expect();
@@ -108,7 +112,7 @@ test('upstream filter: a spurious answer with fail-close is ignored too', async 
       await call.closed();
     },
     async (h) => {
-      const { f, stall } = watched(h, UPSTREAM);
+      const { f, stall } = watched(h, LEGACY);
       attempt(f);
       assert.equal(await stall, 'ext_proc_error_spurious_message');
       f.close();
@@ -116,13 +120,13 @@ test('upstream filter: a spurious answer with fail-close is ignored too', async 
   );
 });
 
-test('upstream filter: body data after the stall resumes the request, unprocessed', async () => {
+test('upstream filter (1.36): body data after the stall resumes the request, unprocessed', async () => {
   // Envoy's filter manager continues headers and data when a later data callback returns
   // Continue, which ext_proc does once processing is complete: the attempt goes out as the
   // router handed it over. Envoy's router hands the body over with the headers, so this only
   // happens to a body that arrives late.
   await withServer(immediate501, async (h) => {
-    const { f, stall } = watched(h, UPSTREAM);
+    const { f, stall } = watched(h, LEGACY);
     const late = f.runRequest(postHeaders(), [BODY]);
     await stall;
     const r = await late;
@@ -132,9 +136,9 @@ test('upstream filter: body data after the stall resumes the request, unprocesse
   });
 });
 
-test('upstream filter of a later Envoy: the immediate_response goes downstream', async () => {
+test('upstream filter (newest release): the immediate_response goes downstream', async () => {
   await withServer(immediate501, async (h) => {
-    const { f } = watched(h, { ...UPSTREAM, upstreamLocalReplies: true });
+    const { f } = watched(h, UPSTREAM);
     const r = await attempt(f).result;
     assert.equal(r.kind, 'local-reply');
     assert.equal(r.kind === 'local-reply' && r.status, 501);

@@ -31,6 +31,7 @@ import {
   type HeaderList,
   type MutationContext,
 } from './headers.js';
+import { releaseBehaviour, type ReleaseBehaviour } from './release.js';
 
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
@@ -80,21 +81,19 @@ export interface FilterConfig {
   /** The filter runs in an upstream (cluster) filter chain. */
   upstream?: boolean;
   /**
-   * What an upstream filter does with a local reply (the server's immediate_response, or a
-   * fail-closed error: gRPC error, message timeout, spurious or invalid answer). false (default,
-   * Envoy up to 1.35): Filter::sendImmediateResponse returns early when the filter is upstream,
-   * counting `send_immediate_resp_upstream_ignored`; processing is over but the paused request
-   * is never resumed, so the attempt hangs until the router's timeout or a reset (`stalled`).
-   * true (later Envoy, where that check is gone): the reply goes downstream through
-   * UpstreamFilterManager::sendLocalReply, as for a downstream filter.
+   * The Envoy release modelled (`1.<minor>`, default: the newest, release.ts). It decides what an
+   * upstream filter does with a local reply (the server's immediate_response, or a fail-closed
+   * error: gRPC error, message timeout, spurious or invalid answer): up to 1.36
+   * Filter::sendImmediateResponse returns early when the filter is upstream, counting
+   * `send_immediate_resp_upstream_ignored`; processing is over but the paused request is never
+   * resumed, so the attempt hangs until the router's timeout or a reset (`stalled`). From 1.37
+   * (PR #41231) the reply goes downstream through UpstreamFilterManager::sendLocalReply, as for
+   * a downstream filter. It also decides whether a spurious answer fails the request
+   * (ext_proc_fail_close_spurious_resp, 1.35+), whether `status_on_error` is honoured (1.36+)
+   * and whether the stream is closed right after the last expected answer (1.37+).
    */
-  upstreamLocalReplies?: boolean;
+  envoyRelease?: string;
   observabilityMode?: boolean;
-  /**
-   * Runtime guard envoy.reloadable_features.ext_proc_fail_close_spurious_resp (on in current
-   * Envoy): a spurious answer fails the request. Off: Envoy drops the processor and continues.
-   */
-  spuriousFailClose?: boolean;
   /** Reject run*()/result() promises with a ViolationError at the first violation. */
   strict?: boolean;
   /** Called for every answered message; timings are also collected on the filter. */
@@ -104,7 +103,13 @@ export interface FilterConfig {
 export interface LocalReply {
   kind: 'local-reply';
   status: number;
+  /** The reply as Envoy without a local_reply_config sends it. */
   headers: HeaderList;
+  /**
+   * The headers the reply's modify_headers produced (`:status` and the immediate response's
+   * header mutation), before the content headers: the input of the HCM's local_reply_config.
+   */
+  modifiedHeaders: HeaderList;
   body: Buffer;
   details: string;
   grpcStatus?: number;
@@ -200,9 +205,8 @@ interface CompiledConfig {
   receiving: ReadonlySet<string>;
   metadata: grpc.Metadata;
   upstream: boolean;
-  upstreamLocalReplies: boolean;
+  release: ReleaseBehaviour;
   observability: boolean;
-  spuriousFailClose: boolean;
   strict: boolean;
   onTiming: ((t: Timing) => void) | undefined;
 }
@@ -232,6 +236,7 @@ function compile(config: FilterConfig): CompiledConfig {
   const metadata = new grpc.Metadata();
   for (const [k, v] of Object.entries(config.initialMetadata ?? {})) metadata.set(k, v);
   const mc = config.metadataContext;
+  const release = releaseBehaviour(config.envoyRelease);
   const c: CompiledConfig = {
     mode: {
       requestHeaderMode: m.requestHeaderMode ?? 'DEFAULT',
@@ -245,7 +250,8 @@ function compile(config: FilterConfig): CompiledConfig {
     failureModeAllow: config.failureModeAllow ?? false,
     messageTimeoutMs: config.messageTimeoutMs ?? 200,
     maxMessageTimeoutMs: config.maxMessageTimeoutMs ?? 0,
-    statusOnError: config.statusOnError ?? 500,
+    // Before 1.36 gRPC and mutation errors always answer 500.
+    statusOnError: release.statusOnError ? (config.statusOnError ?? 500) : 500,
     bufferLimit: config.bufferLimitBytes ?? DEFAULT_LIMIT,
     requestAttributes: config.requestAttributes
       ? { [FILTER_NAME]: toStruct(config.requestAttributes) }
@@ -263,9 +269,8 @@ function compile(config: FilterConfig): CompiledConfig {
     receiving: new Set(config.receivingNamespaces ?? []),
     metadata,
     upstream: config.upstream ?? false,
-    upstreamLocalReplies: config.upstreamLocalReplies ?? false,
+    release,
     observability: config.observabilityMode ?? false,
-    spuriousFailClose: config.spuriousFailClose ?? true,
     strict: config.strict ?? false,
     onTiming: config.onTiming,
   };
@@ -285,6 +290,28 @@ interface QueuedChunk {
 interface Waiter {
   resolve(r: PhaseResult): void;
   reject(e: Error): void;
+}
+
+/**
+ * Envoy's effectiveModeOverride (PR #38254, 1.34): a header or trailer mode left DEFAULT in the
+ * override keeps the filter's configured mode; body modes are always copied (unset = NONE).
+ */
+function effectiveModeOverride(
+  o: PbProcessingMode,
+  configured: Required<ProcessingModeConfig>,
+): Required<ProcessingModeConfig> {
+  const keep = (v: unknown, base: HeaderSendMode): HeaderSendMode => {
+    const name = headerModeName(v as PbProcessingMode['request_header_mode']);
+    return name === 'DEFAULT' ? base : name;
+  };
+  return {
+    requestHeaderMode: keep(o.request_header_mode, configured.requestHeaderMode),
+    responseHeaderMode: keep(o.response_header_mode, configured.responseHeaderMode),
+    requestTrailerMode: keep(o.request_trailer_mode, configured.requestTrailerMode),
+    responseTrailerMode: keep(o.response_trailer_mode, configured.responseTrailerMode),
+    requestBodyMode: bodyModeName(o.request_body_mode),
+    responseBodyMode: bodyModeName(o.response_body_mode),
+  };
 }
 
 function bodyOf(m: PbBodyMutation): Buffer {
@@ -388,6 +415,37 @@ export class Direction {
 
   get awaitingHeaders(): boolean {
     return this.cb === 'headers';
+  }
+
+  /** The headers ended this direction's stream (Envoy's hasNoBody()). */
+  get hasNoBody(): boolean {
+    return this.noBody;
+  }
+
+  /** Nothing of this direction is sent to the processor (Envoy's noExternalProcess()). */
+  get noExternalProcess(): boolean {
+    return !this.sendHeaders && this.bodyMode === 'NONE' && !this.sendTrailers;
+  }
+
+  /** The headers as they are now, mutations applied (undefined before they arrived). */
+  get currentHeaders(): HeaderList | undefined {
+    return this.hdrs ?? undefined;
+  }
+
+  /**
+   * Envoy's isLastBodyResponse, evaluated before the answer is handled: the chunk it answers
+   * ended the stream (STREAMED), or the answer ends it (FULL_DUPLEX_STREAMED); always false in
+   * BUFFERED and BUFFERED_PARTIAL.
+   */
+  isLastBodyAnswer(common: PbCommonResponse): boolean {
+    if (this.bodyMode === 'STREAMED') {
+      return this.cb === 'streamedBody' && this.queue.length > 0 && this.queue[0]!.end;
+    }
+    if (this.bodyMode === 'FULL_DUPLEX_STREAMED') {
+      const bm = common.body_mutation;
+      return bm?.mutation === 'streamed_response' && bm.streamed_response?.end_of_stream === true;
+    }
+    return false;
   }
 
   private shouldRemoveContentLength(): boolean {
@@ -1415,8 +1473,9 @@ export class ExtProcFilter {
     const res = this.response;
     if (m.mode_override) {
       if (this.cfg.allowModeOverride && (req.awaitingHeaders || res.awaitingHeaders)) {
-        req.setMode(m.mode_override);
-        res.setMode(m.mode_override);
+        const mode = effectiveModeOverride(m.mode_override, this.cfg.mode);
+        req.setMode(mode);
+        res.setMode(mode);
       } else {
         this.violation(
           this.cfg.allowModeOverride
@@ -1425,6 +1484,17 @@ export class ExtProcFilter {
         );
       }
     }
+    // Envoy's onReceiveMessage decides before handling the answer whether it is the last body
+    // answer of its direction (isLastBodyResponse), and sets dynamic metadata before handling any
+    // answer with a known oneof — an immediate response included (setDecoderDynamicMetadata
+    // precedes sendImmediateResponse), so a local reply's access log and local_reply_config see it.
+    const lastBody =
+      m.response === 'request_body'
+        ? req.isLastBodyAnswer(m.request_body?.response ?? {})
+        : m.response === 'response_body'
+          ? res.isLastBodyAnswer(m.response_body?.response ?? {})
+          : false;
+    if (m.dynamic_metadata && m.response) this.takeDynamicMetadata(m.dynamic_metadata);
     let err: string | undefined;
     let dir: Direction | undefined;
     switch (m.response) {
@@ -1458,22 +1528,64 @@ export class ExtProcFilter {
       default:
         err = 'spurious';
     }
-    if (m.dynamic_metadata && !this.ended) this.takeDynamicMetadata(m.dynamic_metadata);
     if (err === 'spurious') {
       this.violation(
-        m.response
-          ? `spurious ${m.response} answer: no such message is awaiting an answer`
-          : m.streamed_immediate_response
-            ? 'streamed_immediate_response is not valid for these body modes'
+        m.response === 'streamed_immediate_response'
+          ? 'streamed_immediate_response is not valid for these body modes'
+          : m.response
+            ? `spurious ${m.response} answer: no such message is awaiting an answer`
             : 'answer with no response oneof set',
       );
       if (this.processingComplete) return;
-      if (this.cfg.failureModeAllow || !this.cfg.spuriousFailClose) this.dropProcessor();
+      if (this.cfg.failureModeAllow || !this.cfg.release.spuriousFailClose) this.dropProcessor();
       else this.sendImmediateResponse(this.cfg.statusOnError, 'ext_proc_error_spurious_message');
     } else if (err !== undefined && !this.ended) {
-      // The mutation code already recorded the violation; Envoy answers 500 whatever the config.
-      this.sendImmediateResponse(500, `${dir?.isRequest ? 'request' : 'response'}: ${err}`);
+      // The mutation code already recorded the violation; handleErrorResponse answers with
+      // status_on_error (500 before 1.36) whatever failure_mode_allow says.
+      this.sendImmediateResponse(
+        this.cfg.statusOnError,
+        `${dir?.isRequest ? 'request' : 'response'}: ${err}`,
+      );
+    } else if (err === undefined && this.cfg.release.streamCloseOptimization) {
+      this.closeIfLastAnswer(m.response, lastBody);
     }
+  }
+
+  /**
+   * Envoy 1.37+ (closeGrpcStreamIfLastRespReceived): the stream is closed as soon as the answer
+   * just processed was the last one this filter will ever need — never in BUFFERED or
+   * BUFFERED_PARTIAL body modes, where isLastBodyResponse is always false.
+   */
+  private closeIfLastAnswer(kind: ProcessingResponse['response'], lastBody: boolean): void {
+    if (this.closed || this.processingComplete) return;
+    const req = this.request;
+    const res = this.response;
+    let last: boolean;
+    switch (kind) {
+      case 'request_headers':
+        last =
+          (req.hasNoBody || (req.bodyMode === 'NONE' && !req.sendTrailers)) &&
+          res.noExternalProcess;
+        break;
+      case 'request_body':
+        last = lastBody && res.noExternalProcess;
+        break;
+      case 'request_trailers':
+        last = res.noExternalProcess;
+        break;
+      case 'response_headers':
+        last = res.hasNoBody || (res.bodyMode === 'NONE' && !res.sendTrailers);
+        break;
+      case 'response_body':
+        last = lastBody;
+        break;
+      case 'response_trailers':
+        last = true;
+        break;
+      default:
+        last = false;
+    }
+    if (last) this.closeStream();
   }
 
   private onOverrideTimeout(d: { seconds?: string | number; nanos?: number }): void {
@@ -1526,7 +1638,7 @@ export class ExtProcFilter {
     mutation?: PbHeaderMutation,
     grpcStatus?: number,
   ): void {
-    if (this.cfg.upstream && !this.cfg.upstreamLocalReplies) {
+    if (this.cfg.upstream && !this.cfg.release.upstreamLocalReplies) {
       this.ignoreImmediateResponse(details);
       return;
     }
@@ -1534,7 +1646,7 @@ export class ExtProcFilter {
   }
 
   /**
-   * Envoy up to 1.35 in an upstream filter: the stream is closed and processing over (every path
+   * Envoy up to 1.36 in an upstream filter: the stream is closed and processing over (every path
    * set processing_complete_ and stopped the timers first), the reply is counted and dropped, and
    * nothing resumes the request the filter paused.
    */
@@ -1563,23 +1675,32 @@ export class ExtProcFilter {
     if (this.ended) return;
     this.processingComplete = true;
     this.closeStream();
-    const headers: HeaderList = [[':status', String(status)]];
-    if (body.length > 0) {
-      setHeader(headers, 'content-length', String(body.length));
-      setHeader(headers, 'content-type', 'text/plain');
-    }
+    // Utility::sendLocalReply: the immediate response's header mutation (modify_headers) runs on
+    // a fresh map with only :status; the content headers come after (set when absent).
+    const modified: HeaderList = [[':status', String(status)]];
     if (mutation) {
       const ctx = this.mutationCtx;
       ctx.replacingMessage = false;
       ctx.removeContentLength = false;
       ctx.where = 'immediate_response';
       // Envoy logs mutation failures of an immediate response and sends it anyway.
-      applyHeaderMutation(headers, mutation, ctx);
+      applyHeaderMutation(modified, mutation, ctx);
+    }
+    const headers: HeaderList = modified.map(([k, v]) => [k, v]);
+    if (body.length > 0) {
+      setHeader(headers, 'content-length', String(body.length));
+      if (getHeader(headers, 'content-type') === undefined) {
+        setHeader(headers, 'content-type', 'text/plain');
+      }
+    } else {
+      removeHeader(headers, 'content-length');
+      removeHeader(headers, 'content-type');
     }
     const reply: LocalReply = {
       kind: 'local-reply',
       status,
       headers,
+      modifiedHeaders: modified,
       body,
       details,
       responseStarted: this.response.responseStarted,
