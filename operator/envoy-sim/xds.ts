@@ -1,7 +1,7 @@
 // The emulator's ADS stream, held as Envoy holds it: CDS and LDS as wildcards, then EDS for the
 // EDS clusters and RDS for the route configurations the listeners name. Each response is
-// decoded with the official protos, checked against the allowlist and compiled as a whole; any
-// problem NACKs it with every reason and keeps the previous resources of that type.
+// decoded with the targeted Envoy release's API, checked against the allowlist and compiled as a
+// whole; any problem NACKs it with every reason and keeps the previous resources of that type.
 import { OfficialAdsClient, type Received } from '../envoy-api/ads-client.js';
 import { unsupported } from './allowlist.js';
 import {
