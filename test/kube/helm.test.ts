@@ -572,6 +572,11 @@ void describe('chart on kube-apiserver', () => {
       ['create', 'leases.coordination.k8s.io', '-n', ns],
       ['get', 'leases.coordination.k8s.io/sluice-operator-status', '-n', ns],
       ['update', 'leases.coordination.k8s.io/sluice-operator-status', '-n', ns],
+      // Each replica's data plane report, and the leader reading them all.
+      ['list', 'leases.coordination.k8s.io', '-n', ns],
+      ['watch', 'leases.coordination.k8s.io', '-n', ns],
+      ['update', 'leases.coordination.k8s.io/sluice-operator-planes-0123456789ab', '-n', ns],
+      ['delete', 'leases.coordination.k8s.io/sluice-operator-planes-0123456789ab', '-n', ns],
     ];
     const denied: string[][] = [
       ['create', 'secrets', '-n', 'team-a'],
@@ -586,9 +591,8 @@ void describe('chart on kube-apiserver', () => {
       ['get', 'configmaps', '-n', ns],
       ['create', 'pods', '-n', ns],
       ['update', 'services', '-n', 'team-a'],
-      ['list', 'leases.coordination.k8s.io', '-n', ns],
-      ['delete', 'leases.coordination.k8s.io/sluice-operator-status', '-n', ns],
-      ['update', 'leases.coordination.k8s.io/some-other-lease', '-n', ns],
+      ['list', 'leases.coordination.k8s.io', '-n', 'team-a'],
+      ['update', 'leases.coordination.k8s.io/some-other-lease', '-n', 'kube-system'],
       ['get', 'leases.coordination.k8s.io/sluice-operator-status', '-n', 'team-a'],
       ['update', 'customresourcedefinitions.apiextensions.k8s.io'],
       ['create', 'clusterrolebindings.rbac.authorization.k8s.io'],

@@ -193,7 +193,14 @@ async function startOperator(
     xdsListen: '127.0.0.1:0',
     admin: '127.0.0.1:0',
     leaderElection: leader
-      ? { ...leader, leaseDurationMs: 3000, renewDeadlineMs: 2000, retryPeriodMs: 200 }
+      ? {
+          ...leader,
+          leaseDurationMs: 3000,
+          renewDeadlineMs: 2000,
+          retryPeriodMs: 200,
+          reportRenewMs: 500,
+          reportDurationMs: 3000,
+        }
       : undefined,
     logger: pino({ level: 'debug' }, logSink),
     registry: new Registry(),
@@ -204,6 +211,23 @@ async function startOperator(
     shutdownGraceMs: 100,
     encoder,
   });
+}
+
+/** One gateway pod's data planes: an Envoy and its extproc, named as the chart names them. */
+function gateway(
+  op: RunningOperator,
+  name: string,
+  judge?: (r: any) => string | undefined,
+): { close(): void } {
+  const envoy = envoyClient(op, `${name}/envoy`, judge);
+  const extproc = new OfficialAdsClient(op.xdsAddress, { nodeId: `${name}/extproc`, keep: false });
+  extproc.subscribe(EXTPROC_CONFIG);
+  return {
+    close: () => {
+      envoy.close();
+      extproc.close();
+    },
+  };
 }
 
 function snapshotType(op: RunningOperator, typeUrl: string) {
@@ -312,24 +336,33 @@ void describe('operator on kube-apiserver', () => {
     await waitCondition('AIRoute', ns, 'missing-secret', 'Programmed', 'False', 'NotAccepted');
   });
 
-  it('turns Programmed True once the connected Envoy and extproc ACKed', async () => {
-    clients.push(envoyClient(op, 'envoy-1'));
-    const extproc = new OfficialAdsClient(op.xdsAddress, { nodeId: 'extproc-1', keep: false });
+  it('is not Programmed by an Envoy whose extproc is missing: the route cannot be served', async () => {
+    const envoy = envoyClient(op, 'gw-1/envoy');
+    clients.push(envoy);
+    const c = await waitCondition('AIRoute', ns, 'good', 'Programmed', 'False', 'Incomplete');
+    assert.match(c.message, /gateway gw-1 has an Envoy but no extproc connected/);
+  });
+
+  it('turns Programmed True once the Envoy and the extproc of the gateway ACKed', async () => {
+    const extproc = new OfficialAdsClient(op.xdsAddress, { nodeId: 'gw-1/extproc', keep: false });
     extproc.subscribe(EXTPROC_CONFIG);
     clients.push(extproc);
     const c = await waitCondition('AIRoute', ns, 'good', 'Programmed', 'True', 'Programmed');
-    assert.match(c.message, /1 Envoy, 1 extproc/);
+    assert.match(c.message, /1 gateway\(s\) \(1 Envoy, 1 extproc\)/);
     await waitCondition('AIPolicy', ns, 'team-a', 'Programmed', 'True', 'Programmed');
   });
 
   it('turns Programmed False with the NACK message when a data plane refuses', async () => {
     const before = await condition('AIRoute', ns, 'good', 'Programmed');
-    const nacker = envoyClient(op, 'envoy-nacks', (r) =>
+    const nacker = gateway(op, 'gw-nacks', (r) =>
       r.typeUrl === CLUSTER ? 'cluster rejected by test: no TLS' : undefined,
     );
     try {
       const c = await waitCondition('AIRoute', ns, 'good', 'Programmed', 'False', 'NACKed');
-      assert.match(c.message, /envoy-nacks rejected Cluster .*cluster rejected by test: no TLS/);
+      assert.match(
+        c.message,
+        /gw-nacks\/envoy rejected Cluster .*cluster rejected by test: no TLS/,
+      );
       assert.notEqual(c.lastTransitionTime, undefined);
       assert.ok(before);
     } finally {
@@ -429,7 +462,11 @@ void describe('operator on kube-apiserver', () => {
     await eventually('cluster gone', () => {
       assert.ok(!snapshotType(op, CLUSTER)!.resources.has(cluster));
       assert.ok(!snapshotType(op, ENDPOINT)?.resources.has(cluster));
-      assert.ok(!extprocDoc(op).routes.some((r: any) => r.name === `${ns}/local`));
+      assert.equal(
+        extprocDoc(op).routes.some((r: any) => r.name === `${ns}/local`),
+        false,
+        'route still in the extproc config',
+      );
     });
   });
 
@@ -440,9 +477,10 @@ void describe('operator on kube-apiserver', () => {
   });
 });
 
-void describe('leader election', () => {
+void describe('two replicas: status covers the whole fleet', () => {
   let ns: string;
   const ops: RunningOperator[] = [];
+  const planes: { close(): void }[] = [];
 
   before(async () => {
     ns = await namespace(`le-${process.pid}`);
@@ -450,14 +488,32 @@ void describe('leader election', () => {
   });
 
   after(async () => {
+    for (const p of planes) p.close();
     for (const o of ops) await o.close();
   });
 
-  it('lets only the Lease holder write status, and hands over on shutdown', async () => {
+  async function events(
+    name: string,
+  ): Promise<{ type: string; reason: string; message: string }[]> {
+    const list = await env.kubeConfig.makeApiClient(CoreV1Api).listNamespacedEvent({
+      namespace: ns,
+      fieldSelector: `involvedObject.name=${name},involvedObject.kind=AIRoute`,
+    });
+    return list.items.map((e) => ({ type: e.type!, reason: e.reason!, message: e.message! }));
+  }
+
+  async function reportLeases(): Promise<string[]> {
+    const leases = await env.kubeConfig
+      .makeApiClient(CoordinationV1Api)
+      .listNamespacedLease({ namespace: ns, labelSelector: 'sluice.dev/report=data-planes' });
+    return leases.items.map((l) => l.spec?.holderIdentity ?? '').sort();
+  }
+
+  it('counts the data planes of the replica that does not lead, and its NACKs', async () => {
     const a = await startOperator([ns], { identity: 'replica-a', namespace: ns });
     ops.push(a);
     await a.ready;
-    await eventually('a leads', () => assert.ok(a.isLeader()));
+    await eventually('a leads', () => assert.equal(a.isLeader(), true));
     const b = await startOperator([ns], { identity: 'replica-b', namespace: ns });
     ops.push(b);
     await b.ready;
@@ -468,29 +524,73 @@ void describe('leader election', () => {
       namespace: ns,
     });
     assert.equal(lease.spec?.holderIdentity, 'replica-a');
-    // Both serve xDS from the same state; only a writes.
     assert.equal(b.controller.desired?.version, a.controller.desired?.version);
-    assert.ok(a.statusWriter.writes > 0);
-    // b has its own reason to write: an Envoy that ACKs is connected to b alone, so b computes
-    // Programmed=True while a (no data planes) says Unknown. As a standby it must stay silent.
-    const envoy = envoyClient(b, 'envoy-on-b');
-    await waitCondition('AIRoute', ns, 'r', 'Programmed', 'Unknown', 'NoDataPlane');
-    await new Promise((r) => setTimeout(r, 500));
-    assert.equal(b.isLeader(), false);
-    assert.equal(b.statusWriter.writes, 0);
+    await eventually('both replicas report', async () =>
+      assert.deepEqual(await reportLeases(), ['replica-a', 'replica-b']),
+    );
 
+    // One gateway on each replica: the leader counts both.
+    planes.push(gateway(a, 'gw-a'), gateway(b, 'gw-b'));
+    await eventually('both gateways counted', async () => {
+      const c = await waitCondition('AIRoute', ns, 'r', 'Programmed', 'True', 'Programmed');
+      assert.match(c.message, /2 gateway\(s\) \(2 Envoy, 2 extproc\)/);
+    });
+
+    // A gateway that refuses the config, connected to the standby only.
+    const nacker = gateway(b, 'gw-n', (r) =>
+      r.typeUrl === CLUSTER ? 'cluster rejected on b: no TLS' : undefined,
+    );
+    try {
+      const c = await waitCondition('AIRoute', ns, 'r', 'Programmed', 'False', 'NACKed');
+      assert.match(c.message, /gw-n\/envoy rejected Cluster .*cluster rejected on b: no TLS/);
+      // The leader wrote it; the standby never writes.
+      assert.equal(a.isLeader(), true);
+      assert.equal(b.isLeader(), false);
+      assert.equal(b.statusWriter.writes, 0);
+      // An Event on the route, and the NACK counted where it happened.
+      await eventually('NACKed Event', async () => {
+        const e = (await events('r')).find((x) => x.reason === 'NACKed');
+        assert.ok(e, 'no NACKed Event');
+        assert.equal(e.type, 'Warning');
+        assert.match(e.message, /cluster rejected on b: no TLS/);
+      });
+      const metrics = await (await fetch(`http://${b.adminAddress}/metrics`)).text();
+      assert.match(metrics, /sluice_xds_nacks_total\{type="Cluster",node="gw-n\/envoy"\} [1-9]/);
+    } finally {
+      nacker.close();
+    }
+    await waitCondition('AIRoute', ns, 'r', 'Programmed', 'True', 'Programmed');
+    await eventually('recovery Event', async () => {
+      const e = (await events('r')).find((x) => x.reason === 'Programmed');
+      assert.equal(e?.type, 'Normal');
+    });
+
+    // An Envoy on the standby whose extproc never connected: that gateway cannot serve.
+    const halfGateway = envoyClient(b, 'gw-half/envoy');
+    try {
+      const c = await waitCondition('AIRoute', ns, 'r', 'Programmed', 'False', 'Incomplete');
+      assert.match(c.message, /gateway gw-half has an Envoy but no extproc/);
+    } finally {
+      halfGateway.close();
+    }
+    await waitCondition('AIRoute', ns, 'r', 'Programmed', 'True', 'Programmed');
+  });
+
+  it('hands status over on shutdown; the stopped replica withdraws its report', async () => {
+    const [a, b] = ops as [RunningOperator, RunningOperator];
+    const leases = env.kubeConfig.makeApiClient(CoordinationV1Api);
     await a.close();
     await eventually('b takes over', async () => {
       const l = await leases.readNamespacedLease({ name: 'sluice-operator-status', namespace: ns });
       assert.equal(l.spec?.holderIdentity, 'replica-b');
-      assert.ok(b.isLeader());
+      assert.equal(b.isLeader(), true);
     });
-    // The new leader writes what it sees: its Envoy ACKed.
-    try {
-      await waitCondition('AIRoute', ns, 'r', 'Programmed', 'True', 'Programmed');
-      assert.ok(b.statusWriter.writes > 0);
-    } finally {
-      envoy.close();
-    }
+    assert.deepEqual(await reportLeases(), ['replica-b']);
+    // gw-a went with replica a; the new leader counts what is left: its own gateway.
+    await eventually('one gateway left', async () => {
+      const c = await waitCondition('AIRoute', ns, 'r', 'Programmed', 'True', 'Programmed');
+      assert.match(c.message, /1 gateway\(s\) \(1 Envoy, 1 extproc\)/);
+    });
+    assert.ok(b.statusWriter.writes > 0, 'the new leader wrote status');
   });
 });
