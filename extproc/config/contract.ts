@@ -167,7 +167,11 @@ export const MaskingPolicy = z
     defaultAction: MaskAction.default('mask'),
     /** `mask` placeholders are restored in responses (a conversation vault keeps them stable). */
     reversible: z.boolean().default(true),
-    /** The request header naming the conversation; without it the vault lives for one request. */
+    /**
+     * The request header naming the conversation. A conversation belongs to the caller governance
+     * authenticated (key, verified JWT, mesh identity); without one, or without the header, the
+     * vault lives for one request.
+     */
     sessionHeader: z
       .string()
       .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'a lower-case header name')
