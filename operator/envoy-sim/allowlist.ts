@@ -17,7 +17,20 @@ const JWT = 'envoy.extensions.filters.http.jwt_authn.v3';
 export const HOST_METADATA_ATTRIBUTE =
   /^xds\.upstream_host_metadata\.filter_metadata\['([^']+)'\]\['([^']+)'\]$/;
 
+/**
+ * The CEL attribute the emulator can evaluate for a router ext_proc filter's response direction:
+ * `via_upstream` for a backend's response, else the reason of the local reply (proxy.ts).
+ */
+export const CODE_DETAILS_ATTRIBUTE = 'response.code_details';
+
 const HEADER_MODES = ['DEFAULT', 'SEND', 'SKIP'];
+
+/** A google.protobuf.UInt32Value as the walker sees it. */
+function wrappedValue(v: unknown): number {
+  return typeof v === 'object' && v !== null
+    ? Number((v as { value?: unknown }).value ?? 0)
+    : Number(v);
+}
 const TRAILER_MODES = ['DEFAULT', 'SKIP'];
 const BODY_MODES = ['NONE', 'BUFFERED', 'STREAMED'];
 export const RETRY_ON = [
@@ -65,39 +78,7 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     route_config_name: true,
   },
   'envoy.config.core.v3.ConfigSource': { ads: true, resource_api_version: ['V3'] },
-    // The features local-reply.ts implements; the message rules below are the detail.
-    local_reply_config: true,
-  },
-  'envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig': {
-    mappers: true,
   'envoy.config.core.v3.AggregatedConfigSource': {},
-  'envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper': {
-    filter: true,
-    status_code: true,
-    headers_to_add: true,
-    body_format_override: true,
-  },
-  'envoy.config.accesslog.v3.AccessLogFilter': {
-    status_code_filter: true,
-    header_filter: true,
-    response_flag_filter: true,
-    metadata_filter: true,
-    and_filter: true,
-    or_filter: true,
-  },
-  'envoy.config.accesslog.v3.StatusCodeFilter': { comparison: true },
-  'envoy.config.accesslog.v3.ComparisonFilter': { op: ['EQ', 'GE', 'LE'], value: true },
-  'envoy.config.core.v3.RuntimeUInt32': { default_value: true, runtime_key: true },
-  'envoy.config.accesslog.v3.HeaderFilter': { header: true },
-  'envoy.config.accesslog.v3.ResponseFlagFilter': { flags: true },
-  'envoy.config.accesslog.v3.MetadataFilter': { matcher: true, match_if_key_not_found: true },
-  'envoy.type.matcher.v3.MetadataMatcher': { filter: true, path: true, value: true },
-  'envoy.type.matcher.v3.MetadataMatcher.PathSegment': { key: true },
-  'envoy.type.matcher.v3.ValueMatcher': { string_match: true },
-  'envoy.config.accesslog.v3.AndFilter': { filters: true },
-  'envoy.config.accesslog.v3.OrFilter': { filters: true },
-  // json_format only, with literal values (local-reply.ts refuses command operators in it).
-  'envoy.config.core.v3.SubstitutionFormatString': { json_format: true },
   'envoy.extensions.filters.network.http_connection_manager.v3.HttpFilter': {
     name: true,
     typed_config: true,
@@ -116,11 +97,13 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
       }
       return undefined;
     },
-    metadata_options: true,
-  },
-  'envoy.extensions.filters.http.ext_proc.v3.MetadataOptions': { receiving_namespaces: true },
-  'envoy.extensions.filters.http.ext_proc.v3.MetadataOptions.MetadataNamespaces': {
-    untyped: true,
+    response_attributes: (v) => {
+      for (const a of v as string[]) {
+        if (a !== CODE_DETAILS_ATTRIBUTE)
+          return `attribute ${JSON.stringify(a)} cannot be evaluated`;
+      }
+      return undefined;
+    },
   },
   'envoy.config.core.v3.GrpcService': { envoy_grpc: true, initial_metadata: true },
   'envoy.config.core.v3.GrpcService.EnvoyGrpc': { cluster_name: true },
@@ -190,7 +173,6 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
       const bad = String(v)
         .split(',')
         .map((s) => s.trim())
-    idle_timeout: true,
         .filter((s) => !RETRY_ON.includes(s));
       return bad.length === 0 ? undefined : `retry_on ${bad.join(',')} is not implemented`;
     },
@@ -228,6 +210,7 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     dns_lookup_family: ['V4_PREFERRED', 'V4_ONLY', 'AUTO'],
     load_assignment: true,
     common_lb_config: true,
+    outlier_detection: true,
     transport_socket_matches: true,
     transport_socket: true,
     typed_extension_protocol_options: (v) =>
@@ -236,6 +219,20 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
         : `only ${HTTP_OPTIONS} is implemented`,
   },
   'envoy.config.cluster.v3.Cluster.EdsClusterConfig': { eds_config: true, service_name: true },
+  // Consecutive 5xx and gateway failures with ejection times (lb.ts); success rate and failure
+  // percentage detection, and split local-origin errors, are not implemented.
+  'envoy.config.cluster.v3.OutlierDetection': {
+    consecutive_5xx: true,
+    consecutive_gateway_failure: true,
+    enforcing_consecutive_5xx: (v) =>
+      wrappedValue(v) === 100 ? undefined : 'only 100 (always eject) is implemented',
+    enforcing_consecutive_gateway_failure: (v) =>
+      [0, 100].includes(wrappedValue(v)) ? undefined : 'only 0 or 100 is implemented',
+    interval: true,
+    base_ejection_time: true,
+    max_ejection_time: true,
+    max_ejection_percent: true,
+  },
   'envoy.config.cluster.v3.Cluster.CommonLbConfig': { locality_weighted_lb_config: true },
   'envoy.config.cluster.v3.Cluster.CommonLbConfig.LocalityWeightedLbConfig': {},
   'envoy.config.cluster.v3.Cluster.TransportSocketMatch': {

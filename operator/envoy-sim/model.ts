@@ -5,7 +5,6 @@ import type { JsonValue, ProcessingModeConfig } from './ext-proc/index.js';
 import type { BodySendMode, HeaderSendMode } from './ext-proc/index.js';
 import { compileJwtAuthn, type JwtAuthnSpec } from './jwt-authn.js';
 import { arr, ConfigError, durationMs, obj, str } from './json.js';
-import { compileLocalReplyConfig, type LocalReplyConfig } from './local-reply.js';
 import type { Json } from './protos.js';
 
 export { ConfigError, durationMs };
@@ -20,8 +19,6 @@ export interface ExtProcSpec {
   allowModeOverride: boolean;
   requestAttributes: string[];
   responseAttributes: string[];
-  /** metadata_options.receiving_namespaces.untyped: where the server may write dynamic metadata. */
-  receivingNamespaces: string[];
 }
 
 /** The HTTP filters the emulator runs itself, in order, before the router's ext_proc filter. */
@@ -43,8 +40,6 @@ export interface ListenerModel {
   forwardClientCertDetails: 'SANITIZE' | 'SANITIZE_SET' | 'APPEND_FORWARD' | 'ALWAYS_FORWARD_ONLY';
   nativeFilters: NativeFilter[];
   extProc: ExtProcSpec | undefined;
-  /** The HCM's local_reply_config (local-reply.ts); no mappers when absent. */
-  localReply: LocalReplyConfig;
 }
 
 export interface HeaderMatch {
@@ -75,18 +70,8 @@ export type RouteAction =
       kind: 'route';
       cluster: string;
       autoHostRewrite: boolean;
-      /**
-       * Envoy's route timeout: from the end of the request until the response is complete (the
-       * router disables it in onUpstreamComplete), so it also bounds a streamed body. 0 disables
-       * it, as in Envoy; unset is 15 s.
-       */
+      /** 0 disables the timeout, as in Envoy. */
       timeoutMs: number;
-      /**
-       * The stream idle timeout for this route (RouteAction.idle_timeout): no activity in either
-       * direction for this long ends the stream. Unset: the HCM's stream_idle_timeout (5 min
-       * default); 0 disables it.
-       */
-      idleTimeoutMs: number | undefined;
       retry: RetryModel | undefined;
     }
   | { kind: 'direct'; status: number; body: string | undefined };
@@ -141,6 +126,34 @@ export interface ClusterModel {
   transportSocket: TlsModel | undefined;
   http2: boolean;
   upstreamExtProc: ExtProcSpec | undefined;
+  /** Passive health (outlier_detection); undefined: hosts are never ejected. */
+  outlier: OutlierModel | undefined;
+}
+
+/** The outlier_detection fields the emulator implements, with Envoy's defaults. */
+export interface OutlierModel {
+  consecutive5xx: number;
+  consecutiveGatewayFailure: number;
+  /** % chance a gateway-failure streak ejects; Envoy's default 0 turns it off. */
+  enforcingGatewayFailure: number;
+  intervalMs: number;
+  baseEjectionMs: number;
+  maxEjectionMs: number;
+  maxEjectionPercent: number;
+}
+
+function outlierModel(v: unknown): OutlierModel | undefined {
+  if (v === undefined || v === null) return undefined;
+  const o = obj(v);
+  return {
+    consecutive5xx: wrapped(o['consecutive_5xx'], 5),
+    consecutiveGatewayFailure: wrapped(o['consecutive_gateway_failure'], 5),
+    enforcingGatewayFailure: wrapped(o['enforcing_consecutive_gateway_failure'], 0),
+    intervalMs: durationMs(o['interval'], 10_000),
+    baseEjectionMs: durationMs(o['base_ejection_time'], 30_000),
+    maxEjectionMs: durationMs(o['max_ejection_time'], 300_000),
+    maxEjectionPercent: wrapped(o['max_ejection_percent'], 10),
+  };
 }
 
 const EXT_PROC = 'type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor';
@@ -229,9 +242,6 @@ export function compileListener(l: Json): ListenerModel {
       procs.push(f);
       continue;
     }
-    receivingNamespaces: arr(
-      obj(obj(cfg['metadata_options'])['receiving_namespaces'])['untyped'],
-    ) as unknown as string[],
     if (procs.length > 0) {
       throw new ConfigError(
         `listener ${name}: HTTP filter ${fname} after an ext_proc filter is not implemented`,
@@ -292,10 +302,6 @@ function headerMutation(listener: string, filterName: string, cfg: Json): Native
 export function compileRouteConfig(rc: Json): RouteConfigModel {
   return {
     name: str(rc['name']),
-    localReply: compileLocalReplyConfig(
-      `listener ${name}: local_reply_config`,
-      hcm['local_reply_config'] as Json | undefined,
-    ),
     virtualHosts: arr(rc['virtual_hosts']).map((vh) => ({
       name: str(vh['name']),
       domains: arr(vh['domains']) as unknown as string[],
@@ -369,7 +375,6 @@ function compileRetry(p: Json): RetryModel {
 
 export function compileLocalities(cla: Json, cluster: string): LocalityModel[] {
   const localities = arr(cla['endpoints']).map((l, i): LocalityModel => {
-      idleTimeoutMs: a['idle_timeout'] === undefined ? undefined : durationMs(a['idle_timeout'], 0),
     const loc = obj(l['locality']);
     return {
       name: str(loc['region']) || `#${i}`,
@@ -496,6 +501,7 @@ export function compileCluster(c: Json): ClusterModel {
     transportSocket,
     http2,
     upstreamExtProc,
+    outlier: outlierModel(c['outlier_detection']),
   };
 }
 

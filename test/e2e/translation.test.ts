@@ -83,6 +83,10 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
         backend('down', 'openai', 'nothing-listens'),
         backend('anthropic', 'anthropic', 'anthropic-mock', 1),
       ]),
+      route('flaky-first', 'flaky-first', [
+        backend('openai', 'openai', 'openai-mock'),
+        backend('anthropic', 'anthropic', 'anthropic-mock', 1),
+      ]),
       ...serviceDocs('nothing-listens', closedPort),
       ...serviceDocs('openai-mock', openaiMock.port),
       ...serviceDocs('anthropic-mock', anthropicMock.port),
@@ -254,5 +258,28 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     assert.equal((e.error as { param?: string }).param, 'n');
     assert.equal((e.error as { code?: string }).code, 'unsupported_field');
     assert.deepEqual(anthropicMock.take(), [], 'nothing reached the backend');
+  });
+
+  it('passive health: a primary that keeps failing stops getting first attempts', async () => {
+    const ask = () =>
+      openai.chat.completions.create({
+        model: 'flaky-first',
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+    // Three gateway errors in a row eject the OpenAI host of this route's cluster; each request
+    // is still served, by the Anthropic fallback.
+    for (let i = 0; i < 3; i++) {
+      openaiMock.enqueue({ status: 503 });
+      anthropicMock.enqueue({ content: `fallback ${i}` });
+      const r = await ask();
+      assert.equal(r.choices[0]!.message.content, `fallback ${i}`);
+    }
+    assert.equal(openaiMock.take().length, 3);
+    anthropicMock.take();
+    anthropicMock.enqueue({ content: 'first try' });
+    const r = await ask();
+    assert.equal(r.choices[0]!.message.content, 'first try');
+    assert.deepEqual(openaiMock.take(), [], 'the ejected primary got no attempt');
+    assert.equal(anthropicMock.take().length, 1);
   });
 });
