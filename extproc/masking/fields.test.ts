@@ -126,9 +126,18 @@ describe('masking scans every field a model or provider reads', () => {
   });
 
   it('keys of free-form objects are scanned and renamed in place, order kept', async () => {
-    const body = { model: 'm', metadata: { first: '1', [EMAIL]: 'v', last: '2' }, messages: [] };
+    const body = {
+      model: 'm',
+      metadata: { first: '1', [EMAIL]: 'v', 'Card 4111 1111 1111 1111': 'x', last: '2' },
+      messages: [],
+    };
     await masked('chat', body);
-    assert.deepEqual(Object.keys(body.metadata), ['first', '[EMAIL_1]', 'last']);
+    assert.deepEqual(Object.keys(body.metadata), [
+      'first',
+      '[EMAIL_1]',
+      'Card [CREDIT_CARD_1]',
+      'last',
+    ]);
   });
 
   it('JSON inside a string is walked at any path; escapes do not hide a value', async () => {
@@ -331,5 +340,30 @@ describe('disguised values', () => {
     );
     assert.equal(r.lookup.get('[EMAIL_1]'), disguised[0]);
     assert.equal(r.lookup.get('[CREDIT_CARD_1]'), disguised[3]);
+  });
+});
+
+describe('API enums', () => {
+  it('role and type values shaped like enums are left to the API, anything else is scanned', async () => {
+    const m = compileMasking(
+      MaskingPolicy.parse({ wordLists: [{ type: 'WORD', words: ['user', 'text', 'secretive'] }] }),
+    );
+    const body = {
+      model: 'm',
+      messages: [
+        { role: 'user', content: [{ type: 'text', text: 'a user wrote text' }] },
+        {
+          role: 'tool',
+          tool_call_id: 't',
+          content: JSON.stringify({ type: EMAIL, kind: 'secretive' }),
+        },
+      ],
+    };
+    await maskRequest({ masking: m, shadow: false, operation: 'chat', body, tally: new Tally() });
+    assert.equal(body.messages[0]!.role, 'user');
+    assert.deepEqual(body.messages[0]!.content, [
+      { type: 'text', text: 'a [WORD_1] wrote [WORD_2]' },
+    ]);
+    assert.equal(body.messages[1]!.content, '{"type":"[EMAIL_1]","kind":"[WORD_3]"}');
   });
 });

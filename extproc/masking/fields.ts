@@ -461,6 +461,12 @@ export class NestingTooDeep extends Error {
   override readonly name = 'NestingTooDeep';
 }
 
+/** A key made of lower-case letters and underscores: a field name, not scanned. */
+const FIELD_NAME = /^[a-z_]{1,64}$/;
+
+/** What an API enum value looks like: a short lower-case identifier. */
+const ENUM_VALUE = /^[a-z][a-z0-9_.-]{0,63}$/;
+
 const BASE64_BODY = /^[A-Za-z0-9+/_-]*={0,2}\s*$/;
 const DATA_URL_HEAD = /^data:[\w.+-]+\/[\w.+-]+(?:;[\w.+-]+=[\w.+-]+)*;base64,/i;
 
@@ -521,7 +527,9 @@ function child(path: string, key: string): string {
 function walkObject(w: Walk, o: Obj, path: string, depth: number, free: boolean): void {
   if (depth >= MAX_REQUEST_DEPTH) throw new NestingTooDeep();
   for (const k of Object.keys(o)) {
-    w.list.key(o, k);
+    // Field names (`tool_call_id`, `input_schema`) are the APIs' own: no built-in detector can
+    // match lower-case letters and underscores, and an operator's word must not rename them.
+    if (!FIELD_NAME.test(k)) w.list.key(o, k);
     walkValue(w, o, k, free ? '' : child(path, k), depth + 1, free);
   }
 }
@@ -536,6 +544,9 @@ function walkValue(
 ): void {
   const v = (holder as Record<string | number, unknown>)[key];
   if (typeof v === 'string') {
+    // The APIs' own enums (`"role": "user"`, `"type": "text"`) at any depth, while they look like
+    // one: a broad operator pattern must not rewrite the request's structure.
+    if ((key === 'type' || key === 'role') && ENUM_VALUE.test(v)) return;
     if (!free) {
       if (w.exempt.has(path)) return;
       if (w.encoded.has(path) && isBase64Payload(v)) return;
