@@ -338,6 +338,8 @@ export interface ServiceEndpoints {
   port: number;
   /** Ready addresses from the Service's EndpointSlices (IP and target port). */
   addresses: { ip: string; port: number; ready: boolean; zone?: string }[];
+  /** Set when the Service exists but has no such port: the ports it has. */
+  portNotFound?: { ports: number[] };
 }
 
 /**

@@ -314,10 +314,14 @@ void describe('conversions', () => {
         { ip: '10.0.0.3', port: 8000, ready: true },
       ],
     });
-    assert.equal(
-      serviceEndpoints({ namespace: 'ns', service: 'vllm', port: 81 }, svc, [s1]),
-      undefined,
-    );
+    // The Service is there but not the port: said apart from a missing Service.
+    assert.deepEqual(serviceEndpoints({ namespace: 'ns', service: 'vllm', port: 81 }, svc, [s1]), {
+      namespace: 'ns',
+      service: 'vllm',
+      port: 81,
+      addresses: [],
+      portNotFound: { ports: [80, 9090] },
+    });
     assert.equal(
       serviceEndpoints({ namespace: 'ns', service: 'vllm', port: 80 }, undefined, []),
       undefined,

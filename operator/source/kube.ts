@@ -495,7 +495,18 @@ export function serviceEndpoints(
   slices: readonly SliceInfo[],
 ): ServiceEndpoints | undefined {
   const sp = service?.ports.find((p) => p.port === ref.port);
-  if (!service || !sp) return undefined;
+  if (!service) return undefined;
+  if (!sp) {
+    // Not "no Service": the Service is there and the route names a port it does not have.
+    const ports = service.ports.map((p) => p.port).sort((a, b) => a - b);
+    return {
+      namespace: ref.namespace,
+      service: ref.service,
+      port: ref.port,
+      addresses: [],
+      portNotFound: { ports },
+    };
+  }
   const out: ServiceEndpoints = {
     namespace: ref.namespace,
     service: ref.service,

@@ -28,7 +28,8 @@ export type RouteReason =
   | 'PolicyNotReady'
   | 'PolicyInvalid';
 
-export type EndpointsReason = 'EndpointsReady' | 'ServiceNotFound' | 'NoReadyEndpoints';
+export type EndpointsReason =
+  'EndpointsReady' | 'ServiceNotFound' | 'PortNotFound' | 'NoReadyEndpoints';
 
 export type PolicyReason =
   | 'Accepted'

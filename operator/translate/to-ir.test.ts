@@ -221,8 +221,18 @@ void describe('toIR: endpoints', () => {
           route('missing', { backends: svc('none') }),
           route('down', { backends: svc('down') }),
           route('up', { backends: svc('up') }),
+          route('no-port', { backends: svc('no-port') }),
+          route('empty', { backends: svc('empty') }),
         ],
         endpoints: [
+          {
+            namespace: 'ns',
+            service: 'no-port',
+            port: 80,
+            addresses: [],
+            portNotFound: { ports: [8000, 9000] },
+          },
+          { namespace: 'ns', service: 'empty', port: 80, addresses: [] },
           {
             namespace: 'ns',
             service: 'down',
@@ -249,7 +259,10 @@ void describe('toIR: endpoints', () => {
     assert.equal(ready('missing').reason, 'ServiceNotFound');
     assert.equal(ready('down').reason, 'NoReadyEndpoints');
     assert.equal(ready('up').status, 'True');
-    assert.equal(ir.routes.length, 3);
+    assert.deepEqual([ready('no-port').status, ready('no-port').reason], ['False', 'PortNotFound']);
+    assert.match(ready('no-port').message, /has no port 80 \(its ports: 8000, 9000\)/);
+    assert.deepEqual([ready('empty').status, ready('empty').reason], ['False', 'NoReadyEndpoints']);
+    assert.equal(ir.routes.length, 5);
     const up = ir.routes.find((r) => r.name === 'up')!.backends[0]!.target;
     assert.deepEqual(up.kind === 'service' && up.addresses, [
       { ip: '10.0.0.2', port: 8000 },

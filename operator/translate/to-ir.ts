@@ -118,7 +118,10 @@ interface RouteDraft {
   models: ModelMatch[];
   backends: IRBackend[];
   rules: IRRule[];
-  endpointProblems: { reason: 'ServiceNotFound' | 'NoReadyEndpoints'; message: string }[];
+  endpointProblems: {
+    reason: 'ServiceNotFound' | 'PortNotFound' | 'NoReadyEndpoints';
+    message: string;
+  }[];
 }
 
 export interface ToIROptions {
@@ -484,6 +487,12 @@ function resolveTarget(
       problems.push({
         reason: 'ServiceNotFound',
         message: `backend "${b.name}": no endpoints known for Service ${ns}/${service.name} port ${service.port}`,
+      });
+    } else if (found.portNotFound) {
+      const has = found.portNotFound.ports.join(', ') || 'none';
+      problems.push({
+        reason: 'PortNotFound',
+        message: `backend "${b.name}": Service ${ns}/${service.name} has no port ${service.port} (its ports: ${has})`,
       });
     } else if (deduped.length === 0) {
       problems.push({
