@@ -17,12 +17,6 @@ const JWT = 'envoy.extensions.filters.http.jwt_authn.v3';
 export const HOST_METADATA_ATTRIBUTE =
   /^xds\.upstream_host_metadata\.filter_metadata\['([^']+)'\]\['([^']+)'\]$/;
 
-/**
- * The CEL attribute the emulator can evaluate for a router ext_proc filter's response direction:
- * `via_upstream` for a backend's response, else the reason of the local reply (proxy.ts).
- */
-export const CODE_DETAILS_ATTRIBUTE = 'response.code_details';
-
 const HEADER_MODES = ['DEFAULT', 'SEND', 'SKIP'];
 
 /** A google.protobuf.UInt32Value as the walker sees it. */
@@ -71,7 +65,39 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
       'ALWAYS_FORWARD_ONLY',
     ],
     set_current_client_cert_details: true,
+    // The features local-reply.ts implements; the message rules below are the detail.
+    local_reply_config: true,
   },
+  'envoy.extensions.filters.network.http_connection_manager.v3.LocalReplyConfig': {
+    mappers: true,
+  },
+  'envoy.extensions.filters.network.http_connection_manager.v3.ResponseMapper': {
+    filter: true,
+    status_code: true,
+    headers_to_add: true,
+    body_format_override: true,
+  },
+  'envoy.config.accesslog.v3.AccessLogFilter': {
+    status_code_filter: true,
+    header_filter: true,
+    response_flag_filter: true,
+    metadata_filter: true,
+    and_filter: true,
+    or_filter: true,
+  },
+  'envoy.config.accesslog.v3.StatusCodeFilter': { comparison: true },
+  'envoy.config.accesslog.v3.ComparisonFilter': { op: ['EQ', 'GE', 'LE'], value: true },
+  'envoy.config.core.v3.RuntimeUInt32': { default_value: true, runtime_key: true },
+  'envoy.config.accesslog.v3.HeaderFilter': { header: true },
+  'envoy.config.accesslog.v3.ResponseFlagFilter': { flags: true },
+  'envoy.config.accesslog.v3.MetadataFilter': { matcher: true, match_if_key_not_found: true },
+  'envoy.type.matcher.v3.MetadataMatcher': { filter: true, path: true, value: true },
+  'envoy.type.matcher.v3.MetadataMatcher.PathSegment': { key: true },
+  'envoy.type.matcher.v3.ValueMatcher': { string_match: true },
+  'envoy.config.accesslog.v3.AndFilter': { filters: true },
+  'envoy.config.accesslog.v3.OrFilter': { filters: true },
+  // json_format only, with literal values (local-reply.ts refuses command operators in it).
+  'envoy.config.core.v3.SubstitutionFormatString': { json_format: true },
   [`${HCM}.SetCurrentClientCertDetails`]: { uri: true },
   'envoy.extensions.filters.network.http_connection_manager.v3.Rds': {
     config_source: true,
@@ -97,13 +123,11 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
       }
       return undefined;
     },
-    response_attributes: (v) => {
-      for (const a of v as string[]) {
-        if (a !== CODE_DETAILS_ATTRIBUTE)
-          return `attribute ${JSON.stringify(a)} cannot be evaluated`;
-      }
-      return undefined;
-    },
+    metadata_options: true,
+  },
+  'envoy.extensions.filters.http.ext_proc.v3.MetadataOptions': { receiving_namespaces: true },
+  'envoy.extensions.filters.http.ext_proc.v3.MetadataOptions.MetadataNamespaces': {
+    untyped: true,
   },
   'envoy.config.core.v3.GrpcService': { envoy_grpc: true, initial_metadata: true },
   'envoy.config.core.v3.GrpcService.EnvoyGrpc': { cluster_name: true },
@@ -166,6 +190,7 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     cluster: true,
     auto_host_rewrite: true,
     timeout: true,
+    idle_timeout: true,
     retry_policy: true,
   },
   'envoy.config.route.v3.RetryPolicy': {

@@ -5,6 +5,7 @@ import type { JsonValue, ProcessingModeConfig } from './ext-proc/index.js';
 import type { BodySendMode, HeaderSendMode } from './ext-proc/index.js';
 import { compileJwtAuthn, type JwtAuthnSpec } from './jwt-authn.js';
 import { arr, ConfigError, durationMs, obj, str } from './json.js';
+import { compileLocalReplyConfig, type LocalReplyConfig } from './local-reply.js';
 import type { Json } from './protos.js';
 
 export { ConfigError, durationMs };
@@ -19,6 +20,8 @@ export interface ExtProcSpec {
   allowModeOverride: boolean;
   requestAttributes: string[];
   responseAttributes: string[];
+  /** metadata_options.receiving_namespaces.untyped: where the server may write dynamic metadata. */
+  receivingNamespaces: string[];
 }
 
 /** The HTTP filters the emulator runs itself, in order, before the router's ext_proc filter. */
@@ -40,6 +43,8 @@ export interface ListenerModel {
   forwardClientCertDetails: 'SANITIZE' | 'SANITIZE_SET' | 'APPEND_FORWARD' | 'ALWAYS_FORWARD_ONLY';
   nativeFilters: NativeFilter[];
   extProc: ExtProcSpec | undefined;
+  /** The HCM's local_reply_config (local-reply.ts); no mappers when absent. */
+  localReply: LocalReplyConfig;
 }
 
 export interface HeaderMatch {
@@ -70,8 +75,18 @@ export type RouteAction =
       kind: 'route';
       cluster: string;
       autoHostRewrite: boolean;
-      /** 0 disables the timeout, as in Envoy. */
+      /**
+       * Envoy's route timeout: from the end of the request until the response is complete (the
+       * router disables it in onUpstreamComplete), so it also bounds a streamed body. 0 disables
+       * it, as in Envoy; unset is 15 s.
+       */
       timeoutMs: number;
+      /**
+       * The stream idle timeout for this route (RouteAction.idle_timeout): no activity in either
+       * direction for this long ends the stream. Unset: the HCM's stream_idle_timeout (5 min
+       * default); 0 disables it.
+       */
+      idleTimeoutMs: number | undefined;
       retry: RetryModel | undefined;
     }
   | { kind: 'direct'; status: number; body: string | undefined };
@@ -214,6 +229,9 @@ function extProcSpec(filterName: string, cfg: Json): ExtProcSpec {
     allowModeOverride: cfg['allow_mode_override'] === true,
     requestAttributes: arr(cfg['request_attributes']) as unknown as string[],
     responseAttributes: arr(cfg['response_attributes']) as unknown as string[],
+    receivingNamespaces: arr(
+      obj(obj(cfg['metadata_options'])['receiving_namespaces'])['untyped'],
+    ) as unknown as string[],
   };
 }
 
@@ -274,6 +292,10 @@ export function compileListener(l: Json): ListenerModel {
     forwardClientCertDetails: forwardClientCert(hcm['forward_client_cert_details']),
     nativeFilters,
     extProc,
+    localReply: compileLocalReplyConfig(
+      `listener ${name}: local_reply_config`,
+      hcm['local_reply_config'] as Json | undefined,
+    ),
   };
 }
 
@@ -347,6 +369,7 @@ function compileRoute(r: Json): RouteModel {
       cluster: str(a['cluster']),
       autoHostRewrite: obj(a['auto_host_rewrite'])['value'] === true,
       timeoutMs: durationMs(a['timeout'], 15_000),
+      idleTimeoutMs: a['idle_timeout'] === undefined ? undefined : durationMs(a['idle_timeout'], 0),
       retry: a['retry_policy'] ? compileRetry(obj(a['retry_policy'])) : undefined,
     };
   } else {

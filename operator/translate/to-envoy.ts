@@ -90,6 +90,7 @@ import {
   UPSTREAM_FILTER,
   VIRTUAL_HOST_NAME,
 } from './names.js';
+import { WIRE } from '../../extproc/config/contract.js';
 import { cmp, narrow } from './to-ir.js';
 
 /** A resource in the proto3 JSON mapping. */
@@ -213,6 +214,7 @@ function listener(opts: EnvoyOptions, governance: IRGovernance | undefined): Env
     routerExtProc(opts),
     { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
   ];
+  hcm['local_reply_config'] = localReplyConfig();
   return {
     name: LISTENER_NAME,
     address: { socket_address: { address: opts.listenerAddress, port_value: opts.listenerPort } },
@@ -242,8 +244,7 @@ function routerExtProc(opts: EnvoyOptions): EnvoyJson {
       },
       message_timeout: envoyDuration(opts.messageTimeoutMs),
       allow_mode_override: true,
-      // via_upstream, or why Envoy answered itself: such replies go back in the caller's format.
-      response_attributes: ['response.code_details'],
+      metadata_options: REPLY_METADATA_OPTIONS,
     },
   };
 }
@@ -362,6 +363,7 @@ function upstreamExtProc(opts: EnvoyOptions): EnvoyJson {
       },
       request_attributes: ['xds.cluster_name', BACKEND_ATTRIBUTE],
       message_timeout: envoyDuration(opts.messageTimeoutMs),
+      metadata_options: REPLY_METADATA_OPTIONS,
       // Responses are skipped unless the attempt's backend speaks another API than the caller:
       // the extproc's request headers answer then turns the response headers on, and its
       // response headers answer picks BUFFERED (JSON, errors) or STREAMED (SSE) to translate.
@@ -534,12 +536,9 @@ function routeConfiguration(ir: IR): EnvoyJson {
   groups.sort(compareGroups);
   const entries: EnvoyJson[] = [];
   for (const g of groups) entries.push(...groupEntries(g));
-  entries.push({
-    name: 'sluice/no-model',
-    match: { prefix: '/' },
-    direct_response: notFound('model_not_found', 'No route serves this request.'),
-    response_headers_to_add: jsonHeaders('model_not_found'),
-  });
+  entries.push(
+    ...notFoundEntries('sluice/no-model', [], 'model_not_found', 'No route serves this request.'),
+  );
   return {
     name: ROUTE_CONFIG_NAME,
     virtual_hosts: [{ name: VIRTUAL_HOST_NAME, domains: ['*'], routes: entries }],
@@ -579,23 +578,33 @@ function groupEntries({ route, model }: Group): EnvoyJson[] {
       if (catchesAll) return out;
     }
   }
-  out.push({
-    name: `${route.key}/no-rule/${modelPart}`,
-    match: { prefix: '/', headers: [modelHeader(model)] },
-    direct_response: notFound(
+  out.push(
+    ...notFoundEntries(
+      `${route.key}/no-rule/${modelPart}`,
+      [modelHeader(model)],
       'no_matching_rule',
       `No rule of route ${route.key} matches this request.`,
     ),
-    response_headers_to_add: jsonHeaders('no_matching_rule'),
-  });
+  );
   return out;
 }
 
+/**
+ * A rule's `timeout` is how long the backend may stay silent: before it starts answering, and
+ * between two pieces of a streamed answer. Envoy's route `timeout` would not do: it runs from the
+ * end of the request until the response is complete (Router::Filter disables it only in
+ * onUpstreamComplete, source/common/router/router.cc), so it would cut a legitimate 10-minute
+ * stream. It is turned off (0s) and the rule's timeout becomes the route's `idle_timeout` (the
+ * stream idle timeout for this route, re-armed by every byte in either direction): a backend that
+ * never answers, or stalls mid-stream, ends at that point — a 504 `upstream_timeout` in the
+ * caller's format before the response started (flag SI), a reset after.
+ */
 function routeAction(rule: IRRule): EnvoyJson {
   const action: EnvoyJson = {
     cluster: rule.cluster,
     auto_host_rewrite: true,
-    timeout: envoyDuration(rule.timeoutMs),
+    timeout: envoyDuration(0),
+    idle_timeout: envoyDuration(rule.timeoutMs),
   };
   const retry = rule.retry;
   if (retry) {
@@ -634,9 +643,28 @@ function sameModel(a: ModelMatch, b: ModelMatch): boolean {
   return a.exact === b.exact && a.prefix === b.prefix;
 }
 
-function notFound(code: string, message: string): EnvoyJson {
-  const body = { error: { message, type: 'invalid_request_error', param: 'model', code } };
-  return { status: 404, body: { inline_string: JSON.stringify(body) } };
+/**
+ * A 404 direct response in the caller's API format: Anthropic's error object on the Anthropic
+ * path, OpenAI's on every other one (the same split as the local reply mappers below).
+ */
+function notFoundEntries(
+  name: string,
+  headers: EnvoyJson[],
+  code: string,
+  message: string,
+): EnvoyJson[] {
+  const anthropic = {
+    type: 'error',
+    error: { type: 'not_found_error', message, code },
+  };
+  const openai = { error: { message, type: 'invalid_request_error', param: 'model', code } };
+  const entry = (suffix: string, prefix: string, body: unknown): EnvoyJson => ({
+    name: `${name}${suffix}`,
+    match: headers.length > 0 ? { prefix, headers } : { prefix },
+    direct_response: { status: 404, body: { inline_string: JSON.stringify(body) } },
+    response_headers_to_add: jsonHeaders(code),
+  });
+  return [entry('/anthropic', ANTHROPIC_PATH, anthropic), entry('', '/', openai)];
 }
 
 function jsonHeaders(code: string): EnvoyJson[] {
@@ -650,4 +678,142 @@ function jsonHeaders(code: string): EnvoyJson[] {
       append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
     },
   ];
+}
+
+/** The path of the one Anthropic API the gateway serves (extproc/api/endpoints.ts). */
+const ANTHROPIC_PATH = '/v1/messages';
+
+/** Both ext_proc filters accept the extproc's mark on its own immediate responses. */
+const REPLY_METADATA_OPTIONS: EnvoyJson = {
+  receiving_namespaces: { untyped: [WIRE.replyMetadataNamespace] },
+};
+
+interface ReplyCategory {
+  code: string;
+  message: string;
+  filter: EnvoyJson;
+  /** Forced status; absent: the one Envoy chose. */
+  status?: number;
+  /** The error `type` each API's SDKs expect for it. */
+  openaiType: string;
+  anthropicType: string;
+}
+
+function statusIs(code: number): EnvoyJson {
+  return {
+    status_code_filter: {
+      comparison: {
+        op: 'EQ',
+        value: { default_value: code, runtime_key: `sluice.local_reply.status_${code}` },
+      },
+    },
+  };
+}
+
+/**
+ * Envoy's own replies, by response flag first (the router's), then by status for those that carry
+ * none (ext_proc's gRPC error → 500 and message timeout → 504, the buffer limit's 413). First
+ * match wins (LocalReplyImpl::rewrite, source/common/local_reply/local_reply.cc).
+ */
+const REPLY_CATEGORIES: ReplyCategory[] = [
+  {
+    code: 'upstream_unavailable',
+    message: 'The model backend could not be reached.',
+    // No healthy upstream, connect failure, connection termination, remote reset, retries
+    // exhausted, overflow, cluster not found.
+    filter: { response_flag_filter: { flags: ['UH', 'UF', 'UC', 'UR', 'URX', 'UO', 'NC'] } },
+    status: 503,
+    openaiType: 'server_error',
+    anthropicType: 'overloaded_error',
+  },
+  {
+    code: 'upstream_timeout',
+    message: 'The model backend did not answer in time.',
+    // Upstream request timeout (route or per try), stream idle timeout (the route's
+    // idle_timeout), upstream max stream duration.
+    filter: { response_flag_filter: { flags: ['UT', 'SI', 'UMSDR'] } },
+    status: 504,
+    openaiType: 'server_error',
+    anthropicType: 'api_error',
+  },
+  {
+    code: 'model_not_found',
+    message: 'No route of this gateway serves this request.',
+    filter: { response_flag_filter: { flags: ['NR'] } },
+    status: 404,
+    openaiType: 'invalid_request_error',
+    anthropicType: 'not_found_error',
+  },
+  {
+    code: 'extproc_unavailable',
+    message: 'The gateway could not process this request; retry shortly.',
+    // The ext_proc filter's fail-closed replies (status_on_error, default 500; message
+    // timeout 504) carry no response flag; the extproc's own replies were matched before.
+    filter: { or_filter: { filters: [statusIs(500), statusIs(504)] } },
+    openaiType: 'server_error',
+    anthropicType: 'api_error',
+  },
+  {
+    code: 'request_too_large',
+    message: 'The request is larger than the gateway accepts.',
+    filter: statusIs(413),
+    openaiType: 'invalid_request_error',
+    anthropicType: 'request_too_large',
+  },
+];
+
+/**
+ * Envoy's own replies in the caller's API format. Since 1.34 the router ext_proc filter never
+ * sees them (Filter::onLocalReply, CVE-2025-30157), so Envoy shapes them itself: a mapper per
+ * category and API (Anthropic on the Anthropic path, OpenAI elsewhere), with a stable `code` in
+ * the body and in x-sluice-error-code, and the request id when the extproc had assigned one. The
+ * first mapper passes the extproc's own immediate responses through untouched: they carry
+ * WIRE.replyMetadata* in the stream's dynamic metadata. A direct_response is written in the
+ * caller's format by the route itself and matches no mapper.
+ */
+function localReplyConfig(): EnvoyJson {
+  const ours: EnvoyJson = {
+    filter: {
+      metadata_filter: {
+        matcher: {
+          filter: WIRE.replyMetadataNamespace,
+          path: [{ key: WIRE.replyMetadataKey }],
+          value: { string_match: { exact: WIRE.replyMetadataValue } },
+        },
+        match_if_key_not_found: false,
+      },
+    },
+  };
+  const anthropicPath: EnvoyJson = {
+    header_filter: { header: { name: ':path', string_match: { prefix: ANTHROPIC_PATH } } },
+  };
+  const mappers: EnvoyJson[] = [ours];
+  for (const api of ['anthropic', 'openai'] as const) {
+    for (const c of REPLY_CATEGORIES) {
+      const body =
+        api === 'anthropic'
+          ? { type: 'error', error: { type: c.anthropicType, message: c.message, code: c.code } }
+          : { error: { message: c.message, type: c.openaiType, code: c.code } };
+      const m: EnvoyJson = {
+        // OpenAI mappers come after every Anthropic one: they take what the path did not.
+        filter:
+          api === 'anthropic' ? { and_filter: { filters: [anthropicPath, c.filter] } } : c.filter,
+        headers_to_add: [
+          {
+            header: { key: 'x-sluice-error-code', value: c.code },
+            append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+          },
+          {
+            // Empty (and so left out) when the extproc had not assigned one yet.
+            header: { key: WIRE.requestIdHeader, value: `%REQ(${WIRE.requestIdHeader})%` },
+            append_action: 'OVERWRITE_IF_EXISTS_OR_ADD',
+          },
+        ],
+        body_format_override: { json_format: body },
+      };
+      if (c.status !== undefined) m['status_code'] = c.status;
+      mappers.push(m);
+    }
+  }
+  return { mappers };
 }

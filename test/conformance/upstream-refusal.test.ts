@@ -1,12 +1,11 @@
 // An upstream attempt the extproc refuses (a backend no translator carries the request to, a request
-// it lost track of, an unknown backend) under Envoy's semantics for an upstream ext_proc filter.
-// Up to Envoy 1.35 (the release the chart pins) that filter's immediate responses and fail-closed
-// errors are ignored (Filter::sendImmediateResponse returns early when the filter is upstream,
-// counting send_immediate_resp_upstream_ignored) and the attempt is held until the router's
-// timeout; later Envoy sends them downstream, never retried. The extproc therefore ends such a
-// request through the router filter, whose immediate responses Envoy honours in any state; the
-// route's backends are checked there first, so a route that cannot serve the caller at all is
-// refused before routing.
+// it lost track of, an unknown backend), under the semantics of every supported Envoy release
+// (1.37+, the driver's default): the upstream ext_proc filter's immediate response goes downstream
+// through UpstreamFilterManager::sendLocalReply (envoyproxy/envoy PR #41231), unretried, and —
+// being a local reply of the upstream filter chain — through the router filter's response phase
+// (PR #41769). 1.36 and older ignored it and held the attempt until the route's timeout; they are
+// out of support, and the extproc no longer works around them. A route that cannot serve the caller
+// at all is refused by the router filter before routing.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {
@@ -144,51 +143,60 @@ describe('conformance: a route none of whose backends can take the caller’s AP
   });
 });
 
-describe('conformance: an attempt on a backend that cannot take the request (Envoy 1.35)', () => {
-  it('ends the request through the router filter; the upstream filter’s own reply is ignored', async () => {
+describe('conformance: an attempt on a backend that cannot take the request', () => {
+  it('is refused by the upstream filter in the caller’s format; the router filter passes it on', async () => {
     const before = accessLines(h).length;
     const { router, r, reply } = await routed(openaiEmbeddings('mixed-model'), '/v1/embeddings');
     const c = continued(r);
     assert.equal(c.routeCacheCleared, true);
     const id = get(c.headers, 'x-sluice-request-id');
-    const { up, outcome } = await attempt(r, 'anthropic');
-    // Envoy ignores the upstream filter's reply and holds the attempt...
-    assert.deepEqual(outcome, { stalled: 'sluice_unsupported_backend' });
-    assert.equal(up.stats.send_immediate_resp_upstream_ignored, 1);
-    // ...but the router filter answers the client at once, and the attempt is reset with it.
-    const local = await reply;
-    assert.equal(local.status, 501);
-    assert.equal(local.responseStarted, false);
-    assert.equal(local.details, 'sluice_unsupported_backend');
-    assert.deepEqual(router.violations, []);
-    assert.equal(get(local.headers, 'x-sluice-request-id'), id);
-    const e = errorOf(local);
+    const { up, outcome } = await attempt(r, 'anthropic', SHARED, {
+      receivingNamespaces: ['sluice'],
+    });
+    assert.ok('result' in outcome);
+    const own = outcome.result as LocalReply;
+    assert.equal(own.kind, 'local-reply');
+    assert.deepEqual(up.violations, []);
+    assert.equal(own.status, 501);
+    assert.equal(own.details, 'sluice_unsupported_backend');
+    assert.equal(get(own.headers, 'x-sluice-request-id'), id);
+    // Marked as the extproc's own, so Envoy's local_reply_config leaves it as it is.
+    assert.equal(up.dynamicMetadata['sluice']?.fields?.['reply']?.stringValue, 'extproc');
+    const e = errorOf(own);
     assert.equal(e.code, 'unsupported_backend');
     assert.equal(e.type, 'server_error');
     assert.equal(
       e.message,
       'This gateway cannot send OpenAI embeddings requests to an anthropic backend.',
     );
-    up.close();
+    // Nothing comes unasked on the router filter's stream any more.
+    await new Promise((t) => setTimeout(t, 20));
+    assert.equal(router.reply, undefined);
+    void reply;
+    // The reply reaches the router filter's response phase (a local reply of the upstream
+    // filter chain): it goes on unchanged.
+    const res = continued(await router.runResponse(own.modifiedHeaders, [own.body]));
+    assert.equal(res.body.toString(), own.body.toString());
+    assert.deepEqual(router.violations, []);
     await waitFor(() => accessLines(h).length > before);
     const line = accessLines(h).at(-1)!;
     assert.equal(line.request_id, id);
-    assert.equal(line.error_code, 'unsupported_backend');
-    assert.equal(line.outcome, 'rejected');
     assert.equal(line.status, 501);
+    assert.equal(line.error_code, 'unsupported_backend');
+    assert.equal(line.attempts, 0, 'a refused attempt never reached a provider');
   });
 
   it('answers an Anthropic caller with an Anthropic error object', async () => {
-    // The claude route's priority-1 backend is Bedrock: an attempt there (a fallback) is refused.
-    const { r, reply } = await routed(anthropicMessages('claude-sonnet-4'), '/v1/messages');
-    const { up, outcome } = await attempt(r, 'bedrock', 'sluice/backend/bedrock');
-    assert.ok('stalled' in outcome);
-    const local = await reply;
+    // An attempt whose endpoint names no backend of the shared cluster is refused, closed.
+    const { router, r } = await routed(anthropicMessages('mixed-model'), '/v1/messages');
+    const { outcome } = await attempt(r, '', SHARED);
+    assert.ok('result' in outcome);
+    const local = outcome.result as LocalReply;
     const b = JSON.parse(local.body.toString()) as { type: string; error: { type: string } };
     assert.equal(b.type, 'error');
-    assert.equal(local.status, 501);
-    assert.equal(get(local.headers, 'x-sluice-error-code'), 'unsupported_backend');
-    up.close();
+    assert.equal(local.status, 500);
+    assert.equal(get(local.headers, 'x-sluice-error-code'), 'gateway_error');
+    router.close();
   });
 
   it('lets an attempt on a backend that can take it go out, shaped for it', async () => {
@@ -203,56 +211,32 @@ describe('conformance: an attempt on a backend that cannot take the request (Env
     router.close();
   });
 
-  it('without the router state, the upstream filter can only answer on its own stream', async () => {
-    // Nothing to record and no router stream to end the request with: the attempt is held until
-    // the router's timeout, where the route's timeout and retry policy decide.
-    let stalled!: (d: string) => void;
-    const stall = new Promise<string>((s) => (stalled = s));
-    const f = new ExtProcFilter(h.client, upstreamFilter('sluice/backend/bedrock'), { stalled });
-    void f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []);
-    assert.equal(await stall, 'sluice_gateway_error');
-    assert.equal(f.stats.send_immediate_resp_upstream_ignored, 1);
-    f.close();
+  it('without the router state: 500 gateway_error from the upstream filter', async () => {
+    const f = new ExtProcFilter(h.client, upstreamFilter('sluice/backend/bedrock'));
+    const r = await f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []);
+    assert.equal(r.kind, 'local-reply');
+    assert.equal(r.status, 500);
+    assert.equal(errorOf(r).code, 'gateway_error');
+  });
+
+  it('an unknown backend on a shared cluster: 500 gateway_error', async () => {
+    const { router, r } = await routed(openaiChat('mixed-model'));
+    const { outcome } = await attempt(r, '', SHARED);
+    assert.ok('result' in outcome);
+    const local = outcome.result as LocalReply;
+    assert.equal(local.status, 500);
+    assert.equal(errorOf(local).code, 'gateway_error');
+    router.close();
   });
 });
 
-describe('conformance: an attempt refused, with a data plane that sends upstream local replies', () => {
-  it('the client gets the same error whichever reply Envoy acts on', async () => {
-    const { r, reply } = await routed(openaiEmbeddings('mixed-model'), '/v1/embeddings');
-    const { up, outcome } = await attempt(r, 'anthropic', SHARED, { upstreamLocalReplies: true });
-    assert.ok('result' in outcome);
-    const own = outcome.result as LocalReply;
-    assert.equal(own.kind, 'local-reply');
-    const viaRouter = await reply;
-    for (const x of [own, viaRouter]) {
-      assert.equal(x.status, 501);
-      assert.equal(x.details, 'sluice_unsupported_backend');
-      assert.equal(errorOf(x).code, 'unsupported_backend');
-    }
-    assert.equal(own.body.toString(), viaRouter.body.toString());
+describe('conformance: an out-of-support data plane (Envoy 1.36) ignores the refusal', () => {
+  it('the upstream filter’s reply is dropped and the attempt held (the route timeout ends it)', async () => {
+    const { router, r } = await routed(openaiEmbeddings('mixed-model'), '/v1/embeddings');
+    const { up, outcome } = await attempt(r, 'anthropic', SHARED, { envoyRelease: '1.36' });
+    assert.deepEqual(outcome, { stalled: 'sluice_unsupported_backend' });
+    assert.equal(up.stats.send_immediate_resp_upstream_ignored, 1);
     up.close();
-  });
-
-  it('without the router state: 500 gateway_error from the upstream filter', async () => {
-    const f = new ExtProcFilter(h.client, {
-      ...upstreamFilter('sluice/backend/bedrock'),
-      upstreamLocalReplies: true,
-    });
-    const r = await f.runRequest(chatHeaders([['x-sluice-request-id', 'made-up']]), []);
-    assert.equal(r.kind, 'local-reply');
-    const local = r;
-    assert.equal(local.status, 500);
-    assert.equal(errorOf(local).code, 'gateway_error');
-  });
-
-  it('an unknown backend on a shared cluster: 500 gateway_error, the same both ways', async () => {
-    const { r, reply } = await routed(openaiChat('mixed-model'));
-    const { up, outcome } = await attempt(r, '', SHARED, { upstreamLocalReplies: true });
-    assert.ok('result' in outcome);
-    assert.equal((outcome.result as LocalReply).status, 500);
-    const viaRouter = await reply;
-    assert.equal(viaRouter.status, 500);
-    assert.equal(errorOf(viaRouter).code, 'gateway_error');
-    up.close();
+    router.close();
   });
 });
