@@ -97,6 +97,22 @@ export const Backend = z
       .strict()
       .optional(),
     anthropic: z
+    /** aws-bedrock: the region the SigV4 signature names, and the guardrail every call applies. */
+    aws: z
+      .object({
+        region: z.string().min(1),
+        guardrail: z
+          .object({
+            identifier: z.string().min(1),
+            version: z.string().min(1),
+            trace: z.enum(['enabled', 'disabled', 'enabled_full']).optional(),
+            streamProcessingMode: z.enum(['sync', 'async']).optional(),
+          })
+          .strict()
+          .optional(),
+      })
+      .strict()
+      .optional(),
       .object({
         version: z.string().min(1).default('2023-06-01'),
         /**

@@ -1,0 +1,548 @@
+/**
+ * OpenAI Chat Completions callers to AWS Bedrock's Converse / ConverseStream.
+ *
+ * Request: system and developer messages become `system`; user parts (text, base64 images, base64
+ * PDFs) become content blocks; assistant `tool_calls` become `toolUse` blocks and `tool` messages
+ * `toolResult` blocks in the user turn that follows; tools and tool_choice map to `toolConfig`;
+ * max_completion_tokens / max_tokens (held to the gateway's cap), temperature, top_p and `stop`
+ * to `inferenceConfig`; the backend's guardrail to `guardrailConfig`. What Converse cannot express
+ * (image URLs — Converse takes bytes —, tool_choice none, n > 1, response_format, …) is refused
+ * with a 400 naming the field.
+ *
+ * Response: the answer's text, `toolUse` and reasoning blocks, stop reason and usage in OpenAI's
+ * form; errors as OpenAI error objects; the event stream decoded frame by frame and re-sent as
+ * chat.completion.chunk events as it arrives (usage from the `metadata` event, which follows
+ * `messageStop`).
+ */
+import type { ResolvedBackend } from '../config/runtime.js';
+import { SluiceError } from '../errors.js';
+import {
+  bedrockError,
+  cappedMaxTokens,
+  converseAnswer,
+  converseBody,
+  conversePath,
+  ConverseStreamDecoder,
+  exceptionStatus,
+  guardrailConfig,
+  imageBlock,
+  inferenceConfig,
+  pdfBlock,
+  pushTurn,
+  toolConfig,
+  toolInputText,
+  usageCounts,
+  type ConverseEvent,
+  type ToolChoice,
+  type ToolDef,
+} from './bedrock-converse.js';
+import {
+  backendJson,
+  dataEvent,
+  dataUrl,
+  isObject,
+  str,
+  unsupportedField,
+  type Json,
+} from './common.js';
+import type {
+  ExchangeRequest,
+  ResponseContext,
+  ResponseStart,
+  ResponseTranslator,
+  Translator,
+} from './translator.js';
+
+/** Fields read here; any other top-level field is refused, never dropped. */
+const HANDLED = new Set([
+  'model',
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'stop',
+  'stream',
+  'stream_options',
+  'tools',
+  'tool_choice',
+  'parallel_tool_calls',
+  'n',
+  // OpenAI-side bookkeeping with no effect on the answer: nothing to carry.
+  'store',
+  'metadata',
+  'service_tier',
+  'user',
+]);
+/** Refused only when set to something other than their no-op value. */
+const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
+  presence_penalty: (v) => v === 0 || v === null,
+  frequency_penalty: (v) => v === 0 || v === null,
+  logprobs: (v) => v === false || v === null,
+  logit_bias: (v) => v === null || (isObject(v) && Object.keys(v).length === 0),
+  seed: (v) => v === null,
+  modalities: (v) => v === null || (Array.isArray(v) && v.every((m) => m === 'text')),
+  response_format: (v) => v === null || (isObject(v) && v.type === 'text'),
+  reasoning_effort: (v) => v === null || v === 'none',
+};
+
+export const openaiToBedrock: Translator = {
+  from: 'openai',
+  to: 'bedrock-converse',
+  operations: ['chat'],
+  request(req, backend) {
+    const stream = req.body.stream === true;
+    return {
+      path: conversePath(backend, backend.modelOverride ?? req.model, stream),
+      headers: [
+        ['content-type', 'application/json'],
+        ['accept', stream ? 'application/vnd.amazon.eventstream' : 'application/json'],
+      ],
+      body: Buffer.from(JSON.stringify(toConverseRequest(req, backend)), 'utf8'),
+    };
+  },
+  response(req, _backend, ctx) {
+    return new ConverseToOpenaiResponse(req, ctx);
+  },
+};
+
+export function toConverseRequest(req: ExchangeRequest, backend: ResolvedBackend): Json {
+  const b = req.body;
+  for (const [k, v] of Object.entries(b)) {
+    if (HANDLED.has(k) || v === undefined) continue;
+    if (NEUTRAL[k]?.(v)) continue;
+    throw unsupportedField(k, 'Bedrock backends have no equivalent of this field.');
+  }
+  if (b.n !== undefined && b.n !== null && b.n !== 1)
+    throw unsupportedField('n', 'Bedrock backends return one choice per request.');
+
+  const { system, messages } = convertMessages(b.messages);
+  const stop = typeof b.stop === 'string' ? [b.stop] : Array.isArray(b.stop) ? b.stop : [];
+  if (!stop.every((s): s is string => typeof s === 'string'))
+    throw unsupportedField('stop', 'must be a string or an array of strings.');
+  const requested = b.max_completion_tokens ?? b.max_tokens;
+  const inference = inferenceConfig(
+    {
+      maxTokens: cappedMaxTokens(requested, req.outputTokenCap),
+      temperature: b.temperature,
+      topP: b.top_p,
+      stopSequences: stop,
+    },
+    { temperature: 'temperature' },
+  );
+
+  const tools = convertTools(b.tools);
+  const choice = convertToolChoice(b.tool_choice, tools.length > 0);
+  if (b.parallel_tool_calls === false && tools.length > 0)
+    throw unsupportedField(
+      'parallel_tool_calls',
+      'Bedrock backends cannot be told to call one tool at a time.',
+    );
+  // Converse needs toolConfig whenever the conversation holds tool blocks.
+  return converseBody({
+    messages,
+    system,
+    inference,
+    tools: tools.length > 0 ? toolConfig(tools, choice) : undefined,
+    guardrail: guardrailConfig(backend, req.body.stream === true),
+  });
+}
+
+function convertMessages(raw: unknown): { system: Json[]; messages: Json[] } {
+  if (!Array.isArray(raw) || raw.length === 0)
+    throw unsupportedField('messages', 'must be a non-empty array.');
+  const system: Json[] = [];
+  const messages: Json[] = [];
+  let documents = 0;
+  raw.forEach((m: unknown, i) => {
+    const at = `messages[${i}]`;
+    if (!isObject(m)) throw unsupportedField(at, 'must be an object.');
+    switch (m.role) {
+      case 'system':
+      case 'developer':
+        system.push(...textBlocks(m.content, `${at}.content`));
+        return;
+      case 'user': {
+        const blocks = userBlocks(m.content, `${at}.content`, () => ++documents);
+        pushTurn(messages, 'user', blocks);
+        return;
+      }
+      case 'assistant': {
+        const blocks =
+          m.content === undefined || m.content === null
+            ? []
+            : textBlocks(m.content, `${at}.content`, true);
+        if (Array.isArray(m.tool_calls)) {
+          m.tool_calls.forEach((c: unknown, j) =>
+            blocks.push(toolUse(c, `${at}.tool_calls[${j}]`)),
+          );
+        } else if (m.tool_calls !== undefined && m.tool_calls !== null) {
+          throw unsupportedField(`${at}.tool_calls`, 'must be an array.');
+        }
+        if (m.function_call !== undefined && m.function_call !== null)
+          throw unsupportedField(`${at}.function_call`, 'use tool_calls.');
+        if (m.audio !== undefined && m.audio !== null)
+          throw unsupportedField(`${at}.audio`, 'Bedrock backends take no audio.');
+        pushTurn(messages, 'assistant', blocks);
+        return;
+      }
+      case 'tool': {
+        const id = str(m.tool_call_id);
+        if (!id) throw unsupportedField(`${at}.tool_call_id`, 'is required.');
+        const content = textBlocks(m.content, `${at}.content`);
+        pushTurn(messages, 'user', [
+          {
+            toolResult: {
+              toolUseId: id,
+              content: content.length > 0 ? content : [{ text: '' }],
+            },
+          },
+        ]);
+        return;
+      }
+      default:
+        throw unsupportedField(
+          `${at}.role`,
+          'Bedrock backends take system, developer, user, assistant and tool messages.',
+        );
+    }
+  });
+  if (messages.length === 0)
+    throw unsupportedField('messages', 'needs at least one user or assistant message.');
+  return { system, messages };
+}
+
+/** Text content: a string or text parts (`refusal` parts of an assistant's past answer too). */
+function textBlocks(content: unknown, at: string, assistant = false): Json[] {
+  // Converse refuses empty text blocks.
+  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
+  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
+  const out: Json[] = [];
+  content.forEach((p: unknown, j) => {
+    let text: string | undefined;
+    if (isObject(p) && p.type === 'text') text = str(p.text);
+    else if (assistant && isObject(p) && p.type === 'refusal') text = str(p.refusal);
+    if (text === undefined)
+      throw unsupportedField(`${at}[${j}]`, 'only text parts are taken here.');
+    if (text.length > 0) out.push({ text });
+  });
+  return out;
+}
+
+function userBlocks(content: unknown, at: string, nextDocument: () => number): Json[] {
+  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
+  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
+  const out: Json[] = [];
+  content.forEach((p: unknown, j) => {
+    const here = `${at}[${j}]`;
+    if (!isObject(p)) throw unsupportedField(here, 'must be an object.');
+    if (p.type === 'text' && typeof p.text === 'string') {
+      if (p.text.length > 0) out.push({ text: p.text });
+      return;
+    }
+    if (p.type === 'image_url') {
+      const image = p.image_url;
+      const url = isObject(image) ? str(image.url) : str(image);
+      if (!url) throw unsupportedField(`${here}.image_url.url`, 'is required.');
+      const inline = dataUrl(url);
+      if (!inline)
+        throw unsupportedField(
+          `${here}.image_url.url`,
+          'Bedrock backends take images as base64 data URLs only, not by URL.',
+        );
+      out.push(imageBlock(inline.mediaType, inline.data, `${here}.image_url.url`));
+      return;
+    }
+    if (p.type === 'file' && isObject(p.file)) {
+      const inline = typeof p.file.file_data === 'string' ? dataUrl(p.file.file_data) : undefined;
+      if (inline?.mediaType === 'application/pdf') {
+        out.push(pdfBlock(inline.data, nextDocument()));
+        return;
+      }
+      throw unsupportedField(here, 'Bedrock backends take files as base64 PDF data only.');
+    }
+    throw unsupportedField(`${here}.type`, 'Bedrock backends take text, image and PDF parts.');
+  });
+  return out;
+}
+
+function toolUse(c: unknown, at: string): Json {
+  if (!isObject(c) || c.type !== 'function' || !isObject(c.function))
+    throw unsupportedField(at, 'only function tool calls are taken.');
+  const id = str(c.id);
+  const name = str(c.function.name);
+  if (!id || !name) throw unsupportedField(at, 'needs an id and a function name.');
+  const args = c.function.arguments;
+  let input: unknown = {};
+  if (typeof args === 'string' && args.trim().length > 0) {
+    try {
+      input = JSON.parse(args);
+    } catch {
+      throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
+    }
+  }
+  if (!isObject(input))
+    throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
+  return { toolUse: { toolUseId: id, name, input } };
+}
+
+function convertTools(raw: unknown): ToolDef[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
+  return raw.map((t: unknown, i) => {
+    const at = `tools[${i}]`;
+    if (!isObject(t) || t.type !== 'function' || !isObject(t.function))
+      throw unsupportedField(at, 'Bedrock backends take function tools only.');
+    const f = t.function;
+    const name = str(f.name);
+    if (!name) throw unsupportedField(`${at}.function.name`, 'is required.');
+    return {
+      name,
+      description: str(f.description),
+      // `strict` has no equivalent: the schema is sent, the model follows it without a guarantee.
+      schema: isObject(f.parameters) ? f.parameters : { type: 'object', properties: {} },
+    };
+  });
+}
+
+function convertToolChoice(raw: unknown, tools: boolean): ToolChoice | undefined {
+  if (raw === undefined || raw === null || raw === 'auto') return undefined;
+  if (raw === 'none') {
+    if (!tools) return undefined;
+    throw unsupportedField(
+      'tool_choice',
+      'Bedrock backends cannot be told not to call tools that are offered; send no tools instead.',
+    );
+  }
+  if (raw === 'required') return { any: {} };
+  if (isObject(raw) && raw.type === 'function' && isObject(raw.function)) {
+    const name = str(raw.function.name);
+    if (name) return { tool: { name } };
+  }
+  throw unsupportedField('tool_choice', 'must be auto, none, required or a function.');
+}
+
+// ---- response ------------------------------------------------------------------------------
+
+const FINISH: Readonly<Record<string, string>> = {
+  end_turn: 'stop',
+  stop_sequence: 'stop',
+  max_tokens: 'length',
+  model_context_window_exceeded: 'length',
+  tool_use: 'tool_calls',
+  guardrail_intervened: 'content_filter',
+  content_filtered: 'content_filter',
+};
+
+function finishReason(stop: unknown): string {
+  return (typeof stop === 'string' && FINISH[stop]) || 'stop';
+}
+
+/** Converse usage → OpenAI's: cache reads and writes are prompt tokens too. */
+export function openaiUsageOf(u: unknown): Json {
+  const c = usageCounts(u);
+  const prompt = c.input + c.cacheRead + c.cacheWrite;
+  return {
+    prompt_tokens: prompt,
+    completion_tokens: c.output,
+    total_tokens: prompt + c.output,
+    prompt_tokens_details: { cached_tokens: c.cacheRead },
+  };
+}
+
+function openaiErrorType(status: number): string {
+  if (status === 429) return 'rate_limit_error';
+  if (status === 401 || status === 403) return 'authentication_error';
+  if (status === 404) return 'not_found_error';
+  return status >= 500 ? 'server_error' : 'invalid_request_error';
+}
+
+function openaiErrorObject(status: number, message: string, type: string | undefined): Json {
+  return { error: { message, type: openaiErrorType(status), param: null, code: type ?? null } };
+}
+
+class ConverseToOpenaiResponse implements ResponseTranslator {
+  private readonly usageChunk: boolean;
+  private decoder: ConverseStreamDecoder | undefined;
+  private id = '';
+  private errorType: string | undefined;
+  /** Converse block index → OpenAI tool call index, for toolUse blocks. */
+  private readonly toolIndex = new Map<number, number>();
+  private finish: string | undefined;
+  private started = false;
+  private done = false;
+
+  constructor(
+    private readonly req: ExchangeRequest,
+    private readonly ctx: ResponseContext,
+  ) {
+    const so = req.body.stream_options;
+    this.usageChunk = req.forcedUsage || (isObject(so) && so.include_usage === true);
+  }
+
+  headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
+    const type = (headers.get('content-type') ?? '').toLowerCase();
+    const ok = status >= 200 && status < 300;
+    this.id = `chatcmpl-${headers.get('x-amzn-requestid') ?? ''}`;
+    this.errorType = headers.get('x-amzn-errortype');
+    const stream = ok && type.startsWith('application/vnd.amazon.eventstream');
+    if (stream) this.decoder = new ConverseStreamDecoder(this.ctx.maxEventBytes);
+    return {
+      body: stream ? 'stream' : 'whole',
+      setHeaders: [['content-type', stream ? 'text/event-stream' : 'application/json']],
+      removeHeaders: ['x-amzn-errortype'],
+    };
+  }
+
+  json(body: Buffer): Buffer {
+    const { content, stopReason, usage } = converseAnswer(backendJson(body));
+    let text = '';
+    let reasoning = '';
+    const calls: Json[] = [];
+    for (const b of content) {
+      if (typeof b.text === 'string') text += b.text;
+      else if (isObject(b.reasoningContent) && isObject(b.reasoningContent.reasoningText))
+        reasoning += str(b.reasoningContent.reasoningText.text) ?? '';
+      else if (isObject(b.toolUse))
+        calls.push({
+          id: str(b.toolUse.toolUseId) ?? '',
+          type: 'function',
+          function: { name: str(b.toolUse.name) ?? '', arguments: toolInputText(b.toolUse.input) },
+        });
+    }
+    const message: Json = {
+      role: 'assistant',
+      content: text.length > 0 || calls.length === 0 ? text : null,
+    };
+    if (calls.length > 0) message.tool_calls = calls;
+    if (reasoning.length > 0) message.reasoning_content = reasoning;
+    const out: Json = {
+      id: this.id,
+      object: 'chat.completion',
+      created: this.ctx.created,
+      model: this.req.model,
+      choices: [{ index: 0, message, logprobs: null, finish_reason: finishReason(stopReason) }],
+      usage: openaiUsageOf(usage),
+    };
+    return Buffer.from(JSON.stringify(out), 'utf8');
+  }
+
+  error(status: number, body: Buffer): Buffer {
+    const e = bedrockError(status, this.errorType, body);
+    return Buffer.from(JSON.stringify(openaiErrorObject(status, e.message, e.type)), 'utf8');
+  }
+
+  stream(chunk: Buffer, end: boolean): Buffer {
+    let out = '';
+    try {
+      for (const e of this.decoder!.push(chunk)) out += this.onEvent(e);
+      if (end) this.decoder!.end();
+    } catch (err) {
+      // A broken frame ends the stream here, in the caller's format: nothing after it can be read.
+      if (!this.done) {
+        this.done = true;
+        const message = err instanceof SluiceError ? err.message : 'The backend stream broke.';
+        out += dataEvent(openaiErrorObject(502, message, 'bad_upstream_response'));
+        out += 'data: [DONE]\n\n';
+      }
+      return Buffer.from(out, 'utf8');
+    }
+    // A stream cut before its metadata event is no answer: the caller hears so, the usage is
+    // estimated.
+    if (end && !this.done) {
+      this.done = true;
+      out += dataEvent(
+        openaiErrorObject(502, 'The backend stream ended early.', 'bad_upstream_response'),
+      );
+      out += 'data: [DONE]\n\n';
+    }
+    return Buffer.from(out, 'utf8');
+  }
+
+  private chunk(delta: Json, finish: string | null = null): string {
+    return dataEvent({
+      id: this.id,
+      object: 'chat.completion.chunk',
+      created: this.ctx.created,
+      model: this.req.model,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+    });
+  }
+
+  private start(): string {
+    if (this.started) return '';
+    this.started = true;
+    return this.chunk({ role: 'assistant', content: '' });
+  }
+
+  private onEvent(e: ConverseEvent): string {
+    if (this.done) return '';
+    if (e.kind === 'exception') {
+      this.done = true;
+      const status = exceptionStatus(e.type);
+      return dataEvent(openaiErrorObject(status, e.message, e.type)) + 'data: [DONE]\n\n';
+    }
+    const p = e.payload;
+    const index = typeof p.contentBlockIndex === 'number' ? p.contentBlockIndex : 0;
+    switch (e.type) {
+      case 'messageStart':
+        return this.start();
+      case 'contentBlockStart': {
+        const start = isObject(p.start) ? p.start : {};
+        if (!isObject(start.toolUse)) return this.start();
+        const n = this.toolIndex.size;
+        this.toolIndex.set(index, n);
+        return (
+          this.start() +
+          this.chunk({
+            tool_calls: [
+              {
+                index: n,
+                id: str(start.toolUse.toolUseId) ?? '',
+                type: 'function',
+                function: { name: str(start.toolUse.name) ?? '', arguments: '' },
+              },
+            ],
+          })
+        );
+      }
+      case 'contentBlockDelta': {
+        const d = isObject(p.delta) ? p.delta : {};
+        if (typeof d.text === 'string') return this.start() + this.chunk({ content: d.text });
+        if (isObject(d.toolUse)) {
+          const n = this.toolIndex.get(index);
+          const part = str(d.toolUse.input) ?? '';
+          if (n === undefined || part === '') return '';
+          return this.chunk({ tool_calls: [{ index: n, function: { arguments: part } }] });
+        }
+        if (isObject(d.reasoningContent) && typeof d.reasoningContent.text === 'string')
+          return this.start() + this.chunk({ reasoning_content: d.reasoningContent.text });
+        return '';
+      }
+      case 'messageStop':
+        this.finish = finishReason(p.stopReason);
+        return '';
+      case 'metadata':
+        return this.close(isObject(p.usage) ? p.usage : {});
+      default:
+        // contentBlockStop, and event types added later.
+        return '';
+    }
+  }
+
+  private close(usage: Json | undefined): string {
+    this.done = true;
+    let out = this.start() + this.chunk({}, this.finish ?? 'stop');
+    if (this.usageChunk && usage !== undefined) {
+      out += dataEvent({
+        id: this.id,
+        object: 'chat.completion.chunk',
+        created: this.ctx.created,
+        model: this.req.model,
+        choices: [],
+        usage: openaiUsageOf(usage),
+      });
+    }
+    return out + 'data: [DONE]\n\n';
+  }
+}
