@@ -22,6 +22,7 @@ import { RedisStore } from './state/redis.js';
 import type { StateStore } from './state/store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
+import { budgetUtilizationMetric } from './telemetry/budget-utilization.js';
 import { UpstreamExchange } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer } from './server.js';
 import { ExtProcStream } from './stream.js';
@@ -158,6 +159,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     store: stateStore,
     clock: wallClock,
     onFailOpen: (policy) => telemetry.governanceFailOpen(policy),
+    onLevels: budgetUtilizationMetric(opts.registry, wallClock),
     onSettlementLost: (count, reason) => {
       settlementLost(count, reason);
       log.warn({ event: 'settlement_lost', count, reason }, 'budget settlements dropped');

@@ -17,6 +17,7 @@ const tiers = {
   e2e: ['test/e2e'],
   kube: ['test/kube'],
   redis: ['test/redis'],
+  prometheus: ['test/prometheus'],
 };
 
 function find(dir, out) {
@@ -64,6 +65,13 @@ if (selected.includes('redis')) {
     stdio: 'inherit',
   });
   if (setup.status !== 0) process.exit(setup.status ?? 1);
+}
+// The prometheus tier runs Debian's prometheus (and promtool) against a gateway on Redis.
+if (selected.includes('prometheus')) {
+  for (const script of ['test/redis/setup.mjs', 'test/prometheus/setup.mjs']) {
+    const setup = spawnSync(process.execPath, [join(root, script)], { stdio: 'inherit' });
+    if (setup.status !== 0) process.exit(setup.status ?? 1);
+  }
 }
 const concurrency = Math.max(1, availableParallelism());
 const result = spawnSync(

@@ -125,6 +125,8 @@ export interface BudgetOptions {
   onFailOpen?: (policy: string) => void;
   /** Called when a journalled settlement is given up (see LossReason). */
   onSettlementLost?: (count: number, reason: LossReason) => void;
+  /** Called with each bucket's level (used + reserved) the store or journal reports for a reserve. */
+  onLevels?: (policy: string, charges: readonly Charge[], levels: readonly number[]) => void;
   /** Most settlements and fail-open requests held while the store is away (default 10,000). */
   journalCapacity?: number;
   /** How often a non-empty journal is retried (default 1000 ms); 0: only on flush(). */
@@ -141,6 +143,7 @@ export class Budget {
   private readonly clock: () => number;
   private readonly newId: () => string;
   private readonly onFailOpen: ((policy: string) => void) | undefined;
+  private readonly onLevels: BudgetOptions['onLevels'];
   readonly journal: SettlementJournal;
   private readonly retryIntervalMs: number;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -151,6 +154,7 @@ export class Budget {
     this.clock = opts.clock ?? Date.now;
     this.newId = opts.newId ?? randomUUID;
     this.onFailOpen = opts.onFailOpen;
+    this.onLevels = opts.onLevels;
     this.journal = new SettlementJournal(opts.journalCapacity ?? 10_000, opts.onSettlementLost);
     this.retryIntervalMs = opts.retryIntervalMs ?? 1000;
   }
@@ -256,6 +260,7 @@ export class Budget {
         reply = { ...reply, levels: reply.levels.map((l, i) => l + owed[i]!) };
       }
     }
+    this.onLevels?.(policy.name, charges, reply.levels);
     const hit = reply.over >= 0 ? limitHit(charges, reply.levels, reply.over, now) : undefined;
     if (!reply.admitted) {
       const h = hit!;
