@@ -8,6 +8,7 @@ import * as http from 'node:http';
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { Duplex } from 'node:stream';
 import type { DownstreamRequest, DownstreamResponse } from './proxy.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -81,13 +82,46 @@ export class AutoCodecListener {
       if (h2 && n < PREFACE.length) return;
       socket.off('data', sniff);
       socket.pause();
+      if (h2) {
+        // node:http2 reads a net.Socket's handle natively, past anything unshifted: hand it a
+        // stream that replays the sniffed bytes first (it wraps non-socket streams itself).
+        this.h2.emit('connection', replaying(socket, seen));
+        return;
+      }
       socket.unshift(seen);
-      (h2 ? this.h2 : this.h1).emit('connection', socket);
+      this.h1.emit('connection', socket);
       socket.resume();
     };
     socket.on('data', sniff);
     socket.on('error', () => socket.destroy());
   }
+}
+
+/** A duplex over `socket` whose readable side starts with `head` (bytes already read). */
+function replaying(socket: net.Socket, head: Buffer): Duplex {
+  const d = new Duplex({
+    read: () => {
+      socket.resume();
+    },
+    write: (chunk: Buffer, _enc, cb) => {
+      socket.write(chunk, cb);
+    },
+    final: (cb) => {
+      socket.end();
+      cb();
+    },
+    destroy: (err, cb) => {
+      socket.destroy(err ?? undefined);
+      cb(err);
+    },
+  });
+  d.push(head);
+  socket.on('data', (chunk: Buffer) => {
+    if (!d.push(chunk)) socket.pause();
+  });
+  socket.on('end', () => d.push(null));
+  socket.on('close', () => d.destroy());
+  return d;
 }
 
 /** An HTTP/2 stream as the proxy reads requests and writes responses. */

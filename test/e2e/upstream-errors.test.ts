@@ -1,7 +1,9 @@
-// When the data plane cannot get an answer from a backend (nothing listens, or it answers too
-// late) it answers itself; the caller must still get an error object in its own API format that
-// its SDK parses, naming nothing internal. A provider's own errors must reach the caller as the
-// provider sent them.
+// When the data plane cannot get an answer from a backend (none healthy, nothing listens, or it
+// answers too late) it answers itself; the caller must still get an error object in its own API
+// format that its SDK parses, naming nothing internal. Through `sluice run` with the emulator
+// modelling the newest Envoy release: those local replies never reach the extproc (its stream
+// just ends, Envoy 1.34+), and Envoy shapes them with the operator's local_reply_config. A
+// provider's own errors must reach the caller as the provider sent them.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
@@ -45,6 +47,30 @@ function route(
   };
 }
 
+/** A Service whose one endpoint is not ready: the cluster has no healthy host. */
+function unreadyService(name: string, port: number): unknown[] {
+  return [
+    {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name, namespace: 'e2e' },
+      spec: { ports: [{ name: 'http', port: 80, targetPort: port }] },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: {
+        name: `${name}-1`,
+        namespace: 'e2e',
+        labels: { 'kubernetes.io/service-name': name },
+      },
+      addressType: 'IPv4',
+      ports: [{ name: 'http', port }],
+      endpoints: [{ addresses: ['127.0.0.1'], conditions: { ready: false } }],
+    },
+  ];
+}
+
 function once(extra: Record<string, unknown> = {}): Record<string, unknown> {
   return { retry: { attempts: 0 }, ...extra };
 }
@@ -76,6 +102,9 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
       route('slow', 'gpt-slow', 'openai', 'mock', once({ timeout: '300ms' })),
       route('slow-claude', 'claude-slow', 'anthropic', 'mock', once({ timeout: '300ms' })),
       route('up', 'gpt-up', 'openai', 'mock', once()),
+      route('empty', 'gpt-empty', 'openai', 'unready'),
+      route('empty-claude', 'claude-empty', 'anthropic', 'unready'),
+      ...unreadyService('unready', mock.port),
       route('up-claude', 'claude-up', 'anthropic', 'mock', once()),
       ...serviceDocs('nowhere', closed),
       ...serviceDocs('mock', mock.port),
@@ -88,6 +117,19 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
     await g?.close();
     await mock?.close();
   });
+
+  /**
+   * The extproc assigned the request its id (the reply carries it: local_reply_config copies it
+   * with %REQ()%), then never saw Envoy's reply: its stream just ended, so its access-log line
+   * has no status. It was settled all the same.
+   */
+  async function extprocNeverSaw(id: string | null | undefined): Promise<void> {
+    assert.ok(id, 'the reply names the request id');
+    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.equal(line['outcome'], 'aborted');
+    assert.equal(line['status'], 0);
+    assert.equal(line['error_code'], undefined);
+  }
 
   it('connection refused, no fallback: 503 as an OpenAI error object', async () => {
     const e = await failure(
@@ -105,15 +147,35 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
     assert.equal(e.headers?.get('x-sluice-error-code'), 'upstream_unavailable');
     assertNoLeak(e.error);
     assertNoLeak(e.message);
-    // The operator sees why, at warn, next to the request; the caller does not.
-    const id = e.headers?.get('x-sluice-request-id');
-    assert.ok(id);
-    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
-    assert.equal(line['level'], 40);
-    assert.equal(line['error_code'], 'upstream_unavailable');
-    const local = line['local_reply'] as { status: number; details: string };
-    assert.equal(local.status, 503);
-    assert.match(local.details, /^upstream_reset_before_response_started\{connection_failure/);
+    await extprocNeverSaw(e.headers?.get('x-sluice-request-id'));
+  });
+
+  it('no healthy backend (no ready endpoint): 503 in both formats', async () => {
+    const oa = await failure(
+      openai.chat.completions.create({
+        model: 'gpt-empty',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(oa instanceof OpenAI.InternalServerError, String(oa));
+    assert.equal(oa.status, 503);
+    assert.equal((oa.error as { code?: unknown }).code, 'upstream_unavailable');
+    assertNoLeak(oa.error);
+    await extprocNeverSaw(oa.headers?.get('x-sluice-request-id'));
+    const an = await failure(
+      anthropic.messages.create({
+        model: 'claude-empty',
+        max_tokens: 16,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+    );
+    assert.ok(an instanceof Anthropic.InternalServerError, String(an));
+    assert.equal(an.status, 503);
+    const b = an.error as { type?: unknown; error?: { type?: unknown; code?: unknown } };
+    assert.equal(b.type, 'error');
+    assert.equal(b.error?.type, 'overloaded_error');
+    assert.equal(b.error?.code, 'upstream_unavailable');
+    await extprocNeverSaw(an.headers?.get('x-sluice-request-id'));
   });
 
   it('connection refused, no fallback: 503 as an Anthropic error object', async () => {
@@ -131,6 +193,7 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
     assert.equal(body.error?.type, 'overloaded_error');
     assert.equal(typeof body.error?.message, 'string');
     assertNoLeak(e.error);
+    await extprocNeverSaw(e.headers?.get('x-sluice-request-id'));
   });
 
   it('the backend answers after the route timeout: 504 upstream_timeout in both formats', async () => {
@@ -145,6 +208,7 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
     assert.equal(oa.status, 504);
     assert.equal((oa.error as { code?: unknown }).code, 'upstream_timeout');
     assertNoLeak(oa.error);
+    await extprocNeverSaw(oa.headers?.get('x-sluice-request-id'));
 
     mock.enqueue({ delayMs: 5000 });
     const an = await failure(
@@ -160,6 +224,7 @@ describe('e2e: the data plane’s own errors in the caller’s API format', () =
     assert.equal(body.type, 'error');
     assert.equal(body.error?.type, 'api_error');
     assertNoLeak(an.error);
+    await extprocNeverSaw(an.headers?.get('x-sluice-request-id'));
   });
 
   it("a provider's own errors reach the caller as the provider sent them", async () => {
