@@ -111,6 +111,18 @@ void describe('desiredState', () => {
       extproc: [{ typeUrl: EXTPROC_CONFIG, name: 'extproc' }],
     });
   });
+
+  it('marks a policy whose every target is withdrawn as applying to nothing', () => {
+    const r = resources('k1');
+    const onBroken: AIPolicy = {
+      ...policy,
+      metadata: { ...policy.metadata, name: 'q' },
+      spec: { targetRefs: [{ name: 'broken' }], mode: 'shadow' },
+    };
+    const fp = footprints(translate({ ...r, policies: [...r.policies, onBroken] }));
+    assert.equal(fp.get('AIPolicy/ns/p')?.idle, undefined);
+    assert.match(fp.get('AIPolicy/ns/q')?.idle ?? '', /Every AIRoute it targets \(ns\/broken\)/);
+  });
 });
 
 void describe('canonicalJson', () => {

@@ -24,6 +24,8 @@ export interface ResourceRef {
 export interface Footprint {
   envoy: ResourceRef[];
   extproc: ResourceRef[];
+  /** Set when the object is served but changes nothing (a policy on no served route): why. */
+  idle?: string;
 }
 
 export interface Desired {
@@ -105,7 +107,11 @@ export function footprints(translation: Translation): Map<string, Footprint> {
   for (const s of translation.statuses) {
     if (s.kind !== 'AIPolicy') continue;
     const accepted = s.conditions.some((c) => c.type === 'Accepted' && c.status === 'True');
-    if (accepted) out.set(objectKey('AIPolicy', s.namespace, s.name), { envoy: [], extproc });
+    if (!accepted) continue;
+    const footprint: Footprint = { envoy: [], extproc };
+    const idle = translation.ir.idlePolicies?.get(`${s.namespace}/${s.name}`);
+    if (idle !== undefined) footprint.idle = idle;
+    out.set(objectKey('AIPolicy', s.namespace, s.name), footprint);
   }
   return out;
 }

@@ -145,6 +145,23 @@ void describe('programmedCondition', () => {
     assert.equal(programmedCondition(true, policy, envoyOnly, 1).reason, 'Incomplete');
   });
 
+  it('is False/NotApplied for a policy that applies to no served route', () => {
+    const idle: Footprint = {
+      envoy: [],
+      extproc: footprint.extproc,
+      idle: 'every target withdrawn',
+    };
+    const v = fleet([plane('gw/envoy', ENVOY), plane('gw/extproc', [EXTPROC_CONFIG])], {
+      'gw/envoy': ACKED,
+      'gw/extproc': { extproc: 'acked' },
+    });
+    const c = programmedCondition(true, idle, v, 1);
+    assert.deepEqual(
+      [c.status, c.reason, c.message],
+      ['False', 'NotApplied', 'every target withdrawn'],
+    );
+  });
+
   it('is False/NotAccepted for an object that is not in the config', () => {
     const c = programmedCondition(false, undefined, fleet([], {}), 2);
     assert.deepEqual([c.status, c.reason], ['False', 'NotAccepted']);

@@ -43,6 +43,7 @@ export type ProgrammedReason =
   | 'Incomplete'
   | 'NoDataPlane'
   | 'NotAccepted'
+  | 'NotApplied'
   | 'OperatorStopped';
 
 /** The CRD caps a message at 32768 characters; NACK messages can be long. */
@@ -77,6 +78,7 @@ export function programmedCondition(
   if (!accepted || !footprint) {
     return cond('False', 'NotAccepted', 'Not accepted, so not part of the served configuration.');
   }
+  if (footprint.idle !== undefined) return cond('False', 'NotApplied', footprint.idle);
   const needs: { role: 'envoy' | 'extproc'; refs: ResourceRef[] }[] = [];
   if (footprint.envoy.length > 0) needs.push({ role: 'envoy', refs: footprint.envoy });
   if (footprint.extproc.length > 0) needs.push({ role: 'extproc', refs: footprint.extproc });

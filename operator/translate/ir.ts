@@ -205,4 +205,9 @@ export interface IR {
   statuses: StatusResult[];
   /** Absent or empty lists when no policy governs any route. */
   governance?: IRGovernance;
+  /**
+   * Accepted policies that change nothing served, because every AIRoute they target is
+   * withdrawn, by `namespace/name`: why (status reports it on Programmed).
+   */
+  idlePolicies?: Map<string, string>;
 }

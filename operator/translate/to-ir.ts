@@ -256,9 +256,19 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
     const key = routeKey(route.metadata.namespace, route.metadata.name);
     statuses.push(status('AIRoute', route, routeConditions.get(key) ?? []));
   }
+  const servedKeys = new Set(served.map((s) => s.draft.key));
+  const idlePolicies = new Map<string, string>();
   for (const policy of policies) {
     const key = routeKey(policy.metadata.namespace, policy.metadata.name);
     statuses.push(status('AIPolicy', policy, policyResult.conditions.get(key) ?? []));
+    const targets = policyResult.targets.get(key);
+    if (targets && !targets.some((t) => servedKeys.has(t))) {
+      idlePolicies.set(
+        key,
+        `Every AIRoute it targets (${targets.join(', ')}) is withdrawn (see their Accepted ` +
+          'condition): this policy governs no traffic until one of them is served again.',
+      );
+    }
   }
 
   const governance = new Map<string, ContractGovernance>();
@@ -308,6 +318,7 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
     )
     .sort((a, b) => cmp(a.key, b.key));
   const ir: IR = { routes: irRoutes, statuses };
+  if (idlePolicies.size > 0) ir.idlePolicies = idlePolicies;
   if (consumers.length > 0 || governance.size > 0) {
     ir.governance = {
       consumers,
@@ -644,6 +655,8 @@ interface PolicyResult {
   unknownConsumers: Map<string, string>;
   /** By route key: the invalid policies that target the route, which is then refused. */
   refusedBy: Map<string, string[]>;
+  /** By policy key, for valid policies: the routes they target. */
+  targets: Map<string, string[]>;
 }
 
 function attachPolicies(
@@ -657,6 +670,7 @@ function attachPolicies(
   const missingConsumers: PolicyResult['unknownConsumers'] = new Map();
   const conditions = new Map<string, ConditionResult[]>();
   const refusedBy: PolicyResult['refusedBy'] = new Map();
+  const targetsOf: PolicyResult['targets'] = new Map();
   const acceptedKeys = new Set(accepted.map((d) => d.key));
   const attached = new Map<string, AIPolicy[]>();
   const valid: AIPolicy[] = [];
@@ -711,6 +725,7 @@ function attachPolicies(
       continue;
     }
     valid.push(p);
+    targetsOf.set(key, targetKeys);
     const ref = p.spec.masking?.hashKeySecretRef;
     const hashKey = ref ? resolveHashKey(ns, ref, secrets) : undefined;
     if (hashKey) hashKeys.set(key, hashKey);
@@ -788,7 +803,14 @@ function attachPolicies(
         ),
       );
   }
-  return { merged, conditions, hashKeys, unknownConsumers: missingConsumers, refusedBy };
+  return {
+    merged,
+    conditions,
+    hashKeys,
+    unknownConsumers: missingConsumers,
+    refusedBy,
+    targets: targetsOf,
+  };
 }
 
 /**
