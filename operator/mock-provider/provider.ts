@@ -5,6 +5,9 @@
  *   /v1/responses (JSON and SSE events); errors as `{error:{message,type,param,code}}`.
  * - Azure OpenAI: /openai/deployments/{deployment}/{operation}?api-version=…, `api-key` header.
  * - Anthropic: POST /v1/messages (JSON and SSE events), `x-api-key` and `anthropic-version`.
+ * Both answer with a tool call when a step asks for one (JSON, and streamed as each API streams
+ * tool calls: OpenAI `tool_calls` argument deltas, Anthropic `tool_use` blocks with
+ * `input_json_delta`). test/e2e/mock-sdk.test.ts points the official SDKs straight at them.
  * Any path prefix before those is accepted (OpenAI-compatible servers mounted below one).
  *
  * Scripting: `enqueue(...)` steps are used one per request, in order; then `defaults`. A step can
@@ -53,6 +56,8 @@ export interface Step {
    * provider bill more than was asked for.
    */
   honourMaxTokens?: boolean;
+  /** Answer with a call of this tool (after `content`, if set) instead of plain text. */
+  toolCall?: { id?: string; name: string; arguments: Record<string, unknown> };
 }
 
 export interface MockOptions {
@@ -249,7 +254,12 @@ async function answer(
       return sendJson(res, 404, openaiError(404, 'Resource not found', '404'));
     }
   } else if (anthropic) {
-    if (auth.anthropicKey && c.headers['x-api-key'] !== auth.anthropicKey) {
+    // The API takes the key as x-api-key or, as the current SDK sends it, a bearer token.
+    if (
+      auth.anthropicKey &&
+      c.headers['x-api-key'] !== auth.anthropicKey &&
+      c.headers['authorization'] !== `Bearer ${auth.anthropicKey}`
+    ) {
       return sendJson(res, 401, anthropicError(401, 'invalid x-api-key'));
     }
     if (!c.headers['anthropic-version']) {
@@ -295,6 +305,8 @@ async function answer(
     });
   }
   if (anthropic) return anthropicMessages(res, model, content, usage, stream, step);
+  if (step.toolCall && pathOnly.endsWith('/chat/completions'))
+    return openaiToolCall(res, model, step.content, step.toolCall, usage, stream, json);
   if (pathOnly.endsWith('/embeddings')) {
     const inputs = Array.isArray(json['input']) ? (json['input'] as unknown[]) : [json['input']];
     const floats = [0.1, 0.2, 0.3, 0.4];
@@ -441,11 +453,17 @@ async function anthropicMessages(
   step: Step,
 ): Promise<void> {
   const base = { id: 'msg_mock', type: 'message', role: 'assistant', model };
+  const tool = step.toolCall;
+  const toolBlock = tool
+    ? { type: 'tool_use', id: tool.id ?? 'toolu_mock', name: tool.name, input: tool.arguments }
+    : undefined;
   if (!stream) {
     return sendJson(res, 200, {
       ...base,
-      content: [{ type: 'text', text: content }],
-      stop_reason: 'end_turn',
+      content: toolBlock
+        ? [...(step.content ? [{ type: 'text', text: content }] : []), toolBlock]
+        : [{ type: 'text', text: content }],
+      stop_reason: toolBlock ? 'tool_use' : 'end_turn',
       stop_sequence: null,
       usage: { input_tokens: usage.input, output_tokens: usage.output },
     });
@@ -464,19 +482,120 @@ async function anthropicMessages(
       },
     }),
   );
-  res.write(ev('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
   res.write(ev('ping', {}));
-  for (const d of deltas(content, step.chunkChars)) {
-    await sleep(step.chunkDelayMs ?? 0);
-    if (res.destroyed) return;
-    res.write(ev('content_block_delta', { index: 0, delta: { type: 'text_delta', text: d } }));
+  let index = 0;
+  if (!toolBlock || step.content) {
+    res.write(ev('content_block_start', { index, content_block: { type: 'text', text: '' } }));
+    for (const d of deltas(content, step.chunkChars)) {
+      await sleep(step.chunkDelayMs ?? 0);
+      if (res.destroyed) return;
+      res.write(ev('content_block_delta', { index, delta: { type: 'text_delta', text: d } }));
+    }
+    res.write(ev('content_block_stop', { index }));
+    index++;
   }
-  res.write(ev('content_block_stop', { index: 0 }));
+  if (toolBlock) {
+    res.write(ev('content_block_start', { index, content_block: { ...toolBlock, input: {} } }));
+    for (const d of deltas(JSON.stringify(toolBlock.input), 7)) {
+      res.write(
+        ev('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: d } }),
+      );
+    }
+    res.write(ev('content_block_stop', { index }));
+  }
   res.write(
     ev('message_delta', {
-      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      delta: { stop_reason: toolBlock ? 'tool_use' : 'end_turn', stop_sequence: null },
       usage: { output_tokens: usage.output },
     }),
   );
   res.end(ev('message_stop', {}));
+}
+
+/** An OpenAI chat completion that calls a tool, whole or streamed in argument deltas. */
+function openaiToolCall(
+  res: ServerResponse,
+  model: string,
+  content: string | undefined,
+  tool: NonNullable<Step['toolCall']>,
+  usage: { input: number; output: number },
+  stream: boolean,
+  json: Record<string, unknown>,
+): void {
+  const id = 'chatcmpl-mock';
+  const created = 1_700_000_000;
+  const call = {
+    id: tool.id ?? 'call_mock',
+    type: 'function',
+    function: { name: tool.name, arguments: JSON.stringify(tool.arguments) },
+  };
+  const usageObj = {
+    prompt_tokens: usage.input,
+    completion_tokens: usage.output,
+    total_tokens: usage.input + usage.output,
+  };
+  if (!stream) {
+    return sendJson(res, 200, {
+      id,
+      object: 'chat.completion',
+      created,
+      model,
+      choices: [
+        {
+          index: 0,
+          message: {
+            role: 'assistant',
+            content: content ?? null,
+            tool_calls: [call],
+            refusal: null,
+          },
+          logprobs: null,
+          finish_reason: 'tool_calls',
+        },
+      ],
+      usage: usageObj,
+    });
+  }
+  const includeUsage =
+    (json['stream_options'] as { include_usage?: boolean } | undefined)?.include_usage === true;
+  res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+  const event = (choices: unknown[], extra: Record<string, unknown> = {}): string =>
+    `data: ${JSON.stringify({ id, object: 'chat.completion.chunk', created, model, choices, ...extra })}\n\n`;
+  res.write(
+    event([
+      { index: 0, delta: { role: 'assistant', content: content ?? null }, finish_reason: null },
+    ]),
+  );
+  res.write(
+    event([
+      {
+        index: 0,
+        delta: {
+          tool_calls: [
+            {
+              index: 0,
+              id: call.id,
+              type: 'function',
+              function: { name: tool.name, arguments: '' },
+            },
+          ],
+        },
+        finish_reason: null,
+      },
+    ]),
+  );
+  for (const d of deltas(call.function.arguments, 7)) {
+    res.write(
+      event([
+        {
+          index: 0,
+          delta: { tool_calls: [{ index: 0, function: { arguments: d } }] },
+          finish_reason: null,
+        },
+      ]),
+    );
+  }
+  res.write(event([{ index: 0, delta: {}, finish_reason: 'tool_calls' }]));
+  if (includeUsage) res.write(event([], { usage: usageObj }));
+  res.end('data: [DONE]\n\n');
 }

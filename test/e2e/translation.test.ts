@@ -282,4 +282,101 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     assert.deepEqual(openaiMock.take(), [], 'the ejected primary got no attempt');
     assert.equal(anthropicMock.take().length, 1);
   });
+
+  // The matrix: each SDK against each backend API, plain, streaming, tools and image input.
+  const IMAGE = 'iVBORw0KGgo=';
+  for (const sdk of ['openai', 'anthropic'] as const) {
+    for (const api of ['openai', 'anthropic'] as const) {
+      const model = api === 'openai' ? 'gpt-x' : 'claude-x';
+      const mock = (): MockProvider => (api === 'openai' ? openaiMock : anthropicMock);
+      for (const mode of ['plain', 'streaming', 'tools', 'image'] as const) {
+        it(`matrix: ${sdk} SDK → ${api} backend, ${mode}`, async () => {
+          const tool = { name: 'lookup', arguments: { q: 'Zürich' } };
+          mock().enqueue(
+            mode === 'tools'
+              ? { toolCall: tool, usage: { input: 5, output: 4 } }
+              : { content: 'ok 😀', usage: { input: 5, output: 4 } },
+          );
+          const stream = mode !== 'plain';
+          let text: string;
+          let toolArgs: unknown;
+          let outputTokens: number | undefined;
+          if (sdk === 'openai') {
+            const content: OpenAI.ChatCompletionContentPart[] | string =
+              mode === 'image'
+                ? [
+                    { type: 'text', text: 'what is it?' },
+                    { type: 'image_url', image_url: { url: `data:image/png;base64,${IMAGE}` } },
+                  ]
+                : 'hi';
+            const params = {
+              model,
+              messages: [{ role: 'user' as const, content }],
+              ...(mode === 'tools'
+                ? {
+                    tools: [
+                      {
+                        type: 'function' as const,
+                        function: { name: 'lookup', parameters: { type: 'object' } },
+                      },
+                    ],
+                  }
+                : {}),
+            };
+            const done = stream
+              ? await openai.chat.completions
+                  .stream({ ...params, stream_options: { include_usage: true } })
+                  .finalChatCompletion()
+              : await openai.chat.completions.create(params);
+            text = done.choices[0]!.message.content ?? '';
+            const call = done.choices[0]!.message.tool_calls?.[0];
+            if (call?.type === 'function') toolArgs = JSON.parse(call.function.arguments);
+            outputTokens = done.usage?.completion_tokens;
+          } else {
+            const content: Anthropic.ContentBlockParam[] | string =
+              mode === 'image'
+                ? [
+                    { type: 'text', text: 'what is it?' },
+                    {
+                      type: 'image',
+                      source: { type: 'base64', media_type: 'image/png', data: IMAGE },
+                    },
+                  ]
+                : 'hi';
+            const params = {
+              model,
+              max_tokens: 64,
+              messages: [{ role: 'user' as const, content }],
+              ...(mode === 'tools'
+                ? { tools: [{ name: 'lookup', input_schema: { type: 'object' as const } }] }
+                : {}),
+            };
+            const m = stream
+              ? await anthropic.messages.stream(params).finalMessage()
+              : await anthropic.messages.create(params);
+            text = m.content.map((b) => (b.type === 'text' ? b.text : '')).join('');
+            const use = m.content.find((b) => b.type === 'tool_use');
+            if (use?.type === 'tool_use') toolArgs = use.input;
+            outputTokens = m.usage.output_tokens;
+          }
+          if (mode === 'tools') assert.deepEqual(toolArgs, tool.arguments);
+          else assert.equal(text, 'ok 😀');
+          assert.equal(outputTokens, 4);
+          const [seen] = mock().take();
+          assert.ok(seen, 'the backend got the request');
+          assert.equal(seen.api, api, 'in its own API');
+          if (mode === 'image') {
+            const parts = JSON.stringify(seen.json?.['messages']);
+            assert.ok(
+              parts.includes(
+                api === 'openai' ? `data:image/png;base64,${IMAGE}` : `"data":"${IMAGE}"`,
+              ),
+              'the image arrived in the backend API’s form',
+            );
+          }
+          if (mode === 'tools') assert.ok(Array.isArray(seen.json?.['tools']));
+        });
+      }
+    }
+  }
 });
