@@ -88,7 +88,7 @@ async function sent(
   const r = await router.requestBody(body(req));
   assert.equal(r.kind, 'continue', JSON.stringify(r));
   const up = new UpstreamExchange({ config: cfg, store });
-  const o = up.requestHeaders(
+  const o = await up.requestHeaders(
     headers({ ':method': 'POST', ':path': path, 'x-sluice-request-id': 'req-1' }),
     clusterAttributes(cluster),
   );

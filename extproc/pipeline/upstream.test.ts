@@ -34,7 +34,7 @@ const config = new RuntimeConfig(
         credential: { value: 'x' },
         modelOverride: 'claude-x-1',
       },
-      { name: 'bedrock', cluster: 'c-bedrock', provider: 'aws-bedrock' },
+      { name: 'vertex', cluster: 'c-vertex', provider: 'gcp-vertex' },
     ],
     routes: [{ name: 'r', models: [{ prefix: 'gpt' }], backends: [{ name: 'openai' }] }],
   }),
@@ -82,7 +82,11 @@ function run(
   });
   let o: Outcome;
   try {
-    o = ex.requestHeaders(h, cluster === undefined ? undefined : clusterAttributes(cluster));
+    // Synchronous for every backend here (only a SigV4 backend's answer waits for its signature).
+    o = ex.requestHeaders(
+      h,
+      cluster === undefined ? undefined : clusterAttributes(cluster),
+    ) as Outcome;
   } catch (err) {
     o = ex.fail(err);
   }
@@ -174,7 +178,7 @@ describe('upstream phase', () => {
   });
 
   it('refuses a schema pair it cannot translate, in the caller format', () => {
-    const v = verdictOf(run('c-bedrock', state()).o);
+    const v = verdictOf(run('c-vertex', state()).o);
     assert.equal(v.status, 501);
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
     const a = verdictOf(run('c-openai', state({ api: 'anthropic', operation: 'messages' })).o);
@@ -191,7 +195,7 @@ describe('upstream phase: refused attempts', () => {
       'content-type': 'application/json',
     });
     try {
-      return ex.requestHeaders(h, clusterAttributes(cluster));
+      return ex.requestHeaders(h, clusterAttributes(cluster)) as Outcome;
     } catch (err) {
       return ex.fail(err);
     }
@@ -202,9 +206,9 @@ describe('upstream phase: refused attempts', () => {
     const store = new RequestStore(() => 0);
     const st = state();
     store.put(st);
-    const v = verdictOf(attempt(new UpstreamExchange({ config, store }), 'c-bedrock'));
+    const v = verdictOf(attempt(new UpstreamExchange({ config, store }), 'c-vertex'));
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
-    assert.match(jsonOf(v).error.message, /to an aws-bedrock backend/);
+    assert.match(jsonOf(v).error.message, /to a gcp-vertex backend/);
     assert.deepEqual(
       v.headers.find(([k]) => k === 'x-sluice-request-id'),
       ['x-sluice-request-id', 'req-1'],

@@ -27,6 +27,7 @@ import {
   backendApi,
   CALLER_CREDENTIAL_HEADERS,
   credentialHeaders,
+  signingHeaders,
   translatorFor,
   unsupportedBackend,
   type ResponseTranslator,
@@ -56,7 +57,10 @@ export class UpstreamExchange implements PhaseHandler {
 
   constructor(private readonly deps: UpstreamDeps) {}
 
-  requestHeaders(msg: HeadersMessage, attributes: Attributes | undefined): Outcome {
+  requestHeaders(
+    msg: HeadersMessage,
+    attributes: Attributes | undefined,
+  ): Outcome | Promise<Outcome> {
     const headers = headerMap(msg.headers?.headers);
     const id = headers.get(REQUEST_ID_HEADER);
     const state = id === undefined ? undefined : this.deps.store.get(id);
@@ -87,6 +91,13 @@ export class UpstreamExchange implements PhaseHandler {
     set.push(['accept-encoding', 'identity'], ...up.headers);
     for (const d of up.defaultHeaders ?? []) if (!headers.has(d[0])) set.push(d);
     set.push(...credentialHeaders(backend, up));
+    // A kind that signs (AWS SigV4) covers the final path and body: the answer waits for it.
+    const signing = signingHeaders(
+      backend,
+      up,
+      { method: headers.get(':method') ?? 'POST', authority: headers.get(':authority') ?? '' },
+      (this.deps.wallNow ?? Date.now)(),
+    );
     const remove = STRIP.filter((h) => headers.has(h));
     const m: Mutation = { setHeaders: set, removeHeaders: remove };
     if (up.body !== undefined) {
@@ -107,6 +118,12 @@ export class UpstreamExchange implements PhaseHandler {
         requestHeader: 'SEND',
         responseHeader: 'SEND',
       };
+    }
+    if (signing) {
+      return signing.then((h) => {
+        set.push(...h);
+        return proceed(m);
+      });
     }
     return proceed(m);
   }

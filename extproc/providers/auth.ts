@@ -4,18 +4,20 @@
  * path and body.
  */
 import type { ResolvedBackend } from '../config/runtime.js';
+import { AwsSigning } from './aws-sigv4.js';
 import type { Provider } from './provider.js';
 import type { UpstreamRequest } from './translator.js';
 
-type CredentialKind = 'bearer' | 'api-key' | 'x-api-key' | 'none';
+type CredentialKind = 'bearer' | 'api-key' | 'x-api-key' | 'aws-sigv4' | 'none';
 
 const KIND: Record<Provider, CredentialKind> = {
   openai: 'bearer',
   'openai-compatible': 'bearer',
   'azure-openai': 'api-key',
   anthropic: 'x-api-key',
+  // Signed per attempt by signingHeaders(): no static header.
+  'aws-bedrock': 'aws-sigv4',
   // Not served yet (no translator): refused before a credential is ever needed.
-  'aws-bedrock': 'none',
   'gcp-vertex': 'none',
 };
 
@@ -45,7 +47,36 @@ export function credentialHeaders(
       return [['api-key', secret]];
     case 'x-api-key':
       return [['x-api-key', secret]];
+    case 'aws-sigv4':
     case 'none':
       return [];
   }
+}
+
+/** One per process: caches signers and the pod's web identity credentials across requests. */
+const awsSigning = new AwsSigning();
+
+/**
+ * The headers that sign this attempt, for a backend whose kind signs the final request (AWS
+ * SigV4 over the translated path and body); undefined for every other kind, which costs nothing.
+ * `authority` is the host Envoy sends (after its host rewrite), which the signature covers.
+ */
+export function signingHeaders(
+  backend: ResolvedBackend,
+  request: UpstreamRequest,
+  incoming: { method: string; authority: string },
+  now: number,
+): Promise<[string, string][]> | undefined {
+  if (KIND[backend.provider] !== 'aws-sigv4') return undefined;
+  return awsSigning.headers(
+    backend,
+    {
+      method: incoming.method,
+      authority: incoming.authority,
+      path: request.path,
+      // Every signing translator writes the body it sends.
+      body: request.body,
+    },
+    now,
+  );
 }

@@ -22,7 +22,7 @@ export type {
   Translator,
   UpstreamRequest,
 } from './translator.js';
-export { credentialHeaders, CALLER_CREDENTIAL_HEADERS } from './auth.js';
+export { credentialHeaders, signingHeaders, CALLER_CREDENTIAL_HEADERS } from './auth.js';
 
 const TRANSLATORS: readonly Translator[] = [
   openaiToOpenai,

@@ -1,5 +1,5 @@
 // A backend no translator carries the caller's request to (today: OpenAI embeddings, completions
-// and Responses to Anthropic; anything to Bedrock and Vertex). The SDK must get a clear
+// and Responses to Anthropic; anything to Vertex). The SDK must get a clear
 // error in its own format at once — under Envoy's real semantics, where an upstream ext_proc
 // filter's own immediate response is ignored (up to Envoy 1.35) and would leave the request
 // hanging until the route timeout. A route none of whose backends can take the request is refused
@@ -33,13 +33,13 @@ function backend(name: string, provider: Provider, service: string, priority = 0
   };
 }
 
-/** No translator reaches Bedrock yet: every request to it is refused. */
-function bedrock(name: string): unknown {
+/** No translator reaches Vertex yet: every request to it is refused. */
+function vertex(name: string): unknown {
   return {
     name,
-    provider: 'aws-bedrock',
-    endpoint: { url: 'https://bedrock-runtime.us-east-1.amazonaws.com' },
-    aws: { region: 'us-east-1' },
+    provider: 'gcp-vertex',
+    endpoint: { url: 'https://us-central1-aiplatform.googleapis.com' },
+    gcp: { project: 'sluice-e2e', region: 'us-central1' },
   };
 }
 
@@ -74,7 +74,7 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
     });
     g = await startYamlGateway([
       route('claude', 'claude-only', [backend('anthropic', 'anthropic', 'anthropic-mock')]),
-      route('bedrock', 'bedrock-only', [bedrock('bedrock')]),
+      route('vertex', 'vertex-only', [vertex('vertex')]),
       // Anthropic first, OpenAI as the fallback.
       route('mixed', 'mixed-model', [
         backend('anthropic', 'anthropic', 'anthropic-mock'),
@@ -111,18 +111,18 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
   it('no backend of the route can take it: the same, as an Anthropic error object', async () => {
     const e = await failure(
       anthropic.messages.create({
-        model: 'bedrock-only',
+        model: 'vertex-only',
         max_tokens: 16,
         messages: [{ role: 'user', content: 'x' }],
       }),
     );
     assert.ok(e instanceof Anthropic.APIError, String(e));
-    assert.equal(e.status, 501);
+    assert.equal(e.status, 501, JSON.stringify(e.error));
     const body = e.error as { type?: unknown; error?: { type?: unknown; message?: unknown } };
     assert.equal(body.type, 'error');
     assert.equal(
       body.error?.message,
-      'This gateway cannot send Anthropic Messages requests to an aws-bedrock backend.',
+      'This gateway cannot send Anthropic Messages requests to a gcp-vertex backend.',
     );
   });
 
