@@ -2,8 +2,9 @@
  * The envoy-config tier: every resource of every golden case, of every checked-in golden file and
  * of `sluice render` is read field by field against the targeted Envoy release's API
  * (proto/envoy-api: unknown or misspelt fields, wrong kinds, oneof clashes and unknown Any types
- * fail), encoded and decoded; and the same against the project's own proto/ declarations, which
- * the xDS server encodes with.
+ * fail), encoded and decoded, and checked against the release's protoc-gen-validate rules (what
+ * Envoy NACKs); and the same against the project's own proto/ declarations, which the xDS server
+ * encodes with.
  */
 import { describe, it, before } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import type protobuf from 'protobufjs';
 import { parse } from 'yaml';
 
 import { envoyApiRoot, envoyRelease } from '../../operator/envoy-api/index.js';
+import { validateEnvoy } from '../../operator/envoy-api/validate.js';
 import { main as render } from '../../operator/render/main.js';
 import { translate } from '../../operator/translate/index.js';
 import type { EnvoyResources } from '../../operator/translate/index.js';
@@ -39,11 +41,17 @@ function check(root: protobuf.Root, resources: EnvoyResources, label: string): n
   let n = 0;
   for (const kind of Object.keys(RESOURCE_TYPES) as (keyof EnvoyResources)[]) {
     for (const [i, resource] of resources[kind].entries()) {
+      const name = (resource['name'] ?? resource['cluster_name']) as string;
+      let bytes: Uint8Array;
       try {
-        encodeStrict(root, RESOURCE_TYPES[kind], resource);
+        bytes = encodeStrict(root, RESOURCE_TYPES[kind], resource);
       } catch (err) {
-        const name = (resource['name'] ?? resource['cluster_name']) as string;
         assert.fail(`${label}: ${kind}[${i}] (${name}): ${(err as Error).message}`);
+      }
+      // With the release's API, also its protoc-gen-validate rules: what Envoy would NACK.
+      if (root === official) {
+        const violations = validateEnvoy(root, RESOURCE_TYPES[kind], bytes);
+        assert.deepEqual(violations, [], `${label}: ${kind}[${i}] (${name}) Envoy would refuse`);
       }
       n++;
     }
@@ -162,6 +170,7 @@ void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s
 void describe('envoy-config: the strict reader refuses', () => {
   before(() => {
     official ??= envoyApiRoot();
+    ours ??= loadRoot(listProtoFiles(OUR_PROTO_DIR), [OUR_PROTO_DIR]);
   });
   const CLUSTER = 'envoy.config.cluster.v3.Cluster';
   const ROUTE = 'envoy.config.route.v3.RouteConfiguration';
@@ -271,6 +280,22 @@ void describe('envoy-config: the strict reader refuses', () => {
       /integer in range/,
     );
     refuses(CLUSTER, { load_assignment: 'x' }, '$.load_assignment', /expected an object/);
+  });
+
+  void it("and the check refuses what decodes but breaks the release's validation rules", () => {
+    const cluster = { name: 'c', connect_timeout: '0s' };
+    assert.ok(encodeStrict(official, CLUSTER, cluster), 'decodes strictly');
+    const resources: EnvoyResources = {
+      listeners: [],
+      routes: [],
+      clusters: [cluster],
+      endpoints: [],
+    };
+    assert.throws(
+      () => check(official, resources, 'official'),
+      /clusters\[0\] \(c\) Envoy would refuse[\s\S]*connect_timeout: 0 ns is not > 0s/,
+    );
+    assert.equal(check(ours, resources, 'proto/'), 1, 'proto/ holds no validation rules');
   });
 
   void it('but accepts what Envoy YAML accepts: Struct, wrappers, maps, durations', () => {

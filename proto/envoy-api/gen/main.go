@@ -15,6 +15,8 @@ import (
 	"runtime/debug"
 	"sort"
 
+	"github.com/envoyproxy/protoc-gen-validate/validate"
+	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -119,6 +121,9 @@ func main() {
 	if err := os.WriteFile(filepath.Join(out, "envoy-api.binpb"), bytes, 0o644); err != nil {
 		fail(err)
 	}
+	if err := os.WriteFile(filepath.Join(out, "envoy-api-rules.json"), validationRules(order), 0o644); err != nil {
+		fail(err)
+	}
 	sort.Strings(paths)
 	info := map[string]any{
 		"module":  "github.com/envoyproxy/go-control-plane/envoy",
@@ -134,6 +139,54 @@ func main() {
 		fail(err)
 	}
 	fmt.Printf("%d files, %d bytes\n", len(set.File), len(bytes))
+}
+
+// validationRules writes the protoc-gen-validate constraints the release declares, which Envoy
+// enforces when it loads config (a violation is a NACK): per field (full message name "." field
+// name) its validate.rules, and per message the oneofs that must be set. Messages marked
+// validate.disabled or validate.ignored are left out, as Envoy does not check them.
+func validationRules(files []protoreflect.FileDescriptor) []byte {
+	fields := map[string]json.RawMessage{}
+	oneofs := map[string][]string{}
+	var walk func(msgs protoreflect.MessageDescriptors)
+	walk = func(msgs protoreflect.MessageDescriptors) {
+		for i := 0; i < msgs.Len(); i++ {
+			m := msgs.Get(i)
+			walk(m.Messages())
+			opts := m.Options()
+			if proto.GetExtension(opts, validate.E_Disabled).(bool) || proto.GetExtension(opts, validate.E_Ignored).(bool) {
+				continue
+			}
+			fs := m.Fields()
+			for j := 0; j < fs.Len(); j++ {
+				f := fs.Get(j)
+				rules, _ := proto.GetExtension(f.Options(), validate.E_Rules).(*validate.FieldRules)
+				if rules == nil || proto.Size(rules) == 0 {
+					continue
+				}
+				js, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(rules)
+				if err != nil {
+					fail(err)
+				}
+				fields[string(f.FullName())] = js
+			}
+			os := m.Oneofs()
+			for j := 0; j < os.Len(); j++ {
+				o := os.Get(j)
+				if !o.IsSynthetic() && proto.GetExtension(o.Options(), validate.E_Required).(bool) {
+					oneofs[string(m.FullName())] = append(oneofs[string(m.FullName())], string(o.Name()))
+				}
+			}
+		}
+	}
+	for _, fd := range files {
+		walk(fd.Messages())
+	}
+	js, err := json.MarshalIndent(map[string]any{"fields": fields, "required_oneofs": oneofs}, "", " ")
+	if err != nil {
+		fail(err)
+	}
+	return append(js, '\n')
 }
 
 func moduleVersion(path string) string {
