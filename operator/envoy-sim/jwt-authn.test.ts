@@ -268,6 +268,18 @@ describe('envoy-sim jwt_authn: requirements without a bypass answer themselves',
     assert.deepEqual(await runJwtAuthn(strict, health, env()), { ok: true });
   });
 
+  it('only the verifiers that run remove a client’s payload header', async () => {
+    // /healthz matches a rule without requirements: no verifier runs, the header stays (the
+    // operator's header_mutation before jwt_authn removes it). A rule that runs p removes it.
+    const forged: [string, string] = [PAYLOAD_HEADER, 'eyJzdWIiOiJhZG1pbiJ9'];
+    const health: HeaderList = [[':path', '/healthz'], forged];
+    assert.deepEqual(await runJwtAuthn(strict, health, env()), { ok: true });
+    assert.deepEqual(values(health, PAYLOAD_HEADER), [forged[1]]);
+    const h = request([forged]);
+    assert.deepEqual(await runJwtAuthn(strict, h, env()), { ok: true });
+    assert.deepEqual(values(h, PAYLOAD_HEADER), []);
+  });
+
   it('a provider requirement alone refuses a missing token', async () => {
     const only = compileJwtAuthn(
       'jwt',

@@ -687,6 +687,13 @@ function ruleMatches(rule: JwtRuleSpec, headers: HeaderList): boolean {
   });
 }
 
+/** The providers whose verifiers a requirement runs (their extractors, their payload headers). */
+function providersOf(r: Requirement, out: Set<string>): void {
+  if (r.kind === 'provider') out.add(r.provider);
+  else if (r.kind === 'bypass') for (const p of r.providers) out.add(p);
+  else for (const c of r.children) providersOf(c, out);
+}
+
 /**
  * Runs the filter on a request's headers, changing them in place (payload headers added, verified
  * tokens removed). A failed requirement is Envoy's local reply: 403 for a disallowed audience,
@@ -697,10 +704,19 @@ export async function runJwtAuthn(
   headers: HeaderList,
   env: JwtEnv,
 ): Promise<JwtOutcome> {
-  // Every provider's payload header goes first, whatever rule matches: a client never sets one.
-  for (const p of spec.providers.values()) if (p.payloadHeader) removeAll(headers, p.payloadHeader);
   const rule = spec.rules.find((r) => ruleMatches(r, headers));
   if (!rule?.requires) return { ok: true };
+  // Only the verifiers that run sanitize: each removes its own providers' forward_payload_header
+  // before verifying (ProviderVerifierImpl / AllowFailedVerifierImpl::verify call
+  // ExtractorImpl::sanitizeHeaders, source/extensions/filters/http/jwt_authn/verifier.cc and
+  // extractor.cc). A request no rule matches keeps a client's header: the operator's
+  // header_mutation before jwt_authn is what removes it then.
+  const running = new Set<string>();
+  providersOf(rule.requires, running);
+  for (const name of running) {
+    const header = spec.providers.get(name)?.payloadHeader;
+    if (header) removeAll(headers, header);
+  }
   const uri = `${getHeader(headers, ':scheme') ?? 'http'}://${getHeader(headers, ':authority') ?? ''}${(
     getHeader(headers, ':path') ?? '/'
   ).slice(0, 256)}`;
