@@ -28,6 +28,7 @@ import { EXT_PROC_SERVICE, startGrpcServer } from './server.js';
 import { ExtProcStream } from './stream.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import { warmTokenizer } from './usage/estimate.js';
+import { responseCache } from './cache/setup.js';
 
 export interface ExtprocOptions {
   /** A config file; exactly one of configPath and xds. */
@@ -57,6 +58,8 @@ export interface ExtprocOptions {
    * SLUICE_VAULT_KEY_FILE. With Redis it puts conversation vaults in Redis, shared by replicas.
    */
   vaultKeyFile?: string | undefined;
+  /** The in-memory response cache's bound in bytes (default 64 MiB); unused with Redis. */
+  cacheMemoryBytes?: number | undefined;
 }
 
 export interface RunningExtproc {
@@ -154,6 +157,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     'vault ready',
   );
   const store = new RequestStore(opts.now, undefined, vault);
+  const cache = responseCache(opts, stateStore, vaultKey, wallClock, log);
   const settlementLost = journalMetrics(opts.registry, () => budget.journal);
   const budget = new Budget({
     store: stateStore,
@@ -194,6 +198,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
             budget,
             wallNow: wallClock,
             settling,
+            cache,
           });
       new ExtProcStream(
         call,

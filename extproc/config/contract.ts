@@ -9,6 +9,7 @@
 import { z } from 'zod';
 import { BUILTIN_TYPES, createDetectors, PatternError } from '../masking/detect/index.js';
 import { PromptGuardPolicy } from '../guard/schema.js';
+import { CachePolicy } from '../cache/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
 import { Provider } from '../providers/provider.js';
 
@@ -249,6 +250,8 @@ export const Policy = z
     masking: MaskingPolicy.optional(),
     /** Checked before masking, so masking sees (and protects) the rendered, decorated prompt. */
     guard: PromptGuardPolicy.optional(),
+    /** Response cache (extproc/cache/): opt-in; served only when the policy enforces. */
+    cache: CachePolicy.optional(),
   })
   .strict();
 export type Policy = z.infer<typeof Policy>;

@@ -78,6 +78,15 @@ export interface Admitted {
  * mode, where every refusal becomes a `would_*` verdict and the request goes on.
  */
 export async function admit(input: AdmitInput): Promise<Admitted> {
+  return reserveFor(input, admitCaller(input));
+}
+
+/**
+ * The first half of admit: who is calling and whether they may use the route (refusals as in
+ * admit). A route with a response cache stops here until the cache has been asked, so a hit
+ * reserves nothing; reserveFor is the second half.
+ */
+export function admitCaller(input: AdmitInput): Admitted {
   const { compiled, headers } = input;
   const policy = compiled.policy;
   const shadow = policy.mode === 'shadow';
@@ -107,6 +116,14 @@ export async function admit(input: AdmitInput): Promise<Admitted> {
     inputEstimate: 0,
     outputReserved: 0,
   };
+  return { state, strip };
+}
+
+/** The second half of admit: the budget reservation of a caller admitCaller let in. */
+export async function reserveFor(input: AdmitInput, let_in: Admitted): Promise<Admitted> {
+  const { state, strip } = let_in;
+  const { compiled, caller, verdicts } = state;
+  const shadow = compiled.policy.mode === 'shadow';
   const limits = compiled.budget;
   if (!limits || !input.budget) return { state, strip };
 

@@ -11,6 +11,7 @@
  * rewrite mode a partial event is held back until it is complete, because it might be the one
  * to drop.
  */
+import type { CacheCapture } from '../cache/cache.js';
 import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
@@ -58,6 +59,8 @@ export class ResponseProcessor {
   private sseMasking: SseMasking | undefined;
   /** JSON pieces held back until the whole body could be restored. */
   private heldChunks = 0;
+  /** A cache miss's capture (cache/cache.ts): sees the decoded answer before restoration. */
+  capture: CacheCapture | undefined;
 
   constructor(
     private readonly req: RequestState,
@@ -111,6 +114,7 @@ export class ResponseProcessor {
       if (this.output && !m.removeHeaders!.includes('content-length'))
         m.removeHeaders!.push('content-length');
     }
+    this.capture?.start(status, this.sse, !this.unreadable);
     return proceed(m);
   }
 
@@ -127,6 +131,7 @@ export class ResponseProcessor {
       const tail = await this.decoder.end();
       if (tail.length > 0) data = data.length === 0 ? tail : Buffer.concat([data, tail]);
     }
+    this.capture?.push(data);
     return this.sse
       ? this.streamChunk(data, endOfStream)
       : this.jsonChunk(data, whole, buffered && !this.sse);

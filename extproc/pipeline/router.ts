@@ -5,7 +5,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { guessApi, resolveEndpoint, type ApiFormat, type Endpoint } from '../api/endpoints.js';
-import { WIRE } from '../config/contract.js';
+import { WIRE, type Route } from '../config/contract.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
 import {
@@ -21,7 +21,22 @@ import type { Caller } from '../governance/identity.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
 import { canServe, unsupportedBackend } from '../providers/index.js';
-import { admit, finishGovernance, modelsVisible } from './governance.js';
+import {
+  CACHE_HEADER,
+  type CacheCapture,
+  type CacheRecord,
+  type ResponseCache,
+} from '../cache/cache.js';
+import type { TokenUsage } from '../usage/extract.js';
+import {
+  admit,
+  admitCaller,
+  finishGovernance,
+  modelsVisible,
+  reserveFor,
+  type Admitted,
+  type AdmitInput,
+} from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
 import { CONTINUE, proceed, type Outcome } from './mutation.js';
@@ -50,6 +65,8 @@ export interface RouterDeps {
   wallNow?: () => number;
   /** Receives each settlement in flight, so shutdown and tests can wait for them. */
   settling?: (p: Promise<unknown>) => void;
+  /** The response cache (cache/cache.ts); absent: no route caches. */
+  cache?: ResponseCache | undefined;
 }
 
 export class RouterExchange implements PhaseHandler {
@@ -73,6 +90,10 @@ export class RouterExchange implements PhaseHandler {
   private modelsCaller: Caller | undefined;
   /** The governance policy a request was judged by, kept for the log line when admit refuses. */
   private judged: { policy: string; seen: { caller?: Caller } } | undefined;
+  /** The cache's decision for a route that has one, and on a hit what the request is charged. */
+  private cached:
+    | { record: CacheRecord; capture?: CacheCapture | undefined; hit?: { charged?: TokenUsage } }
+    | undefined;
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
@@ -195,10 +216,12 @@ export class RouterExchange implements PhaseHandler {
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     const removeHeaders: string[] = [];
     const governance = cfg.governanceFor(route.name);
+    const caches = this.deps.cache?.policyFor(route) !== undefined;
+    let deferred: { input: AdmitInput; admitted: Admitted } | undefined;
     // Before masking: a caller who may not use the route costs no detector or vault work.
     if (governance) {
       this.judged = { policy: governance.policy.name, seen: {} };
-      const g = await admit({
+      const input: AdmitInput = {
         seen: this.judged.seen,
         compiled: governance,
         consumers: cfg.consumers,
@@ -209,7 +232,10 @@ export class RouterExchange implements PhaseHandler {
         route: route.name,
         budget: this.deps.budget,
         wallNow: (this.deps.wallNow ?? Date.now)(),
-      });
+      };
+      // With a cache, the reservation waits for the lookup (after masking): a hit reserves nothing.
+      const g = caches ? admitCaller(input) : await admit(input);
+      if (caches) deferred = { input, admitted: g };
       this.state.governance = g.state;
       if (g.outputTokenCap !== undefined) this.state.outputTokenCap = g.outputTokenCap;
       removeHeaders.push(...g.strip);
@@ -259,6 +285,10 @@ export class RouterExchange implements PhaseHandler {
       if (session?.startsWith('x-sluice-') && this.requestHeaderMap.has(session))
         removeHeaders.push(session);
     }
+    if (caches) {
+      const hit = await this.cacheLookup(cfg, route, endpoint, replaced, outgoing, deferred);
+      if (hit) return hit;
+    }
     if (replaced) {
       this.state.rawBody = replaced;
       // BUFFERED with header SEND keeps content-length: it must match the new body (Envoy
@@ -276,6 +306,62 @@ export class RouterExchange implements PhaseHandler {
     });
   }
 
+  /**
+   * Asks the cache with the request as it leaves (after guard and masking), then makes the
+   * reservation admitCaller deferred: a hit is answered now, with nothing reserved unless the
+   * policy charges hits a share of their cost.
+   */
+  private async cacheLookup(
+    cfg: RuntimeConfig,
+    route: Route,
+    endpoint: Extract<Endpoint, { kind: 'model-call' }>,
+    replaced: Buffer | undefined,
+    outgoing: Record<string, unknown>,
+    deferred: { input: AdmitInput; admitted: Admitted } | undefined,
+  ): Promise<Outcome | undefined> {
+    const state = this.state!;
+    const so = (this.state!.body as { stream_options?: { include_usage?: unknown } })
+      .stream_options;
+    const found = await this.deps.cache!.lookup({
+      cfg,
+      route,
+      api: endpoint.api,
+      operation: endpoint.operation,
+      path: endpoint.path,
+      model: state.model,
+      stream: state.stream,
+      includeUsage: so?.include_usage === true,
+      body: replaced
+        ? (JSON.parse(replaced.toString('utf8')) as Record<string, unknown>)
+        : outgoing,
+      headers: this.requestHeaderMap,
+      caller: state.governance?.caller,
+      policy: this.policy,
+    });
+    if (found?.kind === 'hit') {
+      const charged = found.charged;
+      this.cached = { record: found.record, hit: charged ? { charged } : {} };
+      if (deferred && charged) {
+        const a = await reserveFor(deferred.input, deferred.admitted);
+        // The hit is the request's one "attempt": settled at its charged usage.
+        a.state.ledger.begin();
+      }
+      this.status = 200;
+      const v = found.verdict;
+      v.headers.push(
+        [REQUEST_ID_HEADER, state.id],
+        ...Object.entries(state.governance?.headers ?? {}),
+      );
+      return { kind: 'respond', verdict: v };
+    }
+    if (found) this.cached = { record: found.record, capture: found.capture };
+    if (deferred) {
+      const a = await reserveFor(deferred.input, deferred.admitted);
+      if (a.outputTokenCap !== undefined) state.outputTokenCap = a.outputTokenCap;
+    }
+    return undefined;
+  }
+
   requestTrailers(): Outcome {
     return CONTINUE;
   }
@@ -290,6 +376,7 @@ export class RouterExchange implements PhaseHandler {
     const cfg = this.deps.config;
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
+    this.response.capture = this.cached?.capture;
     const outcome = this.response.headers(headers, msg.end_of_stream === true);
     const limits = this.state.governance?.headers;
     if (limits && outcome.kind === 'continue' && outcome.mutation) {
@@ -297,6 +384,9 @@ export class RouterExchange implements PhaseHandler {
         ...(outcome.mutation.setHeaders ?? []),
         ...Object.entries(limits),
       ];
+    }
+    if (this.cached && outcome.kind === 'continue' && outcome.mutation) {
+      (outcome.mutation.setHeaders ??= []).push([CACHE_HEADER, this.cached.record.result]);
     }
     if (msg.end_of_stream) this.done('complete');
     return outcome;
@@ -339,10 +429,18 @@ export class RouterExchange implements PhaseHandler {
     const outcome = this.errorCode ? 'rejected' : reason;
     const last = state?.attempts.at(-1);
     const g = state?.governance;
+    const hit = this.cached?.hit;
+    // A complete answer of a miss is offered to the cache; the write is not the caller's wait.
+    if (outcome === 'complete' && this.cached?.capture)
+      this.deps.settling?.(this.cached.capture.finish());
     if (g && state) {
       const settling = finishGovernance(
         g,
-        { responded: this.response !== undefined, usage: result?.usage, model: state.model },
+        {
+          responded: this.response !== undefined || hit !== undefined,
+          usage: result?.usage ?? hit?.charged,
+          model: state.model,
+        },
         this.deps.budget,
       );
       // Budget.settle queues store failures itself; what is left would be a bug, not an outage.
@@ -364,7 +462,8 @@ export class RouterExchange implements PhaseHandler {
       errorCode: this.errorCode,
       stream: state?.stream ?? false,
       // No response after an attempt went out: the prompt estimate charged (marked estimated).
-      usage: result?.usage ?? g?.charged,
+      usage: result?.usage ?? hit?.charged ?? g?.charged,
+      ...(this.cached ? { cache: this.cached.record } : {}),
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,

@@ -49,6 +49,16 @@ export interface RequestRecord {
    * our error instead: Envoy's status and response code details, which name no request content.
    */
   localReply?: { status: number; details: string } | undefined;
+  /** The response cache's decision on a route that has one (cache/cache.ts). */
+  cache?:
+    | {
+        result: string;
+        reason?: string;
+        ageSeconds?: number;
+        savedTokens?: number;
+        savedUsd?: number;
+      }
+    | undefined;
 }
 
 const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304];
@@ -406,6 +416,7 @@ export class Telemetry {
         policy_failure: r.policyFailure,
         guard: r.guard,
         local_reply: r.localReply,
+        cache: r.cache,
       }),
       'request',
     );

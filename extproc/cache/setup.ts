@@ -1,0 +1,49 @@
+/**
+ * Which store the response cache uses, decided once at start: Redis when the state store is Redis
+ * and a vault key seals the values (replicas then share entries), process memory otherwise.
+ */
+import type { Logger } from 'pino';
+import type { Registry } from 'prom-client';
+import type { StateStore } from '../state/store.js';
+import { RedisStore } from '../state/redis.js';
+import { ResponseCache } from './cache.js';
+import { MemoryCacheStore, RedisCacheStore, type CacheStore } from './store.js';
+
+export const DEFAULT_CACHE_MEMORY_BYTES = 64 * 1024 * 1024;
+
+export function responseCache(
+  opts: { registry: Registry; now: () => number; cacheMemoryBytes?: number | undefined },
+  stateStore: StateStore,
+  vaultKey: Buffer | undefined,
+  wallNow: () => number,
+  log: Logger,
+): ResponseCache {
+  let store: CacheStore;
+  if (stateStore instanceof RedisStore && vaultKey) {
+    store = new RedisCacheStore({ client: stateStore.client, vaultKey });
+  } else {
+    if (stateStore instanceof RedisStore) {
+      // Unsealed answers must not sit in Redis: without the key each replica caches for itself.
+      log.warn(
+        { event: 'cache_key_missing' },
+        'no vault key (--vault-key-file): the response cache stays in each replica',
+      );
+    }
+    store = new MemoryCacheStore({
+      maxBytes: opts.cacheMemoryBytes ?? DEFAULT_CACHE_MEMORY_BYTES,
+      now: opts.now,
+    });
+  }
+  log.info({ event: 'response_cache', kind: store.kind }, 'response cache ready');
+  return new ResponseCache({
+    store,
+    registry: opts.registry,
+    wallNow,
+    // The error's name only: a parser's message can quote what it read.
+    onError: (op, err) =>
+      log.warn(
+        { event: 'cache_error', op, reason: err instanceof Error ? err.name : 'unknown' },
+        'response cache failed; served as a miss',
+      ),
+  });
+}
