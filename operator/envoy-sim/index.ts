@@ -23,13 +23,13 @@
  *   500 (response), content-length rules,
  *   immediate responses, clear_route_cache (the route is re-matched only when it was honoured),
  *   `grpc_service.initial_metadata`, and the attributes `xds.cluster_name` and
- *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`; for the router filter's response,
- *   `response.code_details` (`via_upstream` or the local reply's reason). An immediate response
- *   the router filter receives while the router waits for an attempt is sent at once and resets
- *   the attempt. Upstream filters: request direction only, fed the router's buffered body with
- *   the headers; as in Envoy up to 1.35 their local replies (immediate responses and fail-closed
- *   errors) are ignored and counted (`counters`), and the attempt then waits for the per-try or
- *   route timeout, or a reset; `upstreamLocalReplies` models later Envoy, which sends them.
+ *   `xds.upstream_host_metadata.filter_metadata['ns']['key']`; `metadata_options`
+ *   receiving namespaces. An immediate response the router filter receives while the router
+ *   waits for an attempt is sent at once and resets the attempt. Upstream filters: fed the
+ *   router's buffered body with the headers; their local replies go downstream (1.37+) and
+ *   through the router filter's response phase (local replies of the upstream filter chain).
+ *   `envoyRelease` selects 1.34–1.36 behaviour (ext-proc/release.ts): upstream local replies
+ *   ignored and counted (`counters`), the attempt held until a timeout or a reset.
  * - RDS: virtual hosts by exact domain or `*`; routes by path prefix and headers (string_match
  *   exact/prefix); direct_response with inline body; response_headers_to_add (append/overwrite);
  *   route action cluster, timeout, auto_host_rewrite from the endpoint hostname; retry_policy:
@@ -43,16 +43,18 @@
  *   the cluster's transport_socket, with UpstreamTlsContext (sni, trusted_ca file, exact DNS
  *   SAN); upstream HTTP/1.1;
  *   upstream filters `[ext_proc?, upstream_codec]`.
- * - Local replies as Envoy words them: 404 (no route), 503 no healthy upstream / connect error,
- *   504 upstream request timeout; they pass through the router ext_proc's response phase with
- *   Envoy's response code details (route_not_found, no_healthy_upstream, response_timeout,
- *   upstream_per_try_timeout, upstream_reset_before_response_started{reason}).
+ * - Local replies as Envoy words them (404 no route, 503 no healthy upstream / connect error, 504
+ *   upstream request timeout / stream timeout, ext_proc's 500/504), with their response flags,
+ *   shaped by the HCM's local_reply_config (local-reply.ts: the features the operator emits).
+ *   The router ext_proc filter never sees the router's own (Envoy 1.34+).
+ * - Route timeout over the whole response (a started response is reset), the route's
+ *   idle_timeout (HCM stream idle timeout, 5 min default).
+ * - Downstream HTTP/1.1 and HTTP/2 cleartext with prior knowledge on one port (codec AUTO).
  *
  * Not implemented (refused if configured): everything else — e.g. regex or path matching,
  * weighted_clusters, health checks, outlier detection, HTTP/2 upstreams, downstream TLS,
  * trailers processing, response processing in upstream ext_proc filters.
- * Known gaps in behaviour: downstream HTTP/2; the route timeout once the response has started;
- * connection pooling (one upstream connection per attempt); the ADS stream is not re-opened.
+ * Known gaps in behaviour: connection pooling (one upstream connection per attempt); the ADS stream is not re-opened.
  */
 import type { AddressInfo } from 'node:net';
 import { ExtProcClient } from './ext-proc/index.js';

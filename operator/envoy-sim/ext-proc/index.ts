@@ -49,15 +49,18 @@
  * `violations` lists everything where Envoy would fail the request or silently ignore what
  * the server asked; `strict: true` rejects the pending results at the first one instead.
  *
- * Upstream filters (`upstream: true`): clear_route_cache is ignored, and so — up to Envoy 1.35,
- * the default here — is every local reply (immediate_response, and the fail-closed errors):
- * Envoy counts it (`filter.stats.send_immediate_resp_upstream_ignored`) and holds the request
+ * Releases: the newest Envoy release is modelled by default; `envoyRelease: '1.34'…'1.36'`
+ * selects what changed since (release.ts): the stream closed after the last expected answer,
+ * status_on_error, spurious answers failing the request, upstream local replies.
+ *
+ * Upstream filters (`upstream: true`): clear_route_cache is ignored. From 1.37 their local replies
+ * (immediate_response, and the fail-closed errors) go downstream like any filter's. Up to 1.36
+ * Envoy counts them (`filter.stats.send_immediate_resp_upstream_ignored`) and holds the request
  * without resuming it; `filter.stalled` says so and observers hear `stalled(details)`, while the
  * result promises stay pending, as the attempt would until the router's timeout. Body data that
  * arrives after that resumes the request unprocessed (Envoy's filter manager continues on a data
  * callback that returns Continue): give an upstream filter the router's buffered body with
- * `dataWithHeaders`, as Envoy's router does. `upstreamLocalReplies: true` models later Envoy,
- * which sends them downstream like any filter's.
+ * `dataWithHeaders`, as Envoy's router does.
  */
 export {
   Direction,
@@ -80,6 +83,12 @@ export {
   type Timing,
 } from './filter.js';
 export { getHeader, type HeaderList } from './headers.js';
+export {
+  NEWEST_RELEASE,
+  OLDEST_SUPPORTED_RELEASE,
+  releaseBehaviour,
+  type ReleaseBehaviour,
+} from './release.js';
 export {
   extProcCodec,
   type BodySendMode,
