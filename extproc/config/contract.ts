@@ -97,7 +97,6 @@ export const Backend = z
       })
       .strict()
       .optional(),
-    anthropic: z
     /** aws-bedrock: the region the SigV4 signature names, and the guardrail every call applies. */
     aws: z
       .object({
@@ -114,6 +113,7 @@ export const Backend = z
       })
       .strict()
       .optional(),
+    anthropic: z
       .object({
         version: z.string().min(1).default('2023-06-01'),
         /**
