@@ -3,6 +3,8 @@
 // decoded with the targeted Envoy release's API, checked against the allowlist and compiled as a
 // whole; any problem NACKs it with every reason and keeps the previous resources of that type.
 import { OfficialAdsClient, type Received } from '../envoy-api/ads-client.js';
+import { envoyRelease } from '../envoy-api/index.js';
+import { validateEnvoy } from '../envoy-api/validate.js';
 import { unsupported } from './allowlist.js';
 import {
   compileCluster,
@@ -15,7 +17,7 @@ import {
   type LocalityModel,
   type RouteConfigModel,
 } from './model.js';
-import { decodeResource } from './protos.js';
+import { decodeResource, envoyRoot } from './protos.js';
 
 const T = 'type.googleapis.com/envoy.config.';
 export const CLUSTER = `${T}cluster.v3.Cluster`;
@@ -90,6 +92,7 @@ export class XdsClient {
   private applyOrThrow(r: Received): string | undefined {
     const decoded = new Map<string, Record<string, unknown>>();
     const errors: string[] = [];
+    const invalid: string[] = [];
     for (const any of r.raw) {
       if (any.type_url !== r.typeUrl) {
         errors.push(`a ${any.type_url} in a ${r.typeUrl} response`);
@@ -97,8 +100,15 @@ export class XdsClient {
       }
       const { type, json } = decodeResource(any);
       const name = (json['name'] ?? json['cluster_name'] ?? '') as string;
-      errors.push(...unsupported(type, json, `${type.name}[${JSON.stringify(name)}]`));
+      const at = `${type.name}[${JSON.stringify(name)}]`;
+      // Envoy's own load-time check first: a violation is a NACK from any Envoy of the release.
+      const violations = validateEnvoy(envoyRoot(), type.fullName.slice(1), any.value);
+      invalid.push(...violations.map((v) => `${at}${v.slice(1)}`));
+      errors.push(...unsupported(type, json, at));
       decoded.set(name, json);
+    }
+    if (invalid.length > 0) {
+      return `Envoy ${envoyRelease()} refuses this config (proto constraint validation failed): ${invalid.join('; ')}`;
     }
     if (errors.length > 0) return `envoy-sim cannot run this config: ${errors.join('; ')}`;
     const s = this.state;
