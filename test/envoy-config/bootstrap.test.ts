@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { envoyBootstrap } from '../../operator/standalone/run.js';
 import { envoyApiRoot } from '../../operator/envoy-api/index.js';
+import { validateEnvoy } from '../../operator/envoy-api/validate.js';
 import { encodeStrict } from './strict-json.js';
 
 void describe('envoy-config: the sluice run bootstrap', () => {
@@ -12,6 +13,8 @@ void describe('envoy-config: the sluice run bootstrap', () => {
     const root = envoyApiRoot();
     const bootstrap = envoyBootstrap('/run/x/ads.sock', '/run/x/envoy-admin.sock');
     const bytes = encodeStrict(root, 'envoy.config.bootstrap.v3.Bootstrap', bootstrap);
+    // And nothing the release's validation rules refuse: Envoy would not start.
+    assert.deepEqual(validateEnvoy(root, 'envoy.config.bootstrap.v3.Bootstrap', bytes), []);
     const decoded = root.lookupType('envoy.config.bootstrap.v3.Bootstrap').decode(bytes);
     const admin = (decoded as unknown as { admin: { address: { pipe: { path: string } } } }).admin;
     assert.equal(admin.address.pipe.path, '/run/x/envoy-admin.sock');
