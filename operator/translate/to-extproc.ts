@@ -87,5 +87,7 @@ function contractBackend(b: IRBackend, cluster: string): ContractBackend {
         ? { apiVersion: b.azure.apiVersion, deployment: b.azure.deployment }
         : { apiVersion: b.azure.apiVersion };
   }
+  // The region the extproc's SigV4 signature names (the endpoint URL says where requests go).
+  if (b.aws) out.aws = { region: b.aws.region };
   return out;
 }

@@ -1,0 +1,268 @@
+// AWS Bedrock through `sluice run` from YAML: the openai and @anthropic-ai/sdk SDKs reach a
+// Bedrock backend (the mock runtime, which verifies every SigV4 signature with AWS's own signer
+// and writes its event stream in 7-byte pieces), plain, streaming and with tools, with masking and
+// a budget on: placeholders never reach Bedrock and are restored in the translated stream; usage
+// is charged from Bedrock's own counts (the `metadata` event); the budget's cap reaches Bedrock as
+// inferenceConfig.maxTokens.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type Anthropic from '@anthropic-ai/sdk';
+import type OpenAI from 'openai';
+import { startMockBedrock, type MockBedrock } from '../../operator/mock-provider/bedrock.js';
+import {
+  secretDoc,
+  serviceDocs,
+  startYamlGateway,
+  type YamlGateway,
+  sdkClients,
+  until,
+} from './harness.js';
+
+const CREDS = { accessKeyId: 'AKIDE2EBEDROCK', secretAccessKey: 'e2e/bedrock+secret' };
+const CREDENTIALS_FILE = `[default]
+aws_access_key_id = ${CREDS.accessKeyId}
+aws_secret_access_key = ${CREDS.secretAccessKey}
+`;
+const MODEL_ID = 'anthropic.claude-3-haiku-20240307-v1:0';
+const MICROS_PER_TOKEN = 1000;
+const PRICE = { inputPerMTok: MICROS_PER_TOKEN, outputPerMTok: MICROS_PER_TOKEN };
+const MAX_TOKENS = 40;
+
+function bedrockRoute(name: string, model: string): unknown {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIRoute',
+    metadata: { name, namespace: 'e2e' },
+    spec: {
+      models: [{ exact: model }],
+      backends: [
+        {
+          name: 'bedrock',
+          provider: 'aws-bedrock',
+          endpoint: { service: { name: 'bedrock-mock', port: 80 } },
+          credential: { secretRef: { name: 'aws' } },
+          modelOverride: MODEL_ID,
+          aws: { region: 'us-west-2' },
+        },
+      ],
+      retry: { attempts: 1, retryOn: ['5xx', 'connect-failure'] },
+    },
+  };
+}
+
+function policy(name: string, targets: string[], spec: Record<string, unknown>): unknown {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIPolicy',
+    metadata: { name, namespace: 'e2e' },
+    spec: { targetRefs: targets.map((t) => ({ name: t })), ...spec },
+  };
+}
+
+describe('e2e: AWS Bedrock backends through sluice run', () => {
+  let g: YamlGateway;
+  let mock: MockBedrock;
+  let openai: OpenAI;
+  let anthropic: Anthropic;
+
+  before(async () => {
+    mock = await startMockBedrock({ region: 'us-west-2', credentials: CREDS, frameSplit: 7 });
+    g = await startYamlGateway([
+      bedrockRoute('bedrock', 'claude-bedrock'),
+      policy('pii', ['bedrock'], {
+        masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+      }),
+      policy('spend', ['bedrock'], {
+        pricing: { models: { 'claude-*': PRICE } },
+        limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
+      }),
+      ...serviceDocs('bedrock-mock', mock.port),
+      secretDoc('aws', CREDENTIALS_FILE),
+    ]);
+    ({ openai, anthropic } = sdkClients(g.gateway.url));
+  });
+  beforeEach(() => {
+    mock.take();
+  });
+  after(async () => {
+    await g?.close();
+    await mock?.close();
+  });
+
+  /** The cost the access log charged for the latest request of the route. */
+  async function lastCost(count: number): Promise<number> {
+    const lines = await until(() => {
+      const l = g.accessLog.filter((e) => e['route'] === 'e2e/bedrock');
+      return l.length >= count ? l : undefined;
+    });
+    return Number(lines.at(-1)!['cost_usd']);
+  }
+
+  it('openai SDK → Bedrock: a plain answer, signed, masked, usage charged from Bedrock', async () => {
+    const before = g.accessLog.filter((e) => e['route'] === 'e2e/bedrock').length;
+    mock.enqueue({ usage: { input: 21, output: 9 } });
+    const r = await openai.chat.completions.create({
+      model: 'claude-bedrock',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'mail jane.doe@example.com today' },
+      ],
+      max_tokens: MAX_TOKENS,
+    });
+    assert.equal(r.choices[0]!.message.content, 'echo: mail jane.doe@example.com today');
+    assert.equal(r.choices[0]!.finish_reason, 'stop');
+    assert.deepEqual({ p: r.usage?.prompt_tokens, c: r.usage?.completion_tokens }, { p: 21, c: 9 });
+    const [seen] = mock.take();
+    assert.ok(seen?.signed, 'the mock verified the SigV4 signature');
+    assert.equal(seen.model, MODEL_ID);
+    assert.equal(seen.stream, false);
+    assert.doesNotMatch(seen.body.toString(), /jane\.doe@example\.com/);
+    assert.match(JSON.stringify(seen.json?.['messages']), /\[EMAIL_1\]/);
+    assert.deepEqual(seen.json?.['system'], [{ text: 'be brief' }]);
+    assert.ok(
+      ((seen.json?.['inferenceConfig'] as { maxTokens: number }).maxTokens ?? Infinity) <=
+        MAX_TOKENS,
+    );
+    assert.ok(Math.abs((await lastCost(before + 1)) - 30 * 0.001) < 1e-9);
+  });
+
+  it('openai SDK → Bedrock streaming: the event stream as chunks, placeholders restored, usage', async () => {
+    const before = g.accessLog.filter((e) => e['route'] === 'e2e/bedrock').length;
+    mock.enqueue({ chunkChars: 3, usage: { input: 11, output: 13 } });
+    const stream = await openai.chat.completions.create({
+      model: 'claude-bedrock',
+      messages: [{ role: 'user', content: 'mail jane.doe@example.com today' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let usage: unknown;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? '';
+      if (c.usage) usage = { p: c.usage.prompt_tokens, c: c.usage.completion_tokens };
+    }
+    assert.equal(text, 'echo: mail jane.doe@example.com today');
+    assert.deepEqual(usage, { p: 11, c: 13 });
+    const [seen] = mock.take();
+    assert.equal(seen?.stream, true);
+    assert.ok(seen.signed);
+    assert.doesNotMatch(seen.body.toString(), /jane\.doe/);
+    assert.ok(Math.abs((await lastCost(before + 1)) - 24 * 0.001) < 1e-9);
+  });
+
+  it('openai SDK → Bedrock with tools, plain and streaming', async () => {
+    const tools: OpenAI.ChatCompletionTool[] = [
+      {
+        type: 'function',
+        function: {
+          name: 'weather',
+          parameters: { type: 'object', properties: { city: { type: 'string' } } },
+        },
+      },
+    ];
+    const call = { id: 'tooluse_e2e', name: 'weather', arguments: { city: 'Oslo' } };
+    mock.enqueue({ toolCall: call });
+    const r = await openai.chat.completions.create({
+      model: 'claude-bedrock',
+      messages: [{ role: 'user', content: 'weather?' }],
+      tools,
+    });
+    assert.equal(r.choices[0]!.finish_reason, 'tool_calls');
+    assert.deepEqual(r.choices[0]!.message.tool_calls, [
+      {
+        id: 'tooluse_e2e',
+        type: 'function',
+        function: { name: 'weather', arguments: '{"city":"Oslo"}' },
+      },
+    ]);
+    const [seen] = mock.take();
+    assert.deepEqual((seen?.json?.['toolConfig'] as { tools: unknown[] }).tools, [
+      {
+        toolSpec: {
+          name: 'weather',
+          inputSchema: { json: { type: 'object', properties: { city: { type: 'string' } } } },
+        },
+      },
+    ]);
+    mock.enqueue({ toolCall: call });
+    const s = await openai.chat.completions.create({
+      model: 'claude-bedrock',
+      messages: [{ role: 'user', content: 'weather?' }],
+      tools,
+      stream: true,
+    });
+    let args = '';
+    let finish: string | null | undefined;
+    for await (const c of s) {
+      args += c.choices[0]?.delta.tool_calls?.[0]?.function?.arguments ?? '';
+      finish = c.choices[0]?.finish_reason ?? finish;
+    }
+    assert.deepEqual(JSON.parse(args), { city: 'Oslo' });
+    assert.equal(finish, 'tool_calls');
+  });
+
+  it('anthropic SDK → Bedrock: plain, streaming and a tool call, in Messages form', async () => {
+    mock.enqueue({ usage: { input: 5, output: 2 } });
+    const m = await anthropic.messages.create({
+      model: 'claude-bedrock',
+      max_tokens: 100,
+      messages: [{ role: 'user', content: 'hello bedrock' }],
+    });
+    assert.equal(m.type, 'message');
+    assert.deepEqual(m.content, [{ type: 'text', text: 'echo: hello bedrock' }]);
+    assert.equal(m.stop_reason, 'end_turn');
+    assert.equal(m.usage.input_tokens, 5);
+    assert.equal(m.usage.output_tokens, 2);
+
+    mock.enqueue({ chunkChars: 2, usage: { input: 6, output: 4 } });
+    const stream = anthropic.messages.stream({
+      model: 'claude-bedrock',
+      max_tokens: 100,
+      messages: [{ role: 'user', content: 'mail jane.doe@example.com' }],
+    });
+    const final = await stream.finalMessage();
+    assert.deepEqual(final.content, [{ type: 'text', text: 'echo: mail jane.doe@example.com' }]);
+    assert.equal(final.usage.output_tokens, 4);
+    assert.equal(final.usage.input_tokens, 6);
+
+    mock.enqueue({ toolCall: { id: 'tooluse_a', name: 'weather', arguments: { city: 'Rome' } } });
+    const t = await anthropic.messages
+      .stream({
+        model: 'claude-bedrock',
+        max_tokens: 100,
+        tools: [{ name: 'weather', input_schema: { type: 'object' } }],
+        messages: [{ role: 'user', content: 'weather?' }],
+      })
+      .finalMessage();
+    assert.equal(t.stop_reason, 'tool_use');
+    assert.deepEqual(t.content, [
+      { type: 'tool_use', id: 'tooluse_a', name: 'weather', input: { city: 'Rome' } },
+    ]);
+    const sent = mock.take();
+    assert.equal(sent.length, 3);
+    assert.ok(sent.every((r) => r.signed));
+    assert.doesNotMatch(sent[1]!.body.toString(), /jane\.doe/);
+  });
+
+  it('a Bedrock error reaches each SDK in its own format', async () => {
+    mock.enqueue({ status: 400 });
+    await assert.rejects(
+      openai.chat.completions.create({
+        model: 'claude-bedrock',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (e: { status?: number; code?: string }) =>
+        e.status === 400 && e.code === 'ValidationException',
+    );
+    mock.enqueue({ status: 400 });
+    await assert.rejects(
+      anthropic.messages.create({
+        model: 'claude-bedrock',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (e: { status?: number; error?: { error?: { type?: string } } }) =>
+        e.status === 400 && e.error?.error?.type === 'invalid_request_error',
+    );
+  });
+});
