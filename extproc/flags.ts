@@ -50,6 +50,8 @@ export function parseFlags<S extends z.ZodType>(
 export const STATE_OPTIONS = {
   'redis-url': { type: 'string' },
   'vault-key-file': { type: 'string' },
+  'otlp-endpoint': { type: 'string' },
+  'trace-ratio': { type: 'string' },
 } as const satisfies NonNullable<ParseArgsConfig['options']>;
 
 export const StateFlags = z.object({
@@ -58,6 +60,15 @@ export const StateFlags = z.object({
     .regex(/^rediss?:\/\/\S+$/, '--redis-url must be redis://… or rediss://…')
     .optional(),
   'vault-key-file': z.string().min(1, '--vault-key-file must name a file').optional(),
+  'otlp-endpoint': z
+    .string()
+    .regex(/^https?:\/\/\S+$/, '--otlp-endpoint must be http://… or https://…')
+    .optional(),
+  'trace-ratio': z
+    .string()
+    .regex(/^(0(\.\d+)?|1(\.0+)?)$/, '--trace-ratio must be a number from 0 to 1')
+    .transform(Number)
+    .optional(),
 });
 
 const STATE_HELP: [flag: string, lines: string[]][] = [
@@ -73,6 +84,20 @@ const STATE_HELP: [flag: string, lines: string[]][] = [
     [
       '32-byte key of the masking vault (raw, hex or base64; default: env',
       'SLUICE_VAULT_KEY_FILE); with Redis, conversations are shared by replicas',
+    ],
+  ],
+  [
+    '--otlp-endpoint URL',
+    [
+      'OpenTelemetry traces over OTLP/HTTP to URL/v1/traces (default:',
+      'env OTEL_EXPORTER_OTLP_ENDPOINT, else no traces)',
+    ],
+  ],
+  [
+    '--trace-ratio R',
+    [
+      "share of requests traced, 0 to 1, unless a caller's traceparent",
+      'decides (default: env OTEL_TRACES_SAMPLER_ARG, else 1)',
     ],
   ],
 ];
@@ -94,6 +119,13 @@ export function stateUsage(column: number): string {
 export function stateOptions(f: z.infer<typeof StateFlags>): {
   redisUrl: string | undefined;
   vaultKeyFile: string | undefined;
+  otlpEndpoint: string | undefined;
+  traceSamplingRatio: number | undefined;
 } {
-  return { redisUrl: f['redis-url'], vaultKeyFile: f['vault-key-file'] };
+  return {
+    redisUrl: f['redis-url'],
+    vaultKeyFile: f['vault-key-file'],
+    otlpEndpoint: f['otlp-endpoint'],
+    traceSamplingRatio: f['trace-ratio'],
+  };
 }

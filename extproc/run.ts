@@ -23,6 +23,7 @@ import type { StateStore } from './state/store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
 import { budgetUtilizationMetric } from './telemetry/budget-utilization.js';
+import { startTracing, type TracingOptions } from './telemetry/tracing.js';
 import { UpstreamExchange } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer } from './server.js';
 import { ExtProcStream } from './stream.js';
@@ -60,6 +61,12 @@ export interface ExtprocOptions {
   vaultKeyFile?: string | undefined;
   /** The in-memory response cache's bound in bytes (default 64 MiB); unused with Redis. */
   cacheMemoryBytes?: number | undefined;
+  /** OpenTelemetry traces; default: otlpEndpoint, else the OTEL_* environment, else none. */
+  tracing?: TracingOptions | undefined;
+  /** --otlp-endpoint: OTLP/HTTP base URL (…/v1/traces is added). */
+  otlpEndpoint?: string | undefined;
+  /** --trace-ratio, 0..1. */
+  traceSamplingRatio?: number | undefined;
 }
 
 export interface RunningExtproc {
@@ -85,7 +92,8 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   // First: a bad key file fails the start before anything is opened that would need closing.
   const vaultKeyFile = opts.vaultKeyFile ?? opts.env['SLUICE_VAULT_KEY_FILE'];
   const vaultKey = vaultKeyFile ? await loadVaultKey(vaultKeyFile) : undefined;
-  const telemetry = new Telemetry(opts.registry, log.child({ log: 'access' }));
+  const tracing = startTracing(opts, log);
+  const telemetry = new Telemetry(opts.registry, log.child({ log: 'access' }), tracing?.onRequest);
   let current: RuntimeConfig | undefined;
   let draining = false;
   let open = 0;
@@ -263,6 +271,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
         await grpcServer.shutdown(opts.shutdownGraceMs);
         store.close();
         await settled();
+        await tracing?.shutdown();
         // One last try for settlements queued while the store was away.
         budget.close();
         await budget.flush().catch(() => 0);

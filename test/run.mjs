@@ -18,6 +18,7 @@ const tiers = {
   kube: ['test/kube'],
   redis: ['test/redis'],
   prometheus: ['test/prometheus'],
+  otlp: ['test/otlp'],
 };
 
 function find(dir, out) {
@@ -63,6 +64,13 @@ if (selected.includes('kube')) {
 if (selected.includes('redis')) {
   const setup = spawnSync(process.execPath, [join(root, 'test/redis/setup.mjs')], {
     stdio: 'inherit',
+  });
+  if (setup.status !== 0) process.exit(setup.status ?? 1);
+}
+// The otlp tier's trace receiver is built with Go from the module proxy, cached like the kube tools.
+if (selected.includes('otlp')) {
+  const setup = spawnSync(process.execPath, [join(root, 'test/otlp/setup.mjs')], {
+    stdio: ['ignore', 'ignore', 'inherit'],
   });
   if (setup.status !== 0) process.exit(setup.status ?? 1);
 }

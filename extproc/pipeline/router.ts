@@ -20,7 +20,7 @@ import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
 import { headerMap } from '../wire/headers.js';
-import { canServe, unsupportedBackend } from '../providers/index.js';
+import { canServe, servesApi, unsupportedBackend } from '../providers/index.js';
 import {
   CACHE_HEADER,
   type CacheCapture,
@@ -130,14 +130,22 @@ export class RouterExchange implements PhaseHandler {
       const visible = modelsVisible(cfg, headers, (this.deps.wallNow ?? Date.now)());
       this.modelsCaller = visible.caller;
       this.status = 200;
+      // Whatever their backends' APIs, as long as some backend of the route can take this API.
+      const api = this.api;
+      const models = visible.models.filter((x) =>
+        (cfg.routeForModel(x.id)?.backends ?? []).some((b) => {
+          const provider = cfg.backend(b.name)?.provider;
+          return provider !== undefined && servesApi(api, provider);
+        }),
+      );
       if (endpoint.kind === 'models-list') {
         return {
           kind: 'respond',
-          verdict: jsonVerdict(200, modelList(this.api, visible.models), 'sluice_models'),
+          verdict: jsonVerdict(200, modelList(this.api, models), 'sluice_models'),
         };
       }
       // A model the caller may not use is answered like one that does not exist.
-      const m = visible.models.find((x) => x.id === endpoint.model);
+      const m = models.find((x) => x.id === endpoint.model);
       if (!m) throw modelNotFound(endpoint.model);
       return {
         kind: 'respond',

@@ -49,6 +49,10 @@ export interface RequestRecord {
    * our error instead: Envoy's status and response code details, which name no request content.
    */
   localReply?: { status: number; details: string } | undefined;
+  /** The caller's W3C trace context headers, verbatim (tracing.ts validates them). */
+  trace?: { traceparent?: string | undefined; tracestate?: string | undefined } | undefined;
+  /** Each upstream attempt in order (Envoy retries and fallbacks included). */
+  attemptList?: readonly { backend: string; provider: Provider; startedAtMs?: number }[];
   /** The response cache's decision on a route that has one (cache/cache.ts). */
   cache?:
     | {
@@ -74,7 +78,7 @@ const PHASE_BUCKETS = [
 ];
 
 /** OpenTelemetry `gen_ai.provider.name` values. */
-const OTEL_PROVIDER: Record<Provider, string> = {
+export const OTEL_PROVIDER: Record<Provider, string> = {
   openai: 'openai',
   'azure-openai': 'azure.ai.openai',
   anthropic: 'anthropic',
@@ -140,6 +144,8 @@ export class Telemetry {
   constructor(
     registry: Registry,
     private readonly accessLog: Logger,
+    /** Also sees every request's record: where traces are made (tracing.ts). */
+    private readonly onRequest?: (r: RequestRecord) => void,
   ) {
     const registers = [registry];
     this.tokens = new Histogram({
@@ -420,6 +426,7 @@ export class Telemetry {
       }),
       'request',
     );
+    this.onRequest?.(r);
   }
 }
 

@@ -52,6 +52,10 @@ export interface StandaloneOptions {
   redisUrl?: string | undefined;
   /** The masking vault's key file; absent: env SLUICE_VAULT_KEY_FILE. */
   vaultKeyFile?: string | undefined;
+  /** OTLP/HTTP base URL for traces; absent: env OTEL_EXPORTER_OTLP_ENDPOINT, else none. */
+  otlpEndpoint?: string | undefined;
+  /** Share of requests traced, 0..1; absent: env OTEL_TRACES_SAMPLER_ARG, else 1. */
+  traceSamplingRatio?: number | undefined;
   /** Emulator knobs for tests: deterministic load balancing, no retry back-off. */
   emulator?: { random?: () => number; retryBackoffBaseMs?: number };
 }
@@ -206,6 +210,8 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       env: opts.env,
       redisUrl: opts.redisUrl,
       vaultKeyFile: opts.vaultKeyFile,
+      otlpEndpoint: opts.otlpEndpoint,
+      traceSamplingRatio: opts.traceSamplingRatio,
     });
     cleanup.push(() => extproc.close());
 

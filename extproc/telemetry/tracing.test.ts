@@ -1,0 +1,121 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { SpanKind } from '@opentelemetry/api';
+import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
+import { Tracing, tracingFromEnv } from './tracing.js';
+import type { RequestRecord } from './telemetry.js';
+
+const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
+const SPAN = '00f067aa0ba902b7';
+
+function record(over: Partial<RequestRecord> = {}): RequestRecord {
+  return {
+    requestId: 'r1',
+    api: 'openai',
+    operation: 'chat',
+    route: 'ns/chat',
+    requestModel: 'gpt-x',
+    responseModel: 'gpt-x-2025',
+    backend: 'ns/chat/a',
+    provider: 'openai',
+    attempts: 1,
+    attemptList: [{ backend: 'ns/chat/a', provider: 'openai' }],
+    status: 200,
+    errorCode: undefined,
+    stream: false,
+    usage: undefined,
+    durationMs: 40,
+    ttftMs: undefined,
+    outcome: 'complete',
+    ...over,
+  };
+}
+
+async function spansOf(ratio: number, r: RequestRecord) {
+  const exporter = new InMemorySpanExporter();
+  const t = new Tracing({ url: 'http://unused/v1/traces', samplingRatio: ratio, exporter });
+  t.record(r, 1_000_000);
+  await t.flush();
+  const spans = exporter.getFinishedSpans();
+  await t.shutdown();
+  return spans;
+}
+
+describe('tracingFromEnv', () => {
+  it('is off without an endpoint, or when the SDK is disabled', () => {
+    assert.equal(tracingFromEnv({}, {}), undefined);
+    assert.equal(
+      tracingFromEnv(
+        {},
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' },
+      ),
+      undefined,
+    );
+  });
+
+  it('adds /v1/traces to a base endpoint; the traces endpoint is a full URL; the flag wins', () => {
+    assert.equal(
+      tracingFromEnv({}, { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318/' })?.url,
+      'http://c:4318/v1/traces',
+    );
+    assert.equal(
+      tracingFromEnv({}, { OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/custom' })?.url,
+      'http://c:4318/custom',
+    );
+    assert.deepEqual(
+      tracingFromEnv(
+        { otlpEndpoint: 'https://flag:4318', traceSamplingRatio: 0.25 },
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://env:4318', OTEL_TRACES_SAMPLER_ARG: '0.5' },
+      ),
+      { url: 'https://flag:4318/v1/traces', samplingRatio: 0.25 },
+    );
+    assert.equal(
+      tracingFromEnv(
+        {},
+        { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_TRACES_SAMPLER_ARG: '0.5' },
+      )?.samplingRatio,
+      0.5,
+    );
+  });
+
+  it('refuses a bad endpoint or ratio at start', () => {
+    assert.throws(() => tracingFromEnv({ otlpEndpoint: 'c:4318' }, {}), /must be http/);
+    assert.throws(() => tracingFromEnv({ otlpEndpoint: 'not a url' }, {}), /not a URL/);
+    assert.throws(
+      () =>
+        tracingFromEnv(
+          {},
+          { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c', OTEL_TRACES_SAMPLER_ARG: '2' },
+        ),
+      /between 0 and 1/,
+    );
+  });
+});
+
+describe('Tracing', () => {
+  it('ratio 0 records nothing started here, but a sampled caller is followed', async () => {
+    assert.equal((await spansOf(0, record())).length, 0);
+    const spans = await spansOf(0, record({ trace: { traceparent: `00-${TRACE}-${SPAN}-01` } }));
+    assert.equal(spans.length, 2);
+    for (const s of spans) assert.equal(s.spanContext().traceId, TRACE);
+  });
+
+  it('a malformed traceparent starts a new trace instead of failing', async () => {
+    const spans = await spansOf(1, record({ trace: { traceparent: '00-zz-yy-01' } }));
+    assert.equal(spans.length, 2);
+    assert.notEqual(spans[0]!.spanContext().traceId, TRACE);
+  });
+
+  it('spans end at the record end and start its duration before, in the SDK clock units', async () => {
+    const spans = await spansOf(1, record());
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    assert.deepEqual(server.startTime, [999, 960_000_000]);
+    assert.deepEqual(server.endTime, [1000, 0]);
+  });
+
+  it('model names from callers are cut to the access log bound', async () => {
+    const spans = await spansOf(1, record({ requestModel: 'm'.repeat(10_000) }));
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    assert.equal(String(server.attributes['gen_ai.request.model']).length, 256);
+  });
+});
