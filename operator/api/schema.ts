@@ -17,6 +17,7 @@ import type {
   LimitsPolicy as ContractLimits,
   Pricing as ContractPricing,
 } from '../../extproc/governance/schema.js';
+import type { CachePolicy as ContractCache } from '../../extproc/cache/schema.js';
 import { API_VERSION } from './types.js';
 import type * as api from './types.js';
 
@@ -712,6 +713,43 @@ export const PricingSectionSchema = z
   })
   .describe('Prices per model for spend accounting.');
 
+// Field names and bounds are the contract's (extproc/cache/schema.ts); its defaults apply.
+export const CacheSectionSchema = z
+  .strictObject({
+    ttlSeconds: z
+      .int()
+      .min(1)
+      .max(30 * 24 * 3600)
+      .optional()
+      .describe('How long an answer may be served again; default 300.'),
+    scope: z
+      .enum(['consumer', 'team', 'route'])
+      .optional()
+      .describe(
+        'Who may be served a stored answer: the consumer that caused it (default), its team, or every caller of the route.',
+      ),
+    maxEntryBytes: z
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .optional()
+      .describe('Larger answers are not stored; default 262144.'),
+    cacheToolCalls: z.boolean().optional().describe('Store answers that call tools; default false.'),
+    cacheNonDeterministic: z
+      .boolean()
+      .optional()
+      .describe(
+        'Cache requests that sample (temperature absent or above 0); default false: only temperature 0 and embeddings.',
+      ),
+    hitCostFraction: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe("The share of the original answer's cost a hit is charged; default 0."),
+  })
+  .describe('Response cache: complete answers served again without calling the provider.');
+
 export const AIPolicySpecSchema = withRules(
   z.strictObject({
     targetRefs: z
@@ -746,6 +784,7 @@ export const AIPolicySpecSchema = withRules(
     pricing: PricingSectionSchema.optional(),
     masking: MaskingSectionSchema.optional(),
     promptGuard: PromptGuardSectionSchema.optional(),
+    cache: CacheSectionSchema.optional(),
   }),
   CEL_RULES.policyTarget,
   CEL_RULES.policyTargetRefsUnique,
@@ -835,6 +874,7 @@ const contract: {
   access: Same<api.AccessSection, z.input<typeof ContractAccess>>;
   limits: Same<api.LimitsSection, z.input<typeof ContractLimits>>;
   pricing: Same<api.PricingSection, z.input<typeof ContractPricing>>;
+  cache: Same<api.CacheSection, z.input<typeof ContractCache>>;
 } = {
   spec: true,
   route: true,
@@ -847,5 +887,6 @@ const contract: {
   access: true,
   limits: true,
   pricing: true,
+  cache: true,
 };
 void contract;

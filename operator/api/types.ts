@@ -151,6 +151,17 @@ export interface PolicySections {
   pricing?: PricingSection;
   masking?: MaskingSection;
   promptGuard?: PromptGuardSection;
+  cache?: CacheSection;
+}
+
+/** Mirrors the extproc contract's CachePolicy (extproc/cache/schema.ts) field for field. */
+export interface CacheSection {
+  ttlSeconds?: number;
+  scope?: 'consumer' | 'team' | 'route';
+  maxEntryBytes?: number;
+  cacheToolCalls?: boolean;
+  cacheNonDeterministic?: boolean;
+  hitCostFraction?: number;
 }
 
 /**
@@ -300,6 +311,7 @@ export const POLICY_SECTIONS = [
   'pricing',
   'masking',
   'promptGuard',
+  'cache',
 ] as const;
 export type PolicySectionName = (typeof POLICY_SECTIONS)[number];
 

@@ -7,6 +7,7 @@
  */
 import { MaskingPolicy, type ExtprocConfigInput } from '../../extproc/config/contract.js';
 import { PromptGuardPolicy } from '../../extproc/guard/schema.js';
+import { CachePolicy } from '../../extproc/cache/schema.js';
 import type { AIPolicySpec, MaskingSection, SecretData } from '../api/types.js';
 import { checkGovernanceSections, combinedName } from './governance.js';
 import { collectIssues, type CompileProblem } from './issues.js';
@@ -42,6 +43,7 @@ export function compileProblems(spec: AIPolicySpec): CompileProblem[] {
   if (spec.promptGuard) {
     collectIssues(PromptGuardPolicy.safeParse(spec.promptGuard), 'promptGuard', problems);
   }
+  if (spec.cache) collectIssues(CachePolicy.safeParse(spec.cache), 'cache', problems);
   problems.push(...checkGovernanceSections(spec));
   return problems;
 }
@@ -118,8 +120,9 @@ export function toContractMasking(
 }
 
 /**
- * One route's contract Policy from its merged sections. The contract has one mode and failure
- * mode per route while the two sections may come from different policies: the stricter of each
+ * One route's contract Policy from its merged sections (masking, promptGuard, cache). The
+ * contract has one mode and failure mode per route while the sections may come from different
+ * policies: the stricter of each
  * wins (enforce over shadow, closed over open), because a data-protection setting that is
  * quietly weaker than one of its policies asked for is the failure that goes unnoticed.
  */
@@ -127,8 +130,9 @@ export function routePolicy(
   masking: IRPolicySection | undefined,
   guard: IRPolicySection | undefined,
   hashKey: HashKey | undefined,
+  cache?: IRPolicySection,
 ): ContractPolicy | undefined {
-  const parts = [masking, guard].filter((s): s is IRPolicySection => s !== undefined);
+  const parts = [masking, guard, cache].filter((s): s is IRPolicySection => s !== undefined);
   if (parts.length === 0) return undefined;
   const out: ContractPolicy = {
     name: combinedName(parts.map((s) => s.policy)),
@@ -142,5 +146,6 @@ export function routePolicy(
     );
   }
   if (guard) out.guard = guard.value as NonNullable<ContractPolicy['guard']>;
+  if (cache) out.cache = cache.value as NonNullable<ContractPolicy['cache']>;
   return out;
 }

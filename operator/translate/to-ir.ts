@@ -287,7 +287,12 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
         rules: d.rules,
         policies: sections,
       };
-      const policy = routePolicy(sections.masking, sections.promptGuard, hashKey);
+      const policy = routePolicy(
+        sections.masking,
+        sections.promptGuard,
+        hashKey,
+        sections.cache,
+      );
       if (policy) r.policy = policy;
       if (policy?.masking?.hashKey && hashKey) r.hashKeyRef = hashKey.ref;
       const gov = governancePolicy(sections);
