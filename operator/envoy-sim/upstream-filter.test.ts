@@ -214,7 +214,14 @@ describe('envoy-sim: upstream ext_proc filter local replies', () => {
   });
 
   it('newest release: the upstream filter’s reply goes downstream, not retried', async () => {
-    script = { upstream: refuse501 };
+    let router: FakeCall | undefined;
+    script = {
+      upstream: refuse501,
+      router: async (c) => {
+        router = c;
+        await passAll(c);
+      },
+    };
     const { s, log } = await sim();
     try {
       const r = await call(s, 'slow-model');
@@ -223,7 +230,40 @@ describe('envoy-sim: upstream ext_proc filter local replies', () => {
       assert.equal(s.counters.get(IGNORED), undefined);
       assert.equal(log.at(-1)?.details, 'sluice_unsupported_backend');
       assert.equal(log.at(-1)?.attempts, 1);
+      // A local reply of the upstream filter chain reaches the router filter (1.37+, PR #41769).
+      assert.ok(router?.received.some((m) => m.request === 'response_headers'));
     } finally {
+      await s.close();
+    }
+  });
+
+  it('the router’s own local reply (connect failure) never reaches the router filter', async () => {
+    let router: FakeCall | undefined;
+    script = {
+      upstream: async (c) => {
+        await c.expect();
+        c.send({ request_headers: {} });
+        await c.closed();
+      },
+      router: async (c) => {
+        router = c;
+        await passAll(c);
+      },
+    };
+    const { s, log } = await sim();
+    const saved = backend.address() as AddressInfo;
+    await new Promise<void>((r) => backend.close(() => r()));
+    try {
+      const r = await call(s, 'slow-model');
+      assert.equal(r.status, 503);
+      assert.equal(JSON.parse(r.body).error.code, 'upstream_unavailable');
+      assert.ok(log.at(-1)?.flags.includes('UF'));
+      assert.equal(
+        router?.received.some((m) => m.request === 'response_headers'),
+        false,
+      );
+    } finally {
+      await new Promise<void>((r) => backend.listen(saved.port, '127.0.0.1', r));
       await s.close();
     }
   });
