@@ -3,13 +3,16 @@
 // and writes its event stream in 7-byte pieces), plain, streaming and with tools, with masking and
 // a budget on: placeholders never reach Bedrock and are restored in the translated stream; usage
 // is charged from Bedrock's own counts (the `metadata` event); the budget's cap reaches Bedrock as
-// inferenceConfig.maxTokens.
+// inferenceConfig.maxTokens. Fallback from Bedrock to the Anthropic API and back, each attempt
+// translated (and signed) for the backend it reached.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
 import { startMockBedrock, type MockBedrock } from '../../operator/mock-provider/bedrock.js';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
+  KEYS,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -28,24 +31,37 @@ const MICROS_PER_TOKEN = 1000;
 const PRICE = { inputPerMTok: MICROS_PER_TOKEN, outputPerMTok: MICROS_PER_TOKEN };
 const MAX_TOKENS = 40;
 
-function bedrockRoute(name: string, model: string): unknown {
+function bedrockBackend(priority = 0): unknown {
+  return {
+    name: 'bedrock',
+    provider: 'aws-bedrock',
+    endpoint: { service: { name: 'bedrock-mock', port: 80 } },
+    credential: { secretRef: { name: 'aws' } },
+    modelOverride: MODEL_ID,
+    aws: { region: 'us-west-2' },
+    priority,
+  };
+}
+
+function anthropicBackend(priority = 0): unknown {
+  return {
+    name: 'anthropic',
+    provider: 'anthropic',
+    endpoint: { service: { name: 'anthropic-mock', port: 80 } },
+    credential: { secretRef: { name: 'anthropic' } },
+    priority,
+  };
+}
+
+function route(name: string, model: string, backends: unknown[] = [bedrockBackend()]): unknown {
   return {
     apiVersion: 'sluice.dev/v1alpha1',
     kind: 'AIRoute',
     metadata: { name, namespace: 'e2e' },
     spec: {
       models: [{ exact: model }],
-      backends: [
-        {
-          name: 'bedrock',
-          provider: 'aws-bedrock',
-          endpoint: { service: { name: 'bedrock-mock', port: 80 } },
-          credential: { secretRef: { name: 'aws' } },
-          modelOverride: MODEL_ID,
-          aws: { region: 'us-west-2' },
-        },
-      ],
-      retry: { attempts: 1, retryOn: ['5xx', 'connect-failure'] },
+      backends,
+      retry: { attempts: 2, retryOn: ['5xx', 'rate-limited', 'connect-failure'] },
     },
   };
 }
@@ -62,13 +78,21 @@ function policy(name: string, targets: string[], spec: Record<string, unknown>):
 describe('e2e: AWS Bedrock backends through sluice run', () => {
   let g: YamlGateway;
   let mock: MockBedrock;
+  let anthropicMock: MockProvider;
   let openai: OpenAI;
   let anthropic: Anthropic;
 
   before(async () => {
     mock = await startMockBedrock({ region: 'us-west-2', credentials: CREDS, frameSplit: 7 });
+    anthropicMock = await startMockProvider({
+      name: 'anthropic-mock',
+      auth: { anthropicKey: KEYS.anthropic },
+    });
     g = await startYamlGateway([
-      bedrockRoute('bedrock', 'claude-bedrock'),
+      route('bedrock', 'claude-bedrock'),
+      // Fallback between Bedrock and another API, both ways.
+      route('bedrock-first', 'bedrock-first', [bedrockBackend(), anthropicBackend(1)]),
+      route('anthropic-first', 'anthropic-first', [anthropicBackend(), bedrockBackend(1)]),
       policy('pii', ['bedrock'], {
         masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
       }),
@@ -77,16 +101,20 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
         limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
       }),
       ...serviceDocs('bedrock-mock', mock.port),
+      ...serviceDocs('anthropic-mock', anthropicMock.port),
       secretDoc('aws', CREDENTIALS_FILE),
+      secretDoc('anthropic', KEYS.anthropic),
     ]);
     ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
   beforeEach(() => {
     mock.take();
+    anthropicMock.take();
   });
   after(async () => {
     await g?.close();
     await mock?.close();
+    await anthropicMock?.close();
   });
 
   /** The cost the access log charged for the latest request of the route. */
@@ -264,5 +292,46 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
       (e: { status?: number; error?: { error?: { type?: string } } }) =>
         e.status === 400 && e.error?.error?.type === 'invalid_request_error',
     );
+  });
+  it('fallback: Bedrock answers 500, the Anthropic fallback streams to the OpenAI caller', async () => {
+    mock.enqueue({ status: 500 });
+    anthropicMock.enqueue({ content: 'from anthropic', usage: { input: 4, output: 2 } });
+    const r = await openai.chat.completions
+      .create({
+        model: 'bedrock-first',
+        messages: [{ role: 'user', content: 'hi' }],
+        stream: true,
+      })
+      .withResponse();
+    let text = '';
+    for await (const c of r.data) text += c.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'from anthropic');
+    assert.equal(mock.take().length, 1);
+    assert.equal(anthropicMock.take().length, 1);
+    const id = r.response.headers.get('x-sluice-request-id');
+    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.equal(line['attempts'], 2);
+    assert.equal(line['provider'], 'anthropic');
+  });
+
+  it('fallback: Anthropic answers 429, Bedrock (signed for this attempt) serves the caller', async () => {
+    anthropicMock.enqueue({ status: 429 });
+    mock.enqueue({ content: 'from bedrock', usage: { input: 3, output: 2 } });
+    const r = await anthropic.messages
+      .create({
+        model: 'anthropic-first',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+      .withResponse();
+    assert.deepEqual(r.data.content, [{ type: 'text', text: 'from bedrock' }]);
+    assert.equal(r.data.usage.output_tokens, 2);
+    assert.equal(anthropicMock.take().length, 1);
+    const [seen] = mock.take();
+    assert.ok(seen?.signed);
+    const id = r.response.headers.get('x-sluice-request-id');
+    const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.equal(line['attempts'], 2);
+    assert.equal(line['provider'], 'aws-bedrock');
   });
 });
