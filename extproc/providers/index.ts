@@ -44,6 +44,12 @@ export function translatorFor(
   );
 }
 
+/** Whether any operation of the caller's API reaches a backend of this provider. */
+export function servesApi(api: ApiFormat, provider: Provider): boolean {
+  const to = backendApi(provider);
+  return TRANSLATORS.some((t) => t.from === api && t.to === to);
+}
+
 /**
  * Whether a backend can take a caller's request at all: the same question for the router phase
  * (before routing, for every backend of the route) and the upstream phase (for the one Envoy

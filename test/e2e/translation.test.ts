@@ -87,6 +87,16 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
         backend('openai', 'openai', 'openai-mock'),
         backend('anthropic', 'anthropic', 'anthropic-mock', 1),
       ]),
+      // No translator reaches Vertex yet: its model is listed to no one (when one does, this
+      // test needs a provider still without one).
+      route('gemini', 'gemini-x', [
+        {
+          name: 'vertex',
+          provider: 'gcp-vertex',
+          endpoint: { url: 'https://us-central1-aiplatform.googleapis.com' },
+          gcp: { project: 'p', region: 'us-central1' },
+        },
+      ]),
       ...serviceDocs('nothing-listens', closedPort),
       ...serviceDocs('openai-mock', openaiMock.port),
       ...serviceDocs('anthropic-mock', anthropicMock.port),
@@ -258,6 +268,15 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     assert.equal((e.error as { param?: string }).param, 'n');
     assert.equal((e.error as { code?: string }).code, 'unsupported_field');
     assert.deepEqual(anthropicMock.take(), [], 'nothing reached the backend');
+  });
+
+  it('/v1/models lists every model the caller can use, whatever its backend’s API', async () => {
+    const o = (await openai.models.list()).data.map((m) => m.id);
+    const a = (await anthropic.models.list()).data.map((m) => m.id);
+    for (const ids of [o, a]) {
+      assert.ok(ids.includes('claude-x') && ids.includes('gpt-x'), ids.join());
+      assert.ok(!ids.includes('gemini-x'), ids.join());
+    }
   });
 
   it('passive health: a primary that keeps failing stops getting first attempts', async () => {
