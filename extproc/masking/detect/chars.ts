@@ -80,3 +80,27 @@ export function afterNumberGroup(text: string, s: number): boolean {
   }
   return n >= 4;
 }
+
+// Letters that follow a backslash in a JSON or shell escape (`\n`, `\t`, `\r`, `\f`, `\v`, `\b`).
+function isEscapeLetter(c: number): boolean {
+  return c === 110 || c === 116 || c === 114 || c === 102 || c === 118 || c === 98;
+}
+
+/**
+ * True when `text[i]` is the letter of a backslash escape (`\n` in text that arrived JSON- or
+ * shell-escaped once more): an odd number of backslashes stands right before it. Such a letter
+ * is whitespace to a reader and must not glue itself to the value after it. Looks back over the
+ * backslashes only.
+ */
+export function isEscapedLetter(text: string, i: number): boolean {
+  if (!isEscapeLetter(text.charCodeAt(i))) return false;
+  let n = 0;
+  for (let k = i - 1; k >= 0 && text.charCodeAt(k) === 92; k--) n++;
+  return (n & 1) === 1;
+}
+
+/** The character before `i`, with an escape letter (`\n` written out) read as a space. */
+export function charBefore(text: string, i: number): number {
+  const c = text.charCodeAt(i - 1);
+  return isEscapedLetter(text, i - 1) ? 32 : c;
+}

@@ -1,8 +1,31 @@
-import { afterNumberGroup, isDigit, isSpace, isWord } from './chars.js';
+import {
+  afterNumberGroup,
+  charBefore,
+  hasContextBefore,
+  isDigit,
+  isSpace,
+  isWord,
+} from './chars.js';
 import { luhnValid } from './checksums.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 const MIN_DIGITS = 13;
+// Maestro also issues 12-digit cards.
+const MAESTRO_DIGITS = 12;
+// Maestro's 12-digit ranges (IIN prefixes). A 12-digit Luhn-valid number is a card only with one
+// of these, which keeps order ids and tracking numbers of that length out.
+const MAESTRO_12 = new Set([
+  '5018',
+  '5020',
+  '5038',
+  '5893',
+  '6304',
+  '6759',
+  '6761',
+  '6762',
+  '6763',
+]);
+const CARD_WORDS = ['card', 'maestro', 'debit', 'credit', 'cc', 'pan'];
 const MAX_DIGITS = 19;
 const MAX_SPACES = 3;
 
@@ -14,12 +37,25 @@ const MAX_SPACES = 3;
 function knownIssuer(text: string, at: number, digits: number): boolean {
   const d1 = text.charCodeAt(at) - 48;
   const d2 = text.charCodeAt(at + 1) - 48;
+  // Twelve digits only for Maestro, fifteen from 1800/2131 only for JCB's old ranges.
+  if (digits === MAESTRO_DIGITS) {
+    if (MAESTRO_12.has(text.slice(at, at + 4))) return true;
+    // Maestro's wider ranges (56-58, 6390, 0604) only where the text speaks of a card.
+    const wide =
+      (d1 === 5 && d2 >= 6 && d2 <= 8) ||
+      text.startsWith('6390', at) ||
+      text.startsWith('0604', at);
+    return wide && hasContextBefore(text, at, 60, CARD_WORDS);
+  }
   switch (d1) {
     case 4:
       return true;
     case 5:
       return d2 <= 8;
+    case 1:
+      return digits === 15 && text.startsWith('800', at + 1);
     case 2:
+      if (digits === 15 && text.startsWith('131', at + 1)) return true;
       return d2 >= 2 && d2 <= 7;
     case 3:
       if (d2 === 4 || d2 === 7) return digits === 15;
@@ -79,7 +115,7 @@ function matchCard(text: string, start: number): number {
   for (let n = lens.length; n >= Math.max(1, lens.length - 1); n--) {
     let total = 0;
     for (let k = 0; k < n; k++) total += lens[k]!;
-    if (total < MIN_DIGITS || total > MAX_DIGITS) continue;
+    if ((total < MIN_DIGITS && total !== MAESTRO_DIGITS) || total > MAX_DIGITS) continue;
     if (n > 1) {
       // Grouped cards always open with four digits; inner groups are 4-6 (Visa 4-4-4-4,
       // Amex 4-6-5, Diners 4-6-4), the last may be short (19-digit 4-4-4-4-3).
@@ -105,7 +141,7 @@ export function scanCards(view: TextView, type = 'CREDIT_CARD'): Finding[] {
     const e = runs[r + 1]!;
     // Cheapest rejection first: a run longer than any card, or a lone short run.
     if (e - s > MAX_DIGITS) continue;
-    if (e - s < 3 || badBefore(text.charCodeAt(s - 1))) continue;
+    if (e - s < 3 || badBefore(charBefore(text, s))) continue;
     // A space-grouped run right after a group of digits is the tail of a longer grouped number
     // (tracking numbers, IBANs), not the start of a card. After a token of its own
     // (`ORD-123456 4111-1111-…`, `qty 3 4111 1111 …`), or written whole or with dashes, it may

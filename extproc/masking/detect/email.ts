@@ -1,4 +1,4 @@
-import { isAlnum, isAlpha, isDigit } from './chars.js';
+import { isAlnum, isAlpha, isDigit, isEscapedLetter } from './chars.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 const MAX_LOCAL = 64;
@@ -59,6 +59,8 @@ export function scanEmails(text: string, type = 'EMAIL'): Finding[] {
       start--;
     // Dots and quotes cannot start a local part; in prose they are surrounding punctuation.
     while (start < at && (text.charCodeAt(start) === 46 || text.charCodeAt(start) === 39)) start++;
+    // `\nmaria@…` in text escaped once more: the `n` belongs to the escape, not the address.
+    if (start < at && isEscapedLetter(text, start)) start++;
     let end = at + 1;
     while (end < text.length && end - at <= MAX_DOMAIN && isDomainChar(text.charCodeAt(end))) end++;
     // A sentence-final '.' or '-' is punctuation, not part of the domain.

@@ -1,4 +1,4 @@
-import { isAlnum, isAlpha, isDigit, isHex, isWord } from './chars.js';
+import { charBefore, isAlnum, isAlpha, isDigit, isHex, isWord } from './chars.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 // A dotted quad right after these words is a version, not an address ("version 1.0.0.1").
@@ -73,6 +73,24 @@ export function validIpv6(text: string, s: number, e: number): boolean {
   return t === '::1' || hexDigits >= 3;
 }
 
+/**
+ * `2001:db8:0:0:8a2e:370:7334:8080` — a full eight-group address with a port after it and no
+ * brackets: the end of the address, or -1. Only the uncompressed form is unambiguous; with `::`
+ * the last group could be either.
+ */
+function withoutPort(text: string, s: number, e: number): number {
+  const colon = text.lastIndexOf(':', e - 1);
+  if (colon <= s || e - colon - 1 < 1 || e - colon - 1 > 5) return -1;
+  let port = 0;
+  for (let i = colon + 1; i < e; i++) {
+    const c = text.charCodeAt(i);
+    if (!isDigit(c)) return -1;
+    port = port * 10 + c - 48;
+  }
+  if (port > 65535 || text.slice(s, colon).includes('::')) return -1;
+  return validIpv6(text, s, colon) ? colon : -1;
+}
+
 function isV6Char(c: number): boolean {
   return isHex(c) || c === 58 || c === 46;
 }
@@ -84,7 +102,7 @@ export function scanIpv4(view: TextView, type: string, out: Finding[]): void {
   for (let r = 0; r < runs.length; r += 2) {
     const s = runs[r]!;
     if (s < consumed || runs[r + 1]! - s > 3 || text.charCodeAt(runs[r + 1]!) !== 46) continue;
-    const before = text.charCodeAt(s - 1);
+    const before = charBefore(text, s);
     if (isWord(before) || before === 46 || before === 45) continue;
     const end = matchIpv4(text, s);
     if (end === -1 || precededByVersionWord(text, s)) continue;
@@ -108,13 +126,12 @@ export function scanIpv6(view: TextView, type: string, out: Finding[]): void {
     if (text.charCodeAt(e - 1) === 58 && text.charCodeAt(e - 2) !== 58) e--;
     while (s < e && text.charCodeAt(s) === 46) s++;
     if (text.charCodeAt(s) === 58 && text.charCodeAt(s + 1) !== 58) s++;
-    if (
-      e - s >= 3 &&
-      !isWord(text.charCodeAt(s - 1)) &&
-      !isWord(text.charCodeAt(e)) &&
-      validIpv6(text, s, e)
-    ) {
-      out.push({ type, start: s, end: e });
+    if (e - s >= 3 && !isWord(charBefore(text, s)) && !isWord(text.charCodeAt(e))) {
+      if (validIpv6(text, s, e)) out.push({ type, start: s, end: e });
+      else {
+        const a = withoutPort(text, s, e);
+        if (a !== -1) out.push({ type, start: s, end: a });
+      }
     }
     consumed = next;
     colon = text.indexOf(':', next);

@@ -1,4 +1,12 @@
-import { afterNumberGroup, hasContextBefore, isDigit, isWord } from './chars.js';
+import {
+  afterNumberGroup,
+  charBefore,
+  hasContextBefore,
+  isAlpha,
+  isDigit,
+  isEscapedLetter,
+  isWord,
+} from './chars.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 const SEP_SPACE = 1;
@@ -26,10 +34,23 @@ const CONTEXT = [
   'ring',
   'hotline',
 ];
+// Right before the number (see phoneWordBefore) a few more words say "phone": `Desk: 439 4166`,
+// `not answering at …`, `messages to …`.
+const CONTEXT_SET = new Set([
+  ...CONTEXT,
+  'contact',
+  'desk',
+  'answering',
+  'messages',
+  'texts',
+  'calls',
+]);
 
 interface Chain {
   start: number;
   end: number;
+  /** End of the span to mask: `end`, or past an extension written after it (`x549`, ` ext. 12`). */
+  spanEnd: number;
   hasPlus: boolean;
   groups: number[];
   groupStarts: number[];
@@ -70,7 +91,7 @@ function parseChain(text: string, runStart: number): Chain | null {
   } else if (before === 40) {
     start--;
   }
-  if (badBefore(text.charCodeAt(start - 1), hasPlus)) return null;
+  if (badBefore(charBefore(text, start), hasPlus)) return null;
   const groups: number[] = [];
   const groupStarts: number[] = [];
   let parens = 0;
@@ -126,16 +147,44 @@ function parseChain(text: string, runStart: number): Chain | null {
     const spacedOnly = (seps & ~SEP_SPACE) === 0 && text.charCodeAt(start) !== 40;
     if (spacedOnly || afterNumberGroup(text, start)) return null;
   }
-  const after = text.charCodeAt(end);
-  if (isWord(after)) return null;
+  const spanEnd = extensionEnd(text, end);
+  const after = text.charCodeAt(spanEnd);
+  if (spanEnd === end && isWord(after)) return null;
   if (
     (after === 46 || after === 45 || after === 47 || after === 58 || after === 44) &&
-    isDigit(text.charCodeAt(end + 1))
+    isDigit(text.charCodeAt(spanEnd + 1))
   ) {
     return null;
   }
   // A chain that ends on a closing paren ends with its last digit; the span keeps the ')' out.
-  return { start, end, hasPlus, groups, groupStarts, parens, seps, digits };
+  return { start, end, spanEnd, hasPlus, groups, groupStarts, parens, seps, digits };
+}
+
+/**
+ * The end of an extension written right after a number — `x549`, ` x549`, ` ext. 549`,
+ * `ext549` — which is masked with it; `end` itself when there is none (or it runs into a word).
+ */
+function extensionEnd(text: string, end: number): number {
+  let i = end;
+  if (text.charCodeAt(i) === 32) i++;
+  const c = text.charCodeAt(i) | 32;
+  if (c === 120) {
+    i++;
+  } else if (
+    c === 101 &&
+    (text.charCodeAt(i + 1) | 32) === 120 &&
+    (text.charCodeAt(i + 2) | 32) === 116
+  ) {
+    i += 3;
+    if (text.charCodeAt(i) === 46) i++;
+    if (text.charCodeAt(i) === 32) i++;
+  } else {
+    return end;
+  }
+  const s = i;
+  while (isDigit(text.charCodeAt(i)) && i - s < 7) i++;
+  if (i === s || i - s > 6 || isWord(text.charCodeAt(i))) return end;
+  return i;
 }
 
 function digitAt(text: string, chain: Chain, group: number): number {
@@ -203,7 +252,128 @@ function isParenArea(text: string, ch: Chain): boolean {
 function isContextual(text: string, ch: Chain): boolean {
   if (ch.digits < 10 || ch.digits > 13 || (ch.seps & (SEP_DOT | SEP_SLASH)) !== 0) return false;
   for (const len of ch.groups) if (len < 2) return false;
-  return hasContextBefore(text, ch.start, 40, CONTEXT);
+  return (
+    hasContextBefore(text, ch.start, 40, CONTEXT) ||
+    phoneWordBefore(text, ch.start) ||
+    phoneWordAfter(text, ch.spanEnd)
+  );
+}
+
+// Words that may stand between a phone word and the number: "call me at", "Phone number is".
+const FILLER = new Set([
+  'me',
+  'us',
+  'at',
+  'on',
+  'is',
+  'my',
+  'our',
+  'his',
+  'her',
+  'their',
+  'the',
+  'no',
+  'nr',
+  'number',
+  'to',
+  'or',
+  'new',
+  'direct',
+  'line',
+]);
+const MAX_FILLER = 4;
+const MAX_GAP = 6;
+
+/**
+ * True when a phone word stands right before `pos`: back over punctuation and line breaks (so
+ * `Phone:` on the line before counts) and at most a few filler words (`call me at`), never over
+ * another number or any other word. Tighter than `hasContextBefore`, because it lets numbers of
+ * six to nine digits — order ids, amounts and dates have those too — be phones.
+ */
+function phoneWordBefore(text: string, pos: number): boolean {
+  let i = pos;
+  for (let words = 0; words <= MAX_FILLER; words++) {
+    let gap = 0;
+    while (i > 0) {
+      const c = text.charCodeAt(i - 1);
+      if (isWord(c) && !isEscapedLetter(text, i - 1)) break;
+      if (isDigit(c) || ++gap > MAX_GAP) return false;
+      i--;
+    }
+    const e = i;
+    while (i > 0 && isAlpha(text.charCodeAt(i - 1)) && !isEscapedLetter(text, i - 1)) i--;
+    if (i === e || e - i > 12 || isDigit(text.charCodeAt(i - 1))) return false;
+    const w = text.slice(i, e).toLowerCase();
+    if (CONTEXT_SET.has(w)) return true;
+    if (!FILLER.has(w)) return false;
+  }
+  return false;
+}
+
+// Said after a number: `6074681460 fax`, `5388918872-Fax`, `(0)20 7946 0958 (office)`.
+const AFTER = new Set([
+  'phone',
+  'tel',
+  'telephone',
+  'mobile',
+  'cell',
+  'fax',
+  'office',
+  'home',
+  'work',
+  'desk',
+  'direct',
+]);
+
+function phoneWordAfter(text: string, end: number): boolean {
+  let i = end;
+  while (i - end < 3) {
+    const c = text.charCodeAt(i);
+    if (c === 32 || c === 45 || c === 40 || c === 44 || c === 9) i++;
+    else break;
+  }
+  const s = i;
+  while (isAlpha(text.charCodeAt(i)) && i - s <= 9) i++;
+  if (i === s || isWord(text.charCodeAt(i)) || !AFTER.has(text.slice(s, i).toLowerCase())) {
+    return false;
+  }
+  // The word labels the number only where it closes the line or clause: `… fax`, `… office\n`,
+  // `(home),`; `Invoice 952416 office supplies` and `ticket 1555255 mobile team` go on.
+  if (text.charCodeAt(i) === 41) i++;
+  const c = text.charCodeAt(i);
+  return (
+    Number.isNaN(c) ||
+    c === 10 ||
+    c === 13 ||
+    c === 44 ||
+    c === 46 ||
+    c === 59 ||
+    c === 92 ||
+    c === 124 ||
+    (c === 32 && !isAlpha(text.charCodeAt(i + 1)))
+  );
+}
+
+/**
+ * A number as written at home, without '+' or trunk zero — `730 064 218`, `96 466712`,
+ * `72 805 20 53`, `439 4166`, `4394166` — when a phone word stands right before or after it.
+ */
+function isLocal(text: string, ch: Chain): boolean {
+  if (ch.hasPlus || ch.digits < 6 || ch.digits > 9) return false;
+  // An area code in parentheses only at the start: (72) 583-350.
+  if (ch.parens > 1 || (ch.parens === 1 && text.charCodeAt(ch.start) !== 40)) return false;
+  if ((ch.seps & ~(SEP_SPACE | SEP_DASH)) !== 0) return false;
+  if (digitAt(text, ch, 0) === 0) return false;
+  const g = ch.groups;
+  for (const len of g) if (len < 2) return false;
+  // 12 05 2024, 2024-05-12: dates written with spaces or dashes.
+  if (
+    g.length === 3 &&
+    ((g[0] === 2 && g[1] === 2 && g[2] === 4) || (g[0] === 4 && g[1] === 2 && g[2] === 2))
+  ) {
+    return false;
+  }
+  return phoneWordBefore(text, ch.start) || phoneWordAfter(text, ch.spanEnd);
 }
 
 export function scanPhones(view: TextView, type = 'PHONE'): Finding[] {
@@ -221,10 +391,11 @@ export function scanPhones(view: TextView, type = 'PHONE'): Finding[] {
       isNorthAmerican(text, ch) ||
       isTrunkNational(text, ch) ||
       isParenArea(text, ch) ||
-      isContextual(text, ch)
+      isContextual(text, ch) ||
+      isLocal(text, ch)
     ) {
-      out.push({ type, start: ch.start, end: ch.end });
-      consumed = ch.end;
+      out.push({ type, start: ch.start, end: ch.spanEnd });
+      consumed = ch.spanEnd;
     }
   }
   return out;

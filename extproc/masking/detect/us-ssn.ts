@@ -1,4 +1,4 @@
-import { afterNumberGroup, hasContextBefore, isDigit, isWord } from './chars.js';
+import { afterNumberGroup, charBefore, hasContextBefore, isDigit, isWord } from './chars.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 // Without separators nine digits are too common (order ids, zip+4, account numbers) to call an
@@ -38,7 +38,7 @@ export function scanSsns(view: TextView, type = 'US_SSN'): Finding[] {
   for (let r = 0; r < runs.length; r += 2) {
     const s = runs[r]!;
     const e = runs[r + 1]!;
-    if (badBefore(text.charCodeAt(s - 1))) continue;
+    if (badBefore(charBefore(text, s))) continue;
     // After "digits + space", the spaced form (123 45 6789) may be the tail of a longer grouped
     // number, and so may bare digits after a group; the dashed form is a shape of its own.
     if (text.charCodeAt(s - 1) === 32 && isDigit(text.charCodeAt(s - 2))) {
