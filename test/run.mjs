@@ -19,6 +19,7 @@ const tiers = {
   redis: ['test/redis'],
   prometheus: ['test/prometheus'],
   otlp: ['test/otlp'],
+  report: ['test/report'],
 };
 
 function find(dir, out) {
@@ -63,6 +64,13 @@ if (selected.includes('kube')) {
 // The redis tier needs a redis-server binary: installed from Debian's packages when missing.
 if (selected.includes('redis')) {
   const setup = spawnSync(process.execPath, [join(root, 'test/redis/setup.mjs')], {
+    stdio: 'inherit',
+  });
+  if (setup.status !== 0) process.exit(setup.status ?? 1);
+}
+// The report tier screenshots the HTML usage report with Debian's chromium, installed when missing.
+if (selected.includes('report')) {
+  const setup = spawnSync(process.execPath, [join(root, 'test/report/setup.mjs')], {
     stdio: 'inherit',
   });
   if (setup.status !== 0) process.exit(setup.status ?? 1);

@@ -3,6 +3,7 @@
  * read from the Redis state store the extprocs share. An extproc without Redis keeps usage in its
  * own memory, which no other process can read: there the Prometheus counters are the report.
  */
+import { writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import {
@@ -13,9 +14,10 @@ import {
 import { StateFlags } from '../../extproc/flags.js';
 import { RedisStore } from '../../extproc/state/redis.js';
 import type { StateStore } from '../../extproc/state/store.js';
+import { daysOfMonth, renderUsageHtml } from './html.js';
 
 const USAGE = `Usage: sluice usage [--period day|month] [--by consumer|team|model|route] [--json]
-                    [--at YYYY-MM-DD|YYYY-MM] [--redis-url URL]
+                    [--at YYYY-MM-DD|YYYY-MM] [--redis-url URL] [--html FILE]
 
 Prints requests, tokens and spend from the gateway's state store, for the current UTC day or
 month unless --at names another.
@@ -25,6 +27,8 @@ Options:
   --by DIMENSION       consumer, team, model or route (default consumer)
   --at KEY             the day (YYYY-MM-DD) or month (YYYY-MM), UTC
   --json               one JSON document instead of a table
+  --html FILE          write a self-contained HTML report of the month (of --at, else the
+                       current one) instead: spend and tokens per day by team, consumer, model
   --redis-url URL      the extprocs' Redis (default: env SLUICE_REDIS_URL)
   -h, --help           this text
 
@@ -37,11 +41,17 @@ const Flags = z
     by: z.enum(['consumer', 'team', 'model', 'route']).default('consumer'),
     at: z.string().optional(),
     json: z.boolean().default(false),
+    html: z.string().min(1, '--html must name a file').optional(),
     // The same URL the extprocs take, checked the same way.
     'redis-url': StateFlags.shape['redis-url'],
   })
   .superRefine((f, ctx) => {
+    if (f.html !== undefined && f.json) {
+      ctx.addIssue({ code: 'custom', message: '--html and --json exclude each other' });
+    }
     if (f.at === undefined) return;
+    // The HTML report covers a month: a month, or any day of it, names it.
+    if (f.html !== undefined && /^\d{4}-\d{2}(-\d{2})?$/.test(f.at)) return;
     const pattern = f.period === 'day' ? /^\d{4}-\d{2}-\d{2}$/ : /^\d{4}-\d{2}$/;
     if (!pattern.test(f.at)) {
       ctx.addIssue({
@@ -86,6 +96,7 @@ export async function main(argv: string[], io?: UsageIo): Promise<number> {
         by: { type: 'string' },
         at: { type: 'string' },
         json: { type: 'boolean' },
+        html: { type: 'string' },
         'redis-url': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
@@ -123,6 +134,23 @@ export async function main(argv: string[], io?: UsageIo): Promise<number> {
     return 1;
   }
   try {
+    if (f.html !== undefined) {
+      const now = (io?.now ?? Date.now)();
+      const month = f.at?.slice(0, 7) ?? new Date(now).toISOString().slice(0, 7);
+      const days = [];
+      for (const day of daysOfMonth(month, now))
+        days.push({ day, rows: await store.usage('day', day) });
+      try {
+        await writeFile(f.html, renderUsageHtml({ month, days, generatedAtMs: now }), 'utf8');
+      } catch (e) {
+        err(
+          `sluice usage: cannot write ${f.html}: ${(e as NodeJS.ErrnoException).code ?? 'error'}\n`,
+        );
+        return 1;
+      }
+      out(`wrote ${f.html}: usage of ${month} (UTC), ${days.length} days\n`);
+      return 0;
+    }
     const report = await usageReport(store, {
       period: f.period,
       by: f.by,
