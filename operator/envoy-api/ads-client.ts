@@ -6,10 +6,9 @@
  */
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import type protobuf from 'protobufjs';
 import { protoRoot } from '../../extproc/wire/proto.js';
-import { envoyApiJson, newEnvoyApiRoot } from './index.js';
+import { newEnvoyApiRoot } from './index.js';
 
 let official: protobuf.Root | undefined;
 
@@ -28,21 +27,40 @@ export function officialRoot(): protobuf.Root {
 
 let adsClient: grpc.ServiceClientConstructor | undefined;
 
+// As @grpc/proto-loader would decode: enums and 64-bit numbers as strings, bytes as Buffers.
+const TO_OBJECT: protobuf.IConversionOptions = {
+  longs: String,
+  enums: String,
+  defaults: false,
+  oneofs: true,
+};
+
+/** The ADS client class, built from the release's service descriptor (path, streaming, types). */
 function officialAdsClient(): grpc.ServiceClientConstructor {
   if (adsClient) return adsClient;
-  const def = protoLoader.fromJSON(envoyApiJson(), {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: false,
-    oneofs: true,
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    envoy: {
-      service: { discovery: { v3: { AggregatedDiscoveryService: grpc.ServiceClientConstructor } } };
-    };
-  };
-  adsClient = pkg.envoy.service.discovery.v3.AggregatedDiscoveryService;
+  const service = officialRoot().lookupService(
+    'envoy.service.discovery.v3.AggregatedDiscoveryService',
+  );
+  const method = service.methods['StreamAggregatedResources'];
+  if (!method?.resolvedRequestType || !method.resolvedResponseType) {
+    throw new Error('the Envoy API has no resolved StreamAggregatedResources method');
+  }
+  const req = method.resolvedRequestType;
+  const res = method.resolvedResponseType;
+  adsClient = grpc.makeGenericClientConstructor(
+    {
+      [method.name]: {
+        path: `/${service.fullName.slice(1)}/${method.name}`,
+        requestStream: method.requestStream === true,
+        responseStream: method.responseStream === true,
+        requestSerialize: (m: object) => Buffer.from(req.encode(req.fromObject(m)).finish()),
+        requestDeserialize: (b: Buffer) => req.toObject(req.decode(b), TO_OBJECT),
+        responseSerialize: (m: object) => Buffer.from(res.encode(res.fromObject(m)).finish()),
+        responseDeserialize: (b: Buffer) => res.toObject(res.decode(b), TO_OBJECT),
+      },
+    },
+    service.name,
+  );
   return adsClient;
 }
 
