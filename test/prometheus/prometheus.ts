@@ -231,6 +231,12 @@ const FUNCTION_OR_KEYWORD = new Set([
   'round',
   'inf',
   'nan',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
 ]);
 
 /** The metric names a PromQL expression selects (label names, functions and keywords left out). */
