@@ -427,3 +427,67 @@ void describe('toEnvoy: identity Envoy makes unforgeable', () => {
     );
   });
 });
+
+void describe('toEnvoy: Envoy’s own replies and timeouts', () => {
+  const hcm = (r: Resources): J => {
+    const l = translate(r).envoy.listeners[0] as J;
+    return l['filter_chains'][0]['filters'][0]['typed_config'] as J;
+  };
+
+  void it('shapes local replies per API; the extproc’s own (marked) come first, untouched', () => {
+    const mappers = hcm(bundle([route('r', {})]))['local_reply_config']['mappers'] as J[];
+    const first = mappers[0]!;
+    assert.deepEqual(first['filter']['metadata_filter']['matcher']['filter'], 'sluice');
+    assert.equal(first['filter']['metadata_filter']['match_if_key_not_found'], false);
+    assert.equal(first['body_format_override'], undefined, 'left as the extproc wrote it');
+    const codes = (api: 'anthropic' | 'openai') =>
+      mappers
+        .slice(1)
+        .filter((m) => (m['filter']['and_filter'] !== undefined) === (api === 'anthropic'))
+        .map((m) => m['headers_to_add'][0]['header']['value'] as string);
+    const all = [
+      'upstream_unavailable',
+      'upstream_timeout',
+      'model_not_found',
+      'extproc_unavailable',
+      'request_too_large',
+    ];
+    assert.deepEqual(codes('anthropic'), all);
+    assert.deepEqual(codes('openai'), all);
+    // Every Anthropic mapper precedes every OpenAI one (first match wins).
+    const lastAnthropic = mappers.findLastIndex((m) => m['filter']['and_filter'] !== undefined);
+    const firstOpenai = mappers.findIndex(
+      (m, i) => i > 0 && m['filter']['and_filter'] === undefined,
+    );
+    assert.ok(lastAnthropic < firstOpenai);
+    const anthropic = mappers[1]!;
+    assert.equal(
+      anthropic['filter']['and_filter']['filters'][0]['header_filter']['header']['string_match'][
+        'prefix'
+      ],
+      '/v1/messages',
+    );
+    assert.equal(anthropic['body_format_override']['json_format']['type'], 'error');
+  });
+
+  void it('both ext_proc filters receive the extproc’s mark; code_details is not requested', () => {
+    const r = translate(bundle([route('r', {})])).envoy;
+    const router = hcm(bundle([route('r', {})]))['http_filters'].find(
+      (f: J) => f['name'] === WIRE.routerFilter,
+    )['typed_config'];
+    assert.deepEqual(router['metadata_options'], { receiving_namespaces: { untyped: ['sluice'] } });
+    assert.equal(router['response_attributes'], undefined);
+    const cluster = r.clusters.find((c) => String(c['name']).startsWith('route/')) as J;
+    const up =
+      cluster['typed_extension_protocol_options'][
+        'envoy.extensions.upstreams.http.v3.HttpProtocolOptions'
+      ]['http_filters'][0]['typed_config'];
+    assert.deepEqual(up['metadata_options'], { receiving_namespaces: { untyped: ['sluice'] } });
+  });
+
+  void it('a rule’s timeout is the route’s idle timeout; the whole-response timeout is off', () => {
+    const e = entries(bundle([route('r', { timeout: '45s' })]))[0]!;
+    assert.equal(e['route']['timeout'], '0s');
+    assert.equal(e['route']['idle_timeout'], '45s');
+  });
+});
