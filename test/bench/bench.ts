@@ -16,7 +16,7 @@
  *   BENCH_ONLY             comma-separated sections: scenarios (chat-2k, chat-2k-router,
  *                          chat-2k-policy, chat-100k, sse-200), rate (JS open loop), latency (the
  *                          §7 target with the Go load generator), operator, masking,
- *                          governance, estimate
+ *                          governance, estimate, cache
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
  *                          dist/operator/cli.js after `npm run build`, as production runs it)
@@ -725,6 +725,8 @@ async function main(): Promise<void> {
       );
     if (wanted('estimate'))
       childSection('estimate', 'token estimation: CPU per MiB of the worst inputs (issue 11)');
+    if (wanted('cache'))
+      childSection('cache', 'response cache: a miss lookup, and a hit end to end (issue 19)');
   } finally {
     for (const c of children) c.killNow();
     cleanupNow();
@@ -813,7 +815,10 @@ async function latencySection(
  * A figure set measured by its own script (test/bench/<name>.ts) in a process of its own, pinned
  * to the driver's core: its output table is printed as it is.
  */
-function childSection(name: 'masking' | 'governance' | 'estimate', title: string): void {
+function childSection(
+  name: 'masking' | 'governance' | 'estimate' | 'cache',
+  title: string,
+): void {
   log();
   log(title);
   const child = spawnSync(
