@@ -16,7 +16,7 @@
  *   BENCH_ONLY             comma-separated sections: scenarios (chat-2k, chat-2k-router,
  *                          chat-2k-policy, chat-100k, sse-200), rate (JS open loop), latency (the
  *                          §7 target with the Go load generator), operator, masking,
- *                          governance, estimate, cache
+ *                          governance, estimate, cache, translation
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
  *                          dist/operator/cli.js after `npm run build`, as production runs it)
@@ -727,6 +727,11 @@ async function main(): Promise<void> {
       childSection('estimate', 'token estimation: CPU per MiB of the worst inputs (issue 11)');
     if (wanted('cache'))
       childSection('cache', 'response cache: a miss lookup, and a hit end to end (issue 19)');
+    if (wanted('translation'))
+      childSection(
+        'translation',
+        'translation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
+      );
   } finally {
     for (const c of children) c.killNow();
     cleanupNow();
@@ -816,7 +821,7 @@ async function latencySection(
  * to the driver's core: its output table is printed as it is.
  */
 function childSection(
-  name: 'masking' | 'governance' | 'estimate' | 'cache',
+  name: 'masking' | 'governance' | 'estimate' | 'cache' | 'translation',
   title: string,
 ): void {
   log();
