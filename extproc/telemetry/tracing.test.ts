@@ -2,7 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { SpanKind } from '@opentelemetry/api';
 import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
-import { Tracing, tracingFromEnv } from './tracing.js';
+import { pino } from 'pino';
+import { SHUTDOWN_EXPORT_MS, startTracing, Tracing, tracingFromEnv } from './tracing.js';
 import type { RequestRecord } from './telemetry.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -117,5 +118,34 @@ describe('Tracing', () => {
     const spans = await spansOf(1, record({ requestModel: 'm'.repeat(10_000) }));
     const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
     assert.equal(String(server.attributes['gen_ai.request.model']).length, 256);
+  });
+});
+
+describe('startTracing', () => {
+  it('is off without an endpoint; a collector that is down does not hold shutdown', async () => {
+    const log = pino({ level: 'silent' });
+    assert.equal(startTracing({ env: {} }, log), undefined);
+    const t = startTracing({ otlpEndpoint: 'http://127.0.0.1:9', env: {} }, log)!;
+    t.onRequest(record());
+    const started = Date.now();
+    await t.shutdown();
+    assert.ok(Date.now() - started < SHUTDOWN_EXPORT_MS + 1000);
+  });
+
+  it('a record it cannot turn into spans is logged once, never thrown', async () => {
+    const lines: string[] = [];
+    const log = pino({ level: 'error' }, { write: (l: string) => void lines.push(l) });
+    const t = startTracing({ otlpEndpoint: 'http://127.0.0.1:9', env: {} }, log)!;
+    const broken = {
+      ...record(),
+      get attemptList(): never {
+        throw new Error('unreadable record');
+      },
+    };
+    t.onRequest(broken);
+    t.onRequest(broken);
+    assert.equal(lines.length, 1);
+    assert.match(lines[0]!, /"event":"tracing_failed".*unreadable record/);
+    await t.shutdown();
   });
 });

@@ -290,6 +290,9 @@ function isOperation(v: string | undefined): v is Operation {
   );
 }
 
+/** The longest a shutdown waits for the last spans to be exported. */
+export const SHUTDOWN_EXPORT_MS = 2000;
+
 export interface RunningTracing {
   /** Telemetry's per-request hook: the spans of one finished request, never a throw. */
   onRequest: (r: RequestRecord) => void;
@@ -338,6 +341,15 @@ export function startTracing(
         }
       }
     },
-    shutdown: () => tracing.shutdown().catch(() => undefined),
+    // A collector that is down must not hold a drain for the exporter's own timeout (10 s).
+    shutdown: async () => {
+      let timer: NodeJS.Timeout | undefined;
+      const limit = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, SHUTDOWN_EXPORT_MS);
+        timer.unref();
+      });
+      await Promise.race([tracing.shutdown().catch(() => undefined), limit]);
+      clearTimeout(timer);
+    },
   };
 }
