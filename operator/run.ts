@@ -11,7 +11,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { startAdmin, type RunningAdmin } from '../extproc/admin.js';
 import { Controller } from './controller/controller.js';
-import { operatorMetrics } from './controller/metrics.js';
+import { countNacks, operatorMetrics } from './controller/metrics.js';
 import { KubeSource, kubeApi, type Backoff, type SourceApi } from './source/kube.js';
 import { EventRecorder, eventApi, type EventApi } from './status/events.js';
 import { buildReport, Fleet, memoizedView, reportApi, type ReportApi } from './status/fleet.js';
@@ -113,9 +113,7 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     onRestart: (kind, reason) => metrics.watchRestarts.inc({ kind, reason }),
   });
 
-  ads.tracker.onNack((e) =>
-    metrics.nacks.inc({ type: e.typeUrl.slice(e.typeUrl.lastIndexOf('.') + 1), node: e.nodeId }),
-  );
+  countNacks(ads.tracker, metrics.nacks);
 
   const writer = new StatusWriter(opts.statusApi ?? statusApi(opts.kubeConfig));
   const le = opts.leaderElection;

@@ -1,5 +1,6 @@
 /** The operator's Prometheus metrics, registered on the registry run() is given. */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { AckTracker } from '../xds/tracker.js';
 import { policyInvalidGauge } from './invalid-policies.js';
 
 export interface OperatorMetrics {
@@ -12,6 +13,26 @@ export interface OperatorMetrics {
   watchRestarts: Counter<'kind' | 'reason'>;
   nacks: Counter<'type' | 'node'>;
   policyInvalid: Gauge<'policy'>;
+}
+
+/**
+ * `sluice_xds_nacks_total`: served by every ADS server, the operator's and `sluice run`'s, so the
+ * NACK alert covers both.
+ */
+export function xdsNackCounter(registry: Registry): Counter<'type' | 'node'> {
+  return new Counter({
+    name: 'sluice_xds_nacks_total',
+    help: 'Configurations a data plane connected to this replica refused, by xDS type and node id.',
+    labelNames: ['type', 'node'],
+    registers: [registry],
+  });
+}
+
+/** Counts every NACK `tracker` sees on `counter`, by the type's short name and the node id. */
+export function countNacks(tracker: AckTracker, counter: Counter<'type' | 'node'>): void {
+  tracker.onNack((e) =>
+    counter.inc({ type: e.typeUrl.slice(e.typeUrl.lastIndexOf('.') + 1), node: e.nodeId }),
+  );
 }
 
 export function operatorMetrics(registry: Registry): OperatorMetrics {
@@ -56,12 +77,7 @@ export function operatorMetrics(registry: Registry): OperatorMetrics {
       labelNames: ['kind', 'reason'],
       registers,
     }),
-    nacks: new Counter({
-      name: 'sluice_xds_nacks_total',
-      help: 'Configurations a data plane connected to this replica refused, by xDS type and node id.',
-      labelNames: ['type', 'node'],
-      registers,
-    }),
+    nacks: xdsNackCounter(registry),
     policyInvalid: policyInvalidGauge(registry),
   };
 }

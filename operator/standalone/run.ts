@@ -19,6 +19,7 @@ import { stringify } from 'yaml';
 import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
 import { desiredState } from '../controller/snapshot.js';
 import { InvalidPolicyReporter, policyInvalidGauge } from '../controller/invalid-policies.js';
+import { countNacks, xdsNackCounter } from '../controller/metrics.js';
 import { loadResources, SourceMemory, type Problem } from '../source/yaml.js';
 import { invalidPolicies, translate, type TranslateOptions } from '../translate/index.js';
 import { SnapshotCache, ALL_NODES } from '../xds/cache.js';
@@ -196,6 +197,8 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       identifier: 'sluice-standalone',
     });
     cleanup.push(() => ads.close(500));
+    // The envoy or extproc here NACKing its config pages as it does in a cluster.
+    countNacks(ads.tracker, xdsNackCounter(opts.registry));
 
     const extproc: RunningExtproc = await runExtproc({
       xds: { address: ads.address, nodeId: EXTPROC_NODE_ID, startTimeoutMs: 10_000 },

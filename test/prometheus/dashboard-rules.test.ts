@@ -53,7 +53,7 @@ const QUIET: Record<string, string> = {
   SluiceExtprocConfigRejected:
     'needs a config the extproc refuses; the operator translation never sends one from valid YAML',
   SluiceDataPlaneNack:
-    'needs a data plane that refuses its xDS config; served here by the operator metrics target',
+    'needs a data plane that refuses its xDS config, which the YAML here never makes it do',
   SluiceUsageJournalDropping: 'needs the journal full, or a settlement the store refuses',
   SluiceVaultFailures: 'needs the masking vault to fail; no route here masks',
   SluicePolicyInvalid: 'needs an invalid AIPolicy; the policy-invalid e2e test makes one',
@@ -275,8 +275,9 @@ describe('prometheus: the dashboard and alert rules on a real Prometheus scrapin
       emulator: { retryBackoffBaseMs: 0 },
     });
     await rm(vaultKeyFile, { force: true });
-    // The operator's metrics as `sluice operator` registers them: the NACK counter and the
-    // leadership gauge only exist there (the kube tier runs the operator itself).
+    // The operator's metrics as `sluice operator` registers them (the leadership gauge only
+    // exists there), with the gauge as run() sets it without leader election; the kube tier runs
+    // the operator itself. This target proves the names, not the operator's behaviour.
     const opRegistry = new Registry();
     collectDefaultMetrics({ register: opRegistry });
     const op = operatorMetrics(opRegistry);
@@ -480,6 +481,11 @@ describe('prometheus: the dashboard and alert rules on a real Prometheus scrapin
       }
     }
     assert.deepEqual(silent, [], 'rule signals without data');
+    // sluice run counts NACKs itself: its own target exposes the counter the NACK alert reads.
+    const nackMeta = await fetch(
+      `${prom.url}/api/v1/targets/metadata?match_target=${encodeURIComponent('{job="gateway"}')}&metric=sluice_xds_nacks_total`,
+    ).then((r) => r.json() as Promise<{ data: unknown[] }>);
+    assert.equal(nackMeta.data.length, 1, 'sluice run does not expose sluice_xds_nacks_total');
   });
 
   /** A metric Prometheus scraped: series now, or HELP/TYPE for a family without samples yet. */
