@@ -8,7 +8,7 @@ import { AwsSigning } from './aws-sigv4.js';
 import type { Provider } from './provider.js';
 import type { UpstreamRequest } from './translator.js';
 
-type CredentialKind = 'bearer' | 'api-key' | 'x-api-key' | 'aws-sigv4' | 'none';
+type CredentialKind = 'bearer' | 'api-key' | 'x-api-key' | 'x-goog-api-key' | 'aws-sigv4' | 'none';
 
 const KIND: Record<Provider, CredentialKind> = {
   openai: 'bearer',
@@ -19,6 +19,7 @@ const KIND: Record<Provider, CredentialKind> = {
   'aws-bedrock': 'aws-sigv4',
   // Not served yet (no translator): refused before a credential is ever needed.
   'gcp-vertex': 'none',
+  gemini: 'x-goog-api-key',
 };
 
 /**
@@ -47,6 +48,8 @@ export function credentialHeaders(
       return [['api-key', secret]];
     case 'x-api-key':
       return [['x-api-key', secret]];
+    case 'x-goog-api-key':
+      return [['x-goog-api-key', secret]];
     case 'aws-sigv4':
     case 'none':
       return [];

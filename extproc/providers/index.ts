@@ -6,9 +6,11 @@ import type { ApiFormat, Operation } from '../api/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { anthropicToAnthropic } from './anthropic-to-anthropic.js';
 import { anthropicToBedrock } from './anthropic-to-bedrock.js';
+import { anthropicToGemini } from './anthropic-to-gemini.js';
 import { anthropicToOpenai } from './anthropic-to-openai.js';
 import { openaiToAnthropic } from './openai-to-anthropic.js';
 import { openaiToBedrock } from './openai-to-bedrock.js';
+import { openaiToGemini } from './openai-to-gemini.js';
 import { openaiToOpenai } from './openai-to-openai.js';
 import { backendApi, type BackendApi, type Provider } from './provider.js';
 import type { Translator } from './translator.js';
@@ -31,6 +33,8 @@ const TRANSLATORS: readonly Translator[] = [
   anthropicToOpenai,
   openaiToBedrock,
   anthropicToBedrock,
+  openaiToGemini,
+  anthropicToGemini,
 ];
 
 /** The translator for a caller's operation to a backend's API; undefined when none carries it. */

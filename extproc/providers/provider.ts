@@ -11,6 +11,7 @@ export const PROVIDERS = [
   'openai-compatible',
   'aws-bedrock',
   'gcp-vertex',
+  'gemini',
 ] as const;
 
 export const Provider = z.enum(PROVIDERS);
@@ -20,7 +21,7 @@ export type Provider = z.infer<typeof Provider>;
  * The wire API a backend speaks. Several providers share one (Azure OpenAI and every
  * OpenAI-compatible server speak OpenAI's), so translators are per (caller API × backend API).
  */
-export type BackendApi = 'openai' | 'anthropic' | 'bedrock-converse' | 'gemini';
+export type BackendApi = 'openai' | 'anthropic' | 'bedrock-converse' | 'gemini' | 'vertex';
 
 export function backendApi(provider: Provider): BackendApi {
   switch (provider) {
@@ -32,7 +33,11 @@ export function backendApi(provider: Provider): BackendApi {
       return 'anthropic';
     case 'aws-bedrock':
       return 'bedrock-converse';
+    // Vertex AI takes Gemini's body at a project/location path with OAuth tokens: no translator
+    // carries that yet, so it is its own API until one does.
     case 'gcp-vertex':
+      return 'vertex';
+    case 'gemini':
       return 'gemini';
   }
 }

@@ -85,6 +85,7 @@ export const OTEL_PROVIDER: Record<Provider, string> = {
   'openai-compatible': 'openai',
   'aws-bedrock': 'aws.bedrock',
   'gcp-vertex': 'gcp.vertex_ai',
+  gemini: 'gcp.gemini',
 };
 
 /** Allows configured values, plus up to `spare` others first seen at run time; the rest is "other". */
