@@ -7,7 +7,11 @@ import type { PolicyState } from '../pipeline/request-store.js';
 import { ResponseCache, type Hit, type LookupInput } from './cache.js';
 import { MemoryCacheStore, type CacheStore } from './store.js';
 
-function runtime(cache: Record<string, unknown>, mode: 'enforce' | 'shadow' = 'enforce') {
+function runtime(
+  cache: Record<string, unknown>,
+  mode: 'enforce' | 'shadow' = 'enforce',
+  masking?: Record<string, unknown>,
+) {
   return new RuntimeConfig(
     ExtprocConfig.parse({
       apiVersion: 'sluice.dev/extproc/v1',
@@ -18,7 +22,7 @@ function runtime(cache: Record<string, unknown>, mode: 'enforce' | 'shadow' = 'e
           name: 'r',
           models: [{ prefix: 'gpt-' }],
           backends: [{ name: 'openai' }],
-          policy: { name: 'p', mode, cache },
+          policy: { name: 'p', mode, cache, ...(masking && { masking }) },
         },
       ],
     }),
@@ -37,9 +41,9 @@ const answer = (content: string, extra: Record<string, unknown> = {}) => ({
 
 function setup(
   cache: Record<string, unknown> = {},
-  opts: { mode?: 'enforce' | 'shadow'; store?: CacheStore } = {},
+  opts: { mode?: 'enforce' | 'shadow'; store?: CacheStore; masking?: Record<string, unknown> } = {},
 ) {
-  const cfg = runtime(cache, opts.mode);
+  const cfg = runtime(cache, opts.mode, opts.masking);
   const registry = new Registry();
   const store = opts.store ?? new MemoryCacheStore({ maxBytes: 1 << 20, now: () => 0 });
   const clock = { wall: 1_000_000 };
@@ -193,6 +197,26 @@ describe('response cache', () => {
       await metric(cut.registry, 'sluice_cache_stores_total', { result: 'incomplete' }),
       1,
     );
+  });
+
+  it('on a masking route, an answer holding personal data of its own is not stored', async () => {
+    const { c, input, fill, registry } = setup({}, { masking: { detectors: ['EMAIL'] } });
+    const state = (cfg: LookupInput['cfg']) =>
+      ({
+        policy: cfg.policyFor('r'),
+        failedOpen: false,
+        verdicts: new Set(),
+      }) as unknown as PolicyState;
+    const req = input();
+    const masked = input({ policy: state(req.cfg) });
+    await fill(masked, answer('Write to someone.else@example.com instead.'));
+    assert.equal((await c.lookup(masked))?.kind, 'miss');
+    assert.equal(
+      await metric(registry, 'sluice_cache_stores_total', { result: 'personal_data' }),
+      1,
+    );
+    await fill(masked, answer('Write to [EMAIL_1] instead.'));
+    assert.equal((await c.lookup(masked))?.kind, 'hit');
   });
 
   it('a non-2xx answer is not captured', async () => {

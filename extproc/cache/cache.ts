@@ -22,6 +22,7 @@ import type { RuntimeConfig } from '../config/runtime.js';
 import type { Caller } from '../governance/identity.js';
 import { costMicros, microsToUsd } from '../governance/pricing.js';
 import { responseSlots } from '../masking/fields.js';
+import type { CompiledMasking } from '../masking/policy.js';
 import { VAULT_DEGRADED } from '../masking/request-policy.js';
 import type { PolicyState } from '../pipeline/request-store.js';
 import type { Verdict } from '../pipeline/mutation.js';
@@ -148,7 +149,7 @@ export class ResponseCache {
     });
     this.stores = new Counter({
       name: 'sluice_cache_stores_total',
-      help: 'Answers offered to the cache, by outcome (stored, too_large, tool_calls, incomplete, error).',
+      help: 'Answers offered to the cache, by outcome (stored, too_large, tool_calls, personal_data, incomplete, error).',
       labelNames: ['sluice_route', 'result'],
       registers,
     });
@@ -215,6 +216,7 @@ export class ResponseCache {
       api: input.api,
       operation: input.operation,
       policy,
+      masking: p?.policy.masking,
     });
     // no-cache: the caller wants a fresh answer; that answer may still be stored for others.
     if (directive === 'no-cache') return bypass('no_cache', capture);
@@ -302,6 +304,12 @@ export class ResponseCache {
   /** Called by a capture with a complete answer. Never throws; the write is not awaited by anyone. */
   store(c: CaptureTarget, body: Record<string, unknown>): Promise<void> {
     const route = c.route;
+    // The prompt was masked, but the model may have written personal data of its own (which the
+    // live answer's scan replaced): such an answer is not kept.
+    if (c.masking && holdsFindings(c.operation, body, c.masking)) {
+      this.stores.inc({ sluice_route: route, result: 'personal_data' });
+      return Promise.resolve();
+    }
     if (!c.policy.cacheToolCalls && callsTools(c.operation, body)) {
       this.stores.inc({ sluice_route: route, result: 'tool_calls' });
       return Promise.resolve();
@@ -351,6 +359,8 @@ interface CaptureTarget {
   api: ApiFormat;
   operation: Operation;
   policy: CachePolicy;
+  /** The route's masking: an answer in which its detectors find anything is not stored. */
+  masking: CompiledMasking | undefined;
 }
 
 /**
@@ -499,6 +509,17 @@ function restore(body: Record<string, unknown>, input: LookupInput): Record<stri
   }
   list.commit();
   return copy;
+}
+
+function holdsFindings(
+  operation: Operation,
+  body: Record<string, unknown>,
+  masking: CompiledMasking,
+): boolean {
+  // Slots are only read here (nothing is set or committed), so the body is left as it is.
+  return responseSlots(operation, body).slots.some(
+    (slot) => masking.detectors.detect(slot.text).length > 0,
+  );
 }
 
 function scaleUsage(u: TokenUsage, f: number): TokenUsage {
