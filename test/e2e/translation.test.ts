@@ -6,6 +6,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
 import OpenAIClass from 'openai';
 import type OpenAI from 'openai';
+import { servesApi } from '../../extproc/providers/index.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
   KEYS,
@@ -87,8 +88,7 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
         backend('openai', 'openai', 'openai-mock'),
         backend('anthropic', 'anthropic', 'anthropic-mock', 1),
       ]),
-      // No translator reaches Vertex yet: its model is listed to no one (when one does, this
-      // test needs a provider still without one).
+      // A model on a Vertex backend: listed only to callers whose API a translator carries there.
       route('gemini', 'gemini-x', [
         {
           name: 'vertex',
@@ -273,9 +273,13 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
   it('/v1/models lists every model the caller can use, whatever its backend’s API', async () => {
     const o = (await openai.models.list()).data.map((m) => m.id);
     const a = (await anthropic.models.list()).data.map((m) => m.id);
-    for (const ids of [o, a]) {
+    for (const [ids, api] of [
+      [o, 'openai'],
+      [a, 'anthropic'],
+    ] as const) {
       assert.ok(ids.includes('claude-x') && ids.includes('gpt-x'), ids.join());
-      assert.ok(!ids.includes('gemini-x'), ids.join());
+      // Listed exactly when a translator reaches Vertex from this API (issue 15 adds them).
+      assert.equal(ids.includes('gemini-x'), servesApi(api, 'gcp-vertex'), ids.join());
     }
   });
 
