@@ -195,15 +195,17 @@ const ModelMatchObject = withRules(
 // The CEL rule guarantees exactly one of the two, which is what the union type says.
 export const ModelMatchSchema = ModelMatchObject.transform((m) => m as api.ModelMatch);
 
-export const SecretKeyRefSchema = z.strictObject({
-  name: dnsSubdomain('secret name').describe("A Secret in the route's namespace."),
-  key: z
-    .string()
-    .max(253)
-    .regex(SECRET_KEY, "secret key must consist of letters, digits, '-', '_' or '.'")
-    .optional()
-    .describe('The key in the Secret\'s data; default "apiKey".'),
-});
+export const SecretKeyRefSchema = z
+  .strictObject({
+    name: dnsSubdomain('secret name').describe("A Secret in the route's namespace."),
+    key: z
+      .string()
+      .max(253)
+      .regex(SECRET_KEY, "secret key must consist of letters, digits, '-', '_' or '.'")
+      .optional()
+      .describe('The key in the Secret\'s data; default "apiKey".'),
+  })
+  .describe("A Secret in the route's namespace and the key that holds the value.");
 
 export const ServiceRefSchema = z.strictObject({
   name: z
@@ -235,71 +237,78 @@ export const EndpointSchema = withRules(
 export const ProviderSchema = z.enum(PROVIDERS);
 
 export const BackendSchema = withRules(
-  z.strictObject({
-    name: dnsLabel('backend name').describe('Unique within the route; rules refer to it.'),
-    provider: ProviderSchema.describe('The API the backend speaks.'),
-    endpoint: EndpointSchema,
-    credential: z
-      .strictObject({ secretRef: SecretKeyRefSchema })
-      .optional()
-      .describe('The API key, from a Secret in the same namespace.'),
-    modelOverride: modelName
-      .optional()
-      .describe('Replaces the model the client named before the request leaves.'),
-    weight: z
-      .int()
-      .min(0)
-      .max(10000)
-      .optional()
-      .describe('Relative share among backends of the same priority; default 1.'),
-    priority: z
-      .int()
-      .min(0)
-      .max(7)
-      .optional()
-      .describe('0 is tried first; higher numbers are fallbacks; default 0.'),
-    azure: z
-      .strictObject({
-        apiVersion: z
-          .string()
-          .min(1)
-          .max(64)
-          .regex(/^[A-Za-z0-9._-]+$/, 'apiVersion must be an Azure OpenAI api-version'),
-        deployment: z
-          .string()
-          .min(1)
-          .max(64)
-          .regex(/^[A-Za-z0-9._-]+$/, 'deployment must be an Azure deployment name')
-          .optional(),
-      })
-      .optional()
-      .describe('Required iff provider is azure-openai.'),
-    aws: z
-      .strictObject({
-        region: z
-          .string()
-          .max(32)
-          .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'region must be an AWS region such as us-east-1'),
-      })
-      .optional()
-      .describe('Required iff provider is aws-bedrock.'),
-    gcp: z
-      .strictObject({
-        project: z
-          .string()
-          .max(30)
-          .regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'project must be a Google Cloud project id'),
-        region: z
-          .string()
-          .max(32)
-          .regex(
-            /^(global|[a-z]+-[a-z]+[0-9]+)$/,
-            'region must be a Google Cloud region such as us-central1, or global',
-          ),
-      })
-      .optional()
-      .describe('Required iff provider is gcp-vertex.'),
-  }),
+  z
+    .strictObject({
+      name: dnsLabel('backend name').describe('Unique within the route; rules refer to it.'),
+      provider: ProviderSchema.describe('The API the backend speaks.'),
+      endpoint: EndpointSchema,
+      credential: z
+        .strictObject({ secretRef: SecretKeyRefSchema })
+        .optional()
+        .describe('The API key, from a Secret in the same namespace.'),
+      modelOverride: modelName
+        .optional()
+        .describe('Replaces the model the client named before the request leaves.'),
+      weight: z
+        .int()
+        .min(0)
+        .max(10000)
+        .optional()
+        .describe('Relative share among backends of the same priority; default 1.'),
+      priority: z
+        .int()
+        .min(0)
+        .max(7)
+        .optional()
+        .describe('0 is tried first; higher numbers are fallbacks; default 0.'),
+      azure: z
+        .strictObject({
+          apiVersion: z
+            .string()
+            .min(1)
+            .max(64)
+            .regex(/^[A-Za-z0-9._-]+$/, 'apiVersion must be an Azure OpenAI api-version')
+            .describe('The api-version query parameter, e.g. "2024-10-21".'),
+          deployment: z
+            .string()
+            .min(1)
+            .max(64)
+            .regex(/^[A-Za-z0-9._-]+$/, 'deployment must be an Azure deployment name')
+            .optional()
+            .describe('The deployment to call; default: the model the client named.'),
+        })
+        .optional()
+        .describe('Required iff provider is azure-openai.'),
+      aws: z
+        .strictObject({
+          region: z
+            .string()
+            .max(32)
+            .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'region must be an AWS region such as us-east-1')
+            .describe('The AWS region of the Bedrock endpoint, e.g. us-east-1.'),
+        })
+        .optional()
+        .describe('Required iff provider is aws-bedrock.'),
+      gcp: z
+        .strictObject({
+          project: z
+            .string()
+            .max(30)
+            .regex(/^[a-z][-a-z0-9]{4,28}[a-z0-9]$/, 'project must be a Google Cloud project id')
+            .describe('The Google Cloud project id.'),
+          region: z
+            .string()
+            .max(32)
+            .regex(
+              /^(global|[a-z]+-[a-z]+[0-9]+)$/,
+              'region must be a Google Cloud region such as us-central1, or global',
+            )
+            .describe('The Vertex AI region, e.g. us-central1, or global.'),
+        })
+        .optional()
+        .describe('Required iff provider is gcp-vertex.'),
+    })
+    .describe('A model provider or in-cluster server the route can send requests to.'),
   CEL_RULES.backendCredential,
   CEL_RULES.backendAzure,
   CEL_RULES.backendAws,
@@ -308,80 +317,106 @@ export const BackendSchema = withRules(
 
 export const RetryOnSchema = z.enum(['rate-limited', '5xx', 'reset', 'timeout', 'connect-failure']);
 
-export const RetryPolicySchema = z.strictObject({
-  attempts: z
-    .int()
-    .min(0)
-    .max(10)
-    .optional()
-    .describe('Retries after the first try; 0 disables. Default 2.'),
-  retryOn: withOpenAPI(
-    z
-      .array(RetryOnSchema)
-      .max(5)
-      .superRefine(noRepeats((c) => c, 'a retry condition')),
-    { 'x-kubernetes-list-type': 'set' },
-  )
-    .optional()
-    .describe('The conditions that are retried.'),
-  perTryTimeout: duration.optional(),
-});
+export const RetryPolicySchema = z
+  .strictObject({
+    attempts: z
+      .int()
+      .min(0)
+      .max(10)
+      .optional()
+      .describe('Retries after the first try; 0 disables. Default 2.'),
+    retryOn: withOpenAPI(
+      z
+        .array(RetryOnSchema)
+        .max(5)
+        .superRefine(noRepeats((c) => c, 'a retry condition')),
+      { 'x-kubernetes-list-type': 'set' },
+    )
+      .optional()
+      .describe(
+        'The conditions that are retried: rate-limited (429), 5xx, reset, timeout, connect-failure.',
+      ),
+    perTryTimeout: duration.optional().describe('Timeout of each attempt; default: none.'),
+  })
+  .describe('How failed attempts are retried, on the same or another backend.');
 
 export const HeaderMatchSchema = withRules(
-  z.strictObject({
-    name: z.string().min(1).max(256).regex(HTTP_HEADER_NAME, 'name must be an HTTP header name'),
-    value: z.string().max(4096).optional().describe('Exact value.'),
-    prefix: z.string().min(1).max(4096).optional().describe('Value prefix.'),
-  }),
+  z
+    .strictObject({
+      name: z
+        .string()
+        .min(1)
+        .max(256)
+        .regex(HTTP_HEADER_NAME, 'name must be an HTTP header name')
+        .describe('The request header, case-insensitive.'),
+      value: z.string().max(4096).optional().describe('Exact value.'),
+      prefix: z.string().min(1).max(4096).optional().describe('Value prefix.'),
+    })
+    .describe('A request header to match. Exactly one of value and prefix.'),
   CEL_RULES.headerMatchOneOf,
 );
 
-export const RuleMatchSchema = z.strictObject({
-  model: ModelMatchSchema.optional(),
-  headers: z.array(HeaderMatchSchema).max(16).optional().describe('All must match.'),
-});
+export const RuleMatchSchema = z
+  .strictObject({
+    model: ModelMatchSchema.optional(),
+    headers: z.array(HeaderMatchSchema).max(16).optional().describe('All must match.'),
+  })
+  .describe('One way a request matches the rule: its model and headers, all of them.');
 
-export const BackendRefSchema = z.strictObject({
-  name: dnsLabel('backend name'),
-  weight: z.int().min(0).max(10000).optional().describe("Overrides the backend's weight."),
-  priority: z.int().min(0).max(7).optional().describe("Overrides the backend's priority."),
-});
+export const BackendRefSchema = z
+  .strictObject({
+    name: dnsLabel('backend name').describe('A backend of this route, by name.'),
+    weight: z.int().min(0).max(10000).optional().describe("Overrides the backend's weight."),
+    priority: z.int().min(0).max(7).optional().describe("Overrides the backend's priority."),
+  })
+  .describe('A backend the rule sends to, with its weight and priority for this rule.');
 
 export const RuleSchema = withRules(
-  z.strictObject({
-    matches: z
-      .array(RuleMatchSchema)
-      .max(16)
-      .optional()
-      .describe('Any may match; empty or absent: every model of the route.'),
-    backendRefs: z
-      .array(BackendRefSchema)
-      .min(1)
-      .max(32)
-      .optional()
-      .describe('Absent: every backend of the route with its own weight and priority.'),
-    timeout: duration.optional(),
-    retry: RetryPolicySchema.optional(),
-  }),
+  z
+    .strictObject({
+      matches: z
+        .array(RuleMatchSchema)
+        .max(16)
+        .optional()
+        .describe('Any may match; empty or absent: every model of the route.'),
+      backendRefs: z
+        .array(BackendRefSchema)
+        .min(1)
+        .max(32)
+        .optional()
+        .describe('Absent: every backend of the route with its own weight and priority.'),
+      timeout: duration.optional().describe("Whole-request timeout; default the route's timeout."),
+      retry: RetryPolicySchema.optional().describe("Default: the route's retry."),
+    })
+    .describe('Which requests (matches) go to which backends (backendRefs), and how.'),
   CEL_RULES.ruleBackendRefsUnique,
 );
 
 export const AIRouteSpecSchema = withRules(
-  z.strictObject({
-    models: z
-      .array(ModelMatchSchema)
-      .min(1, 'at least one model is required')
-      .max(128)
-      .describe('The models this route serves.'),
-    backends: z.array(BackendSchema).min(1, 'at least one backend is required').max(32),
-    rules: z
-      .array(RuleSchema)
-      .max(32)
-      .optional()
-      .describe('Evaluated in order; absent: one rule for all models and backends.'),
-    timeout: duration.optional().describe('Default for every rule; default 300s.'),
-    retry: RetryPolicySchema.optional().describe('Default for every rule.'),
-  }),
+  z
+    .strictObject({
+      models: z
+        .array(ModelMatchSchema)
+        .min(1, 'at least one model is required')
+        .max(128)
+        .describe('The models this route serves.'),
+      backends: z
+        .array(BackendSchema)
+        .min(1, 'at least one backend is required')
+        .max(32)
+        .describe('Where requests for these models can go: providers and in-cluster servers.'),
+      rules: z
+        .array(RuleSchema)
+        .max(32)
+        .optional()
+        .describe('Evaluated in order; absent: one rule for all models and backends.'),
+      timeout: duration.optional().describe('Default for every rule; default 300s.'),
+      retry: RetryPolicySchema.optional().describe('Default for every rule.'),
+    })
+    .describe(
+      'The models the route serves and the backends that serve them. Status: Accepted (valid, ' +
+        'references resolve), Programmed (every gateway applied it), EndpointsReady.',
+    ),
   CEL_RULES.backendNamesUnique,
   CEL_RULES.ruleBackendRefsExist,
 );
@@ -412,20 +447,30 @@ export const MaskingSectionSchema = z
       .optional()
       .describe('Built-in detectors to run; every built-in when omitted.'),
     customPatterns: z
-      .array(z.strictObject({ type: detectorType, pattern: z.string().min(1).max(4096) }))
+      .array(
+        z.strictObject({
+          type: detectorType.describe('The detector type the pattern reports, e.g. EMPLOYEE_ID.'),
+          pattern: z.string().min(1).max(4096).describe('An RE2 pattern.'),
+        }),
+      )
       .max(64)
       .optional()
       .describe('RE2 patterns (linear time); checked when the policy is translated.'),
     wordLists: z
       .array(
         z.strictObject({
-          type: detectorType,
-          words: z.array(z.string().min(1).max(256)).min(1).max(10_000),
-          caseInsensitive: z.boolean().optional(),
+          type: detectorType.describe('The detector type a listed word is reported as.'),
+          words: z
+            .array(z.string().min(1).max(256))
+            .min(1)
+            .max(10_000)
+            .describe('Words and phrases, matched whole.'),
+          caseInsensitive: z.boolean().optional().describe('Default false.'),
         }),
       )
       .max(16)
-      .optional(),
+      .optional()
+      .describe('Lists of words (names, code names) detected as a type of their own.'),
     actions: z
       .record(z.string().max(32), maskAction)
       .optional()
@@ -436,82 +481,169 @@ export const MaskingSectionSchema = z
       .string()
       .max(128)
       .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'must be a lower-case header name')
-      .optional(),
-    systemNote: z.boolean().optional(),
-    scanResponses: z.boolean().optional(),
-    redaction: z.enum(['typed', 'generic']).optional(),
-    partialKeep: z.int().min(0).max(8).optional(),
+      .optional()
+      .describe(
+        'The request header naming a conversation, so a value keeps its placeholder across ' +
+          'requests of an authenticated caller; default x-sluice-session.',
+      ),
+    systemNote: z
+      .boolean()
+      .optional()
+      .describe('Add a system instruction asking the model to keep placeholders verbatim.'),
+    scanResponses: z
+      .boolean()
+      .optional()
+      .describe('Scan model output too (new findings are never restorable); default true.'),
+    redaction: z
+      .enum(['typed', 'generic'])
+      .optional()
+      .describe('redact writes [EMAIL] (typed, default) or [REDACTED] (generic).'),
+    partialKeep: z
+      .int()
+      .min(0)
+      .max(8)
+      .optional()
+      .describe('partial keeps this many trailing letters or digits; default 4.'),
     hashKeySecretRef: z
       .strictObject({
-        name: dnsSubdomain('secret name'),
+        name: dnsSubdomain('secret name').describe("A Secret in the policy's namespace."),
         key: z
           .string()
           .max(253)
-          .regex(SECRET_KEY, "secret key must consist of letters, digits, '-', '_' or '.'"),
+          .regex(SECRET_KEY, "secret key must consist of letters, digits, '-', '_' or '.'")
+          .describe("The key in the Secret's data."),
       })
       .optional()
       .describe(
         "The HMAC key of the hash action: a Secret in the policy's namespace, at least 16 bytes.",
       ),
-    timeoutMs: z.int().min(1).max(10_000).optional(),
+    timeoutMs: z
+      .int()
+      .min(1)
+      .max(10_000)
+      .optional()
+      .describe('How long the vault may take before failureMode decides; default 250.'),
   })
   .describe('Sensitive-data masking, run by the extproc on requests and responses.');
 
-const guardPattern = z.strictObject({
-  name: z
-    .string()
-    .max(63)
-    .regex(
-      GUARD_RULE_NAME,
-      'must be lower-case letters, digits, _ . -, starting with one of the first two',
-    ),
-  pattern: z.string().min(1).max(4096),
-  caseInsensitive: z.boolean().optional(),
-});
+const guardPattern = z
+  .strictObject({
+    name: z
+      .string()
+      .max(63)
+      .regex(
+        GUARD_RULE_NAME,
+        'must be lower-case letters, digits, _ . -, starting with one of the first two',
+      )
+      .describe('Named in block reasons, metrics and logs.'),
+    pattern: z
+      .string()
+      .min(1)
+      .max(4096)
+      .describe('RE2 syntax; constructs that need backtracking are refused.'),
+    caseInsensitive: z.boolean().optional().describe('Default false.'),
+  })
+  .describe('A named RE2 pattern.');
 
 const promptText = z.string().min(1).max(MAX_PROMPT_TEXT);
 
 export const PromptGuardSectionSchema = z
   .strictObject({
-    allowPatterns: z.array(guardPattern).max(64).optional(),
-    denyPatterns: z.array(guardPattern).max(64).optional(),
-    maxPromptChars: z.int().min(1).max(100_000_000).optional(),
-    maxPromptTokens: z.int().min(1).max(100_000_000).optional(),
+    allowPatterns: z
+      .array(guardPattern)
+      .max(64)
+      .optional()
+      .describe("When any are given, the client's text must match at least one."),
+    denyPatterns: z
+      .array(guardPattern)
+      .max(64)
+      .optional()
+      .describe("A match anywhere in the client's text blocks the request."),
+    maxPromptChars: z
+      .int()
+      .min(1)
+      .max(100_000_000)
+      .optional()
+      .describe('Characters of every text in the request, before decorators.'),
+    maxPromptTokens: z
+      .int()
+      .min(1)
+      .max(100_000_000)
+      .optional()
+      .describe('Estimated prompt tokens, before decorators.'),
     injection: z
       .strictObject({
-        enabled: z.boolean().optional(),
-        threshold: z.number().min(0.1).max(20).optional(),
-        action: z.enum(['block', 'alert']).optional(),
+        enabled: z.boolean().optional().describe('Default true.'),
+        threshold: z
+          .number()
+          .min(0.1)
+          .max(20)
+          .optional()
+          .describe("A request is flagged when one text's score reaches this."),
+        action: z.enum(['block', 'alert']).optional().describe('Default block.'),
       })
-      .optional(),
-    invisibleCharacters: z.enum(['block', 'strip', 'alert', 'allow']).optional(),
+      .optional()
+      .describe('Scored prompt-injection heuristics.'),
+    invisibleCharacters: z
+      .enum(['block', 'strip', 'alert', 'allow'])
+      .optional()
+      .describe(
+        "Zero-width, bidi-override, tag and filler characters in the client's text; default strip.",
+      ),
     decorators: z
       .strictObject({
-        prepend: z.array(promptText).max(16).optional(),
-        append: z.array(promptText).max(16).optional(),
+        prepend: z
+          .array(promptText)
+          .max(16)
+          .optional()
+          .describe("System messages placed before the client's own system prompt."),
+        append: z
+          .array(promptText)
+          .max(16)
+          .optional()
+          .describe("System messages placed after the client's messages or system prompt."),
       })
-      .optional(),
+      .optional()
+      .describe('System messages the gateway adds to every request.'),
     templates: z
       .record(
         z.string().max(63),
-        z.strictObject({
-          text: promptText,
-          role: z.enum(['user', 'system']).optional(),
-          variables: z
-            .record(
-              z.string().max(64),
-              z.strictObject({
-                type: z.enum(['string', 'number', 'enum']),
-                maxLength: z.int().min(1).max(1_000_000).optional(),
-                integer: z.boolean().optional(),
-                minimum: z.number().optional(),
-                maximum: z.number().optional(),
-                enum: z.array(z.string().min(1).max(1024)).min(1).max(256).optional(),
-                required: z.boolean().optional(),
-              }),
-            )
-            .optional(),
-        }),
+        z
+          .strictObject({
+            text: promptText.describe('The text, with {{variable}} placeholders.'),
+            role: z
+              .enum(['user', 'system'])
+              .optional()
+              .describe('user (default): added as the last user turn; system: as instructions.'),
+            variables: z
+              .record(
+                z.string().max(64),
+                z
+                  .strictObject({
+                    type: z.enum(['string', 'number', 'enum']).describe('The value type.'),
+                    maxLength: z
+                      .int()
+                      .min(1)
+                      .max(1_000_000)
+                      .optional()
+                      .describe('string: the most characters.'),
+                    integer: z.boolean().optional().describe('number: whole numbers only.'),
+                    minimum: z.number().optional().describe('number: the least value.'),
+                    maximum: z.number().optional().describe('number: the greatest value.'),
+                    enum: z
+                      .array(z.string().min(1).max(1024))
+                      .min(1)
+                      .max(256)
+                      .optional()
+                      .describe('enum: the allowed values.'),
+                    required: z.boolean().optional().describe('Default true.'),
+                  })
+                  .describe('A typed template variable.'),
+              )
+              .optional()
+              .describe('The variables the text uses, by name.'),
+          })
+          .describe('A prompt template, selected per request with sluice_template.'),
       )
       .optional()
       .describe('Prompt templates; variable use is checked when the policy is translated.'),
@@ -642,8 +774,8 @@ export const AccessSectionSchema = z
     rules: z
       .array(
         z.strictObject({
-          name: governanceName('name'),
-          effect: z.enum(['allow', 'deny']),
+          name: governanceName('name').describe('Named in refusals and logs.'),
+          effect: z.enum(['allow', 'deny']).describe('What a matching rule does.'),
           consumers: globs('Consumer names'),
           teams: globs('Team names'),
           models: globs('Model names'),
@@ -661,7 +793,7 @@ export const LimitsSectionSchema = z
     rules: z
       .array(
         z.strictObject({
-          name: governanceName('name'),
+          name: governanceName('name').describe('Named in 429 replies, headers and metrics.'),
           per: withOpenAPI(
             z
               .array(z.enum(['consumer', 'team', 'model', 'route']))
@@ -671,9 +803,11 @@ export const LimitsSectionSchema = z
           )
             .optional()
             .describe('Separate buckets per value of these; absent: one bucket.'),
-          requestsPerMinute: amount.optional(),
-          tokensPerMinute: amount.optional(),
-          concurrent: amount.optional(),
+          requestsPerMinute: amount
+            .optional()
+            .describe('Requests per minute, every attempt counted.'),
+          tokensPerMinute: amount.optional().describe('Input plus output tokens per minute.'),
+          concurrent: amount.optional().describe('Requests in flight at once.'),
           spendPerDayUsd: usd.optional(),
           spendPerMonthUsd: usd.optional(),
         }),
@@ -702,8 +836,8 @@ export const PricingSectionSchema = z
       .record(
         glob,
         z.strictObject({
-          inputPerMTok: perMTok,
-          outputPerMTok: perMTok,
+          inputPerMTok: perMTok.describe('USD per million input tokens.'),
+          outputPerMTok: perMTok.describe('USD per million output tokens.'),
           cachedInputPerMTok: perMTok.optional().describe('Default: the input price.'),
           cacheWriteInputPerMTok: perMTok.optional().describe('Default: the input price.'),
         }),
@@ -734,7 +868,10 @@ export const CacheSectionSchema = z
       .max(16 * 1024 * 1024)
       .optional()
       .describe('Larger answers are not stored; default 262144.'),
-    cacheToolCalls: z.boolean().optional().describe('Store answers that call tools; default false.'),
+    cacheToolCalls: z
+      .boolean()
+      .optional()
+      .describe('Store answers that call tools; default false.'),
     cacheNonDeterministic: z
       .boolean()
       .optional()
@@ -751,41 +888,52 @@ export const CacheSectionSchema = z
   .describe('Response cache: complete answers served again without calling the provider.');
 
 export const AIPolicySpecSchema = withRules(
-  z.strictObject({
-    targetRefs: z
-      .array(z.strictObject({ name: dnsSubdomain('AIRoute name') }))
-      .min(1)
-      .max(32)
-      .optional()
-      .describe('AIRoutes in the same namespace, by name.'),
-    selector: z
-      .strictObject({
-        matchLabels: withOpenAPI(
+  z
+    .strictObject({
+      targetRefs: z
+        .array(
           z
-            .record(z.string(), z.string().max(63).regex(LABEL_VALUE, 'must be a label value'))
-            .refine((m) => Object.keys(m).length <= 32, 'must have at most 32 labels'),
-          { maxProperties: 32 },
-        ).optional(),
-      })
-      .optional()
-      .describe('AIRoutes in the same namespace, by label; {} selects all of them.'),
-    priority: z.int().min(0).max(1000).optional().describe('Higher wins per section; default 0.'),
-    mode: z
-      .enum(['enforce', 'shadow'])
-      .optional()
-      .describe('shadow: evaluate and report, enforce nothing. Default enforce.'),
-    failureMode: z
-      .enum(['closed', 'open'])
-      .optional()
-      .describe('When the policy cannot be evaluated; default closed.'),
-    consumers: ConsumersSectionSchema.optional(),
-    access: AccessSectionSchema.optional(),
-    limits: LimitsSectionSchema.optional(),
-    pricing: PricingSectionSchema.optional(),
-    masking: MaskingSectionSchema.optional(),
-    promptGuard: PromptGuardSectionSchema.optional(),
-    cache: CacheSectionSchema.optional(),
-  }),
+            .strictObject({ name: dnsSubdomain('AIRoute name').describe("The AIRoute's name.") })
+            .describe("An AIRoute in the policy's namespace."),
+        )
+        .min(1)
+        .max(32)
+        .optional()
+        .describe('AIRoutes in the same namespace, by name.'),
+      selector: z
+        .strictObject({
+          matchLabels: withOpenAPI(
+            z
+              .record(z.string(), z.string().max(63).regex(LABEL_VALUE, 'must be a label value'))
+              .refine((m) => Object.keys(m).length <= 32, 'must have at most 32 labels'),
+            { maxProperties: 32 },
+          )
+            .optional()
+            .describe('Label key → value; an AIRoute must carry all of them.'),
+        })
+        .optional()
+        .describe('AIRoutes in the same namespace, by label; {} selects all of them.'),
+      priority: z.int().min(0).max(1000).optional().describe('Higher wins per section; default 0.'),
+      mode: z
+        .enum(['enforce', 'shadow'])
+        .optional()
+        .describe('shadow: evaluate and report, enforce nothing. Default enforce.'),
+      failureMode: z
+        .enum(['closed', 'open'])
+        .optional()
+        .describe('When the policy cannot be evaluated; default closed.'),
+      consumers: ConsumersSectionSchema.optional(),
+      access: AccessSectionSchema.optional(),
+      limits: LimitsSectionSchema.optional(),
+      pricing: PricingSectionSchema.optional(),
+      masking: MaskingSectionSchema.optional(),
+      promptGuard: PromptGuardSectionSchema.optional(),
+      cache: CacheSectionSchema.optional(),
+    })
+    .describe(
+      'What governs the AIRoutes it targets in its namespace. Each section is taken per route ' +
+        'from the attached policy with the highest priority that sets it.',
+    ),
   CEL_RULES.policyTarget,
   CEL_RULES.policyTargetRefsUnique,
 );
@@ -802,33 +950,62 @@ const timestamp = withOpenAPI(
   { format: 'date-time' },
 );
 
-export const ConditionSchema = z.strictObject({
-  type: z
-    .string()
-    .max(316)
-    .regex(
-      /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/,
-    ),
-  status: z.enum(['True', 'False', 'Unknown']),
-  reason: z
-    .string()
-    .min(1)
-    .max(1024)
-    .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/),
-  message: z.string().max(32768),
-  observedGeneration: z.int().min(0).optional(),
-  lastTransitionTime: timestamp,
-});
+export const ConditionSchema = z
+  .strictObject({
+    type: z
+      .string()
+      .max(316)
+      .regex(
+        /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$/,
+      )
+      .describe('Accepted, Programmed, EndpointsReady or Conflicted.'),
+    status: z.enum(['True', 'False', 'Unknown']).describe('True, False or Unknown.'),
+    reason: z
+      .string()
+      .min(1)
+      .max(1024)
+      .regex(/^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$/)
+      .describe('Why, in one CamelCase word (e.g. SecretNotFound, NACKed, Pending).'),
+    message: z
+      .string()
+      .max(32768)
+      .describe('Why, for people: what to fix, or what a data plane said.'),
+    observedGeneration: z
+      .int()
+      .min(0)
+      .optional()
+      .describe('The metadata.generation this condition was computed for.'),
+    lastTransitionTime: timestamp.describe('When status last changed.'),
+  })
+  .describe("One aspect of the object's state.");
 
 export const ResourceStatusSchema = z.strictObject({
-  observedGeneration: z.int().min(0).optional(),
+  observedGeneration: z
+    .int()
+    .min(0)
+    .optional()
+    .describe('The metadata.generation the operator last acted on.'),
   conditions: withOpenAPI(
     z
       .array(ConditionSchema)
       .max(16)
       .superRefine(noRepeats((c) => c.type, 'a condition type')),
     { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] },
-  ).optional(),
+  )
+    .optional()
+    .describe('The latest observations, one per type.'),
+});
+
+const summary = (what: string) =>
+  z.string().max(1024).optional().describe(`${what}, in one line for kubectl get.`);
+
+export const AIRouteStatusSchema = ResourceStatusSchema.extend({
+  models: summary('The models the route serves (a prefix ends in *)'),
+  backends: summary('Its backends, each with its provider'),
+});
+
+export const AIPolicyStatusSchema = ResourceStatusSchema.extend({
+  targets: summary('The AIRoutes it targets, by name or by selector'),
 });
 
 /** What a document's metadata must satisfy; a missing namespace means "default". */
@@ -848,7 +1025,7 @@ export const AIRouteSchema = z.object({
   kind: z.literal('AIRoute'),
   metadata: ObjectMetaSchema,
   spec: AIRouteSpecSchema,
-  status: ResourceStatusSchema.optional(),
+  status: AIRouteStatusSchema.optional(),
 });
 
 export const AIPolicySchema = z.object({
@@ -856,7 +1033,7 @@ export const AIPolicySchema = z.object({
   kind: z.literal('AIPolicy'),
   metadata: ObjectMetaSchema,
   spec: AIPolicySpecSchema,
-  status: ResourceStatusSchema.optional(),
+  status: AIPolicyStatusSchema.optional(),
 });
 
 // Compile-time proof that the schemas parse to exactly the types of the API contract.

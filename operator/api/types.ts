@@ -127,12 +127,23 @@ export interface ResourceStatus {
   conditions?: Condition[];
 }
 
+/** For `kubectl get`: what the route serves, in one line each (printer columns show one value). */
+export interface AIRouteStatus extends ResourceStatus {
+  models?: string;
+  backends?: string;
+}
+
+export interface AIPolicyStatus extends ResourceStatus {
+  /** The AIRoutes it targets, by name or selector, in one line. */
+  targets?: string;
+}
+
 export interface AIRoute {
   apiVersion: typeof API_VERSION;
   kind: 'AIRoute';
   metadata: ObjectMeta;
   spec: AIRouteSpec;
-  status?: ResourceStatus;
+  status?: AIRouteStatus;
 }
 
 export type PolicyMode = 'enforce' | 'shadow';
@@ -333,7 +344,7 @@ export interface AIPolicy {
   kind: 'AIPolicy';
   metadata: ObjectMeta;
   spec: AIPolicySpec;
-  status?: ResourceStatus;
+  status?: AIPolicyStatus;
 }
 
 /** Referenced objects the translation needs, reduced to what it reads. */

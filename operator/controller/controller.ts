@@ -18,6 +18,7 @@ import type { AIPolicy, AIRoute, ResourceStatus, Resources } from '../api/types.
 import type { Change } from '../source/kube.js';
 import { conditionTime, desiredConditions, mergeStatus } from '../status/conditions.js';
 import { eventsFor, type EventRecorder } from '../status/events.js';
+import { policySummary, routeSummary } from '../status/summary.js';
 import {
   localPlanes,
   memoizedView,
@@ -361,11 +362,18 @@ export class Controller {
     const desired = desiredConditions(result, current.footprints.get(key), this.planes);
     this.holdWhileInFlight(key, desired.conditions, cached.status?.conditions);
     const now = conditionTime(this.opts.now());
+    const summary =
+      kind === 'AIRoute'
+        ? routeSummary(cached as AIRoute)
+        : policySummary(
+            cached as AIPolicy,
+            current.translation.ir.policyTargets?.get(`${result.namespace}/${result.name}`),
+          );
     let before: ResourceStatus | undefined;
     let after: ResourceStatus | undefined;
     const outcome = await sink.writer.write(kind, cached, result.namespace, result.name, (cur) => {
       before = cur;
-      after = mergeStatus(cur, desired, now);
+      after = mergeStatus(cur, { ...desired, summary }, now);
       return after;
     });
     if (outcome === 'written') {

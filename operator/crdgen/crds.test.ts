@@ -109,14 +109,21 @@ void describe('crdgen', () => {
     assert.deepEqual(v.subresources, { status: {} });
     assert.deepEqual(
       v.additionalPrinterColumns.map((c) => c.name),
-      ['Models', 'Backends', 'Accepted', 'Programmed', 'Age'],
+      ['Models', 'Backends', 'Accepted', 'Programmed', 'EndpointsReady', 'Reason', 'Age'],
     );
+    // Lists are printed from one-line summaries the operator writes: a column over a list prints
+    // only the first element.
+    for (const c of v.additionalPrinterColumns) {
+      assert.doesNotMatch(c.jsonPath, /\[\*\]/, c.name);
+      assert.ok(c.name === 'Age' || c.description, `column ${c.name} has no description`);
+    }
     const policy = crdFor('AIPolicy');
     assert.deepEqual(policy.spec.names.shortNames, ['aip']);
     assert.deepEqual(
       policy.spec.versions[0]!.additionalPrinterColumns.map((c) => c.name),
-      ['Targets', 'Mode', 'Accepted', 'Age'],
+      ['Targets', 'Mode', 'Accepted', 'Programmed', 'Reason', 'Age'],
     );
+    assert.equal(policy.spec.versions[0]!.additionalPrinterColumns[0]!.jsonPath, '.status.targets');
     const status = v.schema.openAPIV3Schema.properties!.status!;
     const condition = status.properties!.conditions!;
     assert.equal(condition['x-kubernetes-list-type'], 'map');
@@ -127,6 +134,26 @@ void describe('crdgen', () => {
       'message',
       'lastTransitionTime',
     ]);
+  });
+
+  void it('describes every field, as kubectl explain shows it', () => {
+    for (const kind of SLUICE_KINDS) {
+      const root = crdFor(kind).spec.versions[0]!.schema.openAPIV3Schema;
+      const missing: string[] = [];
+      const walk = (node: StructuralSchema, path: string): void => {
+        for (const [k, child] of Object.entries(node.properties ?? {})) {
+          // The apiserver allows nothing but `type: object` on the root's metadata.
+          const isMetadata = node === root && k === 'metadata';
+          if (!child.description && !isMetadata) missing.push(`${path}.${k}`);
+          walk(child, `${path}.${k}`);
+        }
+        if (node.items) walk(node.items, `${path}[]`);
+        if (node.additionalProperties) walk(node.additionalProperties, `${path}{}`);
+      };
+      assert.ok(root.description, kind);
+      walk(root, kind.toLowerCase());
+      assert.deepEqual(missing, [], `${kind}: fields without a description`);
+    }
   });
 
   void it('refuses zod constructs that have no structural form', () => {

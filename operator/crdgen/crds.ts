@@ -3,7 +3,12 @@
  * system, no formatting (render.ts does that), so the offline validator can reuse the schemas.
  */
 import type { z } from 'zod';
-import { AIPolicySpecSchema, AIRouteSpecSchema, ResourceStatusSchema } from '../api/schema.js';
+import {
+  AIPolicySpecSchema,
+  AIPolicyStatusSchema,
+  AIRouteSpecSchema,
+  AIRouteStatusSchema,
+} from '../api/schema.js';
 import { GROUP, VERSION } from '../api/types.js';
 import { structuralSchema } from './structural.js';
 import type { StructuralSchema } from './structural.js';
@@ -50,15 +55,34 @@ interface KindSpec {
   shortName: string;
   description: string;
   spec: z.ZodType;
+  status: z.ZodType;
   columns: PrinterColumn[];
 }
 
-const condition = (type: string): PrinterColumn => ({
+/**
+ * The apiserver prints the FIRST value a column's JSONPath finds, so lists are summarised into a
+ * status field by the operator (status/summary.ts) and printed from there.
+ */
+const condition = (type: string, description: string, priority?: number): PrinterColumn => ({
   name: type,
   type: 'string',
   jsonPath: `.status.conditions[?(@.type=="${type}")].status`,
+  description,
+  ...(priority !== undefined ? { priority } : {}),
+});
+const reason = (type: string): PrinterColumn => ({
+  name: 'Reason',
+  type: 'string',
+  jsonPath: `.status.conditions[?(@.type=="${type}")].reason`,
+  description: `Why ${type} is what it is.`,
+  priority: 1,
 });
 const age: PrinterColumn = { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' };
+const accepted = condition('Accepted', 'The spec is valid and its references resolve.');
+const programmed = condition(
+  'Programmed',
+  "Every gateway (Envoy and extproc) ACKed a configuration holding the object's current generation.",
+);
 
 const KINDS: Record<SluiceKind, KindSpec> = {
   AIRoute: {
@@ -69,11 +93,27 @@ const KINDS: Record<SluiceKind, KindSpec> = {
       'AIRoute: the models a set of backends serves, how requests are matched to backends, and ' +
       'their weights, fallbacks, timeouts and retries.',
     spec: AIRouteSpecSchema,
+    status: AIRouteStatusSchema,
     columns: [
-      { name: 'Models', type: 'string', jsonPath: ".spec.models[*]['exact','prefix']" },
-      { name: 'Backends', type: 'string', jsonPath: '.spec.backends[*].name' },
-      condition('Accepted'),
-      condition('Programmed'),
+      {
+        name: 'Models',
+        type: 'string',
+        jsonPath: '.status.models',
+        description: 'The models the route serves.',
+      },
+      {
+        name: 'Backends',
+        type: 'string',
+        jsonPath: '.status.backends',
+        description: 'Its backends and their providers.',
+      },
+      accepted,
+      programmed,
+      condition(
+        'EndpointsReady',
+        'Every in-cluster backend has a ready endpoint on the Service port it names.',
+      ),
+      reason('Programmed'),
       age,
     ],
   },
@@ -85,10 +125,23 @@ const KINDS: Record<SluiceKind, KindSpec> = {
       'AIPolicy: consumers, access, limits, pricing, masking and prompt guard for the AIRoutes ' +
       'it targets in its namespace.',
     spec: AIPolicySpecSchema,
+    status: AIPolicyStatusSchema,
     columns: [
-      { name: 'Targets', type: 'string', jsonPath: '.spec.targetRefs[*].name' },
-      { name: 'Mode', type: 'string', jsonPath: '.spec.mode' },
-      condition('Accepted'),
+      {
+        name: 'Targets',
+        type: 'string',
+        jsonPath: '.status.targets',
+        description: 'The AIRoutes it targets, by name or by selector.',
+      },
+      {
+        name: 'Mode',
+        type: 'string',
+        jsonPath: '.spec.mode',
+        description: 'enforce (when empty) or shadow.',
+      },
+      accepted,
+      programmed,
+      reason('Programmed'),
       age,
     ],
   },
@@ -116,14 +169,18 @@ export function openAPISchema(kind: SluiceKind): StructuralSchema {
 }
 
 function build(k: KindSpec): CustomResourceDefinition {
-  const status = structuralSchema(ResourceStatusSchema);
+  const status = structuralSchema(k.status);
   status.description = 'What the operator observed; written through the status subresource.';
   const openAPIV3Schema: StructuralSchema = {
     description: k.description,
     type: 'object',
     properties: {
-      apiVersion: { type: 'string' },
-      kind: { type: 'string' },
+      apiVersion: {
+        description: `${GROUP}/${VERSION}: the versioned schema of this object.`,
+        type: 'string',
+      },
+      kind: { description: `${k.kind}.`, type: 'string' },
+      // The apiserver refuses anything but a type here (kubectl explain describes it itself).
       metadata: { type: 'object' },
       spec: structuralSchema(k.spec),
       status,

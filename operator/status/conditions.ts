@@ -156,7 +156,12 @@ function shortType(typeUrl: string): string {
  */
 export function mergeStatus(
   current: ResourceStatus | undefined,
-  desired: { observedGeneration?: number | undefined; conditions: readonly ConditionResult[] },
+  desired: {
+    observedGeneration?: number | undefined;
+    conditions: readonly ConditionResult[];
+    /** One-line summaries for printer columns (status/summary.ts), set as given. */
+    summary?: Readonly<Record<string, string>> | undefined;
+  },
   now: string,
 ): ResourceStatus {
   const existing = new Map((current?.conditions ?? []).map((c) => [c.type, c]));
@@ -180,12 +185,15 @@ export function mergeStatus(
   if (desired.observedGeneration !== undefined) {
     out.observedGeneration = desired.observedGeneration;
   }
-  return out;
+  return desired.summary ? { ...out, ...desired.summary } : out;
 }
 
 /** Whether two statuses say the same (key order and absent-vs-undefined do not matter). */
 export function sameStatus(a: ResourceStatus | undefined, b: ResourceStatus | undefined): boolean {
   const norm = (s: ResourceStatus | undefined) => ({
+    summary: Object.entries(s ?? {})
+      .filter(([k]) => k !== 'conditions' && k !== 'observedGeneration')
+      .sort(([a], [b]) => (a < b ? -1 : 1)),
     observedGeneration: s?.observedGeneration ?? null,
     conditions: (s?.conditions ?? []).map((c) => [
       c.type,

@@ -210,4 +210,6 @@ export interface IR {
    * withdrawn, by `namespace/name`: why (status reports it on Programmed).
    */
   idlePolicies?: Map<string, string>;
+  /** The AIRoutes each AIPolicy selects (names in its namespace), by `namespace/name`. */
+  policyTargets?: Map<string, string[]>;
 }

@@ -287,12 +287,7 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
         rules: d.rules,
         policies: sections,
       };
-      const policy = routePolicy(
-        sections.masking,
-        sections.promptGuard,
-        hashKey,
-        sections.cache,
-      );
+      const policy = routePolicy(sections.masking, sections.promptGuard, hashKey, sections.cache);
       if (policy) r.policy = policy;
       if (policy?.masking?.hashKey && hashKey) r.hashKeyRef = hashKey.ref;
       const gov = governancePolicy(sections);
@@ -324,6 +319,7 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
     .sort((a, b) => cmp(a.key, b.key));
   const ir: IR = { routes: irRoutes, statuses };
   if (idlePolicies.size > 0) ir.idlePolicies = idlePolicies;
+  ir.policyTargets = policyResult.selected;
   if (consumers.length > 0 || governance.size > 0) {
     ir.governance = {
       consumers,
@@ -662,6 +658,8 @@ interface PolicyResult {
   refusedBy: Map<string, string[]>;
   /** By policy key, for valid policies: the routes they target. */
   targets: Map<string, string[]>;
+  /** By policy key, for every policy whose targets could be read: their route names. */
+  selected: Map<string, string[]>;
 }
 
 function attachPolicies(
@@ -676,6 +674,7 @@ function attachPolicies(
   const conditions = new Map<string, ConditionResult[]>();
   const refusedBy: PolicyResult['refusedBy'] = new Map();
   const targetsOf: PolicyResult['targets'] = new Map();
+  const selected: PolicyResult['selected'] = new Map();
   const acceptedKeys = new Set(accepted.map((d) => d.key));
   const attached = new Map<string, AIPolicy[]>();
   const valid: AIPolicy[] = [];
@@ -702,6 +701,10 @@ function attachPolicies(
     const ns = p.metadata.namespace;
     const targets = policyTargets(p.spec, byNamespace.get(ns) ?? []);
     const targetKeys = targets.map((r) => routeKey(ns, r.metadata.name)).sort(cmp);
+    selected.set(
+      key,
+      targets.map((r) => r.metadata.name),
+    );
     const reason = invalid !== undefined ? 'Invalid' : 'InvalidPolicy';
     invalid ??= checkSections(p.spec);
     if (invalid !== undefined) {
@@ -815,6 +818,7 @@ function attachPolicies(
     unknownConsumers: missingConsumers,
     refusedBy,
     targets: targetsOf,
+    selected,
   };
 }
 

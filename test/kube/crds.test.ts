@@ -8,6 +8,7 @@ import { ApiException, CoreV1Api, CustomObjectsApi } from '@kubernetes/client-no
 import { CEL_RULES } from '../../operator/api/schema.js';
 import { GROUP, VERSION } from '../../operator/api/types.js';
 import { readDocuments } from '../../operator/source/yaml.js';
+import { policySummary, routeSummary } from '../../operator/status/summary.js';
 import { apiserverMessage, validateDocument } from '../../operator/validate/validate.js';
 import { startKubeEnv } from './env.js';
 import type { KubeEnv } from './env.js';
@@ -153,10 +154,15 @@ void describe('generated CRDs on kube-apiserver', () => {
   void describe('kubectl', () => {
     let namespace: string;
 
+    const summaries: Record<string, Record<string, string>> = {};
+
     void before(async () => {
       namespace = await freshNamespace();
       for (const { doc } of await fixtures('complete.valid.yaml')) {
         assert.equal((await create(namespace, doc)).code, 201);
+        // What the operator writes beside the conditions, for the columns.
+        summaries[doc.kind] =
+          doc.kind === 'AIRoute' ? routeSummary(doc) : policySummary(doc, ['complete']);
       }
       const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
       const condition = (type: string, status: string, reason: string) => ({
@@ -167,44 +173,68 @@ void describe('generated CRDs on kube-apiserver', () => {
         lastTransitionTime: now,
       });
       const api = env.kubeConfig.makeApiClient(CustomObjectsApi);
-      const setStatus = async (plural: string, conditions: object[]) => {
+      const setStatus = async (plural: string, kind: string, conditions: object[]) => {
         const ref = { group: GROUP, version: VERSION, namespace, plural, name: 'complete' };
         const current = await api.getNamespacedCustomObject(ref);
         await api.replaceNamespacedCustomObjectStatus({
           ...ref,
-          body: { ...current, status: { observedGeneration: 1, conditions } },
+          body: { ...current, status: { observedGeneration: 1, conditions, ...summaries[kind] } },
         });
       };
-      await setStatus('airoutes', [
+      await setStatus('airoutes', 'AIRoute', [
         condition('Accepted', 'True', 'Accepted'),
-        condition('Programmed', 'False', 'Pending'),
+        condition('Programmed', 'False', 'NACKed'),
+        condition('EndpointsReady', 'False', 'PortNotFound'),
       ]);
-      await setStatus('aipolicies', [condition('Accepted', 'False', 'Conflicted')]);
+      await setStatus('aipolicies', 'AIPolicy', [
+        condition('Accepted', 'True', 'Accepted'),
+        condition('Programmed', 'Unknown', 'Pending'),
+      ]);
     });
 
     void it('prints the AIRoute columns', async () => {
-      const got = await env.kubectl(['get', 'air', '-n', namespace]);
+      const got = await env.kubectl(['get', 'air', '-n', namespace, '-o', 'wide']);
       assert.equal(got.code, 0, got.stderr);
       const [header, row] = got.stdout.trimEnd().split('\n');
-      assert.deepEqual(header!.split(/\s+/), [
+      const columns = header!.split(/\s{2,}/);
+      assert.deepEqual(columns, [
         'NAME',
         'MODELS',
         'BACKENDS',
         'ACCEPTED',
         'PROGRAMMED',
+        'ENDPOINTSREADY',
+        'REASON',
         'AGE',
       ]);
-      // The apiserver's table convertor prints only the first match of a list path.
-      const cells = row!.split(/\s+/);
-      assert.deepEqual(cells.slice(0, 5), ['complete', 'gpt-4o', 'openai', 'True', 'False']);
+      // Every model and backend, from the operator's one-line summaries: a column over a list
+      // path would print only its first element.
+      const cells = row!.split(/\s{2,}/);
+      assert.equal(cells[1], summaries['AIRoute']!['models']);
+      assert.equal(cells[2], summaries['AIRoute']!['backends']);
+      assert.match(cells[1]!, /, /, 'the fixture serves more than one model');
+      assert.deepEqual(cells.slice(3, 7), ['True', 'False', 'False', 'NACKed']);
     });
 
     void it('prints the AIPolicy columns', async () => {
       const got = await env.kubectl(['get', 'aip', '-n', namespace]);
       assert.equal(got.code, 0, got.stderr);
       const [header, row] = got.stdout.trimEnd().split('\n');
-      assert.deepEqual(header!.split(/\s+/), ['NAME', 'TARGETS', 'MODE', 'ACCEPTED', 'AGE']);
-      assert.deepEqual(row!.split(/\s+/).slice(0, 4), ['complete', 'complete', 'enforce', 'False']);
+      assert.deepEqual(header!.split(/\s+/), [
+        'NAME',
+        'TARGETS',
+        'MODE',
+        'ACCEPTED',
+        'PROGRAMMED',
+        'AGE',
+      ]);
+      assert.deepEqual(row!.split(/\s+/).slice(0, 5), [
+        'complete',
+        'complete',
+        'enforce',
+        'True',
+        'Unknown',
+      ]);
     });
 
     void it('lists both kinds under the sluice category', async () => {
@@ -245,6 +275,23 @@ void describe('generated CRDs on kube-apiserver', () => {
       const got = await env.kubectl(['explain', 'airoutes.spec.backends.weight']);
       assert.equal(got.code, 0, got.stderr);
       assert.match(got.stdout, /Relative share among backends of the same priority/);
+    });
+
+    void it('has a description for every field kubectl explain shows', async () => {
+      for (const path of [
+        'airoutes.spec',
+        'airoutes.spec.backends',
+        'airoutes.status',
+        'airoutes.status.conditions',
+        'aipolicies.spec',
+        'aipolicies.spec.masking',
+        'aipolicies.spec.promptGuard',
+        'aipolicies.status',
+      ]) {
+        const got = await env.kubectl(['explain', path]);
+        assert.equal(got.code, 0, got.stderr);
+        assert.doesNotMatch(got.stdout, /<no description>/, `${path}:\n${got.stdout}`);
+      }
     });
   });
 });

@@ -172,6 +172,24 @@ function serviceRoute(name: string, model: string, service: string): object {
   };
 }
 
+function routeTo(name: string, prefix: string, service: string, port: number): object {
+  return {
+    apiVersion: `${GROUP}/${VERSION}`,
+    kind: 'AIRoute',
+    metadata: { name },
+    spec: {
+      models: [{ prefix }],
+      backends: [
+        {
+          name: 'vllm',
+          provider: 'openai-compatible',
+          endpoint: { service: { name: service, port } },
+        },
+      ],
+    },
+  };
+}
+
 function slice(name: string, service: string, ips: string[]): object {
   return {
     apiVersion: 'discovery.k8s.io/v1',
@@ -468,6 +486,43 @@ void describe('operator on kube-apiserver', () => {
         'route still in the extproc config',
       );
     });
+  });
+
+  it('summarises every model, backend and selected route into status for kubectl get', async () => {
+    await eventually('summaries', async () => {
+      const route = await getObject('AIRoute', ns, 'missing-secret');
+      assert.equal(route.status?.models, 'gpt-4o-mini');
+      assert.equal(route.status?.backends, 'openai (openai)');
+      // A selector policy: the routes its labels select right now.
+      const policy = await getObject('AIPolicy', ns, 'team-a');
+      assert.equal(policy.status?.targets, 'good, missing-secret');
+    });
+    const r = await env.kubectl(['get', 'airoutes', '-n', ns, 'good']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /ENDPOINTSREADY/);
+  });
+
+  it('EndpointsReady is False without ready endpoints, and PortNotFound for a missing port', async () => {
+    await apply(ns, [
+      {
+        apiVersion: 'v1',
+        kind: 'Service',
+        metadata: { name: 'no-pods' },
+        spec: { ports: [{ name: 'http', port: 8080, targetPort: 8000 }] },
+      },
+      routeTo('empty', 'empty-', 'no-pods', 8080),
+      routeTo('wrong-port', 'wrong-', 'no-pods', 80),
+    ]);
+    await waitCondition('AIRoute', ns, 'empty', 'EndpointsReady', 'False', 'NoReadyEndpoints');
+    const wrong = await waitCondition(
+      'AIRoute',
+      ns,
+      'wrong-port',
+      'EndpointsReady',
+      'False',
+      'PortNotFound',
+    );
+    assert.match(wrong.message, /has no port 80 \(its ports: 8080\)/);
   });
 
   it('never logged a credential', () => {
