@@ -348,12 +348,13 @@ export class RouterExchange implements PhaseHandler {
     });
     if (found?.kind === 'hit') {
       const charged = found.charged;
-      this.cached = { record: found.record, hit: charged ? { charged } : {} };
+      // A refused reservation throws here: the request is then refused, not served.
       if (deferred && charged) {
         const a = await reserveFor(deferred.input, deferred.admitted);
         // The hit is the request's one "attempt": settled at its charged usage.
         a.state.ledger.begin();
       }
+      this.cached = { record: found.record, hit: charged ? { charged } : {} };
       this.status = 200;
       const v = found.verdict;
       v.headers.push(
