@@ -196,7 +196,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       const upstream = metadata.get(FILTER_METADATA)[0] === 'upstream';
       const filter = upstream ? 'upstream' : 'router';
       const handler: PhaseHandler = upstream
-        ? new UpstreamExchange({ config, store })
+        ? new UpstreamExchange({ config, store, wallNow: wallClock })
         : new RouterExchange({
             config,
             store,

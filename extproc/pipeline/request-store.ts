@@ -23,7 +23,8 @@ export interface RequestState {
   stream: boolean;
   /** include_usage was added by the gateway: the extra usage chunk is not the client's to see. */
   forcedUsage: boolean;
-  attempts: { backend: string; provider: Provider }[];
+  /** startedAtMs: wall clock when the upstream phase began it (timed attempt spans). */
+  attempts: { backend: string; provider: Provider; startedAtMs?: number }[];
   createdAt: number;
   /** The route's policy and what the response needs of it (placeholders to restore, counts). */
   policy?: PolicyState;

@@ -82,7 +82,11 @@ export class UpstreamExchange implements PhaseHandler {
     const translator = translatorFor(state.api, state.operation, backendApi(backend.provider));
     if (!translator) throw unsupportedBackend(state.api, state.operation, [backend.provider]);
     const up = translator.request(state, backend);
-    state.attempts.push({ backend: backend.name, provider: backend.provider });
+    state.attempts.push({
+      backend: backend.name,
+      provider: backend.provider,
+      ...(this.deps.wallNow && { startedAtMs: this.deps.wallNow() }),
+    });
     state.governance?.ledger.begin();
     this.deps.onAttempt?.(backend);
 

@@ -291,6 +291,18 @@ describe('otlp: traces of sluice run in a real OTLP receiver', () => {
         [2, 'e2e/fallback/spare', 200],
       ],
     );
+    // Timed one by one: the retried attempt ends where the fallback begins, within the request.
+    const [first, second] = clients(fb).sort(
+      (x, y) =>
+        Number(attrs(x.attributes)['sluice.attempt']) -
+        Number(attrs(y.attributes)['sluice.attempt']),
+    );
+    const ns = (v: string) => BigInt(v);
+    const slackNs = 5_000_000n; // the request's start is derived from a monotonic duration
+    assert.ok(ns(first!.startTimeUnixNano) + slackNs >= ns(fb.startTimeUnixNano));
+    assert.equal(first!.endTimeUnixNano, second!.startTimeUnixNano);
+    assert.ok(ns(second!.startTimeUnixNano) > ns(first!.startTimeUnixNano));
+    assert.equal(second!.endTimeUnixNano, fb.endTimeUnixNano);
     const claude = attrs(servers().find((s) => s.name === 'chat claude-main')!.attributes);
     assert.equal(claude['gen_ai.provider.name'], 'anthropic');
     assert.equal(claude['gen_ai.usage.output_tokens'], 5);
