@@ -1,0 +1,177 @@
+// The Gemini API through `sluice run` from YAML: the openai and @anthropic-ai/sdk SDKs reach a
+// Gemini backend (the mock, which insists on its API key in x-goog-api-key), plain, streaming and
+// with tools, with masking and a budget on: placeholders never reach Google and are restored in
+// the translated stream; usage is charged from usageMetadata; the budget's cap reaches
+// generationConfig.maxOutputTokens; a safety block reaches each SDK as an error in its format.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import type Anthropic from '@anthropic-ai/sdk';
+import type OpenAI from 'openai';
+import { startMockGemini, type MockGemini } from '../../operator/mock-provider/gemini.js';
+import {
+  secretDoc,
+  serviceDocs,
+  startYamlGateway,
+  type YamlGateway,
+  sdkClients,
+  until,
+} from './harness.js';
+
+const API_KEY = 'AIza-e2e-gemini-key';
+const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
+const MAX_TOKENS = 40;
+
+describe('e2e: Gemini API backends through sluice run', () => {
+  let g: YamlGateway;
+  let mock: MockGemini;
+  let openai: OpenAI;
+  let anthropic: Anthropic;
+
+  before(async () => {
+    mock = await startMockGemini({ apiKey: API_KEY });
+    g = await startYamlGateway([
+      {
+        apiVersion: 'sluice.dev/v1alpha1',
+        kind: 'AIRoute',
+        metadata: { name: 'gemini', namespace: 'e2e' },
+        spec: {
+          models: [{ exact: 'gemini-x' }],
+          backends: [
+            {
+              name: 'gemini',
+              provider: 'gemini',
+              endpoint: { service: { name: 'gemini-mock', port: 80 } },
+              credential: { secretRef: { name: 'google' } },
+              modelOverride: 'gemini-2.5-flash',
+            },
+          ],
+        },
+      },
+      {
+        apiVersion: 'sluice.dev/v1alpha1',
+        kind: 'AIPolicy',
+        metadata: { name: 'gemini-policy', namespace: 'e2e' },
+        spec: {
+          targetRefs: [{ name: 'gemini' }],
+          masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+          pricing: { models: { 'gemini-*': PRICE } },
+          limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
+        },
+      },
+      ...serviceDocs('gemini-mock', mock.port),
+      secretDoc('google', API_KEY),
+    ]);
+    ({ openai, anthropic } = sdkClients(g.gateway.url));
+  });
+  beforeEach(() => {
+    mock.take();
+  });
+  after(async () => {
+    await g?.close();
+    await mock?.close();
+  });
+
+  async function lastCost(count: number): Promise<number> {
+    const lines = await until(() => {
+      const l = g.accessLog.filter((e) => e['route'] === 'e2e/gemini');
+      return l.length >= count ? l : undefined;
+    });
+    return Number(lines.at(-1)!['cost_usd']);
+  }
+  const seenSoFar = (): number => g.accessLog.filter((e) => e['route'] === 'e2e/gemini').length;
+
+  it('openai SDK → Gemini: plain, masked, capped, usage charged from usageMetadata', async () => {
+    const before = seenSoFar();
+    mock.enqueue({ usage: { input: 20, output: 7 } });
+    const r = await openai.chat.completions.create({
+      model: 'gemini-x',
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'mail jane.doe@example.com today' },
+      ],
+      max_tokens: MAX_TOKENS,
+    });
+    assert.equal(r.choices[0]!.message.content, 'echo: mail jane.doe@example.com today');
+    assert.deepEqual({ p: r.usage?.prompt_tokens, c: r.usage?.completion_tokens }, { p: 20, c: 7 });
+    const [seen] = mock.take();
+    assert.equal(seen?.model, 'gemini-2.5-flash');
+    assert.equal(seen.headers['x-goog-api-key'], API_KEY);
+    assert.doesNotMatch(seen.body.toString(), /jane\.doe@example\.com/);
+    assert.deepEqual(seen.json?.['systemInstruction'], { parts: [{ text: 'be brief' }] });
+    const cfg = seen.json?.['generationConfig'] as { maxOutputTokens: number };
+    assert.ok(cfg.maxOutputTokens <= MAX_TOKENS);
+    assert.ok(Math.abs((await lastCost(before + 1)) - 27 * 0.001) < 1e-9);
+  });
+
+  it('openai SDK → Gemini streaming: placeholders restored, usage chunk', async () => {
+    const before = seenSoFar();
+    mock.enqueue({ chunkChars: 3, usage: { input: 5, output: 11 } });
+    const stream = await openai.chat.completions.create({
+      model: 'gemini-x',
+      messages: [{ role: 'user', content: 'mail jane.doe@example.com today' }],
+      stream: true,
+      stream_options: { include_usage: true },
+    });
+    let text = '';
+    let usage: unknown;
+    for await (const c of stream) {
+      text += c.choices[0]?.delta.content ?? '';
+      if (c.usage) usage = { p: c.usage.prompt_tokens, c: c.usage.completion_tokens };
+    }
+    assert.equal(text, 'echo: mail jane.doe@example.com today');
+    assert.deepEqual(usage, { p: 5, c: 11 });
+    const [seen] = mock.take();
+    assert.equal(seen?.stream, true);
+    assert.doesNotMatch(seen.body.toString(), /jane\.doe/);
+    assert.ok(Math.abs((await lastCost(before + 1)) - 16 * 0.001) < 1e-9);
+  });
+
+  it('anthropic SDK → Gemini: streaming text, then a tool call', async () => {
+    mock.enqueue({ chunkChars: 2, usage: { input: 6, output: 4 } });
+    const final = await anthropic.messages
+      .stream({
+        model: 'gemini-x',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: 'hello gemini' }],
+      })
+      .finalMessage();
+    assert.deepEqual(final.content, [{ type: 'text', text: 'echo: hello gemini' }]);
+    assert.equal(final.usage.output_tokens, 4);
+    mock.enqueue({ toolCall: { name: 'weather', arguments: { city: 'Rome' } } });
+    const t = await anthropic.messages.create({
+      model: 'gemini-x',
+      max_tokens: 100,
+      tools: [{ name: 'weather', input_schema: { type: 'object' } }],
+      messages: [{ role: 'user', content: 'weather?' }],
+    });
+    assert.equal(t.stop_reason, 'tool_use');
+    assert.equal(t.content[0]?.type, 'tool_use');
+    assert.deepEqual((t.content[0] as { input: unknown }).input, { city: 'Rome' });
+    const sent = mock.take();
+    assert.deepEqual((sent[1]?.json?.['tools'] as unknown[])[0], {
+      functionDeclarations: [{ name: 'weather', parametersJsonSchema: { type: 'object' } }],
+    });
+  });
+
+  it('a safety block reaches each SDK as an error in its own format', async () => {
+    mock.enqueue({ block: 'prompt' });
+    await assert.rejects(
+      openai.chat.completions.create({
+        model: 'gemini-x',
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (e: { status?: number; message?: string }) =>
+        e.status === 400 && /safety system blocked the prompt/.test(String(e.message)),
+    );
+    mock.enqueue({ block: 'answer' });
+    await assert.rejects(
+      anthropic.messages.create({
+        model: 'gemini-x',
+        max_tokens: 10,
+        messages: [{ role: 'user', content: 'x' }],
+      }),
+      (e: { status?: number; error?: { type?: string } }) =>
+        e.status === 400 && e.error?.type === 'error',
+    );
+  });
+});
