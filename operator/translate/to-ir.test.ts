@@ -214,6 +214,23 @@ void describe('toIR: endpoints', () => {
   const svc = (name: string): AIRouteSpec['backends'] => [
     { name: 'vllm', provider: 'openai-compatible', endpoint: { service: { name, port: 80 } } },
   ];
+  void it('names fields the way the apiserver does: spec.backends[0].name', () => {
+    const bad = route('bad', {
+      backends: [
+        {
+          name: 'Not_A_Label',
+          provider: 'openai-compatible',
+          endpoint: { url: 'https://x.example' },
+        },
+      ],
+    });
+    const ir = toIR(bundle({ routes: [bad] }));
+    const accepted = ir.statuses[0]!.conditions.find((c) => c.type === 'Accepted')!;
+    assert.equal(accepted.status, 'False');
+    assert.match(accepted.message, /spec\.backends\[0\]\.name: /);
+    assert.doesNotMatch(accepted.message, /\.0\./);
+  });
+
   void it('keeps routes Accepted and reports missing Services and unready endpoints apart', () => {
     const ir = toIR(
       bundle({

@@ -38,6 +38,7 @@
  * - The governance sections a route's winners set compile into one governance policy named after
  *   those winners; routes with the same winners share it, and so share its budgets.
  */
+import { fieldPath } from './issues.js';
 import { AIPolicySpecSchema, AIRouteSpecSchema } from '../api/schema.js';
 import type {
   AIPolicy,
@@ -343,7 +344,7 @@ function draftRoute(
   if (!parsed.success) {
     const issues = parsed.error.issues
       .slice(0, 3)
-      .map((i) => `spec.${i.path.join('.')}: ${i.message}`);
+      .map((i) => `${fieldPath(['spec', ...i.path])}: ${i.message}`);
     throw new Rejection('Invalid', issues.join('; '));
   }
 
@@ -693,7 +694,7 @@ function attachPolicies(
     if (!parsed.success) {
       invalid = parsed.error.issues
         .slice(0, 3)
-        .map((i) => `spec.${i.path.join('.')}: ${i.message}`)
+        .map((i) => `${fieldPath(['spec', ...i.path])}: ${i.message}`)
         .join('; ');
     } else if (!p.spec.targetRefs && !p.spec.selector) {
       invalid = 'spec: at least one of targetRefs and selector must be set';
