@@ -219,6 +219,26 @@ describe('response cache', () => {
     assert.equal((await c.lookup(masked))?.kind, 'hit');
   });
 
+  it('embeddings are cached whatever the sampling fields, as JSON only', async () => {
+    const { c, input, fill } = setup();
+    const req = input({
+      operation: 'embeddings',
+      path: '/v1/embeddings',
+      body: { model: 'gpt-x', input: ['a', 'b'] },
+    });
+    const vectors = {
+      object: 'list',
+      data: [{ object: 'embedding', index: 0, embedding: [0.1, -0.2] }],
+      model: 'gpt-x',
+      usage: { prompt_tokens: 2, total_tokens: 2 },
+    };
+    await fill(req, vectors);
+    const hit = (await c.lookup(req)) as Hit;
+    assert.equal(hit.kind, 'hit');
+    assert.deepEqual(JSON.parse(hit.verdict.body), vectors);
+    assert.equal(hit.usage?.inputTokens, 2);
+  });
+
   it('a non-2xx answer is not captured', async () => {
     const { c, input } = setup();
     const r = await c.lookup(input());
