@@ -97,6 +97,10 @@ export class LoadBalancer {
     }
     const total = loads.reduce((s, l) => s + l.load, 0);
     if (total <= 0) return { priority: allowed[0]!, panic: true };
+    // One level takes everything (the usual case): no draw, so the locality draw that follows
+    // sees the same random sequence as without priorities.
+    const only = loads.filter((l) => l.load > 0);
+    if (only.length === 1) return { priority: only[0]!.priority, panic: false };
     let r = this.random() * total;
     for (const l of loads) {
       r -= l.load;

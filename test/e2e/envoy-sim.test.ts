@@ -77,7 +77,7 @@ describe('envoy-sim: config acceptance', () => {
         name: 'extra',
         type: 'STRICT_DNS',
         lb_policy: 'LEAST_REQUEST',
-        outlier_detection: {},
+        circuit_breakers: { thresholds: [{ max_connections: { value: 1 } }] },
         connect_timeout: { seconds: 1 },
       }),
     );
@@ -87,7 +87,7 @@ describe('envoy-sim: config acceptance', () => {
     const cds = events.find((e) => e.typeUrl === CLUSTER);
     assert.equal(cds?.accepted, false);
     assert.match(cds?.message ?? '', /Cluster\.lb_policy/);
-    assert.match(cds?.message ?? '', /outlier_detection/);
+    assert.match(cds?.message ?? '', /circuit_breakers/);
     assert.ok(events.find((e) => e.typeUrl === LISTENER)?.accepted);
   });
 
