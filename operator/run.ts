@@ -232,11 +232,23 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
       (closing ??= (async () => {
         draining = true;
         log.info({ event: 'shutdown' }, 'operator stopping');
+        // Is this the last replica? Then nothing will keep Programmed true (helm uninstall).
+        // Every replica says it is stopping first, and looks a moment later, so two replicas
+        // stopped together see each other go.
+        let last = true;
+        if (fleet) {
+          await fleet.announceStopping().catch(() => undefined);
+          await new Promise((r) => setTimeout(r, 300));
+          last = !fleet.othersRunning();
+        }
         // Release first, so a standby starts writing status while this one drains.
         await elector?.stop();
         // Then withdraw this replica's report: its data planes reconnect to the others.
         await fleet?.stop();
         await controller.close();
+        if (last && opts.writeStatus !== false && served) {
+          await controller.markStopped(opts.shutdownGraceMs ?? 2000);
+        }
         await source.stop();
         await ads.close(opts.shutdownGraceMs ?? 2000);
         await admin?.close();

@@ -16,7 +16,12 @@ import { performance } from 'node:perf_hooks';
 import { pino, type Logger } from 'pino';
 import type { AIPolicy, AIRoute, ResourceStatus, Resources } from '../api/types.js';
 import type { Change } from '../source/kube.js';
-import { conditionTime, desiredConditions, mergeStatus } from '../status/conditions.js';
+import {
+  conditionTime,
+  desiredConditions,
+  mergeStatus,
+  operatorStopped,
+} from '../status/conditions.js';
 import { eventsFor, type EventRecorder } from '../status/events.js';
 import { policySummary, routeSummary } from '../status/summary.js';
 import {
@@ -201,6 +206,50 @@ export class Controller {
   async idle(): Promise<void> {
     await this.syncQueue.idle();
     await this.statusQueue.idle();
+  }
+
+  /**
+   * The last operator replica is going away: nothing will keep `Programmed` true, so it says
+   * Unknown/OperatorStopped on every object (as far as `deadlineMs` allows) rather than claiming
+   * data planes nobody watches any more. Call after close().
+   */
+  async markStopped(deadlineMs: number): Promise<number> {
+    const sink = this.opts.status;
+    if (!sink) return 0;
+    const deadline = performance.now() + deadlineMs;
+    const now = conditionTime(this.opts.now());
+    let written = 0;
+    const keys = [...this.statusIndex.values()];
+    const next = async (): Promise<void> => {
+      for (let r = keys.shift(); r && performance.now() < deadline; r = keys.shift()) {
+        const cached =
+          r.kind === 'AIRoute'
+            ? this.opts.source.route(r.namespace, r.name)
+            : this.opts.source.policy(r.namespace, r.name);
+        if (!cached) continue;
+        try {
+          const outcome = await sink.writer.write(r.kind, cached, r.namespace, r.name, (cur) =>
+            operatorStopped(cur, now),
+          );
+          if (outcome === 'written') written++;
+        } catch (err) {
+          this.log.warn(
+            {
+              event: 'status_write_failed',
+              object: `${r.kind}/${r.namespace}/${r.name}`,
+              reason: reason(err),
+            },
+            'could not mark status as unknown on shutdown',
+          );
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: this.opts.statusConcurrency ?? 4 }, next));
+    this.log.info(
+      { event: 'status_marked_stopped', objects: written },
+      'Programmed set to Unknown: no operator replica is left',
+    );
+    return written;
   }
 
   async close(): Promise<void> {

@@ -8,6 +8,7 @@ import {
   desiredConditions,
   memoizedView,
   mergeStatus,
+  operatorStopped,
   programmedCondition,
   sameStatus,
   type DataPlaneView,
@@ -264,6 +265,39 @@ void describe('mergeStatus', () => {
     assert.ok(sameStatus(a, b));
     b.conditions![0]!.message = 'changed';
     assert.ok(!sameStatus(a, b));
+  });
+});
+
+void describe('operatorStopped', () => {
+  it('turns Programmed Unknown and keeps every other condition', () => {
+    const t = '2025-01-01T00:00:00Z';
+    const cur = {
+      observedGeneration: 2,
+      conditions: [
+        {
+          type: 'Accepted',
+          status: 'True' as const,
+          reason: 'Accepted',
+          message: '',
+          lastTransitionTime: t,
+        },
+        {
+          type: 'Programmed',
+          status: 'True' as const,
+          reason: 'Programmed',
+          message: '',
+          lastTransitionTime: t,
+        },
+      ],
+    };
+    const out = operatorStopped(cur, 'NOW');
+    assert.deepEqual(out.conditions![0], cur.conditions[0]);
+    const p = out.conditions![1]!;
+    assert.deepEqual(
+      [p.status, p.reason, p.lastTransitionTime],
+      ['Unknown', 'OperatorStopped', 'NOW'],
+    );
+    assert.equal(out.observedGeneration, 2);
   });
 });
 

@@ -188,6 +188,28 @@ export function mergeStatus(
   return desired.summary ? { ...out, ...desired.summary } : out;
 }
 
+/**
+ * The status to leave behind when no operator replica is left: Programmed Unknown (nothing
+ * watches the data planes any more), everything else as it was.
+ */
+export function operatorStopped(current: ResourceStatus | undefined, now: string): ResourceStatus {
+  const conditions = (current?.conditions ?? []).map((c) =>
+    c.type !== 'Programmed'
+      ? c
+      : {
+          ...c,
+          status: 'Unknown' as const,
+          reason: 'OperatorStopped',
+          message:
+            'No Sluice operator is running, so nothing watches whether the data planes still ' +
+            'have this object. It was: ' +
+            `${c.status} ${c.reason}.`,
+          lastTransitionTime: c.status === 'Unknown' ? c.lastTransitionTime : now,
+        },
+  );
+  return { ...current, conditions };
+}
+
 /** Whether two statuses say the same (key order and absent-vs-undefined do not matter). */
 export function sameStatus(a: ResourceStatus | undefined, b: ResourceStatus | undefined): boolean {
   const norm = (s: ResourceStatus | undefined) => ({

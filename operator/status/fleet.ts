@@ -138,6 +138,8 @@ export const ReplicaReportSchema = z.object({
   /** The snapshot version every state in the report was judged against. */
   snapshot: z.string(),
   planes: z.array(PlaneReportSchema),
+  /** The replica is shutting down: it will not be there to write status. */
+  stopping: z.boolean().optional(),
 });
 export type ReplicaReport = z.infer<typeof ReplicaReportSchema>;
 
@@ -344,6 +346,7 @@ export class Fleet {
   private lastWrite = 0;
   private resourceVersion: string | undefined;
   private stopped = false;
+  private stopping = false;
   private failing = false;
 
   constructor(private readonly opts: FleetOptions) {
@@ -400,6 +403,21 @@ export class Fleet {
       out.push(r.report);
     }
     return out.sort((a, b) => a.replica.localeCompare(b.replica));
+  }
+
+  /** Whether another replica is running and not shutting down (it will keep status true). */
+  othersRunning(): boolean {
+    return this.reports().some((r) => !r.stopping);
+  }
+
+  /** Says in the report, now, that this replica is shutting down. */
+  async announceStopping(): Promise<void> {
+    if (this.stopped) return;
+    this.stopping = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.writing;
+    await this.publish();
   }
 
   /** Stops publishing and deletes this replica's report, so the leader stops counting on it. */
@@ -477,7 +495,9 @@ export class Fleet {
 
   private async write(): Promise<void> {
     if (this.stopped) return;
-    const json = JSON.stringify(this.opts.build());
+    const report = this.opts.build();
+    if (this.stopping) report.stopping = true;
+    const json = JSON.stringify(report);
     const now = this.opts.now();
     const renew = this.opts.renewMs ?? 5000;
     if (json === this.lastJson && now - this.lastWrite < renew * 0.8) return;

@@ -647,5 +647,11 @@ void describe('two replicas: status covers the whole fleet', () => {
       assert.match(c.message, /1 gateway\(s\) \(1 Envoy, 1 extproc\)/);
     });
     assert.ok(b.statusWriter.writes > 0, 'the new leader wrote status');
+
+    // The last replica going away (helm uninstall) leaves no claim about data planes behind.
+    await b.close();
+    const c = await condition('AIRoute', ns, 'r', 'Programmed');
+    assert.deepEqual([c?.status, c?.reason], ['Unknown', 'OperatorStopped']);
+    assert.match(c!.message, /No Sluice operator is running.*It was: True Programmed/);
   });
 });
