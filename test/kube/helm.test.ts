@@ -164,6 +164,16 @@ void describe('chart: lint and render', () => {
     }
   });
 
+  it('prints next steps after install (NOTES.txt)', async () => {
+    const r = await helm(['install', '--dry-run=client', 'sluice', CHART, '-n', 'sluice-system']);
+    assert.equal(r.code, 0, r.stderr);
+    const notes = r.stdout.slice(r.stdout.indexOf('NOTES:'));
+    assert.match(notes, /rollout status deploy\/sluice-operator deploy\/sluice-gateway/);
+    assert.match(notes, /kubectl wait .* --for=condition=Programmed/);
+    assert.match(notes, /http:\/\/sluice-gateway\.sluice-system\.svc\/v1/);
+    assert.match(notes, /set redis\.url/);
+  });
+
   for (const v of VALUES) {
     it(`renders ${v} values as its golden file`, async () => {
       const out = await render('sluice-system', ['-f', valuesFile(v)]);
