@@ -7,7 +7,12 @@
  * change; anything else is a new apiVersion, and an extproc refuses versions it does not know.
  */
 import { z } from 'zod';
-import { BUILTIN_TYPES, createDetectors, PatternError } from '../masking/detect/index.js';
+import {
+  BUILTIN_TYPES,
+  createDetectors,
+  DEFAULT_TYPES,
+  PatternError,
+} from '../masking/detect/index.js';
 import { PromptGuardPolicy } from '../guard/schema.js';
 import { CachePolicy } from '../cache/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
@@ -113,6 +118,11 @@ export const Backend = z
       })
       .strict()
       .optional(),
+    /** gcp-vertex: the project and location (region) in every Vertex AI path. */
+    gcp: z
+      .object({ project: z.string().min(1), region: z.string().min(1) })
+      .strict()
+      .optional(),
     anthropic: z
       .object({
         version: z.string().min(1).default('2023-06-01'),
@@ -160,7 +170,7 @@ export type MaskAction = z.infer<typeof MaskAction>;
 
 export const MaskingPolicy = z
   .object({
-    /** Built-in detectors to run; every built-in when omitted. */
+    /** Built-in detectors to run; the pattern types (DEFAULT_TYPES) when omitted. */
     detectors: z.array(z.enum(BUILTIN_TYPES)).optional(),
     /** RE2 syntax only (linear time); a pattern that needs backtracking is refused here. */
     customPatterns: z
@@ -214,7 +224,7 @@ export const MaskingPolicy = z
     // Compiling here refuses the whole config, rather than a request at run time.
     try {
       createDetectors({
-        types: m.detectors ?? BUILTIN_TYPES,
+        types: m.detectors ?? DEFAULT_TYPES,
         custom: m.customPatterns,
         words: m.wordLists,
       });
@@ -223,7 +233,7 @@ export const MaskingPolicy = z
       ctx.addIssue({ code: 'custom', path: ['customPatterns'], message: err.message });
     }
     const known = new Set<string>([
-      ...(m.detectors ?? BUILTIN_TYPES),
+      ...(m.detectors ?? DEFAULT_TYPES),
       ...m.customPatterns.map((c) => c.type),
       ...m.wordLists.map((w) => w.type),
     ]);

@@ -17,9 +17,9 @@ describe('placeholders', () => {
   });
 
   it('recognises what could still become a placeholder', () => {
-    for (const s of ['[', '[E', '[EMAIL_', '[EMAIL_12', '[MY_TYPE_2_'])
+    for (const s of ['[', '[E', '[EMAIL_', '[EMAIL_12', '[MY_TYPE_2_', '[e', '[Person_'])
       assert.ok(couldBePlaceholderPrefix(s, 41), s);
-    for (const s of ['[e', '[1', '[EMAIL ', '[EMAIL_1]', '[EM-'])
+    for (const s of ['[1', '[EMAIL ', '[EMAIL_1]', '[EM-', '[_'])
       assert.ok(!couldBePlaceholderPrefix(s, 41), s);
   });
 
@@ -28,7 +28,7 @@ describe('placeholders', () => {
     assert.equal(r.push('hi ['), 'hi ');
     assert.equal(r.push('EMA'), '');
     assert.equal(r.push('IL_1'), '');
-    assert.equal(r.push('] and [x'), 'a"b@x.example and [x');
+    assert.equal(r.push('] and [-x'), 'a"b@x.example and [-x');
     assert.equal(r.push(' [EMAIL_'), ' ');
     assert.equal(r.flush(), '[EMAIL_');
   });

@@ -6,7 +6,9 @@
  */
 import type { PlaceholderLookup } from './vault.js';
 
-const PLACEHOLDER = /\[[A-Z][A-Z0-9_]{0,31}_[1-9][0-9]{0,5}\]/g;
+// Models sometimes change a placeholder's case when they reuse it (`[Person_1]`, `[person_1]`),
+// most often for names; any case restores the value (placeholders are upper case in the vault).
+const PLACEHOLDER = /\[[A-Za-z][A-Za-z0-9_]{0,31}_[1-9][0-9]{0,5}\]/g;
 
 /** A value restored inside a JSON string (tool-call arguments) must be escaped as JSON. */
 function encode(value: string, json: boolean): string {
@@ -16,13 +18,13 @@ function encode(value: string, json: boolean): string {
 export function restore(text: string, lookup: PlaceholderLookup, json = false): string {
   if (lookup.size === 0 || !text.includes('[')) return text;
   return text.replace(PLACEHOLDER, (p) => {
-    const v = lookup.get(p);
+    const v = lookup.get(p) ?? lookup.get(p.toUpperCase());
     return v === undefined ? p : encode(v, json);
   });
 }
 
-function isUpper(c: number): boolean {
-  return c >= 65 && c <= 90;
+function isLetter(c: number): boolean {
+  return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
 }
 function isDigit(c: number): boolean {
   return c >= 48 && c <= 57;
@@ -36,7 +38,7 @@ export function couldBePlaceholderPrefix(s: string, maxLength: number): boolean 
   if (s.length >= maxLength) return false;
   for (let i = 1; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (i === 1 ? !isUpper(c) : !(isUpper(c) || isDigit(c) || c === 95)) return false;
+    if (i === 1 ? !isLetter(c) : !(isLetter(c) || isDigit(c) || c === 95)) return false;
   }
   return true;
 }

@@ -4,7 +4,7 @@
  */
 import { createHmac, randomBytes } from 'node:crypto';
 import type { MaskAction, MaskingPolicy, Policy } from '../config/contract.js';
-import { BUILTIN_TYPES, createDetectors, type DetectorSet } from './detect/index.js';
+import { createDetectors, DEFAULT_TYPES, type DetectorSet } from './detect/index.js';
 import { MAX_PLACEHOLDER_NUMBER } from './vault.js';
 
 export interface CompiledMasking {
@@ -44,7 +44,7 @@ export function compilePolicy(p: Policy): CompiledPolicy {
 
 export function compileMasking(m: MaskingPolicy): CompiledMasking {
   const detectors = createDetectors({
-    types: m.detectors ?? BUILTIN_TYPES,
+    types: m.detectors ?? DEFAULT_TYPES,
     custom: m.customPatterns,
     words: m.wordLists,
   });
@@ -66,7 +66,7 @@ export function compileMasking(m: MaskingPolicy): CompiledMasking {
   };
 }
 
-/** The default of `sluice mask` and of tests: every built-in, action mask. */
+/** The default of `sluice mask` and of tests: the default (pattern) types, action mask. */
 export function defaultMasking(): CompiledMasking {
   return compileMasking({
     customPatterns: [],

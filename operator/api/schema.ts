@@ -445,7 +445,9 @@ export const MaskingSectionSchema = z
       { 'x-kubernetes-list-type': 'set' },
     )
       .optional()
-      .describe('Built-in detectors to run; every built-in when omitted.'),
+      .describe(
+        'Built-in detectors to run; when omitted, the pattern types (EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN, IP_ADDRESS, SECRET). PERSON, STREET_ADDRESS and DATE_OF_BIRTH run only when listed.',
+      ),
     customPatterns: z
       .array(
         z.strictObject({

@@ -261,7 +261,19 @@ export interface ModelPriceSpec {
  * translation maps it directly; the one difference is the hash key, which lives in a Secret.
  */
 export interface MaskingSection {
-  detectors?: ('EMAIL' | 'PHONE' | 'CREDIT_CARD' | 'IBAN' | 'US_SSN' | 'IP_ADDRESS' | 'SECRET')[];
+  /** Pattern types when omitted; PERSON, STREET_ADDRESS and DATE_OF_BIRTH run only when listed. */
+  detectors?: (
+    | 'EMAIL'
+    | 'PHONE'
+    | 'CREDIT_CARD'
+    | 'IBAN'
+    | 'US_SSN'
+    | 'IP_ADDRESS'
+    | 'SECRET'
+    | 'PERSON'
+    | 'STREET_ADDRESS'
+    | 'DATE_OF_BIRTH'
+  )[];
   customPatterns?: { type: string; pattern: string }[];
   wordLists?: { type: string; words: string[]; caseInsensitive?: boolean }[];
   actions?: Record<string, MaskAction>;

@@ -1,10 +1,20 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { BUILTIN_TYPES, createDetectors, measureThroughput, resolveOverlaps } from './index.js';
+import {
+  BUILTIN_TYPES,
+  createDetectors,
+  DEFAULT_TYPES,
+  measureThroughput,
+  resolveOverlaps,
+} from './index.js';
 
-test('all built-in types run by default and findings come sorted', () => {
+test('the pattern types run by default and findings come sorted', () => {
   const set = createDetectors();
-  assert.deepEqual([...set.types].sort(), [...BUILTIN_TYPES].sort());
+  assert.deepEqual([...set.types].sort(), [...DEFAULT_TYPES].sort());
+  assert.deepEqual(
+    BUILTIN_TYPES.filter((t) => !(DEFAULT_TYPES as readonly string[]).includes(t)),
+    ['PERSON', 'STREET_ADDRESS', 'DATE_OF_BIRTH'],
+  );
   const text =
     'ip 10.0.0.8, mail a.b@example.com, card 4111 1111 1111 1111, ' +
     'phone +44 20 7946 0958, key AKIAIOSFODNN7EXAMPLE';

@@ -1,22 +1,25 @@
 import { creditCardDetector } from './credit-card.js';
+import { dateOfBirthDetector } from './date-of-birth.js';
 import { customPatternDetector, PatternError, wordListDetector } from './custom.js';
 import type { CustomPattern, WordList } from './custom.js';
 import { emailDetector } from './email.js';
 import { ibanDetector } from './iban.js';
 import { ipAddressDetector } from './ip-address.js';
+import { personDetector } from './person.js';
 import { phoneDetector } from './phone.js';
 import { secretDetector } from './secret.js';
+import { streetAddressDetector } from './street-address.js';
 import { createTextView } from './text-view.js';
-import { BUILTIN_TYPES } from './types.js';
+import { BUILTIN_TYPES, DEFAULT_TYPES } from './types.js';
 import type { BuiltinType, Detector, Finding } from './types.js';
 import { usSsnDetector } from './us-ssn.js';
 
-export { BUILTIN_TYPES, createTextView, PatternError };
+export { BUILTIN_TYPES, createTextView, DEFAULT_TYPES, PatternError };
 export type { BuiltinType, CustomPattern, Detector, Finding, WordList };
 export type { TextView } from './types.js';
 
 export interface DetectorOptions {
-  /** Built-in types to run; all of them when omitted. */
+  /** Built-in types to run; the pattern types (DEFAULT_TYPES) when omitted. */
   types?: readonly string[];
   /** Operator patterns (RE2 syntax, linear time). */
   custom?: readonly CustomPattern[];
@@ -38,6 +41,9 @@ const FACTORIES: Record<BuiltinType, () => Detector> = {
   EMAIL: emailDetector,
   IP_ADDRESS: ipAddressDetector,
   PHONE: phoneDetector,
+  DATE_OF_BIRTH: dateOfBirthDetector,
+  STREET_ADDRESS: streetAddressDetector,
+  PERSON: personDetector,
 };
 
 // Tie-break between overlapping findings of equal length: the type whose false positive costs
@@ -51,6 +57,9 @@ const PRIORITY: readonly string[] = [
   'EMAIL',
   'IP_ADDRESS',
   'PHONE',
+  'DATE_OF_BIRTH',
+  'STREET_ADDRESS',
+  'PERSON',
 ];
 
 function isBuiltin(type: string): type is BuiltinType {
@@ -101,7 +110,7 @@ export function resolveOverlaps(findings: Finding[], rank: (type: string) => num
 }
 
 export function createDetectors(opts: DetectorOptions = {}): DetectorSet {
-  const types = opts.types ?? BUILTIN_TYPES;
+  const types = opts.types ?? DEFAULT_TYPES;
   const detectors: Detector[] = [];
   for (const t of PRIORITY) {
     if (!types.includes(t)) continue;
@@ -138,7 +147,7 @@ export function createDetectors(opts: DetectorOptions = {}): DetectorSet {
   };
 }
 
-/** Throughput of the default built-in set on `text`, for the benchmark; not used in tests. */
+/** Throughput of the default set on `text`, for the benchmark; not used in tests. */
 export function measureThroughput(text: string, rounds: number): { mbPerSecond: number } {
   const set = createDetectors();
   set.detect(text);

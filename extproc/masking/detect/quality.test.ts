@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import { isDigit } from './chars.js';
 import { evaluate, MIN_PRECISION, MIN_RECALL } from './evaluate.js';
 import type { LabelledLine, Miss } from './evaluate.js';
-import { BUILTIN_TYPES, createDetectors } from './index.js';
+import { createDetectors, DEFAULT_TYPES } from './index.js';
 
 const corpusUrl = new URL('../../../test/fixtures/pii/corpus.jsonl', import.meta.url);
 
@@ -27,7 +27,7 @@ test('built-in detectors meet precision and recall targets on the labelled corpu
   assert.ok(lines.length >= 1100);
   const misses: Miss[] = [];
   const scores = evaluate(createDetectors(), lines, misses);
-  for (const type of BUILTIN_TYPES) {
+  for (const type of DEFAULT_TYPES) {
     const s = scores[type];
     assert.ok(s !== undefined, `no ${type} in corpus`);
     assert.ok(s.tp + s.fn >= 100, `${type}: only ${s.tp + s.fn} labelled`);

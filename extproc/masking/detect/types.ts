@@ -7,9 +7,27 @@ export const BUILTIN_TYPES = [
   'US_SSN',
   'IP_ADDRESS',
   'SECRET',
+  'PERSON',
+  'STREET_ADDRESS',
+  'DATE_OF_BIRTH',
 ] as const;
 
 export type BuiltinType = (typeof BUILTIN_TYPES)[number];
+
+/**
+ * The built-ins a policy runs when it names none: the pattern types. PERSON, STREET_ADDRESS and
+ * DATE_OF_BIRTH are rule- and dictionary-based, with lower precision than a checksum or a fixed
+ * format, so a policy turns them on by listing them in `detectors`.
+ */
+export const DEFAULT_TYPES = [
+  'EMAIL',
+  'PHONE',
+  'CREDIT_CARD',
+  'IBAN',
+  'US_SSN',
+  'IP_ADDRESS',
+  'SECRET',
+] as const satisfies readonly BuiltinType[];
 
 /**
  * A detected span. `start`/`end` are JavaScript string indices (UTF-16 code units, end exclusive).

@@ -1,0 +1,594 @@
+import { isEscapedLetter } from './chars.js';
+import type { Detector, Finding, TextView } from './types.js';
+
+/**
+ * STREET_ADDRESS: a street line and what follows it on the envelope, by rules, no model.
+ *
+ * Street lines, in the forms postal services print:
+ * - number first, street type last: `221B Baker Street`, `1600 Pennsylvania Ave NW`,
+ *   `50 Point Walter Road`, `12 W. 5th St.` (street types: the USPS suffix names and their
+ *   abbreviations, and the British and Commonwealth ones);
+ * - street type first, number last: `Via Guantai Nuovi 58`, `Rue de la Sarthe 45`,
+ *   `ul. Nobla Alfreda 144`, `Avenida Noruega 42`;
+ * - one word with a street ending, number last: `Strepestraat 143`, `Norrbyvägen 21`,
+ *   `Eichendorffstr. 31`, `Aðalgata 37`, `Csabai kapu 60`;
+ * - military and box addresses: `Unit 8399 Box 9219`, `PSC 1708, Box 0531`, `USNS Nagel`,
+ *   `P.O. Box 255`;
+ * - after an address cue (`address:`, `live at`, `located at`, `ship to`), any
+ *   number-and-capitalised-words line.
+ * A unit (`Apt. 904`, `Suite 938`, `Unit 4`, `#12`) may follow, then up to three locality
+ * segments on the same or the next lines: a city, a state or region code, a ZIP or postcode, a
+ * country (`, Springfield, IL 62704`, `\nDPO AE 27653`, `\nKøbenhavn K\n, SJ\n 16416`).
+ *
+ * Candidates start only at a digit run or a street-type word; each look ahead is bounded (a few
+ * words, three segments), so the scan is linear in the text.
+ */
+
+// Street types written after the name (USPS Publication 28 suffix names and common
+// abbreviations, plus British, Irish, Australian and Canadian usage), lower case, no dot.
+const SUFFIX = new Set(
+  (
+    'street st str avenue ave av road rd boulevard blvd bvd lane ln drive dr court ct place pl ' +
+    'square sq terrace ter terr way wy parkway pkwy highway hwy freeway fwy expressway expy ' +
+    'circle cir trail trl crescent cres close alley aly row walk plaza plz path loop run ' +
+    'ridge heights hts gardens gdns park grove grv mews hill hills point pt pike turnpike ' +
+    'tpke causeway cswy crossing xing junction jct vista vis view vw village vlg ville vl ' +
+    'meadow meadows mdw mdws green glen gln harbor harbour hbr haven hvn landing lndg manor ' +
+    'mnr mill mills orchard orch pass passage psge pines plains port prairie ranch rnch ' +
+    'shore shores shr spring springs spg station sta summit smt track trak trace trce ' +
+    'tunnel tunl underpass upas union un valley vly viaduct via wall wells wl wls bend bnd ' +
+    'bluff blf bottom btm branch br bridge brg brook brk burg byp bypass camp cmp canyon cyn ' +
+    'cape cpe center ctr centre cliff clf club clb common commons corner cor corners cors ' +
+    'course crse cove cv creek crk crest crst curve curv dale dl dam divide dv estate est ' +
+    'estates ests extension ext falls fls ferry fry field fld fields flds flat flt flats ' +
+    'ford frd forest frst forge frg fork frk forks frks fort ft garden gdn gateway gtwy ' +
+    'harbors island is isle junctions key ky knoll knl knolls lake lk lakes lks light lgt ' +
+    'lock lck locks lodge ldg mission msn motorway mount mt mountain mtn neck nck oval ' +
+    'overpass opas radial radl ramp rapids rpd rest rst route rte shoal shl skyway spur ' +
+    'stravenue stra stream strm throughway trwy traffic trafficway trfy wharf quay quays ' +
+    'gate gardens embankment esplanade broadway rise chase wynd parade pde promenade prom'
+  ).split(' '),
+);
+
+// Street types written before the name: Romance, Slavic, Greek and others.
+const PREFIX = new Set(
+  (
+    'via viale vicolo corso piazza piazzale largo strada rue avenue av boulevard bd chemin ' +
+    'route allée allee impasse quai place calle avenida av avda carrer carretera camino ' +
+    'paseo plaza pasaje rua r travessa praça praca estrada alameda rodovia ul ulica al aleja ' +
+    'os osiedle trg akti odos leoforos plateia str strada bulevardul calea sokak cadde ' +
+    'caddesi jalan jl soi thanon'
+  ).split(' '),
+);
+
+// Endings of one-word street names: straße/strasse/str. (German), straat/laan/weg/gracht/plein
+// (Dutch), gatan/vägen/gata/gade/vej/veien/vei (Nordic), tie/katu/kuja (Finnish), utca/út/tér
+// (Hungarian), ulica/cesta (Slavic), allee/platz/gasse/ring/damm/ufer/weg (German).
+const ENDINGS = [
+  'straße',
+  'strasse',
+  'str',
+  'straat',
+  'laan',
+  'weg',
+  'gracht',
+  'plein',
+  'kade',
+  'singel',
+  'gatan',
+  'vägen',
+  'gata',
+  'gade',
+  'vej',
+  'veien',
+  'vegen',
+  'vei',
+  'tie',
+  'katu',
+  'kuja',
+  'utca',
+  'út',
+  'tér',
+  'ulica',
+  'cesta',
+  'allee',
+  'platz',
+  'gasse',
+  'ring',
+  'damm',
+  'ufer',
+  'steig',
+  'pfad',
+  'stieg',
+];
+
+// Words written as separate words before a number that end a street name in their language.
+const TRAILING_TYPE = new Set(['utca', 'út', 'tér', 'kapu', 'sor', 'köz', 'körút', 'ulica']);
+
+const UNIT = new Set([
+  'apt',
+  'apartment',
+  'suite',
+  'ste',
+  'unit',
+  'flat',
+  'floor',
+  'fl',
+  'room',
+  'rm',
+  'bldg',
+  'building',
+  'dept',
+  'office',
+]);
+const DIRECTIONS = new Set([
+  'n',
+  's',
+  'e',
+  'w',
+  'ne',
+  'nw',
+  'se',
+  'sw',
+  'north',
+  'south',
+  'east',
+  'west',
+]);
+
+// Cues after which a number-and-words line is an address even without a street type.
+const CUES = [
+  'address:',
+  'address is',
+  'address',
+  'addresses',
+  'live at',
+  'lives at',
+  'living at',
+  'lived at',
+  'live in',
+  'lived in',
+  'located at',
+  'located in',
+  'is at',
+  'are at',
+  'ship to',
+  'send to',
+  'sent to',
+  'deliver to',
+  'delivered to',
+  'moved to',
+  'meet me at',
+  'meet you at',
+  'return to',
+  'arrived at',
+  'offices are at',
+];
+const CUE_WINDOW = 16;
+
+const LOCALITY_PARTICLES = new Set([
+  'de',
+  'del',
+  'da',
+  'do',
+  'dos',
+  'la',
+  'le',
+  'am',
+  'an',
+  'im',
+  'sur',
+  'upon',
+  'on',
+]);
+
+const LETTER = /\p{L}/u;
+const UPPER = /\p{Lu}/u;
+
+function isLetter(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  if (c < 128) return (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+  return !Number.isNaN(c) && LETTER.test(text[i]!);
+}
+function isDigitAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return c >= 48 && c <= 57;
+}
+function isUpperAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  if (c < 128) return c >= 65 && c <= 90;
+  return !Number.isNaN(c) && UPPER.test(text[i]!);
+}
+
+interface Word {
+  start: number;
+  end: number;
+  lower: string;
+  /** Ends with a '.' right after it (`St.`, `ul.`), not counted in `end`. */
+  dot: boolean;
+}
+
+/** The letter word (letters, inner `'`/`-`) at `i`, or null. */
+function wordAt(text: string, i: number): Word | null {
+  if (!isLetter(text, i)) return null;
+  let e = i + 1;
+  while (e - i < 40) {
+    if (isLetter(text, e)) e++;
+    else if ((text.charCodeAt(e) === 39 || text.charCodeAt(e) === 45) && isLetter(text, e + 1))
+      e += 2;
+    else break;
+  }
+  if (isLetter(text, e) || isDigitAt(text, e)) return null;
+  return {
+    start: i,
+    end: e,
+    lower: text.slice(i, e).toLowerCase(),
+    dot: text.charCodeAt(e) === 46,
+  };
+}
+
+/** A house number at `i`: 1-6 digits, an optional letter or `-12`/`/3` part; its end or -1. */
+function numberAt(text: string, i: number): number {
+  let e = i;
+  while (isDigitAt(text, e) && e - i < 7) e++;
+  if (e === i || e - i > 6) return -1;
+  if ((text.charCodeAt(e) === 45 || text.charCodeAt(e) === 47) && isDigitAt(text, e + 1)) {
+    const s = ++e;
+    while (isDigitAt(text, e) && e - s < 5) e++;
+  }
+  if (isLetter(text, e) && !isLetter(text, e + 1)) e++;
+  if (isLetter(text, e) || isDigitAt(text, e)) {
+    // Ordinals are street names, not house numbers: 5th, 21st.
+    return -1;
+  }
+  return e;
+}
+
+/** Skips spaces (one run, at most 3) from `i`. */
+function skipSpaces(text: string, i: number): number {
+  let k = i;
+  while (text.charCodeAt(k) === 32 && k - i < 3) k++;
+  return k;
+}
+
+function endsWithStreetEnding(lower: string): boolean {
+  for (const e of ENDINGS) if (lower.length > e.length + 2 && lower.endsWith(e)) return true;
+  return false;
+}
+
+function isOrdinal(text: string, i: number): number {
+  let e = i;
+  while (isDigitAt(text, e) && e - i < 4) e++;
+  if (e === i) return -1;
+  const suf = text.slice(e, e + 2).toLowerCase();
+  if ((suf === 'st' || suf === 'nd' || suf === 'rd' || suf === 'th') && !isLetter(text, e + 2)) {
+    return e + 2;
+  }
+  return -1;
+}
+
+/**
+ * Number first: `221B Baker Street`, `12 W. 5th St.`. Returns the end of the street line (type
+ * word, and a direction after it), or -1. `loose` (after an address cue) accepts capitalised
+ * words without a street type.
+ */
+function numberFirst(text: string, s: number, loose: boolean): number {
+  const n = numberAt(text, s);
+  if (n === -1 || text.charCodeAt(n) !== 32) return -1;
+  let i = skipSpaces(text, n);
+  let words = 0;
+  let lastEnd = -1;
+  let capitalised = 0;
+  while (words < 5) {
+    const ord = isOrdinal(text, i);
+    let w: Word | null = null;
+    let end: number;
+    if (ord !== -1) {
+      end = ord;
+    } else {
+      w = wordAt(text, i);
+      if (w === null) break;
+      end = w.end;
+      if (isUpperAt(text, i)) capitalised++;
+      else if (!(words > 0 && (w.lower === 'de' || w.lower === 'la' || w.lower === 'of'))) break;
+    }
+    words++;
+    if (w !== null && words > 1 && SUFFIX.has(w.lower) && isUpperAt(text, w.start)) {
+      let e = w.dot ? w.end + 1 : w.end;
+      const d = wordAt(text, skipSpaces(text, e));
+      if (
+        d !== null &&
+        DIRECTIONS.has(d.lower) &&
+        isUpperAt(text, d.start) &&
+        text.charCodeAt(e) === 32
+      ) {
+        e = d.dot ? d.end + 1 : d.end;
+      }
+      return e;
+    }
+    lastEnd = w !== null && w.dot && w.end - w.start <= 3 ? end + 1 : end;
+    if (w !== null && words === 1 && (PREFIX.has(w.lower) || endsWithStreetEnding(w.lower))) {
+      // `52 Rue Abdelkader`, `65 R. Mongi Bali`: a prefix-type street after its number.
+      const rest = prefixFirstBody(text, w);
+      if (rest !== -1) return rest;
+    }
+    if (text.charCodeAt(lastEnd) !== 32) break;
+    i = skipSpaces(text, lastEnd);
+    if (isDigitAt(text, i) && isOrdinal(text, i) === -1) {
+      // `Spinatsch 94`, `Männi 53`: a name-then-number street after a building number.
+      const m = numberAt(text, i);
+      if (m !== -1 && capitalised > 0 && words <= 3) return m;
+      break;
+    }
+  }
+  if (loose && capitalised >= 1 && lastEnd !== -1) return lastEnd;
+  return -1;
+}
+
+/** After a prefix word `w` (`Via`, `ul.`): name words then a house number; its end or -1. */
+function prefixFirstBody(text: string, w: Word): number {
+  let i = skipSpaces(text, w.dot ? w.end + 1 : w.end);
+  if (i === (w.dot ? w.end + 1 : w.end)) return -1;
+  let words = 0;
+  while (words < 5) {
+    if (isDigitAt(text, i)) {
+      if (words === 0) return -1;
+      return numberAt(text, i);
+    }
+    const x = wordAt(text, i);
+    if (x === null) return -1;
+    words++;
+    const e = x.dot ? x.end + 1 : x.end;
+    if (text.charCodeAt(e) !== 32) return -1;
+    i = skipSpaces(text, e);
+  }
+  return -1;
+}
+
+/** Name first: `Via Guantai Nuovi 58`, `Strepestraat 143`, `Csabai kapu 60.` at word `w`. */
+function nameFirst(text: string, w: Word, loose: boolean): number {
+  if (!isUpperAt(text, w.start) && !(w.dot && PREFIX.has(w.lower))) return -1;
+  if (PREFIX.has(w.lower)) {
+    const e = prefixFirstBody(text, w);
+    if (e !== -1) return e;
+  }
+  let i = w.start;
+  let words = 0;
+  let typed = false;
+  while (words < 4) {
+    const x = wordAt(text, i);
+    if (x === null) return -1;
+    if (words > 0 && !isUpperAt(text, x.start) && !TRAILING_TYPE.has(x.lower)) {
+      if (!(x.lower === 'de' || x.lower === 'la' || x.lower === 'del' || x.lower === 'y'))
+        return -1;
+    }
+    if (endsWithStreetEnding(x.lower) || TRAILING_TYPE.has(x.lower)) typed = true;
+    words++;
+    const e = x.dot ? x.end + 1 : x.end;
+    if (text.charCodeAt(e) !== 32) return -1;
+    i = skipSpaces(text, e);
+    if (isDigitAt(text, i)) {
+      if (!typed && !loose) return -1;
+      return numberAt(text, i);
+    }
+  }
+  return -1;
+}
+
+/** `Unit 8399 Box 9219`, `PSC 1708, Box 0531`, `P.O. Box 255`, `USNS Nagel`: end or -1. */
+function boxAddress(text: string, w: Word): number {
+  if (w.lower === 'unit' || w.lower === 'psc') {
+    let i = skipSpaces(text, w.end);
+    let e = i;
+    while (isDigitAt(text, e) && e - i < 6) e++;
+    if (e === i) return -1;
+    if (text.charCodeAt(e) === 44) e++;
+    i = skipSpaces(text, e);
+    if (text.slice(i, i + 4) !== 'Box ') return -1;
+    i += 4;
+    e = i;
+    while (isDigitAt(text, e) && e - i < 6) e++;
+    return e === i ? -1 : e;
+  }
+  if (w.lower === 'usns' || w.lower === 'uss' || w.lower === 'usnv' || w.lower === 'uscgc') {
+    if (w.end - w.start !== w.lower.length || !isUpperAt(text, w.start + 1)) return -1;
+    const x = wordAt(text, skipSpaces(text, w.end));
+    if (x === null || !isUpperAt(text, x.start) || x.start === w.end) return -1;
+    return x.end;
+  }
+  if (w.lower === 'p' && text.startsWith('P.O. Box ', w.start)) {
+    let i = w.start + 9;
+    const s = i;
+    while (isDigitAt(text, i) && i - s < 7) i++;
+    return i === s ? -1 : i;
+  }
+  return -1;
+}
+
+/** A unit after the street: `Apt. 904`, `Suite 938`, `#12`, `, Unit 4`. */
+function unitAfter(text: string, e: number): number {
+  let i = e;
+  if (text.charCodeAt(i) === 44) i++;
+  const lb = lineBreak(text, i);
+  if (lb > 0) i += lb;
+  else if (text.charCodeAt(i) !== 32) return e;
+  i = skipSpaces(text, i);
+  if (text.charCodeAt(i) === 35) {
+    const s = i + 1;
+    let k = s;
+    while (isDigitAt(text, k) && k - s < 6) k++;
+    return k === s ? e : k;
+  }
+  const w = wordAt(text, i);
+  if (w === null || !UNIT.has(w.lower)) return e;
+  let k = skipSpaces(text, w.dot ? w.end + 1 : w.end);
+  const s = k;
+  while ((isDigitAt(text, k) || isUpperAt(text, k)) && k - s < 6) k++;
+  return k === s || isLetter(text, k) ? e : k;
+}
+
+/** Length of a line break at `i`: a real one, or `\n` written out; 0 if none. */
+function lineBreak(text: string, i: number): number {
+  const c = text.charCodeAt(i);
+  if (c === 10) return 1;
+  if (c === 13) return text.charCodeAt(i + 1) === 10 ? 2 : 1;
+  if (c === 92 && text.charCodeAt(i + 1) === 110) return 2;
+  return 0;
+}
+
+/**
+ * Locality segments after a street line: `, Springfield, IL 62704`, `\nDPO AE 27653`,
+ * `\n Amersfoort\n Netherlands 33971`. Each segment is one to four tokens that are capitalised
+ * words, 2-3 letter codes or postcodes; at most three segments. Returns the new end.
+ */
+function localityAfter(text: string, e: number): number {
+  let end = e;
+  for (let seg = 0; seg < 3; seg++) {
+    let i = end;
+    let sep = false;
+    for (let k = 0; k < 4; k++) {
+      const lb = lineBreak(text, i);
+      if (lb > 0) {
+        i += lb;
+        sep = true;
+      } else if (text.charCodeAt(i) === 44 || text.charCodeAt(i) === 32) {
+        sep = sep || text.charCodeAt(i) === 44;
+        i++;
+      } else break;
+    }
+    // Without a comma or line break only a city in capitals goes on: `Apt. 542 KÖTTMANNSDORF`.
+    if (!sep && !(i > end && capitalsWord(text, i))) return end;
+    const segEnd = localitySegment(text, i);
+    if (segEnd === -1) return end;
+    end = segEnd;
+  }
+  return end;
+}
+
+function capitalsWord(text: string, i: number): boolean {
+  const w = wordAt(text, i);
+  if (w === null || w.end - w.start < 3) return false;
+  return text.slice(w.start, w.end) === text.slice(w.start, w.end).toUpperCase();
+}
+
+function localitySegment(text: string, s: number): number {
+  let i = s;
+  let tokens = 0;
+  let end = -1;
+  while (tokens < 4) {
+    if (isDigitAt(text, i)) {
+      let k = i;
+      while ((isDigitAt(text, k) || text.charCodeAt(k) === 45) && k - i < 10) k++;
+      if (k - i < 4 || isLetter(text, k)) return end;
+      end = k;
+    } else {
+      const w = wordAt(text, i);
+      if (w === null) return end;
+      if (!isUpperAt(text, i)) {
+        // `Teixeira de Freitas`, `Prádena del Rincón`: a particle inside a place name.
+        if (end === -1 || !LOCALITY_PARTICLES.has(w.lower) || !isUpperAt(text, w.end + 1)) {
+          return end;
+        }
+      }
+      // A phone or mail label starts the next part of a signature, not the address.
+      if (w.lower === 'mobile' || w.lower === 'phone' || w.lower === 'fax' || w.lower === 'desk') {
+        return end;
+      }
+      end = w.end;
+    }
+    tokens++;
+    if (text.charCodeAt(end) !== 32) break;
+    i = end + 1;
+    if (!isDigitAt(text, i) && !isUpperAt(text, i)) break;
+  }
+  return end;
+}
+
+function cueBefore(text: string, start: number): boolean {
+  const before = text.slice(Math.max(0, start - CUE_WINDOW), start).toLowerCase();
+  let e = before.length;
+  while (e > 0) {
+    const c = before.charCodeAt(e - 1);
+    if (
+      c === 32 ||
+      c === 58 ||
+      c === 10 ||
+      c === 9 ||
+      (c === 110 && before.charCodeAt(e - 2) === 92)
+    ) {
+      e -= c === 110 ? 2 : 1;
+    } else break;
+  }
+  const head = before.slice(0, e);
+  for (const cue of CUES) {
+    const bare = cue.endsWith(':') ? cue.slice(0, -1) : cue;
+    if (head.endsWith(bare) && !isLetter(head, head.length - bare.length - 1)) return true;
+  }
+  return false;
+}
+
+export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Finding[] {
+  const text = view.text;
+  const out: Finding[] = [];
+  let i = 0;
+  const n = text.length;
+  while (i < n) {
+    const c = text.charCodeAt(i);
+    const prev = text.charCodeAt(i - 1);
+    const boundary =
+      i === 0 ||
+      isEscapedLetter(text, i - 1) ||
+      !(
+        isLetter(text, i - 1) ||
+        isDigitAt(text, i - 1) ||
+        prev === 46 ||
+        prev === 45 ||
+        prev === 47 ||
+        prev === 58 ||
+        prev === 36 ||
+        prev === 35
+      );
+    let end = -1;
+    let start = i;
+    if (boundary && c >= 48 && c <= 57) {
+      const loose = cueBefore(text, i);
+      end = numberFirst(text, i, loose);
+      if (end === -1) {
+        // `0348 65 R. Mongi Bali`: a building number before a numbered street.
+        const n1 = numberAt(text, i);
+        if (n1 !== -1 && text.charCodeAt(n1) === 32 && isDigitAt(text, n1 + 1)) {
+          const e2 = numberFirst(text, n1 + 1, loose);
+          if (e2 !== -1) end = e2;
+        }
+      }
+    } else if (boundary && isLetter(text, i)) {
+      const w = wordAt(text, i);
+      if (w !== null) {
+        end = boxAddress(text, w);
+        if (end === -1) end = nameFirst(text, w, cueBefore(text, i));
+        if (end === -1) {
+          i = w.end;
+          continue;
+        }
+        start = w.start;
+      }
+    }
+    if (end === -1) {
+      // Skip the rest of this token (a candidate starts only at a token's start).
+      const inToken = isLetter(text, i) || isDigitAt(text, i);
+      i++;
+      if (inToken) while (i < n && (isLetter(text, i) || isDigitAt(text, i))) i++;
+      continue;
+    }
+    end = unitAfter(text, end);
+    end = localityAfter(text, end);
+    // Sentence-final dot after a number (`Csabai kapu 60.`) stays outside.
+    out.push({ type, start, end });
+    i = end;
+  }
+  return out;
+}
+
+export function streetAddressDetector(): Detector {
+  return { type: 'STREET_ADDRESS', scan: (view: TextView) => scanStreetAddresses(view) };
+}
