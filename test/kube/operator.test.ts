@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { GROUP, VERSION } from '../../operator/api/types.js';
 import { run, type RunningOperator } from '../../operator/run.js';
+import { leaseApi } from '../../operator/status/leader.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
 import { OfficialAdsClient, decodeAny } from '../../operator/envoy-api/ads-client.js';
 import {
@@ -525,10 +526,71 @@ void describe('operator on kube-apiserver', () => {
     assert.match(wrong.message, /has no port 80 \(its ports: 8080\)/);
   });
 
+  it('says a policy whose every target is withdrawn applies to nothing', async () => {
+    await apply(ns, [
+      {
+        apiVersion: `${GROUP}/${VERSION}`,
+        kind: 'AIPolicy',
+        metadata: { name: 'on-broken' },
+        spec: { targetRefs: [{ name: 'broken-target' }], mode: 'shadow' },
+      },
+      externalRoute('broken-target', 'broken-model', 'no-such-secret'),
+    ]);
+    await waitCondition('AIRoute', ns, 'broken-target', 'Accepted', 'False', 'SecretNotFound');
+    await waitCondition('AIPolicy', ns, 'on-broken', 'Accepted', 'True');
+    const c = await waitCondition('AIPolicy', ns, 'on-broken', 'Programmed', 'False', 'NotApplied');
+    assert.match(c.message, new RegExp(`${ns}/broken-target`));
+  });
+
   it('never logged a credential', () => {
     const all = logs.join('');
     assert.ok(all.length > 0);
     for (const value of [SECRET_V1, SECRET_V2, 'sk-late']) assert.ok(!all.includes(value));
+  });
+});
+
+void describe('a Lease the operator may not use', () => {
+  it('is a warning naming the namespace and the 403, not silence', async () => {
+    const ns = await namespace(`lease403-${process.pid}`);
+    const before = logs.length;
+    const op = await run({
+      kubeConfig: env.kubeConfig,
+      namespaces: [ns],
+      xdsListen: '127.0.0.1:0',
+      leaderElection: { identity: 'forbidden', namespace: ns, retryPeriodMs: 200 },
+      // A ServiceAccount with no rights at all, for the Lease calls only.
+      leaseApi: leaseApi(env.impersonate(`system:serviceaccount:${ns}:nobody`)),
+      logger: pino({ level: 'info' }, logSink),
+      registry: new Registry(),
+      now: () => Date.now(),
+      shutdownGraceMs: 100,
+      encoder,
+    });
+    try {
+      await op.ready;
+      const line = await eventually('lease warning', () => {
+        const found = logs
+          .slice(before)
+          .map(
+            (l) =>
+              JSON.parse(l) as {
+                level: number;
+                event?: string;
+                reason?: string;
+                namespace?: string;
+              },
+          )
+          .find((l) => l.event === 'lease_error');
+        assert.ok(found, 'no lease_error line');
+        return found;
+      });
+      assert.equal(line.level, 40);
+      assert.equal(line.namespace, ns);
+      assert.match(line.reason!, /403 Forbidden/);
+      assert.equal(op.isLeader(), false);
+    } finally {
+      await op.close();
+    }
   });
 });
 
