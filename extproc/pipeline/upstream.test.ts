@@ -178,7 +178,8 @@ describe('upstream phase', () => {
   });
 
   it('refuses a schema pair it cannot translate, in the caller format', () => {
-    const v = verdictOf(run('c-vertex', state()).o);
+    // Every provider now carries chat; embeddings reach no Vertex translator.
+    const v = verdictOf(run('c-vertex', state({ operation: 'embeddings' })).o);
     assert.equal(v.status, 501);
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
     const a = verdictOf(run('c-openai', state({ api: 'anthropic', operation: 'messages' })).o);
@@ -204,11 +205,11 @@ describe('upstream phase: refused attempts', () => {
   it('refuses the attempt in the caller’s format, with the request id; nothing is counted', () => {
     // Every supported Envoy (1.37+) sends this immediate response downstream, unretried.
     const store = new RequestStore(() => 0);
-    const st = state();
+    const st = state({ operation: 'embeddings' });
     store.put(st);
     const v = verdictOf(attempt(new UpstreamExchange({ config, store }), 'c-vertex'));
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');
-    assert.match(jsonOf(v).error.message, /to a gcp-vertex backend/);
+    assert.match(jsonOf(v).error.message, /embeddings requests to a gcp-vertex backend/);
     assert.deepEqual(
       v.headers.find(([k]) => k === 'x-sluice-request-id'),
       ['x-sluice-request-id', 'req-1'],

@@ -5,10 +5,12 @@
  */
 import type { ResolvedBackend } from '../config/runtime.js';
 import { AwsSigning } from './aws-sigv4.js';
+import { GcpTokens } from './gcp-oauth.js';
 import type { Provider } from './provider.js';
 import type { UpstreamRequest } from './translator.js';
 
-type CredentialKind = 'bearer' | 'api-key' | 'x-api-key' | 'x-goog-api-key' | 'aws-sigv4' | 'none';
+type CredentialKind =
+  'bearer' | 'api-key' | 'x-api-key' | 'x-goog-api-key' | 'aws-sigv4' | 'gcp-oauth' | 'none';
 
 const KIND: Record<Provider, CredentialKind> = {
   openai: 'bearer',
@@ -17,8 +19,8 @@ const KIND: Record<Provider, CredentialKind> = {
   anthropic: 'x-api-key',
   // Signed per attempt by signingHeaders(): no static header.
   'aws-bedrock': 'aws-sigv4',
-  // Not served yet (no translator): refused before a credential is ever needed.
-  'gcp-vertex': 'none',
+  // An OAuth access token per request, from a service-account key or workload identity.
+  'gcp-vertex': 'gcp-oauth',
   gemini: 'x-goog-api-key',
 };
 
@@ -51,6 +53,7 @@ export function credentialHeaders(
     case 'x-goog-api-key':
       return [['x-goog-api-key', secret]];
     case 'aws-sigv4':
+    case 'gcp-oauth':
     case 'none':
       return [];
   }
@@ -58,6 +61,8 @@ export function credentialHeaders(
 
 /** One per process: caches signers and the pod's web identity credentials across requests. */
 const awsSigning = new AwsSigning();
+/** One per process: caches OAuth tokens per service account and for workload identity. */
+const gcpTokens = new GcpTokens();
 
 /**
  * The headers that sign this attempt, for a backend whose kind signs the final request (AWS
@@ -70,6 +75,7 @@ export function signingHeaders(
   incoming: { method: string; authority: string },
   now: number,
 ): Promise<[string, string][]> | undefined {
+  if (KIND[backend.provider] === 'gcp-oauth') return gcpTokens.headers(backend);
   if (KIND[backend.provider] !== 'aws-sigv4') return undefined;
   return awsSigning.headers(
     backend,

@@ -20,6 +20,7 @@ import { SignatureV4 } from '@smithy/signature-v4';
 import { fromTokenFile } from '@aws-sdk/credential-provider-web-identity';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
+import { Refreshing, type RefreshingOptions } from './refreshing.js';
 
 export interface AwsCredentials {
   accessKeyId: string;
@@ -86,84 +87,13 @@ export class StaticCredentials implements AwsCredentialSource {
   close(): void {}
 }
 
-export interface RefreshingOptions {
-  /** Fetches fresh credentials (STS); its answer carries `expiration`. */
-  fetch: () => Promise<AwsCredentials>;
-  /** Refresh this long before expiry (default 5 minutes). */
-  aheadMs?: number;
-  /** Wait before retrying a failed refresh (default 10 s). */
-  retryMs?: number;
-  now?: () => number;
-}
-
-/**
- * Temporary credentials kept fresh off the request path: a timer refreshes them `aheadMs` before
- * they expire (retrying a failure every `retryMs`), so requests read the cached ones. A request
- * waits only when there are none yet or the cached ones have expired.
- */
-export class RefreshingCredentials implements AwsCredentialSource {
-  private creds: AwsCredentials | undefined;
-  private inflight: Promise<AwsCredentials> | undefined;
-  private timer: NodeJS.Timeout | undefined;
-  private closed = false;
-  private readonly aheadMs: number;
-  private readonly retryMs: number;
-  private readonly now: () => number;
-
-  constructor(private readonly opts: RefreshingOptions) {
-    this.aheadMs = opts.aheadMs ?? 5 * 60_000;
-    this.retryMs = opts.retryMs ?? 10_000;
-    this.now = opts.now ?? Date.now;
-    // Started at once: the first request finds credentials ready, or an exchange under way.
-    this.refresh().catch(() => undefined);
-  }
-
-  get(): Promise<AwsCredentials> {
-    const c = this.creds;
-    if (c && (c.expiration === undefined || c.expiration.getTime() > this.now()))
-      return Promise.resolve(c);
-    return this.refresh();
-  }
-
-  close(): void {
-    this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-  }
-
-  private refresh(): Promise<AwsCredentials> {
-    this.inflight ??= this.opts
-      .fetch()
-      .then((c) => {
-        this.creds = c;
-        this.schedule(
-          c.expiration === undefined
-            ? undefined
-            : c.expiration.getTime() - this.now() - this.aheadMs,
-        );
-        return c;
-      })
-      .catch((err: unknown) => {
-        this.schedule(this.retryMs);
-        // The STS error may name the role or the token file: not for callers.
-        void err;
-        throw misconfigured();
-      })
-      .finally(() => {
-        this.inflight = undefined;
-      });
-    return this.inflight;
-  }
-
-  private schedule(inMs: number | undefined): void {
-    if (this.closed || inMs === undefined) return;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(
-      () => {
-        this.refresh().catch(() => undefined);
-      },
-      Math.max(0, inMs),
-    );
-    this.timer.unref();
+/** AWS credentials kept fresh in the background (see providers/refreshing.ts). */
+export class RefreshingCredentials
+  extends Refreshing<AwsCredentials>
+  implements AwsCredentialSource
+{
+  constructor(opts: RefreshingOptions<AwsCredentials>) {
+    super(opts, misconfigured);
   }
 }
 

@@ -21,7 +21,7 @@ export type Provider = z.infer<typeof Provider>;
  * The wire API a backend speaks. Several providers share one (Azure OpenAI and every
  * OpenAI-compatible server speak OpenAI's), so translators are per (caller API × backend API).
  */
-export type BackendApi = 'openai' | 'anthropic' | 'bedrock-converse' | 'gemini' | 'vertex';
+export type BackendApi = 'openai' | 'anthropic' | 'bedrock-converse' | 'gemini';
 
 export function backendApi(provider: Provider): BackendApi {
   switch (provider) {
@@ -33,10 +33,8 @@ export function backendApi(provider: Provider): BackendApi {
       return 'anthropic';
     case 'aws-bedrock':
       return 'bedrock-converse';
-    // Vertex AI takes Gemini's body at a project/location path with OAuth tokens: no translator
-    // carries that yet, so it is its own API until one does.
+    // Vertex AI takes the Gemini API's body, at a project/location path with OAuth tokens.
     case 'gcp-vertex':
-      return 'vertex';
     case 'gemini':
       return 'gemini';
   }

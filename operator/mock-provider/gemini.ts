@@ -9,8 +9,10 @@
  * Scripting as the other mocks (operator/mock-provider/provider.ts), plus `block`: the safety
  * system blocks the prompt (`promptFeedback.blockReason`) or the answer (`finishReason: SAFETY`).
  */
+import { createPublicKey } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { jwtVerify } from 'jose';
 import type { Step } from './provider.js';
 
 export interface GeminiStep extends Step {
@@ -32,12 +34,30 @@ export interface MockGeminiOptions {
   port?: number;
   apiKey: string;
   defaults?: GeminiStep;
+  /**
+   * Serve Vertex AI too: /v1/projects/{project}/locations/{location}/publishers/google/models/…
+   * answers only with a bearer token this mock issued and that has not expired; POST /token
+   * issues them for a jwt-bearer assertion signed (RS256) by the service account's key, issued by
+   * its email for the audience `{url}/token`.
+   */
+  vertex?: {
+    project: string;
+    location: string;
+    clientEmail: string;
+    /** The service account's public key (PEM). */
+    publicKeyPem: string;
+    /** Lifetime of the tokens it issues (default 3600 s). */
+    tokenSeconds?: number;
+  };
+  now?: () => number;
 }
 
 export interface MockGemini {
   readonly url: string;
   readonly port: number;
   readonly requests: GeminiCaptured[];
+  /** Tokens issued by POST /token so far. */
+  readonly tokensIssued: number;
   enqueue(...steps: GeminiStep[]): void;
   take(): GeminiCaptured[];
   close(): Promise<void>;
@@ -89,12 +109,71 @@ export async function startMockGemini(opts: MockGeminiOptions): Promise<MockGemi
     });
   });
 
+  const now = opts.now ?? Date.now;
+  /** Issued token → expiry (ms). */
+  const tokens = new Map<string, number>();
+  let issued = 0;
+
+  async function token(body: Buffer, res: ServerResponse): Promise<void> {
+    const v = opts.vertex;
+    const form = new URLSearchParams(body.toString('utf8'));
+    const bad = (description: string): void => {
+      const text = JSON.stringify({ error: 'invalid_grant', error_description: description });
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(text);
+    };
+    if (!v) return bad('no service accounts here');
+    if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer')
+      return bad('unsupported grant type');
+    try {
+      const { payload } = await jwtVerify(
+        form.get('assertion') ?? '',
+        createPublicKey(v.publicKeyPem),
+        {
+          issuer: v.clientEmail,
+          audience: `${base}/token`,
+          algorithms: ['RS256'],
+          currentDate: new Date(now()),
+        },
+      );
+      if (payload.scope !== 'https://www.googleapis.com/auth/cloud-platform')
+        return bad('invalid scope');
+    } catch {
+      return bad('Invalid JWT Signature.');
+    }
+    const seconds = v.tokenSeconds ?? 3600;
+    const t = `ya29.mock-${++issued}`;
+    tokens.set(t, now() + seconds * 1000);
+    const text = JSON.stringify({ access_token: t, expires_in: seconds, token_type: 'Bearer' });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(text),
+    });
+    res.end(text);
+  }
+
+  function vertexAuthorized(req: IncomingMessage): boolean {
+    const m = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''));
+    const expiry = m ? tokens.get(m[1]!) : undefined;
+    return expiry !== undefined && expiry > now();
+  }
+
   async function handle(req: IncomingMessage, body: Buffer, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://mock');
-    const route =
+    if (url.pathname === '/token' && req.method === 'POST') return token(body, res);
+    const vertexRoute =
+      /^\/v1\/projects\/([^/]+)\/locations\/([^/]+)\/publishers\/google\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(
+        url.pathname,
+      );
+    const geminiRoute =
       /\/v1(?:beta|alpha)?\d*\/models\/([^/:]+):(generateContent|streamGenerateContent)$/.exec(
         url.pathname,
       );
+    const route: [string, string, string] | undefined = vertexRoute
+      ? [vertexRoute[0], vertexRoute[3]!, vertexRoute[4]!]
+      : geminiRoute
+        ? [geminiRoute[0], geminiRoute[1]!, geminiRoute[2]!]
+        : undefined;
     let json: Record<string, unknown> | undefined;
     try {
       const v: unknown = JSON.parse(body.toString('utf8'));
@@ -107,13 +186,32 @@ export async function startMockGemini(opts: MockGeminiOptions): Promise<MockGemi
     requests.push({
       method: req.method ?? '',
       path: req.url ?? '/',
-      model: route ? decodeURIComponent(route[1]!) : '',
+      model: route ? decodeURIComponent(route[1]) : '',
       stream,
       headers: { ...req.headers },
       body,
       json,
     });
-    const key = req.headers['x-goog-api-key'] ?? url.searchParams.get('key') ?? undefined;
+    if (vertexRoute) {
+      const v = opts.vertex;
+      if (!v || vertexRoute[1] !== v.project || vertexRoute[2] !== v.location)
+        return googleError(
+          res,
+          404,
+          'NOT_FOUND',
+          'Publisher model not found in this project and location.',
+        );
+      if (!vertexAuthorized(req))
+        return googleError(
+          res,
+          401,
+          'UNAUTHENTICATED',
+          'Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential.',
+        );
+    }
+    const key = vertexRoute
+      ? opts.apiKey
+      : (req.headers['x-goog-api-key'] ?? url.searchParams.get('key') ?? undefined);
     if (key === undefined)
       return googleError(
         res,
@@ -166,7 +264,7 @@ export async function startMockGemini(opts: MockGeminiOptions): Promise<MockGemi
       totalTokenCount: usage.input + usage.output,
     };
     const responseId = `mockresp${requests.length}`;
-    const modelVersion = route[1]!;
+    const modelVersion = route[1];
     const finish = step.honourMaxTokens && asked.output > limit ? 'MAX_TOKENS' : 'STOP';
     const parts: Record<string, unknown>[] = [];
     const text = step.toolCall ? step.content : content;
@@ -234,10 +332,14 @@ export async function startMockGemini(opts: MockGeminiOptions): Promise<MockGemi
 
   await new Promise<void>((resolve) => server.listen(opts.port ?? 0, host, resolve));
   const port = (server.address() as AddressInfo).port;
+  const base = `http://${host}:${port}`;
   return {
-    url: `http://${host}:${port}`,
+    url: base,
     port,
     requests,
+    get tokensIssued() {
+      return issued;
+    },
     enqueue: (...steps) => queue.push(...steps),
     take: () => requests.splice(0),
     close: () =>

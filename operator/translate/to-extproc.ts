@@ -89,5 +89,6 @@ function contractBackend(b: IRBackend, cluster: string): ContractBackend {
   }
   // The region the extproc's SigV4 signature names (the endpoint URL says where requests go).
   if (b.aws) out.aws = { region: b.aws.region };
+  if (b.gcp) out.gcp = { project: b.gcp.project, region: b.gcp.region };
   return out;
 }

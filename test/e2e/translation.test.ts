@@ -94,7 +94,7 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
           name: 'vertex',
           provider: 'gcp-vertex',
           endpoint: { url: 'https://us-central1-aiplatform.googleapis.com' },
-          gcp: { project: 'p', region: 'us-central1' },
+          gcp: { project: 'sluice-e2e', region: 'us-central1' },
         },
       ]),
       ...serviceDocs('nothing-listens', closedPort),

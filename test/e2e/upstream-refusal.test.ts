@@ -1,5 +1,5 @@
 // A backend no translator carries the caller's request to (today: OpenAI embeddings, completions
-// and Responses to Anthropic; anything to Vertex). The SDK must get a clear
+// and Responses to Anthropic; embeddings to Bedrock, Gemini and Vertex). The SDK must get a clear
 // error in its own format at once — under Envoy's real semantics, where an upstream ext_proc
 // filter's own immediate response is ignored (up to Envoy 1.35) and would leave the request
 // hanging until the route timeout. A route none of whose backends can take the request is refused
@@ -7,7 +7,7 @@
 // filter, and Envoy does not retry a local reply, so a fallback on the same route is not tried.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import Anthropic from '@anthropic-ai/sdk';
+import type Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
@@ -30,16 +30,6 @@ function backend(name: string, provider: Provider, service: string, priority = 0
     endpoint: { service: { name: service, port: 80 } },
     credential: { secretRef: { name: provider } },
     priority,
-  };
-}
-
-/** No translator reaches Vertex yet: every request to it is refused. */
-function vertex(name: string): unknown {
-  return {
-    name,
-    provider: 'gcp-vertex',
-    endpoint: { url: 'https://us-central1-aiplatform.googleapis.com' },
-    gcp: { project: 'sluice-e2e', region: 'us-central1' },
   };
 }
 
@@ -74,7 +64,6 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
     });
     g = await startYamlGateway([
       route('claude', 'claude-only', [backend('anthropic', 'anthropic', 'anthropic-mock')]),
-      route('vertex', 'vertex-only', [vertex('vertex')]),
       // Anthropic first, OpenAI as the fallback.
       route('mixed', 'mixed-model', [
         backend('anthropic', 'anthropic', 'anthropic-mock'),
@@ -108,23 +97,8 @@ describe('e2e: a backend that cannot take the caller’s API', () => {
     assert.deepEqual(anthropicMock.take(), [], 'nothing left the gateway');
   });
 
-  it('no backend of the route can take it: the same, as an Anthropic error object', async () => {
-    const e = await failure(
-      anthropic.messages.create({
-        model: 'vertex-only',
-        max_tokens: 16,
-        messages: [{ role: 'user', content: 'x' }],
-      }),
-    );
-    assert.ok(e instanceof Anthropic.APIError, String(e));
-    assert.equal(e.status, 501, JSON.stringify(e.error));
-    const body = e.error as { type?: unknown; error?: { type?: unknown; message?: unknown } };
-    assert.equal(body.type, 'error');
-    assert.equal(
-      body.error?.message,
-      'This gateway cannot send Anthropic Messages requests to a gcp-vertex backend.',
-    );
-  });
+  // Every provider now carries Anthropic Messages (issue 15 added Bedrock, Gemini and Vertex), so
+  // no route refuses an Anthropic caller before routing any more; the OpenAI case above stands.
 
   it('the chosen backend cannot take it: the request ends at once, not retried elsewhere', async () => {
     const e = await failure(openai.embeddings.create({ model: 'mixed-model', input: 'x' }));
