@@ -125,28 +125,41 @@ function birthAfter(text: string, e: number): boolean {
   return /^ ?\((dob|born|d\.o\.b\.?)\)/.test(after);
 }
 
+// Where a birth word stands; dates are looked for only around these (a date of birth is written
+// within WINDOW after one, or right before a `(DOB)` label), so text without one costs one pass.
+const CONTEXT_ANYWHERE =
+  /born|birth|dob|d\.o\.b|geburt|geboren|né|nacimiento|nascimento|nat[oa]|b\./giu;
+const BEFORE_LABEL = 30;
+const LONGEST_DATE = 20;
+
 export function scanDatesOfBirth(view: TextView, type = 'DATE_OF_BIRTH'): Finding[] {
   const text = view.text;
   const out: Finding[] = [];
   const n = text.length;
   let i = 0;
-  while (i < n) {
-    const c = text.charCodeAt(i);
-    const prevWord = isWord(text.charCodeAt(i - 1));
-    let end = -1;
-    if (!prevWord && isDigit(c)) {
-      end = numericDate(text, i);
-      if (end === -1) end = dayFirst(text, i);
-    } else if (!prevWord && isAlpha(c)) {
-      end = monthFirst(text, i);
+  CONTEXT_ANYWHERE.lastIndex = 0;
+  for (let m = CONTEXT_ANYWHERE.exec(text); m !== null; m = CONTEXT_ANYWHERE.exec(text)) {
+    const regionEnd = Math.min(n, m.index + m[0].length + WINDOW + LONGEST_DATE);
+    if (i < m.index - BEFORE_LABEL) i = Math.max(0, m.index - BEFORE_LABEL);
+    while (i < regionEnd) {
+      const c = text.charCodeAt(i);
+      const prevWord = isWord(text.charCodeAt(i - 1));
+      let end = -1;
+      if (!prevWord && isDigit(c)) {
+        end = numericDate(text, i);
+        if (end === -1) end = dayFirst(text, i);
+      } else if (!prevWord && isAlpha(c)) {
+        end = monthFirst(text, i);
+      }
+      if (end !== -1 && (hasContextBefore(text, i, WINDOW, CONTEXT) || birthAfter(text, end))) {
+        out.push({ type, start: i, end });
+        i = end;
+        continue;
+      }
+      i++;
+      while (i < n && isWord(text.charCodeAt(i)) && isWord(text.charCodeAt(i - 1))) i++;
     }
-    if (end !== -1 && (hasContextBefore(text, i, WINDOW, CONTEXT) || birthAfter(text, end))) {
-      out.push({ type, start: i, end });
-      i = end;
-      continue;
-    }
-    i++;
-    while (i < n && isWord(text.charCodeAt(i)) && isWord(text.charCodeAt(i - 1))) i++;
+    if (CONTEXT_ANYWHERE.lastIndex < i) CONTEXT_ANYWHERE.lastIndex = i;
   }
   return out;
 }

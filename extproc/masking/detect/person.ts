@@ -233,23 +233,36 @@ function opensSentence(text: string, start: number): boolean {
   );
 }
 
-/** 2 after a strong cue, 1 after a weak one, 0 after none. */
+const CUE_SET = new Set(CUES);
+
+function isCueLetter(c: number): boolean {
+  return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 39 || c === 0x2019;
+}
+
+/**
+ * 2 after a strong cue, 1 after a weak one, 0 after none: the one to three words right before
+ * `start` (past spaces and commas; a colon only on the last) looked up as a phrase.
+ */
 function cueBefore(text: string, start: number): number {
-  const before = text.slice(Math.max(0, start - CUE_WINDOW), start).toLowerCase();
-  let e = before.length;
-  while (e > 0) {
-    const c = before.charCodeAt(e - 1);
-    if (c === 32 || c === 44 || c === 9 || c === 10) e--;
+  let i = start;
+  for (;;) {
+    const c = text.charCodeAt(i - 1);
+    if (c === 32 || c === 44 || c === 9 || c === 10) i--;
     else break;
   }
-  const head = before.slice(0, e);
-  for (const cue of CUES) {
-    if (!head.endsWith(cue)) continue;
-    const p = head.charCodeAt(head.length - cue.length - 1);
-    // Whole words only: "this is" but not "thesis".
-    if (Number.isNaN(p) || !/\p{L}/u.test(String.fromCharCode(p))) {
-      return STRONG_CUES.has(cue) ? 2 : 1;
-    }
+  let phrase = '';
+  for (let w = 0; w < 3; w++) {
+    let e = i;
+    const colon = w === 0 && text.charCodeAt(e - 1) === 58;
+    if (colon) e--;
+    let b = e;
+    while (b > 0 && e - b < 12 && isCueLetter(text.charCodeAt(b - 1))) b--;
+    if (b === e || (b > 0 && /\p{L}/u.test(text[b - 1]!))) return 0;
+    const word = text.slice(b, e).toLowerCase() + (colon ? ':' : '');
+    phrase = w === 0 ? word : `${word} ${phrase}`;
+    if (CUE_SET.has(phrase)) return STRONG_CUES.has(phrase) ? 2 : 1;
+    if (colon || text.charCodeAt(b - 1) !== 32) return 0;
+    i = b - 1;
   }
   return 0;
 }
@@ -261,7 +274,7 @@ function titleBefore(text: string, start: number): number {
   i--;
   if (text.charCodeAt(i) === 46) i--;
   const e = i + 1;
-  while (i >= 0 && e - i <= 10 && /\p{L}/u.test(text[i]!)) i--;
+  while (i >= 0 && e - i <= 10 && isCueLetter(text.charCodeAt(i))) i--;
   if (e - i - 1 < 2 || e - i - 1 > 9) return -1;
   return TITLES.has(text.slice(i + 1, e).toLowerCase()) ? i + 1 : -1;
 }

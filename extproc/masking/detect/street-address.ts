@@ -269,10 +269,10 @@ function isOrdinal(text: string, i: number): number {
 
 /**
  * Number first: `221B Baker Street`, `12 W. 5th St.`. Returns the end of the street line (type
- * word, and a direction after it), or -1. `loose` (after an address cue) accepts capitalised
- * words without a street type.
+ * word, and a direction after it), or -1. After an address cue before `cueAt`, capitalised words without a street type
+ * do.
  */
-function numberFirst(text: string, s: number, loose: boolean): number {
+function numberFirst(text: string, s: number, cueAt: number): number {
   const n = numberAt(text, s);
   if (n === -1 || text.charCodeAt(n) !== 32) return -1;
   let i = skipSpaces(text, n);
@@ -321,7 +321,7 @@ function numberFirst(text: string, s: number, loose: boolean): number {
       break;
     }
   }
-  if (loose && capitalised >= 1 && lastEnd !== -1) return lastEnd;
+  if (capitalised >= 1 && lastEnd !== -1 && cueBefore(text, cueAt)) return lastEnd;
   return -1;
 }
 
@@ -346,7 +346,7 @@ function prefixFirstBody(text: string, w: Word): number {
 }
 
 /** Name first: `Via Guantai Nuovi 58`, `Strepestraat 143`, `Csabai kapu 60.` at word `w`. */
-function nameFirst(text: string, w: Word, loose: boolean): number {
+function nameFirst(text: string, w: Word, cueAt: number): number {
   if (!isUpperAt(text, w.start) && !(w.dot && PREFIX.has(w.lower))) return -1;
   if (PREFIX.has(w.lower)) {
     const e = prefixFirstBody(text, w);
@@ -368,7 +368,7 @@ function nameFirst(text: string, w: Word, loose: boolean): number {
     if (text.charCodeAt(e) !== 32) return -1;
     i = skipSpaces(text, e);
     if (isDigitAt(text, i)) {
-      if (!typed && !loose) return -1;
+      if (!typed && !cueBefore(text, cueAt)) return -1;
       return numberAt(text, i);
     }
   }
@@ -504,6 +504,18 @@ function localitySegment(text: string, s: number): number {
   return end;
 }
 
+/**
+ * Cheap test before a word is read: a street that starts with a word starts with a capital (or
+ * a dotted prefix such as `ul.`) and has its house number within a few words.
+ */
+function mayStartStreet(text: string, i: number, digit: number): boolean {
+  if (digit - i > 64) return false;
+  if (isUpperAt(text, i)) return true;
+  let e = i;
+  while (e - i < 4 && isLetter(text, e)) e++;
+  return text.charCodeAt(e) === 46 && e - i <= 3;
+}
+
 function cueBefore(text: string, start: number): boolean {
   const before = text.slice(Math.max(0, start - CUE_WINDOW), start).toLowerCase();
   let e = before.length;
@@ -527,17 +539,27 @@ function cueBefore(text: string, start: number): boolean {
   return false;
 }
 
+function isAsciiAlnum(c: number): boolean {
+  return (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122);
+}
+
 export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Finding[] {
   const text = view.text;
   const out: Finding[] = [];
-  let i = 0;
   const n = text.length;
+  // The next digit at or after a position, found by a pointer that only moves forward.
+  let digit = -1;
+  let i = 0;
   while (i < n) {
     const c = text.charCodeAt(i);
+    // Spaces and punctuation start nothing: the cheapest case first.
+    if (c < 128 && !isAsciiAlnum(c)) {
+      i++;
+      continue;
+    }
     const prev = text.charCodeAt(i - 1);
     const boundary =
       i === 0 ||
-      isEscapedLetter(text, i - 1) ||
       !(
         isLetter(text, i - 1) ||
         isDigitAt(text, i - 1) ||
@@ -547,25 +569,29 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
         prev === 58 ||
         prev === 36 ||
         prev === 35
-      );
+      ) ||
+      isEscapedLetter(text, i - 1);
     let end = -1;
     let start = i;
     if (boundary && c >= 48 && c <= 57) {
-      const loose = cueBefore(text, i);
-      end = numberFirst(text, i, loose);
+      end = numberFirst(text, i, i);
       if (end === -1) {
         // `0348 65 R. Mongi Bali`: a building number before a numbered street.
         const n1 = numberAt(text, i);
         if (n1 !== -1 && text.charCodeAt(n1) === 32 && isDigitAt(text, n1 + 1)) {
-          const e2 = numberFirst(text, n1 + 1, loose);
+          const e2 = numberFirst(text, n1 + 1, i);
           if (e2 !== -1) end = e2;
         }
       }
-    } else if (boundary && isLetter(text, i)) {
-      const w = wordAt(text, i);
+    } else if (boundary) {
+      if (digit < i) {
+        digit = i;
+        while (digit < n && !isDigitAt(text, digit)) digit++;
+      }
+      const w = mayStartStreet(text, i, digit) ? wordAt(text, i) : null;
       if (w !== null) {
         end = boxAddress(text, w);
-        if (end === -1) end = nameFirst(text, w, cueBefore(text, i));
+        if (end === -1) end = nameFirst(text, w, i);
         if (end === -1) {
           i = w.end;
           continue;
@@ -575,14 +601,12 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
     }
     if (end === -1) {
       // Skip the rest of this token (a candidate starts only at a token's start).
-      const inToken = isLetter(text, i) || isDigitAt(text, i);
       i++;
-      if (inToken) while (i < n && (isLetter(text, i) || isDigitAt(text, i))) i++;
+      while (i < n && (isLetter(text, i) || isDigitAt(text, i))) i++;
       continue;
     }
     end = unitAfter(text, end);
     end = localityAfter(text, end);
-    // Sentence-final dot after a number (`Csabai kapu 60.`) stays outside.
     out.push({ type, start, end });
     i = end;
   }
