@@ -64,6 +64,8 @@ export interface OperatorOptions {
   now: () => number;
   debounceMs?: number;
   dataPlanePollMs?: number;
+  /** See ControllerOptions.incompleteGraceMs. */
+  incompleteGraceMs?: number;
   backoff?: Backoff;
   /** How long open xDS streams may stay after close() before they are cut (default 2000). */
   shutdownGraceMs?: number;
@@ -158,6 +160,7 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     now: opts.now,
     ...(opts.debounceMs !== undefined ? { debounceMs: opts.debounceMs } : {}),
     ...(opts.dataPlanePollMs !== undefined ? { dataPlanePollMs: opts.dataPlanePollMs } : {}),
+    ...(opts.incompleteGraceMs !== undefined ? { incompleteGraceMs: opts.incompleteGraceMs } : {}),
     ...(opts.backoff ? { backoff: opts.backoff } : {}),
   });
   if (opts.writeStatus !== false && le) {

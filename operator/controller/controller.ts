@@ -19,6 +19,7 @@ import type { Change } from '../source/kube.js';
 import {
   conditionTime,
   desiredConditions,
+  INCOMPLETE_GRACE_MS,
   mergeStatus,
   operatorStopped,
 } from '../status/conditions.js';
@@ -104,6 +105,11 @@ export interface ControllerOptions {
    * ACKed yet (default 2000 ms; 0 reports Pending at once). See writeStatus.
    */
   pendingGraceMs?: number;
+  /**
+   * How long a gateway whose Envoy or extproc has not connected yet is Pending rather than
+   * Incomplete (default INCOMPLETE_GRACE_MS, 15 s): the two halves of a pod start apart.
+   */
+  incompleteGraceMs?: number;
 }
 
 const SYNC = 'sync';
@@ -282,14 +288,33 @@ export class Controller {
     return [...local, ...remote];
   }
 
+  /** Gateways with only one half connected for longer than the grace. */
+  private overdueHalfGateways(): string[] {
+    const grace = this.opts.incompleteGraceMs ?? INCOMPLETE_GRACE_MS;
+    const now = this.opts.now();
+    const byGateway = new Map<string, { envoy: boolean; extproc: boolean; since: number }>();
+    for (const p of this.fleetPlanes()) {
+      const g = byGateway.get(p.gateway) ?? { envoy: false, extproc: false, since: Infinity };
+      g.envoy ||= p.envoy;
+      g.extproc ||= p.extproc;
+      g.since = Math.min(g.since, p.connectedAt);
+      byGateway.set(p.gateway, g);
+    }
+    return [...byGateway]
+      .filter(([, g]) => g.envoy !== g.extproc && now - g.since >= grace)
+      .map(([name]) => name)
+      .sort();
+  }
+
   private pollDataPlanes(): void {
-    // Reports also expire without an event (a replica that died): the poll notices.
+    // Reports also expire without an event (a replica that died), and a half-connected
+    // gateway's grace runs out without one: the poll notices both.
     const replicas = (this.opts.fleet?.reports() ?? []).map((r) => r.replica).join(',');
     const sig =
       this.opts.tracker
         .dataPlanes()
         .map((p) => `${p.streamId}:${Object.keys(p.types).sort().join(',')}`)
-        .join('|') + `#${replicas}`;
+        .join('|') + `#${replicas}#${this.overdueHalfGateways().join(',')}`;
     this.opts.metrics?.dataPlanes.set(this.opts.tracker.dataPlanes().length);
     if (sig === this.planesSignature) return;
     this.planesSignature = sig;
@@ -408,7 +433,13 @@ export class Controller {
         : this.opts.source.policy(result.namespace, result.name);
     if (!cached) return;
     this.planes ??= this.fleetPlanes();
-    const desired = desiredConditions(result, current.footprints.get(key), this.planes);
+    const desired = desiredConditions(
+      result,
+      current.footprints.get(key),
+      this.planes,
+      this.opts.now(),
+      this.opts.incompleteGraceMs ?? INCOMPLETE_GRACE_MS,
+    );
     this.holdWhileInFlight(key, desired.conditions, cached.status?.conditions);
     const now = conditionTime(this.opts.now());
     const summary =

@@ -93,6 +93,16 @@ void describe('programmedCondition', () => {
     assert.match(d.message, /gateway gw-2 has an extproc but no Envoy connected/);
   });
 
+  it('gives a gateway whose other half has not connected yet a grace as Pending', () => {
+    const envoy: DataPlane = { ...plane('gw-new/envoy', ENVOY), connectedAt: new Date(100_000) };
+    const v = fleet([envoy], { 'gw-new/envoy': ACKED });
+    const early = programmedCondition(true, footprint, v, 1, 100_000 + 1000, 15_000);
+    assert.deepEqual([early.status, early.reason], ['Unknown', 'Pending']);
+    assert.match(early.message, /gw-new\/extproc/);
+    const late = programmedCondition(true, footprint, v, 1, 100_000 + 15_000, 15_000);
+    assert.deepEqual([late.status, late.reason], ['False', 'Incomplete']);
+  });
+
   it('pairs by node id: the halves of different gateways do not make one whole', () => {
     const v = fleet([plane('gw-1/envoy', ENVOY), plane('gw-2/extproc', [EXTPROC_CONFIG])], {
       'gw-1/envoy': ACKED,
@@ -175,6 +185,7 @@ void describe('programmedCondition', () => {
       envoy: true,
       extproc: false,
       replica: 'replica-b',
+      connectedAt: 0,
       state: (ref) =>
         ref.typeUrl === CLUSTER ? { state: 'nacked', message: 'no TLS' } : { state: 'acked' },
     };

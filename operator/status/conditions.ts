@@ -60,11 +60,19 @@ function list(ids: Iterable<string>): string {
   );
 }
 
+/**
+ * A gateway pod's Envoy and extproc do not connect at the same instant: for this long after its
+ * first half connected, a missing other half is Pending, not Incomplete.
+ */
+export const INCOMPLETE_GRACE_MS = 15_000;
+
 export function programmedCondition(
   accepted: boolean,
   footprint: Footprint | undefined,
   planes: readonly PlaneState[],
   observedGeneration: number | undefined,
+  now = Date.now(),
+  incompleteGraceMs = INCOMPLETE_GRACE_MS,
 ): ConditionResult {
   const cond = (
     status: ConditionResult['status'],
@@ -106,7 +114,9 @@ export function programmedCondition(
       const serving = members.filter((p) => p[need.role]);
       if (serving.length === 0) {
         const has = need.role === 'envoy' ? 'an extproc but no Envoy' : 'an Envoy but no extproc';
-        missing.push(`gateway ${gateway} has ${has} connected`);
+        const since = Math.min(...members.map((p) => p.connectedAt));
+        if (now - since < incompleteGraceMs) pending.push(`${gateway}/${need.role}`);
+        else missing.push(`gateway ${gateway} has ${has} connected`);
         continue;
       }
       for (const p of serving) {
@@ -246,11 +256,20 @@ export function desiredConditions(
   result: StatusResult,
   footprint: Footprint | undefined,
   planes: readonly PlaneState[],
+  now = Date.now(),
+  incompleteGraceMs = INCOMPLETE_GRACE_MS,
 ): { observedGeneration?: number; conditions: ConditionResult[] } {
   const accepted = result.conditions.some((c) => c.type === 'Accepted' && c.status === 'True');
   const conditions = [
     ...result.conditions,
-    programmedCondition(accepted, footprint, planes, result.observedGeneration),
+    programmedCondition(
+      accepted,
+      footprint,
+      planes,
+      result.observedGeneration,
+      now,
+      incompleteGraceMs,
+    ),
   ];
   const out: { observedGeneration?: number; conditions: ConditionResult[] } = { conditions };
   if (result.observedGeneration !== undefined) out.observedGeneration = result.observedGeneration;

@@ -70,17 +70,44 @@ export interface EventRecorderOptions {
   logger: Logger;
   /** Wall-clock milliseconds. */
   now: () => number;
+  /**
+   * Events recorded per minute at most (default 300). One NACK of a shared resource turns every
+   * route False at once; beyond the budget Events are dropped (counted in `dropped`), while the
+   * conditions themselves still say everything.
+   */
+  maxPerMinute?: number;
 }
 
 export class EventRecorder {
   /** Events created, for metrics and tests. */
   created = 0;
+  /** Events not recorded because the per-minute budget was spent. */
+  dropped = 0;
   private warned = false;
+  private windowStart = 0;
+  private inWindow = 0;
 
   constructor(private readonly opts: EventRecorderOptions) {}
 
   record(target: EventTarget, events: readonly RecordedEvent[]): void {
-    for (const e of events) void this.create(target, e);
+    const now = this.opts.now();
+    if (now - this.windowStart >= 60_000) {
+      if (this.inWindow > (this.opts.maxPerMinute ?? 300)) {
+        this.opts.logger.warn(
+          { event: 'events_dropped', dropped: this.dropped },
+          'too many Events in a minute; the conditions say the rest',
+        );
+      }
+      this.windowStart = now;
+      this.inWindow = 0;
+    }
+    for (const e of events) {
+      if (++this.inWindow > (this.opts.maxPerMinute ?? 300)) {
+        this.dropped++;
+        continue;
+      }
+      void this.create(target, e);
+    }
   }
 
   private async create(target: EventTarget, e: RecordedEvent): Promise<void> {

@@ -53,6 +53,8 @@ export interface PlaneState {
   extproc: boolean;
   /** The operator replica it is connected to; undefined: this one. */
   replica: string | undefined;
+  /** When its stream opened (wall-clock ms; 0 when not known). */
+  connectedAt: number;
   state(ref: ResourceRef): NodeState;
 }
 
@@ -111,6 +113,7 @@ export function localPlanes(view: DataPlaneView): PlaneState[] {
     gateway: gatewayOf(p.nodeId),
     ...roles(p),
     replica: undefined,
+    connectedAt: p.connectedAt.getTime(),
     state: (ref) => streamState(view, p.streamId, ref),
   }));
 }
@@ -126,6 +129,8 @@ const PlaneReportSchema = z.object({
   node: z.string().min(1),
   envoy: z.boolean(),
   extproc: z.boolean(),
+  /** When the stream opened, epoch ms. */
+  connectedAt: z.number().optional(),
   /** By type URL: resources not applied at their current content. */
   pending: z.record(z.string(), Names).default({}),
   nacked: z.record(z.string(), z.object({ names: Names, message: z.string() })).default({}),
@@ -162,7 +167,13 @@ export function buildReport(
   const planes: PlaneReport[] = [];
   for (const p of view.dataPlanes()) {
     const r = roles(p);
-    const report: PlaneReport = { node: p.nodeId, ...r, pending: {}, nacked: {} };
+    const report: PlaneReport = {
+      node: p.nodeId,
+      ...r,
+      connectedAt: p.connectedAt.getTime(),
+      pending: {},
+      nacked: {},
+    };
     const types = [...(r.envoy ? ENVOY_TYPES : []), ...(r.extproc ? [EXTPROC_CONFIG] : [])];
     for (const typeUrl of types) {
       const pending: string[] = [];
@@ -209,6 +220,7 @@ export function remotePlanes(report: ReplicaReport, snapshotVersion: string): Pl
     envoy: p.envoy,
     extproc: p.extproc,
     replica: report.replica,
+    connectedAt: p.connectedAt ?? 0,
     state: (ref): NodeState => {
       if (behind) {
         return { state: 'pending', why: `replica ${report.replica} serves another version` };

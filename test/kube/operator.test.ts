@@ -226,6 +226,7 @@ async function startOperator(
     now: () => Date.now(),
     debounceMs: 10,
     dataPlanePollMs: 100,
+    incompleteGraceMs: 300,
     backoff: { initialMs: 50, maxMs: 1000 },
     shutdownGraceMs: 100,
     encoder,
