@@ -3,7 +3,9 @@
 // with tools, with masking and a budget on: placeholders never reach Google and are restored in
 // the translated stream; usage is charged from usageMetadata; the budget's cap reaches
 // generationConfig.maxOutputTokens; a safety block reaches each SDK as an error in its format.
+// Vertex AI: the project/location path, with an OAuth token minted from a service-account key.
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
@@ -18,6 +20,8 @@ import {
 } from './harness.js';
 
 const API_KEY = 'AIza-e2e-gemini-key';
+const SA_EMAIL = 'sluice@sluice-e2e.iam.gserviceaccount.com';
+const KEYS = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
 const MAX_TOKENS = 40;
 
@@ -28,7 +32,21 @@ describe('e2e: Gemini API backends through sluice run', () => {
   let anthropic: Anthropic;
 
   before(async () => {
-    mock = await startMockGemini({ apiKey: API_KEY });
+    mock = await startMockGemini({
+      apiKey: API_KEY,
+      vertex: {
+        project: 'sluice-e2e',
+        location: 'us-central1',
+        clientEmail: SA_EMAIL,
+        publicKeyPem: KEYS.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      },
+    });
+    const serviceAccount = JSON.stringify({
+      type: 'service_account',
+      client_email: SA_EMAIL,
+      private_key: KEYS.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      token_uri: `${mock.url}/token`,
+    });
     g = await startYamlGateway([
       {
         apiVersion: 'sluice.dev/v1alpha1',
@@ -58,8 +76,27 @@ describe('e2e: Gemini API backends through sluice run', () => {
           limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
         },
       },
+      {
+        apiVersion: 'sluice.dev/v1alpha1',
+        kind: 'AIRoute',
+        metadata: { name: 'vertex', namespace: 'e2e' },
+        spec: {
+          models: [{ exact: 'vertex-x' }],
+          backends: [
+            {
+              name: 'vertex',
+              provider: 'gcp-vertex',
+              endpoint: { service: { name: 'gemini-mock', port: 80 } },
+              credential: { secretRef: { name: 'vertex-sa' } },
+              modelOverride: 'gemini-2.5-pro',
+              gcp: { project: 'sluice-e2e', region: 'us-central1' },
+            },
+          ],
+        },
+      },
       ...serviceDocs('gemini-mock', mock.port),
       secretDoc('google', API_KEY),
+      secretDoc('vertex-sa', serviceAccount),
     ]);
     ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
@@ -173,5 +210,33 @@ describe('e2e: Gemini API backends through sluice run', () => {
       (e: { status?: number; error?: { type?: string } }) =>
         e.status === 400 && e.error?.type === 'error',
     );
+  });
+  it('openai and anthropic SDKs → Vertex AI: the project path, an OAuth token from the service account', async () => {
+    mock.enqueue({ usage: { input: 3, output: 2 } });
+    const r = await openai.chat.completions.create({
+      model: 'vertex-x',
+      messages: [{ role: 'user', content: 'hello vertex' }],
+    });
+    assert.equal(r.choices[0]!.message.content, 'echo: hello vertex');
+    mock.enqueue({ chunkChars: 4 });
+    const final = await anthropic.messages
+      .stream({
+        model: 'vertex-x',
+        max_tokens: 50,
+        messages: [{ role: 'user', content: 'stream it' }],
+      })
+      .finalMessage();
+    assert.deepEqual(final.content, [{ type: 'text', text: 'echo: stream it' }]);
+    const sent = mock.take();
+    assert.deepEqual(
+      sent.map((x) => x.path),
+      [
+        '/v1/projects/sluice-e2e/locations/us-central1/publishers/google/models/gemini-2.5-pro:generateContent',
+        '/v1/projects/sluice-e2e/locations/us-central1/publishers/google/models/gemini-2.5-pro:streamGenerateContent?alt=sse',
+      ],
+    );
+    for (const x of sent) assert.match(String(x.headers.authorization), /^Bearer ya29\.mock-\d+$/);
+    // The token was minted once and reused, not fetched per request.
+    assert.equal(mock.tokensIssued, 1);
   });
 });
