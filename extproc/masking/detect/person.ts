@@ -98,7 +98,6 @@ const CUES = [
   'asked',
   'spoke',
 ];
-const CUE_WINDOW = 14;
 const STRONG_CUES = new Set([
   'my name is',
   'name is',
