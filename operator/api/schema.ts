@@ -37,7 +37,7 @@ export const celRegistry = z.registry<{ rules: readonly CelRule[] }>();
 
 // Providers whose public endpoints always need an API key; bedrock and vertex may use workload
 // identity, and openai-compatible servers are often unauthenticated in-cluster.
-const KEYED_PROVIDERS = ['openai', 'azure-openai', 'anthropic'] as const;
+const KEYED_PROVIDERS = ['openai', 'azure-openai', 'anthropic', 'gemini'] as const;
 
 function providerBlock(block: 'azure' | 'aws' | 'gcp', provider: api.Provider): CelRule {
   return {
@@ -286,6 +286,31 @@ export const BackendSchema = withRules(
             .max(32)
             .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'region must be an AWS region such as us-east-1')
             .describe('The AWS region of the Bedrock endpoint, e.g. us-east-1.'),
+          guardrail: z
+            .strictObject({
+              identifier: z
+                .string()
+                .min(1)
+                .max(2048)
+                .regex(/^[A-Za-z0-9:/._-]+$/, 'identifier must be a guardrail id or ARN')
+                .describe('The guardrail id or ARN.'),
+              version: z
+                .string()
+                .min(1)
+                .max(16)
+                .regex(/^([1-9][0-9]{0,7}|DRAFT)$/, 'version must be a number or DRAFT')
+                .describe('The guardrail version, or DRAFT.'),
+              trace: z
+                .enum(['enabled', 'disabled', 'enabled_full'])
+                .optional()
+                .describe('Whether Bedrock reports what the guardrail did.'),
+              streamProcessingMode: z
+                .enum(['sync', 'async'])
+                .optional()
+                .describe('How the guardrail reviews streamed answers.'),
+            })
+            .optional()
+            .describe('A Bedrock guardrail applied to every Converse call of this backend.'),
         })
         .optional()
         .describe('Required iff provider is aws-bedrock.'),

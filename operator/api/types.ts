@@ -59,7 +59,15 @@ export interface Backend {
   /** 0 is tried first; higher numbers are fallbacks; default 0. */
   priority?: number;
   azure?: { apiVersion: string; deployment?: string };
-  aws?: { region: string };
+  aws?: {
+    region: string;
+    guardrail?: {
+      identifier: string;
+      version: string;
+      trace?: 'enabled' | 'disabled' | 'enabled_full';
+      streamProcessingMode?: 'sync' | 'async';
+    };
+  };
   gcp?: { project: string; region: string };
 }
 

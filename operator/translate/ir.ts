@@ -83,7 +83,15 @@ export interface IRBackend {
   credential?: { ref: CredentialRef; value: string };
   modelOverride?: string;
   azure?: { apiVersion: string; deployment?: string };
-  aws?: { region: string };
+  aws?: {
+    region: string;
+    guardrail?: {
+      identifier: string;
+      version: string;
+      trace?: 'enabled' | 'disabled' | 'enabled_full';
+      streamProcessingMode?: 'sync' | 'async';
+    };
+  };
   gcp?: { project: string; region: string };
 }
 

@@ -101,7 +101,7 @@ const RETRY_ORDER: readonly RetryOn[] = [
 
 /** Providers with an Azure/AWS/GCP block that must be present exactly when the provider is. */
 const PROVIDER_BLOCK = { azure: 'azure-openai', aws: 'aws-bedrock', gcp: 'gcp-vertex' } as const;
-const KEYED_PROVIDERS = new Set(['openai', 'azure-openai', 'anthropic']);
+const KEYED_PROVIDERS = new Set(['openai', 'azure-openai', 'anthropic', 'gemini']);
 
 /** Why a route is not Accepted; thrown out of the route's own translation only. */
 class Rejection extends Error {

@@ -38,7 +38,7 @@ function bedrockBackend(priority = 0): unknown {
     endpoint: { service: { name: 'bedrock-mock', port: 80 } },
     credential: { secretRef: { name: 'aws' } },
     modelOverride: MODEL_ID,
-    aws: { region: 'us-west-2' },
+    aws: { region: 'us-west-2', guardrail: { identifier: 'gr-e2e', version: '3' } },
     priority,
   };
 }
@@ -147,6 +147,11 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
     assert.doesNotMatch(seen.body.toString(), /jane\.doe@example\.com/);
     assert.match(JSON.stringify(seen.json?.['messages']), /\[EMAIL_1\]/);
     assert.deepEqual(seen.json?.['system'], [{ text: 'be brief' }]);
+    // The backend's guardrail, from the AIRoute, reaches every Converse call.
+    assert.deepEqual(seen.json?.['guardrailConfig'], {
+      guardrailIdentifier: 'gr-e2e',
+      guardrailVersion: '3',
+    });
     assert.ok(
       ((seen.json?.['inferenceConfig'] as { maxTokens: number }).maxTokens ?? Infinity) <=
         MAX_TOKENS,
