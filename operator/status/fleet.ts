@@ -321,6 +321,8 @@ interface Received {
   identity: string;
   /** Changes whenever the holder renews or rewrites the report. */
   key: string;
+  /** The report as published. */
+  text: string | undefined;
   report: ReplicaReport | undefined;
   observedAt: number;
 }
@@ -369,7 +371,10 @@ export class Fleet {
       logger: opts.logger,
       ...(opts.backoff ? { backoff: opts.backoff } : {}),
       convert: (raw) => this.read(raw),
-      onChange: () => this.emit(),
+      // A heartbeat changes only renewTime: nothing to judge again.
+      onChange: (_key, before, after) => {
+        if (!before || !after || before.text !== after.text) this.emit();
+      },
     });
   }
 
@@ -476,7 +481,7 @@ export class Fleet {
     const key = `${lease.spec?.renewTime}\0${text ?? ''}`;
     const old = this.reflector.get(`${lease.metadata.namespace}/${lease.metadata.name}`);
     const observedAt = old && old.key === key ? old.observedAt : this.opts.now();
-    return { identity, key, report, observedAt };
+    return { identity, key, text, report, observedAt };
   }
 
   private publish(): Promise<void> {
