@@ -27,7 +27,9 @@ Options:
                            Istio) sets. sidecar requires STRICT mesh mTLS on the gateway pod, or
                            a client could send its own header
   --admin HOST:PORT        /metrics, /healthz, /readyz (default 0.0.0.0:9902; "off" disables)
-  --leader-elect           write status only while holding the Lease sluice-operator-status
+  --leader-elect           write status only while holding the Lease sluice-operator-status;
+                           every replica also reports its data planes in a Lease
+                           sluice-operator-planes-<hash>, so status covers all of them
   --lease-namespace NS     where the Lease lives (default: this pod's namespace; outside a pod,
                            sluice-system)
   --identity ID            this replica's name in the Lease (default: $POD_NAME or the hostname)
