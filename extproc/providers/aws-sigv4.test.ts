@@ -15,6 +15,7 @@ import { SluiceError } from '../errors.js';
 import {
   AwsSigning,
   parseAwsCredentials,
+  podIdentityFetch,
   RefreshingCredentials,
   webIdentityFetch,
   type AwsCredentials,
@@ -248,6 +249,71 @@ describe('web identity (IRSA) against a mock STS', () => {
       src.close();
     } finally {
       sts.close();
+    }
+  });
+});
+
+describe('EKS Pod Identity against a mock agent', () => {
+  it('fetches with the projected token, refreshes before expiry, and signs with what it got', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-podid-'));
+    const tokenFile = join(dir, 'eks-pod-identity-token');
+    writeFileSync(tokenFile, 'pod-token-1');
+    const auths: string[] = [];
+    const agent = http.createServer((req, res) => {
+      auths.push(String(req.headers.authorization));
+      if (
+        req.headers.authorization !== 'pod-token-1' &&
+        req.headers.authorization !== 'pod-token-2'
+      ) {
+        res.writeHead(401);
+        res.end();
+        return;
+      }
+      const n = auths.length;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          AccessKeyId: `ASIAPOD${n}`,
+          SecretAccessKey: `pod-secret-${n}`,
+          Token: `pod-session-${n}`,
+          AccountId: '123456789012',
+          Expiration: new Date(Date.now() + 1500).toISOString(),
+        }),
+      );
+    });
+    await new Promise<void>((r) => agent.listen(0, '127.0.0.1', r));
+    const uri = `http://127.0.0.1:${(agent.address() as AddressInfo).port}/v1/credentials`;
+    try {
+      const fetch = podIdentityFetch({
+        AWS_CONTAINER_CREDENTIALS_FULL_URI: uri,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile,
+      })!;
+      const src = new RefreshingCredentials({ fetch, aheadMs: 1200, retryMs: 100 });
+      const first = await src.get();
+      assert.equal(first.accessKeyId, 'ASIAPOD1');
+      assert.equal(first.sessionToken, 'pod-session-1');
+      writeFileSync(tokenFile, 'pod-token-2');
+      await new Promise((r) => setTimeout(r, 700));
+      assert.deepEqual(auths.slice(0, 2), ['pod-token-1', 'pod-token-2']);
+      assert.notEqual((await src.get()).accessKeyId, 'ASIAPOD1');
+      src.close();
+      // The signer uses Pod Identity when the backend has no Secret and there is no IRSA.
+      const signing = new AwsSigning({
+        AWS_CONTAINER_CREDENTIALS_FULL_URI: uri,
+        AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE: tokenFile,
+      });
+      const h = new Map(
+        await signing.headers(
+          backend(undefined),
+          { method: 'POST', authority: 'h', path: PATH, body: BODY },
+          Date.now(),
+        ),
+      );
+      assert.match(h.get('authorization')!, /Credential=ASIAPOD\d+\//);
+      assert.match(h.get('x-amz-security-token')!, /^pod-session-\d+$/);
+      signing.close();
+    } finally {
+      agent.close();
     }
   });
 });

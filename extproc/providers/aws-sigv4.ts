@@ -8,7 +8,8 @@
  *   `aws configure` writes: `aws_access_key_id`, `aws_secret_access_key` and an optional
  *   `aws_session_token`, in `[default]` or the file's only profile;
  * - without one, the pod's web identity (IRSA: `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`,
- *   exchanged with STS AssumeRoleWithWebIdentity by the SDK's `fromTokenFile`). Those credentials
+ *   exchanged with STS AssumeRoleWithWebIdentity by the SDK's `fromTokenFile`), else EKS Pod
+ *   Identity (the agent's endpoint and token, by the SDK's `fromHttp`). Those credentials
  *   are cached and refreshed in the background ahead of expiry; a request waits only for the very
  *   first exchange, or when a refresh has failed until the old credentials expired.
  *
@@ -17,6 +18,7 @@
  */
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
+import { fromHttp } from '@aws-sdk/credential-provider-http';
 import { fromTokenFile } from '@aws-sdk/credential-provider-web-identity';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
@@ -101,6 +103,9 @@ export interface WebIdentityEnv {
   AWS_ROLE_ARN?: string | undefined;
   AWS_WEB_IDENTITY_TOKEN_FILE?: string | undefined;
   AWS_ROLE_SESSION_NAME?: string | undefined;
+  /** EKS Pod Identity: the agent's credentials endpoint and the token file it wants. */
+  AWS_CONTAINER_CREDENTIALS_FULL_URI?: string | undefined;
+  AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE?: string | undefined;
   /** STS endpoint override (tests, VPC endpoints); the SDK's regional default otherwise. */
   AWS_ENDPOINT_URL_STS?: string | undefined;
 }
@@ -122,6 +127,32 @@ export function webIdentityFetch(
       webIdentityTokenFile,
       roleSessionName: env.AWS_ROLE_SESSION_NAME ?? 'sluice-extproc',
       clientConfig,
+    });
+    const c = await provider();
+    return {
+      accessKeyId: c.accessKeyId,
+      secretAccessKey: c.secretAccessKey,
+      sessionToken: c.sessionToken,
+      expiration: c.expiration,
+    };
+  };
+}
+
+/**
+ * EKS Pod Identity: the Pod Identity agent's endpoint (AWS_CONTAINER_CREDENTIALS_FULL_URI) with
+ * the projected token (AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE), by the SDK's `fromHttp`; undefined
+ * when the environment names no endpoint.
+ */
+export function podIdentityFetch(env: WebIdentityEnv): (() => Promise<AwsCredentials>) | undefined {
+  const uri = env.AWS_CONTAINER_CREDENTIALS_FULL_URI;
+  if (!uri) return undefined;
+  const tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
+  return async () => {
+    // A fresh provider per fetch: the token file is re-read (the kubelet rotates it).
+    const provider = fromHttp({
+      awsContainerCredentialsFullUri: uri,
+      ...(tokenFile ? { awsContainerAuthorizationTokenFile: tokenFile } : {}),
+      maxRetries: 1,
     });
     const c = await provider();
     return {
@@ -193,7 +224,8 @@ export class AwsSigning {
       source = new StaticCredentials(parseAwsCredentials(backend.credential));
     } else {
       if (!this.webIdentity) {
-        const fetch = webIdentityFetch(this.env, region);
+        // IRSA first, then EKS Pod Identity, as the AWS SDK's default chain orders them.
+        const fetch = webIdentityFetch(this.env, region) ?? podIdentityFetch(this.env);
         if (!fetch) throw misconfigured();
         this.webIdentity = new RefreshingCredentials({ fetch });
       }
