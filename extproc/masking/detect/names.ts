@@ -50,5 +50,7 @@ const NOT_NAMES = (
   'helm service azure true false running converse claude gemini lua kind roles role node ' +
   'deno bun rust go java ruby perl swift julia dart elixir envoy kong istio redis postgres ' +
   'mongo kafka spark hadoop jenkins docker ubuntu debian fedora mint arch alpine chrome ' +
-  'safari opera edge siri alexa cortana bard llama mistral grok sonnet haiku opus'
+  'safari opera edge siri alexa cortana bard llama mistral grok sonnet haiku opus ' +
+  'just then so how nice good well first last check read keep call show tell fix test close ' +
+  'every many most few both such lease warning gen real'
 ).split(' ');

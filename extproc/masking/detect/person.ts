@@ -19,7 +19,9 @@ import type { Detector, Finding, TextView } from './types.js';
  * look around each chain: linear in the text.
  */
 
-const WORD = /\p{Lu}[\p{Ll}\p{M}]*(?:['’-]\p{Lu}?[\p{Ll}\p{M}]+)*/gu;
+// A capitalised word, with inner capitals after an apostrophe, a hyphen or a prefix such as
+// `Mc` (`O'Brien`, `Anne-Lotte`, `McGregor`).
+const WORD = /\p{Lu}[\p{Ll}\p{M}]*(?:(?:['’-]\p{Lu}?|\p{Lu})[\p{Ll}\p{M}]+)*/gu;
 
 const TITLES = new Set([
   'mr',
@@ -340,6 +342,14 @@ function joins(text: string, from: number, to: number): number {
   const inner = gap.slice(1, -1);
   if (/^\p{Lu}\.?$/u.test(inner)) return 2;
   const words = inner.split(' ');
+  // `Gijsbrecht L van Hecke`: an initial and particles.
+  if (
+    words.length <= 3 &&
+    /^\p{Lu}\.?$/u.test(words[0]!) &&
+    words.slice(1).every((w) => PARTICLES.has(w))
+  ) {
+    return 2;
+  }
   return words.length <= 2 && words.every((w) => PARTICLES.has(w)) ? 1 : 0;
 }
 
@@ -391,9 +401,26 @@ function decide(
   } else if (knownFirst && words[0]!.lower.length > 2) {
     const after = text.charCodeAt(words[0]!.end);
     const possessive = after === 39 || after === 0x2019;
-    person = !opens || possessive || (after === 58 && opens);
+    person = !opens || possessive || (after === 58 && opens) || verbAfter(text, words[0]!.end);
   }
   if (person && end > start) out.push({ type, start, end });
+}
+
+// Verbs that make a known name opening a sentence the sentence's subject: `Charlotte spent a
+// year…`, `Maika is from…`.
+const SUBJECT_VERBS = new Set(
+  (
+    'is was has had will would can could did does said says spent lives lived works worked ' +
+    'wrote asked called told shouted began joined left moved met went came sent gave took ' +
+    'replied answered explained thinks thought wants wanted needs needed'
+  ).split(' '),
+);
+
+function verbAfter(text: string, end: number): boolean {
+  if (text.charCodeAt(end) !== 32) return false;
+  let e = end + 1;
+  while (e - end <= 10 && text.charCodeAt(e) >= 97 && text.charCodeAt(e) <= 122) e++;
+  return SUBJECT_VERBS.has(text.slice(end + 1, e));
 }
 
 function afterNumber(text: string, start: number): boolean {
@@ -414,8 +441,10 @@ function wholeLine(
   known: ReadonlySet<string>,
 ): boolean {
   if (words.length > 3) return false;
-  const lineStart =
-    start === 0 || text.charCodeAt(start - 1) === 10 || isEscapedLetter(text, start - 1);
+  // A line may open with the quote marks of a reply (`> `, `}} `, `??? `).
+  let b = start;
+  while (b > 0 && start - b < 5 && /[>}?|*\- ]/.test(text[b - 1]!)) b--;
+  const lineStart = b === 0 || text.charCodeAt(b - 1) === 10 || isEscapedLetter(text, b - 1);
   const after = text.charCodeAt(end);
   const lineEnd = after === 10 || (after === 92 && text.charCodeAt(end + 1) === 110);
   if (!lineStart || !lineEnd) return false;

@@ -103,7 +103,32 @@ const ENDINGS = [
 ];
 
 // Words written as separate words before a number that end a street name in their language.
-const TRAILING_TYPE = new Set(['utca', 'út', 'tér', 'kapu', 'sor', 'köz', 'körút', 'ulica']);
+const TRAILING_TYPE = new Set([
+  'utca',
+  'út',
+  'tér',
+  'kapu',
+  'sor',
+  'köz',
+  'körút',
+  'rakpart',
+  'ulica',
+  'gate',
+  'gata',
+  'gatan',
+  'gade',
+  'vej',
+  'vei',
+  'veien',
+  'straße',
+  'strasse',
+  'weg',
+  'laan',
+  'straat',
+  'allee',
+  'platz',
+  'gasse',
+]);
 
 const UNIT = new Set([
   'apt',
@@ -289,6 +314,13 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       w = wordAt(text, i);
       if (w === null) break;
       end = w.end;
+      if (words === 0 && !isUpperAt(text, i) && PREFIX.has(w.lower)) {
+        // `40 rue des six frères Ruellan`, `69 boulevard Aristide Briand`: a street type written
+        // in lower case after the number, then the name.
+        const named = lowerPrefixBody(text, w);
+        if (named !== -1) return named;
+        break;
+      }
       if (isUpperAt(text, i)) capitalised++;
       else if (!(words > 0 && (w.lower === 'de' || w.lower === 'la' || w.lower === 'of'))) break;
     }
@@ -323,6 +355,27 @@ function numberFirst(text: string, s: number, cueAt: number): number {
   }
   if (capitalised >= 1 && lastEnd !== -1 && cueBefore(text, cueAt)) return lastEnd;
   return -1;
+}
+
+/**
+ * After a lower-case street type that followed the house number: up to six words, ending with
+ * the last capitalised one (`des six frères Ruellan`, `La Boétie`); a unit word ends it. End or -1.
+ */
+function lowerPrefixBody(text: string, w: Word): number {
+  let i = skipSpaces(text, w.dot ? w.end + 1 : w.end);
+  if (i === (w.dot ? w.end + 1 : w.end)) return -1;
+  let end = -1;
+  for (let words = 0; words < 6; words++) {
+    let x = wordAt(text, i);
+    if (x === null && (text.charCodeAt(i + 1) === 39 || text.charCodeAt(i + 1) === 0x2019)) {
+      x = wordAt(text, i + 2); // l'Etoile, d'Alsace
+    }
+    if (x === null || UNIT.has(x.lower)) break;
+    if (isUpperAt(text, x.start)) end = x.end;
+    if (text.charCodeAt(x.end) !== 32) break;
+    i = skipSpaces(text, x.end);
+  }
+  return end;
 }
 
 /** After a prefix word `w` (`Via`, `ul.`): name words then a house number; its end or -1. */
