@@ -872,6 +872,22 @@ void describe('chart on kube-apiserver', () => {
           'jsonpath={.spec.holderIdentity}',
         ]);
         assert.equal(lease, 'helm-test-replica');
+        // Its data plane report, published with the chart's Lease rights.
+        const report = await eventually('data plane report Lease', async () => {
+          const got = await kubectl([
+            'get',
+            'lease',
+            '-n',
+            ns,
+            '-l',
+            'sluice.dev/report=data-planes',
+            '-o',
+            'jsonpath={.items[*].spec.holderIdentity}',
+          ]);
+          assert.equal(got, 'helm-test-replica');
+          return got;
+        });
+        assert.ok(report);
         // Nothing it did was refused by the apiserver.
         const forbidden = logs.filter((l) => /forbidden|403/i.test(l));
         assert.deepEqual(forbidden, []);
