@@ -106,6 +106,11 @@ export const Backend = z
     aws: z
       .object({
         region: z.string().min(1),
+        /**
+         * Anthropic Messages callers reach Claude through InvokeModel (the Messages body as it
+         * is) rather than Converse; OpenAI callers always use Converse.
+         */
+        anthropicInvoke: z.boolean().optional(),
         guardrail: z
           .object({
             identifier: z.string().min(1),

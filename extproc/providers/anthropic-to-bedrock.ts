@@ -17,7 +17,11 @@
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import {
-  bedrockError,
+  anthropicBedrockInvoke,
+  anthropicErrorObject,
+  bedrockAnthropicError,
+} from './anthropic-bedrock-invoke.js';
+import {
   cappedMaxTokens,
   converseAnswer,
   converseBody,
@@ -66,6 +70,7 @@ export const anthropicToBedrock: Translator = {
   to: 'bedrock-converse',
   operations: ['messages'],
   request(req, backend) {
+    if (backend.aws?.anthropicInvoke) return anthropicBedrockInvoke.request(req, backend);
     const stream = req.body.stream === true;
     return {
       path: conversePath(backend, backend.modelOverride ?? req.model, stream),
@@ -76,7 +81,8 @@ export const anthropicToBedrock: Translator = {
       body: Buffer.from(JSON.stringify(toConverseFromMessages(req, backend)), 'utf8'),
     };
   },
-  response(req, _backend, ctx) {
+  response(req, backend, ctx) {
+    if (backend.aws?.anthropicInvoke) return anthropicBedrockInvoke.response(req, backend, ctx);
     return new ConverseToAnthropicResponse(req, ctx);
   },
 };
@@ -306,30 +312,6 @@ function anthropicUsageOf(u: unknown): Json {
   };
 }
 
-function anthropicErrorType(status: number): string {
-  switch (status) {
-    case 401:
-      return 'authentication_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    case 503:
-    case 529:
-      return 'overloaded_error';
-    default:
-      return status >= 500 ? 'api_error' : 'invalid_request_error';
-  }
-}
-
-function anthropicErrorObject(status: number, message: string): Json & { type: string } {
-  return { type: 'error', error: { type: anthropicErrorType(status), message } };
-}
-
 type Open = { kind: 'text' | 'thinking' | 'tool'; index: number };
 
 class ConverseToAnthropicResponse implements ResponseTranslator {
@@ -400,8 +382,7 @@ class ConverseToAnthropicResponse implements ResponseTranslator {
   }
 
   error(status: number, body: Buffer): Buffer {
-    const e = bedrockError(status, this.errorType, body);
-    return Buffer.from(JSON.stringify(anthropicErrorObject(status, e.message)), 'utf8');
+    return bedrockAnthropicError(status, this.errorType, body);
   }
 
   stream(chunk: Buffer, end: boolean): Buffer {

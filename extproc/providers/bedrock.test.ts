@@ -692,4 +692,66 @@ describe('ConverseStream → the caller stream', () => {
       { kind: 'event', type: 'messageStart', payload: { role: 'assistant' } },
     ]);
   });
+
+  describe('Anthropic Messages → Claude on Bedrock through InvokeModel', () => {
+    const invoke = backend({ aws: { region: 'us-east-1', anthropicInvoke: true } });
+    const events = [
+      {
+        type: 'message_start',
+        message: {
+          id: 'm1',
+          type: 'message',
+          role: 'assistant',
+          content: [],
+          usage: { input_tokens: 5, output_tokens: 1 },
+        },
+      },
+      { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+      { type: 'content_block_delta', index: 0, delta: { type: 'text_delta', text: 'Grüße 世界' } },
+      { type: 'content_block_stop', index: 0 },
+      { type: 'message_delta', delta: { stop_reason: 'end_turn' }, usage: { output_tokens: 4 } },
+      {
+        type: 'message_stop',
+        'amazon-bedrock-invocationMetrics': { inputTokenCount: 5, outputTokenCount: 4 },
+      },
+    ];
+    const bytes = Buffer.concat(
+      events.map((e) =>
+        frame('chunk', { bytes: Buffer.from(JSON.stringify(e)).toString('base64') }),
+      ),
+    );
+
+    it('sends the Messages body as written, with Bedrock’s anthropic_version, to /invoke', () => {
+      const r = req(
+        'anthropic',
+        {
+          model: 'claude',
+          max_tokens: 9000,
+          stream: true,
+          system: [{ type: 'text', text: 's', cache_control: { type: 'ephemeral' } }],
+          messages: [{ role: 'user', content: 'hi' }],
+        },
+        { outputTokenCap: 100 },
+      );
+      const up = anthropicToBedrock.request(r, invoke);
+      assert.equal(up.path, `/model/claude/invoke-with-response-stream`);
+      assert.deepEqual(JSON.parse(up.body!.toString()), {
+        anthropic_version: 'bedrock-2023-05-31',
+        max_tokens: 100,
+        system: [{ type: 'text', text: 's', cache_control: { type: 'ephemeral' } }],
+        messages: [{ role: 'user', content: 'hi' }],
+      });
+    });
+
+    it('re-sends each chunk’s event as SSE, cut at every byte, without Bedrock’s metrics', () => {
+      const r = req('anthropic', { model: 'claude', messages: [], stream: true });
+      const out = assertSplitSafe(() => anthropicToBedrock.response(r, invoke, CTX)!, bytes);
+      assert.deepEqual(
+        [...out.matchAll(/^event: (.+)$/gm)].map((m) => m[1]),
+        events.map((e) => e.type),
+      );
+      assert.match(out, /"text":"Grüße 世界"/);
+      assert.doesNotMatch(out, /invocationMetrics/);
+    });
+  });
 });

@@ -286,6 +286,12 @@ export const BackendSchema = withRules(
             .max(32)
             .regex(/^[a-z]{2}(-[a-z]+)+-[0-9]+$/, 'region must be an AWS region such as us-east-1')
             .describe('The AWS region of the Bedrock endpoint, e.g. us-east-1.'),
+          anthropicInvoke: z
+            .boolean()
+            .optional()
+            .describe(
+              'Anthropic Messages callers reach Claude through InvokeModel (their body as written) instead of Converse.',
+            ),
           guardrail: z
             .strictObject({
               identifier: z

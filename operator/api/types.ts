@@ -61,6 +61,7 @@ export interface Backend {
   azure?: { apiVersion: string; deployment?: string };
   aws?: {
     region: string;
+    anthropicInvoke?: boolean;
     guardrail?: {
       identifier: string;
       version: string;

@@ -223,7 +223,10 @@ function lastUserText(json: Record<string, unknown> | undefined): string {
     : [];
   for (let i = msgs.length - 1; i >= 0; i--) {
     const m = msgs[i]!;
-    if (m.role !== 'user' || !Array.isArray(m.content)) continue;
+    if (m.role !== 'user') continue;
+    // Converse content blocks, or an Anthropic body through InvokeModel (string or blocks).
+    if (typeof m.content === 'string') return m.content;
+    if (!Array.isArray(m.content)) continue;
     const text = (m.content as { text?: unknown }[])
       .map((b) => (typeof b.text === 'string' ? b.text : ''))
       .join('');
@@ -266,6 +269,86 @@ function exceptionFrame(type: string, message: string): Uint8Array {
 const sleep = (ms: number): Promise<void> =>
   ms > 0 ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
 
+/** Claude on Bedrock through InvokeModel: the Messages answer, or its events as `chunk` frames. */
+async function invokeAnswer(
+  res: Res,
+  c: BedrockCaptured,
+  a: {
+    text: string;
+    usage: { input: number; output: number };
+    requestId: string;
+    step: BedrockStep;
+  },
+): Promise<void> {
+  const id = `msg_bdrk_${a.requestId.replace(/[^A-Za-z0-9]/g, '')}`;
+  const usage = { input_tokens: a.usage.input, output_tokens: a.usage.output };
+  if (!c.stream) {
+    const out = JSON.stringify({
+      id,
+      type: 'message',
+      role: 'assistant',
+      model: c.model,
+      content: [{ type: 'text', text: a.text }],
+      stop_reason: 'end_turn',
+      stop_sequence: null,
+      usage,
+    });
+    res.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(out),
+      'x-amzn-requestid': a.requestId,
+    });
+    res.end(out);
+    return;
+  }
+  res.writeHead(200, {
+    'content-type': 'application/vnd.amazon.eventstream',
+    'x-amzn-requestid': a.requestId,
+  });
+  const events: Record<string, unknown>[] = [
+    {
+      type: 'message_start',
+      message: {
+        id,
+        type: 'message',
+        role: 'assistant',
+        model: c.model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: a.usage.input, output_tokens: 1 },
+      },
+    },
+    { type: 'content_block_start', index: 0, content_block: { type: 'text', text: '' } },
+    ...words(a.text, a.step.chunkChars).map((w) => ({
+      type: 'content_block_delta',
+      index: 0,
+      delta: { type: 'text_delta', text: w },
+    })),
+    { type: 'content_block_stop', index: 0 },
+    {
+      type: 'message_delta',
+      delta: { stop_reason: 'end_turn', stop_sequence: null },
+      usage: { output_tokens: a.usage.output },
+    },
+    {
+      type: 'message_stop',
+      'amazon-bedrock-invocationMetrics': {
+        inputTokenCount: a.usage.input,
+        outputTokenCount: a.usage.output,
+        invocationLatency: 1,
+        firstByteLatency: 1,
+      },
+    },
+  ];
+  for (const e of events) {
+    const bytes = Buffer.from(JSON.stringify(e), 'utf8').toString('base64');
+    (res as ServerResponse).write(frame('chunk', { bytes }));
+    await sleep(a.step.chunkDelayMs ?? 0);
+  }
+  res.end();
+}
+
 export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBedrock> {
   const requests: BedrockCaptured[] = [];
   const queue: BedrockStep[] = [];
@@ -282,7 +365,11 @@ export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBe
 
   async function handle(req: Req, body: Buffer, res: Res): Promise<void> {
     const url = req.url ?? '/';
-    const route = /\/model\/([^/]+)\/(converse|converse-stream)$/.exec(url.split('?')[0]!);
+    const route =
+      /\/model\/([^/]+)\/(converse|converse-stream|invoke|invoke-with-response-stream)$/.exec(
+        url.split('?')[0]!,
+      );
+    const invoke = route?.[2] === 'invoke' || route?.[2] === 'invoke-with-response-stream';
     let json: Record<string, unknown> | undefined;
     try {
       const v: unknown = JSON.parse(body.toString('utf8'));
@@ -296,7 +383,7 @@ export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBe
       method: req.method ?? '',
       path: url,
       model: route ? decodeURIComponent(route[1]!) : '',
-      stream: route?.[2] === 'converse-stream',
+      stream: route?.[2] === 'converse-stream' || route?.[2] === 'invoke-with-response-stream',
       headers: { ...req.headers },
       body,
       json,
@@ -306,6 +393,13 @@ export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBe
     if (refusal) return awsError(res, 403, refusal.type, refusal.message);
     if (!route || req.method !== 'POST')
       return awsError(res, 404, 'UnknownOperationException', 'Unknown operation.');
+    if (invoke && (json?.anthropic_version !== 'bedrock-2023-05-31' || 'model' in (json ?? {})))
+      return awsError(
+        res,
+        400,
+        'ValidationException',
+        'Malformed input request: anthropic_version must be bedrock-2023-05-31 and model is not allowed.',
+      );
     if (!json || !Array.isArray(json.messages) || json.messages.length === 0)
       return awsError(
         res,
@@ -360,6 +454,7 @@ export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBe
       : undefined;
     const text = step.toolCall ? step.content : content;
 
+    if (invoke) return invokeAnswer(res, captured, { text: text ?? '', usage, requestId, step });
     if (!captured.stream) {
       const blocks: unknown[] = [];
       if (text) blocks.push({ text });

@@ -85,6 +85,7 @@ export interface IRBackend {
   azure?: { apiVersion: string; deployment?: string };
   aws?: {
     region: string;
+    anthropicInvoke?: boolean;
     guardrail?: {
       identifier: string;
       version: string;

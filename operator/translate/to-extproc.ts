@@ -88,10 +88,11 @@ function contractBackend(b: IRBackend, cluster: string): ContractBackend {
         : { apiVersion: b.azure.apiVersion };
   }
   // The region the extproc's SigV4 signature names (the endpoint URL says where requests go).
-  if (b.aws)
-    out.aws = b.aws.guardrail
-      ? { region: b.aws.region, guardrail: { ...b.aws.guardrail } }
-      : { region: b.aws.region };
+  if (b.aws) {
+    out.aws = { region: b.aws.region };
+    if (b.aws.anthropicInvoke !== undefined) out.aws.anthropicInvoke = b.aws.anthropicInvoke;
+    if (b.aws.guardrail) out.aws.guardrail = { ...b.aws.guardrail };
+  }
   if (b.gcp) out.gcp = { project: b.gcp.project, region: b.gcp.region };
   return out;
 }

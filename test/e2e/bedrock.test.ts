@@ -93,7 +93,18 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
       // Fallback between Bedrock and another API, both ways.
       route('bedrock-first', 'bedrock-first', [bedrockBackend(), anthropicBackend(1)]),
       route('anthropic-first', 'anthropic-first', [anthropicBackend(), bedrockBackend(1)]),
-      policy('pii', ['bedrock'], {
+      // Claude through InvokeModel for Anthropic callers.
+      route('claude-invoke', 'claude-invoke', [
+        {
+          name: 'bedrock',
+          provider: 'aws-bedrock',
+          endpoint: { service: { name: 'bedrock-mock', port: 80 } },
+          credential: { secretRef: { name: 'aws' } },
+          modelOverride: MODEL_ID,
+          aws: { region: 'us-west-2', anthropicInvoke: true },
+        },
+      ]),
+      policy('pii', ['bedrock', 'claude-invoke'], {
         masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
       }),
       policy('spend', ['bedrock'], {
@@ -338,5 +349,40 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
     const line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
     assert.equal(line['attempts'], 2);
     assert.equal(line['provider'], 'aws-bedrock');
+  });
+  it('anthropic SDK → Claude on Bedrock through InvokeModel: the Messages body as written, streamed', async () => {
+    mock.enqueue({ usage: { input: 8, output: 3 } });
+    const m = await anthropic.messages.create({
+      model: 'claude-invoke',
+      max_tokens: 100,
+      system: [{ type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } }],
+      messages: [{ role: 'user', content: 'hello claude' }],
+    });
+    assert.deepEqual(m.content, [{ type: 'text', text: 'echo: hello claude' }]);
+    assert.equal(m.usage.output_tokens, 3);
+    mock.enqueue({ chunkChars: 3, usage: { input: 8, output: 6 } });
+    const final = await anthropic.messages
+      .stream({
+        model: 'claude-invoke',
+        max_tokens: 100,
+        messages: [{ role: 'user', content: 'mail jane.doe@example.com' }],
+      })
+      .finalMessage();
+    assert.deepEqual(final.content, [{ type: 'text', text: 'echo: mail jane.doe@example.com' }]);
+    assert.equal(final.usage.output_tokens, 6);
+    const [plain, streamed] = mock.take();
+    assert.ok(plain?.signed && streamed?.signed);
+    assert.equal(plain.path, `/model/${encodeURIComponent(MODEL_ID)}/invoke`);
+    assert.equal(
+      streamed.path,
+      `/model/${encodeURIComponent(MODEL_ID)}/invoke-with-response-stream`,
+    );
+    assert.equal(plain.json?.['anthropic_version'], 'bedrock-2023-05-31');
+    assert.ok(!('model' in plain.json) && !('stream' in streamed.json!));
+    // Native Anthropic fields go as written (Converse would turn cache_control into a cachePoint).
+    assert.deepEqual(plain.json?.['system'], [
+      { type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } },
+    ]);
+    assert.doesNotMatch(streamed.body.toString(), /jane\.doe/);
   });
 });

@@ -9,6 +9,8 @@ import {
   BedrockRuntimeClient,
   ConverseCommand,
   ConverseStreamCommand,
+  InvokeModelCommand,
+  InvokeModelWithResponseStreamCommand,
 } from '@aws-sdk/client-bedrock-runtime';
 import { startMockBedrock, type MockBedrock } from '../../operator/mock-provider/bedrock.js';
 
@@ -187,5 +189,39 @@ describe('mock Bedrock and the official AWS SDK', () => {
       mock.take().map((r) => r.signed),
       [false, false],
     );
+  });
+  it('InvokeModel and InvokeModelWithResponseStream: Claude’s Messages body and events', async () => {
+    const body = JSON.stringify({
+      anthropic_version: 'bedrock-2023-05-31',
+      max_tokens: 50,
+      messages: [{ role: 'user', content: 'Hello Claude' }],
+    });
+    const out = await client().send(
+      new InvokeModelCommand({ modelId: MODEL, contentType: 'application/json', body }),
+    );
+    const msg = JSON.parse(Buffer.from(out.body).toString('utf8')) as {
+      content: { text: string }[];
+    };
+    assert.equal(msg.content[0]!.text, 'echo: Hello Claude');
+    const s = await client().send(
+      new InvokeModelWithResponseStreamCommand({
+        modelId: MODEL,
+        contentType: 'application/json',
+        body,
+      }),
+    );
+    const types: string[] = [];
+    let text = '';
+    for await (const e of s.body!) {
+      const ev = JSON.parse(Buffer.from(e.chunk!.bytes!).toString('utf8')) as {
+        type: string;
+        delta?: { text?: string };
+      };
+      types.push(ev.type);
+      text += ev.delta?.text ?? '';
+    }
+    assert.equal(text, 'echo: Hello Claude');
+    assert.equal(types[0], 'message_start');
+    assert.equal(types.at(-1), 'message_stop');
   });
 });
