@@ -94,6 +94,8 @@ export interface Hit {
   usage: TokenUsage | undefined;
   /** What the request is charged: the policy's share of `usage`; undefined when free. */
   charged: TokenUsage | undefined;
+  /** What serving it did not buy (less what it is charged), for the usage report. */
+  saved: { tokens: number; micros: number };
   record: CacheRecord;
 }
 
@@ -279,6 +281,7 @@ export class ResponseCache {
       const route = input.route.name;
       const consumer = input.caller?.consumer ?? '';
       const record: CacheRecord = { result: 'hit', ageSeconds };
+      const saved = { tokens: 0, micros: 0 };
       if (usage) {
         const savedIn = usage.inputTokens - (charged?.inputTokens ?? 0);
         const savedOut = usage.outputTokens - (charged?.outputTokens ?? 0);
@@ -286,15 +289,17 @@ export class ResponseCache {
         this.savedTokens.inc({ ...labels, gen_ai_token_type: 'input' }, savedIn);
         this.savedTokens.inc({ ...labels, gen_ai_token_type: 'output' }, savedOut);
         record.savedTokens = savedIn + savedOut;
+        saved.tokens = savedIn + savedOut;
         const price = input.cfg.governanceFor(route)?.prices.lookup(input.model);
         if (price) {
+          saved.micros = Math.round(costMicros(price, usage) * (1 - f));
           const usd = microsToUsd(costMicros(price, usage)) * (1 - f);
           if (usd > 0) this.savedUsd.inc(labels, usd);
           record.savedUsd = usd;
         }
       }
       this.requests.inc({ sluice_route: route, result: 'hit' });
-      return { kind: 'hit', verdict, usage, charged, record };
+      return { kind: 'hit', verdict, usage, charged, saved, record };
     } catch (err) {
       this.fail('serve', err);
       return undefined;

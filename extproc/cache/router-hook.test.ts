@@ -10,6 +10,7 @@ import { body, chatRequest, header, verdictOf } from '../../test/support/message
 import { ExtprocConfig } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
 import { Budget } from '../governance/budget.js';
+import { buildUsageReport } from '../governance/usage-report.js';
 import { RequestStore } from '../pipeline/request-store.js';
 import { RouterExchange } from '../pipeline/router.js';
 import { MemoryStore } from '../state/memory.js';
@@ -85,7 +86,19 @@ function gateway() {
       settling: (p) => pending.push(p),
       cache,
     });
-  return { exchange, lines, reserves: () => reserves, settled: () => Promise.all(pending) };
+  const usage = async () =>
+    buildUsageReport(await memory.usage('day', '2026-12-06'), {
+      period: 'day',
+      periodKey: '2026-12-06',
+      by: 'consumer',
+    }).rows;
+  return {
+    exchange,
+    lines,
+    reserves: () => reserves,
+    settled: () => Promise.all(pending),
+    usage,
+  };
 }
 
 const request = (model: string) => ({
@@ -158,6 +171,13 @@ describe('response cache in the router phase', () => {
     assert.equal(log[1]!.cost_usd, 0);
     assert.equal(log[1]!.status, 200);
     assert.ok(!(log[1]!.verdicts as string[]).includes('reserved'));
+    // Counted as cached in the usage report, apart from requests a provider answered.
+    const [alice] = await g.usage();
+    assert.deepEqual(
+      [alice?.key, alice?.requests, alice?.cachedRequests, alice?.savedTokens, alice?.savedMicros],
+      ['alice', 0, 1, 150, 150_000_000],
+    );
+    assert.equal(alice?.costMicros, 0);
   });
 
   it('a hit charged a share of its cost is reserved and settled at that share', async () => {
@@ -170,5 +190,11 @@ describe('response cache in the router phase', () => {
     assert.equal(log[1]!.cost_usd, 75);
     assert.ok((log[1]!.verdicts as string[]).includes('reserved'));
     assert.deepEqual((log[1]!.tokens as { total: number }).total, 75);
+    const [alice] = await g.usage();
+    assert.deepEqual(
+      [alice?.requests, alice?.cachedRequests, alice?.savedTokens, alice?.savedMicros],
+      [0, 1, 75, 75_000_000],
+    );
+    assert.deepEqual([alice?.totalTokens, alice?.costMicros], [75, 75_000_000]);
   });
 });

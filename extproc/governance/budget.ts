@@ -51,6 +51,12 @@ export interface Actual extends Amount {
    * buckets count, since each attempt is a request the provider received. Absent: one.
    */
   attempts?: number | undefined;
+  /**
+   * The request was answered from the response cache: the usage report counts it as a cached
+   * request with what it saved, not as a request a provider answered; `tokens`, `costUsd` and
+   * `usage` are what the hit was charged (0 when free).
+   */
+  cached?: { savedTokens: number; savedMicros: number } | undefined;
 }
 
 export interface Charge {
@@ -303,6 +309,25 @@ export class Budget {
    * a client abort (partial usage) or an upstream error (often 0). Settles once per reservation.
    */
   reconcile(reservation: Reservation, actual: Actual): Promise<SettleResult> {
+    return this.settle(reservation, actual);
+  }
+
+  /**
+   * A cache hit that reserved nothing (a free hit): its usage is written as a settlement with no
+   * buckets under a fresh id, after the answer, and journalled like any other while the store is
+   * away. A charged hit has a reservation and is reconciled with `actual.cached` instead.
+   */
+  recordCached(policy: BudgetPolicy, keys: RequestKeys, actual: Actual): Promise<SettleResult> {
+    const reservation: Reservation = {
+      id: this.newId(),
+      scope: policy.name,
+      createdAtMs: this.clock(),
+      ttlMs: policy.limits.reservationTtlSeconds * 1000,
+      keys: { ...keys },
+      estimate: { tokens: 0, costUsd: 0 },
+      charges: [],
+      levels: [],
+    };
     return this.settle(reservation, actual);
   }
 
@@ -573,13 +598,16 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number) 
     const u = actual.usage;
     const values: UsageValues = {
       // One per client request, as in the access log (which has the attempts); requests per
-      // minute count attempts instead.
-      requests: 1,
+      // minute count attempts instead. A cache hit is a cached request, not a provider's.
+      requests: actual.cached ? 0 : 1,
       inputTokens: u?.inputTokens ?? 0,
       outputTokens: u?.outputTokens ?? 0,
       cachedInputTokens: u?.cachedInputTokens ?? 0,
       totalTokens: Math.max(0, Math.ceil(actual.tokens)),
       costMicros: Math.max(0, usdToMicros(actual.costUsd)),
+      cachedRequests: actual.cached ? 1 : 0,
+      savedTokens: Math.max(0, Math.round(actual.cached?.savedTokens ?? 0)),
+      savedMicros: Math.max(0, Math.round(actual.cached?.savedMicros ?? 0)),
     };
     const dims = {
       consumer: r.keys.consumer ?? '',

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { UsageRow } from '../state/store.js';
+import { emptyUsage, type UsageRow } from '../state/store.js';
 import { buildUsageReport, formatUsageTable, formatUsd, usageReportJson } from './usage-report.js';
 
 const row = (
@@ -19,6 +19,9 @@ const row = (
     cachedInputTokens: 0,
     totalTokens: req * 110,
     costMicros: cost,
+    cachedRequests: 0,
+    savedTokens: 0,
+    savedMicros: 0,
   },
 });
 
@@ -49,10 +52,10 @@ describe('usage report', () => {
       formatUsageTable(r),
       [
         'Usage for month 2026-03 (UTC), by team',
-        'TEAM    REQUESTS  INPUT  CACHED  OUTPUT  TOTAL       COST',
-        'red            6    600       0      60    660  $1.235077',
-        '(none)         1    100       0      10    110      $0.00',
-        'TOTAL          7    700       0      70    770  $1.235077',
+        'TEAM    REQUESTS  INPUT  CACHED  OUTPUT  TOTAL       COST  CACHE HITS  SAVED TOKENS  SAVED',
+        'red            6    600       0      60    660  $1.235077           0             0  $0.00',
+        '(none)         1    100       0      10    110      $0.00           0             0  $0.00',
+        'TOTAL          7    700       0      70    770  $1.235077           0             0  $0.00',
         '',
       ].join('\n'),
     );
@@ -68,6 +71,44 @@ describe('usage report', () => {
       formatUsageTable(buildUsageReport([], { period: 'day', periodKey: 'd', by: 'model' })),
       /no usage recorded/,
     );
+  });
+
+  it('keeps cache hits apart from requests providers answered', () => {
+    const hits: UsageRow = {
+      scope: 'p',
+      dims: { consumer: 'alice', team: 'red', model: 'gpt-4o', route: 'r' },
+      values: {
+        ...emptyUsage(),
+        cachedRequests: 4,
+        savedTokens: 440,
+        savedMicros: 2_500,
+        // A charged hit's share is spend like any other.
+        totalTokens: 44,
+        costMicros: 250,
+      },
+    };
+    const r = buildUsageReport([...rows, hits], { period: 'day', periodKey: 'd', by: 'team' });
+    const red = r.rows.find((x) => x.key === 'red')!;
+    assert.deepEqual(
+      [red.requests, red.cachedRequests, red.savedTokens, red.savedMicros, red.totalTokens],
+      [6, 4, 440, 2_500, 704],
+    );
+    assert.deepEqual([r.total.requests, r.total.cachedRequests], [7, 4]);
+    const table = formatUsageTable(r).split('\n');
+    assert.match(table[1]!, /CACHE HITS\s+SAVED TOKENS\s+SAVED$/);
+    assert.match(table[2]!, /^red\s+6\s.*\s4\s+440\s+\$0\.0025$/);
+    const json = usageReportJson(r) as {
+      rows: {
+        team: string | null;
+        cachedRequests: number;
+        savedTokens: number;
+        savedUsd: string;
+      }[];
+      total: { cachedRequests: number; savedUsd: string };
+    };
+    const jr = json.rows.find((x) => x.team === 'red')!;
+    assert.deepEqual([jr.cachedRequests, jr.savedTokens, jr.savedUsd], [4, 440, '0.002500']);
+    assert.deepEqual([json.total.cachedRequests, json.total.savedUsd], [4, '0.002500']);
   });
 
   it('formats dollars without float noise', () => {

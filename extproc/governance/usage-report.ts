@@ -11,12 +11,17 @@ export type UsageBy = 'consumer' | 'team' | 'model' | 'route';
 export interface UsageReportRow {
   /** The consumer, team, model or route; "" when the requests had none (anonymous, no team). */
   key: string;
+  /** Answered by a provider; tokens and cost are theirs plus what charged cache hits cost. */
   requests: number;
   inputTokens: number;
   outputTokens: number;
   cachedInputTokens: number;
   totalTokens: number;
   costMicros: number;
+  /** Answered from the response cache, and the tokens and cost those hits did not buy. */
+  cachedRequests: number;
+  savedTokens: number;
+  savedMicros: number;
 }
 
 export interface UsageReport {
@@ -49,6 +54,9 @@ function zero(): Omit<UsageReportRow, 'key'> {
     cachedInputTokens: 0,
     totalTokens: 0,
     costMicros: 0,
+    cachedRequests: 0,
+    savedTokens: 0,
+    savedMicros: 0,
   };
 }
 
@@ -99,6 +107,9 @@ export function formatUsageTable(report: UsageReport): string {
     'OUTPUT',
     'TOTAL',
     'COST',
+    'CACHE HITS',
+    'SAVED TOKENS',
+    'SAVED',
   ];
   const line = (key: string, r: Omit<UsageReportRow, 'key'>) => [
     key,
@@ -108,6 +119,9 @@ export function formatUsageTable(report: UsageReport): string {
     String(r.outputTokens),
     String(r.totalTokens),
     formatUsd(r.costMicros),
+    String(r.cachedRequests),
+    String(r.savedTokens),
+    formatUsd(r.savedMicros),
   ];
   const body = report.rows.map((r) => line(label(r.key), r));
   const cells = [header, ...body, line('TOTAL', report.total)];
@@ -131,6 +145,9 @@ export function usageReportJson(report: UsageReport): unknown {
     outputTokens: r.outputTokens,
     totalTokens: r.totalTokens,
     costUsd: (r.costMicros / MICROS_PER_USD).toFixed(6),
+    cachedRequests: r.cachedRequests,
+    savedTokens: r.savedTokens,
+    savedUsd: (r.savedMicros / MICROS_PER_USD).toFixed(6),
   });
   return {
     period: report.period,

@@ -41,6 +41,8 @@ export interface GovernanceState {
   costUsd?: number;
   /** The prompt estimate charged for an attempt that got no response (see settleActual). */
   charged?: TokenUsage;
+  /** Answered from the response cache: counted as cached in usage, with what it saved. */
+  cacheHit?: { route: string; savedTokens: number; savedMicros: number };
 }
 
 export interface AdmitInput {
@@ -295,6 +297,24 @@ export function finishGovernance(
   const total = g.ledger.total();
   g.costUsd = total.costUsd;
   const r = g.reservation;
+  const hit = g.cacheHit;
+  if (hit && budget) {
+    // A charged hit reserved (and made its one "attempt"); a free one reserved nothing and is
+    // written on its own, when the policy keeps usage (it has limits) at all.
+    const actual = {
+      ...total,
+      cached: { savedTokens: hit.savedTokens, savedMicros: hit.savedMicros },
+    };
+    if (r) return budget.reconcile(r, actual);
+    const limits = g.compiled.budget;
+    if (!limits) return undefined;
+    const c = g.caller;
+    return budget.recordCached(
+      limits,
+      { consumer: c?.consumer, team: c?.team, model: o.model, route: hit.route },
+      actual,
+    );
+  }
   if (!r || !budget) return undefined;
   return attempts === 0 ? budget.release(r) : budget.reconcile(r, total);
 }

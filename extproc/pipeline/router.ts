@@ -355,6 +355,11 @@ export class RouterExchange implements PhaseHandler {
         a.state.ledger.begin();
       }
       this.cached = { record: found.record, hit: charged ? { charged } : {} };
+      // Counted as cached in the usage report (pipeline/governance.ts finishGovernance).
+      if (state.governance) {
+        const { tokens, micros } = found.saved;
+        state.governance.cacheHit = { route: route.name, savedTokens: tokens, savedMicros: micros };
+      }
       this.status = 200;
       const v = found.verdict;
       v.headers.push(

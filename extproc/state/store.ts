@@ -86,6 +86,12 @@ export interface UsageDims {
   route: string;
 }
 
+/**
+ * `requests` and the tokens and cost beside it are what providers answered (and what a charged
+ * cache hit is charged); `cachedRequests` counts answers served from the response cache, with the
+ * tokens and cost they did not buy (`savedTokens`, `savedMicros`). `cachedInputTokens` is the
+ * provider's own prompt caching, not ours. Metrics at 0 are not written, so rows stay small.
+ */
 export const USAGE_METRICS = [
   'requests',
   'inputTokens',
@@ -93,6 +99,9 @@ export const USAGE_METRICS = [
   'cachedInputTokens',
   'totalTokens',
   'costMicros',
+  'cachedRequests',
+  'savedTokens',
+  'savedMicros',
 ] as const;
 export type UsageMetric = (typeof USAGE_METRICS)[number];
 export type UsageValues = Record<UsageMetric, number>;
@@ -147,6 +156,9 @@ export function emptyUsage(): UsageValues {
     cachedInputTokens: 0,
     totalTokens: 0,
     costMicros: 0,
+    cachedRequests: 0,
+    savedTokens: 0,
+    savedMicros: 0,
   };
 }
 

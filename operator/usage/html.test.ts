@@ -66,6 +66,32 @@ describe('renderUsageHtml', () => {
     for (const small of ['c0<', 'c1<', 'c2<']) assert.ok(!legend.includes(`</span>${small}`));
   });
 
+  it('shows cache hits and what they saved, apart from requests', () => {
+    const r = row('alice', 'red', 'gpt-4o', 1_000_000);
+    const html = renderUsageHtml({
+      month: '2026-03',
+      days: [
+        {
+          day: '2026-03-02',
+          rows: [
+            {
+              ...r,
+              values: { ...r.values, cachedRequests: 7, savedTokens: 700, savedMicros: 3_250_000 },
+            },
+          ],
+        },
+      ],
+      generatedAtMs: 0,
+    });
+    assert.match(html, /cache hits<b>7<\/b>/);
+    assert.match(html, /saved by the cache<b>\$3\.25<\/b>/);
+    assert.match(html, /<th scope="col">cache hits<\/th><th scope="col">saved<\/th>/);
+    assert.match(
+      html,
+      /<th scope="row">red<\/th><td>1<\/td>.*?<td>\$1\.00<\/td><td>7<\/td><td>\$3\.25<\/td>/,
+    );
+  });
+
   it('an empty month says so instead of drawing', () => {
     const html = renderUsageHtml({ month: '2026-03', days: [], generatedAtMs: 0 });
     assert.match(html, /nothing recorded/);

@@ -168,8 +168,8 @@ function table(days: readonly DayUsage[], month: string, by: UsageBy): string {
   if (report.rows.length === 0) return '';
   const num = (n: number) => n.toLocaleString('en-US');
   const row = (k: string, r: (typeof report)['total'], cls = '') =>
-    `<tr${cls}><th scope="row">${escapeHtml(k)}</th><td>${num(r.requests)}</td><td>${num(r.inputTokens)}</td><td>${num(r.cachedInputTokens)}</td><td>${num(r.outputTokens)}</td><td>${num(r.totalTokens)}</td><td>${formatUsd(r.costMicros)}</td></tr>`;
-  return `<table><thead><tr><th scope="col">${by}</th><th scope="col">requests</th><th scope="col">input</th><th scope="col">cached</th><th scope="col">output</th><th scope="col">tokens</th><th scope="col">spend</th></tr></thead><tbody>${report.rows
+    `<tr${cls}><th scope="row">${escapeHtml(k)}</th><td>${num(r.requests)}</td><td>${num(r.inputTokens)}</td><td>${num(r.cachedInputTokens)}</td><td>${num(r.outputTokens)}</td><td>${num(r.totalTokens)}</td><td>${formatUsd(r.costMicros)}</td><td>${num(r.cachedRequests)}</td><td>${formatUsd(r.savedMicros)}</td></tr>`;
+  return `<table><thead><tr><th scope="col">${by}</th><th scope="col">requests</th><th scope="col">input</th><th scope="col">cached</th><th scope="col">output</th><th scope="col">tokens</th><th scope="col">spend</th><th scope="col">cache hits</th><th scope="col">saved</th></tr></thead><tbody>${report.rows
     .map((r) => row(label(r.key), r))
     .join('')}${row('total', report.total, ' class="total"')}</tbody></table>`;
 }
@@ -207,8 +207,8 @@ export function renderUsageHtml(input: HtmlReportInput): string {
 <style>${CSS}</style></head>
 <body>
 <h1>Sluice usage, ${escapeHtml(input.month)} (UTC)</h1>
-<p class="note">Requests, tokens and spend at the governance policies' prices, per day, from the gateway's state store.</p>
-<div class="kpis">${kpi('spend', formatUsd(total.costMicros))}${kpi('tokens', total.totalTokens.toLocaleString('en-US'))}${kpi('requests', total.requests.toLocaleString('en-US'))}</div>
+<p class="note">Requests, tokens and spend at the governance policies' prices, per day, from the gateway's state store. Requests count provider answers; cache hits are answered from the response cache, and saved is what they did not buy.</p>
+<div class="kpis">${kpi('spend', formatUsd(total.costMicros))}${kpi('tokens', total.totalTokens.toLocaleString('en-US'))}${kpi('requests', total.requests.toLocaleString('en-US'))}${kpi('cache hits', total.cachedRequests.toLocaleString('en-US'))}${kpi('saved by the cache', formatUsd(total.savedMicros))}</div>
 ${sections.join('\n')}
 <h2>Refusals</h2>
 <p class="note">The state store counts what was served; refused requests (budgets, rate limits, access, policies) are in the gateway's metrics: <code>sluice_requests_total</code> by <code>error_code</code>.</p>

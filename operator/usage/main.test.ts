@@ -18,7 +18,15 @@ async function storeWithUsage(): Promise<MemoryStore> {
         period: 'day',
         periodKey: '2026-03-31',
         dims: { consumer: 'alice', team: 'red', model: 'gpt-4o', route: 'chat' },
-        values: { ...emptyUsage(), requests: 2, totalTokens: 30, costMicros: 1_500_000 },
+        values: {
+          ...emptyUsage(),
+          requests: 2,
+          totalTokens: 30,
+          costMicros: 1_500_000,
+          cachedRequests: 3,
+          savedTokens: 45,
+          savedMicros: 2_000,
+        },
         expireAtMs: Number.MAX_SAFE_INTEGER,
       },
     ],
@@ -45,7 +53,7 @@ describe('sluice usage', () => {
     const r = await runUsage(['--redis-url', 'redis://127.0.0.1:1']);
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /Usage for day 2026-03-31 \(UTC\), by consumer/);
-    assert.match(r.out, /alice\s+2\s+.*\$1\.50/);
+    assert.match(r.out, /alice\s+2\s+.*\$1\.50\s+3\s+45\s+\$0\.002$/m);
   });
 
   it('prints JSON by team, the URL taken from the environment', async () => {
@@ -61,6 +69,9 @@ describe('sluice usage', () => {
         outputTokens: 0,
         totalTokens: 30,
         costUsd: '1.500000',
+        cachedRequests: 3,
+        savedTokens: 45,
+        savedUsd: '0.002000',
       },
     ]);
   });

@@ -378,5 +378,49 @@ export function storeSuite(name: string, ctx: SuiteContext): void {
         ],
       );
     });
+
+    it('counts cache hits as cached, apart from served requests, once per id', async () => {
+      const c = clock(T0 - 3_600_000);
+      const store = await ctx.store();
+      const b = new Budget({ store, clock: c.fn });
+      const p = policy([{ name: 'tpm', per: [], tokensPerMinute: 1_000 }]);
+      const free = { savedTokens: 120, savedMicros: 900 };
+      // A free hit reserved nothing: written on its own, no bucket touched.
+      assert.equal(
+        (await b.recordCached(p, KEYS, { tokens: 0, costUsd: 0, cached: free })).status,
+        'settled',
+      );
+      assert.equal(
+        (await b.recordCached(p, KEYS, { tokens: 0, costUsd: 0, cached: free })).status,
+        'settled',
+      );
+      // A charged hit (a quarter) reserved and is reconciled with what it was charged.
+      const r = await b.reserve(p, KEYS, { tokens: 50, costUsd: 0.001 });
+      assert.ok(r.ok && r.reservation);
+      const charged = {
+        tokens: 30,
+        costUsd: 0.0003,
+        attempts: 1,
+        cached: { savedTokens: 90, savedMicros: 600 },
+      };
+      await b.reconcile(r.reservation, charged);
+      // Retried: counted once.
+      await b.reconcile(r.reservation, charged);
+      const rows = (await store.usage('day', '2026-03-31')).filter((x) => x.scope === p.name);
+      const day = buildUsageReport(rows, { period: 'day', periodKey: '2026-03-31', by: 'route' });
+      const t = day.total;
+      assert.deepEqual(
+        [t.requests, t.cachedRequests, t.savedTokens, t.savedMicros, t.totalTokens, t.costMicros],
+        [0, 3, 330, 2400, 30, 300],
+      );
+      const month = (await store.usage('month', '2026-03')).filter((x) => x.scope === p.name);
+      assert.equal(
+        buildUsageReport(month, { period: 'month', periodKey: '2026-03', by: 'route' }).total
+          .cachedRequests,
+        3,
+      );
+      // Only the charged hit's 30 tokens are in the minute's bucket.
+      assert.deepEqual(await levels(store, p, KEYS, c.now), [30]);
+    });
   });
 }
