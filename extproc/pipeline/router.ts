@@ -472,6 +472,11 @@ export class RouterExchange implements PhaseHandler {
       backend: last?.backend,
       provider: last?.provider,
       attempts: state?.attempts.length ?? 0,
+      attemptList: state?.attempts,
+      trace: {
+        traceparent: this.requestHeaderMap.get('traceparent'),
+        tracestate: this.requestHeaderMap.get('tracestate'),
+      },
       status: this.status ?? 0,
       errorCode: this.errorCode,
       stream: state?.stream ?? false,

@@ -191,15 +191,16 @@ export class UpstreamExchange implements PhaseHandler {
     // BUFFERED with header SEND keeps content-length: it must match what now goes on.
     return proceed({ body, setHeaders: [['content-length', String(body.length)]] });
   }
+
   responseTrailers(): Outcome {
     return CONTINUE;
   }
+
   /**
    * A refused attempt ends the request with this immediate response: every supported Envoy
    * release (1.37+) sends an upstream ext_proc filter's local reply downstream
    * (UpstreamFilterManager::sendLocalReply, envoyproxy/envoy PR #41231), unretried.
    */
-
   fail(err: unknown): Outcome {
     const e = toSluiceError(err);
     return { kind: 'respond', verdict: errorVerdict(this.api, e, this.state?.id) };
