@@ -77,6 +77,14 @@ export const CEL_RULES = {
   backendAzure: providerBlock('azure', 'azure-openai'),
   backendAws: providerBlock('aws', 'aws-bedrock'),
   backendGcp: providerBlock('gcp', 'gcp-vertex'),
+  // Optional (unlike the cloud blocks): every field in it has a default.
+  backendAnthropic: {
+    id: 'backend-anthropic-block',
+    rule: "!has(self.anthropic) || self.provider == 'anthropic'",
+    messageExpression:
+      "'anthropic is only allowed when provider is anthropic, not ' + self.provider",
+    fieldPath: '.anthropic',
+  },
   // These two name no culprit: the apiserver's cost estimator treats filter() inside a
   // messageExpression as unbounded and refuses the CRD, whatever maxItems says.
   backendNamesUnique: {
@@ -338,12 +346,34 @@ export const BackendSchema = withRules(
         })
         .optional()
         .describe('Required iff provider is gcp-vertex.'),
+      anthropic: z
+        .strictObject({
+          version: z
+            .string()
+            .max(32)
+            .regex(/^[0-9]{4}-[0-9]{2}-[0-9]{2}$/, 'version must be an anthropic-version date')
+            .optional()
+            .describe(
+              'The anthropic-version header sent when the caller sent none; default 2023-06-01.',
+            ),
+          defaultMaxTokens: z
+            .int()
+            .min(1)
+            .max(1000000)
+            .optional()
+            .describe(
+              'max_tokens for a request translated from another API that sets no output limit and that no budget caps (Anthropic requires one); default 4096.',
+            ),
+        })
+        .optional()
+        .describe('Only for provider anthropic: API version and output default.'),
     })
     .describe('A model provider or in-cluster server the route can send requests to.'),
   CEL_RULES.backendCredential,
   CEL_RULES.backendAzure,
   CEL_RULES.backendAws,
   CEL_RULES.backendGcp,
+  CEL_RULES.backendAnthropic,
 );
 
 export const RetryOnSchema = z.enum(['rate-limited', '5xx', 'reset', 'timeout', 'connect-failure']);

@@ -70,6 +70,7 @@ export interface Backend {
     };
   };
   gcp?: { project: string; region: string };
+  anthropic?: { version?: string; defaultMaxTokens?: number };
 }
 
 /** Durations are Kubernetes/Go style strings: "500ms", "30s", "2m". */

@@ -94,6 +94,7 @@ export interface IRBackend {
     };
   };
   gcp?: { project: string; region: string };
+  anthropic?: { version?: string; defaultMaxTokens?: number };
 }
 
 export interface IRRuleBackend {

@@ -94,5 +94,11 @@ function contractBackend(b: IRBackend, cluster: string): ContractBackend {
     if (b.aws.guardrail) out.aws.guardrail = { ...b.aws.guardrail };
   }
   if (b.gcp) out.gcp = { project: b.gcp.project, region: b.gcp.region };
+  if (b.anthropic) {
+    out.anthropic = { version: b.anthropic.version ?? '2023-06-01' };
+    if (b.anthropic.defaultMaxTokens !== undefined) {
+      out.anthropic.defaultMaxTokens = b.anthropic.defaultMaxTokens;
+    }
+  }
   return out;
 }

@@ -89,6 +89,21 @@ void describe('toIR: route validation', () => {
       /azure: only allowed/,
     ],
     [
+      'an anthropic block on another provider',
+      {
+        backends: [
+          {
+            name: 'local',
+            provider: 'openai-compatible',
+            endpoint: { url: 'https://llm.example.com' },
+            anthropic: { defaultMaxTokens: 10 },
+          },
+        ],
+      },
+      'Invalid',
+      /anthropic: only allowed when provider is anthropic/,
+    ],
+    [
       'both url and service',
       {
         backends: [

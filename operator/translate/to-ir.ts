@@ -379,6 +379,15 @@ function draftRoute(
     if (b.azure) ir.azure = { ...b.azure };
     if (b.aws) ir.aws = { ...b.aws };
     if (b.gcp) ir.gcp = { ...b.gcp };
+    if (b.anthropic) {
+      if (b.provider !== 'anthropic') {
+        throw new Rejection(
+          'Invalid',
+          `${at}.anthropic: only allowed when provider is anthropic, not ${b.provider}`,
+        );
+      }
+      ir.anthropic = { ...b.anthropic };
+    }
     backends.push(ir);
   });
   backends.sort((a, b) => cmp(a.id, b.id));
