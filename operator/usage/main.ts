@@ -20,7 +20,8 @@ const USAGE = `Usage: sluice usage [--period day|month] [--by consumer|team|mode
                     [--at YYYY-MM-DD|YYYY-MM] [--redis-url URL] [--html FILE]
 
 Prints requests, tokens and spend from the gateway's state store, for the current UTC day or
-month unless --at names another.
+month unless --at names another. REQUESTS are answers from providers; CACHE HITS are answers
+from the response cache, with the tokens and spend they saved (SAVED TOKENS, SAVED).
 
 Options:
   --period day|month   the window (default day)
