@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MemoryStore } from '../state/memory.js';
-import { StoreUnavailable, type StateStore } from '../state/store.js';
+import { emptyUsage, StoreUnavailable, type StateStore } from '../state/store.js';
 import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
 import { AttemptLedger, Budget, formatReset } from './budget.js';
 
@@ -89,6 +89,29 @@ describe('Budget', () => {
     assert.equal(await b.flush(), 1);
     assert.equal(b.pendingSettlements, 0);
     assert.deepEqual(await store.levels(p.name, ['t||tokens|' + String(T0)], c.now), [10]);
+  });
+
+  it('a free cache hit recorded while the store is away is queued and counted once', async () => {
+    const store = flaky();
+    const c = clock();
+    const b = new Budget({ store, clock: c.fn, retryIntervalMs: 0 });
+    const p = policy([{ name: 't', tokensPerMinute: 1000, per: [] }]);
+    const hit = { tokens: 0, costUsd: 0, cached: { savedTokens: 21, savedMicros: 42 } };
+    store.down = true;
+    assert.deepEqual(await b.recordCached(p, KEYS, hit), { status: 'queued' });
+    store.down = false;
+    assert.equal(await b.flush(), 1);
+    assert.equal(await b.flush(), 0);
+    const rows = await store.usage('day', '2026-03-31');
+    assert.equal(rows.length, 1);
+    assert.deepEqual(rows[0]!.values, {
+      ...emptyUsage(),
+      cachedRequests: 1,
+      savedTokens: 21,
+      savedMicros: 42,
+    });
+    // Nothing was reserved, nothing charged: the bucket is untouched.
+    assert.deepEqual(await store.levels(p.name, ['t||tokens|' + String(T0)], c.now), [0]);
   });
 });
 
