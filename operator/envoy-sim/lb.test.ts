@@ -10,8 +10,12 @@ const host = (port: number): HostModel => ({
   hostname: `h${port}`,
   metadata: {},
 });
-const locality = (name: string, priority: number, hosts: HostModel[]): LocalityModel =>
-  ({ name, priority, weight: 1, hosts }) as LocalityModel;
+const locality = (name: string, priority: number, hosts: HostModel[]): LocalityModel => ({
+  name,
+  priority,
+  weight: 1,
+  hosts,
+});
 
 const OUTLIER: OutlierModel = {
   consecutive5xx: 5,

@@ -124,7 +124,7 @@ async function exchange(
 ): Promise<number> {
   store.put(state(stream));
   const ex = new UpstreamExchange({ config, store, wallNow: () => 0 });
-  const o = (await ex.requestHeaders(REQUEST, clusterAttributes(cluster)));
+  const o = await ex.requestHeaders(REQUEST, clusterAttributes(cluster));
   const on = o.kind === 'continue' && o.mutation?.modeOverride?.responseHeader === 'SEND';
   if (!on) return 0;
   ex.responseHeaders(
