@@ -17,6 +17,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
+import type { StateStore } from '../../extproc/state/store.js';
 import { desiredState } from '../controller/snapshot.js';
 import { InvalidPolicyReporter, policyInvalidGauge } from '../controller/invalid-policies.js';
 import { countNacks, xdsNackCounter } from '../controller/metrics.js';
@@ -51,6 +52,8 @@ export interface StandaloneOptions {
   env: NodeJS.ProcessEnv;
   /** The extproc's Redis (budgets, usage, shared vault); absent: env SLUICE_REDIS_URL, else memory. */
   redisUrl?: string | undefined;
+  /** A state store the embedder holds (tests read usage from it); it wins over redisUrl. */
+  stateStore?: StateStore | undefined;
   /** The masking vault's key file; absent: env SLUICE_VAULT_KEY_FILE. */
   vaultKeyFile?: string | undefined;
   /** OTLP/HTTP base URL for traces; absent: env OTEL_EXPORTER_OTLP_ENDPOINT, else none. */
@@ -212,6 +215,7 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       now: () => performance.now(),
       env: opts.env,
       redisUrl: opts.redisUrl,
+      stateStore: opts.stateStore,
       vaultKeyFile: opts.vaultKeyFile,
       otlpEndpoint: opts.otlpEndpoint,
       traceSamplingRatio: opts.traceSamplingRatio,

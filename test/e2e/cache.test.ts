@@ -7,8 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
+import { MemoryStore } from '../../extproc/state/memory.js';
 import { main as keysMain } from '../../operator/keys/main.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
+import { main as usageMain } from '../../operator/usage/main.js';
 import {
   counterValue,
   extprocVersions,
@@ -64,6 +66,8 @@ function manifests(ports: { openai: number; anthropic: number }, ttlSeconds: num
     route('plain', 'gpt-plain', 'openai'),
     policy('identity', ['chat', 'claude', 'team', 'masked', 'plain'], {
       consumers: { required: true, keys: {} },
+      // Limits make the gateway keep usage in its state store (what `sluice usage` reads).
+      limits: { rules: [{ name: 'daily', per: ['consumer'], spendPerDayUsd: 1000 }] },
       pricing: { models: { '*': PRICE } },
     }),
     policy('cache', ['chat', 'claude'], { cache: { ttlSeconds } }),
@@ -83,6 +87,7 @@ describe('e2e: response cache from AIPolicy YAML with the official SDKs', () => 
   let openaiMock: MockProvider;
   let anthropicMock: MockProvider;
   let g: YamlGateway;
+  const state = new MemoryStore();
   let ports: { openai: number; anthropic: number };
   const created = {} as Record<ConsumerName, string>;
 
@@ -99,6 +104,7 @@ describe('e2e: response cache from AIPolicy YAML with the official SDKs', () => 
     });
     ports = { openai: openaiMock.port, anthropic: anthropicMock.port };
     g = await startYamlGateway(manifests(ports, 300), {
+      stateStore: state,
       setup: async (dir) => {
         const file = join(dir, 'keys.yaml');
         for (const [consumer, team] of Object.entries(CONSUMERS)) {
@@ -295,6 +301,76 @@ describe('e2e: response cache from AIPolicy YAML with the official SDKs', () => 
       })) > 0,
     );
     for (const line of g.logLines) for (const e of EMAILS) assert.ok(!line.includes(e));
+  });
+
+  it('sluice usage counts each hit as cached, apart from provider answers, as the access log does', async () => {
+    type Row = {
+      consumer: string | null;
+      requests: number;
+      cachedRequests: number;
+      savedTokens: number;
+      savedUsd: string;
+    };
+    const fromLog = (who: string) => {
+      const mine = g.accessLog.filter((e) => e['consumer'] === who && e['status'] === 200);
+      const hits = mine.filter(
+        (e) => (e['cache'] as { result?: string } | undefined)?.result === 'hit',
+      );
+      return {
+        requests: mine.length - hits.length,
+        cachedRequests: hits.length,
+        savedTokens: hits.reduce(
+          (n, e) => n + ((e['cache'] as { savedTokens?: number }).savedTokens ?? 0),
+          0,
+        ),
+      };
+    };
+    const usage = async (): Promise<Row[]> => {
+      let out = '';
+      let err = '';
+      const code = await usageMain(['--json', '--redis-url', 'redis://unused'], {
+        out: (x) => (out += x),
+        err: (x) => (err += x),
+        env: {},
+        open: () => Promise.resolve(state),
+      });
+      assert.equal(code, 0, err);
+      return (JSON.parse(out) as { rows: Row[] }).rows;
+    };
+    // The usage writes follow the answers: wait until they match the access log.
+    const same = async () => {
+      const rows = await usage();
+      for (const who of ['alice', 'bob', 'carol']) {
+        const r = rows.find((x) => x.consumer === who);
+        const want = fromLog(who);
+        if (
+          !r ||
+          r.requests !== want.requests ||
+          r.cachedRequests !== want.cachedRequests ||
+          r.savedTokens !== want.savedTokens
+        )
+          return undefined;
+      }
+      return rows;
+    };
+    const deadline = Date.now() + 5000;
+    let rows = await same();
+    while (!rows) {
+      if (Date.now() > deadline) {
+        const got = JSON.stringify(await usage());
+        const want = JSON.stringify(['alice', 'bob', 'carol'].map(fromLog));
+        assert.fail(`usage ${got} does not match the access log ${want}`);
+      }
+      await new Promise((r) => setTimeout(r, 20));
+      rows = await same();
+    }
+    const alice = rows.find((x) => x.consumer === 'alice')!;
+    assert.ok(alice.cachedRequests >= 4, `alice's hits: ${alice.cachedRequests}`);
+    assert.equal(alice.savedTokens, alice.cachedRequests * (USAGE.input + USAGE.output));
+    // At $1000 per million tokens, each free hit saved 21 tokens' worth: $0.021.
+    assert.equal(alice.savedUsd, (alice.cachedRequests * 0.021).toFixed(6));
+    assert.equal(rows.find((x) => x.consumer === 'bob')!.cachedRequests, 1, 'the team hit');
+    assert.equal(rows.find((x) => x.consumer === 'carol')!.cachedRequests, 0);
   });
 
   it('a policy change invalidates the route’s entries', async () => {

@@ -13,6 +13,7 @@ import { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { findEnvoy } from '../../operator/standalone/main.js';
 import { run, type RunningGateway } from '../../operator/standalone/run.js';
+import type { StateStore } from '../../extproc/state/store.js';
 import type { TranslateOptions } from '../../operator/translate/index.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 
@@ -258,6 +259,8 @@ export async function startYamlGateway(
     translate?: TranslateOptions;
     /** Runs once the manifests are written, before the gateway starts: more files for `dir`. */
     setup?: (dir: string) => Promise<void>;
+    /** The extproc's state store (budgets, usage), for a test to read; absent: memory. */
+    stateStore?: StateStore;
   } = {},
 ): Promise<YamlGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
@@ -299,6 +302,7 @@ export async function startYamlGateway(
       logger: pino({ level: 'trace' }, sink),
       registry,
       env: {},
+      stateStore: opts.stateStore,
       emulator: { retryBackoffBaseMs: 0 },
     });
   } catch (err) {
