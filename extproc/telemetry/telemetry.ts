@@ -44,11 +44,6 @@ export interface RequestRecord {
   policyFailure?: 'open' | 'closed' | 'degraded' | undefined;
   /** Prompt guard rules that fired (action `would_*` in shadow mode): counts only, never text. */
   guard?: { rule: string; kind: string; action: string; count?: number }[];
-  /**
-   * The data plane answered itself (backend unreachable, TLS failure, timeout…) and the caller got
-   * our error instead: Envoy's status and response code details, which name no request content.
-   */
-  localReply?: { status: number; details: string } | undefined;
   /** The caller's W3C trace context headers, verbatim (tracing.ts validates them). */
   trace?: { traceparent?: string | undefined; tracestate?: string | undefined } | undefined;
   /** Each upstream attempt in order (Envoy retries and fallbacks included). */
@@ -381,9 +376,7 @@ export class Telemetry {
       if (u && u.outputTokens > 1)
         this.tpot.observe(labels, (r.durationMs - r.ttftMs) / 1000 / (u.outputTokens - 1));
     }
-    // What the caller was not told (a backend unreachable or failing TLS) is an operator's to see.
-    const level = r.localReply ? 'warn' : 'info';
-    this.accessLog[level](
+    this.accessLog.info(
       capLogFields({
         event: 'request',
         request_id: r.requestId,
@@ -422,7 +415,6 @@ export class Telemetry {
         findings: r.findings,
         policy_failure: r.policyFailure,
         guard: r.guard,
-        local_reply: r.localReply,
         cache: r.cache,
       }),
       'request',

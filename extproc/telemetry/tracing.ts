@@ -185,7 +185,6 @@ export class Tracing {
       if (last) {
         if (r.status) attrs['http.response.status_code'] = r.status;
         if (r.responseModel) attrs['gen_ai.response.model'] = r.responseModel;
-        if (r.localReply) attrs['sluice.local_reply'] = r.localReply.details;
       } else {
         attrs['sluice.attempt.outcome'] = 'retried';
       }
@@ -194,7 +193,7 @@ export class Tracing {
         { kind: SpanKind.CLIENT, startTime: a.startedAtMs ?? startMs, attributes: attrs },
         ctx,
       );
-      if (!last || r.status >= 500 || r.localReply) {
+      if (!last || r.status >= 500) {
         s.setStatus({ code: SpanStatusCode.ERROR, message: last ? String(r.status) : 'retried' });
       }
       s.end(last ? endMs : (list[i + 1]?.startedAtMs ?? endMs));
