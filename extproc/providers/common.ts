@@ -69,3 +69,23 @@ export function dataUrl(url: string): { mediaType: string; data: string } | unde
   if (!meta.endsWith(';base64')) return undefined;
   return { mediaType: meta.slice(0, -';base64'.length), data: url.slice(comma + 1) };
 }
+
+/**
+ * An OpenAI message's text content as `{ text }` parts, the shape Converse and Gemini share: a
+ * string, or text parts (and `refusal` parts of an assistant's past answer). Empty texts are
+ * dropped, since both refuse an empty text block.
+ */
+export function openaiTextParts(content: unknown, at: string, assistant = false): Json[] {
+  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
+  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
+  const out: Json[] = [];
+  content.forEach((p: unknown, j) => {
+    let text: string | undefined;
+    if (isObject(p) && p.type === 'text') text = str(p.text);
+    else if (assistant && isObject(p) && p.type === 'refusal') text = str(p.refusal);
+    if (text === undefined)
+      throw unsupportedField(`${at}[${j}]`, 'only text parts are taken here.');
+    if (text.length > 0) out.push({ text });
+  });
+  return out;
+}

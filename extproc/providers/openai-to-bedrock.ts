@@ -41,6 +41,7 @@ import {
   dataEvent,
   dataUrl,
   isObject,
+  openaiTextParts,
   str,
   unsupportedField,
   type Json,
@@ -160,7 +161,7 @@ function convertMessages(raw: unknown): { system: Json[]; messages: Json[] } {
     switch (m.role) {
       case 'system':
       case 'developer':
-        system.push(...textBlocks(m.content, `${at}.content`));
+        system.push(...openaiTextParts(m.content, `${at}.content`));
         return;
       case 'user': {
         const blocks = userBlocks(m.content, `${at}.content`, () => ++documents);
@@ -171,7 +172,7 @@ function convertMessages(raw: unknown): { system: Json[]; messages: Json[] } {
         const blocks =
           m.content === undefined || m.content === null
             ? []
-            : textBlocks(m.content, `${at}.content`, true);
+            : openaiTextParts(m.content, `${at}.content`, true);
         if (Array.isArray(m.tool_calls)) {
           m.tool_calls.forEach((c: unknown, j) =>
             blocks.push(toolUse(c, `${at}.tool_calls[${j}]`)),
@@ -189,7 +190,7 @@ function convertMessages(raw: unknown): { system: Json[]; messages: Json[] } {
       case 'tool': {
         const id = str(m.tool_call_id);
         if (!id) throw unsupportedField(`${at}.tool_call_id`, 'is required.');
-        const content = textBlocks(m.content, `${at}.content`);
+        const content = openaiTextParts(m.content, `${at}.content`);
         pushTurn(messages, 'user', [
           {
             toolResult: {
@@ -210,23 +211,6 @@ function convertMessages(raw: unknown): { system: Json[]; messages: Json[] } {
   if (messages.length === 0)
     throw unsupportedField('messages', 'needs at least one user or assistant message.');
   return { system, messages };
-}
-
-/** Text content: a string or text parts (`refusal` parts of an assistant's past answer too). */
-function textBlocks(content: unknown, at: string, assistant = false): Json[] {
-  // Converse refuses empty text blocks.
-  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
-  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
-  const out: Json[] = [];
-  content.forEach((p: unknown, j) => {
-    let text: string | undefined;
-    if (isObject(p) && p.type === 'text') text = str(p.text);
-    else if (assistant && isObject(p) && p.type === 'refusal') text = str(p.refusal);
-    if (text === undefined)
-      throw unsupportedField(`${at}[${j}]`, 'only text parts are taken here.');
-    if (text.length > 0) out.push({ text });
-  });
-  return out;
 }
 
 function userBlocks(content: unknown, at: string, nextDocument: () => number): Json[] {

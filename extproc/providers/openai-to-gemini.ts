@@ -20,6 +20,7 @@ import {
   dataUrl,
   eventJson,
   isObject,
+  openaiTextParts,
   str,
   unsupportedField,
   type Json,
@@ -155,7 +156,7 @@ function convertMessages(raw: unknown): { system: Json[]; contents: Json[] } {
     switch (m.role) {
       case 'system':
       case 'developer':
-        system.push(...textParts(m.content, `${at}.content`));
+        system.push(...openaiTextParts(m.content, `${at}.content`));
         return;
       case 'user':
         pushContent(contents, 'user', userParts(m.content, `${at}.content`));
@@ -164,7 +165,7 @@ function convertMessages(raw: unknown): { system: Json[]; contents: Json[] } {
         const parts =
           m.content === undefined || m.content === null
             ? []
-            : textParts(m.content, `${at}.content`, true);
+            : openaiTextParts(m.content, `${at}.content`, true);
         if (Array.isArray(m.tool_calls)) {
           m.tool_calls.forEach((c: unknown, j) => {
             const here = `${at}.tool_calls[${j}]`;
@@ -202,7 +203,7 @@ function convertMessages(raw: unknown): { system: Json[]; contents: Json[] } {
             `${at}.tool_call_id`,
             'must name a tool call of an earlier assistant message.',
           );
-        const output = textParts(m.content, `${at}.content`)
+        const output = openaiTextParts(m.content, `${at}.content`)
           .map((p) => p.text as string)
           .join('');
         pushContent(contents, 'user', [functionResponse(name, undefined, output)]);
@@ -218,21 +219,6 @@ function convertMessages(raw: unknown): { system: Json[]; contents: Json[] } {
   if (contents.length === 0)
     throw unsupportedField('messages', 'needs at least one user or assistant message.');
   return { system, contents };
-}
-
-function textParts(content: unknown, at: string, assistant = false): Json[] {
-  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
-  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
-  const out: Json[] = [];
-  content.forEach((p: unknown, j) => {
-    let text: string | undefined;
-    if (isObject(p) && p.type === 'text') text = str(p.text);
-    else if (assistant && isObject(p) && p.type === 'refusal') text = str(p.refusal);
-    if (text === undefined)
-      throw unsupportedField(`${at}[${j}]`, 'only text parts are taken here.');
-    if (text.length > 0) out.push({ text });
-  });
-  return out;
 }
 
 function userParts(content: unknown, at: string): Json[] {
