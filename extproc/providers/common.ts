@@ -89,3 +89,27 @@ export function openaiTextParts(content: unknown, at: string, assistant = false)
   });
   return out;
 }
+
+/**
+ * One entry of an OpenAI assistant message's `tool_calls`: its id, function name and arguments
+ * parsed as a JSON object (an empty string is `{}`); anything else is refused, naming the field.
+ */
+export function openaiToolCall(c: unknown, at: string): { id: string; name: string; input: Json } {
+  if (!isObject(c) || c.type !== 'function' || !isObject(c.function))
+    throw unsupportedField(at, 'only function tool calls are taken.');
+  const id = str(c.id);
+  const name = str(c.function.name);
+  if (!id || !name) throw unsupportedField(at, 'needs an id and a function name.');
+  const args = c.function.arguments;
+  let input: unknown = {};
+  if (typeof args === 'string' && args.trim().length > 0) {
+    try {
+      input = JSON.parse(args);
+    } catch {
+      throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
+    }
+  }
+  if (!isObject(input))
+    throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
+  return { id, name, input };
+}

@@ -25,6 +25,7 @@ import {
   dataUrl,
   eventJson,
   isObject,
+  openaiToolCall,
   num,
   str,
   unsupportedField,
@@ -311,22 +312,7 @@ function userBlocks(content: unknown, at: string): Block[] {
 }
 
 function toolUse(c: unknown, at: string): Block {
-  if (!isObject(c) || c.type !== 'function' || !isObject(c.function))
-    throw unsupportedField(at, 'only function tool calls are taken.');
-  const id = str(c.id);
-  const name = str(c.function.name);
-  if (!id || !name) throw unsupportedField(at, 'needs an id and a function name.');
-  const args = c.function.arguments;
-  let input: unknown = {};
-  if (typeof args === 'string' && args.trim().length > 0) {
-    try {
-      input = JSON.parse(args);
-    } catch {
-      throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
-    }
-  }
-  if (!isObject(input))
-    throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
+  const { id, name, input } = openaiToolCall(c, at);
   return { type: 'tool_use', id, name, input };
 }
 

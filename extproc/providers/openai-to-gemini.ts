@@ -20,6 +20,7 @@ import {
   dataUrl,
   eventJson,
   isObject,
+  openaiToolCall,
   openaiTextParts,
   str,
   unsupportedField,
@@ -169,23 +170,8 @@ function convertMessages(raw: unknown): { system: Json[]; contents: Json[] } {
         if (Array.isArray(m.tool_calls)) {
           m.tool_calls.forEach((c: unknown, j) => {
             const here = `${at}.tool_calls[${j}]`;
-            if (!isObject(c) || c.type !== 'function' || !isObject(c.function))
-              throw unsupportedField(here, 'only function tool calls are taken.');
-            const name = str(c.function.name);
-            const id = str(c.id);
-            if (!name || !id) throw unsupportedField(here, 'needs an id and a function name.');
+            const { id, name, input: args } = openaiToolCall(c, here);
             names.set(id, name);
-            let args: unknown = {};
-            const text = c.function.arguments;
-            if (typeof text === 'string' && text.trim() !== '') {
-              try {
-                args = JSON.parse(text);
-              } catch {
-                throw unsupportedField(`${here}.function.arguments`, 'must be a JSON object.');
-              }
-            }
-            if (!isObject(args))
-              throw unsupportedField(`${here}.function.arguments`, 'must be a JSON object.');
             parts.push({ functionCall: { name, args } });
           });
         } else if (m.tool_calls !== undefined && m.tool_calls !== null) {
