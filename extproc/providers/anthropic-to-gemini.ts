@@ -23,6 +23,7 @@ import {
   str,
   unsupportedField,
   type Json,
+  sseResponseStart,
 } from './common.js';
 import {
   cappedMaxTokens,
@@ -288,14 +289,9 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
   ) {}
 
   headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
-    const sse = (headers.get('content-type') ?? '').toLowerCase().startsWith('text/event-stream');
-    const ok = status >= 200 && status < 300;
-    if (ok && sse) this.parser = new SseParser({ maxEventBytes: this.ctx.maxEventBytes });
-    return {
-      body: ok && sse ? 'stream' : 'whole',
-      setHeaders: ok ? [] : [['content-type', 'application/json']],
-      removeHeaders: [],
-    };
+    const { start, parser } = sseResponseStart(status, headers, this.ctx.maxEventBytes);
+    this.parser = parser;
+    return start;
   }
 
   json(body: Buffer): Buffer {

@@ -1,6 +1,8 @@
 /** Plumbing every cross-API translator shares: refusals, reading JSON, writing SSE. */
 import { isUtf8 } from 'node:buffer';
 import { SluiceError } from '../errors.js';
+import { SseParser } from '../usage/sse.js';
+import type { ResponseStart } from './translator.js';
 
 export type Json = Record<string, unknown>;
 
@@ -112,4 +114,26 @@ export function openaiToolCall(c: unknown, at: string): { id: string; name: stri
   if (!isObject(input))
     throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
   return { id, name, input };
+}
+
+/**
+ * How a translator whose backend streams SSE starts a response: a 2xx event stream is translated
+ * chunk by chunk (with the parser returned), anything else is read whole; an error body is
+ * answered as JSON in the caller's format.
+ */
+export function sseResponseStart(
+  status: number,
+  headers: ReadonlyMap<string, string>,
+  maxEventBytes: number,
+): { start: ResponseStart; parser: SseParser | undefined } {
+  const sse = (headers.get('content-type') ?? '').toLowerCase().startsWith('text/event-stream');
+  const ok = status >= 200 && status < 300;
+  return {
+    start: {
+      body: ok && sse ? 'stream' : 'whole',
+      setHeaders: ok ? [] : [['content-type', 'application/json']],
+      removeHeaders: [],
+    },
+    parser: ok && sse ? new SseParser({ maxEventBytes }) : undefined,
+  };
 }
