@@ -4,7 +4,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
-import { parseFlags, STATE_OPTIONS, StateFlags, stateOptions, stateUsage } from './flags.js';
+import { parseFlags, STATE_OPTIONS, StateFlags, stateOptions, stateUsage } from './shared/flags.js';
 
 const USAGE = `Usage: sluice extproc (--config FILE | --xds ADDR --node-id ID) [options]
 

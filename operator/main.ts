@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
 import { CLIENT_CERT_TRUST } from './translate/to-envoy.js';
-import { parseFlags } from '../extproc/flags.js';
+import { parseFlags } from '../extproc/shared/flags.js';
 
 const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
 

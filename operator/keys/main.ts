@@ -1,7 +1,7 @@
 /** `sluice keys create|list|revoke`: parse and validate flags, pick the target, then run(). */
 import { KubeConfig } from '@kubernetes/client-node';
 import { z } from 'zod';
-import { parseFlags } from '../../extproc/flags.js';
+import { parseFlags } from '../../extproc/shared/flags.js';
 import { ClusterTarget } from './cluster.js';
 import { expiresValue, keyIdValue, labelValue, type Random } from './format.js';
 import { run, type KeysOptions } from './run.js';

@@ -12,7 +12,7 @@ import {
   StateFlags,
   stateOptions,
   stateUsage,
-} from '../../extproc/flags.js';
+} from '../../extproc/shared/flags.js';
 
 const USAGE = `Usage: sluice run -f PATH [-f PATH…] [options]
 

@@ -11,7 +11,7 @@ import {
   usageReport,
   usageReportJson,
 } from '../../extproc/governance/usage-report.js';
-import { StateFlags } from '../../extproc/flags.js';
+import { StateFlags } from '../../extproc/shared/flags.js';
 import { RedisStore } from '../../extproc/state/redis.js';
 import type { StateStore } from '../../extproc/state/store.js';
 import { daysOfMonth, renderUsageHtml } from './html.js';

@@ -1,4 +1,12 @@
 /**
+ * extproc/shared/ is the floor every `sluice` command stands on: flag parsing, the admin
+ * endpoint, the proto loader, the gRPC bind/shutdown, the xDS client, backoff. It imports
+ * nothing else from the repository, so the extproc, the operator and the tools can all use it
+ * without pulling in each other's layers (the operator already depends on extproc for the
+ * contract, which is why the shared floor lives here rather than at the top level).
+ */
+
+/**
  * The one flag-parsing step every `sluice` subcommand shares: node's parseArgs (strict, no
  * positionals), `--help`, then the command's zod schema. Usage errors print the reason and the
  * usage text and exit 2; `--help` prints the usage and exits 0.

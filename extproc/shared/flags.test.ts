@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
-import { main as extprocMain } from './main.js';
-import { main as runMain } from '../operator/standalone/main.js';
+import { main as extprocMain } from '../main.js';
+import { main as runMain } from '../../operator/standalone/main.js';
 import { stateUsage } from './flags.js';
 
 /** Runs a command's main, capturing what it writes. */
