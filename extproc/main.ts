@@ -4,7 +4,15 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
-import { parseFlags, STATE_OPTIONS, StateFlags, stateOptions, stateUsage } from './shared/flags.js';
+import {
+  adminAddress,
+  grpcAddress,
+  parseFlags,
+  STATE_OPTIONS,
+  StateFlags,
+  stateOptions,
+  stateUsage,
+} from './shared/flags.js';
 
 const USAGE = `Usage: sluice extproc (--config FILE | --xds ADDR --node-id ID) [options]
 
@@ -24,25 +32,17 @@ ${stateUsage(26)}  --no-watch              do not reload the config on change (S
   -h, --help              this text
 `;
 
-const ADDRESS = /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/;
-
 /** The longest a log line waits in the write buffer. */
 export const LOG_FLUSH_MS = 1000;
 
 const Flags = z
   .object({
     config: z.string().min(1).optional(),
-    xds: z.string().regex(ADDRESS, '--xds must be unix:/path or host:port').optional(),
+    xds: grpcAddress('--xds').optional(),
     'node-id': z.string().min(1).max(256).optional(),
     'xds-start-timeout-ms': z.coerce.number().int().min(100).max(600_000).default(30_000),
-    listen: z
-      .string()
-      .regex(
-        /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/,
-        '--listen must be unix:/path or host:port',
-      )
-      .default('unix:/var/run/sluice/extproc.sock'),
-    admin: z.string().default('127.0.0.1:9901'),
+    listen: grpcAddress('--listen').default('unix:/var/run/sluice/extproc.sock'),
+    admin: adminAddress().default('127.0.0.1:9901'),
     'max-message-bytes': z.coerce
       .number()
       .int()

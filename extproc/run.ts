@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { startAdmin, type RunningAdmin } from './admin.js';
+import { readiness, startAdmin, type RunningAdmin } from './shared/admin.js';
 import { WIRE } from './config/contract.js';
 import { FileConfigSource } from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
@@ -239,12 +239,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     admin = await startAdmin({
       listen: opts.admin,
       registry: opts.registry,
-      ready: () =>
-        draining
-          ? { ready: false, reason: 'draining' }
-          : current
-            ? { ready: true }
-            : { ready: false, reason: 'no config' },
+      ready: () => readiness(draining, current ? undefined : 'no config'),
     });
     log.info({ event: 'admin_listening', address: admin.address }, 'admin server listening');
   }

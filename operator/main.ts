@@ -7,7 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
 import { CLIENT_CERT_TRUST } from './translate/to-envoy.js';
-import { parseFlags } from '../extproc/shared/flags.js';
+import { adminAddress, grpcAddress, parseFlags } from '../extproc/shared/flags.js';
 
 const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
 
@@ -38,13 +38,10 @@ Options:
   -h, --help               this text
 `;
 
-const ADDRESS = /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/;
 const NAME = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 const Flags = z.object({
-  'xds-listen': z
-    .string({ message: '--xds-listen ADDR is required' })
-    .regex(ADDRESS, '--xds-listen must be unix:/path or host:port'),
+  'xds-listen': grpcAddress('--xds-listen', '--xds-listen ADDR is required'),
   kubeconfig: z.string().min(1).optional(),
   namespace: z
     .array(z.string().max(63).regex(NAME, '--namespace must be a namespace name'))
@@ -55,10 +52,7 @@ const Flags = z.object({
   'client-cert-trust': z
     .enum(CLIENT_CERT_TRUST, { message: '--client-cert-trust must be listener or sidecar' })
     .default('listener'),
-  admin: z
-    .string()
-    .regex(/^(off|[^:]*:\d+|\[[0-9a-fA-F:]+\]:\d+)$/, '--admin must be host:port or off')
-    .default('0.0.0.0:9902'),
+  admin: adminAddress().default('0.0.0.0:9902'),
   'leader-elect': z.boolean().default(false),
   'lease-namespace': z
     .string()

@@ -9,10 +9,12 @@ import { hostname } from 'node:os';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
-import { startAdmin, type RunningAdmin } from '../extproc/admin.js';
+import { readiness, startAdmin, type RunningAdmin } from '../extproc/shared/admin.js';
 import { Controller } from './controller/controller.js';
 import { countNacks, operatorMetrics } from './controller/metrics.js';
-import { KubeSource, kubeApi, type Backoff, type SourceApi } from './source/kube.js';
+import type { Backoff } from '../extproc/shared/backoff.js';
+import { kubeApi, type SourceApi } from './source/kube-api.js';
+import { KubeSource } from './source/kube.js';
 import { EventRecorder, eventApi, type EventApi } from './status/events.js';
 import { buildReport, Fleet, memoizedView, reportApi, type ReportApi } from './status/fleet.js';
 import { LeaderElector, leaseApi, type LeaseApi } from './status/leader.js';
@@ -209,11 +211,10 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
       listen: opts.admin,
       registry: opts.registry,
       ready: () =>
-        draining
-          ? { ready: false, reason: 'draining' }
-          : served
-            ? { ready: true }
-            : { ready: false, reason: source.synced ? 'no snapshot yet' : 'informers not synced' },
+        readiness(
+          draining,
+          served ? undefined : source.synced ? 'no snapshot yet' : 'informers not synced',
+        ),
     });
     log.info({ event: 'admin_listening', address: admin.address }, 'admin server listening');
   }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it, mock } from 'node:test';
 import { main as extprocMain } from '../main.js';
 import { main as runMain } from '../../operator/standalone/main.js';
-import { stateUsage } from './flags.js';
+import { adminAddress, grpcAddress, stateUsage } from './flags.js';
 
 /** Runs a command's main, capturing what it writes. */
 async function capture(
@@ -51,5 +51,39 @@ describe('state flags shared by sluice extproc and sluice run', () => {
       assert.ok(line.length <= 100, line);
       assert.match(line, /^( {2}--\S+ \S+ +\S| {24}\S)/);
     }
+  });
+});
+
+describe('address flags shared by every command', () => {
+  it('takes unix:/path, host:port and [v6]:port for gRPC, naming the flag otherwise', () => {
+    const schema = grpcAddress('--listen');
+    for (const ok of ['unix:/run/x.sock', '127.0.0.1:0', 'extproc:50051', '[::1]:9000']) {
+      assert.equal(schema.parse(ok), ok);
+    }
+    for (const bad of ['', 'localhost', ':9000', 'host:port', '[::1]']) {
+      const r = schema.safeParse(bad);
+      assert.equal(r.success, false, bad);
+      assert.equal(r.error?.issues[0]?.message, '--listen must be unix:/path or host:port');
+    }
+    const required = grpcAddress('--xds-listen', '--xds-listen ADDR is required').safeParse(
+      undefined,
+    );
+    assert.equal(required.error?.issues[0]?.message, '--xds-listen ADDR is required');
+  });
+
+  it('takes host:port, [v6]:port or off for --admin, and no unix socket or empty host', () => {
+    const schema = adminAddress();
+    for (const ok of ['off', '0.0.0.0:9902', '[::]:9901']) assert.equal(schema.parse(ok), ok);
+    for (const bad of [':9902', 'unix:/x.sock', '127.0.0.1', 'on']) {
+      const r = schema.safeParse(bad);
+      assert.equal(r.success, false, bad);
+      assert.equal(r.error?.issues[0]?.message, '--admin must be host:port or off');
+    }
+  });
+
+  it('sluice extproc refuses an --admin that is not host:port before starting anything', async () => {
+    const r = await capture(extprocMain, ['--config', '/nonexistent', '--admin', 'localhost']);
+    assert.equal(r.code, 2);
+    assert.match(r.err, /--admin must be host:port or off/);
   });
 });

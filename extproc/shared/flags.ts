@@ -50,6 +50,26 @@ export function parseFlags<S extends z.ZodType>(
   return { ok: true, flags: parsed.data };
 }
 
+/** `unix:/path`, `host:port` or `[v6]:port`: where a gRPC server listens or a client dials. */
+const GRPC_ADDRESS = /^(unix:.+|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/;
+/** `host:port` or `[v6]:port` (what splitHostPort in admin.ts takes), or `off`. */
+const ADMIN_ADDRESS = /^(off|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/;
+
+/**
+ * A gRPC address flag (`--listen`, `--xds`, `--xds-listen`): the one rule every command uses.
+ * `missing` is the message for a required flag left out.
+ */
+export function grpcAddress(flag: string, missing?: string): z.ZodString {
+  return z
+    .string(missing === undefined ? undefined : { message: missing })
+    .regex(GRPC_ADDRESS, `${flag} must be unix:/path or host:port`);
+}
+
+/** An `--admin HOST:PORT|off` flag. */
+export function adminAddress(): z.ZodString {
+  return z.string().regex(ADMIN_ADDRESS, '--admin must be host:port or off');
+}
+
 /**
  * The state flags every command that runs an extproc takes (`sluice extproc`, `sluice run`):
  * one definition, so the two cannot drift. Each falls back to its environment variable, which

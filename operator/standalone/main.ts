@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
 import {
+  adminAddress,
   parseFlags,
   STATE_OPTIONS,
   StateFlags,
@@ -43,10 +44,7 @@ const Flags = z.object({
   filename: z.array(z.string().min(1)).min(1, 'at least one -f PATH is required'),
   port: z.coerce.number().int().min(1).max(65535).default(1975),
   host: z.string().min(1).default('127.0.0.1'),
-  admin: z
-    .string()
-    .regex(/^(off|[^:]+:\d+|\[[0-9a-fA-F:]+\]:\d+)$/, '--admin must be host:port or off')
-    .default('127.0.0.1:9901'),
+  admin: adminAddress().default('127.0.0.1:9901'),
   'mock-provider': z.boolean().default(false),
   'upstream-ca': z
     .string()

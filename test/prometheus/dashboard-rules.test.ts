@@ -22,7 +22,7 @@ import OpenAI from 'openai';
 import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { parse, stringify } from 'yaml';
-import { startAdmin, type RunningAdmin } from '../../extproc/admin.js';
+import { startAdmin, type RunningAdmin } from '../../extproc/shared/admin.js';
 import { operatorMetrics } from '../../operator/controller/metrics.js';
 import { main as keysMain } from '../../operator/keys/main.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';

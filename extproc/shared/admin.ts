@@ -2,10 +2,24 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 
+export interface Readiness {
+  ready: boolean;
+  reason?: string;
+}
+
 export interface AdminOptions {
   listen: string;
   registry: Registry;
-  ready(): { ready: boolean; reason?: string };
+  ready(): Readiness;
+}
+
+/**
+ * The one readiness rule of every command with an admin endpoint: draining wins, then whatever
+ * the command still waits for (`waitingFor`, a short reason such as "no config"), else ready.
+ */
+export function readiness(draining: boolean, waitingFor: string | undefined): Readiness {
+  if (draining) return { ready: false, reason: 'draining' };
+  return waitingFor === undefined ? { ready: true } : { ready: false, reason: waitingFor };
 }
 
 export interface RunningAdmin {
