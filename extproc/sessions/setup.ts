@@ -1,0 +1,37 @@
+/**
+ * Which store sessions use, decided once at start: Redis when the state store is Redis and a
+ * vault key seals the records (replicas then share conversations), process memory otherwise.
+ */
+import type { Logger } from 'pino';
+import { RedisStore } from '../state/redis.js';
+import type { StateStore } from '../state/store.js';
+import { Sessions } from './sessions.js';
+import { MemorySessionStore, RedisSessionStore, type SessionStore } from './store.js';
+
+export const DEFAULT_SESSIONS_MEMORY_BYTES = 64 * 1024 * 1024;
+
+export function sessionsFor(
+  opts: { now: () => number; wallNow: () => number; memoryBytes?: number | undefined },
+  stateStore: StateStore,
+  vaultKey: Buffer | undefined,
+  log: Logger,
+): Sessions {
+  let store: SessionStore;
+  if (stateStore instanceof RedisStore && vaultKey) {
+    store = new RedisSessionStore({ client: stateStore.client });
+  } else {
+    if (stateStore instanceof RedisStore) {
+      // Conversations must not sit in Redis unsealed by a shared key: each replica keeps its own.
+      log.warn(
+        { event: 'sessions_key_missing' },
+        'no vault key (--vault-key-file): stored conversations stay in each replica',
+      );
+    }
+    store = new MemorySessionStore({
+      maxBytes: opts.memoryBytes ?? DEFAULT_SESSIONS_MEMORY_BYTES,
+      now: opts.wallNow,
+    });
+  }
+  log.info({ event: 'sessions', kind: store.kind }, 'session store ready');
+  return new Sessions({ store, key: vaultKey, wallNow: opts.wallNow });
+}
