@@ -15,7 +15,9 @@
  *   BENCH_RATE_SECONDS     open-loop duration per rate (default 4)
  *   BENCH_ONLY             comma-separated sections: scenarios (chat-2k, chat-2k-router,
  *                          chat-2k-policy, chat-100k, sse-200), rate (JS open loop), latency (the
- *                          §7 target with the Go load generator), operator, masking,
+ *                          §7 target with the Go load generator), lean (issue 16: the whole
+ *                          request at BENCH_LEAN_RATES against the grpc-go floor, with GC,
+ *                          allocation and event-loop figures), operator, masking,
  *                          governance, estimate, cache, translation
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
@@ -51,6 +53,7 @@ import {
   type GoPoint,
 } from './latency.js';
 import { buildLoadgen } from './loadgen/build.js';
+import { leanRates, leanSection, type LeanEndpoint } from './lean.js';
 import {
   Child,
   coreTicks,
@@ -80,6 +83,7 @@ import { fmtInt, fmtMs, table } from './stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SERVER_CORE = 1;
+const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 const DRIVER_CORE = 0;
 
 const CONFIG = benchConfig();
@@ -402,7 +406,7 @@ async function startServers(
   cfg: Settings,
   pin: boolean,
   children: Child[],
-): Promise<{ sluice: Server; floor: Server; floorH2: Endpoint }> {
+): Promise<{ sluice: Server; floor: Server; floorH2: Endpoint; probes: Map<Child, string> }> {
   const configPath = join(dir, 'extproc.yaml');
   writeFileSync(configPath, CONFIG);
   const adminPort = await freePort();
@@ -410,6 +414,12 @@ async function startServers(
   const floorSock = `unix:${join(dir, 'floor.sock')}`;
   const floorH2Sock = `unix:${join(dir, 'floor-h2.sock')}`;
   const core = pin ? SERVER_CORE : undefined;
+  // Every Node server runs the probe (GC, allocation, loop delay); it answers on its own socket.
+  const probes = new Map<Child, string>();
+  const probed = (name: string): { preload: string[]; env: Record<string, string> } => ({
+    preload: [PROBE],
+    env: { BENCH_PROBE_SOCKET: join(dir, `${name}.probe.sock`) },
+  });
   const ext = new Child(
     'extproc',
     cfg.extprocEntry,
@@ -429,6 +439,7 @@ async function startServers(
       logPath: join(dir, 'extproc.log'),
       core,
       nodeFlags: cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`] : [],
+      ...probed('extproc'),
     },
   );
   children.push(ext);
@@ -436,6 +447,7 @@ async function startServers(
     cwd: ROOT,
     logPath: join(dir, 'floor.log'),
     core,
+    ...probed('floor'),
   });
   children.push(floor);
   // For the Go load generator only: the floor without grpc-js, what HTTP/2 itself costs.
@@ -443,9 +455,16 @@ async function startServers(
     'floor-h2',
     'test/bench/floor-server.ts',
     [floorH2Sock, '--transport', 'http2'],
-    { cwd: ROOT, logPath: join(dir, 'floor-h2.log'), core },
+    { cwd: ROOT, logPath: join(dir, 'floor-h2.log'), core, ...probed('floor-h2') },
   );
   children.push(floorH2);
+  for (const [c, name] of [
+    [ext, 'extproc'],
+    [floor, 'floor'],
+    [floorH2, 'floor-h2'],
+  ] as const) {
+    probes.set(c, probed(name).env.BENCH_PROBE_SOCKET!);
+  }
   await waitReady(
     ext,
     async () => (await httpStatus(`http://127.0.0.1:${adminPort}/readyz`)) === 200,
@@ -473,7 +492,22 @@ async function startServers(
       address: floorSock,
     },
     floorH2: { name: 'floor-h2', child: floorH2, address: floorH2Sock },
+    probes,
   };
+}
+
+/** The do-nothing grpc-go ext_proc server (the loadgen binary's `serve` mode), one core. */
+async function startGoFloor(bin: string, dir: string, pin: boolean): Promise<Endpoint> {
+  const sock = `unix:${join(dir, 'floor-go.sock')}`;
+  const child = new Child('floor-go', bin, ['serve', sock], {
+    cwd: ROOT,
+    logPath: join(dir, 'floor-go.log'),
+    core: pin ? SERVER_CORE : undefined,
+    env: { GOMAXPROCS: '1' },
+    exec: true,
+  });
+  await waitReady(child, () => child.tail(100).includes('ready'));
+  return { name: 'floor-go', child, address: sock };
 }
 
 /**
@@ -539,7 +573,7 @@ async function main(): Promise<void> {
 
   try {
     const startedAt = performance.now();
-    const { sluice, floor, floorH2 } = await startServers(dir, cfg, pin, children);
+    const { sluice, floor, floorH2, probes } = await startServers(dir, cfg, pin, children);
     const servers = [sluice, floor];
     const all = scenarios();
     const named = (name: string): Scenario => all.find((sc) => sc.name === name)!;
@@ -697,6 +731,50 @@ async function main(): Promise<void> {
         floorH2,
       ];
       go = await latencySection(dir, cfg, pin, endpoints, named);
+    }
+
+    if (wanted('lean')) {
+      log();
+      log(
+        'issue 16: whole request vs the do-nothing floors (grpc-go, grpc-js, node:http2), Go open-loop load',
+      );
+      const b = buildLoadgen(log);
+      if ('skipped' in b) {
+        log(`  skipped: ${b.skipped}`);
+      } else {
+        const goFloor = await startGoFloor(b.path, dir, pin);
+        children.push(goFloor.child);
+        const endpoints: LeanEndpoint[] = [
+          { ...goFloor, probe: undefined },
+          {
+            name: 'floor',
+            child: floor.child,
+            address: floor.address,
+            probe: probes.get(floor.child),
+          },
+          { ...floorH2, probe: probes.get(floorH2.child) },
+          {
+            name: 'sluice',
+            child: sluice.child,
+            address: sluice.address,
+            probe: probes.get(sluice.child),
+          },
+        ];
+        await leanSection(
+          {
+            bin: b.path,
+            dir,
+            rates: leanRates(),
+            seconds: cfg.rateSeconds,
+            warmup: cfg.warmup,
+            loadgenCore: pin ? DRIVER_CORE : undefined,
+            log,
+          },
+          endpoints,
+          { name: 'chat-2k', payload: named('chat-2k').payload, floor: true },
+          { name: 'chat-2k-policy', payload: named('chat-2k-policy').payload, floor: false },
+        );
+      }
     }
 
     log();

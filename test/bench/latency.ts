@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import type { ProbeMark } from './probe-client.js';
 import { CLUSTER, upstreamFilter, type Payload } from './scenarios.js';
 import { fmtInt, fmtMs, table } from './stats.js';
 
@@ -52,6 +53,8 @@ export interface LoadgenResult {
     othersMs: number;
     cores: Record<string, { busyMs: number; totalMs: number }>;
   };
+  /** With RunOptions.probe: the server's runtime figures at the window's start and end. */
+  probe?: { begin: ProbeMark; end: ProbeMark };
 }
 
 export interface Exchange {
@@ -63,8 +66,8 @@ export interface Exchange {
 
 export interface GoPoint {
   exchange: string;
-  /** floor-h2: the floor on node:http2 without grpc-js. */
-  target: 'sluice' | 'floor' | 'floor-h2';
+  /** floor-h2: the floor on node:http2 without grpc-js; floor-go: the floor in grpc-go. */
+  target: 'sluice' | 'floor' | 'floor-h2' | 'floor-go';
   rate: number;
   /** Undefined when the loadgen failed; `error` says why. */
   r: LoadgenResult | undefined;
@@ -104,6 +107,8 @@ export interface RunOptions {
   warmup: number;
   /** Pin the loadgen to this core (taskset). */
   loadgenCore: number | undefined;
+  /** The server's bench probe socket (probe.ts), marked at the window's start and end. */
+  probe?: string | undefined;
 }
 
 export async function runLoadgen(
@@ -128,6 +133,7 @@ export async function runLoadgen(
     String(CONNECTIONS),
     '-server-pid',
     String(o.serverPid),
+    ...(o.probe ? ['-probe', o.probe] : []),
   ];
   const [cmd, argv] =
     o.loadgenCore === undefined

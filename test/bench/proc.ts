@@ -61,6 +61,12 @@ export function peakRssKiB(pid: number): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
+/** Resident set size now (VmRSS) in KiB. */
+export function rssKiB(pid: number): number {
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : Number.NaN;
+}
+
 export function loadAverage(): string {
   try {
     return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
@@ -81,8 +87,8 @@ export function freePort(): Promise<number> {
 }
 
 /**
- * A Node child running an entry point (TypeScript through tsx, or compiled .js), optionally pinned with taskset
- * (taskset execs node, so the pid is node's). stdout and stderr go to a file: a pipe would put
+ * A Node child running an entry point (TypeScript through tsx, or compiled .js), or an executable,
+ * optionally pinned with taskset (taskset execs its command, so the pid is node's or the binary's). stdout and stderr go to a file: a pipe would put
  * the access log's reading on the driver's core, and a full pipe would stall the child.
  */
 export class Child {
@@ -97,20 +103,35 @@ export class Child {
     readonly name: string,
     entry: string,
     args: string[],
-    opts: { cwd: string; logPath: string; core?: number; nodeFlags?: string[] },
+    opts: {
+      cwd: string;
+      logPath: string;
+      core?: number;
+      nodeFlags?: string[];
+      /** Modules imported before the entry point (after tsx's loader): the bench probe. */
+      preload?: string[];
+      /** Added to this process's environment. */
+      env?: Record<string, string>;
+      /** Run `entry` as an executable instead of a Node entry point. */
+      exec?: boolean;
+    },
   ) {
     this.logFd = openSync(opts.logPath, 'a');
     this.logPath = opts.logPath;
-    const loader = entry.endsWith('.ts') ? ['--import', 'tsx'] : [];
-    const nodeArgs = [...(opts.nodeFlags ?? []), ...loader, entry, ...args];
+    const preload = (opts.preload ?? []).flatMap((m) => ['--import', m]);
+    const ts = entry.endsWith('.ts') || (opts.preload ?? []).some((m) => m.endsWith('.ts'));
+    const loader = ts ? ['--import', 'tsx'] : [];
+    const [bin, binArgs] = opts.exec
+      ? [entry, args]
+      : [process.execPath, [...(opts.nodeFlags ?? []), ...loader, ...preload, entry, ...args]];
     const [cmd, argv] =
       opts.core === undefined
-        ? [process.execPath, nodeArgs]
-        : ['taskset', ['-c', String(opts.core), process.execPath, ...nodeArgs]];
+        ? [bin, binArgs]
+        : ['taskset', ['-c', String(opts.core), bin, ...binArgs]];
     this.proc = spawn(cmd, argv, {
       cwd: opts.cwd,
       stdio: ['ignore', this.logFd, this.logFd],
-      env: process.env,
+      env: { ...process.env, ...opts.env },
     });
     this.exited = new Promise((resolve) => {
       this.proc.once('exit', (code, signal) => {

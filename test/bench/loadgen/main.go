@@ -4,6 +4,7 @@
 // CPU per request is a fraction of the JS driver's, so it can hold 2,000 req/s on one core.
 //
 //	loadgen -target unix:/path/extproc.sock -spec exchange.json -rate 2000 -seconds 5 -warmup 1
+//	loadgen serve unix:/path/floor.sock    (the do-nothing grpc-go ext_proc server, floor.go)
 //
 // Linux only (clock_nanosleep, /proc).
 package main
@@ -11,6 +12,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -32,6 +34,7 @@ const envoyMessageTimeout = 200 * time.Millisecond
 type options struct {
 	target, specPath, serverPid string
 	cpuProfile                  string
+	probe                       string
 	rate, seconds, warmup       float64
 	conns, maxInFlight          int
 	timeout                     time.Duration
@@ -49,6 +52,7 @@ func parseFlags() (options, error) {
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of one request; a benchmark wants a slow sample's latency, not a failure")
 	flag.StringVar(&o.serverPid, "server-pid", "", "report this process's CPU over the measured window")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the loadgen's own CPU profile here")
+	flag.StringVar(&o.probe, "probe", "", "the server's bench probe socket (test/bench/probe.ts): marked at the window's start and end")
 	flag.Parse()
 	switch {
 	case o.target == "" || o.specPath == "":
@@ -85,6 +89,14 @@ type Result struct {
 	Lag              Summary            `json:"lag"`
 	Messages         map[string]Summary `json:"messages"`
 	CPU              CPU                `json:"cpu"`
+	// Probe is the server's runtime figures (GC, allocation, event-loop delay) at the window's
+	// start and end, as test/bench/probe.ts answers them; absent without -probe.
+	Probe *ProbeMarks `json:"probe,omitempty"`
+}
+
+type ProbeMarks struct {
+	Begin json.RawMessage `json:"begin"`
+	End   json.RawMessage `json:"end"`
 }
 
 type CPU struct {
@@ -224,13 +236,19 @@ func run(o options) (*Result, error) {
 		server, loadgen float64
 		cores           map[string]CoreTicks
 		all             map[string]float64
+		probe           json.RawMessage
+		probeErr        error
 	}
+	probe := probeClient(o.probe)
 	snap := func() mark {
 		m := mark{server: -1, loadgen: processCPU("self"), cores: coreTicks(), all: processesCPU()}
 		if o.serverPid != "" {
 			m.server = processCPU(o.serverPid)
 		}
 		m.at = time.Now()
+		if probe != nil {
+			m.probe, m.probeErr = probe()
+		}
 		return m
 	}
 	var begin mark
@@ -318,6 +336,12 @@ func run(o options) (*Result, error) {
 			res.CPU.ServerUsPerRq = res.CPU.ServerMs * 1000 / float64(rec.completed)
 		}
 	}
+	if probe != nil {
+		if begin.probeErr != nil || end.probeErr != nil {
+			return nil, fmt.Errorf("-probe %s: %v", o.probe, errors.Join(begin.probeErr, end.probeErr))
+		}
+		res.Probe = &ProbeMarks{Begin: begin.probe, End: end.probe}
+	}
 	for core, b := range end.cores {
 		a := begin.cores[core]
 		res.CPU.Cores[core] = CoreTicks{BusyMs: b.BusyMs - a.BusyMs, TotalMs: b.TotalMs - a.TotalMs}
@@ -326,6 +350,13 @@ func run(o options) (*Result, error) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "serve" {
+		if err := serveFloor(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen serve: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	o, err := parseFlags()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadgen: %v\n", err)

@@ -1,0 +1,381 @@
+/**
+ * Issue 16's figures ("a sidecar as lean as the Go peer"), from the Go load generator at fixed
+ * rates: the whole request (router 4 phases + upstream filter) with and without masking and
+ * budgets, against Sluice and, in the same run, the do-nothing floors — grpc-go (standing in for
+ * the Go peer's transport), grpc-js and bare node:http2. Beside latency and CPU it prints what
+ * each Node server's runtime did (test/bench/probe.ts): V8 heap allocated per request, garbage
+ * collections and their longest pause, event-loop delay, RSS.
+ *
+ *   BENCH_LEAN_RATES   rates for Sluice (default 500,1000,2000,3000); the floors run the first two
+ */
+import { rssKiB, type Child } from './proc.js';
+import { held, noisy, runLoadgen, type Exchange, type GoPoint } from './latency.js';
+import { runtimeFigures, type RuntimeFigures } from './probe-client.js';
+import { fmtInt, fmtMs, table } from './stats.js';
+
+export interface LeanEndpoint {
+  name: GoPoint['target'];
+  child: Child;
+  /** What a client dials: unix:/path. */
+  address: string;
+  /** The probe socket of a Node server (probe.ts); none for the Go floor. */
+  probe: string | undefined;
+}
+
+export interface LeanOptions {
+  bin: string;
+  dir: string;
+  rates: number[];
+  seconds: number;
+  warmup: number;
+  loadgenCore: number | undefined;
+  log: (line?: string) => void;
+}
+
+/** The Go peer's figures in the issue (same machine, whole request): @500 and @1,000 req/s. */
+const PEER_CPU_US = { 500: 812, 1000: 608 } as const;
+const TARGETS = {
+  allocKiB: 30,
+  maxPauseMs: 5,
+  p99VsGoFloor: 2,
+  cpuVsPeer: 1.1,
+  rate: 3000,
+  rssMiB: 150,
+  rssRate: 2000,
+};
+
+export interface LeanPoint extends GoPoint {
+  rt: RuntimeFigures | undefined;
+  /** The server's VmRSS right after the point. */
+  rssMiB: number;
+}
+
+export function leanRates(): number[] {
+  const raw = process.env.BENCH_LEAN_RATES || '500,1000,2000,3000';
+  const list = raw.split(',').map(Number);
+  if (list.some((r) => !Number.isInteger(r) || r < 1)) {
+    throw new Error(`BENCH_LEAN_RATES=${raw}: expected positive integers`);
+  }
+  return list;
+}
+
+export async function leanSection(
+  o: LeanOptions,
+  endpoints: LeanEndpoint[],
+  whole: Exchange,
+  policy: Exchange,
+): Promise<LeanPoint[]> {
+  const { log } = o;
+  const floorRates = o.rates.slice(0, 2);
+  log(
+    `  ${o.warmup} s warm-up + ${o.seconds} s per point; Sluice at ${o.rates.join(', ')} req/s, the floors at ${floorRates.join(', ')}`,
+  );
+  log(
+    '  alloc: V8 heap allocated per request; gc: scavenges/mark-compacts in the window; pause: the longest; loop: event-loop delay p99/max',
+  );
+  const points: LeanPoint[] = [];
+  for (const rate of o.rates) {
+    for (const ex of [whole, policy]) {
+      for (const e of endpoints) {
+        if (e.name !== 'sluice' && (ex !== whole || !floorRates.includes(rate))) continue;
+        e.child.truncateLog();
+        await new Promise((r) => setTimeout(r, 100));
+        const p = await runLoadgen(ex, e.name, {
+          bin: o.bin,
+          dir: o.dir,
+          socket: e.address,
+          serverPid: e.child.pid,
+          rate,
+          seconds: o.seconds,
+          warmup: o.warmup,
+          loadgenCore: o.loadgenCore,
+          probe: e.probe,
+        });
+        const r = p.r;
+        points.push({
+          ...p,
+          rt: r?.probe ? runtimeFigures(r.probe.begin, r.probe.end, r.completed) : undefined,
+          rssMiB: rssKiB(e.child.pid) / 1024,
+        });
+      }
+    }
+  }
+  log();
+  log(pointsTable(points));
+  for (const p of points) {
+    if (p.r?.firstError)
+      log(`  ${p.exchange} ${p.target} ${p.rate}: first error: ${p.r.firstError}`);
+    if (p.error) log(`  ${p.exchange} ${p.target} ${p.rate}: ${p.error}`);
+  }
+  log();
+  log(
+    "the issue's table: whole request (router 4 phases + upstream), Sluice vs the grpc-go floor of this run",
+  );
+  log(issueTable(points, whole.name, policy.name, o.rates));
+  return points;
+}
+
+const pct = (x: number): string => (Number.isFinite(x) ? `${(x * 100).toFixed(0)}%` : '-');
+const f1 = (x: number | undefined): string =>
+  x !== undefined && Number.isFinite(x) ? x.toFixed(1) : '-';
+
+function pointsTable(points: LeanPoint[]): string {
+  const rows = points.map((p) => {
+    const r = p.r;
+    if (!r) return [p.exchange, p.target, String(p.rate), `loadgen failed: ${p.error ?? '?'}`];
+    const rt = p.rt;
+    return [
+      p.exchange,
+      p.target,
+      String(p.rate),
+      fmtInt(r.achieved),
+      fmtMs(r.fromSchedule.p50),
+      fmtMs(r.fromSchedule.p99),
+      fmtMs(r.fromSchedule.max),
+      fmtInt(r.cpu.serverUsPerReq),
+      pct(r.cpu.serverShare),
+      rt ? f1(rt.allocKiBPerReq) : '-',
+      rt ? `${rt.scavenges}/${rt.marks}` : '-',
+      rt
+        ? `${f1(rt.maxPauseMs)} ${rt.maxPauseKind === 'MarkSweepCompact' ? 'mc' : rt.maxPauseKind ? 'sc' : ''}`.trim()
+        : '-',
+      rt ? pct(rt.gcShare) : '-',
+      rt ? `${f1(rt.loopDelayP99Ms)}/${f1(rt.loopDelayMaxMs)}` : '-',
+      `${fmtInt(p.rssMiB)}${rt ? ` (${fmtInt(rt.oldSpaceMiB)})` : ''}`,
+      pct(p.noise),
+      `${r.errors}/${r.dropped}`,
+      held(p) ? 'held' : 'NOT held',
+    ];
+  });
+  return table(
+    [
+      'exchange',
+      'target',
+      'rate',
+      'achieved/s',
+      'p50 ms',
+      'p99 ms',
+      'max ms',
+      'srv µs/req',
+      'srv cpu',
+      'alloc KiB/req',
+      'gc sc/mc',
+      'pause max ms',
+      'gc time',
+      'loop p99/max ms',
+      'RSS (old) MiB',
+      'noise',
+      'err/drop',
+      'rate',
+    ],
+    rows,
+    'llrrrrrrrrrrrrrrrl',
+  );
+}
+
+function find(
+  points: LeanPoint[],
+  exchange: string,
+  target: GoPoint['target'],
+  rate: number,
+): LeanPoint | undefined {
+  return points.find((p) => p.exchange === exchange && p.target === target && p.rate === rate);
+}
+
+/** The highest rate of this run held (rate kept, no errors, none dropped); 0 when none. */
+function highestHeld(points: LeanPoint[], exchange: string, target: GoPoint['target']): number {
+  return points
+    .filter((p) => p.exchange === exchange && p.target === target && held(p))
+    .reduce((m, p) => Math.max(m, p.rate), 0);
+}
+
+function verdict(ok: boolean | undefined, caveat = ''): string {
+  if (ok === undefined) return 'not measured';
+  return `${ok ? 'met' : 'NOT MET'}${caveat}`;
+}
+
+function issueTable(points: LeanPoint[], whole: string, policy: string, rates: number[]): string {
+  const [lo, hi] = [rates[0]!, rates[1] ?? rates[0]!];
+  const two = (
+    exchange: string,
+    target: GoPoint['target'],
+    fig: (p: LeanPoint) => number,
+    fmt: (x: number) => string,
+  ): string => {
+    const a = find(points, exchange, target, lo);
+    const b = find(points, exchange, target, hi);
+    return `${a?.r ? fmt(fig(a)) : '-'} / ${b?.r ? fmt(fig(b)) : '-'}`;
+  };
+  const ratio = (fig: (p: LeanPoint) => number): string => {
+    const parts = [lo, hi].map((rate) => {
+      const s = find(points, whole, 'sluice', rate);
+      const g = find(points, whole, 'floor-go', rate);
+      return s?.r && g?.r ? `${(fig(s) / fig(g)).toFixed(2)}×` : '-';
+    });
+    return parts.join(' / ');
+  };
+  const cpu = (p: LeanPoint): number => p.r!.cpu.serverUsPerReq;
+  const p50 = (p: LeanPoint): number => p.r!.fromSchedule.p50;
+  const p99 = (p: LeanPoint): number => p.r!.fromSchedule.p99;
+  const rss = (exchange: string, target: GoPoint['target']): string => {
+    const xs = points
+      .filter((p) => p.exchange === exchange && p.target === target && Number.isFinite(p.rssMiB))
+      .map((p) => p.rssMiB);
+    return xs.length > 0 ? `${fmtInt(Math.min(...xs))}–${fmtInt(Math.max(...xs))} MiB` : '-';
+  };
+  const rt = (exchange: string, target: GoPoint['target'], fig: (r: RuntimeFigures) => string) =>
+    rates
+      .map((rate) => {
+        const p = find(points, exchange, target, rate);
+        return p?.rt ? fig(p.rt) : undefined;
+      })
+      .filter((x) => x !== undefined)
+      .join(' / ');
+  const rows: string[][] = [
+    [
+      `CPU per request @${lo} / @${hi} req/s`,
+      two(whole, 'sluice', cpu, (x) => `${fmtInt(x)} µs`),
+      two(policy, 'sluice', cpu, (x) => `${fmtInt(x)} µs`),
+      two(whole, 'floor-go', cpu, (x) => `${fmtInt(x)} µs`),
+      ratio(cpu),
+    ],
+    [
+      `p50 @${lo} / @${hi} (from schedule)`,
+      two(whole, 'sluice', p50, fmtMs),
+      two(policy, 'sluice', p50, fmtMs),
+      two(whole, 'floor-go', p50, fmtMs),
+      ratio(p50),
+    ],
+    [
+      `p99 @${lo} / @${hi}`,
+      two(whole, 'sluice', p99, fmtMs),
+      two(policy, 'sluice', p99, fmtMs),
+      two(whole, 'floor-go', p99, fmtMs),
+      ratio(p99),
+    ],
+    [
+      `highest rate held of ${rates.join(', ')}`,
+      fmtInt(highestHeld(points, whole, 'sluice')),
+      fmtInt(highestHeld(points, policy, 'sluice')),
+      `(floors run at ${lo}, ${hi} only)`,
+      '',
+    ],
+    [
+      'RSS under load (VmRSS after each point)',
+      rss(whole, 'sluice'),
+      rss(policy, 'sluice'),
+      rss(whole, 'floor-go'),
+      '',
+    ],
+    [
+      `alloc KiB/req @${rates.join(' / @')}`,
+      rt(whole, 'sluice', (r) => f1(r.allocKiBPerReq)),
+      rt(policy, 'sluice', (r) => f1(r.allocKiBPerReq)),
+      `grpc-js floor ${rt(whole, 'floor', (r) => f1(r.allocKiBPerReq))}; h2 floor ${rt(whole, 'floor-h2', (r) => f1(r.allocKiBPerReq))}`,
+      '',
+    ],
+    [
+      'GC pause max ms (scavenges/mark-compacts)',
+      rt(whole, 'sluice', (r) => `${f1(r.maxPauseMs)} (${r.scavenges}/${r.marks})`),
+      rt(policy, 'sluice', (r) => `${f1(r.maxPauseMs)} (${r.scavenges}/${r.marks})`),
+      `grpc-js floor ${rt(whole, 'floor', (r) => f1(r.maxPauseMs))}`,
+      '',
+    ],
+    [
+      'event-loop delay p99/max ms',
+      rt(whole, 'sluice', (r) => `${f1(r.loopDelayP99Ms)}/${f1(r.loopDelayMaxMs)}`),
+      rt(policy, 'sluice', (r) => `${f1(r.loopDelayP99Ms)}/${f1(r.loopDelayMaxMs)}`),
+      '',
+      '',
+    ],
+  ];
+  const out = [
+    table(
+      ['whole request', 'Sluice', 'Sluice, masking + budget', 'grpc-go floor', 'Sluice / floor'],
+      rows,
+      'lrrrr',
+    ),
+  ];
+  out.push('', 'issue 16 targets vs this run');
+  out.push(
+    table(['target', 'measured', 'verdict'], targetRows(points, whole, policy, lo, hi), 'lll'),
+  );
+  const busy = points.filter((p) => noisy(p));
+  if (busy.length > 0) {
+    out.push(
+      `  (other processes took ≥ 20% of a core during ${busy.length} of ${points.length} points: figures are noisy)`,
+    );
+  }
+  return out.join('\n');
+}
+
+function targetRows(
+  points: LeanPoint[],
+  whole: string,
+  policy: string,
+  lo: number,
+  hi: number,
+): string[][] {
+  const rows: string[][] = [];
+  const sluice = points.filter((p) => p.target === 'sluice' && p.rt);
+  if (sluice.length > 0) {
+    const worstAlloc = sluice.reduce((a, b) =>
+      b.rt!.allocKiBPerReq > a.rt!.allocKiBPerReq ? b : a,
+    );
+    rows.push([
+      `allocation per request ≤ ${TARGETS.allocKiB} KiB`,
+      `worst ${f1(worstAlloc.rt!.allocKiBPerReq)} KiB (${worstAlloc.exchange} @${worstAlloc.rate})`,
+      verdict(worstAlloc.rt!.allocKiBPerReq <= TARGETS.allocKiB),
+    ]);
+    const worstPause = sluice.reduce((a, b) => (b.rt!.maxPauseMs > a.rt!.maxPauseMs ? b : a));
+    rows.push([
+      `no GC pause over ${TARGETS.maxPauseMs} ms`,
+      `longest ${f1(worstPause.rt!.maxPauseMs)} ms ${worstPause.rt!.maxPauseKind} (${worstPause.exchange} @${worstPause.rate})`,
+      verdict(worstPause.rt!.maxPauseMs <= TARGETS.maxPauseMs),
+    ]);
+  }
+  for (const ex of [whole, policy]) {
+    const s = find(points, ex, 'sluice', lo);
+    const g = find(points, whole, 'floor-go', lo);
+    if (s?.r && g?.r) {
+      const x = s.r.fromSchedule.p99 / g.r.fromSchedule.p99;
+      rows.push([
+        `p99 within ${TARGETS.p99VsGoFloor}× of the grpc-go floor at ~50% of a core (${ex} @${lo})`,
+        `${fmtMs(s.r.fromSchedule.p99)} vs ${fmtMs(g.r.fromSchedule.p99)} ms: ${x.toFixed(2)}× (Sluice at ${pct(s.r.cpu.serverShare)} of its core)`,
+        verdict(x <= TARGETS.p99VsGoFloor && held(s)),
+      ]);
+    }
+  }
+  for (const rate of [lo, hi]) {
+    const s = find(points, whole, 'sluice', rate);
+    const peer = PEER_CPU_US[rate as keyof typeof PEER_CPU_US];
+    const g = find(points, whole, 'floor-go', rate);
+    if (!s?.r || peer === undefined) continue;
+    const us = s.r.cpu.serverUsPerReq;
+    rows.push([
+      `CPU per request ≤ ${TARGETS.cpuVsPeer}× the Go peer's ${peer} µs @${rate} (issue's figure)`,
+      `${fmtInt(us)} µs: ${(us / peer).toFixed(2)}×${g?.r ? `; grpc-go floor ${fmtInt(g.r.cpu.serverUsPerReq)} µs (${(us / g.r.cpu.serverUsPerReq).toFixed(2)}×)` : ''}`,
+      verdict(us <= peer * TARGETS.cpuVsPeer),
+    ]);
+  }
+  for (const ex of [whole, policy]) {
+    const h = highestHeld(points, ex, 'sluice');
+    const tried = points.some(
+      (p) => p.exchange === ex && p.target === 'sluice' && p.rate >= TARGETS.rate,
+    );
+    rows.push([
+      `highest rate held on one core ≥ ${fmtInt(TARGETS.rate)} req/s (${ex})`,
+      `${fmtInt(h)} req/s`,
+      tried ? verdict(h >= TARGETS.rate) : 'not measured (BENCH_LEAN_RATES)',
+    ]);
+  }
+  const r = find(points, policy, 'sluice', TARGETS.rssRate);
+  rows.push([
+    `RSS ≤ ${TARGETS.rssMiB} MiB at ${fmtInt(TARGETS.rssRate)} req/s, masking + budget on`,
+    r?.rt
+      ? `${fmtInt(r.rt.rssMiB)} MiB (V8 heap ${fmtInt(r.rt.heapUsedMiB)}, old space ${fmtInt(r.rt.oldSpaceMiB)}, Buffers ${fmtInt(r.rt.arrayBuffersMiB)})`
+      : 'not measured',
+    verdict(r?.rt ? r.rt.rssMiB <= TARGETS.rssMiB : undefined),
+  ]);
+  return rows;
+}

@@ -1,0 +1,103 @@
+/**
+ * Preloaded into a benchmarked server (`node --import tsx --import ./test/bench/probe.ts ...`,
+ * with BENCH_PROBE_SOCKET=/path set): what the server's own runtime did over a measured window,
+ * which /proc cannot tell — bytes allocated on the V8 heap, garbage collections and their pauses,
+ * event-loop delay. The bench (or the Go load generator, -probe) marks the window's start and
+ * end with `GET /mark` on that unix socket; each mark answers the counters since the process
+ * started plus the maxima since the previous mark, and resets those maxima.
+ *
+ * Allocation is counted exactly from V8's own figures: what the heap grew between two marks
+ * plus what every collection in between freed (v8.GCProfiler gives each collection's heap use
+ * before and after, and its cost, the main thread's pause, in µs). ArrayBuffer backing stores
+ * (Buffers) live outside the V8 heap and are reported apart, as the external/arrayBuffers size.
+ */
+import { createServer } from 'node:http';
+import { unlinkSync } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import v8 from 'node:v8';
+import type { ProbeMark } from './probe-client.js';
+
+interface GcStat {
+  gcType: string;
+  cost: number;
+  beforeGC: { heapStatistics: { usedHeapSize: number } };
+  afterGC: { heapStatistics: { usedHeapSize: number } };
+}
+
+const socketPath = process.env.BENCH_PROBE_SOCKET;
+if (socketPath) start(socketPath);
+
+function start(path: string): void {
+  let profiler = new v8.GCProfiler();
+  profiler.start();
+  let lastUsed = v8.getHeapStatistics().used_heap_size;
+  let allocated = 0;
+  const gc = { scavenges: 0, marks: 0, other: 0, pauseMs: 0 };
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+
+  const mark = (): ProbeMark => {
+    const data = profiler.stop() as { statistics?: GcStat[] } | undefined;
+    profiler = new v8.GCProfiler();
+    profiler.start();
+    let maxPauseMs = 0;
+    let maxPauseKind = '';
+    for (const s of data?.statistics ?? []) {
+      allocated += s.beforeGC.heapStatistics.usedHeapSize - lastUsed;
+      lastUsed = s.afterGC.heapStatistics.usedHeapSize;
+      const ms = s.cost / 1000;
+      gc.pauseMs += ms;
+      if (s.gcType === 'Scavenge' || s.gcType === 'MinorMarkSweep') gc.scavenges++;
+      else if (s.gcType === 'MarkSweepCompact') gc.marks++;
+      else gc.other++;
+      if (ms > maxPauseMs) {
+        maxPauseMs = ms;
+        maxPauseKind = s.gcType;
+      }
+    }
+    const used = v8.getHeapStatistics().used_heap_size;
+    allocated += used - lastUsed;
+    lastUsed = used;
+    const ns = (x: number): number => (Number.isFinite(x) ? x / 1e6 : 0);
+    const over = (x: number): number => Math.max(0, ns(x) - 10);
+    const loopDelay = {
+      p50: over(loop.percentile(50)),
+      p99: over(loop.percentile(99)),
+      max: over(loop.max),
+    };
+    loop.reset();
+    const mem = process.memoryUsage();
+    const old = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
+    return {
+      atMs: Number(process.hrtime.bigint()) / 1e6,
+      allocatedBytes: allocated,
+      gc: { ...gc },
+      maxPauseMs,
+      maxPauseKind,
+      loopDelay,
+      heapUsedBytes: mem.heapUsed,
+      oldSpaceUsedBytes: old?.space_used_size ?? Number.NaN,
+      externalBytes: mem.external,
+      arrayBuffersBytes: mem.arrayBuffers,
+      rssBytes: mem.rss,
+    };
+  };
+
+  try {
+    unlinkSync(path);
+  } catch {
+    // nothing left over
+  }
+  const server = createServer((req, res) => {
+    if (req.url !== '/mark') {
+      res.writeHead(404).end();
+      return;
+    }
+    const body = JSON.stringify(mark());
+    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+  });
+  server.on('error', (err) => process.stderr.write(`bench probe: ${err.message}\n`));
+  server.listen(path);
+  // The probe must not keep a server alive that is asked to stop.
+  server.unref();
+}
