@@ -44,7 +44,7 @@ import { InvalidPolicyReporter } from './invalid-policies.js';
 import { ALL_NODES, type SnapshotCache } from '../xds/cache.js';
 import type { ResourceEncoder } from '../xds/encode.js';
 import type { AckTracker } from '../xds/tracker.js';
-import type { Backoff } from '../source/kube.js';
+import type { Backoff } from '../../extproc/shared/backoff.js';
 import type { OperatorMetrics } from './metrics.js';
 import { WorkQueue } from './queue.js';
 import { desiredState, objectKey, type Desired } from './snapshot.js';

@@ -4,7 +4,7 @@
  * runs again afterwards; a failure re-adds the key with exponential backoff, a success forgets
  * its failures. Keys are independent, so one that keeps failing never holds up the others.
  */
-import { backoffDelay, DEFAULT_BACKOFF, type Backoff } from '../source/kube.js';
+import { backoffDelay, DEFAULT_BACKOFF, type Backoff } from '../../extproc/shared/backoff.js';
 
 export interface WorkQueueOptions {
   /** Keys handled at once (default 1). */

@@ -3,369 +3,13 @@ import { createHash } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
-import {
-  KubeSource,
-  Reflector,
-  backoffDelay,
-  decodeSecretData,
-  references,
-  serviceEndpoints,
-  toPolicy,
-  toRoute,
-  toSlice,
-  type Kind,
-  type ListPage,
-  type ListWatcher,
-  type SourceApi,
-  type WatchEvent,
-} from './kube.js';
-import { translate } from '../translate/index.js';
+import type { Kind, SourceApi } from './kube-api.js';
+import { KubeSource } from './kube.js';
+import type { ListWatcher } from './reflector.js';
+import { FakeCollection, routeObject, until } from './testing/fake-apiserver.js';
 
 const silent = pino({ level: 'silent' });
 const tick = () => new Promise((r) => setImmediate(r));
-
-async function until(what: string, cond: () => boolean, ms = 2000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-
-/** A fake apiserver collection: lists what it holds, streams what tests push. */
-class FakeCollection implements ListWatcher {
-  items = new Map<string, Record<string, unknown>>();
-  rv = 1;
-  lists = 0;
-  listError: Error | undefined;
-  watches: { from: string; push(e: WatchEvent): void; end(err?: unknown): void }[] = [];
-
-  list(token: string | undefined): Promise<ListPage> {
-    this.lists++;
-    if (this.listError) {
-      const e = this.listError;
-      this.listError = undefined;
-      return Promise.reject(e);
-    }
-    // Two pages, to exercise continue tokens.
-    const all = [...this.items.values()];
-    const half = Math.ceil(all.length / 2);
-    const page = token === undefined ? all.slice(0, half) : all.slice(half);
-    return Promise.resolve({
-      items: page,
-      resourceVersion: String(this.rv),
-      continue: token === undefined && all.length > half ? 'next' : undefined,
-    });
-  }
-
-  watch(
-    from: string,
-    onEvent: (e: WatchEvent) => void,
-    done: (err: unknown) => void,
-  ): Promise<() => void> {
-    let open = true;
-    const w = {
-      from,
-      push: (e: WatchEvent) => open && onEvent(e),
-      end: (err?: unknown) => {
-        if (!open) return;
-        open = false;
-        done(err ?? null);
-      },
-    };
-    this.watches.push(w);
-    return Promise.resolve(() => w.end());
-  }
-
-  put(obj: Record<string, unknown>, type: 'ADDED' | 'MODIFIED' = 'MODIFIED'): void {
-    const meta = obj.metadata as Record<string, unknown>;
-    meta.resourceVersion = String(++this.rv);
-    this.items.set(`${meta.namespace as string}/${meta.name as string}`, obj);
-    this.current?.push({ type, object: obj });
-  }
-
-  remove(ns: string, name: string): void {
-    const obj = this.items.get(`${ns}/${name}`);
-    this.items.delete(`${ns}/${name}`);
-    this.rv++;
-    if (obj) this.current?.push({ type: 'DELETED', object: obj });
-  }
-
-  get current() {
-    return this.watches.at(-1);
-  }
-}
-
-function cm(ns: string, name: string, extra: Record<string, unknown> = {}) {
-  return { metadata: { namespace: ns, name }, ...extra };
-}
-
-void describe('Reflector', () => {
-  const make = (fake: FakeCollection, changes: string[]) =>
-    new Reflector<Record<string, unknown>>({
-      name: 'test',
-      lw: fake,
-      convert: (raw) => raw,
-      onChange: (key, before, after) =>
-        changes.push(`${before ? (after ? 'update' : 'delete') : 'add'} ${key}`),
-      logger: silent,
-      backoff: { initialMs: 1, maxMs: 4 },
-      minWatchMs: 0,
-    });
-
-  it('lists every page, then applies watch events from the list resourceVersion', async () => {
-    const fake = new FakeCollection();
-    for (const n of ['a', 'b', 'c']) fake.put(cm('ns', n), 'ADDED');
-    const changes: string[] = [];
-    const r = make(fake, changes);
-    r.start();
-    await r.synced;
-    assert.deepEqual([...r.values()].map((v) => (v.metadata as { name: string }).name).sort(), [
-      'a',
-      'b',
-      'c',
-    ]);
-    await until('watching', () => fake.watches.length === 1);
-    assert.equal(fake.current!.from, '4');
-    fake.put(cm('ns', 'b', { data: 1 }));
-    fake.remove('ns', 'a');
-    assert.deepEqual(changes.slice(3), ['update ns/b', 'delete ns/a']);
-    await r.stop();
-  });
-
-  it('relists after 410 Gone and reports objects that vanished meanwhile as deleted', async () => {
-    const fake = new FakeCollection();
-    fake.put(cm('ns', 'a'), 'ADDED');
-    fake.put(cm('ns', 'b'), 'ADDED');
-    const changes: string[] = [];
-    const restarts: string[] = [];
-    const r = new Reflector<Record<string, unknown>>({
-      name: 'test',
-      lw: fake,
-      convert: (raw) => raw,
-      onChange: (key, before, after) =>
-        changes.push(`${before ? (after ? 'update' : 'delete') : 'add'} ${key}`),
-      logger: silent,
-      backoff: { initialMs: 1, maxMs: 4 },
-      onRestart: (reason) => restarts.push(reason),
-    });
-    r.start();
-    await until('watching', () => fake.watches.length === 1);
-    // While the watch is away, b goes and c comes; the watch then says its rv is too old.
-    fake.items.delete('ns/b');
-    fake.items.set('ns/c', cm('ns', 'c', {}));
-    (fake.items.get('ns/c')!.metadata as Record<string, unknown>).resourceVersion = '10';
-    fake.current!.push({ type: 'ERROR', object: { kind: 'Status', code: 410 } });
-    await until('relisted', () => fake.lists >= 3 && fake.watches.length === 2);
-    assert.deepEqual(restarts, ['gone']);
-    assert.ok(changes.includes('delete ns/b'));
-    assert.ok(changes.includes('add ns/c'));
-    assert.equal(r.get('ns/b'), undefined);
-    await r.stop();
-  });
-
-  it('retries a failing list with backoff and never throws', async () => {
-    const fake = new FakeCollection();
-    fake.put(cm('ns', 'a'), 'ADDED');
-    fake.listError = Object.assign(new Error('connection refused'), { code: 'ECONNREFUSED' });
-    const r = make(fake, []);
-    r.start();
-    await r.synced;
-    assert.equal(fake.lists, 2); // the failed one, then the retry
-    await r.stop();
-  });
-
-  it('resumes a watch that ended from the last resourceVersion it saw', async () => {
-    const fake = new FakeCollection();
-    const r = make(fake, []);
-    r.start();
-    await until('watching', () => fake.watches.length === 1);
-    fake.put(cm('ns', 'x'), 'ADDED');
-    fake.current!.push({ type: 'BOOKMARK', object: { metadata: { resourceVersion: '42' } } });
-    fake.current!.end();
-    await until('rewatching', () => fake.watches.length === 2);
-    assert.equal(fake.current!.from, '42');
-    assert.equal(fake.lists, 1);
-    await r.stop();
-  });
-});
-
-void describe('backoffDelay', () => {
-  it('doubles up to the ceiling, jittered in its upper half', () => {
-    const b = { initialMs: 100, maxMs: 1000 };
-    assert.equal(
-      backoffDelay(b, 0, () => 0),
-      50,
-    );
-    assert.equal(
-      backoffDelay(b, 0, () => 1),
-      100,
-    );
-    assert.equal(
-      backoffDelay(b, 3, () => 1),
-      800,
-    );
-    assert.equal(
-      backoffDelay(b, 20, () => 1),
-      1000,
-    );
-  });
-});
-
-void describe('conversions', () => {
-  it('decodes Secret data', () => {
-    assert.deepEqual(
-      decodeSecretData({ data: { apiKey: Buffer.from('sk-1').toString('base64') } }),
-      {
-        apiKey: 'sk-1',
-      },
-    );
-  });
-
-  it('hands translation a policy whose spec it cannot compile as stored, so its routes are refused', () => {
-    // The apiserver stores this (CEL does not compile RE2); the operator must not drop it, or
-    // the route would be served with no key check and no masking.
-    const stored = {
-      metadata: { name: 'p', namespace: 'ns', generation: 4 },
-      spec: {
-        targetRefs: [{ name: 'chat' }],
-        consumers: { required: true, keys: {} },
-        masking: { customPatterns: [{ type: 'ZIP', pattern: '(?<=zip )\\d{5}' }] },
-      },
-    };
-    const policy = toPolicy(stored)!;
-    assert.deepEqual(policy.spec, stored.spec);
-    const chat = toRoute({
-      metadata: { name: 'chat', namespace: 'ns' },
-      spec: {
-        models: [{ exact: 'm' }],
-        backends: [
-          {
-            name: 'b',
-            provider: 'openai-compatible',
-            endpoint: { url: 'https://llm.example.com' },
-          },
-        ],
-      },
-    })!;
-    const t = translate({ routes: [chat], policies: [policy], secrets: [], endpoints: [] });
-    assert.deepEqual(
-      t.extproc.routes.map((r) => [r.name, r.refuse, r.governance, r.policy]),
-      [['ns/chat', 'policy_invalid', undefined, undefined]],
-    );
-    const status = t.statuses.find((s) => s.kind === 'AIPolicy')!.conditions[0]!;
-    assert.deepEqual([status.reason, status.observedGeneration], ['InvalidPolicy', 4]);
-  });
-
-  it('keeps what translation reads of a route, frozen, without the last-applied copy', () => {
-    const r = toRoute({
-      metadata: {
-        name: 'r',
-        namespace: 'ns',
-        generation: 3,
-        resourceVersion: '9',
-        creationTimestamp: new Date('2025-01-02T03:04:05Z'),
-        annotations: { 'kubectl.kubernetes.io/last-applied-configuration': '{}', keep: 'me' },
-        managedFields: [{}],
-      },
-      spec: { models: [], backends: [] },
-      status: { observedGeneration: 2 },
-    })!;
-    assert.equal(r.metadata.creationTimestamp, '2025-01-02T03:04:05.000Z');
-    assert.deepEqual(r.metadata.annotations, { keep: 'me' });
-    assert.equal(r.status?.observedGeneration, 2);
-    assert.ok(Object.isFrozen(r.spec));
-  });
-
-  it('maps a Service port to the slice port of the same name', () => {
-    const svc = {
-      namespace: 'ns',
-      name: 'vllm',
-      ports: [
-        { name: 'http', port: 80 },
-        { name: 'metrics', port: 9090 },
-      ],
-    };
-    const s1 = toSlice({
-      metadata: { name: 'a', namespace: 'ns', labels: { 'kubernetes.io/service-name': 'vllm' } },
-      addressType: 'IPv4',
-      ports: [
-        { name: 'metrics', port: 9100 },
-        { name: 'http', port: 8000 },
-      ],
-      endpoints: [
-        { addresses: ['10.0.0.1'], conditions: { ready: true }, zone: 'z1' },
-        { addresses: ['10.0.0.2'], conditions: { ready: false } },
-        { addresses: ['10.0.0.3'] },
-      ],
-    })!;
-    const fqdn = toSlice({
-      metadata: { name: 'b', namespace: 'ns', labels: { 'kubernetes.io/service-name': 'vllm' } },
-      addressType: 'FQDN',
-    });
-    assert.equal(fqdn, undefined);
-    assert.deepEqual(serviceEndpoints({ namespace: 'ns', service: 'vllm', port: 80 }, svc, [s1]), {
-      namespace: 'ns',
-      service: 'vllm',
-      port: 80,
-      addresses: [
-        { ip: '10.0.0.1', port: 8000, ready: true, zone: 'z1' },
-        { ip: '10.0.0.2', port: 8000, ready: false },
-        { ip: '10.0.0.3', port: 8000, ready: true },
-      ],
-    });
-    // The Service is there but not the port: said apart from a missing Service.
-    assert.deepEqual(serviceEndpoints({ namespace: 'ns', service: 'vllm', port: 81 }, svc, [s1]), {
-      namespace: 'ns',
-      service: 'vllm',
-      port: 81,
-      addresses: [],
-      portNotFound: { ports: [80, 9090] },
-    });
-    assert.equal(
-      serviceEndpoints({ namespace: 'ns', service: 'vllm', port: 80 }, undefined, []),
-      undefined,
-    );
-  });
-
-  it('pairs a one-port Service with a one-port slice whatever the names', () => {
-    const svc = { namespace: 'ns', name: 's', ports: [{ name: '', port: 80 }] };
-    const s = toSlice({
-      metadata: { name: 'a', namespace: 'ns', labels: { 'kubernetes.io/service-name': 's' } },
-      ports: [{ name: 'web', port: 8080 }],
-      endpoints: [{ addresses: ['10.0.0.1'] }],
-    })!;
-    assert.deepEqual(
-      serviceEndpoints({ namespace: 'ns', service: 's', port: 80 }, svc, [s])?.addresses,
-      [{ ip: '10.0.0.1', port: 8080, ready: true }],
-    );
-  });
-});
-
-function route(ns: string, name: string, secret?: string, service?: string) {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIRoute',
-    metadata: { name, namespace: ns, generation: 1 },
-    spec: {
-      models: [{ exact: name }],
-      backends: [
-        service
-          ? {
-              name: 'b',
-              provider: 'openai-compatible',
-              endpoint: { service: { name: service, port: 80 } },
-            }
-          : {
-              name: 'b',
-              provider: 'openai',
-              endpoint: { url: 'https://api.openai.com' },
-              credential: { secretRef: { name: secret } },
-            },
-      ],
-    },
-  };
-}
 
 function secretObj(ns: string, name: string, value: string) {
   return {
@@ -404,7 +48,7 @@ void describe('KubeSource', () => {
     const api = new FakeApi();
     api.c('Secret').put(secretObj('ns', 'used', 'v-used'), 'ADDED');
     api.c('Secret').put(secretObj('ns', 'other', 'v-other'), 'ADDED');
-    api.c('AIRoute').put(route('ns', 'r1', 'used'), 'ADDED');
+    api.c('AIRoute').put(routeObject('ns', 'r1', 'used'), 'ADDED');
     const source = new KubeSource({ api, logger: silent });
     const changes: boolean[] = [];
     source.onChange((c) => changes.push(c.spec));
@@ -427,7 +71,7 @@ void describe('KubeSource', () => {
 
     // A route starts referencing it: it is read once, and the bundle carries it.
     await until('watching routes', () => api.c('AIRoute').watches.length === 1);
-    api.c('AIRoute').put(route('ns', 'r2', 'other'), 'ADDED');
+    api.c('AIRoute').put(routeObject('ns', 'r2', 'other'), 'ADDED');
     await until('change', () => changes.some((c) => c));
     res = await source.resources();
     assert.deepEqual(api.gets, ['ns/other']);
@@ -450,7 +94,7 @@ void describe('KubeSource', () => {
 
   it('signals a status-only change by key, without a new translation', async () => {
     const api = new FakeApi();
-    const r = route('ns', 'r1', 'k');
+    const r = routeObject('ns', 'r1', 'k');
     api.c('AIRoute').put(r, 'ADDED');
     const source = new KubeSource({ api, logger: silent });
     const seen: { spec: boolean; status: string[] }[] = [];
@@ -467,7 +111,7 @@ void describe('KubeSource', () => {
 
   it('builds endpoints only for referenced Services and signals their slices', async () => {
     const api = new FakeApi();
-    api.c('AIRoute').put(route('ns', 'r1', undefined, 'vllm'), 'ADDED');
+    api.c('AIRoute').put(routeObject('ns', 'r1', undefined, 'vllm'), 'ADDED');
     api.c('Service').put(
       {
         metadata: { namespace: 'ns', name: 'vllm' },
@@ -675,17 +319,5 @@ void describe('KubeSource: consumer Secrets', () => {
       [['hmac', 'hmac-key-0123456789']],
     );
     await source.stop();
-  });
-});
-
-void describe('references', () => {
-  it('collects Secrets and Service ports per namespace', () => {
-    const refs = references([
-      toRoute(route('a', 'r1', 's1'))!,
-      toRoute(route('b', 'r2', undefined, 'svc'))!,
-    ]);
-    assert.deepEqual([...refs.secrets], ['a/s1']);
-    assert.deepEqual([...refs.services.keys()], ['b/svc:80']);
-    assert.deepEqual([...refs.serviceNames], ['b/svc']);
   });
 });

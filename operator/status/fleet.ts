@@ -27,7 +27,8 @@ import { ApiException, CustomObjectsApi, Watch, type KubeConfig } from '@kuberne
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { ResourceRef } from '../controller/snapshot.js';
-import { Reflector, type Backoff, type ListWatcher } from '../source/kube.js';
+import type { Backoff } from '../../extproc/shared/backoff.js';
+import { Reflector, type ListWatcher } from '../source/reflector.js';
 import type { PreparedSnapshot } from '../xds/cache.js';
 import type { DataPlane, ResourceState } from '../xds/tracker.js';
 import { CLUSTER, ENDPOINT, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
