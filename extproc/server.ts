@@ -1,8 +1,7 @@
-import { mkdir, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import { bindGrpcServer, shutdownGrpcServer } from './shared/grpc-server.js';
 import { extProcService } from './wire/proto.js';
 import type { DuplexCall } from './stream.js';
 
@@ -37,36 +36,16 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const health = new HealthImplementation({ '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' });
   health.addToServer(server);
 
-  let target = opts.listen;
-  if (target.startsWith('unix:')) {
-    const path = target.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
-    await mkdir(dirname(path), { recursive: true });
-    // A socket file left by a killed predecessor would make bind fail.
-    await unlink(path).catch(() => undefined);
-  }
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
-  if (!target.startsWith('unix:')) target = `${target.slice(0, target.lastIndexOf(':'))}:${port}`;
+  const target = await bindGrpcServer(server, opts.listen);
   opts.logger.info({ event: 'grpc_listening', address: target }, 'ext_proc server listening');
 
   return {
     address: target,
     health,
-    shutdown: (deadlineMs) =>
-      new Promise<void>((resolve) => {
-        health.setStatus('', 'NOT_SERVING');
-        health.setStatus(EXT_PROC_SERVICE, 'NOT_SERVING');
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, deadlineMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      }),
+    shutdown: (deadlineMs) => {
+      health.setStatus('', 'NOT_SERVING');
+      health.setStatus(EXT_PROC_SERVICE, 'NOT_SERVING');
+      return shutdownGrpcServer(server, deadlineMs);
+    },
   };
 }

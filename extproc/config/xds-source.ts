@@ -5,10 +5,9 @@
  * which the operator turns into status), and keeps the last good config either way.
  */
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import protobuf from 'protobufjs';
+import type protobuf from 'protobufjs';
 import type { Logger } from 'pino';
-import { LOADER_OPTIONS, protoRoot } from '../wire/proto.js';
+import { adsService, protoType } from '../shared/proto.js';
 import { compileConfig, ConfigError, type ConfigSourceEvents } from './load.js';
 import type { RuntimeConfig } from './runtime.js';
 
@@ -37,32 +36,10 @@ interface RawResponse {
 
 type AdsCall = grpc.ClientDuplexStream<Record<string, unknown>, RawResponse>;
 
-let clientCtor: grpc.ServiceClientConstructor | undefined;
 let configType: protobuf.Type | undefined;
 
-function adsClientCtor(): grpc.ServiceClientConstructor {
-  if (clientCtor) return clientCtor;
-  const def = protoLoader.loadSync(['envoy/service/discovery/v3/ads.proto'], {
-    ...LOADER_OPTIONS,
-    includeDirs: [protoRoot()],
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    envoy: {
-      service: {
-        discovery: { v3: { AggregatedDiscoveryService: grpc.ServiceClientConstructor } };
-      };
-    };
-  };
-  clientCtor = pkg.envoy.service.discovery.v3.AggregatedDiscoveryService;
-  return clientCtor;
-}
-
 function extprocConfigType(): protobuf.Type {
-  if (configType) return configType;
-  const root = new protobuf.Root();
-  root.resolvePath = (_origin, target) => `${protoRoot()}/${target}`;
-  root.loadSync('sluice/extproc/v1/config.proto', { keepCase: true });
-  configType = root.lookupType('sluice.extproc.v1.ExtprocConfig');
+  configType ??= protoType('sluice/extproc/v1/config.proto', 'sluice.extproc.v1.ExtprocConfig');
   return configType;
 }
 
@@ -118,7 +95,7 @@ export class XdsConfigSource {
   private connect(): void {
     if (this.closed) return;
     if (!this.client) {
-      const Ctor = adsClientCtor();
+      const Ctor = adsService();
       this.client = new Ctor(this.opts.address, grpc.credentials.createInsecure(), {
         'grpc.max_receive_message_length': this.opts.maxMessageBytes ?? 64 * 1024 * 1024,
         // A vanished operator (node lost, no FIN) must be noticed, or the stream waits forever.

@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
-import { protoRoot } from '../../extproc/wire/proto.js';
+import { protoRoot } from '../../extproc/shared/proto.js';
 import { newEnvoyApiRoot } from './index.js';
 
 let official: protobuf.Root | undefined;

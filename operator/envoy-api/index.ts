@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
-import { protoRoot } from '../../extproc/wire/proto.js';
+import { protoRoot } from '../../extproc/shared/proto.js';
 
 export interface EnvoyApiInfo {
   /** The Go module the descriptors were taken from. */

@@ -10,7 +10,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import protobuf from 'protobufjs';
-import { protoRoot } from '../../extproc/wire/proto.js';
+import { protoRoot } from '../../extproc/shared/proto.js';
 
 /** google.protobuf.Any as protobufjs and @grpc/proto-loader carry it. */
 export interface EncodedAny {

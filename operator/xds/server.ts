@@ -7,19 +7,15 @@
  * NACK (the client keeps its previous config, so nothing is resent until the content changes);
  * no nonce is a new subscription, answered at once.
  */
-import { mkdir, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
 import { pino, type Logger } from 'pino';
 import protobuf from 'protobufjs';
-import { LOADER_OPTIONS, protoRoot } from '../../extproc/wire/proto.js';
+import { bindGrpcServer, shutdownGrpcServer } from '../../extproc/shared/grpc-server.js';
+import { adsService } from '../../extproc/shared/proto.js';
 import { contentVersion, type SnapshotCache } from './cache.js';
 import type { EncodedAny } from './encode.js';
 import { AckTracker, type Applied } from './tracker.js';
 import { isWildcardType, sendRank } from './type-urls.js';
-
-export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
 /** DiscoveryRequest as @grpc/proto-loader decodes it with LOADER_OPTIONS (absent = default). */
 export interface DiscoveryRequest {
@@ -41,22 +37,13 @@ export interface DiscoveryResponse {
 
 let serviceDef: grpc.ServiceDefinition | undefined;
 
-/** The ADS service definition, from proto/ (shared by the server and clients such as the extproc). */
+/**
+ * The ADS service definition the server adds: shared/proto.ts's (the extproc's client uses the
+ * same), with responses encoded by hand (encodeResponse).
+ */
 export function adsServiceDefinition(): grpc.ServiceDefinition {
   if (serviceDef) return serviceDef;
-  const def = protoLoader.loadSync(['envoy/service/discovery/v3/ads.proto'], {
-    ...LOADER_OPTIONS,
-    includeDirs: [protoRoot()],
-  });
-  const pkg = grpc.loadPackageDefinition(def) as unknown as {
-    envoy: {
-      service: {
-        discovery: { v3: { AggregatedDiscoveryService: grpc.ServiceClientConstructor } };
-      };
-    };
-  };
-  const loaded = pkg.envoy.service.discovery.v3.AggregatedDiscoveryService.service;
-  const method = loaded['StreamAggregatedResources']!;
+  const method = adsService().service['StreamAggregatedResources']!;
   serviceDef = {
     StreamAggregatedResources: { ...method, responseSerialize: encodeResponse },
   };
@@ -369,35 +356,13 @@ export async function startAdsServer(
   });
   const service = new AdsService(opts);
   service.addTo(server);
-  let target = opts.listen;
-  if (target.startsWith('unix:')) {
-    const path = target.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
-    await mkdir(dirname(path), { recursive: true });
-    await unlink(path).catch(() => undefined);
-  }
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) =>
-      err ? reject(err) : resolve(p),
-    ),
-  );
-  if (!target.startsWith('unix:')) target = `${target.slice(0, target.lastIndexOf(':'))}:${port}`;
+  const target = await bindGrpcServer(server, opts.listen);
   opts.logger?.info({ event: 'xds_listening', address: target }, 'ADS server listening');
   let closing: Promise<void> | undefined;
   return {
     address: target,
     service,
     tracker: service.tracker,
-    close: (graceMs = 1000) =>
-      (closing ??= new Promise<void>((resolve) => {
-        service.close();
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      })),
+    close: (graceMs = 1000) => (closing ??= (service.close(), shutdownGrpcServer(server, graceMs))),
   };
 }
