@@ -1,32 +1,169 @@
-// The dictionaries the PERSON detector reads: people's names from @cspell/dict-people-names (a
-// maintained list of ~39,000 given names and surnames, shipped inside the npm package and read
-// from disk once, never fetched), and the words that are names in that list but in prose are
-// mostly something else.
+// The dictionaries the PERSON detector reads, all shipped inside npm packages and read from disk
+// once, never fetched:
+// - @cspell/dict-people-names: ~39,000 given names and surnames, curated (no common words);
+// - humannames: ~197,000 given names and surnames gathered from censuses and social sites, with
+//   broad international coverage (Czech, Hungarian, Nordic, Slavic, Japanese…), but also many
+//   English words (`With`, `Great`, `Service`). Its names that are English words are left out
+//   unless the curated list has them too (`Grace` yes, `Great` no);
+// - word-list: ~274,000 English words (SCOWL), used only for that filter and not kept.
+// Then the words that are names in those lists but in prose are mostly something else.
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 let names: ReadonlySet<string> | undefined;
 
-/** Lower-cased names of people; loaded on first use (about 10 ms, 2 MB). */
+/** Lower-cased names of people; loaded on first use (about 100 ms, 15 MB). */
 export function personNames(): ReadonlySet<string> {
   if (names === undefined) {
-    // The package exports only its cspell config; the word list sits beside it.
-    const ext = createRequire(import.meta.url).resolve('@cspell/dict-people-names');
-    const text = readFileSync(join(dirname(ext), 'dict', 'people-names.txt'), 'utf8');
+    const require = createRequire(import.meta.url);
     const set = new Set<string>();
-    for (const line of text.split('\n')) {
-      const w = line.trim();
-      if (w.length < 2 || w.startsWith('#')) continue;
-      set.add(w.toLowerCase());
+    // The package exports only its cspell config; the word list sits beside it.
+    const cspell = require.resolve('@cspell/dict-people-names');
+    for (const w of words(
+      readFileSync(join(dirname(cspell), 'dict', 'people-names.txt'), 'utf8'),
+    )) {
+      set.add(w);
     }
+    const curated = set.size;
+    const more = new Set<string>();
+    const human = require.resolve('humannames/list.txt');
+    for (const w of words(readFileSync(human, 'utf8'))) if (!set.has(w)) more.add(w);
+    for (const w of words(readFileSync(wordListPath(), 'utf8'))) more.delete(w);
+    for (const w of more) set.add(w);
     for (const w of NOT_NAMES) set.delete(w);
     names = set;
+    loaded = { curated, added: more.size };
   }
   return names;
 }
 
-// In the name list, but written capitalised in prose mostly as something else: calendar words,
+let loaded = { curated: 0, added: 0 };
+
+/** How many names each source gave (for the README and the bench). */
+export function personNameCounts(): { curated: number; added: number } {
+  personNames();
+  return loaded;
+}
+
+// word-list exports only an ES module that names its file; the file sits beside it.
+function wordListPath(): string {
+  return join(dirname(fileURLToPath(import.meta.resolve('word-list'))), 'words.txt');
+}
+
+function* words(text: string): Generator<string> {
+  let i = 0;
+  while (i < text.length) {
+    let e = text.indexOf('\n', i);
+    if (e === -1) e = text.length;
+    const w = text.slice(i, e).trim();
+    i = e + 1;
+    if (w.length < 2 || w.startsWith('#')) continue;
+    yield w.toLowerCase();
+  }
+}
+
+// Endings that mark a word as a surname in the languages that form surnames by suffix: Icelandic
+// patronymics (-sson, -dóttir), South Slavic (-ović, -ić), Czech and Slovak (-ová, -ský),
+// Polish (-ski, -cka), East Slavic and Caucasian (-enko, -ov, -eva, -shvili, -dze), Romanian
+// (-escu), Greek (-poulos, -akis, -idis), Turkish (-oğlu), Finnish (-nen, -aho, -lä), Nordic
+// (-sen, -ssen, -strøm) and Japanese given names (-hiko, -rou, -suke). A word with one of these
+// that is not an English word reads as a name where a known name would (see person.ts).
+const SURNAME_ENDINGS = [
+  'sson',
+  'sdóttir',
+  'dóttir',
+  'dottir',
+  'ović',
+  'ević',
+  'vić',
+  'ić',
+  'ová',
+  'ská',
+  'ský',
+  'cká',
+  'ski',
+  'ska',
+  'cki',
+  'cka',
+  'wicz',
+  'enko',
+  'chenko',
+  'ov',
+  'ova',
+  'ev',
+  'eva',
+  'yev',
+  'yeva',
+  'shvili',
+  'dze',
+  'escu',
+  'eanu',
+  'poulos',
+  'poulou',
+  'akis',
+  'idis',
+  'opoulos',
+  'oğlu',
+  'oglu',
+  'nen',
+  'inen',
+  'ainen',
+  'aho',
+  'lä',
+  'sen',
+  'ssen',
+  'strøm',
+  'ström',
+  'qvist',
+  'hiko',
+  'rou',
+  'tarou',
+  'suke',
+  'yuki',
+  'hiro',
+];
+const ENDING_SET = new Set(SURNAME_ENDINGS);
+const MAX_ENDING = Math.max(...SURNAME_ENDINGS.map((e) => e.length));
+
+let english: ReadonlySet<string> | undefined;
+
+/**
+ * True when `lower` has a surname ending and is not an English word (`Jurković`, `Sultygov`,
+ * `Björgvinsdóttir`; not `Moscow`… which has none, nor `Seven` which is English).
+ */
+export function surnameShaped(lower: string): boolean {
+  if (lower.length < 5) return false;
+  let found = false;
+  for (let n = Math.min(MAX_ENDING, lower.length - 3); n >= 2; n--) {
+    if (ENDING_SET.has(lower.slice(-n))) {
+      found = true;
+      break;
+    }
+  }
+  if (!found) return false;
+  return !englishWords().has(lower);
+}
+
+/** The English words of word-list that have a surname ending, kept for surnameShaped. */
+function englishWords(): ReadonlySet<string> {
+  if (english === undefined) {
+    const set = new Set<string>();
+    for (const w of words(readFileSync(wordListPath(), 'utf8'))) {
+      for (let n = Math.min(MAX_ENDING, w.length - 3); n >= 2; n--) {
+        if (ENDING_SET.has(w.slice(-n))) {
+          set.add(w);
+          break;
+        }
+      }
+    }
+    english = set;
+  }
+  return english;
+}
+
+// In the name lists, but written capitalised in prose mostly as something else: calendar words,
 // greetings and sentence openers, places, brands, and words of addresses and forms. Measured on
 // the labelled sets and the project's own prose; a name lost here is still found after a title
 // or a cue ("my name is May").

@@ -1,5 +1,5 @@
 import { isEscapedLetter } from './chars.js';
-import { personNames } from './names.js';
+import { personNames, surnameShaped } from './names.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 /**
@@ -47,6 +47,19 @@ const TITLES = new Set([
   'srta',
 ]);
 
+// Roles written right before a name, capitalised or not (`Producer Sandra Bayer`, `songwriter
+// Ljubica Galić`): they introduce a person as a title does and are not part of the name.
+const ROLES = new Set(
+  (
+    'producer director songwriter singer author writer editor actor actress player manager ' +
+    'president ceo cfo cto founder cofounder chairman chairwoman chair senator governor mayor ' +
+    'minister coach captain officer agent judge nurse lawyer attorney artist composer drummer ' +
+    'guitarist rapper designer engineer teacher student colleague boss assistant secretary ' +
+    'reporter journalist photographer detective inspector sergeant lieutenant colonel ' +
+    'commissioner councillor councilor congressman congresswoman representative ambassador'
+  ).split(' '),
+);
+
 // Words before a chain that say a person's name follows. Matched on the lower-cased text right
 // before the chain (spaces and a colon or comma between are fine).
 const CUES = [
@@ -62,6 +75,11 @@ const CUES = [
   'call me',
   'called',
   'named',
+  'named him',
+  'named her',
+  'called him',
+  'called her',
+  'tribute to',
   'dear',
   'hi',
   'hello',
@@ -112,6 +130,11 @@ const STRONG_CUES = new Set([
   'call me',
   'called',
   'named',
+  'named him',
+  'named her',
+  'called him',
+  'called her',
+  'tribute to',
   'dear',
   'hi',
   'hello',
@@ -143,7 +166,7 @@ const NOT_PERSON = new Set(
     'act law court border force army navy police day eve christmas easter ' +
     'monday tuesday wednesday thursday friday saturday sunday january february march april ' +
     'june july august september october november december ' +
-    'apt suite box rue villa vila creek stream row grand via calle rua ' +
+    'rue villa vila creek stream row grand via calle rua ' +
     'america american england english britain british scotland scottish wales welsh ireland ' +
     'irish france french germany german spain spanish italy italian portugal portuguese ' +
     'netherlands dutch belgium belgian austria austrian switzerland swiss sweden swedish ' +
@@ -154,7 +177,9 @@ const NOT_PERSON = new Set(
     'indian china chinese japan japanese korea korean vietnam vietnamese thailand thai ' +
     'indonesia malaysia philippines australia australian zealand canada canadian mexico ' +
     'mexican brazil brazilian argentina chile peru colombia uruguay venezuela cuba europe ' +
-    'european asia asian greenland greenlander arabic persian latin'
+    'european asia asian greenland greenlander arabic persian latin incorporated ' +
+    'bancorporation bancorp worldwide lines tech oil gas loan cap total growth transit ' +
+    'generale societe marble etf ucits shares series preference reit etc se nyse nasdaq'
   ).split(' '),
 );
 
@@ -192,7 +217,7 @@ const STOP = new Set(
     'over under into onto about after before again very just also only even still baby ' +
     'carry love heart life time world night home way get got go going let make made take ' +
     'bot user name address phone mobile fax email e-mail website date note subject re fwd ' +
-    'please thanks thank hi hello hey dear ok okay sorry'
+    'please thanks thank hi hello hey dear ok okay sorry apt apartment suite unit box floor'
   ).split(' '),
 );
 
@@ -258,7 +283,9 @@ function cueBefore(text: string, start: number): number {
     if (colon) e--;
     let b = e;
     while (b > 0 && e - b < 12 && isCueLetter(text.charCodeAt(b - 1))) b--;
-    if (b === e || (b > 0 && /\p{L}/u.test(text[b - 1]!))) return 0;
+    if (b === e || (b > 0 && /\p{L}/u.test(text[b - 1]!) && !isEscapedLetter(text, b - 1))) {
+      return 0;
+    }
     const word = text.slice(b, e).toLowerCase() + (colon ? ':' : '');
     phrase = w === 0 ? word : `${word} ${phrase}`;
     if (CUE_SET.has(phrase)) return STRONG_CUES.has(phrase) ? 2 : 1;
@@ -275,15 +302,17 @@ function titleBefore(text: string, start: number): number {
   i--;
   if (text.charCodeAt(i) === 46) i--;
   const e = i + 1;
-  while (i >= 0 && e - i <= 10 && isCueLetter(text.charCodeAt(i))) i--;
-  if (e - i - 1 < 2 || e - i - 1 > 9) return -1;
-  return TITLES.has(text.slice(i + 1, e).toLowerCase()) ? i + 1 : -1;
+  while (i >= 0 && e - i <= 14 && isCueLetter(text.charCodeAt(i))) i--;
+  if (e - i - 1 < 2 || e - i - 1 > 13) return -1;
+  const word = text.slice(i + 1, e).toLowerCase();
+  return TITLES.has(word) || ROLES.has(word) ? i + 1 : -1;
 }
 
 export function scanPersons(view: TextView, type = 'PERSON'): Finding[] {
   const text = view.text;
   const known = personNames();
   const out: Finding[] = [];
+  const single: Tok[] = [];
   const toks: Tok[] = [];
   WORD.lastIndex = 0;
   for (let m = WORD.exec(text); m !== null; m = WORD.exec(text)) {
@@ -312,7 +341,7 @@ export function scanPersons(view: TextView, type = 'PERSON'): Finding[] {
     const chain: Tok[] = [toks[k]!];
     let j = k + 1;
     let initial = false;
-    while (j < toks.length && chain.length < 4) {
+    while (j < toks.length && chain.length < 4 && !possessive(text, chain[chain.length - 1]!)) {
       const last = chain[chain.length - 1]!;
       const next = toks[j]!;
       if (STOP.has(next.lower)) break;
@@ -321,13 +350,67 @@ export function scanPersons(view: TextView, type = 'PERSON'): Finding[] {
       if (gap === 2) initial = true;
       chain.push(next);
       j++;
-      // A possessive ends the name: `Pete's Cautionary Tales`.
-      if (/['’]s$/.test(text.slice(next.start, next.end))) break;
     }
     k = j;
-    decide(text, chain, known, initial, type, out);
+    if (!decide(text, chain, known, initial, type, out) && chain.length === 1)
+      single.push(chain[0]!);
   }
+  if (single.length > 0 && out.length > 0) propagate(text, single, out, type);
   return out;
+}
+
+/** A possessive ends the name: `Pete's Cautionary Tales`, `Trulia's Ty Campbell`. */
+function possessive(text: string, t: Tok): boolean {
+  const c = text.charCodeAt(t.end - 2);
+  return (c === 39 || c === 0x2019) && text.charCodeAt(t.end - 1) === 115;
+}
+
+/**
+ * Second look at the single capitalised words the rules left out: the same word as part of a
+ * name found elsewhere in the text (`Cecilie … Cecilie Josefsen`, `Echevarría … Eustacio T
+ * Echevarría`), or a word joined by `and`, `&` or a comma to a one-word name found
+ * (`Caird and Jones`, `Dorothy, Daniel, Keith`). Linear: one set of words, one sorted walk.
+ */
+function propagate(text: string, single: readonly Tok[], out: Finding[], type: string): void {
+  const parts = new Set<string>();
+  for (const f of out) {
+    const span = text.slice(f.start, f.end);
+    if (span.includes(' ')) {
+      for (const w of span.split(' ')) if (w.length > 1) parts.add(w.toLowerCase());
+    }
+  }
+  const ends = new Set<number>();
+  const starts = new Set<number>();
+  for (const f of out) {
+    ends.add(f.end);
+    starts.add(f.start);
+  }
+  const added: Finding[] = [];
+  for (const t of single) {
+    if (NOT_PERSON.has(t.lower) || t.lower.length < 3) continue;
+    let end = t.end;
+    if (possessive(text, t)) end -= 2;
+    const linked =
+      parts.has(t.lower) || ends.has(linkBefore(text, t.start)) || starts.has(linkAfter(text, end));
+    if (linked) added.push({ type, start: t.start, end });
+  }
+  if (added.length === 0) return;
+  out.push(...added);
+  out.sort((a, b) => a.start - b.start);
+}
+
+/** Where the word before a `, ` / ` and ` / ` & ` link right before `start` ends, or -1. */
+function linkBefore(text: string, start: number): number {
+  for (const sep of [', ', ' and ', ' & ']) {
+    if (text.startsWith(sep, start - sep.length)) return start - sep.length;
+  }
+  return -1;
+}
+
+/** Where the word after a `, ` / ` and ` / ` & ` link right after `end` starts, or -1. */
+function linkAfter(text: string, end: number): number {
+  for (const sep of [', ', ' and ', ' & ']) if (text.startsWith(sep, end)) return end + sep.length;
+  return -1;
 }
 
 /**
@@ -360,14 +443,14 @@ function decide(
   initial: boolean,
   type: string,
   out: Finding[],
-): void {
-  // Leading words that cannot be part of a name (Hi, Dear, Please, a title written capitalised)
-  // are cues rather than name words.
+): boolean {
+  // Leading words that cannot be part of a name (Hi, Dear, Please, a title or role written
+  // capitalised) are cues rather than name words.
   let first = 0;
   let titled = titleBefore(text, chain[0]!.start) !== -1;
-  while (first < chain.length) {
+  while (first < chain.length - 1 || (first < chain.length && TITLES.has(chain[first]!.lower))) {
     const w = chain[first]!.lower;
-    if (TITLES.has(w) && text.charCodeAt(chain[first]!.end) !== 39) {
+    if ((TITLES.has(w) || ROLES.has(w)) && text.charCodeAt(chain[first]!.end) !== 39) {
       titled = true;
       first++;
       continue;
@@ -375,15 +458,19 @@ function decide(
     break;
   }
   const words = chain.slice(first);
-  if (words.length === 0) return;
-  for (const w of words) if (NOT_PERSON.has(w.lower)) return;
+  if (words.length === 0) return false;
+  for (const w of words) if (NOT_PERSON.has(w.lower)) return false;
   const start = words[0]!.start;
   let end = words[words.length - 1]!.end;
   // The possessive stays outside: `[PERSON_1]'s`.
   const last = text.slice(end - 2, end);
-  if (last === "'s" || last === '’s') end -= 2;
-  const knownFirst = known.has(words[0]!.lower);
-  const knownLast = known.has(words[words.length - 1]!.lower);
+  const owner = last === "'s" || last === '’s';
+  if (owner) end -= 2;
+  const lastLower = words[words.length - 1]!.lower;
+  const knownFirst = isName(known, words[0]!.lower);
+  const knownLast = isName(known, lastLower);
+  // `Semmens Greens`, `Rodriguez Crossing`: a street type closing the chain makes it a street.
+  if (words.length > 1 && STREET_TYPES.has(lastLower) && !known.has(lastLower)) return false;
   const opens = first === 0 && opensSentence(text, start);
   let person = false;
   const cue = titled ? 2 : cueBefore(text, start);
@@ -393,17 +480,101 @@ function decide(
     // After a strong cue (`my name is`, `Dear`, a title) any capitalised chain; after a weak
     // one (`with`, `meet`, `said`) a known name or two words.
     person = words.length > 1 || knownFirst || (cue === 2 && !opens) || titled;
-  } else if (afterNumber(text, start)) {
-    // `40 Large Boxes`, `3 Grand Pianos`: a quantity, not a name.
+  } else if (afterNumber(text, start) || placeBefore(text, start)) {
+    // `40 Large Boxes`: a quantity; `in Fortaleza`, `at São Paulo`: a place.
     person = false;
   } else if (words.length > 1) {
-    person = knownFirst || (knownLast && !opens) || wholeLine(text, start, end, words, known);
-  } else if (knownFirst && words[0]!.lower.length > 2) {
+    person =
+      knownFirst ||
+      (knownLast && !opens) ||
+      wholeLine(text, start, end, words, known) ||
+      (opens && verbAfter(text, end));
+  } else if (words[0]!.lower.length > 2) {
     const after = text.charCodeAt(words[0]!.end);
-    const possessive = after === 39 || after === 0x2019;
-    person = !opens || possessive || (after === 58 && opens) || verbAfter(text, words[0]!.end);
+    if (knownFirst) {
+      person = !opens || owner || (after === 58 && opens) || verbAfter(text, words[0]!.end);
+    } else {
+      // Unknown words need the text to say it: `Avenall's address`, `Zizi: "Who are you?"`.
+      person = (owner && personalNounAfter(text, words[0]!.end)) || speaker(text, words[0]!.end);
+    }
   }
-  if (person && end > start) out.push({ type, start, end });
+  if (!person || end <= start) return false;
+  if (!owner) end = suffixAfter(text, end);
+  out.push({ type, start, end });
+  return true;
+}
+
+// Street types that end a place's name rather than a person's (USPS suffixes that are not
+// also common surnames; `Hill`, `Lane`, `Brooks` are left to the name lists).
+const STREET_TYPES = new Set(
+  (
+    'greens squares square knolls knoll crossing walks walk ways way run runs land landing ' +
+    'mission springs spring summit heights plaza plads vei veien gata gate street avenue road ' +
+    'drive court place terrace parkway circle trail crescent close alley boulevard highway ' +
+    'expressway freeway junction viaduct causeway turnpike estates estate meadows orchard ' +
+    'ridge harbor harbour haven inlet isle keys loop manor motorway overpass pass passage ' +
+    'pines plains prairie ranch rapids shoals shores skyway stravenue throughway trace track ' +
+    'trafficway tunnel underpass vista villages ville wharf pike row mews'
+  ).split(' '),
+);
+
+// Prepositions after which a capitalised word is far more often a place than a person.
+const PLACE_PREPOSITIONS = new Set(['in', 'at', 'near', 'around', 'via', 'outside', 'inside']);
+
+function placeBefore(text: string, start: number): boolean {
+  if (text.charCodeAt(start - 1) !== 32) return false;
+  let b = start - 1;
+  while (
+    b > 0 &&
+    start - 1 - b < 7 &&
+    text.charCodeAt(b - 1) >= 97 &&
+    text.charCodeAt(b - 1) <= 122
+  )
+    b--;
+  if (b > 0 && /\p{L}/u.test(text[b - 1]!)) return false;
+  return PLACE_PREPOSITIONS.has(text.slice(b, start - 1));
+}
+
+// Nouns that make a possessive a person's: `Avenall's address`, `Hilarion's wife`.
+const PERSONAL_NOUNS = new Set(
+  (
+    'address phone number email e-mail birthday wife husband mother father son daughter ' +
+    'sister brother friend boss family kids children parents account passport car house ' +
+    'killers lawyer doctor partner girlfriend boyfriend'
+  ).split(' '),
+);
+
+function personalNounAfter(text: string, end: number): boolean {
+  let i = end;
+  if (text.charCodeAt(i) !== 32) return false;
+  i++;
+  let e = i;
+  while (
+    e - i < 12 &&
+    ((text.charCodeAt(e) >= 97 && text.charCodeAt(e) <= 122) || text.charCodeAt(e) === 45)
+  )
+    e++;
+  return PERSONAL_NOUNS.has(text.slice(i, e));
+}
+
+/** `Zizi: "Who are you?"`: a word at a line's start that speaks a quoted line. */
+function speaker(text: string, end: number): boolean {
+  if (text.charCodeAt(end) !== 58) return false;
+  let i = end + 1;
+  if (text.charCodeAt(i) === 32) i++;
+  if (text.charCodeAt(i) === 92) i++;
+  const q = text.charCodeAt(i);
+  return q === 34 || q === 0x201c;
+}
+
+// Written after a name and part of it: `Maret Akhtakhanov MD`, `Felix Biermann III`.
+const SUFFIX_AFTER = /^,? (?:Jr\.|Sr\.|Jr|Sr|II|III|IV|MD|DVM|PhD|DDS|Esq\.?)(?![\p{L}\p{N}])/u;
+
+function suffixAfter(text: string, end: number): number {
+  const c = text.charCodeAt(end);
+  if (c !== 32 && c !== 44) return end;
+  const m = SUFFIX_AFTER.exec(text.slice(end, end + 7));
+  return m === null ? end : end + m[0].length;
 }
 
 // Verbs that make a known name opening a sentence the sentence's subject: `Charlotte spent a
@@ -412,9 +583,15 @@ const SUBJECT_VERBS = new Set(
   (
     'is was has had will would can could did does said says spent lives lived works worked ' +
     'wrote asked called told shouted began joined left moved met went came sent gave took ' +
-    'replied answered explained thinks thought wants wanted needs needed'
+    'replied answered explained thinks thought wants wanted needs needed listed lives ' +
+    'will began published founded released recorded became'
   ).split(' '),
 );
+
+/** A known name, or a word shaped as a surname (`Jurković`, `Björgvinsdóttir`). */
+function isName(known: ReadonlySet<string>, lower: string): boolean {
+  return known.has(lower) || surnameShaped(lower);
+}
 
 function verbAfter(text: string, end: number): boolean {
   if (text.charCodeAt(end) !== 32) return false;
@@ -448,7 +625,7 @@ function wholeLine(
   const after = text.charCodeAt(end);
   const lineEnd = after === 10 || (after === 92 && text.charCodeAt(end + 1) === 110);
   if (!lineStart || !lineEnd) return false;
-  return words.some((w) => known.has(w.lower) || /[^\p{ASCII}]/u.test(w.lower));
+  return words.some((w) => isName(known, w.lower) || /[^\p{ASCII}]/u.test(w.lower));
 }
 
 export function personDetector(): Detector {
