@@ -192,7 +192,11 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     timeout: true,
     idle_timeout: true,
     retry_policy: true,
+    // Hashed by RING_HASH clusters (ring-hash.ts); header hashing only.
+    hash_policy: true,
   },
+  'envoy.config.route.v3.RouteAction.HashPolicy': { header: true },
+  'envoy.config.route.v3.RouteAction.HashPolicy.Header': { header_name: true },
   'envoy.config.route.v3.RetryPolicy': {
     retry_on: (v) => {
       const bad = String(v)
@@ -234,6 +238,9 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
     eds_cluster_config: true,
     dns_lookup_family: ['V4_PREFERRED', 'V4_ONLY', 'AUTO'],
     load_assignment: true,
+    // Round robin (lb.ts) and ring hash (ring-hash.ts); MAGLEV and the others are refused.
+    lb_policy: ['ROUND_ROBIN', 'RING_HASH'],
+    ring_hash_lb_config: true,
     common_lb_config: true,
     outlier_detection: true,
     transport_socket_matches: true,
@@ -242,6 +249,11 @@ const ALLOWED: Record<string, Record<string, Rule>> = {
       Object.keys(v as object).every((k) => k === HTTP_OPTIONS)
         ? undefined
         : `only ${HTTP_OPTIONS} is implemented`,
+  },
+  'envoy.config.cluster.v3.Cluster.RingHashLbConfig': {
+    minimum_ring_size: true,
+    maximum_ring_size: true,
+    hash_function: ['XX_HASH'],
   },
   'envoy.config.cluster.v3.Cluster.EdsClusterConfig': { eds_config: true, service_name: true },
   // Consecutive 5xx and gateway failures with ejection times (lb.ts); success rate and failure
@@ -308,6 +320,7 @@ const OPAQUE = new Set([
   'google.protobuf.Duration',
   'google.protobuf.Struct',
   'google.protobuf.UInt32Value',
+  'google.protobuf.UInt64Value',
   'google.protobuf.BoolValue',
   'google.protobuf.Empty',
 ]);

@@ -7,6 +7,13 @@
 // choice: previous_priorities excludes levels already tried (starting over when none is left),
 // previous_hosts rejects the hosts already tried up to host_selection_retry_max_attempts.
 import type { HostModel, LocalityModel, OutlierModel } from './model.js';
+import {
+  buildRing,
+  chooseOnRing,
+  priorityByHash,
+  type RingConfig,
+  type RingEntry,
+} from './ring-hash.js';
 
 export interface Pick {
   host: HostModel;
@@ -20,6 +27,56 @@ export interface RetryMemory {
 
 /** Envoy's default overprovisioning factor (1.4): a level 72% healthy still takes all its load. */
 const OVERPROVISIONING = 1.4;
+
+/** Envoy's default healthy_panic_threshold: below 50% healthy a priority routes to all hosts. */
+const PANIC_THRESHOLD_PERCENT = 50;
+
+/** Loads that sum to 100 (Envoy normalizes the healthy loads of the levels that have any). */
+function scaled(
+  loads: readonly { priority: number; load: number }[],
+  total: number,
+): { priority: number; load: number }[] {
+  return loads.map((l) => ({ priority: l.priority, load: (l.load * 100) / total }));
+}
+
+/**
+ * normalizeWeights (thread_aware_lb_impl.cc): with locality weighting each included host gets
+ * its locality's share of the weights divided among the locality's included hosts (a locality
+ * of weight 0 none); without it every included host of the level gets an equal share. Host
+ * weights are all 1 here (the operator sets none). The hash key is the address, `ip:port`.
+ */
+function normalizedWeights(
+  inLevel: readonly LocalityModel[],
+  weighted: boolean,
+  include: (h: HostModel) => boolean,
+): { host: HostModel; key: string; weight: number }[] {
+  const out: { host: HostModel; key: string; weight: number }[] = [];
+  if (!weighted) {
+    const hosts = inLevel.flatMap((l) => l.hosts).filter(include);
+    for (const h of hosts) out.push({ host: h, key: hashKey(h), weight: 1 / hosts.length });
+    return out;
+  }
+  const sum = inLevel.reduce((s, l) => s + l.weight, 0);
+  if (sum === 0) return out;
+  for (const l of inLevel) {
+    if (l.weight === 0) continue;
+    const hosts = l.hosts.filter(include);
+    for (const h of hosts)
+      out.push({ host: h, key: hashKey(h), weight: l.weight / sum / hosts.length });
+  }
+  return out;
+}
+
+/** The endpoint's `envoy.lb` `hash_key` metadata when set, else its address as Envoy prints it. */
+function hashKey(h: HostModel): string {
+  const key = h.metadata['envoy.lb']?.['hash_key'];
+  if (typeof key === 'string' && key !== '') return key;
+  return h.pipe
+    ? h.address
+    : h.address.includes(':')
+      ? `[${h.address}]:${h.port}`
+      : `${h.address}:${h.port}`;
+}
 
 /** What an attempt on a host came to, as the router reports it to outlier detection. */
 export type AttemptResult = { status: number } | { localFailure: 'connect' | 'reset' | 'timeout' };
@@ -78,6 +135,84 @@ export class LoadBalancer {
   }
 
   /**
+   * Ring hash (lb_policy RING_HASH, see ring-hash.ts): the priority by `hash % 100` over the
+   * priority loads (the retry priority plugin is not consulted, as in Envoy's thread-aware
+   * balancers), then the priority's ring of healthy hosts — all of its hosts when fewer than
+   * half are healthy (Envoy's default healthy_panic_threshold, 50%) — and on a host-selection
+   * retry (previous_hosts refused the host) the ring entry one further on, up to `tries` times.
+   * No hash (the header was absent): a random one, as Envoy draws.
+   */
+  pickByHash(
+    cluster: string,
+    localities: readonly LocalityModel[],
+    weighted: boolean,
+    hash: bigint | undefined,
+    ring: RingConfig,
+    exclude?: { hosts?: ReadonlySet<HostModel>; tries: number },
+    outlier?: { nowMs: number },
+  ): Pick | undefined {
+    const populated = localities.filter((l) => l.hosts.length > 0 && (!weighted || l.weight > 0));
+    if (populated.length === 0) return undefined;
+    const h = hash ?? this.randomHash();
+    const healthy = (x: HostModel): boolean => !outlier || !this.ejected(cluster, x, outlier.nowMs);
+    const levels = [...new Set(populated.map((l) => l.priority))].sort((a, b) => a - b);
+    const loads = this.priorityLoads(levels, populated, healthy);
+    const total = loads.reduce((s, l) => s + l.load, 0);
+    // No healthy host anywhere: Envoy's priority loads then spread by host count (panic); the
+    // first level stands in, as in pick().
+    const priority =
+      total > 0 ? (priorityByHash(h, scaled(loads, total)) ?? levels[0]!) : levels[0]!;
+    const inLevel = populated.filter((l) => l.priority === priority);
+    const all = inLevel.flatMap((l) => l.hosts);
+    const panic = all.filter(healthy).length * 100 < all.length * PANIC_THRESHOLD_PERCENT;
+    const r = this.ring(cluster, inLevel, weighted, panic ? () => true : healthy, ring);
+    let chosen: HostModel | undefined;
+    for (let i = 0; i < Math.max(1, exclude?.tries ?? 1); i++) {
+      const index = chooseOnRing(r.entries, h, i);
+      chosen = index === undefined ? undefined : r.hosts[index];
+      if (!chosen || !exclude?.hosts?.has(chosen)) break;
+    }
+    if (!chosen) return undefined;
+    const locality = inLevel.find((l) => l.hosts.includes(chosen))!;
+    return { host: chosen, locality };
+  }
+
+  /** Rings by cluster, ring size and members (keys and weights); entries index the members. */
+  private readonly rings = new Map<string, RingEntry<number>[]>();
+
+  /**
+   * The ring of one priority's hosts as the hosts of this pick: a ring is rebuilt only when the
+   * members' keys or weights change (an EDS push makes new host objects for the same endpoints).
+   */
+  private ring(
+    cluster: string,
+    inLevel: readonly LocalityModel[],
+    weighted: boolean,
+    include: (h: HostModel) => boolean,
+    cfg: RingConfig,
+  ): { entries: RingEntry<number>[]; hosts: HostModel[] } {
+    const members = normalizedWeights(inLevel, weighted, include);
+    const id = `${cluster}|${cfg.minRingSize}|${cfg.maxRingSize}|${members.map((m) => `${m.key}=${m.weight}`).join(',')}`;
+    let entries = this.rings.get(id);
+    if (!entries) {
+      entries = buildRing(
+        members.map((m, i) => ({ host: i, key: m.key, weight: m.weight })),
+        cfg,
+      );
+      // Bounded: a long run through many endpoint changes keeps only recent rings.
+      if (this.rings.size >= 64) this.rings.delete(this.rings.keys().next().value!);
+      this.rings.set(id, entries);
+    }
+    return { entries, hosts: members.map((m) => m.host) };
+  }
+
+  private randomHash(): bigint {
+    const hi = BigInt(Math.floor(this.random() * 2 ** 32));
+    const lo = BigInt(Math.floor(this.random() * 2 ** 32));
+    return (hi << 32n) | lo;
+  }
+
+  /**
    * Envoy's priority load over the allowed levels: each takes min(remaining, 1.4 × its healthy
    * share); the result is a random draw by load. No healthy host anywhere: panic, lowest level.
    */
@@ -86,15 +221,7 @@ export class LoadBalancer {
     populated: readonly LocalityModel[],
     healthy: (h: HostModel) => boolean,
   ): { priority: number; panic: boolean } {
-    const loads: { priority: number; load: number }[] = [];
-    let remaining = 100;
-    for (const p of allowed) {
-      const hosts = populated.filter((l) => l.priority === p).flatMap((l) => l.hosts);
-      const share = hosts.filter(healthy).length / hosts.length;
-      const load = Math.min(remaining, Math.min(100, share * 100 * OVERPROVISIONING));
-      loads.push({ priority: p, load });
-      remaining -= load;
-    }
+    const loads = this.priorityLoads(allowed, populated, healthy);
     const total = loads.reduce((s, l) => s + l.load, 0);
     if (total <= 0) return { priority: allowed[0]!, panic: true };
     // One level takes everything (the usual case): no draw, so the locality draw that follows
@@ -107,6 +234,23 @@ export class LoadBalancer {
       if (r < 0 && l.load > 0) return { priority: l.priority, panic: false };
     }
     return { priority: loads.filter((l) => l.load > 0).at(-1)!.priority, panic: false };
+  }
+
+  private priorityLoads(
+    allowed: readonly number[],
+    populated: readonly LocalityModel[],
+    healthy: (h: HostModel) => boolean,
+  ): { priority: number; load: number }[] {
+    const loads: { priority: number; load: number }[] = [];
+    let remaining = 100;
+    for (const p of allowed) {
+      const hosts = populated.filter((l) => l.priority === p).flatMap((l) => l.hosts);
+      const share = hosts.filter(healthy).length / hosts.length;
+      const load = Math.min(remaining, Math.min(100, share * 100 * OVERPROVISIONING));
+      loads.push({ priority: p, load });
+      remaining -= load;
+    }
+    return loads;
   }
 
   /**

@@ -7,6 +7,7 @@ import { compileJwtAuthn, type JwtAuthnSpec } from './jwt-authn.js';
 import { arr, ConfigError, durationMs, obj, str } from './json.js';
 import { compileLocalReplyConfig, type LocalReplyConfig } from './local-reply.js';
 import type { Json } from './protos.js';
+import { DEFAULT_RING, type HashPolicyModel, type RingConfig } from './ring-hash.js';
 
 export { ConfigError, durationMs };
 
@@ -88,6 +89,8 @@ export type RouteAction =
        */
       idleTimeoutMs: number | undefined;
       retry: RetryModel | undefined;
+      /** hash_policy: what a hashing cluster (RING_HASH) hashes; ignored by round robin. */
+      hashPolicy: HashPolicyModel[];
     }
   | { kind: 'direct'; status: number; body: string | undefined };
 
@@ -136,6 +139,9 @@ export interface ClusterModel {
   /** Inline endpoints (STATIC, STRICT_DNS); EDS clusters take theirs from the ClusterLoadAssignment. */
   localities: LocalityModel[] | undefined;
   localityWeighted: boolean;
+  /** ROUND_ROBIN (lb.ts pick) or RING_HASH (lb.ts pickByHash, ring-hash.ts). */
+  lbPolicy: 'ROUND_ROBIN' | 'RING_HASH';
+  ring: RingConfig;
   transportSocketMatches: { name: string; match: Record<string, JsonValue>; tls: TlsModel }[];
   /** The cluster's own transport socket: endpoints no match selects use it. */
   transportSocket: TlsModel | undefined;
@@ -371,6 +377,12 @@ function compileRoute(r: Json): RouteModel {
       timeoutMs: durationMs(a['timeout'], 15_000),
       idleTimeoutMs: a['idle_timeout'] === undefined ? undefined : durationMs(a['idle_timeout'], 0),
       retry: a['retry_policy'] ? compileRetry(obj(a['retry_policy'])) : undefined,
+      hashPolicy: arr(a['hash_policy']).map((h) => {
+        const header = str(obj(h['header'])['header_name']).toLowerCase();
+        if (!header)
+          throw new ConfigError(`route ${name}: only header hash policies are implemented`);
+        return { header };
+      }),
     };
   } else {
     throw new ConfigError(`route ${name}: needs route or direct_response`);
@@ -520,12 +532,36 @@ export function compileCluster(c: Json): ClusterModel {
     dnsFamily: str(c['dns_lookup_family']) || 'AUTO',
     localities,
     localityWeighted: obj(c['common_lb_config'])['locality_weighted_lb_config'] !== undefined,
+    ...lbPolicy(name, c),
     transportSocketMatches,
     transportSocket,
     http2,
     upstreamExtProc,
     outlier: outlierModel(c['outlier_detection']),
   };
+}
+
+/** lb_policy and its ring_hash_lb_config; MAGLEV and the others are refused by the allowlist. */
+function lbPolicy(name: string, c: Json): Pick<ClusterModel, 'lbPolicy' | 'ring'> {
+  const policy = str(c['lb_policy']) || 'ROUND_ROBIN';
+  if (policy !== 'RING_HASH') {
+    if (c['ring_hash_lb_config']) {
+      throw new ConfigError(`cluster ${name}: ring_hash_lb_config needs lb_policy RING_HASH`);
+    }
+    return { lbPolicy: 'ROUND_ROBIN', ring: DEFAULT_RING };
+  }
+  const cfg = obj(c['ring_hash_lb_config']);
+  const ring = {
+    minRingSize: wrapped(cfg['minimum_ring_size'], DEFAULT_RING.minRingSize),
+    maxRingSize: wrapped(cfg['maximum_ring_size'], DEFAULT_RING.maxRingSize),
+  };
+  // RingHashLoadBalancer's constructor refuses this (ring_hash_lb.cc).
+  if (ring.minRingSize > ring.maxRingSize) {
+    throw new ConfigError(
+      `cluster ${name}: ring hash: minimum_ring_size (${ring.minRingSize}) > maximum_ring_size (${ring.maxRingSize})`,
+    );
+  }
+  return { lbPolicy: 'RING_HASH', ring };
 }
 
 function tlsModel(cluster: string, socket: Json): TlsModel {

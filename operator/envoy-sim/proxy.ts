@@ -26,6 +26,7 @@ import { structToJson } from './model.js';
 import { HOST_METADATA_ATTRIBUTE } from './allowlist.js';
 import { runJwtAuthn, type JwtEnv } from './jwt-authn.js';
 import type { LoadBalancer } from './lb.js';
+import { requestHash } from './ring-hash.js';
 import type {
   ClusterModel,
   ExtProcSpec,
@@ -751,12 +752,24 @@ async function routeToCluster(
           tries: retry.hostSelectionMaxAttempts,
         }
       : undefined;
-    const pick = ctx.lb.pick(
-      localities,
-      cluster.localityWeighted,
-      attempt === 0 ? undefined : exclude,
-      cluster.outlier ? { cluster: cluster.name, nowMs: ctx.clock.monotonicMs() } : undefined,
-    );
+    const nowMs = ctx.clock.monotonicMs();
+    const pick =
+      cluster.lbPolicy === 'RING_HASH'
+        ? ctx.lb.pickByHash(
+            cluster.name,
+            localities,
+            cluster.localityWeighted,
+            requestHash(action.hashPolicy, released.headers),
+            cluster.ring,
+            attempt === 0 ? undefined : exclude,
+            cluster.outlier ? { nowMs } : undefined,
+          )
+        : ctx.lb.pick(
+            localities,
+            cluster.localityWeighted,
+            attempt === 0 ? undefined : exclude,
+            cluster.outlier ? { cluster: cluster.name, nowMs } : undefined,
+          );
     if (!pick) {
       log.flags.push('UH');
       return textReply(503, 'no healthy upstream', 'no_healthy_upstream');

@@ -67,4 +67,33 @@ describe('envoy-sim xDS: what Envoy refuses on load', () => {
         'Cluster["zero"].connect_timeout: 0 ns is not > 0s',
     );
   });
+
+  it('ACKs a RING_HASH cluster and NACKs the hashing it does not implement (MAGLEV, murmur)', async () => {
+    const ring = {
+      ...good,
+      lb_policy: 'RING_HASH',
+      ring_hash_lb_config: { minimum_ring_size: { value: 1024 } },
+    };
+    const ok = await cdsVerdict([ring]);
+    assert.equal(ok.accepted, true, ok.message);
+    const maglev = await cdsVerdict([{ ...good, lb_policy: 'MAGLEV' }]);
+    assert.equal(maglev.accepted, false);
+    assert.match(maglev.message ?? '', /lb_policy/);
+    const murmur = await cdsVerdict([
+      { ...ring, ring_hash_lb_config: { hash_function: 'MURMUR_HASH_2' } },
+    ]);
+    assert.equal(murmur.accepted, false);
+    assert.match(murmur.message ?? '', /hash_function/);
+    const inverted = await cdsVerdict([
+      {
+        ...ring,
+        ring_hash_lb_config: {
+          minimum_ring_size: { value: 4096 },
+          maximum_ring_size: { value: 1024 },
+        },
+      },
+    ]);
+    assert.equal(inverted.accepted, false);
+    assert.match(inverted.message ?? '', /minimum_ring_size \(4096\) > maximum_ring_size \(1024\)/);
+  });
 });
