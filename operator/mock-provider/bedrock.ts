@@ -5,6 +5,10 @@
  * messageStop, metadata frames, or an exception frame). test/e2e/mock-bedrock.test.ts points the
  * official `@aws-sdk/client-bedrock-runtime` at it: that is how we know the format is right.
  *
+ * Embedding models answer through POST /model/{modelId}/invoke: Titan Text Embeddings and Cohere
+ * Embed bodies, token counts in `x-amzn-bedrock-input-token-count` (test/e2e/mock-vertex.test.ts
+ * sends them with the SDK's InvokeModel).
+ *
  * Every request must carry a SigV4 signature that AWS's own signer (`@smithy/signature-v4`)
  * reproduces from the request as received — method, path, the signed headers, the body's SHA-256
  * — for the configured key, region and service, dated within 5 minutes; anything else is a 403 in
@@ -349,6 +353,85 @@ async function invokeAnswer(
   res.end();
 }
 
+/** A deterministic vector for a text: the same text always embeds the same. */
+function embedding(text: string, dims: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < dims; i++) {
+    const c = text.length > 0 ? text.charCodeAt(i % text.length) : 0;
+    out.push(((c % 11) - 5) / 8);
+  }
+  return out;
+}
+
+/**
+ * Embedding models through InvokeModel. Titan Text Embeddings: `{inputText, dimensions?,
+ * normalize?}` → `{embedding, inputTextTokenCount, embeddingsByType}`. Cohere Embed: `{texts,
+ * input_type, embedding_types?, output_dimension?}` → `{id, embeddings: {float: […]} | […],
+ * response_type, texts}`. Both report the tokens read in `x-amzn-bedrock-input-token-count`.
+ */
+function embeddingAnswer(
+  res: Res,
+  model: string,
+  json: Record<string, unknown> | undefined,
+  step: BedrockStep,
+): void {
+  if (step.status && step.status >= 400)
+    return awsError(
+      res,
+      step.status,
+      step.status === 429 ? 'ThrottlingException' : 'ValidationException',
+      `mock failure ${step.status}`,
+    );
+  const invalid = (message: string): void => awsError(res, 400, 'ValidationException', message);
+  if (!json) return invalid('Malformed input request, please reformat your input and try again.');
+  const count = (t: string): number => step.usage?.input ?? Math.max(1, words(t).length);
+  let out: Record<string, unknown>;
+  let tokens: number;
+  if (/amazon\.titan-embed/.test(model)) {
+    const extra = Object.keys(json).filter(
+      (k) => !['inputText', 'dimensions', 'normalize', 'embeddingTypes'].includes(k),
+    );
+    if (extra.length > 0)
+      return invalid(`Malformed input request: extraneous key [${extra[0]}] is not permitted`);
+    if (typeof json.inputText !== 'string' || json.inputText.length === 0)
+      return invalid('Malformed input request: inputText is required');
+    const dims = typeof json.dimensions === 'number' ? json.dimensions : 1024;
+    if (![256, 512, 1024].includes(dims))
+      return invalid('Malformed input request: dimensions must be 256, 512 or 1024');
+    const v = embedding(json.inputText, Math.min(dims, 16));
+    tokens = count(json.inputText);
+    out = { embedding: v, embeddingsByType: { float: v }, inputTextTokenCount: tokens };
+  } else {
+    const texts = json.texts;
+    if (!Array.isArray(texts) || texts.length === 0 || !texts.every((t) => typeof t === 'string'))
+      return invalid('Malformed input request: texts is required');
+    if (
+      typeof json.input_type !== 'string' ||
+      !['search_document', 'search_query', 'classification', 'clustering'].includes(json.input_type)
+    )
+      return invalid('Malformed input request: input_type is required');
+    if ('output_dimension' in json && !/embed-v4/.test(model))
+      return invalid('Malformed input request: extraneous key [output_dimension] is not permitted');
+    const dims = typeof json.output_dimension === 'number' ? json.output_dimension : 8;
+    const vectors = texts.map((t) => embedding(t, Math.min(dims, 16)));
+    tokens = texts.reduce((n, t) => n + count(t), 0);
+    const byType = Array.isArray(json.embedding_types);
+    out = {
+      id: `mock-embed-${model.length}`,
+      embeddings: byType ? { float: vectors } : vectors,
+      response_type: byType ? 'embeddings_by_type' : 'embeddings_floats',
+      texts,
+    };
+  }
+  const text = JSON.stringify(out);
+  res.writeHead(200, {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(text),
+    'x-amzn-bedrock-input-token-count': String(tokens),
+  });
+  res.end(text);
+}
+
 export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBedrock> {
   const requests: BedrockCaptured[] = [];
   const queue: BedrockStep[] = [];
@@ -393,6 +476,14 @@ export async function startMockBedrock(opts: MockBedrockOptions): Promise<MockBe
     if (refusal) return awsError(res, 403, refusal.type, refusal.message);
     if (!route || req.method !== 'POST')
       return awsError(res, 404, 'UnknownOperationException', 'Unknown operation.');
+    if (
+      route[2] === 'invoke' &&
+      /(?:^|[./])(?:amazon\.titan-embed|cohere\.embed)/.test(captured.model)
+    )
+      return embeddingAnswer(res, captured.model, json, {
+        ...opts.defaults,
+        ...(queue.shift() ?? {}),
+      });
     if (invoke && (json?.anthropic_version !== 'bedrock-2023-05-31' || 'model' in (json ?? {})))
       return awsError(
         res,

@@ -3,7 +3,8 @@
  * - OpenAI: GET /v1/models, POST /v1/chat/completions (JSON and SSE; a usage chunk with empty
  *   `choices` only when `stream_options.include_usage` is true), /v1/completions, /v1/embeddings,
  *   /v1/responses (JSON and SSE events); errors as `{error:{message,type,param,code}}`.
- * - Azure OpenAI: /openai/deployments/{deployment}/{operation}?api-version=…, `api-key` header.
+ * - Azure OpenAI: /openai/deployments/{deployment}/{operation}?api-version=…, `api-key` header,
+ *   or a Microsoft Entra ID bearer token (operator/mock-provider/entra.ts issues them).
  * - Anthropic: POST /v1/messages (JSON and SSE events), `x-api-key` and `anthropic-version`.
  * Both answer with a tool call when a step asks for one (JSON, and streamed as each API streams
  * tool calls: OpenAI `tool_calls` argument deltas, Anthropic `tool_use` blocks with
@@ -64,7 +65,16 @@ export interface MockOptions {
   host?: string;
   port?: number;
   /** Credentials the mock insists on (each checked only for its API). */
-  auth?: { bearer?: string; azureKey?: string; anthropicKey?: string };
+  auth?: {
+    bearer?: string;
+    azureKey?: string;
+    anthropicKey?: string;
+    /**
+     * Azure OpenAI with Microsoft Entra ID: the `Authorization` header must carry a token this
+     * check accepts (e.g. MockEntra's `valid`), and no `api-key` may come along.
+     */
+    azureBearer?: (authorization: string | undefined) => boolean;
+  };
   /** Serve HTTPS with this key pair. */
   tls?: { key: string; cert: string };
   /** Model list for GET /v1/models. */
@@ -184,7 +194,7 @@ function openaiError(status: number, message: string, code: string): unknown {
   return { error: { message, type, param: null, code } };
 }
 
-function anthropicError(status: number, message: string): unknown {
+export function anthropicError(status: number, message: string): unknown {
   const type =
     status === 401
       ? 'authentication_error'
@@ -198,7 +208,7 @@ function anthropicError(status: number, message: string): unknown {
   return { type: 'error', error: { type, message } };
 }
 
-function lastUserText(json: Record<string, unknown> | undefined): string {
+export function lastUserText(json: Record<string, unknown> | undefined): string {
   const msgs = (json?.['messages'] ?? []) as { role?: string; content?: unknown }[];
   for (let i = msgs.length - 1; i >= 0; i--) {
     const m = msgs[i]!;
@@ -243,6 +253,22 @@ async function answer(
   const anthropic = c.api === 'anthropic';
   const auth = opts.auth ?? {};
   if (c.api === 'azure') {
+    const authorization = c.headers['authorization'];
+    if (
+      auth.azureBearer &&
+      (c.headers['api-key'] !== undefined ||
+        !auth.azureBearer(typeof authorization === 'string' ? authorization : undefined))
+    ) {
+      return sendJson(
+        res,
+        401,
+        openaiError(
+          401,
+          'Unauthorized. Access token is missing, invalid, audience is incorrect (https://cognitiveservices.azure.com), or have expired.',
+          '401',
+        ),
+      );
+    }
     if (auth.azureKey && c.headers['api-key'] !== auth.azureKey) {
       return sendJson(
         res,
@@ -444,7 +470,7 @@ async function responses(
   res.end(ev('response.completed', { response: full }));
 }
 
-async function anthropicMessages(
+export async function anthropicMessages(
   res: ServerResponse,
   model: string,
   content: string,
