@@ -7,7 +7,7 @@
  * reason, is not an answer to serve again); what this module cannot rebuild faithfully (logprobs
  * in a stream, citation deltas) is not stored rather than stored lossy.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import type { SseEvent } from '../usage/sse.js';
 
 type Obj = Record<string, unknown>;

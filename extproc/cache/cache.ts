@@ -16,7 +16,7 @@
  * replay, a different way to find the digest. It is not built.
  */
 import { Counter, type Registry } from 'prom-client';
-import type { ApiFormat, Operation } from '../api/endpoints.js';
+import type { ApiFormat, Operation } from '../providers/endpoints.js';
 import type { Route } from '../config/contract.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import type { Caller } from '../governance/identity.js';

@@ -14,7 +14,7 @@
  * change the answer only costs hits, while one left out could serve a wrong answer.
  */
 import { createHash } from 'node:crypto';
-import type { ApiFormat, Operation } from '../api/endpoints.js';
+import type { ApiFormat, Operation } from '../providers/endpoints.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import type { CacheScope } from './schema.js';
 

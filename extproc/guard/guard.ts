@@ -10,7 +10,7 @@
  * count everything the client sent.
  */
 import type { RE2JS } from 're2js';
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import { compileCustomPattern } from '../masking/detect/custom.js';
 import { createTextView } from '../masking/detect/text-view.js';
 import { requestSlots, type SlotList } from '../masking/fields.js';

@@ -3,7 +3,7 @@
  * whole or streamed. Findings are tallied by direction, type and action; values never leave
  * this module except as replacements in the body.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import type { MaskAction } from '../config/contract.js';
 import type { DetectorSet, Finding } from './detect/index.js';
 import { maskableSlots } from './fields.js';

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MaskingPolicy, Policy } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import { detectAll, maskRequest, Tally } from './engine.js';
 import { isBase64Payload, MAX_REQUEST_DEPTH } from './fields.js';
 import { compileMasking, compilePolicy } from './policy.js';

@@ -3,7 +3,7 @@
  * API shape, never by blind recursion: `model`, ids, roles, tool names, image URLs and base64
  * data are not text the model reads as prose, and rewriting them would break the request.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import { duplicateKey } from './json-keys.js';
 
 type Obj = Record<string, unknown>;

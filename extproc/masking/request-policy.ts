@@ -3,7 +3,7 @@
  * refuse) unless the policy is in shadow mode, and decide what a failure does.
  */
 import { createHash } from 'node:crypto';
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
 import type { PolicyState } from '../pipeline/request-store.js';
 import { maskRequest, OutputTransform, Tally, type FindingCount } from './engine.js';

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import { SseParser } from '../usage/sse.js';
 import { OutputTransform, Tally } from './engine.js';
 import { compileMasking } from './policy.js';

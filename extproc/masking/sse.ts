@@ -8,7 +8,7 @@
  * An event is re-serialized only when its text changed, and then only the changed string
  * literals are replaced: every other byte of the provider's event is kept.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import type { SseEvent } from '../usage/sse.js';
 import type { OutputTransform, TextChannel } from './engine.js';
 import { responsesEventSlots } from './fields.js';

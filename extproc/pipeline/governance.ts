@@ -3,7 +3,7 @@
  * the policy's limits (reserve before forwarding, reconcile once the response is over). The
  * decisions live in governance/; this module only sequences them for one request.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import type { CompiledGovernance, ModelEntry, RuntimeConfig } from '../config/runtime.js';
 import { refusalError } from '../errors.js';
 import { checkAccess } from '../governance/access.js';

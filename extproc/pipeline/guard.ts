@@ -4,7 +4,7 @@
  * route costs no guard work) and before masking (masking must see the rendered template and the
  * decorators, so PII inside a template variable is masked before it leaves).
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { evaluateGuard, guardBlockMessage, type GuardReason } from '../guard/guard.js';
 import { TEMPLATE_FIELD, type PromptGuardPolicy } from '../guard/schema.js';

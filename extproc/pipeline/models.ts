@@ -1,4 +1,4 @@
-import type { ApiFormat } from '../api/endpoints.js';
+import type { ApiFormat } from '../providers/endpoints.js';
 import type { ModelEntry } from '../config/runtime.js';
 
 /** `/v1/models` answered by the gateway from its routes, in the caller's API format. */

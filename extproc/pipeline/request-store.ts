@@ -1,4 +1,4 @@
-import type { ApiFormat, Operation } from '../api/endpoints.js';
+import type { ApiFormat, Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
 import type { OutputTransform, Tally } from '../masking/engine.js';
 import type { CompiledPolicy } from '../masking/policy.js';

@@ -4,7 +4,12 @@
  * clear_route_cache. Response: usage accounting, SSE handling, access log and metrics.
  */
 import { isUtf8 } from 'node:buffer';
-import { guessApi, resolveEndpoint, type ApiFormat, type Endpoint } from '../api/endpoints.js';
+import {
+  guessApi,
+  resolveEndpoint,
+  type ApiFormat,
+  type Endpoint,
+} from '../providers/endpoints.js';
 import { WIRE, type Route } from '../config/contract.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';

@@ -1,6 +1,6 @@
-import type { ApiFormat } from '../api/endpoints.js';
+import type { ApiFormat } from '../providers/endpoints.js';
 import { WIRE } from '../config/contract.js';
-import { errorBody } from '../api/error-body.js';
+import { errorBody } from '../providers/error-body.js';
 import type { SluiceError } from '../errors.js';
 import type { Verdict } from './mutation.js';
 

@@ -2,7 +2,7 @@
  * The providers seam: which translator serves a (caller API × backend API) pair, and the refusal
  * when none does. Everything provider-specific lives in this folder.
  */
-import type { ApiFormat, Operation } from '../api/endpoints.js';
+import type { ApiFormat, Operation } from './endpoints.js';
 import { SluiceError } from '../errors.js';
 import { anthropicToAnthropic } from './anthropic-to-anthropic.js';
 import { anthropicToBedrock } from './anthropic-to-bedrock.js';

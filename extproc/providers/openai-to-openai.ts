@@ -3,7 +3,7 @@
  * the body goes as it is but for the model override, the usage the gateway needs in a stream,
  * and the gateway's output cap. The answer is already in the caller's format.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from './endpoints.js';
 import { azurePath, versionedPath } from './paths.js';
 import { withOutputTokenCap } from './output-cap.js';
 import type { Translator } from './translator.js';

@@ -17,7 +17,7 @@
  * `max_completion_tokens: 1` (which the reservation counts) and `max_tokens: 1000000` must not get
  * a million tokens from a server that reads only `max_tokens`.
  */
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from './endpoints.js';
 import type { Provider } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 

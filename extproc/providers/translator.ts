@@ -14,7 +14,7 @@
  * Translators are pure and synchronous: no I/O, no clock, no credentials (providers/auth.ts adds
  * those after the body is final, so a signature can cover it).
  */
-import type { ApiFormat, Operation } from '../api/endpoints.js';
+import type { ApiFormat, Operation } from './endpoints.js';
 import type { ResolvedBackend } from '../config/runtime.js';
 import type { BackendApi } from './provider.js';
 

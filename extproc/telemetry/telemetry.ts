@@ -5,7 +5,7 @@
  */
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { otelOperation, type Operation } from '../api/endpoints.js';
+import { otelOperation, type Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
 import type { TokenUsage } from '../usage/extract.js';
 

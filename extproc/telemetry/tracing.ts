@@ -42,7 +42,7 @@ import {
   type SpanProcessor,
 } from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
-import { otelOperation, type Operation } from '../api/endpoints.js';
+import { otelOperation, type Operation } from '../providers/endpoints.js';
 import { MAX_LOG_FIELD_CHARS, OTEL_PROVIDER, type RequestRecord } from './telemetry.js';
 
 export interface TracingOptions {

@@ -1,7 +1,7 @@
-import type { Operation } from '../api/endpoints.js';
+import type { Operation } from '../providers/endpoints.js';
 import type { SseEvent } from './sse.js';
 
-export type { Operation } from '../api/endpoints.js';
+export type { Operation } from '../providers/endpoints.js';
 
 /**
  * Token usage, normalised across providers.

@@ -680,7 +680,7 @@ function jsonHeaders(code: string): EnvoyJson[] {
   ];
 }
 
-/** The path of the one Anthropic API the gateway serves (extproc/api/endpoints.ts). */
+/** The path of the one Anthropic API the gateway serves (extproc/providers/endpoints.ts). */
 const ANTHROPIC_PATH = '/v1/messages';
 
 /** Both ext_proc filters accept the extproc's mark on its own immediate responses. */
