@@ -225,6 +225,7 @@ describe('prometheus: the dashboard and alert rules on a real Prometheus scrapin
   let registry: Registry;
   let rulesFile: string;
   let at: number | undefined;
+  let operator: ReturnType<typeof operatorMetrics>;
   const keys: Record<string, string> = {};
 
   before(async () => {
@@ -282,6 +283,7 @@ describe('prometheus: the dashboard and alert rules on a real Prometheus scrapin
     collectDefaultMetrics({ register: opRegistry });
     const op = operatorMetrics(opRegistry);
     op.leader.set(1);
+    operator = op;
     operatorAdmin = await startAdmin({
       listen: '127.0.0.1:0',
       registry: opRegistry,
@@ -486,6 +488,30 @@ describe('prometheus: the dashboard and alert rules on a real Prometheus scrapin
       `${prom.url}/api/v1/targets/metadata?match_target=${encodeURIComponent('{job="gateway"}')}&metric=sluice_xds_nacks_total`,
     ).then((r) => r.json() as Promise<{ data: unknown[] }>);
     assert.equal(nackMeta.data.length, 1, 'sluice run does not expose sluice_xds_nacks_total');
+  });
+
+  // `or vector(0)` gives the not-leading rule's signal data whatever the gauge says, so its
+  // signal returning data proves nothing: the gauge's value must reach the rule.
+  it('reads the leader gauge by value: 1 keeps SluiceOperatorNotLeading off, 0 turns it on', async () => {
+    const rule = renderedRules()
+      .groups.flatMap((g) => g.rules)
+      .find((r) => r['alert'] === 'SluiceOperatorNotLeading');
+    assert.ok(rule, 'no SluiceOperatorNotLeading rule');
+    const expr = String(rule['expr']);
+    const leader = await prom.query('max(sluice_operator_status_leader)');
+    assert.equal(leader.length, 1, 'the operator target exposes the leader gauge');
+    assert.equal(Number(leader[0]!.value[1]), 1, 'the operator leads');
+    assert.deepEqual(await prom.query(expr), [], 'the alert expression is false while leading');
+    operator.leader.set(0);
+    try {
+      const on = await until('the alert expression to see the gauge at 0', async () => {
+        const r = await prom.query(expr);
+        return r.length === 1 ? r : undefined;
+      });
+      assert.equal(Number(on[0]!.value[1]), 0);
+    } finally {
+      operator.leader.set(1);
+    }
   });
 
   /** A metric Prometheus scraped: series now, or HELP/TYPE for a family without samples yet. */
