@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { keyDigest, readConsumerSecret } from './consumer-secret.js';
+import type { ConsumerKey } from './types.js';
+import {
+  groupConsumerKeys,
+  keyDigest,
+  MAX_KEYS_PER_CONSUMER,
+  readConsumerSecret,
+} from './consumer-secret.js';
 
 const sha = (s: string) => createHash('sha256').update(s).digest('hex');
 
@@ -92,5 +98,53 @@ void describe('readConsumerSecret', () => {
       assert.ok(r.ok, t);
       assert.match(r.key.expiresAt!, /^2030-01-01T00:00:00\.(000|500)Z$/);
     }
+  });
+});
+
+void describe('groupConsumerKeys', () => {
+  const key = (secret: string, consumer: string, keyHash: string, team?: string): ConsumerKey => ({
+    namespace: 'keys',
+    secret,
+    consumer,
+    keyHash,
+    ...(team !== undefined ? { team } : {}),
+  });
+
+  void it('groups keys by consumer and leaves out, with a problem each, what would be a guess', () => {
+    const many = Array.from({ length: MAX_KEYS_PER_CONSUMER + 1 }, (_, i) =>
+      key(`m${String(i).padStart(3, '0')}`, 'many', keyDigest(`m${i}`)),
+    );
+    const { consumers, problems } = groupConsumerKeys([
+      key('b2', 'bob', keyDigest('b2')),
+      key('b1', 'bob', keyDigest('shared')),
+      key('a1', 'alice', keyDigest('shared')),
+      key('t1', 'teams', keyDigest('t1'), 'red'),
+      key('t2', 'teams', keyDigest('t2'), 'blue'),
+      key('c1', 'carol', keyDigest('c1'), 'red'),
+      ...many,
+    ]);
+    assert.deepEqual(
+      consumers.map((c) => [
+        c.name,
+        c.team,
+        c.keys.map((k) => k.secret),
+        c.own.map((k) => k.secret),
+      ]),
+      [
+        ['alice', '', ['a1'], []],
+        ['bob', '', ['b1', 'b2'], ['b2']],
+        ['carol', 'red', ['c1'], ['c1']],
+      ],
+    );
+    assert.deepEqual(
+      problems.map((p) => [p.consumer, p.secrets.length]),
+      [
+        ['alice', 1],
+        ['bob', 1],
+        ['many', MAX_KEYS_PER_CONSUMER + 1],
+        ['teams', 2],
+      ],
+    );
+    assert.match(problems[3]!.message, /disagree on the team \("red", "blue"\)/);
   });
 });

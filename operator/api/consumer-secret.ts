@@ -105,3 +105,97 @@ export function readConsumerSecret(
   }
   return { ok: true, key };
 }
+
+/** The contract's bound on the keys of one consumer. */
+export const MAX_KEYS_PER_CONSUMER = 64;
+
+export interface ConsumerProblem {
+  consumer: string;
+  /** `namespace/name` of the Secrets concerned, sorted. */
+  secrets: string[];
+  message: string;
+}
+
+/** One consumer as its Secrets define it, when they agree. */
+export interface ConsumerGroup {
+  name: string;
+  /** The team its Secrets agree on; '' for none. */
+  team: string;
+  /** Every key of its Secrets, by Secret. */
+  keys: ConsumerKey[];
+  /** The keys no other consumer also holds: the only ones that may be used. */
+  own: ConsumerKey[];
+}
+
+/**
+ * Consumer keys (one per Secret) → consumers, sorted by name, and what is wrong between Secrets.
+ * Left out whole, each with a problem, fail-closed: a consumer whose Secrets disagree on the team
+ * (which team's budget and access would apply is a guess), one with more keys than the contract
+ * holds; and a key digest found under two consumers is left out of both (which consumer a caller
+ * is would be a guess). These rules are the consumer Secret format's, not translation's: a source
+ * reports the problems as it reads the Secrets, translation compiles the groups.
+ */
+export function groupConsumerKeys(keys: readonly ConsumerKey[]): {
+  consumers: ConsumerGroup[];
+  problems: ConsumerProblem[];
+} {
+  const problems: ConsumerProblem[] = [];
+  const ordered = [...keys].sort(
+    (a, b) => cmp(a.consumer, b.consumer) || cmp(secretKey(a), secretKey(b)),
+  );
+  const owners = new Map<string, Set<string>>();
+  for (const k of ordered) {
+    const set = owners.get(k.keyHash) ?? new Set<string>();
+    set.add(k.consumer);
+    owners.set(k.keyHash, set);
+  }
+  const groups = new Map<string, ConsumerKey[]>();
+  for (const k of ordered) {
+    const list = groups.get(k.consumer) ?? [];
+    list.push(k);
+    groups.set(k.consumer, list);
+  }
+
+  const consumers: ConsumerGroup[] = [];
+  for (const [name, group] of groups) {
+    const secrets = group.map(secretKey);
+    const teams = [...new Set(group.map((k) => k.team ?? ''))];
+    if (teams.length > 1) {
+      const described = teams.map((t) => (t === '' ? '(none)' : `"${t}"`)).join(', ');
+      problems.push({
+        consumer: name,
+        secrets,
+        message: `the Secrets of consumer "${name}" disagree on the team (${described}); none of its keys is used`,
+      });
+      continue;
+    }
+    const shared = group.filter((k) => owners.get(k.keyHash)!.size > 1);
+    if (shared.length > 0) {
+      problems.push({
+        consumer: name,
+        secrets: shared.map(secretKey),
+        message: `a key of consumer "${name}" is also a key of another consumer; it is used by neither`,
+      });
+    }
+    const own = group.filter((k) => owners.get(k.keyHash)!.size === 1);
+    const digests = new Set(own.map((k) => k.keyHash));
+    if (digests.size > MAX_KEYS_PER_CONSUMER) {
+      problems.push({
+        consumer: name,
+        secrets,
+        message: `consumer "${name}" has ${digests.size} keys, more than ${MAX_KEYS_PER_CONSUMER}; none of its keys is used`,
+      });
+      continue;
+    }
+    consumers.push({ name, team: teams[0]!, keys: group, own });
+  }
+  return { consumers, problems };
+}
+
+function secretKey(k: ConsumerKey): string {
+  return `${k.namespace}/${k.secret}`;
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -4,7 +4,7 @@
  * digest or a hand-made Secret's raw key.
  */
 import { randomBytes } from 'node:crypto';
-import { MAX_KEYS_PER_CONSUMER } from '../translate/governance.js';
+import { MAX_KEYS_PER_CONSUMER } from '../api/consumer-secret.js';
 import {
   consumerOf,
   describeKey,

@@ -20,7 +20,7 @@
  */
 import { pino, type Logger } from 'pino';
 import type { Backoff } from '../../extproc/shared/backoff.js';
-import { CONSUMER_LABEL } from '../api/consumer-secret.js';
+import { CONSUMER_LABEL, groupConsumerKeys } from '../api/consumer-secret.js';
 import type {
   AIPolicy,
   AIRoute,
@@ -30,7 +30,6 @@ import type {
   SecretData,
   ServiceEndpoints,
 } from '../api/types.js';
-import { compileConsumers } from '../translate/governance.js';
 import type { Kind, SourceApi } from './kube-api.js';
 import {
   decodeSecretData,
@@ -267,7 +266,7 @@ export class KubeSource {
    */
   private reportConsumerProblems(keys: readonly ConsumerKey[]): void {
     const now = new Set<string>();
-    for (const p of compileConsumers(keys).problems) {
+    for (const p of groupConsumerKeys(keys).problems) {
       const id = `${p.secrets.join(',')}|${p.message}`;
       now.add(id);
       if (this.consumerProblems.has(id)) continue;

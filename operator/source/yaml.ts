@@ -7,7 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { LineCounter, parseAllDocuments } from 'yaml';
 import type { Tags } from 'yaml';
-import { isConsumerSecret, readConsumerSecret } from '../api/consumer-secret.js';
+import { groupConsumerKeys, isConsumerSecret, readConsumerSecret } from '../api/consumer-secret.js';
 import { API_VERSION } from '../api/types.js';
 import type {
   AIPolicy,
@@ -18,7 +18,6 @@ import type {
   SecretData,
   ServiceEndpoints,
 } from '../api/types.js';
-import { compileConsumers } from '../translate/governance.js';
 import { validateDocument, validateDocuments, type DocumentResult } from '../validate/validate.js';
 
 export interface Problem {
@@ -331,7 +330,7 @@ export async function loadResources(
     memory.objects.clear();
     for (const [id, d] of current) memory.objects.set(id, d);
   }
-  for (const p of compileConsumers(consumerKeys).problems) {
+  for (const p of groupConsumerKeys(consumerKeys).problems) {
     problems.push({ source: keySources.get(p.secrets[0]!) ?? '', message: p.message });
   }
   const endpoints = groupEndpoints(slices, services, problems);

@@ -14,7 +14,7 @@ import {
   LimitsPolicy,
   Pricing,
 } from '../../extproc/governance/schema.js';
-import { CONSUMER_LABEL } from '../api/consumer-secret.js';
+import { CONSUMER_LABEL, groupConsumerKeys, type ConsumerProblem } from '../api/consumer-secret.js';
 import type {
   AIPolicySpec,
   ConsumerKey,
@@ -33,84 +33,27 @@ type ContractIdentity = z.input<typeof IdentityPolicy>;
 export const GOVERNANCE_SECTIONS = ['consumers', 'access', 'limits', 'pricing'] as const;
 export type GovernanceSectionName = (typeof GOVERNANCE_SECTIONS)[number];
 
-/** The contract's bounds on a consumer and on a name. */
-export const MAX_KEYS_PER_CONSUMER = 64;
+/** The contract's bound on a name. */
 const MAX_NAME = 253;
 /** Envoy's own default for remote JWKS, written out so the IR says what Envoy will do. */
 export const DEFAULT_JWKS_CACHE_SECONDS = 600;
 
-export interface ConsumerProblem {
-  consumer: string;
-  /** `namespace/name` of the Secrets concerned, sorted. */
-  secrets: string[];
-  message: string;
-}
-
 /**
- * Consumer keys → the contract's consumers, sorted by name. Keys expired at `now` are left out
- * (absent `now`: none is), so a rotated-out key stops working even while a newer key of the same
- * consumer lives on. The contract has one `expiresAt` per consumer, not per key; it is set only
- * when every key has an expiry, to the latest one: then the extproc itself refuses the consumer
- * once its last key has expired, even if no new configuration arrives. An earlier-expiring key is
- * dropped by the next translation after its expiry (the controller schedules one).
- *
- * Left out whole, each with a problem, fail-closed: a consumer whose Secrets disagree on the team
- * (which team's budget and access would apply is a guess), one with more keys than the contract
- * holds; and a key digest found under two consumers is left out of both (which consumer a caller
- * is would be a guess). Problems are the same whatever `now` is, so a source can report them.
+ * Consumer keys → the contract's consumers, sorted by name; the consumers the Secrets' own rules
+ * leave out (groupConsumerKeys) are left out, with their problems. Keys expired at `now` are left
+ * out (absent `now`: none is), so a rotated-out key stops working even while a newer key of the
+ * same consumer lives on. The contract has one `expiresAt` per consumer, not per key; it is set
+ * only when every key has an expiry, to the latest one: then the extproc itself refuses the
+ * consumer once its last key has expired, even if no new configuration arrives. An
+ * earlier-expiring key is dropped by the next translation after its expiry (the controller
+ * schedules one). Problems are the same whatever `now` is, so a source can report them.
  */
 export function compileConsumers(
   keys: readonly ConsumerKey[],
   now?: number,
 ): { consumers: ContractConsumer[]; problems: ConsumerProblem[] } {
-  const problems: ConsumerProblem[] = [];
-  const ordered = [...keys].sort(
-    (a, b) => cmp(a.consumer, b.consumer) || cmp(secretKey(a), secretKey(b)),
-  );
-  const owners = new Map<string, Set<string>>();
-  for (const k of ordered) {
-    const set = owners.get(k.keyHash) ?? new Set<string>();
-    set.add(k.consumer);
-    owners.set(k.keyHash, set);
-  }
-  const groups = new Map<string, ConsumerKey[]>();
-  for (const k of ordered) {
-    const list = groups.get(k.consumer) ?? [];
-    list.push(k);
-    groups.set(k.consumer, list);
-  }
-
-  const consumers: ContractConsumer[] = [];
-  for (const [name, group] of groups) {
-    const secrets = group.map(secretKey);
-    const teams = [...new Set(group.map((k) => k.team ?? ''))];
-    if (teams.length > 1) {
-      const described = teams.map((t) => (t === '' ? '(none)' : `"${t}"`)).join(', ');
-      problems.push({
-        consumer: name,
-        secrets,
-        message: `the Secrets of consumer "${name}" disagree on the team (${described}); none of its keys is used`,
-      });
-      continue;
-    }
-    const shared = group.filter((k) => owners.get(k.keyHash)!.size > 1);
-    if (shared.length > 0) {
-      problems.push({
-        consumer: name,
-        secrets: shared.map(secretKey),
-        message: `a key of consumer "${name}" is also a key of another consumer; it is used by neither`,
-      });
-    }
-    const own = group.filter((k) => owners.get(k.keyHash)!.size === 1);
-    const digests = new Set(own.map((k) => k.keyHash));
-    if (digests.size > MAX_KEYS_PER_CONSUMER) {
-      problems.push({
-        consumer: name,
-        secrets,
-        message: `consumer "${name}" has ${digests.size} keys, more than ${MAX_KEYS_PER_CONSUMER}; none of its keys is used`,
-      });
-      continue;
-    }
+  const { consumers: groups, problems } = groupConsumerKeys(keys);
+  const consumers = groups.map(({ name, team, keys: group, own }) => {
     const live = own.filter(
       (k) => now === undefined || k.expiresAt === undefined || now < Date.parse(k.expiresAt),
     );
@@ -118,12 +61,12 @@ export function compileConsumers(
       name,
       keyHashes: [...new Set(live.map((k) => k.keyHash))].sort(cmp),
     };
-    if (teams[0] !== '') c.team = teams[0]!;
+    if (team !== '') c.team = team;
     if (group.every((k) => k.expiresAt !== undefined)) {
       c.expiresAt = new Date(Math.max(...group.map((k) => Date.parse(k.expiresAt!)))).toISOString();
     }
-    consumers.push(c);
-  }
+    return c;
+  });
   return { consumers, problems };
 }
 
@@ -136,10 +79,6 @@ export function nextKeyExpiry(keys: readonly ConsumerKey[], now: number): number
     if (t > now && (next === undefined || t < next)) next = t;
   }
   return next;
-}
-
-function secretKey(k: ConsumerKey): string {
-  return `${k.namespace}/${k.secret}`;
 }
 
 /** The consumers section as the contract's IdentityPolicy: same fields, the header is ours. */
