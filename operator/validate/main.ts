@@ -1,6 +1,7 @@
 /** `sluice validate -f PATH [-f PATH…]`: checks manifests offline as the cluster and the extproc would. */
 import { readDocuments } from '../source/yaml.js';
-import { compileErrors, validateDocuments } from './validate.js';
+import { compileErrors } from './compile.js';
+import { validateDocuments } from './validate.js';
 
 const USAGE = `Usage: sluice validate -f PATH [-f PATH…]
 

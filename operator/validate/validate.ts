@@ -1,17 +1,16 @@
 /**
  * Offline validation of Sluice documents with the cluster's semantics: the zod schema (the same
  * one the CRD's OpenAPI schema is generated from) and then the CRD's CEL rules, evaluated on the
- * same pruned, typed value the apiserver would see (validateDocument); then, beyond what the
- * apiserver checks, what the extproc would refuse to compile (compileErrors).
+ * same pruned, typed value the apiserver would see (validateDocument). What the operator and the
+ * extproc refuse beyond that is compile.ts's: this file is the apiserver's part alone, which the
+ * YAML source also applies, so it stays below translation.
  */
 import type { z } from 'zod';
 import { AIPolicySchema, AIRouteSchema } from '../api/schema.js';
 import { API_VERSION, GROUP } from '../api/types.js';
-import type { AIPolicy, AIRoute, SecretData } from '../api/types.js';
+import type { AIPolicy, AIRoute } from '../api/types.js';
 import { openAPISchema, SLUICE_KINDS } from '../crdgen/crds.js';
 import type { SluiceKind } from '../crdgen/crds.js';
-import { compileProblems } from '../translate/policy.js';
-import { DEFAULT_SECRET_KEY, toIR } from '../translate/to-ir.js';
 import { evaluateRules } from './cel.js';
 
 export interface FieldError {
@@ -59,7 +58,7 @@ export function validateDocuments(docs: readonly unknown[]): DocumentResult[] {
 
 export function validateDocument(doc: unknown): DocumentResult {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    return invalid({}, [error('', 'a document must be an object with apiVersion and kind')]);
+    return invalid({}, [fieldError('', 'a document must be an object with apiVersion and kind')]);
   }
   const d = doc as Record<string, unknown>;
   const meta = (typeof d.metadata === 'object' && d.metadata !== null ? d.metadata : {}) as Record<
@@ -73,18 +72,21 @@ export function validateDocument(doc: unknown): DocumentResult {
     namespace: typeof meta.namespace === 'string' ? meta.namespace : 'default',
   };
   if (head.apiVersion === undefined || head.kind === undefined) {
-    return invalid(head, [error('', 'apiVersion and kind are required')]);
+    return invalid(head, [fieldError('', 'apiVersion and kind are required')]);
   }
   const group = head.apiVersion.includes('/') ? head.apiVersion.split('/')[0] : '';
   if (group !== GROUP) return { outcome: 'skipped', ...head, errors: [] };
   if (head.apiVersion !== API_VERSION) {
     return invalid(head, [
-      error('apiVersion', `unsupported version "${head.apiVersion}"; supported: ${API_VERSION}`),
+      fieldError(
+        'apiVersion',
+        `unsupported version "${head.apiVersion}"; supported: ${API_VERSION}`,
+      ),
     ]);
   }
   if (!(SLUICE_KINDS as string[]).includes(head.kind)) {
     return invalid(head, [
-      error('kind', `unknown kind "${head.kind}"; known: ${SLUICE_KINDS.join(', ')}`),
+      fieldError('kind', `unknown kind "${head.kind}"; known: ${SLUICE_KINDS.join(', ')}`),
     ]);
   }
   const kind = head.kind as SluiceKind;
@@ -104,43 +106,6 @@ export function validateDocument(doc: unknown): DocumentResult {
   return { outcome: 'valid', ...head, errors, object: parsed.data };
 }
 
-/**
- * What the operator would refuse in a document the apiserver accepts, judged on the document
- * alone: an AIPolicy's sections compiled by the extproc's own schemas (RE2 patterns, word lists,
- * templates, decorators, JWKS, access globs, limits, prices), exactly as translation compiles
- * them (the operator marks such a policy InvalidPolicy and refuses the routes it targets); an
- * AIRoute's own faults as translation finds them. Empty for anything else.
- */
-export function compileErrors(result: DocumentResult): FieldError[] {
-  if (result.outcome !== 'valid' || !result.object) return [];
-  if (result.object.kind === 'AIRoute') return routeErrors(result.object);
-  return compileProblems(result.object.spec).map((p) => error(p.field, p.message));
-}
-
-// What an AIRoute's Accepted reason says about other resources; those verdicts are render's.
-const REFERENCE_REASONS = new Set(['SecretNotFound', 'SecretKeyNotFound', 'ModelConflict']);
-
-/**
- * What the operator refuses in an AIRoute on its own (rules naming models the route does not
- * serve or backends it does not have, weight-0 rules, provider blocks…): translation run on the
- * route alone, with every Secret it references taken to exist, so only its own faults remain.
- */
-function routeErrors(route: AIRoute): FieldError[] {
-  const ns = route.metadata.namespace;
-  const secrets = new Map<string, SecretData>();
-  for (const b of route.spec.backends) {
-    const ref = b.credential?.secretRef;
-    if (!ref) continue;
-    const s = secrets.get(ref.name) ?? { metadata: { name: ref.name, namespace: ns }, data: {} };
-    s.data[ref.key ?? DEFAULT_SECRET_KEY] = 'assumed-to-exist';
-    secrets.set(ref.name, s);
-  }
-  const ir = toIR({ routes: [route], policies: [], secrets: [...secrets.values()], endpoints: [] });
-  const c = ir.statuses[0]?.conditions.find((x) => x.type === 'Accepted');
-  if (!c || c.status === 'True' || REFERENCE_REASONS.has(c.reason)) return [];
-  return [{ field: 'spec', message: c.message, detail: `${c.message} (${c.reason})` }];
-}
-
 /** The message the apiserver answers a create of this invalid document with. */
 export function apiserverMessage(result: DocumentResult): string {
   const details = result.errors.map((e) => e.detail);
@@ -152,7 +117,8 @@ function invalid(head: Omit<DocumentResult, 'outcome' | 'errors'>, errors: Field
   return { outcome: 'invalid' as const, ...head, errors };
 }
 
-function error(field: string, message: string): FieldError {
+/** A FieldError worded as the apiserver words it: `<field>: <message>`. */
+export function fieldError(field: string, message: string): FieldError {
   return { field, message, detail: field ? `${field}: ${message}` : message };
 }
 
@@ -178,5 +144,5 @@ function toFieldErrors(issue: z.core.$ZodIssue): FieldError[] {
       return { field: f, message, detail: `${f}: ${message}` };
     });
   }
-  return [error(field, issue.message)];
+  return [fieldError(field, issue.message)];
 }
