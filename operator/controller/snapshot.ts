@@ -5,28 +5,12 @@
  */
 import { createHash } from 'node:crypto';
 import type { ExtprocConfigInput } from '../../extproc/config/contract.js';
+import type { Footprint, ResourceRef } from '../status/footprint.js';
 import type { Translation } from '../translate/index.js';
 import { buildSnapshot, type Snapshot } from '../xds/cache.js';
 import type { ResourceEncoder } from '../xds/encode.js';
 import { EXTPROC_RESOURCE_NAME, extprocConfigResource } from '../xds/extproc-resource.js';
 import { CLUSTER, ENDPOINT, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
-
-/** One served resource. */
-export interface ResourceRef {
-  typeUrl: string;
-  name: string;
-}
-
-/**
- * Where an object lives in the served config: `envoy` resources are judged on Envoy nodes,
- * `extproc` resources on extproc nodes.
- */
-export interface Footprint {
-  envoy: ResourceRef[];
-  extproc: ResourceRef[];
-  /** Set when the object is served but changes nothing (a policy on no served route): why. */
-  idle?: string;
-}
 
 export interface Desired {
   /** Content hash of everything served: the snapshot's name, reported back with ACKs. */

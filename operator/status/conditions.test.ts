@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { Footprint } from '../controller/snapshot.js';
+import type { Footprint } from './footprint.js';
 import type { DataPlane, ResourceState } from '../xds/tracker.js';
 import { CLUSTER, EXTPROC_CONFIG, LISTENER } from '../xds/type-urls.js';
 import {

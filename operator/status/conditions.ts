@@ -28,7 +28,7 @@
  */
 import type { Condition, ResourceStatus } from '../api/types.js';
 import type { ConditionResult, StatusResult } from '../translate/ir.js';
-import type { Footprint, ResourceRef } from '../controller/snapshot.js';
+import type { Footprint, ResourceRef } from './footprint.js';
 import type { PlaneState } from './fleet.js';
 
 export { memoizedView, type DataPlaneView } from './fleet.js';

@@ -26,12 +26,12 @@ import { createHash } from 'node:crypto';
 import { ApiException, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { z } from 'zod';
-import type { ResourceRef } from '../controller/snapshot.js';
 import type { Backoff } from '../../extproc/shared/backoff.js';
 import { Reflector, type ListWatcher } from '../source/reflector.js';
 import type { PreparedSnapshot } from '../xds/cache.js';
 import type { DataPlane, ResourceState } from '../xds/tracker.js';
 import { CLUSTER, ENDPOINT, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
+import type { ResourceRef } from './footprint.js';
 import { microTime, type Lease } from './leader.js';
 
 export const ENVOY_TYPES: readonly string[] = [CLUSTER, ENDPOINT, LISTENER, ROUTE];
