@@ -21,6 +21,7 @@
  * items, `background`, `prompt` templates…): never silently dropped.
  */
 import type { ResolvedBackend } from '../config/runtime.js';
+import type { Provider } from './provider.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import {
   backendJson,
@@ -81,6 +82,15 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
  * the gateway keeps the conversation's state (sessions/responses.ts) and names the answer.
  */
 type ResponsesRequest = ExchangeRequest & { readonly responseId?: string | undefined };
+
+/**
+ * Providers that keep Responses state themselves (`store`, `previous_response_id`): requests to
+ * them pass through. Every other backend is served over Chat Completions by this file, with the
+ * state kept by the gateway.
+ */
+export function keepsResponsesState(provider: Provider): boolean {
+  return provider === 'openai' || provider === 'azure-openai';
+}
 
 /** Response id prefix; item ids are derived from the response's own id. */
 export const RESPONSE_ID_PREFIX = 'resp_';
