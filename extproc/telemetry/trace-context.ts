@@ -1,0 +1,127 @@
+/**
+ * The trace a request belongs to, decided when its headers arrive, so that each upstream attempt
+ * can hand the provider a W3C `traceparent` naming the attempt's own span: a provider that traces
+ * then joins the gateway's trace under the attempt that called it.
+ *
+ * Our spans are built when the request ends (tracing.ts, from the end record), long after the
+ * provider was called; so the ids are chosen here and the tracer is handed them then
+ * (PresetIdGenerator): the span the provider names as its parent is the span we export.
+ *
+ * The parent is Envoy's, when Envoy traces: its gRPC client injects the ext_proc call's span
+ * into the stream's initial metadata (envoyproxy/envoy source/common/grpc/async_client_impl.cc,
+ * AsyncStreamImpl::initialize: `current_span_->injectContext(...)` on the stream's headers), and
+ * that span is a child of Envoy's request span, itself continuing the caller's `traceparent`. So
+ * the stream's metadata wins over the request's own header: both are in the same trace, and the
+ * metadata's is the nearer parent. Without Envoy tracing the caller's header is the parent; with
+ * neither, a new trace starts and the configured ratio decides sampling, exactly as the
+ * tracer's ParentBased(TraceIdRatio) sampler decides later for the same trace id.
+ */
+import { randomBytes } from 'node:crypto';
+import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import {
+  SamplingDecision,
+  TraceIdRatioBasedSampler,
+  type IdGenerator,
+} from '@opentelemetry/sdk-trace';
+
+/** W3C trace-context headers as received (header or gRPC metadata), verbatim. */
+export interface TraceHeaders {
+  traceparent?: string | undefined;
+  tracestate?: string | undefined;
+}
+
+/** The trace of one request: where it continues, and its own root span's id. */
+export interface RequestTrace {
+  traceId: string;
+  /** The request's SERVER span. */
+  spanId: string;
+  sampled: boolean;
+  /** Where the trace came from (a valid traceparent), or undefined for a new trace. */
+  parent?: TraceHeaders;
+  tracestate?: string;
+}
+
+const propagator = new W3CTraceContextPropagator();
+const getter = {
+  get: (c: TraceHeaders, key: string) =>
+    key === 'traceparent' ? c.traceparent : key === 'tracestate' ? c.tracestate : undefined,
+  keys: () => ['traceparent', 'tracestate'],
+};
+
+export function newSpanId(): string {
+  return randomBytes(8).toString('hex');
+}
+
+/**
+ * The request's trace: continuing the first valid context of `sources` (in order: the ext_proc
+ * stream's metadata, then the request's headers), else a new one sampled at `ratio`.
+ */
+export function requestTrace(
+  sources: readonly (TraceHeaders | undefined)[],
+  ratio: number,
+): RequestTrace {
+  for (const s of sources) {
+    if (!s?.traceparent) continue;
+    const ctx = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, s, getter));
+    if (!ctx || !trace.isSpanContextValid(ctx)) continue;
+    const state = ctx.traceState?.serialize();
+    return {
+      traceId: ctx.traceId,
+      spanId: newSpanId(),
+      sampled: (ctx.traceFlags & 1) === 1, // W3C trace-flags bit 0: sampled
+      parent: { traceparent: s.traceparent, ...(s.tracestate && { tracestate: s.tracestate }) },
+      ...(state && { tracestate: state }),
+    };
+  }
+  const traceId = randomBytes(16).toString('hex');
+  const decision = new TraceIdRatioBasedSampler(ratio).shouldSample(
+    ROOT_CONTEXT,
+    traceId,
+    '',
+    SpanKind.SERVER,
+    {},
+    [],
+  );
+  return {
+    traceId,
+    spanId: newSpanId(),
+    sampled: decision.decision === SamplingDecision.RECORD_AND_SAMPLED,
+  };
+}
+
+/** The headers an upstream attempt carries: its own span as the provider's parent. */
+export function attemptHeaders(t: RequestTrace, attemptSpanId: string): [string, string][] {
+  const out: [string, string][] = [
+    ['traceparent', `00-${t.traceId}-${attemptSpanId}-${t.sampled ? '01' : '00'}`],
+  ];
+  if (t.tracestate) out.push(['tracestate', t.tracestate]);
+  return out;
+}
+
+/**
+ * Ids for spans started after the fact: `preset` hands the next span (and, for a new trace, the
+ * trace) the id chosen when the request was live; without one, random ids as the SDK's own.
+ */
+export class PresetIdGenerator implements IdGenerator {
+  private traceId: string | undefined;
+  private spanId: string | undefined;
+
+  /** The next startSpan() gets these; call right before it (startSpan is synchronous). */
+  preset(spanId: string | undefined, traceId?: string): void {
+    this.spanId = spanId;
+    this.traceId = traceId;
+  }
+
+  generateTraceId(): string {
+    const t = this.traceId ?? randomBytes(16).toString('hex');
+    this.traceId = undefined;
+    return t;
+  }
+
+  generateSpanId(): string {
+    const s = this.spanId ?? newSpanId();
+    this.spanId = undefined;
+    return s;
+  }
+}
