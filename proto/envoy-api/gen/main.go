@@ -29,6 +29,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/jwt_authn/v3"
@@ -53,6 +54,7 @@ var roots = []protoreflect.FullName{
 	"envoy.config.endpoint.v3.ClusterLoadAssignment",
 	"envoy.config.listener.v3.Listener",
 	"envoy.config.route.v3.RouteConfiguration",
+	"envoy.config.trace.v3.OpenTelemetryConfig",
 	"envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 	"envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
 	"envoy.extensions.filters.http.ext_proc.v3.ExtProcPerRoute",
