@@ -81,3 +81,82 @@ test('DATE_OF_BIRTH: a date in a birth context only', () => {
     assert.deepEqual(found(text), [], text);
   }
 });
+
+test('PERSON: names from the broad list and surname endings, roles, repeats, lists', () => {
+  // humannames and surname endings: neither name is in the curated list.
+  assert.deepEqual(found('The bill was paid by Tsukihiko Niita yesterday'), [
+    'PERSON:Tsukihiko Niita',
+  ]);
+  assert.deepEqual(found('Is it true that Jurković left?'), ['PERSON:Jurković']);
+  // A role before the name introduces it and stays outside the span.
+  assert.deepEqual(found('Producer Yuna Balashova explained it.'), ['PERSON:Yuna Balashova']);
+  // A word repeated from a name found elsewhere, and names listed beside a found one.
+  assert.deepEqual(found('You can tell Cecilie was a huge Cecilie Josefsen fan.'), [
+    'PERSON:Cecilie',
+    'PERSON:Cecilie Josefsen',
+  ]);
+  assert.deepEqual(found('They had 3: Sulimat, Brian and Susan.'), [
+    'PERSON:Sulimat',
+    'PERSON:Brian',
+    'PERSON:Susan',
+  ]);
+  // A possessive of a personal noun, a quoted speaker, a suffix kept in the span.
+  assert.deepEqual(found("Here's Avenall's address."), ['PERSON:Avenall']);
+  assert.deepEqual(found('Zizi: "Who are you?"'), ['PERSON:Zizi']);
+  assert.deepEqual(found('songwriter Maret Akhtakhanov MD employs'), [
+    'PERSON:Maret Akhtakhanov MD',
+  ]);
+  // A possessive ends a name: the company before is not part of it.
+  assert.deepEqual(found("Trulia's Ty Campbell said so"), ['PERSON:Ty Campbell']);
+  // A unit word ends a name line.
+  assert.deepEqual(found('Dr. Verena Schuur Apt. 961'), ['PERSON:Verena Schuur']);
+});
+
+test('PERSON: not places after in/at, streets named after people, organisations', () => {
+  for (const text of [
+    "I'm in Zalla, at the conference",
+    'The princess arrived at Fortaleza this morning.',
+    'Turn left at Semmens Greens.',
+    'Please return it to Rodriguez Crossing.',
+    'I work for Mango Transit Incorporated',
+  ]) {
+    assert.deepEqual(
+      found(text).filter((f) => f.startsWith('PERSON')),
+      [],
+      text,
+    );
+  }
+});
+
+test('STREET_ADDRESS: streets without a type confirmed by their tail, numbers before, cities', () => {
+  assert.deepEqual(found('Spinatsch 94\nUulu, PR 13249'), [
+    'STREET_ADDRESS:Spinatsch 94\nUulu, PR 13249',
+  ]);
+  assert.deepEqual(found('It is 18393 98 Rue du Niger\n Apt. 529'), [
+    'STREET_ADDRESS:18393 98 Rue du Niger\n Apt. 529',
+  ]);
+  assert.deepEqual(found('send it to 0462 Ålfjordgata 150 please'), [
+    'STREET_ADDRESS:0462 Ålfjordgata 150',
+  ]);
+  assert.deepEqual(found('at 0305 530 Briarwood Drive Suite 210 Laurel Springs United States'), [
+    'STREET_ADDRESS:0305 530 Briarwood Drive Suite 210 Laurel Springs United States',
+  ]);
+  assert.deepEqual(found('to 2774 Koepenicker Str. 38 Apt. 487'), [
+    'STREET_ADDRESS:2774 Koepenicker Str. 38 Apt. 487',
+  ]);
+  assert.deepEqual(found('Λεωφόρος Πανεπιστημίου 219'), [
+    'STREET_ADDRESS:Λεωφόρος Πανεπιστημίου 219',
+  ]);
+  for (const text of [
+    'Released on April 12, 2024.',
+    'see Guilty Pleasures: 5 Musicians Of The 70s You Hate',
+    'Windows 11 and Office 365 are installed.',
+    'Version 12\nBuild 3',
+  ]) {
+    assert.deepEqual(
+      found(text).filter((f) => f.startsWith('STREET')),
+      [],
+      text,
+    );
+  }
+});

@@ -57,7 +57,7 @@ const PREFIX = new Set(
     'route allée allee impasse quai place calle avenida av avda carrer carretera camino ' +
     'paseo plaza pasaje rua r travessa praça praca estrada alameda rodovia ul ulica al aleja ' +
     'os osiedle trg akti odos leoforos plateia str strada bulevardul calea sokak cadde ' +
-    'caddesi jalan jl soi thanon'
+    'caddesi jalan jl soi thanon οδός οδος λεωφόρος λεωφορος λεωφ πλατεία πλατεια'
   ).split(' '),
 );
 
@@ -207,6 +207,21 @@ const LOCALITY_PARTICLES = new Set([
   'on',
 ]);
 
+// Lower-case words inside a street's name: `Rue du Niger`, `Avenue of the Americas`.
+const STREET_PARTICLES = new Set([
+  'de',
+  'la',
+  'of',
+  'du',
+  'des',
+  'del',
+  'di',
+  'da',
+  'do',
+  'van',
+  'von',
+]);
+
 const LETTER = /\p{L}/u;
 const UPPER = /\p{Lu}/u;
 
@@ -321,8 +336,10 @@ function numberFirst(text: string, s: number, cueAt: number): number {
         if (named !== -1) return named;
         break;
       }
+      // Title-case prose (`5 Musicians Of The 70s`), not a street name.
+      if (isUpperAt(text, i) && words > 0 && NOT_CITY.has(w.lower)) break;
       if (isUpperAt(text, i)) capitalised++;
-      else if (!(words > 0 && (w.lower === 'de' || w.lower === 'la' || w.lower === 'of'))) break;
+      else if (!(words > 0 && STREET_PARTICLES.has(w.lower))) break;
     }
     words++;
     if (w !== null && words > 1 && SUFFIX.has(w.lower) && isUpperAt(text, w.start)) {
@@ -335,6 +352,13 @@ function numberFirst(text: string, s: number, cueAt: number): number {
         text.charCodeAt(e) === 32
       ) {
         e = d.dot ? d.end + 1 : d.end;
+      } else if (
+        (w.lower === 'str' || w.lower === 'strasse' || w.lower === 'straße') &&
+        text.charCodeAt(e) === 32
+      ) {
+        // `Koepenicker Str. 38`: German order, the number after the street.
+        const h = numberAt(text, e + 1);
+        if (h !== -1) e = h;
       }
       return e;
     }
@@ -353,8 +377,31 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       break;
     }
   }
-  if (capitalised >= 1 && lastEnd !== -1 && cueBefore(text, cueAt)) return lastEnd;
+  if (capitalised >= 1 && lastEnd !== -1 && (cueBefore(text, cueAt) || confirmed(text, lastEnd))) {
+    return lastEnd;
+  }
   return -1;
+}
+
+/**
+ * A street line without a street type is still one when an envelope's tail follows it: a unit
+ * (`Letališka 75\n Suite 432`, `98 Rue du Niger\n Apt. 529`) or a locality with a postcode
+ * (`Spinatsch 94\nUulu, PR 13249`).
+ */
+function confirmed(text: string, e: number): boolean {
+  if (unitAfter(text, e) !== e) return true;
+  const l = localityAfter(text, e);
+  if (l === e) return false;
+  // A place name and a postcode: `, 2024` after `April 12` is a year, not a locality.
+  let digits = 0;
+  let code = false;
+  let place = false;
+  for (let i = e; i < l; i++) {
+    digits = isDigitAt(text, i) ? digits + 1 : 0;
+    if (digits >= 4) code = true;
+    if (isUpperAt(text, i) && isLetter(text, i + 1)) place = true;
+  }
+  return code && place;
 }
 
 /**
@@ -421,8 +468,9 @@ function nameFirst(text: string, w: Word, cueAt: number): number {
     if (text.charCodeAt(e) !== 32) return -1;
     i = skipSpaces(text, e);
     if (isDigitAt(text, i)) {
-      if (!typed && !cueBefore(text, cueAt)) return -1;
-      return numberAt(text, i);
+      const e2 = numberAt(text, i);
+      if (!typed && !cueBefore(text, cueAt) && (e2 === -1 || !confirmed(text, e2))) return -1;
+      return e2;
     }
   }
   return -1;
@@ -494,7 +542,7 @@ function lineBreak(text: string, i: number): number {
  * `\n Amersfoort\n Netherlands 33971`. Each segment is one to four tokens that are capitalised
  * words, 2-3 letter codes or postcodes; at most three segments. Returns the new end.
  */
-function localityAfter(text: string, e: number): number {
+function localityAfter(text: string, e: number, afterUnit = false): number {
   let end = e;
   for (let seg = 0; seg < 3; seg++) {
     let i = end;
@@ -510,12 +558,49 @@ function localityAfter(text: string, e: number): number {
       } else break;
     }
     // Without a comma or line break only a city in capitals goes on: `Apt. 542 KÖTTMANNSDORF`.
-    if (!sep && !(i > end && capitalsWord(text, i))) return end;
+    // After a unit a city may follow with only a space: `Suite 210 Laurel Springs United States`.
+    if (
+      !sep &&
+      !(i > end && (capitalsWord(text, i) || (afterUnit && seg === 0 && cityWord(text, i))))
+    ) {
+      return end;
+    }
     const segEnd = localitySegment(text, i);
     if (segEnd === -1) return end;
     end = segEnd;
   }
   return end;
+}
+
+// Capitalised words that start a new sentence or clause, not a city.
+const NOT_CITY = new Set(
+  'the a an i we you he she they it my our your please thanks thank for in on at to and or but if so then this that there here when where what how why is are was'.split(
+    ' ',
+  ),
+);
+
+function cityWord(text: string, i: number): boolean {
+  const w = wordAt(text, i);
+  return w !== null && isUpperAt(text, i) && w.end - w.start >= 3 && !NOT_CITY.has(w.lower);
+}
+
+/** The start of a building number and a space right before `start` (not before `floor`). */
+function numberBefore(text: string, start: number, floor: number): number {
+  if (text.charCodeAt(start - 1) !== 32) return start;
+  let b = start - 1;
+  while (b > floor && b > start - 8 && isDigitAt(text, b - 1)) b--;
+  if (b === start - 1 || b < floor) return start;
+  if (b > 0 && (isLetter(text, b - 1) || isDigitAt(text, b - 1)) && !isEscapedLetter(text, b - 1)) {
+    return start;
+  }
+  // `Apt. 961 01836 Democracia 9967`: the number before belongs to the unit.
+  let u = b - 1;
+  while (u > 0 && text.charCodeAt(u - 1) === 32) u--;
+  if (text.charCodeAt(u - 1) === 46) u--;
+  let w = u;
+  while (w > 0 && isLetter(text, w - 1)) w--;
+  if (w < u && UNIT.has(text.slice(w, u).toLowerCase())) return start;
+  return b;
 }
 
 function capitalsWord(text: string, i: number): boolean {
@@ -658,8 +743,10 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
       while (i < n && (isLetter(text, i) || isDigitAt(text, i))) i++;
       continue;
     }
-    end = unitAfter(text, end);
-    end = localityAfter(text, end);
+    // `0462 Ålfjordgata 150`, `141 P.O. Box 101`: a building number written before the street.
+    start = numberBefore(text, start, out.length > 0 ? out[out.length - 1]!.end : 0);
+    const unitEnd = unitAfter(text, end);
+    end = localityAfter(text, unitEnd, unitEnd !== end);
     out.push({ type, start, end });
     i = end;
   }

@@ -1,0 +1,48 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { createDetectors } from './index.js';
+
+// Names and addresses look around each candidate (cues, titles, tails, names repeated elsewhere
+// in the text). Any of those walking the text again per candidate would make a prompt of
+// capitalised words quadratic. Not a wall-clock threshold: the CPU time of 4× the input must
+// stay near 4× (quadratic work would be 16×), the median of a few runs on a warmed-up set.
+const set = createDetectors({ types: ['PERSON', 'STREET_ADDRESS', 'DATE_OF_BIRTH'] });
+
+function cpuMs(text: string): number {
+  const runs: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    const c0 = process.cpuUsage();
+    set.detect(text);
+    const c = process.cpuUsage(c0);
+    runs.push((c.user + c.system) / 1000);
+  }
+  return runs.sort((a, b) => a - b)[1]!;
+}
+
+function sized(unit: string, bytes: number): string {
+  return unit.repeat(Math.ceil(bytes / unit.length)).slice(0, bytes);
+}
+
+const UNITS: [string, string][] = [
+  ['capitalised words', 'Ada Lovelace Zork Qwerty Jurković and Caird, '],
+  ['one long chain of capitalised words', 'Ada Zork Qwerty Blim Vrok '],
+  ['repeated names and lists', "Cecilie Josefsen, Cecilie and Jones, Dorothy's address "],
+  ['titles and roles', 'Mr. Producer Dr songwriter '],
+  ['possessives', "Ada's Bob's Zork's "],
+  ['street lines with tails', '12 Main St Apt. 4 Springfield, IL 62704\n'],
+  ['untyped streets', 'Spinatsch 94\nUulu, PR 13249 '],
+  ['numbers before streets', '0462 1 2 3 Ålfjordgata 150 '],
+  ['units and cities', 'Suite 1 Laurel Springs United States '],
+];
+
+for (const [name, unit] of UNITS) {
+  test(`names and addresses stay linear: 1 MB of ${name}`, () => {
+    cpuMs(sized(unit, 64 * 1024)); // warm up
+    const small = Math.max(cpuMs(sized(unit, 256 * 1024)), 1);
+    const large = cpuMs(sized(unit, 1024 * 1024));
+    assert.ok(
+      large / small < 9,
+      `${name}: 4× the text took ${(large / small).toFixed(1)}× the time`,
+    );
+  });
+}
