@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { pino } from 'pino';
 import { SluiceError } from './errors.js';
-import type { Outcome } from './pipeline/mutation.js';
+import type { Outcome } from './wire/mutation.js';
 import type { EndReason, PhaseHandler } from './pipeline/phase.js';
 import { ExtProcStream, type DuplexCall, type ProcessingRequest } from './stream.js';
 import type { WireResponse } from './wire/messages.js';

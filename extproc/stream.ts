@@ -6,7 +6,7 @@
  */
 import type { Logger } from 'pino';
 import { describeError, SluiceError } from './errors.js';
-import type { Outcome } from './pipeline/mutation.js';
+import type { Outcome } from './wire/mutation.js';
 import type {
   Attributes,
   BodyMessage,

@@ -25,7 +25,7 @@ import { responseSlots } from '../masking/fields.js';
 import type { CompiledMasking } from '../masking/policy.js';
 import { VAULT_DEGRADED } from '../masking/request-policy.js';
 import type { PolicyState } from '../pipeline/request-store.js';
-import type { Verdict } from '../pipeline/mutation.js';
+import type { Verdict } from '../wire/mutation.js';
 import { usageFromJson, type TokenUsage } from '../usage/extract.js';
 import { SseParser } from '../usage/sse.js';
 import { cacheable, callsTools, completeAnswer, replayStream, StreamAssembler } from './answer.js';

@@ -17,6 +17,7 @@ import { PromptGuardPolicy } from '../guard/schema.js';
 import { CachePolicy } from '../cache/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
 import { Provider } from '../providers/provider.js';
+import { REPLY_MARK } from '../wire/reply-mark.js';
 
 export { Consumer, GovernancePolicy };
 
@@ -48,9 +49,9 @@ export const WIRE = {
    * (Filter::onReceiveMessage), so the HCM's local_reply_config leaves such a reply as it is —
    * already in the caller's format — and shapes every other local reply of Envoy.
    */
-  replyMetadataNamespace: 'sluice',
-  replyMetadataKey: 'reply',
-  replyMetadataValue: 'extproc',
+  replyMetadataNamespace: REPLY_MARK.namespace,
+  replyMetadataKey: REPLY_MARK.key,
+  replyMetadataValue: REPLY_MARK.value,
   /**
    * Where Envoy's jwt_authn writes a verified JWT's payload (base64url JSON). Envoy removes it
    * from every client request before jwt_authn runs, so only a verified payload can arrive.

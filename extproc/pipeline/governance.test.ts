@@ -9,7 +9,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { headers, header, jsonOf, verdictOf } from '../../test/support/messages.js';
 import { RequestStore } from './request-store.js';
 import { RouterExchange } from './router.js';
-import type { Outcome } from './mutation.js';
+import type { Outcome } from '../wire/mutation.js';
 
 const sha = (k: string) => createHash('sha256').update(k).digest('hex');
 const ALICE = 'sk-sluice-alice-key';

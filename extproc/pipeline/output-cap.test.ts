@@ -14,7 +14,7 @@ import { admit } from './governance.js';
 import { MemoryStore } from '../state/memory.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { body, chatRequest, clusterAttributes, headers } from '../../test/support/messages.js';
-import type { Mutation } from './mutation.js';
+import type { Mutation } from '../wire/mutation.js';
 import { RequestStore } from './request-store.js';
 import { RouterExchange } from './router.js';
 import { UpstreamExchange } from './upstream.js';

@@ -1,4 +1,4 @@
-import type { Outcome } from './mutation.js';
+import type { Outcome } from '../wire/mutation.js';
 import type { WireHeader } from '../wire/headers.js';
 
 export interface HeadersMessage {

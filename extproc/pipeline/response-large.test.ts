@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Limits } from '../config/contract.js';
 import type { GovernanceState } from './governance.js';
-import type { Mutation, Outcome } from './mutation.js';
+import type { Mutation, Outcome } from '../wire/mutation.js';
 import type { RequestState } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 

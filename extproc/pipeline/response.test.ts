@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { Limits } from '../config/contract.js';
-import { CONTINUE, type Mutation, type Outcome } from './mutation.js';
+import { CONTINUE, type Mutation, type Outcome } from '../wire/mutation.js';
 import type { RequestState } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 

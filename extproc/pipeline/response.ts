@@ -23,7 +23,7 @@ import { estimateUsage } from '../usage/estimate.js';
 import { StreamUsage, usageFromJson, type TokenUsage } from '../usage/extract.js';
 import { JsonUsageScanner } from '../usage/json-usage.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
-import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
+import { CONTINUE, proceed, type Mutation, type Outcome } from '../wire/mutation.js';
 import type { RequestState } from './request-store.js';
 import { REQUEST_ID_HEADER } from './verdict.js';
 

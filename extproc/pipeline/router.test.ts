@@ -9,7 +9,7 @@ import { SluiceError } from '../errors.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { RequestStore } from './request-store.js';
 import { MODEL_HEADER, RouterExchange } from './router.js';
-import type { Outcome } from './mutation.js';
+import type { Outcome } from '../wire/mutation.js';
 import {
   body,
   chatRequest,

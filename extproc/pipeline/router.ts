@@ -44,7 +44,7 @@ import {
 } from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 import { modelList, modelObject } from './models.js';
-import { CONTINUE, proceed, type Outcome } from './mutation.js';
+import { CONTINUE, proceed, type Outcome } from '../wire/mutation.js';
 import type {
   BodyMessage,
   EndReason,

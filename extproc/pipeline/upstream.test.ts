@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExtprocConfig } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
-import type { Mutation, Outcome } from './mutation.js';
+import type { Mutation, Outcome } from '../wire/mutation.js';
 import { RequestStore, type RequestState } from './request-store.js';
 import { UpstreamExchange } from './upstream.js';
 import { clusterAttributes, headers, jsonOf, verdictOf } from '../../test/support/messages.js';

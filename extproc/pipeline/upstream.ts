@@ -14,7 +14,7 @@ import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
 import { DEFAULT_MAX_EVENT_BYTES } from '../usage/sse.js';
 import { headerMap } from '../wire/headers.js';
-import { CONTINUE, proceed, type Mutation, type Outcome } from './mutation.js';
+import { CONTINUE, proceed, type Mutation, type Outcome } from '../wire/mutation.js';
 import {
   attribute,
   type Attributes,

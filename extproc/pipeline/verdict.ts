@@ -2,7 +2,7 @@ import type { ApiFormat } from '../providers/endpoints.js';
 import { WIRE } from '../config/contract.js';
 import { errorBody } from '../providers/error-body.js';
 import type { SluiceError } from '../errors.js';
-import type { Verdict } from './mutation.js';
+import type { Verdict } from '../wire/mutation.js';
 
 export const REQUEST_ID_HEADER = WIRE.requestIdHeader;
 

@@ -4,8 +4,8 @@
  * from ENVOY-EXTPROC.md: the answer's oneof matches the message; header values go in `raw_value`
  * only; mode overrides restate both body modes.
  */
-import { WIRE } from '../config/contract.js';
-import type { BodyMode, HeaderMode, Mutation, Outcome, Verdict } from '../pipeline/mutation.js';
+import type { BodyMode, HeaderMode, Mutation, Outcome, Verdict } from './mutation.js';
+import { REPLY_MARK } from './reply-mark.js';
 
 export type MessageKind =
   | 'request_headers'
@@ -94,23 +94,17 @@ export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
 }
 
 /**
- * Every immediate response carries WIRE.replyMetadata* as dynamic metadata: Envoy stores it before
- * it sends the local reply, and the HCM's local_reply_config then leaves the reply as we wrote it
- * (operator/translate/to-envoy.ts, localReplyConfig).
+ * Every immediate response carries REPLY_MARK (WIRE.replyMetadata* in the contract) as dynamic
+ * metadata: Envoy stores it before it sends the local reply, and the HCM's local_reply_config
+ * then leaves the reply as we wrote it (operator/translate/to-envoy.ts, localReplyConfig).
  */
-function replyMark(): WireResponse {
-  // Built on first use: contract.ts sits in an import cycle with this module.
-  return (mark ??= {
-    fields: {
-      [WIRE.replyMetadataNamespace]: {
-        structValue: {
-          fields: { [WIRE.replyMetadataKey]: { stringValue: WIRE.replyMetadataValue } },
-        },
-      },
+const MARK: WireResponse = {
+  fields: {
+    [REPLY_MARK.namespace]: {
+      structValue: { fields: { [REPLY_MARK.key]: { stringValue: REPLY_MARK.value } } },
     },
-  });
-}
-let mark: WireResponse | undefined;
+  },
+};
 
 export function immediate(v: Verdict): WireResponse {
   return {
@@ -123,7 +117,7 @@ export function immediate(v: Verdict): WireResponse {
       body: Buffer.from(v.body, 'utf8'),
       details: v.details,
     },
-    dynamic_metadata: replyMark(),
+    dynamic_metadata: MARK,
   };
 }
 

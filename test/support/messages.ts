@@ -1,6 +1,6 @@
 /** Builders for ext_proc messages as Envoy sends them (lowercase keys, values in raw_value). */
 import type { Attributes, BodyMessage, HeadersMessage } from '../../extproc/pipeline/phase.js';
-import type { Outcome, Verdict } from '../../extproc/pipeline/mutation.js';
+import type { Outcome, Verdict } from '../../extproc/wire/mutation.js';
 
 export function headers(pairs: Record<string, string>, endOfStream = false): HeadersMessage {
   return {
