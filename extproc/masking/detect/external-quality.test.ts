@@ -8,6 +8,7 @@ import { BUILTIN_TYPES, createDetectors, DEFAULT_TYPES } from './index.js';
 // Sentences from presidio-evaluator's generator (test/fixtures/pii/external/build.py): a labelled
 // set nobody on this project wrote. The floors hold what is reached today so it cannot slip
 // unnoticed; the issue's targets (PERSON recall 0.90, STREET_ADDRESS 0.85) are in the bench.
+// Rules were tuned on the templates build.py does not hold out (the "dev" part of this file).
 const url = new URL(
   '../../../test/fixtures/pii/external/presidio-evaluator.jsonl',
   import.meta.url,
@@ -18,10 +19,31 @@ const lines = readFileSync(url, 'utf8')
   .map((l) => JSON.parse(l) as LabelledLine);
 
 const FLOORS: Record<string, { precision: number; recall: number }> = {
-  PERSON: { precision: 0.9, recall: 0.72 },
-  STREET_ADDRESS: { precision: 0.9, recall: 0.69 },
+  PERSON: { precision: 0.92, recall: 0.895 },
+  STREET_ADDRESS: { precision: 0.9, recall: 0.81 },
   DATE_OF_BIRTH: { precision: 0.99, recall: 0.74 },
 };
+
+// The templates held out of tuning, drawn with another seed (build.py): what the rules reach on
+// sentences they were not written against. No birth dates among those templates.
+const holdout = readFileSync(new URL('presidio-evaluator-holdout.jsonl', url), 'utf8')
+  .split('\n')
+  .filter((l) => l.length > 0)
+  .map((l) => JSON.parse(l) as LabelledLine);
+const HOLDOUT_FLOORS: Record<string, { precision: number; recall: number }> = {
+  PERSON: { precision: 0.91, recall: 0.885 },
+  STREET_ADDRESS: { precision: 0.88, recall: 0.76 },
+};
+
+test('names and addresses hold their precision and recall on the held-out templates', () => {
+  assert.ok(holdout.length >= 3000);
+  const scores = evaluateTokens(createDetectors({ types: BUILTIN_TYPES }), holdout);
+  for (const [type, floor] of Object.entries(HOLDOUT_FLOORS)) {
+    const s = scores[type]!;
+    assert.ok(s.precision >= floor.precision, `${type} precision ${s.precision}`);
+    assert.ok(s.recall >= floor.recall, `${type} recall ${s.recall}`);
+  }
+});
 
 test('names, addresses and birth dates hold their precision and recall on the external set', () => {
   assert.ok(lines.length >= 3000);
