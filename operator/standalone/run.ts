@@ -62,6 +62,8 @@ export interface StandaloneOptions {
   traceSamplingRatio?: number | undefined;
   /** Emulator knobs for tests: deterministic load balancing, no retry back-off. */
   emulator?: { random?: () => number; retryBackoffBaseMs?: number };
+  /** The extproc's wall clock (ms; budget windows, key and stored-response expiry); tests move it. */
+  wallClock?: (() => number) | undefined;
 }
 
 export interface ReloadResult {
@@ -219,6 +221,7 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
       vaultKeyFile: opts.vaultKeyFile,
       otlpEndpoint: opts.otlpEndpoint,
       traceSamplingRatio: opts.traceSamplingRatio,
+      ...(opts.wallClock && { wallClock: opts.wallClock }),
     });
     cleanup.push(() => extproc.close());
 

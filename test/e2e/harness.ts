@@ -261,6 +261,8 @@ export async function startYamlGateway(
     setup?: (dir: string) => Promise<void>;
     /** The extproc's state store (budgets, usage), for a test to read; absent: memory. */
     stateStore?: StateStore;
+    /** The extproc's wall clock (ms), for a test to move; absent: Date.now. */
+    wallClock?: () => number;
   } = {},
 ): Promise<YamlGateway> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-e2e-'));
@@ -303,6 +305,7 @@ export async function startYamlGateway(
       registry,
       env: {},
       stateStore: opts.stateStore,
+      wallClock: opts.wallClock,
       emulator: { retryBackoffBaseMs: 0 },
     });
   } catch (err) {
