@@ -1,4 +1,5 @@
 import type { Translation } from './index.js';
+import type { CredentialRef, IR, IRRoute } from './ir.js';
 
 /** Stands in for a virtual key digest: a digest of a short hand-made key can be brute-forced. */
 export const REDACTED_KEY_HASH = '<redacted:sha256>';
@@ -48,6 +49,48 @@ export function redacted(t: Translation): Translation['extproc'] {
     out.consumers = t.extproc.consumers.map((c) =>
       c.keyHashes ? { ...c, keyHashes: c.keyHashes.map(() => REDACTED_KEY_HASH) } : c,
     );
+  }
+  return out;
+}
+
+/**
+ * The IR with the same values redacted as in `redacted`: backend credentials and masking hash
+ * keys by `<redacted:namespace/secret/key>`, virtual key digests by REDACTED_KEY_HASH. What the
+ * IR golden files hold.
+ */
+export function redactedIR(ir: IR): IR {
+  const ref = ({ namespace, secret, key }: CredentialRef) =>
+    `<redacted:${namespace}/${secret}/${key}>`;
+  const out: IR = {
+    ...ir,
+    routes: ir.routes.map((r) => {
+      const route: IRRoute = {
+        ...r,
+        backends: r.backends.map((b) =>
+          b.credential
+            ? { ...b, credential: { ref: b.credential.ref, value: ref(b.credential.ref) } }
+            : b,
+        ),
+      };
+      if (r.policy?.masking?.hashKey) {
+        route.policy = {
+          ...r.policy,
+          masking: {
+            ...r.policy.masking,
+            hashKey: { value: r.hashKeyRef ? ref(r.hashKeyRef) : '<redacted>' },
+          },
+        };
+      }
+      return route;
+    }),
+  };
+  if (ir.governance) {
+    out.governance = {
+      ...ir.governance,
+      consumers: ir.governance.consumers.map((c) =>
+        c.keyHashes ? { ...c, keyHashes: c.keyHashes.map(() => REDACTED_KEY_HASH) } : c,
+      ),
+    };
   }
   return out;
 }

@@ -21,7 +21,7 @@ import type { EnvoyResources } from '../../operator/translate/index.js';
 import type { IRGovernance } from '../../operator/translate/ir.js';
 import { toEnvoy } from '../../operator/translate/to-envoy.js';
 import { OUR_PROTO_DIR, listProtoFiles, loadRoot } from '../proto/compare.js';
-import { CASES_DIR, listCases, loadCase } from '../golden/cases.js';
+import { ENVOY_TYPES, GOLDEN_DIR, envoyFile, listCases, loadCase } from '../golden/cases.js';
 import { StrictJsonError, encodeStrict, strictFromJson } from './strict-json.js';
 
 const REPO = new URL('../../', import.meta.url).pathname;
@@ -77,11 +77,14 @@ void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s
   }
 
   for (const name of listCases()) {
-    void it(`${name}.out.yaml: the checked-in golden Envoy resources decode strictly`, () => {
-      const golden = parse(readFileSync(join(CASES_DIR, `${name}.out.yaml`), 'utf8')) as {
-        envoy: EnvoyResources;
-      };
-      assert.ok(check(official, golden.envoy, 'official') >= 3);
+    void it(`${name}: the checked-in golden Envoy resources decode strictly`, () => {
+      const envoy = Object.fromEntries(
+        ENVOY_TYPES.map((type) => [
+          type,
+          parse(readFileSync(join(GOLDEN_DIR, envoyFile(name, type)), 'utf8')) as unknown,
+        ]),
+      ) as unknown as EnvoyResources;
+      assert.ok(check(official, envoy, 'official') >= 3);
     });
   }
 

@@ -1,7 +1,15 @@
 /**
- * Golden cases: `cases/<name>.in.yaml` (AIRoutes, AIPolicies, Secrets, Services, EndpointSlices,
- * read by the standalone YAML source exactly as `sluice render` reads them) and
- * `cases/<name>.out.yaml` (statuses, Envoy resources, extproc config, credentials redacted).
+ * Golden cases, one file per stage so a diff shows which stage moved (as Envoy Gateway keeps
+ * gatewayapi → IR and IR → xDS goldens apart, the xDS ones per resource type):
+ *
+ *   cases/<name>.in.yaml      the input: AIRoutes, AIPolicies, Secrets, Services, EndpointSlices,
+ *                             read by the standalone YAML source exactly as `sluice render` reads them
+ *   ir/<name>.yaml            Resources → IR: the source's problems, then the IR (routes with their
+ *                             merged policy sections, statuses, governance), credentials redacted
+ *   envoy/<name>.<type>.yaml  IR → Envoy: listeners, routes, clusters, endpoints, one file each
+ *   extproc/<name>.yaml       IR → the extproc contract document, credentials redacted
+ *
+ * `npm run golden:update` rewrites them all (UPDATE_GOLDEN=1 on golden.test.ts).
  */
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -11,12 +19,38 @@ import { stringify } from 'yaml';
 import type { Problem } from '../../operator/source/yaml.js';
 import { loadResources } from '../../operator/source/yaml.js';
 import type { Resources } from '../../operator/api/types.js';
-import type { Translation } from '../../operator/translate/index.js';
-import { redacted } from '../../operator/translate/redact.js';
+import type { EnvoyResources, Translation } from '../../operator/translate/index.js';
+import { redacted, redactedIR } from '../../operator/translate/redact.js';
 
 export { redacted };
 
-export const CASES_DIR = fileURLToPath(new URL('./cases/', import.meta.url));
+export const GOLDEN_DIR = fileURLToPath(new URL('./', import.meta.url));
+export const CASES_DIR = join(GOLDEN_DIR, 'cases/');
+
+/** The folders the golden outputs live in, below GOLDEN_DIR. */
+export const OUTPUT_DIRS = ['ir', 'envoy', 'extproc'] as const;
+
+/** Envoy resource types, one golden file each, in the order translation emits them. */
+export const ENVOY_TYPES = [
+  'listeners',
+  'routes',
+  'clusters',
+  'endpoints',
+] as const satisfies readonly (keyof EnvoyResources)[];
+
+/** The golden file of a case's Envoy resources of one type, relative to GOLDEN_DIR. */
+export function envoyFile(name: string, type: (typeof ENVOY_TYPES)[number]): string {
+  return `envoy/${name}.${type}.yaml`;
+}
+
+/** Every golden file of a case, relative to GOLDEN_DIR, in the order renderGoldens makes them. */
+export function goldenPaths(name: string): string[] {
+  return [
+    `ir/${name}.yaml`,
+    ...ENVOY_TYPES.map((type) => envoyFile(name, type)),
+    `extproc/${name}.yaml`,
+  ];
+}
 
 export function listCases(): string[] {
   return readdirSync(CASES_DIR)
@@ -37,23 +71,26 @@ export async function loadCase(
 }
 
 /**
- * The golden text, already in the repository's Prettier style so `prettier --check` and the
- * golden comparison agree on every byte.
+ * A case's golden files by path relative to GOLDEN_DIR, each already in the repository's Prettier
+ * style so `prettier --check` and the golden comparison agree on every byte.
  */
-export async function renderGolden(t: Translation, problems: readonly Problem[]): Promise<string> {
-  const doc: Record<string, unknown> = {};
-  if (problems.length > 0) doc['problems'] = problems;
-  doc['statuses'] = t.statuses;
-  // Every merged section, including those the extproc route policy does not carry, so
-  // precedence is golden-tested for all of them.
-  const policies: Record<string, unknown> = {};
-  for (const r of t.ir.routes) {
-    if (Object.keys(r.policies).length > 0) policies[r.key] = r.policies;
-  }
-  if (Object.keys(policies).length > 0) doc['policies'] = policies;
-  doc['envoy'] = t.envoy;
-  doc['extproc'] = redacted(t);
-  const text = stringify(doc, { lineWidth: 0, aliasDuplicateObjects: false });
-  const config = await resolveConfig(join(CASES_DIR, 'x.out.yaml'));
+export async function renderGoldens(
+  name: string,
+  t: Translation,
+  problems: readonly Problem[],
+): Promise<Map<string, string>> {
+  const ir: Record<string, unknown> = {};
+  if (problems.length > 0) ir['problems'] = problems;
+  Object.assign(ir, redactedIR(t.ir));
+  const values = [ir, ...ENVOY_TYPES.map((type) => t.envoy[type]), redacted(t)];
+  const paths = goldenPaths(name);
+  const files = new Map<string, string>();
+  for (let i = 0; i < paths.length; i++) files.set(paths[i]!, await yaml(values[i]));
+  return files;
+}
+
+async function yaml(value: unknown): Promise<string> {
+  const text = stringify(value, { lineWidth: 0, aliasDuplicateObjects: false });
+  const config = await resolveConfig(join(CASES_DIR, 'x.yaml'));
   return format(text, { ...config, parser: 'yaml' });
 }
