@@ -18,6 +18,7 @@ import type {
   Pricing as ContractPricing,
 } from '../../extproc/governance/schema.js';
 import type { CachePolicy as ContractCache } from '../../extproc/cache/schema.js';
+import type { ContextPolicy as ContractContext } from '../../extproc/context/schema.js';
 import { API_VERSION } from './types.js';
 import type * as api from './types.js';
 
@@ -453,6 +454,24 @@ export const RuleSchema = withRules(
   CEL_RULES.ruleBackendRefsUnique,
 );
 
+export const SessionAffinitySchema = z
+  .strictObject({
+    header: z
+      .string()
+      .max(128)
+      .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'must be a lower-case header name')
+      .optional()
+      .describe(
+        'The request header naming the conversation; default x-sluice-session. Requests ' +
+          'without it keep to one endpoint per consumer.',
+      ),
+  })
+  .describe(
+    "Keep each conversation of an authenticated caller on one endpoint of the backend (Envoy's " +
+      'ring hash over its endpoints), e.g. for the prefix cache of vLLM or SGLang; when the ' +
+      'endpoint goes, its conversations move to others.',
+  );
+
 export const AIRouteSpecSchema = withRules(
   z
     .strictObject({
@@ -473,6 +492,7 @@ export const AIRouteSpecSchema = withRules(
         .describe('Evaluated in order; absent: one rule for all models and backends.'),
       timeout: duration.optional().describe('Default for every rule; default 300s.'),
       retry: RetryPolicySchema.optional().describe('Default for every rule.'),
+      sessionAffinity: SessionAffinitySchema.optional(),
     })
     .describe(
       'The models the route serves and the backends that serve them. Status: Accepted (valid, ' +
@@ -950,6 +970,50 @@ export const CacheSectionSchema = z
   })
   .describe('Response cache: complete answers served again without calling the provider.');
 
+// Field names and bounds are the contract's (extproc/context/schema.ts); its defaults apply.
+const windowTokens = z.int().min(1).max(100_000_000);
+export const ContextSectionSchema = z
+  .strictObject({
+    contextOverflow: z
+      .enum(['reject', 'trim-oldest', 'trim-middle'])
+      .optional()
+      .describe(
+        "A request that does not fit its model's window: refused with 400 " +
+          'context_length_exceeded (default), or trimmed, oldest turns first or those after ' +
+          'the first; system and developer messages and the last turn are always kept.',
+      ),
+    models: withOpenAPI(
+      z
+        .record(
+          z.string().min(1).max(256),
+          z.strictObject({
+            contextTokens: windowTokens.describe('The whole window: input plus output.'),
+            maxOutputTokens: windowTokens.optional().describe('The most one answer generates.'),
+            maxInputTokens: windowTokens
+              .optional()
+              .describe('The most input the model reads, when bounded apart from the window.'),
+          }),
+        )
+        .refine((m) => Object.keys(m).length <= 256, 'must have at most 256 models'),
+      { maxProperties: 256 },
+    )
+      .optional()
+      .describe('Windows by model name or glob (*); they replace the built-in catalog for those.'),
+    builtInCatalog: z
+      .boolean()
+      .optional()
+      .describe('Use the built-in windows of well-known models; default true.'),
+    reserveOutputTokens: z
+      .int()
+      .min(0)
+      .max(1_000_000)
+      .optional()
+      .describe(
+        'Room a trimmed request without its own output limit leaves for the answer; default 4096 (or the model maximum).',
+      ),
+  })
+  .describe("Each model's context window, and what happens to requests that do not fit it.");
+
 export const AIPolicySpecSchema = withRules(
   z
     .strictObject({
@@ -992,6 +1056,7 @@ export const AIPolicySpecSchema = withRules(
       masking: MaskingSectionSchema.optional(),
       promptGuard: PromptGuardSectionSchema.optional(),
       cache: CacheSectionSchema.optional(),
+      context: ContextSectionSchema.optional(),
     })
     .describe(
       'What governs the AIRoutes it targets in its namespace. Each section is taken per route ' +
@@ -1115,6 +1180,7 @@ const contract: {
   limits: Same<api.LimitsSection, z.input<typeof ContractLimits>>;
   pricing: Same<api.PricingSection, z.input<typeof ContractPricing>>;
   cache: Same<api.CacheSection, z.input<typeof ContractCache>>;
+  context: Same<api.ContextSection, z.input<typeof ContractContext>>;
 } = {
   spec: true,
   route: true,
@@ -1128,5 +1194,6 @@ const contract: {
   limits: true,
   pricing: true,
   cache: true,
+  context: true,
 };
 void contract;

@@ -121,6 +121,18 @@ export interface AIRouteSpec {
   /** Defaults for every rule. Default timeout 300s. */
   timeout?: Duration;
   retry?: RetryPolicy;
+  /** Keep each conversation on one endpoint of the backend (Envoy ring hash); absent: off. */
+  sessionAffinity?: SessionAffinity;
+}
+
+/**
+ * A conversation (the session header of an authenticated caller, else the caller) keeps reaching
+ * the same endpoint of a backend while that endpoint is there: Envoy hashes a key the extproc
+ * sets, over a ring of the backend's endpoints.
+ */
+export interface SessionAffinity {
+  /** The request header naming the conversation; default x-sluice-session. */
+  header?: string;
 }
 
 export interface Condition {
@@ -173,6 +185,18 @@ export interface PolicySections {
   masking?: MaskingSection;
   promptGuard?: PromptGuardSection;
   cache?: CacheSection;
+  context?: ContextSection;
+}
+
+/** Mirrors the extproc contract's ContextPolicy (extproc/context/schema.ts) field for field. */
+export interface ContextSection {
+  contextOverflow?: 'reject' | 'trim-oldest' | 'trim-middle';
+  models?: Record<
+    string,
+    { contextTokens: number; maxOutputTokens?: number; maxInputTokens?: number }
+  >;
+  builtInCatalog?: boolean;
+  reserveOutputTokens?: number;
 }
 
 /** Mirrors the extproc contract's CachePolicy (extproc/cache/schema.ts) field for field. */
@@ -345,6 +369,7 @@ export const POLICY_SECTIONS = [
   'masking',
   'promptGuard',
   'cache',
+  'context',
 ] as const;
 export type PolicySectionName = (typeof POLICY_SECTIONS)[number];
 
