@@ -17,7 +17,7 @@
  * tracer's ParentBased(TraceIdRatio) sampler decides later for the same trace id.
  */
 import { randomBytes } from 'node:crypto';
-import { ROOT_CONTEXT, SpanKind, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import {
   SamplingDecision,
@@ -75,14 +75,7 @@ export function requestTrace(
     };
   }
   const traceId = randomBytes(16).toString('hex');
-  const decision = new TraceIdRatioBasedSampler(ratio).shouldSample(
-    ROOT_CONTEXT,
-    traceId,
-    '',
-    SpanKind.SERVER,
-    {},
-    [],
-  );
+  const decision = new TraceIdRatioBasedSampler(ratio).shouldSample(ROOT_CONTEXT, traceId);
   return {
     traceId,
     spanId: newSpanId(),

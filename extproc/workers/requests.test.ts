@@ -1,0 +1,93 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { AttemptLedger } from '../governance/budget.js';
+import type { GovernanceState } from '../pipeline/governance.js';
+import { RequestStore, type RequestState } from '../pipeline/request-store.js';
+import { channelPair, IpcPeer } from './ipc.js';
+import { remoteRequests, requestOwner, serveAttempts, workerRequestId } from './requests.js';
+
+function state(id: string, over: Partial<RequestState> = {}): RequestState {
+  const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
+  return {
+    id,
+    api: 'openai',
+    operation: 'chat',
+    model: 'gpt-4o-mini',
+    routeName: 'r',
+    body,
+    rawBody: Buffer.from(JSON.stringify(body)),
+    stream: false,
+    forcedUsage: false,
+    attempts: [],
+    createdAt: 0,
+    ...over,
+  };
+}
+
+describe('requests across workers', () => {
+  it('names the owner in the id', () => {
+    const id = workerRequestId(3, '0b7c1f0e-1111-4222-8333-944445555666');
+    assert.equal(id, 'w3.0b7c1f0e-1111-4222-8333-944445555666');
+    assert.equal(requestOwner(id), 3);
+    assert.equal(requestOwner('0b7c1f0e-1111-4222-8333-944445555666'), undefined);
+    const r = remoteRequests(new IpcPeer(channelPair()[0]), 1);
+    assert.equal(r.elsewhere(id), true);
+    assert.equal(r.elsewhere(workerRequestId(1, 'x')), false, 'its own: no round trip');
+    assert.equal(r.elsewhere('plain-id'), false);
+  });
+
+  it('the owner records the attempt before it answers, and hands over what a translator reads', async () => {
+    const [a, b] = channelPair();
+    const store = new RequestStore(() => 0);
+    const ledger = new AttemptLedger();
+    const st = state('w2.abc', {
+      outputTokenCap: 300,
+      governance: { ledger } as unknown as GovernanceState,
+    });
+    store.put(st);
+    serveAttempts(new IpcPeer(b), store);
+    const remote = remoteRequests(new IpcPeer(a), 1);
+    const reply = await remote.attempt({
+      id: 'w2.abc',
+      backend: 'openai',
+      provider: 'openai',
+      backendApi: 'openai',
+      startedAtMs: 42,
+    });
+    assert.deepEqual(reply, {
+      found: true,
+      supported: true,
+      request: {
+        api: 'openai',
+        operation: 'chat',
+        model: 'gpt-4o-mini',
+        body: st.body,
+        stream: false,
+        forcedUsage: false,
+        outputTokenCap: 300,
+      },
+    });
+    assert.deepEqual(st.attempts, [{ backend: 'openai', provider: 'openai', startedAtMs: 42 }]);
+    assert.equal(ledger.attempts, 1, "the request's ledger counts the attempt");
+    store.close();
+  });
+
+  it('refuses what the owner does not hold or cannot translate, recording nothing', async () => {
+    const [a, b] = channelPair();
+    const store = new RequestStore(() => 0);
+    const st = state('w2.emb', { operation: 'embeddings' });
+    store.put(st);
+    serveAttempts(new IpcPeer(b), store);
+    const remote = remoteRequests(new IpcPeer(a), 1);
+    const args = { backend: 'claude', provider: 'anthropic', backendApi: 'anthropic' } as const;
+    assert.deepEqual(await remote.attempt({ ...args, id: 'w2.gone' }), { found: false });
+    assert.deepEqual(await remote.attempt({ ...args, id: 'w2.emb' }), {
+      found: true,
+      supported: false,
+      api: 'openai',
+      operation: 'embeddings',
+    });
+    assert.deepEqual(st.attempts, []);
+    store.close();
+  });
+});
