@@ -160,3 +160,30 @@ test('STREET_ADDRESS: streets without a type confirmed by their tail, numbers be
     );
   }
 });
+
+test('STREET_ADDRESS: escaped line breaks, corners, repeated units, lower-case street types', () => {
+  // A written-out `\n` before a military address is a line break, not part of a word.
+  assert.deepEqual(found('address:\\n\\nUSNS Nagel\nFPO AE 73177'), [
+    'STREET_ADDRESS:USNS Nagel\nFPO AE 73177',
+  ]);
+  // An address cue after an escaped line break still counts.
+  assert.deepEqual(found('x\\nAddress: 990 87 Rue du Niger, Spodnja Idrija'), [
+    'STREET_ADDRESS:990 87 Rue du Niger, Spodnja Idrija',
+  ]);
+  assert.deepEqual(found('the corner of 99 Derry Street and Lillestøl Stream'), [
+    'STREET_ADDRESS:99 Derry Street',
+    'STREET_ADDRESS:Lillestøl Stream',
+  ]);
+  assert.deepEqual(found('at 949 73 Frouds Road Apt. 874 Apt. 027, Dole'), [
+    'STREET_ADDRESS:949 73 Frouds Road Apt. 874 Apt. 027, Dole',
+  ]);
+  assert.deepEqual(found('at 74485 Pernilles vei 115 please'), [
+    'STREET_ADDRESS:74485 Pernilles vei 115',
+  ]);
+  assert.deepEqual(found('to 446 ul. Siostrzana 48 now'), ['STREET_ADDRESS:446 ul. Siostrzana 48']);
+  // `and` then words without a street type is not a cross street.
+  assert.deepEqual(found('Ship to 12 Main Street and Tom will sign'), [
+    'STREET_ADDRESS:12 Main Street',
+    'PERSON:Tom',
+  ]);
+});

@@ -104,6 +104,17 @@ const ENDINGS = [
 
 // Words written as separate words before a number that end a street name in their language.
 const TRAILING_TYPE = new Set([
+  'veg',
+  'vegur',
+  'tänav',
+  'tee',
+  'põik',
+  'iela',
+  'gatve',
+  'katu',
+  'tie',
+  'väg',
+  'vägen',
   'utca',
   'út',
   'tér',
@@ -339,7 +350,7 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       // Title-case prose (`5 Musicians Of The 70s`), not a street name.
       if (isUpperAt(text, i) && words > 0 && NOT_CITY.has(w.lower)) break;
       if (isUpperAt(text, i)) capitalised++;
-      else if (!(words > 0 && STREET_PARTICLES.has(w.lower))) break;
+      else if (!(words > 0 && (STREET_PARTICLES.has(w.lower) || TRAILING_TYPE.has(w.lower)))) break;
     }
     words++;
     if (w !== null && words > 1 && SUFFIX.has(w.lower) && isUpperAt(text, w.start)) {
@@ -421,6 +432,11 @@ function lowerPrefixBody(text: string, w: Word): number {
     if (isUpperAt(text, x.start)) end = x.end;
     if (text.charCodeAt(x.end) !== 32) break;
     i = skipSpaces(text, x.end);
+    if (isDigitAt(text, i) && end === x.end) {
+      // `446 ul. Siostrzana 48`: the house number after the name.
+      const h = numberAt(text, i);
+      return h === -1 ? end : h;
+    }
   }
   return end;
 }
@@ -672,7 +688,9 @@ function cueBefore(text: string, start: number): boolean {
   const head = before.slice(0, e);
   for (const cue of CUES) {
     const bare = cue.endsWith(':') ? cue.slice(0, -1) : cue;
-    if (head.endsWith(bare) && !isLetter(head, head.length - bare.length - 1)) return true;
+    if (!head.endsWith(bare)) continue;
+    const at = start - before.length + head.length - bare.length - 1;
+    if (!isLetter(head, head.length - bare.length - 1) || isEscapedLetter(text, at)) return true;
   }
   return false;
 }
@@ -690,8 +708,9 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
   let i = 0;
   while (i < n) {
     const c = text.charCodeAt(i);
-    // Spaces and punctuation start nothing: the cheapest case first.
-    if (c < 128 && !isAsciiAlnum(c)) {
+    // Spaces and punctuation start nothing: the cheapest case first. The letter of a written-out
+    // escape (`\nUSNS Nagel`) is a line break, not the start of a word.
+    if ((c < 128 && !isAsciiAlnum(c)) || (c === 110 && isEscapedLetter(text, i))) {
       i++;
       continue;
     }
@@ -745,12 +764,45 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
     }
     // `0462 Ålfjordgata 150`, `141 P.O. Box 101`: a building number written before the street.
     start = numberBefore(text, start, out.length > 0 ? out[out.length - 1]!.end : 0);
-    const unitEnd = unitAfter(text, end);
+    // `Suite 629 Suite 680`, `Apt. 874 Apt. 027`: a unit may be written twice.
+    const unitEnd = unitAfter(text, unitAfter(text, end));
     end = localityAfter(text, unitEnd, unitEnd !== end);
     out.push({ type, start, end });
+    // `the corner of 99 Derry Street and Lillestøl Stream`: the cross street has no number.
+    const cross = crossStreet(text, end);
+    if (cross !== null) {
+      out.push({ type, start: cross[0], end: cross[1] });
+      end = cross[1];
+    }
     i = end;
   }
   return out;
+}
+
+/**
+ * After a street, ` and ` then one to three capitalised words ending in a street type (`and
+ * Pisano Row`, `and Mstislav Radial St.`): the other street of a corner. [start, end] or null.
+ */
+function crossStreet(text: string, e: number): [number, number] | null {
+  if (!text.startsWith(' and ', e)) return null;
+  let i = e + 5;
+  const start = i;
+  for (let k = 0; k < 4; k++) {
+    const w = wordAt(text, i);
+    if (w === null || !isUpperAt(text, i)) return null;
+    if (k > 0 && SUFFIX.has(w.lower)) {
+      let end = w.dot ? w.end + 1 : w.end;
+      const t = wordAt(text, skipSpaces(text, end));
+      // `Mstislav Radial St.`: a type abbreviation after the type.
+      if (t !== null && t.start === end + 1 && SUFFIX.has(t.lower) && isUpperAt(text, t.start)) {
+        end = t.dot ? t.end + 1 : t.end;
+      }
+      return [start, end];
+    }
+    if (text.charCodeAt(w.end) !== 32) return null;
+    i = w.end + 1;
+  }
+  return null;
 }
 
 export function streetAddressDetector(): Detector {
