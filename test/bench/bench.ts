@@ -18,8 +18,9 @@
  *                          §7 target with the Go load generator), lean (issue 16: the whole
  *                          request at BENCH_LEAN_RATES against the grpc-go floor, with GC,
  *                          allocation and event-loop figures), operator, masking,
- *                          governance, estimate, cache, translation
+ *                          governance, estimate, context, cache, translation, workers
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
+ *   BENCH_EXTPROC_FLAGS    extra node flags for the extproc, space-separated (e.g. --trace-gc)
  *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
  *                          dist/operator/cli.js after `npm run build`, as production runs it)
  */
@@ -438,7 +439,10 @@ async function startServers(
       cwd: ROOT,
       logPath: join(dir, 'extproc.log'),
       core,
-      nodeFlags: cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`] : [],
+      nodeFlags: [
+        ...(cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`] : []),
+        ...(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
+      ],
       ...probed('extproc'),
     },
   );
@@ -803,6 +807,11 @@ async function main(): Promise<void> {
       );
     if (wanted('estimate'))
       childSection('estimate', 'token estimation: CPU per MiB of the worst inputs (issue 11)');
+    if (wanted('context'))
+      childSection(
+        'context',
+        'context window: counting and trimming a conversation against its estimate (issue 18)',
+      );
     if (wanted('cache'))
       childSection('cache', 'response cache: a miss lookup, and a hit end to end (issue 19)');
     if (wanted('translation'))
@@ -810,6 +819,8 @@ async function main(): Promise<void> {
         'translation',
         'translation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
       );
+    if (wanted('workers'))
+      childSection('workers', 'every core: --workers 2 next to --workers 1, throughput (issue 16)');
   } finally {
     for (const c of children) c.killNow();
     cleanupNow();
@@ -899,7 +910,7 @@ async function latencySection(
  * to the driver's core: its output table is printed as it is.
  */
 function childSection(
-  name: 'masking' | 'governance' | 'estimate' | 'cache' | 'translation',
+  name: 'masking' | 'governance' | 'estimate' | 'context' | 'cache' | 'translation' | 'workers',
   title: string,
 ): void {
   log();
