@@ -8,8 +8,8 @@ import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { evaluateGuard, guardBlockMessage, type GuardReason } from '../guard/guard.js';
 import { TEMPLATE_FIELD, type PromptGuardPolicy } from '../guard/schema.js';
-import { POLICY_FAILURE_HEADER } from '../masking/request-policy.js';
-import type { PolicyState } from './request-store.js';
+import type { PolicyState } from '../masking/policy-state.js';
+import { policyFault } from './policy-failure.js';
 
 type Obj = Record<string, unknown>;
 
@@ -56,16 +56,10 @@ export function applyGuard(input: GuardInput): Obj | undefined {
   } catch {
     // A guard fault is a policy fault: the same failure mode as masking, and no message (it
     // could quote the prompt).
-    if (policy.failureMode === 'closed' && !shadow) {
-      state.verdicts.add('fail_closed');
-      throw new SluiceError(
-        'policy_unavailable',
-        'The gateway could not apply its prompt guard, so the request was not sent. Retry shortly.',
-        { headers: { [POLICY_FAILURE_HEADER]: 'closed' } },
-      );
-    }
-    state.failedOpen = true;
-    state.verdicts.add(shadow ? 'would_fail' : 'fail_open');
+    policyFault(
+      state,
+      'The gateway could not apply its prompt guard, so the request was not sent. Retry shortly.',
+    );
     return undefined;
   }
   for (const r of result.reasons) {

@@ -1,7 +1,6 @@
 import type { ApiFormat, Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
-import type { OutputTransform, Tally } from '../masking/engine.js';
-import type { CompiledPolicy } from '../masking/policy.js';
+import type { PolicyState } from '../masking/policy-state.js';
 import { MemoryVault, type Vault } from '../masking/vault.js';
 import type { GovernanceState } from './governance.js';
 
@@ -35,18 +34,6 @@ export interface RequestState {
    * each upstream attempt writes it into the backend's own field (providers/output-cap.ts).
    */
   outputTokenCap?: number;
-}
-
-export interface PolicyState {
-  policy: CompiledPolicy;
-  /** Findings of both directions, by type and action; never values. */
-  tally: Tally;
-  /** Set when the policy masks: how model output is scanned and restored. */
-  output?: OutputTransform;
-  /** The policy could not be applied and its failure mode let the request pass. */
-  failedOpen: boolean;
-  /** Decisions for the access log (`mask`, `would_block`, `fail_open`…). */
-  verdicts: Set<string>;
 }
 
 export class RequestStore {

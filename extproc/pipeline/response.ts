@@ -16,7 +16,8 @@ import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
 import { responseSlots } from '../masking/fields.js';
-import { POLICY_FAILURE_HEADER, VAULT_DEGRADED } from '../masking/request-policy.js';
+import { VAULT_DEGRADED } from '../masking/policy-state.js';
+import { POLICY_FAILURE_HEADER, policyFault } from './policy-failure.js';
 import { SseMasking } from '../masking/sse.js';
 import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';
 import { estimateUsage } from '../usage/estimate.js';
@@ -151,7 +152,7 @@ export class ResponseProcessor {
       const { usageOnly } = usage.onEvent(e);
       const drop = usageOnly && this.req.forcedUsage;
       if (this.sseMasking) {
-        const bufs = this.guard(
+        const bufs = this.withMaskingFailureMode(
           () => this.sseMasking!.onEvent(e),
           () => [e.raw],
         );
@@ -168,7 +169,7 @@ export class ResponseProcessor {
         // An unterminated last event is terminated, so held text can follow it as an event.
         if (rest.length > 0) out.push(...this.lastEvents(rest));
         out.push(
-          ...this.guard(
+          ...this.withMaskingFailureMode(
             () => this.sseMasking!.end(),
             () => [],
           ),
@@ -186,7 +187,7 @@ export class ResponseProcessor {
     const p = new SseParser({ maxEventBytes: this.limits.maxSseEventBytes });
     const events: SseEvent[] = p.push(Buffer.concat([rest, Buffer.from('\n\n')]));
     return events.flatMap((e) =>
-      this.guard(
+      this.withMaskingFailureMode(
         () => this.sseMasking!.onEvent(e),
         () => [e.raw],
       ),
@@ -194,26 +195,19 @@ export class ResponseProcessor {
   }
 
   /**
-   * Runs a masking step; a fault (not a SluiceError) is a policy failure: refused when the policy
-   * fails closed (the stream is cut, or the buffered answer replaced by an error), passed
-   * unprocessed from then on when it fails open.
+   * Runs a masking step of the response under the policy's failure mode: a fault (not a
+   * SluiceError) is refused when the policy fails closed (the stream is cut, or the buffered
+   * answer replaced by an error), and passed unprocessed from then on when it fails open.
    */
-  private guard<T>(fn: () => T, fallback: () => T): T {
+  private withMaskingFailureMode<T>(fn: () => T, fallback: () => T): T {
     try {
       return fn();
     } catch (err) {
       if (err instanceof SluiceError) throw err;
-      const p = this.req.policy!;
-      if (p.policy.failureMode === 'closed' && p.policy.mode === 'enforce') {
-        p.verdicts.add('fail_closed');
-        throw new SluiceError(
-          'policy_unavailable',
-          'The gateway could not apply its data-protection policy to the response.',
-          { headers: { [POLICY_FAILURE_HEADER]: 'closed' } },
-        );
-      }
-      p.failedOpen = true;
-      p.verdicts.add(p.policy.mode === 'shadow' ? 'would_fail' : 'fail_open');
+      policyFault(
+        this.req.policy!,
+        'The gateway could not apply its data-protection policy to the response.',
+      );
       this.sseMasking = undefined;
       this.output = undefined;
       return fallback();
@@ -258,7 +252,7 @@ export class ResponseProcessor {
     const output = this.output!;
     if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
       const body = parsed as Record<string, unknown>;
-      const changed = this.guard(
+      const changed = this.withMaskingFailureMode(
         () => {
           const list = responseSlots(this.req.operation, body);
           let any = false;

@@ -13,13 +13,14 @@ import {
 import { WIRE, type Route } from '../config/contract.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
+import { applyRequestPolicy } from './masking.js';
 import {
-  applyRequestPolicy,
   findingsOf,
   newPolicyState,
   VAULT_DEGRADED,
   verdictsOf,
-} from '../masking/request-policy.js';
+  type PolicyState,
+} from '../masking/policy-state.js';
 import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
@@ -52,7 +53,7 @@ import type {
   PhaseHandler,
   ProtocolConfig,
 } from './phase.js';
-import type { PolicyState, RequestState, RequestStore } from './request-store.js';
+import type { RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
 

@@ -1,24 +1,22 @@
 /**
- * The router phase's use of a route policy on a request: evaluate, then enforce (rewrite or
- * refuse) unless the policy is in shadow mode, and decide what a failure does.
+ * The router phase's masking of a request under the route's policy: evaluate, then enforce
+ * (rewrite or refuse) unless the policy is in shadow mode; a fault takes the policy's failure
+ * mode (policy-failure.ts). Runs after the guard (guard.ts) and governance (governance.ts).
  */
 import { createHash } from 'node:crypto';
 import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
-import type { PolicyState } from '../pipeline/request-store.js';
-import { maskRequest, OutputTransform, Tally, type FindingCount } from './engine.js';
-import { MAX_REQUEST_DEPTH, NestingTooDeep } from './fields.js';
-import type { CompiledPolicy } from './policy.js';
-import type { Vault } from './vault.js';
+import { maskRequest, OutputTransform } from '../masking/engine.js';
+import { MAX_REQUEST_DEPTH, NestingTooDeep } from '../masking/fields.js';
+import { VAULT_DEGRADED, type PolicyState } from '../masking/policy-state.js';
+import type { Vault } from '../masking/vault.js';
+import { policyFault } from './policy-failure.js';
 
-export const POLICY_FAILURE_HEADER = 'x-sluice-policy-failure';
 /** Verdict: a session header came without an authenticated caller, so it was not used. */
 export const SESSION_UNBOUND = 'session_unbound';
-/** Verdict: the shared vault failed and the request was masked with a vault of its own. */
-export const VAULT_DEGRADED = 'vault_degraded';
 
 export interface RequestPolicyInput {
-  /** From newPolicyState; kept by the caller, so counts survive a refusal. */
+  /** From newPolicyState (masking/policy-state.ts); kept by the caller, so counts survive a refusal. */
   state: PolicyState;
   operation: Operation;
   /** Parsed body; rewritten in place when masking changes it. */
@@ -42,10 +40,6 @@ export interface SessionOwner {
 export interface RequestPolicyResult {
   /** The body as it must leave, when it changed. */
   body?: Buffer;
-}
-
-export function newPolicyState(policy: CompiledPolicy): PolicyState {
-  return { policy, tally: new Tally(), failedOpen: false, verdicts: new Set() };
 }
 
 /**
@@ -116,31 +110,13 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
       state.verdicts.add('would_nesting_too_deep');
       return {};
     }
-    // A detector or the vault failed. Shadow mode never refuses; otherwise the policy decides.
-    if (policy.failureMode === 'closed' && !shadow) {
-      state.verdicts.add('fail_closed');
-      throw new SluiceError(
-        'policy_unavailable',
-        'The gateway could not apply its data-protection policy, so the request was not sent. Retry shortly.',
-        { headers: { [POLICY_FAILURE_HEADER]: 'closed' } },
-      );
-    }
-    state.failedOpen = true;
-    state.verdicts.add(shadow ? 'would_fail' : 'fail_open');
+    // A detector or the vault failed.
+    policyFault(
+      state,
+      'The gateway could not apply its data-protection policy, so the request was not sent. Retry shortly.',
+    );
     return {};
   }
-}
-
-/** The access log's verdicts: the actions taken (or that would be, in shadow mode) and failures. */
-export function verdictsOf(state: PolicyState): string[] {
-  const out = new Set(state.verdicts);
-  for (const f of state.tally.list())
-    out.add(f.direction === 'response' ? `response_${f.action}` : f.action);
-  return [...out].sort();
-}
-
-export function findingsOf(state: PolicyState): FindingCount[] {
-  return state.tally.list();
 }
 
 function nestingTooDeep(): SluiceError {

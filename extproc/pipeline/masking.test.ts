@@ -2,15 +2,11 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Policy } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
-import { compilePolicy } from './policy.js';
-import {
-  applyRequestPolicy,
-  newPolicyState,
-  SESSION_UNBOUND,
-  VAULT_DEGRADED,
-  type SessionOwner,
-} from './request-policy.js';
-import { MemoryVault, PolicyUnavailableError, type Vault } from './vault.js';
+import { compilePolicy } from '../masking/policy.js';
+import { applyRequestPolicy, SESSION_UNBOUND, type SessionOwner } from './masking.js';
+import { newPolicyState, VAULT_DEGRADED } from '../masking/policy-state.js';
+import { MAX_REQUEST_DEPTH } from '../masking/fields.js';
+import { MemoryVault, PolicyUnavailableError, type Vault } from '../masking/vault.js';
 
 const EMAIL = 'jane.doe@example.com';
 const PHONE = '+1 415 555 0132';
@@ -125,5 +121,66 @@ describe('the shared vault unavailable', () => {
       failureMode: 'open',
     });
     assert.ok(!t.verdicts.has(VAULT_DEGRADED));
+  });
+});
+
+describe('depth', () => {
+  function nested(levels: number): unknown {
+    let v: unknown = EMAIL;
+    for (let i = 0; i < levels; i++) v = i % 2 ? [v] : { k: v };
+    return v;
+  }
+
+  async function apply(body: Record<string, unknown>, mode: 'enforce' | 'shadow' = 'enforce') {
+    const state = newPolicyState(
+      compilePolicy(Policy.parse({ name: 'p', mode, failureMode: 'open', masking: {} })),
+    );
+    const r = await applyRequestPolicy({
+      state,
+      operation: 'messages',
+      body,
+      headers: new Map(),
+      route: 'r',
+      vault: new MemoryVault(),
+    });
+    return { r, state };
+  }
+
+  it('masks tool input nested 60 levels deep', async () => {
+    const body = {
+      model: 'm',
+      messages: [
+        {
+          role: 'assistant',
+          content: [{ type: 'tool_use', id: 't', name: 'f', input: nested(50) }],
+        },
+      ],
+    };
+    const { r } = await apply(body);
+    assert.ok(r.body && !r.body.toString().includes(EMAIL));
+  });
+
+  it('refuses deeper nesting with a 400 even in open mode; shadow mode records it', async () => {
+    const deep = () => ({
+      model: 'm',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            {
+              type: 'tool_result',
+              tool_use_id: 't',
+              content: JSON.stringify(nested(MAX_REQUEST_DEPTH)),
+            },
+          ],
+        },
+      ],
+    });
+    await assert.rejects(
+      apply(deep()),
+      (e) => e instanceof SluiceError && e.code === 'nesting_too_deep' && e.status === 400,
+    );
+    const { state } = await apply(deep(), 'shadow');
+    assert.ok(state.verdicts.has('would_nesting_too_deep'));
   });
 });
