@@ -30,7 +30,12 @@ export function personNames(): ReadonlySet<string> {
     const more = new Set<string>();
     const human = require.resolve('humannames/list.txt');
     for (const w of words(readFileSync(human, 'utf8'))) if (!set.has(w)) more.add(w);
-    for (const w of words(readFileSync(wordListPath(), 'utf8'))) more.delete(w);
+    const endings = new Set<string>();
+    for (const w of words(readFileSync(wordListPath(), 'utf8'))) {
+      more.delete(w);
+      if (hasSurnameEnding(w)) endings.add(w);
+    }
+    english ??= endings;
     for (const w of more) set.add(w);
     for (const w of NOT_NAMES) set.delete(w);
     names = set;
@@ -134,30 +139,32 @@ let english: ReadonlySet<string> | undefined;
  * `Björgvinsdóttir`; not `Moscow`… which has none, nor `Seven` which is English).
  */
 export function surnameShaped(lower: string): boolean {
-  if (lower.length < 5) return false;
-  let found = false;
-  for (let n = Math.min(MAX_ENDING, lower.length - 3); n >= 2; n--) {
-    if (ENDING_SET.has(lower.slice(-n))) {
-      found = true;
-      break;
-    }
-  }
-  if (!found) return false;
+  if (lower.length < 5 || !hasSurnameEnding(lower)) return false;
   return !englishWords().has(lower);
+}
+
+function hasSurnameEnding(lower: string): boolean {
+  for (let n = Math.min(MAX_ENDING, lower.length - 3); n >= 2; n--) {
+    if (ENDING_SET.has(lower.slice(-n))) return true;
+  }
+  return false;
+}
+
+/**
+ * Loads both lists now: a detector set is built when a policy is compiled, so the first request
+ * that scans for names does not pay the load (about a second).
+ */
+export function loadNameLists(): void {
+  personNames();
+  englishWords();
 }
 
 /** The English words of word-list that have a surname ending, kept for surnameShaped. */
 function englishWords(): ReadonlySet<string> {
   if (english === undefined) {
     const set = new Set<string>();
-    for (const w of words(readFileSync(wordListPath(), 'utf8'))) {
-      for (let n = Math.min(MAX_ENDING, w.length - 3); n >= 2; n--) {
-        if (ENDING_SET.has(w.slice(-n))) {
-          set.add(w);
-          break;
-        }
-      }
-    }
+    for (const w of words(readFileSync(wordListPath(), 'utf8')))
+      if (hasSurnameEnding(w)) set.add(w);
     english = set;
   }
   return english;

@@ -1,5 +1,5 @@
 import { isEscapedLetter } from './chars.js';
-import { personNames, surnameShaped } from './names.js';
+import { loadNameLists, personNames, surnameShaped } from './names.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 /**
@@ -629,5 +629,6 @@ function wholeLine(
 }
 
 export function personDetector(): Detector {
+  loadNameLists();
   return { type: 'PERSON', scan: (view: TextView) => scanPersons(view) };
 }
