@@ -3,7 +3,13 @@
  * immediate responses in the caller's API format. Messages are written by us and must never embed
  * request content (a JSON.parse message can quote the body, so it is never passed on).
  */
-import { GOVERNANCE_STATUS, type GovernanceCode, type Refusal } from './governance/refusal.js';
+/** The codes governance refuses a request with (a Refusal, governance/refusal.ts). */
+export type GovernanceCode =
+  | 'unauthenticated'
+  | 'access_denied'
+  | 'rate_limit_exceeded'
+  | 'budget_exceeded'
+  | 'state_unavailable';
 
 export type ErrorCode =
   | 'invalid_json'
@@ -60,9 +66,18 @@ const STATUS: Record<ErrorCode, number> = {
   no_matching_rule: 404,
   upstream_unavailable: 503,
   upstream_timeout: 504,
-  ...GOVERNANCE_STATUS,
+  unauthenticated: 401,
+  access_denied: 403,
+  rate_limit_exceeded: 429,
+  budget_exceeded: 429,
+  state_unavailable: 503,
   gateway_error: 500,
 };
+
+/** The HTTP status a code answers with (unless an error names another, see SluiceError). */
+export function errorStatus(code: ErrorCode): number {
+  return STATUS[code];
+}
 
 export class SluiceError extends Error {
   readonly code: ErrorCode;
@@ -108,9 +123,4 @@ export function describeError(err: unknown): { code: string; message?: string; k
   if (err instanceof SluiceError) return { code: err.code, message: err.message };
   const kind = err instanceof Error ? err.constructor.name : typeof err;
   return { code: 'internal', kind };
-}
-
-/** A governance refusal as the caller sees it: status, our message, and its headers (retry-after). */
-export function refusalError(r: Refusal): SluiceError {
-  return new SluiceError(r.code, r.message, { headers: r.headers });
 }

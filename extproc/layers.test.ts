@@ -19,9 +19,10 @@ const LAYERS: readonly (readonly string[])[] = [
   ['shared'],
   // The ext_proc protocol: decoding requests, building responses, what processors return.
   ['wire'],
+  // The one error type: every code and the status it answers with.
+  ['errors'],
   // What one request needs, each concern in its folder; peers may use each other.
   [
-    'errors',
     'config',
     'providers',
     'masking',

@@ -1,22 +1,10 @@
 /**
- * What governance answers when it stops a request. The pipeline maps a Refusal to an error in the
- * caller's API format (errors.ts); messages are ours and never name other consumers or echo
- * credentials.
+ * What governance answers when it stops a request: a Refusal is a decision, returned as data (a
+ * shadow policy only logs it); refusalError turns it into the error the caller gets, in their API
+ * format. Messages are ours and never name other consumers or echo credentials. (A model's own
+ * refusal, the `refusal` field of OpenAI's API, is the providers' business and not this.)
  */
-export type GovernanceCode =
-  | 'unauthenticated'
-  | 'access_denied'
-  | 'rate_limit_exceeded'
-  | 'budget_exceeded'
-  | 'state_unavailable';
-
-export const GOVERNANCE_STATUS: Readonly<Record<GovernanceCode, number>> = {
-  unauthenticated: 401,
-  access_denied: 403,
-  rate_limit_exceeded: 429,
-  budget_exceeded: 429,
-  state_unavailable: 503,
-};
+import { errorStatus, SluiceError, type GovernanceCode } from '../errors.js';
 
 export interface Refusal {
   code: GovernanceCode;
@@ -34,10 +22,15 @@ export function refusal(
 ): Refusal {
   const r: Refusal = {
     code,
-    status: GOVERNANCE_STATUS[code],
+    status: errorStatus(code),
     message,
     headers: opts.headers ?? {},
   };
   if (opts.rule !== undefined) r.rule = opts.rule;
   return r;
+}
+
+/** A refusal as the caller sees it: status, our message, and its headers (retry-after). */
+export function refusalError(r: Refusal): SluiceError {
+  return new SluiceError(r.code, r.message, { headers: r.headers });
 }

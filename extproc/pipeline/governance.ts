@@ -5,7 +5,6 @@
  */
 import type { Operation } from '../providers/endpoints.js';
 import type { CompiledGovernance, ModelEntry, RuntimeConfig } from '../config/runtime.js';
-import { refusalError } from '../errors.js';
 import { checkAccess } from '../governance/access.js';
 import { AttemptLedger, type Actual, type Budget, type Reservation } from '../governance/budget.js';
 import {
@@ -15,7 +14,7 @@ import {
   type IdentityResult,
 } from '../governance/identity.js';
 import { costMicros, estimateCost, microsToUsd } from '../governance/pricing.js';
-import type { Refusal } from '../governance/refusal.js';
+import { refusalError, type Refusal } from '../governance/refusal.js';
 import { estimateRequestInputTokens, maxOutputTokens } from '../usage/estimate.js';
 import type { TokenUsage } from '../usage/extract.js';
 
