@@ -18,7 +18,8 @@
  *                          §7 target with the Go load generator), lean (issue 16: the whole
  *                          request at BENCH_LEAN_RATES against the grpc-go floor, with GC,
  *                          allocation and event-loop figures), operator, masking,
- *                          governance, estimate, context, cache, translation, workers
+ *                          governance, estimate, context, cache, translation, workers,
+ *                          cloud (issue 15: the cloud translators per pair, SigV4)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    extra node flags for the extproc, space-separated (e.g. --trace-gc)
  *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
@@ -819,6 +820,11 @@ async function main(): Promise<void> {
         'translation',
         'translation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
       );
+    if (wanted('cloud'))
+      childSection(
+        'cloud',
+        'cloud translators: request and answer per pair, SigV4 per attempt (issue 15)',
+      );
     if (wanted('workers'))
       childSection('workers', 'every core: --workers 2 next to --workers 1, throughput (issue 16)');
   } finally {
@@ -910,7 +916,15 @@ async function latencySection(
  * to the driver's core: its output table is printed as it is.
  */
 function childSection(
-  name: 'masking' | 'governance' | 'estimate' | 'context' | 'cache' | 'translation' | 'workers',
+  name:
+    | 'masking'
+    | 'governance'
+    | 'estimate'
+    | 'context'
+    | 'cache'
+    | 'translation'
+    | 'workers'
+    | 'cloud',
   title: string,
 ): void {
   log();

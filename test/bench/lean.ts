@@ -6,11 +6,17 @@
  * each Node server's runtime did (test/bench/probe.ts): V8 heap allocated per request, garbage
  * collections and their longest pause, event-loop delay, RSS.
  *
- *   BENCH_LEAN_RATES   rates for Sluice (default 500,1000,2000,3000); the floors run the first two
+ *   BENCH_LEAN_RATES     rates for Sluice (default 500,1000,2000,3000); the floors run the first two
+ *   BENCH_ALLOC_PROFILE  a directory: sample where Sluice allocates during each of its points
+ *                        (V8's sampling heap profiler, collected objects included), print the top
  */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { rssKiB, type Child } from './proc.js';
 import { held, noisy, runLoadgen, type Exchange, type GoPoint } from './latency.js';
-import { runtimeFigures, type RuntimeFigures } from './probe-client.js';
+import { allocTable } from './alloc-top.js';
+import { probeGet, runtimeFigures, type RuntimeFigures } from './probe-client.js';
 import { fmtInt, fmtMs, table } from './stats.js';
 
 export interface LeanEndpoint {
@@ -31,6 +37,8 @@ export interface LeanOptions {
   loadgenCore: number | undefined;
   log: (line?: string) => void;
 }
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** The Go peer's figures in the issue (same machine, whole request): @500 and @1,000 req/s. */
 const PEER_CPU_US = { 500: 812, 1000: 608 } as const;
@@ -74,12 +82,20 @@ export async function leanSection(
     '  alloc: V8 heap allocated per request; gc: scavenges/mark-compacts in the window; pause: the longest; loop: event-loop delay p99/max',
   );
   const points: LeanPoint[] = [];
+  const allocDir = process.env.BENCH_ALLOC_PROFILE;
+  if (allocDir) mkdirSync(allocDir, { recursive: true });
+  const allocs: [string, string][] = [];
   for (const rate of o.rates) {
     for (const ex of [whole, policy]) {
       for (const e of endpoints) {
         if (e.name !== 'sluice' && (ex !== whole || !floorRates.includes(rate))) continue;
         e.child.truncateLog();
         await new Promise((r) => setTimeout(r, 100));
+        const allocFile =
+          allocDir && e.name === 'sluice' && e.probe
+            ? join(allocDir, `${ex.name}-${rate}.heapprofile`)
+            : undefined;
+        if (allocFile) await probeGet(e.probe!, '/alloc/start');
         const p = await runLoadgen(ex, e.name, {
           bin: o.bin,
           dir: o.dir,
@@ -91,6 +107,10 @@ export async function leanSection(
           loadgenCore: o.loadgenCore,
           probe: e.probe,
         });
+        if (allocFile) {
+          await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
+          allocs.push([`${ex.name} @${rate}`, allocFile]);
+        }
         const r = p.r;
         points.push({
           ...p,
@@ -106,6 +126,11 @@ export async function leanSection(
     if (p.r?.firstError)
       log(`  ${p.exchange} ${p.target} ${p.rate}: first error: ${p.r.firstError}`);
     if (p.error) log(`  ${p.exchange} ${p.target} ${p.rate}: ${p.error}`);
+  }
+  for (const [what, file] of allocs) {
+    log();
+    log(`where Sluice allocated, ${what} (sampled, warm-up included): ${file}`);
+    log(allocTable(file, ROOT, 25));
   }
   log();
   log(

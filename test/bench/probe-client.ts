@@ -42,6 +42,24 @@ export function markProbe(socketPath: string): Promise<ProbeMark> {
   });
 }
 
+/** Any other probe request (/alloc/start, /alloc/stop?file=): fails unless it answers 200. */
+export function probeGet(socketPath: string, path: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path, timeout: 30_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve()
+          : reject(new Error(`probe ${path}: ${res.statusCode} ${body}`)),
+      );
+    });
+    req.on('timeout', () => req.destroy(new Error(`probe ${path}: timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
 /** What a server's runtime did over one window of `requests` completed requests. */
 export interface RuntimeFigures {
   allocKiBPerReq: number;

@@ -10,9 +10,14 @@
  * plus what every collection in between freed (v8.GCProfiler gives each collection's heap use
  * before and after, and its cost, the main thread's pause, in µs). ArrayBuffer backing stores
  * (Buffers) live outside the V8 heap and are reported apart, as the external/arrayBuffers size.
+ *
+ * `GET /alloc/start` and `GET /alloc/stop?file=/path.heapprofile` run V8's sampling heap
+ * profiler over a window with collected objects included: where the allocation comes from
+ * (BENCH_ALLOC_PROFILE; alloc-top.ts sums it per function).
  */
 import { createServer } from 'node:http';
-import { unlinkSync } from 'node:fs';
+import { unlinkSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import type { ProbeMark } from './probe-client.js';
@@ -88,13 +93,46 @@ function start(path: string): void {
   } catch {
     // nothing left over
   }
+  let session: Session | undefined;
+  const post = (method: string, params: object = {}): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      session ??= new Session();
+      if (method === 'HeapProfiler.enable') session.connect();
+      session.post(method, params, (err, result) => (err ? reject(err) : resolve(result)));
+    });
   const server = createServer((req, res) => {
-    if (req.url !== '/mark') {
+    const url = new URL(req.url ?? '/', 'http://probe');
+    const done = (p: Promise<unknown>): void => {
+      p.then(
+        () => res.writeHead(200).end(),
+        (err: Error) => res.writeHead(500).end(err.message),
+      );
+    };
+    if (url.pathname === '/mark') {
+      const body = JSON.stringify(mark());
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+    } else if (url.pathname === '/alloc/start') {
+      done(
+        post('HeapProfiler.enable').then(() =>
+          post('HeapProfiler.startSampling', {
+            samplingInterval: 16384,
+            includeObjectsCollectedByMajorGC: true,
+            includeObjectsCollectedByMinorGC: true,
+          }),
+        ),
+      );
+    } else if (url.pathname === '/alloc/stop' && url.searchParams.get('file')) {
+      const file = url.searchParams.get('file')!;
+      done(
+        post('HeapProfiler.stopSampling').then((r) => {
+          writeFileSync(file, JSON.stringify((r as { profile: unknown }).profile));
+          session?.disconnect();
+          session = undefined;
+        }),
+      );
+    } else {
       res.writeHead(404).end();
-      return;
     }
-    const body = JSON.stringify(mark());
-    res.writeHead(200, { 'content-type': 'application/json' }).end(body);
   });
   server.on('error', (err) => process.stderr.write(`bench probe: ${err.message}\n`));
   server.listen(path);
