@@ -187,3 +187,25 @@ test('STREET_ADDRESS: escaped line breaks, corners, repeated units, lower-case s
     'PERSON:Tom',
   ]);
 });
+
+test('STREET_ADDRESS: a name-and-number street after "is on" / "lives on", not dates or floors', () => {
+  assert.deepEqual(found('The bus station is on Midhraun 10'), ['STREET_ADDRESS:Midhraun 10']);
+  assert.deepEqual(found('at 54352 P.O. Box 178 Apt. 904'), [
+    'STREET_ADDRESS:54352 P.O. Box 178 Apt. 904',
+  ]);
+  assert.deepEqual(found('at 3256 Masonic Hill Road now'), [
+    'STREET_ADDRESS:3256 Masonic Hill Road',
+  ]);
+  assert.deepEqual(found('to 1849 Marsveien 48 Apt. 618 Reguengos de Monsaraz'), [
+    'STREET_ADDRESS:1849 Marsveien 48 Apt. 618 Reguengos de Monsaraz',
+  ]);
+  for (const text of [
+    'The meeting is on May 10 at noon',
+    'It is on Page 10',
+    'The office is on Floor 3',
+    'lives on Level 5',
+    'I installed Windows 11 today',
+  ]) {
+    assert.deepEqual(found(text), [], text);
+  }
+});

@@ -489,7 +489,8 @@ function decide(
       (knownLast && !opens) ||
       wholeLine(text, start, end, words, known) ||
       (opens && verbAfter(text, end));
-  } else if (words[0]!.lower.length > 2) {
+  } else if (words[0]!.lower.length > 2 && !numberAfter(text, words[0]!.end)) {
+    // (`Level 5`, `Windows 11`, `Room 12`: a word before a number names a thing.)
     const after = text.charCodeAt(words[0]!.end);
     if (knownFirst) {
       person = !opens || owner || (after === 58 && opens) || verbAfter(text, words[0]!.end);
@@ -598,6 +599,11 @@ function verbAfter(text: string, end: number): boolean {
   let e = end + 1;
   while (e - end <= 10 && text.charCodeAt(e) >= 97 && text.charCodeAt(e) <= 122) e++;
   return SUBJECT_VERBS.has(text.slice(end + 1, e));
+}
+
+function numberAfter(text: string, end: number): boolean {
+  const c = text.charCodeAt(end + 1);
+  return text.charCodeAt(end) === 32 && c >= 48 && c <= 57;
 }
 
 function afterNumber(text: string, start: number): boolean {

@@ -172,6 +172,15 @@ const DIRECTIONS = new Set([
   'west',
 ]);
 
+const CALENDAR = new Set(
+  (
+    'january february march april may june july august september october november december ' +
+    'jan feb mar apr jun jul aug sep sept oct nov dec monday tuesday wednesday thursday ' +
+    'friday saturday sunday mon tue wed thu fri sat sun week day page chapter section ' +
+    'version step item line room level floor gate table figure'
+  ).split(' '),
+);
+
 // Cues after which a number-and-words line is an address even without a street type.
 const CUES = [
   'address:',
@@ -199,6 +208,13 @@ const CUES = [
   'return to',
   'arrived at',
   'offices are at',
+  'lives on',
+  'live on',
+  'living on',
+  'is on',
+  'located on',
+  'enter on',
+  'side of',
 ];
 const CUE_WINDOW = 16;
 
@@ -340,6 +356,8 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       w = wordAt(text, i);
       if (w === null) break;
       end = w.end;
+      // `54352 P.O. Box 178`: the box address starts at `P.O.`, the number joins it there.
+      if (words === 0 && w.lower === 'p' && text.startsWith('P.O. Box ', w.start)) return -1;
       if (words === 0 && !isUpperAt(text, i) && PREFIX.has(w.lower)) {
         // `40 rue des six frères Ruellan`, `69 boulevard Aristide Briand`: a street type written
         // in lower case after the number, then the name.
@@ -355,6 +373,16 @@ function numberFirst(text: string, s: number, cueAt: number): number {
     words++;
     if (w !== null && words > 1 && SUFFIX.has(w.lower) && isUpperAt(text, w.start)) {
       let e = w.dot ? w.end + 1 : w.end;
+      const t = wordAt(text, e + 1);
+      if (
+        t !== null &&
+        text.charCodeAt(e) === 32 &&
+        SUFFIX.has(t.lower) &&
+        isUpperAt(text, t.start)
+      ) {
+        // `3256 Masonic Hill Road`: the type is the last of two.
+        e = t.dot ? t.end + 1 : t.end;
+      }
       const d = wordAt(text, skipSpaces(text, e));
       if (
         d !== null &&
@@ -464,6 +492,8 @@ function prefixFirstBody(text: string, w: Word): number {
 /** Name first: `Via Guantai Nuovi 58`, `Strepestraat 143`, `Csabai kapu 60.` at word `w`. */
 function nameFirst(text: string, w: Word, cueAt: number): number {
   if (!isUpperAt(text, w.start) && !(w.dot && PREFIX.has(w.lower))) return -1;
+  // `on May 10`, `is on Friday 3`: a date, not a street.
+  if (CALENDAR.has(w.lower)) return -1;
   if (PREFIX.has(w.lower)) {
     const e = prefixFirstBody(text, w);
     if (e !== -1) return e;
@@ -653,7 +683,11 @@ function localitySegment(text: string, s: number): number {
     tokens++;
     if (text.charCodeAt(end) !== 32) break;
     i = end + 1;
-    if (!isDigitAt(text, i) && !isUpperAt(text, i)) break;
+    if (!isDigitAt(text, i) && !isUpperAt(text, i)) {
+      const p = wordAt(text, i);
+      // `Reguengos de Monsaraz`: a particle goes on only before another capitalised word.
+      if (p === null || !LOCALITY_PARTICLES.has(p.lower) || !isUpperAt(text, p.end + 1)) break;
+    }
   }
   return end;
 }
