@@ -353,8 +353,8 @@ async function invokeAnswer(
   res.end();
 }
 
-/** A deterministic vector for a text: the same text always embeds the same. */
-function embedding(text: string, dims: number): number[] {
+/** A deterministic vector for a text: the same text always embeds the same (at most 16 long). */
+export function mockEmbedding(text: string, dims: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < dims; i++) {
     const c = text.length > 0 ? text.charCodeAt(i % text.length) : 0;
@@ -398,7 +398,7 @@ function embeddingAnswer(
     const dims = typeof json.dimensions === 'number' ? json.dimensions : 1024;
     if (![256, 512, 1024].includes(dims))
       return invalid('Malformed input request: dimensions must be 256, 512 or 1024');
-    const v = embedding(json.inputText, Math.min(dims, 16));
+    const v = mockEmbedding(json.inputText, Math.min(dims, 16));
     tokens = count(json.inputText);
     out = { embedding: v, embeddingsByType: { float: v }, inputTextTokenCount: tokens };
   } else {
@@ -413,7 +413,7 @@ function embeddingAnswer(
     if ('output_dimension' in json && !/embed-v4/.test(model))
       return invalid('Malformed input request: extraneous key [output_dimension] is not permitted');
     const dims = typeof json.output_dimension === 'number' ? json.output_dimension : 8;
-    const vectors = texts.map((t) => embedding(t, Math.min(dims, 16)));
+    const vectors = texts.map((t) => mockEmbedding(t, Math.min(dims, 16)));
     tokens = texts.reduce((n, t) => n + count(t), 0);
     const byType = Array.isArray(json.embedding_types);
     out = {

@@ -190,6 +190,7 @@ function embedAnswer(
   json: Record<string, unknown> | undefined,
   step: GeminiStep,
   model: string,
+  vertex: boolean,
 ): void {
   if (step.status && step.status >= 400)
     return googleError(
@@ -246,7 +247,7 @@ function embedAnswer(
       return sendJsonStatus(
         res,
         200,
-        'embedContentConfig' in json || 'role' in (json.content as object)
+        vertex
           ? {
               embedding: { values },
               usageMetadata: { promptTokenCount: tokens(text), totalTokenCount: tokens(text) },
@@ -438,7 +439,7 @@ export async function startMockGemini(opts: MockGeminiOptions): Promise<MockGemi
         return;
       }
       if (claude) return claudeAnswer(res, decodeURIComponent(model), method, json, step);
-      return embedAnswer(res, method, json, step, decodeURIComponent(model));
+      return embedAnswer(res, method, json, step, decodeURIComponent(model), vertexEmbed !== null);
     }
     const stream = route?.[2] === 'streamGenerateContent';
     requests.push({
