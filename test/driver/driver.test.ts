@@ -789,7 +789,7 @@ test('dynamic metadata is kept only for receiving namespaces', async () => {
 
 test('a closed server socket fails the request with status_on_error', async () => {
   const { ExtProcClient, ExtProcFilter } =
-    await import('../../operator/envoy-sim/ext-proc/filter.js');
+    await import('../../operator/envoy-sim/ext-proc/index.js');
   const client = new ExtProcClient('unix:/nonexistent/sluice.sock');
   try {
     const r = await new ExtProcFilter(client, { messageTimeoutMs: 2000 }).runRequest(getHeaders());

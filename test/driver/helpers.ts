@@ -5,11 +5,9 @@ import type {
   ProcessingResponse,
 } from '../../operator/envoy-sim/ext-proc/codec.js';
 import { startFakeServer, type FakeHandler, type FakeServer } from './fake-server.js';
-import {
-  ExtProcClient,
-  ExtProcFilter,
-  type FilterConfig,
-} from '../../operator/envoy-sim/ext-proc/filter.js';
+import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/client.js';
+import type { FilterConfig } from '../../operator/envoy-sim/ext-proc/config.js';
+import { ExtProcFilter } from '../../operator/envoy-sim/ext-proc/filter.js';
 import type { HeaderList } from '../../operator/envoy-sim/ext-proc/headers.js';
 
 export interface Harness {

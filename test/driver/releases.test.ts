@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FakeCall } from './fake-server.js';
 import { releaseBehaviour } from '../../operator/envoy-sim/ext-proc/release.js';
-import type { FilterConfig } from '../../operator/envoy-sim/ext-proc/filter.js';
+import type { FilterConfig } from '../../operator/envoy-sim/ext-proc/config.js';
 import { cont, getHeaders, postHeaders, sleep, withServer } from './helpers.js';
 
 const BODY = Buffer.from('{"model":"m"}');

@@ -9,11 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { FakeCall } from './fake-server.js';
-import {
-  ExtProcFilter,
-  type FilterConfig,
-  type LocalReply,
-} from '../../operator/envoy-sim/ext-proc/filter.js';
+import type { FilterConfig } from '../../operator/envoy-sim/ext-proc/config.js';
+import { ExtProcFilter } from '../../operator/envoy-sim/ext-proc/filter.js';
+import type { LocalReply } from '../../operator/envoy-sim/ext-proc/processor-state.js';
 import type { HeaderList } from '../../operator/envoy-sim/ext-proc/headers.js';
 import { cont, grpc, postHeaders, withServer, type Harness } from './helpers.js';
 

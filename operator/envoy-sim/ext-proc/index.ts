@@ -62,26 +62,29 @@
  * callback that returns Continue): give an upstream filter the router's buffered body with
  * `dataWithHeaders`, as Envoy's router does.
  */
+export { ExtProcClient, type ClientOptions } from './client.js';
 export {
-  Direction,
-  ExtProcClient,
+  type FilterConfig,
+  type JsonValue,
+  type Phase,
+  type ProcessingModeConfig,
+  type Timing,
+} from './config.js';
+export {
   ExtProcFilter,
   ViolationError,
-  type ClientOptions,
-  type Continued,
-  type DirectionObserver,
-  type FilterConfig,
   type FilterObserver,
-  type JsonValue,
-  type LocalReply,
-  type Phase,
-  type PhaseResult,
-  type ProcessingModeConfig,
-  type ReleasedChunk,
   type RunOptions,
   type StreamingPhase,
-  type Timing,
 } from './filter.js';
+export {
+  Direction,
+  type Continued,
+  type DirectionObserver,
+  type LocalReply,
+  type PhaseResult,
+  type ReleasedChunk,
+} from './processor-state.js';
 export { getHeader, type HeaderList } from './headers.js';
 export {
   NEWEST_RELEASE,
