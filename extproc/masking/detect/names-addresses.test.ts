@@ -209,3 +209,23 @@ test('STREET_ADDRESS: a name-and-number street after "is on" / "lives on", not d
     assert.deepEqual(found(text), [], text);
   }
 });
+
+test('PERSON: not products after with/by, headings, glued tokens, conjunctions opening a sentence', () => {
+  for (const text of [
+    '### Azure OpenAI with Microsoft Entra ID',
+    '### Session affinity',
+    '| Mode | What Envoy sends |',
+    'Every attempt is signed with SigV4 first.',
+    'While Redis is away, requests wait.',
+    'It is built with Apache Kafka and served by Amazon Bedrock.',
+  ]) {
+    assert.deepEqual(
+      found(text).filter((f) => f.startsWith('PERSON')),
+      [],
+      text,
+    );
+  }
+  // A known name, or letters beyond ASCII, still make a name after `with` or `by`.
+  assert.deepEqual(found('sung by Lukáš Ryška in 2003'), ['PERSON:Lukáš Ryška']);
+  assert.deepEqual(found('a meeting with John Smith today'), ['PERSON:John Smith']);
+});

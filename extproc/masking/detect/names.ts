@@ -70,13 +70,14 @@ function* words(text: string): Generator<string> {
 }
 
 // Endings that mark a word as a surname in the languages that form surnames by suffix: Icelandic
-// patronymics (-sson, -dóttir), South Slavic (-ović, -ić), Czech and Slovak (-ová, -ský),
+// patronymics (-son, -sson, -dóttir), South Slavic (-ović, -ić), Czech and Slovak (-ová, -ský),
 // Polish (-ski, -cka), East Slavic and Caucasian (-enko, -ov, -eva, -shvili, -dze), Romanian
 // (-escu), Greek (-poulos, -akis, -idis), Turkish (-oğlu), Finnish (-nen, -aho, -lä), Nordic
 // (-sen, -ssen, -strøm) and Japanese given names (-hiko, -rou, -suke). A word with one of these
 // that is not an English word reads as a name where a known name would (see person.ts).
 const SURNAME_ENDINGS = [
   'sson',
+  'son',
   'sdóttir',
   'dóttir',
   'dottir',

@@ -214,6 +214,8 @@ const STOP = new Set(
     'them their it its to in on at of for from by with and or but nor the a an is are was ' +
     'were be been am do does did not no yes so as if than then that this these those there ' +
     'here what who whom which when where why how all any some every each back up down out ' +
+    'while although though because since unless until once however thus whereas whether ' +
+    'also both either neither nor yet instead meanwhile otherwise therefore ' +
     'over under into onto about after before again very just also only even still baby ' +
     'carry love heart life time world night home way get got go going let make made take ' +
     'bot user name address phone mobile fax email e-mail website date note subject re fwd ' +
@@ -255,18 +257,25 @@ function opensSentence(text: string, start: number): boolean {
     c === 40 ||
     c === 91 ||
     c === 0x2013 ||
-    c === 0x2014
+    c === 0x2014 ||
+    // A Markdown heading or table cell starts capitalised too.
+    c === 35 ||
+    c === 124
   );
 }
 
 const CUE_SET = new Set(CUES);
+// Weak cues that name products and services as often as people (`with Microsoft Entra`, `by
+// Amazon Bedrock`, `under Apache License`): two unknown words after them are not a name.
+const PRODUCT_CUES = new Set(['with', 'by', 'under']);
 
 function isCueLetter(c: number): boolean {
   return (c >= 97 && c <= 122) || (c >= 65 && c <= 90) || c === 39 || c === 0x2019;
 }
 
 /**
- * 2 after a strong cue, 1 after a weak one, 0 after none: the one to three words right before
+ * 2 after a strong cue, 1 after a weak one (3 after a weak one that also introduces products),
+ * 0 after none: the one to three words right before
  * `start` (past spaces and commas; a colon only on the last) looked up as a phrase.
  */
 function cueBefore(text: string, start: number): number {
@@ -288,7 +297,7 @@ function cueBefore(text: string, start: number): number {
     }
     const word = text.slice(b, e).toLowerCase() + (colon ? ':' : '');
     phrase = w === 0 ? word : `${word} ${phrase}`;
-    if (CUE_SET.has(phrase)) return STRONG_CUES.has(phrase) ? 2 : 1;
+    if (CUE_SET.has(phrase)) return STRONG_CUES.has(phrase) ? 2 : PRODUCT_CUES.has(phrase) ? 3 : 1;
     if (colon || text.charCodeAt(b - 1) !== 32) return 0;
     i = b - 1;
   }
@@ -327,6 +336,9 @@ export function scanPersons(view: TextView, type = 'PERSON'): Finding[] {
       continue;
     }
     if (end - start < 2) continue;
+    // Part of a longer token after it (`SigV4`, `Foo2`, `Bar_x`).
+    const next = text.charCodeAt(end);
+    if ((next >= 48 && next <= 57) || next === 95 || (next >= 65 && next <= 90)) continue;
     let lower = m[0].toLowerCase();
     if (lower.endsWith("'s") || lower.endsWith('’s')) lower = lower.slice(0, -2);
     toks.push({ start, end, lower });
@@ -479,7 +491,12 @@ function decide(
   } else if (cue !== 0) {
     // After a strong cue (`my name is`, `Dear`, a title) any capitalised chain; after a weak
     // one (`with`, `meet`, `said`) a known name or two words.
-    person = words.length > 1 || knownFirst || (cue === 2 && !opens) || titled;
+    // (`with Microsoft Entra` is a product: two words after a weak cue need a known one.)
+    person =
+      (words.length > 1 && (cue !== 3 || knownFirst || knownLast || nonAscii(words))) ||
+      knownFirst ||
+      (cue === 2 && !opens) ||
+      titled;
   } else if (afterNumber(text, start) || placeBefore(text, start)) {
     // `40 Large Boxes`: a quantity; `in Fortaleza`, `at São Paulo`: a place.
     person = false;
@@ -488,7 +505,7 @@ function decide(
       knownFirst ||
       (knownLast && !opens) ||
       wholeLine(text, start, end, words, known) ||
-      (opens && verbAfter(text, end));
+      (opens && verbAfter(text, end) && !STOP.has(words[0]!.lower));
   } else if (words[0]!.lower.length > 2 && !numberAfter(text, words[0]!.end)) {
     // (`Level 5`, `Windows 11`, `Room 12`: a word before a number names a thing.)
     const after = text.charCodeAt(words[0]!.end);
@@ -601,6 +618,11 @@ function verbAfter(text: string, end: number): boolean {
   return SUBJECT_VERBS.has(text.slice(end + 1, e));
 }
 
+/** Letters beyond ASCII (`Lukáš Ryška`): product names rarely have them, people's names do. */
+function nonAscii(words: readonly Tok[]): boolean {
+  return words.some((w) => /[^\p{ASCII}]/u.test(w.lower));
+}
+
 function numberAfter(text: string, end: number): boolean {
   const c = text.charCodeAt(end + 1);
   return text.charCodeAt(end) === 32 && c >= 48 && c <= 57;
@@ -631,7 +653,7 @@ function wholeLine(
   const after = text.charCodeAt(end);
   const lineEnd = after === 10 || (after === 92 && text.charCodeAt(end + 1) === 110);
   if (!lineStart || !lineEnd) return false;
-  return words.some((w) => isName(known, w.lower) || /[^\p{ASCII}]/u.test(w.lower));
+  return words.some((w) => isName(known, w.lower)) || nonAscii(words);
 }
 
 export function personDetector(): Detector {
