@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { bindGrpcServer, shutdownGrpcServer } from '../../extproc/shared/grpc-server.js';
 import {
   extProcCodec,
   type ProcessingRequest,
@@ -113,23 +114,13 @@ export async function startFakeServer(handler: FakeHandler): Promise<FakeServer>
       });
     },
   });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err) =>
-      err ? reject(err) : resolve(),
-    ),
-  );
+  await bindGrpcServer(server, target);
   return {
     target,
     calls,
+    // Streams the client never closed would keep a graceful shutdown waiting: 200 ms, then cut.
     stop: () =>
-      new Promise<void>((resolve) => {
-        server.tryShutdown(() => {
-          rmSync(dir, { recursive: true, force: true });
-          resolve();
-        });
-        // Streams the client never closed would keep tryShutdown waiting.
-        setTimeout(() => server.forceShutdown(), 200).unref();
-      }),
+      shutdownGrpcServer(server, 200).then(() => rmSync(dir, { recursive: true, force: true })),
   };
 }
 
