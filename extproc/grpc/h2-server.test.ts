@@ -270,6 +270,36 @@ describe('h2 ext_proc server: grpc-js client', () => {
     }
   });
 
+  it(
+    'reads an empty message whose prefix ends the DATA frame (a default HealthCheckRequest)',
+    {
+      timeout: 5000,
+    },
+    async () => {
+      const s = http2.connect('http://x', {
+        path: h.address.slice('unix:'.length),
+      } as http2.SecureClientSessionOptions);
+      try {
+        const st = s.request({
+          ':method': 'POST',
+          ':path': '/grpc.health.v1.Health/Check',
+          'content-type': 'application/grpc',
+        });
+        st.end(Buffer.from([0, 0, 0, 0, 0]));
+        const chunks: Buffer[] = [];
+        st.on('data', (c: Buffer) => chunks.push(c));
+        const trailers = await new Promise<http2.IncomingHttpHeaders>((resolve) =>
+          st.on('trailers', resolve),
+        );
+        assert.equal(trailers['grpc-status'], '0');
+        // SERVING (1), framed.
+        assert.deepEqual([...Buffer.concat(chunks)], [0, 0, 0, 0, 2, 0x08, 1]);
+      } finally {
+        s.close();
+      }
+    },
+  );
+
   it('answers a request that is not gRPC with HTTP 415', async () => {
     const s = http2.connect('http://x', {
       path: h.address.slice('unix:'.length),

@@ -77,6 +77,7 @@ const RESPONSE_HEADERS = {
   [http2.constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
 };
 const OK_TRAILERS = { 'grpc-status': '0' };
+const EMPTY = Buffer.alloc(0);
 const RESPOND_OPTIONS = { waitForTrailers: true };
 
 /**
@@ -148,6 +149,8 @@ class Deframer {
 
   /** The first n buffered bytes: a view when one chunk holds them, else one copy. */
   private take(n: number): Buffer {
+    // An empty message (all fields default) may follow a prefix that ended its chunk.
+    if (n === 0) return EMPTY;
     const first = this.parts[0]!;
     let out: Buffer;
     if (first.length >= n) {

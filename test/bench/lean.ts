@@ -7,6 +7,7 @@
  * collections and their longest pause, event-loop delay, RSS.
  *
  *   BENCH_LEAN_RATES     rates for Sluice (default 500,1000,2000,3000); the floors run the first two
+ *   BENCH_LEAN_TARGETS   which servers to run (default sluice,floor-go,floor,floor-h2)
  *   BENCH_ALLOC_PROFILE  a directory: sample where Sluice allocates during each of its points
  *                        (V8's sampling heap profiler, collected objects included), print the top
  */
@@ -82,12 +83,18 @@ export async function leanSection(
     '  alloc: V8 heap allocated per request; gc: scavenges/mark-compacts in the window; pause: the longest; loop: event-loop delay p99/max',
   );
   const points: LeanPoint[] = [];
+  const targets = new Set(
+    (process.env.BENCH_LEAN_TARGETS || 'sluice,floor-go,floor,floor-h2')
+      .split(',')
+      .map((t) => t.trim()),
+  );
   const allocDir = process.env.BENCH_ALLOC_PROFILE;
   if (allocDir) mkdirSync(allocDir, { recursive: true });
   const allocs: [string, string][] = [];
   for (const rate of o.rates) {
     for (const ex of [whole, policy]) {
       for (const e of endpoints) {
+        if (!targets.has(e.name)) continue;
         if (e.name !== 'sluice' && (ex !== whole || !floorRates.includes(rate))) continue;
         e.child.truncateLog();
         await new Promise((r) => setTimeout(r, 100));

@@ -5,6 +5,7 @@
 //
 //	loadgen -target unix:/path/extproc.sock -spec exchange.json -rate 2000 -seconds 5 -warmup 1
 //	loadgen serve unix:/path/floor.sock    (the do-nothing grpc-go ext_proc server, floor.go)
+//	loadgen interop unix:/path/h2.sock     (grpc-go's client against extproc/grpc, interop.go)
 //
 // Linux only (clock_nanosleep, /proc).
 package main
@@ -350,6 +351,13 @@ func run(o options) (*Result, error) {
 }
 
 func main() {
+	if len(os.Args) == 3 && os.Args[1] == "interop" {
+		if err := runInterop(os.Args[2]); err != nil {
+			fmt.Fprintf(os.Stderr, "loadgen interop: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if len(os.Args) == 3 && os.Args[1] == "serve" {
 		if err := serveFloor(os.Args[2]); err != nil {
 			fmt.Fprintf(os.Stderr, "loadgen serve: %v\n", err)
