@@ -1,9 +1,11 @@
 /**
- * extproc/shared/ is the floor every `sluice` command stands on: flag parsing, the admin
- * endpoint, the proto loader, the gRPC bind/shutdown, the xDS client, backoff. It imports
- * nothing else from the repository, so the extproc, the operator and the tools can all use it
- * without pulling in each other's layers (the operator already depends on extproc for the
- * contract, which is why the shared floor lives here rather than at the top level).
+ * extproc/shared/ is the floor every `sluice` command stands on: flag parsing (this file), the
+ * admin endpoint and its readiness rule (admin.ts), finding and loading proto/ and the ADS
+ * service (proto.ts), binding and stopping a gRPC server (grpc-server.ts), retry backoff
+ * (backoff.ts). It imports nothing else of the repository (extproc/layers.test.ts holds it to
+ * that), so the extproc, the operator and the tools can all use it without pulling in each
+ * other's layers. It lives under extproc/ because the operator already depends on extproc for
+ * the contract, and the top level of the repository is fixed.
  */
 
 /**
