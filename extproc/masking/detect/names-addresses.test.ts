@@ -229,3 +229,22 @@ test('PERSON: not products after with/by, headings, glued tokens, conjunctions o
   assert.deepEqual(found('sung by Lukáš Ryška in 2003'), ['PERSON:Lukáš Ryška']);
   assert.deepEqual(found('a meeting with John Smith today'), ['PERSON:John Smith']);
 });
+
+test('PERSON: vocatives, answers to a name question, relatives, names after a label', () => {
+  // faker's Czech lists: neither word is in the curated list nor in humannames.
+  assert.deepEqual(found('please change it to Jaroslav Dřímal'), ['PERSON:Jaroslav Dřímal']);
+  assert.deepEqual(found('Renátó, can I please speak to your boss?'), ['PERSON:Renátó']);
+  assert.deepEqual(found("What's your last name? Ogawa"), ['PERSON:Ogawa']);
+  assert.deepEqual(found('Bot: the name on the account? User: Csenger Gábor'), [
+    'PERSON:Csenger Gábor',
+  ]);
+  assert.deepEqual(found('I would like to remove my kid Jaroslava from the will.'), [
+    'PERSON:Jaroslava',
+  ]);
+  assert.deepEqual(found('Billing address: Krisztián Péter\\n'), ['PERSON:Krisztián Péter']);
+  // A cue after a written-out line break (`\nName:`) is still a cue.
+  assert.deepEqual(found('Date: 1999\\nName: Bars Sinko\\nPhone: 1'), ['PERSON:Bars Sinko']);
+  for (const text of ['Why? Because it is', 'Any questions? Great Scott', 'Paris, can you hear?']) {
+    assert.deepEqual(found(text), [], text);
+  }
+});

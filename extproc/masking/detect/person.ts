@@ -97,6 +97,39 @@ const CUES = [
   'cc:',
   'contact:',
   'attn:',
+  'by:',
+  'author:',
+  'directed by',
+  'written by',
+  'produced by',
+  'kid',
+  'son',
+  'daughter',
+  'child',
+  'wife',
+  'husband',
+  'friend',
+  'brother',
+  'sister',
+  'mom',
+  'dad',
+  'uncle',
+  'aunt',
+  'cousin',
+  'nephew',
+  'niece',
+  'grandson',
+  'granddaughter',
+  'grandmother',
+  'grandfather',
+  'partner',
+  'girlfriend',
+  'boyfriend',
+  'fiancé',
+  'fiancée',
+  'colleague',
+  'neighbour',
+  'neighbor',
   'patient',
   'customer',
   'client',
@@ -146,6 +179,39 @@ const STRONG_CUES = new Set([
   'to:',
   'cc:',
   'attn:',
+  'by:',
+  'author:',
+  'directed by',
+  'written by',
+  'produced by',
+  'kid',
+  'son',
+  'daughter',
+  'child',
+  'wife',
+  'husband',
+  'friend',
+  'brother',
+  'sister',
+  'mom',
+  'dad',
+  'uncle',
+  'aunt',
+  'cousin',
+  'nephew',
+  'niece',
+  'grandson',
+  'granddaughter',
+  'grandmother',
+  'grandfather',
+  'partner',
+  'girlfriend',
+  'boyfriend',
+  'fiancé',
+  'fiancée',
+  'colleague',
+  'neighbour',
+  'neighbor',
 ]);
 
 // A chain holding one of these is an organisation, a place or a street, not a person.
@@ -291,7 +357,14 @@ function cueBefore(text: string, start: number): number {
     const colon = w === 0 && text.charCodeAt(e - 1) === 58;
     if (colon) e--;
     let b = e;
-    while (b > 0 && e - b < 12 && isCueLetter(text.charCodeAt(b - 1))) b--;
+    while (
+      b > 0 &&
+      e - b < 12 &&
+      isCueLetter(text.charCodeAt(b - 1)) &&
+      !isEscapedLetter(text, b - 1)
+    ) {
+      b--;
+    }
     if (b === e || (b > 0 && /\p{L}/u.test(text[b - 1]!) && !isEscapedLetter(text, b - 1))) {
       return 0;
     }
@@ -311,7 +384,7 @@ function titleBefore(text: string, start: number): number {
   i--;
   if (text.charCodeAt(i) === 46) i--;
   const e = i + 1;
-  while (i >= 0 && e - i <= 14 && isCueLetter(text.charCodeAt(i))) i--;
+  while (i >= 0 && e - i <= 14 && isCueLetter(text.charCodeAt(i)) && !isEscapedLetter(text, i)) i--;
   if (e - i - 1 < 2 || e - i - 1 > 13) return -1;
   const word = text.slice(i + 1, e).toLowerCase();
   return TITLES.has(word) || ROLES.has(word) ? i + 1 : -1;
@@ -485,7 +558,7 @@ function decide(
   if (words.length > 1 && STREET_TYPES.has(lastLower) && !known.has(lastLower)) return false;
   const opens = first === 0 && opensSentence(text, start);
   let person = false;
-  const cue = titled ? 2 : cueBefore(text, start);
+  const cue = titled ? 2 : cueBefore(text, start) || (nameAsked(text, start) ? 2 : 0);
   if (initial && words.length > 1) {
     person = true;
   } else if (cue !== 0) {
@@ -505,12 +578,16 @@ function decide(
       knownFirst ||
       (knownLast && !opens) ||
       wholeLine(text, start, end, words, known) ||
+      labelLine(text, start, end, words, known) ||
       (opens && verbAfter(text, end) && !STOP.has(words[0]!.lower));
   } else if (words[0]!.lower.length > 2 && !numberAfter(text, words[0]!.end)) {
     // (`Level 5`, `Windows 11`, `Room 12`: a word before a number names a thing.)
     const after = text.charCodeAt(words[0]!.end);
-    if (knownFirst) {
-      person = !opens || owner || (after === 58 && opens) || verbAfter(text, words[0]!.end);
+    if (knownFirst || nonAscii(words)) {
+      person =
+        (knownFirst &&
+          (!opens || owner || (after === 58 && opens) || verbAfter(text, words[0]!.end))) ||
+        vocative(text, words[0]!.end);
     } else {
       // Unknown words need the text to say it: `Avenall's address`, `Zizi: "Who are you?"`.
       person = (owner && personalNounAfter(text, words[0]!.end)) || speaker(text, words[0]!.end);
@@ -573,6 +650,62 @@ function personalNounAfter(text: string, end: number): boolean {
   )
     e++;
   return PERSONAL_NOUNS.has(text.slice(i, e));
+}
+
+/**
+ * The answer to a question about a name: `What's your last name? Ogawa`, `the name on the
+ * account? User: Csenger Gábor`. Looks back at most 64 characters.
+ */
+function nameAsked(text: string, start: number): boolean {
+  let i = start;
+  while (i > 0 && start - i < 64 && text.charCodeAt(i - 1) !== 63) {
+    const c = text.charCodeAt(i - 1);
+    // Only spaces and one speaker label (`User:`) between the question and the answer.
+    if (c === 10 || c === 46 || c === 33) return false;
+    i--;
+  }
+  if (text.charCodeAt(i - 1) !== 63 || start - i > 16) return false;
+  const between = text.slice(i, start).trim();
+  if (between !== '' && !/^\p{L}{1,12}:$/u.test(between)) return false;
+  return /\bname\b/i.test(text.slice(Math.max(0, i - 40), i));
+}
+
+// After a name and a comma, the words that make it someone spoken to: `Eira, can I speak…`.
+const VOCATIVE_NEXT = new Set(
+  (
+    'can could would will please i you we do did are is have thanks thank how what where when ' +
+    'why would'
+  ).split(' '),
+);
+
+/** `Renátó, can I please speak to your boss?`: a name addressed at the start of a sentence. */
+function vocative(text: string, end: number): boolean {
+  if (text.charCodeAt(end) !== 44 || text.charCodeAt(end + 1) !== 32) return false;
+  let e = end + 2;
+  while (e - end < 10 && /[a-z]/i.test(text[e] ?? '')) e++;
+  return VOCATIVE_NEXT.has(text.slice(end + 2, e).toLowerCase());
+}
+
+/**
+ * `Billing address: Krisztián Péter\n`: a name after a label, alone to the end of its line,
+ * with a known name or letters beyond ASCII in it.
+ */
+function labelLine(
+  text: string,
+  start: number,
+  end: number,
+  words: readonly Tok[],
+  known: ReadonlySet<string>,
+): boolean {
+  if (words.length > 3) return false;
+  let b = start;
+  while (b > 0 && start - b < 8 && text.charCodeAt(b - 1) === 32) b--;
+  if (b === start || text.charCodeAt(b - 1) !== 58) return false;
+  const after = text.charCodeAt(end);
+  const lineEnd =
+    after === 10 || (after === 92 && text.charCodeAt(end + 1) === 110) || end === text.length;
+  if (!lineEnd) return false;
+  return words.some((w) => isName(known, w.lower)) || nonAscii(words);
 }
 
 /** `Zizi: "Who are you?"`: a word at a line's start that speaks a quoted line. */
