@@ -248,3 +248,12 @@ test('PERSON: vocatives, answers to a name question, relatives, names after a la
     assert.deepEqual(found(text), [], text);
   }
 });
+
+test('STREET_ADDRESS: a unit on the next line of a quoted message', () => {
+  assert.deepEqual(found('> 4516 50 Point Walter Road\n> Apt. 876\n> thanks'), [
+    'STREET_ADDRESS:4516 50 Point Walter Road\n> Apt. 876',
+  ]);
+  assert.deepEqual(found('??? 446 ul. Siostrzana 48\\n??? Suite 574\\n??? bye'), [
+    'STREET_ADDRESS:446 ul. Siostrzana 48\\n??? Suite 574',
+  ]);
+});

@@ -557,7 +557,7 @@ function unitAfter(text: string, e: number): number {
   let i = e;
   if (text.charCodeAt(i) === 44) i++;
   const lb = lineBreak(text, i);
-  if (lb > 0) i += lb;
+  if (lb > 0) i = quoteMarks(text, i + lb);
   else if (text.charCodeAt(i) !== 32) return e;
   i = skipSpaces(text, i);
   if (text.charCodeAt(i) === 35) {
@@ -572,6 +572,20 @@ function unitAfter(text: string, e: number): number {
   const s = k;
   while ((isDigitAt(text, k) || isUpperAt(text, k)) && k - s < 6) k++;
   return k === s || isLetter(text, k) ? e : k;
+}
+
+/**
+ * Past the marks a quoted or forwarded message puts before each line (`> `, `}}`, `??? `, `| `),
+ * at most four, from the start of a line at `i`.
+ */
+function quoteMarks(text: string, i: number): number {
+  let k = i;
+  while (k - i < 4) {
+    const c = text.charCodeAt(k);
+    if (c === 62 || c === 125 || c === 63 || c === 124) k++;
+    else break;
+  }
+  return k;
 }
 
 /** Length of a line break at `i`: a real one, or `\n` written out; 0 if none. */
