@@ -13,7 +13,7 @@ import type { RE2JS } from 're2js';
 import type { Operation } from '../providers/endpoints.js';
 import { compileCustomPattern } from '../masking/detect/custom.js';
 import { createTextView } from '../masking/detect/text-view.js';
-import { requestSlots, type SlotList } from '../masking/fields.js';
+import { maskableSlots, type SlotList } from '../masking/fields.js';
 import { estimateRequestInputTokens } from '../usage/estimate.js';
 import { scoreText, type InjectionScore } from './injection.js';
 import { INVISIBLE_KINDS, scanInvisible, type InvisibleScan } from './invisible.js';
@@ -119,9 +119,11 @@ export function charCount(text: string): number {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The client's part of a request, found with the masking walker on a view of the body that leaves
-// out what the application or the model wrote. The view shares the message objects, so a slot's
-// `set` writes into the body; top-level strings the view copied are written back by `sync`.
+// The client's part of a request, found with the masking walker (every string, keys and JSON in
+// strings included, at any depth up to the limit masking enforces) on a view of the body that
+// leaves out what the application or the model wrote. The view shares the message objects, so a
+// slot's `set` writes into the body; top-level strings the view copied are written back by `sync`.
+// Throws NestingTooDeep like masking: nothing deeper passes unread.
 
 const NOT_CLIENT_ROLES = new Set(['system', 'developer', 'assistant']);
 
@@ -132,7 +134,7 @@ function clientSlots(op: Operation, body: Obj): { list: SlotList; sync: () => vo
       const messages = Array.isArray(body.messages)
         ? body.messages.filter((m) => !(isObj(m) && NOT_CLIENT_ROLES.has(String(m.role))))
         : [];
-      return { list: requestSlots(op, { messages }), sync: none };
+      return { list: maskableSlots(op, { messages }), sync: none };
     }
     case 'responses': {
       const input = body.input;
@@ -147,7 +149,7 @@ function clientSlots(op: Operation, body: Obj): { list: SlotList; sync: () => vo
         });
       }
       return {
-        list: requestSlots(op, view),
+        list: maskableSlots(op, view),
         sync: () => {
           if (typeof view.input === 'string') body.input = view.input;
         },
@@ -157,11 +159,11 @@ function clientSlots(op: Operation, body: Obj): { list: SlotList; sync: () => vo
       const messages = Array.isArray(body.messages)
         ? body.messages.filter((m) => isObj(m) && m.role === 'user')
         : [];
-      return { list: requestSlots(op, { messages }), sync: none };
+      return { list: maskableSlots(op, { messages }), sync: none };
     }
     case 'completions':
     case 'embeddings':
-      return { list: requestSlots(op, body), sync: none };
+      return { list: maskableSlots(op, body), sync: none };
   }
 }
 
@@ -443,7 +445,8 @@ export function evaluateGuard(
         const n = scan.counts[k];
         if (n !== undefined) counts.set(k, (counts.get(k) ?? 0) + n);
       }
-      if (mode === 'strip' && !shadow) {
+      // A signed thinking block cannot change; it is counted, and the provider checks it.
+      if (mode === 'strip' && !shadow && slots[i]!.signed !== true) {
         slots[i]!.set(scan.stripped);
         changed = true;
       }
@@ -491,7 +494,7 @@ export function evaluateGuard(
   // Size: everything the model will read from the client, templates included, decorators not.
   if (policy.maxPromptChars !== undefined) {
     let chars = 0;
-    for (const s of requestSlots(op, out).slots) chars += charCount(s.text);
+    for (const s of maskableSlots(op, out).slots) chars += charCount(s.text);
     if (chars > policy.maxPromptChars) {
       reasons.push({
         rule: 'max_prompt_chars',

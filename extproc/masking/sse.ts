@@ -334,6 +334,9 @@ export class SseMasking {
         s.set(to);
       }
     }
+    // A renamed key or a value inside JSON carried in a string cannot be spliced: the event is
+    // written again from the object.
+    if (list.commit()) return frame(e.event, ev);
     return rewrite(e, ev, edits);
   }
 }

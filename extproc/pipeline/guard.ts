@@ -8,7 +8,9 @@ import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { evaluateGuard, guardBlockMessage, type GuardReason } from '../guard/guard.js';
 import { TEMPLATE_FIELD, type PromptGuardPolicy } from '../guard/schema.js';
+import { NestingTooDeep } from '../masking/fields.js';
 import type { PolicyState } from '../masking/policy-state.js';
+import { nestingTooDeep } from './masking.js';
 import { policyFault } from './policy-failure.js';
 
 type Obj = Record<string, unknown>;
@@ -53,7 +55,13 @@ export function applyGuard(input: GuardInput): Obj | undefined {
   let result;
   try {
     result = evaluateGuard(guard, input.operation, body, { shadow });
-  } catch {
+  } catch (err) {
+    if (err instanceof NestingTooDeep) {
+      // Deeper JSON would pass unread: refused as masking refuses it, whatever the failure mode.
+      if (!shadow) throw nestingTooDeep();
+      state.verdicts.add('would_nesting_too_deep');
+      return undefined;
+    }
     // A guard fault is a policy fault: the same failure mode as masking, and no message (it
     // could quote the prompt).
     policyFault(

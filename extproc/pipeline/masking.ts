@@ -29,6 +29,11 @@ export interface RequestPolicyInput {
    * anyone: a conversation's vault belongs to it. Without one the session header is ignored.
    */
   caller?: SessionOwner | undefined;
+  /**
+   * The vault session of a conversation the gateway stores (pipeline/sessions.ts), already bound
+   * to its owner: it replaces the session header, so a stored conversation keeps its placeholders.
+   */
+  session?: string | undefined;
 }
 
 /** The part of an authenticated caller (governance's Caller) a conversation is bound to. */
@@ -76,7 +81,7 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
   const shadow = policy.mode === 'shadow';
   try {
     const session = m.reversible
-      ? sessionScope(input.headers, m.sessionHeader, input.route, input.caller)
+      ? (input.session ?? sessionScope(input.headers, m.sessionHeader, input.route, input.caller))
       : undefined;
     if (m.reversible && session === undefined && (input.headers.get(m.sessionHeader) ?? '') !== '')
       state.verdicts.add(SESSION_UNBOUND);
@@ -119,7 +124,8 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
   }
 }
 
-function nestingTooDeep(): SluiceError {
+/** The 400 for a body nested deeper than masking and the prompt guard read. */
+export function nestingTooDeep(): SluiceError {
   return new SluiceError(
     'nesting_too_deep',
     `The request body nests JSON more than ${MAX_REQUEST_DEPTH} levels deep (JSON inside strings included); the data-protection policy cannot check it.`,
