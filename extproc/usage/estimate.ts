@@ -36,7 +36,7 @@ interface Encoding {
    * lookups are this short, and a number is looked up without building a string.
    */
   short: Map<number, number>;
-  /** The encoding's own pre-tokenizer split (a private copy: exec moves lastIndex). */
+  /** The encoding's own pre-tokenizer split, sticky (a private copy: test moves lastIndex). */
   split: RegExp;
 }
 
@@ -79,7 +79,14 @@ function load(): Encoding {
       if (bytes.length === 2) pairs[(bytes.charCodeAt(0) << 8) | bytes.charCodeAt(1)] = rank;
       else if (bytes.length <= SHORT_BYTES) short.set(shortKey(bytes, 0, bytes.length), rank);
     }
-    encoding = { ranks, pairs, short, split: new RegExp(re.source, re.flags) };
+    // Sticky instead of global: estimateTokens matches at a position with test(), which
+    // builds no match array per piece.
+    encoding = {
+      ranks,
+      pairs,
+      short,
+      split: new RegExp(re.source, re.flags.replace('g', '') + 'y'),
+    };
     loadMs = performance.now() - t0;
   }
   return encoding;
@@ -105,6 +112,22 @@ export function tokenizerLoadMs(): number | undefined {
  * token (a run of spaces), so runs of spaces and rules of dashes are still counted exactly.
  */
 export const MAX_PIECE_CHARS = 128;
+
+/** The most UTF-8 bytes of a piece merged at once: a UTF-16 unit is at most 3 bytes. */
+const MAX_PIECE_BYTES = 3 * MAX_PIECE_CHARS;
+// mergeCount's scratch arrays, reused: a piece is at most MAX_PIECE_BYTES and merging never
+// re-enters. (Allocating them per piece was a third of what estimation allocated.)
+const NEXT = new Int32Array(MAX_PIECE_BYTES + 1);
+const PREV = new Int32Array(MAX_PIECE_BYTES + 1);
+const PAIR = new Float64Array(MAX_PIECE_BYTES + 1);
+
+/**
+ * Counts of pieces that needed merging (not one vocabulary token), by their bytes: the same
+ * words and placeholders recur from request to request. Bounded: cleared when full, so it keeps
+ * at most MERGED_MAX pieces of at most MAX_PIECE_BYTES each (~1.5 MB).
+ */
+const merged = new Map<string, number>();
+const MERGED_MAX = 4096;
 
 /** Observes every piece merged (tests prove the bound structurally, without timing). */
 let onMerge: ((piece: string) => void) | undefined;
@@ -142,12 +165,14 @@ function rankOf(e: Encoding, bytes: string, a: number, b: number): number {
 function mergeCount(e: Encoding, bytes: string): number {
   const m = bytes.length;
   if (m <= 1 || e.ranks.has(bytes)) return Math.min(m, 1);
+  const known = merged.get(bytes);
+  if (known !== undefined) return known;
   onMerge?.(bytes);
   // Part boundaries are byte offsets 0..m; next[i]: the boundary after i (m: none). pair[i]: the
   // rank of the part starting at i joined with the one after it.
-  const next = new Int32Array(m + 1);
-  const prev = new Int32Array(m + 1);
-  const pair = new Float64Array(m + 1);
+  const next = NEXT;
+  const prev = PREV;
+  const pair = PAIR;
   for (let i = 0; i <= m; i++) {
     next[i] = i + 1;
     prev[i] = i - 1;
@@ -163,7 +188,7 @@ function mergeCount(e: Encoding, bytes: string): number {
         at = i;
       }
     }
-    if (at < 0) return parts;
+    if (at < 0) break;
     // Join the part at `at` with the one after it.
     const gone = next[at]!;
     const after = next[gone]!;
@@ -174,6 +199,21 @@ function mergeCount(e: Encoding, bytes: string): number {
     const before = prev[at]!;
     if (before >= 0) pair[before] = rankOf(e, bytes, before, after);
   }
+  if (merged.size >= MERGED_MAX) merged.clear();
+  merged.set(bytes, parts);
+  return parts;
+}
+
+/**
+ * text[a, b) is ASCII (its bytes are its chars), at most SHORT_BYTES long and one vocabulary
+ * token: looked up by number, without slicing a string out of the text.
+ */
+function isWholeToken(e: Encoding, text: string, a: number, b: number): boolean {
+  for (let i = a; i < b; i++) if (text.charCodeAt(i) > 0x7f) return false;
+  const len = b - a;
+  if (len === 1) return true;
+  if (len === 2) return e.pairs[(text.charCodeAt(a) << 8) | text.charCodeAt(a + 1)]! >= 0;
+  return e.short.has(shortKey(text, a, b));
 }
 
 function isHighSurrogate(c: number): boolean {
@@ -189,20 +229,34 @@ export function estimateTokens(text: string): number {
   const e = load();
   const split = e.split;
   let n = 0;
-  split.lastIndex = 0;
-  for (let m = split.exec(text); m !== null; m = split.exec(text)) {
-    const piece = m[0];
-    if (piece.length <= MAX_PIECE_CHARS) {
-      n += mergeCount(e, latin1(piece));
+  // The split is sticky: test() at each position, no match array per piece; where nothing
+  // matches, one code point is skipped, as exec's search would.
+  for (let at = 0; at < text.length;) {
+    split.lastIndex = at;
+    if (!split.test(text)) {
+      at += isHighSurrogate(text.charCodeAt(at)) ? 2 : 1;
       continue;
     }
-    for (let i = 0; i < piece.length;) {
-      let j = Math.min(i + MAX_PIECE_CHARS, piece.length);
-      // Never split a surrogate pair: half a character would count as replacement bytes.
-      if (j < piece.length && isHighSurrogate(piece.charCodeAt(j - 1))) j--;
-      n += mergeCount(e, latin1(piece.slice(i, j)));
-      i = j;
+    const end = split.lastIndex;
+    if (end === at) {
+      // No alternative of the split matches empty; should one ever, never loop on it.
+      at += isHighSurrogate(text.charCodeAt(at)) ? 2 : 1;
+      continue;
     }
+    if (end - at <= SHORT_BYTES && isWholeToken(e, text, at, end)) {
+      n++;
+    } else if (end - at <= MAX_PIECE_CHARS) {
+      n += mergeCount(e, latin1(text.slice(at, end)));
+    } else {
+      for (let i = at; i < end;) {
+        let j = Math.min(i + MAX_PIECE_CHARS, end);
+        // Never split a surrogate pair: half a character would count as replacement bytes.
+        if (j < end && isHighSurrogate(text.charCodeAt(j - 1))) j--;
+        n += mergeCount(e, latin1(text.slice(i, j)));
+        i = j;
+      }
+    }
+    at = end;
   }
   return n;
 }
