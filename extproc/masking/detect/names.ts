@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 
 let names: ReadonlySet<string> | undefined;
 
-/** Lower-cased names of people; loaded on first use (about 0.7 s, 30 MB). */
+/** Lower-cased names of people; loaded on first use (about a second of CPU, 35 MB). */
 export function personNames(): ReadonlySet<string> {
   if (names === undefined) {
     const require = createRequire(import.meta.url);
