@@ -100,6 +100,18 @@ export const Backend = z
       .object({
         deployment: z.string().min(1).optional(),
         apiVersion: z.string().min(1),
+        /**
+         * Microsoft Entra ID tokens (`Authorization: Bearer`) instead of an `api-key`: with a
+         * credential, client credentials with that client secret; without one, the pod's workload
+         * identity. Tenant and client id default to AZURE_TENANT_ID / AZURE_CLIENT_ID.
+         */
+        entra: z
+          .object({
+            tenantId: z.string().min(1).optional(),
+            clientId: z.string().min(1).optional(),
+          })
+          .strict()
+          .optional(),
       })
       .strict()
       .optional(),
@@ -124,9 +136,16 @@ export const Backend = z
       })
       .strict()
       .optional(),
-    /** gcp-vertex: the project and location (region) in every Vertex AI path. */
+    /**
+     * gcp-vertex: the project and location (region) in every Vertex AI path; the publisher of the
+     * model (`anthropic`: Claude through rawPredict, Anthropic's Messages body; default google).
+     */
     gcp: z
-      .object({ project: z.string().min(1), region: z.string().min(1) })
+      .object({
+        project: z.string().min(1),
+        region: z.string().min(1),
+        publisher: z.enum(['google', 'anthropic']).optional(),
+      })
       .strict()
       .optional(),
     anthropic: z

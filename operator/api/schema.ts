@@ -70,7 +70,8 @@ export const CEL_RULES = {
   },
   backendCredential: {
     id: 'backend-credential',
-    rule: `!(self.provider in [${KEYED_PROVIDERS.map((p) => `'${p}'`).join(', ')}]) || !has(self.endpoint.url) || has(self.credential)`,
+    // Azure OpenAI with Entra ID may run on the pod's workload identity instead.
+    rule: `!(self.provider in [${KEYED_PROVIDERS.map((p) => `'${p}'`).join(', ')}]) || !has(self.endpoint.url) || has(self.credential) || (has(self.azure) && has(self.azure.entra))`,
     messageExpression: `'credential is required for provider ' + self.provider + ' with a url endpoint'`,
     reason: 'FieldValueRequired',
     fieldPath: '.credential',
@@ -285,6 +286,29 @@ export const BackendSchema = withRules(
             .regex(/^[A-Za-z0-9._-]+$/, 'deployment must be an Azure deployment name')
             .optional()
             .describe('The deployment to call; default: the model the client named.'),
+          entra: z
+            .strictObject({
+              tenantId: z
+                .string()
+                .min(1)
+                .max(253)
+                .regex(/^[A-Za-z0-9][A-Za-z0-9.-]*$/, 'tenantId must be a tenant id or domain')
+                .optional()
+                .describe('The Entra tenant (id or domain); default: AZURE_TENANT_ID.'),
+              clientId: z
+                .string()
+                .max(36)
+                .regex(
+                  /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/,
+                  'clientId must be an application (client) id',
+                )
+                .optional()
+                .describe('The application (client) id; default: AZURE_CLIENT_ID.'),
+            })
+            .optional()
+            .describe(
+              "Authenticate with Microsoft Entra ID tokens instead of an api-key: client credentials with the client secret in credential, or without credential the pod's workload identity (AZURE_FEDERATED_TOKEN_FILE).",
+            ),
         })
         .optional()
         .describe('Required iff provider is azure-openai.'),
@@ -344,6 +368,12 @@ export const BackendSchema = withRules(
               'region must be a Google Cloud region such as us-central1, or global',
             )
             .describe('The Vertex AI region, e.g. us-central1, or global.'),
+          publisher: z
+            .enum(['google', 'anthropic'])
+            .optional()
+            .describe(
+              'Whose model the backend serves: google (Gemini, embeddings; the default) or anthropic (Claude, through rawPredict with the Messages API).',
+            ),
         })
         .optional()
         .describe('Required iff provider is gcp-vertex.'),

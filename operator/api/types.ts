@@ -58,7 +58,12 @@ export interface Backend {
   weight?: number;
   /** 0 is tried first; higher numbers are fallbacks; default 0. */
   priority?: number;
-  azure?: { apiVersion: string; deployment?: string };
+  azure?: {
+    apiVersion: string;
+    deployment?: string;
+    /** Entra ID tokens instead of an api-key; ids default to AZURE_TENANT_ID / AZURE_CLIENT_ID. */
+    entra?: { tenantId?: string; clientId?: string };
+  };
   aws?: {
     region: string;
     anthropicInvoke?: boolean;
@@ -69,7 +74,7 @@ export interface Backend {
       streamProcessingMode?: 'sync' | 'async';
     };
   };
-  gcp?: { project: string; region: string };
+  gcp?: { project: string; region: string; publisher?: 'google' | 'anthropic' };
   anthropic?: { version?: string; defaultMaxTokens?: number };
 }
 

@@ -82,7 +82,11 @@ export interface IRBackend {
   target: ExternalTarget | ServiceTarget;
   credential?: { ref: CredentialRef; value: string };
   modelOverride?: string;
-  azure?: { apiVersion: string; deployment?: string };
+  azure?: {
+    apiVersion: string;
+    deployment?: string;
+    entra?: { tenantId?: string; clientId?: string };
+  };
   aws?: {
     region: string;
     anthropicInvoke?: boolean;
@@ -93,7 +97,7 @@ export interface IRBackend {
       streamProcessingMode?: 'sync' | 'async';
     };
   };
-  gcp?: { project: string; region: string };
+  gcp?: { project: string; region: string; publisher?: 'google' | 'anthropic' };
   anthropic?: { version?: string; defaultMaxTokens?: number };
 }
 

@@ -86,6 +86,7 @@ function contractBackend(b: IRBackend, cluster: string): ContractBackend {
       b.azure.deployment !== undefined
         ? { apiVersion: b.azure.apiVersion, deployment: b.azure.deployment }
         : { apiVersion: b.azure.apiVersion };
+    if (b.azure.entra) out.azure.entra = { ...b.azure.entra };
   }
   // The region the extproc's SigV4 signature names (the endpoint URL says where requests go).
   if (b.aws) {
@@ -93,7 +94,10 @@ function contractBackend(b: IRBackend, cluster: string): ContractBackend {
     if (b.aws.anthropicInvoke !== undefined) out.aws.anthropicInvoke = b.aws.anthropicInvoke;
     if (b.aws.guardrail) out.aws.guardrail = { ...b.aws.guardrail };
   }
-  if (b.gcp) out.gcp = { project: b.gcp.project, region: b.gcp.region };
+  if (b.gcp) {
+    out.gcp = { project: b.gcp.project, region: b.gcp.region };
+    if (b.gcp.publisher !== undefined) out.gcp.publisher = b.gcp.publisher;
+  }
   if (b.anthropic) {
     out.anthropic = { version: b.anthropic.version ?? '2023-06-01' };
     if (b.anthropic.defaultMaxTokens !== undefined) {

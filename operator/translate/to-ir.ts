@@ -369,14 +369,15 @@ function draftRoute(
       target,
     };
     if (b.credential) ir.credential = resolveCredential(b, at, ns, secrets);
-    else if (KEYED_PROVIDERS.has(b.provider) && target.kind === 'external') {
+    else if (KEYED_PROVIDERS.has(b.provider) && target.kind === 'external' && !b.azure?.entra) {
       throw new Rejection(
         'Invalid',
         `${at}.credential: required for provider ${b.provider} with a url endpoint`,
       );
     }
     if (b.modelOverride !== undefined) ir.modelOverride = b.modelOverride;
-    if (b.azure) ir.azure = { ...b.azure };
+    if (b.azure)
+      ir.azure = { ...b.azure, ...(b.azure.entra ? { entra: { ...b.azure.entra } } : {}) };
     if (b.aws) ir.aws = { ...b.aws };
     if (b.gcp) ir.gcp = { ...b.gcp };
     if (b.anthropic) {
