@@ -243,6 +243,11 @@ export const MaskingPolicy = z
       .optional(),
     /** Time the vault may take (it may be remote) before the failure mode decides. */
     timeoutMs: z.number().int().min(1).max(10_000).default(250),
+    /**
+     * Prompt and completion text go into trace span events (tracing on), masked by this policy:
+     * off by default, since even masked text is the conversation (telemetry/content.ts).
+     */
+    traceContent: z.boolean().default(false),
   })
   .strict()
   .superRefine((m, ctx) => {

@@ -21,6 +21,8 @@ export interface CompiledMasking {
   readonly timeoutMs: number;
   /** The longest placeholder this policy can produce: the streaming hold-back bound. */
   readonly maxPlaceholderLength: number;
+  /** Prompt and completion text go into traces, masked (telemetry/content.ts). */
+  readonly traceContent: boolean;
 }
 
 export interface CompiledPolicy {
@@ -63,6 +65,7 @@ export function compileMasking(m: MaskingPolicy): CompiledMasking {
     hashKey: m.hashKey ? Buffer.from(m.hashKey.value, 'utf8') : PROCESS_HASH_KEY,
     timeoutMs: m.timeoutMs,
     maxPlaceholderLength: longestType + String(MAX_PLACEHOLDER_NUMBER).length + 3,
+    traceContent: m.traceContent,
   };
 }
 
@@ -80,6 +83,7 @@ export function defaultMasking(): CompiledMasking {
     redaction: 'typed',
     partialKeep: 4,
     timeoutMs: 250,
+    traceContent: false,
   });
 }
 

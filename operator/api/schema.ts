@@ -636,6 +636,13 @@ export const MaskingSectionSchema = z
       .max(10_000)
       .optional()
       .describe('How long the vault may take before failureMode decides; default 250.'),
+    traceContent: z
+      .boolean()
+      .optional()
+      .describe(
+        'Record prompt and completion text in trace span events, after this masking; default ' +
+          'false (nothing of either is recorded).',
+      ),
   })
   .describe('Sensitive-data masking, run by the extproc on requests and responses.');
 

@@ -326,6 +326,8 @@ export interface MaskingSection {
   /** A Secret in the policy's namespace holding the HMAC key of the `hash` action. */
   hashKeySecretRef?: { name: string; key: string };
   timeoutMs?: number;
+  /** Prompt and completion text in trace span events, after masking; default false. */
+  traceContent?: boolean;
 }
 
 export type MaskAction = 'mask' | 'redact' | 'hash' | 'partial' | 'block' | 'alert';
