@@ -16,7 +16,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import {
+  emptyUsage,
   StoreUnavailable,
+  type RefusalMetric,
   type ReserveReply,
   type StateStore,
   type UsageIncrement,
@@ -57,6 +59,8 @@ export interface Actual extends Amount {
    * `usage` are what the hit was charged (0 when free).
    */
   cached?: { savedTokens: number; savedMicros: number } | undefined;
+  /** A refused request: counted under this metric only (recordRefusal). */
+  refused?: RefusalMetric | undefined;
 }
 
 export interface Charge {
@@ -331,6 +335,31 @@ export class Budget {
     return this.settle(reservation, actual);
   }
 
+  /**
+   * A refused request, counted in usage by reason (a settlement with no buckets under a fresh
+   * id). Best effort: never journalled, since a store that is away must not fill the journal
+   * that holds real spend; a refusal during an outage is then only in the metrics.
+   */
+  async recordRefusal(
+    policy: BudgetPolicy,
+    keys: RequestKeys,
+    metric: RefusalMetric,
+  ): Promise<void> {
+    const reservation: Reservation = {
+      id: this.newId(),
+      scope: policy.name,
+      createdAtMs: this.clock(),
+      ttlMs: policy.limits.reservationTtlSeconds * 1000,
+      keys: { ...keys },
+      estimate: { tokens: 0, costUsd: 0 },
+      charges: [],
+      levels: [],
+    };
+    await this.apply(reservation, { tokens: 0, costUsd: 0, refused: metric }).catch(
+      () => undefined,
+    );
+  }
+
   /** The request never reached upstream: gives everything back, counts nothing. */
   release(reservation: Reservation): Promise<SettleResult> {
     return this.settle(reservation, undefined);
@@ -596,19 +625,27 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number) 
   const usage: UsageIncrement[] = [];
   if (actual) {
     const u = actual.usage;
-    const values: UsageValues = {
-      // One per client request, as in the access log (which has the attempts); requests per
-      // minute count attempts instead. A cache hit is a cached request, not a provider's.
-      requests: actual.cached ? 0 : 1,
-      inputTokens: u?.inputTokens ?? 0,
-      outputTokens: u?.outputTokens ?? 0,
-      cachedInputTokens: u?.cachedInputTokens ?? 0,
-      totalTokens: Math.max(0, Math.ceil(actual.tokens)),
-      costMicros: Math.max(0, usdToMicros(actual.costUsd)),
-      cachedRequests: actual.cached ? 1 : 0,
-      savedTokens: Math.max(0, Math.round(actual.cached?.savedTokens ?? 0)),
-      savedMicros: Math.max(0, Math.round(actual.cached?.savedMicros ?? 0)),
-    };
+    const values: UsageValues = actual.refused
+      ? { ...emptyUsage(), [actual.refused]: 1 }
+      : {
+          // One per client request, as in the access log (which has the attempts); requests per
+          // minute count attempts instead. A cache hit is a cached request, not a provider's.
+          requests: actual.cached ? 0 : 1,
+          inputTokens: u?.inputTokens ?? 0,
+          outputTokens: u?.outputTokens ?? 0,
+          cachedInputTokens: u?.cachedInputTokens ?? 0,
+          totalTokens: Math.max(0, Math.ceil(actual.tokens)),
+          costMicros: Math.max(0, usdToMicros(actual.costUsd)),
+          cachedRequests: actual.cached ? 1 : 0,
+          savedTokens: Math.max(0, Math.round(actual.cached?.savedTokens ?? 0)),
+          savedMicros: Math.max(0, Math.round(actual.cached?.savedMicros ?? 0)),
+          refusedUnauthenticated: 0,
+          refusedAccessDenied: 0,
+          refusedRateLimit: 0,
+          refusedBudget: 0,
+          refusedPolicy: 0,
+          refusedPrompt: 0,
+        };
     const dims = {
       consumer: r.keys.consumer ?? '',
       team: r.keys.team ?? '',

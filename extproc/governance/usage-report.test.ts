@@ -13,6 +13,7 @@ const row = (
   scope: 'p',
   dims: { consumer, team, model, route: 'r' },
   values: {
+    ...emptyUsage(),
     requests: req,
     inputTokens: req * 100,
     outputTokens: req * 10,

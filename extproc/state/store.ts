@@ -102,9 +102,35 @@ export const USAGE_METRICS = [
   'cachedRequests',
   'savedTokens',
   'savedMicros',
+  'refusedUnauthenticated',
+  'refusedAccessDenied',
+  'refusedRateLimit',
+  'refusedBudget',
+  'refusedPolicy',
+  'refusedPrompt',
 ] as const;
 export type UsageMetric = (typeof USAGE_METRICS)[number];
 export type UsageValues = Record<UsageMetric, number>;
+
+/**
+ * Refused requests, by the code the caller got: what the usage report's "top refusals" reads.
+ * Counted per consumer/team/model/route like the rest (a reader that predates a metric skips
+ * it: parseUsageField knows only USAGE_METRICS).
+ */
+export const REFUSAL_METRICS = [
+  ['unauthenticated', 'refusedUnauthenticated'],
+  ['access_denied', 'refusedAccessDenied'],
+  ['rate_limit_exceeded', 'refusedRateLimit'],
+  ['budget_exceeded', 'refusedBudget'],
+  ['policy_blocked', 'refusedPolicy'],
+  ['prompt_blocked', 'refusedPrompt'],
+] as const satisfies readonly (readonly [string, UsageMetric])[];
+export type RefusalMetric = (typeof REFUSAL_METRICS)[number][1];
+
+/** The usage metric of a refusal code, or undefined for a code that is no refusal. */
+export function refusalMetric(code: string | undefined): RefusalMetric | undefined {
+  return REFUSAL_METRICS.find(([c]) => c === code)?.[1];
+}
 
 export interface UsageIncrement {
   period: UsagePeriod;
@@ -159,6 +185,12 @@ export function emptyUsage(): UsageValues {
     cachedRequests: 0,
     savedTokens: 0,
     savedMicros: 0,
+    refusedUnauthenticated: 0,
+    refusedAccessDenied: 0,
+    refusedRateLimit: 0,
+    refusedBudget: 0,
+    refusedPolicy: 0,
+    refusedPrompt: 0,
   };
 }
 

@@ -4,8 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { MemoryStore } from '../../extproc/state/memory.js';
-import { emptyUsage, type UsageRow } from '../../extproc/state/store.js';
-import { daysOfMonth, MAX_SERIES, OTHER_COLOUR, PALETTE, renderUsageHtml } from './html.js';
+import { emptyUsage, type RefusalMetric, type UsageRow } from '../../extproc/state/store.js';
+import {
+  daysOfMonth,
+  MAX_REFUSAL_ROWS,
+  MAX_SERIES,
+  OTHER_COLOUR,
+  PALETTE,
+  renderUsageHtml,
+} from './html.js';
 import { main } from './main.js';
 
 function row(consumer: string, team: string, model: string, costMicros: number): UsageRow {
@@ -90,6 +97,68 @@ describe('renderUsageHtml', () => {
       html,
       /<th scope="row">red<\/th><td>1<\/td>.*?<td>\$1\.00<\/td><td>7<\/td><td>\$3\.25<\/td>/,
     );
+  });
+
+  it('lists the top refusals: by reason, then reason × consumer × model, names escaped', () => {
+    const refused = (
+      consumer: string,
+      model: string,
+      v: Partial<Record<RefusalMetric, number>>,
+    ): UsageRow => ({
+      scope: 'gov',
+      dims: { consumer, team: 't', model, route: 'r' },
+      values: { ...emptyUsage(), ...v },
+    });
+    const html = renderUsageHtml({
+      month: '2026-03',
+      days: [
+        {
+          day: '2026-03-01',
+          rows: [
+            refused('alice', 'gpt-4o', { refusedBudget: 5, refusedRateLimit: 2 }),
+            refused('<bob>', 'gpt-4o', { refusedAccessDenied: 1 }),
+          ],
+        },
+        { day: '2026-03-02', rows: [refused('alice', 'gpt-4o', { refusedBudget: 4 })] },
+      ],
+      generatedAtMs: 0,
+    });
+    const section = html.slice(html.indexOf('<h2>Top refusals</h2>'));
+    // Per reason, largest first, summed over the days.
+    assert.match(
+      section,
+      /budget_exceeded<\/th><td>9<\/td>.*rate_limit_exceeded<\/th><td>2<\/td>.*access_denied<\/th><td>1<\/td>/s,
+    );
+    assert.match(
+      section,
+      /<th scope="row">budget_exceeded<\/th><td class="name">alice<\/td><td class="name">gpt-4o<\/td><td>9<\/td>/,
+    );
+    assert.ok(section.includes('&lt;bob&gt;') && !section.includes('<bob>'));
+  });
+
+  it(`shows the ${MAX_REFUSAL_ROWS} largest refusal rows and counts the rest`, () => {
+    const rows = Array.from({ length: MAX_REFUSAL_ROWS + 2 }, (_, i) => ({
+      ...row(`c${i}`, 't', 'm', 0),
+      values: { ...emptyUsage(), refusedRateLimit: i + 1 },
+    }));
+    const html = renderUsageHtml({
+      month: '2026-03',
+      days: [{ day: '2026-03-01', rows }],
+      generatedAtMs: 0,
+    });
+    const section = html.slice(html.indexOf('<h2>Top refusals</h2>'));
+    assert.match(section, /2 more \(reason, consumer, model\) combinations, 3 refusals\./);
+    assert.ok(section.includes('>c16<'), 'the largest is shown');
+    assert.ok(!section.includes('>c0<') && !section.includes('>c1<'), 'the two smallest are not');
+  });
+
+  it('a month without refusals says so', () => {
+    const html = renderUsageHtml({
+      month: '2026-03',
+      days: [{ day: '2026-03-01', rows: [row('a', 't', 'm', 5)] }],
+      generatedAtMs: 0,
+    });
+    assert.match(html, /No refused requests recorded this month\./);
   });
 
   it('an empty month says so instead of drawing', () => {

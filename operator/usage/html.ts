@@ -1,7 +1,8 @@
 /**
  * `sluice usage --html FILE`: one month of usage from the state store as a self-contained HTML
  * page (inline CSS and SVG, no script, no external asset) for people without Grafana: spend and
- * tokens per day, stacked by team, consumer and model, with a table of each.
+ * tokens per day, stacked by team, consumer and model, with a table of each, and the requests
+ * the gateway refused (by reason, and the top reason × consumer × model).
  *
  * Pure: the caller reads the store (one `usage('day', …)` per day, the rows `sluice usage` folds)
  * and hands the rows in. Every name on the page comes from config or callers (consumer, team,
@@ -12,7 +13,7 @@ import {
   formatUsd,
   type UsageBy,
 } from '../../extproc/governance/usage-report.js';
-import type { UsageRow } from '../../extproc/state/store.js';
+import { REFUSAL_METRICS, type UsageRow } from '../../extproc/state/store.js';
 
 export interface DayUsage {
   /** YYYY-MM-DD, UTC. */
@@ -174,6 +175,55 @@ function table(days: readonly DayUsage[], month: string, by: UsageBy): string {
     .join('')}${row('total', report.total, ' class="total"')}</tbody></table>`;
 }
 
+/** Rows of the top-refusals table; the rest are counted in a note. */
+export const MAX_REFUSAL_ROWS = 15;
+
+/**
+ * Requests the gateway refused this month (governance: identity, access, rate limits, budgets;
+ * policies: masking and the prompt guard), by reason, then the top (reason, consumer, model).
+ */
+function refusals(days: readonly DayUsage[]): string {
+  const byReason = new Map<string, number>();
+  const top = new Map<string, { reason: string; consumer: string; model: string; n: number }>();
+  for (const d of days) {
+    for (const r of d.rows) {
+      for (const [reason, metric] of REFUSAL_METRICS) {
+        const n = r.values[metric];
+        if (!n) continue;
+        byReason.set(reason, (byReason.get(reason) ?? 0) + n);
+        const k = [reason, r.dims.consumer, r.dims.model].join('\x1f');
+        const e = top.get(k);
+        if (e) e.n += n;
+        else top.set(k, { reason, consumer: r.dims.consumer, model: r.dims.model, n });
+      }
+    }
+  }
+  if (byReason.size === 0) {
+    return '<p class="empty">No refused requests recorded this month.</p>';
+  }
+  const num = (n: number) => n.toLocaleString('en-US');
+  const reasons = [...byReason.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
+  const ranked = [...top.values()].sort(
+    (a, b) =>
+      b.n - a.n ||
+      (a.reason + a.consumer + a.model < b.reason + b.consumer + b.model ? -1 : 1),
+  );
+  const shown = ranked.slice(0, MAX_REFUSAL_ROWS);
+  const more =
+    ranked.length > shown.length
+      ? `<p class="note">${ranked.length - shown.length} more (reason, consumer, model) combinations, ${num(ranked.slice(MAX_REFUSAL_ROWS).reduce((a, e) => a + e.n, 0))} refusals.</p>`
+      : '';
+  return `<table class="refusals"><thead><tr><th scope="col">reason</th><th scope="col">refused</th></tr></thead><tbody>${reasons
+    .map(([k, n]) => `<tr><th scope="row">${escapeHtml(k)}</th><td>${num(n)}</td></tr>`)
+    .join('')}</tbody></table>
+<table class="refusals"><thead><tr><th scope="col">reason</th><th scope="col">consumer</th><th scope="col">model</th><th scope="col">refused</th></tr></thead><tbody>${shown
+    .map(
+      (e) =>
+        `<tr><th scope="row">${escapeHtml(e.reason)}</th><td class="name">${escapeHtml(label(e.consumer))}</td><td class="name">${escapeHtml(label(e.model))}</td><td>${num(e.n)}</td></tr>`,
+    )
+    .join('')}</tbody></table>${more}`;
+}
+
 const CSS = `
 body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#222;margin:24px auto;max-width:1000px;padding:0 16px}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:4px}
@@ -183,7 +233,7 @@ svg .grid{stroke:#e5e5e5}svg .axis{font-size:11px;fill:#666}
 .legend{list-style:none;padding:0;margin:4px 0 0;display:flex;flex-wrap:wrap;gap:4px 14px}
 .swatch{display:inline-block;width:10px;height:10px;margin-right:5px;border-radius:2px}
 table{border-collapse:collapse;width:100%;margin-top:8px}th,td{padding:3px 8px;border-bottom:1px solid #eee;text-align:right}
-th[scope=row],thead th:first-child{text-align:left;word-break:break-all}tr.total{font-weight:600}.empty,.note{color:#666}
+th[scope=row],thead th:first-child,td.name{text-align:left;word-break:break-all}tr.total{font-weight:600}.empty,.note{color:#666}
 footer{margin-top:28px;color:#888;font-size:12px}`;
 
 /** The whole page. */
@@ -210,8 +260,8 @@ export function renderUsageHtml(input: HtmlReportInput): string {
 <p class="note">Requests, tokens and spend at the governance policies' prices, per day, from the gateway's state store. Requests count provider answers; cache hits are answered from the response cache, and saved is what they did not buy.</p>
 <div class="kpis">${kpi('spend', formatUsd(total.costMicros))}${kpi('tokens', total.totalTokens.toLocaleString('en-US'))}${kpi('requests', total.requests.toLocaleString('en-US'))}${kpi('cache hits', total.cachedRequests.toLocaleString('en-US'))}${kpi('saved by the cache', formatUsd(total.savedMicros))}</div>
 ${sections.join('\n')}
-<h2>Refusals</h2>
-<p class="note">The state store counts what was served; refused requests (budgets, rate limits, access, policies) are in the gateway's metrics: <code>sluice_requests_total</code> by <code>error_code</code>.</p>
+<h2>Top refusals</h2>
+${refusals(input.days)}
 <footer>Generated ${new Date(input.generatedAtMs).toISOString()} by sluice usage --html.</footer>
 </body></html>
 `;

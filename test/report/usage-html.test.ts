@@ -105,6 +105,9 @@ describe('report: sluice usage --html in headless Chromium', () => {
             outputTokens: Math.round(tokens * 0.2),
             totalTokens: tokens,
             costMicros: tokens * (c + 2) * 3,
+            // Refusals: svc-0 over its budget every day, svc-1 rate limited every other day.
+            ...(c === 0 && { refusedBudget: 2 }),
+            ...(c === 1 && day % 2 === 0 && { refusedRateLimit: 1 }),
           },
           expireAtMs: Number.MAX_SAFE_INTEGER,
         });
@@ -161,5 +164,26 @@ describe('report: sluice usage --html in headless Chromium', () => {
     for (const colour of [...PALETTE, OTHER_COLOUR]) {
       assert.ok((counts.get(colour) ?? 0) > 500, `${colour}: ${counts.get(colour) ?? 0} pixels`);
     }
+  });
+
+  it('Chromium renders the top refusals: per reason, then reason × consumer × model', () => {
+    const r = spawnSync(
+      CHROMIUM,
+      [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--host-resolver-rules=MAP * ~NOTFOUND',
+        '--dump-dom',
+        `file://${html}`,
+      ],
+      { encoding: 'utf8', timeout: 60_000, maxBuffer: 16 * 1024 * 1024 },
+    );
+    assert.equal(r.status, 0, `chromium: ${r.stderr}`);
+    const dom = r.stdout.slice(r.stdout.indexOf('Top refusals'));
+    // 20 days × 2 budget refusals of svc-0; 10 rate-limit refusals of svc-1.
+    assert.match(dom, /budget_exceeded<\/th><td>40<\/td>/);
+    assert.match(dom, /rate_limit_exceeded<\/th><td>10<\/td>/);
+    assert.match(dom, /<th scope="row">budget_exceeded<\/th><td class="name">svc-0<\/td>/);
   });
 });
