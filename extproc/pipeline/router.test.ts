@@ -408,7 +408,13 @@ describe('router phase: backends that cannot take the request', () => {
       backends: [
         { name: 'openai', cluster: 'c-openai', provider: 'openai' },
         { name: 'claude', cluster: 'c-claude', provider: 'anthropic' },
-        { name: 'bedrock', cluster: 'c-bedrock', provider: 'aws-bedrock' },
+        // Claude on Vertex: Anthropic's API, no embeddings either.
+        {
+          name: 'claude-vertex',
+          cluster: 'c-claude-vertex',
+          provider: 'gcp-vertex',
+          gcp: { project: 'p', region: 'us-east5', publisher: 'anthropic' },
+        },
       ],
       routes: [
         {
@@ -419,7 +425,7 @@ describe('router phase: backends that cannot take the request', () => {
         {
           name: 'none',
           models: [{ exact: 'n' }],
-          backends: [{ name: 'claude' }, { name: 'bedrock' }],
+          backends: [{ name: 'claude' }, { name: 'claude-vertex' }],
         },
       ],
     }),
@@ -447,7 +453,7 @@ describe('router phase: backends that cannot take the request', () => {
     assert.equal(x.store.size, 0, 'nothing is routed');
     const y = exchange(mixed);
     const w = verdictOf(await send(y, 'n', '/v1/embeddings'));
-    assert.match(jsonOf(w).error.message, /to anthropic or aws-bedrock backends\.$/);
+    assert.match(jsonOf(w).error.message, /to anthropic or gcp-vertex backends\.$/);
     // Chat completions translate to Anthropic Messages: the route serves them.
     assert.equal((await send(exchange(config), 'claude-sonnet-4')).kind, 'continue');
   });

@@ -140,8 +140,8 @@ export class RouterExchange implements PhaseHandler {
       const api = this.api;
       const models = visible.models.filter((x) =>
         (cfg.routeForModel(x.id)?.backends ?? []).some((b) => {
-          const provider = cfg.backend(b.name)?.provider;
-          return provider !== undefined && servesApi(api, provider);
+          const backend = cfg.backend(b.name);
+          return backend !== undefined && servesApi(api, backend);
         }),
       );
       if (endpoint.kind === 'models-list') {
@@ -257,12 +257,16 @@ export class RouterExchange implements PhaseHandler {
     // Refused here when no backend could take it: the upstream phase would refuse every attempt,
     // after a round trip through routing. After admission, so a caller who may not use the route
     // learns nothing about its providers; the end of the request releases what admit reserved.
-    const providers = route.backends.flatMap((b) => cfg.backend(b.name)?.provider ?? []);
+    const backends = route.backends.flatMap((b) => cfg.backend(b.name) ?? []);
     if (
-      providers.length > 0 &&
-      !providers.some((p) => canServe(endpoint.api, endpoint.operation, p))
+      backends.length > 0 &&
+      !backends.some((b) => canServe(endpoint.api, endpoint.operation, b))
     ) {
-      throw unsupportedBackend(endpoint.api, endpoint.operation, providers);
+      throw unsupportedBackend(
+        endpoint.api,
+        endpoint.operation,
+        backends.map((b) => b.provider),
+      );
     }
     let replaced: Buffer | undefined;
     const policy = cfg.policyFor(route.name);

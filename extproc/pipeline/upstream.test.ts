@@ -34,7 +34,12 @@ const config = new RuntimeConfig(
         credential: { value: 'x' },
         modelOverride: 'claude-x-1',
       },
-      { name: 'vertex', cluster: 'c-vertex', provider: 'gcp-vertex' },
+      {
+        name: 'vertex',
+        cluster: 'c-vertex',
+        provider: 'gcp-vertex',
+        gcp: { project: 'p', region: 'us-east5', publisher: 'anthropic' },
+      },
     ],
     routes: [{ name: 'r', models: [{ prefix: 'gpt' }], backends: [{ name: 'openai' }] }],
   }),
@@ -178,7 +183,7 @@ describe('upstream phase', () => {
   });
 
   it('refuses a schema pair it cannot translate, in the caller format', () => {
-    // Every provider now carries chat; embeddings reach no Vertex translator.
+    // Every provider now carries chat; embeddings reach no translator of Claude on Vertex.
     const v = verdictOf(run('c-vertex', state({ operation: 'embeddings' })).o);
     assert.equal(v.status, 501);
     assert.equal(jsonOf(v).error.code, 'unsupported_backend');

@@ -79,7 +79,7 @@ export class UpstreamExchange implements PhaseHandler {
           : cfg?.backendForCluster(cluster);
     if (!backend)
       throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
-    const translator = translatorFor(state.api, state.operation, backendApi(backend.provider));
+    const translator = translatorFor(state.api, state.operation, backendApi(backend));
     if (!translator) throw unsupportedBackend(state.api, state.operation, [backend.provider]);
     const up = translator.request(state, backend);
     state.attempts.push({
@@ -157,7 +157,8 @@ export class UpstreamExchange implements PhaseHandler {
       throw new SluiceError('bad_upstream_response', 'The backend sent a compressed answer.');
     }
     const start = rt.headers(status, headers);
-    if (msg.end_of_stream) {
+    // `none`: the answer is already the caller's; the body mode stays the configured skip.
+    if (msg.end_of_stream || start.body === 'none') {
       this.response = undefined;
       return proceed({ setHeaders: start.setHeaders, removeHeaders: start.removeHeaders });
     }

@@ -146,7 +146,9 @@ describe('translator table', () => {
   it('serves both caller APIs on Bedrock Converse', () => {
     assert.equal(translatorFor('openai', 'chat', 'bedrock-converse'), openaiToBedrock);
     assert.equal(translatorFor('anthropic', 'messages', 'bedrock-converse'), anthropicToBedrock);
-    assert.equal(translatorFor('openai', 'embeddings', 'bedrock-converse'), undefined);
+    // Embeddings go through InvokeModel (openai-to-bedrock-embeddings.ts), legacy completions nowhere.
+    assert.notEqual(translatorFor('openai', 'embeddings', 'bedrock-converse'), openaiToBedrock);
+    assert.equal(translatorFor('openai', 'completions', 'bedrock-converse'), undefined);
   });
 });
 

@@ -51,6 +51,28 @@ export function namedEvent(value: Json & { type: string }): string {
   return `event: ${value.type}\ndata: ${JSON.stringify(value)}\n\n`;
 }
 
+/**
+ * An error in OpenAI's format for a backend's failure: the type from the status, the backend's
+ * own error name (AWS's exception, Google's status) as the `code`.
+ */
+export function openaiErrorObject(
+  status: number,
+  message: string,
+  code: string | null | undefined,
+): Json {
+  const type =
+    status === 429
+      ? 'rate_limit_error'
+      : status === 401 || status === 403
+        ? 'authentication_error'
+        : status === 404
+          ? 'not_found_error'
+          : status >= 500
+            ? 'server_error'
+            : 'invalid_request_error';
+  return { error: { message, type, param: null, code: code ?? null } };
+}
+
 export function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }

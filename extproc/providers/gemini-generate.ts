@@ -10,29 +10,17 @@
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, num, str, unsupportedField, type Json } from './common.js';
-
-/** The API version segment of the Gemini API when the endpoint URL names none. */
-const GEMINI_VERSION = 'v1beta';
-const VERSIONED = /\/v\d+(?:beta\d*|alpha\d*)?$/;
+import { geminiModelPath, vertexModelPath } from './paths.js';
 
 /**
  * Gemini API: `/v1beta/models/{model}:…` (the URL's own version segment when it names one).
  * Vertex AI: `/v1/projects/{project}/locations/{region}/publishers/google/models/{model}:…`.
  */
 export function generatePath(backend: ResolvedBackend, model: string, stream: boolean): string {
-  const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
   const call = stream ? 'streamGenerateContent?alt=sse' : 'generateContent';
-  if (backend.provider === 'gcp-vertex') {
-    const gcp = backend.gcp;
-    if (!gcp)
-      throw new SluiceError('gateway_error', 'The gateway has no project for this Vertex backend.');
-    const prefix = VERSIONED.test(base) ? base : `${base}/v1`;
-    const p = encodeURIComponent(gcp.project);
-    const l = encodeURIComponent(gcp.region);
-    return `${prefix}/projects/${p}/locations/${l}/publishers/google/models/${encodeURIComponent(model)}:${call}`;
-  }
-  const prefix = VERSIONED.test(base) ? base : `${base}/${GEMINI_VERSION}`;
-  return `${prefix}/models/${encodeURIComponent(model)}:${call}`;
+  return backend.provider === 'gcp-vertex'
+    ? vertexModelPath(backend, 'google', model, call)
+    : geminiModelPath(backend, model, call);
 }
 
 /** Output cap as for Converse: the caller's limit held to the cap; the cap when none is set. */

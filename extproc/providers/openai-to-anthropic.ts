@@ -92,11 +92,7 @@ export const openaiToAnthropic: Translator = {
   to: 'anthropic',
   operations: ['chat'],
   request(req, backend) {
-    let body = toAnthropicRequest(req, backend);
-    if (req.outputTokenCap !== undefined) {
-      body = withOutputTokenCap('messages', backend.provider, body, req.outputTokenCap) ?? body;
-      fitThinking(body);
-    }
+    const body = anthropicMessagesBody(req, backend);
     return {
       path: versionedPath(backend, '/messages'),
       headers: [
@@ -110,6 +106,16 @@ export const openaiToAnthropic: Translator = {
     return new AnthropicToOpenaiResponse(req, ctx);
   },
 };
+
+/** The Messages body for an OpenAI request, held to the gateway's output cap (Claude on Vertex too). */
+export function anthropicMessagesBody(req: ExchangeRequest, backend: ResolvedBackend): Json {
+  let body = toAnthropicRequest(req, backend);
+  if (req.outputTokenCap !== undefined) {
+    body = withOutputTokenCap('messages', 'anthropic', body, req.outputTokenCap) ?? body;
+    fitThinking(body);
+  }
+  return body;
+}
 
 export function toAnthropicRequest(req: ExchangeRequest, backend: ResolvedBackend): Json {
   const b = req.body;

@@ -37,6 +37,7 @@ import {
   type ToolDef,
 } from './bedrock-converse.js';
 import {
+  openaiErrorObject,
   backendJson,
   dataEvent,
   dataUrl,
@@ -318,17 +319,6 @@ export function openaiUsageOf(u: unknown): Json {
     total_tokens: prompt + c.output,
     prompt_tokens_details: { cached_tokens: c.cacheRead },
   };
-}
-
-function openaiErrorType(status: number): string {
-  if (status === 429) return 'rate_limit_error';
-  if (status === 401 || status === 403) return 'authentication_error';
-  if (status === 404) return 'not_found_error';
-  return status >= 500 ? 'server_error' : 'invalid_request_error';
-}
-
-function openaiErrorObject(status: number, message: string, type: string | undefined): Json {
-  return { error: { message, type: openaiErrorType(status), param: null, code: type ?? null } };
 }
 
 class ConverseToOpenaiResponse implements ResponseTranslator {

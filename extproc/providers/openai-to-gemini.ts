@@ -15,6 +15,7 @@
  */
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import {
+  openaiErrorObject,
   backendJson,
   dataEvent,
   dataUrl,
@@ -281,18 +282,6 @@ function openaiUsage(u: Json | undefined): Json {
     total_tokens: c.prompt + c.output,
     prompt_tokens_details: { cached_tokens: c.cached },
   };
-}
-
-function openaiErrorObject(status: number, message: string, code: string | null): Json {
-  const type =
-    status === 429
-      ? 'rate_limit_error'
-      : status === 401 || status === 403
-        ? 'authentication_error'
-        : status >= 500
-          ? 'server_error'
-          : 'invalid_request_error';
-  return { error: { message, type, param: null, code } };
 }
 
 class GeminiToOpenaiResponse implements ResponseTranslator {

@@ -9,6 +9,7 @@
  * `/v1` first. Azure OpenAI has no version segment in the path: deployments and `api-version`.
  */
 import type { ResolvedBackend } from '../config/runtime.js';
+import { SluiceError } from '../errors.js';
 
 const VERSIONED = /\/v\d+(?:beta\d*|alpha\d*)?$/;
 
@@ -23,4 +24,34 @@ export function azurePath(backend: ResolvedBackend, deployment: string, call: st
   const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
   const version = encodeURIComponent(backend.azure?.apiVersion ?? '');
   return `${base}/openai/deployments/${encodeURIComponent(deployment)}${call}?api-version=${version}`;
+}
+
+/** The Gemini API's version segment when the endpoint URL names none. */
+const GEMINI_VERSION = 'v1beta';
+
+/** The Gemini API: `/v1beta/models/{model}:{method}` (the URL's own version segment when it has one). */
+export function geminiModelPath(backend: ResolvedBackend, model: string, method: string): string {
+  const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
+  const prefix = VERSIONED.test(base) ? base : `${base}/${GEMINI_VERSION}`;
+  return `${prefix}/models/${encodeURIComponent(model)}:${method}`;
+}
+
+/**
+ * Vertex AI: a publisher model's method, `/v1/projects/{project}/locations/{region}/publishers/
+ * {publisher}/models/{model}:{method}` (the URL's own version segment when it has one).
+ */
+export function vertexModelPath(
+  backend: ResolvedBackend,
+  publisher: 'google' | 'anthropic',
+  model: string,
+  method: string,
+): string {
+  const gcp = backend.gcp;
+  if (!gcp)
+    throw new SluiceError('gateway_error', 'The gateway has no project for this Vertex backend.');
+  const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
+  const prefix = VERSIONED.test(base) ? base : `${base}/v1`;
+  const p = encodeURIComponent(gcp.project);
+  const l = encodeURIComponent(gcp.region);
+  return `${prefix}/projects/${p}/locations/${l}/publishers/${publisher}/models/${encodeURIComponent(model)}:${method}`;
 }

@@ -21,10 +21,17 @@ export type Provider = z.infer<typeof Provider>;
  * The wire API a backend speaks. Several providers share one (Azure OpenAI and every
  * OpenAI-compatible server speak OpenAI's), so translators are per (caller API × backend API).
  */
-export type BackendApi = 'openai' | 'anthropic' | 'bedrock-converse' | 'gemini';
+export type BackendApi =
+  'openai' | 'anthropic' | 'bedrock-converse' | 'gemini' | 'anthropic-vertex';
 
-export function backendApi(provider: Provider): BackendApi {
-  switch (provider) {
+/** What of a backend decides its API: the provider, and on Vertex AI the model's publisher. */
+export interface BackendKind {
+  provider: Provider;
+  gcp?: { publisher?: 'google' | 'anthropic' | undefined } | undefined;
+}
+
+export function backendApi(backend: BackendKind): BackendApi {
+  switch (backend.provider) {
     case 'openai':
     case 'azure-openai':
     case 'openai-compatible':
@@ -33,8 +40,10 @@ export function backendApi(provider: Provider): BackendApi {
       return 'anthropic';
     case 'aws-bedrock':
       return 'bedrock-converse';
-    // Vertex AI takes the Gemini API's body, at a project/location path with OAuth tokens.
+    // Vertex AI takes the Gemini API's body, at a project/location path with OAuth tokens;
+    // Claude there (publisher anthropic) takes Anthropic's Messages body.
     case 'gcp-vertex':
+      return backend.gcp?.publisher === 'anthropic' ? 'anthropic-vertex' : 'gemini';
     case 'gemini':
       return 'gemini';
   }

@@ -45,16 +45,17 @@ backends:
     cluster: sluice/backend/claude-only
     provider: anthropic
     credential: { value: sk-ant-backend-0004 }
-  - name: bedrock
-    cluster: sluice/backend/bedrock
-    provider: aws-bedrock
+  - name: claude-vertex
+    cluster: sluice/backend/claude-vertex
+    provider: gcp-vertex
+    gcp: { project: sluice-conformance, region: us-east5, publisher: anthropic }
 routes:
   - name: mixed
     models: [{ exact: mixed-model }]
     backends: [{ name: anthropic }, { name: openai, priority: 1 }]
   - name: claude
     models: [{ prefix: 'claude-' }]
-    backends: [{ name: claude-only }, { name: bedrock, priority: 1 }]
+    backends: [{ name: claude-only }, { name: claude-vertex, priority: 1 }]
 `;
 
 let h: Harness;
@@ -134,7 +135,7 @@ describe('conformance: a route none of whose backends can take the caller’s AP
     assert.equal(e.code, 'unsupported_backend');
     assert.equal(
       e.message,
-      'This gateway cannot send OpenAI embeddings requests to anthropic or aws-bedrock backends.',
+      'This gateway cannot send OpenAI embeddings requests to anthropic or gcp-vertex backends.',
     );
     await waitFor(() => accessLines(h).length > before);
     const line = accessLines(h).at(-1)!;

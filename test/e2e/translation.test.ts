@@ -279,7 +279,11 @@ describe('e2e: translation between the OpenAI and Anthropic APIs', () => {
     ] as const) {
       assert.ok(ids.includes('claude-x') && ids.includes('gpt-x'), ids.join());
       // Listed exactly when a translator reaches Vertex from this API (issue 15 adds them).
-      assert.equal(ids.includes('gemini-x'), servesApi(api, 'gcp-vertex'), ids.join());
+      assert.equal(
+        ids.includes('gemini-x'),
+        servesApi(api, { provider: 'gcp-vertex' }),
+        ids.join(),
+      );
     }
   });
 

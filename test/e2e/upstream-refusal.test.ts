@@ -1,5 +1,5 @@
 // A backend no translator carries the caller's request to (today: OpenAI embeddings, completions
-// and Responses to Anthropic; embeddings to Bedrock, Gemini and Vertex). The SDK must get a clear
+// and Responses to Anthropic and to Claude on Vertex). The SDK must get a clear
 // error in its own format at once — under Envoy's real semantics, where an upstream ext_proc
 // filter's own immediate response is ignored (up to Envoy 1.35) and would leave the request
 // hanging until the route timeout. A route none of whose backends can take the request is refused
