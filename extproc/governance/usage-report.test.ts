@@ -112,6 +112,24 @@ describe('usage report', () => {
     assert.deepEqual([json.total.cachedRequests, json.total.savedUsd], [4, '0.002500']);
   });
 
+  it('leaves out a row that only counts refusals: it served nothing', () => {
+    const refusedOnly: UsageRow = {
+      scope: 'p',
+      dims: { consumer: 'mallory', team: 't', model: 'm', route: 'r' },
+      values: { ...emptyUsage(), refusedBudget: 3 },
+    };
+    const r = buildUsageReport([...rows, refusedOnly], {
+      period: 'month',
+      periodKey: '2026-03',
+      by: 'consumer',
+    });
+    assert.ok(!r.rows.some((x) => x.key === 'mallory'));
+    assert.deepEqual(
+      r,
+      buildUsageReport(rows, { period: 'month', periodKey: '2026-03', by: 'consumer' }),
+    );
+  });
+
   it('formats dollars without float noise', () => {
     assert.equal(formatUsd(0), '$0.00');
     assert.equal(formatUsd(10_000), '$0.01');

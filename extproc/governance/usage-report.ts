@@ -68,6 +68,8 @@ export function buildUsageReport(
   const groups = new Map<string, UsageReportRow>();
   const total = zero();
   for (const r of rows) {
+    // A row of refusals only (usage-html's top refusals) served nothing: not a usage row.
+    if ((Object.keys(total) as (keyof typeof total)[]).every((m) => r.values[m] === 0)) continue;
     const key = r.dims[opts.by];
     let g = groups.get(key);
     if (!g) {
