@@ -5,12 +5,20 @@
  */
 import type { ResolvedBackend } from '../config/runtime.js';
 import { AwsSigning } from './aws-sigv4.js';
+import { AzureTokens } from './azure-entra.js';
 import { GcpTokens } from './gcp-oauth.js';
 import type { Provider } from './provider.js';
 import type { UpstreamRequest } from './translator.js';
 
 type CredentialKind =
-  'bearer' | 'api-key' | 'x-api-key' | 'x-goog-api-key' | 'aws-sigv4' | 'gcp-oauth' | 'none';
+  | 'bearer'
+  | 'api-key'
+  | 'x-api-key'
+  | 'x-goog-api-key'
+  | 'aws-sigv4'
+  | 'gcp-oauth'
+  | 'azure-entra'
+  | 'none';
 
 const KIND: Record<Provider, CredentialKind> = {
   openai: 'bearer',
@@ -36,6 +44,15 @@ export const CALLER_CREDENTIAL_HEADERS = [
   'proxy-authorization',
 ] as const;
 
+/**
+ * The backend's kind: its provider's, except Azure OpenAI with `azure.entra`, whose credential (a
+ * client secret, or none for workload identity) buys Entra ID tokens and is never sent itself.
+ */
+function kindOf(backend: ResolvedBackend): CredentialKind {
+  if (backend.provider === 'azure-openai' && backend.azure?.entra) return 'azure-entra';
+  return KIND[backend.provider];
+}
+
 /** The headers that carry `backend`'s credential on this request; none without a credential. */
 export function credentialHeaders(
   backend: ResolvedBackend,
@@ -43,7 +60,7 @@ export function credentialHeaders(
 ): [string, string][] {
   const secret = backend.credential;
   if (secret === undefined) return [];
-  switch (KIND[backend.provider]) {
+  switch (kindOf(backend)) {
     case 'bearer':
       return [['authorization', `Bearer ${secret}`]];
     case 'api-key':
@@ -54,6 +71,7 @@ export function credentialHeaders(
       return [['x-goog-api-key', secret]];
     case 'aws-sigv4':
     case 'gcp-oauth':
+    case 'azure-entra':
     case 'none':
       return [];
   }
@@ -63,10 +81,13 @@ export function credentialHeaders(
 const awsSigning = new AwsSigning();
 /** One per process: caches OAuth tokens per service account and for workload identity. */
 const gcpTokens = new GcpTokens();
+/** One per process: Entra ID tokens per client secret and for the pod's workload identity. */
+const azureTokens = new AzureTokens();
 
 /**
- * The headers that sign this attempt, for a backend whose kind signs the final request (AWS
- * SigV4 over the translated path and body); undefined for every other kind, which costs nothing.
+ * The credential headers an attempt waits for: an AWS SigV4 signature over the translated path
+ * and body, or a Google OAuth / Microsoft Entra ID access token (cached, refreshed off the request
+ * path); undefined for every other kind, which costs nothing.
  * `authority` is the host Envoy sends (after its host rewrite), which the signature covers.
  */
 export function signingHeaders(
@@ -75,8 +96,10 @@ export function signingHeaders(
   incoming: { method: string; authority: string },
   now: number,
 ): Promise<[string, string][]> | undefined {
-  if (KIND[backend.provider] === 'gcp-oauth') return gcpTokens.headers(backend);
-  if (KIND[backend.provider] !== 'aws-sigv4') return undefined;
+  const kind = kindOf(backend);
+  if (kind === 'gcp-oauth') return gcpTokens.headers(backend);
+  if (kind === 'azure-entra') return azureTokens.headers(backend);
+  if (kind !== 'aws-sigv4') return undefined;
   return awsSigning.headers(
     backend,
     {

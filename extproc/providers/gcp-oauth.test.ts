@@ -5,6 +5,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { startMockGemini } from '../../operator/mock-provider/gemini.js';
@@ -99,6 +101,28 @@ describe('service-account key → OAuth token', () => {
     } finally {
       tokens.close();
       await mock.close();
+    }
+  });
+
+  it('a token endpoint or metadata server that never answers fails the wait closed, after the timeout', async () => {
+    // Accepts connections and never answers.
+    const silent = createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const host = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const tokens = new GcpTokens({ GCE_METADATA_HOST: host }, { retryMs: 60_000, timeoutMs: 300 });
+    try {
+      for (const backend of [vertex(saJson(`http://${host}/token`)), vertex(undefined)]) {
+        const started = Date.now();
+        await assert.rejects(
+          tokens.headers(backend),
+          (e: unknown) => e instanceof SluiceError && e.code === 'gateway_error',
+        );
+        assert.ok(Date.now() - started < 5_000);
+      }
+    } finally {
+      tokens.close();
+      silent.closeAllConnections();
+      await new Promise<void>((r) => silent.close(() => r()));
     }
   });
 

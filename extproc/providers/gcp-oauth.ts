@@ -20,6 +20,8 @@ export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platf
 const DEFAULT_TOKEN_URI = 'https://oauth2.googleapis.com/token';
 /** Google accepts assertions valid for at most an hour. */
 const ASSERTION_SECONDS = 3600;
+/** A token endpoint that hangs must not hold the first request (or a refresh) forever. */
+const TOKEN_TIMEOUT_MS = 10_000;
 
 export interface AccessToken extends Expiring {
   token: string;
@@ -68,6 +70,7 @@ async function tokenAnswer(res: Response, now: number): Promise<AccessToken> {
 export function serviceAccountFetch(
   sa: ServiceAccount,
   now: () => number = Date.now,
+  timeoutMs = TOKEN_TIMEOUT_MS,
 ): () => Promise<AccessToken> {
   let key: ReturnType<typeof importPKCS8> | undefined;
   return async () => {
@@ -87,6 +90,7 @@ export function serviceAccountFetch(
         grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer',
         assertion,
       }).toString(),
+      signal: AbortSignal.timeout(timeoutMs),
     });
     return tokenAnswer(res, now());
   };
@@ -100,25 +104,33 @@ export interface MetadataEnv {
 export function metadataFetch(
   env: MetadataEnv,
   now: () => number = Date.now,
+  timeoutMs = TOKEN_TIMEOUT_MS,
 ): () => Promise<AccessToken> {
   const host = env.GCE_METADATA_HOST ?? 'metadata.google.internal';
   const url = `http://${host}/computeMetadata/v1/instance/service-accounts/default/token`;
   return async () => {
-    const res = await fetch(url, { headers: { 'metadata-flavor': 'Google' } });
+    const res = await fetch(url, {
+      headers: { 'metadata-flavor': 'Google' },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
     return tokenAnswer(res, now());
   };
 }
 
 class RefreshingToken extends Refreshing<AccessToken> {
   constructor(fetch: () => Promise<AccessToken>, timing: Timing) {
-    super({ fetch, ...timing }, misconfigured);
+    super({ fetch, aheadMs: timing.aheadMs, retryMs: timing.retryMs }, misconfigured);
   }
 }
 
-/** How far ahead of expiry tokens are refreshed, and how soon a failure is retried. */
+/**
+ * How far ahead of expiry tokens are refreshed, how soon a failure is retried, and how long a
+ * token request may take.
+ */
 export interface Timing {
   aheadMs?: number;
   retryMs?: number;
+  timeoutMs?: number;
 }
 
 /** Token sources per backend (and one for workload identity), built once per credential. */
@@ -144,12 +156,18 @@ export class GcpTokens {
 
   private sourceFor(backend: ResolvedBackend): RefreshingToken {
     if (backend.credential === undefined)
-      return (this.workload ??= new RefreshingToken(metadataFetch(this.env), this.timing));
+      return (this.workload ??= new RefreshingToken(
+        metadataFetch(this.env, Date.now, this.timing.timeoutMs),
+        this.timing,
+      ));
     const key = backend.credential;
     const cached = this.sources.get(backend.name);
     if (cached && cached.key === key) return cached.source;
     cached?.source.close();
-    const source = new RefreshingToken(serviceAccountFetch(parseServiceAccount(key)), this.timing);
+    const source = new RefreshingToken(
+      serviceAccountFetch(parseServiceAccount(key), Date.now, this.timing.timeoutMs),
+      this.timing,
+    );
     this.sources.set(backend.name, { key, source });
     return source;
   }
