@@ -15,6 +15,7 @@ import {
 } from '../masking/detect/index.js';
 import { PromptGuardPolicy } from '../guard/schema.js';
 import { CachePolicy } from '../cache/schema.js';
+import { ContextPolicy } from '../context/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
 import { Provider } from '../providers/provider.js';
 import { REPLY_MARK } from '../wire/reply-mark.js';
@@ -57,6 +58,12 @@ export const WIRE = {
    * from every client request before jwt_authn runs, so only a verified payload can arrive.
    */
   jwtPayloadHeader: 'x-sluice-jwt-payload',
+  /**
+   * The conversation key the router phase sets on routes with session affinity (a digest of
+   * route, caller and session); the route's hash_policy hashes it onto a ring of the backend's
+   * endpoints. Set or removed by the extproc on every request, never forwarded upstream.
+   */
+  affinityHeader: 'x-sluice-affinity',
 } as const;
 
 const name = z
@@ -292,6 +299,8 @@ export const Policy = z
     guard: PromptGuardPolicy.optional(),
     /** Response cache (extproc/cache/): opt-in; served only when the policy enforces. */
     cache: CachePolicy.optional(),
+    /** Context windows (extproc/context/): refuse or trim what cannot fit; opt-in. */
+    context: ContextPolicy.optional(),
   })
   .strict();
 export type Policy = z.infer<typeof Policy>;
@@ -330,6 +339,19 @@ export const Route = z
      * `policy` or `governance`.
      */
     refuse: z.enum(['policy_invalid']).optional(),
+    /**
+     * Session affinity: the router phase sets WIRE.affinityHeader from the caller and this
+     * session header, and Envoy hashes it (the operator emits the hash policy and ring hash).
+     */
+    affinity: z
+      .object({
+        sessionHeader: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'a lower-case header name')
+          .default('x-sluice-session'),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type Route = z.infer<typeof Route>;

@@ -112,7 +112,7 @@ function pinned(item: unknown): boolean {
 }
 
 /** Where a new turn starts: a user message, unless it only answers tool calls (Anthropic). */
-function startsTurn(op: Operation, item: unknown): boolean {
+export function startsTurn(op: Operation, item: unknown): boolean {
   if (role(item) !== 'user') return false;
   if (op !== 'messages') return true;
   const content = (item as Obj).content;

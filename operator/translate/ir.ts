@@ -176,6 +176,12 @@ export interface IRRoute {
    * Such a route has no policy and no governance.
    */
   refused?: 'policy_invalid';
+  /**
+   * Session affinity (AIRoute spec.sessionAffinity): each rule's cluster balances with ring hash
+   * over its endpoints and each route entry hashes WIRE.affinityHeader, which the extproc sets
+   * from the caller and this session header.
+   */
+  sessionAffinity?: { header: string };
 }
 
 /**

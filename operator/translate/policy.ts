@@ -8,6 +8,7 @@
 import { MaskingPolicy, type ExtprocConfigInput } from '../../extproc/config/contract.js';
 import { PromptGuardPolicy } from '../../extproc/guard/schema.js';
 import { CachePolicy } from '../../extproc/cache/schema.js';
+import { ContextPolicy } from '../../extproc/context/schema.js';
 import type { AIPolicySpec, MaskingSection, SecretData } from '../api/types.js';
 import { checkGovernanceSections, combinedName } from './governance.js';
 import { collectIssues, type CompileProblem } from './issues.js';
@@ -44,6 +45,7 @@ export function compileProblems(spec: AIPolicySpec): CompileProblem[] {
     collectIssues(PromptGuardPolicy.safeParse(spec.promptGuard), 'promptGuard', problems);
   }
   if (spec.cache) collectIssues(CachePolicy.safeParse(spec.cache), 'cache', problems);
+  if (spec.context) collectIssues(ContextPolicy.safeParse(spec.context), 'context', problems);
   problems.push(...checkGovernanceSections(spec));
   return problems;
 }
@@ -120,7 +122,7 @@ export function toContractMasking(
 }
 
 /**
- * One route's contract Policy from its merged sections (masking, promptGuard, cache). The
+ * One route's contract Policy from its merged sections (masking, promptGuard, cache, context). The
  * contract has one mode and failure mode per route while the sections may come from different
  * policies: the stricter of each
  * wins (enforce over shadow, closed over open), because a data-protection setting that is
@@ -131,8 +133,11 @@ export function routePolicy(
   guard: IRPolicySection | undefined,
   hashKey: HashKey | undefined,
   cache?: IRPolicySection,
+  context?: IRPolicySection,
 ): ContractPolicy | undefined {
-  const parts = [masking, guard, cache].filter((s): s is IRPolicySection => s !== undefined);
+  const parts = [masking, guard, cache, context].filter(
+    (s): s is IRPolicySection => s !== undefined,
+  );
   if (parts.length === 0) return undefined;
   const out: ContractPolicy = {
     name: combinedName(parts.map((s) => s.policy)),
@@ -147,5 +152,6 @@ export function routePolicy(
   }
   if (guard) out.guard = guard.value as NonNullable<ContractPolicy['guard']>;
   if (cache) out.cache = cache.value as NonNullable<ContractPolicy['cache']>;
+  if (context) out.context = context.value as NonNullable<ContractPolicy['context']>;
   return out;
 }

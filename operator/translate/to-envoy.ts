@@ -69,6 +69,7 @@
  * EDS; locality weights and priorities; previous_priorities/previous_hosts; transport socket
  * matches with UpstreamTlsContext (sni, trusted_ca file, DNS SAN); auto_host_rewrite from the
  * endpoint hostname; upstream HTTP filters [ext_proc, upstream_codec]; the CEL attribute above;
+ * with session affinity, lb_policy RING_HASH and a route hash_policy on one header;
  * with governance: header_mutation request removal, jwt_authn (local and remote JWKS,
  * requires_any with allow_missing_or_failed, forward_payload_header, forward: false), a cluster
  * transport_socket, and forward_client_cert_details SANITIZE / SANITIZE_SET / ALWAYS_FORWARD_ONLY.
@@ -178,7 +179,7 @@ export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResou
   for (const route of ir.routes) {
     const byId = new Map(route.backends.map((b) => [b.id, b]));
     for (const rule of route.rules) {
-      const built = ruleCluster(rule, byId, opts);
+      const built = ruleCluster(rule, byId, opts, route.sessionAffinity !== undefined);
       clusters.push(built.cluster);
       if (built.assignment) endpoints.push(built.assignment);
     }
@@ -417,6 +418,7 @@ function ruleCluster(
   rule: IRRule,
   byId: ReadonlyMap<string, IRBackend>,
   opts: EnvoyOptions,
+  affinity: boolean,
 ): { cluster: EnvoyJson; assignment?: EnvoyJson } {
   const serving = rule.backends.filter((rb) => rb.weight > 0);
   const ranks = priorityRanks(rule);
@@ -446,6 +448,10 @@ function ruleCluster(
     cluster['dns_lookup_family'] = 'V4_PREFERRED';
     cluster['load_assignment'] = assignment;
   }
+  // Session affinity: Envoy's ring hash (defaults: at least 1,024 entries, xxHash) over the
+  // cluster's healthy hosts, with each host's share its locality weight divided among the
+  // locality's hosts (TypedRingHashLbConfig keeps common_lb_config.locality_weighted_lb_config).
+  if (affinity) cluster['lb_policy'] = 'RING_HASH';
   cluster['common_lb_config'] = { locality_weighted_lb_config: {} };
   cluster['outlier_detection'] = OUTLIER_DETECTION;
   const tls = backends
@@ -572,7 +578,7 @@ function groupEntries({ route, model }: Group): EnvoyJson[] {
       out.push({
         name: `${route.key}/rule/${rule.index}/match/${j}/${modelPart}`,
         match: { prefix: '/', headers },
-        route: routeAction(rule),
+        route: routeAction(rule, route.sessionAffinity !== undefined),
       });
       const catchesAll = m.headers.length === 0 && sameModel(effective, model);
       if (catchesAll) return out;
@@ -599,13 +605,16 @@ function groupEntries({ route, model }: Group): EnvoyJson[] {
  * never answers, or stalls mid-stream, ends at that point — a 504 `upstream_timeout` in the
  * caller's format before the response started (flag SI), a reset after.
  */
-function routeAction(rule: IRRule): EnvoyJson {
+function routeAction(rule: IRRule, affinity: boolean): EnvoyJson {
   const action: EnvoyJson = {
     cluster: rule.cluster,
     auto_host_rewrite: true,
     timeout: envoyDuration(0),
     idle_timeout: envoyDuration(rule.timeoutMs),
   };
+  // The conversation key the extproc sets (after clear_route_cache, the router reads the headers
+  // as the ext_proc filter left them). Without it Envoy hashes a random value.
+  if (affinity) action['hash_policy'] = [{ header: { header_name: WIRE.affinityHeader } }];
   const retry = rule.retry;
   if (retry) {
     const on = [...new Set(retry.on.map((r) => RETRY_ON[r]))];

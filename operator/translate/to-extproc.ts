@@ -53,6 +53,7 @@ export function toExtproc(
     if (route.refused) entry.refuse = route.refused;
     if (route.policy) entry.policy = route.policy;
     if (route.governance !== undefined) entry.governance = route.governance;
+    if (route.sessionAffinity) entry.affinity = { sessionHeader: route.sessionAffinity.header };
     routes.push(entry);
   }
   backends.sort((a, b) => cmp(a.name, b.name));

@@ -56,6 +56,7 @@ import type {
 } from '../api/types.js';
 import { POLICY_SECTIONS } from '../api/types.js';
 import { parseDuration } from './durations.js';
+import { DEFAULT_SESSION_HEADER } from '../../extproc/context/session.js';
 import {
   compileConsumers,
   governancePolicy,
@@ -288,7 +289,15 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
         rules: d.rules,
         policies: sections,
       };
-      const policy = routePolicy(sections.masking, sections.promptGuard, hashKey, sections.cache);
+      const affinity = d.route.spec.sessionAffinity;
+      if (affinity) r.sessionAffinity = { header: affinity.header ?? DEFAULT_SESSION_HEADER };
+      const policy = routePolicy(
+        sections.masking,
+        sections.promptGuard,
+        hashKey,
+        sections.cache,
+        sections.context,
+      );
       if (policy) r.policy = policy;
       if (policy?.masking?.hashKey && hashKey) r.hashKeyRef = hashKey.ref;
       const gov = governancePolicy(sections);
