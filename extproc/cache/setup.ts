@@ -17,9 +17,13 @@ export function responseCache(
   vaultKey: Buffer | undefined,
   wallNow: () => number,
   log: Logger,
+  /** A store of the caller's (a cluster worker's: the primary's, over IPC). */
+  given?: CacheStore,
 ): ResponseCache {
   let store: CacheStore;
-  if (stateStore instanceof RedisStore && vaultKey) {
+  if (given) {
+    store = given;
+  } else if (stateStore instanceof RedisStore && vaultKey) {
     store = new RedisCacheStore({ client: stateStore.client, vaultKey });
   } else {
     if (stateStore instanceof RedisStore) {

@@ -51,7 +51,14 @@ export class RuntimeConfig {
   readonly guard: boolean;
   private readonly guards = new Map<string, PromptGuardPolicy>();
 
+  /**
+   * What this was compiled from: the validated document and the resolved credentials, so a
+   * cluster primary can hand the same config to its workers (workers/config-wire.ts).
+   */
+  readonly source: { config: ExtprocConfig; credentials: ReadonlyMap<string, string> };
+
   constructor(cfg: ExtprocConfig, credentials: ReadonlyMap<string, string>) {
+    this.source = { config: cfg, credentials };
     this.version = cfg.version;
     this.limits = cfg.limits;
     this.routes = cfg.routes;

@@ -18,6 +18,7 @@
  * UNIMPLEMENTED, a client's RST_STREAM as a cancel, and on shutdown a GOAWAY that lets open
  * streams finish until the deadline, then cancels them.
  */
+import cluster from 'node:cluster';
 import { mkdir, unlink } from 'node:fs/promises';
 import * as http2 from 'node:http2';
 import { dirname } from 'node:path';
@@ -514,8 +515,10 @@ export async function startH2Server(
   const where = parseListen(opts.listen);
   if ('path' in where) {
     await mkdir(dirname(where.path), { recursive: true });
-    // A socket file left by a killed predecessor would make listen fail.
-    await unlink(where.path).catch(() => undefined);
+    // A socket file left by a killed predecessor would make listen fail. Not in a cluster worker
+    // (`sluice extproc --workers`): the primary binds the socket for all of them (it removed a
+    // stale file before forking), and removing its file would cut every worker off.
+    if (!cluster.isWorker) await unlink(where.path).catch(() => undefined);
   }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -189,6 +189,18 @@ export class MemoryVault implements Vault {
     };
   }
 
+  /**
+   * A session's entries as they are kept, sealed (bound to their placeholder): what a cluster
+   * worker receives (workers/shared-state.ts) and unseals with the same key. Does not refresh
+   * the session: the open() before it did.
+   */
+  sealedEntries(session: string): [placeholder: string, blob: Buffer][] {
+    const id = createHmac('sha256', this.keys.index).update(session).digest('base64');
+    const s = this.sessions.get(id);
+    if (!s) return [];
+    return [...s.byPlaceholder].map(([p, sealed]) => [p, sealed.blob]);
+  }
+
   close(): void {
     this.sessions.clear();
   }

@@ -11,7 +11,7 @@
  * rewrite mode a partial event is held back until it is complete, because it might be the one
  * to drop.
  */
-import type { CacheCapture } from '../cache/cache.js';
+import type { BodyTap } from '../telemetry/content.js';
 import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
@@ -61,7 +61,7 @@ export class ResponseProcessor {
   /** JSON pieces held back until the whole body could be restored. */
   private heldChunks = 0;
   /** A cache miss's capture (cache/cache.ts): sees the decoded answer before restoration. */
-  capture: CacheCapture | undefined;
+  capture: BodyTap | undefined;
 
   constructor(
     private readonly req: RequestState,

@@ -8,7 +8,7 @@
  * API) is answered with an immediate response in the caller's format, which every supported
  * Envoy release (1.37+) sends downstream (see fail()).
  */
-import { WIRE } from '../config/contract.js';
+import { WIRE, type Provider } from '../config/contract.js';
 import type { ResolvedBackend } from '../config/runtime.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
@@ -32,16 +32,48 @@ import {
   unsupportedBackend,
   type ResponseTranslator,
 } from '../providers/index.js';
-import type { RequestState, RequestStore } from './request-store.js';
+import type { ExchangeRequest, Translator } from '../providers/translator.js';
+import { attemptHeaders, newSpanId, type RequestTrace } from '../telemetry/trace-context.js';
+import { recordAttempt, type RequestStore } from './request-store.js';
 import { MODEL_HEADER } from './router.js';
 import { errorVerdict, REQUEST_ID_HEADER } from './verdict.js';
+
+function lostTrack(): SluiceError {
+  return new SluiceError('gateway_error', 'The gateway lost track of this request.');
+}
 
 /** Client credentials and gateway-internal headers never reach a provider. */
 const STRIP = [...CALLER_CREDENTIAL_HEADERS, REQUEST_ID_HEADER, MODEL_HEADER];
 
+/** What a translator reads of a request held by another worker, and its trace. */
+export type RemoteRequest = ExchangeRequest & { trace?: RequestTrace };
+
+/** An attempt to record on the request's owner (recordAttempt there). */
+export interface RemoteAttempt {
+  id: string;
+  backend: string;
+  provider: Provider;
+  startedAtMs?: number;
+  spanId?: string;
+}
+
+/**
+ * Requests whose router phase ran in another worker of `--workers N` (workers/requests.ts): read
+ * for translation, then the attempt recorded there, as a local request is.
+ */
+export interface RemoteRequests {
+  /** The id names another worker: worth asking. */
+  elsewhere(id: string): boolean;
+  get(id: string): Promise<RemoteRequest | undefined>;
+  /** false: the owner no longer holds the request. */
+  begin(attempt: RemoteAttempt): Promise<boolean>;
+}
+
 export interface UpstreamDeps {
   config: RuntimeConfig | undefined;
   store: RequestStore;
+  /** Requests of other workers; absent in a single process. */
+  remote?: RemoteRequests | undefined;
   onAttempt?: (backend: ResolvedBackend) => void;
   /** Wall-clock ms, for `created` in answers translated from an API that has none. */
   wallNow?: () => number;
@@ -49,7 +81,7 @@ export interface UpstreamDeps {
 
 export class UpstreamExchange implements PhaseHandler {
   private api: 'openai' | 'anthropic' = 'openai';
-  private state: RequestState | undefined;
+  private requestId: string | undefined;
   /** Set when this attempt's backend answers in another API than the caller's. */
   private response: ResponseTranslator | undefined;
   private status: number | undefined;
@@ -63,11 +95,34 @@ export class UpstreamExchange implements PhaseHandler {
   ): Outcome | Promise<Outcome> {
     const headers = headerMap(msg.headers?.headers);
     const id = headers.get(REQUEST_ID_HEADER);
+    this.requestId = id;
     const state = id === undefined ? undefined : this.deps.store.get(id);
+    const remote = this.deps.remote;
+    if (!state && id !== undefined && remote?.elsewhere(id)) {
+      // The router phase ran in another worker (--workers): its state is read from there.
+      const backend = this.backendOf(attributes);
+      return remote.get(id).then(async (req) => {
+        if (!req) throw lostTrack();
+        this.api = req.api;
+        const translator = this.translatorFor(req, backend);
+        return this.forward(req, req.trace, backend, translator, headers, (a) =>
+          remote.begin({ id, ...a }).then((ok) => {
+            if (!ok) throw lostTrack();
+          }),
+        );
+      });
+    }
     // Fail closed: without the router phase's state this request was never checked.
-    if (!state) throw new SluiceError('gateway_error', 'The gateway lost track of this request.');
+    if (!state) throw lostTrack();
     this.api = state.api;
-    this.state = state;
+    const backend = this.backendOf(attributes);
+    const translator = this.translatorFor(state, backend);
+    return this.forward(state, state.trace, backend, translator, headers, (a) =>
+      recordAttempt(state, a),
+    );
+  }
+
+  private backendOf(attributes: Attributes | undefined): ResolvedBackend {
     const cfg = this.deps.config;
     const named = attribute(attributes, WIRE.backendAttribute);
     const cluster = attribute(attributes, WIRE.clusterAttribute);
@@ -79,21 +134,50 @@ export class UpstreamExchange implements PhaseHandler {
           : cfg?.backendForCluster(cluster);
     if (!backend)
       throw new SluiceError('gateway_error', 'The gateway has no backend for this upstream.');
-    const translator = translatorFor(state.api, state.operation, backendApi(backend));
-    if (!translator) throw unsupportedBackend(state.api, state.operation, [backend.provider]);
-    const up = translator.request(state, backend);
-    state.attempts.push({
+    return backend;
+  }
+
+  private translatorFor(req: ExchangeRequest, backend: ResolvedBackend): Translator {
+    const translator = translatorFor(req.api, req.operation, backendApi(backend));
+    if (!translator) throw unsupportedBackend(req.api, req.operation, [backend.provider]);
+    return translator;
+  }
+
+  /**
+   * Translates the request for `backend`, records the attempt (`begin`: here, or on the worker
+   * that holds the request) and answers. The attempt is recorded only once the translation
+   * succeeded, and before the answer, so the response side sees every attempt that went out.
+   */
+  private forward(
+    req: ExchangeRequest,
+    trace: RequestTrace | undefined,
+    backend: ResolvedBackend,
+    translator: Translator,
+    headers: ReadonlyMap<string, string>,
+    begin: (a: {
+      backend: string;
+      provider: Provider;
+      startedAtMs?: number;
+      spanId?: string;
+    }) => void | Promise<void>,
+  ): Outcome | Promise<Outcome> {
+    const cfg = this.deps.config;
+    const up = translator.request(req, backend);
+    // Tracing on: the provider is told this attempt's span as its parent (trace-context.ts).
+    const spanId = trace ? newSpanId() : undefined;
+    const begun = begin({
       backend: backend.name,
       provider: backend.provider,
       ...(this.deps.wallNow && { startedAtMs: this.deps.wallNow() }),
+      ...(spanId !== undefined && { spanId }),
     });
-    state.governance?.ledger.begin();
     this.deps.onAttempt?.(backend);
 
     const set: [string, string][] = [[':path', up.path]];
     // Uncompressed answers let the response side read usage and rewrite streams without recoding.
     set.push(['accept-encoding', 'identity'], ...up.headers);
     for (const d of up.defaultHeaders ?? []) if (!headers.has(d[0])) set.push(d);
+    if (trace && spanId) set.push(...attemptHeaders(trace, spanId));
     set.push(...credentialHeaders(backend, up));
     // A kind that signs (AWS SigV4) covers the final path and body: the answer waits for it.
     const signing = signingHeaders(
@@ -108,7 +192,7 @@ export class UpstreamExchange implements PhaseHandler {
       m.body = up.body;
       m.replace = true;
     }
-    this.response = translator.response(state, backend, {
+    this.response = translator.response(req, backend, {
       created: Math.floor((this.deps.wallNow ?? Date.now)() / 1000),
       maxEventBytes: cfg?.limits.maxSseEventBytes ?? DEFAULT_MAX_EVENT_BYTES,
     });
@@ -123,13 +207,14 @@ export class UpstreamExchange implements PhaseHandler {
         responseHeader: 'SEND',
       };
     }
-    if (signing) {
-      return signing.then((h) => {
-        set.push(...h);
-        return proceed(m);
-      });
-    }
-    return proceed(m);
+    const answer = signing
+      ? signing.then((h) => {
+          set.push(...h);
+          return proceed(m);
+        })
+      : proceed(m);
+    // A remote attempt is recorded on its owner before Envoy may send the request on.
+    return begun instanceof Promise ? begun.then(() => answer) : answer;
   }
 
   requestBody(): Outcome {
@@ -204,7 +289,7 @@ export class UpstreamExchange implements PhaseHandler {
    */
   fail(err: unknown): Outcome {
     const e = toSluiceError(err);
-    return { kind: 'respond', verdict: errorVerdict(this.api, e, this.state?.id) };
+    return { kind: 'respond', verdict: errorVerdict(this.api, e, this.requestId) };
   }
 
   finish(_reason: EndReason): void {}

@@ -3,6 +3,7 @@
  * operator's ADS server) do it: a unix socket's folder is made and a stale socket file removed,
  * port 0 becomes the port actually bound, and shutdown lets open streams finish until a deadline.
  */
+import cluster from 'node:cluster';
 import { mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -15,8 +16,10 @@ export async function bindGrpcServer(server: grpc.Server, listen: string): Promi
   if (listen.startsWith('unix:')) {
     const path = listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '');
     await mkdir(dirname(path), { recursive: true });
-    // A socket file left by a killed predecessor would make bind fail.
-    await unlink(path).catch(() => undefined);
+    // A socket file left by a killed predecessor would make bind fail. Not in a cluster worker
+    // (`sluice extproc --workers`): the primary binds the socket for all of them, and removing
+    // its file would cut every worker off from new connections.
+    if (!cluster.isWorker) await unlink(path).catch(() => undefined);
   }
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) =>

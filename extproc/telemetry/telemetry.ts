@@ -8,6 +8,8 @@ import type { Logger } from 'pino';
 import { otelOperation, type Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
 import type { TokenUsage } from '../usage/extract.js';
+import type { RecordedContent } from './content.js';
+import type { RequestTrace } from './trace-context.js';
 
 export interface RequestRecord {
   requestId: string | undefined;
@@ -44,10 +46,21 @@ export interface RequestRecord {
   policyFailure?: 'open' | 'closed' | 'degraded' | undefined;
   /** Prompt guard rules that fired (action `would_*` in shadow mode): counts only, never text. */
   guard?: { rule: string; kind: string; action: string; count?: number }[];
-  /** The caller's W3C trace context headers, verbatim (tracing.ts validates them). */
-  trace?: { traceparent?: string | undefined; tracestate?: string | undefined } | undefined;
+  /** The request's trace, decided when it started (trace-context.ts); tracing off: absent. */
+  trace?: RequestTrace | undefined;
+  /**
+   * Prompt and completion text, masked, for a policy that opted in (content.ts); never for
+   * the access log, only for the span.
+   */
+  content?: RecordedContent | undefined;
   /** Each upstream attempt in order (Envoy retries and fallbacks included). */
-  attemptList?: readonly { backend: string; provider: Provider; startedAtMs?: number }[];
+  attemptList?: readonly {
+    backend: string;
+    provider: Provider;
+    startedAtMs?: number;
+    /** The attempt's span, as the provider was told in its traceparent. */
+    spanId?: string;
+  }[];
   /** The response cache's decision on a route that has one (cache/cache.ts). */
   cache?:
     | {

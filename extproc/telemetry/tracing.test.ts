@@ -5,6 +5,7 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { pino } from 'pino';
 import { SHUTDOWN_EXPORT_MS, startTracing, Tracing, tracingFromEnv } from './tracing.js';
 import type { RequestRecord } from './telemetry.js';
+import { requestTrace } from './trace-context.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN = '00f067aa0ba902b7';
@@ -96,13 +97,19 @@ describe('tracingFromEnv', () => {
 describe('Tracing', () => {
   it('ratio 0 records nothing started here, but a sampled caller is followed', async () => {
     assert.equal((await spansOf(0, record())).length, 0);
-    const spans = await spansOf(0, record({ trace: { traceparent: `00-${TRACE}-${SPAN}-01` } }));
+    const spans = await spansOf(
+      0,
+      record({ trace: requestTrace([{ traceparent: `00-${TRACE}-${SPAN}-01` }], 0) }),
+    );
     assert.equal(spans.length, 2);
     for (const s of spans) assert.equal(s.spanContext().traceId, TRACE);
   });
 
   it('a malformed traceparent starts a new trace instead of failing', async () => {
-    const spans = await spansOf(1, record({ trace: { traceparent: '00-zz-yy-01' } }));
+    const spans = await spansOf(
+      1,
+      record({ trace: requestTrace([{ traceparent: '00-zz-yy-01' }], 1) }),
+    );
     assert.equal(spans.length, 2);
     assert.notEqual(spans[0]!.spanContext().traceId, TRACE);
   });
@@ -147,5 +154,49 @@ describe('startTracing', () => {
     assert.equal(lines.length, 1);
     assert.match(lines[0]!, /"event":"tracing_failed".*unreadable record/);
     await t.shutdown();
+  });
+});
+
+describe('Tracing: ids handed out while the request was live', () => {
+  it('the request span and each attempt span take the ids the request handed out', async () => {
+    const trace = requestTrace([{ traceparent: `00-${TRACE}-${SPAN}-01` }], 1);
+    const spans = await spansOf(
+      0,
+      record({
+        trace,
+        attempts: 2,
+        attemptList: [
+          { backend: 'a', provider: 'openai', spanId: '1111111111111111' },
+          { backend: 'b', provider: 'openai', spanId: '2222222222222222' },
+        ],
+      }),
+    );
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    assert.equal(server.spanContext().traceId, TRACE);
+    assert.equal(server.spanContext().spanId, trace.spanId);
+    assert.equal(server.parentSpanContext?.spanId, SPAN);
+    const attempts = spans
+      .filter((s) => s.kind === SpanKind.CLIENT)
+      .map((s) => s.spanContext().spanId);
+    assert.deepEqual(attempts.sort(), ['1111111111111111', '2222222222222222']);
+  });
+
+  it('a new trace keeps the trace id and sampling decided at the start', async () => {
+    const on = requestTrace([], 1);
+    const spans = await spansOf(1, record({ trace: on }));
+    for (const s of spans) assert.equal(s.spanContext().traceId, on.traceId);
+    assert.equal((await spansOf(0, record({ trace: requestTrace([], 0) }))).length, 0);
+  });
+
+  it('content is an event only when the record carries it, and is not cut to the name bound', async () => {
+    const none = await spansOf(1, record());
+    assert.ok(none.every((s) => s.events.every((e) => !e.name.startsWith('gen_ai.content'))));
+    const long = 'p'.repeat(2000);
+    const spans = await spansOf(1, record({ content: { prompt: long, completion: 'c' } }));
+    const server = spans.find((s) => s.kind === SpanKind.SERVER)!;
+    const prompt = server.events.find((e) => e.name === 'gen_ai.content.prompt');
+    assert.equal(prompt?.attributes?.['gen_ai.prompt'], long);
+    const completion = server.events.find((e) => e.name === 'gen_ai.content.completion');
+    assert.equal(completion?.attributes?.['gen_ai.completion'], 'c');
   });
 });

@@ -44,6 +44,8 @@ import {
 import type { Logger } from 'pino';
 import { otelOperation, type Operation } from '../providers/endpoints.js';
 import { MAX_LOG_FIELD_CHARS, OTEL_PROVIDER, type RequestRecord } from './telemetry.js';
+import { MAX_CONTENT_CHARS } from './content.js';
+import { PresetIdGenerator, type TraceHeaders } from './trace-context.js';
 
 export interface TracingOptions {
   /** OTLP/HTTP traces URL (…/v1/traces). */
@@ -99,12 +101,6 @@ function tracesUrl(base: string): string {
   return `${base.replace(/\/+$/, '')}/v1/traces`;
 }
 
-/** The trace context of a request, as the caller sent it (headers, verbatim). */
-export interface TraceHeaders {
-  traceparent?: string | undefined;
-  tracestate?: string | undefined;
-}
-
 const propagator = new W3CTraceContextPropagator();
 const getter = {
   get: (carrier: TraceHeaders, key: string) =>
@@ -116,9 +112,30 @@ const getter = {
   keys: () => ['traceparent', 'tracestate'],
 };
 
+/** Caller- and provider-given strings (names, codes) are cut as in the access log. */
+function bounded(a: Attributes): Attributes {
+  const out: Attributes = {};
+  for (const [k, v] of Object.entries(a)) {
+    out[k] =
+      typeof v === 'string'
+        ? boundString(v)
+        : Array.isArray(v)
+          ? (v as unknown[]).map((x) => (typeof x === 'string' ? boundString(x) : x))
+          : v;
+  }
+  return out;
+}
+
+function boundString(v: string): string {
+  return v.length <= MAX_LOG_FIELD_CHARS ? v : v.slice(0, MAX_LOG_FIELD_CHARS);
+}
+
 export class Tracing {
   private readonly provider: TracerProvider;
   private readonly tracer: Tracer;
+  /** Spans are built after the fact with the ids the request handed out while live. */
+  private readonly ids = new PresetIdGenerator();
+  readonly samplingRatio: number;
 
   constructor(opts: TracingOptions) {
     const processor: SpanProcessor = new BatchSpanProcessor({
@@ -126,12 +143,15 @@ export class Tracing {
       // A test exporter sees each span at once; OTLP batches as the SDK defaults say.
       ...(opts.exporter ? { scheduledDelayMillis: 1, maxExportBatchSize: 1 } : {}),
     });
+    this.samplingRatio = opts.samplingRatio;
     this.provider = new TracerProvider({
+      idGenerator: this.ids,
       resource: resourceFromAttributes({ 'service.name': opts.serviceName ?? 'sluice-gateway' }),
       sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(opts.samplingRatio) }),
-      // Model names and codes come from callers and providers: bounded as in the access log.
+      // Names and codes are cut by bounded() as in the access log; this limit is for the one
+      // long value a span may carry, opted-in content (content.ts cuts it there first).
       spanLimits: {
-        attributeValueLengthLimit: MAX_LOG_FIELD_CHARS,
+        attributeValueLengthLimit: MAX_CONTENT_CHARS + 32,
         attributeCountLimit: 64,
         eventCountLimit: 64,
       },
@@ -145,16 +165,19 @@ export class Tracing {
    * the record's duration before it.
    */
   record(r: RequestRecord, endMs: number): void {
-    const headers = r.trace ?? {};
-    const parent = headers.traceparent
-      ? propagator.extract(ROOT_CONTEXT, headers, getter)
+    const t = r.trace;
+    const from = t?.parent;
+    const parent = from?.traceparent
+      ? propagator.extract(ROOT_CONTEXT, from, getter)
       : ROOT_CONTEXT;
+    // The ids the request handed out (providers were given its attempts' span ids).
+    this.ids.preset(t?.spanId, from ? undefined : t?.traceId);
     const startMs = endMs - r.durationMs;
     const op = isOperation(r.operation) ? otelOperation(r.operation) : (r.operation ?? 'unknown');
     const name = r.requestModel ? `${op} ${r.requestModel}` : op;
     const span = this.tracer.startSpan(
       name,
-      { kind: SpanKind.SERVER, startTime: startMs, attributes: requestAttributes(r, op) },
+      { kind: SpanKind.SERVER, startTime: startMs, attributes: bounded(requestAttributes(r, op)) },
       parent,
     );
     addEvents(span, r, startMs);
@@ -188,9 +211,10 @@ export class Tracing {
       } else {
         attrs['sluice.attempt.outcome'] = 'retried';
       }
+      this.ids.preset(a.spanId);
       const s = this.tracer.startSpan(
         name,
-        { kind: SpanKind.CLIENT, startTime: a.startedAtMs ?? startMs, attributes: attrs },
+        { kind: SpanKind.CLIENT, startTime: a.startedAtMs ?? startMs, attributes: bounded(attrs) },
         ctx,
       );
       if (!last || r.status >= 500) {
@@ -247,6 +271,13 @@ function requestAttributes(r: RequestRecord, op: string): Attributes {
 /** Policy verdicts as events: counts, names and actions only (what the access log holds). */
 function addEvents(span: Span, r: RequestRecord, startMs: number): void {
   if (r.ttftMs !== undefined) span.addEvent('gen_ai.first_token', startMs + r.ttftMs);
+  // Only for a policy that opted in, and masked before it got here (content.ts).
+  if (r.content?.prompt !== undefined) {
+    span.addEvent('gen_ai.content.prompt', { 'gen_ai.prompt': r.content.prompt });
+  }
+  if (r.content?.completion !== undefined) {
+    span.addEvent('gen_ai.content.completion', { 'gen_ai.completion': r.content.completion });
+  }
   if (r.policy) {
     span.addEvent('sluice.policy', {
       'sluice.policy': r.policy,
@@ -293,6 +324,8 @@ function isOperation(v: string | undefined): v is Operation {
 export const SHUTDOWN_EXPORT_MS = 2000;
 
 export interface RunningTracing {
+  /** Share of requests without a sampling decision that are traced (new traces). */
+  readonly samplingRatio: number;
   /** Telemetry's per-request hook: the spans of one finished request, never a throw. */
   onRequest: (r: RequestRecord) => void;
   /** Exports what is buffered (the exporter retries within its own timeout) and stops. */
@@ -329,6 +362,7 @@ export function startTracing(
   );
   let failed = false;
   return {
+    samplingRatio: cfg.samplingRatio,
     onRequest(r) {
       try {
         tracing.record(r, clock());

@@ -4,7 +4,7 @@ import { AttemptLedger } from '../governance/budget.js';
 import type { GovernanceState } from '../pipeline/governance.js';
 import { RequestStore, type RequestState } from '../pipeline/request-store.js';
 import { channelPair, IpcPeer } from './ipc.js';
-import { remoteRequests, requestOwner, serveAttempts, workerRequestId } from './requests.js';
+import { remoteRequests, requestOwner, serveRequests, workerRequestId } from './requests.js';
 
 function state(id: string, over: Partial<RequestState> = {}): RequestState {
   const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] };
@@ -36,7 +36,7 @@ describe('requests across workers', () => {
     assert.equal(r.elsewhere('plain-id'), false);
   });
 
-  it('the owner records the attempt before it answers, and hands over what a translator reads', async () => {
+  it('hands over what a translator reads, then records the attempt on the owner', async () => {
     const [a, b] = channelPair();
     const store = new RequestStore(() => 0);
     const ledger = new AttemptLedger();
@@ -45,49 +45,34 @@ describe('requests across workers', () => {
       governance: { ledger } as unknown as GovernanceState,
     });
     store.put(st);
-    serveAttempts(new IpcPeer(b), store);
+    serveRequests(new IpcPeer(b), store);
     const remote = remoteRequests(new IpcPeer(a), 1);
-    const reply = await remote.attempt({
-      id: 'w2.abc',
-      backend: 'openai',
-      provider: 'openai',
-      backendApi: 'openai',
-      startedAtMs: 42,
+    assert.deepEqual(await remote.get('w2.abc'), {
+      api: 'openai',
+      operation: 'chat',
+      model: 'gpt-4o-mini',
+      body: st.body,
+      stream: false,
+      forcedUsage: false,
+      outputTokenCap: 300,
     });
-    assert.deepEqual(reply, {
-      found: true,
-      supported: true,
-      request: {
-        api: 'openai',
-        operation: 'chat',
-        model: 'gpt-4o-mini',
-        body: st.body,
-        stream: false,
-        forcedUsage: false,
-        outputTokenCap: 300,
-      },
-    });
+    assert.deepEqual(st.attempts, [], 'reading records nothing');
+    assert.equal(
+      await remote.begin({ id: 'w2.abc', backend: 'openai', provider: 'openai', startedAtMs: 42 }),
+      true,
+    );
     assert.deepEqual(st.attempts, [{ backend: 'openai', provider: 'openai', startedAtMs: 42 }]);
     assert.equal(ledger.attempts, 1, "the request's ledger counts the attempt");
     store.close();
   });
 
-  it('refuses what the owner does not hold or cannot translate, recording nothing', async () => {
+  it('says so for a request the owner no longer holds', async () => {
     const [a, b] = channelPair();
     const store = new RequestStore(() => 0);
-    const st = state('w2.emb', { operation: 'embeddings' });
-    store.put(st);
-    serveAttempts(new IpcPeer(b), store);
+    serveRequests(new IpcPeer(b), store);
     const remote = remoteRequests(new IpcPeer(a), 1);
-    const args = { backend: 'claude', provider: 'anthropic', backendApi: 'anthropic' } as const;
-    assert.deepEqual(await remote.attempt({ ...args, id: 'w2.gone' }), { found: false });
-    assert.deepEqual(await remote.attempt({ ...args, id: 'w2.emb' }), {
-      found: true,
-      supported: false,
-      api: 'openai',
-      operation: 'embeddings',
-    });
-    assert.deepEqual(st.attempts, []);
+    assert.equal(await remote.get('w2.gone'), undefined);
+    assert.equal(await remote.begin({ id: 'w2.gone', backend: 'b', provider: 'openai' }), false);
     store.close();
   });
 });

@@ -7,16 +7,15 @@
  * second connection when the first is draining (GOAWAY on a worker's restart) or full, and then
  * the upstream stream arrives where the router phase's state is not. Failing such a request
  * closed would be safe but wrong; so the request id names its owner (`w3.<uuid>`), and the
- * upstream phase asks the owner, through the primary, to record the attempt and return what a
- * translator reads of the request (providers/translator.ts ExchangeRequest: small, JSON). The
- * owner records the attempt before it answers, so the router phase's response side, which can
- * only run after Envoy got this answer, always sees it.
+ * upstream phase asks the owner, through the primary, for what a translator reads of the request
+ * (providers/translator.ts ExchangeRequest: small, JSON), translates, and then has the owner
+ * record the attempt, in the same order as in one process. The owner records before the upstream
+ * phase answers Envoy, so the router phase's response side, which can only run after that, sees
+ * every attempt.
  */
-import type { Provider } from '../config/contract.js';
-import type { RequestState, RequestStore } from '../pipeline/request-store.js';
-import type { BackendApi } from '../providers/provider.js';
-import { translatorFor } from '../providers/index.js';
-import type { ExchangeRequest } from '../providers/translator.js';
+import { Counter, type Registry } from 'prom-client';
+import { recordAttempt, type RequestStore, type RequestState } from '../pipeline/request-store.js';
+import type { RemoteAttempt, RemoteRequest, RemoteRequests } from '../pipeline/upstream.js';
 import type { IpcPeer } from './ipc.js';
 
 const OWNER = /^w(\d{1,3})\./;
@@ -32,38 +31,7 @@ export function requestOwner(id: string): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-export interface AttemptArgs {
-  id: string;
-  backend: string;
-  provider: Provider;
-  backendApi: BackendApi;
-  startedAtMs?: number;
-}
-
-export type AttemptReply =
-  | { found: false }
-  | {
-      found: true;
-      supported: false;
-      api: ExchangeRequest['api'];
-      operation: ExchangeRequest['operation'];
-    }
-  | { found: true; supported: true; request: ExchangeRequest };
-
-/** The bookkeeping of an attempt on its request's state (the one place it is done). */
-export function recordAttempt(
-  state: RequestState,
-  attempt: { backend: string; provider: Provider; startedAtMs?: number | undefined },
-): void {
-  state.attempts.push({
-    backend: attempt.backend,
-    provider: attempt.provider,
-    ...(attempt.startedAtMs !== undefined && { startedAtMs: attempt.startedAtMs }),
-  });
-  state.governance?.ledger.begin();
-}
-
-function snapshot(s: RequestState): ExchangeRequest {
+function snapshot(s: RequestState): RemoteRequest {
   return {
     api: s.api,
     operation: s.operation,
@@ -72,35 +40,49 @@ function snapshot(s: RequestState): ExchangeRequest {
     stream: s.stream,
     forcedUsage: s.forcedUsage,
     ...(s.outputTokenCap !== undefined && { outputTokenCap: s.outputTokenCap }),
+    ...(s.trace !== undefined && { trace: s.trace }),
   };
 }
 
-/** The owner's side: answers attempts on the requests of its RequestStore. */
-export function serveAttempts(peer: IpcPeer, store: RequestStore): void {
-  peer.handle('request.attempt', (a: AttemptArgs): AttemptReply => {
-    const state = store.get(a.id);
-    if (!state) return { found: false };
-    if (!translatorFor(state.api, state.operation, a.backendApi)) {
-      return { found: true, supported: false, api: state.api, operation: state.operation };
-    }
-    recordAttempt(state, a);
-    return { found: true, supported: true, request: snapshot(state) };
+/** The owner's side: answers for the requests of its RequestStore. */
+export function serveRequests(peer: IpcPeer, store: RequestStore): void {
+  // null, not undefined: JSON drops undefined, and the reply must say "not here".
+  peer.handle('request.get', (id: string): RemoteRequest | null => {
+    const s = store.get(id);
+    return s ? snapshot(s) : null;
+  });
+  peer.handle('request.begin', (a: RemoteAttempt): boolean => {
+    const s = store.get(a.id);
+    if (!s) return false;
+    recordAttempt(s, a);
+    return true;
   });
 }
 
-/** What the upstream phase uses for a request that is not in its own store. */
-export interface RemoteRequests {
-  /** True when `id` belongs to another worker (so asking is worth a round trip). */
-  elsewhere(id: string): boolean;
-  attempt(args: AttemptArgs): Promise<AttemptReply>;
-}
-
-export function remoteRequests(peer: IpcPeer, self: number, timeoutMs = 2000): RemoteRequests {
+/** The asking side: a worker's upstream phase, for ids of other workers. */
+export function remoteRequests(
+  peer: IpcPeer,
+  self: number,
+  registry?: Registry,
+  timeoutMs = 2000,
+): RemoteRequests {
+  // How often Envoy's two filters of one request reached different workers: rare by design.
+  const counter = registry
+    ? new Counter({
+        name: 'sluice_extproc_cross_worker_attempts_total',
+        help: 'Upstream attempts whose router phase ran in another extproc worker (served through the primary).',
+        registers: [registry],
+      })
+    : undefined;
   return {
     elsewhere(id) {
       const owner = requestOwner(id);
       return owner !== undefined && owner !== self;
     },
-    attempt: (args) => peer.call<AttemptReply>('request.attempt', args, timeoutMs),
+    async get(id) {
+      counter?.inc();
+      return (await peer.call<RemoteRequest | null>('request.get', id, timeoutMs)) ?? undefined;
+    },
+    begin: (a) => peer.call<boolean>('request.begin', a, timeoutMs),
   };
 }
