@@ -90,8 +90,10 @@ export class ResponseProcessor {
     const contentType = (h.get('content-type') ?? '').toLowerCase();
     this.sse = contentType.startsWith('text/event-stream');
     const encoding = h.get('content-encoding');
+    // A stream may run long, so its bound is per chunk: no chunk expands past it in memory.
     const decoder = createBodyDecoder(encoding, {
-      maxOutputBytes: this.sse ? Number.MAX_SAFE_INTEGER : this.limits.maxResponseBodyBytes,
+      maxOutputBytes: this.limits.maxResponseBodyBytes,
+      perChunk: this.sse,
     });
     if (isBodyDecoder(decoder)) {
       this.decoder = decoder;

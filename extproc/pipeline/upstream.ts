@@ -8,10 +8,11 @@
  * API) is answered with an immediate response in the caller's format, which every supported
  * Envoy release (1.37+) sends downstream (see fail()).
  */
-import { WIRE, type Provider } from '../config/contract.js';
+import { Limits, WIRE, type Provider } from '../config/contract.js';
 import type { ResolvedBackend } from '../config/runtime.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
+import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';
 import { DEFAULT_MAX_EVENT_BYTES } from '../usage/sse.js';
 import { headerMap } from '../wire/headers.js';
 import { CONTINUE, proceed, type Mutation, type Outcome } from '../wire/mutation.js';
@@ -86,6 +87,8 @@ export class UpstreamExchange implements PhaseHandler {
   private response: ResponseTranslator | undefined;
   private status: number | undefined;
   private streaming = false;
+  /** A compressed answer this attempt must read: decoded before it is translated. */
+  private decoder: BodyDecoder | undefined;
 
   constructor(private readonly deps: UpstreamDeps) {}
 
@@ -236,11 +239,6 @@ export class UpstreamExchange implements PhaseHandler {
     const headers = headerMap(msg.headers?.headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
-    const encoding = headers.get('content-encoding');
-    if (encoding !== undefined && encoding.toLowerCase() !== 'identity') {
-      // Asked for identity: a backend that compresses anyway cannot be translated.
-      throw new SluiceError('bad_upstream_response', 'The backend sent a compressed answer.');
-    }
     const start = rt.headers(status, headers);
     // `none`: the answer is already the caller's; the body mode stays the configured skip.
     if (msg.end_of_stream || start.body === 'none') {
@@ -249,6 +247,8 @@ export class UpstreamExchange implements PhaseHandler {
     }
     this.streaming = status >= 200 && status < 300 && start.body === 'stream';
     const remove = [...start.removeHeaders];
+    this.decoder = this.bodyDecoder(headers.get('content-encoding'));
+    if (this.decoder) remove.push('content-encoding');
     // STREAMED: Envoy drops content-length itself; said here too, as the length will change.
     if (this.streaming && headers.has('content-length')) remove.push('content-length');
     return proceed({
@@ -265,11 +265,42 @@ export class UpstreamExchange implements PhaseHandler {
     });
   }
 
-  responseBody(msg: BodyMessage): Outcome {
+  /**
+   * The request asked for identity (forward()), but a backend may compress anyway (some servers
+   * and proxies ignore accept-encoding): gzip, deflate and br are decoded, bounded so a
+   * decompression bomb stops at the limit with 502 `response_too_large` in the caller's format —
+   * a JSON or error answer by maxResponseBodyBytes in all, a stream by as much per chunk. Any
+   * other coding cannot be read, so it cannot be translated: 502 `bad_upstream_response`.
+   */
+  private bodyDecoder(encoding: string | undefined): BodyDecoder | undefined {
+    const limits = this.deps.config?.limits ?? Limits.parse({});
+    const d = createBodyDecoder(encoding, {
+      maxOutputBytes: limits.maxResponseBodyBytes,
+      perChunk: this.streaming,
+    });
+    if (d === null) return undefined;
+    if (!isBodyDecoder(d)) {
+      throw new SluiceError(
+        'bad_upstream_response',
+        'The backend sent its answer in a content-encoding the gateway cannot decode.',
+      );
+    }
+    return d;
+  }
+
+  responseBody(msg: BodyMessage): Outcome | Promise<Outcome> {
     const rt = this.response;
     if (!rt) return CONTINUE;
     const chunk = msg.body ?? Buffer.alloc(0);
-    if (this.streaming) return proceed({ body: rt.stream(chunk, msg.end_of_stream === true) });
+    const end = msg.end_of_stream === true;
+    const d = this.decoder;
+    if (!d) return this.translate(rt, chunk, end);
+    // BUFFERED: this one message is the whole body, so the decoder ends with it.
+    return decode(d, chunk, end || !this.streaming).then((plain) => this.translate(rt, plain, end));
+  }
+
+  private translate(rt: ResponseTranslator, chunk: Buffer, end: boolean): Outcome {
+    if (this.streaming) return proceed({ body: rt.stream(chunk, end) });
     // BUFFERED: the whole body in this one message (trailers, if any, follow without it).
     this.response = undefined;
     const status = this.status ?? 0;
@@ -293,4 +324,12 @@ export class UpstreamExchange implements PhaseHandler {
   }
 
   finish(_reason: EndReason): void {}
+}
+
+/** What `chunk` decodes to; `last` ends the decoder (a truncated body is an error). */
+async function decode(d: BodyDecoder, chunk: Buffer, last: boolean): Promise<Buffer> {
+  const head = await d.push(chunk);
+  if (!last) return head;
+  const tail = await d.end();
+  return tail.length === 0 ? head : head.length === 0 ? tail : Buffer.concat([head, tail]);
 }

@@ -61,7 +61,14 @@ function coding(token: string): Coding | undefined {
  */
 export function createBodyDecoder(
   contentEncoding: string | undefined,
-  opts: { maxOutputBytes: number },
+  opts: {
+    maxOutputBytes: number;
+    /**
+     * The bound applies to what each push (and the end) decodes, not to the total: a stream may
+     * run long, but no chunk may expand past the bound in memory.
+     */
+    perChunk?: boolean;
+  },
 ): BodyDecoder | UnsupportedEncoding | null {
   if (contentEncoding === undefined) return null;
   const tokens = contentEncoding
@@ -75,7 +82,8 @@ export function createBodyDecoder(
     if (!c) return { supported: false, encoding: t };
     codings.push(c);
   }
-  const stages = codings.reverse().map((c) => new ZlibDecoder(c, opts.maxOutputBytes));
+  const perChunk = opts.perChunk === true;
+  const stages = codings.reverse().map((c) => new ZlibDecoder(c, opts.maxOutputBytes, perChunk));
   return stages.length === 1 ? stages[0]! : new ChainDecoder(stages);
 }
 
@@ -100,6 +108,7 @@ const BROTLI_FLUSH: zlib.BrotliOptions = { flush: zlib.constants.BROTLI_OPERATIO
 class ZlibDecoder implements BodyDecoder {
   private readonly coding: Coding;
   private readonly max: number;
+  private readonly perChunk: boolean;
   private stream: ZStream | undefined;
   /** deflate: the first bytes, kept until the zlib-or-raw question can be answered. */
   private head: Buffer = EMPTY;
@@ -110,9 +119,10 @@ class ZlibDecoder implements BodyDecoder {
   private queue: Promise<unknown> = Promise.resolve();
   private ended = false;
 
-  constructor(c: Coding, max: number) {
+  constructor(c: Coding, max: number, perChunk: boolean) {
     this.coding = c;
     this.max = max;
+    this.perChunk = perChunk;
     if (c === 'gzip') this.stream = this.open(zlib.createGunzip(SYNC_FLUSH));
     else if (c === 'br') this.stream = this.open(zlib.createBrotliDecompress(BROTLI_FLUSH));
   }
@@ -126,7 +136,10 @@ class ZlibDecoder implements BodyDecoder {
   }
 
   private enqueue(fn: () => Promise<Buffer>): Promise<Buffer> {
-    const p = this.queue.then(fn);
+    const p = this.queue.then(() => {
+      if (this.perChunk) this.total = 0;
+      return fn();
+    });
     this.queue = p.catch(() => undefined);
     return p;
   }

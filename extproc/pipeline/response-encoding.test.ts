@@ -1,0 +1,61 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { gzipSync } from 'node:zlib';
+import { Limits } from '../config/contract.js';
+import { SluiceError } from '../errors.js';
+import type { RequestState } from './request-store.js';
+import { ResponseProcessor } from './response.js';
+
+const limits = Limits.parse({ maxResponseBodyBytes: 64 * 1024 });
+
+function req(): RequestState {
+  const body = { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], stream: true };
+  return {
+    id: 'r1',
+    api: 'openai',
+    operation: 'chat',
+    model: 'gpt-4o-mini',
+    routeName: 'r',
+    body,
+    rawBody: Buffer.from(JSON.stringify(body)),
+    stream: true,
+    forcedUsage: false,
+    attempts: [],
+    createdAt: 0,
+  };
+}
+
+const sse = new Map([
+  [':status', '200'],
+  ['content-type', 'text/event-stream'],
+  ['content-encoding', 'gzip'],
+]);
+
+describe('response phase: a gzip stream is decoded under a per-chunk bound', () => {
+  it('a chunk that expands past maxResponseBodyBytes stops there: response_too_large', async () => {
+    const p = new ResponseProcessor(req(), limits, () => 0, 0);
+    p.headers(sse, false);
+    const bomb = gzipSync(Buffer.alloc(64 * 1024 * 64, 0x20));
+    await assert.rejects(
+      p.body(bomb, false),
+      (e) => e instanceof SluiceError && e.code === 'response_too_large',
+    );
+  });
+
+  it('a long stream in small chunks passes whole, past the bound in all', async () => {
+    const p = new ResponseProcessor(req(), limits, () => 0, 0);
+    p.headers(sse, false);
+    const chunk = (s: string) =>
+      `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', choices: [{ index: 0, delta: { content: s } }] })}\n\n`;
+    const text =
+      Array.from({ length: 60 }, () => chunk('y'.repeat(3000))).join('') + 'data: [DONE]\n\n';
+    const raw = gzipSync(text);
+    const cut = Math.ceil(raw.length / 30);
+    let out = '';
+    for (let i = 0; i < raw.length; i += cut) {
+      const o = await p.body(raw.subarray(i, i + cut), i + cut >= raw.length);
+      if (o.kind === 'continue' && o.mutation?.body) out += o.mutation.body.toString('utf8');
+    }
+    assert.equal(out, text);
+  });
+});
