@@ -4,8 +4,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
-import { MAX_WORKERS, resolveWorkers } from './workers/cpus.js';
-import { runPrimary, runWorker, workerId } from './workers/process.js';
+import { GRPC_SERVERS } from './server.js';
 import {
   adminAddress,
   grpcAddress,
@@ -28,10 +27,9 @@ Options:
   --listen ADDR           unix:/path/to.sock or host:port (default unix:/var/run/sluice/extproc.sock)
   --admin HOST:PORT       /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
   --max-message-bytes N   largest ext_proc message accepted, i.e. buffered body size (default 16777216)
+  --grpc-server h2|grpc-js  the ext_proc gRPC server: Sluice's own on node:http2 (default; ext_proc
+                          and health only, a fifth less allocated per request) or grpc-js's
   --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
-  --workers N|auto        worker processes behind the one socket, sharing one state (budgets,
-                          vault, cache, config); auto: the cgroup CPU limit, rounded up, else
-                          the cores available (default 1: this process serves alone)
 ${stateUsage(26)}  --no-watch              do not reload the config on change (SIGHUP still reloads)
   --log-level LEVEL       trace|debug|info|warn|error (default info)
   -h, --help              this text
@@ -55,16 +53,7 @@ const Flags = z
       .max(512 * 1024 * 1024)
       .default(16 * 1024 * 1024),
     'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
-    workers: z
-      .union([
-        z.literal('auto'),
-        z.coerce
-          .number()
-          .int()
-          .min(1, '--workers must be auto or 1 to 64')
-          .max(MAX_WORKERS, '--workers must be auto or 1 to 64'),
-      ])
-      .default(1),
+    'grpc-server': z.enum(GRPC_SERVERS).default('h2'),
     ...StateFlags.shape,
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
@@ -91,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
       admin: { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
-      workers: { type: 'string' },
+      'grpc-server': { type: 'string' },
       ...STATE_OPTIONS,
       'no-watch': { type: 'boolean' },
       'log-level': { type: 'string' },
@@ -104,17 +93,7 @@ export async function main(argv: string[]): Promise<number> {
   // One write syscall per access-log line cost ~14% of the extproc's CPU under load; buffer
   // asynchronously, and flush on a timer too, so a quiet extproc's start-up, config and
   // reconnect lines reach `kubectl logs` within a second rather than at shutdown.
-  const worker = workerId();
-  const workers = worker === undefined ? resolveWorkers(f.workers) : 1;
-  const clustered = worker !== undefined || workers > 1;
-  const destination = pino.destination({
-    dest: 1,
-    sync: false,
-    // Several processes share one stdout: each write then holds whole lines and at most
-    // PIPE_BUF bytes, which a pipe never interleaves with another process's write (sonic-boom
-    // wants the buffer threshold below that).
-    ...(clustered ? { minLength: 2048, maxWrite: 4096 } : { minLength: 4096 }),
-  });
+  const destination = pino.destination({ dest: 1, minLength: 4096, sync: false });
   const flushTimer = setInterval(() => {
     try {
       destination.flush();
@@ -123,55 +102,32 @@ export async function main(argv: string[]): Promise<number> {
     }
   }, LOG_FLUSH_MS);
   flushTimer.unref();
-  const logger = pino(
-    {
-      level: f['log-level'],
-      base: { component: 'extproc', ...(worker !== undefined && { worker }) },
-    },
-    destination,
-  );
+  const logger = pino({ level: f['log-level'], base: { component: 'extproc' } }, destination);
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
-  const flush = (): void => {
-    clearInterval(flushTimer);
-    destination.flushSync();
-  };
-  const xds =
-    f.xds === undefined
-      ? undefined
-      : { address: f.xds, nodeId: f['node-id']!, startTimeoutMs: f['xds-start-timeout-ms'] };
-  const shared = {
-    listen: f.listen,
-    maxMessageBytes: f['max-message-bytes'],
-    watchConfig: !f['no-watch'],
-    shutdownGraceMs: f['shutdown-grace-ms'],
-    ...stateOptions(f),
-    logger,
-    registry,
-    now: () => performance.now(),
-    env: process.env,
-  };
-  // `--workers N`: this process is the cluster's primary, or one of its workers (workers/).
-  if (worker !== undefined) return runWorker(worker, shared, flush);
-  if (workers > 1) {
-    return runPrimary(
-      {
-        ...shared,
-        workers,
-        configPath: f.config,
-        xds,
-        admin: f.admin === 'off' ? undefined : f.admin,
-      },
-      flush,
-    );
-  }
   let extproc;
   try {
     extproc = await run({
-      ...shared,
       configPath: f.config,
-      xds,
+      xds:
+        f.xds === undefined
+          ? undefined
+          : {
+              address: f.xds,
+              nodeId: f['node-id']!,
+              startTimeoutMs: f['xds-start-timeout-ms'],
+            },
+      listen: f.listen,
       admin: f.admin === 'off' ? undefined : f.admin,
+      maxMessageBytes: f['max-message-bytes'],
+      grpcServer: f['grpc-server'],
+      watchConfig: !f['no-watch'],
+      shutdownGraceMs: f['shutdown-grace-ms'],
+      ...stateOptions(f),
+      logger,
+      registry,
+      now: () => performance.now(),
+      env: process.env,
     });
   } catch (err) {
     logger.fatal(

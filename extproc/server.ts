@@ -1,29 +1,44 @@
+/**
+ * The ext_proc gRPC server: by default our own on node:http2 (grpc/h2-server.ts, the
+ * ExternalProcessor and health services only), or grpc-js's (`--grpc-server grpc-js`). Both
+ * hand each Process stream to onStream and serve grpc.health.v1.
+ */
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from 'pino';
+import { startH2Server, type CallMetadata, type HealthStatus } from './grpc/h2-server.js';
 import { bindGrpcServer, shutdownGrpcServer } from './shared/grpc-server.js';
 import { extProcService } from './wire/proto.js';
 import type { DuplexCall } from './stream.js';
 
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
+/** Which gRPC server carries the ext_proc streams. */
+export const GRPC_SERVERS = ['h2', 'grpc-js'] as const;
+export type GrpcServerKind = (typeof GRPC_SERVERS)[number];
+
 export interface GrpcServerOptions {
   /** `unix:/path/to.sock` or `host:port`. */
   listen: string;
   maxMessageBytes: number;
   logger: Logger;
-  onStream(call: DuplexCall, metadata: grpc.Metadata): void;
+  onStream(call: DuplexCall, metadata: CallMetadata): void;
+  /** Default h2. */
+  server?: GrpcServerKind | undefined;
 }
 
 export interface RunningGrpcServer {
   /** What clients dial: `unix:/path` or `127.0.0.1:port` with the port actually bound. */
   address: string;
-  health: HealthImplementation;
+  health: HealthStatus;
   /** Stops accepting, lets open streams finish until the deadline, then cancels the rest. */
   shutdown(deadlineMs: number): Promise<void>;
 }
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
+  const initial = { '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' } as const;
+  if ((opts.server ?? 'h2') === 'h2') return startH2Server(opts, initial);
+
   const server = new grpc.Server({
     // Buffered bodies arrive as one message; grpc-js refuses more than 4 MiB by default.
     'grpc.max_receive_message_length': opts.maxMessageBytes,
@@ -33,11 +48,14 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
     Process: (call: grpc.ServerDuplexStream<unknown, unknown>) =>
       opts.onStream(call, call.metadata),
   });
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' });
+  const health = new HealthImplementation(initial);
   health.addToServer(server);
 
   const target = await bindGrpcServer(server, opts.listen);
-  opts.logger.info({ event: 'grpc_listening', address: target }, 'ext_proc server listening');
+  opts.logger.info(
+    { event: 'grpc_listening', address: target, transport: 'grpc-js' },
+    'ext_proc server listening',
+  );
 
   return {
     address: target,
