@@ -5,6 +5,8 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
 import { GRPC_SERVERS } from './server.js';
+import { MAX_WORKERS, resolveWorkers } from './workers/cpus.js';
+import { runPrimary, runWorker, workerId } from './workers/process.js';
 import {
   adminAddress,
   grpcAddress,
@@ -30,6 +32,9 @@ Options:
   --grpc-server h2|grpc-js  the ext_proc gRPC server: Sluice's own on node:http2 (default; ext_proc
                           and health only, a fifth less allocated per request) or grpc-js's
   --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
+  --workers N|auto        worker processes behind the one socket, sharing one state (budgets,
+                          vault, cache, config); auto: the cgroup CPU limit, rounded up, else
+                          the cores available (default 1: this process serves alone)
 ${stateUsage(26)}  --no-watch              do not reload the config on change (SIGHUP still reloads)
   --log-level LEVEL       trace|debug|info|warn|error (default info)
   -h, --help              this text
@@ -54,6 +59,16 @@ const Flags = z
       .default(16 * 1024 * 1024),
     'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
     'grpc-server': z.enum(GRPC_SERVERS).default('h2'),
+    workers: z
+      .union([
+        z.literal('auto'),
+        z.coerce
+          .number()
+          .int()
+          .min(1, '--workers must be auto or 1 to 64')
+          .max(MAX_WORKERS, '--workers must be auto or 1 to 64'),
+      ])
+      .default(1),
     ...StateFlags.shape,
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
@@ -81,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
       'max-message-bytes': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
       'grpc-server': { type: 'string' },
+      workers: { type: 'string' },
       ...STATE_OPTIONS,
       'no-watch': { type: 'boolean' },
       'log-level': { type: 'string' },
@@ -93,7 +109,17 @@ export async function main(argv: string[]): Promise<number> {
   // One write syscall per access-log line cost ~14% of the extproc's CPU under load; buffer
   // asynchronously, and flush on a timer too, so a quiet extproc's start-up, config and
   // reconnect lines reach `kubectl logs` within a second rather than at shutdown.
-  const destination = pino.destination({ dest: 1, minLength: 4096, sync: false });
+  const worker = workerId();
+  const workers = worker === undefined ? resolveWorkers(f.workers) : 1;
+  const clustered = worker !== undefined || workers > 1;
+  const destination = pino.destination({
+    dest: 1,
+    sync: false,
+    // Several processes share one stdout: each write then holds whole lines and at most
+    // PIPE_BUF bytes, which a pipe never interleaves with another process's write (sonic-boom
+    // wants the buffer threshold below that).
+    ...(clustered ? { minLength: 2048, maxWrite: 4096 } : { minLength: 4096 }),
+  });
   const flushTimer = setInterval(() => {
     try {
       destination.flush();
@@ -102,32 +128,56 @@ export async function main(argv: string[]): Promise<number> {
     }
   }, LOG_FLUSH_MS);
   flushTimer.unref();
-  const logger = pino({ level: f['log-level'], base: { component: 'extproc' } }, destination);
+  const logger = pino(
+    {
+      level: f['log-level'],
+      base: { component: 'extproc', ...(worker !== undefined && { worker }) },
+    },
+    destination,
+  );
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const flush = (): void => {
+    clearInterval(flushTimer);
+    destination.flushSync();
+  };
+  const xds =
+    f.xds === undefined
+      ? undefined
+      : { address: f.xds, nodeId: f['node-id']!, startTimeoutMs: f['xds-start-timeout-ms'] };
+  const shared = {
+    listen: f.listen,
+    maxMessageBytes: f['max-message-bytes'],
+    grpcServer: f['grpc-server'],
+    watchConfig: !f['no-watch'],
+    shutdownGraceMs: f['shutdown-grace-ms'],
+    ...stateOptions(f),
+    logger,
+    registry,
+    now: () => performance.now(),
+    env: process.env,
+  };
+  // `--workers N`: this process is the cluster's primary, or one of its workers (workers/).
+  if (worker !== undefined) return runWorker(worker, shared, flush);
+  if (workers > 1) {
+    return runPrimary(
+      {
+        ...shared,
+        workers,
+        configPath: f.config,
+        xds,
+        admin: f.admin === 'off' ? undefined : f.admin,
+      },
+      flush,
+    );
+  }
   let extproc;
   try {
     extproc = await run({
+      ...shared,
       configPath: f.config,
-      xds:
-        f.xds === undefined
-          ? undefined
-          : {
-              address: f.xds,
-              nodeId: f['node-id']!,
-              startTimeoutMs: f['xds-start-timeout-ms'],
-            },
-      listen: f.listen,
+      xds,
       admin: f.admin === 'off' ? undefined : f.admin,
-      maxMessageBytes: f['max-message-bytes'],
-      grpcServer: f['grpc-server'],
-      watchConfig: !f['no-watch'],
-      shutdownGraceMs: f['shutdown-grace-ms'],
-      ...stateOptions(f),
-      logger,
-      registry,
-      now: () => performance.now(),
-      env: process.env,
     });
   } catch (err) {
     logger.fatal(
