@@ -7,6 +7,7 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
 import { CLIENT_CERT_TRUST } from './translate/to-envoy.js';
+import { parseCollector, type EnvoyTracing } from './translate/envoy-tracing.js';
 import { adminAddress, grpcAddress, parseFlags } from '../extproc/shared/flags.js';
 
 const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
@@ -26,6 +27,11 @@ Options:
                            configure; sidecar: the x-forwarded-client-cert a mesh sidecar (e.g.
                            Istio) sets. sidecar requires STRICT mesh mTLS on the gateway pod, or
                            a client could send its own header
+  --envoy-otlp-collector HOST:PORT
+                           Envoy traces requests (OpenTelemetry tracer) and exports OTLP/gRPC
+                           to this collector; one trace with the extproc's spans (default: off)
+  --envoy-trace-percent P  share of requests without a sampling decision Envoy traces, 0-100
+                           (default 100)
   --admin HOST:PORT        /metrics, /healthz, /readyz (default 0.0.0.0:9902; "off" disables)
   --leader-elect           write status only while holding the Lease sluice-operator-status;
                            every replica also reports its data planes in a Lease
@@ -52,6 +58,25 @@ const Flags = z.object({
   'client-cert-trust': z
     .enum(CLIENT_CERT_TRUST, { message: '--client-cert-trust must be listener or sidecar' })
     .default('listener'),
+  'envoy-otlp-collector': z
+    .string()
+    .refine(
+      (v) => {
+        try {
+          parseCollector(v);
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      { message: '--envoy-otlp-collector must be host:port' },
+    )
+    .optional(),
+  'envoy-trace-percent': z.coerce
+    .number()
+    .min(0, '--envoy-trace-percent must be 0 to 100')
+    .max(100, '--envoy-trace-percent must be 0 to 100')
+    .default(100),
   admin: adminAddress().default('0.0.0.0:9902'),
   'leader-elect': z.boolean().default(false),
   'lease-namespace': z
@@ -110,6 +135,8 @@ export async function main(argv: string[]): Promise<number> {
       namespace: { type: 'string', multiple: true },
       'consumer-namespace': { type: 'string', multiple: true },
       'client-cert-trust': { type: 'string' },
+      'envoy-otlp-collector': { type: 'string' },
+      'envoy-trace-percent': { type: 'string' },
       admin: { type: 'string' },
       'leader-elect': { type: 'boolean' },
       'lease-namespace': { type: 'string' },
@@ -142,7 +169,12 @@ export async function main(argv: string[]): Promise<number> {
       namespaces: f.namespace,
       consumerNamespaces:
         f['consumer-namespace'].length > 0 ? f['consumer-namespace'] : [ownNamespace()],
-      translate: { clientCertTrust: f['client-cert-trust'] },
+      translate: {
+        clientCertTrust: f['client-cert-trust'],
+        ...(f['envoy-otlp-collector'] !== undefined && {
+          tracing: envoyTracing(f['envoy-otlp-collector'], f['envoy-trace-percent']),
+        }),
+      },
       xdsListen: f['xds-listen'],
       admin: f.admin === 'off' ? undefined : f.admin,
       leaderElection: f['leader-elect']
@@ -171,4 +203,14 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', stop);
   });
   return 0;
+}
+
+function envoyTracing(collector: string, percent: number): EnvoyTracing {
+  const { host, port } = parseCollector(collector);
+  return {
+    collectorHost: host,
+    collectorPort: port,
+    samplingPercent: percent,
+    serviceName: 'sluice-envoy',
+  };
 }

@@ -75,6 +75,7 @@
  * transport_socket, and forward_client_cert_details SANITIZE / SANITIZE_SET / ALWAYS_FORWARD_ONLY.
  */
 import type { ModelMatch, RetryOn } from '../api/types.js';
+import { hcmTracing, otlpCluster, type EnvoyTracing } from './envoy-tracing.js';
 import { envoyDuration } from './durations.js';
 import type { IR, IRBackend, IRGovernance, IRJwtProvider, IRRoute, IRRule } from './ir.js';
 import {
@@ -105,6 +106,8 @@ export interface EnvoyResources {
 }
 
 export interface EnvoyOptions {
+  /** Envoy's own tracing, exported to an OTLP collector (envoy-tracing.ts); absent: off. */
+  tracing?: EnvoyTracing | undefined;
   listenerAddress: string;
   listenerPort: number;
   /** The Unix socket the extproc sidecar listens on. */
@@ -175,6 +178,7 @@ export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResou
     throw new Error(`clientCertTrust must be one of ${CLIENT_CERT_TRUST.join(', ')}`);
   }
   const clusters: EnvoyJson[] = [extprocCluster(opts), ...jwksClusters(ir.governance, opts)];
+  if (opts.tracing) clusters.push(otlpCluster(opts.tracing, opts.connectTimeoutMs));
   const endpoints: EnvoyJson[] = [];
   for (const route of ir.routes) {
     const byId = new Map(route.backends.map((b) => [b.id, b]));
@@ -216,6 +220,7 @@ function listener(opts: EnvoyOptions, governance: IRGovernance | undefined): Env
     { name: 'envoy.filters.http.router', typed_config: { '@type': ROUTER_TYPE } },
   ];
   hcm['local_reply_config'] = localReplyConfig();
+  if (opts.tracing) hcm['tracing'] = hcmTracing(opts.tracing);
   return {
     name: LISTENER_NAME,
     address: { socket_address: { address: opts.listenerAddress, port_value: opts.listenerPort } },

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ExtprocConfig } from '../../extproc/config/contract.js';
-import { translate } from '../../operator/translate/index.js';
+import { translate, type TranslateOptions } from '../../operator/translate/index.js';
 import {
   GOLDEN_DIR,
   OUTPUT_DIRS,
@@ -12,6 +12,18 @@ import {
   loadCase,
   renderGoldens,
 } from './cases.js';
+
+/** Flags of `sluice operator` a case is translated with (besides the version). */
+const CASE_OPTIONS: Readonly<Record<string, Partial<TranslateOptions>>> = {
+  'envoy-tracing': {
+    tracing: {
+      collectorHost: 'otel.observability.svc',
+      collectorPort: 4317,
+      samplingPercent: 10,
+      serviceName: 'sluice-envoy',
+    },
+  },
+};
 
 // `npm run golden:update` sets it: every golden file is rewritten, and files no case writes go.
 const UPDATE = process.env['UPDATE_GOLDEN'] === '1';
@@ -26,7 +38,7 @@ void describe('golden translation', () => {
   for (const name of cases) {
     void it(name, async () => {
       const { resources, problems } = await loadCase(name);
-      const t = translate(resources, { version: 'golden' });
+      const t = translate(resources, { version: 'golden', ...CASE_OPTIONS[name] });
       const actual = await renderGoldens(name, t, problems);
       for (const [path, text] of actual) {
         const file = join(GOLDEN_DIR, path);
@@ -59,7 +71,11 @@ void describe('golden translation', () => {
         consumerKeys: [...(resources.consumerKeys ?? [])].reverse(),
       };
       assert.deepEqual(
-        await renderGoldens(name, translate(shuffled, { version: 'golden' }), problems),
+        await renderGoldens(
+          name,
+          translate(shuffled, { version: 'golden', ...CASE_OPTIONS[name] }),
+          problems,
+        ),
         actual,
       );
 
