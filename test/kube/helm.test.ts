@@ -286,6 +286,73 @@ void describe('chart: lint and render', () => {
     assert.ok(sidecarArgs.includes('--client-cert-trust=sidecar'));
   });
 
+  it('sets the extproc --workers from its CPU limit, or as given', async () => {
+    const workers = async (args: string[]) => {
+      const all = docs(await render('sluice-system', args));
+      const c = find(all, 'Deployment', '-gateway').spec.template.spec.containers.find(
+        (x: Doc) => x.name === 'extproc',
+      );
+      return (c.args as string[]).filter((a) => a.startsWith('--workers='));
+    };
+    assert.deepEqual(await workers([]), ['--workers=1'], 'no CPU limit: one');
+    const cpu = (q: string) => ['--set-string', `gateway.extproc.resources.limits.cpu=${q}`];
+    assert.deepEqual(await workers(cpu('1500m')), ['--workers=2']);
+    assert.deepEqual(await workers(cpu('500m')), ['--workers=1']);
+    assert.deepEqual(await workers(cpu('4')), ['--workers=4']);
+    assert.deepEqual(await workers(cpu('2.5')), ['--workers=3']);
+    assert.deepEqual(await workers([...cpu('4'), '--set', 'gateway.extproc.workers=2']), [
+      '--workers=2',
+    ]);
+    assert.deepEqual(await workers(['-f', valuesFile('production')]), ['--workers=2']);
+    await expectRenderFailure(['--set', 'gateway.extproc.workers=65'], /gateway\/extproc\/workers/);
+  });
+
+  it('takes alert thresholds from values', async () => {
+    const rules = async (args: string[]) => {
+      const all = docs(
+        await render('sluice-system', ['--set', 'metrics.prometheusRule.enabled=true', ...args]),
+      );
+      const out: Record<string, string> = {};
+      for (const g of find(all, 'PrometheusRule').spec.groups as Doc[]) {
+        for (const r of g.rules as Doc[]) out[r.alert as string] = r.expr as string;
+      }
+      return out;
+    };
+    const file = parse(readFileSync(join(CHART, 'rules/sluice.rules.yaml'), 'utf8')) as Doc;
+    const plain: Record<string, string> = {};
+    for (const g of file.groups as Doc[]) {
+      for (const r of g.rules as Doc[]) plain[r.alert as string] = r.expr as string;
+    }
+    // The values' defaults are the rule file's own thresholds: the default render is the file.
+    assert.deepEqual(await rules([]), plain);
+    const set = (k: string, v: string) => [
+      '--set-json',
+      `metrics.prometheusRule.thresholds.${k}=${v}`,
+    ];
+    const tuned = await rules([
+      ...set('budgetNearlySpent', '0.9'),
+      ...set('providerErrorRate', '0.1'),
+      ...set('providerRateLimited', '0.2'),
+      ...set('extprocP99Seconds', '0.25'),
+      ...set('extprocEventLoopLagSeconds', '1'),
+    ]);
+    const ends = (alert: string, tail: string) =>
+      assert.ok(tuned[alert]!.endsWith(tail), `${alert}: ${tuned[alert]}`);
+    ends('SluiceBudgetNearlySpent', '> 0.9');
+    ends('SluiceProviderErrorRate', '> 0.1');
+    ends('SluiceProviderRateLimited', '> 0.2');
+    ends('SluiceExtprocSlow', '> 0.25');
+    ends('SluiceExtprocSaturated', '> 1');
+    // Only the threshold moved.
+    for (const [alert, expr] of Object.entries(tuned)) {
+      assert.equal(expr.replace(/[0-9.]+$/, ''), plain[alert]!.replace(/[0-9.]+$/, ''), alert);
+    }
+    await expectRenderFailure(
+      ['--set-json', 'metrics.prometheusRule.thresholds.budgetNearlySpent=1.5'],
+      /thresholds\/budgetNearlySpent/,
+    );
+  });
+
   it("renders an Envoy bootstrap that the targeted release's API reads strictly", async () => {
     const root = envoyApiRoot();
     for (const v of VALUES) {
@@ -462,6 +529,16 @@ const SERVICE_MONITOR_CRD = {
   },
 };
 
+/** The same stand-in for the PrometheusRule CRD (production values turn the rules on). */
+const PROMETHEUS_RULE_CRD = {
+  ...SERVICE_MONITOR_CRD,
+  metadata: { name: 'prometheusrules.monitoring.coreos.com' },
+  spec: {
+    ...SERVICE_MONITOR_CRD.spec,
+    names: { plural: 'prometheusrules', singular: 'prometheusrule', kind: 'PrometheusRule' },
+  },
+};
+
 async function freePort(): Promise<number> {
   const srv = createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
@@ -512,11 +589,13 @@ async function stopChild(child: ChildProcess): Promise<void> {
 void describe('chart on kube-apiserver', () => {
   before(async () => {
     await serverSideApply(JSON.stringify(SERVICE_MONITOR_CRD));
+    await serverSideApply(JSON.stringify(PROMETHEUS_RULE_CRD));
     await kubectl([
       'wait',
       '--for=condition=Established',
       '--timeout=30s',
       'crd/servicemonitors.monitoring.coreos.com',
+      'crd/prometheusrules.monitoring.coreos.com',
     ]);
     // Namespaces the values files name besides the release's own.
     for (const ns of ['team-a', 'team-b', 'monitoring']) await ensureNamespace(ns);

@@ -103,3 +103,23 @@ overload_manager:
         "@type": type.googleapis.com/envoy.extensions.resource_monitors.downstream_connections.v3.DownstreamConnectionsConfig
         max_active_downstream_connections: {{ $envoy.maxDownstreamConnections }}
 {{- end -}}
+
+{{- /* The extproc's worker processes: gateway.extproc.workers when set, else one per core of the
+  container's CPU limit (rounded up: 1500m is 2), else 1. Without a limit the extproc could only
+  guess from the node's cores, which may be far more than the pod gets. */}}
+{{- define "sluice.extproc.workers" -}}
+{{- $ext := .Values.gateway.extproc -}}
+{{- if $ext.workers -}}
+{{- int $ext.workers -}}
+{{- else -}}
+{{- $cpu := "" -}}
+{{- with $ext.resources -}}{{- with .limits -}}{{- with .cpu -}}{{- $cpu = toString . -}}{{- end -}}{{- end -}}{{- end -}}
+{{- if not $cpu -}}
+1
+{{- else if hasSuffix "m" $cpu -}}
+{{- max 1 (div (add (atoi (trimSuffix "m" $cpu)) 999) 1000) -}}
+{{- else -}}
+{{- max 1 (int (ceil (float64 $cpu))) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
