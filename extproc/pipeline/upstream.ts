@@ -13,6 +13,7 @@ import type { ResolvedBackend } from '../config/runtime.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
 import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';
+import { rateLimitHeaders, retryAfterFromErrorBody } from '../providers/rate-limit-headers.js';
 import { DEFAULT_MAX_EVENT_BYTES } from '../usage/sse.js';
 import { headerMap } from '../wire/headers.js';
 import { CONTINUE, proceed, type Mutation, type Outcome } from '../wire/mutation.js';
@@ -89,6 +90,8 @@ export class UpstreamExchange implements PhaseHandler {
   private streaming = false;
   /** A compressed answer this attempt must read: decoded before it is translated. */
   private decoder: BodyDecoder | undefined;
+  /** The answer's headers carry retry-after (the backend's, or one derived from them). */
+  private retryAfter = false;
 
   constructor(private readonly deps: UpstreamDeps) {}
 
@@ -239,7 +242,15 @@ export class UpstreamExchange implements PhaseHandler {
     const headers = headerMap(msg.headers?.headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
-    const start = rt.headers(status, headers);
+    const translated = rt.headers(status, headers);
+    // The backend's rate-limit headers under the caller's names (providers/rate-limit-headers.ts).
+    const limits = rateLimitHeaders(this.api, status, headers, (this.deps.wallNow ?? Date.now)());
+    this.retryAfter = headers.has('retry-after') || limits.set.some(([k]) => k === 'retry-after');
+    const start = {
+      ...translated,
+      setHeaders: [...translated.setHeaders, ...limits.set],
+      removeHeaders: [...translated.removeHeaders, ...limits.remove],
+    };
     // `none`: the answer is already the caller's; the body mode stays the configured skip.
     if (msg.end_of_stream || start.body === 'none') {
       this.response = undefined;
@@ -304,9 +315,14 @@ export class UpstreamExchange implements PhaseHandler {
     // BUFFERED: the whole body in this one message (trailers, if any, follow without it).
     this.response = undefined;
     const status = this.status ?? 0;
-    const body = status >= 200 && status < 300 ? rt.json(chunk) : rt.error(status, chunk);
+    const ok = status >= 200 && status < 300;
+    const body = ok ? rt.json(chunk) : rt.error(status, chunk);
     // BUFFERED with header SEND keeps content-length: it must match what now goes on.
-    return proceed({ body, setHeaders: [['content-length', String(body.length)]] });
+    const set: [string, string][] = [['content-length', String(body.length)]];
+    // A throttled error that said when to retry only in its body (Google's RetryInfo).
+    const retryAfter = ok || this.retryAfter ? undefined : retryAfterFromErrorBody(status, chunk);
+    if (retryAfter !== undefined) set.push(['retry-after', retryAfter]);
+    return proceed({ body, setHeaders: set });
   }
 
   responseTrailers(): Outcome {
