@@ -92,7 +92,10 @@ function list(cfg: RuntimeConfig, extra: Record<string, string>, path = '/v1/mod
   });
   let out: Outcome;
   try {
-    out = ex.requestHeaders(headers({ ':method': 'GET', ':path': path, ...extra }, true));
+    // The model list is answered at once (only stored responses are looked up, asynchronously).
+    out = ex.requestHeaders(
+      headers({ ':method': 'GET', ':path': path, ...extra }, true),
+    ) as Outcome;
   } catch (err) {
     out = ex.fail(err);
   }
@@ -194,7 +197,9 @@ describe('/v1/models under governance', () => {
     });
     let out: Outcome;
     try {
-      out = ex.requestHeaders(headers({ ':method': 'DELETE', ':path': '/v1/models' }, true));
+      out = ex.requestHeaders(
+        headers({ ':method': 'DELETE', ':path': '/v1/models' }, true),
+      ) as Outcome;
     } catch (err) {
       out = ex.fail(err);
     }

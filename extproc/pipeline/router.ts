@@ -7,11 +7,12 @@ import { isUtf8 } from 'node:buffer';
 import {
   guessApi,
   resolveEndpoint,
+  stripQuery,
   type ApiFormat,
   type Endpoint,
 } from '../providers/endpoints.js';
 import { WIRE, type Route } from '../config/contract.js';
-import type { CompiledGovernance, RuntimeConfig } from '../config/runtime.js';
+import type { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
 import { applyRequestPolicy } from './masking.js';
 import {
@@ -25,9 +26,6 @@ import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
-import { CompletionCapture, maskedForTrace, promptText, tee } from '../telemetry/content.js';
-import { requestTrace, type RequestTrace, type TraceHeaders } from '../telemetry/trace-context.js';
-import { refusalMetric } from '../state/store.js';
 import { headerMap } from '../wire/headers.js';
 import { canServe, servesApi, unsupportedBackend } from '../providers/index.js';
 import {
@@ -58,6 +56,8 @@ import type {
 } from './phase.js';
 import type { RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
+import { deliveredBytes, ResponsesTurn, StoredResource } from './sessions.js';
+import type { Sessions } from '../sessions/sessions.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
 export const MODEL_HEADER = WIRE.modelHeader;
@@ -76,11 +76,10 @@ export interface RouterDeps {
   settling?: (p: Promise<unknown>) => void;
   /** The response cache (cache/cache.ts); absent: no route caches. */
   cache?: ResponseCache | undefined;
-  /**
-   * Tracing is on: the sampling ratio of new traces, and the trace context of this ext_proc
-   * stream (Envoy's span, from the initial metadata), which wins over the request's own header.
-   */
-  trace?: { ratio: number; stream?: TraceHeaders | undefined } | undefined;
+  /** Stored Responses turns and conversations (sessions/); absent: the gateway keeps none. */
+  sessions?: Sessions | undefined;
+  /** A turn that could not be stored after its answer was bought (the embedder logs it). */
+  onSessionError?: (err: unknown) => void;
 }
 
 export class RouterExchange implements PhaseHandler {
@@ -103,16 +102,16 @@ export class RouterExchange implements PhaseHandler {
   /** Who listed the models, for the access log; the list itself names no one. */
   private modelsCaller: Caller | undefined;
   /** The governance policy a request was judged by, kept for the log line when admit refuses. */
-  private judged:
-    { policy: string; seen: { caller?: Caller }; compiled: CompiledGovernance } | undefined;
-  /** The request's trace (tracing on): its ids are handed to upstream attempts. */
-  private trace: RequestTrace | undefined;
-  /** The provider's answer, for a route whose masking records content in traces. */
-  private completion: CompletionCapture | undefined;
+  private judged: { policy: string; seen: { caller?: Caller } } | undefined;
   /** The cache's decision for a route that has one, and on a hit what the request is charged. */
   private cached:
     | { record: CacheRecord; capture?: CacheCapture | undefined; hit?: { charged?: TokenUsage } }
     | undefined;
+
+  /** A request for a stored response or conversation, answered from the session store. */
+  private stored: StoredResource | undefined;
+  /** A Responses request's turn: what it continues, and where its answer is stored. */
+  private turn: ResponsesTurn | undefined;
 
   constructor(private readonly deps: RouterDeps) {
     this.startedAt = deps.now();
@@ -123,19 +122,9 @@ export class RouterExchange implements PhaseHandler {
     if (cfg.response_body_mode) this.responseBodyMode = cfg.response_body_mode;
   }
 
-  requestHeaders(msg: HeadersMessage): Outcome {
+  requestHeaders(msg: HeadersMessage): Outcome | Promise<Outcome> {
     const headers = headerMap(msg.headers?.headers);
     this.requestHeaderMap = headers;
-    const t = this.deps.trace;
-    if (t) {
-      this.trace = requestTrace(
-        [
-          t.stream,
-          { traceparent: headers.get('traceparent'), tracestate: headers.get('tracestate') },
-        ],
-        t.ratio,
-      );
-    }
     const path = headers.get(':path') ?? '';
     const method = headers.get(':method') ?? '';
     this.api = guessApi(headers);
@@ -147,6 +136,8 @@ export class RouterExchange implements PhaseHandler {
       );
     const endpoint = resolveEndpoint(path, headers);
     if (!endpoint) {
+      const stored = this.storedResource(path, method, headers, cfg, msg.end_of_stream === true);
+      if (stored) return stored;
       throw new SluiceError(
         'unknown_path',
         `The gateway does not serve ${method || 'this method'} on this path.`,
@@ -163,8 +154,8 @@ export class RouterExchange implements PhaseHandler {
       const api = this.api;
       const models = visible.models.filter((x) =>
         (cfg.routeForModel(x.id)?.backends ?? []).some((b) => {
-          const backend = cfg.backend(b.name);
-          return backend !== undefined && servesApi(api, backend);
+          const provider = cfg.backend(b.name)?.provider;
+          return provider !== undefined && servesApi(api, provider);
         }),
       );
       if (endpoint.kind === 'models-list') {
@@ -200,6 +191,10 @@ export class RouterExchange implements PhaseHandler {
   }
 
   async requestBody(msg: BodyMessage): Promise<Outcome> {
+    if (this.stored)
+      return this.answered(
+        this.stored.body(msg.body ?? Buffer.alloc(0), msg.end_of_stream === true),
+      );
     const cfg = this.deps.config;
     const endpoint = this.endpoint;
     if (!cfg || endpoint?.kind !== 'model-call' || !this.requestId) return CONTINUE;
@@ -248,7 +243,6 @@ export class RouterExchange implements PhaseHandler {
       forcedUsage: stream && usageCapable && !asked,
       attempts: [],
       createdAt: this.deps.now(),
-      ...(this.trace && { trace: this.trace }),
     };
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
@@ -258,7 +252,7 @@ export class RouterExchange implements PhaseHandler {
     let deferred: { input: AdmitInput; admitted: Admitted } | undefined;
     // Before masking: a caller who may not use the route costs no detector or vault work.
     if (governance) {
-      this.judged = { policy: governance.policy.name, seen: {}, compiled: governance };
+      this.judged = { policy: governance.policy.name, seen: {} };
       const input: AdmitInput = {
         seen: this.judged.seen,
         compiled: governance,
@@ -272,8 +266,10 @@ export class RouterExchange implements PhaseHandler {
         wallNow: (this.deps.wallNow ?? Date.now)(),
       };
       // With a cache, the reservation waits for the lookup (after masking): a hit reserves nothing.
-      const g = caches ? admitCaller(input) : await admit(input);
-      if (caches) deferred = { input, admitted: g };
+      // A Responses turn's waits too: the conversation it continues is part of its prompt.
+      const defer = caches || endpoint.operation === 'responses';
+      const g = defer ? admitCaller(input) : await admit(input);
+      if (defer) deferred = { input, admitted: g };
       this.state.governance = g.state;
       if (g.outputTokenCap !== undefined) this.state.outputTokenCap = g.outputTokenCap;
       removeHeaders.push(...g.strip);
@@ -281,18 +277,16 @@ export class RouterExchange implements PhaseHandler {
     // Refused here when no backend could take it: the upstream phase would refuse every attempt,
     // after a round trip through routing. After admission, so a caller who may not use the route
     // learns nothing about its providers; the end of the request releases what admit reserved.
-    const backends = route.backends.flatMap((b) => cfg.backend(b.name) ?? []);
+    const providers = route.backends.flatMap((b) => cfg.backend(b.name)?.provider ?? []);
     if (
-      backends.length > 0 &&
-      !backends.some((b) => canServe(endpoint.api, endpoint.operation, b))
+      providers.length > 0 &&
+      !providers.some((p) => canServe(endpoint.api, endpoint.operation, p))
     ) {
-      throw unsupportedBackend(
-        endpoint.api,
-        endpoint.operation,
-        backends.map((b) => b.provider),
-      );
+      throw unsupportedBackend(endpoint.api, endpoint.operation, providers);
     }
     let replaced: Buffer | undefined;
+    if (endpoint.operation === 'responses')
+      replaced = await this.planTurn(cfg, route, body, caches ? undefined : deferred);
     const policy = cfg.policyFor(route.name);
     if (policy) this.policy = newPolicyState(policy);
     // After governance, before masking: masking then sees the rendered template and the
@@ -319,6 +313,7 @@ export class RouterExchange implements PhaseHandler {
         route: route.name,
         vault: this.deps.store.vault,
         caller: this.state.governance?.caller,
+        session: this.turn?.plan.vaultSession,
       });
       this.state.policy = this.policy;
       if (r.body) replaced = r.body;
@@ -346,6 +341,70 @@ export class RouterExchange implements PhaseHandler {
       ...(outBody ? { body: outBody } : {}),
       clearRouteCache: true,
     });
+  }
+
+  /** `/v1/responses/{id}` and the Conversations API, answered from the session store. */
+  private storedResource(
+    path: string,
+    method: string,
+    headers: ReadonlyMap<string, string>,
+    cfg: RuntimeConfig,
+    endOfStream: boolean,
+  ): Outcome | Promise<Outcome> | undefined {
+    const stored = StoredResource.match(stripQuery(path), {
+      sessions: this.deps.sessions,
+      cfg,
+      method,
+      rawPath: path,
+      headers,
+      wallNow: (this.deps.wallNow ?? Date.now)(),
+    });
+    if (!stored) return undefined;
+    this.api = 'openai';
+    this.stored = stored;
+    return this.answered(stored.headers(endOfStream));
+  }
+
+  private answered(o: Outcome | Promise<Outcome>): Outcome | Promise<Outcome> {
+    const seen = (x: Outcome): Outcome => {
+      if (x.kind === 'respond') this.status = x.verdict.status;
+      return x;
+    };
+    return o instanceof Promise ? o.then(seen) : seen(o);
+  }
+
+  /**
+   * A Responses request's turn (pipeline/sessions.ts): the conversation it continues is rebuilt
+   * into its `input`, in place, so the guard, masking, the budget and the upstream phase all read
+   * the whole of it; then the reservation admitCaller deferred is made. Returns the new bytes.
+   */
+  private async planTurn(
+    cfg: RuntimeConfig,
+    route: Route,
+    body: Record<string, unknown>,
+    deferred: { input: AdmitInput; admitted: Admitted } | undefined,
+  ): Promise<Buffer | undefined> {
+    const state = this.state!;
+    this.turn = await ResponsesTurn.plan({
+      sessions: this.deps.sessions,
+      cfg,
+      route,
+      body,
+      caller: state.governance?.caller,
+      onError: (err) => this.deps.onSessionError?.(err),
+    });
+    const planned = this.turn.plan;
+    let bytes: Buffer | undefined;
+    if (planned.body) {
+      Object.assign(body, planned.body);
+      state.responseId = planned.responseId;
+      bytes = Buffer.from(JSON.stringify(body), 'utf8');
+    }
+    if (deferred) {
+      const a = await reserveFor(deferred.input, deferred.admitted);
+      if (a.outputTokenCap !== undefined) state.outputTokenCap = a.outputTokenCap;
+    }
+    return bytes;
   }
 
   /**
@@ -424,8 +483,12 @@ export class RouterExchange implements PhaseHandler {
     const cfg = this.deps.config;
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
-    if (this.contentMasking()) this.completion = new CompletionCapture(this.state.operation);
-    this.response.capture = tee(this.cached?.capture, this.completion);
+    this.response.capture = this.cached?.capture;
+    this.turn?.responseHeaders(
+      this.status ?? 0,
+      headers.get('content-type') ?? '',
+      cfg.limits.maxSseEventBytes,
+    );
     const outcome = this.response.headers(headers, msg.end_of_stream === true);
     const limits = this.state.governance?.headers;
     if (limits && outcome.kind === 'continue' && outcome.mutation) {
@@ -448,6 +511,9 @@ export class RouterExchange implements PhaseHandler {
       msg.end_of_stream === true,
       this.responseBodyMode === 'BUFFERED',
     );
+    // A stored turn is written before the last of its answer goes out (pipeline/sessions.ts).
+    if (this.turn)
+      await this.turn.delivered(deliveredBytes(outcome, msg.body), msg.end_of_stream === true);
     if (msg.end_of_stream) this.done('complete');
     return outcome;
   }
@@ -466,48 +532,6 @@ export class RouterExchange implements PhaseHandler {
 
   finish(reason: EndReason): void {
     this.done(reason);
-  }
-
-  /** The route's masking, when it records prompt and completion text in a sampled trace. */
-  private contentMasking() {
-    const m = this.trace?.sampled ? this.policy?.policy.masking : undefined;
-    return m?.traceContent ? m : undefined;
-  }
-
-  /** Prompt and completion for the span, masked (telemetry/content.ts); only when opted in. */
-  private content(state: RequestState | undefined) {
-    const m = this.contentMasking();
-    if (!m || !state) return undefined;
-    const prompt = promptText(state.operation, state.body);
-    const completion = this.completion?.text();
-    return {
-      ...(prompt !== undefined && { prompt: maskedForTrace(m, prompt) }),
-      ...(completion !== undefined && { completion: maskedForTrace(m, completion) }),
-    };
-  }
-
-  /**
-   * A refusal is counted in usage by reason (the usage report's top refusals), under the route's
-   * governance policy when it has limits: the rows `sluice usage` reads.
-   */
-  private countRefusal(state: RequestState | undefined): void {
-    const metric = refusalMetric(this.errorCode);
-    const g = state?.governance;
-    const judge = g?.compiled ?? this.judged?.compiled;
-    if (!metric || !state || !judge?.budget || !this.deps.budget) return;
-    const caller = g?.caller ?? this.judged?.seen.caller;
-    this.deps.settling?.(
-      this.deps.budget.recordRefusal(
-        judge.budget,
-        {
-          consumer: caller?.consumer,
-          team: caller?.team,
-          model: state.model,
-          route: state.routeName,
-        },
-        metric,
-      ),
-    );
   }
 
   private finished = false;
@@ -538,7 +562,6 @@ export class RouterExchange implements PhaseHandler {
       const quiet = settling?.catch(() => undefined);
       if (quiet) this.deps.settling?.(quiet);
     }
-    this.countRefusal(state);
     this.deps.telemetry.recordRequest({
       requestId: this.requestId,
       api: this.api,
@@ -551,8 +574,10 @@ export class RouterExchange implements PhaseHandler {
       provider: last?.provider,
       attempts: state?.attempts.length ?? 0,
       attemptList: state?.attempts,
-      trace: this.trace,
-      content: this.content(state),
+      trace: {
+        traceparent: this.requestHeaderMap.get('traceparent'),
+        tracestate: this.requestHeaderMap.get('tracestate'),
+      },
       status: this.status ?? 0,
       errorCode: this.errorCode,
       stream: state?.stream ?? false,

@@ -6,7 +6,15 @@
 import type { Operation } from './endpoints.js';
 import { azurePath, versionedPath } from './paths.js';
 import { withOutputTokenCap } from './output-cap.js';
+import { keepsResponsesState, responsesVia } from './responses-via-chat.js';
 import type { Translator } from './translator.js';
+
+/**
+ * The Responses API to an OpenAI-compatible server (vLLM, Ollama…), which keeps no Responses
+ * state: carried over its Chat Completions (responses-via-chat.ts), the state kept by the gateway.
+ */
+let overChat: Translator | undefined;
+const responsesOverChat = (): Translator => (overChat ??= responsesVia(openaiToOpenai));
 
 const CALLS: Record<Exclude<Operation, 'messages'>, string> = {
   chat: '/chat/completions',
@@ -20,6 +28,8 @@ export const openaiToOpenai: Translator = {
   to: 'openai',
   operations: ['chat', 'completions', 'embeddings', 'responses'],
   request(req, backend) {
+    if (req.operation === 'responses' && !keepsResponsesState(backend.provider))
+      return responsesOverChat().request(req, backend);
     if (req.operation === 'messages')
       throw new Error('unreachable: messages is an Anthropic operation');
     const call = CALLS[req.operation];
@@ -27,6 +37,13 @@ export const openaiToOpenai: Translator = {
     const edit = (): Record<string, unknown> => (body ??= { ...req.body });
     if (backend.modelOverride && backend.modelOverride !== req.model)
       edit().model = backend.modelOverride;
+    if (req.operation === 'responses' && req.responseId !== undefined) {
+      // The gateway keeps this conversation: the rebuilt input goes, and the provider keeps none.
+      const b = edit();
+      delete b.previous_response_id;
+      delete b.conversation;
+      b.store = false;
+    }
     if (req.forcedUsage) {
       const so = req.body.stream_options;
       edit().stream_options = {
@@ -53,5 +70,8 @@ export const openaiToOpenai: Translator = {
       body: body === undefined ? undefined : Buffer.from(JSON.stringify(body), 'utf8'),
     };
   },
-  response: () => undefined,
+  response: (req, backend, ctx) =>
+    req.operation === 'responses' && !keepsResponsesState(backend.provider)
+      ? responsesOverChat().response(req, backend, ctx)
+      : undefined,
 };

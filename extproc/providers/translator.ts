@@ -31,6 +31,12 @@ export interface ExchangeRequest {
   readonly forcedUsage: boolean;
   /** An upper bound on output tokens the gateway imposes (budgets), in the backend's own field. */
   readonly outputTokenCap?: number | undefined;
+  /**
+   * A Responses request whose state the gateway keeps (sessions/responses.ts): the id its answer
+   * carries; the conversation is already rebuilt into `input`, and `store`,
+   * `previous_response_id` and `conversation` are only echoed.
+   */
+  readonly responseId?: string | undefined;
 }
 
 export interface UpstreamRequest {
@@ -46,11 +52,8 @@ export interface UpstreamRequest {
 
 /** How the upstream filter must read the backend's answer. */
 export interface ResponseStart {
-  /**
-   * `stream`: chunk by chunk (STREAMED); `whole`: the body at once (BUFFERED); `none`: the body
-   * passes unread (already in the caller's format; only an error body needed reading).
-   */
-  body: 'stream' | 'whole' | 'none';
+  /** `stream`: chunk by chunk (STREAMED); `whole`: the body at once (BUFFERED). */
+  body: 'stream' | 'whole';
   setHeaders: [string, string][];
   removeHeaders: string[];
 }

@@ -11,7 +11,7 @@ import { MemorySessionStore, RedisSessionStore, type SessionStore } from './stor
 export const DEFAULT_SESSIONS_MEMORY_BYTES = 64 * 1024 * 1024;
 
 export function sessionsFor(
-  opts: { now: () => number; wallNow: () => number; memoryBytes?: number | undefined },
+  opts: { wallNow: () => number; memoryBytes?: number | undefined },
   stateStore: StateStore,
   vaultKey: Buffer | undefined,
   log: Logger,
