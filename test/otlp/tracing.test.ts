@@ -254,6 +254,31 @@ describe('otlp: traces of sluice run in a real OTLP receiver', () => {
     assert.ok(!claude.parentSpanId, 'a request without traceparent is a root span');
   });
 
+  it('hands each provider a traceparent naming the attempt span that called it', () => {
+    const main = servers().find((s) => s.name === 'chat gpt-main' && s.traceId === CALLER_TRACE)!;
+    const [attempt] = clients(main);
+    const sent = mocks[0]!.requests.map((r) => r.headers['traceparent']);
+    assert.ok(
+      sent.includes(`00-${CALLER_TRACE}-${attempt!.spanId}-01`),
+      `the provider got ${JSON.stringify(sent)}`,
+    );
+    // The fallback's two attempts: each backend saw its own attempt's span.
+    const fb = servers().find((s) => s.name === 'chat gpt-fallback')!;
+    const ids = clients(fb).map((s) => s.spanId);
+    const flaky = mocks[2]!.requests.map((r) => String(r.headers['traceparent']));
+    assert.ok(
+      flaky.some((tp) => ids.some((id) => tp === `00-${CALLER_TRACE}-${id}-01`)),
+      `the flaky backend got ${JSON.stringify(flaky)}`,
+    );
+    for (const r of mocks.flatMap((m) => m.requests)) {
+      assert.notEqual(
+        r.headers['traceparent'],
+        `00-${CALLER_TRACE}-${CALLER_SPAN}-01`,
+        "the caller's own span is not passed on",
+      );
+    }
+  });
+
   it('GenAI attributes, usage and a CLIENT span per attempt with backend, provider and status', () => {
     const main = servers().find((s) => s.name === 'chat gpt-main' && s.traceId === CALLER_TRACE)!;
     const a = attrs(main.attributes);
