@@ -1,6 +1,6 @@
 /**
  * OpenAI `/v1/embeddings` on the way to a backend with another embeddings API (Bedrock Titan and
- * Cohere, the Gemini API, Vertex AI): reading the caller's request once, writing the OpenAI
+ * Cohere, the Gemini API, Vertex AI): reading the caller's request, writing the OpenAI
  * answer (`float` arrays, or base64 of little-endian float32 as the OpenAI SDKs ask by default).
  *
  * Request fields: `model`, `input` (a string or an array of strings; token-id arrays are refused,
