@@ -34,6 +34,7 @@ export type ErrorCode =
   | 'policy_unavailable'
   | 'policy_invalid'
   | 'no_matching_rule'
+  | 'context_length_exceeded'
   | 'upstream_unavailable'
   | 'upstream_timeout'
   | 'response_not_found'
@@ -67,6 +68,8 @@ const STATUS: Record<ErrorCode, number> = {
   policy_unavailable: 503,
   policy_invalid: 503,
   no_matching_rule: 404,
+  /** The request cannot fit its model's context window (extproc/context/). */
+  context_length_exceeded: 400,
   upstream_unavailable: 503,
   upstream_timeout: 504,
   /** A stored response or conversation the caller does not own, or that is gone (sessions/). */

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { readiness, startAdmin, type RunningAdmin } from './shared/admin.js';
 import { WIRE } from './config/contract.js';
-import { FileConfigSource } from './config/load.js';
+import { FileConfigSource, type ConfigSourceEvents } from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
 import { Budget } from './governance/budget.js';
@@ -24,13 +24,14 @@ import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
 import { budgetUtilizationMetric } from './telemetry/budget-utilization.js';
 import { startTracing, type TracingOptions } from './telemetry/tracing.js';
-import { UpstreamExchange } from './pipeline/upstream.js';
-import { EXT_PROC_SERVICE, startGrpcServer } from './server.js';
+import { UpstreamExchange, type RemoteRequests } from './pipeline/upstream.js';
+import { EXT_PROC_SERVICE, startGrpcServer, type GrpcServerKind } from './server.js';
 import { ExtProcStream } from './stream.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import { warmTokenizer } from './usage/estimate.js';
 import { responseCache } from './cache/setup.js';
 import { sessionsFor } from './sessions/setup.js';
+import type { CacheStore } from './cache/store.js';
 
 export interface ExtprocOptions {
   /** A config file; exactly one of configPath and xds. */
@@ -40,6 +41,8 @@ export interface ExtprocOptions {
   listen: string;
   admin?: string | undefined;
   maxMessageBytes: number;
+  /** The ext_proc gRPC server: our node:http2 one (default) or grpc-js's (server.ts). */
+  grpcServer?: GrpcServerKind | undefined;
   watchConfig: boolean;
   shutdownGraceMs: number;
   logger: Logger;
@@ -68,6 +71,23 @@ export interface ExtprocOptions {
   otlpEndpoint?: string | undefined;
   /** --trace-ratio, 0..1. */
   traceSamplingRatio?: number | undefined;
+  /**
+   * Where configs come from instead of configPath/xds: a cluster worker's primary
+   * (workers/worker.ts), which compiled them first.
+   */
+  configSource?:
+    | ((events: ConfigSourceEvents) => {
+        start(): Promise<RuntimeConfig>;
+        reload(): Promise<void>;
+        close(): void;
+      })
+    | undefined;
+  /** The masking vault (a cluster worker's: the primary's, over IPC); default as above. */
+  vault?: Vault | undefined;
+  /** The response cache's store (a cluster worker's: the primary's); default as above. */
+  cacheStore?: CacheStore | undefined;
+  /** Requests whose router phase ran in another worker (workers/requests.ts). */
+  remoteRequests?: RemoteRequests | undefined;
 }
 
 export interface RunningExtproc {
@@ -83,6 +103,8 @@ export interface RunningExtproc {
   readonly stateStore: StateStore;
   /** Resolves once every settlement started so far has reached the store (or its backlog). */
   settled(): Promise<void>;
+  /** What the router phase left for the upstream phase, per request (workers/requests.ts). */
+  readonly requests: RequestStore;
 }
 
 /** Which filter opened the stream: the operator sets this in the upstream filter's initial metadata. */
@@ -109,7 +131,11 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   };
   const events = { onConfig: apply, onRejected: () => telemetry.configRejected() };
   let source: { reload(): Promise<void>; close(): void };
-  if (opts.xds) {
+  if (opts.configSource) {
+    const own = opts.configSource(events);
+    apply(await own.start());
+    source = own;
+  } else if (opts.xds) {
     const xds = new XdsConfigSource({ ...opts.xds, logger: log }, events);
     apply(await xds.start());
     source = { reload: () => Promise.resolve(), close: () => xds.close() };
@@ -145,7 +171,9 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   }
   log.info({ event: 'state_store', kind: stateStore.kind }, 'state store ready');
   let vault: Vault;
-  if (stateStore instanceof RedisStore && vaultKey) {
+  if (opts.vault) {
+    vault = opts.vault;
+  } else if (stateStore instanceof RedisStore && vaultKey) {
     vault = new RedisVault({
       store: new RedisVaultStore({ client: stateStore.client }),
       key: vaultKey,
@@ -166,7 +194,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     'vault ready',
   );
   const store = new RequestStore(opts.now, undefined, vault);
-  const cache = responseCache(opts, stateStore, vaultKey, wallClock, log);
+  const cache = responseCache(opts, stateStore, vaultKey, wallClock, log, opts.cacheStore);
   const sessions = sessionsFor({ wallNow: wallClock }, stateStore, vaultKey, log);
   const onSessionError = (err: unknown): void =>
     log.warn(
@@ -196,6 +224,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   const grpcServer = await startGrpcServer({
     listen: opts.listen,
     maxMessageBytes: opts.maxMessageBytes,
+    server: opts.grpcServer,
     logger: log,
     onStream(call, metadata) {
       // Each stream reads one config version from start to end.
@@ -203,7 +232,12 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       const upstream = metadata.get(FILTER_METADATA)[0] === 'upstream';
       const filter = upstream ? 'upstream' : 'router';
       const handler: PhaseHandler = upstream
-        ? new UpstreamExchange({ config, store, wallNow: wallClock })
+        ? new UpstreamExchange({
+            config,
+            store,
+            wallNow: wallClock,
+            ...(opts.remoteRequests && { remote: opts.remoteRequests }),
+          })
         : new RouterExchange({
             config,
             store,
@@ -216,6 +250,16 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
             cache,
             sessions,
             onSessionError,
+            // Envoy's ext_proc span, when Envoy traces: its gRPC client puts it in the metadata.
+            ...(tracing && {
+              trace: {
+                ratio: tracing.samplingRatio,
+                stream: {
+                  traceparent: metadataString(metadata, 'traceparent'),
+                  tracestate: metadataString(metadata, 'tracestate'),
+                },
+              },
+            }),
           });
       new ExtProcStream(
         call,
@@ -267,6 +311,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     },
     stateStore,
     settled,
+    requests: store,
     close() {
       closing ??= (async () => {
         draining = true;
@@ -292,4 +337,9 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       return closing;
     },
   };
+}
+
+function metadataString(m: { get(key: string): unknown[] }, key: string): string | undefined {
+  const v = m.get(key)[0];
+  return typeof v === 'string' ? v : undefined;
 }

@@ -16,6 +16,7 @@ import {
 import { PromptGuardPolicy } from '../guard/schema.js';
 import { CachePolicy } from '../cache/schema.js';
 import { SessionsPolicy } from '../sessions/schema.js';
+import { ContextPolicy } from '../context/schema.js';
 import { checkGovernance, Consumer, GovernancePolicy } from '../governance/schema.js';
 import { Provider } from '../providers/provider.js';
 import { REPLY_MARK } from '../wire/reply-mark.js';
@@ -58,6 +59,12 @@ export const WIRE = {
    * from every client request before jwt_authn runs, so only a verified payload can arrive.
    */
   jwtPayloadHeader: 'x-sluice-jwt-payload',
+  /**
+   * The conversation key the router phase sets on routes with session affinity (a digest of
+   * route, caller and session); the route's hash_policy hashes it onto a ring of the backend's
+   * endpoints. Set or removed by the extproc on every request, never forwarded upstream.
+   */
+  affinityHeader: 'x-sluice-affinity',
 } as const;
 
 const name = z
@@ -244,6 +251,11 @@ export const MaskingPolicy = z
       .optional(),
     /** Time the vault may take (it may be remote) before the failure mode decides. */
     timeoutMs: z.number().int().min(1).max(10_000).default(250),
+    /**
+     * Prompt and completion text go into trace span events (tracing on), masked by this policy:
+     * off by default, since even masked text is the conversation (telemetry/content.ts).
+     */
+    traceContent: z.boolean().default(false),
   })
   .strict()
   .superRefine((m, ctx) => {
@@ -290,6 +302,8 @@ export const Policy = z
     cache: CachePolicy.optional(),
     /** Stored Responses turns and conversations (extproc/sessions/); defaults apply when absent. */
     sessions: SessionsPolicy.optional(),
+    /** Context windows (extproc/context/): refuse or trim what cannot fit; opt-in. */
+    context: ContextPolicy.optional(),
   })
   .strict();
 export type Policy = z.infer<typeof Policy>;
@@ -328,6 +342,19 @@ export const Route = z
      * `policy` or `governance`.
      */
     refuse: z.enum(['policy_invalid']).optional(),
+    /**
+     * Session affinity: the router phase sets WIRE.affinityHeader from the caller and this
+     * session header, and Envoy hashes it (the operator emits the hash policy and ring hash).
+     */
+    affinity: z
+      .object({
+        sessionHeader: z
+          .string()
+          .regex(/^[a-z0-9][a-z0-9-]{0,127}$/, 'a lower-case header name')
+          .default('x-sluice-session'),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type Route = z.infer<typeof Route>;

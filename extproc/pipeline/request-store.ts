@@ -3,6 +3,7 @@ import type { Provider } from '../config/contract.js';
 import type { PolicyState } from '../masking/policy-state.js';
 import { MemoryVault, type Vault } from '../masking/vault.js';
 import type { GovernanceState } from './governance.js';
+import type { RequestTrace } from '../telemetry/trace-context.js';
 
 /**
  * What the router phase learned about a request, for the upstream phase of the same request
@@ -23,7 +24,9 @@ export interface RequestState {
   /** include_usage was added by the gateway: the extra usage chunk is not the client's to see. */
   forcedUsage: boolean;
   /** startedAtMs: wall clock when the upstream phase began it (timed attempt spans). */
-  attempts: { backend: string; provider: Provider; startedAtMs?: number }[];
+  attempts: { backend: string; provider: Provider; startedAtMs?: number; spanId?: string }[];
+  /** Tracing on: the request's trace; each attempt hands the provider a span of it. */
+  trace?: RequestTrace;
   createdAt: number;
   /** The route's policy and what the response needs of it (placeholders to restore, counts). */
   policy?: PolicyState;
@@ -82,4 +85,27 @@ export class RequestStore {
     clearInterval(this.sweeper);
     this.vault.close();
   }
+}
+
+/**
+ * An upstream attempt begins: listed for the end record (and its span) and counted by the
+ * request's governance ledger. The one place it is done, for a request of this process and for
+ * one of another worker's (workers/requests.ts runs it on the owner).
+ */
+export function recordAttempt(
+  state: RequestState,
+  a: {
+    backend: string;
+    provider: Provider;
+    startedAtMs?: number | undefined;
+    spanId?: string | undefined;
+  },
+): void {
+  state.attempts.push({
+    backend: a.backend,
+    provider: a.provider,
+    ...(a.startedAtMs !== undefined && { startedAtMs: a.startedAtMs }),
+    ...(a.spanId !== undefined && { spanId: a.spanId }),
+  });
+  state.governance?.ledger.begin();
 }

@@ -12,7 +12,7 @@ import {
   type Endpoint,
 } from '../providers/endpoints.js';
 import { WIRE, type Route } from '../config/contract.js';
-import type { RuntimeConfig } from '../config/runtime.js';
+import type { CompiledGovernance, RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
 import { applyRequestPolicy } from './masking.js';
 import {
@@ -26,6 +26,9 @@ import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
 import type { Telemetry } from '../telemetry/telemetry.js';
+import { CompletionCapture, maskedForTrace, promptText, tee } from '../telemetry/content.js';
+import { requestTrace, type RequestTrace, type TraceHeaders } from '../telemetry/trace-context.js';
+import { refusalMetric } from '../state/store.js';
 import { headerMap } from '../wire/headers.js';
 import { canServe, servesApi, unsupportedBackend } from '../providers/index.js';
 import {
@@ -80,6 +83,11 @@ export interface RouterDeps {
   sessions?: Sessions | undefined;
   /** A turn that could not be stored after its answer was bought (the embedder logs it). */
   onSessionError?: (err: unknown) => void;
+  /**
+   * Tracing is on: the sampling ratio of new traces, and the trace context of this ext_proc
+   * stream (Envoy's span, from the initial metadata), which wins over the request's own header.
+   */
+  trace?: { ratio: number; stream?: TraceHeaders | undefined } | undefined;
 }
 
 export class RouterExchange implements PhaseHandler {
@@ -102,7 +110,12 @@ export class RouterExchange implements PhaseHandler {
   /** Who listed the models, for the access log; the list itself names no one. */
   private modelsCaller: Caller | undefined;
   /** The governance policy a request was judged by, kept for the log line when admit refuses. */
-  private judged: { policy: string; seen: { caller?: Caller } } | undefined;
+  private judged:
+    { policy: string; seen: { caller?: Caller }; compiled: CompiledGovernance } | undefined;
+  /** The request's trace (tracing on): its ids are handed to upstream attempts. */
+  private trace: RequestTrace | undefined;
+  /** The provider's answer, for a route whose masking records content in traces. */
+  private completion: CompletionCapture | undefined;
   /** The cache's decision for a route that has one, and on a hit what the request is charged. */
   private cached:
     | { record: CacheRecord; capture?: CacheCapture | undefined; hit?: { charged?: TokenUsage } }
@@ -125,6 +138,16 @@ export class RouterExchange implements PhaseHandler {
   requestHeaders(msg: HeadersMessage): Outcome | Promise<Outcome> {
     const headers = headerMap(msg.headers?.headers);
     this.requestHeaderMap = headers;
+    const t = this.deps.trace;
+    if (t) {
+      this.trace = requestTrace(
+        [
+          t.stream,
+          { traceparent: headers.get('traceparent'), tracestate: headers.get('tracestate') },
+        ],
+        t.ratio,
+      );
+    }
     const path = headers.get(':path') ?? '';
     const method = headers.get(':method') ?? '';
     this.api = guessApi(headers);
@@ -154,8 +177,8 @@ export class RouterExchange implements PhaseHandler {
       const api = this.api;
       const models = visible.models.filter((x) =>
         (cfg.routeForModel(x.id)?.backends ?? []).some((b) => {
-          const provider = cfg.backend(b.name)?.provider;
-          return provider !== undefined && servesApi(api, provider);
+          const backend = cfg.backend(b.name);
+          return backend !== undefined && servesApi(api, backend);
         }),
       );
       if (endpoint.kind === 'models-list') {
@@ -243,6 +266,7 @@ export class RouterExchange implements PhaseHandler {
       forcedUsage: stream && usageCapable && !asked,
       attempts: [],
       createdAt: this.deps.now(),
+      ...(this.trace && { trace: this.trace }),
     };
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
@@ -252,7 +276,7 @@ export class RouterExchange implements PhaseHandler {
     let deferred: { input: AdmitInput; admitted: Admitted } | undefined;
     // Before masking: a caller who may not use the route costs no detector or vault work.
     if (governance) {
-      this.judged = { policy: governance.policy.name, seen: {} };
+      this.judged = { policy: governance.policy.name, seen: {}, compiled: governance };
       const input: AdmitInput = {
         seen: this.judged.seen,
         compiled: governance,
@@ -277,12 +301,16 @@ export class RouterExchange implements PhaseHandler {
     // Refused here when no backend could take it: the upstream phase would refuse every attempt,
     // after a round trip through routing. After admission, so a caller who may not use the route
     // learns nothing about its providers; the end of the request releases what admit reserved.
-    const providers = route.backends.flatMap((b) => cfg.backend(b.name)?.provider ?? []);
+    const backends = route.backends.flatMap((b) => cfg.backend(b.name) ?? []);
     if (
-      providers.length > 0 &&
-      !providers.some((p) => canServe(endpoint.api, endpoint.operation, p))
+      backends.length > 0 &&
+      !backends.some((b) => canServe(endpoint.api, endpoint.operation, b))
     ) {
-      throw unsupportedBackend(endpoint.api, endpoint.operation, providers);
+      throw unsupportedBackend(
+        endpoint.api,
+        endpoint.operation,
+        backends.map((b) => b.provider),
+      );
     }
     let replaced: Buffer | undefined;
     if (endpoint.operation === 'responses')
@@ -483,7 +511,8 @@ export class RouterExchange implements PhaseHandler {
     const cfg = this.deps.config;
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
-    this.response.capture = this.cached?.capture;
+    if (this.contentMasking()) this.completion = new CompletionCapture(this.state.operation);
+    this.response.capture = tee(this.cached?.capture, this.completion);
     this.turn?.responseHeaders(
       this.status ?? 0,
       headers.get('content-type') ?? '',
@@ -534,6 +563,48 @@ export class RouterExchange implements PhaseHandler {
     this.done(reason);
   }
 
+  /** The route's masking, when it records prompt and completion text in a sampled trace. */
+  private contentMasking() {
+    const m = this.trace?.sampled ? this.policy?.policy.masking : undefined;
+    return m?.traceContent ? m : undefined;
+  }
+
+  /** Prompt and completion for the span, masked (telemetry/content.ts); only when opted in. */
+  private content(state: RequestState | undefined) {
+    const m = this.contentMasking();
+    if (!m || !state) return undefined;
+    const prompt = promptText(state.operation, state.body);
+    const completion = this.completion?.text();
+    return {
+      ...(prompt !== undefined && { prompt: maskedForTrace(m, prompt) }),
+      ...(completion !== undefined && { completion: maskedForTrace(m, completion) }),
+    };
+  }
+
+  /**
+   * A refusal is counted in usage by reason (the usage report's top refusals), under the route's
+   * governance policy when it has limits: the rows `sluice usage` reads.
+   */
+  private countRefusal(state: RequestState | undefined): void {
+    const metric = refusalMetric(this.errorCode);
+    const g = state?.governance;
+    const judge = g?.compiled ?? this.judged?.compiled;
+    if (!metric || !state || !judge?.budget || !this.deps.budget) return;
+    const caller = g?.caller ?? this.judged?.seen.caller;
+    this.deps.settling?.(
+      this.deps.budget.recordRefusal(
+        judge.budget,
+        {
+          consumer: caller?.consumer,
+          team: caller?.team,
+          model: state.model,
+          route: state.routeName,
+        },
+        metric,
+      ),
+    );
+  }
+
   private finished = false;
   private done(reason: EndReason): void {
     if (this.finished) return;
@@ -562,6 +633,7 @@ export class RouterExchange implements PhaseHandler {
       const quiet = settling?.catch(() => undefined);
       if (quiet) this.deps.settling?.(quiet);
     }
+    this.countRefusal(state);
     this.deps.telemetry.recordRequest({
       requestId: this.requestId,
       api: this.api,
@@ -574,10 +646,8 @@ export class RouterExchange implements PhaseHandler {
       provider: last?.provider,
       attempts: state?.attempts.length ?? 0,
       attemptList: state?.attempts,
-      trace: {
-        traceparent: this.requestHeaderMap.get('traceparent'),
-        tracestate: this.requestHeaderMap.get('tracestate'),
-      },
+      trace: this.trace,
+      content: this.content(state),
       status: this.status ?? 0,
       errorCode: this.errorCode,
       stream: state?.stream ?? false,

@@ -5,18 +5,22 @@
 import type { ApiFormat, Operation } from './endpoints.js';
 import { SluiceError } from '../errors.js';
 import { anthropicToAnthropic } from './anthropic-to-anthropic.js';
+import { anthropicToAnthropicVertex } from './anthropic-to-anthropic-vertex.js';
 import { anthropicToBedrock } from './anthropic-to-bedrock.js';
 import { anthropicToGemini } from './anthropic-to-gemini.js';
 import { anthropicToOpenai } from './anthropic-to-openai.js';
 import { openaiToAnthropic } from './openai-to-anthropic.js';
+import { openaiToAnthropicVertex } from './openai-to-anthropic-vertex.js';
+import { openaiToBedrockEmbeddings } from './openai-to-bedrock-embeddings.js';
+import { openaiToGeminiEmbeddings } from './openai-to-gemini-embeddings.js';
 import { openaiToBedrock } from './openai-to-bedrock.js';
 import { openaiToGemini } from './openai-to-gemini.js';
 import { openaiToOpenai } from './openai-to-openai.js';
 import { responsesVia } from './responses-via-chat.js';
-import { backendApi, type BackendApi, type Provider } from './provider.js';
+import { backendApi, type BackendApi, type BackendKind, type Provider } from './provider.js';
 import type { Translator } from './translator.js';
 
-export { backendApi, type BackendApi, type Provider } from './provider.js';
+export { backendApi, type BackendApi, type BackendKind, type Provider } from './provider.js';
 export type {
   ExchangeRequest,
   ResponseContext,
@@ -36,10 +40,15 @@ const TRANSLATORS: readonly Translator[] = [
   anthropicToBedrock,
   openaiToGemini,
   anthropicToGemini,
+  openaiToAnthropicVertex,
+  anthropicToAnthropicVertex,
+  openaiToBedrockEmbeddings,
+  openaiToGeminiEmbeddings,
   // The Responses API to backends that keep no state, over their Chat Completions translators.
   responsesVia(openaiToAnthropic),
   responsesVia(openaiToBedrock),
   responsesVia(openaiToGemini),
+  responsesVia(openaiToAnthropicVertex),
 ];
 
 /** The translator for a caller's operation to a backend's API; undefined when none carries it. */
@@ -53,9 +62,9 @@ export function translatorFor(
   );
 }
 
-/** Whether any operation of the caller's API reaches a backend of this provider. */
-export function servesApi(api: ApiFormat, provider: Provider): boolean {
-  const to = backendApi(provider);
+/** Whether any operation of the caller's API reaches this backend. */
+export function servesApi(api: ApiFormat, backend: BackendKind): boolean {
+  const to = backendApi(backend);
   return TRANSLATORS.some((t) => t.from === api && t.to === to);
 }
 
@@ -64,8 +73,8 @@ export function servesApi(api: ApiFormat, provider: Provider): boolean {
  * (before routing, for every backend of the route) and the upstream phase (for the one Envoy
  * picked), so both refuse with the same words.
  */
-export function canServe(api: ApiFormat, operation: Operation, provider: Provider): boolean {
-  return translatorFor(api, operation, backendApi(provider)) !== undefined;
+export function canServe(api: ApiFormat, operation: Operation, backend: BackendKind): boolean {
+  return translatorFor(api, operation, backendApi(backend)) !== undefined;
 }
 
 const OPERATION_NAME: Readonly<Record<Operation, string>> = {

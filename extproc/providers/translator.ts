@@ -52,8 +52,11 @@ export interface UpstreamRequest {
 
 /** How the upstream filter must read the backend's answer. */
 export interface ResponseStart {
-  /** `stream`: chunk by chunk (STREAMED); `whole`: the body at once (BUFFERED). */
-  body: 'stream' | 'whole';
+  /**
+   * `stream`: chunk by chunk (STREAMED); `whole`: the body at once (BUFFERED); `none`: the body
+   * passes unread (already in the caller's format; only an error body needed reading).
+   */
+  body: 'stream' | 'whole' | 'none';
   setHeaders: [string, string][];
   removeHeaders: string[];
 }
