@@ -55,7 +55,7 @@ import {
   type GoPoint,
 } from './latency.js';
 import { buildLoadgen } from './loadgen/build.js';
-import { leanRates, leanSection, type LeanEndpoint } from './lean.js';
+import { leanRates, leanSection, leanTargets, type LeanEndpoint } from './lean.js';
 import {
   Child,
   coreTicks,
@@ -501,6 +501,49 @@ async function startServers(
   };
 }
 
+/**
+ * A second extproc, the same config on grpc-js's gRPC server (--grpc-server grpc-js) instead of
+ * its own node:http2 one: the lean section's same-run comparison of the two transports.
+ */
+async function startExtprocOnGrpcJs(
+  dir: string,
+  cfg: Settings,
+  pin: boolean,
+): Promise<LeanEndpoint> {
+  const adminPort = await freePort();
+  const sock = `unix:${join(dir, 'extproc-grpc-js.sock')}`;
+  const probe = join(dir, 'extproc-grpc-js.probe.sock');
+  const child = new Child(
+    'extproc-grpc-js',
+    cfg.extprocEntry,
+    [
+      'extproc',
+      '--config',
+      join(dir, 'extproc.yaml'),
+      '--listen',
+      sock,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      '--shutdown-grace-ms',
+      '500',
+      '--grpc-server',
+      'grpc-js',
+    ],
+    {
+      cwd: ROOT,
+      logPath: join(dir, 'extproc-grpc-js.log'),
+      core: pin ? SERVER_CORE : undefined,
+      preload: [PROBE],
+      env: { BENCH_PROBE_SOCKET: probe },
+    },
+  );
+  await waitReady(
+    child,
+    async () => (await httpStatus(`http://127.0.0.1:${adminPort}/readyz`)) === 200,
+  );
+  return { name: 'sluice-grpc-js', child, address: sock, probe };
+}
+
 /** The do-nothing grpc-go ext_proc server (the loadgen binary's `serve` mode), one core. */
 async function startGoFloor(bin: string, dir: string, pin: boolean): Promise<Endpoint> {
   const sock = `unix:${join(dir, 'floor-go.sock')}`;
@@ -749,7 +792,13 @@ async function main(): Promise<void> {
       } else {
         const goFloor = await startGoFloor(b.path, dir, pin);
         children.push(goFloor.child);
-        const endpoints: LeanEndpoint[] = [
+        const endpoints: LeanEndpoint[] = [];
+        if (leanTargets().has('sluice-grpc-js')) {
+          const onGrpcJs = await startExtprocOnGrpcJs(dir, cfg, pin);
+          children.push(onGrpcJs.child);
+          endpoints.push(onGrpcJs);
+        }
+        endpoints.push(
           { ...goFloor, probe: undefined },
           {
             name: 'floor',
@@ -764,7 +813,7 @@ async function main(): Promise<void> {
             address: sluice.address,
             probe: probes.get(sluice.child),
           },
-        ];
+        );
         await leanSection(
           {
             bin: b.path,

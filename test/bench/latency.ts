@@ -66,8 +66,11 @@ export interface Exchange {
 
 export interface GoPoint {
   exchange: string;
-  /** floor-h2: the floor on node:http2 without grpc-js; floor-go: the floor in grpc-go. */
-  target: 'sluice' | 'floor' | 'floor-h2' | 'floor-go';
+  /**
+   * floor-h2: the floor on node:http2 without grpc-js; floor-go: the floor in grpc-go;
+   * sluice-grpc-js: the extproc on grpc-js's server instead of its own (--grpc-server grpc-js).
+   */
+  target: 'sluice' | 'sluice-grpc-js' | 'floor' | 'floor-h2' | 'floor-go';
   rate: number;
   /** Undefined when the loadgen failed; `error` says why. */
   r: LoadgenResult | undefined;

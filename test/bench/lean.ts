@@ -7,7 +7,8 @@
  * collections and their longest pause, event-loop delay, RSS.
  *
  *   BENCH_LEAN_RATES     rates for Sluice (default 500,1000,2000,3000); the floors run the first two
- *   BENCH_LEAN_TARGETS   which servers to run (default sluice,floor-go,floor,floor-h2)
+ *   BENCH_LEAN_TARGETS   which servers to run (default sluice,sluice-grpc-js,floor-go,floor,floor-h2;
+ *                        sluice-grpc-js: a second extproc with --grpc-server grpc-js)
  *   BENCH_ALLOC_PROFILE  a directory: sample where Sluice allocates during each of its points
  *                        (V8's sampling heap profiler, collected objects included), print the top
  */
@@ -59,6 +60,14 @@ export interface LeanPoint extends GoPoint {
   rssMiB: number;
 }
 
+export function leanTargets(): Set<string> {
+  return new Set(
+    (process.env.BENCH_LEAN_TARGETS || 'sluice,sluice-grpc-js,floor-go,floor,floor-h2')
+      .split(',')
+      .map((t) => t.trim()),
+  );
+}
+
 export function leanRates(): number[] {
   const raw = process.env.BENCH_LEAN_RATES || '500,1000,2000,3000';
   const list = raw.split(',').map(Number);
@@ -83,11 +92,7 @@ export async function leanSection(
     '  alloc: V8 heap allocated per request; gc: scavenges/mark-compacts in the window; pause: the longest; loop: event-loop delay p99/max',
   );
   const points: LeanPoint[] = [];
-  const targets = new Set(
-    (process.env.BENCH_LEAN_TARGETS || 'sluice,floor-go,floor,floor-h2')
-      .split(',')
-      .map((t) => t.trim()),
-  );
+  const targets = leanTargets();
   const allocDir = process.env.BENCH_ALLOC_PROFILE;
   if (allocDir) mkdirSync(allocDir, { recursive: true });
   const allocs: [string, string][] = [];
@@ -95,12 +100,14 @@ export async function leanSection(
     for (const ex of [whole, policy]) {
       for (const e of endpoints) {
         if (!targets.has(e.name)) continue;
-        if (e.name !== 'sluice' && (ex !== whole || !floorRates.includes(rate))) continue;
+        // The other transport runs both exchanges, the floors the whole request, at two rates.
+        if (e.name === 'sluice-grpc-js' && !floorRates.includes(rate)) continue;
+        if (e.name.startsWith('floor') && (ex !== whole || !floorRates.includes(rate))) continue;
         e.child.truncateLog();
         await new Promise((r) => setTimeout(r, 100));
         const allocFile =
-          allocDir && e.name === 'sluice' && e.probe
-            ? join(allocDir, `${ex.name}-${rate}.heapprofile`)
+          allocDir && e.name.startsWith('sluice') && e.probe
+            ? join(allocDir, `${e.name}-${ex.name}-${rate}.heapprofile`)
             : undefined;
         if (allocFile) await probeGet(e.probe!, '/alloc/start');
         const p = await runLoadgen(ex, e.name, {
@@ -116,7 +123,7 @@ export async function leanSection(
         });
         if (allocFile) {
           await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
-          allocs.push([`${ex.name} @${rate}`, allocFile]);
+          allocs.push([`${e.name} ${ex.name} @${rate}`, allocFile]);
         }
         const r = p.r;
         points.push({
@@ -144,6 +151,14 @@ export async function leanSection(
     "the issue's table: whole request (router 4 phases + upstream), Sluice vs the grpc-go floor of this run",
   );
   log(issueTable(points, whole.name, policy.name, o.rates));
+  const transport = transportTable(points, [whole.name, policy.name], floorRates);
+  if (transport) {
+    log();
+    log(
+      'transport: Sluice on its node:http2 gRPC server (extproc/grpc, the default) vs on grpc-js (--grpc-server grpc-js), same run',
+    );
+    log(transport);
+  }
   return points;
 }
 
@@ -410,4 +425,42 @@ function targetRows(
     verdict(r?.rt ? r.rt.rssMiB <= TARGETS.rssMiB : undefined),
   ]);
   return rows;
+}
+
+/** Sluice on each gRPC server, same exchange and rate: what the transport costs. */
+function transportTable(points: LeanPoint[], exchanges: string[], rates: number[]): string {
+  const rows: string[][] = [];
+  for (const ex of exchanges) {
+    for (const rate of rates) {
+      const a = find(points, ex, 'sluice', rate);
+      const b = find(points, ex, 'sluice-grpc-js', rate);
+      if (!a?.r || !b?.r) continue;
+      const ratio = (x: number, y: number): string => (y > 0 ? `${(x / y).toFixed(2)}×` : '-');
+      rows.push([
+        ex,
+        String(rate),
+        `${fmtInt(a.r.cpu.serverUsPerReq)} / ${fmtInt(b.r.cpu.serverUsPerReq)}`,
+        ratio(a.r.cpu.serverUsPerReq, b.r.cpu.serverUsPerReq),
+        `${f1(a.rt?.allocKiBPerReq)} / ${f1(b.rt?.allocKiBPerReq)}`,
+        `${fmtMs(a.r.fromSchedule.p50)} / ${fmtMs(b.r.fromSchedule.p50)}`,
+        `${fmtMs(a.r.fromSchedule.p99)} / ${fmtMs(b.r.fromSchedule.p99)}`,
+        `${f1(a.rt?.maxPauseMs)} / ${f1(b.rt?.maxPauseMs)}`,
+      ]);
+    }
+  }
+  if (rows.length === 0) return '';
+  return table(
+    [
+      'exchange',
+      'rate',
+      'srv µs/req h2 / grpc-js',
+      'cpu ×',
+      'alloc KiB/req',
+      'p50 ms',
+      'p99 ms',
+      'pause max ms',
+    ],
+    rows,
+    'lrrrrrrr',
+  );
 }
