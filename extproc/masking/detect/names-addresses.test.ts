@@ -257,3 +257,24 @@ test('STREET_ADDRESS: a unit on the next line of a quoted message', () => {
     'STREET_ADDRESS:446 ul. Siostrzana 48\\n??? Suite 574',
   ]);
 });
+
+test('not names or streets: tools after on/the, labels before values, dates after a number', () => {
+  for (const text of [
+    'You can reach me at hr@example.com or on Slack.',
+    'Charge 4702-3966-0236-1291 failed the Luhn check.',
+    'Card: 2490 3933 5772 1523',
+    'SEPA mandate signed on 28 March 2018.',
+  ]) {
+    assert.deepEqual(
+      found(text).filter((f) => !f.startsWith('DATE_OF_BIRTH')),
+      [],
+      text,
+    );
+  }
+  // A cue noun before the name is not part of it; a sentence's period is not part of a street.
+  assert.deepEqual(found('[support] Customer Amara Dubois reports that'), ['PERSON:Amara Dubois']);
+  assert.deepEqual(found('Ship it to 3979 Dubois Street. Thanks'), [
+    'STREET_ADDRESS:3979 Dubois Street',
+  ]);
+  assert.deepEqual(found('Ship it to 12 Main St. today'), ['STREET_ADDRESS:12 Main St.']);
+});

@@ -56,7 +56,8 @@ const ROLES = new Set(
     'minister coach captain officer agent judge nurse lawyer attorney artist composer drummer ' +
     'guitarist rapper designer engineer teacher student colleague boss assistant secretary ' +
     'reporter journalist photographer detective inspector sergeant lieutenant colonel ' +
-    'commissioner councillor councilor congressman congresswoman representative ambassador'
+    'commissioner councillor councilor congressman congresswoman representative ambassador ' +
+    'customer client patient applicant employee member tenant guardian beneficiary'
   ).split(' '),
 );
 
@@ -570,7 +571,10 @@ function decide(
       knownFirst ||
       (cue === 2 && !opens) ||
       titled;
-  } else if (afterNumber(text, start) || placeBefore(text, start)) {
+  } else if (
+    afterNumber(text, start) ||
+    placeBefore(text, start, words.length === 1 && !shaped(words[0]!.lower))
+  ) {
     // `40 Large Boxes`: a quantity; `in Fortaleza`, `at São Paulo`: a place.
     person = false;
   } else if (words.length > 1) {
@@ -586,7 +590,10 @@ function decide(
     if (knownFirst || nonAscii(words)) {
       person =
         (knownFirst &&
-          (!opens || owner || (after === 58 && opens) || verbAfter(text, words[0]!.end))) ||
+          (!opens ||
+            owner ||
+            (after === 58 && opens && !digitAfterLabel(text, words[0]!.end)) ||
+            verbAfter(text, words[0]!.end))) ||
         vocative(text, words[0]!.end);
     } else {
       // Unknown words need the text to say it: `Avenall's address`, `Zizi: "Who are you?"`.
@@ -614,9 +621,21 @@ const STREET_TYPES = new Set(
 );
 
 // Prepositions after which a capitalised word is far more often a place than a person.
-const PLACE_PREPOSITIONS = new Set(['in', 'at', 'near', 'around', 'via', 'outside', 'inside']);
+const PLACE_PREPOSITIONS = new Set([
+  'in',
+  'at',
+  'on',
+  'near',
+  'around',
+  'via',
+  'outside',
+  'inside',
+]);
+// Before one capitalised word, a determiner makes it a thing (`the Luhn check`, `a Slack
+// channel`, `our Jira board`).
+const DETERMINERS = new Set(['the', 'a', 'an', 'our', 'your', 'their', 'its']);
 
-function placeBefore(text: string, start: number): boolean {
+function placeBefore(text: string, start: number, single = false): boolean {
   if (text.charCodeAt(start - 1) !== 32) return false;
   let b = start - 1;
   while (
@@ -627,7 +646,8 @@ function placeBefore(text: string, start: number): boolean {
   )
     b--;
   if (b > 0 && /\p{L}/u.test(text[b - 1]!)) return false;
-  return PLACE_PREPOSITIONS.has(text.slice(b, start - 1));
+  const word = text.slice(b, start - 1);
+  return PLACE_PREPOSITIONS.has(word) || (single && DETERMINERS.has(word));
 }
 
 // Nouns that make a possessive a person's: `Avenall's address`, `Hilarion's wife`.
@@ -738,6 +758,19 @@ const SUBJECT_VERBS = new Set(
     'will began published founded released recorded became'
   ).split(' '),
 );
+
+/** Evidence in the word itself (`Björgvinsdóttir`, `Ágnes`), not only a list's say-so. */
+function shaped(lower: string): boolean {
+  return surnameShaped(lower) || /[^\p{ASCII}]/u.test(lower);
+}
+
+/** `Card: 2490 3933…`: a label before a value, not a speaker. */
+function digitAfterLabel(text: string, colon: number): boolean {
+  let i = colon + 1;
+  while (i - colon < 4 && text.charCodeAt(i) === 32) i++;
+  const c = text.charCodeAt(i);
+  return (c >= 48 && c <= 57) || c === 43 || c === 40;
+}
 
 /** A known name, or a word shaped as a surname (`Jurković`, `Björgvinsdóttir`). */
 function isName(known: ReadonlySet<string>, lower: string): boolean {

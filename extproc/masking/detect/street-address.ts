@@ -358,6 +358,8 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       end = w.end;
       // `54352 P.O. Box 178`: the box address starts at `P.O.`, the number joins it there.
       if (words === 0 && w.lower === 'p' && text.startsWith('P.O. Box ', w.start)) return -1;
+      // `28 March 2018`: a date.
+      if (words === 0 && CALENDAR.has(w.lower)) return -1;
       if (words === 0 && !isUpperAt(text, i) && PREFIX.has(w.lower)) {
         // `40 rue des six frères Ruellan`, `69 boulevard Aristide Briand`: a street type written
         // in lower case after the number, then the name.
@@ -372,7 +374,9 @@ function numberFirst(text: string, s: number, cueAt: number): number {
     }
     words++;
     if (w !== null && words > 1 && SUFFIX.has(w.lower) && isUpperAt(text, w.start)) {
-      let e = w.dot ? w.end + 1 : w.end;
+      // The dot of an abbreviation (`St.`, `Blvd.`) is part of it; after `Street.` it ends the
+      // sentence.
+      let e = w.dot && w.end - w.start <= 4 ? w.end + 1 : w.end;
       const t = wordAt(text, e + 1);
       if (
         t !== null &&
