@@ -4,9 +4,14 @@
  * so snapshots can be compared and versioned by content.
  */
 import type { Resources } from '../api/types.js';
-import type { ExtprocConfigInput } from '../../extproc/config/contract.js';
+import { Limits, type ExtprocConfigInput } from '../../extproc/config/contract.js';
 import type { IR, StatusResult } from './ir.js';
-import { toEnvoy, type EnvoyOptions, type EnvoyResources } from './to-envoy.js';
+import {
+  DEFAULT_ENVOY_OPTIONS,
+  toEnvoy,
+  type EnvoyOptions,
+  type EnvoyResources,
+} from './to-envoy.js';
 import { toExtproc, type ExtprocOptions } from './to-extproc.js';
 import { toIR } from './to-ir.js';
 
@@ -32,10 +37,33 @@ export function translate(resources: Resources, options: TranslateOptions = {}):
   const ir = toIR(resources, now !== undefined ? { now } : {});
   return {
     ir,
-    envoy: toEnvoy(ir, envoyOptions),
+    envoy: toEnvoy(ir, {
+      ...envoyOptions,
+      bufferLimitBytes: envoyBufferLimit(envoyOptions.bufferLimitBytes, limits),
+    }),
     extproc: toExtproc(ir, version, limits ? { limits } : {}),
     statuses: ir.statuses,
   };
+}
+
+/**
+ * Envoy's per-connection buffer bounds every BUFFERED body, and past it Envoy answers on its own,
+ * in plain text and without the extproc (source/common/http/filter_manager.cc:
+ * ActiveStreamDecoderFilter::requestDataTooLarge sends 413, ActiveStreamEncoderFilter::
+ * responseDataTooLarge 500). So it is at least the largest body the extproc accepts whole (maxRequestBodyBytes,
+ * maxResponseBodyBytes): a body the extproc would take is never cut by Envoy first. A larger
+ * buffer asked for is kept.
+ */
+export function envoyBufferLimit(
+  asked: number | undefined,
+  limits: ExtprocConfigInput['limits'],
+): number {
+  const l = Limits.parse(limits ?? {});
+  return Math.max(
+    asked ?? DEFAULT_ENVOY_OPTIONS.bufferLimitBytes,
+    l.maxRequestBodyBytes,
+    l.maxResponseBodyBytes,
+  );
 }
 
 /** An AIPolicy translation found invalid: the routes it targets refuse requests until it is fixed. */
