@@ -34,6 +34,9 @@ const UNITS: [string, string][] = [
   ['untyped streets', 'Spinatsch 94\nUulu, PR 13249 '],
   ['numbers before streets', '0462 1 2 3 Ålfjordgata 150 '],
   ['units and cities', 'Suite 1 Laurel Springs United States '],
+  ['name questions and vocatives', "What's your name? User: Ada Zork, can I "],
+  ['quoted units and corners', '> 12 Main St and Pisano Row\n> Apt. 1\n'],
+  ['labels before names', 'Billing address: Krisztián Péter\\n'],
 ];
 
 for (const [name, unit] of UNITS) {
