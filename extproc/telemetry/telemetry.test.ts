@@ -72,5 +72,13 @@ void describe('access log', () => {
   void it('leaves short values, numbers and shapes as they are', () => {
     const v = { a: 'x', n: 3, b: true, u: undefined, o: { l: [1, 'y'] } };
     assert.deepEqual(capLogFields(v), v);
+    // Not even copied: an access log line costs no second object tree when nothing is cut.
+    assert.equal(capLogFields(v), v);
+    // Copied, cut, only where a field is over its bound; the rest stays equal.
+    const long = { ...v, o: { l: [1, 'y'.repeat(MAX_LOG_FIELD_CHARS + 1)] } };
+    const capped = capLogFields(long);
+    assert.notEqual(capped, long);
+    assert.equal(capped.a, 'x');
+    assert.match(String(capped.o.l[1]), /…\[\+1 chars\]$/);
   });
 });

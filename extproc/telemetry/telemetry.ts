@@ -451,7 +451,24 @@ export const MAX_LOG_LIST_ITEMS = 64;
  * depth. Linear in the size of what is kept.
  */
 export function capLogFields<T>(value: T): T {
-  return cap(value, 0) as T;
+  // Nearly every line needs no cut: it then goes to the logger as it is, without a copy.
+  return fits(value, 0) ? value : (cap(value, 0) as T);
+}
+
+/** cap(v) would be an equal copy of `v` (plain objects and arrays only). */
+function fits(v: unknown, depth: number): boolean {
+  if (typeof v === 'string') return v.length <= MAX_LOG_FIELD_CHARS;
+  if (typeof v !== 'object' || v === null) return true;
+  if (depth > 8) return false;
+  if (Array.isArray(v)) {
+    if (v.length > MAX_LOG_LIST_ITEMS) return false;
+    for (const x of v) if (!fits(x, depth + 1)) return false;
+    return true;
+  }
+  if (Object.getPrototypeOf(v) !== Object.prototype) return false;
+  const o = v as Record<string, unknown>;
+  for (const k in o) if (!fits(o[k], depth + 1)) return false;
+  return true;
 }
 
 function cap(v: unknown, depth: number): unknown {
