@@ -112,6 +112,8 @@ export interface RunOptions {
   loadgenCore: number | undefined;
   /** The server's bench probe socket (probe.ts), marked at the window's start and end. */
   probe?: string | undefined;
+  /** Requests open at once beyond which new ones are dropped (loadgen -max-in-flight). */
+  maxInFlight?: number | undefined;
 }
 
 export async function runLoadgen(
@@ -137,6 +139,7 @@ export async function runLoadgen(
     '-server-pid',
     String(o.serverPid),
     ...(o.probe ? ['-probe', o.probe] : []),
+    ...(o.maxInFlight ? ['-max-in-flight', String(o.maxInFlight)] : []),
   ];
   const [cmd, argv] =
     o.loadgenCore === undefined
