@@ -1,14 +1,19 @@
 /**
- * Credentials that expire (AWS STS credentials, Google OAuth access tokens), kept fresh off the
- * request path: fetched once at construction, then refreshed by a timer `aheadMs` before they
- * expire, a failure retried every `retryMs` while the old ones still serve. A request waits only
- * when there are none yet or the cached ones have expired.
+ * Credentials that expire (AWS STS credentials, Google OAuth and Microsoft Entra ID access
+ * tokens), kept fresh off the request path: fetched once at construction, then refreshed by a
+ * timer `aheadMs` before they expire, a failure retried every `retryMs` while the old ones still
+ * serve. A request waits only when there are none yet or the cached ones are (about to be)
+ * expired: credentials in the last quarter of their life, at most their last 30 s, are not handed
+ * out, so none expires between the request that reads it and the provider that checks it.
  */
 
 export interface Expiring {
   /** When the credentials stop working; undefined for ones that do not expire. */
   expiration?: Date | undefined;
 }
+
+/** The longest margin before expiry within which cached credentials are no longer handed out. */
+const MAX_MARGIN_MS = 30_000;
 
 export interface RefreshingOptions<T extends Expiring> {
   /** Fetches fresh credentials (STS, an OAuth token endpoint); the answer carries `expiration`. */
@@ -27,6 +32,8 @@ export interface RefreshingOptions<T extends Expiring> {
  */
 export class Refreshing<T extends Expiring> {
   private creds: T | undefined;
+  /** When the cached credentials stop being handed out (their expiry less the margin). */
+  private usableUntil = Number.POSITIVE_INFINITY;
   private inflight: Promise<T> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -48,9 +55,12 @@ export class Refreshing<T extends Expiring> {
 
   get(): Promise<T> {
     const c = this.creds;
-    if (c && (c.expiration === undefined || c.expiration.getTime() > this.now()))
-      return Promise.resolve(c);
-    return this.refresh();
+    if (c && this.usableUntil > this.now()) return Promise.resolve(c);
+    // In the margin: fresh ones are fetched; if that fails, the old ones serve while they last.
+    return this.refresh().catch((err: unknown) => {
+      if (c?.expiration !== undefined && c.expiration.getTime() > this.now()) return c;
+      throw err;
+    });
   }
 
   close(): void {
@@ -63,6 +73,12 @@ export class Refreshing<T extends Expiring> {
       .fetch()
       .then((c) => {
         this.creds = c;
+        const now = this.now();
+        const expiry = c.expiration?.getTime();
+        this.usableUntil =
+          expiry === undefined
+            ? Number.POSITIVE_INFINITY
+            : expiry - Math.min(MAX_MARGIN_MS, Math.max(0, (expiry - now) / 4));
         // Credentials that live shorter than `aheadMs` are refreshed no sooner than `retryMs`
         // apart: never a tight loop against the issuer.
         this.schedule(
