@@ -18,6 +18,7 @@ import type {
   Pricing as ContractPricing,
 } from '../../extproc/governance/schema.js';
 import type { CachePolicy as ContractCache } from '../../extproc/cache/schema.js';
+import type { SessionsPolicy as ContractSessions } from '../../extproc/sessions/schema.js';
 import type { ContextPolicy as ContractContext } from '../../extproc/context/schema.js';
 import { API_VERSION } from './types.js';
 import type * as api from './types.js';
@@ -968,6 +969,40 @@ export const PricingSectionSchema = z
   .describe('Prices per model for spend accounting.');
 
 // Field names and bounds are the contract's (extproc/cache/schema.ts); its defaults apply.
+// Field names and bounds are the contract's (extproc/sessions/schema.ts); its defaults apply.
+export const SessionsSectionSchema = z
+  .strictObject({
+    enabled: z
+      .boolean()
+      .optional()
+      .describe(
+        'Keep Responses API state (store, previous_response_id, conversations) for backends that keep none; default true.',
+      ),
+    ttlSeconds: z
+      .int()
+      .min(1)
+      .max(90 * 24 * 3600)
+      .optional()
+      .describe(
+        'How long a stored response or conversation stays usable; default 2592000 (30 days).',
+      ),
+    maxStoredBytes: z
+      .int()
+      .min(1024)
+      .max(16 * 1024 * 1024)
+      .optional()
+      .describe('The largest stored turn, its conversation included; default 1048576.'),
+    anonymous: z
+      .enum(['refuse', 'stateless'])
+      .optional()
+      .describe(
+        'Callers without an identity: refuse (default) what would store state, or serve them as store: false.',
+      ),
+  })
+  .describe(
+    'Conversation state the gateway keeps for the Responses API, per authenticated caller.',
+  );
+
 export const CacheSectionSchema = z
   .strictObject({
     ttlSeconds: z
@@ -1094,6 +1129,7 @@ export const AIPolicySpecSchema = withRules(
       promptGuard: PromptGuardSectionSchema.optional(),
       cache: CacheSectionSchema.optional(),
       context: ContextSectionSchema.optional(),
+      sessions: SessionsSectionSchema.optional(),
     })
     .describe(
       'What governs the AIRoutes it targets in its namespace. Each section is taken per route ' +
@@ -1218,6 +1254,7 @@ const contract: {
   pricing: Same<api.PricingSection, z.input<typeof ContractPricing>>;
   cache: Same<api.CacheSection, z.input<typeof ContractCache>>;
   context: Same<api.ContextSection, z.input<typeof ContractContext>>;
+  sessions: Same<api.SessionsSection, z.input<typeof ContractSessions>>;
 } = {
   spec: true,
   route: true,
@@ -1232,5 +1269,6 @@ const contract: {
   pricing: true,
   cache: true,
   context: true,
+  sessions: true,
 };
 void contract;

@@ -191,6 +191,7 @@ export interface PolicySections {
   promptGuard?: PromptGuardSection;
   cache?: CacheSection;
   context?: ContextSection;
+  sessions?: SessionsSection;
 }
 
 /** Mirrors the extproc contract's ContextPolicy (extproc/context/schema.ts) field for field. */
@@ -202,6 +203,14 @@ export interface ContextSection {
   >;
   builtInCatalog?: boolean;
   reserveOutputTokens?: number;
+}
+
+/** Mirrors the extproc contract's SessionsPolicy (extproc/sessions/schema.ts) field for field. */
+export interface SessionsSection {
+  enabled?: boolean;
+  ttlSeconds?: number;
+  maxStoredBytes?: number;
+  anonymous?: 'refuse' | 'stateless';
 }
 
 /** Mirrors the extproc contract's CachePolicy (extproc/cache/schema.ts) field for field. */
@@ -377,6 +386,7 @@ export const POLICY_SECTIONS = [
   'promptGuard',
   'cache',
   'context',
+  'sessions',
 ] as const;
 export type PolicySectionName = (typeof POLICY_SECTIONS)[number];
 

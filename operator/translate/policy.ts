@@ -9,6 +9,7 @@ import { MaskingPolicy, type ExtprocConfigInput } from '../../extproc/config/con
 import { PromptGuardPolicy } from '../../extproc/guard/schema.js';
 import { CachePolicy } from '../../extproc/cache/schema.js';
 import { ContextPolicy } from '../../extproc/context/schema.js';
+import { SessionsPolicy } from '../../extproc/sessions/schema.js';
 import type { AIPolicySpec, MaskingSection, SecretData } from '../api/types.js';
 import { checkGovernanceSections, combinedName } from './governance.js';
 import { collectIssues, type CompileProblem } from './issues.js';
@@ -46,6 +47,7 @@ export function compileProblems(spec: AIPolicySpec): CompileProblem[] {
   }
   if (spec.cache) collectIssues(CachePolicy.safeParse(spec.cache), 'cache', problems);
   if (spec.context) collectIssues(ContextPolicy.safeParse(spec.context), 'context', problems);
+  if (spec.sessions) collectIssues(SessionsPolicy.safeParse(spec.sessions), 'sessions', problems);
   problems.push(...checkGovernanceSections(spec));
   return problems;
 }
@@ -134,8 +136,9 @@ export function routePolicy(
   hashKey: HashKey | undefined,
   cache?: IRPolicySection,
   context?: IRPolicySection,
+  sessions?: IRPolicySection,
 ): ContractPolicy | undefined {
-  const parts = [masking, guard, cache, context].filter(
+  const parts = [masking, guard, cache, context, sessions].filter(
     (s): s is IRPolicySection => s !== undefined,
   );
   if (parts.length === 0) return undefined;
@@ -153,5 +156,6 @@ export function routePolicy(
   if (guard) out.guard = guard.value as NonNullable<ContractPolicy['guard']>;
   if (cache) out.cache = cache.value as NonNullable<ContractPolicy['cache']>;
   if (context) out.context = context.value as NonNullable<ContractPolicy['context']>;
+  if (sessions) out.sessions = sessions.value as NonNullable<ContractPolicy['sessions']>;
   return out;
 }

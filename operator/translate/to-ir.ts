@@ -297,6 +297,7 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
         hashKey,
         sections.cache,
         sections.context,
+        sections.sessions,
       );
       if (policy) r.policy = policy;
       if (policy?.masking?.hashKey && hashKey) r.hashKeyRef = hashKey.ref;

@@ -1,0 +1,96 @@
+// The AIPolicy `sessions` section through translation: checked with the extproc's own schema (a
+// bad section makes the policy InvalidPolicy), merged per route by priority like every section,
+// and compiled into the route's contract policy.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { ExtprocConfig } from '../../extproc/config/contract.js';
+import { AIPolicySpecSchema } from '../api/schema.js';
+import type { AIPolicy, AIPolicySpec, AIRoute, Resources } from '../api/types.js';
+import { translate } from './index.js';
+import { compileProblems } from './policy.js';
+
+function route(name: string): AIRoute {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIRoute',
+    metadata: { name, namespace: 'ns', generation: 1 },
+    spec: {
+      models: [{ exact: `${name}-model` }],
+      backends: [
+        { name: 'b', provider: 'openai-compatible', endpoint: { url: 'https://llm.example.com' } },
+      ],
+    },
+  };
+}
+
+function policy(name: string, spec: AIPolicySpec): AIPolicy {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIPolicy',
+    metadata: { name, namespace: 'ns', generation: 1, creationTimestamp: '2025-01-01T00:00:00Z' },
+    spec,
+  };
+}
+
+const bundle = (parts: Partial<Resources>): Resources => ({
+  routes: [],
+  policies: [],
+  secrets: [],
+  endpoints: [],
+  ...parts,
+});
+
+describe('AIPolicy sessions section', () => {
+  it('the CRD schema takes the contract’s fields and refuses others', () => {
+    const ok = AIPolicySpecSchema.safeParse({
+      targetRefs: [{ name: 'r' }],
+      sessions: { ttlSeconds: 3600, maxStoredBytes: 65536, anonymous: 'stateless' },
+    });
+    assert.equal(ok.success, true);
+    for (const sessions of [
+      { anonymous: 'everyone' },
+      { ttlSeconds: 0 },
+      { maxStoredBytes: 100 },
+      { ttlSeconds: 91 * 24 * 3600 },
+      { x: 1 },
+    ])
+      assert.equal(
+        AIPolicySpecSchema.safeParse({ targetRefs: [{ name: 'r' }], sessions }).success,
+        false,
+        JSON.stringify(sessions),
+      );
+    assert.deepEqual(
+      compileProblems({ targetRefs: [{ name: 'r' }], sessions: { maxStoredBytes: 10 } }).map(
+        (p) => p.field,
+      ),
+      ['spec.sessions.maxStoredBytes'],
+    );
+  });
+
+  it('the winning section becomes the route policy’s sessions; the loser is Conflicted', () => {
+    const t = translate(
+      bundle({
+        routes: [route('chat'), route('other')],
+        policies: [
+          policy('low', { targetRefs: [{ name: 'chat' }], sessions: { ttlSeconds: 10 } }),
+          policy('high', {
+            targetRefs: [{ name: 'chat' }],
+            priority: 5,
+            sessions: { ttlSeconds: 600, enabled: false },
+          }),
+        ],
+      }),
+    );
+    const parsed = ExtprocConfig.parse(t.extproc);
+    const chat = parsed.routes.find((r) => r.name === 'ns/chat')!;
+    assert.deepEqual(chat.policy?.sessions, {
+      enabled: false,
+      ttlSeconds: 600,
+      maxStoredBytes: 1024 * 1024,
+      anonymous: 'refuse',
+    });
+    assert.equal(parsed.routes.find((r) => r.name === 'ns/other')!.policy, undefined);
+    const low = t.statuses.find((s) => s.kind === 'AIPolicy' && s.name === 'low')!;
+    assert.ok(low.conditions.some((c) => c.type === 'Conflicted' && c.status === 'True'));
+  });
+});
