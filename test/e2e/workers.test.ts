@@ -22,7 +22,7 @@ import {
   type HeaderList,
   type PhaseResult,
 } from '../../operator/envoy-sim/ext-proc/index.js';
-import { CONFIG, ROUTER, upstreamFilter } from '../../test/conformance/harness.js';
+import { CONFIG, ROUTER, upstreamFilter } from '../conformance/harness.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;
 const KEY = 'sk-workers-test-key';
