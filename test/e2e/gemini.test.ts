@@ -4,13 +4,17 @@
 // the translated stream; usage is charged from usageMetadata; the budget's cap reaches
 // generationConfig.maxOutputTokens; a safety block reaches each SDK as an error in its format.
 // Vertex AI: the project/location path, with an OAuth token minted from a service-account key.
+// Fallback from Gemini to the OpenAI API and back, each attempt translated (and authenticated) for
+// the backend it reached.
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
 import { startMockGemini, type MockGemini } from '../../operator/mock-provider/gemini.js';
+import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
+  KEYS as API_KEYS,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -28,6 +32,7 @@ const MAX_TOKENS = 40;
 describe('e2e: Gemini API backends through sluice run', () => {
   let g: YamlGateway;
   let mock: MockGemini;
+  let openaiMock: MockProvider;
   let openai: OpenAI;
   let anthropic: Anthropic;
 
@@ -39,6 +44,35 @@ describe('e2e: Gemini API backends through sluice run', () => {
         location: 'us-central1',
         clientEmail: SA_EMAIL,
         publicKeyPem: KEYS.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      },
+    });
+    openaiMock = await startMockProvider({
+      name: 'openai-mock',
+      auth: { bearer: API_KEYS.primary },
+    });
+    const geminiBackend = (priority: number): unknown => ({
+      name: 'gemini',
+      provider: 'gemini',
+      endpoint: { service: { name: 'gemini-mock', port: 80 } },
+      credential: { secretRef: { name: 'google' } },
+      modelOverride: 'gemini-2.5-flash',
+      priority,
+    });
+    const openaiBackend = (priority: number): unknown => ({
+      name: 'openai',
+      provider: 'openai',
+      endpoint: { service: { name: 'openai-mock', port: 80 } },
+      credential: { secretRef: { name: 'openai' } },
+      priority,
+    });
+    const fallbackRoute = (name: string, backends: unknown[]): unknown => ({
+      apiVersion: 'sluice.dev/v1alpha1',
+      kind: 'AIRoute',
+      metadata: { name, namespace: 'e2e' },
+      spec: {
+        models: [{ exact: name }],
+        backends,
+        retry: { attempts: 2, retryOn: ['5xx', 'rate-limited', 'connect-failure'] },
       },
     });
     const serviceAccount = JSON.stringify({
@@ -94,18 +128,24 @@ describe('e2e: Gemini API backends through sluice run', () => {
           ],
         },
       },
+      fallbackRoute('gemini-first', [geminiBackend(0), openaiBackend(1)]),
+      fallbackRoute('openai-first', [openaiBackend(0), geminiBackend(1)]),
       ...serviceDocs('gemini-mock', mock.port),
+      ...serviceDocs('openai-mock', openaiMock.port),
       secretDoc('google', API_KEY),
+      secretDoc('openai', API_KEYS.primary),
       secretDoc('vertex-sa', serviceAccount),
     ]);
     ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
   beforeEach(() => {
     mock.take();
+    openaiMock.take();
   });
   after(async () => {
     await g?.close();
     await mock?.close();
+    await openaiMock?.close();
   });
 
   async function lastCost(count: number): Promise<number> {
@@ -238,5 +278,40 @@ describe('e2e: Gemini API backends through sluice run', () => {
     for (const x of sent) assert.match(String(x.headers.authorization), /^Bearer ya29\.mock-\d+$/);
     // The token was minted once and reused, not fetched per request.
     assert.equal(mock.tokensIssued, 1);
+  });
+
+  it('fallback: Gemini answers 503, OpenAI serves the Anthropic caller; OpenAI answers 429, Gemini streams to the OpenAI caller', async () => {
+    mock.enqueue({ status: 503 });
+    openaiMock.enqueue({ content: 'from openai' });
+    const a = await anthropic.messages
+      .create({
+        model: 'gemini-first',
+        max_tokens: 30,
+        messages: [{ role: 'user', content: 'hi' }],
+      })
+      .withResponse();
+    assert.deepEqual(a.data.content, [{ type: 'text', text: 'from openai' }]);
+    assert.equal(mock.take().length, 1);
+    const [toOpenai] = openaiMock.take();
+    assert.equal(toOpenai?.headers.authorization, `Bearer ${API_KEYS.primary}`);
+    assert.equal(toOpenai.headers['x-goog-api-key'], undefined);
+    let id = a.response.headers.get('x-sluice-request-id');
+    let line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.deepEqual([line['attempts'], line['provider']], [2, 'openai']);
+
+    openaiMock.enqueue({ status: 429 });
+    mock.enqueue({ content: 'from gemini', chunkChars: 4 });
+    const s = await openai.chat.completions
+      .create({ model: 'openai-first', messages: [{ role: 'user', content: 'hi' }], stream: true })
+      .withResponse();
+    let text = '';
+    for await (const c of s.data) text += c.choices[0]?.delta.content ?? '';
+    assert.equal(text, 'from gemini');
+    const [toGemini] = mock.take();
+    assert.equal(toGemini?.headers['x-goog-api-key'], API_KEY);
+    assert.equal(toGemini.headers.authorization, undefined);
+    id = s.response.headers.get('x-sluice-request-id');
+    line = await until(() => g.accessLog.find((l) => l['request_id'] === id));
+    assert.deepEqual([line['attempts'], line['provider']], [2, 'gemini']);
   });
 });
