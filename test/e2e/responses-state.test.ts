@@ -86,13 +86,15 @@ describe('e2e: stateful Responses API on an Anthropic backend', () => {
       [
         route('claude', 'claude-r'),
         route('claude-open', 'claude-open'),
-        policy('identity', ['claude'], {
+        route('claude-short', 'claude-short'),
+        policy('identity', ['claude', 'claude-short'], {
           consumers: { required: true, keys: {} },
           pricing: { models: { 'claude-*': PRICE } },
           // A limit keeps usage in the state store, so what each turn is charged can be read.
           limits: { rules: [{ name: 'rpm', per: ['consumer'], requestsPerMinute: 1000 }] },
         }),
         policy('pii', ['claude'], { masking: { detectors: ['EMAIL'] } }),
+        policy('short', ['claude-short'], { sessions: { ttlSeconds: 120, maxStoredBytes: 4096 } }),
         secretDoc('anthropic', UPSTREAM),
         ...serviceDocs('mock-anthropic', mock.port),
       ],
@@ -413,6 +415,26 @@ describe('e2e: stateful Responses API on an Anthropic backend', () => {
       alice.responses.create({ model: 'claude-r', previous_response_id: r.id, input: 'x' }),
     );
     assert.ok(e2 instanceof OpenAI.NotFoundError, String(e2));
+  });
+
+  it('keeps turns as long and as large as the route’s sessions policy says', async () => {
+    const alice = client(key.alice);
+    const r = await alice.responses.create({ model: 'claude-short', input: 'brief' });
+    now += 119_000;
+    assert.equal((await alice.responses.retrieve(r.id)).id, r.id);
+    now += 1000;
+    const e = await rejection(alice.responses.retrieve(r.id));
+    assert.ok(e instanceof OpenAI.NotFoundError, String(e));
+    const big = 'x'.repeat(5000);
+    const tooLarge = await rejection(alice.responses.create({ model: 'claude-short', input: big }));
+    assert.ok(tooLarge instanceof OpenAI.APIError && tooLarge.status === 413, String(tooLarge));
+    assert.equal((tooLarge.error as { code?: string }).code, 'request_too_large');
+    const unstored = await alice.responses.create({
+      model: 'claude-short',
+      input: big,
+      store: false,
+    });
+    assert.equal(unstored.status, 'completed');
   });
 
   it('tells an anonymous caller to authenticate or send store: false', async () => {
