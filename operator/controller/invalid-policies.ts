@@ -1,9 +1,8 @@
 /**
  * Makes invalid AIPolicies loud wherever translation runs (the operator and `sluice run`): the
  * `sluice_policy_invalid` gauge (1 per invalid policy) and an error log line each time a policy
- * becomes invalid or its reason changes. Meanwhile their routes are refused (or withheld, when the
- * fault is a reference that does not resolve; see to-ir.ts), so an operator who does not look at
- * status still finds out from alerts and logs.
+ * becomes invalid or its reason changes. Meanwhile their routes are refused (503 policy_invalid;
+ * see to-ir.ts), so an operator who does not look at status still finds out from alerts and logs.
  */
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
@@ -14,7 +13,7 @@ export const POLICY_INVALID_METRIC = 'sluice_policy_invalid';
 export function policyInvalidGauge(registry: Registry): Gauge<'policy'> {
   return new Gauge({
     name: POLICY_INVALID_METRIC,
-    help: 'AIPolicies that are invalid (1 each, by namespace/name): until fixed, the routes they target refuse requests (503 policy_invalid), or are withheld when the fault is an unresolved reference (PolicyNotReady).',
+    help: 'AIPolicies that are invalid (1 each, by namespace/name): until fixed, the routes they target refuse requests (503 policy_invalid).',
     labelNames: ['policy'],
     registers: [registry],
   });
@@ -36,7 +35,7 @@ export class InvalidPolicyReporter {
       if (this.last.get(p.policy) === now.get(p.policy)) continue;
       this.log.error(
         { event: 'policy_invalid', policy: p.policy, reason: p.reason, problem: p.message },
-        'policy is invalid: the routes it targets are refused or withheld until it is fixed',
+        'policy is invalid: the routes it targets are refused until it is fixed',
       );
     }
     for (const policy of this.last.keys()) {

@@ -322,7 +322,7 @@ void describe('translation of governance', () => {
     );
   });
 
-  void it('withholds routes whose consumers policy maps to an unknown consumer, fail-closed', () => {
+  void it('refuses routes whose consumers policy maps to an unknown consumer, fail-closed', () => {
     const t = translate(
       bundle({
         routes: [route('chat'), route('other')],
@@ -344,14 +344,18 @@ void describe('translation of governance', () => {
     assert.equal(p.reason, 'InvalidPolicy');
     assert.match(
       p.message,
-      /no consumer "ghost".*routes where this policy wins consumers are not served/,
+      /no consumer "ghost".*routes where this policy wins consumers refuse requests \(503 policy_invalid\)/,
     );
     const r = accepted(t, 'AIRoute', 'chat');
     assert.equal(r.reason, 'PolicyNotReady');
     assert.match(r.message, /consumers policy ns\/jwt is not ready/);
+    // Refused, not withheld: its models stay its own, and no identity is dropped.
     assert.deepEqual(
-      t.extproc.routes.map((x) => x.name),
-      ['ns/other'],
+      t.extproc.routes.map((x) => [x.name, x.refuse, x.governance]),
+      [
+        ['ns/chat', 'policy_invalid', undefined],
+        ['ns/other', undefined, t.extproc.routes[1]!.governance],
+      ],
     );
     assert.deepEqual(t.ir.governance!.jwtProviders, []);
     // The same policy, once the consumer exists.

@@ -395,7 +395,7 @@ void describe('toIR: data-protection sections', () => {
     assert.deepEqual(ir.routes[0]!.hashKeyRef, { namespace: 'ns', secret: 'k', key: 'hmac' });
   });
 
-  void it('withholds the route when the hash key is missing or too short, without echoing it', () => {
+  void it('refuses the route when the hash key is missing or too short, without echoing it', () => {
     const cases: [Record<string, string>[], string][] = [
       [[], 'SecretNotFound'],
       [[{ other: 'x' }], 'SecretKeyNotFound'],
@@ -410,9 +410,19 @@ void describe('toIR: data-protection sections', () => {
         }),
       );
       assert.equal(accepted(ir.statuses, 'p').reason, reason);
-      assert.equal(accepted(ir.statuses, 'r').reason, 'PolicyNotReady');
-      assert.deepEqual(ir.routes, []);
-      assert.ok(!JSON.stringify(ir.statuses).includes('short-key'));
+      const r = accepted(ir.statuses, 'r');
+      assert.equal(r.reason, 'PolicyNotReady');
+      assert.match(
+        r.message,
+        /masking policy ns\/p is not ready: .*refused \(503 policy_invalid\)/,
+      );
+      // Refused, not withheld: the route keeps its models (no other route's prefix takes them)
+      // and carries no policy, so nothing is served unmasked.
+      assert.deepEqual(
+        ir.routes.map((x) => [x.key, x.refused, x.policy, x.hashKeyRef]),
+        [['ns/r', 'policy_invalid', undefined, undefined]],
+      );
+      assert.ok(!JSON.stringify(ir).includes('short-key'));
     }
   });
 

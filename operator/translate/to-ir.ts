@@ -25,16 +25,16 @@
  *   of the policy's namespace, the only routes a policy can target.
  * - A policy whose masking hash key Secret does not resolve is Accepted=False (SecretNotFound,
  *   SecretKeyNotFound) but keeps its place in precedence, and every route where it wins the
- *   masking section is withheld: Accepted=False PolicyNotReady, absent from Envoy and the
- *   extproc, so its models are not served. Fail closed, deliberately: serving the route without
- *   masking would send the data the policy protects to the provider, and letting a
- *   lower-priority policy's masking win instead would be masking nobody asked for. A route is not
- *   served either when its own credential Secret is missing, so operators already watch for it.
+ *   masking section is refused like a route of an invalid policy: Accepted=False PolicyNotReady,
+ *   kept in Envoy and the extproc with `refuse: policy_invalid`. Fail closed, deliberately:
+ *   serving the route without masking would send the data the policy protects to the provider,
+ *   letting a lower-priority policy's masking win instead would be masking nobody asked for, and
+ *   withholding the route would hand its models to another route's prefix (and its policies).
  * - Consumers come from consumer Secrets (governance.ts). A policy whose consumers section maps a
  *   JWT claim or mesh identity to a consumer no Secret declares is InvalidPolicy but keeps its
- *   place in precedence, and routes where it wins the consumers section are withheld
- *   (PolicyNotReady), for the same reason: deleting a consumer's Secrets must not turn a route
- *   that required identity into one that requires none.
+ *   place in precedence, and routes where it wins the consumers section are refused
+ *   (PolicyNotReady), for the same reasons: deleting a consumer's Secrets must not turn a route
+ *   that required identity into one that requires none, nor into another route's.
  * - The governance sections a route's winners set compile into one governance policy named after
  *   those winners; routes with the same winners share it, and so share its budgets.
  */
@@ -249,10 +249,15 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
       served.push(key?.ok ? { draft: d, hashKey: key.key } : { draft: d });
       continue;
     }
+    // Refused, not withheld: a withheld route's models would fall to another route's prefix.
     const gen = d.route.metadata.generation;
+    const msg = `${notReady.join('; ')}: requests for this route are refused (503 policy_invalid) until it is ready`;
+    const kept = (routeConditions.get(d.key) ?? []).filter((c) => c.type !== 'Accepted');
     routeConditions.set(d.key, [
-      condition('Accepted', 'False', 'PolicyNotReady', notReady.join('; '), gen),
+      condition('Accepted', 'False', 'PolicyNotReady', msg, gen),
+      ...kept,
     ]);
+    refused.push(d);
   }
   for (const route of routes) {
     const key = routeKey(route.metadata.namespace, route.metadata.name);
@@ -762,7 +767,7 @@ function attachPolicies(
     if (hashKey && !hashKey.ok) {
       notReady.push({
         reason: hashKey.reason,
-        message: `${hashKey.message}; routes where this policy wins masking are not served`,
+        message: `${hashKey.message}; routes where this policy wins masking refuse requests (503 policy_invalid)`,
       });
     }
     const unknown = unknownConsumers(p.spec.consumers, consumerNames);
@@ -770,7 +775,7 @@ function attachPolicies(
       missingConsumers.set(key, unknown);
       notReady.push({
         reason: 'InvalidPolicy',
-        message: `${unknown}; routes where this policy wins consumers are not served`,
+        message: `${unknown}; routes where this policy wins consumers refuse requests (503 policy_invalid)`,
       });
     }
     if (notReady.length > 0) {

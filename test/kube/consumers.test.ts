@@ -232,7 +232,11 @@ void describe('consumer Secrets on kube-apiserver', () => {
     assert.equal(route.reason, 'PolicyNotReady');
     const doc = extprocDoc(op);
     assert.equal(doc.consumers, undefined);
-    assert.deepEqual(doc.routes, []);
+    // Refused, not withheld: its models stay its own.
+    assert.deepEqual(
+      (doc.routes as Doc[]).map((r): unknown[] => [r.name, r.refuse]),
+      [[`${tenantNs}/chat`, 'policy_invalid']],
+    );
   });
 
   it('makes a labelled Secret in the consumer namespace a consumer, by digest only', async () => {
