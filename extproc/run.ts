@@ -13,6 +13,7 @@ import type { RuntimeConfig } from './config/runtime.js';
 import { Budget } from './governance/budget.js';
 import { journalMetrics } from './governance/settlement-journal.js';
 import { loadVaultKey } from './masking/vault-key.js';
+import { SessionIds } from './context/session.js';
 import { RedisVault, vaultFailureMetric } from './masking/vault-redis.js';
 import { MemoryVault, type Vault } from './masking/vault.js';
 import { RequestStore } from './pipeline/request-store.js';
@@ -31,6 +32,7 @@ import { Telemetry } from './telemetry/telemetry.js';
 import { warmTokenizer } from './usage/estimate.js';
 import { responseCache } from './cache/setup.js';
 import { sessionsFor } from './sessions/setup.js';
+import type { SessionStore } from './sessions/store.js';
 import type { CacheStore } from './cache/store.js';
 
 export interface ExtprocOptions {
@@ -63,6 +65,11 @@ export interface ExtprocOptions {
    * SLUICE_VAULT_KEY_FILE. With Redis it puts conversation vaults in Redis, shared by replicas.
    */
   vaultKeyFile?: string | undefined;
+  /**
+   * Stored Responses turns and conversations in a store shared with other processes (a worker's,
+   * in the primary), sealed with this key; default: Redis or memory, as the state store.
+   */
+  sessions?: { store: SessionStore; key: Buffer } | undefined;
   /** The in-memory response cache's bound in bytes (default 64 MiB); unused with Redis. */
   cacheMemoryBytes?: number | undefined;
   /** OpenTelemetry traces; default: otlpEndpoint, else the OTEL_* environment, else none. */
@@ -115,6 +122,8 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   // First: a bad key file fails the start before anything is opened that would need closing.
   const vaultKeyFile = opts.vaultKeyFile ?? opts.env['SLUICE_VAULT_KEY_FILE'];
   const vaultKey = vaultKeyFile ? await loadVaultKey(vaultKeyFile) : undefined;
+  // Session ids in logs and usage: the same on every replica that shares the vault key.
+  const sessionIds = SessionIds.fromVaultKey(vaultKey);
   const tracing = startTracing(opts, log);
   const telemetry = new Telemetry(opts.registry, log.child({ log: 'access' }), tracing?.onRequest);
   let current: RuntimeConfig | undefined;
@@ -195,7 +204,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   );
   const store = new RequestStore(opts.now, undefined, vault);
   const cache = responseCache(opts, stateStore, vaultKey, wallClock, log, opts.cacheStore);
-  const sessions = sessionsFor({ wallNow: wallClock }, stateStore, vaultKey, log);
+  const sessions = sessionsFor({ wallNow: wallClock }, stateStore, vaultKey, log, opts.sessions);
   const onSessionError = (err: unknown): void =>
     log.warn(
       { event: 'session_store_failed', reason: err instanceof Error ? err.name : 'unknown' },
@@ -248,6 +257,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
             wallNow: wallClock,
             settling,
             cache,
+            sessionIds,
             sessions,
             onSessionError,
             // Envoy's ext_proc span, when Envoy traces: its gRPC client puts it in the metadata.

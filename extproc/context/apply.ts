@@ -42,6 +42,8 @@ export interface ContextOutcome {
   body?: Record<string, unknown>;
   /** Messages dropped from what is forwarded (enforced trimming only). */
   dropped?: number;
+  /** The 400 to answer (enforced): the request does not fit and cannot be trimmed to. */
+  refusal?: SluiceError;
 }
 
 const compiled = new WeakMap<ContextPolicy, CompiledCatalog>();
@@ -84,7 +86,10 @@ export interface ApplyContextInput {
   outputLimit: number | undefined;
 }
 
-/** undefined: the request is not checked (an operation that does not generate, or no window). */
+/**
+ * undefined: the request is not checked (an operation that does not generate, or no window).
+ * A refusal is returned, not thrown, so the caller can record the check before answering.
+ */
 export function applyContext(input: ApplyContextInput): ContextOutcome | undefined {
   if (!checksContext(input.operation)) return undefined;
   const found = windowFor(input.policy, input.backendModels);
@@ -107,9 +112,10 @@ export function applyContext(input: ApplyContextInput): ContextOutcome | undefin
   if (r.kind === 'exceeded') {
     const record = { ...base, inputTokens: r.inputTokens, outputTokens: r.outputTokens };
     if (input.shadow) return { record, verdict: CONTEXT_VERDICTS.wouldReject };
-    throw new SluiceError('context_length_exceeded', exceededMessage(input.model, r), {
+    const refusal = new SluiceError('context_length_exceeded', exceededMessage(input.model, r), {
       param: input.operation === 'responses' ? 'input' : 'messages',
     });
+    return { record, refusal };
   }
   const record: ContextRecord = {
     ...base,

@@ -67,6 +67,15 @@ export class SessionIds {
     this.key = key ?? randomBytes(32);
   }
 
+  /**
+   * Ids under a key derived from the vault key (shared by replicas, so their ids agree), never
+   * the vault key itself; a per-process key without one.
+   */
+  static fromVaultKey(vaultKey: Buffer | undefined): SessionIds {
+    if (!vaultKey) return new SessionIds();
+    return new SessionIds(createHmac('sha256', vaultKey).update('sluice-session-ids').digest());
+  }
+
   id(route: string, caller: Caller, session: string): string {
     return createHmac('sha256', this.key)
       .update('sluice-session-id\0')

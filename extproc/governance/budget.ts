@@ -38,6 +38,8 @@ export interface RequestKeys {
   team?: string | undefined;
   model: string;
   route: string;
+  /** The request's session id (context/session.ts): usage reports can sum per session. */
+  session?: string | undefined;
 }
 
 export interface Amount {
@@ -657,7 +659,7 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number) 
       {
         period: 'day',
         periodKey: utcDay(at),
-        dims,
+        dims: r.keys.session ? { ...dims, session: r.keys.session } : dims,
         values,
         expireAtMs: nextUtcDay(at) + DAY_USAGE_RETENTION_MS,
       },

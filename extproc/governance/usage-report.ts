@@ -1,12 +1,12 @@
 /**
- * `sluice usage`: spend and tokens per consumer, team, model or route for one UTC day or month,
+ * `sluice usage`: spend and tokens per consumer, team, model, route or session for one UTC day or month,
  * read from the state store and aggregated here (the store keeps the finest grain).
  */
 import type { StateStore, UsagePeriod, UsageRow } from '../state/store.js';
 import { utcDay, utcMonth } from './budget.js';
 import { MICROS_PER_USD } from './pricing.js';
 
-export type UsageBy = 'consumer' | 'team' | 'model' | 'route';
+export type UsageBy = 'consumer' | 'team' | 'model' | 'route' | 'session';
 
 export interface UsageReportRow {
   /** The consumer, team, model or route; "" when the requests had none (anonymous, no team). */
@@ -70,7 +70,8 @@ export function buildUsageReport(
   for (const r of rows) {
     // A row of refusals only (usage-html's top refusals) served nothing: not a usage row.
     if ((Object.keys(total) as (keyof typeof total)[]).every((m) => r.values[m] === 0)) continue;
-    const key = r.dims[opts.by];
+    // Rows written before sessions existed, and requests outside one, have no session.
+    const key = r.dims[opts.by] ?? '';
     let g = groups.get(key);
     if (!g) {
       g = { key, ...zero() };

@@ -60,6 +60,8 @@ export interface AdmitInput {
    * (when identified) even though admit throws.
    */
   seen?: { caller?: Caller };
+  /** The session id of the identified caller's request, if it belongs to one (usage by session). */
+  sessionOf?: ((caller: Caller | undefined) => string | undefined) | undefined;
 }
 
 export interface Admitted {
@@ -138,7 +140,13 @@ export async function reserveFor(input: AdmitInput, let_in: Admitted): Promise<A
   });
   const r = await input.budget.reserve(
     limits,
-    { consumer: caller?.consumer, team: caller?.team, model: input.model, route: input.route },
+    {
+      consumer: caller?.consumer,
+      team: caller?.team,
+      model: input.model,
+      route: input.route,
+      session: input.sessionOf?.(caller),
+    },
     { tokens: est.tokens, costUsd: microsToUsd(est.costMicros) },
   );
   if (!r.ok) {

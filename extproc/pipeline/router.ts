@@ -48,6 +48,8 @@ import {
   type AdmitInput,
 } from './governance.js';
 import { applyGuard, type GuardFinding } from './guard.js';
+import { ConversationStep } from './conversation.js';
+import type { SessionIds } from '../context/session.js';
 import { modelList, modelObject } from './models.js';
 import { CONTINUE, proceed, type Outcome } from '../wire/mutation.js';
 import type {
@@ -79,6 +81,8 @@ export interface RouterDeps {
   settling?: (p: Promise<unknown>) => void;
   /** The response cache (cache/cache.ts); absent: no route caches. */
   cache?: ResponseCache | undefined;
+  /** Keys the session ids of logs, metrics and usage (from the vault key); absent: per process. */
+  sessionIds?: SessionIds | undefined;
   /** Stored Responses turns and conversations (sessions/); absent: the gateway keeps none. */
   sessions?: Sessions | undefined;
   /** A turn that could not be stored after its answer was bought (the embedder logs it). */
@@ -107,6 +111,8 @@ export class RouterExchange implements PhaseHandler {
   private requestHeaderMap: ReadonlyMap<string, string> = new Map();
   private policy: PolicyState | undefined;
   private guardFindings: GuardFinding[] = [];
+  /** Session, affinity key and context window of a model call (pipeline/conversation.ts). */
+  private conversation: ConversationStep | undefined;
   /** Who listed the models, for the access log; the list itself names no one. */
   private modelsCaller: Caller | undefined;
   /** The governance policy a request was judged by, kept for the log line when admit refuses. */
@@ -274,6 +280,7 @@ export class RouterExchange implements PhaseHandler {
     const governance = cfg.governanceFor(route.name);
     const caches = this.deps.cache?.policyFor(route) !== undefined;
     let deferred: { input: AdmitInput; admitted: Admitted } | undefined;
+    const conversation = (this.conversation = new ConversationStep(this.deps.sessionIds));
     // Before masking: a caller who may not use the route costs no detector or vault work.
     if (governance) {
       this.judged = { policy: governance.policy.name, seen: {}, compiled: governance };
@@ -288,16 +295,29 @@ export class RouterExchange implements PhaseHandler {
         route: route.name,
         budget: this.deps.budget,
         wallNow: (this.deps.wallNow ?? Date.now)(),
+        sessionOf: (caller) => conversation.sessionId(route, caller, this.requestHeaderMap),
       };
       // With a cache, the reservation waits for the lookup (after masking): a hit reserves nothing.
       // A Responses turn's waits too: the conversation it continues is part of its prompt.
-      const defer = caches || endpoint.operation === 'responses';
+      // A route with a context window's waits for the window: it charges what is sent.
+      const defer =
+        caches || endpoint.operation === 'responses' || route.policy?.context !== undefined;
       const g = defer ? admitCaller(input) : await admit(input);
       if (defer) deferred = { input, admitted: g };
       this.state.governance = g.state;
       if (g.outputTokenCap !== undefined) this.state.outputTokenCap = g.outputTokenCap;
       removeHeaders.push(...g.strip);
     }
+    // After identity (a session is its caller's), before any change to the body (turns as sent).
+    const conv = conversation.identify({
+      route,
+      operation: endpoint.operation,
+      body,
+      headers: this.requestHeaderMap,
+      caller: this.state.governance?.caller,
+    });
+    setHeaders.push(...conv.setHeaders);
+    removeHeaders.push(...conv.removeHeaders);
     // Refused here when no backend could take it: the upstream phase would refuse every attempt,
     // after a round trip through routing. After admission, so a caller who may not use the route
     // learns nothing about its providers; the end of the request releases what admit reserved.
@@ -317,6 +337,22 @@ export class RouterExchange implements PhaseHandler {
       replaced = await this.planTurn(cfg, route, body, caches ? undefined : deferred);
     const policy = cfg.policyFor(route.name);
     if (policy) this.policy = newPolicyState(policy);
+    // The window, once the conversation is whole (a Responses turn's history rebuilt), before
+    // guard and masking, which then see only what is sent.
+    const fitted = conversation.fit({
+      route,
+      operation: endpoint.operation,
+      model,
+      body,
+      backendModels: route.backends.map((b) => cfg.backend(b.name)?.modelOverride ?? model),
+      governance,
+      verdicts: this.policy?.verdicts,
+    });
+    if (fitted) replaced = Buffer.from(JSON.stringify(body), 'utf8');
+    if (deferred && !caches && endpoint.operation !== 'responses') {
+      const a = await reserveFor(deferred.input, deferred.admitted);
+      if (a.outputTokenCap !== undefined) this.state.outputTokenCap = a.outputTokenCap;
+    }
     // After governance, before masking: masking then sees the rendered template and the
     // decorators, so PII in a template variable is masked like any other prompt text.
     let outgoing = body;
@@ -530,7 +566,7 @@ export class RouterExchange implements PhaseHandler {
       (outcome.mutation.setHeaders ??= []).push([CACHE_HEADER, this.cached.record.result]);
     }
     if (msg.end_of_stream) this.done('complete');
-    return outcome;
+    return this.conversation?.withResponseHeaders(outcome) ?? outcome;
   }
 
   async responseBody(msg: BodyMessage): Promise<Outcome> {
@@ -654,6 +690,7 @@ export class RouterExchange implements PhaseHandler {
       // No response after an attempt went out: the prompt estimate charged (marked estimated).
       usage: result?.usage ?? hit?.charged ?? g?.charged,
       ...(this.cached ? { cache: this.cached.record } : {}),
+      ...this.conversation?.record(),
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,

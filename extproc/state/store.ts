@@ -84,6 +84,11 @@ export interface UsageDims {
   team: string;
   model: string;
   route: string;
+  /**
+   * The session id (context/session.ts) of a request in a session; absent for the others. Kept
+   * on day rows only, so a month's rows do not grow with every conversation.
+   */
+  session?: string;
 }
 
 /**
@@ -196,17 +201,22 @@ export function emptyUsage(): UsageValues {
 
 /** One usage field name per (dims, metric); the unit separator cannot occur in names. */
 export function usageField(d: UsageDims, metric: UsageMetric): string {
-  return [d.consumer, d.team, d.model, d.route, metric].join('\x1f');
+  const parts = [d.consumer, d.team, d.model, d.route];
+  // Rows without a session keep the five-part form they had before sessions existed.
+  if (d.session) parts.push(d.session);
+  return [...parts, metric].join('\x1f');
 }
 
 export function parseUsageField(
   field: string,
 ): { dims: UsageDims; metric: UsageMetric } | undefined {
   const p = field.split('\x1f');
-  if (p.length !== 5) return undefined;
-  const metric = p[4] as UsageMetric;
+  if (p.length !== 5 && p.length !== 6) return undefined;
+  const metric = p[p.length - 1] as UsageMetric;
   if (!USAGE_METRICS.includes(metric)) return undefined;
-  return { dims: { consumer: p[0]!, team: p[1]!, model: p[2]!, route: p[3]! }, metric };
+  const dims: UsageDims = { consumer: p[0]!, team: p[1]!, model: p[2]!, route: p[3]! };
+  if (p.length === 6) dims.session = p[4]!;
+  return { dims, metric };
 }
 
 /** Folds field/value pairs of one scope's usage hash into rows. */

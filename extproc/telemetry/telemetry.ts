@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { otelOperation, type Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
 import type { TokenUsage } from '../usage/extract.js';
+import { ConversationMetrics, type ContextResult } from './conversation-metrics.js';
 import type { RecordedContent } from './content.js';
 import type { RequestTrace } from './trace-context.js';
 
@@ -61,6 +62,20 @@ export interface RequestRecord {
     /** The attempt's span, as the provider was told in its traceparent. */
     spanId?: string;
   }[];
+  /** The request's session: a keyed id (never the header's value) and its turn (context/session.ts). */
+  session?: { id: string; turn: number } | undefined;
+  /** The context window check (context/apply.ts), on routes whose policy has one. */
+  context?:
+    | {
+        result: ContextResult;
+        contextTokens: number;
+        windowModel: string;
+        inputTokens: number;
+        outputTokens: number;
+        trimmedMessages?: number | undefined;
+        inputTokensBefore?: number | undefined;
+      }
+    | undefined;
   /** The response cache's decision on a route that has one (cache/cache.ts). */
   cache?:
     | {
@@ -149,6 +164,7 @@ export class Telemetry {
   private readonly guardVerdicts: Counter<string>;
   private readonly policies = new BoundedLabel(0);
   private readonly detectorTypes = new BoundedLabel(0);
+  private readonly conversations: ConversationMetrics;
 
   constructor(
     registry: Registry,
@@ -157,6 +173,7 @@ export class Telemetry {
     private readonly onRequest?: (r: RequestRecord) => void,
   ) {
     const registers = [registry];
+    this.conversations = new ConversationMetrics(registers);
     this.tokens = new Histogram({
       name: 'gen_ai_client_token_usage',
       help: 'Tokens per request by gen_ai_token_type (input, output; cached_input and reasoning are subsets of them).',
@@ -384,6 +401,7 @@ export class Telemetry {
         );
       }
     }
+    this.conversations.record(labels.sluice_route, r);
     if (r.stream && r.ttftMs !== undefined) {
       this.ttft.observe(labels, r.ttftMs / 1000);
       if (u && u.outputTokens > 1)
@@ -429,6 +447,16 @@ export class Telemetry {
         policy_failure: r.policyFailure,
         guard: r.guard,
         cache: r.cache,
+        session: r.session,
+        context: r.context && {
+          result: r.context.result,
+          context_tokens: r.context.contextTokens,
+          window_model: r.context.windowModel,
+          input_tokens: r.context.inputTokens,
+          output_tokens: r.context.outputTokens,
+          trimmed_messages: r.context.trimmedMessages,
+          input_tokens_before: r.context.inputTokensBefore,
+        },
       }),
       'request',
     );

@@ -73,7 +73,7 @@ function series(
   const perKey = new Map<string, number[]>();
   days.forEach((d, i) => {
     for (const r of d.rows) {
-      const k = r.dims[by];
+      const k = r.dims[by] ?? '';
       let v = perKey.get(k);
       if (!v) {
         v = new Array<number>(days.length).fill(0);
@@ -205,8 +205,7 @@ function refusals(days: readonly DayUsage[]): string {
   const reasons = [...byReason.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1));
   const ranked = [...top.values()].sort(
     (a, b) =>
-      b.n - a.n ||
-      (a.reason + a.consumer + a.model < b.reason + b.consumer + b.model ? -1 : 1),
+      b.n - a.n || (a.reason + a.consumer + a.model < b.reason + b.consumer + b.model ? -1 : 1),
   );
   const shown = ranked.slice(0, MAX_REFUSAL_ROWS);
   const more =
