@@ -104,6 +104,50 @@ function upwardImports(edges: readonly Edge[]): string[] {
   return bad;
 }
 
+/**
+ * Import cycles among modules (Tarjan's strongly connected components), type-only imports
+ * included: a cycle of types still ties two modules so neither can be read, moved or tested alone.
+ */
+function importCycles(edges: readonly Edge[]): string[][] {
+  const graph = new Map<string, string[]>();
+  for (const { from, to } of edges) {
+    if (to.startsWith('..')) continue;
+    const target = to.replace(/\.js$/, '.ts');
+    graph.set(from, [...(graph.get(from) ?? []), target]);
+    if (!graph.has(target)) graph.set(target, []);
+  }
+  const index = new Map<string, number>();
+  const low = new Map<string, number>();
+  const stack: string[] = [];
+  const onStack = new Set<string>();
+  const cycles: string[][] = [];
+  const visit = (v: string): void => {
+    index.set(v, index.size);
+    low.set(v, index.get(v)!);
+    stack.push(v);
+    onStack.add(v);
+    for (const w of graph.get(v)!) {
+      if (!index.has(w)) {
+        visit(w);
+        low.set(v, Math.min(low.get(v)!, low.get(w)!));
+      } else if (onStack.has(w)) {
+        low.set(v, Math.min(low.get(v)!, index.get(w)!));
+      }
+    }
+    if (low.get(v) !== index.get(v)) return;
+    const component: string[] = [];
+    let w: string;
+    do {
+      w = stack.pop()!;
+      onStack.delete(w);
+      component.push(w);
+    } while (w !== v);
+    if (component.length > 1) cycles.push(component.sort());
+  };
+  for (const v of graph.keys()) if (!index.has(v)) visit(v);
+  return cycles;
+}
+
 describe('extproc layers', () => {
   const edges = importGraph();
 
@@ -114,6 +158,23 @@ describe('extproc layers', () => {
 
   it('has every import pointing down (or within a layer)', () => {
     assert.deepEqual(upwardImports(edges), []);
+  });
+
+  it('has no import cycle between modules, type-only imports included', () => {
+    assert.deepEqual(importCycles(edges), []);
+  });
+
+  it('finds a cycle, also one made of type-only imports', () => {
+    const b = join('governance', 'budget.ts');
+    const j = join('governance', 'settlement-journal.ts');
+    assert.deepEqual(
+      importCycles([
+        { from: b, to: join('governance', 'settlement-journal.js') },
+        { from: j, to: join('governance', 'budget.js') },
+        { from: b, to: join('governance', 'pricing.js') },
+      ]),
+      [[b, j]],
+    );
   });
 
   it('keeps shared/ a floor: it imports nothing else of the repository', () => {

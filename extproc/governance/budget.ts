@@ -30,64 +30,11 @@ import { microsToUsd, usdToMicros } from './pricing.js';
 import { SettlementJournal, type LossReason } from './settlement-journal.js';
 import type { GovernancePolicy, Limit, LimitDimension, LimitsPolicy } from './schema.js';
 
-export type Metric = 'requests' | 'tokens' | 'concurrent' | 'spendDay' | 'spendMonth';
+import type { Actual, Amount, Charge, Metric, RequestKeys, Reservation } from './reservation.js';
 
-export interface RequestKeys {
-  /** Absent for anonymous callers (identity not required). */
-  consumer?: string | undefined;
-  team?: string | undefined;
-  model: string;
-  route: string;
-  /** The request's session id (context/session.ts): usage reports can sum per session. */
-  session?: string | undefined;
-}
-
-export interface Amount {
-  tokens: number;
-  costUsd: number;
-}
-
-export interface Actual extends Amount {
-  /** The usage split, for usage reports; absent: tokens are reported as a total only. */
-  usage?: TokenUsage | undefined;
-  /**
-   * Upstream attempts made (Envoy retries and fallbacks included): what requests-per-minute
-   * buckets count, since each attempt is a request the provider received. Absent: one.
-   */
-  attempts?: number | undefined;
-  /**
-   * The request was answered from the response cache: the usage report counts it as a cached
-   * request with what it saved, not as a request a provider answered; `tokens`, `costUsd` and
-   * `usage` are what the hit was charged (0 when free).
-   */
-  cached?: { savedTokens: number; savedMicros: number } | undefined;
-  /** A refused request: counted under this metric only (recordRefusal). */
-  refused?: RefusalMetric | undefined;
-}
-
-export interface Charge {
-  key: string;
-  limitName: string;
-  metric: Metric;
-  /** Integer units: requests, tokens, micro-dollars. */
-  limit: number;
-  amount: number;
-  /** When the window ends (epoch ms); concurrency: 0. */
-  resetAtMs: number;
-  expireAtMs: number;
-}
-
-export interface Reservation {
-  readonly id: string;
-  readonly scope: string;
-  readonly createdAtMs: number;
-  readonly ttlMs: number;
-  readonly keys: RequestKeys;
-  readonly estimate: Amount;
-  readonly charges: readonly Charge[];
-  /** used + reserved per charge right after admission; for response headers. */
-  readonly levels: readonly number[];
-}
+// The shared shapes live in reservation.ts (the journal needs them too); named here as well, so
+// callers keep importing them with the Budget that uses them.
+export type { Actual, Amount, Charge, Metric, RequestKeys, Reservation } from './reservation.js';
 
 export interface LimitHit {
   limit: string;

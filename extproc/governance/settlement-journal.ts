@@ -18,7 +18,7 @@
  * estimate error), and each replica admits at most one limit's worth into a bucket it has not.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
-import type { Actual, Reservation } from './budget.js';
+import type { Actual, Reservation } from './reservation.js';
 import { usdToMicros } from './pricing.js';
 
 /**
