@@ -32,6 +32,7 @@ import { Telemetry } from './telemetry/telemetry.js';
 import { warmTokenizer } from './usage/estimate.js';
 import { responseCache } from './cache/setup.js';
 import { sessionsFor } from './sessions/setup.js';
+import type { SessionStore } from './sessions/store.js';
 import type { CacheStore } from './cache/store.js';
 
 export interface ExtprocOptions {
@@ -64,6 +65,11 @@ export interface ExtprocOptions {
    * SLUICE_VAULT_KEY_FILE. With Redis it puts conversation vaults in Redis, shared by replicas.
    */
   vaultKeyFile?: string | undefined;
+  /**
+   * Stored Responses turns and conversations in a store shared with other processes (a worker's,
+   * in the primary), sealed with this key; default: Redis or memory, as the state store.
+   */
+  sessions?: { store: SessionStore; key: Buffer } | undefined;
   /** The in-memory response cache's bound in bytes (default 64 MiB); unused with Redis. */
   cacheMemoryBytes?: number | undefined;
   /** OpenTelemetry traces; default: otlpEndpoint, else the OTEL_* environment, else none. */
@@ -198,7 +204,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   );
   const store = new RequestStore(opts.now, undefined, vault);
   const cache = responseCache(opts, stateStore, vaultKey, wallClock, log, opts.cacheStore);
-  const sessions = sessionsFor({ wallNow: wallClock }, stateStore, vaultKey, log);
+  const sessions = sessionsFor({ wallNow: wallClock }, stateStore, vaultKey, log, opts.sessions);
   const onSessionError = (err: unknown): void =>
     log.warn(
       { event: 'session_store_failed', reason: err instanceof Error ? err.name : 'unknown' },

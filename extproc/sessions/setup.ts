@@ -15,7 +15,13 @@ export function sessionsFor(
   stateStore: StateStore,
   vaultKey: Buffer | undefined,
   log: Logger,
+  /** A store and key shared with other processes (the workers' primary); wins over the rest. */
+  shared?: { store: SessionStore; key: Buffer },
 ): Sessions {
+  if (shared) {
+    log.info({ event: 'sessions', kind: shared.store.kind }, 'session store ready');
+    return new Sessions({ store: shared.store, key: shared.key, wallNow: opts.wallNow });
+  }
   let store: SessionStore;
   if (stateStore instanceof RedisStore && vaultKey) {
     store = new RedisSessionStore({ client: stateStore.client });

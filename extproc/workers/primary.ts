@@ -25,6 +25,8 @@ import type { Logger } from 'pino';
 import { AggregatorRegistry, Registry, type Aggregator } from 'prom-client';
 import { MemoryCacheStore } from '../cache/store.js';
 import { DEFAULT_CACHE_MEMORY_BYTES } from '../cache/setup.js';
+import { DEFAULT_SESSIONS_MEMORY_BYTES } from '../sessions/setup.js';
+import { MemorySessionStore } from '../sessions/store.js';
 import { FileConfigSource } from '../config/load.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { XdsConfigSource } from '../config/xds-source.js';
@@ -36,7 +38,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { IpcPeer, type IpcChannel } from './ipc.js';
 import { configWire, type ConfigWire } from './config-wire.js';
 import { requestOwner } from './requests.js';
-import { serveCacheStore, serveStateStore, serveVault } from './shared-state.js';
+import { serveCacheStore, serveSessionStore, serveStateStore, serveVault } from './shared-state.js';
 
 export const WORKER_ENV = 'SLUICE_EXTPROC_WORKER';
 
@@ -71,6 +73,8 @@ export interface Hello {
   /** The vault and the response cache live here; base64 vault key (to unseal entries). */
   sharedVault: { key: string } | undefined;
   sharedCache: boolean;
+  /** Stored Responses turns and conversations live here, sealed with the shared vault key. */
+  sharedSessions: boolean;
 }
 
 interface Slot {
@@ -139,10 +143,14 @@ export async function startPrimary(opts: PrimaryOptions): Promise<RunningPrimary
         now: opts.now,
       })
     : undefined;
+  const sessionStore = sharedVaultState
+    ? new MemorySessionStore({ maxBytes: DEFAULT_SESSIONS_MEMORY_BYTES, now: Date.now })
+    : undefined;
   const hello: Hello = {
     sharedStore: store !== undefined,
     sharedVault: vault ? { key: vaultKey.toString('base64') } : undefined,
     sharedCache: cache !== undefined,
+    sharedSessions: sessionStore !== undefined,
   };
 
   // The config: compiled here first (what the operator's ACK means), then pushed.
@@ -209,6 +217,7 @@ export async function startPrimary(opts: PrimaryOptions): Promise<RunningPrimary
     if (store) serveStateStore(peer, store);
     if (vault) serveVault(peer, vault);
     if (cache) serveCacheStore(peer, cache);
+    if (sessionStore) serveSessionStore(peer, sessionStore);
     // An upstream attempt that reached another worker than its router phase (requests.ts).
     // The owner gone (restarted) has lost its requests: answered as not found (fail closed).
     const owner = (id: string) => {

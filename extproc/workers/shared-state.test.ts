@@ -3,6 +3,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { Budget } from '../governance/budget.js';
 import { MemoryCacheStore } from '../cache/store.js';
+import { Sessions } from '../sessions/sessions.js';
+import { MemorySessionStore } from '../sessions/store.js';
 import { MemoryVault } from '../masking/vault.js';
 import { MemoryStore } from '../state/memory.js';
 import { storeSuite, clock, policy, KEYS } from '../state/testing/store-suite.js';
@@ -10,9 +12,11 @@ import { StoreUnavailable } from '../state/store.js';
 import { channelPair, IpcPeer } from './ipc.js';
 import {
   IpcCacheStore,
+  IpcSessionStore,
   IpcStateStore,
   IpcVault,
   serveCacheStore,
+  serveSessionStore,
   serveStateStore,
   serveVault,
 } from './shared-state.js';
@@ -131,5 +135,23 @@ describe('shared state over IPC', () => {
     assert.equal(await c1!.get('d'), undefined);
     await c1!.set('d', '{"a":1}', 60_000);
     assert.equal(await c2!.get('d'), '{"a":1}');
+  });
+
+  it('stored responses are one for every worker, sealed with the shared key', async () => {
+    const mem = new MemorySessionStore({ maxBytes: 1 << 20, now: () => 0 });
+    const key = randomBytes(32);
+    const [s1, s2] = [channelPair(), channelPair()].map(([p, w]) => {
+      serveSessionStore(new IpcPeer(p), mem);
+      return new Sessions({ store: new IpcSessionStore(new IpcPeer(w)), key, wallNow: () => 0 });
+    });
+    const alice = { method: 'key', consumer: 'alice' };
+    await s1!.write(alice, 'response', 'resp_1', { t: 'hi' }, { ttlMs: 60_000, maxBytes: 1024 });
+    assert.deepEqual(await s2!.read(alice, 'response', 'resp_1'), { t: 'hi' });
+    assert.equal(
+      await s2!.read({ method: 'key', consumer: 'bob' }, 'response', 'resp_1'),
+      undefined,
+    );
+    assert.equal(await s2!.remove(alice, 'response', 'resp_1'), true);
+    assert.equal(await s1!.read(alice, 'response', 'resp_1'), undefined);
   });
 });

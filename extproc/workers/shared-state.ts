@@ -12,6 +12,7 @@
  * answered in time may have been applied, exactly like a Redis call that timed out.
  */
 import type { CacheStore, MemoryCacheStore } from '../cache/store.js';
+import type { MemorySessionStore, SessionStore } from '../sessions/store.js';
 import {
   deriveVaultKeys,
   EMPTY_LOOKUP,
@@ -119,6 +120,47 @@ export function serveCacheStore(peer: IpcPeer, store: MemoryCacheStore): void {
     store.set(a.digest, a.value, a.ttlMs);
     return null;
   });
+}
+
+// ---------------------------------------------------------------- stored conversations
+
+/**
+ * A worker's SessionStore: records (sealed by the worker with the shared vault key) kept in the
+ * primary's MemorySessionStore, so a response stored through one worker is found through any.
+ */
+export class IpcSessionStore implements SessionStore {
+  readonly kind = 'memory' as const;
+  constructor(
+    private readonly peer: IpcPeer,
+    private readonly timeoutMs = 2000,
+  ) {}
+
+  // Failures are thrown: sessions.ts turns them into SessionsUnavailable (503, fail closed).
+  get(name: string): Promise<Buffer | undefined> {
+    return this.peer
+      .call<string | null>('sessions.get', name, this.timeoutMs)
+      .then((v) => (v === null ? undefined : Buffer.from(v, 'base64')));
+  }
+  set(name: string, value: Buffer, ttlMs: number): Promise<void> {
+    const v = value.toString('base64');
+    return this.peer.call<void>('sessions.set', { name, value: v, ttlMs }, this.timeoutMs);
+  }
+  delete(name: string): Promise<boolean> {
+    return this.peer.call<boolean>('sessions.delete', name, this.timeoutMs);
+  }
+  close(): void {}
+}
+
+export function serveSessionStore(peer: IpcPeer, store: MemorySessionStore): void {
+  peer.handle('sessions.get', async (name: string) => {
+    const v = await store.get(name);
+    return v === undefined ? null : v.toString('base64');
+  });
+  peer.handle('sessions.set', async (a: { name: string; value: string; ttlMs: number }) => {
+    await store.set(a.name, Buffer.from(a.value, 'base64'), a.ttlMs);
+    return null;
+  });
+  peer.handle('sessions.delete', (name: string) => store.delete(name));
 }
 
 // ---------------------------------------------------------------- masking vault

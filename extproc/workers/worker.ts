@@ -12,7 +12,7 @@ import { fromWire, type ConfigWire } from './config-wire.js';
 import type { IpcPeer } from './ipc.js';
 import type { Hello, MetricsJson } from './primary.js';
 import { remoteRequests, serveRequests, workerRequestId } from './requests.js';
-import { IpcCacheStore, IpcStateStore, IpcVault } from './shared-state.js';
+import { IpcCacheStore, IpcSessionStore, IpcStateStore, IpcVault } from './shared-state.js';
 
 export type WorkerOptions = Omit<
   ExtprocOptions,
@@ -65,6 +65,13 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningExtproc> 
       vault: new IpcVault(peer, Buffer.from(hello.sharedVault.key, 'base64')),
     }),
     ...(hello.sharedCache && { cacheStore: new IpcCacheStore(peer) }),
+    ...(hello.sharedSessions &&
+      hello.sharedVault && {
+        sessions: {
+          store: new IpcSessionStore(peer),
+          key: Buffer.from(hello.sharedVault.key, 'base64'),
+        },
+      }),
   });
   serveRequests(peer, extproc.requests);
   peer.handle('metrics', (): Promise<MetricsJson> => opts.registry.getMetricsAsJSON());
