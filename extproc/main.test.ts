@@ -49,3 +49,29 @@ it('writes its start-up lines to stdout while it keeps running', async () => {
   child.kill('SIGTERM');
   await exited;
 });
+
+it('refuses a --workers that is neither auto nor 1 to 64, naming the flag', async () => {
+  for (const bad of ['0', '65', 'many', '1.5']) {
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'operator/cli.ts',
+        'extproc',
+        '--config',
+        'examples/extproc.yaml',
+        '--workers',
+        bad,
+      ],
+      { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] },
+    );
+    children.push(child);
+    let err = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (err += d));
+    const [code] = (await once(child, 'exit')) as [number];
+    assert.equal(code, 2, `--workers ${bad}`);
+    assert.match(err, /--workers must be auto or 1 to 64/, `--workers ${bad}`);
+  }
+});

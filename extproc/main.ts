@@ -60,15 +60,11 @@ const Flags = z
     'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
     'grpc-server': z.enum(GRPC_SERVERS).default('h2'),
     workers: z
-      .union([
-        z.literal('auto'),
-        z.coerce
-          .number()
-          .int()
-          .min(1, '--workers must be auto or 1 to 64')
-          .max(MAX_WORKERS, '--workers must be auto or 1 to 64'),
-      ])
-      .default(1),
+      .string()
+      .regex(/^(auto|[1-9]\d{0,2})$/, '--workers must be auto or 1 to 64')
+      .default('1')
+      .transform((v) => (v === 'auto' ? ('auto' as const) : Number(v)))
+      .refine((v) => v === 'auto' || v <= MAX_WORKERS, '--workers must be auto or 1 to 64'),
     ...StateFlags.shape,
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
