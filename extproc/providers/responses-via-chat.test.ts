@@ -468,3 +468,90 @@ describe('Responses on a Chat Completions server', () => {
     );
   });
 });
+
+describe('Responses on Bedrock and Gemini backends', () => {
+  const bedrock = {
+    name: 'b',
+    cluster: 'c',
+    provider: 'aws-bedrock',
+    aws: { region: 'us-east-1' },
+  } as ResolvedBackend;
+  const gemini = {
+    name: 'g',
+    cluster: 'c',
+    provider: 'gemini',
+    credential: 'AIza',
+  } as ResolvedBackend;
+
+  it('sends Converse and generateContent bodies from a Responses conversation', async () => {
+    const { openaiToBedrock } = await import('./openai-to-bedrock.js');
+    const { openaiToGemini } = await import('./openai-to-gemini.js');
+    const r = req({
+      model: 'm',
+      instructions: 'Be brief.',
+      input: [
+        { role: 'user', content: 'Weather?' },
+        { type: 'function_call', call_id: 'c1', name: 'w', arguments: '{"city":"Oslo"}' },
+        { type: 'function_call_output', call_id: 'c1', output: 'snow' },
+      ],
+      tools: [{ type: 'function', name: 'w', parameters: { type: 'object', properties: {} } }],
+      max_output_tokens: 64,
+    });
+    const converse = JSON.parse(
+      responsesVia(openaiToBedrock).request(r, bedrock).body!.toString('utf8'),
+    ) as Record<string, unknown>;
+    assert.deepEqual(converse.system, [{ text: 'Be brief.' }]);
+    assert.deepEqual(
+      (converse.messages as { role: string; content: Record<string, unknown>[] }[]).map((m) => [
+        m.role,
+        Object.keys(m.content[0]!)[0],
+      ]),
+      [
+        ['user', 'text'],
+        ['assistant', 'toolUse'],
+        ['user', 'toolResult'],
+      ],
+    );
+    assert.deepEqual(converse.inferenceConfig, { maxTokens: 64 });
+    const g = JSON.parse(
+      responsesVia(openaiToGemini).request(r, gemini).body!.toString('utf8'),
+    ) as Record<string, unknown>;
+    assert.ok(g.systemInstruction);
+    assert.equal((g.contents as unknown[]).length, 3);
+    assert.equal((g.generationConfig as { maxOutputTokens: number }).maxOutputTokens, 64);
+  });
+
+  it('answers a Response from a Gemini answer', async () => {
+    const { openaiToGemini } = await import('./openai-to-gemini.js');
+    const rt = responsesVia(openaiToGemini).response(
+      req({ model: 'm', input: 'Hi' }),
+      gemini,
+      CTX,
+    )!;
+    rt.headers(200, new Map([['content-type', 'application/json']]));
+    const out = JSON.parse(
+      rt
+        .json(
+          Buffer.from(
+            JSON.stringify({
+              candidates: [
+                { content: { role: 'model', parts: [{ text: 'Hallo' }] }, finishReason: 'STOP' },
+              ],
+              usageMetadata: { promptTokenCount: 3, candidatesTokenCount: 1, totalTokenCount: 4 },
+              modelVersion: 'gemini-x',
+            }),
+          ),
+        )
+        .toString(),
+    ) as {
+      id: string;
+      status: string;
+      output: { content: { text: string }[] }[];
+      usage: { total_tokens: number };
+    };
+    assert.equal(out.id, 'resp_abc123');
+    assert.equal(out.status, 'completed');
+    assert.equal(out.output[0]!.content[0]!.text, 'Hallo');
+    assert.equal(out.usage.total_tokens, 4);
+  });
+});
