@@ -379,6 +379,54 @@ export function storeSuite(name: string, ctx: SuiteContext): void {
       );
     });
 
+    it('keeps usage per session on day rows only, beside rows without one', async () => {
+      const c = clock(T0 - 3_600_000);
+      const store = await ctx.store();
+      const b = new Budget({ store, clock: c.fn });
+      const p = policy([{ name: 'tpm', per: [], tokensPerMinute: 1_000_000 }]);
+      const calls: [RequestKeys, number][] = [
+        [{ ...KEYS, session: 'a1' }, 10],
+        [{ ...KEYS, session: 'a1' }, 20],
+        [{ ...KEYS, session: 'b2' }, 5],
+        [KEYS, 7],
+      ];
+      for (const [k, tokens] of calls) {
+        const r = await b.reserve(p, k, { tokens, costUsd: 0 });
+        assert.ok(r.ok && r.reservation);
+        await b.reconcile(r.reservation, { tokens, costUsd: 0 });
+      }
+      const rows = (await store.usage('day', '2026-03-31')).filter((r) => r.scope === p.name);
+      const bySession = buildUsageReport(rows, {
+        period: 'day',
+        periodKey: '2026-03-31',
+        by: 'session',
+      });
+      assert.deepEqual(
+        bySession.rows.map((r) => [r.key, r.requests, r.totalTokens]),
+        [
+          ['a1', 2, 30],
+          ['', 1, 7],
+          ['b2', 1, 5],
+        ],
+      );
+      // The other dimensions add the session rows up as before.
+      const byConsumer = buildUsageReport(rows, {
+        period: 'day',
+        periodKey: '2026-03-31',
+        by: 'consumer',
+      });
+      assert.deepEqual(
+        byConsumer.rows.map((r) => [r.key, r.requests, r.totalTokens]),
+        [['alice', 4, 42]],
+      );
+      const month = (await store.usage('month', '2026-03')).filter((r) => r.scope === p.name);
+      assert.ok(month.every((r) => r.dims.session === undefined));
+      assert.equal(
+        month.reduce((n, r) => n + r.values.requests, 0),
+        4,
+      );
+    });
+
     it('counts cache hits as cached, apart from served requests, once per id', async () => {
       const c = clock(T0 - 3_600_000);
       const store = await ctx.store();
