@@ -197,3 +197,37 @@ describe('response masking sees every string the caller receives', () => {
     assert.equal(item.id, 'fc_1');
   });
 });
+
+describe('Anthropic stream: blocks that arrive whole in content_block_start', () => {
+  it('a server-tool result block is restored; a signed thinking block is left as sent', () => {
+    const { t, placeholder } = transform();
+    const m = new SseMasking('messages', t);
+    const result = {
+      type: 'content_block_start',
+      index: 1,
+      content_block: {
+        type: 'web_search_tool_result',
+        tool_use_id: 'srvtoolu_1',
+        content: [{ type: 'web_search_result', title: placeholder, url: 'https://x.example' }],
+      },
+    };
+    const thinking = {
+      type: 'content_block_start',
+      index: 0,
+      content_block: { type: 'thinking', thinking: placeholder, signature: 'c2ln' },
+    };
+    const raw = [thinking, result]
+      .map((ev) => `event: ${ev.type}\ndata: ${JSON.stringify(ev)}\n\n`)
+      .join('');
+    const out: Buffer[] = [];
+    for (const e of new SseParser().push(Buffer.from(raw))) out.push(...m.onEvent(e));
+    const datas = Buffer.concat(out)
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.startsWith('data: '))
+      .map((l) => JSON.parse(l.slice(6)) as { content_block: any });
+    assert.equal(datas[0]!.content_block.thinking, placeholder);
+    assert.equal(datas[1]!.content_block.content[0].title, EMAIL);
+    assert.equal(datas[1]!.content_block.tool_use_id, 'srvtoolu_1');
+  });
+});

@@ -11,7 +11,7 @@
 import type { Operation } from '../providers/endpoints.js';
 import type { SseEvent } from '../usage/sse.js';
 import type { OutputTransform, TextChannel } from './engine.js';
-import { responsesEventSlots } from './fields.js';
+import { responseSlots, responsesEventSlots } from './fields.js';
 import { spliceJsonStrings, type StringEdit } from './json-splice.js';
 
 type Obj = Record<string, unknown>;
@@ -258,16 +258,21 @@ export class SseMasking {
         return [rewrite(e, ev, edits)];
       }
       case 'content_block_start': {
+        // A block arrives whole here when it is not streamed in deltas (server-tool results,
+        // citations, text already started): walked like a block of a whole answer.
         const b = ev.content_block;
-        if (isObj(b) && b.type === 'text' && typeof b.text === 'string' && b.text !== '') {
-          const to = this.t.whole(b.text);
-          if (to !== b.text) {
-            const edits = [{ key: 'text', from: b.text, to }];
-            b.text = to;
-            return [rewrite(e, ev, edits)];
+        if (!isObj(b)) return [e.raw];
+        const list = responseSlots('messages', { content: [b] });
+        const edits: StringEdit[] = [];
+        for (const slot of list.slots) {
+          const to = this.t.whole(slot.text, slot.json);
+          if (to !== slot.text) {
+            edits.push({ key: slot.key, from: slot.text, to });
+            slot.set(to);
           }
         }
-        return [e.raw];
+        if (list.commit()) return [frame(e.event, ev)];
+        return [rewrite(e, ev, edits)];
       }
       case 'content_block_stop': {
         const b = typeof ev.index === 'number' ? this.flush(String(ev.index)) : undefined;
