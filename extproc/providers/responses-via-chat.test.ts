@@ -35,7 +35,7 @@ function req(body: Record<string, unknown>, responseId = 'resp_abc123'): Exchang
     stream: body.stream === true,
     forcedUsage: false,
     responseId,
-  } as ExchangeRequest;
+  };
 }
 
 function refusal(fn: () => unknown): SluiceError {
