@@ -26,11 +26,12 @@
  *                          dist/operator/cli.js after `npm run build`, as production runs it)
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
+import ts from 'typescript';
 import { benchConfig, POLICY_MODEL } from './config.js';
 import { ExtProcClient, ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
@@ -86,6 +87,22 @@ import { fmtInt, fmtMs, table } from './stats.js';
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SERVER_CORE = 1;
 const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
+
+/**
+ * The probe as the extproc preloads it: probe.ts through tsx when the extproc itself runs
+ * through tsx; for a compiled extproc (BENCH_EXTPROC=dist/…) the probe compiled to plain JS in
+ * the run's folder, so the measured process loads no TypeScript loader (tsx alone adds tens of
+ * MiB of RSS).
+ */
+function extprocProbe(dir: string, cfg: Settings): string {
+  if (cfg.extprocEntry.endsWith('.ts')) return PROBE;
+  const out = join(dir, 'probe.mjs');
+  const js = ts.transpileModule(readFileSync(PROBE, 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
+  writeFileSync(out, js);
+  return out;
+}
 const DRIVER_CORE = 0;
 
 const CONFIG = benchConfig();
@@ -418,8 +435,12 @@ async function startServers(
   const core = pin ? SERVER_CORE : undefined;
   // Every Node server runs the probe (GC, allocation, loop delay); it answers on its own socket.
   const probes = new Map<Child, string>();
-  const probed = (name: string): { preload: string[]; env: Record<string, string> } => ({
-    preload: [PROBE],
+  const extProbe = extprocProbe(dir, cfg);
+  const probed = (
+    name: string,
+    module = PROBE,
+  ): { preload: string[]; env: Record<string, string> } => ({
+    preload: [module],
     env: { BENCH_PROBE_SOCKET: join(dir, `${name}.probe.sock`) },
   });
   const ext = new Child(
@@ -444,7 +465,7 @@ async function startServers(
         ...(cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`] : []),
         ...(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
       ],
-      ...probed('extproc'),
+      ...probed('extproc', extProbe),
     },
   );
   children.push(ext);
@@ -533,7 +554,7 @@ async function startExtprocOnGrpcJs(
       cwd: ROOT,
       logPath: join(dir, 'extproc-grpc-js.log'),
       core: pin ? SERVER_CORE : undefined,
-      preload: [PROBE],
+      preload: [extprocProbe(dir, cfg)],
       env: { BENCH_PROBE_SOCKET: probe },
     },
   );
