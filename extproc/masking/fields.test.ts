@@ -198,6 +198,26 @@ describe('masking scans every field a model or provider reads', () => {
     assert.ok(!isBase64Payload(`https://x/${EMAIL}`));
   });
 
+  it('a plain-text document is scanned even when its text is also valid base64', async () => {
+    const body = {
+      model: 'claude',
+      messages: [
+        {
+          role: 'user',
+          content: [
+            {
+              type: 'document',
+              source: { type: 'text', media_type: 'text/plain', data: '4111111111111111' },
+            },
+          ],
+        },
+      ],
+    };
+    await maskRequest({ masking, shadow: false, operation: 'messages', body, tally: new Tally() });
+    const doc = body.messages[0]!.content[0]!;
+    assert.equal(doc.source.data, '[CREDIT_CARD_1]');
+  });
+
   it('a value in a signed thinking block is refused, not rewritten', async () => {
     const body = {
       model: 'claude',

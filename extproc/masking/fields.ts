@@ -398,7 +398,9 @@ function walkValue(
     if ((key === 'type' || key === 'role') && ENUM_VALUE.test(v)) return;
     if (!free) {
       if (w.exempt.has(path)) return;
-      if (w.encoded.has(path) && isBase64Payload(v)) return;
+      // A `source` of type `text` (an Anthropic plain-text document) carries text, whatever it
+      // looks like: a bare card or phone number is also valid base64.
+      if (w.encoded.has(path) && isBase64Payload(v) && !declaresText(holder)) return;
     }
     walkString(w, holder, key, depth, path);
     return;
@@ -458,6 +460,10 @@ function walkString(
       },
     };
   }
+}
+
+function declaresText(holder: Obj | unknown[]): boolean {
+  return isObj(holder) && holder.type === 'text';
 }
 
 /** An Anthropic thinking block carrying its signature. */
