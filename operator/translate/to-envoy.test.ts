@@ -491,3 +491,36 @@ void describe('toEnvoy: Envoy’s own replies and timeouts', () => {
     assert.equal(e['route']['idle_timeout'], '45s');
   });
 });
+
+void describe('toEnvoy: session affinity', () => {
+  void it('a route with sessionAffinity: ring hash clusters and a hash of the affinity header; others unchanged', () => {
+    const r = bundle([
+      route('sticky', {
+        sessionAffinity: { header: 'x-conversation' },
+        rules: [{ matches: [{ headers: [{ name: 'x-tier', value: 'gold' }] }] }, {}],
+      }),
+      route('plain', {}),
+    ]);
+    const out = translate(r);
+    const clusters = out.envoy.clusters as J[];
+    const sticky = clusters.filter((c) => String(c['name']).includes('/sticky/'));
+    assert.equal(sticky.length, 2, 'one cluster per rule');
+    for (const c of sticky) assert.equal(c['lb_policy'], 'RING_HASH');
+    const plain = clusters.find((c) => String(c['name']).includes('/plain/'))!;
+    assert.equal(plain['lb_policy'], undefined);
+    const e = entries(r);
+    const hashed = e.filter((x) => x['route']?.['hash_policy'] !== undefined);
+    assert.equal(hashed.length, 2);
+    for (const x of hashed) {
+      assert.match(String(x['name']), /^ns\/sticky\//);
+      assert.deepEqual(x['route']['hash_policy'], [
+        { header: { header_name: WIRE.affinityHeader } },
+      ]);
+    }
+    const doc = ExtprocConfig.parse(out.extproc);
+    assert.deepEqual(doc.routes.find((x) => x.name === 'ns/sticky')?.affinity, {
+      sessionHeader: 'x-conversation',
+    });
+    assert.equal(doc.routes.find((x) => x.name === 'ns/plain')?.affinity, undefined);
+  });
+});
