@@ -13,7 +13,7 @@ const masking = compileMasking(
   }),
 );
 const PROMPT =
-  'Hi, my name is Ada Lovelace, born on 1815-12-10. Ship to 12 St James Square, London, ' +
+  'Hi, my name is Ada Lovelace, born on 1815-12-10. Ship to 12 St James Square, London SW1Y 4LE, ' +
   'and copy ada@example.com.';
 
 async function maskedPrompt(): Promise<{
@@ -41,7 +41,7 @@ describe('names, addresses and dates of birth survive the round trip', () => {
     );
     assert.equal(
       t.whole('Dear [PERSON_1], we ship to [STREET_ADDRESS_1].'),
-      'Dear Ada Lovelace, we ship to 12 St James Square, London.',
+      'Dear Ada Lovelace, we ship to 12 St James Square, London SW1Y 4LE.',
     );
   });
 
@@ -56,7 +56,8 @@ describe('names, addresses and dates of birth survive the round trip', () => {
   it('restores when streamed, whatever the chunking', async () => {
     const { t } = await maskedPrompt();
     const answer = "Thanks [Person_1]! [PERSON_1]'s parcel goes to [STREET_ADDRESS_1].";
-    const want = "Thanks Ada Lovelace! Ada Lovelace's parcel goes to 12 St James Square, London.";
+    const want =
+      "Thanks Ada Lovelace! Ada Lovelace's parcel goes to 12 St James Square, London SW1Y 4LE.";
     for (let cut = 1; cut < 12; cut++) {
       const m = new SseMasking('chat', t);
       const parser = new SseParser();

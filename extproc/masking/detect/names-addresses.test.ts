@@ -167,8 +167,8 @@ test('STREET_ADDRESS: escaped line breaks, corners, repeated units, lower-case s
     'STREET_ADDRESS:USNS Nagel\nFPO AE 73177',
   ]);
   // An address cue after an escaped line break still counts.
-  assert.deepEqual(found('x\\nAddress: 990 87 Rue du Niger, Spodnja Idrija'), [
-    'STREET_ADDRESS:990 87 Rue du Niger, Spodnja Idrija',
+  assert.deepEqual(found('x\\nAddress: 990 87 Rue du Niger, Spodnja Idrija, Slovenia'), [
+    'STREET_ADDRESS:990 87 Rue du Niger, Spodnja Idrija, Slovenia',
   ]);
   assert.deepEqual(found('the corner of 99 Derry Street and Lillestøl Stream'), [
     'STREET_ADDRESS:99 Derry Street',
@@ -277,4 +277,68 @@ test('not names or streets: tools after on/the, labels before values, dates afte
     'STREET_ADDRESS:3979 Dubois Street',
   ]);
   assert.deepEqual(found('Ship it to 12 Main St. today'), ['STREET_ADDRESS:12 Main St.']);
+});
+
+test('STREET_ADDRESS: a place after a comma joins a bare street line only with evidence', () => {
+  // A town named in passing after a street is not the envelope; with a postcode, a region code
+  // or a country it is.
+  assert.deepEqual(found('Brian had given Marie his address: 788 Fitjabraut 87, Keflavík'), [
+    'PERSON:Brian',
+    'PERSON:Marie',
+    'STREET_ADDRESS:788 Fitjabraut 87',
+  ]);
+  assert.deepEqual(found('see 490 Heirstraat 134, Gdańsk, Poland'), [
+    'STREET_ADDRESS:490 Heirstraat 134, Gdańsk, Poland',
+  ]);
+  assert.deepEqual(found('12 Main St, Springfield, IL 62704'), [
+    'STREET_ADDRESS:12 Main St, Springfield, IL 62704',
+  ]);
+  assert.deepEqual(found('Write to Flat 3, 12 High Street, Oxford OX1 4AB'), [
+    'STREET_ADDRESS:Flat 3, 12 High Street, Oxford OX1 4AB',
+  ]);
+  // The town left out is not taken for a name either; a name after a street without a number is.
+  assert.deepEqual(found('at 90 Petworth Rd, Leeds'), ['STREET_ADDRESS:90 Petworth Rd']);
+  assert.deepEqual(found('We walked down Baker Street, Maria and I'), ['PERSON:Maria']);
+  assert.deepEqual(found('In 2019, John Smith joined'), ['PERSON:John Smith']);
+});
+
+test('STREET_ADDRESS: estates after the street, units before it, corners, Hungarian and Slavic forms', () => {
+  assert.deepEqual(
+    found('at Ilmalankuja 57 Harrison Valley\n Suite 769\n ULVILA\n Finland 35680'),
+    ['STREET_ADDRESS:Ilmalankuja 57 Harrison Valley\n Suite 769\n ULVILA\n Finland 35680'],
+  );
+  assert.deepEqual(found('at Erzsébet tér 83. Rolando Run\n Suite 962'), [
+    'STREET_ADDRESS:Erzsébet tér 83. Rolando Run\n Suite 962',
+  ]);
+  // Only where the line ends or a unit follows.
+  assert.deepEqual(found('at Viru 65 Petr Points today'), []);
+  assert.deepEqual(found('Dr. Verena Schuur Apt. 961 01836 Democracia 9967'), [
+    'PERSON:Verena Schuur',
+    'STREET_ADDRESS:Apt. 961 01836 Democracia 9967',
+  ]);
+  assert.deepEqual(found('Suite 12 Main Street'), ['STREET_ADDRESS:12 Main Street']);
+  assert.deepEqual(found('Stop at the corner of Voldi 26 St. and Jimínez Cove St.'), [
+    'STREET_ADDRESS:Voldi 26',
+    'STREET_ADDRESS:Jimínez Cove St.',
+  ]);
+  assert.deepEqual(found('the corner of 262 Thisseos Avenue and Semmens Greens'), [
+    'STREET_ADDRESS:262 Thisseos Avenue',
+    'STREET_ADDRESS:Semmens Greens',
+  ]);
+  assert.deepEqual(found('It is in 26557 Nagytétényi út 86. Suite 769 Nagylak Hungary'), [
+    'STREET_ADDRESS:26557 Nagytétényi út 86. Suite 769 Nagylak Hungary',
+  ]);
+  assert.deepEqual(found('35569 Árpád fejedelem útja 45. Apt. 927 Pomáz PE'), [
+    'STREET_ADDRESS:35569 Árpád fejedelem útja 45. Apt. 927 Pomáz PE',
+  ]);
+  assert.deepEqual(found('The office is at Tas vezér u. 66.'), ['STREET_ADDRESS:Tas vezér u. 66']);
+  assert.deepEqual(found('at 5207 Bygget 64 Apt. 678, Šmartno ob Paki, Slovenia 86818'), [
+    'STREET_ADDRESS:5207 Bygget 64 Apt. 678, Šmartno ob Paki, Slovenia 86818',
+  ]);
+  assert.deepEqual(found('drops you at 571 Tienne à Many 366'), [
+    'STREET_ADDRESS:571 Tienne à Many 366',
+  ]);
+  for (const text of ['We shipped 5 Key Points yesterday', 'Room 12 on floor 3.']) {
+    assert.deepEqual(found(text), [], text);
+  }
 });

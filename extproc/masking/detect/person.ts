@@ -620,6 +620,11 @@ const STREET_TYPES = new Set(
   ).split(' '),
 );
 
+// Street types as addresses abbreviate them (`Rd`, `Ave.`), before a town's comma.
+const STREET_ABBREVIATIONS = new Set(
+  'st rd ave av blvd ln dr ct pl sq ter pkwy hwy cir trl cres str'.split(' '),
+);
+
 // Prepositions after which a capitalised word is far more often a place than a person.
 const PLACE_PREPOSITIONS = new Set([
   'in',
@@ -796,7 +801,35 @@ function numberAfter(text: string, end: number): boolean {
 
 function afterNumber(text: string, start: number): boolean {
   const c = text.charCodeAt(start - 2);
-  return text.charCodeAt(start - 1) === 32 && c >= 48 && c <= 57;
+  if (text.charCodeAt(start - 1) === 32 && c >= 48 && c <= 57) return true;
+  // `Schulstrasse 59, Winkel`: the town after a street's house number and a comma (not a year:
+  // `In 2019, John`).
+  if (text.charCodeAt(start - 1) !== 32 || text.charCodeAt(start - 2) !== 44) return false;
+  // `90 Petworth Rd, Leeds`: the town after a numbered street's type and a comma (not `down
+  // Baker Street, Maria`).
+  let w = start - 2;
+  if (text.charCodeAt(w - 1) === 46) w--;
+  let ws = w;
+  while (ws > 0 && w - ws < 12 && /\p{L}/u.test(text[ws - 1]!)) ws--;
+  const type = text.slice(ws, w).toLowerCase();
+  if (
+    ws < w &&
+    (STREET_TYPES.has(type) || STREET_ABBREVIATIONS.has(type)) &&
+    /(?:^|[\s,])\d{1,6}[A-Za-z]? (?:[\p{L}.'-]+ ){1,4}$/u.test(text.slice(Math.max(0, ws - 48), ws))
+  ) {
+    return true;
+  }
+  let b = start - 3;
+  while (b >= 0 && text.charCodeAt(b) >= 48 && text.charCodeAt(b) <= 57) b--;
+  const digits = start - 3 - b;
+  const l = text.charCodeAt(b - 1);
+  return (
+    digits >= 1 &&
+    digits <= 4 &&
+    !(digits === 4 && /^(1[89]|20)/.test(text.slice(b + 1, b + 3))) &&
+    text.charCodeAt(b) === 32 &&
+    ((l >= 97 && l <= 122) || l === 46 || l > 127)
+  );
 }
 
 /**

@@ -122,6 +122,7 @@ const TRAILING_TYPE = new Set([
   'sor',
   'köz',
   'körút',
+  'útja',
   'rakpart',
   'ulica',
   'gate',
@@ -140,6 +141,14 @@ const TRAILING_TYPE = new Set([
   'platz',
   'gasse',
 ]);
+
+// Abbreviated trailing types, written with their dot (Hungarian `u.` utca, `rkp.` rakpart,
+// `krt.` körút).
+const DOTTED_TRAILING_TYPE = new Set(['u', 'rkp', 'krt']);
+
+function trailingType(w: Word): boolean {
+  return TRAILING_TYPE.has(w.lower) || (w.dot && DOTTED_TRAILING_TYPE.has(w.lower));
+}
 
 const UNIT = new Set([
   'apt',
@@ -215,6 +224,7 @@ const CUES = [
   'located on',
   'enter on',
   'side of',
+  'corner of',
 ];
 const CUE_WINDOW = 16;
 
@@ -230,8 +240,20 @@ const LOCALITY_PARTICLES = new Set([
   'an',
   'im',
   'sur',
+  'sous',
+  'lès',
+  'les',
+  'en',
   'upon',
   'on',
+  'bei',
+  // Slavic: `Šmartno ob Paki`, `Dole pri Litiji`, `Ždár nad Sázavou`, `Bystré u Poličky`.
+  'ob',
+  'pri',
+  'nad',
+  'pod',
+  'na',
+  'u',
 ]);
 
 // Lower-case words inside a street's name: `Rue du Niger`, `Avenue of the Americas`.
@@ -247,6 +269,13 @@ const STREET_PARTICLES = new Set([
   'do',
   'van',
   'von',
+  'der',
+  'den',
+  'het',
+  'ter',
+  'à',
+  'au',
+  'aux',
 ]);
 
 const LETTER = /\p{L}/u;
@@ -370,7 +399,11 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       // Title-case prose (`5 Musicians Of The 70s`), not a street name.
       if (isUpperAt(text, i) && words > 0 && NOT_CITY.has(w.lower)) break;
       if (isUpperAt(text, i)) capitalised++;
-      else if (!(words > 0 && (STREET_PARTICLES.has(w.lower) || TRAILING_TYPE.has(w.lower)))) break;
+      else if (!(words > 0 && (STREET_PARTICLES.has(w.lower) || trailingType(w)))) {
+        // `Árpád fejedelem útja 45`: a lower-case word right before a trailing street type.
+        const t = words > 0 ? wordAt(text, skipSpaces(text, w.end)) : null;
+        if (t === null || t.start !== w.end + 1 || !trailingType(t)) break;
+      }
     }
     words++;
     if (w !== null && words > 1 && SUFFIX.has(w.lower) && isUpperAt(text, w.start)) {
@@ -508,11 +541,16 @@ function nameFirst(text: string, w: Word, cueAt: number): number {
   while (words < 4) {
     const x = wordAt(text, i);
     if (x === null) return -1;
-    if (words > 0 && !isUpperAt(text, x.start) && !TRAILING_TYPE.has(x.lower)) {
-      if (!(x.lower === 'de' || x.lower === 'la' || x.lower === 'del' || x.lower === 'y'))
+    if (words > 0 && !isUpperAt(text, x.start) && !trailingType(x)) {
+      const t = wordAt(text, skipSpaces(text, x.end));
+      if (
+        !(x.lower === 'de' || x.lower === 'la' || x.lower === 'del' || x.lower === 'y') &&
+        // `Tas vezér u. 66.`: a lower-case word right before a trailing street type.
+        (t === null || t.start !== x.end + 1 || !trailingType(t))
+      )
         return -1;
     }
-    if (endsWithStreetEnding(x.lower) || TRAILING_TYPE.has(x.lower)) typed = true;
+    if (endsWithStreetEnding(x.lower) || trailingType(x)) typed = true;
     words++;
     const e = x.dot ? x.end + 1 : x.end;
     if (text.charCodeAt(e) !== 32) return -1;
@@ -559,7 +597,9 @@ function boxAddress(text: string, w: Word): number {
 /** A unit after the street: `Apt. 904`, `Suite 938`, `#12`, `, Unit 4`. */
 function unitAfter(text: string, e: number): number {
   let i = e;
-  if (text.charCodeAt(i) === 44) i++;
+  // `Nagytétényi út 86. Suite 769`: a house number written with a dot, as in Hungarian.
+  if (text.charCodeAt(i) === 46 && isDigitAt(text, i - 1) && text.charCodeAt(i + 1) === 32) i++;
+  else if (text.charCodeAt(i) === 44) i++;
   const lb = lineBreak(text, i);
   if (lb > 0) i = quoteMarks(text, i + lb);
   else if (text.charCodeAt(i) !== 32) return e;
@@ -636,12 +676,75 @@ function localityAfter(text: string, e: number, afterUnit = false): number {
   return end;
 }
 
+// Country names (their last word where there are several: `Czech Republic`, `New Zealand`).
+const COUNTRIES = new Set(
+  (
+    'afghanistan albania algeria andorra angola argentina armenia australia austria ' +
+    'azerbaijan bahamas bahrain bangladesh barbados belarus belgium belize benin bhutan ' +
+    'bolivia herzegovina botswana brazil brunei bulgaria burundi cambodia cameroon canada ' +
+    'chad chile china colombia comoros congo rica croatia cuba cyprus czechia republic ' +
+    'denmark djibouti dominica ecuador egypt salvador eritrea estonia eswatini ethiopia fiji ' +
+    'finland france gabon gambia georgia germany ghana greece greenland grenada guatemala ' +
+    'guinea guyana haiti honduras hungary iceland india indonesia iran iraq ireland israel ' +
+    'italy jamaica japan jordan kazakhstan kenya kiribati kosovo kuwait kyrgyzstan laos ' +
+    'latvia lebanon lesotho liberia libya liechtenstein lithuania luxembourg madagascar ' +
+    'malawi malaysia maldives mali malta mauritania mauritius mexico micronesia moldova ' +
+    'monaco mongolia montenegro morocco mozambique myanmar namibia nauru nepal netherlands ' +
+    'zealand nicaragua niger nigeria macedonia norway oman pakistan palau panama paraguay ' +
+    'peru philippines poland portugal qatar romania russia rwanda samoa marino arabia ' +
+    'senegal serbia seychelles singapore slovakia slovenia somalia africa korea spain lanka ' +
+    'sudan suriname sweden switzerland syria taiwan tajikistan tanzania thailand togo tonga ' +
+    'tobago tunisia turkey türkiye turkmenistan tuvalu uganda ukraine emirates kingdom ' +
+    'states usa uk uruguay uzbekistan vanuatu venezuela vietnam yemen zambia zimbabwe'
+  ).split(' '),
+);
+
 // Capitalised words that start a new sentence or clause, not a city.
 const NOT_CITY = new Set(
   'the a an i we you he she they it my our your please thanks thank for in on at to and or but if so then this that there here when where what how why is are was'.split(
     ' ',
   ),
 );
+
+/** A part of a British or Canadian postcode at `i` (`OX1`, `4AB`, `SW1A`, `K1A`): its end or -1. */
+function postcodePart(text: string, i: number): number {
+  let k = i;
+  let digits = 0;
+  let letters = 0;
+  while (k - i < 5) {
+    if (isDigitAt(text, k)) digits++;
+    else if (text.charCodeAt(k) >= 65 && text.charCodeAt(k) <= 90) letters++;
+    else break;
+    k++;
+  }
+  if (digits === 0 || letters === 0 || k - i < 2 || k - i > 4 || isLetter(text, k)) return -1;
+  return isDigitAt(text, k) ? -1 : k;
+}
+
+/** Between `s` and `e`: a postcode (3+ digits, `OX1 4AB`), a region code in capitals, a country. */
+function placeEvidence(text: string, s: number, e: number): boolean {
+  let i = s;
+  while (i < e) {
+    if (postcodePart(text, i) !== -1) return true;
+    if (isDigitAt(text, i)) {
+      let k = i;
+      while (isDigitAt(text, k)) k++;
+      if (k - i >= 3) return true;
+      i = k;
+      continue;
+    }
+    const w = wordAt(text, i);
+    if (w === null) {
+      i++;
+      continue;
+    }
+    const len = w.end - w.start;
+    if (len >= 2 && len <= 3 && text.slice(w.start, w.end) === w.lower.toUpperCase()) return true;
+    if (COUNTRIES.has(w.lower)) return true;
+    i = w.end;
+  }
+  return false;
+}
 
 function cityWord(text: string, i: number): boolean {
   const w = wordAt(text, i);
@@ -667,6 +770,39 @@ function numberBefore(text: string, start: number, floor: number): number {
   return b;
 }
 
+/**
+ * A unit written before the street line: `Apt. 961 01836 Democracia 9967`, `Flat 3, 12 High
+ * Street` (the British order). Its start, or `start`.
+ */
+function unitBefore(text: string, start: number, floor: number): number {
+  if (!isDigitAt(text, start)) return start;
+  let k = start;
+  if (text.charCodeAt(k - 1) !== 32) return start;
+  k--;
+  if (text.charCodeAt(k - 1) === 44) k--;
+  // The unit's number (`961`, `4B`), unless it already opens the street line.
+  let d = k;
+  while (d > floor && k - d < 6 && (isDigitAt(text, d - 1) || isUpperAt(text, d - 1))) d--;
+  if (d < k && isDigitAt(text, d)) {
+    if (text.charCodeAt(d - 1) !== 32) return start;
+    k = d - 1;
+  } else if (k !== start - 1 || !isDigitAt(text, start)) {
+    return start;
+  } else {
+    // `Apt. 961 01836 …`: the scan started at the unit's number.
+    k = start - 1;
+    let n = start;
+    while (isDigitAt(text, n)) n++;
+    if (text.charCodeAt(n) !== 32 || !isDigitAt(text, n + 1)) return start;
+  }
+  if (text.charCodeAt(k - 1) === 46) k--;
+  let w = k;
+  while (w > floor && k - w < 12 && isLetter(text, w - 1)) w--;
+  if (w === k || (w > 0 && (isLetter(text, w - 1) || isDigitAt(text, w - 1)))) return start;
+  if (!isUpperAt(text, w) || !UNIT.has(text.slice(w, k).toLowerCase())) return start;
+  return w;
+}
+
 function capitalsWord(text: string, i: number): boolean {
   const w = wordAt(text, i);
   if (w === null || w.end - w.start < 3) return false;
@@ -678,7 +814,10 @@ function localitySegment(text: string, s: number): number {
   let tokens = 0;
   let end = -1;
   while (tokens < 4) {
-    if (isDigitAt(text, i)) {
+    const pc = postcodePart(text, i);
+    if (pc !== -1) {
+      end = pc;
+    } else if (isDigitAt(text, i)) {
       let k = i;
       while ((isDigitAt(text, k) || text.charCodeAt(k) === 45) && k - i < 10) k++;
       if (k - i < 4 || isLetter(text, k)) return end;
@@ -815,10 +954,20 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
       continue;
     }
     // `0462 Ålfjordgata 150`, `141 P.O. Box 101`: a building number written before the street.
-    start = numberBefore(text, start, out.length > 0 ? out[out.length - 1]!.end : 0);
+    const floor = out.length > 0 ? out[out.length - 1]!.end : 0;
+    start = unitBefore(text, numberBefore(text, start, floor), floor);
+    // `Ilmalankuja 57 Harrison Valley\n Suite 769`: an estate or district named like a street.
+    end = namedPlaceAfter(text, end);
     // `Suite 629 Suite 680`, `Apt. 874 Apt. 027`: a unit may be written twice.
     const unitEnd = unitAfter(text, unitAfter(text, end));
-    end = localityAfter(text, unitEnd, unitEnd !== end);
+    const placeEnd = localityAfter(text, unitEnd, unitEnd !== end);
+    // `788 Fitjabraut 87, Keflavík`: a bare street line and a place after a comma on the same
+    // line is a street and a town named in passing; the place joins only with an envelope's
+    // evidence (a postcode, a state code, a country), as `, Springfield, IL 62704` has.
+    end =
+      unitEnd === end && text.charCodeAt(end) === 44 && !placeEvidence(text, end, placeEnd)
+        ? end
+        : placeEnd;
     out.push({ type, start, end });
     // `the corner of 99 Derry Street and Lillestøl Stream`: the cross street has no number.
     const cross = crossStreet(text, end);
@@ -831,18 +980,58 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
   return out;
 }
 
+/** A street type, or its plural as USPS lists them (`Points`, `Burgs`, `Greens`). */
+function isStreetType(lower: string): boolean {
+  return (
+    SUFFIX.has(lower) || (lower.length > 4 && lower.endsWith('s') && SUFFIX.has(lower.slice(0, -1)))
+  );
+}
+
+/**
+ * After a street line, one to three capitalised words ending in a street type (`Harrison
+ * Valley`, `Petr Points`, `Rolando Run`) name an estate or district that is part of the address
+ * when the line ends there (a line break, a comma, the end of the text) or a unit follows. The
+ * new end, or `e`.
+ */
+function namedPlaceAfter(text: string, e: number): number {
+  let i = e;
+  if (text.charCodeAt(i) === 46 && isDigitAt(text, i - 1)) i++; // `Erzsébet tér 83. Rolando Run`
+  if (text.charCodeAt(i) !== 32) return e;
+  i++;
+  for (let k = 0; k < 3; k++) {
+    const w = wordAt(text, i);
+    if (w === null || !isUpperAt(text, i) || NOT_CITY.has(w.lower) || UNIT.has(w.lower)) return e;
+    if (k > 0 && isStreetType(w.lower)) {
+      const c = text.charCodeAt(w.end);
+      const ends =
+        w.end === text.length ||
+        c === 44 ||
+        lineBreak(text, w.end) > 0 ||
+        (c === 32 && unitAfter(text, w.end) !== w.end);
+      return ends ? w.end : e;
+    }
+    if (text.charCodeAt(w.end) !== 32) return e;
+    i = w.end + 1;
+  }
+  return e;
+}
+
 /**
  * After a street, ` and ` then one to three capitalised words ending in a street type (`and
  * Pisano Row`, `and Mstislav Radial St.`): the other street of a corner. [start, end] or null.
  */
 function crossStreet(text: string, e: number): [number, number] | null {
-  if (!text.startsWith(' and ', e)) return null;
-  let i = e + 5;
+  let a = e;
+  // `Via Pisanelli 89 St. and …`: a type abbreviation written after the number is skipped.
+  if (text.charCodeAt(a) === 46 && isDigitAt(text, a - 1)) a++;
+  if (text.startsWith(' St. and ', a)) a += 4;
+  if (!text.startsWith(' and ', a)) return null;
+  let i = a + 5;
   const start = i;
   for (let k = 0; k < 4; k++) {
     const w = wordAt(text, i);
     if (w === null || !isUpperAt(text, i)) return null;
-    if (k > 0 && SUFFIX.has(w.lower)) {
+    if (k > 0 && isStreetType(w.lower)) {
       let end = w.dot ? w.end + 1 : w.end;
       const t = wordAt(text, skipSpaces(text, end));
       // `Mstislav Radial St.`: a type abbreviation after the type.
