@@ -1,7 +1,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
-import { Limits } from '../config/contract.js';
+import { Limits, Policy } from '../config/contract.js';
+import { OutputTransform, Tally } from '../masking/engine.js';
+import { compilePolicy } from '../masking/policy.js';
+import { newPolicyState } from '../masking/policy-state.js';
+import { RequestVault } from '../masking/vault.js';
 import { SluiceError } from '../errors.js';
 import type { RequestState } from './request-store.js';
 import { ResponseProcessor } from './response.js';
@@ -57,5 +61,26 @@ describe('response phase: a gzip stream is decoded under a per-chunk bound', () 
       if (o.kind === 'continue' && o.mutation?.body) out += o.mutation.body.toString('utf8');
     }
     assert.equal(out, text);
+  });
+});
+
+describe('response phase: an encoding it cannot decode, on a masking route', () => {
+  it('passes unread and is recorded as response_unscanned', async () => {
+    const policy = newPolicyState(compilePolicy(Policy.parse({ name: 'p', masking: {} })));
+    const vault = new RequestVault();
+    vault.put([{ type: 'EMAIL', value: 'a@b.example' }]);
+    policy.output = new OutputTransform(policy.policy.masking!, false, vault, new Tally());
+    const p = new ResponseProcessor({ ...req(), stream: false, policy }, limits, () => 0, 0);
+    p.headers(
+      new Map([
+        [':status', '200'],
+        ['content-type', 'application/json'],
+        ['content-encoding', 'zstd'],
+      ]),
+      false,
+    );
+    const o = await p.body(Buffer.from([0x28, 0xb5, 0x2f, 0xfd]), true, true);
+    assert.equal(o.kind, 'continue');
+    assert.deepEqual([...policy.verdicts], ['response_unscanned']);
   });
 });

@@ -100,6 +100,11 @@ export class ResponseProcessor {
       m.removeHeaders!.push('content-encoding', 'content-length');
     } else if (decoder !== null) {
       this.unreadable = true;
+      // An encoding we cannot decode passes unread, like an answer over the limit: said so.
+      if (this.output) {
+        this.req.policy!.verdicts.add('response_unscanned');
+        this.output = undefined;
+      }
     }
     if (this.sse) {
       this.parser = new SseParser({ maxEventBytes: this.limits.maxSseEventBytes });
