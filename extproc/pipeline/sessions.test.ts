@@ -5,6 +5,16 @@ import { ExtprocConfig } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { gatewayKeeps, ownersOf } from './sessions.js';
+import { pino } from 'pino';
+import { Registry } from 'prom-client';
+import { randomBytes } from 'node:crypto';
+import { Telemetry } from '../telemetry/telemetry.js';
+import { Sessions } from '../sessions/sessions.js';
+import { MemorySessionStore } from '../sessions/store.js';
+import { body, headers, jsonOf, verdictOf } from '../../test/support/messages.js';
+import { RequestStore } from './request-store.js';
+import { RouterExchange } from './router.js';
+import type { Outcome } from '../wire/mutation.js';
 
 const sha = (k: string) => createHash('sha256').update(k).digest('hex');
 const ALICE = 'sk-sluice-alice-sessions';
@@ -71,5 +81,61 @@ describe('sessions in the request path', () => {
       () => ownersOf(cfg, new Map(), Date.now()),
       (e: unknown) => e instanceof SluiceError && e.status === 401,
     );
+  });
+});
+
+describe('stored resources in the router phase', () => {
+  const sessions = new Sessions({
+    store: new MemorySessionStore({ maxBytes: 1 << 20, now: () => 0 }),
+    key: randomBytes(32),
+    wallNow: () => 0,
+  });
+  function exchange() {
+    return new RouterExchange({
+      config: cfg,
+      store: new RequestStore(() => 0),
+      telemetry: new Telemetry(new Registry(), pino({ level: 'silent' })),
+      now: () => 0,
+      newId: () => 'id',
+      sessions,
+    });
+  }
+  async function answer(
+    method: string,
+    path: string,
+    json?: object,
+  ): Promise<{ status: number; body: any }> {
+    const ex = exchange();
+    const h = { ':method': method, ':path': path, authorization: `Bearer ${ALICE}` };
+    let out: Outcome;
+    try {
+      out = await ex.requestHeaders(
+        headers(json ? { ...h, 'content-type': 'application/json' } : h, json === undefined),
+      );
+      if (json && out.kind === 'continue') out = await ex.requestBody(body(json));
+    } catch (err) {
+      out = ex.fail(err);
+    }
+    const v = verdictOf(out);
+    return { status: v.status, body: jsonOf(v) };
+  }
+
+  it('answers from the store, in OpenAI format, with the methods each path takes', async () => {
+    const missing = await answer('GET', '/v1/responses/resp_nope');
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.code, 'response_not_found');
+    assert.equal((await answer('PUT', '/v1/responses/resp_nope')).status, 405);
+    assert.equal((await answer('DELETE', '/v1/responses/resp_nope/input_items')).status, 405);
+    const created = await answer('POST', '/v1/conversations', { metadata: { a: 'b' } });
+    assert.equal(created.status, 200);
+    assert.match(created.body.id, /^conv_/);
+    const got = await answer('GET', `/v1/conversations/${created.body.id}?x=1`);
+    assert.deepEqual(got.body.metadata, { a: 'b' });
+    const items = await answer('GET', `/v1/conversations/${created.body.id}/items?limit=0`);
+    assert.equal(items.status, 400);
+    assert.equal(items.body.error.param, 'limit');
+    assert.equal((await answer('GET', `/v1/conversations/${created.body.id}/items/x`)).status, 404);
+    const bad = await answer('POST', '/v1/conversations', { metadata: 'no' });
+    assert.equal(bad.status, 400);
   });
 });
