@@ -310,6 +310,9 @@ test('STREET_ADDRESS: estates after the street, units before it, corners, Hungar
   assert.deepEqual(found('at Erzsébet tér 83. Rolando Run\n Suite 962'), [
     'STREET_ADDRESS:Erzsébet tér 83. Rolando Run\n Suite 962',
   ]);
+  assert.deepEqual(found('at 84 Circle Way Stejskalová Ways\n Apt. 175'), [
+    'STREET_ADDRESS:84 Circle Way Stejskalová Ways\n Apt. 175',
+  ]);
   // Only where the line ends or a unit follows.
   assert.deepEqual(found('at Viru 65 Petr Points today'), []);
   assert.deepEqual(found('Dr. Verena Schuur Apt. 961 01836 Democracia 9967'), [

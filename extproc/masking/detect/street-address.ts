@@ -983,7 +983,8 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
 /** A street type, or its plural as USPS lists them (`Points`, `Burgs`, `Greens`). */
 function isStreetType(lower: string): boolean {
   return (
-    SUFFIX.has(lower) || (lower.length > 4 && lower.endsWith('s') && SUFFIX.has(lower.slice(0, -1)))
+    SUFFIX.has(lower) ||
+    (lower.length >= 4 && lower.endsWith('s') && SUFFIX.has(lower.slice(0, -1)))
   );
 }
 
