@@ -26,6 +26,7 @@ import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { decodeProcessingRequest } from '../wire/decode.js';
 import type { WireResponse } from '../wire/messages.js';
+import { encodeProcessingResponse } from '../wire/encode.js';
 import { responseEncoder } from '../wire/proto.js';
 import type { DuplexCall, ProcessingRequest } from '../stream.js';
 
@@ -175,6 +176,7 @@ class Deframer {
   }
 }
 
+/** Encodes a message after 5 bytes left free for gRPC's message prefix (filled in by H2Call). */
 type Encode = (msg: object) => Buffer;
 
 /**
@@ -255,18 +257,17 @@ export class H2Call<In = ProcessingRequest> {
 
   write(msg: WireResponse | object): boolean {
     if (this.finished) return false;
-    const body = this.encode(msg);
-    if (body.length > this.maxMessageBytes) {
+    const framed = this.encode(msg);
+    const length = framed.length - 5;
+    if (length > this.maxMessageBytes) {
       this.fail(
         Status.RESOURCE_EXHAUSTED,
-        `sent message larger than max (${body.length} vs. ${this.maxMessageBytes})`,
+        `sent message larger than max (${length} vs. ${this.maxMessageBytes})`,
       );
       return false;
     }
-    const framed = Buffer.allocUnsafe(5 + body.length);
     framed[0] = 0;
-    framed.writeUInt32BE(body.length, 1);
-    body.copy(framed, 5);
+    framed.writeUInt32BE(length, 1);
     if (!this.headersSent) {
       this.headersSent = true;
       this.stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
@@ -373,7 +374,7 @@ export function decodeHealthRequest(b: Buffer): string {
 }
 
 function encodeHealthResponse(msg: object): Buffer {
-  return Buffer.from([0x08, (msg as { status: number }).status]);
+  return Buffer.from([0, 0, 0, 0, 0, 0x08, (msg as { status: number }).status]);
 }
 
 class Health implements HealthStatus {
@@ -445,7 +446,8 @@ export async function startH2Server(
   opts: H2ServerOptions,
   initialHealth: Record<string, ServingStatus> = {},
 ): Promise<RunningH2Server> {
-  const encode = responseEncoder();
+  const reference = responseEncoder();
+  const encode: Encode = (msg) => encodeProcessingResponse(msg, 5, reference);
   const health = new Health(initialHealth);
   const max = opts.maxMessageBytes;
   const server = http2.createServer({

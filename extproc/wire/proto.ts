@@ -6,6 +6,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { grpcService, protoType } from '../shared/proto.js';
 import { decodeProcessingRequest } from './decode.js';
+import { encodeProcessingResponse } from './encode.js';
 
 const EXT_PROC_PROTO = 'envoy/service/ext_proc/v3/external_processor.proto';
 
@@ -30,12 +31,18 @@ export function responseEncoder(): (msg: object) => Buffer {
   return (msg) => type.encode(msg).finish() as Buffer;
 }
 
+/** encode.ts's encoder, protobufjs's for the shapes it leaves (immediate responses). */
+function fastEncoder(): (msg: object) => Buffer {
+  const reference = responseEncoder();
+  return (msg) => encodeProcessingResponse(msg, 0, reference);
+}
+
 let cached: grpc.ServiceDefinition | undefined;
 
 /**
  * The ExternalProcessor service as the extproc serves it: proto-loader's definition with the
- * server's two hot directions replaced by the hand-written request decoder (decode.ts) and the
- * direct response encoder. Clients of this definition (tests) keep proto-loader's.
+ * server's two hot directions replaced by the hand-written request decoder (decode.ts) and
+ * response encoder (encode.ts). Clients of this definition (tests) keep proto-loader's.
  */
 export function extProcService(): grpc.ServiceDefinition {
   if (cached) return cached;
@@ -46,7 +53,7 @@ export function extProcService(): grpc.ServiceDefinition {
     Process: {
       ...process,
       requestDeserialize: decodeProcessingRequest,
-      responseSerialize: responseEncoder(),
+      responseSerialize: fastEncoder(),
     },
   };
   return cached;

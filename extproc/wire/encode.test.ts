@@ -1,0 +1,142 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { encodeProcessingResponse } from './encode.js';
+import { answer, immediate, type MessageKind } from './messages.js';
+import type { Outcome } from './mutation.js';
+import { responseEncoder } from './proto.js';
+
+const reference = responseEncoder();
+const KINDS: MessageKind[] = [
+  'request_headers',
+  'request_body',
+  'request_trailers',
+  'response_headers',
+  'response_body',
+  'response_trailers',
+];
+
+/** Every shape wire/messages.ts builds, per kind where it is valid. */
+function outcomes(kind: MessageKind): Outcome[] {
+  const headers = kind === 'request_headers' || kind === 'response_headers';
+  const trailers = kind.endsWith('_trailers');
+  const list: Outcome[] = [
+    { kind: 'continue' },
+    { kind: 'continue', mutation: {} },
+    {
+      kind: 'continue',
+      mutation: {
+        setHeaders: [
+          ['x-sluice-model', 'gpt-4o-mini'],
+          ['x-é', 'ünïcødé \u00ff'],
+          [':path', '/v1/chat/completions?' + 'q'.repeat(300)],
+        ],
+        removeHeaders: ['content-length', 'x-api-key'],
+      },
+    },
+    { kind: 'continue', mutation: { removeHeaders: ['a'] } },
+  ];
+  if (!trailers) {
+    list.push(
+      { kind: 'continue', mutation: { clearRouteCache: true } },
+      { kind: 'continue', mutation: { setHeaders: [['a', 'b']], clearRouteCache: true } },
+    );
+  }
+  if (!trailers && !headers) {
+    list.push(
+      { kind: 'continue', mutation: { body: Buffer.alloc(0) } },
+      { kind: 'continue', mutation: { body: Buffer.alloc(200_000, 'x') } },
+      {
+        kind: 'continue',
+        mutation: { body: Buffer.from('{"model":"m"}'), setHeaders: [['content-length', '13']] },
+      },
+    );
+  }
+  if (headers) {
+    list.push(
+      { kind: 'continue', mutation: { replace: true, body: Buffer.from('{}') } },
+      {
+        kind: 'continue',
+        mutation: {
+          setHeaders: [['x', 'y']],
+          modeOverride: { requestBody: 'BUFFERED', responseBody: 'STREAMED' },
+        },
+      },
+      {
+        kind: 'continue',
+        mutation: {
+          modeOverride: {
+            requestBody: 'NONE',
+            responseBody: 'NONE',
+            requestHeader: 'SKIP',
+            responseHeader: 'SEND',
+          },
+        },
+      },
+    );
+  }
+  list.push({
+    kind: 'respond',
+    verdict: {
+      status: 429,
+      headers: [['content-type', 'application/json']],
+      body: '{"error":{}}',
+      details: 'sluice_budget',
+    },
+  });
+  return list;
+}
+
+describe('ProcessingResponse encoder', () => {
+  it('writes the bytes protobufjs writes, for every answer wire/messages.ts builds', () => {
+    let n = 0;
+    for (const kind of KINDS) {
+      for (const o of outcomes(kind)) {
+        const msg = answer(kind, o);
+        const want = reference(msg);
+        const got = encodeProcessingResponse(msg, 0, reference);
+        assert.ok(got.equals(want), `${kind} ${JSON.stringify(o).slice(0, 200)}`);
+        n++;
+      }
+    }
+    assert.ok(n > 40);
+  });
+
+  it('leaves room for the gRPC prefix in front, on both paths', () => {
+    const msg = answer('request_body', {
+      kind: 'continue',
+      mutation: { setHeaders: [['a', 'b']], body: Buffer.from('xyz') },
+    });
+    const got = encodeProcessingResponse(msg, 5, reference);
+    assert.ok(got.subarray(5).equals(reference(msg)));
+    const refused = immediate({ status: 403, headers: [], body: 'no', details: 'x' });
+    const viaFallback = encodeProcessingResponse(refused, 5, reference);
+    assert.ok(viaFallback.subarray(5).equals(reference(refused)));
+  });
+
+  it('sends any shape it does not know to the fallback instead of dropping a field', () => {
+    let calls = 0;
+    const fallback = (m: object): Buffer => {
+      calls++;
+      return reference(m);
+    };
+    const shapes: object[] = [
+      immediate({ status: 500, headers: [['a', 'b']], body: '{}', details: 'd' }),
+      { request_headers: { response: { trailers: { headers: [] } } } },
+      { request_body: { response: { body_mutation: { streamed_response: {} } } } },
+      { request_headers: {}, override_message_timeout: { seconds: 1 } },
+      { request_headers: { response: {} }, response_headers: { response: {} } },
+      {
+        request_headers: {
+          response: {
+            header_mutation: { set_headers: [{ header: { key: 'k', raw_value: 'v' } }] },
+          },
+        },
+      },
+    ];
+    for (const m of shapes) {
+      const before = calls;
+      encodeProcessingResponse(m, 0, fallback);
+      assert.equal(calls, before + 1, JSON.stringify(m).slice(0, 120));
+    }
+  });
+});
