@@ -102,22 +102,45 @@ function monthFirst(text: string, s: number): number {
   return y === -1 || isWord(text.charCodeAt(y)) ? -1 : y;
 }
 
-/** `12 April 1985` at the day: end or -1. */
+/**
+ * `12 April 1985` at the day, and the forms forms and documents print: `12-Apr-1985`,
+ * `12/Apr/85`, `12APR1985` (passports, medical records), `12. April 1985` (German), a two-digit
+ * year after a month name (`12 Apr 85`). End or -1.
+ */
 function dayFirst(text: string, s: number): number {
   let i = num(text, s, 1, 2);
   if (i === -1) return -1;
   const suf = text.slice(i, i + 2).toLowerCase();
   if (suf === 'st' || suf === 'nd' || suf === 'rd' || suf === 'th') i += 2;
-  if (text.charCodeAt(i) !== 32) return -1;
-  let m = i + 1;
-  if (text.startsWith('of ', m)) m += 3;
+  else if (text.charCodeAt(i) === 46 && text.charCodeAt(i + 1) === 32) i++; // `12. April`
+  const sep = text.charCodeAt(i);
+  let m: number;
+  if (sep === 32) {
+    m = i + 1;
+    if (text.startsWith('of ', m)) m += 3;
+  } else if (sep === 45 || sep === 47) {
+    m = i + 1;
+  } else if (isAlpha(sep) && i === num(text, s, 2, 2)) {
+    m = i; // `12APR1985`: two-digit day, month glued on
+  } else {
+    return -1;
+  }
   const me = monthAt(text, m);
   if (me === -1) return -1;
   let k = me;
-  if (text.charCodeAt(k) === 44) k++;
-  if (text.charCodeAt(k) !== 32) return -1;
-  const y = num(text, k + 1, 4, 4);
-  return y === -1 || isWord(text.charCodeAt(y)) ? -1 : y;
+  if (sep === 32) {
+    if (text.charCodeAt(k) === 44) k++;
+    if (text.charCodeAt(k) !== 32) return -1;
+    k++;
+  } else if (sep === 45 || sep === 47) {
+    if (text.charCodeAt(k) !== sep) return -1;
+    k++;
+  } else if (text.charCodeAt(me - 1) === 46) {
+    return -1;
+  }
+  const y = num(text, k, 2, 4);
+  if (y === -1 || y - k === 3 || isWord(text.charCodeAt(y))) return -1;
+  return y;
 }
 
 function birthAfter(text: string, e: number): boolean {

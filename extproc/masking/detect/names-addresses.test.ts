@@ -345,3 +345,19 @@ test('STREET_ADDRESS: estates after the street, units before it, corners, Hungar
     assert.deepEqual(found(text), [], text);
   }
 });
+
+test('DATE_OF_BIRTH: the forms records and passports print', () => {
+  assert.deepEqual(found('DOB: 12-Apr-1985'), ['DATE_OF_BIRTH:12-Apr-1985']);
+  assert.deepEqual(found('DOB 12APR1985'), ['DATE_OF_BIRTH:12APR1985']);
+  assert.deepEqual(found('born 12 Apr 85 in Leeds'), ['DATE_OF_BIRTH:12 Apr 85']);
+  assert.deepEqual(found('Geburtsdatum: 12. April 1985'), ['DATE_OF_BIRTH:12. April 1985']);
+  for (const text of [
+    'DOB 12-Apr/1985',
+    'DOB 12 April 19855',
+    'born 12 Apr 850',
+    'born 5 May 2 kids ago',
+    'Shipped 12-Apr-1985 (no birth word)',
+  ]) {
+    assert.deepEqual(found(text), [], text);
+  }
+});
