@@ -307,6 +307,25 @@ void describe('chart: lint and render', () => {
     await expectRenderFailure(['--set', 'gateway.extproc.workers=65'], /gateway\/extproc\/workers/);
   });
 
+  it("configures Envoy's own tracing through the operator only when a collector is given", async () => {
+    const args = async (extra: string[]) =>
+      find(docs(await render('sluice-system', extra)), 'Deployment', '-operator').spec.template.spec
+        .containers[0].args as string[];
+    assert.ok(!(await args([])).some((a) => a.startsWith('--envoy-')), 'off by default');
+    const on = await args([
+      '--set',
+      'gateway.tracing.otlpCollector=otel.observability.svc:4317',
+      '--set',
+      'gateway.tracing.samplingPercent=5',
+    ]);
+    assert.ok(on.includes('--envoy-otlp-collector=otel.observability.svc:4317'));
+    assert.ok(on.includes('--envoy-trace-percent=5'));
+    await expectRenderFailure(
+      ['--set', 'gateway.tracing.otlpCollector=http://otel:4317'],
+      /gateway\/tracing\/otlpCollector/,
+    );
+  });
+
   it('takes alert thresholds from values', async () => {
     const rules = async (args: string[]) => {
       const all = docs(
