@@ -37,6 +37,9 @@ const UNITS: [string, string][] = [
   ['name questions and vocatives', "What's your name? User: Ada Zork, can I "],
   ['quoted units and corners', '> 12 Main St and Pisano Row\n> Apt. 1\n'],
   ['labels before names', 'Billing address: Krisztián Péter\\n'],
+  ['units before streets and estates', 'Apt. 1 2 3 Main St Harrison Park Valley Ways\n Flat 4, '],
+  ['towns after commas and dotted numbers', '5 Main Rd, Leeds Oslo, 6 Tas vezér u. 7. Suite 8 '],
+  ['birth dates printed day first', 'DOB 12APR85 12-Apr-1985 12. April 19 born 1 '],
 ];
 
 for (const [name, unit] of UNITS) {
