@@ -333,8 +333,7 @@ export class RouterExchange implements PhaseHandler {
       );
     }
     let replaced: Buffer | undefined;
-    if (endpoint.operation === 'responses')
-      replaced = await this.planTurn(cfg, route, body, caches ? undefined : deferred);
+    if (endpoint.operation === 'responses') replaced = await this.planTurn(cfg, route, body);
     const policy = cfg.policyFor(route.name);
     if (policy) this.policy = newPolicyState(policy);
     // The window, once the conversation is whole (a Responses turn's history rebuilt), before
@@ -349,7 +348,7 @@ export class RouterExchange implements PhaseHandler {
       verdicts: this.policy?.verdicts,
     });
     if (fitted) replaced = Buffer.from(JSON.stringify(body), 'utf8');
-    if (deferred && !caches && endpoint.operation !== 'responses') {
+    if (deferred && !caches) {
       const a = await reserveFor(deferred.input, deferred.admitted);
       if (a.outputTokenCap !== undefined) this.state.outputTokenCap = a.outputTokenCap;
     }
@@ -440,13 +439,13 @@ export class RouterExchange implements PhaseHandler {
   /**
    * A Responses request's turn (pipeline/sessions.ts): the conversation it continues is rebuilt
    * into its `input`, in place, so the guard, masking, the budget and the upstream phase all read
-   * the whole of it; then the reservation admitCaller deferred is made. Returns the new bytes.
+   * the whole of it (the reservation admitCaller deferred follows, on what is sent). Returns the
+   * new bytes.
    */
   private async planTurn(
     cfg: RuntimeConfig,
     route: Route,
     body: Record<string, unknown>,
-    deferred: { input: AdmitInput; admitted: Admitted } | undefined,
   ): Promise<Buffer | undefined> {
     const state = this.state!;
     this.turn = await ResponsesTurn.plan({
@@ -463,10 +462,6 @@ export class RouterExchange implements PhaseHandler {
       Object.assign(body, planned.body);
       state.responseId = planned.responseId;
       bytes = Buffer.from(JSON.stringify(body), 'utf8');
-    }
-    if (deferred) {
-      const a = await reserveFor(deferred.input, deferred.admitted);
-      if (a.outputTokenCap !== undefined) state.outputTokenCap = a.outputTokenCap;
     }
     return bytes;
   }
