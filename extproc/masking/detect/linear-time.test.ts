@@ -39,6 +39,7 @@ const UNITS: [string, string][] = [
   ['labels before names', 'Billing address: Krisztián Péter\\n'],
   ['units before streets and estates', 'Apt. 1 2 3 Main St Harrison Park Valley Ways\n Flat 4, '],
   ['towns after commas and dotted numbers', '5 Main Rd, Leeds Oslo, 6 Tas vezér u. 7. Suite 8 '],
+  ['short words after a unit', '1 Main St Apt. 2 O O St O '],
   ['birth dates printed day first', 'DOB 12APR85 12-Apr-1985 12. April 19 born 1 '],
 ];
 

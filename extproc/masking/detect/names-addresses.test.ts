@@ -341,6 +341,10 @@ test('STREET_ADDRESS: estates after the street, units before it, corners, Hungar
   assert.deepEqual(found('drops you at 571 Tienne à Many 366'), [
     'STREET_ADDRESS:571 Tienne à Many 366',
   ]);
+  assert.deepEqual(found('to 706 Ctra. de Siles 80 Apt. 397 O Saviñao Spain. Please'), [
+    'STREET_ADDRESS:706 Ctra. de Siles 80 Apt. 397 O Saviñao Spain',
+  ]);
+  assert.deepEqual(found('at 12 Main St Apt. 4 A New day'), ['STREET_ADDRESS:12 Main St Apt. 4']);
   for (const text of ['We shipped 5 Key Points yesterday', 'Room 12 on floor 3.']) {
     assert.deepEqual(found(text), [], text);
   }

@@ -748,7 +748,13 @@ function placeEvidence(text: string, s: number, e: number): boolean {
 
 function cityWord(text: string, i: number): boolean {
   const w = wordAt(text, i);
-  return w !== null && isUpperAt(text, i) && w.end - w.start >= 3 && !NOT_CITY.has(w.lower);
+  if (w === null || !isUpperAt(text, i) || NOT_CITY.has(w.lower)) return false;
+  if (w.end - w.start >= 3) return true;
+  // `St Hyacinthe`, `O Saviñao`: a short first word of a town's name, before a longer one.
+  const e = w.dot ? w.end + 1 : w.end;
+  if (text.charCodeAt(e) !== 32) return false;
+  const x = wordAt(text, e + 1);
+  return x !== null && isUpperAt(text, e + 1) && x.end - x.start >= 3 && !NOT_CITY.has(x.lower);
 }
 
 /** The start of a building number and a space right before `start` (not before `floor`). */
