@@ -183,6 +183,37 @@ describe('planTurn and saveTurn', () => {
       ),
     );
     assert.equal(e.status, 404);
+    // Neither read nor deleted here: the provider keeps it, and the marker stays.
+    for (const [kind, method] of [
+      ['response', 'GET'],
+      ['response', 'DELETE'],
+      ['input_items', 'GET'],
+    ] as const) {
+      const e = await refused(
+        answerResource(
+          sessions,
+          [alice],
+          { kind, id: 'resp_openai1' },
+          method,
+          new URLSearchParams(),
+        ),
+      );
+      assert.equal(e.status, 400);
+    }
+    assert.equal(
+      (
+        await planTurn(
+          base(
+            {
+              gatewayKeeps: false,
+              body: { model: 'gpt', previous_response_id: 'resp_openai1', input: 'z' },
+            },
+            sessions,
+          ),
+        )
+      ).mode,
+      'provider',
+    );
     // The gateway holds no content of a provider's response: a stateless route cannot continue it.
     const cross = await refused(
       planTurn(

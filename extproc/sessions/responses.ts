@@ -385,6 +385,11 @@ export async function answerResource(
   }
   if (!found) throw responseNotFound(id);
   const { owner, record } = found;
+  if (record.kind === 'owned')
+    throw new SluiceError(
+      'invalid_request',
+      `Response ${shown(id)} is kept by its provider; the gateway holds only its owner (retrieve or delete it where it is kept).`,
+    );
   if (resource.kind === 'response' && method === 'DELETE') {
     try {
       await sessions.remove(owner, 'response', id);
@@ -393,11 +398,6 @@ export async function answerResource(
     }
     return { status: 200, value: { id, object: 'response', deleted: true } };
   }
-  if (record.kind === 'owned')
-    throw new SluiceError(
-      'unsupported_field',
-      `Response ${shown(id)} is kept by its provider; the gateway holds only its owner.`,
-    );
   if (resource.kind === 'response') return { status: 200, value: record.response };
   return {
     status: 200,
