@@ -313,6 +313,26 @@ export class Telemetry {
     child.observe(seconds);
   }
 
+  private readonly series = new Map<string, unknown>();
+
+  /**
+   * The child of `metric` for the labels `make` builds, looked up by `key` (the label values):
+   * made once per series. Bounded like the series themselves: every label value is an enum or
+   * goes through a BoundedLabel. (No metric here is reset or has series removed.)
+   */
+  private child<C>(
+    metric: { labels(labels: Record<string, string>): C },
+    key: string,
+    make: () => Record<string, string>,
+  ): C {
+    let c = this.series.get(key) as C | undefined;
+    if (c === undefined) {
+      c = metric.labels(make());
+      this.series.set(key, c);
+    }
+    return c;
+  }
+
   recordRequest(r: RequestRecord): void {
     const labels: Record<(typeof LABELS)[number], string> = {
       gen_ai_operation_name: isOperation(r.operation)
@@ -325,12 +345,20 @@ export class Telemetry {
       sluice_backend: this.backends.value(r.backend),
       sluice_consumer: this.consumers.value(r.consumer),
     };
-    this.requests.inc({
-      ...labels,
-      status_code: String(r.status),
-      error_code: r.errorCode ?? '',
-      outcome: r.outcome,
-    });
+    // Children by label values, keyed by our own string: prom-client would validate and hash
+    // (sorted keys) a fresh label object on every call; here that happens once per series.
+    const base = `${labels.gen_ai_operation_name}\u0001${labels.gen_ai_provider_name}\u0001${labels.gen_ai_request_model}\u0001${labels.gen_ai_response_model}\u0001${labels.sluice_route}\u0001${labels.sluice_backend}\u0001${labels.sluice_consumer}`;
+    const errorCode = r.errorCode ?? '';
+    this.child(
+      this.requests,
+      `q\u0001${base}\u0001${r.status}\u0001${errorCode}\u0001${r.outcome}`,
+      () => ({
+        ...labels,
+        status_code: String(r.status),
+        error_code: errorCode,
+        outcome: r.outcome,
+      }),
+    ).inc();
     if (r.findings || r.policyFailure) {
       const route = labels.sluice_route;
       const policy = this.policies.value(r.policy);
@@ -373,21 +401,24 @@ export class Telemetry {
       );
     }
     const seconds = r.durationMs / 1000;
-    this.duration.observe(
-      { ...labels, error_type: r.errorCode ?? (r.status >= 400 ? String(r.status) : '') },
-      seconds,
-    );
+    const errorType = r.errorCode ?? (r.status >= 400 ? String(r.status) : '');
+    this.child(this.duration, `d\u0001${base}\u0001${errorType}`, () => ({
+      ...labels,
+      error_type: errorType,
+    })).observe(seconds);
     const u = r.usage;
     if (u) {
       const est = String(u.estimated);
-      this.tokens.observe(
-        { ...labels, gen_ai_token_type: 'input', sluice_estimated: est },
-        u.inputTokens,
-      );
-      this.tokens.observe(
-        { ...labels, gen_ai_token_type: 'output', sluice_estimated: est },
-        u.outputTokens,
-      );
+      for (const [type, n] of [
+        ['input', u.inputTokens],
+        ['output', u.outputTokens],
+      ] as const) {
+        this.child(this.tokens, `t\u0001${base}\u0001${type}\u0001${est}`, () => ({
+          ...labels,
+          gen_ai_token_type: type,
+          sluice_estimated: est,
+        })).observe(n);
+      }
       if (u.cachedInputTokens > 0) {
         this.tokens.observe(
           { ...labels, gen_ai_token_type: 'cached_input', sluice_estimated: est },
