@@ -119,7 +119,7 @@ const ANSWER = {
 
 async function miss(g: ReturnType<typeof gateway>, model: string): Promise<void> {
   const ex = g.exchange();
-  ex.requestHeaders(chatRequest({ authorization: `Bearer ${KEY}` }));
+  await ex.requestHeaders(chatRequest({ authorization: `Bearer ${KEY}` }));
   const out = await ex.requestBody(body(request(model)));
   assert.equal(out.kind, 'continue');
   const h = ex.responseHeaders({
@@ -141,7 +141,7 @@ async function miss(g: ReturnType<typeof gateway>, model: string): Promise<void>
 
 async function hit(g: ReturnType<typeof gateway>, model: string) {
   const ex = g.exchange();
-  ex.requestHeaders(chatRequest({ authorization: `Bearer ${KEY}` }));
+  await ex.requestHeaders(chatRequest({ authorization: `Bearer ${KEY}` }));
   const v = verdictOf(await ex.requestBody(body(request(model))));
   ex.finish('complete');
   await g.settled();

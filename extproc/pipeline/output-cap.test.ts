@@ -84,7 +84,7 @@ async function sent(
   });
   const extra: Record<string, string> = { ':path': path };
   if (path === '/v1/messages') extra['anthropic-version'] = '2023-06-01';
-  router.requestHeaders(chatRequest(extra));
+  await router.requestHeaders(chatRequest(extra));
   const r = await router.requestBody(body(req));
   assert.equal(r.kind, 'continue', JSON.stringify(r));
   const up = new UpstreamExchange({ config: cfg, store });

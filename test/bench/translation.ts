@@ -134,10 +134,11 @@ async function exchange(
     }),
   );
   if (!stream) {
-    ex.responseBody(body(json));
+    await ex.responseBody(body(json));
     return 2;
   }
-  chunks.forEach((c, i) => ex.responseBody(body(c, i === chunks.length - 1)));
+  for (let i = 0; i < chunks.length; i++)
+    await ex.responseBody(body(chunks[i]!, i === chunks.length - 1));
   return 1 + chunks.length;
 }
 
