@@ -254,17 +254,20 @@ describe('sluice extproc --workers 2', () => {
     // A per-minute bucket: the burst must not straddle a minute, or two windows would admit.
     const left = 60_000 - (Date.now() % 60_000);
     if (left < 10_000) await new Promise((r) => setTimeout(r, left + 500));
+    // Every stream stays open until all 40 are answered: a stream that ends before its request
+    // reached a provider gives its request back to the bucket (attempts never made are not
+    // charged), which would let one more through and make "exactly the limit" a race.
+    const filters = Array.from(
+      { length: 40 },
+      (_, i) => new ExtProcFilter(i % 2 === 0 ? a : b, ROUTER),
+    );
     const tries = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => {
-        const conn = i % 2 === 0 ? a : b;
-        const f = new ExtProcFilter(conn, ROUTER);
+      filters.map((f, i) => {
         const body = chat(`request ${i}`);
-        return f.runRequest(headers(body, undefined, BURST_KEY), [body]).then((r) => {
-          f.close();
-          return r;
-        });
+        return f.runRequest(headers(body, undefined, BURST_KEY), [body]);
       }),
     );
+    for (const f of filters) f.close();
     const passed = tries.filter((r) => r.kind === 'continue').length;
     const refused = tries.filter((r) => r.kind === 'local-reply' && r.status === 429).length;
     assert.equal(passed, RPM, 'no double spend across workers');
