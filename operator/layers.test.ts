@@ -2,12 +2,12 @@
  * The operator's layers, lowest first, and the rule that imports point down: a file may import
  * its own layer or a lower one, never a higher one. The design this writes down (DESIGN §1,
  * README "Repository"): sources read Kubernetes or YAML into an immutable Resources bundle;
- * translation turns Resources into IR and Envoy resources, purely; the xDS layer serves
+ * compilation turns Resources into IR and Envoy resources, purely; the xDS layer serves
  * snapshots; status judges and writes conditions back; the controller orchestrates all of them;
  * the commands wire components together. Types two layers share live in the lower one (a
  * Footprint is status's, the controller computes it; backoff is extproc/shared's).
  *
- * Test files are not held to it: a source's test may check what translation makes of its output.
+ * Test files are not held to it: a source's test may check what compilation makes of its output.
  */
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -37,9 +37,9 @@ export const LAYERS: readonly { name: string; job: string; paths: readonly strin
     paths: ['operator/source/'],
   },
   {
-    name: 'translate',
+    name: 'compile',
     job: 'pure Resources → IR → Envoy resources and the extproc contract',
-    paths: ['operator/translate/'],
+    paths: ['operator/compile/'],
   },
   {
     name: 'envoy-api',
@@ -149,15 +149,15 @@ void describe('operator layers', () => {
 
   it('finds an upward import, a dynamic one, and places by the longest path', () => {
     const probe = new Map([
-      ['operator/source/x.ts', "import { toIR } from '../translate/to-ir.js';"],
+      ['operator/source/x.ts', "import { toIR } from '../compile/to-ir.js';"],
       ['operator/status/y.ts', "const m = await import('../controller/snapshot.js');"],
       ['operator/controller/z.ts', "import type { Footprint } from '../status/footprint.js';"],
-      ['operator/validate/validate.ts', "import { toIR } from '../translate/to-ir.js';"],
+      ['operator/validate/validate.ts', "import { toIR } from '../compile/to-ir.js';"],
     ]);
     assert.deepEqual(upwardImports(probe), [
-      'operator/source/x.ts (source) → operator/translate/to-ir.ts (translate)',
+      'operator/source/x.ts (source) → operator/compile/to-ir.ts (compile)',
       'operator/status/y.ts (status) → operator/controller/snapshot.ts (controller)',
-      'operator/validate/validate.ts (admission) → operator/translate/to-ir.ts (translate)',
+      'operator/validate/validate.ts (admission) → operator/compile/to-ir.ts (compile)',
     ]);
     assert.equal(LAYERS[layerOf('operator/crdgen/main.ts')!]!.name, 'commands');
     assert.equal(LAYERS[layerOf('operator/crdgen/crds.ts')!]!.name, 'crdgen');

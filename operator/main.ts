@@ -6,8 +6,8 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
-import { CLIENT_CERT_TRUST } from './translate/to-envoy.js';
-import { parseCollector, type EnvoyTracing } from './translate/envoy-tracing.js';
+import { CLIENT_CERT_TRUST } from './compile/to-envoy.js';
+import { parseCollector, type EnvoyTracing } from './compile/envoy-tracing.js';
 import { adminAddress, grpcAddress, parseFlags } from '../extproc/shared/flags.js';
 
 const USAGE = `Usage: sluice operator --xds-listen ADDR [options]
@@ -169,7 +169,7 @@ export async function main(argv: string[]): Promise<number> {
       namespaces: f.namespace,
       consumerNamespaces:
         f['consumer-namespace'].length > 0 ? f['consumer-namespace'] : [ownNamespace()],
-      translate: {
+      compile: {
         clientCertTrust: f['client-cert-trust'],
         ...(f['envoy-otlp-collector'] !== undefined && {
           tracing: envoyTracing(f['envoy-otlp-collector'], f['envoy-trace-percent']),

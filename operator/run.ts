@@ -19,7 +19,7 @@ import { EventRecorder, eventApi, type EventApi } from './status/events.js';
 import { buildReport, Fleet, memoizedView, reportApi, type ReportApi } from './status/fleet.js';
 import { LeaderElector, leaseApi, type LeaseApi } from './status/leader.js';
 import { StatusWriter, statusApi, type StatusApi } from './status/writer.js';
-import type { TranslateOptions } from './translate/index.js';
+import type { CompileOptions } from './compile/index.js';
 import type { SnapshotCache } from './xds/cache.js';
 import { SnapshotCache as Cache } from './xds/cache.js';
 import { ResourceEncoder } from './xds/encode.js';
@@ -59,7 +59,7 @@ export interface OperatorOptions {
   leaderElection?: LeaderElectionOptions | undefined;
   /** false: never write status (default true). */
   writeStatus?: boolean;
-  translate?: TranslateOptions;
+  compile?: CompileOptions;
   logger: Logger;
   registry: Registry;
   /** Wall-clock milliseconds. */
@@ -153,7 +153,7 @@ export async function run(opts: OperatorOptions): Promise<RunningOperator> {
     cache,
     encoder,
     tracker: ads.tracker,
-    ...(opts.translate ? { translate: opts.translate } : {}),
+    ...(opts.compile ? { compile: opts.compile } : {}),
     status: opts.writeStatus === false ? undefined : { writer, isLeader },
     fleet,
     events,

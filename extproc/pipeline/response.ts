@@ -73,7 +73,7 @@ export class ResponseProcessor {
   /**
    * A backend's response, errors included, goes on as it came. Envoy's own replies never come
    * here (Filter::onLocalReply ends processing for them, 1.34+): Envoy shapes them in the caller's
-   * format itself (local_reply_config, operator/translate/to-envoy.ts). The one exception, a local
+   * format itself (local_reply_config, operator/compile/to-envoy.ts). The one exception, a local
    * reply of the upstream filter chain (1.37+, envoyproxy/envoy PR #41769), is the upstream
    * phase's own refusal or Envoy's reply already shaped by local_reply_config, and goes on too.
    */

@@ -96,7 +96,7 @@ export function answer(kind: MessageKind, outcome: Outcome): WireResponse {
 /**
  * Every immediate response carries REPLY_MARK (WIRE.replyMetadata* in the contract) as dynamic
  * metadata: Envoy stores it before it sends the local reply, and the HCM's local_reply_config
- * then leaves the reply as we wrote it (operator/translate/to-envoy.ts, localReplyConfig).
+ * then leaves the reply as we wrote it (operator/compile/to-envoy.ts, localReplyConfig).
  */
 const MARK: WireResponse = {
   fields: {

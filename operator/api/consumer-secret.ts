@@ -132,8 +132,8 @@ export interface ConsumerGroup {
  * Left out whole, each with a problem, fail-closed: a consumer whose Secrets disagree on the team
  * (which team's budget and access would apply is a guess), one with more keys than the contract
  * holds; and a key digest found under two consumers is left out of both (which consumer a caller
- * is would be a guess). These rules are the consumer Secret format's, not translation's: a source
- * reports the problems as it reads the Secrets, translation compiles the groups.
+ * is would be a guess). These rules are the consumer Secret format's, not the compilation's: a source
+ * reports the problems as it reads the Secrets, the compilation builds the groups.
  */
 export function groupConsumerKeys(keys: readonly ConsumerKey[]): {
   consumers: ConsumerGroup[];

@@ -536,7 +536,7 @@ export const AIRouteSpecSchema = withRules(
 // Field names, enums and bounds follow the extproc contract (extproc/config/contract.ts and
 // extproc/guard/schema.ts), so the section maps onto it directly. No defaults: the extproc applies
 // its own, and a default written into the CRD would be a second copy that can drift. Checks that
-// need RE2 or cross-field reasoning (pattern syntax, template variables) run in translation with
+// need RE2 or cross-field reasoning (pattern syntax, template variables) run in compilation with
 // the extproc's own schemas, and a failure there makes the policy InvalidPolicy.
 const DETECTOR_TYPE = /^[A-Z][A-Z0-9_]{0,31}$/;
 const detectorType = z
@@ -569,7 +569,7 @@ export const MaskingSectionSchema = z
       )
       .max(64)
       .optional()
-      .describe('RE2 patterns (linear time); checked when the policy is translated.'),
+      .describe('RE2 patterns (linear time); checked when the policy is compiled.'),
     wordLists: z
       .array(
         z.strictObject({
@@ -767,14 +767,14 @@ export const PromptGuardSectionSchema = z
           .describe('A prompt template, selected per request with sluice_template.'),
       )
       .optional()
-      .describe('Prompt templates; variable use is checked when the policy is translated.'),
+      .describe('Prompt templates; variable use is checked when the policy is compiled.'),
   })
   .describe('Prompt-injection heuristics, allow/deny patterns, size limits and templates.');
 
 // Governance sections. Field names, enums and bounds follow extproc/governance/schema.ts, so each
 // section maps onto its contract section directly; as for masking, no defaults here, and what
 // OpenAPI cannot say (map key syntax, one amount per limit, inline JWKS content) is checked in
-// translation with the extproc's own schemas.
+// compilation with the extproc's own schemas.
 const GOVERNANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9._/:-]*$/;
 const CONSUMER_NAME = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 const LOWER_HEADER_NAME = /^[a-z0-9!#$%&'*+.^_`|~-]+$/;
@@ -799,7 +799,7 @@ const globs = (what: string) =>
 const amount = z.int().min(1).max(1e12);
 // The contract wants more than 0. OpenAPI's exclusiveMinimum has no structural form here, and the
 // apiserver compares an integer against a fractional minimum after truncating it, so 0 passes
-// any minimum below 1: zero is refused in translation (InvalidPolicy) instead.
+// any minimum below 1: zero is refused in compilation (InvalidPolicy) instead.
 const usd = z.number().min(0).max(1e9).describe('USD, more than 0.');
 const perMTok = z.number().min(0).max(1e6);
 
@@ -1248,7 +1248,7 @@ const contract: {
   meta: Same<z.output<typeof ObjectMetaSchema>, api.ObjectMeta>;
   sections: Same<keyof api.PolicySections, (typeof api.POLICY_SECTIONS)[number]>;
   maskAction: Same<api.MaskAction, ContractMaskAction>;
-  // The governance sections are the contract's own input shapes, so translation copies them.
+  // The governance sections are the contract's own input shapes, so compilation copies them.
   access: Same<api.AccessSection, z.input<typeof ContractAccess>>;
   limits: Same<api.LimitsSection, z.input<typeof ContractLimits>>;
   pricing: Same<api.PricingSection, z.input<typeof ContractPricing>>;

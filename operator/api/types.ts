@@ -1,7 +1,7 @@
 /**
  * The Sluice API (group sluice.dev, version v1alpha1) as TypeScript types: the contract between
  * the CRD schemas (operator/api/schema.ts, which must parse to exactly these shapes), the sources
- * (cluster informers or YAML files) and the pure translation. No Kubernetes client types here.
+ * (cluster informers or YAML files) and the pure compilation. No Kubernetes client types here.
  */
 
 import type { Provider } from '../../extproc/providers/provider.js';
@@ -306,7 +306,7 @@ export interface ModelPriceSpec {
 
 /**
  * Mirrors the extproc contract's MaskingPolicy field for field (extproc/config/contract.ts), so
- * translation maps it directly; the one difference is the hash key, which lives in a Secret.
+ * compilation maps it directly; the one difference is the hash key, which lives in a Secret.
  */
 export interface MaskingSection {
   /** Pattern types when omitted; PERSON, STREET_ADDRESS and DATE_OF_BIRTH run only when listed. */
@@ -347,7 +347,7 @@ export interface GuardPatternSpec {
   caseInsensitive?: boolean;
 }
 
-/** One shape for every variable type; which fields go with which type is checked in translation. */
+/** One shape for every variable type; which fields go with which type is checked in compilation. */
 export interface TemplateVariableSpec {
   type: 'string' | 'number' | 'enum';
   maxLength?: number;
@@ -411,7 +411,7 @@ export interface AIPolicy {
   status?: AIPolicyStatus;
 }
 
-/** Referenced objects the translation needs, reduced to what it reads. */
+/** Referenced objects the compilation needs, reduced to what it reads. */
 export interface SecretData {
   metadata: ObjectMeta;
   /** Decoded values. */
@@ -447,8 +447,8 @@ export interface ConsumerKey {
 }
 
 /**
- * Everything translation reads: an immutable snapshot assembled by a source (informers or YAML
- * files). Translation is a pure function of this bundle.
+ * Everything compilation reads: an immutable snapshot assembled by a source (informers or YAML
+ * files). Compilation is a pure function of this bundle.
  */
 export interface Resources {
   routes: readonly AIRoute[];

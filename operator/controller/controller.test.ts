@@ -284,7 +284,7 @@ void describe('Controller', () => {
 });
 
 void describe('Controller: consumer key expiry', () => {
-  it('translates again when a key expires, with nothing else changing', async () => {
+  it('compiles again when a key expires, with nothing else changing', async () => {
     const cache = new SnapshotCache();
     const ads = await startAdsServer({ cache, listen: '127.0.0.1:0' });
     const source = new FakeSource();

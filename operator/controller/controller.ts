@@ -1,7 +1,7 @@
 /**
  * The reconcile loop. Two keyed queues:
- * - `sync` (one key): assemble Resources → translate → snapshot → cache.setSnapshot('*'); debounced
- *   so a burst of watch events becomes one translation. Translation is a pure function of the
+ * - `sync` (one key): assemble Resources → compile → snapshot → cache.setSnapshot('*'); debounced
+ *   so a burst of watch events becomes one compilation. Compilation is a pure function of the
  *   whole bundle and already isolates bad objects, so there is nothing to gain from translating
  *   objects one by one, and a global key keeps the served config consistent.
  * - one key per AIRoute/AIPolicy (`Kind/namespace/name`): compute its conditions and write them if
@@ -33,13 +33,13 @@ import {
   type ReplicaReport,
 } from '../status/fleet.js';
 import type { StatusKind, StatusWriter } from '../status/writer.js';
-import { nextKeyExpiry } from '../translate/governance.js';
+import { nextKeyExpiry } from '../compile/governance.js';
 import {
   invalidPolicies,
-  translate,
+  compile,
   type StatusResult,
-  type TranslateOptions,
-} from '../translate/index.js';
+  type CompileOptions,
+} from '../compile/index.js';
 import { InvalidPolicyReporter } from './invalid-policies.js';
 import { ALL_NODES, type SnapshotCache } from '../xds/cache.js';
 import type { ResourceEncoder } from '../xds/encode.js';
@@ -78,7 +78,7 @@ export interface ControllerOptions {
   cache: SnapshotCache;
   encoder: ResourceEncoder;
   tracker: AckTracker;
-  translate?: TranslateOptions;
+  compile?: CompileOptions;
   /** Absent: status is never written (a pure xDS replica). */
   status?: StatusSink | undefined;
   /** Absent: only this replica's data planes count (a single replica). */
@@ -191,7 +191,7 @@ export class Controller {
     this.syncQueue.add(SYNC);
   }
 
-  /** The snapshot being served, with the translation it came from. */
+  /** The snapshot being served, with the compilation it came from. */
   get desired(): Desired | undefined {
     return this.current;
   }
@@ -327,10 +327,10 @@ export class Controller {
     const resources = await source.resources();
     const t0 = performance.now();
     const now = this.opts.now();
-    const translation = translate(resources, { ...this.opts.translate, now });
-    this.invalidPolicies.report(invalidPolicies(translation.statuses));
+    const compilation = compile(resources, { ...this.opts.compile, now });
+    this.invalidPolicies.report(invalidPolicies(compilation.statuses));
     this.syncAtNextKeyExpiry(resources, now);
-    const desired = desiredState(translation, this.opts.encoder);
+    const desired = desiredState(compilation, this.opts.encoder);
     const changed = desired.version !== this.current?.version;
     if (changed) {
       this.opts.cache.setSnapshot(ALL_NODES, desired.snapshot);
@@ -338,7 +338,7 @@ export class Controller {
     }
     this.current = desired;
     this.statusIndex = new Map(
-      translation.statuses.map((s) => [objectKey(s.kind, s.namespace, s.name), s]),
+      compilation.statuses.map((s) => [objectKey(s.kind, s.namespace, s.name), s]),
     );
     const seconds = (performance.now() - t0) / 1000;
     metrics?.syncs.inc({ result: 'ok' });
@@ -346,7 +346,7 @@ export class Controller {
     if (changed) {
       metrics?.snapshots.inc();
       this.opts.fleet?.changed();
-      const accepted = translation.ir.routes.length;
+      const accepted = compilation.ir.routes.length;
       this.log.info(
         {
           event: 'snapshot_set',
@@ -365,7 +365,7 @@ export class Controller {
   }
 
   /**
-   * A consumer key that expires leaves the configuration at the next translation, which is
+   * A consumer key that expires leaves the configuration at the next compilation, which is
    * scheduled for that moment: nothing else changes when a key expires, and the extproc can only
    * enforce a consumer's latest expiry, not each key's.
    */
@@ -447,7 +447,7 @@ export class Controller {
         ? routeSummary(cached as AIRoute)
         : policySummary(
             cached as AIPolicy,
-            current.translation.ir.policyTargets?.get(`${result.namespace}/${result.name}`),
+            current.compilation.ir.policyTargets?.get(`${result.namespace}/${result.name}`),
           );
     let before: ResourceStatus | undefined;
     let after: ResourceStatus | undefined;

@@ -3,7 +3,7 @@ import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { invalidPolicies, translate } from '../translate/index.js';
+import { invalidPolicies, compile } from '../compile/index.js';
 import type { AIPolicy, AIRoute } from '../api/types.js';
 import { InvalidPolicyReporter, policyInvalidGauge } from './invalid-policies.js';
 
@@ -25,7 +25,7 @@ const policy = (pattern: string): AIPolicy => ({
   spec: { targetRefs: [{ name: 'chat' }], masking: { customPatterns: [{ type: 'T', pattern }] } },
 });
 const statuses = (pattern: string) =>
-  translate({ routes: [route], policies: [policy(pattern)], secrets: [], endpoints: [] }).statuses;
+  compile({ routes: [route], policies: [policy(pattern)], secrets: [], endpoints: [] }).statuses;
 
 void describe('invalid policies are loud', () => {
   void it('sets sluice_policy_invalid and logs at error once per change', async () => {

@@ -1,12 +1,12 @@
 /**
- * Makes invalid AIPolicies loud wherever translation runs (the operator and `sluice run`): the
+ * Makes invalid AIPolicies loud wherever compilation runs (the operator and `sluice run`): the
  * `sluice_policy_invalid` gauge (1 per invalid policy) and an error log line each time a policy
  * becomes invalid or its reason changes. Meanwhile their routes are refused (503 policy_invalid;
  * see to-ir.ts), so an operator who does not look at status still finds out from alerts and logs.
  */
 import type { Logger } from 'pino';
 import { Gauge, type Registry } from 'prom-client';
-import type { InvalidPolicy } from '../translate/index.js';
+import type { InvalidPolicy } from '../compile/index.js';
 
 export const POLICY_INVALID_METRIC = 'sluice_policy_invalid';
 

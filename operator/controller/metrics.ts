@@ -46,7 +46,7 @@ export function operatorMetrics(registry: Registry): OperatorMetrics {
     }),
     syncSeconds: new Histogram({
       name: 'sluice_operator_sync_duration_seconds',
-      help: 'Time to translate and build the snapshot.',
+      help: 'Time to compile and build the snapshot.',
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
       registers,
     }),

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { AIPolicy, AIRoute, Resources } from '../api/types.js';
-import { translate } from '../translate/index.js';
+import { compile } from '../compile/index.js';
 import { testEncoder } from '../xds/testing/fixtures.js';
 import { decodeAny } from '../envoy-api/ads-client.js';
 import { CLUSTER, ENDPOINT, EXTPROC_CONFIG, LISTENER, ROUTE } from '../xds/type-urls.js';
@@ -56,8 +56,8 @@ void describe('desiredState', () => {
   const encoder = testEncoder();
 
   it('serves every Envoy type and the extproc config, versioned by content', () => {
-    const a = desiredState(translate(resources('k1')), encoder);
-    const b = desiredState(translate(resources('k1')), encoder);
+    const a = desiredState(compile(resources('k1')), encoder);
+    const b = desiredState(compile(resources('k1')), encoder);
     assert.equal(a.version, b.version);
     assert.equal(a.extproc.version, b.extproc.version);
     assert.deepEqual(
@@ -71,8 +71,8 @@ void describe('desiredState', () => {
   });
 
   it('changes the extproc version, and only it, when a credential rotates', () => {
-    const a = desiredState(translate(resources('k1')), encoder);
-    const b = desiredState(translate(resources('k2')), encoder);
+    const a = desiredState(compile(resources('k1')), encoder);
+    const b = desiredState(compile(resources('k2')), encoder);
     assert.notEqual(a.extproc.version, b.extproc.version);
     assert.notEqual(a.version, b.version);
     const clusters = (d: typeof a) =>
@@ -83,8 +83,8 @@ void describe('desiredState', () => {
   });
 
   it('changes the endpoint assignment when an EndpointSlice moves', () => {
-    const a = desiredState(translate(resources('k1', '10.0.0.1')), encoder);
-    const b = desiredState(translate(resources('k1', '10.0.0.2')), encoder);
+    const a = desiredState(compile(resources('k1', '10.0.0.1')), encoder);
+    const b = desiredState(compile(resources('k1', '10.0.0.2')), encoder);
     const cla = (d: typeof a) =>
       decodeAny(d.snapshot.resources.get(ENDPOINT)!.get('route/ns/local/rule/0')!);
     assert.match(JSON.stringify(cla(a)), /10\.0\.0\.1/);
@@ -92,7 +92,7 @@ void describe('desiredState', () => {
   });
 
   it('maps accepted objects to the resources that carry them', () => {
-    const fp = footprints(translate(resources('k1')));
+    const fp = footprints(compile(resources('k1')));
     assert.deepEqual(fp.get('AIRoute/ns/ext'), {
       envoy: [
         { typeUrl: CLUSTER, name: 'route/ns/ext/rule/0' },
@@ -119,7 +119,7 @@ void describe('desiredState', () => {
       metadata: { ...policy.metadata, name: 'q' },
       spec: { targetRefs: [{ name: 'broken' }], mode: 'shadow' },
     };
-    const fp = footprints(translate({ ...r, policies: [...r.policies, onBroken] }));
+    const fp = footprints(compile({ ...r, policies: [...r.policies, onBroken] }));
     assert.equal(fp.get('AIPolicy/ns/p')?.idle, undefined);
     assert.match(fp.get('AIPolicy/ns/q')?.idle ?? '', /Every AIRoute it targets \(ns\/broken\)/);
   });

@@ -1,8 +1,8 @@
 // Identity Envoy makes unforgeable, end to end: the operator's Envoy resources with JWT issuers
 // (one inline JWKS, one fetched over TLS through the JWKS cluster) and mesh identity, served over
 // ADS to the emulator, in front of a real extproc and a mock provider, called with the official
-// SDKs. The AIPolicy → IR.governance translation is not under test here, so the IR is given its
-// governance, and the extproc config its policy, exactly where the translation will put them.
+// SDKs. The AIPolicy → IR.governance compilation is not under test here, so the IR is given its
+// governance, and the extproc config its policy, exactly where the compilation will put them.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
@@ -23,9 +23,9 @@ import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
 import { desiredState } from '../controller/snapshot.js';
 import { loadResources } from '../source/yaml.js';
 import { ENVOY_NODE_ID, EXTPROC_NODE_ID } from '../standalone/run.js';
-import { translate, type TranslateOptions } from '../translate/index.js';
-import type { IRGovernance } from '../translate/ir.js';
-import { toEnvoy, type EnvoyJson } from '../translate/to-envoy.js';
+import { compile, type CompileOptions } from '../compile/index.js';
+import type { IRGovernance } from '../compile/ir.js';
+import { toEnvoy, type EnvoyJson } from '../compile/to-envoy.js';
 import { ALL_NODES, SnapshotCache } from '../xds/cache.js';
 import { ResourceEncoder } from '../xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
@@ -184,14 +184,14 @@ async function startGateway(
   dir: string,
   mockPort: number,
   governance: IRGovernance,
-  options: TranslateOptions,
+  options: CompileOptions,
   editListener: (l: EnvoyJson) => EnvoyJson = (l) => l,
 ): Promise<Gateway> {
   await writeFile(join(dir, 'routes.yaml'), manifests(mockPort), 'utf8');
   const { resources } = await loadResources([join(dir, 'routes.yaml')]);
   const extprocSocket = join(dir, `extproc-${performance.now()}.sock`);
   const opts = { ...options, listenerAddress: '127.0.0.1', listenerPort: 0, extprocSocket };
-  const t = translate(resources, opts);
+  const t = compile(resources, opts);
   const { version: _v, limits: _l, now: _n, ...envoyOptions } = opts;
   const envoy = toEnvoy({ ...t.ir, governance }, envoyOptions);
   envoy.listeners = envoy.listeners.map(editListener);

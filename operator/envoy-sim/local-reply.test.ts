@@ -15,8 +15,8 @@ import { WIRE } from '../../extproc/config/contract.js';
 import { startFakeServer, type FakeCall, type FakeServer } from '../../test/driver/fake-server.js';
 import { desiredState } from '../controller/snapshot.js';
 import { loadResources } from '../source/yaml.js';
-import { translate } from '../translate/index.js';
-import { toEnvoy } from '../translate/to-envoy.js';
+import { compile } from '../compile/index.js';
+import { toEnvoy } from '../compile/to-envoy.js';
 import { ALL_NODES, SnapshotCache } from '../xds/cache.js';
 import { ResourceEncoder } from '../xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
@@ -226,7 +226,7 @@ describe('envoy-sim: the extproc unreachable, as the SDKs see it (newest release
     const file = join(dir, 'manifests.yaml');
     await writeFile(file, docs.map((d) => stringify(d)).join('---\n'));
     const { resources } = await loadResources([file]);
-    const t = translate(resources, {
+    const t = compile(resources, {
       version: 'sim',
       listenerAddress: '127.0.0.1',
       listenerPort: 0,

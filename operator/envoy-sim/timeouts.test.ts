@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { startFakeServer, type FakeCall, type FakeServer } from '../../test/driver/fake-server.js';
 import { desiredState } from '../controller/snapshot.js';
 import { loadResources } from '../source/yaml.js';
-import { translate } from '../translate/index.js';
+import { compile } from '../compile/index.js';
 import { ALL_NODES, SnapshotCache } from '../xds/cache.js';
 import { ResourceEncoder } from '../xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
@@ -126,7 +126,7 @@ describe('envoy-sim: route timeout and idle timeout', () => {
     const file = join(dir, 'manifests.yaml');
     await writeFile(file, docs.map((d) => stringify(d)).join('---\n'));
     const { resources } = await loadResources([file]);
-    const t = translate(resources, {
+    const t = compile(resources, {
       version: 'sim',
       listenerAddress: '127.0.0.1',
       listenerPort: 0,

@@ -1,13 +1,13 @@
 /**
  * `sluice render -f PATH…`: what the operator would program, from YAML, with the exact same
- * source and translation code: statuses, Envoy resources and the extproc config, credentials
+ * source and compilation code: statuses, Envoy resources and the extproc config, credentials
  * redacted.
  */
 import { parseArgs } from 'node:util';
 import { stringify } from 'yaml';
 import { loadResources } from '../source/yaml.js';
-import { translate } from '../translate/index.js';
-import { redacted } from '../translate/redact.js';
+import { compile } from '../compile/index.js';
+import { redacted } from '../compile/redact.js';
 
 const USAGE = `Usage: sluice render -f PATH [-f PATH…] [--only envoy|extproc|status] [--port N]
 
@@ -67,7 +67,7 @@ export async function main(argv: string[], io: Io = defaultIo): Promise<number> 
     return 2;
   }
   const { resources, problems } = await loadResources(paths);
-  const t = translate(resources, {
+  const t = compile(resources, {
     version: 'render',
     // As the operator would program it now: keys already expired are left out.
     now: Date.now(),

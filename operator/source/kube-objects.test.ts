@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { translate } from '../translate/index.js';
+import { compile } from '../compile/index.js';
 import {
   decodeSecretData,
   references,
@@ -21,7 +21,7 @@ void describe('conversions', () => {
     );
   });
 
-  it('hands translation a policy whose spec it cannot compile as stored, so its routes are refused', () => {
+  it('hands compilation a policy whose spec it cannot compile as stored, so its routes are refused', () => {
     // The apiserver stores this (CEL does not compile RE2); the operator must not drop it, or
     // the route would be served with no key check and no masking.
     const stored = {
@@ -47,7 +47,7 @@ void describe('conversions', () => {
         ],
       },
     })!;
-    const t = translate({ routes: [chat], policies: [policy], secrets: [], endpoints: [] });
+    const t = compile({ routes: [chat], policies: [policy], secrets: [], endpoints: [] });
     assert.deepEqual(
       t.extproc.routes.map((r) => [r.name, r.refuse, r.governance, r.policy]),
       [['ns/chat', 'policy_invalid', undefined, undefined]],
@@ -56,7 +56,7 @@ void describe('conversions', () => {
     assert.deepEqual([status.reason, status.observedGeneration], ['InvalidPolicy', 4]);
   });
 
-  it('keeps what translation reads of a route, frozen, without the last-applied copy', () => {
+  it('keeps what compilation reads of a route, frozen, without the last-applied copy', () => {
     const r = toRoute({
       metadata: {
         name: 'r',

@@ -1,6 +1,6 @@
 /**
  * Kubernetes objects → what the cluster source keeps: raw API objects (watch JSON or
- * client-node's typed list items) reduced and frozen — AIRoutes and AIPolicies as translation
+ * client-node's typed list items) reduced and frozen — AIRoutes and AIPolicies as compilation
  * reads them, Secrets as a name and resourceVersion (their values only while referenced),
  * consumer Secrets as their key's digest, Services and EndpointSlices as the addresses behind a
  * port — and what the routes and policies reference. Pure: no apiserver calls here.
@@ -44,7 +44,7 @@ export function readMeta(raw: Record<string, unknown>): ObjectMeta | undefined {
   else if (created instanceof Date) meta.creationTimestamp = created.toISOString();
   const labels = stringRecord(m.labels);
   if (labels && Object.keys(labels).length > 0) meta.labels = labels;
-  // The last-applied copy doubles each object's size and translation never reads it.
+  // The last-applied copy doubles each object's size and compilation never reads it.
   const annotations = stringRecord(m.annotations, LAST_APPLIED);
   if (annotations && Object.keys(annotations).length > 0) meta.annotations = annotations;
   return meta;
@@ -185,7 +185,7 @@ export function toSlice(raw: Record<string, unknown>): SliceInfo | undefined {
 /**
  * The addresses behind one Service port. A slice port carries the name of the Service port it
  * serves; a one-port Service and a one-port slice pair up whatever their names. Undefined when
- * the Service or that port does not exist, so translation can say which.
+ * the Service or that port does not exist, so compilation can say which.
  */
 export function serviceEndpoints(
   ref: { namespace: string; service: string; port: number },

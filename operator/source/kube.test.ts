@@ -61,7 +61,7 @@ void describe('KubeSource', () => {
     assert.deepEqual(api.gets, []);
     assert.ok(Object.isFrozen(res) && Object.isFrozen(res.routes));
 
-    // A Secret nobody references changes: no new translation.
+    // A Secret nobody references changes: no new compilation.
     await until('watching', () => api.c('Secret').watches.length === 1);
     await tick();
     changes.length = 0;
@@ -92,7 +92,7 @@ void describe('KubeSource', () => {
     await source.stop();
   });
 
-  it('signals a status-only change by key, without a new translation', async () => {
+  it('signals a status-only change by key, without a new compilation', async () => {
     const api = new FakeApi();
     const r = routeObject('ns', 'r1', 'k');
     api.c('AIRoute').put(r, 'ADDED');
@@ -254,7 +254,7 @@ void describe('KubeSource: consumer Secrets', () => {
     );
     assert.ok(!lines.join('').includes('sk-raw') && !lines.join('').includes(sha('sk-raw-bob')));
 
-    // The disagreement mended through the watch: a new translation, and the warning is not
+    // The disagreement mended through the watch: a new compilation, and the warning is not
     // repeated for a bundle that no longer has it.
     await until('watching', () => keys.watches.length === 1);
     await tick();

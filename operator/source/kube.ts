@@ -51,7 +51,7 @@ import { describeError, Reflector } from './reflector.js';
 
 /**
  * What changed in one turn of the event loop: `spec` means the bundle differs and needs a new
- * translation; `status` names the AIRoutes and AIPolicies (`Kind/namespace/name`) whose status
+ * compilation; `status` names the AIRoutes and AIPolicies (`Kind/namespace/name`) whose status
  * alone changed, which only need their status checked.
  */
 export interface Change {
@@ -261,8 +261,8 @@ export class KubeSource {
   }
 
   /**
-   * Problems between consumer Secrets (translation leaves such consumers out), logged once each
-   * while they last rather than on every translation.
+   * Problems between consumer Secrets (compilation leaves such consumers out), logged once each
+   * while they last rather than on every compilation.
    */
   private reportConsumerProblems(keys: readonly ConsumerKey[]): void {
     const now = new Set<string>();

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
-import { toIR } from '../translate/to-ir.js';
+import { toIR } from '../compile/to-ir.js';
 import { loadResources, readDocuments, SourceMemory } from './yaml.js';
 
 let dir: string;
@@ -362,7 +362,7 @@ void describe('loadResources with a memory: a bad edit never opens the gate', ()
     );
   });
 
-  void it('hands translation a refused policy with no valid version, which refuses its routes', async () => {
+  void it('hands compilation a refused policy with no valid version, which refuses its routes', async () => {
     for (const memory of [new SourceMemory(), undefined]) {
       await writeFile(policies, policy(`${KEYS}  mode: strict\n`));
       const { resources, problems } = await loadResources([root], memory);

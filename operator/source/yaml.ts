@@ -224,7 +224,7 @@ async function readStdin(): Promise<string> {
  * cluster would; an invalid one is reported without blocking the others. With a memory it keeps
  * its last valid version (as the cluster keeps the stored object when an apply is refused).
  * Without one, an invalid AIRoute is left out, and an invalid AIPolicy is still handed to
- * translation, which refuses the routes it targets (fail closed: a typo in a policy must not
+ * compilation, which refuses the routes it targets (fail closed: a typo in a policy must not
  * leave its routes ungoverned).
  * Secrets and discovery.k8s.io/v1 EndpointSlices (plus v1 Services, when present, to map a
  * Service port to the slice port) are read; other kinds are ignored. Every Secret labelled
@@ -339,8 +339,8 @@ export async function loadResources(
 }
 
 /**
- * An AIPolicy the cluster would refuse, as translation reads it: its name, namespace and labels,
- * and its spec as written, which translation marks Invalid while refusing the routes it targets.
+ * An AIPolicy the cluster would refuse, as compilation reads it: its name, namespace and labels,
+ * and its spec as written, which compilation marks Invalid while refusing the routes it targets.
  * Undefined when it has no usable name (such a policy could not exist in a cluster either).
  */
 function invalidPolicy(result: DocumentResult, doc: unknown): AIPolicy | undefined {

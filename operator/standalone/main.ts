@@ -18,7 +18,7 @@ import {
 const USAGE = `Usage: sluice run -f PATH [-f PATH…] [options]
 
 The whole gateway on one machine: AIRoute/AIPolicy/Secret YAML instead of a cluster, the
-operator's translation and xDS in-process, the extproc on a Unix socket, and Envoy when
+operator's compilation and xDS in-process, the extproc on a Unix socket, and Envoy when
 ENVOY_BIN is set or envoy is on PATH, otherwise the built-in Envoy emulator.
 
 Options:
@@ -127,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
       envoyBin,
       watch: !f['no-watch'],
       ...stateOptions(f),
-      ...(f['upstream-ca'] ? { translate: { caFile: resolve(f['upstream-ca']) } } : {}),
+      ...(f['upstream-ca'] ? { compile: { caFile: resolve(f['upstream-ca']) } } : {}),
       logger,
       registry,
       env: process.env,

@@ -1,6 +1,6 @@
 /**
  * `sluice run` as a component: the whole gateway in one process from YAML files. The files go
- * through the operator's own source and translation into a snapshot served by an in-process ADS
+ * through the operator's own source and compilation into a snapshot served by an in-process ADS
  * server; the extproc takes its config from that server and listens on a Unix socket; the data
  * plane is Envoy when one is given (it gets a bootstrap pointing ADS at the in-process server),
  * otherwise the emulator from operator/envoy-sim. A file change re-translates and pushes a new
@@ -22,7 +22,7 @@ import { desiredState } from '../controller/snapshot.js';
 import { InvalidPolicyReporter, policyInvalidGauge } from '../controller/invalid-policies.js';
 import { countNacks, xdsNackCounter } from '../controller/metrics.js';
 import { loadResources, SourceMemory, type Problem } from '../source/yaml.js';
-import { invalidPolicies, translate, type TranslateOptions } from '../translate/index.js';
+import { invalidPolicies, compile, type CompileOptions } from '../compile/index.js';
 import { SnapshotCache, ALL_NODES } from '../xds/cache.js';
 import { ResourceEncoder } from '../xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../xds/server.js';
@@ -45,8 +45,8 @@ export interface StandaloneOptions {
   /** An Envoy binary; absent: the emulator. */
   envoyBin?: string | undefined;
   watch?: boolean;
-  /** Passed to the translation (buffer limit, timeouts, CA file, limits…). */
-  translate?: TranslateOptions;
+  /** Passed to the compilation (buffer limit, timeouts, CA file, limits…). */
+  compile?: CompileOptions;
   logger: Logger;
   registry: Registry;
   env: NodeJS.ProcessEnv;
@@ -152,16 +152,16 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
         if (p.level === 'error') log.error(fields, 'served state differs from the files');
         else log.warn(fields, 'resource left out');
       }
-      const translation = translate(resources, {
-        ...opts.translate,
+      const compilation = compile(resources, {
+        ...opts.compile,
         // Consumer keys expired by now are left out (see toIR).
         now: Date.now(),
         listenerAddress: opts.host,
         listenerPort: opts.port,
         extprocSocket,
       });
-      invalid.report(invalidPolicies(translation.statuses));
-      for (const s of translation.statuses) {
+      invalid.report(invalidPolicies(compilation.statuses));
+      for (const s of compilation.statuses) {
         const accepted = s.conditions.find((c) => c.type === 'Accepted');
         if (accepted && accepted.status !== 'True') {
           log.warn(
@@ -177,11 +177,11 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
         }
       }
       try {
-        const desired = desiredState(translation, encoder);
+        const desired = desiredState(compilation, encoder);
         cache.setSnapshot(ALL_NODES, desired.snapshot);
         version = desired.version;
         log.info(
-          { event: 'config_served', version, routes: translation.ir.routes.length },
+          { event: 'config_served', version, routes: compilation.ir.routes.length },
           'configuration served',
         );
         return { applied: true, version, problems };

@@ -27,7 +27,7 @@
  * offending resource). That is the truth about those routes: the data plane did not apply them.
  */
 import type { Condition, ResourceStatus } from '../api/types.js';
-import type { ConditionResult, StatusResult } from '../translate/ir.js';
+import type { ConditionResult, StatusResult } from '../compile/ir.js';
 import type { Footprint, ResourceRef } from './footprint.js';
 import type { PlaneState } from './fleet.js';
 
@@ -251,7 +251,7 @@ export function conditionTime(nowMs: number): string {
   return new Date(Math.floor(nowMs / 1000) * 1000).toISOString().replace('.000Z', 'Z');
 }
 
-/** Translation's conditions plus Programmed: the full set of conditions the operator owns. */
+/** Compilation's conditions plus Programmed: the full set of conditions the operator owns. */
 export function desiredConditions(
   result: StatusResult,
   footprint: Footprint | undefined,

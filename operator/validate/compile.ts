@@ -1,19 +1,19 @@
 /**
  * Beyond what the apiserver checks (validate.ts): what the operator would refuse in a document
- * on its own, as translation judges it, and what the extproc would refuse to compile. `sluice
- * validate` reports both; the YAML source does not need this, translation itself does it there.
+ * on its own, as compilation judges it, and what the extproc would refuse to compile. `sluice
+ * validate` reports both; the YAML source does not need this, compilation itself does it there.
  */
 import type { AIRoute, SecretData } from '../api/types.js';
-import { compileProblems } from '../translate/policy.js';
-import { DEFAULT_SECRET_KEY, toIR } from '../translate/to-ir.js';
+import { compileProblems } from '../compile/policy.js';
+import { DEFAULT_SECRET_KEY, toIR } from '../compile/to-ir.js';
 import { fieldError, type DocumentResult, type FieldError } from './validate.js';
 
 /**
  * What the operator would refuse in a document the apiserver accepts, judged on the document
  * alone: an AIPolicy's sections compiled by the extproc's own schemas (RE2 patterns, word lists,
- * templates, decorators, JWKS, access globs, limits, prices), exactly as translation compiles
+ * templates, decorators, JWKS, access globs, limits, prices), exactly as compilation compiles
  * them (the operator marks such a policy InvalidPolicy and refuses the routes it targets); an
- * AIRoute's own faults as translation finds them. Empty for anything else.
+ * AIRoute's own faults as compilation finds them. Empty for anything else.
  */
 export function compileErrors(result: DocumentResult): FieldError[] {
   if (result.outcome !== 'valid' || !result.object) return [];
@@ -26,7 +26,7 @@ const REFERENCE_REASONS = new Set(['SecretNotFound', 'SecretKeyNotFound', 'Model
 
 /**
  * What the operator refuses in an AIRoute on its own (rules naming models the route does not
- * serve or backends it does not have, weight-0 rules, provider blocks…): translation run on the
+ * serve or backends it does not have, weight-0 rules, provider blocks…): compilation run on the
  * route alone, with every Secret it references taken to exist, so only its own faults remain.
  */
 function routeErrors(route: AIRoute): FieldError[] {

@@ -5,7 +5,7 @@
  *
  * Strict on purpose: protobufjs' own fromObject drops fields it does not know, which would turn a
  * misspelt field into config that silently does something else. Here anything not declared is an
- * error naming the path, so the translation and proto/ can never drift apart unnoticed.
+ * error naming the path, so the compilation and proto/ can never drift apart unnoticed.
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';

@@ -18,7 +18,7 @@
  *                          §7 target with the Go load generator), lean (issue 16: the whole
  *                          request at BENCH_LEAN_RATES against the grpc-go floor, with GC,
  *                          allocation and event-loop figures), operator, masking,
- *                          governance, estimate, context, cache, translation, workers,
+ *                          governance, estimate, context, cache, compilation, workers,
  *                          cloud (issue 15: the cloud translators per pair, SigV4)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    extra node flags for the extproc, space-separated (e.g. --trace-gc)
@@ -885,10 +885,10 @@ async function main(): Promise<void> {
       );
     if (wanted('cache'))
       childSection('cache', 'response cache: a miss lookup, and a hit end to end (issue 19)');
-    if (wanted('translation'))
+    if (wanted('compilation'))
       childSection(
-        'translation',
-        'translation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
+        'compilation',
+        'compilation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
       );
     if (wanted('cloud'))
       childSection(
@@ -992,7 +992,7 @@ function childSection(
     | 'estimate'
     | 'context'
     | 'cache'
-    | 'translation'
+    | 'compilation'
     | 'workers'
     | 'cloud',
   title: string,
@@ -1033,7 +1033,7 @@ function operatorSection(): void {
       ['figure', 'measured', 'target', 'verdict'],
       [
         [
-          `translate ${f.routes} routes (5 runs)`,
+          `compile ${f.routes} routes (5 runs)`,
           `median ${fmtMs(median)} ms, min ${fmtMs(sorted[0]!)}, max ${fmtMs(sorted.at(-1)!)}`,
           '< 1000 ms',
           median < 1000 ? 'met' : 'NOT MET',

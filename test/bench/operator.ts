@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { translate } from '../../operator/translate/index.js';
+import { compile } from '../../operator/compile/index.js';
 import { measurePropagation } from '../../operator/xds/testing/propagation.js';
 import { syntheticResources } from '../golden/synthetic.js';
 
@@ -29,9 +29,9 @@ export async function measureOperator(routes = 2000): Promise<OperatorFigures> {
   const translateMs: number[] = [];
   for (let i = 0; i < 5; i++) {
     const t0 = performance.now();
-    const t = translate(resources, { version: `bench-${i}` });
+    const t = compile(resources, { version: `bench-${i}` });
     translateMs.push(performance.now() - t0);
-    if (t.statuses.length === 0) throw new Error('translation produced no statuses');
+    if (t.statuses.length === 0) throw new Error('compilation produced no statuses');
   }
   const p = await measurePropagation({ changes: 200, clusters: routes });
   return {

@@ -20,7 +20,7 @@ import {
   type Harness,
 } from './harness.js';
 
-// What the operator emits (operator/translate/to-envoy.ts: per_connection_buffer_limit_bytes).
+// What the operator emits (operator/compile/to-envoy.ts: per_connection_buffer_limit_bytes).
 const BUFFER_LIMIT = 8 * 1024 * 1024;
 
 // The default config plus a masking route whose answers are held up to 1 MiB to be restored.

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { desiredState } from '../../operator/controller/snapshot.js';
 import { loadResources } from '../../operator/source/yaml.js';
-import { translate } from '../../operator/translate/index.js';
+import { compile } from '../../operator/compile/index.js';
 import { ALL_NODES, SnapshotCache, type Snapshot } from '../../operator/xds/cache.js';
 import type { EncodedAny } from '../../operator/xds/encode.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
@@ -23,7 +23,7 @@ const encoder = ResourceEncoder.fromProtoTree();
 
 async function snapshotOf(file: string): Promise<Snapshot> {
   const { resources } = await loadResources([file]);
-  const t = translate(resources, { version: 'sim', listenerAddress: '127.0.0.1', listenerPort: 0 });
+  const t = compile(resources, { version: 'sim', listenerAddress: '127.0.0.1', listenerPort: 0 });
   return desiredState(t, encoder).snapshot;
 }
 

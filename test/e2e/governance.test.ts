@@ -18,7 +18,7 @@ import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
 import { desiredState } from '../../operator/controller/snapshot.js';
 import { loadResources } from '../../operator/source/yaml.js';
 import { ENVOY_NODE_ID, EXTPROC_NODE_ID } from '../../operator/standalone/run.js';
-import { translate } from '../../operator/translate/index.js';
+import { compile } from '../../operator/compile/index.js';
 import { ALL_NODES, SnapshotCache } from '../../operator/xds/cache.js';
 import { ResourceEncoder } from '../../operator/xds/encode.js';
 import { startAdsServer, type RunningAdsServer } from '../../operator/xds/server.js';
@@ -134,7 +134,7 @@ describe('e2e: governance with the official SDKs', () => {
     await writeFile(join(dir, 'routes.yaml'), manifests(mock.port), 'utf8');
     const { resources } = await loadResources([join(dir, 'routes.yaml')]);
     const extprocSocket = join(dir, 'extproc.sock');
-    const t = translate(resources, {
+    const t = compile(resources, {
       listenerAddress: '127.0.0.1',
       listenerPort: 0,
       extprocSocket,

@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import { findEnvoy } from '../../operator/standalone/main.js';
 import { run, type RunningGateway } from '../../operator/standalone/run.js';
 import type { StateStore } from '../../extproc/state/store.js';
-import type { TranslateOptions } from '../../operator/translate/index.js';
+import type { CompileOptions } from '../../operator/compile/index.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 
 export const KEYS = {
@@ -163,7 +163,7 @@ export async function startHarness(): Promise<Harness> {
     port: envoyBin ? 19750 + (process.pid % 200) : 0,
     envoyBin,
     watch: true,
-    translate: { limits: { maxRequestBodyBytes: 64 * 1024 }, messageTimeoutMs: 5000 },
+    compile: { limits: { maxRequestBodyBytes: 64 * 1024 }, messageTimeoutMs: 5000 },
     logger: pino({ level: 'info' }, sink),
     registry: new Registry(),
     env: {},
@@ -256,7 +256,7 @@ export async function freePort(): Promise<number> {
 export async function startYamlGateway(
   docs: unknown[],
   opts: {
-    translate?: TranslateOptions;
+    compile?: CompileOptions;
     /** Runs once the manifests are written, before the gateway starts: more files for `dir`. */
     setup?: (dir: string) => Promise<void>;
     /** The extproc's state store (budgets, usage), for a test to read; absent: memory. */
@@ -299,7 +299,7 @@ export async function startYamlGateway(
       port: envoyBin ? await freePort() : 0,
       envoyBin,
       watch: true,
-      translate: { messageTimeoutMs: 5000, ...opts.translate },
+      compile: { messageTimeoutMs: 5000, ...opts.compile },
       // trace: a value that leaks at any level must show up in logLines.
       logger: pino({ level: 'trace' }, sink),
       registry,

@@ -1,5 +1,5 @@
 // An external (https://) backend reached over TLS: the gateway sends the backend's host as SNI,
-// verifies the certificate against the trusted CA the translation was given, and checks the
+// verifies the certificate against the trusted CA the compilation was given, and checks the
 // host name against the certificate's DNS SANs. A certificate that fails either check ends the
 // request with a 503 in the caller's own error format, never a hang.
 import assert from 'node:assert/strict';
@@ -217,7 +217,7 @@ describe('e2e: TLS to an https:// backend with a test CA', () => {
         secretDoc('openai', KEYS.primary),
         secretDoc('anthropic', KEYS.anthropic),
       ],
-      { translate: { caFile: join(pki, 'test-ca.crt') } },
+      { compile: { caFile: join(pki, 'test-ca.crt') } },
     );
     ({ openai, anthropic } = sdkClients(g.gateway.url));
   });

@@ -16,10 +16,10 @@ import { parse } from 'yaml';
 import { envoyApiRoot, envoyRelease } from '../../operator/envoy-api/index.js';
 import { validateEnvoy } from '../../operator/envoy-api/validate.js';
 import { main as render } from '../../operator/render/main.js';
-import { translate } from '../../operator/translate/index.js';
-import type { EnvoyResources } from '../../operator/translate/index.js';
-import type { IRGovernance } from '../../operator/translate/ir.js';
-import { toEnvoy } from '../../operator/translate/to-envoy.js';
+import { compile } from '../../operator/compile/index.js';
+import type { EnvoyResources } from '../../operator/compile/index.js';
+import type { IRGovernance } from '../../operator/compile/ir.js';
+import { toEnvoy } from '../../operator/compile/to-envoy.js';
 import { OUR_PROTO_DIR, listProtoFiles, loadRoot } from '../proto/compare.js';
 import { ENVOY_TYPES, GOLDEN_DIR, envoyFile, listCases, loadCase } from '../golden/cases.js';
 import { StrictJsonError, encodeStrict, strictFromJson } from './strict-json.js';
@@ -68,7 +68,7 @@ void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s
   for (const name of listCases()) {
     void it(`${name}: every resource decodes strictly, official and ours`, async () => {
       const { resources } = await loadCase(name);
-      const { envoy } = translate(resources);
+      const { envoy } = compile(resources);
       const a = check(official, envoy, 'official');
       const b = check(ours, envoy, 'proto/');
       assert.equal(a, b);
@@ -101,7 +101,7 @@ void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s
   });
 
   // Governance is not translated from AIPolicies in every golden case yet, so the identity
-  // filters are checked on an IR given its governance here, as the translation will build it.
+  // filters are checked on an IR given its governance here, as the compilation will build it.
   const governance: IRGovernance = {
     consumers: [],
     policies: [],
@@ -133,7 +133,7 @@ void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s
     clientCertTrust: 'listener' | 'sidecar' = 'listener',
   ): Promise<EnvoyResources> {
     const { resources } = await loadCase(name);
-    const { ir } = translate(resources);
+    const { ir } = compile(resources);
     return toEnvoy({ ...ir, governance }, { clientCertTrust });
   }
 
@@ -155,7 +155,7 @@ void describe(`envoy-config: emitted resources against Envoy ${envoyRelease()}'s
   void it('the two definitions produce the same bytes, with and without governance', async () => {
     const { resources } = await loadCase('mixed-fallback');
     for (const envoy of [
-      translate(resources).envoy,
+      compile(resources).envoy,
       await withGovernance('mixed-fallback'),
       await withGovernance('mixed-fallback', 'sidecar'),
     ]) {

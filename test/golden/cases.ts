@@ -19,8 +19,8 @@ import { stringify } from 'yaml';
 import type { Problem } from '../../operator/source/yaml.js';
 import { loadResources } from '../../operator/source/yaml.js';
 import type { Resources } from '../../operator/api/types.js';
-import type { EnvoyResources, Translation } from '../../operator/translate/index.js';
-import { redacted, redactedIR } from '../../operator/translate/redact.js';
+import type { EnvoyResources, Compilation } from '../../operator/compile/index.js';
+import { redacted, redactedIR } from '../../operator/compile/redact.js';
 
 export { redacted };
 
@@ -30,7 +30,7 @@ export const CASES_DIR = join(GOLDEN_DIR, 'cases/');
 /** The folders the golden outputs live in, below GOLDEN_DIR. */
 export const OUTPUT_DIRS = ['ir', 'envoy', 'extproc'] as const;
 
-/** Envoy resource types, one golden file each, in the order translation emits them. */
+/** Envoy resource types, one golden file each, in the order compilation emits them. */
 export const ENVOY_TYPES = [
   'listeners',
   'routes',
@@ -76,7 +76,7 @@ export async function loadCase(
  */
 export async function renderGoldens(
   name: string,
-  t: Translation,
+  t: Compilation,
   problems: readonly Problem[],
 ): Promise<Map<string, string>> {
   const ir: Record<string, unknown> = {};

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { ExtprocConfig } from '../../extproc/config/contract.js';
-import { translate, type TranslateOptions } from '../../operator/translate/index.js';
+import { compile, type CompileOptions } from '../../operator/compile/index.js';
 import {
   GOLDEN_DIR,
   OUTPUT_DIRS,
@@ -14,7 +14,7 @@ import {
 } from './cases.js';
 
 /** Flags of `sluice operator` a case is translated with (besides the version). */
-const CASE_OPTIONS: Readonly<Record<string, Partial<TranslateOptions>>> = {
+const CASE_OPTIONS: Readonly<Record<string, Partial<CompileOptions>>> = {
   'envoy-tracing': {
     tracing: {
       collectorHost: 'otel.observability.svc',
@@ -28,17 +28,17 @@ const CASE_OPTIONS: Readonly<Record<string, Partial<TranslateOptions>>> = {
 // `npm run golden:update` sets it: every golden file is rewritten, and files no case writes go.
 const UPDATE = process.env['UPDATE_GOLDEN'] === '1';
 
-void describe('golden translation', () => {
+void describe('golden compilation', () => {
   const cases = listCases();
 
-  void it('has the cases the translation is known by', () => {
+  void it('has the cases the compilation is known by', () => {
     assert.ok(cases.length >= 10, `only ${cases.length} cases`);
   });
 
   for (const name of cases) {
     void it(name, async () => {
       const { resources, problems } = await loadCase(name);
-      const t = translate(resources, { version: 'golden', ...CASE_OPTIONS[name] });
+      const t = compile(resources, { version: 'golden', ...CASE_OPTIONS[name] });
       const actual = await renderGoldens(name, t, problems);
       for (const [path, text] of actual) {
         const file = join(GOLDEN_DIR, path);
@@ -73,7 +73,7 @@ void describe('golden translation', () => {
       assert.deepEqual(
         await renderGoldens(
           name,
-          translate(shuffled, { version: 'golden', ...CASE_OPTIONS[name] }),
+          compile(shuffled, { version: 'golden', ...CASE_OPTIONS[name] }),
           problems,
         ),
         actual,

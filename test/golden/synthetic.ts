@@ -1,6 +1,6 @@
 /**
  * A synthetic Resources bundle of `n` AIRoutes with policies, for `npm run bench` (the operator's
- * budget: 2,000 routes translate in under a second). Deterministic: the same n, the same bundle.
+ * budget: 2,000 routes compile in under a second). Deterministic: the same n, the same bundle.
  * The mix follows what real gateways hold: mostly one or two external backends, some priority
  * fallbacks and header rules, some in-cluster Services with endpoints, one policy per ten routes
  * plus a namespace-wide default that conflicts on one section.

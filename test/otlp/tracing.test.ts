@@ -165,7 +165,7 @@ describe('otlp: traces of sluice run in a real OTLP receiver', () => {
       files: [dir],
       host: '127.0.0.1',
       port: 0,
-      translate: { messageTimeoutMs: 5000 },
+      compile: { messageTimeoutMs: 5000 },
       logger: pino(
         { level: 'trace' },
         new Writable({

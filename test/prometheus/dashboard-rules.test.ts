@@ -51,7 +51,7 @@ const HELM = process.env['SLUICE_HELM'] ?? join(homedir(), '.cache/sluice/kube/b
  */
 const QUIET: Record<string, string> = {
   SluiceExtprocConfigRejected:
-    'needs a config the extproc refuses; the operator translation never sends one from valid YAML',
+    'needs a config the extproc refuses; the operator compilation never sends one from valid YAML',
   SluiceDataPlaneNack:
     'needs a data plane that refuses its xDS config, which the YAML here never makes it do',
   SluiceUsageJournalDropping: 'needs the journal full, or a settlement the store refuses',
@@ -267,7 +267,7 @@ describe('prometheus: the dashboard and alert rules on a real Prometheus scrapin
       host: '127.0.0.1',
       port: 0,
       admin: '127.0.0.1:0',
-      translate: { messageTimeoutMs: 5000 },
+      compile: { messageTimeoutMs: 5000 },
       logger: pino({ level: 'warn' }, new Writable({ write: (_c, _e, cb) => cb() })),
       registry,
       env: {},

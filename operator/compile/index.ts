@@ -1,5 +1,5 @@
 /**
- * The pure translation: Resources → IR → Envoy resources + extproc config + statuses.
+ * The pure compilation: Resources → IR → Envoy resources + extproc config + statuses.
  * No I/O, clock or randomness; the same input gives byte-identical output, sorted throughout,
  * so snapshots can be compared and versioned by content.
  */
@@ -18,21 +18,21 @@ import { toIR } from './to-ir.js';
 export type { IR, StatusResult } from './ir.js';
 export type { EnvoyOptions, EnvoyResources } from './to-envoy.js';
 
-export interface TranslateOptions extends Partial<EnvoyOptions>, ExtprocOptions {
+export interface CompileOptions extends Partial<EnvoyOptions>, ExtprocOptions {
   /** The extproc contract `version`; the caller assigns it (e.g. from a content hash). */
   version?: string;
   /** Wall-clock milliseconds: consumer keys expired by then are left out (see toIR). */
   now?: number;
 }
 
-export interface Translation {
+export interface Compilation {
   ir: IR;
   envoy: EnvoyResources;
   extproc: ExtprocConfigInput;
   statuses: StatusResult[];
 }
 
-export function translate(resources: Resources, options: TranslateOptions = {}): Translation {
+export function compile(resources: Resources, options: CompileOptions = {}): Compilation {
   const { version = '0', limits, now, ...envoyOptions } = options;
   const ir = toIR(resources, now !== undefined ? { now } : {});
   return {
@@ -66,7 +66,7 @@ export function envoyBufferLimit(
   );
 }
 
-/** An AIPolicy translation found invalid: the routes it targets refuse requests until it is fixed. */
+/** An AIPolicy compilation found invalid: the routes it targets refuse requests until it is fixed. */
 export interface InvalidPolicy {
   /** `<namespace>/<name>` */
   policy: string;

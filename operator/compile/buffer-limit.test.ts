@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Resources } from '../api/types.js';
-import { envoyBufferLimit, translate } from './index.js';
+import { envoyBufferLimit, compile } from './index.js';
 
 const MiB = 1024 * 1024;
 
@@ -24,14 +24,14 @@ const resources: Resources = {
   endpoints: [],
 };
 
-function bufferOf(options: Parameters<typeof translate>[1]): number {
-  const l = translate(resources, options).envoy.listeners[0] as Record<string, unknown>;
+function bufferOf(options: Parameters<typeof compile>[1]): number {
+  const l = compile(resources, options).envoy.listeners[0] as Record<string, unknown>;
   return l['per_connection_buffer_limit_bytes'] as number;
 }
 
 describe('the Envoy buffer limit follows the extproc body limits', () => {
   it('is raised to maxResponseBodyBytes, so an answer the extproc reads whole is never cut by Envoy', () => {
-    const t = translate(resources, { limits: { maxResponseBodyBytes: 32 * MiB } });
+    const t = compile(resources, { limits: { maxResponseBodyBytes: 32 * MiB } });
     assert.equal(t.extproc.limits?.maxResponseBodyBytes, 32 * MiB);
     assert.equal(bufferOf({ limits: { maxResponseBodyBytes: 32 * MiB } }), 32 * MiB);
   });

@@ -1,4 +1,4 @@
-import type { Translation } from './index.js';
+import type { Compilation } from './index.js';
 import type { CredentialRef, IR, IRRoute } from './ir.js';
 
 /** Stands in for a virtual key digest: a digest of a short hand-made key can be brute-forced. */
@@ -9,7 +9,7 @@ export const REDACTED_KEY_HASH = '<redacted:sha256>';
  * every virtual key digest by REDACTED_KEY_HASH: what `sluice render` prints and golden files
  * hold. Never print or store the unredacted document.
  */
-export function redacted(t: Translation): Translation['extproc'] {
+export function redacted(t: Compilation): Compilation['extproc'] {
   const refs = new Map<string, string>();
   const hashKeys = new Map<string, string>();
   for (const r of t.ir.routes) {
@@ -24,7 +24,7 @@ export function redacted(t: Translation): Translation['extproc'] {
       }
     }
   }
-  const out: Translation['extproc'] = {
+  const out: Compilation['extproc'] = {
     ...t.extproc,
     backends: t.extproc.backends.map((b) =>
       b.credential ? { ...b, credential: { value: refs.get(b.name) ?? '<redacted>' } } : b,

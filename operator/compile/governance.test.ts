@@ -10,7 +10,7 @@ import {
   nextKeyExpiry,
   unknownConsumers,
 } from './governance.js';
-import { translate } from './index.js';
+import { compile } from './index.js';
 import { redacted, REDACTED_KEY_HASH } from './redact.js';
 
 const hex = (c: string) => c.repeat(64);
@@ -52,7 +52,7 @@ function bundle(parts: Partial<Resources>): Resources {
   return { routes: [], policies: [], secrets: [], endpoints: [], ...parts };
 }
 
-function accepted(t: ReturnType<typeof translate>, kind: string, name: string) {
+function accepted(t: ReturnType<typeof compile>, kind: string, name: string) {
   const c = t.statuses
     .find((s) => s.kind === kind && s.name === name)
     ?.conditions.find((x) => x.type === 'Accepted');
@@ -60,7 +60,7 @@ function accepted(t: ReturnType<typeof translate>, kind: string, name: string) {
   return c;
 }
 
-function valid(t: ReturnType<typeof translate>): void {
+function valid(t: ReturnType<typeof compile>): void {
   const parsed = ExtprocConfig.safeParse(t.extproc);
   assert.deepEqual(parsed.error?.issues ?? [], [], 'the extproc document follows the contract');
 }
@@ -252,11 +252,11 @@ void describe('governance sections', () => {
   });
 });
 
-void describe('translation of governance', () => {
+void describe('compilation of governance', () => {
   const keys = [key('alice', 's-1', { team: 'search' }), key('svc', 's-2')];
 
   void it('compiles winners per route into shared, named policies with the JWT and mesh issuers', () => {
-    const t = translate(
+    const t = compile(
       bundle({
         routes: [route('chat', { tier: 'a' }), route('embed', { tier: 'a' }), route('solo')],
         policies: [
@@ -323,7 +323,7 @@ void describe('translation of governance', () => {
   });
 
   void it('refuses routes whose consumers policy maps to an unknown consumer, fail-closed', () => {
-    const t = translate(
+    const t = compile(
       bundle({
         routes: [route('chat'), route('other')],
         policies: [
@@ -359,7 +359,7 @@ void describe('translation of governance', () => {
     );
     assert.deepEqual(t.ir.governance!.jwtProviders, []);
     // The same policy, once the consumer exists.
-    const fixed = translate(
+    const fixed = compile(
       bundle({
         routes: [route('chat')],
         policies: [
@@ -376,7 +376,7 @@ void describe('translation of governance', () => {
   });
 
   void it('makes a section the extproc would refuse InvalidPolicy and refuses its routes, never serving them under the rest', () => {
-    const t = translate(
+    const t = compile(
       bundle({
         routes: [route('chat')],
         policies: [
@@ -414,8 +414,8 @@ void describe('translation of governance', () => {
       key('alice', 's-2'),
     ];
     const res = bundle({ routes: [route('chat')], consumerKeys: expiring });
-    const before = translate(res, { now: Date.parse('2029-12-31T23:59:59Z') });
-    const after = translate(res, { now: Date.parse('2030-01-01T00:00:00Z') });
+    const before = compile(res, { now: Date.parse('2029-12-31T23:59:59Z') });
+    const after = compile(res, { now: Date.parse('2030-01-01T00:00:00Z') });
     assert.deepEqual(before.extproc.consumers![0]!.keyHashes, [hex('1'), hex('2')]);
     assert.deepEqual(after.extproc.consumers![0]!.keyHashes, [hex('2')]);
     const shown = JSON.stringify(redacted(before));
@@ -425,7 +425,7 @@ void describe('translation of governance', () => {
       REDACTED_KEY_HASH,
     ]);
     // No consumer, no policy: the document reads as before governance existed.
-    const none = translate(bundle({ routes: [route('chat')] }));
+    const none = compile(bundle({ routes: [route('chat')] }));
     assert.equal(none.extproc.consumers, undefined);
     assert.equal(none.extproc.policies, undefined);
     assert.equal(none.ir.governance, undefined);

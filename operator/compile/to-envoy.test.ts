@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { AIRoute, AIRouteSpec, Resources } from '../api/types.js';
 import { ExtprocConfig, WIRE } from '../../extproc/config/contract.js';
-import { translate } from './index.js';
+import { compile } from './index.js';
 import type { IR, IRGovernance, IRJwtProvider } from './ir.js';
 import { toEnvoy } from './to-envoy.js';
 
@@ -28,7 +28,7 @@ function bundle(routes: AIRoute[], extra: Partial<Resources> = {}): Resources {
 }
 
 function entries(r: Resources): J[] {
-  const config = translate(r).envoy.routes[0] as J;
+  const config = compile(r).envoy.routes[0] as J;
   return config['virtual_hosts'][0]['routes'] as J[];
 }
 
@@ -126,7 +126,7 @@ void describe('toEnvoy: clusters', () => {
   });
 
   void it('one cluster per rule: a locality per backend, weights kept, priorities made dense', () => {
-    const t = translate(r);
+    const t = compile(r);
     const c = t.envoy.clusters.find((x) => x['name'] === 'route/ns/r/rule/0') as J;
     assert.equal(c['type'], 'STRICT_DNS');
     const loc = c['load_assignment']['endpoints'] as J[];
@@ -167,7 +167,7 @@ void describe('toEnvoy: clusters', () => {
   });
 
   void it('an all in-cluster rule is an EDS cluster with its assignment served separately', () => {
-    const t = translate(
+    const t = compile(
       bundle([route('r', { backends: [backends[2]!] })], {
         endpoints: [{ namespace: 'ns', service: 'svc', port: 80, addresses: [] }],
       }),
@@ -186,7 +186,7 @@ void describe('toEnvoy: clusters', () => {
   });
 
   void it('the extproc document names every backend once and lists weight-0 ones for the route', () => {
-    const t = translate(r, { version: '42' });
+    const t = compile(r, { version: '42' });
     const doc = t.extproc;
     assert.equal(doc.version, '42');
     assert.deepEqual(
@@ -204,17 +204,17 @@ void describe('toEnvoy: clusters', () => {
       { name: 'ns/r/p0b', weight: 1, priority: 2 },
       { name: 'ns/r/fb', weight: 1, priority: 5 },
     ]);
-    const single = translate(bundle([route('one', {})])).extproc;
+    const single = compile(bundle([route('one', {})])).extproc;
     assert.equal(ExtprocConfig.safeParse(single).success, true);
   });
 
   void it('is deterministic: the same input gives the same JSON', () => {
-    assert.equal(JSON.stringify(translate(r)), JSON.stringify(translate(r)));
+    assert.equal(JSON.stringify(compile(r)), JSON.stringify(compile(r)));
   });
 });
 
 void describe('toEnvoy: identity Envoy makes unforgeable', () => {
-  const base: IR = translate(bundle([route('r', {})])).ir;
+  const base: IR = compile(bundle([route('r', {})])).ir;
   const JWKS = '{"keys":[{"kty":"oct","k":"c2VjcmV0","alg":"HS256"}]}';
   const remote = (
     uri: string,
@@ -430,7 +430,7 @@ void describe('toEnvoy: identity Envoy makes unforgeable', () => {
 
 void describe('toEnvoy: Envoy’s own replies and timeouts', () => {
   const hcm = (r: Resources): J => {
-    const l = translate(r).envoy.listeners[0] as J;
+    const l = compile(r).envoy.listeners[0] as J;
     return l['filter_chains'][0]['filters'][0]['typed_config'] as J;
   };
 
@@ -471,7 +471,7 @@ void describe('toEnvoy: Envoy’s own replies and timeouts', () => {
   });
 
   void it('both ext_proc filters receive the extproc’s mark; code_details is not requested', () => {
-    const r = translate(bundle([route('r', {})])).envoy;
+    const r = compile(bundle([route('r', {})])).envoy;
     const router = hcm(bundle([route('r', {})]))['http_filters'].find(
       (f: J) => f['name'] === WIRE.routerFilter,
     )['typed_config'];
@@ -501,7 +501,7 @@ void describe('toEnvoy: session affinity', () => {
       }),
       route('plain', {}),
     ]);
-    const out = translate(r);
+    const out = compile(r);
     const clusters = out.envoy.clusters as J[];
     const sticky = clusters.filter((c) => String(c['name']).includes('/sticky/'));
     assert.equal(sticky.length, 2, 'one cluster per rule');

@@ -1,12 +1,12 @@
-// The AIPolicy `cache` section through translation: checked with the extproc's own schema (a bad
-// section makes the policy InvalidPolicy), merged per route by priority like every section, and
-// compiled into the route's contract policy.
+// The AIPolicy `sessions` section through compilation: checked with the extproc's own schema (a
+// bad section makes the policy InvalidPolicy), merged per route by priority like every section,
+// and compiled into the route's contract policy.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExtprocConfig } from '../../extproc/config/contract.js';
 import { AIPolicySpecSchema } from '../api/schema.js';
 import type { AIPolicy, AIPolicySpec, AIRoute, Resources } from '../api/types.js';
-import { translate } from './index.js';
+import { compile } from './index.js';
 import { compileProblems } from './policy.js';
 
 function route(name: string): AIRoute {
@@ -40,55 +40,54 @@ const bundle = (parts: Partial<Resources>): Resources => ({
   ...parts,
 });
 
-describe('AIPolicy cache section', () => {
+describe('AIPolicy sessions section', () => {
   it('the CRD schema takes the contract’s fields and refuses others', () => {
     const ok = AIPolicySpecSchema.safeParse({
       targetRefs: [{ name: 'r' }],
-      cache: { ttlSeconds: 60, scope: 'team', hitCostFraction: 0.25 },
+      sessions: { ttlSeconds: 3600, maxStoredBytes: 65536, anonymous: 'stateless' },
     });
     assert.equal(ok.success, true);
-    for (const cache of [
-      { scope: 'everyone' },
+    for (const sessions of [
+      { anonymous: 'everyone' },
       { ttlSeconds: 0 },
-      { hitCostFraction: 2 },
+      { maxStoredBytes: 100 },
+      { ttlSeconds: 91 * 24 * 3600 },
       { x: 1 },
     ])
       assert.equal(
-        AIPolicySpecSchema.safeParse({ targetRefs: [{ name: 'r' }], cache }).success,
+        AIPolicySpecSchema.safeParse({ targetRefs: [{ name: 'r' }], sessions }).success,
         false,
-        JSON.stringify(cache),
+        JSON.stringify(sessions),
       );
     assert.deepEqual(
-      compileProblems({ targetRefs: [{ name: 'r' }], cache: { maxEntryBytes: 10 } }).map(
+      compileProblems({ targetRefs: [{ name: 'r' }], sessions: { maxStoredBytes: 10 } }).map(
         (p) => p.field,
       ),
-      ['spec.cache.maxEntryBytes'],
+      ['spec.sessions.maxStoredBytes'],
     );
   });
 
-  it('the winning section becomes the route policy’s cache; the loser is Conflicted', () => {
-    const t = translate(
+  it('the winning section becomes the route policy’s sessions; the loser is Conflicted', () => {
+    const t = compile(
       bundle({
         routes: [route('chat'), route('other')],
         policies: [
-          policy('low', { targetRefs: [{ name: 'chat' }], cache: { ttlSeconds: 10 } }),
+          policy('low', { targetRefs: [{ name: 'chat' }], sessions: { ttlSeconds: 10 } }),
           policy('high', {
             targetRefs: [{ name: 'chat' }],
             priority: 5,
-            cache: { ttlSeconds: 600, scope: 'route' },
+            sessions: { ttlSeconds: 600, enabled: false },
           }),
         ],
       }),
     );
     const parsed = ExtprocConfig.parse(t.extproc);
     const chat = parsed.routes.find((r) => r.name === 'ns/chat')!;
-    assert.deepEqual(chat.policy?.cache, {
+    assert.deepEqual(chat.policy?.sessions, {
+      enabled: false,
       ttlSeconds: 600,
-      scope: 'route',
-      maxEntryBytes: 256 * 1024,
-      cacheToolCalls: false,
-      cacheNonDeterministic: false,
-      hitCostFraction: 0,
+      maxStoredBytes: 1024 * 1024,
+      anonymous: 'refuse',
     });
     assert.equal(parsed.routes.find((r) => r.name === 'ns/other')!.policy, undefined);
     const low = t.statuses.find((s) => s.kind === 'AIPolicy' && s.name === 'low')!;

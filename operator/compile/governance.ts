@@ -70,7 +70,7 @@ export function compileConsumers(
   return { consumers, problems };
 }
 
-/** The earliest key expiry after `now`, when the consumers must be translated again. */
+/** The earliest key expiry after `now`, when the consumers must be compiled again. */
 export function nextKeyExpiry(keys: readonly ConsumerKey[], now: number): number | undefined {
   let next: number | undefined;
   for (const k of keys) {

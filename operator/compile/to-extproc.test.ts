@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExtprocConfig } from '../../extproc/config/contract.js';
 import type { AIRoute, Resources } from '../api/types.js';
-import { translate } from './index.js';
+import { compile } from './index.js';
 
 function claudeRoute(anthropic?: AIRoute['spec']['backends'][number]['anthropic']): AIRoute {
   return {
@@ -37,13 +37,13 @@ function bundle(route: AIRoute): Resources {
 
 void describe('toExtproc: the anthropic backend block', () => {
   void it('carries the API version and the output default an AIRoute sets', () => {
-    const t = translate(bundle(claudeRoute({ version: '2023-06-01', defaultMaxTokens: 2048 })));
+    const t = compile(bundle(claudeRoute({ version: '2023-06-01', defaultMaxTokens: 2048 })));
     const cfg = ExtprocConfig.parse(t.extproc);
     assert.deepEqual(cfg.backends[0]?.anthropic, { version: '2023-06-01', defaultMaxTokens: 2048 });
   });
 
   void it('leaves the block out when the AIRoute sets none (the extproc defaults apply)', () => {
-    const t = translate(bundle(claudeRoute()));
+    const t = compile(bundle(claudeRoute()));
     const cfg = ExtprocConfig.parse(t.extproc);
     assert.equal(cfg.backends[0]?.anthropic, undefined);
   });
