@@ -1,4 +1,4 @@
-{{/* The listener port the operator programs into every Envoy (operator/translate DEFAULT_ENVOY_OPTIONS). */}}
+{{/* The listener port the operator programs into every Envoy (operator/compile DEFAULT_ENVOY_OPTIONS). */}}
 {{- define "sluice.gateway.listenerPort" -}}1975{{- end -}}
 
 {{/*
