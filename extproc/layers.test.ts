@@ -26,6 +26,7 @@ const LAYERS: readonly (readonly string[])[] = [
     'config',
     'providers',
     'masking',
+    'policy',
     'guard',
     'usage',
     'state',

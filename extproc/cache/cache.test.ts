@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { ExtprocConfig } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
-import type { PolicyState } from '../masking/policy-state.js';
+import type { PolicyState } from '../policy/state.js';
 import { ResponseCache, type Hit, type LookupInput } from './cache.js';
 import { MemoryCacheStore, type CacheStore } from './store.js';
 

@@ -1,4 +1,4 @@
-import { compilePolicy, type CompiledPolicy } from '../masking/policy.js';
+import { compilePolicy, type CompiledPolicy } from '../policy/policy.js';
 import { compileAccess, type CompiledAccess } from '../governance/access.js';
 import { budgetPolicyOf, type BudgetPolicy } from '../governance/budget.js';
 import { ConsumerDirectory } from '../governance/identity.js';

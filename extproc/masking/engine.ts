@@ -8,7 +8,7 @@ import type { MaskAction } from '../config/contract.js';
 import type { DetectorSet, Finding } from './detect/index.js';
 import { maskableSlots } from './fields.js';
 import { restore, StreamRestorer } from './placeholder.js';
-import { irreversible, type CompiledMasking } from './policy.js';
+import { irreversible, type CompiledMasking } from './compiled.js';
 import {
   EMPTY_LOOKUP,
   PolicyUnavailableError,

@@ -4,7 +4,7 @@ import { MaskingPolicy } from '../config/contract.js';
 import type { Operation } from '../providers/endpoints.js';
 import { detectAll, maskRequest, Tally } from './engine.js';
 import { isBase64Payload } from './fields.js';
-import { compileMasking } from './policy.js';
+import { compileMasking } from './compiled.js';
 
 const masking = compileMasking(MaskingPolicy.parse({}));
 const EMAIL = 'leak@example.com';

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { MaskingPolicy } from '../config/contract.js';
 import { SseParser } from '../usage/sse.js';
 import { maskRequest, OutputTransform, Tally } from './engine.js';
-import { compileMasking } from './policy.js';
+import { compileMasking } from './compiled.js';
 import { SseMasking } from './sse.js';
 
 const masking = compileMasking(

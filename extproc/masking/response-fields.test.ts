@@ -5,7 +5,7 @@ import type { Operation } from '../providers/endpoints.js';
 import { SseParser } from '../usage/sse.js';
 import { OutputTransform, Tally } from './engine.js';
 import { MAX_REQUEST_DEPTH, NestingTooDeep, responseSlots } from './fields.js';
-import { compileMasking } from './policy.js';
+import { compileMasking } from './compiled.js';
 import { SseMasking } from './sse.js';
 import { RequestVault } from './vault.js';
 

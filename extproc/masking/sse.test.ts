@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { Operation } from '../providers/endpoints.js';
 import { SseParser } from '../usage/sse.js';
 import { OutputTransform, Tally } from './engine.js';
-import { compileMasking } from './policy.js';
+import { compileMasking } from './compiled.js';
 import { SseMasking } from './sse.js';
 import { RequestVault } from './vault.js';
 import { MaskingPolicy } from '../config/contract.js';

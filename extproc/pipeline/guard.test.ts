@@ -4,8 +4,8 @@ import { Policy } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import { PromptGuardPolicy } from '../guard/schema.js';
 import { MAX_REQUEST_DEPTH } from '../masking/fields.js';
-import { compilePolicy } from '../masking/policy.js';
-import { newPolicyState } from '../masking/policy-state.js';
+import { compilePolicy } from '../policy/policy.js';
+import { newPolicyState } from '../policy/state.js';
 import { applyGuard, type GuardFinding } from './guard.js';
 
 function deep(depth: number, leaf: unknown): unknown {

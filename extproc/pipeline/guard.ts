@@ -9,7 +9,7 @@ import { SluiceError } from '../errors.js';
 import { evaluateGuard, guardBlockMessage, type GuardReason } from '../guard/guard.js';
 import { TEMPLATE_FIELD, type PromptGuardPolicy } from '../guard/schema.js';
 import { NestingTooDeep } from '../masking/fields.js';
-import type { PolicyState } from '../masking/policy-state.js';
+import type { PolicyState } from '../policy/state.js';
 import { nestingTooDeep } from './masking.js';
 import { policyFault } from './policy-failure.js';
 

@@ -2,9 +2,9 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Policy } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
-import { compilePolicy } from '../masking/policy.js';
+import { compilePolicy } from '../policy/policy.js';
 import { applyRequestPolicy, SESSION_UNBOUND, type SessionOwner } from './masking.js';
-import { newPolicyState, VAULT_DEGRADED } from '../masking/policy-state.js';
+import { newPolicyState, VAULT_DEGRADED } from '../policy/state.js';
 import { MAX_REQUEST_DEPTH } from '../masking/fields.js';
 import { MemoryVault, PolicyUnavailableError, type Vault } from '../masking/vault.js';
 

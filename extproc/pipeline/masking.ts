@@ -8,7 +8,7 @@ import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
 import { maskRequest, OutputTransform } from '../masking/engine.js';
 import { MAX_REQUEST_DEPTH, NestingTooDeep } from '../masking/fields.js';
-import { VAULT_DEGRADED, type PolicyState } from '../masking/policy-state.js';
+import { VAULT_DEGRADED, type PolicyState } from '../policy/state.js';
 import type { Vault } from '../masking/vault.js';
 import { policyFault } from './policy-failure.js';
 
@@ -16,7 +16,7 @@ import { policyFault } from './policy-failure.js';
 export const SESSION_UNBOUND = 'session_unbound';
 
 export interface RequestPolicyInput {
-  /** From newPolicyState (masking/policy-state.ts); kept by the caller, so counts survive a refusal. */
+  /** From newPolicyState (policy/state.ts); kept by the caller, so counts survive a refusal. */
   state: PolicyState;
   operation: Operation;
   /** Parsed body; rewritten in place when masking changes it. */

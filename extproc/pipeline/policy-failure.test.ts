@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Policy } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
-import { compilePolicy } from '../masking/policy.js';
-import { newPolicyState } from '../masking/policy-state.js';
+import { compilePolicy } from '../policy/policy.js';
+import { newPolicyState } from '../policy/state.js';
 import { POLICY_FAILURE_HEADER, policyFault } from './policy-failure.js';
 
 function state(mode: 'enforce' | 'shadow', failureMode: 'open' | 'closed') {

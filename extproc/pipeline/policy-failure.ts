@@ -6,7 +6,7 @@
  * `would_fail` in shadow mode, which never refuses).
  */
 import { SluiceError } from '../errors.js';
-import type { PolicyState } from '../masking/policy-state.js';
+import type { PolicyState } from '../policy/state.js';
 
 /** Response header: `closed` on a refusal, `open` when a fault let the answer pass. */
 export const POLICY_FAILURE_HEADER = 'x-sluice-policy-failure';

@@ -1,6 +1,6 @@
 import type { ApiFormat, Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
-import type { PolicyState } from '../masking/policy-state.js';
+import type { PolicyState } from '../policy/state.js';
 import { MemoryVault, type Vault } from '../masking/vault.js';
 import type { GovernanceState } from './governance.js';
 import type { RequestTrace } from '../telemetry/trace-context.js';

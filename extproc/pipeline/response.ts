@@ -16,7 +16,7 @@ import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
 import { responseSlots } from '../masking/fields.js';
-import { VAULT_DEGRADED } from '../masking/policy-state.js';
+import { VAULT_DEGRADED } from '../policy/state.js';
 import { POLICY_FAILURE_HEADER, policyFault } from './policy-failure.js';
 import { SseMasking } from '../masking/sse.js';
 import { createBodyDecoder, isBodyDecoder, type BodyDecoder } from '../usage/decode.js';

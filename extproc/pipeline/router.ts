@@ -21,7 +21,7 @@ import {
   VAULT_DEGRADED,
   verdictsOf,
   type PolicyState,
-} from '../masking/policy-state.js';
+} from '../policy/state.js';
 import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { MaskingPolicy } from '../config/contract.js';
-import { compileMasking } from '../masking/policy.js';
+import { compileMasking } from '../masking/compiled.js';
 import {
   answerText,
   CompletionCapture,

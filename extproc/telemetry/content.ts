@@ -9,7 +9,7 @@
  * failed open) and when the model wrote personal data of its own. Nothing is recorded for a route
  * that does not opt in: the capture is not even created.
  */
-import type { CompiledMasking } from '../masking/policy.js';
+import type { CompiledMasking } from '../masking/compiled.js';
 import { maskString } from '../masking/engine.js';
 import { completeAnswer, StreamAssembler } from '../cache/answer.js';
 import type { Operation } from '../providers/endpoints.js';

@@ -14,7 +14,7 @@ import {
   compileMasking,
   defaultMasking,
   type CompiledMasking,
-} from '../../extproc/masking/policy.js';
+} from '../../extproc/masking/compiled.js';
 
 const USAGE = `Usage: sluice mask [--policy FILE]
 

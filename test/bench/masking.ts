@@ -25,7 +25,7 @@ import {
 } from '../../extproc/masking/detect/index.js';
 import { maskRequest, OutputTransform, Tally } from '../../extproc/masking/engine.js';
 import { duplicateKey } from '../../extproc/masking/json-keys.js';
-import { compileMasking, type CompiledMasking } from '../../extproc/masking/policy.js';
+import { compileMasking, type CompiledMasking } from '../../extproc/masking/compiled.js';
 import { SseMasking } from '../../extproc/masking/sse.js';
 import { RedisVault } from '../../extproc/masking/vault-redis.js';
 import { MemoryVault, RequestVault, type Vault } from '../../extproc/masking/vault.js';

@@ -3,8 +3,8 @@
  * findings, how model output is restored, the decisions for the access log, and whether a fault
  * let the request pass under the policy's failure mode (pipeline/policy-failure.ts).
  */
-import { Tally, type FindingCount, type OutputTransform } from './engine.js';
-import type { CompiledPolicy } from './policy.js';
+import { Tally, type FindingCount, type OutputTransform } from '../masking/engine.js';
+import type { CompiledPolicy } from '../policy/policy.js';
 
 /** Verdict: the shared vault failed and the request was masked with a vault of its own. */
 export const VAULT_DEGRADED = 'vault_degraded';

@@ -1,9 +1,9 @@
 /**
- * A route's effective policy, compiled once per config version: detectors built, actions
- * resolved, keys decoded. Requests only read it.
+ * A policy's masking section, compiled once per config version: detectors built, actions
+ * resolved, keys decoded. Requests only read it. The policy around it is policy/policy.ts.
  */
 import { createHmac, randomBytes } from 'node:crypto';
-import type { MaskAction, MaskingPolicy, Policy } from '../config/contract.js';
+import type { MaskAction, MaskingPolicy } from '../config/contract.js';
 import { createDetectors, DEFAULT_TYPES, type DetectorSet } from './detect/index.js';
 import { MAX_PLACEHOLDER_NUMBER } from './vault.js';
 
@@ -25,24 +25,8 @@ export interface CompiledMasking {
   readonly traceContent: boolean;
 }
 
-export interface CompiledPolicy {
-  readonly name: string;
-  readonly mode: 'enforce' | 'shadow';
-  readonly failureMode: 'closed' | 'open';
-  readonly masking: CompiledMasking | undefined;
-}
-
 // One per process: hashes without a configured key are stable for the life of the process only.
 const PROCESS_HASH_KEY = randomBytes(32);
-
-export function compilePolicy(p: Policy): CompiledPolicy {
-  return {
-    name: p.name,
-    mode: p.mode,
-    failureMode: p.failureMode,
-    masking: p.masking ? compileMasking(p.masking) : undefined,
-  };
-}
 
 export function compileMasking(m: MaskingPolicy): CompiledMasking {
   const detectors = createDetectors({

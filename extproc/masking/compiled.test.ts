@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { ExtprocConfig, formatIssues, MaskingPolicy, Policy } from '../config/contract.js';
 import { maskRequest, PolicyUnavailableError, Tally } from './engine.js';
-import { compileMasking, keyedHash, partial } from './policy.js';
+import { compileMasking, keyedHash, partial } from './compiled.js';
 import type { Vault } from './vault.js';
 
 function issues(doc: unknown): string {
