@@ -66,21 +66,38 @@ export function envoyBufferLimit(
   );
 }
 
+/**
+ * The Accepted=False reasons under which the routes an AIPolicy targets refuse requests (503
+ * policy_invalid): a policy the schema or the extproc refuses, and a masking hash key whose Secret
+ * or key is missing (to-ir.ts). TargetNotFound refuses nothing: it has no routes.
+ */
+const REFUSING_REASONS = [
+  'Invalid',
+  'InvalidPolicy',
+  'SecretNotFound',
+  'SecretKeyNotFound',
+] as const;
+type RefusingReason = (typeof REFUSING_REASONS)[number];
+
 /** An AIPolicy compilation found invalid: the routes it targets refuse requests until it is fixed. */
 export interface InvalidPolicy {
   /** `<namespace>/<name>` */
   policy: string;
-  reason: 'Invalid' | 'InvalidPolicy';
+  reason: RefusingReason;
   message: string;
 }
 
-/** The invalid AIPolicies among the statuses (Accepted=False, Invalid or InvalidPolicy), sorted. */
+function refusing(reason: string): reason is RefusingReason {
+  return (REFUSING_REASONS as readonly string[]).includes(reason);
+}
+
+/** The invalid AIPolicies among the statuses (Accepted=False for a refusing reason), sorted. */
 export function invalidPolicies(statuses: readonly StatusResult[]): InvalidPolicy[] {
   const out: InvalidPolicy[] = [];
   for (const s of statuses) {
     if (s.kind !== 'AIPolicy') continue;
     const c = s.conditions.find((x) => x.type === 'Accepted');
-    if (c?.status !== 'False' || (c.reason !== 'Invalid' && c.reason !== 'InvalidPolicy')) continue;
+    if (c?.status !== 'False' || !refusing(c.reason)) continue;
     out.push({ policy: `${s.namespace}/${s.name}`, reason: c.reason, message: c.message });
   }
   return out.sort((a, b) => (a.policy < b.policy ? -1 : a.policy > b.policy ? 1 : 0));

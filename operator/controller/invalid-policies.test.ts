@@ -60,4 +60,31 @@ void describe('invalid policies are loud', () => {
     assert.equal(await value(), 0);
     assert.ok(lines.some((l) => l['event'] === 'policy_valid' && l['policy'] === 'ns/p'));
   });
+
+  void it('counts a policy whose masking hash-key Secret is missing: its routes refuse too', () => {
+    const withKey: AIPolicy = {
+      ...policy('y'),
+      spec: {
+        targetRefs: [{ name: 'chat' }],
+        masking: { hashKeySecretRef: { name: 'mask-key', key: 'key' } },
+      },
+    };
+    const missing = compile({ routes: [route], policies: [withKey], secrets: [], endpoints: [] });
+    assert.deepEqual(
+      invalidPolicies(missing.statuses).map((p) => [p.policy, p.reason]),
+      [['ns/p', 'SecretNotFound']],
+    );
+    const present = compile({
+      routes: [route],
+      policies: [withKey],
+      secrets: [
+        {
+          metadata: { name: 'mask-key', namespace: 'ns' },
+          data: { key: '0123456789abcdef0123456789abcdef' },
+        },
+      ],
+      endpoints: [],
+    });
+    assert.deepEqual(invalidPolicies(present.statuses), []);
+  });
 });
