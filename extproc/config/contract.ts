@@ -65,6 +65,13 @@ export const WIRE = {
    * endpoints. Set or removed by the extproc on every request, never forwarded upstream.
    */
   affinityHeader: 'x-sluice-affinity',
+  /**
+   * Names one backend (its id) for a request that must reach exactly that backend: a stored
+   * response its provider keeps (GET/DELETE `/v1/responses/{id}`) lives where it was created.
+   * Routes match it before any model; the router phase sets it only for such a request and
+   * removes a client's own from every other one; the upstream phase never forwards it.
+   */
+  backendHeader: 'x-sluice-backend',
 } as const;
 
 const name = z

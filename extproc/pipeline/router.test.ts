@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { ExtprocConfig } from '../config/contract.js';
+import { ExtprocConfig, WIRE } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { Telemetry } from '../telemetry/telemetry.js';
@@ -233,6 +233,21 @@ describe('router phase: request body', () => {
     assert.equal(st?.routeName, 'gpt');
     assert.equal(st?.stream, false);
     assert.equal(st?.forcedUsage, false);
+  });
+
+  it("removes a client's own backend pin: only a provider-kept response is pinned", async () => {
+    const x = exchange();
+    await step(x.ex, () =>
+      x.ex.requestHeaders(
+        chatRequest({ ':path': '/v1/chat/completions', [WIRE.backendHeader]: 'claude' }),
+      ),
+    );
+    const o = await step(x.ex, () =>
+      x.ex.requestBody(body({ model: 'gpt-4o-mini', messages: [] })),
+    );
+    const m = o.kind === 'continue' ? o.mutation : undefined;
+    assert.deepEqual(m?.removeHeaders, [WIRE.backendHeader]);
+    assert.equal(m?.clearRouteCache, true);
   });
 
   it('routes by prefix and marks forced usage for streams that did not ask for it', async () => {

@@ -276,7 +276,11 @@ export class RouterExchange implements PhaseHandler {
     };
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
-    const removeHeaders: string[] = [];
+    // Only a request for a provider-kept response is pinned to one backend (pipeline/sessions.ts):
+    // a client's own pin would pick a backend no rule of this model's route chose.
+    const removeHeaders: string[] = this.requestHeaderMap.has(WIRE.backendHeader)
+      ? [WIRE.backendHeader]
+      : [];
     const governance = cfg.governanceFor(route.name);
     const caches = this.deps.cache?.policyFor(route) !== undefined;
     let deferred: { input: AdmitInput; admitted: Admitted } | undefined;

@@ -46,7 +46,13 @@ function lostTrack(): SluiceError {
 
 /** Client credentials and gateway-internal headers never reach a provider. */
 // The affinity key is for Envoy's host selection only, which has happened when this filter runs.
-const STRIP = [...CALLER_CREDENTIAL_HEADERS, REQUEST_ID_HEADER, MODEL_HEADER, WIRE.affinityHeader];
+const STRIP = [
+  ...CALLER_CREDENTIAL_HEADERS,
+  REQUEST_ID_HEADER,
+  MODEL_HEADER,
+  WIRE.affinityHeader,
+  WIRE.backendHeader,
+];
 
 /** What a translator reads of a request held by another worker, and its trace. */
 export type RemoteRequest = ExchangeRequest & { trace?: RequestTrace };

@@ -18,6 +18,15 @@ export const Provider = z.enum(PROVIDERS);
 export type Provider = z.infer<typeof Provider>;
 
 /**
+ * Providers that keep Responses state themselves (`store`, `previous_response_id`, GET/DELETE
+ * `/v1/responses/{id}`): requests to them pass through, and a response they keep is reached only
+ * at the backend that created it.
+ */
+export function keepsResponsesState(provider: Provider): boolean {
+  return provider === 'openai' || provider === 'azure-openai';
+}
+
+/**
  * The wire API a backend speaks. Several providers share one (Azure OpenAI and every
  * OpenAI-compatible server speak OpenAI's), so translators are per (caller API × backend API).
  */

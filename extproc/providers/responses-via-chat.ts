@@ -21,7 +21,6 @@
  * items, `background`, `prompt` templates…): never silently dropped.
  */
 import type { ResolvedBackend } from '../config/runtime.js';
-import type { Provider } from './provider.js';
 import { SseParser, type SseEvent } from '../usage/sse.js';
 import {
   backendJson,
@@ -84,13 +83,11 @@ const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
 type ResponsesRequest = ExchangeRequest & { readonly responseId?: string | undefined };
 
 /**
- * Providers that keep Responses state themselves (`store`, `previous_response_id`): requests to
- * them pass through. Every other backend is served over Chat Completions by this file, with the
- * state kept by the gateway.
+ * Providers that keep Responses state themselves pass through; every other backend is served over
+ * Chat Completions by this file, with the state kept by the gateway. Declared with the providers
+ * (the operator pins requests for a provider-kept response to its backend by the same rule).
  */
-export function keepsResponsesState(provider: Provider): boolean {
-  return provider === 'openai' || provider === 'azure-openai';
-}
+export { keepsResponsesState } from './provider.js';
 
 /** Response id prefix; item ids are derived from the response's own id. */
 export const RESPONSE_ID_PREFIX = 'resp_';

@@ -31,6 +31,14 @@ export function ruleCluster(namespace: string, route: string, rule: number): str
   return `route/${namespace}/${route}/rule/${rule}`;
 }
 
+/**
+ * A backend alone, for requests pinned to it (WIRE.backendHeader): a stored response its provider
+ * keeps is reached where it was created, never at another backend of the same rule.
+ */
+export function backendCluster(id: string): string {
+  return `backend/${id}`;
+}
+
 /** One cluster per distinct JWKS host and port, shared by every issuer served from it. */
 export function jwksCluster(host: string, port: number): string {
   return `jwks/${host}:${port}`;

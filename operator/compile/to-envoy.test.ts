@@ -524,3 +524,52 @@ void describe('toEnvoy: session affinity', () => {
     assert.equal(doc.routes.find((x) => x.name === 'ns/plain')?.affinity, undefined);
   });
 });
+
+void describe('toEnvoy: a backend that keeps Responses state has a cluster of its own', () => {
+  const credential = { secretRef: { name: 's', key: 'k' } };
+  const r = bundle(
+    [
+      route('r', {
+        backends: [
+          { name: 'oa', provider: 'openai', endpoint: { url: 'https://a.example/v1' }, credential },
+          { name: 'ob', provider: 'openai', endpoint: { url: 'https://b.example/v1' }, credential },
+          {
+            name: 'an',
+            provider: 'anthropic',
+            endpoint: { url: 'https://api.anthropic.com' },
+            credential,
+          },
+        ],
+      }),
+    ],
+    { secrets: [{ metadata: { name: 's', namespace: 'ns' }, data: { k: 'sk-1' } }] },
+  );
+
+  void it('one pinned cluster per OpenAI backend, none for a stateless one', () => {
+    const env = compile(r).envoy;
+    const pinned = env.clusters.filter((c) => (c['name'] as string).startsWith('backend/')) as J[];
+    assert.deepEqual(
+      pinned.map((c): unknown => c['name']),
+      ['backend/ns/r/oa', 'backend/ns/r/ob'],
+    );
+    const loc = pinned[0]!['load_assignment']['endpoints'] as J[];
+    assert.equal(loc.length, 1);
+    assert.equal(loc[0]!['locality']['region'], 'ns/r/oa');
+  });
+
+  void it('routes on x-sluice-backend before any model, without retries', () => {
+    const es = entries(r);
+    assert.deepEqual(
+      es
+        .slice(0, 2)
+        .map((e): unknown[] => [e['match']['headers'][0]['name'], e['route']['cluster']]),
+      [
+        [WIRE.backendHeader, 'backend/ns/r/oa'],
+        [WIRE.backendHeader, 'backend/ns/r/ob'],
+      ],
+    );
+    assert.equal(es[0]!['match']['headers'][0]['string_match']['exact'], 'ns/r/oa');
+    assert.equal(es[0]!['route']['retry_policy'], undefined);
+    assert.equal(modelOf(es[2]!), '=r');
+  });
+});

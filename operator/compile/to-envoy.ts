@@ -44,6 +44,9 @@
  * Within a model, the owning route's rules follow in order; if the last one is conditional
  * (headers, narrower model), a JSON 404 entry closes the model so a request never falls through
  * to another route. A final catch-all answers a JSON 404 for anything without a known model.
+ * Before all of them, one entry per backend that keeps Responses state itself matches
+ * `x-sluice-backend` (WIRE.backendHeader) to a cluster of that backend alone (`backend/<id>`):
+ * the router phase sets it only to send GET/DELETE of a response that backend keeps back to it.
  *
  * ## Identity Envoy makes unforgeable (only when IR.governance asks for it)
  *
@@ -80,6 +83,7 @@ import { envoyDuration } from './durations.js';
 import type { IR, IRBackend, IRGovernance, IRJwtProvider, IRRoute, IRRule } from './ir.js';
 import {
   BACKEND_ATTRIBUTE,
+  backendCluster,
   BACKEND_METADATA_KEY,
   DEFAULT_EXTPROC_CLUSTER,
   JWT_PAYLOAD_HEADER,
@@ -93,6 +97,7 @@ import {
   VIRTUAL_HOST_NAME,
 } from './names.js';
 import { WIRE } from '../../extproc/config/contract.js';
+import { keepsResponsesState } from '../../extproc/providers/provider.js';
 import { cmp, narrow } from './to-ir.js';
 
 /** A resource in the proto3 JSON mapping. */
@@ -184,6 +189,11 @@ export function toEnvoy(ir: IR, options: Partial<EnvoyOptions> = {}): EnvoyResou
     const byId = new Map(route.backends.map((b) => [b.id, b]));
     for (const rule of route.rules) {
       const built = ruleCluster(rule, byId, opts, route.sessionAffinity !== undefined);
+      clusters.push(built.cluster);
+      if (built.assignment) endpoints.push(built.assignment);
+    }
+    for (const pin of pinnedRules(route)) {
+      const built = ruleCluster(pin, byId, opts, false);
       clusters.push(built.cluster);
       if (built.assignment) endpoints.push(built.assignment);
     }
@@ -481,6 +491,52 @@ function ruleCluster(
   return allInCluster ? { cluster, assignment } : { cluster };
 }
 
+/**
+ * A rule of one backend alone, for each backend of the route that keeps Responses state itself
+ * (keepsResponsesState): GET/DELETE `/v1/responses/{id}` of a response it keeps must reach that
+ * backend, which a rule's cluster (several backends as localities, picked by weight) cannot
+ * promise. The router phase sets WIRE.backendHeader to the backend's id for such a request only;
+ * its route entry (pinnedEntries) comes before every model. The idle timeout is the longest of
+ * the rules that list the backend; no retries (a DELETE is not retried blindly).
+ */
+function pinnedRules(route: IRRoute): IRRule[] {
+  const out: IRRule[] = [];
+  for (const b of route.backends) {
+    if (!keepsResponsesState(b.provider)) continue;
+    const timeouts = route.rules
+      .filter((r) => r.backends.some((rb) => rb.backend === b.id))
+      .map((r) => r.timeoutMs);
+    if (timeouts.length === 0) continue;
+    out.push({
+      index: -1,
+      cluster: backendCluster(b.id),
+      matches: [],
+      backends: [{ backend: b.id, weight: 1, priority: 0 }],
+      timeoutMs: Math.max(...timeouts),
+    });
+  }
+  return out;
+}
+
+/** The route entries of pinnedRules: WIRE.backendHeader exactly the backend's id. */
+function pinnedEntries(ir: IR): EnvoyJson[] {
+  const out: EnvoyJson[] = [];
+  for (const route of ir.routes) {
+    for (const pin of pinnedRules(route)) {
+      const id = pin.backends[0]!.backend;
+      out.push({
+        name: pin.cluster,
+        match: {
+          prefix: '/',
+          headers: [{ name: WIRE.backendHeader, string_match: { exact: id } }],
+        },
+        route: routeAction(pin, false),
+      });
+    }
+  }
+  return out.sort((a, b) => cmp(a['name'] as string, b['name'] as string));
+}
+
 /** Envoy wants priorities 0..N-1 without gaps; the API allows any order of small numbers. */
 function priorityRanks(rule: IRRule): Map<number, number> {
   const levels = [...new Set(rule.backends.filter((b) => b.weight > 0).map((b) => b.priority))];
@@ -545,7 +601,7 @@ function routeConfiguration(ir: IR): EnvoyJson {
   const groups: Group[] = [];
   for (const route of ir.routes) for (const model of route.models) groups.push({ route, model });
   groups.sort(compareGroups);
-  const entries: EnvoyJson[] = [];
+  const entries: EnvoyJson[] = pinnedEntries(ir);
   for (const g of groups) entries.push(...groupEntries(g));
   entries.push(
     ...notFoundEntries('sluice/no-model', [], 'model_not_found', 'No route serves this request.'),
