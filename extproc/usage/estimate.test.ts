@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import {
@@ -12,6 +14,7 @@ import {
   maxOutputTokens,
   promptText,
   tokenizerLoadMs,
+  tokenizerTableBytes,
   warmTokenizer,
 } from './estimate.js';
 
@@ -410,4 +413,76 @@ test('estimateUsage: estimated flag, truncated-text scaling, reported partial co
   assert.deepEqual(p, { ...reported, outputTokens: 2, totalTokens: 2127, estimated: true });
 
   assert.equal(estimateUsage('embeddings', { input: 'hello world' }, '').outputTokens, 0);
+});
+
+test('estimateTokens agrees with the package encoder on a varied corpus (sentences, source, markup, scripts)', () => {
+  const root = new URL('../../', import.meta.url);
+  const texts: string[] = [];
+  // People's sentences: names, addresses, phone numbers, dates in many locales.
+  for (const line of readFileSync(
+    new URL('test/fixtures/pii/external/presidio-evaluator.jsonl', root),
+    'utf8',
+  ).split('\n')) {
+    if (line) texts.push((JSON.parse(line) as { text: string }).text);
+  }
+  // Source code, markdown and YAML, in 2 KiB pieces.
+  for (const f of ['README.md', 'extproc/usage/estimate.ts', 'charts/sluice/values.yaml']) {
+    const t = readFileSync(new URL(f, root), 'utf8');
+    for (let i = 0; i < t.length; i += 2048) texts.push(t.slice(i, i + 2048));
+  }
+  // Mixed scripts, symbols, emoji, whitespace runs and CRLF: every byte length of UTF-8.
+  const r = rng(11);
+  const alphabet = [
+    ...'abcXYZ019 .,;:!?-_/\\\'"()[]{}<>@#$%^&*+=~`|',
+    '\r\n',
+    '\n\n',
+    '\t',
+    '   ',
+    'é',
+    'ß',
+    'ж',
+    'ع',
+    'क',
+    '中',
+    'の',
+    '한',
+    '🙂',
+    '🇩🇪',
+    '\u200b',
+    '\u0301',
+    // Not U+FEFF: its bytes are one token (rank 5574), but the package's encoder decodes them
+    // with a TextDecoder that drops a byte-order mark, and counts 2.
+  ];
+  for (let k = 0; k < 300; k++) texts.push(randomText(r, 20 + Math.floor(r() * 400), alphabet));
+  assert.ok(texts.length > 3300);
+  let total = 0;
+  for (const s of texts) {
+    const n = estimateTokens(s);
+    total += n;
+    assert.equal(n, reference.countTokens(s, AS_TEXT), JSON.stringify(s.slice(0, 80)));
+  }
+  assert.ok(total > 100_000, `${total} tokens`);
+});
+
+test('the vocabulary is read from the .tiktoken file into a few MiB of typed arrays, not the package table', () => {
+  warmTokenizer();
+  const bytes = tokenizerTableBytes();
+  // ~4.5 MiB of arrays for 200k tokens; as a Map of strings it was ~20 MiB of V8 heap.
+  assert.ok(bytes > 2 * 1024 * 1024 && bytes < 6 * 1024 * 1024, `${bytes} bytes`);
+  // The package's JavaScript table (a 2.4 MB array literal, ~70 MiB of RSS to parse) is never
+  // loaded by estimation. This file's reference encoder loads it, so ask a fresh process.
+  const probe = `
+    import { createRequire } from 'node:module';
+    import { estimateTokens } from ${JSON.stringify(new URL('./estimate.ts', import.meta.url).href)};
+    const req = createRequire(import.meta.url);
+    const n = estimateTokens('hello world');
+    const table = req.resolve('gpt-tokenizer/bpeRanks/o200k_base');
+    console.log(JSON.stringify({ n, loaded: table in req.cache }));
+  `;
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', '--input-type=module', '--eval', probe],
+    { cwd: new URL('../../', import.meta.url), encoding: 'utf8' },
+  );
+  assert.deepEqual(JSON.parse(out.trim().split('\n').pop()!), { n: 2, loaded: false });
 });

@@ -1,4 +1,6 @@
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { parseTiktoken, rankOfChars, tableBytes, type BpeTable } from './bpe-table.js';
 import type { Operation, TokenUsage } from './extract.js';
 
 /**
@@ -9,7 +11,8 @@ import type { Operation, TokenUsage } from './extract.js';
  * Llama, ...) that is an approximation, typically within 10-20%, which is what a fallback and a
  * reservation need; exact counts always come from the provider's own usage.
  *
- * The encoding's data (its ranks and its pre-tokenizer split) comes from `gpt-tokenizer`; the
+ * The encoding's data (its ranks and its pre-tokenizer split) comes from `gpt-tokenizer` (the
+ * ranks from its `.tiktoken` data file, held compactly: bpe-table.ts); the
  * count is our own byte-pair merge over it, because estimation runs on every governed request
  * before the budget check, on caller-controlled text, and the package's own merge is both
  * quadratic in a piece's length (150 KB of `a`, one piece, took ~30 s) and costs ~5 µs per byte of
@@ -24,72 +27,50 @@ import type { Operation, TokenUsage } from './extract.js';
  */
 
 interface Encoding {
-  /** Every token's bytes, as a Latin-1 string (one char per byte), to its rank. */
-  ranks: Map<string, number>;
-  /**
-   * Two-byte tokens, indexed by their bytes (first << 8 | second), -1 for none: every merge starts
-   * by looking up each adjacent byte pair of the piece.
-   */
-  pairs: Int32Array;
-  /**
-   * Tokens of three to SHORT_BYTES bytes by a numeric key of their bytes (shortKey): most later
-   * lookups are this short, and a number is looked up without building a string.
-   */
-  short: Map<number, number>;
+  /** Every token's bytes to its rank, in flat typed arrays (bpe-table.ts). */
+  table: BpeTable;
   /** The encoding's own pre-tokenizer split, sticky (a private copy: test moves lastIndex). */
   split: RegExp;
 }
 
-const SHORT_BYTES = 6;
-
-/** bytes[a, b) (b - a ≤ SHORT_BYTES) as a number: the bytes in base 256, then their count. */
-function shortKey(bytes: string, a: number, b: number): number {
-  let k = 0;
-  for (let i = a; i < b; i++) k = k * 256 + bytes.charCodeAt(i);
-  return k * 8 + (b - a);
-}
+/**
+ * Pieces of at most this many chars are first looked up whole, straight from the text (no
+ * slice, no UTF-8 conversion) when they are ASCII: most words and numbers are one token.
+ */
+const WHOLE_TOKEN_CHARS = 16;
 
 let encoding: Encoding | undefined;
 let loadMs: number | undefined;
 
 /**
- * The o200k tables take ~150-250 ms and tens of MB to load, so they are required on first use,
- * not at import: processes that never estimate (or not yet) start fast. A synchronous require of
- * the package's CommonJS build keeps estimateTokens synchronous; call warmTokenizer() at startup
- * to move that one-off cost off the first request.
+ * The vocabulary is read on first use, not at import: processes that never estimate (or not yet)
+ * start fast. It comes from the `.tiktoken` data file gpt-tokenizer ships, not from the package's
+ * JavaScript table: parsing that 2.4 MB array literal cost ~70 MiB of RSS for good and its
+ * strings ~20 MiB of heap (issue 16); the file parses in tens of milliseconds into ~4.5 MiB of
+ * typed arrays. A synchronous read keeps estimateTokens synchronous; call warmTokenizer() at
+ * startup to move the one-off cost off the first request.
  */
 function load(): Encoding {
   if (!encoding) {
     const t0 = performance.now();
     const req = createRequire(import.meta.url);
-    const table = (req('gpt-tokenizer/bpeRanks/o200k_base') as { default: (string | number[])[] })
-      .default;
+    const table = parseTiktoken(
+      readFileSync(req.resolve('gpt-tokenizer/data/o200k_base.tiktoken')),
+    );
     const { O200K_TOKEN_SPLIT_REGEX: re } = req('gpt-tokenizer/encodingParams/constants') as {
       O200K_TOKEN_SPLIT_REGEX: RegExp;
     };
-    const ranks = new Map<string, number>();
-    for (let rank = 0; rank < table.length; rank++) {
-      const t = table[rank];
-      if (typeof t === 'string') ranks.set(latin1(t), rank);
-      else if (Array.isArray(t)) ranks.set(String.fromCharCode(...t), rank);
-    }
-    const pairs = new Int32Array(65536).fill(-1);
-    const short = new Map<number, number>();
-    for (const [bytes, rank] of ranks) {
-      if (bytes.length === 2) pairs[(bytes.charCodeAt(0) << 8) | bytes.charCodeAt(1)] = rank;
-      else if (bytes.length <= SHORT_BYTES) short.set(shortKey(bytes, 0, bytes.length), rank);
-    }
     // Sticky instead of global: estimateTokens matches at a position with test(), which
     // builds no match array per piece.
-    encoding = {
-      ranks,
-      pairs,
-      short,
-      split: new RegExp(re.source, re.flags.replace('g', '') + 'y'),
-    };
+    encoding = { table, split: new RegExp(re.source, re.flags.replace('g', '') + 'y') };
     loadMs = performance.now() - t0;
   }
   return encoding;
+}
+
+/** Bytes the loaded vocabulary holds (0 before the first use). */
+export function tokenizerTableBytes(): number {
+  return encoding ? tableBytes(encoding.table) : 0;
 }
 
 /** Loads the tokenizer now; returns how long the load took (0 if it was already loaded). */
@@ -147,14 +128,8 @@ function latin1(s: string): string {
 
 /** The rank of bytes[a, b) as one token; Infinity when it is none. */
 function rankOf(e: Encoding, bytes: string, a: number, b: number): number {
-  const len = b - a;
-  if (len === 2) {
-    const r = e.pairs[(bytes.charCodeAt(a) << 8) | bytes.charCodeAt(a + 1)]!;
-    return r < 0 ? Infinity : r;
-  }
-  const r =
-    len <= SHORT_BYTES ? e.short.get(shortKey(bytes, a, b)) : e.ranks.get(bytes.slice(a, b));
-  return r ?? Infinity;
+  const r = rankOfChars(e.table, bytes, a, b);
+  return r < 0 ? Infinity : r;
 }
 
 /**
@@ -164,7 +139,7 @@ function rankOf(e: Encoding, bytes: string, a: number, b: number): number {
  */
 function mergeCount(e: Encoding, bytes: string): number {
   const m = bytes.length;
-  if (m <= 1 || e.ranks.has(bytes)) return Math.min(m, 1);
+  if (m <= 1 || rankOfChars(e.table, bytes, 0, m) >= 0) return Math.min(m, 1);
   const known = merged.get(bytes);
   if (known !== undefined) return known;
   onMerge?.(bytes);
@@ -205,15 +180,13 @@ function mergeCount(e: Encoding, bytes: string): number {
 }
 
 /**
- * text[a, b) is ASCII (its bytes are its chars), at most SHORT_BYTES long and one vocabulary
- * token: looked up by number, without slicing a string out of the text.
+ * text[a, b) is ASCII (its bytes are its chars) and one vocabulary token: looked up in place,
+ * without slicing a string out of the text.
  */
 function isWholeToken(e: Encoding, text: string, a: number, b: number): boolean {
   for (let i = a; i < b; i++) if (text.charCodeAt(i) > 0x7f) return false;
-  const len = b - a;
-  if (len === 1) return true;
-  if (len === 2) return e.pairs[(text.charCodeAt(a) << 8) | text.charCodeAt(a + 1)]! >= 0;
-  return e.short.has(shortKey(text, a, b));
+  // Every single byte is a token.
+  return b - a === 1 || rankOfChars(e.table, text, a, b) >= 0;
 }
 
 function isHighSurrogate(c: number): boolean {
@@ -243,7 +216,7 @@ export function estimateTokens(text: string): number {
       at += isHighSurrogate(text.charCodeAt(at)) ? 2 : 1;
       continue;
     }
-    if (end - at <= SHORT_BYTES && isWholeToken(e, text, at, end)) {
+    if (end - at <= WHOLE_TOKEN_CHARS && isWholeToken(e, text, at, end)) {
       n++;
     } else if (end - at <= MAX_PIECE_CHARS) {
       n += mergeCount(e, latin1(text.slice(at, end)));
