@@ -40,7 +40,13 @@ const UNITS: [string, string][] = [
   ['units before streets and estates', 'Apt. 1 2 3 Main St Harrison Park Valley Ways\n Flat 4, '],
   ['towns after commas and dotted numbers', '5 Main Rd, Leeds Oslo, 6 Tas vezér u. 7. Suite 8 '],
   ['short words after a unit', '1 Main St Apt. 2 O O St O '],
+  ['locality lines', '1 Rue du A B\\n    Cenes de la v Vega 3\\n, 41\\n 93503-123 (Greek) nan , '],
+  ['cues and look-alikes', 'drops you off at Ab 12 order 3 Main St since 2019 C/ Bc 4 $1,2 '],
   ['birth dates printed day first', 'DOB 12APR85 12-Apr-1985 12. April 19 born 1 '],
+  [
+    'birth words and dates in many languages',
+    'née 12. 4. 19 születési 1985. május 1 生年月日1985年4 ',
+  ],
 ];
 
 for (const [name, unit] of UNITS) {
