@@ -92,10 +92,25 @@ export class RuntimeConfig {
     // Longest prefix first; equal lengths keep route order (sort is stable).
     this.prefixes.sort((a, b) => b.prefix.length - a.prefix.length);
     this.models = models;
-    // Compiled once per version: detectors and keys are ready before the first request.
+    // Compiled once per version: detectors and keys are ready before the first request. Routes
+    // whose merged policies are equal share one compiled policy: the operator writes the same
+    // AIPolicy into every route it targets, and each compiled copy holds its own detectors and
+    // word-list automata (hundreds of KiB with lists), which hundreds of routes would multiply.
+    // The guard is compiled on first use per guard object (guard.ts), so those are shared too.
+    const compiledPolicies = new Map<
+      string,
+      { policy: CompiledPolicy; guard?: PromptGuardPolicy }
+    >();
     for (const route of cfg.routes) {
-      if (route.policy) this.policies.set(route.name, compilePolicy(route.policy));
-      if (route.policy?.guard) this.guards.set(route.name, route.policy.guard);
+      if (!route.policy) continue;
+      const key = JSON.stringify(route.policy);
+      let shared = compiledPolicies.get(key);
+      if (!shared) {
+        shared = { policy: compilePolicy(route.policy), guard: route.policy.guard };
+        compiledPolicies.set(key, shared);
+      }
+      this.policies.set(route.name, shared.policy);
+      if (shared.guard) this.guards.set(route.name, shared.guard);
     }
     this.masking = [...this.policies.values()].some((p) => p.masking !== undefined);
     this.guard = this.guards.size > 0;
