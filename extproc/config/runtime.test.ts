@@ -3,7 +3,9 @@ import { test } from 'node:test';
 import { ExtprocConfig, type ExtprocConfigInput } from './contract.js';
 import { RuntimeConfig } from './runtime.js';
 
-const policy = {
+type PolicyInput = NonNullable<ExtprocConfigInput['routes'][number]['policy']>;
+
+const policy: PolicyInput = {
   name: 'pii',
   masking: {
     detectors: ['EMAIL', 'PERSON'],
@@ -23,14 +25,14 @@ function runtime(routes: ExtprocConfigInput['routes']): RuntimeConfig {
 }
 
 test('routes with equal policies share one compiled policy and one guard; others get their own', () => {
-  const route = (name: string, p: object | undefined) => ({
+  const route = (name: string, p: PolicyInput | undefined) => ({
     name,
     models: [{ exact: name }],
     backends: [{ name: 'b' }],
     ...(p ? { policy: p } : {}),
   });
   // Each route carries its own copy, as the operator writes one merged policy per route.
-  const copy = (): object => JSON.parse(JSON.stringify(policy)) as object;
+  const copy = (): PolicyInput => JSON.parse(JSON.stringify(policy)) as PolicyInput;
   const cfg = runtime([
     route('a', copy()),
     route('b', copy()),
