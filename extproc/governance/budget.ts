@@ -488,12 +488,24 @@ function dimsOf(per: readonly LimitDimension[], keys: RequestKeys): string {
   return per.map((d) => `${d}=${dimValue(keys[d])}`).join(',');
 }
 
+// Every reserve and settle names its day and month: the last day's names are kept, so a
+// request does not format two dates (the month's name is the day's first seven characters).
+let namedDay = { start: Number.NaN, day: '', month: '' };
+function dayNames(ms: number): { day: string; month: string } {
+  const start = Math.floor(ms / DAY_MS) * DAY_MS;
+  if (start !== namedDay.start) {
+    const iso = new Date(start).toISOString();
+    namedDay = { start, day: iso.slice(0, 10), month: iso.slice(0, 7) };
+  }
+  return namedDay;
+}
+
 export function utcDay(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 10);
+  return dayNames(ms).day;
 }
 
 export function utcMonth(ms: number): string {
-  return new Date(ms).toISOString().slice(0, 7);
+  return dayNames(ms).month;
 }
 
 function nextUtcDay(ms: number): number {

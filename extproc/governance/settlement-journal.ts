@@ -62,11 +62,12 @@ export class SettlementJournal {
 
   /** Levels the store reported for a reservation's buckets (admitted or not). */
   saw(scope: string, keys: readonly string[], levels: readonly number[]): void {
-    keys.forEach((key, i) => {
-      const k = `${scope}\x1f${key}`;
+    for (let i = 0; i < keys.length; i++) {
+      const k = `${scope}\x1f${keys[i]}`;
       this.seen.delete(k);
       this.seen.set(k, levels[i] ?? 0);
-    });
+    }
+    if (this.seen.size <= this.seenCapacity) return;
     for (const k of this.seen.keys()) {
       if (this.seen.size <= this.seenCapacity) break;
       this.seen.delete(k);
@@ -104,6 +105,8 @@ export class SettlementJournal {
 
   /** What this replica admitted by failing open into each bucket and has not delivered yet. */
   owed(scope: string, keys: readonly string[]): number[] {
+    // Nothing is owed unless the store was away: no key strings built on every reserve then.
+    if (this.local.size === 0) return new Array<number>(keys.length).fill(0);
     return keys.map((key) => this.local.get(`${scope}\x1f${key}`) ?? 0);
   }
 

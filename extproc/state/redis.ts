@@ -6,7 +6,8 @@
  * Key layout (P = prefix, default "sluice"; S = scope, a policy name; {S} is the Cluster hash
  * tag, so every key one script touches lives in one slot):
  *
- *   P:{S}:b:<bucket>           hash  u = settled amount, r = sum of pending reservations
+ *   P:{S}:b:<bucket>           hash  u = settled amount, r = sum of pending reservations,
+ *                                     x = the latest expiry a reserve gave it (caller's clock)
  *                                     expires at its window's end + grace (set by budget.ts)
  *   P:{S}:p                    zset  pending reservation ids, score = expiry (epoch ms)
  *   P:{S}:r:<id>               hash  bucket key → amount reserved by reservation <id>
@@ -37,6 +38,13 @@ import {
 // callers (and tests) with another notion of now still get the intended lifetimes. keep() never
 // shortens a lifetime; a duration ≤ 0 deletes the key, as a window long over should be.
 //
+// lengthen() is keep() for a bucket a reserve just read: its field x is the latest expiry a
+// reserve gave it, so the PTTL/PEXPIRE pair runs only when this one asks for more. Every
+// reservation of a window asks for the same expiry (its end + the TTL), so that is once per
+// window; a concurrency bucket's (now + 2 TTL) moves with every reserve. x is a lower bound of
+// the key's lifetime: only reserves write it, after keep(), which never shortens; a key that
+// settle recreated has none, so the next reserve sets both.
+//
 // purge() drops up to 64 expired reservations of the scope per call, so expiry costs
 // O(expired) and never a scan. Bucket keys that already expired are not resurrected.
 const PURGE = `
@@ -45,6 +53,11 @@ local function keep(key, ms)
   if left < 0 or left < ms then
     if ms <= 0 then redis.call('DEL', key) else redis.call('PEXPIRE', key, math.floor(ms)) end
   end
+end
+local function lengthen(key, known, expireAt, now)
+  if known ~= nil and known >= expireAt then return end
+  keep(key, expireAt - now)
+  if expireAt > now then redis.call('HSET', key, 'x', expireAt) end
 end
 local function purge(pendingKey, prefix, now)
   local expired = redis.call('ZRANGE', pendingKey, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
@@ -65,22 +78,30 @@ end
 // KEYS: pending zset, reservation record, settled marker, buckets...
 // ARGV: now, ttl, force, id, prefix, then per bucket: limit, amount, expireAt, unsettled
 // Returns {admitted (0|1|-1 reused id), over (0-based, -1 none), levels...}
+//
+// It is on every governed request's path, so it makes as few calls as it can (each costs
+// Redis CPU inside the one script): one EXISTS for both ids, one HMGET per bucket (levels and
+// x), one HINCRBY per bucket, the record in one HSET, bucket lifetimes only when they grow
+// (lengthen), and the pending set's lifetime only when under 1.5 TTL: every member scores at
+// most now + TTL, so the set still outlives each one by half a TTL, for purge() to find it.
 const RESERVE = `${PURGE}
 local now = tonumber(ARGV[1])
 local ttl = tonumber(ARGV[2])
 local force = ARGV[3] == '1'
 local id = ARGV[4]
 purge(KEYS[1], ARGV[5], now)
-if redis.call('EXISTS', KEYS[2]) == 1 or redis.call('EXISTS', KEYS[3]) == 1 then
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then
   return {-1, -1}
 end
 local n = #KEYS - 3
 local levels = {}
+local known = {}
 local over = -1
 for i = 1, n do
-  local v = redis.call('HMGET', KEYS[i + 3], 'u', 'r')
+  local v = redis.call('HMGET', KEYS[i + 3], 'u', 'r', 'x')
   local level = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
   levels[i] = level
+  known[i] = tonumber(v[3])
   local a = 5 + 4 * (i - 1)
   if over < 0 and level + tonumber(ARGV[a + 4]) + tonumber(ARGV[a + 2]) > tonumber(ARGV[a + 1]) then
     over = i - 1
@@ -89,18 +110,24 @@ end
 if over >= 0 and not force then
   return {0, over, unpack(levels)}
 end
+local rec = {}
 for i = 1, n do
   local b = KEYS[i + 3]
   local a = 5 + 4 * (i - 1)
   local amount = tonumber(ARGV[a + 2])
   redis.call('HINCRBY', b, 'r', amount)
-  keep(b, tonumber(ARGV[a + 3]) - now)
-  redis.call('HSET', KEYS[2], b, amount)
+  lengthen(b, known[i], tonumber(ARGV[a + 3]), now)
+  rec[2 * i - 1] = b
+  rec[2 * i] = amount
   levels[i] = levels[i] + amount
 end
-redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+if n > 0 then
+  redis.call('HSET', KEYS[2], unpack(rec))
+  redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+end
 redis.call('ZADD', KEYS[1], now + ttl, id)
-keep(KEYS[1], 2 * ttl)
+local left = redis.call('PTTL', KEYS[1])
+if left < 0 or left < 1.5 * ttl then redis.call('PEXPIRE', KEYS[1], 2 * ttl) end
 return {1, over, unpack(levels)}
 `;
 

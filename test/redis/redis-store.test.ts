@@ -169,3 +169,86 @@ describe('redis store failures', () => {
     assert.equal((await b.reserve(p, KEYS, { tokens: 1, costUsd: 0 })).ok, true);
   });
 });
+
+describe('redis store: what a reserve costs inside Redis, and key lifetimes', () => {
+  /** Commands Redis ran (scripts' inner calls included), by name, since the last reset. */
+  async function commandCalls(store: RedisStore): Promise<Map<string, number>> {
+    const info = await store.client.info('commandstats');
+    const out = new Map<string, number>();
+    for (const m of info.matchAll(/^cmdstat_([\w|]+):calls=(\d+)/gm)) out.set(m[1]!, Number(m[2]));
+    return out;
+  }
+
+  it('a steady-state reserve makes two calls per bucket plus six, and nothing it need not', async () => {
+    const store = newStore();
+    await store.ready();
+    const now = Date.parse('2026-03-01T10:00:30Z');
+    const buckets = ['rpm', 'tpm', 'concurrent', 'day', 'month'].map((key) => ({
+      key,
+      limit: 1e9,
+      amount: 3,
+      expireAtMs: key === 'concurrent' ? now + 120_000 : now + 90_000,
+    }));
+    const reserve = () =>
+      store.reserve({ scope: 'cost', id: randomUUID(), nowMs: now, ttlMs: 60_000, buckets });
+    for (let i = 0; i < 5; i++) assert.equal((await reserve()).admitted, true);
+    await store.client.config('RESETSTAT');
+    const n = 20;
+    for (let i = 0; i < n; i++) assert.equal((await reserve()).admitted, true);
+    const calls = await commandCalls(store);
+    assert.equal(calls.get('evalsha'), n, 'one round trip per reserve');
+    let inner = 0;
+    for (const [name, count] of calls)
+      if (name !== 'evalsha' && !name.startsWith('config')) inner += count;
+    // purge's ZRANGE, one EXISTS for both ids, HMGET and HINCRBY per bucket, the record's HSET
+    // and PEXPIRE, ZADD and the pending set's PTTL: 16 for 5 buckets (it was 27 before lifetimes
+    // were kept per window and the record written at once).
+    assert.ok(
+      inner / n <= 2 * buckets.length + 6,
+      `${inner / n} calls per reserve: ${JSON.stringify([...calls])}`,
+    );
+  });
+
+  it('keeps bucket lifetimes: never shortened, lengthened when a later reserve asks for more', async () => {
+    const store = newStore();
+    await store.ready();
+    const now = Date.parse('2026-03-01T10:00:30Z');
+    const key = (k: string) => `sluice:{life}:b:${k}`;
+    const reserve = (nowMs: number, k: string, expireAtMs: number) =>
+      store.reserve({
+        scope: 'life',
+        id: randomUUID(),
+        nowMs,
+        ttlMs: 60_000,
+        buckets: [{ key: k, limit: 100, amount: 1, expireAtMs }],
+      });
+    // A window: every reserve asks for the same end; a shorter ask does not shorten it.
+    await reserve(now, 'window', now + 90_000);
+    await reserve(now + 1_000, 'window', now + 30_000);
+    let ttl = await store.client.pttl(key('window'));
+    assert.ok(ttl > 85_000 && ttl <= 90_000, `window ttl ${ttl}`);
+    // Concurrency: now + 2 TTL moves with every reserve, and so does the key's lifetime.
+    await reserve(now, 'sliding', now + 60_000);
+    await reserve(now + 1_000, 'sliding', now + 150_000);
+    ttl = await store.client.pttl(key('sliding'));
+    assert.ok(ttl > 140_000 && ttl <= 149_000, `sliding ttl ${ttl}`);
+    // A bucket settle recreated after it expired (no lifetime hint) gets its lifetime back.
+    await store.client.del(key('window'));
+    await store.settle({
+      scope: 'life',
+      id: randomUUID(),
+      nowMs: now,
+      markerTtlMs: 120_000,
+      buckets: [{ key: 'window', actual: 2, expireAtMs: now + 20_000 }],
+      usage: [],
+    });
+    await reserve(now, 'window', now + 90_000);
+    ttl = await store.client.pttl(key('window'));
+    assert.ok(ttl > 85_000 && ttl <= 90_000, `recreated window ttl ${ttl}`);
+    assert.deepEqual(await store.levels('life', ['window'], now), [3]);
+    // A reserve into a window long over (a late caller) is not admitted into a key that lives
+    // on without an expiry.
+    await reserve(now, 'past', now + 10);
+    assert.ok((await store.client.pttl(key('past'))) <= 10);
+  });
+});
