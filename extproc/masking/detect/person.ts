@@ -443,6 +443,8 @@ function propagate(text: string, single: readonly Tok[], out: Finding[], type: s
   const added: Finding[] = [];
   for (const t of single) {
     if (NOT_PERSON.has(t.lower) || t.lower.length < 3) continue;
+    // `Name: Ada, Born: May 3`: the next field's label, not a name listed beside `Ada`.
+    if (FIELD_LABELS.has(t.lower) && labelAfter(text, t.end)) continue;
     let end = t.end;
     if (possessive(text, t)) end -= 2;
     const linked =
@@ -517,6 +519,11 @@ function decide(
   for (const w of words) if (NOT_PERSON.has(w.lower)) return false;
   const start = words[0]!.start;
   let end = words[words.length - 1]!.end;
+  // `Born: Apr. 12, 1985`, `Race: white`, `Maiden name: Byron`: a form's field label, not a
+  // speaker, though the name lists hold the word as a surname.
+  if (words.length === 1 && !titled && FIELD_LABELS.has(words[0]!.lower) && labelAfter(text, end)) {
+    return false;
+  }
   // The possessive stays outside: `[PERSON_1]'s`.
   const last = text.slice(end - 2, end);
   const owner = last === "'s" || last === '’s';
@@ -574,6 +581,22 @@ function decide(
   out.push({ type, start, end });
   return true;
 }
+
+// Words a form writes as a field's label (`Born:`) that the name lists also hold as names.
+const FIELD_LABELS = new Set(
+  (
+    'born died deceased married height weight age sex gender status nationality rank class ' +
+    'level grade ref card price due reason place parent child husband wife doctor nurse ' +
+    'blood hair eyes marks race pin code key tax branch maiden given full sender holder ' +
+    'student seat carrier driver plate day via'
+  ).split(' '),
+);
+
+/** A colon right after the label, or after `name`/`date`/`of birth` (`Maiden name:`). */
+function labelAfter(text: string, end: number): boolean {
+  return LABEL_TAIL.test(text.slice(end, end + 14));
+}
+const LABEL_TAIL = /^(?: (?:name|date|number|no\.|of birth|place))? ?:/i;
 
 // Street types that end a place's name rather than a person's (USPS suffixes that are not
 // also common surnames; `Hill`, `Lane`, `Brooks` are left to the name lists).
