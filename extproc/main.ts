@@ -4,6 +4,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
+import { logDestination } from './telemetry/log-destination.js';
 import { GRPC_SERVERS } from './server.js';
 import { MAX_WORKERS, resolveWorkers } from './workers/cpus.js';
 import { runPrimary, runWorker, workerId } from './workers/process.js';
@@ -108,14 +109,7 @@ export async function main(argv: string[]): Promise<number> {
   const worker = workerId();
   const workers = worker === undefined ? resolveWorkers(f.workers) : 1;
   const clustered = worker !== undefined || workers > 1;
-  const destination = pino.destination({
-    dest: 1,
-    sync: false,
-    // Several processes share one stdout: each write then holds whole lines and at most
-    // PIPE_BUF bytes, which a pipe never interleaves with another process's write (sonic-boom
-    // wants the buffer threshold below that).
-    ...(clustered ? { minLength: 2048, maxWrite: 4096 } : { minLength: 4096 }),
-  });
+  const destination = logDestination({ shared: clustered });
   const flushTimer = setInterval(() => {
     try {
       destination.flush();
