@@ -271,4 +271,57 @@ describe('ext_proc stream: closing early', () => {
     await until(() => call.ended === 1);
     assert.deepEqual(oneofs(call.written), ['response_headers', 'request_body']);
   });
+
+  it('answers a phase that answers synchronously before the message handler returns', () => {
+    // No promise per message when the direction is idle and the phase needs none (the hot path).
+    const sync: PhaseHandler = {
+      requestHeaders: () => ({ kind: 'continue' }),
+      requestBody: () => ({ kind: 'continue' }),
+      requestTrailers: () => ({ kind: 'continue' }),
+      responseHeaders: () => ({ kind: 'continue' }),
+      responseBody: () => ({ kind: 'continue' }),
+      responseTrailers: () => ({ kind: 'continue' }),
+      fail: () => ({ kind: 'continue' }),
+      finish: () => undefined,
+    };
+    const { call } = start(sync);
+    call.send({ request: 'request_headers', request_headers: {} });
+    assert.deepEqual(oneofs(call.written), ['request_headers']);
+    call.send({ request: 'response_headers', response_headers: { end_of_stream: true } });
+    assert.deepEqual(oneofs(call.written), ['request_headers', 'response_headers']);
+    assert.equal(call.ended, 1, 'the last message ends the stream at once');
+  });
+
+  it('answers a message after an asynchronous one of its direction, and a synchronous throw with fail()', async () => {
+    const g = gate();
+    const calls: string[] = [];
+    const h: PhaseHandler = {
+      requestHeaders: async () => {
+        await g.wait;
+        calls.push('headers');
+        return { kind: 'continue' };
+      },
+      requestBody: () => {
+        calls.push('body');
+        throw new SluiceError('invalid_json', 'bad');
+      },
+      requestTrailers: () => ({ kind: 'continue' }),
+      responseHeaders: () => ({ kind: 'continue' }),
+      responseBody: () => ({ kind: 'continue' }),
+      responseTrailers: () => ({ kind: 'continue' }),
+      fail: (err) => ({
+        kind: 'respond',
+        verdict: { status: (err as SluiceError).status, headers: [], body: '', details: 'x' },
+      }),
+      finish: () => undefined,
+    };
+    const { call } = start(h);
+    call.send({ request: 'request_headers', request_headers: {} });
+    call.send({ request: 'request_body', request_body: {} });
+    assert.deepEqual(call.written, []);
+    g.open();
+    await until(() => call.ended === 1);
+    assert.deepEqual(calls, ['headers', 'body']);
+    assert.deepEqual(oneofs(call.written), ['request_headers', 'immediate_response']);
+  });
 });

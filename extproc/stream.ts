@@ -43,8 +43,14 @@ export interface StreamObserver {
 }
 
 export class ExtProcStream {
-  private requestChain: Promise<void> = Promise.resolve();
-  private responseChain: Promise<void> = Promise.resolve();
+  /**
+   * The messages of one direction still being answered, in order; undefined when none is. A
+   * message that finds its direction idle is answered at once, and without a promise when its
+   * phase answers synchronously (the common case for headers and trailers): a promise chain per
+   * message was a twentieth of what a request allocated (bench section lean).
+   */
+  private requestChain: Promise<void> | undefined;
+  private responseChain: Promise<void> | undefined;
   /** After an immediate response Envoy stops; nothing more is answered. */
   private stopped = false;
   private ended = false;
@@ -85,28 +91,82 @@ export class ExtProcStream {
     if (msg.protocol_config) this.handler.protocol?.(msg.protocol_config);
     // Observability mode: Envoy ignores answers, so none are sent.
     const silent = msg.observability_mode === true;
-    if (kind.startsWith('request_')) {
-      this.requestChain = this.requestChain.then(() => this.process(kind, msg, silent));
-    } else {
-      this.responseChain = this.responseChain.then(() => this.process(kind, msg, silent));
-    }
+    this.queue(kind.startsWith('request_'), kind, msg, silent);
   }
 
-  private async process(kind: MessageKind, msg: ProcessingRequest, silent: boolean): Promise<void> {
-    if (this.stopped || this.ended) return;
-    const started = this.now();
-    let outcome: Outcome;
-    try {
-      outcome = await this.dispatch(kind, msg);
-    } catch (err) {
-      if (!(err instanceof SluiceError)) {
-        this.logger.error(
-          { event: 'processing_failed', phase: kind, err: describeError(err) },
-          'processing failed',
-        );
+  /**
+   * Answers the message after those of its direction before it: at once when there are none,
+   * else when they are done; the direction's chain is what is still pending (undefined: nothing).
+   */
+  private queue(
+    request: boolean,
+    kind: MessageKind,
+    msg: ProcessingRequest,
+    silent: boolean,
+  ): void {
+    const chain = request ? this.requestChain : this.responseChain;
+    let next: Promise<void> | undefined;
+    if (chain) {
+      next = chain.then(() => this.process(kind, msg, silent));
+    } else {
+      try {
+        next = this.process(kind, msg, silent);
+      } catch (err) {
+        // As a rejected chain did before: only a fault in building the error answer gets here.
+        next = Promise.reject(err instanceof Error ? err : new Error(String(err)));
       }
-      outcome = this.handler.fail(err);
     }
+    if (request) this.requestChain = next;
+    else this.responseChain = next;
+    if (!next) return;
+    const pending = next;
+    void pending.then(() => {
+      if (this.requestChain === pending) this.requestChain = undefined;
+      if (this.responseChain === pending) this.responseChain = undefined;
+    });
+  }
+
+  /** Undefined when the message was answered synchronously. */
+  private process(
+    kind: MessageKind,
+    msg: ProcessingRequest,
+    silent: boolean,
+  ): Promise<void> | undefined {
+    if (this.stopped || this.ended) return undefined;
+    const started = this.now();
+    let result: Outcome | Promise<Outcome>;
+    try {
+      result = this.dispatch(kind, msg);
+    } catch (err) {
+      result = this.failed(kind, err);
+    }
+    if (isPromise(result)) {
+      return result.then(
+        (outcome) => this.answer(kind, msg, silent, started, outcome),
+        (err: unknown) => this.answer(kind, msg, silent, started, this.failed(kind, err)),
+      );
+    }
+    this.answer(kind, msg, silent, started, result);
+    return undefined;
+  }
+
+  private failed(kind: MessageKind, err: unknown): Outcome {
+    if (!(err instanceof SluiceError)) {
+      this.logger.error(
+        { event: 'processing_failed', phase: kind, err: describeError(err) },
+        'processing failed',
+      );
+    }
+    return this.handler.fail(err);
+  }
+
+  private answer(
+    kind: MessageKind,
+    msg: ProcessingRequest,
+    silent: boolean,
+    started: number,
+    outcome: Outcome,
+  ): void {
     let wire: WireResponse;
     try {
       wire = answer(kind, outcome);
@@ -130,11 +190,13 @@ export class ExtProcStream {
       // RST_STREAM from Envoy, and Node's HTTP/2 server drops the whole connection after about
       // 1,000 client resets (plus 33/s), failing every request on it.
       const other = kind.startsWith('request_') ? this.responseChain : this.requestChain;
-      void other.then(() => {
+      const endNow = (): void => {
         if (this.ended) return;
         this.call.end();
         this.close('complete');
-      });
+      };
+      if (other) void other.then(endNow);
+      else endNow();
     }
   }
 
@@ -197,4 +259,8 @@ export class ExtProcStream {
     this.handlerFinished = true;
     this.handler.finish(reason);
   }
+}
+
+function isPromise(x: Outcome | Promise<Outcome>): x is Promise<Outcome> {
+  return typeof (x as { then?: unknown }).then === 'function';
 }
