@@ -27,7 +27,7 @@ import { budgetUtilizationMetric } from './telemetry/budget-utilization.js';
 import { startTracing, type TracingOptions } from './telemetry/tracing.js';
 import { UpstreamExchange, type RemoteRequests } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer, type GrpcServerKind } from './server.js';
-import { ExtProcStream } from './stream.js';
+import { ExtProcStream, type StreamObserver } from './stream.js';
 import { Telemetry } from './telemetry/telemetry.js';
 import { warmTokenizer } from './usage/estimate.js';
 import { responseCache } from './cache/setup.js';
@@ -230,6 +230,23 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     while (settlements.size > 0) await Promise.all([...settlements]);
   };
 
+  // One per filter, not per stream: what each stream reports goes to the same metric children.
+  const observer = (filter: 'router' | 'upstream'): StreamObserver => {
+    const m = telemetry.streamMetrics(filter);
+    return {
+      phase: m.phase,
+      opened: () => {
+        open++;
+        m.opened();
+      },
+      closed: () => {
+        open--;
+        m.closed();
+      },
+    };
+  };
+  const observers = { router: observer('router'), upstream: observer('upstream') };
+
   const grpcServer = await startGrpcServer({
     listen: opts.listen,
     maxMessageBytes: opts.maxMessageBytes,
@@ -274,17 +291,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       new ExtProcStream(
         call,
         handler,
-        {
-          phase: (kind, seconds) => telemetry.observePhase(filter, kind, seconds),
-          opened: () => {
-            open++;
-            telemetry.activeStreams.inc({ filter });
-          },
-          closed: () => {
-            open--;
-            telemetry.activeStreams.dec({ filter });
-          },
-        },
+        observers[filter],
         log,
         opts.now,
         // The upstream filter sends request headers only: its answer is the last message.
