@@ -18,16 +18,14 @@
  * UNIMPLEMENTED, a client's RST_STREAM as a cancel, and on shutdown a GOAWAY that lets open
  * streams finish until the deadline, then cancels them.
  */
-import cluster from 'node:cluster';
-import { mkdir, unlink } from 'node:fs/promises';
 import * as http2 from 'node:http2';
-import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { decodeProcessingRequest } from '../wire/decode.js';
 import type { WireResponse } from '../wire/messages.js';
 import { encodeProcessingResponse } from '../wire/encode.js';
 import { responseEncoder } from '../wire/proto.js';
+import { dialAddress, parseListen, prepareSocket, stopWithin } from '../shared/grpc-server.js';
 import type { DuplexCall, ProcessingRequest } from '../stream.js';
 
 export const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
@@ -430,18 +428,6 @@ class Health implements HealthStatus {
   }
 }
 
-function parseListen(listen: string): { path: string } | { host: string; port: number } {
-  if (listen.startsWith('unix:')) {
-    return { path: listen.slice('unix:'.length).replace(/^\/\/(?=\/)/, '') };
-  }
-  const i = listen.lastIndexOf(':');
-  const port = Number(listen.slice(i + 1));
-  if (i < 0 || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new Error(`--listen ${listen}: expected unix:/path or host:port`);
-  }
-  return { host: listen.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port };
-}
-
 export async function startH2Server(
   opts: H2ServerOptions,
   initialHealth: Record<string, ServingStatus> = {},
@@ -515,13 +501,7 @@ export async function startH2Server(
   });
 
   const where = parseListen(opts.listen);
-  if ('path' in where) {
-    await mkdir(dirname(where.path), { recursive: true });
-    // A socket file left by a killed predecessor would make listen fail. Not in a cluster worker
-    // (`sluice extproc --workers`): the primary binds the socket for all of them (it removed a
-    // stale file before forking), and removing its file would cut every worker off.
-    if (!cluster.isWorker) await unlink(where.path).catch(() => undefined);
-  }
+  await prepareSocket(opts.listen);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {
@@ -537,12 +517,11 @@ export async function startH2Server(
       'ext_proc server error',
     ),
   );
-  let address = opts.listen;
-  if (!('path' in where)) {
-    const a = server.address();
-    const port = typeof a === 'object' && a ? a.port : where.port;
-    address = `${opts.listen.slice(0, opts.listen.lastIndexOf(':'))}:${port}`;
-  }
+  const bound = server.address();
+  const address = dialAddress(
+    opts.listen,
+    typeof bound === 'object' && bound ? bound.port : 'port' in where ? where.port : 0,
+  );
   opts.logger.info(
     { event: 'grpc_listening', address, transport: 'h2' },
     'ext_proc server listening',
@@ -552,36 +531,29 @@ export async function startH2Server(
   return {
     address,
     health,
-    shutdown: (deadlineMs) =>
-      (stopping ??= new Promise<void>((resolve) => {
-        health.stopServing();
-        server.close();
-        const open = [...sessions];
-        if (open.length === 0) {
-          resolve();
-          return;
-        }
-        let left = open.length;
-        const timer = setTimeout(() => {
-          // Past the deadline: what is still open is cancelled (RST_STREAM to each stream).
-          for (const s of sessions) s.destroy();
-          resolve();
-        }, deadlineMs);
-        for (const s of open) {
-          const closed = (): void => {
-            if (--left === 0) {
-              clearTimeout(timer);
-              resolve();
-            }
-          };
-          if (s.closed || s.destroyed) {
-            closed();
-            continue;
+    shutdown: (deadlineMs) => {
+      if (stopping) return stopping;
+      health.stopServing();
+      server.close();
+      return (stopping = stopWithin(
+        deadlineMs,
+        (done) => {
+          const open = [...sessions].filter((s) => !s.closed && !s.destroyed);
+          let left = open.length;
+          if (left === 0) done();
+          for (const s of open) {
+            s.once('close', () => {
+              if (--left === 0) done();
+            });
+            // GOAWAY: no new streams on this connection; the ones open may finish.
+            s.close();
           }
-          s.once('close', closed);
-          // GOAWAY: no new streams on this connection; the ones open may finish.
-          s.close();
-        }
-      })),
+        },
+        // Past the deadline: what is still open is cancelled (RST_STREAM to each stream).
+        () => {
+          for (const s of sessions) s.destroy();
+        },
+      ));
+    },
   };
 }

@@ -4,7 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
-import { bindGrpcServer, shutdownGrpcServer } from './grpc-server.js';
+import {
+  bindGrpcServer,
+  dialAddress,
+  parseListen,
+  shutdownGrpcServer,
+  stopWithin,
+} from './grpc-server.js';
 
 /** A server with one bidirectional method that never ends its calls on its own. */
 function echoServer(): { server: grpc.Server; service: grpc.ServiceDefinition } {
@@ -98,5 +104,48 @@ describe('shutdownGrpcServer', () => {
     await shutdownGrpcServer(server, 50);
     assert.notEqual((await ended).code, grpc.status.OK);
     client.close();
+  });
+});
+
+describe('parseListen and dialAddress', () => {
+  it('reads unix sockets (one or three slashes) and host:port, IPv6 in brackets', () => {
+    assert.deepEqual(parseListen('unix:/run/x.sock'), { path: '/run/x.sock' });
+    assert.deepEqual(parseListen('unix:///run/x.sock'), { path: '/run/x.sock' });
+    assert.deepEqual(parseListen('127.0.0.1:0'), { host: '127.0.0.1', port: 0 });
+    assert.deepEqual(parseListen('[::1]:9001'), { host: '::1', port: 9001 });
+    for (const bad of ['nohost', 'h:70000', 'h:1.5', 'h:']) {
+      assert.throws(() => parseListen(bad), /expected unix:\/path or host:port/);
+    }
+  });
+
+  it('names the bound port for host:port and the socket as given', () => {
+    assert.equal(dialAddress('127.0.0.1:0', 40123), '127.0.0.1:40123');
+    assert.equal(dialAddress('[::1]:0', 40123), '[::1]:40123');
+    assert.equal(dialAddress('unix:///run/x.sock', 0), 'unix:///run/x.sock');
+  });
+});
+
+describe('stopWithin', () => {
+  it('resolves when the graceful stop is done, without forcing', async () => {
+    let forced = 0;
+    await stopWithin(
+      60_000,
+      (done) => setImmediate(done),
+      () => forced++,
+    );
+    assert.equal(forced, 0);
+  });
+
+  it('forces at the deadline, and a late graceful end changes nothing', async () => {
+    let forced = 0;
+    let finish: (() => void) | undefined;
+    await stopWithin(
+      10,
+      (done) => (finish = done),
+      () => forced++,
+    );
+    assert.equal(forced, 1);
+    finish!();
+    assert.equal(forced, 1);
   });
 });
