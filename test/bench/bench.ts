@@ -32,7 +32,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import ts from 'typescript';
-import { benchConfig, POLICY_MODEL } from './config.js';
+import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient, ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
   chatRequestBody,
@@ -154,6 +154,23 @@ interface Scenario {
   name: string;
   what: string;
   payload: Payload;
+}
+
+/**
+ * The lean section's every-feature exchange (issue 16's RSS target): as chat-2k-policy, on the
+ * route with masking by every detector, the prompt guard and budgets (config.ts).
+ */
+function everythingPayload(): Payload {
+  const body = chatRequestBody(2048, { model: EVERYTHING_MODEL, pii: true });
+  const res = chatResponseBody();
+  return {
+    reqHeaders: requestHeaders(body),
+    reqBody: body,
+    resHeaders: jsonResponseHeaders(res),
+    resChunks: [res],
+    sse: false,
+    upstream: true,
+  };
 }
 
 function scenarios(): Scenario[] {
@@ -583,17 +600,17 @@ async function startGoFloor(bin: string, dir: string, pin: boolean): Promise<End
  * The policy scenario measures masking and budgets only if its request really takes that path:
  * checked once, so a config drift fails the bench instead of quietly measuring plain chat.
  */
-async function checkPolicyScenario(t: Target, p: Payload): Promise<void> {
+async function checkPolicyScenario(t: Target, p: Payload, name = 'chat-2k-policy'): Promise<void> {
   const f = new ExtProcFilter(t.client, ROUTER);
   const r = await f.runRequest(p.reqHeaders, [p.reqBody]);
   f.close();
   if (r.kind !== 'continue') {
     throw new Error(
-      `chat-2k-policy: the extproc refused the request (${r.status}): ${r.body.toString().slice(0, 300)}`,
+      `${name}: the extproc refused the request (${r.status}): ${r.body.toString().slice(0, 300)}`,
     );
   }
   if (r.body.includes(PII_TURN)) {
-    throw new Error('chat-2k-policy: the prompt left the router unmasked; check the bench config');
+    throw new Error(`${name}: the prompt left the router unmasked; check the bench config`);
   }
 }
 
@@ -811,6 +828,8 @@ async function main(): Promise<void> {
       if ('skipped' in b) {
         log(`  skipped: ${b.skipped}`);
       } else {
+        const everything = everythingPayload();
+        await checkPolicyScenario(sluice.target, everything, 'chat-2k-all');
         const goFloor = await startGoFloor(b.path, dir, pin);
         children.push(goFloor.child);
         const endpoints: LeanEndpoint[] = [];
@@ -848,6 +867,7 @@ async function main(): Promise<void> {
           endpoints,
           { name: 'chat-2k', payload: named('chat-2k').payload, floor: true },
           { name: 'chat-2k-policy', payload: named('chat-2k-policy').payload, floor: false },
+          { name: 'chat-2k-all', payload: everything, floor: false },
         );
       }
     }

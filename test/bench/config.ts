@@ -2,10 +2,18 @@
 import { createHash } from 'node:crypto';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { CONFIG as HARNESS_CONFIG } from '../conformance/harness.js';
+import { BUILTIN_TYPES } from '../../extproc/masking/detect/index.js';
 import { VIRTUAL_KEY } from './payloads.js';
 
 /** The model the policy scenario asks for: its route has masking and a governance policy. */
 export const POLICY_MODEL = 'gpt-4o-mini-governed';
+
+/**
+ * The model of issue 16's "every feature on" route: masking with every built-in detector (the
+ * name and address lists included), the prompt guard (injection heuristics, invisible
+ * characters, a deny pattern, a token limit, so the tokenizer runs) and the same budgets.
+ */
+export const EVERYTHING_MODEL = 'gpt-4o-mini-everything';
 
 /**
  * The conformance harness's config (four providers, three routes, accounting on), plus one route
@@ -47,6 +55,20 @@ export function benchConfig(): string {
     models: [{ exact: POLICY_MODEL }],
     backends: [{ name: 'openai' }],
     policy: { name: 'pii', masking: {} },
+    governance: 'bench-governance',
+  });
+  doc.routes.unshift({
+    name: 'everything',
+    models: [{ exact: EVERYTHING_MODEL }],
+    backends: [{ name: 'openai' }],
+    policy: {
+      name: 'everything',
+      masking: { detectors: [...BUILTIN_TYPES] },
+      guard: {
+        maxPromptTokens: 1_000_000,
+        denyPatterns: [{ name: 'no-exfil', pattern: 'exfiltrate the (system )?prompt' }],
+      },
+    },
     governance: 'bench-governance',
   });
   return stringifyYaml(doc);

@@ -43,9 +43,9 @@ export function markProbe(socketPath: string): Promise<ProbeMark> {
 }
 
 /** Any other probe request (/alloc/start, /alloc/stop?file=): fails unless it answers 200. */
-export function probeGet(socketPath: string, path: string): Promise<void> {
+export function probeGet(socketPath: string, path: string, timeoutMs = 30_000): Promise<void> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath, path, timeout: 30_000 }, (res) => {
+    const req = request({ socketPath, path, timeout: timeoutMs }, (res) => {
       let body = '';
       res.setEncoding('utf8').on('data', (d: string) => (body += d));
       res.on('end', () =>
@@ -55,6 +55,24 @@ export function probeGet(socketPath: string, path: string): Promise<void> {
       );
     });
     req.on('timeout', () => req.destroy(new Error(`probe ${path}: timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** process.memoryUsage() of the server right after a full collection (`GET /gc`). */
+export function probeGc(socketPath: string): Promise<NodeJS.MemoryUsage> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: '/gc', timeout: 30_000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8').on('data', (d: string) => (body += d));
+      res.on('end', () =>
+        res.statusCode === 200
+          ? resolve(JSON.parse(body) as NodeJS.MemoryUsage)
+          : reject(new Error(`probe /gc: ${res.statusCode} ${body}`)),
+      );
+    });
+    req.on('timeout', () => req.destroy(new Error('probe /gc: timed out')));
     req.on('error', reject);
     req.end();
   });

@@ -14,12 +14,17 @@
  * `GET /alloc/start` and `GET /alloc/stop?file=/path.heapprofile` run V8's sampling heap
  * profiler over a window with collected objects included: where the allocation comes from
  * (BENCH_ALLOC_PROFILE; alloc-top.ts sums it per function).
+ *
+ * `GET /gc` runs a full collection and answers process.memoryUsage() after it: the long-lived
+ * heap, apart from young-generation garbage. `GET /heap?file=/path.heapsnapshot` writes a heap
+ * snapshot (test/bench/heap.ts reads it).
  */
 import { createServer } from 'node:http';
 import { unlinkSync, writeFileSync } from 'node:fs';
 import { Session } from 'node:inspector';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
+import vm from 'node:vm';
 import type { ProbeMark } from './probe-client.js';
 
 interface GcStat {
@@ -31,6 +36,16 @@ interface GcStat {
 
 const socketPath = process.env.BENCH_PROBE_SOCKET;
 if (socketPath) start(socketPath);
+
+/** A full, compacting collection without --expose-gc on the server's command line. */
+let gcFn: (() => void) | undefined;
+function fullGc(): void {
+  if (!gcFn) {
+    v8.setFlagsFromString('--expose-gc');
+    gcFn = vm.runInNewContext('gc') as () => void;
+  }
+  gcFn();
+}
 
 function start(path: string): void {
   let profiler = new v8.GCProfiler();
@@ -111,6 +126,14 @@ function start(path: string): void {
     if (url.pathname === '/mark') {
       const body = JSON.stringify(mark());
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+    } else if (url.pathname === '/gc') {
+      fullGc();
+      const body = JSON.stringify(process.memoryUsage());
+      res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+    } else if (url.pathname === '/heap' && url.searchParams.get('file')) {
+      fullGc();
+      v8.writeHeapSnapshot(url.searchParams.get('file')!);
+      res.writeHead(200).end();
     } else if (url.pathname === '/alloc/start') {
       done(
         post('HeapProfiler.enable').then(() =>

@@ -1,0 +1,111 @@
+/**
+ * Issue 16's long-lived heap: which objects the extproc keeps alive with every feature on
+ * (masking with every built-in detector, the prompt guard, budgets, the tokenizer), after
+ * warm-up. Starts the extproc on the bench config, drives the plain, the masking + budget and
+ * the every-feature routes for a few seconds, then asks its probe for a full collection
+ * (process.memoryUsage after it, and VmRSS / VmHWM from /proc) and a heap snapshot, and prints
+ * the snapshot's dominator tree (heap-snapshot.ts).
+ *
+ *   node --import tsx test/bench/heap.ts
+ *   HEAP_SECONDS      warm-up per route (default 3)
+ *   HEAP_MIN_MIB      smallest owner printed (default 1)
+ *   HEAP_KEEP         keep the snapshot (its path is printed); removed otherwise
+ *   BENCH_EXTPROC     the extproc entry (default operator/cli.ts; dist/operator/cli.js after build)
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
+import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
+import {
+  chatRequestBody,
+  chatResponseBody,
+  jsonResponseHeaders,
+  requestHeaders,
+} from './payloads.js';
+import { Child, freePort, httpStatus, peakRssKiB, rssKiB, waitReady } from './proc.js';
+import { probeGc, probeGet } from './probe-client.js';
+import { closedLoop, type Payload } from './scenarios.js';
+import { heapReport } from './heap-snapshot.js';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
+const MIB = 1024 * 1024;
+
+function chat(model: string | undefined, pii: boolean): Payload {
+  const body = chatRequestBody(2048, { model, pii });
+  const res = chatResponseBody();
+  return {
+    reqHeaders: requestHeaders(body),
+    reqBody: body,
+    resHeaders: jsonResponseHeaders(res),
+    resChunks: [res],
+    sse: false,
+    upstream: true,
+  };
+}
+
+async function main(): Promise<void> {
+  const seconds = Number(process.env.HEAP_SECONDS || 3);
+  const minMiB = Number(process.env.HEAP_MIN_MIB || 1);
+  const entry = resolve(ROOT, process.env.BENCH_EXTPROC || 'operator/cli.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-heap-'));
+  const configPath = join(dir, 'extproc.yaml');
+  writeFileSync(configPath, benchConfig());
+  const adminPort = await freePort();
+  const sock = `unix:${join(dir, 'extproc.sock')}`;
+  const probe = join(dir, 'extproc.probe.sock');
+  const child = new Child(
+    'extproc',
+    entry,
+    ['extproc', '--config', configPath, '--listen', sock, '--admin', `127.0.0.1:${adminPort}`],
+    {
+      cwd: ROOT,
+      logPath: join(dir, 'extproc.log'),
+      preload: [PROBE],
+      env: { BENCH_PROBE_SOCKET: probe },
+    },
+  );
+  const client = new ExtProcClient(sock, {
+    channelOptions: { 'grpc.enable_retries': 0, 'grpc.enable_channelz': 0 },
+  });
+  try {
+    await waitReady(
+      child,
+      async () => (await httpStatus(`http://127.0.0.1:${adminPort}/readyz`)) === 200,
+    );
+    const mem = async (what: string): Promise<void> => {
+      const m = await probeGc(probe);
+      console.log(
+        `${what.padEnd(34)} RSS ${(rssKiB(child.pid) / 1024).toFixed(1)} MiB (peak ${(peakRssKiB(child.pid) / 1024).toFixed(1)}); after a full GC: V8 heap ${(m.heapUsed / MIB).toFixed(1)} MiB, external ${(m.external / MIB).toFixed(1)} (Buffers ${(m.arrayBuffers / MIB).toFixed(1)})`,
+      );
+    };
+    await mem('ready (no request yet)');
+    await client.connect();
+    const target = { name: 'sluice' as const, client, streamedFromStart: false };
+    for (const [what, p] of [
+      ['plain route (chat-2k)', chat(undefined, false)],
+      ['masking + budget (chat-2k-policy)', chat(POLICY_MODEL, true)],
+      ['every feature on', chat(EVERYTHING_MODEL, true)],
+    ] as const) {
+      const r = await closedLoop(target, p, 8, seconds);
+      if (r.rec.errors > 0) {
+        throw new Error(`${what}: ${r.rec.errors} failed exchanges: ${r.rec.firstError}`);
+      }
+      await mem(`after ${r.requests} × ${what}`);
+    }
+    const file = join(dir, 'extproc.heapsnapshot');
+    // A snapshot of ~100 MiB takes tens of seconds to write on a busy machine.
+    await probeGet(probe, `/heap?file=${encodeURIComponent(file)}`, 300_000);
+    console.log();
+    console.log(heapReport(file, minMiB * MIB));
+    if (process.env.HEAP_KEEP) console.log(`\nkept ${file}`);
+  } finally {
+    client.close();
+    await child.stop();
+    if (!process.env.HEAP_KEEP) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
