@@ -39,6 +39,7 @@ export type ErrorCode =
   | 'upstream_timeout'
   | 'response_not_found'
   | 'conversation_not_found'
+  | 'response_unreachable'
   | 'identity_required'
   | GovernanceCode
   | 'gateway_error';
@@ -75,6 +76,11 @@ const STATUS: Record<ErrorCode, number> = {
   /** A stored response or conversation the caller does not own, or that is gone (sessions/). */
   response_not_found: 404,
   conversation_not_found: 404,
+  /**
+   * A response its provider keeps, at a backend this gateway no longer routes to (or did not
+   * reach): it exists for the caller, but cannot be reached through the gateway as configured.
+   */
+  response_unreachable: 409,
   /** Stored state needs an authenticated caller to own it. */
   identity_required: 400,
   unauthenticated: 401,

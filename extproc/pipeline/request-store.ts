@@ -39,6 +39,22 @@ export interface RequestState {
   outputTokenCap?: number;
   /** A Responses turn the gateway keeps: the id its answer carries (pipeline/sessions.ts). */
   responseId?: string;
+  /**
+   * Not a model call: GET/DELETE of a response its provider keeps, or its input items, sent to
+   * the backend that keeps it (pipeline/sessions.ts); the upstream phase sets only path and
+   * credential, and refuses any other backend.
+   */
+  resource?: KeptResource;
+}
+
+/** A request for a provider-kept response, as the upstream phase forwards it. */
+export interface KeptResource {
+  /** The one backend that may take it. */
+  backend: string;
+  /** `/responses/{id}` or `/responses/{id}/input_items`. */
+  call: string;
+  /** The caller's query string, without `?`. */
+  query: string;
 }
 
 export class RequestStore {

@@ -61,7 +61,13 @@ import type {
 } from './phase.js';
 import type { RequestState, RequestStore } from './request-store.js';
 import { ResponseProcessor } from './response.js';
-import { deliveredBytes, ResponsesTurn, StoredResource } from './sessions.js';
+import {
+  deliveredBytes,
+  keptAnswered,
+  ResponsesTurn,
+  StoredResource,
+  type KeptRequest,
+} from './sessions.js';
 import type { Sessions } from '../sessions/sessions.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
@@ -425,11 +431,50 @@ export class RouterExchange implements PhaseHandler {
       rawPath: path,
       headers,
       wallNow: (this.deps.wallNow ?? Date.now)(),
+      forward: (k) => this.forwardKept(k, headers),
     });
     if (!stored) return undefined;
     this.api = 'openai';
     this.stored = stored;
     return this.answered(stored.headers(endOfStream));
+  }
+
+  /**
+   * GET/DELETE of a response its provider keeps, by its owner: on to the backend that keeps it,
+   * pinned by WIRE.backendHeader (its own route entry and cluster, operator/compile/to-envoy.ts),
+   * with clear_route_cache so Envoy routes on it. A request state tells the upstream phase to set
+   * only path and credential (RequestState.resource); no governance state, so nothing is charged.
+   */
+  private forwardKept(k: KeptRequest, headers: ReadonlyMap<string, string>): Outcome {
+    const id = this.deps.newId();
+    this.requestId = id;
+    this.state = {
+      id,
+      api: 'openai',
+      operation: 'responses',
+      model: k.model,
+      routeName: k.route.name,
+      body: {},
+      rawBody: Buffer.alloc(0),
+      stream: false,
+      forcedUsage: false,
+      attempts: [],
+      createdAt: this.deps.now(),
+      resource: k.resource,
+      ...(this.trace && { trace: this.trace }),
+    };
+    if (k.caller) this.modelsCaller = k.caller;
+    this.deps.store.put(this.state);
+    // A client's routing headers must not pick another entry than the pin.
+    const remove = [MODEL_HEADER, WIRE.affinityHeader, ...k.strip].filter((h) => headers.has(h));
+    return proceed({
+      setHeaders: [
+        [REQUEST_ID_HEADER, id],
+        [WIRE.backendHeader, k.backend.name],
+      ],
+      ...(remove.length > 0 ? { removeHeaders: [...new Set(remove)] } : {}),
+      clearRouteCache: true,
+    });
   }
 
   private answered(o: Outcome | Promise<Outcome>): Outcome | Promise<Outcome> {
@@ -543,6 +588,15 @@ export class RouterExchange implements PhaseHandler {
     // Envoy's reply shaped by local_reply_config — both name their code; the log line keeps it.
     const code = headers.get('x-sluice-error-code');
     if (code !== undefined && (this.status ?? 0) >= 400) this.errorCode = code;
+    const kept = this.stored?.kept;
+    if (kept) {
+      // Without a body the answer ends here: the marker is forgotten alongside, not awaited.
+      if (msg.end_of_stream) {
+        this.deps.settling?.(this.keptAnswered(kept));
+        this.done('complete');
+      }
+      return CONTINUE;
+    }
     const cfg = this.deps.config;
     if (!this.state || !cfg) return CONTINUE;
     this.response = new ResponseProcessor(this.state, cfg.limits, this.deps.now, this.startedAt);
@@ -552,6 +606,7 @@ export class RouterExchange implements PhaseHandler {
       this.status ?? 0,
       headers.get('content-type') ?? '',
       cfg.limits.maxSseEventBytes,
+      { backend: this.state.attempts.at(-1)?.backend, model: this.state.model },
     );
     const outcome = this.response.headers(headers, msg.end_of_stream === true);
     const limits = this.state.governance?.headers;
@@ -568,7 +623,29 @@ export class RouterExchange implements PhaseHandler {
     return this.conversation?.withResponseHeaders(outcome) ?? outcome;
   }
 
+  /**
+   * The provider's answer to a request for a response it keeps goes to the caller as it is; a
+   * DELETE it confirmed forgets the owner marker before the answer's last bytes go out
+   * (pipeline/sessions.ts), so the caller's next request finds it gone. A store failure then is
+   * logged, not the caller's: the provider has deleted the response.
+   */
+  private async keptAnswered(kept: KeptRequest): Promise<void> {
+    try {
+      await keptAnswered(this.deps.sessions, kept, this.status ?? 0);
+    } catch (err) {
+      this.deps.onSessionError?.(err);
+    }
+  }
+
   async responseBody(msg: BodyMessage): Promise<Outcome> {
+    const kept = this.stored?.kept;
+    if (kept) {
+      if (msg.end_of_stream) {
+        await this.keptAnswered(kept);
+        this.done('complete');
+      }
+      return CONTINUE;
+    }
     if (!this.response) return CONTINUE;
     const outcome = await this.response.body(
       msg.body ?? Buffer.alloc(0),

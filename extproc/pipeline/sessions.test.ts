@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { ExtprocConfig } from '../config/contract.js';
+import { ExtprocConfig, WIRE } from '../config/contract.js';
 import { RuntimeConfig } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { gatewayKeeps, ownersOf } from './sessions.js';
@@ -11,7 +11,10 @@ import { randomBytes } from 'node:crypto';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { Sessions } from '../sessions/sessions.js';
 import { MemorySessionStore } from '../sessions/store.js';
-import { body, headers, jsonOf, verdictOf } from '../../test/support/messages.js';
+import { body, header, headers, jsonOf, verdictOf } from '../../test/support/messages.js';
+import { planTurn, saveTurn } from '../sessions/responses.js';
+import { DEFAULT_SESSIONS } from '../sessions/schema.js';
+import { UpstreamExchange } from './upstream.js';
 import { RequestStore } from './request-store.js';
 import { RouterExchange } from './router.js';
 import type { Outcome } from '../wire/mutation.js';
@@ -139,3 +142,215 @@ describe('stored resources in the router phase', () => {
     assert.equal(bad.status, 400);
   });
 });
+
+describe('a response its provider keeps, asked for through the gateway', () => {
+  const BOB = 'sk-sluice-bob-sessions';
+  const config = (routes: object[], access?: object) =>
+    new RuntimeConfig(
+      ExtprocConfig.parse({
+        apiVersion: 'sluice.dev/extproc/v1',
+        kind: 'ExtprocConfig',
+        backends: [
+          {
+            name: 'ns/gpt/openai',
+            cluster: 'c1',
+            provider: 'openai',
+            credential: { value: 'sk-a' },
+          },
+          {
+            name: 'ns/gpt/spare',
+            cluster: 'c1',
+            provider: 'openai',
+            credential: { value: 'sk-b' },
+          },
+          { name: 'ns/gpt/claude', cluster: 'c1', provider: 'anthropic' },
+        ],
+        consumers: [
+          { name: 'alice', keyHashes: [sha(ALICE)] },
+          { name: 'bob', keyHashes: [sha(BOB)] },
+        ],
+        policies: [{ name: 'keys', identity: { required: true, keys: {} }, ...access }],
+        routes,
+      }),
+      new Map([
+        ['ns/gpt/openai', 'sk-a'],
+        ['ns/gpt/spare', 'sk-b'],
+      ]),
+    );
+  const gpt = {
+    name: 'ns/gpt',
+    models: [{ exact: 'gpt' }],
+    backends: [{ name: 'ns/gpt/openai' }, { name: 'ns/gpt/spare' }],
+    governance: 'keys',
+  };
+  const alice = { method: 'key', consumer: 'alice' };
+
+  async function world(cfg = config([gpt])) {
+    const sessions = new Sessions({
+      store: new MemorySessionStore({ maxBytes: 1 << 20, now: () => 0 }),
+      key: randomBytes(32),
+      wallNow: () => 0,
+    });
+    const plan = await planTurn({
+      sessions,
+      policy: DEFAULT_SESSIONS,
+      body: { model: 'gpt', input: 'hi' },
+      owner: alice,
+      route: 'ns/gpt',
+      gatewayKeeps: false,
+    });
+    const at = { route: 'ns/gpt', backend: 'ns/gpt/spare', model: 'gpt' };
+    await saveTurn(sessions, DEFAULT_SESSIONS, plan, at, { id: 'resp_kept', object: 'response' });
+    const store = new RequestStore(() => 0);
+    let n = 0;
+    const exchange = (c = cfg) =>
+      new RouterExchange({
+        config: c,
+        store,
+        telemetry: new Telemetry(new Registry(), pino({ level: 'silent' })),
+        now: () => 0,
+        newId: () => `id-${++n}`,
+        sessions,
+      });
+    return { sessions, store, exchange };
+  }
+
+  async function ask(ex: RouterExchange, method: string, path: string, key?: string) {
+    const h: Record<string, string> = { ':method': method, ':path': path };
+    if (key) h.authorization = `Bearer ${key}`;
+    try {
+      return await ex.requestHeaders(headers(h, true));
+    } catch (err) {
+      return ex.fail(err);
+    }
+  }
+
+  const pinned = (o: Outcome) => {
+    assert.equal(o.kind, 'continue');
+    return o.kind === 'continue' ? o.mutation : undefined;
+  };
+
+  it('sends its owner on to the backend that answered it, query intact, charging nothing', async () => {
+    const { store, exchange } = await world();
+    const m = pinned(
+      await ask(exchange(), 'GET', '/v1/responses/resp_kept/input_items?limit=2&order=asc', ALICE),
+    );
+    assert.deepEqual(m?.setHeaders, [
+      ['x-sluice-request-id', 'id-1'],
+      [WIRE.backendHeader, 'ns/gpt/spare'],
+    ]);
+    assert.equal(m?.clearRouteCache, true);
+    const st = store.get('id-1')!;
+    assert.deepEqual(st.resource, {
+      backend: 'ns/gpt/spare',
+      call: '/responses/resp_kept/input_items',
+      query: 'limit=2&order=asc',
+    });
+    assert.equal(st.governance, undefined);
+
+    // The upstream phase: path and that backend's credential, the caller's key stripped.
+    const up = new UpstreamExchange({ config: config([gpt]), store });
+    const o = await up.requestHeaders(
+      headers(
+        {
+          ':method': 'GET',
+          ':path': '/x',
+          'x-sluice-request-id': 'id-1',
+          authorization: `Bearer ${ALICE}`,
+          [WIRE.backendHeader]: 'ns/gpt/spare',
+        },
+        true,
+      ),
+      backendAttributes('ns/gpt/spare'),
+    );
+    const um = pinned(o);
+    assert.equal(
+      header(um?.setHeaders, ':path'),
+      '/v1/responses/resp_kept/input_items?limit=2&order=asc',
+    );
+    assert.equal(header(um?.setHeaders, 'authorization'), 'Bearer sk-b');
+    assert.ok(um?.removeHeaders?.includes(WIRE.backendHeader));
+    assert.equal(um?.body, undefined);
+    assert.deepEqual(
+      st.attempts.map((a) => a.backend),
+      ['ns/gpt/spare'],
+    );
+  });
+
+  it('never sends it to another backend: the upstream phase refuses, unsent', async () => {
+    const { store, exchange } = await world();
+    pinned(await ask(exchange(), 'GET', '/v1/responses/resp_kept', ALICE));
+    const up = new UpstreamExchange({ config: config([gpt]), store });
+    let out: Outcome;
+    try {
+      out = await up.requestHeaders(
+        headers({ ':method': 'GET', ':path': '/x', 'x-sluice-request-id': 'id-1' }, true),
+        backendAttributes('ns/gpt/openai'),
+      );
+    } catch (err) {
+      out = up.fail(err);
+    }
+    const v = verdictOf(out);
+    assert.equal(v.status, 409);
+    assert.equal(jsonOf(v).error.code, 'response_unreachable');
+  });
+
+  it('is 404 for another identity and for none, and nothing goes on', async () => {
+    const { store, exchange } = await world();
+    for (const key of [BOB, undefined]) {
+      const v = verdictOf(await ask(exchange(), 'GET', '/v1/responses/resp_kept', key));
+      assert.ok(v.status === 404 || v.status === 401, String(v.status));
+      if (key) assert.equal(jsonOf(v).error.code, 'response_not_found');
+    }
+    assert.equal(store.size, 0);
+  });
+
+  it('is 409 response_unreachable when its route or backend is gone from the config', async () => {
+    const { exchange } = await world();
+    const elsewhere = { ...gpt, name: 'ns/other' };
+    const dropped = { ...gpt, backends: [{ name: 'ns/gpt/openai' }] };
+    for (const c of [config([elsewhere]), config([dropped])]) {
+      const v = verdictOf(await ask(exchange(c), 'DELETE', '/v1/responses/resp_kept', ALICE));
+      assert.equal(v.status, 409);
+      assert.equal(jsonOf(v).error.code, 'response_unreachable');
+      assert.equal(jsonOf(v).error.type, 'invalid_request_error');
+    }
+  });
+
+  it("is 403 when the route's access rules no longer let the owner in", async () => {
+    const { exchange } = await world();
+    const c = config([gpt], {
+      access: {
+        rules: [
+          { name: 'gpt-not-for-alice', effect: 'deny', consumers: ['alice'], models: ['gpt'] },
+        ],
+      },
+    });
+    const v = verdictOf(await ask(exchange(c), 'GET', '/v1/responses/resp_kept', ALICE));
+    assert.equal(v.status, 403);
+  });
+
+  it('forgets the owner marker once the provider confirms a DELETE, not before', async () => {
+    const { sessions, exchange } = await world();
+    const del = async (status: number) => {
+      const ex = exchange();
+      pinned(await ask(ex, 'DELETE', '/v1/responses/resp_kept', ALICE));
+      ex.responseHeaders(headers({ ':status': String(status) }));
+      await ex.responseBody(body({ id: 'resp_kept', deleted: status === 200 }));
+    };
+    await del(500);
+    assert.ok(await sessions.read(alice, 'response', 'resp_kept'));
+    await del(200);
+    assert.equal(await sessions.read(alice, 'response', 'resp_kept'), undefined);
+    const v = verdictOf(await ask(exchange(), 'GET', '/v1/responses/resp_kept', ALICE));
+    assert.equal(v.status, 404);
+  });
+});
+
+function backendAttributes(backend: string) {
+  return {
+    'envoy.filters.http.ext_proc': {
+      fields: { [WIRE.backendAttribute]: { stringValue: backend } },
+    },
+  };
+}

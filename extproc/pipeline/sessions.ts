@@ -22,7 +22,10 @@ import {
 } from '../sessions/conversations.js';
 import {
   answerResource,
+  forgetOwned,
   normalizeInput,
+  responseNotFound,
+  type ProviderKept,
   planTurn,
   responsesResource,
   saveTurn,
@@ -30,7 +33,10 @@ import {
   type TurnPlan,
 } from '../sessions/responses.js';
 import { DEFAULT_SESSIONS, type SessionsPolicy } from '../sessions/schema.js';
-import type { SessionOwner, Sessions } from '../sessions/sessions.js';
+import { ownerKey, type SessionOwner, type Sessions } from '../sessions/sessions.js';
+import type { ResolvedBackend } from '../config/runtime.js';
+import { admitCaller } from './governance.js';
+import type { KeptResource } from './request-store.js';
 import { jsonVerdict } from './verdict.js';
 import { CONTINUE, type Outcome } from '../wire/mutation.js';
 
@@ -80,7 +86,105 @@ export function ownersOf(
   return [...owners.values()];
 }
 
-/** GET / DELETE of a stored response or its input items, answered by the gateway. */
+/**
+ * A provider-kept response asked for by its owner, cleared to go to the backend that keeps it:
+ * the router phase forwards the request there (pinned by WIRE.backendHeader) and, once the
+ * provider confirms a DELETE, forgets the owner marker.
+ */
+export interface KeptRequest {
+  id: string;
+  owner: SessionOwner;
+  route: Route;
+  backend: ResolvedBackend;
+  model: string;
+  method: string;
+  /** RequestState.resource: what the upstream phase needs. */
+  resource: KeptResource;
+  /** The caller as the route's governance policy knows it (for the access log). */
+  caller: Caller | undefined;
+  /** Request headers that carried identity (governance's strip list). */
+  strip: string[];
+}
+
+function unreachable(id: string, why: string): SluiceError {
+  return new SluiceError(
+    'response_unreachable',
+    `Response '${id}' is kept by its provider at a backend ${why}, so it cannot be reached through this gateway; nothing was sent. The gateway keeps your ownership of it.`,
+  );
+}
+
+/**
+ * Where a provider-kept response's request may go: the backend that answered it, if the route
+ * that chose it still sends to it; else 409 `response_unreachable` (never another backend, which
+ * would hold another account's responses). The caller must still be let in by the route's access
+ * rules (401/403 in the OpenAI format), and be the owner under the route's own identity rules —
+ * else 404, as for any id that is not the caller's. Nothing is reserved or charged.
+ */
+export function keptRequest(
+  cfg: RuntimeConfig,
+  kept: ProviderKept,
+  resource: ResponsesResource,
+  method: string,
+  rawPath: string,
+  headers: ReadonlyMap<string, string>,
+  wallNow: number,
+): KeptRequest {
+  const { id } = kept;
+  const route = cfg.routes.find((r) => r.name === kept.route);
+  if (!route) throw unreachable(id, 'of a route this gateway no longer serves');
+  if (!route.backends.some((b) => b.name === kept.backend))
+    throw unreachable(id, 'its route no longer sends to');
+  const backend = cfg.backend(kept.backend);
+  if (!backend || !keepsResponsesState(backend.provider))
+    throw unreachable(id, 'this gateway no longer knows as one that keeps responses');
+  if (route.refuse)
+    throw new SluiceError(
+      'policy_invalid',
+      'A policy that governs this model is invalid, so the gateway refuses its requests until an operator fixes it.',
+    );
+  const model = kept.model ?? '';
+  let caller: Caller | undefined;
+  let strip: string[] = [];
+  const governance = cfg.governanceFor(route.name);
+  if (governance) {
+    const g = admitCaller({
+      compiled: governance,
+      consumers: cfg.consumers,
+      headers,
+      operation: 'responses',
+      body: {},
+      model,
+      route: route.name,
+      budget: undefined,
+      wallNow,
+    });
+    caller = g.state.caller;
+    strip = g.strip;
+    const owner = ownerOf(caller);
+    if (!owner || ownerKey(owner) !== ownerKey(kept.owner)) throw responseNotFound(id);
+  }
+  const q = rawPath.indexOf('?');
+  const call =
+    resource.kind === 'response'
+      ? `/responses/${encodeURIComponent(id)}`
+      : `/responses/${encodeURIComponent(id)}/input_items`;
+  return {
+    id,
+    owner: kept.owner,
+    route,
+    backend,
+    model,
+    method,
+    resource: { backend: backend.name, call, query: q === -1 ? '' : rawPath.slice(q + 1) },
+    caller,
+    strip,
+  };
+}
+
+/**
+ * GET / DELETE of a stored response or its input items: answered by the gateway when it keeps the
+ * response, forwarded (`forward`) to the backend that keeps it otherwise.
+ */
 export async function answerStoredResponse(
   sessions: Sessions | undefined,
   cfg: RuntimeConfig,
@@ -89,6 +193,7 @@ export async function answerStoredResponse(
   rawPath: string,
   headers: ReadonlyMap<string, string>,
   wallNow: number,
+  forward: (k: KeptRequest) => Outcome,
 ): Promise<Outcome> {
   const allowed = resource.kind === 'response' ? 'GET, DELETE' : 'GET';
   if (method !== 'GET' && !(method === 'DELETE' && resource.kind === 'response'))
@@ -101,6 +206,8 @@ export async function answerStoredResponse(
   if (!sessions || owners.length === 0)
     throw new SluiceError('response_not_found', 'Response not found.');
   const a = await answerResource(sessions, owners, resource, method, query);
+  if (a.kind === 'provider')
+    return forward(keptRequest(cfg, a, resource, method, rawPath, headers, wallNow));
   return { kind: 'respond', verdict: jsonVerdict(a.status, a.value, 'sluice_responses') };
 }
 
@@ -149,8 +256,17 @@ export class ResponsesTurn {
     );
   }
 
-  responseHeaders(status: number, contentType: string, maxEventBytes: number): void {
+  /** The backend of the attempt that answered, and the model asked for (an owned id's record). */
+  private answeredBy: { backend?: string | undefined; model?: string | undefined } = {};
+
+  responseHeaders(
+    status: number,
+    contentType: string,
+    maxEventBytes: number,
+    answeredBy: { backend?: string | undefined; model?: string | undefined } = {},
+  ): void {
     if (!this.storing || status < 200 || status >= 300) return;
+    this.answeredBy = answeredBy;
     this.capture = new ResponseCapture(this.policy.maxStoredBytes + 64 * 1024, maxEventBytes);
     this.capture.start(contentType.toLowerCase().startsWith('text/event-stream'));
   }
@@ -171,7 +287,13 @@ export class ResponsesTurn {
       return;
     }
     try {
-      this.outcome = await saveTurn(this.sessions!, this.policy, this.plan, this.route, response);
+      this.outcome = await saveTurn(
+        this.sessions!,
+        this.policy,
+        this.plan,
+        { route: this.route, ...this.answeredBy },
+        response,
+      );
     } catch (err) {
       // The answer was bought and goes to the caller; the turn is lost, and said so in the log.
       this.outcome = 'failed';
@@ -188,6 +310,8 @@ export class ResponsesTurn {
 export class StoredResource {
   private chunks: Buffer[] = [];
   private bytes = 0;
+  /** Set when the request went on to the backend that keeps the response. */
+  kept: KeptRequest | undefined;
 
   private constructor(
     private readonly target:
@@ -200,6 +324,8 @@ export class StoredResource {
       rawPath: string;
       headers: ReadonlyMap<string, string>;
       wallNow: number;
+      /** Sends a provider-kept response's request on to its backend (the router phase). */
+      forward: (k: KeptRequest) => Outcome;
     },
   ) {}
 
@@ -225,6 +351,10 @@ export class StoredResource {
         this.ctx.rawPath,
         this.ctx.headers,
         this.ctx.wallNow,
+        (k) => {
+          this.kept = k;
+          return this.ctx.forward(k);
+        },
       );
     const allowed = allowedMethods(t.r);
     if (!allowed.includes(method))
@@ -237,6 +367,8 @@ export class StoredResource {
 
   /** A piece of the request body; the answer once it is whole. */
   body(chunk: Buffer, whole: boolean): Outcome | Promise<Outcome> {
+    // A body sent with GET/DELETE of a provider-kept response goes on as it came (ignored there).
+    if (this.kept) return CONTINUE;
     this.bytes += chunk.length;
     if (this.bytes > this.ctx.cfg.limits.maxRequestBodyBytes)
       throw new SluiceError(
@@ -284,4 +416,18 @@ export class StoredResource {
 export function deliveredBytes(o: Outcome, chunk: Buffer | undefined): Buffer {
   if (o.kind !== 'continue') return Buffer.alloc(0);
   return o.mutation?.body ?? chunk ?? Buffer.alloc(0);
+}
+
+/**
+ * The provider answered a request for a response it keeps: a DELETE it confirmed (2xx) forgets the
+ * owner marker too; a failed one keeps it, so the caller may retry. Throws SluiceError
+ * `state_unavailable` when the store fails (the provider's answer still goes to the caller).
+ */
+export async function keptAnswered(
+  sessions: Sessions | undefined,
+  k: KeptRequest,
+  status: number,
+): Promise<boolean> {
+  if (!sessions || k.method !== 'DELETE' || status < 200 || status >= 300) return false;
+  return forgetOwned(sessions, k.owner, k.id);
 }

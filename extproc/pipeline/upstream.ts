@@ -36,7 +36,8 @@ import {
 } from '../providers/index.js';
 import type { ExchangeRequest, Translator } from '../providers/translator.js';
 import { attemptHeaders, newSpanId, type RequestTrace } from '../telemetry/trace-context.js';
-import { recordAttempt, type RequestStore } from './request-store.js';
+import { recordAttempt, type KeptResource, type RequestStore } from './request-store.js';
+import { responsesResourcePath } from '../providers/paths.js';
 import { MODEL_HEADER } from './router.js';
 import { errorVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
@@ -55,7 +56,7 @@ const STRIP = [
 ];
 
 /** What a translator reads of a request held by another worker, and its trace. */
-export type RemoteRequest = ExchangeRequest & { trace?: RequestTrace };
+export type RemoteRequest = ExchangeRequest & { trace?: RequestTrace; resource?: KeptResource };
 
 /** An attempt to record on the request's owner (recordAttempt there). */
 export interface RemoteAttempt {
@@ -117,6 +118,12 @@ export class UpstreamExchange implements PhaseHandler {
       return remote.get(id).then(async (req) => {
         if (!req) throw lostTrack();
         this.api = req.api;
+        if (req.resource)
+          return this.forwardKept(req.resource, backend, headers, (a) =>
+            remote.begin({ id, ...a }).then((ok) => {
+              if (!ok) throw lostTrack();
+            }),
+          );
         const translator = this.translatorFor(req, backend);
         return this.forward(req, req.trace, backend, translator, headers, (a) =>
           remote.begin({ id, ...a }).then((ok) => {
@@ -129,6 +136,8 @@ export class UpstreamExchange implements PhaseHandler {
     if (!state) throw lostTrack();
     this.api = state.api;
     const backend = this.backendOf(attributes);
+    if (state.resource)
+      return this.forwardKept(state.resource, backend, headers, (a) => recordAttempt(state, a));
     const translator = this.translatorFor(state, backend);
     return this.forward(state, state.trace, backend, translator, headers, (a) =>
       recordAttempt(state, a),
@@ -227,6 +236,59 @@ export class UpstreamExchange implements PhaseHandler {
         })
       : proceed(m);
     // A remote attempt is recorded on its owner before Envoy may send the request on.
+    return begun instanceof Promise ? begun.then(() => answer) : answer;
+  }
+
+  /**
+   * GET/DELETE of a response its provider keeps, or its input items (RequestState.resource): only
+   * the backend that keeps it may take the request — the route pins it there (WIRE.backendHeader),
+   * and any other backend is refused here, unsent, rather than asked for another account's id.
+   * Path (the caller's query kept) and credential are set; nothing is translated or charged.
+   */
+  private forwardKept(
+    resource: KeptResource,
+    backend: ResolvedBackend,
+    headers: ReadonlyMap<string, string>,
+    begin: (a: {
+      backend: string;
+      provider: Provider;
+      startedAtMs?: number;
+    }) => void | Promise<void>,
+  ): Outcome | Promise<Outcome> {
+    if (backend.name !== resource.backend)
+      throw new SluiceError(
+        'response_unreachable',
+        'The backend that keeps this response was not reached, so the request was not sent.',
+      );
+    const up = {
+      path: responsesResourcePath(backend, resource.call, resource.query),
+      headers: [],
+      body: undefined,
+    };
+    const begun = begin({
+      backend: backend.name,
+      provider: backend.provider,
+      ...(this.deps.wallNow && { startedAtMs: this.deps.wallNow() }),
+    });
+    this.deps.onAttempt?.(backend);
+    const set: [string, string][] = [
+      [':path', up.path],
+      ['accept-encoding', 'identity'],
+      ...credentialHeaders(backend, up),
+    ];
+    const signing = signingHeaders(
+      backend,
+      up,
+      { method: headers.get(':method') ?? 'GET', authority: headers.get(':authority') ?? '' },
+      (this.deps.wallNow ?? Date.now)(),
+    );
+    const m: Mutation = { setHeaders: set, removeHeaders: STRIP.filter((h) => headers.has(h)) };
+    const answer = signing
+      ? signing.then((h) => {
+          set.push(...h);
+          return proceed(m);
+        })
+      : proceed(m);
     return begun instanceof Promise ? begun.then(() => answer) : answer;
   }
 

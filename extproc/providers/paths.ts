@@ -26,6 +26,26 @@ export function azurePath(backend: ResolvedBackend, deployment: string, call: st
   return `${base}/openai/deployments/${encodeURIComponent(deployment)}${call}?api-version=${version}`;
 }
 
+/**
+ * A stored response at the backend that keeps it (keepsResponsesState): `call` is
+ * `/responses/{id}` or `/responses/{id}/input_items`, `query` the caller's query string as sent
+ * (without `?`). OpenAI: below the API version, as every call. Azure OpenAI: responses are not
+ * per deployment, `/openai/responses/{id}?api-version=…`, the caller's query after it.
+ */
+export function responsesResourcePath(
+  backend: ResolvedBackend,
+  call: string,
+  query: string,
+): string {
+  if (backend.provider === 'azure-openai') {
+    const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
+    const version = encodeURIComponent(backend.azure?.apiVersion ?? '');
+    return `${base}/openai${call}?api-version=${version}${query === '' ? '' : `&${query}`}`;
+  }
+  const path = versionedPath(backend, call);
+  return query === '' ? path : `${path}?${query}`;
+}
+
 /** The Gemini API's version segment when the endpoint URL names none. */
 const GEMINI_VERSION = 'v1beta';
 

@@ -4,12 +4,14 @@ import { describe, it } from 'node:test';
 import { SluiceError } from '../errors.js';
 import { ResponseCapture } from './capture.js';
 import {
-  answerResource,
+  answerResource as answerOrForward,
+  forgetOwned,
   normalizeInput,
   planTurn,
   responsesResource,
   saveTurn,
   type PlanInput,
+  type ResourceAnswer,
 } from './responses.js';
 import { DEFAULT_SESSIONS, SessionsPolicy } from './schema.js';
 import { Sessions, vaultSession } from './sessions.js';
@@ -26,6 +28,15 @@ function world() {
     wallNow: () => now,
   });
   return { sessions, advance: (ms: number) => (now += ms) };
+}
+
+/** answerResource for a response the gateway keeps: answered here, never forwarded. */
+async function answerResource(
+  ...args: Parameters<typeof answerOrForward>
+): Promise<ResourceAnswer> {
+  const a = await answerOrForward(...args);
+  if (a.kind !== 'answer') assert.fail('forwarded, not answered');
+  return a;
 }
 
 async function refused(p: Promise<unknown>): Promise<SluiceError> {
@@ -75,7 +86,7 @@ describe('planTurn and saveTurn', () => {
     assert.equal(t1.body!.store, true);
     assert.equal((t1.body!.input as unknown[]).length, 1);
     assert.equal(
-      await saveTurn(sessions, DEFAULT_SESSIONS, t1, 'r', answer(t1.responseId!, 'Hi!')),
+      await saveTurn(sessions, DEFAULT_SESSIONS, t1, { route: 'r' }, answer(t1.responseId!, 'Hi!')),
       'stored',
     );
 
@@ -104,7 +115,13 @@ describe('planTurn and saveTurn', () => {
     assert.equal(t2.body!.previous_response_id, t1.responseId);
     assert.equal(t2.conversationKey, t1.responseId);
     assert.equal(t2.vaultSession, vaultSession(alice, t1.responseId!));
-    await saveTurn(sessions, DEFAULT_SESSIONS, t2, 'r', answer(t2.responseId!, 'Hi again!'));
+    await saveTurn(
+      sessions,
+      DEFAULT_SESSIONS,
+      t2,
+      { route: 'r' },
+      answer(t2.responseId!, 'Hi again!'),
+    );
 
     // A fork from the first response sees only the first turn.
     const fork = await planTurn(
@@ -116,7 +133,13 @@ describe('planTurn and saveTurn', () => {
   it('never continues another identity’s response, and says only "not found"', async () => {
     const { sessions } = world();
     const t1 = await planTurn(base({}, sessions));
-    await saveTurn(sessions, DEFAULT_SESSIONS, t1, 'r', answer(t1.responseId!, 'secret'));
+    await saveTurn(
+      sessions,
+      DEFAULT_SESSIONS,
+      t1,
+      { route: 'r' },
+      answer(t1.responseId!, 'secret'),
+    );
     const e = await refused(
       planTurn(
         base(
@@ -151,13 +174,62 @@ describe('planTurn and saveTurn', () => {
     await refused(anon({ store: true }, stateless));
   });
 
+  it('records where a provider-kept response lives, and sends only its owner there', async () => {
+    const { sessions } = world();
+    const t = await planTurn(base({ gatewayKeeps: false }, sessions));
+    const at = { route: 'r', backend: 'ns/r/openai', model: 'gpt' };
+    assert.equal(
+      await saveTurn(sessions, DEFAULT_SESSIONS, t, at, answer('resp_kept1', 'x')),
+      'stored',
+    );
+    for (const [kind, method] of [
+      ['response', 'GET'],
+      ['response', 'DELETE'],
+      ['input_items', 'GET'],
+    ] as const) {
+      const q = new URLSearchParams('limit=2');
+      const a = await answerOrForward(
+        sessions,
+        [bob, alice],
+        { kind, id: 'resp_kept1' },
+        method,
+        q,
+      );
+      assert.deepEqual(a, {
+        kind: 'provider',
+        owner: alice,
+        id: 'resp_kept1',
+        route: 'r',
+        backend: 'ns/r/openai',
+        model: 'gpt',
+      });
+      const e = await refused(
+        answerOrForward(sessions, [bob], { kind, id: 'resp_kept1' }, method, q),
+      );
+      assert.equal(e.code, 'response_not_found');
+      assert.equal(e.status, 404);
+    }
+    // Another identity cannot forget it; its owner can, once.
+    assert.equal(await forgetOwned(sessions, bob, 'resp_kept1'), false);
+    assert.equal(await forgetOwned(sessions, alice, 'resp_kept1'), true);
+    await refused(
+      answerOrForward(
+        sessions,
+        [alice],
+        { kind: 'response', id: 'resp_kept1' },
+        'GET',
+        new URLSearchParams(),
+      ),
+    );
+  });
+
   it('passes through to a provider that keeps state, recording only who owns its ids', async () => {
     const { sessions } = world();
     const t = await planTurn(base({ gatewayKeeps: false }, sessions));
     assert.equal(t.mode, 'provider');
     assert.equal(t.body, undefined);
     assert.equal(
-      await saveTurn(sessions, DEFAULT_SESSIONS, t, 'r', answer('resp_openai1', 'x')),
+      await saveTurn(sessions, DEFAULT_SESSIONS, t, { route: 'r' }, answer('resp_openai1', 'x')),
       'stored',
     );
     const next = await planTurn(
@@ -183,14 +255,15 @@ describe('planTurn and saveTurn', () => {
       ),
     );
     assert.equal(e.status, 404);
-    // Neither read nor deleted here: the provider keeps it, and the marker stays.
+    // A marker that does not say where the response is kept (written before backends were
+    // recorded): neither read, deleted nor forwarded anywhere, and the marker stays.
     for (const [kind, method] of [
       ['response', 'GET'],
       ['response', 'DELETE'],
       ['input_items', 'GET'],
     ] as const) {
       const e = await refused(
-        answerResource(
+        answerOrForward(
           sessions,
           [alice],
           { kind, id: 'resp_openai1' },
@@ -235,7 +308,7 @@ describe('planTurn and saveTurn', () => {
       base({ policy, body: { model: 'c', input: 'x'.repeat(3000), store: false } }, sessions),
     );
     const t = await planTurn(base({ policy }, sessions));
-    await saveTurn(sessions, policy, t, 'r', answer(t.responseId!, 'ok'));
+    await saveTurn(sessions, policy, t, { route: 'r' }, answer(t.responseId!, 'ok'));
     advance(59_999);
     await planTurn(
       base(
@@ -293,7 +366,7 @@ describe('stored responses as resources', () => {
       gatewayKeeps: true,
     };
     const t1 = await planTurn({ ...p, body: { model: 'c', input: 'one' } });
-    await saveTurn(sessions, DEFAULT_SESSIONS, t1, 'r', answer(t1.responseId!, 'two'));
+    await saveTurn(sessions, DEFAULT_SESSIONS, t1, { route: 'r' }, answer(t1.responseId!, 'two'));
     const t2 = await planTurn({
       ...p,
       body: {
@@ -302,7 +375,7 @@ describe('stored responses as resources', () => {
         input: [{ role: 'user', content: 'three' }],
       },
     });
-    await saveTurn(sessions, DEFAULT_SESSIONS, t2, 'r', answer(t2.responseId!, 'four'));
+    await saveTurn(sessions, DEFAULT_SESSIONS, t2, { route: 'r' }, answer(t2.responseId!, 'four'));
     const q = (s = '') => new URLSearchParams(s);
     const got = await answerResource(
       sessions,
@@ -452,13 +525,13 @@ describe('conversations', () => {
     assert.equal(t.conversationId, created.id);
     assert.equal((t.body!.input as unknown[]).length, 2);
     assert.equal(t.vaultSession, vaultSession(alice, `conv:${created.id}`));
-    await saveTurn(sessions, DEFAULT_SESSIONS, t, 'r', answer(t.responseId!, 'Jane.'));
+    await saveTurn(sessions, DEFAULT_SESSIONS, t, { route: 'r' }, answer(t.responseId!, 'Jane.'));
     const t2 = await planTurn({
       ...p,
       body: { model: 'c', conversation: { id: created.id }, input: 'Sure?', store: false },
     });
     assert.equal((t2.body!.input as unknown[]).length, 4);
-    await saveTurn(sessions, DEFAULT_SESSIONS, t2, 'r', answer(t2.responseId!, 'Yes.'));
+    await saveTurn(sessions, DEFAULT_SESSIONS, t2, { route: 'r' }, answer(t2.responseId!, 'Yes.'));
 
     const items = (
       await answerConversation({

@@ -12,8 +12,9 @@
  * same across turns.
  *
  * On routes whose every backend keeps state itself (OpenAI, Azure OpenAI) the request passes
- * through; the gateway then records only who owns the provider's response id (`owned`), so a
- * caller can continue only its own responses there too.
+ * through; the gateway then records who owns the provider's response id and which backend
+ * answered (`owned`), so a caller can continue, retrieve, list and delete only its own responses
+ * there too, and those requests reach the backend that keeps the response.
  */
 import { randomBytes } from 'node:crypto';
 import { SluiceError } from '../errors.js';
@@ -43,6 +44,13 @@ export interface StoredResponse {
   input?: Json[];
   /** The Response as the caller received it (stored only). */
   response?: Json;
+  /**
+   * The backend that answered the turn and the model asked for (owned only): GET/DELETE and the
+   * input-items listing are sent back to that backend. Markers written before these were kept
+   * have neither: such a response is not reachable through the gateway (see answerResource).
+   */
+  backend?: string;
+  model?: string;
 }
 
 /** What the router phase decided for one Responses request. */
@@ -290,14 +298,26 @@ function identityRequired(param: string, what: string): SluiceError {
   );
 }
 
-/** Stores the finished turn (gateway mode) or records who owns the provider's id. */
+/** Where a turn was answered: the route, and for an owned id the backend and model too. */
+export interface AnsweredBy {
+  route: string;
+  /** The backend of the attempt that answered (the request's last attempt). */
+  backend?: string | undefined;
+  model?: string | undefined;
+}
+
+/**
+ * Stores the finished turn (gateway mode) or records who owns the provider's id and where it is
+ * kept (provider mode).
+ */
 export async function saveTurn(
   sessions: Sessions,
   policy: SessionsPolicy,
   plan: TurnPlan,
-  route: string,
+  at: AnsweredBy,
   response: Json,
 ): Promise<'stored' | 'too_large' | 'skipped'> {
+  const route = at.route;
   if (!plan.owner) return 'skipped';
   if (plan.conversationId !== undefined) {
     // Read again: what another turn appended meanwhile is kept.
@@ -329,6 +349,8 @@ export async function saveTurn(
           id,
           route,
           conversationKey: plan.conversationKey || id,
+          ...(at.backend !== undefined && { backend: at.backend }),
+          ...(at.model !== undefined && { model: at.model }),
         };
   const r = await sessions.write(plan.owner, 'response', id, record, opts);
   return r.stored ? 'stored' : 'too_large';
@@ -353,14 +375,27 @@ export function responsesResource(path: string): ResponsesResource | undefined {
 }
 
 export interface ResourceAnswer {
+  kind: 'answer';
   status: number;
   value: unknown;
+}
+
+/** A response its provider keeps, asked for by its owner: the request goes to that backend. */
+export interface ProviderKept {
+  kind: 'provider';
+  owner: SessionOwner;
+  id: string;
+  route: string;
+  backend: string;
+  model: string | undefined;
 }
 
 /**
  * GET and DELETE of a stored response, and the listing of the items it was generated from, for
  * one of the caller's owners (a caller may be known to several governance policies). Another
- * owner's id is not found: the answer never says whether it exists.
+ * owner's id is not found: the answer never says whether it exists. A response its provider keeps
+ * is not answered here: the caller is told where it is kept (`provider`), and the request goes
+ * there (pipeline/sessions.ts).
  */
 export async function answerResource(
   sessions: Sessions,
@@ -368,7 +403,7 @@ export async function answerResource(
   resource: ResponsesResource,
   method: string,
   query: URLSearchParams,
-): Promise<ResourceAnswer> {
+): Promise<ResourceAnswer | ProviderKept> {
   const { id } = resource;
   if (!ID.test(id)) throw responseNotFound(id);
   let found: { owner: SessionOwner; record: StoredResponse } | undefined;
@@ -385,24 +420,53 @@ export async function answerResource(
   }
   if (!found) throw responseNotFound(id);
   const { owner, record } = found;
-  if (record.kind === 'owned')
-    throw new SluiceError(
-      'invalid_request',
-      `Response ${shown(id)} is kept by its provider; the gateway holds only its owner (retrieve or delete it where it is kept).`,
-    );
+  if (record.kind === 'owned') {
+    // A marker written before the gateway recorded where the response is kept: it cannot be
+    // sent anywhere without guessing a backend, which could answer with another account's data.
+    if (record.backend === undefined)
+      throw new SluiceError(
+        'invalid_request',
+        `Response ${shown(id)} is kept by its provider, and this gateway recorded only its owner when it was created; retrieve or delete it at the provider.`,
+      );
+    return {
+      kind: 'provider',
+      owner,
+      id,
+      route: record.route,
+      backend: record.backend,
+      model: record.model,
+    };
+  }
   if (resource.kind === 'response' && method === 'DELETE') {
     try {
       await sessions.remove(owner, 'response', id);
     } catch {
       throw sessionsUnavailable();
     }
-    return { status: 200, value: { id, object: 'response', deleted: true } };
+    return { kind: 'answer', status: 200, value: { id, object: 'response', deleted: true } };
   }
-  if (resource.kind === 'response') return { status: 200, value: record.response };
+  if (resource.kind === 'response') return { kind: 'answer', status: 200, value: record.response };
   return {
+    kind: 'answer',
     status: 200,
     value: listPage([...(record.history ?? []), ...(record.input ?? [])], query),
   };
+}
+
+/**
+ * The provider confirmed the DELETE of a response it kept: the owner marker goes too, so the id
+ * is no longer the caller's to continue or ask for. Whether there was one.
+ */
+export async function forgetOwned(
+  sessions: Sessions,
+  owner: SessionOwner,
+  id: string,
+): Promise<boolean> {
+  try {
+    return await sessions.remove(owner, 'response', id);
+  } catch {
+    throw sessionsUnavailable();
+  }
 }
 
 /** `conversation`: an id, or an object with one. */

@@ -40,6 +40,8 @@ function snapshot(s: RequestState): RemoteRequest {
     stream: s.stream,
     forcedUsage: s.forcedUsage,
     ...(s.outputTokenCap !== undefined && { outputTokenCap: s.outputTokenCap }),
+    ...(s.responseId !== undefined && { responseId: s.responseId }),
+    ...(s.resource !== undefined && { resource: s.resource }),
     ...(s.trace !== undefined && { trace: s.trace }),
   };
 }

@@ -2,7 +2,9 @@
  * Mock model providers speaking the real wire formats, for the e2e tier and the quickstart:
  * - OpenAI: GET /v1/models, POST /v1/chat/completions (JSON and SSE; a usage chunk with empty
  *   `choices` only when `stream_options.include_usage` is true), /v1/completions, /v1/embeddings,
- *   /v1/responses (JSON and SSE events); errors as `{error:{message,type,param,code}}`.
+ *   /v1/responses (JSON and SSE events; each response gets its own id and, unless `store` is
+ *   false, is kept: GET and DELETE /v1/responses/{id} and GET …/input_items answer from what was
+ *   kept, 404 for anything else); errors as `{error:{message,type,param,code}}`.
  * - Azure OpenAI: /openai/deployments/{deployment}/{operation}?api-version=…, `api-key` header,
  *   or a Microsoft Entra ID bearer token (operator/mock-provider/entra.ts issues them).
  * - Anthropic: POST /v1/messages (JSON and SSE events), `x-api-key` and `anthropic-version`.
@@ -109,6 +111,7 @@ const sleep = (ms: number): Promise<void> =>
 export async function startMockProvider(opts: MockOptions = {}): Promise<MockProvider> {
   const requests: Captured[] = [];
   const queue: Step[] = [];
+  const kept: KeptResponses = { next: 0, byId: new Map() };
   const host = opts.host ?? '127.0.0.1';
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
@@ -137,7 +140,7 @@ export async function startMockProvider(opts: MockOptions = {}): Promise<MockPro
       if (typeof sni === 'string' && sni !== '') captured.servername = sni;
       requests.push(captured);
       const step = { ...opts.defaults, ...(queue.shift() ?? {}) };
-      void answer(captured, step, res, opts).catch(() => res.destroy());
+      void answer(captured, step, res, opts, kept).catch(() => res.destroy());
     });
   };
   const server = opts.tls ? createHttps(opts.tls, handler) : createHttp(handler);
@@ -236,11 +239,18 @@ function deltas(text: string, chunkChars?: number): string[] {
   return out.length > 0 ? out : [''];
 }
 
+/** Responses the mock keeps, as OpenAI does for `store` (the default). */
+interface KeptResponses {
+  next: number;
+  byId: Map<string, { response: Record<string, unknown>; input: Record<string, unknown>[] }>;
+}
+
 async function answer(
   c: Captured,
   step: Step,
   res: ServerResponse,
   opts: MockOptions,
+  kept: KeptResponses,
 ): Promise<void> {
   if (step.hold) await step.hold;
   await sleep(step.delayMs ?? 0);
@@ -352,7 +362,14 @@ async function answer(
       usage: { prompt_tokens: usage.input, total_tokens: usage.input },
     });
   }
-  if (pathOnly.endsWith('/responses')) return responses(res, model, content, usage, stream, step);
+  const resource = /\/responses\/([^/]+)(\/input_items)?$/.exec(pathOnly);
+  if (resource) return keptResponse(c, res, kept, resource[1]!, resource[2] !== undefined);
+  if (pathOnly.endsWith('/responses')) {
+    const id = `resp_mock${(kept.next++).toString(16).padStart(8, '0')}`;
+    const full = responseObject(id, model, content, usage);
+    if (json['store'] !== false) kept.byId.set(id, { response: full, input: inputItems(id, json) });
+    return responses(res, full, content, stream, step);
+  }
   const chat = pathOnly.endsWith('/chat/completions');
   if (!chat && !pathOnly.endsWith('/completions')) {
     return sendJson(res, 404, openaiError(404, `Unknown path ${pathOnly}`, 'unknown_url'));
@@ -415,14 +432,69 @@ async function answer(
   res.end('data: [DONE]\n\n');
 }
 
-async function responses(
+/** GET / DELETE of a kept response, and its input items (limit, order, after), as OpenAI answers. */
+function keptResponse(
+  c: Captured,
   res: ServerResponse,
+  kept: KeptResponses,
+  rawId: string,
+  items: boolean,
+): void {
+  const id = decodeURIComponent(rawId);
+  const k = kept.byId.get(id);
+  const allowed = items ? ['GET'] : ['GET', 'DELETE'];
+  if (!allowed.includes(c.method))
+    return sendJson(
+      res,
+      405,
+      openaiError(405, `Method ${c.method} not allowed.`, 'method_not_allowed'),
+    );
+  if (!k)
+    return sendJson(res, 404, openaiError(404, `Response with id '${id}' not found.`, 'not_found'));
+  if (c.method === 'DELETE') {
+    kept.byId.delete(id);
+    return sendJson(res, 200, { id, object: 'response', deleted: true });
+  }
+  if (!items) return sendJson(res, 200, k.response);
+  const q = new URLSearchParams(c.path.split('?')[1] ?? '');
+  let data = q.get('order') === 'asc' ? [...k.input] : [...k.input].reverse();
+  const after = q.get('after');
+  if (after !== null) data = data.slice(data.findIndex((x) => x['id'] === after) + 1);
+  const limit = Number(q.get('limit') ?? '20');
+  const page = data.slice(0, limit);
+  sendJson(res, 200, {
+    object: 'list',
+    data: page,
+    first_id: page[0]?.['id'] ?? null,
+    last_id: page.at(-1)?.['id'] ?? null,
+    has_more: data.length > page.length,
+  });
+}
+
+/** The request's `input` as the items OpenAI lists for it (a string is one user message). */
+function inputItems(id: string, json: Record<string, unknown>): Record<string, unknown>[] {
+  const input = json['input'];
+  const list = typeof input === 'string' ? [{ role: 'user', content: input }] : input;
+  if (!Array.isArray(list)) return [];
+  return list.map((raw: unknown, i) => {
+    const item = { ...(raw as Record<string, unknown>) };
+    const text = item['content'];
+    return {
+      id: `msg_${id.slice(5)}_${i}`,
+      type: 'message',
+      status: 'completed',
+      ...item,
+      ...(typeof text === 'string' && { content: [{ type: 'input_text', text }] }),
+    };
+  });
+}
+
+function responseObject(
+  id: string,
   model: string,
   content: string,
   usage: { input: number; output: number },
-  stream: boolean,
-  step: Step,
-): Promise<void> {
+): Record<string, unknown> {
   const message = {
     type: 'message',
     id: 'msg_mock',
@@ -430,8 +502,8 @@ async function responses(
     role: 'assistant',
     content: [{ type: 'output_text', text: content, annotations: [] }],
   };
-  const full = {
-    id: 'resp_mock',
+  return {
+    id,
     object: 'response',
     created_at: 1_700_000_000,
     status: 'completed',
@@ -445,6 +517,15 @@ async function responses(
       total_tokens: usage.input + usage.output,
     },
   };
+}
+
+async function responses(
+  res: ServerResponse,
+  full: Record<string, unknown>,
+  content: string,
+  stream: boolean,
+  step: Step,
+): Promise<void> {
   if (!stream) return sendJson(res, 200, full);
   res.writeHead(200, { 'content-type': 'text/event-stream' });
   let seq = 0;
