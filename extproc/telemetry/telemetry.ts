@@ -9,6 +9,7 @@ import { otelOperation, type Operation } from '../providers/endpoints.js';
 import type { Provider } from '../config/contract.js';
 import type { TokenUsage } from '../usage/extract.js';
 import { ConversationMetrics, type ContextResult } from './conversation-metrics.js';
+import { counterSeries, histogramSeries } from './series.js';
 import type { RecordedContent } from './content.js';
 import type { RequestTrace } from './trace-context.js';
 
@@ -139,6 +140,9 @@ const LABELS = [
   'sluice_backend',
   'sluice_consumer',
 ] as const;
+
+type Labels = Record<string, string>;
+type Observe = (value: number) => void;
 
 /** One filter's ext_proc stream metrics (Telemetry.streamMetrics). */
 export interface StreamMetrics {
@@ -315,39 +319,44 @@ export class Telemetry {
    */
   streamMetrics(filter: string): StreamMetrics {
     const active = this.activeStreams.labels({ filter });
-    const phases = new Map<string, { observe(v: number): void }>();
+    const phases = new Map<string, Observe>();
     return {
       phase: (phase, seconds) => {
-        let child = phases.get(phase);
-        if (!child) {
-          child = this.phases.labels({ filter, phase });
-          phases.set(phase, child);
+        let observe = phases.get(phase);
+        if (!observe) {
+          observe = histogramSeries(this.phases, { filter, phase });
+          phases.set(phase, observe);
         }
-        child.observe(seconds);
+        observe(seconds);
       },
       opened: () => active.inc(),
       closed: () => active.dec(),
     };
   }
 
-  private readonly series = new Map<string, unknown>();
+  private readonly series = new Map<string, (value: number) => void>();
 
   /**
-   * The child of `metric` for the labels `make` builds, looked up by `key` (the label values):
-   * made once per series. Bounded like the series themselves: every label value is an enum or
-   * goes through a BoundedLabel. (No metric here is reset or has series removed.)
+   * The series of `metric` for the labels `make` builds, looked up by `key` (the label values):
+   * made once per series (series.ts). Bounded like the series themselves: every label value is an
+   * enum or goes through a BoundedLabel. (No metric here is reset or has series removed.)
    */
-  private child<C>(
-    metric: { labels(labels: Record<string, string>): C },
-    key: string,
-    make: () => Record<string, string>,
-  ): C {
-    let c = this.series.get(key) as C | undefined;
-    if (c === undefined) {
-      c = metric.labels(make());
-      this.series.set(key, c);
+  private histogramSeries(metric: Histogram<string>, key: string, make: () => Labels): Observe {
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = histogramSeries(metric, make());
+      this.series.set(key, s);
     }
-    return c;
+    return s;
+  }
+
+  private counterSeries(metric: Counter<string>, key: string, make: () => Labels): Observe {
+    let s = this.series.get(key);
+    if (s === undefined) {
+      s = counterSeries(metric, make());
+      this.series.set(key, s);
+    }
+    return s;
   }
 
   recordRequest(r: RequestRecord): void {
@@ -366,7 +375,7 @@ export class Telemetry {
     // (sorted keys) a fresh label object on every call; here that happens once per series.
     const base = `${labels.gen_ai_operation_name}\u0001${labels.gen_ai_provider_name}\u0001${labels.gen_ai_request_model}\u0001${labels.gen_ai_response_model}\u0001${labels.sluice_route}\u0001${labels.sluice_backend}\u0001${labels.sluice_consumer}`;
     const errorCode = r.errorCode ?? '';
-    this.child(
+    this.counterSeries(
       this.requests,
       `q\u0001${base}\u0001${r.status}\u0001${errorCode}\u0001${r.outcome}`,
       () => ({
@@ -375,7 +384,7 @@ export class Telemetry {
         error_code: errorCode,
         outcome: r.outcome,
       }),
-    ).inc();
+    )(1);
     if (r.findings || r.policyFailure) {
       const route = labels.sluice_route;
       const policy = this.policies.value(r.policy);
@@ -419,10 +428,10 @@ export class Telemetry {
     }
     const seconds = r.durationMs / 1000;
     const errorType = r.errorCode ?? (r.status >= 400 ? String(r.status) : '');
-    this.child(this.duration, `d\u0001${base}\u0001${errorType}`, () => ({
+    this.histogramSeries(this.duration, `d\u0001${base}\u0001${errorType}`, () => ({
       ...labels,
       error_type: errorType,
-    })).observe(seconds);
+    }))(seconds);
     const u = r.usage;
     if (u) {
       const est = String(u.estimated);
@@ -430,11 +439,11 @@ export class Telemetry {
         ['input', u.inputTokens],
         ['output', u.outputTokens],
       ] as const) {
-        this.child(this.tokens, `t\u0001${base}\u0001${type}\u0001${est}`, () => ({
+        this.histogramSeries(this.tokens, `t\u0001${base}\u0001${type}\u0001${est}`, () => ({
           ...labels,
           gen_ai_token_type: type,
           sluice_estimated: est,
-        })).observe(n);
+        }))(n);
       }
       if (u.cachedInputTokens > 0) {
         this.tokens.observe(
