@@ -35,6 +35,9 @@ interface GcStat {
 }
 
 const socketPath = process.env.BENCH_PROBE_SOCKET;
+// Not for the processes this one starts (they inherit its environment and its --import flags: the
+// PERSON name lists are built in a child): one taking over the socket would unlink it on exit.
+delete process.env.BENCH_PROBE_SOCKET;
 if (socketPath) start(socketPath);
 
 /** A full, compacting collection without --expose-gc on the server's command line. */
