@@ -16,10 +16,13 @@ import { SluiceError } from '../errors.js';
 import {
   bedrockError,
   cappedMaxTokens,
-  ConverseStreamDecoder,
+  EventStreamResponse,
   exceptionStatus,
+  runtimeHeaders,
+  type ConverseEvent,
 } from './bedrock-converse.js';
 import { isObject, namedEvent, str, type Json } from './common.js';
+import { anthropicErrorObject } from './error-body.js';
 import type { ResolvedBackend } from '../config/runtime.js';
 import type { ResponseTranslator, Translator } from './translator.js';
 
@@ -27,30 +30,6 @@ function invokePath(backend: ResolvedBackend, model: string, stream: boolean): s
   const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
   const call = stream ? 'invoke-with-response-stream' : 'invoke';
   return `${base}/model/${encodeURIComponent(model)}/${call}`;
-}
-
-function anthropicErrorType(status: number): string {
-  switch (status) {
-    case 401:
-      return 'authentication_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    case 503:
-    case 529:
-      return 'overloaded_error';
-    default:
-      return status >= 500 ? 'api_error' : 'invalid_request_error';
-  }
-}
-
-export function anthropicErrorObject(status: number, message: string): Json & { type: string } {
-  return { type: 'error', error: { type: anthropicErrorType(status), message } };
 }
 
 /** A Bedrock error body (`{"message"}`, `x-amzn-ErrorType`) as an Anthropic error object. */
@@ -74,10 +53,7 @@ export const anthropicBedrockInvoke: Pick<Translator, 'request' | 'response'> = 
     if (max !== undefined) body.max_tokens = max;
     return {
       path: invokePath(backend, backend.modelOverride ?? req.model, stream),
-      headers: [
-        ['content-type', 'application/json'],
-        ['accept', stream ? 'application/vnd.amazon.eventstream' : 'application/json'],
-      ],
+      headers: runtimeHeaders(stream),
       body: Buffer.from(JSON.stringify(body), 'utf8'),
     };
   },
@@ -86,32 +62,7 @@ export const anthropicBedrockInvoke: Pick<Translator, 'request' | 'response'> = 
   },
 };
 
-class InvokeResponse implements ResponseTranslator {
-  private decoder: ConverseStreamDecoder | undefined;
-  private errorType: string | undefined;
-  private done = false;
-
-  constructor(private readonly maxEventBytes: number) {}
-
-  headers(status: number, headers: ReadonlyMap<string, string>) {
-    const ok = status >= 200 && status < 300;
-    const stream =
-      ok &&
-      (headers.get('content-type') ?? '')
-        .toLowerCase()
-        .startsWith('application/vnd.amazon.eventstream');
-    if (stream) this.decoder = new ConverseStreamDecoder(this.maxEventBytes);
-    this.errorType = headers.get('x-amzn-errortype');
-    return {
-      body: stream ? ('stream' as const) : ('whole' as const),
-      setHeaders: [['content-type', stream ? 'text/event-stream' : 'application/json']] as [
-        string,
-        string,
-      ][],
-      removeHeaders: ['x-amzn-errortype'],
-    };
-  }
-
+class InvokeResponse extends EventStreamResponse implements ResponseTranslator {
   /** InvokeModel's answer is already a Messages object. */
   json(body: Buffer): Buffer {
     return body;
@@ -121,53 +72,35 @@ class InvokeResponse implements ResponseTranslator {
     return bedrockAnthropicError(status, this.errorType, body);
   }
 
-  stream(chunk: Buffer, end: boolean): Buffer {
-    let out = '';
-    try {
-      for (const e of this.decoder!.push(chunk)) {
-        if (this.done) break;
-        if (e.kind === 'exception') {
-          this.done = true;
-          out += namedEvent({
-            type: 'error',
-            error: {
-              type: exceptionStatus(e.type) === 429 ? 'rate_limit_error' : 'api_error',
-              message: e.message,
-            },
-          });
-          continue;
-        }
-        if (e.type !== 'chunk') continue;
-        const bytes = str(e.payload.bytes);
-        if (bytes === undefined) continue;
-        let v: unknown;
-        try {
-          v = JSON.parse(Buffer.from(bytes, 'base64').toString('utf8'));
-        } catch {
-          throw new SluiceError('bad_upstream_response', 'The backend sent an unreadable event.');
-        }
-        if (!isObject(v) || typeof v.type !== 'string') continue;
-        // Bedrock's own metrics ride on the last event: not part of the Messages API.
-        const { 'amazon-bedrock-invocationMetrics': _metrics, ...event } = v;
-        out += namedEvent(event as Json & { type: string });
-        if (v.type === 'message_stop') this.done = true;
-      }
-      if (end) this.decoder!.end();
-    } catch (err) {
-      if (!this.done) {
-        this.done = true;
-        const message = err instanceof SluiceError ? err.message : 'The backend stream broke.';
-        out += namedEvent({ type: 'error', error: { type: 'api_error', message } });
-      }
-      return Buffer.from(out, 'utf8');
-    }
-    if (end && !this.done) {
+  /** A `chunk` event carries one Messages stream event, base64: re-sent as that SSE event. */
+  protected onEvent(e: ConverseEvent): string {
+    if (e.kind === 'exception') {
       this.done = true;
-      out += namedEvent({
+      return namedEvent({
         type: 'error',
-        error: { type: 'api_error', message: 'The backend stream ended early.' },
+        error: {
+          type: exceptionStatus(e.type) === 429 ? 'rate_limit_error' : 'api_error',
+          message: e.message,
+        },
       });
     }
-    return Buffer.from(out, 'utf8');
+    if (e.type !== 'chunk') return '';
+    const bytes = str(e.payload.bytes);
+    if (bytes === undefined) return '';
+    let v: unknown;
+    try {
+      v = JSON.parse(Buffer.from(bytes, 'base64').toString('utf8'));
+    } catch {
+      throw new SluiceError('bad_upstream_response', 'The backend sent an unreadable event.');
+    }
+    if (!isObject(v) || typeof v.type !== 'string') return '';
+    // Bedrock's own metrics ride on the last event: not part of the Messages API.
+    const { 'amazon-bedrock-invocationMetrics': _metrics, ...event } = v;
+    if (v.type === 'message_stop') this.done = true;
+    return namedEvent(event as Json & { type: string });
+  }
+
+  protected failure(message: string): string {
+    return namedEvent(anthropicErrorObject(502, message));
   }
 }

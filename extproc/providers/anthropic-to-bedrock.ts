@@ -15,18 +15,13 @@
  * stop reason and usage once Converse's `metadata` event (which follows `messageStop`) has them.
  */
 import type { ResolvedBackend } from '../config/runtime.js';
-import { SluiceError } from '../errors.js';
-import {
-  anthropicBedrockInvoke,
-  anthropicErrorObject,
-  bedrockAnthropicError,
-} from './anthropic-bedrock-invoke.js';
+import { anthropicBedrockInvoke, bedrockAnthropicError } from './anthropic-bedrock-invoke.js';
 import {
   cappedMaxTokens,
   converseAnswer,
   converseBody,
-  conversePath,
-  ConverseStreamDecoder,
+  converseRequest,
+  EventStreamResponse,
   exceptionStatus,
   guardrailConfig,
   imageBlock,
@@ -36,10 +31,20 @@ import {
   toolConfig,
   usageCounts,
   type ConverseEvent,
-  type ToolChoice,
-  type ToolDef,
 } from './bedrock-converse.js';
 import { backendJson, isObject, namedEvent, str, unsupportedField, type Json } from './common.js';
+import { anthropicErrorObject } from './error-body.js';
+import {
+  anthropicStop,
+  anthropicSystem,
+  anthropicText,
+  anthropicToolChoice,
+  anthropicTools,
+  anthropicToolUse,
+  anthropicTurns,
+  base64Source,
+  refuseUnhandled,
+} from './request-walk.js';
 import type {
   ExchangeRequest,
   ResponseContext,
@@ -71,15 +76,7 @@ export const anthropicToBedrock: Translator = {
   operations: ['messages'],
   request(req, backend) {
     if (backend.aws?.anthropicInvoke) return anthropicBedrockInvoke.request(req, backend);
-    const stream = req.body.stream === true;
-    return {
-      path: conversePath(backend, backend.modelOverride ?? req.model, stream),
-      headers: [
-        ['content-type', 'application/json'],
-        ['accept', stream ? 'application/vnd.amazon.eventstream' : 'application/json'],
-      ],
-      body: Buffer.from(JSON.stringify(toConverseFromMessages(req, backend)), 'utf8'),
-    };
+    return converseRequest(req, backend, () => toConverseFromMessages(req, backend));
   },
   response(req, backend, ctx) {
     if (backend.aws?.anthropicInvoke) return anthropicBedrockInvoke.response(req, backend, ctx);
@@ -89,28 +86,24 @@ export const anthropicToBedrock: Translator = {
 
 export function toConverseFromMessages(req: ExchangeRequest, backend: ResolvedBackend): Json {
   const b = req.body;
-  for (const [k, v] of Object.entries(b)) {
-    if (HANDLED.has(k) || v === undefined) continue;
-    throw unsupportedField(k, 'Bedrock backends have no equivalent of this field.');
-  }
+  refuseUnhandled(b, HANDLED, {}, 'Bedrock');
   let documents = 0;
   const nextDocument = (): number => ++documents;
-  const system = systemBlocks(b.system);
-  if (!Array.isArray(b.messages) || b.messages.length === 0)
-    throw unsupportedField('messages', 'must be a non-empty array.');
-  const messages: Json[] = [];
-  b.messages.forEach((m: unknown, i) => {
-    const at = `messages[${i}]`;
-    if (!isObject(m) || (m.role !== 'user' && m.role !== 'assistant'))
-      throw unsupportedField(`${at}.role`, 'must be user or assistant.');
-    pushTurn(messages, m.role, contentBlocks(m.content, `${at}.content`, nextDocument));
-  });
-  if (messages.length === 0)
-    throw unsupportedField('messages', 'needs at least one non-empty message.');
+  const system = anthropicSystem(b.system).flatMap(({ text, cache }) => [
+    ...(text.length > 0 ? [{ text }] : []),
+    ...(cache ? [CACHE_POINT] : []),
+  ]);
+  const messages = anthropicTurns(
+    b.messages,
+    (blk, at) => {
+      const converted = block(blk, at, nextDocument);
+      // cache_control marks a cache breakpoint after its block: a Converse cachePoint.
+      return [...(converted ? [converted] : []), ...(blk.cache_control ? [CACHE_POINT] : [])];
+    },
+    pushTurn,
+  );
 
-  const stop = b.stop_sequences;
-  if (stop !== undefined && !(Array.isArray(stop) && stop.every((s) => typeof s === 'string')))
-    throw unsupportedField('stop_sequences', 'must be an array of strings.');
+  const stop = anthropicStop(b.stop_sequences);
   const inference = inferenceConfig(
     {
       maxTokens: cappedMaxTokens(b.max_tokens, req.outputTokenCap),
@@ -124,13 +117,15 @@ export function toConverseFromMessages(req: ExchangeRequest, backend: ResolvedBa
   if (b.top_k !== undefined && b.top_k !== null) additional.top_k = b.top_k;
   if (isObject(b.thinking) && b.thinking.type !== 'disabled') additional.thinking = b.thinking;
 
-  const tools = convertTools(b.tools);
-  const choice = convertToolChoice(b.tool_choice, tools.length > 0);
+  const tools = anthropicTools(
+    b.tools,
+    'Bedrock backends take custom tools only, not server tools.',
+  );
   return converseBody({
     messages,
     system,
     inference,
-    tools: tools.length > 0 ? toolConfig(tools, choice) : undefined,
+    tools: toolConfig(tools, anthropicToolChoice(b.tool_choice, 'Bedrock')),
     guardrail: guardrailConfig(backend, b.stream === true),
     additional,
   });
@@ -138,63 +133,23 @@ export function toConverseFromMessages(req: ExchangeRequest, backend: ResolvedBa
 
 const CACHE_POINT: Json = { cachePoint: { type: 'default' } };
 
-function systemBlocks(raw: unknown): Json[] {
-  if (raw === undefined || raw === null) return [];
-  if (typeof raw === 'string') return raw.length > 0 ? [{ text: raw }] : [];
-  if (!Array.isArray(raw)) throw unsupportedField('system', 'must be a string or text blocks.');
-  const out: Json[] = [];
-  raw.forEach((blk: unknown, i) => {
-    if (!isObject(blk) || blk.type !== 'text' || typeof blk.text !== 'string')
-      throw unsupportedField(`system[${i}]`, 'only text blocks are taken.');
-    if (blk.text.length > 0) out.push({ text: blk.text });
-    if (blk.cache_control) out.push(CACHE_POINT);
-  });
-  return out;
-}
-
-function contentBlocks(content: unknown, at: string, nextDocument: () => number): Json[] {
-  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
-  if (!Array.isArray(content))
-    throw unsupportedField(at, 'must be a string or an array of blocks.');
-  const out: Json[] = [];
-  content.forEach((blk: unknown, j) => {
-    const here = `${at}[${j}]`;
-    if (!isObject(blk)) throw unsupportedField(here, 'must be an object.');
-    const converted = block(blk, here, nextDocument);
-    if (converted) out.push(converted);
-    if (blk.cache_control) out.push(CACHE_POINT);
-  });
-  return out;
-}
-
-function base64Source(src: unknown, at: string): { mediaType: string; data: string } {
-  if (isObject(src) && src.type === 'base64' && typeof src.data === 'string')
-    return { mediaType: str(src.media_type) ?? '', data: src.data };
-  throw unsupportedField(`${at}.source`, 'Bedrock backends take base64 data only, not URLs.');
-}
-
 function block(b: Json, at: string, nextDocument: () => number): Json | undefined {
   switch (b.type) {
-    case 'text': {
-      const text = str(b.text);
-      if (text === undefined) throw unsupportedField(`${at}.text`, 'is required.');
-      return text.length > 0 ? { text } : undefined;
-    }
+    case 'text':
+      return anthropicText(b, at)[0];
     case 'image': {
-      const s = base64Source(b.source, at);
+      const s = base64Source(b.source, at, 'Bedrock');
       return imageBlock(s.mediaType, s.data, `${at}.source.media_type`);
     }
     case 'document': {
-      const s = base64Source(b.source, at);
+      const s = base64Source(b.source, at, 'Bedrock');
       if (s.mediaType !== 'application/pdf')
         throw unsupportedField(`${at}.source.media_type`, 'Bedrock backends take PDF documents.');
       return pdfBlock(s.data, nextDocument());
     }
     case 'tool_use': {
-      const id = str(b.id);
-      const name = str(b.name);
-      if (!id || !name) throw unsupportedField(at, 'needs an id and a name.');
-      return { toolUse: { toolUseId: id, name, input: isObject(b.input) ? b.input : {} } };
+      const { id, name, input } = anthropicToolUse(b, at);
+      return { toolUse: { toolUseId: id, name, input } };
     }
     case 'tool_result': {
       const id = str(b.tool_use_id);
@@ -231,59 +186,13 @@ function toolResultContent(content: unknown, at: string): Json[] {
     if (isObject(blk) && blk.type === 'text' && typeof blk.text === 'string') {
       if (blk.text.length > 0) out.push({ text: blk.text });
     } else if (isObject(blk) && blk.type === 'image') {
-      const s = base64Source(blk.source, here);
+      const s = base64Source(blk.source, here, 'Bedrock');
       out.push(imageBlock(s.mediaType, s.data, `${here}.source.media_type`));
     } else {
       throw unsupportedField(here, 'tool results take text and image blocks.');
     }
   });
   return out;
-}
-
-function convertTools(raw: unknown): ToolDef[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
-  return raw.map((t: unknown, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(t) || (t.type !== undefined && t.type !== 'custom'))
-      throw unsupportedField(at, 'Bedrock backends take custom tools only, not server tools.');
-    const name = str(t.name);
-    if (!name) throw unsupportedField(`${at}.name`, 'is required.');
-    return {
-      name,
-      description: str(t.description),
-      schema: isObject(t.input_schema) ? t.input_schema : { type: 'object', properties: {} },
-    };
-  });
-}
-
-function convertToolChoice(raw: unknown, tools: boolean): ToolChoice | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (!isObject(raw)) throw unsupportedField('tool_choice', 'must be an object.');
-  if (raw.disable_parallel_tool_use === true)
-    throw unsupportedField(
-      'tool_choice.disable_parallel_tool_use',
-      'Bedrock backends cannot be told to call one tool at a time.',
-    );
-  switch (raw.type) {
-    case 'auto':
-      return undefined;
-    case 'none':
-      if (!tools) return undefined;
-      throw unsupportedField(
-        'tool_choice',
-        'Bedrock backends cannot be told not to call tools that are offered; send no tools instead.',
-      );
-    case 'any':
-      return { any: {} };
-    case 'tool': {
-      const name = str(raw.name);
-      if (name) return { tool: { name } };
-      throw unsupportedField('tool_choice.name', 'is required.');
-    }
-    default:
-      throw unsupportedField('tool_choice.type', 'must be auto, any, tool or none.');
-  }
 }
 
 // ---- response ------------------------------------------------------------------------------
@@ -314,34 +223,24 @@ function anthropicUsageOf(u: unknown): Json {
 
 type Open = { kind: 'text' | 'thinking' | 'tool'; index: number };
 
-class ConverseToAnthropicResponse implements ResponseTranslator {
-  private decoder: ConverseStreamDecoder | undefined;
+class ConverseToAnthropicResponse extends EventStreamResponse implements ResponseTranslator {
   private id = '';
-  private errorType: string | undefined;
   private started = false;
   /** The Converse block being streamed and the Anthropic index it was given. */
   private open: (Open & { from: number }) | undefined;
   private next = 0;
   private stop: string | undefined;
-  private done = false;
 
   constructor(
     private readonly req: ExchangeRequest,
-    private readonly ctx: ResponseContext,
-  ) {}
+    ctx: ResponseContext,
+  ) {
+    super(ctx.maxEventBytes);
+  }
 
-  headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
-    const type = (headers.get('content-type') ?? '').toLowerCase();
-    const ok = status >= 200 && status < 300;
+  override headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
     this.id = `msg_bdrk_${(headers.get('x-amzn-requestid') ?? '').replace(/[^A-Za-z0-9]/g, '')}`;
-    this.errorType = headers.get('x-amzn-errortype');
-    const stream = ok && type.startsWith('application/vnd.amazon.eventstream');
-    if (stream) this.decoder = new ConverseStreamDecoder(this.ctx.maxEventBytes);
-    return {
-      body: stream ? 'stream' : 'whole',
-      setHeaders: [['content-type', stream ? 'text/event-stream' : 'application/json']],
-      removeHeaders: ['x-amzn-errortype'],
-    };
+    return super.headers(status, headers);
   }
 
   json(body: Buffer): Buffer {
@@ -385,26 +284,8 @@ class ConverseToAnthropicResponse implements ResponseTranslator {
     return bedrockAnthropicError(status, this.errorType, body);
   }
 
-  stream(chunk: Buffer, end: boolean): Buffer {
-    let out = '';
-    try {
-      for (const e of this.decoder!.push(chunk)) out += this.onEvent(e);
-      if (end) this.decoder!.end();
-    } catch (err) {
-      if (!this.done) {
-        this.done = true;
-        const message = err instanceof SluiceError ? err.message : 'The backend stream broke.';
-        out += namedEvent(anthropicErrorObject(502, message));
-      }
-      return Buffer.from(out, 'utf8');
-    }
-    // A stream cut before its metadata event is no answer: the caller hears so, the usage is
-    // estimated.
-    if (end && !this.done) {
-      this.done = true;
-      out += namedEvent(anthropicErrorObject(502, 'The backend stream ended early.'));
-    }
-    return Buffer.from(out, 'utf8');
+  protected failure(message: string): string {
+    return namedEvent(anthropicErrorObject(502, message));
   }
 
   private start(): string {
@@ -443,8 +324,7 @@ class ConverseToAnthropicResponse implements ResponseTranslator {
     return namedEvent({ type: 'content_block_stop', index });
   }
 
-  private onEvent(e: ConverseEvent): string {
-    if (this.done) return '';
+  protected onEvent(e: ConverseEvent): string {
     if (e.kind === 'exception') {
       this.done = true;
       return namedEvent(anthropicErrorObject(exceptionStatus(e.type), e.message));

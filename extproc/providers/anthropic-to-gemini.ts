@@ -14,7 +14,7 @@
  * SSE stream rebuilt as Messages events (content_block_* with indices in order, message_delta with
  * the stop reason and usage).
  */
-import { SseParser, type SseEvent } from '../usage/sse.js';
+import type { SseEvent, SseParser } from '../usage/sse.js';
 import {
   backendJson,
   eventJson,
@@ -23,12 +23,13 @@ import {
   str,
   unsupportedField,
   type Json,
+  sseEvents,
   sseResponseStart,
 } from './common.js';
 import {
   cappedMaxTokens,
   functionResponse,
-  generatePath,
+  generateRequest,
   generationConfig,
   geminiTools,
   googleError,
@@ -38,9 +39,19 @@ import {
   safetyError,
   toolConfig,
   usageCounts,
-  type CallingMode,
-  type FunctionDef,
 } from './gemini-generate.js';
+import {
+  anthropicStop,
+  anthropicSystem,
+  anthropicText,
+  anthropicToolChoice,
+  anthropicTools,
+  anthropicToolUse,
+  anthropicTurns,
+  base64Source,
+  refuseUnhandled,
+  type Neutral,
+} from './request-walk.js';
 import type {
   ExchangeRequest,
   ResponseContext,
@@ -64,17 +75,17 @@ const HANDLED = new Set([
   'metadata',
 ]);
 
+/** Gemini takes no thinking config: only thinking turned off is carried (as nothing). */
+const NEUTRAL: Neutral = {
+  thinking: (v) => isObject(v) && v.type === 'disabled',
+};
+
 export const anthropicToGemini: Translator = {
   from: 'anthropic',
   to: 'gemini',
   operations: ['messages'],
   request(req, backend) {
-    const stream = req.body.stream === true;
-    return {
-      path: generatePath(backend, backend.modelOverride ?? req.model, stream),
-      headers: [['content-type', 'application/json']],
-      body: Buffer.from(JSON.stringify(toGeminiFromMessages(req)), 'utf8'),
-    };
+    return generateRequest(req, backend, () => toGeminiFromMessages(req));
   },
   response(req, _backend, ctx) {
     return new GeminiToAnthropicResponse(req, ctx);
@@ -83,33 +94,22 @@ export const anthropicToGemini: Translator = {
 
 export function toGeminiFromMessages(req: ExchangeRequest): Json {
   const b = req.body;
-  for (const [k, v] of Object.entries(b)) {
-    if (HANDLED.has(k) || v === undefined) continue;
-    if (k === 'thinking' && isObject(v) && v.type === 'disabled') continue;
-    throw unsupportedField(k, 'Gemini backends have no equivalent of this field.');
-  }
-  const system = systemParts(b.system);
-  if (!Array.isArray(b.messages) || b.messages.length === 0)
-    throw unsupportedField('messages', 'must be a non-empty array.');
-  const contents: Json[] = [];
+  refuseUnhandled(b, HANDLED, NEUTRAL, 'Gemini');
+  const system = anthropicSystem(b.system).map(({ text }) => ({ text }));
   const names = new Map<string, string>();
-  b.messages.forEach((m: unknown, i) => {
-    const at = `messages[${i}]`;
-    if (!isObject(m) || (m.role !== 'user' && m.role !== 'assistant'))
-      throw unsupportedField(`${at}.role`, 'must be user or assistant.');
-    const parts = blocks(m.content, `${at}.content`, names);
-    pushContent(contents, m.role === 'user' ? 'user' : 'model', parts);
-  });
-  if (contents.length === 0)
-    throw unsupportedField('messages', 'needs at least one non-empty message.');
-  const stop = b.stop_sequences;
-  if (stop !== undefined && !(Array.isArray(stop) && stop.every((s) => typeof s === 'string')))
-    throw unsupportedField('stop_sequences', 'must be an array of strings.');
+  const contents = anthropicTurns(
+    b.messages,
+    (blk, at) => part(blk, at, names),
+    (c, role, parts) => pushContent(c, role === 'user' ? 'user' : 'model', parts),
+  );
+  const stop = anthropicStop(b.stop_sequences);
   const out: Json = { contents };
   if (system.length > 0) out.systemInstruction = { parts: system };
-  const tools = geminiTools(convertTools(b.tools));
+  const tools = geminiTools(
+    anthropicTools(b.tools, 'Gemini backends take custom tools only, not server tools.'),
+  );
   if (tools) out.tools = tools;
-  const tc = toolConfig(convertToolChoice(b.tool_choice));
+  const tc = toolConfig(anthropicToolChoice(b.tool_choice, 'Gemini'));
   if (tc) out.toolConfig = tc;
   const generation = generationConfig({
     maxOutputTokens: cappedMaxTokens(b.max_tokens, req.outputTokenCap),
@@ -122,121 +122,50 @@ export function toGeminiFromMessages(req: ExchangeRequest): Json {
   return out;
 }
 
-function systemParts(raw: unknown): Json[] {
-  if (raw === undefined || raw === null) return [];
-  if (typeof raw === 'string') return raw.length > 0 ? [{ text: raw }] : [];
-  if (!Array.isArray(raw)) throw unsupportedField('system', 'must be a string or text blocks.');
-  return raw.map((blk: unknown, i) => {
-    if (!isObject(blk) || blk.type !== 'text' || typeof blk.text !== 'string')
-      throw unsupportedField(`system[${i}]`, 'only text blocks are taken.');
-    return { text: blk.text };
-  });
-}
-
-function inline(src: unknown, at: string): Json {
-  if (isObject(src) && src.type === 'base64' && typeof src.data === 'string')
-    return { inlineData: { mimeType: str(src.media_type) ?? '', data: src.data } };
-  throw unsupportedField(`${at}.source`, 'Gemini backends take base64 data only, not URLs.');
-}
-
-function blocks(content: unknown, at: string, names: Map<string, string>): Json[] {
-  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
-  if (!Array.isArray(content))
-    throw unsupportedField(at, 'must be a string or an array of blocks.');
-  const out: Json[] = [];
-  content.forEach((blk: unknown, j) => {
-    const here = `${at}[${j}]`;
-    if (!isObject(blk)) throw unsupportedField(here, 'must be an object.');
-    switch (blk.type) {
-      case 'text':
-        if (typeof blk.text !== 'string') throw unsupportedField(`${here}.text`, 'is required.');
-        if (blk.text.length > 0) out.push({ text: blk.text });
-        return;
-      case 'image':
-      case 'document':
-        out.push(inline(blk.source, here));
-        return;
-      case 'tool_use': {
-        const id = str(blk.id);
-        const name = str(blk.name);
-        if (!id || !name) throw unsupportedField(here, 'needs an id and a name.');
-        names.set(id, name);
-        out.push({ functionCall: { name, args: isObject(blk.input) ? blk.input : {} } });
-        return;
-      }
-      case 'tool_result': {
-        const id = str(blk.tool_use_id);
-        const name = id === undefined ? undefined : names.get(id);
-        if (!name)
-          throw unsupportedField(
-            `${here}.tool_use_id`,
-            'must name a tool_use block of an earlier assistant message.',
-          );
-        let text = '';
-        if (typeof blk.content === 'string') text = blk.content;
-        else if (Array.isArray(blk.content))
-          blk.content.forEach((c: unknown, k) => {
-            if (isObject(c) && c.type === 'text' && typeof c.text === 'string') text += c.text;
-            else throw unsupportedField(`${here}.content[${k}]`, 'tool results take text only.');
-          });
-        out.push(
-          functionResponse(name, undefined, blk.is_error === true ? `Error: ${text}` : text),
-        );
-        return;
-      }
-      case 'thinking':
-      case 'redacted_thinking':
-        // Gemini takes no reasoning back; the answer it led to is carried.
-        return;
-      default:
+/**
+ * One content block as Gemini parts. `names` (tool_use id → function name) is filled as tool_use
+ * blocks go by: Gemini names the function a response answers.
+ */
+function part(blk: Json, at: string, names: Map<string, string>): Json[] {
+  switch (blk.type) {
+    case 'text':
+      return anthropicText(blk, at);
+    case 'image':
+    case 'document': {
+      const s = base64Source(blk.source, at, 'Gemini');
+      return [{ inlineData: { mimeType: s.mediaType, data: s.data } }];
+    }
+    case 'tool_use': {
+      const { id, name, input: args } = anthropicToolUse(blk, at);
+      names.set(id, name);
+      return [{ functionCall: { name, args } }];
+    }
+    case 'tool_result': {
+      const id = str(blk.tool_use_id);
+      const name = id === undefined ? undefined : names.get(id);
+      if (!name)
         throw unsupportedField(
-          `${here}.type`,
-          'Gemini backends take text, image, document, tool_use and tool_result blocks.',
+          `${at}.tool_use_id`,
+          'must name a tool_use block of an earlier assistant message.',
         );
+      let text = '';
+      if (typeof blk.content === 'string') text = blk.content;
+      else if (Array.isArray(blk.content))
+        blk.content.forEach((c: unknown, k) => {
+          if (isObject(c) && c.type === 'text' && typeof c.text === 'string') text += c.text;
+          else throw unsupportedField(`${at}.content[${k}]`, 'tool results take text only.');
+        });
+      return [functionResponse(name, undefined, blk.is_error === true ? `Error: ${text}` : text)];
     }
-  });
-  return out;
-}
-
-function convertTools(raw: unknown): FunctionDef[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
-  return raw.map((t: unknown, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(t) || (t.type !== undefined && t.type !== 'custom'))
-      throw unsupportedField(at, 'Gemini backends take custom tools only, not server tools.');
-    const name = str(t.name);
-    if (!name) throw unsupportedField(`${at}.name`, 'is required.');
-    return {
-      name,
-      description: str(t.description),
-      schema: isObject(t.input_schema) ? t.input_schema : undefined,
-    };
-  });
-}
-
-function convertToolChoice(raw: unknown): CallingMode | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (!isObject(raw)) throw unsupportedField('tool_choice', 'must be an object.');
-  if (raw.disable_parallel_tool_use === true)
-    throw unsupportedField(
-      'tool_choice.disable_parallel_tool_use',
-      'Gemini backends cannot be told to call one tool at a time.',
-    );
-  switch (raw.type) {
-    case 'auto':
-      return { mode: 'AUTO' };
-    case 'none':
-      return { mode: 'NONE' };
-    case 'any':
-      return { mode: 'ANY' };
-    case 'tool': {
-      const name = str(raw.name);
-      if (name) return { mode: 'ANY', allowed: [name] };
-      throw unsupportedField('tool_choice.name', 'is required.');
-    }
+    case 'thinking':
+    case 'redacted_thinking':
+      // Gemini takes no reasoning back; the answer it led to is carried.
+      return [];
     default:
-      throw unsupportedField('tool_choice.type', 'must be auto, any, tool or none.');
+      throw unsupportedField(
+        `${at}.type`,
+        'Gemini backends take text, image, document, tool_use and tool_result blocks.',
+      );
   }
 }
 
@@ -335,19 +264,9 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
   }
 
   stream(chunk: Buffer, end: boolean): Buffer {
-    const parser = this.parser!;
-    const events: SseEvent[] = parser.push(chunk);
-    if (end) {
-      const rest = parser.end();
-      if (rest.length > 0)
-        events.push(
-          ...new SseParser({ maxEventBytes: this.ctx.maxEventBytes }).push(
-            Buffer.concat([rest, Buffer.from('\n\n')]),
-          ),
-        );
-    }
     let out = '';
-    for (const e of events) out += this.onEvent(e);
+    for (const e of sseEvents(this.parser!, chunk, end, this.ctx.maxEventBytes))
+      out += this.onEvent(e);
     if (end && !this.done) {
       this.done = true;
       out +=

@@ -19,7 +19,7 @@
  */
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
-import { SseParser, type SseEvent } from '../usage/sse.js';
+import type { SseEvent, SseParser } from '../usage/sse.js';
 import {
   backendJson,
   eventJson,
@@ -29,10 +29,18 @@ import {
   str,
   unsupportedField,
   type Json,
+  sseEvents,
   sseResponseStart,
 } from './common.js';
+import { anthropicErrorObject } from './error-body.js';
 import { withOutputTokenCap } from './output-cap.js';
 import { azurePath, versionedPath } from './paths.js';
+import {
+  anthropicSystem,
+  anthropicToolChoice,
+  anthropicTools,
+  type ToolSpec,
+} from './request-walk.js';
 import type {
   ExchangeRequest,
   ResponseContext,
@@ -97,20 +105,10 @@ export function toOpenaiRequest(req: ExchangeRequest, backend: ResolvedBackend):
   }
   const out: Json = { model: backend.modelOverride ?? req.model };
   const messages: Json[] = [];
-  const system = b.system;
-  if (typeof system === 'string') {
-    if (system.length > 0) messages.push({ role: 'system', content: system });
-  } else if (Array.isArray(system)) {
-    const text = system
-      .map((s: unknown, i) => {
-        if (isObject(s) && s.type === 'text' && typeof s.text === 'string') return s.text;
-        throw unsupportedField(`system[${i}]`, 'only text blocks are taken.');
-      })
-      .join('\n\n');
-    if (text.length > 0) messages.push({ role: 'system', content: text });
-  } else if (system !== undefined && system !== null) {
-    throw unsupportedField('system', 'must be a string or text blocks.');
-  }
+  const system = anthropicSystem(b.system)
+    .map(({ text }) => text)
+    .join('\n\n');
+  if (system.length > 0) messages.push({ role: 'system', content: system });
   if (!Array.isArray(b.messages) || b.messages.length === 0)
     throw unsupportedField('messages', 'must be a non-empty array.');
   b.messages.forEach((m: unknown, i) => messages.push(...convertMessage(m, `messages[${i}]`)));
@@ -132,31 +130,19 @@ export function toOpenaiRequest(req: ExchangeRequest, backend: ResolvedBackend):
     out.stream_options = { include_usage: true };
   }
   if (isObject(b.metadata) && typeof b.metadata.user_id === 'string') out.user = b.metadata.user_id;
-  const tools = convertTools(b.tools);
+  const tools = anthropicTools(b.tools, 'OpenAI backends take custom (function) tools only.').map(
+    openaiTool,
+  );
   if (tools.length > 0) out.tools = tools;
-  const tc = b.tool_choice;
-  if (tc !== undefined && tc !== null) {
-    if (!isObject(tc)) throw unsupportedField('tool_choice', 'must be an object.');
-    switch (tc.type) {
-      case 'auto':
-        out.tool_choice = 'auto';
-        break;
-      case 'any':
-        out.tool_choice = 'required';
-        break;
-      case 'none':
-        out.tool_choice = 'none';
-        break;
-      case 'tool': {
-        const name = str(tc.name);
-        if (!name) throw unsupportedField('tool_choice.name', 'is required.');
-        out.tool_choice = { type: 'function', function: { name } };
-        break;
-      }
-      default:
-        throw unsupportedField('tool_choice.type', 'must be auto, any, tool or none.');
-    }
-    if (tc.disable_parallel_tool_use === true && tools.length > 0) out.parallel_tool_calls = false;
+  const choice = anthropicToolChoice(b.tool_choice);
+  if (choice) {
+    out.tool_choice =
+      choice.type === 'tool'
+        ? { type: 'function', function: { name: choice.name } }
+        : TOOL_CHOICE[choice.type];
+    const tc = b.tool_choice;
+    if (isObject(tc) && tc.disable_parallel_tool_use === true && tools.length > 0)
+      out.parallel_tool_calls = false;
   }
   const thinking = b.thinking;
   if (isObject(thinking) && thinking.type === 'enabled') {
@@ -261,24 +247,18 @@ function toolMessage(c: Json, at: string): Json {
   return { role: 'tool', tool_call_id: id, content: text };
 }
 
-function convertTools(raw: unknown): Json[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
-  return raw.map((t: unknown, i) => {
-    const at = `tools[${i}]`;
-    // Server tools (web search, code execution…) carry a versioned `type`; custom tools none.
-    if (!isObject(t) || (t.type !== undefined && t.type !== 'custom'))
-      throw unsupportedField(at, 'OpenAI backends take custom (function) tools only.');
-    const name = str(t.name);
-    if (!name) throw unsupportedField(`${at}.name`, 'is required.');
-    const fn: Json = {
-      name,
-      parameters: isObject(t.input_schema) ? t.input_schema : { type: 'object', properties: {} },
-    };
-    if (typeof t.description === 'string') fn.description = t.description;
-    return { type: 'function', function: fn };
-  });
+/** A custom tool as an OpenAI function tool; one without a schema takes no parameters. */
+function openaiTool({ name, description, schema }: ToolSpec): Json {
+  const fn: Json = { name, parameters: schema ?? { type: 'object', properties: {} } };
+  if (description !== undefined) fn.description = description;
+  return { type: 'function', function: fn };
 }
+
+const TOOL_CHOICE: Readonly<Record<'auto' | 'none' | 'any', string>> = {
+  auto: 'auto',
+  none: 'none',
+  any: 'required',
+};
 
 // ---- response ------------------------------------------------------------------------------
 
@@ -307,28 +287,6 @@ export function anthropicUsage(u: Json | undefined): Json {
   };
 }
 
-function errorType(status: number): string {
-  switch (status) {
-    case 400:
-      return 'invalid_request_error';
-    case 401:
-      return 'authentication_error';
-    case 403:
-      return 'permission_error';
-    case 404:
-      return 'not_found_error';
-    case 413:
-      return 'request_too_large';
-    case 429:
-      return 'rate_limit_error';
-    case 503:
-    case 529:
-      return 'overloaded_error';
-    default:
-      return status >= 500 ? 'api_error' : 'invalid_request_error';
-  }
-}
-
 /** An OpenAI error body (or anything a backend sent with an error status) → Anthropic's. */
 export function anthropicError(status: number, body: Buffer): Buffer {
   let message = `The backend answered with status ${status}.`;
@@ -339,10 +297,7 @@ export function anthropicError(status: number, body: Buffer): Buffer {
   } catch {
     // Not JSON: the status says it.
   }
-  return Buffer.from(
-    JSON.stringify({ type: 'error', error: { type: errorType(status), message } }),
-    'utf8',
-  );
+  return Buffer.from(JSON.stringify(anthropicErrorObject(status, message)), 'utf8');
 }
 
 function reasoningOf(m: Json): string | undefined {
@@ -411,18 +366,10 @@ class OpenaiToAnthropicResponse implements ResponseTranslator {
   }
 
   stream(chunk: Buffer, end: boolean): Buffer {
-    const parser = this.parser!;
     let out = '';
-    for (const e of parser.push(chunk)) out += this.onEvent(e);
-    if (end) {
-      const rest = parser.end();
-      if (rest.length > 0)
-        for (const e of new SseParser({ maxEventBytes: this.ctx.maxEventBytes }).push(
-          Buffer.concat([rest, Buffer.from('\n\n')]),
-        ))
-          out += this.onEvent(e);
-      if (!this.done) out += this.close();
-    }
+    for (const e of sseEvents(this.parser!, chunk, end, this.ctx.maxEventBytes))
+      out += this.onEvent(e);
+    if (end && !this.done) out += this.close();
     return Buffer.from(out, 'utf8');
   }
 

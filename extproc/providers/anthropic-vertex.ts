@@ -13,7 +13,7 @@
  * missing token or an unknown model) and the model's own Anthropic error object; both reach the
  * caller in its format.
  */
-import { anthropicErrorObject } from './anthropic-bedrock-invoke.js';
+import { anthropicErrorObject } from './error-body.js';
 import { isObject, str, unsupportedField, type Json } from './common.js';
 import { googleError } from './gemini-generate.js';
 import { withOutputTokenCap } from './output-cap.js';

@@ -15,11 +15,35 @@ import { EventStreamCodec } from '@smithy/core/event-streams';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, num, str, unsupportedField, type Json } from './common.js';
+import type { ToolChoice, ToolSpec } from './request-walk.js';
+import type { ExchangeRequest, ResponseStart, UpstreamRequest } from './translator.js';
 
 /** `modelId` goes in the path percent-encoded (ids and ARNs carry `:` and `/`), as the SDK does. */
 export function conversePath(backend: ResolvedBackend, model: string, stream: boolean): string {
   const base = (backend.pathPrefix ?? '').replace(/\/+$/, '');
   return `${base}/model/${encodeURIComponent(model)}/${stream ? 'converse-stream' : 'converse'}`;
+}
+
+/** The headers of a Bedrock runtime call: a JSON body in, JSON or an event stream out. */
+export function runtimeHeaders(stream: boolean): [string, string][] {
+  return [
+    ['content-type', 'application/json'],
+    ['accept', stream ? 'application/vnd.amazon.eventstream' : 'application/json'],
+  ];
+}
+
+/** A Converse (or, for a stream, ConverseStream) call with the body `body()` builds. */
+export function converseRequest(
+  req: ExchangeRequest,
+  backend: ResolvedBackend,
+  body: () => Json,
+): UpstreamRequest {
+  const stream = req.body.stream === true;
+  return {
+    path: conversePath(backend, backend.modelOverride ?? req.model, stream),
+    headers: runtimeHeaders(stream),
+    body: Buffer.from(JSON.stringify(body()), 'utf8'),
+  };
 }
 
 const IMAGE_FORMATS: Readonly<Record<string, string>> = {
@@ -43,26 +67,40 @@ export function pdfBlock(data: string, n: number): Json {
   return { document: { format: 'pdf', name: `document-${n}`, source: { bytes: data } } };
 }
 
-export interface ToolDef {
-  name: string;
-  description?: string | undefined;
-  schema: Json;
-}
-
-/** Converse's toolChoice: auto, any (a tool must be called) or one named tool. */
-export type ToolChoice = { auto: Json } | { any: Json } | { tool: { name: string } };
-
-export function toolConfig(tools: readonly ToolDef[], choice: ToolChoice | undefined): Json {
+/**
+ * Converse's toolConfig for the caller's tools and tool choice; undefined when there are no tools
+ * (a choice alone means nothing then). Converse's toolChoice is auto, any (a tool must be called)
+ * or one named tool: it has no way to say "call none" while tools are offered.
+ */
+export function toolConfig(
+  tools: readonly ToolSpec[],
+  choice: ToolChoice | undefined,
+): Json | undefined {
+  if (tools.length === 0) return undefined;
   const out: Json = {
     tools: tools.map((t) => ({
       toolSpec: {
         name: t.name,
         ...(t.description !== undefined ? { description: t.description } : {}),
-        inputSchema: { json: t.schema },
+        inputSchema: { json: t.schema ?? { type: 'object', properties: {} } },
       },
     })),
   };
-  if (choice) out.toolChoice = choice;
+  switch (choice?.type) {
+    case 'none':
+      throw unsupportedField(
+        'tool_choice',
+        'Bedrock backends cannot be told not to call tools that are offered; send no tools instead.',
+      );
+    case 'any':
+      out.toolChoice = { any: {} };
+      break;
+    case 'tool':
+      out.toolChoice = { tool: { name: choice.name } };
+      break;
+    default:
+    // auto is Converse's default: nothing to send.
+  }
   return out;
 }
 
@@ -320,6 +358,63 @@ function decodeFrame(frame: Buffer): ConverseEvent {
     return { kind: 'exception', type, message };
   }
   return { kind: 'event', type: headerString(headers, ':event-type') ?? '', payload };
+}
+
+/**
+ * The response side every translator from a Bedrock event stream shares (Converse and InvokeModel
+ * answer in the same framing): a 2xx event stream is decoded frame by frame and answered in the
+ * caller's format as SSE, anything else is read whole and answered as JSON (the backend's error
+ * name comes in `x-amzn-errortype`, which is not passed on). A frame that cannot be read, or a
+ * stream cut before the subclass marks it `done`, ends the stream with `failure(message)`, once.
+ */
+export abstract class EventStreamResponse {
+  protected decoder: ConverseStreamDecoder | undefined;
+  protected errorType: string | undefined;
+  protected done = false;
+
+  constructor(private readonly maxFrameBytes: number) {}
+
+  headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
+    const type = (headers.get('content-type') ?? '').toLowerCase();
+    const ok = status >= 200 && status < 300;
+    this.errorType = headers.get('x-amzn-errortype');
+    const stream = ok && type.startsWith('application/vnd.amazon.eventstream');
+    if (stream) this.decoder = new ConverseStreamDecoder(this.maxFrameBytes);
+    return {
+      body: stream ? 'stream' : 'whole',
+      setHeaders: [['content-type', stream ? 'text/event-stream' : 'application/json']],
+      removeHeaders: ['x-amzn-errortype'],
+    };
+  }
+
+  stream(chunk: Buffer, end: boolean): Buffer {
+    let out = '';
+    try {
+      for (const e of this.decoder!.push(chunk)) {
+        if (this.done) break;
+        out += this.onEvent(e);
+      }
+      if (end) this.decoder!.end();
+    } catch (err) {
+      // A broken frame ends the stream here, in the caller's format: nothing after it can be read.
+      if (!this.done) {
+        this.done = true;
+        out += this.failure(err instanceof SluiceError ? err.message : 'The backend stream broke.');
+      }
+      return Buffer.from(out, 'utf8');
+    }
+    // A stream cut before its last event is no answer: the caller hears so, the usage is estimated.
+    if (end && !this.done) {
+      this.done = true;
+      out += this.failure('The backend stream ended early.');
+    }
+    return Buffer.from(out, 'utf8');
+  }
+
+  /** One decoded event → the caller's events (possibly none); sets `done` after the last. */
+  protected abstract onEvent(e: ConverseEvent): string;
+  /** The caller's error event(s) that end a stream the backend broke (status 502). */
+  protected abstract failure(message: string): string;
 }
 
 /** Whether an exception type is the backend being busy or down, rather than the request. */

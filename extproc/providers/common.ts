@@ -1,7 +1,7 @@
 /** Plumbing every cross-API translator shares: refusals, reading JSON, writing SSE. */
 import { isUtf8 } from 'node:buffer';
 import { SluiceError } from '../errors.js';
-import { SseParser } from '../usage/sse.js';
+import { SseParser, type SseEvent } from '../usage/sse.js';
 import type { ResponseStart } from './translator.js';
 
 export type Json = Record<string, unknown>;
@@ -95,50 +95,6 @@ export function dataUrl(url: string): { mediaType: string; data: string } | unde
 }
 
 /**
- * An OpenAI message's text content as `{ text }` parts, the shape Converse and Gemini share: a
- * string, or text parts (and `refusal` parts of an assistant's past answer). Empty texts are
- * dropped, since both refuse an empty text block.
- */
-export function openaiTextParts(content: unknown, at: string, assistant = false): Json[] {
-  if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
-  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
-  const out: Json[] = [];
-  content.forEach((p: unknown, j) => {
-    let text: string | undefined;
-    if (isObject(p) && p.type === 'text') text = str(p.text);
-    else if (assistant && isObject(p) && p.type === 'refusal') text = str(p.refusal);
-    if (text === undefined)
-      throw unsupportedField(`${at}[${j}]`, 'only text parts are taken here.');
-    if (text.length > 0) out.push({ text });
-  });
-  return out;
-}
-
-/**
- * One entry of an OpenAI assistant message's `tool_calls`: its id, function name and arguments
- * parsed as a JSON object (an empty string is `{}`); anything else is refused, naming the field.
- */
-export function openaiToolCall(c: unknown, at: string): { id: string; name: string; input: Json } {
-  if (!isObject(c) || c.type !== 'function' || !isObject(c.function))
-    throw unsupportedField(at, 'only function tool calls are taken.');
-  const id = str(c.id);
-  const name = str(c.function.name);
-  if (!id || !name) throw unsupportedField(at, 'needs an id and a function name.');
-  const args = c.function.arguments;
-  let input: unknown = {};
-  if (typeof args === 'string' && args.trim().length > 0) {
-    try {
-      input = JSON.parse(args);
-    } catch {
-      throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
-    }
-  }
-  if (!isObject(input))
-    throw unsupportedField(`${at}.function.arguments`, 'must be a JSON object.');
-  return { id, name, input };
-}
-
-/**
  * How a translator whose backend streams SSE starts a response: a 2xx event stream is translated
  * chunk by chunk (with the parser returned), anything else is read whole; an error body is
  * answered as JSON in the caller's format.
@@ -158,4 +114,25 @@ export function sseResponseStart(
     },
     parser: ok && sse ? new SseParser({ maxEventBytes }) : undefined,
   };
+}
+
+/**
+ * The complete events of one chunk of a 2xx event stream; on the last chunk (`end`) also the
+ * event the backend did not close with a blank line.
+ */
+export function sseEvents(
+  parser: SseParser,
+  chunk: Buffer,
+  end: boolean,
+  maxEventBytes: number,
+): SseEvent[] {
+  const events = parser.push(chunk);
+  if (end) {
+    const rest = parser.end();
+    if (rest.length > 0)
+      events.push(
+        ...new SseParser({ maxEventBytes }).push(Buffer.concat([rest, Buffer.from('\n\n')])),
+      );
+  }
+  return events;
 }

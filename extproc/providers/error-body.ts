@@ -1,5 +1,6 @@
 import type { ApiFormat } from './endpoints.js';
 import type { SluiceError } from '../errors.js';
+import type { Json } from './common.js';
 
 /**
  * Error bodies in the caller's own API format, so the official SDKs raise their usual typed errors
@@ -9,7 +10,7 @@ export function errorBody(api: ApiFormat, err: SluiceError): string {
   if (api === 'anthropic') {
     return JSON.stringify({
       type: 'error',
-      error: { type: anthropicType(err.status), message: err.message, code: err.code },
+      error: { type: anthropicErrorType(err.status), message: err.message, code: err.code },
     });
   }
   return JSON.stringify({
@@ -30,7 +31,13 @@ function openaiType(status: number): string {
   return 'invalid_request_error';
 }
 
-function anthropicType(status: number): string {
+/** An error object in Anthropic's format (a backend's failure, told to an Anthropic caller). */
+export function anthropicErrorObject(status: number, message: string): Json & { type: string } {
+  return { type: 'error', error: { type: anthropicErrorType(status), message } };
+}
+
+/** Anthropic's error type for an HTTP status, as its API and SDKs name them. */
+export function anthropicErrorType(status: number): string {
   switch (status) {
     case 401:
       return 'authentication_error';

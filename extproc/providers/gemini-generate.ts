@@ -11,6 +11,8 @@ import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, num, str, unsupportedField, type Json } from './common.js';
 import { geminiModelPath, vertexModelPath } from './paths.js';
+import type { ToolChoice, ToolSpec } from './request-walk.js';
+import type { ExchangeRequest, UpstreamRequest } from './translator.js';
 
 /**
  * Gemini API: `/v1beta/models/{model}:…` (the URL's own version segment when it names one).
@@ -23,16 +25,23 @@ export function generatePath(backend: ResolvedBackend, model: string, stream: bo
     : geminiModelPath(backend, model, call);
 }
 
+/** A generateContent (or, for a stream, streamGenerateContent) call with the body `body()` builds. */
+export function generateRequest(
+  req: ExchangeRequest,
+  backend: ResolvedBackend,
+  body: () => Json,
+): UpstreamRequest {
+  return {
+    path: generatePath(backend, backend.modelOverride ?? req.model, req.body.stream === true),
+    headers: [['content-type', 'application/json']],
+    body: Buffer.from(JSON.stringify(body()), 'utf8'),
+  };
+}
+
 /** Output cap as for Converse: the caller's limit held to the cap; the cap when none is set. */
 export { cappedMaxTokens } from './bedrock-converse.js';
 
-export interface FunctionDef {
-  name: string;
-  description?: string | undefined;
-  schema: Json | undefined;
-}
-
-export function geminiTools(defs: readonly FunctionDef[]): Json[] | undefined {
+export function geminiTools(defs: readonly ToolSpec[]): Json[] | undefined {
   if (defs.length === 0) return undefined;
   return [
     {
@@ -46,12 +55,18 @@ export function geminiTools(defs: readonly FunctionDef[]): Json[] | undefined {
   ];
 }
 
-export type CallingMode = { mode: 'AUTO' | 'ANY' | 'NONE'; allowed?: string[] };
+const MODE: Readonly<Record<ToolChoice['type'], string>> = {
+  auto: 'AUTO',
+  none: 'NONE',
+  any: 'ANY',
+  tool: 'ANY',
+};
 
-export function toolConfig(mode: CallingMode | undefined): Json | undefined {
-  if (!mode) return undefined;
-  const cfg: Json = { mode: mode.mode };
-  if (mode.allowed) cfg.allowedFunctionNames = mode.allowed;
+/** A tool choice as Gemini's `functionCallingConfig`; a named tool is ANY with one allowed. */
+export function toolConfig(choice: ToolChoice | undefined): Json | undefined {
+  if (!choice) return undefined;
+  const cfg: Json = { mode: MODE[choice.type] };
+  if (choice.type === 'tool') cfg.allowedFunctionNames = [choice.name];
   return { functionCallingConfig: cfg };
 }
 

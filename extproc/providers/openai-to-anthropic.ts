@@ -17,7 +17,7 @@
  * objects; the stream is translated event by event as it arrives.
  */
 import type { ResolvedBackend } from '../config/runtime.js';
-import { SseParser, type SseEvent } from '../usage/sse.js';
+import type { SseEvent, SseParser } from '../usage/sse.js';
 import { DEFAULT_ANTHROPIC_VERSION } from './anthropic-to-anthropic.js';
 import {
   backendJson,
@@ -25,15 +25,25 @@ import {
   dataUrl,
   eventJson,
   isObject,
-  openaiToolCall,
   num,
   str,
   unsupportedField,
   type Json,
+  sseEvents,
   sseResponseStart,
 } from './common.js';
 import { withOutputTokenCap } from './output-cap.js';
 import { versionedPath } from './paths.js';
+import {
+  openaiConversation,
+  openaiTexts,
+  openaiToolChoice,
+  openaiTools,
+  type OpenaiConversation,
+  type ToolSpec,
+  OPENAI_NEUTRAL,
+  refuseUnhandled,
+} from './request-walk.js';
 import type {
   ExchangeRequest,
   ResponseContext,
@@ -77,15 +87,6 @@ const HANDLED = new Set([
   'metadata',
   'service_tier',
 ]);
-/** Refused only when set to something other than their no-op value. */
-const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
-  presence_penalty: (v) => v === 0 || v === null,
-  frequency_penalty: (v) => v === 0 || v === null,
-  logprobs: (v) => v === false || v === null,
-  logit_bias: (v) => v === null || (isObject(v) && Object.keys(v).length === 0),
-  seed: (v) => v === null,
-  modalities: (v) => v === null || (Array.isArray(v) && v.every((m) => m === 'text')),
-};
 
 export const openaiToAnthropic: Translator = {
   from: 'openai',
@@ -119,18 +120,13 @@ export function anthropicMessagesBody(req: ExchangeRequest, backend: ResolvedBac
 
 export function toAnthropicRequest(req: ExchangeRequest, backend: ResolvedBackend): Json {
   const b = req.body;
-  for (const [k, v] of Object.entries(b)) {
-    if (HANDLED.has(k) || v === undefined) continue;
-    const neutral = NEUTRAL[k];
-    if (neutral?.(v)) continue;
-    throw unsupportedField(k, 'Anthropic backends have no equivalent of this field.');
-  }
+  refuseUnhandled(b, HANDLED, OPENAI_NEUTRAL, 'Anthropic');
   const n = b.n;
   if (n !== undefined && n !== null && n !== 1)
     throw unsupportedField('n', 'Anthropic backends return one choice per request.');
 
   const out: Json = { model: backend.modelOverride ?? req.model };
-  const { system, messages } = convertMessages(b.messages);
+  const { system, messages } = openaiConversation(b.messages, CONVERSATION);
   if (system.length > 0) out.system = system;
   out.messages = messages;
 
@@ -149,8 +145,8 @@ export function toAnthropicRequest(req: ExchangeRequest, backend: ResolvedBacken
   if (b.stream === true) out.stream = true;
   if (typeof b.user === 'string' && b.user.length > 0) out.metadata = { user_id: b.user };
 
-  const tools = convertTools(b.tools);
-  let toolChoice = convertToolChoice(b.tool_choice);
+  const tools = openaiTools(b.tools, 'Anthropic', RESPONSE_FORMAT_TOOL).map(anthropicTool);
+  let toolChoice: Json | undefined = openaiToolChoice(b.tool_choice);
   const format = b.response_format;
   if (isObject(format) && format.type !== 'text') {
     if (tools.length > 0 || (b.tool_choice !== undefined && b.tool_choice !== null))
@@ -202,81 +198,28 @@ function fitThinking(out: Json): void {
 
 type Block = Json;
 
-function convertMessages(raw: unknown): { system: Block[]; messages: Json[] } {
-  if (!Array.isArray(raw) || raw.length === 0)
-    throw unsupportedField('messages', 'must be a non-empty array.');
-  const system: Block[] = [];
-  const messages: Json[] = [];
-  const push = (role: 'user' | 'assistant', blocks: Block[]): void => {
+/** Text as text blocks; Anthropic takes an empty one. */
+const textBlocks = (texts: string[]): Block[] => texts.map((text) => ({ type: 'text', text }));
+
+/** The OpenAI conversation in Anthropic's words: content blocks in alternating turns. */
+const CONVERSATION: OpenaiConversation = {
+  backend: 'Anthropic',
+  texts: textBlocks,
+  user: userBlocks,
+  toolCall: ({ id, name, input }) => ({ type: 'tool_use', id, name, input }),
+  toolResult: (id, _name, content, at) => ({
+    type: 'tool_result',
+    tool_use_id: id,
+    content: textBlocks(openaiTexts(content, `${at}.content`)),
+  }),
+  push(messages, role, blocks) {
     const last = messages.at(-1);
     // Anthropic alternates turns: tool results and the user text after them are one user turn.
     if (last && last.role === role) (last.content as Block[]).push(...blocks);
     else messages.push({ role, content: blocks });
-  };
-  raw.forEach((m: unknown, i) => {
-    const at = `messages[${i}]`;
-    if (!isObject(m)) throw unsupportedField(at, 'must be an object.');
-    const role = m.role;
-    switch (role) {
-      case 'system':
-      case 'developer':
-        system.push(...textBlocks(m.content, `${at}.content`));
-        return;
-      case 'user':
-        push('user', userBlocks(m.content, `${at}.content`));
-        return;
-      case 'assistant': {
-        const blocks: Block[] =
-          m.content === undefined || m.content === null
-            ? []
-            : textBlocks(m.content, `${at}.content`, true);
-        if (Array.isArray(m.tool_calls)) {
-          m.tool_calls.forEach((c: unknown, j) =>
-            blocks.push(toolUse(c, `${at}.tool_calls[${j}]`)),
-          );
-        } else if (m.tool_calls !== undefined && m.tool_calls !== null) {
-          throw unsupportedField(`${at}.tool_calls`, 'must be an array.');
-        }
-        if (m.function_call !== undefined && m.function_call !== null)
-          throw unsupportedField(`${at}.function_call`, 'use tool_calls.');
-        if (m.audio !== undefined && m.audio !== null)
-          throw unsupportedField(`${at}.audio`, 'Anthropic backends take no audio.');
-        if (blocks.length === 0) return;
-        push('assistant', blocks);
-        return;
-      }
-      case 'tool': {
-        const id = str(m.tool_call_id);
-        if (!id) throw unsupportedField(`${at}.tool_call_id`, 'is required.');
-        const content = textBlocks(m.content, `${at}.content`);
-        push('user', [{ type: 'tool_result', tool_use_id: id, content }]);
-        return;
-      }
-      default:
-        throw unsupportedField(
-          `${at}.role`,
-          'Anthropic backends take system, developer, user, assistant and tool messages.',
-        );
-    }
-  });
-  if (messages.length === 0)
-    throw unsupportedField('messages', 'needs at least one user or assistant message.');
-  return { system, messages };
-}
-
-/** Text content: a string or text parts (`refusal` parts of an assistant's past answer too). */
-function textBlocks(content: unknown, at: string, assistant = false): Block[] {
-  if (typeof content === 'string')
-    return content.length > 0 ? [{ type: 'text', text: content }] : [];
-  if (!Array.isArray(content)) throw unsupportedField(at, 'must be a string or an array of parts.');
-  return content.map((p: unknown, j) => {
-    if (isObject(p) && p.type === 'text' && typeof p.text === 'string')
-      return { type: 'text', text: p.text };
-    if (assistant && isObject(p) && p.type === 'refusal' && typeof p.refusal === 'string')
-      return { type: 'text', text: p.refusal };
-    throw unsupportedField(`${at}[${j}]`, 'only text parts are taken here.');
-  });
-}
+  },
+  refusesLegacyAssistantFields: true,
+};
 
 function userBlocks(content: unknown, at: string): Block[] {
   if (typeof content === 'string') return [{ type: 'text', text: content }];
@@ -318,46 +261,11 @@ function userBlocks(content: unknown, at: string): Block[] {
   });
 }
 
-function toolUse(c: unknown, at: string): Block {
-  const { id, name, input } = openaiToolCall(c, at);
-  return { type: 'tool_use', id, name, input };
-}
-
-function convertTools(raw: unknown): Block[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
-  return raw.map((t: unknown, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(t) || t.type !== 'function' || !isObject(t.function))
-      throw unsupportedField(at, 'Anthropic backends take function tools only.');
-    const f = t.function;
-    const name = str(f.name);
-    if (!name) throw unsupportedField(`${at}.function.name`, 'is required.');
-    if (name === RESPONSE_FORMAT_TOOL)
-      throw unsupportedField(
-        `${at}.function.name`,
-        `${RESPONSE_FORMAT_TOOL} is reserved by the gateway.`,
-      );
-    const tool: Block = {
-      name,
-      // `strict` has no equivalent: the schema is sent, Anthropic follows it without a guarantee.
-      input_schema: isObject(f.parameters) ? f.parameters : { type: 'object', properties: {} },
-    };
-    if (typeof f.description === 'string') tool.description = f.description;
-    return tool;
-  });
-}
-
-function convertToolChoice(raw: unknown): Json | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (raw === 'auto') return { type: 'auto' };
-  if (raw === 'none') return { type: 'none' };
-  if (raw === 'required') return { type: 'any' };
-  if (isObject(raw) && raw.type === 'function' && isObject(raw.function)) {
-    const name = str(raw.function.name);
-    if (name) return { type: 'tool', name };
-  }
-  throw unsupportedField('tool_choice', 'must be auto, none, required or a function.');
+function anthropicTool({ name, description, schema }: ToolSpec): Block {
+  // The caller's schema; a function without parameters takes none.
+  const tool: Block = { name, input_schema: schema ?? { type: 'object', properties: {} } };
+  if (description !== undefined) tool.description = description;
+  return tool;
 }
 
 function formatTool(format: Json): Block {
@@ -518,19 +426,11 @@ class AnthropicToOpenaiResponse implements ResponseTranslator {
   }
 
   stream(chunk: Buffer, end: boolean): Buffer {
-    const parser = this.parser!;
     let out = '';
-    for (const e of parser.push(chunk)) out += this.onEvent(e);
-    if (end) {
-      const rest = parser.end();
-      if (rest.length > 0)
-        for (const e of new SseParser({ maxEventBytes: this.ctx.maxEventBytes }).push(
-          Buffer.concat([rest, Buffer.from('\n\n')]),
-        ))
-          out += this.onEvent(e);
-      // A stream cut before message_stop still ends as an OpenAI stream does.
-      if (!this.done) out += this.close();
-    }
+    for (const e of sseEvents(this.parser!, chunk, end, this.ctx.maxEventBytes))
+      out += this.onEvent(e);
+    // A stream cut before message_stop still ends as an OpenAI stream does.
+    if (end && !this.done) out += this.close();
     return Buffer.from(out, 'utf8');
   }
 

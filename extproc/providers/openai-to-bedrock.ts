@@ -15,14 +15,13 @@
  * `messageStop`).
  */
 import type { ResolvedBackend } from '../config/runtime.js';
-import { SluiceError } from '../errors.js';
 import {
   bedrockError,
   cappedMaxTokens,
   converseAnswer,
   converseBody,
-  conversePath,
-  ConverseStreamDecoder,
+  converseRequest,
+  EventStreamResponse,
   exceptionStatus,
   guardrailConfig,
   imageBlock,
@@ -33,8 +32,6 @@ import {
   toolInputText,
   usageCounts,
   type ConverseEvent,
-  type ToolChoice,
-  type ToolDef,
 } from './bedrock-converse.js';
 import {
   openaiErrorObject,
@@ -42,12 +39,21 @@ import {
   dataEvent,
   dataUrl,
   isObject,
-  openaiToolCall,
-  openaiTextParts,
   str,
   unsupportedField,
   type Json,
 } from './common.js';
+import {
+  openaiConversation,
+  openaiTextParts,
+  openaiToolChoice,
+  openaiTools,
+  type OpenaiConversation,
+  OPENAI_NEUTRAL,
+  openaiStop,
+  refuseUnhandled,
+  type Neutral,
+} from './request-walk.js';
 import type {
   ExchangeRequest,
   ResponseContext,
@@ -78,13 +84,8 @@ const HANDLED = new Set([
   'user',
 ]);
 /** Refused only when set to something other than their no-op value. */
-const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
-  presence_penalty: (v) => v === 0 || v === null,
-  frequency_penalty: (v) => v === 0 || v === null,
-  logprobs: (v) => v === false || v === null,
-  logit_bias: (v) => v === null || (isObject(v) && Object.keys(v).length === 0),
-  seed: (v) => v === null,
-  modalities: (v) => v === null || (Array.isArray(v) && v.every((m) => m === 'text')),
+const NEUTRAL: Neutral = {
+  ...OPENAI_NEUTRAL,
   response_format: (v) => v === null || (isObject(v) && v.type === 'text'),
   reasoning_effort: (v) => v === null || v === 'none',
 };
@@ -94,15 +95,7 @@ export const openaiToBedrock: Translator = {
   to: 'bedrock-converse',
   operations: ['chat'],
   request(req, backend) {
-    const stream = req.body.stream === true;
-    return {
-      path: conversePath(backend, backend.modelOverride ?? req.model, stream),
-      headers: [
-        ['content-type', 'application/json'],
-        ['accept', stream ? 'application/vnd.amazon.eventstream' : 'application/json'],
-      ],
-      body: Buffer.from(JSON.stringify(toConverseRequest(req, backend)), 'utf8'),
-    };
+    return converseRequest(req, backend, () => toConverseRequest(req, backend));
   },
   response(req, _backend, ctx) {
     return new ConverseToOpenaiResponse(req, ctx);
@@ -111,18 +104,16 @@ export const openaiToBedrock: Translator = {
 
 export function toConverseRequest(req: ExchangeRequest, backend: ResolvedBackend): Json {
   const b = req.body;
-  for (const [k, v] of Object.entries(b)) {
-    if (HANDLED.has(k) || v === undefined) continue;
-    if (NEUTRAL[k]?.(v)) continue;
-    throw unsupportedField(k, 'Bedrock backends have no equivalent of this field.');
-  }
+  refuseUnhandled(b, HANDLED, NEUTRAL, 'Bedrock');
   if (b.n !== undefined && b.n !== null && b.n !== 1)
     throw unsupportedField('n', 'Bedrock backends return one choice per request.');
 
-  const { system, messages } = convertMessages(b.messages);
-  const stop = typeof b.stop === 'string' ? [b.stop] : Array.isArray(b.stop) ? b.stop : [];
-  if (!stop.every((s): s is string => typeof s === 'string'))
-    throw unsupportedField('stop', 'must be a string or an array of strings.');
+  let documents = 0;
+  const { system, messages } = openaiConversation(
+    b.messages,
+    conversation(() => ++documents),
+  );
+  const stop = openaiStop(b.stop);
   const requested = b.max_completion_tokens ?? b.max_tokens;
   const inference = inferenceConfig(
     {
@@ -134,8 +125,8 @@ export function toConverseRequest(req: ExchangeRequest, backend: ResolvedBackend
     { temperature: 'temperature' },
   );
 
-  const tools = convertTools(b.tools);
-  const choice = convertToolChoice(b.tool_choice, tools.length > 0);
+  const tools = openaiTools(b.tools, 'Bedrock');
+  const config = toolConfig(tools, openaiToolChoice(b.tool_choice));
   if (b.parallel_tool_calls === false && tools.length > 0)
     throw unsupportedField(
       'parallel_tool_calls',
@@ -146,73 +137,25 @@ export function toConverseRequest(req: ExchangeRequest, backend: ResolvedBackend
     messages,
     system,
     inference,
-    tools: tools.length > 0 ? toolConfig(tools, choice) : undefined,
+    tools: config,
     guardrail: guardrailConfig(backend, req.body.stream === true),
   });
 }
 
-function convertMessages(raw: unknown): { system: Json[]; messages: Json[] } {
-  if (!Array.isArray(raw) || raw.length === 0)
-    throw unsupportedField('messages', 'must be a non-empty array.');
-  const system: Json[] = [];
-  const messages: Json[] = [];
-  let documents = 0;
-  raw.forEach((m: unknown, i) => {
-    const at = `messages[${i}]`;
-    if (!isObject(m)) throw unsupportedField(at, 'must be an object.');
-    switch (m.role) {
-      case 'system':
-      case 'developer':
-        system.push(...openaiTextParts(m.content, `${at}.content`));
-        return;
-      case 'user': {
-        const blocks = userBlocks(m.content, `${at}.content`, () => ++documents);
-        pushTurn(messages, 'user', blocks);
-        return;
-      }
-      case 'assistant': {
-        const blocks =
-          m.content === undefined || m.content === null
-            ? []
-            : openaiTextParts(m.content, `${at}.content`, true);
-        if (Array.isArray(m.tool_calls)) {
-          m.tool_calls.forEach((c: unknown, j) =>
-            blocks.push(toolUse(c, `${at}.tool_calls[${j}]`)),
-          );
-        } else if (m.tool_calls !== undefined && m.tool_calls !== null) {
-          throw unsupportedField(`${at}.tool_calls`, 'must be an array.');
-        }
-        if (m.function_call !== undefined && m.function_call !== null)
-          throw unsupportedField(`${at}.function_call`, 'use tool_calls.');
-        if (m.audio !== undefined && m.audio !== null)
-          throw unsupportedField(`${at}.audio`, 'Bedrock backends take no audio.');
-        pushTurn(messages, 'assistant', blocks);
-        return;
-      }
-      case 'tool': {
-        const id = str(m.tool_call_id);
-        if (!id) throw unsupportedField(`${at}.tool_call_id`, 'is required.');
-        const content = openaiTextParts(m.content, `${at}.content`);
-        pushTurn(messages, 'user', [
-          {
-            toolResult: {
-              toolUseId: id,
-              content: content.length > 0 ? content : [{ text: '' }],
-            },
-          },
-        ]);
-        return;
-      }
-      default:
-        throw unsupportedField(
-          `${at}.role`,
-          'Bedrock backends take system, developer, user, assistant and tool messages.',
-        );
-    }
-  });
-  if (messages.length === 0)
-    throw unsupportedField('messages', 'needs at least one user or assistant message.');
-  return { system, messages };
+/** The OpenAI conversation in Converse's words; `documents` numbers the PDFs (names must differ). */
+function conversation(documents: () => number): OpenaiConversation {
+  return {
+    backend: 'Bedrock',
+    texts: (texts) => texts.filter((text) => text.length > 0).map((text) => ({ text })),
+    user: (content, at) => userBlocks(content, at, documents),
+    toolCall: ({ id, name, input }) => ({ toolUse: { toolUseId: id, name, input } }),
+    toolResult(id, _name, content, at) {
+      const text = openaiTextParts(content, `${at}.content`);
+      return { toolResult: { toolUseId: id, content: text.length > 0 ? text : [{ text: '' }] } };
+    },
+    push: pushTurn,
+    refusesLegacyAssistantFields: true,
+  };
 }
 
 function userBlocks(content: unknown, at: string, nextDocument: () => number): Json[] {
@@ -252,47 +195,6 @@ function userBlocks(content: unknown, at: string, nextDocument: () => number): J
   return out;
 }
 
-function toolUse(c: unknown, at: string): Json {
-  const { id, name, input } = openaiToolCall(c, at);
-  return { toolUse: { toolUseId: id, name, input } };
-}
-
-function convertTools(raw: unknown): ToolDef[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
-  return raw.map((t: unknown, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(t) || t.type !== 'function' || !isObject(t.function))
-      throw unsupportedField(at, 'Bedrock backends take function tools only.');
-    const f = t.function;
-    const name = str(f.name);
-    if (!name) throw unsupportedField(`${at}.function.name`, 'is required.');
-    return {
-      name,
-      description: str(f.description),
-      // `strict` has no equivalent: the schema is sent, the model follows it without a guarantee.
-      schema: isObject(f.parameters) ? f.parameters : { type: 'object', properties: {} },
-    };
-  });
-}
-
-function convertToolChoice(raw: unknown, tools: boolean): ToolChoice | undefined {
-  if (raw === undefined || raw === null || raw === 'auto') return undefined;
-  if (raw === 'none') {
-    if (!tools) return undefined;
-    throw unsupportedField(
-      'tool_choice',
-      'Bedrock backends cannot be told not to call tools that are offered; send no tools instead.',
-    );
-  }
-  if (raw === 'required') return { any: {} };
-  if (isObject(raw) && raw.type === 'function' && isObject(raw.function)) {
-    const name = str(raw.function.name);
-    if (name) return { tool: { name } };
-  }
-  throw unsupportedField('tool_choice', 'must be auto, none, required or a function.');
-}
-
 // ---- response ------------------------------------------------------------------------------
 
 const FINISH: Readonly<Record<string, string>> = {
@@ -321,37 +223,26 @@ export function openaiUsageOf(u: unknown): Json {
   };
 }
 
-class ConverseToOpenaiResponse implements ResponseTranslator {
+class ConverseToOpenaiResponse extends EventStreamResponse implements ResponseTranslator {
   private readonly usageChunk: boolean;
-  private decoder: ConverseStreamDecoder | undefined;
   private id = '';
-  private errorType: string | undefined;
   /** Converse block index → OpenAI tool call index, for toolUse blocks. */
   private readonly toolIndex = new Map<number, number>();
   private finish: string | undefined;
   private started = false;
-  private done = false;
 
   constructor(
     private readonly req: ExchangeRequest,
     private readonly ctx: ResponseContext,
   ) {
+    super(ctx.maxEventBytes);
     const so = req.body.stream_options;
     this.usageChunk = req.forcedUsage || (isObject(so) && so.include_usage === true);
   }
 
-  headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
-    const type = (headers.get('content-type') ?? '').toLowerCase();
-    const ok = status >= 200 && status < 300;
+  override headers(status: number, headers: ReadonlyMap<string, string>): ResponseStart {
     this.id = `chatcmpl-${headers.get('x-amzn-requestid') ?? ''}`;
-    this.errorType = headers.get('x-amzn-errortype');
-    const stream = ok && type.startsWith('application/vnd.amazon.eventstream');
-    if (stream) this.decoder = new ConverseStreamDecoder(this.ctx.maxEventBytes);
-    return {
-      body: stream ? 'stream' : 'whole',
-      setHeaders: [['content-type', stream ? 'text/event-stream' : 'application/json']],
-      removeHeaders: ['x-amzn-errortype'],
-    };
+    return super.headers(status, headers);
   }
 
   json(body: Buffer): Buffer {
@@ -392,31 +283,8 @@ class ConverseToOpenaiResponse implements ResponseTranslator {
     return Buffer.from(JSON.stringify(openaiErrorObject(status, e.message, e.type)), 'utf8');
   }
 
-  stream(chunk: Buffer, end: boolean): Buffer {
-    let out = '';
-    try {
-      for (const e of this.decoder!.push(chunk)) out += this.onEvent(e);
-      if (end) this.decoder!.end();
-    } catch (err) {
-      // A broken frame ends the stream here, in the caller's format: nothing after it can be read.
-      if (!this.done) {
-        this.done = true;
-        const message = err instanceof SluiceError ? err.message : 'The backend stream broke.';
-        out += dataEvent(openaiErrorObject(502, message, 'bad_upstream_response'));
-        out += 'data: [DONE]\n\n';
-      }
-      return Buffer.from(out, 'utf8');
-    }
-    // A stream cut before its metadata event is no answer: the caller hears so, the usage is
-    // estimated.
-    if (end && !this.done) {
-      this.done = true;
-      out += dataEvent(
-        openaiErrorObject(502, 'The backend stream ended early.', 'bad_upstream_response'),
-      );
-      out += 'data: [DONE]\n\n';
-    }
-    return Buffer.from(out, 'utf8');
+  protected failure(message: string): string {
+    return dataEvent(openaiErrorObject(502, message, 'bad_upstream_response')) + 'data: [DONE]\n\n';
   }
 
   private chunk(delta: Json, finish: string | null = null): string {
@@ -435,8 +303,7 @@ class ConverseToOpenaiResponse implements ResponseTranslator {
     return this.chunk({ role: 'assistant', content: '' });
   }
 
-  private onEvent(e: ConverseEvent): string {
-    if (this.done) return '';
+  protected onEvent(e: ConverseEvent): string {
     if (e.kind === 'exception') {
       this.done = true;
       const status = exceptionStatus(e.type);

@@ -13,7 +13,7 @@
  * `reasoning_content`, finish reason and usage from `usageMetadata`; a prompt or answer blocked by
  * the safety system is an error in OpenAI's format; the SSE stream translated event by event.
  */
-import { SseParser, type SseEvent } from '../usage/sse.js';
+import type { SseEvent, SseParser } from '../usage/sse.js';
 import {
   openaiErrorObject,
   backendJson,
@@ -21,17 +21,16 @@ import {
   dataUrl,
   eventJson,
   isObject,
-  openaiToolCall,
-  openaiTextParts,
   str,
   unsupportedField,
   type Json,
+  sseEvents,
   sseResponseStart,
 } from './common.js';
 import {
   cappedMaxTokens,
   functionResponse,
-  generatePath,
+  generateRequest,
   generationConfig,
   geminiTools,
   googleError,
@@ -41,10 +40,19 @@ import {
   safetyError,
   toolConfig,
   usageCounts,
-  type CallingMode,
-  type FunctionDef,
   type GeminiChunk,
 } from './gemini-generate.js';
+import {
+  openaiConversation,
+  openaiTexts,
+  openaiToolChoice,
+  openaiTools,
+  type OpenaiConversation,
+  OPENAI_NEUTRAL,
+  openaiStop,
+  refuseUnhandled,
+  type Neutral,
+} from './request-walk.js';
 import type {
   ExchangeRequest,
   ResponseContext,
@@ -72,13 +80,9 @@ const HANDLED = new Set([
   'service_tier',
   'user',
 ]);
-const NEUTRAL: Readonly<Record<string, (v: unknown) => boolean>> = {
-  presence_penalty: (v) => v === 0 || v === null,
-  frequency_penalty: (v) => v === 0 || v === null,
-  logprobs: (v) => v === false || v === null,
-  logit_bias: (v) => v === null || (isObject(v) && Object.keys(v).length === 0),
-  seed: (v) => v === null,
-  modalities: (v) => v === null || (Array.isArray(v) && v.every((m) => m === 'text')),
+/** Refused only when set to something other than their no-op value. */
+const NEUTRAL: Neutral = {
+  ...OPENAI_NEUTRAL,
   parallel_tool_calls: (v) => v === null || v === true,
   reasoning_effort: (v) => v === null || v === 'none',
 };
@@ -88,12 +92,7 @@ export const openaiToGemini: Translator = {
   to: 'gemini',
   operations: ['chat'],
   request(req, backend) {
-    const stream = req.body.stream === true;
-    return {
-      path: generatePath(backend, backend.modelOverride ?? req.model, stream),
-      headers: [['content-type', 'application/json']],
-      body: Buffer.from(JSON.stringify(toGeminiRequest(req)), 'utf8'),
-    };
+    return generateRequest(req, backend, () => toGeminiRequest(req));
   },
   response(req, _backend, ctx) {
     return new GeminiToOpenaiResponse(req, ctx);
@@ -102,17 +101,11 @@ export const openaiToGemini: Translator = {
 
 export function toGeminiRequest(req: ExchangeRequest): Json {
   const b = req.body;
-  for (const [k, v] of Object.entries(b)) {
-    if (HANDLED.has(k) || v === undefined) continue;
-    if (NEUTRAL[k]?.(v)) continue;
-    throw unsupportedField(k, 'Gemini backends have no equivalent of this field.');
-  }
+  refuseUnhandled(b, HANDLED, NEUTRAL, 'Gemini');
   if (b.n !== undefined && b.n !== null && b.n !== 1)
     throw unsupportedField('n', 'this gateway asks Gemini backends for one choice per request.');
-  const { system, contents } = convertMessages(b.messages);
-  const stop = typeof b.stop === 'string' ? [b.stop] : Array.isArray(b.stop) ? b.stop : [];
-  if (!stop.every((s): s is string => typeof s === 'string'))
-    throw unsupportedField('stop', 'must be a string or an array of strings.');
+  const { system, messages: contents } = openaiConversation(b.messages, CONVERSATION);
+  const stop = openaiStop(b.stop);
   const generation =
     generationConfig({
       maxOutputTokens: cappedMaxTokens(b.max_completion_tokens ?? b.max_tokens, req.outputTokenCap),
@@ -138,76 +131,32 @@ export function toGeminiRequest(req: ExchangeRequest): Json {
   }
   const out: Json = { contents };
   if (system.length > 0) out.systemInstruction = { parts: system };
-  const tools = geminiTools(convertTools(b.tools));
+  const tools = geminiTools(openaiTools(b.tools, 'Gemini'));
   if (tools) out.tools = tools;
-  const tc = toolConfig(convertToolChoice(b.tool_choice));
+  const tc = toolConfig(openaiToolChoice(b.tool_choice));
   if (tc) out.toolConfig = tc;
   if (Object.keys(generation).length > 0) out.generationConfig = generation;
   return out;
 }
 
-function convertMessages(raw: unknown): { system: Json[]; contents: Json[] } {
-  if (!Array.isArray(raw) || raw.length === 0)
-    throw unsupportedField('messages', 'must be a non-empty array.');
-  const system: Json[] = [];
-  const contents: Json[] = [];
-  /** tool_call_id → function name: Gemini names the function a response answers. */
-  const names = new Map<string, string>();
-  raw.forEach((m: unknown, i) => {
-    const at = `messages[${i}]`;
-    if (!isObject(m)) throw unsupportedField(at, 'must be an object.');
-    switch (m.role) {
-      case 'system':
-      case 'developer':
-        system.push(...openaiTextParts(m.content, `${at}.content`));
-        return;
-      case 'user':
-        pushContent(contents, 'user', userParts(m.content, `${at}.content`));
-        return;
-      case 'assistant': {
-        const parts =
-          m.content === undefined || m.content === null
-            ? []
-            : openaiTextParts(m.content, `${at}.content`, true);
-        if (Array.isArray(m.tool_calls)) {
-          m.tool_calls.forEach((c: unknown, j) => {
-            const here = `${at}.tool_calls[${j}]`;
-            const { id, name, input: args } = openaiToolCall(c, here);
-            names.set(id, name);
-            parts.push({ functionCall: { name, args } });
-          });
-        } else if (m.tool_calls !== undefined && m.tool_calls !== null) {
-          throw unsupportedField(`${at}.tool_calls`, 'must be an array.');
-        }
-        pushContent(contents, 'model', parts);
-        return;
-      }
-      case 'tool': {
-        const id = str(m.tool_call_id);
-        if (!id) throw unsupportedField(`${at}.tool_call_id`, 'is required.');
-        const name = names.get(id);
-        if (!name)
-          throw unsupportedField(
-            `${at}.tool_call_id`,
-            'must name a tool call of an earlier assistant message.',
-          );
-        const output = openaiTextParts(m.content, `${at}.content`)
-          .map((p) => p.text as string)
-          .join('');
-        pushContent(contents, 'user', [functionResponse(name, undefined, output)]);
-        return;
-      }
-      default:
-        throw unsupportedField(
-          `${at}.role`,
-          'Gemini backends take system, developer, user, assistant and tool messages.',
-        );
-    }
-  });
-  if (contents.length === 0)
-    throw unsupportedField('messages', 'needs at least one user or assistant message.');
-  return { system, contents };
-}
+/** The OpenAI conversation in Gemini's words: `contents` of user and model turns. */
+const CONVERSATION: OpenaiConversation = {
+  backend: 'Gemini',
+  texts: (texts) => texts.filter((text) => text.length > 0).map((text) => ({ text })),
+  user: userParts,
+  toolCall: ({ name, input: args }) => ({ functionCall: { name, args } }),
+  toolResult(_id, name, content, at) {
+    if (!name)
+      throw unsupportedField(
+        `${at}.tool_call_id`,
+        'must name a tool call of an earlier assistant message.',
+      );
+    const output = openaiTexts(content, `${at}.content`).join('');
+    return functionResponse(name, undefined, output);
+  },
+  push: (contents, role, parts) => pushContent(contents, role === 'user' ? 'user' : 'model', parts),
+  refusesLegacyAssistantFields: false,
+};
 
 function userParts(content: unknown, at: string): Json[] {
   if (typeof content === 'string') return content.length > 0 ? [{ text: content }] : [];
@@ -234,35 +183,6 @@ function userParts(content: unknown, at: string): Json[] {
     }
     throw unsupportedField(`${here}.type`, 'Gemini backends take text, image and file parts.');
   });
-}
-
-function convertTools(raw: unknown): FunctionDef[] {
-  if (raw === undefined || raw === null) return [];
-  if (!Array.isArray(raw)) throw unsupportedField('tools', 'must be an array.');
-  return raw.map((t: unknown, i) => {
-    const at = `tools[${i}]`;
-    if (!isObject(t) || t.type !== 'function' || !isObject(t.function))
-      throw unsupportedField(at, 'Gemini backends take function tools only.');
-    const name = str(t.function.name);
-    if (!name) throw unsupportedField(`${at}.function.name`, 'is required.');
-    return {
-      name,
-      description: str(t.function.description),
-      schema: isObject(t.function.parameters) ? t.function.parameters : undefined,
-    };
-  });
-}
-
-function convertToolChoice(raw: unknown): CallingMode | undefined {
-  if (raw === undefined || raw === null) return undefined;
-  if (raw === 'auto') return { mode: 'AUTO' };
-  if (raw === 'none') return { mode: 'NONE' };
-  if (raw === 'required') return { mode: 'ANY' };
-  if (isObject(raw) && raw.type === 'function' && isObject(raw.function)) {
-    const name = str(raw.function.name);
-    if (name) return { mode: 'ANY', allowed: [name] };
-  }
-  throw unsupportedField('tool_choice', 'must be auto, none, required or a function.');
 }
 
 // ---- response ------------------------------------------------------------------------------
@@ -357,19 +277,9 @@ class GeminiToOpenaiResponse implements ResponseTranslator {
   }
 
   stream(chunk: Buffer, end: boolean): Buffer {
-    const parser = this.parser!;
     let out = '';
-    const events: SseEvent[] = parser.push(chunk);
-    if (end) {
-      const rest = parser.end();
-      if (rest.length > 0)
-        events.push(
-          ...new SseParser({ maxEventBytes: this.ctx.maxEventBytes }).push(
-            Buffer.concat([rest, Buffer.from('\n\n')]),
-          ),
-        );
-    }
-    for (const e of events) out += this.onEvent(e);
+    for (const e of sseEvents(this.parser!, chunk, end, this.ctx.maxEventBytes))
+      out += this.onEvent(e);
     if (end && !this.done) {
       this.done = true;
       // Gemini's last event carries the finish reason; a stream without one was cut short.
