@@ -46,7 +46,10 @@ const SUFFIX = new Set(
     'lock lck locks lodge ldg mission msn motorway mount mt mountain mtn neck nck oval ' +
     'overpass opas radial radl ramp rapids rpd rest rst route rte shoal shl skyway spur ' +
     'stravenue stra stream strm throughway trwy traffic trafficway trfy wharf quay quays ' +
-    'gate gardens embankment esplanade broadway rise chase wynd parade pde promenade prom'
+    'gate gardens embankment esplanade broadway rise chase wynd parade pde promenade prom ' +
+    // The rest of USPS Publication 28's suffix names.
+    'crossroad crossroads fall hollow holw inlet inlt land loaf lf mall pine pne plain pln ' +
+    'rapid rpds river riv rvr well lights mountains plains shoals squares streets views'
   ).split(' '),
 );
 
@@ -57,7 +60,21 @@ const PREFIX = new Set(
     'route allée allee impasse quai place calle avenida av avda carrer carretera camino ' +
     'paseo plaza pasaje rua r travessa praça praca estrada alameda rodovia ul ulica al aleja ' +
     'os osiedle trg akti odos leoforos plateia str strada bulevardul calea sokak cadde ' +
-    'caddesi jalan jl soi thanon οδός οδος λεωφόρος λεωφορος λεωφ πλατεία πλατεια'
+    'caddesi jalan jl soi thanon οδός οδος λεωφόρος λεωφορος λεωφ πλατεία πλατεια ' +
+    // Spanish and French abbreviations and forms: carretera (`Ctra.`, `Crta.`), faubourg, rambla.
+    'ctra crta cra fbg faubourg rambla ronda travesía travesia plazuela glorieta bulevar ' +
+    'rruga prospekt'
+  ).split(' '),
+);
+
+// Street types written first that are no English word: after a house number they make a street
+// line on their own (`98 Rue du Niger`), where `12 Place Settings` would not.
+const STREET_WORD_FIRST = new Set(
+  (
+    'via viale vicolo corso piazza piazzale largo rue allée allee chemin impasse quai calle ' +
+    'avenida avda carrer carretera camino paseo pasaje rua travessa praça praca estrada ' +
+    'alameda rodovia ulica aleja osiedle strada bulevardul calea sokak caddesi jalan ' +
+    'λεωφόρος οδός ctra crta faubourg rambla ronda'
   ).split(' '),
 );
 
@@ -124,6 +141,8 @@ const TRAILING_TYPE = new Set([
   'körút',
   'útja',
   'rakpart',
+  'fasor',
+  'sétány',
   'ulica',
   'gate',
   'gata',
@@ -146,7 +165,9 @@ const TRAILING_TYPE = new Set([
 // `krt.` körút).
 const DOTTED_TRAILING_TYPE = new Set(['u', 'rkp', 'krt']);
 
-function trailingType(w: Word): boolean {
+function trailingType(w: Word, text?: string): boolean {
+  // `Kongens gate 5` is Norwegian; `at Gate 12` is an airport's.
+  if (w.lower === 'gate' && text !== undefined && isUpperAt(text, w.start)) return false;
   return TRAILING_TYPE.has(w.lower) || (w.dot && DOTTED_TRAILING_TYPE.has(w.lower));
 }
 
@@ -225,8 +246,62 @@ const CUES = [
   'enter on',
   'side of',
   'corner of',
+  // Moving, sending, meeting and staying somewhere, as people write it.
+  'reside at',
+  'resides at',
+  'residing at',
+  'resident at',
+  'stay at',
+  'stays at',
+  'staying at',
+  'stayed at',
+  'move to',
+  'moving to',
+  'relocated to',
+  'relocating to',
+  'mail to',
+  'mailed to',
+  'post to',
+  'posted to',
+  'ship it to',
+  'shipped to',
+  'shipping to',
+  'forward to',
+  'forwarded to',
+  'redirect to',
+  'delivery to',
+  'pick up at',
+  'pick me up at',
+  'picked up at',
+  'pickup at',
+  'drop off at',
+  'dropped off at',
+  'drops you off at',
+  'stop at',
+  'taxi to',
+  'take me to',
+  'drive to',
+  'office at',
+  'based at',
+  'headquartered at',
+  'registered at',
+  'visit us at',
+  'find us at',
+  'home at',
+  'house at',
+  'house on',
+  'flat at',
+  'apartment at',
+  'apartment on',
 ];
-const CUE_WINDOW = 16;
+const CUE_WINDOW = 24;
+// The cues by their last word, so a candidate's context is looked up once, not against each cue.
+const CUES_BY_LAST_WORD = new Map<string, string[]>();
+for (const cue of CUES) {
+  const bare = cue.endsWith(':') ? cue.slice(0, -1) : cue;
+  const last = bare.slice(bare.lastIndexOf(' ') + 1);
+  CUES_BY_LAST_WORD.set(last, [...(CUES_BY_LAST_WORD.get(last) ?? []), bare]);
+}
 
 const LOCALITY_PARTICLES = new Set([
   'de',
@@ -254,6 +329,17 @@ const LOCALITY_PARTICLES = new Set([
   'pod',
   'na',
   'u',
+  'v',
+  // `Sankt Andrä am Zicken`, `Bergen op Zoom`, `Castiglione della Pescaia`, `Treinta y Tres`.
+  'di',
+  'della',
+  'du',
+  'des',
+  'der',
+  'den',
+  'aan',
+  'op',
+  'y',
 ]);
 
 // Lower-case words inside a street's name: `Rue du Niger`, `Avenue of the Americas`.
@@ -276,6 +362,7 @@ const STREET_PARTICLES = new Set([
   'à',
   'au',
   'aux',
+  'y',
 ]);
 
 const LETTER = /\p{L}/u;
@@ -323,6 +410,16 @@ function wordAt(text: string, i: number): Word | null {
   };
 }
 
+/**
+ * A word that is capitalised after an elision counts as capitalised: `l'Etoile`, `d'Orange`,
+ * `dell'Arte`.
+ */
+function capitalisedAt(text: string, w: Word): boolean {
+  if (isUpperAt(text, w.start)) return true;
+  const a = w.lower.indexOf("'");
+  return a > 0 && a <= 4 && isUpperAt(text, w.start + a + 1);
+}
+
 /** A house number at `i`: 1-6 digits, an optional letter or `-12`/`/3` part; its end or -1. */
 function numberAt(text: string, i: number): number {
   let e = i;
@@ -337,6 +434,9 @@ function numberAt(text: string, i: number): number {
     // Ordinals are street names, not house numbers: 5th, 21st.
     return -1;
   }
+  // `5.75`, `1,200`, `2.0.1`: an amount or a version, not a house number.
+  const c = text.charCodeAt(e);
+  if ((c === 46 || c === 44) && isDigitAt(text, e + 1)) return -1;
   return e;
 }
 
@@ -375,7 +475,10 @@ function numberFirst(text: string, s: number, cueAt: number): number {
   let words = 0;
   let lastEnd = -1;
   let capitalised = 0;
-  while (words < 5) {
+  let lastCapitalEnd = -1;
+  let named = 0;
+  let romance = false;
+  while (words < 6) {
     const ord = isOrdinal(text, i);
     let w: Word | null = null;
     let end: number;
@@ -389,6 +492,10 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       if (words === 0 && w.lower === 'p' && text.startsWith('P.O. Box ', w.start)) return -1;
       // `28 March 2018`: a date.
       if (words === 0 && CALENDAR.has(w.lower)) return -1;
+      if (words === 0 && w.lower === 'c' && text.charCodeAt(w.end) === 47) {
+        // `2299 C/ Pablo Iglesias 93`: calle after a building number.
+        return prefixFirstBody(text, { ...w, end: w.end + 1 });
+      }
       if (words === 0 && !isUpperAt(text, i) && PREFIX.has(w.lower)) {
         // `40 rue des six frères Ruellan`, `69 boulevard Aristide Briand`: a street type written
         // in lower case after the number, then the name.
@@ -398,8 +505,21 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       }
       // Title-case prose (`5 Musicians Of The 70s`), not a street name.
       if (isUpperAt(text, i) && words > 0 && NOT_CITY.has(w.lower)) break;
-      if (isUpperAt(text, i)) capitalised++;
-      else if (!(words > 0 && (STREET_PARTICLES.has(w.lower) || trailingType(w)))) {
+      // `13 Faubourg Saint Honoré Apt. 014`: a unit follows the street, it is not in its name.
+      if (words > 0 && UNIT.has(w.lower)) break;
+      if (capitalisedAt(text, w)) {
+        capitalised++;
+        lastCapitalEnd = w.end;
+        if (text.slice(w.start, w.end) !== w.lower.toUpperCase()) named++;
+      } else if (
+        words > 1 &&
+        !romance &&
+        SUFFIX.has(w.lower) &&
+        lineEndsAt(text, w.dot ? w.end + 1 : w.end)
+      ) {
+        // `92 Vasileos Pavlou str`: a type written in lower case ends the line.
+        return w.dot ? w.end + 1 : w.end;
+      } else if (!(words > 0 && (STREET_PARTICLES.has(w.lower) || trailingType(w)))) {
         // `Árpád fejedelem útja 45`: a lower-case word right before a trailing street type.
         const t = words > 0 ? wordAt(text, skipSpaces(text, w.end)) : null;
         if (t === null || t.start !== w.end + 1 || !trailingType(t)) break;
@@ -443,20 +563,95 @@ function numberFirst(text: string, s: number, cueAt: number): number {
       // `52 Rue Abdelkader`, `65 R. Mongi Bali`: a prefix-type street after its number.
       const rest = prefixFirstBody(text, w);
       if (rest !== -1) return rest;
+      const h = skipSpaces(text, w.dot ? w.end + 1 : w.end);
+      if (endsWithStreetEnding(w.lower) && h > end && isDigitAt(text, h)) {
+        // `2845 Motzstr. 49`: a one-word street and its number after a building number.
+        const m = numberAt(text, h);
+        if (m !== -1) return m;
+      }
+      romance = STREET_WORD_FIRST.has(w.lower) && isUpperAt(text, w.start);
     }
     if (text.charCodeAt(lastEnd) !== 32) break;
     i = skipSpaces(text, lastEnd);
     if (isDigitAt(text, i) && isOrdinal(text, i) === -1) {
-      // `Spinatsch 94`, `Männi 53`: a name-then-number street after a building number.
+      // `Spinatsch 94`, `Männi 53`: a name-then-number street after a building number; four
+      // words when the last is a street type (`Apáczai Csere János u. 55.`).
       const m = numberAt(text, i);
-      if (m !== -1 && capitalised > 0 && words <= 3) return m;
+      if (
+        m !== -1 &&
+        // `1000 SRS Z 6`: abbreviations in capitals name a security, not a street.
+        named > 0 &&
+        (words <= 3 || (words === 4 && w !== null && trailingType(w)))
+      )
+        return m;
       break;
     }
   }
   if (capitalised >= 1 && lastEnd !== -1 && (cueBefore(text, cueAt) || confirmed(text, lastEnd))) {
     return lastEnd;
   }
+  // `98 Rue du Niger`, `5 Via Roma`: a number, a street type that is written first, and a name.
+  if (romance && capitalised >= 2) return lastCapitalEnd;
   return -1;
+}
+
+// Words after which a number is something else's: `order 4417 Park Avenue Edition`, `chapter 12
+// Park Lane`, `since 2019 Main Street has`, `May 3 Oak Road`.
+const NUMBER_LABELS = new Set(
+  (
+    'order orders invoice ticket ref reference id no nr number case account acct tracking ' +
+    'sku item model version release build step page chapter section figure table line ' +
+    'week day level room floor gate platform track episode season volume vol issue'
+  ).split(' '),
+);
+const YEAR_WORDS = new Set('in since until till by before after from during of circa'.split(' '));
+
+/**
+ * Whether the number at `i` is labelled as something other than a house number by the word
+ * before it (`Order 4417`, `Chapter 12`, `May 3`), or is a year after a preposition of time
+ * (`Since 2019 Main Street has`); an address cue before it wins (`live in 2019 Main Street`).
+ */
+function labelledNumber(text: string, i: number): boolean {
+  let e = i;
+  while (e > 0 && e > i - 4 && (text.charCodeAt(e - 1) === 32 || text.charCodeAt(e - 1) === 35))
+    e--;
+  if (text.charCodeAt(e - 1) === 46 || text.charCodeAt(e - 1) === 58) e--; // `No.`, `Order:`
+  if (e === i) return false;
+  let b = e;
+  while (b > 0 && e - b < 12 && isLetter(text, b - 1)) b--;
+  if (b === e || (b > 0 && isLetter(text, b - 1))) return false;
+  const word = text.slice(b, e).toLowerCase();
+  if (NUMBER_LABELS.has(word) || CALENDAR.has(word)) return !cueBefore(text, i);
+  if (!YEAR_WORDS.has(word)) return false;
+  let k = i;
+  while (isDigitAt(text, k)) k++;
+  const y = k - i === 4 ? Number(text.slice(i, k)) : 0;
+  return y >= 1900 && y <= 2099 && !cueBefore(text, i);
+}
+
+/**
+ * After a street line's number, an estate named like a street and then a unit (`Pod Strání 10
+ * Luca Spring\n Apt. 070`): the envelope's tail that confirms a street without a type.
+ */
+function estateWithUnit(text: string, e: number): boolean {
+  const p = namedPlaceAfter(text, e);
+  return p !== e && unitAfter(text, p) !== p;
+}
+
+/** A house number's dot then a comma at `i`: `71., Nässuma`. */
+function hungarianDotComma(text: string, i: number): boolean {
+  return text.charCodeAt(i) === 46 && isDigitAt(text, i - 1) && text.charCodeAt(i + 1) === 44;
+}
+
+/** Whether a line ends at `i`: the text's end, a line break, a comma, or a sentence's period. */
+function lineEndsAt(text: string, i: number): boolean {
+  const c = text.charCodeAt(i);
+  return (
+    i === text.length ||
+    c === 44 ||
+    lineBreak(text, i) > 0 ||
+    (c === 46 && (i + 1 === text.length || text.charCodeAt(i + 1) === 32))
+  );
 }
 
 /**
@@ -494,7 +689,7 @@ function lowerPrefixBody(text: string, w: Word): number {
       x = wordAt(text, i + 2); // l'Etoile, d'Alsace
     }
     if (x === null || UNIT.has(x.lower)) break;
-    if (isUpperAt(text, x.start)) end = x.end;
+    if (capitalisedAt(text, x)) end = x.end;
     if (text.charCodeAt(x.end) !== 32) break;
     i = skipSpaces(text, x.end);
     if (isDigitAt(text, i) && end === x.end) {
@@ -511,13 +706,14 @@ function prefixFirstBody(text: string, w: Word): number {
   let i = skipSpaces(text, w.dot ? w.end + 1 : w.end);
   if (i === (w.dot ? w.end + 1 : w.end)) return -1;
   let words = 0;
-  while (words < 5) {
+  while (words < 6) {
     if (isDigitAt(text, i)) {
       if (words === 0) return -1;
       return numberAt(text, i);
     }
     const x = wordAt(text, i);
-    if (x === null) return -1;
+    // `Rue de Marrakech Apt. 244`: the number after a unit word is the unit's.
+    if (x === null || UNIT.has(x.lower)) return -1;
     words++;
     const e = x.dot ? x.end + 1 : x.end;
     if (text.charCodeAt(e) !== 32) return -1;
@@ -529,11 +725,15 @@ function prefixFirstBody(text: string, w: Word): number {
 /** Name first: `Via Guantai Nuovi 58`, `Strepestraat 143`, `Csabai kapu 60.` at word `w`. */
 function nameFirst(text: string, w: Word, cueAt: number): number {
   if (!isUpperAt(text, w.start) && !(w.dot && PREFIX.has(w.lower))) return -1;
-  // `on May 10`, `is on Friday 3`: a date, not a street.
-  if (CALENDAR.has(w.lower)) return -1;
+  // `on May 10`, `is on Friday 3`: a date, not a street; `Suite 12`: a unit.
+  if (CALENDAR.has(w.lower) || UNIT.has(w.lower)) return -1;
   if (PREFIX.has(w.lower)) {
     const e = prefixFirstBody(text, w);
     if (e !== -1) return e;
+  }
+  if (w.lower === 'c' && text.charCodeAt(w.end) === 47) {
+    // `C/ Pablo Iglesias 93`: calle, as Spanish addresses abbreviate it.
+    return prefixFirstBody(text, { ...w, end: w.end + 1 });
   }
   let i = w.start;
   let words = 0;
@@ -541,23 +741,28 @@ function nameFirst(text: string, w: Word, cueAt: number): number {
   while (words < 4) {
     const x = wordAt(text, i);
     if (x === null) return -1;
-    if (words > 0 && !isUpperAt(text, x.start) && !trailingType(x)) {
+    if (words > 0 && !capitalisedAt(text, x) && !trailingType(x)) {
       const t = wordAt(text, skipSpaces(text, x.end));
       if (
-        !(x.lower === 'de' || x.lower === 'la' || x.lower === 'del' || x.lower === 'y') &&
+        !(STREET_PARTICLES.has(x.lower) || x.lower === 'y') &&
         // `Tas vezér u. 66.`: a lower-case word right before a trailing street type.
-        (t === null || t.start !== x.end + 1 || !trailingType(t))
+        (t === null || t.start !== x.end + 1 || !trailingType(t, text))
       )
         return -1;
     }
-    if (endsWithStreetEnding(x.lower) || trailingType(x)) typed = true;
+    if (endsWithStreetEnding(x.lower) || trailingType(x, text)) typed = true;
     words++;
     const e = x.dot ? x.end + 1 : x.end;
     if (text.charCodeAt(e) !== 32) return -1;
     i = skipSpaces(text, e);
     if (isDigitAt(text, i)) {
       const e2 = numberAt(text, i);
-      if (!typed && !cueBefore(text, cueAt) && (e2 === -1 || !confirmed(text, e2))) return -1;
+      if (
+        !typed &&
+        !cueBefore(text, cueAt) &&
+        (e2 === -1 || (!confirmed(text, e2) && !estateWithUnit(text, e2)))
+      )
+        return -1;
       return e2;
     }
   }
@@ -614,8 +819,14 @@ function unitAfter(text: string, e: number): number {
   if (w === null || !UNIT.has(w.lower)) return e;
   let k = skipSpaces(text, w.dot ? w.end + 1 : w.end);
   const s = k;
-  while ((isDigitAt(text, k) || isUpperAt(text, k)) && k - s < 6) k++;
-  return k === s || isLetter(text, k) ? e : k;
+  let digits = 0;
+  while ((isDigitAt(text, k) || isUpperAt(text, k)) && k - s < 6) {
+    if (isDigitAt(text, k)) digits++;
+    k++;
+  }
+  // `Apt. 4B`, `Suite A`; `FL NON` (a security's name) is no unit.
+  if (k === s || isLetter(text, k) || (digits === 0 && k - s > 2)) return e;
+  return k;
 }
 
 /**
@@ -650,16 +861,25 @@ function localityAfter(text: string, e: number, afterUnit = false): number {
   let end = e;
   for (let seg = 0; seg < 3; seg++) {
     let i = end;
+    // `Síp utca 71., Nässuma`: the dot of a house number written as in Hungarian.
+    if (seg === 0 && hungarianDotComma(text, i)) i++;
     let sep = false;
-    for (let k = 0; k < 4; k++) {
+    let breaks = 0;
+    let commas = 0;
+    // `,\n Spain`, `\n    JC`: a comma, line breaks, the indentation of the next line; bounded,
+    // so the look ahead stays short.
+    for (let k = 0; k < 12; k++) {
       const lb = lineBreak(text, i);
       if (lb > 0) {
+        if (++breaks > 2) return end;
         i += lb;
         sep = true;
-      } else if (text.charCodeAt(i) === 44 || text.charCodeAt(i) === 32) {
-        sep = sep || text.charCodeAt(i) === 44;
+      } else if (text.charCodeAt(i) === 44) {
+        if (++commas > 1) return end;
+        sep = true;
         i++;
-      } else break;
+      } else if (text.charCodeAt(i) === 32) i++;
+      else break;
     }
     // Without a comma or line break only a city in capitals goes on: `Apt. 542 KÖTTMANNSDORF`.
     // After a unit a city may follow with only a space: `Suite 210 Laurel Springs United States`.
@@ -815,30 +1035,122 @@ function capitalsWord(text: string, i: number): boolean {
   return text.slice(w.start, w.end) === text.slice(w.start, w.end).toUpperCase();
 }
 
+// What a spreadsheet export or a template writes for an empty field (`Þorlákshöfn, nan 54843`):
+// a token of the envelope that carries nothing, not the end of it.
+const EMPTY_FIELD = new Set(['nan', 'null']);
+
+/**
+ * After one or two particles at `i` (`de la Vega`, `v Podkrkonoší`, `nad Sázavou`): the start of
+ * the capitalised word they lead to, or -1.
+ */
+function afterParticles(text: string, i: number): number {
+  let k = i;
+  for (let n = 0; n < 2; n++) {
+    const p = wordAt(text, k);
+    if (p === null || !LOCALITY_PARTICLES.has(p.lower) || text.charCodeAt(p.end) !== 32) return -1;
+    k = p.end + 1;
+    if (isUpperAt(text, k)) return k;
+  }
+  return -1;
+}
+
+/**
+ * A postcode of digits at `i`: `62704`, `6409`, `62704-1234`, `00-950`, `1000-001`, `383 01`. Its
+ * end, or -1; a longer run of digit groups is a phone number (`26-40-53-54`, `040-430-125`).
+ */
+function postcodeAt(text: string, i: number): number {
+  let k = i;
+  while (isDigitAt(text, k) && k - i < 7) k++;
+  const first = k - i;
+  if (first > 6) return -1;
+  const c = text.charCodeAt(k);
+  if (c === 45 && first >= 2 && first <= 5) {
+    const s = k + 1;
+    k = s;
+    while (isDigitAt(text, k) && k - s < 5) k++;
+    if (k - s < 3 || k - s > 4) return -1;
+  } else if (c === 32 && first === 3 && isDigitAt(text, k + 1) && isDigitAt(text, k + 2)) {
+    k += 3;
+  } else if (first < 4) {
+    return -1;
+  }
+  const n = text.charCodeAt(k);
+  if (isLetter(text, k) || isDigitAt(text, k) || n === 45) return -1;
+  // `917 05 503`, `96 209344`: another group of digits makes it a phone number.
+  if (n === 32 && isDigitAt(text, k + 1)) return -1;
+  // `4.500`, `12345,67`: an amount.
+  if ((n === 46 || n === 44 || n === 47) && isDigitAt(text, k + 1)) return -1;
+  return k;
+}
+
+/** Past separators from `i` (spaces, one comma, one line break and its quote marks). */
+function skipSeparators(text: string, i: number): number {
+  let k = i;
+  let breaks = 0;
+  let commas = 0;
+  for (let n = 0; n < 10; n++) {
+    const lb = lineBreak(text, k);
+    if (lb > 0 && breaks++ === 0) k = quoteMarks(text, k + lb);
+    else if (text.charCodeAt(k) === 44 && commas++ === 0) k++;
+    else if (text.charCodeAt(k) === 32) k++;
+    else break;
+  }
+  return k;
+}
+
+/**
+ * A short number in a locality at `i`: a district after a place's name (`Chrudim 3 PA`, `Melník 1
+ * Czech Republic`) when `named`, or a numeric region code before the postcode (`, 41\n 93503`).
+ * Its end, or -1.
+ */
+function shortNumberAt(text: string, i: number, named: boolean): number {
+  let k = i;
+  while (isDigitAt(text, k) && k - i < 4) k++;
+  if (k - i > (named ? 2 : 3) || isLetter(text, k) || isDigitAt(text, k)) return -1;
+  if (!named) {
+    // Only right after a comma, before a postcode: a line of digit groups is a phone number.
+    let b = i - 1;
+    while (b > 0 && text.charCodeAt(b) === 32) b--;
+    const next = skipSeparators(text, k);
+    return text.charCodeAt(b) === 44 && next > k && postcodeAt(text, next) !== -1 ? k : -1;
+  }
+  const c = text.charCodeAt(k);
+  if (k === text.length || c === 44 || lineBreak(text, k) > 0) return k;
+  // `Chrudim 3 PA`, `Praha 1 (Czech Republic)`.
+  return c === 32 && (isUpperAt(text, k + 1) || text.charCodeAt(k + 1) === 40) ? k : -1;
+}
+
 function localitySegment(text: string, s: number): number {
   let i = s;
   let tokens = 0;
   let end = -1;
-  while (tokens < 4) {
+  while (tokens < 6) {
     const pc = postcodePart(text, i);
     if (pc !== -1) {
       end = pc;
     } else if (isDigitAt(text, i)) {
-      let k = i;
-      while ((isDigitAt(text, k) || text.charCodeAt(k) === 45) && k - i < 10) k++;
-      if (k - i < 4 || isLetter(text, k)) return end;
+      let k = postcodeAt(text, i);
+      if (k === -1) k = shortNumberAt(text, i, end !== -1);
+      if (k === -1) return end;
       end = k;
+    } else if (text.charCodeAt(i) === 40) {
+      // `Cyprus (Greek)`: a qualifier in parentheses after the name.
+      const w = end === -1 ? null : wordAt(text, i + 1);
+      if (w === null || !isUpperAt(text, i + 1) || text.charCodeAt(w.end) !== 41) return end;
+      end = w.end + 1;
     } else {
       const w = wordAt(text, i);
       if (w === null) return end;
-      if (!isUpperAt(text, i)) {
-        // `Teixeira de Freitas`, `Prádena del Rincón`: a particle inside a place name.
-        if (end === -1 || !LOCALITY_PARTICLES.has(w.lower) || !isUpperAt(text, w.end + 1)) {
-          return end;
-        }
-      }
-      // A phone or mail label starts the next part of a signature, not the address.
-      if (w.lower === 'mobile' || w.lower === 'phone' || w.lower === 'fax' || w.lower === 'desk') {
+      if (!isUpperAt(text, i) && !EMPTY_FIELD.has(w.lower)) return end;
+      // A phone or mail label starts the next part of a signature, not the address; a unit
+      // word, another street line.
+      if (
+        w.lower === 'mobile' ||
+        w.lower === 'phone' ||
+        w.lower === 'fax' ||
+        w.lower === 'desk' ||
+        (UNIT.has(w.lower) && isDigitAt(text, skipSpaces(text, w.dot ? w.end + 1 : w.end)))
+      ) {
         return end;
       }
       end = w.end;
@@ -846,10 +1158,13 @@ function localitySegment(text: string, s: number): number {
     tokens++;
     if (text.charCodeAt(end) !== 32) break;
     i = end + 1;
-    if (!isDigitAt(text, i) && !isUpperAt(text, i)) {
-      const p = wordAt(text, i);
-      // `Reguengos de Monsaraz`: a particle goes on only before another capitalised word.
-      if (p === null || !LOCALITY_PARTICLES.has(p.lower) || !isUpperAt(text, p.end + 1)) break;
+    if (!isDigitAt(text, i) && !isUpperAt(text, i) && text.charCodeAt(i) !== 40) {
+      const w = wordAt(text, i);
+      if (w !== null && EMPTY_FIELD.has(w.lower)) continue;
+      // `Reguengos de Monsaraz`: particles go on only before another capitalised word.
+      const k = afterParticles(text, i);
+      if (k === -1) break;
+      i = k;
     }
   }
   return end;
@@ -883,8 +1198,12 @@ function cueBefore(text: string, start: number): boolean {
     } else break;
   }
   const head = before.slice(0, e);
-  for (const cue of CUES) {
-    const bare = cue.endsWith(':') ? cue.slice(0, -1) : cue;
+  let w = head.length;
+  const offset = start - before.length;
+  while (w > 0 && isLetter(head, w - 1) && !isEscapedLetter(text, offset + w - 1)) w--;
+  const cues = CUES_BY_LAST_WORD.get(head.slice(w));
+  if (cues === undefined) return false;
+  for (const bare of cues) {
     if (!head.endsWith(bare)) continue;
     const at = start - before.length + head.length - bare.length - 1;
     if (!isLetter(head, head.length - bare.length - 1) || isEscapedLetter(text, at)) return true;
@@ -922,12 +1241,18 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
         prev === 47 ||
         prev === 58 ||
         prev === 36 ||
-        prev === 35
+        prev === 35 ||
+        // `$1,200 Main Street`, `€300 Oak Avenue`: part of an amount.
+        (prev === 44 && isDigitAt(text, i - 2)) ||
+        prev === 0x20ac ||
+        prev === 0xa3 ||
+        prev === 0xa5 ||
+        prev === 0x20b9
       ) ||
       isEscapedLetter(text, i - 1);
     let end = -1;
     let start = i;
-    if (boundary && c >= 48 && c <= 57) {
+    if (boundary && c >= 48 && c <= 57 && !labelledNumber(text, i)) {
       end = numberFirst(text, i, i);
       if (end === -1) {
         // `0348 65 R. Mongi Bali`: a building number before a numbered street.
@@ -971,7 +1296,9 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
     // line is a street and a town named in passing; the place joins only with an envelope's
     // evidence (a postcode, a state code, a country), as `, Springfield, IL 62704` has.
     end =
-      unitEnd === end && text.charCodeAt(end) === 44 && !placeEvidence(text, end, placeEnd)
+      unitEnd === end &&
+      (text.charCodeAt(end) === 44 || hungarianDotComma(text, end)) &&
+      !placeEvidence(text, end, placeEnd)
         ? end
         : placeEnd;
     out.push({ type, start, end });
