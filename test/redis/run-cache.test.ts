@@ -4,20 +4,12 @@
 // Redis) counts the hit as cached, apart from the request a provider answered, with what it saved.
 // Runs the real CLI as child processes against a real redis-server (test/redis/server.ts).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
 import { main as usageMain } from '../../operator/usage/main.js';
-import { startRedis, type RedisHandle } from './server.js';
+import { startReplicas, type Replicas, type SluiceRun } from '../support/sluice-run.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const KEY = 'sk-sluice-run-cache-demo-0001';
 const EMAILS = ['jane.doe@example.com', 'john.roe@example.org'];
 
@@ -66,100 +58,23 @@ spec:
   cache: { ttlSeconds: 300 }
 `;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() =>
-        a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
-interface Gateway {
-  child: ChildProcess;
-  url: string;
-  out: () => string;
-}
-
-async function startGateway(dir: string, redisUrl: string, keyFile: string): Promise<Gateway> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'operator/cli.ts',
-      'run',
-      '-f',
-      dir,
-      '--mock-provider',
-      '--emulator',
-      '--no-watch',
-      '--admin',
-      'off',
-      '--port',
-      String(port),
-      '--redis-url',
-      redisUrl,
-      '--vault-key-file',
-      keyFile,
-    ],
-    { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const end = Date.now() + 90_000;
-  while (!out.includes('gateway on ')) {
-    if (child.exitCode !== null || Date.now() > end) {
-      child.kill('SIGTERM');
-      throw new Error(`sluice run did not start:\n${out.slice(-3000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, url: `http://127.0.0.1:${port}`, out: () => out };
-}
-
-async function stop(g: Gateway | undefined): Promise<void> {
-  if (!g || g.child.exitCode !== null) return;
-  const exited = new Promise((r) => g.child.once('exit', r));
-  g.child.kill('SIGTERM');
-  await exited;
-}
-
 describe('two sluice run gateways sharing Redis: the response cache and sluice usage', () => {
-  let redis: RedisHandle;
-  let dir: string;
-  let a: Gateway | undefined;
-  let b: Gateway | undefined;
+  let replicas: Replicas | undefined;
+  let a: SluiceRun | undefined;
+  let b: SluiceRun | undefined;
 
   before(async () => {
-    redis = await startRedis();
-    dir = await mkdtemp(join(tmpdir(), 'sluice-run-cache-'));
-    const manifests = join(dir, 'manifests');
-    await mkdir(manifests);
-    await writeFile(join(manifests, 'gateway.yaml'), MANIFESTS, 'utf8');
-    const keyFile = join(dir, 'vault.key');
-    await writeFile(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
-    [a, b] = await Promise.all([
-      startGateway(manifests, redis.url, keyFile),
-      startGateway(manifests, redis.url, keyFile),
-    ]);
+    replicas = await startReplicas('sluice-run-cache', MANIFESTS);
+    [a, b] = replicas.gateways;
   });
 
   after(async () => {
-    await Promise.all([stop(a), stop(b)]);
-    await redis?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await replicas?.close();
   });
 
-  const client = (g: Gateway) =>
+  const client = (g: SluiceRun) =>
     new OpenAI({ baseURL: `${g.url}/v1`, apiKey: KEY, maxRetries: 0, timeout: 15_000 });
-  const ask = (g: Gateway, email: string) =>
+  const ask = (g: SluiceRun, email: string) =>
     client(g)
       .chat.completions.create({
         model: 'mock-model',
@@ -170,7 +85,7 @@ describe('two sluice run gateways sharing Redis: the response cache and sluice u
 
   it('a miss on one gateway is a hit on the other, counted as cached by sluice usage', async () => {
     for (const g of [a!, b!]) assert.match(g.out(), /"event":"state_store","kind":"redis"/);
-    const admin = new Redis(redis.url);
+    const admin = new Redis(replicas!.redis.url);
     const bought = { tokens: 0 };
     try {
       const miss = await ask(a!, EMAILS[0]!);
@@ -213,7 +128,7 @@ describe('two sluice run gateways sharing Redis: the response cache and sluice u
     for (;;) {
       let out = '';
       let err = '';
-      const code = await usageMain(['--json', '--redis-url', redis.url], {
+      const code = await usageMain(['--json', '--redis-url', replicas!.redis.url], {
         out: (s) => (out += s),
         err: (s) => (err += s),
         env: {},

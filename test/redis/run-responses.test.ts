@@ -5,19 +5,11 @@
 // keyed names only (scanned for the conversation's text). Real CLI child processes against a real
 // redis-server (test/redis/server.ts).
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import OpenAI from 'openai';
-import { startRedis, type RedisHandle } from './server.js';
+import { startReplicas, type Replicas, type SluiceRun } from '../support/sluice-run.js';
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const KEYS = { alice: 'sk-sluice-run-responses-alice-01', bob: 'sk-sluice-run-responses-bob-002' };
 const EMAIL = 'jane.doe@example.com';
 
@@ -61,71 +53,6 @@ spec:
   masking: { detectors: [EMAIL], actions: { EMAIL: mask } }
 `;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() =>
-        a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port')),
-      );
-    });
-  });
-}
-
-interface Gateway {
-  child: ChildProcess;
-  url: string;
-  out: () => string;
-}
-
-async function startGateway(dir: string, redisUrl: string, keyFile: string): Promise<Gateway> {
-  const port = await freePort();
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      'operator/cli.ts',
-      'run',
-      '-f',
-      dir,
-      '--mock-provider',
-      '--emulator',
-      '--no-watch',
-      '--admin',
-      'off',
-      '--port',
-      String(port),
-      '--redis-url',
-      redisUrl,
-      '--vault-key-file',
-      keyFile,
-    ],
-    { cwd: ROOT, env: { PATH: process.env.PATH ?? '' }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
-  let out = '';
-  child.stdout.on('data', (b: Buffer) => (out += b.toString()));
-  child.stderr.on('data', (b: Buffer) => (out += b.toString()));
-  const end = Date.now() + 90_000;
-  while (!out.includes('gateway on ')) {
-    if (child.exitCode !== null || Date.now() > end) {
-      child.kill('SIGTERM');
-      throw new Error(`sluice run did not start:\n${out.slice(-3000)}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return { child, url: `http://127.0.0.1:${port}`, out: () => out };
-}
-
-async function stop(g: Gateway | undefined): Promise<void> {
-  if (!g || g.child.exitCode !== null) return;
-  const exited = new Promise((r) => g.child.once('exit', r));
-  g.child.kill('SIGTERM');
-  await exited;
-}
-
 async function rejection(p: Promise<unknown>): Promise<unknown> {
   return p.then(
     (v) => assert.fail(`succeeded: ${JSON.stringify(v)}`),
@@ -134,32 +61,20 @@ async function rejection(p: Promise<unknown>): Promise<unknown> {
 }
 
 describe('two sluice run gateways sharing Redis: one Responses conversation', () => {
-  let redis: RedisHandle;
-  let dir: string;
-  let a: Gateway | undefined;
-  let b: Gateway | undefined;
+  let replicas: Replicas | undefined;
+  let a: SluiceRun | undefined;
+  let b: SluiceRun | undefined;
 
   before(async () => {
-    redis = await startRedis();
-    dir = await mkdtemp(join(tmpdir(), 'sluice-run-responses-'));
-    const manifests = join(dir, 'manifests');
-    await mkdir(manifests);
-    await writeFile(join(manifests, 'gateway.yaml'), MANIFESTS, 'utf8');
-    const keyFile = join(dir, 'vault.key');
-    await writeFile(keyFile, randomBytes(32).toString('base64'), { mode: 0o600 });
-    [a, b] = await Promise.all([
-      startGateway(manifests, redis.url, keyFile),
-      startGateway(manifests, redis.url, keyFile),
-    ]);
+    replicas = await startReplicas('sluice-run-responses', MANIFESTS);
+    [a, b] = replicas.gateways;
   });
 
   after(async () => {
-    await Promise.all([stop(a), stop(b)]);
-    await redis?.stop();
-    if (dir) await rm(dir, { recursive: true, force: true });
+    await replicas?.close();
   });
 
-  const client = (g: Gateway, key = KEYS.alice) =>
+  const client = (g: SluiceRun, key = KEYS.alice) =>
     new OpenAI({ baseURL: `${g.url}/v1`, apiKey: key, maxRetries: 0, timeout: 15_000 });
 
   it('is started on one replica and continued, read and deleted on the other', async () => {
@@ -193,7 +108,7 @@ describe('two sluice run gateways sharing Redis: one Responses conversation', ()
       assert.ok(e instanceof OpenAI.NotFoundError, String(e));
     }
 
-    const admin = new Redis(redis.url);
+    const admin = new Redis(replicas!.redis.url);
     try {
       const names = await admin.keys('sluice:s:*');
       assert.equal(names.length, 2, 'one record per stored turn');
