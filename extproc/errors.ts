@@ -40,6 +40,8 @@ export type ErrorCode =
   | 'response_not_found'
   | 'conversation_not_found'
   | 'response_unreachable'
+  | 'item_not_found'
+  | 'conversation_locked'
   | 'identity_required'
   | GovernanceCode
   | 'gateway_error';
@@ -81,6 +83,10 @@ const STATUS: Record<ErrorCode, number> = {
    * reach): it exists for the caller, but cannot be reached through the gateway as configured.
    */
   response_unreachable: 409,
+  /** An item id that is not in the caller's conversation. */
+  item_not_found: 404,
+  /** Other writers kept changing the conversation while this change was applied (sessions/). */
+  conversation_locked: 409,
   /** Stored state needs an authenticated caller to own it. */
   identity_required: 400,
   unauthenticated: 401,

@@ -1,12 +1,17 @@
 /**
  * The Conversations API, kept by the gateway for the identity that creates a conversation:
  * `POST /v1/conversations` (with items and metadata), `GET`, `POST` (metadata) and `DELETE
- * /v1/conversations/{id}`, and `GET /v1/conversations/{id}/items`. A Responses request naming a
- * `conversation` reads its items as the history and appends its input and output items to it
- * (sessions/responses.ts). Records are sessions.ts's: bound to the owner, sealed, expiring, bounded.
+ * /v1/conversations/{id}`, `GET` and `POST /v1/conversations/{id}/items` (list, add), and `GET`
+ * and `DELETE /v1/conversations/{id}/items/{item_id}` (one item; a delete answers with the
+ * conversation, as OpenAI's does). A Responses request naming a `conversation` reads its items as
+ * the history and appends its input and output items to it (sessions/responses.ts). Records are
+ * sessions.ts's: bound to the owner, sealed, expiring, bounded.
  *
- * Two turns of one conversation at once both append to what they read: the later write wins and
- * the other turn's items are not in the conversation (each turn's own response is still stored).
+ * Every change is a compare-and-set (Sessions.update): two turns of one conversation at once both
+ * land, in the order their writes did, each read again if the other got in first. Only when other
+ * writers win every one of the bounded attempts is a change refused: 409 `conversation_locked`
+ * (an SDK caller may retry), or, for a turn whose answer was already bought, the turn's items are
+ * not appended and the access log says `failed`.
  */
 import { randomBytes } from 'node:crypto';
 import { SluiceError } from '../errors.js';
@@ -24,7 +29,10 @@ export interface StoredConversation {
 }
 
 export type ConversationsResource =
-  { kind: 'collection' } | { kind: 'conversation'; id: string } | { kind: 'items'; id: string };
+  | { kind: 'collection' }
+  | { kind: 'conversation'; id: string }
+  | { kind: 'items'; id: string }
+  | { kind: 'item'; id: string; itemId: string };
 
 const ID = /^[A-Za-z0-9_-]{1,128}$/;
 
@@ -32,18 +40,25 @@ export function newConversationId(): string {
   return `conv_${randomBytes(24).toString('hex')}`;
 }
 
-/** `/v1/conversations`, `/v1/conversations/{id}`, `/v1/conversations/{id}/items`. */
+/**
+ * `/v1/conversations`, `/v1/conversations/{id}`, `/v1/conversations/{id}/items` and
+ * `/v1/conversations/{id}/items/{item_id}`.
+ */
 export function conversationsResource(path: string): ConversationsResource | undefined {
   if (/^\/v1\/conversations\/?$/.test(path)) return { kind: 'collection' };
-  const m = /^\/v1\/conversations\/([^/]+)(\/items)?\/?$/.exec(path);
+  const m = /^\/v1\/conversations\/([^/]+)(?:\/items(?:\/([^/]+))?)?\/?$/.exec(path);
   if (!m) return undefined;
+  const items = /^\/v1\/conversations\/[^/]+\/items/.test(path);
   let id: string;
+  let itemId: string | undefined;
   try {
     id = decodeURIComponent(m[1]!);
+    if (m[2] !== undefined) itemId = decodeURIComponent(m[2]);
   } catch {
     return undefined;
   }
-  return m[2] ? { kind: 'items', id } : { kind: 'conversation', id };
+  if (itemId !== undefined) return { kind: 'item', id, itemId };
+  return items ? { kind: 'items', id } : { kind: 'conversation', id };
 }
 
 export function conversationNotFound(id: string, param?: string): SluiceError {
@@ -53,6 +68,23 @@ export function conversationNotFound(id: string, param?: string): SluiceError {
     param ? { param } : {},
   );
 }
+
+export function conversationLocked(id: string): SluiceError {
+  return new SluiceError(
+    'conversation_locked',
+    `Conversation ${ID.test(id) ? `'${id}'` : 'given'} kept changing while this change was applied; nothing was changed. Retry.`,
+  );
+}
+
+function itemNotFound(itemId: string): SluiceError {
+  return new SluiceError(
+    'item_not_found',
+    `Item with id ${ID.test(itemId) ? `'${itemId}'` : 'given'} not found in this conversation.`,
+  );
+}
+
+/** OpenAI takes at most 20 items per request to add to a conversation. */
+const MAX_ITEMS_ADDED = 20;
 
 function unavailable(): SluiceError {
   return new SluiceError(
@@ -69,13 +101,15 @@ export function allowedMethods(r: ConversationsResource): string[] {
     case 'conversation':
       return ['GET', 'POST', 'DELETE'];
     case 'items':
-      return ['GET'];
+      return ['GET', 'POST'];
+    case 'item':
+      return ['GET', 'DELETE'];
   }
 }
 
 /** Whether the request carries a JSON body to read before answering. */
 export function needsBody(r: ConversationsResource, method: string): boolean {
-  return method === 'POST' && (r.kind === 'collection' || r.kind === 'conversation');
+  return method === 'POST' && r.kind !== 'item';
 }
 
 function view(c: StoredConversation): Json {
@@ -123,6 +157,49 @@ export async function writeConversation(
     maxBytes: policy.maxStoredBytes,
   });
   return r.stored;
+}
+
+/**
+ * Changes a stored conversation without losing a concurrent change (Sessions.update): `change`
+ * gets the conversation as it is now — possibly more than once — and returns the new one, or
+ * undefined to leave it. `gone`: no such conversation (any more); `too_large`: over the policy's
+ * bound, nothing changed; throws 409 `conversation_locked` when other writers always won, 503 when
+ * the store fails.
+ */
+export async function updateConversation(
+  sessions: Sessions,
+  owner: SessionOwner,
+  id: string,
+  change: (c: StoredConversation) => StoredConversation | undefined,
+  policy: SessionsPolicy,
+): Promise<StoredConversation | 'gone' | 'too_large'> {
+  if (!ID.test(id)) return 'gone';
+  let r: Awaited<ReturnType<Sessions['update']>>;
+  let gone = false;
+  try {
+    r = await sessions.update<StoredConversation>(
+      owner,
+      'conversation',
+      id,
+      (c) => {
+        gone = c === undefined;
+        return c === undefined ? undefined : change(structuredClone(c));
+      },
+      { ttlMs: policy.ttlSeconds * 1000, maxBytes: policy.maxStoredBytes },
+    );
+  } catch {
+    throw unavailable();
+  }
+  switch (r.kind) {
+    case 'stored':
+      return r.value as StoredConversation;
+    case 'unchanged':
+      return gone ? 'gone' : (r.value as StoredConversation);
+    case 'too_large':
+      return 'too_large';
+    case 'conflict':
+      throw conversationLocked(id);
+  }
 }
 
 export interface ConversationRequest {
@@ -184,25 +261,70 @@ export async function answerConversation(
     }
   }
   if (!found) throw conversationNotFound(resource.id);
-  const { c } = found;
-  if (resource.kind === 'items') return { status: 200, value: listPage(c.items, r.query) };
+  const { c, owner: holder } = found;
+  const tooLarge = (): SluiceError =>
+    new SluiceError(
+      'request_too_large',
+      `The conversation would be larger than the ${policy.maxStoredBytes} bytes this gateway stores.`,
+    );
+  /** A change to the conversation, applied to it as it is at the time of writing. */
+  const update = async (
+    change: (x: StoredConversation) => StoredConversation | undefined,
+  ): Promise<StoredConversation> => {
+    const u = await updateConversation(sessions, holder, c.id, change, policy);
+    if (u === 'gone') throw conversationNotFound(resource.id);
+    if (u === 'too_large') throw tooLarge();
+    return u;
+  };
+  if (resource.kind === 'items') {
+    if (r.method === 'GET') return { status: 200, value: listPage(c.items, r.query) };
+    const raw = r.body?.items;
+    if (!Array.isArray(raw) || raw.length === 0 || raw.length > MAX_ITEMS_ADDED)
+      throw new SluiceError(
+        'invalid_request',
+        `items must be an array of 1 to ${MAX_ITEMS_ADDED} items.`,
+        { param: 'items' },
+      );
+    const added = r.normalize(raw);
+    await update((x) => ({ ...x, items: [...x.items, ...added] }));
+    return {
+      status: 200,
+      value: {
+        object: 'list',
+        data: added,
+        first_id: added[0]?.id ?? null,
+        last_id: added.at(-1)?.id ?? null,
+        has_more: false,
+      },
+    };
+  }
+  if (resource.kind === 'item') {
+    const { itemId } = resource;
+    if (r.method === 'GET') {
+      const item = c.items.find((x) => x.id === itemId);
+      if (!item) throw itemNotFound(itemId);
+      return { status: 200, value: item };
+    }
+    let had = false;
+    const after = await update((x) => {
+      had = x.items.some((i) => i.id === itemId);
+      return had ? { ...x, items: x.items.filter((i) => i.id !== itemId) } : undefined;
+    });
+    if (!had) throw itemNotFound(itemId);
+    return { status: 200, value: view(after) };
+  }
   switch (r.method) {
     case 'GET':
       return { status: 200, value: view(c) };
     case 'POST': {
       if (!r.body || !('metadata' in r.body))
         throw new SluiceError('invalid_request', 'metadata is required.', { param: 'metadata' });
-      c.metadata = metadataOf(r.body.metadata);
-      try {
-        await writeConversation(sessions, found.owner, c, policy);
-      } catch {
-        throw unavailable();
-      }
-      return { status: 200, value: view(c) };
+      const metadata = metadataOf(r.body.metadata);
+      return { status: 200, value: view(await update((x) => ({ ...x, metadata }))) };
     }
     default:
       try {
-        await sessions.remove(found.owner, 'conversation', c.id);
+        await sessions.remove(holder, 'conversation', c.id);
       } catch {
         throw unavailable();
       }

@@ -595,3 +595,113 @@ describe('conversations', () => {
     await refused(planTurn({ ...p, body: { model: 'c', conversation: created.id, input: 'x' } }));
   });
 });
+
+describe('conversation items and concurrent turns', () => {
+  async function setup() {
+    const { answerConversation, conversationsResource } = await import('./conversations.js');
+    const { sessions } = world();
+    const ask = (owner: typeof alice, method: string, path: string, body?: object) =>
+      answerConversation({
+        sessions,
+        policy: DEFAULT_SESSIONS,
+        query: new URLSearchParams(path.split('?')[1] ?? ''),
+        created: 1_700_000_000,
+        normalize: normalizeInput,
+        owners: [owner],
+        resource: conversationsResource(path.split('?')[0]!)!,
+        method,
+        body: body as Record<string, unknown> | undefined,
+      });
+    const created = (
+      await ask(alice, 'POST', '/v1/conversations', {
+        items: [{ role: 'user', content: 'one' }],
+      })
+    ).value as { id: string };
+    return { sessions, ask, id: created.id, conversationsResource };
+  }
+  const texts = (v: unknown) =>
+    (v as { data: { content: { text: string }[] }[] }).data.map((i) => i.content[0]!.text);
+
+  it('parses the item path', async () => {
+    const { conversationsResource } = await setup();
+    assert.deepEqual(conversationsResource('/v1/conversations/conv_1/items/msg_2'), {
+      kind: 'item',
+      id: 'conv_1',
+      itemId: 'msg_2',
+    });
+    assert.deepEqual(conversationsResource('/v1/conversations/conv_1/items/'), {
+      kind: 'items',
+      id: 'conv_1',
+    });
+    assert.equal(conversationsResource('/v1/conversations/conv_1/items/a/b'), undefined);
+    assert.equal(conversationsResource('/v1/conversations/conv_1/other'), undefined);
+  });
+
+  it('adds items, gets one and deletes one for the owner only', async () => {
+    const { ask, id } = await setup();
+    const added = (
+      await ask(alice, 'POST', `/v1/conversations/${id}/items`, {
+        items: [
+          { role: 'user', content: 'two' },
+          { type: 'message', role: 'assistant', content: 'three' },
+        ],
+      })
+    ).value as { object: string; data: { id: string }[] };
+    assert.equal(added.object, 'list');
+    assert.equal(added.data.length, 2);
+    const all = (await ask(alice, 'GET', `/v1/conversations/${id}/items?order=asc`)).value;
+    assert.deepEqual(texts(all), ['one', 'two', 'three']);
+    const two = added.data[0]!.id;
+    const got = (await ask(alice, 'GET', `/v1/conversations/${id}/items/${two}`)).value as {
+      id: string;
+      content: { text: string }[];
+    };
+    assert.equal(got.id, two);
+    assert.equal(got.content[0]!.text, 'two');
+    for (const m of ['GET', 'DELETE']) {
+      const e = await refused(ask(bob, m, `/v1/conversations/${id}/items/${two}`));
+      assert.equal(e.code, 'conversation_not_found');
+    }
+    const after = (await ask(alice, 'DELETE', `/v1/conversations/${id}/items/${two}`)).value;
+    assert.deepEqual(Object.keys(after as object).sort(), [
+      'created_at',
+      'id',
+      'metadata',
+      'object',
+    ]);
+    assert.equal((after as { object: string }).object, 'conversation');
+    const e = await refused(ask(alice, 'GET', `/v1/conversations/${id}/items/${two}`));
+    assert.equal(e.code, 'item_not_found');
+    assert.equal(e.status, 404);
+    assert.equal(
+      (await refused(ask(alice, 'DELETE', `/v1/conversations/${id}/items/${two}`))).status,
+      404,
+    );
+    const bad = await refused(ask(alice, 'POST', `/v1/conversations/${id}/items`, { items: [] }));
+    assert.equal(bad.param, 'items');
+  });
+
+  it('keeps every turn of concurrent turns on one conversation', async () => {
+    const { sessions, ask, id } = await setup();
+    const p = { sessions, policy: DEFAULT_SESSIONS, owner: alice, route: 'r', gatewayKeeps: true };
+    // Four turns planned from the same state, answered and saved at once.
+    const turns = await Promise.all(
+      ['a', 'b', 'c', 'd'].map((x) =>
+        planTurn({ ...p, body: { model: 'm', conversation: id, input: `q-${x}` } }),
+      ),
+    );
+    const saved = await Promise.all(
+      turns.map((t, i) =>
+        saveTurn(sessions, DEFAULT_SESSIONS, t, { route: 'r' }, answer(t.responseId!, `a-${i}`)),
+      ),
+    );
+    assert.deepEqual(saved, ['stored', 'stored', 'stored', 'stored']);
+    const all = texts((await ask(alice, 'GET', `/v1/conversations/${id}/items?limit=100`)).value);
+    assert.equal(all.length, 9);
+    for (const [i, x] of ['a', 'b', 'c', 'd'].entries()) {
+      // Each turn's question right before its answer.
+      const at = all.indexOf(`a-${i}`);
+      assert.equal(all[at + 1], `q-${x}`);
+    }
+  });
+});

@@ -22,7 +22,7 @@ import {
   conversationNotFound,
   listPage,
   readConversation,
-  writeConversation,
+  updateConversation,
 } from './conversations.js';
 import type { SessionsPolicy } from './schema.js';
 import { vaultSession, type SessionOwner, type Sessions } from './sessions.js';
@@ -320,12 +320,18 @@ export async function saveTurn(
   const route = at.route;
   if (!plan.owner) return 'skipped';
   if (plan.conversationId !== undefined) {
-    // Read again: what another turn appended meanwhile is kept.
-    const conv = await readConversation(sessions, plan.owner, plan.conversationId);
-    if (conv) {
-      conv.items = [...conv.items, ...plan.input, ...outputOf(response)];
-      if (!(await writeConversation(sessions, plan.owner, conv, policy))) return 'too_large';
-    }
+    // Appended to the conversation as it is when written (compare-and-set): what another turn
+    // appended meanwhile is kept, and this turn's items land too. A conversation deleted
+    // meanwhile stays deleted.
+    const added = [...plan.input, ...outputOf(response)];
+    const u = await updateConversation(
+      sessions,
+      plan.owner,
+      plan.conversationId,
+      (c) => ({ ...c, items: [...c.items, ...added] }),
+      policy,
+    );
+    if (u === 'too_large') return 'too_large';
   }
   if (!plan.store) return plan.conversationId !== undefined ? 'stored' : 'skipped';
   const id = response.id;

@@ -93,11 +93,59 @@ describe('Sessions', () => {
       get: () => Promise.reject(new Error('ECONNREFUSED')),
       set: () => new Promise(() => {}),
       delete: () => Promise.reject(new Error('x')),
+      compareAndSet: () => Promise.reject(new Error('x')),
       close: () => {},
     };
     const s = new Sessions({ store: failing, wallNow: () => 0, timeoutMs: 20 });
     await assert.rejects(s.read(alice, 'response', 'r'), SessionsUnavailable);
     await assert.rejects(s.write(alice, 'response', 'r', {}, W), SessionsUnavailable);
+  });
+
+  it('keeps both of two concurrent updates (compare-and-set, read again on a conflict)', async () => {
+    const store = new MemorySessionStore({ maxBytes: 1 << 20, now: () => 0 });
+    const s = new Sessions({ store, wallNow: () => 0 });
+    await s.write(alice, 'conversation', 'c', { items: [] as string[] }, W);
+    const append = (x: string) =>
+      s.update<{ items: string[] }>(
+        alice,
+        'conversation',
+        'c',
+        (c) => (c ? { items: [...c.items, x] } : undefined),
+        W,
+      );
+    const results = await Promise.all(['a', 'b', 'c', 'd'].map(append));
+    assert.deepEqual(
+      results.map((r) => r.kind),
+      ['stored', 'stored', 'stored', 'stored'],
+    );
+    const got = await s.read<{ items: string[] }>(alice, 'conversation', 'c');
+    assert.deepEqual([...got!.items].sort(), ['a', 'b', 'c', 'd']);
+    // Nothing to change: nothing written; gone: the change says so.
+    assert.equal((await append('e')).kind, 'stored');
+    const none = await s.update(bob, 'conversation', 'c', (c) => c, W);
+    assert.deepEqual(none, { kind: 'unchanged', value: undefined });
+  });
+
+  it('gives up with conflict when another writer gets in first every time', async () => {
+    const store = new MemorySessionStore({ maxBytes: 1 << 20, now: () => 0 });
+    const s = new Sessions({ store, wallNow: () => 0 });
+    await s.write(alice, 'conversation', 'c', { n: 0 }, W);
+    let calls = 0;
+    const r = await s.update<{ n: number }>(
+      alice,
+      'conversation',
+      'c',
+      (c) => {
+        calls++;
+        // Another writer, between this read and the write.
+        void s.write(alice, 'conversation', 'c', { n: -calls }, W);
+        return { n: (c?.n ?? 0) + 1 };
+      },
+      W,
+      3,
+    );
+    assert.deepEqual(r, { kind: 'conflict' });
+    assert.equal(calls, 3);
   });
 
   it('names one vault session per owner and conversation', () => {
@@ -108,6 +156,16 @@ describe('Sessions', () => {
 });
 
 describe('MemorySessionStore', () => {
+  it('sets only over exactly the expected bytes, or over nothing', async () => {
+    const store = new MemorySessionStore({ maxBytes: 1000, now: () => 0 });
+    const [a, b] = [Buffer.from('a'), Buffer.from('b')];
+    assert.equal(await store.compareAndSet('n', a, b, 1000), false);
+    assert.equal(await store.compareAndSet('n', undefined, a, 1000), true);
+    assert.equal(await store.compareAndSet('n', undefined, b, 1000), false);
+    assert.equal(await store.compareAndSet('n', Buffer.from('a'), b, 1000), true);
+    assert.deepEqual(await store.get('n'), b);
+  });
+
   it('stays within its byte bound, dropping the least recently used', async () => {
     const store = new MemorySessionStore({ maxBytes: 1000, now: () => 0 });
     for (let i = 0; i < 10; i++) await store.set(`n${i}`, Buffer.alloc(200), 1000);

@@ -48,6 +48,16 @@ export interface WriteOptions {
 
 export type WriteResult = { stored: true; bytes: number } | { stored: false; bytes: number };
 
+/** How often update() reads again after another writer got in first. */
+export const UPDATE_ATTEMPTS = 8;
+
+export type UpdateResult<T> =
+  | { kind: 'stored'; value: T; bytes: number }
+  | { kind: 'unchanged'; value: T | undefined }
+  | { kind: 'too_large'; bytes: number }
+  /** Another writer got in first every time. */
+  | { kind: 'conflict' };
+
 interface Envelope {
   /** owner key, kind, id: checked again after opening (the name already binds them). */
   o: string;
@@ -106,6 +116,48 @@ export class Sessions {
   async read<T>(owner: SessionOwner, kind: RecordKind, id: string): Promise<T | undefined> {
     const name = this.name(owner, kind, id);
     const blob = await this.call(() => this.opts.store.get(name));
+    return this.open<T>(owner, kind, id, name, blob);
+  }
+
+  /**
+   * Changes a record without losing a concurrent change: reads it, asks `change` for the new value
+   * (undefined: leave it), and writes only if no one wrote in between (the store's
+   * compareAndSet), else reads again — at most `attempts` times, then `conflict`. `change` may be
+   * called more than once and must only compute.
+   */
+  async update<T>(
+    owner: SessionOwner,
+    kind: RecordKind,
+    id: string,
+    change: (current: T | undefined) => T | undefined,
+    opts: WriteOptions,
+    attempts = UPDATE_ATTEMPTS,
+  ): Promise<UpdateResult<T>> {
+    const name = this.name(owner, kind, id);
+    for (let i = 0; i < attempts; i++) {
+      const blob = await this.call(() => this.opts.store.get(name));
+      const current = this.open<T>(owner, kind, id, name, blob);
+      const next = change(current);
+      if (next === undefined) return { kind: 'unchanged', value: current };
+      const data = JSON.stringify(next);
+      const bytes = Buffer.byteLength(data);
+      if (bytes > opts.maxBytes) return { kind: 'too_large', bytes };
+      const sealed = this.sealed(owner, kind, id, name, next, opts.ttlMs);
+      const set = await this.call(() =>
+        this.opts.store.compareAndSet(name, blob, sealed, opts.ttlMs),
+      );
+      if (set) return { kind: 'stored', value: next, bytes };
+    }
+    return { kind: 'conflict' };
+  }
+
+  private open<T>(
+    owner: SessionOwner,
+    kind: RecordKind,
+    id: string,
+    name: string,
+    blob: Buffer | undefined,
+  ): T | undefined {
     if (!blob) return undefined;
     let env: Envelope;
     try {
@@ -129,17 +181,28 @@ export class Sessions {
     const data = JSON.stringify(value);
     const bytes = Buffer.byteLength(data);
     if (bytes > opts.maxBytes) return { stored: false, bytes };
+    const name = this.name(owner, kind, id);
+    const sealed = this.sealed(owner, kind, id, name, value, opts.ttlMs);
+    await this.call(() => this.opts.store.set(name, sealed, opts.ttlMs));
+    return { stored: true, bytes };
+  }
+
+  private sealed(
+    owner: SessionOwner,
+    kind: RecordKind,
+    id: string,
+    name: string,
+    value: unknown,
+    ttlMs: number,
+  ): Buffer {
     const env: Envelope = {
       o: ownerKey(owner),
       k: kind,
       i: id,
-      x: this.opts.wallNow() + opts.ttlMs,
+      x: this.opts.wallNow() + ttlMs,
       d: value,
     };
-    const name = this.name(owner, kind, id);
-    const sealed = sealValue(this.seal, name, JSON.stringify(env));
-    await this.call(() => this.opts.store.set(name, sealed, opts.ttlMs));
-    return { stored: true, bytes };
+    return sealValue(this.seal, name, JSON.stringify(env));
   }
 
   /** Whether the owner had such a record. */

@@ -12,6 +12,17 @@ export interface SessionStore {
   set(name: string, value: Buffer, ttlMs: number): Promise<void>;
   /** Whether something was there. */
   delete(name: string): Promise<boolean>;
+  /**
+   * Sets `value` only if the record still holds exactly `expected` (undefined: holds nothing),
+   * atomically for every client of the store; whether it was set. Sealed values are unique (a
+   * fresh nonce each), so equal bytes mean no one wrote in between.
+   */
+  compareAndSet(
+    name: string,
+    expected: Buffer | undefined,
+    value: Buffer,
+    ttlMs: number,
+  ): Promise<boolean>;
   close(): void;
 }
 
@@ -71,6 +82,24 @@ export class MemorySessionStore implements SessionStore {
     return Promise.resolve(live);
   }
 
+  // One thread: nothing runs between the comparison and the set.
+  async compareAndSet(
+    name: string,
+    expected: Buffer | undefined,
+    value: Buffer,
+    ttlMs: number,
+  ): Promise<boolean> {
+    const e = this.entries.get(name);
+    const current = e !== undefined && e.expiresAt > this.opts.now() ? e.value : undefined;
+    const same =
+      current === undefined || expected === undefined
+        ? current === expected
+        : current.equals(expected);
+    if (!same) return false;
+    await this.set(name, value, ttlMs);
+    return true;
+  }
+
   private remove(name: string): void {
     const e = this.entries.get(name);
     if (!e) return;
@@ -98,6 +127,15 @@ export interface RedisSessionStoreOptions {
   prefix?: string;
 }
 
+/** ARGV[1] empty: the record must not exist (a sealed value is never empty). */
+const COMPARE_AND_SET = `
+local v = redis.call('GET', KEYS[1])
+if (v == false and ARGV[1] == '') or v == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0`;
+
 /** `P:s:<name>` per record, SET PX with the record's TTL; names are already keyed digests. */
 export class RedisSessionStore implements SessionStore {
   readonly kind = 'redis' as const;
@@ -121,6 +159,24 @@ export class RedisSessionStore implements SessionStore {
 
   async delete(name: string): Promise<boolean> {
     return (await this.opts.client.del(this.key(name))) > 0;
+  }
+
+  /** One script, so Redis runs the comparison and the set with nothing in between. */
+  async compareAndSet(
+    name: string,
+    expected: Buffer | undefined,
+    value: Buffer,
+    ttlMs: number,
+  ): Promise<boolean> {
+    const set = await this.opts.client.eval(
+      COMPARE_AND_SET,
+      1,
+      this.key(name),
+      expected ?? '',
+      value,
+      Math.max(1, Math.round(ttlMs)),
+    );
+    return set === 1;
   }
 
   close(): void {

@@ -148,6 +148,21 @@ export class IpcSessionStore implements SessionStore {
   delete(name: string): Promise<boolean> {
     return this.peer.call<boolean>('sessions.delete', name, this.timeoutMs);
   }
+  /** Atomic in the primary, whose one thread holds the store. */
+  compareAndSet(
+    name: string,
+    expected: Buffer | undefined,
+    value: Buffer,
+    ttlMs: number,
+  ): Promise<boolean> {
+    const a = {
+      name,
+      expected: expected?.toString('base64') ?? null,
+      value: value.toString('base64'),
+      ttlMs,
+    };
+    return this.peer.call<boolean>('sessions.cas', a, this.timeoutMs);
+  }
   close(): void {}
 }
 
@@ -161,6 +176,16 @@ export function serveSessionStore(peer: IpcPeer, store: MemorySessionStore): voi
     return null;
   });
   peer.handle('sessions.delete', (name: string) => store.delete(name));
+  peer.handle(
+    'sessions.cas',
+    (a: { name: string; expected: string | null; value: string; ttlMs: number }) =>
+      store.compareAndSet(
+        a.name,
+        a.expected === null ? undefined : Buffer.from(a.expected, 'base64'),
+        Buffer.from(a.value, 'base64'),
+        a.ttlMs,
+      ),
+  );
 }
 
 // ---------------------------------------------------------------- masking vault
