@@ -218,10 +218,10 @@ class MappedView implements TextView {
   constructor(
     readonly original: string,
     readonly text: string,
-    private readonly segText: Int32Array,
-    private readonly segOrig: Int32Array,
+    private readonly segText: readonly number[],
+    private readonly segOrig: readonly number[],
     // Original length of a replaced segment (a code point or an escape), or -1 for a copy segment.
-    private readonly segFold: Int32Array,
+    private readonly segFold: readonly number[],
   ) {}
 
   private segmentOf(pos: number): number {
@@ -296,6 +296,51 @@ function replacement(cp: number): string | null {
 }
 
 /**
+ * The normalized text and its segments as createTextView builds them: a class rather than
+ * closures made on every call.
+ */
+class ViewBuilder {
+  readonly parts: string[] = [];
+  readonly segText: number[] = [];
+  readonly segOrig: number[] = [];
+  readonly segFold: number[] = [];
+  textLen = 0;
+  copyStart = 0;
+  constructor(private readonly original: string) {}
+
+  flushCopy(upTo: number): void {
+    if (upTo > this.copyStart) {
+      this.segText.push(this.textLen);
+      this.segOrig.push(this.copyStart);
+      this.segFold.push(-1);
+      this.parts.push(this.original.slice(this.copyStart, upTo));
+      this.textLen += upTo - this.copyStart;
+    }
+  }
+
+  /** `original[at, at+len)` reads as `out`. */
+  replace(at: number, len: number, out: string): void {
+    this.flushCopy(at);
+    if (out.length > 0) {
+      this.segText.push(this.textLen);
+      this.segOrig.push(at);
+      this.segFold.push(len);
+      this.parts.push(out);
+      this.textLen += out.length;
+    }
+    this.copyStart = at + len;
+  }
+}
+
+const NON_ASCII = /[\u0080-\uffff]/g;
+
+/** The first non-ASCII code unit at or after `from`, or -1 (test() allocates no match). */
+function nextNonAscii(s: string, from: number): number {
+  NON_ASCII.lastIndex = from;
+  return NON_ASCII.test(s) ? NON_ASCII.lastIndex - 1 : -1;
+}
+
+/**
  * Builds the view detectors scan. Pure ASCII text without '&' or '%' (the common case) is used as
  * is; otherwise the text is NFKC-normalized per code point with invisible characters removed,
  * Unicode dashes folded to '-', Latin look-alikes folded inside address-like tokens, and
@@ -311,38 +356,11 @@ export function createTextView(original: string): TextView {
     original.indexOf('%') < 0
   )
     return new IdentityView(original);
-  const parts: string[] = [];
-  const segText: number[] = [];
-  const segOrig: number[] = [];
-  const segFold: number[] = [];
-  let textLen = 0;
-  let copyStart = 0;
-  const flushCopy = (upTo: number): void => {
-    if (upTo > copyStart) {
-      segText.push(textLen);
-      segOrig.push(copyStart);
-      segFold.push(-1);
-      parts.push(original.slice(copyStart, upTo));
-      textLen += upTo - copyStart;
-    }
-  };
-  /** `original[at, at+len)` reads as `out`. */
-  const replace = (at: number, len: number, out: string): void => {
-    flushCopy(at);
-    if (out.length > 0) {
-      segText.push(textLen);
-      segOrig.push(at);
-      segFold.push(len);
-      parts.push(out);
-      textLen += out.length;
-    }
-    copyStart = at + len;
-  };
+  const b = new ViewBuilder(original);
   // Only runs of non-ASCII and escapes are visited, in order of position; everything between them
-  // stays one copy segment. test() finds a run's start without allocating a match; the run is
-  // then walked by hand. Escapes are found with indexOf, which costs nothing without them.
-  const nonAscii = /[\u0080-\uffff]/g;
-  let run = nonAscii.test(original) ? nonAscii.lastIndex - 1 : -1;
+  // stays one copy segment. A run's start is found by the regex engine; the run is then walked by
+  // hand. Escapes are found with indexOf, which costs nothing without them.
+  let run = nextNonAscii(original, 0);
   let amp = original.indexOf('&');
   let pct = original.indexOf('%');
   // The last decoded escape, so a look-alike right after `&#64;` is read as part of the address.
@@ -354,7 +372,7 @@ export function createTextView(original: string): TextView {
       const e = esc === amp ? entityAt(original, esc) : percentAt(original, esc);
       const next = e !== undefined ? esc + e.len : esc + 1;
       if (e !== undefined) {
-        replace(esc, e.len, e.text);
+        b.replace(esc, e.len, e.text);
         escapeEnd = next;
         escapeChar = e.text.charCodeAt(0);
       }
@@ -386,10 +404,10 @@ export function createTextView(original: string): TextView {
           !(bindsSide(original, i, 1) || bindsRun(escapedAt(original, i).charCodeAt(0)))
         )
           break;
-        segText.length = segOrig.length = segFold.length = redoSegs;
-        parts.length = redoParts;
-        textLen = redoTextLen;
-        copyStart = redoCopyStart;
+        b.segText.length = b.segOrig.length = b.segFold.length = redoSegs;
+        b.parts.length = redoParts;
+        b.textLen = redoTextLen;
+        b.copyStart = redoCopyStart;
         i = redoAt;
         bound = true;
         redoAt = -1;
@@ -406,13 +424,13 @@ export function createTextView(original: string): TextView {
           continue;
         }
         if (state === 3) {
-          if (bound) replace(i, 1, CONFUSABLE.get(c)!);
+          if (bound) b.replace(i, 1, CONFUSABLE.get(c)!);
           else if (redoAt < 0) {
             redoAt = i;
-            redoSegs = segText.length;
-            redoParts = parts.length;
-            redoTextLen = textLen;
-            redoCopyStart = copyStart;
+            redoSegs = b.segText.length;
+            redoParts = b.parts.length;
+            redoTextLen = b.textLen;
+            redoCopyStart = b.copyStart;
           }
           i++;
           continue;
@@ -421,20 +439,14 @@ export function createTextView(original: string): TextView {
       const cp = original.codePointAt(i)!;
       const len = cp > 0xffff ? 2 : 1;
       const out = replacement(cp);
-      if (out !== null) replace(i, len, out);
+      if (out !== null) b.replace(i, len, out);
       i += len;
     }
-    nonAscii.lastIndex = i;
-    run = nonAscii.test(original) ? nonAscii.lastIndex - 1 : -1;
+    run = nextNonAscii(original, i);
   }
-  if (segText.length === 0) return new IdentityView(original);
-  flushCopy(original.length);
-  const text = parts.join('');
-  return new MappedView(
-    original,
-    text,
-    Int32Array.from(segText),
-    Int32Array.from(segOrig),
-    Int32Array.from(segFold),
-  );
+  if (b.segText.length === 0) return new IdentityView(original);
+  b.flushCopy(original.length);
+  // The builder's arrays as they are: copying a few dozen numbers into typed arrays cost more
+  // than the lookups they would speed up (a binary search per finding).
+  return new MappedView(original, b.parts.join(''), b.segText, b.segOrig, b.segFold);
 }
