@@ -121,6 +121,18 @@ test('STREET_ADDRESS: a street without a type confirmed by an estate and a unit,
   assert.deepEqual(streets('The taxi drops you off at 40 Klinta'), ['40 Klinta']);
   assert.deepEqual(streets('They are staying at Naustskaret 88 this week'), ['Naustskaret 88']);
   assert.deepEqual(streets('She moved to 7 Tiigi last year'), ['7 Tiigi']);
+  assert.deepEqual(streets('How do I change my address to 7 Tiigi?'), ['7 Tiigi']);
+  // A corner whose street line comes second: the cue before the corner counts, the corner is the
+  // address; without a cue, a name and a street are two things.
+  assert.deepEqual(streets('How do I change my address to Liberata and Nørrebrovænget 41?'), [
+    'Liberata and Nørrebrovænget 41',
+  ]);
+  assert.deepEqual(streets('Address:\\nTimmie and Parmova 91.'), ['Timmie and Parmova 91']);
+  assert.deepEqual(streets('Meet me at Beatrice and 45 Ridge Road'), [
+    'Beatrice and 45 Ridge Road',
+  ]);
+  assert.deepEqual(streets('I met Tom and 45 Ridge Road was closed'), ['45 Ridge Road']);
+  assert.deepEqual(streets('I met Tom and Parmova 91 times'), []);
   // Without the cue, a number and a word are not a street.
   assert.deepEqual(streets('I counted 40 Klinta'), []);
   assert.deepEqual(streets('Windows 11 Home'), []);

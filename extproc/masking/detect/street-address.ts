@@ -247,6 +247,8 @@ const CUES = [
   'side of',
   'corner of',
   // Moving, sending, meeting and staying somewhere, as people write it.
+  'address to',
+  'addressed to',
   'reside at',
   'resides at',
   'residing at',
@@ -636,6 +638,15 @@ function labelledNumber(text: string, i: number): boolean {
 function estateWithUnit(text: string, e: number): boolean {
   const p = namedPlaceAfter(text, e);
   return p !== e && unitAfter(text, p) !== p;
+}
+
+/** The start of `Word and ` right before `i` (one capitalised word), or -1. */
+function cornerBefore(text: string, i: number): number {
+  if (i < 6 || !text.startsWith(' and ', i - 5)) return -1;
+  let b = i - 5;
+  while (b > 0 && i - 5 - b < 24 && isLetter(text, b - 1) && !isEscapedLetter(text, b - 1)) b--;
+  if (b === i - 5 || !isUpperAt(text, b) || (b > 0 && isDigitAt(text, b - 1))) return -1;
+  return b;
 }
 
 /** A house number's dot then a comma at `i`: `71., Nässuma`. */
@@ -1252,8 +1263,12 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
       isEscapedLetter(text, i - 1);
     let end = -1;
     let start = i;
+    // `address to Liberata and Nørrebrovænget 41`: a corner whose street line comes second; the
+    // cue before the corner counts for it, and the corner is the address.
+    const corner = boundary ? cornerBefore(text, i) : -1;
+    const cueAt = corner !== -1 && cueBefore(text, corner) ? corner : i;
     if (boundary && c >= 48 && c <= 57 && !labelledNumber(text, i)) {
-      end = numberFirst(text, i, i);
+      end = numberFirst(text, i, cueAt);
       if (end === -1) {
         // `0348 65 R. Mongi Bali`: a building number before a numbered street.
         const n1 = numberAt(text, i);
@@ -1270,7 +1285,7 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
       const w = mayStartStreet(text, i, digit) ? wordAt(text, i) : null;
       if (w !== null) {
         end = boxAddress(text, w);
-        if (end === -1) end = nameFirst(text, w, i);
+        if (end === -1) end = nameFirst(text, w, cueAt);
         if (end === -1) {
           i = w.end;
           continue;
@@ -1287,6 +1302,7 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
     // `0462 Ålfjordgata 150`, `141 P.O. Box 101`: a building number written before the street.
     const floor = out.length > 0 ? out[out.length - 1]!.end : 0;
     start = unitBefore(text, numberBefore(text, start, floor), floor);
+    if (cueAt !== i && cueAt >= floor && start === i) start = cueAt;
     // `Ilmalankuja 57 Harrison Valley\n Suite 769`: an estate or district named like a street.
     end = namedPlaceAfter(text, end);
     // `Suite 629 Suite 680`, `Apt. 874 Apt. 027`: a unit may be written twice.
