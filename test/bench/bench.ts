@@ -22,11 +22,12 @@
  *                          cloud (issue 15: the cloud translators per pair, SigV4)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    extra node flags for the extproc, space-separated (e.g. --trace-gc)
- *   BENCH_EXTPROC          the extproc entry point (default operator/cli.ts through tsx; e.g.
- *                          dist/operator/cli.js after `npm run build`, as production runs it)
+ *   BENCH_EXTPROC          the extproc entry point (default: dist/operator/cli.js, as production
+ *                          runs it, when `npm run build` made it after the last change to a
+ *                          source; else operator/cli.ts through tsx; the header says which)
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -146,8 +147,34 @@ function settings(): Settings {
     rateSeconds: envNumber('BENCH_RATE_SECONDS', 4),
     only: only ? new Set(only.split(',').map((s) => s.trim())) : undefined,
     profileDir: profile ? resolve(profile) : undefined,
-    extprocEntry: resolve(ROOT, process.env.BENCH_EXTPROC || 'operator/cli.ts'),
+    extprocEntry: extprocEntry(),
   };
+}
+
+const BUILT = 'dist/operator/cli.js';
+
+/**
+ * The extproc the bench runs: BENCH_EXTPROC when set; else the compiled build (what ships) when
+ * `npm run build` has made it and it is newer than every TypeScript source of the extproc and
+ * the CLI; else the sources through tsx (which costs more than the build: the header says which).
+ */
+function extprocEntry(): string {
+  if (process.env.BENCH_EXTPROC) return resolve(ROOT, process.env.BENCH_EXTPROC);
+  const built = join(ROOT, BUILT);
+  let builtAt: number;
+  try {
+    builtAt = statSync(built).mtimeMs;
+  } catch {
+    return join(ROOT, 'operator/cli.ts');
+  }
+  const newer = (dir: string): boolean =>
+    readdirSync(join(ROOT, dir), { recursive: true, encoding: 'utf8' }).some(
+      (f) =>
+        f.endsWith('.ts') &&
+        !f.endsWith('.test.ts') &&
+        statSync(join(ROOT, dir, f)).mtimeMs > builtAt,
+    );
+  return newer('extproc') || newer('operator') ? join(ROOT, 'operator/cli.ts') : built;
 }
 
 interface Scenario {
@@ -626,6 +653,11 @@ async function main(): Promise<void> {
   const selfPinned = pin && pinSelf(DRIVER_CORE);
   log('Sluice ext_proc benchmark');
   log(`node ${process.version}, ${cores} cores, load average at start ${loadAverage()}`);
+  log(
+    cfg.extprocEntry.endsWith('.ts')
+      ? `extproc: the sources through tsx (no ${BUILT} newer than them: \`npm run build\` to measure what ships)`
+      : `extproc: ${cfg.extprocEntry.slice(ROOT.length)} (compiled, as shipped)`,
+  );
   if (pin) {
     log(
       `pinning: extproc and floor on core ${SERVER_CORE} (taskset -c ${SERVER_CORE}); driver ${selfPinned ? `on core ${DRIVER_CORE} (taskset -p)` : 'NOT pinned (taskset -p failed)'}`,
