@@ -155,11 +155,27 @@ function tokenize(text: string): string[] {
 }
 
 /**
+ * Every lexicon's index keys (the first three letters of an entry's first word), numbered once
+ * for all of them: a text's tokens are keyed once (keyIds) and each of the ~20 lexicons then
+ * reads its entries by number. Looking each token up in each lexicon by a fresh 3-letter slice
+ * cost ~20 slices and map lookups per token, most of the guard's time on ordinary prose.
+ */
+const KEY_IDS = new Map<string, number>();
+
+/** Each token's key number in KEY_IDS, -1 when no lexicon has an entry starting with it. */
+function keyIds(tokens: readonly string[]): Int32Array {
+  const ids = new Int32Array(tokens.length);
+  for (let i = 0; i < tokens.length; i++) ids[i] = KEY_IDS.get(keyOf(tokens[i]!)) ?? -1;
+  return ids;
+}
+
+/**
  * A word list whose entries may span several tokens ("do not follow") and whose words may be
  * prefixes ("ignor*" for ignore, ignoring, ignorieren, ignorez, ignora).
  */
 class Lexicon {
-  private readonly index = new Map<string, { word: string; prefix: boolean }[][]>();
+  /** Entries by their first word's key number (KEY_IDS); a hole for keys of other lexicons. */
+  private readonly index: ({ word: string; prefix: boolean }[][] | undefined)[] = [];
 
   constructor(entries: readonly string[]) {
     for (const e of entries) {
@@ -170,15 +186,16 @@ class Lexicon {
       const first = words[0]!;
       if (first.prefix && first.word.length < 3) throw new Error(`prefix too short: ${e}`);
       const key = keyOf(first.word);
-      let list = this.index.get(key);
-      if (!list) this.index.set(key, (list = []));
-      list.push(words);
+      let id = KEY_IDS.get(key);
+      if (id === undefined) KEY_IDS.set(key, (id = KEY_IDS.size));
+      (this.index[id] ??= []).push(words);
     }
   }
 
-  /** Tokens matched by the longest entry starting at `i`, 0 when none. */
-  at(tokens: readonly string[], i: number): number {
-    const cands = this.index.get(keyOf(tokens[i]!));
+  /** Tokens matched by the longest entry starting at `i`, 0 when none (`keys`: keyIds). */
+  at(tokens: readonly string[], keys: Int32Array, i: number): number {
+    const id = keys[i]!;
+    const cands = id < 0 ? undefined : this.index[id];
     if (!cands) return 0;
     let best = 0;
     for (const words of cands) {
@@ -194,9 +211,9 @@ class Lexicon {
     return best;
   }
 
-  marks(tokens: readonly string[]): Uint8Array {
+  marks(tokens: readonly string[], keys: Int32Array): Uint8Array {
     const out = new Uint8Array(tokens.length);
-    for (let i = 0; i < tokens.length; i++) out[i] = this.at(tokens, i);
+    for (let i = 0; i < tokens.length; i++) out[i] = this.at(tokens, keys, i);
     return out;
   }
 }
@@ -459,14 +476,14 @@ const BEFORE = new Lexicon([
 ]);
 const FIRST_PERSON = new Lexicon(['i', 'ich', 'je', 'j', 'yo', 'we', 'wir', 'nous']);
 
-function instructionOverride(tokens: readonly string[]): boolean {
+function instructionOverride(tokens: readonly string[], keys: Int32Array): boolean {
   if (tokens.length < 2) return false;
-  const verb = OVERRIDE_VERB.marks(tokens);
-  const qual = QUALIFIER.marks(tokens);
-  const noun = INSTRUCTION_NOUN.marks(tokens);
-  const self = FIRST_PERSON_POSSESSIVE.marks(tokens);
-  const selfAfter = FIRST_PERSON_AFTER.marks(tokens);
-  const invalid = INVALIDATED.marks(tokens);
+  const verb = OVERRIDE_VERB.marks(tokens, keys);
+  const qual = QUALIFIER.marks(tokens, keys);
+  const noun = INSTRUCTION_NOUN.marks(tokens, keys);
+  const self = FIRST_PERSON_POSSESSIVE.marks(tokens, keys);
+  const selfAfter = FIRST_PERSON_AFTER.marks(tokens, keys);
+  const invalid = INVALIDATED.marks(tokens, keys);
   for (let i = 0; i < tokens.length; i++) {
     if (noun[i] === 0) continue;
     if (!anyIn(qual, i - 3, i - 1) && !anyIn(qual, i + 1, i + 3)) continue;
@@ -474,9 +491,9 @@ function instructionOverride(tokens: readonly string[]): boolean {
     if (anyIn(verb, i - 8, i + 6) || anyIn(invalid, i + 1, i + 6)) return true;
   }
   // "Forget everything you were told before": no noun, the whole past is dismissed.
-  const every = EVERYTHING.marks(tokens);
-  const before = BEFORE.marks(tokens);
-  const me = FIRST_PERSON.marks(tokens);
+  const every = EVERYTHING.marks(tokens, keys);
+  const before = BEFORE.marks(tokens, keys);
+  const me = FIRST_PERSON.marks(tokens, keys);
   for (let i = 0; i < tokens.length; i++) {
     if (verb[i] === 0) continue;
     for (let j = i + verb[i]!; j <= i + verb[i]! + 1 && j < tokens.length; j++) {
@@ -653,19 +670,19 @@ const GIVEN_TO_YOU = new Lexicon([
   'die dir',
 ]);
 
-function promptLeak(tokens: readonly string[]): boolean {
-  const strong = SHOW_STRONG.marks(tokens);
-  const weak = SHOW_WEAK.marks(tokens);
-  const sys = SYSTEM_PROMPT.marks(tokens);
-  const secret = SECRET_ADJ.marks(tokens);
-  const orig = ORIGINAL_ADJ.marks(tokens);
-  const noun = PROMPT_NOUN.marks(tokens);
-  const config = CONFIG_NOUN.marks(tokens);
-  const yours = SECOND_PERSON_POSSESSIVE.marks(tokens);
-  const mine = FIRST_PERSON_POSSESSIVE.marks(tokens);
-  const text = TEXT_NOUN.marks(tokens);
-  const above = ABOVE.marks(tokens);
-  const given = GIVEN_TO_YOU.marks(tokens);
+function promptLeak(tokens: readonly string[], keys: Int32Array): boolean {
+  const strong = SHOW_STRONG.marks(tokens, keys);
+  const weak = SHOW_WEAK.marks(tokens, keys);
+  const sys = SYSTEM_PROMPT.marks(tokens, keys);
+  const secret = SECRET_ADJ.marks(tokens, keys);
+  const orig = ORIGINAL_ADJ.marks(tokens, keys);
+  const noun = PROMPT_NOUN.marks(tokens, keys);
+  const config = CONFIG_NOUN.marks(tokens, keys);
+  const yours = SECOND_PERSON_POSSESSIVE.marks(tokens, keys);
+  const mine = FIRST_PERSON_POSSESSIVE.marks(tokens, keys);
+  const text = TEXT_NOUN.marks(tokens, keys);
+  const above = ABOVE.marks(tokens, keys);
+  const given = GIVEN_TO_YOU.marks(tokens, keys);
   for (let i = 0; i < tokens.length; i++) {
     const hasStrong = anyIn(strong, i - 6, i + 4);
     const hasAny = hasStrong || anyIn(weak, i - 6, i + 4);
@@ -854,8 +871,9 @@ function excessiveRepetition(text: string, tokens: readonly string[]): boolean {
 /** The rules that read meaning, run on the text and again on every decoded or revealed form. */
 function phraseRules(norm: string, fired: Set<InjectionRuleName>): void {
   const tokens = tokenize(norm);
-  if (instructionOverride(tokens)) fired.add('instruction_override');
-  if (promptLeak(tokens)) fired.add('prompt_leak');
+  const keys = keyIds(tokens);
+  if (instructionOverride(tokens, keys)) fired.add('instruction_override');
+  if (promptLeak(tokens, keys)) fired.add('prompt_leak');
   if (anyMatch(RESTRICTION_BYPASS, norm)) fired.add('restriction_bypass');
   if (anyMatch(JAILBREAK_PERSONA, norm)) fired.add('jailbreak_persona');
   if (anyMatch(NEW_INSTRUCTIONS, norm)) fired.add('new_instructions');
