@@ -344,6 +344,16 @@ export class RouterExchange implements PhaseHandler {
     }
     let replaced: Buffer | undefined;
     if (endpoint.operation === 'responses') replaced = await this.planTurn(cfg, route, body);
+    // Continuing a response its provider keeps: to the backend that made it, when this route
+    // sends there (pinned as GET/DELETE are, pipeline/sessions.ts); else as any request, and that
+    // provider answers for the id.
+    const pin = this.turn?.plan.backend;
+    if (pin !== undefined && route.backends.some((b) => b.name === pin)) {
+      // Set, where a client's own was removed above.
+      const own = removeHeaders.indexOf(WIRE.backendHeader);
+      if (own !== -1) removeHeaders.splice(own, 1);
+      setHeaders.push([WIRE.backendHeader, pin]);
+    }
     const policy = cfg.policyFor(route.name);
     if (policy) this.policy = newPolicyState(policy);
     // The window, once the conversation is whole (a Responses turn's history rebuilt), before

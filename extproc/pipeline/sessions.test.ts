@@ -277,6 +277,41 @@ describe('a response its provider keeps, asked for through the gateway', () => {
     );
   });
 
+  it('pins a turn continuing it to that backend, and a client cannot pin its own', async () => {
+    const { store, exchange } = await world();
+    const ex = exchange();
+    await ex.requestHeaders(
+      headers({
+        ':method': 'POST',
+        ':path': '/v1/responses',
+        'content-type': 'application/json',
+        authorization: `Bearer ${ALICE}`,
+        [WIRE.backendHeader]: 'ns/gpt/openai',
+      }),
+    );
+    const o = await ex.requestBody(
+      body({ model: 'gpt', previous_response_id: 'resp_kept', input: 'more' }),
+    );
+    const m = pinned(o);
+    assert.equal(header(m?.setHeaders, WIRE.backendHeader), 'ns/gpt/spare');
+    assert.ok(!(m?.removeHeaders ?? []).includes(WIRE.backendHeader));
+    assert.equal(store.get('id-1')?.resource, undefined);
+    // A new response: a client's own pin is removed, none is set.
+    const fresh = exchange();
+    await fresh.requestHeaders(
+      headers({
+        ':method': 'POST',
+        ':path': '/v1/responses',
+        'content-type': 'application/json',
+        authorization: `Bearer ${ALICE}`,
+        [WIRE.backendHeader]: 'ns/gpt/openai',
+      }),
+    );
+    const f = pinned(await fresh.requestBody(body({ model: 'gpt', input: 'new' })));
+    assert.equal(header(f?.setHeaders, WIRE.backendHeader), undefined);
+    assert.ok(f?.removeHeaders?.includes(WIRE.backendHeader));
+  });
+
   it('never sends it to another backend: the upstream phase refuses, unsent', async () => {
     const { store, exchange } = await world();
     pinned(await ask(exchange(), 'GET', '/v1/responses/resp_kept', ALICE));

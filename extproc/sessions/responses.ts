@@ -71,6 +71,11 @@ export interface TurnPlan {
   body?: Json;
   /** The masking vault's session for this conversation (an owner's stored conversation only). */
   vaultSession?: string | undefined;
+  /**
+   * Provider mode, continuing a response its provider keeps: the backend that made it, where the
+   * turn must go (another account does not know the id).
+   */
+  backend?: string;
 }
 
 export interface PlanInput {
@@ -246,6 +251,7 @@ export async function planTurn(p: PlanInput): Promise<TurnPlan> {
       conversationKey: previous.conversationKey,
       history: [],
       input: [],
+      ...(previous.backend !== undefined && { backend: previous.backend }),
     };
   }
   if (!previous && !p.gatewayKeeps)

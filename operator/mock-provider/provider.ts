@@ -365,6 +365,17 @@ async function answer(
   const resource = /\/responses\/([^/]+)(\/input_items)?$/.exec(pathOnly);
   if (resource) return keptResponse(c, res, kept, resource[1]!, resource[2] !== undefined);
   if (pathOnly.endsWith('/responses')) {
+    // As OpenAI: an id this account does not keep cannot be continued.
+    const prev = json['previous_response_id'];
+    if (typeof prev === 'string' && !kept.byId.has(prev))
+      return sendJson(res, 404, {
+        error: {
+          message: `Previous response with id '${prev}' not found.`,
+          type: 'invalid_request_error',
+          param: 'previous_response_id',
+          code: 'previous_response_not_found',
+        },
+      });
     const id = `resp_mock${(kept.next++).toString(16).padStart(8, '0')}`;
     const full = responseObject(id, model, content, usage);
     if (json['store'] !== false) kept.byId.set(id, { response: full, input: inputItems(id, json) });

@@ -1,9 +1,10 @@
 // Stored responses on a backend that keeps them itself (OpenAI), through `sluice run` with the
 // official `openai` SDK: the gateway records who owns each response id and which backend made it,
-// and sends the owner's retrieve, delete and input-items listing back to that backend — even on a
-// route that spreads new requests over two OpenAI accounts (two mocks, each keeping only its own
-// responses). Another key gets 404 and the provider never sees the request; a delete the provider
-// confirms forgets the id; a backend gone from the config answers 409 and nothing is sent.
+// and sends the owner's retrieve, delete, input-items listing and previous_response_id turn back
+// to that backend — even on a route that spreads new requests over two OpenAI accounts (two
+// mocks, each keeping only its own responses). Another key gets 404 and the provider never sees
+// the request; a delete the provider confirms forgets the id; a backend gone from the config
+// answers 409 and nothing is sent.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -139,6 +140,36 @@ describe('e2e: stored responses on a backend that keeps them (OpenAI)', () => {
         assert.equal(c.body.length, 0);
       }
     }
+  });
+
+  it('continues each response at the account that made it (previous_response_id)', async () => {
+    const where = await spread();
+    for (const [id, account] of where) {
+      const next = await client(key.alice).responses.create({
+        model: 'gpt-4o-mini',
+        previous_response_id: id,
+        input: 'and then?',
+      });
+      assert.equal(next.output_text, 'echo: and then?');
+      const seen = take();
+      assert.equal(seen.length, 1);
+      assert.equal(seen[0]!.headers['authorization'], `Bearer ${UPSTREAM[account]}`);
+      assert.equal(seen[0]!.json?.['previous_response_id'], id);
+      // The new response is kept where it was made, and reached there too.
+      assert.equal((await client(key.alice).responses.retrieve(next.id)).id, next.id);
+      assert.equal(take()[0]!.headers['authorization'], `Bearer ${UPSTREAM[account]}`);
+    }
+    // Another key cannot continue it.
+    const [id] = [...where.keys()];
+    const e = await failure(
+      client(key.bob).responses.create({
+        model: 'gpt-4o-mini',
+        previous_response_id: id!,
+        input: 'x',
+      }),
+    );
+    assert.equal(status(e), 404);
+    assert.deepEqual(take(), []);
   });
 
   it('answers another key 404 and no key 401 for every use of the id; the provider sees none', async () => {
