@@ -66,6 +66,19 @@ describe('requests across workers', () => {
     store.close();
   });
 
+  it('hands over a Responses turn the gateway keeps, and a request for a provider-kept response', async () => {
+    const [a, b] = channelPair();
+    const store = new RequestStore(() => 0);
+    const resource = { backend: 'ns/r/openai', call: '/responses/resp_1', query: 'x=1' };
+    store.put(state('w2.turn', { operation: 'responses', responseId: 'resp_gw' }));
+    store.put(state('w2.kept', { operation: 'responses', body: {}, resource }));
+    serveRequests(new IpcPeer(b), store);
+    const remote = remoteRequests(new IpcPeer(a), 1);
+    assert.equal((await remote.get('w2.turn'))?.responseId, 'resp_gw');
+    assert.deepEqual((await remote.get('w2.kept'))?.resource, resource);
+    store.close();
+  });
+
   it('says so for a request the owner no longer holds', async () => {
     const [a, b] = channelPair();
     const store = new RequestStore(() => 0);
