@@ -154,4 +154,34 @@ describe('shared state over IPC', () => {
     assert.equal(await s2!.remove(alice, 'response', 'resp_1'), true);
     assert.equal(await s1!.read(alice, 'response', 'resp_1'), undefined);
   });
+
+  it('updates of one conversation from two workers all land (compare-and-set in the primary)', async () => {
+    const mem = new MemorySessionStore({ maxBytes: 1 << 20, now: () => 0 });
+    const key = randomBytes(32);
+    const [s1, s2] = [channelPair(), channelPair()].map(([p, w]) => {
+      serveSessionStore(new IpcPeer(p), mem);
+      return new Sessions({ store: new IpcSessionStore(new IpcPeer(w)), key, wallNow: () => 0 });
+    });
+    const alice = { method: 'key', consumer: 'alice' };
+    const W = { ttlMs: 60_000, maxBytes: 1 << 16 };
+    await s1!.write(alice, 'conversation', 'c', { items: [] as number[] }, W);
+    const results = await Promise.all(
+      Array.from({ length: 10 }, (_, n) =>
+        (n % 2 ? s1! : s2!).update<{ items: number[] }>(
+          alice,
+          'conversation',
+          'c',
+          (c) => (c ? { items: [...c.items, n] } : undefined),
+          W,
+          20,
+        ),
+      ),
+    );
+    assert.ok(results.every((r) => r.kind === 'stored'));
+    const got = await s1!.read<{ items: number[] }>(alice, 'conversation', 'c');
+    assert.deepEqual(
+      [...got!.items].sort((a, b) => a - b),
+      Array.from({ length: 10 }, (_, n) => n),
+    );
+  });
 });
