@@ -1194,30 +1194,25 @@ function mayStartStreet(text: string, i: number, digit: number): boolean {
 }
 
 function cueBefore(text: string, start: number): boolean {
-  const before = text.slice(Math.max(0, start - CUE_WINDOW), start).toLowerCase();
-  let e = before.length;
-  while (e > 0) {
-    const c = before.charCodeAt(e - 1);
-    if (
-      c === 32 ||
-      c === 58 ||
-      c === 10 ||
-      c === 9 ||
-      (c === 110 && before.charCodeAt(e - 2) === 92)
-    ) {
-      e -= c === 110 ? 2 : 1;
-    } else break;
+  const floor = Math.max(0, start - CUE_WINDOW);
+  // Past the separators before the candidate (spaces, `:`, tabs, line breaks, written-out `\n`),
+  // then the last word, looked up once: most contexts end in no cue's last word.
+  let e = start;
+  while (e > floor) {
+    const c = text.charCodeAt(e - 1);
+    if (c === 32 || c === 58 || c === 10 || c === 9) e--;
+    else if (c === 110 && isEscapedLetter(text, e - 1)) e -= 2;
+    else break;
   }
-  const head = before.slice(0, e);
-  let w = head.length;
-  const offset = start - before.length;
-  while (w > 0 && isLetter(head, w - 1) && !isEscapedLetter(text, offset + w - 1)) w--;
-  const cues = CUES_BY_LAST_WORD.get(head.slice(w));
+  let w = e;
+  while (w > floor && isLetter(text, w - 1) && !isEscapedLetter(text, w - 1)) w--;
+  if (w === e) return false;
+  const cues = CUES_BY_LAST_WORD.get(text.slice(w, e).toLowerCase());
   if (cues === undefined) return false;
   for (const bare of cues) {
-    if (!head.endsWith(bare)) continue;
-    const at = start - before.length + head.length - bare.length - 1;
-    if (!isLetter(head, head.length - bare.length - 1) || isEscapedLetter(text, at)) return true;
+    const s = e - bare.length;
+    if (s < floor || text.slice(s, e).toLowerCase() !== bare) continue;
+    if (s === 0 || !isLetter(text, s - 1) || isEscapedLetter(text, s - 1)) return true;
   }
   return false;
 }
