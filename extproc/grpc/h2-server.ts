@@ -105,6 +105,12 @@ export function encodeGrpcMessage(s: string): string {
   return out;
 }
 
+/** Where a Deframer hands what it read: each message's bytes, or why the call must end. */
+interface DeframerSink {
+  message(body: Buffer): void;
+  fail(code: number, message: string): void;
+}
+
 /** The gRPC message reader of one call: 5-byte prefixes and bodies, however DATA frames cut them. */
 class Deframer {
   private parts: Buffer[] = [];
@@ -115,8 +121,7 @@ class Deframer {
 
   constructor(
     private readonly max: number,
-    private readonly onMessage: (body: Buffer) => void,
-    private readonly onError: (code: number, message: string) => void,
+    private readonly sink: DeframerSink,
   ) {}
 
   push(chunk: Buffer): void {
@@ -129,11 +134,11 @@ class Deframer {
         this.compressed = prefix[0] !== 0;
         this.need = prefix.readUInt32BE(1);
         if (this.compressed) {
-          this.onError(Status.UNIMPLEMENTED, 'compressed messages are not supported');
+          this.sink.fail(Status.UNIMPLEMENTED, 'compressed messages are not supported');
           return;
         }
         if (this.need > this.max) {
-          this.onError(
+          this.sink.fail(
             Status.RESOURCE_EXHAUSTED,
             `received message larger than max (${this.need} vs. ${this.max})`,
           );
@@ -143,7 +148,7 @@ class Deframer {
       if (this.have < this.need) return;
       const body = this.take(this.need);
       this.need = -1;
-      this.onMessage(body);
+      this.sink.message(body);
     }
   }
 
@@ -200,27 +205,15 @@ export class H2Call<In = ProcessingRequest> {
     private readonly maxMessageBytes: number,
     timeoutMs: number | undefined,
   ) {
-    this.deframer = new Deframer(
-      maxMessageBytes,
-      (body) => this.message(body),
-      (code, message) => this.fail(code, message),
-    );
-    stream.on('data', (chunk: Buffer) => {
-      if (!this.finished) this.deframer.push(chunk);
-    });
-    stream.on('end', () => {
-      if (this.finished) return;
-      // A destroyed stream (its connection gone) ends its readable side too: not a half-close.
-      if (stream.destroyed) this.cancel();
-      else this.onEnd?.();
-    });
-    stream.on('wantTrailers', () => stream.sendTrailers(this.trailers));
-    stream.on('error', (err) => {
-      if (this.finished) return;
-      this.finished = true;
-      this.onError?.(err);
-    });
-    stream.on('close', () => this.cancel());
+    this.deframer = new Deframer(maxMessageBytes, this);
+    // One listener function per event for every call (module level; `this` is the stream), not
+    // five closures per call: the call is found on the stream.
+    (stream as OwnedStream)[CALL] = this as H2Call<unknown>;
+    stream.on('data', onStreamData);
+    stream.on('end', onStreamEnd);
+    stream.on('wantTrailers', onWantTrailers);
+    stream.on('error', onStreamError);
+    stream.on('close', onStreamClose);
     if (timeoutMs !== undefined) {
       this.timer = setTimeout(() => {
         if (this.finished) return;
@@ -230,8 +223,30 @@ export class H2Call<In = ProcessingRequest> {
     }
   }
 
+  /** The stream's events (the listeners below), not for other callers. */
+  streamData(chunk: Buffer): void {
+    if (!this.finished) this.deframer.push(chunk);
+  }
+
+  streamEnd(): void {
+    if (this.finished) return;
+    // A destroyed stream (its connection gone) ends its readable side too: not a half-close.
+    if (this.stream.destroyed) this.cancel();
+    else this.onEnd?.();
+  }
+
+  streamWantsTrailers(): void {
+    this.stream.sendTrailers(this.trailers);
+  }
+
+  streamError(err: Error): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.onError?.(err);
+  }
+
   /** Closed before our trailers went out: the client reset the stream or the connection died. */
-  private cancel(): void {
+  cancel(): void {
     if (this.timer) clearTimeout(this.timer);
     if (this.finished) return;
     this.finished = true;
@@ -296,14 +311,15 @@ export class H2Call<In = ProcessingRequest> {
     }
   }
 
-  /** Ends the call with an error status and tells the handler it is over. */
-  private fail(code: number, message: string): void {
+  /** Ends the call with an error status and tells the handler it is over (DeframerSink). */
+  fail(code: number, message: string): void {
     if (this.finished) return;
     this.end(code, message);
     this.onError?.(new Error(message));
   }
 
-  private message(body: Buffer): void {
+  /** A whole message read (DeframerSink). */
+  message(body: Buffer): void {
     if (this.finished) return;
     let msg: In;
     try {
@@ -316,18 +332,38 @@ export class H2Call<In = ProcessingRequest> {
   }
 }
 
+const CALL = Symbol('sluice.h2call');
+type OwnedStream = http2.ServerHttp2Stream & { [CALL]: H2Call<unknown> };
+
+function onStreamData(this: OwnedStream, chunk: Buffer): void {
+  this[CALL].streamData(chunk);
+}
+function onStreamEnd(this: OwnedStream): void {
+  this[CALL].streamEnd();
+}
+function onWantTrailers(this: OwnedStream): void {
+  this[CALL].streamWantsTrailers();
+}
+function onStreamError(this: OwnedStream, err: Error): void {
+  this[CALL].streamError(err);
+}
+function onStreamClose(this: OwnedStream): void {
+  this[CALL].cancel();
+}
+const ignore = (): void => undefined;
+
 /** http2 request headers as gRPC metadata: -bin values are base64, the rest strings. */
-function metadataOf(headers: http2.IncomingHttpHeaders): CallMetadata {
-  return {
-    get(key: string): (string | Buffer)[] {
-      const v = headers[key.toLowerCase()];
-      if (v === undefined) return [];
-      const list = Array.isArray(v) ? v : String(v).split(',');
-      return key.endsWith('-bin')
-        ? list.map((s) => Buffer.from(s.trim(), 'base64'))
-        : list.map((s) => s.trim());
-    },
-  };
+class H2Metadata implements CallMetadata {
+  constructor(private readonly headers: http2.IncomingHttpHeaders) {}
+
+  get(key: string): (string | Buffer)[] {
+    const v = this.headers[key.toLowerCase()];
+    if (v === undefined) return [];
+    const list = Array.isArray(v) ? v : String(v).split(',');
+    return key.endsWith('-bin')
+      ? list.map((s) => Buffer.from(s.trim(), 'base64'))
+      : list.map((s) => s.trim());
+  }
 }
 
 // grpc.health.v1: HealthCheckRequest { string service = 1; }, HealthCheckResponse
@@ -463,7 +499,7 @@ export async function startH2Server(
     }
   });
   server.on('stream', (stream, headers) => {
-    stream.on('error', () => undefined);
+    stream.on('error', ignore);
     const type = headers['content-type'];
     if (
       headers[':method'] !== 'POST' ||
@@ -483,7 +519,7 @@ export async function startH2Server(
         max,
         timeout,
       );
-      opts.onStream(call, metadataOf(headers));
+      opts.onStream(call, new H2Metadata(headers));
     } else if (path === HEALTH_CHECK_PATH || path === HEALTH_WATCH_PATH) {
       const call = new H2Call<string>(
         stream,
