@@ -17,6 +17,8 @@ import { startMockEntra, type MockEntra } from '../../operator/mock-provider/ent
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
   failure,
+  policyDoc,
+  routeDoc,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -32,22 +34,14 @@ const FEDERATED = 'eyJhbGciOiJSUzI1NiJ9.federated-e2e.sig';
 const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
 
 function route(name: string, backend: Record<string, unknown>): unknown {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIRoute',
-    metadata: { name, namespace: 'e2e' },
-    spec: {
-      models: [{ exact: name }],
-      backends: [
-        {
-          name: 'azure',
-          provider: 'azure-openai',
-          endpoint: { service: { name: 'azure-mock', port: 80 } },
-          ...backend,
-        },
-      ],
+  return routeDoc(name, [
+    {
+      name: 'azure',
+      provider: 'azure-openai',
+      endpoint: { service: { name: 'azure-mock', port: 80 } },
+      ...backend,
     },
-  };
+  ]);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -96,17 +90,11 @@ describe('e2e: Azure OpenAI with Microsoft Entra ID tokens', () => {
         credential: { secretRef: { name: 'wrong-app' } },
         azure: { apiVersion: '2024-10-21', entra: { tenantId: TENANT, clientId: CLIENT } },
       }),
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIPolicy',
-        metadata: { name: 'azure-policy', namespace: 'e2e' },
-        spec: {
-          targetRefs: [{ name: 'azure-secret' }, { name: 'azure-wi' }],
-          masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
-          pricing: { models: { '*': PRICE } },
-          limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
-        },
-      },
+      policyDoc('azure-policy', ['azure-secret', 'azure-wi'], {
+        masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+        pricing: { models: { '*': PRICE } },
+        limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
+      }),
       ...serviceDocs('azure-mock', azure.port),
       secretDoc('entra-app', SECRET),
       secretDoc('wrong-app', 'not~the~secret'),

@@ -12,7 +12,12 @@ import type OpenAI from 'openai';
 import { startMockBedrock, type MockBedrock } from '../../operator/mock-provider/bedrock.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
 import {
+  FALLBACK_RETRY,
   KEYS,
+  lastCost,
+  policyDoc,
+  routeDoc,
+  routeLog,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -54,25 +59,7 @@ function anthropicBackend(priority = 0): unknown {
 }
 
 function route(name: string, model: string, backends: unknown[] = [bedrockBackend()]): unknown {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIRoute',
-    metadata: { name, namespace: 'e2e' },
-    spec: {
-      models: [{ exact: model }],
-      backends,
-      retry: { attempts: 2, retryOn: ['5xx', 'rate-limited', 'connect-failure'] },
-    },
-  };
-}
-
-function policy(name: string, targets: string[], spec: Record<string, unknown>): unknown {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIPolicy',
-    metadata: { name, namespace: 'e2e' },
-    spec: { targetRefs: targets.map((t) => ({ name: t })), ...spec },
-  };
+  return routeDoc(name, backends, { model, retry: FALLBACK_RETRY });
 }
 
 describe('e2e: AWS Bedrock backends through sluice run', () => {
@@ -104,10 +91,10 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
           aws: { region: 'us-west-2', anthropicInvoke: true },
         },
       ]),
-      policy('pii', ['bedrock', 'claude-invoke'], {
+      policyDoc('pii', ['bedrock', 'claude-invoke'], {
         masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
       }),
-      policy('spend', ['bedrock'], {
+      policyDoc('spend', ['bedrock'], {
         pricing: { models: { 'claude-*': PRICE } },
         limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
       }),
@@ -129,16 +116,10 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
   });
 
   /** The cost the access log charged for the latest request of the route. */
-  async function lastCost(count: number): Promise<number> {
-    const lines = await until(() => {
-      const l = g.accessLog.filter((e) => e['route'] === 'e2e/bedrock');
-      return l.length >= count ? l : undefined;
-    });
-    return Number(lines.at(-1)!['cost_usd']);
-  }
+  const cost = (count: number): Promise<number> => lastCost(g, 'bedrock', count);
 
   it('openai SDK → Bedrock: a plain answer, signed, masked, usage charged from Bedrock', async () => {
-    const before = g.accessLog.filter((e) => e['route'] === 'e2e/bedrock').length;
+    const before = routeLog(g, 'bedrock').length;
     mock.enqueue({ usage: { input: 21, output: 9 } });
     const r = await openai.chat.completions.create({
       model: 'claude-bedrock',
@@ -167,11 +148,11 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
       ((seen.json?.['inferenceConfig'] as { maxTokens: number }).maxTokens ?? Infinity) <=
         MAX_TOKENS,
     );
-    assert.ok(Math.abs((await lastCost(before + 1)) - 30 * 0.001) < 1e-9);
+    assert.ok(Math.abs((await cost(before + 1)) - 30 * 0.001) < 1e-9);
   });
 
   it('openai SDK → Bedrock streaming: the event stream as chunks, placeholders restored, usage', async () => {
-    const before = g.accessLog.filter((e) => e['route'] === 'e2e/bedrock').length;
+    const before = routeLog(g, 'bedrock').length;
     mock.enqueue({ chunkChars: 3, usage: { input: 11, output: 13 } });
     const stream = await openai.chat.completions.create({
       model: 'claude-bedrock',
@@ -191,7 +172,7 @@ describe('e2e: AWS Bedrock backends through sluice run', () => {
     assert.equal(seen?.stream, true);
     assert.ok(seen.signed);
     assert.doesNotMatch(seen.body.toString(), /jane\.doe/);
-    assert.ok(Math.abs((await lastCost(before + 1)) - 24 * 0.001) < 1e-9);
+    assert.ok(Math.abs((await cost(before + 1)) - 24 * 0.001) < 1e-9);
   });
 
   it('openai SDK → Bedrock with tools, plain and streaming', async () => {

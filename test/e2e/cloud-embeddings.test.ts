@@ -7,7 +7,6 @@
 // provider's count where it gives one, and estimated (and said so) where it does not; a field the
 // model cannot take, and a provider's error, reach the SDK as OpenAI errors.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type OpenAI from 'openai';
 import {
@@ -20,8 +19,11 @@ import {
   startMockGemini,
   type MockGemini,
 } from '../../operator/mock-provider/gemini.js';
+import { testServiceAccount } from '../support/service-account.js';
 import {
   failure,
+  policyDoc,
+  routeDoc,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -33,8 +35,7 @@ import {
 const AWS = { accessKeyId: 'AKIDE2EEMBED', secretAccessKey: 'e2e/embed+secret' };
 const AWS_FILE = `[default]\naws_access_key_id = ${AWS.accessKeyId}\naws_secret_access_key = ${AWS.secretAccessKey}\n`;
 const GEMINI_KEY = 'AIza-e2e-embeddings';
-const SA_EMAIL = 'embed@sluice-e2e.iam.gserviceaccount.com';
-const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const SA = testServiceAccount('embed@sluice-e2e.iam.gserviceaccount.com');
 const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
 const EMAIL = 'jane.doe@example.com';
 
@@ -43,12 +44,7 @@ function backend(name: string, over: Record<string, unknown>): unknown {
 }
 
 function route(name: string, b: unknown): unknown {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIRoute',
-    metadata: { name, namespace: 'e2e' },
-    spec: { models: [{ exact: name }], backends: [b] },
-  };
+  return routeDoc(name, [b]);
 }
 
 const ROUTES = ['titan', 'cohere', 'gemini-embed', 'vertex-predict', 'vertex-gemini'];
@@ -63,18 +59,7 @@ describe('e2e: OpenAI embeddings to Bedrock, the Gemini API and Vertex AI', () =
     bedrock = await startMockBedrock({ region: 'us-east-1', credentials: AWS });
     google = await startMockGemini({
       apiKey: GEMINI_KEY,
-      vertex: {
-        project: 'sluice-e2e',
-        location: 'europe-west4',
-        clientEmail: SA_EMAIL,
-        publicKeyPem: RSA.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      },
-    });
-    const sa = JSON.stringify({
-      type: 'service_account',
-      client_email: SA_EMAIL,
-      private_key: RSA.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      token_uri: `${google.url}/token`,
+      vertex: SA.vertex('sluice-e2e', 'europe-west4'),
     });
     const aws = (model: string): Record<string, unknown> => ({
       provider: 'aws-bedrock',
@@ -104,22 +89,16 @@ describe('e2e: OpenAI embeddings to Bedrock, the Gemini API and Vertex AI', () =
       ),
       route('vertex-predict', backend('vertex', vertex('text-embedding-005'))),
       route('vertex-gemini', backend('vertex', vertex('gemini-embedding-2'))),
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIPolicy',
-        metadata: { name: 'embeddings-policy', namespace: 'e2e' },
-        spec: {
-          targetRefs: ROUTES.map((name) => ({ name })),
-          masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
-          pricing: { models: { '*': PRICE } },
-          limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
-        },
-      },
+      policyDoc('embeddings-policy', ROUTES, {
+        masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+        pricing: { models: { '*': PRICE } },
+        limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
+      }),
       ...serviceDocs('bedrock-mock', bedrock.port),
       ...serviceDocs('google-mock', google.port),
       secretDoc('aws', AWS_FILE),
       secretDoc('gemini', GEMINI_KEY),
-      secretDoc('vertex-sa', sa),
+      secretDoc('vertex-sa', SA.keyFile(`${google.url}/token`)),
     ]);
     ({ openai } = sdkClients(g.gateway.url));
   });

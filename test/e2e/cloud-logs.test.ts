@@ -8,7 +8,6 @@
 // Entra access token that went out, the Entra client secret or federated token, the prompt text,
 // the answer text, or the email that masking replaced.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +16,10 @@ import { startMockBedrock, type MockBedrock } from '../../operator/mock-provider
 import { startMockEntra, type MockEntra } from '../../operator/mock-provider/entra.js';
 import { startMockGemini, type MockGemini } from '../../operator/mock-provider/gemini.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
+import { testServiceAccount } from '../support/service-account.js';
 import {
+  policyDoc,
+  routeDoc,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -30,8 +32,9 @@ const AWS_FILE = `[default]\naws_access_key_id = ${AWS.accessKeyId}\naws_secret_
 const WRONG_AWS = `[default]\naws_access_key_id = ${AWS.accessKeyId}\naws_secret_access_key = wrong/aws+SECRET+also+unlogged\n`;
 const GEMINI_KEY = 'AIza-LOGS-gemini-key-never-logged';
 const SA_EMAIL = 'logs@sluice-e2e.iam.gserviceaccount.com';
-const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 });
-const OTHER_RSA = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const SA = testServiceAccount(SA_EMAIL);
+/** The same account with a key Google never issued. */
+const WRONG_SA = testServiceAccount(SA_EMAIL);
 const TENANT = 'a0b1c2d3-0000-4000-8000-0000000010e5';
 const CLIENT = 'c0ffee00-0000-4000-8000-0000000010e5';
 const ENTRA_SECRET = 'entra~LOGS~client~secret';
@@ -65,16 +68,9 @@ describe('e2e: no secret, token, signature or prompt in the logs of the cloud pa
 
   before(async () => {
     bedrock = await startMockBedrock({ region: 'us-east-1', credentials: AWS });
-    const pem = (k: typeof RSA): string =>
-      k.publicKey.export({ type: 'spki', format: 'pem' }).toString();
     google = await startMockGemini({
       apiKey: GEMINI_KEY,
-      vertex: {
-        project: 'sluice-logs',
-        location: 'us-east5',
-        clientEmail: SA_EMAIL,
-        publicKeyPem: pem(RSA),
-      },
+      vertex: SA.vertex('sluice-logs', 'us-east5'),
     });
     entra = await startMockEntra({
       tenantId: TENANT,
@@ -94,24 +90,9 @@ describe('e2e: no secret, token, signature or prompt in the logs of the cloud pa
       AZURE_CLIENT_ID: CLIENT,
       AZURE_FEDERATED_TOKEN_FILE: join(dir, 'token'),
     });
-    const sa = (key: typeof RSA): string =>
-      JSON.stringify({
-        type: 'service_account',
-        client_email: SA_EMAIL,
-        private_key: key.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-        token_uri: `${google.url}/token`,
-      });
     const svc = (name: string) => ({ service: { name, port: 80 } });
-    const b = (name: string, backend: Record<string, unknown>): unknown => ({
-      apiVersion: 'sluice.dev/v1alpha1',
-      kind: 'AIRoute',
-      metadata: { name, namespace: 'e2e' },
-      spec: {
-        models: [{ exact: name }],
-        backends: [{ name: 'b', ...backend }],
-        retry: { attempts: 0 },
-      },
-    });
+    const b = (name: string, backend: Record<string, unknown>): unknown =>
+      routeDoc(name, [{ name: 'b', ...backend }], { retry: { attempts: 0 } });
     const bedrockB = (model: string, over: Record<string, unknown> = {}) => ({
       provider: 'aws-bedrock',
       endpoint: svc('bedrock'),
@@ -175,25 +156,19 @@ describe('e2e: no secret, token, signature or prompt in the logs of the cloud pa
     ];
     g = await startYamlGateway([
       ...routes,
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIPolicy',
-        metadata: { name: 'mask-all', namespace: 'e2e' },
-        spec: {
-          targetRefs: ROUTES.map((name) => ({ name })),
-          masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
-          pricing: { models: { '*': { inputPerMTok: 1, outputPerMTok: 1 } } },
-          limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
-        },
-      },
+      policyDoc('mask-all', ROUTES, {
+        masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+        pricing: { models: { '*': { inputPerMTok: 1, outputPerMTok: 1 } } },
+        limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
+      }),
       ...serviceDocs('bedrock', bedrock.port),
       ...serviceDocs('google', google.port),
       ...serviceDocs('azure', azure.port),
       secretDoc('aws', AWS_FILE),
       secretDoc('aws-wrong', WRONG_AWS),
       secretDoc('gemini', GEMINI_KEY),
-      secretDoc('sa', sa(RSA)),
-      secretDoc('sa-wrong', sa(OTHER_RSA)),
+      secretDoc('sa', SA.keyFile(`${google.url}/token`)),
+      secretDoc('sa-wrong', WRONG_SA.keyFile(`${google.url}/token`)),
       secretDoc('entra', ENTRA_SECRET),
     ]);
   });
@@ -290,10 +265,7 @@ describe('e2e: no secret, token, signature or prompt in the logs of the cloud pa
       .map((r) => /^Bearer (\S+)$/.exec(String(r.headers.authorization))?.[1])
       .filter((s): s is string => s !== undefined);
     assert.ok(signatures.length >= 6 && bearers.length >= 10);
-    const keyBody = RSA.privateKey
-      .export({ type: 'pkcs8', format: 'pem' })
-      .toString()
-      .split('\n')[5]!;
+    const keyBody = SA.privateKeyPem.split('\n')[5]!;
     const forbidden: Record<string, string> = {
       'AWS secret key': AWS.secretAccessKey,
       'the wrong AWS secret key': 'wrong/aws+SECRET+also+unlogged',

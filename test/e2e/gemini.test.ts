@@ -7,14 +7,19 @@
 // Fallback from Gemini to the OpenAI API and back, each attempt translated (and authenticated) for
 // the backend it reached.
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
 import { startMockGemini, type MockGemini } from '../../operator/mock-provider/gemini.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
+import { testServiceAccount } from '../support/service-account.js';
 import {
+  FALLBACK_RETRY,
   KEYS as API_KEYS,
+  lastCost,
+  policyDoc,
+  routeDoc,
+  routeLog,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -24,8 +29,7 @@ import {
 } from './harness.js';
 
 const API_KEY = 'AIza-e2e-gemini-key';
-const SA_EMAIL = 'sluice@sluice-e2e.iam.gserviceaccount.com';
-const KEYS = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const SA = testServiceAccount('sluice@sluice-e2e.iam.gserviceaccount.com');
 const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
 const MAX_TOKENS = 40;
 
@@ -39,24 +43,19 @@ describe('e2e: Gemini API backends through sluice run', () => {
   before(async () => {
     mock = await startMockGemini({
       apiKey: API_KEY,
-      vertex: {
-        project: 'sluice-e2e',
-        location: 'us-central1',
-        clientEmail: SA_EMAIL,
-        publicKeyPem: KEYS.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      },
+      vertex: SA.vertex('sluice-e2e', 'us-central1'),
     });
     openaiMock = await startMockProvider({
       name: 'openai-mock',
       auth: { bearer: API_KEYS.primary },
     });
-    const geminiBackend = (priority: number): unknown => ({
+    const geminiBackend = (priority?: number): unknown => ({
       name: 'gemini',
       provider: 'gemini',
       endpoint: { service: { name: 'gemini-mock', port: 80 } },
       credential: { secretRef: { name: 'google' } },
       modelOverride: 'gemini-2.5-flash',
-      priority,
+      ...(priority === undefined ? {} : { priority }),
     });
     const openaiBackend = (priority: number): unknown => ({
       name: 'openai',
@@ -65,76 +64,36 @@ describe('e2e: Gemini API backends through sluice run', () => {
       credential: { secretRef: { name: 'openai' } },
       priority,
     });
-    const fallbackRoute = (name: string, backends: unknown[]): unknown => ({
-      apiVersion: 'sluice.dev/v1alpha1',
-      kind: 'AIRoute',
-      metadata: { name, namespace: 'e2e' },
-      spec: {
-        models: [{ exact: name }],
-        backends,
-        retry: { attempts: 2, retryOn: ['5xx', 'rate-limited', 'connect-failure'] },
-      },
-    });
-    const serviceAccount = JSON.stringify({
-      type: 'service_account',
-      client_email: SA_EMAIL,
-      private_key: KEYS.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      token_uri: `${mock.url}/token`,
-    });
+    const fallbackRoute = (name: string, backends: unknown[]): unknown =>
+      routeDoc(name, backends, { retry: FALLBACK_RETRY });
     g = await startYamlGateway([
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIRoute',
-        metadata: { name: 'gemini', namespace: 'e2e' },
-        spec: {
-          models: [{ exact: 'gemini-x' }],
-          backends: [
-            {
-              name: 'gemini',
-              provider: 'gemini',
-              endpoint: { service: { name: 'gemini-mock', port: 80 } },
-              credential: { secretRef: { name: 'google' } },
-              modelOverride: 'gemini-2.5-flash',
-            },
-          ],
-        },
-      },
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIPolicy',
-        metadata: { name: 'gemini-policy', namespace: 'e2e' },
-        spec: {
-          targetRefs: [{ name: 'gemini' }],
-          masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
-          pricing: { models: { 'gemini-*': PRICE } },
-          limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
-        },
-      },
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIRoute',
-        metadata: { name: 'vertex', namespace: 'e2e' },
-        spec: {
-          models: [{ exact: 'vertex-x' }],
-          backends: [
-            {
-              name: 'vertex',
-              provider: 'gcp-vertex',
-              endpoint: { service: { name: 'gemini-mock', port: 80 } },
-              credential: { secretRef: { name: 'vertex-sa' } },
-              modelOverride: 'gemini-2.5-pro',
-              gcp: { project: 'sluice-e2e', region: 'us-central1' },
-            },
-          ],
-        },
-      },
+      routeDoc('gemini', [geminiBackend()], { model: 'gemini-x' }),
+      policyDoc('gemini-policy', ['gemini'], {
+        masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+        pricing: { models: { 'gemini-*': PRICE } },
+        limits: { rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }] },
+      }),
+      routeDoc(
+        'vertex',
+        [
+          {
+            name: 'vertex',
+            provider: 'gcp-vertex',
+            endpoint: { service: { name: 'gemini-mock', port: 80 } },
+            credential: { secretRef: { name: 'vertex-sa' } },
+            modelOverride: 'gemini-2.5-pro',
+            gcp: { project: 'sluice-e2e', region: 'us-central1' },
+          },
+        ],
+        { model: 'vertex-x' },
+      ),
       fallbackRoute('gemini-first', [geminiBackend(0), openaiBackend(1)]),
       fallbackRoute('openai-first', [openaiBackend(0), geminiBackend(1)]),
       ...serviceDocs('gemini-mock', mock.port),
       ...serviceDocs('openai-mock', openaiMock.port),
       secretDoc('google', API_KEY),
       secretDoc('openai', API_KEYS.primary),
-      secretDoc('vertex-sa', serviceAccount),
+      secretDoc('vertex-sa', SA.keyFile(`${mock.url}/token`)),
     ]);
     ({ openai, anthropic } = sdkClients(g.gateway.url));
   });
@@ -148,14 +107,8 @@ describe('e2e: Gemini API backends through sluice run', () => {
     await openaiMock?.close();
   });
 
-  async function lastCost(count: number): Promise<number> {
-    const lines = await until(() => {
-      const l = g.accessLog.filter((e) => e['route'] === 'e2e/gemini');
-      return l.length >= count ? l : undefined;
-    });
-    return Number(lines.at(-1)!['cost_usd']);
-  }
-  const seenSoFar = (): number => g.accessLog.filter((e) => e['route'] === 'e2e/gemini').length;
+  const cost = (count: number): Promise<number> => lastCost(g, 'gemini', count);
+  const seenSoFar = (): number => routeLog(g, 'gemini').length;
 
   it('openai SDK → Gemini: plain, masked, capped, usage charged from usageMetadata', async () => {
     const before = seenSoFar();
@@ -177,7 +130,7 @@ describe('e2e: Gemini API backends through sluice run', () => {
     assert.deepEqual(seen.json?.['systemInstruction'], { parts: [{ text: 'be brief' }] });
     const cfg = seen.json?.['generationConfig'] as { maxOutputTokens: number };
     assert.ok(cfg.maxOutputTokens <= MAX_TOKENS);
-    assert.ok(Math.abs((await lastCost(before + 1)) - 27 * 0.001) < 1e-9);
+    assert.ok(Math.abs((await cost(before + 1)) - 27 * 0.001) < 1e-9);
   });
 
   it('openai SDK → Gemini streaming: placeholders restored, usage chunk', async () => {
@@ -200,7 +153,7 @@ describe('e2e: Gemini API backends through sluice run', () => {
     const [seen] = mock.take();
     assert.equal(seen?.stream, true);
     assert.doesNotMatch(seen.body.toString(), /jane\.doe/);
-    assert.ok(Math.abs((await lastCost(before + 1)) - 16 * 0.001) < 1e-9);
+    assert.ok(Math.abs((await cost(before + 1)) - 16 * 0.001) < 1e-9);
   });
 
   it('anthropic SDK → Gemini: streaming text, then a tool call', async () => {

@@ -205,6 +205,58 @@ export function secretDoc(name: string, apiKey: string): unknown {
   return secret(name, apiKey);
 }
 
+/** The retry a fallback route needs: the next backend after a 5xx, a 429 or a failed connect. */
+export const FALLBACK_RETRY = { attempts: 2, retryOn: ['5xx', 'rate-limited', 'connect-failure'] };
+
+/** An AIRoute (namespace e2e) for the exact model `model` (default: its name). */
+export function routeDoc(
+  name: string,
+  backends: unknown[],
+  opts: { model?: string; retry?: Record<string, unknown> } = {},
+): unknown {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIRoute',
+    metadata: { name, namespace: 'e2e' },
+    spec: {
+      models: [{ exact: opts.model ?? name }],
+      backends,
+      ...(opts.retry ? { retry: opts.retry } : {}),
+    },
+  };
+}
+
+/** An AIPolicy (namespace e2e) on the named routes. */
+export function policyDoc(name: string, targets: string[], spec: Record<string, unknown>): unknown {
+  return {
+    apiVersion: 'sluice.dev/v1alpha1',
+    kind: 'AIPolicy',
+    metadata: { name, namespace: 'e2e' },
+    spec: { targetRefs: targets.map((t) => ({ name: t })), ...spec },
+  };
+}
+
+/** The access-log lines of one route of namespace e2e, in order. */
+export function routeLog(
+  g: Pick<YamlGateway, 'accessLog'>,
+  route: string,
+): Record<string, unknown>[] {
+  return g.accessLog.filter((e) => e['route'] === `e2e/${route}`);
+}
+
+/** The cost charged for the route's latest request, once the route has `count` access-log lines. */
+export async function lastCost(
+  g: Pick<YamlGateway, 'accessLog'>,
+  route: string,
+  count: number,
+): Promise<number> {
+  const lines = await until(() => {
+    const l = routeLog(g, route);
+    return l.length >= count ? l : undefined;
+  });
+  return Number(lines.at(-1)!['cost_usd']);
+}
+
 /** A gateway from the caller's own manifests, with every log line it writes kept. */
 export interface YamlGateway {
   gateway: RunningGateway;

@@ -11,7 +11,6 @@
 // A missing or expired token is refused as Vertex refuses it.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { AnthropicVertex } from '@anthropic-ai/vertex-sdk';
 import { BedrockRuntimeClient, InvokeModelCommand } from '@aws-sdk/client-bedrock-runtime';
 import { GoogleGenAI } from '@google/genai';
@@ -22,12 +21,12 @@ import {
   type MockGemini,
 } from '../../operator/mock-provider/gemini.js';
 import { serviceAccountFetch } from '../../extproc/providers/gcp-oauth.js';
+import { testServiceAccount } from '../support/service-account.js';
 
 const KEY = 'AIza-mock-vertex-key';
 const PROJECT = 'sluice-mock';
 const LOCATION = 'us-east5';
-const EMAIL = 'sdk@sluice-mock.iam.gserviceaccount.com';
-const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const SA = testServiceAccount('sdk@sluice-mock.iam.gserviceaccount.com');
 const AWS = { accessKeyId: 'AKIDMOCKEMBED', secretAccessKey: 'mock/embed+secret' };
 
 let mock: MockGemini;
@@ -68,18 +67,13 @@ function claude(bearer = token): AnthropicVertex {
 before(async () => {
   mock = await startMockGemini({
     apiKey: KEY,
-    vertex: {
-      project: PROJECT,
-      location: LOCATION,
-      clientEmail: EMAIL,
-      publicKeyPem: RSA.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-    },
+    vertex: SA.vertex(PROJECT, LOCATION),
   });
   bedrock = await startMockBedrock({ region: 'eu-central-1', credentials: AWS, h2c: true });
   token = (
     await serviceAccountFetch({
-      clientEmail: EMAIL,
-      privateKey: RSA.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      clientEmail: SA.clientEmail,
+      privateKey: SA.privateKeyPem,
       tokenUri: `${mock.url}/token`,
     })()
   ).token;

@@ -8,15 +8,20 @@
 // format; fallback from Vertex to the Anthropic API and back; embeddings are refused before any
 // attempt (Claude makes none).
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import type Anthropic from '@anthropic-ai/sdk';
 import type OpenAI from 'openai';
 import { startMockGemini, type MockGemini } from '../../operator/mock-provider/gemini.js';
 import { startMockProvider, type MockProvider } from '../../operator/mock-provider/provider.js';
+import { testServiceAccount } from '../support/service-account.js';
 import {
+  FALLBACK_RETRY,
   failure,
   KEYS,
+  lastCost,
+  policyDoc,
+  routeDoc,
+  routeLog,
   secretDoc,
   serviceDocs,
   startYamlGateway,
@@ -27,8 +32,7 @@ import {
 
 const PROJECT = 'sluice-e2e';
 const REGION = 'us-east5';
-const SA_EMAIL = 'claude@sluice-e2e.iam.gserviceaccount.com';
-const RSA = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const SA = testServiceAccount('claude@sluice-e2e.iam.gserviceaccount.com');
 const MODEL = 'claude-sonnet-4@20250514';
 const PRICE = { inputPerMTok: 1000, outputPerMTok: 1000 };
 const CAP = 64;
@@ -56,16 +60,7 @@ function anthropicApi(priority = 0): unknown {
 }
 
 function route(name: string, backends: unknown[]): unknown {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIRoute',
-    metadata: { name, namespace: 'e2e' },
-    spec: {
-      models: [{ exact: name }],
-      backends,
-      retry: { attempts: 2, retryOn: ['5xx', 'rate-limited', 'connect-failure'] },
-    },
-  };
+  return routeDoc(name, backends, { retry: FALLBACK_RETRY });
 }
 
 describe('e2e: Claude on Vertex AI through sluice run', () => {
@@ -78,45 +73,28 @@ describe('e2e: Claude on Vertex AI through sluice run', () => {
   before(async () => {
     mock = await startMockGemini({
       apiKey: 'unused',
-      vertex: {
-        project: PROJECT,
-        location: REGION,
-        clientEmail: SA_EMAIL,
-        publicKeyPem: RSA.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      },
+      vertex: SA.vertex(PROJECT, REGION),
     });
     anthropicMock = await startMockProvider({
       name: 'anthropic-mock',
       auth: { anthropicKey: KEYS.anthropic },
     });
-    const serviceAccount = JSON.stringify({
-      type: 'service_account',
-      client_email: SA_EMAIL,
-      private_key: RSA.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
-      token_uri: `${mock.url}/token`,
-    });
     g = await startYamlGateway([
       route('claude-vertex', [vertexClaude()]),
       route('vertex-first', [vertexClaude(), anthropicApi(1)]),
       route('anthropic-first', [anthropicApi(), vertexClaude(1)]),
-      {
-        apiVersion: 'sluice.dev/v1alpha1',
-        kind: 'AIPolicy',
-        metadata: { name: 'claude-vertex-policy', namespace: 'e2e' },
-        spec: {
-          targetRefs: [{ name: 'claude-vertex' }],
-          masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
-          pricing: { models: { '*': PRICE } },
-          limits: {
-            rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }],
-            // What a request that sets no output limit is reserved, and held to.
-            defaultMaxTokens: CAP,
-          },
+      policyDoc('claude-vertex-policy', ['claude-vertex'], {
+        masking: { detectors: ['EMAIL'], actions: { EMAIL: 'mask' }, reversible: true },
+        pricing: { models: { '*': PRICE } },
+        limits: {
+          rules: [{ name: 'daily', per: ['route'], spendPerDayUsd: 100 }],
+          // What a request that sets no output limit is reserved, and held to.
+          defaultMaxTokens: CAP,
         },
-      },
+      }),
       ...serviceDocs('vertex-mock', mock.port),
       ...serviceDocs('anthropic-mock', anthropicMock.port),
-      secretDoc('vertex-sa', serviceAccount),
+      secretDoc('vertex-sa', SA.keyFile(`${mock.url}/token`)),
       secretDoc('anthropic', KEYS.anthropic),
     ]);
     ({ openai, anthropic } = sdkClients(g.gateway.url));
@@ -131,12 +109,8 @@ describe('e2e: Claude on Vertex AI through sluice run', () => {
     await anthropicMock?.close();
   });
 
-  const routeLines = (): Record<string, unknown>[] =>
-    g.accessLog.filter((e) => e['route'] === 'e2e/claude-vertex');
-  async function lastCost(count: number): Promise<number> {
-    const lines = await until(() => (routeLines().length >= count ? routeLines() : undefined));
-    return Number(lines.at(-1)!['cost_usd']);
-  }
+  const routeLines = (): Record<string, unknown>[] => routeLog(g, 'claude-vertex');
+  const cost = (count: number): Promise<number> => lastCost(g, 'claude-vertex', count);
 
   it('anthropic SDK → Claude on Vertex: rawPredict, masked, usage charged', async () => {
     const before = routeLines().length;
@@ -163,7 +137,7 @@ describe('e2e: Claude on Vertex AI through sluice run', () => {
       { type: 'text', text: 'be brief', cache_control: { type: 'ephemeral' } },
     ]);
     assert.doesNotMatch(seen!.body.toString(), /jane\.doe/);
-    assert.ok(Math.abs((await lastCost(before + 1)) - 20 * 0.001) < 1e-9);
+    assert.ok(Math.abs((await cost(before + 1)) - 20 * 0.001) < 1e-9);
   });
 
   it('anthropic SDK → Claude on Vertex streaming: events as sent, placeholders restored', async () => {
