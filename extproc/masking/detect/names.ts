@@ -1,211 +1,152 @@
-// The dictionaries the PERSON detector reads, all shipped inside npm packages and read from disk
-// once, never fetched:
-// - @cspell/dict-people-names: ~39,000 given names and surnames, curated (no common words);
-// - humannames: ~197,000 given names and surnames gathered from censuses and social sites, with
-//   broad international coverage (Czech, Hungarian, Nordic, Slavic, Japanese…), but also many
-//   English words (`With`, `Great`, `Service`). Its names that are English words are left out
-//   unless the curated list has them too (`Grace` yes, `Great` no);
-// - @faker-js/faker: the given names and surnames it keeps per locale (Czech, Hungarian, Polish,
-//   Croatian, Finnish, Dutch, Turkish, Vietnamese… ~60 locales; Cyrillic and Greek ones
-//   transliterated to Latin letters as they are written in English text). Its English locales are
-//   left out: the lists above cover English names, and measured they add nothing;
-// - word-list: ~274,000 English words (SCOWL), used only for that filter and not kept.
-// Then the words that are names in those lists but in prose are mostly something else.
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+// The dictionaries the PERSON detector reads, built once per process, the first time a policy
+// that lists PERSON is compiled, and shared by every compiled policy after that.
+//
+// They are built by names-build.ts in a child process (same Node, same loader): reading the
+// sources (three name lists, faker's locales, an English word list; see that file) costs about a
+// second of CPU and ~80 MiB while it runs, and faker's module alone would keep ~20 MiB of heap
+// for the life of a process that loaded it. What the sidecar keeps is compact: each list is one
+// string of its words and a table of where they start, hashed (CompactSet).
+import { spawnSync } from 'node:child_process';
+import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-let names: ReadonlySet<string> | undefined;
-
-/** Lower-cased names of people; loaded on first use (about a second of CPU, 35 MB). */
-export function personNames(): ReadonlySet<string> {
-  if (names === undefined) {
-    const require = createRequire(import.meta.url);
-    const set = new Set<string>();
-    // The package exports only its cspell config; the word list sits beside it.
-    const cspell = require.resolve('@cspell/dict-people-names');
-    for (const w of words(
-      readFileSync(join(dirname(cspell), 'dict', 'people-names.txt'), 'utf8'),
-    )) {
-      set.add(w);
-    }
-    const curated = set.size;
-    const more = new Set<string>();
-    const human = require.resolve('humannames/list.txt');
-    for (const w of words(readFileSync(human, 'utf8'))) if (!set.has(w)) more.add(w);
-    for (const w of localeNames(require)) if (!set.has(w)) more.add(w);
-    const endings = new Set<string>();
-    for (const w of words(readFileSync(wordListPath(), 'utf8'))) {
-      more.delete(w);
-      if (hasSurnameEnding(w)) endings.add(w);
-    }
-    english ??= endings;
-    for (const w of more) set.add(w);
-    for (const w of NOT_NAMES) set.delete(w);
-    names = set;
-    loaded = { curated, added: more.size };
-  }
-  return names;
-}
-
-let loaded = { curated: 0, added: 0 };
-
-/** How many names each source gave (for the README and the bench). */
-export function personNameCounts(): { curated: number; added: number } {
-  personNames();
-  return loaded;
-}
-
-interface FakerLocale {
-  person?: { first_name?: unknown; last_name?: unknown; middle_name?: unknown };
+/** A read-only set of lower-cased words. */
+export interface WordSet {
+  has(word: string): boolean;
+  readonly size: number;
 }
 
 /**
- * The person names of every non-English faker locale, lower-cased, in Latin letters. faker is
- * an ES module; Node 20.19+ loads it synchronously with require (about 0.3 s, once).
+ * Words kept in one string (`\nada\nbob\n…`) and an open-addressing table of where each
+ * starts, keyed by a hash of the word: a few bytes per word where a Set of strings costs ~60,
+ * and a lookup allocates nothing. Membership is exact (the hash only picks where to look).
  */
-function* localeNames(require: NodeRequire): Generator<string> {
-  const { allLocales } = require('@faker-js/faker') as {
-    allLocales: Record<string, FakerLocale>;
-  };
-  for (const [locale, def] of Object.entries(allLocales)) {
-    if (locale.startsWith('en') || def.person === undefined) continue;
-    const { first_name, last_name, middle_name } = def.person;
-    for (const list of [first_name, last_name, middle_name]) {
-      for (const entry of strings(list)) {
-        for (const part of entry.split(/[\s]+/)) {
-          const w = latin(part.toLowerCase());
-          if (w !== undefined && w.length >= 2) yield w;
-        }
+export class CompactSet implements WordSet {
+  readonly size: number;
+  private readonly text: string;
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+
+  /** `lines`: distinct words, one a line (`ada\nbob`), none empty. */
+  constructor(lines: string) {
+    const text = `\n${lines}\n`;
+    let count = 0;
+    for (let i = text.indexOf('\n', 1); i !== -1; i = text.indexOf('\n', i + 1)) count++;
+    let capacity = 8;
+    while (capacity < count * 2) capacity *= 2;
+    const slots = new Int32Array(capacity);
+    const mask = capacity - 1;
+    let size = 0;
+    // Each word once, hashed where it lies: no string per word is made.
+    for (let at = 1; at < text.length;) {
+      const end = text.indexOf('\n', at);
+      if (end > at) {
+        let i = hashRange(text, at, end) & mask;
+        while (slots[i] !== 0) i = (i + 1) & mask;
+        slots[i] = at;
+        size++;
       }
+      at = end + 1;
+    }
+    this.text = text;
+    this.slots = slots;
+    this.mask = mask;
+    this.size = size;
+  }
+
+  has(word: string): boolean {
+    const text = this.text;
+    const mask = this.mask;
+    for (let i = hashRange(word, 0, word.length) & mask; ; i = (i + 1) & mask) {
+      const at = this.slots[i]!;
+      if (at === 0) return false;
+      if (text.charCodeAt(at + word.length) === 10 && text.startsWith(word, at)) return true;
     }
   }
 }
 
-/** Strings in a faker definition: an array, or an object of arrays (`{ female, male }`). */
-function* strings(v: unknown): Generator<string> {
-  if (typeof v === 'string') yield v;
-  else if (Array.isArray(v)) for (const x of v) yield* strings(x);
-  else if (v !== null && typeof v === 'object') for (const x of Object.values(v)) yield* strings(x);
+/** FNV-1a over the UTF-16 code units of `s` from `start` to `end`. */
+function hashRange(s: string, start: number, end: number): number {
+  let h = 0x811c9dc5;
+  for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
 }
 
-// Cyrillic and Greek letters as English text writes them (`Балашова` → `balashova`).
-const TRANSLIT: Record<string, string> = {
-  а: 'a',
-  б: 'b',
-  в: 'v',
-  г: 'g',
-  д: 'd',
-  е: 'e',
-  ё: 'e',
-  ж: 'zh',
-  з: 'z',
-  и: 'i',
-  й: 'y',
-  к: 'k',
-  л: 'l',
-  м: 'm',
-  н: 'n',
-  о: 'o',
-  п: 'p',
-  р: 'r',
-  с: 's',
-  т: 't',
-  у: 'u',
-  ф: 'f',
-  х: 'kh',
-  ц: 'ts',
-  ч: 'ch',
-  ш: 'sh',
-  щ: 'shch',
-  ъ: '',
-  ы: 'y',
-  ь: '',
-  э: 'e',
-  ю: 'yu',
-  я: 'ya',
-  і: 'i',
-  ї: 'yi',
-  є: 'ye',
-  ґ: 'g',
-  ј: 'j',
-  љ: 'lj',
-  њ: 'nj',
-  ћ: 'ć',
-  ђ: 'đ',
-  џ: 'dž',
-  ѓ: 'gj',
-  ќ: 'kj',
-  ѕ: 'dz',
-  α: 'a',
-  ά: 'a',
-  β: 'v',
-  γ: 'g',
-  δ: 'd',
-  ε: 'e',
-  έ: 'e',
-  ζ: 'z',
-  η: 'i',
-  ή: 'i',
-  θ: 'th',
-  ι: 'i',
-  ί: 'i',
-  ϊ: 'i',
-  ΐ: 'i',
-  κ: 'k',
-  λ: 'l',
-  μ: 'm',
-  ν: 'n',
-  ξ: 'x',
-  ο: 'o',
-  ό: 'o',
-  π: 'p',
-  ρ: 'r',
-  σ: 's',
-  ς: 's',
-  τ: 't',
-  υ: 'y',
-  ύ: 'y',
-  ϋ: 'y',
-  ΰ: 'y',
-  φ: 'f',
-  χ: 'ch',
-  ψ: 'ps',
-  ω: 'o',
-  ώ: 'o',
-};
-const LATIN = /^[\p{Script=Latin}'’-]+$/u;
-const CYRILLIC_OR_GREEK = /^[\p{Script=Cyrillic}\p{Script=Greek}'’-]+$/u;
+interface Lists {
+  names: CompactSet;
+  english: CompactSet;
+  curated: number;
+  added: number;
+}
 
-/** `w` in Latin letters (transliterated from Cyrillic or Greek), or undefined for other scripts. */
-function latin(w: string): string | undefined {
-  if (LATIN.test(w)) return w;
-  if (!CYRILLIC_OR_GREEK.test(w)) return undefined;
-  let out = '';
-  for (const c of w) {
-    const t = TRANSLIT[c];
-    if (t === undefined && !(c === "'" || c === '’' || c === '-')) return undefined;
-    out += t ?? c;
+let lists: Lists | undefined;
+
+function load(): Lists {
+  if (lists !== undefined) return lists;
+  // The build script beside this module, as this module runs: `.ts` under a TypeScript loader
+  // (tests, the bench), `.js` once compiled.
+  const here = fileURLToPath(import.meta.url);
+  const script =
+    here.slice(0, -extname(here).length).replace(/names$/, 'names-build') + extname(here);
+  const run = spawnSync(process.execPath, [...loaderFlags(process.execArgv), script], {
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+    timeout: 120_000,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  if (run.error !== undefined || run.status !== 0) {
+    const why =
+      run.error?.message ?? `exit ${run.status ?? run.signal}: ${run.stderr.slice(0, 400)}`;
+    throw new Error(`building the PERSON name lists failed (${why})`);
+  }
+  const out = run.stdout;
+  const first = out.indexOf('\n');
+  const split = out.indexOf('\n\n', first);
+  const [curated, added] = out.slice(0, first).split(' ').map(Number);
+  lists = {
+    names: new CompactSet(out.slice(first + 1, split)),
+    english: new CompactSet(out.slice(split + 2, out.length - 1)),
+    curated: curated!,
+    added: added!,
+  };
+  return lists;
+}
+
+/**
+ * The flags that make this Node load the code as it does here (`--import tsx`, `--require …`,
+ * `--loader …`, `--conditions …`), and none other (`--inspect` would clash, `--cpu-prof` would
+ * profile the build).
+ */
+function loaderFlags(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  const withValue = new Set([
+    '--import',
+    '--require',
+    '-r',
+    '--loader',
+    '--experimental-loader',
+    '--conditions',
+    '-C',
+  ]);
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const name = a.split('=', 1)[0]!;
+    if (!withValue.has(name)) continue;
+    if (a.includes('=')) out.push(a);
+    else if (i + 1 < argv.length) out.push(a, argv[++i]!);
   }
   return out;
 }
 
-// word-list exports only an ES module that names its file; the file sits beside it.
-function wordListPath(): string {
-  return join(dirname(fileURLToPath(import.meta.resolve('word-list'))), 'words.txt');
+/** Lower-cased names of people; built on first use (about a second of CPU, see load). */
+export function personNames(): WordSet {
+  return load().names;
 }
 
-function* words(text: string): Generator<string> {
-  let i = 0;
-  while (i < text.length) {
-    let e = text.indexOf('\n', i);
-    if (e === -1) e = text.length;
-    const w = text.slice(i, e).trim();
-    i = e + 1;
-    if (w.length < 2 || w.startsWith('#')) continue;
-    yield w.toLowerCase();
-  }
+/** How many names each source gave (for the README and the bench). */
+export function personNameCounts(): { curated: number; added: number } {
+  const { curated, added } = load();
+  return { curated, added };
 }
 
 // Endings that mark a word as a surname in the languages that form surnames by suffix: Icelandic
@@ -272,18 +213,16 @@ const SURNAME_ENDINGS = [
 const ENDING_SET = new Set(SURNAME_ENDINGS);
 const MAX_ENDING = Math.max(...SURNAME_ENDINGS.map((e) => e.length));
 
-let english: ReadonlySet<string> | undefined;
-
 /**
  * True when `lower` has a surname ending and is not an English word (`Jurković`, `Sultygov`,
  * `Björgvinsdóttir`; not `Moscow`… which has none, nor `Seven` which is English).
  */
 export function surnameShaped(lower: string): boolean {
   if (lower.length < 5 || !hasSurnameEnding(lower)) return false;
-  return !englishWords().has(lower);
+  return !load().english.has(lower);
 }
 
-function hasSurnameEnding(lower: string): boolean {
+export function hasSurnameEnding(lower: string): boolean {
   for (let n = Math.min(MAX_ENDING, lower.length - 3); n >= 2; n--) {
     if (ENDING_SET.has(lower.slice(-n))) return true;
   }
@@ -291,50 +230,9 @@ function hasSurnameEnding(lower: string): boolean {
 }
 
 /**
- * Loads both lists now: a detector set is built when a policy is compiled, so the first request
- * that scans for names does not pay the load (about a second).
+ * Builds the lists now: a detector set is built when a policy is compiled, so the first request
+ * that scans for names does not pay the build (about a second).
  */
 export function loadNameLists(): void {
-  personNames();
-  englishWords();
+  load();
 }
-
-/** The English words of word-list that have a surname ending, kept for surnameShaped. */
-function englishWords(): ReadonlySet<string> {
-  if (english === undefined) {
-    const set = new Set<string>();
-    for (const w of words(readFileSync(wordListPath(), 'utf8')))
-      if (hasSurnameEnding(w)) set.add(w);
-    english = set;
-  }
-  return english;
-}
-
-// In the name lists, but written capitalised in prose mostly as something else: calendar words,
-// greetings and sentence openers, places, brands, and words of addresses and forms. Measured on
-// the labelled sets and the project's own prose; a name lost here is still found after a title
-// or a cue ("my name is May").
-const NOT_NAMES = (
-  'january february march april may june july august september october november december ' +
-  'monday tuesday wednesday thursday friday saturday sunday jan feb mar apr jun jul aug sep ' +
-  'sept oct nov dec mon tue wed thu fri sat sun ' +
-  'will can may might must shall hope grace faith joy love dawn summer winter autumn spring ' +
-  'god lord king queen prince princess bishop father mother brother sister son daughter ' +
-  'hi hello hey dear thanks thank yes no ok okay please sorry well so then now here there ' +
-  'the a an and or but if this that these those what when where why how who which ' +
-  'north south east west new old great little big long young street road lane park hill ' +
-  'lake river bay mount port field wood woods ford bridge church hall court rose lily ' +
-  'apple amazon google windows jordan paris london berlin florence victoria georgia ' +
-  'virginia carolina dakota washington lincoln jackson houston austin dallas phoenix ' +
-  'orlando denver chester lancaster york boston sydney china india israel chad ' +
-  'bill page mark art rich sky star gay bob guy major general private ' +
-  'name address phone mobile desk fax date email mail website info personal customer ' +
-  'user bot admin office home work team group company bank union city state county ' +
-  'black white green brown gray grey red gold silver ' +
-  'helm service azure true false running converse claude gemini lua kind roles role node ' +
-  'deno bun rust go java ruby perl swift julia dart elixir envoy kong istio redis postgres ' +
-  'mongo kafka spark hadoop jenkins docker ubuntu debian fedora mint arch alpine chrome ' +
-  'safari opera edge siri alexa cortana bard llama mistral grok sonnet haiku opus ' +
-  'just then so how nice good well first last check read keep call show tell fix test close ' +
-  'every many most few both such lease warning gen real'
-).split(' ');

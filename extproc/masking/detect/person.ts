@@ -1,5 +1,5 @@
 import { isEscapedLetter } from './chars.js';
-import { loadNameLists, personNames, surnameShaped } from './names.js';
+import { loadNameLists, personNames, surnameShaped, type WordSet } from './names.js';
 import type { Detector, Finding, TextView } from './types.js';
 
 /**
@@ -496,7 +496,7 @@ function joins(text: string, from: number, to: number): number {
 function decide(
   text: string,
   chain: Tok[],
-  known: ReadonlySet<string>,
+  known: WordSet,
   initial: boolean,
   type: string,
   out: Finding[],
@@ -712,7 +712,7 @@ function labelLine(
   start: number,
   end: number,
   words: readonly Tok[],
-  known: ReadonlySet<string>,
+  known: WordSet,
 ): boolean {
   if (words.length > 3) return false;
   let b = start;
@@ -770,7 +770,7 @@ function digitAfterLabel(text: string, colon: number): boolean {
 }
 
 /** A known name, or a word shaped as a surname (`Jurković`, `Björgvinsdóttir`). */
-function isName(known: ReadonlySet<string>, lower: string): boolean {
+function isName(known: WordSet, lower: string): boolean {
   return known.has(lower) || surnameShaped(lower);
 }
 
@@ -834,7 +834,7 @@ function wholeLine(
   start: number,
   end: number,
   words: readonly Tok[],
-  known: ReadonlySet<string>,
+  known: WordSet,
 ): boolean {
   if (words.length > 3) return false;
   // A line may open with the quote marks of a reply (`> `, `}} `, `??? `).
