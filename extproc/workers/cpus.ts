@@ -9,6 +9,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { z } from 'zod';
 
 export interface CpuSources {
   /** Reads a file, or returns undefined when it is absent or unreadable. */
@@ -76,6 +77,14 @@ export function autoWorkers(src: CpuSources = SYSTEM_CPU_SOURCES): number {
 
 /** The most workers `--workers N` accepts: more processes than this is a mistake, not a setting. */
 export const MAX_WORKERS = 64;
+
+/** `--workers N|auto` as `sluice run` parses it: a count from 1 to MAX_WORKERS, or `auto`. */
+export const WorkersFlag = z
+  .string()
+  .regex(/^(auto|[1-9]\d{0,2})$/, `--workers must be auto or 1 to ${MAX_WORKERS}`)
+  .default('1')
+  .transform((v) => (v === 'auto' ? ('auto' as const) : Number(v)))
+  .refine((v) => v === 'auto' || v <= MAX_WORKERS, `--workers must be auto or 1 to ${MAX_WORKERS}`);
 
 /** `--workers` as given: a count, or `auto`. */
 export function resolveWorkers(

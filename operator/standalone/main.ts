@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { z } from 'zod';
 import { run } from './run.js';
+import { resolveWorkers, WorkersFlag } from '../../extproc/workers/cpus.js';
 import {
   adminAddress,
   parseFlags,
@@ -32,6 +33,10 @@ Options:
                         place of the system bundle (a private CA, or a TLS-inspecting proxy);
                         append the system bundle to it to trust public providers too
   --emulator            use the emulator even when Envoy is available
+  --workers N|auto      extproc worker processes behind its one socket, sharing one state
+                        (budgets, vault, cache, config), as with sluice extproc; auto: the
+                        cgroup CPU limit, rounded up, else the cores available (default 1:
+                        the extproc runs inside this process)
 ${stateUsage(24)}  --shutdown-grace-ms N how long requests and streams in flight may finish after SIGTERM
                         or SIGINT (default 15000); no new connection is accepted meanwhile,
                         and a second signal stops at once
@@ -55,6 +60,7 @@ const Flags = z.object({
     )
     .optional(),
   emulator: z.boolean().default(false),
+  workers: WorkersFlag,
   'no-watch': z.boolean().default(false),
   'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
   'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
@@ -102,6 +108,7 @@ export async function main(argv: string[]): Promise<number> {
       'mock-provider': { type: 'boolean' },
       'upstream-ca': { type: 'string' },
       emulator: { type: 'boolean' },
+      workers: { type: 'string' },
       'no-watch': { type: 'boolean' },
       'shutdown-grace-ms': { type: 'string' },
       'log-level': { type: 'string' },
@@ -126,6 +133,9 @@ export async function main(argv: string[]): Promise<number> {
       mockProvider: f['mock-provider'],
       envoyBin,
       watch: !f['no-watch'],
+      workers: resolveWorkers(f.workers),
+      shutdownGraceMs: f['shutdown-grace-ms'],
+      logLevel: f['log-level'],
       ...stateOptions(f),
       ...(f['upstream-ca'] ? { compile: { caFile: resolve(f['upstream-ca']) } } : {}),
       logger,

@@ -7,17 +7,19 @@
  * snapshot; requests in flight finish on the config they started with.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { watch, type FSWatcher } from 'node:fs';
+import { existsSync, watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { stringify } from 'yaml';
 import { run as runExtproc, type RunningExtproc } from '../../extproc/run.js';
 import type { StateStore } from '../../extproc/state/store.js';
+import { startPrimary } from '../../extproc/workers/primary.js';
 import { desiredState } from '../controller/snapshot.js';
 import { InvalidPolicyReporter, policyInvalidGauge } from '../controller/invalid-policies.js';
 import { countNacks, xdsNackCounter } from '../controller/metrics.js';
@@ -64,6 +66,16 @@ export interface StandaloneOptions {
   emulator?: { random?: () => number; retryBackoffBaseMs?: number };
   /** The extproc's wall clock (ms; budget windows, key and stored-response expiry); tests move it. */
   wallClock?: (() => number) | undefined;
+  /**
+   * Extproc worker processes (as `sluice extproc --workers N`): above 1, this process is their
+   * primary (config over the in-process ADS, one state) and each worker runs `sluice extproc`.
+   * Not with `stateStore` or `wallClock`, which live in this process. Default 1.
+   */
+  workers?: number | undefined;
+  /** With workers: how long each worker's open streams may finish when it drains (default 15000). */
+  shutdownGraceMs?: number | undefined;
+  /** With workers: their log level (default info). */
+  logLevel?: string | undefined;
 }
 
 export interface ReloadResult {
@@ -205,24 +217,29 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
     // The envoy or extproc here NACKing its config pages as it does in a cluster.
     countNacks(ads.tracker, xdsNackCounter(opts.registry));
 
-    const extproc: RunningExtproc = await runExtproc({
-      xds: { address: ads.address, nodeId: EXTPROC_NODE_ID, startTimeoutMs: 10_000 },
-      listen: `unix:${extprocSocket}`,
-      admin: opts.admin,
-      maxMessageBytes: 16 * 1024 * 1024,
-      watchConfig: false,
-      shutdownGraceMs: 2000,
-      logger: log.child({ component: 'extproc' }),
-      registry: opts.registry,
-      now: () => performance.now(),
-      env: opts.env,
-      redisUrl: opts.redisUrl,
-      stateStore: opts.stateStore,
-      vaultKeyFile: opts.vaultKeyFile,
-      otlpEndpoint: opts.otlpEndpoint,
-      traceSamplingRatio: opts.traceSamplingRatio,
-      ...(opts.wallClock && { wallClock: opts.wallClock }),
-    });
+    const extproc =
+      (opts.workers ?? 1) > 1
+        ? await startWorkers(opts, ads.address, extprocSocket)
+        : inProcess(
+            await runExtproc({
+              xds: { address: ads.address, nodeId: EXTPROC_NODE_ID, startTimeoutMs: 10_000 },
+              listen: `unix:${extprocSocket}`,
+              admin: opts.admin,
+              maxMessageBytes: MAX_MESSAGE_BYTES,
+              watchConfig: false,
+              shutdownGraceMs: 2000,
+              logger: log.child({ component: 'extproc' }),
+              registry: opts.registry,
+              now: () => performance.now(),
+              env: opts.env,
+              redisUrl: opts.redisUrl,
+              stateStore: opts.stateStore,
+              vaultKeyFile: opts.vaultKeyFile,
+              otlpEndpoint: opts.otlpEndpoint,
+              traceSamplingRatio: opts.traceSamplingRatio,
+              ...(opts.wallClock && { wallClock: opts.wallClock }),
+            }),
+          );
     cleanup.push(() => extproc.close());
 
     let plane: DataPlane;
@@ -246,7 +263,13 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
               ),
             );
           // Every request holds an ext_proc stream until its response ends.
-          while (extproc.activeStreams > 0 && Date.now() < deadline) {
+          if (extproc.activeStreams === undefined) {
+            // Workers count their own streams: draining them is waiting for them (bounded by
+            // their shutdown grace).
+            await extproc.close();
+            return;
+          }
+          while ((extproc.activeStreams ?? 0) > 0 && Date.now() < deadline) {
             await new Promise((r) => setTimeout(r, 25));
           }
         },
@@ -327,6 +350,110 @@ export async function run(opts: StandaloneOptions): Promise<RunningGateway> {
     await stopAll();
     throw err;
   }
+}
+
+const MAX_MESSAGE_BYTES = 16 * 1024 * 1024;
+
+/** The extproc as run() drives it: in this process, or a primary with its workers. */
+interface Extproc {
+  adminAddress: string | undefined;
+  /** Streams open now; undefined with workers, which each drain their own. */
+  readonly activeStreams: number | undefined;
+  /** Drains (workers: each finishes its streams within its grace), then stops. Idempotent. */
+  close(): Promise<void>;
+}
+
+function inProcess(e: RunningExtproc): Extproc {
+  return {
+    adminAddress: e.adminAddress,
+    get activeStreams() {
+      return e.activeStreams;
+    },
+    close: () => e.close(),
+  };
+}
+
+/** The sluice CLI's entry point, and how to run it: from source (tsx) or from dist/. */
+function cliEntry(): { file: string; execArgv: string[] } {
+  const built = fileURLToPath(new URL('../cli.js', import.meta.url));
+  if (existsSync(built)) return { file: built, execArgv: [] };
+  return {
+    file: fileURLToPath(new URL('../cli.ts', import.meta.url)),
+    execArgv: ['--import', 'tsx'],
+  };
+}
+
+/**
+ * `--workers N`: this process becomes the primary of `sluice extproc --workers N` (extproc/
+ * workers/): it takes the config from the in-process ADS server as the one extproc node, holds
+ * the one state (unless Redis does), serves the admin endpoint, and forks N workers that each
+ * run `sluice extproc` on the shared socket. A worker reads from its flags only what it needs
+ * to serve (the socket, message size, grace, state and tracing); its config comes from here.
+ */
+async function startWorkers(
+  opts: StandaloneOptions,
+  adsAddress: string,
+  socket: string,
+): Promise<Extproc> {
+  if (opts.stateStore || opts.wallClock) {
+    throw new Error('workers cannot share a state store or clock held in this process');
+  }
+  const grace = opts.shutdownGraceMs ?? 15_000;
+  const entry = cliEntry();
+  const args = [
+    'extproc',
+    '--xds',
+    adsAddress,
+    '--node-id',
+    EXTPROC_NODE_ID,
+    '--listen',
+    `unix:${socket}`,
+    '--admin',
+    'off',
+    '--max-message-bytes',
+    String(MAX_MESSAGE_BYTES),
+    '--shutdown-grace-ms',
+    String(grace),
+    '--log-level',
+    opts.logLevel ?? 'info',
+    ...(opts.redisUrl ? ['--redis-url', opts.redisUrl] : []),
+    ...(opts.vaultKeyFile ? ['--vault-key-file', opts.vaultKeyFile] : []),
+    ...(opts.otlpEndpoint ? ['--otlp-endpoint', opts.otlpEndpoint] : []),
+    ...(opts.traceSamplingRatio !== undefined
+      ? ['--trace-ratio', String(opts.traceSamplingRatio)]
+      : []),
+  ];
+  const primary = await startPrimary({
+    workers: opts.workers!,
+    xds: { address: adsAddress, nodeId: EXTPROC_NODE_ID, startTimeoutMs: 10_000 },
+    watchConfig: false,
+    listen: `unix:${socket}`,
+    admin: opts.admin,
+    shutdownGraceMs: grace,
+    logger: opts.logger.child({ component: 'extproc' }),
+    registry: opts.registry,
+    env: opts.env,
+    now: () => performance.now(),
+    redisUrl: opts.redisUrl,
+    vaultKeyFile: opts.vaultKeyFile,
+    exec: { file: entry.file, args, execArgv: entry.execArgv },
+  });
+  // A worker that cannot start is replaced over and over: give up rather than wait forever.
+  let timer: NodeJS.Timeout | undefined;
+  const ready = await Promise.race([
+    primary.ready().then(() => true),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 60_000))),
+  ]);
+  clearTimeout(timer);
+  if (!ready) {
+    await primary.close();
+    throw new Error('the extproc workers did not start serving within 60 s');
+  }
+  return {
+    adminAddress: primary.adminAddress,
+    activeStreams: undefined,
+    close: () => primary.close(),
+  };
 }
 
 /** A Service and EndpointSlice per namespace that route `sluice-mock-provider` to the mock. */
