@@ -22,7 +22,7 @@ const FLOORS: Record<string, { precision: number; recall: number }> = {
   PERSON: { precision: 0.935, recall: 0.93 },
   // Precision 0.917 -> 0.909 when the envelope took indented, empty-field (`nan`) and
   // parenthesised locality lines that some templates label as places (see the held-out note).
-  STREET_ADDRESS: { precision: 0.905, recall: 0.94 },
+  STREET_ADDRESS: { precision: 0.905, recall: 0.95 },
   DATE_OF_BIRTH: { precision: 0.99, recall: 0.74 },
 };
 
@@ -36,7 +36,7 @@ const HOLDOUT_FLOORS: Record<string, { precision: number; recall: number }> = {
   PERSON: { precision: 0.93, recall: 0.9 },
   // Below the 0.90 precision target: these templates label a city line as a place, not as
   // part of the address, and the detector masks the whole envelope.
-  STREET_ADDRESS: { precision: 0.885, recall: 0.875 },
+  STREET_ADDRESS: { precision: 0.885, recall: 0.88 },
 };
 
 test('names and addresses hold their precision and recall on the held-out templates', () => {
