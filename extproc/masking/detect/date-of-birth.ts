@@ -14,8 +14,9 @@ import type { Detector, Finding, TextView } from './types.js';
  * date word stands between the birth word and (`born in Leeds; the invoice is due 2024-05-12`,
  * `birthday party on …`, `born 1950, hired on …`).
  *
- * Candidates start at digit runs and month names only, near a birth word, and each is matched in
- * a bounded number of steps: linear.
+ * Scanning starts at runs of two or four digits (every date here holds one near its start):
+ * date starts are tried at most once each in the few characters before such a run, and a birth
+ * word is looked for only in the bounded stretch before a date found: linear.
  */
 
 // Birth words, matched as whole words (letters of any script count as word characters), so
