@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ResolvedBackend } from '../config/runtime.js';
-import { azurePath, versionedPath } from './paths.js';
+import { azurePath, responsesResourcePath, versionedPath } from './paths.js';
 
 function backend(over: Partial<ResolvedBackend>): ResolvedBackend {
   return { name: 'b', cluster: 'c', provider: 'openai', credential: undefined, ...over };
@@ -43,6 +43,25 @@ void describe('the backend owns its path', () => {
     assert.equal(
       azurePath(b, 'gpt 4o', '/chat/completions'),
       '/gw/openai/deployments/gpt%204o/chat/completions?api-version=2024-10-21',
+    );
+  });
+  void it('reaches a stored response where its provider keeps it, the query kept', () => {
+    assert.equal(
+      responsesResourcePath(backend({ pathPrefix: '/v1' }), '/responses/resp_1', ''),
+      '/v1/responses/resp_1',
+    );
+    assert.equal(
+      responsesResourcePath(backend({}), '/responses/resp_1/input_items', 'limit=5&order=asc'),
+      '/v1/responses/resp_1/input_items?limit=5&order=asc',
+    );
+    const azure = backend({
+      provider: 'azure-openai',
+      pathPrefix: '/gw/',
+      azure: { apiVersion: '2025-04-01-preview' },
+    });
+    assert.equal(
+      responsesResourcePath(azure, '/responses/resp_1/input_items', 'limit=2'),
+      '/gw/openai/responses/resp_1/input_items?api-version=2025-04-01-preview&limit=2',
     );
   });
 });
