@@ -12,10 +12,11 @@
  *   HEAP_KEEP         keep the snapshot (its path is printed); removed otherwise
  *   BENCH_EXTPROC     the extproc entry (default operator/cli.ts; dist/operator/cli.js after build)
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
@@ -46,6 +47,20 @@ function chat(model: string | undefined, pii: boolean): Payload {
   };
 }
 
+/**
+ * The probe as the extproc can load it: a compiled extproc (dist/…) runs without tsx, whose
+ * loader alone holds tens of MiB, so it gets the probe as plain JavaScript (as bench.ts does).
+ */
+function probeModule(entry: string, dir: string): string {
+  if (entry.endsWith('.ts')) return PROBE;
+  const out = join(dir, 'probe.mjs');
+  const js = ts.transpileModule(readFileSync(PROBE, 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
+  writeFileSync(out, js);
+  return out;
+}
+
 async function main(): Promise<void> {
   const seconds = Number(process.env.HEAP_SECONDS || 3);
   const minMiB = Number(process.env.HEAP_MIN_MIB || 1);
@@ -63,7 +78,7 @@ async function main(): Promise<void> {
     {
       cwd: ROOT,
       logPath: join(dir, 'extproc.log'),
-      preload: [PROBE],
+      preload: [probeModule(entry, dir)],
       env: { BENCH_PROBE_SOCKET: probe },
     },
   );
@@ -78,7 +93,7 @@ async function main(): Promise<void> {
     const mem = async (what: string): Promise<void> => {
       const m = await probeGc(probe);
       console.log(
-        `${what.padEnd(34)} RSS ${(rssKiB(child.pid) / 1024).toFixed(1)} MiB (peak ${(peakRssKiB(child.pid) / 1024).toFixed(1)}); after a full GC: V8 heap ${(m.heapUsed / MIB).toFixed(1)} MiB, external ${(m.external / MIB).toFixed(1)} (Buffers ${(m.arrayBuffers / MIB).toFixed(1)})`,
+        `${what.padEnd(34)} RSS ${(rssKiB(child.pid) / 1024).toFixed(1)} MiB (peak ${(peakRssKiB(child.pid) / 1024).toFixed(1)}); after a full GC: V8 heap ${(m.heapUsed / MIB).toFixed(1)} MiB used of ${(m.heapTotal / MIB).toFixed(1)}, external ${(m.external / MIB).toFixed(1)} (Buffers ${(m.arrayBuffers / MIB).toFixed(1)})`,
       );
     };
     await mem('ready (no request yet)');
