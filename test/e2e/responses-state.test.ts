@@ -359,6 +359,57 @@ describe('e2e: stateful Responses API on an Anthropic backend', () => {
     assert.ok(gone instanceof OpenAI.NotFoundError, String(gone));
   });
 
+  it('adds, retrieves and deletes single conversation items, and keeps concurrent turns', async () => {
+    const alice = client(key.alice);
+    const conv = await alice.conversations.create({});
+    const added = await alice.conversations.items.create(conv.id, {
+      items: [
+        { type: 'message', role: 'user', content: 'first' },
+        { type: 'message', role: 'user', content: 'second' },
+      ],
+    });
+    assert.equal(added.data.length, 2);
+    const [first, second] = added.data as { id: string }[];
+    const got = await alice.conversations.items.retrieve(second!.id, { conversation_id: conv.id });
+    assert.equal(got.id, second!.id);
+    assert.equal((got as { content: { text: string }[] }).content[0]!.text, 'second');
+    const bob = client(key.bob);
+    for (const call of [
+      () => bob.conversations.items.retrieve(first!.id, { conversation_id: conv.id }),
+      () => bob.conversations.items.delete(first!.id, { conversation_id: conv.id }),
+    ]) {
+      const e = await rejection(call());
+      assert.ok(e instanceof OpenAI.NotFoundError, String(e));
+    }
+    const after = await alice.conversations.items.delete(first!.id, { conversation_id: conv.id });
+    assert.equal(after.id, conv.id);
+    assert.equal(after.object, 'conversation');
+    const gone = await rejection(
+      alice.conversations.items.retrieve(first!.id, { conversation_id: conv.id }),
+    );
+    assert.ok(gone instanceof OpenAI.NotFoundError, String(gone));
+
+    // Three turns at once on one conversation: each question and answer is kept.
+    mock.take();
+    await Promise.all(
+      ['a', 'b', 'c'].map((x) =>
+        alice.responses.create({ model: 'claude-r', conversation: conv.id, input: `turn ${x}` }),
+      ),
+    );
+    mock.take();
+    const texts: string[] = [];
+    for await (const i of alice.conversations.items.list(conv.id, { order: 'asc' }))
+      if (i.type === 'message')
+        texts.push((i.content as { text?: string }[]).map((c) => c.text ?? '').join(''));
+    assert.equal(texts[0], 'second');
+    for (const x of ['a', 'b', 'c']) {
+      const at = texts.indexOf(`turn ${x}`);
+      assert.ok(at > 0, `turn ${x} kept`);
+      assert.match(texts[at + 1]!, new RegExp(`^echo: .*turn ${x}$`));
+    }
+    assert.equal(texts.length, 7);
+  });
+
   it('charges each turn once', async () => {
     const alice = client(key.alice);
     const day = new Date(now).toISOString().slice(0, 10);
