@@ -347,10 +347,23 @@ function nextNonAscii(s: string, from: number): number {
  * character references (`&#64;`, `&commat;`) and percent escapes (`%40`) decoded, keeping a map
  * from every normalized code unit back to the original (a decoded escape maps to all of it).
  */
+/** How far the start of a text is read for a non-ASCII character before the whole is checked. */
+const PROBE = 128;
+
+/** A non-ASCII character among the first PROBE: the text is not pure ASCII, no need to measure. */
+function nonAsciiNearStart(s: string): boolean {
+  const n = Math.min(s.length, PROBE);
+  for (let i = 0; i < n; i++) if (s.charCodeAt(i) >= 0x80) return true;
+  return false;
+}
+
 export function createTextView(original: string): TextView {
   // UTF-8 length equals UTF-16 length only for pure ASCII; Node computes it with SIMD, about
-  // five times faster than a /[^\x00-\x7F]/ test.
+  // five times faster than a /[^\x00-\x7F]/ test, but only for strings V8 stores one byte per
+  // character: for the others (any character past U+00FF) it is a pass over every character. Text
+  // in another language usually shows a non-ASCII character early, which settles it at once.
   if (
+    !nonAsciiNearStart(original) &&
     Buffer.byteLength(original, 'utf8') === original.length &&
     original.indexOf('&') < 0 &&
     original.indexOf('%') < 0
