@@ -81,6 +81,8 @@ export function evaluate(
 }
 
 const TOKEN = /[\p{L}\p{N}]+/gu;
+/** A written-out escape (`\n`, `\t`, `\r`, as JSON- or shell-escaped text carries line breaks). */
+const ESCAPE = /\\[nrt]/g;
 
 /**
  * Scores per token rather than per span, as presidio-evaluator does: every run of letters and
@@ -88,6 +90,10 @@ const TOKEN = /[\p{L}\p{N}]+/gu;
  * the type of the finding around it. For names and addresses, whose boundaries labelled sets
  * draw differently (`Suite 938` part of the street or not), this measures how much of the value
  * is masked and how much else is, where exact spans would count one missed word as a miss.
+ * A written-out escape is a separator, not a word: the `n` of `\n` between an address's lines
+ * (the external set writes its line breaks so) is no token, as the line break it stands for is
+ * none — otherwise it is scored as masked text the labels leave out, or joined to the next word
+ * (`\nLondon` as `nLondon`). Labels and findings are tokenized alike, so this favours no type.
  */
 export function evaluateTokens(
   set: DetectorSet,
@@ -101,7 +107,9 @@ export function evaluateTokens(
     spans.find((f) => f.start <= s && e <= f.end)?.type;
   lines.forEach((line, n) => {
     const predicted = set.detect(line.text);
-    for (const m of line.text.matchAll(TOKEN)) {
+    // Blanked in place, so offsets stay those of the text, the labels and the findings.
+    const words = line.text.replace(ESCAPE, '  ');
+    for (const m of words.matchAll(TOKEN)) {
       const s = m.index;
       const e = s + m[0].length;
       const want = typeAt(line.spans, s, e);

@@ -20,9 +20,9 @@ const lines = readFileSync(url, 'utf8')
 
 const FLOORS: Record<string, { precision: number; recall: number }> = {
   PERSON: { precision: 0.935, recall: 0.93 },
-  // Precision 0.917 -> 0.909 when the envelope took indented, empty-field (`nan`) and
-  // parenthesised locality lines that some templates label as places (see the held-out note).
-  STREET_ADDRESS: { precision: 0.905, recall: 0.95 },
+  // 0.954 / 0.951 today. The scorer's `n` of a written-out `\n` between an address's lines is no
+  // word (evaluate.ts); it cost about 0.05 of precision before.
+  STREET_ADDRESS: { precision: 0.95, recall: 0.95 },
   DATE_OF_BIRTH: { precision: 0.99, recall: 0.74 },
 };
 
@@ -34,9 +34,9 @@ const holdout = readFileSync(new URL('presidio-evaluator-holdout.jsonl', url), '
   .map((l) => JSON.parse(l) as LabelledLine);
 const HOLDOUT_FLOORS: Record<string, { precision: number; recall: number }> = {
   PERSON: { precision: 0.93, recall: 0.9 },
-  // Below the 0.90 precision target: these templates label a city line as a place, not as
-  // part of the address, and the detector masks the whole envelope.
-  STREET_ADDRESS: { precision: 0.885, recall: 0.88 },
+  // 0.960 / 0.885 today. The false positives left are city and country lines these templates
+  // label as places, not as part of the address, where the detector masks the whole envelope.
+  STREET_ADDRESS: { precision: 0.955, recall: 0.88 },
 };
 
 test('names and addresses hold their precision and recall on the held-out templates', () => {
