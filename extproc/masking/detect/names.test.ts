@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { CompactSet, personNameCounts, personNames, surnameShaped } from './names.js';
+import { CompactSet, loaderFlags, personNameCounts, personNames, surnameShaped } from './names.js';
 
 test('CompactSet: exact membership, whatever the hash', () => {
   const words = ['ada', 'lovelace', 'jurković', 'ζωή', 'o’brien', 'an', 'anne-lotte'];
@@ -37,4 +37,21 @@ test('the name lists are built once, out of process, and answer as the sources s
   // A surname ending makes a name where no list has it, unless the word is English (`person`).
   for (const w of ['jurković', 'sultygov', 'björgvinsdóttir']) assert.ok(surnameShaped(w), w);
   assert.equal(surnameShaped('person'), false);
+});
+
+test('the build runs with the loader flags of this process and no others', () => {
+  assert.deepEqual(
+    loaderFlags([
+      '--import',
+      'tsx',
+      '--inspect=9229',
+      '--max-old-space-size=100',
+      '--require=./x.cjs',
+      '--cpu-prof',
+      '--conditions',
+      'dev',
+      '--loader',
+    ]),
+    ['--import', 'tsx', '--require=./x.cjs', '--conditions', 'dev'],
+  );
 });

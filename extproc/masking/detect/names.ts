@@ -117,7 +117,7 @@ function load(): Lists {
  * `--loader …`, `--conditions …`), and none other (`--inspect` would clash, `--cpu-prof` would
  * profile the build).
  */
-function loaderFlags(argv: readonly string[]): string[] {
+export function loaderFlags(argv: readonly string[]): string[] {
   const out: string[] = [];
   const withValue = new Set([
     '--import',
