@@ -32,7 +32,16 @@ import {
   usageCounts,
   type ConverseEvent,
 } from './bedrock-converse.js';
-import { backendJson, isObject, namedEvent, str, unsupportedField, type Json } from './common.js';
+import {
+  backendJson,
+  isObject,
+  messageEnd,
+  messageStart,
+  namedEvent,
+  str,
+  unsupportedField,
+  type Json,
+} from './common.js';
 import { anthropicErrorObject } from './error-body.js';
 import {
   anthropicStop,
@@ -291,20 +300,7 @@ class ConverseToAnthropicResponse extends EventStreamResponse implements Respons
   private start(): string {
     if (this.started) return '';
     this.started = true;
-    return namedEvent({
-      type: 'message_start',
-      message: {
-        id: this.id,
-        type: 'message',
-        role: 'assistant',
-        model: this.req.model,
-        content: [],
-        stop_reason: null,
-        stop_sequence: null,
-        // Converse states usage only at the end (metadata): message_delta carries it then.
-        usage: { input_tokens: 0, output_tokens: 0 },
-      },
-    });
+    return messageStart(this.id, this.req.model);
   }
 
   /** Opens a block for Converse block `from` unless it is the one open; closes the previous. */
@@ -410,13 +406,10 @@ class ConverseToAnthropicResponse extends EventStreamResponse implements Respons
 
   private close(usage: Json | undefined): string {
     this.done = true;
-    let out = this.start() + this.closeBlock();
-    const delta: Json = {
-      type: 'message_delta',
-      delta: { stop_reason: this.stop ?? 'end_turn', stop_sequence: null },
-    };
-    if (usage !== undefined) delta.usage = anthropicUsageOf(usage);
-    out += namedEvent(delta as Json & { type: string });
-    return out + namedEvent({ type: 'message_stop' });
+    return (
+      this.start() +
+      this.closeBlock() +
+      messageEnd(this.stop ?? 'end_turn', usage === undefined ? undefined : anthropicUsageOf(usage))
+    );
   }
 }

@@ -19,6 +19,8 @@ import {
   backendJson,
   eventJson,
   isObject,
+  messageEnd,
+  messageStart,
   namedEvent,
   str,
   unsupportedField,
@@ -325,19 +327,10 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
     let out = '';
     if (!this.started) {
       this.started = true;
-      out += namedEvent({
-        type: 'message_start',
-        message: {
-          id: `msg_gem_${(c.responseId ?? '').replace(/[^A-Za-z0-9]/g, '')}`,
-          type: 'message',
-          role: 'assistant',
-          model: this.req.model,
-          content: [],
-          stop_reason: null,
-          stop_sequence: null,
-          usage: { input_tokens: 0, output_tokens: 0 },
-        },
-      });
+      out += messageStart(
+        `msg_gem_${(c.responseId ?? '').replace(/[^A-Za-z0-9]/g, '')}`,
+        this.req.model,
+      );
     }
     for (const p of c.parts) {
       if ((p.kind === 'text' || p.kind === 'thought') && p.text)
@@ -370,13 +363,9 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
   }
 
   private close(): string {
-    let out = this.closeBlock();
-    const delta: Json & { type: string } = {
-      type: 'message_delta',
-      delta: { stop_reason: this.stop ?? 'end_turn', stop_sequence: null },
-    };
-    if (this.usage) delta.usage = anthropicUsage(this.usage);
-    out += namedEvent(delta);
-    return out + namedEvent({ type: 'message_stop' });
+    return (
+      this.closeBlock() +
+      messageEnd(this.stop ?? 'end_turn', this.usage ? anthropicUsage(this.usage) : undefined)
+    );
   }
 }

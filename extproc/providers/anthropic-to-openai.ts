@@ -24,6 +24,8 @@ import {
   backendJson,
   eventJson,
   isObject,
+  messageEnd,
+  messageStart,
   namedEvent,
   num,
   str,
@@ -440,20 +442,7 @@ class OpenaiToAnthropicResponse implements ResponseTranslator {
     this.started = true;
     this.id = str(d.id) ?? '';
     this.model = str(d.model) ?? '';
-    return namedEvent({
-      type: 'message_start',
-      message: {
-        id: this.id,
-        type: 'message',
-        role: 'assistant',
-        model: this.model,
-        content: [],
-        stop_reason: null,
-        stop_sequence: null,
-        // OpenAI reports usage only at the end: message_delta carries it.
-        usage: { input_tokens: 0, output_tokens: 0 },
-      },
-    });
+    return messageStart(this.id, this.model);
   }
 
   private ensure(kind: Open, block: Json): string {
@@ -480,13 +469,7 @@ class OpenaiToAnthropicResponse implements ResponseTranslator {
     this.done = true;
     let out = this.start({});
     out += this.closeBlock();
-    out += namedEvent({
-      type: 'message_delta',
-      delta: { stop_reason: stopReason(this.finish), stop_sequence: null },
-      usage: anthropicUsage(this.usage),
-    });
-    out += namedEvent({ type: 'message_stop' });
-    return out;
+    return out + messageEnd(stopReason(this.finish), anthropicUsage(this.usage));
   }
 }
 

@@ -136,3 +136,76 @@ export function sseEvents(
   }
   return events;
 }
+
+// ---- the callers' answers, built the same way by every translator to them ----------------------
+
+/** What every chunk of one OpenAI chat stream says about where it comes from. */
+export interface ChunkHead {
+  id: string;
+  created: number;
+  model: string;
+}
+
+/** One chat.completion.chunk event carrying one choice's delta. */
+export function chatChunk(head: ChunkHead, delta: Json, finish: string | null = null): string {
+  return dataEvent({
+    id: head.id,
+    object: 'chat.completion.chunk',
+    created: head.created,
+    model: head.model,
+    choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
+  });
+}
+
+/** The usage-only chunk (no choices) that comes last when the caller asked for usage. */
+export function usageOnlyChunk(head: ChunkHead, usage: Json | undefined): string {
+  return dataEvent({
+    id: head.id,
+    object: 'chat.completion.chunk',
+    created: head.created,
+    model: head.model,
+    choices: [],
+    usage,
+  });
+}
+
+/** An OpenAI assistant message: content is null only when the answer is tool calls alone. */
+export function assistantMessage(text: string, reasoning: string, calls: Json[]): Json {
+  const message: Json = {
+    role: 'assistant',
+    content: text.length > 0 || calls.length === 0 ? text : null,
+  };
+  if (calls.length > 0) message.tool_calls = calls;
+  if (reasoning.length > 0) message.reasoning_content = reasoning;
+  return message;
+}
+
+/**
+ * An Anthropic stream's message_start. The backends state usage only at the end, so it starts at
+ * zero and message_delta carries the counts.
+ */
+export function messageStart(id: string, model: string): string {
+  return namedEvent({
+    type: 'message_start',
+    message: {
+      id,
+      type: 'message',
+      role: 'assistant',
+      model,
+      content: [],
+      stop_reason: null,
+      stop_sequence: null,
+      usage: { input_tokens: 0, output_tokens: 0 },
+    },
+  });
+}
+
+/** An Anthropic stream's end: message_delta with the stop reason (and usage, when known). */
+export function messageEnd(stopReason: string, usage: Json | undefined): string {
+  const delta: Json & { type: string } = {
+    type: 'message_delta',
+    delta: { stop_reason: stopReason, stop_sequence: null },
+  };
+  if (usage !== undefined) delta.usage = usage;
+  return namedEvent(delta) + namedEvent({ type: 'message_stop' });
+}

@@ -31,6 +31,9 @@ import {
   type Json,
   sseEvents,
   sseResponseStart,
+  assistantMessage,
+  chatChunk,
+  usageOnlyChunk,
 } from './common.js';
 import { withOutputTokenCap } from './output-cap.js';
 import { versionedPath } from './paths.js';
@@ -394,12 +397,7 @@ class AnthropicToOpenaiResponse implements ResponseTranslator {
           calls.push({ id: b.id, type: 'function', function: { name: b.name, arguments: args } });
       }
     }
-    const message: Json = {
-      role: 'assistant',
-      content: text.length > 0 || calls.length === 0 ? text : null,
-    };
-    if (calls.length > 0) message.tool_calls = calls;
-    if (reasoning.length > 0) message.reasoning_content = reasoning;
+    const message = assistantMessage(text, reasoning, calls);
     if (m.stop_reason === 'refusal')
       message.refusal = text.length > 0 ? text : 'The model refused.';
     const out: Json = {
@@ -435,13 +433,7 @@ class AnthropicToOpenaiResponse implements ResponseTranslator {
   }
 
   private chunk(delta: Json, finish: string | null = null): string {
-    return dataEvent({
-      id: this.id,
-      object: 'chat.completion.chunk',
-      created: this.ctx.created,
-      model: this.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    });
+    return chatChunk({ id: this.id, created: this.ctx.created, model: this.model }, delta, finish);
   }
 
   private onEvent(e: SseEvent): string {
@@ -540,14 +532,7 @@ class AnthropicToOpenaiResponse implements ResponseTranslator {
     let out = this.chunk({}, this.finish ?? 'stop');
     if (this.usageChunk) {
       const usage = openaiUsage({ ...this.inputUsage, output_tokens: this.outputTokens });
-      out += dataEvent({
-        id: this.id,
-        object: 'chat.completion.chunk',
-        created: this.ctx.created,
-        model: this.model,
-        choices: [],
-        usage,
-      });
+      out += usageOnlyChunk({ id: this.id, created: this.ctx.created, model: this.model }, usage);
     }
     return out + 'data: [DONE]\n\n';
   }

@@ -42,6 +42,9 @@ import {
   str,
   unsupportedField,
   type Json,
+  assistantMessage,
+  chatChunk,
+  usageOnlyChunk,
 } from './common.js';
 import {
   openaiConversation,
@@ -261,12 +264,7 @@ class ConverseToOpenaiResponse extends EventStreamResponse implements ResponseTr
           function: { name: str(b.toolUse.name) ?? '', arguments: toolInputText(b.toolUse.input) },
         });
     }
-    const message: Json = {
-      role: 'assistant',
-      content: text.length > 0 || calls.length === 0 ? text : null,
-    };
-    if (calls.length > 0) message.tool_calls = calls;
-    if (reasoning.length > 0) message.reasoning_content = reasoning;
+    const message = assistantMessage(text, reasoning, calls);
     const out: Json = {
       id: this.id,
       object: 'chat.completion',
@@ -288,13 +286,11 @@ class ConverseToOpenaiResponse extends EventStreamResponse implements ResponseTr
   }
 
   private chunk(delta: Json, finish: string | null = null): string {
-    return dataEvent({
-      id: this.id,
-      object: 'chat.completion.chunk',
-      created: this.ctx.created,
-      model: this.req.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    });
+    return chatChunk(
+      { id: this.id, created: this.ctx.created, model: this.req.model },
+      delta,
+      finish,
+    );
   }
 
   private start(): string {
@@ -361,14 +357,10 @@ class ConverseToOpenaiResponse extends EventStreamResponse implements ResponseTr
     this.done = true;
     let out = this.start() + this.chunk({}, this.finish ?? 'stop');
     if (this.usageChunk && usage !== undefined) {
-      out += dataEvent({
-        id: this.id,
-        object: 'chat.completion.chunk',
-        created: this.ctx.created,
-        model: this.req.model,
-        choices: [],
-        usage: openaiUsageOf(usage),
-      });
+      out += usageOnlyChunk(
+        { id: this.id, created: this.ctx.created, model: this.req.model },
+        openaiUsageOf(usage),
+      );
     }
     return out + 'data: [DONE]\n\n';
   }

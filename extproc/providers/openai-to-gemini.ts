@@ -26,6 +26,9 @@ import {
   type Json,
   sseEvents,
   sseResponseStart,
+  assistantMessage,
+  chatChunk,
+  usageOnlyChunk,
 } from './common.js';
 import {
   cappedMaxTokens,
@@ -244,12 +247,7 @@ class GeminiToOpenaiResponse implements ResponseTranslator {
           function: { name: p.name, arguments: JSON.stringify(p.args ?? {}) },
         });
     }
-    const message: Json = {
-      role: 'assistant',
-      content: text.length > 0 || calls.length === 0 ? text : null,
-    };
-    if (calls.length > 0) message.tool_calls = calls;
-    if (reasoning.length > 0) message.reasoning_content = reasoning;
+    const message = assistantMessage(text, reasoning, calls);
     const out: Json = {
       id: `chatcmpl-${c.responseId ?? ''}`,
       object: 'chat.completion',
@@ -294,13 +292,11 @@ class GeminiToOpenaiResponse implements ResponseTranslator {
   }
 
   private chunk(delta: Json, finish: string | null = null): string {
-    return dataEvent({
-      id: this.id,
-      object: 'chat.completion.chunk',
-      created: this.ctx.created,
-      model: this.req.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }],
-    });
+    return chatChunk(
+      { id: this.id, created: this.ctx.created, model: this.req.model },
+      delta,
+      finish,
+    );
   }
 
   private onEvent(e: SseEvent): string {
@@ -349,14 +345,10 @@ class GeminiToOpenaiResponse implements ResponseTranslator {
   private close(): string {
     let out = this.chunk({}, this.finish ?? 'stop');
     if (this.usageChunk && this.usage)
-      out += dataEvent({
-        id: this.id,
-        object: 'chat.completion.chunk',
-        created: this.ctx.created,
-        model: this.req.model,
-        choices: [],
-        usage: openaiUsage(this.usage),
-      });
+      out += usageOnlyChunk(
+        { id: this.id, created: this.ctx.created, model: this.req.model },
+        openaiUsage(this.usage),
+      );
     return out + 'data: [DONE]\n\n';
   }
 }
