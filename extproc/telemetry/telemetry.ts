@@ -10,6 +10,7 @@ import type { Provider } from '../config/contract.js';
 import type { TokenUsage } from '../usage/extract.js';
 import { ConversationMetrics, type ContextResult } from './conversation-metrics.js';
 import { counterSeries, histogramSeries } from './series.js';
+import { infoLineWriter, type LineWriter } from './access-line.js';
 import type { RecordedContent } from './content.js';
 import type { RequestTrace } from './trace-context.js';
 
@@ -176,12 +177,16 @@ export class Telemetry {
   private readonly detectorTypes = new BoundedLabel(0);
   private readonly conversations: ConversationMetrics;
 
+  /** One access-log line per request, serialized once (access-line.ts). */
+  private readonly writeAccessLine: LineWriter;
+
   constructor(
     registry: Registry,
-    private readonly accessLog: Logger,
+    accessLog: Logger,
     /** Also sees every request's record: where traces are made (tracing.ts). */
     private readonly onRequest?: (r: RequestRecord) => void,
   ) {
+    this.writeAccessLine = infoLineWriter(accessLog);
     const registers = [registry];
     this.conversations = new ConversationMetrics(registers);
     this.tokens = new Histogram({
@@ -464,7 +469,7 @@ export class Telemetry {
       if (u && u.outputTokens > 1)
         this.tpot.observe(labels, (r.durationMs - r.ttftMs) / 1000 / (u.outputTokens - 1));
     }
-    this.accessLog.info(
+    this.writeAccessLine(
       capLogFields({
         event: 'request',
         request_id: r.requestId,
