@@ -20,6 +20,7 @@
  */
 import { createServer as createHttp, type IncomingMessage, type ServerResponse } from 'node:http';
 import { createServer as createHttps } from 'node:https';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 
@@ -111,7 +112,7 @@ const sleep = (ms: number): Promise<void> =>
 export async function startMockProvider(opts: MockOptions = {}): Promise<MockProvider> {
   const requests: Captured[] = [];
   const queue: Step[] = [];
-  const kept: KeptResponses = { next: 0, byId: new Map() };
+  const kept: KeptResponses = { byId: new Map() };
   const host = opts.host ?? '127.0.0.1';
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const chunks: Buffer[] = [];
@@ -241,7 +242,6 @@ function deltas(text: string, chunkChars?: number): string[] {
 
 /** Responses the mock keeps, as OpenAI does for `store` (the default). */
 interface KeptResponses {
-  next: number;
   byId: Map<string, { response: Record<string, unknown>; input: Record<string, unknown>[] }>;
 }
 
@@ -376,7 +376,8 @@ async function answer(
           code: 'previous_response_not_found',
         },
       });
-    const id = `resp_mock${(kept.next++).toString(16).padStart(8, '0')}`;
+    // Unique across mocks, as OpenAI's ids are across accounts (two mocks = two accounts).
+    const id = `resp_mock${randomBytes(16).toString('hex')}`;
     const full = responseObject(id, model, content, usage);
     if (json['store'] !== false) kept.byId.set(id, { response: full, input: inputItems(id, json) });
     return responses(res, full, content, stream, step);
