@@ -23,7 +23,7 @@ import { readFile } from 'node:fs/promises';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, str } from './common.js';
-import { Refreshing, type Expiring } from './refreshing.js';
+import { BearerTokens, type Expiring, type Timing } from './refreshing.js';
 
 export const COGNITIVE_SERVICES_SCOPE = 'https://cognitiveservices.azure.com/.default';
 const DEFAULT_AUTHORITY = 'https://login.microsoftonline.com/';
@@ -139,42 +139,18 @@ export function workloadIdentityFetch(
   };
 }
 
-/**
- * How far ahead of expiry tokens are refreshed, how soon a failure is retried, and how long a
- * token request may take.
- */
-export interface Timing {
-  aheadMs?: number;
-  retryMs?: number;
-  timeoutMs?: number;
-}
-
-class RefreshingToken extends Refreshing<EntraToken> {
-  constructor(fetch: () => Promise<EntraToken>, timing: Timing) {
-    super({ fetch, aheadMs: timing.aheadMs, retryMs: timing.retryMs }, misconfigured);
-  }
-}
-
 /** Token sources per backend (a client secret) and per app (workload identity). */
 export class AzureTokens {
-  private readonly sources = new Map<string, { key: string; source: RefreshingToken }>();
+  private readonly tokens: BearerTokens<EntraToken>;
 
   constructor(
     private readonly env: EntraEnv = process.env,
     private readonly timing: Timing = {},
-  ) {}
+  ) {
+    this.tokens = new BearerTokens(timing, misconfigured);
+  }
 
   async headers(backend: ResolvedBackend): Promise<[string, string][]> {
-    const t = await this.sourceFor(backend).get();
-    return [['authorization', `Bearer ${t.token}`]];
-  }
-
-  close(): void {
-    for (const s of this.sources.values()) s.source.close();
-    this.sources.clear();
-  }
-
-  private sourceFor(backend: ResolvedBackend): RefreshingToken {
     const entra = backend.azure?.entra;
     const tenantId = entra?.tenantId ?? this.env.AZURE_TENANT_ID;
     const clientId = entra?.clientId ?? this.env.AZURE_CLIENT_ID;
@@ -185,17 +161,15 @@ export class AzureTokens {
     if (secret === undefined && !tokenFile) throw misconfigured();
     // Workload identity is the pod's: one source per app, whichever backends use it.
     const name = secret === undefined ? `wi|${tenantId}|${clientId}` : `cs|${backend.name}`;
-    const key = `${tenantId}|${clientId}|${secret ?? ''}`;
-    const cached = this.sources.get(name);
-    if (cached && cached.key === key) return cached.source;
-    cached?.source.close();
     const timeout = this.timing.timeoutMs ?? TOKEN_TIMEOUT_MS;
-    const fetch =
+    return this.tokens.headers(name, `${tenantId}|${clientId}|${secret ?? ''}`, () =>
       secret === undefined
         ? workloadIdentityFetch(app, tokenFile!, this.env, Date.now, timeout)
-        : clientSecretFetch(app, secret, this.env, Date.now, timeout);
-    const source = new RefreshingToken(fetch, this.timing);
-    this.sources.set(name, { key, source });
-    return source;
+        : clientSecretFetch(app, secret, this.env, Date.now, timeout),
+    );
+  }
+
+  close(): void {
+    this.tokens.close();
   }
 }

@@ -14,7 +14,7 @@ import { importPKCS8, SignJWT } from 'jose';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, str } from './common.js';
-import { Refreshing, type Expiring } from './refreshing.js';
+import { BearerTokens, type Expiring, type Timing } from './refreshing.js';
 
 export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 const DEFAULT_TOKEN_URI = 'https://oauth2.googleapis.com/token';
@@ -117,58 +117,29 @@ export function metadataFetch(
   };
 }
 
-class RefreshingToken extends Refreshing<AccessToken> {
-  constructor(fetch: () => Promise<AccessToken>, timing: Timing) {
-    super({ fetch, aheadMs: timing.aheadMs, retryMs: timing.retryMs }, misconfigured);
-  }
-}
-
-/**
- * How far ahead of expiry tokens are refreshed, how soon a failure is retried, and how long a
- * token request may take.
- */
-export interface Timing {
-  aheadMs?: number;
-  retryMs?: number;
-  timeoutMs?: number;
-}
-
 /** Token sources per backend (and one for workload identity), built once per credential. */
 export class GcpTokens {
-  private readonly sources = new Map<string, { key: string; source: RefreshingToken }>();
-  private workload: RefreshingToken | undefined;
+  private readonly tokens: BearerTokens<AccessToken>;
 
   constructor(
     private readonly env: MetadataEnv = process.env,
     private readonly timing: Timing = {},
-  ) {}
+  ) {
+    this.tokens = new BearerTokens(timing, misconfigured);
+  }
 
-  async headers(backend: ResolvedBackend): Promise<[string, string][]> {
-    const t = await this.sourceFor(backend).get();
-    return [['authorization', `Bearer ${t.token}`]];
+  headers(backend: ResolvedBackend): Promise<[string, string][]> {
+    const key = backend.credential;
+    if (key === undefined)
+      return this.tokens.headers('workload', '', () =>
+        metadataFetch(this.env, Date.now, this.timing.timeoutMs),
+      );
+    return this.tokens.headers(`sa|${backend.name}`, key, () =>
+      serviceAccountFetch(parseServiceAccount(key), Date.now, this.timing.timeoutMs),
+    );
   }
 
   close(): void {
-    for (const s of this.sources.values()) s.source.close();
-    this.workload?.close();
-    this.sources.clear();
-  }
-
-  private sourceFor(backend: ResolvedBackend): RefreshingToken {
-    if (backend.credential === undefined)
-      return (this.workload ??= new RefreshingToken(
-        metadataFetch(this.env, Date.now, this.timing.timeoutMs),
-        this.timing,
-      ));
-    const key = backend.credential;
-    const cached = this.sources.get(backend.name);
-    if (cached && cached.key === key) return cached.source;
-    cached?.source.close();
-    const source = new RefreshingToken(
-      serviceAccountFetch(parseServiceAccount(key), Date.now, this.timing.timeoutMs),
-      this.timing,
-    );
-    this.sources.set(backend.name, { key, source });
-    return source;
+    this.tokens.close();
   }
 }

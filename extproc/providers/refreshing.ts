@@ -112,3 +112,50 @@ export class Refreshing<T extends Expiring> {
     this.timer.unref();
   }
 }
+
+/**
+ * How far ahead of expiry tokens are refreshed, how soon a failure is retried, and how long a
+ * token request may take.
+ */
+export interface Timing {
+  aheadMs?: number;
+  retryMs?: number;
+  timeoutMs?: number;
+}
+
+/**
+ * Bearer tokens kept fresh by name (a backend's own credential, or the pod's workload identity),
+ * each source built once per credential: the one for a name is replaced, and its timer stopped,
+ * when the credential it came from (`key`) changes.
+ */
+export class BearerTokens<T extends Expiring & { token: string }> {
+  private readonly sources = new Map<string, { key: string; source: Refreshing<T> }>();
+
+  constructor(
+    private readonly timing: Timing,
+    /** The error requests see when there is no valid token. */
+    private readonly failure: () => Error,
+  ) {}
+
+  /** The Authorization header of the source `name`; `fetch` builds its token request if new. */
+  async headers(
+    name: string,
+    key: string,
+    fetch: () => () => Promise<T>,
+  ): Promise<[string, string][]> {
+    let entry = this.sources.get(name);
+    if (!entry || entry.key !== key) {
+      entry?.source.close();
+      const { aheadMs, retryMs } = this.timing;
+      entry = { key, source: new Refreshing({ fetch: fetch(), aheadMs, retryMs }, this.failure) };
+      this.sources.set(name, entry);
+    }
+    const t = await entry.source.get();
+    return [['authorization', `Bearer ${t.token}`]];
+  }
+
+  close(): void {
+    for (const s of this.sources.values()) s.source.close();
+    this.sources.clear();
+  }
+}
