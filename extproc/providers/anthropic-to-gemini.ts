@@ -28,6 +28,7 @@ import {
   sseEvents,
   sseResponseStart,
 } from './common.js';
+import { anthropicErrorObject } from './error-body.js';
 import {
   cappedMaxTokens,
   functionResponse,
@@ -190,19 +191,6 @@ function anthropicUsage(u: Json | undefined): Json {
   };
 }
 
-function errorType(status: number): string {
-  if (status === 401) return 'authentication_error';
-  if (status === 403) return 'permission_error';
-  if (status === 404) return 'not_found_error';
-  if (status === 429) return 'rate_limit_error';
-  if (status === 503) return 'overloaded_error';
-  return status >= 500 ? 'api_error' : 'invalid_request_error';
-}
-
-function errorObject(status: number, message: string): Json & { type: string } {
-  return { type: 'error', error: { type: errorType(status), message } };
-}
-
 class GeminiToAnthropicResponse implements ResponseTranslator {
   private parser: SseParser | undefined;
   private started = false;
@@ -260,7 +248,7 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
 
   error(status: number, body: Buffer): Buffer {
     return Buffer.from(
-      JSON.stringify(errorObject(status, googleError(status, body).message)),
+      JSON.stringify(anthropicErrorObject(status, googleError(status, body).message)),
       'utf8',
     );
   }
@@ -273,7 +261,7 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
       this.done = true;
       out +=
         this.stop === undefined
-          ? namedEvent(errorObject(502, 'The backend stream ended early.'))
+          ? namedEvent(anthropicErrorObject(502, 'The backend stream ended early.'))
           : this.close();
     }
     return Buffer.from(out, 'utf8');
@@ -317,12 +305,12 @@ class GeminiToAnthropicResponse implements ResponseTranslator {
     if (!v) return '';
     if (isObject(v.error)) {
       this.done = true;
-      return namedEvent(errorObject(500, googleError(500, Buffer.from(e.data)).message));
+      return namedEvent(anthropicErrorObject(500, googleError(500, Buffer.from(e.data)).message));
     }
     const c = readChunk(v);
     if (c.blocked) {
       this.done = true;
-      return namedEvent(errorObject(400, safetyError(c.blocked).message));
+      return namedEvent(anthropicErrorObject(400, safetyError(c.blocked).message));
     }
     let out = '';
     if (!this.started) {

@@ -220,6 +220,21 @@ describe('OpenAI → Gemini request', () => {
       refuse({ messages: [...m, { role: 'tool', tool_call_id: 'nope', content: 'x' }] }),
       'messages[1].tool_call_id',
     );
+    // An assistant's legacy function call or audio is refused, never dropped from the history.
+    assert.equal(
+      refuse({
+        messages: [
+          ...m,
+          { role: 'assistant', content: null, function_call: { name: 'f', arguments: '{}' } },
+        ],
+      }),
+      'messages[1].function_call',
+    );
+    assert.equal(
+      refuse({ messages: [...m, { role: 'assistant', content: 'x', audio: { id: 'a1' } }] }),
+      'messages[1].audio',
+    );
+    assert.equal(refuse({ messages: m, stop: 5 }), 'stop');
   });
 });
 
@@ -358,6 +373,25 @@ describe('Gemini answers → the caller format', () => {
       cache_read_input_tokens: 0,
       cache_creation_input_tokens: 0,
     });
+  });
+
+  it("a Gemini error becomes Anthropic's error type for its status, as every Anthropic answer", () => {
+    for (const [status, type] of [
+      [413, 'request_too_large'],
+      [529, 'overloaded_error'],
+      [503, 'overloaded_error'],
+      [500, 'api_error'],
+      [400, 'invalid_request_error'],
+    ] as const) {
+      const a = anthropicToGemini.response(
+        req('anthropic', { model: 'gm', messages: [] }),
+        backend(),
+        CTX,
+      )!;
+      const body = Buffer.from(JSON.stringify({ error: { code: status, message: 'no' } }));
+      const out = JSON.parse(a.error(status, body).toString()) as { error: { type: string } };
+      assert.equal(out.error.type, type, String(status));
+    }
   });
 
   it('a safety block is an error in the caller format, not an empty answer', () => {

@@ -39,6 +39,7 @@ import { withOutputTokenCap } from './output-cap.js';
 import { versionedPath } from './paths.js';
 import {
   openaiConversation,
+  openaiStop,
   openaiTexts,
   openaiToolChoice,
   openaiTools,
@@ -143,8 +144,8 @@ export function toAnthropicRequest(req: ExchangeRequest, backend: ResolvedBacken
     out.temperature = t;
   }
   if (b.top_p !== undefined && b.top_p !== null) out.top_p = b.top_p;
-  if (typeof b.stop === 'string') out.stop_sequences = [b.stop];
-  else if (Array.isArray(b.stop) && b.stop.length > 0) out.stop_sequences = b.stop;
+  const stop = openaiStop(b.stop);
+  if (stop.length > 0) out.stop_sequences = stop;
   if (b.stream === true) out.stream = true;
   if (typeof b.user === 'string' && b.user.length > 0) out.metadata = { user_id: b.user };
 
@@ -221,7 +222,6 @@ const CONVERSATION: OpenaiConversation = {
     if (last && last.role === role) (last.content as Block[]).push(...blocks);
     else messages.push({ role, content: blocks });
   },
-  refusesLegacyAssistantFields: true,
 };
 
 function userBlocks(content: unknown, at: string): Block[] {

@@ -157,7 +157,6 @@ function conversation(documents: () => number): OpenaiConversation {
       return { toolResult: { toolUseId: id, content: text.length > 0 ? text : [{ text: '' }] } };
     },
     push: pushTurn,
-    refusesLegacyAssistantFields: true,
   };
 }
 

@@ -158,7 +158,6 @@ const CONVERSATION: OpenaiConversation = {
     return functionResponse(name, undefined, output);
   },
   push: (contents, role, parts) => pushContent(contents, role === 'user' ? 'user' : 'model', parts),
-  refusesLegacyAssistantFields: false,
 };
 
 function userParts(content: unknown, at: string): Json[] {

@@ -42,7 +42,8 @@ export const OPENAI_NEUTRAL: Neutral = {
 
 /** OpenAI `stop`: a string or an array of strings, as a list (empty when unset). */
 export function openaiStop(raw: unknown): string[] {
-  const stop: unknown[] = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : [];
+  if (raw === undefined || raw === null) return [];
+  const stop: unknown[] = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : [raw];
   if (!stop.every((s): s is string => typeof s === 'string'))
     throw unsupportedField('stop', 'must be a string or an array of strings.');
   return stop;
@@ -125,11 +126,6 @@ export interface OpenaiConversation {
   toolResult(id: string, name: string | undefined, content: unknown, at: string): Json;
   /** Adds a turn to `messages`: the backend's APIs alternate turns, so a same-role one merges. */
   push(messages: Json[], role: Role, parts: Json[]): void;
-  /**
-   * Whether an assistant's legacy `function_call` and `audio` are refused. The Gemini translator
-   * has never looked at them; kept so while this walk only moves code.
-   */
-  readonly refusesLegacyAssistantFields: boolean;
 }
 
 /** An OpenAI `messages` array → the backend's system parts and turns, refusing what it cannot. */
@@ -168,12 +164,11 @@ export function openaiConversation(
         } else if (m.tool_calls !== undefined && m.tool_calls !== null) {
           throw unsupportedField(`${at}.tool_calls`, 'must be an array.');
         }
-        if (to.refusesLegacyAssistantFields) {
-          if (m.function_call !== undefined && m.function_call !== null)
-            throw unsupportedField(`${at}.function_call`, 'use tool_calls.');
-          if (m.audio !== undefined && m.audio !== null)
-            throw unsupportedField(`${at}.audio`, `${to.backend} backends take no audio.`);
-        }
+        // Refused, never dropped: a legacy function call left out would change the conversation.
+        if (m.function_call !== undefined && m.function_call !== null)
+          throw unsupportedField(`${at}.function_call`, 'use tool_calls.');
+        if (m.audio !== undefined && m.audio !== null)
+          throw unsupportedField(`${at}.audio`, `${to.backend} backends take no audio.`);
         if (parts.length > 0) to.push(messages, 'assistant', parts);
         return;
       }

@@ -226,6 +226,9 @@ describe('openai-to-anthropic: request', () => {
         { messages: [{ role: 'user', content: [{ type: 'input_audio', input_audio: {} }] }] },
         'messages[0].content[0].type',
       ],
+      // Not silently dropped: the answer would run past where the caller asked it to stop.
+      [{ stop: 5 }, 'stop'],
+      [{ stop: ['END', 7] }, 'stop'],
     ] as const) {
       const e = refusal(() => openaiToAnthropic.request(req('openai', { ...base, ...extra }), b));
       assert.equal(e.code, 'unsupported_field');
