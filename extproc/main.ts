@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { run } from './run.js';
 import { logDestination } from './telemetry/log-destination.js';
 import { GRPC_SERVERS } from './server.js';
-import { MAX_WORKERS, resolveWorkers } from './workers/cpus.js';
+import { resolveWorkers, WorkersFlag } from './workers/cpus.js';
 import { runPrimary, runWorker, workerId } from './workers/process.js';
 import {
   adminAddress,
@@ -60,12 +60,7 @@ const Flags = z
       .default(16 * 1024 * 1024),
     'shutdown-grace-ms': z.coerce.number().int().min(0).max(600_000).default(15_000),
     'grpc-server': z.enum(GRPC_SERVERS).default('h2'),
-    workers: z
-      .string()
-      .regex(/^(auto|[1-9]\d{0,2})$/, '--workers must be auto or 1 to 64')
-      .default('1')
-      .transform((v) => (v === 'auto' ? ('auto' as const) : Number(v)))
-      .refine((v) => v === 'auto' || v <= MAX_WORKERS, '--workers must be auto or 1 to 64'),
+    workers: WorkersFlag,
     ...StateFlags.shape,
     'no-watch': z.boolean().default(false),
     'log-level': z.enum(['trace', 'debug', 'info', 'warn', 'error']).default('info'),
