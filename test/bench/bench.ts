@@ -29,7 +29,7 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import ts from 'typescript';
@@ -656,7 +656,7 @@ async function main(): Promise<void> {
   log(
     cfg.extprocEntry.endsWith('.ts')
       ? `extproc: the sources through tsx (no ${BUILT} newer than them: \`npm run build\` to measure what ships)`
-      : `extproc: ${cfg.extprocEntry.slice(ROOT.length)} (compiled, as shipped)`,
+      : `extproc: ${relative(ROOT, cfg.extprocEntry)} (compiled, as shipped)`,
   );
   if (pin) {
     log(
