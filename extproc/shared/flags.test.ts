@@ -1,25 +1,9 @@
 import assert from 'node:assert/strict';
-import { describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { main as extprocMain } from '../main.js';
 import { main as runMain } from '../../operator/standalone/main.js';
 import { adminAddress, grpcAddress, stateUsage } from './flags.js';
-
-/** Runs a command's main, capturing what it writes. */
-async function capture(
-  main: (argv: string[]) => Promise<number>,
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = mock.method(process.stdout, 'write', (s: string) => ((out += s), true));
-  const e = mock.method(process.stderr, 'write', (s: string) => ((err += s), true));
-  try {
-    return { code: await main(argv), out, err };
-  } finally {
-    o.mock.restore();
-    e.mock.restore();
-  }
-}
+import { captureMain } from '../../test/support/capture-main.js';
 
 describe('state flags shared by sluice extproc and sluice run', () => {
   for (const [name, main, column] of [
@@ -27,7 +11,7 @@ describe('state flags shared by sluice extproc and sluice run', () => {
     ['sluice run', runMain, 24],
   ] as const) {
     it(`${name} documents --redis-url and --vault-key-file in --help`, async () => {
-      const r = await capture(main, ['--help']);
+      const r = await captureMain(main, ['--help']);
       assert.equal(r.code, 0);
       assert.ok(r.out.includes(stateUsage(column)), r.out);
       assert.match(r.out, /^ {2}--redis-url URL +budgets, usage/m);
@@ -36,10 +20,10 @@ describe('state flags shared by sluice extproc and sluice run', () => {
 
     it(`${name} refuses a --redis-url that is not redis:// or rediss://`, async () => {
       const args = name === 'sluice run' ? ['-f', '/nonexistent'] : ['--config', '/nonexistent'];
-      const r = await capture(main, [...args, '--redis-url', 'http://127.0.0.1:6379']);
+      const r = await captureMain(main, [...args, '--redis-url', 'http://127.0.0.1:6379']);
       assert.equal(r.code, 2);
       assert.match(r.err, /--redis-url must be redis:\/\/… or rediss:\/\/…/);
-      const empty = await capture(main, [...args, '--vault-key-file', '']);
+      const empty = await captureMain(main, [...args, '--vault-key-file', '']);
       assert.equal(empty.code, 2);
       assert.match(empty.err, /--vault-key-file must name a file/);
     });
@@ -82,7 +66,7 @@ describe('address flags shared by every command', () => {
   });
 
   it('sluice extproc refuses an --admin that is not host:port before starting anything', async () => {
-    const r = await capture(extprocMain, ['--config', '/nonexistent', '--admin', 'localhost']);
+    const r = await captureMain(extprocMain, ['--config', '/nonexistent', '--admin', 'localhost']);
     assert.equal(r.code, 2);
     assert.match(r.err, /--admin must be host:port or off/);
   });

@@ -1,37 +1,26 @@
 import assert from 'node:assert/strict';
-import { describe, it, mock } from 'node:test';
+import { describe, it } from 'node:test';
 import { main as extprocMain } from '../../extproc/main.js';
 import { MAX_WORKERS, WorkersFlag } from '../../extproc/workers/cpus.js';
 import { main } from './main.js';
-
-/** Runs a command's main, capturing what it writes. */
-async function capture(
-  run: (argv: string[]) => Promise<number>,
-  argv: string[],
-): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = mock.method(process.stdout, 'write', (s: string) => ((out += s), true));
-  const e = mock.method(process.stderr, 'write', (s: string) => ((err += s), true));
-  try {
-    return { code: await run(argv), out, err };
-  } finally {
-    o.mock.restore();
-    e.mock.restore();
-  }
-}
+import { captureMain } from '../../test/support/capture-main.js';
 
 describe('sluice run --workers', () => {
   it('is documented in --help', async () => {
-    const r = await capture(main, ['--help']);
+    const r = await captureMain(main, ['--help']);
     assert.equal(r.code, 0);
     assert.match(r.out, /^ {2}--workers N\|auto +extproc worker processes behind its one socket/m);
   });
 
   it('refuses what sluice extproc refuses, with the same words, before starting anything', async () => {
     for (const bad of ['0', '65', '1.5', 'many', '', '0x2', '007']) {
-      const run = await capture(main, ['-f', '/nonexistent', '--workers', bad]);
-      const extproc = await capture(extprocMain, ['--config', '/nonexistent', '--workers', bad]);
+      const run = await captureMain(main, ['-f', '/nonexistent', '--workers', bad]);
+      const extproc = await captureMain(extprocMain, [
+        '--config',
+        '/nonexistent',
+        '--workers',
+        bad,
+      ]);
       assert.equal(run.code, 2, `--workers ${bad}: ${run.err}`);
       assert.equal(extproc.code, 2, `--workers ${bad}`);
       assert.match(run.err, /--workers must be auto or 1 to 64/, `--workers ${bad}`);
