@@ -36,9 +36,8 @@ import ts from 'typescript';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient, ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
+  chatPayload,
   chatRequestBody,
-  chatResponseBody,
-  jsonResponseHeaders,
   PII_TURN,
   requestHeaders,
   sseChunks,
@@ -188,31 +187,12 @@ interface Scenario {
  * route with masking by every detector, the prompt guard and budgets (config.ts).
  */
 function everythingPayload(): Payload {
-  const body = chatRequestBody(2048, { model: EVERYTHING_MODEL, pii: true });
-  const res = chatResponseBody();
-  return {
-    reqHeaders: requestHeaders(body),
-    reqBody: body,
-    resHeaders: jsonResponseHeaders(res),
-    resChunks: [res],
-    sse: false,
-    upstream: true,
-  };
+  return chatPayload(2048, { model: EVERYTHING_MODEL, pii: true });
 }
 
 function scenarios(): Scenario[] {
-  const chat = (kib: number, upstream: boolean, policy = false): Payload => {
-    const body = chatRequestBody(kib * 1024, policy ? { model: POLICY_MODEL, pii: true } : {});
-    const res = chatResponseBody();
-    return {
-      reqHeaders: requestHeaders(body),
-      reqBody: body,
-      resHeaders: jsonResponseHeaders(res),
-      resChunks: [res],
-      sse: false,
-      upstream,
-    };
-  };
+  const chat = (kib: number, upstream: boolean, policy = false): Payload =>
+    chatPayload(kib * 1024, policy ? { model: POLICY_MODEL, pii: true } : {}, upstream);
   const streamBody = chatRequestBody(2048, { stream: true });
   const c2 = chat(2, true);
   const c100 = chat(100, true);

@@ -19,12 +19,7 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
-import {
-  chatRequestBody,
-  chatResponseBody,
-  jsonResponseHeaders,
-  requestHeaders,
-} from './payloads.js';
+import { chatPayload } from './payloads.js';
 import { Child, freePort, httpStatus, peakRssKiB, rssKiB, waitReady } from './proc.js';
 import { probeGc, probeGet } from './probe-client.js';
 import { closedLoop, type Payload } from './scenarios.js';
@@ -35,16 +30,7 @@ const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 const MIB = 1024 * 1024;
 
 function chat(model: string | undefined, pii: boolean): Payload {
-  const body = chatRequestBody(2048, { model, pii });
-  const res = chatResponseBody();
-  return {
-    reqHeaders: requestHeaders(body),
-    reqBody: body,
-    resHeaders: jsonResponseHeaders(res),
-    resChunks: [res],
-    sse: false,
-    upstream: true,
-  };
+  return chatPayload(2048, { model, pii });
 }
 
 /**

@@ -3,6 +3,7 @@
  * Buffers and header lists.
  */
 import type { HeaderList } from '../../operator/envoy-sim/ext-proc/index.js';
+import type { Payload } from './scenarios.js';
 
 const PROSE = [
   'The quarterly report shows revenue growth in every region except the north-east,',
@@ -205,4 +206,22 @@ export function sseResponseHeaders(): HeaderList {
     ['openai-version', '2020-10-01'],
     ['x-request-id', 'req_0e9d8c7b6a5f4e3d2c1b0a9f8e7d6c5b'],
   ];
+}
+
+/** A whole chat exchange: a request of about `bytes` bytes and a buffered JSON answer. */
+export function chatPayload(
+  bytes: number,
+  opts: ChatRequestOptions = {},
+  upstream = true,
+): Payload {
+  const body = chatRequestBody(bytes, opts);
+  const res = chatResponseBody();
+  return {
+    reqHeaders: requestHeaders(body),
+    reqBody: body,
+    resHeaders: jsonResponseHeaders(res),
+    resChunks: [res],
+    sse: false,
+    upstream,
+  };
 }

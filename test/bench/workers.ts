@@ -23,12 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { benchConfig, POLICY_MODEL } from './config.js';
 import { runLoadgen, type GoPoint } from './latency.js';
 import { buildLoadgen } from './loadgen/build.js';
-import {
-  chatRequestBody,
-  chatResponseBody,
-  jsonResponseHeaders,
-  requestHeaders,
-} from './payloads.js';
+import { chatPayload } from './payloads.js';
 import { Child, freePort, httpStatus, loadAverage, waitReady } from './proc.js';
 import type { Payload } from './scenarios.js';
 import { fmtInt, table } from './stats.js';
@@ -42,16 +37,7 @@ const TARGET_RATIO = 1.8;
 const IN_FLIGHT = Number(process.env.BENCH_WORKERS_IN_FLIGHT ?? 64) || 64;
 
 function payload(policy: boolean): Payload {
-  const body = chatRequestBody(2048, policy ? { model: POLICY_MODEL, pii: true } : {});
-  const res = chatResponseBody();
-  return {
-    reqHeaders: requestHeaders(body),
-    reqBody: body,
-    resHeaders: jsonResponseHeaders(res),
-    resChunks: [res],
-    sse: false,
-    upstream: true,
-  };
+  return chatPayload(2048, policy ? { model: POLICY_MODEL, pii: true } : {});
 }
 
 interface Server {
