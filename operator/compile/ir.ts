@@ -7,6 +7,7 @@
  */
 import type { ExtprocConfigInput } from '../../extproc/config/contract.js';
 import type {
+  Backend,
   Condition,
   ModelMatch,
   PolicySectionName,
@@ -15,7 +16,7 @@ import type {
   RetryOn,
 } from '../api/types.js';
 
-/** A condition as translation decides it; the status writer adds lastTransitionTime. */
+/** A condition as compilation decides it; the status writer adds lastTransitionTime. */
 export type ConditionResult = Omit<Condition, 'lastTransitionTime'>;
 
 export type RouteReason =
@@ -82,23 +83,11 @@ export interface IRBackend {
   target: ExternalTarget | ServiceTarget;
   credential?: { ref: CredentialRef; value: string };
   modelOverride?: string;
-  azure?: {
-    apiVersion: string;
-    deployment?: string;
-    entra?: { tenantId?: string; clientId?: string };
-  };
-  aws?: {
-    region: string;
-    anthropicInvoke?: boolean;
-    guardrail?: {
-      identifier: string;
-      version: string;
-      trace?: 'enabled' | 'disabled' | 'enabled_full';
-      streamProcessingMode?: 'sync' | 'async';
-    };
-  };
-  gcp?: { project: string; region: string; publisher?: 'google' | 'anthropic' };
-  anthropic?: { version?: string; defaultMaxTokens?: number };
+  // The provider blocks as the AIRoute writes them: the IR carries them unchanged.
+  azure?: Backend['azure'];
+  aws?: Backend['aws'];
+  gcp?: Backend['gcp'];
+  anthropic?: Backend['anthropic'];
 }
 
 export interface IRRuleBackend {
