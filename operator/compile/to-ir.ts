@@ -126,6 +126,20 @@ interface RouteDraft {
   }[];
 }
 
+/** A route's IR as its draft and merged policy sections make it; policy, governance added after. */
+function irRoute(d: RouteDraft, policies: IRRoute['policies']): IRRoute {
+  return {
+    key: d.key,
+    namespace: d.route.metadata.namespace,
+    name: d.route.metadata.name,
+    created: unixSeconds(d.route.metadata.creationTimestamp),
+    models: d.models,
+    backends: d.backends,
+    rules: d.rules,
+    policies,
+  };
+}
+
 export interface ToIROptions {
   /**
    * Wall-clock milliseconds, to leave out consumer keys that have expired; absent: no key counts
@@ -284,16 +298,7 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
   const irRoutes: IRRoute[] = served
     .map(({ draft: d, hashKey }) => {
       const sections = policyResult.merged.get(d.key) ?? {};
-      const r: IRRoute = {
-        key: d.key,
-        namespace: d.route.metadata.namespace,
-        name: d.route.metadata.name,
-        created: unixSeconds(d.route.metadata.creationTimestamp),
-        models: d.models,
-        backends: d.backends,
-        rules: d.rules,
-        policies: sections,
-      };
+      const r = irRoute(d, sections);
       const affinity = d.route.spec.sessionAffinity;
       if (affinity) r.sessionAffinity = { header: affinity.header ?? DEFAULT_SESSION_HEADER };
       const policy = routePolicy(
@@ -319,19 +324,7 @@ export function toIR(resources: Resources, options: ToIROptions = {}): IR {
       }
       return r;
     })
-    .concat(
-      refused.map((d): IRRoute => ({
-        key: d.key,
-        namespace: d.route.metadata.namespace,
-        name: d.route.metadata.name,
-        created: unixSeconds(d.route.metadata.creationTimestamp),
-        models: d.models,
-        backends: d.backends,
-        rules: d.rules,
-        policies: {},
-        refused: 'policy_invalid',
-      })),
-    )
+    .concat(refused.map((d): IRRoute => ({ ...irRoute(d, {}), refused: 'policy_invalid' })))
     .sort((a, b) => cmp(a.key, b.key));
   const ir: IR = { routes: irRoutes, statuses };
   if (idlePolicies.size > 0) ir.idlePolicies = idlePolicies;
