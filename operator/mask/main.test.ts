@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { main } from './main.js';
 
 async function* from(lines: string[]): AsyncIterable<string> {
@@ -108,6 +110,26 @@ describe('sluice mask', () => {
       const bad = await mask(['--policy', file], []);
       assert.equal(bad.code, 2);
       assert.match(bad.err, /backreference/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('reads piped stdin whole when a policy file loads first (the real process)', async () => {
+    // Lines that arrived while the policy loaded were lost, and the process stopped (exit 13).
+    const dir = await mkdtemp(join(tmpdir(), 'sluice-mask-'));
+    try {
+      const policy = join(dir, 'p.yaml');
+      await writeFile(policy, 'detectors: [EMAIL, PERSON]\n');
+      const cli = fileURLToPath(new URL('../cli.ts', import.meta.url));
+      const r = spawnSync(process.execPath, ['--import', 'tsx', cli, 'mask', '--policy', policy], {
+        input: '{"id":1,"text":"Dr. Ada Lovelace: ada@example.com"}\n',
+        encoding: 'utf8',
+        timeout: 60_000,
+      });
+      assert.equal(r.status, 0, r.stderr);
+      const row = JSON.parse(r.stdout) as { text: string };
+      assert.equal(row.text, 'Dr. [PERSON_1]: [EMAIL_1]');
     } finally {
       await rm(dir, { recursive: true, force: true });
     }

@@ -37,9 +37,18 @@ export interface Io {
   err: (s: string) => void;
 }
 
+/**
+ * Stdin's lines, read only once iterated: a readline interface made at once starts reading, and
+ * lines that arrive while the policy file loads would go before its iterator exists — a short
+ * piped input then ended with nothing written and the process stopped on an unsettled await.
+ */
+async function* stdinLines(): AsyncIterable<string> {
+  yield* createInterface({ input: process.stdin, crlfDelay: Infinity });
+}
+
 function defaultIo(): Io {
   return {
-    lines: createInterface({ input: process.stdin, crlfDelay: Infinity }),
+    lines: stdinLines(),
     out: (s) => process.stdout.write(s),
     err: (s) => process.stderr.write(s),
   };
