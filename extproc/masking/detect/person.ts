@@ -104,10 +104,10 @@ const LABEL_AND_RELATIVE_CUES = [
 
 // Words before a chain that say a person's name follows. Matched on the lower-cased text right
 // before the chain (spaces and a colon or comma between are fine).
-const CUES = [
+// The strong ones first (cue strength 2 in cueBefore), then the rest (1; 3 for product cues).
+const STRONG_CUE_LIST = [
   'my name is',
   'name is',
-  'name',
   'name:',
   'names:',
   "i'm",
@@ -126,16 +126,20 @@ const CUES = [
   'hi',
   'hello',
   'hey',
-  'thanks',
-  'thank you',
   'regards',
   'sincerely',
-  'cheers',
   'signed',
+  ...LABEL_AND_RELATIVE_CUES,
+];
+const CUES = [
+  ...STRONG_CUE_LIST,
+  'name',
+  'thanks',
+  'thank you',
+  'cheers',
   'by',
   'with',
   'contact:',
-  ...LABEL_AND_RELATIVE_CUES,
   'patient',
   'customer',
   'client',
@@ -157,32 +161,7 @@ const CUES = [
   'asked',
   'spoke',
 ];
-const STRONG_CUES = new Set([
-  'my name is',
-  'name is',
-  'name:',
-  'names:',
-  "i'm",
-  'i’m',
-  'i am',
-  'this is',
-  'call me',
-  'called',
-  'named',
-  'named him',
-  'named her',
-  'called him',
-  'called her',
-  'tribute to',
-  'dear',
-  'hi',
-  'hello',
-  'hey',
-  'regards',
-  'sincerely',
-  'signed',
-  ...LABEL_AND_RELATIVE_CUES,
-]);
+const STRONG_CUES = new Set(STRONG_CUE_LIST);
 
 // A chain holding one of these is an organisation, a place or a street, not a person.
 const NOT_PERSON = new Set(
