@@ -5,40 +5,9 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { ExtprocConfig } from '../../extproc/config/contract.js';
 import { AIPolicySpecSchema } from '../api/schema.js';
-import type { AIPolicy, AIPolicySpec, AIRoute, Resources } from '../api/types.js';
 import { compile } from './index.js';
 import { compileProblems } from './policy.js';
-
-function route(name: string): AIRoute {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIRoute',
-    metadata: { name, namespace: 'ns', generation: 1 },
-    spec: {
-      models: [{ exact: `${name}-model` }],
-      backends: [
-        { name: 'b', provider: 'openai-compatible', endpoint: { url: 'https://llm.example.com' } },
-      ],
-    },
-  };
-}
-
-function policy(name: string, spec: AIPolicySpec): AIPolicy {
-  return {
-    apiVersion: 'sluice.dev/v1alpha1',
-    kind: 'AIPolicy',
-    metadata: { name, namespace: 'ns', generation: 1, creationTimestamp: '2025-01-01T00:00:00Z' },
-    spec,
-  };
-}
-
-const bundle = (parts: Partial<Resources>): Resources => ({
-  routes: [],
-  policies: [],
-  secrets: [],
-  endpoints: [],
-  ...parts,
-});
+import { bundle, policy, route } from '../../test/support/resources.js';
 
 describe('AIPolicy sessions section', () => {
   it('the CRD schema takes the contract’s fields and refuses others', () => {
