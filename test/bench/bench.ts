@@ -22,6 +22,7 @@
  *                          cloud (issue 15: the cloud translators per pair, SigV4)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    extra node flags for the extproc, space-separated (e.g. --trace-gc)
+ *   BENCH_KEEP_LOGS        keep the servers' logs (the extproc's stderr: --trace-gc lands there)
  *   BENCH_EXTPROC          the extproc entry point (default: dist/operator/cli.js, as production
  *                          runs it, when `npm run build` made it after the last change to a
  *                          source; else operator/cli.ts through tsx; the header says which)
@@ -658,7 +659,8 @@ async function main(): Promise<void> {
     if (cleaned) return;
     cleaned = true;
     for (const c of children) c.killNow();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP_LOGS) console.error(`bench: the servers' logs are kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', cleanupNow);
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
