@@ -29,6 +29,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { globalAgent } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -897,6 +898,10 @@ async function main(): Promise<void> {
 
     sluice.target.client.close();
     floor.target.client.close();
+    // The probe marks went through the global agent, whose idle keep-alive sockets keep each
+    // server alive after its shutdown until they time out (5 s), past stop()'s grace: a --cpu-prof
+    // extproc was then killed before writing its profile.
+    globalAgent.destroy();
     for (const c of children) await c.stop();
     if (cfg.profileDir) printProfile(cfg.profileDir, measuringFrom);
     if (wanted('operator')) operatorSection();
