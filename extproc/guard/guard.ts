@@ -14,7 +14,7 @@ import type { Operation } from '../providers/endpoints.js';
 import { compileCustomPattern } from '../masking/detect/custom.js';
 import { createTextView } from '../masking/detect/text-view.js';
 import { maskableSlots, type SlotList } from '../masking/fields.js';
-import { estimateRequestInputTokens } from '../usage/estimate.js';
+import { inputTokensOver } from '../usage/estimate.js';
 import { scoreText, type InjectionScore } from './injection.js';
 import { INVISIBLE_KINDS, scanInvisible, type InvisibleScan } from './invisible.js';
 import {
@@ -506,8 +506,9 @@ export function evaluateGuard(
     }
   }
   if (policy.maxPromptTokens !== undefined) {
-    const tokens = estimateRequestInputTokens(op, out);
-    if (tokens > policy.maxPromptTokens) {
+    // Counted only when the text could be over the limit (usage/estimate.ts).
+    const tokens = inputTokensOver(op, out, policy.maxPromptTokens);
+    if (tokens !== undefined) {
       reasons.push({
         rule: 'max_prompt_tokens',
         kind: 'size',

@@ -11,6 +11,7 @@ import {
   estimateRequestTokens,
   estimateTokens,
   estimateUsage,
+  inputTokensOver,
   maxOutputTokens,
   promptText,
   tokenizerLoadMs,
@@ -352,6 +353,59 @@ test('completions and embeddings: strings, string arrays and token-id arrays', (
   assert.equal(estimateRequestInputTokens('embeddings', { input: 'hello world' }), 2);
   assert.equal(estimateRequestInputTokens('embeddings', { input: ['hello world', 'hello'] }), 3);
   assert.equal(estimateRequestInputTokens('chat', 'not an object'), 0);
+});
+
+test('inputTokensOver: the count when over the limit, undefined when not; no tokenizing when the bytes cannot be over', () => {
+  const r = rng(23);
+  const alphabet = [
+    ...'abcXYZ019 .,;:!?-_/\\()[]{}<>@#',
+    '\n',
+    'é',
+    'ж',
+    '中',
+    '🙂',
+    '\u0001',
+    '\u0301',
+  ];
+  const bodies: Record<string, unknown>[] = [];
+  for (let k = 0; k < 60; k++) {
+    const text = randomText(r, 1 + Math.floor(r() * 300), alphabet);
+    bodies.push({ messages: [{ role: 'user', content: text }] });
+  }
+  // Where the count is its bytes (every byte its own token), the bound is tight.
+  bodies.push({ messages: [{ role: 'user', content: '\u0001\u0002\u0003' }] });
+  bodies.push({
+    messages: [
+      { role: 'user', content: 'hi' },
+      { role: 'user', content: '' },
+    ],
+  });
+  bodies.push({ messages: [] });
+  for (const body of bodies) {
+    const n = estimateRequestInputTokens('chat', body);
+    const bytes = Buffer.byteLength(promptText('chat', body));
+    for (const limit of [0, 1, n - 1, n, n + 1, bytes + 30, 1e9]) {
+      if (limit < 0) continue;
+      assert.equal(
+        inputTokensOver('chat', body, limit),
+        n > limit ? n : undefined,
+        `${n} vs ${limit}`,
+      );
+    }
+  }
+  // Fresh pieces that need merging: the full count merges them, the bound does not look.
+  const fresh = Array.from({ length: 50 }, () => randomText(r, 12, [...'qxzjvkwy'])).join(' ');
+  const body = { messages: [{ role: 'user', content: fresh }] };
+  const seen: string[] = [];
+  observeMerges((b) => seen.push(b));
+  try {
+    assert.equal(inputTokensOver('chat', body, 1e6), undefined);
+    assert.equal(seen.length, 0);
+    assert.equal(inputTokensOver('chat', body, 3), estimateRequestInputTokens('chat', body));
+    assert.ok(seen.length > 0);
+  } finally {
+    observeMerges(undefined);
+  }
 });
 
 test('estimateRequestTokens adds the output cap per choice', () => {
