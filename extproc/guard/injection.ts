@@ -155,18 +155,29 @@ function tokenize(text: string): string[] {
 }
 
 /**
- * Every lexicon's index keys (the first three letters of an entry's first word), numbered once
- * for all of them: a text's tokens are keyed once (keyIds) and each of the ~20 lexicons then
- * reads its entries by number. Looking each token up in each lexicon by a fresh 3-letter slice
- * cost ~20 slices and map lookups per token, most of the guard's time on ordinary prose.
+ * Every lexicon's index keys (the first three letters of an entry's first word, all ASCII),
+ * numbered once for all of them, so a text's tokens are keyed once and only the lexicons with an
+ * entry under a token's key look at it. Looking each token up in each lexicon by a fresh 3-letter
+ * slice cost ~20 slices and map lookups per token, most of the guard's time on ordinary prose.
  */
-const KEY_IDS = new Map<string, number>();
+const KEY_IDS = new Map<number, number>();
+/** By key number, the lexicons with an entry under that key. */
+const LEXICONS_BY_KEY: Lexicon[][] = [];
+let lexiconCount = 0;
 
-/** Each token's key number in KEY_IDS, -1 when no lexicon has an entry starting with it. */
-function keyIds(tokens: readonly string[]): Int32Array {
-  const ids = new Int32Array(tokens.length);
-  for (let i = 0; i < tokens.length; i++) ids[i] = KEY_IDS.get(keyOf(tokens[i]!)) ?? -1;
-  return ids;
+/**
+ * A word's key as a small integer: its first three chars (fewer if it is shorter) and its length
+ * class; -1 when one of them is not ASCII, which no key is. No string is made.
+ */
+function keyCode(word: string): number {
+  const n = Math.min(word.length, 3);
+  let code = n;
+  for (let i = 0; i < n; i++) {
+    const c = word.charCodeAt(i);
+    if (c > 0x7f) return -1;
+    code = (code << 7) | c;
+  }
+  return code;
 }
 
 /**
@@ -174,8 +185,10 @@ function keyIds(tokens: readonly string[]): Int32Array {
  * prefixes ("ignor*" for ignore, ignoring, ignorieren, ignorez, ignora).
  */
 class Lexicon {
-  /** Entries by their first word's key number (KEY_IDS); a hole for keys of other lexicons. */
-  private readonly index: ({ word: string; prefix: boolean }[][] | undefined)[] = [];
+  /** Numbers the lexicon's marks in Words. */
+  readonly id = lexiconCount++;
+  /** Entries by their first word's key number (KEY_IDS). */
+  private readonly index = new Map<number, { word: string; prefix: boolean }[][]>();
 
   constructor(entries: readonly string[]) {
     for (const e of entries) {
@@ -185,17 +198,22 @@ class Lexicon {
       }));
       const first = words[0]!;
       if (first.prefix && first.word.length < 3) throw new Error(`prefix too short: ${e}`);
-      const key = keyOf(first.word);
-      let id = KEY_IDS.get(key);
-      if (id === undefined) KEY_IDS.set(key, (id = KEY_IDS.size));
-      (this.index[id] ??= []).push(words);
+      const code = keyCode(first.word);
+      if (code < 0) throw new Error(`not ASCII: ${e}`);
+      let id = KEY_IDS.get(code);
+      if (id === undefined) KEY_IDS.set(code, (id = KEY_IDS.size));
+      const list = this.index.get(id);
+      if (list) list.push(words);
+      else {
+        this.index.set(id, [words]);
+        (LEXICONS_BY_KEY[id] ??= []).push(this);
+      }
     }
   }
 
-  /** Tokens matched by the longest entry starting at `i`, 0 when none (`keys`: keyIds). */
-  at(tokens: readonly string[], keys: Int32Array, i: number): number {
-    const id = keys[i]!;
-    const cands = id < 0 ? undefined : this.index[id];
+  /** Tokens matched by the longest entry starting at `i`, whose key number is `key`; 0 if none. */
+  at(tokens: readonly string[], key: number, i: number): number {
+    const cands = this.index.get(key);
     if (!cands) return 0;
     let best = 0;
     for (const words of cands) {
@@ -210,23 +228,49 @@ class Lexicon {
     }
     return best;
   }
+}
 
-  marks(tokens: readonly string[], keys: Int32Array): Uint8Array {
-    const out = new Uint8Array(tokens.length);
-    for (let i = 0; i < tokens.length; i++) out[i] = this.at(tokens, keys, i);
-    return out;
+/**
+ * A text's word tokens and, for every lexicon, the length of its longest entry starting at each
+ * token (0: none): found in one pass, visiting a token only for the lexicons that have an entry
+ * under its key. A lexicon with no entry in the text keeps no array.
+ */
+class Words {
+  private readonly marks: (Uint8Array | undefined)[] = [];
+
+  constructor(readonly tokens: readonly string[]) {
+    const n = tokens.length;
+    for (let i = 0; i < n; i++) {
+      const code = keyCode(tokens[i]!);
+      const key = code < 0 ? undefined : KEY_IDS.get(code);
+      if (key === undefined) continue;
+      for (const lex of LEXICONS_BY_KEY[key]!) {
+        const len = lex.at(tokens, key, i);
+        if (len > 0) (this.marks[lex.id] ??= new Uint8Array(n))[i] = len;
+      }
+    }
   }
-}
 
-function keyOf(word: string): string {
-  return word.length >= 3 ? word.slice(0, 3) : word;
-}
+  /** Tokens matched by `lex`'s longest entry starting at token i (0 <= i < tokens.length). */
+  at(lex: Lexicon, i: number): number {
+    const m = this.marks[lex.id];
+    return m === undefined ? 0 : m[i]!;
+  }
 
-function anyIn(marks: Uint8Array, from: number, to: number): boolean {
-  const a = Math.max(0, from);
-  const b = Math.min(marks.length - 1, to);
-  for (let j = a; j <= b; j++) if (marks[j]! > 0) return true;
-  return false;
+  /** Whether an entry of `lex` starts at a token in [from, to] (clamped to the text). */
+  any(lex: Lexicon, from: number, to: number): boolean {
+    const m = this.marks[lex.id];
+    if (m === undefined) return false;
+    const a = Math.max(0, from);
+    const b = Math.min(m.length - 1, to);
+    for (let j = a; j <= b; j++) if (m[j]! > 0) return true;
+    return false;
+  }
+
+  /** Whether `lex` has an entry anywhere in the text. */
+  has(lex: Lexicon): boolean {
+    return this.marks[lex.id] !== undefined;
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -476,31 +520,28 @@ const BEFORE = new Lexicon([
 ]);
 const FIRST_PERSON = new Lexicon(['i', 'ich', 'je', 'j', 'yo', 'we', 'wir', 'nous']);
 
-function instructionOverride(tokens: readonly string[], keys: Int32Array): boolean {
-  if (tokens.length < 2) return false;
-  const verb = OVERRIDE_VERB.marks(tokens, keys);
-  const qual = QUALIFIER.marks(tokens, keys);
-  const noun = INSTRUCTION_NOUN.marks(tokens, keys);
-  const self = FIRST_PERSON_POSSESSIVE.marks(tokens, keys);
-  const selfAfter = FIRST_PERSON_AFTER.marks(tokens, keys);
-  const invalid = INVALIDATED.marks(tokens, keys);
-  for (let i = 0; i < tokens.length; i++) {
-    if (noun[i] === 0) continue;
-    if (!anyIn(qual, i - 3, i - 1) && !anyIn(qual, i + 1, i + 3)) continue;
-    if (anyIn(self, i - 3, i - 1) || anyIn(selfAfter, i + 1, i + 4)) continue;
-    if (anyIn(verb, i - 8, i + 6) || anyIn(invalid, i + 1, i + 6)) return true;
+function instructionOverride(w: Words): boolean {
+  const n = w.tokens.length;
+  if (n < 2) return false;
+  if (w.has(INSTRUCTION_NOUN) && w.has(QUALIFIER)) {
+    for (let i = 0; i < n; i++) {
+      if (w.at(INSTRUCTION_NOUN, i) === 0) continue;
+      if (!w.any(QUALIFIER, i - 3, i - 1) && !w.any(QUALIFIER, i + 1, i + 3)) continue;
+      if (w.any(FIRST_PERSON_POSSESSIVE, i - 3, i - 1) || w.any(FIRST_PERSON_AFTER, i + 1, i + 4))
+        continue;
+      if (w.any(OVERRIDE_VERB, i - 8, i + 6) || w.any(INVALIDATED, i + 1, i + 6)) return true;
+    }
   }
   // "Forget everything you were told before": no noun, the whole past is dismissed.
-  const every = EVERYTHING.marks(tokens, keys);
-  const before = BEFORE.marks(tokens, keys);
-  const me = FIRST_PERSON.marks(tokens, keys);
-  for (let i = 0; i < tokens.length; i++) {
-    if (verb[i] === 0) continue;
-    for (let j = i + verb[i]!; j <= i + verb[i]! + 1 && j < tokens.length; j++) {
-      if (every[j] === 0) continue;
-      for (let k = j + 1; k <= j + 8 && k < tokens.length; k++) {
-        if (me[k]! > 0) break;
-        if (before[k]! > 0) return true;
+  if (!w.has(OVERRIDE_VERB) || !w.has(EVERYTHING) || !w.has(BEFORE)) return false;
+  for (let i = 0; i < n; i++) {
+    const verb = w.at(OVERRIDE_VERB, i);
+    if (verb === 0) continue;
+    for (let j = i + verb; j <= i + verb + 1 && j < n; j++) {
+      if (w.at(EVERYTHING, j) === 0) continue;
+      for (let k = j + 1; k <= j + 8 && k < n; k++) {
+        if (w.at(FIRST_PERSON, k) > 0) break;
+        if (w.at(BEFORE, k) > 0) return true;
       }
     }
   }
@@ -670,34 +711,29 @@ const GIVEN_TO_YOU = new Lexicon([
   'die dir',
 ]);
 
-function promptLeak(tokens: readonly string[], keys: Int32Array): boolean {
-  const strong = SHOW_STRONG.marks(tokens, keys);
-  const weak = SHOW_WEAK.marks(tokens, keys);
-  const sys = SYSTEM_PROMPT.marks(tokens, keys);
-  const secret = SECRET_ADJ.marks(tokens, keys);
-  const orig = ORIGINAL_ADJ.marks(tokens, keys);
-  const noun = PROMPT_NOUN.marks(tokens, keys);
-  const config = CONFIG_NOUN.marks(tokens, keys);
-  const yours = SECOND_PERSON_POSSESSIVE.marks(tokens, keys);
-  const mine = FIRST_PERSON_POSSESSIVE.marks(tokens, keys);
-  const text = TEXT_NOUN.marks(tokens, keys);
-  const above = ABOVE.marks(tokens, keys);
-  const given = GIVEN_TO_YOU.marks(tokens, keys);
+function promptLeak(w: Words): boolean {
+  if (!w.has(SHOW_STRONG) && !w.has(SHOW_WEAK)) return false;
+  const tokens = w.tokens;
   for (let i = 0; i < tokens.length; i++) {
-    const hasStrong = anyIn(strong, i - 6, i + 4);
-    const hasAny = hasStrong || anyIn(weak, i - 6, i + 4);
+    // Every verdict below needs one of these objects at i.
+    const isSystemPrompt = w.at(SYSTEM_PROMPT, i) > 0;
+    const isPromptNoun = w.at(PROMPT_NOUN, i) > 0;
+    const isConfig = w.at(CONFIG_NOUN, i) > 0;
+    const isText = w.at(TEXT_NOUN, i) > 0;
+    if (!isSystemPrompt && !isPromptNoun && !isConfig && !isText) continue;
+    const hasStrong = w.any(SHOW_STRONG, i - 6, i + 4);
+    const hasAny = hasStrong || w.any(SHOW_WEAK, i - 6, i + 4);
     if (!hasAny) continue;
-    if (anyIn(mine, i - 2, i - 1)) continue;
-    const owned = anyIn(yours, i - 2, i - 1);
-    const isPromptNoun = noun[i]! > 0;
+    if (w.any(FIRST_PERSON_POSSESSIVE, i - 2, i - 1)) continue;
+    const owned = w.any(SECOND_PERSON_POSSESSIVE, i - 2, i - 1);
     const object =
-      sys[i]! > 0 ||
-      (isPromptNoun && (anyIn(secret, i - 2, i + 2) || anyIn(orig, i - 2, i + 2))) ||
-      (config[i]! > 0 && anyIn(secret, i - 2, i + 2));
+      isSystemPrompt ||
+      (isPromptNoun && (w.any(SECRET_ADJ, i - 2, i + 2) || w.any(ORIGINAL_ADJ, i - 2, i + 2))) ||
+      (isConfig && w.any(SECRET_ADJ, i - 2, i + 2));
     if (object && (hasStrong || owned)) return true;
     if (isPromptNoun && owned && /^(?:prompt|instruc|anweis|consig)/.test(tokens[i]!)) return true;
-    if (isPromptNoun && anyIn(given, i + 1, i + 3)) return true;
-    if (text[i]! > 0 && anyIn(above, i + 1, i + 4)) return true;
+    if (isPromptNoun && w.any(GIVEN_TO_YOU, i + 1, i + 3)) return true;
+    if (isText && w.any(ABOVE, i + 1, i + 4)) return true;
   }
   return false;
 }
@@ -869,11 +905,14 @@ function excessiveRepetition(text: string, tokens: readonly string[]): boolean {
 // Scoring.
 
 /** The rules that read meaning, run on the text and again on every decoded or revealed form. */
-function phraseRules(norm: string, fired: Set<InjectionRuleName>): void {
-  const tokens = tokenize(norm);
-  const keys = keyIds(tokens);
-  if (instructionOverride(tokens, keys)) fired.add('instruction_override');
-  if (promptLeak(tokens, keys)) fired.add('prompt_leak');
+function phraseRules(
+  norm: string,
+  fired: Set<InjectionRuleName>,
+  tokens: readonly string[] = tokenize(norm),
+): void {
+  const words = new Words(tokens);
+  if (instructionOverride(words)) fired.add('instruction_override');
+  if (promptLeak(words)) fired.add('prompt_leak');
   if (anyMatch(RESTRICTION_BYPASS, norm)) fired.add('restriction_bypass');
   if (anyMatch(JAILBREAK_PERSONA, norm)) fired.add('jailbreak_persona');
   if (anyMatch(NEW_INSTRUCTIONS, norm)) fired.add('new_instructions');
@@ -896,7 +935,7 @@ export function scoreText(text: string, scan: InvisibleScan = scanInvisible(text
   const fired = new Set<InjectionRuleName>();
   const norm = normalizeForRules(text);
   const tokens = tokenize(norm);
-  phraseRules(norm, fired);
+  phraseRules(norm, fired, tokens);
 
   if (scan.counts.tag !== undefined) fired.add('hidden_tag_text');
   if (scan.counts.bidi_control !== undefined) fired.add('bidi_override');
