@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { MemoryStore } from '../state/memory.js';
 import { emptyUsage, StoreUnavailable, type StateStore } from '../state/store.js';
 import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
-import { AttemptLedger, Budget, formatReset } from './budget.js';
+import { AttemptLedger, Budget, formatReset, reservationId } from './budget.js';
 
 /** A memory store that can be switched off, standing in for an unreachable Redis. */
 function flaky(): StateStore & { down: boolean; settles: number } {
@@ -165,5 +165,27 @@ describe('formatReset', () => {
     assert.equal(formatReset(1500), '1.5s');
     assert.equal(formatReset(360_000), '6m0s');
     assert.equal(formatReset(3_723_000), '1h2m3s');
+  });
+});
+
+describe('reservationId', () => {
+  it('gives distinct 128-bit ids (22 base64url characters), across draws of random bytes', () => {
+    const ids = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const id = reservationId();
+      assert.match(id, /^[A-Za-z0-9_-]{22}$/);
+      ids.add(id);
+    }
+    assert.equal(ids.size, 2000);
+  });
+
+  it('is what a Budget names its reservations by default', async () => {
+    const b = new Budget({ store: new MemoryStore(), clock: () => T0 });
+    const r = await b.reserve(policy([{ name: 'rpm', per: [], requestsPerMinute: 10 }]), KEYS, {
+      tokens: 1,
+      costUsd: 0,
+    });
+    assert.ok(r.ok);
+    assert.match(r.reservation.id, /^[A-Za-z0-9_-]{22}$/);
   });
 });

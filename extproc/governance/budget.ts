@@ -14,7 +14,7 @@
  * amount with the actual one, so a budget is exceeded only by what requests used beyond their
  * estimate.
  */
-import { randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   emptyUsage,
   StoreUnavailable,
@@ -92,6 +92,29 @@ export interface BudgetOptions {
   retryIntervalMs?: number;
 }
 
+/** Random bytes of a reservation id, and how many ids one draw of random bytes serves. */
+const ID_BYTES = 16;
+const IDS_PER_DRAW = 256;
+let idPool = Buffer.alloc(0);
+let idAt = 0;
+
+/**
+ * A reservation id: 128 random bits as 22 base64url characters. The store keeps it as the
+ * settlement's "settled" marker for 2 × the reservation TTL (memory.ts: ~900,000 of them at 500
+ * requests a second with the default TTL), so it is one flat string of ~40 bytes on the heap:
+ * randomUUID builds its 36 characters by concatenation, a tree of ~14 strings (~540 bytes) that
+ * a Map key keeps whole.
+ */
+export function reservationId(): string {
+  if (idAt + ID_BYTES > idPool.length) {
+    idPool = randomBytes(ID_BYTES * IDS_PER_DRAW);
+    idAt = 0;
+  }
+  const id = idPool.toString('base64url', idAt, idAt + ID_BYTES);
+  idAt += ID_BYTES;
+  return id;
+}
+
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
 const DAY_USAGE_RETENTION_MS = 62 * DAY_MS;
@@ -111,7 +134,7 @@ export class Budget {
   constructor(opts: BudgetOptions) {
     this.store = opts.store;
     this.clock = opts.clock ?? Date.now;
-    this.newId = opts.newId ?? randomUUID;
+    this.newId = opts.newId ?? reservationId;
     this.onFailOpen = opts.onFailOpen;
     this.onLevels = opts.onLevels;
     this.journal = new SettlementJournal(opts.journalCapacity ?? 10_000, opts.onSettlementLost);

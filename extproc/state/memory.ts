@@ -4,7 +4,7 @@
  * plus a sweep at most once a second so memory stays bounded by live windows.
  */
 import {
-  usageField,
+  usageDimsKey,
   usageRows,
   type ReserveReply,
   type ReserveRequest,
@@ -31,8 +31,76 @@ interface Scope {
   buckets: Map<string, Bucket>;
   /** Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest. */
   pending: Map<string, Pending>;
-  settled: Map<string, number>;
-  usage: Map<string, { counters: Map<string, number>; expireAtMs: number }>;
+  settled: SettledMarkers;
+  /** Per usage row (usageDimsKey), its counters in USAGE_METRICS order. */
+  usage: Map<string, { counters: Map<string, number[]>; expireAtMs: number }>;
+}
+
+/** Maps a "settled" marker is spread over (a power of two). */
+const MARKER_SHARDS = 64;
+
+/**
+ * The "settled" markers of a scope: id → when it is forgotten. There is one per settlement, kept
+ * for 2 × the reservation TTL (30 min by default): ~900,000 at 500 requests a second. In one Map
+ * that many stall the event loop each time the Map grows (its rehash: ~175 ms at 1M entries) and
+ * each time a sweep walks them all (~40 ms), so they are spread over MARKER_SHARDS maps by a hash
+ * of the id, and a sweep stops at the first live marker of each: a map keeps insertion order,
+ * which is expiry order while the scope's marker TTL is constant (re-settling an id moves it to
+ * the end). A marker behind a longer-lived one (the TTL changed) is dropped when that one is, and
+ * is checked against its own time on every lookup meanwhile. Times are kept relative to the
+ * first one seen, as small integers that need no heap number per marker.
+ */
+class SettledMarkers {
+  private readonly shards: Map<string, number>[] = [];
+  private base: number | undefined;
+
+  constructor() {
+    for (let i = 0; i < MARKER_SHARDS; i++) this.shards.push(new Map());
+  }
+
+  private shard(id: string): Map<string, number> {
+    const n = id.length;
+    let h = n;
+    // A few characters from both ends: enough to spread random ids (UUIDs, base64url).
+    for (let i = 0; i < n && i < 4; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+    for (let i = Math.max(4, n - 4); i < n; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+    return this.shards[(h ^ (h >>> 15)) & (MARKER_SHARDS - 1)]!;
+  }
+
+  /** When the marker of `id` is forgotten (ms), or undefined without one. */
+  get(id: string): number | undefined {
+    const at = this.shard(id).get(id);
+    return at === undefined ? undefined : at + this.base!;
+  }
+
+  has(id: string): boolean {
+    return this.shard(id).has(id);
+  }
+
+  set(id: string, untilMs: number): void {
+    this.base ??= untilMs;
+    const m = this.shard(id);
+    m.delete(id);
+    m.set(id, untilMs - this.base);
+  }
+
+  /** Forgets the markers due by nowMs, oldest first, up to the first live one of each map. */
+  sweep(nowMs: number): void {
+    if (this.base === undefined) return;
+    const due = nowMs - this.base;
+    for (const m of this.shards) {
+      for (const [id, at] of m) {
+        if (at > due) break;
+        m.delete(id);
+      }
+    }
+  }
+
+  get size(): number {
+    let n = 0;
+    for (const m of this.shards) n += m.size;
+    return n;
+  }
 }
 
 export class MemoryStore implements StateStore {
@@ -43,7 +111,12 @@ export class MemoryStore implements StateStore {
   private scope(name: string): Scope {
     let s = this.scopes.get(name);
     if (!s) {
-      s = { buckets: new Map(), pending: new Map(), settled: new Map(), usage: new Map() };
+      s = {
+        buckets: new Map(),
+        pending: new Map(),
+        settled: new SettledMarkers(),
+        usage: new Map(),
+      };
       this.scopes.set(name, s);
     }
     return s;
@@ -80,7 +153,7 @@ export class MemoryStore implements StateStore {
       for (const [id, p] of s.pending)
         if (p.expiresAtMs <= nowMs) this.dropPending(s, id, p, nowMs);
       for (const [k, b] of s.buckets) if (b.expireAtMs <= nowMs) s.buckets.delete(k);
-      for (const [id, until] of s.settled) if (until <= nowMs) s.settled.delete(id);
+      s.settled.sweep(nowMs);
       for (const [k, u] of s.usage) if (u.expireAtMs <= nowMs) s.usage.delete(k);
     }
   }
@@ -147,11 +220,14 @@ export class MemoryStore implements StateStore {
         s.usage.set(k, h);
       }
       h.expireAtMs = Math.max(h.expireAtMs, u.expireAtMs);
-      for (const m of USAGE_METRICS) {
-        const v = u.values[m];
+      const row = usageDimsKey(u.dims);
+      let counters = h.counters.get(row);
+      for (let i = 0; i < USAGE_METRICS.length; i++) {
+        const v = u.values[USAGE_METRICS[i]!];
         if (v === 0) continue;
-        const f = usageField(u.dims, m);
-        h.counters.set(f, (h.counters.get(f) ?? 0) + v);
+        if (!counters)
+          h.counters.set(row, (counters = new Array<number>(USAGE_METRICS.length).fill(0)));
+        counters[i]! += v;
       }
     }
     return Promise.resolve({ applied: true, pendingFound: p !== undefined });
@@ -172,7 +248,7 @@ export class MemoryStore implements StateStore {
     const rows: UsageRow[] = [];
     for (const [name, s] of this.scopes) {
       const h = s.usage.get(`${period}:${periodKey}`);
-      if (h) rows.push(...usageRows(name, h.counters));
+      if (h) rows.push(...usageRows(name, usageFields(h.counters)));
     }
     return Promise.resolve(rows);
   }
@@ -180,5 +256,21 @@ export class MemoryStore implements StateStore {
   close(): Promise<void> {
     this.scopes.clear();
     return Promise.resolve();
+  }
+
+  /** "Settled" markers held, over every scope (tests: the sweep forgets them). */
+  get settledMarkers(): number {
+    let n = 0;
+    for (const s of this.scopes.values()) n += s.settled.size;
+    return n;
+  }
+}
+
+/** A row's counters as the field/value pairs usageRows reads (as Redis keeps them). */
+function* usageFields(counters: Map<string, number[]>): Iterable<[string, number]> {
+  for (const [row, values] of counters) {
+    for (let i = 0; i < USAGE_METRICS.length; i++) {
+      if (values[i] !== 0) yield [`${row}\x1f${USAGE_METRICS[i]}`, values[i]!];
+    }
   }
 }

@@ -201,10 +201,15 @@ export function emptyUsage(): UsageValues {
 
 /** One usage field name per (dims, metric); the unit separator cannot occur in names. */
 export function usageField(d: UsageDims, metric: UsageMetric): string {
+  return `${usageDimsKey(d)}\x1f${metric}`;
+}
+
+/** A usage field name without its metric: what the fields of one row share. */
+export function usageDimsKey(d: UsageDims): string {
   const parts = [d.consumer, d.team, d.model, d.route];
   // Rows without a session keep the five-part form they had before sessions existed.
   if (d.session) parts.push(d.session);
-  return [...parts, metric].join('\x1f');
+  return parts.join('\x1f');
 }
 
 export function parseUsageField(
