@@ -148,7 +148,7 @@ export class RouterExchange implements PhaseHandler {
   }
 
   requestHeaders(msg: HeadersMessage): Outcome | Promise<Outcome> {
-    const headers = headerMap(msg.headers?.headers);
+    const headers = headerMap(msg.headers);
     this.requestHeaderMap = headers;
     const t = this.deps.trace;
     if (t) {
@@ -592,7 +592,7 @@ export class RouterExchange implements PhaseHandler {
   }
 
   responseHeaders(msg: HeadersMessage): Outcome {
-    const headers = headerMap(msg.headers?.headers);
+    const headers = headerMap(msg.headers);
     this.status = Number(headers.get(':status') ?? '0') || undefined;
     // A local reply of the upstream filter chain (Envoy 1.37+): the upstream phase's refusal, or
     // Envoy's reply shaped by local_reply_config — both name their code; the log line keeps it.

@@ -107,7 +107,7 @@ export class UpstreamExchange implements PhaseHandler {
     msg: HeadersMessage,
     attributes: Attributes | undefined,
   ): Outcome | Promise<Outcome> {
-    const headers = headerMap(msg.headers?.headers);
+    const headers = headerMap(msg.headers);
     const id = headers.get(REQUEST_ID_HEADER);
     this.requestId = id;
     const state = id === undefined ? undefined : this.deps.store.get(id);
@@ -308,7 +308,7 @@ export class UpstreamExchange implements PhaseHandler {
   responseHeaders(msg: HeadersMessage): Outcome {
     const rt = this.response;
     if (!rt) return CONTINUE;
-    const headers = headerMap(msg.headers?.headers);
+    const headers = headerMap(msg.headers);
     const status = Number(headers.get(':status') ?? '0');
     this.status = status;
     const translated = rt.headers(status, headers);

@@ -1,17 +1,18 @@
 /**
  * A hand-written decoder for the one message the extproc receives, ProcessingRequest, giving the
  * same plain objects as @grpc/proto-loader (keepCase, enums as names, oneof names, defaults
- * left out), except that header values arrive as latin1 strings (`raw_latin1`) instead of Buffers.
+ * left out), except that a HeaderMap arrives undecoded (wire/headers.ts RawHeaderMap: its
+ * `headers` list decodes on use, raw_value as a latin1 string `raw_latin1` instead of a Buffer).
  *
  * Why: a request's three header messages were a tenth of the extproc's CPU. protobufjs builds a
  * message instance per header and a Buffer view per value, then proto-loader copies the tree into
- * plain objects, and headerMap() decodes each Buffer again. Here each value is read straight from
- * the message bytes into the string headerMap() wants.
+ * plain objects, and headerMap() decodes each Buffer again. Here the header fields are only
+ * located; headerMap() reads the bytes of the headers the pipeline asks for.
  *
  * Field numbers are from envoy/service/ext_proc/v3/external_processor.proto and
  * envoy/config/core/v3/base.proto; decode.test.ts checks the result against proto-loader's.
  */
-import type { WireHeader } from './headers.js';
+import { RawHeaderMap, SPAN } from './headers.js';
 
 /** ProcessingMode.BodySendMode, by number; a number this proto does not name comes out as its digits. */
 const BODY_SEND_MODES = [
@@ -36,7 +37,7 @@ const REQUEST_CASES = [
 export type RequestCase = NonNullable<(typeof REQUEST_CASES)[number]>;
 
 export interface DecodedHeaders {
-  headers?: { headers?: WireHeader[] };
+  headers?: RawHeaderMap;
   end_of_stream?: boolean;
 }
 export interface DecodedBody {
@@ -44,7 +45,7 @@ export interface DecodedBody {
   end_of_stream?: boolean;
 }
 export interface DecodedTrailers {
-  trailers?: { headers?: WireHeader[] };
+  trailers?: RawHeaderMap;
 }
 /** google.protobuf.Value as proto-loader gives it: camelCase, plus the oneof's name in `kind`. */
 export interface DecodedValue {
@@ -161,13 +162,6 @@ class Reader {
     return s;
   }
 
-  latin1(): string {
-    const end = this.fieldEnd();
-    const s = this.buf.toString('latin1', this.pos, end);
-    this.pos = end;
-    return s;
-  }
-
   /** A view, not a copy: bodies stay in the buffer the server decoded them into. */
   bytes(): Buffer {
     const end = this.fieldEnd();
@@ -270,34 +264,40 @@ function trailers(r: Reader): DecodedTrailers {
   return out;
 }
 
-/** config.core.v3.HeaderMap; a second occurrence merges (its headers append), as protobuf does. */
-function headerMap(
-  r: Reader,
-  into: { headers?: WireHeader[] } | undefined,
-): { headers?: WireHeader[] } {
-  const out = into ?? {};
+/**
+ * config.core.v3.HeaderMap, left undecoded: where each header's fields lie (wire/headers.ts
+ * decodes what is read). A second occurrence merges (its headers append), as protobuf does.
+ */
+function headerMap(r: Reader, into: RawHeaderMap | undefined): RawHeaderMap {
+  const out = into ?? new RawHeaderMap(r.buf, []);
   while (r.more) {
     const tag = r.varint();
     if (tag === ((1 << 3) | LEN)) {
       const outer = r.enter();
-      (out.headers ??= []).push(headerValue(r));
+      headerValue(r, out.spans);
       r.leave(outer);
     } else r.skip(tag & 7);
   }
   return out;
 }
 
-/** config.core.v3.HeaderValue: key 1, value 2 (UTF-8), raw_value 3 (bytes, read as latin1). */
-function headerValue(r: Reader): WireHeader {
-  const h: WireHeader = {};
+/**
+ * config.core.v3.HeaderValue: key 1, value 2 (UTF-8), raw_value 3 (bytes, read as latin1), each
+ * as [start, end) in the message (-1 when absent; the last occurrence wins, as in protobuf).
+ */
+function headerValue(r: Reader, spans: number[]): void {
+  const at = spans.length;
+  for (let i = 0; i < SPAN; i++) spans.push(-1);
   while (r.more) {
     const tag = r.varint();
-    if (tag === ((1 << 3) | LEN)) h.key = r.string();
-    else if (tag === ((2 << 3) | LEN)) h.value = r.string();
-    else if (tag === ((3 << 3) | LEN)) h.raw_latin1 = r.latin1();
-    else r.skip(tag & 7);
+    const field = tag >>> 3;
+    if ((tag & 7) === LEN && field >= 1 && field <= 3) {
+      const end = r.fieldEnd();
+      spans[at + (field - 1) * 2] = r.pos;
+      spans[at + (field - 1) * 2 + 1] = end;
+      r.pos = end;
+    } else r.skip(tag & 7);
   }
-  return h;
 }
 
 function protocolConfig(r: Reader): NonNullable<DecodedRequest['protocol_config']> {

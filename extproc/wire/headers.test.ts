@@ -1,0 +1,132 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { extProcCodec } from '../../operator/envoy-sim/ext-proc/codec.js';
+import { decodeProcessingRequest } from './decode.js';
+import { headerMap, RawHeaderMap, type WireHeader } from './headers.js';
+import { referenceService } from './proto.js';
+
+const envoy = extProcCodec();
+const reference = referenceService()['Process']!;
+
+type Header = { key: string; raw_value?: Buffer; value?: string };
+
+/** Our view of these headers and the Map of proto-loader's decoding of the same bytes. */
+function both(headers: Header[]): [ReadonlyMap<string, string>, ReadonlyMap<string, string>] {
+  const buf = envoy.encodeRequest({ request_headers: { headers: { headers } } });
+  const ours = decodeProcessingRequest(buf).request_headers?.headers;
+  assert.ok(ours instanceof RawHeaderMap);
+  return [headerMap(ours), headerMap(reference.requestDeserialize(buf).request_headers.headers)];
+}
+
+const raw = (key: string, v: string | Buffer): Header => ({
+  key,
+  raw_value: typeof v === 'string' ? Buffer.from(v, 'latin1') : v,
+});
+
+const HEADERS: Header[] = [
+  raw(':method', 'POST'),
+  raw(':path', '/v1/chat/completions'),
+  raw('content-type', 'application/json'),
+  raw('X-Mixed-Case', 'kept'),
+  raw('accept', 'a/b'),
+  raw('accept', 'c/d'),
+  raw('x-bytes', Buffer.from([0x63, 0xe9, 0xff, 0x00, 0x80])),
+  { key: 'x-old-envoy', value: 'välue' },
+  { key: 'x-both', value: 'value', raw_value: Buffer.from('raw') },
+  { key: 'x-raw-empty', value: 'from value', raw_value: Buffer.alloc(0) },
+  { key: 'x-nothing' },
+  { key: '', raw_value: Buffer.from('no name') },
+  raw('accept', 'e/f'),
+];
+
+/** Names asked for: every key as sent and lowercased, and some that are not there. */
+const NAMES = [
+  ...new Set(HEADERS.flatMap((h) => [h.key, h.key.toLowerCase(), h.key.toUpperCase()])),
+  'content-length',
+  'x',
+  'accep',
+  'acceptt',
+  ':status',
+];
+
+describe('headerMap of a RawHeaderMap (decoded on lookup)', () => {
+  it('answers get and has as the Map of the same headers does, before and after iterating', () => {
+    const [view, map] = both(HEADERS);
+    for (const name of NAMES) {
+      assert.equal(view.get(name), map.get(name), `get(${JSON.stringify(name)})`);
+      assert.equal(view.has(name), map.has(name), `has(${JSON.stringify(name)})`);
+    }
+    assert.equal(view.get('accept'), 'a/b, c/d, e/f');
+    assert.equal(view.get('x-mixed-case'), 'kept');
+    assert.equal(view.get('X-Mixed-Case'), undefined);
+    assert.equal(view.get('x-both'), 'raw');
+    assert.equal(view.get('x-raw-empty'), 'from value');
+    assert.equal(view.get('x-nothing'), '');
+    assert.equal(view.get(''), undefined);
+    assert.deepEqual([...view], [...map]);
+    assert.equal(view.size, map.size);
+    for (const name of NAMES) assert.equal(view.get(name), map.get(name));
+  });
+
+  it('iterates like the Map: entries, keys, values, forEach', () => {
+    const [view, map] = both(HEADERS);
+    assert.deepEqual([...view.entries()], [...map.entries()]);
+    assert.deepEqual([...view.keys()], [...map.keys()]);
+    assert.deepEqual([...view.values()], [...map.values()]);
+    const seen: [string, string][] = [];
+    view.forEach(function (this: unknown, v, k, m) {
+      assert.equal(m, view);
+      assert.equal(this, seen);
+      seen.push([k, v]);
+    }, seen);
+    assert.deepEqual(seen, [...map]);
+  });
+
+  it('matches a key outside ASCII as toLowerCase does (U+212A KELVIN SIGN is "k")', () => {
+    const [view, map] = both([raw('\u212Aey', 'kelvin'), raw('key', 'ascii')]);
+    assert.equal(map.get('key'), 'kelvin, ascii');
+    assert.equal(view.get('key'), 'kelvin, ascii');
+    assert.equal(view.has('key'), true);
+  });
+
+  it('keeps the last occurrence of a HeaderValue field and merges a repeated HeaderMap', () => {
+    // HeaderValue { key: "x-a", key: "x-b", raw_value: "1" } in one HeaderMap, then a second
+    // HeaderMap field of the same HttpHeaders with { key: "x-b", raw_value: "2" }.
+    const hv = (...fields: [number, string][]): Buffer =>
+      Buffer.concat(
+        fields.map(([f, s]) =>
+          Buffer.concat([Buffer.from([(f << 3) | 2, s.length]), Buffer.from(s)]),
+        ),
+      );
+    const entry = (b: Buffer): Buffer => Buffer.concat([Buffer.from([(1 << 3) | 2, b.length]), b]);
+    const map1 = entry(hv([1, 'x-a'], [1, 'x-b'], [3, '1']));
+    const map2 = entry(hv([1, 'x-b'], [3, '2']));
+    const http = Buffer.concat([
+      Buffer.from([(1 << 3) | 2, map1.length]),
+      map1,
+      Buffer.from([(1 << 3) | 2, map2.length]),
+      map2,
+    ]);
+    const buf = Buffer.concat([Buffer.from([(2 << 3) | 2, http.length]), http]);
+    const ours = decodeProcessingRequest(buf).request_headers?.headers;
+    const view = headerMap(ours);
+    assert.equal(view.get('x-a'), undefined);
+    assert.equal(view.get('x-b'), '1, 2');
+    // (protobufjs keeps only the last HeaderMap; the protobuf spec, and this decoder, merge.)
+    assert.deepEqual([...view], [['x-b', '1, 2']]);
+    assert.deepEqual(
+      (ours?.headers as WireHeader[]).map((h) => [h.key, h.raw_latin1]),
+      [
+        ['x-b', '1'],
+        ['x-b', '2'],
+      ],
+    );
+  });
+
+  it('gives an empty view for a HeaderMap without headers', () => {
+    const [view, map] = both([]);
+    assert.equal(view.get(':path'), undefined);
+    assert.equal(view.size, 0);
+    assert.equal(map.size, 0);
+  });
+});
