@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { parseTiktoken, rankOfChars, tableBytes, type BpeTable } from './bpe-table.js';
 import type { Operation, TokenUsage } from './extract.js';
+import { TextCounts } from './text-counts.js';
 
 /**
  * Token estimates for when a provider reports no usage (stream cut, usage off, unknown backend) and
@@ -464,12 +465,20 @@ export function promptText(op: Operation, body: unknown): string {
   return gather(op, body).texts.join('\n');
 }
 
+/** Counts of the texts recent prompts held (text-counts.ts): a conversation resends its history. */
+let promptCounts = new TextCounts(estimateTokens);
+
+/** Forgets the counts of earlier prompts (benchmarks: the cost of a prompt never seen). */
+export function forgetPromptCounts(): void {
+  promptCounts = new TextCounts(estimateTokens);
+}
+
 /** Estimated prompt tokens: text, message framing, token-id inputs and images. */
 export function estimateRequestInputTokens(op: Operation, body: unknown): number {
   const g = gather(op, body);
   let n = g.extraTokens;
   // One tokenizer call per text: joining first would cost a copy of the whole prompt.
-  for (const t of g.texts) n += estimateTokens(t);
+  for (const t of g.texts) n += promptCounts.get(t);
   return n;
 }
 

@@ -17,7 +17,11 @@
 import { fileURLToPath } from 'node:url';
 import { fitContext } from '../../extproc/context/window.js';
 import type { Operation } from '../../extproc/providers/endpoints.js';
-import { estimateRequestInputTokens, warmTokenizer } from '../../extproc/usage/estimate.js';
+import {
+  estimateRequestInputTokens,
+  forgetPromptCounts,
+  warmTokenizer,
+} from '../../extproc/usage/estimate.js';
 import { pinSelf } from './proc.js';
 import { fmtInt, fmtMs, table } from './stats.js';
 
@@ -100,6 +104,8 @@ export function runContextBench(): string[][] {
     let total = 0;
     let dropped = 0;
     for (let r = 0; r < RUNS; r++) {
+      // Each figure is for a conversation never seen: the estimate keeps recent texts' counts.
+      forgetPromptCounts();
       let t0 = process.cpuUsage();
       total = estimateRequestInputTokens(c.op, c.body);
       est.push(cpuMs(t0));
@@ -109,9 +115,11 @@ export function runContextBench(): string[][] {
         outputLimit: 1024,
         reserveOutputTokens: 1024,
       };
+      forgetPromptCounts();
       t0 = process.cpuUsage();
       fitContext({ ...base, window: { contextTokens: total * 2 }, overflow: 'reject' });
       fits.push(cpuMs(t0));
+      forgetPromptCounts();
       t0 = process.cpuUsage();
       const out = fitContext({
         ...base,
