@@ -41,6 +41,18 @@ describe('TextCounts', () => {
     }
   });
 
+  it('gives a text changed at any one position a key of its own', () => {
+    const base = PROSE.slice(0, 101);
+    const keys = new Set([textKey(base)]);
+    for (let i = 0; i < base.length; i++) {
+      const c = base.charCodeAt(i);
+      keys.add(textKey(base.slice(0, i) + String.fromCharCode(c ^ 1) + base.slice(i + 1)));
+      keys.add(textKey(base.slice(0, i) + String.fromCharCode(c + 0x100) + base.slice(i + 1)));
+    }
+    assert.equal(keys.size, 1 + 2 * base.length);
+    assert.notEqual(textKey(`${base}x`), textKey(`${base}x\u0000`));
+  });
+
   it('counts short texts every time and keeps no entry for them', () => {
     let calls = 0;
     const counts = new TextCounts(() => ++calls, 64);
