@@ -34,41 +34,64 @@ import {
 } from './store.js';
 
 // Shared prelude. Expiry instants come from the caller's clock, so they are turned into
-// durations from the caller's "now": Redis's own clock then only measures elapsed time, and
-// callers (and tests) with another notion of now still get the intended lifetimes. keep() never
-// shortens a lifetime; a duration ≤ 0 deletes the key, as a window long over should be.
+// durations from the caller's "now" (in the caller: see `life`): Redis's own clock then only
+// measures elapsed time, and callers (and tests) with another notion of now still get the
+// intended lifetimes. keep() never shortens a lifetime; a duration ≤ 0 deletes the key, as a
+// window long over should be.
+//
+// Every number the scripts hand to redis.call arrives as a decimal string from the caller and is
+// passed on as it came: Redis 7.0 formats a Lua number argument with snprintf("%.17g"), and
+// tonumber() parses with strtod, which for 13-digit epoch milliseconds run through glibc's
+// multi-precision paths; with five buckets that was a sizeable share of a reserve's time in
+// Redis. Amounts are integers (store.ts), so their decimal strings are what HINCRBY takes.
 //
 // lengthen() is keep() for a bucket a reserve just read: its field x is the latest expiry a
-// reserve gave it, so the PTTL/PEXPIRE pair runs only when this one asks for more. Every
+// reserve gave it, so the PTTL/PEXPIRE/HSET calls run only when this one asks for more. Every
 // reservation of a window asks for the same expiry (its end + the TTL), so that is once per
-// window; a concurrency bucket's (now + 2 TTL) moves with every reserve. x is a lower bound of
-// the key's lifetime: only reserves write it, after keep(), which never shortens; a key that
-// settle recreated has none, so the next reserve sets both.
+// window and otherwise a string comparison. A concurrency bucket's (now + 2 TTL) moves with
+// every reserve: when an existing bucket asks for more, it gets half as long again as asked
+// (3 TTL), so it is lengthened once per TTL rather than on every reserve; an expiry is the
+// earliest a bucket may be forgotten (store.ts), and a longer one changes no count. x is a lower
+// bound of the key's lifetime: only reserves write it, after keep(), which never shortens; a key
+// that settle recreated has none, so the next reserve sets both.
 //
 // purge() drops up to 64 expired reservations of the scope per call, so expiry costs
 // O(expired) and never a scan. Bucket keys that already expired are not resurrected.
 const PURGE = `
 local function keep(key, ms)
   local left = redis.call('PTTL', key)
-  if left < 0 or left < ms then
-    if ms <= 0 then redis.call('DEL', key) else redis.call('PEXPIRE', key, math.floor(ms)) end
+  local want = tonumber(ms)
+  if left < 0 or left < want then
+    if want <= 0 then redis.call('DEL', key) else redis.call('PEXPIRE', key, ms) end
   end
 end
-local function lengthen(key, known, expireAt, now)
-  if known ~= nil and known >= expireAt then return end
-  keep(key, expireAt - now)
-  if expireAt > now then redis.call('HSET', key, 'x', expireAt) end
+local function lengthen(key, known, expireAt, ms)
+  if known == expireAt then return end
+  if known then
+    local want = tonumber(expireAt)
+    if tonumber(known) >= want then return end
+    -- Asked for more than a reserve gave it before: an expiry that moves with time. It gets
+    -- half as long again, so the reserves that follow within that half find it long enough.
+    local more = math.floor(tonumber(ms) / 2)
+    if more > 0 then
+      expireAt = want + more
+      ms = tonumber(ms) + more
+    end
+  end
+  keep(key, ms)
+  if tonumber(ms) > 0 then redis.call('HSET', key, 'x', expireAt) end
+end
+local function unreserve(key, amount)
+  if amount ~= '0' and redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBY', key, 'r', '-' .. amount)
+  end
 end
 local function purge(pendingKey, prefix, now)
   local expired = redis.call('ZRANGE', pendingKey, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
   for _, rid in ipairs(expired) do
     local rkey = prefix .. 'r:' .. rid
     local rec = redis.call('HGETALL', rkey)
-    for i = 1, #rec, 2 do
-      if redis.call('EXISTS', rec[i]) == 1 then
-        redis.call('HINCRBY', rec[i], 'r', -tonumber(rec[i + 1]))
-      end
-    end
+    for i = 1, #rec, 2 do unreserve(rec[i], rec[i + 1]) end
     redis.call('DEL', rkey)
     redis.call('ZREM', pendingKey, rid)
   end
@@ -76,109 +99,103 @@ end
 `;
 
 // KEYS: pending zset, reservation record, settled marker, buckets...
-// ARGV: now, ttl, force, id, prefix, then per bucket: limit, amount, expireAt, unsettled
-// Returns {admitted (0|1|-1 reused id), over (0-based, -1 none), levels...}
+// ARGV: now, prefix, id, force, the pending score (now + TTL), the record's lifetime (2 TTL),
+//       the pending set's least lifetime (1.5 TTL), then per bucket: room (limit − amount −
+//       unsettled: the most it may hold before this reservation), amount, expireAt, and its
+//       lifetime (expireAt − now)
+// Returns {admitted (0|1|-1 reused id), over (0-based, -1 none), levels before this reservation}
 //
 // It is on every governed request's path, so it makes as few calls as it can (each costs
 // Redis CPU inside the one script): one EXISTS for both ids, one HMGET per bucket (levels and
-// x), one HINCRBY per bucket, the record in one HSET, bucket lifetimes only when they grow
-// (lengthen), and the pending set's lifetime only when under 1.5 TTL: every member scores at
-// most now + TTL, so the set still outlives each one by half a TTL, for purge() to find it.
+// x), one HINCRBY per bucket with something to reserve, the record in one HSET, bucket
+// lifetimes only when they grow (lengthen), and the pending set's lifetime only when under
+// 1.5 TTL: every member scores at most now + TTL, so the set still outlives each one by half a
+// TTL, for purge() to find it. A bucket that does not exist and gets 0 is not created (its level
+// is 0 either way).
 const RESERVE = `${PURGE}
-local now = tonumber(ARGV[1])
-local ttl = tonumber(ARGV[2])
-local force = ARGV[3] == '1'
-local id = ARGV[4]
-purge(KEYS[1], ARGV[5], now)
+purge(KEYS[1], ARGV[2], ARGV[1])
 if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then
   return {-1, -1}
 end
 local n = #KEYS - 3
-local levels = {}
+local reply = {1, -1}
 local known = {}
 local over = -1
 for i = 1, n do
   local v = redis.call('HMGET', KEYS[i + 3], 'u', 'r', 'x')
   local level = (tonumber(v[1]) or 0) + (tonumber(v[2]) or 0)
-  levels[i] = level
-  known[i] = tonumber(v[3])
-  local a = 5 + 4 * (i - 1)
-  if over < 0 and level + tonumber(ARGV[a + 4]) + tonumber(ARGV[a + 2]) > tonumber(ARGV[a + 1]) then
-    over = i - 1
-  end
+  reply[i + 2] = level
+  known[i] = v[3]
+  if not (v[1] or v[2] or v[3]) then known[i] = nil end
+  if over < 0 and level > tonumber(ARGV[4 * i + 4]) then over = i - 1 end
 end
-if over >= 0 and not force then
-  return {0, over, unpack(levels)}
+reply[2] = over
+if over >= 0 and ARGV[4] ~= '1' then
+  reply[1] = 0
+  return reply
 end
 local rec = {}
 for i = 1, n do
   local b = KEYS[i + 3]
-  local a = 5 + 4 * (i - 1)
-  local amount = tonumber(ARGV[a + 2])
-  redis.call('HINCRBY', b, 'r', amount)
-  lengthen(b, known[i], tonumber(ARGV[a + 3]), now)
+  local amount = ARGV[4 * i + 5]
+  if amount ~= '0' then redis.call('HINCRBY', b, 'r', amount) end
+  if amount ~= '0' or known[i] ~= nil then
+    lengthen(b, known[i] or false, ARGV[4 * i + 6], ARGV[4 * i + 7])
+  end
   rec[2 * i - 1] = b
   rec[2 * i] = amount
-  levels[i] = levels[i] + amount
 end
 if n > 0 then
   redis.call('HSET', KEYS[2], unpack(rec))
-  redis.call('PEXPIRE', KEYS[2], 2 * ttl)
+  redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
-redis.call('ZADD', KEYS[1], now + ttl, id)
-local left = redis.call('PTTL', KEYS[1])
-if left < 0 or left < 1.5 * ttl then redis.call('PEXPIRE', KEYS[1], 2 * ttl) end
-return {1, over, unpack(levels)}
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[3])
+if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
+return reply
 `;
 
 // KEYS: pending zset, reservation record, settled marker, buckets (nb of them), usage hashes...
-// ARGV: now, markerTtl, id, prefix, nb, per bucket: actual, expireAt;
-//       then per usage hash: expireAt, nfields, field, incr, field, incr...
+// ARGV: now, markerTtl, id, prefix, nb, per bucket: actual, lifetime (expireAt − now);
+//       then per usage hash: lifetime, nfields, field, incr, field, incr...
 // Returns {applied (0|1), pendingFound (0|1)}
 const SETTLE = `${PURGE}
-local now = tonumber(ARGV[1])
-local id = ARGV[3]
-purge(KEYS[1], ARGV[4], now)
+purge(KEYS[1], ARGV[4], ARGV[1])
 if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then
   return {0, 0}
 end
 local found = 0
-if redis.call('ZREM', KEYS[1], id) == 1 then
+if redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
   found = 1
   local rec = redis.call('HGETALL', KEYS[2])
-  for i = 1, #rec, 2 do
-    if redis.call('EXISTS', rec[i]) == 1 then
-      redis.call('HINCRBY', rec[i], 'r', -tonumber(rec[i + 1]))
-    end
-  end
+  for i = 1, #rec, 2 do unreserve(rec[i], rec[i + 1]) end
 end
 redis.call('DEL', KEYS[2])
 local nb = tonumber(ARGV[5])
 for i = 1, nb do
-  local actual = tonumber(ARGV[5 + 2 * i - 1])
-  if actual ~= 0 then
+  local actual = ARGV[4 + 2 * i]
+  if actual ~= '0' then
     local b = KEYS[i + 3]
     redis.call('HINCRBY', b, 'u', actual)
-    keep(b, tonumber(ARGV[5 + 2 * i]) - now)
+    keep(b, ARGV[5 + 2 * i])
   end
 end
-local a = 5 + 2 * nb + 1
-for k = 3 + nb + 1, #KEYS do
-  local exp = tonumber(ARGV[a])
+local a = 6 + 2 * nb
+for k = 4 + nb, #KEYS do
+  local life = ARGV[a]
   local nf = tonumber(ARGV[a + 1])
   a = a + 2
   for _ = 1, nf do
     redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
     a = a + 2
   end
-  keep(KEYS[k], exp - now)
+  keep(KEYS[k], life)
 end
 return {1, found}
 `;
 
 // KEYS: pending zset, buckets...  ARGV: now, prefix. Purges, then reads.
 const LEVELS = `${PURGE}
-purge(KEYS[1], ARGV[2], tonumber(ARGV[1]))
+purge(KEYS[1], ARGV[2], ARGV[1])
 local out = {}
 for i = 2, #KEYS do
   local v = redis.call('HMGET', KEYS[i], 'u', 'r')
@@ -189,10 +206,11 @@ return out
 
 type Client = Redis | Cluster;
 
+// numkeys, keys, then arguments: all strings (see the scripts' prelude).
 interface ScriptCommands {
-  sluiceReserve(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
-  sluiceSettle(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
-  sluiceLevels(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
+  sluiceReserve(...numKeysKeysArgs: string[]): Promise<number[]>;
+  sluiceSettle(...numKeysKeysArgs: string[]): Promise<number[]>;
+  sluiceLevels(...numKeysKeysArgs: string[]): Promise<number[]>;
 }
 
 export interface RedisStoreOptions {
@@ -294,42 +312,73 @@ export class RedisStore implements StateStore {
 
   async reserve(req: ReserveRequest): Promise<ReserveReply> {
     const base = this.base(req.scope);
-    const keys = [`${base}p`, `${base}r:${req.id}`, `${base}d:${req.id}`];
-    const args: (string | number)[] = [req.nowMs, req.ttlMs, req.force ? '1' : '0', req.id, base];
-    for (const b of req.buckets) {
-      keys.push(`${base}b:${b.key}`);
-      args.push(b.limit, b.amount, b.expireAtMs, b.unsettled ?? 0);
+    const n = req.buckets.length;
+    const now = req.nowMs;
+    const recordTtl = String(Math.max(1, Math.ceil(2 * req.ttlMs)));
+    // One array, numkeys first, every argument a string (see the scripts' prelude).
+    const args = new Array<string>(11 + 5 * n);
+    args[0] = String(3 + n);
+    args[1] = `${base}p`;
+    args[2] = `${base}r:${req.id}`;
+    args[3] = `${base}d:${req.id}`;
+    let a = 4 + n;
+    args[a++] = String(now);
+    args[a++] = base;
+    args[a++] = req.id;
+    args[a++] = req.force ? '1' : '0';
+    args[a++] = String(now + req.ttlMs);
+    args[a++] = recordTtl;
+    args[a++] = String(1.5 * req.ttlMs);
+    for (let i = 0; i < n; i++) {
+      const b = req.buckets[i]!;
+      args[4 + i] = `${base}b:${b.key}`;
+      args[a++] = String(b.limit - b.amount - (b.unsettled ?? 0));
+      args[a++] = String(b.amount);
+      args[a++] = String(b.expireAtMs);
+      args[a++] = String(Math.floor(b.expireAtMs - now));
     }
-    const r = await this.call(() => this.scripts.sluiceReserve(keys.length, ...keys, ...args));
-    const [admitted, over, ...levels] = r;
+    const r = await this.call(() => this.scripts.sluiceReserve(...args));
+    const admitted = r[0];
     if (admitted === -1) throw new Error(`${REUSED}: ${req.id}`);
-    return { admitted: admitted === 1, over: over ?? -1, levels };
+    // The script answers the levels it read; an admitted reservation is in them now.
+    const levels = new Array<number>(n);
+    for (let i = 0; i < n; i++) {
+      levels[i] = (r[i + 2] ?? 0) + (admitted === 1 ? req.buckets[i]!.amount : 0);
+    }
+    return { admitted: admitted === 1, over: r[1] ?? -1, levels };
   }
 
   async settle(req: SettleRequest): Promise<SettleReply> {
     const base = this.base(req.scope);
+    const now = req.nowMs;
     const keys = [`${base}p`, `${base}r:${req.id}`, `${base}d:${req.id}`];
-    const args: (string | number)[] = [
-      req.nowMs,
-      Math.max(1, Math.ceil(req.markerTtlMs)),
+    const args: string[] = [
+      String(now),
+      String(Math.max(1, Math.ceil(req.markerTtlMs))),
       req.id,
       base,
-      req.buckets.length,
+      String(req.buckets.length),
     ];
     for (const b of req.buckets) {
       keys.push(`${base}b:${b.key}`);
-      args.push(b.actual, b.expireAtMs);
+      args.push(String(b.actual), String(Math.floor(b.expireAtMs - now)));
     }
     for (const u of req.usage) {
       keys.push(`${base}u:${u.period}:${u.periodKey}`);
-      const fields: (string | number)[] = [];
+      const at = args.length + 1;
+      args.push(String(Math.floor(u.expireAtMs - now)), '');
+      let nf = 0;
       for (const m of USAGE_METRICS) {
-        if (u.values[m] !== 0) fields.push(usageField(u.dims, m), u.values[m]);
+        const v = u.values[m];
+        if (v !== 0) {
+          args.push(usageField(u.dims, m), String(v));
+          nf++;
+        }
       }
-      args.push(u.expireAtMs, fields.length / 2, ...fields);
+      args[at] = String(nf);
     }
     const [applied, found] = await this.call(() =>
-      this.scripts.sluiceSettle(keys.length, ...keys, ...args),
+      this.scripts.sluiceSettle(String(keys.length), ...keys, ...args),
     );
     if (applied === 1 && req.usage.length > 0) await this.register(req.scope, req.nowMs);
     return { applied: applied === 1, pendingFound: found === 1 };
@@ -347,7 +396,9 @@ export class RedisStore implements StateStore {
   async levels(scope: string, keys: readonly string[], nowMs: number): Promise<number[]> {
     const base = this.base(scope);
     const all = [`${base}p`, ...keys.map((k) => `${base}b:${k}`)];
-    return this.call(() => this.scripts.sluiceLevels(all.length, ...all, nowMs, base));
+    return this.call(() =>
+      this.scripts.sluiceLevels(String(all.length), ...all, String(nowMs), base),
+    );
   }
 
   async usage(period: UsagePeriod, periodKey: string): Promise<UsageRow[]> {

@@ -227,11 +227,21 @@ describe('redis store: what a reserve costs inside Redis, and key lifetimes', ()
     await reserve(now + 1_000, 'window', now + 30_000);
     let ttl = await store.client.pttl(key('window'));
     assert.ok(ttl > 85_000 && ttl <= 90_000, `window ttl ${ttl}`);
-    // Concurrency: now + 2 TTL moves with every reserve, and so does the key's lifetime.
+    // Concurrency: now + 2 TTL moves with every reserve. An existing bucket asked for more gets
+    // half as long again as asked (149 s + 74.5 s from its now), so the reserves that follow
+    // within that half change nothing; one asking past it lengthens it again.
     await reserve(now, 'sliding', now + 60_000);
     await reserve(now + 1_000, 'sliding', now + 150_000);
     ttl = await store.client.pttl(key('sliding'));
-    assert.ok(ttl > 140_000 && ttl <= 149_000, `sliding ttl ${ttl}`);
+    assert.ok(ttl > 218_000 && ttl <= 223_500, `sliding ttl ${ttl}`);
+    assert.equal(await store.client.hget(key('sliding'), 'x'), String(now + 224_500));
+    await reserve(now + 2_000, 'sliding', now + 152_000);
+    assert.equal(await store.client.hget(key('sliding'), 'x'), String(now + 224_500));
+    assert.ok((await store.client.pttl(key('sliding'))) <= 223_500);
+    await reserve(now + 80_000, 'sliding', now + 230_000);
+    ttl = await store.client.pttl(key('sliding'));
+    assert.ok(ttl > 215_000 && ttl <= 225_000, `sliding ttl after a later ask ${ttl}`);
+    assert.equal(await store.client.hget(key('sliding'), 'x'), String(now + 305_000));
     // A bucket settle recreated after it expired (no lifetime hint) gets its lifetime back.
     await store.client.del(key('window'));
     await store.settle({
