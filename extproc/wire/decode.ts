@@ -12,7 +12,7 @@
  * Field numbers are from envoy/service/ext_proc/v3/external_processor.proto and
  * envoy/config/core/v3/base.proto; decode.test.ts checks the result against proto-loader's.
  */
-import { RawHeaderMap, SPAN } from './headers.js';
+import { RawHeaderMap } from './headers.js';
 
 /** ProcessingMode.BodySendMode, by number; a number this proto does not name comes out as its digits. */
 const BODY_SEND_MODES = [
@@ -265,39 +265,23 @@ function trailers(r: Reader): DecodedTrailers {
 }
 
 /**
- * config.core.v3.HeaderMap, left undecoded: where each header's fields lie (wire/headers.ts
- * decodes what is read). A second occurrence merges (its headers append), as protobuf does.
+ * config.core.v3.HeaderMap, left undecoded (wire/headers.ts reads what is asked for): its
+ * entries are checked here, so a malformed one fails the message as before. A second occurrence
+ * merges (its headers append), as protobuf does.
  */
 function headerMap(r: Reader, into: RawHeaderMap | undefined): RawHeaderMap {
-  const out = into ?? new RawHeaderMap(r.buf, []);
+  const start = r.pos;
   while (r.more) {
     const tag = r.varint();
     if (tag === ((1 << 3) | LEN)) {
       const outer = r.enter();
-      headerValue(r, out.spans);
+      while (r.more) r.skip(r.varint() & 7);
       r.leave(outer);
     } else r.skip(tag & 7);
   }
-  return out;
-}
-
-/**
- * config.core.v3.HeaderValue: key 1, value 2 (UTF-8), raw_value 3 (bytes, read as latin1), each
- * as [start, end) in the message (-1 when absent; the last occurrence wins, as in protobuf).
- */
-function headerValue(r: Reader, spans: number[]): void {
-  const at = spans.length;
-  for (let i = 0; i < SPAN; i++) spans.push(-1);
-  while (r.more) {
-    const tag = r.varint();
-    const field = tag >>> 3;
-    if ((tag & 7) === LEN && field >= 1 && field <= 3) {
-      const end = r.fieldEnd();
-      spans[at + (field - 1) * 2] = r.pos;
-      spans[at + (field - 1) * 2 + 1] = end;
-      r.pos = end;
-    } else r.skip(tag & 7);
-  }
+  if (!into) return new RawHeaderMap(r.buf, start, r.end);
+  into.merge(start, r.end);
+  return into;
 }
 
 function protocolConfig(r: Reader): NonNullable<DecodedRequest['protocol_config']> {

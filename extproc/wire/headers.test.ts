@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { extProcCodec } from '../../operator/envoy-sim/ext-proc/codec.js';
-import { decodeProcessingRequest } from './decode.js';
+import { DecodeError, decodeProcessingRequest } from './decode.js';
 import { headerMap, RawHeaderMap, type WireHeader } from './headers.js';
 import { referenceService } from './proto.js';
 
@@ -121,6 +121,54 @@ describe('headerMap of a RawHeaderMap (decoded on lookup)', () => {
         ['x-b', '2'],
       ],
     );
+  });
+
+  it('skips unknown fields of every wire type inside a HeaderValue and the HeaderMap', () => {
+    // HeaderMap { 7: varint 300, headers { 9: fixed64, key "a", 8: fixed32, raw_value "v", 10: varint } }
+    const hv = Buffer.from([
+      (9 << 3) | 1,
+      1,
+      2,
+      3,
+      4,
+      5,
+      6,
+      7,
+      8,
+      (1 << 3) | 2,
+      1,
+      0x61,
+      (8 << 3) | 5,
+      1,
+      2,
+      3,
+      4,
+      (3 << 3) | 2,
+      1,
+      0x76,
+      (10 << 3) | 0,
+      0x96,
+      0x01,
+    ]);
+    const map = Buffer.concat([
+      Buffer.from([(7 << 3) | 0, 0xac, 0x02, (1 << 3) | 2, hv.length]),
+      hv,
+    ]);
+    const http = Buffer.concat([Buffer.from([(1 << 3) | 2, map.length]), map]);
+    const buf = Buffer.concat([Buffer.from([(2 << 3) | 2, http.length]), http]);
+    const ours = decodeProcessingRequest(buf).request_headers?.headers;
+    const theirs = reference.requestDeserialize(buf).request_headers.headers;
+    assert.equal(headerMap(ours).get('a'), 'v');
+    assert.deepEqual([...headerMap(ours)], [...headerMap(theirs)]);
+  });
+
+  it('still refuses a malformed HeaderValue when the message is decoded', () => {
+    // A HeaderValue whose key claims 9 bytes where 1 follows.
+    const hv = Buffer.from([(1 << 3) | 2, 9, 0x61]);
+    const map = Buffer.concat([Buffer.from([(1 << 3) | 2, hv.length]), hv]);
+    const http = Buffer.concat([Buffer.from([(1 << 3) | 2, map.length]), map]);
+    const buf = Buffer.concat([Buffer.from([(2 << 3) | 2, http.length]), http]);
+    assert.throws(() => decodeProcessingRequest(buf), DecodeError);
   });
 
   it('gives an empty view for a HeaderMap without headers', () => {
