@@ -150,6 +150,7 @@ export class Budget {
     const now = this.clock();
     const ttlMs = policy.limits.reservationTtlSeconds * 1000;
     const charges = chargesFor(policy.limits.rules, keys, estimate, now, ttlMs);
+    const bucketKeys = charges.map((c) => c.key);
     const id = this.newId();
     const shadow = policy.mode === 'shadow';
     let reply: ReserveReply;
@@ -157,13 +158,14 @@ export class Budget {
     let local = false;
     // What this replica served while the store was away and has not delivered yet counts in the
     // check, so a store that is back does not admit past a limit before the journal drains.
-    let owed: number[] = [];
+    // Nothing is owed unless the store was away (undefined then: no arrays per request).
+    let owed: number[] | undefined;
     const ask = (): Promise<ReserveReply> => {
-      owed = this.journal.owed(
-        policy.name,
-        charges.map((c) => c.key),
-      );
-      const buckets = charges.map((c, i) => (owed[i]! > 0 ? { ...c, unsettled: owed[i] } : c));
+      owed = this.journal.owes ? this.journal.owed(policy.name, bucketKeys) : undefined;
+      const o = owed;
+      const buckets = o
+        ? charges.map((c, i) => (o[i]! > 0 ? { ...c, unsettled: o[i] } : c))
+        : charges;
       return this.store.reserve({
         scope: policy.name,
         id,
@@ -200,10 +202,7 @@ export class Budget {
         charges,
         levels: [],
       };
-      const levels = this.journal.levels(
-        policy.name,
-        charges.map((c) => c.key),
-      );
+      const levels = this.journal.levels(policy.name, bucketKeys);
       const over = charges.findIndex((c, i) => levels[i]! + c.amount > c.limit);
       if (
         policy.failureMode === 'open' &&
@@ -232,14 +231,11 @@ export class Budget {
       }
     }
     if (!local) {
-      this.journal.saw(
-        policy.name,
-        charges.map((c) => c.key),
-        reply.levels,
-      );
+      this.journal.saw(policy.name, bucketKeys, reply.levels);
       this.kick();
-      if (owed.some((o) => o > 0)) {
-        reply = { ...reply, levels: reply.levels.map((l, i) => l + owed[i]!) };
+      const o = owed;
+      if (o?.some((x) => x > 0)) {
+        reply = { ...reply, levels: reply.levels.map((l, i) => l + o[i]!) };
       }
     }
     this.onLevels?.(policy.name, charges, reply.levels);
@@ -691,24 +687,29 @@ export function rateLimitHeaders(
   now: number,
 ): Record<string, string> {
   const out: Record<string, string> = {};
-  for (const [metric, suffix] of [
-    ['requests', 'requests'],
-    ['tokens', 'tokens'],
-  ] as const) {
-    let best: { limit: number; remaining: number; reset: number } | undefined;
-    charges.forEach((c, i) => {
-      if (c.metric !== metric) return;
+  for (const metric of RATE_LIMIT_METRICS) {
+    let best = -1;
+    let bestRemaining = 0;
+    for (let i = 0; i < charges.length; i++) {
+      const c = charges[i]!;
+      if (c.metric !== metric) continue;
       const remaining = Math.max(0, c.limit - (levels[i] ?? 0));
-      if (!best || remaining < best.remaining)
-        best = { limit: c.limit, remaining, reset: c.resetAtMs };
-    });
-    if (!best) continue;
-    out[`x-ratelimit-limit-${suffix}`] = String(best.limit);
-    out[`x-ratelimit-remaining-${suffix}`] = String(best.remaining);
-    out[`x-ratelimit-reset-${suffix}`] = formatReset(best.reset - now);
+      if (best < 0 || remaining < bestRemaining) {
+        best = i;
+        bestRemaining = remaining;
+      }
+    }
+    if (best < 0) continue;
+    const c = charges[best]!;
+    out[`x-ratelimit-limit-${metric}`] = String(c.limit);
+    out[`x-ratelimit-remaining-${metric}`] = String(bestRemaining);
+    out[`x-ratelimit-reset-${metric}`] = formatReset(c.resetAtMs - now);
   }
   return out;
 }
+
+/** The per-minute metrics x-ratelimit-* reports; each names its headers' suffix. */
+const RATE_LIMIT_METRICS = ['requests', 'tokens'] as const;
 
 /**
  * Per-attempt accounting for retries. The upstream phase calls `begin()` for every attempt it

@@ -3,7 +3,7 @@
  * Only sha256 digests of keys are known here; a presented key is hashed and looked up, and a
  * credential that is present but not accepted is refused rather than ignored.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hash, timingSafeEqual } from 'node:crypto';
 import type { Consumer, IdentityPolicy } from './schema.js';
 import { refusal, type Refusal } from './refusal.js';
 
@@ -49,9 +49,10 @@ export class ConsumerDirectory {
    * the final comparison is constant-time anyway so no byte-by-byte timing is exposed.
    */
   byKey(key: string): Known | undefined {
-    const digest = createHash('sha256').update(key, 'utf8').digest();
-    const known = this.byDigest.get(digest.toString('hex'));
-    if (!known || !timingSafeEqual(known.digest, digest)) return undefined;
+    // One-shot hash (UTF-8 of the key): no Hash object and no digest Buffer per request.
+    const hex = hash('sha256', key, 'hex');
+    const known = this.byDigest.get(hex);
+    if (!known || !timingSafeEqual(known.digest, Buffer.from(hex, 'hex'))) return undefined;
     return known;
   }
 

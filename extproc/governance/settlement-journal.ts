@@ -103,6 +103,11 @@ export class SettlementJournal {
     });
   }
 
+  /** Whether this replica owes any bucket anything (owed() is all zeros otherwise). */
+  get owes(): boolean {
+    return this.local.size > 0;
+  }
+
   /** What this replica admitted by failing open into each bucket and has not delivered yet. */
   owed(scope: string, keys: readonly string[]): number[] {
     // Nothing is owed unless the store was away: no key strings built on every reserve then.
