@@ -796,14 +796,40 @@ const ASSISTANT_TURN =
   /(?:^|\n)[ \t]{0,8}(?:assistant|assistent|asistente|ai|bot|chatbot)[ \t]{0,4}:/g;
 const FAKE_DIALOGUE_TURNS = 5;
 
-function anyMatch(res: readonly RegExp[], text: string): boolean {
-  return res.some((re) => re.test(text));
+/**
+ * One regex that matches wherever one of `res` does: each rule scans the text once instead of
+ * once per regex (a test() of an alternation finds a match iff one of its parts has one). The
+ * parts have no flags but `u`, under which they mean the same (no `i`, `.` or negated class).
+ */
+function anyOf(res: readonly RegExp[]): RegExp {
+  for (const re of res) {
+    if (re.flags !== '' && re.flags !== 'u') throw new Error(`flags ${re.flags}: ${re.source}`);
+  }
+  const flags = res.some((re) => re.unicode) ? 'u' : '';
+  return new RegExp(res.map((re) => `(?:${re.source})`).join('|'), flags);
 }
+
+/** The phrase rules, each one regex. */
+const PHRASE_RULES: readonly [InjectionRuleName, RegExp][] = [
+  ['restriction_bypass', anyOf(RESTRICTION_BYPASS)],
+  ['jailbreak_persona', anyOf(JAILBREAK_PERSONA)],
+  ['new_instructions', anyOf(NEW_INSTRUCTIONS)],
+  ['delimiter_escape', anyOf(DELIMITER_ESCAPE)],
+  ['authority_claim', anyOf(AUTHORITY_CLAIM)],
+  ['chat_template_token', CHAT_TEMPLATE_TOKEN],
+  ['role_marker', anyOf(ROLE_MARKER)],
+];
 
 // ---------------------------------------------------------------------------------------------
 // Encodings.
 
-const BASE64_BLOB = /[A-Za-z0-9+/_-]{40,}={0,2}/g;
+/**
+ * 40 or more base64 digits and their padding. A match can only start where a run of digits
+ * starts (inside a shorter run every position fails, inside a longer one the run's start matched
+ * first), so the lookbehind changes no match; it lets the scan reject every other position of a
+ * word at once instead of re-reading the rest of the word there (half the rule's cost on prose).
+ */
+export const BASE64_BLOB = /(?<![A-Za-z0-9+/_-])[A-Za-z0-9+/_-]{40,}={0,2}/g;
 const HEX_BLOB = /\b(?:[0-9a-fA-F]{2}){20,}\b/g;
 const MAX_BLOBS = 16;
 const MAX_BLOB_CHARS = 64 * 1024;
@@ -866,9 +892,24 @@ const LEET: Record<string, string> = {
   '@': 'a',
   $: 's',
 };
-const LEET_WORD = /\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}\b/g;
+export const LEET_WORD = /\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}\b/g;
+const LEET_PAIR = /[a-z][0-9@$]|[0-9@$][a-z]/g;
+
+/**
+ * Whether `s` has `n` letters next to a digit, @ or $. A LEET_WORD match lies in a run of
+ * [a-z0-9@$] holding both kinds, so with such a pair; a run holds at most one match (the greedy
+ * match ends at the run's last word boundary). With fewer pairs there are fewer matches, and the
+ * regex's two lookaheads at every word are not run: most prose has no such pair.
+ */
+export function hasLeetPairs(s: string, n: number): boolean {
+  LEET_PAIR.lastIndex = 0;
+  let found = 0;
+  while (found < n && LEET_PAIR.test(s)) found++;
+  return found >= n;
+}
 
 function deleet(s: string): string | undefined {
+  if (!hasLeetPairs(s, 3)) return undefined;
   const words = s.match(LEET_WORD);
   if (!words || words.length < 3) return undefined;
   return s.replace(/[013457@$]/g, (c) => LEET[c] ?? c);
@@ -913,13 +954,7 @@ function phraseRules(
   const words = new Words(tokens);
   if (instructionOverride(words)) fired.add('instruction_override');
   if (promptLeak(words)) fired.add('prompt_leak');
-  if (anyMatch(RESTRICTION_BYPASS, norm)) fired.add('restriction_bypass');
-  if (anyMatch(JAILBREAK_PERSONA, norm)) fired.add('jailbreak_persona');
-  if (anyMatch(NEW_INSTRUCTIONS, norm)) fired.add('new_instructions');
-  if (anyMatch(DELIMITER_ESCAPE, norm)) fired.add('delimiter_escape');
-  if (anyMatch(AUTHORITY_CLAIM, norm)) fired.add('authority_claim');
-  if (CHAT_TEMPLATE_TOKEN.test(norm)) fired.add('chat_template_token');
-  if (anyMatch(ROLE_MARKER, norm)) fired.add('role_marker');
+  for (const [rule, re] of PHRASE_RULES) if (re.test(norm)) fired.add(rule);
 }
 
 function phraseRulesOf(text: string): Set<InjectionRuleName> {
