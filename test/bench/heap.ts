@@ -11,6 +11,12 @@
  *   HEAP_MIN_MIB      smallest owner printed (default 1)
  *   HEAP_KEEP         keep the snapshot (its path is printed); removed otherwise
  *   BENCH_EXTPROC     the extproc entry (default operator/cli.ts; dist/operator/cli.js after build)
+ *   BENCH_EXTPROC_FLAGS  node flags for the extproc, space-separated
+ *
+ * Per route it also measures what reaches the old generation at steady state: a window of
+ * HEAP_SECONDS at concurrency 2 (two requests in flight at most, as Envoy's two connections at a
+ * modest rate: so what survives is not a backlog of requests in flight) with the sampling heap
+ * profiler counting only what outlived the young generation, and prints where that comes from.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,7 +27,8 @@ import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
 import { chatPayload } from './payloads.js';
 import { Child, freePort, httpStatus, peakRssKiB, rssKiB, waitReady } from './proc.js';
-import { probeGc, probeGet } from './probe-client.js';
+import { markProbe, probeGc, probeGet, runtimeFigures } from './probe-client.js';
+import { allocTable } from './alloc-top.js';
 import { closedLoop, type Payload } from './scenarios.js';
 import { heapReport } from './heap-snapshot.js';
 
@@ -64,6 +71,7 @@ async function main(): Promise<void> {
     {
       cwd: ROOT,
       logPath: join(dir, 'extproc.log'),
+      nodeFlags: process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? [],
       preload: [probeModule(entry, dir)],
       env: { BENCH_PROBE_SOCKET: probe },
     },
@@ -83,6 +91,21 @@ async function main(): Promise<void> {
       );
     };
     await mem('ready (no request yet)');
+    const promoted: [string, string][] = [];
+    const survivors = async (p: Payload, what: string): Promise<string> => {
+      const file = join(dir, `${what.replace(/\W+/g, '-')}.heapprofile`);
+      await probeGet(probe, '/alloc/start?survivors=1');
+      const begin = await markProbe(probe);
+      const r = await closedLoop(target, p, 2, seconds);
+      const end = await markProbe(probe);
+      await probeGet(probe, `/alloc/stop?file=${encodeURIComponent(file)}`);
+      const rt = runtimeFigures(begin, end, r.requests);
+      return [
+        `${r.requests} requests at concurrency 2: ${rt.scavenges} scavenges, ${rt.marks} mark-compacts, allocated ${rt.allocKiBPerReq.toFixed(1)} KiB/req, promoted ${rt.promotedKiBPerReq.toFixed(2)} KiB/req (${rt.promotedKiBPerScavenge.toFixed(0)} KiB per scavenge)`,
+        'where what outlived the young generation was allocated (sampled):',
+        allocTable(file, ROOT, 20),
+      ].join('\n');
+    };
     await client.connect();
     const target = { name: 'sluice' as const, client, streamedFromStart: false };
     for (const [what, p] of [
@@ -95,7 +118,9 @@ async function main(): Promise<void> {
         throw new Error(`${what}: ${r.rec.errors} failed exchanges: ${r.rec.firstError}`);
       }
       await mem(`after ${r.requests} × ${what}`);
+      promoted.push([what, await survivors(p, what)]);
     }
+    for (const [what, report] of promoted) console.log(`\n${what}: ${report}`);
     const file = join(dir, 'extproc.heapsnapshot');
     // A snapshot of ~100 MiB takes tens of seconds to write on a busy machine.
     await probeGet(probe, `/heap?file=${encodeURIComponent(file)}`, 300_000);

@@ -11,6 +11,8 @@
  *                        sluice-grpc-js: a second extproc with --grpc-server grpc-js)
  *   BENCH_ALLOC_PROFILE  a directory: sample where Sluice allocates during each of its points
  *                        (V8's sampling heap profiler, collected objects included), print the top
+ *   BENCH_LEAN_JSON      a file: every point as JSON too (loadgen result, runtime figures, memory),
+ *                        for comparing repeated runs
  *
  * Memory: for each Sluice point, VmRSS right after it, its peak during the point (VmHWM, reset
  * before the point through /proc/PID/clear_refs) and VmRSS and the V8 heap after a full
@@ -22,7 +24,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { peakRssKiB, rssKiB, type Child } from './proc.js';
+import { loadAverage, peakRssKiB, rssKiB, rssParts, type Child, type RssParts } from './proc.js';
 import { held, noisy, runLoadgen, type Exchange, type GoPoint } from './latency.js';
 import { allocTable } from './alloc-top.js';
 import { probeGc, probeGet, runtimeFigures, type RuntimeFigures } from './probe-client.js';
@@ -70,6 +72,8 @@ export interface LeanPoint extends GoPoint {
   /** VmRSS and the V8 heap in use after a full collection, right after the point (probe). */
   gcRssMiB: number;
   gcHeapMiB: number;
+  /** Where the RSS was right after the point (/proc/PID/smaps), Sluice only. */
+  rssParts: RssParts | undefined;
 }
 
 const MIB = 1024 * 1024;
@@ -138,7 +142,9 @@ export async function leanSection(
         // The other transport runs both exchanges, the floors the whole request, at two rates.
         if (e.name === 'sluice-grpc-js' && !floorRates.includes(rate)) continue;
         if (e.name.startsWith('floor') && (ex !== whole || !floorRates.includes(rate))) continue;
-        e.child.truncateLog();
+        // Kept whole with BENCH_KEEP_LOGS: a --trace-gc log then covers every point and the time
+        // between (the probe marks each window in it).
+        if (!process.env.BENCH_KEEP_LOGS) e.child.truncateLog();
         await new Promise((r) => setTimeout(r, 100));
         const allocFile =
           allocDir && e.name.startsWith('sluice') && e.probe
@@ -163,6 +169,7 @@ export async function leanSection(
         }
         const r = p.r;
         const rssMiB = rssKiB(e.child.pid) / 1024;
+        const parts = e.name.startsWith('sluice') ? rssParts(e.child.pid) : undefined;
         const peakRssMiB = peakReset ? peakRssKiB(e.child.pid) / 1024 : Number.NaN;
         let gcRssMiB = Number.NaN;
         let gcHeapMiB = Number.NaN;
@@ -178,9 +185,13 @@ export async function leanSection(
           peakRssMiB,
           gcRssMiB,
           gcHeapMiB,
+          rssParts: parts,
         });
       }
     }
+  }
+  if (process.env.BENCH_LEAN_JSON) {
+    writeFileSync(process.env.BENCH_LEAN_JSON, JSON.stringify({ load: loadAverage(), points }));
   }
   log();
   log(pointsTable(points));
@@ -188,6 +199,19 @@ export async function leanSection(
     if (p.r?.firstError)
       log(`  ${p.exchange} ${p.target} ${p.rate}: first error: ${p.r.firstError}`);
     if (p.error) log(`  ${p.exchange} ${p.target} ${p.rate}: ${p.error}`);
+  }
+  log();
+  log(
+    "the collections in each window (the probe's own forced ones, between points, are not among them): count, pauses ms (median/max) and what young ones promoted",
+  );
+  log(gcTable(points));
+  const memory = memoryTable(points);
+  if (memory) {
+    log();
+    log(
+      "where Sluice's RSS is right after each point (MiB): V8 heap committed (new/old/other spaces); malloc's main arena and thread arenas; other anonymous memory (V8's code and zones, large mmap'd blocks, stacks); mapped files (node's code, libraries). Buffers live in malloc or other",
+    );
+    log(memory);
   }
   for (const [what, file] of allocs) {
     log();
@@ -269,6 +293,108 @@ function pointsTable(points: LeanPoint[]): string {
     ],
     rows,
     'llrrrrrrrrrrrrrrrrl',
+  );
+}
+
+const median = (xs: number[]): number => {
+  if (xs.length === 0) return Number.NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor((s.length - 1) / 2)]!;
+};
+
+/** Each Node server's window, its collections by kind. */
+function gcTable(points: LeanPoint[]): string {
+  const kinds: [string, string][] = [
+    ['Scavenge', 'scavenge'],
+    ['MarkSweepCompact', 'mark-compact'],
+    ['IncrementalMarking', 'incr. start'],
+    ['ProcessWeakCallbacks', 'weak cb'],
+  ];
+  const rows = points
+    .filter((p) => p.rt)
+    .map((p) => {
+      const rt = p.rt!;
+      const cells = kinds.map(([kind]) => {
+        const xs = rt.events
+          .filter((e) => e.kind === kind || (kind === 'Scavenge' && e.kind === 'MinorMarkSweep'))
+          .map((e) => e.pauseMs);
+        return xs.length > 0 ? `${xs.length}: ${f1(median(xs))}/${f1(Math.max(...xs))}` : '-';
+      });
+      const marks = rt.events.filter((e) => e.kind === 'MarkSweepCompact');
+      return [
+        p.exchange,
+        p.target,
+        String(p.rate),
+        ...cells,
+        marks.length > 0
+          ? marks.map((e) => `${fmtInt(e.beforeMiB)}→${fmtInt(e.afterMiB)}`).join(' ')
+          : '-',
+        f1(rt.promotedKiBPerScavenge),
+        f1(rt.promotedKiBPerReq),
+        String(rt.forced),
+      ];
+    });
+  return table(
+    [
+      'exchange',
+      'target',
+      'rate',
+      ...kinds.map(([, name]) => name),
+      'mark-compact heap MiB',
+      'promoted KiB/scav.',
+      'promoted KiB/req',
+      'forced',
+    ],
+    rows,
+    'llrrrrrlrrr',
+  );
+}
+
+/** Sluice's RSS after each point, by where it is. */
+function memoryTable(points: LeanPoint[]): string {
+  const mib = (kib: number): string => fmtInt(kib / 1024);
+  const rows = points
+    .filter((p) => p.rssParts && p.rt)
+    .map((p) => {
+      const m = p.rssParts!;
+      const rt = p.rt!;
+      const space = (name: string): number =>
+        (rt.spaces.find((s) => s.name === name)?.committedBytes ?? 0) / MIB;
+      const young = space('new_space') + space('new_large_object_space');
+      const old = space('old_space') + space('large_object_space');
+      const v8Kib = rt.heapCommittedMiB * 1024;
+      const buffers = rt.arrayBuffersMiB * 1024;
+      // Buffers are malloc'd (in the arenas) or mmap'd on their own (in `other`): shown, not subtracted.
+      const other = m.anonKiB - v8Kib - m.brkKiB - m.arenaKiB;
+      return [
+        p.exchange,
+        String(p.rate),
+        mib(m.rssKiB),
+        `${fmtInt(rt.heapCommittedMiB)} (${fmtInt(young)}/${fmtInt(old)}/${fmtInt(rt.heapCommittedMiB - young - old)})`,
+        fmtInt(rt.heapUsedMiB),
+        mib(buffers),
+        `${mib(m.brkKiB)} + ${mib(m.arenaKiB)}`,
+        mib(other),
+        mib(m.fileKiB),
+        String(m.threads),
+      ];
+    });
+  if (rows.length === 0) return '';
+  return table(
+    [
+      'exchange',
+      'rate',
+      'RSS',
+      'V8 heap committed (new/old/other)',
+      'V8 heap used',
+      'Buffers',
+      'malloc brk + arenas',
+      'other anon',
+      'files',
+      'threads',
+    ],
+    rows,
+    'lrrrrrrrrr',
   );
 }
 

@@ -4,20 +4,54 @@
  */
 import { request } from 'node:http';
 
+/** One collection in a window (probe.ts), in the order they ran. */
+export interface GcEvent {
+  /** V8's name: Scavenge, MinorMarkSweep, MarkSweepCompact, IncrementalMarking, ProcessWeakCallbacks. */
+  kind: string;
+  /** The main thread's pause. */
+  pauseMs: number;
+  /** The V8 heap in use before and after. */
+  beforeMiB: number;
+  afterMiB: number;
+  /** What a young collection moved to the old generation (0 for other kinds). */
+  promotedKiB: number;
+}
+
+/** One V8 heap space (v8.getHeapSpaceStatistics): reserved, in use, and resident (committed). */
+export interface HeapSpace {
+  name: string;
+  sizeBytes: number;
+  usedBytes: number;
+  committedBytes: number;
+}
+
 /** One mark's answer (probe.ts); the Go load generator passes it on as it is. */
 export interface ProbeMark {
   /** process.hrtime in ms, for the window's length. */
   atMs: number;
   /** Bytes allocated on the V8 heap since the probe started. */
   allocatedBytes: number;
-  /** Collections since the probe started, by kind, and their summed pauses (ms). */
-  gc: { scavenges: number; marks: number; other: number; pauseMs: number };
-  /** Since the previous mark: the longest pause and its kind. */
+  /**
+   * Collections since the probe started, by kind, their summed pauses (ms) and what young ones
+   * promoted; `forced`: the probe's own (GET /gc, /heap), which are in none of the others.
+   */
+  gc: {
+    scavenges: number;
+    marks: number;
+    other: number;
+    pauseMs: number;
+    forced: number;
+    promotedBytes: number;
+  };
+  /** Since the previous mark: the longest pause and its kind, and each collection. */
   maxPauseMs: number;
   maxPauseKind: string;
+  events: GcEvent[];
   /** Since the previous mark: event-loop delay beyond the timer's 10 ms period (ms). */
   loopDelay: { p50: number; p99: number; max: number };
   heapUsedBytes: number;
+  heapTotalBytes: number;
+  spaces: HeapSpace[];
   /** The old generation's use: long-lived objects plus what was promoted since the last full GC. */
   oldSpaceUsedBytes: number;
   externalBytes: number;
@@ -81,8 +115,15 @@ export function probeGc(socketPath: string): Promise<NodeJS.MemoryUsage> {
 /** What a server's runtime did over one window of `requests` completed requests. */
 export interface RuntimeFigures {
   allocKiBPerReq: number;
+  /** What young collections moved to the old generation, per request and per collection. */
+  promotedKiBPerReq: number;
+  promotedKiBPerScavenge: number;
   scavenges: number;
   marks: number;
+  /** The window's collections, in order (probe.ts; the probe's own forced ones are not among them). */
+  events: GcEvent[];
+  /** The probe's forced collections inside the window: 0 unless something asked for /gc meanwhile. */
+  forced: number;
   /** Collections per second of the window. */
   gcPerSecond: number;
   /** Summed pauses as a share of the window's wall time. */
@@ -93,7 +134,12 @@ export interface RuntimeFigures {
   loopDelayMaxMs: number;
   rssMiB: number;
   heapUsedMiB: number;
+  /** The V8 heap's reserved size, and what of it is resident (committed), at the window's end. */
+  heapTotalMiB: number;
+  heapCommittedMiB: number;
+  spaces: HeapSpace[];
   oldSpaceMiB: number;
+  externalMiB: number;
   arrayBuffersMiB: number;
 }
 
@@ -104,11 +150,16 @@ export function runtimeFigures(begin: ProbeMark, end: ProbeMark, requests: numbe
   const scavenges = end.gc.scavenges - begin.gc.scavenges;
   const marks = end.gc.marks - begin.gc.marks;
   const count = scavenges + marks + end.gc.other - begin.gc.other;
+  const promoted = (end.gc.promotedBytes - begin.gc.promotedBytes) / 1024;
   return {
     allocKiBPerReq:
       requests > 0 ? (end.allocatedBytes - begin.allocatedBytes) / 1024 / requests : Number.NaN,
+    promotedKiBPerReq: requests > 0 ? promoted / requests : Number.NaN,
+    promotedKiBPerScavenge: scavenges > 0 ? promoted / scavenges : Number.NaN,
     scavenges,
     marks,
+    events: end.events,
+    forced: end.gc.forced - begin.gc.forced,
     gcPerSecond: wallMs > 0 ? (count * 1000) / wallMs : Number.NaN,
     gcShare: wallMs > 0 ? (end.gc.pauseMs - begin.gc.pauseMs) / wallMs : Number.NaN,
     maxPauseMs: end.maxPauseMs,
@@ -117,7 +168,11 @@ export function runtimeFigures(begin: ProbeMark, end: ProbeMark, requests: numbe
     loopDelayMaxMs: end.loopDelay.max,
     rssMiB: end.rssBytes / MIB,
     heapUsedMiB: end.heapUsedBytes / MIB,
+    heapTotalMiB: end.heapTotalBytes / MIB,
+    heapCommittedMiB: end.spaces.reduce((a, s) => a + s.committedBytes, 0) / MIB,
+    spaces: end.spaces,
     oldSpaceMiB: end.oldSpaceUsedBytes / MIB,
+    externalMiB: end.externalBytes / MIB,
     arrayBuffersMiB: end.arrayBuffersBytes / MIB,
   };
 }

@@ -13,10 +13,13 @@
  *
  * `GET /alloc/start` and `GET /alloc/stop?file=/path.heapprofile` run V8's sampling heap
  * profiler over a window with collected objects included: where the allocation comes from
- * (BENCH_ALLOC_PROFILE; alloc-top.ts sums it per function).
+ * (BENCH_ALLOC_PROFILE; alloc-top.ts sums it per function). `/alloc/start?survivors=1` leaves
+ * out what young collections freed: where what is promoted to the old generation comes from.
  *
  * `GET /gc` runs a full collection and answers process.memoryUsage() after it: the long-lived
- * heap, apart from young-generation garbage. `GET /heap?file=/path.heapsnapshot` writes a heap
+ * heap, apart from young-generation garbage. The probe's own collections (/gc, /heap) are
+ * counted apart (gc.forced) and never as a window's collection or pause, whenever they run.
+ * Under --trace-gc* each mark writes a line to stderr, so the trace splits into windows. `GET /heap?file=/path.heapsnapshot` writes a heap
  * snapshot (test/bench/heap.ts reads it).
  */
 import { createServer } from 'node:http';
@@ -25,13 +28,32 @@ import { Session } from 'node:inspector';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import v8 from 'node:v8';
 import vm from 'node:vm';
-import type { ProbeMark } from './probe-client.js';
+import type { GcEvent, ProbeMark } from './probe-client.js';
 
+const MIB = 1024 * 1024;
+/** Collections listed per window at most (the counters count them all). */
+const MAX_EVENTS = 2000;
+const nowMs = (): number => Number(process.hrtime.bigint()) / 1e6;
+
+interface GcHeap {
+  heapStatistics: { usedHeapSize: number };
+  heapSpaceStatistics: { spaceName: string; spaceUsedSize: number }[];
+}
 interface GcStat {
   gcType: string;
+  /** The main thread's pause, µs. */
   cost: number;
-  beforeGC: { heapStatistics: { usedHeapSize: number } };
-  afterGC: { heapStatistics: { usedHeapSize: number } };
+  beforeGC: GcHeap;
+  afterGC: GcHeap;
+}
+
+/** The old generation's use (old and large-object spaces): what a scavenge promoted grows it. */
+function oldGeneration(h: GcHeap): number {
+  let sum = 0;
+  for (const s of h.heapSpaceStatistics) {
+    if (s.spaceName === 'old_space' || s.spaceName === 'large_object_space') sum += s.spaceUsedSize;
+  }
+  return sum;
 }
 
 const socketPath = process.env.BENCH_PROBE_SOCKET;
@@ -55,24 +77,46 @@ function start(path: string): void {
   profiler.start();
   let lastUsed = v8.getHeapStatistics().used_heap_size;
   let allocated = 0;
-  const gc = { scavenges: 0, marks: 0, other: 0, pauseMs: 0 };
+  const gc = { scavenges: 0, marks: 0, other: 0, pauseMs: 0, forced: 0, promotedBytes: 0 };
+  // Since the previous mark: the longest pause, and every collection in order.
+  let maxPauseMs = 0;
+  let maxPauseKind = '';
+  let events: GcEvent[] = [];
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
+  // Where --trace-gc* writes, a line marks each window so the trace can be split into windows.
+  const traced = process.execArgv.some((f) => f.startsWith('--trace-gc'));
 
-  const mark = (): ProbeMark => {
+  /** The collections since the last call: into the counters (a forced one: its freed bytes only). */
+  const drain = (forced: boolean): void => {
     const data = profiler.stop() as { statistics?: GcStat[] } | undefined;
     profiler = new v8.GCProfiler();
     profiler.start();
-    let maxPauseMs = 0;
-    let maxPauseKind = '';
     for (const s of data?.statistics ?? []) {
       allocated += s.beforeGC.heapStatistics.usedHeapSize - lastUsed;
       lastUsed = s.afterGC.heapStatistics.usedHeapSize;
+      if (forced) {
+        gc.forced++;
+        continue;
+      }
       const ms = s.cost / 1000;
       gc.pauseMs += ms;
-      if (s.gcType === 'Scavenge' || s.gcType === 'MinorMarkSweep') gc.scavenges++;
-      else if (s.gcType === 'MarkSweepCompact') gc.marks++;
+      const minor = s.gcType === 'Scavenge' || s.gcType === 'MinorMarkSweep';
+      const promoted = minor ? oldGeneration(s.afterGC) - oldGeneration(s.beforeGC) : 0;
+      if (minor) {
+        gc.scavenges++;
+        gc.promotedBytes += promoted;
+      } else if (s.gcType === 'MarkSweepCompact') gc.marks++;
       else gc.other++;
+      if (events.length < MAX_EVENTS) {
+        events.push({
+          kind: s.gcType,
+          pauseMs: ms,
+          beforeMiB: s.beforeGC.heapStatistics.usedHeapSize / MIB,
+          afterMiB: s.afterGC.heapStatistics.usedHeapSize / MIB,
+          promotedKiB: promoted / 1024,
+        });
+      }
       if (ms > maxPauseMs) {
         maxPauseMs = ms;
         maxPauseKind = s.gcType;
@@ -81,6 +125,20 @@ function start(path: string): void {
     const used = v8.getHeapStatistics().used_heap_size;
     allocated += used - lastUsed;
     lastUsed = used;
+  };
+
+  /**
+   * A collection of the probe's own (GET /gc, /heap): what ran before it is folded in first, and
+   * it is counted apart (gc.forced), never as a pause of a window nor as one of its collections.
+   */
+  const forcedGc = (run: () => void): void => {
+    drain(false);
+    run();
+    drain(true);
+  };
+
+  const mark = (): ProbeMark => {
+    drain(false);
     const ns = (x: number): number => (Number.isFinite(x) ? x / 1e6 : 0);
     const over = (x: number): number => Math.max(0, ns(x) - 10);
     const loopDelay = {
@@ -90,20 +148,34 @@ function start(path: string): void {
     };
     loop.reset();
     const mem = process.memoryUsage();
-    const old = v8.getHeapSpaceStatistics().find((s) => s.space_name === 'old_space');
-    return {
-      atMs: Number(process.hrtime.bigint()) / 1e6,
+    const spaces = v8.getHeapSpaceStatistics();
+    const old = spaces.find((s) => s.space_name === 'old_space');
+    const answer: ProbeMark = {
+      atMs: nowMs(),
       allocatedBytes: allocated,
       gc: { ...gc },
       maxPauseMs,
       maxPauseKind,
+      events,
       loopDelay,
       heapUsedBytes: mem.heapUsed,
+      heapTotalBytes: mem.heapTotal,
       oldSpaceUsedBytes: old?.space_used_size ?? Number.NaN,
+      spaces: spaces.map((s) => ({
+        name: s.space_name,
+        sizeBytes: s.space_size,
+        usedBytes: s.space_used_size,
+        committedBytes: s.physical_space_size,
+      })),
       externalBytes: mem.external,
       arrayBuffersBytes: mem.arrayBuffers,
       rssBytes: mem.rss,
     };
+    maxPauseMs = 0;
+    maxPauseKind = '';
+    events = [];
+    if (traced) process.stderr.write(`bench probe: mark at ${answer.atMs.toFixed(0)} ms\n`);
+    return answer;
   };
 
   try {
@@ -130,12 +202,14 @@ function start(path: string): void {
       const body = JSON.stringify(mark());
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
     } else if (url.pathname === '/gc') {
-      fullGc();
+      forcedGc(fullGc);
       const body = JSON.stringify(process.memoryUsage());
       res.writeHead(200, { 'content-type': 'application/json' }).end(body);
     } else if (url.pathname === '/heap' && url.searchParams.get('file')) {
-      fullGc();
-      v8.writeHeapSnapshot(url.searchParams.get('file')!);
+      forcedGc(() => {
+        fullGc();
+        v8.writeHeapSnapshot(url.searchParams.get('file')!);
+      });
       res.writeHead(200).end();
     } else if (url.pathname === '/alloc/start') {
       done(
@@ -143,7 +217,8 @@ function start(path: string): void {
           post('HeapProfiler.startSampling', {
             samplingInterval: 16384,
             includeObjectsCollectedByMajorGC: true,
-            includeObjectsCollectedByMinorGC: true,
+            // ?survivors=1: only what outlived the young generation (promoted, or still alive)
+            includeObjectsCollectedByMinorGC: url.searchParams.get('survivors') !== '1',
           }),
         ),
       );

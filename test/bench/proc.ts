@@ -231,3 +231,90 @@ export async function waitReady(
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** Where a process's resident memory is, from /proc/PID/smaps (KiB) and its thread count. */
+export interface RssParts {
+  rssKiB: number;
+  /** Mapped files: node's own code and the shared libraries. */
+  fileKiB: number;
+  /** Anonymous memory: the V8 heap, malloc's arenas, Buffers, thread stacks. */
+  anonKiB: number;
+  /** malloc's main arena (the brk heap, `[heap]`). */
+  brkKiB: number;
+  /** Anonymous mappings of 64 MiB reservations: malloc's per-thread arenas (glibc). */
+  arenaKiB: number;
+  threads: number;
+}
+
+const ARENA_RESERVE_KIB = 64 * 1024;
+
+export function rssParts(pid: number): RssParts | undefined {
+  let text: string;
+  let status: string;
+  try {
+    text = readFileSync(`/proc/${pid}/smaps`, 'utf8');
+    status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const parts: RssParts = {
+    rssKiB: 0,
+    fileKiB: 0,
+    anonKiB: 0,
+    brkKiB: 0,
+    arenaKiB: 0,
+    threads: Number(/^Threads:\s+(\d+)/m.exec(status)?.[1] ?? Number.NaN),
+  };
+  // A glibc thread arena is one 64 MiB-aligned reservation: a read-write part that grows and the
+  // rest mapped ---p, adjacent. Their rw part is counted as arena memory.
+  interface Mapping {
+    start: bigint;
+    end: bigint;
+    perms: string;
+    path: string;
+    rss: number;
+  }
+  const maps: Mapping[] = [];
+  let cur: Mapping | undefined;
+  for (const line of text.split('\n')) {
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      cur = {
+        start: BigInt(`0x${head[1]}`),
+        end: BigInt(`0x${head[2]}`),
+        perms: head[3]!,
+        path: head[4]!.trim(),
+        rss: 0,
+      };
+      maps.push(cur);
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && cur) cur.rss = Number(rss[1]);
+  }
+  for (let i = 0; i < maps.length; i++) {
+    const m = maps[i]!;
+    parts.rssKiB += m.rss;
+    if (m.path === '[heap]') {
+      parts.brkKiB += m.rss;
+      parts.anonKiB += m.rss;
+    } else if (m.path === '' || m.path.startsWith('[')) {
+      parts.anonKiB += m.rss;
+      const next = maps[i + 1];
+      const kib = (x: bigint): number => Number(x / 1024n);
+      if (
+        m.perms.startsWith('rw') &&
+        next &&
+        next.path === '' &&
+        next.perms === '---p' &&
+        next.start === m.end &&
+        kib(next.end - m.start) === ARENA_RESERVE_KIB
+      ) {
+        parts.arenaKiB += m.rss;
+      }
+    } else {
+      parts.fileKiB += m.rss;
+    }
+  }
+  return parts;
+}

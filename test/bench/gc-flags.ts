@@ -1,0 +1,296 @@
+/**
+ * Node/V8 settings for the extproc compared by what a busy machine does not bend: the extproc
+ * pinned to one core runs a closed loop (a fixed number of requests in flight, so what survives a
+ * young collection does not grow with a backlog), and each setting is measured by its CPU per
+ * request (all the process's threads: GC helpers included), V8 heap allocated and promoted per
+ * request, collections per 1,000 requests and their summed main-thread pauses, and RSS. The
+ * settings run interleaved, GC_REPS rounds, each in a fresh process; medians and ranges printed.
+ * Wall-clock pauses and latency need a quiet machine: the lean section of `npm run bench` (issue
+ * 16's p99) is where the chosen setting is confirmed.
+ *
+ *   node --import tsx test/bench/gc-flags.ts 'default=' 'stgc=--single-threaded-gc' ...
+ *   GC_REPS          rounds (default 3)
+ *   GC_REQUESTS      measured exchanges per exchange kind (default 4000), after GC_WARMUP (1500):
+ *                    a count, not a time, so a slow (busy) machine measures the same work
+ *   GC_CONCURRENCY   requests in flight (default 4)
+ *   BENCH_EXTPROC    the extproc entry (default dist/operator/cli.js when built, else the sources)
+ *
+ * A setting is `name=flags`, flags space-separated; `ENV:NAME=value` among them sets the
+ * extproc's environment (e.g. ENV:MALLOC_ARENA_MAX=2).
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
+import { benchConfig, POLICY_MODEL } from './config.js';
+import { chatPayload } from './payloads.js';
+import {
+  Child,
+  cpuMs,
+  freePort,
+  hasTaskset,
+  httpStatus,
+  loadAverage,
+  pinSelf,
+  rssParts,
+  waitReady,
+} from './proc.js';
+import { markProbe, runtimeFigures } from './probe-client.js';
+import { Recording, Worker, type Payload, type Target } from './scenarios.js';
+import { table } from './stats.js';
+
+const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
+const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
+const SERVER_CORE = 1;
+const DRIVER_CORE = 0;
+
+interface Setting {
+  name: string;
+  flags: string[];
+  env: Record<string, string>;
+}
+
+interface Sample {
+  setting: string;
+  exchange: string;
+  round: number;
+  load: string;
+  requests: number;
+  cpuUsPerReq: number;
+  allocKiB: number;
+  promotedKiB: number;
+  scavengesPer1k: number;
+  marksPer1k: number;
+  /** Summed main-thread pauses per request (µs) and the longest (ms): wall time, bent by load. */
+  pauseUsPerReq: number;
+  maxPauseMs: number;
+  rssMiB: number;
+  heapCommittedMiB: number;
+  mallocMiB: number;
+  threads: number;
+}
+
+function parseSetting(spec: string): Setting {
+  const eq = spec.indexOf('=');
+  if (eq < 1) throw new Error(`setting ${spec}: expected name=flags`);
+  const flags: string[] = [];
+  const env: Record<string, string> = {};
+  for (const tok of spec
+    .slice(eq + 1)
+    .split(' ')
+    .filter(Boolean)) {
+    if (tok.startsWith('ENV:')) {
+      const [k, v] = tok.slice(4).split('=');
+      if (!k || v === undefined) throw new Error(`setting ${spec}: ${tok} is not ENV:NAME=value`);
+      env[k] = v;
+    } else flags.push(tok);
+  }
+  return { name: spec.slice(0, eq), flags, env };
+}
+
+function entry(): string {
+  if (process.env.BENCH_EXTPROC) return resolve(ROOT, process.env.BENCH_EXTPROC);
+  const built = join(ROOT, 'dist/operator/cli.js');
+  return existsSync(built) ? built : join(ROOT, 'operator/cli.ts');
+}
+
+function probeModule(file: string, dir: string): string {
+  if (file.endsWith('.ts')) return PROBE;
+  const out = join(dir, 'probe.mjs');
+  writeFileSync(
+    out,
+    ts.transpileModule(readFileSync(PROBE, 'utf8'), {
+      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+    }).outputText,
+  );
+  return out;
+}
+
+async function measure(
+  s: Setting,
+  round: number,
+  exchanges: [string, Payload][],
+  o: { requests: number; warmup: number; concurrency: number; pin: boolean },
+): Promise<Sample[]> {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-gc-flags-'));
+  const file = entry();
+  const configPath = join(dir, 'extproc.yaml');
+  writeFileSync(configPath, benchConfig());
+  const adminPort = await freePort();
+  const sock = `unix:${join(dir, 'extproc.sock')}`;
+  const probe = join(dir, 'extproc.probe.sock');
+  const child = new Child(
+    'extproc',
+    file,
+    ['extproc', '--config', configPath, '--listen', sock, '--admin', `127.0.0.1:${adminPort}`],
+    {
+      cwd: ROOT,
+      logPath: join(dir, 'extproc.log'),
+      nodeFlags: s.flags,
+      preload: [probeModule(file, dir)],
+      env: { BENCH_PROBE_SOCKET: probe, ...s.env },
+      ...(o.pin && { core: SERVER_CORE }),
+    },
+  );
+  const client = new ExtProcClient(sock, {
+    channelOptions: { 'grpc.enable_retries': 0, 'grpc.enable_channelz': 0 },
+  });
+  const out: Sample[] = [];
+  try {
+    await waitReady(
+      child,
+      async () => (await httpStatus(`http://127.0.0.1:${adminPort}/readyz`)) === 200,
+    );
+    await client.connect();
+    const target = { name: 'sluice' as const, client, streamedFromStart: false };
+    for (const [name, p] of exchanges) {
+      await countedLoop(target, p, o.concurrency, o.warmup);
+      const cpu0 = cpuMs(child.pid);
+      const begin = await markProbe(probe);
+      const r = await countedLoop(target, p, o.concurrency, o.requests);
+      const end = await markProbe(probe);
+      const cpu = cpuMs(child.pid) - cpu0;
+      if (r.rec.errors > 0) throw new Error(`${s.name} ${name}: ${r.rec.firstError}`);
+      const rt = runtimeFigures(begin, end, r.requests);
+      const parts = rssParts(child.pid);
+      out.push({
+        setting: s.name,
+        exchange: name,
+        round,
+        load: loadAverage(),
+        requests: r.requests,
+        cpuUsPerReq: (cpu * 1000) / r.requests,
+        allocKiB: rt.allocKiBPerReq,
+        promotedKiB: rt.promotedKiBPerReq,
+        scavengesPer1k: (rt.scavenges * 1000) / r.requests,
+        marksPer1k: (rt.marks * 1000) / r.requests,
+        pauseUsPerReq: ((end.gc.pauseMs - begin.gc.pauseMs) * 1000) / r.requests,
+        maxPauseMs: rt.maxPauseMs,
+        rssMiB: (parts?.rssKiB ?? Number.NaN) / 1024,
+        heapCommittedMiB: rt.heapCommittedMiB,
+        mallocMiB: ((parts?.brkKiB ?? Number.NaN) + (parts?.arenaKiB ?? Number.NaN)) / 1024,
+        threads: parts?.threads ?? Number.NaN,
+      });
+    }
+  } finally {
+    client.close();
+    await child.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return out;
+}
+
+/** A closed loop of exactly `count` exchanges, `concurrency` at a time. */
+async function countedLoop(
+  target: Target,
+  p: Payload,
+  concurrency: number,
+  count: number,
+): Promise<{ rec: Recording; requests: number }> {
+  const rec = new Recording();
+  let started = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      const w = new Worker(target, p);
+      while (started < count) {
+        started++;
+        await w.exchange(rec);
+      }
+    }),
+  );
+  return { rec, requests: count };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+};
+
+function summary(samples: Sample[], settings: Setting[], exchanges: string[]): string {
+  const cols: [keyof Sample, string, number][] = [
+    ['cpuUsPerReq', 'CPU µs/req', 0],
+    ['allocKiB', 'alloc KiB/req', 1],
+    ['promotedKiB', 'promoted KiB/req', 2],
+    ['scavengesPer1k', 'scav./1k req', 1],
+    ['marksPer1k', 'mark-comp./1k req', 2],
+    ['pauseUsPerReq', 'pause µs/req', 0],
+    ['maxPauseMs', 'pause max ms', 1],
+    ['rssMiB', 'RSS MiB', 0],
+    ['heapCommittedMiB', 'V8 committed MiB', 0],
+    ['mallocMiB', 'malloc MiB', 0],
+    ['threads', 'threads', 0],
+  ];
+  const rows: string[][] = [];
+  for (const ex of exchanges) {
+    for (const s of settings) {
+      const xs = samples.filter((x) => x.exchange === ex && x.setting === s.name);
+      if (xs.length === 0) continue;
+      rows.push([
+        ex,
+        s.name,
+        String(xs.length),
+        ...cols.map(([k, , d]) => {
+          const v = xs.map((x) => x[k] as number);
+          return `${median(v).toFixed(d)} [${Math.min(...v).toFixed(d)}–${Math.max(...v).toFixed(d)}]`;
+        }),
+      ]);
+    }
+  }
+  return table(
+    ['exchange', 'setting', 'n', ...cols.map(([, h]) => `${h} median [range]`)],
+    rows,
+    `llr${'r'.repeat(cols.length)}`,
+  );
+}
+
+async function main(): Promise<void> {
+  const specs = process.argv.slice(2);
+  if (specs.length === 0) {
+    process.stderr.write("usage: gc-flags.ts 'name=flags' ... (see the file's comment)\n");
+    process.exit(2);
+  }
+  const settings = specs.map(parseSetting);
+  const o = {
+    requests: Number(process.env.GC_REQUESTS || 4000),
+    warmup: Number(process.env.GC_WARMUP || 1500),
+    concurrency: Number(process.env.GC_CONCURRENCY || 4),
+    pin: hasTaskset(),
+  };
+  const reps = Number(process.env.GC_REPS || 3);
+  // The driver (grpc-js client) on the other core: it must not take turns with the server.
+  if (o.pin) pinSelf(DRIVER_CORE);
+  const exchanges: [string, Payload][] = [
+    ['chat-2k', chatPayload(2048, { model: undefined, pii: false })],
+    ['chat-2k-policy', chatPayload(2048, { model: POLICY_MODEL, pii: true })],
+  ];
+  console.log(
+    `${entry()}; extproc ${o.pin ? `pinned to core ${SERVER_CORE}` : 'not pinned'}; closed loop, ${o.concurrency} in flight; ${o.warmup} warm-up + ${o.requests} measured exchanges each; ${reps} interleaved rounds; load average ${loadAverage()}`,
+  );
+  const samples: Sample[] = [];
+  for (let round = 1; round <= reps; round++) {
+    for (const s of settings) {
+      const got = await measure(s, round, exchanges, o);
+      samples.push(...got);
+      for (const g of got) {
+        console.log(
+          `  round ${round} ${s.name} ${g.exchange}: ${g.requests} req, ${g.cpuUsPerReq.toFixed(0)} µs/req, ${g.scavengesPer1k.toFixed(1)}/${g.marksPer1k.toFixed(2)} gc/1k, pause ${g.pauseUsPerReq.toFixed(0)} µs/req (max ${g.maxPauseMs.toFixed(1)} ms), RSS ${g.rssMiB.toFixed(0)} MiB; load ${g.load}`,
+        );
+      }
+    }
+  }
+  if (process.env.GC_JSON) writeFileSync(process.env.GC_JSON, JSON.stringify(samples));
+  console.log();
+  console.log(
+    summary(
+      samples,
+      settings,
+      exchanges.map(([n]) => n),
+    ),
+  );
+  console.log(`load average at end ${loadAverage()}`);
+}
+
+await main();

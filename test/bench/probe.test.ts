@@ -1,0 +1,77 @@
+// The bench probe (probe.ts) in a real process: a window's collections are the window's own; the
+// probe's forced full collection (GET /gc, run between the lean section's points) is counted apart
+// and is never a window's collection or pause, whenever it runs.
+//   node --import tsx --test test/bench/probe.test.ts
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { markProbe, probeGc, runtimeFigures } from './probe-client.js';
+
+const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
+
+let dir: string;
+let sock: string;
+let child: ChildProcess;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'sluice-probe-'));
+  sock = join(dir, 'probe.sock');
+  // A server stand-in that allocates (young garbage, and a little that lives) until stopped.
+  const script =
+    'let keep = []; setInterval(() => { for (let i = 0; i < 20000; i++) keep.push({ i, s: "x" + i });' +
+    ' if (keep.length > 200000) keep = []; }, 5);';
+  child = spawn(process.execPath, ['--import', 'tsx', '--import', PROBE, '-e', script], {
+    env: { ...process.env, BENCH_PROBE_SOCKET: sock },
+    stdio: 'ignore',
+  });
+  const end = Date.now() + 20_000;
+  while (!existsSync(sock)) {
+    assert.ok(Date.now() < end, 'the probe socket did not appear');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+});
+
+after(() => {
+  child?.kill('SIGKILL');
+  rmSync(dir, { recursive: true, force: true });
+});
+
+void describe('bench probe', () => {
+  it("counts a window's own collections, never the probe's forced one", async () => {
+    const begin = await markProbe(sock);
+    await new Promise((r) => setTimeout(r, 300));
+    const gc = await probeGc(sock);
+    assert.ok(gc.heapUsed > 0);
+    await new Promise((r) => setTimeout(r, 300));
+    const end = await markProbe(sock);
+    const rt = runtimeFigures(begin, end, 1);
+    // The stand-in allocates tens of MiB in the window: young collections ran.
+    assert.ok(rt.scavenges > 0, `scavenges ${rt.scavenges}`);
+    assert.equal(rt.forced, 1);
+    // The forced full collection is in no count, no event and no pause of the window.
+    assert.equal(
+      rt.events.filter((e) => e.kind === 'MarkSweepCompact').length,
+      rt.marks,
+      JSON.stringify(rt.events),
+    );
+    assert.equal(rt.events.length, rt.scavenges + rt.marks + (end.gc.other - begin.gc.other));
+    const longest = Math.max(0, ...rt.events.map((e) => e.pauseMs));
+    assert.equal(rt.maxPauseMs, longest);
+    // Allocation still counts what the forced collection freed (the heap did not grow by it).
+    assert.ok(rt.allocKiBPerReq > 1024, `allocated ${rt.allocKiBPerReq} KiB`);
+  });
+
+  it('a window with a forced collection has no mark-compact unless V8 ran one itself', async () => {
+    // Many forced collections in one window: none of them counts.
+    const begin = await markProbe(sock);
+    for (let i = 0; i < 5; i++) await probeGc(sock);
+    const end = await markProbe(sock);
+    const rt = runtimeFigures(begin, end, 1);
+    assert.equal(rt.forced, 5);
+    assert.ok(rt.marks <= 1, `mark-compacts ${rt.marks}: the forced ones were counted`);
+  });
+});
