@@ -25,6 +25,30 @@ export interface TextSlot {
   readonly signed?: boolean;
 }
 
+/**
+ * `holder[at]`, a string. A class rather than an object with a closure: a body has a slot per
+ * string, and each closure cost a function and its context on top of the object (issue 16).
+ */
+class ValueSlot implements TextSlot {
+  readonly key: string | undefined;
+  readonly signed?: boolean;
+
+  constructor(
+    readonly text: string,
+    private readonly holder: Record<string | number, unknown>,
+    private readonly at: string | number,
+    readonly json: boolean,
+    signed = false,
+  ) {
+    this.key = typeof at === 'string' ? at : undefined;
+    if (signed) this.signed = true;
+  }
+
+  set(value: string): void {
+    this.holder[this.at] = value;
+  }
+}
+
 export class SlotList {
   readonly slots: TextSlot[] = [];
   /** Each returns true when it wrote something. */
@@ -71,16 +95,10 @@ export class SlotList {
 
   /** `holder[key]` when it is a non-empty string. */
   field(holder: Obj | unknown[], key: string | number, json = false): void {
-    const v = (holder as Record<string | number, unknown>)[key];
+    const h = holder as Record<string | number, unknown>;
+    const v = h[key];
     if (typeof v !== 'string' || v.length === 0) return;
-    this.slots.push({
-      text: v,
-      key: typeof key === 'string' ? key : undefined,
-      json,
-      set: (value) => {
-        (holder as Record<string | number, unknown>)[key] = value;
-      },
-    });
+    this.slots.push(new ValueSlot(v, h, key, json));
   }
 
   /**
@@ -428,15 +446,7 @@ function walkString(
   const doc = embeddedJson(text);
   if (doc === undefined) {
     const signed = path.endsWith('.thinking') && isSignedThinking(holder);
-    w.list.push({
-      text,
-      key: typeof key === 'string' ? key : undefined,
-      json: false,
-      ...(signed && { signed }),
-      set: (value) => {
-        h[key] = value;
-      },
-    });
+    w.list.push(new ValueSlot(text, h, key, false, signed));
     return;
   }
   // A JSON document in a string: its keys and values are free-form, whatever the path.
