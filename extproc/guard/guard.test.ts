@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import type { Operation } from '../providers/endpoints.js';
 import { evaluateGuard, guardBlockMessage, renderTemplate } from './guard.js';
 import { PromptGuardPolicy, type PromptGuardPolicyInput } from './schema.js';
 
@@ -543,4 +544,47 @@ test('a body nested past the masking limit is refused, not read in part', () => 
     () => evaluateGuard(p, 'chat', chat({ role: 'user', content: [deep(70, 'bluebird')] })),
     /NestingTooDeep/,
   );
+});
+
+test('the body given is never modified, and a body is returned exactly when one changed', () => {
+  const plain = policy({ injection: { enabled: false } });
+  const decorated = policy({ injection: { enabled: false }, decorators: { append: ['A'] } });
+  const cases: [string, PromptGuardPolicy, Operation, Record<string, unknown>, boolean][] = [
+    ['nothing to change', plain, 'chat', chat({ role: 'user', content: 'hello' }), false],
+    ['invisible, stripped', plain, 'chat', chat({ role: 'user', content: sneaky }), true],
+    ['Responses string input', plain, 'responses', { input: 'a\u200bb' }, true],
+    ['Responses, nothing to change', plain, 'responses', { input: 'ab' }, false],
+    [
+      'invisible in a system prompt only',
+      plain,
+      'chat',
+      chat({ role: 'system', content: 'a\u200bb' }, { role: 'user', content: 'hi' }),
+      false,
+    ],
+    [
+      'invisible inside tool-call arguments (JSON in a string)',
+      plain,
+      'responses',
+      { input: [{ type: 'function_call_output', output: '{"a":"x\u200by"}' }] },
+      true,
+    ],
+    ['decorators', decorated, 'chat', chat({ role: 'user', content: 'hello' }), true],
+    ['decorators do not apply', decorated, 'embeddings', { input: 'hello' }, false],
+    ['template', templated, 'chat', { model: 'm', ...use('persona', { team: 'ops' }) }, true],
+  ];
+  for (const [what, p, op, body, changes] of cases) {
+    const before = structuredClone(body);
+    for (const shadow of [false, true]) {
+      const r = evaluateGuard(p, op, body, { shadow });
+      assert.deepEqual(body, before, `${what}: the input changed`);
+      // Shadow mode changes nothing but renders a template (the field cannot be forwarded).
+      const expected = shadow ? what === 'template' : changes;
+      assert.equal(r.body !== undefined, expected, `${what}, shadow ${shadow}`);
+      if (r.body) assert.notEqual(r.body, body);
+    }
+  }
+  const stripped = evaluateGuard(plain, 'responses', {
+    input: [{ type: 'function_call_output', output: '{"a":"x\u200by"}' }],
+  });
+  assert.deepEqual(stripped.body!.input, [{ type: 'function_call_output', output: '{"a":"xy"}' }]);
 });

@@ -386,11 +386,17 @@ function appendSystem(op: Operation, body: Obj, texts: readonly string[]): void 
   }
 }
 
+/** Whether applyDecorators changes a body of this operation. */
+function decorates(op: Operation, policy: PromptGuardPolicy): boolean {
+  const { prepend, append } = policy.decorators;
+  if (op === 'completions' || op === 'embeddings') return false;
+  return prepend.length > 0 || append.length > 0;
+}
+
 /** Adds the policy's system messages; exported for callers that decorate without guarding. */
 export function applyDecorators(op: Operation, body: Obj, policy: PromptGuardPolicy): boolean {
   const { prepend, append } = policy.decorators;
-  if (op === 'completions' || op === 'embeddings') return false;
-  if (prepend.length === 0 && append.length === 0) return false;
+  if (!decorates(op, policy)) return false;
   prependSystem(op, body, prepend);
   appendSystem(op, body, append);
   return true;
@@ -406,7 +412,18 @@ export function evaluateGuard(
 ): GuardResult {
   const shadow = opts.shadow === true;
   const c = compile(policy);
-  const out = structuredClone(body);
+  const mode = policy.invisibleCharacters;
+  // The body is read in place and copied only when something will change it (a template, the
+  // decorators, invisible characters to strip); most requests change nothing, and the copy was
+  // a deep clone of the whole body per request.
+  let out = body;
+  let copied = false;
+  const copy = (): void => {
+    if (copied) return;
+    out = structuredClone(body);
+    copied = true;
+  };
+  if (TEMPLATE_FIELD in body || (!shadow && decorates(op, policy))) copy();
   let changed = false;
   const reasons: GuardReason[] = [];
 
@@ -423,7 +440,7 @@ export function evaluateGuard(
   }
   if (TEMPLATE_FIELD in body) changed = true;
 
-  const { list, sync } = clientSlots(op, out);
+  let { list, sync } = clientSlots(op, out);
   const vars: Obj = use ? { ...use.values } : {};
   if (use) {
     for (const [k, v] of Object.entries(use.values)) {
@@ -431,12 +448,19 @@ export function evaluateGuard(
         list.field(vars, k);
     }
   }
-  const slots = list.slots;
+  let slots = list.slots;
   const originals = slots.map((s) => s.text);
   const scans: InvisibleScan[] = originals.map((t) => scanInvisible(t));
+  const strips = mode === 'strip' && !shadow;
+  if (!copied && strips && scans.some((scan, i) => scan.total > 0 && slots[i]!.signed !== true)) {
+    // The same walk over the copy finds the same slots in the same order (no template here: a
+    // template was copied for above, so there are no template variables among the slots).
+    copy();
+    ({ list, sync } = clientSlots(op, out));
+    slots = list.slots;
+  }
 
   // Invisible characters.
-  const mode = policy.invisibleCharacters;
   if (mode !== 'allow') {
     const counts = new Map<string, number>();
     scans.forEach((scan, i) => {
@@ -446,13 +470,15 @@ export function evaluateGuard(
         if (n !== undefined) counts.set(k, (counts.get(k) ?? 0) + n);
       }
       // A signed thinking block cannot change; it is counted, and the provider checks it.
-      if (mode === 'strip' && !shadow && slots[i]!.signed !== true) {
+      if (strips && slots[i]!.signed !== true) {
         slots[i]!.set(scan.stripped);
         changed = true;
       }
     });
-    list.commit();
-    sync();
+    if (copied) {
+      list.commit();
+      sync();
+    }
     for (const k of INVISIBLE_KINDS) {
       const n = counts.get(k);
       if (n !== undefined)
