@@ -82,3 +82,91 @@ void describe('access log', () => {
     assert.match(String(capped.o.l[1]), /…\[\+1 chars\]$/);
   });
 });
+
+void describe('request metrics', () => {
+  void it('counts each request under its own label values, whatever came before', async () => {
+    const registry = new Registry();
+    const t = new Telemetry(registry, pino({ level: 'silent' }));
+    t.configApplied('v1', {
+      routes: ['ns/chat', 'ns/b'],
+      backends: ['openai'],
+      models: ['gpt-4o', 'm2'],
+    });
+    const usage = (estimated: boolean, input: number, output: number) => ({
+      inputTokens: input,
+      outputTokens: output,
+      cachedInputTokens: 0,
+      cacheCreationInputTokens: 0,
+      reasoningTokens: 0,
+      totalTokens: input + output,
+      estimated,
+    });
+    const ok = { status: 200, errorCode: undefined, outcome: 'complete' as const };
+    const records = [
+      record({ ...ok, usage: usage(false, 10, 5), durationMs: 20 }),
+      record({ ...ok, usage: usage(false, 1, 2), durationMs: 2000 }),
+      record({ ...ok, usage: usage(true, 7, 0) }),
+      record({ status: 429, errorCode: 'rate_limited', outcome: 'rejected' }),
+      record({}),
+      record({ ...ok, route: 'ns/b', requestModel: 'm2', usage: usage(false, 3, 4) }),
+      record({ ...ok, status: 500, errorCode: undefined }),
+    ];
+    for (const r of records) t.recordRequest(r);
+    const json = await registry.getMetricsAsJSON();
+    const values = (name: string) =>
+      (json.find((m) => m.name === name)?.values ?? []) as {
+        labels: Record<string, string | number>;
+        value: number;
+        metricName?: string;
+      }[];
+    const requests = values('sluice_requests_total').map((v) => [
+      v.labels['sluice_route'],
+      v.labels['gen_ai_request_model'],
+      v.labels['status_code'],
+      v.labels['error_code'],
+      v.labels['outcome'],
+      v.value,
+    ]);
+    assert.deepEqual(
+      requests.sort(),
+      [
+        ['ns/b', 'm2', '200', '', 'complete', 1],
+        ['ns/chat', 'gpt-4o', '200', '', 'complete', 3],
+        ['ns/chat', 'gpt-4o', '404', 'model_not_found', 'refused', 1],
+        ['ns/chat', 'gpt-4o', '429', 'rate_limited', 'rejected', 1],
+        ['ns/chat', 'gpt-4o', '500', '', 'complete', 1],
+      ].sort(),
+    );
+    const sums = (name: string) =>
+      values(name)
+        .filter((v) => v.metricName === `${name}_sum`)
+        .map((v) => [
+          v.labels['sluice_route'],
+          v.labels['gen_ai_token_type'] ?? v.labels['error_type'],
+          v.labels['sluice_estimated'] ?? '',
+          v.value,
+        ])
+        .sort();
+    assert.deepEqual(
+      sums('gen_ai_client_token_usage'),
+      [
+        ['ns/b', 'input', 'false', 3],
+        ['ns/b', 'output', 'false', 4],
+        ['ns/chat', 'input', 'false', 11],
+        ['ns/chat', 'input', 'true', 7],
+        ['ns/chat', 'output', 'false', 7],
+        ['ns/chat', 'output', 'true', 0],
+      ].sort(),
+    );
+    assert.deepEqual(
+      sums('gen_ai_server_request_duration_seconds'),
+      [
+        ['ns/b', '', '', 0.001],
+        ['ns/chat', '', '', 2.021],
+        ['ns/chat', '500', '', 0.001],
+        ['ns/chat', 'model_not_found', '', 0.001],
+        ['ns/chat', 'rate_limited', '', 0.001],
+      ].sort(),
+    );
+  });
+});

@@ -142,8 +142,18 @@ const LABELS = [
   'sluice_consumer',
 ] as const;
 
-type Labels = Record<string, string>;
 type Observe = (value: number) => void;
+
+/** recordRequest's series of one set of LABELS values (Telemetry.bases). */
+interface BaseSeries {
+  labels: Readonly<Record<(typeof LABELS)[number], string>>;
+  /** sluice_requests_total by status, error code and outcome. */
+  requests: Map<string, Observe>;
+  /** The request duration by error type. */
+  duration: Map<string, Observe>;
+  /** Token usage by token type and whether it was estimated. */
+  tokens: Map<string, Observe>;
+}
 
 /** One filter's ext_proc stream metrics (Telemetry.streamMetrics). */
 export interface StreamMetrics {
@@ -339,57 +349,70 @@ export class Telemetry {
     };
   }
 
-  private readonly series = new Map<string, (value: number) => void>();
-
   /**
-   * The series of `metric` for the labels `make` builds, looked up by `key` (the label values):
-   * made once per series (series.ts). Bounded like the series themselves: every label value is an
-   * enum or goes through a BoundedLabel. (No metric here is reset or has series removed.)
+   * The per-request series, by the values of LABELS (joined with U+0001) and then by the rest of
+   * each metric's labels: made once per series (series.ts), and the label object once per set of
+   * LABELS values. Bounded like the series themselves: every label value is an enum or goes
+   * through a BoundedLabel. (No metric here is reset or has series removed.)
    */
-  private histogramSeries(metric: Histogram<string>, key: string, make: () => Labels): Observe {
-    let s = this.series.get(key);
-    if (s === undefined) {
-      s = histogramSeries(metric, make());
-      this.series.set(key, s);
-    }
-    return s;
-  }
+  private readonly bases = new Map<string, BaseSeries>();
 
-  private counterSeries(metric: Counter<string>, key: string, make: () => Labels): Observe {
-    let s = this.series.get(key);
+  private tokenSeries(b: BaseSeries, type: 'input' | 'output', est: string): Observe {
+    const key = type === 'input' ? (est === 'true' ? 'it' : 'if') : est === 'true' ? 'ot' : 'of';
+    let s = b.tokens.get(key);
     if (s === undefined) {
-      s = counterSeries(metric, make());
-      this.series.set(key, s);
+      s = histogramSeries(this.tokens, {
+        ...b.labels,
+        gen_ai_token_type: type,
+        sluice_estimated: est,
+      });
+      b.tokens.set(key, s);
     }
     return s;
   }
 
   recordRequest(r: RequestRecord): void {
-    const labels: Record<(typeof LABELS)[number], string> = {
-      gen_ai_operation_name: isOperation(r.operation)
-        ? otelOperation(r.operation)
-        : (r.operation ?? ''),
-      gen_ai_provider_name: r.provider ? OTEL_PROVIDER[r.provider] : '',
-      gen_ai_request_model: this.models.value(r.requestModel),
-      gen_ai_response_model: this.responseModels.value(r.responseModel),
-      sluice_route: this.routes.value(r.route),
-      sluice_backend: this.backends.value(r.backend),
-      sluice_consumer: this.consumers.value(r.consumer),
-    };
-    // Children by label values, keyed by our own string: prom-client would validate and hash
-    // (sorted keys) a fresh label object on every call; here that happens once per series.
-    const base = `${labels.gen_ai_operation_name}\u0001${labels.gen_ai_provider_name}\u0001${labels.gen_ai_request_model}\u0001${labels.gen_ai_response_model}\u0001${labels.sluice_route}\u0001${labels.sluice_backend}\u0001${labels.sluice_consumer}`;
+    const operation = isOperation(r.operation) ? otelOperation(r.operation) : (r.operation ?? '');
+    const provider = r.provider ? OTEL_PROVIDER[r.provider] : '';
+    const requestModel = this.models.value(r.requestModel);
+    const responseModel = this.responseModels.value(r.responseModel);
+    const route = this.routes.value(r.route);
+    const backend = this.backends.value(r.backend);
+    const consumer = this.consumers.value(r.consumer);
+    // Series by our own key strings, and the label objects made once per series: prom-client
+    // would validate and hash (sorted keys) a fresh label object on every call.
+    const base = `${operation}\u0001${provider}\u0001${requestModel}\u0001${responseModel}\u0001${route}\u0001${backend}\u0001${consumer}`;
+    let b = this.bases.get(base);
+    if (b === undefined) {
+      const made: Record<(typeof LABELS)[number], string> = {
+        gen_ai_operation_name: operation,
+        gen_ai_provider_name: provider,
+        gen_ai_request_model: requestModel,
+        gen_ai_response_model: responseModel,
+        sluice_route: route,
+        sluice_backend: backend,
+        sluice_consumer: consumer,
+      };
+      b = { labels: made, requests: new Map(), duration: new Map(), tokens: new Map() };
+      this.bases.set(base, b);
+    }
+    const labels = b.labels;
     const errorCode = r.errorCode ?? '';
-    this.counterSeries(
-      this.requests,
-      `q\u0001${base}\u0001${r.status}\u0001${errorCode}\u0001${r.outcome}`,
-      () => ({
+    const status = r.status;
+    const outcome = r.outcome;
+    // (Looked up inline: a closure to make a missing series would be allocated on every call.)
+    const requestsKey = `${status}\u0001${errorCode}\u0001${outcome}`;
+    let requests = b.requests.get(requestsKey);
+    if (requests === undefined) {
+      requests = counterSeries(this.requests, {
         ...labels,
-        status_code: String(r.status),
+        status_code: String(status),
         error_code: errorCode,
-        outcome: r.outcome,
-      }),
-    )(1);
+        outcome,
+      });
+      b.requests.set(requestsKey, requests);
+    }
+    requests(1);
     if (r.findings || r.policyFailure) {
       const route = labels.sluice_route;
       const policy = this.policies.value(r.policy);
@@ -433,23 +456,17 @@ export class Telemetry {
     }
     const seconds = r.durationMs / 1000;
     const errorType = r.errorCode ?? (r.status >= 400 ? String(r.status) : '');
-    this.histogramSeries(this.duration, `d\u0001${base}\u0001${errorType}`, () => ({
-      ...labels,
-      error_type: errorType,
-    }))(seconds);
+    let duration = b.duration.get(errorType);
+    if (duration === undefined) {
+      duration = histogramSeries(this.duration, { ...labels, error_type: errorType });
+      b.duration.set(errorType, duration);
+    }
+    duration(seconds);
     const u = r.usage;
     if (u) {
       const est = String(u.estimated);
-      for (const [type, n] of [
-        ['input', u.inputTokens],
-        ['output', u.outputTokens],
-      ] as const) {
-        this.histogramSeries(this.tokens, `t\u0001${base}\u0001${type}\u0001${est}`, () => ({
-          ...labels,
-          gen_ai_token_type: type,
-          sluice_estimated: est,
-        }))(n);
-      }
+      this.tokenSeries(b, 'input', est)(u.inputTokens);
+      this.tokenSeries(b, 'output', est)(u.outputTokens);
       if (u.cachedInputTokens > 0) {
         this.tokens.observe(
           { ...labels, gen_ai_token_type: 'cached_input', sluice_estimated: est },
