@@ -857,18 +857,28 @@ function asProse(bytes: Buffer): string | undefined {
   return printable / len >= 0.95 && spaces > 0 ? s : undefined;
 }
 
-function decodedBlobs(raw: string): string[] {
+/** The first MAX_BLOBS matches of a global regex, cut to MAX_BLOB_CHARS (matchAll's order). */
+function firstBlobs(re: RegExp, s: string): string[] {
   const out: string[] = [];
-  let seen = 0;
-  for (const m of raw.matchAll(HEX_BLOB)) {
-    if (++seen > MAX_BLOBS) break;
-    const s = asProse(Buffer.from(m[0].slice(0, MAX_BLOB_CHARS), 'hex'));
+  re.lastIndex = 0;
+  for (let m; out.length < MAX_BLOBS && (m = re.exec(s)) !== null;) {
+    out.push(m[0].slice(0, MAX_BLOB_CHARS));
+  }
+  re.lastIndex = 0;
+  return out;
+}
+
+function decodedBlobs(raw: string): string[] {
+  const base64 = firstBlobs(BASE64_BLOB, raw);
+  // A hex blob is 40 or more base64 digits in a row too: without a base64 blob there is none,
+  // and most text has neither.
+  const hex = base64.length === 0 ? [] : firstBlobs(HEX_BLOB, raw);
+  const out: string[] = [];
+  for (const blob of hex) {
+    const s = asProse(Buffer.from(blob, 'hex'));
     if (s !== undefined) out.push(s);
   }
-  seen = 0;
-  for (const m of raw.matchAll(BASE64_BLOB)) {
-    if (++seen > MAX_BLOBS) break;
-    const blob = m[0].slice(0, MAX_BLOB_CHARS);
+  for (const blob of base64) {
     // A hex run is also valid base64; it was decoded as hex above.
     if (/^[0-9a-fA-F]+$/.test(blob)) continue;
     const url = /[-_]/.test(blob);
@@ -894,6 +904,7 @@ const LEET: Record<string, string> = {
 };
 export const LEET_WORD = /\b(?=[a-z0-9@$]*[a-z])(?=[a-z0-9@$]*[0-9@$])[a-z0-9@$]{3,}\b/g;
 const LEET_PAIR = /[a-z][0-9@$]|[0-9@$][a-z]/g;
+const LEET_CHAR = /[0-9@$]/;
 
 /**
  * Whether `s` has `n` letters next to a digit, @ or $. A LEET_WORD match lies in a run of
@@ -902,6 +913,8 @@ const LEET_PAIR = /[a-z][0-9@$]|[0-9@$][a-z]/g;
  * regex's two lookaheads at every word are not run: most prose has no such pair.
  */
 export function hasLeetPairs(s: string, n: number): boolean {
+  // Each pair holds one of these; a scan for one character class is the cheaper reject.
+  if (n > 0 && !LEET_CHAR.test(s)) return false;
   LEET_PAIR.lastIndex = 0;
   let found = 0;
   while (found < n && LEET_PAIR.test(s)) found++;
