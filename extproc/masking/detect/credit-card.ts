@@ -75,10 +75,18 @@ function badBefore(c: number): boolean {
   );
 }
 
+/**
+ * Each group's end and length while a candidate is matched (scratch, one candidate at a time): at
+ * most MAX_DIGITS + 6 digits, so as many groups before it is given up.
+ */
+const ENDS = new Int32Array(MAX_DIGITS + 8);
+const LENS = new Int32Array(MAX_DIGITS + 8);
+
 /** Returns the end of a valid card number starting at `start`, or -1. */
 function matchCard(text: string, start: number): number {
-  const ends: number[] = [];
-  const lens: number[] = [];
+  const ends = ENDS;
+  const lens = LENS;
+  let groups = 0;
   let digits = 0;
   let sep = 0;
   let i = start;
@@ -88,8 +96,9 @@ function matchCard(text: string, start: number): number {
     const len = i - g;
     digits += len;
     if (digits > MAX_DIGITS + 6) return -1;
-    ends.push(i);
-    lens.push(len);
+    ends[groups] = i;
+    lens[groups] = len;
+    groups++;
     // Between groups: '-' or '.', or up to three whitespace characters (double spaces, a tab, a
     // line break), the same kind throughout, as a reader would still see one number.
     const c = text.charCodeAt(i);
@@ -112,7 +121,7 @@ function matchCard(text: string, start: number): number {
     return -1;
   }
   // Try the whole chain, then without its last group (a CVV or expiry typed right after).
-  for (let n = lens.length; n >= Math.max(1, lens.length - 1); n--) {
+  for (let n = groups; n >= Math.max(1, groups - 1); n--) {
     let total = 0;
     for (let k = 0; k < n; k++) total += lens[k]!;
     if ((total < MIN_DIGITS && total !== MAESTRO_DIGITS) || total > MAX_DIGITS) continue;

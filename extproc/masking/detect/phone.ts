@@ -52,8 +52,10 @@ interface Chain {
   /** End of the span to mask: `end`, or past an extension written after it (`x549`, ` ext. 12`). */
   spanEnd: number;
   hasPlus: boolean;
-  groups: number[];
-  groupStarts: number[];
+  /** Digits of each group, and where each starts: the first `count` entries. */
+  groups: Int32Array;
+  groupStarts: Int32Array;
+  count: number;
   parens: number;
   seps: number;
   digits: number;
@@ -81,6 +83,24 @@ function badBefore(c: number, hasPlus: boolean): boolean {
   }
 }
 
+/**
+ * The chain parseChain returns, reused: scanPhones reads each one before it parses the next, and
+ * a text has a candidate per digit run (two arrays and an object each, otherwise).
+ */
+const CHAIN: Chain = {
+  start: 0,
+  end: 0,
+  spanEnd: 0,
+  hasPlus: false,
+  // A chain has at most 17 digits, and so at most 18 groups before it is given up.
+  groups: new Int32Array(32),
+  groupStarts: new Int32Array(32),
+  count: 0,
+  parens: 0,
+  seps: 0,
+  digits: 0,
+};
+
 function parseChain(text: string, runStart: number): Chain | null {
   let start = runStart;
   let hasPlus = false;
@@ -92,8 +112,8 @@ function parseChain(text: string, runStart: number): Chain | null {
     start--;
   }
   if (badBefore(charBefore(text, start), hasPlus)) return null;
-  const groups: number[] = [];
-  const groupStarts: number[] = [];
+  const { groups, groupStarts } = CHAIN;
+  let count = 0;
   let parens = 0;
   let seps = 0;
   let digits = 0;
@@ -117,8 +137,9 @@ function parseChain(text: string, runStart: number): Chain | null {
       parens++;
     }
     seps |= pending;
-    groups.push(len);
-    groupStarts.push(digitStart);
+    groups[count] = len;
+    groupStarts[count] = digitStart;
+    count++;
     digits += len;
     if (digits > 17) return null;
     end = paren ? j - 1 : j;
@@ -128,7 +149,7 @@ function parseChain(text: string, runStart: number): Chain | null {
     if (c === 32) pending = SEP_SPACE;
     else if (c === 45) pending = SEP_DASH;
     else if (c === 46) pending = SEP_DOT;
-    else if (c === 47 && groups.length === 1) pending = SEP_SLASH;
+    else if (c === 47 && count === 1) pending = SEP_SLASH;
     if (pending !== 0) {
       const n = text.charCodeAt(i + 1);
       if (!(isDigit(n) || n === 40)) break;
@@ -139,7 +160,7 @@ function parseChain(text: string, runStart: number): Chain | null {
       break;
     }
   }
-  if (groups.length === 0) return null;
+  if (count === 0) return null;
   // After "digits + space" the run may continue a longer grouped number (a tracking or card
   // number). It opens a phone only after a token of its own (`ORD-123456 415-555-0132`) and when
   // written with dashes, dots or a parenthesized area code, which grouped numbers never use.
@@ -157,7 +178,15 @@ function parseChain(text: string, runStart: number): Chain | null {
     return null;
   }
   // A chain that ends on a closing paren ends with its last digit; the span keeps the ')' out.
-  return { start, end, spanEnd, hasPlus, groups, groupStarts, parens, seps, digits };
+  CHAIN.start = start;
+  CHAIN.end = end;
+  CHAIN.spanEnd = spanEnd;
+  CHAIN.hasPlus = hasPlus;
+  CHAIN.count = count;
+  CHAIN.parens = parens;
+  CHAIN.seps = seps;
+  CHAIN.digits = digits;
+  return CHAIN;
 }
 
 /**
@@ -199,7 +228,7 @@ function isInternational(text: string, ch: Chain): boolean {
   const g0 = ch.groups[0]!;
   const s0 = ch.groupStarts[0]!;
   return (
-    ch.groups.length >= 2 &&
+    ch.count >= 2 &&
     g0 >= 3 &&
     g0 <= 5 &&
     text.charCodeAt(s0) === 48 &&
@@ -212,8 +241,8 @@ function isInternational(text: string, ch: Chain): boolean {
 
 function isNorthAmerican(text: string, ch: Chain): boolean {
   let first = 0;
-  if (ch.groups.length === 4 && ch.groups[0] === 1 && digitAt(text, ch, 0) === 1) first = 1;
-  if (ch.groups.length - first !== 3) return false;
+  if (ch.count === 4 && ch.groups[0] === 1 && digitAt(text, ch, 0) === 1) first = 1;
+  if (ch.count - first !== 3) return false;
   if (ch.groups[first] !== 3 || ch.groups[first + 1] !== 3 || ch.groups[first + 2] !== 4) {
     return false;
   }
@@ -225,11 +254,12 @@ function isNorthAmerican(text: string, ch: Chain): boolean {
 
 function isTrunkNational(text: string, ch: Chain): boolean {
   const g = ch.groups;
-  if (g.length < 2 || ch.digits < 9 || ch.digits > 12) return false;
+  const n = ch.count;
+  if (n < 2 || ch.digits < 9 || ch.digits > 12) return false;
   if (digitAt(text, ch, 0) !== 0 || g[0]! < 2 || g[0]! > 5) return false;
-  for (const len of g) if (len < 2 || len > 8) return false;
+  for (let k = 0; k < n; k++) if (g[k]! < 2 || g[k]! > 8) return false;
   // 3-2-4 is the SSN shape, even with a leading zero.
-  if (g.length === 3 && g[0] === 3 && g[1] === 2 && g[2] === 4) return false;
+  if (n === 3 && g[0] === 3 && g[1] === 2 && g[2] === 4) return false;
   const plain = ch.seps & ~(SEP_NONE | SEP_SLASH);
   return (
     plain === SEP_SPACE ||
@@ -244,14 +274,15 @@ function isTrunkNational(text: string, ch: Chain): boolean {
 function isParenArea(text: string, ch: Chain): boolean {
   if (ch.hasPlus || text.charCodeAt(ch.start) !== 40) return false;
   const g = ch.groups;
-  if (g.length < 2 || g[0]! < 2 || g[0]! > 4 || ch.digits < 9 || ch.digits > 11) return false;
-  for (let k = 1; k < g.length; k++) if (g[k]! < 3) return false;
+  const n = ch.count;
+  if (n < 2 || g[0]! < 2 || g[0]! > 4 || ch.digits < 9 || ch.digits > 11) return false;
+  for (let k = 1; k < n; k++) if (g[k]! < 3) return false;
   return (ch.seps & (SEP_DOT | SEP_SLASH)) === 0;
 }
 
 function isContextual(text: string, ch: Chain): boolean {
   if (ch.digits < 10 || ch.digits > 13 || (ch.seps & (SEP_DOT | SEP_SLASH)) !== 0) return false;
-  for (const len of ch.groups) if (len < 2) return false;
+  for (let k = 0; k < ch.count; k++) if (ch.groups[k]! < 2) return false;
   return (
     hasContextBefore(text, ch.start, 40, CONTEXT) ||
     phoneWordBefore(text, ch.start) ||
@@ -365,10 +396,11 @@ function isLocal(text: string, ch: Chain): boolean {
   if ((ch.seps & ~(SEP_SPACE | SEP_DASH)) !== 0) return false;
   if (digitAt(text, ch, 0) === 0) return false;
   const g = ch.groups;
-  for (const len of g) if (len < 2) return false;
+  const n = ch.count;
+  for (let k = 0; k < n; k++) if (g[k]! < 2) return false;
   // 12 05 2024, 2024-05-12: dates written with spaces or dashes.
   if (
-    g.length === 3 &&
+    n === 3 &&
     ((g[0] === 2 && g[1] === 2 && g[2] === 4) || (g[0] === 4 && g[1] === 2 && g[2] === 2))
   ) {
     return false;
