@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { Operation } from '../providers/endpoints.js';
-import { evaluateGuard, guardBlockMessage, renderTemplate } from './guard.js';
+import { evaluateGuard, guardBlockMessage, renderTemplate, type GuardReason } from './guard.js';
 import { PromptGuardPolicy, type PromptGuardPolicyInput } from './schema.js';
 
 const policy = (p: PromptGuardPolicyInput = {}): PromptGuardPolicy => PromptGuardPolicy.parse(p);
@@ -222,6 +222,15 @@ test('size: characters are code points over every text, system included', () => 
   assert.deepEqual(over.reasons, [
     { rule: 'max_prompt_chars', kind: 'size', action: 'block', count: 11, limit: 10 },
   ]);
+  // At the limit in UTF-16 units, over it in units but not in code points, over in both.
+  const size = (content: string): GuardReason[] =>
+    evaluateGuard(p, 'chat', chat({ role: 'user', content })).reasons;
+  assert.deepEqual(size('x'.repeat(10)), []);
+  assert.deepEqual(size('\u{1f600}'.repeat(10)), []);
+  assert.deepEqual(size('\u{1f600}'.repeat(11)), [
+    { rule: 'max_prompt_chars', kind: 'size', action: 'block', count: 11, limit: 10 },
+  ]);
+  assert.deepEqual(size('x'.repeat(11))[0]!.count, 11);
 });
 
 test('size: estimated tokens; decorators do not count', () => {

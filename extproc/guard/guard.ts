@@ -519,8 +519,15 @@ export function evaluateGuard(
 
   // Size: everything the model will read from the client, templates included, decorators not.
   if (policy.maxPromptChars !== undefined) {
-    let chars = 0;
-    for (const s of maskableSlots(op, out).slots) chars += charCount(s.text);
+    const texts = maskableSlots(op, out).slots;
+    let units = 0;
+    for (const s of texts) units += s.text.length;
+    // A character is one or two UTF-16 units: within the limit in units, no text is read.
+    let chars = units;
+    if (units > policy.maxPromptChars) {
+      chars = 0;
+      for (const s of texts) chars += charCount(s.text);
+    }
     if (chars > policy.maxPromptChars) {
       reasons.push({
         rule: 'max_prompt_chars',
