@@ -87,3 +87,21 @@ test('look-alikes right beside an escape are folded too', () => {
   assert.equal(createTextView('jane&#64;\u0435xample.com').text, 'jane@example.com');
   assert.equal(createTextView('jan\u0435%40example.com').text, 'jane@example.com');
 });
+
+test('digit runs: every run of ASCII digits, as a regex finds them', () => {
+  const reference = (text: string): number[] =>
+    [...text.matchAll(/[0-9]+/g)].flatMap((m) => [m.index, m.index + m[0].length]);
+  for (const text of [
+    '',
+    'no digits at all',
+    '7',
+    '12345',
+    'a1b22c333',
+    'ends with 42',
+    '0044 20 7946 0958 and 4111-1111-1111-1111.',
+    'Arabic-Indic ٣٤٥ and 9',
+    '1\u00002\n\n3',
+  ]) {
+    assert.deepEqual(createTextView(text).digitRuns(), reference(createTextView(text).text), text);
+  }
+});
