@@ -36,6 +36,7 @@ import { readiness, startAdmin, type RunningAdmin } from '../shared/admin.js';
 import { MemoryStore } from '../state/memory.js';
 import { Telemetry } from '../telemetry/telemetry.js';
 import { IpcPeer, type IpcChannel } from './ipc.js';
+import { withNodeFlags } from './node-flags.js';
 import { configWire, type ConfigWire } from './config-wire.js';
 import { requestOwner } from './requests.js';
 import { serveCacheStore, serveSessionStore, serveStateStore, serveVault } from './shared-state.js';
@@ -60,7 +61,10 @@ export interface PrimaryOptions {
   redisUrl?: string | undefined;
   vaultKeyFile?: string | undefined;
   cacheMemoryBytes?: number | undefined;
-  /** What workers run; default: this process's own entry point and arguments. */
+  /**
+   * What workers run; default: this process's own entry point, arguments and node flags. Either
+   * way the extproc's node flags (node-flags.ts) are added where missing.
+   */
   exec?: { file: string; args: string[]; execArgv?: string[] } | undefined;
   /** How long a dead worker waits before it is replaced (default 1000 ms). */
   restartDelayMs?: number;
@@ -187,11 +191,9 @@ export async function startPrimary(opts: PrimaryOptions): Promise<RunningPrimary
   }
 
   cluster.setupPrimary({
-    ...(opts.exec && {
-      exec: opts.exec.file,
-      args: opts.exec.args,
-      ...(opts.exec.execArgv && { execArgv: opts.exec.execArgv }),
-    }),
+    ...(opts.exec && { exec: opts.exec.file, args: opts.exec.args }),
+    // Each worker is an extproc: it runs with the extproc's node flags whatever started this one.
+    execArgv: withNodeFlags(opts.exec?.execArgv ?? process.execArgv),
     serialization: 'json',
   });
 

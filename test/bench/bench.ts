@@ -21,7 +21,9 @@
  *                          governance, estimate, context, cache, compilation, workers,
  *                          cloud (issue 15: the cloud translators per pair, SigV4)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
- *   BENCH_EXTPROC_FLAGS    extra node flags for the extproc, space-separated (e.g. --trace-gc)
+ *   BENCH_EXTPROC_FLAGS    node flags for the extproc besides the shipped ones (extproc/workers/
+ *                          node-flags.ts), space-separated (e.g. --trace-gc); they win by name
+ *   BENCH_SHIPPED_FLAGS    0: the extproc without the shipped node flags (V8's defaults)
  *   BENCH_KEEP_LOGS        keep the servers' logs (the extproc's stderr: --trace-gc lands there)
  *   BENCH_EXTPROC          the extproc entry point (default: dist/operator/cli.js, as production
  *                          runs it, when `npm run build` made it after the last change to a
@@ -59,6 +61,7 @@ import {
 } from './latency.js';
 import { buildLoadgen } from './loadgen/build.js';
 import { leanRates, leanSection, leanTargets, type LeanEndpoint } from './lean.js';
+import { withNodeFlags } from '../../extproc/workers/node-flags.js';
 import {
   Child,
   coreTicks,
@@ -106,6 +109,16 @@ function extprocProbe(dir: string, cfg: Settings): string {
   return out;
 }
 const DRIVER_CORE = 0;
+
+/**
+ * The extproc's node flags: what ships (extproc/workers/node-flags.ts: the chart, npm start and
+ * the workers carry them) with BENCH_EXTPROC_FLAGS added, which wins where both name a flag
+ * (--no-single-threaded-gc turns one off); BENCH_SHIPPED_FLAGS=0 leaves the shipped ones out.
+ */
+function extprocNodeFlags(): string[] {
+  const extra = process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? [];
+  return process.env.BENCH_SHIPPED_FLAGS === '0' ? extra : withNodeFlags(extra);
+}
 
 const CONFIG = benchConfig();
 
@@ -489,7 +502,7 @@ async function startServers(
       core,
       nodeFlags: [
         ...(cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`] : []),
-        ...(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
+        ...extprocNodeFlags(),
       ],
       ...probed('extproc', extProbe),
     },
@@ -580,6 +593,7 @@ async function startExtprocOnGrpcJs(
       cwd: ROOT,
       logPath: join(dir, 'extproc-grpc-js.log'),
       core: pin ? SERVER_CORE : undefined,
+      nodeFlags: extprocNodeFlags(),
       preload: [extprocProbe(dir, cfg)],
       env: { BENCH_PROBE_SOCKET: probe },
     },
@@ -640,6 +654,7 @@ async function main(): Promise<void> {
       ? `extproc: the sources through tsx (no ${BUILT} newer than them: \`npm run build\` to measure what ships)`
       : `extproc: ${relative(ROOT, cfg.extprocEntry)} (compiled, as shipped)`,
   );
+  log(`extproc node flags: ${extprocNodeFlags().join(' ') || "none (V8's defaults)"}`);
   if (pin) {
     log(
       `pinning: extproc and floor on core ${SERVER_CORE} (taskset -c ${SERVER_CORE}); driver ${selfPinned ? `on core ${DRIVER_CORE} (taskset -p)` : 'NOT pinned (taskset -p failed)'}`,

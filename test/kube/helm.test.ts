@@ -17,6 +17,7 @@ import { Registry } from 'prom-client';
 import { parse, parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../operator/api/types.js';
 import { envoyApiRoot } from '../../operator/envoy-api/index.js';
+import { EXTPROC_NODE_FLAGS } from '../../extproc/workers/node-flags.js';
 import type { run as RunOperator } from '../../operator/run.js';
 import { strictFromJson } from '../envoy-config/strict-json.js';
 import { startKubeEnv, type KubeEnv } from './env.js';
@@ -284,6 +285,35 @@ void describe('chart: lint and render', () => {
     const sidecarArgs = find(sidecar, 'Deployment', '-operator').spec.template.spec.containers[0]
       .args as string[];
     assert.ok(sidecarArgs.includes('--client-cert-trust=sidecar'));
+  });
+
+  it('starts the extproc with its node flags (extproc/workers/node-flags.ts), or none when told, and two malloc arenas', async () => {
+    const command = async (extra: string[]): Promise<string[]> =>
+      (
+        docs(await render('sluice-system', extra)).find(
+          (d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-gateway'),
+        )!.spec.template.spec.containers as Doc[]
+      ).find((x) => x.name === 'extproc')!.command as string[];
+    // The image's entry point (Dockerfile) with the flags between node and the script.
+    const entry = /^ENTRYPOINT \["node", "([^"]+)"\]$/m.exec(
+      readFileSync(join(ROOT, 'Dockerfile'), 'utf8'),
+    )?.[1];
+    assert.ok(entry);
+    assert.deepEqual(await command([]), ['node', ...EXTPROC_NODE_FLAGS, entry]);
+    const env = (
+      docs(await render('sluice-system')).find(
+        (d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-gateway'),
+      )!.spec.template.spec.containers as Doc[]
+    ).find((x) => x.name === 'extproc')!.env as Doc[];
+    assert.deepEqual(
+      env.find((e) => e.name === 'MALLOC_ARENA_MAX'),
+      { name: 'MALLOC_ARENA_MAX', value: '2' },
+    );
+    assert.deepEqual(await command(['--set', 'gateway.extproc.nodeFlags=null']), ['node', entry]);
+    await expectRenderFailure(
+      ['--set', 'gateway.extproc.nodeFlags={--x; rm -rf /}'],
+      /gateway\/extproc\/nodeFlags/,
+    );
   });
 
   it('sets the extproc --workers from its CPU limit, or as given', async () => {
