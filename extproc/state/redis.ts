@@ -9,7 +9,8 @@
  *   P:{S}:b:<bucket>           hash  u = settled amount, r = sum of pending reservations,
  *                                     x = the latest expiry a reserve gave it (caller's clock)
  *                                     expires at its window's end + grace (set by budget.ts)
- *   P:{S}:p                    zset  pending reservation ids, score = expiry (epoch ms)
+ *   P:{S}:p                    zset  pending reservation ids, score = expiry (epoch ms), and ''
+ *                                     at +inf, which keeps it from being emptied
  *   P:{S}:r:<id>               hash  bucket key → amount reserved by reservation <id>
  *   P:{S}:d:<id>               string "settled" marker: makes settling idempotent
  *   P:{S}:u:<day|month>:<key>  hash  usage counters, field = consumer␟team␟model␟route␟metric
@@ -18,7 +19,8 @@
  * Scripts reach bucket keys of expired reservations by name from P:{S}:r:<id>; those keys are
  * undeclared but share the {S} tag, hence the slot, which Redis Cluster accepts.
  */
-import { Redis, type Cluster, type RedisOptions } from 'ioredis';
+import { createHash } from 'node:crypto';
+import { Command, Redis, type Cluster, type RedisOptions } from 'ioredis';
 import {
   StoreUnavailable,
   usageField,
@@ -37,7 +39,11 @@ import {
 // durations from the caller's "now" (in the caller: see `life`): Redis's own clock then only
 // measures elapsed time, and callers (and tests) with another notion of now still get the
 // intended lifetimes. keep() never shortens a lifetime; a duration ≤ 0 deletes the key, as a
-// window long over should be.
+// window long over should be. Settling lets a lifetime fall short of the one asked by up to a
+// second (`slack`): its reserve set the bucket's from the same expiry, and the caller's clock
+// and Redis's, read apart, would otherwise cost a PEXPIRE on about every other bucket and usage
+// hash of every settle for a millisecond's difference. A key settle creates has no lifetime and
+// always gets one.
 //
 // Every number the scripts hand to redis.call arrives as a decimal string from the caller and is
 // passed on as it came: Redis 7.0 formats a Lua number argument with snprintf("%.17g"), and
@@ -58,10 +64,10 @@ import {
 // purge() drops up to 64 expired reservations of the scope per call, so expiry costs
 // O(expired) and never a scan. Bucket keys that already expired are not resurrected.
 const PURGE = `
-local function keep(key, ms)
+local function keep(key, ms, slack)
   local left = redis.call('PTTL', key)
   local want = tonumber(ms)
-  if left < 0 or left < want then
+  if left < 0 or left < want - slack then
     if want <= 0 then redis.call('DEL', key) else redis.call('PEXPIRE', key, ms) end
   end
 end
@@ -78,7 +84,7 @@ local function lengthen(key, known, expireAt, ms)
       ms = tonumber(ms) + more
     end
   end
-  keep(key, ms)
+  keep(key, ms, 0)
   if tonumber(ms) > 0 then redis.call('HSET', key, 'x', expireAt) end
 end
 local function unreserve(key, amount)
@@ -110,7 +116,9 @@ end
 // x), one HINCRBY per bucket with something to reserve, the record in one HSET, bucket
 // lifetimes only when they grow (lengthen), and the pending set's lifetime only when under
 // 1.5 TTL: every member scores at most now + TTL, so the set still outlives each one by half a
-// TTL, for purge() to find it. A bucket that does not exist and gets 0 is not created (its level
+// TTL, for purge() to find it. The set also holds '' at +inf, never a reservation id and never
+// purged: a scope serving one request at a time would otherwise empty it with every settle,
+// Redis would delete it, and every reserve would give the new one its lifetime again. A bucket that does not exist and gets 0 is not created (its level
 // is 0 either way).
 const RESERVE = `${PURGE}
 purge(KEYS[1], ARGV[2], ARGV[1])
@@ -149,7 +157,7 @@ if n > 0 then
   redis.call('HSET', KEYS[2], unpack(rec))
   redis.call('PEXPIRE', KEYS[2], ARGV[6])
 end
-redis.call('ZADD', KEYS[1], ARGV[5], ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[5], ARGV[3], '+inf', '')
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[7]) then redis.call('PEXPIRE', KEYS[1], ARGV[6]) end
 return reply
 `;
@@ -176,7 +184,7 @@ for i = 1, nb do
   if actual ~= '0' then
     local b = KEYS[i + 3]
     redis.call('HINCRBY', b, 'u', actual)
-    keep(b, ARGV[5 + 2 * i])
+    keep(b, ARGV[5 + 2 * i], 1000)
   end
 end
 local a = 6 + 2 * nb
@@ -188,7 +196,7 @@ for k = 4 + nb, #KEYS do
     redis.call('HINCRBY', KEYS[k], ARGV[a], ARGV[a + 1])
     a = a + 2
   end
-  keep(KEYS[k], life)
+  keep(KEYS[k], life, 1000)
 end
 return {1, found}
 `;
@@ -206,12 +214,55 @@ return out
 
 type Client = Redis | Cluster;
 
-// numkeys, keys, then arguments: all strings (see the scripts' prelude).
-interface ScriptCommands {
-  sluiceReserve(...numKeysKeysArgs: string[]): Promise<number[]>;
-  sluiceSettle(...numKeysKeysArgs: string[]): Promise<number[]>;
-  sluiceLevels(...numKeysKeysArgs: string[]): Promise<number[]>;
+/**
+ * A Lua script, called by EVALSHA; a Redis that answers NOSCRIPT (restarted, flushed, another
+ * Cluster node) is sent the body once by EVAL, which loads it.
+ */
+class LuaScript {
+  readonly sha: string;
+  private readonly evalshaHead: string;
+  private readonly evalHead: string;
+
+  constructor(readonly lua: string) {
+    this.sha = createHash('sha1').update(lua).digest('hex');
+    this.evalshaHead = `$7\r\nevalsha\r\n$40\r\n${this.sha}\r\n`;
+    this.evalHead = `$4\r\neval\r\n$${Buffer.byteLength(lua)}\r\n${lua}\r\n`;
+  }
+
+  /** The command in RESP: `body` is numkeys, keys and arguments as `encode` wrote them. */
+  wire(load: boolean, count: number, body: string): string {
+    return `*${count + 2}\r\n${load ? this.evalHead : this.evalshaHead}${body}`;
+  }
 }
+
+/** Appends `arg` as a RESP bulk string. */
+function encode(out: string, arg: string): string {
+  return `${out}$${Buffer.byteLength(arg)}\r\n${arg}\r\n`;
+}
+
+/**
+ * A script call written as encoded above. ioredis's own script commands (defineCommand) copy,
+ * flatten, stringify and frame the arguments on every call and wrap the promise twice; on the
+ * path of every governed request that was a good part of this process's CPU per reserve.
+ * ioredis still queues it, matches its reply, applies the command timeout and, in a Cluster,
+ * routes it by the slot of `slotKey` (every key of a call shares its scope's hash tag).
+ */
+class ScriptCall extends Command {
+  private readonly wire: string;
+
+  constructor(load: boolean, sha: string, slotKey: string, wire: string) {
+    super(load ? 'eval' : 'evalsha', [sha, '1', slotKey], { replyEncoding: 'utf8' });
+    this.wire = wire;
+  }
+
+  override toWritable(): string {
+    return this.wire;
+  }
+}
+
+const RESERVE_SCRIPT = new LuaScript(RESERVE);
+const SETTLE_SCRIPT = new LuaScript(SETTLE);
+const LEVELS_SCRIPT = new LuaScript(LEVELS);
 
 export interface RedisStoreOptions {
   /** An existing client (standalone or Cluster); its lifetime stays the caller's. */
@@ -255,7 +306,6 @@ export class RedisStore implements StateStore {
   readonly client: Client;
   private readonly owned: boolean;
   private readonly prefix: string;
-  private readonly scripts: ScriptCommands;
   private readonly registered = new Map<string, number>();
 
   constructor(opts: RedisStoreOptions) {
@@ -270,12 +320,6 @@ export class RedisStore implements StateStore {
     }
     this.client.on('error', (err: Error) => opts.onError?.(err));
     this.prefix = opts.prefix ?? 'sluice';
-    // defineCommand sends EVALSHA and falls back to EVAL on NOSCRIPT, so a restarted Redis with
-    // an empty script cache is transparent.
-    this.client.defineCommand('sluiceReserve', { lua: RESERVE });
-    this.client.defineCommand('sluiceSettle', { lua: SETTLE });
-    this.client.defineCommand('sluiceLevels', { lua: LEVELS, readOnly: false });
-    this.scripts = this.client as unknown as ScriptCommands;
   }
 
   /** Resolves once connected (or rejects with StoreUnavailable after `timeoutMs`). */
@@ -310,12 +354,29 @@ export class RedisStore implements StateStore {
     }
   }
 
+  /**
+   * Runs a script: `body` holds `count` arguments (numkeys, keys, then ARGV) encoded, the first
+   * key `slotKey`. NOSCRIPT means it did not run, so sending it again with its body is safe.
+   */
+  private async run(script: LuaScript, slotKey: string, count: number, body: string) {
+    const send = (load: boolean) => {
+      const cmd = new ScriptCall(load, script.sha, slotKey, script.wire(load, count, body));
+      return this.client.sendCommand(cmd) as Promise<number[]>;
+    };
+    try {
+      return await send(false);
+    } catch (err) {
+      if (!(err instanceof Error) || !err.message.startsWith('NOSCRIPT')) throw err;
+      return send(true);
+    }
+  }
+
   async reserve(req: ReserveRequest): Promise<ReserveReply> {
     const base = this.base(req.scope);
     const n = req.buckets.length;
     const now = req.nowMs;
     const recordTtl = String(Math.max(1, Math.ceil(2 * req.ttlMs)));
-    // One array, numkeys first, every argument a string (see the scripts' prelude).
+    // numkeys, keys, then ARGV; every argument a string (see the scripts' prelude).
     const args = new Array<string>(11 + 5 * n);
     args[0] = String(3 + n);
     args[1] = `${base}p`;
@@ -337,7 +398,9 @@ export class RedisStore implements StateStore {
       args[a++] = String(b.expireAtMs);
       args[a++] = String(Math.floor(b.expireAtMs - now));
     }
-    const r = await this.call(() => this.scripts.sluiceReserve(...args));
+    let body = '';
+    for (const x of args) body = encode(body, x);
+    const r = await this.call(() => this.run(RESERVE_SCRIPT, args[1]!, args.length, body));
     const admitted = r[0];
     if (admitted === -1) throw new Error(`${REUSED}: ${req.id}`);
     // The script answers the levels it read; an admitted reservation is in them now.
@@ -377,9 +440,11 @@ export class RedisStore implements StateStore {
       }
       args[at] = String(nf);
     }
-    const [applied, found] = await this.call(() =>
-      this.scripts.sluiceSettle(String(keys.length), ...keys, ...args),
-    );
+    let body = encode('', String(keys.length));
+    for (const k of keys) body = encode(body, k);
+    for (const x of args) body = encode(body, x);
+    const count = 1 + keys.length + args.length;
+    const [applied, found] = await this.call(() => this.run(SETTLE_SCRIPT, keys[0]!, count, body));
     if (applied === 1 && req.usage.length > 0) await this.register(req.scope, req.nowMs);
     return { applied: applied === 1, pendingFound: found === 1 };
   }
@@ -396,9 +461,10 @@ export class RedisStore implements StateStore {
   async levels(scope: string, keys: readonly string[], nowMs: number): Promise<number[]> {
     const base = this.base(scope);
     const all = [`${base}p`, ...keys.map((k) => `${base}b:${k}`)];
-    return this.call(() =>
-      this.scripts.sluiceLevels(String(all.length), ...all, String(nowMs), base),
-    );
+    let body = encode('', String(all.length));
+    for (const k of all) body = encode(body, k);
+    body = encode(encode(body, String(nowMs)), base);
+    return this.call(() => this.run(LEVELS_SCRIPT, all[0]!, all.length + 3, body));
   }
 
   async usage(period: UsagePeriod, periodKey: string): Promise<UsageRow[]> {

@@ -6,14 +6,17 @@
  * the memory store and on a real redis-server, one request at a time so the figure is the added
  * latency rather than a queue, in rounds that alternate between the stores so load from
  * elsewhere falls on both alike. Beside it: Redis's own round trip (PING) on the same connection,
- * the CPU a request costs in this process and in redis-server, and the commands Redis runs for
- * it, which say where the figure goes when the machine is busy. `npm run bench` includes it; alone:
+ * the CPU of the admission and of the reconcile apart, in this process and in redis-server (its
+ * main thread, from /proc/<pid>/schedstat, read between the two halves), and the commands Redis
+ * runs inside each script: figures a busy machine bends far less than latency. On one core, the
+ * admission's p50 is about node's admission CPU plus redis-server's reserve CPU. `npm run bench` includes it; alone:
  *
  *   npx tsx test/bench/governance.ts
  *
  * Environment: BENCH_GOVERNANCE_N requests per store (default 5,000).
  */
 import { createHash } from 'node:crypto';
+import { closeSync, openSync, readSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { ExtprocConfig } from '../../extproc/config/contract.js';
@@ -98,6 +101,48 @@ export interface GovernanceRow {
 interface Measured {
   admitted: Samples;
   settled: Samples;
+  /** CPU of this process in each half, µs, summed over the measured requests. */
+  nodeAdmitUs: number;
+  nodeSettleUs: number;
+  /** CPU redis-server spent in each half (its main thread), µs; 0 for the memory store. */
+  redisReserveUs: number;
+  redisSettleUs: number;
+}
+
+function measured(): Measured {
+  return {
+    admitted: new Samples(),
+    settled: new Samples(),
+    nodeAdmitUs: 0,
+    nodeSettleUs: 0,
+    redisReserveUs: 0,
+    redisSettleUs: 0,
+  };
+}
+
+/**
+ * CPU time of a process's main thread, µs: the first field of /proc/<pid>/schedstat, in ns
+ * (utime/stime in /proc/<pid>/stat count 10 ms ticks, too coarse to split one request in two).
+ * redis-server runs commands on its main thread. Read through an open descriptor, cheaply, and
+ * between the timed halves, never inside them. undefined where schedstat is missing.
+ */
+function threadCpu(pid: number): { read(): number; close(): void } | undefined {
+  let fd: number;
+  try {
+    fd = openSync(`/proc/${pid}/schedstat`, 'r');
+  } catch {
+    return undefined;
+  }
+  const buf = Buffer.alloc(96);
+  const read = () => {
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    return Number(buf.toString('latin1', 0, n).split(' ')[0]) / 1000;
+  };
+  if (!Number.isFinite(read())) {
+    closeSync(fd);
+    return undefined;
+  }
+  return { read, close: () => closeSync(fd) };
 }
 
 /**
@@ -110,6 +155,7 @@ async function round(
   cfg: RuntimeConfig,
   n: number,
   into: Measured | undefined,
+  redisCpu?: () => number,
 ): Promise<void> {
   const budget = new Budget({ store });
   const compiled = cfg.governanceFor('gpt');
@@ -126,7 +172,10 @@ async function round(
     reasoningTokens: 0,
     estimated: false,
   };
+  const redisNow = redisCpu ?? (() => 0);
   for (let i = 0; i < n; i++) {
+    const r0 = redisNow();
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const g = await admit({
       compiled,
@@ -140,13 +189,23 @@ async function round(
       wallNow: Date.now(),
     });
     const t1 = performance.now();
+    const c1 = process.cpuUsage(c0);
+    const r1 = redisNow();
     if (!g.state.reservation) throw new Error('the bench request was not reserved');
+    const c2 = process.cpuUsage();
+    const t2 = performance.now();
     g.state.ledger.begin();
     await finishGovernance(g.state, { responded: true, usage, model: 'gpt-4o-mini' }, budget);
-    const t2 = performance.now();
+    const t3 = performance.now();
+    const c3 = process.cpuUsage(c2);
+    const r3 = redisNow();
     if (into) {
       into.admitted.add(t1 - t0);
-      into.settled.add(t2 - t1);
+      into.settled.add(t3 - t2);
+      into.nodeAdmitUs += c1.user + c1.system;
+      into.nodeSettleUs += c3.user + c3.system;
+      into.redisReserveUs += r1 - r0;
+      into.redisSettleUs += r3 - r1;
     }
   }
 }
@@ -162,16 +221,74 @@ async function pingFloor(store: RedisStore, n: number): Promise<number> {
   return s.percentiles([50])[0]!;
 }
 
-/** Commands Redis ran inside the scripts per request (reserve + settle), from INFO commandstats. */
-async function innerCalls(store: RedisStore): Promise<number> {
+/** Commands Redis ran since the last RESETSTAT: scripts, and everything else (scripts' inner calls). */
+async function commandCounts(store: RedisStore): Promise<{ scripts: number; inner: number }> {
   const info = await store.client.info('commandstats');
   let inner = 0;
   let scripts = 0;
   for (const m of info.matchAll(/^cmdstat_([\w|]+):calls=(\d+)/gm)) {
     if (m[1] === 'evalsha' || m[1] === 'eval') scripts += Number(m[2]);
-    else if (!m[1]!.startsWith('config') && m[1] !== 'ping') inner += Number(m[2]);
+    else if (!m[1]!.startsWith('config') && m[1] !== 'ping' && m[1] !== 'info') {
+      inner += Number(m[2]);
+    }
   }
-  return scripts > 0 ? inner / (scripts / 2) : Number.NaN;
+  return { scripts, inner };
+}
+
+/**
+ * Commands Redis runs for one reserve and for one reconcile, apart (steady state, the mean of
+ * `n` requests): the counters are read between the two halves of each request.
+ */
+async function commandsPerHalf(
+  store: RedisStore,
+  cfg: RuntimeConfig,
+  n: number,
+): Promise<{ reserve: number; settle: number; scripts: number }> {
+  const budget = new Budget({ store });
+  const compiled = cfg.governanceFor('gpt')!;
+  const body = JSON.parse(chatRequestBody(2048).toString('utf8')) as Record<string, unknown>;
+  const headers = new Map([['authorization', `Bearer ${KEY}`]]);
+  let reserve = 0;
+  let settle = 0;
+  let scripts = 0;
+  for (let i = 0; i < n; i++) {
+    await store.client.config('RESETSTAT');
+    const g = await admit({
+      compiled,
+      consumers: cfg.consumers,
+      headers,
+      operation: 'chat',
+      body,
+      model: 'gpt-4o-mini',
+      route: 'gpt',
+      budget,
+      wallNow: Date.now(),
+    });
+    const half = await commandCounts(store);
+    g.state.ledger.begin();
+    await finishGovernance(
+      g.state,
+      {
+        responded: true,
+        usage: {
+          inputTokens: 500,
+          outputTokens: 120,
+          totalTokens: 620,
+          cachedInputTokens: 0,
+          cacheCreationInputTokens: 0,
+          reasoningTokens: 0,
+          estimated: false,
+        },
+        model: 'gpt-4o-mini',
+      },
+      budget,
+    );
+    const all = await commandCounts(store);
+    reserve += half.inner;
+    settle += all.inner - half.inner;
+    scripts += all.scripts;
+  }
+  return { reserve: reserve / n, settle: settle / n, scripts: scripts / n };
 }
 
 function row(store: string, m: Measured, gated: boolean, detail?: string): GovernanceRow {
@@ -194,7 +311,7 @@ export async function runGovernanceBench(): Promise<GovernanceRow[]> {
   const cfg = config();
   const rows: GovernanceRow[] = [];
   const memory = new MemoryStore();
-  const mem: Measured = { admitted: new Samples(), settled: new Samples() };
+  const mem = measured();
   let redis: Awaited<ReturnType<typeof startRedis>> | undefined;
   try {
     redis = await startRedis();
@@ -216,37 +333,45 @@ export async function runGovernanceBench(): Promise<GovernanceRow[]> {
   // time, the two never run at once, and a round trip is a switch on one core rather than a
   // cross-core wake-up, which on a VM costs more than the whole target.
   const store = new RedisStore({ url: redis.url });
-  const red: Measured = { admitted: new Samples(), settled: new Samples() };
+  const red = measured();
   try {
     await store.ready();
     await round(memory, cfg, Math.min(1000, N), undefined);
     await round(store, cfg, Math.min(1000, N), undefined);
     const floor = await pingFloor(store, Math.min(2000, N));
-    await store.client.config('RESETSTAT');
     const per = Math.ceil(N / ROUNDS);
     const redisPid = Number(/process_id:(\d+)/.exec(await store.client.info('server'))?.[1]);
-    let nodeCpu = 0;
-    let redisCpu = 0;
+    const redisThread = threadCpu(redisPid);
+    // Without schedstat: the whole process's ticks (10 ms), enough for a total, not a split.
+    const redisCpu = redisThread ? () => redisThread.read() : () => cpuMs(redisPid) * 1000;
     for (let r = 0; r < ROUNDS; r++) {
       await round(memory, cfg, per, mem);
-      const c0 = process.cpuUsage();
-      const r0 = cpuMs(redisPid);
-      await round(store, cfg, per, red);
-      const c1 = process.cpuUsage(c0);
-      nodeCpu += (c1.user + c1.system) / 1000;
-      redisCpu += cpuMs(redisPid) - r0;
+      await round(store, cfg, per, red, redisCpu);
     }
-    const calls = await innerCalls(store);
+    redisThread?.close();
+    const calls = await commandsPerHalf(store, cfg, 50);
     const count = per * ROUNDS;
-    rows.push(row('memory', mem, false));
+    const us = (v: number) => (v / count).toFixed(0);
+    rows.push(
+      row(
+        'memory',
+        mem,
+        false,
+        `memory: CPU per request, node ${us(mem.nodeAdmitUs)} µs admission + ` +
+          `${us(mem.nodeSettleUs)} µs reconcile`,
+      ),
+    );
     rows.push(
       row(
         'redis (loopback)',
         red,
         true,
         `redis: PING round trip ${fmtMs(floor)} ms p50 on the same connection; CPU per ` +
-          `request and its reconcile: node ${fmtMs(nodeCpu / count)} ms + redis-server ` +
-          `${fmtMs(redisCpu / count)} ms; ${calls.toFixed(1)} Redis commands (one script each)`,
+          `request, admission + reconcile: node ${us(red.nodeAdmitUs)} + ` +
+          `${us(red.nodeSettleUs)} µs, redis-server ${us(red.redisReserveUs)} + ` +
+          `${us(red.redisSettleUs)} µs${redisThread ? '' : ' (10 ms ticks: the split is rough)'}; ` +
+          `Redis commands inside the scripts ${calls.reserve.toFixed(1)} per reserve + ` +
+          `${calls.settle.toFixed(1)} per reconcile (${calls.scripts.toFixed(1)} scripts)`,
       ),
     );
   } finally {

@@ -209,6 +209,104 @@ describe('redis store: what a reserve costs inside Redis, and key lifetimes', ()
     );
   });
 
+  it('one request at a time: a settle that empties the pending set leaves it with its lifetime', async () => {
+    const store = newStore();
+    await store.ready();
+    const now = Date.parse('2026-03-01T10:00:30Z');
+    const buckets = [{ key: 'one', limit: 1e9, amount: 1, expireAtMs: now + 90_000 }];
+    const request = async () => {
+      const id = randomUUID();
+      await store.reserve({ scope: 'serial', id, nowMs: now, ttlMs: 60_000, buckets });
+      await store.settle({
+        scope: 'serial',
+        id,
+        nowMs: now,
+        markerTtlMs: 120_000,
+        buckets: [{ key: 'one', actual: 1, expireAtMs: now + 90_000 }],
+        usage: [],
+      });
+    };
+    await request();
+    assert.ok((await store.client.pttl('sluice:{serial}:p')) > 110_000);
+    await store.client.config('RESETSTAT');
+    for (let i = 0; i < 5; i++) await request();
+    const calls = await commandCalls(store);
+    // The record's PEXPIRE only: the pending set was not deleted and made again each time.
+    assert.equal(calls.get('pexpire'), 5, JSON.stringify([...calls]));
+    assert.deepEqual(await store.levels('serial', ['one'], now), [6]);
+    // A reservation never settled still expires and is purged; the set's filler is not.
+    await store.reserve({ scope: 'serial', id: 'lost', nowMs: now, ttlMs: 60_000, buckets });
+    assert.deepEqual(await store.levels('serial', ['one'], now), [7]);
+    assert.deepEqual(await store.levels('serial', ['one'], now + 61_000), [6]);
+    assert.deepEqual(await store.client.zrange('sluice:{serial}:p', '0', '-1'), ['']);
+  });
+
+  it('reloads a script Redis forgot (SCRIPT FLUSH): NOSCRIPT is answered by sending its body', async () => {
+    const store = newStore();
+    await store.ready();
+    const now = Date.parse('2026-03-01T10:00:30Z');
+    const bucket = { key: 'flush', limit: 10, amount: 4, expireAtMs: now + 90_000 };
+    const reserve = () =>
+      store.reserve({
+        scope: 'flush',
+        id: randomUUID(),
+        nowMs: now,
+        ttlMs: 60_000,
+        buckets: [bucket],
+      });
+    assert.deepEqual(await reserve(), { admitted: true, over: -1, levels: [4] });
+    await store.client.script('FLUSH');
+    assert.deepEqual(await reserve(), { admitted: true, over: -1, levels: [8] });
+    assert.deepEqual(await reserve(), { admitted: false, over: 0, levels: [8] });
+    await store.client.script('FLUSH');
+    assert.deepEqual(await store.levels('flush', ['flush'], now), [8]);
+  });
+
+  it('a bucket reserved 0 that does not exist is not created; one that exists keeps its lifetime', async () => {
+    const store = newStore();
+    await store.ready();
+    const now = Date.parse('2026-03-01T10:00:30Z');
+    const key = (k: string) => `sluice:{zero}:b:${k}`;
+    const id = randomUUID();
+    const reply = await store.reserve({
+      scope: 'zero',
+      id,
+      nowMs: now,
+      ttlMs: 60_000,
+      buckets: [
+        { key: 'spend', limit: 100, amount: 0, expireAtMs: now + 90_000 },
+        { key: 'rpm', limit: 100, amount: 1, expireAtMs: now + 90_000 },
+      ],
+    });
+    assert.deepEqual(reply, { admitted: true, over: -1, levels: [0, 1] });
+    assert.equal(await store.client.exists(key('spend')), 0);
+    assert.ok((await store.client.pttl(key('rpm'))) > 85_000);
+    // Settling it charges the actual amount into a new bucket, with its lifetime.
+    await store.settle({
+      scope: 'zero',
+      id,
+      nowMs: now,
+      markerTtlMs: 120_000,
+      buckets: [
+        { key: 'spend', actual: 7, expireAtMs: now + 90_000 },
+        { key: 'rpm', actual: 1, expireAtMs: now + 90_000 },
+      ],
+      usage: [],
+    });
+    assert.deepEqual(await store.levels('zero', ['spend', 'rpm'], now), [7, 1]);
+    // A 0 reserve into the bucket that now exists counts it as it is and asks for its lifetime.
+    const again = await store.reserve({
+      scope: 'zero',
+      id: randomUUID(),
+      nowMs: now + 1_000,
+      ttlMs: 60_000,
+      buckets: [{ key: 'spend', limit: 100, amount: 0, expireAtMs: now + 150_000 }],
+    });
+    assert.deepEqual(again, { admitted: true, over: -1, levels: [7] });
+    assert.equal(await store.client.hget(key('spend'), 'x'), String(now + 150_000));
+    assert.ok((await store.client.pttl(key('spend'))) > 140_000);
+  });
+
   it('keeps bucket lifetimes: never shortened, lengthened when a later reserve asks for more', async () => {
     const store = newStore();
     await store.ready();
