@@ -90,7 +90,9 @@ end
 local function unreserve(key, amount)
   if amount ~= '0' and redis.call('EXISTS', key) == 1 then
     redis.call('HINCRBY', key, 'r', '-' .. amount)
+    return true
   end
+  return false
 end
 local function purge(pendingKey, prefix, now)
   local expired = redis.call('ZRANGE', pendingKey, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
@@ -166,16 +168,24 @@ return reply
 // ARGV: now, markerTtl, id, prefix, nb, per bucket: actual, lifetime (expireAt − now);
 //       then per usage hash: lifetime, nfields, field, incr, field, incr...
 // Returns {applied (0|1), pendingFound (0|1)}
+//
+// A bucket this reservation still held (in its record, and there) has the lifetime its reserve
+// gave it from the same expiry (store.ts), never shortened since: it is charged without asking
+// for its lifetime again. Any other bucket it charges (expired meanwhile, or reserved 0) gets
+// one by keep().
 const SETTLE = `${PURGE}
 purge(KEYS[1], ARGV[4], ARGV[1])
 if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[2]) then
   return {0, 0}
 end
 local found = 0
+local held = {}
 if redis.call('ZREM', KEYS[1], ARGV[3]) == 1 then
   found = 1
   local rec = redis.call('HGETALL', KEYS[2])
-  for i = 1, #rec, 2 do unreserve(rec[i], rec[i + 1]) end
+  for i = 1, #rec, 2 do
+    if unreserve(rec[i], rec[i + 1]) then held[rec[i]] = true end
+  end
 end
 redis.call('DEL', KEYS[2])
 local nb = tonumber(ARGV[5])
@@ -184,7 +194,7 @@ for i = 1, nb do
   if actual ~= '0' then
     local b = KEYS[i + 3]
     redis.call('HINCRBY', b, 'u', actual)
-    keep(b, ARGV[5 + 2 * i], 1000)
+    if not held[b] then keep(b, ARGV[5 + 2 * i], 1000) end
   end
 end
 local a = 6 + 2 * nb

@@ -74,6 +74,10 @@ export interface SettleBucket {
   key: string;
   /** Integer amount actually consumed; 0 gives everything back. */
   actual: number;
+  /**
+   * The reservation's own (BucketCharge.expireAtMs): a bucket the reservation still holds keeps
+   * the lifetime its reserve gave it; one that is gone is recreated with this one.
+   */
   expireAtMs: number;
 }
 

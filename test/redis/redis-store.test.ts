@@ -233,6 +233,9 @@ describe('redis store: what a reserve costs inside Redis, and key lifetimes', ()
     const calls = await commandCalls(store);
     // The record's PEXPIRE only: the pending set was not deleted and made again each time.
     assert.equal(calls.get('pexpire'), 5, JSON.stringify([...calls]));
+    // The pending set's PTTL in each reserve; a settle does not ask again for the lifetime of a
+    // bucket its reservation held (the reserve gave it that lifetime).
+    assert.equal(calls.get('pttl'), 5, JSON.stringify([...calls]));
     assert.deepEqual(await store.levels('serial', ['one'], now), [6]);
     // A reservation never settled still expires and is purged; the set's filler is not.
     await store.reserve({ scope: 'serial', id: 'lost', nowMs: now, ttlMs: 60_000, buckets });
