@@ -17,6 +17,7 @@ import { maskableSlots, type SlotList } from '../masking/fields.js';
 import { inputTokensOver } from '../usage/estimate.js';
 import { scoreText, type InjectionScore } from './injection.js';
 import { INVISIBLE_KINDS, scanInvisible, type InvisibleScan } from './invisible.js';
+import { RecentScores } from './recent-scores.js';
 import {
   patternSource,
   PLACEHOLDER,
@@ -74,6 +75,9 @@ interface CompiledGuard {
 }
 
 const compiled = new WeakMap<PromptGuardPolicy, CompiledGuard>();
+
+/** A conversation's earlier turns were scored for its previous request (recent-scores.ts). */
+const recentScores = new RecentScores(scoreText);
 
 function compile(policy: PromptGuardPolicy): CompiledGuard {
   let c = compiled.get(policy);
@@ -558,7 +562,7 @@ export function evaluateGuard(
   if (policy.injection.enabled && op !== 'embeddings') {
     let best: InjectionScore = { score: 0, rules: [] };
     for (let i = 0; i < originals.length; i++) {
-      const s = scoreText(originals[i]!, scans[i]);
+      const s = recentScores.get(originals[i]!, scans[i]!);
       if (s.score > best.score) best = s;
     }
     injection = best;

@@ -1,0 +1,54 @@
+/**
+ * Injection scores of recent texts, for the prompt guard: a conversation resends its whole
+ * history with every turn, so each earlier user turn was scored for the request before, and
+ * scoring it again costs ~25 regex scans and a tokenization (~10-30 µs for a few hundred
+ * characters) where a lookup costs a SHA-256 of the text (~1 µs).
+ *
+ * Keyed by a SHA-256 of a per-process random salt and the text, never by the text: no prompt
+ * content is kept once a request is over (prompts carry personal data). A key is a
+ * cryptographic digest, not a fast hash, because a shared key would hand one text another's
+ * verdict: with a secret salt and 256 bits, no one can make two texts share one, by chance or
+ * by design.
+ *
+ * Bounded: two generations of at most `capacity` entries each; when the current one is full,
+ * it becomes the previous one and the one before is dropped. A hit in the previous generation is
+ * carried into the current one, so texts in use stay. Each caller gets its own copy of a score.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { InjectionScore } from './injection.js';
+import type { InvisibleScan } from './invisible.js';
+
+const SALT = randomBytes(32);
+
+export class RecentScores {
+  private current = new Map<string, InjectionScore>();
+  private previous = new Map<string, InjectionScore>();
+
+  constructor(
+    private readonly score: (text: string, scan: InvisibleScan) => InjectionScore,
+    /** Shorter texts are scored every time: that costs about what the digest does. */
+    private readonly minChars = 64,
+    private readonly capacity = 4096,
+  ) {}
+
+  /** The score of `text`; `scan` must be its scanInvisible result (the score depends on it). */
+  get(text: string, scan: InvisibleScan): InjectionScore {
+    if (text.length < this.minChars) return this.score(text, scan);
+    const key = createHash('sha256').update(SALT).update(text, 'utf8').digest('base64');
+    let s = this.current.get(key);
+    if (s === undefined) {
+      s = this.previous.get(key) ?? this.score(text, scan);
+      if (this.current.size >= this.capacity) {
+        this.previous = this.current;
+        this.current = new Map();
+      }
+      this.current.set(key, s);
+    }
+    return { score: s.score, rules: [...s.rules] };
+  }
+
+  /** Entries held (tests). */
+  get size(): number {
+    return this.current.size + this.previous.size;
+  }
+}
