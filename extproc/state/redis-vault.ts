@@ -31,7 +31,6 @@ import { StoreUnavailable } from './store.js';
 // are new but came without their record. Either way nothing was written.
 const VAULT = `
 local h, o = KEYS[1], KEYS[2]
-local ttl = tonumber(ARGV[1])
 local maxEntries = tonumber(ARGV[2])
 local maxNumber = tonumber(ARGV[3])
 local count = tonumber(ARGV[7])
@@ -91,8 +90,9 @@ for i = 1, count do
   out[i] = p
 end
 redis.call('HSET', h, 'n', n)
-redis.call('PEXPIRE', h, ttl)
-redis.call('PEXPIRE', o, ttl)
+-- ARGV[1] as sent (an integer string): a Lua number argument is formatted with %.17g per call.
+redis.call('PEXPIRE', h, ARGV[1])
+redis.call('PEXPIRE', o, ARGV[1])
 local len = redis.call('LLEN', o)
 local first = n - len
 local since = tonumber(ARGV[6])

@@ -95,7 +95,7 @@ local function unreserve(key, amount)
   return false
 end
 local function purge(pendingKey, prefix, now)
-  local expired = redis.call('ZRANGE', pendingKey, '-inf', now, 'BYSCORE', 'LIMIT', 0, 64)
+  local expired = redis.call('ZRANGE', pendingKey, '-inf', now, 'BYSCORE', 'LIMIT', '0', '64')
   for _, rid in ipairs(expired) do
     local rkey = prefix .. 'r:' .. rid
     local rec = redis.call('HGETALL', rkey)
