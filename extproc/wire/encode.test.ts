@@ -5,7 +5,22 @@ import { answer, immediate, type MessageKind } from './messages.js';
 import type { Outcome } from './mutation.js';
 import { responseEncoder } from './proto.js';
 
-const reference = responseEncoder();
+const protobufjs = responseEncoder();
+
+/** A copy with every raw_latin1 as the raw_value bytes it stands for (protobufjs knows no raw_latin1). */
+function withBytes(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(withBytes);
+  if (typeof v !== 'object' || v === null || Buffer.isBuffer(v)) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) {
+    if (k === 'raw_latin1') out['raw_value'] = Buffer.from(x as string, 'latin1');
+    else out[k] = withBytes(x);
+  }
+  return out;
+}
+
+/** protobufjs's bytes for what wire/messages.ts built. */
+const reference = (msg: object): Buffer => protobufjs(withBytes(msg) as object);
 const KINDS: MessageKind[] = [
   'request_headers',
   'request_body',
@@ -28,6 +43,8 @@ function outcomes(kind: MessageKind): Outcome[] {
         setHeaders: [
           ['x-sluice-model', 'gpt-4o-mini'],
           ['x-é', 'ünïcødé \u00ff'],
+          // Beyond latin1: the low byte, as Buffer.from(value, 'latin1') gives it.
+          ['x-wide', '\u20ac\u0100'],
           [':path', '/v1/chat/completions?' + 'q'.repeat(300)],
         ],
         removeHeaders: ['content-length', 'x-api-key'],
@@ -111,6 +128,27 @@ describe('ProcessingResponse encoder', () => {
     const refused = immediate({ status: 403, headers: [], body: 'no', details: 'x' });
     const viaFallback = encodeProcessingResponse(refused, 5, reference);
     assert.ok(viaFallback.subarray(5).equals(reference(refused)));
+  });
+
+  it('refuses a raw_latin1 value in a shape it leaves to protobufjs, which would drop it', () => {
+    const m = {
+      request_headers: {
+        response: {
+          header_mutation: { set_headers: [{ header: { key: 'k', raw_latin1: 'v' } }] },
+          trailers: {},
+        },
+      },
+    };
+    assert.throws(() => encodeProcessingResponse(m, 0, protobufjs), /raw_latin1/);
+  });
+
+  it('writes no Buffer per header value of an answer', () => {
+    const msg = answer('request_headers', {
+      kind: 'continue',
+      mutation: { setHeaders: [['x-request-id', 'abc']] },
+    }) as any;
+    const h = msg.request_headers.response.header_mutation.set_headers[0].header;
+    assert.deepEqual(h, { key: 'x-request-id', raw_latin1: 'abc' });
   });
 
   it('sends any shape it does not know to the fallback instead of dropping a field', () => {

@@ -13,6 +13,10 @@
  * base.proto (HeaderValueOption, HeaderValue), google/protobuf/wrappers.proto (BoolValue),
  * envoy/extensions/filters/http/ext_proc/v3/processing_mode.proto. encode.test.ts checks the
  * bytes against protobufjs's for every shape wire/messages.ts builds.
+ *
+ * A HeaderValue may carry its raw_value as a latin1 string, `raw_latin1` (one byte per
+ * character), which this encoder writes as the bytes: wire/messages.ts's answers do, so no Buffer
+ * is made per header value. protobufjs does not know it, so a message with one never goes there.
  */
 
 type Obj = Record<string, unknown>;
@@ -90,7 +94,7 @@ const keys = (...k: string[]): ReadonlySet<string> => new Set(k);
 const COMMON_KEYS = keys('status', 'header_mutation', 'body_mutation', 'clear_route_cache');
 const MUTATION_KEYS = keys('set_headers', 'remove_headers');
 const OPTION_KEYS = keys('header', 'append', 'append_action', 'keep_empty_value');
-const HEADER_KEYS = keys('key', 'value', 'raw_value');
+const HEADER_KEYS = keys('key', 'value', 'raw_value', 'raw_latin1');
 const BODY_MUTATION_KEYS = keys('body', 'clear_body');
 const MODE_KEYS = keys(...MODE_FIELDS.map(([k]) => k));
 const TRAILERS_KEYS = keys('header_mutation');
@@ -129,6 +133,9 @@ function mutationOk(m: unknown): boolean {
       if (present(h['key']) && typeof h['key'] !== 'string') return false;
       if (present(h['value']) && typeof h['value'] !== 'string') return false;
       if (present(h['raw_value']) && !Buffer.isBuffer(h['raw_value'])) return false;
+      if (present(h['raw_latin1'])) {
+        if (typeof h['raw_latin1'] !== 'string' || present(h['raw_value'])) return false;
+      }
     }
     const a = o['append'];
     if (a !== undefined && (!isObj(a) || !only(a, APPEND_KEYS))) return false;
@@ -173,6 +180,14 @@ function supported(msg: Obj): boolean {
   return answers <= 1;
 }
 
+/** Some object in `v` has a raw_latin1 (wire/messages.ts's header values in answers). */
+function hasLatin1(v: unknown, depth: number): boolean {
+  if (!isObj(v) || Buffer.isBuffer(v) || depth > 12) return false;
+  if (present(v['raw_latin1'])) return true;
+  for (const k in v) if (hasLatin1(v[k], depth + 1)) return true;
+  return false;
+}
+
 // Sizes (bytes of a message's body, without its own tag and length).
 
 function headerValueOptionSize(o: Obj): number {
@@ -191,6 +206,8 @@ function headerValueSize(h: Obj): number {
   if (present(h['key'])) n += lenField(Buffer.byteLength(h['key'] as string));
   if (present(h['value'])) n += lenField(Buffer.byteLength(h['value'] as string));
   if (present(h['raw_value'])) n += lenField((h['raw_value'] as Buffer).length);
+  // One byte per character (latin1), as Buffer.from(s, 'latin1') would hold it.
+  if (present(h['raw_latin1'])) n += lenField((h['raw_latin1'] as string).length);
   return n;
 }
 
@@ -253,6 +270,12 @@ function writeHeaderValueOption(out: Out, o: Obj): void {
       out.string(2, v, Buffer.byteLength(v));
     }
     if (present(h['raw_value'])) out.bytes(3, h['raw_value'] as Buffer);
+    if (present(h['raw_latin1'])) {
+      const r = h['raw_latin1'] as string;
+      out.tag(3, LEN);
+      out.varint(r.length);
+      out.pos += out.buf.write(r, out.pos, r.length, 'latin1');
+    }
   }
   const a = o['append'];
   if (isObj(a)) {
@@ -327,6 +350,9 @@ export function encodeProcessingResponse(
 ): Buffer {
   const m = msg as Obj;
   if (!supported(m)) {
+    // protobufjs knows no raw_latin1: it would drop the value without a word.
+    if (hasLatin1(m, 0))
+      throw new Error('a raw_latin1 header value in a shape encode.ts does not write');
     const b = fallback(msg);
     if (prefix === 0) return b;
     const out = Buffer.allocUnsafe(prefix + b.length);

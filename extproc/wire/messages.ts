@@ -1,6 +1,8 @@
 /**
  * The one module that builds ext_proc ProcessingResponse messages, as plain objects that are
- * ready for protobufjs's encoder (enums as numbers, bytes as Buffers; see wire/proto.ts). Rules
+ * ready for protobufjs's encoder (enums as numbers, bytes as Buffers; see wire/proto.ts), except
+ * that header values in answers are latin1 strings (`raw_latin1`), which only encode.ts writes
+ * (every answer shape is its; immediate responses, which go to protobufjs, keep Buffers). Rules
  * from ENVOY-EXTPROC.md: the answer's oneof matches the message; header values go in `raw_value`
  * only; mode overrides restate both body modes.
  */
@@ -15,7 +17,10 @@ export type MessageKind =
   | 'response_body'
   | 'response_trailers';
 
-type WireHeaderOption = { header: { key: string; raw_value: Buffer }; append: { value: boolean } };
+type WireHeaderOption = {
+  header: { key: string; raw_value: Buffer } | { key: string; raw_latin1: string };
+  append: { readonly value: boolean };
+};
 type WireHeaderMutation = { set_headers: WireHeaderOption[]; remove_headers: string[] };
 /** CommonResponse.ResponseStatus (external_processor.proto). */
 export const CONTINUE_AND_REPLACE = 1;
@@ -125,10 +130,20 @@ function headerMutation(m: Mutation): WireHeaderMutation | undefined {
   const set = m.setHeaders ?? [];
   const remove = m.removeHeaders ?? [];
   if (set.length === 0 && remove.length === 0) return undefined;
-  return { set_headers: set.map(([k, v]) => option(k, v)), remove_headers: remove };
+  const options: WireHeaderOption[] = [];
+  for (let i = 0; i < set.length; i++) {
+    const [key, value] = set[i]!;
+    // raw_value as a latin1 string, written as bytes by encode.ts: no Buffer per header value.
+    options.push({ header: { key, raw_latin1: value }, append: REPLACE });
+  }
+  return { set_headers: options, remove_headers: remove };
 }
 
+/** append false: a set header replaces the request's own. Shared: the encoders only read it. */
+const REPLACE = Object.freeze({ value: false });
+
+/** For immediate responses, which protobufjs encodes (raw_value must be bytes there). */
 function option(key: string, value: string): WireHeaderOption {
   // latin1 is a lossless byte mapping: header bytes we read come back out unchanged.
-  return { header: { key, raw_value: Buffer.from(value, 'latin1') }, append: { value: false } };
+  return { header: { key, raw_value: Buffer.from(value, 'latin1') }, append: REPLACE };
 }
