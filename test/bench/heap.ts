@@ -11,7 +11,7 @@
  *   HEAP_MIN_MIB      smallest owner printed (default 1)
  *   HEAP_KEEP         keep the snapshot (its path is printed); removed otherwise
  *   BENCH_EXTPROC     the extproc entry (default operator/cli.ts; dist/operator/cli.js after build)
- *   BENCH_EXTPROC_FLAGS  node flags for the extproc, space-separated
+ *   BENCH_EXTPROC_FLAGS  node flags for the extproc besides the shipped ones, space-separated
  *
  * Per route it also measures what reaches the old generation at steady state: a window of
  * HEAP_SECONDS at concurrency 2 (two requests in flight at most, as Envoy's two connections at a
@@ -29,6 +29,7 @@ import { chatPayload } from './payloads.js';
 import { Child, freePort, httpStatus, peakRssKiB, rssKiB, waitReady } from './proc.js';
 import { markProbe, probeGc, probeGet, runtimeFigures } from './probe-client.js';
 import { allocTable } from './alloc-top.js';
+import { withNodeFlags } from '../../extproc/workers/node-flags.js';
 import { closedLoop, type Payload } from './scenarios.js';
 import { heapReport } from './heap-snapshot.js';
 
@@ -71,7 +72,8 @@ async function main(): Promise<void> {
     {
       cwd: ROOT,
       logPath: join(dir, 'extproc.log'),
-      nodeFlags: process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? [],
+      // What ships (extproc/workers/node-flags.ts), as the bench runs it.
+      nodeFlags: withNodeFlags(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
       preload: [probeModule(entry, dir)],
       env: { BENCH_PROBE_SOCKET: probe },
     },
