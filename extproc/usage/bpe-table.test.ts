@@ -2,7 +2,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { BpeFileError, parseTiktoken, rankOfBytes, rankOfChars, tableBytes } from './bpe-table.js';
+import {
+  BpeFileError,
+  parseTiktoken,
+  rankOfAscii,
+  rankOfBytes,
+  rankOfChars,
+  tableBytes,
+} from './bpe-table.js';
 
 const req = createRequire(import.meta.url);
 
@@ -22,12 +29,19 @@ test('the o200k .tiktoken file holds exactly the package table: every token, eve
     if (bytes.length <= 64) {
       const latin1 = Buffer.from(bytes).toString('latin1');
       assert.equal(rankOfChars(t, `xx${latin1}y`, 2, 2 + latin1.length), rank);
+      // Looked up straight from ASCII text when its bytes are ASCII; refused otherwise.
+      const ascii = bytes.every((b) => b < 0x80);
+      assert.equal(rankOfAscii(t, `xx${latin1}y`, 2, 2 + latin1.length), ascii ? rank : -2);
     }
   }
   assert.equal(t.size, tokens);
   assert.ok(tableBytes(t) < 6 * 1024 * 1024, `${tableBytes(t)} bytes`);
   assert.equal(rankOfBytes(t, Buffer.from('not one token, surely', 'utf8')), -1);
   assert.equal(rankOfChars(t, '\u00ff\u00fe', 0, 2), -1);
+  assert.equal(rankOfAscii(t, 'xnot one token, surelyx', 1, 22), -1);
+  assert.equal(rankOfAscii(t, 'qz', 0, 2), rankOfChars(t, 'qz', 0, 2));
+  assert.equal(rankOfAscii(t, 'caf\u00e9', 0, 4), -2);
+  assert.equal(rankOfAscii(t, 'a\u00e9', 0, 2), -2);
 });
 
 test('parseTiktoken: CRLF and blank lines, padding, any rank order; lookups by bytes and chars', () => {

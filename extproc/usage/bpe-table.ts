@@ -170,6 +170,33 @@ export function rankOfChars(t: BpeTable, s: string, a: number, end: number): num
   }
 }
 
+/**
+ * rankOfChars for s[a, end) when every char is ASCII (then its chars are its UTF-8 bytes); -2
+ * when one is not. One pass over the chars: the ASCII check rides along the hash, where checking
+ * first and then hashing read every char of the text twice.
+ */
+export function rankOfAscii(t: BpeTable, s: string, a: number, end: number): number {
+  const len = end - a;
+  let h = FNV_OFFSET;
+  for (let i = a; i < end; i++) {
+    const c = s.charCodeAt(i);
+    if (c > 0x7f) return -2;
+    h = Math.imul(h ^ c, FNV_PRIME);
+  }
+  if (len === 2) return t.pairs[(s.charCodeAt(a) << 8) | s.charCodeAt(a + 1)]!;
+  const { slots, offsets, bytes, mask } = t;
+  for (let slot = finish(h) & mask; ; slot = (slot + 1) & mask) {
+    const k = slots[slot]!;
+    if (k === 0) return -1;
+    const o = offsets[k - 1]!;
+    if (offsets[k]! - o === len) {
+      let i = 0;
+      while (i < len && bytes[o + i] === s.charCodeAt(a + i)) i++;
+      if (i === len) return t.ranks[k - 1]!;
+    }
+  }
+}
+
 /** The rank of a token given by its bytes; -1 when they are no token. */
 export function rankOfBytes(t: BpeTable, b: Uint8Array): number {
   const { slots, offsets, bytes, mask } = t;

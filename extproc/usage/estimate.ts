@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { parseTiktoken, rankOfChars, tableBytes, type BpeTable } from './bpe-table.js';
+import { parseTiktoken, rankOfAscii, rankOfChars, tableBytes, type BpeTable } from './bpe-table.js';
 import type { Operation, TokenUsage } from './extract.js';
 import { TextCounts } from './text-counts.js';
 
@@ -185,9 +185,9 @@ function mergeCount(e: Encoding, bytes: string): number {
  * without slicing a string out of the text.
  */
 function isWholeToken(e: Encoding, text: string, a: number, b: number): boolean {
-  for (let i = a; i < b; i++) if (text.charCodeAt(i) > 0x7f) return false;
   // Every single byte is a token.
-  return b - a === 1 || rankOfChars(e.table, text, a, b) >= 0;
+  if (b - a === 1) return text.charCodeAt(a) <= 0x7f;
+  return rankOfAscii(e.table, text, a, b) >= 0;
 }
 
 function isHighSurrogate(c: number): boolean {
