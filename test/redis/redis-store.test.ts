@@ -244,6 +244,47 @@ describe('redis store: what a reserve costs inside Redis, and key lifetimes', ()
     assert.deepEqual(await store.client.zrange('sluice:{serial}:p', '0', '-1'), ['']);
   });
 
+  it('settles and purges reservations the previous scripts wrote (numbers formatted by Lua)', async () => {
+    // What a replica running the scripts before they took strings left in Redis: the record's
+    // amounts and a bucket's x were Lua numbers written with %.17g.
+    const store = newStore();
+    await store.ready();
+    const now = Date.parse('2026-03-01T10:00:30Z');
+    const b = (k: string) => `sluice:{old}:b:${k}`;
+    const c = store.client;
+    for (const [id, amount] of [
+      ['settled', 1200],
+      ['expired', 300],
+    ] as const) {
+      await c.hincrby(b('tpm'), 'r', amount);
+      await c.hset(`sluice:{old}:r:${id}`, b('tpm'), String(amount));
+      await c.zadd('sluice:{old}:p', String(now + 60_000), id);
+    }
+    await c.hset(b('tpm'), 'x', String(now + 90_000));
+    await c.pexpire(b('tpm'), 90_000);
+    assert.deepEqual(await store.levels('old', ['tpm'], now), [1500]);
+    const settled = await store.settle({
+      scope: 'old',
+      id: 'settled',
+      nowMs: now,
+      markerTtlMs: 120_000,
+      buckets: [{ key: 'tpm', actual: 1000, expireAtMs: now + 90_000 }],
+      usage: [],
+    });
+    assert.deepEqual(settled, { applied: true, pendingFound: true });
+    assert.deepEqual(await store.levels('old', ['tpm'], now), [1300]);
+    // The other one expires and is purged by the next reserve, which finds x as it was written.
+    const r = await store.reserve({
+      scope: 'old',
+      id: 'new',
+      nowMs: now + 61_000,
+      ttlMs: 60_000,
+      buckets: [{ key: 'tpm', limit: 5000, amount: 7, expireAtMs: now + 90_000 }],
+    });
+    assert.deepEqual(r, { admitted: true, over: -1, levels: [1007] });
+    assert.deepEqual(await c.hgetall(b('tpm')), { u: '1000', r: '7', x: String(now + 90_000) });
+  });
+
   it('reloads a script Redis forgot (SCRIPT FLUSH): NOSCRIPT is answered by sending its body', async () => {
     const store = newStore();
     await store.ready();
