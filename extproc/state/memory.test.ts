@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { reservationId } from '../governance/budget.js';
 import { MemoryStore } from './memory.js';
 import { storeSuite } from './testing/store-suite.js';
 import type { SettleRequest } from './store.js';
@@ -60,6 +61,22 @@ describe('memory store: settled markers', () => {
         pendingFound: false,
       });
     }
+  });
+
+  it("the Budget's ids (packed) are markers as any other", async () => {
+    const store = new MemoryStore();
+    const ids = Array.from({ length: 300 }, () => reservationId());
+    for (const id of ids) await store.settle(settle(id, T0, 60_000));
+    assert.equal(store.settledMarkers, 300);
+    for (const id of ids) {
+      assert.equal((await store.settle(settle(id, T0 + 1000, 60_000))).applied, false);
+      await assert.rejects(store.reserve(reserve(id, T0 + 1000)), /reservation id reused/);
+    }
+    // Swept a few tables a second: all of them within 16 s of their time.
+    for (let s = 0; s <= 16; s++)
+      await store.reserve(reserve(reservationId(), T0 + 61_000 + s * 1000));
+    assert.equal(store.settledMarkers, 0);
+    assert.equal((await store.settle(settle(ids[0]!, T0 + 80_000, 60_000))).applied, true);
   });
 
   it('settling an id again moves its marker to its new time', async () => {

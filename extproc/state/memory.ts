@@ -15,6 +15,7 @@ import {
   type UsageRow,
   USAGE_METRICS,
 } from './store.js';
+import { PackedIdTimes } from './packed-ids.js';
 
 interface Bucket {
   used: number;
@@ -39,18 +40,25 @@ interface Scope {
 /** Maps a "settled" marker is spread over (a power of two). */
 const MARKER_SHARDS = 64;
 
+/** Packed tables swept per sweep (once a second at most): each is visited every 16 s. */
+const PACKED_TABLES_PER_SWEEP = 4;
+
 /**
  * The "settled" markers of a scope: id → when it is forgotten. There is one per settlement, kept
- * for 2 × the reservation TTL (30 min by default): ~900,000 at 500 requests a second. In one Map
- * that many stall the event loop each time the Map grows (its rehash: ~175 ms at 1M entries) and
- * each time a sweep walks them all (~40 ms), so they are spread over MARKER_SHARDS maps by a hash
- * of the id, and a sweep stops at the first live marker of each: a map keeps insertion order,
- * which is expiry order while the scope's marker TTL is constant (re-settling an id moves it to
- * the end). A marker behind a longer-lived one (the TTL changed) is dropped when that one is, and
- * is checked against its own time on every lookup meanwhile. Times are kept relative to the
- * first one seen, as small integers that need no heap number per marker.
+ * for 2 × the reservation TTL (30 min by default): ~900,000 at 500 requests a second. The ids
+ * the Budget makes (reservationId: 22 base64url characters) are packed into typed arrays
+ * (packed-ids.ts): no object per marker for the garbage collector to trace. Any other id goes to
+ * maps: in one Map that many would stall the event loop each time the Map grows (its rehash:
+ * ~175 ms at 1M entries) and each time a sweep walks them all (~40 ms), so they are spread over
+ * MARKER_SHARDS maps by a hash of the id, and a sweep stops at the first live marker of each: a
+ * map keeps insertion order, which is expiry order while the scope's marker TTL is constant
+ * (re-settling an id moves it to the end). A marker behind a longer-lived one (the TTL changed)
+ * is dropped when that one is, and is checked against its own time on every lookup meanwhile.
+ * Times in the maps are kept relative to the first one seen, as small integers that need no heap
+ * number per marker.
  */
 class SettledMarkers {
+  private readonly packed = new PackedIdTimes();
   private readonly shards: Map<string, number>[] = [];
   private base: number | undefined;
 
@@ -69,15 +77,20 @@ class SettledMarkers {
 
   /** When the marker of `id` is forgotten (ms), or undefined without one. */
   get(id: string): number | undefined {
+    if (PackedIdTimes.fits(id)) return this.packed.get(id);
     const at = this.shard(id).get(id);
     return at === undefined ? undefined : at + this.base!;
   }
 
   has(id: string): boolean {
-    return this.shard(id).has(id);
+    return this.get(id) !== undefined;
   }
 
   set(id: string, untilMs: number): void {
+    if (PackedIdTimes.fits(id)) {
+      this.packed.set(id, untilMs);
+      return;
+    }
     this.base ??= untilMs;
     const m = this.shard(id);
     m.delete(id);
@@ -86,6 +99,7 @@ class SettledMarkers {
 
   /** Forgets the markers due by nowMs, oldest first, up to the first live one of each map. */
   sweep(nowMs: number): void {
+    this.packed.sweep(nowMs, PACKED_TABLES_PER_SWEEP);
     if (this.base === undefined) return;
     const due = nowMs - this.base;
     for (const m of this.shards) {
@@ -97,7 +111,7 @@ class SettledMarkers {
   }
 
   get size(): number {
-    let n = 0;
+    let n = this.packed.size;
     for (const m of this.shards) n += m.size;
     return n;
   }
