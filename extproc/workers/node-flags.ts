@@ -1,21 +1,20 @@
 /**
- * The Node/V8 flags the extproc runs with, written once: the chart's container command, the
- * `sluice` bin's shebang (sluice run, sluice extproc started by hand), `npm start` and the
- * workers of `--workers N` all carry them, and tests hold each to this list (node-flags.test.ts).
+ * The Node/V8 flags the extproc runs with, written once: the chart's container command, `npm
+ * start` and the workers of `--workers N` carry them, and tests hold each to this list.
  *
- * Why (issue 16, README "Tuning"): an extproc sidecar gets one core or less (a CPU limit is a
- * cgroup quota), and V8's parallel scavenger and concurrent marker then only take turns with the
- * main thread on that core: --single-threaded-gc does the same work on the main thread without
- * the hand-offs, which shortened the tail at 1,000 req/s on one pinned core.
+ * --max-semi-space-size=16 (issue 16, README "node flags"): V8 sizes its young generation from
+ * the memory it is given, and under a container memory limit that is small (1 MiB semi-spaces
+ * under 1Gi): 80 scavenges per 1,000 requests instead of 4.5, and every request in flight
+ * promoted. 16 MiB is what Node takes on a large machine and what the bench measures.
  *
- * They must be on node's command line: Node refuses --single-threaded-gc in NODE_OPTIONS, and
+ * --single-threaded-gc is not among them: on a busy machine it lost (interleaved runs: higher p99,
+ * masking + budget not holding 1,000 req/s, 2-3x the promotion, as incremental marking on the main
+ * thread keeps the young generation alive longer). Where it is wanted it must be on node's command
+ * line (gateway.extproc.nodeFlags in the chart): Node refuses it in NODE_OPTIONS, and
  * v8.setFlagsFromString('--single-threaded-gc') after start-up aborts V8 at its next full
- * collection (a fatal check in cppgc's marker: concurrent marking was already set up).
+ * collection (a fatal check in cppgc's marker).
  */
-export const EXTPROC_NODE_FLAGS: readonly string[] = [
-  '--single-threaded-gc',
-  '--max-semi-space-size=16',
-];
+export const EXTPROC_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16'];
 
 /** A flag's name as V8 reads it: without its value, `_` as `-`, `--no-x` as `--x`. */
 function flagName(flag: string): string {
