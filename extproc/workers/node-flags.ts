@@ -16,6 +16,13 @@
  */
 export const EXTPROC_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=16'];
 
+/**
+ * The extproc's environment beside its flags (the chart's container env): glibc gives threads
+ * malloc arenas of their own, up to 8 per core, and two held ~10 MiB less RSS under load. glibc
+ * reads it when the process starts, so it is set by whatever starts node (workers inherit it).
+ */
+export const EXTPROC_ENV: Readonly<Record<string, string>> = { MALLOC_ARENA_MAX: '2' };
+
 /** A flag's name as V8 reads it: without its value, `_` as `-`, `--no-x` as `--x`. */
 function flagName(flag: string): string {
   const name = (flag.split('=', 1)[0] ?? flag).replaceAll('_', '-');

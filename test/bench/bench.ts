@@ -61,7 +61,7 @@ import {
 } from './latency.js';
 import { buildLoadgen } from './loadgen/build.js';
 import { leanRates, leanSection, leanTargets, type LeanEndpoint } from './lean.js';
-import { withNodeFlags } from '../../extproc/workers/node-flags.js';
+import { EXTPROC_ENV, withNodeFlags } from '../../extproc/workers/node-flags.js';
 import {
   Child,
   coreTicks,
@@ -112,8 +112,8 @@ const DRIVER_CORE = 0;
 
 /**
  * The extproc's node flags: what ships (extproc/workers/node-flags.ts: the chart, npm start and
- * the workers carry them) with BENCH_EXTPROC_FLAGS added, which wins where both name a flag
- * (--no-single-threaded-gc turns one off); BENCH_SHIPPED_FLAGS=0 leaves the shipped ones out.
+ * the workers carry them) with BENCH_EXTPROC_FLAGS added, which wins where both name a flag;
+ * BENCH_SHIPPED_FLAGS=0 leaves the shipped ones out (and the shipped environment, EXTPROC_ENV).
  */
 function extprocNodeFlags(): string[] {
   const extra = process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? [];
@@ -504,7 +504,11 @@ async function startServers(
         ...(cfg.profileDir ? ['--cpu-prof', `--cpu-prof-dir=${cfg.profileDir}`] : []),
         ...extprocNodeFlags(),
       ],
-      ...probed('extproc', extProbe),
+      preload: [extProbe],
+      env: {
+        ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
+        ...probed('extproc', extProbe).env,
+      },
     },
   );
   children.push(ext);
@@ -595,7 +599,10 @@ async function startExtprocOnGrpcJs(
       core: pin ? SERVER_CORE : undefined,
       nodeFlags: extprocNodeFlags(),
       preload: [extprocProbe(dir, cfg)],
-      env: { BENCH_PROBE_SOCKET: probe },
+      env: {
+        ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
+        BENCH_PROBE_SOCKET: probe,
+      },
     },
   );
   await waitReady(
@@ -654,7 +661,15 @@ async function main(): Promise<void> {
       ? `extproc: the sources through tsx (no ${BUILT} newer than them: \`npm run build\` to measure what ships)`
       : `extproc: ${relative(ROOT, cfg.extprocEntry)} (compiled, as shipped)`,
   );
-  log(`extproc node flags: ${extprocNodeFlags().join(' ') || "none (V8's defaults)"}`);
+  log(
+    `extproc node flags: ${extprocNodeFlags().join(' ') || "none (V8's defaults)"}${
+      process.env.BENCH_SHIPPED_FLAGS !== '0'
+        ? `; ${Object.entries(EXTPROC_ENV)
+            .map(([k, v]) => `${k}=${v}`)
+            .join(' ')}`
+        : ''
+    }`,
+  );
   if (pin) {
     log(
       `pinning: extproc and floor on core ${SERVER_CORE} (taskset -c ${SERVER_CORE}); driver ${selfPinned ? `on core ${DRIVER_CORE} (taskset -p)` : 'NOT pinned (taskset -p failed)'}`,

@@ -17,7 +17,7 @@ import { Registry } from 'prom-client';
 import { parse, parseAllDocuments } from 'yaml';
 import { GROUP, VERSION } from '../../operator/api/types.js';
 import { envoyApiRoot } from '../../operator/envoy-api/index.js';
-import { EXTPROC_NODE_FLAGS } from '../../extproc/workers/node-flags.js';
+import { EXTPROC_ENV, EXTPROC_NODE_FLAGS } from '../../extproc/workers/node-flags.js';
 import type { run as RunOperator } from '../../operator/run.js';
 import { strictFromJson } from '../envoy-config/strict-json.js';
 import { startKubeEnv, type KubeEnv } from './env.js';
@@ -305,10 +305,12 @@ void describe('chart: lint and render', () => {
         (d) => d.kind === 'Deployment' && d.metadata.name.endsWith('-gateway'),
       )!.spec.template.spec.containers as Doc[]
     ).find((x) => x.name === 'extproc')!.env as Doc[];
-    assert.deepEqual(
-      env.find((e) => e.name === 'MALLOC_ARENA_MAX'),
-      { name: 'MALLOC_ARENA_MAX', value: '2' },
-    );
+    for (const [name, value] of Object.entries(EXTPROC_ENV)) {
+      assert.deepEqual(
+        env.find((e) => e.name === name),
+        { name, value },
+      );
+    }
     assert.deepEqual(await command(['--set', 'gateway.extproc.nodeFlags=null']), ['node', entry]);
     await expectRenderFailure(
       ['--set', 'gateway.extproc.nodeFlags={--x; rm -rf /}'],
