@@ -328,6 +328,14 @@ export class RedisStore implements StateStore {
     } else {
       throw new Error('RedisStore needs a client or a url');
     }
+    // Script calls are encoded here (ScriptCall), past ioredis's key prefixing: the store's own
+    // `prefix` names every key instead, and a client that would prefix them is refused.
+    const o = this.client.options as { keyPrefix?: string; redisOptions?: { keyPrefix?: string } };
+    if (o.keyPrefix || o.redisOptions?.keyPrefix) {
+      throw new Error(
+        'RedisStore names its keys with its prefix option; the client has a keyPrefix',
+      );
+    }
     this.client.on('error', (err: Error) => opts.onError?.(err));
     this.prefix = opts.prefix ?? 'sluice';
   }

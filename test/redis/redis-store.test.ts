@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { Redis } from 'ioredis';
 import { Budget } from '../../extproc/governance/budget.js';
 import { RedisStore } from '../../extproc/state/redis.js';
 import { StoreUnavailable, type StateStore } from '../../extproc/state/store.js';
@@ -283,6 +284,12 @@ describe('redis store: what a reserve costs inside Redis, and key lifetimes', ()
     });
     assert.deepEqual(r, { admitted: true, over: -1, levels: [1007] });
     assert.deepEqual(await c.hgetall(b('tpm')), { u: '1000', r: '7', x: String(now + 90_000) });
+  });
+
+  it('refuses a client that would prefix keys itself (script calls are encoded past it)', () => {
+    const client = new Redis(redis.url, { keyPrefix: 'app:', lazyConnect: true });
+    assert.throws(() => new RedisStore({ client }), /keyPrefix/);
+    client.disconnect();
   });
 
   it('reloads a script Redis forgot (SCRIPT FLUSH): NOSCRIPT is answered by sending its body', async () => {
