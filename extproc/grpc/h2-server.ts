@@ -106,18 +106,19 @@ export function encodeGrpcMessage(s: string): string {
 }
 
 /** Where a Deframer hands what it read: each message's bytes, or why the call must end. */
-interface DeframerSink {
+export interface DeframerSink {
   message(body: Buffer): void;
   fail(code: number, message: string): void;
 }
 
 /** The gRPC message reader of one call: 5-byte prefixes and bodies, however DATA frames cut them. */
-class Deframer {
+export class Deframer {
+  /** Chunks not yet read; the first from `offset` on. */
   private parts: Buffer[] = [];
+  private offset = 0;
   private have = 0;
   /** The body length of the message being read; -1 while its prefix is not complete. */
   private need = -1;
-  private compressed = false;
 
   constructor(
     private readonly max: number,
@@ -125,25 +126,31 @@ class Deframer {
   ) {}
 
   push(chunk: Buffer): void {
-    this.parts.push(chunk);
-    this.have += chunk.length;
+    // The common case, a chunk holding whole messages and nothing left from before: each body is
+    // one view of the chunk (no prefix copy, no view per prefix, nothing queued).
+    let at = 0;
+    if (this.have === 0 && this.need < 0) {
+      while (chunk.length - at >= 5) {
+        const length = chunk.readUInt32BE(at + 1);
+        if (!this.prefix(chunk[at]!, length)) return;
+        if (chunk.length - at - 5 < length) {
+          // The prefix is read (need set); the body's first bytes wait below.
+          at += 5;
+          break;
+        }
+        this.sink.message(length === 0 ? EMPTY : chunk.subarray(at + 5, at + 5 + length));
+        at += 5 + length;
+        this.need = -1;
+      }
+      if (at === chunk.length) return;
+    }
+    this.parts.push(at === 0 ? chunk : chunk.subarray(at));
+    this.have += chunk.length - at;
     for (;;) {
       if (this.need < 0) {
         if (this.have < 5) return;
         const prefix = this.take(5);
-        this.compressed = prefix[0] !== 0;
-        this.need = prefix.readUInt32BE(1);
-        if (this.compressed) {
-          this.sink.fail(Status.UNIMPLEMENTED, 'compressed messages are not supported');
-          return;
-        }
-        if (this.need > this.max) {
-          this.sink.fail(
-            Status.RESOURCE_EXHAUSTED,
-            `received message larger than max (${this.need} vs. ${this.max})`,
-          );
-          return;
-        }
+        if (!this.prefix(prefix[0]!, prefix.readUInt32BE(1))) return;
       }
       if (this.have < this.need) return;
       const body = this.take(this.need);
@@ -152,30 +159,52 @@ class Deframer {
     }
   }
 
+  /** A message prefix read: false when the call must end (compressed, or over the limit). */
+  private prefix(flag: number, length: number): boolean {
+    this.need = length;
+    if (flag !== 0) {
+      this.sink.fail(Status.UNIMPLEMENTED, 'compressed messages are not supported');
+      return false;
+    }
+    if (length > this.max) {
+      this.sink.fail(
+        Status.RESOURCE_EXHAUSTED,
+        `received message larger than max (${length} vs. ${this.max})`,
+      );
+      return false;
+    }
+    return true;
+  }
+
   /** The first n buffered bytes: a view when one chunk holds them, else one copy. */
   private take(n: number): Buffer {
     // An empty message (all fields default) may follow a prefix that ended its chunk.
     if (n === 0) return EMPTY;
     const first = this.parts[0]!;
     let out: Buffer;
-    if (first.length >= n) {
-      out = first.subarray(0, n);
-      if (first.length === n) this.parts.shift();
-      else this.parts[0] = first.subarray(n);
+    if (first.length - this.offset >= n) {
+      out = first.subarray(this.offset, this.offset + n);
+      this.offset += n;
+      if (this.offset === first.length) this.next();
     } else {
       out = Buffer.allocUnsafe(n);
       let at = 0;
       while (at < n) {
         const p = this.parts[0]!;
-        const k = Math.min(p.length, n - at);
-        p.copy(out, at, 0, k);
+        const k = Math.min(p.length - this.offset, n - at);
+        p.copy(out, at, this.offset, this.offset + k);
         at += k;
-        if (k === p.length) this.parts.shift();
-        else this.parts[0] = p.subarray(k);
+        this.offset += k;
+        if (this.offset === p.length) this.next();
       }
     }
     this.have -= n;
     return out;
+  }
+
+  private next(): void {
+    this.parts.shift();
+    this.offset = 0;
   }
 }
 
@@ -499,16 +528,18 @@ export async function startH2Server(
     }
   });
   server.on('stream', (stream, headers) => {
-    stream.on('error', ignore);
     const type = headers['content-type'];
     if (
       headers[':method'] !== 'POST' ||
       typeof type !== 'string' ||
       !/^application\/grpc(?:[+;]|$)/.test(type)
     ) {
+      stream.on('error', ignore);
       stream.respond({ ':status': 415 }, { endStream: true });
       return;
     }
+    // Every other stream gets an H2Call, whose own 'error' listener is the stream's only one (a
+    // second listener would make the stream keep an array of them).
     const path = headers[':path'];
     const timeout = parseTimeoutMs(headers['grpc-timeout'] as string | undefined);
     if (path === PROCESS_PATH) {
