@@ -88,3 +88,23 @@ test('a record with a cycle is still logged (through info())', () => {
   assert.equal(lines.length, 1);
   assert.match(lines[0]!, /"a":1/);
 });
+
+test('through a destination that takes the line in parts, the same bytes', () => {
+  for (const record of records) {
+    const parts: string[] = [];
+    const ours = pino({ base: { component: 'extproc', worker: 2 } }, {
+      write: () => assert.fail('the whole line was written instead of its parts'),
+      writeParts: (a: string, b: string, c: string) => void parts.push(`${a}${b}${c}`),
+    } as unknown as pino.DestinationStream).child({ log: 'access' });
+    const theirs = capture();
+    const now = Date.now;
+    Date.now = () => 1_700_000_000_000;
+    try {
+      infoLineWriter(ours)(record, 'request');
+      theirs.logger.info(record, 'request');
+    } finally {
+      Date.now = now;
+    }
+    assert.deepEqual(parts, theirs.lines);
+  }
+});

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { logDestination } from './log-destination.js';
+import { infoLineWriter } from './access-line.js';
 
 function withFile(fn: (fd: number, path: string) => Promise<void> | void): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'sluice-log-'));
@@ -105,4 +106,24 @@ test('shared (--workers): each write is whole lines of at most 4,096 bytes', () 
       seen,
       Array.from({ length: 400 }, (_, i) => i),
     );
+  }));
+
+test('an access line written in parts reaches the descriptor as info() would write it', () =>
+  withFile(async (fd, path) => {
+    const dest = logDestination({ fd, shared: false });
+    const log = pino({ base: { component: 'extproc' }, timestamp: false }, dest).child({
+      log: 'access',
+    });
+    const write = infoLineWriter(log);
+    for (let i = 0; i < 300; i++) {
+      write(line(i), 'request');
+      log.info(line(i), 'request');
+    }
+    write({}, 'empty');
+    log.info({}, 'empty');
+    dest.flushSync();
+    // Sorted: flushSync may land before an asynchronous write under way (see above).
+    const lines = (await linesOf(path, 602)).sort();
+    assert.equal(lines.length, 602);
+    for (let i = 0; i < lines.length; i += 2) assert.equal(lines[i], lines[i + 1]);
   }));
