@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { SEQUENCE_MARKER, sequenceOffset } from './payloads.js';
 import type { ProbeMark } from './probe-client.js';
 import { CLUSTER, upstreamFilter, type Payload } from './scenarios.js';
 import { fmtInt, fmtMs, table } from './stats.js';
@@ -92,6 +93,8 @@ export function loadgenSpec(p: Payload): object {
   return {
     requestHeaders: p.reqHeaders,
     requestBody: p.reqBody.toString('base64'),
+    // The loadgen gives each request its own number there (payloads.ts, SEQUENCE_MARKER).
+    sequenceMarker: sequenceOffset(p.reqBody) === undefined ? null : SEQUENCE_MARKER,
     responseHeaders: p.resHeaders,
     responseBody: p.resChunks[0]!.toString('base64'),
     upstream: p.upstream

@@ -123,6 +123,9 @@ export async function leanSection(
     `  ${o.warmup} s warm-up + ${o.seconds} s per point; Sluice at ${o.rates.join(', ')} req/s, the floors at ${floorRates.join(', ')}`,
   );
   log(
+    '  the last user turn differs per request (a sequence number in the body), as in a conversation: per-text caches hit on the history only',
+  );
+  log(
     '  alloc: V8 heap allocated per request; gc: scavenges/mark-compacts in the window; pause: the longest; loop: event-loop delay p99/max',
   );
   const points: LeanPoint[] = [];

@@ -45,8 +45,58 @@ export interface ChatRequestOptions {
 }
 
 /**
+ * The placeholder every request body built here carries at the end of its last user turn, which
+ * the replaying drivers (the Worker in scenarios.ts, the Go loadgen through the spec
+ * latency.ts writes) overwrite per request with that request's sequence number
+ * (`sequenceText`, the same width). Why: the extproc caches per-text results by a hash of the
+ * text (token counts, extproc/usage/text-counts.ts; the prompt guard's scores,
+ * extproc/guard/recent-scores.ts). A real conversation resends its history every turn, so those
+ * texts hit, but its last user turn is new; replaying one byte-identical body would make every
+ * text a hit after the first request and flatter every exchange that counts or scores. Lowercase
+ * letters only, in the marker and in the numbers that replace it: digits could be read as a phone
+ * or card number by the masking detectors and change what the masking exchanges measure.
+ */
+export const SEQUENCE_MARKER = 'zqxsequencez';
+
+const SEQUENCE_WIDTH = SEQUENCE_MARKER.length;
+const SEQUENCE_DIGITS = 'abcdefghijklmnopqrstuvwxyz';
+
+/**
+ * `seq` as SEQUENCE_WIDTH letters, most significant first, 'a' for zero (base 26): every safe
+ * integer fits (26^12 > 2^53). The Go loadgen's sequenceText encodes the same way.
+ */
+export function sequenceText(seq: number): string {
+  if (!Number.isSafeInteger(seq) || seq < 0) throw new RangeError(`sequence ${seq}`);
+  const out = new Array<string>(SEQUENCE_WIDTH);
+  for (let i = SEQUENCE_WIDTH - 1; i >= 0; i--) {
+    out[i] = SEQUENCE_DIGITS[seq % 26]!;
+    seq = Math.floor(seq / 26);
+  }
+  return out.join('');
+}
+
+/** Where the marker sits in `body`; undefined without one. More than one is a bug here. */
+export function sequenceOffset(body: Buffer): number | undefined {
+  const at = body.indexOf(SEQUENCE_MARKER, 0, 'latin1');
+  if (at < 0) return undefined;
+  if (body.indexOf(SEQUENCE_MARKER, at + 1, 'latin1') >= 0) {
+    throw new Error('the request body carries the sequence marker more than once');
+  }
+  return at;
+}
+
+/** A copy of `body` with sequence number `seq` in place of the marker at `at`. */
+export function withSequence(body: Buffer, at: number, seq: number): Buffer {
+  const out = Buffer.allocUnsafe(body.length);
+  body.copy(out);
+  out.write(sequenceText(seq), at, SEQUENCE_WIDTH, 'latin1');
+  return out;
+}
+
+/**
  * A chat completion request of about `bytes` bytes: a system prompt and a conversation whose
- * turns carry plain prose, as a typical assistant integration sends it.
+ * turns carry plain prose, as a typical assistant integration sends it. Its last user turn ends
+ * with SEQUENCE_MARKER in place of the prose's last characters (the length is the same).
  */
 export function chatRequestBody(bytes: number, opts: ChatRequestOptions = {}): Buffer {
   const body: Record<string, unknown> = {
@@ -72,6 +122,9 @@ export function chatRequestBody(bytes: number, opts: ChatRequestOptions = {}): B
     });
     turn++;
   }
+  const last = messages.findLast((m) => m.role === 'user');
+  if (!last) throw new Error(`a ${bytes}-byte chat request has no room for a user turn`);
+  last.content = `${last.content.slice(0, -(SEQUENCE_WIDTH + 1))} ${SEQUENCE_MARKER}`;
   return Buffer.from(JSON.stringify(body));
 }
 
@@ -208,7 +261,12 @@ export function sseResponseHeaders(): HeaderList {
   ];
 }
 
-/** A whole chat exchange: a request of about `bytes` bytes and a buffered JSON answer. */
+/**
+ * A whole chat exchange: a request of about `bytes` bytes and a buffered JSON answer. The
+ * drivers that replay it give every request its own last user turn (SEQUENCE_MARKER above): the
+ * extproc's per-text caches would otherwise hit on every text after the first request, which no
+ * real conversation does, and the figures of the counting and scoring exchanges would be too good.
+ */
 export function chatPayload(
   bytes: number,
   opts: ChatRequestOptions = {},

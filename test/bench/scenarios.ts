@@ -16,6 +16,7 @@ import {
   type PhaseResult,
   type Timing,
 } from '../../operator/envoy-sim/ext-proc/index.js';
+import { sequenceOffset, withSequence } from './payloads.js';
 import { Samples } from './stats.js';
 
 /**
@@ -47,6 +48,10 @@ export interface Target {
 
 export interface Payload {
   reqHeaders: HeaderList;
+  /**
+   * Sent with its sequence marker (payloads.ts, SEQUENCE_MARKER), when it has one, replaced by
+   * each request's own number: no two requests share their last user turn.
+   */
   reqBody: Buffer;
   resHeaders: HeaderList;
   /** One buffered body, or the SSE chunks fed one by one. */
@@ -95,6 +100,13 @@ function check(target: Target, what: string, r: PhaseResult, f: ExtProcFilter): 
 }
 
 /**
+ * Request numbers for the bodies' sequence markers, shared by every Worker of this process and
+ * starting at a random point, so neither a second run against the same extproc nor another
+ * process (the Go loadgen seeds from the clock) sends a last user turn it already cached.
+ */
+let sequence = Math.floor(Math.random() * 2 ** 52);
+
+/**
  * One closed-loop worker: its own filter configs, so the per-message callback of the SSE
  * exchange knows whose answer arrived (configs are compiled once per object by the driver).
  */
@@ -103,11 +115,14 @@ export class Worker {
   private readonly upstreamCfg = upstreamFilter(CLUSTER);
   private answered: (() => void) | null = null;
   private lastBodyMs = 0;
+  /** Where the request body's sequence marker sits; undefined: the body is replayed as it is. */
+  private readonly sequenceAt: number | undefined;
 
   constructor(
     private readonly target: Target,
     private readonly p: Payload,
   ) {
+    this.sequenceAt = sequenceOffset(p.reqBody);
     const base: FilterConfig =
       p.sse && target.streamedFromStart
         ? { ...ROUTER, processingMode: { ...ROUTER.processingMode, responseBodyMode: 'STREAMED' } }
@@ -130,7 +145,11 @@ export class Worker {
   async exchange(rec: Recording): Promise<number> {
     const { target: t, p } = this;
     const router = new ExtProcFilter(t.client, this.routerCfg);
-    const routed = await router.runRequest(p.reqHeaders, [p.reqBody]);
+    const body =
+      this.sequenceAt === undefined
+        ? p.reqBody
+        : withSequence(p.reqBody, this.sequenceAt, sequence++);
+    const routed = await router.runRequest(p.reqHeaders, [body]);
     check(t, 'router request', routed, router);
     let upstreamMs = 0;
     if (p.upstream && routed.kind === 'continue') {

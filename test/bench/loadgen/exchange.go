@@ -1,11 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -26,6 +28,12 @@ type Spec struct {
 	RequestBody     []byte      `json:"requestBody"`
 	ResponseHeaders [][2]string `json:"responseHeaders"`
 	ResponseBody    []byte      `json:"responseBody"`
+	// SequenceMarker, when set, occurs exactly once in RequestBody (test/bench/payloads.ts puts
+	// it in the last user turn) and every request overwrites it with its own sequence number, the
+	// same width, in a copy of the body: a conversation's last user turn is new with every
+	// request, and the extproc's per-text caches (token counts, prompt-guard scores) must not
+	// hit on it as they would on a body replayed byte for byte.
+	SequenceMarker string `json:"sequenceMarker"`
 	// Upstream, when set, adds the upstream filter's stream (request headers only) between the
 	// request and the response, as Envoy runs it once routing has picked the cluster.
 	Upstream *UpstreamSpec `json:"upstream"`
@@ -70,6 +78,10 @@ type Exchange struct {
 	// What the router filter's first message states (BUFFERED both ways, as the operator emits).
 	routerProtocol *extprocv3.ProtocolConfiguration
 	timeout        time.Duration
+	// seqAt is the byte offset of the sequence marker in the request body, -1 without one;
+	// seqWidth its length; seq the next request's number.
+	seqAt, seqWidth int
+	seq             atomic.Uint64
 }
 
 func NewExchange(spec Spec, timeout time.Duration) (*Exchange, error) {
@@ -91,6 +103,20 @@ func NewExchange(spec Spec, timeout time.Duration) (*Exchange, error) {
 			ResponseBodyMode: filterv3.ProcessingMode_BUFFERED,
 		},
 		timeout: timeout,
+		seqAt:   -1,
+	}
+	if m := []byte(spec.SequenceMarker); len(m) > 0 {
+		at := bytes.Index(spec.RequestBody, m)
+		if at < 0 {
+			return nil, fmt.Errorf("sequenceMarker %q is not in the request body", m)
+		}
+		if bytes.Contains(spec.RequestBody[at+1:], m) {
+			return nil, fmt.Errorf("sequenceMarker %q is in the request body more than once", m)
+		}
+		x.seqAt, x.seqWidth = at, len(m)
+		// From the clock: a second run against the same extproc starts ~10^9 numbers per second
+		// later, far past every number an earlier run sent.
+		x.seq.Store(uint64(time.Now().UnixNano()))
 	}
 	if u := spec.Upstream; u != nil {
 		fields := make(map[string]any, len(u.Attributes))
@@ -105,6 +131,29 @@ func NewExchange(spec Spec, timeout time.Duration) (*Exchange, error) {
 		x.upstreamMD = metadata.New(u.Metadata)
 	}
 	return x, nil
+}
+
+// requestBody is the body of the next request: the spec's, with the next sequence number in
+// place of the marker when it has one. A fresh copy each time, since grpc-go may still hold a
+// sent message (stats handlers read it lazily); copying 2 KB costs far less than the request.
+func (x *Exchange) requestBody() []byte {
+	if x.seqAt < 0 {
+		return x.spec.RequestBody
+	}
+	b := make([]byte, len(x.spec.RequestBody))
+	copy(b, x.spec.RequestBody)
+	putSequence(b[x.seqAt:x.seqAt+x.seqWidth], x.seq.Add(1)-1)
+	return b
+}
+
+// putSequence writes n as len(dst) lowercase letters, most significant first, 'a' for zero
+// (base 26, the higher digits dropped), as test/bench/payloads.ts sequenceText does: letters,
+// because the masking detectors could take a run of digits for a phone or card number.
+func putSequence(dst []byte, n uint64) {
+	for i := len(dst) - 1; i >= 0; i-- {
+		dst[i] = 'a' + byte(n%26)
+		n /= 26
+	}
 }
 
 // Timings of one request: each message's round trip, from just before it was handed to grpc-go
@@ -142,7 +191,7 @@ func (x *Exchange) Run(ctx context.Context, cc grpc.ClientConnInterface, t *Timi
 
 	ans, err = s.roundTrip(RouterRequestBody, time.Now(), t, &extprocv3.ProcessingRequest{
 		Request: &extprocv3.ProcessingRequest_RequestBody{
-			RequestBody: &extprocv3.HttpBody{Body: x.spec.RequestBody, EndOfStream: true},
+			RequestBody: &extprocv3.HttpBody{Body: x.requestBody(), EndOfStream: true},
 		},
 		MetadataContext: &corev3.Metadata{},
 	})

@@ -1,5 +1,6 @@
 // Command loadgen drives an ext_proc server open-loop at a fixed rate, the way Envoy's ext_proc
-// filters would for a stream of identical requests, and prints what the server added per
+// filters would for a stream of requests identical but for a sequence number in the body (the
+// spec's sequenceMarker, see Spec), and prints what the server added per
 // request as one JSON object. The benchmark (test/bench/bench.ts) builds and runs it: its own
 // CPU per request is a fraction of the JS driver's, so it can hold 2,000 req/s on one core.
 //
