@@ -53,6 +53,21 @@ describe('TextCounts', () => {
     assert.notEqual(textKey(`${base}x`), textKey(`${base}x\u0000`));
   });
 
+  it('counts a text with a lone surrogate every time (its UTF-8 would not tell it apart)', () => {
+    const calls: string[] = [];
+    const counts = new TextCounts((t) => {
+      calls.push(t);
+      return t.length;
+    }, 1);
+    const a = `${PROSE}\ud800`;
+    const b = `${PROSE}\ud801`;
+    assert.equal(counts.get(a), a.length);
+    assert.equal(counts.get(b), b.length);
+    assert.equal(counts.get(a), a.length);
+    assert.equal(calls.length, 3);
+    assert.equal(counts.size, 0);
+  });
+
   it('counts short texts every time and keeps no entry for them', () => {
     let calls = 0;
     const counts = new TextCounts(() => ++calls, 64);
