@@ -122,6 +122,14 @@ export function chatRequestBody(bytes: number, opts: ChatRequestOptions = {}): B
     });
     turn++;
   }
+  // A request ends with the user's new turn, at full length (a new question is rarely a few
+  // words, and the extproc's per-text caches skip texts under 64 characters, so a short one
+  // would prove nothing): the short remainder that brings the body to `bytes` moves to the
+  // front of the history, and the roles alternate back from a last user turn.
+  const history = messages.splice(opts.pii ? 2 : 1);
+  if (history.length > 1) history.unshift(history.pop()!);
+  history.forEach((m, i) => (m.role = (history.length - 1 - i) % 2 === 0 ? 'user' : 'assistant'));
+  messages.push(...history);
   const last = messages.findLast((m) => m.role === 'user');
   if (!last) throw new Error(`a ${bytes}-byte chat request has no room for a user turn`);
   last.content = `${last.content.slice(0, -(SEQUENCE_WIDTH + 1))} ${SEQUENCE_MARKER}`;
