@@ -40,8 +40,8 @@ interface Scope {
 /** Maps a "settled" marker is spread over (a power of two). */
 const MARKER_SHARDS = 64;
 
-/** Packed tables swept per sweep (once a second at most): each is visited every 16 s. */
-const PACKED_TABLES_PER_SWEEP = 4;
+/** Packed tables swept per sweep (once a second at most): each is visited every 32 s. */
+const PACKED_TABLES_PER_SWEEP = 2;
 
 /**
  * The "settled" markers of a scope: id → when it is forgotten. There is one per settlement, kept
