@@ -20,6 +20,8 @@ const tiers = {
   prometheus: ['test/prometheus'],
   otlp: ['test/otlp'],
   report: ['test/report'],
+  // The bench's own pieces (payloads, probe, load generator); never the timed bench itself.
+  bench: ['test/bench'],
 };
 
 function find(dir, out) {
