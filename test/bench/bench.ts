@@ -18,7 +18,7 @@
  *                          §7 target with the Go load generator), lean (issue 16: the whole
  *                          request at BENCH_LEAN_RATES against the grpc-go floor, with GC,
  *                          allocation and event-loop figures), operator, masking,
- *                          governance, estimate, context, cache, compilation, workers,
+ *                          governance, estimate, context, cache, translation, workers,
  *                          cloud (issue 15: the cloud translators per pair, SigV4)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    node flags for the extproc besides the shipped ones (extproc/workers/
@@ -954,10 +954,10 @@ async function main(): Promise<void> {
       );
     if (wanted('cache'))
       childSection('cache', 'response cache: a miss lookup, and a hit end to end (issue 19)');
-    if (wanted('compilation'))
+    if (wanted('translation'))
       childSection(
-        'compilation',
-        'compilation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
+        'translation',
+        'translation: CPU a translated exchange adds over a same-API one, upstream phase (issue 12)',
       );
     if (wanted('cloud'))
       childSection(
@@ -1061,7 +1061,7 @@ function childSection(
     | 'estimate'
     | 'context'
     | 'cache'
-    | 'compilation'
+    | 'translation'
     | 'workers'
     | 'cloud',
   title: string,
