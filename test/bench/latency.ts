@@ -5,7 +5,7 @@
  * the driver's limit.
  */
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SEQUENCE_MARKER, sequenceOffset } from './payloads.js';
 import type { ProbeMark } from './probe-client.js';
@@ -119,6 +119,22 @@ export interface RunOptions {
   maxInFlight?: number | undefined;
 }
 
+/** Points run so far in this process: numbers the BENCH_LOADGEN_TRACE files in run order. */
+let traced = 0;
+
+/**
+ * BENCH_LOADGEN_TRACE=DIR: each loadgen run writes its -trace file there (every request's
+ * schedule and per-message times, the loadgen's GC pauses, a per-core CPU and run-queue
+ * timeline), named NN-target-exchange-rate.json; test/bench/loadgen/trace-report.ts reads them.
+ */
+function traceFile(ex: Exchange, target: GoPoint['target'], rate: number): string | undefined {
+  const dir = process.env.BENCH_LOADGEN_TRACE;
+  if (!dir) return undefined;
+  mkdirSync(dir, { recursive: true });
+  traced += 1;
+  return join(dir, `${String(traced).padStart(2, '0')}-${target}-${ex.name}-${rate}.json`);
+}
+
 export async function runLoadgen(
   ex: Exchange,
   target: GoPoint['target'],
@@ -144,6 +160,8 @@ export async function runLoadgen(
     ...(o.probe ? ['-probe', o.probe] : []),
     ...(o.maxInFlight ? ['-max-in-flight', String(o.maxInFlight)] : []),
   ];
+  const trace = traceFile(ex, target, o.rate);
+  if (trace) args.push('-trace', trace);
   const [cmd, argv] =
     o.loadgenCore === undefined
       ? [o.bin, args]

@@ -156,9 +156,15 @@ func putSequence(dst []byte, n uint64) {
 	}
 }
 
-// Timings of one request: each message's round trip, from just before it was handed to grpc-go
-// (the first message's includes opening the stream, as Envoy opens it lazily) to its answer.
-type Timings [phaseCount]time.Duration
+// Timings of one request. Round is each message's round trip, from just before it was handed to
+// grpc-go (the first message's includes opening the stream, as Envoy opens it lazily) to its
+// answer. Sent, Wrote and Answered are when the message was handed to Send, when Send returned
+// (later than Sent only if grpc-go waited, e.g. for HTTP/2 flow-control quota) and when Recv
+// returned its answer: the -trace file's per-phase times.
+type Timings struct {
+	Round                 [phaseCount]time.Duration
+	Sent, Wrote, Answered [phaseCount]time.Time
+}
 
 // Run performs one request. Envoy waits for each answer before sending the next message of
 // this exchange (BUFFERED bodies are sent after the headers answer; the response only exists
@@ -266,14 +272,17 @@ func (s *stream) roundTrip(
 	t *Timings,
 	msg *extprocv3.ProcessingRequest,
 ) (*extprocv3.ProcessingResponse, error) {
+	t.Sent[p] = time.Now()
 	if err := s.s.Send(msg); err != nil {
 		return nil, fmt.Errorf("%s: send: %w", phaseNames[p], s.status(err))
 	}
+	t.Wrote[p] = time.Now()
 	ans, err := s.s.Recv()
 	if err != nil {
 		return nil, fmt.Errorf("%s: no answer: %w", phaseNames[p], err)
 	}
-	t[p] = time.Since(started)
+	t.Answered[p] = time.Now()
+	t.Round[p] = t.Answered[p].Sub(started)
 	if ir := ans.GetImmediateResponse(); ir != nil {
 		return nil, fmt.Errorf("%s: immediate response %d (%s): %.300s",
 			phaseNames[p], ir.GetStatus().GetCode(), ir.GetDetails(), ir.GetBody())

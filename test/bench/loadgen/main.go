@@ -37,6 +37,7 @@ type options struct {
 	target, specPath, serverPid string
 	cpuProfile                  string
 	probe                       string
+	trace                       string
 	rate, seconds, warmup       float64
 	conns, maxInFlight          int
 	timeout                     time.Duration
@@ -55,6 +56,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.serverPid, "server-pid", "", "report this process's CPU over the measured window")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the loadgen's own CPU profile here")
 	flag.StringVar(&o.probe, "probe", "", "the server's bench probe socket (test/bench/probe.ts): marked at the window's start and end")
+	flag.StringVar(&o.trace, "trace", "", "write every request's schedule and per-message times, the loadgen's GC pauses and a 10 ms timeline of per-core CPU (steal included) and the server's run-queue wait here (JSON)")
 	flag.Parse()
 	switch {
 	case o.target == "" || o.specPath == "":
@@ -147,11 +149,11 @@ func (r *recorder) add(due, began, end time.Time, t *Timings, err error, upstrea
 				continue
 			}
 		} else {
-			router += t[p]
+			router += t.Round[p]
 		}
-		added += t[p]
-		r.msgs[p] = append(r.msgs[p], ms(t[p]))
-		if t[p] > envoyMessageTimeout {
+		added += t.Round[p]
+		r.msgs[p] = append(r.msgs[p], ms(t.Round[p]))
+		if t.Round[p] > envoyMessageTimeout {
 			r.overTimeout++
 		}
 	}
@@ -258,6 +260,10 @@ func run(o options) (*Result, error) {
 	marked.Add(1)
 
 	start := time.Now().Add(10 * time.Millisecond)
+	var tr *tracer
+	if o.trace != "" {
+		tr = newTracer(start, total, o.serverPid, 10*time.Millisecond)
+	}
 	windowStart := start.Add(time.Duration(warmupN) * interval)
 	time.AfterFunc(time.Until(windowStart), func() { begin = snap(); marked.Done() })
 
@@ -281,8 +287,10 @@ func run(o options) (*Result, error) {
 			var t Timings
 			began := time.Now()
 			err := x.Run(context.Background(), conns[i%len(conns)], &t)
+			ended := time.Now()
 			inFlight.Add(-1)
-			r.add(due, began, time.Now(), &t, err, upstream)
+			r.add(due, began, ended, &t, err, upstream)
+			tr.request(i, i%len(conns), r == warm, due, began, ended, &t, err)
 			if r == rec {
 				measured.Done()
 			}
@@ -294,6 +302,9 @@ func run(o options) (*Result, error) {
 	measured.Wait()
 	marked.Wait()
 	end := snap()
+	if err := tr.write(o.trace, interval, warmupN, len(conns)); err != nil {
+		return nil, fmt.Errorf("-trace: %w", err)
+	}
 
 	res := &Result{
 		Rate:             o.rate,
