@@ -265,7 +265,12 @@ func run(o options) (*Result, error) {
 		tr = newTracer(start, total, o.serverPid, 10*time.Millisecond)
 	}
 	windowStart := start.Add(time.Duration(warmupN) * interval)
-	time.AfterFunc(time.Until(windowStart), func() { begin = snap(); marked.Done() })
+	time.AfterFunc(time.Until(windowStart), func() {
+		at := time.Now()
+		begin = snap()
+		tr.marked(at, time.Now())
+		marked.Done()
+	})
 
 	err = pace(start, interval, total, func(i int, due time.Time) {
 		r := warm

@@ -39,6 +39,7 @@ interface TraceFile {
   intervalUs: number;
   warmupN: number;
   conns: number;
+  marks?: [number, number];
   gomaxprocs: number;
   requests: TraceRequest[];
   gc: { end: number; pauseUs: number }[];
@@ -67,7 +68,7 @@ function machine(samples: TraceSample[], from: number, to: number): string {
       const idle = d[3]! + d[4]!;
       return `${c} busy ${((total - idle) * 10).toFixed(0)}/${(total * 10).toFixed(0)} ms steal ${(d[7]! * 10).toFixed(0)}`;
     });
-  return `${ms(b.t - a.t)} ms sampled: ${cores.join(', ')}; server main thread ran ${((b.serverRunNs - a.serverRunNs) / 1e6).toFixed(1)} ms, waited for a CPU ${((b.serverWaitNs - a.serverWaitNs) / 1e6).toFixed(1)} ms (${b.serverSwitches - a.serverSwitches} slices); loadgen ran ${((b.loadgenRunNs - a.loadgenRunNs) / 1e6).toFixed(1)} ms, waited ${((b.loadgenWaitNs - a.loadgenWaitNs) / 1e6).toFixed(1)} ms`;
+  return `${ms(b.t - a.t)} ms sampled: ${cores.join(', ')}; server main thread ran ${((b.serverRunNs - a.serverRunNs) / 1e6).toFixed(1)} ms, waited for a CPU ${((b.serverWaitNs - a.serverWaitNs) / 1e6).toFixed(1)} ms, slept ${((b.t - a.t) / 1e3 - (b.serverRunNs - a.serverRunNs + b.serverWaitNs - a.serverWaitNs) / 1e6).toFixed(1)} ms (${b.serverSwitches - a.serverSwitches} slices); loadgen ran ${((b.loadgenRunNs - a.loadgenRunNs) / 1e6).toFixed(1)} ms, waited ${((b.loadgenWaitNs - a.loadgenWaitNs) / 1e6).toFixed(1)} ms`;
 }
 
 function report(path: string): void {
@@ -90,6 +91,11 @@ function report(path: string): void {
   const w0 = reqs[0]?.due ?? 0;
   const w1 = Math.max(...reqs.map((r) => r.end));
   console.log(`  whole window: ${machine(f.samples, w0, w1)}`);
+  if (f.marks) {
+    console.log(
+      `  window-start snapshot (every process's CPU, the server's probe) at ${ms(f.marks[0] - w0)} ms, took ${ms(f.marks[1] - f.marks[0])} ms`,
+    );
+  }
   const gcs = f.gc.filter((g) => g.end >= w0 && g.end <= w1);
   console.log(
     `  loadgen GC: ${gcs.length} pauses in the window, longest ${gcs.length ? Math.max(...gcs.map((g) => g.pauseUs)).toFixed(0) : '-'} µs`,

@@ -56,14 +56,17 @@ type TraceGC struct {
 }
 
 type traceFile struct {
-	StartUnixNs int64          `json:"startUnixNs"`
-	IntervalUs  float64        `json:"intervalUs"`
-	WarmupN     int            `json:"warmupN"`
-	Conns       int            `json:"conns"`
-	GOMAXPROCS  int            `json:"gomaxprocs"`
-	Requests    []TraceRequest `json:"requests"`
-	GC          []TraceGC      `json:"gc"`
-	Samples     []TraceSample  `json:"samples"`
+	StartUnixNs int64   `json:"startUnixNs"`
+	IntervalUs  float64 `json:"intervalUs"`
+	WarmupN     int     `json:"warmupN"`
+	Conns       int     `json:"conns"`
+	GOMAXPROCS  int     `json:"gomaxprocs"`
+	// Marks: when the window's start snapshot (CPU of every process, the server's probe) began
+	// and ended, µs: work of the loadgen's and, with -probe, of the server's.
+	Marks    [2]float64     `json:"marks"`
+	Requests []TraceRequest `json:"requests"`
+	GC       []TraceGC      `json:"gc"`
+	Samples  []TraceSample  `json:"samples"`
 }
 
 // tracer collects a run's trace; nil when -trace is off (every method is then a no-op).
@@ -74,6 +77,14 @@ type tracer struct {
 	done     sync.WaitGroup
 	samples  []TraceSample
 	serverID string
+	marks    [2]float64
+}
+
+// marked records when the window's start snapshot began and ended.
+func (t *tracer) marked(began, ended time.Time) {
+	if t != nil {
+		t.marks = [2]float64{t.us(began), t.us(ended)}
+	}
 }
 
 func newTracer(start time.Time, total int, serverPid string, every time.Duration) *tracer {
@@ -143,6 +154,7 @@ func (t *tracer) write(path string, interval time.Duration, warmupN, conns int) 
 		WarmupN:     warmupN,
 		Conns:       conns,
 		GOMAXPROCS:  runtime.GOMAXPROCS(0),
+		Marks:       t.marks,
 		Requests:    t.reqs,
 		Samples:     t.samples,
 		GC:          []TraceGC{},
