@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TraceRequest is one request; times are µs from the trace's start (its `startUnixNs`).
@@ -56,7 +58,10 @@ type TraceGC struct {
 }
 
 type traceFile struct {
-	StartUnixNs int64   `json:"startUnixNs"`
+	StartUnixNs int64 `json:"startUnixNs"`
+	// StartMonoNs: the same moment on CLOCK_MONOTONIC, the clock of `perf record -k mono`
+	// (e.g. perf sched's timeline of the server's core) and of the kernel's trace events.
+	StartMonoNs int64   `json:"startMonoNs"`
 	IntervalUs  float64 `json:"intervalUs"`
 	WarmupN     int     `json:"warmupN"`
 	Conns       int     `json:"conns"`
@@ -71,13 +76,14 @@ type traceFile struct {
 
 // tracer collects a run's trace; nil when -trace is off (every method is then a no-op).
 type tracer struct {
-	start    time.Time
-	reqs     []TraceRequest // one slot per request index: goroutines write disjoint slots
-	stop     chan struct{}
-	done     sync.WaitGroup
-	samples  []TraceSample
-	serverID string
-	marks    [2]float64
+	start     time.Time
+	startMono int64
+	reqs      []TraceRequest // one slot per request index: goroutines write disjoint slots
+	stop      chan struct{}
+	done      sync.WaitGroup
+	samples   []TraceSample
+	serverID  string
+	marks     [2]float64
 }
 
 // marked records when the window's start snapshot began and ended.
@@ -89,6 +95,11 @@ func (t *tracer) marked(began, ended time.Time) {
 
 func newTracer(start time.Time, total int, serverPid string, every time.Duration) *tracer {
 	t := &tracer{start: start, reqs: make([]TraceRequest, total), stop: make(chan struct{}), serverID: serverPid}
+	// start is in the future: its monotonic time is now's plus the wait.
+	var ts unix.Timespec
+	if unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) == nil {
+		t.startMono = ts.Nano() + int64(time.Until(start))
+	}
 	t.done.Add(1)
 	go t.sample(every)
 	return t
@@ -150,6 +161,7 @@ func (t *tracer) write(path string, interval time.Duration, warmupN, conns int) 
 	t.done.Wait()
 	f := traceFile{
 		StartUnixNs: t.start.UnixNano(),
+		StartMonoNs: t.startMono,
 		IntervalUs:  float64(interval.Nanoseconds()) / 1e3,
 		WarmupN:     warmupN,
 		Conns:       conns,
