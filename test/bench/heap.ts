@@ -12,6 +12,14 @@
  *   HEAP_KEEP         keep the snapshot (its path is printed); removed otherwise
  *   BENCH_EXTPROC     the extproc entry (default operator/cli.ts; dist/operator/cli.js after build)
  *   BENCH_EXTPROC_FLAGS  node flags for the extproc besides the shipped ones, space-separated
+ *   BENCH_SHIPPED_FLAGS=0  without the shipped environment (EXTPROC_ENV: malloc settings)
+ *   HEAP_ENV          more environment for the extproc, space-separated NAME=value (wins)
+ *   HEAP_PHASES       instead of the above: exchange kinds driven one after another in this fresh
+ *                     extproc, each as kind:concurrency:seconds (kinds: chat-2k, router, policy,
+ *                     every, chat-100k, sse-200), printing after each, past a full collection,
+ *                     where its RSS is (proc.ts rssParts: malloc's brk heap and thread arenas,
+ *                     other anonymous memory, files), its CPU time and page faults per request:
+ *                     which exchange leaves what behind. E.g. HEAP_PHASES=chat-100k:32:5,every:16:4
  *
  * Per route it also measures what reaches the old generation at steady state: a window of
  * HEAP_SECONDS at concurrency 2 (two requests in flight at most, as Envoy's two connections at a
@@ -25,12 +33,28 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
-import { chatPayload } from './payloads.js';
-import { Child, freePort, httpStatus, peakRssKiB, rssKiB, waitReady } from './proc.js';
+import {
+  chatPayload,
+  chatRequestBody,
+  requestHeaders,
+  sseChunks,
+  sseResponseHeaders,
+} from './payloads.js';
+import {
+  Child,
+  cpuMs,
+  freePort,
+  httpStatus,
+  minorFaults,
+  peakRssKiB,
+  rssKiB,
+  rssParts,
+  waitReady,
+} from './proc.js';
 import { markProbe, probeGc, probeGet, runtimeFigures } from './probe-client.js';
 import { allocTable } from './alloc-top.js';
-import { withNodeFlags } from '../../extproc/workers/node-flags.js';
-import { closedLoop, type Payload } from './scenarios.js';
+import { EXTPROC_ENV, withNodeFlags } from '../../extproc/workers/node-flags.js';
+import { closedLoop, type Payload, type Target } from './scenarios.js';
 import { heapReport } from './heap-snapshot.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -55,6 +79,58 @@ function probeModule(entry: string, dir: string): string {
   return out;
 }
 
+/** The exchange kinds HEAP_PHASES names. */
+function exchange(kind: string): Payload {
+  switch (kind) {
+    case 'chat-2k':
+      return chatPayload(2048, {}, true);
+    case 'router':
+      return chatPayload(2048, {}, false);
+    case 'policy':
+      return chatPayload(2048, { model: POLICY_MODEL, pii: true }, true);
+    case 'every':
+      return chatPayload(2048, { model: EVERYTHING_MODEL, pii: true }, true);
+    case 'chat-100k':
+      return chatPayload(100 * 1024, {}, true);
+    case 'sse-200': {
+      const body = chatRequestBody(2048, { stream: true });
+      return {
+        reqHeaders: requestHeaders(body),
+        reqBody: body,
+        resHeaders: sseResponseHeaders(),
+        resChunks: sseChunks(200),
+        sse: true,
+        upstream: true,
+      };
+    }
+    default:
+      throw new Error(`HEAP_PHASES: no exchange kind '${kind}'`);
+  }
+}
+
+/** HEAP_PHASES: each kind in turn, and where the extproc's RSS is after it (MiB). */
+async function phases(spec: string, target: Target, pid: number, probe: string): Promise<void> {
+  for (const phase of spec.split(',')) {
+    const [kind = '', conc = '8', secs = '4'] = phase.split(':');
+    const p = exchange(kind);
+    const cpu = cpuMs(pid);
+    const faults = minorFaults(pid);
+    const r = await closedLoop(target, p, Number(conc), Number(secs));
+    if (r.rec.errors > 0) throw new Error(`${kind}: ${r.rec.errors} failed: ${r.rec.firstError}`);
+    const perReq = (x: number): string => (x / r.requests).toFixed(1);
+    const m = await probeGc(probe);
+    const parts = rssParts(pid);
+    const mib = (kib: number): string => (kib / 1024).toFixed(0);
+    console.log(
+      `${`${kind} × ${r.requests} at concurrency ${conc}`.padEnd(38)} ${perReq((cpuMs(pid) - cpu) * 1000)} µs CPU, ${perReq(minorFaults(pid) - faults)} page faults /req; ` +
+        (parts
+          ? `RSS ${mib(parts.rssKiB)}: brk ${mib(parts.brkKiB)}, thread arenas ${mib(parts.arenaKiB)}, other anon ${mib(parts.anonKiB - parts.brkKiB - parts.arenaKiB)}, files ${mib(parts.fileKiB)}; `
+          : '') +
+        `after a full GC V8 heap ${(m.heapUsed / MIB).toFixed(0)} used of ${(m.heapTotal / MIB).toFixed(0)}, external ${(m.external / MIB).toFixed(0)} (Buffers ${(m.arrayBuffers / MIB).toFixed(0)})`,
+    );
+  }
+}
+
 async function main(): Promise<void> {
   const seconds = Number(process.env.HEAP_SECONDS || 3);
   const minMiB = Number(process.env.HEAP_MIN_MIB || 1);
@@ -75,7 +151,17 @@ async function main(): Promise<void> {
       // What ships (extproc/workers/node-flags.ts), as the bench runs it.
       nodeFlags: withNodeFlags(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
       preload: [probeModule(entry, dir)],
-      env: { BENCH_PROBE_SOCKET: probe },
+      // The shipped environment too (malloc's settings), as the bench runs it.
+      env: {
+        ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
+        ...Object.fromEntries(
+          (process.env.HEAP_ENV ?? '')
+            .split(' ')
+            .filter(Boolean)
+            .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
+        ),
+        BENCH_PROBE_SOCKET: probe,
+      },
     },
   );
   const client = new ExtProcClient(sock, {
@@ -93,6 +179,16 @@ async function main(): Promise<void> {
       );
     };
     await mem('ready (no request yet)');
+    if (process.env.HEAP_PHASES) {
+      await client.connect();
+      await phases(
+        process.env.HEAP_PHASES,
+        { name: 'sluice', client, streamedFromStart: false },
+        child.pid,
+        probe,
+      );
+      return;
+    }
     const promoted: [string, string][] = [];
     const survivors = async (p: Payload, what: string): Promise<string> => {
       const file = join(dir, `${what.replace(/\W+/g, '-')}.heapprofile`);

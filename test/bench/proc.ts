@@ -55,6 +55,13 @@ export function ticksToMs(t: number): number {
   return t * (1000 / clockTicks());
 }
 
+/** Minor page faults so far (a fresh mapping's pages each fault once when first touched). */
+export function minorFaults(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Field 10 of proc(5), counted from the state field (3).
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[7]);
+}
+
 /** Peak resident set size (VmHWM) in KiB. */
 export function peakRssKiB(pid: number): number {
   const m = /^VmHWM:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
