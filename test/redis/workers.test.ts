@@ -183,6 +183,19 @@ describe('sluice extproc --workers 2 on Redis', () => {
       }),
     );
     for (const f of filters) f.close();
-    assert.equal(tries.filter((r) => r.kind === 'continue').length, RPM - 2);
+    // On a failure, say what the others got (a 429 of the limit, or a fail-closed 503 of a store
+    // call that timed out): a count alone does not tell which.
+    const refusals = new Map<string, number>();
+    for (const r of tries) {
+      if (r.kind !== 'local-reply') continue;
+      const code = r.headers.find(([k]) => k === 'x-sluice-error-code')?.[1] ?? '-';
+      const what = `${r.status} ${code}`;
+      refusals.set(what, (refusals.get(what) ?? 0) + 1);
+    }
+    assert.equal(
+      tries.filter((r) => r.kind === 'continue').length,
+      RPM - 2,
+      `refused: ${[...refusals].map(([w, n]) => `${n} × ${w}`).join(', ')}`,
+    );
   });
 });
