@@ -13,6 +13,8 @@
  *                        (V8's sampling heap profiler, collected objects included), print the top
  *   BENCH_LEAN_JSON      a file: every point as JSON too (loadgen result, runtime figures, memory),
  *                        for comparing repeated runs
+ *   BENCH_LEAN_QUIET_CORE=0  leave the other servers running during a point; by default they are
+ *                        stopped (SIGSTOP) for it: they share its core (quiet-core.ts)
  *
  * Memory: for each Sluice point, VmRSS right after it, its peak during the point (VmHWM, reset
  * before the point through /proc/PID/clear_refs) and VmRSS and the V8 heap after a full
@@ -28,6 +30,7 @@ import { loadAverage, peakRssKiB, rssKiB, rssParts, type Child, type RssParts } 
 import { held, noisy, runLoadgen, type Exchange, type GoPoint } from './latency.js';
 import { allocTable } from './alloc-top.js';
 import { probeGc, probeGet, runtimeFigures, type RuntimeFigures } from './probe-client.js';
+import { pausedDuring } from './quiet-core.js';
 import { fmtInt, fmtMs, table } from './stats.js';
 
 export interface LeanEndpoint {
@@ -93,6 +96,11 @@ function resetPeakRss(pid: number): boolean {
   }
 }
 
+/** BENCH_LEAN_QUIET_CORE=0 leaves the other servers running during a point (for comparison). */
+function quietCore(): boolean {
+  return process.env.BENCH_LEAN_QUIET_CORE !== '0';
+}
+
 export function leanTargets(): Set<string> {
   return new Set(
     (process.env.BENCH_LEAN_TARGETS || 'sluice,sluice-grpc-js,floor-go,floor,floor-h2')
@@ -155,17 +163,23 @@ export async function leanSection(
             : undefined;
         if (allocFile) await probeGet(e.probe!, '/alloc/start');
         const peakReset = e.name.startsWith('sluice') && resetPeakRss(e.child.pid);
-        const p = await runLoadgen(ex, e.name, {
-          bin: o.bin,
-          dir: o.dir,
-          socket: e.address,
-          serverPid: e.child.pid,
-          rate,
-          seconds: o.seconds,
-          warmup: o.warmup,
-          loadgenCore: o.loadgenCore,
-          probe: e.probe,
-        });
+        // The other servers share the measured one's core: stopped for the point (quiet-core.ts).
+        const others = quietCore()
+          ? [...new Set(endpoints.map((x) => x.child.pid))].filter((pid) => pid !== e.child.pid)
+          : [];
+        const p = await pausedDuring(others, () =>
+          runLoadgen(ex, e.name, {
+            bin: o.bin,
+            dir: o.dir,
+            socket: e.address,
+            serverPid: e.child.pid,
+            rate,
+            seconds: o.seconds,
+            warmup: o.warmup,
+            loadgenCore: o.loadgenCore,
+            probe: e.probe,
+          }),
+        );
         if (allocFile) {
           await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
           allocs.push([`${e.name} ${ex.name} @${rate}`, allocFile]);
