@@ -136,7 +136,10 @@ function report(path: string): void {
   console.log(
     `  ${late.length} requests over ${ms(cut)} ms in ${episodes.length} episodes (overlapping in time):`,
   );
-  for (const e of episodes.slice(0, 12)) {
+  // The largest first: those make the p99.
+  const largest = [...episodes].sort((a, b) => b.length - a.length).slice(0, 8);
+  console.log('  the largest:');
+  for (const e of largest) {
     const from = Math.min(...e.map((r) => r.due));
     const to = Math.max(...e.map((r) => r.end));
     // Which message each late request was waiting on at the episode's start... simpler: the
