@@ -30,13 +30,12 @@
  *                          source; else operator/cli.ts through tsx; the header says which)
  */
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { globalAgent } from 'node:http';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import ts from 'typescript';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient, ExtProcFilter } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
@@ -77,6 +76,7 @@ import {
 } from './proc.js';
 import type { OperatorFigures } from './operator.js';
 import { hotSpots } from './profile-top.js';
+import { probeModule } from './probe-client.js';
 import {
   closedLoop,
   openLoop,
@@ -93,21 +93,6 @@ const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SERVER_CORE = 1;
 const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 
-/**
- * The probe as the extproc preloads it: probe.ts through tsx when the extproc itself runs
- * through tsx; for a compiled extproc (BENCH_EXTPROC=dist/…) the probe compiled to plain JS in
- * the run's folder, so the measured process loads no TypeScript loader (tsx alone adds tens of
- * MiB of RSS).
- */
-function extprocProbe(dir: string, cfg: Settings): string {
-  if (cfg.extprocEntry.endsWith('.ts')) return PROBE;
-  const out = join(dir, 'probe.mjs');
-  const js = ts.transpileModule(readFileSync(PROBE, 'utf8'), {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  }).outputText;
-  writeFileSync(out, js);
-  return out;
-}
 const DRIVER_CORE = 0;
 
 /**
@@ -474,7 +459,7 @@ async function startServers(
   const core = pin ? SERVER_CORE : undefined;
   // Every Node server runs the probe (GC, allocation, loop delay); it answers on its own socket.
   const probes = new Map<Child, string>();
-  const extProbe = extprocProbe(dir, cfg);
+  const extProbe = probeModule(cfg.extprocEntry, dir);
   const probed = (
     name: string,
     module = PROBE,
@@ -598,7 +583,7 @@ async function startExtprocOnGrpcJs(
       logPath: join(dir, 'extproc-grpc-js.log'),
       core: pin ? SERVER_CORE : undefined,
       nodeFlags: extprocNodeFlags(),
-      preload: [extprocProbe(dir, cfg)],
+      preload: [probeModule(cfg.extprocEntry, dir)],
       env: {
         ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
         BENCH_PROBE_SOCKET: probe,

@@ -18,11 +18,10 @@
  * A setting is `name=flags`, flags space-separated; `ENV:NAME=value` among them sets the
  * extproc's environment (e.g. ENV:MALLOC_ARENA_MAX=2).
  */
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
 import { benchConfig, POLICY_MODEL } from './config.js';
 import { chatPayload } from './payloads.js';
@@ -37,12 +36,11 @@ import {
   rssParts,
   waitReady,
 } from './proc.js';
-import { markProbe, runtimeFigures } from './probe-client.js';
+import { markProbe, probeModule, runtimeFigures } from './probe-client.js';
 import { Recording, Worker, type Payload, type Target } from './scenarios.js';
 import { table } from './stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 const SERVER_CORE = 1;
 const DRIVER_CORE = 0;
 
@@ -94,18 +92,6 @@ function entry(): string {
   if (process.env.BENCH_EXTPROC) return resolve(ROOT, process.env.BENCH_EXTPROC);
   const built = join(ROOT, 'dist/operator/cli.js');
   return existsSync(built) ? built : join(ROOT, 'operator/cli.ts');
-}
-
-function probeModule(file: string, dir: string): string {
-  if (file.endsWith('.ts')) return PROBE;
-  const out = join(dir, 'probe.mjs');
-  writeFileSync(
-    out,
-    ts.transpileModule(readFileSync(PROBE, 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-    }).outputText,
-  );
-  return out;
 }
 
 async function measure(

@@ -26,11 +26,10 @@
  * modest rate: so what survives is not a backlog of requests in flight) with the sampling heap
  * profiler counting only what outlived the young generation, and prints where that comes from.
  */
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import ts from 'typescript';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
 import {
@@ -51,32 +50,17 @@ import {
   rssParts,
   waitReady,
 } from './proc.js';
-import { markProbe, probeGc, probeGet, runtimeFigures } from './probe-client.js';
+import { markProbe, probeGc, probeGet, probeModule, runtimeFigures } from './probe-client.js';
 import { allocTable } from './alloc-top.js';
 import { EXTPROC_ENV, withNodeFlags } from '../../extproc/workers/node-flags.js';
 import { closedLoop, type Payload, type Target } from './scenarios.js';
 import { heapReport } from './heap-snapshot.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
-const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 const MIB = 1024 * 1024;
 
 function chat(model: string | undefined, pii: boolean): Payload {
   return chatPayload(2048, { model, pii });
-}
-
-/**
- * The probe as the extproc can load it: a compiled extproc (dist/…) runs without tsx, whose
- * loader alone holds tens of MiB, so it gets the probe as plain JavaScript (as bench.ts does).
- */
-function probeModule(entry: string, dir: string): string {
-  if (entry.endsWith('.ts')) return PROBE;
-  const out = join(dir, 'probe.mjs');
-  const js = ts.transpileModule(readFileSync(PROBE, 'utf8'), {
-    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
-  }).outputText;
-  writeFileSync(out, js);
-  return out;
 }
 
 /** The exchange kinds HEAP_PHASES names. */

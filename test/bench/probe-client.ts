@@ -2,7 +2,29 @@
  * The bench's side of test/bench/probe.ts: marks a server's probe, and turns two marks into the
  * figures a measured window reports (allocation per request, collections, pauses, loop delay).
  */
+import { readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import ts from 'typescript';
+
+const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
+
+/**
+ * The probe as an extproc started from `entry` preloads it: probe.ts through tsx when the
+ * extproc itself runs through tsx; for a compiled extproc (dist/…) the probe compiled to plain
+ * JS in `dir`, so the measured process loads no TypeScript loader (tsx alone adds tens of MiB
+ * of RSS).
+ */
+export function probeModule(entry: string, dir: string): string {
+  if (entry.endsWith('.ts')) return PROBE;
+  const out = join(dir, 'probe.mjs');
+  const js = ts.transpileModule(readFileSync(PROBE, 'utf8'), {
+    compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
+  }).outputText;
+  writeFileSync(out, js);
+  return out;
+}
 
 /** One collection in a window (probe.ts), in the order they ran. */
 export interface GcEvent {
