@@ -8,7 +8,7 @@
  * built into ~/.cache/sluice/bench on first use) that measures the §7 latency target, because
  * the JS driver cannot produce 2,000 req/s on one core by itself. Environment:
  *   BENCH_SECONDS          measured seconds per point (default 3)
- *   BENCH_WARMUP_SECONDS   warm-up before each point (default 1)
+ *   BENCH_WARMUP_SECONDS   warm-up before each point (default 1; the lean section: BENCH_LEAN_WARMUP_SECONDS, 3)
  *   BENCH_CONCURRENCY      closed-loop concurrencies (default 1,8,32)
  *   BENCH_RATES            open-loop rates in req/s (default 1000,2000,3000), for the JS driver's
  *                          open loop and the Go load generator's
@@ -890,7 +890,10 @@ async function main(): Promise<void> {
             dir,
             rates: leanRates(),
             seconds: cfg.rateSeconds,
-            warmup: cfg.warmup,
+            // Longer than the other sections' (1 s): a fresh extproc is still compiling its hot
+            // paths a second in, and V8's background compilers then take its one core from the
+            // main thread (the p99); the floors get the same warm-up.
+            warmup: envNumber('BENCH_LEAN_WARMUP_SECONDS', 3),
             loadgenCore: pin ? DRIVER_CORE : undefined,
             log,
           },

@@ -13,6 +13,7 @@
  *                        (V8's sampling heap profiler, collected objects included), print the top
  *   BENCH_LEAN_JSON      a file: every point as JSON too (loadgen result, runtime figures, memory),
  *                        for comparing repeated runs
+ *   BENCH_LEAN_WARMUP_SECONDS  unmeasured seconds before each point (default 3, for every server)
  *   BENCH_LEAN_QUIET_CORE=0  leave the other servers running during a point; by default they are
  *                        stopped (SIGSTOP) for it: they share its core (quiet-core.ts)
  *
