@@ -53,7 +53,7 @@ func parseFlags() (options, error) {
 	flag.IntVar(&o.conns, "conns", 2, "HTTP/2 connections; requests take them in turn (Envoy: one per worker)")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 1024, "requests open at once beyond which new ones are dropped and counted (Envoy's default circuit breaker)")
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Second, "deadline of one request; a benchmark wants a slow sample's latency, not a failure")
-	flag.StringVar(&o.serverPid, "server-pid", "", "report this process's CPU over the measured window")
+	flag.StringVar(&o.serverPid, "server-pid", "", "report this process's CPU over the measured window, with its children's (workers)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write the loadgen's own CPU profile here")
 	flag.StringVar(&o.probe, "probe", "", "the server's bench probe socket (test/bench/probe.ts): marked at the window's start and end")
 	flag.StringVar(&o.trace, "trace", "", "write every request's schedule and per-message times, the loadgen's GC pauses and a 10 ms timeline of per-core CPU (steal included) and the server's run-queue wait here (JSON)")
@@ -244,10 +244,15 @@ func run(o options) (*Result, error) {
 		probeErr        error
 	}
 	probe := probeClient(o.probe)
+	// The server and the processes it forked (workers), as they are when the run starts.
+	var serverTree []string
+	if o.serverPid != "" {
+		serverTree = processTree(o.serverPid)
+	}
 	snap := func() mark {
 		m := mark{server: -1, loadgen: processCPU("self"), cores: coreTicks(), all: processesCPU()}
 		if o.serverPid != "" {
-			m.server = processCPU(o.serverPid)
+			m.server = treeCPU(m.all, serverTree)
 		}
 		m.at = time.Now()
 		if probe != nil {
@@ -345,7 +350,7 @@ func run(o options) (*Result, error) {
 		WallMs:       ms(wall),
 		Cores:        map[string]CoreTicks{},
 		OthersMs: othersMs(begin.all, end.all,
-			strconv.Itoa(os.Getpid()), strconv.Itoa(os.Getppid()), o.serverPid),
+			append([]string{strconv.Itoa(os.Getpid()), strconv.Itoa(os.Getppid())}, serverTree...)...),
 	}
 	if begin.server >= 0 && end.server >= 0 {
 		res.CPU.ServerMs = end.server - begin.server

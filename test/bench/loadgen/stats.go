@@ -62,6 +62,47 @@ func processCPU(pid string) float64 {
 	return (u + k) * 1000 / clockTicks
 }
 
+// processTree is pid and its descendants (by their parent in /proc/PID/stat), pid first: a
+// server that forks workers (sluice extproc --workers N) is measured whole.
+func processTree(pid string) []string {
+	children := map[string][]string{}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		// After the last ')': state, then the parent's pid.
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if len(f) > 1 {
+			children[f[1]] = append(children[f[1]], e.Name())
+		}
+	}
+	tree := []string{pid}
+	for i := 0; i < len(tree); i++ {
+		tree = append(tree, children[tree[i]]...)
+	}
+	return tree
+}
+
+// treeCPU is the CPU (ms) of the processes of `tree` in `all` (processesCPU); -1 when its first
+// (the server itself) is not there.
+func treeCPU(all map[string]float64, tree []string) float64 {
+	first, ok := all[tree[0]]
+	if !ok {
+		return -1
+	}
+	total := first
+	for _, pid := range tree[1:] {
+		total += all[pid]
+	}
+	return total
+}
+
 // processesCPU is utime+stime (ms) of every process in /proc, by pid.
 func processesCPU() map[string]float64 {
 	out := map[string]float64{}
