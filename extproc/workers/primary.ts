@@ -123,7 +123,12 @@ class ClusterRegistry extends Registry {
 
 function workerChannel(w: Worker): IpcChannel {
   return {
-    send: (msg) => (w.isConnected() ? w.send(msg as object) : false),
+    // worker.send's own false means "backed up": the message is queued and will be delivered.
+    send: (msg) => {
+      if (!w.isConnected()) return false;
+      w.send(msg as object);
+      return true;
+    },
     onMessage: (fn) => void w.on('message', fn),
     onClose: (fn) => void w.once('disconnect', fn),
   };
