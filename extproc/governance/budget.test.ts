@@ -169,7 +169,7 @@ describe('formatReset', () => {
 });
 
 describe('reservationId', () => {
-  it('gives distinct 128-bit ids (22 base64url characters), across draws of random bytes', () => {
+  it('gives distinct ids of 22 base64url characters', () => {
     const ids = new Set<string>();
     for (let i = 0; i < 2000; i++) {
       const id = reservationId();

@@ -14,7 +14,6 @@
  * amount with the actual one, so a budget is exceeded only by what requests used beyond their
  * estimate.
  */
-import { randomBytes } from 'node:crypto';
 import {
   emptyUsage,
   StoreUnavailable,
@@ -30,11 +29,13 @@ import { microsToUsd, usdToMicros } from './pricing.js';
 import { SettlementJournal, type LossReason } from './settlement-journal.js';
 import type { GovernancePolicy, Limit, LimitDimension, LimitsPolicy } from './schema.js';
 
+import { reservationId } from './reservation.js';
 import type { Actual, Amount, Charge, Metric, RequestKeys, Reservation } from './reservation.js';
 
 // The shared shapes live in reservation.ts (the journal needs them too); named here as well, so
 // callers keep importing them with the Budget that uses them.
 export type { Actual, Amount, Charge, Metric, RequestKeys, Reservation } from './reservation.js';
+export { reservationId } from './reservation.js';
 
 export interface LimitHit {
   limit: string;
@@ -90,29 +91,6 @@ export interface BudgetOptions {
   journalCapacity?: number;
   /** How often a non-empty journal is retried (default 1000 ms); 0: only on flush(). */
   retryIntervalMs?: number;
-}
-
-/** Random bytes of a reservation id, and how many ids one draw of random bytes serves. */
-const ID_BYTES = 16;
-const IDS_PER_DRAW = 256;
-let idPool = Buffer.alloc(0);
-let idAt = 0;
-
-/**
- * A reservation id: 128 random bits as 22 base64url characters. The store keeps it as the
- * settlement's "settled" marker for 2 × the reservation TTL (memory.ts: ~900,000 of them at 500
- * requests a second with the default TTL), so it is one flat string of ~40 bytes on the heap:
- * randomUUID builds its 36 characters by concatenation, a tree of ~14 strings (~540 bytes) that
- * a Map key keeps whole.
- */
-export function reservationId(): string {
-  if (idAt + ID_BYTES > idPool.length) {
-    idPool = randomBytes(ID_BYTES * IDS_PER_DRAW);
-    idAt = 0;
-  }
-  const id = idPool.toString('base64url', idAt, idAt + ID_BYTES);
-  idAt += ID_BYTES;
-  return id;
 }
 
 const MINUTE_MS = 60_000;

@@ -3,8 +3,21 @@
  * the settlement journal (settlement-journal.ts), which keeps reservations whose settlement is
  * still owed: below both, so neither imports the other for its types.
  */
+import { PROCESS_IDS } from '../state/issued-ids.js';
 import type { RefusalMetric } from '../state/store.js';
 import type { TokenUsage } from '../usage/extract.js';
+
+/**
+ * A reservation id: 22 base64url characters, this process's random prefix and a sequence number
+ * (state/issued-ids.ts), unique across replicas as 128 random bits are. The store keeps it as the
+ * settlement's "settled" marker for 2 × the reservation TTL (~900,000 at 500 requests a second
+ * with the default TTL); the memory store knows its own ids by number, ~6 bytes a marker
+ * (state/seq-markers.ts), where any other id costs 40–50 (state/packed-ids.ts). One flat string:
+ * randomUUID builds its 36 characters by concatenation, a tree of ~14 strings (~540 bytes).
+ */
+export function reservationId(): string {
+  return PROCESS_IDS.issue();
+}
 
 export type Metric = 'requests' | 'tokens' | 'concurrent' | 'spendDay' | 'spendMonth';
 

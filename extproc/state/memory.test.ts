@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { reservationId } from '../governance/budget.js';
+import { PROCESS_IDS } from './issued-ids.js';
 import { MemoryStore } from './memory.js';
 import { storeSuite } from './testing/store-suite.js';
 import type { SettleRequest } from './store.js';
@@ -63,7 +65,7 @@ describe('memory store: settled markers', () => {
     }
   });
 
-  it("the Budget's ids (packed) are markers as any other", async () => {
+  it("the Budget's ids (kept by number) are markers as any other", async () => {
     const store = new MemoryStore();
     const ids = Array.from({ length: 300 }, () => reservationId());
     for (const id of ids) await store.settle(settle(id, T0, 60_000));
@@ -72,8 +74,8 @@ describe('memory store: settled markers', () => {
       assert.equal((await store.settle(settle(id, T0 + 1000, 60_000))).applied, false);
       await assert.rejects(store.reserve(reserve(id, T0 + 1000)), /reservation id reused/);
     }
-    // Swept a few tables a second: all of them within 32 s of their time.
-    for (let s = 0; s <= 32; s++)
+    // Swept once a second: all of them within 16 s of their time.
+    for (let s = 0; s <= 16; s++)
       await store.reserve(reserve(reservationId(), T0 + 61_000 + s * 1000));
     assert.equal(store.settledMarkers, 0);
     assert.equal((await store.settle(settle(ids[0]!, T0 + 80_000, 60_000))).applied, true);
@@ -88,5 +90,65 @@ describe('memory store: settled markers', () => {
     await store.reserve(reserve('r-1', T0 + 30_000));
     assert.equal(store.settledMarkers, 1, 'y is due, x is not');
     assert.equal((await store.settle(settle('x', T0 + 30_000, 60_000))).applied, false);
+  });
+
+  it('a marker counts until its time, whether or not the sweep has run', async () => {
+    for (const id of [reservationId(), 'foreign-id', randomUUID()]) {
+      const store = new MemoryStore();
+      await store.reserve(reserve('r-0', T0)); // the sweep has run at T0
+      await store.settle(settle(id, T0 + 100, 10_000));
+      await assert.rejects(store.reserve(reserve(id, T0 + 10_099)), /reservation id reused/);
+      // Due at T0 + 10,100. The sweep ran at T0 + 10,099 and runs at most once a second, so the
+      // marker is still held here: its time, not the sweep, decides.
+      assert.equal((await store.reserve(reserve(id, T0 + 10_100))).admitted, true, id);
+    }
+  });
+
+  it('answers as a map of (scope, id) to time would, over a long random run', async () => {
+    const store = new MemoryStore();
+    const ref = new Map<string, number>();
+    let seed = 2024;
+    const rand = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const scopes = Array.from({ length: 40 }, (_, i) => `policy-${i}`);
+    const ttls = [20_000, 60_000, 1_800_000, 3 * 86_400_000 + 0.5, 30 * 86_400_000];
+    let now = T0;
+    const seen: [scope: string, id: string][] = [];
+    const check = async (scope: string, id: string): Promise<void> => {
+      const key = `${scope}\n${id}`;
+      const live = (ref.get(key) ?? -Infinity) > now;
+      const ttl = ttls[Math.floor(rand() * ttls.length)]!;
+      const r = await store.settle({ ...settle(id, now, ttl), scope });
+      assert.equal(r.applied, !live, `${key} at +${now - T0}`);
+      if (r.applied) ref.set(key, now + ttl);
+    };
+    for (let step = 0; step < 300; step++) {
+      now += 997 + (rand() < 0.1 ? 0.25 : 0);
+      for (let k = 0; k < 200; k++) {
+        const scope = scopes[Math.floor(rand() * (rand() < 0.8 ? 3 : scopes.length))]!;
+        const r = rand();
+        const id = r < 0.8 ? reservationId() : r < 0.9 ? randomUUID() : `id-${step}-${k}`;
+        await check(scope, id);
+        seen.push([scope, id]);
+      }
+      // Retries of earlier settlements, recent and old, in their own scope and in others.
+      for (let k = 0; k < 60; k++) {
+        const [scope, id] = seen[Math.floor(rand() * seen.length)]!;
+        await check(rand() < 0.9 ? scope : scopes[Math.floor(rand() * scopes.length)]!, id);
+      }
+      // A reserve under a settled id is refused while its marker lasts.
+      for (let k = 0; k < 20; k++) {
+        const [scope, id] = seen[Math.floor(rand() * seen.length)]!;
+        const live = (ref.get(`${scope}\n${id}`) ?? -Infinity) > now;
+        const req = { ...reserve(id, now), scope };
+        if (live) {
+          await assert.rejects(store.reserve(req), /reservation id reused/);
+        } else {
+          assert.equal((await store.reserve(req)).admitted, true);
+          await check(scope, id);
+        }
+      }
+      if (step % 100 === 99) now += 1_900_000; // past the 30 min markers
+    }
+    assert.ok(PROCESS_IDS.issued > 40_000);
   });
 });

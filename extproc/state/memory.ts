@@ -16,6 +16,8 @@ import {
   USAGE_METRICS,
 } from './store.js';
 import { PackedIdTimes } from './packed-ids.js';
+import { PROCESS_IDS } from './issued-ids.js';
+import { MAX_SCOPES, SeqMarkers } from './seq-markers.js';
 
 interface Bucket {
   used: number;
@@ -29,6 +31,10 @@ interface Pending {
 }
 
 interface Scope {
+  /** 1..MAX_SCOPES: its markers of this process's ids are kept by number (seq-markers.ts); 0: by id. */
+  no: number;
+  /** `settled` may hold markers of this process's ids (ones SeqMarkers did not keep). */
+  ownInSettled: boolean;
   buckets: Map<string, Bucket>;
   /** Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest. */
   pending: Map<string, Pending>;
@@ -44,11 +50,12 @@ const MARKER_SHARDS = 64;
 const PACKED_TABLES_PER_SWEEP = 2;
 
 /**
- * The "settled" markers of a scope: id → when it is forgotten. There is one per settlement, kept
- * for 2 × the reservation TTL (30 min by default): ~900,000 at 500 requests a second. The ids
- * the Budget makes (reservationId: 22 base64url characters) are packed into typed arrays
- * (packed-ids.ts): no object per marker for the garbage collector to trace. Any other id goes to
- * maps: in one Map that many would stall the event loop each time the Map grows (its rehash:
+ * The "settled" markers of a scope that are kept by id: id → when it is forgotten. There is one
+ * per settlement, kept for 2 × the reservation TTL (30 min by default): ~900,000 at 500 requests
+ * a second. The ids this process issued (reservationId) are kept by number in SeqMarkers, for
+ * every scope at once; what comes here are the others and the few SeqMarkers hands back. Ids of
+ * 22 base64url characters are packed into typed arrays (packed-ids.ts): no object per marker for
+ * the garbage collector to trace. Any other id goes to maps: in one Map that many would stall the event loop each time the Map grows (its rehash:
  * ~175 ms at 1M entries) and each time a sweep walks them all (~40 ms), so they are spread over
  * MARKER_SHARDS maps by a hash of the id, and a sweep stops at the first live marker of each: a
  * map keeps insertion order, which is expiry order while the scope's marker TTL is constant
@@ -80,10 +87,6 @@ class SettledMarkers {
     if (PackedIdTimes.fits(id)) return this.packed.get(id);
     const at = this.shard(id).get(id);
     return at === undefined ? undefined : at + this.base!;
-  }
-
-  has(id: string): boolean {
-    return this.get(id) !== undefined;
   }
 
   set(id: string, untilMs: number): void {
@@ -120,20 +123,61 @@ class SettledMarkers {
 export class MemoryStore implements StateStore {
   readonly kind = 'memory' as const;
   private readonly scopes = new Map<string, Scope>();
+  /** Scopes by number (index 0 unused). */
+  private byNo: Scope[] = [];
+  private own = this.seqMarkers();
   private nextSweepMs = 0;
+
+  private seqMarkers(): SeqMarkers {
+    return new SeqMarkers((no, seq, untilMs) => {
+      const s = this.byNo[no]!;
+      s.ownInSettled = true;
+      s.settled.set(PROCESS_IDS.idOf(seq), untilMs);
+    });
+  }
 
   private scope(name: string): Scope {
     let s = this.scopes.get(name);
     if (!s) {
+      const no = this.scopes.size + 1;
       s = {
+        no: no <= MAX_SCOPES ? no : 0,
+        ownInSettled: false,
         buckets: new Map(),
         pending: new Map(),
         settled: new SettledMarkers(),
         usage: new Map(),
       };
       this.scopes.set(name, s);
+      if (s.no > 0) this.byNo[s.no] = s;
     }
     return s;
+  }
+
+  /**
+   * When the "settled" marker of `id` is forgotten (ms), or undefined without one. A marker
+   * counts while that time is after the caller's now; an expired one not swept yet is ignored.
+   */
+  private marker(s: Scope, id: string): number | undefined {
+    if (s.no > 0) {
+      const seq = PROCESS_IDS.seqOf(id);
+      if (seq >= 0) {
+        // Kept by number, or (SeqMarkers refused or handed it back) by id.
+        const at = this.own.get(seq, s.no);
+        if (at !== undefined || !s.ownInSettled) return at;
+      }
+    }
+    return s.settled.get(id);
+  }
+
+  private mark(s: Scope, id: string, untilMs: number): void {
+    if (s.no > 0) {
+      const seq = PROCESS_IDS.seqOf(id);
+      if (seq >= 0 && this.own.set(seq, s.no, untilMs)) return;
+    }
+    // One of ours kept by id, or one with our prefix not issued yet (it will be: look here too).
+    if (PROCESS_IDS.hasPrefix(id)) s.ownInSettled = true;
+    s.settled.set(id, untilMs);
   }
 
   private bucket(s: Scope, key: string, nowMs: number): Bucket | undefined {
@@ -168,8 +212,10 @@ export class MemoryStore implements StateStore {
         if (p.expiresAtMs <= nowMs) this.dropPending(s, id, p, nowMs);
       for (const [k, b] of s.buckets) if (b.expireAtMs <= nowMs) s.buckets.delete(k);
       s.settled.sweep(nowMs);
+      if (s.ownInSettled && s.settled.size === 0) s.ownInSettled = false;
       for (const [k, u] of s.usage) if (u.expireAtMs <= nowMs) s.usage.delete(k);
     }
+    this.own.sweep(nowMs, PROCESS_IDS.issued);
   }
 
   reserve(req: ReserveRequest): Promise<ReserveReply> {
@@ -177,7 +223,8 @@ export class MemoryStore implements StateStore {
     this.sweep(nowMs);
     const s = this.scope(req.scope);
     this.expire(s, nowMs);
-    if (s.pending.has(req.id) || s.settled.has(req.id)) {
+    const marker = this.marker(s, req.id);
+    if (s.pending.has(req.id) || (marker !== undefined && marker > nowMs)) {
       return Promise.reject(new Error(`reservation id reused: ${req.id}`));
     }
     const levels: number[] = [];
@@ -209,11 +256,11 @@ export class MemoryStore implements StateStore {
     const { nowMs } = req;
     const s = this.scope(req.scope);
     this.expire(s, nowMs);
-    const marker = s.settled.get(req.id);
+    const marker = this.marker(s, req.id);
     if (marker !== undefined && marker > nowMs) {
       return Promise.resolve({ applied: false, pendingFound: false });
     }
-    s.settled.set(req.id, nowMs + req.markerTtlMs);
+    this.mark(s, req.id, nowMs + req.markerTtlMs);
     const p = s.pending.get(req.id);
     if (p) this.dropPending(s, req.id, p, nowMs);
     for (const c of req.buckets) {
@@ -269,12 +316,14 @@ export class MemoryStore implements StateStore {
 
   close(): Promise<void> {
     this.scopes.clear();
+    this.byNo = [];
+    this.own = this.seqMarkers();
     return Promise.resolve();
   }
 
   /** "Settled" markers held, over every scope (tests: the sweep forgets them). */
   get settledMarkers(): number {
-    let n = 0;
+    let n = this.own.size;
     for (const s of this.scopes.values()) n += s.settled.size;
     return n;
   }

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { reservationId } from '../governance/budget.js';
+import { IdIssuer } from './issued-ids.js';
 import { PackedIdTimes } from './packed-ids.js';
 
 describe('PackedIdTimes', () => {
@@ -62,6 +63,21 @@ describe('PackedIdTimes', () => {
     t.sweep(100, 4);
     assert.ok(t.size > 0 && t.size < 2000, 'part of the tables swept');
     for (let i = 0; i < 16; i++) t.sweep(100, 4);
+    assert.equal(t.size, 0);
+  });
+
+  it("spreads ids that share a long prefix (one process's issued ids) over the tables", () => {
+    const issuer = new IdIssuer();
+    const t = new PackedIdTimes();
+    for (let i = 0; i < 6400; i++) t.set(issuer.issue(), 10);
+    // One table of 64 swept: about 100 gone, not none or all of them.
+    t.sweep(100, 1);
+    assert.ok(t.size > 6400 - 250 && t.size < 6400 - 20, `${6400 - t.size} in the first table`);
+    for (let i = 0; i < 63; i++) {
+      const before = t.size;
+      t.sweep(100, 1);
+      assert.ok(before - t.size < 250, `table ${i + 1}: ${before - t.size}`);
+    }
     assert.equal(t.size, 0);
   });
 

@@ -1,18 +1,22 @@
 /**
- * A map from 22-character base64url ids (governance's reservationId) to a time in ms, held in
- * typed arrays: each id packed into five 32-bit words, open addressing, no object per entry.
- * The memory store keeps a "settled" marker per settlement for 2 × the reservation TTL (30 min by
- * default): ~900,000 at 500 requests a second. As strings in a Map they cost ~85 bytes each and,
- * worse, a million objects for every full garbage collection to trace; here they cost ~40 bytes
- * (28 per slot, at most 3/4 of the slots used) that the collector never looks into.
+ * A map from 22-character base64url ids to a time in ms, held in typed arrays: each id packed
+ * into five 32-bit words, open addressing, no object per entry. The memory store keeps a
+ * "settled" marker per settlement for 2 × the reservation TTL (30 min by default): ~900,000 at
+ * 500 requests a second. This process's own reservation ids are kept by number (seq-markers.ts,
+ * ~6 bytes each); these tables hold the rest of that shape: another process's ids, and the few
+ * of ours SeqMarkers hands back. As strings in a Map they cost ~85 bytes each and, worse, a
+ * million objects for every full garbage collection to trace; here they cost ~40 bytes (28 per
+ * slot, at most 3/4 of the slots used) that the collector never looks into.
  *
  * Packing is exact (5 characters of 6 bits per word, the last word the last 2 characters): two
- * ids share a slot only if they are the same string. Spread over SHARDS tables by bits of the id,
+ * ids share a slot only if they are the same string. Spread over SHARDS tables by a hash of the id,
  * so growing one (a rehash) touches 1/SHARDS of the entries; an expired entry is left as a
  * tombstone by `sweep`, which visits a few tables per call, round robin.
  */
 
 const SHARDS = 64;
+/** The table of an id: the top 6 bits of its hash. */
+const SHARD_SHIFT = 26;
 const WORDS = 5;
 const INITIAL_SLOTS = 64;
 /** Deadline slots: 0 is a free slot, -1 a deleted one (tombstone); a time is > 0. */
@@ -45,6 +49,20 @@ function pack(id: string): boolean {
   return true;
 }
 
+/**
+ * A hash of the id whose words start at w[o], from all five words: ids that share a long prefix
+ * (issued-ids.ts: 14 characters of one process) spread as well as random ones. Its top bits pick
+ * the table, its low bits the first slot.
+ */
+function hash(w: Int32Array, o: number): number {
+  let h = Math.imul(w[o]!, 0x9e3779b1);
+  h = Math.imul(h ^ (h >>> 15) ^ w[o + 1]!, 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13) ^ w[o + 2]!, 0xc2b2ae35);
+  h = Math.imul(h ^ (h >>> 16) ^ w[o + 3]!, 0x27d4eb2f);
+  h = Math.imul(h ^ (h >>> 15) ^ w[o + 4]!, 0x165667b1);
+  return h ^ (h >>> 16);
+}
+
 class Table {
   words = new Int32Array(INITIAL_SLOTS * WORDS);
   until = new Float64Array(INITIAL_SLOTS);
@@ -55,8 +73,7 @@ class Table {
 
   /** The first slot to probe for the id whose words start at w[o]. */
   private home(w: Int32Array, o: number): number {
-    const h = Math.imul(w[o]! ^ Math.imul(w[o + 1]!, 0x9e3779b1), 0x85ebca6b) ^ w[o + 3]!;
-    return (h ^ (h >>> 16)) & (this.until.length - 1);
+    return hash(w, o) & (this.until.length - 1);
   }
 
   /** The slot holding KEY, or -1. */
@@ -144,7 +161,7 @@ export class PackedIdTimes {
   }
 
   private table(): Table {
-    return this.tables[(KEY[2]! ^ (KEY[2]! >>> 12)) & (SHARDS - 1)]!;
+    return this.tables[hash(KEY, 0) >>> SHARD_SHIFT]!;
   }
 
   /** The time of `id`, or undefined; `id` must fit. */
