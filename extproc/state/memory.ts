@@ -170,6 +170,11 @@ export class MemoryStore implements StateStore {
     return s.settled.get(id);
   }
 
+  /**
+   * Sets the marker of `id`. Only for one that is absent or expired (settle): a marker of ours
+   * kept by id and one in SeqMarkers are then never both live, so `marker` may look in
+   * SeqMarkers first.
+   */
   private mark(s: Scope, id: string, untilMs: number): void {
     if (s.no > 0) {
       const seq = PROCESS_IDS.seqOf(id);

@@ -10,8 +10,9 @@
  * The answers are exact, as a map from (scope, id) to time would give them: a time that does
  * not fit a block (not an integer, or over 24 days from the block's first), a number whose slot
  * another scope holds, and a number whose block is gone are refused by `set`, and the caller
- * keeps that marker by its id instead (memory.ts). Once a block is dropped it is never made
- * again, so a number is in a block or not for good, and the caller looks in one place first.
+ * keeps that marker by its id instead (memory.ts), and looks here first, then there. That is
+ * exact because a marker is only set again once it has expired: whatever is kept by id for a
+ * number this holds for the same scope is an expired one. A dropped block is never made again.
  *
  * Memory comes back a block at a time. `sweep` visits the blocks round robin, bounded per call:
  * a block all of whose numbers have been issued is dropped once every marker in it has expired;
