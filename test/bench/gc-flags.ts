@@ -13,17 +13,22 @@
  *   GC_REQUESTS      measured exchanges per exchange kind (default 4000), after GC_WARMUP (1500):
  *                    a count, not a time, so a slow (busy) machine measures the same work
  *   GC_CONCURRENCY   requests in flight (default 4)
+ *   GC_EXCHANGES     exchange kinds, in this order in each fresh extproc (default chat-2k,chat-2k-policy;
+ *                    chat-2k-all: every feature on, the RSS target's exchange)
  *   BENCH_EXTPROC    the extproc entry (default dist/operator/cli.js when built, else the sources)
  *
  * A setting is `name=flags`, flags space-separated; `ENV:NAME=value` among them sets the
- * extproc's environment (e.g. ENV:MALLOC_ARENA_MAX=2).
+ * extproc's environment (e.g. ENV:MALLOC_ARENA_MAX=2), and `SHIPPED` stands for what ships
+ * (extproc/workers/node-flags.ts: its flags and its environment), e.g.
+ * 'ship=SHIPPED' 'grow=SHIPPED --heap-growing-percent=30'. Nothing is added otherwise.
  */
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
-import { benchConfig, POLICY_MODEL } from './config.js';
+import { EXTPROC_ENV, EXTPROC_NODE_FLAGS } from '../../extproc/workers/node-flags.js';
+import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { chatPayload } from './payloads.js';
 import {
   Child,
@@ -36,7 +41,13 @@ import {
   rssParts,
   waitReady,
 } from './proc.js';
-import { markProbe, probeModule, runtimeFigures } from './probe-client.js';
+import {
+  markProbe,
+  probeModule,
+  runtimeFigures,
+  type GcEvent,
+  type HeapSpace,
+} from './probe-client.js';
 import { Recording, Worker, type Payload, type Target } from './scenarios.js';
 import { table } from './stats.js';
 
@@ -64,8 +75,16 @@ interface Sample {
   /** Summed main-thread pauses per request (µs) and the longest (ms): wall time, bent by load. */
   pauseUsPerReq: number;
   maxPauseMs: number;
+  /** The longest young and full collection of the window (ms; 0 when there was none). */
+  maxScavengeMs: number;
+  maxMarkCompactMs: number;
   rssMiB: number;
   heapCommittedMiB: number;
+  /** Of it, the young generation and the old space (MiB resident). */
+  newSpaceMiB: number;
+  oldSpaceMiB: number;
+  /** Memory outside the V8 heap that V8 knows of (ArrayBuffers among it), at the window's end. */
+  externalMiB: number;
   mallocMiB: number;
   threads: number;
 }
@@ -79,7 +98,10 @@ function parseSetting(spec: string): Setting {
     .slice(eq + 1)
     .split(' ')
     .filter(Boolean)) {
-    if (tok.startsWith('ENV:')) {
+    if (tok === 'SHIPPED') {
+      flags.push(...EXTPROC_NODE_FLAGS);
+      Object.assign(env, EXTPROC_ENV);
+    } else if (tok.startsWith('ENV:')) {
       const [k, v] = tok.slice(4).split('=');
       if (!k || v === undefined) throw new Error(`setting ${spec}: ${tok} is not ENV:NAME=value`);
       env[k] = v;
@@ -154,8 +176,13 @@ async function measure(
         marksPer1k: (rt.marks * 1000) / r.requests,
         pauseUsPerReq: ((end.gc.pauseMs - begin.gc.pauseMs) * 1000) / r.requests,
         maxPauseMs: rt.maxPauseMs,
+        maxScavengeMs: longest(rt.events, 'Scavenge'),
+        maxMarkCompactMs: longest(rt.events, 'MarkSweepCompact'),
         rssMiB: (parts?.rssKiB ?? Number.NaN) / 1024,
         heapCommittedMiB: rt.heapCommittedMiB,
+        newSpaceMiB: committed(rt.spaces, 'new_space'),
+        oldSpaceMiB: committed(rt.spaces, 'old_space'),
+        externalMiB: rt.externalMiB,
         mallocMiB: ((parts?.brkKiB ?? Number.NaN) + (parts?.arenaKiB ?? Number.NaN)) / 1024,
         threads: parts?.threads ?? Number.NaN,
       });
@@ -166,6 +193,16 @@ async function measure(
     rmSync(dir, { recursive: true, force: true });
   }
   return out;
+}
+
+/** The longest pause of one kind of collection among a window's (0 when none ran). */
+function longest(events: readonly GcEvent[], kind: string): number {
+  return events.reduce((m, e) => (e.kind === kind ? Math.max(m, e.pauseMs) : m), 0);
+}
+
+/** One V8 space's resident size (MiB). */
+function committed(spaces: readonly HeapSpace[], name: string): number {
+  return (spaces.find((x) => x.name === name)?.committedBytes ?? Number.NaN) / (1024 * 1024);
 }
 
 /** A closed loop of exactly `count` exchanges, `concurrency` at a time. */
@@ -203,9 +240,13 @@ function summary(samples: Sample[], settings: Setting[], exchanges: string[]): s
     ['scavengesPer1k', 'scav./1k req', 1],
     ['marksPer1k', 'mark-comp./1k req', 2],
     ['pauseUsPerReq', 'pause µs/req', 0],
-    ['maxPauseMs', 'pause max ms', 1],
+    ['maxScavengeMs', 'scav. max ms', 1],
+    ['maxMarkCompactMs', 'mark-comp. max ms', 1],
     ['rssMiB', 'RSS MiB', 0],
     ['heapCommittedMiB', 'V8 committed MiB', 0],
+    ['newSpaceMiB', 'new MiB', 0],
+    ['oldSpaceMiB', 'old MiB', 0],
+    ['externalMiB', 'external MiB', 0],
     ['mallocMiB', 'malloc MiB', 0],
     ['threads', 'threads', 0],
   ];
@@ -248,10 +289,19 @@ async function main(): Promise<void> {
   const reps = Number(process.env.GC_REPS || 3);
   // The driver (grpc-js client) on the other core: it must not take turns with the server.
   if (o.pin) pinSelf(DRIVER_CORE);
-  const exchanges: [string, Payload][] = [
-    ['chat-2k', chatPayload(2048, { model: undefined, pii: false })],
-    ['chat-2k-policy', chatPayload(2048, { model: POLICY_MODEL, pii: true })],
-  ];
+  const kinds: Record<string, Payload> = {
+    'chat-2k': chatPayload(2048, { model: undefined, pii: false }),
+    'chat-2k-policy': chatPayload(2048, { model: POLICY_MODEL, pii: true }),
+    'chat-2k-all': chatPayload(2048, { model: EVERYTHING_MODEL, pii: true }),
+  };
+  const exchanges = (process.env.GC_EXCHANGES || 'chat-2k,chat-2k-policy')
+    .split(',')
+    .map((k): [string, Payload] => {
+      const p = kinds[k];
+      if (!p)
+        throw new Error(`GC_EXCHANGES: no exchange '${k}' (${Object.keys(kinds).join(', ')})`);
+      return [k, p];
+    });
   console.log(
     `${entry()}; extproc ${o.pin ? `pinned to core ${SERVER_CORE}` : 'not pinned'}; closed loop, ${o.concurrency} in flight; ${o.warmup} warm-up + ${o.requests} measured exchanges each; ${reps} interleaved rounds; load average ${loadAverage()}`,
   );
