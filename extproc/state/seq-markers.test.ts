@@ -97,6 +97,25 @@ describe('SeqMarkers', () => {
     assert.equal(m.set(SPARSE + 1, 1, T0 + 120_000), true, 'and its slot is free');
   });
 
+  it('bounds the work of one sweep: at most 64 blocks scanned per call', () => {
+    const { m } = markers();
+    // 200 blocks, each with 500 markers due and 200 that are not (too many to hand back).
+    for (let s = 0; s < 200 * BLOCK; s++) {
+      const i = s % BLOCK;
+      if (i < 500) m.set(s, 1, T0 + 1000);
+      else if (i < 700) m.set(s, 1, T0 + 3_600_000);
+    }
+    const total = 200 * 700;
+    assert.equal(m.size, total);
+    m.sweep(T0 + 1000, 200 * BLOCK);
+    assert.equal(m.size, total - 64 * 500, 'one call scanned 64 blocks');
+    m.sweep(T0 + 1000, 200 * BLOCK);
+    m.sweep(T0 + 1000, 200 * BLOCK);
+    m.sweep(T0 + 1000, 200 * BLOCK);
+    assert.equal(m.size, 200 * 200, 'the next calls went on where it stopped');
+    assert.equal(m.blockCount, 200);
+  });
+
   it('answers as a map of (scope, number) would, over a long random run', () => {
     const { m, evicted } = markers();
     const ref = new Map<string, number>();

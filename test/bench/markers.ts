@@ -18,6 +18,7 @@
  *   MARKERS_RATES=500,2000   simulated requests per second
  *   MARKERS_TTL_S=900        the policy's reservationTtlSeconds (markers live twice as long)
  *   MARKERS_IDS=budget       budget: reservationId(); uuid: randomUUID() (an id not the Budget's)
+ *   MARKERS_SCOPES=1         policies the requests go to in turn (each has its own markers)
  *
  * Wall time is a few seconds per 500 req/s; the figures are memory and call times, not speed.
  */
@@ -33,6 +34,7 @@ const MiB = 1024 * 1024;
 interface Result {
   rate: number;
   ids: string;
+  scopes: number;
   simulatedS: number;
   markers: number;
   bytesPerMarker: number;
@@ -76,11 +78,15 @@ async function run(rate: number): Promise<Result> {
   const markerTtlMs = 2 * ttlS * 1000;
   const store = new MemoryStore();
   const T0 = Date.UTC(2026, 11, 7);
-  const scope = 'policy-a';
+  const scopes = Array.from(
+    { length: Number(process.env.MARKERS_SCOPES ?? 1) },
+    (_, i) => `policy-${i}`,
+  );
   const bucket = { key: 'tpm', limit: 1e15, amount: 100, expireAtMs: 0 };
-  // A few ids are made and settled before measuring, so the scope and its tables exist.
-  for (let i = 0; i < 100; i++) {
+  // A few ids are made and settled before measuring, so the scopes and their tables exist.
+  for (let i = 0; i < 100 * scopes.length; i++) {
     const id = newId();
+    const scope = scopes[i % scopes.length]!;
     await store.reserve({ scope, id, nowMs: T0, ttlMs: ttlS * 1000, buckets: [] });
     await store.settle({ scope, id, nowMs: T0, markerTtlMs, buckets: [], usage: [] });
   }
@@ -90,7 +96,7 @@ async function run(rate: number): Promise<Result> {
 
   // Settlements due, by simulated second (request times up to 300 s).
   const LONGEST_S = 300;
-  const due: string[][] = Array.from({ length: LONGEST_S + 1 }, () => []);
+  const due: [scope: string, id: string][][] = Array.from({ length: LONGEST_S + 1 }, () => []);
   let seed = 12345;
   const rand = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const simulatedS = Math.ceil(markerTtlMs / 1000) + LONGEST_S + 300;
@@ -114,6 +120,7 @@ async function run(rate: number): Promise<Result> {
     for (let i = 0; i < rate; i++) {
       const nowMs = T0 + sec * 1000 + Math.floor((i * 1000) / rate);
       const id = newId();
+      const scope = scopes[i % scopes.length]!;
       bucket.expireAtMs = nowMs + 120_000;
       let t = performance.now();
       await store.reserve({ scope, id, nowMs, ttlMs: ttlS * 1000, buckets: [bucket] });
@@ -129,12 +136,12 @@ async function run(rate: number): Promise<Result> {
       // 0.2–20 s, and one in 200 up to 5 min (a long stream).
       const r = rand();
       const lenS = r < 0.005 ? 20 + Math.floor(rand() * (LONGEST_S - 20)) : Math.ceil(r * 20);
-      due[(sec + lenS) % due.length]!.push(id);
+      due[(sec + lenS) % due.length]!.push([scope, id]);
       if (i < settleNow.length) {
-        const sid = settleNow[i]!;
+        const [sscope, sid] = settleNow[i]!;
         t = performance.now();
         await store.settle({
-          scope,
+          scope: sscope,
           id: sid,
           nowMs,
           markerTtlMs,
@@ -153,7 +160,8 @@ async function run(rate: number): Promise<Result> {
     for (let i = rate; i < settleNow.length; i++) {
       const nowMs = T0 + sec * 1000 + 999;
       const t = performance.now();
-      await store.settle({ scope, id: settleNow[i]!, nowMs, markerTtlMs, buckets: [], usage: [] });
+      const [sscope, sid] = settleNow[i]!;
+      await store.settle({ scope: sscope, id: sid, nowMs, markerTtlMs, buckets: [], usage: [] });
       const d = performance.now() - t;
       if (d > worstSettle) worstSettle = d;
       if (d > 1) {
@@ -169,8 +177,8 @@ async function run(rate: number): Promise<Result> {
   // The requests still running end now, so no reservation is left pending in the figures.
   const endMs = T0 + simulatedS * 1000;
   for (const ids of due) {
-    for (const id of ids)
-      await store.settle({ scope, id, nowMs: endMs, markerTtlMs, buckets: [], usage: [] });
+    for (const [s, id] of ids)
+      await store.settle({ scope: s, id, nowMs: endMs, markerTtlMs, buckets: [], usage: [] });
   }
   due.length = 0;
   gc();
@@ -197,6 +205,7 @@ async function run(rate: number): Promise<Result> {
   return {
     rate,
     ids: idKind,
+    scopes: scopes.length,
     simulatedS,
     markers,
     bytesPerMarker: held / markers,
@@ -239,7 +248,8 @@ async function main(): Promise<void> {
       });
     });
     console.log(
-      `${r.rate} req/s (${r.ids} ids, ${r.simulatedS} s simulated in ${r.wallS.toFixed(1)} s): ` +
+      `${r.rate} req/s (${r.ids} ids, ${r.scopes} policies, ${r.simulatedS} s simulated in ` +
+        `${r.wallS.toFixed(1)} s): ` +
         `${r.markers.toLocaleString('en')} markers, ${r.bytesPerMarker.toFixed(1)} B each ` +
         `(heap +${r.heapMiB.toFixed(1)} MiB, array buffers +${r.arrayBuffersMiB.toFixed(1)} MiB); ` +
         `RSS +${r.rssMiB.toFixed(1)} MiB (peak +${r.peakRssMiB.toFixed(1)}), ` +
