@@ -193,3 +193,24 @@ test('STREET_ADDRESS: on the labelled corpus, only its street lines, none of its
     assert.match(value, /^\d+ [A-Z][a-z]+ (?:Road|Street)$/, value);
   }
 });
+
+test('STREET_ADDRESS: the scan finds the next digit and skips tokens across numbers, corners and other scripts', () => {
+  // A name-first street is tried only with a digit close ahead: the pointer to the next digit
+  // must move past the earlier numbers (2019, 3) to the house numbers later in the text.
+  assert.deepEqual(
+    streets(
+      'In 2019 we had 3 offices; the quarterly report shows growth in every region except the north-east. Send the samples to Ålfjordgata 150 tomorrow, and the invoice to Via Pisanelli 89.',
+    ),
+    ['Ålfjordgata 150', 'Via Pisanelli 89'],
+  );
+  // ` and ` before a capitalised word: a corner whose street line comes second.
+  assert.deepEqual(streets('My address is Liberata and Nørrebrovænget 41, thanks.'), [
+    'Liberata and Nørrebrovænget 41',
+  ]);
+  // Tokens of letters outside ASCII are skipped whole, digits after them still start a number.
+  assert.deepEqual(
+    streets('Grüße aus Köln: bitte an Hauptstraße 5 schicken, nicht an 12 Rue du Niger.'),
+    ['Hauptstraße 5', '12 Rue du Niger'],
+  );
+  assert.deepEqual(streets('Gruß2 Köln3 und5 nichts'), []);
+});
