@@ -127,3 +127,33 @@ test('an access line written in parts reaches the descriptor as info() would wri
     assert.equal(lines.length, 602);
     for (let i = 0; i < lines.length; i += 2) assert.equal(lines[i], lines[i + 1]);
   }));
+
+test('alone on the descriptor: lines go out in writes of at least 32 KiB, not one per few lines', () =>
+  withFile(async (fd, path) => {
+    const sizes: number[] = [];
+    const origWrite = fs.write;
+    const w = mock.method(fs, 'write', (...args: unknown[]) => {
+      if (Buffer.isBuffer(args[1])) sizes.push(args[1].length);
+      return (origWrite as (...a: unknown[]) => void)(...args);
+    });
+    try {
+      const dest = logDestination({ fd, shared: false });
+      const log = pino({ timestamp: false }, dest);
+      // ~600-byte lines, as the access log writes them, with the event loop turning between.
+      for (let i = 0; i < 1000; i++) {
+        log.info({ ...line(i), pad: 'x'.repeat(500) }, 'request');
+        if (i % 10 === 0) await new Promise((r) => setImmediate(r));
+      }
+      dest.flushSync();
+    } finally {
+      w.mock.restore();
+    }
+    const lines = await linesOf(path, 1000);
+    assert.equal(lines.length, 1000);
+    // ~600 KB in asynchronous writes of 32 KiB or more (the last ones may be smaller).
+    assert.ok(sizes.length > 0 && sizes.length <= 25, `${sizes.length} writes`);
+    assert.ok(
+      sizes.slice(0, -2).every((n) => n >= 32 * 1024),
+      `write sizes ${sizes.join(', ')}`,
+    );
+  }));
