@@ -170,3 +170,34 @@ void describe('request metrics', () => {
     );
   });
 });
+
+void describe('stream metrics', () => {
+  void it('sluice_extproc_active_streams counts open streams per filter, read at scrape time', async () => {
+    const registry = new Registry();
+    const t = new Telemetry(registry, pino({ level: 'silent' }));
+    const router = t.streamMetrics('router');
+    const upstream = t.streamMetrics('upstream');
+    const series = async (): Promise<Record<string, number>> => {
+      const m = await registry.getSingleMetric('sluice_extproc_active_streams')!.get();
+      return Object.fromEntries(m.values.map((v) => [String(v.labels.filter), v.value]));
+    };
+    // A filter whose streams never opened has no series (as with inc/dec before).
+    assert.deepEqual(await series(), {});
+    router.opened();
+    router.opened();
+    router.opened();
+    router.closed();
+    upstream.opened();
+    assert.deepEqual(await series(), { router: 2, upstream: 1 });
+    upstream.closed();
+    router.closed();
+    assert.deepEqual(await series(), { router: 1, upstream: 0 });
+    // The same metric children for a filter asked for twice (run.ts asks once per filter).
+    t.streamMetrics('router').closed();
+    assert.deepEqual(await series(), { router: 0, upstream: 0 });
+    assert.match(
+      await registry.metrics(),
+      /sluice_extproc_active_streams\{filter="router"\} 0\nsluice_extproc_active_streams\{filter="upstream"\} 0/,
+    );
+  });
+});

@@ -172,6 +172,8 @@ export class Telemetry {
   readonly configReloads: Counter<string>;
   private readonly configInfo: Gauge<string>;
   readonly activeStreams: Gauge<string>;
+  /** Open streams by filter (streamMetrics), read into activeStreams when it is collected. */
+  private readonly openStreams = new Map<string, { open: number; seen: boolean }>();
   private readonly models = new BoundedLabel(50);
   private readonly responseModels = new BoundedLabel(50);
   private readonly routes = new BoundedLabel(0);
@@ -288,6 +290,14 @@ export class Telemetry {
       help: 'Open ext_proc streams by filter.',
       labelNames: ['filter'],
       registers,
+      // Counted in plain numbers and read when the gauge is collected (a scrape): prom-client's
+      // inc() and dec() hash the labels on every call, four calls per request (~2% of the plain
+      // path's CPU, bench chat-2k with --cpu-prof). A filter shows once a stream of it opened.
+      collect: () => {
+        for (const [filter, s] of this.openStreams) {
+          if (s.seen) this.activeStreams.set({ filter }, s.open);
+        }
+      },
     });
   }
 
@@ -333,7 +343,12 @@ export class Telemetry {
    * message (a label object or key string per message showed in the bench's allocation profile).
    */
   streamMetrics(filter: string): StreamMetrics {
-    const active = this.activeStreams.labels({ filter });
+    let active = this.openStreams.get(filter);
+    if (active === undefined) {
+      active = { open: 0, seen: false };
+      this.openStreams.set(filter, active);
+    }
+    const streams = active;
     const phases = new Map<string, Observe>();
     return {
       phase: (phase, seconds) => {
@@ -344,8 +359,13 @@ export class Telemetry {
         }
         observe(seconds);
       },
-      opened: () => active.inc(),
-      closed: () => active.dec(),
+      opened: () => {
+        streams.open++;
+        streams.seen = true;
+      },
+      closed: () => {
+        streams.open--;
+      },
     };
   }
 
