@@ -19,7 +19,8 @@
  *                          request at BENCH_LEAN_RATES against the grpc-go floor, with GC,
  *                          allocation and event-loop figures), operator, masking,
  *                          governance, estimate, context, cache, translation, workers,
- *                          cloud (issue 15: the cloud translators per pair, SigV4)
+ *                          cloud (issue 15: the cloud translators per pair, SigV4), markers
+ *                          (issue 16: the memory store's settled markers over a simulated 40 min)
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    node flags for the extproc besides the shipped ones (extproc/workers/
  *                          node-flags.ts), space-separated (e.g. --trace-gc); they win by name
@@ -954,6 +955,11 @@ async function main(): Promise<void> {
       );
     if (wanted('workers'))
       childSection('workers', 'every core: --workers 2 next to --workers 1, throughput (issue 16)');
+    if (wanted('markers'))
+      childSection(
+        'markers',
+        'settled markers: the memory store over 30+ simulated minutes, bytes and RSS (issue 16)',
+      );
   } finally {
     for (const c of children) c.killNow();
     cleanupNow();
@@ -1051,7 +1057,8 @@ function childSection(
     | 'cache'
     | 'translation'
     | 'workers'
-    | 'cloud',
+    | 'cloud'
+    | 'markers',
   title: string,
 ): void {
   log();
