@@ -147,3 +147,20 @@ test('escaped backslashes and quotes, cut anywhere, never end a string early or 
   };
   everyCut(JSON.stringify(body), (s) => assert.deepEqual(s.result().usage, body.usage));
 });
+
+test('only the exact member names are read: prefixes, extensions, case and long names are not', () => {
+  const body = JSON.stringify({
+    usag: { prompt_tokens: 1 },
+    usages: { prompt_tokens: 2 },
+    Usage: { prompt_tokens: 3 },
+    modelx: 'x',
+    model_name_longer_than_sixteen: 'y',
+    usage_and_then_some_more_bytes: { prompt_tokens: 4 },
+    respons: { usage: { prompt_tokens: 5 } },
+  });
+  everyCut(body, (s) => assert.deepEqual(s.result(), {}));
+  const bigSplit = JSON.stringify({ model: 'm', usage: { pad: 'p'.repeat(MAX_KEPT_VALUE_BYTES) } });
+  const half = Buffer.from(bigSplit).subarray(0, 40);
+  const rest = Buffer.from(bigSplit).subarray(40);
+  assert.deepEqual(scan([half, rest]).result(), { model: 'm' });
+});

@@ -44,8 +44,8 @@ type Member = 'name' | 'colon' | 'value';
 /** A name longer than this is none of ours; its bytes are not kept. */
 const MAX_NAME_BYTES = 16;
 
-const WANTED_TOP = new Set(['usage', 'model', 'response']);
-const WANTED_IN_RESPONSE = new Set(['usage', 'model']);
+const WANTED_TOP = ['usage', 'model', 'response'] as const;
+const WANTED_IN_RESPONSE = ['usage', 'model'] as const;
 
 export class JsonUsageScanner {
   private depth = 0;
@@ -53,8 +53,13 @@ export class JsonUsageScanner {
   private escaped = false;
   /** Member state of the followed objects: the top level (depth 1) and `response` (depth 2). */
   private member: (Member | undefined)[] = [undefined, undefined, undefined];
-  /** The member name being read, and the one whose value is in progress, per followed depth. */
-  private name: number[] = [];
+  /**
+   * The bytes of the member name being read (compared with the wanted names, never made a
+   * string: a string and an array per name were most of what reading an answer allocated), and
+   * per followed depth the wanted name whose value is in progress.
+   */
+  private readonly name = new Uint8Array(MAX_NAME_BYTES + 1);
+  private nameLength = 0;
   private readingName = false;
   private current: (string | undefined)[] = [undefined, undefined, undefined];
   private valueStarted = false;
@@ -100,12 +105,12 @@ export class JsonUsageScanner {
         else if (b === BACKSLASH) {
           this.escaped = true;
           // A name spelled with an escape is never one of ours (see the module comment).
-          if (this.readingName) this.name.length = MAX_NAME_BYTES + 1;
+          if (this.readingName) this.nameLength = MAX_NAME_BYTES + 1;
         } else if (b === QUOTE) {
           this.inString = false;
           if (this.readingName) this.endName();
-        } else if (this.readingName && this.name.length <= MAX_NAME_BYTES) {
-          this.name.push(b);
+        } else if (this.readingName && this.nameLength <= MAX_NAME_BYTES) {
+          this.name[this.nameLength++] = b;
         }
         continue;
       }
@@ -115,7 +120,7 @@ export class JsonUsageScanner {
         if (b === QUOTE) {
           this.inString = true;
           this.readingName = true;
-          this.name = [];
+          this.nameLength = 0;
         } else if (b === CLOSE_OBJECT) this.close();
         continue;
       }
@@ -128,10 +133,7 @@ export class JsonUsageScanner {
       }
       if (followed === 'value') {
         if (b === COMMA || b === CLOSE_OBJECT) {
-          if (this.keep && this.keep.depth === d) {
-            this.keepPart(chunk.subarray(keptFrom, i));
-            this.finishKeep(d);
-          }
+          if (this.keep && this.keep.depth === d) this.finishKeep(d, chunk, keptFrom, i);
           this.current[d] = undefined;
           this.member[d] = 'name';
           if (b === CLOSE_OBJECT) this.close();
@@ -184,10 +186,20 @@ export class JsonUsageScanner {
   private endName(): void {
     this.readingName = false;
     const d = this.depth;
-    const wanted = d === 1 ? WANTED_TOP : WANTED_IN_RESPONSE;
-    const name = this.name.length <= MAX_NAME_BYTES ? String.fromCharCode(...this.name) : undefined;
-    this.current[d] = name !== undefined && wanted.has(name) ? name : undefined;
+    this.current[d] = this.wantedName(d === 1 ? WANTED_TOP : WANTED_IN_RESPONSE);
     this.member[d] = 'colon';
+  }
+
+  /** The wanted name the bytes just read spell, if any. */
+  private wantedName(wanted: readonly string[]): string | undefined {
+    const n = this.nameLength;
+    for (const w of wanted) {
+      if (w.length !== n) continue;
+      let i = 0;
+      while (i < n && this.name[i] === w.charCodeAt(i)) i++;
+      if (i === n) return w;
+    }
+    return undefined;
   }
 
   private keepPart(part: Buffer): void {
@@ -203,14 +215,22 @@ export class JsonUsageScanner {
     k.parts.push(Buffer.from(part));
   }
 
-  private finishKeep(d: number): void {
+  /** The kept value ends at `end` of `chunk` (it began at `from`, or in an earlier chunk). */
+  private finishKeep(d: number, chunk: Buffer, from: number, end: number): void {
     const k = this.keep!;
+    // A value within one chunk (the usual case) is read from it; one begun earlier was copied.
+    const whole = k.parts.length === 0 && !k.tooLarge;
+    if (!whole) this.keepPart(chunk.subarray(from, end));
     this.keep = undefined;
     const name = this.current[d];
-    if (k.tooLarge || name === undefined) return;
+    if (k.tooLarge || name === undefined || (whole && end - from > MAX_KEPT_VALUE_BYTES)) return;
     let value: unknown;
     try {
-      value = JSON.parse(Buffer.concat(k.parts, k.bytes).toString('utf8'));
+      value = JSON.parse(
+        whole
+          ? chunk.toString('utf8', from, end)
+          : Buffer.concat(k.parts, k.bytes).toString('utf8'),
+      );
     } catch {
       return;
     }
