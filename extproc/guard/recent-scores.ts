@@ -14,11 +14,15 @@
  * it becomes the previous one and the one before is dropped. A hit in the previous generation is
  * carried into the current one, so texts in use stay. Each caller gets its own copy of a score.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { hash, randomBytes } from 'node:crypto';
 import type { InjectionScore } from './injection.js';
 import type { InvisibleScan } from './invisible.js';
 
-const SALT = randomBytes(32);
+/** 32 random bytes as 44 base64 characters: a fixed-length prefix of every digested text. */
+const SALT = randomBytes(32).toString('base64');
+
+/** String.prototype.isWellFormed (Node 20; ES2024, past the project's lib). */
+type WellFormed = string & { isWellFormed(): boolean };
 
 export class RecentScores {
   private current = new Map<string, InjectionScore>();
@@ -33,8 +37,12 @@ export class RecentScores {
 
   /** The score of `text`; `scan` must be its scanInvisible result (the score depends on it). */
   get(text: string, scan: InvisibleScan): InjectionScore {
-    if (text.length < this.minChars) return this.score(text, scan);
-    const key = createHash('sha256').update(SALT).update(text, 'utf8').digest('base64');
+    // A lone surrogate has no UTF-8 of its own (the digest would see U+FFFD, as for any other
+    // lone surrogate): such a text is scored every time, never given another text's score.
+    if (text.length < this.minChars || !(text as WellFormed).isWellFormed())
+      return this.score(text, scan);
+    // One-shot digest of the salt and the text (a Hash object and its updates cost twice as much).
+    const key = hash('sha256', SALT + text, 'base64');
     let s = this.current.get(key);
     if (s === undefined) {
       s = this.previous.get(key) ?? this.score(text, scan);
