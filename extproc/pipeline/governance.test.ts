@@ -9,6 +9,7 @@ import { Telemetry } from '../telemetry/telemetry.js';
 import { headers, header, jsonOf, verdictOf } from '../../test/support/messages.js';
 import { RequestStore } from './request-store.js';
 import { RouterExchange } from './router.js';
+import { admitCaller } from './governance.js';
 import type { Outcome } from '../wire/mutation.js';
 
 const sha = (k: string) => createHash('sha256').update(k).digest('hex');
@@ -206,5 +207,66 @@ describe('/v1/models under governance', () => {
     const v = verdictOf(out);
     assert.equal(v.status, 405);
     assert.equal(header(v.headers, 'allow'), 'GET');
+  });
+});
+
+describe('identity headers to strip', () => {
+  // The header names are listed once per compiled policy: each policy strips its own, whatever
+  // the request before it carried.
+  const cfg = new RuntimeConfig(
+    ExtprocConfig.parse({
+      apiVersion: 'sluice.dev/extproc/v1',
+      kind: 'ExtprocConfig',
+      backends: [{ name: 'openai', cluster: 'c-openai', provider: 'openai' }],
+      consumers: [{ name: 'alice', team: 'red', keyHashes: [sha(ALICE)] }],
+      policies: [
+        { name: 'default-headers', identity: { required: false, keys: {} } },
+        { name: 'own-header', identity: { required: false, keys: { headers: ['x-team-key'] } } },
+      ],
+      routes: [
+        {
+          name: 'a',
+          models: [{ exact: 'm-a' }],
+          backends: [{ name: 'openai' }],
+          governance: 'default-headers',
+        },
+        {
+          name: 'b',
+          models: [{ exact: 'm-b' }],
+          backends: [{ name: 'openai' }],
+          governance: 'own-header',
+        },
+      ],
+    }),
+    new Map(),
+  );
+  const strip = (route: string, h: Record<string, string>): string[] =>
+    admitCaller({
+      compiled: cfg.governanceFor(route)!,
+      consumers: cfg.consumers,
+      headers: new Map(Object.entries(h)),
+      operation: 'chat',
+      body: {},
+      model: route === 'a' ? 'm-a' : 'm-b',
+      route,
+      budget: undefined,
+      wallNow: 0,
+    }).strip;
+
+  it('strips the headers each policy reads that the request carries, and only those', () => {
+    for (let round = 0; round < 2; round++) {
+      assert.deepEqual(strip('a', { authorization: `Bearer ${ALICE}`, 'x-team-key': ALICE }), [
+        'authorization',
+      ]);
+      assert.deepEqual(strip('a', { 'x-api-key': ALICE, authorization: `Bearer ${ALICE}` }), [
+        'authorization',
+        'x-api-key',
+      ]);
+      assert.deepEqual(strip('a', {}), []);
+      assert.deepEqual(strip('b', { authorization: `Bearer ${ALICE}`, 'x-team-key': ALICE }), [
+        'x-team-key',
+      ]);
+      assert.deepEqual(strip('b', { 'x-api-key': ALICE }), []);
+    }
   });
 });

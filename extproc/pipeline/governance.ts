@@ -239,14 +239,26 @@ function count(v: unknown): number {
   return typeof v === 'number' && Number.isFinite(v) && v >= 1 ? Math.floor(v) : 1;
 }
 
+/** The identity headers each compiled policy reads, listed once per config, not per request. */
+const identityHeaderNames = new WeakMap<CompiledGovernance, readonly string[]>();
+
 /** Every identity header the policy reads that the request carries, valid or not. */
-function identityHeaders(compiled: CompiledGovernance, headers: ReadonlyMap<string, string>) {
-  const id = compiled.policy.identity;
-  if (!id) return [];
-  const names = new Set<string>(id.keys?.headers ?? []);
-  if (id.jwt) names.add(id.jwt.header);
-  if (id.mesh) names.add(id.mesh.header);
-  return [...names].filter((h) => headers.has(h));
+function identityHeaders(
+  compiled: CompiledGovernance,
+  headers: ReadonlyMap<string, string>,
+): string[] {
+  let names = identityHeaderNames.get(compiled);
+  if (names === undefined) {
+    const id = compiled.policy.identity;
+    const set = new Set<string>(id?.keys?.headers ?? []);
+    if (id?.jwt) set.add(id.jwt.header);
+    if (id?.mesh) set.add(id.mesh.header);
+    names = [...set];
+    identityHeaderNames.set(compiled, names);
+  }
+  const out: string[] = [];
+  for (const h of names) if (headers.has(h)) out.push(h);
+  return out;
 }
 
 export interface RequestEnd {
