@@ -92,6 +92,31 @@ describe('memory store: settled markers', () => {
     assert.equal((await store.settle(settle('x', T0 + 30_000, 60_000))).applied, false);
   });
 
+  it('the sweep drops a reservation due behind a longer-lived one (the TTL changed)', async () => {
+    const store = new MemoryStore();
+    const bucket = { key: 'k', limit: 1000, amount: 10, expireAtMs: T0 + 3_600_000 };
+    const req = (id: string, nowMs: number, ttlMs: number) => ({
+      scope: 'p',
+      id,
+      nowMs,
+      ttlMs,
+      buckets: [bucket],
+    });
+    await store.reserve(req('long', T0, 600_000));
+    await store.reserve(req('short', T0, 10_000));
+    assert.deepEqual(await store.levels('p', ['k'], T0 + 9_999), [20]);
+    // Another scope's reserve runs the sweep; 'short' is due, behind 'long' that is not.
+    await store.reserve({ ...reserve('r-1', T0 + 10_000), scope: 'q' });
+    assert.deepEqual(await store.levels('p', ['k'], T0 + 10_000), [10]);
+    await store.reserve({ ...reserve('r-2', T0 + 600_000), scope: 'q' });
+    assert.deepEqual(await store.levels('p', ['k'], T0 + 600_000), [0]);
+    // In order again: the next ones are dropped as they fall due.
+    await store.reserve(req('a', T0 + 600_000, 10_000));
+    await store.reserve(req('b', T0 + 600_000, 20_000));
+    await store.reserve({ ...reserve('r-3', T0 + 610_000), scope: 'q' });
+    assert.deepEqual(await store.levels('p', ['k'], T0 + 610_000), [10]);
+  });
+
   it('a marker counts until its time, whether or not the sweep has run', async () => {
     for (const id of [reservationId(), 'foreign-id', randomUUID()]) {
       const store = new MemoryStore();

@@ -38,6 +38,9 @@ interface Scope {
   buckets: Map<string, Bucket>;
   /** Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest. */
   pending: Map<string, Pending>;
+  /** The latest expiry in `pending`, and whether one was added behind it (the TTL changed). */
+  pendingLatestMs: number;
+  pendingUnordered: boolean;
   settled: SettledMarkers;
   /** Per usage row (usageDimsKey), its counters in USAGE_METRICS order. */
   usage: Map<string, { counters: Map<string, number[]>; expireAtMs: number }>;
@@ -145,6 +148,8 @@ export class MemoryStore implements StateStore {
         ownInSettled: false,
         buckets: new Map(),
         pending: new Map(),
+        pendingLatestMs: -Infinity,
+        pendingUnordered: false,
         settled: new SettledMarkers(),
         usage: new Map(),
       };
@@ -213,8 +218,21 @@ export class MemoryStore implements StateStore {
     if (nowMs < this.nextSweepMs) return;
     this.nextSweepMs = nowMs + 1000;
     for (const s of this.scopes.values()) {
-      for (const [id, p] of s.pending)
-        if (p.expiresAtMs <= nowMs) this.dropPending(s, id, p, nowMs);
+      // In expiry order the due reservations are the first ones: no walk over the ~20,000 still
+      // running at 2,000 requests a second, every second.
+      if (!s.pendingUnordered) this.expire(s, nowMs);
+      else {
+        // Walks them all, and finds whether those left are in order again.
+        let latest = -Infinity;
+        let ordered = true;
+        for (const [id, p] of s.pending) {
+          if (p.expiresAtMs <= nowMs) this.dropPending(s, id, p, nowMs);
+          else if (p.expiresAtMs < latest) ordered = false;
+          else latest = p.expiresAtMs;
+        }
+        s.pendingUnordered = !ordered;
+        s.pendingLatestMs = latest;
+      }
       for (const [k, b] of s.buckets) if (b.expireAtMs <= nowMs) s.buckets.delete(k);
       s.settled.sweep(nowMs);
       if (s.ownInSettled && s.settled.size === 0) s.ownInSettled = false;
@@ -253,7 +271,14 @@ export class MemoryStore implements StateStore {
       levels[i] = b.used + b.reserved;
       charges.push([c.key, c.amount]);
     });
-    s.pending.set(req.id, { expiresAtMs: nowMs + req.ttlMs, charges });
+    const expiresAtMs = nowMs + req.ttlMs;
+    if (s.pending.size === 0) {
+      s.pendingLatestMs = -Infinity;
+      s.pendingUnordered = false;
+    }
+    if (expiresAtMs < s.pendingLatestMs) s.pendingUnordered = true;
+    else s.pendingLatestMs = expiresAtMs;
+    s.pending.set(req.id, { expiresAtMs, charges });
     return Promise.resolve({ admitted: true, over, levels });
   }
 
