@@ -19,7 +19,8 @@
  *                     every, chat-100k, sse-200), printing after each, past a full collection,
  *                     where its RSS is (proc.ts rssParts: malloc's brk heap and thread arenas,
  *                     other anonymous memory, files), its CPU time and page faults per request:
- *                     which exchange leaves what behind. E.g. HEAP_PHASES=chat-100k:32:5,every:16:4
+ *                     which exchange leaves what behind, and at the end the same once the client
+ *                     has closed its connection. E.g. HEAP_PHASES=chat-100k:32:5,every:16:4
  *
  * Per route it also measures what reaches the old generation at steady state: a window of
  * HEAP_SECONDS at concurrency 2 (two requests in flight at most, as Envoy's two connections at a
@@ -171,6 +172,11 @@ async function main(): Promise<void> {
         child.pid,
         probe,
       );
+      // What the connection itself held (node:http2's session, its streams' leftovers): the same
+      // figures once the client has closed it.
+      client.close();
+      await new Promise((r) => setTimeout(r, 500));
+      await mem('after the client closed its connection');
       return;
     }
     const promoted: [string, string][] = [];
