@@ -110,7 +110,11 @@ export class ExtProcStream {
       next = chain.then(() => this.process(kind, msg, silent));
     } else {
       try {
+        // An answer that comes later leaves the chain itself (process); nothing more to chain.
         next = this.process(kind, msg, silent);
+        if (request) this.requestChain = next;
+        else this.responseChain = next;
+        return;
       } catch (err) {
         // As a rejected chain did before: only a fault in building the error answer gets here.
         next = Promise.reject(err instanceof Error ? err : new Error(String(err)));
@@ -118,12 +122,14 @@ export class ExtProcStream {
     }
     if (request) this.requestChain = next;
     else this.responseChain = next;
-    if (!next) return;
     const pending = next;
-    void pending.then(() => {
-      if (this.requestChain === pending) this.requestChain = undefined;
-      if (this.responseChain === pending) this.responseChain = undefined;
-    });
+    void pending.then(() => this.leaveChain(pending));
+  }
+
+  /** The direction's chain is idle again when `pending` was its last message. */
+  private leaveChain(pending: Promise<void>): void {
+    if (this.requestChain === pending) this.requestChain = undefined;
+    if (this.responseChain === pending) this.responseChain = undefined;
   }
 
   /** Undefined when the message was answered synchronously. */
@@ -141,10 +147,19 @@ export class ExtProcStream {
       result = this.failed(kind, err);
     }
     if (isPromise(result)) {
-      return result.then(
-        (outcome) => this.answer(kind, msg, silent, started, outcome),
-        (err: unknown) => this.answer(kind, msg, silent, started, this.failed(kind, err)),
+      // The answer's promise is the direction's chain until it is done: it leaves the chain in
+      // the same callback (not in a second promise per message).
+      const pending: Promise<void> = result.then(
+        (outcome) => {
+          this.answer(kind, msg, silent, started, outcome);
+          this.leaveChain(pending);
+        },
+        (err: unknown) => {
+          this.answer(kind, msg, silent, started, this.failed(kind, err));
+          this.leaveChain(pending);
+        },
       );
+      return pending;
     }
     this.answer(kind, msg, silent, started, result);
     return undefined;

@@ -41,7 +41,7 @@ describe('response phase: a gzip stream is decoded under a per-chunk bound', () 
     p.headers(sse, false);
     const bomb = gzipSync(Buffer.alloc(64 * 1024 * 64, 0x20));
     await assert.rejects(
-      p.body(bomb, false),
+      async () => p.body(bomb, false),
       (e) => e instanceof SluiceError && e.code === 'response_too_large',
     );
   });

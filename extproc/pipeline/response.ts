@@ -130,15 +130,22 @@ export class ResponseProcessor {
    * `buffered`: the filter's configured response mode is BUFFERED, so a JSON body message is the
    * whole body even without end_of_stream (trailers follow). SSE is switched to STREAMED.
    */
-  async body(chunk: Buffer, endOfStream: boolean, configuredBuffered = false): Promise<Outcome> {
+  body(
+    chunk: Buffer,
+    endOfStream: boolean,
+    configuredBuffered = false,
+  ): Outcome | Promise<Outcome> {
     if (!this.ok || this.unreadable) return CONTINUE;
     const buffered = configuredBuffered && !this.streamedJson;
     const whole = endOfStream || (buffered && !this.sse);
-    let data = this.decoder ? await this.decoder.push(chunk) : chunk;
-    if (whole && this.decoder) {
-      const tail = await this.decoder.end();
-      if (tail.length > 0) data = data.length === 0 ? tail : Buffer.concat([data, tail]);
-    }
+    // Only decoding waits (zlib runs off the main thread): a plain body is answered at once.
+    if (!this.decoder) return this.decoded(chunk, endOfStream, whole, buffered);
+    return decode(this.decoder, chunk, whole).then((data) =>
+      this.decoded(data, endOfStream, whole, buffered),
+    );
+  }
+
+  private decoded(data: Buffer, endOfStream: boolean, whole: boolean, buffered: boolean): Outcome {
     this.capture?.push(data);
     return this.sse
       ? this.streamChunk(data, endOfStream)
@@ -313,6 +320,14 @@ export class ResponseProcessor {
     const out = this.req.governance?.outputReserved ?? 0;
     return out > 0 ? { ...u, outputTokens: out, totalTokens: u.inputTokens + out } : u;
   }
+}
+
+/** What `chunk` decodes to; `whole`: the body ends with it, and so does the decoder. */
+async function decode(d: BodyDecoder, chunk: Buffer, whole: boolean): Promise<Buffer> {
+  const data = await d.push(chunk);
+  if (!whole) return data;
+  const tail = await d.end();
+  return tail.length === 0 ? data : data.length === 0 ? tail : Buffer.concat([data, tail]);
 }
 
 /** Whether a body of this declared length fits the buffer (unknown: it may not). */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { pino } from 'pino';
@@ -381,6 +382,41 @@ describe('router phase: access log', () => {
     });
     assert.doesNotMatch(x.lines[0]!, /bob@example|sk-live/);
     assert.equal(x.store.size, 0, 'the request state is dropped when the request ends');
+  });
+
+  it('answers a plain JSON answer at once and a compressed one once decoded, both recorded', async () => {
+    const answer = {
+      id: 'x',
+      model: 'gpt-4o-mini-2024',
+      usage: { prompt_tokens: 7, completion_tokens: 3, total_tokens: 10 },
+    };
+    for (const encoding of [undefined, 'gzip']) {
+      const x = exchange();
+      await step(x.ex, () => x.ex.requestHeaders(chatRequest({})));
+      await step(x.ex, () =>
+        x.ex.requestBody(
+          body({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }),
+        ),
+      );
+      x.ex.responseHeaders(
+        headers({
+          ':status': '200',
+          'content-type': 'application/json',
+          ...(encoding && { 'content-encoding': encoding }),
+        }),
+      );
+      const raw = Buffer.from(JSON.stringify(answer));
+      const o = x.ex.responseBody(body(encoding ? gzipSync(raw) : raw));
+      // No promise (and no microtask) for a body that needs nothing awaited; the request is
+      // recorded before its last answer goes out either way.
+      assert.equal(o instanceof Promise, encoding !== undefined, String(encoding));
+      const outcome = await o;
+      assert.equal(x.lines.length, 1, String(encoding));
+      assert.equal(JSON.parse(x.lines[0]!).tokens.total, 10);
+      const sent = outcome.kind === 'continue' ? outcome.mutation?.body : undefined;
+      // Decoded, the answer goes on as plain bytes; a plain one goes on untouched.
+      assert.deepEqual(sent && JSON.parse(sent.toString()), encoding ? answer : undefined);
+    }
   });
 
   it('records a rejected request with its error code', async () => {

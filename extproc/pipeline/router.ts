@@ -647,21 +647,34 @@ export class RouterExchange implements PhaseHandler {
     }
   }
 
-  async responseBody(msg: BodyMessage): Promise<Outcome> {
+  /** At once (no promise) unless something must be awaited: decoding, a stored turn or marker. */
+  responseBody(msg: BodyMessage): Outcome | Promise<Outcome> {
     const kept = this.stored?.kept;
-    if (kept) {
-      if (msg.end_of_stream) {
-        await this.keptAnswered(kept);
-        this.done('complete');
-      }
-      return CONTINUE;
-    }
+    if (kept) return this.keptBody(kept, msg.end_of_stream === true);
     if (!this.response) return CONTINUE;
-    const outcome = await this.response.body(
+    const outcome = this.response.body(
       msg.body ?? Buffer.alloc(0),
       msg.end_of_stream === true,
       this.responseBodyMode === 'BUFFERED',
     );
+    if (outcome instanceof Promise || this.turn) return this.bodyAnswered(outcome, msg);
+    if (msg.end_of_stream) this.done('complete');
+    return outcome;
+  }
+
+  private async keptBody(kept: KeptRequest, end: boolean): Promise<Outcome> {
+    if (end) {
+      await this.keptAnswered(kept);
+      this.done('complete');
+    }
+    return CONTINUE;
+  }
+
+  private async bodyAnswered(
+    pending: Outcome | Promise<Outcome>,
+    msg: BodyMessage,
+  ): Promise<Outcome> {
+    const outcome = await pending;
     // A stored turn is written before the last of its answer goes out (pipeline/sessions.ts).
     if (this.turn)
       await this.turn.delivered(deliveredBytes(outcome, msg.body), msg.end_of_stream === true);
