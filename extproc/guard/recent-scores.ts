@@ -4,7 +4,7 @@
  * scoring it again costs ~25 regex scans and a tokenization (~10-30 µs for a few hundred
  * characters) where a lookup costs a SHA-256 of the text (~1 µs).
  *
- * Keyed by a SHA-256 of a per-process random salt and the text, never by the text: no prompt
+ * Keyed by a SHA-256 of a per-process random salt and the text's own SHA-256, never by the text: no prompt
  * content is kept once a request is over (prompts carry personal data). A key is a
  * cryptographic digest, not a fast hash, because a shared key would hand one text another's
  * verdict: with a secret salt and 256 bits, no one can make two texts share one, by chance or
@@ -18,7 +18,7 @@ import { hash, randomBytes } from 'node:crypto';
 import type { InjectionScore } from './injection.js';
 import type { InvisibleScan } from './invisible.js';
 
-/** 32 random bytes as 44 base64 characters: a fixed-length prefix of every digested text. */
+/** 32 random bytes as 44 base64 characters: a fixed-length prefix of every digest it salts. */
 const SALT = randomBytes(32).toString('base64');
 
 /** String.prototype.isWellFormed (Node 20; ES2024, past the project's lib). */
@@ -41,8 +41,11 @@ export class RecentScores {
     // lone surrogate): such a text is scored every time, never given another text's score.
     if (text.length < this.minChars || !(text as WellFormed).isWellFormed())
       return this.score(text, scan);
-    // One-shot digest of the salt and the text (a Hash object and its updates cost twice as much).
-    const key = hash('sha256', SALT + text, 'base64');
+    // The salted digest of the text's digest, both one-shot: a Hash object fed the salt and the
+    // text cost 1.3 us and 266 bytes a text; the salt prepended to the text 0.65 us but 600 bytes
+    // (the joined string is flattened, a copy of the text); this ~0.95 us and ~310 bytes. The key
+    // kept is still salted (the inner digest is never stored).
+    const key = hash('sha256', SALT + hash('sha256', text, 'base64'), 'base64');
     let s = this.current.get(key);
     if (s === undefined) {
       s = this.previous.get(key) ?? this.score(text, scan);
