@@ -4,9 +4,9 @@
  * scoring it again costs ~25 regex scans and a tokenization (~10-30 µs for a few hundred
  * characters) where a lookup costs a SHA-256 of the text (~1 µs).
  *
- * Keyed by a SHA-256 of a per-process random salt and the text's own SHA-256, never by the text: no prompt
- * content is kept once a request is over (prompts carry personal data). A key is a
- * cryptographic digest, not a fast hash, because a shared key would hand one text another's
+ * Keyed by a SHA-256 of a per-process random salt and the text's own SHA-256, never by the
+ * text: no prompt content is kept once a request is over (prompts carry personal data). A key is
+ * a cryptographic digest, not a fast hash, because a shared key would hand one text another's
  * verdict: with a secret salt and 256 bits, no one can make two texts share one, by chance or
  * by design.
  *
