@@ -284,13 +284,14 @@ function headerMap(r: Reader, into: RawHeaderMap | undefined): RawHeaderMap {
   return into;
 }
 
+const bodySendMode = (n: number): string => BODY_SEND_MODES[n] ?? String(n);
+
 function protocolConfig(r: Reader): NonNullable<DecodedRequest['protocol_config']> {
   const out: NonNullable<DecodedRequest['protocol_config']> = {};
-  const mode = (n: number): string => BODY_SEND_MODES[n] ?? String(n);
   while (r.more) {
     const tag = r.varint();
-    if (tag === ((1 << 3) | VARINT)) out.request_body_mode = mode(r.varint());
-    else if (tag === ((2 << 3) | VARINT)) out.response_body_mode = mode(r.varint());
+    if (tag === ((1 << 3) | VARINT)) out.request_body_mode = bodySendMode(r.varint());
+    else if (tag === ((2 << 3) | VARINT)) out.response_body_mode = bodySendMode(r.varint());
     else if (tag === ((3 << 3) | VARINT)) {
       out.send_body_without_waiting_for_header_response = r.varint() !== 0;
     } else r.skip(tag & 7);
