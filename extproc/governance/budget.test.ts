@@ -3,7 +3,15 @@ import { describe, it } from 'node:test';
 import { MemoryStore } from '../state/memory.js';
 import { emptyUsage, StoreUnavailable, type StateStore } from '../state/store.js';
 import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
-import { AttemptLedger, Budget, formatReset, reservationId } from './budget.js';
+import {
+  AttemptLedger,
+  Budget,
+  formatReset,
+  nextUtcMonth,
+  reservationId,
+  utcDay,
+  utcMonth,
+} from './budget.js';
 
 /** A memory store that can be switched off, standing in for an unreachable Redis. */
 function flaky(): StateStore & { down: boolean; settles: number } {
@@ -187,5 +195,31 @@ describe('reservationId', () => {
     });
     assert.ok(r.ok);
     assert.match(r.reservation.id, /^[A-Za-z0-9_-]{22}$/);
+  });
+});
+
+describe('day and month names and the month end (kept for the last day asked)', () => {
+  it('matches a fresh Date computation at every hour around month and year ends, in any order', () => {
+    const at = (y: number, m: number, d: number, h: number): number => Date.UTC(y, m, d, h);
+    const times: number[] = [];
+    for (const [y, m] of [
+      [2024, 0],
+      [2024, 1],
+      [2024, 11],
+      [2025, 1],
+      [2025, 5],
+    ] as const) {
+      for (let d = -2; d <= 2; d++) for (let h = 0; h < 24; h += 5) times.push(at(y, m + 1, d, h));
+    }
+    times.push(Date.UTC(2024, 2, 1) - 1, Date.UTC(2024, 2, 1), Date.UTC(2025, 0, 1) - 1);
+    // Forward, backward and alternating: the kept day changes on every call in the last pass.
+    const alternating = times.flatMap((t, i) => [t, times[times.length - 1 - i]!]);
+    for (const t of [...times, ...[...times].reverse(), ...alternating]) {
+      const d = new Date(t);
+      const iso = d.toISOString();
+      assert.equal(nextUtcMonth(t), Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1), iso);
+      assert.equal(utcDay(t), iso.slice(0, 10), iso);
+      assert.equal(utcMonth(t), iso.slice(0, 7), iso);
+    }
   });
 });

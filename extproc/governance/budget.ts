@@ -485,14 +485,21 @@ function dimsOf(per: readonly LimitDimension[], keys: RequestKeys): string {
   return per.map((d) => `${d}=${dimValue(keys[d])}`).join(',');
 }
 
-// Every reserve and settle names its day and month: the last day's names are kept, so a
-// request does not format two dates (the month's name is the day's first seven characters).
-let namedDay = { start: Number.NaN, day: '', month: '' };
-function dayNames(ms: number): { day: string; month: string } {
+// Every reserve and settle names its day and month, and a monthly limit needs the month's end:
+// the last day's are kept, so a request does not format two dates or build a Date (the month's
+// name is the day's first seven characters; its end depends on the day alone).
+let namedDay = { start: Number.NaN, day: '', month: '', monthEnd: 0 };
+function dayNames(ms: number): { day: string; month: string; monthEnd: number } {
   const start = Math.floor(ms / DAY_MS) * DAY_MS;
   if (start !== namedDay.start) {
-    const iso = new Date(start).toISOString();
-    namedDay = { start, day: iso.slice(0, 10), month: iso.slice(0, 7) };
+    const d = new Date(start);
+    const iso = d.toISOString();
+    namedDay = {
+      start,
+      day: iso.slice(0, 10),
+      month: iso.slice(0, 7),
+      monthEnd: Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1),
+    };
   }
   return namedDay;
 }
@@ -509,9 +516,9 @@ function nextUtcDay(ms: number): number {
   return Math.floor(ms / DAY_MS) * DAY_MS + DAY_MS;
 }
 
-function nextUtcMonth(ms: number): number {
-  const d = new Date(ms);
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+/** The first millisecond of the UTC month after the one `ms` is in. */
+export function nextUtcMonth(ms: number): number {
+  return dayNames(ms).monthEnd;
 }
 
 /** The buckets a request charges, in a stable order (limit order, then metric order). */
@@ -679,15 +686,24 @@ export function rateLimitHeaders(
     }
     if (best < 0) continue;
     const c = charges[best]!;
-    out[`x-ratelimit-limit-${metric}`] = String(c.limit);
-    out[`x-ratelimit-remaining-${metric}`] = String(bestRemaining);
-    out[`x-ratelimit-reset-${metric}`] = formatReset(c.resetAtMs - now);
+    const names = RATE_LIMIT_HEADERS[metric];
+    out[names[0]] = String(c.limit);
+    out[names[1]] = String(bestRemaining);
+    out[names[2]] = formatReset(c.resetAtMs - now);
   }
   return out;
 }
 
 /** The per-minute metrics x-ratelimit-* reports; each names its headers' suffix. */
 const RATE_LIMIT_METRICS = ['requests', 'tokens'] as const;
+
+/** Each metric's limit, remaining and reset header names, built once. */
+const RATE_LIMIT_HEADERS = Object.fromEntries(
+  RATE_LIMIT_METRICS.map((m) => [
+    m,
+    [`x-ratelimit-limit-${m}`, `x-ratelimit-remaining-${m}`, `x-ratelimit-reset-${m}`] as const,
+  ]),
+) as Record<(typeof RATE_LIMIT_METRICS)[number], readonly [string, string, string]>;
 
 /**
  * Per-attempt accounting for retries. The upstream phase calls `begin()` for every attempt it
