@@ -116,6 +116,17 @@ describe('SeqMarkers', () => {
     assert.equal(m.blockCount, 200);
   });
 
+  it('visits at most 512 blocks per call', () => {
+    const { m } = markers();
+    for (let n = 0; n < 2000; n++) m.set(n * BLOCK, 1, T0 + 1000);
+    assert.equal(m.blockCount, 2000);
+    m.sweep(T0 + 1000, 2000 * BLOCK);
+    assert.equal(m.blockCount, 2000 - 512);
+    for (let i = 0; i < 3; i++) m.sweep(T0 + 1000, 2000 * BLOCK);
+    assert.equal(m.blockCount, 0);
+    assert.equal(m.size, 0);
+  });
+
   it('answers as a map of (scope, number) would, over a long random run', () => {
     const { m, evicted } = markers();
     const ref = new Map<string, number>();
