@@ -105,10 +105,11 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
   const list = maskableSlots(input.operation, input.body);
   const plans: Planned[] = [];
   const blocked = new Map<string, number>();
-  detectAll(
-    m.detectors,
-    list.slots.map((x) => x.text),
-  ).forEach((found, i) => {
+  const texts = list.slots.map((x) => x.text);
+  const foundPerText = detectAll(m.detectors, texts);
+  for (let i = 0; i < foundPerText.length; i++) {
+    const found = foundPerText[i]!;
+    if (found.length === 0) continue;
     const signed = list.slots[i]!.signed === true;
     for (const f of found) {
       let action = m.action(f.type);
@@ -121,7 +122,7 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
       } else if (action === 'block') blocked.set(f.type, (blocked.get(f.type) ?? 0) + 1);
       plans.push({ slot: i, finding: f, action });
     }
-  });
+  }
   const sessionVault = m.reversible && input.vault && input.session !== undefined;
   if (shadow) return { changed: false, blocked: [], lookup: EMPTY_LOOKUP, degraded: false };
   if (blocked.size > 0) {
@@ -136,7 +137,7 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
   const items: VaultItem[] = [];
   for (const p of plans) {
     if (p.action === 'mask') {
-      const s = list.slots[p.slot]!.text;
+      const s = texts[p.slot]!;
       items.push({ type: p.finding.type, value: s.slice(p.finding.start, p.finding.end) });
     }
   }
@@ -163,7 +164,7 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
     // even when the shared vault is Redis: a round trip would buy nothing and cost latency.
     // Numbers already written in the request (placeholders of earlier turns) are not reused, so
     // the answer never restores an earlier turn's placeholder to this request's value.
-    const vault = new RequestVault(usedPlaceholderNumbers(list.slots.map((x) => x.text)));
+    const vault = new RequestVault(usedPlaceholderNumbers(texts));
     placeholders = vault.put(items);
     if (m.reversible) lookup = vault;
   }
@@ -172,12 +173,15 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
   const bySlot = new Map<number, { f: Finding; with: string }[]>();
   let next = 0;
   for (const p of plans) {
-    const text = list.slots[p.slot]!.text;
-    const value = text.slice(p.finding.start, p.finding.end);
     const replacement =
       p.action === 'mask'
         ? placeholders[next++]!
-        : irreversible(m, p.action, p.finding.type, value);
+        : irreversible(
+            m,
+            p.action,
+            p.finding.type,
+            texts[p.slot]!.slice(p.finding.start, p.finding.end),
+          );
     if (replacement === undefined) continue;
     let edits = bySlot.get(p.slot);
     if (!edits) bySlot.set(p.slot, (edits = []));
@@ -223,30 +227,24 @@ export function detectAll(detectors: DetectorSet, texts: readonly string[]): Fin
     starts.push(at);
     at += t.length + JOIN.length;
   }
-  const textOf = (pos: number): number => {
-    let lo = 0;
-    let hi = starts.length - 1;
-    while (lo < hi) {
-      const mid = (lo + hi + 1) >> 1;
-      if (starts[mid]! <= pos) lo = mid;
-      else hi = mid - 1;
-    }
-    return lo;
-  };
-  const redo = new Set<number>();
-  const kept: [number, Finding][] = [];
+  let redo: Set<number> | undefined;
+  // Findings come sorted by start (DetectorSet.detect), so the text each one starts in only
+  // moves forward; one that did not would be looked up from the first text again.
+  let i = 0;
   for (const f of detectors.detect(texts.join(JOIN))) {
-    const i = textOf(f.start);
+    if (starts[i]! > f.start) i = 0;
+    while (i + 1 < starts.length && starts[i + 1]! <= f.start) i++;
     const base = starts[i]!;
     if (f.end - base > texts[i]!.length) {
       // Across a separator: each text it touched is detected again on its own.
+      redo ??= new Set();
       for (let k = i; k < texts.length && starts[k]! < f.end; k++) redo.add(k);
       continue;
     }
-    kept.push([i, { type: f.type, start: f.start - base, end: f.end - base }]);
+    // A text detected again below gets a new list, so what was added to it here is dropped.
+    out[i]!.push({ type: f.type, start: f.start - base, end: f.end - base });
   }
-  for (const [i, f] of kept) if (!redo.has(i)) out[i]!.push(f);
-  for (const i of redo) out[i] = detectors.detect(texts[i]!);
+  if (redo) for (const k of redo) out[k] = detectors.detect(texts[k]!);
   return out;
 }
 

@@ -268,6 +268,37 @@ describe('detectAll', () => {
     const texts = ['abc', 'defghij'];
     assert.deepEqual(detectAll(m.detectors, texts), [[], [{ type: 'ANY', start: 0, end: 7 }]]);
   });
+
+  it('places every finding in its own text, sorted or not, among texts re-run and not', () => {
+    // Runs of 'a' (NUL and line breaks included, so a run spans the separator when one text
+    // ends and the next starts with one): context-free, so the pass over all of them must give
+    // what a pass per text gives.
+    const runs = (text: string): { type: string; start: number; end: number }[] => {
+      const out = [];
+      const inRun = (c: string | undefined) => c === 'a' || c === '\n' || c === '\u0000';
+      for (let i = 0; i < text.length;) {
+        if (!inRun(text[i])) {
+          i++;
+          continue;
+        }
+        let e = i;
+        while (inRun(text[e])) e++;
+        if (text.slice(i, e).includes('a')) out.push({ type: 'A', start: i, end: e });
+        i = e;
+      }
+      return out;
+    };
+    const texts = ['xa', 'ax', 'b', 'aaa', 'xxaxx', 'a', 'a', 'zz', 'bab', 'x'.repeat(40) + 'a'];
+    const perText = texts.map(runs);
+    for (const order of ['sorted', 'reversed'] as const) {
+      const set = {
+        types: ['A'],
+        detect: (text: string) => (order === 'sorted' ? runs(text) : runs(text).reverse()),
+      };
+      const want = order === 'sorted' ? perText : perText.map((f) => [...f].reverse());
+      assert.deepEqual(detectAll(set, texts), want, order);
+    }
+  });
 });
 
 describe('disguised values', () => {
