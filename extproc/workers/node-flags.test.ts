@@ -16,6 +16,33 @@ void describe('the extproc node flags', () => {
     for (const f of EXTPROC_NODE_FLAGS) assert.ok(r.stdout.includes(f), r.stdout);
   });
 
+  it('fix how far V8 lets the old generation grow, whatever memory the machine has', () => {
+    // V8 lets the old generation grow to up to 4x what survived the last full collection when its
+    // heap may take 2 GiB or more (a host without a memory limit), 1.3x at 256 MiB (a 1Gi
+    // container), so the extproc's memory would follow the machine. The flag fixes the factor;
+    // V8 prints the factor of each new limit under --trace-gc-verbose.
+    const percent = Number(
+      EXTPROC_NODE_FLAGS.find((f) => f.startsWith('--heap-growing-percent='))?.split('=')[1],
+    );
+    assert.ok(percent > 0, 'no --heap-growing-percent among the flags');
+    const factor = (flags: readonly string[]): number => {
+      const r = spawnSync(
+        process.execPath,
+        [...flags, '--trace-gc-verbose', '--expose-gc', '-e', 'globalThis.gc()'],
+        { encoding: 'utf8' },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      const m = /\[HeapController\] Limit: .*\((\d+(?:\.\d+)?)\)/.exec(r.stdout);
+      assert.ok(m, `no limit in V8's trace:\n${r.stdout.slice(0, 2000)}`);
+      return Number(m[1]);
+    };
+    const shipped = Number((1 + percent / 100).toFixed(1));
+    // The control, a 4 GiB heap without the flag: V8's own factor (4.0 after a first collection).
+    assert.notEqual(factor(['--max-old-space-size=4096']), shipped);
+    assert.equal(factor(['--max-old-space-size=4096', ...EXTPROC_NODE_FLAGS]), shipped);
+    assert.equal(factor(['--max-old-space-size=256', ...EXTPROC_NODE_FLAGS]), shipped);
+  });
+
   it('adds only those a command line lacks, by name, keeping the rest after them', () => {
     assert.deepEqual(missingNodeFlags([]), [...EXTPROC_NODE_FLAGS]);
     assert.deepEqual(missingNodeFlags(EXTPROC_NODE_FLAGS), []);
