@@ -171,6 +171,49 @@ void describe('request metrics', () => {
   });
 });
 
+void describe('request metrics: consecutive requests', () => {
+  void it('a request that differs from the one before in any one label counts under its own', async () => {
+    const registry = new Registry();
+    const t = new Telemetry(registry, pino({ level: 'silent' }));
+    t.configApplied('v1', {
+      routes: ['ns/chat', 'ns/b'],
+      backends: ['openai', 'azure'],
+      models: ['gpt-4o', 'm2'],
+      consumers: ['c1', 'c2'],
+    });
+    const ok = { status: 200, errorCode: undefined, outcome: 'complete' as const };
+    const base = { ...ok, backend: 'openai', provider: 'openai' as const, consumer: 'c1' };
+    // Each differs from `base` in exactly one of the series' labels.
+    const variants: Partial<RequestRecord>[] = [
+      { operation: 'embeddings' },
+      { provider: 'anthropic' },
+      { requestModel: 'm2' },
+      { responseModel: 'gpt-4o-2024' },
+      { route: 'ns/b' },
+      { backend: 'azure' },
+      { consumer: 'c2' },
+    ];
+    for (const v of variants) {
+      t.recordRequest(record(base));
+      t.recordRequest(record({ ...base, ...v }));
+      t.recordRequest(record({ ...base, ...v }));
+    }
+    t.recordRequest(record(base));
+    const json = await registry.getMetricsAsJSON();
+    const counts = (
+      json.find((m) => m.name === 'sluice_requests_total')!.values as {
+        labels: Record<string, string | number>;
+        value: number;
+      }[]
+    ).map((v) => v.value);
+    // base 8 times, each variant twice, each on its own series.
+    assert.deepEqual(
+      counts.sort((a, b) => a - b),
+      [...variants.map(() => 2), 8],
+    );
+  });
+});
+
 void describe('stream metrics', () => {
   void it('sluice_extproc_active_streams counts open streams per filter, read at scrape time', async () => {
     const registry = new Registry();

@@ -376,6 +376,12 @@ export class Telemetry {
    * through a BoundedLabel. (No metric here is reset or has series removed.)
    */
   private readonly bases = new Map<string, BaseSeries>();
+  /**
+   * The series of the last request's LABELS values: consecutive requests nearly always share
+   * them, and then their key string (a dozen concatenations, flattened to be hashed: ~0.5 KiB
+   * per request) is not built.
+   */
+  private lastBase: BaseSeries | undefined;
 
   private tokenSeries(b: BaseSeries, type: 'input' | 'output', est: string): Observe {
     const key = type === 'input' ? (est === 'true' ? 'it' : 'if') : est === 'true' ? 'ot' : 'of';
@@ -391,6 +397,18 @@ export class Telemetry {
     return s;
   }
 
+  /** The series of one set of LABELS values, made on first use. */
+  private baseSeries(labels: Record<(typeof LABELS)[number], string>): BaseSeries {
+    const l = labels;
+    const key = `${l.gen_ai_operation_name}\u0001${l.gen_ai_provider_name}\u0001${l.gen_ai_request_model}\u0001${l.gen_ai_response_model}\u0001${l.sluice_route}\u0001${l.sluice_backend}\u0001${l.sluice_consumer}`;
+    let b = this.bases.get(key);
+    if (b === undefined) {
+      b = { labels, requests: new Map(), duration: new Map(), tokens: new Map() };
+      this.bases.set(key, b);
+    }
+    return b;
+  }
+
   recordRequest(r: RequestRecord): void {
     const operation = isOperation(r.operation) ? otelOperation(r.operation) : (r.operation ?? '');
     const provider = r.provider ? OTEL_PROVIDER[r.provider] : '';
@@ -401,21 +419,26 @@ export class Telemetry {
     const consumer = this.consumers.value(r.consumer);
     // Series by our own key strings, and the label objects made once per series: prom-client
     // would validate and hash (sorted keys) a fresh label object on every call.
-    const base = `${operation}\u0001${provider}\u0001${requestModel}\u0001${responseModel}\u0001${route}\u0001${backend}\u0001${consumer}`;
-    let b = this.bases.get(base);
-    if (b === undefined) {
-      const made: Record<(typeof LABELS)[number], string> = {
-        gen_ai_operation_name: operation,
-        gen_ai_provider_name: provider,
-        gen_ai_request_model: requestModel,
-        gen_ai_response_model: responseModel,
-        sluice_route: route,
-        sluice_backend: backend,
-        sluice_consumer: consumer,
-      };
-      b = { labels: made, requests: new Map(), duration: new Map(), tokens: new Map() };
-      this.bases.set(base, b);
-    }
+    const last = this.lastBase?.labels;
+    const b =
+      last !== undefined &&
+      last.gen_ai_operation_name === operation &&
+      last.gen_ai_provider_name === provider &&
+      last.gen_ai_request_model === requestModel &&
+      last.gen_ai_response_model === responseModel &&
+      last.sluice_route === route &&
+      last.sluice_backend === backend &&
+      last.sluice_consumer === consumer
+        ? this.lastBase!
+        : (this.lastBase = this.baseSeries({
+            gen_ai_operation_name: operation,
+            gen_ai_provider_name: provider,
+            gen_ai_request_model: requestModel,
+            gen_ai_response_model: responseModel,
+            sluice_route: route,
+            sluice_backend: backend,
+            sluice_consumer: consumer,
+          }));
     const labels = b.labels;
     const errorCode = r.errorCode ?? '';
     const status = r.status;
