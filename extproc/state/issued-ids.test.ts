@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { IdIssuer, PROCESS_IDS, SEQ_LIMIT } from './issued-ids.js';
+import { IdIssuer, PROCESS_IDS, prefixOf, SEQ_LIMIT } from './issued-ids.js';
+
+const randomUUIDLike = '123e4567-e89b-12d3-a456-426614174000';
 
 describe('IdIssuer', () => {
   it('issues distinct 22-character base64url ids under one random prefix per issuer', () => {
@@ -46,6 +48,21 @@ describe('IdIssuer', () => {
     assert.equal(a.seqOf('Abcdefghijklmn' + first.slice(14)), -1, 'another prefix');
     assert.throws(() => new IdIssuer('short'), RangeError);
     assert.throws(() => new IdIssuer('abcdefghijklm='), RangeError);
+  });
+
+  it("reads another process's ids: their prefix, and their number issued or not", () => {
+    const worker = new IdIssuer();
+    const id = worker.issue();
+    assert.equal(prefixOf(id), worker.prefix);
+    const here = new IdIssuer(worker.prefix);
+    assert.equal(here.seqOf(id), -1, 'issued elsewhere');
+    assert.equal(here.numberOf(id), 0);
+    assert.equal(here.numberOf(here.idOf(123_456_789)), 123_456_789);
+    assert.equal(here.numberOf(id.slice(0, 21) + '='), -1);
+    assert.equal(here.numberOf(new IdIssuer().issue()), -1, 'another prefix');
+    assert.equal(prefixOf(id.slice(0, 21)), undefined);
+    assert.equal(prefixOf(id.slice(0, 21) + '='), undefined);
+    assert.equal(prefixOf(randomUUIDLike), undefined);
   });
 
   it('turns to random ids once the numbers are spent', () => {

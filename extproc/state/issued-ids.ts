@@ -70,6 +70,12 @@ export class IdIssuer {
 
   /** The sequence number of `id` if it is one of this issuer's ids issued so far, else -1. */
   seqOf(id: string): number {
+    const s = this.numberOf(id);
+    return s < this.next ? s : -1;
+  }
+
+  /** The sequence number of `id` if it has this issuer's prefix and shape, issued or not, else -1. */
+  numberOf(id: string): number {
     if (id.length !== ID_CHARS || !id.startsWith(this.prefix)) return -1;
     let s = 0;
     for (let i = PREFIX_CHARS; i < ID_CHARS; i++) {
@@ -78,8 +84,16 @@ export class IdIssuer {
       if (v < 0) return -1;
       s = s * 64 + v;
     }
-    return s < this.next ? s : -1;
+    return s;
   }
+}
+
+/**
+ * The prefix of `id` if it has the shape of an issued id (ID_CHARS base64url characters), else
+ * undefined: whose issuer it may be (another process's, as a worker's are for the primary's store).
+ */
+export function prefixOf(id: string): string | undefined {
+  return id.length === ID_CHARS && isBase64url(id) ? id.slice(0, PREFIX_CHARS) : undefined;
 }
 
 function isBase64url(s: string): boolean {

@@ -2,8 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { reservationId } from '../governance/budget.js';
-import { PROCESS_IDS } from './issued-ids.js';
-import { MemoryStore } from './memory.js';
+import { IdIssuer, PROCESS_IDS } from './issued-ids.js';
+import { MAX_ISSUERS, MemoryStore } from './memory.js';
 import { storeSuite } from './testing/store-suite.js';
 import type { SettleRequest } from './store.js';
 
@@ -175,5 +175,150 @@ describe('memory store: settled markers', () => {
       if (step % 100 === 99) now += 1_900_000; // past the 30 min markers
     }
     assert.ok(PROCESS_IDS.issued > 40_000);
+  });
+});
+
+describe("memory store: other processes' ids (the workers of --workers N)", () => {
+  const T0 = 1_800_000_000_000;
+  const reserve = (scope: string, id: string, nowMs: number) => ({
+    scope,
+    id,
+    nowMs,
+    ttlMs: 60_000,
+    buckets: [],
+  });
+  const settle = (scope: string, id: string, nowMs: number, markerTtlMs: number) => ({
+    scope,
+    id,
+    nowMs,
+    markerTtlMs,
+    buckets: [],
+    usage: [],
+  });
+
+  it('keeps the markers of ids two other issuers made by number, as its own', async () => {
+    const store = new MemoryStore();
+    const workers = [new IdIssuer(), new IdIssuer()];
+    const ids: string[] = [];
+    for (let i = 0; i < 6000; i++) {
+      const id = workers[i % 2]!.issue();
+      ids.push(id);
+      await store.reserve(reserve('p', id, T0));
+      assert.equal((await store.settle(settle('p', id, T0 + 1, 1_800_000))).applied, true);
+    }
+    const uuid = randomUUID();
+    await store.reserve(reserve('p', uuid, T0));
+    await store.settle(settle('p', uuid, T0 + 1, 1_800_000));
+    assert.equal(store.settledMarkers, 6001);
+    assert.equal(store.markersByNumber, 6000, 'every worker id by number, the UUID by id');
+    // 3,000 numbers of each issuer: 3 blocks of 1,024 each (~4 bytes a marker).
+    assert.equal(store.markerBlocks, 6);
+    assert.equal(store.issuersKnown, 3, 'this process and the two workers');
+    for (const id of [ids[0]!, ids[5999]!, uuid]) {
+      await assert.rejects(store.reserve(reserve('p', id, T0 + 2)), /reservation id reused/);
+      assert.equal((await store.settle(settle('p', id, T0 + 2, 1000))).applied, false);
+      // Another scope has no marker of it.
+      assert.equal((await store.settle(settle('q', id, T0 + 2, 1000))).applied, true);
+    }
+    // Past their time every marker is gone, and the blocks with them.
+    await store.reserve(reserve('p', workers[0]!.issue(), T0 + 1_800_002));
+    for (let t = 1; t <= 30; t++)
+      await store.reserve(reserve('r', `x-${t}`, T0 + 1_800_002 + t * 1000));
+    assert.equal(store.markersByNumber, 0);
+  });
+
+  it('learns at most MAX_ISSUERS issuers; the others by id, and a spent one makes room', async () => {
+    const store = new MemoryStore();
+    const many = Array.from({ length: MAX_ISSUERS + 4 }, () => new IdIssuer());
+    const ids = many.map((w) => w.issue());
+    for (const id of ids) {
+      await store.reserve(reserve('p', id, T0));
+      await store.settle(settle('p', id, T0, 60_000));
+    }
+    assert.equal(store.issuersKnown, MAX_ISSUERS);
+    assert.equal(store.markersByNumber, MAX_ISSUERS - 1);
+    assert.equal(store.settledMarkers, ids.length);
+    for (const id of ids) {
+      await assert.rejects(store.reserve(reserve('p', id, T0 + 59_999)), /reservation id reused/);
+    }
+    // All due: the sweep clears them (a block is dropped once expired), then a new issuer is kept.
+    for (let t = 0; t < 40; t++)
+      await store.reserve(reserve('r', `x-${t}`, T0 + 60_000 + t * 1000));
+    assert.equal(store.settledMarkers, 0);
+    const late = new IdIssuer().issue();
+    await store.reserve(reserve('p', late, T0 + 100_000));
+    await store.settle(settle('p', late, T0 + 100_000, 60_000));
+    assert.equal(store.markersByNumber, 1);
+    assert.equal(store.issuersKnown, MAX_ISSUERS);
+    // An id of a forgotten issuer is answered as before (by id, or learned again).
+    const old = ids[0]!;
+    assert.equal((await store.reserve(reserve('p', old, T0 + 100_000))).admitted, true);
+    assert.equal((await store.settle(settle('p', old, T0 + 100_001, 60_000))).applied, true);
+    assert.equal((await store.settle(settle('p', old, T0 + 100_002, 60_000))).applied, false);
+  });
+
+  it('answers as a map of (scope, id) to time would, with workers coming and going', async () => {
+    const store = new MemoryStore();
+    const ref = new Map<string, number>();
+    let seed = 77;
+    const rand = (): number => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rand() * xs.length)]!;
+    const scopes = ['a', 'b', 'c', 'd', 'e'];
+    const ttls = [20_000, 60_000, 1_800_000, 3 * 86_400_000 + 0.5, 30 * 86_400_000];
+    // Four workers at a time; a worker now and then restarts under a new prefix.
+    const workers = Array.from({ length: 4 }, () => new IdIssuer());
+    let restarts = 0;
+    let now = T0;
+    const seen: [scope: string, id: string][] = [];
+    const check = async (scope: string, id: string): Promise<void> => {
+      const key = `${scope}\n${id}`;
+      const live = (ref.get(key) ?? -Infinity) > now;
+      const ttl = pick(ttls);
+      const r = await store.settle(settle(scope, id, now, ttl));
+      assert.equal(r.applied, !live, `${key} at +${now - T0}`);
+      if (r.applied) ref.set(key, now + ttl);
+    };
+    const tryReserve = async (scope: string, id: string): Promise<boolean> => {
+      const live = (ref.get(`${scope}\n${id}`) ?? -Infinity) > now;
+      if (live) await assert.rejects(store.reserve(reserve(scope, id, now)), /reused/);
+      else assert.equal((await store.reserve(reserve(scope, id, now))).admitted, true);
+      return !live;
+    };
+    for (let step = 0; step < 300; step++) {
+      now += 997 + (rand() < 0.1 ? 0.25 : 0);
+      if (rand() < 0.15) {
+        workers[Math.floor(rand() * workers.length)] = new IdIssuer();
+        restarts++;
+      }
+      // A batch of each worker's ids, reserved out of order; some never, some only settled.
+      const batch: string[] = [];
+      for (const w of workers) for (let k = 0; k < 40; k++) batch.push(w.issue());
+      batch.push(reservationId(), randomUUID(), `id-${step}`);
+      for (let k = batch.length - 1; k > 0; k--) {
+        const j = Math.floor(rand() * (k + 1));
+        [batch[k], batch[j]] = [batch[j]!, batch[k]!];
+      }
+      for (const id of batch) {
+        const scope = pick(scopes);
+        const r = rand();
+        if (r < 0.05) continue;
+        if (r < 0.9) await tryReserve(scope, id);
+        await check(scope, id);
+        seen.push([scope, id]);
+      }
+      for (let k = 0; k < 60; k++) {
+        const [scope, id] = pick(seen);
+        await check(rand() < 0.9 ? scope : pick(scopes), id);
+      }
+      // A reserve under a settled id is refused while its marker lasts.
+      for (let k = 0; k < 20; k++) {
+        const [scope, id] = pick(seen);
+        if (await tryReserve(scope, id)) await check(scope, id);
+      }
+      if (step % 100 === 99) now += 1_900_000; // past the 30 min markers
+    }
+    assert.ok(restarts > MAX_ISSUERS, 'more issuers than the store learns');
+    assert.ok(store.issuersKnown <= MAX_ISSUERS);
+    assert.ok(store.markersByNumber > 0);
   });
 });

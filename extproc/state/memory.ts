@@ -16,7 +16,7 @@ import {
   USAGE_METRICS,
 } from './store.js';
 import { PackedIdTimes } from './packed-ids.js';
-import { PROCESS_IDS } from './issued-ids.js';
+import { ID_CHARS, IdIssuer, PROCESS_IDS, prefixOf } from './issued-ids.js';
 import { MAX_SCOPES, SeqMarkers } from './seq-markers.js';
 
 interface Bucket {
@@ -31,10 +31,13 @@ interface Pending {
 }
 
 interface Scope {
-  /** 1..MAX_SCOPES: its markers of this process's ids are kept by number (seq-markers.ts); 0: by id. */
+  /** 1..MAX_SCOPES: its markers of issued ids are kept by number (seq-markers.ts); 0: by id. */
   no: number;
-  /** `settled` may hold markers of this process's ids (ones SeqMarkers did not keep). */
-  ownInSettled: boolean;
+  /**
+   * `settled` may hold markers of ids of an issuer's shape (ID_CHARS long): ones SeqMarkers did
+   * not keep, handed back, or set before their issuer was known here.
+   */
+  issuedInSettled: boolean;
   buckets: Map<string, Bucket>;
   /** Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest. */
   pending: Map<string, Pending>;
@@ -46,6 +49,23 @@ interface Scope {
   usage: Map<string, { counters: Map<string, number[]>; expireAtMs: number }>;
 }
 
+/**
+ * Issuers whose ids a store keeps by number: this process's, and at most MAX_ISSUERS - 1 learned
+ * from the ids reserved here (the workers of `--workers N`, whose store is the primary's: each
+ * worker issues under its own prefix, a restarted one under a new one). Ids of any other issuer
+ * are kept by id. An issuer learned here with no marker left makes room for a new one.
+ */
+export const MAX_ISSUERS = 32;
+
+interface Issuer {
+  ids: IdIssuer;
+  /** PROCESS_IDS: numbers count as issued as it issues them. */
+  own: boolean;
+  /** Learned: numbers below this count as issued (1 + the highest reserved here). */
+  seen: number;
+  markers: SeqMarkers;
+}
+
 /** Maps a "settled" marker is spread over (a power of two). */
 const MARKER_SHARDS = 64;
 
@@ -55,7 +75,8 @@ const PACKED_TABLES_PER_SWEEP = 2;
 /**
  * The "settled" markers of a scope that are kept by id: id → when it is forgotten. There is one
  * per settlement, kept for 2 × the reservation TTL (30 min by default): ~900,000 at 500 requests
- * a second. The ids this process issued (reservationId) are kept by number in SeqMarkers, for
+ * a second. The ids of the issuers the store knows (this process's reservationId, and its
+ * workers' in the primary of `--workers N`: MAX_ISSUERS) are kept by number in SeqMarkers, for
  * every scope at once; what comes here are the others and the few SeqMarkers hands back. Ids of
  * 22 base64url characters are packed into typed arrays (packed-ids.ts): no object per marker for
  * the garbage collector to trace. Any other id goes to maps: in one Map that many would stall the event loop each time the Map grows (its rehash:
@@ -128,15 +149,57 @@ export class MemoryStore implements StateStore {
   private readonly scopes = new Map<string, Scope>();
   /** Scopes by number (index 0 unused). */
   private byNo: Scope[] = [];
-  private own = this.seqMarkers();
+  /** This process's issuer first, then the ones learned (see MAX_ISSUERS). */
+  private issuers: Issuer[] = [this.issuer(PROCESS_IDS, true)];
   private nextSweepMs = 0;
 
-  private seqMarkers(): SeqMarkers {
-    return new SeqMarkers((no, seq, untilMs) => {
-      const s = this.byNo[no]!;
-      s.ownInSettled = true;
-      s.settled.set(PROCESS_IDS.idOf(seq), untilMs);
-    });
+  private issuer(ids: IdIssuer, own: boolean): Issuer {
+    return {
+      ids,
+      own,
+      seen: 0,
+      markers: new SeqMarkers((no, seq, untilMs) => {
+        const s = this.byNo[no]!;
+        s.issuedInSettled = true;
+        s.settled.set(ids.idOf(seq), untilMs);
+      }),
+    };
+  }
+
+  /** The issuer known here whose prefix `id` has, if any. */
+  private issuerOf(id: string): Issuer | undefined {
+    if (id.length !== ID_CHARS) return undefined;
+    const list = this.issuers;
+    for (let i = 0; i < list.length; i++) if (id.startsWith(list[i]!.ids.prefix)) return list[i];
+    return undefined;
+  }
+
+  /** The number of `id` if its issuer is known here and has issued it, else -1. */
+  private static seqOf(e: Issuer, id: string): number {
+    if (e.own) return e.ids.seqOf(id);
+    const n = e.ids.numberOf(id);
+    return n < e.seen ? n : -1;
+  }
+
+  /** A reserve under `id`: its issuer, learned if new and there is room, has issued its number. */
+  private learn(id: string): void {
+    let e = this.issuerOf(id);
+    if (!e) {
+      if (id.length !== ID_CHARS) return;
+      const prefix = prefixOf(id);
+      if (prefix === undefined) return;
+      e = this.issuer(new IdIssuer(prefix), false);
+      if (this.issuers.length < MAX_ISSUERS) this.issuers.push(e);
+      else {
+        // Forgetting an issuer with no marker loses nothing (its ids kept by id stay there).
+        const i = this.issuers.findIndex((x) => !x.own && x.markers.size === 0);
+        if (i < 0) return;
+        this.issuers[i] = e;
+      }
+    }
+    if (e.own) return;
+    const n = e.ids.numberOf(id);
+    if (n >= e.seen) e.seen = n + 1;
   }
 
   private scope(name: string): Scope {
@@ -145,7 +208,7 @@ export class MemoryStore implements StateStore {
       const no = this.scopes.size + 1;
       s = {
         no: no <= MAX_SCOPES ? no : 0,
-        ownInSettled: false,
+        issuedInSettled: false,
         buckets: new Map(),
         pending: new Map(),
         pendingLatestMs: -Infinity,
@@ -165,11 +228,13 @@ export class MemoryStore implements StateStore {
    */
   private marker(s: Scope, id: string): number | undefined {
     if (s.no > 0) {
-      const seq = PROCESS_IDS.seqOf(id);
+      const e = this.issuerOf(id);
+      const seq = e ? MemoryStore.seqOf(e, id) : -1;
       if (seq >= 0) {
-        // Kept by number, or (SeqMarkers refused or handed it back) by id.
-        const at = this.own.get(seq, s.no);
-        if (at !== undefined || !s.ownInSettled) return at;
+        // Kept by number, or (SeqMarkers refused or handed it back, or its issuer was not known
+        // here yet when it was set) by id.
+        const at = e!.markers.get(seq, s.no);
+        if (at !== undefined || !s.issuedInSettled) return at;
       }
     }
     return s.settled.get(id);
@@ -182,11 +247,13 @@ export class MemoryStore implements StateStore {
    */
   private mark(s: Scope, id: string, untilMs: number): void {
     if (s.no > 0) {
-      const seq = PROCESS_IDS.seqOf(id);
-      if (seq >= 0 && this.own.set(seq, s.no, untilMs)) return;
+      const e = this.issuerOf(id);
+      const seq = e ? MemoryStore.seqOf(e, id) : -1;
+      if (seq >= 0 && e!.markers.set(seq, s.no, untilMs)) return;
     }
-    // One of ours kept by id, or one with our prefix not issued yet (it will be: look here too).
-    if (PROCESS_IDS.hasPrefix(id)) s.ownInSettled = true;
+    // An issued id kept by id, or one of an issuer not known here or a number not issued yet
+    // (either may be by the time it is looked up: `marker` looks here too).
+    if (id.length === ID_CHARS) s.issuedInSettled = true;
     s.settled.set(id, untilMs);
   }
 
@@ -235,10 +302,10 @@ export class MemoryStore implements StateStore {
       }
       for (const [k, b] of s.buckets) if (b.expireAtMs <= nowMs) s.buckets.delete(k);
       s.settled.sweep(nowMs);
-      if (s.ownInSettled && s.settled.size === 0) s.ownInSettled = false;
+      if (s.issuedInSettled && s.settled.size === 0) s.issuedInSettled = false;
       for (const [k, u] of s.usage) if (u.expireAtMs <= nowMs) s.usage.delete(k);
     }
-    this.own.sweep(nowMs, PROCESS_IDS.issued);
+    for (const e of this.issuers) e.markers.sweep(nowMs, e.own ? e.ids.issued : e.seen);
   }
 
   reserve(req: ReserveRequest): Promise<ReserveReply> {
@@ -246,6 +313,7 @@ export class MemoryStore implements StateStore {
     this.sweep(nowMs);
     const s = this.scope(req.scope);
     this.expire(s, nowMs);
+    this.learn(req.id);
     const marker = this.marker(s, req.id);
     if (s.pending.has(req.id) || (marker !== undefined && marker > nowMs)) {
       return Promise.reject(new Error(`reservation id reused: ${req.id}`));
@@ -347,15 +415,33 @@ export class MemoryStore implements StateStore {
   close(): Promise<void> {
     this.scopes.clear();
     this.byNo = [];
-    this.own = this.seqMarkers();
+    this.issuers = [this.issuer(PROCESS_IDS, true)];
     return Promise.resolve();
   }
 
   /** "Settled" markers held, over every scope (tests: the sweep forgets them). */
   get settledMarkers(): number {
-    let n = this.own.size;
+    let n = this.markersByNumber;
     for (const s of this.scopes.values()) n += s.settled.size;
     return n;
+  }
+
+  /** Of those, the ones kept by number (SeqMarkers), and the blocks they take (tests, bench). */
+  get markersByNumber(): number {
+    let n = 0;
+    for (const e of this.issuers) n += e.markers.size;
+    return n;
+  }
+
+  get markerBlocks(): number {
+    let n = 0;
+    for (const e of this.issuers) n += e.markers.blockCount;
+    return n;
+  }
+
+  /** Issuers whose ids are kept by number: this process's and the ones learned (MAX_ISSUERS). */
+  get issuersKnown(): number {
+    return this.issuers.length;
   }
 }
 

@@ -1,5 +1,6 @@
 /**
- * The memory store's "settled" markers of the ids this process issued (issued-ids.ts), kept by
+ * The memory store's "settled" markers of the ids one issuer issued (issued-ids.ts: this
+ * process's, or in the primary of `--workers N` a worker's; memory.ts has one per issuer), kept by
  * sequence number instead of by id: a marker is the slot of its number in a block of BLOCK
  * consecutive numbers, holding its time (ms, as an offset from the block's base) and the number
  * of its scope (one per block while all its markers are of one scope, else 2 bytes a slot). 4

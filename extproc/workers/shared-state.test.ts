@@ -6,6 +6,7 @@ import { MemoryCacheStore } from '../cache/store.js';
 import { Sessions } from '../sessions/sessions.js';
 import { MemorySessionStore } from '../sessions/store.js';
 import { MemoryVault } from '../masking/vault.js';
+import { IdIssuer } from '../state/issued-ids.js';
 import { MemoryStore } from '../state/memory.js';
 import { storeSuite, clock, policy, KEYS } from '../state/testing/store-suite.js';
 import { StoreUnavailable } from '../state/store.js';
@@ -56,6 +57,29 @@ describe('shared state over IPC', () => {
       ),
     );
     assert.equal(results.filter((r) => r.ok).length, 25);
+  });
+
+  it("the primary's store keeps each worker's settled markers by number", async () => {
+    const { store, workers } = primaryWith(2);
+    // Each worker process issues under its own prefix (state/issued-ids.ts).
+    const issuers = [new IdIssuer(), new IdIssuer()];
+    const stores = workers.map((w) => new IpcStateStore(w));
+    const T0 = 1_800_000_000_000;
+    await Promise.all(
+      stores.map(async (s, w) => {
+        for (let i = 0; i < 1500; i++) {
+          const id = issuers[w]!.issue();
+          const r = { scope: 'p', id, nowMs: T0, ttlMs: 60_000, buckets: [] };
+          assert.equal((await s.reserve(r)).admitted, true);
+          const q = { scope: 'p', id, nowMs: T0, markerTtlMs: 120_000, buckets: [], usage: [] };
+          assert.equal((await s.settle(q)).applied, true);
+          assert.equal((await s.settle(q)).applied, false, 'settled once');
+        }
+      }),
+    );
+    assert.equal(store.settledMarkers, 3000);
+    assert.equal(store.markersByNumber, 3000);
+    assert.equal(store.markerBlocks, 4, '1,500 numbers of each worker: 2 blocks each');
   });
 
   it('a primary that is gone is StoreUnavailable, not applied', async () => {

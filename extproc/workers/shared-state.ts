@@ -37,7 +37,11 @@ import { IpcError, RemoteError, type IpcPeer } from './ipc.js';
 
 // ---------------------------------------------------------------- state store (budgets, usage)
 
-/** A worker's StateStore: every call runs in the primary's MemoryStore. */
+/**
+ * A worker's StateStore: every call runs in the primary's MemoryStore. The worker's reservation
+ * ids carry its own issuer prefix (state/issued-ids.ts); the store learns it from the reserves and
+ * keeps their settled markers by number, as it does its own process's (state/memory.ts).
+ */
 export class IpcStateStore implements StateStore {
   readonly kind = 'memory' as const;
   constructor(
