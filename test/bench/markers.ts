@@ -19,6 +19,8 @@
  *   MARKERS_TTL_S=900        the policy's reservationTtlSeconds (markers live twice as long)
  *   MARKERS_IDS=budget       budget: reservationId(); uuid: randomUUID() (an id not the Budget's)
  *   MARKERS_SCOPES=1         policies the requests go to in turn (each has its own markers)
+ *   MARKERS_ISSUERS=0        with N > 0, ids of N other issuers in turn (IdIssuer, as the workers
+ *                            of `--workers N` make them for the primary's store), not this process's
  *
  * Wall time is a few seconds per 500 req/s; the figures are memory and call times, not speed.
  */
@@ -27,6 +29,7 @@ import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { performance, PerformanceObserver } from 'node:perf_hooks';
 import { reservationId } from '../../extproc/governance/budget.js';
+import { IdIssuer } from '../../extproc/state/issued-ids.js';
 import { MemoryStore } from '../../extproc/state/memory.js';
 
 const MiB = 1024 * 1024;
@@ -34,6 +37,7 @@ const MiB = 1024 * 1024;
 interface Result {
   rate: number;
   ids: string;
+  issuers: number;
   scopes: number;
   simulatedS: number;
   markers: number;
@@ -74,7 +78,17 @@ function gc(): void {
 async function run(rate: number): Promise<Result> {
   const ttlS = Number(process.env.MARKERS_TTL_S ?? 900);
   const idKind = process.env.MARKERS_IDS ?? 'budget';
-  const newId = idKind === 'uuid' ? randomUUID : reservationId;
+  const issuers = Array.from(
+    { length: Number(process.env.MARKERS_ISSUERS ?? 0) },
+    () => new IdIssuer(),
+  );
+  let turn = 0;
+  const newId =
+    idKind === 'uuid'
+      ? randomUUID
+      : issuers.length > 0
+        ? () => issuers[turn++ % issuers.length]!.issue()
+        : reservationId;
   const markerTtlMs = 2 * ttlS * 1000;
   const store = new MemoryStore();
   const T0 = Date.UTC(2026, 11, 7);
@@ -205,6 +219,7 @@ async function run(rate: number): Promise<Result> {
   return {
     rate,
     ids: idKind,
+    issuers: issuers.length,
     scopes: scopes.length,
     simulatedS,
     markers,
@@ -248,7 +263,7 @@ async function main(): Promise<void> {
       });
     });
     console.log(
-      `${r.rate} req/s (${r.ids} ids, ${r.scopes} policies, ${r.simulatedS} s simulated in ` +
+      `${r.rate} req/s (${r.ids} ids${r.issuers > 0 ? ` of ${r.issuers} issuers` : ''}, ${r.scopes} policies, ${r.simulatedS} s simulated in ` +
         `${r.wallS.toFixed(1)} s): ` +
         `${r.markers.toLocaleString('en')} markers, ${r.bytesPerMarker.toFixed(1)} B each ` +
         `(heap +${r.heapMiB.toFixed(1)} MiB, array buffers +${r.arrayBuffersMiB.toFixed(1)} MiB); ` +
