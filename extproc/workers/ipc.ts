@@ -91,7 +91,7 @@ export interface IpcErrorData {
   ipcData?: unknown;
 }
 
-function isMsg(m: unknown): m is Msg {
+function isMsg(m: unknown): m is Msg | BatchMsg {
   return typeof m === 'object' && m !== null && (m as { sluice?: unknown }).sluice === 1;
 }
 
@@ -115,7 +115,7 @@ export class IpcPeer {
         this.receive(m);
         return;
       }
-      for (const one of (m as unknown as BatchMsg).msgs) if (isMsg(one)) this.receive(one);
+      for (const one of m.msgs) if (isMsg(one) && one.kind !== 'batch') this.receive(one);
     });
     channel.onClose(() => this.close('the peer process is gone'));
   }
