@@ -61,7 +61,8 @@ interface NotifyMsg {
 interface BatchMsg {
   sluice: 1;
   kind: 'batch';
-  msgs: Msg[];
+  /** Checked one by one on arrival, as any message. */
+  msgs: unknown[];
 }
 type Msg = CallMsg | ReplyMsg | NotifyMsg;
 
