@@ -142,6 +142,25 @@ type CoreTicks struct {
 
 func coreTicks() map[string]CoreTicks {
 	out := map[string]CoreTicks{}
+	for name, c := range coreCounters() {
+		var total, idle int64
+		for i, v := range c {
+			total += v
+			if i == 3 || i == 4 { // idle, iowait
+				idle += v
+			}
+		}
+		out[strings.TrimPrefix(name, "cpu")] = CoreTicks{
+			BusyMs:  float64(total-idle) * 1000 / clockTicks,
+			TotalMs: float64(total) * 1000 / clockTicks,
+		}
+	}
+	return out
+}
+
+// coreCounters reads /proc/stat's per-core lines (the first 8 counters of each), by name (cpu0).
+func coreCounters() map[string][8]int64 {
+	out := map[string][8]int64{}
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return out
@@ -151,18 +170,11 @@ func coreTicks() map[string]CoreTicks {
 		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
 			continue
 		}
-		var total, idle float64
-		for i := 1; i <= 8; i++ {
-			v, _ := strconv.ParseFloat(f[i], 64)
-			total += v
-			if i == 4 || i == 5 { // idle, iowait
-				idle += v
-			}
+		var c [8]int64
+		for i := range c {
+			c[i], _ = strconv.ParseInt(f[i+1], 10, 64)
 		}
-		out[strings.TrimPrefix(f[0], "cpu")] = CoreTicks{
-			BusyMs:  (total - idle) * 1000 / clockTicks,
-			TotalMs: total * 1000 / clockTicks,
-		}
+		out[f[0]] = c
 	}
 	return out
 }

@@ -197,27 +197,6 @@ func (t *tracer) write(path string, interval time.Duration, warmupN, conns int) 
 	return out.Close()
 }
 
-// coreCounters reads /proc/stat's per-core lines (the first 8 counters of each).
-func coreCounters() map[string][8]int64 {
-	out := map[string][8]int64{}
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return out
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 9 || !strings.HasPrefix(f[0], "cpu") || f[0] == "cpu" {
-			continue
-		}
-		var c [8]int64
-		for i := range c {
-			c[i], _ = strconv.ParseInt(f[i+1], 10, 64)
-		}
-		out[f[0]] = c
-	}
-	return out
-}
-
 // schedstat reads a thread's schedstat: ns on a CPU, ns runnable waiting for one, timeslices.
 func schedstat(path string) (run, wait, slices int64) {
 	b, err := os.ReadFile(path)
