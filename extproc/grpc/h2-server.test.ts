@@ -9,6 +9,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import * as http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { after, before, describe, it } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
@@ -18,6 +20,7 @@ import type { DuplexCall, ProcessingRequest } from '../stream.js';
 import {
   decodeHealthRequest,
   encodeGrpcMessage,
+  H2Call,
   parseTimeoutMs,
   PROCESS_PATH,
   startH2Server,
@@ -470,5 +473,53 @@ describe('h2 ext_proc server: codecs', () => {
     assert.equal(decodeHealthRequest(Buffer.from([0x0a, 0x02, 0x61, 0x62])), 'ab');
     assert.equal(decodeHealthRequest(Buffer.alloc(0)), '');
     assert.throws(() => decodeHealthRequest(Buffer.from([0x0a, 0x05, 0x61])));
+  });
+});
+
+describe('a closed call', () => {
+  it('leaves nothing of its handler reachable from its node:http2 stream', async () => {
+    // node:http2 keeps a closed stream's objects until a full collection (young collections see
+    // its native handle as a root), so whatever the stream still points at is promoted: issue 16.
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const kept: http2.ServerHttp2Stream[] = [];
+    let state: WeakRef<object> | undefined;
+    const server = http2.createServer();
+    server.on('stream', (stream) => {
+      kept.push(stream);
+      const call = new H2Call(
+        stream,
+        (b) => b,
+        (m: object) => Buffer.from(JSON.stringify(m)),
+        MAX,
+        1000,
+      );
+      const handlerState = { parsed: new Array(1000).fill('x') };
+      state = new WeakRef(handlerState);
+      call.on('data', () => void handlerState.parsed.length);
+      call.on('end', () => call.end());
+      call.on('error', () => void handlerState.parsed.length);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const client = http2.connect(`http://127.0.0.1:${port}`);
+    try {
+      const req = client.request({
+        ':method': 'POST',
+        ':path': PROCESS_PATH,
+        'content-type': 'application/grpc',
+      });
+      req.end(Buffer.from([0, 0, 0, 0, 0]));
+      req.resume();
+      await new Promise((r) => req.on('close', r));
+      while (!kept[0]?.closed) await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      gc();
+      assert.equal(kept.length, 1);
+      assert.equal(state?.deref(), undefined, 'the stream still holds the handler');
+    } finally {
+      client.close();
+      server.close();
+    }
   });
 });

@@ -297,6 +297,12 @@ export class H2Call<In = ProcessingRequest> {
     return this.finished;
   }
 
+  /** The stream closed: nothing of the handler stays reachable from it. */
+  detach(): void {
+    this.finished = true;
+    this.onData = this.onEnd = this.onCancelled = this.onError = undefined;
+  }
+
   write(msg: WireResponse | object): boolean {
     if (this.finished) return false;
     const framed = this.encode(msg);
@@ -376,10 +382,29 @@ function onWantTrailers(this: OwnedStream): void {
 function onStreamError(this: OwnedStream, err: Error): void {
   this[CALL].streamError(err);
 }
+/**
+ * The stream closed: the call is cancelled if it was still open, and cut loose from the stream.
+ * node:http2 keeps a closed stream's objects until a full collection, as young collections treat
+ * its native handle as a root; whatever the stream still points at (the handler's closures, the
+ * request's parsed body and state) outlived two young collections and was promoted, to die in the
+ * old generation. Measured (--trace-gc-nvp, 2 in flight): what survives each young collection
+ * fell from 1.7 to 0.44 MB plain, 1.5 to 0.24 masking + budget (issue 16).
+ */
 function onStreamClose(this: OwnedStream): void {
-  this[CALL].cancel();
+  const call = this[CALL];
+  call.cancel();
+  call.detach();
+  this[CALL] = DETACHED;
 }
 const ignore = (): void => undefined;
+const DETACHED = {
+  streamData: ignore,
+  streamEnd: ignore,
+  streamWantsTrailers: ignore,
+  streamError: ignore,
+  cancel: ignore,
+  detach: ignore,
+} as unknown as H2Call<unknown>;
 
 /** http2 request headers as gRPC metadata: -bin values are base64, the rest strings. */
 class H2Metadata implements CallMetadata {

@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import {
   MAX_PIECE_CHARS,
@@ -163,6 +165,30 @@ test('estimation work is linear: every piece merged is at most MAX_PIECE_CHARS l
   } finally {
     observeMerges(undefined);
   }
+});
+
+test('the merge cache keeps no caller text alive: 200 prompts of 64 KiB leave the heap as it was', () => {
+  // A piece is a slice of its text; kept as a cache key it kept the whole text (issue 16).
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  const r = rng(11);
+  const word = (): string =>
+    ' ' +
+    Array.from({ length: 14 + Math.floor(r() * 6) }, () => 'qxzjvkw'[Math.floor(r() * 7)]).join('');
+  const prompt = (): string => {
+    const words = Array.from({ length: 20 }, word);
+    return words.join('the ') + 'the '.repeat(16 * 1024);
+  };
+  warmTokenizer();
+  gc();
+  const before = process.memoryUsage().heapUsed;
+  let n = 0;
+  for (let i = 0; i < 200; i++) n += estimateTokens(prompt());
+  assert.ok(n > 200 * 16 * 1024);
+  gc();
+  const grew = process.memoryUsage().heapUsed - before;
+  // 200 × 64 KiB is 12.5 MiB of text; the cache's own keys are ~4,000 short strings.
+  assert.ok(grew < 3 * 1024 * 1024, `the heap grew by ${(grew / 1048576).toFixed(1)} MiB`);
 });
 
 test('a long piece is counted in parts: at most one extra token per part, never fewer', () => {
@@ -527,6 +553,8 @@ test('the vocabulary is read from the .tiktoken file into a few MiB of typed arr
   // loaded by estimation. This file's reference encoder loads it, so ask a fresh process.
   const probe = `
     import { createRequire } from 'node:module';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
     import { estimateTokens } from ${JSON.stringify(new URL('./estimate.ts', import.meta.url).href)};
     const req = createRequire(import.meta.url);
     const n = estimateTokens('hello world');

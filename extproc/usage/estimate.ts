@@ -127,6 +127,17 @@ function latin1(s: string): string {
   return s;
 }
 
+/**
+ * A copy of `s` that holds nothing else. A piece is a slice of the caller's text, and V8 keeps a
+ * slice of 13 characters or more as a view of its parent: kept as a key of `merged`, it kept the
+ * whole text alive too, so every request's prompt outlived two young collections and was
+ * promoted (~10 KiB per masking + budget request, the old generation's main intake on that path:
+ * issue 16). Only a piece about to be kept pays for the copy.
+ */
+function ownedCopy(s: string): string {
+  return s.length < 13 ? s : Buffer.from(s, 'latin1').toString('latin1');
+}
+
 /** The rank of bytes[a, b) as one token; Infinity when it is none. */
 function rankOf(e: Encoding, bytes: string, a: number, b: number): number {
   const r = rankOfChars(e.table, bytes, a, b);
@@ -176,7 +187,7 @@ function mergeCount(e: Encoding, bytes: string): number {
     if (before >= 0) pair[before] = rankOf(e, bytes, before, after);
   }
   if (merged.size >= MERGED_MAX) merged.clear();
-  merged.set(bytes, parts);
+  merged.set(ownedCopy(bytes), parts);
   return parts;
 }
 
