@@ -6,13 +6,14 @@ import { SluiceError } from './errors.js';
 import type { Outcome } from './wire/mutation.js';
 import type { EndReason, PhaseHandler } from './pipeline/phase.js';
 import { ExtProcStream, type DuplexCall, type ProcessingRequest } from './stream.js';
-import type { WireResponse } from './wire/messages.js';
+import { MutationAnswer, type WireResponse } from './wire/messages.js';
 
 class FakeCall extends EventEmitter implements DuplexCall {
   written: WireResponse[] = [];
   ended = 0;
-  write(msg: WireResponse) {
-    this.written.push(msg);
+  write(msg: WireResponse | MutationAnswer) {
+    // As trees, which the tests read (the server encodes either: wire/encode.ts).
+    this.written.push(msg instanceof MutationAnswer ? msg.toWire() : msg);
     return true;
   }
   end() {

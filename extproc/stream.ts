@@ -14,7 +14,12 @@ import type {
   PhaseHandler,
   ProtocolConfig,
 } from './pipeline/phase.js';
-import { answer, type MessageKind, type WireResponse } from './wire/messages.js';
+import {
+  reply,
+  type MessageKind,
+  type MutationAnswer,
+  type WireResponse,
+} from './wire/messages.js';
 
 export interface ProcessingRequest {
   request?: MessageKind;
@@ -32,7 +37,8 @@ export interface DuplexCall {
   on(event: 'data', fn: (msg: ProcessingRequest) => void): unknown;
   on(event: 'end' | 'cancelled', fn: () => void): unknown;
   on(event: 'error', fn: (err: Error) => void): unknown;
-  write(msg: WireResponse): unknown;
+  /** A MutationAnswer is encoded by wire/encode.ts (encodeProcessingResponse) like a tree. */
+  write(msg: WireResponse | MutationAnswer): unknown;
   end(): unknown;
 }
 
@@ -182,16 +188,16 @@ export class ExtProcStream {
     started: number,
     outcome: Outcome,
   ): void {
-    let wire: WireResponse;
+    let wire: WireResponse | MutationAnswer;
     try {
-      wire = answer(kind, outcome);
+      wire = reply(kind, outcome);
     } catch (err) {
       this.logger.error(
         { event: 'answer_failed', phase: kind, err: describeError(err) },
         'could not build answer',
       );
       outcome = this.handler.fail(err);
-      wire = answer(kind, outcome);
+      wire = reply(kind, outcome);
     }
     if (this.ended) return;
     if (!silent) this.call.write(wire);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { encodeProcessingResponse } from './encode.js';
-import { answer, immediate, type MessageKind } from './messages.js';
+import { answer, immediate, MutationAnswer, reply, type MessageKind } from './messages.js';
 import type { Outcome } from './mutation.js';
 import { responseEncoder } from './proto.js';
 
@@ -103,6 +103,65 @@ function outcomes(kind: MessageKind): Outcome[] {
   return list;
 }
 
+/** Mutations beyond outcomes(): what the pipeline's answers combine (upstream, router). */
+function moreMutations(kind: MessageKind): Outcome[] {
+  const headers = kind === 'request_headers' || kind === 'response_headers';
+  const list: Outcome[] = [
+    {
+      kind: 'continue',
+      mutation: {
+        setHeaders: [
+          ['x-sluice-model', 'gpt-4o-mini'],
+          ['empty', ''],
+          ['long', 'v'.repeat(200)],
+        ],
+        removeHeaders: [],
+        clearRouteCache: true,
+      },
+    },
+    { kind: 'continue', mutation: { setHeaders: [], removeHeaders: [] } },
+    { kind: 'continue', mutation: { clearRouteCache: false, replace: false } },
+  ];
+  if (headers) {
+    list.push({
+      kind: 'continue',
+      mutation: {
+        setHeaders: [
+          [':path', '/v1/chat/completions'],
+          ['accept-encoding', 'identity'],
+        ],
+        removeHeaders: ['authorization', 'x-sluice-request-id'],
+        replace: true,
+        body: Buffer.alloc(300, 'b'),
+        clearRouteCache: true,
+        modeOverride: {
+          requestBody: 'NONE',
+          responseBody: 'BUFFERED_PARTIAL',
+          requestHeader: 'SEND',
+          responseHeader: 'SEND',
+        },
+      },
+    });
+  } else if (!kind.endsWith('_trailers')) {
+    list.push({
+      kind: 'continue',
+      mutation: { body: Buffer.alloc(0), removeHeaders: ['content-length'], clearRouteCache: true },
+    });
+  } else {
+    // A trailers answer carries only the header mutation; the rest is ignored, as answer() does.
+    list.push({
+      kind: 'continue',
+      mutation: {
+        setHeaders: [['grpc-status', '0']],
+        body: Buffer.from('x'),
+        clearRouteCache: true,
+        modeOverride: { requestBody: 'NONE', responseBody: 'NONE' },
+      },
+    });
+  }
+  return list;
+}
+
 describe('ProcessingResponse encoder', () => {
   it('writes the bytes protobufjs writes, for every answer wire/messages.ts builds', () => {
     let n = 0;
@@ -116,6 +175,51 @@ describe('ProcessingResponse encoder', () => {
       }
     }
     assert.ok(n > 40);
+  });
+
+  it("writes a MutationAnswer (what the stream sends) as the bytes of answer()'s tree", () => {
+    let n = 0;
+    for (const kind of KINDS) {
+      for (const o of [...outcomes(kind), ...moreMutations(kind)]) {
+        const tree = answer(kind, o);
+        const sent = reply(kind, o);
+        const what = `${kind} ${JSON.stringify(o).slice(0, 200)}`;
+        assert.equal(sent instanceof MutationAnswer, o.kind === 'continue' && !!o.mutation, what);
+        for (const prefix of [0, 5]) {
+          const got = encodeProcessingResponse(sent, prefix, reference);
+          assert.ok(got.subarray(prefix).equals(reference(tree)), `${what} prefix ${prefix}`);
+        }
+        if (sent instanceof MutationAnswer) assert.deepEqual(sent.toWire(), tree, what);
+        n++;
+      }
+    }
+    assert.ok(n > 60);
+  });
+
+  it('refuses in reply() what answer() refuses, with the same error', () => {
+    const bad: [MessageKind, Outcome][] = [
+      ['request_body', { kind: 'continue', mutation: { replace: true } }],
+      ['request_headers', { kind: 'continue', mutation: { body: Buffer.from('x') } }],
+      [
+        'response_body',
+        {
+          kind: 'continue',
+          mutation: { modeOverride: { requestBody: 'NONE', responseBody: 'NONE' } },
+        },
+      ],
+    ];
+    for (const [kind, o] of bad) {
+      const err = (() => {
+        try {
+          answer(kind, o);
+        } catch (e) {
+          return e as Error;
+        }
+        return undefined;
+      })();
+      assert.ok(err, kind);
+      assert.throws(() => reply(kind, o), { message: err.message });
+    }
   });
 
   it('leaves room for the gRPC prefix in front, on both paths', () => {

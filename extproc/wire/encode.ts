@@ -19,6 +19,15 @@
  * is made per header value. protobufjs does not know it, so a message with one never goes there.
  */
 
+import {
+  BODY_SEND_MODE,
+  CONTINUE_AND_REPLACE,
+  HEADER_SEND_MODE,
+  MutationAnswer,
+  type MessageKind,
+} from './messages.js';
+import type { Mutation } from './mutation.js';
+
 type Obj = Record<string, unknown>;
 
 const ANSWER_FIELDS: Record<string, number> = {
@@ -348,6 +357,7 @@ export function encodeProcessingResponse(
   prefix: number,
   fallback: (msg: object) => Buffer,
 ): Buffer {
+  if (msg instanceof MutationAnswer) return encodeMutationAnswer(msg.kind, msg.mutation, prefix);
   const m = msg as Obj;
   if (!supported(m)) {
     // protobufjs knows no raw_latin1: it would drop the value without a word.
@@ -397,6 +407,137 @@ export function encodeProcessingResponse(
       out.tag(field, VARINT);
       out.varint(mode[k] as number);
     }
+  }
+  if (out.pos !== out.buf.length) {
+    throw new Error(`ProcessingResponse encoder: wrote ${out.pos} of ${out.buf.length} bytes`);
+  }
+  return out.buf;
+}
+
+// A MutationAnswer (wire/messages.ts), written from the Mutation itself: the bytes
+// encodeProcessingResponse writes for answer()'s tree of the same mutation (encode.test.ts), with
+// no tree and no shape checks (a Mutation has only the fields read here). Each set header is a
+// HeaderValueOption { header { key = 1, raw_value = 3 (latin1 bytes) }, append { value = false } }.
+
+/** HeaderValueOption.append, BoolValue { value = false }: field 1 written as 0, as protobufjs does. */
+const APPEND_FALSE_SIZE = lenField(2);
+
+function setHeaderSize(key: string, value: string): number {
+  return lenField(lenField(Buffer.byteLength(key)) + lenField(value.length)) + APPEND_FALSE_SIZE;
+}
+
+/** The HeaderMutation's body; -1 when answer() would send none (nothing set or removed). */
+function mutationHeadersSize(m: Mutation): number {
+  const set = m.setHeaders ?? NONE;
+  const remove = m.removeHeaders ?? NONE;
+  if (set.length === 0 && remove.length === 0) return -1;
+  let n = 0;
+  for (let i = 0; i < set.length; i++) n += lenField(setHeaderSize(set[i]![0], set[i]![1]));
+  for (let i = 0; i < remove.length; i++) n += lenField(Buffer.byteLength(remove[i]!));
+  return n;
+}
+
+function writeMutationHeaders(out: Out, m: Mutation): void {
+  const set = m.setHeaders ?? NONE;
+  for (let i = 0; i < set.length; i++) {
+    const [key, value] = set[i]!;
+    const keyBytes = Buffer.byteLength(key);
+    out.tag(1, LEN);
+    out.varint(setHeaderSize(key, value));
+    out.tag(1, LEN);
+    out.varint(lenField(keyBytes) + lenField(value.length));
+    out.string(1, key, keyBytes);
+    out.tag(3, LEN);
+    out.varint(value.length);
+    out.pos += out.buf.write(value, out.pos, value.length, 'latin1');
+    out.tag(2, LEN);
+    out.varint(2);
+    out.tag(1, VARINT);
+    out.varint(0);
+  }
+  const remove = m.removeHeaders ?? NONE;
+  for (let i = 0; i < remove.length; i++) {
+    const r = remove[i]!;
+    out.string(2, r, Buffer.byteLength(r));
+  }
+}
+
+/** A field of mode_override (ProcessingMode): tag and value; a header mode left out is absent. */
+const modeFieldSize = (v: number | undefined): number => (v === undefined ? 0 : 1 + varintSize(v));
+
+function writeModeField(out: Out, field: number, v: number | undefined): void {
+  if (v === undefined) return;
+  out.tag(field, VARINT);
+  out.varint(v);
+}
+
+export function encodeMutationAnswer(kind: MessageKind, m: Mutation, prefix: number): Buffer {
+  const trailers = kind === 'request_trailers' || kind === 'response_trailers';
+  const hm = mutationHeadersSize(m);
+  // As answer(): clear_route_cache goes with a header mutation, an empty one if need be.
+  const clear = !trailers && m.clearRouteCache === true;
+  const withHeaders = hm >= 0 || clear;
+  const hmBody = hm >= 0 ? hm : 0;
+  // TrailersResponse { header_mutation = 1 }; HeadersResponse / BodyResponse { response = 1 }
+  // holding CommonResponse { status = 1, header_mutation = 2, body_mutation = 3, clear = 5 }.
+  let common = 0;
+  if (!trailers) {
+    if (m.replace) common += 1 + varintSize(CONTINUE_AND_REPLACE);
+    if (withHeaders) common += lenField(hmBody);
+    if (m.body) common += lenField(lenField(m.body.length));
+    if (clear) common += 2;
+  }
+  const inner = trailers ? (hm >= 0 ? lenField(hmBody) : 0) : lenField(common);
+  // mode_override (ProcessingMode = 9): header modes 1, 2 when set; body modes 3, 4 always.
+  const o = trailers ? undefined : m.modeOverride;
+  const reqHeader = o?.requestHeader && HEADER_SEND_MODE[o.requestHeader];
+  const resHeader = o?.responseHeader && HEADER_SEND_MODE[o.responseHeader];
+  const reqBody = o && BODY_SEND_MODE[o.requestBody];
+  const resBody = o && BODY_SEND_MODE[o.responseBody];
+  const modeBody =
+    modeFieldSize(reqHeader) +
+    modeFieldSize(resHeader) +
+    modeFieldSize(reqBody) +
+    modeFieldSize(resBody);
+  const size = lenField(inner) + (o ? lenField(modeBody) : 0);
+  const out = new Out(Buffer.allocUnsafe(prefix + size), prefix);
+  out.tag(ANSWER_FIELDS[kind]!, LEN);
+  out.varint(inner);
+  if (trailers) {
+    if (hm >= 0) {
+      out.tag(1, LEN);
+      out.varint(hmBody);
+      writeMutationHeaders(out, m);
+    }
+  } else {
+    out.tag(1, LEN);
+    out.varint(common);
+    if (m.replace) {
+      out.tag(1, VARINT);
+      out.varint(CONTINUE_AND_REPLACE);
+    }
+    if (withHeaders) {
+      out.tag(2, LEN);
+      out.varint(hmBody);
+      if (hm >= 0) writeMutationHeaders(out, m);
+    }
+    if (m.body) {
+      out.tag(3, LEN);
+      out.varint(lenField(m.body.length));
+      out.bytes(1, m.body);
+    }
+    if (clear) {
+      out.tag(5, VARINT);
+      out.varint(1);
+    }
+  }
+  if (o) {
+    out.tag(9, LEN);
+    out.varint(modeBody);
+    writeModeField(out, 1, reqHeader);
+    writeModeField(out, 2, resHeader);
+    writeModeField(out, 3, reqBody);
+    writeModeField(out, 4, resBody);
   }
   if (out.pos !== out.buf.length) {
     throw new Error(`ProcessingResponse encoder: wrote ${out.pos} of ${out.buf.length} bytes`);
