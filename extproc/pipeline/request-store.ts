@@ -117,11 +117,10 @@ export function recordAttempt(
     spanId?: string | undefined;
   },
 ): void {
-  state.attempts.push({
-    backend: a.backend,
-    provider: a.provider,
-    ...(a.startedAtMs !== undefined && { startedAtMs: a.startedAtMs }),
-    ...(a.spanId !== undefined && { spanId: a.spanId }),
-  });
+  // Fields set one by one: conditional spreads made throwaway objects on every attempt.
+  const entry: RequestState['attempts'][number] = { backend: a.backend, provider: a.provider };
+  if (a.startedAtMs !== undefined) entry.startedAtMs = a.startedAtMs;
+  if (a.spanId !== undefined) entry.spanId = a.spanId;
+  state.attempts.push(entry);
   state.governance?.ledger.begin();
 }

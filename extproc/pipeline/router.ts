@@ -51,7 +51,7 @@ import { applyGuard, type GuardFinding } from './guard.js';
 import { ConversationStep } from './conversation.js';
 import type { SessionIds } from '../context/session.js';
 import { modelList, modelObject } from './models.js';
-import { CONTINUE, proceed, type Outcome } from '../wire/mutation.js';
+import { CONTINUE, proceed, type Mutation, type Outcome } from '../wire/mutation.js';
 import type {
   BodyMessage,
   EndReason,
@@ -72,6 +72,10 @@ import type { Sessions } from '../sessions/sessions.js';
 import { errorVerdict, jsonVerdict, REQUEST_ID_HEADER } from './verdict.js';
 
 export const MODEL_HEADER = WIRE.modelHeader;
+
+/** Shared empty values (read only): an exchange that never needs its own makes none. */
+const NO_HEADERS: ReadonlyMap<string, string> = new Map();
+const NO_MODELS: readonly string[] = [];
 
 export interface RouterDeps {
   config: RuntimeConfig | undefined;
@@ -114,7 +118,7 @@ export class RouterExchange implements PhaseHandler {
   /** Envoy's defaults when it does not say (older Envoys send no protocol_config). */
   private requestBodyMode = 'BUFFERED';
   private responseBodyMode = 'BUFFERED';
-  private requestHeaderMap: ReadonlyMap<string, string> = new Map();
+  private requestHeaderMap: ReadonlyMap<string, string> = NO_HEADERS;
   private policy: PolicyState | undefined;
   private guardFindings: GuardFinding[] = [];
   /** Session, affinity key and context window of a model call (pipeline/conversation.ts). */
@@ -278,8 +282,8 @@ export class RouterExchange implements PhaseHandler {
       forcedUsage: stream && usageCapable && !asked,
       attempts: [],
       createdAt: this.deps.now(),
-      ...(this.trace && { trace: this.trace }),
     };
+    if (this.trace) this.state.trace = this.trace;
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     // Only a request for a provider-kept response is pinned to one backend (pipeline/sessions.ts):
@@ -331,15 +335,20 @@ export class RouterExchange implements PhaseHandler {
     // Refused here when no backend could take it: the upstream phase would refuse every attempt,
     // after a round trip through routing. After admission, so a caller who may not use the route
     // learns nothing about its providers; the end of the request releases what admit reserved.
-    const backends = route.backends.flatMap((b) => cfg.backend(b.name) ?? []);
-    if (
-      backends.length > 0 &&
-      !backends.some((b) => canServe(endpoint.api, endpoint.operation, b))
-    ) {
+    // (A loop, not flatMap + some: two closures and a list per request for a check that passes.)
+    let known = false;
+    let servable = false;
+    for (let i = 0; i < route.backends.length && !servable; i++) {
+      const b = cfg.backend(route.backends[i]!.name);
+      if (b === undefined) continue;
+      known = true;
+      servable = canServe(endpoint.api, endpoint.operation, b);
+    }
+    if (known && !servable) {
       throw unsupportedBackend(
         endpoint.api,
         endpoint.operation,
-        backends.map((b) => b.provider),
+        route.backends.flatMap((b) => cfg.backend(b.name)?.provider ?? []),
       );
     }
     let replaced: Buffer | undefined;
@@ -363,7 +372,10 @@ export class RouterExchange implements PhaseHandler {
       operation: endpoint.operation,
       model,
       body,
-      backendModels: route.backends.map((b) => cfg.backend(b.name)?.modelOverride ?? model),
+      // Read only on a route with a context window: no list per request on the others.
+      backendModels: route.policy?.context
+        ? route.backends.map((b) => cfg.backend(b.name)?.modelOverride ?? model)
+        : NO_MODELS,
       governance,
       verdicts: this.policy?.verdicts,
     });
@@ -418,12 +430,11 @@ export class RouterExchange implements PhaseHandler {
     }
     this.deps.store.put(this.state);
     const outBody = replaced ?? (held ? raw : undefined);
-    return proceed({
-      setHeaders,
-      ...(removeHeaders.length > 0 ? { removeHeaders } : {}),
-      ...(outBody ? { body: outBody } : {}),
-      clearRouteCache: true,
-    });
+    // Set field by field: spreads of conditional objects were two throwaway objects per request.
+    const mutation: Mutation = { setHeaders, clearRouteCache: true };
+    if (removeHeaders.length > 0) mutation.removeHeaders = removeHeaders;
+    if (outBody) mutation.body = outBody;
+    return proceed(mutation);
   }
 
   /** `/v1/responses/{id}` and the Conversations API, answered from the session store. */
