@@ -25,7 +25,7 @@ import {
 import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
-import type { Telemetry } from '../telemetry/telemetry.js';
+import type { RequestRecord, Telemetry } from '../telemetry/telemetry.js';
 import { CompletionCapture, maskedForTrace, promptText, tee } from '../telemetry/content.js';
 import { requestTrace, type RequestTrace, type TraceHeaders } from '../telemetry/trace-context.js';
 import { refusalMetric } from '../state/store.js';
@@ -780,7 +780,9 @@ export class RouterExchange implements PhaseHandler {
       if (quiet) this.deps.settling?.(quiet);
     }
     this.countRefusal(state);
-    this.deps.telemetry.recordRequest({
+    // The fixed fields in one literal, the rest set when they apply: conditional spreads made an
+    // object or two per request and sent the literal through the runtime's slow copy.
+    const record: RequestRecord = {
       requestId: this.requestId,
       api: this.api,
       operation:
@@ -799,43 +801,40 @@ export class RouterExchange implements PhaseHandler {
       stream: state?.stream ?? false,
       // No response after an attempt went out: the prompt estimate charged (marked estimated).
       usage: result?.usage ?? hit?.charged ?? g?.charged,
-      ...(this.cached ? { cache: this.cached.record } : {}),
-      ...this.conversation?.record(),
       durationMs: this.deps.now() - this.startedAt,
       ttftMs: result?.ttftMs,
       outcome,
-      ...(g
-        ? {
-            consumer: g.caller?.consumer,
-            team: g.caller?.team,
-            costUsd: g.costUsd,
-            governance: { policy: g.compiled.policy.name, verdicts: [...g.verdicts] },
-          }
-        : this.judged
-          ? {
-              consumer: this.judged.seen.caller?.consumer,
-              team: this.judged.seen.caller?.team,
-              governance: { policy: this.judged.policy, verdicts: [] },
-            }
-          : this.modelsCaller
-            ? { consumer: this.modelsCaller.consumer, team: this.modelsCaller.team }
-            : {}),
-      ...(this.policy
-        ? {
-            policy: this.policy.policy.name,
-            verdicts: verdictsOf(this.policy),
-            findings: findingsOf(this.policy),
-            ...(this.guardFindings.length > 0 && { guard: this.guardFindings }),
-            policyFailure: this.policy.failedOpen
-              ? 'open'
-              : this.policy.verdicts.has('fail_closed')
-                ? 'closed'
-                : this.policy.verdicts.has(VAULT_DEGRADED)
-                  ? 'degraded'
-                  : undefined,
-          }
-        : {}),
-    });
+    };
+    if (this.cached) record.cache = this.cached.record;
+    const conv = this.conversation?.record();
+    if (conv) Object.assign(record, conv);
+    if (g) {
+      record.consumer = g.caller?.consumer;
+      record.team = g.caller?.team;
+      record.costUsd = g.costUsd;
+      record.governance = { policy: g.compiled.policy.name, verdicts: [...g.verdicts] };
+    } else if (this.judged) {
+      record.consumer = this.judged.seen.caller?.consumer;
+      record.team = this.judged.seen.caller?.team;
+      record.governance = { policy: this.judged.policy, verdicts: [] };
+    } else if (this.modelsCaller) {
+      record.consumer = this.modelsCaller.consumer;
+      record.team = this.modelsCaller.team;
+    }
+    if (this.policy) {
+      record.policy = this.policy.policy.name;
+      record.verdicts = verdictsOf(this.policy);
+      record.findings = findingsOf(this.policy);
+      if (this.guardFindings.length > 0) record.guard = this.guardFindings;
+      record.policyFailure = this.policy.failedOpen
+        ? 'open'
+        : this.policy.verdicts.has('fail_closed')
+          ? 'closed'
+          : this.policy.verdicts.has(VAULT_DEGRADED)
+            ? 'degraded'
+            : undefined;
+    }
+    this.deps.telemetry.recordRequest(record);
   }
 }
 
