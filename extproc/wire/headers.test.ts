@@ -82,6 +82,42 @@ describe('headerMap of a RawHeaderMap (decoded on lookup)', () => {
     assert.deepEqual(seen, [...map]);
   });
 
+  it('answers lookups that alternate between maps (one shared index, refilled per map)', () => {
+    const other: Header[] = [
+      raw(':method', 'GET'),
+      raw(':path', '/v1/models'),
+      raw('accept', 'x/y'),
+      raw('x-only-here', '1'),
+    ];
+    const [a, aMap] = both(HEADERS);
+    const [b, bMap] = both(other);
+    // Another map between each lookup: every lookup finds the index holding the other map.
+    for (let round = 0; round < 2; round++) {
+      for (const name of [...NAMES, 'x-only-here']) {
+        assert.equal(a.get(name), aMap.get(name), `a.get(${JSON.stringify(name)})`);
+        assert.equal(b.get(name), bMap.get(name), `b.get(${JSON.stringify(name)})`);
+        assert.equal(a.has(name), aMap.has(name), `a.has(${JSON.stringify(name)})`);
+        assert.equal(b.has(name), bMap.has(name), `b.has(${JSON.stringify(name)})`);
+      }
+    }
+  });
+
+  it('answers a map with more headers than the index holds by walking it', () => {
+    const many: Header[] = [];
+    for (let i = 0; i < 600; i++) many.push(raw(`x-h${i % 300}`, `v${i}`));
+    many.push(raw('content-type', 'application/json'));
+    const [view, map] = both(many);
+    for (const name of ['x-h0', 'x-h299', 'x-h300', 'content-type', 'absent']) {
+      assert.equal(view.get(name), map.get(name), name);
+      assert.equal(view.has(name), map.has(name), name);
+    }
+    assert.equal(view.get('x-h7'), 'v7, v307');
+    // A small map in between, then the large one again.
+    const [small, smallMap] = both([raw('x-h0', 'small')]);
+    assert.equal(small.get('x-h0'), smallMap.get('x-h0'));
+    assert.equal(view.get('content-type'), 'application/json');
+  });
+
   it('matches a key outside ASCII as toLowerCase does (U+212A KELVIN SIGN is "k")', () => {
     const [view, map] = both([raw('\u212Aey', 'kelvin'), raw('key', 'ascii')]);
     assert.equal(map.get('key'), 'kelvin, ascii');
@@ -111,6 +147,11 @@ describe('headerMap of a RawHeaderMap (decoded on lookup)', () => {
     const ours = decodeProcessingRequest(buf).request_headers?.headers;
     const view = headerMap(ours);
     assert.equal(view.get('x-a'), undefined);
+    // A merge after a lookup (the index holds the map as it was) is seen by the next lookup.
+    const grown = new RawHeaderMap(buf, 4, 4 + map1.length);
+    assert.equal(headerMap(grown).get('x-b'), '1');
+    grown.merge(4 + map1.length + 2, buf.length);
+    assert.equal(headerMap(grown).get('x-b'), '1, 2');
     assert.equal(view.get('x-b'), '1, 2');
     // (protobufjs keeps only the last HeaderMap; the protobuf spec, and this decoder, merge.)
     assert.deepEqual([...view], [['x-b', '1, 2']]);
