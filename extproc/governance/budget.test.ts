@@ -6,6 +6,7 @@ import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
 import {
   AttemptLedger,
   Budget,
+  chargesFor,
   formatReset,
   nextUtcMonth,
   reservationId,
@@ -173,6 +174,47 @@ describe('formatReset', () => {
     assert.equal(formatReset(1500), '1.5s');
     assert.equal(formatReset(360_000), '6m0s');
     assert.equal(formatReset(3_723_000), '1h2m3s');
+    assert.equal(formatReset(61_005), '1m1.005s');
+    assert.equal(formatReset(1_050), '1.05s');
+    assert.equal(formatReset(3_600_120), '1h0m0.12s');
+  });
+
+  it('writes the seconds of every millisecond as a three-place decimal without trailing zeros', () => {
+    for (let ms = 1000; ms < 3_700_000; ms += 7) {
+      const sMs = ms % 60_000;
+      const s = sMs % 1000 === 0 ? String(sMs / 1000) : String(Number((sMs / 1000).toFixed(3)));
+      assert.ok(formatReset(ms).endsWith(`m${s}s`) || formatReset(ms) === `${s}s`, `${ms}`);
+    }
+  });
+});
+
+describe('chargesFor', () => {
+  const rules = [
+    { name: 'tpm', per: ['consumer' as const], tokensPerMinute: 100 },
+    { name: 'team-day', per: ['team' as const, 'model' as const], spendPerDayUsd: 5 },
+  ];
+  const keysOf = (k: Parameters<typeof chargesFor>[1], now: number) =>
+    chargesFor(rules, k, { tokens: 1, costUsd: 0 }, now, 60_000).map((c) => c.key);
+
+  it('names each caller, window and day in its keys, whoever asked before', () => {
+    const a = { consumer: 'a', team: 't1', model: 'm', route: 'r' };
+    const b = { consumer: 'b/x', team: undefined, model: 'm', route: 'r' };
+    const day = Date.UTC(2026, 0, 31, 23, 59, 30);
+    const want = (k: typeof a | typeof b, now: number, minute: number, d: string) => [
+      `tpm|consumer=${encodeURIComponent(k.consumer)}|tokens|${minute}`,
+      `team-day|team=${k.team ?? '-'},model=m|spendDay|${d}`,
+    ];
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(keysOf(a, day), want(a, day, day - 30_000, '2026-01-31'));
+      assert.deepEqual(keysOf(b, day), want(b, day, day - 30_000, '2026-01-31'));
+      assert.deepEqual(keysOf(a, day), want(a, day, day - 30_000, '2026-01-31'));
+      // The next minute, and the next day.
+      assert.deepEqual(keysOf(a, day + 30_000), want(a, day, day + 30_000, '2026-02-01'));
+      assert.deepEqual(keysOf({ ...a, team: 't2' }, day), [
+        want(a, day, day - 30_000, '')[0],
+        'team-day|team=t2,model=m|spendDay|2026-01-31',
+      ]);
+    }
   });
 });
 

@@ -521,6 +521,80 @@ export function nextUtcMonth(ms: number): number {
   return dayNames(ms).monthEnd;
 }
 
+/**
+ * The last bucket keys made for a limit: nearly every request of a consumer (or team) charges the
+ * same buckets as the one before, so their keys are reused rather than built again (per request
+ * they cost an encodeURIComponent per dimension and a string per bucket). Last value only: a
+ * different caller builds its keys as before and becomes the one kept.
+ */
+interface LimitKeys {
+  per: readonly LimitDimension[];
+  /** The dimension values (RequestKeys, in `per` order) `base` was made from. */
+  values: (string | undefined)[];
+  base: string;
+  /** Per metric: the window and key last made under `base`. */
+  windows: Partial<Record<Metric, { window: string; key: string }>>;
+}
+
+const limitKeys = new WeakMap<Limit, LimitKeys>();
+
+function keysOf(l: Limit, keys: RequestKeys): LimitKeys {
+  let k = limitKeys.get(l);
+  if (k !== undefined && k.per === l.per) {
+    let same = true;
+    for (let i = 0; i < l.per.length; i++) {
+      if (k.values[i] !== keys[l.per[i]!]) {
+        same = false;
+        break;
+      }
+    }
+    if (same) return k;
+  }
+  k = {
+    per: l.per,
+    values: l.per.map((d) => keys[d]),
+    base: `${l.name}|${dimsOf(l.per, keys)}`,
+    windows: {},
+  };
+  limitKeys.set(l, k);
+  return k;
+}
+
+function bucketKey(k: LimitKeys, metric: Metric, window: string): string {
+  const last = k.windows[metric];
+  if (last !== undefined && last.window === window) return last.key;
+  const key = `${k.base}|${metric}|${window}`;
+  k.windows[metric] = { window, key };
+  return key;
+}
+
+function charge(
+  out: Charge[],
+  k: LimitKeys,
+  l: Limit,
+  metric: Metric,
+  window: string,
+  limit: number,
+  amount: number,
+  reset: number,
+  now: number,
+  ttlMs: number,
+): void {
+  out.push({
+    key: bucketKey(k, metric, window),
+    limitName: l.name,
+    metric,
+    limit,
+    amount,
+    resetAtMs: reset,
+    // Late reconciles of this window's reservations still land before it is forgotten.
+    expireAtMs: reset === 0 ? now + 2 * ttlMs : reset + ttlMs,
+  });
+}
+
+/** The last minute named (a string per request otherwise). */
+let namedMinute = { start: Number.NaN, name: '' };
+
 /** The buckets a request charges, in a stable order (limit order, then metric order). */
 export function chargesFor(
   limits: readonly Limit[],
@@ -530,6 +604,8 @@ export function chargesFor(
   ttlMs: number,
 ): Charge[] {
   const minute = Math.floor(now / MINUTE_MS) * MINUTE_MS;
+  if (namedMinute.start !== minute) namedMinute = { start: minute, name: String(minute) };
+  const minuteName = namedMinute.name;
   const minuteEnd = minute + MINUTE_MS;
   const dayEnd = nextUtcDay(now);
   const monthEnd = nextUtcMonth(now);
@@ -537,30 +613,22 @@ export function chargesFor(
   const cost = Math.max(0, usdToMicros(estimate.costUsd));
   const out: Charge[] = [];
   for (const l of limits) {
-    const base = `${l.name}|${dimsOf(l.per, keys)}`;
-    const add = (metric: Metric, window: string, limit: number, amount: number, reset: number) =>
-      out.push({
-        key: `${base}|${metric}|${window}`,
-        limitName: l.name,
-        metric,
-        limit,
-        amount,
-        resetAtMs: reset,
-        // Late reconciles of this window's reservations still land before it is forgotten.
-        expireAtMs: reset === 0 ? now + 2 * ttlMs : reset + ttlMs,
-      });
+    const k = keysOf(l, keys);
     if (l.requestsPerMinute !== undefined) {
-      add('requests', String(minute), l.requestsPerMinute, 1, minuteEnd);
+      charge(out, k, l, 'requests', minuteName, l.requestsPerMinute, 1, minuteEnd, now, ttlMs);
     }
     if (l.tokensPerMinute !== undefined) {
-      add('tokens', String(minute), l.tokensPerMinute, tokens, minuteEnd);
+      charge(out, k, l, 'tokens', minuteName, l.tokensPerMinute, tokens, minuteEnd, now, ttlMs);
     }
-    if (l.concurrent !== undefined) add('concurrent', '', l.concurrent, 1, 0);
+    if (l.concurrent !== undefined)
+      charge(out, k, l, 'concurrent', '', l.concurrent, 1, 0, now, ttlMs);
     if (l.spendPerDayUsd !== undefined) {
-      add('spendDay', utcDay(now), usdToMicros(l.spendPerDayUsd), cost, dayEnd);
+      const limit = usdToMicros(l.spendPerDayUsd);
+      charge(out, k, l, 'spendDay', utcDay(now), limit, cost, dayEnd, now, ttlMs);
     }
     if (l.spendPerMonthUsd !== undefined) {
-      add('spendMonth', utcMonth(now), usdToMicros(l.spendPerMonthUsd), cost, monthEnd);
+      const limit = usdToMicros(l.spendPerMonthUsd);
+      charge(out, k, l, 'spendMonth', utcMonth(now), limit, cost, monthEnd, now, ttlMs);
     }
   }
   return out;
@@ -656,10 +724,21 @@ export function formatReset(ms: number): string {
   const h = Math.floor(t / 3_600_000);
   const m = Math.floor((t % 3_600_000) / 60_000);
   const sMs = t % 60_000;
-  const s = sMs % 1000 === 0 ? String(sMs / 1000) : (sMs / 1000).toFixed(3).replace(/0+$/, '');
+  const s =
+    sMs % 1000 === 0 ? String(sMs / 1000) : `${Math.floor(sMs / 1000)}.${millis(sMs % 1000)}`;
   if (h > 0) return `${h}h${m}m${s}s`;
   if (m > 0) return `${m}m${s}s`;
   return `${s}s`;
+}
+
+/**
+ * 1..999 ms as the digits after a decimal point, without trailing zeros (5 -> "005", 50 -> "05",
+ * 500 -> "5"): what toFixed(3) and a regex made, on every admitted request, from integers.
+ */
+function millis(ms: number): string {
+  if (ms % 100 === 0) return String(ms / 100);
+  if (ms % 10 === 0) return (ms < 100 ? '0' : '') + String(ms / 10);
+  return (ms < 10 ? '00' : ms < 100 ? '0' : '') + String(ms);
 }
 
 /**

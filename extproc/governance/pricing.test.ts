@@ -60,4 +60,56 @@ describe('pricing', () => {
     );
     assert.equal(Pricing.safeParse(fixture('invalid.yaml')).success, false);
   });
+
+  it('costs what the exact integer sum costs, at any size, and refuses what it refused', () => {
+    const prices = { inputPerMTok: 0.15, outputPerMTok: 600, cachedInputPerMTok: 0.075 };
+    const t = compilePricing(
+      Pricing.parse({ models: { m: prices, big: { inputPerMTok: 1e6, outputPerMTok: 1e6 } } }),
+    );
+    // The sum in BigInt, as costMicros made it for every request: Σ tokens × price (millionths
+    // of a micro-dollar per token), + half, / 1e6 truncated.
+    const scaled = (usd: number) => BigInt(Math.round(usd * 1_000_000));
+    const reference = (
+      p: { input: number; output: number; cached: number; writes: number },
+      u: ReturnType<typeof usage>,
+    ): number => {
+      const cached = Math.min(u.cachedInputTokens, u.inputTokens);
+      const writes = Math.min(u.cacheCreationInputTokens, u.inputTokens - cached);
+      const plain = u.inputTokens - cached - writes;
+      const total =
+        BigInt(plain) * scaled(p.input) +
+        BigInt(cached) * scaled(p.cached) +
+        BigInt(writes) * scaled(p.writes) +
+        BigInt(u.outputTokens) * scaled(p.output);
+      return Number((total + 500_000n) / 1_000_000n);
+    };
+    const m = { input: 0.15, output: 600, cached: 0.075, writes: 0.15 };
+    const big = { input: 1e6, output: 1e6, cached: 1e6, writes: 1e6 };
+    let seed = 7;
+    const rnd = (max: number) => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return Math.floor((seed / 2 ** 31) * max);
+    };
+    const cases: ReturnType<typeof usage>[] = [
+      usage(0, 0, 0),
+      usage(1, 0, 0),
+      usage(3, 0, 1),
+      usage(Number.MAX_SAFE_INTEGER, 0, 0),
+      usage(0, 0, 15_000_000_000),
+      usage(2 ** 40, 2 ** 39, 2 ** 30, 5),
+      usage(10, 20, 0, -5),
+      usage(-7, 0, -3),
+    ];
+    for (let i = 0; i < 2000; i++) {
+      const scale = [10, 1e4, 1e7, 1e10, 1e13][i % 5]!;
+      cases.push(usage(rnd(scale), rnd(scale), rnd(scale), rnd(scale)));
+    }
+    for (const u of cases) {
+      assert.equal(costMicros(t.lookup('m'), u), reference(m, u), JSON.stringify(u));
+      assert.equal(costMicros(t.lookup('big'), u), reference(big, u), JSON.stringify(u));
+    }
+    // A count that is not an integer is refused as before (BigInt throws).
+    assert.throws(() => costMicros(t.lookup('m'), usage(1.5, 0, 0)), RangeError);
+    assert.throws(() => costMicros(t.lookup('m'), usage(Number.NaN, 0, 0)), RangeError);
+  });
 });

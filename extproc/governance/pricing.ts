@@ -15,6 +15,8 @@ interface ScaledPrice {
   output: bigint;
   cached: bigint;
   cacheWrite: bigint;
+  /** The same as numbers, for sums that stay exact in a double (costMicros). */
+  n: { input: number; output: number; cached: number; cacheWrite: number };
 }
 
 const SCALE = 1_000_000n;
@@ -24,11 +26,21 @@ function scale(usdPerMTok: number): bigint {
 }
 
 function scaled(p: ModelPrice): ScaledPrice {
+  const input = scale(p.inputPerMTok);
+  const output = scale(p.outputPerMTok);
+  const cached = scale(p.cachedInputPerMTok ?? p.inputPerMTok);
+  const cacheWrite = scale(p.cacheWriteInputPerMTok ?? p.inputPerMTok);
   return {
-    input: scale(p.inputPerMTok),
-    output: scale(p.outputPerMTok),
-    cached: scale(p.cachedInputPerMTok ?? p.inputPerMTok),
-    cacheWrite: scale(p.cacheWriteInputPerMTok ?? p.inputPerMTok),
+    input,
+    output,
+    cached,
+    cacheWrite,
+    n: {
+      input: Number(input),
+      output: Number(output),
+      cached: Number(cached),
+      cacheWrite: Number(cacheWrite),
+    },
   };
 }
 
@@ -88,6 +100,8 @@ export function costMicros(
   const cached = Math.min(usage.cachedInputTokens, usage.inputTokens);
   const writes = Math.min(usage.cacheCreationInputTokens ?? 0, usage.inputTokens - cached);
   const plain = usage.inputTokens - cached - writes;
+  const exact = exactInDoubles(price, plain, cached, writes, usage.outputTokens);
+  if (exact !== undefined) return exact;
   return round(
     BigInt(plain) * price.input +
       BigInt(cached) * price.cached +
@@ -95,6 +109,54 @@ export function costMicros(
       BigInt(usage.outputTokens) * price.output,
   );
 }
+
+const MAX_EXACT = Number.MAX_SAFE_INTEGER - Number(SCALE);
+
+/**
+ * costMicros without BigInt when every count is a safe integer and every product and partial sum
+ * stays within 2^53 (each is then exact in a double, and so is the rounding below): what nearly
+ * every request costs, twice (reserve and settle), without a dozen BigInts each time. Otherwise
+ * undefined, and the BigInt sum decides (and throws where it threw).
+ */
+function exactInDoubles(
+  price: ScaledPrice,
+  plain: number,
+  cached: number,
+  writes: number,
+  output: number,
+): number | undefined {
+  const p = price.n;
+  if (
+    !Number.isSafeInteger(plain) ||
+    !Number.isSafeInteger(cached) ||
+    !Number.isSafeInteger(writes) ||
+    !Number.isSafeInteger(output)
+  )
+    return undefined;
+  const a = plain * p.input;
+  const b = cached * p.cached;
+  const c = writes * p.cacheWrite;
+  const d = output * p.output;
+  const ab = a + b;
+  const abc = ab + c;
+  const total = abc + d;
+  if (
+    !(Math.abs(a) <= MAX_EXACT) ||
+    !(Math.abs(b) <= MAX_EXACT) ||
+    !(Math.abs(c) <= MAX_EXACT) ||
+    !(Math.abs(d) <= MAX_EXACT) ||
+    !(Math.abs(ab) <= MAX_EXACT) ||
+    !(Math.abs(abc) <= MAX_EXACT) ||
+    !(Math.abs(total) <= MAX_EXACT)
+  )
+    return undefined;
+  // As BigInt division: (total + SCALE/2) / SCALE, truncated toward zero.
+  const r = total + HALF;
+  return (r - (r % SCALE_N)) / SCALE_N;
+}
+
+const SCALE_N = Number(SCALE);
+const HALF = SCALE_N / 2;
 
 /** The reservation estimate: every prompt token at the full input price, plus the output cap. */
 export function estimateCost(

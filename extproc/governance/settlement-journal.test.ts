@@ -8,7 +8,7 @@ import { MemoryStore } from '../state/memory.js';
 import { FaultyStore } from '../state/testing/faulty-store.js';
 import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
 import { Budget, chargesFor, type BudgetPolicy, type RequestKeys } from './budget.js';
-import { journalMetrics, type LossReason } from './settlement-journal.js';
+import { journalMetrics, SettlementJournal, type LossReason } from './settlement-journal.js';
 
 const level = async (
   store: FaultyStore,
@@ -436,5 +436,19 @@ describe('journal retries', () => {
     );
     assert.match(text, /^sluice_usage_journal_dropped_total\{reason="ambiguous"\} 1$/m);
     assert.match(text, /^sluice_usage_journal_dropped_total\{reason="full"\} 0$/m);
+  });
+});
+
+describe('SettlementJournal: levels seen', () => {
+  it('keeps each scope and bucket apart, past as many names as it keeps', () => {
+    const j = new SettlementJournal(10, undefined, 8);
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 20; i++) {
+        j.saw('p', [`k${i}`, `k${i + 1}`], [i, i + 1]);
+        j.saw('q', [`k${i}`], [100 + i]);
+        assert.deepEqual(j.levels('p', [`k${i}`, `k${i + 1}`]), [i, i + 1]);
+        assert.deepEqual(j.levels('q', [`k${i}`, `k${i + 1}`]), [100 + i, 0]);
+      }
+    }
   });
 });

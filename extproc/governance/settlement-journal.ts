@@ -63,7 +63,7 @@ export class SettlementJournal {
   /** Levels the store reported for a reservation's buckets (admitted or not). */
   saw(scope: string, keys: readonly string[], levels: readonly number[]): void {
     for (let i = 0; i < keys.length; i++) {
-      const k = `${scope}\x1f${keys[i]}`;
+      const k = this.seenKey(scope, keys[i]!);
       this.seen.delete(k);
       this.seen.set(k, levels[i] ?? 0);
     }
@@ -73,6 +73,31 @@ export class SettlementJournal {
       this.seen.delete(k);
     }
   }
+
+  /**
+   * `scope␟key`, the key of `seen`, as made before: every reserve and settle names its buckets,
+   * and the same ones again and again (budget.ts keeps their key strings), so each name was
+   * built twice per request. Bounded like `seen`: emptied when it holds more names than that.
+   */
+  private seenKey(scope: string, key: string): string {
+    let byKey = this.names.get(scope);
+    if (byKey === undefined) this.names.set(scope, (byKey = new Map<string, string>()));
+    let k = byKey.get(key);
+    if (k === undefined) {
+      if (++this.namesHeld > this.seenCapacity) {
+        this.names.clear();
+        this.names.set(scope, byKey);
+        byKey.clear();
+        this.namesHeld = 1;
+      }
+      k = `${scope}\x1f${key}`;
+      byKey.set(key, k);
+    }
+    return k;
+  }
+
+  private readonly names = new Map<string, Map<string, string>>();
+  private namesHeld = 0;
 
   /** What counts against the capacity: queued settlements and fail-open requests in flight. */
   get size(): number {
@@ -180,13 +205,14 @@ export class SettlementJournal {
    */
   delivered(r: Reservation, amounts: readonly number[]): void {
     const failOpen = this.isFailOpen(r.id);
-    r.charges.forEach((c, i) => {
-      const k = `${r.scope}\x1f${c.key}`;
+    for (let i = 0; i < r.charges.length; i++) {
+      const c = r.charges[i]!;
+      const k = this.seenKey(r.scope, c.key);
       const level = this.seen.get(k);
-      if (level === undefined) return;
+      if (level === undefined) continue;
       const change = (amounts[i] ?? 0) - (failOpen ? 0 : c.amount);
       this.seen.set(k, Math.max(0, level + change));
-    });
+    }
     this.forget(r.id);
   }
 

@@ -5,7 +5,7 @@ import { reservationId } from '../governance/budget.js';
 import { IdIssuer, PROCESS_IDS } from './issued-ids.js';
 import { MAX_ISSUERS, MemoryStore } from './memory.js';
 import { storeSuite } from './testing/store-suite.js';
-import type { SettleRequest } from './store.js';
+import { emptyUsage, type SettleRequest } from './store.js';
 
 storeSuite('memory', { store: () => new MemoryStore() });
 
@@ -322,3 +322,81 @@ describe("memory store: other processes' ids (the workers of --workers N)", () =
     assert.ok(store.markersByNumber > 0);
   });
 });
+
+describe('memory store: usage rows', () => {
+  it('counts each settlement in its own period and row, whatever was settled before', async () => {
+    const store = new MemoryStore();
+    const T0 = Date.UTC(2026, 2, 31, 12);
+    const dims = [
+      { consumer: 'a', team: 't', model: 'm', route: 'r' },
+      { consumer: 'b', team: 't', model: 'm', route: 'r' },
+      { consumer: 'a', team: 't', model: 'm', route: 'r', session: 's1' },
+      { consumer: 'a', team: 't', model: 'm', route: 'r2' },
+      { consumer: 'a', team: 'u', model: 'm', route: 'r' },
+      { consumer: 'a', team: 't', model: 'n', route: 'r' },
+    ];
+    const days = ['2026-03-30', '2026-03-31'];
+    const want = new Map<string, number>();
+    let n = 0;
+    for (let round = 0; round < 3; round++) {
+      for (const day of days) {
+        for (let i = 0; i < dims.length; i++) {
+          const d = dims[(i * (round + 1)) % dims.length]!;
+          const month = { ...d };
+          delete month.session;
+          const tokens = ++n;
+          await store.settle({
+            scope: 'p',
+            id: `id-${n}`,
+            nowMs: T0,
+            markerTtlMs: 60_000,
+            buckets: [],
+            usage: [
+              {
+                period: 'day',
+                periodKey: day,
+                dims: d,
+                values: { ...usageOf(tokens) },
+                expireAtMs: T0 + 1e9,
+              },
+              {
+                period: 'month',
+                periodKey: '2026-03',
+                dims: month,
+                values: usageOf(tokens),
+                expireAtMs: T0 + 1e9,
+              },
+            ],
+          });
+          const k = `${day}|${JSON.stringify(d)}`;
+          want.set(k, (want.get(k) ?? 0) + tokens);
+        }
+      }
+    }
+    const got = new Map<string, number>();
+    for (const day of days) {
+      for (const r of await store.usage('day', day)) {
+        const d = { ...r.dims };
+        if (d.session === undefined) delete d.session;
+        const match = dims.find(
+          (x) =>
+            JSON.stringify(x) === JSON.stringify({ ...x, ...d }) &&
+            Object.keys(x).length === Object.keys(d).length,
+        );
+        assert.ok(match, JSON.stringify(r.dims));
+        got.set(`${day}|${JSON.stringify(match)}`, r.values.totalTokens);
+      }
+    }
+    assert.deepEqual(new Map([...got].sort()), new Map([...want].sort()));
+    const month = await store.usage('month', '2026-03');
+    assert.equal(
+      month.reduce((s, r) => s + r.values.totalTokens, 0),
+      (n * (n + 1)) / 2,
+    );
+    assert.ok(month.every((r) => r.dims.session === undefined));
+  });
+});
+
+function usageOf(tokens: number) {
+  return { ...emptyUsage(), requests: 1, totalTokens: tokens };
+}

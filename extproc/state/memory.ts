@@ -11,6 +11,7 @@ import {
   type SettleReply,
   type SettleRequest,
   type StateStore,
+  type UsageDims,
   type UsagePeriod,
   type UsageRow,
   USAGE_METRICS,
@@ -320,15 +321,17 @@ export class MemoryStore implements StateStore {
     }
     const levels: number[] = [];
     let over = -1;
-    req.buckets.forEach((c, i) => {
+    for (let i = 0; i < req.buckets.length; i++) {
+      const c = req.buckets[i]!;
       const b = this.bucket(s, c.key, nowMs);
       const level = b ? b.used + b.reserved : 0;
       levels.push(level);
       if (over < 0 && level + (c.unsettled ?? 0) + c.amount > c.limit) over = i;
-    });
+    }
     if (over >= 0 && !req.force) return Promise.resolve({ admitted: false, over, levels });
     const charges: Pending['charges'] = [];
-    req.buckets.forEach((c, i) => {
+    for (let i = 0; i < req.buckets.length; i++) {
+      const c = req.buckets[i]!;
       let b = this.bucket(s, c.key, nowMs);
       if (!b) {
         b = { used: 0, reserved: 0, expireAtMs: c.expireAtMs };
@@ -338,7 +341,7 @@ export class MemoryStore implements StateStore {
       b.expireAtMs = Math.max(b.expireAtMs, c.expireAtMs);
       levels[i] = b.used + b.reserved;
       charges.push([c.key, c.amount]);
-    });
+    }
     const expiresAtMs = nowMs + req.ttlMs;
     if (s.pending.size === 0) {
       s.pendingLatestMs = -Infinity;
@@ -372,14 +375,14 @@ export class MemoryStore implements StateStore {
       b.expireAtMs = Math.max(b.expireAtMs, c.expireAtMs);
     }
     for (const u of req.usage) {
-      const k = `${u.period}:${u.periodKey}`;
+      const k = this.periodName(u.period, u.periodKey);
       let h = s.usage.get(k);
       if (!h) {
         h = { counters: new Map(), expireAtMs: u.expireAtMs };
         s.usage.set(k, h);
       }
       h.expireAtMs = Math.max(h.expireAtMs, u.expireAtMs);
-      const row = usageDimsKey(u.dims);
+      const row = this.rowName(u.dims);
       let counters = h.counters.get(row);
       for (let i = 0; i < USAGE_METRICS.length; i++) {
         const v = u.values[USAGE_METRICS[i]!];
@@ -390,6 +393,55 @@ export class MemoryStore implements StateStore {
       }
     }
     return Promise.resolve({ applied: true, pendingFound: p !== undefined });
+  }
+
+  /**
+   * The usage map's key of a period, and a row's (usageDimsKey): the last ones named are kept, as
+   * nearly every settlement names the same day, month and caller as the one before, and each
+   * name cost a string (the row's an array and a join) twice per request (issue 16).
+   */
+  private periods: Partial<Record<UsagePeriod, { periodKey: string; name: string }>> = {};
+  private rows: { dims: UsageDims; name: string }[] = [];
+
+  private periodName(period: UsagePeriod, periodKey: string): string {
+    const last = this.periods[period];
+    if (last !== undefined && last.periodKey === periodKey) return last.name;
+    const name = `${period}:${periodKey}`;
+    this.periods[period] = { periodKey, name };
+    return name;
+  }
+
+  private rowName(d: UsageDims): string {
+    // Two kept: a settlement's day row carries its session, its month row does not.
+    const rows = this.rows;
+    for (let i = 0; i < rows.length; i++) {
+      const r = rows[i]!.dims;
+      if (
+        r.consumer === d.consumer &&
+        r.team === d.team &&
+        r.model === d.model &&
+        r.route === d.route &&
+        r.session === d.session
+      )
+        return rows[i]!.name;
+    }
+    const name = usageDimsKey(d);
+    const kept = {
+      dims: {
+        consumer: d.consumer,
+        team: d.team,
+        model: d.model,
+        route: d.route,
+        session: d.session,
+      },
+      name,
+    };
+    if (rows.length < 2) rows.push(kept);
+    else {
+      rows[0] = rows[1]!;
+      rows[1] = kept;
+    }
+    return name;
   }
 
   levels(scope: string, keys: readonly string[], nowMs: number): Promise<number[]> {
