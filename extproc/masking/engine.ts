@@ -6,7 +6,8 @@
 import type { Operation } from '../providers/endpoints.js';
 import type { MaskAction } from '../config/contract.js';
 import type { DetectorSet, Finding } from './detect/index.js';
-import { maskableSlots } from './fields.js';
+import { maskableSlots, valueTarget } from './fields.js';
+import { spliceValues, type ValueEdit } from './json-splice.js';
 import { restore, StreamRestorer } from './placeholder.js';
 import { irreversible, type CompiledMasking } from './compiled.js';
 import {
@@ -73,6 +74,11 @@ export interface RequestMasking {
   lookup: PlaceholderLookup;
   /** The shared vault failed and this request was masked with a vault of its own. */
   degraded: boolean;
+  /**
+   * The rewritten body as it must leave, spliced into `source` (when given and the change allows
+   * it); undefined otherwise: the caller serializes `body`.
+   */
+  bytes?: Buffer;
 }
 
 export interface RequestMaskingInput {
@@ -89,6 +95,11 @@ export interface RequestMaskingInput {
    * in its own answer; earlier turns' do not) instead of throwing PolicyUnavailableError.
    */
   degradeOnVaultFailure?: boolean;
+  /**
+   * JSON text that `body` was parsed from, if the caller has it: masked values are spliced into
+   * it instead of re-serializing the body (json-splice.ts spliceValues checks it holds `body`).
+   */
+  source?: Buffer | undefined;
 }
 
 interface Planned {
@@ -187,6 +198,11 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
     if (!edits) bySlot.set(p.slot, (edits = []));
     edits.push({ f: p.finding, with: replacement });
   }
+  // What changed, by where it sits in the body, while each change is a plain value's: then the
+  // new values can be spliced into the source text (a key renamed, or a value inside JSON carried
+  // in a string, rewrites something else, and the body is re-serialized).
+  let spliced: Map<object, Map<string | number, ValueEdit>> | undefined =
+    input.source && bySlot.size > 0 ? new Map() : undefined;
   for (const [i, edits] of bySlot) {
     const slot = list.slots[i]!;
     let text = slot.text;
@@ -195,13 +211,28 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
       text = text.slice(0, e.f.start) + e.with + text.slice(e.f.end);
     }
     slot.set(text);
+    if (spliced) {
+      const t = valueTarget(slot);
+      if (t === undefined) spliced = undefined;
+      else {
+        let byKey = spliced.get(t.holder);
+        if (!byKey) spliced.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
+        byKey.set(t.at, { from: slot.text, to: text });
+      }
+    }
   }
   // A JSON document in a string that repeats a key is written back even without findings.
-  const changed = list.commit() || bySlot.size > 0;
+  const committed = list.commit();
+  const changed = committed || bySlot.size > 0;
   if (changed && m.systemNote && m.reversible && placeholders.length > 0) {
     addSystemNote(input.operation, input.body);
+    spliced = undefined;
   }
-  return { changed, blocked: [], lookup, degraded };
+  const bytes =
+    spliced && !committed ? spliceValues(input.source!, input.body, spliced) : undefined;
+  return bytes
+    ? { changed, blocked: [], lookup, degraded, bytes }
+    : { changed, blocked: [], lookup, degraded };
 }
 
 /**

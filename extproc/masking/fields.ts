@@ -35,8 +35,8 @@ class ValueSlot implements TextSlot {
 
   constructor(
     readonly text: string,
-    private readonly holder: Record<string | number, unknown>,
-    private readonly at: string | number,
+    readonly holder: Record<string | number, unknown>,
+    readonly at: string | number,
     readonly json: boolean,
     signed = false,
   ) {
@@ -47,6 +47,17 @@ class ValueSlot implements TextSlot {
   set(value: string): void {
     this.holder[this.at] = value;
   }
+}
+
+/**
+ * Where a slot's value sits in the parsed body (`holder[at]`), for a slot that is a plain value
+ * there; undefined for a key and for a value inside JSON carried in a string, whose change
+ * rewrites something else (the object, or that string).
+ */
+export function valueTarget(
+  slot: TextSlot,
+): { holder: Record<string | number, unknown>; at: string | number } | undefined {
+  return slot instanceof ValueSlot ? slot : undefined;
 }
 
 export class SlotList {

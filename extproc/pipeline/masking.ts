@@ -34,6 +34,11 @@ export interface RequestPolicyInput {
    * to its owner: it replaces the session header, so a stored conversation keeps its placeholders.
    */
   session?: string | undefined;
+  /**
+   * The JSON text `body` was parsed from, if the caller has it: a masked body is then written by
+   * splicing the masked values into it (checked to hold `body`), not re-serialized.
+   */
+  source?: Buffer | undefined;
 }
 
 /** The part of an authenticated caller (governance's Caller) a conversation is bound to. */
@@ -95,6 +100,7 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
       session,
       // Open mode never lets a vault outage send values unmasked: the request keeps its own vault.
       degradeOnVaultFailure: policy.failureMode === 'open',
+      source: input.source,
     });
     if (r.degraded) state.verdicts.add(VAULT_DEGRADED);
     if (r.blocked.length > 0) {
@@ -106,7 +112,8 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
       );
     }
     state.output = new OutputTransform(m, shadow, r.lookup, state.tally);
-    return r.changed ? { body: Buffer.from(JSON.stringify(input.body), 'utf8') } : {};
+    if (!r.changed) return {};
+    return { body: r.bytes ?? Buffer.from(JSON.stringify(input.body), 'utf8') };
   } catch (err) {
     if (err instanceof SluiceError) throw err;
     if (err instanceof NestingTooDeep) {

@@ -84,3 +84,53 @@ describe('response phase: an encoding it cannot decode, on a masking route', () 
     assert.deepEqual([...policy.verdicts], ['response_unscanned']);
   });
 });
+
+describe('response phase: a whole JSON answer on a masking route', () => {
+  async function answer(text: string): Promise<string | undefined> {
+    const policy = newPolicyState(compilePolicy(Policy.parse({ name: 'p', masking: {} })));
+    const vault = new RequestVault();
+    vault.put([{ type: 'EMAIL', value: 'a@b.example' }]);
+    policy.output = new OutputTransform(policy.policy.masking!, false, vault, new Tally());
+    const p = new ResponseProcessor({ ...req(), stream: false, policy }, limits, () => 0, 0);
+    p.headers(
+      new Map([
+        [':status', '200'],
+        ['content-type', 'application/json'],
+        ['content-length', String(Buffer.byteLength(text))],
+      ]),
+      false,
+    );
+    const o = await p.body(Buffer.from(text), true, true);
+    assert.equal(o.kind, 'continue');
+    const body = o.kind === 'continue' ? o.mutation?.body?.toString('utf8') : undefined;
+    if (body !== undefined) {
+      const length = o.kind === 'continue' ? o.mutation?.setHeaders : undefined;
+      assert.deepEqual(length, [['content-length', String(Buffer.byteLength(body))]]);
+    }
+    return body;
+  }
+
+  it('restores placeholders into the answer as the provider wrote it', async () => {
+    const text =
+      '{\n  "id": "c1",\n  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Write to [EMAIL_1] or \\u005bEMAIL_1]."}}],\n  "usage": {"prompt_tokens": 3, "completion_tokens": 2.0}\n}';
+    assert.equal(
+      await answer(text),
+      '{\n  "id": "c1",\n  "choices": [{"index": 0, "message": {"role": "assistant", "content": "Write to a@b.example or a@b.example."}}],\n  "usage": {"prompt_tokens": 3, "completion_tokens": 2.0}\n}',
+    );
+  });
+
+  it('writes the answer again where the bytes do not hold what was read', async () => {
+    // A repeated key: JSON.parse keeps the last one, which is what is restored and sent.
+    assert.equal(
+      await answer('{"id": "c1", "id": "c2", "choices": [{"message": {"content": "[EMAIL_1]"}}]}'),
+      '{"id":"c2","choices":[{"message":{"content":"a@b.example"}}]}',
+    );
+    // Tool-call arguments: JSON in a string, written back by the walk.
+    assert.equal(
+      await answer(
+        '{"choices": [{"message": {"tool_calls": [{"id": "t", "function": {"arguments": "{\\"to\\": \\"[EMAIL_1]\\"}"}}]}}]}',
+      ),
+      '{"choices":[{"message":{"tool_calls":[{"id":"t","function":{"arguments":"{\\"to\\":\\"a@b.example\\"}"}}]}}]}',
+    );
+  });
+});

@@ -15,7 +15,8 @@ import type { BodyTap } from '../telemetry/content.js';
 import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
-import { responseSlots } from '../masking/fields.js';
+import { responseSlots, valueTarget } from '../masking/fields.js';
+import { spliceValues, type ValueEdit } from '../masking/json-splice.js';
 import { VAULT_DEGRADED } from '../policy/state.js';
 import { POLICY_FAILURE_HEADER, policyFault } from './policy-failure.js';
 import { SseMasking } from '../masking/sse.js';
@@ -266,6 +267,8 @@ export class ResponseProcessor {
     const output = this.output!;
     if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
       const body = parsed as Record<string, unknown>;
+      // Restored values by where they sit, while each is a plain value's (engine.ts maskRequest).
+      let edits: Map<object, Map<string | number, ValueEdit>> | undefined = new Map();
       const changed = this.withMaskingFailureMode(
         () => {
           const list = responseSlots(this.req.operation, body);
@@ -275,14 +278,25 @@ export class ResponseProcessor {
             if (to !== slot.text) {
               slot.set(to);
               any = true;
+              const t = edits && valueTarget(slot);
+              if (!t) edits = undefined;
+              else {
+                let byKey = edits!.get(t.holder);
+                if (!byKey) edits!.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
+                byKey.set(t.at, { from: slot.text, to });
+              }
             }
           }
-          list.commit();
+          if (list.commit()) edits = undefined;
           return any;
         },
         () => false,
       );
-      if (changed) out = Buffer.from(JSON.stringify(body), 'utf8');
+      // Spliced into the answer's own bytes when they hold exactly what was parsed; else written
+      // again from the parsed answer.
+      if (changed)
+        out =
+          (edits && spliceValues(all, body, edits)) ?? Buffer.from(JSON.stringify(body), 'utf8');
     }
     if (!out && this.heldChunks === 0 && !this.decoder) return CONTINUE;
     const body = out ?? all;
