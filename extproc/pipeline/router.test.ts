@@ -284,6 +284,36 @@ describe('router phase: request body', () => {
       413,
       'request_too_large',
     ],
+    // What body-scan.ts leaves to JSON.parse and the duplicate-key check: the same refusals.
+    ['a duplicate key', '{"model": "gpt-4o-mini", "model": "llama-9"}', 400, 'duplicate_key'],
+    [
+      'a duplicate key written with an escape',
+      '{"model": "a", "mod\\u0065l": "b"}',
+      400,
+      'duplicate_key',
+    ],
+    [
+      'a duplicate nested key',
+      '{"model": "gpt-4o-mini", "m": [{"a": 1, "a": 2}]}',
+      400,
+      'duplicate_key',
+    ],
+    [
+      'a raw control character in a string',
+      '{"model": "gpt-4o-mini", "c": "a\u0001b"}',
+      400,
+      'invalid_json',
+    ],
+    ['a trailing comma', '{"model": "gpt-4o-mini",}', 400, 'invalid_json'],
+    ['a leading zero', '{"model": "gpt-4o-mini", "n": 01}', 400, 'invalid_json'],
+    ['a bad escape', '{"model": "gpt-4o-mini", "c": "\\x41"}', 400, 'invalid_json'],
+    ['trailing bytes', '{"model": "gpt-4o-mini"} x', 400, 'invalid_json'],
+    [
+      'a template on a route without templates',
+      '{"model": "gpt-4o-mini", "sluice_template": {}}',
+      400,
+      'invalid_request',
+    ],
   ];
   for (const [what, b, status, code] of bad) {
     it(`answers ${what} with ${status} ${code}`, async () => {
@@ -300,6 +330,30 @@ describe('router phase: request body', () => {
       assert.equal(store.size, 0);
     });
   }
+
+  it('reads the routing fields as JSON.parse does, whether or not the body is scanned', async () => {
+    const wide: Record<string, unknown> = {};
+    for (let i = 0; i < 40; i++) wide[`k${i}`] = i;
+    let deep: unknown = 'leaf';
+    for (let i = 0; i < 100; i++) deep = [deep];
+    const bodies: [string, string][] = [
+      // An escape in the model's value; scanned.
+      ['escaped value', '{"model": "gpt\\u002d4o-mini", "stream": true, "messages": []}'],
+      // Wider and deeper than the scan takes: JSON.parse decides.
+      ['wide', JSON.stringify({ model: 'gpt-4o-mini', stream: true, ...wide })],
+      ['deep', JSON.stringify({ model: 'gpt-4o-mini', stream: true, deep })],
+      ['escaped key', '{"mod\\u0065l": "gpt-4o-mini", "stream": true}'],
+    ];
+    for (const [what, text] of bodies) {
+      const { outcome, store } = await send(text);
+      assert.equal(outcome.kind, 'continue', what);
+      const st = store.get('id-1');
+      assert.equal(st?.model, 'gpt-4o-mini', what);
+      assert.equal(st?.stream, true, what);
+      assert.equal(st?.forcedUsage, true, what);
+      assert.deepEqual(st?.body, JSON.parse(text), what);
+    }
+  });
 
   it('never echoes body content in a JSON error', async () => {
     const { outcome } = await send('{"model": "gpt-4o-mini", "secret": "alice@example.com" ');

@@ -23,6 +23,8 @@ import {
   type PolicyState,
 } from '../policy/state.js';
 import { duplicateKey, duplicateKeyError } from '../masking/json-keys.js';
+import { TEMPLATE_FIELD } from '../guard/schema.js';
+import { scanBody, type BodyScan } from './body-scan.js';
 import type { Budget } from '../governance/budget.js';
 import type { Caller } from '../governance/identity.js';
 import type { RequestRecord, Telemetry } from '../telemetry/telemetry.js';
@@ -75,7 +77,7 @@ export const MODEL_HEADER = WIRE.modelHeader;
 
 /** Shared empty values (read only): an exchange that never needs its own makes none. */
 const NO_HEADERS: ReadonlyMap<string, string> = new Map();
-const NO_MODELS: readonly string[] = [];
+const NO_BODY: Record<string, unknown> = Object.freeze({});
 
 export interface RouterDeps {
   config: RuntimeConfig | undefined;
@@ -252,8 +254,8 @@ export class RouterExchange implements PhaseHandler {
     }
     const raw = this.chunks.length === 0 ? chunk : Buffer.concat([...this.chunks, chunk]);
     this.chunks = [];
-    const body = parseBody(raw);
-    const model = body.model;
+    const body = checkedBody(raw);
+    const model = body.top('model');
     if (typeof model !== 'string' || model.length === 0) {
       throw new SluiceError('missing_model', 'The request body must name a model.', {
         param: 'model',
@@ -263,27 +265,24 @@ export class RouterExchange implements PhaseHandler {
     if (!route) throw modelNotFound(model);
     // Before identity, masking and budgets: the policy that would govern them is broken.
     if (route.refuse) throw routeRefused(route.refuse);
-    const stream = body.stream === true;
-    const so = body.stream_options;
+    const stream = body.top('stream') === true;
+    const so = body.top('stream_options');
     const asked =
       typeof so === 'object' &&
       so !== null &&
       (so as Record<string, unknown>).include_usage === true;
     const usageCapable = endpoint.operation === 'chat' || endpoint.operation === 'completions';
-    this.state = {
-      id: this.requestId,
-      api: endpoint.api,
-      operation: endpoint.operation,
+    const state = (this.state = new RoutedRequest(
+      this.requestId,
+      endpoint,
       model,
-      routeName: route.name,
+      route.name,
       body,
-      rawBody: raw,
       stream,
-      forcedUsage: stream && usageCapable && !asked,
-      attempts: [],
-      createdAt: this.deps.now(),
-    };
-    if (this.trace) this.state.trace = this.trace;
+      stream && usageCapable && !asked,
+      this.deps.now(),
+    ));
+    if (this.trace) state.trace = this.trace;
     const held = this.requestBodyMode !== 'BUFFERED' && (cfg.masking || cfg.guard);
     const setHeaders: [string, string][] = [[MODEL_HEADER, model]];
     // Only a request for a provider-kept response is pinned to one backend (pipeline/sessions.ts):
@@ -304,7 +303,7 @@ export class RouterExchange implements PhaseHandler {
         consumers: cfg.consumers,
         headers: this.requestHeaderMap,
         operation: endpoint.operation,
-        body,
+        body: state.body,
         model,
         route: route.name,
         budget: this.deps.budget,
@@ -326,9 +325,10 @@ export class RouterExchange implements PhaseHandler {
     const conv = conversation.identify({
       route,
       operation: endpoint.operation,
-      body,
+      // Read only for a caller's session (its turn): without a caller, not parsed for it.
+      body: state.governance?.caller ? state.body : NO_BODY,
       headers: this.requestHeaderMap,
-      caller: this.state.governance?.caller,
+      caller: state.governance?.caller,
     });
     setHeaders.push(...conv.setHeaders);
     removeHeaders.push(...conv.removeHeaders);
@@ -352,7 +352,7 @@ export class RouterExchange implements PhaseHandler {
       );
     }
     let replaced: Buffer | undefined;
-    if (endpoint.operation === 'responses') replaced = await this.planTurn(cfg, route, body);
+    if (endpoint.operation === 'responses') replaced = await this.planTurn(cfg, route, state.body);
     // Continuing a response its provider keeps: to the backend that made it, when this route
     // sends there (pinned as GET/DELETE are, pipeline/sessions.ts); else as any request, and that
     // provider answers for the id.
@@ -367,49 +367,55 @@ export class RouterExchange implements PhaseHandler {
     if (policy) this.policy = newPolicyState(policy);
     // The window, once the conversation is whole (a Responses turn's history rebuilt), before
     // guard and masking, which then see only what is sent.
-    const fitted = conversation.fit({
-      route,
-      operation: endpoint.operation,
-      model,
-      body,
-      // Read only on a route with a context window: no list per request on the others.
-      backendModels: route.policy?.context
-        ? route.backends.map((b) => cfg.backend(b.name)?.modelOverride ?? model)
-        : NO_MODELS,
-      governance,
-      verdicts: this.policy?.verdicts,
-    });
-    if (fitted) replaced = Buffer.from(JSON.stringify(body), 'utf8');
+    // Only a route with a context window has one to fit (fit() returns false on the others):
+    // not asked there, so neither the body is parsed nor the backends' models listed for it.
+    const fitted =
+      route.policy?.context !== undefined &&
+      conversation.fit({
+        route,
+        operation: endpoint.operation,
+        model,
+        body: state.body,
+        backendModels: route.backends.map((b) => cfg.backend(b.name)?.modelOverride ?? model),
+        governance,
+        verdicts: this.policy?.verdicts,
+      });
+    if (fitted) replaced = Buffer.from(JSON.stringify(state.body), 'utf8');
     if (deferred && !caches) {
       const a = await reserveFor(deferred.input, deferred.admitted);
       if (a.outputTokenCap !== undefined) this.state.outputTokenCap = a.outputTokenCap;
     }
     // After governance, before masking: masking then sees the rendered template and the
     // decorators, so PII in a template variable is masked like any other prompt text.
-    let outgoing = body;
-    const guarded = applyGuard({
-      state: this.policy,
-      guard: cfg.guardFor(route.name),
-      operation: endpoint.operation,
-      body,
-      findings: this.guardFindings,
-    });
+    // Without a guard and a policy state applyGuard only refuses a template field
+    // (pipeline/guard.ts): not asked when the body is known to have none, so no parse for it.
+    const guard = cfg.guardFor(route.name);
+    const guarded =
+      (guard && this.policy) || body.mayHave(TEMPLATE_FIELD)
+        ? applyGuard({
+            state: this.policy,
+            guard,
+            operation: endpoint.operation,
+            body: state.body,
+            findings: this.guardFindings,
+          })
+        : undefined;
     if (guarded) {
-      outgoing = guarded;
       this.state.body = guarded;
       replaced = Buffer.from(JSON.stringify(guarded), 'utf8');
     }
+    // From here state.body is what leaves (the guard's rendering, else the client's body): what
+    // masking and the cache see.
     if (policy && this.policy) {
       const r = await applyRequestPolicy({
         state: this.policy,
         operation: endpoint.operation,
-        body: outgoing,
+        body: state.body,
         headers: this.requestHeaderMap,
         route: route.name,
         vault: this.deps.store.vault,
         caller: this.state.governance?.caller,
         session: this.turn?.plan.vaultSession,
-        source: replaced ?? raw,
       });
       this.state.policy = this.policy;
       if (r.body) replaced = r.body;
@@ -419,7 +425,7 @@ export class RouterExchange implements PhaseHandler {
         removeHeaders.push(session);
     }
     if (caches) {
-      const hit = await this.cacheLookup(cfg, route, endpoint, replaced, outgoing, deferred);
+      const hit = await this.cacheLookup(cfg, route, endpoint, replaced, state.body, deferred);
       if (hit) return hit;
     }
     if (replaced) {
@@ -837,6 +843,94 @@ export class RouterExchange implements PhaseHandler {
     }
     this.deps.telemetry.recordRequest(record);
   }
+}
+
+/**
+ * The request body, checked as parseBody checks it, and parsed only when something reads it.
+ *
+ * Why: a plain route reads three top-level fields of the body; JSON.parse made the whole tree
+ * and its text (~4.5 KiB of the ~17 KiB Sluice allocated per 2 KB chat request, bench section
+ * lean with BENCH_ALLOC_PROFILE). body-scan.ts checks the bytes without building anything and
+ * says where the top-level values lie. When it cannot vouch for a body (anything invalid, an
+ * escape in a key, very wide or deep bodies) parseBody decides, so every refusal is the same.
+ */
+/**
+ * The router's RequestState: its body is the CheckedBody's, parsed on first read. A class, its
+ * accessors on the prototype: a getter per request (a closure over requestBody's scope) kept
+ * whole requests alive past young collections (promoted 0.8 -> 2-3 KiB per request, twice the
+ * full collections; gc-flags chat-2k).
+ */
+class RoutedRequest implements RequestState {
+  readonly attempts: RequestState['attempts'] = [];
+  declare trace?: RequestState['trace'];
+  declare policy?: RequestState['policy'];
+  declare governance?: RequestState['governance'];
+  declare outputTokenCap?: number;
+  declare responseId?: string;
+  readonly api: RequestState['api'];
+  readonly operation: RequestState['operation'];
+  rawBody: Buffer;
+
+  constructor(
+    readonly id: string,
+    endpoint: { api: RequestState['api']; operation: RequestState['operation'] },
+    readonly model: string,
+    readonly routeName: string,
+    private readonly checked: CheckedBody,
+    readonly stream: boolean,
+    readonly forcedUsage: boolean,
+    readonly createdAt: number,
+  ) {
+    this.api = endpoint.api;
+    this.operation = endpoint.operation;
+    this.rawBody = checked.raw;
+  }
+
+  get body(): Record<string, unknown> {
+    return this.checked.value();
+  }
+
+  set body(v: Record<string, unknown>) {
+    this.checked.replace(v);
+  }
+}
+
+class CheckedBody {
+  constructor(
+    readonly raw: Buffer,
+    private readonly scan: BodyScan | undefined,
+    private parsed: Record<string, unknown> | undefined,
+  ) {}
+
+  /** A top-level field as JSON.parse gives it (the body has no duplicate key). */
+  top(key: string): unknown {
+    if (this.parsed || !this.scan) return this.value()[key];
+    const span = this.scan.member(key);
+    return span && JSON.parse(this.raw.toString('utf8', span.start, span.end));
+  }
+
+  /** Whether the body may have the top-level field: false only when it surely has not. */
+  mayHave(key: string): boolean {
+    if (this.parsed || !this.scan) return key in this.value();
+    return this.scan.member(key) !== undefined;
+  }
+
+  /** The parsed body (scanned bodies parse: the scan vouched for them). */
+  value(): Record<string, unknown> {
+    return (this.parsed ??= JSON.parse(this.raw.toString('utf8')) as Record<string, unknown>);
+  }
+
+  /** A body that replaces the client's (the guard's rendering). */
+  replace(v: Record<string, unknown>): void {
+    this.parsed = v;
+  }
+}
+
+function checkedBody(raw: Buffer): CheckedBody {
+  if (!isUtf8(raw))
+    throw new SluiceError('invalid_encoding', 'The request body is not valid UTF-8.');
+  const scan = scanBody(raw);
+  return new CheckedBody(raw, scan, scan ? undefined : parseBody(raw));
 }
 
 function parseBody(raw: Buffer): Record<string, unknown> {
