@@ -54,6 +54,10 @@ export function infoLineWriter(logger: Logger): LineWriter {
     p[S.messageKeySym] === 'msg';
   if (!plain) return fallback;
   const level = logger.levels.values.info!;
+  // The line's end for the last message: the access log writes one message ("request"), so
+  // its JSON and the end string are made once, not per line.
+  let lastMsg: string | undefined;
+  let lastTail = '';
   return (record, msg) => {
     // The level may change at run time (--log-level is fixed, but a logger's level is settable).
     if (!logger.isLevelEnabled('info')) return;
@@ -66,7 +70,11 @@ export function infoLineWriter(logger: Logger): LineWriter {
     }
     const stream = p[S.streamSym];
     const head = `${p[S.lsCacheSym][level]}${p[S.timeSym]()}${p[S.chindingsSym]}`;
-    const tail = `,"msg":${JSON.stringify(msg)}${p[S.endSym]}`;
+    if (msg !== lastMsg) {
+      lastTail = `,"msg":${JSON.stringify(msg)}${p[S.endSym]}`;
+      lastMsg = msg;
+    }
+    const tail = lastTail;
     if (stream.writeParts) {
       // The record's keys between the head and the message, its braces left out (a slice of
       // the stringified record, not a copy); written into one Buffer (log-destination.ts).
