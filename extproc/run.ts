@@ -7,7 +7,12 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { readiness, startAdmin, type RunningAdmin } from './shared/admin.js';
 import { WIRE } from './config/contract.js';
-import { FileConfigSource, type ConfigSourceEvents } from './config/load.js';
+import {
+  configPackagesLoaded,
+  FileConfigSource,
+  loadConfigPackages,
+  type ConfigSourceEvents,
+} from './config/load.js';
 import { XdsConfigSource } from './config/xds-source.js';
 import type { RuntimeConfig } from './config/runtime.js';
 import { Budget } from './governance/budget.js';
@@ -18,13 +23,14 @@ import { RedisVault, vaultFailureMetric } from './masking/vault-redis.js';
 import { MemoryVault, type Vault } from './masking/vault.js';
 import { RequestStore } from './pipeline/request-store.js';
 import { MemoryStore } from './state/memory.js';
+import { isRedisStore } from './state/is-redis.js';
 import { RedisVaultStore } from './state/redis-vault.js';
-import { RedisStore } from './state/redis.js';
 import type { StateStore } from './state/store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
 import { budgetUtilizationMetric } from './telemetry/budget-utilization.js';
-import { startTracing, type TracingOptions } from './telemetry/tracing.js';
+import { tracingFromEnv, type TracingOptions } from './telemetry/tracing-config.js';
+import type { RunningTracing } from './telemetry/tracing.js';
 import { UpstreamExchange, type RemoteRequests } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer, type GrpcServerKind } from './server.js';
 import { ExtProcStream, type StreamObserver } from './stream.js';
@@ -124,7 +130,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   const vaultKey = vaultKeyFile ? await loadVaultKey(vaultKeyFile) : undefined;
   // Session ids in logs and usage: the same on every replica that shares the vault key.
   const sessionIds = SessionIds.fromVaultKey(vaultKey);
-  const tracing = startTracing(opts, log);
+  const tracing = await startTracingIfConfigured(opts, log);
   const telemetry = new Telemetry(opts.registry, log.child({ log: 'access' }), tracing?.onRequest);
   let current: RuntimeConfig | undefined;
   let draining = false;
@@ -138,11 +144,40 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       'config applied',
     );
   };
-  const events = { onConfig: apply, onRejected: () => telemetry.configRejected() };
+  // A config is applied once the packages its backends need are loaded (config/load.ts). A file's
+  // or an xDS document's were loaded while it was compiled, so it applies at once; a worker's
+  // configs come compiled by its primary, and one that newly names such a backend waits for them
+  // here, or is refused if they fail to load. Configs apply in the order they came.
+  let waiting = 0;
+  let queue: Promise<void> = Promise.resolve();
+  const onConfig = (cfg: RuntimeConfig): void => {
+    if (waiting === 0 && configPackagesLoaded(cfg)) {
+      apply(cfg);
+      return;
+    }
+    waiting++;
+    queue = queue
+      .then(() => loadConfigPackages(cfg))
+      .then(
+        () => apply(cfg),
+        (err: unknown) => {
+          const reason = err instanceof Error ? err.message : 'packages failed to load';
+          log.error(
+            { event: 'config_rejected', version: cfg.version, reason },
+            'config refused; keeping the last good one',
+          );
+          telemetry.configRejected();
+        },
+      )
+      .finally(() => waiting--);
+  };
+  const events = { onConfig, onRejected: () => telemetry.configRejected() };
   let source: { reload(): Promise<void>; close(): void };
   if (opts.configSource) {
     const own = opts.configSource(events);
-    apply(await own.start());
+    const first = await own.start();
+    await loadConfigPackages(first);
+    apply(first);
     source = own;
   } else if (opts.xds) {
     const xds = new XdsConfigSource({ ...opts.xds, logger: log }, events);
@@ -163,6 +198,8 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   if (opts.stateStore) {
     stateStore = opts.stateStore;
   } else if (redisUrl) {
+    // ioredis is imported only for a Redis store (issue 16); a failure to load fails the start.
+    const { RedisStore } = await import('./state/redis.js');
     const redis = new RedisStore({
       url: redisUrl,
       onError: (err) => log.warn({ event: 'redis_error', reason: err.message }, 'redis error'),
@@ -182,14 +219,14 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   let vault: Vault;
   if (opts.vault) {
     vault = opts.vault;
-  } else if (stateStore instanceof RedisStore && vaultKey) {
+  } else if (isRedisStore(stateStore) && vaultKey) {
     vault = new RedisVault({
       store: new RedisVaultStore({ client: stateStore.client }),
       key: vaultKey,
       onFailure: vaultFailureMetric(opts.registry),
     });
   } else {
-    if (stateStore instanceof RedisStore) {
+    if (isRedisStore(stateStore)) {
       // Replicas without a shared key could neither match nor read each other's entries.
       log.warn(
         { event: 'vault_key_missing' },
@@ -354,6 +391,34 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       return closing;
     },
   };
+}
+
+/**
+ * Tracing when `opts.tracing` or the OTEL_* environment names an endpoint: only then is
+ * OpenTelemetry imported (telemetry/tracing.ts; ~10 MiB of V8 heap with what it loads, issue 16).
+ * A bad endpoint or ratio, or packages that fail to load, fail the start.
+ */
+async function startTracingIfConfigured(
+  opts: ExtprocOptions,
+  log: Logger,
+): Promise<RunningTracing | undefined> {
+  const cfg =
+    opts.tracing ??
+    tracingFromEnv(
+      { otlpEndpoint: opts.otlpEndpoint, traceSamplingRatio: opts.traceSamplingRatio },
+      opts.env,
+    );
+  if (!cfg) return undefined;
+  let startTracing;
+  try {
+    ({ startTracing } = await import('./telemetry/tracing.js'));
+  } catch (err) {
+    throw new Error(
+      `tracing is configured but OpenTelemetry failed to load: ${err instanceof Error ? err.message : String(err)}`,
+      { cause: err },
+    );
+  }
+  return startTracing({ ...opts, tracing: cfg }, log);
 }
 
 function metadataString(m: { get(key: string): unknown[] }, key: string): string | undefined {

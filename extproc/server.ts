@@ -3,8 +3,7 @@
  * ExternalProcessor and health services only), or grpc-js's (`--grpc-server grpc-js`). Both
  * hand each Process stream to onStream and serve grpc.health.v1.
  */
-import * as grpc from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
+import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { startH2Server, type CallMetadata, type HealthStatus } from './grpc/h2-server.js';
 import { bindGrpcServer, shutdownGrpcServer } from './shared/grpc-server.js';
@@ -39,7 +38,13 @@ export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningG
   const initial = { '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' } as const;
   if ((opts.server ?? 'h2') === 'h2') return startH2Server(opts, initial);
 
-  const server = new grpc.Server({
+  // Loaded only for `--grpc-server grpc-js` (issue 16: grpc-js is ~2.7 MiB of V8 heap the default
+  // transport does without); a failure to load fails the start.
+  const [{ Server }, { HealthImplementation }] = await Promise.all([
+    import('@grpc/grpc-js'),
+    import('grpc-health-check'),
+  ]);
+  const server = new Server({
     // Buffered bodies arrive as one message; grpc-js refuses more than 4 MiB by default.
     'grpc.max_receive_message_length': opts.maxMessageBytes,
     'grpc.max_send_message_length': opts.maxMessageBytes,

@@ -5,7 +5,7 @@
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { StateStore } from '../state/store.js';
-import { RedisStore } from '../state/redis.js';
+import { isRedisStore } from '../state/is-redis.js';
 import { ResponseCache } from './cache.js';
 import { MemoryCacheStore, RedisCacheStore, type CacheStore } from './store.js';
 
@@ -23,10 +23,10 @@ export function responseCache(
   let store: CacheStore;
   if (given) {
     store = given;
-  } else if (stateStore instanceof RedisStore && vaultKey) {
+  } else if (isRedisStore(stateStore) && vaultKey) {
     store = new RedisCacheStore({ client: stateStore.client, vaultKey });
   } else {
-    if (stateStore instanceof RedisStore) {
+    if (isRedisStore(stateStore)) {
       // Unsealed answers must not sit in Redis: without the key each replica caches for itself.
       log.warn(
         { event: 'cache_key_missing' },

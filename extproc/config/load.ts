@@ -3,6 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import type { Logger } from 'pino';
+import { backendPackagesLoaded, loadBackendPackages } from '../providers/packages.js';
 import { ExtprocConfig, formatIssues, type SecretSource } from './contract.js';
 import { RuntimeConfig } from './runtime.js';
 
@@ -56,7 +57,32 @@ export async function compileConfig(text: string, opts: CompileOptions): Promise
     }
     credentials.set(b.name, await resolveSecret(b.credential, b.name, opts));
   }
-  return new RuntimeConfig(parsed.data, credentials);
+  const cfg = new RuntimeConfig(parsed.data, credentials);
+  await loadConfigPackages(cfg);
+  return cfg;
+}
+
+function providers(cfg: RuntimeConfig) {
+  return cfg.source.config.backends.map((b) => b.provider);
+}
+
+/** Whether what `cfg`'s backends need is loaded already (see loadConfigPackages). */
+export function configPackagesLoaded(cfg: RuntimeConfig): boolean {
+  return backendPackagesLoaded(providers(cfg));
+}
+
+/**
+ * Loads the packages `cfg`'s backends need (providers/packages.ts: the AWS signer for Bedrock,
+ * jose for Vertex AI), which are imported only for a config that names such a backend. Part of
+ * compiling, so a config whose packages fail to load is refused like any bad config: at start
+ * the extproc does not start, on a reload the last good config stays, over xDS it is NACKed.
+ */
+export async function loadConfigPackages(cfg: RuntimeConfig): Promise<void> {
+  try {
+    await loadBackendPackages(providers(cfg));
+  } catch (err) {
+    throw new ConfigError(err instanceof Error ? err.message : 'packages failed to load');
+  }
 }
 
 async function resolveSecret(

@@ -4,11 +4,13 @@
  * exactly as a file is compiled, ACKs what it applied and NACKs what it refused (with the reason,
  * which the operator turns into status), and keeps the last good config either way.
  */
-import * as grpc from '@grpc/grpc-js';
+// Types only: grpc-js and the protos are loaded when a source connects (shared/proto.ts), so
+// importing this module costs an extproc that reads a file nothing (issue 16).
+import type * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
 import type { Logger } from 'pino';
 import { backoffDelay, type Backoff } from '../shared/backoff.js';
-import { adsService, protoType } from '../shared/proto.js';
+import { adsService, grpcJs, protoType } from '../shared/proto.js';
 import { compileConfig, ConfigError, type ConfigSourceEvents } from './load.js';
 import type { RuntimeConfig } from './runtime.js';
 
@@ -100,7 +102,7 @@ export class XdsConfigSource {
     if (this.closed) return;
     if (!this.client) {
       const Ctor = adsService();
-      this.client = new Ctor(this.opts.address, grpc.credentials.createInsecure(), {
+      this.client = new Ctor(this.opts.address, grpcJs().credentials.createInsecure(), {
         'grpc.max_receive_message_length': this.opts.maxMessageBytes ?? 64 * 1024 * 1024,
         // A vanished operator (node lost, no FIN) must be noticed, or the stream waits forever.
         'grpc.keepalive_time_ms': 30_000,
@@ -177,7 +179,7 @@ export class XdsConfigSource {
           version_info: this.acceptedVersion,
           response_nonce: nonce,
           resource_names: [],
-          error_detail: { code: grpc.status.INVALID_ARGUMENT, message: reason },
+          error_detail: { code: grpcJs().status.INVALID_ARGUMENT, message: reason },
         });
       }
       return;

@@ -16,10 +16,10 @@
  * Only `host` and the `x-amz-*` headers the signer adds are signed: Envoy may still change
  * others (user-agent, content-length for a replaced body) after this filter.
  */
-import { Hash } from '@smithy/hash-node';
-import { SignatureV4 } from '@smithy/signature-v4';
-import { fromHttp } from '@aws-sdk/credential-provider-http';
-import { fromTokenFile } from '@aws-sdk/credential-provider-web-identity';
+import type { fromHttp } from '@aws-sdk/credential-provider-http';
+import type { fromTokenFile } from '@aws-sdk/credential-provider-web-identity';
+import type { Hash } from '@smithy/hash-node';
+import type { SignatureV4 } from '@smithy/signature-v4';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { Refreshing, type RefreshingOptions } from './refreshing.js';
@@ -36,6 +36,41 @@ export interface AwsCredentials {
 export interface AwsCredentialSource {
   get(): Promise<AwsCredentials>;
   close(): void;
+}
+
+/**
+ * The AWS SDK's signer and credential providers (~6 MiB of V8 heap with what they load, issue
+ * 16): imported once a config names a Bedrock backend (loadBackendPackages, before the config is
+ * applied), not with this module, which every extproc imports (providers/auth.ts).
+ */
+interface AwsPackages {
+  Hash: typeof Hash;
+  SignatureV4: typeof SignatureV4;
+  fromHttp: typeof fromHttp;
+  fromTokenFile: typeof fromTokenFile;
+}
+let packages: Promise<AwsPackages> | undefined;
+
+/** Loads the AWS packages; once per process, a failed load tried again next call. */
+export function loadAwsSigning(): Promise<AwsPackages> {
+  packages ??= Promise.all([
+    import('@smithy/hash-node'),
+    import('@smithy/signature-v4'),
+    import('@aws-sdk/credential-provider-http'),
+    import('@aws-sdk/credential-provider-web-identity'),
+  ]).then(
+    ([hash, sigv4, http, webIdentity]) => ({
+      Hash: hash.Hash,
+      SignatureV4: sigv4.SignatureV4,
+      fromHttp: http.fromHttp,
+      fromTokenFile: webIdentity.fromTokenFile,
+    }),
+    (err: unknown) => {
+      packages = undefined;
+      throw err;
+    },
+  );
+  return packages;
 }
 
 /** The SigV4 service name of the Bedrock runtime endpoints. */
@@ -121,6 +156,7 @@ export function webIdentityFetch(
   const clientConfig: Record<string, unknown> = { region };
   if (env.AWS_ENDPOINT_URL_STS) clientConfig.endpoint = env.AWS_ENDPOINT_URL_STS;
   return async () => {
+    const { fromTokenFile } = await loadAwsSigning();
     // A fresh provider per exchange: the token file is re-read (the kubelet rotates it).
     const provider = fromTokenFile({
       roleArn,
@@ -148,6 +184,7 @@ export function podIdentityFetch(env: WebIdentityEnv): (() => Promise<AwsCredent
   if (!uri) return undefined;
   const tokenFile = env.AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE;
   return async () => {
+    const { fromHttp } = await loadAwsSigning();
     // A fresh provider per fetch: the token file is re-read (the kubelet rotates it).
     const provider = fromHttp({
       awsContainerCredentialsFullUri: uri,
@@ -186,7 +223,8 @@ export class AwsSigning {
   ): Promise<[string, string][]> {
     const region = backend.aws?.region;
     if (!region) throw misconfigured();
-    const signer = this.signerFor(backend, region);
+    // Loaded before a config with this backend was applied: here a settled promise.
+    const signer = this.signerFor(backend, region, await loadAwsSigning());
     const [pathname, query] = splitPath(request.path);
     const signed = await signer.sign(
       {
@@ -215,7 +253,11 @@ export class AwsSigning {
     this.signers.clear();
   }
 
-  private signerFor(backend: ResolvedBackend, region: string): SignatureV4 {
+  private signerFor(
+    backend: ResolvedBackend,
+    region: string,
+    { SignatureV4, Hash }: AwsPackages,
+  ): SignatureV4 {
     const key = `${region}\u0000${backend.credential ?? ''}`;
     const cached = this.signers.get(backend.name);
     if (cached && cached.key === key) return cached.signer;

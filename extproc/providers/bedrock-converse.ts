@@ -11,7 +11,7 @@
  * CRC32. Frames are cut out of the byte stream here by their length and decoded (CRCs checked,
  * headers parsed) by the AWS SDK's own codec.
  */
-import { EventStreamCodec } from '@smithy/core/event-streams';
+import type { EventStreamCodec } from '@smithy/core/event-streams';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, num, str, unsupportedField, type Json } from './common.js';
@@ -260,7 +260,33 @@ const toUtf8 = (b: Uint8Array): string =>
 const fromUtf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 
 /** Shared: the codec holds no state between decode() calls. */
-export const EVENT_STREAM_CODEC = new EventStreamCodec(toUtf8, fromUtf8);
+let codec: EventStreamCodec | undefined;
+let loading: Promise<void> | undefined;
+
+/**
+ * Loads the AWS SDK's event-stream codec (@smithy/core, part of what a Bedrock backend costs in
+ * V8 heap, issue 16): once a config names a Bedrock backend (loadBackendPackages, before the
+ * config is applied), not with this module, which every extproc imports. Once per process; a
+ * failed load is tried again next call.
+ */
+export function loadEventStreamCodec(): Promise<void> {
+  loading ??= import('@smithy/core/event-streams').then(
+    (m) => {
+      codec = new m.EventStreamCodec(toUtf8, fromUtf8);
+    },
+    (err: unknown) => {
+      loading = undefined;
+      throw err;
+    },
+  );
+  return loading;
+}
+
+/** The codec; only a config with a Bedrock backend streams from one, and it loaded it first. */
+export function eventStreamCodec(): EventStreamCodec {
+  if (!codec) throw new Error('event-stream codec used before loadEventStreamCodec()');
+  return codec;
+}
 
 /**
  * Cuts event-stream frames out of chunks cut anywhere (mid-prelude, mid-header, mid-payload) and
@@ -328,9 +354,10 @@ function headerString(headers: Record<string, { type: string; value: unknown }>,
 }
 
 function decodeFrame(frame: Buffer): ConverseEvent {
+  const c = eventStreamCodec();
   let msg;
   try {
-    msg = EVENT_STREAM_CODEC.decode(frame);
+    msg = c.decode(frame);
   } catch {
     // The codec's message names checksums: not for the caller.
     throw new SluiceError(

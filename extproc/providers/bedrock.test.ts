@@ -9,12 +9,16 @@ import { anthropicToBedrock } from './anthropic-to-bedrock.js';
 import {
   cappedMaxTokens,
   ConverseStreamDecoder,
-  EVENT_STREAM_CODEC,
+  eventStreamCodec,
+  loadEventStreamCodec,
   type ConverseEvent,
 } from './bedrock-converse.js';
 import { openaiToBedrock } from './openai-to-bedrock.js';
 import { translatorFor } from './index.js';
 import type { ExchangeRequest, ResponseTranslator, Translator } from './translator.js';
+
+// Loaded before a config with a Bedrock backend is applied (providers/packages.ts); here by hand.
+await loadEventStreamCodec();
 
 const CTX = { created: 1_700_000_000, maxEventBytes: 1 << 20 };
 const MODEL = 'anthropic.claude-3-5-sonnet-20240620-v1:0';
@@ -63,7 +67,7 @@ function refusal(fn: () => unknown): SluiceError {
 /** One ConverseStream frame as Bedrock sends it. */
 function frame(type: string, payload: unknown): Buffer {
   return Buffer.from(
-    EVENT_STREAM_CODEC.encode({
+    eventStreamCodec().encode({
       headers: {
         ':event-type': { type: 'string', value: type },
         ':content-type': { type: 'string', value: 'application/json' },
@@ -76,7 +80,7 @@ function frame(type: string, payload: unknown): Buffer {
 
 function exceptionFrame(type: string, message: string): Buffer {
   return Buffer.from(
-    EVENT_STREAM_CODEC.encode({
+    eventStreamCodec().encode({
       headers: {
         ':exception-type': { type: 'string', value: type },
         ':content-type': { type: 'string', value: 'application/json' },

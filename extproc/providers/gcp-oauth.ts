@@ -10,11 +10,26 @@
  * - without one, the pod's workload identity: the GKE metadata server's token endpoint
  *   (`GCE_METADATA_HOST` overrides metadata.google.internal).
  */
-import { importPKCS8, SignJWT } from 'jose';
+import type * as Jose from 'jose';
 import type { ResolvedBackend } from '../config/runtime.js';
 import { SluiceError } from '../errors.js';
 import { isObject, str } from './common.js';
 import { BearerTokens, type Expiring, type Timing } from './refreshing.js';
+
+let jose: Promise<typeof Jose> | undefined;
+
+/**
+ * Loads jose (~1 MiB of V8 heap, issue 16): once a config names a Vertex AI backend
+ * (loadBackendPackages, before the config is applied), not with this module, which every extproc
+ * imports (providers/auth.ts). Once per process; a failed load is tried again next call.
+ */
+export function loadJose(): Promise<typeof Jose> {
+  jose ??= import('jose').catch((err: unknown) => {
+    jose = undefined;
+    throw err;
+  });
+  return jose;
+}
 
 export const CLOUD_PLATFORM_SCOPE = 'https://www.googleapis.com/auth/cloud-platform';
 const DEFAULT_TOKEN_URI = 'https://oauth2.googleapis.com/token';
@@ -72,8 +87,9 @@ export function serviceAccountFetch(
   now: () => number = Date.now,
   timeoutMs = TOKEN_TIMEOUT_MS,
 ): () => Promise<AccessToken> {
-  let key: ReturnType<typeof importPKCS8> | undefined;
+  let key: ReturnType<typeof Jose.importPKCS8> | undefined;
   return async () => {
+    const { importPKCS8, SignJWT } = await loadJose();
     key ??= importPKCS8(sa.privateKey, 'RS256');
     const iat = Math.floor(now() / 1000);
     const assertion = await new SignJWT({ scope: CLOUD_PLATFORM_SCOPE })

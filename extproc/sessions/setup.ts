@@ -3,7 +3,7 @@
  * vault key seals the records (replicas then share conversations), process memory otherwise.
  */
 import type { Logger } from 'pino';
-import { RedisStore } from '../state/redis.js';
+import { isRedisStore } from '../state/is-redis.js';
 import type { StateStore } from '../state/store.js';
 import { Sessions } from './sessions.js';
 import { MemorySessionStore, RedisSessionStore, type SessionStore } from './store.js';
@@ -23,10 +23,10 @@ export function sessionsFor(
     return new Sessions({ store: shared.store, key: shared.key, wallNow: opts.wallNow });
   }
   let store: SessionStore;
-  if (stateStore instanceof RedisStore && vaultKey) {
+  if (isRedisStore(stateStore) && vaultKey) {
     store = new RedisSessionStore({ client: stateStore.client });
   } else {
-    if (stateStore instanceof RedisStore) {
+    if (isRedisStore(stateStore)) {
       // Conversations must not sit in Redis unsealed by a shared key: each replica keeps its own.
       log.warn(
         { event: 'sessions_key_missing' },

@@ -7,7 +7,9 @@
 import cluster from 'node:cluster';
 import { mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+// Types only: the extproc's default transport (node:http2) uses this module without grpc-js,
+// which is loaded by the servers that are grpc-js's (see bindGrpcServer).
+import type * as grpc from '@grpc/grpc-js';
 
 /** Where a `--listen` value points: `unix:/path`, `unix:///path` or `host:port`. */
 export type ListenAddress = { path: string } | { host: string; port: number };
@@ -57,8 +59,10 @@ export function dialAddress(listen: string, boundPort: number): string {
  */
 export async function bindGrpcServer(server: grpc.Server, listen: string): Promise<string> {
   await prepareSocket(listen);
+  // The caller built `server` with grpc-js: this import is already loaded, never a first load.
+  const { ServerCredentials } = await import('@grpc/grpc-js');
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (err, p) =>
+    server.bindAsync(listen, ServerCredentials.createInsecure(), (err, p) =>
       err ? reject(err) : resolve(p),
     ),
   );

@@ -2,13 +2,37 @@
  * Loading the repository's protos (proto/): one place that finds the folder, one set of
  * proto-loader options, one loader for a gRPC service, and the ADS service every xDS party
  * uses (the operator serves it, the extproc subscribes to its config over it).
+ *
+ * grpc-js, proto-loader and protobufjs are loaded on the first call that needs them, not with
+ * this module: the extproc's default transport (node:http2) imports this module's neighbours,
+ * and the three cost ~5 MiB of V8 heap (their code, source strings and closures), which every
+ * full collection marks (issue 16). They are CommonJS, so require() loads them synchronously
+ * behind the synchronous functions below; an ESM import() of the same package elsewhere gets
+ * the same instance from the same module cache.
  */
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
-import protobuf from 'protobufjs';
+import type * as grpc from '@grpc/grpc-js';
+import type * as protoLoader from '@grpc/proto-loader';
+import type protobuf from 'protobufjs';
+
+const requireCjs = createRequire(import.meta.url);
+
+/** grpc-js, loaded on first use (see above). */
+export function grpcJs(): typeof grpc {
+  return requireCjs('@grpc/grpc-js') as typeof grpc;
+}
+
+function protobufJs(): typeof protobuf {
+  return requireCjs('protobufjs') as typeof protobuf;
+}
+
+/** Throws now if protobufjs could not be loaded later (resolves the package without loading it). */
+export function protobufAvailable(): void {
+  requireCjs.resolve('protobufjs');
+}
 
 /**
  * Options shared by everything that loads our protos: keep field names as declared, bytes as
@@ -44,8 +68,9 @@ export function grpcService(file: string, fullName: string): grpc.ServiceClientC
   const key = `${file}#${fullName}`;
   const known = services.get(key);
   if (known) return known;
-  const def = protoLoader.loadSync([file], { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
-  let node: unknown = grpc.loadPackageDefinition(def);
+  const loader = requireCjs('@grpc/proto-loader') as typeof protoLoader;
+  const def = loader.loadSync([file], { ...LOADER_OPTIONS, includeDirs: [protoRoot()] });
+  let node: unknown = grpcJs().loadPackageDefinition(def);
   for (const part of fullName.split('.')) {
     node = typeof node === 'object' || typeof node === 'function' ? (node as never)[part] : node;
   }
@@ -57,7 +82,7 @@ export function grpcService(file: string, fullName: string): grpc.ServiceClientC
 
 /** A message type of `file` (under proto/), for protobufjs's own encoder and decoder. */
 export function protoType(file: string, fullName: string): protobuf.Type {
-  const root = new protobuf.Root();
+  const root = new (protobufJs().Root)();
   const dir = protoRoot();
   root.resolvePath = (_origin, target) => join(dir, target);
   root.loadSync(file, { keepCase: true });

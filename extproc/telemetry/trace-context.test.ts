@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
-import { describe, it } from 'node:test';
-import { attemptHeaders, PresetIdGenerator, requestTrace } from './trace-context.js';
+import { before, describe, it } from 'node:test';
+import {
+  attemptHeaders,
+  loadTraceContext,
+  PresetIdGenerator,
+  requestTrace,
+} from './trace-context.js';
+
+// Started tracing loads these first (tracing.ts); here by hand.
+before(() => loadTraceContext());
 
 const CALLER = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 const ENVOY = '00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01';

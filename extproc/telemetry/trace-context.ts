@@ -17,13 +17,10 @@
  * tracer's ParentBased(TraceIdRatio) sampler decides later for the same trace id.
  */
 import { randomBytes } from 'node:crypto';
-import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import {
-  SamplingDecision,
-  TraceIdRatioBasedSampler,
-  type IdGenerator,
-} from '@opentelemetry/sdk-trace';
+import type * as OtelApi from '@opentelemetry/api';
+import type { W3CTraceContextPropagator } from '@opentelemetry/core';
+import type * as OtelSdk from '@opentelemetry/sdk-trace';
+import type { IdGenerator } from '@opentelemetry/sdk-trace';
 
 /** W3C trace-context headers as received (header or gRPC metadata), verbatim. */
 export interface TraceHeaders {
@@ -42,7 +39,38 @@ export interface RequestTrace {
   tracestate?: string;
 }
 
-const propagator = new W3CTraceContextPropagator();
+/**
+ * The OpenTelemetry packages requestTrace() parses and samples with. The pipeline imports this
+ * module whether or not tracing is on, and without tracing it never calls requestTrace(); so they
+ * are loaded by loadTraceContext(), which tracing.ts awaits before it can be started (issue 16:
+ * ~3 MiB of V8 heap an extproc without tracing does without).
+ */
+interface Otel {
+  api: typeof OtelApi;
+  propagator: W3CTraceContextPropagator;
+  sdk: typeof OtelSdk;
+}
+let otel: Otel | undefined;
+let loading: Promise<void> | undefined;
+
+/** Loads what requestTrace() needs; once per process, a failed load tried again next call. */
+export function loadTraceContext(): Promise<void> {
+  loading ??= Promise.all([
+    import('@opentelemetry/api'),
+    import('@opentelemetry/core'),
+    import('@opentelemetry/sdk-trace'),
+  ]).then(
+    ([api, core, sdk]) => {
+      otel = { api, propagator: new core.W3CTraceContextPropagator(), sdk };
+    },
+    (err: unknown) => {
+      loading = undefined;
+      throw err;
+    },
+  );
+  return loading;
+}
+
 const getter = {
   get: (c: TraceHeaders, key: string) =>
     key === 'traceparent' ? c.traceparent : key === 'tracestate' ? c.tracestate : undefined,
@@ -61,6 +89,10 @@ export function requestTrace(
   sources: readonly (TraceHeaders | undefined)[],
   ratio: number,
 ): RequestTrace {
+  // Only a started tracing passes a ratio to the pipeline, and it loaded these first.
+  if (!otel) throw new Error('requestTrace before loadTraceContext(): tracing was not started');
+  const { api, propagator, sdk } = otel;
+  const { ROOT_CONTEXT, trace } = api;
   for (const s of sources) {
     if (!s?.traceparent) continue;
     const ctx = trace.getSpanContext(propagator.extract(ROOT_CONTEXT, s, getter));
@@ -75,11 +107,11 @@ export function requestTrace(
     };
   }
   const traceId = randomBytes(16).toString('hex');
-  const decision = new TraceIdRatioBasedSampler(ratio).shouldSample(ROOT_CONTEXT, traceId);
+  const decision = new sdk.TraceIdRatioBasedSampler(ratio).shouldSample(ROOT_CONTEXT, traceId);
   return {
     traceId,
     spanId: newSpanId(),
-    sampled: decision.decision === SamplingDecision.RECORD_AND_SAMPLED,
+    sampled: decision.decision === sdk.SamplingDecision.RECORD_AND_SAMPLED,
   };
 }
 

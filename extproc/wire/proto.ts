@@ -4,7 +4,8 @@
  * shared/proto.ts.)
  */
 import type * as grpc from '@grpc/grpc-js';
-import { grpcService, protoType } from '../shared/proto.js';
+import type protobuf from 'protobufjs';
+import { grpcService, protobufAvailable, protoRoot, protoType } from '../shared/proto.js';
 import { decodeProcessingRequest } from './decode.js';
 import { encodeProcessingResponse } from './encode.js';
 
@@ -25,10 +26,20 @@ export function referenceService(): grpc.ServiceDefinition {
  * Encodes a ProcessingResponse built by wire/messages.ts. Those objects are wire-ready (enums as
  * numbers, bytes as Buffers), so protobufjs's generated encoder takes them as they are, without
  * proto-loader's fromObject copy of the whole tree first.
+ *
+ * On the node:http2 transport this is only encode.ts's fallback (immediate responses), so
+ * protobufjs and the parsed ext_proc protos (~1.3 MiB of V8 heap that every full collection
+ * marks, issue 16) are loaded on the first message that needs them (~30 ms, once), not at start.
+ * What could make that load fail is checked here, at start: the proto folder and the package.
  */
 export function responseEncoder(): (msg: object) => Buffer {
-  const type = protoType(EXT_PROC_PROTO, 'envoy.service.ext_proc.v3.ProcessingResponse');
-  return (msg) => type.encode(msg).finish() as Buffer;
+  protoRoot();
+  protobufAvailable();
+  let type: protobuf.Type | undefined;
+  return (msg) => {
+    type ??= protoType(EXT_PROC_PROTO, 'envoy.service.ext_proc.v3.ProcessingResponse');
+    return type.encode(msg).finish() as Buffer;
+  };
 }
 
 /** encode.ts's encoder, protobufjs's for the shapes it leaves (immediate responses). */
