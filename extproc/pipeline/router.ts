@@ -416,6 +416,7 @@ export class RouterExchange implements PhaseHandler {
         vault: this.deps.store.vault,
         caller: this.state.governance?.caller,
         session: this.turn?.plan.vaultSession,
+        source: replaced ?? raw,
       });
       this.state.policy = this.policy;
       if (r.body) replaced = r.body;
