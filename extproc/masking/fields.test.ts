@@ -20,6 +20,21 @@ async function masked(op: Operation, body: Record<string, unknown>): Promise<str
 const b64 = (s: string): string => Buffer.from(s).toString('base64');
 
 describe('masking scans every field a model or provider reads', () => {
+  it('a key that spells an exempt path (dots, or `*` as an object key) exempts nothing', async () => {
+    // Exempt fields are matched by path; keys outside the APIs' own names must not forge one.
+    await masked('chat', {
+      model: 'gpt-x',
+      'messages.*.tool_call_id': EMAIL,
+      messages: [{ role: 'user', content: 'hi' }],
+      metadata: { '*': { tool_call_id: EMAIL } },
+    });
+    await masked('chat', {
+      model: 'gpt-x',
+      messages: { '*': { role: 'tool', tool_call_id: EMAIL } },
+    });
+    await masked('responses', { model: 'gpt-x', 'input.*.call_id': EMAIL, input: 'hi' });
+  });
+
   it('Anthropic: documents, search results, tool descriptions, metadata, nested tool results', async () => {
     await masked('messages', {
       model: 'claude-x',

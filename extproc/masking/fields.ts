@@ -407,8 +407,15 @@ function walkObject(w: Walk, o: Obj, path: string, depth: number, free: boolean)
   for (const k of Object.keys(o)) {
     // Field names (`tool_call_id`, `input_schema`) are the APIs' own: no built-in detector can
     // match lower-case letters and underscores, and an operator's word must not rename them.
-    if (!FIELD_NAME.test(k)) w.list.key(o, k);
-    walkValue(w, o, k, free ? '' : child(path, k), depth + 1, free);
+    if (FIELD_NAME.test(k)) {
+      walkValue(w, o, k, free ? '' : child(path, k), depth + 1, free);
+    } else {
+      w.list.key(o, k);
+      // Below any other key nothing is exempt: every exempt path is made of field names and `*`
+      // (an array's elements), and a key such as `messages.*.tool_call_id` or `*` must not spell
+      // one and take PII past masking.
+      walkValue(w, o, k, '', depth + 1, true);
+    }
   }
 }
 
