@@ -1,9 +1,11 @@
 // Issue 16: an extproc loads the packages of a feature only when its configuration selects it.
 // Started as the bench runs it (memory state store, no tracing, no cloud backend that signs,
 // the node:http2 transport, a config file), it must not have loaded ioredis, OpenTelemetry, the
-// AWS SDK, jose, grpc-js or protobufjs by the time it is ready: their code, source strings and
-// closures are live heap every full collection marks. Every module the process resolves is
-// recorded by a loader hook (ESM imports) and, at exit, from require's cache (CommonJS).
+// AWS SDK, jose, grpc-js or protobufjs by the time it is ready, nor to answer a request it refuses
+// (an immediate response, which wire/encode.ts writes without protobufjs: loading it then would
+// stall that request ~30 ms): their code, source strings and closures are live heap every full
+// collection marks. Every module the process resolves is recorded by a loader hook (ESM imports)
+// and, at exit, from require's cache (CommonJS).
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -13,6 +15,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { after, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -21,6 +24,7 @@ import { compileConfig, type ConfigSourceEvents } from './config/load.js';
 import { eventStreamCodec } from './providers/bedrock-converse.js';
 import { backendPackagesLoaded } from './providers/packages.js';
 import { run } from './run.js';
+import { referenceService } from './wire/proto.js';
 import { fromWire } from './workers/config-wire.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
@@ -123,6 +127,43 @@ function withBedrock(version: string): Record<string, unknown> {
   return doc;
 }
 
+type Answer = { response?: string; immediate_response?: { status?: { code?: string } } };
+
+/**
+ * Sends the request headers of a POST to a path the gateway does not serve, as Envoy would, and
+ * returns the answer: a refusal (404, an immediate response). This test process loads grpc-js and
+ * protobufjs for it; the extproc under test is another process.
+ */
+async function refusedRequest(socket: string): Promise<Answer> {
+  const Client = grpc.makeGenericClientConstructor(referenceService(), 'ExternalProcessor');
+  const client = new Client(`unix:${socket}`, grpc.credentials.createInsecure());
+  try {
+    const call = (
+      client as unknown as { Process(): grpc.ClientDuplexStream<object, Answer> }
+    ).Process();
+    const answer = once(call, 'data') as Promise<[Answer]>;
+    call.on('error', () => {});
+    call.write({
+      request_headers: {
+        headers: {
+          headers: [
+            { key: ':method', raw_value: Buffer.from('POST') },
+            { key: ':path', raw_value: Buffer.from('/v1/not-served') },
+            { key: ':authority', raw_value: Buffer.from('gw') },
+            { key: 'content-type', raw_value: Buffer.from('application/json') },
+          ],
+        },
+        end_of_stream: false,
+      },
+    });
+    const [got] = await answer;
+    call.end();
+    return got;
+  } finally {
+    client.close();
+  }
+}
+
 async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!ok()) {
@@ -131,7 +172,7 @@ async function until(what: string, ok: () => boolean, ms = 60_000): Promise<void
   }
 }
 
-it('loads no optional package when the config selects none of their features', async () => {
+it('loads no optional package when the config selects none of their features, nor to refuse a request', async () => {
   const config = join(dir, 'extproc.yaml');
   writeFileSync(config, benchConfig());
   const out = join(dir, 'modules.txt');
@@ -151,6 +192,10 @@ it('loads no optional package when the config selects none of their features', a
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.match(log, /"event":"state_store","kind":"memory"/);
+  // The first immediate response of the process (the default transport, node:http2).
+  const refused = await refusedRequest(join(dir, 'extproc.sock'));
+  assert.equal(refused.response, 'immediate_response', JSON.stringify(refused));
+  assert.equal(refused.immediate_response?.status?.code, 'NotFound');
   child.kill('SIGTERM');
   await exited;
 
@@ -173,7 +218,11 @@ it('loads no optional package when the config selects none of their features', a
     if (pkg === '@opentelemetry/api/' && f.endsWith('.cjs')) continue;
     loaded.add(pkg);
   }
-  assert.deepEqual([...loaded].sort(), [], 'packages loaded though no feature needs them');
+  assert.deepEqual(
+    [...loaded].sort(),
+    [],
+    'packages loaded (at start or to answer a refused request) though no feature needs them',
+  );
 });
 
 it('applies a pushed config that newly names a Bedrock backend once the AWS packages are loaded', async () => {

@@ -522,6 +522,8 @@ export async function startH2Server(
   opts: H2ServerOptions,
   initialHealth: Record<string, ServingStatus> = {},
 ): Promise<RunningH2Server> {
+  // encode.ts writes every answer wire/messages.ts builds, immediate responses included, so
+  // protobufjs (loaded on first use, ~30 ms) is only the fallback for a shape it does not know.
   const reference = responseEncoder();
   const encode: Encode = (msg) => encodeProcessingResponse(msg, 5, reference);
   const health = new Health(initialHealth);

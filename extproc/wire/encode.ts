@@ -1,22 +1,32 @@
 /**
- * A hand-written encoder for the answers the extproc sends on every message (ProcessingResponse
- * with a headers, body or trailers answer, CommonResponse, HeaderMutation, BodyMutation,
- * mode_override), writing the bytes protobufjs would into one Buffer sized up front, optionally
- * after room for gRPC's 5-byte message prefix (so the server frames without a copy). Anything
- * else (an immediate response with its dynamic metadata: once per refused request) goes to the
- * protobufjs encoder it is given.
+ * A hand-written encoder for every ProcessingResponse wire/messages.ts builds: the answers the
+ * extproc sends on every message (a headers, body or trailers answer, CommonResponse,
+ * HeaderMutation, BodyMutation, mode_override), and an immediate response (ImmediateResponse:
+ * HttpStatus, HeaderMutation, body, GrpcStatus, details) with the response's dynamic_metadata
+ * (google.protobuf.Struct, Value, ListValue). It writes the bytes protobufjs would into one Buffer
+ * sized up front, optionally after room for gRPC's 5-byte message prefix (so the server frames
+ * without a copy). A shape it does not know (none that wire/messages.ts builds: see supported())
+ * goes to the protobufjs encoder it is given.
  *
  * Why: protobufjs builds a list of write operations and a fork per nested message before it
- * allocates the output; for a header mutation that was a fifth of what an answer cost.
+ * allocates the output; for a header mutation that was a fifth of what an answer cost. Immediate
+ * responses are rare, but protobufjs and the parsed ext_proc protos are loaded on first use
+ * (shared/proto.ts), so leaving them to protobufjs stalled the first refused request of every
+ * process for ~30 ms; now the node:http2 transport answers without ever loading them.
  *
  * Field numbers: envoy/service/ext_proc/v3/external_processor.proto, envoy/config/core/v3/
  * base.proto (HeaderValueOption, HeaderValue), google/protobuf/wrappers.proto (BoolValue),
- * envoy/extensions/filters/http/ext_proc/v3/processing_mode.proto. encode.test.ts checks the
- * bytes against protobufjs's for every shape wire/messages.ts builds.
+ * envoy/extensions/filters/http/ext_proc/v3/processing_mode.proto, envoy/type/v3/
+ * http_status.proto, google/protobuf/struct.proto (in proto/envoy-api/envoy-api.binpb).
+ * encode.test.ts checks the bytes against protobufjs's for every shape wire/messages.ts builds.
  *
  * A HeaderValue may carry its raw_value as a latin1 string, `raw_latin1` (one byte per
  * character), which this encoder writes as the bytes: wire/messages.ts's answers do, so no Buffer
  * is made per header value. protobufjs does not know it, so a message with one never goes there.
+ *
+ * Strings are written as UTF-8 by Buffer, which writes a lone surrogate as U+FFFD; protobufjs
+ * writes a short string's lone surrogate as its own three bytes, which are not UTF-8 and which a
+ * proto3 parser (Envoy's) refuses. That is the one place the bytes differ from protobufjs's.
  */
 
 import {
@@ -37,7 +47,10 @@ const ANSWER_FIELDS: Record<string, number> = {
   response_body: 4,
   request_trailers: 5,
   response_trailers: 6,
+  immediate_response: 7,
 };
+/** ProcessingResponse.dynamic_metadata (a google.protobuf.Struct). */
+const DYNAMIC_METADATA = 8;
 const MODE_FIELDS: [string, number][] = [
   ['request_header_mode', 1],
   ['response_header_mode', 2],
@@ -49,6 +62,10 @@ const MODE_FIELDS: [string, number][] = [
 
 const LEN = 2;
 const VARINT = 0;
+/** A double (Value.number_value), little-endian. */
+const FIXED64 = 1;
+const INT32_MAX = 0x7fff_ffff;
+const UINT32_MAX = 0xffff_ffff;
 
 function varintSize(n: number): number {
   let size = 1;
@@ -109,6 +126,33 @@ const MODE_KEYS = keys(...MODE_FIELDS.map(([k]) => k));
 const TRAILERS_KEYS = keys('header_mutation');
 const ANSWER_KEYS = keys('response');
 const APPEND_KEYS = keys('value');
+const IMMEDIATE_KEYS = keys('status', 'headers', 'body', 'grpc_status', 'details');
+const HTTP_STATUS_KEYS = keys('code');
+const GRPC_STATUS_KEYS = keys('status');
+// google.protobuf.Struct, Value and ListValue as protobufjs names their fields (its built-in
+// definitions, camelCase whatever the loader's keepCase).
+const STRUCT_KEYS = keys('fields');
+const VALUE_KEYS = keys(
+  'nullValue',
+  'numberValue',
+  'stringValue',
+  'boolValue',
+  'structValue',
+  'listValue',
+);
+const LIST_KEYS = keys('values');
+/**
+ * How deep messages may nest below the ProcessingResponse: protobufjs's limit (protobuf's default
+ * recursion limit, which Envoy's parser applies too). A Struct is one level, each Value in it
+ * another, a ListValue another; deeper (or a cycle) is refused here, as protobufjs would.
+ */
+const MAX_DEPTH = 100;
+
+function checkDepth(depth: number): void {
+  if (depth > MAX_DEPTH) {
+    throw new Error(`dynamic_metadata nests messages deeper than ${MAX_DEPTH} levels`);
+  }
+}
 
 /** Every set key of `o` is one of `allowed`. */
 function only(o: Obj, allowed: ReadonlySet<string>): boolean {
@@ -152,6 +196,68 @@ function mutationOk(m: unknown): boolean {
   return true;
 }
 
+const isUint = (v: unknown, max: number): boolean =>
+  typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+
+/** HttpStatus { code = 1 } or GrpcStatus { status = 1 }: one integer field, maybe absent. */
+function oneNumberOk(v: unknown, allowed: ReadonlySet<string>, key: string, max: number): boolean {
+  if (!isObj(v) || !only(v, allowed)) return false;
+  return !present(v[key]) || isUint(v[key], max);
+}
+
+function immediateOk(r: Obj): boolean {
+  if (!only(r, IMMEDIATE_KEYS)) return false;
+  // HttpStatus.code is an enum (int32); a negative one (ten bytes in protobufjs) is no status.
+  if (present(r['status']) && !oneNumberOk(r['status'], HTTP_STATUS_KEYS, 'code', INT32_MAX)) {
+    return false;
+  }
+  if (present(r['headers']) && !mutationOk(r['headers'])) return false;
+  if (present(r['body']) && !Buffer.isBuffer(r['body'])) return false;
+  const grpc = r['grpc_status'];
+  if (present(grpc) && !oneNumberOk(grpc, GRPC_STATUS_KEYS, 'status', UINT32_MAX)) return false;
+  return !present(r['details']) || typeof r['details'] === 'string';
+}
+
+/** A plain object of fields (not an array or a Buffer, whose keys protobufjs would write too). */
+const isRecord = (v: unknown): v is Obj => isObj(v) && !Array.isArray(v) && !Buffer.isBuffer(v);
+
+/** A Struct `depth` messages below the ProcessingResponse. */
+function structOk(s: unknown, depth: number): boolean {
+  if (!isRecord(s) || !only(s, STRUCT_KEYS)) return false;
+  checkDepth(depth);
+  const fields = s['fields'];
+  if (!present(fields)) return true;
+  if (!isRecord(fields)) return false;
+  const ks = Object.keys(fields);
+  for (let i = 0; i < ks.length; i++) if (!valueOk(fields[ks[i]!], depth + 1)) return false;
+  return true;
+}
+
+/**
+ * A Value as wire/messages.ts builds them: one kind set, or several (protobufjs writes every one
+ * that is set, so this does too), each of its proto type; the NullValue enum as its number.
+ */
+function valueOk(v: unknown, depth: number): boolean {
+  if (!isRecord(v) || !only(v, VALUE_KEYS)) return false;
+  checkDepth(depth);
+  if (present(v['nullValue']) && v['nullValue'] !== 0) return false;
+  if (present(v['numberValue']) && typeof v['numberValue'] !== 'number') return false;
+  if (present(v['stringValue']) && typeof v['stringValue'] !== 'string') return false;
+  if (present(v['boolValue']) && typeof v['boolValue'] !== 'boolean') return false;
+  if (present(v['structValue']) && !structOk(v['structValue'], depth + 1)) return false;
+  const l = v['listValue'];
+  if (present(l)) {
+    if (!isRecord(l) || !only(l, LIST_KEYS)) return false;
+    checkDepth(depth + 1);
+    const values = l['values'];
+    if (present(values)) {
+      if (!Array.isArray(values)) return false;
+      for (let i = 0; i < values.length; i++) if (!valueOk(values[i], depth + 2)) return false;
+    }
+  }
+  return true;
+}
+
 function commonOk(c: unknown): boolean {
   if (!isObj(c) || !only(c, COMMON_KEYS)) return false;
   if (present(c['header_mutation']) && !mutationOk(c['header_mutation'])) return false;
@@ -175,7 +281,9 @@ function supported(msg: Obj): boolean {
     if (k in ANSWER_FIELDS) {
       if (!isObj(v)) return false;
       answers++;
-      if (k.endsWith('_trailers')) {
+      if (k === 'immediate_response') {
+        if (!immediateOk(v)) return false;
+      } else if (k.endsWith('_trailers')) {
         if (!only(v, TRAILERS_KEYS)) return false;
         if (present(v['header_mutation']) && !mutationOk(v['header_mutation'])) return false;
       } else {
@@ -184,6 +292,8 @@ function supported(msg: Obj): boolean {
       }
     } else if (k === 'mode_override') {
       if (!isObj(v) || !only(v, MODE_KEYS)) return false;
+    } else if (k === 'dynamic_metadata') {
+      if (!structOk(v, 1)) return false;
     } else return false;
   }
   return answers <= 1;
@@ -249,9 +359,81 @@ function bodyMutationSize(b: Obj): number {
 
 /** HeadersResponse / BodyResponse { response = 1 }, TrailersResponse { header_mutation = 1 }. */
 function answerSize(kind: string, a: Obj): number {
+  if (kind === 'immediate_response') return immediateSize(a);
   const inner = kind.endsWith('_trailers') ? a['header_mutation'] : a['response'];
   if (!isObj(inner)) return 0;
   return lenField(kind.endsWith('_trailers') ? headerMutationSize(inner) : commonSize(inner));
+}
+
+/** HttpStatus { code = 1 } or GrpcStatus { status = 1 }: the message's body. */
+const oneNumberSize = (v: unknown): number => (present(v) ? 1 + varintSize(v as number) : 0);
+
+/**
+ * ImmediateResponse { status = 1 (HttpStatus), headers = 2 (HeaderMutation), body = 3,
+ * grpc_status = 4 (GrpcStatus), details = 5 }.
+ */
+function immediateSize(r: Obj): number {
+  let n = 0;
+  const status = r['status'];
+  if (isObj(status)) n += lenField(oneNumberSize(status['code']));
+  const headers = r['headers'];
+  if (isObj(headers)) n += lenField(headerMutationSize(headers));
+  if (present(r['body'])) n += lenField((r['body'] as Buffer).length);
+  const grpc = r['grpc_status'];
+  if (isObj(grpc)) n += lenField(oneNumberSize(grpc['status']));
+  if (present(r['details'])) n += lenField(Buffer.byteLength(r['details'] as string));
+  return n;
+}
+
+// google.protobuf.Struct { map<string, Value> fields = 1 }, each entry a message { key = 1,
+// value = 2 }; Value { oneof kind: null_value = 1, number_value = 2 (double), string_value = 3,
+// bool_value = 4, struct_value = 5, list_value = 6 }; ListValue { repeated Value values = 1 }.
+// Entries in Object.keys order, as protobufjs writes a map. A Struct can nest without bound, so
+// its sizes are computed once, into `lengths` in the order the writer needs them (every nested
+// message's length before its contents), rather than again at every level as the writers above
+// do for the shallow header messages.
+
+/** `size(o)` as a nested message: its length goes into `lengths` ahead of its children's. */
+function nested(lengths: number[], size: (o: Obj, l: number[]) => number, o: Obj): number {
+  const at = lengths.push(0) - 1;
+  const n = size(o, lengths);
+  lengths[at] = n;
+  return n;
+}
+
+function structSize(s: Obj, lengths: number[]): number {
+  const fields = s['fields'];
+  if (!isObj(fields)) return 0;
+  let n = 0;
+  const ks = Object.keys(fields);
+  for (let i = 0; i < ks.length; i++) {
+    const at = lengths.push(0) - 1;
+    const value = nested(lengths, valueSize, fields[ks[i]!] as Obj);
+    const entry = lenField(Buffer.byteLength(ks[i]!)) + lenField(value);
+    lengths[at] = entry;
+    n += lenField(entry);
+  }
+  return n;
+}
+
+function valueSize(v: Obj, lengths: number[]): number {
+  let n = 0;
+  if (present(v['nullValue'])) n += 1 + varintSize(v['nullValue'] as number);
+  if (present(v['numberValue'])) n += 1 + 8;
+  if (present(v['stringValue'])) n += lenField(Buffer.byteLength(v['stringValue'] as string));
+  if (present(v['boolValue'])) n += 2;
+  const s = v['structValue'];
+  if (isObj(s)) n += lenField(nested(lengths, structSize, s));
+  const l = v['listValue'];
+  if (isObj(l)) n += lenField(nested(lengths, listSize, l));
+  return n;
+}
+
+function listSize(l: Obj, lengths: number[]): number {
+  let n = 0;
+  const values = list<Obj>(l['values']);
+  for (let i = 0; i < values.length; i++) n += lenField(nested(lengths, valueSize, values[i]!));
+  return n;
 }
 
 function modeSize(m: Obj): number {
@@ -320,6 +502,93 @@ function writeHeaderMutation(out: Out, m: Obj): void {
   }
 }
 
+/** HttpStatus { code = 1 } or GrpcStatus { status = 1 } as field `field`. */
+function writeOneNumber(out: Out, field: number, v: unknown): void {
+  out.tag(field, LEN);
+  out.varint(oneNumberSize(v));
+  if (!present(v)) return;
+  out.tag(1, VARINT);
+  out.varint(v as number);
+}
+
+function writeImmediate(out: Out, r: Obj): void {
+  const status = r['status'];
+  if (isObj(status)) writeOneNumber(out, 1, status['code']);
+  const headers = r['headers'];
+  if (isObj(headers)) {
+    out.tag(2, LEN);
+    out.varint(headerMutationSize(headers));
+    writeHeaderMutation(out, headers);
+  }
+  if (present(r['body'])) out.bytes(3, r['body'] as Buffer);
+  const grpc = r['grpc_status'];
+  if (isObj(grpc)) writeOneNumber(out, 4, grpc['status']);
+  if (present(r['details'])) {
+    const d = r['details'] as string;
+    out.string(5, d, Buffer.byteLength(d));
+  }
+}
+
+/** The lengths structSize left, read in the order they were pushed. */
+class Lengths {
+  private at = 0;
+  constructor(private readonly list: readonly number[]) {}
+  next(): number {
+    return this.list[this.at++]!;
+  }
+}
+
+function writeStruct(out: Out, s: Obj, lengths: Lengths): void {
+  const fields = s['fields'];
+  if (!isObj(fields)) return;
+  const ks = Object.keys(fields);
+  for (let i = 0; i < ks.length; i++) {
+    const k = ks[i]!;
+    out.tag(1, LEN);
+    out.varint(lengths.next());
+    out.string(1, k, Buffer.byteLength(k));
+    out.tag(2, LEN);
+    out.varint(lengths.next());
+    writeValue(out, fields[k] as Obj, lengths);
+  }
+}
+
+function writeValue(out: Out, v: Obj, lengths: Lengths): void {
+  if (present(v['nullValue'])) {
+    out.tag(1, VARINT);
+    out.varint(v['nullValue'] as number);
+  }
+  if (present(v['numberValue'])) {
+    out.tag(2, FIXED64);
+    out.pos = out.buf.writeDoubleLE(v['numberValue'] as number, out.pos);
+  }
+  if (present(v['stringValue'])) {
+    const s = v['stringValue'] as string;
+    out.string(3, s, Buffer.byteLength(s));
+  }
+  if (present(v['boolValue'])) {
+    out.tag(4, VARINT);
+    out.varint(v['boolValue'] ? 1 : 0);
+  }
+  const s = v['structValue'];
+  if (isObj(s)) {
+    out.tag(5, LEN);
+    out.varint(lengths.next());
+    writeStruct(out, s, lengths);
+  }
+  const l = v['listValue'];
+  if (isObj(l)) {
+    out.tag(6, LEN);
+    out.varint(lengths.next());
+    const values = list<Obj>(l['values']);
+    for (let i = 0; i < values.length; i++) {
+      out.tag(1, LEN);
+      out.varint(lengths.next());
+      writeValue(out, values[i]!, lengths);
+    }
+  }
+}
+
 function writeCommon(out: Out, c: Obj): void {
   if (present(c['status'])) {
     out.tag(1, VARINT);
@@ -378,16 +647,28 @@ export function encodeProcessingResponse(
       size += lenField(answerSize(k, a));
     }
   }
+  const meta = m['dynamic_metadata'];
+  // The Struct's nested lengths: an array only when there is one (not on every continue answer).
+  let metaLengths: number[] | undefined;
+  let metaSize = 0;
+  if (isObj(meta)) {
+    metaLengths = [];
+    metaSize = structSize(meta, metaLengths);
+    size += lenField(metaSize);
+  }
   const mode = m['mode_override'];
   if (isObj(mode)) size += lenField(modeSize(mode));
   const out = new Out(Buffer.allocUnsafe(prefix + size), prefix);
+  // Fields in number order, as protobufjs writes: the answer (1-7), dynamic_metadata (8),
+  // mode_override (9).
   if (kind !== undefined) {
     const a = m[kind] as Obj;
     out.tag(ANSWER_FIELDS[kind]!, LEN);
     out.varint(answerSize(kind, a));
     const trailers = kind.endsWith('_trailers');
     const inner = trailers ? a['header_mutation'] : a['response'];
-    if (isObj(inner)) {
+    if (kind === 'immediate_response') writeImmediate(out, a);
+    else if (isObj(inner)) {
       out.tag(1, LEN);
       if (trailers) {
         out.varint(headerMutationSize(inner));
@@ -397,6 +678,11 @@ export function encodeProcessingResponse(
         writeCommon(out, inner);
       }
     }
+  }
+  if (isObj(meta) && metaLengths) {
+    out.tag(DYNAMIC_METADATA, LEN);
+    out.varint(metaSize);
+    writeStruct(out, meta, new Lengths(metaLengths));
   }
   if (isObj(mode)) {
     out.tag(9, LEN);

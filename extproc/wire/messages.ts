@@ -2,7 +2,8 @@
  * The one module that builds ext_proc ProcessingResponse messages, as plain objects that are
  * ready for protobufjs's encoder (enums as numbers, bytes as Buffers; see wire/proto.ts), except
  * that header values in answers are latin1 strings (`raw_latin1`), which only encode.ts writes
- * (every answer shape is its; immediate responses, which go to protobufjs, keep Buffers). Rules
+ * (it writes every shape built here; immediate responses, one per refused request, keep Buffers
+ * there, which protobufjs reads too). Rules
  * from ENVOY-EXTPROC.md: the answer's oneof matches the message; header values go in `raw_value`
  * only; mode overrides restate both body modes.
  */
@@ -179,7 +180,7 @@ function headerMutation(m: Mutation): WireHeaderMutation | undefined {
 /** append false: a set header replaces the request's own. Shared: the encoders only read it. */
 const REPLACE = Object.freeze({ value: false });
 
-/** For immediate responses, which protobufjs encodes (raw_value must be bytes there). */
+/** For immediate responses: raw_value as bytes (one Buffer per header, once per refusal). */
 function option(key: string, value: string): WireHeaderOption {
   // latin1 is a lossless byte mapping: header bytes we read come back out unchanged.
   return { header: { key, raw_value: Buffer.from(value, 'latin1') }, append: REPLACE };

@@ -27,10 +27,11 @@ export function referenceService(): grpc.ServiceDefinition {
  * numbers, bytes as Buffers), so protobufjs's generated encoder takes them as they are, without
  * proto-loader's fromObject copy of the whole tree first.
  *
- * On the node:http2 transport this is only encode.ts's fallback (immediate responses), so
- * protobufjs and the parsed ext_proc protos (~1.3 MiB of V8 heap that every full collection
- * marks, issue 16) are loaded on the first message that needs them (~30 ms, once), not at start.
- * What could make that load fail is checked here, at start: the proto folder and the package.
+ * On either transport this is only encode.ts's fallback, for a shape it does not write, which
+ * wire/messages.ts never builds (encode.test.ts); so protobufjs and the parsed ext_proc protos
+ * (~1.3 MiB of V8 heap that every full collection marks, issue 16) are loaded on the first
+ * message that needs them (~30 ms, once), which on node:http2 should be never. What could make
+ * that load fail is checked here, at start: the proto folder and the package.
  */
 export function responseEncoder(): (msg: object) => Buffer {
   protoRoot();
@@ -42,7 +43,7 @@ export function responseEncoder(): (msg: object) => Buffer {
   };
 }
 
-/** encode.ts's encoder, protobufjs's for the shapes it leaves (immediate responses). */
+/** encode.ts's encoder, protobufjs's for the shapes it leaves (none that messages.ts builds). */
 function fastEncoder(): (msg: object) => Buffer {
   const reference = responseEncoder();
   return (msg) => encodeProcessingResponse(msg, 0, reference);
