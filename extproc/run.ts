@@ -29,7 +29,7 @@ import type { StateStore } from './state/store.js';
 import type { PhaseHandler } from './pipeline/phase.js';
 import { RouterExchange } from './pipeline/router.js';
 import { budgetUtilizationMetric } from './telemetry/budget-utilization.js';
-import { tracingFromEnv, type TracingOptions } from './telemetry/tracing-config.js';
+import { configuredTracing, type TracingOptions } from './telemetry/tracing-config.js';
 import type { RunningTracing } from './telemetry/tracing.js';
 import { UpstreamExchange, type RemoteRequests } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer, type GrpcServerKind } from './server.js';
@@ -402,12 +402,7 @@ async function startTracingIfConfigured(
   opts: ExtprocOptions,
   log: Logger,
 ): Promise<RunningTracing | undefined> {
-  const cfg =
-    opts.tracing ??
-    tracingFromEnv(
-      { otlpEndpoint: opts.otlpEndpoint, traceSamplingRatio: opts.traceSamplingRatio },
-      opts.env,
-    );
+  const cfg = configuredTracing(opts);
   if (!cfg) return undefined;
   let startTracing;
   try {

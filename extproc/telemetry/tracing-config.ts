@@ -18,6 +18,22 @@ export interface TracingOptions {
 }
 
 /** Where traces go from flags and the standard OTEL_* environment; undefined: tracing off. */
+/** What the extproc traces with: `opts.tracing`, else the flags and the OTEL_* environment. */
+export function configuredTracing(opts: {
+  tracing?: TracingOptions | undefined;
+  otlpEndpoint?: string | undefined;
+  traceSamplingRatio?: number | undefined;
+  env: NodeJS.ProcessEnv;
+}): TracingOptions | undefined {
+  return (
+    opts.tracing ??
+    tracingFromEnv(
+      { otlpEndpoint: opts.otlpEndpoint, traceSamplingRatio: opts.traceSamplingRatio },
+      opts.env,
+    )
+  );
+}
+
 export function tracingFromEnv(
   flags: { otlpEndpoint?: string | undefined; traceSamplingRatio?: number | undefined },
   env: NodeJS.ProcessEnv,

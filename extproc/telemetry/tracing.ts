@@ -45,7 +45,7 @@ import { otelOperation, type Operation } from '../providers/endpoints.js';
 import { MAX_LOG_FIELD_CHARS, OTEL_PROVIDER, type RequestRecord } from './telemetry.js';
 import { MAX_CONTENT_CHARS } from './content.js';
 import { loadTraceContext, PresetIdGenerator, type TraceHeaders } from './trace-context.js';
-import { tracingFromEnv, type TracingOptions } from './tracing-config.js';
+import { configuredTracing, type TracingOptions } from './tracing-config.js';
 
 export { tracingFromEnv, type TracingOptions } from './tracing-config.js';
 
@@ -298,12 +298,7 @@ export function startTracing(
   },
   log: Logger,
 ): RunningTracing | undefined {
-  const cfg =
-    opts.tracing ??
-    tracingFromEnv(
-      { otlpEndpoint: opts.otlpEndpoint, traceSamplingRatio: opts.traceSamplingRatio },
-      opts.env,
-    );
+  const cfg = configuredTracing(opts);
   if (!cfg) return undefined;
   const tracing = new Tracing(cfg);
   const clock = opts.wallClock ?? Date.now;
