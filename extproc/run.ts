@@ -149,8 +149,9 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
   // configs come compiled by its primary, and one that newly names such a backend waits for them
   // here, or is refused if they fail to load. Configs apply in the order they came.
   let waiting = 0;
-  let queue: Promise<void> = Promise.resolve();
-  const onConfig = (cfg: RuntimeConfig): void => {
+  let queue: Promise<boolean> = Promise.resolve(true);
+  // Later: a promise of whether it applied (a worker reports a version serving only then).
+  const onConfig = (cfg: RuntimeConfig): Promise<boolean> | void => {
     if (waiting === 0 && configPackagesLoaded(cfg)) {
       apply(cfg);
       return;
@@ -159,7 +160,10 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     queue = queue
       .then(() => loadConfigPackages(cfg))
       .then(
-        () => apply(cfg),
+        () => {
+          apply(cfg);
+          return true;
+        },
         (err: unknown) => {
           const reason = err instanceof Error ? err.message : 'packages failed to load';
           log.error(
@@ -167,9 +171,11 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
             'config refused; keeping the last good one',
           );
           telemetry.configRejected();
+          return false;
         },
       )
       .finally(() => waiting--);
+    return queue;
   };
   const events = { onConfig, onRejected: () => telemetry.configRejected() };
   let source: { reload(): Promise<void>; close(): void };

@@ -248,10 +248,13 @@ it('applies a pushed config that newly names a Bedrock backend once the AWS pack
   });
   try {
     const pushed = fromWire({ config: withBedrock('with-bedrock'), credentials: [] });
-    events!.onConfig(pushed);
+    const applied = events!.onConfig(pushed);
     // Not before its packages are in: a request would find a backend it cannot sign for.
     assert.equal(extproc.config().version, first.version);
-    await until('the pushed config applied', () => extproc.config().version === 'with-bedrock');
+    // What a worker waits for before it reports the version serving (workers/worker.ts).
+    assert.ok(applied instanceof Promise, 'applying later, the extproc must say when it did');
+    assert.equal(await applied, true);
+    assert.equal(extproc.config().version, 'with-bedrock');
     assert.ok(backendPackagesLoaded(['aws-bedrock']));
     assert.doesNotThrow(() => eventStreamCodec());
   } finally {

@@ -136,7 +136,7 @@ describe('FileConfigSource', () => {
     const log = pino({}, { write: (s: string) => lines.push(s) });
     const src = new FileConfigSource(
       path,
-      { onConfig: (c) => applied.push(c), onRejected: (r) => rejected.push(r) },
+      { onConfig: (c) => void applied.push(c), onRejected: (r) => rejected.push(r) },
       log,
       env,
       20,

@@ -111,7 +111,11 @@ async function resolveSecret(
 }
 
 export interface ConfigSourceEvents {
-  onConfig(cfg: RuntimeConfig): void;
+  /**
+   * `cfg` is the new config. An extproc that applies it later (after loading the packages it
+   * needs) returns a promise of whether it did; undefined means applied at once.
+   */
+  onConfig(cfg: RuntimeConfig): Promise<boolean> | void;
   onRejected(reason: string): void;
 }
 
@@ -182,7 +186,7 @@ export class FileConfigSource {
       if (text === this.lastText) return;
       const cfg = await compileConfig(text, { baseDir: dirname(this.path), env: this.env });
       this.lastText = text;
-      this.events.onConfig(cfg);
+      void this.events.onConfig(cfg);
     } catch (err) {
       const reason = err instanceof ConfigError ? err.message : 'unexpected failure while loading';
       this.logger.error(

@@ -187,7 +187,7 @@ export class XdsConfigSource {
     this.lastJson = text;
     this.acceptedVersion = version;
     if (this.first) this.first(cfg);
-    else this.events.onConfig(cfg);
+    else void this.events.onConfig(cfg);
     if (this.call === call) this.ack(call, version, nonce);
   }
 

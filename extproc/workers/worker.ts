@@ -41,8 +41,14 @@ function primaryConfig(peer: IpcPeer, opts: WorkerOptions) {
           events.onRejected(reason);
           return;
         }
-        events.onConfig(cfg);
-        peer.notify('serving', { version: cfg.version });
+        // Serving is reported once the config is applied: one naming a backend whose packages
+        // this worker has not loaded yet applies after they load, or is refused.
+        const applied = events.onConfig(cfg);
+        if (!applied) peer.notify('serving', { version: cfg.version });
+        else
+          void applied.then((ok) => {
+            if (ok) peer.notify('serving', { version: cfg.version });
+          });
       });
       return fromWire(await peer.call<ConfigWire>('config.get', null, 30_000));
     },
