@@ -262,8 +262,15 @@ describe('budgets through Redis stalls and outages', () => {
     const refused = new Map<string, number>();
     const count = (k: string) => refused.get(k) ?? 0;
     let running = true;
+    // Held while Redis is being stopped: on a slow machine the stop took long enough for open to
+    // spend its whole limit first, leaving nothing to admit while Redis was away.
+    let paused = false;
     const worker = async (route: keyof typeof served) => {
       while (running) {
+        if (paused) {
+          await new Promise((r) => setTimeout(r, 5));
+          continue;
+        }
         const o = await request(h, route);
         if (o.served) served[route]++;
         else {
@@ -282,7 +289,9 @@ describe('budgets through Redis stalls and outages', () => {
     // 1: both policies serve until $0.12 of their $0.15 is spent.
     await phase('80 requests each', () => served.closed >= 80 && served.open >= 80);
     const wideAtStop = served.wide;
+    paused = true;
     await redis.stop();
+    paused = false;
     const atStop = { ...served };
     // 2: Redis is away. Closed refuses (503); open serves until it reaches the limit (held
     // locally) and refuses the rest with 429 budget_exceeded; wide (open, far from its limit)
