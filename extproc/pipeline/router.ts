@@ -847,15 +847,6 @@ export class RouterExchange implements PhaseHandler {
 }
 
 /**
- * The request body, checked as parseBody checks it, and parsed only when something reads it.
- *
- * Why: a plain route reads three top-level fields of the body; JSON.parse made the whole tree
- * and its text (~4.5 KiB of the ~17 KiB Sluice allocated per 2 KB chat request, bench section
- * lean with BENCH_ALLOC_PROFILE). body-scan.ts checks the bytes without building anything and
- * says where the top-level values lie. When it cannot vouch for a body (anything invalid, an
- * escape in a key, very wide or deep bodies) parseBody decides, so every refusal is the same.
- */
-/**
  * The router's RequestState: its body is the CheckedBody's, parsed on first read. A class, its
  * accessors on the prototype: a getter per request (a closure over requestBody's scope) kept
  * whole requests alive past young collections (promoted 0.8 -> 2-3 KiB per request, twice the
@@ -896,6 +887,15 @@ class RoutedRequest implements RequestState {
   }
 }
 
+/**
+ * The request body, checked as parseBody checks it, and parsed only when something reads it.
+ *
+ * Why: a plain route reads three top-level fields of the body; JSON.parse made the whole tree
+ * and its text (~4.5 KiB of the ~17 KiB Sluice allocated per 2 KB chat request, bench section
+ * lean with BENCH_ALLOC_PROFILE). body-scan.ts checks the bytes without building anything and
+ * says where the top-level values lie. When it cannot vouch for a body (anything invalid, an
+ * escape in a key, very wide or deep bodies) parseBody decides, so every refusal is the same.
+ */
 class CheckedBody {
   constructor(
     readonly raw: Buffer,
@@ -934,9 +934,8 @@ function checkedBody(raw: Buffer): CheckedBody {
   return new CheckedBody(raw, scan, scan ? undefined : parseBody(raw));
 }
 
+/** The body as JSON.parse reads it, refused as the caller must hear it; `raw` is valid UTF-8. */
 function parseBody(raw: Buffer): Record<string, unknown> {
-  if (!isUtf8(raw))
-    throw new SluiceError('invalid_encoding', 'The request body is not valid UTF-8.');
   let parsed: unknown;
   const text = raw.toString('utf8');
   try {
