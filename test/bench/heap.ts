@@ -14,6 +14,7 @@
  *   BENCH_EXTPROC_FLAGS  node flags for the extproc besides the shipped ones, space-separated
  *   BENCH_SHIPPED_FLAGS=0  without the shipped environment (EXTPROC_ENV: malloc settings)
  *   HEAP_ENV          more environment for the extproc, space-separated NAME=value (wins)
+ *   HEAP_ARGS         more extproc arguments, space-separated (e.g. --log-level warn: no access log)
  *   HEAP_PHASES       instead of the above: exchange kinds driven one after another in this fresh
  *                     extproc, each as kind:concurrency:seconds (kinds: chat-2k, router, policy,
  *                     every, chat-100k, sse-200), printing after each, past a full collection,
@@ -129,7 +130,16 @@ async function main(): Promise<void> {
   const child = new Child(
     'extproc',
     entry,
-    ['extproc', '--config', configPath, '--listen', sock, '--admin', `127.0.0.1:${adminPort}`],
+    [
+      'extproc',
+      '--config',
+      configPath,
+      '--listen',
+      sock,
+      '--admin',
+      `127.0.0.1:${adminPort}`,
+      ...(process.env.HEAP_ARGS?.split(' ').filter(Boolean) ?? []),
+    ],
     {
       cwd: ROOT,
       logPath: join(dir, 'extproc.log'),
