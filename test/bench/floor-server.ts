@@ -81,9 +81,11 @@ function rawHttp2(target: string): void {
       );
       return;
     }
+    // endStream spelled out, as the extproc does (h2-server.ts RESPOND_OPTIONS): without it node's
+    // respond() makes a hidden class per call, and the floor would pay what Sluice no longer does.
     stream.respond(
       { ':status': 200, 'content-type': 'application/grpc' },
-      { waitForTrailers: true },
+      { endStream: false, waitForTrailers: true },
     );
     stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0' }));
     let pending: Buffer = Buffer.alloc(0);
