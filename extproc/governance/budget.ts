@@ -138,12 +138,15 @@ export class Budget {
     // check, so a store that is back does not admit past a limit before the journal drains.
     // Nothing is owed unless the store was away (undefined then: no arrays per request).
     let owed: number[] | undefined;
+    /** The number of the store call whose answer `reply` is (SettlementJournal.stamp). */
+    let at = 0;
     const ask = (): Promise<ReserveReply> => {
       owed = this.journal.owes ? this.journal.owed(policy.name, bucketKeys) : undefined;
       const o = owed;
       const buckets = o
         ? charges.map((c, i) => (o[i]! > 0 ? { ...c, unsettled: o[i] } : c))
         : charges;
+      at = this.journal.stamp();
       return this.store.reserve({
         scope: policy.name,
         id,
@@ -159,10 +162,11 @@ export class Budget {
         // Right after an outage, releases and settlements still in the journal may be what
         // fills the bucket: deliver them, then ask once more (a refused reserve took nothing).
         await this.flush().catch(() => 0);
-        const refused = { reply, owed };
+        const refused = { reply, owed, at };
         reply = await ask().catch((err: unknown) => {
           if (!(err instanceof StoreUnavailable) || err.maybeApplied) throw err;
           owed = refused.owed;
+          at = refused.at;
           return refused.reply;
         });
       }
@@ -209,7 +213,7 @@ export class Budget {
       }
     }
     if (!local) {
-      this.journal.saw(policy.name, bucketKeys, reply.levels);
+      this.journal.saw(policy.name, bucketKeys, reply.levels, at);
       this.kick();
       const o = owed;
       if (o?.some((x) => x > 0)) {
@@ -317,10 +321,13 @@ export class Budget {
   ): Promise<SettleResult> {
     const failOpen = this.journal.isFailOpen(reservation.id);
     try {
+      const at = this.journal.stamp();
       const result = await this.apply(reservation, actual);
       this.journal.delivered(
         reservation,
         reservation.charges.map((c) => actualFor(c, actual)),
+        at,
+        result.status === 'settled' && !result.expired,
       );
       this.kick();
       return result;
@@ -407,8 +414,10 @@ export class Budget {
         this.journal.drop(id, 'ambiguous');
         continue;
       }
+      const at = this.journal.stamp();
+      let result: SettleResult;
       try {
-        await this.apply(e.reservation, e.actual);
+        result = await this.apply(e.reservation, e.actual);
       } catch (err) {
         if (err instanceof StoreUnavailable) {
           if (err.maybeApplied) e.ambiguousSinceMs ??= now;
@@ -420,6 +429,8 @@ export class Budget {
       this.journal.delivered(
         e.reservation,
         e.reservation.charges.map((c) => actualFor(c, e.actual)),
+        at,
+        result.status === 'settled' && !result.expired,
       );
       done++;
     }

@@ -5,9 +5,22 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { MemoryStore } from '../state/memory.js';
+import type {
+  ReserveReply,
+  ReserveRequest,
+  SettleReply,
+  SettleRequest,
+  StateStore,
+} from '../state/store.js';
 import { FaultyStore } from '../state/testing/faulty-store.js';
 import { KEYS, T0, clock, policy } from '../state/testing/store-suite.js';
-import { Budget, chargesFor, type BudgetPolicy, type RequestKeys } from './budget.js';
+import {
+  Budget,
+  chargesFor,
+  type BudgetPolicy,
+  type RequestKeys,
+  type Reservation,
+} from './budget.js';
 import { journalMetrics, SettlementJournal, type LossReason } from './settlement-journal.js';
 
 const level = async (
@@ -21,6 +34,57 @@ const level = async (
     chargesFor(p.limits.rules, keys, { tokens: 0, costUsd: 0 }, now, 60_000).map((c) => c.key),
     now,
   );
+
+/**
+ * A store that applies every call at once, in the order it is made (as one Redis connection
+ * applies pipelined commands in the order they were written), and hands each answer back only
+ * when the test releases it: answers of pipelined calls reach their callers in an order the store
+ * does not decide (through ioredis, a reserve's answer takes fewer await hops to reach the Budget
+ * than a settle's, so a reserve written after a settle is often seen first).
+ */
+class HeldAnswers implements StateStore {
+  readonly kind = 'memory' as const;
+  hold = false;
+  private readonly held: { call: 'reserve' | 'settle'; answer: () => void }[] = [];
+
+  constructor(readonly inner = new MemoryStore()) {}
+
+  private keep<T>(call: 'reserve' | 'settle', applied: Promise<T>): Promise<T> {
+    if (!this.hold) return applied;
+    return new Promise<T>((resolve) => this.held.push({ call, answer: () => resolve(applied) }));
+  }
+
+  reserve(req: ReserveRequest): Promise<ReserveReply> {
+    return this.keep('reserve', this.inner.reserve(req));
+  }
+
+  settle(req: SettleRequest): Promise<SettleReply> {
+    return this.keep('settle', this.inner.settle(req));
+  }
+
+  /** Answers the held calls in `order` (indexes in the order they were made), one at a time. */
+  async answer(order: readonly number[]): Promise<void> {
+    const held = this.held.splice(0);
+    assert.equal(order.length, held.length);
+    for (const i of order) {
+      held[i]!.answer();
+      // Its caller runs to its next store call (or its end) before the next answer arrives.
+      await new Promise((res) => setImmediate(res));
+    }
+  }
+
+  levels(scope: string, keys: readonly string[], nowMs: number): Promise<number[]> {
+    return this.inner.levels(scope, keys, nowMs);
+  }
+
+  usage(...args: Parameters<StateStore['usage']>) {
+    return this.inner.usage(...args);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
 
 function setup(capacity?: number) {
   const store = new FaultyStore(new MemoryStore());
@@ -256,6 +320,131 @@ describe('failing open', () => {
     assert.equal(during.filter((r) => r.ok).length, 9, '$0.08 used + 9 × $0.10 fits in $1');
   });
 
+  // Four requests end ($0.10 reserved, $0.05 used: settles S1-S4) and four more are reserved
+  // behind them (R5-R8), pipelined: the store applies S1-S4 then R5-R8, and holds $0.60. In
+  // whatever order their answers arrive, what this replica knows of the bucket must not fall
+  // below that: answered after R8 (whose level has them), S1-S4 must not take $0.05 off again.
+  const orders = {
+    'as applied': [0, 1, 2, 3, 4, 5, 6, 7],
+    'reserves first (as through ioredis)': [4, 5, 6, 7, 0, 1, 2, 3],
+    interleaved: [4, 0, 5, 1, 6, 2, 7, 3],
+    reversed: [7, 6, 5, 4, 3, 2, 1, 0],
+  };
+  for (const [name, order] of Object.entries(orders)) {
+    it(`holds a limit it has seen whatever order pipelined answers arrive in: ${name}`, async () => {
+      const held = new HeldAnswers();
+      const store = new FaultyStore(held);
+      const c = clock(T0 - 3_600_000);
+      const b = new Budget({ store, clock: c.fn, retryIntervalMs: 0 });
+      const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+      const estimate = { tokens: 1, costUsd: 0.1 };
+      const actual = { tokens: 1, costUsd: 0.05 };
+      const [key] = chargesFor(p.limits.rules, KEYS, estimate, c.now, 60_000).map((x) => x.key);
+      const first = await Promise.all(
+        Array.from({ length: 4 }, () => b.reserve(p, KEYS, estimate)),
+      );
+      held.hold = true;
+      const settled = first.map((r) => {
+        assert.ok(r.ok && !r.failOpen);
+        return b.reconcile(r.reservation, actual);
+      });
+      const next = Array.from({ length: 4 }, () => b.reserve(p, KEYS, estimate));
+      await held.answer(order);
+      held.hold = false;
+      await Promise.all(settled);
+      assert.deepEqual(await level(store, p, c.now), [600_000]);
+      const known = b.journal.levels(p.name, [key!])[0]!;
+      assert.ok(known >= 600_000, `knows $${known / 1e6} of the $0.60 the store holds`);
+      // The four end too ($0.40 used in all); then the store goes away. Each request admitted
+      // meanwhile is checked at its $0.10 estimate and uses $0.05.
+      for (const r of await Promise.all(next)) {
+        assert.ok(r.ok && !r.failOpen);
+        await b.reconcile(r.reservation, actual);
+      }
+      store.fault = 'down';
+      let served = 8;
+      for (;;) {
+        const r = await b.reserve(p, KEYS, estimate);
+        if (!r.ok) break;
+        assert.ok(r.failOpen);
+        served++;
+        await b.reconcile(r.reservation, actual);
+      }
+      store.fault = 'up';
+      await b.flush();
+      const [charged] = await level(store, p, c.now);
+      assert.equal(charged, served * 50_000);
+      assert.ok(charged <= 1_000_000, `served ${served}: $${charged / 1e6} of a $1 limit`);
+    });
+  }
+
+  it('a release of a reserve that never ran does not lower the level it knows (the store flaps)', async () => {
+    const { store, c, b } = setup();
+    const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+    for (let i = 0; i < 7; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      assert.ok(r.ok && !r.failOpen);
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    // Its answer lost, a reserve is refused on the $0.70 known, and released in case it runs
+    // late; it never does (the stalled store is restarted without it).
+    store.fault = 'stalled';
+    const big = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.5 });
+    assert.equal(!big.ok && big.refusal.code, 'budget_exceeded');
+    await new Promise((res) => setImmediate(res));
+    assert.equal(b.journal.queued, 1);
+    store.fault = 'up';
+    assert.equal(await b.flush(), 1);
+    store.fault = 'down';
+    let served = 7;
+    for (;;) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      if (!r.ok) break;
+      served++;
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    store.fault = 'up';
+    await b.flush();
+    assert.equal(served, 10);
+    assert.deepEqual(await level(store, p, c.now), [1_000_000]);
+  });
+
+  it('a retried settlement the store had already applied does not lower the level it knows', async () => {
+    const { store, c, b } = setup();
+    const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
+    for (let i = 0; i < 5; i++) {
+      const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      assert.ok(r.ok && !r.failOpen);
+      await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    const r = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.4 });
+    assert.ok(r.ok && !r.failOpen);
+    // Its settlement's answer is lost; the store runs it when it resumes ($0.60), and the next
+    // reserve reports that.
+    store.fault = 'stalled';
+    assert.deepEqual(await b.reconcile(r.reservation, { tokens: 1, costUsd: 0.1 }), {
+      status: 'queued',
+    });
+    await store.resume();
+    const next = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.05 });
+    assert.ok(next.ok && !next.failOpen);
+    await b.reconcile(next.reservation, { tokens: 1, costUsd: 0.05 });
+    // The journal's retry (sent once the store answered again) is a duplicate: the $0.30 it
+    // gave back is in the level already.
+    await b.flush();
+    assert.equal(b.journal.size, 0);
+    assert.deepEqual(await level(store, p, c.now), [650_000]);
+    store.fault = 'down';
+    let spent = 650_000;
+    for (;;) {
+      const o = await b.reserve(p, KEYS, { tokens: 1, costUsd: 0.1 });
+      if (!o.ok) break;
+      spent += 100_000;
+      await b.reconcile(o.reservation, { tokens: 1, costUsd: 0.1 });
+    }
+    assert.ok(spent <= 1_000_000, `$${spent / 1e6} of a $1 limit`);
+  });
+
   it('a store that is back admits nothing past a limit before the journal is delivered', async () => {
     const { store, c, b } = setup();
     const p = open([{ name: 'day', per: ['consumer'], spendPerDayUsd: 1 }]);
@@ -440,12 +629,62 @@ describe('journal retries', () => {
 });
 
 describe('SettlementJournal: levels seen', () => {
+  const reservation = (amount: number): Reservation => ({
+    id: `r${amount}-${Math.random()}`,
+    scope: 'p',
+    createdAtMs: T0,
+    ttlMs: 60_000,
+    keys: KEYS,
+    estimate: { tokens: 0, costUsd: 0 },
+    charges: [
+      {
+        key: 'k',
+        limitName: 'day',
+        metric: 'spendDay',
+        limit: 1_000_000,
+        amount,
+        resetAtMs: 0,
+        expireAtMs: 0,
+      },
+    ],
+    levels: [amount],
+  });
+
+  it('orders store calls by when they were made, across the wrap of their numbers', () => {
+    const j = new SettlementJournal(10, undefined, 8, 2 ** 30 - 3);
+    const settle = j.stamp();
+    const reserve = j.stamp();
+    const later = j.stamp();
+    const lastSettle = j.stamp();
+    assert.deepEqual([settle, reserve, later, lastSettle], [2 ** 30 - 2, 2 ** 30 - 1, 0, 1]);
+    j.saw('p', ['k'], [600], later);
+    // Overtaken: the level `later` reported has all this one has.
+    j.saw('p', ['k'], [500], reserve);
+    assert.deepEqual(j.levels('p', ['k']), [600]);
+    // Made before `later`: in its level already.
+    j.delivered(reservation(100), [50], settle, true);
+    assert.deepEqual(j.levels('p', ['k']), [600]);
+    j.delivered(reservation(100), [50], lastSettle, true);
+    assert.deepEqual(j.levels('p', ['k']), [550]);
+  });
+
+  it('ages a level known from long ago, so calls made much later still count as later', () => {
+    const mask = 2 ** 30 - 1;
+    const j = new SettlementJournal(10, undefined, 8, 2 ** 26 - 1);
+    // Reported more than half the range of call numbers ago: without ageing, it would compare
+    // as made after the calls that follow.
+    j.saw('p', ['k'], [700], (2 ** 26 - 2 ** 29 - 100) & mask);
+    const now = j.stamp();
+    j.saw('p', ['k'], [100], now);
+    assert.deepEqual(j.levels('p', ['k']), [100]);
+  });
+
   it('keeps each scope and bucket apart, past as many names as it keeps', () => {
     const j = new SettlementJournal(10, undefined, 8);
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 20; i++) {
-        j.saw('p', [`k${i}`, `k${i + 1}`], [i, i + 1]);
-        j.saw('q', [`k${i}`], [100 + i]);
+        j.saw('p', [`k${i}`, `k${i + 1}`], [i, i + 1], j.stamp());
+        j.saw('q', [`k${i}`], [100 + i], j.stamp());
         assert.deepEqual(j.levels('p', [`k${i}`, `k${i + 1}`]), [i, i + 1]);
         assert.deepEqual(j.levels('q', [`k${i}`, `k${i + 1}`]), [100 + i, 0]);
       }

@@ -16,6 +16,17 @@
  * per bucket, the level the store last reported to this replica plus what this replica admitted
  * since by failing open. So one replica does not overshoot a limit it has seen (beyond the usual
  * estimate error), and each replica admits at most one limit's worth into a bucket it has not.
+ *
+ * That known level is the one reported by the last reserve made (not the last answered), plus
+ * what settlements made after that reserve changed. Answers of pipelined calls do not reach the
+ * Budget in the order the store applied the calls (through ioredis a reserve's answer takes fewer
+ * await hops than a settle's, so the answer of a reserve written right behind a settle is usually
+ * seen first, its level already holding the settlement): each store call is numbered as it is
+ * made (stamp()), a store applies one replica's calls in that order (one Redis connection, the
+ * memory store, the primary's over one IPC channel), and a settlement made before the reserve
+ * whose level is known is not applied to it a second time. Where the store can tell less (a
+ * settlement whose reservation had expired, a retry the store had already applied, a reservation
+ * whose reserve's answer was never seen here), a settlement only ever raises the level it knows.
  */
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Actual, Reservation } from './reservation.js';
@@ -43,6 +54,30 @@ export interface JournalEntry {
   ambiguousSinceMs: number | undefined;
 }
 
+/**
+ * Store calls are numbered modulo 2^30, so the numbers stay small integers (numbering a call
+ * allocates nothing) and are compared within half of that range. Every 2^26 calls, a level known
+ * from more than AGE_LIMIT (2^27) calls ago is given that age: any call is answered (or given up)
+ * long before, so it still compares as made after such a level, and no comparison ever spans half
+ * the range.
+ */
+const SEQ_MASK = 2 ** 30 - 1;
+const SEQ_HALF = 2 ** 29;
+const AGE_EVERY_MASK = 2 ** 26 - 1;
+const AGE_LIMIT = 2 ** 27;
+
+/** Whether call `a` was made after call `b`. */
+function after(a: number, b: number): boolean {
+  const d = (a - b) & SEQ_MASK;
+  return d !== 0 && d < SEQ_HALF;
+}
+
+/** A level the store reported for a bucket, and the call (its number) that reported it. */
+interface Seen {
+  level: number;
+  at: number;
+}
+
 export class SettlementJournal {
   /** Settlements to deliver, oldest first (a Map keeps insertion order). */
   private readonly entries = new Map<string, JournalEntry>();
@@ -51,21 +86,55 @@ export class SettlementJournal {
   /** Per id, the local-level amounts it holds: [scope␟bucket, amount]. */
   private readonly counted = new Map<string, [string, number][]>();
   private readonly local = new Map<string, number>();
-  /** Per scope␟bucket, the level the store last reported (oldest first, bounded). */
-  private readonly seen = new Map<string, number>();
+  /**
+   * Per scope␟bucket, the level reported by the latest reserve made that was answered, plus what
+   * settlements made after it changed (oldest first, bounded). Updated in place.
+   */
+  private readonly seen = new Map<string, Seen>();
+  /** The number of the last store call made (see stamp()). */
+  private calls: number;
 
   constructor(
     readonly capacity: number,
     private readonly onLost?: (count: number, reason: LossReason) => void,
     private readonly seenCapacity = 10_000,
-  ) {}
+    /** Where call numbers start (tests start them near where they wrap). */
+    firstCall = 0,
+  ) {
+    this.calls = firstCall & SEQ_MASK;
+  }
 
-  /** Levels the store reported for a reservation's buckets (admitted or not). */
-  saw(scope: string, keys: readonly string[], levels: readonly number[]): void {
+  /**
+   * Numbers a store call that reserves or settles: called right before the call is made, and
+   * its number given to saw() or delivered() with its answer.
+   */
+  stamp(): number {
+    const n = (this.calls = (this.calls + 1) & SEQ_MASK);
+    if ((n & AGE_EVERY_MASK) === 0) {
+      const oldest = (n - AGE_LIMIT) & SEQ_MASK;
+      for (const s of this.seen.values()) if (after(oldest, s.at)) s.at = oldest;
+    }
+    return n;
+  }
+
+  /**
+   * Levels the store reported for a reservation's buckets (admitted or not), answering call
+   * number `at`. A bucket whose known level came from a reserve made after this one keeps it:
+   * that level has everything this one has.
+   */
+  saw(scope: string, keys: readonly string[], levels: readonly number[], at: number): void {
     for (let i = 0; i < keys.length; i++) {
       const k = this.seenKey(scope, keys[i]!);
+      const known = this.seen.get(k);
+      if (known === undefined) {
+        this.seen.set(k, { level: levels[i] ?? 0, at });
+        continue;
+      }
+      if (after(known.at, at)) continue;
+      known.level = levels[i] ?? 0;
+      known.at = at;
       this.seen.delete(k);
-      this.seen.set(k, levels[i] ?? 0);
+      this.seen.set(k, known);
     }
     if (this.seen.size <= this.seenCapacity) return;
     for (const k of this.seen.keys()) {
@@ -124,7 +193,7 @@ export class SettlementJournal {
   levels(scope: string, keys: readonly string[]): number[] {
     return keys.map((key) => {
       const k = `${scope}\x1f${key}`;
-      return (this.seen.get(k) ?? 0) + (this.local.get(k) ?? 0);
+      return (this.seen.get(k)?.level ?? 0) + (this.local.get(k) ?? 0);
     });
   }
 
@@ -196,22 +265,27 @@ export class SettlementJournal {
     return [...this.entries.values()];
   }
 
-  /** The settlement (or the fail-open request, released before it was queued) reached the store. */
   /**
-   * The settlement (or the fail-open request, settled before it was queued) reached the store.
-   * `amounts` is what it used per charge. What this replica knows of the store's levels follows,
-   * until the store reports them again: a reservation's amount becomes what it used, and what a
-   * fail-open request used is added.
+   * The settlement (or the fail-open request, settled before it was queued) reached the store, in
+   * call number `at`; `pendingFound`: the store applied it and still held the reservation (so gave
+   * its reserved amounts back). `amounts` is what it used per charge. What this replica knows of
+   * the store's levels follows, until the store reports them again: a reservation's amount
+   * becomes what it used, and what a fail-open request used is added. A level reported by a
+   * reserve made after this call already has it, and is left as it is.
    */
-  delivered(r: Reservation, amounts: readonly number[]): void {
-    const failOpen = this.isFailOpen(r.id);
+  delivered(r: Reservation, amounts: readonly number[], at: number, pendingFound: boolean): void {
+    // The reserved amounts are in a level seen here only if the reserve's own answer was seen
+    // (a reservation carries the levels its answer reported; one admitted by failing open, or
+    // refused while the store was away and released in case its reserve ran late, has none), and
+    // they left the store only if it still held the reservation. Otherwise (expired, a retry the
+    // store had applied before, a reserve that may never have run) only what was used is added:
+    // the known level may then be above the store's, never below.
+    const freed = pendingFound && r.levels.length > 0 && !this.isFailOpen(r.id);
     for (let i = 0; i < r.charges.length; i++) {
       const c = r.charges[i]!;
-      const k = this.seenKey(r.scope, c.key);
-      const level = this.seen.get(k);
-      if (level === undefined) continue;
-      const change = (amounts[i] ?? 0) - (failOpen ? 0 : c.amount);
-      this.seen.set(k, Math.max(0, level + change));
+      const known = this.seen.get(this.seenKey(r.scope, c.key));
+      if (known === undefined || after(known.at, at)) continue;
+      known.level = Math.max(0, known.level + (amounts[i] ?? 0) - (freed ? c.amount : 0));
     }
     this.forget(r.id);
   }
