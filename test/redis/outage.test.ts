@@ -8,7 +8,10 @@
 //     under each failure mode: closed never overshoots and charges exactly what was served; open
 //     charges what it served while Redis was away once Redis is back (usage and budgets converge,
 //     nothing counted twice) and one replica does not overshoot;
-//   - open mode on two replicas: the overshoot stays within the README's bound.
+//   - open mode on two replicas: the overshoot stays within the README's bound;
+//   - settlements pipelined with the next reserves (as the router sends them, not waiting for
+//     each other): the level a replica knows, which open mode holds limits against while Redis is
+//     away, never falls below what Redis holds, however their answers interleave.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -19,9 +22,10 @@ import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
-import { utcDay } from '../../extproc/governance/budget.js';
+import { Budget, chargesFor, utcDay } from '../../extproc/governance/budget.js';
 import { run } from '../../extproc/run.js';
-import type { RedisStore } from '../../extproc/state/redis.js';
+import { RedisStore } from '../../extproc/state/redis.js';
+import { KEYS, policy } from '../../extproc/state/testing/store-suite.js';
 import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/index.js';
 import { chatHeaders, get, sendRequest, type Harness } from '../conformance/harness.js';
 import { startRedis, type RedisHandle } from './server.js';
@@ -425,6 +429,47 @@ describe('budgets through Redis stalls and outages', () => {
       assert.ok(levels.used - LIMIT <= LIMIT - atStop * ACTUAL + 8 * ESTIMATE);
     } finally {
       await other.stop();
+    }
+  });
+
+  it('settlements pipelined with the next reserves: the level a replica knows never falls below Redis', async (t) => {
+    // The router does not wait for a request's settlement before the next request reserves, so
+    // settles and reserves share the connection's pipeline, and through ioredis the answer of a
+    // reserve written right behind a settle reaches the Budget first, its level already holding
+    // that settlement. Four callers, 200 requests, five rounds: the level known at the end must be
+    // Redis's own, not that less what the settlements answered last gave back a second time.
+    const store = new RedisStore({ url: redis.url, commandTimeoutMs: 2000 });
+    try {
+      await store.ready(10_000);
+      for (let round = 0; round < 5; round++) {
+        const b = new Budget({ store, retryIntervalMs: 0 });
+        const p = policy([{ name: 'daily', per: ['consumer'], spendPerDayUsd: 1000 }], {
+          failureMode: 'open',
+        });
+        const settling = new Set<Promise<unknown>>();
+        let made = 0;
+        const caller = async () => {
+          while (made < 200) {
+            made++;
+            const r = await b.reserve(p, KEYS, { tokens: 100, costUsd: ESTIMATE / 1e6 });
+            assert.ok(r.ok && !r.failOpen);
+            const s = b.reconcile(r.reservation, { tokens: 60, costUsd: ACTUAL / 1e6 });
+            settling.add(s);
+            void s.finally(() => settling.delete(s));
+            await new Promise((res) => setImmediate(res));
+          }
+        };
+        await Promise.all(Array.from({ length: 4 }, caller));
+        while (settling.size > 0) await Promise.all([...settling]);
+        const [key] = chargesFor(p.limits.rules, KEYS, { tokens: 0, costUsd: 0 }, Date.now(), 0);
+        const known = b.journal.levels(p.name, [key!.key])[0];
+        const held = await bucketLevels(redis.url, p.name);
+        t.diagnostic(`round ${round}: Redis holds ${held.used} µ$, the replica knows ${known} µ$`);
+        assert.deepEqual(held, { used: made * ACTUAL, reserved: 0 });
+        assert.equal(known, made * ACTUAL);
+      }
+    } finally {
+      await store.close();
     }
   });
 });
