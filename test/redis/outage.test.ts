@@ -78,14 +78,18 @@ const HEADERS = [
 
 type Outcome = { served: true } | { served: false; status: number; code: string | undefined };
 
-/** One request through both filters; served ones answer with 60 output tokens. */
-async function request(h: Harness, route: string): Promise<Outcome> {
+/**
+ * One request through both filters; served ones answer with 60 output tokens. With `routed`, the
+ * answer waits until that resolves (a barrier: every request of a burst reserved first).
+ */
+async function request(h: Harness, route: string, routed?: () => Promise<void>): Promise<Outcome> {
   const body = {
     model: `gpt-${route}`,
     max_tokens: 100,
     messages: [{ role: 'user', content: 'hi' }],
   };
   const r = await sendRequest(h, HEADERS, body, 'sluice/backend/openai');
+  await routed?.();
   if (r.routed.kind === 'local-reply') {
     return {
       served: false,
@@ -229,7 +233,16 @@ describe('budgets through Redis stalls and outages', () => {
     assert.deepEqual(levels, { used: 10 * ACTUAL, reserved: 0 });
 
     // The whole rest of the budget is there: (150,000 − 15,000) / 2,500 = 54 reservations fit.
-    const burst = await Promise.all(Array.from({ length: 70 }, () => request(h, 'stall')));
+    // No answer until all 70 have reserved: on a busy machine the first ones used to finish (and
+    // settle at 1,500) before the last reserved, and then more than 54 fit (70 of 70, seen once).
+    let arrived = 0;
+    let allRouted!: () => void;
+    const routed = new Promise<void>((r) => (allRouted = r));
+    const barrier = () => {
+      if (++arrived === 70) allRouted();
+      return routed;
+    };
+    const burst = await Promise.all(Array.from({ length: 70 }, () => request(h, 'stall', barrier)));
     const served = burst.filter((o) => o.served).length;
     t.diagnostic(`after the stall: ${served} of 70 admitted`);
     assert.equal(served, 54);
