@@ -213,11 +213,45 @@ export const EXEMPT_FIELDS: Readonly<
   (Object.keys(EXEMPT) as Operation[]).map((op) => [op, { ids: EXEMPT[op], base64: ENCODED[op] }]),
 ) as Record<Operation, { ids: readonly string[]; base64: readonly string[] }>;
 
-const EXEMPT_SETS = new Map(
-  (Object.keys(EXEMPT) as Operation[]).map((op) => [op, new Set(EXEMPT[op])]),
-);
-const ENCODED_SETS = new Map(
-  (Object.keys(ENCODED) as Operation[]).map((op) => [op, new Set(ENCODED[op])]),
+/**
+ * The exempt and encoded paths as a table walked one key at a time beside the body: each node is
+ * a path made of field names and `*`, and the walk moves to the child its next key names. Whether
+ * a value is exempt is then a flag on the node it reached, with no path string built per value
+ * (a string per key and element, and a hash of it per lookup, were ~1.3 KiB per chat request:
+ * issue 16). A node reached is exactly the path the listed strings spell, component for
+ * component, so the exemptions are the ones `Set.has(path)` gave.
+ */
+class PathNode {
+  readonly next = new Map<string, PathNode>();
+  exempt = false;
+  encoded = false;
+}
+
+/** A path below the root that no listed path starts with: nothing under it is exempt. */
+const OFF_TABLE = new PathNode();
+
+function pathTable(exempt: Iterable<string>, encoded: Iterable<string>): PathNode {
+  const root = new PathNode();
+  const at = (path: string): PathNode => {
+    let n = root;
+    for (const part of path.split('.')) {
+      let c = n.next.get(part);
+      if (!c) n.next.set(part, (c = new PathNode()));
+      n = c;
+    }
+    return n;
+  };
+  for (const p of exempt) at(p).exempt = true;
+  for (const p of encoded) at(p).encoded = true;
+  return root;
+}
+
+function stepInto(node: PathNode, key: string): PathNode {
+  return node.next.get(key) ?? OFF_TABLE;
+}
+
+const REQUEST_TABLES = new Map(
+  (Object.keys(EXEMPT) as Operation[]).map((op) => [op, pathTable(EXEMPT[op], ENCODED[op])]),
 );
 
 /** Deeper JSON is refused, never skipped: a value below the limit would leave unscanned. */
@@ -267,8 +301,8 @@ function embeddedJson(v: string): object | undefined {
 
 interface Walk {
   list: SlotList;
-  exempt: ReadonlySet<string>;
-  encoded: ReadonlySet<string>;
+  /** The table's root: the body itself. */
+  root: PathNode;
 }
 
 /**
@@ -278,12 +312,12 @@ interface Walk {
  * scanned). Throws NestingTooDeep beyond MAX_REQUEST_DEPTH levels.
  */
 export function maskableSlots(op: Operation, body: Obj): SlotList {
-  return walkBody(EXEMPT_SETS.get(op)!, ENCODED_SETS.get(op)!, body);
+  return walkBody(REQUEST_TABLES.get(op)!, body);
 }
 
-function walkBody(exempt: ReadonlySet<string>, encoded: ReadonlySet<string>, body: Obj): SlotList {
-  const w: Walk = { list: new SlotList(), exempt, encoded };
-  walkObject(w, body, '', 0, false);
+function walkBody(root: PathNode, body: Obj): SlotList {
+  const w: Walk = { list: new SlotList(), root };
+  walkObject(w, body, root, 0, false);
   return w.list;
 }
 
@@ -352,6 +386,12 @@ const RESPONSE_ENCODED_SETS = new Map(
     ]),
   ]),
 );
+const RESPONSE_TABLES = new Map(
+  (Object.keys(RESPONSE_EXEMPT) as Operation[]).map((op) => [
+    op,
+    pathTable(RESPONSE_EXEMPT_SETS.get(op)!, RESPONSE_ENCODED_SETS.get(op)!),
+  ]),
+);
 
 /**
  * Every string of a whole (non-streamed) answer the caller will receive, keys included, except
@@ -360,7 +400,7 @@ const RESPONSE_ENCODED_SETS = new Map(
  * failure mode decides, nothing deeper passes unread).
  */
 export function responseSlots(op: Operation, body: Obj): SlotList {
-  return unsigned(walkBody(RESPONSE_EXEMPT_SETS.get(op)!, RESPONSE_ENCODED_SETS.get(op)!, body));
+  return unsigned(walkBody(RESPONSE_TABLES.get(op)!, body));
 }
 
 /**
@@ -389,41 +429,43 @@ const EVENT_ENCODED = new Set([
   'item.result',
   'partial_image_b64',
 ]);
+const EVENT_TABLE = pathTable(EVENT_EXEMPT, EVENT_ENCODED);
 
 /**
  * Every string of a Responses stream event that is handled whole (done events, items, the final
  * response, and any event type the gateway does not know), walked like a whole answer.
  */
 export function responsesEventSlots(ev: Obj): SlotList {
-  return unsigned(walkBody(EVENT_EXEMPT, EVENT_ENCODED, ev));
+  return unsigned(walkBody(EVENT_TABLE, ev));
 }
 
-function child(path: string, key: string): string {
-  return path === '' ? key : `${path}.${key}`;
-}
-
-function walkObject(w: Walk, o: Obj, path: string, depth: number, free: boolean): void {
+function walkObject(w: Walk, o: Obj, node: PathNode, depth: number, free: boolean): void {
   if (depth >= MAX_REQUEST_DEPTH) throw new NestingTooDeep();
   for (const k of Object.keys(o)) {
     // Field names (`tool_call_id`, `input_schema`) are the APIs' own: no built-in detector can
     // match lower-case letters and underscores, and an operator's word must not rename them.
     if (FIELD_NAME.test(k)) {
-      walkValue(w, o, k, free ? '' : child(path, k), depth + 1, free);
+      walkValue(w, o, k, free ? OFF_TABLE : stepInto(node, k), node, depth + 1, free);
     } else {
       w.list.key(o, k);
       // Below any other key nothing is exempt: every exempt path is made of field names and `*`
       // (an array's elements), and a key such as `messages.*.tool_call_id` or `*` must not spell
       // one and take PII past masking.
-      walkValue(w, o, k, '', depth + 1, true);
+      walkValue(w, o, k, OFF_TABLE, node, depth + 1, true);
     }
   }
 }
 
+/**
+ * `holder[key]`, whose path is `node` (`holderNode` is the holder's); `free`: inside something
+ * free-form (JSON in a string, below a key that is no field name), where nothing is exempt.
+ */
 function walkValue(
   w: Walk,
   holder: Obj | unknown[],
   key: string | number,
-  path: string,
+  node: PathNode,
+  holderNode: PathNode,
   depth: number,
   free: boolean,
 ): void {
@@ -433,22 +475,24 @@ function walkValue(
     // one: a broad operator pattern must not rewrite the request's structure.
     if ((key === 'type' || key === 'role') && ENUM_VALUE.test(v)) return;
     if (!free) {
-      if (w.exempt.has(path)) return;
+      if (node.exempt) return;
       // A `source` of type `text` (an Anthropic plain-text document) carries text, whatever it
       // looks like: a bare card or phone number is also valid base64.
-      if (w.encoded.has(path) && isBase64Payload(v) && !declaresText(holder)) return;
+      if (node.encoded && isBase64Payload(v) && !declaresText(holder)) return;
     }
-    walkString(w, holder, key, depth, path);
+    // A thinking block's text: a `thinking` field below the top level, outside free-form JSON.
+    const thinking = !free && key === 'thinking' && holderNode !== w.root;
+    walkString(w, holder, key, depth, thinking);
     return;
   }
   if (typeof v !== 'object' || v === null) return;
   if (Array.isArray(v)) {
     if (depth >= MAX_REQUEST_DEPTH) throw new NestingTooDeep();
-    const p = free ? '' : child(path, '*');
-    for (let i = 0; i < v.length; i++) walkValue(w, v, i, p, depth + 1, free);
+    const item = free ? OFF_TABLE : stepInto(node, '*');
+    for (let i = 0; i < v.length; i++) walkValue(w, v, i, item, node, depth + 1, free);
     return;
   }
-  walkObject(w, v as Obj, path, depth, free);
+  walkObject(w, v as Obj, node, depth, free);
 }
 
 function walkString(
@@ -456,14 +500,14 @@ function walkString(
   holder: Obj | unknown[],
   key: string | number,
   depth: number,
-  path: string,
+  thinking: boolean,
 ): void {
   const h = holder as Record<string | number, unknown>;
   const text = h[key] as string;
   if (text.length === 0) return;
   const doc = embeddedJson(text);
   if (doc === undefined) {
-    const signed = path.endsWith('.thinking') && isSignedThinking(holder);
+    const signed = thinking && isSignedThinking(holder);
     w.list.push(new ValueSlot(text, h, key, false, signed));
     return;
   }
@@ -475,7 +519,7 @@ function walkString(
     return changed;
   });
   const before = w.list.slots.length;
-  walkValue(w, box, 'doc', '', depth, true);
+  walkValue(w, box, 'doc', OFF_TABLE, OFF_TABLE, depth, true);
   for (let i = before; i < w.list.slots.length; i++) {
     const s = w.list.slots[i]!;
     w.list.slots[i] = {
