@@ -1320,6 +1320,17 @@ export function scanStreetAddresses(view: TextView, type = 'STREET_ADDRESS'): Fi
       }
     }
     if (end === -1) {
+      // More than 64 characters before the next digit nothing can start (mayStartStreet; a
+      // number-first street starts at its digit): the scan resumes at the last space before
+      // those 64, a position it would have reached token by token (it steps onto every space),
+      // with nothing found on the way. Prose between numbers is skipped without reading it.
+      if (digit >= i && digit - i > 65) {
+        const space = text.lastIndexOf(' ', digit - 65);
+        if (space > i) {
+          i = space;
+          continue;
+        }
+      }
       // Skip the rest of this token (a candidate starts only at a token's start).
       i = tokenEnd(text, i + 1);
       continue;
