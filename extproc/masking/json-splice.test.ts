@@ -41,6 +41,63 @@ describe('spliceValues', () => {
     assert.equal(out?.toString(), '{"m":["café [E_1]","naïve [E_1]"]}');
   });
 
+  it('long values are compared whole: a same-length value of other characters is not the bytes', () => {
+    // Past LOOP_MAX characters a value is compared natively: as many bytes as characters must
+    // mean the same ASCII, never non-ASCII or a lone surrogate that encodes to that many bytes.
+    const long = 'a'.repeat(40);
+    for (const [bytes, value, same] of [
+      [long, long, true],
+      [`é${'a'.repeat(38)}`, long.slice(1), false],
+      // `é` is C3 A9 in UTF-8, and C3 A9 are also the Latin-1 bytes of `Ã©`.
+      [`é${'a'.repeat(38)}`, `\u00c3\u00a9${'a'.repeat(38)}`, false],
+      [`é${'a'.repeat(38)}`, `é${'a'.repeat(38)}`, true],
+      [`\u{fffd}${'a'.repeat(37)}`, `\ud800${'a'.repeat(39)}`, false],
+      [`${long}b`, `${long}c`, false],
+      [`${'a'.repeat(70_000)}`, `${'a'.repeat(70_000)}`, true],
+      [`${'a'.repeat(70_000)}`, `${'a'.repeat(69_999)}b`, false],
+    ] as const) {
+      const text = JSON.stringify({ k: bytes, m: 'x' });
+      const doc = { k: value, m: 'y' };
+      const out = spliceValues(Buffer.from(text), doc, edit(doc, 'm', 'x', 'y', new Map()));
+      assert.equal(out !== undefined, same, `${bytes.slice(0, 3)} / ${value.slice(0, 3)}`);
+      if (out) assert.deepEqual(JSON.parse(out.toString()), doc);
+    }
+  });
+
+  it('numbers and literals: the bytes hold the value exactly when JSON reads them as it', () => {
+    // Read without decoding when the bytes are how JavaScript writes the value: the same
+    // answers as decoding them with the JSON number grammar and Number().
+    const texts = ['0', '-0', '1', '-1', '0.2', '2.5e3', '2500', '1.0', '1e21', '1e+21', '1E+21'];
+    texts.push('1e-7', '1.5e-7', '0.1', '01', '+1', '.5', 'NaN', 'Infinity', 'true', 'false');
+    texts.push('null', 'undefined', '9007199254740993', '123456789012345680000', '1_0', '0x10');
+    const values: unknown[] = [0, -0, 1, -1, 0.2, 2500, 1e21, 1e-7, 1.5e-7, 0.1, 10, 16];
+    values.push(
+      NaN,
+      Infinity,
+      true,
+      false,
+      null,
+      undefined,
+      9007199254740992,
+      1.2345678901234568e20,
+    );
+    values.push('1', {}, [], 0.5);
+    const reads = (text: string, v: unknown): boolean =>
+      text === 'true' || text === 'false' || text === 'null'
+        ? String(v) === text && typeof v !== 'string'
+        : typeof v === 'number' &&
+          /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(text) &&
+          Object.is(Number(text), v);
+    for (const text of texts) {
+      for (const v of values) {
+        const doc = { k: v, m: 'y' };
+        const bytes = Buffer.from(`{"k":${text},"m":"x"}`);
+        const out = spliceValues(bytes, doc, edit(doc, 'm', 'x', 'y', new Map()));
+        assert.equal(out !== undefined, reads(text, v), `${text} / ${String(v)}`);
+      }
+    }
+  });
+
   it('gives up when the bytes do not hold the parsed value', () => {
     const text = '{"a":"x","n":1,"o":{"k":"v"}}';
     const cases: [string, (d: Record<string, unknown>) => void][] = [

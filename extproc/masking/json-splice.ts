@@ -94,12 +94,22 @@ export function spliceValues(bytes: Buffer, root: object, edits: ValueEdits): Bu
   if (!w.value(root, undefined, 0)) return undefined;
   w.skipWs();
   if (w.i !== bytes.length || w.done !== w.wanted) return undefined;
-  w.parts.push(bytes.subarray(w.copied));
-  return Buffer.concat(w.parts, w.length + bytes.length - w.copied);
+  // Written once into a buffer of the final size: no Buffer per edit nor per copied range.
+  const out = Buffer.allocUnsafe(w.length + bytes.length - w.copied);
+  let at = 0;
+  for (let k = 0; k < w.parts.length; k += 3) {
+    at += bytes.copy(out, at, w.parts[k] as number, w.parts[k + 1] as number);
+    at += out.write(w.parts[k + 2] as string, at, 'utf8');
+  }
+  bytes.copy(out, at, w.copied);
+  return out;
 }
 
-/** Strings up to this long are compared byte by byte, longer ones decoded. */
+/** Strings up to this long are compared byte by byte, longer ones natively (decodedIs). */
 const LOOP_MAX = 24;
+
+/** Where decodedIs writes the string it compares (longer ones are decoded instead). */
+const SCRATCH = Buffer.allocUnsafeSlow(64 * 1024);
 
 class SpliceWalk {
   i = 0;
@@ -108,7 +118,8 @@ class SpliceWalk {
   length = 0;
   done = 0;
   readonly wanted: number;
-  readonly parts: Buffer[] = [];
+  /** Per edit: the range of `b` copied before it (start, end) and the JSON of its new value. */
+  readonly parts: (number | string)[] = [];
 
   constructor(
     private readonly b: Buffer,
@@ -141,9 +152,9 @@ class SpliceWalk {
       const expected = edit ? edit.from : v;
       if (typeof expected !== 'string' || !this.string(expected)) return false;
       if (edit) {
-        const to = Buffer.from(JSON.stringify(edit.to), 'utf8');
-        this.parts.push(b.subarray(this.copied, start), to);
-        this.length += start - this.copied + to.length;
+        const to = JSON.stringify(edit.to);
+        this.parts.push(this.copied, start, to);
+        this.length += start - this.copied + Buffer.byteLength(to, 'utf8');
         this.copied = this.i;
         this.done++;
       }
@@ -233,6 +244,17 @@ class SpliceWalk {
   private backslash = -1;
 
   private decodedIs(start: number, end: number, s: string): boolean {
+    const n = end - start - 1;
+    // As many bytes as characters: equal only when `s` is ASCII and is those bytes. `s` is
+    // written into the scratch buffer and compared there, natively: no string decoded per value
+    // (they were most of what splicing a request allocated). The buffer holds 4 bytes more than
+    // `s` has characters, so a non-ASCII `s` always writes more than `n` bytes (a character is
+    // written whole or not at all) and is never taken for an ASCII one.
+    if (n === s.length && n + 4 <= SCRATCH.length) {
+      return (
+        SCRATCH.write(s, 0, 'utf8') === n && this.b.compare(SCRATCH, 0, n, start + 1, end) === 0
+      );
+    }
     return this.b.toString('utf8', start + 1, end) === s;
   }
 
@@ -256,6 +278,14 @@ class SpliceWalk {
     }
   }
 
+  /** b[start, end) is `s`, an ASCII string. */
+  private bytesAre(start: number, end: number, s: string): boolean {
+    if (end - start !== s.length) return false;
+    const b = this.b;
+    for (let j = 0; j < s.length; j++) if (b[start + j] !== s.charCodeAt(j)) return false;
+    return true;
+  }
+
   /** A number, true, false or null at `i` that is `v`. */
   private scalar(v: unknown): boolean {
     const b = this.b;
@@ -268,6 +298,17 @@ class SpliceWalk {
     }
     if (k === start) return false;
     this.i = k;
+    // The bytes written as JavaScript writes `v` (a number other than -0, or a literal): true,
+    // read without a string or a number made from them (String(v) is valid JSON for every
+    // finite number, and Number(String(v)) is v). Anything else is read as before.
+    if (
+      typeof v === 'number'
+        ? Number.isFinite(v) && !Object.is(v, -0)
+        : v === true || v === false || v === null
+    ) {
+      if (this.bytesAre(start, k, String(v))) return true;
+      if (typeof v !== 'number') return false;
+    }
     const text = b.toString('latin1', start, k);
     if (text === 'true') return v === true;
     if (text === 'false') return v === false;
