@@ -24,7 +24,7 @@ export interface InvisibleScan {
   /** ASCII smuggled in tag characters, decoded; empty when there is none. */
   hiddenTagText: string;
   /** Text inside right-to-left overrides, in the order a reader sees it. */
-  reversedSpans: string[];
+  reversedSpans: readonly string[];
 }
 
 const WAVING_BLACK_FLAG = 0x1f3f4;
@@ -57,13 +57,17 @@ export function mayHaveInvisible(text: string): boolean {
   return Buffer.byteLength(text, 'utf8') !== text.length;
 }
 
+// What a text without invisible characters (nearly every one) shares: read, never written.
+const NO_COUNTS: InvisibleScan['counts'] = Object.freeze({});
+const NO_SPANS: readonly string[] = Object.freeze([]);
+
 export function scanInvisible(text: string): InvisibleScan {
   const empty: InvisibleScan = {
-    counts: {},
+    counts: NO_COUNTS,
     total: 0,
     stripped: text,
     hiddenTagText: '',
-    reversedSpans: [],
+    reversedSpans: NO_SPANS,
   };
   if (!mayHaveInvisible(text)) return empty;
   const counts: Partial<Record<InvisibleKind, number>> = {};
