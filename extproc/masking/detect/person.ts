@@ -21,7 +21,11 @@ import type { Detector, Finding, TextView } from './types.js';
 
 // A capitalised word, with inner capitals after an apostrophe, a hyphen or a prefix such as
 // `Mc` (`O'Brien`, `Anne-Lotte`, `McGregor`).
-const WORD = /\p{Lu}[\p{Ll}\p{M}]*(?:(?:['’-]\p{Lu}?|\p{Lu})[\p{Ll}\p{M}]+)*/gu;
+const WORD = /\p{Lu}[\p{Ll}\p{M}]*(?:(?:['’-]\p{Lu}?|\p{Lu})[\p{Ll}\p{M}]+)*/uy;
+// Where WORD matches next: every part of it after its first capital is optional, so its leftmost
+// match starts at the next capital. Found with test(), then WORD matched there, sticky: the two
+// build no match array per word (exec did, a few KiB per request of prose: issue 16).
+const CAPITAL = /\p{Lu}/gu;
 
 const TITLES = new Set([
   'mr',
@@ -345,10 +349,16 @@ export function scanPersons(view: TextView, type = 'PERSON'): Finding[] {
   const out: Finding[] = [];
   const single: Tok[] = [];
   const toks: Tok[] = [];
-  WORD.lastIndex = 0;
-  for (let m = WORD.exec(text); m !== null; m = WORD.exec(text)) {
-    const start = m.index;
-    const end = start + m[0].length;
+  CAPITAL.lastIndex = 0;
+  while (CAPITAL.test(text)) {
+    // The capital's first code unit (two units beyond the BMP).
+    let start = CAPITAL.lastIndex - 1;
+    const last = text.charCodeAt(start);
+    if (last >= 0xdc00 && last <= 0xdfff) start--;
+    WORD.lastIndex = start;
+    if (!WORD.test(text)) continue;
+    const end = WORD.lastIndex;
+    CAPITAL.lastIndex = end;
     // Part of a longer token (`iPhone`, `foo_Bar`, `x2Y`); a written-out `\n` is a line break.
     const prev = text.charCodeAt(start - 1);
     if (
@@ -361,7 +371,7 @@ export function scanPersons(view: TextView, type = 'PERSON'): Finding[] {
     // Part of a longer token after it (`SigV4`, `Foo2`, `Bar_x`).
     const next = text.charCodeAt(end);
     if ((next >= 48 && next <= 57) || next === 95 || (next >= 65 && next <= 90)) continue;
-    let lower = m[0].toLowerCase();
+    let lower = text.slice(start, end).toLowerCase();
     if (lower.endsWith("'s") || lower.endsWith('’s')) lower = lower.slice(0, -2);
     toks.push({ start, end, lower });
   }
