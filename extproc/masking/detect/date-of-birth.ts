@@ -113,7 +113,6 @@ const LONGEST_LEAD = 28;
 const LONGEST_WORD = 16;
 // Where scanning starts: every run of two digits (dates are far rarer than birth-word letters,
 // and a digit-led regex runs at memory speed).
-const DIGIT_PAIR = /\d\d/g;
 
 // Words that give the date after them another meaning even after a birth word: deadlines,
 // invoices, orders, events, other milestones of a life (`born 1950; hired on 1980-05-03`).
@@ -431,13 +430,24 @@ export function scanDatesOfBirth(view: TextView, type = 'DATE_OF_BIRTH'): Findin
   const n = text.length;
   // Positions before this were tried as date starts already (each position is tried once).
   let tried = 0;
-  DIGIT_PAIR.lastIndex = 0;
-  for (let m = DIGIT_PAIR.exec(text); m !== null; m = DIGIT_PAIR.exec(text)) {
-    const pair = m.index;
-    let run = pair + 2;
-    while (isDigit(text.charCodeAt(run))) run++;
+  // The view's digit runs (shared with the numeric detectors) give each next pair of digits
+  // without a regex match array per pair: the first run with two digits at or after `from`.
+  const runs = view.digitRuns();
+  let r = 0;
+  let from = 0;
+  for (;;) {
+    let pair = -1;
+    for (; r < runs.length; r += 2) {
+      const p = Math.max(runs[r]!, from);
+      if (runs[r + 1]! - p >= 2) {
+        pair = p;
+        break;
+      }
+    }
+    if (pair < 0) break;
+    const run = runs[r + 1]!;
     // Past the rest of this digit run: its other pairs start no new date.
-    DIGIT_PAIR.lastIndex = run;
+    from = run;
     // A date's runs of two or more digits have 2 or 4 (`12`, `85`, `1985`); phone, card and
     // order numbers have others.
     if (run - pair === 3 || run - pair > 4) continue;
@@ -465,7 +475,7 @@ export function scanDatesOfBirth(view: TextView, type = 'DATE_OF_BIRTH'): Findin
       }
     }
     tried = Math.max(tried, i);
-    if (DIGIT_PAIR.lastIndex < tried) DIGIT_PAIR.lastIndex = tried;
+    if (from < tried) from = tried;
   }
   return out;
 }
