@@ -115,7 +115,8 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
   const { masking: m, shadow, tally } = input;
   const list = maskableSlots(input.operation, input.body);
   const plans: Planned[] = [];
-  const blocked = new Map<string, number>();
+  // Made when a type is blocked (rarely): a Map per request otherwise.
+  let blocked: Map<string, number> | undefined;
   const texts = list.slots.map((x) => x.text);
   const foundPerText = detectAll(m.detectors, texts);
   for (let i = 0; i < foundPerText.length; i++) {
@@ -129,14 +130,18 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
       if (signed && action !== 'alert') {
         action = 'block';
         const k = `${f.type}${SIGNED_SUFFIX}`;
+        blocked ??= new Map();
         blocked.set(k, (blocked.get(k) ?? 0) + 1);
-      } else if (action === 'block') blocked.set(f.type, (blocked.get(f.type) ?? 0) + 1);
+      } else if (action === 'block') {
+        blocked ??= new Map();
+        blocked.set(f.type, (blocked.get(f.type) ?? 0) + 1);
+      }
       plans.push({ slot: i, finding: f, action });
     }
   }
   const sessionVault = m.reversible && input.vault && input.session !== undefined;
   if (shadow) return { changed: false, blocked: [], lookup: EMPTY_LOOKUP, degraded: false };
-  if (blocked.size > 0) {
+  if (blocked) {
     return {
       changed: false,
       blocked: [...blocked].map(([type, count]) => ({ type, count })),
@@ -241,17 +246,20 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
  */
 const JOIN = '\n\u0000\n';
 
+const NO_FINDINGS: readonly Finding[] = Object.freeze([]);
+
 /**
  * Findings per text, with offsets into each text. One detector pass over all of them: a body
  * holds many short strings (keys, roles, ids), and a pass has a fixed cost per call.
  */
-export function detectAll(detectors: DetectorSet, texts: readonly string[]): Finding[][] {
-  const out: Finding[][] = texts.map(() => []);
-  if (texts.length === 0) return out;
-  if (texts.length === 1) {
-    out[0] = detectors.detect(texts[0]!);
-    return out;
-  }
+export function detectAll(
+  detectors: DetectorSet,
+  texts: readonly string[],
+): (readonly Finding[])[] {
+  if (texts.length === 0) return [];
+  if (texts.length === 1) return [detectors.detect(texts[0]!)];
+  // Most texts of a body have no finding: they share one empty list, never written.
+  const out = new Array<readonly Finding[]>(texts.length).fill(NO_FINDINGS);
   const starts: number[] = [];
   let at = 0;
   for (const t of texts) {
@@ -273,7 +281,9 @@ export function detectAll(detectors: DetectorSet, texts: readonly string[]): Fin
       continue;
     }
     // A text detected again below gets a new list, so what was added to it here is dropped.
-    out[i]!.push({ type: f.type, start: f.start - base, end: f.end - base });
+    let list = out[i]!;
+    if (list === NO_FINDINGS) out[i] = list = [];
+    (list as Finding[]).push({ type: f.type, start: f.start - base, end: f.end - base });
   }
   if (redo) for (const k of redo) out[k] = detectors.detect(texts[k]!);
   return out;
