@@ -48,7 +48,7 @@ import {
   type GcEvent,
   type HeapSpace,
 } from './probe-client.js';
-import { Recording, Worker, type Payload, type Target } from './scenarios.js';
+import { countedLoop, type Payload } from './scenarios.js';
 import { table } from './stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -203,27 +203,6 @@ function longest(events: readonly GcEvent[], kind: string): number {
 /** One V8 space's resident size (MiB). */
 function committed(spaces: readonly HeapSpace[], name: string): number {
   return (spaces.find((x) => x.name === name)?.committedBytes ?? Number.NaN) / (1024 * 1024);
-}
-
-/** A closed loop of exactly `count` exchanges, `concurrency` at a time. */
-async function countedLoop(
-  target: Target,
-  p: Payload,
-  concurrency: number,
-  count: number,
-): Promise<{ rec: Recording; requests: number }> {
-  const rec = new Recording();
-  let started = 0;
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      const w = new Worker(target, p);
-      while (started < count) {
-        started++;
-        await w.exchange(rec);
-      }
-    }),
-  );
-  return { rec, requests: count };
 }
 
 const median = (xs: number[]): number => {

@@ -20,7 +20,7 @@ import { withNodeFlags } from '../../extproc/workers/node-flags.js';
 import { benchConfig, EVERYTHING_MODEL, POLICY_MODEL } from './config.js';
 import { chatPayload } from './payloads.js';
 import { Child, freePort, httpStatus, waitReady } from './proc.js';
-import { Recording, Worker, type Payload, type Target } from './scenarios.js';
+import { countedLoop, type Payload, type Target } from './scenarios.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const WARMUP = 400;
@@ -29,17 +29,7 @@ const MEASURED = 600;
 const MARGIN_MS = 700;
 
 async function batch(target: Target, p: Payload, count: number): Promise<void> {
-  const rec = new Recording();
-  let started = 0;
-  await Promise.all(
-    Array.from({ length: 2 }, async () => {
-      const w = new Worker(target, p);
-      while (started < count) {
-        started++;
-        await w.exchange(rec);
-      }
-    }),
-  );
+  const { rec } = await countedLoop(target, p, 2, count);
   if (rec.errors > 0) throw new Error(`${rec.errors} exchanges failed: ${rec.firstError}`);
 }
 

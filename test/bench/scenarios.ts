@@ -219,6 +219,27 @@ export async function closedLoop(
   return { rec, requests, seconds: (performance.now() - start) / 1000 };
 }
 
+/** A closed loop of exactly `count` exchanges, `concurrency` at a time (a count, not a time). */
+export async function countedLoop(
+  target: Target,
+  p: Payload,
+  concurrency: number,
+  count: number,
+): Promise<{ rec: Recording; requests: number }> {
+  const rec = new Recording();
+  let started = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      const w = new Worker(target, p);
+      while (started < count) {
+        started++;
+        await w.exchange(rec);
+      }
+    }),
+  );
+  return { rec, requests: count };
+}
+
 export interface RateResult {
   rec: Recording;
   /** How late each request started compared with its schedule (driver-side, ms). */
