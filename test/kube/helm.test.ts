@@ -30,6 +30,11 @@ const RELEASE = 'sluice';
 const UPDATE = process.env.UPDATE_GOLDEN === '1';
 // Renders are pinned to one Kubernetes version so the goldens do not move with helm's default.
 const KUBE_VERSION = 'v1.34.0';
+/**
+ * An operator log line about a refused call. 403 stands alone: a bare /403/ also matched every
+ * line logged while the epoch milliseconds held "403" (e.g. 1796640309566), ~10 s in 10,000.
+ */
+const DENIED = /forbidden|\b403\b/i;
 
 type Doc = Record<string, any>;
 
@@ -969,7 +974,7 @@ void describe('chart on kube-apiserver', () => {
           op.ready,
           new Promise((_, reject) => {
             timer = setTimeout(() => {
-              const denied = logs.filter((l) => /forbidden|403/i.test(l)).slice(0, 3);
+              const denied = logs.filter((l) => DENIED.test(l)).slice(0, 3);
               reject(new Error(`operator not ready within 30 s: ${denied.join('') || 'no log'}`));
             }, 30_000);
           }),
@@ -1019,7 +1024,7 @@ void describe('chart on kube-apiserver', () => {
         });
         assert.ok(report);
         // Nothing it did was refused by the apiserver.
-        const forbidden = logs.filter((l) => /forbidden|403/i.test(l));
+        const forbidden = logs.filter((l) => DENIED.test(l));
         assert.deepEqual(forbidden, []);
       } finally {
         await op.close();
