@@ -373,6 +373,45 @@ describe('HpackDecoder: dynamic table', () => {
   });
 });
 
+describe('HpackDecoder: literal values kept per static name', () => {
+  it('gives the same string for a repeated literal without indexing of a static name', () => {
+    v8.setFlagsFromString('--allow-natives-syntax');
+    const same = vm.runInThisContext('(a, b) => %ReferenceEqual(a, b)') as (
+      a: string,
+      b: string,
+    ) => boolean;
+    const d = new HpackDecoder();
+    const path = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
+    const value = (block: number[]): string => decodeAll(d, Buffer.from(block)).fields[0]![1];
+    const a = value([0x04, ...str(path, true)]);
+    const b = value([0x04, ...str(path, true)]);
+    assert.equal(a, path);
+    assert.ok(same(a, b));
+    // The same text, coded otherwise: right, not the kept string; then that one is kept.
+    const c = value([0x04, ...str(path)]);
+    assert.equal(c, path);
+    assert.ok(!same(a, c));
+    assert.ok(same(c, value([0x04, ...str(path)])));
+    // Another value replaces it; other names are kept apart.
+    assert.equal(value([0x04, ...str('/x')]), '/x');
+    assert.equal(value([0x01, ...str('/x')]), '/x');
+    assert.equal(value([0x04, ...str('/y')]), '/y');
+    assert.equal(value([0x01, ...str('/x')]), '/x');
+    // Never indexed (sensitive): not kept.
+    const s1 = value([0x17, ...str('Bearer t')]);
+    const s2 = value([0x17, ...str('Bearer t')]);
+    assert.equal(s1, 'Bearer t');
+    assert.ok(!same(s1, s2));
+    // Longer than kept: still right.
+    const long = 'p'.repeat(500);
+    assert.equal(value([0x04, ...str(long)]), long);
+    assert.equal(value([0x04, ...str(long)]), long);
+    // A kept value cut short is still refused.
+    const cut = [0x04, ...str('/y')].slice(0, -1);
+    throwsHpack(cut, d, /truncated/);
+  });
+});
+
 describe('HpackDecoder: malformed blocks (HpackError)', () => {
   it('refuses bad indices', () => {
     throwsHpack([0x80], undefined, /index 0/);
@@ -707,7 +746,17 @@ describe('allocation', () => {
       ...str('trailers'),
     ]);
     decodeAll(d, first);
-    const repeat = Buffer.from([0x83, 0x86, 0xc1, 0xc0, 0xbf, 0xbe]);
+    // Indices, and :path as nghttp2 sends it (literal without indexing).
+    const repeat = Buffer.from([
+      0x83,
+      0x86,
+      0xc1,
+      0xc0,
+      0xbf,
+      0xbe,
+      0x04,
+      ...str('/envoy.service.ext_proc.v3.ExternalProcessor/Process', true),
+    ]);
     let octets = 0;
     const sink = (n: string, v: string): void => {
       octets += n.length + v.length;

@@ -48,6 +48,8 @@ const MAX_INT = 0x7fffffff;
 /** Enough continuation octets for any value up to MAX_INT (31 bits / 7 per octet). */
 const MAX_INT_CONTINUATIONS = 5;
 const EMPTY = Buffer.alloc(0);
+/** Longest encoded literal value (prefix included) HpackDecoder keeps per static name. */
+const LITERAL_KEEP = 128;
 
 export class HpackDecoder {
   /** The SETTINGS_HEADER_TABLE_SIZE we advertise: the most a size update may ask for. */
@@ -66,6 +68,17 @@ export class HpackDecoder {
   private count = 0;
   /** Read position in the block being decoded. */
   private pos = 0;
+  /** The last literal-without-indexing value seen for each static-table name (by index): its
+   *  encoded octets (the H bit and length prefix, then the string, at most LITERAL_KEEP) and its
+   *  string. Why: nghttp2's encoder never adds :path (nor content-length, set-cookie, etag,
+   *  if-modified-since, if-none-match, location, age) to the dynamic table
+   *  (hd_deflate_should_indexing, nghttp2 lib/nghttp2_hd.c), so a client repeating one path, as
+   *  a gRPC client does, would cost a new string per request. A repeat with the same octets gives
+   *  the same string back. Never-indexed (sensitive) fields are not kept. Made on first use:
+   *  ~8 KiB per decoder. */
+  private literalOctets: Uint8Array | undefined;
+  private readonly literalLengths = new Int32Array(STATIC_COUNT + 1);
+  private readonly literalStrings: string[] = new Array<string>(STATIC_COUNT + 1).fill('');
 
   constructor(maxTableSize = 4096) {
     if (!Number.isInteger(maxTableSize) || maxTableSize < 0 || maxTableSize > MAX_INT) {
@@ -135,7 +148,10 @@ export class HpackDecoder {
         if (index === 0) name = this.string(buf, end);
         else if (index <= STATIC_COUNT) name = STATIC_NAMES[index]!;
         else name = this.names[this.slot(index)]!;
-        value = this.string(buf, end);
+        value =
+          first < 0x10 && index !== 0 && index <= STATIC_COUNT
+            ? this.keptString(buf, end, index)
+            : this.string(buf, end);
         if (indexing) this.add(name, value);
       }
       fields = true;
@@ -215,6 +231,32 @@ export class HpackDecoder {
     }
     this.pos = p;
     return value;
+  }
+
+  /** A string literal like string(), the same string as last time for the static name `index`
+   *  if its octets are the same as last time. */
+  private keptString(buf: Uint8Array, end: number, index: number): string {
+    const from = this.pos;
+    const length = this.integer(buf, end, 0x7f);
+    if (length > end - this.pos) throw new HpackError('header block truncated in a string');
+    const n = this.pos + length - from;
+    this.pos = from;
+    if (n > LITERAL_KEEP) return this.string(buf, end);
+    const kept = (this.literalOctets ??= new Uint8Array((STATIC_COUNT + 1) * LITERAL_KEEP));
+    const base = index * LITERAL_KEEP;
+    if (this.literalLengths[index] === n) {
+      let i = 0;
+      while (i < n && kept[base + i] === buf[from + i]) i++;
+      if (i === n) {
+        this.pos = from + n;
+        return this.literalStrings[index]!;
+      }
+    }
+    const str = this.string(buf, end);
+    for (let i = 0; i < n; i++) kept[base + i] = buf[from + i]!;
+    this.literalLengths[index] = n;
+    this.literalStrings[index] = str;
+    return str;
   }
 
   /** A string literal (§5.2) at pos, plain or Huffman-coded, as a latin1 string. */
