@@ -506,6 +506,46 @@ describe('HpackDecoder: malformed blocks (HpackError)', () => {
   });
 });
 
+describe('HpackDecoder: fuzz', () => {
+  it('on random and mutated blocks either decodes or throws HpackError, nothing else', () => {
+    let seed = 7;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const valid = [
+      hex('8286 8441 8cf1 e3c2 e5f2 3a6b a0ab 90f4 ff'),
+      hex('8287 85bf 4088 25a8 49e9 5ba9 7d7f 8925 a849 e95b b8e8 b4bf'),
+      hex('4883 640e ffc1 c0bf'),
+      hex('8286 84be 5808 6e6f 2d63 6163 6865'),
+    ];
+    let d = new HpackDecoder(256);
+    let ok = 0;
+    for (let i = 0; i < 30_000; i++) {
+      let block: Buffer;
+      if (i % 2) {
+        block = Buffer.from(Array.from({ length: rand(48) }, () => rand(256)));
+      } else {
+        block = Buffer.from(valid[rand(valid.length)]!);
+        for (let k = 1 + rand(3); k > 0; k--) block[rand(block.length)] = rand(256);
+      }
+      try {
+        const size = d.decode(block, 0, block.length, (n, v) => {
+          assert.equal(typeof n, 'string');
+          assert.equal(typeof v, 'string');
+        });
+        assert.ok(size >= 0);
+        assert.ok(d.tableSize <= 256);
+        ok++;
+      } catch (e) {
+        if (!(e instanceof HpackError)) throw e;
+        d = new HpackDecoder(256);
+      }
+    }
+    assert.ok(ok > 1000, `${ok} decoded`);
+  });
+});
+
 describe('Huffman decoding', () => {
   let seed = 0x9e3779b9;
   const rand = (n: number): number => {
