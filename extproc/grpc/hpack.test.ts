@@ -652,6 +652,28 @@ describe('encodeHeaderBlock', () => {
     assert.equal(d.tableLength, 0);
   });
 
+  it('round-trips random fields (static and other names, lengths across integer prefixes)', () => {
+    let seed = 99;
+    const rand = (n: number): number => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const names = [':path', 'content-type', 'www-authenticate', 'grpc-status', 'x'];
+    const text = (len: number, lower: boolean): string =>
+      Array.from({ length: len }, () => {
+        const c = rand(256);
+        return String.fromCharCode(lower && c >= 0x41 && c <= 0x5a ? c + 32 : c);
+      }).join('');
+    const d = new HpackDecoder();
+    for (let i = 0; i < 1000; i++) {
+      const fields: Fields = Array.from({ length: rand(6) }, () => [
+        rand(3) === 0 ? text(1 + rand(300), true) : names[rand(names.length)]!,
+        text([0, 1, 126, 127, 128, 255, 16_510][rand(7)]! + rand(3), false),
+      ]);
+      assert.deepEqual(decodeAll(d, encodeHeaderBlock(fields)).fields, fields);
+    }
+  });
+
   it('refuses upper case names and non-latin1 text', () => {
     assert.throws(() => encodeHeaderBlock([['Content-Type', 'x']]), TypeError);
     assert.throws(() => encodeHeaderBlock([['x', '\u0100']]), TypeError);

@@ -283,43 +283,67 @@ for (let i = STATIC_COUNT; i >= 1; i--) STATIC_NAME_INDEX.set(STATIC_NAMES[i]!, 
  * (each char one octet). Used to pre-encode the server's constant blocks.
  */
 export function encodeHeaderBlock(fields: ReadonlyArray<readonly [string, string]>): Buffer {
-  const out: number[] = [];
+  // Sized first, then written: it also builds trailers for non-OK statuses per call.
+  let size = 0;
   for (const [name, value] of fields) {
-    if (/[A-Z]/.test(name))
-      throw new TypeError(`header name ${JSON.stringify(name)} is not lowercase`);
     if (name === '') throw new TypeError('empty header name');
+    if (/[A-Z]/.test(name)) {
+      throw new TypeError(`header name ${JSON.stringify(name)} is not lowercase`);
+    }
+    const index = STATIC_NAME_INDEX.get(name);
+    size += index === undefined ? 1 + stringSize(name) : integerSize(4, index);
+    size += stringSize(value);
+  }
+  if (size === 0) return EMPTY;
+  const out = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const [name, value] of fields) {
     const index = STATIC_NAME_INDEX.get(name);
     if (index === undefined) {
-      out.push(0);
-      pushString(out, name);
+      out[at++] = 0;
+      at = writeString(out, at, name);
     } else {
-      pushInteger(out, 0, 4, index);
+      at = writeInteger(out, at, 4, index);
     }
-    pushString(out, value);
+    at = writeString(out, at, value);
   }
-  return out.length === 0 ? EMPTY : Buffer.from(out);
+  return out;
 }
 
-function pushInteger(out: number[], high: number, bits: number, value: number): void {
+/** Octets of an integer with an N-bit prefix (§5.1). */
+function integerSize(bits: number, value: number): number {
+  const max = (1 << bits) - 1;
+  if (value < max) return 1;
+  let n = 2;
+  for (value -= max; value >= 0x80; value = Math.floor(value / 128)) n++;
+  return n;
+}
+
+/** An integer with an N-bit prefix (the prefix's other bits zero) at out[at]; returns the end. */
+function writeInteger(out: Buffer, at: number, bits: number, value: number): number {
   const max = (1 << bits) - 1;
   if (value < max) {
-    out.push(high | value);
-    return;
+    out[at++] = value;
+    return at;
   }
-  out.push(high | max);
-  value -= max;
-  while (value >= 0x80) {
-    out.push((value & 0x7f) | 0x80);
-    value = Math.floor(value / 128);
+  out[at++] = max;
+  for (value -= max; value >= 0x80; value = Math.floor(value / 128)) {
+    out[at++] = (value & 0x7f) | 0x80;
   }
-  out.push(value);
+  out[at++] = value;
+  return at;
 }
 
-function pushString(out: number[], s: string): void {
-  pushInteger(out, 0, 7, s.length);
+function stringSize(s: string): number {
   for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c > 0xff) throw new TypeError('header name or value is not latin1');
-    out.push(c);
+    if (s.charCodeAt(i) > 0xff) throw new TypeError('header name or value is not latin1');
   }
+  return integerSize(7, s.length) + s.length;
+}
+
+/** A plain (not Huffman-coded) string literal at out[at]; returns the end. */
+function writeString(out: Buffer, at: number, s: string): number {
+  at = writeInteger(out, at, 7, s.length);
+  for (let i = 0; i < s.length; i++) out[at++] = s.charCodeAt(i);
+  return at;
 }
