@@ -344,6 +344,20 @@ describe('HpackDecoder: dynamic table', () => {
     }
   });
 
+  it('grows its ring with a large table (2^31 - 1 octets allowed, nothing allocated up front)', () => {
+    const d = new HpackDecoder(2 ** 31 - 1);
+    const n = 5000;
+    const block = Buffer.from(
+      Array.from({ length: n }, (_, i) => [0x40, ...str(`k${i}`), ...str('v')]).flat(),
+    );
+    decodeAll(d, block);
+    assert.equal(d.tableLength, n);
+    assert.deepEqual(d.tableEntry(0), [`k${n - 1}`, 'v']);
+    assert.deepEqual(d.tableEntry(n - 1), ['k0', 'v']);
+    const oldest = Buffer.from(int(0x80, 7, 61 + n));
+    assert.deepEqual(decodeAll(d, oldest).fields, [['k0', 'v']]);
+  });
+
   it('gives the very same string objects for an indexed field in every block', () => {
     v8.setFlagsFromString('--allow-natives-syntax');
     // A string's identity is visible only to V8's natives syntax.

@@ -59,11 +59,11 @@ export class HpackDecoder {
   /** Sum of the entries' sizes. */
   private size = 0;
   /** The dynamic table, a ring of names and values: the newest entry is at slot (head - 1) &
-   *  mask, the next older one before it. Each entry takes at least 32 octets of maxTableSize, so
-   *  the ring never holds more than maxTableSize / 32 entries. */
-  private readonly names: string[];
-  private readonly values: string[];
-  private readonly mask: number;
+   *  mask, the next older one before it. It doubles when full (an entry takes at least 32
+   *  octets, so it stays within twice maxTableSize / 32 slots). */
+  private names: string[];
+  private values: string[];
+  private mask: number;
   private head = 0;
   private count = 0;
   /** Read position in the block being decoded. */
@@ -86,12 +86,11 @@ export class HpackDecoder {
     }
     this.maxTableSize = maxTableSize;
     this.capacity = maxTableSize;
-    let slots = 1;
-    while (slots < Math.floor(maxTableSize / ENTRY_OVERHEAD)) slots *= 2;
-    // Filled with strings, not holes, so the arrays stay packed string arrays.
-    this.names = new Array<string>(slots).fill('');
-    this.values = new Array<string>(slots).fill('');
-    this.mask = slots - 1;
+    // Filled with strings, not holes, so the arrays stay packed string arrays. 16 slots hold
+    // a typical gRPC client's headers; room for HTTP/2's default 4096 octets is 128.
+    this.names = new Array<string>(16).fill('');
+    this.values = new Array<string>(16).fill('');
+    this.mask = 15;
   }
 
   /**
@@ -193,11 +192,27 @@ export class HpackDecoder {
       return;
     }
     this.evict(size);
+    if (this.count === this.names.length) this.grow();
     this.names[this.head] = name;
     this.values[this.head] = value;
     this.head = (this.head + 1) & this.mask;
     this.count++;
     this.size += size;
+  }
+
+  /** Doubles the full ring, its entries moved to slots 0.. oldest first. */
+  private grow(): void {
+    const slots = this.names.length;
+    const names = new Array<string>(2 * slots).fill('');
+    const values = new Array<string>(2 * slots).fill('');
+    for (let i = 0; i < slots; i++) {
+      names[i] = this.names[(this.head + i) & this.mask]!;
+      values[i] = this.values[(this.head + i) & this.mask]!;
+    }
+    this.names = names;
+    this.values = values;
+    this.mask = 2 * slots - 1;
+    this.head = slots;
   }
 
   /** Evicts the oldest entries until `room` more octets fit within the capacity (or none is left). */
