@@ -40,7 +40,7 @@ function sourceHash(goVersion: string): string {
 }
 
 // Like test/kube: no workspace from above the repo, and go.sum as committed.
-const goEnv = (): NodeJS.ProcessEnv => ({
+export const goEnv = (): NodeJS.ProcessEnv => ({
   ...process.env,
   GOWORK: 'off',
   GOFLAGS: '-mod=readonly',

@@ -1,0 +1,141 @@
+/**
+ * h2spec (HTTP/2 conformance, RFC 7540/9113 and RFC 7541; strict cases included) against the
+ * ext_proc server on each HTTP/2 transport. Sluice's own transport must pass every case but the
+ * ones listed in ALLOWED (each says why); node:http2 may also fail NODE_ALLOWED, what nghttp2 and
+ * node do today — the baseline the own transport is held to, not a target. h2spec sends plain
+ * HTTP/2 requests (GET /), which the server answers with a bodiless 415 and END_STREAM; that
+ * explains every entry of ALLOWED and SKIPPED. Skipped where Go is not installed. ~8 s for
+ * node:http2 (its failures each wait out the 1 s timeout), ~2 s for a transport that passes.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pino from 'pino';
+import {
+  startH2Server,
+  type H2ServerOptions,
+  type RunningH2Server,
+} from '../../extproc/grpc/h2-server.js';
+import type { DuplexCall } from '../../extproc/stream.js';
+import { buildH2spec, listCases, runH2spec, type RunResult } from './h2spec.js';
+
+type Transport = 'node' | 'own';
+/** The transports checked. The own one joins once startH2Server takes `transport`. */
+const TRANSPORTS: readonly Transport[] = ['node'];
+
+/** Not run at all: cases that cannot finish against this server. */
+const EXCLUDED: Record<string, string> = {
+  // h2spec opens SETTINGS_MAX_CONCURRENT_STREAMS + 1 streams to see one refused; both transports
+  // advertise 2^31-1 or more (grpc-js's and Envoy's own limits apply instead), which would take
+  // hours. The own transport's refusal is tested in h2-connection.test.ts.
+  'http2/5.1.2/1': 'advertised stream limit is effectively unbounded',
+};
+
+/** Failures allowed on every transport: cases that need what this server does not do. */
+const ALLOWED: Record<string, string> = {
+  // Both wait for a DATA frame of the response to GET /, after sending WINDOW_UPDATE / PRIORITY on
+  // the half-closed stream; the answer to a request that is not gRPC is a 415 without a body.
+  'generic/2/2': 'needs a response body; non-gRPC requests get a bodiless 415',
+  'generic/2/3': 'needs a response body; non-gRPC requests get a bodiless 415',
+};
+
+/** Cases h2spec itself skips here: each needs a response with a body (a bodiless 415 has none). */
+const SKIPPED = new Set(['http2/6.5.3/1', 'http2/6.9.1/1', 'http2/6.9.2/1', 'http2/6.9.2/2']);
+
+/** What node:http2 (nghttp2 1.6x, node 20) fails today, measured; never allowed for the own one. */
+const NODE_ALLOWED: Record<string, string> = {
+  // nghttp2 keeps no state for a stream closed by RST_STREAM or END_STREAM both ways and ignores
+  // DATA / HEADERS on it (no STREAM_CLOSED error; h2spec times out waiting).
+  // 5.1/5 and 5.1/6 (DATA / HEADERS on a half-closed (remote) stream) are the same case when the
+  // server's 415 with END_STREAM went out first and closed the stream: they fail in some runs.
+  'http2/5.1/5': 'as 5.1/11 when the 415 closed the stream first (timing)',
+  'http2/5.1/6': 'as 5.1/12 when the 415 closed the stream first (timing)',
+  'http2/5.1/8': "nghttp2 ignores DATA on a stream closed by the client's RST_STREAM",
+  'http2/5.1/9': "nghttp2 ignores HEADERS on a stream closed by the client's RST_STREAM",
+  'http2/5.1/11': 'nghttp2 ignores DATA on a closed stream',
+  'http2/5.1/12': 'nghttp2 ignores HEADERS on a closed stream',
+  // HEADERS on stream 3 after stream 5: nghttp2 takes it for a closed stream and ignores it
+  // instead of a connection error PROTOCOL_ERROR.
+  'http2/5.1.1/2': 'nghttp2 ignores a stream id lower than the last one',
+  // node closes the connection (GOAWAY INTERNAL_ERROR) on a PING ACK it did not ask for: "PING
+  // Ack is unsolicited. Treat as a connection error" (src/node_http2.cc, HandlePingFrame).
+  'http2/6.7/2': 'node closes the connection on an unsolicited PING ACK',
+  // Two WINDOW_UPDATEs on stream 0 past 2^31-1: node's GOAWAY carries INTERNAL_ERROR (2, seen
+  // on a raw socket), not FLOW_CONTROL_ERROR; the session is destroyed on nghttp2's error.
+  'http2/6.9.1/2': 'node sends GOAWAY INTERNAL_ERROR, not FLOW_CONTROL_ERROR',
+};
+
+/** Answers each message with the empty answer of its kind; ends when the client half-closes. */
+function echo(call: DuplexCall): void {
+  call.on('data', (m) => {
+    if (m.request) call.write({ [m.request]: {} });
+  });
+  call.on('end', () => call.end());
+}
+
+/** The server options with the transport (a property older H2ServerOptions do not declare). */
+function withTransport(opts: H2ServerOptions, transport: Transport): H2ServerOptions {
+  return Object.assign(opts, { transport });
+}
+
+const build = buildH2spec();
+const skip = 'skipped' in build ? build.skipped : false;
+
+for (const transport of TRANSPORTS) {
+  describe(`h2spec against the ext_proc server (${transport})`, { skip }, () => {
+    let server: RunningH2Server;
+    let run: RunResult;
+    before(async () => {
+      if ('skipped' in build) return;
+      server = await startH2Server(
+        withTransport(
+          {
+            listen: '127.0.0.1:0',
+            maxMessageBytes: 64 * 1024,
+            logger: pino({ level: 'silent' }),
+            onStream: echo,
+          },
+          transport,
+        ),
+        { '': 'SERVING' },
+      );
+      const port = Number(server.address.slice(server.address.lastIndexOf(':') + 1));
+      const cases = listCases(build.path);
+      for (const id of [...Object.keys(ALLOWED), ...Object.keys(NODE_ALLOWED), ...SKIPPED])
+        assert.ok(
+          cases.some((c) => c.id === id),
+          `no h2spec case ${id}`,
+        );
+      run = await runH2spec(build.path, cases, {
+        host: '127.0.0.1',
+        port,
+        exclude: Object.keys(EXCLUDED),
+        // A passing case's frame comes at once; only failures wait this long (half of h2spec's 2 s).
+        timeoutSeconds: 1,
+      });
+    });
+    after(async () => {
+      await server?.shutdown(100);
+    });
+
+    it('passes every case but the allowed ones', { timeout: 150_000 }, () => {
+      const allowed = transport === 'node' ? { ...ALLOWED, ...NODE_ALLOWED } : ALLOWED;
+      const unexpected: string[] = [];
+      const counts = { passed: 0, failed: 0, skipped: 0, 'not-run': 0 };
+      for (const [id, o] of run.outcomes) {
+        counts[o.result]++;
+        if (o.result === 'failed' && !(id in allowed))
+          unexpected.push(`${id}: ${o.detail.replace(/\s+/g, ' ')}`);
+        if (o.result === 'skipped' && !SKIPPED.has(id))
+          unexpected.push(`${id}: skipped by h2spec (not expected)`);
+      }
+      const allowedFailing = [...run.outcomes]
+        .filter(([id, o]) => o.result === 'failed' && id in allowed)
+        .map(([id]) => id);
+      console.log(
+        `h2spec ${transport}: ${JSON.stringify(counts)} in ${(run.ms / 1000).toFixed(1)} s; ` +
+          `allowed failures: ${allowedFailing.join(' ') || 'none'}`,
+      );
+      assert.deepEqual(unexpected, [], `h2spec cases failed on ${transport}`);
+    });
+  });
+}
