@@ -1,0 +1,1330 @@
+/**
+ * The server side of one HTTP/2 connection (RFC 9113) over a node:net socket: h2c with prior
+ * knowledge only (no TLS, no HTTP/1.1 upgrade), no server push, no priorities. Written for one
+ * job, the ext_proc gRPC server (h2-server.ts), so that a request costs little allocation: no
+ * EventEmitter or closure per stream, small stream objects dropped from the map once closed,
+ * received DATA handed on as views of the socket's chunks, frames written once per tick.
+ *
+ * Why not node:http2: it turns every received header value outside HPACK's static table into an
+ * external string allocated in V8's old generation, and its JS layer allocates ~31 KiB per
+ * request; that intake drives the full collections behind our p99 (issue 16, /tmp/h2-plan.md).
+ *
+ * Defences against a hostile peer (each bounded, each ends in a GOAWAY or a destroyed socket,
+ * never an exception out of a socket event): frames above our SETTINGS_MAX_FRAME_SIZE; a header
+ * block (HEADERS + CONTINUATION) above a size or frame-count bound (CONTINUATION flood); client
+ * resets above a token bucket (rapid reset, CVE-2023-44487); control frames that need an answer
+ * (PING, SETTINGS) piling up while the peer does not read (outbound flood, CVE-2019-9512/9515).
+ */
+import type { Socket } from 'node:net';
+import { HpackDecoder, HpackError } from './hpack.js';
+
+/** What the connection tells the owner of one stream. */
+export interface StreamEvents {
+  /** A DATA payload (padding removed), a view the owner may keep. Flow-control credit for it is
+   *  given back by the connection itself (WINDOW_UPDATE), so the owner must bound what it keeps. */
+  data(chunk: Buffer): void;
+  /** The client's END_STREAM (after its last DATA). Trailers from the client, if any, are ignored. */
+  end(): void;
+  /** The stream ended before our END_STREAM went out: the client's RST_STREAM, a connection error,
+   *  the socket closing, destroy(). At most once; never after our side ended the stream. */
+  aborted(): void;
+}
+
+export interface ServerStream {
+  readonly id: number;
+  /** HEADERS (+CONTINUATION) with a pre-encoded block; endStream for a trailers-only answer. */
+  headers(block: Buffer, endStream: boolean): void;
+  /** DATA, split to the peer's SETTINGS_MAX_FRAME_SIZE and held while the stream's or the
+   *  connection's send window is short (sent as WINDOW_UPDATEs arrive). */
+  data(chunk: Buffer): void;
+  /** HEADERS with END_STREAM, after every queued DATA frame. */
+  trailers(block: Buffer): void;
+  /** RST_STREAM with an error code (CANCEL = 8 ...); the stream is closed at once, its queue dropped. */
+  reset(code: number): void;
+  /** True once the stream is closed (both sides ended, reset, or the connection gone). */
+  readonly closed: boolean;
+}
+
+export interface ConnectionOptions {
+  /** A new stream whose request headers were decoded and validated (RFC 9113 §8.3: pseudo-headers
+   *  first, no duplicates/unknown ones, :method :scheme :path present, lowercase names, no
+   *  connection-specific fields). fields: name, value alternating, in order. Returns its handler. */
+  onStream(stream: ServerStream, fields: readonly string[]): StreamEvents;
+  /** A connection-level failure worth a debug log line (never with header values). */
+  onError?(err: Error): void;
+  /** Advertised; more open streams -> RST_STREAM REFUSED_STREAM. */
+  maxConcurrentStreams: number;
+  /** Advertised SETTINGS_INITIAL_WINDOW_SIZE (1 MiB). */
+  initialWindowSize: number;
+  /** The connection receive window raised to this at start (16 MiB). */
+  connectionWindowSize: number;
+  /** Advertised SETTINGS_MAX_HEADER_LIST_SIZE (e.g. 64 KiB); over: stream answered 431 / reset. */
+  maxHeaderListSize: number;
+}
+
+/** HTTP/2 error codes (RFC 9113 §7). */
+export const ErrorCode = {
+  NO_ERROR: 0,
+  PROTOCOL_ERROR: 1,
+  INTERNAL_ERROR: 2,
+  FLOW_CONTROL_ERROR: 3,
+  STREAM_CLOSED: 5,
+  FRAME_SIZE_ERROR: 6,
+  REFUSED_STREAM: 7,
+  CANCEL: 8,
+  COMPRESSION_ERROR: 9,
+  ENHANCE_YOUR_CALM: 11,
+} as const;
+
+const DATA = 0;
+const HEADERS = 1;
+const PRIORITY = 2;
+const RST_STREAM = 3;
+const SETTINGS = 4;
+const PUSH_PROMISE = 5;
+const PING = 6;
+const GOAWAY = 7;
+const WINDOW_UPDATE = 8;
+const CONTINUATION = 9;
+
+const END_STREAM = 0x1;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY_FLAG = 0x20;
+
+const SETTINGS_HEADER_TABLE_SIZE = 1;
+const SETTINGS_ENABLE_PUSH = 2;
+const SETTINGS_MAX_CONCURRENT_STREAMS = 3;
+const SETTINGS_INITIAL_WINDOW_SIZE = 4;
+const SETTINGS_MAX_FRAME_SIZE = 5;
+const SETTINGS_MAX_HEADER_LIST_SIZE = 6;
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const MAX_WINDOW = 2 ** 31 - 1;
+const DEFAULT_WINDOW = 65_535;
+/** Our SETTINGS_MAX_FRAME_SIZE: the protocol's default, not advertised. */
+const MAX_FRAME = 16_384;
+const HEADER_TABLE_SIZE = 4096;
+
+/** A header block (HEADERS + CONTINUATIONs) may hold at most this many CONTINUATION frames: a
+ *  peer sending endless (empty) CONTINUATIONs is the CONTINUATION flood (CVE-2024-27316 et al.). */
+const MAX_CONTINUATIONS = 64;
+/** Rapid reset (CVE-2023-44487): a token bucket of the resets a client causes, its own
+ *  RST_STREAMs and the streams we reset for its errors: a burst of 1,000 refilled at 33 a second,
+ *  nghttp2's defaults (NGHTTP2_DEFAULT_STREAM_RESET_BURST / _RATE, lib/nghttp2_session.h). */
+const RESET_BURST = 1000;
+const RESET_RATE_PER_MS = 33 / 1000;
+/** Control-frame answers (PING and SETTINGS ACKs, RST_STREAMs) queued while the peer is not
+ *  reading (the socket's buffer above this): past CONTROL_LIMIT octets the socket is destroyed. */
+const BACKED_UP = 64 * 1024;
+const CONTROL_LIMIT = 64 * 1024;
+/** Whatever is queued, past this the peer is not reading and the socket is destroyed. */
+const OUTBOUND_LIMIT = 64 * 1024 * 1024;
+/** Recently closed stream ids remembered: late frames on one we reset are ignored (RFC 9113
+ *  §5.4.2: the peer may have sent them before our RST_STREAM arrived); frames on one closed
+ *  otherwise are STREAM_CLOSED, and a HEADERS on an older id not remembered is PROTOCOL_ERROR
+ *  (it may be an id the client never opened, §5.1.1). */
+const RECENT = 128;
+/** A DATA payload at least this long is written as its own buffer, not copied into the batch. */
+const COPY_LIMIT = 4096;
+/** After a connection error the socket is ended; it is destroyed if the peer has not closed by then. */
+const LINGER_MS = 1000;
+
+/** Connection-specific fields a request must not carry (RFC 9113 §8.2.2). */
+const CONNECTION_FIELDS = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+]);
+/** A field value with NUL, CR or LF, or leading or trailing whitespace (RFC 9113 §8.2.1). */
+const BAD_VALUE = /[\0\r\n]|^[\t ]|[\t ]$/;
+
+/** ":status: 431" as HPACK: literal without indexing, name index 8 (:status), 3 raw octets. */
+const STATUS_431 = Buffer.from([0x08, 0x03, 0x34, 0x33, 0x31]);
+/** HPACK dynamic table size update to 0, put before our next block after the peer lowered its
+ *  SETTINGS_HEADER_TABLE_SIZE (RFC 7541 §4.2); we never index, so 0 always fits. */
+const TABLE_SIZE_ZERO = 0x20;
+
+// Header-block validation state (bits).
+const H_METHOD = 1;
+const H_SCHEME = 2;
+const H_PATH = 4;
+const H_AUTHORITY = 8;
+const H_REGULAR = 16;
+const H_MALFORMED = 32;
+const H_TOO_BIG = 64;
+const H_CONNECT = 128;
+/** Blocks whose fields are only checked and dropped (trailers, refused streams). */
+const KIND_REQUEST = 0;
+const KIND_TRAILERS = 1;
+const KIND_DISCARD = 2;
+
+// How a remembered stream closed (recentlyClosed).
+const CLOSED = 1;
+const RESET_BY_US = 2;
+
+// Stream state (bits).
+const S_REMOTE_ENDED = 1;
+/** The owner ended our side (trailers, or headers with endStream); it may still be queued. */
+const S_LOCAL_ENDED = 2;
+/** Our END_STREAM went out (into the batch). */
+const S_LOCAL_SENT = 4;
+const S_CLOSED = 8;
+
+class H2Stream implements ServerStream {
+  events: StreamEvents | null = null;
+  state = 0;
+  sendWindow: number;
+  /** Received octets not yet given back with a WINDOW_UPDATE. */
+  recvUsed = 0;
+  /** The request's content-length less the DATA received; -1 without one. */
+  contentLeft = -1;
+  /** DATA waiting for send window; the first from queueAt on. */
+  queue: Buffer[] | null = null;
+  queueAt = 0;
+  /** Trailers waiting behind the queue. */
+  pendingTrailers: Buffer | null = null;
+  /** In the connection's list of streams owed a WINDOW_UPDATE after this read. */
+  creditDue = false;
+
+  constructor(
+    readonly id: number,
+    private readonly conn: H2Connection,
+    sendWindow: number,
+  ) {
+    this.sendWindow = sendWindow;
+  }
+
+  get closed(): boolean {
+    return (this.state & S_CLOSED) !== 0;
+  }
+
+  headers(block: Buffer, endStream: boolean): void {
+    if (this.state & (S_CLOSED | S_LOCAL_ENDED)) return;
+    if (endStream) {
+      this.trailers(block);
+      return;
+    }
+    this.conn.writeHeaders(this.id, block, false);
+  }
+
+  data(chunk: Buffer): void {
+    if (this.state & (S_CLOSED | S_LOCAL_ENDED) || chunk.length === 0) return;
+    if (this.queue !== null) {
+      this.queue.push(chunk);
+      return;
+    }
+    this.conn.sendData(this, chunk);
+  }
+
+  trailers(block: Buffer): void {
+    if (this.state & (S_CLOSED | S_LOCAL_ENDED)) return;
+    this.state |= S_LOCAL_ENDED;
+    if (this.queue !== null) {
+      this.pendingTrailers = block;
+      return;
+    }
+    this.conn.writeHeaders(this.id, block, true);
+    this.conn.localSent(this);
+  }
+
+  reset(code: number): void {
+    if (this.state & S_CLOSED) return;
+    // The owner asked for it: no aborted() back.
+    this.state |= S_LOCAL_ENDED;
+    this.conn.resetStream(this, code);
+  }
+}
+
+export class H2Connection {
+  private readonly opts: ConnectionOptions;
+  private readonly decoder = new HpackDecoder(HEADER_TABLE_SIZE);
+  private readonly streams = new Map<number, H2Stream>();
+  /** Streams with DATA waiting for send window, in the order they became blocked. */
+  private blocked: H2Stream[] = [];
+  private readonly closeFns: (() => void)[] = [];
+  /** Streams owed a WINDOW_UPDATE once the current read is processed. */
+  private readonly credit: H2Stream[] = [];
+  private connCreditDue = false;
+
+  // Input.
+  private prefaceAt = 0;
+  private gotSettings = false;
+  /** A frame that straddles reads: its header (9 octets) then its payload. */
+  private readonly head = Buffer.alloc(9);
+  private headHave = 0;
+  private part: Buffer | null = null;
+  private partHave = 0;
+  /** The header block being assembled from HEADERS + CONTINUATION (stream, flags, fragments). */
+  private blockStream = 0;
+  private blockFlags = 0;
+  private blockBuf: Buffer | null = null;
+  private blockLen = 0;
+  private blockFrames = 0;
+  private readonly maxBlock: number;
+  /** The highest client stream id seen (streams at or below it are not idle). */
+  private lastStreamId = 0;
+  private readonly recent = new Uint32Array(RECENT);
+  private recentAt = 0;
+  private resetTokens = RESET_BURST;
+  private resetStamp = Date.now();
+
+  // Header-block decoding state (the field callback is one bound method, not a closure per block).
+  private hState = 0;
+  private hKind = KIND_REQUEST;
+  private hSize = 0;
+  private hFields: string[] | null = null;
+  private hContentLength = -1;
+  private readonly onField: (name: string, value: string) => void;
+
+  // Flow control.
+  private readonly recvWindow: number;
+  private connRecvUsed = 0;
+  private connSendWindow = DEFAULT_WINDOW;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrame = MAX_FRAME;
+  private tableSizeUpdate = false;
+
+  // Output: frames gathered into `out` and written once per tick; long DATA payloads as their
+  // own buffers (bigs), placed before offset bigAt[i] of `out`.
+  private out = Buffer.allocUnsafe(16 * 1024);
+  private outLen = 0;
+  private readonly bigs: Buffer[] = [];
+  private readonly bigAt: number[] = [];
+  private flushScheduled = false;
+  private readonly flushFn: () => void;
+  private controlBacklog = 0;
+
+  /** GOAWAY sent (close() or an error): new streams are refused. */
+  private goawaySent = false;
+  private goawayReceived = false;
+  /** A connection error: input is ignored, the socket ends once the GOAWAY is out. */
+  private failed = false;
+  private socketClosed = false;
+  private destroyed = false;
+
+  constructor(
+    private readonly socket: Socket,
+    opts: ConnectionOptions,
+  ) {
+    this.opts = opts;
+    this.recvWindow = Math.max(opts.initialWindowSize, DEFAULT_WINDOW);
+    // A compressed block is never much longer than the header list it decodes to (each field
+    // adds 32 to the list size and costs at least one octet); the slack covers table size
+    // updates. A longer block cannot be a list we accept, and we must not hold it to decode it.
+    this.maxBlock = opts.maxHeaderListSize + 16 * 1024;
+    this.onField = this.field.bind(this);
+    this.flushFn = this.flush.bind(this);
+    socket.setNoDelay(true);
+    socket.on('data', this.onData.bind(this));
+    socket.on('error', this.onSocketError.bind(this));
+    socket.on('close', this.onSocketClose.bind(this));
+    socket.on('drain', this.onDrain.bind(this));
+    this.writeSettings();
+  }
+
+  get closed(): boolean {
+    return this.goawaySent || this.failed || this.socketClosed || this.destroyed;
+  }
+
+  onClose(fn: () => void): void {
+    if (this.socketClosed) process.nextTick(fn);
+    else this.closeFns.push(fn);
+  }
+
+  /** Graceful: GOAWAY(NO_ERROR, last stream id); open streams may finish; the socket closes when none is left. */
+  close(): void {
+    if (this.goawaySent || this.failed || this.socketClosed || this.destroyed) return;
+    this.goawaySent = true;
+    this.writeGoaway(ErrorCode.NO_ERROR);
+    this.maybeFinish();
+  }
+
+  /** Now: every open stream aborted(), the socket destroyed. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.abortAll();
+    this.socket.destroy();
+  }
+
+  // ---- input ----
+
+  private onData(chunk: Buffer): void {
+    if (this.failed || this.destroyed) return;
+    try {
+      this.read(chunk);
+      if (!this.failed && !this.destroyed) this.giveCredit();
+    } catch (err) {
+      // An owner's handler threw, or a bug here: the connection cannot be trusted to be in step.
+      this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+      this.connectionError(ErrorCode.INTERNAL_ERROR, 'internal error');
+    }
+  }
+
+  private read(chunk: Buffer): void {
+    let at = 0;
+    const n = chunk.length;
+    if (this.prefaceAt < PREFACE.length) {
+      while (at < n && this.prefaceAt < PREFACE.length) {
+        if (chunk[at++] !== PREFACE[this.prefaceAt++]) {
+          this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad connection preface');
+          return;
+        }
+      }
+      if (at === n) return;
+    }
+    // The rest of a frame begun in an earlier read.
+    if (this.headHave > 0) {
+      while (this.headHave < 9 && at < n) this.head[this.headHave++] = chunk[at++]!;
+      if (this.headHave < 9) return;
+      if (this.part === null) {
+        const length = this.head.readUIntBE(0, 3);
+        if (length > MAX_FRAME) {
+          this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'frame too large');
+          return;
+        }
+        this.part = Buffer.allocUnsafe(length);
+        this.partHave = 0;
+      }
+      const part = this.part;
+      const k = Math.min(part.length - this.partHave, n - at);
+      chunk.copy(part, this.partHave, at, at + k);
+      this.partHave += k;
+      at += k;
+      if (this.partHave < part.length) return;
+      this.part = null;
+      this.headHave = 0;
+      const h = this.head;
+      this.frame(part, 0, part.length, h[3]!, h[4]!, h.readUInt32BE(5) & MAX_WINDOW);
+      if (this.failed || this.destroyed) return;
+    }
+    while (n - at >= 9) {
+      const length = (chunk[at]! << 16) | (chunk[at + 1]! << 8) | chunk[at + 2]!;
+      if (length > MAX_FRAME) {
+        this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'frame too large');
+        return;
+      }
+      if (n - at - 9 < length) break;
+      const type = chunk[at + 3]!;
+      const flags = chunk[at + 4]!;
+      const id = chunk.readUInt32BE(at + 5) & MAX_WINDOW;
+      at += 9;
+      this.frame(chunk, at, at + length, type, flags, id);
+      if (this.failed || this.destroyed) return;
+      at += length;
+    }
+    if (at < n) {
+      // Only a frame that straddles reads is copied, into one buffer of its size.
+      const k = Math.min(9, n - at);
+      chunk.copy(this.head, 0, at, at + k);
+      this.headHave = k;
+      at += k;
+      if (k === 9) {
+        const length = this.head.readUIntBE(0, 3);
+        if (length > MAX_FRAME) {
+          this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'frame too large');
+          return;
+        }
+        this.part = Buffer.allocUnsafe(length);
+        this.partHave = n - at;
+        chunk.copy(this.part, 0, at, n);
+      }
+    }
+  }
+
+  /** One whole frame, payload bytes [start, end) of buf. */
+  private frame(
+    buf: Buffer,
+    start: number,
+    end: number,
+    type: number,
+    flags: number,
+    id: number,
+  ): void {
+    if (!this.gotSettings) {
+      if (type !== SETTINGS || flags & ACK) {
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'first frame is not SETTINGS');
+        return;
+      }
+      this.gotSettings = true;
+    }
+    if (this.blockBuf !== null && type !== CONTINUATION) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'frame inside a header block');
+      return;
+    }
+    switch (type) {
+      case DATA:
+        this.onDataFrame(buf, start, end, flags, id);
+        return;
+      case HEADERS:
+        this.onHeaders(buf, start, end, flags, id);
+        return;
+      case PRIORITY:
+        if (id === 0) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        else if (end - start !== 5) this.streamError(id, ErrorCode.FRAME_SIZE_ERROR);
+        else if ((buf.readUInt32BE(start) & MAX_WINDOW) === id)
+          this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+        return;
+      case RST_STREAM:
+        this.onRstStream(buf, start, end, id);
+        return;
+      case SETTINGS:
+        this.onSettings(buf, start, end, flags, id);
+        return;
+      case PUSH_PROMISE:
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
+        return;
+      case PING:
+        if (id !== 0) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
+        else if (end - start !== 8) this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING length');
+        else if (!(flags & ACK)) {
+          this.control(17);
+          this.frameHead(8, PING, ACK, 0);
+          this.copyOut(buf, start, end);
+        }
+        return;
+      case GOAWAY:
+        if (id !== 0) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'GOAWAY on a stream');
+        else if (end - start < 8) this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'GOAWAY length');
+        else {
+          // We start no streams, so the client's last stream id tells us nothing; its open
+          // streams may finish, and it opens no more.
+          this.goawayReceived = true;
+          this.maybeFinish();
+        }
+        return;
+      case WINDOW_UPDATE:
+        this.onWindowUpdate(buf, start, end, id);
+        return;
+      case CONTINUATION:
+        this.onContinuation(buf, start, end, flags, id);
+        return;
+      default:
+        // Unknown frame types are ignored (RFC 9113 §4.1).
+        return;
+    }
+  }
+
+  private onDataFrame(buf: Buffer, start: number, end: number, flags: number, id: number): void {
+    if (id === 0) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on stream 0');
+      return;
+    }
+    const length = end - start;
+    let from = start;
+    let to = end;
+    if (flags & PADDED) {
+      if (length < 1 || buf[start]! >= length) {
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad padding');
+        return;
+      }
+      to -= buf[start]!;
+      from++;
+    }
+    // Every DATA frame counts against the connection window, whatever its stream's state.
+    this.connRecvUsed += length;
+    if (this.connRecvUsed > this.opts.connectionWindowSize) {
+      this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window exceeded');
+      return;
+    }
+    if (this.connRecvUsed >= this.opts.connectionWindowSize >>> 1) this.connCreditDue = true;
+    const s = this.streams.get(id);
+    if (s === undefined) {
+      if (this.isIdle(id)) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on an idle stream');
+      else if (this.recentlyClosed(id) !== RESET_BY_US) {
+        this.connectionError(ErrorCode.STREAM_CLOSED, 'DATA on a closed stream');
+      }
+      return;
+    }
+    if (s.state & S_REMOTE_ENDED) {
+      this.streamError(id, ErrorCode.STREAM_CLOSED);
+      return;
+    }
+    s.recvUsed += length;
+    if (s.recvUsed > this.recvWindow) {
+      this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (s.contentLeft >= 0) {
+      s.contentLeft -= to - from;
+      if (s.contentLeft < 0 || (flags & END_STREAM && s.contentLeft !== 0)) {
+        // A body that disagrees with its content-length is malformed (RFC 9113 §8.1.1).
+        this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+        return;
+      }
+    }
+    if (to > from && s.events !== null && !(s.state & S_CLOSED))
+      s.events.data(buf.subarray(from, to));
+    if (s.state & S_CLOSED) return;
+    if (flags & END_STREAM) {
+      this.remoteEnd(s);
+    } else if (s.recvUsed >= this.recvWindow >>> 1 && !s.creditDue) {
+      // Credit back once half the window is used, after this read: one WINDOW_UPDATE per half
+      // window at most, not per frame, and a peer overrunning its window within a read is seen.
+      s.creditDue = true;
+      this.credit.push(s);
+    }
+  }
+
+  private onHeaders(buf: Buffer, start: number, end: number, flags: number, id: number): void {
+    if (id === 0) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
+      return;
+    }
+    let from = start;
+    let to = end;
+    if (flags & PADDED) {
+      if (to - from < 1) {
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad padding');
+        return;
+      }
+      to -= buf[from]!;
+      from++;
+    }
+    if (flags & PRIORITY_FLAG) {
+      from += 5;
+    }
+    if (to < from) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad padding');
+      return;
+    }
+    if (flags & PRIORITY_FLAG && (buf.readUInt32BE(from - 5) & MAX_WINDOW) === id) {
+      // A stream depending on itself (RFC 9113 §5.3.1): the block is still decoded below.
+      flags |= 0x100;
+    }
+    if (flags & END_HEADERS) {
+      this.headerBlock(buf, from, to, flags, id);
+      return;
+    }
+    if (to - from > this.maxBlock) {
+      this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block too large');
+      return;
+    }
+    this.blockStream = id;
+    this.blockFlags = flags;
+    this.blockBuf = Buffer.allocUnsafe(Math.max(to - from, 1024));
+    buf.copy(this.blockBuf, 0, from, to);
+    this.blockLen = to - from;
+    this.blockFrames = 0;
+  }
+
+  private onContinuation(buf: Buffer, start: number, end: number, flags: number, id: number): void {
+    const block = this.blockBuf;
+    if (block === null || id !== this.blockStream) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+      return;
+    }
+    const len = end - start;
+    if (++this.blockFrames > MAX_CONTINUATIONS || this.blockLen + len > this.maxBlock) {
+      this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block too large');
+      return;
+    }
+    let b = block;
+    if (this.blockLen + len > b.length) {
+      b = Buffer.allocUnsafe(Math.min(Math.max(b.length * 2, this.blockLen + len), this.maxBlock));
+      block.copy(b, 0, 0, this.blockLen);
+      this.blockBuf = b;
+    }
+    buf.copy(b, this.blockLen, start, end);
+    this.blockLen += len;
+    if (flags & END_HEADERS) {
+      this.blockBuf = null;
+      this.headerBlock(b, 0, this.blockLen, this.blockFlags, id);
+    }
+  }
+
+  /** A complete header block: a new stream's request, a client's trailers, or one to drop. */
+  private headerBlock(buf: Buffer, start: number, end: number, flags: number, id: number): void {
+    const s = this.streams.get(id);
+    let kind: number;
+    if (s !== undefined) {
+      kind = KIND_TRAILERS;
+    } else if (id > this.lastStreamId) {
+      if ((id & 1) === 0) {
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'even stream id from a client');
+        return;
+      }
+      this.lastStreamId = id;
+      const refuse =
+        this.goawaySent ||
+        this.goawayReceived ||
+        this.streams.size >= this.opts.maxConcurrentStreams;
+      kind = refuse ? KIND_DISCARD : KIND_REQUEST;
+      if (refuse) {
+        // Decoded all the same: the HPACK table must stay in step.
+        if (!this.decodeBlock(buf, start, end, KIND_DISCARD)) return;
+        this.streamError(id, ErrorCode.REFUSED_STREAM);
+        return;
+      }
+    } else {
+      // A closed stream: decoded all the same (HPACK state), then dropped if we reset it lately.
+      if (!this.decodeBlock(buf, start, end, KIND_DISCARD)) return;
+      const closed = this.recentlyClosed(id);
+      if (closed === CLOSED)
+        this.connectionError(ErrorCode.STREAM_CLOSED, 'HEADERS on a closed stream');
+      else if (closed === 0)
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on an old stream id');
+      return;
+    }
+    if (!this.decodeBlock(buf, start, end, kind)) return;
+    if (kind === KIND_TRAILERS) {
+      const st = s!;
+      if (st.state & S_REMOTE_ENDED) {
+        this.streamError(id, ErrorCode.STREAM_CLOSED);
+      } else if (!(flags & END_STREAM) || this.hState & H_MALFORMED || flags & 0x100) {
+        this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+      } else if (st.contentLeft > 0) {
+        this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+      } else {
+        this.remoteEnd(st);
+      }
+      return;
+    }
+    const state = this.hState;
+    if (state & H_TOO_BIG) {
+      // Fields over our advertised limit: answered 431 (RFC 6585), and the rest of the request,
+      // if any is coming, refused with RST_STREAM NO_ERROR (RFC 9113 §8.1).
+      this.writeHeaders(id, STATUS_431, true);
+      if (!(flags & END_STREAM)) this.streamError(id, ErrorCode.NO_ERROR);
+      return;
+    }
+    const required = state & H_CONNECT ? H_AUTHORITY : H_METHOD | H_SCHEME | H_PATH;
+    if (
+      state & H_MALFORMED ||
+      (state & required) !== required ||
+      (state & H_CONNECT && state & (H_SCHEME | H_PATH)) ||
+      flags & 0x100 ||
+      (flags & END_STREAM && this.hContentLength > 0)
+    ) {
+      this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    const fields = this.hFields!;
+    this.hFields = null;
+    const stream = new H2Stream(id, this, this.peerInitialWindow);
+    stream.contentLeft = this.hContentLength;
+    this.streams.set(id, stream);
+    const events = this.opts.onStream(stream, fields);
+    if (stream.state & S_CLOSED) return;
+    stream.events = events;
+    if (flags & END_STREAM) this.remoteEnd(stream);
+  }
+
+  /** Decodes a block into hState/hFields; false after a connection error (HPACK). */
+  private decodeBlock(buf: Buffer, start: number, end: number, kind: number): boolean {
+    this.hState = 0;
+    this.hKind = kind;
+    this.hSize = 0;
+    this.hContentLength = -1;
+    this.hFields = kind === KIND_REQUEST ? [] : null;
+    try {
+      this.decoder.decode(buf, start, end, this.onField);
+    } catch (err) {
+      if (!(err instanceof HpackError)) throw err;
+      this.hFields = null;
+      this.connectionError(ErrorCode.COMPRESSION_ERROR, 'HPACK: ' + err.message);
+      return false;
+    }
+    return true;
+  }
+
+  /** One decoded field: checked (RFC 9113 §8.2, §8.3) and, for a request, kept. */
+  private field(name: string, value: string): void {
+    if (this.hKind === KIND_DISCARD || this.hState & (H_MALFORMED | H_TOO_BIG)) return;
+    this.hSize += name.length + value.length + 32;
+    if (this.hSize > this.opts.maxHeaderListSize) {
+      this.hState |= H_TOO_BIG;
+      this.hFields = null;
+      return;
+    }
+    if (name.length === 0) {
+      this.hState |= H_MALFORMED;
+      return;
+    }
+    if (name.charCodeAt(0) === 0x3a) {
+      let bit: number;
+      if (this.hKind === KIND_TRAILERS || this.hState & H_REGULAR) bit = 0;
+      else if (name === ':method') bit = H_METHOD;
+      else if (name === ':scheme') bit = H_SCHEME;
+      else if (name === ':path') bit = H_PATH;
+      else if (name === ':authority') bit = H_AUTHORITY;
+      else bit = 0;
+      if (bit === 0 || this.hState & bit) {
+        this.hState |= H_MALFORMED;
+        return;
+      }
+      if (bit === H_PATH && value.length === 0) {
+        this.hState |= H_MALFORMED;
+        return;
+      }
+      if (bit === H_METHOD && value === 'CONNECT') this.hState |= H_CONNECT;
+      this.hState |= bit;
+    } else {
+      this.hState |= H_REGULAR;
+      for (let i = 0; i < name.length; i++) {
+        const c = name.charCodeAt(i);
+        if (c <= 0x20 || (c >= 0x41 && c <= 0x5a) || c >= 0x7f || c === 0x3a) {
+          this.hState |= H_MALFORMED;
+          return;
+        }
+      }
+      if (CONNECTION_FIELDS.has(name) || (name === 'te' && value !== 'trailers')) {
+        this.hState |= H_MALFORMED;
+        return;
+      }
+      if (name === 'content-length' && this.hKind === KIND_REQUEST) {
+        const n = /^\d{1,15}$/.test(value) ? Number(value) : -1;
+        if (n < 0 || (this.hContentLength >= 0 && n !== this.hContentLength)) {
+          this.hState |= H_MALFORMED;
+          return;
+        }
+        this.hContentLength = n;
+      }
+    }
+    if (BAD_VALUE.test(value)) {
+      this.hState |= H_MALFORMED;
+      return;
+    }
+    this.hFields?.push(name, value);
+  }
+
+  private onRstStream(buf: Buffer, start: number, end: number, id: number): void {
+    if (end - start !== 4) {
+      this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'RST_STREAM length');
+      return;
+    }
+    if (id === 0 || this.isIdle(id)) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+      return;
+    }
+    const s = this.streams.get(id);
+    if (s === undefined) return;
+    if (!this.spendResetToken()) return;
+    this.streams.delete(id);
+    this.remember(id, false);
+    this.dropStream(s);
+  }
+
+  private onSettings(buf: Buffer, start: number, end: number, flags: number, id: number): void {
+    if (id !== 0) {
+      this.connectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream');
+      return;
+    }
+    if (flags & ACK) {
+      if (end !== start)
+        this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      return;
+    }
+    if ((end - start) % 6 !== 0) {
+      this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length');
+      return;
+    }
+    for (let at = start; at < end; at += 6) {
+      const key = buf.readUInt16BE(at);
+      const value = buf.readUInt32BE(at + 2);
+      switch (key) {
+        case SETTINGS_HEADER_TABLE_SIZE:
+          if (value < HEADER_TABLE_SIZE) this.tableSizeUpdate = true;
+          break;
+        case SETTINGS_ENABLE_PUSH:
+          if (value > 1) {
+            this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad SETTINGS_ENABLE_PUSH');
+            return;
+          }
+          break;
+        case SETTINGS_INITIAL_WINDOW_SIZE: {
+          if (value > MAX_WINDOW) {
+            this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'bad SETTINGS_INITIAL_WINDOW_SIZE');
+            return;
+          }
+          const delta = value - this.peerInitialWindow;
+          this.peerInitialWindow = value;
+          // Open streams' send windows move by the difference, and may go negative (§6.9.2).
+          for (const s of this.streams.values()) {
+            s.sendWindow += delta;
+            if (s.sendWindow > MAX_WINDOW) {
+              this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window overflow');
+              return;
+            }
+          }
+          break;
+        }
+        case SETTINGS_MAX_FRAME_SIZE:
+          if (value < MAX_FRAME || value > 0xffffff) {
+            this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad SETTINGS_MAX_FRAME_SIZE');
+            return;
+          }
+          this.peerMaxFrame = value;
+          break;
+        default:
+          // MAX_CONCURRENT_STREAMS (we start none), MAX_HEADER_LIST_SIZE (advisory), unknown ones.
+          break;
+      }
+    }
+    this.control(9);
+    this.frameHead(0, SETTINGS, ACK, 0);
+    if (this.blocked.length > 0) this.pumpAll();
+  }
+
+  private onWindowUpdate(buf: Buffer, start: number, end: number, id: number): void {
+    if (end - start !== 4) {
+      this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
+      return;
+    }
+    const inc = buf.readUInt32BE(start) & MAX_WINDOW;
+    if (id === 0) {
+      if (inc === 0) {
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+        return;
+      }
+      this.connSendWindow += inc;
+      if (this.connSendWindow > MAX_WINDOW) {
+        this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window overflow');
+        return;
+      }
+      if (this.blocked.length > 0) this.pumpAll();
+      return;
+    }
+    const s = this.streams.get(id);
+    if (s === undefined) {
+      if (this.isIdle(id))
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+      return;
+    }
+    if (inc === 0) {
+      this.streamError(id, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
+    s.sendWindow += inc;
+    if (s.sendWindow > MAX_WINDOW) {
+      this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (s.queue !== null) {
+      this.pump(s);
+      if (s.queue === null) this.unblock(s);
+    }
+  }
+
+  /** WINDOW_UPDATEs for what the last read consumed past half a window. */
+  private giveCredit(): void {
+    if (this.connCreditDue) {
+      this.connCreditDue = false;
+      this.writeWindowUpdate(0, this.connRecvUsed);
+      this.connRecvUsed = 0;
+    }
+    const list = this.credit;
+    if (list.length === 0) return;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      s.creditDue = false;
+      if (s.state & (S_CLOSED | S_REMOTE_ENDED)) continue;
+      this.writeWindowUpdate(s.id, s.recvUsed);
+      s.recvUsed = 0;
+    }
+    list.length = 0;
+  }
+
+  private isIdle(id: number): boolean {
+    return id > this.lastStreamId || (id & 1) === 0;
+  }
+
+  /** RESET_BY_US, CLOSED, or 0 when the id is not remembered. */
+  private recentlyClosed(id: number): number {
+    const r = this.recent;
+    for (let i = 0; i < RECENT; i++) if (r[i]! >>> 1 === id) return (r[i]! & 1) + 1;
+    return 0;
+  }
+
+  private spendResetToken(): boolean {
+    const now = Date.now();
+    this.resetTokens = Math.min(
+      RESET_BURST,
+      this.resetTokens + (now - this.resetStamp) * RESET_RATE_PER_MS,
+    );
+    this.resetStamp = now;
+    if (this.resetTokens < 1) {
+      this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'too many stream resets');
+      return false;
+    }
+    this.resetTokens--;
+    return true;
+  }
+
+  private remoteEnd(s: H2Stream): void {
+    s.state |= S_REMOTE_ENDED;
+    // end() after the state is settled: the owner may answer from inside it.
+    s.events?.end();
+  }
+
+  // ---- streams ----
+
+  /** A stream error (RFC 9113 §5.4.2): RST_STREAM, the stream closed, its owner told. */
+  private streamError(id: number, code: number): void {
+    if (code !== ErrorCode.NO_ERROR && !this.spendResetToken()) return;
+    this.control(13);
+    this.writeRst(id, code);
+    this.remember(id, true);
+    const s = this.streams.get(id);
+    if (s !== undefined) {
+      this.streams.delete(id);
+      this.dropStream(s);
+    }
+  }
+
+  /** The owner's reset(). */
+  resetStream(s: H2Stream, code: number): void {
+    this.streams.delete(s.id);
+    s.state |= S_CLOSED;
+    this.clearQueue(s);
+    if (this.socketClosed || this.destroyed || this.failed) return;
+    this.writeRst(s.id, code);
+    this.remember(s.id, true);
+    this.maybeFinish();
+  }
+
+  private remember(id: number, resetByUs: boolean): void {
+    this.recent[this.recentAt] = id * 2 + (resetByUs ? 1 : 0);
+    this.recentAt = (this.recentAt + 1) % RECENT;
+  }
+
+  /** Closed by the peer or an error: the owner hears aborted() unless it had ended our side. */
+  private dropStream(s: H2Stream): void {
+    const owed = !(s.state & S_LOCAL_ENDED);
+    s.state |= S_CLOSED;
+    this.clearQueue(s);
+    if (owed && s.events !== null) s.events.aborted();
+    s.events = null;
+    this.maybeFinish();
+  }
+
+  private clearQueue(s: H2Stream): void {
+    if (s.queue !== null) {
+      s.queue = null;
+      s.pendingTrailers = null;
+      this.unblock(s);
+    }
+  }
+
+  private unblock(s: H2Stream): void {
+    const i = this.blocked.indexOf(s);
+    if (i >= 0) this.blocked.splice(i, 1);
+  }
+
+  private closeStream(s: H2Stream, resetByUs = false): void {
+    s.state |= S_CLOSED;
+    s.events = null;
+    this.streams.delete(s.id);
+    this.remember(s.id, resetByUs);
+    this.maybeFinish();
+  }
+
+  /** Our END_STREAM is in the batch. */
+  localSent(s: H2Stream): void {
+    s.state |= S_LOCAL_SENT;
+    if (s.state & S_REMOTE_ENDED) {
+      this.closeStream(s);
+      return;
+    }
+    // The answer is complete before the request: the client is asked to stop sending
+    // (RST_STREAM NO_ERROR, RFC 9113 §8.1) and the stream is done.
+    this.writeRst(s.id, ErrorCode.NO_ERROR);
+    this.closeStream(s, true);
+  }
+
+  /** DATA from a stream with nothing queued: sent as far as the windows allow, the rest queued. */
+  sendData(s: H2Stream, chunk: Buffer): void {
+    if (this.socketClosed || this.destroyed || this.failed) return;
+    let at = 0;
+    const n = chunk.length;
+    while (at < n) {
+      const k = Math.min(n - at, s.sendWindow, this.connSendWindow, this.peerMaxFrame);
+      if (k <= 0) break;
+      this.writeData(s.id, chunk, at, at + k);
+      s.sendWindow -= k;
+      this.connSendWindow -= k;
+      at += k;
+    }
+    if (at < n) {
+      s.queue = [at === 0 ? chunk : chunk.subarray(at)];
+      s.queueAt = 0;
+      this.blocked.push(s);
+    }
+  }
+
+  /** Sends what the windows allow of a stream's queue; the queue goes when empty. */
+  private pump(s: H2Stream): void {
+    const q = s.queue!;
+    while (q.length > 0) {
+      const chunk = q[0]!;
+      const k = Math.min(
+        chunk.length - s.queueAt,
+        s.sendWindow,
+        this.connSendWindow,
+        this.peerMaxFrame,
+      );
+      if (k <= 0) return;
+      this.writeData(s.id, chunk, s.queueAt, s.queueAt + k);
+      s.sendWindow -= k;
+      this.connSendWindow -= k;
+      s.queueAt += k;
+      if (s.queueAt === chunk.length) {
+        q.shift();
+        s.queueAt = 0;
+      }
+    }
+    s.queue = null;
+    const trailers = s.pendingTrailers;
+    if (trailers !== null) {
+      s.pendingTrailers = null;
+      this.writeHeaders(s.id, trailers, true);
+      this.localSent(s);
+    }
+  }
+
+  private pumpAll(): void {
+    const list = this.blocked;
+    this.blocked = [];
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      if (s.queue === null) continue;
+      if (this.connSendWindow > 0) this.pump(s);
+      if (s.queue !== null) this.blocked.push(s);
+    }
+  }
+
+  // ---- the end ----
+
+  /** A connection error: GOAWAY, every stream aborted, the socket ended once the GOAWAY is out. */
+  private connectionError(code: number, why: string): void {
+    if (this.failed || this.destroyed) return;
+    this.opts.onError?.(new Error(`HTTP/2 connection error ${code}: ${why}`));
+    this.failed = true;
+    this.blockBuf = null;
+    this.part = null;
+    if (!this.socketClosed) this.writeGoaway(code);
+    this.abortAll();
+    this.finish();
+  }
+
+  private abortAll(): void {
+    const list = [...this.streams.values()];
+    this.streams.clear();
+    this.blocked = [];
+    for (const s of list) {
+      const owed = !(s.state & S_LOCAL_ENDED);
+      s.state |= S_CLOSED;
+      s.queue = null;
+      s.pendingTrailers = null;
+      const events = s.events;
+      s.events = null;
+      if (owed && events !== null) {
+        try {
+          events.aborted();
+        } catch (err) {
+          this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+        }
+      }
+    }
+  }
+
+  /** After a GOAWAY (ours or the client's): the socket ends once no stream is left. */
+  private maybeFinish(): void {
+    if ((this.goawaySent || this.goawayReceived) && this.streams.size === 0) this.finish();
+  }
+
+  private finish(): void {
+    if (this.socketClosed || this.destroyed) return;
+    this.flush();
+    this.socket.end();
+    // A peer that never closes its side is not waited for.
+    setTimeout(this.destroyLater.bind(this), LINGER_MS).unref();
+  }
+
+  private destroyLater(): void {
+    if (!this.socketClosed) this.destroy();
+  }
+
+  private onSocketError(err: Error): void {
+    this.opts.onError?.(err);
+  }
+
+  private onSocketClose(): void {
+    if (this.socketClosed) return;
+    this.socketClosed = true;
+    this.abortAll();
+    this.outLen = 0;
+    this.bigs.length = 0;
+    this.bigAt.length = 0;
+    for (const fn of this.closeFns.splice(0)) {
+      try {
+        fn();
+      } catch (err) {
+        this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+      }
+    }
+  }
+
+  private onDrain(): void {
+    this.controlBacklog = 0;
+  }
+
+  // ---- output ----
+
+  private writeSettings(): void {
+    const o = this.opts;
+    this.frameHead(24, SETTINGS, 0, 0);
+    this.setting(SETTINGS_HEADER_TABLE_SIZE, HEADER_TABLE_SIZE);
+    this.setting(SETTINGS_MAX_CONCURRENT_STREAMS, Math.min(o.maxConcurrentStreams, 2 ** 32 - 1));
+    this.setting(SETTINGS_INITIAL_WINDOW_SIZE, o.initialWindowSize);
+    this.setting(SETTINGS_MAX_HEADER_LIST_SIZE, o.maxHeaderListSize);
+    if (o.connectionWindowSize > DEFAULT_WINDOW) {
+      this.writeWindowUpdate(0, o.connectionWindowSize - DEFAULT_WINDOW);
+    }
+  }
+
+  private setting(key: number, value: number): void {
+    this.reserve(6);
+    this.out.writeUInt16BE(key, this.outLen);
+    this.out.writeUInt32BE(value, this.outLen + 2);
+    this.outLen += 6;
+  }
+
+  /** HEADERS, split into CONTINUATIONs past the peer's frame size. */
+  writeHeaders(id: number, block: Buffer, endStream: boolean): void {
+    if (this.socketClosed || this.destroyed) return;
+    let src = block;
+    if (this.tableSizeUpdate) {
+      this.tableSizeUpdate = false;
+      src = Buffer.concat([Buffer.of(TABLE_SIZE_ZERO), block]);
+    }
+    const max = this.peerMaxFrame;
+    let at = 0;
+    let type = HEADERS;
+    do {
+      const k = Math.min(src.length - at, max);
+      const last = at + k === src.length;
+      let flags = last ? END_HEADERS : 0;
+      if (type === HEADERS && endStream) flags |= END_STREAM;
+      this.frameHead(k, type, flags, id);
+      this.copyOut(src, at, at + k);
+      at += k;
+      type = CONTINUATION;
+    } while (at < src.length);
+  }
+
+  private writeData(id: number, chunk: Buffer, start: number, end: number): void {
+    this.frameHead(end - start, DATA, 0, id);
+    if (end - start < COPY_LIMIT) {
+      this.copyOut(chunk, start, end);
+    } else {
+      this.bigAt.push(this.outLen);
+      this.bigs.push(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end));
+    }
+  }
+
+  private writeRst(id: number, code: number): void {
+    this.frameHead(4, RST_STREAM, 0, id);
+    this.out.writeUInt32BE(code, this.outLen);
+    this.outLen += 4;
+  }
+
+  private writeWindowUpdate(id: number, inc: number): void {
+    this.frameHead(4, WINDOW_UPDATE, 0, id);
+    this.out.writeUInt32BE(inc, this.outLen);
+    this.outLen += 4;
+  }
+
+  private writeGoaway(code: number): void {
+    this.frameHead(8, GOAWAY, 0, 0);
+    this.out.writeUInt32BE(this.lastStreamId, this.outLen);
+    this.out.writeUInt32BE(code, this.outLen + 4);
+    this.outLen += 8;
+  }
+
+  /** A frame header, with room reserved for a payload of up to 8 octets after it. */
+  private frameHead(length: number, type: number, flags: number, id: number): void {
+    this.reserve(17);
+    const o = this.out;
+    let at = this.outLen;
+    o[at++] = length >>> 16;
+    o[at++] = (length >>> 8) & 0xff;
+    o[at++] = length & 0xff;
+    o[at++] = type;
+    o[at++] = flags;
+    o.writeUInt32BE(id, at);
+    this.outLen = at + 4;
+    this.schedule();
+  }
+
+  private copyOut(src: Uint8Array, start: number, end: number): void {
+    this.reserve(end - start);
+    this.out.set(src.subarray(start, end), this.outLen);
+    this.outLen += end - start;
+  }
+
+  private reserve(n: number): void {
+    if (this.outLen + n <= this.out.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.out.length * 2, this.outLen + n));
+    this.out.copy(grown, 0, 0, this.outLen);
+    this.out = grown;
+  }
+
+  /** Counts a control frame we owe the peer while it is not reading (outbound flood). */
+  private control(bytes: number): void {
+    if (this.socket.writableLength < BACKED_UP) return;
+    this.controlBacklog += bytes;
+    if (this.controlBacklog > CONTROL_LIMIT) {
+      this.opts.onError?.(new Error('HTTP/2 peer does not read its control frames'));
+      this.destroy();
+    }
+  }
+
+  private schedule(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    process.nextTick(this.flushFn);
+  }
+
+  /** Everything queued this tick, in one write (or one corked writev with long DATA payloads). */
+  private flush(): void {
+    this.flushScheduled = false;
+    const len = this.outLen;
+    if (len === 0 && this.bigs.length === 0) return;
+    this.outLen = 0;
+    const socket = this.socket;
+    if (this.socketClosed || this.destroyed || socket.destroyed || !socket.writable) {
+      this.bigs.length = 0;
+      this.bigAt.length = 0;
+      return;
+    }
+    // A copy: the socket may hold the buffer until it is written, and `out` is reused.
+    const batch = Buffer.allocUnsafe(len);
+    this.out.copy(batch, 0, 0, len);
+    const bigs = this.bigs;
+    if (bigs.length === 0) {
+      socket.write(batch);
+    } else {
+      socket.cork();
+      let prev = 0;
+      for (let i = 0; i < bigs.length; i++) {
+        const cut = this.bigAt[i]!;
+        if (cut > prev) socket.write(batch.subarray(prev, cut));
+        socket.write(bigs[i]!);
+        prev = cut;
+      }
+      if (len > prev) socket.write(batch.subarray(prev, len));
+      bigs.length = 0;
+      this.bigAt.length = 0;
+      socket.uncork();
+    }
+    if (socket.writableLength > OUTBOUND_LIMIT) {
+      this.opts.onError?.(new Error('HTTP/2 peer does not read'));
+      this.destroy();
+    }
+  }
+}
