@@ -13,7 +13,7 @@ import type { DuplexCall } from './stream.js';
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
 /** Which gRPC server carries the ext_proc streams. */
-export const GRPC_SERVERS = ['h2', 'grpc-js'] as const;
+export const GRPC_SERVERS = ['h2', 'h2-own', 'grpc-js'] as const;
 export type GrpcServerKind = (typeof GRPC_SERVERS)[number];
 
 export interface GrpcServerOptions {
@@ -36,7 +36,9 @@ export interface RunningGrpcServer {
 
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const initial = { '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' } as const;
-  if ((opts.server ?? 'h2') === 'h2') return startH2Server(opts, initial);
+  const kind = opts.server ?? 'h2';
+  if (kind === 'h2' || kind === 'h2-own')
+    return startH2Server({ ...opts, transport: kind === 'h2' ? 'node' : 'own' }, initial);
 
   // Loaded only for `--grpc-server grpc-js` (issue 16: grpc-js is ~2.7 MiB of V8 heap the default
   // transport does without); a failure to load fails the start.

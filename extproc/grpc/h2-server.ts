@@ -18,14 +18,12 @@
  * UNIMPLEMENTED, a client's RST_STREAM as a cancel, and on shutdown a GOAWAY that lets open
  * streams finish until the deadline, then cancels them.
  */
-import * as http2 from 'node:http2';
 import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import { decodeProcessingRequest } from '../wire/decode.js';
 import type { WireResponse } from '../wire/messages.js';
 import { encodeProcessingResponse } from '../wire/encode.js';
 import { responseEncoder } from '../wire/proto.js';
-import { dialAddress, parseListen, prepareSocket, stopWithin } from '../shared/grpc-server.js';
 import type { DuplexCall, ProcessingRequest } from '../stream.js';
 
 export const PROCESS_PATH = '/envoy.service.ext_proc.v3.ExternalProcessor/Process';
@@ -56,9 +54,14 @@ export interface HealthStatus {
   setStatus(service: string, status: ServingStatus): void;
 }
 
+/** Which HTTP/2 implementation carries the calls: node:http2 or Sluice's own (h2-connection.ts). */
+export type H2Transport = 'node' | 'own';
+
 export interface H2ServerOptions {
   /** `unix:/path/to.sock` or `host:port` (port 0 picks one). */
   listen: string;
+  /** Default node. */
+  transport?: H2Transport | undefined;
   maxMessageBytes: number;
   logger: Logger;
   onStream(call: DuplexCall, metadata: CallMetadata): void;
@@ -72,17 +75,7 @@ export interface RunningH2Server {
   shutdown(deadlineMs: number): Promise<void>;
 }
 
-const RESPONSE_HEADERS = {
-  [http2.constants.HTTP2_HEADER_STATUS]: 200,
-  [http2.constants.HTTP2_HEADER_CONTENT_TYPE]: 'application/grpc',
-};
-const OK_TRAILERS = { 'grpc-status': '0' };
 const EMPTY = Buffer.alloc(0);
-// endStream is spelled out although false is node's default: respond() copies its options and
-// sets endStream on the copy, and adding that property made V8 create a hidden class (in the old
-// generation) on every call: two per request, about a fifth of what went straight into the old
-// generation and drove its mark-compacts (test/bench/hidden-classes.test.ts).
-const RESPOND_OPTIONS = { endStream: false, waitForTrailers: true };
 
 /**
  * grpc-timeout: at most 8 digits and a unit (Hours, Minutes, Seconds, milli, micro, nano);
@@ -213,7 +206,45 @@ export class Deframer {
 }
 
 /** Encodes a message after 5 bytes left free for gRPC's message prefix (filled in by H2Call). */
-type Encode = (msg: object) => Buffer;
+export type Encode = (msg: object) => Buffer;
+
+/** A call's end: grpc-status and, when not OK, grpc-message (and grpc-accept-encoding). */
+export interface CallStatus {
+  code: number;
+  message?: string | undefined;
+}
+const OK_STATUS: CallStatus = { code: Status.OK };
+
+/** A status as trailer fields (name, value pairs), the same for every transport. */
+export function statusFields(status: CallStatus): [string, string][] {
+  const fields: [string, string][] = [['grpc-status', String(status.code)]];
+  if (status.message !== undefined)
+    fields.push(['grpc-message', encodeGrpcMessage(status.message)]);
+  if (status.code === Status.UNIMPLEMENTED) fields.push(['grpc-accept-encoding', 'identity']);
+  return fields;
+}
+
+/**
+ * What a call needs of its HTTP/2 stream, whichever transport carries it (node:http2 in
+ * h2-transport-node.ts, Sluice's own in h2-transport-own.ts). The transport tells the call what
+ * arrives through H2Call's stream* methods and cancel().
+ */
+export interface CallSink {
+  /** Called once, by the call's constructor: the call the stream's events go to. */
+  attach(call: H2Call<unknown>): void;
+  /** The stream is closed or reset: nothing more can be sent. */
+  readonly gone: boolean;
+  /** :status 200 and content-type application/grpc. */
+  sendHeaders(): void;
+  /** One framed message (prefix included); false when the transport would rather not get more yet. */
+  sendData(framed: Buffer): boolean;
+  /** The status as trailers, after the headers and every message. */
+  sendTrailers(status: CallStatus): void;
+  /** The status as the only answer (trailers-only: :status 200 with the status fields). */
+  sendTrailersOnly(status: CallStatus): void;
+  /** Not a gRPC request: an HTTP status alone, the stream ended. */
+  refuse(httpStatus: number): void;
+}
 
 /**
  * The server side of one gRPC call on an HTTP/2 stream. As a DuplexCall it is what the ext_proc
@@ -227,26 +258,18 @@ export class H2Call<In = ProcessingRequest> {
   private headersSent = false;
   /** Our side is done (trailers queued or the stream gone): nothing more is written. */
   private finished = false;
-  private trailers: Record<string, string> = OK_TRAILERS;
   private timer: NodeJS.Timeout | undefined;
   private readonly deframer: Deframer;
 
   constructor(
-    private readonly stream: http2.ServerHttp2Stream,
+    private readonly sink: CallSink,
     private readonly decode: (body: Buffer) => In,
     private readonly encode: Encode,
     private readonly maxMessageBytes: number,
     timeoutMs: number | undefined,
   ) {
     this.deframer = new Deframer(maxMessageBytes, this);
-    // One listener function per event for every call (module level; `this` is the stream), not
-    // five closures per call: the call is found on the stream.
-    (stream as OwnedStream)[CALL] = this as H2Call<unknown>;
-    stream.on('data', onStreamData);
-    stream.on('end', onStreamEnd);
-    stream.on('wantTrailers', onWantTrailers);
-    stream.on('error', onStreamError);
-    stream.on('close', onStreamClose);
+    sink.attach(this as H2Call<unknown>);
     if (timeoutMs !== undefined) {
       this.timer = setTimeout(() => {
         if (this.finished) return;
@@ -256,25 +279,21 @@ export class H2Call<In = ProcessingRequest> {
     }
   }
 
-  /** The stream's events (the listeners below), not for other callers. */
+  /** A DATA payload (the transport's, not for other callers). */
   streamData(chunk: Buffer): void {
     if (!this.finished) this.deframer.push(chunk);
   }
 
+  /** The client half-closed. */
   streamEnd(): void {
-    if (this.finished) return;
-    // A destroyed stream (its connection gone) ends its readable side too: not a half-close.
-    if (this.stream.destroyed) this.cancel();
-    else this.onEnd?.();
+    if (!this.finished) this.onEnd?.();
   }
 
-  streamWantsTrailers(): void {
-    this.stream.sendTrailers(this.trailers);
-  }
-
+  /** The transport failed the stream. */
   streamError(err: Error): void {
     if (this.finished) return;
     this.finished = true;
+    if (this.timer) clearTimeout(this.timer);
     this.onError?.(err);
   }
 
@@ -316,9 +335,9 @@ export class H2Call<In = ProcessingRequest> {
     framed.writeUInt32BE(length, 1);
     if (!this.headersSent) {
       this.headersSent = true;
-      this.stream.respond(RESPONSE_HEADERS, RESPOND_OPTIONS);
+      this.sink.sendHeaders();
     }
-    return this.stream.write(framed);
+    return this.sink.sendData(framed);
   }
 
   /** Ends the call with a status: trailers after what was sent, or a trailers-only answer. */
@@ -326,22 +345,12 @@ export class H2Call<In = ProcessingRequest> {
     if (this.finished) return;
     this.finished = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.stream.destroyed || this.stream.closed) return;
-    const status: Record<string, string> =
-      code === Status.OK && message === undefined
-        ? OK_TRAILERS
-        : {
-            'grpc-status': String(code),
-            ...(message !== undefined && { 'grpc-message': encodeGrpcMessage(message) }),
-            ...(code === Status.UNIMPLEMENTED && { 'grpc-accept-encoding': 'identity' }),
-          };
+    if (this.sink.gone) return;
+    const status = code === Status.OK && message === undefined ? OK_STATUS : { code, message };
     if (!this.headersSent) {
       this.headersSent = true;
-      this.stream.respond({ ...RESPONSE_HEADERS, ...status }, { endStream: true });
-    } else {
-      this.trailers = status;
-      this.stream.end();
-    }
+      this.sink.sendTrailersOnly(status);
+    } else this.sink.sendTrailers(status);
   }
 
   /** Ends the call with an error status and tells the handler it is over (DeframerSink). */
@@ -365,48 +374,14 @@ export class H2Call<In = ProcessingRequest> {
   }
 }
 
-const CALL = Symbol('sluice.h2call');
-/** The call, until the stream closes (onStreamClose). */
-type OwnedStream = http2.ServerHttp2Stream & { [CALL]: H2Call<unknown> | undefined };
-
-function onStreamData(this: OwnedStream, chunk: Buffer): void {
-  this[CALL]?.streamData(chunk);
-}
-function onStreamEnd(this: OwnedStream): void {
-  this[CALL]?.streamEnd();
-}
-function onWantTrailers(this: OwnedStream): void {
-  this[CALL]?.streamWantsTrailers();
-}
-function onStreamError(this: OwnedStream, err: Error): void {
-  this[CALL]?.streamError(err);
-}
-/**
- * The stream closed: the call is cancelled if it was still open, and cut loose from the stream.
- * node:http2 keeps a closed stream's objects until a full collection, as young collections treat
- * its native handle as a root; whatever the stream still points at (the handler's closures, the
- * request's parsed body and state) outlived two young collections and was promoted, to die in the
- * old generation. Measured (--trace-gc-nvp, 2 in flight): what survives each young collection
- * fell from 1.7 to 0.44 MB plain, 1.5 to 0.24 masking + budget (issue 16).
- */
-function onStreamClose(this: OwnedStream): void {
-  this[CALL]?.cancel();
-  this[CALL] = undefined;
-}
-const ignore = (): void => undefined;
-
-/** http2 request headers as gRPC metadata: -bin values are base64, the rest strings. */
-class H2Metadata implements CallMetadata {
-  constructor(private readonly headers: http2.IncomingHttpHeaders) {}
-
-  get(key: string): (string | Buffer)[] {
-    const v = this.headers[key.toLowerCase()];
-    if (v === undefined) return [];
-    const list = Array.isArray(v) ? v : String(v).split(',');
-    return key.endsWith('-bin')
-      ? list.map((s) => Buffer.from(s.trim(), 'base64'))
-      : list.map((s) => s.trim());
-  }
+/** gRPC metadata from header values: -bin values are base64, the rest strings; a value holding
+ *  commas is several (node:http2 joins repeated fields with ', '). */
+export function metadataValues(key: string, values: readonly string[]): (string | Buffer)[] {
+  const out: (string | Buffer)[] = [];
+  const bin = key.endsWith('-bin');
+  for (const v of values)
+    for (const s of v.split(',')) out.push(bin ? Buffer.from(s.trim(), 'base64') : s.trim());
+  return out;
 }
 
 // grpc.health.v1: HealthCheckRequest { string service = 1; }, HealthCheckResponse
@@ -507,6 +482,31 @@ class Health implements HealthStatus {
   }
 }
 
+/** What a transport hands the server for each new stream: the request's fields gRPC reads. */
+export interface StreamHead {
+  method: string | undefined;
+  path: string | undefined;
+  contentType: string | undefined;
+  timeout: string | undefined;
+  metadata: CallMetadata;
+}
+
+/** A transport's running listener (h2-transport-node.ts, h2-transport-own.ts). */
+export interface Listening {
+  address: string;
+  /** Stops accepting (GOAWAY on each connection), lets open streams finish until the deadline,
+   *  then cancels the rest. */
+  shutdown(deadlineMs: number): Promise<void>;
+}
+
+/** Where a transport listens and what it does with each stream. */
+export interface TransportOptions {
+  listen: string;
+  logger: Logger;
+  /** A stream's head: it gets a call (or is refused) here, synchronously. */
+  open(sink: CallSink, head: StreamHead): void;
+}
+
 export async function startH2Server(
   opts: H2ServerOptions,
   initialHealth: Record<string, ServingStatus> = {},
@@ -517,59 +517,30 @@ export async function startH2Server(
   const encode: Encode = (msg) => encodeProcessingResponse(msg, 5, reference);
   const health = new Health(initialHealth);
   const max = opts.maxMessageBytes;
-  const server = http2.createServer({
-    // Message size is bounded per call above; nghttp2's session memory cap would instead fail
-    // whole connections under load (grpc-js turns it off for the same reason).
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
-    settings: {
-      // Buffered bodies arrive as one message: windows that take one whole save round trips.
-      initialWindowSize: 1 << 20,
-      maxConcurrentStreams: 2 ** 32 - 1,
-    },
-  });
-  const sessions = new Set<http2.ServerHttp2Session>();
-  server.on('session', (session) => {
-    sessions.add(session);
-    session.on('close', () => sessions.delete(session));
-    session.on('error', (err) =>
-      opts.logger.debug(
-        { event: 'grpc_session_error', err: describeError(err) },
-        'ext_proc connection error',
-      ),
-    );
-    try {
-      session.setLocalWindowSize(16 << 20);
-    } catch {
-      // the session closed before its settings went out
-    }
-  });
-  server.on('stream', (stream, headers) => {
-    const type = headers['content-type'];
+  const open = (sink: CallSink, head: StreamHead): void => {
+    const type = head.contentType;
     if (
-      headers[':method'] !== 'POST' ||
-      typeof type !== 'string' ||
+      head.method !== 'POST' ||
+      type === undefined ||
       !/^application\/grpc(?:[+;]|$)/.test(type)
     ) {
-      stream.on('error', ignore);
-      stream.respond({ ':status': 415 }, { endStream: true });
+      sink.refuse(415);
       return;
     }
-    // Every other stream gets an H2Call, whose own 'error' listener is the stream's only one (a
-    // second listener would make the stream keep an array of them).
-    const path = headers[':path'];
-    const timeout = parseTimeoutMs(headers['grpc-timeout'] as string | undefined);
+    const path = head.path;
+    const timeout = parseTimeoutMs(head.timeout);
     if (path === PROCESS_PATH) {
       const call = new H2Call<ProcessingRequest>(
-        stream,
+        sink,
         decodeProcessingRequest,
         encode,
         max,
         timeout,
       );
-      opts.onStream(call, new H2Metadata(headers));
+      opts.onStream(call, head.metadata);
     } else if (path === HEALTH_CHECK_PATH || path === HEALTH_WATCH_PATH) {
       const call = new H2Call<string>(
-        stream,
+        sink,
         decodeHealthRequest,
         encodeHealthResponse,
         max,
@@ -578,65 +549,29 @@ export async function startH2Server(
       if (path === HEALTH_CHECK_PATH) health.check(call);
       else health.watch(call);
     } else {
-      const call = new H2Call(stream, () => undefined, encode, max, undefined);
+      const call = new H2Call(sink, () => undefined, encode, max, undefined);
       call.end(Status.UNIMPLEMENTED, `unknown method ${String(path)}`);
     }
-  });
-
-  const where = parseListen(opts.listen);
-  await prepareSocket(opts.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const done = (): void => {
-      server.off('error', reject);
-      resolve();
-    };
-    if ('path' in where) server.listen(where.path, done);
-    else server.listen(where.port, where.host, done);
-  });
-  server.on('error', (err) =>
-    opts.logger.error(
-      { event: 'grpc_server_error', err: describeError(err) },
-      'ext_proc server error',
-    ),
-  );
-  const bound = server.address();
-  const address = dialAddress(
-    opts.listen,
-    typeof bound === 'object' && bound ? bound.port : 'port' in where ? where.port : 0,
-  );
+  };
+  const transport = opts.transport ?? 'node';
+  const { listen } =
+    transport === 'own'
+      ? await import('./h2-transport-own.js')
+      : await import('./h2-transport-node.js');
+  const listening = await listen({ listen: opts.listen, logger: opts.logger, open });
   opts.logger.info(
-    { event: 'grpc_listening', address, transport: 'h2' },
+    { event: 'grpc_listening', address: listening.address, transport: `h2-${transport}` },
     'ext_proc server listening',
   );
 
   let stopping: Promise<void> | undefined;
   return {
-    address,
+    address: listening.address,
     health,
     shutdown: (deadlineMs) => {
       if (stopping) return stopping;
       health.stopServing();
-      server.close();
-      return (stopping = stopWithin(
-        deadlineMs,
-        (done) => {
-          const open = [...sessions].filter((s) => !s.closed && !s.destroyed);
-          let left = open.length;
-          if (left === 0) done();
-          for (const s of open) {
-            s.once('close', () => {
-              if (--left === 0) done();
-            });
-            // GOAWAY: no new streams on this connection; the ones open may finish.
-            s.close();
-          }
-        },
-        // Past the deadline: what is still open is cancelled (RST_STREAM to each stream).
-        () => {
-          for (const s of sessions) s.destroy();
-        },
-      ));
+      return (stopping = listening.shutdown(deadlineMs));
     },
   };
 }

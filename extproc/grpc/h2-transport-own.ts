@@ -1,0 +1,214 @@
+/**
+ * The ext_proc server's calls on Sluice's own HTTP/2 (`transport: 'own'`, h2-connection.ts):
+ * a node:net server, one H2Connection per socket, one OwnSink per stream.
+ *
+ * Why not node:http2 (issue 16): node makes every received header value outside HPACK's static
+ * table an external string, which V8 puts straight into the old generation (~90 B each, ~1.1 KiB
+ * per Envoy request over its two streams); that intake, not our code, set the cadence of full
+ * collections and their 7–16 ms pauses. Here a header Envoy's encoder indexed is the same string
+ * every time (hpack.ts), and a stream is one small object instead of a Duplex stream.
+ */
+import * as net from 'node:net';
+import { describeError } from '../errors.js';
+import { dialAddress, parseListen, prepareSocket, stopWithin } from '../shared/grpc-server.js';
+import { H2Connection, type ServerStream, type StreamEvents } from './h2-connection.js';
+import { encodeHeaderBlock } from './hpack.js';
+import {
+  metadataValues,
+  statusFields,
+  type CallMetadata,
+  type CallSink,
+  type CallStatus,
+  type H2Call,
+  type Listening,
+  type TransportOptions,
+} from './h2-server.js';
+
+const RESPONSE_FIELDS: [string, string][] = [
+  [':status', '200'],
+  ['content-type', 'application/grpc'],
+];
+/** The blocks every call sends, encoded once (literal fields without indexing: no HPACK state). */
+const RESPONSE_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
+const OK_TRAILERS_BLOCK = encodeHeaderBlock([['grpc-status', '0']]);
+const OK_TRAILERS_ONLY_BLOCK = encodeHeaderBlock([...RESPONSE_FIELDS, ['grpc-status', '0']]);
+const isOk = (s: CallStatus): boolean => s.code === 0 && s.message === undefined;
+
+/** RST_STREAM's CANCEL (RFC 9113 §7). */
+const CANCEL = 0x8;
+
+/** One stream: the call's sink and the connection's listener for the stream. */
+class OwnSink implements CallSink, StreamEvents {
+  private call: H2Call<unknown> | undefined;
+
+  constructor(private readonly stream: ServerStream) {}
+
+  attach(call: H2Call<unknown>): void {
+    this.call = call;
+  }
+
+  get gone(): boolean {
+    return this.stream.closed;
+  }
+
+  sendHeaders(): void {
+    this.stream.headers(RESPONSE_BLOCK, false);
+  }
+
+  sendData(framed: Buffer): boolean {
+    this.stream.data(framed);
+    return true;
+  }
+
+  sendTrailers(status: CallStatus): void {
+    this.stream.trailers(
+      isOk(status) ? OK_TRAILERS_BLOCK : encodeHeaderBlock(statusFields(status)),
+    );
+    this.detachIfClosed();
+  }
+
+  sendTrailersOnly(status: CallStatus): void {
+    this.stream.headers(
+      isOk(status)
+        ? OK_TRAILERS_ONLY_BLOCK
+        : encodeHeaderBlock([...RESPONSE_FIELDS, ...statusFields(status)]),
+      true,
+    );
+    this.detachIfClosed();
+  }
+
+  refuse(httpStatus: number): void {
+    this.stream.headers(encodeHeaderBlock([[':status', String(httpStatus)]]), true);
+  }
+
+  // StreamEvents, from the connection.
+  data(chunk: Buffer): void {
+    this.call?.streamData(chunk);
+  }
+
+  end(): void {
+    this.call?.streamEnd();
+    this.detachIfClosed();
+  }
+
+  aborted(): void {
+    const call = this.call;
+    this.call = undefined;
+    call?.cancel();
+  }
+
+  /** Both sides ended: nothing more reaches the call, so the connection's stream map (until it
+   *  drops the stream) does not keep the handler's state alive. */
+  private detachIfClosed(): void {
+    if (this.stream.closed) this.call = undefined;
+  }
+}
+
+/** A stream's fields (name, value alternating) as gRPC metadata. */
+class FieldMetadata implements CallMetadata {
+  constructor(private readonly fields: readonly string[]) {}
+
+  get(key: string): (string | Buffer)[] {
+    const name = key.toLowerCase();
+    const values: string[] = [];
+    for (let i = 0; i < this.fields.length; i += 2)
+      if (this.fields[i] === name) values.push(this.fields[i + 1]!);
+    return values.length === 0 ? values : metadataValues(name, values);
+  }
+}
+
+/** The server's limits, as advertised in SETTINGS. */
+const CONNECTION = {
+  // Message size is bounded per call (Deframer); streams are as many as Envoy opens, as with
+  // node:http2 before (maxConcurrentStreams 2^32-1 there).
+  maxConcurrentStreams: 2 ** 31 - 1,
+  // Buffered bodies arrive as one message: windows that take one whole save round trips.
+  initialWindowSize: 1 << 20,
+  connectionWindowSize: 16 << 20,
+  maxHeaderListSize: 64 << 10,
+};
+
+export async function listen(opts: TransportOptions): Promise<Listening> {
+  const connections = new Set<H2Connection>();
+  const onError = (err: Error): void =>
+    opts.logger.debug(
+      { event: 'grpc_session_error', err: describeError(err) },
+      'ext_proc connection error',
+    );
+  const onStream = (stream: ServerStream, fields: readonly string[]): StreamEvents => {
+    const sink = new OwnSink(stream);
+    let method: string | undefined;
+    let path: string | undefined;
+    let contentType: string | undefined;
+    let timeout: string | undefined;
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i];
+      const value = fields[i + 1];
+      if (name === ':method') method = value;
+      else if (name === ':path') path = value;
+      else if (name === 'content-type') contentType ??= value;
+      else if (name === 'grpc-timeout') timeout ??= value;
+    }
+    try {
+      opts.open(sink, { method, path, contentType, timeout, metadata: new FieldMetadata(fields) });
+    } catch (err) {
+      // A throw from a handler must not take the connection down with it.
+      onError(err as Error);
+      if (!stream.closed) stream.reset(CANCEL);
+    }
+    return sink;
+  };
+  const server = net.createServer((socket) => {
+    socket.setNoDelay(true);
+    const conn = new H2Connection(socket, { ...CONNECTION, onStream, onError });
+    connections.add(conn);
+    conn.onClose(() => connections.delete(conn));
+  });
+
+  const where = parseListen(opts.listen);
+  await prepareSocket(opts.listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      resolve();
+    };
+    if ('path' in where) server.listen(where.path, done);
+    else server.listen(where.port, where.host, done);
+  });
+  server.on('error', (err) =>
+    opts.logger.error(
+      { event: 'grpc_server_error', err: describeError(err) },
+      'ext_proc server error',
+    ),
+  );
+  const bound = server.address();
+  return {
+    address: dialAddress(
+      opts.listen,
+      typeof bound === 'object' && bound ? bound.port : 'port' in where ? where.port : 0,
+    ),
+    shutdown: (deadlineMs) => {
+      server.close();
+      return stopWithin(
+        deadlineMs,
+        (done) => {
+          const open = [...connections].filter((c) => !c.closed);
+          let left = open.length;
+          if (left === 0) done();
+          for (const c of open) {
+            c.onClose(() => {
+              if (--left === 0) done();
+            });
+            // GOAWAY: no new streams on this connection; the ones open may finish.
+            c.close();
+          }
+        },
+        // Past the deadline: what is still open is cancelled.
+        () => {
+          for (const c of connections) c.destroy();
+        },
+      );
+    },
+  };
+}
