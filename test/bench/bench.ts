@@ -25,6 +25,7 @@
  *   BENCH_EXTPROC_FLAGS    node flags for the extproc besides the shipped ones (extproc/workers/
  *                          node-flags.ts), space-separated (e.g. --trace-gc); they win by name
  *   BENCH_SHIPPED_FLAGS    0: the extproc without the shipped node flags (V8's defaults)
+ *   BENCH_GRPC_SERVER      the extproc's --grpc-server (default: its own default)
  *   BENCH_KEEP_LOGS        keep the servers' logs (the extproc's stderr: --trace-gc lands there)
  *   BENCH_EXTPROC          the extproc entry point (default: dist/operator/cli.js, as production
  *                          runs it, when `npm run build` made it after the last change to a
@@ -60,7 +61,7 @@ import {
   type GoPoint,
 } from './latency.js';
 import { buildLoadgen } from './loadgen/build.js';
-import { leanRates, leanSection, leanTargets, type LeanEndpoint } from './lean.js';
+import { alternateServers, leanRates, leanSection, type LeanEndpoint } from './lean.js';
 import { EXTPROC_ENV, withNodeFlags } from '../../extproc/workers/node-flags.js';
 import {
   Child,
@@ -481,6 +482,7 @@ async function startServers(
       `127.0.0.1:${adminPort}`,
       '--shutdown-grace-ms',
       '500',
+      ...(process.env.BENCH_GRPC_SERVER ? ['--grpc-server', process.env.BENCH_GRPC_SERVER] : []),
     ],
     {
       cwd: ROOT,
@@ -552,19 +554,20 @@ async function startServers(
 }
 
 /**
- * A second extproc, the same config on grpc-js's gRPC server (--grpc-server grpc-js) instead of
- * its own node:http2 one: the lean section's same-run comparison of the two transports.
+ * A second extproc, the same config on another gRPC server (`--grpc-server <server>`, target
+ * `sluice-<server>`): the lean section's same-run comparison of the transports.
  */
-async function startExtprocOnGrpcJs(
+async function startExtprocOn(
+  server: string,
   dir: string,
   cfg: Settings,
   pin: boolean,
 ): Promise<LeanEndpoint> {
   const adminPort = await freePort();
-  const sock = `unix:${join(dir, 'extproc-grpc-js.sock')}`;
-  const probe = join(dir, 'extproc-grpc-js.probe.sock');
+  const sock = `unix:${join(dir, `extproc-${server}.sock`)}`;
+  const probe = join(dir, `extproc-${server}.probe.sock`);
   const child = new Child(
-    'extproc-grpc-js',
+    `extproc-${server}`,
     cfg.extprocEntry,
     [
       'extproc',
@@ -577,11 +580,11 @@ async function startExtprocOnGrpcJs(
       '--shutdown-grace-ms',
       '500',
       '--grpc-server',
-      'grpc-js',
+      server,
     ],
     {
       cwd: ROOT,
-      logPath: join(dir, 'extproc-grpc-js.log'),
+      logPath: join(dir, `extproc-${server}.log`),
       core: pin ? SERVER_CORE : undefined,
       nodeFlags: extprocNodeFlags(),
       preload: [probeModule(cfg.extprocEntry, dir)],
@@ -595,7 +598,7 @@ async function startExtprocOnGrpcJs(
     child,
     async () => (await httpStatus(`http://127.0.0.1:${adminPort}/readyz`)) === 200,
   );
-  return { name: 'sluice-grpc-js', child, address: sock, probe };
+  return { name: `sluice-${server}`, child, address: sock, probe };
 }
 
 /** The do-nothing grpc-go ext_proc server (the loadgen binary's `serve` mode), one core. */
@@ -864,10 +867,10 @@ async function main(): Promise<void> {
         const goFloor = await startGoFloor(b.path, dir, pin);
         children.push(goFloor.child);
         const endpoints: LeanEndpoint[] = [];
-        if (leanTargets().has('sluice-grpc-js')) {
-          const onGrpcJs = await startExtprocOnGrpcJs(dir, cfg, pin);
-          children.push(onGrpcJs.child);
-          endpoints.push(onGrpcJs);
+        for (const server of alternateServers()) {
+          const other = await startExtprocOn(server, dir, cfg, pin);
+          children.push(other.child);
+          endpoints.push(other);
         }
         endpoints.push(
           { ...goFloor, probe: undefined },

@@ -69,9 +69,9 @@ export interface GoPoint {
   exchange: string;
   /**
    * floor-h2: the floor on node:http2 without grpc-js; floor-go: the floor in grpc-go;
-   * sluice-grpc-js: the extproc on grpc-js's server instead of its own (--grpc-server grpc-js).
+   * sluice-<server>: the extproc on another gRPC server (--grpc-server <server>).
    */
-  target: 'sluice' | 'sluice-grpc-js' | 'floor' | 'floor-h2' | 'floor-go';
+  target: 'sluice' | `sluice-${string}` | 'floor' | 'floor-h2' | 'floor-go';
   rate: number;
   /** Undefined when the loadgen failed; `error` says why. */
   r: LoadgenResult | undefined;

@@ -7,8 +7,9 @@
  * collections and their longest pause, event-loop delay, RSS.
  *
  *   BENCH_LEAN_RATES     rates for Sluice (default 500,1000,2000,3000); the floors run the first two
- *   BENCH_LEAN_TARGETS   which servers to run (default sluice,sluice-grpc-js,floor-go,floor,floor-h2;
- *                        sluice-grpc-js: a second extproc with --grpc-server grpc-js)
+ *   BENCH_LEAN_TARGETS   which servers to run (default sluice,sluice-node-http2,floor-go,floor,floor-h2;
+ *                        sluice-<server>: a second extproc with --grpc-server <server>, e.g.
+ *                        sluice-node-http2 or sluice-grpc-js)
  *   BENCH_ALLOC_PROFILE  a directory: sample where Sluice allocates during each of its points
  *                        (V8's sampling heap profiler, collected objects included), print the top
  *   BENCH_LEAN_JSON      a file: every point as JSON too (loadgen result, runtime figures, memory),
@@ -104,10 +105,15 @@ function quietCore(): boolean {
 
 export function leanTargets(): Set<string> {
   return new Set(
-    (process.env.BENCH_LEAN_TARGETS || 'sluice,sluice-grpc-js,floor-go,floor,floor-h2')
+    (process.env.BENCH_LEAN_TARGETS || 'sluice,sluice-node-http2,floor-go,floor,floor-h2')
       .split(',')
       .map((t) => t.trim()),
   );
+}
+
+/** The gRPC servers a second extproc runs on (targets sluice-<server>), for the transport table. */
+export function alternateServers(): string[] {
+  return [...leanTargets()].filter((t) => t.startsWith('sluice-')).map((t) => t.slice(7));
 }
 
 export function leanRates(): number[] {
@@ -152,7 +158,7 @@ export async function leanSection(
         if (!targets.has(e.name)) continue;
         if (ex === everything && e.name !== 'sluice') continue;
         // The other transport runs both exchanges, the floors the whole request, at two rates.
-        if (e.name === 'sluice-grpc-js' && !floorRates.includes(rate)) continue;
+        if (e.name.startsWith('sluice-') && !floorRates.includes(rate)) continue;
         if (e.name.startsWith('floor') && (ex !== whole || !floorRates.includes(rate))) continue;
         // Kept whole with BENCH_KEEP_LOGS: a --trace-gc log then covers every point and the time
         // between (the probe marks each window in it).
@@ -241,12 +247,11 @@ export async function leanSection(
     "the issue's table: whole request (router 4 phases + upstream), Sluice vs the grpc-go floor of this run",
   );
   log(issueTable(points, whole.name, policy.name, o.rates, everything?.name));
-  const transport = transportTable(points, [whole.name, policy.name], floorRates);
-  if (transport) {
+  for (const server of alternateServers()) {
+    const transport = transportTable(points, [whole.name, policy.name], floorRates, server);
+    if (!transport) continue;
     log();
-    log(
-      'transport: Sluice on its node:http2 gRPC server (extproc/grpc, the default) vs on grpc-js (--grpc-server grpc-js), same run',
-    );
+    log(`transport: Sluice on its default gRPC server vs on --grpc-server ${server}, same run`);
     log(transport);
   }
   return points;
@@ -650,13 +655,18 @@ function targetRows(
   return rows;
 }
 
-/** Sluice on each gRPC server, same exchange and rate: what the transport costs. */
-function transportTable(points: LeanPoint[], exchanges: string[], rates: number[]): string {
+/** Sluice on its default gRPC server and on another, same exchange and rate: what the transport costs. */
+function transportTable(
+  points: LeanPoint[],
+  exchanges: string[],
+  rates: number[],
+  server: string,
+): string {
   const rows: string[][] = [];
   for (const ex of exchanges) {
     for (const rate of rates) {
       const a = find(points, ex, 'sluice', rate);
-      const b = find(points, ex, 'sluice-grpc-js', rate);
+      const b = find(points, ex, `sluice-${server}`, rate);
       if (!a?.r || !b?.r) continue;
       const ratio = (x: number, y: number): string => (y > 0 ? `${(x / y).toFixed(2)}×` : '-');
       rows.push([
@@ -676,7 +686,7 @@ function transportTable(points: LeanPoint[], exchanges: string[], rates: number[
     [
       'exchange',
       'rate',
-      'srv µs/req h2 / grpc-js',
+      `srv µs/req default / ${server}`,
       'cpu ×',
       'alloc KiB/req',
       'p50 ms',
