@@ -18,6 +18,7 @@ import { service as healthService } from 'grpc-health-check';
 import pino from 'pino';
 import { TRANSPORTS, withTransport, type Transport } from '../../test/interop/transports.js';
 import { referenceService } from '../wire/proto.js';
+import { NodeSink } from './h2-transport-node.js';
 import type { DuplexCall, ProcessingRequest } from '../stream.js';
 import {
   decodeHealthRequest,
@@ -501,7 +502,7 @@ describe('a closed call', () => {
     server.on('stream', (stream) => {
       kept.push(stream);
       const call = new H2Call(
-        stream,
+        new NodeSink(stream),
         (b) => b,
         (m: object) => Buffer.from(JSON.stringify(m)),
         MAX,
