@@ -112,7 +112,8 @@ const HEADER_TABLE_SIZE = 4096;
 const MAX_CONTINUATIONS = 64;
 /** Rapid reset (CVE-2023-44487): a token bucket of the resets a client causes, its own
  *  RST_STREAMs and the streams we reset for its errors: a burst of 1,000 refilled at 33 a second,
- *  nghttp2's defaults (NGHTTP2_DEFAULT_STREAM_RESET_BURST / _RATE, lib/nghttp2_session.h). */
+ *  nghttp2's defaults ("burst and rate default to 1000 and 33", nghttp2's documentation of
+ *  nghttp2_option_set_stream_reset_rate_limit, which counts incoming RST_STREAMs only). */
 const RESET_BURST = 1000;
 const RESET_RATE_PER_MS = 33 / 1000;
 /** Control-frame answers (PING and SETTINGS ACKs, RST_STREAMs) queued while the peer is not
@@ -277,6 +278,11 @@ export class H2Connection {
   private hKind = KIND_REQUEST;
   private hSize = 0;
   private hFields: string[] | null = null;
+  /** hFields for a request: one array reused (written by index, never shortened: setting its
+   *  length to 0 frees the backing store), copied out at its exact length per stream. A new array
+   *  grown by push reallocated its backing store twice for a dozen fields: ~530 B per request. */
+  private readonly fieldScratch: string[] = [];
+  private hCount = 0;
   private hContentLength = -1;
   private readonly onField: (name: string, value: string) => void;
 
@@ -703,7 +709,7 @@ export class H2Connection {
       this.streamError(id, ErrorCode.PROTOCOL_ERROR);
       return;
     }
-    const fields = this.hFields!;
+    const fields = this.fieldScratch.slice(0, this.hCount);
     this.hFields = null;
     const stream = new H2Stream(id, this, this.peerInitialWindow);
     stream.contentLeft = this.hContentLength;
@@ -720,7 +726,8 @@ export class H2Connection {
     this.hKind = kind;
     this.hSize = 0;
     this.hContentLength = -1;
-    this.hFields = kind === KIND_REQUEST ? [] : null;
+    this.hCount = 0;
+    this.hFields = kind === KIND_REQUEST ? this.fieldScratch : null;
     try {
       this.decoder.decode(buf, start, end, this.onField);
     } catch (err) {
@@ -789,7 +796,11 @@ export class H2Connection {
       this.hState |= H_MALFORMED;
       return;
     }
-    this.hFields?.push(name, value);
+    const f = this.hFields;
+    if (f !== null) {
+      f[this.hCount++] = name;
+      f[this.hCount++] = value;
+    }
   }
 
   private onRstStream(buf: Buffer, start: number, end: number, id: number): void {
@@ -1262,9 +1273,15 @@ export class H2Connection {
   }
 
   private copyOut(src: Uint8Array, start: number, end: number): void {
-    this.reserve(end - start);
-    this.out.set(src.subarray(start, end), this.outLen);
-    this.outLen += end - start;
+    const n = end - start;
+    this.reserve(n);
+    const o = this.out;
+    // No view per copy (subarray, and Buffer#copy of a part, allocate one): a whole buffer is
+    // set as it is, a short part copied by hand, only a long part through a view.
+    if (start === 0 && end === src.length) o.set(src, this.outLen);
+    else if (n <= 64) for (let i = 0, at = this.outLen; i < n; i++) o[at + i] = src[start + i]!;
+    else o.set(src.subarray(start, end), this.outLen);
+    this.outLen += n;
   }
 
   private reserve(n: number): void {
