@@ -3,15 +3,13 @@
  * grpc-js and raw node:http2 clients in extproc/grpc/h2-server.test.ts, grpc-go's in
  * h2-server-go.test.ts): every suite loops over TRANSPORTS, so a transport joins all of them here.
  */
-import type { H2ServerOptions } from '../../extproc/grpc/h2-server.js';
+import type { H2ServerOptions, H2Transport } from '../../extproc/grpc/h2-server.js';
 
-/** node:http2, or Sluice's own (extproc/grpc/h2-connection.ts). */
-export type Transport = 'node' | 'own';
+export type Transport = H2Transport;
 
-/** 'own' joins once startH2Server takes `transport` (issue 16). */
-export const TRANSPORTS: readonly Transport[] = ['node'];
+/** node:http2, and Sluice's own (extproc/grpc/h2-connection.ts). */
+export const TRANSPORTS: readonly Transport[] = ['node', 'own'];
 
-/** The server options on a transport (a property an older H2ServerOptions does not declare). */
 export function withTransport(opts: H2ServerOptions, transport: Transport): H2ServerOptions {
-  return Object.assign(opts, { transport });
+  return { ...opts, transport };
 }
