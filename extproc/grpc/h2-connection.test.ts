@@ -996,6 +996,82 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     c.sock.destroy();
   });
 
+  it("ignores the client's trailers, and ends the stream after them", async () => {
+    const { log, handler } = recorder();
+    const srv = await serve(handler);
+    const c = await raw(srv);
+    c.send(
+      headers(1),
+      frame(T.DATA, 0, 1, Buffer.from('a')),
+      headers(1, 5, [['x-trailer', 'v']]),
+      headers(3),
+      headers(3, 4, [['x-trailer', 'v']]),
+    );
+    await waitFor(() => log.includes('end 1'));
+    // Trailers without END_STREAM, and a pseudo-header in trailers: malformed.
+    assert.equal(await c.rst(3), ErrorCode.PROTOCOL_ERROR);
+    c.send(headers(5), headers(5, 5, [[':path', '/x']]));
+    assert.equal(await c.rst(5), ErrorCode.PROTOCOL_ERROR);
+    assert.deepEqual(log, [
+      'open 1',
+      'data 1 a',
+      'end 1',
+      'open 3',
+      'aborted 3',
+      'open 5',
+      'aborted 5',
+    ]);
+    c.sock.destroy();
+  });
+
+  it('a HEADERS priority on the stream itself: RST_STREAM PROTOCOL_ERROR', async () => {
+    const { log, handler } = recorder();
+    const srv = await serve(handler);
+    const c = await raw(srv);
+    c.send(frame(T.HEADERS, 0x20 | 5, 1, Buffer.concat([u32(1), Buffer.from([16]), block()])));
+    assert.equal(await c.rst(1), ErrorCode.PROTOCOL_ERROR);
+    assert.deepEqual(log, []);
+    c.sock.destroy();
+  });
+
+  it('puts a table size update before its next block once the client lowers HEADER_TABLE_SIZE', async () => {
+    const { handler } = recorder();
+    const srv = await serve(handler);
+    const c = await raw(srv, false);
+    c.send(PREFACE, settings([1, 0]), headers(1, 5), headers(3, 5));
+    await waitFor(() => c.reader.frames.filter((f) => f.type === T.HEADERS).length === 4);
+    const blocks = c.reader.frames.filter((f) => f.type === T.HEADERS).map((f) => f.payload);
+    assert.deepEqual(blocks[0], Buffer.concat([Buffer.from([0x20]), RESPONSE]));
+    assert.deepEqual(blocks.slice(1), [TRAILERS, RESPONSE, TRAILERS]);
+    c.sock.destroy();
+  });
+
+  it('answers 431 to a request over maxHeaderListSize that carries END_STREAM, without a reset', async () => {
+    const { log, handler } = recorder();
+    const srv = await serve(handler, { maxHeaderListSize: 200 });
+    const c = await raw(srv);
+    c.send(headers(1, 5, [...REQUEST, ['x-big', 'v'.repeat(200)]]), headers(3, 5));
+    await waitFor(() => log.includes('end 3'));
+    const mine = c.reader.frames.filter((f) => f.id === 1);
+    assert.deepEqual(
+      mine.map((f) => [f.type, f.flags, f.payload.toString('hex')]),
+      [[T.HEADERS, 5, '0803343331']],
+    );
+    c.sock.destroy();
+  });
+
+  it('a throwing onError does not break the connection handling', async () => {
+    const srv = await serve(recorder().handler, {
+      onError: () => {
+        throw new Error('logger bug');
+      },
+    });
+    const c = await raw(srv);
+    c.send(frame(T.PING, 0, 1, Buffer.alloc(8)));
+    assert.equal(await c.goaway(), ErrorCode.PROTOCOL_ERROR);
+    await waitFor(() => c.reader.closed);
+  });
+
   it('ends a stream whose answer is complete before the request with RST_STREAM NO_ERROR', async () => {
     const srv = await serve((s) => {
       s.headers(RESPONSE, false);

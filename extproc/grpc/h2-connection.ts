@@ -310,6 +310,8 @@ export class H2Connection {
   /** A connection error: input is ignored, the socket ends once the GOAWAY is out. */
   private failed = false;
   private socketClosed = false;
+  /** The socket was ended (after the last GOAWAY'd stream, or an error). */
+  private ending = false;
   private destroyed = false;
 
   constructor(
@@ -366,7 +368,7 @@ export class H2Connection {
       if (!this.failed && !this.destroyed) this.giveCredit();
     } catch (err) {
       // An owner's handler threw, or a bug here: the connection cannot be trusted to be in step.
-      this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+      this.report(err);
       this.connectionError(ErrorCode.INTERNAL_ERROR, 'internal error');
     }
   }
@@ -834,6 +836,9 @@ export class H2Connection {
       this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'SETTINGS length');
       return;
     }
+    // Applied once per frame, its last value: a frame of thousands of entries must not walk
+    // every open stream for each.
+    let initialWindow = -1;
     for (let at = start; at < end; at += 6) {
       const key = buf.readUInt16BE(at);
       const value = buf.readUInt32BE(at + 2);
@@ -847,23 +852,13 @@ export class H2Connection {
             return;
           }
           break;
-        case SETTINGS_INITIAL_WINDOW_SIZE: {
+        case SETTINGS_INITIAL_WINDOW_SIZE:
           if (value > MAX_WINDOW) {
             this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'bad SETTINGS_INITIAL_WINDOW_SIZE');
             return;
           }
-          const delta = value - this.peerInitialWindow;
-          this.peerInitialWindow = value;
-          // Open streams' send windows move by the difference, and may go negative (§6.9.2).
-          for (const s of this.streams.values()) {
-            s.sendWindow += delta;
-            if (s.sendWindow > MAX_WINDOW) {
-              this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window overflow');
-              return;
-            }
-          }
+          initialWindow = value;
           break;
-        }
         case SETTINGS_MAX_FRAME_SIZE:
           if (value < MAX_FRAME || value > 0xffffff) {
             this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad SETTINGS_MAX_FRAME_SIZE');
@@ -874,6 +869,18 @@ export class H2Connection {
         default:
           // MAX_CONCURRENT_STREAMS (we start none), MAX_HEADER_LIST_SIZE (advisory), unknown ones.
           break;
+      }
+    }
+    if (initialWindow >= 0 && initialWindow !== this.peerInitialWindow) {
+      const delta = initialWindow - this.peerInitialWindow;
+      this.peerInitialWindow = initialWindow;
+      // Open streams' send windows move by the difference, and may go negative (§6.9.2).
+      for (const s of this.streams.values()) {
+        s.sendWindow += delta;
+        if (s.sendWindow > MAX_WINDOW) {
+          this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window overflow');
+          return;
+        }
       }
     }
     this.control(9);
@@ -1113,8 +1120,8 @@ export class H2Connection {
   /** A connection error: GOAWAY, every stream aborted, the socket ended once the GOAWAY is out. */
   private connectionError(code: number, why: string): void {
     if (this.failed || this.destroyed) return;
-    this.opts.onError?.(new Error(`HTTP/2 connection error ${code}: ${why}`));
     this.failed = true;
+    this.report(new Error(`HTTP/2 connection error ${code}: ${why}`));
     this.blockBuf = null;
     this.part = null;
     if (!this.socketClosed) this.writeGoaway(code);
@@ -1137,7 +1144,7 @@ export class H2Connection {
         try {
           events.aborted();
         } catch (err) {
-          this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+          this.report(err);
         }
       }
     }
@@ -1149,7 +1156,8 @@ export class H2Connection {
   }
 
   private finish(): void {
-    if (this.socketClosed || this.destroyed) return;
+    if (this.ending || this.socketClosed || this.destroyed) return;
+    this.ending = true;
     this.flush();
     this.socket.end();
     // A peer that never closes its side is not waited for.
@@ -1160,8 +1168,17 @@ export class H2Connection {
     if (!this.socketClosed) this.destroy();
   }
 
+  /** The owner's onError, which must not throw into a socket event either. */
+  private report(err: unknown): void {
+    try {
+      this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+    } catch {
+      // nothing more to tell
+    }
+  }
+
   private onSocketError(err: Error): void {
-    this.opts.onError?.(err);
+    this.report(err);
   }
 
   private onSocketClose(): void {
@@ -1175,7 +1192,7 @@ export class H2Connection {
       try {
         fn();
       } catch (err) {
-        this.opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+        this.report(err);
       }
     }
   }
@@ -1296,7 +1313,7 @@ export class H2Connection {
     if (this.socket.writableLength < BACKED_UP) return;
     this.controlBacklog += bytes;
     if (this.controlBacklog > CONTROL_LIMIT) {
-      this.opts.onError?.(new Error('HTTP/2 peer does not read its control frames'));
+      this.report(new Error('HTTP/2 peer does not read its control frames'));
       this.destroy();
     }
   }
@@ -1340,7 +1357,7 @@ export class H2Connection {
       socket.uncork();
     }
     if (socket.writableLength > OUTBOUND_LIMIT) {
-      this.opts.onError?.(new Error('HTTP/2 peer does not read'));
+      this.report(new Error('HTTP/2 peer does not read'));
       this.destroy();
     }
   }
