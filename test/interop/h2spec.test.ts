@@ -49,9 +49,12 @@ const NODE_ALLOWED: Record<string, string> = {
   // nghttp2 keeps no state for a stream closed by RST_STREAM or END_STREAM both ways and ignores
   // DATA / HEADERS on it (no STREAM_CLOSED error; h2spec times out waiting).
   // 5.1/5 and 5.1/6 (DATA / HEADERS on a half-closed (remote) stream) are the same case when the
-  // server's 415 with END_STREAM went out first and closed the stream: they fail in some runs.
+  // server's 415 with END_STREAM went out first and closed the stream: each failed 2 of 20 runs.
   'http2/5.1/5': 'as 5.1/11 when the 415 closed the stream first (timing)',
   'http2/5.1/6': 'as 5.1/12 when the 415 closed the stream first (timing)',
+  // DATA with a pad length past its end, after HEADERS without END_STREAM: §6.1 asks for a
+  // connection error PROTOCOL_ERROR; node answers RST_STREAM instead in some runs (3 of 20 here).
+  'http2/6.1/3': 'node sometimes resets the stream instead of GOAWAY PROTOCOL_ERROR (timing)',
   'http2/5.1/8': "nghttp2 ignores DATA on a stream closed by the client's RST_STREAM",
   'http2/5.1/9': "nghttp2 ignores HEADERS on a stream closed by the client's RST_STREAM",
   'http2/5.1/11': 'nghttp2 ignores DATA on a closed stream',
