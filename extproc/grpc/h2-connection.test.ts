@@ -865,15 +865,33 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     c.send(
       ...Array.from({ length: 3 }, () => frame(T.DATA, 0, 1, Buffer.alloc(16384))),
       frame(T.WINDOW_UPDATE, 0, 1, u32(5)),
-      frame(T.RST_STREAM, 0, 1, u32(8)),
     );
     await waitFor(() => c.reader.frames.some((f) => f.type === T.WINDOW_UPDATE && f.id === 0));
-    // More than the connection window in total: the credit was given back.
+    // More than the connection window in total: the credit was given back. The client's own
+    // RST_STREAM last (after it, nothing more may come on the stream).
     c.send(...Array.from({ length: 3 }, () => frame(T.DATA, 0, 1, Buffer.alloc(16384))));
-    c.send(frame(T.PING, 0, 0, Buffer.alloc(8)));
+    c.send(frame(T.RST_STREAM, 0, 1, u32(8)), frame(T.PING, 0, 0, Buffer.alloc(8)));
     await waitFor(() => c.reader.frames.some((f) => f.type === T.PING));
     assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY));
     c.sock.destroy();
+  });
+
+  it("DATA or HEADERS after the client's own RST_STREAM: GOAWAY STREAM_CLOSED, also when it crossed ours", async () => {
+    for (const ours of [false, true]) {
+      for (const late of [frame(T.DATA, 0, 1, Buffer.from('x')), headers(1, 5)]) {
+        const srv = await serve((s) => {
+          if (ours) s.reset(ErrorCode.CANCEL);
+          else s.headers(RESPONSE, true);
+          return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+        });
+        const c = await raw(srv);
+        c.send(headers(1));
+        if (ours) assert.equal(await c.rst(1), ErrorCode.CANCEL);
+        else await waitFor(() => c.reader.frames.some((f) => f.type === T.HEADERS));
+        c.send(frame(T.RST_STREAM, 0, 1, u32(8)), late);
+        assert.equal(await c.goaway(), ErrorCode.STREAM_CLOSED);
+      }
+    }
   });
 
   it('refuses streams beyond maxConcurrentStreams with REFUSED_STREAM', async () => {
@@ -949,10 +967,13 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     );
     assert.equal(dataOf(1), 25);
     assert.equal(dataOf(3), 25);
-    const last1 = c.reader.frames.filter((f) => f.id === 1).at(-2)!;
+    const last1 = c.reader.frames.filter((f) => f.id === 1).at(-1)!;
     assert.equal(last1.type, T.HEADERS);
     assert.equal(last1.flags, 5);
-    assert.equal(streams[0]!.closed, true);
+    // Half-closed (local) until the client ends its side.
+    assert.equal(streams[0]!.closed, false);
+    c.send(frame(T.DATA, 1, 1));
+    await waitFor(() => streams[0]!.closed);
     c.sock.destroy();
   });
 
@@ -1072,20 +1093,35 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     await waitFor(() => c.reader.closed);
   });
 
-  it('ends a stream whose answer is complete before the request with RST_STREAM NO_ERROR', async () => {
+  it('keeps a stream answered before its request ended open for the client until its END_STREAM', async () => {
+    let data = 0;
+    let ended = 0;
+    let stream!: ServerStream;
     const srv = await serve((s) => {
+      stream = s;
       s.headers(RESPONSE, false);
       s.trailers(TRAILERS);
-      return { data: () => undefined, end: () => undefined, aborted: () => assert.fail('aborted') };
+      return {
+        data: () => void data++,
+        end: () => void ended++,
+        aborted: () => assert.fail('aborted'),
+      };
     });
     const c = await raw(srv);
     c.send(headers(1));
-    assert.equal(await c.rst(1), ErrorCode.NO_ERROR);
-    // Late DATA from the client is ignored.
-    c.send(frame(T.DATA, 1, 1, Buffer.from('late')), frame(T.PING, 0, 0, Buffer.alloc(8)));
-    await waitFor(() => c.reader.frames.some((f) => f.type === T.PING));
-    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY));
-    c.sock.destroy();
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.HEADERS && f.flags & 1));
+    assert.equal(stream.closed, false);
+    // Its frames are still checked: a WINDOW_UPDATE of 0 on it is a stream error.
+    c.send(headers(3), frame(T.WINDOW_UPDATE, 0, 3, u32(0)));
+    assert.equal(await c.rst(3), ErrorCode.PROTOCOL_ERROR);
+    c.send(frame(T.DATA, 0, 1, Buffer.from('late')), frame(T.DATA, 1, 1, Buffer.from('!')));
+    await waitFor(() => ended === 1);
+    assert.equal(data, 2);
+    assert.equal(stream.closed, true);
+    assert.ok(!c.reader.frames.some((f) => f.type === T.RST_STREAM && f.id === 1));
+    // Closed now: DATA on it is a connection error.
+    c.send(frame(T.DATA, 1, 1, Buffer.from('x')));
+    assert.equal(await c.goaway(), ErrorCode.STREAM_CLOSED);
   });
 });
 

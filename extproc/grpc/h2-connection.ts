@@ -715,11 +715,15 @@ export class H2Connection {
     this.hFields = null;
     const stream = new H2Stream(id, this, this.peerInitialWindow);
     stream.contentLeft = this.hContentLength;
+    // The client's END_STREAM is part of the state the owner answers in: a trailers-only answer
+    // from inside onStream then closes the stream (not an early answer reset with NO_ERROR,
+    // whose late frames would be let through: h2spec 5.1/5, 5.1/11, 6.1/2).
+    if (flags & END_STREAM) stream.state |= S_REMOTE_ENDED;
     this.streams.set(id, stream);
     const events = this.opts.onStream(stream, fields);
     if (stream.state & S_CLOSED) return;
     stream.events = events;
-    if (flags & END_STREAM) this.remoteEnd(stream);
+    if (flags & END_STREAM) events.end();
   }
 
   /** Decodes a block into hState/hFields; false after a connection error (HPACK). */
@@ -815,11 +819,29 @@ export class H2Connection {
       return;
     }
     const s = this.streams.get(id);
-    if (s === undefined) return;
+    if (s === undefined) {
+      // Our RST_STREAM and the client's crossed; after its own, nothing more may come from it on
+      // the stream (h2spec 5.1/8, 5.1/9), and it still counts as a reset (an answer sent from
+      // onStream must not take a rapid reset past the bucket).
+      if (this.forgetResetByUs(id)) this.spendResetToken();
+      return;
+    }
     if (!this.spendResetToken()) return;
     this.streams.delete(id);
     this.remember(id, false);
     this.dropStream(s);
+  }
+
+  /** A remembered stream we reset becomes one closed by the client; false if not remembered so. */
+  private forgetResetByUs(id: number): boolean {
+    const r = this.recent;
+    for (let i = 0; i < RECENT; i++) {
+      if (r[i] === id * 2 + 1) {
+        r[i] = id * 2;
+        return true;
+      }
+    }
+    return false;
   }
 
   private onSettings(buf: Buffer, start: number, end: number, flags: number, id: number): void {
@@ -977,6 +999,7 @@ export class H2Connection {
     s.state |= S_REMOTE_ENDED;
     // end() after the state is settled: the owner may answer from inside it.
     s.events?.end();
+    if ((s.state & (S_LOCAL_SENT | S_CLOSED)) === S_LOCAL_SENT) this.closeStream(s);
   }
 
   // ---- streams ----
@@ -1033,25 +1056,23 @@ export class H2Connection {
     if (i >= 0) this.blocked.splice(i, 1);
   }
 
-  private closeStream(s: H2Stream, resetByUs = false): void {
+  private closeStream(s: H2Stream): void {
     s.state |= S_CLOSED;
     s.events = null;
     this.streams.delete(s.id);
-    this.remember(s.id, resetByUs);
+    this.remember(s.id, false);
     this.maybeFinish();
   }
 
   /** Our END_STREAM is in the batch. */
   localSent(s: H2Stream): void {
     s.state |= S_LOCAL_SENT;
-    if (s.state & S_REMOTE_ENDED) {
-      this.closeStream(s);
-      return;
-    }
-    // The answer is complete before the request: the client is asked to stop sending
-    // (RST_STREAM NO_ERROR, RFC 9113 §8.1) and the stream is done.
-    this.writeRst(s.id, ErrorCode.NO_ERROR);
-    this.closeStream(s, true);
+    // An answer complete before the request leaves the stream half-closed (local) until the
+    // client's END_STREAM or RST_STREAM, as nghttp2 does, rather than RST_STREAM NO_ERROR
+    // (RFC 9113 §8.1 allows either): the client's frames on it are then still checked (h2spec
+    // 6.9/2, 6.9.1/3, 8.1/1, 8.1.2.1/3, 8.1.2.6 against a server answering 415 from onStream),
+    // and what it sends is counted and credited. It costs the stream object until then.
+    if (s.state & S_REMOTE_ENDED) this.closeStream(s);
   }
 
   /** DATA from a stream with nothing queued: sent as far as the windows allow, the rest queued. */
