@@ -894,6 +894,37 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     }
   });
 
+  it('ignores DATA on a stream reset long ago (no longer remembered)', async () => {
+    const srv = await serve((s) => {
+      s.reset(ErrorCode.CANCEL);
+      return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+    });
+    const c = await raw(srv);
+    const opens: Buffer[] = [];
+    for (let id = 1; id <= 2 * 600 + 1; id += 2) opens.push(headers(id, 5));
+    c.send(...opens);
+    await waitFor(() => c.reader.frames.filter((f) => f.type === T.RST_STREAM).length === 601);
+    c.send(frame(T.DATA, 0, 1, Buffer.from('late')), frame(T.PING, 0, 0, Buffer.alloc(8)));
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.PING));
+    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY));
+    c.sock.destroy();
+  });
+
+  it('cuts off a peer that grants no window while answers pile up (CVE-2019-9517)', async () => {
+    const big = Buffer.alloc(1 << 20);
+    const srv = await serve((s) => {
+      s.headers(RESPONSE, false);
+      s.data(big);
+      return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+    });
+    const c = await raw(srv, false);
+    const opens: Buffer[] = [];
+    for (let id = 1; id <= 2 * 70; id += 2) opens.push(headers(id));
+    c.send(PREFACE, settings([4, 0]), ...opens);
+    await waitFor(() => c.reader.closed);
+    assert.ok(srv.errors.some((e) => /grant window/.test(e.message)));
+  });
+
   it('refuses streams beyond maxConcurrentStreams with REFUSED_STREAM', async () => {
     const { log, handler } = recorder();
     const srv = await serve(handler, { maxConcurrentStreams: 2 });

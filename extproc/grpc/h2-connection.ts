@@ -120,13 +120,16 @@ const RESET_RATE_PER_MS = 33 / 1000;
  *  reading (the socket's buffer above this): past CONTROL_LIMIT octets the socket is destroyed. */
 const BACKED_UP = 64 * 1024;
 const CONTROL_LIMIT = 64 * 1024;
-/** Whatever is queued, past this the peer is not reading and the socket is destroyed. */
+/** What the socket holds plus the DATA streams hold for the peer's windows: past this the peer
+ *  is not reading, or grants no window while it keeps asking (CVE-2019-9517), and the socket is
+ *  destroyed. */
 const OUTBOUND_LIMIT = 64 * 1024 * 1024;
 /** Recently closed stream ids remembered: late frames on one we reset are ignored (RFC 9113
  *  §5.4.2: the peer may have sent them before our RST_STREAM arrived); frames on one closed
- *  otherwise are STREAM_CLOSED, and a HEADERS on an older id not remembered is PROTOCOL_ERROR
- *  (it may be an id the client never opened, §5.1.1). */
-const RECENT = 128;
+ *  otherwise are STREAM_CLOSED. Older ids: DATA is ignored (counted and credited; it may be late
+ *  DATA for a stream reset long ago, and an error would cost every stream on the connection), a
+ *  HEADERS is PROTOCOL_ERROR (it may be an id the client never opened, §5.1.1). */
+const RECENT = 512;
 /** A DATA payload at least this long is written as its own buffer, not copied into the batch. */
 const COPY_LIMIT = 4096;
 /** After a connection error the socket is ended; it is destroyed if the peer has not closed by then. */
@@ -163,9 +166,8 @@ const KIND_REQUEST = 0;
 const KIND_TRAILERS = 1;
 const KIND_DISCARD = 2;
 
-// How a remembered stream closed (recentlyClosed).
+// How a remembered stream closed (recentlyClosed; RESET_BY_US = 2: late frames are ignored).
 const CLOSED = 1;
-const RESET_BY_US = 2;
 
 // Stream state (bits).
 const S_REMOTE_ENDED = 1;
@@ -216,6 +218,7 @@ class H2Stream implements ServerStream {
     if (this.state & (S_CLOSED | S_LOCAL_ENDED) || chunk.length === 0) return;
     if (this.queue !== null) {
       this.queue.push(chunk);
+      this.conn.queued(chunk.length);
       return;
     }
     this.conn.sendData(this, chunk);
@@ -303,6 +306,8 @@ export class H2Connection {
   private flushScheduled = false;
   private readonly flushFn: () => void;
   private controlBacklog = 0;
+  /** DATA octets in the streams' queues. */
+  private queuedBytes = 0;
 
   /** GOAWAY sent (close() or an error): new streams are refused. */
   private goawaySent = false;
@@ -543,7 +548,7 @@ export class H2Connection {
     const s = this.streams.get(id);
     if (s === undefined) {
       if (this.isIdle(id)) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'DATA on an idle stream');
-      else if (this.recentlyClosed(id) !== RESET_BY_US) {
+      else if (this.recentlyClosed(id) === CLOSED) {
         this.connectionError(ErrorCode.STREAM_CLOSED, 'DATA on a closed stream');
       }
       return;
@@ -893,8 +898,10 @@ export class H2Connection {
           break;
       }
     }
+    let grew = false;
     if (initialWindow >= 0 && initialWindow !== this.peerInitialWindow) {
       const delta = initialWindow - this.peerInitialWindow;
+      grew = delta > 0;
       this.peerInitialWindow = initialWindow;
       // Open streams' send windows move by the difference, and may go negative (§6.9.2).
       for (const s of this.streams.values()) {
@@ -907,7 +914,8 @@ export class H2Connection {
     }
     this.control(9);
     this.frameHead(0, SETTINGS, ACK, 0);
-    if (this.blocked.length > 0) this.pumpAll();
+    // Only a larger window can unblock a stream: a flood of other SETTINGS must not walk them.
+    if (grew && this.blocked.length > 0) this.pumpAll();
   }
 
   private onWindowUpdate(buf: Buffer, start: number, end: number, id: number): void {
@@ -926,7 +934,10 @@ export class H2Connection {
         this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'connection window overflow');
         return;
       }
-      if (this.blocked.length > 0) this.pumpAll();
+      // After a pass over the blocked streams, the connection window is spent or each of them
+      // waits for its own: only credit to a spent connection window can unblock one (a flood of
+      // small connection WINDOW_UPDATEs must not walk them all).
+      if (this.blocked.length > 0 && this.connSendWindow - inc <= 0) this.pumpAll();
       return;
     }
     const s = this.streams.get(id);
@@ -1045,6 +1056,9 @@ export class H2Connection {
 
   private clearQueue(s: H2Stream): void {
     if (s.queue !== null) {
+      let left = -s.queueAt;
+      for (const c of s.queue) left += c.length;
+      this.queuedBytes -= left;
       s.queue = null;
       s.pendingTrailers = null;
       this.unblock(s);
@@ -1092,6 +1106,16 @@ export class H2Connection {
       s.queue = [at === 0 ? chunk : chunk.subarray(at)];
       s.queueAt = 0;
       this.blocked.push(s);
+      this.queued(n - at);
+    }
+  }
+
+  /** DATA octets held for the peer's windows, counted against OUTBOUND_LIMIT. */
+  queued(n: number): void {
+    this.queuedBytes += n;
+    if (n > 0 && this.socket.writableLength + this.queuedBytes > OUTBOUND_LIMIT) {
+      this.report(new Error('HTTP/2 peer does not read or grant window'));
+      this.destroy();
     }
   }
 
@@ -1110,6 +1134,7 @@ export class H2Connection {
       this.writeData(s.id, chunk, s.queueAt, s.queueAt + k);
       s.sendWindow -= k;
       this.connSendWindow -= k;
+      this.queuedBytes -= k;
       s.queueAt += k;
       if (s.queueAt === chunk.length) {
         q.shift();
@@ -1154,6 +1179,7 @@ export class H2Connection {
     const list = [...this.streams.values()];
     this.streams.clear();
     this.blocked = [];
+    this.queuedBytes = 0;
     for (const s of list) {
       const owed = !(s.state & S_LOCAL_ENDED);
       s.state |= S_CLOSED;
