@@ -7,13 +7,16 @@
  *
  * Why not node:http2: it turns every received header value outside HPACK's static table into an
  * external string allocated in V8's old generation, and its JS layer allocates ~31 KiB per
- * request; that intake drives the full collections behind our p99 (issue 16, /tmp/h2-plan.md).
+ * request; that intake drives the full collections behind our p99 (issue 16).
  *
  * Defences against a hostile peer (each bounded, each ends in a GOAWAY or a destroyed socket,
  * never an exception out of a socket event): frames above our SETTINGS_MAX_FRAME_SIZE; a header
  * block (HEADERS + CONTINUATION) above a size or frame-count bound (CONTINUATION flood); client
  * resets above a token bucket (rapid reset, CVE-2023-44487); control frames that need an answer
- * (PING, SETTINGS) piling up while the peer does not read (outbound flood, CVE-2019-9512/9515).
+ * (PING, SETTINGS) piling up while the peer does not read (outbound flood, CVE-2019-9512/9515);
+ * DATA held for windows the peer never opens (CVE-2019-9517). Not bounded here: the number of
+ * open streams (the owner's maxConcurrentStreams) and what a stream's owner queues below
+ * OUTBOUND_LIMIT (the contract leaves that bound to the owner).
  */
 import type { Socket } from 'node:net';
 import { HpackDecoder, HpackError } from './hpack.js';
@@ -1082,10 +1085,11 @@ export class H2Connection {
   localSent(s: H2Stream): void {
     s.state |= S_LOCAL_SENT;
     // An answer complete before the request leaves the stream half-closed (local) until the
-    // client's END_STREAM or RST_STREAM, as nghttp2 does, rather than RST_STREAM NO_ERROR
-    // (RFC 9113 §8.1 allows either): the client's frames on it are then still checked (h2spec
-    // 6.9/2, 6.9.1/3, 8.1/1, 8.1.2.1/3, 8.1.2.6 against a server answering 415 from onStream),
-    // and what it sends is counted and credited. It costs the stream object until then.
+    // client's END_STREAM or RST_STREAM, rather than RST_STREAM NO_ERROR (RFC 9113 §8.1 allows
+    // either): the client's frames on it are then still checked, as node:http2 does (it passes
+    // h2spec 6.9/2, 6.9.1/3, 8.1/1, 8.1.2.1/3, 8.1.2.6 against the ext_proc server's 415 from
+    // onStream: test/interop/h2spec.test.ts), and what it sends is counted and credited. It
+    // costs the stream object until then.
     if (s.state & S_REMOTE_ENDED) this.closeStream(s);
   }
 
