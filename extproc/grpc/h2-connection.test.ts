@@ -1220,6 +1220,41 @@ describe('H2Connection against a bad peer', { timeout: 30_000 }, () => {
     c.sock.destroy();
   });
 
+  it('a flood of cheap frames (empty DATA, PRIORITY, unknown types, WINDOW_UPDATEs) leaves memory flat', async () => {
+    let stream!: ServerStream;
+    const srv = await serve((st) => {
+      stream = st;
+      return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+    });
+    const c = await raw(srv);
+    c.send(headers(1));
+    await waitFor(() => stream !== undefined);
+    const junk = Buffer.concat([
+      frame(T.DATA, 0, 1),
+      frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 0, 16])),
+      frame(T.PRIORITY, 0, 999, Buffer.from([0, 0, 0, 0, 16])),
+      frame(0x42, 0, 1, Buffer.alloc(32)),
+      frame(T.WINDOW_UPDATE, 0, 1, u32(1)),
+      frame(T.SETTINGS, 0, 0),
+    ]);
+    const burst = Buffer.concat(Array.from({ length: 2000 }, () => junk));
+    global.gc?.();
+    const before = process.memoryUsage().heapUsed;
+    for (let i = 0; i < 20; i++) {
+      c.send(burst);
+      await sleep(5);
+    }
+    c.send(frame(T.PING, 0, 0, Buffer.alloc(8)));
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.PING), 10_000);
+    global.gc?.();
+    const grown = process.memoryUsage().heapUsed - before;
+    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY));
+    assert.equal(stream.closed, false);
+    // 40,000 frames of each kind went through: nothing per frame is kept.
+    assert.ok(grown < 8 << 20, `heap grew ${grown} octets`);
+    c.sock.destroy();
+  });
+
   it('a throwing owner costs the connection, not the process', async () => {
     const srv = await serve(() => {
       throw new Error('owner bug');
