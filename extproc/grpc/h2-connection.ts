@@ -38,7 +38,8 @@ export interface ServerStream {
   /** HEADERS (+CONTINUATION) with a pre-encoded block; endStream for a trailers-only answer. */
   headers(block: Buffer, endStream: boolean): void;
   /** DATA, split to the peer's SETTINGS_MAX_FRAME_SIZE and held while the stream's or the
-   *  connection's send window is short (sent as WINDOW_UPDATEs arrive). */
+   *  connection's send window is short (sent as WINDOW_UPDATEs arrive). The chunk is not copied
+   *  when long (4 KiB and more) or held: it must not change afterwards. */
   data(chunk: Buffer): void;
   /** HEADERS with END_STREAM, after every queued DATA frame. */
   trailers(block: Buffer): void;
