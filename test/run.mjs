@@ -14,6 +14,8 @@ const tiers = {
   'envoy-config': ['test/envoy-config'],
   driver: ['test/driver'],
   conformance: ['test/conformance'],
+  // The ext_proc server's HTTP/2 against h2spec (built from the Go module proxy, then cached).
+  interop: ['test/interop'],
   e2e: ['test/e2e'],
   kube: ['test/kube'],
   redis: ['test/redis'],
