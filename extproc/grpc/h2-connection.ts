@@ -187,7 +187,9 @@ const S_CLOSED = 8;
 class H2Stream implements ServerStream {
   events: StreamEvents | null = null;
   state = 0;
-  sendWindow: number;
+  /** The stream's send window less the peer's SETTINGS_INITIAL_WINDOW_SIZE: a new initial size
+   *  moves every stream's window (RFC 9113 §6.9.2) without a walk over the open streams. */
+  sendDelta = 0;
   /** Received octets not yet given back with a WINDOW_UPDATE. */
   recvUsed = 0;
   /** The request's content-length less the DATA received; -1 without one. */
@@ -203,10 +205,7 @@ class H2Stream implements ServerStream {
   constructor(
     readonly id: number,
     private readonly conn: H2Connection,
-    sendWindow: number,
-  ) {
-    this.sendWindow = sendWindow;
-  }
+  ) {}
 
   get closed(): boolean {
     return (this.state & S_CLOSED) !== 0;
@@ -724,7 +723,7 @@ export class H2Connection {
     }
     const fields = this.fieldScratch.slice(0, this.hCount);
     this.hFields = null;
-    const stream = new H2Stream(id, this, this.peerInitialWindow);
+    const stream = new H2Stream(id, this);
     stream.contentLeft = this.hContentLength;
     // The client's END_STREAM is part of the state the owner answers in: a trailers-only answer
     // from inside onStream then closes the stream (not an early answer reset with NO_ERROR,
@@ -901,18 +900,13 @@ export class H2Connection {
       }
     }
     let grew = false;
-    if (initialWindow >= 0 && initialWindow !== this.peerInitialWindow) {
-      const delta = initialWindow - this.peerInitialWindow;
-      grew = delta > 0;
+    if (initialWindow >= 0) {
+      // Every stream's window moves by the difference (H2Stream.sendDelta), and may go negative
+      // (§6.9.2). One pushed past 2^31-1 by it is not looked for (that would walk every open
+      // stream per SETTINGS frame, a peer's to repeat): what we send stays within the window,
+      // and the stream's next WINDOW_UPDATE finds the overflow.
+      grew = initialWindow > this.peerInitialWindow;
       this.peerInitialWindow = initialWindow;
-      // Open streams' send windows move by the difference, and may go negative (§6.9.2).
-      for (const s of this.streams.values()) {
-        s.sendWindow += delta;
-        if (s.sendWindow > MAX_WINDOW) {
-          this.connectionError(ErrorCode.FLOW_CONTROL_ERROR, 'stream window overflow');
-          return;
-        }
-      }
     }
     this.control(9);
     this.frameHead(0, SETTINGS, ACK, 0);
@@ -952,8 +946,8 @@ export class H2Connection {
       this.streamError(id, ErrorCode.PROTOCOL_ERROR);
       return;
     }
-    s.sendWindow += inc;
-    if (s.sendWindow > MAX_WINDOW) {
+    s.sendDelta += inc;
+    if (this.peerInitialWindow + s.sendDelta > MAX_WINDOW) {
       this.streamError(id, ErrorCode.FLOW_CONTROL_ERROR);
       return;
     }
@@ -1096,10 +1090,15 @@ export class H2Connection {
     let at = 0;
     const n = chunk.length;
     while (at < n) {
-      const k = Math.min(n - at, s.sendWindow, this.connSendWindow, this.peerMaxFrame);
+      const k = Math.min(
+        n - at,
+        this.peerInitialWindow + s.sendDelta,
+        this.connSendWindow,
+        this.peerMaxFrame,
+      );
       if (k <= 0) break;
       this.writeData(s.id, chunk, at, at + k);
-      s.sendWindow -= k;
+      s.sendDelta -= k;
       this.connSendWindow -= k;
       at += k;
     }
@@ -1127,13 +1126,13 @@ export class H2Connection {
       const chunk = q[0]!;
       const k = Math.min(
         chunk.length - s.queueAt,
-        s.sendWindow,
+        this.peerInitialWindow + s.sendDelta,
         this.connSendWindow,
         this.peerMaxFrame,
       );
       if (k <= 0) return;
       this.writeData(s.id, chunk, s.queueAt, s.queueAt + k);
-      s.sendWindow -= k;
+      s.sendDelta -= k;
       this.connSendWindow -= k;
       this.queuedBytes -= k;
       s.queueAt += k;
