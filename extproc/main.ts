@@ -30,9 +30,8 @@ Options:
   --listen ADDR           unix:/path/to.sock or host:port (default unix:/var/run/sluice/extproc.sock)
   --admin HOST:PORT       /metrics, /healthz, /readyz (default 127.0.0.1:9901; "off" disables)
   --max-message-bytes N   largest ext_proc message accepted, i.e. buffered body size (default 16777216)
-  --grpc-server h2|h2-own|grpc-js  the ext_proc gRPC server: Sluice's own on node:http2 (default;
-                          ext_proc and health only, a fifth less allocated per request), the same
-                          on Sluice's own HTTP/2 (h2-own), or grpc-js's
+  --grpc-server h2|node-http2|grpc-js  the ext_proc gRPC server: Sluice's own, on its own HTTP/2
+                          (default; ext_proc and health only), the same on node:http2, or grpc-js's
   --shutdown-grace-ms N   how long open streams may finish after SIGTERM (default 15000)
   --workers N|auto        worker processes behind the one socket, sharing one state (budgets,
                           vault, cache, config); auto: the cgroup CPU limit, rounded up, else

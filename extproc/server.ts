@@ -1,7 +1,8 @@
 /**
- * The ext_proc gRPC server: by default our own on node:http2 (grpc/h2-server.ts, the
- * ExternalProcessor and health services only), or grpc-js's (`--grpc-server grpc-js`). Both
- * hand each Process stream to onStream and serve grpc.health.v1.
+ * The ext_proc gRPC server: by default our own (grpc/h2-server.ts, the ExternalProcessor and
+ * health services only) on our own HTTP/2 (`--grpc-server h2`) or on node:http2
+ * (`node-http2`), or grpc-js's (`--grpc-server grpc-js`). Each hands every Process stream to
+ * onStream and serves grpc.health.v1.
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
@@ -13,7 +14,7 @@ import type { DuplexCall } from './stream.js';
 export const EXT_PROC_SERVICE = 'envoy.service.ext_proc.v3.ExternalProcessor';
 
 /** Which gRPC server carries the ext_proc streams. */
-export const GRPC_SERVERS = ['h2', 'h2-own', 'grpc-js'] as const;
+export const GRPC_SERVERS = ['h2', 'node-http2', 'grpc-js'] as const;
 export type GrpcServerKind = (typeof GRPC_SERVERS)[number];
 
 export interface GrpcServerOptions {
@@ -37,8 +38,8 @@ export interface RunningGrpcServer {
 export async function startGrpcServer(opts: GrpcServerOptions): Promise<RunningGrpcServer> {
   const initial = { '': 'NOT_SERVING', [EXT_PROC_SERVICE]: 'NOT_SERVING' } as const;
   const kind = opts.server ?? 'h2';
-  if (kind === 'h2' || kind === 'h2-own')
-    return startH2Server({ ...opts, transport: kind === 'h2' ? 'node' : 'own' }, initial);
+  if (kind === 'h2' || kind === 'node-http2')
+    return startH2Server({ ...opts, transport: kind === 'h2' ? 'own' : 'node' }, initial);
 
   // Loaded only for `--grpc-server grpc-js` (issue 16: grpc-js is ~2.7 MiB of V8 heap the default
   // transport does without); a failure to load fails the start.

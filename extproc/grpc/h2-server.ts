@@ -1,7 +1,8 @@
 /**
- * The ext_proc server on node:http2 with gRPC's framing written out (`--grpc-server h2`), for
- * the one hot service, ExternalProcessor/Process, plus grpc.health.v1.Health (Check, Watch). The
- * ADS client and every other gRPC party keep grpc-js.
+ * The ext_proc server with gRPC's framing written out (`--grpc-server h2`), for the one hot
+ * service, ExternalProcessor/Process, plus grpc.health.v1.Health (Check, Watch), on Sluice's own
+ * HTTP/2 (h2-transport-own.ts, the default) or on node:http2 (h2-transport-node.ts,
+ * `--grpc-server node-http2`). The ADS client and every other gRPC party keep grpc-js.
  *
  * Why: a do-nothing grpc-js server allocates ~75 KiB and ~100 µs of CPU per request (two
  * streams, five messages) before any of our work, most of it in grpc-js's per-call layers
@@ -60,7 +61,7 @@ export type H2Transport = 'node' | 'own';
 export interface H2ServerOptions {
   /** `unix:/path/to.sock` or `host:port` (port 0 picks one). */
   listen: string;
-  /** Default node. */
+  /** Default own. */
   transport?: H2Transport | undefined;
   maxMessageBytes: number;
   logger: Logger;
@@ -553,14 +554,18 @@ export async function startH2Server(
       call.end(Status.UNIMPLEMENTED, `unknown method ${String(path)}`);
     }
   };
-  const transport = opts.transport ?? 'node';
+  const transport = opts.transport ?? 'own';
   const { listen } =
     transport === 'own'
       ? await import('./h2-transport-own.js')
       : await import('./h2-transport-node.js');
   const listening = await listen({ listen: opts.listen, logger: opts.logger, open });
   opts.logger.info(
-    { event: 'grpc_listening', address: listening.address, transport: `h2-${transport}` },
+    {
+      event: 'grpc_listening',
+      address: listening.address,
+      transport: transport === 'own' ? 'h2' : 'node-http2',
+    },
     'ext_proc server listening',
   );
 

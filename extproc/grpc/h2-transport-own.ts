@@ -119,9 +119,12 @@ class FieldMetadata implements CallMetadata {
 
 /** The server's limits, as advertised in SETTINGS. */
 const CONNECTION = {
-  // Message size is bounded per call (Deframer); streams are as many as Envoy opens, as with
-  // node:http2 before (maxConcurrentStreams 2^32-1 there).
-  maxConcurrentStreams: 2 ** 31 - 1,
+  // Envoy opens at most 1,024 streams to the ext_proc cluster at once unless its circuit breakers
+  // say otherwise (max_requests defaults to 1024; the operator sets none), and its HTTP/2 pool
+  // honours a peer's SETTINGS_MAX_CONCURRENT_STREAMS (1.22 changelog: the limit follows the
+  // SETTINGS frame). The same number here never refuses Envoy, and bounds what one connection
+  // can hold open (each stream's messages are bounded by the Deframer).
+  maxConcurrentStreams: 1024,
   // Buffered bodies arrive as one message: windows that take one whole save round trips.
   initialWindowSize: 1 << 20,
   connectionWindowSize: 16 << 20,
