@@ -1479,7 +1479,8 @@ describe(
           "h2-transport-own.ts advertises maxConcurrentStreams 2^31-1 and nothing else bounds a connection's " +
           'open calls: each HEADERS of ~40 octets (with HPACK indexing far less) makes an H2Stream, an H2Call, ' +
           'an OwnSink, the fields array and whatever the handler keeps, held until the client ends the stream. ' +
-          'node:http2 refuses new streams past maxSessionMemory (10 MB by default); nghttp2/Envoy advertise ' +
+          'node:http2 refuses new streams past maxSessionMemory (10 MB by default: nodejs/node 865da60e75, ' +
+          '"http2: implement maxSessionMemory"); nghttp2/Envoy advertise ' +
           '100-1024 concurrent streams',
       },
       async () => {
