@@ -1477,11 +1477,11 @@ describe(
       {
         todo:
           "h2-transport-own.ts advertises maxConcurrentStreams 2^31-1 and nothing else bounds a connection's " +
-          'open calls: each HEADERS of ~40 octets (with HPACK indexing far less) makes an H2Stream, an H2Call, ' +
-          'an OwnSink, the fields array and whatever the handler keeps, held until the client ends the stream. ' +
-          'node:http2 refuses new streams past maxSessionMemory (10 MB by default: nodejs/node 865da60e75, ' +
-          '"http2: implement maxSessionMemory"); nghttp2/Envoy advertise ' +
-          '100-1024 concurrent streams',
+          'open calls: each HEADERS (6 octets of HPACK indexes) makes an H2Stream, an H2Call, an OwnSink, ' +
+          'the fields array and whatever the handler keeps (~600 B with a do-nothing handler), held until the ' +
+          'client ends the stream, and each may buffer a message of up to --max-message-bytes. node:http2 ' +
+          'refuses new streams past maxSessionMemory (10 MB by default: nodejs/node 865da60e75, "http2: ' +
+          'implement maxSessionMemory")',
       },
       async () => {
         const { setFlagsFromString } = await import('node:v8');
