@@ -1201,6 +1201,27 @@ describe('H2Connection against a bad peer', { timeout: 30_000 }, () => {
     assert.equal(aborted, opened);
   });
 
+  it("a client's RST_STREAM after our answer ended costs no reset token (grpc-go sends one per early-answered call)", async () => {
+    // Each stream is answered in full from onStream while the client's side is still open; the
+    // client then resets it (as grpc-go does with NO_ERROR). 3,000 of them: past the bucket's
+    // 1,000 if they counted.
+    let opened = 0;
+    const srv = await serve((stream) => {
+      opened++;
+      stream.headers(RESPONSE, false);
+      stream.trailers(TRAILERS);
+      return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+    });
+    const c = await raw(srv);
+    const bytes: Buffer[] = [];
+    for (let id = 1; id < 2 * 3000; id += 2)
+      bytes.push(headers(id, 0x4), frame(T.RST_STREAM, 0, id, u32(0)));
+    c.send(...bytes, frame(T.PING, 0, 0, Buffer.alloc(8)));
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.PING) || c.reader.closed);
+    assert.equal(opened, 3000);
+    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY), 'the connection was ended');
+  });
+
   it('outbound flood: a peer sending PINGs without reading is cut off', async () => {
     const srv = await serve(echo);
     const c = await raw(srv);

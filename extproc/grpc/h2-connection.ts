@@ -120,6 +120,14 @@ const MAX_CONTINUATIONS = 64;
  *  nghttp2_option_set_stream_reset_rate_limit, which counts incoming RST_STREAMs only). */
 const RESET_BURST = 1000;
 const RESET_RATE_PER_MS = 33 / 1000;
+/** A client's RST_STREAM spends a token only when it cancels work: our answer not yet ended, and
+ *  the stream younger than this (Envoy's own "premature reset" rule for its downstream
+ *  connections: premature_reset_min_stream_lifetime_seconds, default 1 s). A gRPC client resets
+ *  a stream whose answer came before its own END_STREAM (grpc-go sends RST_STREAM NO_ERROR for
+ *  each such call), and Envoy resets an ext_proc stream when its downstream request is cancelled,
+ *  often seconds into an LLM's answer; counting those would end a busy, healthy connection with
+ *  ENHANCE_YOUR_CALM (the bench's grpc-go load generator did, at 500 req/s). */
+const PREMATURE_RESET_MS = 1000;
 /** Control-frame answers (PING and SETTINGS ACKs, RST_STREAMs) queued while the peer is not
  *  reading (the socket's buffer above this): past CONTROL_LIMIT octets the socket is destroyed. */
 const BACKED_UP = 64 * 1024;
@@ -201,6 +209,8 @@ class H2Stream implements ServerStream {
   pendingTrailers: Buffer | null = null;
   /** In the connection's list of streams owed a WINDOW_UPDATE after this read. */
   creditDue = false;
+  /** Date.now() when the stream opened (PREMATURE_RESET_MS). */
+  readonly openedAt = Date.now();
 
   constructor(
     readonly id: number,
@@ -836,7 +846,12 @@ export class H2Connection {
       if (this.forgetResetByUs(id)) this.spendResetToken();
       return;
     }
-    if (!this.spendResetToken()) return;
+    if (
+      (s.state & S_LOCAL_ENDED) === 0 &&
+      Date.now() - s.openedAt < PREMATURE_RESET_MS &&
+      !this.spendResetToken()
+    )
+      return;
     this.streams.delete(id);
     this.remember(id, false);
     this.dropStream(s);
