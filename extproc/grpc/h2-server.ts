@@ -111,12 +111,16 @@ export interface DeframerSink {
 
 /** The gRPC message reader of one call: 5-byte prefixes and bodies, however DATA frames cut them. */
 export class Deframer {
-  /** Chunks not yet read; the first from `offset` on. */
-  private parts: Buffer[] = [];
-  private offset = 0;
-  private have = 0;
+  /** A prefix cut by a chunk's end: its first `prefixHave` bytes. */
+  private readonly prefixBytes = Buffer.alloc(5);
+  private prefixHave = 0;
   /** The body length of the message being read; -1 while its prefix is not complete. */
   private need = -1;
+  /** A body cut by a chunk's end, copied here as it comes: one buffer, grown by doubling up to
+   *  `need`. Not a list of the chunks: a body sent a few octets per DATA frame would keep a view
+   *  object (~100 B) per frame, ~100× what the peer sent (an adversarial test measured it). */
+  private body: Buffer | undefined;
+  private have = 0;
 
   constructor(
     private readonly max: number,
@@ -124,36 +128,57 @@ export class Deframer {
   ) {}
 
   push(chunk: Buffer): void {
-    // The common case, a chunk holding whole messages and nothing left from before: each body is
-    // one view of the chunk (no prefix copy, no view per prefix, nothing queued).
     let at = 0;
-    if (this.have === 0 && this.need < 0) {
-      while (chunk.length - at >= 5) {
-        const length = chunk.readUInt32BE(at + 1);
-        if (!this.prefix(chunk[at]!, length)) return;
-        if (chunk.length - at - 5 < length) {
-          // The prefix is read (need set); the body's first bytes wait below.
-          at += 5;
-          break;
-        }
-        this.sink.message(length === 0 ? EMPTY : chunk.subarray(at + 5, at + 5 + length));
-        at += 5 + length;
-        this.need = -1;
-      }
-      if (at === chunk.length) return;
-    }
-    this.parts.push(at === 0 ? chunk : chunk.subarray(at));
-    this.have += chunk.length - at;
-    for (;;) {
+    const n = chunk.length;
+    while (at < n) {
       if (this.need < 0) {
-        if (this.have < 5) return;
-        const prefix = this.take(5);
-        if (!this.prefix(prefix[0]!, prefix.readUInt32BE(1))) return;
+        let flag: number;
+        let length: number;
+        if (this.prefixHave === 0 && n - at >= 5) {
+          flag = chunk[at]!;
+          length = chunk.readUInt32BE(at + 1);
+          at += 5;
+        } else {
+          const k = Math.min(5 - this.prefixHave, n - at);
+          chunk.copy(this.prefixBytes, this.prefixHave, at, at + k);
+          this.prefixHave += k;
+          at += k;
+          if (this.prefixHave < 5) return;
+          this.prefixHave = 0;
+          flag = this.prefixBytes[0]!;
+          length = this.prefixBytes.readUInt32BE(1);
+        }
+        if (!this.prefix(flag, length)) return;
+        // An empty message (all fields default) may be the last thing in the chunk.
+        if (length === 0) {
+          this.need = -1;
+          this.sink.message(EMPTY);
+          continue;
+        }
       }
-      if (this.have < this.need) return;
-      const body = this.take(this.need);
-      this.need = -1;
-      this.sink.message(body);
+      const left = n - at;
+      // The prefix ended the chunk: the body comes with the next.
+      if (left === 0) return;
+      if (this.have === 0 && left >= this.need) {
+        // The common case, a body whole in the chunk: a view of it, no copy.
+        const end = at + this.need;
+        this.need = -1;
+        this.sink.message(chunk.subarray(at, end));
+        at = end;
+        continue;
+      }
+      const k = Math.min(left, this.need - this.have);
+      this.reserve(this.have + k);
+      chunk.copy(this.body!, this.have, at, at + k);
+      this.have += k;
+      at += k;
+      if (this.have === this.need) {
+        const body = this.body!.subarray(0, this.have);
+        this.body = undefined;
+        this.have = 0;
+        this.need = -1;
+        this.sink.message(body);
+      }
     }
   }
 
@@ -174,35 +199,14 @@ export class Deframer {
     return true;
   }
 
-  /** The first n buffered bytes: a view when one chunk holds them, else one copy. */
-  private take(n: number): Buffer {
-    // An empty message (all fields default) may follow a prefix that ended its chunk.
-    if (n === 0) return EMPTY;
-    const first = this.parts[0]!;
-    let out: Buffer;
-    if (first.length - this.offset >= n) {
-      out = first.subarray(this.offset, this.offset + n);
-      this.offset += n;
-      if (this.offset === first.length) this.next();
-    } else {
-      out = Buffer.allocUnsafe(n);
-      let at = 0;
-      while (at < n) {
-        const p = this.parts[0]!;
-        const k = Math.min(p.length - this.offset, n - at);
-        p.copy(out, at, this.offset, this.offset + k);
-        at += k;
-        this.offset += k;
-        if (this.offset === p.length) this.next();
-      }
-    }
-    this.have -= n;
-    return out;
-  }
-
-  private next(): void {
-    this.parts.shift();
-    this.offset = 0;
+  /** Room for `size` body bytes: what the peer has sent, at most twice over (not `need` at once,
+   *  which the peer only declares), and never past `need`. */
+  private reserve(size: number): void {
+    const cap = this.body?.length ?? 0;
+    if (size <= cap) return;
+    const grown = Buffer.allocUnsafe(Math.min(this.need, Math.max(size, cap * 2, 16 << 10)));
+    if (this.body) this.body.copy(grown, 0, 0, this.have);
+    this.body = grown;
   }
 }
 
