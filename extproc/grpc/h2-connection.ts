@@ -121,8 +121,10 @@ const MAX_CONTINUATIONS = 64;
 const RESET_BURST = 1000;
 const RESET_RATE_PER_MS = 33 / 1000;
 /** A client's RST_STREAM spends a token only when it cancels work: our answer not yet ended, and
- *  the stream younger than this (Envoy's own "premature reset" rule for its downstream
- *  connections: premature_reset_min_stream_lifetime_seconds, default 1 s). A gRPC client resets
+ *  the stream younger than this (Envoy's own rule for its downstream connections: a
+ *  reset stream is premature if it lived at most overload.premature_reset_min_stream_lifetime_seconds,
+ *  default 1, and had no response code; source/common/http/conn_manager_impl.cc,
+ *  isPrematureRstStream, since 1.27.1). A gRPC client resets
  *  a stream whose answer came before its own END_STREAM (grpc-go sends RST_STREAM NO_ERROR for
  *  each such call), and Envoy resets an ext_proc stream when its downstream request is cancelled,
  *  often seconds into an LLM's answer; counting those would end a busy, healthy connection with
