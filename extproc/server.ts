@@ -6,7 +6,8 @@
  */
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from 'pino';
-import { startH2Server, type CallMetadata, type HealthStatus } from './grpc/h2-server.js';
+import type { CallMetadata } from './grpc/h2-call.js';
+import { startH2Server, type HealthStatus } from './grpc/h2-server.js';
 import { bindGrpcServer, shutdownGrpcServer } from './shared/grpc-server.js';
 import { extProcService } from './wire/proto.js';
 import type { DuplexCall } from './stream.js';

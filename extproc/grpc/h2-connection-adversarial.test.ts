@@ -22,7 +22,8 @@ import {
   type ServerStream,
   type StreamEvents,
 } from './h2-connection.js';
-import { PROCESS_PATH, startH2Server, Status, type RunningH2Server } from './h2-server.js';
+import { Status } from './h2-call.js';
+import { PROCESS_PATH, startH2Server, type RunningH2Server } from './h2-server.js';
 import { encodeHeaderBlock, HpackDecoder } from './hpack.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-h2-adv-'));

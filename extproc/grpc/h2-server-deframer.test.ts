@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { Deframer, Status } from './h2-server.js';
+import { Deframer, Status } from './h2-call.js';
 
 const frame = (body: Buffer, flag = 0): Buffer => {
   const out = Buffer.alloc(5 + body.length);

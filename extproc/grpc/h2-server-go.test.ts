@@ -18,7 +18,8 @@ import pino from 'pino';
 import { buildLoadgen } from '../../test/bench/loadgen/build.js';
 import { TRANSPORTS, withTransport } from '../../test/interop/transports.js';
 import type { DuplexCall } from '../stream.js';
-import { startH2Server, Status, type CallMetadata } from './h2-server.js';
+import { Status, type CallMetadata } from './h2-call.js';
+import { startH2Server } from './h2-server.js';
 
 const EXT_PROC = 'envoy.service.ext_proc.v3.ExternalProcessor';
 

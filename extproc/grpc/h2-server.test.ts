@@ -20,15 +20,11 @@ import { TRANSPORTS, withTransport, type Transport } from '../../test/interop/tr
 import { referenceService } from '../wire/proto.js';
 import { NodeSink } from './h2-transport-node.js';
 import type { DuplexCall, ProcessingRequest } from '../stream.js';
+import { encodeGrpcMessage, H2Call, parseTimeoutMs, Status, type CallMetadata } from './h2-call.js';
 import {
   decodeHealthRequest,
-  encodeGrpcMessage,
-  H2Call,
-  parseTimeoutMs,
   PROCESS_PATH,
   startH2Server,
-  Status,
-  type CallMetadata,
   type RunningH2Server,
 } from './h2-server.js';
 

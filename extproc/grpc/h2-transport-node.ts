@@ -4,7 +4,7 @@
  */
 import * as http2 from 'node:http2';
 import { describeError } from '../errors.js';
-import { dialAddress, parseListen, prepareSocket, stopWithin } from '../shared/grpc-server.js';
+import { drainConnections, listenServer } from '../shared/grpc-server.js';
 import {
   metadataValues,
   statusFields,
@@ -14,7 +14,7 @@ import {
   type H2Call,
   type Listening,
   type TransportOptions,
-} from './h2-server.js';
+} from './h2-call.js';
 
 const RESPONSE_HEADERS = {
   [http2.constants.HTTP2_HEADER_STATUS]: 200,
@@ -175,46 +175,25 @@ export async function listen(opts: TransportOptions): Promise<Listening> {
     });
   });
 
-  const where = parseListen(opts.listen);
-  await prepareSocket(opts.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const done = (): void => {
-      server.off('error', reject);
-      resolve();
-    };
-    if ('path' in where) server.listen(where.path, done);
-    else server.listen(where.port, where.host, done);
-  });
-  server.on('error', (err) =>
+  const address = await listenServer(server, opts.listen, (err) =>
     opts.logger.error(
       { event: 'grpc_server_error', err: describeError(err) },
       'ext_proc server error',
     ),
   );
-  const bound = server.address();
   return {
-    address: dialAddress(
-      opts.listen,
-      typeof bound === 'object' && bound ? bound.port : 'port' in where ? where.port : 0,
-    ),
+    address,
     shutdown: (deadlineMs) => {
       server.close();
-      return stopWithin(
+      return drainConnections(
         deadlineMs,
-        (done) => {
-          const open = [...sessions].filter((s) => !s.closed && !s.destroyed);
-          let left = open.length;
-          if (left === 0) done();
-          for (const s of open) {
-            s.once('close', () => {
-              if (--left === 0) done();
-            });
-            // GOAWAY: no new streams on this connection; the ones open may finish.
-            s.close();
-          }
+        [...sessions].filter((s) => !s.closed && !s.destroyed),
+        // GOAWAY: no new streams on this connection; the ones open may finish.
+        (s, closed) => {
+          s.once('close', closed);
+          s.close();
         },
-        // Past the deadline: what is still open is cancelled (RST_STREAM to each stream).
+        // Past the deadline: what is still open is cancelled.
         () => {
           for (const s of sessions) s.destroy();
         },

@@ -10,7 +10,7 @@
  */
 import * as net from 'node:net';
 import { describeError } from '../errors.js';
-import { dialAddress, parseListen, prepareSocket, stopWithin } from '../shared/grpc-server.js';
+import { drainConnections, listenServer } from '../shared/grpc-server.js';
 import { H2Connection, type ServerStream, type StreamEvents } from './h2-connection.js';
 import { encodeHeaderBlock } from './hpack.js';
 import {
@@ -22,7 +22,7 @@ import {
   type H2Call,
   type Listening,
   type TransportOptions,
-} from './h2-server.js';
+} from './h2-call.js';
 
 const RESPONSE_FIELDS: [string, string][] = [
   [':status', '200'],
@@ -168,44 +168,23 @@ export async function listen(opts: TransportOptions): Promise<Listening> {
     conn.onClose(() => connections.delete(conn));
   });
 
-  const where = parseListen(opts.listen);
-  await prepareSocket(opts.listen);
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const done = (): void => {
-      server.off('error', reject);
-      resolve();
-    };
-    if ('path' in where) server.listen(where.path, done);
-    else server.listen(where.port, where.host, done);
-  });
-  server.on('error', (err) =>
+  const address = await listenServer(server, opts.listen, (err) =>
     opts.logger.error(
       { event: 'grpc_server_error', err: describeError(err) },
       'ext_proc server error',
     ),
   );
-  const bound = server.address();
   return {
-    address: dialAddress(
-      opts.listen,
-      typeof bound === 'object' && bound ? bound.port : 'port' in where ? where.port : 0,
-    ),
+    address,
     shutdown: (deadlineMs) => {
       server.close();
-      return stopWithin(
+      return drainConnections(
         deadlineMs,
-        (done) => {
-          const open = [...connections].filter((c) => !c.closed);
-          let left = open.length;
-          if (left === 0) done();
-          for (const c of open) {
-            c.onClose(() => {
-              if (--left === 0) done();
-            });
-            // GOAWAY: no new streams on this connection; the ones open may finish.
-            c.close();
-          }
+        [...connections].filter((c) => !c.closed),
+        // GOAWAY: no new streams on this connection; the ones open may finish.
+        (c, closed) => {
+          c.onClose(closed);
+          c.close();
         },
         // Past the deadline: what is still open is cancelled.
         () => {

@@ -1,11 +1,12 @@
 /**
  * Binding and stopping a gRPC server, as all of ours do it (the extproc's ext_proc server on
- * grpc-js or on node:http2, extproc/grpc/h2-server.ts, and the operator's ADS server): a unix
+ * grpc-js or on its own HTTP/2 or node:http2, extproc/grpc/h2-server.ts, and the operator's ADS server): a unix
  * socket's folder is made and a stale socket file removed, port 0 becomes the port actually
  * bound, and shutdown lets open streams finish until a deadline, then cancels the rest.
  */
 import cluster from 'node:cluster';
 import { mkdir, unlink } from 'node:fs/promises';
+import type { Server as NetServer } from 'node:net';
 import { dirname } from 'node:path';
 // Types only: the extproc's default transport (node:http2) uses this module without grpc-js,
 // which is loaded by the servers that are grpc-js's (see bindGrpcServer).
@@ -104,5 +105,57 @@ export function shutdownGrpcServer(server: grpc.Server, deadlineMs: number): Pro
     deadlineMs,
     (done) => server.tryShutdown(() => done()),
     () => server.forceShutdown(),
+  );
+}
+
+/**
+ * Binds a node:net server (node:http2's included) to `listen` and resolves with what clients dial;
+ * errors after the bind go to `onError`.
+ */
+export async function listenServer(
+  server: NetServer,
+  listen: string,
+  onError: (err: Error) => void,
+): Promise<string> {
+  const where = parseListen(listen);
+  await prepareSocket(listen);
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const done = (): void => {
+      server.off('error', reject);
+      resolve();
+    };
+    if ('path' in where) server.listen(where.path, done);
+    else server.listen(where.port, where.host, done);
+  });
+  server.on('error', onError);
+  const bound = server.address();
+  return dialAddress(
+    listen,
+    typeof bound === 'object' && bound ? bound.port : 'port' in where ? where.port : 0,
+  );
+}
+
+/**
+ * Stops a server's connections: each open one is closed gracefully (`close` sends GOAWAY and calls
+ * `closed` once it is gone), and past the deadline `force` cancels what is left.
+ */
+export function drainConnections<C>(
+  deadlineMs: number,
+  open: C[],
+  close: (c: C, closed: () => void) => void,
+  force: () => void,
+): Promise<void> {
+  return stopWithin(
+    deadlineMs,
+    (done) => {
+      let left = open.length;
+      if (left === 0) done();
+      for (const c of open)
+        close(c, () => {
+          if (--left === 0) done();
+        });
+    },
+    force,
   );
 }
