@@ -66,6 +66,11 @@ export interface FilterConfig {
    */
   envoyRelease?: string;
   observabilityMode?: boolean;
+  /**
+   * deferred_close_timeout (default 5000 ms): in observability mode Envoy resets the stream only
+   * this long after the filter is done, so messages still queued on a connecting channel arrive.
+   */
+  deferredCloseTimeoutMs?: number;
   /** Reject run*()/result() promises with a ViolationError at the first violation. */
   strict?: boolean;
   /** Called for every answered message; timings are also collected on the filter. */
@@ -92,6 +97,7 @@ export interface CompiledConfig {
   upstream: boolean;
   release: ReleaseBehaviour;
   observability: boolean;
+  deferredCloseTimeoutMs: number;
   strict: boolean;
   onTiming: ((t: Timing) => void) | undefined;
 }
@@ -156,6 +162,7 @@ export function compile(config: FilterConfig): CompiledConfig {
     upstream: config.upstream ?? false,
     release,
     observability: config.observabilityMode ?? false,
+    deferredCloseTimeoutMs: config.deferredCloseTimeoutMs ?? 5000,
     strict: config.strict ?? false,
     onTiming: config.onTiming,
   };

@@ -316,7 +316,14 @@ export class ExtProcFilter {
     // Envoy resets right after the half-close, but its writes are already on the wire. grpc-js
     // may still hold queued messages (e.g. while the channel connects) and a cancel would drop
     // them, so the reset waits for a grace period unless the server ends the call first.
-    const t = setTimeout(() => call.cancel(), this.client.closeGraceMs);
+    // In observability mode nothing waited for the server, so the filter can be done before the
+    // channel is even connected: Envoy defers that close by deferred_close_timeout (ext_proc.cc
+    // Filter::onDestroy, "to prevent the data loss"; 5 s by default). A 20 ms grace there cancelled
+    // streams that had not started yet: the server never saw them (a hang under load).
+    const grace = this.cfg.observability
+      ? Math.max(this.client.closeGraceMs, this.cfg.deferredCloseTimeoutMs)
+      : this.client.closeGraceMs;
+    const t = setTimeout(() => call.cancel(), grace);
     t.unref();
     call.once('status', () => clearTimeout(t));
   }
