@@ -21,9 +21,12 @@ export class FakeCall {
   private pending: ProcessingRequest[] = [];
   private waiter: ((m: ProcessingRequest | null) => void) | null = null;
   private ended = false;
+  private readonly gone: Promise<void>;
+  private markGone!: () => void;
 
   constructor(readonly stream: grpc.ServerDuplexStream<ProcessingRequest, ProcessingResponse>) {
     this.metadata = stream.metadata;
+    this.gone = new Promise((resolve) => (this.markGone = resolve));
     stream.on('data', (m: ProcessingRequest) => {
       this.received.push(m);
       if (this.waiter) {
@@ -45,6 +48,7 @@ export class FakeCall {
 
   private finishReads(): void {
     this.ended = true;
+    this.markGone();
     if (this.waiter) {
       const w = this.waiter;
       this.waiter = null;
@@ -57,6 +61,8 @@ export class FakeCall {
     const m = this.pending.shift();
     if (m) return Promise.resolve(m);
     if (this.ended) return Promise.resolve(null);
+    // One reader at a time: a second waiter used to replace the first, which then never settled.
+    if (this.waiter) return Promise.reject(new Error('FakeCall.next(): another read is pending'));
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
@@ -80,11 +86,12 @@ export class FakeCall {
     if (!this.cancelled) this.stream.emit('error', { code, details } as grpc.ServiceError);
   }
 
-  /** Resolves when the client is gone (half-close or cancel). */
-  async closed(): Promise<void> {
-    while ((await this.next()) !== null) {
-      /* drain */
-    }
+  /**
+   * Resolves when the client is gone (half-close or cancel). It does not read the queue, so the
+   * handler and the test can both wait for it; messages still land in `received`.
+   */
+  closed(): Promise<void> {
+    return this.gone;
   }
 }
 

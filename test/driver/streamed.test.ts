@@ -3,7 +3,18 @@ import assert from 'node:assert/strict';
 import type { FakeCall } from './fake-server.js';
 import { passThrough } from './fake-server.js';
 import { getHeader } from '../../operator/envoy-sim/ext-proc/headers.js';
-import { cont, postHeaders, raw, sleep, withServer } from './helpers.js';
+import { ExtProcClient } from '../../operator/envoy-sim/ext-proc/client.js';
+import { ExtProcFilter } from '../../operator/envoy-sim/ext-proc/filter.js';
+import {
+  cont,
+  getHeaders,
+  postHeaders,
+  raw,
+  sleep,
+  waitFor,
+  within,
+  withServer,
+} from './helpers.js';
 
 const SSE = { processingMode: { responseBodyMode: 'STREAMED' } } as const;
 
@@ -273,14 +284,43 @@ test('observability mode: nothing waits, answers are ignored', async () => {
       const r = await f.runRequest(postHeaders(), [Buffer.from('a'), Buffer.from('b')]);
       assert.equal(r.kind === 'continue' && r.body.toString(), 'ab');
       await f.runResponse([[':status', '200']]);
-      while (h.server.calls.length === 0) await sleep(5);
+      // Nothing waited for the server: the stream may not have reached it yet.
+      await waitFor(() => h.server.calls.length > 0, 10_000, 'the server never saw the stream');
       const call = h.server.calls[0]!;
-      await call.closed();
+      await within(call.closed(), 10_000, 'the driver never closed the stream');
       assert.ok(call.received.every((m) => m.observability_mode === true));
       assert.deepEqual(
         call.received.map((m) => m.request),
         ['request_headers', 'request_body', 'request_body', 'response_headers'],
       );
+    },
+  );
+});
+
+test('observability mode: a filter done before the channel connects still reaches the server', async () => {
+  // Nothing waits for the server here, so the filter finishes (and closes) while grpc-js still
+  // connects. With no reset grace at all, only deferred_close_timeout keeps the stream alive.
+  await withServer(
+    async (call) => {
+      await call.closed();
+    },
+    async (h) => {
+      const client = new ExtProcClient(h.server.target, { closeGraceMs: 0 });
+      try {
+        const f = new ExtProcFilter(client, { observabilityMode: true });
+        await f.runRequest(getHeaders());
+        await f.runResponse([[':status', '204']]);
+        f.close();
+        await waitFor(() => h.server.calls.length > 0, 10_000, 'the server never saw the stream');
+        const call = h.server.calls[0]!;
+        await within(call.closed(), 10_000, 'the driver never closed the stream');
+        assert.deepEqual(
+          call.received.map((m) => m.request),
+          ['request_headers', 'response_headers'],
+        );
+      } finally {
+        client.close();
+      }
     },
   );
 });
