@@ -168,6 +168,11 @@ export async function leanSection(
           allocDir && e.name.startsWith('sluice') && e.probe
             ? join(allocDir, `${e.name}-${ex.name}-${rate}.heapprofile`)
             : undefined;
+        // Every window starts from a collected heap, as each after the first already did (the
+        // full collection after each point, below): the first point of a process otherwise
+        // inherited what the bench's earlier sections left in its old generation, and a full
+        // collection in that window was theirs, not the window's own intake.
+        if (e.name.startsWith('sluice') && e.probe) await probeGc(e.probe);
         if (allocFile) await probeGet(e.probe!, '/alloc/start');
         const peakReset = e.name.startsWith('sluice') && resetPeakRss(e.child.pid);
         // The other servers share the measured one's core: stopped for the point (quiet-core.ts).
