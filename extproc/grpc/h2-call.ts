@@ -4,7 +4,6 @@
  * size limits, the status in trailers or a trailers-only answer (H2Call), and what a transport
  * gives the server (CallSink, StreamHead). The server and its services: h2-server.ts.
  */
-import type { Logger } from 'pino';
 import { describeError } from '../errors.js';
 import type { WireResponse } from '../wire/messages.js';
 import type { ProcessingRequest } from '../stream.js';
@@ -360,7 +359,10 @@ export interface Listening {
 /** Where a transport listens and what it does with each stream. */
 export interface TransportOptions {
   listen: string;
-  logger: Logger;
+  /** The listening socket failed after its bind (logged as an error). */
+  serverError: (err: Error) => void;
+  /** One connection failed (logged at debug: a client's broken connection is not ours). */
+  connectionError: (err: Error) => void;
   /** A stream's head: it gets a call (or is refused) here, synchronously. */
   open(sink: CallSink, head: StreamHead): void;
 }

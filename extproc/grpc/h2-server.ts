@@ -20,6 +20,7 @@
  * streams finish until the deadline, then cancels them.
  */
 import type { Logger } from 'pino';
+import { describeError } from '../errors.js';
 import { decodeProcessingRequest } from '../wire/decode.js';
 import { encodeProcessingResponse } from '../wire/encode.js';
 import { responseEncoder } from '../wire/proto.js';
@@ -213,7 +214,20 @@ export async function startH2Server(
   const transport = opts.transport ?? 'own';
   // node:http2 is loaded only when asked for (--grpc-server node-http2).
   const listen = transport === 'own' ? listenOwn : (await import('./h2-transport-node.js')).listen;
-  const listening = await listen({ listen: opts.listen, logger: opts.logger, open });
+  const listening = await listen({
+    listen: opts.listen,
+    serverError: (err) =>
+      opts.logger.error(
+        { event: 'grpc_server_error', err: describeError(err) },
+        'ext_proc server error',
+      ),
+    connectionError: (err) =>
+      opts.logger.debug(
+        { event: 'grpc_session_error', err: describeError(err) },
+        'ext_proc connection error',
+      ),
+    open,
+  });
   opts.logger.info(
     {
       event: 'grpc_listening',

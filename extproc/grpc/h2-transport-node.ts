@@ -3,7 +3,6 @@
  * ServerHttp2Stream, and the server's listener, sessions and graceful stop.
  */
 import * as http2 from 'node:http2';
-import { describeError } from '../errors.js';
 import { drainConnections, listenServer } from '../shared/grpc-server.js';
 import {
   metadataValues,
@@ -151,12 +150,7 @@ export async function listen(opts: TransportOptions): Promise<Listening> {
   server.on('session', (session) => {
     sessions.add(session);
     session.on('close', () => sessions.delete(session));
-    session.on('error', (err) =>
-      opts.logger.debug(
-        { event: 'grpc_session_error', err: describeError(err) },
-        'ext_proc connection error',
-      ),
-    );
+    session.on('error', opts.connectionError);
     try {
       session.setLocalWindowSize(16 << 20);
     } catch {
@@ -175,12 +169,7 @@ export async function listen(opts: TransportOptions): Promise<Listening> {
     });
   });
 
-  const address = await listenServer(server, opts.listen, (err) =>
-    opts.logger.error(
-      { event: 'grpc_server_error', err: describeError(err) },
-      'ext_proc server error',
-    ),
-  );
+  const address = await listenServer(server, opts.listen, opts.serverError);
   return {
     address,
     shutdown: (deadlineMs) => {

@@ -9,7 +9,6 @@
  * every time (hpack.ts), and a stream is one small object instead of a Duplex stream.
  */
 import * as net from 'node:net';
-import { describeError } from '../errors.js';
 import { drainConnections, listenServer } from '../shared/grpc-server.js';
 import { H2Connection, type ServerStream, type StreamEvents } from './h2-connection.js';
 import { encodeHeaderBlock } from './hpack.js';
@@ -133,11 +132,7 @@ const CONNECTION = {
 
 export async function listen(opts: TransportOptions): Promise<Listening> {
   const connections = new Set<H2Connection>();
-  const onError = (err: Error): void =>
-    opts.logger.debug(
-      { event: 'grpc_session_error', err: describeError(err) },
-      'ext_proc connection error',
-    );
+  const onError = opts.connectionError;
   const onStream = (stream: ServerStream, fields: readonly string[]): StreamEvents => {
     const sink = new OwnSink(stream);
     let method: string | undefined;
@@ -168,12 +163,7 @@ export async function listen(opts: TransportOptions): Promise<Listening> {
     conn.onClose(() => connections.delete(conn));
   });
 
-  const address = await listenServer(server, opts.listen, (err) =>
-    opts.logger.error(
-      { event: 'grpc_server_error', err: describeError(err) },
-      'ext_proc server error',
-    ),
-  );
+  const address = await listenServer(server, opts.listen, opts.serverError);
   return {
     address,
     shutdown: (deadlineMs) => {
