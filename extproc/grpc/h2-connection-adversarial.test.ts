@@ -759,14 +759,65 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
     assert.ok(c.frames.some((f) => f.type === HEADERS && f.id === 1 && f.flags & END_STREAM));
   });
 
-  it('a connection that never sends its preface is kept open (no idle timeout; node:http2 has none by default either)', async () => {
-    const srv = await serve(silent);
+  it('a connection that sends nothing, or part of its preface, is destroyed after handshakeTimeoutMs (slowloris)', async () => {
+    const srv = await serve(silent, { handshakeTimeoutMs: 150 });
+    const quiet = new Raw(srv.path, false);
+    const partial = new Raw(srv.path, false);
+    partial.send(PREFACE.subarray(0, 10));
+    await tick(60);
+    assert.equal(quiet.closed || partial.closed, false, 'closed before the timeout');
+    await until(() => quiet.closed && partial.closed, 3000, 'both sockets closed');
+    // Not HTTP/2 yet: no GOAWAY, the socket is destroyed.
+    assert.equal(quiet.frames.filter((f) => f.type === GOAWAY).length, 0);
+    assert.equal(partial.goaway(), undefined);
+    assert.ok(srv.errors.some((e) => /preface not received in time/.test(e.message)));
+  });
+
+  it('the preface without its SETTINGS frame (or half of one): GOAWAY PROTOCOL_ERROR after handshakeTimeoutMs', async () => {
+    const srv = await serve(silent, { handshakeTimeoutMs: 150 });
     const c = new Raw(srv.path, false);
-    c.send(PREFACE.subarray(0, 10));
+    c.send(PREFACE, settings([[4, 65_535]]).subarray(0, 12));
+    await until(() => c.goaway() !== undefined, 3000, 'GOAWAY');
+    assert.equal(c.goaway()!.code, ErrorCode.PROTOCOL_ERROR);
+    await until(() => c.closed, 3000, 'socket end');
+  });
+
+  it('a header block begun and never ended (HEADERS without END_HEADERS): GOAWAY ENHANCE_YOUR_CALM after handshakeTimeoutMs', async () => {
+    const srv = await serve(silent, { handshakeTimeoutMs: 150 });
+    const c = new Raw(srv.path);
+    // Past the handshake's own firing: the block gets a whole period from when it began.
+    await tick(100);
+    await stillWorks(c);
+    c.send(frame(HEADERS, 0, 1, REQ.subarray(0, 5)));
+    const at = Date.now();
+    await until(() => c.goaway() !== undefined, 3000, 'GOAWAY');
+    assert.ok(Date.now() - at >= 140, `GOAWAY after ${Date.now() - at} ms`);
+    assert.equal(c.goaway()!.code, ErrorCode.ENHANCE_YOUR_CALM);
+    await until(() => c.closed, 3000, 'socket end');
+  });
+
+  it('an established connection with no streams is kept open past handshakeTimeoutMs (Envoy pools it), and the default timeout is long', async () => {
+    const srv = await serve(answer, { handshakeTimeoutMs: 100 });
+    const c = new Raw(srv.path);
+    c.send(headersFrame(1, true));
+    // A header block split in two and completed in time.
+    c.send(frame(HEADERS, END_STREAM, 3, REQ.subarray(0, 5)));
+    await tick(30);
+    c.send(frame(CONTINUATION, END_HEADERS, 3, REQ.subarray(5)));
+    await until(
+      () => c.frames.filter((f) => f.type === HEADERS && f.flags & END_STREAM).length === 2,
+    );
     await tick(300);
     assert.equal(c.closed, false);
-    assert.equal(srv.sockets[0]!.destroyed, false);
+    await stillWorks(c);
     c.end();
+    // The default: a slow preface is still waited for well past this test's patience.
+    const def = await serve(silent);
+    const slow = new Raw(def.path, false);
+    slow.send(PREFACE.subarray(0, 10));
+    await tick(300);
+    assert.equal(slow.closed, false);
+    slow.end();
   });
 
   it('small SETTINGS frames each changing INITIAL_WINDOW_SIZE, many open streams: one walk of the streams per frame', async () => {

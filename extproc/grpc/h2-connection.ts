@@ -14,7 +14,8 @@
  * block (HEADERS + CONTINUATION) above a size or frame-count bound (CONTINUATION flood); client
  * resets above a token bucket (rapid reset, CVE-2023-44487); control frames that need an answer
  * (PING, SETTINGS) piling up while the peer does not read (outbound flood, CVE-2019-9512/9515);
- * DATA held for windows the peer never opens (CVE-2019-9517). Not bounded here: the number of
+ * DATA held for windows the peer never opens (CVE-2019-9517); a preface, first SETTINGS or header
+ * block left unfinished (handshakeTimeoutMs, slowloris). Not bounded here: the number of
  * open streams (the owner's maxConcurrentStreams) and what a stream's owner queues below
  * OUTBOUND_LIMIT (the contract leaves that bound to the owner).
  */
@@ -64,6 +65,13 @@ export interface ConnectionOptions {
   connectionWindowSize: number;
   /** Advertised SETTINGS_MAX_HEADER_LIST_SIZE (e.g. 64 KiB); over: stream answered 431 / reset. */
   maxHeaderListSize: number;
+  /** How long (ms) a new connection may take to send its preface and first SETTINGS frame, and a
+   *  header block once begun (HEADERS without END_HEADERS) to end; then the connection is closed
+   *  (default HANDSHAKE_TIMEOUT_MS; 0: never). Without it a peer that connects and sends
+   *  nothing, part of the preface, or half a header block holds the socket and what it buffered
+   *  for ever (slowloris). An established connection with no streams is not timed out: Envoy
+   *  keeps its ext_proc connection pooled between requests. */
+  handshakeTimeoutMs?: number;
 }
 
 /** HTTP/2 error codes (RFC 9113 §7). */
@@ -151,6 +159,9 @@ const RECENT = 512;
 const COPY_LIMIT = 4096;
 /** After a connection error the socket is ended; it is destroyed if the peer has not closed by then. */
 const LINGER_MS = 1000;
+/** ConnectionOptions.handshakeTimeoutMs by default: what an HTTP/2 client on a pod network
+ *  sends in one round trip, with a wide margin for a loaded node. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 /** Connection-specific fields a request must not carry (RFC 9113 §8.2.2). */
 const CONNECTION_FIELDS = new Set([
@@ -287,6 +298,13 @@ export class H2Connection {
   private blockLen = 0;
   private blockFrames = 0;
   private readonly maxBlock: number;
+  /** Date.now() when the header block being assembled began (handshakeTimeoutMs). */
+  private blockSince = 0;
+  /** One timer per connection, for the preface and for a header block left unfinished: created
+   *  once and re-armed (refresh), checked when it fires; null when handshakeTimeoutMs is 0. */
+  private readonly timer: NodeJS.Timeout | null = null;
+  private timerArmed = false;
+  private readonly timeoutMs: number;
   /** The highest client stream id seen (streams at or below it are not idle). */
   private lastStreamId = 0;
   private readonly recent = new Uint32Array(RECENT);
@@ -348,6 +366,11 @@ export class H2Connection {
     this.maxBlock = opts.maxHeaderListSize + 16 * 1024;
     this.onField = this.field.bind(this);
     this.flushFn = this.flush.bind(this);
+    this.timeoutMs = opts.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    if (this.timeoutMs > 0) {
+      this.timer = setTimeout(this.onTimer.bind(this), this.timeoutMs).unref();
+      this.timerArmed = true;
+    }
     socket.setNoDelay(true);
     socket.on('data', this.onData.bind(this));
     socket.on('error', this.onSocketError.bind(this));
@@ -379,6 +402,38 @@ export class H2Connection {
     this.destroyed = true;
     this.abortAll();
     this.socket.destroy();
+  }
+
+  /** handshakeTimeoutMs passed since the timer was armed: the preface or a header block stalled. */
+  private onTimer(): void {
+    this.timerArmed = false;
+    if (this.failed || this.destroyed || this.socketClosed || this.ending) return;
+    if (!this.gotSettings) {
+      if (this.prefaceAt < PREFACE.length) {
+        // Not HTTP/2 yet (no whole preface): no GOAWAY, as for a bad preface (RFC 9113 §3.4).
+        this.report(new Error('HTTP/2 connection preface not received in time'));
+        this.destroy();
+      } else {
+        // The preface must be followed by a SETTINGS frame (RFC 9113 §3.4).
+        this.connectionError(ErrorCode.PROTOCOL_ERROR, 'first SETTINGS not received in time');
+      }
+      return;
+    }
+    if (this.blockBuf === null) return;
+    if (Date.now() - this.blockSince >= this.timeoutMs) {
+      // A header block must be sent whole (RFC 9113 §4.3): nothing else can use the connection
+      // meanwhile, and the partial block is held. A slow CONTINUATION flood, bounded in time.
+      this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block not completed in time');
+      return;
+    }
+    // The handshake's firing, with a block begun since: it gets a whole period of its own.
+    this.armTimer();
+  }
+
+  private armTimer(): void {
+    if (this.timer === null || this.timerArmed) return;
+    this.timerArmed = true;
+    this.timer.refresh();
   }
 
   // ---- input ----
@@ -640,6 +695,9 @@ export class H2Connection {
     buf.copy(this.blockBuf, 0, from, to);
     this.blockLen = to - from;
     this.blockFrames = 0;
+    // Only here (a block split over frames, rare: Envoy's blocks fit in one frame), not per frame.
+    this.blockSince = Date.now();
+    this.armTimer();
   }
 
   private onContinuation(buf: Buffer, start: number, end: number, flags: number, id: number): void {
@@ -1248,6 +1306,7 @@ export class H2Connection {
   private onSocketClose(): void {
     if (this.socketClosed) return;
     this.socketClosed = true;
+    if (this.timer !== null) clearTimeout(this.timer);
     this.abortAll();
     this.outLen = 0;
     this.bigs.length = 0;
