@@ -23,18 +23,13 @@ import {
   warmTokenizer,
 } from '../../extproc/usage/estimate.js';
 import { pinSelf } from './proc.js';
-import { fmtInt, fmtMs, table } from './stats.js';
+import { fmtInt, fmtMs, median, table } from './stats.js';
 
 const RUNS = 3;
 
 function cpuMs(since: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(since);
   return (d.user + d.system) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 const WORDS = 'the model reads every message of the conversation before it answers again'.split(

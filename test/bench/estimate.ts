@@ -24,7 +24,7 @@ import type * as O200k from 'gpt-tokenizer/encoding/o200k_base';
 import { estimateTokens, MAX_PIECE_CHARS, warmTokenizer } from '../../extproc/usage/estimate.js';
 import { chatRequestBody } from './payloads.js';
 import { pinSelf } from './proc.js';
-import { fmtInt, fmtMs, table } from './stats.js';
+import { fmtInt, fmtMs, median, table } from './stats.js';
 
 const MIB = 1024 * 1024;
 const RUNS = 3;
@@ -148,11 +148,6 @@ const INPUTS: Input[] = [
 function cpuMs(since: NodeJS.CpuUsage): number {
   const d = process.cpuUsage(since);
   return (d.user + d.system) / 1000;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
 }
 
 export interface EstimateRow {

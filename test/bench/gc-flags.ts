@@ -49,7 +49,7 @@ import {
   type HeapSpace,
 } from './probe-client.js';
 import { countedLoop, type Payload } from './scenarios.js';
-import { table } from './stats.js';
+import { median, table } from './stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const SERVER_CORE = 1;
@@ -204,12 +204,6 @@ function longest(events: readonly GcEvent[], kind: string): number {
 function committed(spaces: readonly HeapSpace[], name: string): number {
   return (spaces.find((x) => x.name === name)?.committedBytes ?? Number.NaN) / (1024 * 1024);
 }
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-};
 
 function summary(samples: Sample[], settings: Setting[], exchanges: string[]): string {
   const cols: [keyof Sample, string, number][] = [

@@ -17,6 +17,9 @@
  *   BENCH_LEAN_WARMUP_SECONDS  unmeasured seconds before each point (default 3, for every server)
  *   BENCH_LEAN_QUIET_CORE=0  leave the other servers running during a point; by default they are
  *                        stopped (SIGSTOP) for it: they share its core (quiet-core.ts)
+ *   BENCH_LEAN_P99_WINDOWS  windows the p99 target is judged on (default 3): the grpc-go floor and
+ *                        Sluice on both exchanges at the first rate run again in interleaved rounds,
+ *                        and the verdict takes each one's median p99
  *
  * Memory: for each Sluice point, VmRSS right after it, its peak during the point (VmHWM, reset
  * before the point through /proc/PID/clear_refs) and VmRSS and the V8 heap after a full
@@ -33,7 +36,7 @@ import { held, noisy, runLoadgen, type Exchange, type GoPoint } from './latency.
 import { allocTable } from './alloc-top.js';
 import { probeGc, probeGet, runtimeFigures, type RuntimeFigures } from './probe-client.js';
 import { pausedDuring } from './quiet-core.js';
-import { fmtInt, fmtMs, table } from './stats.js';
+import { fmtInt, fmtMs, median, table } from './stats.js';
 
 export interface LeanEndpoint {
   name: GoPoint['target'];
@@ -79,6 +82,8 @@ export interface LeanPoint extends GoPoint {
   gcHeapMiB: number;
   /** Where the RSS was right after the point (/proc/PID/smaps), Sluice only. */
   rssParts: RssParts | undefined;
+  /** The p99 target's later rounds (2, 3, ...): the same window again; absent in the main sweep. */
+  round?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -116,6 +121,16 @@ export function alternateServers(): string[] {
   return [...leanTargets()].filter((t) => t.startsWith('sluice-')).map((t) => t.slice(7));
 }
 
+/** How many windows the p99 target is judged on (BENCH_LEAN_P99_WINDOWS, default 3). */
+export function p99Windows(): number {
+  const raw = process.env.BENCH_LEAN_P99_WINDOWS || '3';
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`BENCH_LEAN_P99_WINDOWS=${raw}: expected a positive integer`);
+  }
+  return n;
+}
+
 export function leanRates(): number[] {
   const raw = process.env.BENCH_LEAN_RATES || '500,1000,2000,3000';
   const list = raw.split(',').map(Number);
@@ -123,6 +138,74 @@ export function leanRates(): number[] {
     throw new Error(`BENCH_LEAN_RATES=${raw}: expected positive integers`);
   }
   return list;
+}
+
+/** One measured window: a server, an exchange, a rate (the loadgen's run and the runtime's figures). */
+async function runPoint(
+  o: LeanOptions,
+  endpoints: LeanEndpoint[],
+  e: LeanEndpoint,
+  ex: Exchange,
+  rate: number,
+  allocDir: string | undefined,
+  allocs: [string, string][],
+): Promise<LeanPoint> {
+  // Kept whole with BENCH_KEEP_LOGS: a --trace-gc log then covers every point and the time
+  // between (the probe marks each window in it).
+  if (!process.env.BENCH_KEEP_LOGS) e.child.truncateLog();
+  await new Promise((r) => setTimeout(r, 100));
+  const allocFile =
+    allocDir && e.name.startsWith('sluice') && e.probe
+      ? join(allocDir, `${e.name}-${ex.name}-${rate}.heapprofile`)
+      : undefined;
+  // Every window starts from a collected heap, as each after the first already did (the
+  // full collection after each point, below): the first point of a process otherwise
+  // inherited what the bench's earlier sections left in its old generation, and a full
+  // collection in that window was theirs, not the window's own intake.
+  if (e.name.startsWith('sluice') && e.probe) await probeGc(e.probe);
+  if (allocFile) await probeGet(e.probe!, '/alloc/start');
+  const peakReset = e.name.startsWith('sluice') && resetPeakRss(e.child.pid);
+  // The other servers share the measured one's core: stopped for the point (quiet-core.ts).
+  const others = quietCore()
+    ? [...new Set(endpoints.map((x) => x.child.pid))].filter((pid) => pid !== e.child.pid)
+    : [];
+  const p = await pausedDuring(others, () =>
+    runLoadgen(ex, e.name, {
+      bin: o.bin,
+      dir: o.dir,
+      socket: e.address,
+      serverPid: e.child.pid,
+      rate,
+      seconds: o.seconds,
+      warmup: o.warmup,
+      loadgenCore: o.loadgenCore,
+      probe: e.probe,
+    }),
+  );
+  if (allocFile) {
+    await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
+    allocs.push([`${e.name} ${ex.name} @${rate}`, allocFile]);
+  }
+  const r = p.r;
+  const rssMiB = rssKiB(e.child.pid) / 1024;
+  const parts = e.name.startsWith('sluice') ? rssParts(e.child.pid) : undefined;
+  const peakRssMiB = peakReset ? peakRssKiB(e.child.pid) / 1024 : Number.NaN;
+  let gcRssMiB = Number.NaN;
+  let gcHeapMiB = Number.NaN;
+  if (e.name.startsWith('sluice') && e.probe) {
+    const m = await probeGc(e.probe);
+    gcRssMiB = rssKiB(e.child.pid) / 1024;
+    gcHeapMiB = m.heapUsed / MIB;
+  }
+  return {
+    ...p,
+    rt: r?.probe ? runtimeFigures(r.probe.begin, r.probe.end, r.completed) : undefined,
+    rssMiB,
+    peakRssMiB,
+    gcRssMiB,
+    gcHeapMiB,
+    rssParts: parts,
+  };
 }
 
 export async function leanSection(
@@ -160,63 +243,24 @@ export async function leanSection(
         // The other transport runs both exchanges, the floors the whole request, at two rates.
         if (e.name.startsWith('sluice-') && !floorRates.includes(rate)) continue;
         if (e.name.startsWith('floor') && (ex !== whole || !floorRates.includes(rate))) continue;
-        // Kept whole with BENCH_KEEP_LOGS: a --trace-gc log then covers every point and the time
-        // between (the probe marks each window in it).
-        if (!process.env.BENCH_KEEP_LOGS) e.child.truncateLog();
-        await new Promise((r) => setTimeout(r, 100));
-        const allocFile =
-          allocDir && e.name.startsWith('sluice') && e.probe
-            ? join(allocDir, `${e.name}-${ex.name}-${rate}.heapprofile`)
-            : undefined;
-        // Every window starts from a collected heap, as each after the first already did (the
-        // full collection after each point, below): the first point of a process otherwise
-        // inherited what the bench's earlier sections left in its old generation, and a full
-        // collection in that window was theirs, not the window's own intake.
-        if (e.name.startsWith('sluice') && e.probe) await probeGc(e.probe);
-        if (allocFile) await probeGet(e.probe!, '/alloc/start');
-        const peakReset = e.name.startsWith('sluice') && resetPeakRss(e.child.pid);
-        // The other servers share the measured one's core: stopped for the point (quiet-core.ts).
-        const others = quietCore()
-          ? [...new Set(endpoints.map((x) => x.child.pid))].filter((pid) => pid !== e.child.pid)
-          : [];
-        const p = await pausedDuring(others, () =>
-          runLoadgen(ex, e.name, {
-            bin: o.bin,
-            dir: o.dir,
-            socket: e.address,
-            serverPid: e.child.pid,
-            rate,
-            seconds: o.seconds,
-            warmup: o.warmup,
-            loadgenCore: o.loadgenCore,
-            probe: e.probe,
-          }),
-        );
-        if (allocFile) {
-          await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
-          allocs.push([`${e.name} ${ex.name} @${rate}`, allocFile]);
-        }
-        const r = p.r;
-        const rssMiB = rssKiB(e.child.pid) / 1024;
-        const parts = e.name.startsWith('sluice') ? rssParts(e.child.pid) : undefined;
-        const peakRssMiB = peakReset ? peakRssKiB(e.child.pid) / 1024 : Number.NaN;
-        let gcRssMiB = Number.NaN;
-        let gcHeapMiB = Number.NaN;
-        if (e.name.startsWith('sluice') && e.probe) {
-          const m = await probeGc(e.probe);
-          gcRssMiB = rssKiB(e.child.pid) / 1024;
-          gcHeapMiB = m.heapUsed / MIB;
-        }
-        points.push({
-          ...p,
-          rt: r?.probe ? runtimeFigures(r.probe.begin, r.probe.end, r.completed) : undefined,
-          rssMiB,
-          peakRssMiB,
-          gcRssMiB,
-          gcHeapMiB,
-          rssParts: parts,
-        });
+        points.push(await runPoint(o, endpoints, e, ex, rate, allocDir, allocs));
       }
+    }
+  }
+  // The p99 target at ~50% of a core: a 4-s window's p99 is its 20th-slowest request of 2,000,
+  // which one stall anywhere on the machine decides (a late load generator, a full collection, a
+  // descheduled core). The target's windows run again in interleaved rounds (floor, Sluice,
+  // Sluice with masking + budget, then again), and the verdict takes each one's median p99.
+  const lo = o.rates[0]!;
+  for (let round = 2; round <= p99Windows(); round++) {
+    for (const [name, ex] of [
+      ['floor-go', whole],
+      ['sluice', whole],
+      ['sluice', policy],
+    ] as const) {
+      const e = endpoints.find((x) => x.name === name);
+      if (!e || !targets.has(name)) continue;
+      points.push({ ...(await runPoint(o, endpoints, e, ex, lo, undefined, allocs)), round });
     }
   }
   if (process.env.BENCH_LEAN_JSON) {
@@ -252,6 +296,14 @@ export async function leanSection(
     "the issue's table: whole request (router 4 phases + upstream), Sluice vs the grpc-go floor of this run",
   );
   log(issueTable(points, whole.name, policy.name, o.rates, everything?.name));
+  const p99 = p99WindowsTable(points, whole.name, policy.name, o.rates[0]!);
+  if (p99) {
+    log();
+    log(
+      `the p99 target's windows @${o.rates[0]!} req/s, in the order they ran: p99 from schedule (ms), the load generator's own lag behind its schedule (p99, ms: over 1 ms the generator, not the server, was late), full collections in the window`,
+    );
+    log(p99);
+  }
   for (const server of alternateServers()) {
     const transport = transportTable(points, [whole.name, policy.name], floorRates, server);
     if (!transport) continue;
@@ -274,7 +326,7 @@ function pointsTable(points: LeanPoint[]): string {
     return [
       p.exchange,
       p.target,
-      String(p.rate),
+      rateLabel(p),
       fmtInt(r.achieved),
       fmtMs(r.fromSchedule.p50),
       fmtMs(r.fromSchedule.p99),
@@ -324,12 +376,6 @@ function pointsTable(points: LeanPoint[]): string {
   );
 }
 
-const median = (xs: number[]): number => {
-  if (xs.length === 0) return Number.NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor((s.length - 1) / 2)]!;
-};
-
 /** Each Node server's window, its collections by kind. */
 function gcTable(points: LeanPoint[]): string {
   const kinds: [string, string][] = [
@@ -352,7 +398,7 @@ function gcTable(points: LeanPoint[]): string {
       return [
         p.exchange,
         p.target,
-        String(p.rate),
+        rateLabel(p),
         ...cells,
         marks.length > 0
           ? marks.map((e) => `${fmtInt(e.beforeMiB)}→${fmtInt(e.afterMiB)}`).join(' ')
@@ -436,6 +482,33 @@ function find(
 }
 
 /** The highest rate of this run held (rate kept, no errors, none dropped); 0 when none. */
+/** Every window of an exchange, server and rate: the main sweep's and the p99 target's rounds. */
+function windows(
+  points: LeanPoint[],
+  exchange: string,
+  target: GoPoint['target'],
+  rate: number,
+): LeanPoint[] {
+  return points.filter(
+    (p) => p.exchange === exchange && p.target === target && p.rate === rate && p.r,
+  );
+}
+
+/** The median of the windows' p99 (from schedule), NaN without a window. */
+function medianP99(ws: LeanPoint[]): number {
+  return ws.length > 0 ? median(ws.map((p) => p.r!.fromSchedule.p99)) : Number.NaN;
+}
+
+/** A window's rate, with its round when it is one of the p99 target's repeats. */
+function rateLabel(p: LeanPoint): string {
+  return p.round ? `${p.rate} #${p.round}` : String(p.rate);
+}
+
+/** The load generator ran late: its own lag behind the schedule (p99) over 1 ms. */
+export function generatorLate(p: GoPoint): boolean {
+  return !!p.r && p.r.lag.p99 > 1;
+}
+
 function highestHeld(points: LeanPoint[], exchange: string, target: GoPoint['target']): number {
   return points
     .filter((p) => p.exchange === exchange && p.target === target && held(p))
@@ -611,14 +684,16 @@ function targetRows(
     ]);
   }
   for (const ex of [whole, policy]) {
-    const s = find(points, ex, 'sluice', lo);
-    const g = find(points, whole, 'floor-go', lo);
-    if (s?.r && g?.r) {
-      const x = s.r.fromSchedule.p99 / g.r.fromSchedule.p99;
+    const ss = windows(points, ex, 'sluice', lo);
+    const gs = windows(points, whole, 'floor-go', lo);
+    if (ss.length > 0 && gs.length > 0) {
+      const x = medianP99(ss) / medianP99(gs);
+      const share = median(ss.map((p) => p.r!.cpu.serverShare));
+      const late = [...ss, ...gs].filter(generatorLate).length;
       rows.push([
-        `p99 within ${TARGETS.p99VsGoFloor}× of the grpc-go floor at ~50% of a core (${ex} @${lo})`,
-        `${fmtMs(s.r.fromSchedule.p99)} vs ${fmtMs(g.r.fromSchedule.p99)} ms: ${x.toFixed(2)}× (Sluice at ${pct(s.r.cpu.serverShare)} of its core)`,
-        verdict(x <= TARGETS.p99VsGoFloor && held(s)),
+        `p99 within ${TARGETS.p99VsGoFloor}× of the grpc-go floor at ~50% of a core (${ex} @${lo}; median of ${ss.length} windows)`,
+        `${fmtMs(medianP99(ss))} vs ${fmtMs(medianP99(gs))} ms: ${x.toFixed(2)}× (Sluice at ${pct(share)} of its core${late > 0 ? `; the load generator ran late in ${late} of ${ss.length + gs.length} windows` : ''})`,
+        verdict(x <= TARGETS.p99VsGoFloor && ss.every(held)),
       ]);
     }
   }
@@ -658,6 +733,35 @@ function targetRows(
     verdict(r?.rt ? worst <= TARGETS.rssMiB : undefined),
   ]);
   return rows;
+}
+
+/** Each window the p99 target is judged on, round by round, with what may have made it slow. */
+function p99WindowsTable(points: LeanPoint[], whole: string, policy: string, lo: number): string {
+  const cols: [string, GoPoint['target'], string][] = [
+    [whole, 'floor-go', 'grpc-go floor'],
+    [whole, 'sluice', 'Sluice'],
+    [policy, 'sluice', 'Sluice, masking + budget'],
+  ];
+  const per = cols.map(([ex, target]) => windows(points, ex, target, lo));
+  const rounds = Math.max(0, ...per.map((ws) => ws.length));
+  if (rounds < 2) return '';
+  const cell = (p: LeanPoint | undefined): string =>
+    p?.r
+      ? `${fmtMs(p.r.fromSchedule.p99)} (lag ${fmtMs(p.r.lag.p99)}${p.rt ? `, mc ${p.rt.marks}` : ''})${held(p) ? '' : ' NOT held'}`
+      : '-';
+  const rows = Array.from({ length: rounds }, (_, i) => [
+    String(i + 1),
+    ...per.map((ws) => cell(ws[i])),
+    per[0]![i]?.r && per[1]![i]?.r
+      ? `${(per[1]![i].r.fromSchedule.p99 / per[0]![i].r.fromSchedule.p99).toFixed(2)}×`
+      : '-',
+  ]);
+  rows.push([
+    'median',
+    ...per.map((ws) => fmtMs(medianP99(ws))),
+    `${(medianP99(per[1]!) / medianP99(per[0]!)).toFixed(2)}×`,
+  ]);
+  return table(['round', ...cols.map(([, , name]) => name), 'Sluice / floor'], rows, 'lrrrr');
 }
 
 /** Sluice on its default gRPC server and on another, same exchange and rate: what the transport costs. */

@@ -26,7 +26,7 @@ import { buildLoadgen } from './loadgen/build.js';
 import { chatPayload } from './payloads.js';
 import { Child, freePort, httpStatus, loadAverage, waitReady } from './proc.js';
 import type { Payload } from './scenarios.js';
-import { fmtInt, table } from './stats.js';
+import { fmtInt, median, table } from './stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../../', import.meta.url)));
 const RATE = Number(process.env.BENCH_WORKERS_RATE ?? 12_000) || 12_000;
@@ -74,11 +74,6 @@ async function start(dir: string, workers: number, configPath: string): Promise<
     60_000,
   );
   return { child, socket };
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 async function main(): Promise<void> {
