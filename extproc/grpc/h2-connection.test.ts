@@ -966,6 +966,33 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     assert.deepEqual(log, ['open 1', 'end 1']);
   });
 
+  it("answers the client's GOAWAY with its own (NO_ERROR, the last stream taken) before closing", async () => {
+    const { log, handler } = recorder();
+    const srv = await serve(handler);
+    const c = await raw(srv);
+    c.send(headers(1), headers(3), frame(T.GOAWAY, 0, 0, Buffer.alloc(8)));
+    await sleep(20);
+    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY), 'GOAWAY while streams are open');
+    c.send(frame(T.DATA, 1, 1), frame(T.DATA, 1, 3));
+    await waitFor(() => c.reader.closed);
+    const types = c.reader.frames.map((f) => f.type);
+    const g = c.reader.frames.filter((f) => f.type === T.GOAWAY);
+    assert.equal(g.length, 1);
+    assert.equal(g[0]!.payload.readUInt32BE(0), 3);
+    assert.equal(g[0]!.payload.readUInt32BE(4), ErrorCode.NO_ERROR);
+    // After both answers: the last frame on the connection.
+    assert.equal(types.lastIndexOf(T.GOAWAY), types.length - 1);
+    assert.deepEqual(log, ['open 1', 'open 3', 'end 1', 'end 3']);
+    // With no stream open, at once.
+    const c2 = await raw(srv);
+    c2.send(frame(T.GOAWAY, 0, 0, Buffer.alloc(8)));
+    await waitFor(() => c2.reader.closed);
+    const g2 = c2.reader.frames.find((f) => f.type === T.GOAWAY);
+    assert.ok(g2, 'no GOAWAY');
+    assert.equal(g2.payload.readUInt32BE(0), 0);
+    assert.equal(g2.payload.readUInt32BE(4), ErrorCode.NO_ERROR);
+  });
+
   it('holds DATA for the send window, in stream order, trailers behind it; applies a new INITIAL_WINDOW_SIZE', async () => {
     const streams: ServerStream[] = [];
     const srv = await serve((s) => {

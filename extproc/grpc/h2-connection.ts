@@ -1274,7 +1274,16 @@ export class H2Connection {
 
   /** After a GOAWAY (ours or the client's): the socket ends once no stream is left. */
   private maybeFinish(): void {
-    if ((this.goawaySent || this.goawayReceived) && this.streams.size === 0) this.finish();
+    if ((this.goawaySent || this.goawayReceived) && this.streams.size === 0) {
+      if (!this.goawaySent && !this.failed && !this.socketClosed && !this.destroyed) {
+        // The client's GOAWAY and no stream left: ours before closing (RFC 9113 §6.8, "SHOULD
+        // always send a GOAWAY frame before closing a connection"), naming the last stream we
+        // took (the ones refused after its GOAWAY got REFUSED_STREAM, safe to retry, §8.7).
+        this.goawaySent = true;
+        this.writeGoaway(ErrorCode.NO_ERROR);
+      }
+      this.finish();
+    }
   }
 
   private finish(): void {
