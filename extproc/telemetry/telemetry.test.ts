@@ -214,6 +214,91 @@ void describe('request metrics: consecutive requests', () => {
   });
 });
 
+void describe('request metrics: findings and spend', () => {
+  void it('counts findings per route, policy, type, action and direction, and spend per team', async () => {
+    const registry = new Registry();
+    const t = new Telemetry(registry, pino({ level: 'silent' }));
+    t.configApplied('v1', {
+      routes: ['ns/chat', 'ns/b'],
+      backends: ['openai'],
+      models: ['gpt-4o'],
+      policies: ['pii', 'strict'],
+      detectorTypes: ['EMAIL', 'PHONE'],
+      consumers: ['c1', 'c2'],
+      teams: ['t1', 't2'],
+    });
+    const ok = { status: 200, errorCode: undefined, outcome: 'complete' as const };
+    const f = (type: string, action: string, direction: string, count: number) => ({
+      type,
+      action,
+      direction,
+      count,
+    });
+    const records: Partial<RequestRecord>[] = [
+      {
+        policy: 'pii',
+        findings: [f('EMAIL', 'mask', 'request', 2), f('PHONE', 'mask', 'request', 1)],
+      },
+      {
+        policy: 'pii',
+        findings: [f('EMAIL', 'mask', 'request', 1), f('EMAIL', 'mask', 'response', 1)],
+      },
+      {
+        policy: 'pii',
+        findings: [f('EMAIL', 'would_mask', 'request', 1), f('X-NEW', 'mask', 'request', 3)],
+      },
+      { policy: 'strict', findings: [f('EMAIL', 'mask', 'request', 5)] },
+      { route: 'ns/b', policy: 'pii', findings: [f('EMAIL', 'mask', 'request', 7)] },
+      { consumer: 'c1', team: 't1', costUsd: 0.5 },
+      { consumer: 'c1', team: 't1', costUsd: 0.25 },
+      { consumer: 'c1', team: 't2', costUsd: 1 },
+      { consumer: 'c2', team: 't1', costUsd: 2 },
+      { consumer: 'c1', team: 'unknown-team', costUsd: 4 },
+      { route: 'ns/b', consumer: 'c1', team: 't1', costUsd: 8 },
+      { consumer: 'c1', team: 't1', costUsd: 0 },
+    ];
+    for (const r of records) t.recordRequest(record({ ...ok, ...r }));
+    const json = await registry.getMetricsAsJSON();
+    const values = (name: string, labels: string[]) =>
+      (
+        json.find((m) => m.name === name)!.values as {
+          labels: Record<string, string | number>;
+          value: number;
+        }[]
+      )
+        .map((v) => [...labels.map((l) => v.labels[l]), v.value])
+        .sort();
+    assert.deepEqual(
+      values('sluice_policy_findings_total', [
+        'sluice_route',
+        'sluice_policy',
+        'sluice_pii_type',
+        'action',
+        'direction',
+      ]),
+      [
+        ['ns/b', 'pii', 'EMAIL', 'mask', 'request', 7],
+        ['ns/chat', 'pii', 'EMAIL', 'mask', 'request', 3],
+        ['ns/chat', 'pii', 'EMAIL', 'mask', 'response', 1],
+        ['ns/chat', 'pii', 'EMAIL', 'would_mask', 'request', 1],
+        ['ns/chat', 'pii', 'PHONE', 'mask', 'request', 1],
+        ['ns/chat', 'pii', 'other', 'mask', 'request', 3],
+        ['ns/chat', 'strict', 'EMAIL', 'mask', 'request', 5],
+      ].sort(),
+    );
+    assert.deepEqual(
+      values('sluice_spend_usd_total', ['sluice_route', 'sluice_consumer', 'sluice_team']),
+      [
+        ['ns/b', 'c1', 't1', 8],
+        ['ns/chat', 'c1', 'other', 4],
+        ['ns/chat', 'c1', 't1', 0.75],
+        ['ns/chat', 'c1', 't2', 1],
+        ['ns/chat', 'c2', 't1', 2],
+      ].sort(),
+    );
+  });
+});
+
 void describe('stream metrics', () => {
   void it('sluice_extproc_active_streams counts open streams per filter, read at scrape time', async () => {
     const registry = new Registry();

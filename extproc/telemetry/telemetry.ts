@@ -153,6 +153,25 @@ interface BaseSeries {
   duration: Map<string, Observe>;
   /** Token usage by token type and whether it was estimated. */
   tokens: Map<string, Observe>;
+  /** sluice_spend_usd_total by team (the other labels are this base's). */
+  spend: Map<string, Observe>;
+}
+
+/**
+ * Series held under their label values, one Map per label (Telemetry.findingSeries): a lookup
+ * builds no key string. It holds one entry per series prom-client keeps, so it is bounded as they
+ * are.
+ */
+type SeriesTree = Map<string, SeriesTree | Observe>;
+
+/** The subtree under `value`, made on first use. */
+function subtree(t: SeriesTree, value: string): SeriesTree {
+  let n = t.get(value) as SeriesTree | undefined;
+  if (n === undefined) {
+    n = new Map();
+    t.set(value, n);
+  }
+  return n;
 }
 
 /** One filter's ext_proc stream metrics (Telemetry.streamMetrics). */
@@ -383,6 +402,35 @@ export class Telemetry {
    */
   private lastBase: BaseSeries | undefined;
 
+  /**
+   * sluice_policy_findings_total series by route, policy, type, action and direction: a request
+   * with findings increments one per finding, and prom-client's inc() would hash a fresh label
+   * object each time (~0.5 KiB each; 2.6 KiB per request of bench chat-2k-policy with its spend).
+   */
+  private readonly findingSeries: SeriesTree = new Map();
+
+  private findingSeriesOf(
+    route: string,
+    policy: string,
+    type: string,
+    action: string,
+    direction: string,
+  ): Observe {
+    const t = subtree(subtree(subtree(subtree(this.findingSeries, route), policy), type), action);
+    let s = t.get(direction) as Observe | undefined;
+    if (s === undefined) {
+      s = counterSeries(this.findings, {
+        sluice_route: route,
+        sluice_policy: policy,
+        sluice_pii_type: type,
+        action,
+        direction,
+      });
+      t.set(direction, s);
+    }
+    return s;
+  }
+
   private tokenSeries(b: BaseSeries, type: 'input' | 'output', est: string): Observe {
     const key = type === 'input' ? (est === 'true' ? 'it' : 'if') : est === 'true' ? 'ot' : 'of';
     let s = b.tokens.get(key);
@@ -403,7 +451,13 @@ export class Telemetry {
     const key = `${l.gen_ai_operation_name}\u0001${l.gen_ai_provider_name}\u0001${l.gen_ai_request_model}\u0001${l.gen_ai_response_model}\u0001${l.sluice_route}\u0001${l.sluice_backend}\u0001${l.sluice_consumer}`;
     let b = this.bases.get(key);
     if (b === undefined) {
-      b = { labels, requests: new Map(), duration: new Map(), tokens: new Map() };
+      b = {
+        labels,
+        requests: new Map(),
+        duration: new Map(),
+        tokens: new Map(),
+        spend: new Map(),
+      };
       this.bases.set(key, b);
     }
     return b;
@@ -459,17 +513,13 @@ export class Telemetry {
     if (r.findings || r.policyFailure) {
       const route = labels.sluice_route;
       const policy = this.policies.value(r.policy);
-      for (const f of r.findings ?? []) {
-        this.findings.inc(
-          {
-            sluice_route: route,
-            sluice_policy: policy,
-            sluice_pii_type: this.detectorTypes.value(f.type),
-            action: f.action,
-            direction: f.direction,
-          },
-          f.count,
-        );
+      const findings = r.findings;
+      if (findings !== undefined) {
+        for (let i = 0; i < findings.length; i++) {
+          const f = findings[i]!;
+          const type = this.detectorTypes.value(f.type);
+          this.findingSeriesOf(route, policy, type, f.action, f.direction)(f.count);
+        }
       }
       if (r.policyFailure) {
         this.policyFailures.inc({
@@ -487,15 +537,18 @@ export class Telemetry {
       });
     }
     if (r.costUsd !== undefined && r.costUsd > 0) {
-      this.spend.inc(
-        {
+      const team = this.teams.value(r.team);
+      let spend = b.spend.get(team);
+      if (spend === undefined) {
+        spend = counterSeries(this.spend, {
           sluice_route: labels.sluice_route,
           gen_ai_request_model: labels.gen_ai_request_model,
           sluice_consumer: labels.sluice_consumer,
-          sluice_team: this.teams.value(r.team),
-        },
-        r.costUsd,
-      );
+          sluice_team: team,
+        });
+        b.spend.set(team, spend);
+      }
+      spend(r.costUsd);
     }
     const seconds = r.durationMs / 1000;
     const errorType = r.errorCode ?? (r.status >= 400 ? String(r.status) : '');
