@@ -1025,13 +1025,17 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     );
     assert.equal(dataOf(1), 25);
     assert.equal(dataOf(3), 25);
-    const last1 = c.reader.frames.filter((f) => f.id === 1).at(-1)!;
-    assert.equal(last1.type, T.HEADERS);
-    assert.equal(last1.flags, 5);
-    // Half-closed (local) until the client ends its side.
-    assert.equal(streams[0]!.closed, false);
-    c.send(frame(T.DATA, 1, 1));
-    await waitFor(() => streams[0]!.closed);
+    // The trailers, then RST_STREAM NO_ERROR (the client had not ended its side).
+    assert.equal(await c.rst(1), ErrorCode.NO_ERROR);
+    const last1 = c.reader.frames.filter((f) => f.id === 1).slice(-2);
+    assert.deepEqual(
+      last1.map((f) => [f.type, f.flags]),
+      [
+        [T.HEADERS, 5],
+        [T.RST_STREAM, 0],
+      ],
+    );
+    assert.equal(streams[0]!.closed, true);
     c.sock.destroy();
   });
 
@@ -1151,35 +1155,119 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     await waitFor(() => c.reader.closed);
   });
 
-  it('keeps a stream answered before its request ended open for the client until its END_STREAM', async () => {
+  it('resets a stream answered before its request ended with RST_STREAM NO_ERROR after a grace, drops it, and ignores (yet credits) what the client sent late', async () => {
     let data = 0;
-    let ended = 0;
     let stream!: ServerStream;
-    const srv = await serve((s) => {
-      stream = s;
-      s.headers(RESPONSE, false);
-      s.trailers(TRAILERS);
-      return {
-        data: () => void data++,
-        end: () => void ended++,
-        aborted: () => assert.fail('aborted'),
-      };
-    });
+    const srv = await serve(
+      (s) => {
+        stream = s;
+        s.headers(RESPONSE, false);
+        s.data(Buffer.from('answer'));
+        s.trailers(TRAILERS);
+        return {
+          data: () => void data++,
+          end: () => assert.fail('end'),
+          aborted: () => assert.fail('aborted'),
+        };
+      },
+      { connectionWindowSize: 65535, initialWindowSize: 65535 },
+    );
     const c = await raw(srv);
     c.send(headers(1));
-    await waitFor(() => c.reader.frames.some((f) => f.type === T.HEADERS && f.flags & 1));
-    assert.equal(stream.closed, false);
-    // Its frames are still checked: a WINDOW_UPDATE of 0 on it is a stream error.
+    const t0 = Date.now();
+    assert.equal(await c.rst(1), ErrorCode.NO_ERROR);
+    assert.ok(Date.now() - t0 >= 90, `reset after ${Date.now() - t0} ms`);
+    // The RST_STREAM after our END_STREAM, the stream closed and out of the map.
+    const types = c.reader.frames.filter((f) => f.id === 1).map((f) => [f.type, f.flags & 1]);
+    assert.deepEqual(types, [
+      [T.HEADERS, 0],
+      [T.DATA, 0],
+      [T.HEADERS, 1],
+      [T.RST_STREAM, 0],
+    ]);
+    assert.equal(stream.closed, true);
+    const conn = srv.conns[0] as unknown as { streams: Map<number, unknown> };
+    assert.equal(conn.streams.size, 0);
+    // What the client sent before it saw our reset: ignored, no error; more DATA than the
+    // connection window in all, so the connection window was credited back.
+    const late = Array.from({ length: 3 }, () => frame(T.DATA, 0, 1, Buffer.alloc(16384)));
+    c.send(
+      ...late,
+      frame(T.WINDOW_UPDATE, 0, 1, u32(5)),
+      frame(T.PRIORITY, 0, 1, Buffer.concat([u32(0), Buffer.of(16)])),
+    );
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.WINDOW_UPDATE && f.id === 0));
+    c.send(...late, headers(1, 5, [['x-trailer', '1']]), frame(T.PING, 0, 0, Buffer.alloc(8)));
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.PING));
+    assert.equal(data, 0);
+    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY), 'connection error');
+    assert.equal(c.reader.frames.filter((f) => f.type === T.RST_STREAM).length, 1);
+    // The connection goes on. Within the grace the client's frames are still checked (sent
+    // with the request: the answer comes from onStream).
     c.send(headers(3), frame(T.WINDOW_UPDATE, 0, 3, u32(0)));
     assert.equal(await c.rst(3), ErrorCode.PROTOCOL_ERROR);
-    c.send(frame(T.DATA, 0, 1, Buffer.from('late')), frame(T.DATA, 1, 1, Buffer.from('!')));
-    await waitFor(() => ended === 1);
-    assert.equal(data, 2);
-    assert.equal(stream.closed, true);
-    assert.ok(!c.reader.frames.some((f) => f.type === T.RST_STREAM && f.id === 1));
-    // Closed now: DATA on it is a connection error.
-    c.send(frame(T.DATA, 1, 1, Buffer.from('x')));
+    await sleep(150);
+    assert.equal(c.reader.frames.filter((f) => f.type === T.RST_STREAM && f.id === 3).length, 1);
+    c.sock.destroy();
+  });
+
+  it("the client's RST_STREAM crossing our NO_ERROR reset of an answered stream costs no reset token", async () => {
+    const srv = await serve((s) => {
+      s.headers(RESPONSE, false);
+      s.trailers(TRAILERS);
+      return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+    });
+    const c = await raw(srv);
+    // 4 x 400 (past the bucket's 1,000), in rounds that stay within the ids remembered (512).
+    let id = 1;
+    for (let round = 1; round <= 4; round++) {
+      const first = id;
+      const opens: Buffer[] = [];
+      for (; id < first + 800; id += 2) opens.push(headers(id));
+      c.send(...opens);
+      await waitFor(
+        () => c.reader.frames.filter((f) => f.type === T.RST_STREAM).length === 400 * round,
+      );
+      const resets: Buffer[] = [];
+      for (let r = first; r < id; r += 2) resets.push(frame(T.RST_STREAM, 0, r, u32(8)));
+      c.send(...resets);
+    }
+    c.send(frame(T.PING, 0, 0, Buffer.alloc(8)));
+    await waitFor(() => c.reader.frames.some((f) => f.type === T.PING) || c.reader.closed);
+    assert.ok(!c.reader.frames.some((f) => f.type === T.GOAWAY), 'the connection was ended');
+    // Each is closed by the client now: a late frame on one is STREAM_CLOSED.
+    c.send(frame(T.DATA, 0, id - 2, Buffer.from('x')));
     assert.equal(await c.goaway(), ErrorCode.STREAM_CLOSED);
+  });
+
+  it('an answer completed later (after the window opened) is reset with NO_ERROR as well; one ended both ways is not reset', async () => {
+    const streams: ServerStream[] = [];
+    const srv = await serve((s) => {
+      streams.push(s);
+      return { data: () => undefined, end: () => undefined, aborted: () => undefined };
+    });
+    const c = await raw(srv, false);
+    // No send window: the answer waits in the stream's queue, its trailers behind it.
+    c.send(PREFACE, settings([4, 0]), headers(1), headers(3, 5));
+    await waitFor(() => streams.length === 2);
+    for (const s of streams) {
+      s.headers(RESPONSE, false);
+      s.data(Buffer.from('queued'));
+      s.trailers(TRAILERS);
+    }
+    await sleep(20);
+    assert.ok(!c.reader.frames.some((f) => f.type === T.RST_STREAM));
+    c.send(frame(T.WINDOW_UPDATE, 0, 1, u32(100)), frame(T.WINDOW_UPDATE, 0, 3, u32(100)));
+    assert.equal(await c.rst(1), ErrorCode.NO_ERROR);
+    await waitFor(() =>
+      c.reader.frames.some((f) => f.type === T.HEADERS && f.id === 3 && f.flags & 1),
+    );
+    await sleep(20);
+    assert.deepEqual(
+      c.reader.frames.filter((f) => f.type === T.RST_STREAM).map((f) => f.id),
+      [1],
+    );
+    c.sock.destroy();
   });
 });
 

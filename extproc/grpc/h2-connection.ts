@@ -159,6 +159,9 @@ const RECENT = 512;
 const COPY_LIMIT = 4096;
 /** After a connection error the socket is ended; it is destroyed if the peer has not closed by then. */
 const LINGER_MS = 1000;
+/** A stream answered in full before its request ended is reset (RST_STREAM NO_ERROR) this
+ *  long after our END_STREAM, unless the client ended or reset it meanwhile (localSent). */
+const ANSWERED_GRACE_MS = 100;
 /** ConnectionOptions.handshakeTimeoutMs by default: what an HTTP/2 client on a pod network
  *  sends in one round trip, with a wide margin for a loaded node. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
@@ -194,8 +197,14 @@ const KIND_REQUEST = 0;
 const KIND_TRAILERS = 1;
 const KIND_DISCARD = 2;
 
-// How a remembered stream closed (recentlyClosed; RESET_BY_US = 2: late frames are ignored).
+// How a remembered stream closed (recentlyClosed). After CLOSED (both sides ended, or the
+// client's RST_STREAM) a frame on it is STREAM_CLOSED; after our RST_STREAM late frames are
+// ignored (RFC 9113 §5.1: the client may have sent them before ours arrived): RESET_BY_US for a
+// stream error, ANSWERED for the NO_ERROR reset after a complete answer (localSent), whose
+// crossing RST_STREAM from the client cancelled nothing and spends no reset token.
 const CLOSED = 1;
+const RESET_BY_US = 2;
+const ANSWERED = 3;
 
 // Stream state (bits).
 const S_REMOTE_ENDED = 1;
@@ -224,6 +233,8 @@ class H2Stream implements ServerStream {
   creditDue = false;
   /** Date.now() when the stream opened (PREMATURE_RESET_MS). */
   readonly openedAt = Date.now();
+  /** Date.now() when our answer ended before the request did (ANSWERED_GRACE_MS). */
+  answeredAt = 0;
 
   constructor(
     readonly id: number,
@@ -281,6 +292,12 @@ export class H2Connection {
   private readonly closeFns: (() => void)[] = [];
   /** Streams owed a WINDOW_UPDATE once the current read is processed. */
   private readonly credit: H2Stream[] = [];
+  /** Streams answered in full before the request ended, oldest first, each reset once
+   *  ANSWERED_GRACE_MS passed without the client's END_STREAM or RST_STREAM (closed ones are
+   *  dropped as the sweep meets them). One timer for them all, made on first use, re-armed. */
+  private readonly answered: H2Stream[] = [];
+  private answeredTimer: NodeJS.Timeout | null = null;
+  private answeredArmed = false;
   private connCreditDue = false;
 
   // Input.
@@ -901,9 +918,11 @@ export class H2Connection {
     const s = this.streams.get(id);
     if (s === undefined) {
       // Our RST_STREAM and the client's crossed; after its own, nothing more may come from it on
-      // the stream (h2spec 5.1/8, 5.1/9), and it still counts as a reset (an answer sent from
-      // onStream must not take a rapid reset past the bucket).
-      if (this.forgetResetByUs(id)) this.spendResetToken();
+      // the stream (h2spec 5.1/8, 5.1/9). After a stream error or the owner's reset it still
+      // counts as a reset (an owner resetting from onStream must not take a rapid reset past the
+      // bucket); after our NO_ERROR reset of a complete answer it cancelled nothing (the rule
+      // for an open stream below: our answer had ended).
+      if (this.forgetResetByUs(id) === RESET_BY_US) this.spendResetToken();
       return;
     }
     if (
@@ -913,16 +932,17 @@ export class H2Connection {
     )
       return;
     this.streams.delete(id);
-    this.remember(id, false);
+    this.remember(id, CLOSED);
     this.dropStream(s);
   }
 
-  /** A remembered stream we reset becomes one closed by the client; false if not remembered so. */
-  private forgetResetByUs(id: number): boolean {
-    const slot = (id >>> 1) & (RECENT - 1);
-    if (this.recent[slot] !== id * 2 + 1) return false;
-    this.recent[slot] = id * 2;
-    return true;
+  /** A remembered stream we reset becomes one closed by the client: how we had reset it
+   *  (RESET_BY_US, ANSWERED), or 0 if it was not remembered so. */
+  private forgetResetByUs(id: number): number {
+    const how = this.recentlyClosed(id);
+    if (how !== RESET_BY_US && how !== ANSWERED) return 0;
+    this.remember(id, CLOSED);
+    return how;
   }
 
   private onSettings(buf: Buffer, start: number, end: number, flags: number, id: number): void {
@@ -1055,10 +1075,11 @@ export class H2Connection {
     return id > this.lastStreamId || (id & 1) === 0;
   }
 
-  /** RESET_BY_US, CLOSED, or 0 when the id is not remembered. */
+  /** CLOSED, RESET_BY_US, ANSWERED, or 0 when the id is not remembered. A slot holds a client
+   *  (odd) id's half, times 4, plus how it closed: 30 + 2 bits, one Uint32Array entry. */
   private recentlyClosed(id: number): number {
     const v = this.recent[(id >>> 1) & (RECENT - 1)]!;
-    return v >>> 1 === id ? (v & 1) + 1 : 0;
+    return (id & 1) === 1 && v >>> 2 === id >>> 1 ? v & 3 : 0;
   }
 
   private spendResetToken(): boolean {
@@ -1090,7 +1111,7 @@ export class H2Connection {
     if (code !== ErrorCode.NO_ERROR && !this.spendResetToken()) return;
     this.control(13);
     this.writeRst(id, code);
-    this.remember(id, true);
+    this.remember(id, RESET_BY_US);
     const s = this.streams.get(id);
     if (s !== undefined) {
       this.streams.delete(id);
@@ -1105,12 +1126,12 @@ export class H2Connection {
     this.clearQueue(s);
     if (this.socketClosed || this.destroyed || this.failed) return;
     this.writeRst(s.id, code);
-    this.remember(s.id, true);
+    this.remember(s.id, RESET_BY_US);
     this.maybeFinish();
   }
 
-  private remember(id: number, resetByUs: boolean): void {
-    this.recent[(id >>> 1) & (RECENT - 1)] = id * 2 + (resetByUs ? 1 : 0);
+  private remember(id: number, how: number): void {
+    this.recent[(id >>> 1) & (RECENT - 1)] = (id >>> 1) * 4 + how;
   }
 
   /** Closed by the peer or an error: the owner hears aborted() unless it had ended our side. */
@@ -1143,20 +1164,73 @@ export class H2Connection {
     s.state |= S_CLOSED;
     s.events = null;
     this.streams.delete(s.id);
-    this.remember(s.id, false);
+    this.remember(s.id, CLOSED);
     this.maybeFinish();
   }
 
   /** Our END_STREAM is in the batch. */
   localSent(s: H2Stream): void {
     s.state |= S_LOCAL_SENT;
-    // An answer complete before the request leaves the stream half-closed (local) until the
-    // client's END_STREAM or RST_STREAM, rather than RST_STREAM NO_ERROR (RFC 9113 §8.1 allows
-    // either): the client's frames on it are then still checked, as node:http2 does (it passes
-    // h2spec 6.9/2, 6.9.1/3, 8.1/1, 8.1.2.1/3, 8.1.2.6 against the ext_proc server's 415 from
-    // onStream: test/interop/h2spec.test.ts), and what it sends is counted and credited. It
-    // costs the stream object until then.
-    if (s.state & S_REMOTE_ENDED) this.closeStream(s);
+    if (s.state & S_REMOTE_ENDED) {
+      this.closeStream(s);
+      return;
+    }
+    // A complete answer before the request's end. The server may then ask the client to stop
+    // with RST_STREAM NO_ERROR (RFC 9113 §8.1), as grpc-go's server does at once
+    // (internal/transport/http2_server.go, writeStatus, v1.85: "Send a RST_STREAM after the
+    // trailers if the client has not already half-closed"). Here the stream stays half-closed
+    // (local) for ANSWERED_GRACE_MS first, so what the client sent with its request is still
+    // checked and handed on: a content-length mismatch, trailers without END_STREAM, a
+    // WINDOW_UPDATE of 0 stay stream errors (h2spec 6.9/2, 6.9.1/3, 8.1/1, 8.1.2.1/3, 8.1.2.6
+    // against the ext_proc server's early 415), which after our RST_STREAM they could not be
+    // (RFC 9113 §5.1: frames after it are discarded). A client that ends or resets the stream
+    // on our answer (grpc-go resets it) closes it within the grace, and no reset of ours goes
+    // out. Otherwise the reset (resetAnswered): the stream stops holding a slot of
+    // maxConcurrentStreams, its object and its owner's state until the client ends it, which a
+    // stuck or hostile one never does.
+    s.answeredAt = Date.now();
+    this.answered.push(s);
+    if (!this.answeredArmed) {
+      this.answeredArmed = true;
+      if (this.answeredTimer === null)
+        this.answeredTimer = setTimeout(this.sweepAnswered.bind(this), ANSWERED_GRACE_MS).unref();
+      else this.answeredTimer.refresh();
+    }
+  }
+
+  /** ANSWERED_GRACE_MS after the oldest early answer: resets those due, re-arms for the rest. */
+  private sweepAnswered(): void {
+    this.answeredArmed = false;
+    const list = this.answered;
+    if (this.failed || this.destroyed || this.socketClosed) {
+      list.length = 0;
+      return;
+    }
+    const now = Date.now();
+    let keep = 0;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      if (s.state & S_CLOSED) continue;
+      if (now - s.answeredAt >= ANSWERED_GRACE_MS) this.resetAnswered(s);
+      else list[keep++] = s;
+    }
+    list.length = keep;
+    if (keep > 0 && !this.failed && !this.destroyed) {
+      this.answeredArmed = true;
+      this.answeredTimer!.refresh();
+    }
+  }
+
+  /** RST_STREAM NO_ERROR for a stream answered in full; late frames on it are then ignored
+   *  (ANSWERED), the DATA among them still counted against and credited to the connection
+   *  window (onDataFrame counts every DATA frame before it looks the stream up). */
+  private resetAnswered(s: H2Stream): void {
+    s.state |= S_CLOSED;
+    s.events = null;
+    this.streams.delete(s.id);
+    this.writeRst(s.id, ErrorCode.NO_ERROR);
+    this.remember(s.id, ANSWERED);
+    this.maybeFinish();
   }
 
   /** DATA from a stream with nothing queued: sent as far as the windows allow, the rest queued. */
@@ -1316,6 +1390,8 @@ export class H2Connection {
     if (this.socketClosed) return;
     this.socketClosed = true;
     if (this.timer !== null) clearTimeout(this.timer);
+    if (this.answeredTimer !== null) clearTimeout(this.answeredTimer);
+    this.answered.length = 0;
     this.abortAll();
     this.outLen = 0;
     this.bigs.length = 0;
