@@ -16,9 +16,15 @@
  */
 import {
   emptyUsage,
+  rejected,
   StoreUnavailable,
+  valueNow,
+  type BucketCharge,
   type RefusalMetric,
   type ReserveReply,
+  type ReserveRequest,
+  type SettleReply,
+  type SettleRequest,
   type StateStore,
   type UsageIncrement,
   type UsageValues,
@@ -93,6 +99,22 @@ export interface BudgetOptions {
   retryIntervalMs?: number;
 }
 
+/** One reserve in progress (Budget.reserveNow), what its steps share. */
+interface Reserving {
+  policy: BudgetPolicy;
+  keys: RequestKeys;
+  estimate: Amount;
+  now: number;
+  ttlMs: number;
+  charges: Charge[];
+  bucketKeys: string[];
+  id: string;
+  /** What this replica owed each bucket when the call was made; undefined: nothing. */
+  owed: number[] | undefined;
+  /** The number of the store call whose answer is used (SettlementJournal.stamp). */
+  at: number;
+}
+
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
 const DAY_USAGE_RETENTION_MS = 62 * DAY_MS;
@@ -124,49 +146,95 @@ export class Budget {
     return this.journal.queued;
   }
 
-  async reserve(policy: BudgetPolicy, keys: RequestKeys, estimate: Amount): Promise<ReserveResult> {
+  reserve(policy: BudgetPolicy, keys: RequestKeys, estimate: Amount): Promise<ReserveResult> {
+    try {
+      const r = this.reserveNow(policy, keys, estimate);
+      return r instanceof Promise ? r : Promise.resolve(r);
+    } catch (err) {
+      return rejected(err);
+    }
+  }
+
+  /**
+   * reserve, answered in this turn when the store answered in it (a memory store: valueNow in
+   * state/store.ts) and nothing waits to be flushed first; a promise otherwise. Throws what
+   * reserve rejects with. The store call is made, and numbered, in the caller's turn either way.
+   */
+  reserveNow(
+    policy: BudgetPolicy,
+    keys: RequestKeys,
+    estimate: Amount,
+  ): ReserveResult | Promise<ReserveResult> {
     const now = this.clock();
     const ttlMs = policy.limits.reservationTtlSeconds * 1000;
     const charges = chargesFor(policy.limits.rules, keys, estimate, now, ttlMs);
-    const bucketKeys = charges.map((c) => c.key);
-    const id = this.newId();
+    const bucketKeys: string[] = new Array<string>(charges.length);
+    for (let i = 0; i < charges.length; i++) bucketKeys[i] = charges[i]!.key;
+    const r: Reserving = {
+      policy,
+      keys,
+      estimate,
+      now,
+      ttlMs,
+      charges,
+      bucketKeys,
+      id: this.newId(),
+      owed: undefined,
+      at: 0,
+    };
+    const asked = this.store.reserve(this.reserveRequest(r));
+    const reply = valueNow(asked);
+    // Right after an outage the journal may still hold what fills the bucket (reserveAsync).
+    if (reply !== undefined && (reply.admitted || this.journal.queued === 0)) {
+      return this.reserved(r, reply);
+    }
+    return this.reserveAsync(r, asked);
+  }
+
+  /**
+   * The store call of a reserve: what this replica served while the store was away and has not
+   * delivered yet counts in the check, so a store that is back does not admit past a limit before
+   * the journal drains. Nothing is owed unless the store was away (no arrays per request then).
+   */
+  private reserveRequest(r: Reserving): ReserveRequest {
+    const owed = this.journal.owes ? this.journal.owed(r.policy.name, r.bucketKeys) : undefined;
+    r.owed = owed;
+    let buckets: BucketCharge[] = r.charges;
+    if (owed) {
+      buckets = [];
+      for (let i = 0; i < r.charges.length; i++) {
+        const c = r.charges[i]!;
+        buckets.push(owed[i]! > 0 ? { ...c, unsettled: owed[i] } : c);
+      }
+    }
+    r.at = this.journal.stamp();
+    return {
+      scope: r.policy.name,
+      id: r.id,
+      nowMs: r.now,
+      ttlMs: r.ttlMs,
+      buckets,
+      force: r.policy.mode === 'shadow',
+    };
+  }
+
+  /** The rest of a reserve whose store call `first` was not answered in the caller's turn. */
+  private async reserveAsync(r: Reserving, first: Promise<ReserveReply>): Promise<ReserveResult> {
+    const { policy, charges, bucketKeys, id, now, ttlMs } = r;
     const shadow = policy.mode === 'shadow';
     let reply: ReserveReply;
-    /** The store was away and the policy's limits were held against the journal's levels. */
-    let local = false;
-    // What this replica served while the store was away and has not delivered yet counts in the
-    // check, so a store that is back does not admit past a limit before the journal drains.
-    // Nothing is owed unless the store was away (undefined then: no arrays per request).
-    let owed: number[] | undefined;
-    /** The number of the store call whose answer `reply` is (SettlementJournal.stamp). */
-    let at = 0;
-    const ask = (): Promise<ReserveReply> => {
-      owed = this.journal.owes ? this.journal.owed(policy.name, bucketKeys) : undefined;
-      const o = owed;
-      const buckets = o
-        ? charges.map((c, i) => (o[i]! > 0 ? { ...c, unsettled: o[i] } : c))
-        : charges;
-      at = this.journal.stamp();
-      return this.store.reserve({
-        scope: policy.name,
-        id,
-        nowMs: now,
-        ttlMs,
-        buckets,
-        force: shadow,
-      });
-    };
+    const ask = (): Promise<ReserveReply> => this.store.reserve(this.reserveRequest(r));
     try {
-      reply = await ask();
+      reply = await first;
       if (!reply.admitted && this.journal.queued > 0) {
         // Right after an outage, releases and settlements still in the journal may be what
         // fills the bucket: deliver them, then ask once more (a refused reserve took nothing).
         await this.flush().catch(() => 0);
-        const refused = { reply, owed, at };
+        const refused = { reply, owed: r.owed, at: r.at };
         reply = await ask().catch((err: unknown) => {
           if (!(err instanceof StoreUnavailable) || err.maybeApplied) throw err;
-          owed = refused.owed;
-          at = refused.at;
+          r.owed = refused.owed;
+          r.at = refused.at;
           return refused.reply;
         });
       }
@@ -179,8 +247,8 @@ export class Budget {
         scope: policy.name,
         createdAtMs: now,
         ttlMs,
-        keys: { ...keys },
-        estimate: { ...estimate },
+        keys: { ...r.keys },
+        estimate: { ...r.estimate },
         charges,
         levels: [],
       };
@@ -201,25 +269,33 @@ export class Budget {
       // reconnect, a Cluster failover), its "settled" marker makes the late reserve a no-op.
       if (err.maybeApplied) this.settle(reservation, undefined).catch(() => undefined);
       if (policy.failureMode === 'open' && over >= 0 && !this.journal.full) {
-        reply = { admitted: false, over, levels };
-        local = true;
-      } else {
-        return {
-          ok: false,
-          refusal: refusal('state_unavailable', 'Usage limits cannot be checked right now.', {
-            headers: { 'retry-after': '1' },
-          }),
-        };
+        // The store was away and the policy's limits were held against the journal's levels.
+        return this.answered(r, { admitted: false, over, levels });
       }
+      return {
+        ok: false,
+        refusal: refusal('state_unavailable', 'Usage limits cannot be checked right now.', {
+          headers: { 'retry-after': '1' },
+        }),
+      };
     }
-    if (!local) {
-      this.journal.saw(policy.name, bucketKeys, reply.levels, at);
-      this.kick();
-      const o = owed;
-      if (o?.some((x) => x > 0)) {
-        reply = { ...reply, levels: reply.levels.map((l, i) => l + o[i]!) };
-      }
+    return this.reserved(r, reply);
+  }
+
+  /** The store's answer to the reserve call numbered r.at: what it tells this replica, then the result. */
+  private reserved(r: Reserving, reply: ReserveReply): ReserveResult {
+    this.journal.saw(r.policy.name, r.bucketKeys, reply.levels, r.at);
+    this.kick();
+    const o = r.owed;
+    if (o !== undefined && o.some((x) => x > 0)) {
+      reply = { ...reply, levels: reply.levels.map((l, i) => l + o[i]!) };
     }
+    return this.answered(r, reply);
+  }
+
+  /** The result of a reserve from the levels it was judged by (the store's or the journal's). */
+  private answered(r: Reserving, reply: ReserveReply): ReserveResult {
+    const { policy, charges, now } = r;
     this.onLevels?.(policy.name, charges, reply.levels);
     const hit = reply.over >= 0 ? limitHit(charges, reply.levels, reply.over, now) : undefined;
     if (!reply.admitted) {
@@ -239,12 +315,12 @@ export class Budget {
       };
     }
     const reservation: Reservation = {
-      id,
+      id: r.id,
       scope: policy.name,
       createdAtMs: now,
-      ttlMs,
-      keys: { ...keys },
-      estimate: { ...estimate },
+      ttlMs: r.ttlMs,
+      keys: { ...r.keys },
+      estimate: { ...r.estimate },
       charges,
       levels: reply.levels,
     };
@@ -315,48 +391,101 @@ export class Budget {
     return this.settle(reservation, undefined);
   }
 
-  private async settle(
-    reservation: Reservation,
-    actual: Actual | undefined,
-  ): Promise<SettleResult> {
+  private settle(reservation: Reservation, actual: Actual | undefined): Promise<SettleResult> {
+    // The same steps as settleAsync, without a promise per step when the store answers in this
+    // turn (valueNow).
     const failOpen = this.journal.isFailOpen(reservation.id);
+    let result: SettleResult;
     try {
       const at = this.journal.stamp();
-      const result = await this.apply(reservation, actual);
+      const req = settleRequest(reservation, actual, this.clock());
+      const asked = this.store.settle(req);
+      const reply = valueNow(asked);
+      if (reply === undefined)
+        return this.settleAsync(reservation, actual, failOpen, at, req, asked);
+      result = settleResult(reply);
       this.journal.delivered(
         reservation,
-        reservation.charges.map((c) => actualFor(c, actual)),
+        amountsOf(req),
+        at,
+        result.status === 'settled' && !result.expired,
+      );
+      this.kick();
+    } catch (err) {
+      return this.notSettledAsync(reservation, actual, failOpen, err);
+    }
+    return Promise.resolve(result);
+  }
+
+  /** The rest of a settle whose store call was not answered in the caller's turn. */
+  private async settleAsync(
+    reservation: Reservation,
+    actual: Actual | undefined,
+    failOpen: boolean,
+    at: number,
+    req: SettleRequest,
+    asked: Promise<SettleReply>,
+  ): Promise<SettleResult> {
+    try {
+      const result = settleResult(await asked);
+      this.journal.delivered(
+        reservation,
+        amountsOf(req),
         at,
         result.status === 'settled' && !result.expired,
       );
       this.kick();
       return result;
     } catch (err) {
-      if (!(err instanceof StoreUnavailable)) {
-        this.journal.drop(reservation.id, 'refused');
-        throw err;
-      }
-      const now = this.clock();
-      this.journal.add(
-        {
-          reservation,
-          actual,
-          failOpen,
-          queuedAtMs: now,
-          ambiguousSinceMs: err.maybeApplied ? now : undefined,
-        },
-        reservation.charges.map((c) => actualFor(c, actual)),
-      );
-      this.schedule();
-      return { status: 'queued' };
+      return this.notSettled(reservation, actual, failOpen, err);
     }
   }
 
+  /** notSettled's result or error as a promise. */
+  private notSettledAsync(
+    reservation: Reservation,
+    actual: Actual | undefined,
+    failOpen: boolean,
+    err: unknown,
+  ): Promise<SettleResult> {
+    try {
+      return Promise.resolve(this.notSettled(reservation, actual, failOpen, err));
+    } catch (e) {
+      return rejected(e);
+    }
+  }
+
+  /**
+   * A settlement the store did not take: journalled when the store is away (and retried), else
+   * given up and `err` thrown.
+   */
+  private notSettled(
+    reservation: Reservation,
+    actual: Actual | undefined,
+    failOpen: boolean,
+    err: unknown,
+  ): SettleResult {
+    if (!(err instanceof StoreUnavailable)) {
+      this.journal.drop(reservation.id, 'refused');
+      throw err;
+    }
+    const now = this.clock();
+    this.journal.add(
+      {
+        reservation,
+        actual,
+        failOpen,
+        queuedAtMs: now,
+        ambiguousSinceMs: err.maybeApplied ? now : undefined,
+      },
+      reservation.charges.map((c) => actualFor(c, actual)),
+    );
+    this.schedule();
+    return { status: 'queued' };
+  }
+
   private async apply(reservation: Reservation, actual: Actual | undefined): Promise<SettleResult> {
-    const reply = await this.store.settle(settleRequest(reservation, actual, this.clock()));
-    return reply.applied
-      ? { status: 'settled', expired: !reply.pendingFound }
-      : { status: 'duplicate' };
+    return settleResult(await this.store.settle(settleRequest(reservation, actual, this.clock())));
   }
 
   /** Delivers the journal in the background once the store has answered again. */
@@ -660,12 +789,25 @@ function actualFor(c: Charge, actual: Actual | undefined): number {
   }
 }
 
+function settleResult(reply: SettleReply): SettleResult {
+  return reply.applied
+    ? { status: 'settled', expired: !reply.pendingFound }
+    : { status: 'duplicate' };
+}
+
+/** What a settle request charges each bucket (actualFor of each charge, in order). */
+function amountsOf(req: SettleRequest): number[] {
+  const out = new Array<number>(req.buckets.length);
+  for (let i = 0; i < out.length; i++) out[i] = req.buckets[i]!.actual;
+  return out;
+}
+
 /** How long the store remembers a settled id: retries within it are recognised. */
 function markerTtlMs(r: Reservation): number {
   return 2 * r.ttlMs;
 }
 
-function settleRequest(r: Reservation, actual: Actual | undefined, now: number) {
+function settleRequest(r: Reservation, actual: Actual | undefined, now: number): SettleRequest {
   const usage: UsageIncrement[] = [];
   if (actual) {
     const u = actual.usage;

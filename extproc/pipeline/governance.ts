@@ -6,7 +6,13 @@
 import type { Operation } from '../providers/endpoints.js';
 import type { CompiledGovernance, ModelEntry, RuntimeConfig } from '../config/runtime.js';
 import { checkAccess } from '../governance/access.js';
-import { AttemptLedger, type Actual, type Budget, type Reservation } from '../governance/budget.js';
+import {
+  AttemptLedger,
+  type Actual,
+  type Budget,
+  type Reservation,
+  type ReserveResult,
+} from '../governance/budget.js';
 import {
   resolveIdentity,
   type Caller,
@@ -15,6 +21,7 @@ import {
 } from '../governance/identity.js';
 import { costMicros, estimateCost, microsToUsd } from '../governance/pricing.js';
 import { refusalError, type Refusal } from '../governance/refusal.js';
+import { rejected } from '../state/store.js';
 import { estimateRequestInputTokens, maxOutputTokens } from '../usage/estimate.js';
 import type { TokenUsage } from '../usage/extract.js';
 
@@ -80,8 +87,16 @@ export interface Admitted {
  * Throws the refusal as a SluiceError (401/403/429/503 in the caller's format), except in shadow
  * mode, where every refusal becomes a `would_*` verdict and the request goes on.
  */
-export async function admit(input: AdmitInput): Promise<Admitted> {
-  return reserveFor(input, admitCaller(input));
+export function admit(input: AdmitInput): Promise<Admitted> {
+  // Not async: reserveFor's promise is handed on as it is (an async function would wrap it in
+  // one more, resolved a few turns later). A refusal still rejects, never throws.
+  let caller: Admitted;
+  try {
+    caller = admitCaller(input);
+  } catch (err) {
+    return rejected(err);
+  }
+  return reserveFor(input, caller);
 }
 
 /**
@@ -122,42 +137,62 @@ export function admitCaller(input: AdmitInput): Admitted {
   return { state, strip };
 }
 
-/** The second half of admit: the budget reservation of a caller admitCaller let in. */
-export async function reserveFor(input: AdmitInput, let_in: Admitted): Promise<Admitted> {
+/**
+ * The second half of admit: the budget reservation of a caller admitCaller let in. Not async:
+ * with a store that answers in this turn (the memory store) the reservation is made without a
+ * promise per step; a refusal rejects.
+ */
+export function reserveFor(input: AdmitInput, let_in: Admitted): Promise<Admitted> {
   const { state, strip } = let_in;
-  const { compiled, caller, verdicts } = state;
-  const shadow = compiled.policy.mode === 'shadow';
-  const limits = compiled.budget;
-  if (!limits || !input.budget) return { state, strip };
+  const limits = state.compiled.budget;
+  const budget = input.budget;
+  if (!limits || !budget) return Promise.resolve({ state, strip });
+  try {
+    const inputTokens = estimateRequestInputTokens(input.operation, input.body);
+    state.inputEstimate = inputTokens;
+    const out = outputReservation(input.operation, input.body, limits.limits.defaultMaxTokens);
+    state.outputReserved = out.perChoice * out.choices;
+    const est = estimateCost(state.compiled.prices.lookup(input.model), {
+      inputTokens,
+      maxOutputTokens: state.outputReserved,
+    });
+    const caller = state.caller;
+    const r = budget.reserveNow(
+      limits,
+      {
+        consumer: caller?.consumer,
+        team: caller?.team,
+        model: input.model,
+        route: input.route,
+        session: input.sessionOf?.(caller),
+      },
+      { tokens: est.tokens, costUsd: microsToUsd(est.costMicros) },
+    );
+    if (r instanceof Promise) return r.then((x) => reserved(state, strip, out.perChoice, x));
+    return Promise.resolve(reserved(state, strip, out.perChoice, r));
+  } catch (err) {
+    return rejected(err);
+  }
+}
 
-  const inputTokens = estimateRequestInputTokens(input.operation, input.body);
-  state.inputEstimate = inputTokens;
-  const out = outputReservation(input.operation, input.body, limits.limits.defaultMaxTokens);
-  state.outputReserved = out.perChoice * out.choices;
-  const est = estimateCost(compiled.prices.lookup(input.model), {
-    inputTokens,
-    maxOutputTokens: state.outputReserved,
-  });
-  const r = await input.budget.reserve(
-    limits,
-    {
-      consumer: caller?.consumer,
-      team: caller?.team,
-      model: input.model,
-      route: input.route,
-      session: input.sessionOf?.(caller),
-    },
-    { tokens: est.tokens, costUsd: microsToUsd(est.costMicros) },
-  );
+/** What admission makes of the reservation's result (throws a refusal). */
+function reserved(
+  state: GovernanceState,
+  strip: string[],
+  perChoice: number,
+  r: ReserveResult,
+): Admitted {
   if (!r.ok) {
     // A refused reservation took nothing: shadow mode cannot get here (it forces admission).
     throw refusalError(r.refusal);
   }
+  const verdicts = state.verdicts;
   state.headers = r.headers;
   // The provider is held to what was reserved (providers/output-cap.ts applies it per attempt).
   // 0 (defaultMaxTokens: 0 and no cap asked) reserves no output and cannot be a provider's cap.
-  const outputTokenCap = !shadow && out.perChoice > 0 ? out.perChoice : undefined;
-  const admitted = { state, strip, ...(outputTokenCap === undefined ? {} : { outputTokenCap }) };
+  const shadow = state.compiled.policy.mode === 'shadow';
+  const admitted: Admitted =
+    !shadow && perChoice > 0 ? { state, strip, outputTokenCap: perChoice } : { state, strip };
   // A fail-open admission is settled like a reservation: charged once the store is back.
   state.reservation = r.reservation;
   if (r.failOpen) {

@@ -4,6 +4,8 @@
  * plus a sweep at most once a second so memory stays bounded by live windows.
  */
 import {
+  answered,
+  rejected,
   usageDimsKey,
   usageRows,
   type ReserveReply,
@@ -309,7 +311,20 @@ export class MemoryStore implements StateStore {
     for (const e of this.issuers) e.markers.sweep(nowMs, e.own ? e.ids.issued : e.seen);
   }
 
+  // answered(): the Budget reads these answers in the same turn (store.ts, valueNow).
   reserve(req: ReserveRequest): Promise<ReserveReply> {
+    try {
+      return answered(this.reserveNow(req));
+    } catch (err) {
+      return rejected(err);
+    }
+  }
+
+  settle(req: SettleRequest): Promise<SettleReply> {
+    return answered(this.settleNow(req));
+  }
+
+  private reserveNow(req: ReserveRequest): ReserveReply {
     const { nowMs } = req;
     this.sweep(nowMs);
     const s = this.scope(req.scope);
@@ -317,7 +332,7 @@ export class MemoryStore implements StateStore {
     this.learn(req.id);
     const marker = this.marker(s, req.id);
     if (s.pending.has(req.id) || (marker !== undefined && marker > nowMs)) {
-      return Promise.reject(new Error(`reservation id reused: ${req.id}`));
+      throw new Error(`reservation id reused: ${req.id}`);
     }
     const levels: number[] = [];
     let over = -1;
@@ -328,7 +343,7 @@ export class MemoryStore implements StateStore {
       levels.push(level);
       if (over < 0 && level + (c.unsettled ?? 0) + c.amount > c.limit) over = i;
     }
-    if (over >= 0 && !req.force) return Promise.resolve({ admitted: false, over, levels });
+    if (over >= 0 && !req.force) return { admitted: false, over, levels };
     const charges: Pending['charges'] = [];
     for (let i = 0; i < req.buckets.length; i++) {
       const c = req.buckets[i]!;
@@ -350,16 +365,16 @@ export class MemoryStore implements StateStore {
     if (expiresAtMs < s.pendingLatestMs) s.pendingUnordered = true;
     else s.pendingLatestMs = expiresAtMs;
     s.pending.set(req.id, { expiresAtMs, charges });
-    return Promise.resolve({ admitted: true, over, levels });
+    return { admitted: true, over, levels };
   }
 
-  settle(req: SettleRequest): Promise<SettleReply> {
+  private settleNow(req: SettleRequest): SettleReply {
     const { nowMs } = req;
     const s = this.scope(req.scope);
     this.expire(s, nowMs);
     const marker = this.marker(s, req.id);
     if (marker !== undefined && marker > nowMs) {
-      return Promise.resolve({ applied: false, pendingFound: false });
+      return { applied: false, pendingFound: false };
     }
     this.mark(s, req.id, nowMs + req.markerTtlMs);
     const p = s.pending.get(req.id);
@@ -392,7 +407,7 @@ export class MemoryStore implements StateStore {
         counters[i]! += v;
       }
     }
-    return Promise.resolve({ applied: true, pendingFound: p !== undefined });
+    return { applied: true, pendingFound: p !== undefined };
   }
 
   /**

@@ -183,6 +183,41 @@ export interface StateStore {
   close(): Promise<void>;
 }
 
+/**
+ * A store that never waits (memory.ts) answers with answered(value): a resolved promise whose
+ * value the caller takes in the same turn with valueNow, instead of awaiting it. The Budget's
+ * reserve and settle then make no promise and suspend no frame per step (issue 16: every async
+ * step of a request's reserve and settle allocated a promise and its frame). Only the promise
+ * made last is known, and only that very promise: a store that wraps another (tests count its
+ * calls) and hands its promise on is still read at once; one that makes a promise of its own is
+ * awaited as before.
+ */
+let answeredPromise: Promise<unknown> | undefined;
+let answeredValue: unknown;
+
+export function answered<T>(value: T): Promise<T> {
+  const p = Promise.resolve(value);
+  answeredPromise = p;
+  answeredValue = value;
+  return p;
+}
+
+/** The value of `p` if it is the promise answered() made last; undefined otherwise. */
+export function valueNow<T>(p: Promise<T>): T | undefined {
+  if (p !== answeredPromise) return undefined;
+  const v = answeredValue as T;
+  answeredPromise = undefined;
+  answeredValue = undefined;
+  return v;
+}
+
+/** A promise rejected with `err`, whatever was thrown (as an async function's would be). */
+export function rejected(err: unknown): Promise<never> {
+  return new Promise(() => {
+    throw err;
+  });
+}
+
 export function emptyUsage(): UsageValues {
   return {
     requests: 0,

@@ -36,7 +36,7 @@ export type LevelsObserver = (
  * wall clock the budget's windows use.
  */
 export function budgetUtilizationMetric(registry: Registry, now: () => number): LevelsObserver {
-  const seen = new Map<string, Seen>();
+  const seen: Seen[] = [];
   new Gauge({
     name: BUDGET_UTILIZATION_METRIC,
     help:
@@ -48,7 +48,7 @@ export function budgetUtilizationMetric(registry: Registry, now: () => number): 
     collect() {
       this.reset();
       const t = now();
-      for (const s of seen.values()) {
+      for (const s of seen) {
         this.set(
           { sluice_policy: s.policy, limit: s.limit, metric: s.metric },
           t >= s.resetAtMs ? 0 : s.ratio,
@@ -56,24 +56,38 @@ export function budgetUtilizationMetric(registry: Registry, now: () => number): 
       }
     },
   });
+  // Seen by policy, then limit and metric: nested Maps, so a reserve builds no key string (it
+  // reports every bucket of every reserve). Bounded by the limits configured, as the series are.
+  const byPolicy = new Map<string, Map<string, Map<string, Seen>>>();
   return (policy, charges, levels) => {
-    charges.forEach((c, i) => {
+    for (let i = 0; i < charges.length; i++) {
+      const c = charges[i]!;
       const level = levels[i];
-      if (c.metric === 'concurrent' || level === undefined || c.limit <= 0) return;
-      const key = `${policy}\0${c.limitName}\0${c.metric}`;
+      if (c.metric === 'concurrent' || level === undefined || c.limit <= 0) continue;
+      let byLimit = byPolicy.get(policy);
+      if (byLimit === undefined)
+        byPolicy.set(policy, (byLimit = new Map<string, Map<string, Seen>>()));
+      let byMetric = byLimit.get(c.limitName);
+      if (byMetric === undefined) byLimit.set(c.limitName, (byMetric = new Map<string, Seen>()));
       const ratio = level / c.limit;
-      const s = seen.get(key);
-      if (!s || c.resetAtMs > s.resetAtMs) {
-        seen.set(key, {
+      const s = byMetric.get(c.metric);
+      if (!s) {
+        const fresh = {
           policy,
           limit: c.limitName,
           metric: c.metric,
           resetAtMs: c.resetAtMs,
           ratio,
-        });
+        };
+        byMetric.set(c.metric, fresh);
+        seen.push(fresh);
+      } else if (c.resetAtMs > s.resetAtMs) {
+        // A new window starts again from what it sees.
+        s.resetAtMs = c.resetAtMs;
+        s.ratio = ratio;
       } else if (c.resetAtMs === s.resetAtMs && ratio > s.ratio) {
         s.ratio = ratio;
       }
-    });
+    }
   };
 }
