@@ -61,6 +61,7 @@ const u32 = (n: number): Buffer => {
   b.writeUInt32BE(n >>> 0);
   return b;
 };
+const wu2 = (id: number, inc: number): Buffer => frame(WINDOW_UPDATE, 0, id, u32(inc));
 function settings(pairs: [number, number][]): Buffer {
   const p = Buffer.alloc(pairs.length * 6);
   pairs.forEach(([k, v], i) => {
@@ -457,20 +458,159 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
     await stillWorks(c);
   });
 
-  it('empty DATA frames flood (CVE-2019-9518): linear cost, no allocation kept, connection usable', async () => {
+  it('empty frames flood (CVE-2019-9518): a second empty DATA, HEADERS or CONTINUATION without END_STREAM in a row is GOAWAY ENHANCE_YOUR_CALM', async () => {
+    const floods: [string, Buffer[]][] = [
+      ['DATA', [frame(DATA, 0, 1), frame(DATA, 0, 1)]],
+      ['padded DATA', [frame(DATA, PADDED, 1, Buffer.of(3, 0, 0, 0)), frame(DATA, 0, 1)]],
+      ['DATA on a closed stream', [frame(DATA, 0, 3), frame(DATA, 0, 3)]],
+      ['HEADERS + CONTINUATION', [frame(HEADERS, 0, 5), frame(CONTINUATION, 0, 5)]],
+    ];
+    for (const [what, flood] of floods) {
+      const srv = await serve(silent);
+      const c = new Raw(srv.path);
+      c.send(headersFrame(1), headersFrame(3, true));
+      await until(() => srv.opened === 2);
+      c.send(...flood);
+      await until(() => c.goaway() !== undefined, 3000, `GOAWAY (${what})`);
+      assert.equal(c.goaway()!.code, ErrorCode.ENHANCE_YOUR_CALM, what);
+      assert.ok(srv.errors.some((e) => /empty frames flood/.test(e.message)));
+      c.end();
+    }
+  });
+
+  it('empty frames that are legitimate: one at a time between frames with data, and any number with END_STREAM', async () => {
+    const srv = await serve(answer);
+    const c = new Raw(srv.path);
+    const frames: Buffer[] = [];
+    for (let i = 0; i < 100; i++) {
+      const id = 1 + 2 * i;
+      // An empty DATA, a DATA with data, an empty DATA, then the empty END_STREAM (gRPC's
+      // half-close).
+      frames.push(
+        headersFrame(id),
+        frame(DATA, 0, id),
+        frame(DATA, 0, id, Buffer.alloc(5)),
+        frame(DATA, 0, id),
+        frame(DATA, END_STREAM, id),
+      );
+    }
+    c.send(...frames);
+    await until(() => c.count(HEADERS) === 200, 5000, 'answers');
+    await stillWorks(c);
+    c.end();
+  });
+
+  it('1-octet DATA frames flood (CVE-2019-9518 without empty frames): linear cost, no allocation kept, connection usable', async () => {
     const srv = await serve(silent);
     const c = new Raw(srv.path);
     c.send(headersFrame(1));
     await until(() => srv.opened === 1);
-    const batch = Buffer.concat(Array.from({ length: 10_000 }, () => frame(DATA, 0, 1)));
+    const batch = Buffer.concat(
+      Array.from({ length: 10_000 }, () => frame(DATA, 0, 1, Buffer.of(0))),
+    );
     const N = 30;
     const ms = await cpuMs(async () => {
       for (let i = 0; i < N; i++) c.send(batch);
       await stillWorks(c);
     });
     const nsPerFrame = (ms * 1e6) / (N * 10_000);
-    assert.ok(nsPerFrame < 2000, `${nsPerFrame.toFixed(0)} ns CPU per empty DATA frame`);
+    assert.ok(nsPerFrame < 2000, `${nsPerFrame.toFixed(0)} ns CPU per 1-octet DATA frame`);
     assert.equal(internals(srv.conns[0]!).streams.size, 1);
+    c.end();
+  });
+
+  it('PRIORITY flood: more than 100 per stream opened (plus 100) is GOAWAY ENHANCE_YOUR_CALM', async () => {
+    const srv = await serve(silent);
+    const c = new Raw(srv.path);
+    const prio = (id: number): Buffer => frame(PRIORITY, 0, id, Buffer.of(0, 0, 0, 0, 16));
+    c.send(headersFrame(1), headersFrame(3));
+    await until(() => srv.opened === 2);
+    // 100 * (1 + 2) allowed, on open, closed and idle streams alike.
+    c.send(...Array.from({ length: 300 }, (_, i) => prio([1, 3, 99][i % 3]!)));
+    await stillWorks(c);
+    c.send(prio(5));
+    await until(() => c.goaway() !== undefined, 3000, 'GOAWAY');
+    assert.equal(c.goaway()!.code, ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(srv.errors.some((e) => /PRIORITY flood/.test(e.message)));
+  });
+
+  it('WINDOW_UPDATE flood: more than 5 + 2 * (streams + 10 per DATA frame sent) is GOAWAY ENHANCE_YOUR_CALM', async () => {
+    let stream!: ServerStream;
+    const srv = await serve((s) => {
+      stream = s;
+      return { data: () => {}, end: () => {}, aborted: () => {} };
+    });
+    const c = new Raw(srv.path);
+    const wu = (id: number): Buffer => frame(WINDOW_UPDATE, 0, id, u32(1));
+    c.send(headersFrame(1));
+    await until(() => srv.opened === 1);
+    // Two DATA frames sent: 5 + 2 * (1 + 10 * 2) = 47 allowed.
+    stream.headers(RESPONSE, false);
+    stream.data(Buffer.alloc(10));
+    await tick();
+    stream.data(Buffer.alloc(10));
+    await until(() => c.count(DATA) === 2);
+    c.send(...Array.from({ length: 47 }, (_, i) => wu(i & 1)));
+    await stillWorks(c);
+    c.send(wu(0));
+    await until(() => c.goaway() !== undefined, 3000, 'GOAWAY');
+    assert.equal(c.goaway()!.code, ErrorCode.ENHANCE_YOUR_CALM);
+    assert.ok(srv.errors.some((e) => /WINDOW_UPDATE flood/.test(e.message)));
+  });
+
+  it('a client that credits every DATA frame of a long answer (stream and connection) is not a WINDOW_UPDATE flood', async () => {
+    const big = Buffer.alloc(2 << 20, 7);
+    const srv = await serve((s) => ({
+      data: () => {},
+      end: () => {
+        s.headers(RESPONSE, false);
+        s.data(big);
+        s.trailers(TRAILERS);
+      },
+      aborted: () => {},
+    }));
+    // A 1,000-octet stream window: ~2,100 DATA frames, each answered with two WINDOW_UPDATEs.
+    const c = new Raw(srv.path, false);
+    c.send(PREFACE, settings([[4, 1000]]), headersFrame(1, true));
+    let credited = 0;
+    await until(
+      () => {
+        let got = 0;
+        for (const f of c.frames) if (f.type === DATA) got += f.payload.length;
+        if (got > credited) {
+          c.send(wu2(1, got - credited), wu2(0, got - credited));
+          credited = got;
+        }
+        return c.frames.some((f) => f.type === HEADERS && f.flags & END_STREAM) || c.closed;
+      },
+      15_000,
+      'the whole answer',
+    );
+    assert.equal(c.goaway(), undefined);
+    assert.equal(credited, big.length);
+    c.end();
+  });
+
+  it('outbound flood (max_outbound_frames): a peer that sends requests but never reads is cut off at 10,000 frames queued', async () => {
+    const srv = await serve(answer);
+    const c = new Raw(srv.path);
+    c.socket.pause();
+    await until(() => srv.sockets.length === 1);
+    const s = srv.sockets[0]!;
+    let next = 1;
+    let maxBuffered = 0;
+    // Each request gets 3 frames (HEADERS, DATA, trailers), ~50 octets: the 64 MiB byte bound
+    // would take over a million of them; 20,000 (60,000 frames) are plenty for the frame bound.
+    while (!s.destroyed && next < 2 * 20_000) {
+      const batch: Buffer[] = [];
+      for (let i = 0; i < 500; i++, next += 2) batch.push(headersFrame(next, true));
+      c.send(...batch);
+      await new Promise((r) => setImmediate(r));
+      maxBuffered = Math.max(maxBuffered, s.writableLength);
+    }
+    assert.ok(s.destroyed, `still open after ${(next - 1) / 2} requests`);
+    assert.ok(srv.errors.some((e) => /does not read its frames/.test(e.message)));
+    assert.ok(maxBuffered < 2 << 20, `server buffered ${maxBuffered} octets`);
     c.end();
   });
 
@@ -705,7 +845,7 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
     );
   });
 
-  it("empty DATA on closed streams, alternating ids (defeats the one-entry lookup cache): cost near an open stream's", async () => {
+  it("1-octet DATA on closed streams, alternating ids (defeats the one-entry lookup cache): cost near an open stream's", async () => {
     const srv = await serve(answer);
     const c = new Raw(srv.path);
     const opens: Buffer[] = [];
@@ -714,8 +854,13 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
     c.send(...opens);
     await until(() => srv.opened === 1001, 5000, 'streams');
     await stillWorks(c);
+    // 1-octet frames: empty ones in a row are a flood of their own.
     const flood = (ids: number[]): Buffer =>
-      Buffer.concat(Array.from({ length: 20_000 }, (_, i) => frame(DATA, 0, ids[i % ids.length]!)));
+      Buffer.concat(
+        Array.from({ length: 20_000 }, (_, i) =>
+          frame(DATA, 0, ids[i % ids.length]!, Buffer.of(0)),
+        ),
+      );
     const open = flood([5001]);
     // Forgotten ids (512 closes are remembered): ignored, after a scan of the ring.
     const closed = flood([1, 3, 5, 7]);
@@ -736,7 +881,7 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
     const openNs = Math.min(...a.map(ns));
     const closedNs = Math.min(...b.map(ns));
     console.log(
-      `empty DATA: open stream ${openNs.toFixed(0)} ns, closed ids alternating ${closedNs.toFixed(0)} ns per frame`,
+      `1-octet DATA: open stream ${openNs.toFixed(0)} ns, closed ids alternating ${closedNs.toFixed(0)} ns per frame`,
     );
     assert.ok(closedNs < Math.max(4 * openNs, 1000), `${closedNs} vs ${openNs} ns per frame`);
     c.end();

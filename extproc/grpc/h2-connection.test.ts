@@ -1356,7 +1356,7 @@ describe('H2Connection against a bad peer', { timeout: 30_000 }, () => {
     c.sock.destroy();
   });
 
-  it('a flood of cheap frames (empty DATA, PRIORITY, unknown types, WINDOW_UPDATEs) leaves memory flat', async () => {
+  it('a flood of cheap frames (1-octet DATA, unknown types, SETTINGS) leaves memory flat', async () => {
     let stream!: ServerStream;
     const srv = await serve((st) => {
       stream = st;
@@ -1365,12 +1365,11 @@ describe('H2Connection against a bad peer', { timeout: 30_000 }, () => {
     const c = await raw(srv);
     c.send(headers(1));
     await waitFor(() => stream !== undefined);
+    // Empty DATA, PRIORITY and WINDOW_UPDATE floods end the connection (h2-connection-
+    // adversarial.test.ts); these do not.
     const junk = Buffer.concat([
-      frame(T.DATA, 0, 1),
-      frame(T.PRIORITY, 0, 1, Buffer.from([0, 0, 0, 0, 16])),
-      frame(T.PRIORITY, 0, 999, Buffer.from([0, 0, 0, 0, 16])),
+      frame(T.DATA, 0, 1, Buffer.of(0)),
       frame(0x42, 0, 1, Buffer.alloc(32)),
-      frame(T.WINDOW_UPDATE, 0, 1, u32(1)),
       frame(T.SETTINGS, 0, 0),
     ]);
     const burst = Buffer.concat(Array.from({ length: 2000 }, () => junk));

@@ -12,8 +12,10 @@
  * Defences against a hostile peer (each bounded, each ends in a GOAWAY or a destroyed socket,
  * never an exception out of a socket event): frames above our SETTINGS_MAX_FRAME_SIZE; a header
  * block (HEADERS + CONTINUATION) above a size or frame-count bound (CONTINUATION flood); client
- * resets above a token bucket (rapid reset, CVE-2023-44487); control frames that need an answer
- * (PING, SETTINGS) piling up while the peer does not read (outbound flood, CVE-2019-9512/9515);
+ * resets above a token bucket (rapid reset, CVE-2023-44487); frames, and control frames (PING and
+ * SETTINGS ACKs, RST_STREAM), piling up while the peer does not read (outbound flood,
+ * CVE-2019-9512/9514/9515); empty frames, PRIORITY and WINDOW_UPDATE floods (CVE-2019-9518; the
+ * last two cost little here, bounded as Envoy bounds them all: MAX_OUTBOUND_FRAMES and below);
  * DATA held for windows the peer never opens (CVE-2019-9517); a preface, first SETTINGS or header
  * block left unfinished (handshakeTimeoutMs, slowloris). Not bounded here: the number of
  * open streams (the owner's maxConcurrentStreams) and what a stream's owner queues below
@@ -138,10 +140,41 @@ const RESET_RATE_PER_MS = 33 / 1000;
  *  often seconds into an LLM's answer; counting those would end a busy, healthy connection with
  *  ENHANCE_YOUR_CALM (the bench's grpc-go load generator did, at 500 req/s). */
 const PREMATURE_RESET_MS = 1000;
-/** Control-frame answers (PING and SETTINGS ACKs, RST_STREAMs) queued while the peer is not
- *  reading (the socket's buffer above this): past CONTROL_LIMIT octets the socket is destroyed. */
+/** Flood limits, each with Envoy's default for its own HTTP/2 connections
+ *  (Http2ProtocolOptions in api/envoy/config/core/v3/protocol.proto; the defaults in
+ *  source/common/http/utility.h, Http2::Utility::OptionsLimits; the checks in
+ *  source/common/http/http2/protocol_constraints.cc, ProtocolConstraints). Envoy ends the
+ *  connection on any of them (conn_manager_impl.cc, handleCodecError: "HTTP/2 codec has
+ *  already sent GOAWAY"); here an inbound one is a GOAWAY ENHANCE_YOUR_CALM (RFC 9113 §7: the
+ *  peer "might be generating excessive load"), an outbound one a destroyed socket (the peer is
+ *  not reading: a GOAWAY would queue behind the rest).
+ *
+ *  Frames we queued while the peer does not read (the socket's own buffer above BACKED_UP when
+ *  a batch is written; the count restarts when it drains): past MAX_OUTBOUND_FRAMES of any
+ *  type (max_outbound_frames, 10000), or MAX_OUTBOUND_CONTROL_FRAMES of the ones a peer makes
+ *  us send without asking for data, PING and SETTINGS ACKs and RST_STREAMs
+ *  (max_outbound_control_frames, 1000), the socket is destroyed (CVE-2019-9512, -9514, -9515).
+ *  Envoy counts every frame not yet written; counting only behind a backed-up socket keeps a
+ *  burst this side makes at once (RST_STREAMs for 1,024 early answers, resetAnswered) from
+ *  counting as a flood while the peer reads. */
 const BACKED_UP = 64 * 1024;
-const CONTROL_LIMIT = 64 * 1024;
+const MAX_OUTBOUND_FRAMES = 10_000;
+const MAX_OUTBOUND_CONTROL_FRAMES = 1000;
+/** HEADERS, CONTINUATION and DATA frames with nothing in them (padding aside) and no
+ *  END_STREAM, in a row: more than this is a flood (max_consecutive_inbound_frames_with_
+ *  empty_payload, 1; CVE-2019-9518). An empty DATA with END_STREAM is how gRPC clients and
+ *  Envoy half-close, and does not count. */
+const MAX_EMPTY_FRAMES = 1;
+/** PRIORITY frames (which we ignore) over the connection's life: more than this many per
+ *  stream opened, plus one stream's worth, is a flood (max_inbound_priority_frames_per_stream,
+ *  100; "max_inbound_priority_frames_per_stream * (1 + opened_streams)"). */
+const MAX_PRIORITY_PER_STREAM = 100;
+/** WINDOW_UPDATE frames over the connection's life: more than 5 + 2 * (streams opened + this
+ *  many per DATA frame we sent) is a flood (max_inbound_window_update_frames_per_data_frame_
+ *  sent, 10; the formula is ProtocolConstraints::checkInboundFrameLimits'). A client gives
+ *  credit for what it received, at most one stream and one connection update per DATA frame,
+ *  and may raise each stream's and the connection's window once. */
+const MAX_WINDOW_UPDATES_PER_DATA = 10;
 /** What the socket holds plus the DATA streams hold for the peer's windows: past this the peer
  *  is not reading, or grants no window while it keeps asking (CVE-2019-9517), and the socket is
  *  destroyed. */
@@ -357,7 +390,18 @@ export class H2Connection {
   private readonly bigAt: number[] = [];
   private flushScheduled = false;
   private readonly flushFn: () => void;
+  /** Frames, and control frames, in `out` since the last flush (MAX_OUTBOUND_FRAMES). */
+  private batchFrames = 0;
+  private batchControl = 0;
+  /** Frames, and control frames, written while the socket was backed up, until it drains. */
+  private outboundBacklog = 0;
   private controlBacklog = 0;
+  // Inbound flood counters (MAX_EMPTY_FRAMES, MAX_PRIORITY_PER_STREAM, MAX_WINDOW_UPDATES_PER_DATA).
+  private emptyFrames = 0;
+  private priorityFrames = 0;
+  private windowUpdates = 0;
+  private openedStreams = 0;
+  private dataFramesSent = 0;
   /** DATA octets in the streams' queues. */
   private queuedBytes = 0;
 
@@ -566,7 +610,9 @@ export class H2Connection {
         this.onHeaders(buf, start, end, flags, id);
         return;
       case PRIORITY:
-        if (id === 0) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        if (++this.priorityFrames > MAX_PRIORITY_PER_STREAM * (1 + this.openedStreams))
+          this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'PRIORITY flood');
+        else if (id === 0) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
         else if (end - start !== 5) this.streamError(id, ErrorCode.FRAME_SIZE_ERROR);
         else if ((buf.readUInt32BE(start) & MAX_WINDOW) === id)
           this.streamError(id, ErrorCode.PROTOCOL_ERROR);
@@ -584,7 +630,7 @@ export class H2Connection {
         if (id !== 0) this.connectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
         else if (end - start !== 8) this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'PING length');
         else if (!(flags & ACK)) {
-          this.control(17);
+          this.batchControl++;
           this.frameHead(8, PING, ACK, 0);
           this.copyOut(buf, start, end);
         }
@@ -627,6 +673,9 @@ export class H2Connection {
       to -= buf[start]!;
       from++;
     }
+    if (to === from && !(flags & END_STREAM)) {
+      if (this.emptyFrame()) return;
+    } else this.emptyFrames = 0;
     // Every DATA frame counts against the connection window, whatever its stream's state.
     this.connRecvUsed += length;
     if (this.connRecvUsed > this.opts.connectionWindowSize) {
@@ -694,6 +743,9 @@ export class H2Connection {
       this.connectionError(ErrorCode.PROTOCOL_ERROR, 'bad padding');
       return;
     }
+    if (to === from && !(flags & END_STREAM)) {
+      if (this.emptyFrame()) return;
+    } else this.emptyFrames = 0;
     if (flags & PRIORITY_FLAG && (buf.readUInt32BE(from - 5) & MAX_WINDOW) === id) {
       // A stream depending on itself (RFC 9113 §5.3.1): the block is still decoded below.
       flags |= 0x100;
@@ -724,6 +776,9 @@ export class H2Connection {
       return;
     }
     const len = end - start;
+    if (len === 0) {
+      if (this.emptyFrame()) return;
+    } else this.emptyFrames = 0;
     if (++this.blockFrames > MAX_CONTINUATIONS || this.blockLen + len > this.maxBlock) {
       this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'header block too large');
       return;
@@ -754,6 +809,7 @@ export class H2Connection {
         return;
       }
       this.lastStreamId = id;
+      this.openedStreams++;
       const refuse =
         this.goawaySent ||
         this.goawayReceived ||
@@ -1003,7 +1059,7 @@ export class H2Connection {
       grew = initialWindow > this.peerInitialWindow;
       this.peerInitialWindow = initialWindow;
     }
-    this.control(9);
+    this.batchControl++;
     this.frameHead(0, SETTINGS, ACK, 0);
     // Only a larger window can unblock a stream: a flood of other SETTINGS must not walk them.
     if (grew && this.blocked.length > 0) this.pumpAll();
@@ -1012,6 +1068,13 @@ export class H2Connection {
   private onWindowUpdate(buf: Buffer, start: number, end: number, id: number): void {
     if (end - start !== 4) {
       this.connectionError(ErrorCode.FRAME_SIZE_ERROR, 'WINDOW_UPDATE length');
+      return;
+    }
+    if (
+      ++this.windowUpdates >
+      5 + 2 * (this.openedStreams + MAX_WINDOW_UPDATES_PER_DATA * this.dataFramesSent)
+    ) {
+      this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'WINDOW_UPDATE flood');
       return;
     }
     const inc = buf.readUInt32BE(start) & MAX_WINDOW;
@@ -1071,6 +1134,14 @@ export class H2Connection {
     list.length = 0;
   }
 
+  /** One more empty HEADERS, CONTINUATION or DATA frame without END_STREAM in a row; true
+   *  (after a GOAWAY) past MAX_EMPTY_FRAMES. */
+  private emptyFrame(): boolean {
+    if (++this.emptyFrames <= MAX_EMPTY_FRAMES) return false;
+    this.connectionError(ErrorCode.ENHANCE_YOUR_CALM, 'empty frames flood');
+    return true;
+  }
+
   private isIdle(id: number): boolean {
     return id > this.lastStreamId || (id & 1) === 0;
   }
@@ -1109,7 +1180,6 @@ export class H2Connection {
   /** A stream error (RFC 9113 §5.4.2): RST_STREAM, the stream closed, its owner told. */
   private streamError(id: number, code: number): void {
     if (code !== ErrorCode.NO_ERROR && !this.spendResetToken()) return;
-    this.control(13);
     this.writeRst(id, code);
     this.remember(id, RESET_BY_US);
     const s = this.streams.get(id);
@@ -1406,6 +1476,7 @@ export class H2Connection {
   }
 
   private onDrain(): void {
+    this.outboundBacklog = 0;
     this.controlBacklog = 0;
   }
 
@@ -1454,6 +1525,7 @@ export class H2Connection {
   }
 
   private writeData(id: number, chunk: Buffer, start: number, end: number): void {
+    this.dataFramesSent++;
     this.frameHead(end - start, DATA, 0, id);
     if (end - start < COPY_LIMIT) {
       this.copyOut(chunk, start, end);
@@ -1464,6 +1536,7 @@ export class H2Connection {
   }
 
   private writeRst(id: number, code: number): void {
+    this.batchControl++;
     this.frameHead(4, RST_STREAM, 0, id);
     this.out.writeUInt32BE(code, this.outLen);
     this.outLen += 4;
@@ -1494,6 +1567,7 @@ export class H2Connection {
     o[at++] = flags;
     o.writeUInt32BE(id, at);
     this.outLen = at + 4;
+    this.batchFrames++;
     this.schedule();
   }
 
@@ -1516,16 +1590,6 @@ export class H2Connection {
     this.out = grown;
   }
 
-  /** Counts a control frame we owe the peer while it is not reading (outbound flood). */
-  private control(bytes: number): void {
-    if (this.socket.writableLength < BACKED_UP) return;
-    this.controlBacklog += bytes;
-    if (this.controlBacklog > CONTROL_LIMIT) {
-      this.report(new Error('HTTP/2 peer does not read its control frames'));
-      this.destroy();
-    }
-  }
-
   private schedule(): void {
     if (this.flushScheduled) return;
     this.flushScheduled = true;
@@ -1538,11 +1602,36 @@ export class H2Connection {
     const len = this.outLen;
     if (len === 0 && this.bigs.length === 0) return;
     this.outLen = 0;
+    const frames = this.batchFrames;
+    const control = this.batchControl;
+    this.batchFrames = 0;
+    this.batchControl = 0;
     const socket = this.socket;
     if (this.socketClosed || this.destroyed || socket.destroyed || !socket.writable) {
       this.bigs.length = 0;
       this.bigAt.length = 0;
       return;
+    }
+    if (socket.writableLength >= BACKED_UP) {
+      // The peer is not reading what we sent before: this batch waits behind it.
+      this.outboundBacklog += frames;
+      this.controlBacklog += control;
+      if (
+        this.outboundBacklog > MAX_OUTBOUND_FRAMES ||
+        this.controlBacklog > MAX_OUTBOUND_CONTROL_FRAMES
+      ) {
+        this.bigs.length = 0;
+        this.bigAt.length = 0;
+        this.report(
+          new Error(
+            this.controlBacklog > MAX_OUTBOUND_CONTROL_FRAMES
+              ? 'HTTP/2 peer does not read its control frames'
+              : 'HTTP/2 peer does not read its frames',
+          ),
+        );
+        this.destroy();
+        return;
+      }
     }
     // A copy: the socket may hold the buffer until it is written, and `out` is reused.
     const batch = Buffer.allocUnsafe(len);
