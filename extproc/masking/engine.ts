@@ -6,7 +6,7 @@
 import type { Operation } from '../providers/endpoints.js';
 import type { MaskAction } from '../config/contract.js';
 import type { DetectorSet, Finding } from './detect/index.js';
-import { maskableSlots, valueTarget } from './fields.js';
+import { maskableSlots, valueTarget, type SlotList } from './fields.js';
 import { spliceValues, type ValueEdit } from './json-splice.js';
 import { restore, StreamRestorer } from './placeholder.js';
 import { irreversible, type CompiledMasking } from './compiled.js';
@@ -19,6 +19,7 @@ import {
   type PlaceholderLookup,
   type Vault,
   type VaultItem,
+  type VaultSession,
 } from './vault.js';
 
 export { PolicyUnavailableError };
@@ -34,21 +35,30 @@ export interface FindingCount {
 }
 
 export class Tally {
-  private readonly counts = new Map<string, FindingCount>();
+  /**
+   * In the order each (direction, type, action) was first counted, searched linearly: a Map
+   * keyed by a string joined from the three built and hashed that string per finding (~0.7 KiB
+   * per masked request, issue 16). The entries are bounded by the policy (its types and actions,
+   * two directions), never by what a request holds.
+   */
+  private readonly counts: FindingCount[] = [];
 
   add(direction: Direction, type: string, action: string): void {
-    const k = `${direction}\0${type}\0${action}`;
-    const c = this.counts.get(k);
-    if (c) c.count++;
-    else this.counts.set(k, { direction, type, action, count: 1 });
+    for (const c of this.counts) {
+      if (c.type === type && c.action === action && c.direction === direction) {
+        c.count++;
+        return;
+      }
+    }
+    this.counts.push({ direction, type, action, count: 1 });
   }
 
   list(): FindingCount[] {
-    return [...this.counts.values()];
+    return [...this.counts];
   }
 
   get size(): number {
-    return this.counts.size;
+    return this.counts.length;
   }
 }
 
@@ -112,17 +122,30 @@ interface Planned {
 export const SIGNED_SUFFIX = ' in a signed thinking block';
 
 export async function maskRequest(input: RequestMaskingInput): Promise<RequestMasking> {
+  // A promise whatever happens, a throw included, for callers that await it anyway.
+  return await maskRequestNow(input);
+}
+
+/**
+ * maskRequest, answered synchronously unless the shared vault answers later (a Redis vault):
+ * an async function allocates its promise and frame on every call, and the in-memory vault and
+ * a request without a conversation never wait (issue 16). Throws what maskRequest rejects with.
+ */
+export function maskRequestNow(input: RequestMaskingInput): MaybePromise<RequestMasking> {
   const { masking: m, shadow, tally } = input;
   const list = maskableSlots(input.operation, input.body);
+  const slots = list.slots;
+  // A loop rather than map(): no closure per request.
+  const texts = new Array<string>(slots.length);
+  for (let i = 0; i < slots.length; i++) texts[i] = slots[i]!.text;
   const plans: Planned[] = [];
   // Made when a type is blocked (rarely): a Map per request otherwise.
   let blocked: Map<string, number> | undefined;
-  const texts = list.slots.map((x) => x.text);
   const foundPerText = detectAll(m.detectors, texts);
   for (let i = 0; i < foundPerText.length; i++) {
     const found = foundPerText[i]!;
     if (found.length === 0) continue;
-    const signed = list.slots[i]!.signed === true;
+    const signed = slots[i]!.signed === true;
     for (const f of found) {
       let action = m.action(f.type);
       tally.add('request', f.type, shadow ? `would_${action}` : action);
@@ -157,24 +180,48 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
       items.push({ type: p.finding.type, value: s.slice(p.finding.start, p.finding.end) });
     }
   }
-  let placeholders: string[] = [];
-  let lookup: PlaceholderLookup = EMPTY_LOOKUP;
-  let degraded = false;
-  let local = !sessionVault;
-  if (sessionVault) {
-    try {
-      // Even without new values: the lookup restores placeholders of earlier turns.
-      const s = await within(input.vault!.open(input.session!, items, m.timeoutMs), m.timeoutMs);
-      placeholders = s.placeholders;
-      lookup = s.lookup;
-    } catch (err) {
-      if (!(err instanceof PolicyUnavailableError) || !input.degradeOnVaultFailure) throw err;
-      // Masking never depends on the shared vault: only restoring earlier turns is lost.
-      degraded = true;
-      local = true;
-    }
+  const planned: Plan = { input, list, texts, plans, items };
+  if (!sessionVault) return rewrite(planned, undefined, false);
+  let opened: MaybePromise<VaultSession>;
+  try {
+    // Even without new values: the lookup restores placeholders of earlier turns.
+    opened = within(input.vault!.open(input.session!, items, m.timeoutMs), m.timeoutMs);
+  } catch (err) {
+    return rewrite(planned, undefined, vaultFailed(input, err));
   }
-  if (local && items.length > 0) {
+  if (!(opened instanceof Promise)) return rewrite(planned, opened, false);
+  return opened.then(
+    (s) => rewrite(planned, s, false),
+    (err: unknown) => rewrite(planned, undefined, vaultFailed(input, err)),
+  );
+}
+
+/** What maskRequestNow decided before the vault answered. */
+interface Plan {
+  input: RequestMaskingInput;
+  list: SlotList;
+  texts: string[];
+  plans: Planned[];
+  items: VaultItem[];
+}
+
+/** True when the request goes on with a vault of its own; throws when it may not. */
+function vaultFailed(input: RequestMaskingInput, err: unknown): true {
+  if (!(err instanceof PolicyUnavailableError) || !input.degradeOnVaultFailure) throw err;
+  // Masking never depends on the shared vault: only restoring earlier turns is lost.
+  return true;
+}
+
+/**
+ * The planned changes written into the body: `opened` is the conversation's vault session, if
+ * there is one and it answered; `degraded`: it failed and the request masks on its own.
+ */
+function rewrite(plan: Plan, opened: VaultSession | undefined, degraded: boolean): RequestMasking {
+  const { input, list, texts, plans, items } = plan;
+  const m = input.masking;
+  let placeholders: string[] = opened ? opened.placeholders : [];
+  let lookup: PlaceholderLookup = opened ? opened.lookup : EMPTY_LOOKUP;
+  if (opened === undefined && items.length > 0) {
     // No conversation: the placeholders live for this request only, and its response comes back
     // through the same extproc stream, so no other replica ever needs them. They stay in memory
     // even when the shared vault is Redis: a round trip would buy nothing and cost latency.
@@ -185,50 +232,70 @@ export async function maskRequest(input: RequestMaskingInput): Promise<RequestMa
     if (m.reversible) lookup = vault;
   }
 
-  // Right to left within a slot, so earlier offsets stay valid.
-  const bySlot = new Map<number, { f: Finding; with: string }[]>();
-  let next = 0;
-  for (const p of plans) {
-    const replacement =
-      p.action === 'mask'
-        ? placeholders[next++]!
-        : irreversible(
-            m,
-            p.action,
-            p.finding.type,
-            texts[p.slot]!.slice(p.finding.start, p.finding.end),
-          );
-    if (replacement === undefined) continue;
-    let edits = bySlot.get(p.slot);
-    if (!edits) bySlot.set(p.slot, (edits = []));
-    edits.push({ f: p.finding, with: replacement });
-  }
   // What changed, by where it sits in the body, while each change is a plain value's: then the
   // new values can be spliced into the source text (a key renamed, or a value inside JSON carried
   // in a string, rewrites something else, and the body is re-serialized).
-  let spliced: Map<object, Map<string | number, ValueEdit>> | undefined =
-    input.source && bySlot.size > 0 ? new Map() : undefined;
-  for (const [i, edits] of bySlot) {
-    const slot = list.slots[i]!;
-    let text = slot.text;
-    for (let k = edits.length - 1; k >= 0; k--) {
-      const e = edits[k]!;
-      text = text.slice(0, e.f.start) + e.with + text.slice(e.f.end);
+  let spliced: Map<object, Map<string | number, ValueEdit>> | undefined;
+  let splicing = input.source !== undefined;
+  let changedSlots = 0;
+  let next = 0;
+  // Plans come by slot, and within a slot by position: each slot's run of plans is written in
+  // one pass, left to right, with no Map of edits per slot and no intermediate text per edit
+  // (cutting a text already joined flattened it first). Findings that overlap (possible only
+  // where normalization mapped two back onto one character) are written as before, right to left.
+  for (let a = 0; a < plans.length;) {
+    const i = plans[a]!.slot;
+    const from = texts[i]!;
+    let b = a + 1;
+    let ordered = true;
+    for (; b < plans.length && plans[b]!.slot === i; b++)
+      if (plans[b]!.finding.start < plans[b - 1]!.finding.end) ordered = false;
+    let text = '';
+    let at = 0;
+    let edited = false;
+    let edits: { f: Finding; with: string }[] | undefined;
+    for (let k = a; k < b; k++) {
+      const p = plans[k]!;
+      const replacement =
+        p.action === 'mask'
+          ? placeholders[next++]!
+          : irreversible(m, p.action, p.finding.type, from.slice(p.finding.start, p.finding.end));
+      if (replacement === undefined) continue;
+      edited = true;
+      if (ordered) {
+        text += from.slice(at, p.finding.start) + replacement;
+        at = p.finding.end;
+      } else (edits ??= []).push({ f: p.finding, with: replacement });
     }
+    a = b;
+    // Only alerts here: the slot is left as it is.
+    if (!edited) continue;
+    if (edits) {
+      text = from;
+      for (let k = edits.length - 1; k >= 0; k--) {
+        const e = edits[k]!;
+        text = text.slice(0, e.f.start) + e.with + text.slice(e.f.end);
+      }
+    } else text += from.slice(at);
+    changedSlots++;
+    const slot = list.slots[i]!;
     slot.set(text);
-    if (spliced) {
+    if (splicing) {
       const t = valueTarget(slot);
-      if (t === undefined) spliced = undefined;
-      else {
+      if (t === undefined) {
+        splicing = false;
+        spliced = undefined;
+      } else {
+        spliced ??= new Map();
         let byKey = spliced.get(t.holder);
         if (!byKey) spliced.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
-        byKey.set(t.at, { from: slot.text, to: text });
+        byKey.set(t.at, { from, to: text });
       }
     }
   }
   // A JSON document in a string that repeats a key is written back even without findings.
   const committed = list.commit();
-  const changed = committed || bySlot.size > 0;
+  const changed = committed || changedSlots > 0;
   if (changed && m.systemNote && m.reversible && placeholders.length > 0) {
     addSystemNote(input.operation, input.body);
     spliced = undefined;

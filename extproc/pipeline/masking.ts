@@ -6,10 +6,10 @@
 import { createHash } from 'node:crypto';
 import type { Operation } from '../providers/endpoints.js';
 import { SluiceError } from '../errors.js';
-import { maskRequest, OutputTransform } from '../masking/engine.js';
+import { maskRequestNow, OutputTransform, type RequestMasking } from '../masking/engine.js';
 import { MAX_REQUEST_DEPTH, NestingTooDeep } from '../masking/fields.js';
 import { VAULT_DEGRADED, type PolicyState } from '../policy/state.js';
-import type { Vault } from '../masking/vault.js';
+import type { MaybePromise, Vault } from '../masking/vault.js';
 import { policyFault } from './policy-failure.js';
 
 /** Verdict: a session header came without an authenticated caller, so it was not used. */
@@ -79,18 +79,34 @@ function sessionScope(
 }
 
 export async function applyRequestPolicy(input: RequestPolicyInput): Promise<RequestPolicyResult> {
+  // A promise whatever happens, a throw included, for callers that await it anyway.
+  return await applyRequestPolicyNow(input);
+}
+
+/** Nothing to change (never written to). */
+const UNCHANGED: RequestPolicyResult = Object.freeze({});
+
+/**
+ * applyRequestPolicy, answered synchronously unless the shared vault answers later
+ * (engine.ts maskRequestNow): no promise per request on the common path (issue 16). Throws what
+ * applyRequestPolicy rejects with.
+ */
+export function applyRequestPolicyNow(
+  input: RequestPolicyInput,
+): MaybePromise<RequestPolicyResult> {
   const { state } = input;
   const policy = state.policy;
   const m = policy.masking;
-  if (!m) return {};
+  if (!m) return UNCHANGED;
   const shadow = policy.mode === 'shadow';
+  let r: MaybePromise<RequestMasking>;
   try {
     const session = m.reversible
       ? (input.session ?? sessionScope(input.headers, m.sessionHeader, input.route, input.caller))
       : undefined;
     if (m.reversible && session === undefined && (input.headers.get(m.sessionHeader) ?? '') !== '')
       state.verdicts.add(SESSION_UNBOUND);
-    const r = await maskRequest({
+    r = maskRequestNow({
       masking: m,
       shadow,
       operation: input.operation,
@@ -102,6 +118,25 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
       degradeOnVaultFailure: policy.failureMode === 'open',
       source: input.source,
     });
+  } catch (err) {
+    return policyFailed(input, shadow, err);
+  }
+  if (!(r instanceof Promise)) return masked(input, shadow, r);
+  return r.then(
+    (done) => masked(input, shadow, done),
+    (err: unknown) => policyFailed(input, shadow, err),
+  );
+}
+
+/** The request's masking done: refused, or what leaves. */
+function masked(
+  input: RequestPolicyInput,
+  shadow: boolean,
+  r: RequestMasking,
+): RequestPolicyResult {
+  const { state } = input;
+  const policy = state.policy;
+  try {
     if (r.degraded) state.verdicts.add(VAULT_DEGRADED);
     if (r.blocked.length > 0) {
       state.verdicts.add('block');
@@ -111,24 +146,34 @@ export async function applyRequestPolicy(input: RequestPolicyInput): Promise<Req
         `The request was blocked by the gateway's data-protection policy "${policy.name}": it contains ${what}.`,
       );
     }
-    state.output = new OutputTransform(m, shadow, r.lookup, state.tally);
-    if (!r.changed) return {};
+    state.output = new OutputTransform(policy.masking!, shadow, r.lookup, state.tally);
+    if (!r.changed) return UNCHANGED;
     return { body: r.bytes ?? Buffer.from(JSON.stringify(input.body), 'utf8') };
   } catch (err) {
-    if (err instanceof SluiceError) throw err;
-    if (err instanceof NestingTooDeep) {
-      // Deeper JSON would leave unscanned: refused as a bad request, whatever the failure mode.
-      if (!shadow) throw nestingTooDeep();
-      state.verdicts.add('would_nesting_too_deep');
-      return {};
-    }
-    // A detector or the vault failed.
-    policyFault(
-      state,
-      'The gateway could not apply its data-protection policy, so the request was not sent. Retry shortly.',
-    );
-    return {};
+    return policyFailed(input, shadow, err);
   }
+}
+
+/** A refusal is the caller's; any other fault takes the policy's failure mode. */
+function policyFailed(
+  input: RequestPolicyInput,
+  shadow: boolean,
+  err: unknown,
+): RequestPolicyResult {
+  const { state } = input;
+  if (err instanceof SluiceError) throw err;
+  if (err instanceof NestingTooDeep) {
+    // Deeper JSON would leave unscanned: refused as a bad request, whatever the failure mode.
+    if (!shadow) throw nestingTooDeep();
+    state.verdicts.add('would_nesting_too_deep');
+    return UNCHANGED;
+  }
+  // A detector or the vault failed.
+  policyFault(
+    state,
+    'The gateway could not apply its data-protection policy, so the request was not sent. Retry shortly.',
+  );
+  return UNCHANGED;
 }
 
 /** The 400 for a body nested deeper than masking and the prompt guard read. */

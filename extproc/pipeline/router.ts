@@ -14,7 +14,7 @@ import {
 import { WIRE, type Route } from '../config/contract.js';
 import type { CompiledGovernance, RuntimeConfig } from '../config/runtime.js';
 import { SluiceError, toSluiceError } from '../errors.js';
-import { applyRequestPolicy } from './masking.js';
+import { applyRequestPolicyNow } from './masking.js';
 import {
   findingsOf,
   newPolicyState,
@@ -407,7 +407,8 @@ export class RouterExchange implements PhaseHandler {
     // From here state.body is what leaves (the guard's rendering, else the client's body): what
     // masking and the cache see.
     if (policy && this.policy) {
-      const r = await applyRequestPolicy({
+      // Awaited only when the vault answers later: a promise per request otherwise (issue 16).
+      const pending = applyRequestPolicyNow({
         state: this.policy,
         operation: endpoint.operation,
         body: state.body,
@@ -418,6 +419,7 @@ export class RouterExchange implements PhaseHandler {
         session: this.turn?.plan.vaultSession,
         source: replaced ?? raw,
       });
+      const r = pending instanceof Promise ? await pending : pending;
       this.state.policy = this.policy;
       if (r.body) replaced = r.body;
       const session = policy.masking?.sessionHeader;

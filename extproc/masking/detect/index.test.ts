@@ -6,6 +6,7 @@ import {
   DEFAULT_TYPES,
   measureThroughput,
   resolveOverlaps,
+  type Finding,
 } from './index.js';
 
 test('the pattern types run by default and findings come sorted', () => {
@@ -79,4 +80,53 @@ test('empty text and text without PII give no findings', () => {
 test('measureThroughput reports a rate (timing is not asserted)', () => {
   const r = measureThroughput('Hello there, mail me at a@example.com please. '.repeat(50), 2);
   assert.ok(Number.isFinite(r.mbPerSecond) && r.mbPerSecond > 0);
+});
+
+test('overlaps: in place or copied, few or many findings, the same choice as a reference', () => {
+  // The choice as it was written before the in-place insertion sort (issue 16).
+  const reference = (findings: Finding[], rank: (t: string) => number): Finding[] => {
+    const sorted = [...findings].sort((a, b) => a.start - b.start || b.end - a.end);
+    const out: Finding[] = [];
+    const resolve = (cluster: Finding[]): void => {
+      cluster.sort(
+        (a, b) =>
+          b.end - b.start - (a.end - a.start) || rank(a.type) - rank(b.type) || a.start - b.start,
+      );
+      const kept: Finding[] = [];
+      for (const f of cluster)
+        if (!kept.some((k) => f.start < k.end && k.start < f.end)) kept.push(f);
+      kept.sort((a, b) => a.start - b.start);
+      out.push(...kept);
+    };
+    let cluster: Finding[] = [];
+    let reach = -1;
+    for (const f of sorted) {
+      if (cluster.length > 0 && f.start >= reach) {
+        resolve(cluster);
+        cluster = [];
+      }
+      cluster.push(f);
+      reach = Math.max(reach, f.end);
+    }
+    if (cluster.length > 0) resolve(cluster);
+    return out;
+  };
+  const rank = (t: string): number => ['A', 'B', 'C'].indexOf(t);
+  let seed = 7;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed % n;
+  };
+  for (let round = 0; round < 500; round++) {
+    const n = rand(40);
+    const findings: Finding[] = [];
+    for (let i = 0; i < n; i++) {
+      const start = rand(round % 2 ? 400 : 60);
+      findings.push({ type: ['A', 'B', 'C'][rand(3)]!, start, end: start + 1 + rand(12) });
+    }
+    const want = reference(findings, rank);
+    const copy = findings.map((f) => ({ ...f }));
+    assert.deepEqual(resolveOverlaps(findings, rank), want);
+    assert.deepEqual(resolveOverlaps(copy, rank, true), want);
+  }
 });

@@ -83,14 +83,55 @@ function resolveCluster(cluster: Finding[], rank: (type: string) => number, out:
   for (const k of kept) out.push(k);
 }
 
+/** By start, the longer first among equal starts; stable. */
+function byStart(a: Finding, b: Finding): number {
+  return a.start - b.start || b.end - a.end;
+}
+
+/**
+ * Below this many findings they are sorted by insertion, in place: Array.prototype.sort
+ * allocates its own state and a copy per call (~0.9 KiB per masked 2 KB request, issue 16), and
+ * a text has a handful of findings. Above it, the native sort, so a text crafted to hold many
+ * findings never costs quadratic time.
+ */
+const INSERTION_SORT_MAX = 16;
+
+function sortByStart(a: Finding[]): void {
+  if (a.length > INSERTION_SORT_MAX) {
+    a.sort(byStart);
+    return;
+  }
+  for (let i = 1; i < a.length; i++) {
+    const f = a[i]!;
+    let j = i - 1;
+    // Strictly after only: equal findings keep their order, as the stable native sort does.
+    while (j >= 0 && byStart(a[j]!, f) > 0) {
+      a[j + 1] = a[j]!;
+      j--;
+    }
+    a[j + 1] = f;
+  }
+}
+
 /**
  * Keeps a deterministic non-overlapping subset: longest first, then type priority, then
  * earliest start; the result is sorted by start. Findings are first split into clusters of
  * transitively overlapping spans so the quadratic choice only ever runs on a handful.
+ * `owned`: the list is the caller's to reorder (sorted in place, and returned when no two
+ * findings overlap, the common case: no copy and no cluster lists).
  */
-export function resolveOverlaps(findings: Finding[], rank: (type: string) => number): Finding[] {
+export function resolveOverlaps(
+  findings: Finding[],
+  rank: (type: string) => number,
+  owned = false,
+): Finding[] {
   if (findings.length < 2) return findings;
-  const sorted = [...findings].sort((a, b) => a.start - b.start || b.end - a.end);
+  const sorted = owned ? findings : [...findings];
+  sortByStart(sorted);
+  let overlap = false;
+  for (let i = 1; i < sorted.length && !overlap; i++)
+    overlap = sorted[i]!.start < sorted[i - 1]!.end;
+  if (!overlap) return sorted;
   const out: Finding[] = [];
   let cluster: Finding[] = [sorted[0]!];
   let reach = sorted[0]!.end;
@@ -135,12 +176,16 @@ export function createDetectors(opts: DetectorOptions = {}): DetectorSet {
     detect(text: string): Finding[] {
       if (text.length === 0) return [];
       const view = createTextView(text);
-      let all: Finding[] = [];
+      // The first detector's own list gathers the others' (no concatenated copy per detector).
+      let all: Finding[] | undefined;
       for (const d of detectors) {
         const found = d.scan(view);
-        all = all.length === 0 ? found : all.concat(found);
+        if (found.length === 0) continue;
+        if (all === undefined) all = found;
+        else for (const f of found) all.push(f);
       }
-      const kept = resolveOverlaps(all, rank);
+      if (all === undefined) return [];
+      const kept = resolveOverlaps(all, rank, true);
       if (!view.mapped) return kept;
       return kept.map((f) => ({ type: f.type, ...view.toOriginal(f.start, f.end) }));
     },
