@@ -25,52 +25,29 @@ import {
 import { Status } from './h2-call.js';
 import { PROCESS_PATH, startH2Server, type RunningH2Server } from './h2-server.js';
 import { encodeHeaderBlock, HpackDecoder } from './hpack.js';
+import {
+  Flag,
+  FrameReader,
+  FrameType,
+  PREFACE,
+  START,
+  frame,
+  priority,
+  settings,
+  sleep,
+  u32,
+  until,
+  windowUpdate,
+  type Frame,
+} from './testing/h2-frames.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-h2-adv-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
 let sockN = 0;
 
-// Frame types and flags (RFC 9113 §6).
-const DATA = 0;
-const HEADERS = 1;
-const PRIORITY = 2;
-const RST_STREAM = 3;
-const SETTINGS = 4;
-const PING = 6;
-const GOAWAY = 7;
-const WINDOW_UPDATE = 8;
-const CONTINUATION = 9;
-const END_STREAM = 1;
-const ACK = 1;
-const END_HEADERS = 4;
-const PADDED = 8;
-
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-
-function frame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const b = Buffer.allocUnsafe(9 + payload.length);
-  b.writeUIntBE(payload.length, 0, 3);
-  b[3] = type;
-  b[4] = flags;
-  b.writeUInt32BE(id >>> 0, 5);
-  payload.copy(b, 9);
-  return b;
-}
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
-const wu2 = (id: number, inc: number): Buffer => frame(WINDOW_UPDATE, 0, id, u32(inc));
-function settings(pairs: [number, number][]): Buffer {
-  const p = Buffer.alloc(pairs.length * 6);
-  pairs.forEach(([k, v], i) => {
-    p.writeUInt16BE(k, i * 6);
-    p.writeUInt32BE(v >>> 0, i * 6 + 2);
-  });
-  return frame(SETTINGS, 0, 0, p);
-}
-const START = Buffer.concat([PREFACE, settings([])]);
+const { DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE, CONTINUATION } =
+  FrameType;
+const { END_STREAM, ACK, END_HEADERS, PADDED } = Flag;
 const REQ_FIELDS: [string, string][] = [
   [':method', 'POST'],
   [':scheme', 'http'],
@@ -169,38 +146,16 @@ async function serve(handler: Handler, opts: Partial<ConnectionOptions> = {}): P
   return srv;
 }
 
-interface Frame {
-  type: number;
-  flags: number;
-  id: number;
-  payload: Buffer;
-}
-
 /** A raw HTTP/2 client: writes bytes, parses what the server sends into frames. */
 class Raw {
   readonly socket: net.Socket;
-  readonly frames: Frame[] = [];
+  private readonly reader = new FrameReader();
+  readonly frames: Frame[] = this.reader.frames;
   closed = false;
-  received = 0;
-  private pending: Buffer = Buffer.alloc(0);
 
   constructor(path: string, preface = true) {
     this.socket = net.connect(path);
-    this.socket.on('data', (c: Buffer) => {
-      this.received += c.length;
-      this.pending = this.pending.length === 0 ? c : Buffer.concat([this.pending, c]);
-      while (this.pending.length >= 9) {
-        const len = this.pending.readUIntBE(0, 3);
-        if (this.pending.length < 9 + len) break;
-        this.frames.push({
-          type: this.pending[3]!,
-          flags: this.pending[4]!,
-          id: this.pending.readUInt32BE(5) & 0x7fffffff,
-          payload: this.pending.subarray(9, 9 + len),
-        });
-        this.pending = this.pending.subarray(9 + len);
-      }
-    });
+    this.socket.on('data', (c: Buffer) => this.reader.push(c));
     this.socket.on('error', () => {});
     this.socket.on('close', () => (this.closed = true));
     if (preface) this.socket.write(START);
@@ -233,14 +188,7 @@ class Raw {
   }
 }
 
-async function until(cond: () => boolean, ms = 3000, what = 'condition'): Promise<void> {
-  const stop = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > stop) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 2));
-  }
-}
-const tick = (ms = 20): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const tick = (ms = 20): Promise<void> => sleep(ms);
 
 let pings = 0;
 /** The connection answers a PING: it still reads and is in step (a new tag each time). */
@@ -522,13 +470,12 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
   it('PRIORITY flood: more than 100 per stream opened (plus 100) is GOAWAY ENHANCE_YOUR_CALM', async () => {
     const srv = await serve(silent);
     const c = new Raw(srv.path);
-    const prio = (id: number): Buffer => frame(PRIORITY, 0, id, Buffer.of(0, 0, 0, 0, 16));
     c.send(headersFrame(1), headersFrame(3));
     await until(() => srv.opened === 2);
     // 100 * (1 + 2) allowed, on open, closed and idle streams alike.
-    c.send(...Array.from({ length: 300 }, (_, i) => prio([1, 3, 99][i % 3]!)));
+    c.send(...Array.from({ length: 300 }, (_, i) => priority([1, 3, 99][i % 3]!)));
     await stillWorks(c);
-    c.send(prio(5));
+    c.send(priority(5));
     await until(() => c.goaway() !== undefined, 3000, 'GOAWAY');
     assert.equal(c.goaway()!.code, ErrorCode.ENHANCE_YOUR_CALM);
     assert.ok(srv.errors.some((e) => /PRIORITY flood/.test(e.message)));
@@ -541,7 +488,7 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
       return { data: () => {}, end: () => {}, aborted: () => {} };
     });
     const c = new Raw(srv.path);
-    const wu = (id: number): Buffer => frame(WINDOW_UPDATE, 0, id, u32(1));
+    const wu = (id: number): Buffer => windowUpdate(id, 1);
     c.send(headersFrame(1));
     await until(() => srv.opened === 1);
     // Two DATA frames sent: 5 + 2 * (1 + 10 * 2) = 47 allowed.
@@ -578,7 +525,7 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
         let got = 0;
         for (const f of c.frames) if (f.type === DATA) got += f.payload.length;
         if (got > credited) {
-          c.send(wu2(1, got - credited), wu2(0, got - credited));
+          c.send(windowUpdate(1, got - credited), windowUpdate(0, got - credited));
           credited = got;
         }
         return c.frames.some((f) => f.type === HEADERS && f.flags & END_STREAM) || c.closed;

@@ -10,6 +10,19 @@ import {
   type StreamEvents,
 } from './h2-connection.js';
 import { encodeHeaderBlock } from './hpack.js';
+import {
+  FrameReader,
+  FrameType,
+  PREFACE,
+  START,
+  frame,
+  literalBlock,
+  settings,
+  sleep,
+  u32,
+  until,
+  type Frame,
+} from './testing/h2-frames.js';
 
 const RESPONSE = encodeHeaderBlock([
   [':status', '200'],
@@ -293,48 +306,7 @@ describe('H2Connection with node:http2 (nghttp2) as the client', { timeout: 20_0
 
 // ---- raw frames ----
 
-const T = {
-  DATA: 0,
-  HEADERS: 1,
-  PRIORITY: 2,
-  RST_STREAM: 3,
-  SETTINGS: 4,
-  PUSH_PROMISE: 5,
-  PING: 6,
-  GOAWAY: 7,
-  WINDOW_UPDATE: 8,
-  CONTINUATION: 9,
-};
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-
-function frame(type: number, flags: number, id: number, payload: Buffer = Buffer.alloc(0)): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(id, 5);
-  return Buffer.concat([h, payload]);
-}
-const u32 = (n: number): Buffer => {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n >>> 0);
-  return b;
-};
-const settings = (...pairs: [number, number][]): Buffer =>
-  frame(
-    T.SETTINGS,
-    0,
-    0,
-    Buffer.concat(
-      pairs.map(([k, v]) => {
-        const b = Buffer.alloc(6);
-        b.writeUInt16BE(k);
-        b.writeUInt32BE(v >>> 0, 2);
-        return b;
-      }),
-    ),
-  );
-const START = Buffer.concat([PREFACE, settings()]);
+const T = FrameType;
 const REQUEST: [string, string][] = [
   [':method', 'POST'],
   [':scheme', 'http'],
@@ -342,56 +314,9 @@ const REQUEST: [string, string][] = [
   [':authority', 'a'],
 ];
 /** HPACK literals without indexing, new names, raw strings: any octets, uppercase included. */
-function block(fields: [string, string][] = REQUEST): Buffer {
-  const out: number[] = [];
-  const int = (n: number): void => {
-    if (n < 127) return void out.push(n);
-    out.push(127);
-    n -= 127;
-    while (n >= 128) {
-      out.push((n & 127) | 128);
-      n >>>= 7;
-    }
-    out.push(n);
-  };
-  for (const [name, value] of fields) {
-    out.push(0);
-    for (const str of [name, value]) {
-      int(str.length);
-      for (const ch of Buffer.from(str, 'latin1')) out.push(ch);
-    }
-  }
-  return Buffer.from(out);
-}
+const block = (fields: [string, string][] = REQUEST): Buffer => literalBlock(fields);
 const headers = (id: number, flags = 0x4, fields?: [string, string][]): Buffer =>
   frame(T.HEADERS, flags, id, block(fields));
-
-interface Frame {
-  type: number;
-  flags: number;
-  id: number;
-  payload: Buffer;
-}
-
-class FrameReader {
-  frames: Frame[] = [];
-  private buf = Buffer.alloc(0);
-  closed = false;
-  push(chunk: Buffer): void {
-    this.buf = Buffer.concat([this.buf, chunk]);
-    while (this.buf.length >= 9) {
-      const len = this.buf.readUIntBE(0, 3);
-      if (this.buf.length < 9 + len) break;
-      this.frames.push({
-        type: this.buf[3]!,
-        flags: this.buf[4]!,
-        id: this.buf.readUInt32BE(5) & 0x7fffffff,
-        payload: this.buf.subarray(9, 9 + len),
-      });
-      this.buf = this.buf.subarray(9 + len);
-    }
-  }
-}
 
 interface Raw {
   sock: net.Socket;
@@ -426,14 +351,7 @@ async function raw(srv: Server, start = true): Promise<Raw> {
   };
 }
 
-async function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await sleep(2);
-  }
-}
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const waitFor = (cond: () => boolean, ms = 3000): Promise<void> => until(cond, ms);
 
 /** Records what the owner hears, and answers END_STREAM with 200 + trailers. */
 function recorder(): { log: string[]; handler: Handler } {
@@ -583,16 +501,16 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
       ErrorCode.FRAME_SIZE_ERROR,
     ],
     ['SETTINGS on a stream', () => [START, frame(T.SETTINGS, 0, 1)], ErrorCode.PROTOCOL_ERROR],
-    ['ENABLE_PUSH 2', () => [START, settings([2, 2])], ErrorCode.PROTOCOL_ERROR],
+    ['ENABLE_PUSH 2', () => [START, settings([[2, 2]])], ErrorCode.PROTOCOL_ERROR],
     [
       'INITIAL_WINDOW_SIZE above 2^31-1',
-      () => [START, settings([4, 2 ** 31])],
+      () => [START, settings([[4, 2 ** 31]])],
       ErrorCode.FLOW_CONTROL_ERROR,
     ],
-    ['MAX_FRAME_SIZE below 16384', () => [START, settings([5, 16383])], ErrorCode.PROTOCOL_ERROR],
+    ['MAX_FRAME_SIZE below 16384', () => [START, settings([[5, 16383]])], ErrorCode.PROTOCOL_ERROR],
     [
       'MAX_FRAME_SIZE above 2^24-1',
-      () => [START, settings([5, 2 ** 24])],
+      () => [START, settings([[5, 2 ** 24]])],
       ErrorCode.PROTOCOL_ERROR,
     ],
     [
@@ -920,7 +838,7 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     const c = await raw(srv, false);
     const opens: Buffer[] = [];
     for (let id = 1; id <= 2 * 70; id += 2) opens.push(headers(id));
-    c.send(PREFACE, settings([4, 0]), ...opens);
+    c.send(PREFACE, settings([[4, 0]]), ...opens);
     await waitFor(() => c.reader.closed);
     assert.ok(srv.errors.some((e) => /grant window/.test(e.message)));
   });
@@ -1000,7 +918,15 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
       return { data: () => undefined, end: () => undefined, aborted: () => undefined };
     });
     const c = await raw(srv, false);
-    c.send(PREFACE, settings([4, 10], [5, 16384]), headers(1), headers(3));
+    c.send(
+      PREFACE,
+      settings([
+        [4, 10],
+        [5, 16384],
+      ]),
+      headers(1),
+      headers(3),
+    );
     await waitFor(() => streams.length === 2);
     for (const s of streams) {
       s.headers(RESPONSE, false);
@@ -1015,11 +941,11 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     assert.equal(dataOf(1), 10);
     assert.equal(dataOf(3), 10);
     // A lower initial window: the streams' windows go negative (10 sent, now 5 - 10 = -5).
-    c.send(settings([4, 5]));
+    c.send(settings([[4, 5]]));
     c.send(frame(T.WINDOW_UPDATE, 0, 1, u32(10)));
     await sleep(20);
     assert.equal(dataOf(1), 15);
-    c.send(settings([4, 100]));
+    c.send(settings([[4, 100]]));
     await waitFor(
       () => c.reader.frames.filter((f) => f.type === T.HEADERS && f.flags & 1).length === 2,
     );
@@ -1046,7 +972,7 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
       return { data: () => undefined, end: () => undefined, aborted: () => undefined };
     });
     const c = await raw(srv, false);
-    c.send(PREFACE, settings([4, 1 << 20]), headers(1, 5));
+    c.send(PREFACE, settings([[4, 1 << 20]]), headers(1, 5));
     await waitFor(() => streams.length === 1);
     const big = encodeHeaderBlock([
       [':status', '200'],
@@ -1121,7 +1047,7 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     const { handler } = recorder();
     const srv = await serve(handler);
     const c = await raw(srv, false);
-    c.send(PREFACE, settings([1, 0]), headers(1, 5), headers(3, 5));
+    c.send(PREFACE, settings([[1, 0]]), headers(1, 5), headers(3, 5));
     await waitFor(() => c.reader.frames.filter((f) => f.type === T.HEADERS).length === 4);
     const blocks = c.reader.frames.filter((f) => f.type === T.HEADERS).map((f) => f.payload);
     assert.deepEqual(blocks[0], Buffer.concat([Buffer.from([0x20]), RESPONSE]));
@@ -1248,7 +1174,7 @@ describe('H2Connection against hand-built frames', { timeout: 30_000 }, () => {
     });
     const c = await raw(srv, false);
     // No send window: the answer waits in the stream's queue, its trailers behind it.
-    c.send(PREFACE, settings([4, 0]), headers(1), headers(3, 5));
+    c.send(PREFACE, settings([[4, 0]]), headers(1), headers(3, 5));
     await waitFor(() => streams.length === 2);
     for (const s of streams) {
       s.headers(RESPONSE, false);
