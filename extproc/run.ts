@@ -2,7 +2,6 @@
  * The extproc as a component: everything it needs is passed in (logger, metrics registry, clock,
  * environment), so tests run it whole, in-process, over a real socket.
  */
-import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import { readiness, startAdmin, type RunningAdmin } from './shared/admin.js';
@@ -35,6 +34,7 @@ import { UpstreamExchange, type RemoteRequests } from './pipeline/upstream.js';
 import { EXT_PROC_SERVICE, startGrpcServer, type GrpcServerKind } from './server.js';
 import { ExtProcStream, type StreamObserver } from './stream.js';
 import { Telemetry } from './telemetry/telemetry.js';
+import { requestId } from './telemetry/request-id.js';
 import { warmTokenizer } from './usage/estimate.js';
 import { responseCache } from './cache/setup.js';
 import { sessionsFor } from './sessions/setup.js';
@@ -197,7 +197,7 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
     throw new Error('either configPath or xds is required');
   }
 
-  const newId = opts.newId ?? randomUUID;
+  const newId = opts.newId ?? requestId;
   const wallClock = opts.wallClock ?? Date.now;
   const redisUrl = opts.redisUrl ?? opts.env['SLUICE_REDIS_URL'];
   let stateStore: StateStore;
@@ -264,14 +264,28 @@ export async function run(opts: ExtprocOptions): Promise<RunningExtproc> {
       log.warn({ event: 'settlement_lost', count, reason }, 'budget settlements dropped');
     },
   });
-  const settlements = new Set<Promise<unknown>>();
+  // Settlements in flight, counted: a request's is watched with two shared callbacks, not a Set
+  // entry and a `finally` closure per request (~0.35 KiB each, issue 16's allocation profile).
+  let unsettled = 0;
+  let whenSettled: (() => void)[] = [];
+  const settledOne = (): void => {
+    if (--unsettled > 0) return;
+    const waiting = whenSettled;
+    whenSettled = [];
+    for (const resolve of waiting) resolve();
+  };
+  // A settlement that rejects still counts as done, and its rejection stays unhandled (as the
+  // promise `finally` made of it was).
+  const settleFailed = (err: unknown): never => {
+    settledOne();
+    throw err;
+  };
   const settling = (p: Promise<unknown>): void => {
-    settlements.add(p);
-    void p.finally(() => settlements.delete(p));
+    unsettled++;
+    void p.then(settledOne, settleFailed);
   };
-  const settled = async (): Promise<void> => {
-    while (settlements.size > 0) await Promise.all([...settlements]);
-  };
+  const settled = (): Promise<void> =>
+    unsettled === 0 ? Promise.resolve() : new Promise((resolve) => whenSettled.push(resolve));
 
   // One per filter, not per stream: what each stream reports goes to the same metric children.
   const observer = (filter: 'router' | 'upstream'): StreamObserver => {
