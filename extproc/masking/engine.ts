@@ -327,11 +327,12 @@ export function detectAll(
   if (texts.length === 1) return [detectors.detect(texts[0]!)];
   // Most texts of a body have no finding: they share one empty list, never written.
   const out = new Array<readonly Finding[]>(texts.length).fill(NO_FINDINGS);
-  const starts: number[] = [];
+  // Sized once: pushing grew it (and copied it) a few times per request.
+  const starts = new Array<number>(texts.length);
   let at = 0;
-  for (const t of texts) {
-    starts.push(at);
-    at += t.length + JOIN.length;
+  for (let k = 0; k < texts.length; k++) {
+    starts[k] = at;
+    at += texts[k]!.length + JOIN.length;
   }
   let redo: Set<number> | undefined;
   // Findings come sorted by start (DetectorSet.detect), so the text each one starts in only
@@ -350,7 +351,10 @@ export function detectAll(
     // A text detected again below gets a new list, so what was added to it here is dropped.
     let list = out[i]!;
     if (list === NO_FINDINGS) out[i] = list = [];
-    (list as Finding[]).push({ type: f.type, start: f.start - base, end: f.end - base });
+    // The set's findings are its own, made for this call: moved to the text's offsets in place.
+    f.start -= base;
+    f.end -= base;
+    (list as Finding[]).push(f);
   }
   if (redo) for (const k of redo) out[k] = detectors.detect(texts[k]!);
   return out;

@@ -9,6 +9,9 @@ import { duplicateKey } from './json-keys.js';
 
 type Obj = Record<string, unknown>;
 
+// eslint-disable-next-line @typescript-eslint/unbound-method -- always called with .call
+const hasOwn = Object.prototype.hasOwnProperty;
+
 function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -441,7 +444,10 @@ export function responsesEventSlots(ev: Obj): SlotList {
 
 function walkObject(w: Walk, o: Obj, node: PathNode, depth: number, free: boolean): void {
   if (depth >= MAX_REQUEST_DEPTH) throw new NestingTooDeep();
-  for (const k of Object.keys(o)) {
+  // for-in over own keys, in Object.keys order: V8 walks the map's enum cache, where
+  // Object.keys copied it into a new array per object (issue 16). Nothing changes `o` meanwhile.
+  for (const k in o) {
+    if (!hasOwn.call(o, k)) continue;
     // Field names (`tool_call_id`, `input_schema`) are the APIs' own: no built-in detector can
     // match lower-case letters and underscores, and an operator's word must not rename them.
     if (FIELD_NAME.test(k)) {

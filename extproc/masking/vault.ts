@@ -259,7 +259,10 @@ export class RequestVault implements PlaceholderLookup {
   private readonly values = new Map<string, string>();
 
   put(items: readonly VaultItem[]): string[] {
-    return items.map(({ type, value }) => {
+    // A loop rather than map() with a destructuring closure: nothing made per call but the list.
+    const out = new Array<string>(items.length);
+    for (let i = 0; i < items.length; i++) {
+      const { type, value } = items[i]!;
       const k = `${type}\0${value}`;
       let p = this.byValue.get(k);
       if (p === undefined) {
@@ -270,8 +273,9 @@ export class RequestVault implements PlaceholderLookup {
         this.byValue.set(k, p);
         this.values.set(p, value);
       }
-      return p;
-    });
+      out[i] = p;
+    }
+    return out;
   }
 
   get(placeholder: string): string | undefined {
@@ -285,17 +289,23 @@ export class RequestVault implements PlaceholderLookup {
 
 const WRITTEN_PLACEHOLDER = /\[([A-Z][A-Z0-9_]*)_(\d{1,6})\]/g;
 
+/** Nothing written: most requests (no Map per request for them). */
+const NONE_USED: ReadonlyMap<string, ReadonlySet<number>> = new Map();
+
 /** Per type, the placeholder numbers written in `texts` (placeholders of earlier turns). */
-export function usedPlaceholderNumbers(texts: readonly string[]): Map<string, Set<number>> {
-  const out = new Map<string, Set<number>>();
+export function usedPlaceholderNumbers(
+  texts: readonly string[],
+): ReadonlyMap<string, ReadonlySet<number>> {
+  let out: Map<string, Set<number>> | undefined;
   for (const t of texts) {
     if (!t.includes('[')) continue;
     WRITTEN_PLACEHOLDER.lastIndex = 0;
     for (let m = WRITTEN_PLACEHOLDER.exec(t); m !== null; m = WRITTEN_PLACEHOLDER.exec(t)) {
+      out ??= new Map();
       let set = out.get(m[1]!);
       if (!set) out.set(m[1]!, (set = new Set()));
       set.add(Number(m[2]));
     }
   }
-  return out;
+  return out ?? NONE_USED;
 }

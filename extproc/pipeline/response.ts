@@ -268,7 +268,9 @@ export class ResponseProcessor {
     if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
       const body = parsed as Record<string, unknown>;
       // Restored values by where they sit, while each is a plain value's (engine.ts maskRequest).
-      let edits: Map<object, Map<string | number, ValueEdit>> | undefined = new Map();
+      // Made at the first change (most answers restore nothing): no Map per answer otherwise.
+      let edits: Map<object, Map<string | number, ValueEdit>> | undefined;
+      let splicing = true;
       const changed = this.withMaskingFailureMode(
         () => {
           const list = responseSlots(this.req.operation, body);
@@ -278,16 +280,22 @@ export class ResponseProcessor {
             if (to !== slot.text) {
               slot.set(to);
               any = true;
-              const t = edits && valueTarget(slot);
-              if (!t) edits = undefined;
-              else {
-                let byKey = edits!.get(t.holder);
-                if (!byKey) edits!.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
+              const t = splicing ? valueTarget(slot) : undefined;
+              if (!t) {
+                splicing = false;
+                edits = undefined;
+              } else {
+                edits ??= new Map();
+                let byKey = edits.get(t.holder);
+                if (!byKey) edits.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
                 byKey.set(t.at, { from: slot.text, to });
               }
             }
           }
-          if (list.commit()) edits = undefined;
+          if (list.commit()) {
+            splicing = false;
+            edits = undefined;
+          }
           return any;
         },
         () => false,
