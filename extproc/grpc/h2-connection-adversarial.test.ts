@@ -912,6 +912,31 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
     slow.end();
   });
 
+  it('idleTimeoutMs (off by default): no stream open or opened for a period closes the connection with GOAWAY NO_ERROR', async () => {
+    const srv = await serve(answer, { idleTimeoutMs: 100 });
+    const idle = new Raw(srv.path);
+    // A stream held open keeps the connection; so do requests coming more often than the period.
+    const holding = new Raw(srv.path);
+    holding.send(headersFrame(1));
+    const busy = new Raw(srv.path);
+    let id = 1;
+    const stop = Date.now() + 500;
+    while (Date.now() < stop) {
+      busy.send(headersFrame(id, true));
+      id += 2;
+      await tick(40);
+    }
+    await until(() => idle.goaway() !== undefined, 3000, 'GOAWAY on the idle connection');
+    assert.deepEqual(idle.goaway(), { last: 0, code: ErrorCode.NO_ERROR });
+    await until(() => idle.closed, 3000, 'idle socket closed');
+    assert.equal(holding.goaway(), undefined);
+    assert.equal(busy.goaway(), undefined);
+    await stillWorks(holding);
+    await stillWorks(busy);
+    holding.end();
+    busy.end();
+  });
+
   it('small SETTINGS frames each changing INITIAL_WINDOW_SIZE, many open streams: one walk of the streams per frame', async () => {
     const srv = await serve(silent);
     const c = new Raw(srv.path);
@@ -1260,7 +1285,8 @@ describe('randomized frame sequences', { timeout: 20_000 }, () => {
         } else if (acked()) {
           outcomes.working++;
         } else if (inside.goawayReceived) {
-          // The client's GOAWAY and no stream left: the socket ends without a GOAWAY of ours.
+          // The client's GOAWAY and no stream left: ours went out as the socket ended (or not,
+          // when the socket was already gone).
           outcomes.clientGoaway++;
         } else {
           assert.fail(

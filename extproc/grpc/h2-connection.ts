@@ -74,6 +74,10 @@ export interface ConnectionOptions {
    *  for ever (slowloris). An established connection with no streams is not timed out: Envoy
    *  keeps its ext_proc connection pooled between requests. */
   handshakeTimeoutMs?: number;
+  /** Off (0) by default: an established connection with no open stream and no new one for this
+   *  long (between once and twice it) is closed gracefully (GOAWAY NO_ERROR). Envoy pools its
+   *  ext_proc connection and reuses it; closing an idle one costs the next request a connect. */
+  idleTimeoutMs?: number;
 }
 
 /** HTTP/2 error codes (RFC 9113 §7). */
@@ -355,6 +359,9 @@ export class H2Connection {
   private readonly timer: NodeJS.Timeout | null = null;
   private timerArmed = false;
   private readonly timeoutMs: number;
+  /** idleTimeoutMs: one timer, re-armed each period; openedStreams when it last fired. */
+  private readonly idleTimer: NodeJS.Timeout | null = null;
+  private idleMark = -1;
   /** The highest client stream id seen (streams at or below it are not idle). */
   private lastStreamId = 0;
   private readonly recent = new Uint32Array(RECENT);
@@ -432,6 +439,8 @@ export class H2Connection {
       this.timer = setTimeout(this.onTimer.bind(this), this.timeoutMs).unref();
       this.timerArmed = true;
     }
+    const idleMs = opts.idleTimeoutMs ?? 0;
+    if (idleMs > 0) this.idleTimer = setTimeout(this.onIdleTimer.bind(this), idleMs).unref();
     socket.setNoDelay(true);
     socket.on('data', this.onData.bind(this));
     socket.on('error', this.onSocketError.bind(this));
@@ -489,6 +498,17 @@ export class H2Connection {
     }
     // The handshake's firing, with a block begun since: it gets a whole period of its own.
     this.armTimer();
+  }
+
+  /** idleTimeoutMs: closes the connection if no stream was open or opened for a whole period. */
+  private onIdleTimer(): void {
+    if (this.closed || this.ending) return;
+    if (this.streams.size === 0 && this.openedStreams === this.idleMark && this.gotSettings) {
+      this.close();
+      return;
+    }
+    this.idleMark = this.streams.size === 0 ? this.openedStreams : -1;
+    this.idleTimer!.refresh();
   }
 
   private armTimer(): void {
@@ -1461,6 +1481,7 @@ export class H2Connection {
     this.socketClosed = true;
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.answeredTimer !== null) clearTimeout(this.answeredTimer);
+    if (this.idleTimer !== null) clearTimeout(this.idleTimer);
     this.answered.length = 0;
     this.abortAll();
     this.outLen = 0;
