@@ -78,6 +78,9 @@ export interface ValueEdit {
 /** Edits by the object (or array) holding each value, then by its key (or index). */
 export type ValueEdits = ReadonlyMap<object, ReadonlyMap<string | number, ValueEdit>>;
 
+// eslint-disable-next-line @typescript-eslint/unbound-method -- always called with .call
+const hasOwn = Object.prototype.hasOwnProperty;
+
 /** Deeper than the request walk allows (fields.ts MAX_REQUEST_DEPTH) is never spliced. */
 const MAX_SPLICE_DEPTH = 66;
 
@@ -171,27 +174,32 @@ class SpliceWalk {
 
   private object(o: Record<string, unknown>, depth: number): boolean {
     const b = this.b;
-    const keys = Object.keys(o);
     const edits = this.edits.get(o);
     this.i++;
     this.skipWs();
+    // Own keys by for-in, in Object.keys order: V8 walks the map's enum cache, where Object.keys
+    // copied it into a new array per object (issue 16).
     if (b[this.i] === 125 /* } */) {
       this.i++;
-      return keys.length === 0;
+      for (const key in o) if (hasOwn.call(o, key)) return false;
+      return true;
     }
-    for (let k = 0; ; k++) {
-      const key = keys[k];
-      if (key === undefined || b[this.i] !== 34 || !this.string(key)) return false;
+    // The bytes' members, one per own key in order: the object closed exactly at the last key.
+    let closed = false;
+    for (const key in o) {
+      if (!hasOwn.call(o, key)) continue;
+      if (closed || b[this.i] !== 34 || !this.string(key)) return false;
       this.skipWs();
       if (b[this.i] !== 58 /* : */) return false;
       this.i++;
       if (!this.value(o[key], edits?.get(key), depth + 1)) return false;
       this.skipWs();
       const c = b[this.i++];
-      if (c === 125) return k + 1 === keys.length;
-      if (c !== 44 /* , */) return false;
-      this.skipWs();
+      if (c === 125) closed = true;
+      else if (c !== 44 /* , */) return false;
+      else this.skipWs();
     }
+    return closed;
   }
 
   private array(a: unknown[], depth: number): boolean {
