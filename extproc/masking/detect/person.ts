@@ -27,6 +27,16 @@ const WORD = /\p{Lu}[\p{Ll}\p{M}]*(?:(?:['’-]\p{Lu}?|\p{Lu})[\p{Ll}\p{M}]+)*/u
 // build no match array per word (exec did, a few KiB per request of prose: issue 16).
 const CAPITAL = /\p{Lu}/gu;
 
+// The patterns the rules test, once: a regex literal in a function body is a new RegExp object
+// each time it runs (issue 16). None is global or sticky, so none keeps state between tests.
+const LETTER = /\p{L}/u;
+const INITIAL = /^\p{Lu}\.?$/u;
+const LABEL_WORD = /^\p{L}{1,12}:$/u;
+const NAME_WORD = /\bname\b/i;
+const ASCII_LETTER = /[a-z]/i;
+const NON_ASCII = /[^\p{ASCII}]/u;
+const CENTURY = /^(1[89]|20)/;
+
 const TITLES = new Set([
   'mr',
   'mrs',
@@ -318,7 +328,7 @@ function cueBefore(text: string, start: number): number {
     ) {
       b--;
     }
-    if (b === e || (b > 0 && /\p{L}/u.test(text[b - 1]!) && !isEscapedLetter(text, b - 1))) {
+    if (b === e || (b > 0 && LETTER.test(text[b - 1]!) && !isEscapedLetter(text, b - 1))) {
       return 0;
     }
     const word = text.slice(b, e).toLowerCase() + (colon ? ':' : '');
@@ -469,12 +479,12 @@ function joins(text: string, from: number, to: number): number {
   if (gap === ' ') return 1;
   if (gap.length > 12 || gap[0] !== ' ' || gap[gap.length - 1] !== ' ') return 0;
   const inner = gap.slice(1, -1);
-  if (/^\p{Lu}\.?$/u.test(inner)) return 2;
+  if (INITIAL.test(inner)) return 2;
   const words = inner.split(' ');
   // `Gijsbrecht L van Hecke`: an initial and particles.
   if (
     words.length <= 3 &&
-    /^\p{Lu}\.?$/u.test(words[0]!) &&
+    INITIAL.test(words[0]!) &&
     words.slice(1).every((w) => PARTICLES.has(w))
   ) {
     return 2;
@@ -631,7 +641,7 @@ function placeBefore(text: string, start: number, single = false): boolean {
     text.charCodeAt(b - 1) <= 122
   )
     b--;
-  if (b > 0 && /\p{L}/u.test(text[b - 1]!)) return false;
+  if (b > 0 && LETTER.test(text[b - 1]!)) return false;
   const word = text.slice(b, start - 1);
   return PLACE_PREPOSITIONS.has(word) || (single && DETERMINERS.has(word));
 }
@@ -672,8 +682,8 @@ function nameAsked(text: string, start: number): boolean {
   }
   if (text.charCodeAt(i - 1) !== 63 || start - i > 16) return false;
   const between = text.slice(i, start).trim();
-  if (between !== '' && !/^\p{L}{1,12}:$/u.test(between)) return false;
-  return /\bname\b/i.test(text.slice(Math.max(0, i - 40), i));
+  if (between !== '' && !LABEL_WORD.test(between)) return false;
+  return NAME_WORD.test(text.slice(Math.max(0, i - 40), i));
 }
 
 // After a name and a comma, the words that make it someone spoken to: `Eira, can I speak…`.
@@ -688,7 +698,7 @@ const VOCATIVE_NEXT = new Set(
 function vocative(text: string, end: number): boolean {
   if (text.charCodeAt(end) !== 44 || text.charCodeAt(end + 1) !== 32) return false;
   let e = end + 2;
-  while (e - end < 10 && /[a-z]/i.test(text[e] ?? '')) e++;
+  while (e - end < 10 && ASCII_LETTER.test(text[e] ?? '')) e++;
   return VOCATIVE_NEXT.has(text.slice(end + 2, e).toLowerCase());
 }
 
@@ -747,7 +757,7 @@ const SUBJECT_VERBS = new Set(
 
 /** Evidence in the word itself (`Björgvinsdóttir`, `Ágnes`), not only a list's say-so. */
 function shaped(lower: string): boolean {
-  return surnameShaped(lower) || /[^\p{ASCII}]/u.test(lower);
+  return surnameShaped(lower) || NON_ASCII.test(lower);
 }
 
 /** `Card: 2490 3933…`: a label before a value, not a speaker. */
@@ -772,7 +782,9 @@ function verbAfter(text: string, end: number): boolean {
 
 /** Letters beyond ASCII (`Lukáš Ryška`): product names rarely have them, people's names do. */
 function nonAscii(words: readonly Tok[]): boolean {
-  return words.some((w) => /[^\p{ASCII}]/u.test(w.lower));
+  // A loop, not some() with a closure per call.
+  for (const w of words) if (NON_ASCII.test(w.lower)) return true;
+  return false;
 }
 
 function numberAfter(text: string, end: number): boolean {
@@ -791,7 +803,7 @@ function afterNumber(text: string, start: number): boolean {
   let w = start - 2;
   if (text.charCodeAt(w - 1) === 46) w--;
   let ws = w;
-  while (ws > 0 && w - ws < 12 && /\p{L}/u.test(text[ws - 1]!)) ws--;
+  while (ws > 0 && w - ws < 12 && LETTER.test(text[ws - 1]!)) ws--;
   const type = text.slice(ws, w).toLowerCase();
   if (
     ws < w &&
@@ -807,7 +819,7 @@ function afterNumber(text: string, start: number): boolean {
   return (
     digits >= 1 &&
     digits <= 4 &&
-    !(digits === 4 && /^(1[89]|20)/.test(text.slice(b + 1, b + 3))) &&
+    !(digits === 4 && CENTURY.test(text.slice(b + 1, b + 3))) &&
     text.charCodeAt(b) === 32 &&
     ((l >= 97 && l <= 122) || l === 46 || l > 127)
   );

@@ -181,6 +181,9 @@ function urlPassword(text: string, at: number): Finding | null {
 
 // Key names whose value is a credential. Matched against the end of the identifier before ':'
 // or '=', case-insensitively, so "DB_PASSWORD", "client_secret" and "x-api-key" all count.
+/** A lower-case word (once: a regex literal in a function is a new RegExp per run). */
+const LOWER_WORD = /^[a-z]+$/;
+
 const PASSWORD_KEYS = ['password', 'passwd', 'pwd', 'passphrase'];
 const SECRET_KEYS = [
   'secret',
@@ -257,7 +260,7 @@ function keyValue(text: string, op: number): Finding | null {
       open !== 34 &&
       open !== 39 &&
       text.charCodeAt(op) === 58 &&
-      /^[a-z]+$/.test(text.slice(s, e))
+      LOWER_WORD.test(text.slice(s, e))
     ) {
       return null;
     }
