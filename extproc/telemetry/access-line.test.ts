@@ -108,3 +108,36 @@ test('through a destination that takes the line in parts, the same bytes', () =>
     assert.deepEqual(parts, theirs.lines);
   }
 });
+
+test('through a destination that takes the line as bytes, the same bytes', () => {
+  for (const record of records) {
+    const lines: string[] = [];
+    const ours = pino({ base: { component: 'extproc', worker: 2 } }, {
+      write: (l: string) => void lines.push(l),
+      writeParts: (a: string, b: string, c: string) => void lines.push(`${a}${b}${c}`),
+      writeLine: (line: Buffer) => void lines.push(line.toString('utf8')),
+    } as unknown as pino.DestinationStream).child({ log: 'access' });
+    const theirs = capture();
+    const now = Date.now;
+    Date.now = () => 1_700_000_000_000;
+    try {
+      infoLineWriter(ours)(record, 'request');
+      theirs.logger.info(record, 'request');
+    } finally {
+      Date.now = now;
+    }
+    assert.deepEqual(lines, theirs.lines);
+  }
+  // A cycle cannot be written so: it goes through info(), as with any destination.
+  const lines: string[] = [];
+  const ours = pino({}, {
+    write: (l: string) => void lines.push(l),
+    writeParts: () => assert.fail('parts of a cycle'),
+    writeLine: () => assert.fail('bytes of a cycle'),
+  } as unknown as pino.DestinationStream);
+  const r: Record<string, unknown> = { a: 1 };
+  r.self = r;
+  infoLineWriter(ours)(r, 'request');
+  assert.equal(lines.length, 1);
+  assert.match(lines[0]!, /"a":1/);
+});

@@ -14,7 +14,10 @@
  * does a record JSON.stringify cannot write (a cycle).
  */
 import { pino, type Logger } from 'pino';
+import { JsonBytes } from './json-bytes.js';
 import type { PartsWriter } from './log-destination.js';
+
+const COMMA = 0x2c;
 
 export type LineWriter = (record: object, msg: string) => void;
 
@@ -25,7 +28,11 @@ interface PinoInternals {
   [S.timeSym]: () => string;
   [S.chindingsSym]: string;
   [S.endSym]: string;
-  [S.streamSym]: { write(line: string): unknown; writeParts?: PartsWriter['writeParts'] };
+  [S.streamSym]: {
+    write(line: string): unknown;
+    writeParts?: PartsWriter['writeParts'];
+    writeLine?: PartsWriter['writeLine'];
+  };
   [S.formattersSym]: { log?: unknown };
   [S.mixinSym]: unknown;
   [S.hooksSym]: { streamWrite?: unknown; logMethod?: unknown };
@@ -58,9 +65,34 @@ export function infoLineWriter(logger: Logger): LineWriter {
   // its JSON and the end string are made once, not per line.
   let lastMsg: string | undefined;
   let lastTail = '';
+  // The line is written as bytes when the destination takes them (log-destination.ts): no JSON
+  // string of the record is made (json-bytes.ts); a record it cannot write exactly is written
+  // as below.
+  const bytes = new JsonBytes();
   return (record, msg) => {
     // The level may change at run time (--log-level is fixed, but a logger's level is settable).
     if (!logger.isLevelEnabled('info')) return;
+    const stream = p[S.streamSym];
+    if (msg !== lastMsg) {
+      lastTail = `,"msg":${JSON.stringify(msg)}${p[S.endSym]}`;
+      lastMsg = msg;
+    }
+    const tail = lastTail;
+    if (stream.writeLine) {
+      bytes.reset();
+      bytes.raw(p[S.lsCacheSym][level]!);
+      bytes.raw(p[S.timeSym]());
+      bytes.raw(p[S.chindingsSym]);
+      const head = bytes.length;
+      bytes.byte(COMMA);
+      if (bytes.members(record)) {
+        // No member written: no comma either (as `{}` adds nothing below).
+        if (bytes.length === head + 1) bytes.truncate(head);
+        bytes.raw(tail);
+        stream.writeLine(bytes.take());
+        return;
+      }
+    }
     let json: string;
     try {
       json = JSON.stringify(record);
@@ -68,13 +100,7 @@ export function infoLineWriter(logger: Logger): LineWriter {
       fallback(record, msg);
       return;
     }
-    const stream = p[S.streamSym];
     const head = `${p[S.lsCacheSym][level]}${p[S.timeSym]()}${p[S.chindingsSym]}`;
-    if (msg !== lastMsg) {
-      lastTail = `,"msg":${JSON.stringify(msg)}${p[S.endSym]}`;
-      lastMsg = msg;
-    }
-    const tail = lastTail;
     if (stream.writeParts) {
       // The record's keys between the head and the message, its braces left out (a slice of
       // the stringified record, not a copy); written into one Buffer (log-destination.ts).

@@ -36,6 +36,8 @@ export interface LogDestinationOptions {
  */
 export interface PartsWriter {
   writeParts(a: string, b: string, c: string): void;
+  /** One whole line (its newline included) already encoded, handed over: not kept by the caller. */
+  writeLine(line: Buffer): void;
 }
 
 /** What sonic-boom's Buffer mode takes in write() (its types name only strings). */
@@ -68,6 +70,7 @@ export function logDestination(o: LogDestinationOptions): LogDestination {
       buf.write(c, la + lb, 'utf8');
       write(buf);
     },
+    writeLine: (line) => write(line),
     flush: () => boom.flush(),
     flushSync: () => boom.flushSync(),
   };
