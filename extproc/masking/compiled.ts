@@ -102,13 +102,16 @@ export function keyedHash(key: Buffer, type: string, value: string): string {
     .slice(0, 10);
 }
 
+/** Once, not a new RegExp per character (a regex literal in a function is made per run). */
+const LETTER_OR_DIGIT = /[\p{L}\p{N}]/u;
+
 /** Keeps the last `keep` letters/digits and the separators, so `4111 1111 1111 1111` → `**** **** **** 1111`. */
 export function partial(value: string, keep: number): string {
   let kept = 0;
   const out: string[] = [];
   for (let i = value.length - 1; i >= 0; i--) {
     const ch = value[i]!;
-    if (/[\p{L}\p{N}]/u.test(ch)) {
+    if (LETTER_OR_DIGIT.test(ch)) {
       out.push(kept < keep ? ch : '*');
       kept++;
     } else {

@@ -78,6 +78,9 @@ export interface ValueEdit {
 /** Edits by the object (or array) holding each value, then by its key (or index). */
 export type ValueEdits = ReadonlyMap<object, ReadonlyMap<string | number, ValueEdit>>;
 
+/** A JSON number, whole (one RegExp, not one per number read). */
+const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+
 // eslint-disable-next-line @typescript-eslint/unbound-method -- always called with .call
 const hasOwn = Object.prototype.hasOwnProperty;
 
@@ -323,6 +326,6 @@ class SpliceWalk {
     if (text === 'null') return v === null;
     if (typeof v !== 'number') return false;
     // JSON numbers only (Number() would also take hex, Infinity, blanks).
-    return /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/.test(text) && Object.is(Number(text), v);
+    return JSON_NUMBER.test(text) && Object.is(Number(text), v);
   }
 }

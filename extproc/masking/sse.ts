@@ -16,6 +16,9 @@ import { spliceJsonStrings, type StringEdit } from './json-splice.js';
 
 type Obj = Record<string, unknown>;
 
+/** A chat delta's texts (one array, not one per event). */
+const DELTA_TEXTS = ['content', 'refusal'] as const;
+
 function isObj(v: unknown): v is Obj {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -176,7 +179,7 @@ export class SseMasking {
       }
       const d = c.delta;
       if (isObj(d)) {
-        for (const field of ['content', 'refusal'] as const) {
+        for (const field of DELTA_TEXTS) {
           if (typeof d[field] !== 'string') continue;
           const key = `${i}:${field}`;
           touched.add(key);

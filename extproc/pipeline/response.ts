@@ -352,8 +352,11 @@ async function decode(d: BodyDecoder, chunk: Buffer, whole: boolean): Promise<Bu
   return tail.length === 0 ? data : data.length === 0 ? tail : Buffer.concat([data, tail]);
 }
 
+/** A declared length as Envoy passes it (one RegExp, not one per answer). */
+const DECIMAL_LENGTH = /^\d{1,15}$/;
+
 /** Whether a body of this declared length fits the buffer (unknown: it may not). */
 function fitsBuffer(contentLength: string | undefined, limit: number): boolean {
-  if (contentLength === undefined || !/^\d{1,15}$/.test(contentLength)) return false;
+  if (contentLength === undefined || !DECIMAL_LENGTH.test(contentLength)) return false;
   return Number(contentLength) <= limit;
 }

@@ -36,6 +36,8 @@ const NAME_WORD = /\bname\b/i;
 const ASCII_LETTER = /[a-z]/i;
 const NON_ASCII = /[^\p{ASCII}]/u;
 const CENTURY = /^(1[89]|20)/;
+const NUMBERED_STREET_BEFORE = /(?:^|[\s,])\d{1,6}[A-Za-z]? (?:[\p{L}.'-]+ ){1,4}$/u;
+const QUOTE_MARK = /[>}?|*\- ]/;
 
 const TITLES = new Set([
   'mr',
@@ -455,9 +457,12 @@ function propagate(text: string, single: readonly Tok[], out: Finding[], type: s
   out.sort((a, b) => a.start - b.start);
 }
 
+/** What links two names in a list (one array, not one per word looked at). */
+const LINKS: readonly string[] = [', ', ' and ', ' & '];
+
 /** Where the word before a `, ` / ` and ` / ` & ` link right before `start` ends, or -1. */
 function linkBefore(text: string, start: number): number {
-  for (const sep of [', ', ' and ', ' & ']) {
+  for (const sep of LINKS) {
     if (text.startsWith(sep, start - sep.length)) return start - sep.length;
   }
   return -1;
@@ -465,7 +470,7 @@ function linkBefore(text: string, start: number): number {
 
 /** Where the word after a `, ` / ` and ` / ` & ` link right after `end` starts, or -1. */
 function linkAfter(text: string, end: number): number {
-  for (const sep of [', ', ' and ', ' & ']) if (text.startsWith(sep, end)) return end + sep.length;
+  for (const sep of LINKS) if (text.startsWith(sep, end)) return end + sep.length;
   return -1;
 }
 
@@ -808,7 +813,7 @@ function afterNumber(text: string, start: number): boolean {
   if (
     ws < w &&
     (STREET_TYPES.has(type) || STREET_ABBREVIATIONS.has(type)) &&
-    /(?:^|[\s,])\d{1,6}[A-Za-z]? (?:[\p{L}.'-]+ ){1,4}$/u.test(text.slice(Math.max(0, ws - 48), ws))
+    NUMBERED_STREET_BEFORE.test(text.slice(Math.max(0, ws - 48), ws))
   ) {
     return true;
   }
@@ -840,7 +845,7 @@ function wholeLine(
   if (words.length > 3) return false;
   // A line may open with the quote marks of a reply (`> `, `}} `, `??? `).
   let b = start;
-  while (b > 0 && start - b < 5 && /[>}?|*\- ]/.test(text[b - 1]!)) b--;
+  while (b > 0 && start - b < 5 && QUOTE_MARK.test(text[b - 1]!)) b--;
   const lineStart = b === 0 || text.charCodeAt(b - 1) === 10 || isEscapedLetter(text, b - 1);
   const after = text.charCodeAt(end);
   const lineEnd = after === 10 || (after === 92 && text.charCodeAt(end + 1) === 110);

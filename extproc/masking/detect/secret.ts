@@ -181,6 +181,9 @@ function urlPassword(text: string, at: number): Finding | null {
 
 // Key names whose value is a credential. Matched against the end of the identifier before ':'
 // or '=', case-insensitively, so "DB_PASSWORD", "client_secret" and "x-api-key" all count.
+/** The scheme of a bearer token, as written (one array, not one per scan). */
+const BEARER: readonly string[] = ['Bearer', 'bearer'];
+
 /** A lower-case word (once: a regex literal in a function is a new RegExp per run). */
 const LOWER_WORD = /^[a-z]+$/;
 
@@ -310,10 +313,11 @@ export function scanSecrets(view: TextView): Finding[] {
   }
   // Needles start with a rare character: V8 scans for the first character and then compares,
   // so "earer" or "eyJ" (first letter 'e') would crawl through prose.
-  const noEnd = new Set<string>();
+  // Made at the first PEM header (rare): a Set per scan otherwise (issue 16).
+  let noEnd: Set<string> | undefined;
   for (let i = text.indexOf('-----'); i !== -1; i = text.indexOf('-----', i + 5)) {
     if (!text.startsWith('BEGIN ', i + 5)) continue;
-    const end = pemBlock(text, i, noEnd);
+    const end = pemBlock(text, i, (noEnd ??= new Set<string>()));
     if (end !== -1) {
       out.push({ type: 'SECRET', start: i, end });
       i = end - 5;
@@ -332,7 +336,7 @@ export function scanSecrets(view: TextView): Finding[] {
       i += runLength(text, i, isTokenChar, 2048) - 1;
     }
   }
-  for (const word of ['Bearer', 'bearer']) {
+  for (const word of BEARER) {
     for (let i = text.indexOf(word); i !== -1; i = text.indexOf(word, i + 6)) {
       if (isSpace(text.charCodeAt(i + 6)) && startsWord(text, i)) {
         const f = bearer(text, i);
