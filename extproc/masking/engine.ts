@@ -189,8 +189,10 @@ export function maskRequestNow(input: RequestMaskingInput): MaybePromise<Request
   } catch (err) {
     return rewrite(planned, undefined, vaultFailed(input, err));
   }
-  if (!(opened instanceof Promise)) return rewrite(planned, opened, false);
-  return opened.then(
+  // Any thenable waits, as `await` did: only a session object goes on at once.
+  if (typeof (opened as Partial<PromiseLike<VaultSession>>).then !== 'function')
+    return rewrite(planned, opened as VaultSession, false);
+  return Promise.resolve(opened).then(
     (s) => rewrite(planned, s, false),
     (err: unknown) => rewrite(planned, undefined, vaultFailed(input, err)),
   );
