@@ -26,6 +26,7 @@ import {
   type SettleReply,
   type SettleRequest,
   type StateStore,
+  type UsageDims,
   type UsageIncrement,
   type UsageValues,
 } from '../state/store.js';
@@ -808,7 +809,7 @@ function markerTtlMs(r: Reservation): number {
 }
 
 function settleRequest(r: Reservation, actual: Actual | undefined, now: number): SettleRequest {
-  const usage: UsageIncrement[] = [];
+  let usage: UsageIncrement[] = [];
   if (actual) {
     const u = actual.usage;
     const values: UsageValues = actual.refused
@@ -832,14 +833,10 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number):
           refusedPolicy: 0,
           refusedPrompt: 0,
         };
-    const dims = {
-      consumer: r.keys.consumer ?? '',
-      team: r.keys.team ?? '',
-      model: r.keys.model,
-      route: r.keys.route,
-    };
+    const dims = usageDims(r.keys);
     const at = r.createdAtMs;
-    usage.push(
+    // A literal: an array grown by push holds room for 16 or more.
+    usage = [
       {
         period: 'day',
         periodKey: utcDay(at),
@@ -854,20 +851,35 @@ function settleRequest(r: Reservation, actual: Actual | undefined, now: number):
         values,
         expireAtMs: nextUtcMonth(at) + MONTH_USAGE_RETENTION_MS,
       },
-    );
+    ];
+  }
+  const buckets = new Array<SettleRequest['buckets'][number]>(r.charges.length);
+  for (let i = 0; i < buckets.length; i++) {
+    const c = r.charges[i]!;
+    buckets[i] = { key: c.key, actual: actualFor(c, actual), expireAtMs: c.expireAtMs };
   }
   return {
     scope: r.scope,
     id: r.id,
     nowMs: now,
     markerTtlMs: markerTtlMs(r),
-    buckets: r.charges.map((c) => ({
-      key: c.key,
-      actual: actualFor(c, actual),
-      expireAtMs: c.expireAtMs,
-    })),
+    buckets,
     usage,
   };
+}
+
+/**
+ * A settlement's usage row (without its session), the last one made kept: nearly every
+ * settlement names the same caller, model and route as the one before. Stores only read it.
+ */
+let lastDims: UsageDims = { consumer: '', team: '', model: '', route: '' };
+function usageDims(k: RequestKeys): UsageDims {
+  const d = lastDims;
+  const consumer = k.consumer ?? '';
+  const team = k.team ?? '';
+  if (d.consumer === consumer && d.team === team && d.model === k.model && d.route === k.route)
+    return d;
+  return (lastDims = { consumer, team, model: k.model, route: k.route });
 }
 
 /** Go-style durations as OpenAI sends them in x-ratelimit-reset-*: "20ms", "1.5s", "6m0s". */

@@ -99,14 +99,15 @@ export function resolveIdentity(
   const payload = policy.jwt ? headers.get(policy.jwt.header) : undefined;
 
   if (policy.keys) {
-    const strip: string[] = [];
+    // Made to size (nearly always one header): an array grown by push holds room for 16 or more.
+    let strip: string[] | undefined;
     let key: string | undefined;
     for (const h of policy.keys.headers) {
       const v = headers.get(h);
       if (v === undefined) continue;
       const k = presentedKey(h, v);
       if (k === undefined) continue;
-      strip.push(h);
+      strip = strip === undefined ? [h] : [...strip, h];
       // The bearer token Envoy verified is the JWT credential, not a virtual key (Envoy removes
       // it after verifying, but a gateway configured to forward it must not turn it into a 401).
       if (payload !== undefined && isVerifiedToken(k, payload)) continue;
@@ -123,7 +124,7 @@ export function resolveIdentity(
       return {
         ok: true,
         caller: { consumer: known.consumer.name, team: known.consumer.team, method: 'key' },
-        stripHeaders: strip,
+        stripHeaders: strip ?? [],
       };
     }
   }

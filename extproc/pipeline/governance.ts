@@ -109,19 +109,15 @@ export function admitCaller(input: AdmitInput): Admitted {
   const policy = compiled.policy;
   const shadow = policy.mode === 'shadow';
   const verdicts = new Set<string>();
-  const refuse = (r: Refusal): void => {
-    if (!shadow) throw refusalError(r);
-    verdicts.add(`would_${r.code}`);
-  };
 
   const id = resolveIdentity(policy.identity, headers, input.consumers, input.wallNow);
   let caller: Caller | undefined;
   if (id.ok) caller = id.caller;
-  else refuse(id.refusal);
+  else refuse(shadow, verdicts, id.refusal);
   if (input.seen && caller) input.seen.caller = caller;
 
-  const access = checkAccess(compiled.access, caller, { model: input.model, route: input.route });
-  if (!access.ok) refuse(access.refusal);
+  const access = checkAccess(compiled.access, caller, input);
+  if (!access.ok) refuse(shadow, verdicts, access.refusal);
 
   const strip = identityHeaders(compiled, headers);
   const state: GovernanceState = {
@@ -135,6 +131,12 @@ export function admitCaller(input: AdmitInput): Admitted {
     outputReserved: 0,
   };
   return { state, strip };
+}
+
+/** A refusal: thrown, or in shadow mode a `would_*` verdict (a function, not a closure per call). */
+function refuse(shadow: boolean, verdicts: Set<string>, r: Refusal): void {
+  if (!shadow) throw refusalError(r);
+  verdicts.add(`would_${r.code}`);
 }
 
 /**
@@ -291,8 +293,12 @@ function identityHeaders(
     names = [...set];
     identityHeaderNames.set(compiled, names);
   }
-  const out: string[] = [];
-  for (const h of names) if (headers.has(h)) out.push(h);
+  // Sized first: an array grown by push holds room for 16 or more.
+  let n = 0;
+  for (const h of names) if (headers.has(h)) n++;
+  const out = new Array<string>(n);
+  n = 0;
+  for (const h of names) if (headers.has(h)) out[n++] = h;
   return out;
 }
 
