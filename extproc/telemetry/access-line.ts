@@ -21,6 +21,22 @@ const COMMA = 0x2c;
 
 export type LineWriter = (record: object, msg: string) => void;
 
+/**
+ * A record the line is written from member by member (JsonBytes.member…), its object made only
+ * when that cannot be done (the destination takes no bytes, or `members` answers false): the
+ * access record then costs no object of its own (telemetry.ts).
+ */
+export interface RecordSource<T> {
+  /** What JSON.stringify(record(x)) writes between its braces, or false. */
+  members(b: JsonBytes, x: T): boolean;
+  record(x: T): object;
+}
+
+const OBJECTS: RecordSource<object> = {
+  members: (b, o) => b.members(o),
+  record: (o) => o,
+};
+
 const S = pino.symbols;
 
 interface PinoInternals {
@@ -43,7 +59,15 @@ interface PinoInternals {
 
 /** Writes `record` at info level through `logger`'s destination, as logger.info would. */
 export function infoLineWriter(logger: Logger): LineWriter {
-  const fallback: LineWriter = (record, msg) => logger.info(record, msg);
+  return infoSourceWriter(logger, OBJECTS);
+}
+
+/** Writes the record of `x` at info level through `logger`'s destination, as logger.info would. */
+export function infoSourceWriter<T>(
+  logger: Logger,
+  src: RecordSource<T>,
+): (x: T, msg: string) => void {
+  const fallback = (record: object, msg: string): void => logger.info(record, msg);
   const p = logger as unknown as PinoInternals;
   const plain =
     typeof p[S.timeSym] === 'function' &&
@@ -59,7 +83,7 @@ export function infoLineWriter(logger: Logger): LineWriter {
     Object.getOwnPropertySymbols(p[S.stringifiersSym] ?? {}).length === 0 &&
     Object.keys(p[S.stringifiersSym] ?? {}).length === 0 &&
     p[S.messageKeySym] === 'msg';
-  if (!plain) return fallback;
+  if (!plain) return (x, msg) => fallback(src.record(x), msg);
   const level = logger.levels.values.info!;
   // The line's end for the last message: the access log writes one message ("request"), so
   // its JSON and the end string are made once, not per line.
@@ -69,7 +93,7 @@ export function infoLineWriter(logger: Logger): LineWriter {
   // string of the record is made (json-bytes.ts); a record it cannot write exactly is written
   // as below.
   const bytes = new JsonBytes();
-  return (record, msg) => {
+  return (x, msg) => {
     // The level may change at run time (--log-level is fixed, but a logger's level is settable).
     if (!logger.isLevelEnabled('info')) return;
     const stream = p[S.streamSym];
@@ -85,7 +109,7 @@ export function infoLineWriter(logger: Logger): LineWriter {
       bytes.raw(p[S.chindingsSym]);
       const head = bytes.length;
       bytes.byte(COMMA);
-      if (bytes.members(record)) {
+      if (src.members(bytes, x)) {
         // No member written: no comma either (as `{}` adds nothing below).
         if (bytes.length === head + 1) bytes.truncate(head);
         bytes.raw(tail);
@@ -93,6 +117,7 @@ export function infoLineWriter(logger: Logger): LineWriter {
         return;
       }
     }
+    const record = src.record(x);
     let json: string;
     try {
       json = JSON.stringify(record);

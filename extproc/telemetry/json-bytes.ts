@@ -62,6 +62,62 @@ export class JsonBytes {
     this.buf[this.n++] = b;
   }
 
+  /** Whether the next member() is the first of its object (no comma before it). */
+  private first = true;
+
+  /** Starts writing members one by one (member, open, close), as of an object's first. */
+  startMembers(): void {
+    this.first = true;
+  }
+
+  /** `"name":value`, after a comma unless first; nothing for undefined (as JSON.stringify). */
+  member(name: string, v: unknown): boolean {
+    if (v === undefined) return true;
+    this.name(name);
+    this.first = false;
+    return this.value(v, 1);
+  }
+
+  /** `"name":{`: the members that follow are the nested object's, until close(). */
+  open(name: string): void {
+    this.name(name);
+    this.byte(0x7b);
+    this.first = true;
+  }
+
+  close(): void {
+    this.byte(0x7d);
+    this.first = false;
+  }
+
+  /** `"name":[` for items written with item(). */
+  openList(name: string): void {
+    this.name(name);
+    this.byte(0x5b);
+    this.first = true;
+  }
+
+  item(v: unknown): boolean {
+    if (!this.first) this.byte(COMMA);
+    this.first = false;
+    if (v === undefined) {
+      this.raw('null');
+      return true;
+    }
+    return this.value(v, 2);
+  }
+
+  closeList(): void {
+    this.byte(0x5d);
+    this.first = false;
+  }
+
+  private name(name: string): void {
+    if (!this.first) this.byte(COMMA);
+    this.string(name);
+    this.byte(COLON);
+  }
+
   /**
    * The members of a plain object, without its braces (what follows a line's prefix), as
    * JSON.stringify writes them; false (the text then unusable) for what it would not write so.

@@ -329,3 +329,136 @@ void describe('stream metrics', () => {
     );
   });
 });
+
+void describe('access log: written member by member', () => {
+  void it('is the line the record object makes, whatever the record holds', () => {
+    const usage = {
+      inputTokens: 10,
+      outputTokens: 5,
+      cachedInputTokens: 2,
+      cacheCreationInputTokens: 0,
+      reasoningTokens: 1,
+      totalTokens: 15,
+      estimated: true,
+    };
+    const all: Partial<RequestRecord> = {
+      responseModel: 'gpt-4o-2024',
+      backend: 'openai',
+      provider: 'openai',
+      consumer: 'c1',
+      team: 't1',
+      costUsd: 0.000154,
+      attempts: 2,
+      status: 200,
+      errorCode: undefined,
+      stream: true,
+      usage,
+      durationMs: 12.34567,
+      ttftMs: 1.5,
+      outcome: 'complete',
+      verdicts: ['mask'],
+      governance: { policy: 'gov', verdicts: ['reserved', 'would_rate_limit_exceeded'] },
+      policy: 'pii',
+      findings: [{ direction: 'request', type: 'EMAIL', action: 'mask', count: 2 }],
+      policyFailure: 'degraded',
+      guard: [{ rule: 'r', kind: 'deny', action: 'block', count: 1 }],
+      session: { id: 's-1', turn: 3 },
+      context: {
+        result: 'trimmed',
+        contextTokens: 100,
+        windowModel: 'gpt-4o',
+        inputTokens: 90,
+        outputTokens: 10,
+        trimmedMessages: 2,
+        inputTokensBefore: 120,
+      },
+      cache: { result: 'miss', reason: 'stream' },
+    };
+    const records: Partial<RequestRecord>[] = [
+      {},
+      all,
+      { ...all, costUsd: Number.NaN, route: 'a "quoted" \\ route\n', requestModel: 'modèle-🚀' },
+      {
+        ...all,
+        governance: undefined,
+        verdicts: undefined,
+        context: { ...all.context!, trimmedMessages: undefined },
+      },
+      { ...all, requestModel: 'm'.repeat(MAX_LOG_FIELD_CHARS + 1) },
+      // 62 of its own and the policy's 2: at the bound, not over it.
+      { ...all, verdicts: Array.from({ length: MAX_LOG_LIST_ITEMS - 2 }, (_, i) => `v${i}`) },
+      { ...all, verdicts: ['x'.repeat(MAX_LOG_FIELD_CHARS + 1)] },
+      {
+        ...all,
+        findings: Array.from({ length: MAX_LOG_LIST_ITEMS + 1 }, () => all.findings![0]!),
+      },
+      { ...all, context: { ...all.context!, windowModel: 'w'.repeat(MAX_LOG_FIELD_CHARS + 1) } },
+      { ...all, session: { id: 's'.repeat(MAX_LOG_FIELD_CHARS + 1), turn: 1 } },
+    ];
+    const bytes: string[] = [];
+    const strings: string[] = [];
+    const direct = new Telemetry(
+      new Registry(),
+      pino({}, {
+        write: () => assert.fail('a line written from a string'),
+        writeParts: () => assert.fail('a line written in parts'),
+        writeLine: (line: Buffer) => void bytes.push(line.toString('utf8')),
+      } as unknown as pino.DestinationStream),
+    );
+    const viaObject = new Telemetry(
+      new Registry(),
+      pino({}, { write: (l: string) => void strings.push(l) }),
+    );
+    const now = Date.now;
+    Date.now = () => 1_700_000_000_000;
+    try {
+      for (const r of records) {
+        // The capped records go through the object: the destination is then handed parts.
+        const capped =
+          r !== records[0] && r !== all && r !== records[2] && r !== records[3] && r !== records[5];
+        if (capped) continue;
+        direct.recordRequest(record(r));
+        viaObject.recordRequest(record(r));
+      }
+    } finally {
+      Date.now = now;
+    }
+    assert.equal(bytes.length, 5);
+    assert.deepEqual(bytes, strings);
+  });
+
+  void it('a record with a field to cut is written from its capped object', () => {
+    const parts: string[] = [];
+    const strings: string[] = [];
+    const ours = new Telemetry(
+      new Registry(),
+      pino({}, {
+        write: () => assert.fail('a line written from a string'),
+        writeParts: (a: string, b: string, c: string) => void parts.push(`${a}${b}${c}`),
+        writeLine: () => assert.fail('a capped line written member by member'),
+      } as unknown as pino.DestinationStream),
+    );
+    const theirs = new Telemetry(
+      new Registry(),
+      pino({}, { write: (l: string) => void strings.push(l) }),
+    );
+    const now = Date.now;
+    Date.now = () => 1_700_000_000_000;
+    try {
+      for (const r of [
+        { requestModel: 'm'.repeat(MAX_LOG_FIELD_CHARS + 1) },
+        { verdicts: Array.from({ length: MAX_LOG_LIST_ITEMS + 1 }, (_, i) => `v${i}`) },
+        { verdicts: ['x'.repeat(MAX_LOG_FIELD_CHARS + 1)] },
+        { session: { id: 's'.repeat(MAX_LOG_FIELD_CHARS + 1), turn: 1 } },
+      ]) {
+        ours.recordRequest(record(r));
+        theirs.recordRequest(record(r));
+      }
+    } finally {
+      Date.now = now;
+    }
+    assert.equal(parts.length, 4);
+    assert.deepEqual(parts, strings);
+    assert.match(parts[0]!, /…\[\+1 chars\]/);
+  });
+});

@@ -10,7 +10,8 @@ import type { Provider } from '../config/contract.js';
 import type { TokenUsage } from '../usage/extract.js';
 import { ConversationMetrics, type ContextResult } from './conversation-metrics.js';
 import { counterSeries, histogramSeries } from './series.js';
-import { infoLineWriter, type LineWriter } from './access-line.js';
+import { infoSourceWriter, type RecordSource } from './access-line.js';
+import type { JsonBytes } from './json-bytes.js';
 import type { RecordedContent } from './content.js';
 import type { RequestTrace } from './trace-context.js';
 
@@ -209,7 +210,7 @@ export class Telemetry {
   private readonly conversations: ConversationMetrics;
 
   /** One access-log line per request, serialized once (access-line.ts). */
-  private readonly writeAccessLine: LineWriter;
+  private readonly writeAccessLine: (r: RequestRecord, msg: string) => void;
 
   constructor(
     registry: Registry,
@@ -217,7 +218,7 @@ export class Telemetry {
     /** Also sees every request's record: where traces are made (tracing.ts). */
     private readonly onRequest?: (r: RequestRecord) => void,
   ) {
-    this.writeAccessLine = infoLineWriter(accessLog);
+    this.writeAccessLine = infoSourceWriter(accessLog, ACCESS_RECORD);
     const registers = [registry];
     this.conversations = new ConversationMetrics(registers);
     this.tokens = new Histogram({
@@ -582,62 +583,159 @@ export class Telemetry {
       if (u && u.outputTokens > 1)
         this.tpot.observe(labels, (r.durationMs - r.ttftMs) / 1000 / (u.outputTokens - 1));
     }
-    this.writeAccessLine(
-      capLogFields({
-        event: 'request',
-        request_id: r.requestId,
-        api: r.api,
-        operation: r.operation,
-        route: r.route,
-        request_model: r.requestModel,
-        response_model: r.responseModel,
-        backend: r.backend,
-        provider: r.provider,
-        consumer: r.consumer,
-        team: r.team,
-        cost_usd: r.costUsd,
-        attempts: r.attempts,
-        status: r.status,
-        error_code: r.errorCode,
-        stream: r.stream,
-        outcome: r.outcome,
-        tokens: u
-          ? {
-              input: u.inputTokens,
-              output: u.outputTokens,
-              cached_input: u.cachedInputTokens,
-              reasoning: u.reasoningTokens,
-              total: u.totalTokens,
-              estimated: u.estimated,
-            }
-          : undefined,
-        duration_ms: round(r.durationMs),
-        ttft_ms: r.ttftMs === undefined ? undefined : round(r.ttftMs),
-        verdicts: r.governance
-          ? [...(r.verdicts ?? []), ...r.governance.verdicts]
-          : (r.verdicts ?? []),
-        governance_policy: r.governance?.policy,
-        policy: r.policy,
-        findings: r.findings,
-        policy_failure: r.policyFailure,
-        guard: r.guard,
-        cache: r.cache,
-        session: r.session,
-        context: r.context && {
-          result: r.context.result,
-          context_tokens: r.context.contextTokens,
-          window_model: r.context.windowModel,
-          input_tokens: r.context.inputTokens,
-          output_tokens: r.context.outputTokens,
-          trimmed_messages: r.context.trimmedMessages,
-          input_tokens_before: r.context.inputTokensBefore,
-        },
-      }),
-      'request',
-    );
+    this.writeAccessLine(r, 'request');
     this.onRequest?.(r);
   }
 }
+
+/** The access log's record of a request (its fields capped: capLogFields). */
+function accessRecord(r: RequestRecord): object {
+  const u = r.usage;
+  return capLogFields({
+    event: 'request',
+    request_id: r.requestId,
+    api: r.api,
+    operation: r.operation,
+    route: r.route,
+    request_model: r.requestModel,
+    response_model: r.responseModel,
+    backend: r.backend,
+    provider: r.provider,
+    consumer: r.consumer,
+    team: r.team,
+    cost_usd: r.costUsd,
+    attempts: r.attempts,
+    status: r.status,
+    error_code: r.errorCode,
+    stream: r.stream,
+    outcome: r.outcome,
+    tokens: u
+      ? {
+          input: u.inputTokens,
+          output: u.outputTokens,
+          cached_input: u.cachedInputTokens,
+          reasoning: u.reasoningTokens,
+          total: u.totalTokens,
+          estimated: u.estimated,
+        }
+      : undefined,
+    duration_ms: round(r.durationMs),
+    ttft_ms: r.ttftMs === undefined ? undefined : round(r.ttftMs),
+    verdicts: r.governance ? [...(r.verdicts ?? []), ...r.governance.verdicts] : (r.verdicts ?? []),
+    governance_policy: r.governance?.policy,
+    policy: r.policy,
+    findings: r.findings,
+    policy_failure: r.policyFailure,
+    guard: r.guard,
+    cache: r.cache,
+    session: r.session,
+    context: r.context && {
+      result: r.context.result,
+      context_tokens: r.context.contextTokens,
+      window_model: r.context.windowModel,
+      input_tokens: r.context.inputTokens,
+      output_tokens: r.context.outputTokens,
+      trimmed_messages: r.context.trimmedMessages,
+      input_tokens_before: r.context.inputTokensBefore,
+    },
+  });
+}
+
+/**
+ * accessRecord(r)'s members written one by one, in its order, without the object: false when
+ * a field would be capped (then the record is made and capped) or cannot be written so.
+ */
+function accessMembers(b: JsonBytes, r: RequestRecord): boolean {
+  if (
+    long(r.requestId) ||
+    long(r.api) ||
+    long(r.operation) ||
+    long(r.route) ||
+    long(r.requestModel) ||
+    long(r.responseModel) ||
+    long(r.backend) ||
+    long(r.provider) ||
+    long(r.consumer) ||
+    long(r.team) ||
+    long(r.errorCode) ||
+    long(r.outcome) ||
+    long(r.governance?.policy) ||
+    long(r.policy) ||
+    long(r.policyFailure) ||
+    long(r.context?.windowModel)
+  )
+    return false;
+  const own = r.verdicts;
+  const gov = r.governance?.verdicts;
+  if ((own?.length ?? 0) + (gov?.length ?? 0) > MAX_LOG_LIST_ITEMS) return false;
+  if (!fits(r.findings, 1) || !fits(r.guard, 1) || !fits(r.cache, 1) || !fits(r.session, 1))
+    return false;
+  const u = r.usage;
+  b.startMembers();
+  b.member('event', 'request');
+  b.member('request_id', r.requestId);
+  b.member('api', r.api);
+  b.member('operation', r.operation);
+  b.member('route', r.route);
+  b.member('request_model', r.requestModel);
+  b.member('response_model', r.responseModel);
+  b.member('backend', r.backend);
+  b.member('provider', r.provider);
+  b.member('consumer', r.consumer);
+  b.member('team', r.team);
+  b.member('cost_usd', r.costUsd);
+  b.member('attempts', r.attempts);
+  b.member('status', r.status);
+  b.member('error_code', r.errorCode);
+  b.member('stream', r.stream);
+  b.member('outcome', r.outcome);
+  if (u) {
+    b.open('tokens');
+    b.member('input', u.inputTokens);
+    b.member('output', u.outputTokens);
+    b.member('cached_input', u.cachedInputTokens);
+    b.member('reasoning', u.reasoningTokens);
+    b.member('total', u.totalTokens);
+    b.member('estimated', u.estimated);
+    b.close();
+  }
+  b.member('duration_ms', round(r.durationMs));
+  b.member('ttft_ms', r.ttftMs === undefined ? undefined : round(r.ttftMs));
+  b.openList('verdicts');
+  if (own) for (let i = 0; i < own.length; i++) if (long(own[i]) || !b.item(own[i])) return false;
+  if (gov) for (let i = 0; i < gov.length; i++) if (long(gov[i]) || !b.item(gov[i])) return false;
+  b.closeList();
+  b.member('governance_policy', r.governance?.policy);
+  b.member('policy', r.policy);
+  if (!b.member('findings', r.findings)) return false;
+  b.member('policy_failure', r.policyFailure);
+  if (!b.member('guard', r.guard) || !b.member('cache', r.cache)) return false;
+  if (!b.member('session', r.session)) return false;
+  const c = r.context;
+  if (c) {
+    b.open('context');
+    b.member('result', c.result);
+    b.member('context_tokens', c.contextTokens);
+    b.member('window_model', c.windowModel);
+    b.member('input_tokens', c.inputTokens);
+    b.member('output_tokens', c.outputTokens);
+    b.member('trimmed_messages', c.trimmedMessages);
+    b.member('input_tokens_before', c.inputTokensBefore);
+    b.close();
+  }
+  return true;
+}
+
+/** A string capLogFields would cut. */
+function long(v: string | undefined): boolean {
+  return v !== undefined && v.length > MAX_LOG_FIELD_CHARS;
+}
+
+/** The access line's record source (access-line.ts). */
+const ACCESS_RECORD: RecordSource<RequestRecord> = {
+  members: accessMembers,
+  record: accessRecord,
+};
 
 /**
  * The most characters an access-log field keeps. Several fields come from the caller (the model
