@@ -913,14 +913,15 @@ describe('HTTP/2 DoS classes against H2Connection (raw frames)', { timeout: 15_0
   });
 
   it('idleTimeoutMs (off by default): no stream open or opened for a period closes the connection with GOAWAY NO_ERROR', async () => {
-    const srv = await serve(answer, { idleTimeoutMs: 100 });
+    // A period well above the test's own 40 ms steps: a loaded machine stretches those.
+    const srv = await serve(answer, { idleTimeoutMs: 300 });
     const idle = new Raw(srv.path);
     // A stream held open keeps the connection; so do requests coming more often than the period.
     const holding = new Raw(srv.path);
     holding.send(headersFrame(1));
     const busy = new Raw(srv.path);
     let id = 1;
-    const stop = Date.now() + 500;
+    const stop = Date.now() + 1000;
     while (Date.now() < stop) {
       busy.send(headersFrame(id, true));
       id += 2;

@@ -196,8 +196,9 @@ const RECENT = 512;
 const COPY_LIMIT = 4096;
 /** After a connection error the socket is ended; it is destroyed if the peer has not closed by then. */
 const LINGER_MS = 1000;
-/** A stream answered in full before its request ended is reset (RST_STREAM NO_ERROR) this
- *  long after our END_STREAM, unless the client ended or reset it meanwhile (localSent). */
+/** A stream answered in full before its request ended is reset (RST_STREAM NO_ERROR) once this
+ *  long (up to twice it) after our END_STREAM, unless the client ended or reset it meanwhile
+ *  (localSent). */
 const ANSWERED_GRACE_MS = 100;
 /** ConnectionOptions.handshakeTimeoutMs by default: what an HTTP/2 client on a pod network
  *  sends in one round trip, with a wide margin for a loaded node. */
@@ -270,8 +271,10 @@ class H2Stream implements ServerStream {
   creditDue = false;
   /** Date.now() when the stream opened (PREMATURE_RESET_MS). */
   readonly openedAt = Date.now();
-  /** Date.now() when our answer ended before the request did (ANSWERED_GRACE_MS). */
-  answeredAt = 0;
+  /** The connection's answeredTick when our answer ended before the request did: a small
+   *  integer, where a Date.now() in a field that held a small one boxes a number per stream
+   *  (every ext_proc stream in the bench is answered before the client's END_STREAM). */
+  answeredGen = 0;
 
   constructor(
     readonly id: number,
@@ -329,12 +332,16 @@ export class H2Connection {
   private readonly closeFns: (() => void)[] = [];
   /** Streams owed a WINDOW_UPDATE once the current read is processed. */
   private readonly credit: H2Stream[] = [];
-  /** Streams answered in full before the request ended, oldest first, each reset once
-   *  ANSWERED_GRACE_MS passed without the client's END_STREAM or RST_STREAM (closed ones are
-   *  dropped as the sweep meets them). One timer for them all, made on first use, re-armed. */
-  private readonly answered: H2Stream[] = [];
+  /** Streams answered in full before the request ended (S_LOCAL_SENT, still in the map) are
+   *  found by a walk of the map when this timer fires, every ANSWERED_GRACE_MS while some
+   *  wait. No list of them: in the bench every ext_proc stream is answered before the client's
+   *  END_STREAM and ended by it within a round trip, and a list held for the grace outlived
+   *  scavenges. Made on first use. */
   private answeredTimer: NodeJS.Timeout | null = null;
   private answeredArmed = false;
+  /** Times the answered timer fired: a stream answered at tick k is reset at tick k + 2, between
+   *  one and two ANSWERED_GRACE_MS after its answer. */
+  private answeredTick = 0;
   private connCreditDue = false;
 
   // Input.
@@ -1278,8 +1285,7 @@ export class H2Connection {
     // out. Otherwise the reset (resetAnswered): the stream stops holding a slot of
     // maxConcurrentStreams, its object and its owner's state until the client ends it, which a
     // stuck or hostile one never does.
-    s.answeredAt = Date.now();
-    this.answered.push(s);
+    s.answeredGen = this.answeredTick;
     if (!this.answeredArmed) {
       this.answeredArmed = true;
       if (this.answeredTimer === null)
@@ -1288,24 +1294,24 @@ export class H2Connection {
     }
   }
 
-  /** ANSWERED_GRACE_MS after the oldest early answer: resets those due, re-arms for the rest. */
+  /** ANSWERED_GRACE_MS after an early answer: resets those due, re-arms while others wait. */
   private sweepAnswered(): void {
     this.answeredArmed = false;
-    const list = this.answered;
-    if (this.failed || this.destroyed || this.socketClosed) {
-      list.length = 0;
-      return;
+    if (this.failed || this.destroyed || this.socketClosed) return;
+    const tick = ++this.answeredTick;
+    let waiting = false;
+    // At most maxConcurrentStreams, once per period while early answers wait (deleting the
+    // entry being visited is safe in a Map's iteration).
+    for (const s of this.streams.values()) {
+      if (!(s.state & S_LOCAL_SENT)) continue;
+      if (tick - s.answeredGen < 2) {
+        waiting = true;
+        continue;
+      }
+      this.resetAnswered(s);
+      if (this.failed || this.destroyed) return;
     }
-    const now = Date.now();
-    let keep = 0;
-    for (let i = 0; i < list.length; i++) {
-      const s = list[i]!;
-      if (s.state & S_CLOSED) continue;
-      if (now - s.answeredAt >= ANSWERED_GRACE_MS) this.resetAnswered(s);
-      else list[keep++] = s;
-    }
-    list.length = keep;
-    if (keep > 0 && !this.failed && !this.destroyed) {
+    if (waiting) {
       this.answeredArmed = true;
       this.answeredTimer!.refresh();
     }
@@ -1482,7 +1488,6 @@ export class H2Connection {
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.answeredTimer !== null) clearTimeout(this.answeredTimer);
     if (this.idleTimer !== null) clearTimeout(this.idleTimer);
-    this.answered.length = 0;
     this.abortAll();
     this.outLen = 0;
     this.bigs.length = 0;
