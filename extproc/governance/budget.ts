@@ -710,7 +710,6 @@ function bucketKey(k: LimitKeys, metric: Metric, window: string): string {
 }
 
 function charge(
-  out: Charge[],
   k: LimitKeys,
   l: Limit,
   metric: Metric,
@@ -720,8 +719,8 @@ function charge(
   reset: number,
   now: number,
   ttlMs: number,
-): void {
-  out.push({
+): Charge {
+  return {
     key: bucketKey(k, metric, window),
     limitName: l.name,
     metric,
@@ -730,7 +729,7 @@ function charge(
     resetAtMs: reset,
     // Late reconciles of this window's reservations still land before it is forgotten.
     expireAtMs: reset === 0 ? now + 2 * ttlMs : reset + ttlMs,
-  });
+  };
 }
 
 /** The last minute named (a string per request otherwise). */
@@ -752,24 +751,54 @@ export function chargesFor(
   const monthEnd = nextUtcMonth(now);
   const tokens = Math.max(0, Math.ceil(estimate.tokens));
   const cost = Math.max(0, usdToMicros(estimate.costUsd));
-  const out: Charge[] = [];
+  // Made to size: a list grown by push holds room for 16 or more.
+  let n = 0;
+  for (const l of limits) {
+    if (l.requestsPerMinute !== undefined) n++;
+    if (l.tokensPerMinute !== undefined) n++;
+    if (l.concurrent !== undefined) n++;
+    if (l.spendPerDayUsd !== undefined) n++;
+    if (l.spendPerMonthUsd !== undefined) n++;
+  }
+  const out: Charge[] = new Array<Charge>(n);
+  let i = 0;
   for (const l of limits) {
     const k = keysOf(l, keys);
     if (l.requestsPerMinute !== undefined) {
-      charge(out, k, l, 'requests', minuteName, l.requestsPerMinute, 1, minuteEnd, now, ttlMs);
+      out[i++] = charge(
+        k,
+        l,
+        'requests',
+        minuteName,
+        l.requestsPerMinute,
+        1,
+        minuteEnd,
+        now,
+        ttlMs,
+      );
     }
     if (l.tokensPerMinute !== undefined) {
-      charge(out, k, l, 'tokens', minuteName, l.tokensPerMinute, tokens, minuteEnd, now, ttlMs);
+      out[i++] = charge(
+        k,
+        l,
+        'tokens',
+        minuteName,
+        l.tokensPerMinute,
+        tokens,
+        minuteEnd,
+        now,
+        ttlMs,
+      );
     }
     if (l.concurrent !== undefined)
-      charge(out, k, l, 'concurrent', '', l.concurrent, 1, 0, now, ttlMs);
+      out[i++] = charge(k, l, 'concurrent', '', l.concurrent, 1, 0, now, ttlMs);
     if (l.spendPerDayUsd !== undefined) {
       const limit = usdToMicros(l.spendPerDayUsd);
-      charge(out, k, l, 'spendDay', utcDay(now), limit, cost, dayEnd, now, ttlMs);
+      out[i++] = charge(k, l, 'spendDay', utcDay(now), limit, cost, dayEnd, now, ttlMs);
     }
     if (l.spendPerMonthUsd !== undefined) {
       const limit = usdToMicros(l.spendPerMonthUsd);
-      charge(out, k, l, 'spendMonth', utcMonth(now), limit, cost, monthEnd, now, ttlMs);
+      out[i++] = charge(k, l, 'spendMonth', utcMonth(now), limit, cost, monthEnd, now, ttlMs);
     }
   }
   return out;
@@ -961,10 +990,12 @@ const RATE_LIMIT_HEADERS = Object.fromEntries(
  * phase reads; an earlier one stays at 0 tokens unless something records a figure for it.
  */
 export class AttemptLedger {
-  private readonly costs: (Actual | undefined)[] = [];
+  private costs: (Actual | undefined)[] = [];
 
   begin(): number {
-    this.costs.push(undefined);
+    // Nearly always one attempt: a literal of one, where push would make room for 16 or more.
+    if (this.costs.length === 0) this.costs = [undefined];
+    else this.costs.push(undefined);
     return this.costs.length;
   }
 

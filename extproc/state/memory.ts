@@ -334,17 +334,18 @@ export class MemoryStore implements StateStore {
     if (s.pending.has(req.id) || (marker !== undefined && marker > nowMs)) {
       throw new Error(`reservation id reused: ${req.id}`);
     }
-    const levels: number[] = [];
+    // Lists made to size, here and below: one grown by push holds room for 16 or more.
+    const levels = new Array<number>(req.buckets.length);
     let over = -1;
     for (let i = 0; i < req.buckets.length; i++) {
       const c = req.buckets[i]!;
       const b = this.bucket(s, c.key, nowMs);
       const level = b ? b.used + b.reserved : 0;
-      levels.push(level);
+      levels[i] = level;
       if (over < 0 && level + (c.unsettled ?? 0) + c.amount > c.limit) over = i;
     }
     if (over >= 0 && !req.force) return { admitted: false, over, levels };
-    const charges: Pending['charges'] = [];
+    const charges: Pending['charges'] = new Array<[string, number]>(req.buckets.length);
     for (let i = 0; i < req.buckets.length; i++) {
       const c = req.buckets[i]!;
       let b = this.bucket(s, c.key, nowMs);
@@ -355,7 +356,7 @@ export class MemoryStore implements StateStore {
       b.reserved += c.amount;
       b.expireAtMs = Math.max(b.expireAtMs, c.expireAtMs);
       levels[i] = b.used + b.reserved;
-      charges.push([c.key, c.amount]);
+      charges[i] = [c.key, c.amount];
     }
     const expiresAtMs = nowMs + req.ttlMs;
     if (s.pending.size === 0) {
