@@ -71,7 +71,9 @@ void describe('bench probe', () => {
     for (let i = 0; i < 5; i++) await probeGc(sock);
     const end = await markProbe(sock);
     const rt = runtimeFigures(begin, end, 1);
-    assert.equal(rt.forced, 5);
+    // Every collection run inside a forced one's call is counted apart: at least one per call
+    // (V8 sometimes runs a second with it, e.g. a young collection on the way: 6 seen for 5).
+    assert.ok(rt.forced >= 5, `forced ${rt.forced}`);
     assert.ok(rt.marks <= 1, `mark-compacts ${rt.marks}: the forced ones were counted`);
   });
 });
