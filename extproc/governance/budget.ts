@@ -404,14 +404,7 @@ export class Budget {
       const reply = valueNow(asked);
       if (reply === undefined)
         return this.settleAsync(reservation, actual, failOpen, at, req, asked);
-      result = settleResult(reply);
-      this.journal.delivered(
-        reservation,
-        amountsOf(req),
-        at,
-        result.status === 'settled' && !result.expired,
-      );
-      this.kick();
+      result = this.afterSettle(reservation, req, at, reply);
     } catch (err) {
       return this.notSettledAsync(reservation, actual, failOpen, err);
     }
@@ -428,18 +421,28 @@ export class Budget {
     asked: Promise<SettleReply>,
   ): Promise<SettleResult> {
     try {
-      const result = settleResult(await asked);
-      this.journal.delivered(
-        reservation,
-        amountsOf(req),
-        at,
-        result.status === 'settled' && !result.expired,
-      );
-      this.kick();
-      return result;
+      return this.afterSettle(reservation, req, at, await asked);
     } catch (err) {
       return this.notSettled(reservation, actual, failOpen, err);
     }
+  }
+
+  /** A settle's answer, either way it came: the journal hears it (call `at`), the drain is kicked. */
+  private afterSettle(
+    reservation: Reservation,
+    req: SettleRequest,
+    at: number,
+    reply: SettleReply,
+  ): SettleResult {
+    const result = settleResult(reply);
+    this.journal.delivered(
+      reservation,
+      amountsOf(req),
+      at,
+      result.status === 'settled' && !result.expired,
+    );
+    this.kick();
+    return result;
   }
 
   /** notSettled's result or error as a promise. */
