@@ -4,10 +4,10 @@
  * without Redis — budgets and usage, the vault and the response cache. The worker answers the
  * primary's metrics scrapes, cross-worker attempts on its requests (requests.ts), and "drain".
  */
-import { randomUUID } from 'node:crypto';
 import type { ConfigSourceEvents } from '../config/load.js';
 import type { RuntimeConfig } from '../config/runtime.js';
 import { run, type ExtprocOptions, type RunningExtproc } from '../run.js';
+import { requestId } from '../telemetry/request-id.js';
 import { fromWire, type ConfigWire } from './config-wire.js';
 import type { IpcPeer } from './ipc.js';
 import type { Hello, MetricsJson } from './primary.js';
@@ -64,7 +64,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningExtproc> 
     ...opts,
     admin: undefined,
     configSource: primaryConfig(peer, opts),
-    newId: () => workerRequestId(id, randomUUID()),
+    newId: () => workerRequestId(id, requestId()),
     remoteRequests: remoteRequests(peer, id, opts.registry),
     ...(hello.sharedStore && { stateStore: new IpcStateStore(peer) }),
     ...(hello.sharedVault && {
