@@ -6,8 +6,8 @@
 import type { Operation } from '../providers/endpoints.js';
 import type { MaskAction } from '../config/contract.js';
 import type { DetectorSet, Finding } from './detect/index.js';
-import { maskableSlots, valueTarget, type SlotList } from './fields.js';
-import { spliceValues, type ValueEdit } from './json-splice.js';
+import { maskableSlots, type SlotList } from './fields.js';
+import { spliceValues, withValueEdit, type ValueEditMap } from './json-splice.js';
 import { restore, StreamRestorer } from './placeholder.js';
 import { irreversible, type CompiledMasking } from './compiled.js';
 import {
@@ -237,7 +237,7 @@ function rewrite(plan: Plan, opened: VaultSession | undefined, degraded: boolean
   // What changed, by where it sits in the body, while each change is a plain value's: then the
   // new values can be spliced into the source text (a key renamed, or a value inside JSON carried
   // in a string, rewrites something else, and the body is re-serialized).
-  let spliced: Map<object, Map<string | number, ValueEdit>> | undefined;
+  let spliced: ValueEditMap | undefined;
   let splicing = input.source !== undefined;
   let changedSlots = 0;
   let next = 0;
@@ -283,16 +283,8 @@ function rewrite(plan: Plan, opened: VaultSession | undefined, degraded: boolean
     const slot = list.slots[i]!;
     slot.set(text);
     if (splicing) {
-      const t = valueTarget(slot);
-      if (t === undefined) {
-        splicing = false;
-        spliced = undefined;
-      } else {
-        spliced ??= new Map();
-        let byKey = spliced.get(t.holder);
-        if (!byKey) spliced.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
-        byKey.set(t.at, { from, to: text });
-      }
+      spliced = withValueEdit(spliced, slot, from, text);
+      splicing = spliced !== undefined;
     }
   }
   // A JSON document in a string that repeats a key is written back even without findings.

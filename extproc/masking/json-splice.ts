@@ -69,6 +69,8 @@ export function spliceJsonStrings(json: string, edits: readonly StringEdit[]): s
 // A masked request body written back by splicing, not re-serialized (issue 16: JSON.stringify of
 // a 2 KB body and its UTF-8 copy were ~6 KiB and ~2% of the CPU of every masked request).
 
+import { valueTarget, type TextSlot } from './fields.js';
+
 /** The new value of `holder[at]` and the one the bytes still hold. */
 export interface ValueEdit {
   from: string;
@@ -77,6 +79,29 @@ export interface ValueEdit {
 
 /** Edits by the object (or array) holding each value, then by its key (or index). */
 export type ValueEdits = ReadonlyMap<object, ReadonlyMap<string | number, ValueEdit>>;
+
+/** ValueEdits as they are gathered. */
+export type ValueEditMap = Map<object, Map<string | number, ValueEdit>>;
+
+/**
+ * `edits` with the change of `slot` from `from` to `to` added (the maps made at the first edit:
+ * most bodies change nothing), or undefined when the slot is not a plain value of the parsed body
+ * (a key, or JSON carried in a string): the body is then serialized whole, not spliced.
+ */
+export function withValueEdit(
+  edits: ValueEditMap | undefined,
+  slot: TextSlot,
+  from: string,
+  to: string,
+): ValueEditMap | undefined {
+  const t = valueTarget(slot);
+  if (t === undefined) return undefined;
+  edits ??= new Map();
+  let byKey = edits.get(t.holder);
+  if (!byKey) edits.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
+  byKey.set(t.at, { from, to });
+  return edits;
+}
 
 /** A JSON number, whole (one RegExp, not one per number read). */
 const JSON_NUMBER = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?$/;

@@ -15,8 +15,8 @@ import type { BodyTap } from '../telemetry/content.js';
 import type { Limits } from '../config/contract.js';
 import { SluiceError } from '../errors.js';
 import type { OutputTransform } from '../masking/engine.js';
-import { responseSlots, valueTarget } from '../masking/fields.js';
-import { spliceValues, type ValueEdit } from '../masking/json-splice.js';
+import { responseSlots } from '../masking/fields.js';
+import { spliceValues, withValueEdit, type ValueEditMap } from '../masking/json-splice.js';
 import { VAULT_DEGRADED } from '../policy/state.js';
 import { POLICY_FAILURE_HEADER, policyFault } from './policy-failure.js';
 import { SseMasking } from '../masking/sse.js';
@@ -269,7 +269,7 @@ export class ResponseProcessor {
       const body = parsed as Record<string, unknown>;
       // Restored values by where they sit, while each is a plain value's (engine.ts maskRequest).
       // Made at the first change (most answers restore nothing): no Map per answer otherwise.
-      let edits: Map<object, Map<string | number, ValueEdit>> | undefined;
+      let edits: ValueEditMap | undefined;
       let splicing = true;
       const changed = this.withMaskingFailureMode(
         () => {
@@ -280,15 +280,9 @@ export class ResponseProcessor {
             if (to !== slot.text) {
               slot.set(to);
               any = true;
-              const t = splicing ? valueTarget(slot) : undefined;
-              if (!t) {
-                splicing = false;
-                edits = undefined;
-              } else {
-                edits ??= new Map();
-                let byKey = edits.get(t.holder);
-                if (!byKey) edits.set(t.holder, (byKey = new Map<string | number, ValueEdit>()));
-                byKey.set(t.at, { from: slot.text, to });
+              if (splicing) {
+                edits = withValueEdit(edits, slot, slot.text, to);
+                splicing = edits !== undefined;
               }
             }
           }
