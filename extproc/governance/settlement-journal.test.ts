@@ -679,6 +679,17 @@ describe('SettlementJournal: levels seen', () => {
     assert.deepEqual(j.levels('p', ['k']), [100]);
   });
 
+  it('past its capacity, forgets the levels reported longest ago, however they were added', () => {
+    const j = new SettlementJournal(10, undefined, 8);
+    for (let i = 0; i < 8; i++) j.saw('p', [`k${i}`], [100 + i], j.stamp());
+    // k0 reported again: now the most recent, though the first added.
+    j.saw('p', ['k0'], [500], j.stamp());
+    j.saw('p', ['k8'], [108], j.stamp());
+    // 9 held, past 8: down to 7, without k1 and k2, the two reported longest ago.
+    const keys = Array.from({ length: 9 }, (_, i) => `k${i}`);
+    assert.deepEqual(j.levels('p', keys), [500, 0, 0, 103, 104, 105, 106, 107, 108]);
+  });
+
   it('keeps each scope and bucket apart, past as many names as it keeps', () => {
     const j = new SettlementJournal(10, undefined, 8);
     for (let round = 0; round < 3; round++) {

@@ -88,7 +88,8 @@ export class SettlementJournal {
   private readonly local = new Map<string, number>();
   /**
    * Per scope␟bucket, the level reported by the latest reserve made that was answered, plus what
-   * settlements made after it changed (oldest first, bounded). Updated in place.
+   * settlements made after it changed. Updated in place; bounded, the levels reported longest
+   * ago forgotten first (forgetOldestSeen).
    */
   private readonly seen = new Map<string, Seen>();
   /** The number of the last store call made (see stamp()). */
@@ -131,16 +132,27 @@ export class SettlementJournal {
         continue;
       }
       if (after(known.at, at)) continue;
+      // Updated in place, not moved to the Map's end: deleting and re-adding an entry of this
+      // long-lived Map re-allocates its table in the old generation (shared/transient-map.ts),
+      // on every reserve. Its `at` says how recent it is instead.
       known.level = levels[i] ?? 0;
       known.at = at;
-      this.seen.delete(k);
-      this.seen.set(k, known);
     }
-    if (this.seen.size <= this.seenCapacity) return;
-    for (const k of this.seen.keys()) {
-      if (this.seen.size <= this.seenCapacity) break;
-      this.seen.delete(k);
-    }
+    if (this.seen.size > this.seenCapacity) this.forgetOldestSeen();
+  }
+
+  /**
+   * Down to 7/8 of the capacity, the levels reported longest ago first (by their call's number,
+   * counted back from the last call made): a sort of the Map's entries once per capacity/8 new
+   * buckets, so O(log n) a new bucket.
+   */
+  private forgetOldestSeen(): void {
+    const now = this.calls;
+    const byAge = [...this.seen].sort(
+      ([, a], [, b]) => ((now - b.at) & SEQ_MASK) - ((now - a.at) & SEQ_MASK),
+    );
+    const keep = this.seenCapacity - (this.seenCapacity >> 3);
+    for (let i = 0; i < byAge.length - keep; i++) this.seen.delete(byAge[i]![0]);
   }
 
   /**

@@ -22,6 +22,7 @@
  * OUTBOUND_LIMIT (the contract leaves that bound to the owner).
  */
 import type { Socket } from 'node:net';
+import { TransientMap } from '../shared/transient-map.js';
 import { HpackDecoder, HpackError } from './hpack.js';
 
 /** What the connection tells the owner of one stream. */
@@ -326,7 +327,8 @@ class H2Stream implements ServerStream {
 export class H2Connection {
   private readonly opts: ConnectionOptions;
   private readonly decoder = new HpackDecoder(HEADER_TABLE_SIZE);
-  private readonly streams = new Map<number, H2Stream>();
+  /** Open streams by id: they come and go, so a TransientMap (shared/transient-map.ts). */
+  private readonly streams = new TransientMap<number, H2Stream>();
   /** Streams with DATA waiting for send window, in the order they became blocked. */
   private blocked: H2Stream[] = [];
   private readonly closeFns: (() => void)[] = [];

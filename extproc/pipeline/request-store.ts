@@ -4,6 +4,7 @@ import type { PolicyState } from '../policy/state.js';
 import { MemoryVault, type Vault } from '../masking/vault.js';
 import type { GovernanceState } from './governance.js';
 import type { RequestTrace } from '../telemetry/trace-context.js';
+import { TransientMap } from '../shared/transient-map.js';
 
 /**
  * What the router phase learned about a request, for the upstream phase of the same request
@@ -58,7 +59,8 @@ export interface KeptResource {
 }
 
 export class RequestStore {
-  private readonly entries = new Map<string, RequestState>();
+  /** Each request's state until its stream ends: a TransientMap (shared/transient-map.ts). */
+  private readonly entries = new TransientMap<string, RequestState>();
   private readonly sweeper: NodeJS.Timeout;
   /**
    * Conversation state of reversible masking, shared by every request of the process (in memory

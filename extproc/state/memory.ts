@@ -18,6 +18,7 @@ import {
   type UsageRow,
   USAGE_METRICS,
 } from './store.js';
+import { TransientMap } from '../shared/transient-map.js';
 import { PackedIdTimes } from './packed-ids.js';
 import { ID_CHARS, IdIssuer, PROCESS_IDS, prefixOf } from './issued-ids.js';
 import { MAX_SCOPES, SeqMarkers } from './seq-markers.js';
@@ -43,7 +44,8 @@ interface Scope {
   issuedInSettled: boolean;
   buckets: Map<string, Bucket>;
   /** Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest. */
-  pending: Map<string, Pending>;
+  /** Reservations until they settle or expire: a TransientMap (shared/transient-map.ts). */
+  pending: TransientMap<string, Pending>;
   /** The latest expiry in `pending`, and whether one was added behind it (the TTL changed). */
   pendingLatestMs: number;
   pendingUnordered: boolean;
@@ -213,7 +215,7 @@ export class MemoryStore implements StateStore {
         no: no <= MAX_SCOPES ? no : 0,
         issuedInSettled: false,
         buckets: new Map(),
-        pending: new Map(),
+        pending: new TransientMap(),
         pendingLatestMs: -Infinity,
         pendingUnordered: false,
         settled: new SettledMarkers(),

@@ -16,6 +16,7 @@
  * calls per turn (a reservation, a settlement, a vault lookup for each request), and the
  * primary answers all its workers. Per message that was ~57% of the primary's CPU (issue 16).
  */
+import { TransientMap } from '../shared/transient-map.js';
 
 export interface IpcChannel {
   /**
@@ -99,7 +100,8 @@ function isMsg(m: unknown): m is Msg | BatchMsg {
 export class IpcPeer {
   private readonly handlers = new Map<string, Handler>();
   private readonly notifications = new Map<string, Handler>();
-  private readonly pending = new Map<number, Pending>();
+  /** Calls awaiting their answer: a TransientMap (shared/transient-map.ts). */
+  private readonly pending = new TransientMap<number, Pending>();
   private nextId = 1;
   private closed = false;
   /** Messages waiting for the end of this turn of the event loop. */
