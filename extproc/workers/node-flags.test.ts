@@ -43,6 +43,23 @@ void describe('the extproc node flags', () => {
     assert.equal(factor(['--max-old-space-size=256', ...EXTPROC_NODE_FLAGS]), shipped);
   });
 
+  it('give V8 one helper thread instead of the 4 node starts whatever the CPUs', () => {
+    const threads = (flags: readonly string[]): number => {
+      const r = spawnSync(
+        process.execPath,
+        [
+          ...flags,
+          '-e',
+          "process.stdout.write(String(require('fs').readdirSync('/proc/self/task').length))",
+        ],
+        { encoding: 'utf8' },
+      );
+      assert.equal(r.status, 0, r.stderr);
+      return Number(r.stdout);
+    };
+    assert.equal(threads([]) - threads(EXTPROC_NODE_FLAGS), 3);
+  });
+
   it('adds only those a command line lacks, by name, keeping the rest after them', () => {
     assert.deepEqual(missingNodeFlags([]), [...EXTPROC_NODE_FLAGS]);
     assert.deepEqual(missingNodeFlags(EXTPROC_NODE_FLAGS), []);

@@ -23,6 +23,15 @@
  * now wherever the extproc runs, so the bench measures what is deployed; the way to fewer full
  * collections at any factor is less promoted per request.
  *
+ * --v8-pool-size=1 (issue 16, README "node flags"): V8's helper threads (concurrent marking,
+ * parallel phases of a collection's pause, background compiles). Node starts 4 whatever the CPUs,
+ * and an extproc given about one core (the chart's limit, the bench's pinned core) ran them on
+ * it beside the main thread, which then waited in a full collection's pause for helpers it had
+ * displaced. Lean bench at 500 and 1,000 req/s, 4 interleaved pairs of runs: full collections'
+ * pauses a median 4.7 ms (2.0-12.8, 10 of them) instead of 8.9 (5.2-12.8, 13), masking + budget's
+ * p99 at 500 req/s (median of its windows) 3.9-5.4 ms instead of 5.2-7.8; the plain route, CPU per
+ * request and RSS alike. With --workers each process has its own one.
+ *
  * --single-threaded-gc is not among them: on a busy machine it lost (interleaved runs: higher p99,
  * masking + budget not holding 1,000 req/s, 2-3x the promotion, as incremental marking on the main
  * thread keeps the young generation alive longer). Where it is wanted it must be on node's command
@@ -33,6 +42,7 @@
 export const EXTPROC_NODE_FLAGS: readonly string[] = [
   '--max-semi-space-size=16',
   '--heap-growing-percent=30',
+  '--v8-pool-size=1',
 ];
 
 /**
