@@ -43,8 +43,10 @@ interface Scope {
    */
   issuedInSettled: boolean;
   buckets: Map<string, Bucket>;
-  /** Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest. */
-  /** Reservations until they settle or expire: a TransientMap (shared/transient-map.ts). */
+  /**
+   * Reservations until they settle or expire: a TransientMap (shared/transient-map.ts).
+   * Insertion order is expiry order while a scope's TTL is constant; the sweep covers the rest.
+   */
   pending: TransientMap<string, Pending>;
   /** The latest expiry in `pending`, and whether one was added behind it (the TTL changed). */
   pendingLatestMs: number;
