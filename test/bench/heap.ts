@@ -22,6 +22,15 @@
  *                     other anonymous memory, files), its CPU time and page faults per request:
  *                     which exchange leaves what behind, and at the end the same once the client
  *                     has closed its connection. E.g. HEAP_PHASES=chat-100k:32:5,every:16:4
+ *   HEAP_INTAKE       instead of the above: what each of these exchange kinds (as HEAP_PHASES names
+ *                     them, e.g. HEAP_INTAKE=chat-2k,policy) puts into the old generation directly,
+ *                     not by promotion: the extproc runs with semi-spaces too big to fill in a
+ *                     window and a large growth factor (INTAKE_FLAGS; BENCH_EXTPROC_FLAGS still
+ *                     win), and in windows at concurrency 2, one after another with no forced
+ *                     collection between, the old and code spaces' growth per request is printed
+ *                     for each window that ran no collection (a promoted Map's table, code, maps,
+ *                     internalized strings), and their median. HEAP_INTAKE_WINDOWS per kind
+ *                     (default 8), HEAP_INTAKE_SECONDS each (default 2).
  *
  * Per route it also measures what reaches the old generation at steady state: a window of
  * HEAP_SECONDS at concurrency 2 (two requests in flight at most, as Envoy's two connections at a
@@ -52,11 +61,19 @@ import {
   rssParts,
   waitReady,
 } from './proc.js';
-import { markProbe, probeGc, probeGet, probeModule, runtimeFigures } from './probe-client.js';
+import {
+  markProbe,
+  probeGc,
+  probeGet,
+  probeModule,
+  runtimeFigures,
+  type ProbeMark,
+} from './probe-client.js';
 import { allocTable } from './alloc-top.js';
 import { EXTPROC_ENV, withNodeFlags } from '../../extproc/workers/node-flags.js';
 import { closedLoop, type Payload, type Target } from './scenarios.js';
 import { heapReport } from './heap-snapshot.js';
+import { median, table } from './stats.js';
 
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
 const MIB = 1024 * 1024;
@@ -91,6 +108,59 @@ function exchange(kind: string): Payload {
     }
     default:
       throw new Error(`HEAP_PHASES: no exchange kind '${kind}'`);
+  }
+}
+
+/**
+ * HEAP_INTAKE's node flags: 128 MiB semi-spaces hold ~2,500 requests of 50 KiB, so most 2-s
+ * windows at concurrency 2 run no scavenge; V8 starts incremental marking once the old generation's
+ * headroom is below the young generation's capacity, which a growth factor of 4 keeps above it.
+ */
+const INTAKE_FLAGS = [
+  '--min-semi-space-size=128',
+  '--max-semi-space-size=128',
+  '--heap-growing-percent=300',
+];
+
+/** HEAP_INTAKE: per kind, old- and code-space growth per request in windows without a collection. */
+async function intake(spec: string, target: Target, probe: string): Promise<void> {
+  const windows = Number(process.env.HEAP_INTAKE_WINDOWS || 8);
+  const seconds = Number(process.env.HEAP_INTAKE_SECONDS || 2);
+  const used = (m: ProbeMark, space: string): number =>
+    m.spaces.find((s) => s.name === space)?.usedBytes ?? 0;
+  for (const kind of spec.split(',')) {
+    const p = exchange(kind);
+    await closedLoop(target, p, 2, 3);
+    await probeGc(probe);
+    const rows: string[][] = [];
+    // Old space is counted as V8 hands out allocation buffers, so one window's figure is coarse:
+    // the median of the clean windows after the first (which re-optimizes after the forced GC).
+    const clean: number[] = [];
+    let end = await markProbe(probe);
+    for (let w = 0; w < windows; w++) {
+      const begin = end;
+      const r = await closedLoop(target, p, 2, seconds);
+      end = await markProbe(probe);
+      const collections = end.gc.scavenges - begin.gc.scavenges + end.gc.marks - begin.gc.marks;
+      const per = (space: string): string =>
+        ((used(end, space) - used(begin, space)) / r.requests).toFixed(0);
+      if (collections === 0 && w > 0)
+        clean.push((used(end, 'old_space') - used(begin, 'old_space')) / r.requests);
+      rows.push([
+        kind,
+        String(w + 1),
+        String(r.requests),
+        String(collections),
+        collections === 0 ? per('old_space') : '-',
+        collections === 0 ? per('code_space') : '-',
+      ]);
+    }
+    console.log(
+      table(['exchange', 'window', 'requests', 'collections', 'old B/req', 'code B/req'], rows),
+    );
+    console.log(
+      `${kind}: ${clean.length > 0 ? `${median(clean).toFixed(0)} B/req` : 'no window'} into the old generation directly (median of ${clean.length} clean windows after the first)\n`,
+    );
   }
 }
 
@@ -144,7 +214,10 @@ async function main(): Promise<void> {
       cwd: ROOT,
       logPath: join(dir, 'extproc.log'),
       // What ships (extproc/workers/node-flags.ts), as the bench runs it.
-      nodeFlags: withNodeFlags(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
+      nodeFlags: withNodeFlags([
+        ...(process.env.HEAP_INTAKE ? INTAKE_FLAGS : []),
+        ...(process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? []),
+      ]),
       preload: [probeModule(entry, dir)],
       // The shipped environment too (malloc's settings), as the bench runs it.
       env: {
@@ -174,6 +247,15 @@ async function main(): Promise<void> {
       );
     };
     await mem('ready (no request yet)');
+    if (process.env.HEAP_INTAKE) {
+      await client.connect();
+      await intake(
+        process.env.HEAP_INTAKE,
+        { name: 'sluice', client, streamedFromStart: false },
+        probe,
+      );
+      return;
+    }
     if (process.env.HEAP_PHASES) {
       await client.connect();
       await phases(
