@@ -27,10 +27,10 @@
  * parallel phases of a collection's pause, background compiles). Node starts 4 whatever the CPUs,
  * and an extproc given about one core (the chart's limit, the bench's pinned core) ran them on
  * it beside the main thread, which then waited in a full collection's pause for helpers it had
- * displaced. Lean bench at 500 and 1,000 req/s, 4 interleaved pairs of runs: full collections'
- * pauses a median 4.7 ms (2.0-12.8, 10 of them) instead of 8.9 (5.2-12.8, 13), masking + budget's
- * p99 at 500 req/s (median of its windows) 3.9-5.4 ms instead of 5.2-7.8; the plain route, CPU per
- * request and RSS alike. With --workers each process has its own one.
+ * displaced. Lean bench at 500 and 1,000 req/s, 6 interleaved pairs of runs: the longest pause of
+ * a window with a full collection a median 4.9 ms (2.0-12.8, 15 windows) instead of 7.7 (2.5-11.3,
+ * 15), masking + budget's p99 at 500 req/s (median of its windows) 3.9-5.4 ms instead of 5.2-7.8;
+ * the plain route's p99, CPU per request and RSS alike. With --workers each process has its own.
  *
  * --single-threaded-gc is not among them: on a busy machine it lost (interleaved runs: higher p99,
  * masking + budget not holding 1,000 req/s, 2-3x the promotion, as incremental marking on the main
