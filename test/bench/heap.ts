@@ -142,17 +142,15 @@ async function intake(spec: string, target: Target, probe: string): Promise<void
       const r = await closedLoop(target, p, 2, seconds);
       end = await markProbe(probe);
       const collections = end.gc.scavenges - begin.gc.scavenges + end.gc.marks - begin.gc.marks;
-      const per = (space: string): string =>
-        ((used(end, space) - used(begin, space)) / r.requests).toFixed(0);
-      if (collections === 0 && w > 0)
-        clean.push((used(end, 'old_space') - used(begin, 'old_space')) / r.requests);
+      const per = (space: string): number => (used(end, space) - used(begin, space)) / r.requests;
+      if (collections === 0 && w > 0) clean.push(per('old_space'));
       rows.push([
         kind,
         String(w + 1),
         String(r.requests),
         String(collections),
-        collections === 0 ? per('old_space') : '-',
-        collections === 0 ? per('code_space') : '-',
+        collections === 0 ? per('old_space').toFixed(0) : '-',
+        collections === 0 ? per('code_space').toFixed(0) : '-',
       ]);
     }
     console.log(
