@@ -17,6 +17,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PODS = 4;
 const SESSIONS = 16;
 const TURNS = 3;
+const LEAVE_SESSIONS = 64;
 
 function manifests(ports: number[]): unknown[] {
   return [
@@ -147,7 +148,11 @@ describe('e2e: session affinity over the pods of an in-cluster backend', () => {
   });
 
   it('a pod that leaves the EndpointSlices takes only its sessions away; back, they return', async () => {
-    const gone = placement.get('s-0')!;
+    // More sessions than above, so that how many of the others stay is measured, not drawn: the
+    // ring's entries hash the pods' ports, which are new each run (see the bound below).
+    const spread = new Map<string, number>();
+    for (let s = 0; s < LEAVE_SESSIONS; s++) spread.set(`m-${s}`, await turn('alice', `m-${s}`, 0));
+    const gone = spread.get('m-0')!;
     const remaining = pods.filter((_, i) => i !== gone);
     // Only EDS changes: the data plane follows; wait until the gone pod gets none of its sessions.
     await g.write(manifests(remaining.map((p) => p.port)));
@@ -157,9 +162,9 @@ describe('e2e: session affinity over the pods of an in-cluster backend', () => {
     for (let attempt = 0; ; attempt++) {
       moved = stayed = others = 0;
       let stale = false;
-      for (let s = 0; s < SESSIONS; s++) {
-        const was = placement.get(`s-${s}`)!;
-        const pod = await turn('alice', `s-${s}`, 10 + attempt, pods);
+      for (let s = 0; s < LEAVE_SESSIONS; s++) {
+        const was = spread.get(`m-${s}`)!;
+        const pod = await turn('alice', `m-${s}`, 10 + attempt, pods);
         if (pod === gone) stale = true;
         else if (was === gone) moved++;
         else {
@@ -172,14 +177,17 @@ describe('e2e: session affinity over the pods of an in-cluster backend', () => {
       await sleep(200);
     }
     assert.ok(moved > 0);
-    // Envoy's ring gives each remaining pod more entries, so a few other sessions move too.
-    assert.ok(stayed >= others * 0.7, `${stayed} of ${others} other sessions stayed`);
+    // Envoy's ring gives each remaining pod more entries (342 for 3 pods against 256 for 4, with
+    // minimum_ring_size 1024), so some other sessions move too: over 100,000 random port sets in
+    // the ring model (operator/envoy-sim/ring-hash.ts), 87% of the others stayed on average and
+    // never fewer than 60% with 64 sessions. With 16 sessions and 70%, 6% of port sets failed.
+    assert.ok(stayed >= others * 0.6, `${stayed} of ${others} other sessions stayed`);
     await g.write(manifests(pods.map((p) => p.port)));
     for (let attempt = 0; ; attempt++) {
       let same = 0;
-      for (let s = 0; s < SESSIONS; s++)
-        if ((await turn('alice', `s-${s}`, 30 + attempt)) === placement.get(`s-${s}`)) same++;
-      if (same === SESSIONS) break;
+      for (let s = 0; s < LEAVE_SESSIONS; s++)
+        if ((await turn('alice', `m-${s}`, 30 + attempt)) === spread.get(`m-${s}`)) same++;
+      if (same === LEAVE_SESSIONS) break;
       assert.ok(attempt < 20, 'the sessions did not come back to the pod');
       await sleep(200);
     }
