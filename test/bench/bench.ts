@@ -77,7 +77,7 @@ import {
   waitReady,
 } from './proc.js';
 import type { OperatorFigures } from './operator.js';
-import { hotSpots } from './profile-top.js';
+import { hotSpotTable } from './profile-top.js';
 import { probeModule } from './probe-client.js';
 import {
   closedLoop,
@@ -1315,17 +1315,7 @@ function printProfile(dir: string, skipMs: number): void {
   log(
     `\nextproc CPU profile ${join(dir, last)}: self time after the first ${(skipMs / 1000).toFixed(1)} s (start-up), idle excluded`,
   );
-  log(
-    table(
-      ['where', 'function', 'self ms', 'share'],
-      hotSpots(join(dir, last), ROOT, 30, skipMs).map((h) => [
-        h.where,
-        h.fn,
-        h.selfMs.toFixed(0),
-        pct(h.share),
-      ]),
-    ),
-  );
+  log(hotSpotTable(join(dir, last), ROOT, 30, skipMs));
 }
 
 main().then(

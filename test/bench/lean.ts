@@ -12,6 +12,8 @@
  *                        sluice-node-http2 or sluice-grpc-js)
  *   BENCH_ALLOC_PROFILE  a directory: sample where Sluice allocates during each of its points
  *                        (V8's sampling heap profiler, collected objects included), print the top
+ *   BENCH_CPU_PROFILE    a directory: V8's CPU profile of Sluice during each of its points (the
+ *                        warm-up included), and its hot spots printed
  *   BENCH_LEAN_JSON      a file: every point as JSON too (loadgen result, runtime figures, memory),
  *                        for comparing repeated runs
  *   BENCH_LEAN_WARMUP_SECONDS  unmeasured seconds before each point (default 3, for every server)
@@ -34,6 +36,7 @@ import { fileURLToPath } from 'node:url';
 import { loadAverage, peakRssKiB, rssKiB, rssParts, type Child, type RssParts } from './proc.js';
 import { held, noisy, runLoadgen, type Exchange, type GoPoint } from './latency.js';
 import { allocTable } from './alloc-top.js';
+import { hotSpotTable } from './profile-top.js';
 import { probeGc, probeGet, runtimeFigures, type RuntimeFigures } from './probe-client.js';
 import { pausedDuring } from './quiet-core.js';
 import { fmtInt, fmtMs, median, table } from './stats.js';
@@ -149,6 +152,8 @@ async function runPoint(
   rate: number,
   allocDir: string | undefined,
   allocs: [string, string][],
+  cpuDir?: string,
+  cpus: [string, string][] = [],
 ): Promise<LeanPoint> {
   // Kept whole with BENCH_KEEP_LOGS: a --trace-gc log then covers every point and the time
   // between (the probe marks each window in it).
@@ -164,6 +169,11 @@ async function runPoint(
   // collection in that window was theirs, not the window's own intake.
   if (e.name.startsWith('sluice') && e.probe) await probeGc(e.probe);
   if (allocFile) await probeGet(e.probe!, '/alloc/start');
+  const cpuFile =
+    cpuDir && e.name.startsWith('sluice') && e.probe
+      ? join(cpuDir, `${e.name}-${ex.name}-${rate}.cpuprofile`)
+      : undefined;
+  if (cpuFile) await probeGet(e.probe!, '/cpu/start');
   const peakReset = e.name.startsWith('sluice') && resetPeakRss(e.child.pid);
   // The other servers share the measured one's core: stopped for the point (quiet-core.ts).
   const others = quietCore()
@@ -185,6 +195,10 @@ async function runPoint(
   if (allocFile) {
     await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
     allocs.push([`${e.name} ${ex.name} @${rate}`, allocFile]);
+  }
+  if (cpuFile) {
+    await probeGet(e.probe!, `/cpu/stop?file=${encodeURIComponent(cpuFile)}`);
+    cpus.push([`${e.name} ${ex.name} @${rate}`, cpuFile]);
   }
   const r = p.r;
   const rssMiB = rssKiB(e.child.pid) / 1024;
@@ -231,6 +245,9 @@ export async function leanSection(
   const allocDir = process.env.BENCH_ALLOC_PROFILE;
   if (allocDir) mkdirSync(allocDir, { recursive: true });
   const allocs: [string, string][] = [];
+  const cpuDir = process.env.BENCH_CPU_PROFILE;
+  if (cpuDir) mkdirSync(cpuDir, { recursive: true });
+  const cpus: [string, string][] = [];
   const allRate = everythingRate(o.rates);
   for (const rate of o.rates) {
     const exchanges = [whole, policy];
@@ -243,7 +260,7 @@ export async function leanSection(
         // The other transport runs both exchanges, the floors the whole request, at two rates.
         if (e.name.startsWith('sluice-') && !floorRates.includes(rate)) continue;
         if (e.name.startsWith('floor') && (ex !== whole || !floorRates.includes(rate))) continue;
-        points.push(await runPoint(o, endpoints, e, ex, rate, allocDir, allocs));
+        points.push(await runPoint(o, endpoints, e, ex, rate, allocDir, allocs, cpuDir, cpus));
       }
     }
   }
@@ -290,6 +307,11 @@ export async function leanSection(
     log();
     log(`where Sluice allocated, ${what} (sampled, warm-up included): ${file}`);
     log(allocTable(file, ROOT, 25));
+  }
+  for (const [what, file] of cpus) {
+    log();
+    log(`where Sluice spent its CPU, ${what} (self time, warm-up included): ${file}`);
+    log(hotSpotTable(file, ROOT, 25));
   }
   log();
   log(

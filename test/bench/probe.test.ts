@@ -4,12 +4,13 @@
 //   node --import tsx --test test/bench/probe.test.ts
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
-import { markProbe, probeGc, runtimeFigures } from './probe-client.js';
+import { markProbe, probeGc, probeGet, runtimeFigures } from './probe-client.js';
+import { hotSpots } from './profile-top.js';
 
 const PROBE = fileURLToPath(new URL('./probe.ts', import.meta.url));
 
@@ -75,5 +76,25 @@ void describe('bench probe', () => {
     // (V8 sometimes runs a second with it, e.g. a young collection on the way: 6 seen for 5).
     assert.ok(rt.forced >= 5, `forced ${rt.forced}`);
     assert.ok(rt.marks <= 1, `mark-compacts ${rt.marks}: the forced ones were counted`);
+  });
+
+  it("profiles a window's CPU (BENCH_CPU_PROFILE): the stand-in's own function is among the hot spots", async () => {
+    const file = join(dir, 'window.cpuprofile');
+    await probeGet(sock, '/cpu/start');
+    await new Promise((r) => setTimeout(r, 400));
+    await probeGet(sock, `/cpu/stop?file=${encodeURIComponent(file)}`);
+    const profile = JSON.parse(readFileSync(file, 'utf8')) as { samples: number[] };
+    // 200-µs samples over 400 ms.
+    assert.ok(profile.samples.length > 100, `${profile.samples.length} samples`);
+    const spots = hotSpots(file, process.cwd(), 50);
+    assert.ok(spots.length > 0);
+    // The stand-in's interval callback (`-e` code) is where its time goes, beside its collections.
+    assert.ok(
+      spots.some((h) => h.where === '[eval]:1' && h.share > 0.05),
+      JSON.stringify(spots.slice(0, 8)),
+    );
+    // A second window can be profiled once the first one is written.
+    await probeGet(sock, '/cpu/start');
+    await probeGet(sock, `/cpu/stop?file=${encodeURIComponent(file)}`);
   });
 });

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { table } from './stats.js';
 
 interface ProfileNode {
   id: number;
@@ -55,4 +56,18 @@ export function hotSpots(path: string, root: string, top = 20, skipMs = 0): HotS
   const all = [...byFrame.values()].sort((a, b) => b.selfMs - a.selfMs).slice(0, top);
   for (const h of all) h.share = busyUs > 0 ? (h.selfMs * 1000) / busyUs : 0;
   return all;
+}
+
+/** hotSpots as a table. */
+export function hotSpotTable(path: string, root: string, top = 30, skipMs = 0): string {
+  return table(
+    ['where', 'function', 'self ms', 'share'],
+    hotSpots(path, root, top, skipMs).map((h) => [
+      h.where,
+      h.fn,
+      h.selfMs.toFixed(0),
+      `${(h.share * 100).toFixed(1)}%`,
+    ]),
+    'llrr',
+  );
 }
