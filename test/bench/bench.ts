@@ -8,7 +8,7 @@
  * built into ~/.cache/sluice/bench on first use) that measures the §7 latency target, because
  * the JS driver cannot produce 2,000 req/s on one core by itself. Environment:
  *   BENCH_SECONDS          measured seconds per point (default 3)
- *   BENCH_WARMUP_SECONDS   warm-up before each point (default 1; the lean section: BENCH_LEAN_WARMUP_SECONDS, 3)
+ *   BENCH_WARMUP_SECONDS   warm-up before each point (default 1; the lean section: BENCH_LEAN_WARMUP_SECONDS, 8)
  *   BENCH_CONCURRENCY      closed-loop concurrencies (default 1,8,32)
  *   BENCH_RATES            open-loop rates in req/s (default 1000,2000,3000), for the JS driver's
  *                          open loop and the Go load generator's
@@ -894,10 +894,16 @@ async function main(): Promise<void> {
             dir,
             rates: leanRates(),
             seconds: cfg.rateSeconds,
-            // Longer than the other sections' (1 s): a fresh extproc is still compiling its hot
-            // paths a second in, and V8's background compilers then take its one core from the
-            // main thread (the p99); the floors get the same warm-up.
-            warmup: envNumber('BENCH_LEAN_WARMUP_SECONDS', 3),
+            // Longer than the other sections' (1 s): V8 compiles the extproc's hot paths again
+            // after each change of point. The probe's full collection before a point runs with no
+            // request in flight and marks ~135 optimized functions for deoptimization at once
+            // (--trace-deopt: "weak objects", objects their code embeds died; which ones is not
+            // known, per-request hidden classes are likely), where the collections V8 runs under
+            // traffic mark 0-4. Then 250-390 TurboFan compilations take 1-1.5 s of CPU over ~8 s,
+            // on the one core the main thread runs on (the p99). With 3 s the 4-s window held
+            // 22-41 of them (98-192 ms), with 8 s 7-21 (30-133 ms) (--trace-opt, lean at 500
+            // req/s): the window measures the steady state. The floors get the same warm-up.
+            warmup: envNumber('BENCH_LEAN_WARMUP_SECONDS', 8),
             loadgenCore: pin ? DRIVER_CORE : undefined,
             log,
           },

@@ -16,7 +16,8 @@
  *                        warm-up included), and its hot spots printed
  *   BENCH_LEAN_JSON      a file: every point as JSON too (loadgen result, runtime figures, memory),
  *                        for comparing repeated runs
- *   BENCH_LEAN_WARMUP_SECONDS  unmeasured seconds before each point (default 3, for every server)
+ *   BENCH_LEAN_WARMUP_SECONDS  unmeasured seconds before each point (default 8, for every server:
+ *                        V8 re-optimizes Sluice after each change of point, bench.ts says why)
  *   BENCH_LEAN_QUIET_CORE=0  leave the other servers running during a point; by default they are
  *                        stopped (SIGSTOP) for it: they share its core (quiet-core.ts)
  *   BENCH_LEAN_P99_WINDOWS  windows the p99 target is judged on (default 3): the grpc-go floor and
