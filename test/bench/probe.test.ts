@@ -97,4 +97,19 @@ void describe('bench probe', () => {
     await probeGet(sock, '/cpu/start');
     await probeGet(sock, `/cpu/stop?file=${encodeURIComponent(file)}`);
   });
+
+  it('runs the CPU and allocation profilers over one window together (both BENCH_*_PROFILE set)', async () => {
+    const cpu = join(dir, 'both.cpuprofile');
+    const alloc = join(dir, 'both.heapprofile');
+    await probeGet(sock, '/alloc/start');
+    await probeGet(sock, '/cpu/start');
+    await new Promise((r) => setTimeout(r, 200));
+    // In the order the lean section stops them: the allocation profile first.
+    await probeGet(sock, `/alloc/stop?file=${encodeURIComponent(alloc)}`);
+    await probeGet(sock, `/cpu/stop?file=${encodeURIComponent(cpu)}`);
+    const c = JSON.parse(readFileSync(cpu, 'utf8')) as { samples: number[] };
+    assert.ok(c.samples.length > 50, `${c.samples.length} samples`);
+    const a = JSON.parse(readFileSync(alloc, 'utf8')) as { head: { children: unknown[] } };
+    assert.ok(a.head.children.length > 0);
+  });
 });

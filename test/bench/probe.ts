@@ -185,12 +185,31 @@ function start(path: string): void {
   } catch {
     // nothing left over
   }
+  // One inspector session for both profilers (a second connect() throws), ended when neither runs.
   let session: Session | undefined;
+  let profiling = 0;
   const post = (method: string, params: object = {}): Promise<unknown> =>
     new Promise((resolve, reject) => {
-      session ??= new Session();
-      if (method === 'HeapProfiler.enable' || method === 'Profiler.enable') session.connect();
+      if (!session) {
+        session = new Session();
+        session.connect();
+      }
       session.post(method, params, (err, result) => (err ? reject(err) : resolve(result)));
+    });
+  /** Starts a profiler: `enable`, then `start` (a promise of its calls). */
+  const startWith = (calls: () => Promise<unknown>): Promise<unknown> => {
+    profiling++;
+    return calls();
+  };
+  /** Stops a profiler (`method` answers `{ profile }`) and writes its profile to `file`. */
+  const stopInto = (method: string, file: string): Promise<void> =>
+    post(method).then((r) => {
+      writeFileSync(file, JSON.stringify((r as { profile: unknown }).profile));
+      if (--profiling <= 0) {
+        profiling = 0;
+        session?.disconnect();
+        session = undefined;
+      }
     });
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://probe');
@@ -215,42 +234,32 @@ function start(path: string): void {
       res.writeHead(200).end();
     } else if (url.pathname === '/alloc/start') {
       done(
-        post('HeapProfiler.enable').then(() =>
-          post('HeapProfiler.startSampling', {
-            samplingInterval: 16384,
-            includeObjectsCollectedByMajorGC: true,
-            // ?survivors=1: only what outlived the young generation (promoted, or still alive)
-            includeObjectsCollectedByMinorGC: url.searchParams.get('survivors') !== '1',
-          }),
+        startWith(() =>
+          post('HeapProfiler.enable').then(() =>
+            post('HeapProfiler.startSampling', {
+              samplingInterval: 16384,
+              includeObjectsCollectedByMajorGC: true,
+              // ?survivors=1: only what outlived the young generation (promoted, or still alive)
+              includeObjectsCollectedByMinorGC: url.searchParams.get('survivors') !== '1',
+            }),
+          ),
         ),
       );
     } else if (url.pathname === '/cpu/start') {
       // Sampled every 200 µs: a 2 KB request is ~0.5 ms of the extproc's work.
       done(
-        post('Profiler.enable').then(() =>
-          post('Profiler.setSamplingInterval', { interval: 200 }).then(() =>
-            post('Profiler.start'),
+        startWith(() =>
+          post('Profiler.enable').then(() =>
+            post('Profiler.setSamplingInterval', { interval: 200 }).then(() =>
+              post('Profiler.start'),
+            ),
           ),
         ),
       );
     } else if (url.pathname === '/cpu/stop' && url.searchParams.get('file')) {
-      const file = url.searchParams.get('file')!;
-      done(
-        post('Profiler.stop').then((r) => {
-          writeFileSync(file, JSON.stringify((r as { profile: unknown }).profile));
-          session?.disconnect();
-          session = undefined;
-        }),
-      );
+      done(stopInto('Profiler.stop', url.searchParams.get('file')!));
     } else if (url.pathname === '/alloc/stop' && url.searchParams.get('file')) {
-      const file = url.searchParams.get('file')!;
-      done(
-        post('HeapProfiler.stopSampling').then((r) => {
-          writeFileSync(file, JSON.stringify((r as { profile: unknown }).profile));
-          session?.disconnect();
-          session = undefined;
-        }),
-      );
+      done(stopInto('HeapProfiler.stopSampling', url.searchParams.get('file')!));
     } else {
       res.writeHead(404).end();
     }
