@@ -144,6 +144,44 @@ export function leanRates(): number[] {
   return list;
 }
 
+/**
+ * A profiler the probe runs over each Sluice point (BENCH_ALLOC_PROFILE, BENCH_CPU_PROFILE): its
+ * probe path (`/alloc`, `/cpu`), the directory and extension of its files, what it says per file.
+ */
+interface PointProfiler {
+  path: string;
+  dir: string;
+  ext: string;
+  heading: (what: string, file: string) => string;
+  table: (file: string) => string;
+  /** What each profiled point was, and its file. */
+  files: [string, string][];
+}
+
+function pointProfilers(): PointProfiler[] {
+  const list: PointProfiler[] = [];
+  const add = (env: string, p: Omit<PointProfiler, 'dir' | 'files'>): void => {
+    const dir = process.env[env];
+    if (!dir) return;
+    mkdirSync(dir, { recursive: true });
+    list.push({ ...p, dir, files: [] });
+  };
+  add('BENCH_ALLOC_PROFILE', {
+    path: '/alloc',
+    ext: 'heapprofile',
+    heading: (what, file) => `where Sluice allocated, ${what} (sampled, warm-up included): ${file}`,
+    table: (file) => allocTable(file, ROOT, 25),
+  });
+  add('BENCH_CPU_PROFILE', {
+    path: '/cpu',
+    ext: 'cpuprofile',
+    heading: (what, file) =>
+      `where Sluice spent its CPU, ${what} (self time, warm-up included): ${file}`,
+    table: (file) => hotSpotTable(file, ROOT, 25),
+  });
+  return list;
+}
+
 /** One measured window: a server, an exchange, a rate (the loadgen's run and the runtime's figures). */
 async function runPoint(
   o: LeanOptions,
@@ -151,30 +189,19 @@ async function runPoint(
   e: LeanEndpoint,
   ex: Exchange,
   rate: number,
-  allocDir: string | undefined,
-  allocs: [string, string][],
-  cpuDir?: string,
-  cpus: [string, string][] = [],
+  profilers: PointProfiler[],
 ): Promise<LeanPoint> {
   // Kept whole with BENCH_KEEP_LOGS: a --trace-gc log then covers every point and the time
   // between (the probe marks each window in it).
   if (!process.env.BENCH_KEEP_LOGS) e.child.truncateLog();
   await new Promise((r) => setTimeout(r, 100));
-  const allocFile =
-    allocDir && e.name.startsWith('sluice') && e.probe
-      ? join(allocDir, `${e.name}-${ex.name}-${rate}.heapprofile`)
-      : undefined;
+  const profiled = e.name.startsWith('sluice') && e.probe ? profilers : [];
   // Every window starts from a collected heap, as each after the first already did (the
   // full collection after each point, below): the first point of a process otherwise
   // inherited what the bench's earlier sections left in its old generation, and a full
   // collection in that window was theirs, not the window's own intake.
   if (e.name.startsWith('sluice') && e.probe) await probeGc(e.probe);
-  if (allocFile) await probeGet(e.probe!, '/alloc/start');
-  const cpuFile =
-    cpuDir && e.name.startsWith('sluice') && e.probe
-      ? join(cpuDir, `${e.name}-${ex.name}-${rate}.cpuprofile`)
-      : undefined;
-  if (cpuFile) await probeGet(e.probe!, '/cpu/start');
+  for (const pr of profiled) await probeGet(e.probe!, `${pr.path}/start`);
   const peakReset = e.name.startsWith('sluice') && resetPeakRss(e.child.pid);
   // The other servers share the measured one's core: stopped for the point (quiet-core.ts).
   const others = quietCore()
@@ -193,13 +220,10 @@ async function runPoint(
       probe: e.probe,
     }),
   );
-  if (allocFile) {
-    await probeGet(e.probe!, `/alloc/stop?file=${encodeURIComponent(allocFile)}`);
-    allocs.push([`${e.name} ${ex.name} @${rate}`, allocFile]);
-  }
-  if (cpuFile) {
-    await probeGet(e.probe!, `/cpu/stop?file=${encodeURIComponent(cpuFile)}`);
-    cpus.push([`${e.name} ${ex.name} @${rate}`, cpuFile]);
+  for (const pr of profiled) {
+    const file = join(pr.dir, `${e.name}-${ex.name}-${rate}.${pr.ext}`);
+    await probeGet(e.probe!, `${pr.path}/stop?file=${encodeURIComponent(file)}`);
+    pr.files.push([`${e.name} ${ex.name} @${rate}`, file]);
   }
   const r = p.r;
   const rssMiB = rssKiB(e.child.pid) / 1024;
@@ -243,12 +267,7 @@ export async function leanSection(
   );
   const points: LeanPoint[] = [];
   const targets = leanTargets();
-  const allocDir = process.env.BENCH_ALLOC_PROFILE;
-  if (allocDir) mkdirSync(allocDir, { recursive: true });
-  const allocs: [string, string][] = [];
-  const cpuDir = process.env.BENCH_CPU_PROFILE;
-  if (cpuDir) mkdirSync(cpuDir, { recursive: true });
-  const cpus: [string, string][] = [];
+  const profilers = pointProfilers();
   const allRate = everythingRate(o.rates);
   for (const rate of o.rates) {
     const exchanges = [whole, policy];
@@ -261,7 +280,7 @@ export async function leanSection(
         // The other transport runs both exchanges, the floors the whole request, at two rates.
         if (e.name.startsWith('sluice-') && !floorRates.includes(rate)) continue;
         if (e.name.startsWith('floor') && (ex !== whole || !floorRates.includes(rate))) continue;
-        points.push(await runPoint(o, endpoints, e, ex, rate, allocDir, allocs, cpuDir, cpus));
+        points.push(await runPoint(o, endpoints, e, ex, rate, profilers));
       }
     }
   }
@@ -278,7 +297,7 @@ export async function leanSection(
     ] as const) {
       const e = endpoints.find((x) => x.name === name);
       if (!e || !targets.has(name)) continue;
-      points.push({ ...(await runPoint(o, endpoints, e, ex, lo, undefined, allocs)), round });
+      points.push({ ...(await runPoint(o, endpoints, e, ex, lo, [])), round });
     }
   }
   if (process.env.BENCH_LEAN_JSON) {
@@ -304,15 +323,12 @@ export async function leanSection(
     );
     log(memory);
   }
-  for (const [what, file] of allocs) {
-    log();
-    log(`where Sluice allocated, ${what} (sampled, warm-up included): ${file}`);
-    log(allocTable(file, ROOT, 25));
-  }
-  for (const [what, file] of cpus) {
-    log();
-    log(`where Sluice spent its CPU, ${what} (self time, warm-up included): ${file}`);
-    log(hotSpotTable(file, ROOT, 25));
+  for (const pr of profilers) {
+    for (const [what, file] of pr.files) {
+      log();
+      log(pr.heading(what, file));
+      log(pr.table(file));
+    }
   }
   log();
   log(
