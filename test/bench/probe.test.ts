@@ -52,7 +52,9 @@ void describe('bench probe', () => {
     const rt = runtimeFigures(begin, end, 1);
     // The stand-in allocates tens of MiB in the window: young collections ran.
     assert.ok(rt.scavenges > 0, `scavenges ${rt.scavenges}`);
-    assert.equal(rt.forced, 1);
+    // At least the one asked for: V8 sometimes runs a second collection within gc()'s call (a young
+    // one on the way; 2 seen in CI), counted apart as forced too, as the test below allows.
+    assert.ok(rt.forced >= 1, `forced ${rt.forced}`);
     // The forced full collection is in no count, no event and no pause of the window.
     assert.equal(
       rt.events.filter((e) => e.kind === 'MarkSweepCompact').length,
