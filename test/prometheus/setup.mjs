@@ -3,33 +3,17 @@
 // through apt only when missing (or taken from SLUICE_PROMETHEUS / SLUICE_PROMTOOL). Idempotent: a
 // warm run only checks the versions. Usage: node test/prometheus/setup.mjs
 import { spawnSync } from 'node:child_process';
+import { aptInstall, failed, StepError } from '../support/apt.mjs';
 
 const started = performance.now();
 const log = (msg) => console.log(`[prometheus setup] ${msg}`);
 const secs = () => `${((performance.now() - started) / 1000).toFixed(1)}s`;
-
-class StepError extends Error {}
-
-function have(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
 
 // `prometheus --version` and `promtool --version` both print "<name>, version 2.42.0 (…)".
 function version(bin) {
   const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
   if (r.error || r.status !== 0) return null;
   return /version (\d+\.\d+\.\d+)/.exec(`${r.stdout}${r.stderr}`)?.[1] ?? null;
-}
-
-function apt(args) {
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
-  const [file, ...rest] = [...sudo, 'apt-get', ...args];
-  const r = spawnSync(file, rest, {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  if (r.error) throw new StepError(`apt-get: ${r.error.message}`);
-  if (r.status !== 0) throw new StepError(`\`apt-get ${args.join(' ')}\` exited with ${r.status}`);
 }
 
 // The test uses the query API's `/api/v1/query` and `/api/v1/series`, `promtool check rules` and
@@ -46,13 +30,9 @@ try {
     if (process.env.SLUICE_PROMETHEUS) {
       throw new StepError(`SLUICE_PROMETHEUS=${server} does not run`);
     }
-    if (!have('apt-get')) {
-      throw new StepError('prometheus is missing and there is no apt-get to install it');
-    }
     log('prometheus is missing; installing the Debian package (apt)');
-    apt(['update', '-qq']);
     // No recommends: the package recommends node-exporter, which the tier does not use.
-    apt(['install', '-y', '-qq', '--no-install-recommends', 'prometheus']);
+    aptInstall(['prometheus'], 'prometheus');
     v = version(server);
     if (!v) throw new StepError('prometheus was installed but does not run');
     log(`installed prometheus ${v} in ${secs()}`);
@@ -65,8 +45,5 @@ try {
   if (!t) throw new StepError(`${tool} does not run (Debian's prometheus package ships it)`);
   log(`promtool ${t}`);
 } catch (err) {
-  console.error(
-    `[prometheus setup] FAILED after ${secs()}: ${err instanceof StepError ? err.message : (err?.stack ?? err)}`,
-  );
-  process.exit(1);
+  failed('prometheus setup', secs, err);
 }

@@ -3,32 +3,16 @@
 // not already on PATH (or at SLUICE_REDIS_SERVER). Idempotent: a warm run only checks the version.
 // Usage: node test/redis/setup.mjs
 import { spawnSync } from 'node:child_process';
+import { aptInstall, failed, StepError } from '../support/apt.mjs';
 
 const started = performance.now();
 const log = (msg) => console.log(`[redis setup] ${msg}`);
 const secs = () => `${((performance.now() - started) / 1000).toFixed(1)}s`;
 
-class StepError extends Error {}
-
-function have(cmd) {
-  return spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
-}
-
 function version(bin) {
   const r = spawnSync(bin, ['--version'], { encoding: 'utf8', timeout: 10_000 });
   if (r.status !== 0) return null;
   return /v=(\d+\.\d+\.\d+)/.exec(r.stdout)?.[1] ?? null;
-}
-
-function apt(args) {
-  const sudo = process.getuid?.() === 0 ? [] : ['sudo', '-n'];
-  const [file, ...rest] = [...sudo, 'apt-get', ...args];
-  const r = spawnSync(file, rest, {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  if (r.error) throw new StepError(`apt-get: ${r.error.message}`);
-  if (r.status !== 0) throw new StepError(`\`apt-get ${args.join(' ')}\` exited with ${r.status}`);
 }
 
 // The Lua scripts use ZRANGE … BYSCORE, new in Redis 6.2; an older server would fail on the first
@@ -44,13 +28,8 @@ try {
     if (process.env.SLUICE_REDIS_SERVER) {
       throw new StepError(`SLUICE_REDIS_SERVER=${bin} does not run`);
     }
-    if (!have('apt-get')) {
-      throw new StepError('redis-server is missing and there is no apt-get to install it');
-    }
     log('redis-server is missing; installing the Debian package (apt)');
-    // A fresh container has empty package lists: install would find nothing without update.
-    apt(['update', '-qq']);
-    apt(['install', '-y', '-qq', '--no-install-recommends', 'redis-server']);
+    aptInstall(['redis-server'], 'redis-server');
     v = version(bin);
     if (!v) throw new StepError('redis-server was installed but does not run');
     log(`installed redis-server ${v} in ${secs()}`);
@@ -60,8 +39,5 @@ try {
     throw new StepError(`redis-server ${v} is too old; the tests need ${MIN.join('.')} or later`);
   }
 } catch (err) {
-  console.error(
-    `[redis setup] FAILED after ${secs()}: ${err instanceof StepError ? err.message : (err?.stack ?? err)}`,
-  );
-  process.exit(1);
+  failed('redis setup', secs, err);
 }
