@@ -24,7 +24,9 @@
  *   BENCH_PROFILE          a directory: run the extproc with --cpu-prof there, print its hot spots
  *   BENCH_EXTPROC_FLAGS    node flags for the extproc besides the shipped ones (extproc/workers/
  *                          node-flags.ts), space-separated (e.g. --trace-gc); they win by name
- *   BENCH_SHIPPED_FLAGS    0: the extproc without the shipped node flags (V8's defaults)
+ *   BENCH_EXTPROC_ENV      environment for the extproc besides the shipped one (EXTPROC_ENV),
+ *                          space-separated NAME=value (e.g. LD_PRELOAD=...); it wins by name
+ *   BENCH_SHIPPED_FLAGS    0: the extproc without the shipped node flags and environment
  *   BENCH_GRPC_SERVER      the extproc's --grpc-server (default: its own default)
  *   BENCH_KEEP_LOGS        keep the servers' logs (the extproc's stderr: --trace-gc lands there)
  *   BENCH_EXTPROC          the extproc entry point (default: dist/operator/cli.js, as production
@@ -67,12 +69,14 @@ import {
   Child,
   coreTicks,
   cpuMs,
+  envAssignments,
   freePort,
   hasTaskset,
   httpStatus,
   loadAverage,
   peakRssKiB,
   pinSelf,
+  preloadedLibrary,
   ticksToMs,
   waitReady,
 } from './proc.js';
@@ -105,6 +109,25 @@ const DRIVER_CORE = 0;
 function extprocNodeFlags(): string[] {
   const extra = process.env.BENCH_EXTPROC_FLAGS?.split(' ').filter(Boolean) ?? [];
   return process.env.BENCH_SHIPPED_FLAGS === '0' ? extra : withNodeFlags(extra);
+}
+
+/**
+ * The extproc's environment: what ships (EXTPROC_ENV: glibc's malloc settings) unless
+ * BENCH_SHIPPED_FLAGS=0, with BENCH_EXTPROC_ENV (space-separated NAME=value) added, which wins:
+ * e.g. LD_PRELOAD=libmimalloc.so.2 to measure another malloc (README "node flags").
+ */
+function extprocEnv(): Record<string, string> {
+  return {
+    ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
+    ...envAssignments(process.env.BENCH_EXTPROC_ENV, 'BENCH_EXTPROC_ENV'),
+  };
+}
+
+/** Which malloc a running process uses: a preloaded library it has mapped, else glibc's. */
+function mallocOf(pid: number | undefined): string {
+  if (pid === undefined) return 'unknown (no pid)';
+  const lib = preloadedLibrary(pid);
+  return lib ? `${lib} (preloaded)` : "glibc's";
 }
 
 const CONFIG = benchConfig();
@@ -494,7 +517,7 @@ async function startServers(
       ],
       preload: [extProbe],
       env: {
-        ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
+        ...extprocEnv(),
         ...probed('extproc', extProbe).env,
       },
     },
@@ -589,7 +612,7 @@ async function startExtprocOn(
       nodeFlags: extprocNodeFlags(),
       preload: [probeModule(cfg.extprocEntry, dir)],
       env: {
-        ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
+        ...extprocEnv(),
         BENCH_PROBE_SOCKET: probe,
       },
     },
@@ -651,12 +674,10 @@ async function main(): Promise<void> {
       : `extproc: ${relative(ROOT, cfg.extprocEntry)} (compiled, as shipped)`,
   );
   log(
-    `extproc node flags: ${extprocNodeFlags().join(' ') || "none (V8's defaults)"}${
-      process.env.BENCH_SHIPPED_FLAGS !== '0'
-        ? `; ${Object.entries(EXTPROC_ENV)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(' ')}`
-        : ''
+    `extproc node flags: ${extprocNodeFlags().join(' ') || "none (V8's defaults)"}; environment: ${
+      Object.entries(extprocEnv())
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ') || 'none'
     }`,
   );
   if (pin) {
@@ -700,6 +721,7 @@ async function main(): Promise<void> {
     await checkPolicyScenario(sluice.target, named('chat-2k-policy').payload);
     const wanted = (name: string): boolean => !cfg.only || cfg.only.has(name);
     log(`servers ready: extproc pid ${sluice.child.pid}, floor pid ${floor.child.pid}`);
+    log(`extproc malloc: ${mallocOf(sluice.child.pid)}`);
     log();
     for (const sc of all) if (wanted(sc.name)) log(`  ${sc.name.padEnd(15)} ${sc.what}`);
     log();

@@ -53,10 +53,12 @@ import {
 import {
   Child,
   cpuMs,
+  envAssignments,
   freePort,
   httpStatus,
   minorFaults,
   peakRssKiB,
+  preloadedLibrary,
   rssKiB,
   rssParts,
   waitReady,
@@ -220,12 +222,7 @@ async function main(): Promise<void> {
       // The shipped environment too (malloc's settings), as the bench runs it.
       env: {
         ...(process.env.BENCH_SHIPPED_FLAGS !== '0' && EXTPROC_ENV),
-        ...Object.fromEntries(
-          (process.env.HEAP_ENV ?? '')
-            .split(' ')
-            .filter(Boolean)
-            .map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]),
-        ),
+        ...envAssignments(process.env.HEAP_ENV, 'HEAP_ENV'),
         BENCH_PROBE_SOCKET: probe,
       },
     },
@@ -244,6 +241,9 @@ async function main(): Promise<void> {
         `${what.padEnd(34)} RSS ${(rssKiB(child.pid) / 1024).toFixed(1)} MiB (peak ${(peakRssKiB(child.pid) / 1024).toFixed(1)}); after a full GC: V8 heap ${(m.heapUsed / MIB).toFixed(1)} MiB used of ${(m.heapTotal / MIB).toFixed(1)}, external ${(m.external / MIB).toFixed(1)} (Buffers ${(m.arrayBuffers / MIB).toFixed(1)})`,
       );
     };
+    // Under mimalloc, rssParts' "thread arenas" are its segments: reservations committed in part,
+    // which is how glibc's thread arenas look too.
+    console.log(`malloc: ${preloadedLibrary(child.pid) ?? "glibc's"}`);
     await mem('ready (no request yet)');
     if (process.env.HEAP_INTAKE) {
       await client.connect();

@@ -74,6 +74,34 @@ export function rssKiB(pid: number): number {
   return m ? Number(m[1]) : Number.NaN;
 }
 
+/**
+ * Space-separated NAME=value assignments (HEAP_ENV, BENCH_EXTPROC_ENV) as an environment; an
+ * item without `=` is an error, not a variable named by the whole item.
+ */
+export function envAssignments(raw: string | undefined, what: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const kv of (raw ?? '').split(' ').filter(Boolean)) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`${what}: "${kv}" is not NAME=value`);
+    env[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return env;
+}
+
+/**
+ * The malloc library a process has preloaded (EXTPROC_MALLOC's), by its mappings: what it runs
+ * on, whatever its environment asked for; undefined when it runs on glibc's.
+ */
+export function preloadedLibrary(pid: number): string | undefined {
+  let maps: string;
+  try {
+    maps = readFileSync(`/proc/${pid}/maps`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  return /\/(lib(?:mi|je|tc)malloc[^/\s]*\.so[^/\s]*)$/m.exec(maps)?.[1];
+}
+
 export function loadAverage(): string {
   try {
     return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
