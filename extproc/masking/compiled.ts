@@ -9,6 +9,12 @@ import { MAX_PLACEHOLDER_NUMBER } from './vault.js';
 
 export interface CompiledMasking {
   readonly detectors: DetectorSet;
+  /**
+   * Set when `detectors` cost more than a digest of the text: the recent findings' scope of this
+   * policy (engine.ts detectAll, RECENT_FINDINGS), unique per compiled policy, so a new config
+   * never reads an old one's.
+   */
+  readonly findingsScope: string | undefined;
   readonly types: readonly string[];
   action(type: string): MaskAction;
   readonly reversible: boolean;
@@ -28,6 +34,17 @@ export interface CompiledMasking {
 // One per process: hashes without a configured key are stable for the life of the process only.
 const PROCESS_HASH_KEY = randomBytes(32);
 
+/** Policies compiled so far in this process: each one's findingsScope. */
+let compiled = 0;
+
+/**
+ * The rule-based detectors, for which keeping a long text's findings pays: a 16 KiB conversation
+ * with a new last turn cost 172 µs per request detected whole and 56 µs with its earlier texts'
+ * findings kept (64 KiB: 611 against 169). The pattern types alone read faster than the digests
+ * (16 KiB 32 µs either way, 64 KiB 96 against 188), so a policy of only those reads every text.
+ */
+const RULE_TYPES: ReadonlySet<string> = new Set(['PERSON', 'STREET_ADDRESS', 'DATE_OF_BIRTH']);
+
 export function compileMasking(m: MaskingPolicy): CompiledMasking {
   const detectors = createDetectors({
     types: m.detectors ?? DEFAULT_TYPES,
@@ -38,6 +55,9 @@ export function compileMasking(m: MaskingPolicy): CompiledMasking {
   const longestType = Math.max(...detectors.types.map((t) => t.length), 1);
   return {
     detectors,
+    findingsScope: detectors.types.some((t) => RULE_TYPES.has(t))
+      ? `${++compiled}\u0000`
+      : undefined,
     types: detectors.types,
     action: (type) => actions.get(type) ?? m.defaultAction,
     reversible: m.reversible,

@@ -10,6 +10,7 @@ import { maskableSlots, type SlotList } from './fields.js';
 import { spliceValues, withValueEdit, type ValueEditMap } from './json-splice.js';
 import { restore, StreamRestorer } from './placeholder.js';
 import { irreversible, type CompiledMasking } from './compiled.js';
+import { RecentTexts } from '../shared/recent-texts.js';
 import {
   EMPTY_LOOKUP,
   PolicyUnavailableError,
@@ -141,7 +142,7 @@ export function maskRequestNow(input: RequestMaskingInput): MaybePromise<Request
   const plans: Planned[] = [];
   // Made when a type is blocked (rarely): a Map per request otherwise.
   let blocked: Map<string, number> | undefined;
-  const foundPerText = detectAll(m.detectors, texts);
+  const foundPerText = detectAll(m.detectors, texts, m.findingsScope);
   for (let i = 0; i < foundPerText.length; i++) {
     const found = foundPerText[i]!;
     if (found.length === 0) continue;
@@ -310,48 +311,98 @@ const JOIN = '\n\u0000\n';
 const NO_FINDINGS: readonly Finding[] = Object.freeze([]);
 
 /**
- * Findings per text, with offsets into each text. One detector pass over all of them: a body
- * holds many short strings (keys, roles, ids), and a pass has a fixed cost per call.
+ * The findings (places and types, no values) of recent request texts, for every policy: one
+ * bound for all of them (two generations of 4,096 texts), each policy's apart (its
+ * findingsScope).
+ */
+const RECENT_FINDINGS = new RecentTexts<readonly Finding[]>();
+
+/**
+ * Findings per text, with offsets into each text. With a `scope` (the policy's findingsScope,
+ * set when its detectors cost more than a digest), a text of 64 characters or more is detected on
+ * its own, once while it recurs (RECENT_FINDINGS): a conversation resends its history with every
+ * turn. The others go through one detector pass over all of them: a body holds many short strings
+ * (keys, roles, ids), and a pass has a fixed cost per call. Findings kept are shared and frozen:
+ * read, never changed.
  */
 export function detectAll(
   detectors: DetectorSet,
   texts: readonly string[],
+  scope?: string,
 ): (readonly Finding[])[] {
-  if (texts.length === 0) return [];
-  if (texts.length === 1) return [detectors.detect(texts[0]!)];
   // Most texts of a body have no finding: they share one empty list, never written.
   const out = new Array<readonly Finding[]>(texts.length).fill(NO_FINDINGS);
-  // Sized once: pushing grew it (and copied it) a few times per request.
-  const starts = new Array<number>(texts.length);
-  let at = 0;
+  if (scope === undefined) {
+    if (texts.length > 0) detectJoined(detectors, texts, undefined, out);
+    return out;
+  }
+  let joined: number[] | undefined;
   for (let k = 0; k < texts.length; k++) {
-    starts[k] = at;
-    at += texts[k]!.length + JOIN.length;
+    const text = texts[k]!;
+    if (RECENT_FINDINGS.holds(text))
+      out[k] = RECENT_FINDINGS.get(text, detectAlone, detectors, scope);
+    else (joined ??= []).push(k);
+  }
+  if (joined) detectJoined(detectors, texts, joined, out);
+  return out;
+}
+
+/** A text's findings as `recent` keeps them: frozen, shared by every request that sends it. */
+function detectAlone(text: string, detectors: DetectorSet): readonly Finding[] {
+  const found = detectors.detect(text);
+  if (found.length === 0) return NO_FINDINGS;
+  for (const f of found) Object.freeze(f);
+  return Object.freeze(found);
+}
+
+/** detectAll's one pass over the texts at `which` (all of them when undefined), into `out`. */
+function detectJoined(
+  detectors: DetectorSet,
+  texts: readonly string[],
+  which: readonly number[] | undefined,
+  out: (readonly Finding[])[],
+): void {
+  // Without `which` the texts are used as they are: no index or copy per request.
+  let parts = texts;
+  if (which) {
+    parts = new Array<string>(which.length);
+    for (let j = 0; j < which.length; j++) (parts as string[])[j] = texts[which[j]!]!;
+  }
+  if (parts.length === 1) {
+    out[which ? which[0]! : 0] = detectors.detect(parts[0]!);
+    return;
+  }
+  // Sized once: pushing grew it (and copied it) a few times per request.
+  const starts = new Array<number>(parts.length);
+  let at = 0;
+  for (let j = 0; j < parts.length; j++) {
+    starts[j] = at;
+    at += parts[j]!.length + JOIN.length;
   }
   let redo: Set<number> | undefined;
   // Findings come sorted by start (DetectorSet.detect), so the text each one starts in only
   // moves forward; one that did not would be looked up from the first text again.
-  let i = 0;
-  for (const f of detectors.detect(texts.join(JOIN))) {
-    if (starts[i]! > f.start) i = 0;
-    while (i + 1 < starts.length && starts[i + 1]! <= f.start) i++;
-    const base = starts[i]!;
-    if (f.end - base > texts[i]!.length) {
+  let j = 0;
+  for (const f of detectors.detect(parts.join(JOIN))) {
+    if (starts[j]! > f.start) j = 0;
+    while (j + 1 < starts.length && starts[j + 1]! <= f.start) j++;
+    const base = starts[j]!;
+    if (f.end - base > parts[j]!.length) {
       // Across a separator: each text it touched is detected again on its own.
       redo ??= new Set();
-      for (let k = i; k < texts.length && starts[k]! < f.end; k++) redo.add(k);
+      for (let m = j; m < parts.length && starts[m]! < f.end; m++) redo.add(which ? which[m]! : m);
       continue;
     }
     // A text detected again below gets a new list, so what was added to it here is dropped.
-    let list = out[i]!;
-    if (list === NO_FINDINGS) out[i] = list = [];
+    const k = which ? which[j]! : j;
+    let list = out[k]!;
+    if (list === NO_FINDINGS) out[k] = list = [];
     // The set's findings are its own, made for this call: moved to the text's offsets in place.
     f.start -= base;
     f.end -= base;
     (list as Finding[]).push(f);
   }
   if (redo) for (const k of redo) out[k] = detectors.detect(texts[k]!);
-  return out;
 }
 
 /** Asks the model to keep placeholders verbatim, in the place each API reads instructions from. */

@@ -5,6 +5,7 @@ import type { Operation } from '../providers/endpoints.js';
 import { detectAll, maskRequest, Tally } from './engine.js';
 import { isBase64Payload } from './fields.js';
 import { compileMasking } from './compiled.js';
+import { BUILTIN_TYPES } from './detect/index.js';
 
 const masking = compileMasking(MaskingPolicy.parse({}));
 const EMAIL = 'leak@example.com';
@@ -282,6 +283,90 @@ describe('detectAll', () => {
     );
     const texts = ['abc', 'defghij'];
     assert.deepEqual(detectAll(m.detectors, texts), [[], [{ type: 'ANY', start: 0, end: 7 }]]);
+  });
+
+  it('detects a long text once while it recurs, alone, and the rest in one pass', () => {
+    const m = compileMasking(MaskingPolicy.parse({ detectors: [...BUILTIN_TYPES] }));
+    const seen: string[] = [];
+    const counted = {
+      types: m.detectors.types,
+      detect: (text: string) => (seen.push(text), m.detectors.detect(text)),
+    };
+    const history = `My card is 4111 1111 1111 1111 and my mail is ${EMAIL}, please keep both safe.`;
+    const turn = (n: number) =>
+      `Turn ${n}: write to ${EMAIL} about the invoice due on Friday afternoon.`;
+    const scope = m.findingsScope;
+    for (const n of [1, 2, 3]) {
+      seen.length = 0;
+      const texts = ['user', history, 'assistant', turn(n)];
+      const got = detectAll(counted, texts, scope);
+      // The same findings as a pass per text.
+      assert.deepEqual(
+        got,
+        texts.map((t) => m.detectors.detect(t)),
+        `request ${n}`,
+      );
+      // The history on its own the first time only; each new turn alone; the short texts joined.
+      const want = n === 1 ? [history, turn(n)] : [turn(n)];
+      assert.deepEqual(
+        seen.filter((t) => !t.includes('\u0000') && t.length >= 64),
+        want,
+        `request ${n}`,
+      );
+      assert.ok(
+        seen.some((t) => t === 'user\n\u0000\nassistant'),
+        `request ${n}: ${seen.join(' | ')}`,
+      );
+      // What the cache hands out is shared: frozen, so no request can change another's.
+      assert.ok(Object.isFrozen(got[1]) && got[1]!.every((f) => Object.isFrozen(f)));
+    }
+  });
+
+  it('finds in a long text what it finds alone, whatever its neighbours; short ones read together', () => {
+    // The one pass over many texts lets a text's neighbour count as its context (a phone word on
+    // the line before); a text kept by recentFindings must not depend on that, or a cached answer
+    // would differ from a fresh one.
+    const m = compileMasking(MaskingPolicy.parse({ detectors: [...BUILTIN_TYPES] }));
+    const long =
+      '730 064 218 is the number of the front desk, open from eight until late at night.';
+    for (const before of [
+      'Phone:',
+      'Notes:',
+      'My card is 4111 1111 1111 1111, keep it safe please.',
+    ]) {
+      const got = detectAll(m.detectors, [before, long], m.findingsScope);
+      assert.deepEqual(got[1], m.detectors.detect(long), before);
+    }
+    // Two short strings (a label and its value) are still read together.
+    const short = detectAll(m.detectors, ['Phone:', '730 064 218'], m.findingsScope);
+    assert.deepEqual(short[1], [{ type: 'PHONE', start: 0, end: 11 }]);
+  });
+
+  it('keeps findings only for policies whose detectors cost more than a digest', () => {
+    // The pattern types read a text faster than its digests are made: every text read each time.
+    assert.equal(compileMasking(MaskingPolicy.parse({})).findingsScope, undefined);
+    const a = compileMasking(MaskingPolicy.parse({ detectors: ['EMAIL', 'PERSON'] }));
+    const b = compileMasking(MaskingPolicy.parse({ detectors: ['EMAIL', 'PERSON'] }));
+    assert.ok(a.findingsScope !== undefined && b.findingsScope !== undefined);
+    // Each compiled policy its own: a new config never reads an old one's findings.
+    assert.notEqual(a.findingsScope, b.findingsScope);
+  });
+
+  it('masks a recurring text the same way every time', async () => {
+    const m = compileMasking(MaskingPolicy.parse({ detectors: [...BUILTIN_TYPES] }));
+    const history = `My card is 4111 1111 1111 1111 and my mail is ${EMAIL}, please keep both safe.`;
+    const bodies = [1, 2].map(() => ({
+      model: 'gpt-x',
+      messages: [
+        { role: 'user', content: history },
+        { role: 'user', content: `and again: ${EMAIL}` },
+      ],
+    }));
+    for (const body of bodies)
+      await maskRequest({ masking: m, shadow: false, operation: 'chat', body, tally: new Tally() });
+    assert.equal(JSON.stringify(bodies[0]), JSON.stringify(bodies[1]));
+    assert.ok(!JSON.stringify(bodies[1]).includes('leak@'));
+    assert.ok(!JSON.stringify(bodies[1]).includes('4111'));
   });
 
   it('places every finding in its own text, sorted or not, among texts re-run and not', () => {

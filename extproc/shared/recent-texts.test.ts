@@ -1,0 +1,64 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { RecentTexts } from './recent-texts.js';
+
+const long = (n: number): string => `text number ${n} `.padEnd(80, '.');
+
+void describe('RecentTexts', () => {
+  it('makes a value once per text while it recurs, with the argument given', () => {
+    const recent = new RecentTexts<string>();
+    let made = 0;
+    const make = (text: string, tag: string): string => (made++, `${tag}:${text.length}`);
+    for (const round of [1, 2, 3]) {
+      assert.equal(recent.get(long(1), make, 'a'), 'a:80', `round ${round}`);
+      assert.equal(recent.get(long(2), make, 'b'), 'b:80', `round ${round}`);
+    }
+    assert.equal(made, 2);
+  });
+
+  it('keeps the values of different scopes apart', () => {
+    const recent = new RecentTexts<string>();
+    const make = (_: string, tag: string): string => tag;
+    assert.equal(recent.get(long(1), make, 'a', '1'), 'a');
+    assert.equal(recent.get(long(1), make, 'b', '2'), 'b');
+    assert.equal(recent.get(long(1), make, 'c', '1'), 'a');
+    assert.equal(recent.size, 2);
+  });
+
+  it('keeps no text: only digests', () => {
+    const recent = new RecentTexts<number>();
+    const secret = 'my card is 4111 1111 1111 1111, my mail is leak@example.com, keep it safe';
+    recent.get(secret, () => 1, undefined);
+    const kept = JSON.stringify(
+      Object.values(recent).map((v: unknown) => (v instanceof Map ? [...v.keys()] : v)),
+    );
+    assert.ok(kept.length > 40, kept);
+    assert.ok(!kept.includes('4111') && !kept.includes('leak@'), kept);
+  });
+
+  it('holds texts of minChars or more that are well-formed, nothing else', () => {
+    const recent = new RecentTexts<number>(64);
+    assert.equal(recent.holds('x'.repeat(63)), false);
+    assert.equal(recent.holds('x'.repeat(64)), true);
+    // A lone surrogate and U+FFFD have the same UTF-8: such a text is never given another's value.
+    assert.equal(recent.holds(`${'x'.repeat(70)}\ud800`), false);
+  });
+
+  it('at most two generations of entries; texts in use stay', () => {
+    const recent = new RecentTexts<number>(0, 2);
+    let made = 0;
+    const make = (): number => ++made;
+    recent.get(long(1), make, undefined);
+    recent.get(long(2), make, undefined);
+    recent.get(long(3), make, undefined); // the first generation (1, 2) becomes the previous one
+    assert.equal(recent.size, 3);
+    recent.get(long(1), make, undefined); // a hit in the previous generation, carried over
+    recent.get(long(4), make, undefined); // (3, 1) full: (1, 2) dropped, 2 with them
+    assert.equal(made, 4);
+    recent.get(long(1), make, undefined);
+    assert.equal(made, 4, 'text 1 was in use and stayed');
+    recent.get(long(2), make, undefined);
+    assert.equal(made, 5, 'text 2 was dropped');
+    assert.ok(recent.size <= 4);
+  });
+});
