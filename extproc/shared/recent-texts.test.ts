@@ -25,6 +25,32 @@ void describe('RecentTexts', () => {
     assert.equal(recent.size, 2);
   });
 
+  it('gives a text changed at any one position an entry of its own', () => {
+    const recent = new RecentTexts<number>(0, 10_000);
+    const base =
+      'The quarterly report shows revenue growth in every region except the north-east, where tw';
+    const make = (text: string): number => text.length;
+    recent.get(base, make, undefined);
+    for (let i = 0; i < base.length; i++) {
+      const c = base.charCodeAt(i);
+      recent.get(
+        base.slice(0, i) + String.fromCharCode(c ^ 1) + base.slice(i + 1),
+        make,
+        undefined,
+      );
+      recent.get(
+        base.slice(0, i) + String.fromCharCode(c + 0x100) + base.slice(i + 1),
+        make,
+        undefined,
+      );
+    }
+    assert.equal(recent.size, 1 + 2 * base.length);
+    // A NUL at the end is a character like any other.
+    recent.get(`${base}x`, make, undefined);
+    recent.get(`${base}x\u0000`, make, undefined);
+    assert.equal(recent.size, 3 + 2 * base.length);
+  });
+
   it('keeps no text: only digests', () => {
     const recent = new RecentTexts<number>();
     const secret = 'my card is 4111 1111 1111 1111, my mail is leak@example.com, keep it safe';

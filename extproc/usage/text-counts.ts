@@ -5,57 +5,32 @@
  * counting it again costs a byte-pair merge over every piece (~40 µs for a 2 KB prompt) where a
  * lookup costs a hash of it (~5 µs).
  *
- * Keyed by the text's SHA-256, never by the text: the cache keeps no prompt content (prompts
- * carry personal data) once a request is over, and two texts never share an entry (a collision
- * could only have misstated a reservation's estimate, which reported usage replaces anyway).
- *
- * Bounded: two generations of at most `capacity` entries each; when the current one is full, it
- * becomes the previous one and the one before is dropped. A hit in the previous generation is
- * carried into the current one, so texts in use stay.
+ * Kept as shared/recent-texts.ts keeps results: under salted digests, never the text (the cache
+ * keeps no prompt content, and prompts carry personal data), two texts never share an entry, and
+ * two generations of at most `capacity` entries each, texts in use staying.
  */
-import { hash } from 'node:crypto';
-
-/** String.prototype.isWellFormed (Node 20; ES2024, past the project's lib). */
-type WellFormed = string & { isWellFormed(): boolean };
+import { RecentTexts } from '../shared/recent-texts.js';
 
 export class TextCounts {
-  private current = new Map<string, number>();
-  private previous = new Map<string, number>();
+  private readonly recent: RecentTexts<number>;
 
   constructor(
     private readonly count: (text: string) => number,
     /** Texts shorter than this are counted every time: their count costs about a lookup. */
-    private readonly minChars = 64,
-    private readonly capacity = 4096,
-  ) {}
+    minChars = 64,
+    capacity = 4096,
+  ) {
+    this.recent = new RecentTexts(minChars, capacity);
+  }
 
   get(text: string): number {
-    // A lone surrogate has no UTF-8 of its own (the hash would see U+FFFD): counted every time.
-    if (text.length < this.minChars || !(text as WellFormed).isWellFormed())
-      return this.count(text);
-    const key = textKey(text);
-    let n = this.current.get(key);
-    if (n !== undefined) return n;
-    n = this.previous.get(key) ?? this.count(text);
-    if (this.current.size >= this.capacity) {
-      this.previous = this.current;
-      this.current = new Map();
-    }
-    this.current.set(key, n);
-    return n;
+    // A lone surrogate has no UTF-8 of its own (the digest would see U+FFFD): counted every time.
+    if (!this.recent.holds(text)) return this.count(text);
+    return this.recent.get(text, this.count, undefined);
   }
 
   /** Entries held (tests). */
   get size(): number {
-    return this.current.size + this.previous.size;
+    return this.recent.size;
   }
-}
-
-/**
- * The SHA-256 of a well-formed text's UTF-8, base64: hashed natively (~1 ns a character, the same
- * in every process state, where a hash written in JavaScript varied fivefold with the JIT's
- * view of the strings it was given), and no one can make two texts share a key.
- */
-export function textKey(text: string): string {
-  return hash('sha256', text, 'base64');
 }
