@@ -124,8 +124,7 @@ function extprocEnv(): Record<string, string> {
 }
 
 /** Which malloc a running process uses: a preloaded library it has mapped, else glibc's. */
-function mallocOf(pid: number | undefined): string {
-  if (pid === undefined) return 'unknown (no pid)';
+function mallocOf(pid: number): string {
   const lib = preloadedLibrary(pid);
   return lib ? `${lib} (preloaded)` : "glibc's";
 }
