@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { RecentTexts } from './recent-texts.js';
+import { RecentTexts, textKey, turnTextsHeld } from './recent-texts.js';
 
 const long = (n: number): string => `text number ${n} `.padEnd(80, '.');
+/** Texts of different lengths: textKey holds one text per length. */
+const sized = (n: number): string => `text number ${n} `.padEnd(80 + n, '.');
 
 void describe('RecentTexts', () => {
   it('makes a value once per text while it recurs, with the argument given', () => {
@@ -86,5 +88,54 @@ void describe('RecentTexts', () => {
     recent.get(long(2), make, undefined);
     assert.equal(made, 5, 'text 2 was dropped');
     assert.ok(recent.size <= 4);
+  });
+});
+
+void describe('textKey', () => {
+  it('digests a text once per turn and holds no text after the turn', async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(turnTextsHeld(), 0);
+    const a = textKey(sized(1));
+    assert.equal(textKey(sized(1)), a, 'the same text, the same key');
+    assert.notEqual(textKey(sized(2)), a);
+    assert.equal(turnTextsHeld(), 2);
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(turnTextsHeld(), 0, 'the turn is over: its texts are dropped');
+    assert.equal(textKey(sized(1)), a, 'a later turn gives the same key');
+  });
+
+  it('holds at most 32 texts in a turn, and still keys every text', async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const keys = new Set<string>();
+    for (let i = 0; i < 100; i++) keys.add(textKey(sized(i)));
+    assert.equal(keys.size, 100);
+    assert.equal(turnTextsHeld(), 32);
+    assert.equal(textKey(sized(90)), textKey(sized(90)));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    assert.equal(turnTextsHeld(), 0);
+  });
+
+  it('scopes keep the same text apart in one cache and one turn', () => {
+    const recent = new RecentTexts<string>();
+    const make = (_: string, tag: string): string => tag;
+    for (const scope of ['', '1\u0000', '11\u0000', '2\u0000'])
+      assert.equal(recent.get(sized(7), make, scope, scope), scope);
+    assert.equal(recent.size, 4);
+  });
+});
+
+void describe('textKey against texts of one length', () => {
+  it('holds one text per length, so a lookup compares characters with one text at most', async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    const base = 'x'.repeat(5000);
+    const texts = Array.from({ length: 20 }, (_, i) => `${base}${String(i).padStart(3, '0')}`);
+    const keys = texts.map((t) => textKey(t));
+    assert.equal(new Set(keys).size, 20);
+    assert.equal(turnTextsHeld(), 1);
+    assert.deepEqual(
+      texts.map((t) => textKey(t)),
+      keys,
+    );
+    await new Promise<void>((resolve) => setImmediate(resolve));
   });
 });
